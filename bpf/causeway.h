@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The kernel/user ABI of Causeway: the fixed-layout records that the eBPF
+ * programs write to the ring buffer, and the frames the loader writes on its
+ * stdout. Included by every NAME.bpf.c, by the loader, and by
+ * test/kernel/layout.c, which prints the offsets the TypeScript decoder
+ * (src/kernel/record.ts) is checked against. Change a field here and bump
+ * CW_ABI_VERSION.
+ */
+#ifndef CAUSEWAY_H
+#define CAUSEWAY_H
+
+#define CW_ABI_VERSION 1
+#define CW_COMM_LEN 16
+#define CW_NAME_LEN 96
+
+/* Event kinds: the DESIGN vocabulary, then two bookkeeping records. */
+enum cw_kind {
+	CW_KIND_CUDA_LAUNCH = 1,
+	CW_KIND_CUDA_SYNC = 2,
+	CW_KIND_CUDA_MEMCPY = 3,
+	CW_KIND_CUDA_MALLOC = 4,
+	CW_KIND_SCHED_RUNQUEUE = 5,
+	CW_KIND_SCHED_BLOCKED = 6,
+	CW_KIND_FUTEX_WAIT = 7,
+	CW_KIND_BLOCK_IO = 8,
+	CW_KIND_TCP_RETRANSMIT = 9,
+	CW_KIND_CUDA_REGISTER = 10, /* a kernel's host stub and its device name */
+	CW_KIND_PROC_EXEC = 11,     /* a process exec'd: follow by comm, rescan maps */
+	CW_KIND_MAX = 12,
+};
+
+/* The CUDA entry points, passed to the probes as the uprobe's bpf cookie. */
+enum cw_cuda_api {
+	CW_API_cudaLaunchKernel = 1,
+	CW_API_cudaLaunchKernel_ptsz,
+	CW_API_cudaLaunchKernelExC,
+	CW_API_cuLaunchKernel,
+	CW_API_cudaStreamSynchronize,
+	CW_API_cudaDeviceSynchronize,
+	CW_API_cudaEventSynchronize,
+	CW_API_cuCtxSynchronize,
+	CW_API_cuStreamSynchronize,
+	CW_API_cudaMemcpy,
+	CW_API_cudaMemcpyAsync,
+	CW_API_cuMemcpy,
+	CW_API_cuMemcpyAsync,
+	CW_API_cuMemcpyHtoD,
+	CW_API_cuMemcpyDtoH,
+	CW_API_cuMemcpyDtoD,
+	CW_API_cuMemcpyHtoDAsync,
+	CW_API_cuMemcpyDtoHAsync,
+	CW_API_cudaMalloc,
+	CW_API_cudaFree,
+	CW_API___cudaRegisterFunction,
+	CW_API_cuModuleGetFunction,
+	CW_API_MAX,
+};
+
+struct cw_launch {
+	__u64 func;       /* host stub (runtime) or CUfunction (driver) */
+	__u64 stream;
+	__u64 shared_mem;
+	__u32 grid[3];
+	__u32 block[3];
+	__s32 ret;
+};
+
+struct cw_sync {
+	__u64 handle;     /* stream or event; 0 for device and context syncs */
+	__s32 ret;
+};
+
+struct cw_memcpy {
+	__u64 bytes;
+	__u64 stream;
+	__u32 direction;  /* cudaMemcpyKind: 0 HtoH, 1 HtoD, 2 DtoH, 3 DtoD, 4 default */
+	__u32 async;
+	__s32 ret;
+};
+
+struct cw_malloc {
+	__u64 ptr;
+	__u64 bytes;      /* 0 for cudaFree: user space remembers the size */
+	__u32 free;
+	__s32 ret;
+};
+
+struct cw_task {
+	__u32 pid;
+	__u32 tid;
+	char comm[CW_COMM_LEN];
+};
+
+struct cw_runqueue {
+	struct cw_task holder; /* the task that ran on the cpu just before us */
+	__u32 preempted;       /* 1: we were preempted, 0: we were woken */
+};
+
+struct cw_blocked {
+	struct cw_task waker;
+	__u32 state;           /* prev_state at switch-out */
+};
+
+struct cw_futex {
+	__u64 uaddr;
+	struct cw_task waker;  /* pid 0 when the wait ended without a wake (timeout, signal) */
+	__u32 op;
+	__s32 ret;
+};
+
+struct cw_block {
+	__u64 sector;
+	__u32 dev;             /* MKDEV as the kernel encodes it: major << 20 | minor */
+	__u32 bytes;
+	char rwbs[8];
+	__s32 error;
+	__u32 submitter;       /* 1: attributed to the thread that submitted the request, 0: to the issuer */
+};
+
+struct cw_tcp {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u16 state;
+	__u32 owner_known;     /* 1: pid/tid are the socket's last sender, 0: unknown */
+};
+
+struct cw_register {
+	__u64 func;
+	char name[CW_NAME_LEN];
+};
+
+struct cw_exec {
+	__u32 ppid;
+};
+
+/* One ring-buffer record: 160 bytes, every kind. */
+struct cw_event {
+	__u16 kind;            /* enum cw_kind */
+	__u16 api;             /* enum cw_cuda_api for CUDA records, 0 otherwise */
+	__u32 cpu;
+	__u32 pid;             /* tgid */
+	__u32 tid;
+	__u64 start_ns;        /* CLOCK_MONOTONIC */
+	__u64 end_ns;          /* == start_ns for point events */
+	char comm[CW_COMM_LEN];
+	union {
+		struct cw_launch launch;
+		struct cw_sync sync;
+		struct cw_memcpy memcpy;
+		struct cw_malloc malloc;
+		struct cw_runqueue runqueue;
+		struct cw_blocked blocked;
+		struct cw_futex futex;
+		struct cw_block block;
+		struct cw_tcp tcp;
+		struct cw_register reg;
+		struct cw_exec exec;
+		__u8 raw[112];
+	} u;
+};
+
+/*
+ * Loader stdout: a stream of frames, each a header then `size` bytes.
+ *  HELLO   struct cw_hello, once, after every probe is attached
+ *  EVENTS  n * sizeof(struct cw_event), a batch as drained from the ring
+ *  STATS   struct cw_stats, every stats interval and at exit
+ *  MESSAGE one JSON object in UTF-8: {"level":"info|warn|error","msg":"...", ...}
+ * Loader stdin: one text command per line (see bpf/loader.c).
+ */
+enum cw_frame_type {
+	CW_FRAME_HELLO = 1,
+	CW_FRAME_EVENTS = 2,
+	CW_FRAME_STATS = 3,
+	CW_FRAME_MESSAGE = 4,
+};
+
+struct cw_frame {
+	__u32 type;
+	__u32 size;
+};
+
+struct cw_hello {
+	__u32 abi_version;
+	__u32 event_size;
+	__u32 ringbuf_bytes;
+	__u32 ncpus;
+};
+
+struct cw_stats {
+	__u64 mono_ns;                 /* a CLOCK_MONOTONIC / CLOCK_REALTIME pair, */
+	__u64 real_ns;                 /* sampled together, to convert times */
+	__u64 drops[CW_KIND_MAX];      /* ring-buffer reservations that failed, per kind */
+	__u64 events[CW_KIND_MAX];     /* records delivered, per kind */
+	__u64 ringbuf_used;            /* bytes waiting in the ring at sampling time */
+	__u32 followed;                /* pids followed (0 with follow-all) */
+	__u32 libraries;               /* CUDA library files probed */
+};
+
+#endif /* CAUSEWAY_H */

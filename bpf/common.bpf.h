@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What every probe family shares: the ring buffer, the followed pids, the
+ * per-kind thresholds and drop counters. Each NAME.bpf.c declares these maps;
+ * the loader creates them once (in the first object it loads) and hands the
+ * same fds to the others, so all programs write one ring and read one filter.
+ */
+#ifndef CAUSEWAY_COMMON_BPF_H
+#define CAUSEWAY_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "causeway.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct cw_settings {
+	__u64 min_ns[CW_KIND_MAX];
+	__u32 follow_all;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20); /* the loader resizes it from --ringbuf-mb */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);   /* tgid */
+	__type(value, __u8);
+} followed SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CW_KIND_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cw_settings);
+} settings SEC(".maps");
+
+static __always_inline struct cw_settings *cw_settings(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&settings, &zero);
+}
+
+static __always_inline bool cw_followed(__u32 tgid)
+{
+	struct cw_settings *cfg = cw_settings();
+
+	if (cfg && cfg->follow_all)
+		return tgid != 0; /* never the idle task */
+	return bpf_map_lookup_elem(&followed, &tgid) != NULL;
+}
+
+static __always_inline bool cw_long_enough(__u32 kind, __u64 duration_ns)
+{
+	struct cw_settings *cfg = cw_settings();
+
+	if (!cfg || kind >= CW_KIND_MAX)
+		return true;
+	return duration_ns >= cfg->min_ns[kind];
+}
+
+/* Reserve a record, or count the drop: a full ring is never silent. */
+static __always_inline struct cw_event *cw_reserve(__u32 kind)
+{
+	struct cw_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		__u64 *n = bpf_map_lookup_elem(&drops, &kind);
+
+		if (n)
+			*n += 1;
+		return NULL;
+	}
+	e->kind = kind;
+	e->api = 0;
+	e->cpu = bpf_get_smp_processor_id();
+	return e;
+}
+
+static __always_inline void cw_set_task(struct cw_event *e, struct task_struct *t)
+{
+	e->pid = BPF_CORE_READ(t, tgid);
+	e->tid = BPF_CORE_READ(t, pid);
+	BPF_CORE_READ_STR_INTO(&e->comm, t, comm);
+}
+
+static __always_inline void cw_set_current(struct cw_event *e)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+}
+
+static __always_inline void cw_task_of(struct cw_task *dst, struct task_struct *t)
+{
+	dst->pid = BPF_CORE_READ(t, tgid);
+	dst->tid = BPF_CORE_READ(t, pid);
+	BPF_CORE_READ_STR_INTO(&dst->comm, t, comm);
+}
+
+static __always_inline void cw_task_current(struct cw_task *dst)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	dst->pid = id >> 32;
+	dst->tid = (__u32)id;
+	bpf_get_current_comm(&dst->comm, sizeof(dst->comm));
+}
+
+#endif /* CAUSEWAY_COMMON_BPF_H */

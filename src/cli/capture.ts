@@ -1,0 +1,207 @@
+// `causeway capture`: kernel events as JSON lines or a live table on stdout; progress and
+// the closing summary on stderr.
+import { existsSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import * as A from '../semconv/attributes.js';
+import { KernelCapture, type CaptureCounters } from '../kernel/capture.js';
+import type { KernelEvent } from '../kernel/events.js';
+import type { LoaderMessage } from '../kernel/loader.js';
+import { UsageError, nonNegativeInteger, positiveInteger, positiveNumber } from './usage.js';
+
+export const CAPTURE_HELP = `Usage: causeway capture [--json] [--pid PID]... [--comm NAME]... [--lib PATH]...
+                        [--duration SECONDS] [--min-duration-us N]
+
+Captures kernel events (cuda.launch, cuda.sync, cuda.memcpy, cuda.malloc,
+sched.runqueue, sched.blocked, futex.wait, block.io, tcp.retransmit) with eBPF
+and prints them as they arrive. Needs root (see \`causeway doctor\`).
+
+Without --pid and --comm every process is followed. CUDA probes see every process
+using a probed library either way: a GPU is shared, and its other users matter.
+
+Options:
+  --json               one JSON object per line per event:
+                       {"kind","pid","tid","comm","start_unix_nano","end_unix_nano","attributes"}
+                       (times are decimal strings of Unix epoch nanoseconds; end equals
+                       start for point events; attribute names are in semconv/README.md);
+                       without it, a readable table
+  --pid PID            follow this process (repeatable)
+  --comm NAME          follow processes with this command name, now and as they start (repeatable)
+  --lib PATH           also probe this CUDA library or executable (repeatable)
+  --duration SECONDS   stop after this long (default: until Ctrl-C or SIGTERM)
+  --min-duration-us N  drop intervals shorter than N microseconds, in the kernel
+  -h, --help           this help
+
+Progress goes to stderr, and on exit a summary: events per kind and ring-buffer
+drops per probe kind. Exit status 0 after a capture, 1 when capture cannot run.
+`;
+
+const ms = (ns: bigint) => Number(ns) / 1e6;
+
+/** Waits until a full stdout can take more, or is gone (its error is handled elsewhere). */
+function writable(out: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      for (const event of ['drain', 'close', 'error']) out.off(event, done);
+      resolve();
+    };
+    for (const event of ['drain', 'close', 'error']) out.once(event, done);
+  });
+}
+
+function toJson(event: KernelEvent): string {
+  return JSON.stringify({
+    kind: event.kind,
+    pid: event.pid,
+    tid: event.tid,
+    comm: event.comm,
+    start_unix_nano: event.startUnixNano.toString(),
+    end_unix_nano: event.endUnixNano.toString(),
+    attributes: event.attributes,
+  });
+}
+
+function bytes(n: unknown): string {
+  if (typeof n !== 'number') return '?B';
+  if (n >= 1 << 30) return `${(n / (1 << 30)).toFixed(1)}GiB`;
+  if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(1)}MiB`;
+  if (n >= 1 << 10) return `${(n / (1 << 10)).toFixed(1)}KiB`;
+  return `${n}B`;
+}
+
+const dims = (value: unknown) => (Array.isArray(value) ? value.join('x') : '?');
+
+function who(a: KernelEvent['attributes'], pid: string, tid: string, comm: string): string {
+  return a[tid] === undefined ? '-' : `${String(a[comm])} ${String(a[pid])}/${String(a[tid])}`;
+}
+
+/** The few attributes that say what happened, per kind. */
+function summary(event: KernelEvent): string {
+  const a = event.attributes;
+  const error = a[A.ATTR_CAUSEWAY_CUDA_ERROR] !== undefined && a[A.ATTR_CAUSEWAY_CUDA_ERROR] !== 0 ? ` error=${String(a[A.ATTR_CAUSEWAY_CUDA_ERROR])}` : '';
+  switch (event.kind) {
+    case 'cuda.launch':
+      return `${String(a[A.ATTR_CAUSEWAY_CUDA_KERNEL] ?? '(unnamed kernel)')} grid=${dims(a[A.ATTR_CAUSEWAY_CUDA_GRID])} block=${dims(a[A.ATTR_CAUSEWAY_CUDA_BLOCK])} stream=${String(a[A.ATTR_CAUSEWAY_CUDA_STREAM])}${error}`;
+    case 'cuda.sync': {
+      const on = a[A.ATTR_CAUSEWAY_CUDA_STREAM] ?? a[A.ATTR_CAUSEWAY_CUDA_EVENT];
+      const inflight = a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] === undefined ? '' : ` inflight=${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT])} [${(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] as string[]).join(', ')}]`;
+      return `${String(a[A.ATTR_CAUSEWAY_CUDA_API])}${on === undefined ? '' : ` ${String(on)}`}${inflight}${error}`;
+    }
+    case 'cuda.memcpy':
+      return `${String(a[A.ATTR_CAUSEWAY_CUDA_API])} ${bytes(a[A.ATTR_CAUSEWAY_CUDA_MEMCPY_BYTES])} ${String(a[A.ATTR_CAUSEWAY_CUDA_MEMCPY_DIRECTION])}${error}`;
+    case 'cuda.malloc':
+      return `${String(a[A.ATTR_CAUSEWAY_CUDA_MALLOC_OP])} ${bytes(a[A.ATTR_CAUSEWAY_CUDA_MALLOC_BYTES])} ${String(a[A.ATTR_CAUSEWAY_CUDA_MALLOC_PTR])}${error}`;
+    case 'sched.runqueue':
+      return `cpu${String(a[A.ATTR_CAUSEWAY_SCHED_CPU])} ${a[A.ATTR_CAUSEWAY_SCHED_PREEMPTED] === true ? 'preempted' : 'woken'}, cpu held by ${who(a, A.ATTR_CAUSEWAY_SCHED_HOLDER_PID, A.ATTR_CAUSEWAY_SCHED_HOLDER_TID, A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM)}`;
+    case 'sched.blocked':
+      return `state ${String(a[A.ATTR_CAUSEWAY_SCHED_STATE])}, woken by ${who(a, A.ATTR_CAUSEWAY_SCHED_WAKER_PID, A.ATTR_CAUSEWAY_SCHED_WAKER_TID, A.ATTR_CAUSEWAY_SCHED_WAKER_COMM)}`;
+    case 'futex.wait':
+      return `${String(a[A.ATTR_CAUSEWAY_FUTEX_OP])} ${String(a[A.ATTR_CAUSEWAY_FUTEX_UADDR])}, woken by ${who(a, A.ATTR_CAUSEWAY_FUTEX_WAKER_PID, A.ATTR_CAUSEWAY_FUTEX_WAKER_TID, A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM)} result=${String(a[A.ATTR_CAUSEWAY_FUTEX_RESULT])}`;
+    case 'block.io':
+      return `${String(a[A.ATTR_CAUSEWAY_BLOCK_DEVICE])} ${String(a[A.ATTR_CAUSEWAY_BLOCK_OP])} ${bytes(a[A.ATTR_CAUSEWAY_BLOCK_BYTES])} (${String(a[A.ATTR_CAUSEWAY_BLOCK_RWBS])}, as ${String(a[A.ATTR_CAUSEWAY_BLOCK_ATTRIBUTION])})`;
+    case 'tcp.retransmit':
+      return `${String(a[A.ATTR_NETWORK_LOCAL_ADDRESS])}:${String(a[A.ATTR_NETWORK_LOCAL_PORT])} -> ${String(a[A.ATTR_NETWORK_PEER_ADDRESS])}:${String(a[A.ATTR_NETWORK_PEER_PORT])} ${String(a[A.ATTR_CAUSEWAY_TCP_STATE])}`;
+  }
+}
+
+const TABLE_HEADER = `${'TIME'.padEnd(12)} ${'KIND'.padEnd(14)} ${'COMM PID/TID'.padEnd(30)} ${'MS'.padStart(10)}  WHAT\n`;
+
+export function toTableRow(event: KernelEvent): string {
+  const time = new Date(Number(event.startUnixNano / 1_000_000n)).toTimeString().slice(0, 8);
+  const millis = String(Number((event.startUnixNano / 1_000_000n) % 1000n)).padStart(3, '0');
+  const task = `${event.comm} ${event.pid}/${event.tid}`;
+  const duration = ms(event.endUnixNano - event.startUnixNano).toFixed(3);
+  return `${`${time}.${millis}`.padEnd(12)} ${event.kind.padEnd(14)} ${task.padEnd(30)} ${duration.padStart(10)}  ${summary(event)}\n`;
+}
+
+function closingSummary(counters: CaptureCounters): string {
+  const line = (counts: Record<string, number>) =>
+    Object.entries(counts)
+      .filter(([, n]) => n > 0)
+      .map(([kind, n]) => `${kind} ${n}`)
+      .join(', ') || 'none';
+  const lines = [`events: ${line(counters.events)}`, `drops: ${line(counters.drops)}`];
+  if (counters.badBatches > 0) lines.push(`undecodable batches: ${counters.badBatches}`);
+  return lines.map((l) => `causeway: ${l}\n`).join('');
+}
+
+function describe(message: LoaderMessage): string {
+  if (message.fields.event === 'library') {
+    // pid 0: a library named with --lib rather than found in a process.
+    const pid = message.fields.pid;
+    const where = typeof pid === 'number' && pid !== 0 ? ` (pid ${pid})` : '';
+    return `probing ${String(message.fields.path)}${where}: ${String(message.fields.probes)} probes`;
+  }
+  return message.msg;
+}
+
+export async function capture(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      json: { type: 'boolean' },
+      pid: { type: 'string', multiple: true },
+      comm: { type: 'string', multiple: true },
+      lib: { type: 'string', multiple: true },
+      duration: { type: 'string' },
+      'min-duration-us': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help === true) {
+    process.stdout.write(CAPTURE_HELP);
+    return 0;
+  }
+  const pids = (values.pid ?? []).map((pid) => positiveInteger('--pid', pid));
+  const libs = values.lib ?? [];
+  for (const lib of libs) if (!existsSync(lib)) throw new UsageError(`--lib ${lib}: no such file`);
+  const durationS = values.duration === undefined ? undefined : positiveNumber('--duration', values.duration);
+  const minDurationUs = values['min-duration-us'] === undefined ? undefined : nonNegativeInteger('--min-duration-us', values['min-duration-us']);
+  const json = values.json === true;
+
+  const out = process.stdout;
+  let outClosed = false;
+  out.on('error', (error: NodeJS.ErrnoException) => {
+    // The reader went away (`| head`): stop capturing, quietly.
+    if (error.code !== 'EPIPE') throw error;
+    outClosed = true;
+    void session.stop();
+  });
+  const log = (message: LoaderMessage) => {
+    process.stderr.write(`causeway: ${message.level === 'info' ? '' : `${message.level}: `}${describe(message)}\n`);
+  };
+  const startedAt = performance.now();
+  const session = new KernelCapture({
+    pids,
+    comms: values.comm ?? [],
+    libs,
+    ...(minDurationUs === undefined ? {} : { minDurationUs }),
+    onMessage: log,
+    onEvents: async (events) => {
+      if (outClosed) return;
+      const text = events.map(json ? (e) => `${toJson(e)}\n` : toTableRow).join('');
+      if (!out.write(text)) await writable(out);
+    },
+  });
+
+  const stop = () => void session.stop();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  session.start();
+  if (durationS !== undefined) setTimeout(stop, durationS * 1000).unref();
+  void session.ready.then((hello) => {
+    const seconds = ((performance.now() - startedAt) / 1000).toFixed(2);
+    process.stderr.write(
+      `causeway: capturing on ${hello.ncpus} CPUs, ring buffer ${bytes(hello.ringbufBytes)}, ready in ${seconds} s; ${durationS === undefined ? 'Ctrl-C to stop' : `stopping after ${durationS} s`}\n`,
+    );
+    if (!json) out.write(TABLE_HEADER);
+  });
+
+  const end = await session.ended;
+  await session.stop();
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  process.stderr.write(closingSummary(session.counters()));
+  // The reason, if any, was logged as it happened.
+  return end.failure === null ? 0 : 1;
+}

@@ -1,0 +1,124 @@
+// `causeway doctor`: whether this machine can capture, one line per check.
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants, existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { release } from 'node:os';
+import { parseArgs } from 'node:util';
+import { loaderPath } from '../install.js';
+import { definesFunction } from '../kernel/symbols.js';
+import { positiveInteger } from './usage.js';
+
+export const DOCTOR_HELP = `Usage: causeway doctor [--pid PID]...
+
+Checks that this machine can capture kernel events, one line per check:
+  privileges   root, or CAP_BPF and CAP_PERFMON in the effective set
+  btf          /sys/kernel/btf/vmlinux (the kernel's type information, for CO-RE)
+  tracefs      tracefs mounted at /sys/kernel/tracing (or under debugfs)
+  ringbuf      BPF ring buffer support (bpftool feature probe, else kernel >= 5.8)
+  loader       the built loader, bpf/build/causeway-loader
+  pid PID      for each --pid: the CUDA libraries (libcudart.so*, libcuda.so*) it has
+               mapped, or its executable defining cudaLaunchKernel (static runtime);
+               a process without CUDA is a warning: its other kernel events are captured
+
+Each line starts with ok, warn or FAIL. Exit status 0 when capture can run, 1 otherwise.
+
+Options:
+  --pid PID    a process to check for CUDA libraries (repeatable)
+  -h, --help   this help
+`;
+
+type Status = 'ok' | 'warn' | 'FAIL';
+interface Check { name: string; status: Status; detail: string }
+
+const CAP_SYS_ADMIN = 21n;
+const CAP_PERFMON = 38n;
+const CAP_BPF = 39n;
+
+function privileges(): Check {
+  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+  const caps = capEff === undefined ? 0n : BigInt(`0x${capEff}`);
+  const has = (cap: bigint) => (caps & (1n << cap)) !== 0n;
+  const who = process.geteuid?.() === 0 ? 'root' : `uid ${process.geteuid?.() ?? '?'}`;
+  if ((has(CAP_BPF) && has(CAP_PERFMON)) || has(CAP_SYS_ADMIN)) {
+    return { name: 'privileges', status: 'ok', detail: `${who}, CapEff ${capEff ?? '?'} has ${has(CAP_BPF) ? 'CAP_BPF and CAP_PERFMON' : 'CAP_SYS_ADMIN'}` };
+  }
+  return { name: 'privileges', status: 'FAIL', detail: `${who}, CapEff ${capEff ?? '?'} lacks CAP_BPF and CAP_PERFMON: run as root (sudo)` };
+}
+
+function btf(): Check {
+  const path = '/sys/kernel/btf/vmlinux';
+  return existsSync(path)
+    ? { name: 'btf', status: 'ok', detail: path }
+    : { name: 'btf', status: 'FAIL', detail: `${path} is missing: the kernel needs CONFIG_DEBUG_INFO_BTF=y` };
+}
+
+function tracefs(): Check {
+  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((line) => line.split(' '));
+  const tracefsAt = mounts.find(([, where, type]) => type === 'tracefs' && where === '/sys/kernel/tracing')?.[1];
+  if (tracefsAt !== undefined) return { name: 'tracefs', status: 'ok', detail: `mounted at ${tracefsAt}` };
+  const debugfs = mounts.find(([, , type]) => type === 'debugfs')?.[1];
+  if (debugfs !== undefined && existsSync(`${debugfs}/tracing/events`)) return { name: 'tracefs', status: 'ok', detail: `under debugfs at ${debugfs}/tracing` };
+  return { name: 'tracefs', status: 'FAIL', detail: 'not mounted: mount -t tracefs tracefs /sys/kernel/tracing' };
+}
+
+function ringbuf(): Check {
+  try {
+    const probe = execFileSync('bpftool', ['feature', 'probe', 'kernel'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
+    const line = /^eBPF map_type ringbuf is (NOT )?available$/m.exec(probe);
+    if (line !== null) {
+      return line[1] === undefined
+        ? { name: 'ringbuf', status: 'ok', detail: 'bpftool: map_type ringbuf is available' }
+        : { name: 'ringbuf', status: 'FAIL', detail: 'bpftool: map_type ringbuf is NOT available' };
+    }
+  } catch {
+    // No bpftool, or not allowed to probe: judge by the kernel version below.
+  }
+  const [major = 0, minor = 0] = release().split(/[.-]/).map(Number);
+  const ok = major > 5 || (major === 5 && minor >= 8);
+  return { name: 'ringbuf', status: ok ? 'ok' : 'FAIL', detail: `kernel ${release()}${ok ? '' : ': BPF ring buffers need Linux 5.8 or later'}` };
+}
+
+function loader(): Check {
+  try {
+    accessSync(loaderPath, constants.X_OK);
+    return { name: 'loader', status: 'ok', detail: loaderPath };
+  } catch {
+    return { name: 'loader', status: 'FAIL', detail: `${loaderPath} is missing or not executable: run \`npm run build\`` };
+  }
+}
+
+const CUDA_LIBRARY = /\/(libcudart\.so[^/]*|libcuda\.so[^/]*)$/;
+
+function cudaOf(pid: number): Check {
+  const name = `pid ${pid}`;
+  let maps: string;
+  try {
+    maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
+  } catch (error) {
+    return { name, status: 'FAIL', detail: `cannot read /proc/${pid}/maps: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
+  }
+  const libraries = new Set(maps.split('\n').map((line) => /\s(\/\S.*)$/.exec(line)?.[1]).filter((path) => path !== undefined && CUDA_LIBRARY.test(path)));
+  if (libraries.size > 0) return { name, status: 'ok', detail: `CUDA libraries: ${Array.from(libraries).join(', ')}` };
+  let exe: string;
+  let linksStatically: boolean;
+  try {
+    exe = readlinkSync(`/proc/${pid}/exe`);
+    linksStatically = definesFunction(`/proc/${pid}/exe`, 'cudaLaunchKernel');
+  } catch (error) {
+    return { name, status: 'warn', detail: `no CUDA library mapped, and its executable is unreadable (${(error as NodeJS.ErrnoException).code ?? String(error)})` };
+  }
+  if (linksStatically) return { name, status: 'ok', detail: `${exe} defines cudaLaunchKernel (static CUDA runtime)` };
+  return { name, status: 'warn', detail: `no CUDA runtime in ${exe} or its libraries: CUDA probes will not see it, other kinds will` };
+}
+
+export function doctor(argv: string[]): number {
+  const { values } = parseArgs({ args: argv, options: { pid: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } }, strict: true });
+  if (values.help === true) {
+    process.stdout.write(DOCTOR_HELP);
+    return 0;
+  }
+  const pids = (values.pid ?? []).map((pid) => positiveInteger('--pid', pid));
+  const checks = [privileges(), btf(), tracefs(), ringbuf(), loader(), ...pids.map(cudaOf)];
+  const width = Math.max(...checks.map((c) => c.name.length));
+  for (const check of checks) process.stdout.write(`${check.status.padEnd(4)} ${check.name.padEnd(width)}  ${check.detail}\n`);
+  return checks.some((c) => c.status === 'FAIL') ? 1 : 0;
+}

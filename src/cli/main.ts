@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// The `causeway` command: dispatches to a subcommand.
+import { readFileSync } from 'node:fs';
+import { packageRoot } from '../install.js';
+import { CAPTURE_HELP, capture } from './capture.js';
+import { DOCTOR_HELP, doctor } from './doctor.js';
+import { UsageError } from './usage.js';
+
+const HELP = `Usage: causeway <command> [options]
+
+Shows why requests were slow when the cause is below the application: GPU syncs,
+CPU run-queue waits, locks, block I/O and TCP retransmits, captured with eBPF.
+
+Commands:
+  doctor    check that this machine can capture (privileges, BTF, tracefs, ...)
+  capture   print kernel events as they happen (a table, or JSON lines with --json)
+  help      this help, or a command's: causeway help <command>
+
+Run \`causeway <command> --help\` for a command's options.
+`;
+
+const COMMANDS: Record<string, { help: string; run: (argv: string[]) => number | Promise<number> }> = {
+  doctor: { help: DOCTOR_HELP, run: doctor },
+  capture: { help: CAPTURE_HELP, run: capture },
+};
+
+function version(): string {
+  return (JSON.parse(readFileSync(`${packageRoot}package.json`, 'utf8')) as { version: string }).version;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h') {
+    process.stdout.write(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  if (name === 'help') {
+    const topic = rest[0] === undefined ? undefined : COMMANDS[rest[0]];
+    if (rest[0] !== undefined && topic === undefined) throw new UsageError(`no command ${JSON.stringify(rest[0])}`);
+    process.stdout.write(topic?.help ?? HELP);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) throw new UsageError(`no command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')}`);
+  return command.run(rest);
+}
+
+function isUsageError(error: unknown): error is Error {
+  // parseArgs reports unknown options and missing values with ERR_PARSE_ARGS_* codes.
+  return error instanceof UsageError || (error instanceof Error && String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS'));
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (error) {
+  if (!isUsageError(error)) throw error;
+  const command = process.argv[2] !== undefined && process.argv[2] in COMMANDS ? `causeway ${process.argv[2]}` : 'causeway';
+  process.stderr.write(`${command}: ${error.message}\nRun \`${command} --help\` for usage.\n`);
+  process.exitCode = 2;
+}

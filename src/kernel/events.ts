@@ -1,0 +1,198 @@
+// Turns decoded records into Causeway's public kernel events: the DESIGN vocabulary's
+// kind, Unix epoch nanosecond times, and attributes named by semconv/.
+import * as A from '../semconv/attributes.js';
+import type { EpochClock } from './clock.js';
+import type { CudaState } from './cuda.js';
+import type { BlockDevices } from './devices.js';
+import type { ProcessTable } from './processes.js';
+import { CudaApi, Kind, cudaApiName, type KernelRecord, type Task } from './record.js';
+import { blockOp, futexOp, ipAddress, memcpyDirection, taskState, tcpState } from './vocabulary.js';
+
+export type AttributeValue = string | number | boolean | string[] | number[];
+export type Attributes = Record<string, AttributeValue>;
+
+export interface KernelEvent {
+  kind: A.CausewayKindValue;
+  pid: number;
+  tid: number;
+  comm: string;
+  startUnixNano: bigint;
+  /** Equal to startUnixNano for point events. */
+  endUnixNano: bigint;
+  attributes: Attributes;
+}
+
+/** Records that are events; CUDA_REGISTER and PROC_EXEC are bookkeeping. */
+type EventRecord = Exclude<KernelRecord, { kind: typeof Kind.CUDA_REGISTER | typeof Kind.PROC_EXEC }>;
+
+/** The DESIGN name of each record kind that is an event. */
+export const KIND_NAMES: Readonly<Record<EventRecord['kind'], A.CausewayKindValue>> = {
+  [Kind.CUDA_LAUNCH]: A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH,
+  [Kind.CUDA_SYNC]: A.CAUSEWAY_KIND_VALUE_CUDA_SYNC,
+  [Kind.CUDA_MEMCPY]: A.CAUSEWAY_KIND_VALUE_CUDA_MEMCPY,
+  [Kind.CUDA_MALLOC]: A.CAUSEWAY_KIND_VALUE_CUDA_MALLOC,
+  [Kind.SCHED_RUNQUEUE]: A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE,
+  [Kind.SCHED_BLOCKED]: A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED,
+  [Kind.FUTEX_WAIT]: A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT,
+  [Kind.BLOCK_IO]: A.CAUSEWAY_KIND_VALUE_BLOCK_IO,
+  [Kind.TCP_RETRANSMIT]: A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT,
+};
+
+const hex = (value: bigint) => `0x${value.toString(16)}`;
+
+function task(attributes: Attributes, keys: { pid: string; tid: string; comm: string }, t: Task): void {
+  attributes[keys.pid] = t.pid;
+  attributes[keys.tid] = t.tid;
+  attributes[keys.comm] = t.comm;
+}
+
+export interface EventShaperParts {
+  clock: EpochClock;
+  cuda: CudaState;
+  processes: ProcessTable;
+  devices: BlockDevices;
+}
+
+export class EventShaper {
+  constructor(private readonly parts: EventShaperParts) {}
+
+  /**
+   * The event a record describes, or undefined for bookkeeping records.
+   * Records must have gone through CudaState.learnNames first.
+   */
+  shape(record: KernelRecord): KernelEvent | undefined {
+    if (record.kind === Kind.PROC_EXEC) {
+      this.parts.processes.forget(record.pid);
+      return undefined;
+    }
+    if (record.kind === Kind.CUDA_REGISTER) return undefined;
+    const attributes = this.processAttributes(record.pid);
+    this.describe(record, attributes);
+    return {
+      kind: KIND_NAMES[record.kind],
+      pid: record.pid,
+      tid: record.tid,
+      comm: record.comm,
+      startUnixNano: this.parts.clock.toUnixNano(record.startNs),
+      endUnixNano: this.parts.clock.toUnixNano(record.endNs),
+      attributes,
+    };
+  }
+
+  /** Adds the attributes of the record's kind, and updates the CUDA state it changes. */
+  private describe(record: EventRecord, attributes: Attributes): void {
+    switch (record.kind) {
+      case Kind.CUDA_LAUNCH: {
+        const { launch } = record;
+        const kernel = this.parts.cuda.kernel(record.pid, launch.func);
+        this.cuda(attributes, record.api, launch.ret);
+        attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(launch.stream);
+        if (kernel !== undefined) {
+          attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL] = kernel.name;
+          attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL] = kernel.symbol;
+        }
+        attributes[A.ATTR_CAUSEWAY_CUDA_GRID] = launch.grid;
+        attributes[A.ATTR_CAUSEWAY_CUDA_BLOCK] = launch.block;
+        attributes[A.ATTR_CAUSEWAY_CUDA_SHARED_MEM_BYTES] = Number(launch.sharedMem);
+        if (launch.ret === 0) this.parts.cuda.launched(record.pid, launch.stream, kernel);
+        break;
+      }
+      case Kind.CUDA_SYNC: {
+        const { sync } = record;
+        this.cuda(attributes, record.api, sync.ret);
+        if (record.api === CudaApi.cudaEventSynchronize) attributes[A.ATTR_CAUSEWAY_CUDA_EVENT] = hex(sync.handle);
+        if (record.api === CudaApi.cudaStreamSynchronize || record.api === CudaApi.cuStreamSynchronize) {
+          attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(sync.handle);
+        }
+        const inflight = this.parts.cuda.synced(record.pid, record.api, sync.handle);
+        if (inflight !== undefined) {
+          attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] = inflight.count;
+          attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] = inflight.kernels;
+        }
+        break;
+      }
+      case Kind.CUDA_MEMCPY: {
+        const { memcpy } = record;
+        this.cuda(attributes, record.api, memcpy.ret);
+        attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_BYTES] = Number(memcpy.bytes);
+        attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_DIRECTION] = memcpyDirection(memcpy.direction);
+        attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_ASYNC] = memcpy.async;
+        if (memcpy.async) attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(memcpy.stream);
+        break;
+      }
+      case Kind.CUDA_MALLOC: {
+        const { malloc } = record;
+        this.cuda(attributes, record.api, malloc.ret);
+        attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_OP] = malloc.free ? A.CAUSEWAY_CUDA_MALLOC_OP_VALUE_FREE : A.CAUSEWAY_CUDA_MALLOC_OP_VALUE_ALLOC;
+        attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_PTR] = hex(malloc.ptr);
+        let bytes: number | undefined = Number(malloc.bytes);
+        if (malloc.free) bytes = this.parts.cuda.freed(record.pid, malloc.ptr);
+        else if (malloc.ret === 0) this.parts.cuda.allocated(record.pid, malloc.ptr, bytes);
+        if (bytes !== undefined) attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_BYTES] = bytes;
+        break;
+      }
+      case Kind.SCHED_RUNQUEUE:
+        attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
+        task(attributes, { pid: A.ATTR_CAUSEWAY_SCHED_HOLDER_PID, tid: A.ATTR_CAUSEWAY_SCHED_HOLDER_TID, comm: A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM }, record.runqueue.holder);
+        attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED] = record.runqueue.preempted;
+        break;
+      case Kind.SCHED_BLOCKED:
+        attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
+        task(attributes, { pid: A.ATTR_CAUSEWAY_SCHED_WAKER_PID, tid: A.ATTR_CAUSEWAY_SCHED_WAKER_TID, comm: A.ATTR_CAUSEWAY_SCHED_WAKER_COMM }, record.blocked.waker);
+        attributes[A.ATTR_CAUSEWAY_SCHED_STATE] = taskState(record.blocked.state);
+        break;
+      case Kind.FUTEX_WAIT: {
+        const { futex } = record;
+        attributes[A.ATTR_CAUSEWAY_FUTEX_UADDR] = hex(futex.uaddr);
+        attributes[A.ATTR_CAUSEWAY_FUTEX_OP] = futexOp(futex.op);
+        // pid 0: the wait ended without a wake (timeout, signal, value changed).
+        if (futex.waker.pid !== 0) {
+          task(attributes, { pid: A.ATTR_CAUSEWAY_FUTEX_WAKER_PID, tid: A.ATTR_CAUSEWAY_FUTEX_WAKER_TID, comm: A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM }, futex.waker);
+        }
+        attributes[A.ATTR_CAUSEWAY_FUTEX_RESULT] = futex.ret;
+        break;
+      }
+      case Kind.BLOCK_IO: {
+        const { block } = record;
+        attributes[A.ATTR_CAUSEWAY_BLOCK_DEVICE] = this.parts.devices.name(block.dev);
+        attributes[A.ATTR_CAUSEWAY_BLOCK_OP] = blockOp(block.rwbs);
+        attributes[A.ATTR_CAUSEWAY_BLOCK_RWBS] = block.rwbs;
+        attributes[A.ATTR_CAUSEWAY_BLOCK_BYTES] = block.bytes;
+        attributes[A.ATTR_CAUSEWAY_BLOCK_SECTOR] = Number(block.sector);
+        attributes[A.ATTR_CAUSEWAY_BLOCK_ERROR] = block.error;
+        attributes[A.ATTR_CAUSEWAY_BLOCK_ATTRIBUTION] = block.submitter
+          ? A.CAUSEWAY_BLOCK_ATTRIBUTION_VALUE_SUBMITTER
+          : A.CAUSEWAY_BLOCK_ATTRIBUTION_VALUE_ISSUER;
+        break;
+      }
+      case Kind.TCP_RETRANSMIT: {
+        const { tcp } = record;
+        const local = ipAddress(tcp.family, tcp.saddr);
+        const peer = ipAddress(tcp.family, tcp.daddr);
+        if (local !== undefined) attributes[A.ATTR_NETWORK_TYPE] = local.type;
+        if (local !== undefined) attributes[A.ATTR_NETWORK_LOCAL_ADDRESS] = local.address;
+        attributes[A.ATTR_NETWORK_LOCAL_PORT] = tcp.sport;
+        if (peer !== undefined) attributes[A.ATTR_NETWORK_PEER_ADDRESS] = peer.address;
+        attributes[A.ATTR_NETWORK_PEER_PORT] = tcp.dport;
+        attributes[A.ATTR_CAUSEWAY_TCP_STATE] = tcpState(tcp.state);
+        attributes[A.ATTR_CAUSEWAY_TCP_OWNER_KNOWN] = tcp.ownerKnown;
+        break;
+      }
+    }
+  }
+
+  private cuda(attributes: Attributes, api: number, ret: number): void {
+    attributes[A.ATTR_CAUSEWAY_CUDA_API] = cudaApiName(api);
+    attributes[A.ATTR_CAUSEWAY_CUDA_ERROR] = ret;
+  }
+
+  private processAttributes(pid: number): Attributes {
+    const attributes: Attributes = {};
+    const info = this.parts.processes.get(pid);
+    if (info.executable !== undefined) attributes[A.ATTR_PROCESS_EXECUTABLE_PATH] = info.executable;
+    if (info.containerId !== undefined) attributes[A.ATTR_CONTAINER_ID] = info.containerId;
+    // Only worth saying when the process sees itself under another pid.
+    if (info.nspid !== undefined && info.nspid.length > 1) attributes[A.ATTR_CAUSEWAY_PROCESS_NSPID] = info.nspid;
+    return attributes;
+  }
+}

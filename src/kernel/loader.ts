@@ -1,0 +1,266 @@
+// Runs the C loader (bpf/build/causeway-loader) and keeps it running: frames from its
+// stdout are handed on in order, with backpressure (a slow consumer pauses the pipe, the
+// ring buffer fills, and the kernel counts drops: never silent loss); its MESSAGE frames
+// and stderr become log lines; an unexpected exit restarts it with exponential backoff and
+// replays what it was told; exit code 2 means it cannot run at all, so supervision stops.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { loaderPath } from '../install.js';
+import { FrameReader, type Frame } from './frames.js';
+import { FrameType } from './record.js';
+
+export interface LoaderMessage {
+  level: 'info' | 'warn' | 'error';
+  msg: string;
+  /** `loader` for its MESSAGE frames, `stderr` for its stderr lines, `supervisor` for ours. */
+  source: 'loader' | 'stderr' | 'supervisor';
+  /** The MESSAGE frame's other fields, such as event, path, pid, probes. */
+  fields: Record<string, unknown>;
+}
+
+export interface LoaderEnd {
+  /** Null when stopped on request; the one-line reason when the loader cannot run. */
+  failure: string | null;
+}
+
+export interface LoaderOptions {
+  args: string[];
+  /** HELLO, EVENTS and STATS frames, one at a time: the next waits for the promise. */
+  onFrame: (frame: Frame) => void | Promise<void>;
+  onMessage: (message: LoaderMessage) => void;
+  path?: string;
+  backoffMs?: { initial: number; max: number };
+}
+
+/** Exit code with which the loader says it cannot run (not root, no BTF, ...). */
+export const EXIT_CANNOT_RUN = 2;
+/** A run this long counts as healthy: the next restart starts from the initial backoff. */
+const HEALTHY_RUN_MS = 30_000;
+const STOP_GRACE_MS = 5_000;
+/** Frames queued for the consumer beyond which the loader's stdout is paused. */
+const PAUSE_AT = 64;
+const STDERR_LINE_MAX = 4096;
+
+function parseMessage(payload: Buffer): LoaderMessage {
+  const text = payload.toString('utf8');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { level: 'warn', msg: `unparseable MESSAGE frame from the loader: ${text.slice(0, 200)}`, source: 'supervisor', fields: {} };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return { level: 'warn', msg: `MESSAGE frame is not a JSON object: ${text.slice(0, 200)}`, source: 'supervisor', fields: {} };
+  }
+  const { level, msg, ...fields } = parsed as Record<string, unknown>;
+  return {
+    level: level === 'error' || level === 'warn' ? level : 'info',
+    msg: typeof msg === 'string' ? msg : JSON.stringify(fields),
+    source: 'loader',
+    fields,
+  };
+}
+
+export class Loader {
+  /** Settles once supervision is over: stopped, or the loader cannot run. */
+  readonly ended: Promise<LoaderEnd>;
+  private resolveEnded!: (end: LoaderEnd) => void;
+  private child: ChildProcessWithoutNullStreams | null = null;
+  private stopping = false;
+  private over = false;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private backoff: number;
+  private lastError: string | null = null;
+  private queue: Promise<void> = Promise.resolve();
+  private queued = 0;
+  // What the loader was told since it started, replayed after a restart.
+  private readonly followed = new Set<number>();
+  private readonly comms = new Set<string>();
+  private readonly minimums = new Map<string, number>();
+  private readonly libraries = new Set<string>();
+
+  constructor(private readonly options: LoaderOptions) {
+    this.backoff = options.backoffMs?.initial ?? 500;
+    this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
+  }
+
+  start(): void {
+    if (this.over) return;
+    const path = this.options.path ?? loaderPath;
+    if (!existsSync(path)) {
+      this.end(`the loader is not built (${path} is missing): run \`npm run build\``);
+      return;
+    }
+    const child = spawn(path, this.options.args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const startedAt = Date.now();
+    const reader = new FrameReader();
+    this.child = child;
+    this.lastError = null;
+    child.stdin.on('error', () => {
+      // EPIPE once the loader died: its exit is handled below.
+    });
+    child.stdout.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = reader.push(chunk);
+      } catch (error) {
+        this.log('error', `${(error as Error).message}; killing the loader`);
+        child.kill('SIGKILL');
+        return;
+      }
+      for (const frame of frames) this.enqueue(child, frame);
+    });
+    this.readStderr(child);
+    child.on('error', (error) => {
+      this.end(`cannot start the loader ${path}: ${error.message}`);
+    });
+    child.on('close', (code, signal) => {
+      this.child = null;
+      void this.queue.then(() => {
+        this.exited(code, signal, Date.now() - startedAt, reader.pendingBytes);
+      });
+    });
+    for (const command of this.replay()) this.write(command);
+  }
+
+  follow(pid: number): void {
+    if (!Number.isInteger(pid) || pid <= 0) throw new RangeError(`not a pid: ${pid}`);
+    this.followed.add(pid);
+    this.write(`follow ${pid}`);
+  }
+
+  unfollow(pid: number): void {
+    this.followed.delete(pid);
+    this.write(`unfollow ${pid}`);
+  }
+
+  comm(name: string): void {
+    this.checkWord('comm', name);
+    this.comms.add(name);
+    this.write(`comm ${name}`);
+  }
+
+  /** Sets a kind's minimum duration, in microseconds, below which the kernel drops events. */
+  min(kind: string, microseconds: number): void {
+    this.checkWord('kind', kind);
+    if (!Number.isInteger(microseconds) || microseconds < 0) throw new RangeError(`not a duration in microseconds: ${microseconds}`);
+    this.minimums.set(kind, microseconds);
+    this.write(`min ${kind} ${microseconds}`);
+  }
+
+  attach(path: string): void {
+    this.checkWord('path', path);
+    this.libraries.add(path);
+    this.write(`attach ${path}`);
+  }
+
+  /** Asks for a STATS frame now. */
+  stats(): void {
+    this.write('stats');
+  }
+
+  /** SIGTERM, then SIGKILL after a grace period; resolves once its last frames are handed on. */
+  async stop(): Promise<LoaderEnd> {
+    this.stopping = true;
+    if (this.restartTimer !== null) {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = null;
+      this.end(null);
+    }
+    const child = this.child;
+    if (child === null) {
+      this.end(null);
+      return this.ended;
+    }
+    child.kill('SIGTERM');
+    const kill = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+    const end = await this.ended;
+    clearTimeout(kill);
+    return end;
+  }
+
+  private enqueue(child: ChildProcessWithoutNullStreams, frame: Frame): void {
+    this.queued++;
+    if (this.queued === PAUSE_AT) child.stdout.pause();
+    this.queue = this.queue
+      .then(async () => {
+        if (frame.type === FrameType.MESSAGE) this.message(parseMessage(frame.payload));
+        else await this.options.onFrame(frame);
+      })
+      .catch((error: unknown) => {
+        this.log('error', `handling a loader frame failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+      })
+      .finally(() => {
+        this.queued--;
+        if (this.queued === PAUSE_AT / 2 && child.stdout.isPaused()) child.stdout.resume();
+      });
+  }
+
+  private readStderr(child: ChildProcessWithoutNullStreams): void {
+    let partial = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text: string) => {
+      const lines = (partial + text).split('\n');
+      partial = (lines.pop() ?? '').slice(0, STDERR_LINE_MAX);
+      for (const line of lines) {
+        // The loader writes its fatal reason both as a MESSAGE and on stderr: say it once.
+        if (line.trim() === '' || line === this.lastError) continue;
+        this.message({ level: 'warn', msg: line, source: 'stderr', fields: {} });
+      }
+    });
+  }
+
+  private message(message: LoaderMessage): void {
+    if (message.level === 'error' && message.source === 'loader') this.lastError = message.msg;
+    this.options.onMessage(message);
+  }
+
+  private log(level: LoaderMessage['level'], msg: string): void {
+    this.options.onMessage({ level, msg, source: 'supervisor', fields: {} });
+  }
+
+  private exited(code: number | null, signal: NodeJS.Signals | null, ranMs: number, pendingBytes: number): void {
+    if (pendingBytes > 0) this.log('warn', `the loader's output ended inside a frame (${pendingBytes} bytes lost)`);
+    if (this.over) return;
+    if (this.stopping) {
+      this.end(null);
+      return;
+    }
+    if (code === EXIT_CANNOT_RUN) {
+      this.end(this.lastError ?? 'the loader cannot run (exit code 2) and gave no reason');
+      return;
+    }
+    if (ranMs >= HEALTHY_RUN_MS) this.backoff = this.options.backoffMs?.initial ?? 500;
+    const how = signal === null ? `with code ${code}` : `on ${signal}`;
+    this.log('warn', `the loader exited ${how}${this.lastError === null ? '' : ` (${this.lastError})`}; restarting in ${this.backoff} ms`);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      this.start();
+    }, this.backoff);
+    this.backoff = Math.min(this.backoff * 2, this.options.backoffMs?.max ?? 30_000);
+  }
+
+  private end(failure: string | null): void {
+    if (this.over) return;
+    this.over = true;
+    if (failure !== null) this.log('error', failure);
+    this.resolveEnded({ failure });
+  }
+
+  private replay(): string[] {
+    return [
+      ...Array.from(this.followed, (pid) => `follow ${pid}`),
+      ...Array.from(this.comms, (name) => `comm ${name}`),
+      ...Array.from(this.minimums, ([kind, us]) => `min ${kind} ${us}`),
+      ...Array.from(this.libraries, (path) => `attach ${path}`),
+    ];
+  }
+
+  private write(command: string): void {
+    this.child?.stdin.write(`${command}\n`);
+  }
+
+  private checkWord(what: string, value: string): void {
+    if (value === '' || /[\n\r]/.test(value)) throw new RangeError(`invalid ${what}: ${JSON.stringify(value)}`);
+  }
+}

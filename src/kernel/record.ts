@@ -1,0 +1,325 @@
+// Decodes the loader's fixed-layout records (struct cw_event in bpf/causeway.h) with
+// DataView reads at fixed offsets: no per-event parsing beyond this.
+// test/kernel/layout.c prints the C compiler's view of every struct and enum below,
+// and the layout test checks this file against it.
+
+export const ABI_VERSION = 1;
+export const COMM_LEN = 16;
+export const NAME_LEN = 96;
+
+/** Every struct of causeway.h: its size and each field's byte offset. */
+export const LAYOUT = {
+  cw_event: { size: 160, fields: { kind: 0, api: 2, cpu: 4, pid: 8, tid: 12, start_ns: 16, end_ns: 24, comm: 32, u: 48 } },
+  cw_task: { size: 24, fields: { pid: 0, tid: 4, comm: 8 } },
+  cw_launch: { size: 56, fields: { func: 0, stream: 8, shared_mem: 16, grid: 24, block: 36, ret: 48 } },
+  cw_sync: { size: 16, fields: { handle: 0, ret: 8 } },
+  cw_memcpy: { size: 32, fields: { bytes: 0, stream: 8, direction: 16, async: 20, ret: 24 } },
+  cw_malloc: { size: 24, fields: { ptr: 0, bytes: 8, free: 16, ret: 20 } },
+  cw_runqueue: { size: 28, fields: { holder: 0, preempted: 24 } },
+  cw_blocked: { size: 28, fields: { waker: 0, state: 24 } },
+  cw_futex: { size: 40, fields: { uaddr: 0, waker: 8, op: 32, ret: 36 } },
+  cw_block: { size: 32, fields: { sector: 0, dev: 8, bytes: 12, rwbs: 16, error: 24, submitter: 28 } },
+  cw_tcp: { size: 44, fields: { saddr: 0, daddr: 16, family: 32, sport: 34, dport: 36, state: 38, owner_known: 40 } },
+  cw_register: { size: 104, fields: { func: 0, name: 8 } },
+  cw_exec: { size: 4, fields: { ppid: 0 } },
+  cw_frame: { size: 8, fields: { type: 0, size: 4 } },
+  cw_hello: { size: 16, fields: { abi_version: 0, event_size: 4, ringbuf_bytes: 8, ncpus: 12 } },
+  cw_stats: {
+    size: 224,
+    fields: { mono_ns: 0, real_ns: 8, drops: 16, events: 112, ringbuf_used: 208, followed: 216, libraries: 220 },
+  },
+} as const;
+
+/** enum cw_kind. */
+export const Kind = {
+  CUDA_LAUNCH: 1,
+  CUDA_SYNC: 2,
+  CUDA_MEMCPY: 3,
+  CUDA_MALLOC: 4,
+  SCHED_RUNQUEUE: 5,
+  SCHED_BLOCKED: 6,
+  FUTEX_WAIT: 7,
+  BLOCK_IO: 8,
+  TCP_RETRANSMIT: 9,
+  CUDA_REGISTER: 10,
+  PROC_EXEC: 11,
+  MAX: 12,
+} as const;
+
+/** enum cw_cuda_api, named exactly as the CUDA functions. */
+export const CudaApi = {
+  cudaLaunchKernel: 1,
+  cudaLaunchKernel_ptsz: 2,
+  cudaLaunchKernelExC: 3,
+  cuLaunchKernel: 4,
+  cudaStreamSynchronize: 5,
+  cudaDeviceSynchronize: 6,
+  cudaEventSynchronize: 7,
+  cuCtxSynchronize: 8,
+  cuStreamSynchronize: 9,
+  cudaMemcpy: 10,
+  cudaMemcpyAsync: 11,
+  cuMemcpy: 12,
+  cuMemcpyAsync: 13,
+  cuMemcpyHtoD: 14,
+  cuMemcpyDtoH: 15,
+  cuMemcpyDtoD: 16,
+  cuMemcpyHtoDAsync: 17,
+  cuMemcpyDtoHAsync: 18,
+  cudaMalloc: 19,
+  cudaFree: 20,
+  __cudaRegisterFunction: 21,
+  cuModuleGetFunction: 22,
+  MAX: 23,
+} as const;
+
+/** enum cw_frame_type. */
+export const FrameType = { HELLO: 1, EVENTS: 2, STATS: 3, MESSAGE: 4 } as const;
+
+const apiNames = new Map<number, string>(Object.entries(CudaApi).map(([name, value]) => [value, name]));
+
+/** The CUDA function a record's api field names, or `api(N)` for a value this build does not know. */
+export function cudaApiName(api: number): string {
+  return apiNames.get(api) ?? `api(${api})`;
+}
+
+export interface Task {
+  pid: number;
+  tid: number;
+  comm: string;
+}
+
+interface Header {
+  api: number;
+  cpu: number;
+  pid: number;
+  tid: number;
+  startNs: bigint;
+  endNs: bigint;
+  comm: string;
+}
+
+export interface Launch { func: bigint; stream: bigint; sharedMem: bigint; grid: number[]; block: number[]; ret: number }
+export interface Sync { handle: bigint; ret: number }
+export interface Memcpy { bytes: bigint; stream: bigint; direction: number; async: boolean; ret: number }
+export interface Malloc { ptr: bigint; bytes: bigint; free: boolean; ret: number }
+export interface Runqueue { holder: Task; preempted: boolean }
+export interface Blocked { waker: Task; state: number }
+export interface Futex { uaddr: bigint; waker: Task; op: number; ret: number }
+export interface BlockIo { sector: bigint; dev: number; bytes: number; rwbs: string; error: number; submitter: boolean }
+export interface Tcp { family: number; saddr: Uint8Array; daddr: Uint8Array; sport: number; dport: number; state: number; ownerKnown: boolean }
+export interface Register { func: bigint; name: string }
+export interface Exec { ppid: number }
+
+export type KernelRecord = Header &
+  (
+    | { kind: typeof Kind.CUDA_LAUNCH; launch: Launch }
+    | { kind: typeof Kind.CUDA_SYNC; sync: Sync }
+    | { kind: typeof Kind.CUDA_MEMCPY; memcpy: Memcpy }
+    | { kind: typeof Kind.CUDA_MALLOC; malloc: Malloc }
+    | { kind: typeof Kind.SCHED_RUNQUEUE; runqueue: Runqueue }
+    | { kind: typeof Kind.SCHED_BLOCKED; blocked: Blocked }
+    | { kind: typeof Kind.FUTEX_WAIT; futex: Futex }
+    | { kind: typeof Kind.BLOCK_IO; block: BlockIo }
+    | { kind: typeof Kind.TCP_RETRANSMIT; tcp: Tcp }
+    | { kind: typeof Kind.CUDA_REGISTER; register: Register }
+    | { kind: typeof Kind.PROC_EXEC; exec: Exec }
+  );
+
+export const RECORD_SIZE = LAYOUT.cw_event.size;
+
+const E = LAYOUT.cw_event.fields;
+const U = E.u;
+const T = LAYOUT.cw_task.fields;
+const L = LAYOUT.cw_launch.fields;
+const SY = LAYOUT.cw_sync.fields;
+const MC = LAYOUT.cw_memcpy.fields;
+const MA = LAYOUT.cw_malloc.fields;
+const RQ = LAYOUT.cw_runqueue.fields;
+const BL = LAYOUT.cw_blocked.fields;
+const FX = LAYOUT.cw_futex.fields;
+const BK = LAYOUT.cw_block.fields;
+const TC = LAYOUT.cw_tcp.fields;
+const RG = LAYOUT.cw_register.fields;
+const EX = LAYOUT.cw_exec.fields;
+
+/** A NUL-terminated C string of at most `max` bytes. */
+function cString(buf: Buffer, at: number, max: number): string {
+  const nul = buf.indexOf(0, at);
+  const end = nul === -1 || nul > at + max ? at + max : nul;
+  return buf.toString('utf8', at, end);
+}
+
+function task(buf: Buffer, view: DataView, at: number): Task {
+  return { pid: view.getUint32(at + T.pid, true), tid: view.getUint32(at + T.tid, true), comm: cString(buf, at + T.comm, COMM_LEN) };
+}
+
+function dim3(view: DataView, at: number): number[] {
+  return [view.getUint32(at, true), view.getUint32(at + 4, true), view.getUint32(at + 8, true)];
+}
+
+function body(kind: number, buf: Buffer, view: DataView, r: number, index: number) {
+  const u = r + U;
+  switch (kind) {
+    case Kind.CUDA_LAUNCH:
+      return {
+        kind,
+        launch: {
+          func: view.getBigUint64(u + L.func, true),
+          stream: view.getBigUint64(u + L.stream, true),
+          sharedMem: view.getBigUint64(u + L.shared_mem, true),
+          grid: dim3(view, u + L.grid),
+          block: dim3(view, u + L.block),
+          ret: view.getInt32(u + L.ret, true),
+        },
+      } as const;
+    case Kind.CUDA_SYNC:
+      return { kind, sync: { handle: view.getBigUint64(u + SY.handle, true), ret: view.getInt32(u + SY.ret, true) } } as const;
+    case Kind.CUDA_MEMCPY:
+      return {
+        kind,
+        memcpy: {
+          bytes: view.getBigUint64(u + MC.bytes, true),
+          stream: view.getBigUint64(u + MC.stream, true),
+          direction: view.getUint32(u + MC.direction, true),
+          async: view.getUint32(u + MC.async, true) !== 0,
+          ret: view.getInt32(u + MC.ret, true),
+        },
+      } as const;
+    case Kind.CUDA_MALLOC:
+      return {
+        kind,
+        malloc: {
+          ptr: view.getBigUint64(u + MA.ptr, true),
+          bytes: view.getBigUint64(u + MA.bytes, true),
+          free: view.getUint32(u + MA.free, true) !== 0,
+          ret: view.getInt32(u + MA.ret, true),
+        },
+      } as const;
+    case Kind.SCHED_RUNQUEUE:
+      return { kind, runqueue: { holder: task(buf, view, u + RQ.holder), preempted: view.getUint32(u + RQ.preempted, true) !== 0 } } as const;
+    case Kind.SCHED_BLOCKED:
+      return { kind, blocked: { waker: task(buf, view, u + BL.waker), state: view.getUint32(u + BL.state, true) } } as const;
+    case Kind.FUTEX_WAIT:
+      return {
+        kind,
+        futex: {
+          uaddr: view.getBigUint64(u + FX.uaddr, true),
+          waker: task(buf, view, u + FX.waker),
+          op: view.getUint32(u + FX.op, true),
+          ret: view.getInt32(u + FX.ret, true),
+        },
+      } as const;
+    case Kind.BLOCK_IO:
+      return {
+        kind,
+        block: {
+          sector: view.getBigUint64(u + BK.sector, true),
+          dev: view.getUint32(u + BK.dev, true),
+          bytes: view.getUint32(u + BK.bytes, true),
+          rwbs: cString(buf, u + BK.rwbs, 8),
+          error: view.getInt32(u + BK.error, true),
+          submitter: view.getUint32(u + BK.submitter, true) !== 0,
+        },
+      } as const;
+    case Kind.TCP_RETRANSMIT:
+      return {
+        kind,
+        tcp: {
+          family: view.getUint16(u + TC.family, true),
+          saddr: Uint8Array.from(buf.subarray(u + TC.saddr, u + TC.saddr + 16)),
+          daddr: Uint8Array.from(buf.subarray(u + TC.daddr, u + TC.daddr + 16)),
+          sport: view.getUint16(u + TC.sport, true),
+          dport: view.getUint16(u + TC.dport, true),
+          state: view.getUint16(u + TC.state, true),
+          ownerKnown: view.getUint32(u + TC.owner_known, true) !== 0,
+        },
+      } as const;
+    case Kind.CUDA_REGISTER:
+      return { kind, register: { func: view.getBigUint64(u + RG.func, true), name: cString(buf, u + RG.name, NAME_LEN) } } as const;
+    case Kind.PROC_EXEC:
+      return { kind, exec: { ppid: view.getUint32(u + EX.ppid, true) } } as const;
+    default:
+      throw new RecordError(`record ${index}: unknown kind ${kind} (is the loader built from another causeway.h?)`);
+  }
+}
+
+export class RecordError extends Error {
+  override name = 'RecordError';
+}
+
+/** Decodes a batch of records, as carried by one EVENTS frame. */
+export function decodeRecords(buf: Buffer): KernelRecord[] {
+  if (buf.length % RECORD_SIZE !== 0) {
+    throw new RecordError(`an events batch of ${buf.length} bytes is not a whole number of ${RECORD_SIZE}-byte records`);
+  }
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const records: KernelRecord[] = [];
+  for (let r = 0, index = 0; r < buf.length; r += RECORD_SIZE, index++) {
+    records.push({
+      api: view.getUint16(r + E.api, true),
+      cpu: view.getUint32(r + E.cpu, true),
+      pid: view.getUint32(r + E.pid, true),
+      tid: view.getUint32(r + E.tid, true),
+      startNs: view.getBigUint64(r + E.start_ns, true),
+      endNs: view.getBigUint64(r + E.end_ns, true),
+      comm: cString(buf, r + E.comm, COMM_LEN),
+      ...body(view.getUint16(r + E.kind, true), buf, view, r, index),
+    });
+  }
+  return records;
+}
+
+export interface Hello {
+  abiVersion: number;
+  eventSize: number;
+  ringbufBytes: number;
+  ncpus: number;
+}
+
+/** Decodes a HELLO frame's payload, refusing a loader built for another record layout. */
+export function decodeHello(buf: Buffer): Hello {
+  const H = LAYOUT.cw_hello;
+  if (buf.length !== H.size) throw new RecordError(`a HELLO frame of ${buf.length} bytes, expected ${H.size}`);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const hello = {
+    abiVersion: view.getUint32(H.fields.abi_version, true),
+    eventSize: view.getUint32(H.fields.event_size, true),
+    ringbufBytes: view.getUint32(H.fields.ringbuf_bytes, true),
+    ncpus: view.getUint32(H.fields.ncpus, true),
+  };
+  if (hello.abiVersion !== ABI_VERSION || hello.eventSize !== RECORD_SIZE) {
+    throw new RecordError(
+      `the loader speaks ABI ${hello.abiVersion} with ${hello.eventSize}-byte records, this causeway ABI ${ABI_VERSION} with ${RECORD_SIZE}: rebuild with \`npm run build\``,
+    );
+  }
+  return hello;
+}
+
+export interface Stats {
+  monoNs: bigint;
+  realNs: bigint;
+  /** Indexed by Kind: ring-buffer reservations that failed. */
+  drops: number[];
+  /** Indexed by Kind: records delivered. */
+  events: number[];
+  ringbufUsed: number;
+  followed: number;
+  libraries: number;
+}
+
+export function decodeStats(buf: Buffer): Stats {
+  const S = LAYOUT.cw_stats;
+  if (buf.length !== S.size) throw new RecordError(`a STATS frame of ${buf.length} bytes, expected ${S.size}`);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const counters = (at: number) => Array.from({ length: Kind.MAX }, (_, i) => Number(view.getBigUint64(at + 8 * i, true)));
+  return {
+    monoNs: view.getBigUint64(S.fields.mono_ns, true),
+    realNs: view.getBigUint64(S.fields.real_ns, true),
+    drops: counters(S.fields.drops),
+    events: counters(S.fields.events),
+    ringbufUsed: Number(view.getBigUint64(S.fields.ringbuf_used, true)),
+    followed: view.getUint32(S.fields.followed, true),
+    libraries: view.getUint32(S.fields.libraries, true),
+  };
+}

@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { packageRoot } from '../../src/install.js';
+
+const causeway = (...args: string[]) => spawnSync(process.execPath, [`${packageRoot}dist/src/cli/main.js`, ...args], { encoding: 'utf8' });
+
+test('--help lists the commands', () => {
+  const run = causeway('--help');
+  assert.equal(run.status, 0);
+  assert.match(run.stdout, /doctor +check that this machine can capture/);
+  assert.match(run.stdout, /capture +print kernel events/);
+});
+
+test('each command has its own --help, also reachable as `help COMMAND`', () => {
+  for (const command of ['doctor', 'capture']) {
+    const run = causeway(command, '--help');
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, new RegExp(`^Usage: causeway ${command}`));
+    assert.equal(causeway('help', command).stdout, run.stdout);
+  }
+  assert.match(causeway('capture', '--help').stdout, /--min-duration-us N/);
+});
+
+test('bad arguments fail with exit code 2, one clear line and a pointer to --help', () => {
+  const cases: [string[], RegExp][] = [
+    [['capture', '--pid', 'abc'], /^causeway capture: --pid expects a positive integer, got "abc"$/m],
+    [['capture', '--duration=-1'], /--duration expects a positive number, got "-1"/],
+    [['capture', '--duration', '0'], /--duration expects a positive number/],
+    [['capture', '--min-duration-us', '1.5'], /--min-duration-us expects a non-negative integer/],
+    [['capture', '--lib', '/nonexistent/libcudart.so'], /--lib \/nonexistent\/libcudart.so: no such file/],
+    [['capture', '--frobnicate'], /Unknown option '--frobnicate'/],
+    [['doctor', '--pid', '0'], /--pid expects a positive integer/],
+    [['launch'], /^causeway: no command "launch"; commands: doctor, capture$/m],
+  ];
+  for (const [args, message] of cases) {
+    const run = causeway(...args);
+    assert.equal(run.status, 2, args.join(' '));
+    assert.match(run.stderr, message);
+    assert.match(run.stderr, /--help` for usage/);
+    assert.equal(run.stdout, '');
+  }
+});
+
+test('doctor reports one line per check, and a missing pid as a failure', () => {
+  const run = causeway('doctor', '--pid', '1073741823');
+  assert.equal(run.status, 1);
+  const lines = run.stdout.trimEnd().split('\n');
+  assert.deepEqual(lines.map((line) => line.split(/\s+/)[1]), ['privileges', 'btf', 'tracefs', 'ringbuf', 'loader', 'pid']);
+  assert.match(lines[5] ?? '', /^FAIL pid 1073741823 +cannot read \/proc\/1073741823\/maps: ENOENT/);
+});

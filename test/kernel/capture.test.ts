@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { KernelCapture, loaderArgs } from '../../src/kernel/capture.js';
+import type { KernelEvent } from '../../src/kernel/events.js';
+import type { LoaderMessage } from '../../src/kernel/loader.js';
+import { CudaApi } from '../../src/kernel/record.js';
+import { fakeLoader } from './fake-loader.js';
+import { launch, register } from './records.js';
+
+test('without pids or comms the loader follows everything', () => {
+  assert.deepEqual(loaderArgs({ pids: [], comms: [], libs: ['/x/libcudart.so.12'], minDurationUs: 50 }), ['--lib', '/x/libcudart.so.12', '--all', '--min-duration-us', '50']);
+  assert.deepEqual(loaderArgs({ pids: [1, 2], comms: ['python3'], libs: [] }), ['--pid', '1', '--pid', '2', '--comm', 'python3']);
+});
+
+test('a capture turns the loader stream into events on the STATS clock, and counts drops', async () => {
+  const pid = process.pid;
+  const fake = fakeLoader(
+    'stream',
+    Buffer.concat([register({ pid, func: 0x40n, name: '_Z4stepv' }), launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x40n, startNs: 1500n, endNs: 1700n })]),
+  );
+  const events: KernelEvent[] = [];
+  const messages: LoaderMessage[] = [];
+  const capture = new KernelCapture({
+    pids: [],
+    comms: [],
+    libs: [],
+    loaderPath: fake.path,
+    onEvents: (batch) => void events.push(...batch),
+    onMessage: (message) => void messages.push(message),
+  });
+  capture.start();
+  assert.equal((await capture.ready).ncpus, 2);
+  for (let i = 0; i < 100 && events.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  const end = await capture.stop();
+  assert.equal(end.failure, null);
+  assert.equal(events.length, 1);
+  assert.equal(events[0]?.startUnixNano, 1_700_000_000_000_000_500n);
+  assert.equal(events[0].attributes['causeway.cuda.kernel'], 'step()');
+  assert.ok(messages.some((m) => m.fields.event === 'library' && m.fields.probes === 17));
+  const counters = capture.counters();
+  assert.deepEqual(counters.events, { 'cuda.launch': 1 });
+  assert.equal(counters.drops['sched.runqueue'], 6, 'the last STATS frame, sent at SIGTERM, counts');
+  assert.equal(counters.delivered['sched.runqueue'], 12);
+});

@@ -1,0 +1,73 @@
+// Writes an executable stand-in for bpf/build/causeway-loader that plays a scenario, so that
+// supervision and decoding are tested without eBPF. It logs its argv and stdin commands,
+// one JSON line per event, to `<dir>/log`.
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export type Scenario =
+  /** Cannot run: a MESSAGE error, the same line on stderr, exit 2. */
+  | 'cannot-run'
+  /** Crashes (exit 1) on the first run, then runs until SIGTERM. */
+  | 'crash-once'
+  /** HELLO, the EVENTS frame in <dir>/events, a STATS pair; runs until SIGTERM, then a last STATS. */
+  | 'stream';
+
+const SCRIPT = (recordsModule: string) => `#!${process.execPath}
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Kind } from ${JSON.stringify(new URL('../../src/kernel/record.js', import.meta.url).href)};
+import { frame, hello, message, stats } from ${JSON.stringify(recordsModule)};
+
+const dir = dirname(process.argv[1]);
+const scenario = readFileSync(join(dir, 'scenario'), 'utf8');
+const log = (entry) => appendFileSync(join(dir, 'log'), JSON.stringify(entry) + '\\n');
+const runs = existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').split('\\n').filter((l) => l.includes('"argv"')).length : 0;
+log({ argv: process.argv.slice(2) });
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (text) => { for (const line of text.split('\\n').filter(Boolean)) log({ command: line }); });
+const out = (buf) => process.stdout.write(buf);
+
+if (scenario === 'cannot-run') {
+  out(message({ level: 'error', msg: 'no BTF at /sys/kernel/btf/vmlinux' }));
+  process.stderr.write('no BTF at /sys/kernel/btf/vmlinux\\n');
+  process.stdout.end(() => process.exit(2));
+} else if (scenario === 'crash-once' && runs === 0) {
+  out(hello());
+  setTimeout(() => process.exit(1), 300);
+} else {
+  out(hello());
+  out(message({ level: 'info', event: 'library', path: '/usr/lib/libcudart.so.12', pid: 42, probes: 17 }));
+  out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: 4 }, events: { [Kind.SCHED_RUNQUEUE]: 9 } }));
+  if (existsSync(join(dir, 'events'))) out(frame(2, readFileSync(join(dir, 'events'))));
+  process.on('SIGTERM', () => {
+    log({ signal: 'SIGTERM' });
+    out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: 6 }, events: { [Kind.SCHED_RUNQUEUE]: 12 } }));
+    process.stdout.end(() => process.exit(0));
+  });
+  setInterval(() => undefined, 1000);
+}
+`;
+
+export interface FakeLoader {
+  path: string;
+  /** What it logged: one entry per start ({argv}), stdin command ({command}) and SIGTERM ({signal}). */
+  log: () => Record<string, unknown>[];
+}
+
+export function fakeLoader(scenario: Scenario, events?: Buffer): FakeLoader {
+  const dir = mkdtempSync(join(tmpdir(), 'causeway-fake-loader-'));
+  const path = join(dir, 'causeway-loader');
+  writeFileSync(path, SCRIPT(new URL('./records.js', import.meta.url).href));
+  chmodSync(path, 0o755);
+  writeFileSync(join(dir, 'scenario'), scenario);
+  if (events !== undefined) writeFileSync(join(dir, 'events'), events);
+  const log = () => {
+    try {
+      return readFileSync(join(dir, 'log'), 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      return [];
+    }
+  };
+  return { path, log };
+}

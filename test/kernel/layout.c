@@ -1,0 +1,79 @@
+/*
+ * Prints, as JSON, the C compiler's view of bpf/causeway.h: every struct's size and field
+ * offsets, every enum value and constant. test/kernel/layout.test.ts compares it with the
+ * TypeScript decoder's table (src/kernel/record.ts).
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <linux/types.h>
+#include "../../bpf/causeway.h"
+
+static const char *sep;
+
+#define BEGIN(obj) (printf("%s\"%s\":{", sep, obj), sep = "")
+#define END() (printf("}"), sep = ",")
+#define STRUCT(s) (printf("%s\"%s\":{\"size\":%zu,\"fields\":{", sep, #s, sizeof(struct s)), sep = "")
+#define FIELD(s, f) (printf("%s\"%s\":%zu", sep, #f, offsetof(struct s, f)), sep = ",")
+#define END_STRUCT() (printf("}}"), sep = ",")
+#define VALUE(v) (printf("%s\"%s\":%lld", sep, #v, (long long)(v)), sep = ",")
+
+int main(void)
+{
+	sep = "";
+	printf("{");
+	BEGIN("structs");
+	STRUCT(cw_event); FIELD(cw_event, kind); FIELD(cw_event, api); FIELD(cw_event, cpu); FIELD(cw_event, pid);
+	FIELD(cw_event, tid); FIELD(cw_event, start_ns); FIELD(cw_event, end_ns); FIELD(cw_event, comm); FIELD(cw_event, u);
+	END_STRUCT();
+	STRUCT(cw_task); FIELD(cw_task, pid); FIELD(cw_task, tid); FIELD(cw_task, comm); END_STRUCT();
+	STRUCT(cw_launch); FIELD(cw_launch, func); FIELD(cw_launch, stream); FIELD(cw_launch, shared_mem);
+	FIELD(cw_launch, grid); FIELD(cw_launch, block); FIELD(cw_launch, ret); END_STRUCT();
+	STRUCT(cw_sync); FIELD(cw_sync, handle); FIELD(cw_sync, ret); END_STRUCT();
+	STRUCT(cw_memcpy); FIELD(cw_memcpy, bytes); FIELD(cw_memcpy, stream); FIELD(cw_memcpy, direction);
+	FIELD(cw_memcpy, async); FIELD(cw_memcpy, ret); END_STRUCT();
+	STRUCT(cw_malloc); FIELD(cw_malloc, ptr); FIELD(cw_malloc, bytes); FIELD(cw_malloc, free); FIELD(cw_malloc, ret);
+	END_STRUCT();
+	STRUCT(cw_runqueue); FIELD(cw_runqueue, holder); FIELD(cw_runqueue, preempted); END_STRUCT();
+	STRUCT(cw_blocked); FIELD(cw_blocked, waker); FIELD(cw_blocked, state); END_STRUCT();
+	STRUCT(cw_futex); FIELD(cw_futex, uaddr); FIELD(cw_futex, waker); FIELD(cw_futex, op); FIELD(cw_futex, ret);
+	END_STRUCT();
+	STRUCT(cw_block); FIELD(cw_block, sector); FIELD(cw_block, dev); FIELD(cw_block, bytes); FIELD(cw_block, rwbs);
+	FIELD(cw_block, error); FIELD(cw_block, submitter); END_STRUCT();
+	STRUCT(cw_tcp); FIELD(cw_tcp, saddr); FIELD(cw_tcp, daddr); FIELD(cw_tcp, family); FIELD(cw_tcp, sport);
+	FIELD(cw_tcp, dport); FIELD(cw_tcp, state); FIELD(cw_tcp, owner_known); END_STRUCT();
+	STRUCT(cw_register); FIELD(cw_register, func); FIELD(cw_register, name); END_STRUCT();
+	STRUCT(cw_exec); FIELD(cw_exec, ppid); END_STRUCT();
+	STRUCT(cw_frame); FIELD(cw_frame, type); FIELD(cw_frame, size); END_STRUCT();
+	STRUCT(cw_hello); FIELD(cw_hello, abi_version); FIELD(cw_hello, event_size); FIELD(cw_hello, ringbuf_bytes);
+	FIELD(cw_hello, ncpus); END_STRUCT();
+	STRUCT(cw_stats); FIELD(cw_stats, mono_ns); FIELD(cw_stats, real_ns); FIELD(cw_stats, drops);
+	FIELD(cw_stats, events); FIELD(cw_stats, ringbuf_used); FIELD(cw_stats, followed); FIELD(cw_stats, libraries);
+	END_STRUCT();
+	END();
+
+	BEGIN("constants");
+	VALUE(CW_ABI_VERSION); VALUE(CW_COMM_LEN); VALUE(CW_NAME_LEN);
+	END();
+
+	BEGIN("kinds");
+	VALUE(CW_KIND_CUDA_LAUNCH); VALUE(CW_KIND_CUDA_SYNC); VALUE(CW_KIND_CUDA_MEMCPY); VALUE(CW_KIND_CUDA_MALLOC);
+	VALUE(CW_KIND_SCHED_RUNQUEUE); VALUE(CW_KIND_SCHED_BLOCKED); VALUE(CW_KIND_FUTEX_WAIT); VALUE(CW_KIND_BLOCK_IO);
+	VALUE(CW_KIND_TCP_RETRANSMIT); VALUE(CW_KIND_CUDA_REGISTER); VALUE(CW_KIND_PROC_EXEC); VALUE(CW_KIND_MAX);
+	END();
+
+	BEGIN("apis");
+	VALUE(CW_API_cudaLaunchKernel); VALUE(CW_API_cudaLaunchKernel_ptsz); VALUE(CW_API_cudaLaunchKernelExC);
+	VALUE(CW_API_cuLaunchKernel); VALUE(CW_API_cudaStreamSynchronize); VALUE(CW_API_cudaDeviceSynchronize);
+	VALUE(CW_API_cudaEventSynchronize); VALUE(CW_API_cuCtxSynchronize); VALUE(CW_API_cuStreamSynchronize);
+	VALUE(CW_API_cudaMemcpy); VALUE(CW_API_cudaMemcpyAsync); VALUE(CW_API_cuMemcpy); VALUE(CW_API_cuMemcpyAsync);
+	VALUE(CW_API_cuMemcpyHtoD); VALUE(CW_API_cuMemcpyDtoH); VALUE(CW_API_cuMemcpyDtoD); VALUE(CW_API_cuMemcpyHtoDAsync);
+	VALUE(CW_API_cuMemcpyDtoHAsync); VALUE(CW_API_cudaMalloc); VALUE(CW_API_cudaFree);
+	VALUE(CW_API___cudaRegisterFunction); VALUE(CW_API_cuModuleGetFunction); VALUE(CW_API_MAX);
+	END();
+
+	BEGIN("frames");
+	VALUE(CW_FRAME_HELLO); VALUE(CW_FRAME_EVENTS); VALUE(CW_FRAME_STATS); VALUE(CW_FRAME_MESSAGE);
+	END();
+	printf("}\n");
+	return 0;
+}

@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { packageRoot } from '../../src/install.js';
+import { ABI_VERSION, COMM_LEN, CudaApi, FrameType, Kind, LAYOUT, NAME_LEN } from '../../src/kernel/record.js';
+
+interface CLayout {
+  structs: unknown;
+  constants: Record<string, number>;
+  kinds: Record<string, number>;
+  apis: Record<string, number>;
+  frames: Record<string, number>;
+}
+
+function compileLayout(): CLayout {
+  const binary = join(mkdtempSync(join(tmpdir(), 'causeway-layout-')), 'layout');
+  execFileSync('gcc', ['-Wall', '-Werror', '-o', binary, join(packageRoot, 'test/kernel/layout.c')]);
+  return JSON.parse(execFileSync(binary, { encoding: 'utf8' })) as CLayout;
+}
+
+const withoutPrefix = (values: Record<string, number>, prefix: string) =>
+  Object.fromEntries(Object.entries(values).map(([name, value]) => [name.slice(prefix.length), value]));
+
+test('the decoder offset table matches every struct of bpf/causeway.h as gcc lays it out', () => {
+  const c = compileLayout();
+  assert.deepEqual(LAYOUT, c.structs);
+  assert.deepEqual({ CW_ABI_VERSION: ABI_VERSION, CW_COMM_LEN: COMM_LEN, CW_NAME_LEN: NAME_LEN }, c.constants);
+});
+
+test('the decoder enums match the header enums name for name', () => {
+  const c = compileLayout();
+  assert.deepEqual({ ...Kind }, withoutPrefix(c.kinds, 'CW_KIND_'));
+  assert.deepEqual({ ...CudaApi }, withoutPrefix(c.apis, 'CW_API_'));
+  assert.deepEqual({ ...FrameType }, withoutPrefix(c.frames, 'CW_FRAME_'));
+});

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Frame } from '../../src/kernel/frames.js';
+import { Loader, type LoaderMessage } from '../../src/kernel/loader.js';
+import { FrameType } from '../../src/kernel/record.js';
+import { fakeLoader } from './fake-loader.js';
+
+function supervise(path: string) {
+  const frames: Frame[] = [];
+  const messages: LoaderMessage[] = [];
+  const loader = new Loader({
+    path,
+    args: ['--all'],
+    onFrame: (frame) => void frames.push(frame),
+    onMessage: (message) => void messages.push(message),
+    backoffMs: { initial: 50, max: 200 },
+  });
+  return { loader, frames, messages };
+}
+
+test('a loader that cannot run ends supervision with its one-line reason, without restarts', async () => {
+  const fake = fakeLoader('cannot-run');
+  const { loader, messages } = supervise(fake.path);
+  loader.start();
+  const end = await loader.ended;
+  assert.equal(end.failure, 'no BTF at /sys/kernel/btf/vmlinux');
+  await sleep(200);
+  assert.equal(fake.log().filter((e) => 'argv' in e).length, 1, 'started once');
+  assert.equal(messages.filter((m) => m.msg.includes('no BTF')).length, 2, 'the MESSAGE and our verdict; the stderr copy is not repeated');
+});
+
+test('a missing loader binary is a failure that says how to build it', async () => {
+  const { loader } = supervise('/nonexistent/causeway-loader');
+  loader.start();
+  assert.match((await loader.ended).failure ?? '', /not built .* run `npm run build`/);
+});
+
+test('a crashed loader is restarted after a backoff and told again what to follow', async () => {
+  const fake = fakeLoader('crash-once');
+  const { loader, frames, messages } = supervise(fake.path);
+  loader.start();
+  loader.follow(1234);
+  loader.comm('python3');
+  loader.min('sched.runqueue', 500);
+  for (let i = 0; i < 50 && fake.log().filter((e) => 'argv' in e).length < 2; i++) await sleep(50);
+  await sleep(200);
+  const end = await loader.stop();
+  assert.equal(end.failure, null);
+  const log = fake.log();
+  const runs = log.map((e, i) => ('argv' in e ? i : -1)).filter((i) => i >= 0);
+  assert.equal(runs.length, 2, 'restarted once');
+  const replayed = log.slice(runs[1]).flatMap((e) => ('command' in e ? [e.command] : []));
+  assert.deepEqual(replayed, ['follow 1234', 'comm python3', 'min sched.runqueue 500']);
+  assert.ok(messages.some((m) => m.source === 'supervisor' && /exited with code 1.*restarting in 50 ms/.test(m.msg)));
+  assert.ok(log.some((e) => e.signal === 'SIGTERM'), 'stopped with SIGTERM');
+  assert.ok(frames.filter((f) => f.type === FrameType.HELLO).length >= 2);
+});
+
+test('commands are checked before they reach the loader', () => {
+  const { loader } = supervise('/nonexistent');
+  assert.throws(() => {
+    loader.follow(-1);
+  }, RangeError);
+  assert.throws(() => {
+    loader.comm('two\nlines');
+  }, RangeError);
+  assert.throws(() => {
+    loader.min('futex.wait', 1.5);
+  }, RangeError);
+});

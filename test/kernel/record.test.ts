@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CudaApi, Kind, LAYOUT, RecordError, decodeHello, decodeRecords, decodeStats } from '../../src/kernel/record.js';
+import { hello, launch, record, register, stats, writeTask } from './records.js';
+
+const payload = (frame: Buffer) => frame.subarray(LAYOUT.cw_frame.size);
+
+test('a launch record decodes with its header, dims, stream and return code', () => {
+  const [r] = decodeRecords(
+    launch({ api: CudaApi.cudaLaunchKernel, pid: 42, tid: 43, comm: 'trainer', cpu: 1, startNs: 5n, endNs: 9n, func: 0x401000n, stream: 0xabcn, ret: 2, grid: [64, 2, 1], block: [256, 1, 1] }),
+  );
+  assert.ok(r?.kind === Kind.CUDA_LAUNCH);
+  assert.deepEqual(
+    { api: r.api, pid: r.pid, tid: r.tid, comm: r.comm, cpu: r.cpu, startNs: r.startNs, endNs: r.endNs },
+    { api: CudaApi.cudaLaunchKernel, pid: 42, tid: 43, comm: 'trainer', cpu: 1, startNs: 5n, endNs: 9n },
+  );
+  assert.deepEqual(r.launch, { func: 0x401000n, stream: 0xabcn, sharedMem: 128n, grid: [64, 2, 1], block: [256, 1, 1], ret: 2 });
+});
+
+test('a full-length comm (no NUL terminator) decodes to its 16 bytes', () => {
+  const buf = record({ kind: Kind.PROC_EXEC });
+  buf.write('abcdefghijklmnop', LAYOUT.cw_event.fields.comm, 16, 'utf8');
+  assert.equal(decodeRecords(buf)[0]?.comm, 'abcdefghijklmnop');
+});
+
+test('nested tasks decode: the futex waker and the run-queue holder', () => {
+  const F = LAYOUT.cw_futex.fields;
+  const futex = record({
+    kind: Kind.FUTEX_WAIT,
+    body: (buf, u) => {
+      buf.writeBigUInt64LE(0x7ffd0000n, u + F.uaddr);
+      writeTask(buf, u + F.waker, { pid: 7, tid: 8, comm: 'holder' });
+      buf.writeUInt32LE(128, u + F.op);
+      buf.writeInt32LE(-110, u + F.ret);
+    },
+  });
+  const R = LAYOUT.cw_runqueue.fields;
+  const runqueue = record({
+    kind: Kind.SCHED_RUNQUEUE,
+    body: (buf, u) => {
+      writeTask(buf, u + R.holder, { pid: 9, tid: 10, comm: 'hog' });
+      buf.writeUInt32LE(1, u + R.preempted);
+    },
+  });
+  const [f, q] = decodeRecords(Buffer.concat([futex, runqueue]));
+  assert.ok(f?.kind === Kind.FUTEX_WAIT && q?.kind === Kind.SCHED_RUNQUEUE);
+  assert.deepEqual(f.futex, { uaddr: 0x7ffd0000n, waker: { pid: 7, tid: 8, comm: 'holder' }, op: 128, ret: -110 });
+  assert.deepEqual(q.runqueue, { holder: { pid: 9, tid: 10, comm: 'hog' }, preempted: true });
+});
+
+test('a register record carries the kernel symbol', () => {
+  const [r] = decodeRecords(register({ func: 0x1234n, name: '_Z6matmulPfS_i' }));
+  assert.ok(r?.kind === Kind.CUDA_REGISTER);
+  assert.deepEqual(r.register, { func: 0x1234n, name: '_Z6matmulPfS_i' });
+});
+
+test('a batch that is not whole records is refused', () => {
+  assert.throws(() => decodeRecords(Buffer.alloc(200)), { name: 'RecordError', message: /200 bytes is not a whole number of 160-byte records/ });
+});
+
+test('an unknown kind is refused with the record index', () => {
+  const batch = Buffer.concat([record({ kind: Kind.PROC_EXEC }), record({ kind: 99 })]);
+  assert.throws(() => decodeRecords(batch), { name: 'RecordError', message: /record 1: unknown kind 99/ });
+});
+
+test('HELLO from a loader with another ABI is refused', () => {
+  assert.equal(decodeHello(payload(hello())).ncpus, 2);
+  assert.throws(() => decodeHello(payload(hello({ abiVersion: 2 }))), RecordError);
+  assert.throws(() => decodeHello(payload(hello({ eventSize: 128 }))), /rebuild/);
+});
+
+test('STATS decodes the clock pair and the per-kind counters', () => {
+  const s = decodeStats(payload(stats({ monoNs: 10n, realNs: 20n, drops: { [Kind.SCHED_RUNQUEUE]: 3 }, events: { [Kind.FUTEX_WAIT]: 5 } })));
+  assert.equal(s.monoNs, 10n);
+  assert.equal(s.realNs, 20n);
+  assert.equal(s.drops[Kind.SCHED_RUNQUEUE], 3);
+  assert.equal(s.events[Kind.FUTEX_WAIT], 5);
+  assert.equal(s.drops.length, Kind.MAX);
+});

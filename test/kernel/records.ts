@@ -1,0 +1,126 @@
+// Builds loader output for tests: records and frames laid out with the decoder's own
+// offset table (itself checked against the C header by layout.test).
+import { FrameType, Kind, LAYOUT, RECORD_SIZE } from '../../src/kernel/record.js';
+
+const E = LAYOUT.cw_event.fields;
+const U = E.u;
+
+export interface TaskSpec { pid: number; tid: number; comm: string }
+
+export interface RecordSpec {
+  kind: number;
+  api?: number;
+  cpu?: number;
+  pid?: number;
+  tid?: number;
+  comm?: string;
+  startNs?: bigint;
+  endNs?: bigint;
+  /** Writes the union's bytes: gets the record buffer and the union's offset. */
+  body?: (buf: Buffer, u: number) => void;
+}
+
+export function writeTask(buf: Buffer, at: number, task: TaskSpec): void {
+  const T = LAYOUT.cw_task.fields;
+  buf.writeUInt32LE(task.pid, at + T.pid);
+  buf.writeUInt32LE(task.tid, at + T.tid);
+  buf.write(task.comm, at + T.comm, 15, 'utf8');
+}
+
+export function record(spec: RecordSpec): Buffer {
+  const buf = Buffer.alloc(RECORD_SIZE);
+  buf.writeUInt16LE(spec.kind, E.kind);
+  buf.writeUInt16LE(spec.api ?? 0, E.api);
+  buf.writeUInt32LE(spec.cpu ?? 0, E.cpu);
+  buf.writeUInt32LE(spec.pid ?? 100, E.pid);
+  buf.writeUInt32LE(spec.tid ?? spec.pid ?? 100, E.tid);
+  buf.writeBigUInt64LE(spec.startNs ?? 1_000n, E.start_ns);
+  buf.writeBigUInt64LE(spec.endNs ?? spec.startNs ?? 1_000n, E.end_ns);
+  buf.write(spec.comm ?? 'app', E.comm, 15, 'utf8');
+  spec.body?.(buf, U);
+  return buf;
+}
+
+export function launch(spec: Omit<RecordSpec, 'kind' | 'body'> & { func: bigint; stream?: bigint; ret?: number; grid?: number[]; block?: number[] }): Buffer {
+  const L = LAYOUT.cw_launch.fields;
+  return record({
+    ...spec,
+    kind: Kind.CUDA_LAUNCH,
+    body: (buf, u) => {
+      buf.writeBigUInt64LE(spec.func, u + L.func);
+      buf.writeBigUInt64LE(spec.stream ?? 0n, u + L.stream);
+      buf.writeBigUInt64LE(128n, u + L.shared_mem);
+      (spec.grid ?? [1, 1, 1]).forEach((v, i) => buf.writeUInt32LE(v, u + L.grid + 4 * i));
+      (spec.block ?? [1, 1, 1]).forEach((v, i) => buf.writeUInt32LE(v, u + L.block + 4 * i));
+      buf.writeInt32LE(spec.ret ?? 0, u + L.ret);
+    },
+  });
+}
+
+export function register(spec: Omit<RecordSpec, 'kind' | 'body'> & { func: bigint; name: string }): Buffer {
+  const R = LAYOUT.cw_register.fields;
+  return record({
+    ...spec,
+    kind: Kind.CUDA_REGISTER,
+    body: (buf, u) => {
+      buf.writeBigUInt64LE(spec.func, u + R.func);
+      buf.write(spec.name, u + R.name, 95, 'utf8');
+    },
+  });
+}
+
+export function sync(spec: Omit<RecordSpec, 'kind' | 'body'> & { handle: bigint; ret?: number }): Buffer {
+  const S = LAYOUT.cw_sync.fields;
+  return record({
+    ...spec,
+    kind: Kind.CUDA_SYNC,
+    body: (buf, u) => {
+      buf.writeBigUInt64LE(spec.handle, u + S.handle);
+      buf.writeInt32LE(spec.ret ?? 0, u + S.ret);
+    },
+  });
+}
+
+export function malloc(spec: Omit<RecordSpec, 'kind' | 'body'> & { ptr: bigint; bytes: bigint; free: boolean }): Buffer {
+  const M = LAYOUT.cw_malloc.fields;
+  return record({
+    ...spec,
+    kind: Kind.CUDA_MALLOC,
+    body: (buf, u) => {
+      buf.writeBigUInt64LE(spec.ptr, u + M.ptr);
+      buf.writeBigUInt64LE(spec.bytes, u + M.bytes);
+      buf.writeUInt32LE(spec.free ? 1 : 0, u + M.free);
+    },
+  });
+}
+
+export function frame(type: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(LAYOUT.cw_frame.size);
+  header.writeUInt32LE(type, LAYOUT.cw_frame.fields.type);
+  header.writeUInt32LE(payload.length, LAYOUT.cw_frame.fields.size);
+  return Buffer.concat([header, payload]);
+}
+
+export function hello(spec: { abiVersion?: number; eventSize?: number } = {}): Buffer {
+  const H = LAYOUT.cw_hello;
+  const buf = Buffer.alloc(H.size);
+  buf.writeUInt32LE(spec.abiVersion ?? 1, H.fields.abi_version);
+  buf.writeUInt32LE(spec.eventSize ?? RECORD_SIZE, H.fields.event_size);
+  buf.writeUInt32LE(1 << 24, H.fields.ringbuf_bytes);
+  buf.writeUInt32LE(2, H.fields.ncpus);
+  return frame(FrameType.HELLO, buf);
+}
+
+export function stats(spec: { monoNs: bigint; realNs: bigint; drops?: Record<number, number>; events?: Record<number, number> }): Buffer {
+  const S = LAYOUT.cw_stats;
+  const buf = Buffer.alloc(S.size);
+  buf.writeBigUInt64LE(spec.monoNs, S.fields.mono_ns);
+  buf.writeBigUInt64LE(spec.realNs, S.fields.real_ns);
+  for (const [kind, n] of Object.entries(spec.drops ?? {})) buf.writeBigUInt64LE(BigInt(n), S.fields.drops + 8 * Number(kind));
+  for (const [kind, n] of Object.entries(spec.events ?? {})) buf.writeBigUInt64LE(BigInt(n), S.fields.events + 8 * Number(kind));
+  return frame(FrameType.STATS, buf);
+}
+
+export function message(object: Record<string, unknown>): Buffer {
+  return frame(FrameType.MESSAGE, Buffer.from(JSON.stringify(object)));
+}
