@@ -19,6 +19,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct cw_settings {
 	__u64 min_ns[CW_KIND_MAX];
 	__u32 follow_all;
+	__u32 exclude[2]; /* with follow_all: the loader and its consumer, which would trace themselves */
 };
 
 struct {
@@ -59,7 +60,7 @@ static __always_inline bool cw_followed(__u32 tgid)
 	struct cw_settings *cfg = cw_settings();
 
 	if (cfg && cfg->follow_all)
-		return tgid != 0; /* never the idle task */
+		return tgid != 0 && tgid != cfg->exclude[0] && tgid != cfg->exclude[1]; /* nor the idle task */
 	return bpf_map_lookup_elem(&followed, &tgid) != NULL;
 }
 

@@ -46,12 +46,15 @@
 #define MAX_FILES_SEEN 4096
 #define MAX_LINKS 1024
 #define RESCAN_MS 1000
+#define EXEC_SCAN_DELAY_MS 10 /* time for ld.so to map a new program's libraries */
+#define MAX_PENDING_SCANS 64
 #define OUT_CAPACITY (256 * 1024)
 
 /* Must match struct cw_settings in common.bpf.h. */
 struct settings {
 	__u64 min_ns[CW_KIND_MAX];
 	__u32 follow_all;
+	__u32 exclude[2];
 };
 
 static const char *const kind_names[CW_KIND_MAX] = {
@@ -120,6 +123,11 @@ static struct {
 	int nseen;
 	int nlibraries;
 	__u64 delivered[CW_KIND_MAX];
+	struct {
+		__u32 pid;
+		__u64 due_ns;
+	} pending[MAX_PENDING_SCANS]; /* followed processes that just exec'd */
+	int npending;
 	bool quiet_libbpf; /* while probing for optional symbols */
 	unsigned char out[OUT_CAPACITY];
 	size_t out_len;
@@ -404,7 +412,17 @@ static bool is_followed(__u32 pid)
 {
 	__u8 v;
 
-	return L.settings.follow_all || bpf_map_lookup_elem(L.followed_fd, &pid, &v) == 0;
+	if (L.settings.follow_all)
+		return pid != L.settings.exclude[0] && pid != L.settings.exclude[1];
+	return bpf_map_lookup_elem(L.followed_fd, &pid, &v) == 0;
+}
+
+static __u64 now_ns(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
 static bool seen_file(const struct stat *st)
@@ -547,14 +565,6 @@ static void scan_processes(void)
 	closedir(d);
 }
 
-static __u64 now_ns(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
 static void emit_stats(void)
 {
 	int ncpus = libbpf_num_possible_cpus();
@@ -614,6 +624,39 @@ static void add_comm(const char *name)
 		snprintf(L.comms[L.ncomms++], CW_COMM_LEN, "%s", name);
 }
 
+static void on_exec(const struct cw_event *e)
+{
+	if (L.ncomms && comm_matches(e->comm))
+		follow(e->pid, true);
+	if (is_followed(e->pid) && L.npending < MAX_PENDING_SCANS)
+		L.pending[L.npending++] = (typeof(L.pending[0])){ e->pid, now_ns(CLOCK_MONOTONIC) + EXEC_SCAN_DELAY_MS * 1000000ull };
+}
+
+/* Milliseconds until the next pending scan is due, at most max_ms. */
+static int next_scan_ms(__u64 now, int max_ms)
+{
+	int ms = max_ms;
+
+	for (int i = 0; i < L.npending; i++) {
+		int due = L.pending[i].due_ns > now ? (L.pending[i].due_ns - now + 999999) / 1000000 : 0;
+
+		ms = due < ms ? due : ms;
+	}
+	return ms;
+}
+
+static void scan_pending(__u64 now)
+{
+	for (int i = 0; i < L.npending;) {
+		if (L.pending[i].due_ns > now) {
+			i++;
+			continue;
+		}
+		scan_process(L.pending[i].pid);
+		L.pending[i] = L.pending[--L.npending];
+	}
+}
+
 static int on_record(void *ctx, void *data, size_t size)
 {
 	const struct cw_event *e = data;
@@ -621,8 +664,8 @@ static int on_record(void *ctx, void *data, size_t size)
 	(void)ctx;
 	if (size < sizeof(*e))
 		return 0;
-	if (e->kind == CW_KIND_PROC_EXEC && L.ncomms && comm_matches(e->comm))
-		follow(e->pid, true);
+	if (e->kind == CW_KIND_PROC_EXEC)
+		on_exec(e);
 	if (e->kind < CW_KIND_MAX)
 		L.delivered[e->kind]++;
 	emit_event(e);
@@ -737,6 +780,8 @@ int main(int argc, char **argv)
 			break;
 		case 'a':
 			L.settings.follow_all = 1;
+			L.settings.exclude[0] = getpid();
+			L.settings.exclude[1] = getppid();
 			break;
 		case 'm':
 			for (int k = 0; k < CW_KIND_MAX; k++)
@@ -796,13 +841,14 @@ int main(int argc, char **argv)
 	while (!exiting) {
 		__u64 now;
 
-		if (poll(fds, 2, 100) < 0 && errno != EINTR)
+		if (poll(fds, 2, next_scan_ms(now_ns(CLOCK_MONOTONIC), 100)) < 0 && errno != EINTR)
 			break;
 		ring_buffer__consume(L.ring);
 		if (fds[1].revents & (POLLIN | POLLHUP) && !read_commands())
 			break;
 		flush_out();
 		now = now_ns(CLOCK_MONOTONIC);
+		scan_pending(now);
 		if (now - last_scan >= RESCAN_MS * 1000000ull) {
 			scan_processes();
 			last_scan = now;

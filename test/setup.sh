@@ -37,6 +37,22 @@ mount_tracefs() {
   fi
 }
 
+# NVIDIA's own CUDA runtime (PyPI wheel): proves the probes resolve the real library's symbols.
+NVIDIA_RUNTIME=nvidia-cuda-runtime-cu12==12.9.79
+NVIDIA_DIR=test/fixtures/build/nvidia
+nvidia_runtime() {
+  [ -f "$NVIDIA_DIR/libcudart.so.12" ] && return
+  say "fetching $NVIDIA_RUNTIME"
+  local tmp
+  tmp=$(mktemp -d)
+  pip download --quiet --no-deps --disable-pip-version-check -d "$tmp" "$NVIDIA_RUNTIME"
+  python3 -m zipfile -e "$tmp"/*.whl "$tmp/wheel"
+  mkdir -p "$NVIDIA_DIR"
+  cp "$tmp/wheel/nvidia/cuda_runtime/lib/libcudart.so.12" "$NVIDIA_DIR/"
+  rm -rf "$tmp"
+}
+
 apt_install "${APT_PACKAGES[@]}"
 npm_install
 mount_tracefs
+nvidia_runtime

@@ -9,7 +9,7 @@ import type { LoaderMessage } from '../kernel/loader.js';
 import { UsageError, nonNegativeInteger, positiveInteger, positiveNumber } from './usage.js';
 
 export const CAPTURE_HELP = `Usage: causeway capture [--json] [--pid PID]... [--comm NAME]... [--lib PATH]...
-                        [--duration SECONDS] [--min-duration-us N]
+                        [--duration SECONDS] [--min-duration-us N] [--ringbuf-mb N]
 
 Captures kernel events (cuda.launch, cuda.sync, cuda.memcpy, cuda.malloc,
 sched.runqueue, sched.blocked, futex.wait, block.io, tcp.retransmit) with eBPF
@@ -29,6 +29,9 @@ Options:
   --lib PATH           also probe this CUDA library or executable (repeatable)
   --duration SECONDS   stop after this long (default: until Ctrl-C or SIGTERM)
   --min-duration-us N  drop intervals shorter than N microseconds, in the kernel
+                       (cuda.launch and tcp.retransmit are points: never dropped)
+  --ringbuf-mb N       ring-buffer size in MiB, a power of two (default 16); when
+                       it overflows, the drops are counted in the summary
   -h, --help           this help
 
 Progress goes to stderr, and on exit a summary: events per kind and ring-buffer
@@ -103,7 +106,7 @@ function summary(event: KernelEvent): string {
   }
 }
 
-const TABLE_HEADER = `${'TIME'.padEnd(12)} ${'KIND'.padEnd(14)} ${'COMM PID/TID'.padEnd(30)} ${'MS'.padStart(10)}  WHAT\n`;
+export const TABLE_HEADER = `${'TIME'.padEnd(12)} ${'KIND'.padEnd(14)} ${'COMM PID/TID'.padEnd(30)} ${'MS'.padStart(10)}  WHAT\n`;
 
 export function toTableRow(event: KernelEvent): string {
   const time = new Date(Number(event.startUnixNano / 1_000_000n)).toTimeString().slice(0, 8);
@@ -113,7 +116,7 @@ export function toTableRow(event: KernelEvent): string {
   return `${`${time}.${millis}`.padEnd(12)} ${event.kind.padEnd(14)} ${task.padEnd(30)} ${duration.padStart(10)}  ${summary(event)}\n`;
 }
 
-function closingSummary(counters: CaptureCounters): string {
+export function closingSummary(counters: CaptureCounters): string {
   const line = (counts: Record<string, number>) =>
     Object.entries(counts)
       .filter(([, n]) => n > 0)
@@ -144,6 +147,7 @@ export async function capture(argv: string[]): Promise<number> {
       lib: { type: 'string', multiple: true },
       duration: { type: 'string' },
       'min-duration-us': { type: 'string' },
+      'ringbuf-mb': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -157,6 +161,8 @@ export async function capture(argv: string[]): Promise<number> {
   for (const lib of libs) if (!existsSync(lib)) throw new UsageError(`--lib ${lib}: no such file`);
   const durationS = values.duration === undefined ? undefined : positiveNumber('--duration', values.duration);
   const minDurationUs = values['min-duration-us'] === undefined ? undefined : nonNegativeInteger('--min-duration-us', values['min-duration-us']);
+  const ringbufMb = values['ringbuf-mb'] === undefined ? undefined : positiveInteger('--ringbuf-mb', values['ringbuf-mb']);
+  if (ringbufMb !== undefined && (ringbufMb & (ringbufMb - 1)) !== 0) throw new UsageError('--ringbuf-mb must be a power of two');
   const json = values.json === true;
 
   const out = process.stdout;
@@ -176,6 +182,7 @@ export async function capture(argv: string[]): Promise<number> {
     comms: values.comm ?? [],
     libs,
     ...(minDurationUs === undefined ? {} : { minDurationUs }),
+    ...(ringbufMb === undefined ? {} : { ringbufMb }),
     onMessage: log,
     onEvents: async (events) => {
       if (outClosed) return;

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { packageRoot } from '../install.js';
 import { CAPTURE_HELP, capture } from './capture.js';
+import { DEMO_HELP, demo } from './demo.js';
 import { DOCTOR_HELP, doctor } from './doctor.js';
 import { UsageError } from './usage.js';
 
@@ -14,6 +15,7 @@ CPU run-queue waits, locks, block I/O and TCP retransmits, captured with eBPF.
 Commands:
   doctor    check that this machine can capture (privileges, BTF, tracefs, ...)
   capture   print kernel events as they happen (a table, or JSON lines with --json)
+  demo      capture workloads on the simulated GPU and print what the kernel saw
   help      this help, or a command's: causeway help <command>
 
 Run \`causeway <command> --help\` for a command's options.
@@ -22,6 +24,7 @@ Run \`causeway <command> --help\` for a command's options.
 const COMMANDS: Record<string, { help: string; run: (argv: string[]) => number | Promise<number> }> = {
   doctor: { help: DOCTOR_HELP, run: doctor },
   capture: { help: CAPTURE_HELP, run: capture },
+  demo: { help: DEMO_HELP, run: demo },
 };
 
 function version(): string {

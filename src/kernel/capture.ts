@@ -18,6 +18,8 @@ export interface CaptureOptions {
   /** CUDA libraries or executables to probe besides those found in followed processes. */
   libs: string[];
   minDurationUs?: number;
+  /** Ring-buffer size in MiB, a power of two (the loader's default: 16). */
+  ringbufMb?: number;
   onEvents: (events: KernelEvent[]) => void | Promise<void>;
   onMessage: (message: LoaderMessage) => void;
   loaderPath?: string;
@@ -44,13 +46,14 @@ const COUNTER_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
 ]);
 
 /** The loader's command-line arguments for these options. */
-export function loaderArgs(options: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs'>): string[] {
+export function loaderArgs(options: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs' | 'ringbufMb'>): string[] {
   const args: string[] = [];
   for (const pid of options.pids) args.push('--pid', String(pid));
   for (const comm of options.comms) args.push('--comm', comm);
   for (const lib of options.libs) args.push('--lib', lib);
   if (options.pids.length === 0 && options.comms.length === 0) args.push('--all');
   if (options.minDurationUs !== undefined) args.push('--min-duration-us', String(options.minDurationUs));
+  if (options.ringbufMb !== undefined) args.push('--ringbuf-mb', String(options.ringbufMb));
   return args;
 }
 

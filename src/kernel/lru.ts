@@ -2,6 +2,8 @@
 // src/kernel is one, so that memory stays bounded however many pids, files and names appear.
 export class Lru<K, V> {
   private readonly map = new Map<K, V>();
+  /** The most recently used key: looking it up again needs no reordering (the hot path). */
+  private newest: K | undefined;
 
   constructor(readonly capacity: number) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`LRU capacity must be a positive integer, got ${capacity}`);
@@ -13,9 +15,10 @@ export class Lru<K, V> {
 
   get(key: K): V | undefined {
     const value = this.map.get(key);
-    if (value !== undefined) {
+    if (value !== undefined && key !== this.newest) {
       this.map.delete(key);
       this.map.set(key, value);
+      this.newest = key;
     }
     return value;
   }
@@ -27,6 +30,7 @@ export class Lru<K, V> {
   set(key: K, value: V): void {
     this.map.delete(key);
     this.map.set(key, value);
+    this.newest = key;
     if (this.map.size > this.capacity) {
       const oldest = this.map.keys().next();
       if (oldest.done !== true) this.map.delete(oldest.value);
@@ -34,10 +38,12 @@ export class Lru<K, V> {
   }
 
   delete(key: K): boolean {
+    if (key === this.newest) this.newest = undefined;
     return this.map.delete(key);
   }
 
   clear(): void {
+    this.newest = undefined;
     this.map.clear();
   }
 

@@ -1,0 +1,132 @@
+// CUDA probes, for real: uprobes on the simulated runtime and driver (NVIDIA's symbols and
+// signatures), and on NVIDIA's own libcudart, which fails without a GPU but still fires.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as A from '../../src/semconv/attributes.js';
+import { NVIDIA_CUDART, SIM_CUDART, durationMs, kernelAvailable, privateGpu, runWorkload, settle, single, startCapture } from './session.js';
+
+const MATMUL = 'matmul_big(float*, float*, float*, int)';
+const sameHandle = (a: unknown, b: unknown) => BigInt(String(a)) === BigInt(String(b));
+const msOf = (ns: unknown) => Number(ns) / 1e6;
+
+for (const [program, linked] of [
+  ['gpu_sync', 'a shared libcudart'],
+  ['gpu_sync_static', 'the runtime linked statically'],
+] as const) {
+  test(`a 200 ms kernel then a stream sync gives one 200 ms cuda.sync on the syncing thread, naming the kernel (${linked})`, async (t) => {
+    if (!kernelAvailable(t)) return;
+    const capture = await startCapture(['--comm', program]);
+    const truth = await runWorkload(program, ['--kernel-ms', '200', '--start-delay-ms', '50'], privateGpu(t));
+    await settle();
+    await capture.stop();
+
+    const sync = single(capture.of('cuda.sync', (e) => e.pid === truth.pid), 'cuda.sync');
+    assert.equal(sync.tid, truth.tid);
+    assert.ok(Math.abs(durationMs(sync) - 200) <= 20, `sync took ${durationMs(sync)} ms`);
+    assert.equal(sync.attributes[A.ATTR_CAUSEWAY_CUDA_API], 'cudaStreamSynchronize');
+    assert.ok(sameHandle(sync.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], truth.stream));
+    assert.deepEqual(sync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], [MATMUL]);
+
+    const launch = single(capture.of('cuda.launch', (e) => e.pid === truth.pid), 'cuda.launch');
+    assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], MATMUL);
+    assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], truth.kernel);
+    assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRID], truth.grid);
+    assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_BLOCK], truth.block);
+    assert.ok(sameHandle(launch.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], truth.stream));
+  });
+}
+
+test('a full launch queue gives cuda.launch calls that themselves take long', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(['--comm', 'launch_storm']);
+  const truth = (await runWorkload('launch_storm', ['--full-queue', '--kernel-ms', '10', '--extra', '4', '--start-delay-ms', '50'], {
+    ...privateGpu(t),
+    CUDA_SIM_QUEUE_DEPTH: '16',
+  })) as { pid: number; tid: number; launches: number; blocked: { ns: number }[] };
+  await settle();
+  await capture.stop();
+
+  const launches = capture.of('cuda.launch', (e) => e.pid === truth.pid);
+  assert.equal(launches.length, truth.launches);
+  const slow = launches.filter((e) => durationMs(e) >= 5);
+  assert.equal(slow.length, truth.blocked.length);
+  slow.forEach((launch, i) => {
+    const blockedMs = msOf(truth.blocked[i]?.ns);
+    assert.ok(Math.abs(durationMs(launch) - blockedMs) <= 2, `launch blocked ${blockedMs} ms, captured ${durationMs(launch)} ms`);
+  });
+});
+
+test('driver API launches, syncs and copies are captured with their kernel name, bytes and direction', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(['--comm', 'driver_calls']);
+  const truth = (await runWorkload('driver_calls', ['--mib', '4', '--kernel-ms', '50', '--start-delay-ms', '50'], privateGpu(t))) as {
+    pid: number;
+    tid: number;
+    calls: { api: string; bytes?: number; direction?: string; async?: boolean }[];
+  };
+  await settle();
+  await capture.stop();
+
+  const mine = capture.events.filter((e) => e.pid === truth.pid && e.kind.startsWith('cuda.'));
+  const launches = mine.filter((e) => e.kind === 'cuda.launch');
+  assert.equal(launches.length, truth.calls.filter((c) => c.api === 'cuLaunchKernel').length);
+  for (const launch of launches) assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], 'reduce(float*, int)');
+  const streamSync = mine.find((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cuStreamSynchronize');
+  assert.ok(streamSync && durationMs(streamSync) >= 45, 'cuStreamSynchronize waits for the 50 ms kernel');
+  assert.ok(mine.some((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cuCtxSynchronize'));
+
+  const copies = truth.calls.filter((c) => c.api.startsWith('cuMemcpy'));
+  const captured = mine.filter((e) => e.kind === 'cuda.memcpy');
+  assert.equal(captured.length, copies.length);
+  for (const copy of copies) {
+    // The event names the entry point without the ABI suffix: cuMemcpyHtoD for cuMemcpyHtoD_v2.
+    const event = captured.find((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === copy.api.replace(/_v2$/, ''));
+    assert.ok(event, `no cuda.memcpy for ${copy.api}`);
+    assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_BYTES], copy.bytes);
+    assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_ASYNC], copy.async === true);
+    // cuMemcpy and cuMemcpyAsync take unified addresses: the direction is not in the call.
+    const direction = /^cuMemcpy(Async)?$/.test(copy.api) ? 'default' : copy.direction;
+    assert.equal(String(event.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_DIRECTION]).toLowerCase(), direction);
+  }
+});
+
+test('cudaMalloc and cudaFree carry the bytes, cudaMemcpy its size and direction', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(['--comm', 'cuda_calls', '--lib', SIM_CUDART]);
+  const truth = await runWorkload('cuda_calls', ['--register', '--bytes', '3145728', SIM_CUDART], privateGpu(t));
+  await settle();
+  await capture.stop();
+
+  const mine = capture.events.filter((e) => e.pid === truth.pid);
+  const mallocs = mine.filter((e) => e.kind === 'cuda.malloc');
+  assert.deepEqual(
+    mallocs.map((e) => [e.attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_OP], e.attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_BYTES]]),
+    [
+      ['alloc', 3145728],
+      ['free', 3145728],
+    ],
+  );
+  const [alloc, free] = mallocs;
+  assert.equal(alloc?.attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_PTR], free?.attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_PTR]);
+  const copy = mine.find((e) => e.kind === 'cuda.memcpy');
+  assert.equal(copy?.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_BYTES], 3145728);
+  assert.equal(copy.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_DIRECTION], 'HtoD');
+});
+
+test("NVIDIA's own libcudart is probed: its calls fail without a GPU and the events still appear", async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(['--comm', 'cuda_calls', '--lib', NVIDIA_CUDART]);
+  const truth = (await runWorkload('cuda_calls', [NVIDIA_CUDART])) as { pid: number; tid: number; calls: { api: string; rc: number }[] };
+  await settle();
+  await capture.stop();
+
+  assert.match(capture.stderr, /probing .*nvidia\/libcudart\.so\.12/);
+  const mine = capture.events.filter((e) => e.pid === truth.pid && e.kind.startsWith('cuda.'));
+  for (const call of truth.calls) {
+    assert.notEqual(call.rc, 0, `${call.api} unexpectedly succeeded without a GPU`);
+    const event = mine.find((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === call.api);
+    assert.ok(event, `no event for ${call.api}; captured: ${mine.map((e) => String(e.attributes[A.ATTR_CAUSEWAY_CUDA_API])).join(', ')}`);
+    assert.equal(event.tid, truth.tid);
+    assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_ERROR], call.rc);
+  }
+});

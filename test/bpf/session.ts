@@ -1,0 +1,156 @@
+// What the real-eBPF tests share: a `causeway capture --json` run as a user would start it,
+// the workload programs of test/fixtures with their ground truth, and the rule that a test
+// needing root and BTF fails in CI when it cannot run instead of skipping.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const WORKLOADS = join(ROOT, 'test', 'fixtures', 'build', 'workloads');
+export const SIM_CUDART = join(ROOT, 'test', 'fixtures', 'build', 'cudasim', 'libcudart.so.12');
+export const NVIDIA_CUDART = join(ROOT, 'test', 'fixtures', 'build', 'nvidia', 'libcudart.so.12');
+const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+
+export interface CapturedEvent {
+  kind: string;
+  pid: number;
+  tid: number;
+  comm: string;
+  start_unix_nano: string;
+  end_unix_nano: string;
+  attributes: Record<string, unknown>;
+}
+
+/** The one item of a list that must hold exactly one. */
+export function single<T>(items: T[], what: string): T {
+  assert.equal(items.length, 1, `expected one ${what}, got ${items.length}`);
+  return items[0] as T;
+}
+
+export const durationMs = (e: CapturedEvent) => Number(BigInt(e.end_unix_nano) - BigInt(e.start_unix_nano)) / 1e6;
+
+/** True when the test can run; outside CI it skips with the reason, in CI it fails. */
+export function kernelAvailable(t: TestContext): boolean {
+  const missing = [
+    process.getuid?.() === 0 ? null : 'root',
+    existsSync('/sys/kernel/btf/vmlinux') ? null : 'kernel BTF',
+    existsSync(join(ROOT, 'bpf', 'build', 'causeway-loader')) ? null : 'the built loader (npm run build)',
+  ].filter((m) => m !== null);
+  if (missing.length === 0) return true;
+  const reason = `needs ${missing.join(', ')}`;
+  if (process.env.CI === 'true') throw new Error(`real-eBPF test cannot run in CI: ${reason}`);
+  t.skip(reason);
+  return false;
+}
+
+export class Capture {
+  readonly events: CapturedEvent[] = [];
+  stderr = '';
+  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly exited: Promise<number | null>;
+  private partial = '';
+
+  constructor(args: string[]) {
+    this.child = spawn(process.execPath, [CLI, 'capture', '--json', ...args], { stdio: 'pipe' });
+    this.child.stdout.setEncoding('utf8');
+    this.child.stdout.on('data', (chunk: string) => {
+      const lines = (this.partial + chunk).split('\n');
+      this.partial = lines.pop() ?? '';
+      for (const line of lines) if (line) this.events.push(JSON.parse(line) as CapturedEvent);
+    });
+    this.child.stderr.setEncoding('utf8');
+    this.child.stderr.on('data', (chunk: string) => {
+      this.stderr += chunk;
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', resolve);
+    });
+  }
+
+  /** Resolves once the probes are attached (the CLI says "capturing"). */
+  async ready(timeoutMs = 15_000): Promise<void> {
+    await this.until(() => this.stderr.includes('capturing on'), timeoutMs, 'capture to start');
+  }
+
+  async until(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!condition()) {
+      if (this.child.exitCode !== null) throw new Error(`capture exited (${this.child.exitCode}) waiting for ${what}: ${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; stderr: ${this.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** Pauses or resumes reading the capture's stdout, as a slow consumer would. */
+  reading(on: boolean): void {
+    if (on) this.child.stdout.resume();
+    else this.child.stdout.pause();
+  }
+
+  /** Stops with SIGINT like Ctrl-C; resolves with the exit code once the summary is written. */
+  async stop(): Promise<number | null> {
+    this.child.stdout.resume();
+    this.child.kill('SIGINT');
+    return this.exited;
+  }
+
+  of(kind: string, where: (e: CapturedEvent) => boolean = () => true): CapturedEvent[] {
+    return this.events.filter((e) => e.kind === kind && where(e));
+  }
+}
+
+/** Starts a capture and waits until its probes are attached. */
+export async function startCapture(args: string[]): Promise<Capture> {
+  const capture = new Capture(args);
+  await capture.ready();
+  return capture;
+}
+
+export interface Workload {
+  pid: number;
+  /** The ground truth the program prints when it ends. */
+  truth: Promise<Record<string, unknown>>;
+  child: ChildProcessWithoutNullStreams;
+}
+
+/** Runs test/fixtures/build/workloads/NAME (or any program) and parses its last JSON line. */
+export function startWorkload(program: string, args: string[] = [], env: Record<string, string> = {}, wrapper: string[] = []): Workload {
+  const path = program.includes('/') ? program : join(WORKLOADS, program);
+  const [command, ...rest] = [...wrapper, path, ...args] as [string, ...string[]];
+  const child = spawn(command, rest, { stdio: 'pipe', env: { ...process.env, ...env } });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    out += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    err += chunk.toString();
+  });
+  const truth = new Promise<Record<string, unknown>>((resolve, reject) => {
+    child.on('exit', (code) => {
+      const last = out.trim().split('\n').pop() ?? '';
+      if (code !== 0) reject(new Error(`${program} exited ${code}: ${err}${out}`));
+      else resolve(JSON.parse(last) as Record<string, unknown>);
+    });
+  });
+  return { pid: child.pid ?? 0, truth, child };
+}
+
+export async function runWorkload(program: string, args: string[] = [], env: Record<string, string> = {}): Promise<Record<string, unknown>> {
+  return startWorkload(program, args, env).truth;
+}
+
+/** A simulated GPU of the test's own, so no other process's work queues on it; removed after the test. */
+export function privateGpu(t: TestContext): Record<string, string> {
+  const timeline = `/dev/shm/causeway-test-${process.pid}-${t.name.replace(/\W+/g, '-').slice(0, 40)}`;
+  t.after(() => {
+    rmSync(timeline, { force: true });
+  });
+  return { CUDA_SIM_TIMELINE: timeline };
+}
+
+/** Lets the last events of a workload travel through the ring and the decoder. */
+export const settle = (ms = 300) => new Promise((resolve) => setTimeout(resolve, ms));
