@@ -14,15 +14,9 @@
 #define REQ_OP_DISCARD 3
 #define MINORBITS 20
 
-struct submit {
-	__u32 pid;
-	__u32 tid;
-	char comm[CW_COMM_LEN];
-};
-
 struct inflight {
 	__u64 ts;
-	struct submit who;
+	struct cw_task who;
 	__u32 submitter;
 	__u32 bytes;
 	__u64 sector;
@@ -32,7 +26,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);  /* struct request * */
-	__type(value, struct submit);
+	__type(value, struct cw_task);
 } submitted SEC(".maps");
 
 struct {
@@ -42,24 +36,15 @@ struct {
 	__type(value, struct inflight);
 } issued SEC(".maps");
 
-static __always_inline void current_submit(struct submit *s)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-
-	s->pid = id >> 32;
-	s->tid = (__u32)id;
-	bpf_get_current_comm(&s->comm, sizeof(s->comm));
-}
-
 SEC("tp_btf/block_io_start")
 int BPF_PROG(block_io_start, struct request *rq)
 {
 	__u64 key = (__u64)rq;
-	struct submit s;
+	struct cw_task s;
 
 	if (!cw_followed(bpf_get_current_pid_tgid() >> 32))
 		return 0;
-	current_submit(&s);
+	cw_task_current(&s);
 	bpf_map_update_elem(&submitted, &key, &s, BPF_ANY);
 	return 0;
 }
@@ -68,7 +53,7 @@ SEC("tp_btf/block_rq_issue")
 int BPF_PROG(block_rq_issue, struct request *rq)
 {
 	__u64 key = (__u64)rq;
-	struct submit *s = bpf_map_lookup_elem(&submitted, &key);
+	struct cw_task *s = bpf_map_lookup_elem(&submitted, &key);
 	struct inflight f = {};
 
 	if (s) {
@@ -76,7 +61,7 @@ int BPF_PROG(block_rq_issue, struct request *rq)
 		f.submitter = 1;
 		bpf_map_delete_elem(&submitted, &key);
 	} else if (cw_followed(bpf_get_current_pid_tgid() >> 32)) {
-		current_submit(&f.who);
+		cw_task_current(&f.who);
 	} else {
 		return 0;
 	}
@@ -139,9 +124,7 @@ int BPF_PROG(block_rq_complete, struct request *rq, blk_status_t error)
 	if (cw_long_enough(CW_KIND_BLOCK_IO, now - f->ts)) {
 		e = cw_reserve(CW_KIND_BLOCK_IO);
 		if (e) {
-			e->pid = f->who.pid;
-			e->tid = f->who.tid;
-			__builtin_memcpy(e->comm, f->who.comm, sizeof(e->comm));
+			cw_set_task(e, &f->who);
 			e->start_ns = f->ts;
 			e->end_ns = now;
 			e->u.block.sector = f->sector;

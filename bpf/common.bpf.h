@@ -91,22 +91,6 @@ static __always_inline struct cw_event *cw_reserve(__u32 kind)
 	return e;
 }
 
-static __always_inline void cw_set_task(struct cw_event *e, struct task_struct *t)
-{
-	e->pid = BPF_CORE_READ(t, tgid);
-	e->tid = BPF_CORE_READ(t, pid);
-	BPF_CORE_READ_STR_INTO(&e->comm, t, comm);
-}
-
-static __always_inline void cw_set_current(struct cw_event *e)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-
-	e->pid = id >> 32;
-	e->tid = (__u32)id;
-	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-}
-
 static __always_inline void cw_task_of(struct cw_task *dst, struct task_struct *t)
 {
 	dst->pid = BPF_CORE_READ(t, tgid);
@@ -121,6 +105,30 @@ static __always_inline void cw_task_current(struct cw_task *dst)
 	dst->pid = id >> 32;
 	dst->tid = (__u32)id;
 	bpf_get_current_comm(&dst->comm, sizeof(dst->comm));
+}
+
+/* The record's own task: the one that waited, issued or called. */
+static __always_inline void cw_set_task(struct cw_event *e, const struct cw_task *t)
+{
+	e->pid = t->pid;
+	e->tid = t->tid;
+	__builtin_memcpy(e->comm, t->comm, sizeof(e->comm));
+}
+
+static __always_inline void cw_set_task_of(struct cw_event *e, struct task_struct *t)
+{
+	struct cw_task task;
+
+	cw_task_of(&task, t);
+	cw_set_task(e, &task);
+}
+
+static __always_inline void cw_set_current(struct cw_event *e)
+{
+	struct cw_task task;
+
+	cw_task_current(&task);
+	cw_set_task(e, &task);
 }
 
 #endif /* CAUSEWAY_COMMON_BPF_H */

@@ -35,7 +35,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *p)
 
 	if (!e)
 		return 0;
-	cw_set_task(e, p);
+	cw_set_task_of(e, p);
 	e->start_ns = e->end_ns = bpf_ktime_get_ns();
 	e->u.exec.ppid = BPF_CORE_READ(p, real_parent, tgid);
 	bpf_ringbuf_submit(e, 0);

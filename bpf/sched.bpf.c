@@ -65,7 +65,7 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 	if (cw_long_enough(CW_KIND_SCHED_BLOCKED, now - b->ts)) {
 		e = cw_reserve(CW_KIND_SCHED_BLOCKED);
 		if (e) {
-			cw_set_task(e, p);
+			cw_set_task_of(e, p);
 			e->start_ns = b->ts;
 			e->end_ns = now;
 			e->u.blocked.state = b->state;
@@ -118,7 +118,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	if (cw_long_enough(CW_KIND_SCHED_RUNQUEUE, now - r->ts)) {
 		e = cw_reserve(CW_KIND_SCHED_RUNQUEUE);
 		if (e) {
-			cw_set_task(e, next);
+			cw_set_task_of(e, next);
 			e->start_ns = r->ts;
 			e->end_ns = now;
 			e->u.runqueue.preempted = r->state;

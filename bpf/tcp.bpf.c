@@ -63,14 +63,12 @@ int BPF_PROG(tcp_retransmit_skb, const struct sock *sk)
 	if (!e)
 		return 0;
 	if (owner) {
-		e->pid = owner->pid;
-		e->tid = owner->tid;
-		__builtin_memcpy(e->comm, owner->comm, sizeof(e->comm));
+		cw_set_task(e, owner);
 		e->u.tcp.owner_known = 1;
 	} else {
+		__builtin_memset(e->comm, 0, sizeof(e->comm));
 		e->pid = 0;
 		e->tid = 0;
-		e->comm[0] = 0;
 		e->u.tcp.owner_known = 0;
 	}
 	e->start_ns = e->end_ns = bpf_ktime_get_ns();
