@@ -42,9 +42,8 @@
 #include "cuda.skel.h"
 
 #define MAX_COMMS 32
-#define MAX_LIBRARIES 256
 #define MAX_FILES_SEEN 4096
-#define MAX_LINKS 1024
+#define MAX_LINKS 4096 /* about 30 CUDA library files, at 2 links per exported entry point */
 #define RESCAN_MS 1000
 #define EXEC_SCAN_DELAY_MS 10 /* time for ld.so to map a new program's libraries */
 #define MAX_PENDING_SCANS 64
@@ -316,10 +315,16 @@ static int share_maps(struct bpf_object *obj)
 
 static void keep_link(struct bpf_link *link)
 {
-	if (L.nlinks < MAX_LINKS)
+	static bool warned;
+
+	if (L.nlinks < MAX_LINKS) {
 		L.links[L.nlinks++] = link;
-	else
-		bpf_link__destroy(link);
+		return;
+	}
+	bpf_link__destroy(link);
+	if (!warned)
+		message("warn", "\"event\":\"probe_limit\"", "more than %d probes: further CUDA entry points are not probed", MAX_LINKS);
+	warned = true;
 }
 
 /* Attaches every auto-attachable program of obj; a missing tracepoint is a warning, not fatal. */
@@ -430,8 +435,16 @@ static bool seen_file(const struct stat *st)
 	for (int i = 0; i < L.nseen; i++)
 		if (L.seen[i].dev == st->st_dev && L.seen[i].ino == st->st_ino)
 			return true;
-	if (L.nseen < MAX_FILES_SEEN)
-		L.seen[L.nseen++] = (struct file_id){ st->st_dev, st->st_ino };
+	if (L.nseen == MAX_FILES_SEEN) {
+		static bool warned;
+
+		/* Probing a file twice would double its events: past the limit, new files are skipped. */
+		if (!warned)
+			message("warn", "\"event\":\"file_limit\"", "more than %d executables and libraries seen: new ones are not probed", MAX_FILES_SEEN);
+		warned = true;
+		return true;
+	}
+	L.seen[L.nseen++] = (struct file_id){ st->st_dev, st->st_ino };
 	return false;
 }
 
