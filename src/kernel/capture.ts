@@ -12,8 +12,10 @@ import { FrameType, Kind, RecordError, decodeHello, decodeRecords, decodeStats, 
 import { SymbolResolver } from './symbols.js';
 
 export interface CaptureOptions {
-  /** Processes to follow; with neither pids nor comms, every process is followed. */
+  /** Processes to follow; with neither pids nor comms (and followAll unset), every process is followed. */
   pids: number[];
+  /** false: start following nothing and add processes later (loader.follow). */
+  followAll?: boolean;
   comms: string[];
   /** CUDA libraries or executables to probe besides those found in followed processes. */
   libs: string[];
@@ -46,12 +48,12 @@ const COUNTER_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
 ]);
 
 /** The loader's command-line arguments for these options. */
-export function loaderArgs(options: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs' | 'ringbufMb'>): string[] {
+export function loaderArgs(options: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs' | 'ringbufMb' | 'followAll'>): string[] {
   const args: string[] = [];
   for (const pid of options.pids) args.push('--pid', String(pid));
   for (const comm of options.comms) args.push('--comm', comm);
   for (const lib of options.libs) args.push('--lib', lib);
-  if (options.pids.length === 0 && options.comms.length === 0) args.push('--all');
+  if (options.followAll ?? (options.pids.length === 0 && options.comms.length === 0)) args.push('--all');
   if (options.minDurationUs !== undefined) args.push('--min-duration-us', String(options.minDurationUs));
   if (options.ringbufMb !== undefined) args.push('--ringbuf-mb', String(options.ringbufMb));
   return args;

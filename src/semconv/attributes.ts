@@ -183,6 +183,44 @@ export const ATTR_CAUSEWAY_TCP_STATE = 'causeway.tcp.state';
 /** True when pid and tid are the socket's last sender; false when the retransmit ran in another context (a timer) and the owner is unknown. */
 export const ATTR_CAUSEWAY_TCP_OWNER_KNOWN = 'causeway.tcp.owner_known';
 
+/** Whether kernel events were matched to the app span's thread or only to its process. */
+export const ATTR_CAUSEWAY_ATTACH_SCOPE = 'causeway.attach.scope';
+/** The app span named its OS thread: events are that thread's. */
+export const CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD = 'thread';
+/** The app span named no thread: events are the whole process's (lower confidence). */
+export const CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS = 'process';
+export type CausewayAttachScopeValue = 'thread' | 'process';
+
+/** The duration of a point event's call (a launch) in milliseconds, on span events. */
+export const ATTR_CAUSEWAY_DURATION_MS = 'causeway.duration_ms';
+
+/** Kernel launches made by the app span (on the summary span). */
+export const ATTR_CAUSEWAY_CUDA_LAUNCH_COUNT = 'causeway.cuda.launch.count';
+
+/** Time the app span spent inside launch calls, in milliseconds (on the summary span). */
+export const ATTR_CAUSEWAY_CUDA_LAUNCH_DURATION_MS = 'causeway.cuda.launch.duration_ms';
+
+/** Time the app span spent in cuda.sync intervals on its thread, in milliseconds (on the summary span). */
+export const ATTR_CAUSEWAY_CUDA_SYNC_DURATION_MS = 'causeway.cuda.sync.duration_ms';
+
+/** Time the app span spent in cuda.memcpy intervals on its thread, in milliseconds (on the summary span). */
+export const ATTR_CAUSEWAY_CUDA_MEMCPY_DURATION_MS = 'causeway.cuda.memcpy.duration_ms';
+
+/** Time the app span spent in cuda.malloc intervals on its thread, in milliseconds (on the summary span). */
+export const ATTR_CAUSEWAY_CUDA_MALLOC_DURATION_MS = 'causeway.cuda.malloc.duration_ms';
+
+/** Time the app span spent in sched.runqueue intervals on its thread, in milliseconds (on the summary span). */
+export const ATTR_CAUSEWAY_SCHED_RUNQUEUE_DURATION_MS = 'causeway.sched.runqueue.duration_ms';
+
+/** Time the app span spent in sched.blocked intervals on its thread, in milliseconds (on the summary span). */
+export const ATTR_CAUSEWAY_SCHED_BLOCKED_DURATION_MS = 'causeway.sched.blocked.duration_ms';
+
+/** Time the app span spent in futex.wait intervals on its thread, in milliseconds (on the summary span). */
+export const ATTR_CAUSEWAY_FUTEX_WAIT_DURATION_MS = 'causeway.futex.wait.duration_ms';
+
+/** Time the app span spent in block.io intervals on its thread, in milliseconds (on the summary span). */
+export const ATTR_CAUSEWAY_BLOCK_IO_DURATION_MS = 'causeway.block.io.duration_ms';
+
 // OpenTelemetry semantic conventions that Causeway reuses.
 export const ATTR_PROCESS_PID = 'process.pid';
 export const ATTR_PROCESS_EXECUTABLE_PATH = 'process.executable.path';

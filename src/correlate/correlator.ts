@@ -1,0 +1,179 @@
+// Attaches kernel events to the app spans they happened in (DESIGN, "Attaching kernel events
+// to traces"): an event on host (pid, tid) belongs to the innermost span of that thread that
+// was active when the event began. App spans arrive late (exporters batch for seconds), so
+// events are kept for a bounded window and a span is joined once the event watermark has
+// passed its end; inner spans end first, so joining in order of end gives them their events.
+import type { KernelEvent } from '../kernel/events.js';
+
+/** What the correlator needs of an app span (the OTLP receiver's spans have it). */
+export interface JoinableSpan {
+  traceId: string;
+  spanId: string;
+  name: string;
+  startUnixNano: bigint;
+  endUnixNano: bigint;
+  attributes: Record<string, unknown>;
+  resource: Record<string, unknown>;
+}
+
+/** Where a span ran on this host, as far as can be told. */
+export interface SpanPlace {
+  hostPid: number;
+  /** Undefined: the span's thread is unknown, its events are the whole process's. */
+  hostTid?: number;
+}
+
+export interface Attachment<S extends JoinableSpan = JoinableSpan> {
+  span: S;
+  place: SpanPlace;
+  /** Kernel events that began on the span's thread (or process) while it was the innermost span. */
+  events: KernelEvent[];
+}
+
+export interface CorrelatorOptions<S extends JoinableSpan> {
+  /** Where a span ran, or undefined when its process is not on this host. */
+  place: (span: S) => SpanPlace | undefined;
+  onJoined: (attachments: Attachment<S>[]) => void;
+  /** How long kernel events wait for a late span. */
+  retentionMs?: number;
+  /** Kernel events kept at most; the oldest go first. */
+  maxEvents?: number;
+  /** App spans waiting for the watermark at most; more are refused (counted). */
+  maxPendingSpans?: number;
+  /** Time for an event that ended to travel from the kernel to here. */
+  watermarkLagMs?: number;
+  now?: () => bigint;
+}
+
+export interface CorrelatorCounters {
+  spansJoined: number;
+  spansWithEvents: number;
+  spansNotHere: number;
+  spansRefused: number;
+  eventsAttached: number;
+  eventsEvictedUnjoined: number;
+  eventsHeld: number;
+  spansPending: number;
+}
+
+interface HeldEvent {
+  event: KernelEvent;
+  /** Start of the span that took it: a span that began later (an inner one) may take it over. */
+  takenAtStart: bigint | null;
+}
+
+const MS = 1_000_000n;
+const nowUnixNano = () => BigInt(Date.now()) * MS;
+
+export class Correlator<S extends JoinableSpan> {
+  private readonly byThread = new Map<number, Map<number, HeldEvent[]>>();
+  private pending: { span: S; place: SpanPlace }[] = [];
+  private held = 0;
+  private readonly retention: bigint;
+  private readonly lag: bigint;
+  private readonly maxEvents: number;
+  private readonly maxPendingSpans: number;
+  private readonly now: () => bigint;
+  private readonly count = { spansJoined: 0, spansWithEvents: 0, spansNotHere: 0, spansRefused: 0, eventsAttached: 0, eventsEvictedUnjoined: 0 };
+
+  constructor(private readonly options: CorrelatorOptions<S>) {
+    this.retention = BigInt(options.retentionMs ?? 30_000) * MS;
+    this.lag = BigInt(options.watermarkLagMs ?? 500) * MS;
+    this.maxEvents = options.maxEvents ?? 1_000_000;
+    this.maxPendingSpans = options.maxPendingSpans ?? 100_000;
+    this.now = options.now ?? nowUnixNano;
+  }
+
+  addEvents(events: KernelEvent[]): void {
+    for (const event of events) {
+      let threads = this.byThread.get(event.pid);
+      if (threads === undefined) this.byThread.set(event.pid, (threads = new Map<number, HeldEvent[]>()));
+      let held = threads.get(event.tid);
+      if (held === undefined) threads.set(event.tid, (held = []));
+      held.push({ event, takenAtStart: null });
+      this.held++;
+    }
+    this.evict(this.now() - this.retention);
+  }
+
+  /** Queues spans until the watermark passes their end; returns how many were refused. */
+  addSpans(spans: S[]): number {
+    let refused = 0;
+    for (const span of spans) {
+      const place = this.options.place(span);
+      if (place === undefined) {
+        this.count.spansNotHere++;
+      } else if (this.pending.length >= this.maxPendingSpans) {
+        refused++;
+      } else {
+        this.pending.push({ span, place });
+      }
+    }
+    this.count.spansRefused += refused;
+    return refused;
+  }
+
+  /** Joins every pending span whose end the watermark has passed. */
+  join(): void {
+    const watermark = this.now() - this.lag;
+    const ready = this.pending.filter((p) => p.span.endUnixNano <= watermark);
+    if (ready.length === 0) return;
+    this.pending = this.pending.filter((p) => p.span.endUnixNano > watermark);
+    ready.sort((a, b) => (a.span.endUnixNano < b.span.endUnixNano ? -1 : a.span.endUnixNano > b.span.endUnixNano ? 1 : 0));
+    const attachments = ready.map(({ span, place }) => ({ span, place, events: this.take(span, place) }));
+    this.count.spansJoined += attachments.length;
+    const joined = attachments.filter((a) => a.events.length > 0);
+    this.count.spansWithEvents += joined.length;
+    if (joined.length > 0) this.options.onJoined(joined);
+  }
+
+  counters(): CorrelatorCounters {
+    return { ...this.count, eventsHeld: this.held, spansPending: this.pending.length };
+  }
+
+  /** The events that began within the span on its thread and that no inner span took. */
+  private take(span: S, place: SpanPlace): KernelEvent[] {
+    const threads = this.byThread.get(place.hostPid);
+    if (threads === undefined) return [];
+    const lists = place.hostTid === undefined ? [...threads.values()] : [threads.get(place.hostTid) ?? []];
+    const taken: KernelEvent[] = [];
+    for (const list of lists) {
+      for (const held of list) {
+        const start = held.event.startUnixNano;
+        if (start < span.startUnixNano || start >= span.endUnixNano) continue;
+        if (held.takenAtStart !== null && held.takenAtStart > span.startUnixNano) continue; // an inner span has it
+        if (held.takenAtStart === null) this.count.eventsAttached++;
+        held.takenAtStart = span.startUnixNano;
+        taken.push(held.event);
+      }
+    }
+    return taken.sort((a, b) => (a.startUnixNano < b.startUnixNano ? -1 : a.startUnixNano > b.startUnixNano ? 1 : 0));
+  }
+
+  /** Drops events that ended before `before`, and the oldest beyond maxEvents. */
+  private evict(before: bigint): void {
+    for (const [pid, threads] of this.byThread) {
+      for (const [tid, list] of threads) {
+        let drop = 0;
+        while (drop < list.length && (list[drop]?.event.endUnixNano ?? before) < before) drop++;
+        this.dropFront(list, drop);
+        if (list.length === 0) threads.delete(tid);
+      }
+      if (threads.size === 0) this.byThread.delete(pid);
+    }
+    // Over the bound: the longest lists lose their oldest first.
+    while (this.held > this.maxEvents) {
+      let longest: HeldEvent[] | undefined;
+      for (const threads of this.byThread.values()) for (const list of threads.values()) if (list.length > (longest?.length ?? 0)) longest = list;
+      if (longest === undefined) break;
+      this.dropFront(longest, Math.max(1, Math.min(longest.length, this.held - this.maxEvents)));
+    }
+  }
+
+  private dropFront(list: HeldEvent[], n: number): void {
+    if (n === 0) return;
+    for (const held of list.slice(0, n)) if (held.takenAtStart === null) this.count.eventsEvictedUnjoined++;
+    list.splice(0, n);
+    this.held -= n;
+  }
+}

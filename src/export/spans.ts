@@ -1,0 +1,132 @@
+// Kernel events attached to an app span, as OTLP spans of the same trace: each interval a
+// child span of the app span, named for a human; per app span one summary child span whose
+// attributes give the time per kind (so a TraceQL or Jaeger tag search finds "requests that
+// waited > 100 ms on the GPU"), and whose span events carry the point events, launches
+// aggregated (count, total, slowest few) rather than exported one by one.
+import { randomBytes } from 'node:crypto';
+import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime } from '@opentelemetry/api';
+import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
+import type { KernelEvent } from '../kernel/events.js';
+import * as A from '../semconv/attributes.js';
+import type { Attachment, JoinableSpan } from '../correlate/correlator.js';
+
+/** Child spans per app span at most: the longest intervals; the summary counts all. */
+export const MAX_CHILD_SPANS = 128;
+/** Span events on a summary at most (the SDK's default limit). */
+export const MAX_SUMMARY_EVENTS = 128;
+const SLOWEST_LAUNCHES = 5;
+const SCOPE = { name: 'causeway', version: '0.1.0' };
+
+const hrTime = (unixNano: bigint): HrTime => [Number(unixNano / 1_000_000_000n), Number(unixNano % 1_000_000_000n)];
+const ms = (ns: bigint) => Number(ns) / 1e6;
+const spanId = () => randomBytes(8).toString('hex');
+
+/** The name a person reads in the trace view. */
+export function kernelSpanName(event: KernelEvent): string {
+  const a = event.attributes;
+  switch (event.kind) {
+    case 'cuda.sync':
+    case 'cuda.memcpy':
+    case 'cuda.malloc':
+    case 'cuda.launch':
+      return String(a[A.ATTR_CAUSEWAY_CUDA_API]);
+    case 'sched.runqueue':
+      return 'run queue wait';
+    case 'sched.blocked':
+      return 'off CPU (blocked)';
+    case 'futex.wait':
+      return 'futex wait';
+    case 'block.io':
+      return `block ${String(a[A.ATTR_CAUSEWAY_BLOCK_OP])} ${String(a[A.ATTR_CAUSEWAY_BLOCK_DEVICE])}`;
+    case 'tcp.retransmit':
+      return 'tcp retransmit';
+  }
+}
+
+const isPoint = (event: KernelEvent) => event.kind === 'cuda.launch' || event.kind === 'tcp.retransmit';
+
+function attributesOf(event: KernelEvent, scope: 'thread' | 'process'): Attributes {
+  return {
+    ...(event.attributes as Attributes),
+    [A.ATTR_CAUSEWAY_KIND]: event.kind,
+    [A.ATTR_CAUSEWAY_THREAD_TID]: event.tid,
+    [A.ATTR_CAUSEWAY_ATTACH_SCOPE]: scope,
+    'thread.name': event.comm,
+  };
+}
+
+function readable(resource: Resource, traceId: string, parentSpanId: string, name: string, start: bigint, end: bigint, attributes: Attributes, events: TimedEvent[] = [], droppedEvents = 0): ReadableSpan {
+  const context = { traceId, spanId: spanId(), traceFlags: TraceFlags.SAMPLED };
+  return {
+    name,
+    kind: SpanKind.INTERNAL,
+    spanContext: () => context,
+    parentSpanContext: { traceId, spanId: parentSpanId, traceFlags: TraceFlags.SAMPLED },
+    startTime: hrTime(start),
+    endTime: hrTime(end),
+    duration: hrTime(end - start),
+    status: { code: SpanStatusCode.UNSET },
+    attributes,
+    links: [],
+    events,
+    ended: true,
+    resource,
+    instrumentationScope: SCOPE,
+    droppedAttributesCount: 0,
+    droppedEventsCount: droppedEvents,
+    droppedLinksCount: 0,
+  };
+}
+
+/** The summary of one app span's kernel activity: time per kind, launches, point events. */
+function summary(resource: Resource, app: JoinableSpan, events: KernelEvent[], scope: 'thread' | 'process'): ReadableSpan {
+  const perKind = new Map<string, bigint>();
+  for (const event of events) if (!isPoint(event)) perKind.set(event.kind, (perKind.get(event.kind) ?? 0n) + (event.endUnixNano - event.startUnixNano));
+  const attributes: Attributes = { [A.ATTR_CAUSEWAY_ATTACH_SCOPE]: scope };
+  for (const [kind, total] of perKind) attributes[`causeway.${kind}.duration_ms`] = ms(total);
+
+  const launches = events.filter((e) => e.kind === 'cuda.launch');
+  if (launches.length > 0) {
+    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_COUNT] = launches.length;
+    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_DURATION_MS] = ms(launches.reduce((sum, e) => sum + (e.endUnixNano - e.startUnixNano), 0n));
+  }
+  const slowest = [...launches].sort((a, b) => Number(b.endUnixNano - b.startUnixNano - (a.endUnixNano - a.startUnixNano))).slice(0, SLOWEST_LAUNCHES);
+  const points = [...slowest, ...events.filter((e) => e.kind === 'tcp.retransmit')];
+  const timed: TimedEvent[] = points.slice(0, MAX_SUMMARY_EVENTS).map((e) => ({
+    name: e.kind,
+    time: hrTime(e.startUnixNano),
+    attributes: { ...attributesOf(e, scope), [A.ATTR_CAUSEWAY_DURATION_MS]: ms(e.endUnixNano - e.startUnixNano) },
+  }));
+  return readable(resource, app.traceId, app.spanId, 'kernel activity', app.startUnixNano, app.endUnixNano, attributes, timed, Math.max(0, points.length - MAX_SUMMARY_EVENTS));
+}
+
+/** Resources by the app resource they copy: kernel spans show under the app's own service. */
+export class KernelSpanBuilder {
+  private readonly resources = new Map<string, Resource>();
+
+  build(attachment: Attachment): ReadableSpan[] {
+    const { span: app, events, place } = attachment;
+    const scope = place.hostTid === undefined ? 'process' : 'thread';
+    const resource = this.resource(app.resource);
+    const intervals = events
+      .filter((e) => !isPoint(e))
+      .sort((a, b) => Number(b.endUnixNano - b.startUnixNano - (a.endUnixNano - a.startUnixNano)))
+      .slice(0, MAX_CHILD_SPANS);
+    return [
+      summary(resource, app, events, scope),
+      ...intervals.map((e) => readable(resource, app.traceId, app.spanId, kernelSpanName(e), e.startUnixNano, e.endUnixNano, attributesOf(e, scope))),
+    ];
+  }
+
+  private resource(attributes: Record<string, unknown>): Resource {
+    const key = JSON.stringify(attributes, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+    let resource = this.resources.get(key);
+    if (resource === undefined) {
+      if (this.resources.size >= 1024) this.resources.clear(); // bounded: one per app process seen recently
+      resource = resourceFromAttributes(attributes as Attributes);
+      this.resources.set(key, resource);
+    }
+    return resource;
+  }
+}

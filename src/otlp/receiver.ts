@@ -1,0 +1,103 @@
+// startOtlpReceiver: the OTLP trace receiver (gRPC + HTTP) in front of the ingest queue.
+
+import type * as grpc from '@grpc/grpc-js';
+import type * as http from 'node:http';
+import { startGrpcServer, stopGrpcServer } from './grpc.js';
+import { startHttpServer, stopHttpServer } from './http.js';
+import { IngestQueue, type OnSpans, type ReceiverCounters } from './ingest.js';
+
+export const DEFAULT_GRPC_ENDPOINT = { host: '127.0.0.1', port: 4417 } as const;
+export const DEFAULT_HTTP_ENDPOINT = { host: '127.0.0.1', port: 4418 } as const;
+export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_MAX_PENDING_SPANS = 100_000;
+export const DEFAULT_DRAIN_TIMEOUT_MS = 5_000;
+
+export interface Endpoint {
+  host?: string;
+  /** 0 picks a free port (reported back in grpcPort / httpPort). */
+  port?: number;
+}
+
+export interface OtlpReceiverOptions {
+  /** gRPC endpoint; default 127.0.0.1:4417; false disables gRPC. */
+  grpc?: Endpoint | false;
+  /** HTTP endpoint; default 127.0.0.1:4418; false disables HTTP. */
+  http?: Endpoint | false;
+  /** Largest request accepted, after decompression (gRPC and HTTP); default 4 MiB. */
+  maxMessageBytes?: number;
+  /** Bound on accepted-but-undelivered spans; past it requests get 503 / UNAVAILABLE; default 100000. */
+  maxPendingSpans?: number;
+  /** How long close() waits for pending spans to be delivered; default 5000 ms. */
+  drainTimeoutMs?: number;
+  /** Receives each accepted request's valid spans, one call at a time, in arrival order. */
+  onSpans: OnSpans;
+  /** Errors thrown by onSpans and unexpected server errors; default: ignored (they are counted). */
+  onError?: (err: unknown) => void;
+}
+
+export interface OtlpReceiver {
+  /** Bound gRPC port, or undefined when gRPC is disabled. */
+  readonly grpcPort: number | undefined;
+  /** Bound HTTP port, or undefined when HTTP is disabled. */
+  readonly httpPort: number | undefined;
+  /** A snapshot of the counters. */
+  counters(): ReceiverCounters;
+  /**
+   * Stops both servers (in-flight requests finish), then waits up to drainTimeoutMs for
+   * pending spans to reach onSpans; queued spans still undelivered are counted in
+   * spansDropped. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+export async function startOtlpReceiver(options: OtlpReceiverOptions): Promise<OtlpReceiver> {
+  const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const maxPendingSpans = options.maxPendingSpans ?? DEFAULT_MAX_PENDING_SPANS;
+  const drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+  if (!Number.isInteger(maxMessageBytes) || maxMessageBytes <= 0) throw new RangeError('maxMessageBytes must be a positive integer');
+  if (!Number.isInteger(maxPendingSpans) || maxPendingSpans <= 0) throw new RangeError('maxPendingSpans must be a positive integer');
+  const onError = options.onError ?? ((): void => undefined);
+  const queue = new IngestQueue(options.onSpans, maxPendingSpans, onError);
+
+  let grpcServer: grpc.Server | undefined;
+  let httpServer: http.Server | undefined;
+  let grpcPort: number | undefined;
+  let httpPort: number | undefined;
+  const stopServers = async (): Promise<void> => {
+    await Promise.all([
+      grpcServer ? stopGrpcServer(grpcServer, drainTimeoutMs) : undefined,
+      httpServer ? stopHttpServer(httpServer, drainTimeoutMs) : undefined,
+    ]);
+  };
+  try {
+    if (options.grpc !== false) {
+      const e = { ...DEFAULT_GRPC_ENDPOINT, ...options.grpc };
+      const g = await startGrpcServer(e.host, e.port, maxMessageBytes, queue);
+      grpcServer = g.server;
+      grpcPort = g.port;
+    }
+    if (options.http !== false) {
+      const e = { ...DEFAULT_HTTP_ENDPOINT, ...options.http };
+      const h = await startHttpServer(e.host, e.port, maxMessageBytes, queue, onError);
+      httpServer = h.server;
+      httpPort = h.port;
+    }
+  } catch (e) {
+    await stopServers();
+    throw e;
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    grpcPort,
+    httpPort,
+    counters: () => queue.snapshot(),
+    close: () => {
+      closing ??= (async () => {
+        await stopServers();
+        if (!(await queue.whenIdle(drainTimeoutMs))) queue.dropQueued();
+      })();
+      return closing;
+    },
+  };
+}

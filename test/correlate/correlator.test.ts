@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Correlator, type Attachment, type JoinableSpan, type SpanPlace } from '../../src/correlate/correlator.js';
+import type { KernelEvent } from '../../src/kernel/events.js';
+
+const S = 1_000_000_000n;
+const MS = 1_000_000n;
+
+function span(spanId: string, start: bigint, end: bigint, tid?: number): JoinableSpan {
+  return { traceId: 'a'.repeat(32), spanId, name: spanId, startUnixNano: start, endUnixNano: end, attributes: tid === undefined ? {} : { 'causeway.thread.tid': tid }, resource: { 'process.pid': 100 } };
+}
+
+function event(tid: number, start: bigint, end: bigint, kind: KernelEvent['kind'] = 'futex.wait'): KernelEvent {
+  return { kind, pid: 100, tid, comm: 'app', startUnixNano: start, endUnixNano: end, attributes: {} };
+}
+
+function setup(now: { t: bigint }, options: { maxEvents?: number; maxPendingSpans?: number } = {}) {
+  const joined: Attachment[] = [];
+  const place = (s: JoinableSpan): SpanPlace | undefined => {
+    if (s.resource['process.pid'] !== 100) return undefined;
+    const tid = s.attributes['causeway.thread.tid'];
+    return typeof tid === 'number' ? { hostPid: 100, hostTid: tid } : { hostPid: 100 };
+  };
+  const correlator = new Correlator({ place, onJoined: (a) => joined.push(...a), now: () => now.t, watermarkLagMs: 500, retentionMs: 10_000, ...options });
+  return { correlator, joined };
+}
+
+test('an event goes to the innermost span of its thread that was active when it began', () => {
+  const now = { t: 12n * S };
+  const { correlator, joined } = setup(now);
+  correlator.addEvents([event(7, 10n * S + 100n * MS, 10n * S + 300n * MS), event(7, 10n * S + 700n * MS, 10n * S + 800n * MS), event(8, 10n * S + 150n * MS, 10n * S + 200n * MS)]);
+  correlator.addSpans([span('outer', 10n * S, 11n * S, 7), span('inner', 10n * S + 50n * MS, 10n * S + 400n * MS, 7)]);
+  correlator.join();
+  const byId = new Map(joined.map((a) => [a.span.spanId, a.events]));
+  assert.deepEqual(byId.get('inner')?.map((e) => e.startUnixNano), [10n * S + 100n * MS]);
+  assert.deepEqual(byId.get('outer')?.map((e) => e.startUnixNano), [10n * S + 700n * MS]);
+  assert.equal(correlator.counters().eventsAttached, 2);
+});
+
+test('a span waits until the watermark passes its end, then joins events that arrived before it', () => {
+  const now = { t: 10n * S };
+  const { correlator, joined } = setup(now);
+  correlator.addSpans([span('late', 9n * S, 9n * S + 800n * MS, 7)]);
+  correlator.join();
+  assert.equal(joined.length, 0, 'the watermark (now - 500 ms) has not passed the span end');
+  correlator.addEvents([event(7, 9n * S + 600n * MS, 9n * S + 700n * MS)]);
+  now.t = 10n * S + 400n * MS;
+  correlator.join();
+  assert.equal(joined.length, 1);
+  assert.equal(correlator.counters().spansPending, 0);
+});
+
+test('without a thread, a span takes its whole process\'s events and says so', () => {
+  const now = { t: 11n * S };
+  const { correlator, joined } = setup(now);
+  correlator.addEvents([event(7, 10n * S, 10n * S + MS), event(9, 10n * S + 2n * MS, 10n * S + 3n * MS)]);
+  correlator.addSpans([span('process-level', 10n * S - MS, 10n * S + 5n * MS)]);
+  correlator.join();
+  assert.equal(joined[0]?.events.length, 2);
+  assert.equal(joined[0].place.hostTid, undefined);
+});
+
+test('spans from processes not on this host are counted, not joined', () => {
+  const now = { t: 100n * S };
+  const { correlator, joined } = setup(now);
+  correlator.addSpans([{ ...span('elsewhere', S, 2n * S, 7), resource: { 'process.pid': 5 } }]);
+  correlator.join();
+  assert.equal(joined.length, 0);
+  assert.equal(correlator.counters().spansNotHere, 1);
+});
+
+test('memory is bounded: old events are evicted and counted when never joined, excess spans are refused', () => {
+  const now = { t: 100n * S };
+  const { correlator } = setup(now, { maxEvents: 3, maxPendingSpans: 1 });
+  correlator.addEvents([event(7, 1n * S, 1n * S + MS)]); // older than the 10 s retention
+  assert.equal(correlator.counters().eventsEvictedUnjoined, 1);
+  correlator.addEvents([1n, 2n, 3n, 4n, 5n].map((i) => event(7, 99n * S + i * MS, 99n * S + i * MS + 1n)));
+  assert.equal(correlator.counters().eventsHeld, 3);
+  assert.equal(correlator.counters().eventsEvictedUnjoined, 3);
+  assert.equal(correlator.addSpans([span('a', S, 2n * S, 7), span('b', S, 2n * S, 7)]), 1);
+  assert.equal(correlator.counters().spansRefused, 1);
+});
