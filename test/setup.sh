@@ -56,3 +56,64 @@ apt_install "${APT_PACKAGES[@]}"
 npm_install
 mount_tracefs
 nvidia_runtime
+
+# End-to-end test tools (a real otelcol, Jaeger and the OpenTelemetry Python SDK), built once into
+# a cache outside the repo so that fresh clones and CI runs on the same machine reuse them.
+# test/e2e/backends.ts finds them at the same paths. Each stamp is written only after success,
+# so an interrupted build is redone on the next run.
+E2E_CACHE=/var/cache/causeway
+OCB_VERSION=v0.165.0
+JAEGER_VERSION=v1.76.0
+PYTHON_PACKAGES=(opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-grpc==1.45.2)
+export PATH="$PATH:/usr/local/go/bin"
+
+# Runs a long, chatty command with its output in a log that is shown only when it fails.
+quietly() {
+  local log=$1
+  shift
+  "$@" >"$log" 2>&1 || { cat "$log" >&2; return 1; }
+}
+
+# otelcol from otel-config/builder-config.yaml; the stamp is a copy of the manifest it was built from.
+otelcol_build() {
+  local manifest=$PWD/otel-config/builder-config.yaml dir=$E2E_CACHE/otelcol
+  cmp -s "$manifest" "$dir/built-from.yaml" && [ -x "$E2E_CACHE/bin/otelcol" ] && return
+  say "building otelcol with ocb $OCB_VERSION (several minutes)"
+  mkdir -p "$dir" "$E2E_CACHE/bin"
+  quietly "$dir/build.log" env GOBIN="$dir" go install "go.opentelemetry.io/collector/cmd/builder@$OCB_VERSION"
+  (cd "$dir" && quietly build.log ./builder --config="$manifest")
+  cp "$dir/build/otelcol" "$E2E_CACHE/bin/otelcol"
+  cp "$manifest" "$dir/built-from.yaml"
+}
+
+# Jaeger's go.mod has replace directives, which `go install pkg@version` refuses; so it is built
+# as a tool of a throwaway module (which ignores those replaces; v1.76.0 builds without them).
+jaeger_build() {
+  local dir=$E2E_CACHE/jaeger
+  [ "$(cat "$dir/built-version" 2>/dev/null)" = "$JAEGER_VERSION" ] && [ -x "$E2E_CACHE/bin/jaeger" ] && return
+  say "building jaeger $JAEGER_VERSION (several minutes)"
+  rm -rf "$dir"
+  mkdir -p "$dir" "$E2E_CACHE/bin"
+  (
+    cd "$dir"
+    quietly build.log go mod init causeway.local/jaeger
+    quietly build.log go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION"
+    quietly build.log go build -o "$E2E_CACHE/bin/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger
+  )
+  echo "$JAEGER_VERSION" >"$dir/built-version"
+}
+
+# The Python apps' interpreter; the stamp is the package list it was installed with.
+python_venv() {
+  local venv=$E2E_CACHE/venv
+  [ "$(cat "$venv/installed-packages" 2>/dev/null)" = "${PYTHON_PACKAGES[*]}" ] && return
+  say "creating the Python venv $venv (${PYTHON_PACKAGES[*]})"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  quietly "$E2E_CACHE/venv.log" "$venv/bin/pip" install --disable-pip-version-check "${PYTHON_PACKAGES[@]}"
+  echo "${PYTHON_PACKAGES[*]}" >"$venv/installed-packages"
+}
+
+python_venv
+otelcol_build
+jaeger_build
