@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ROOT, SIM_CUDART, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
-import { startSidecar } from '../cli/sidecar.js';
+import { startSidecar, until } from '../cli/sidecar.js';
 import { freePort, getTrace, pythonBin, spansOf, startCollector, startJaeger, type OtlpSpan } from './backends.js';
 
 const attribute = (span: OtlpSpan, key: string) => {
@@ -53,4 +53,38 @@ test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync c
   assert.ok(Number(attribute(summary, 'causeway.cuda.sync.duration_ms')) >= 180);
   assert.equal(attribute(summary, 'causeway.cuda.launch.count'), 1);
   assert.equal(summary.events?.find((e) => e.name === 'cuda.launch')?.attributes?.find((a) => a.key === 'causeway.cuda.kernel')?.value.stringValue, 'matmul_big(float*, float*, float*, int)');
+});
+
+test('with the collector stopped the sidecar counts what it cannot export, and recovers when it is back', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const jaeger = await startJaeger();
+  t.after(() => jaeger.stop());
+  const config = join(ROOT, 'otel-config', 'collector.yaml');
+  const kernelGrpc = `127.0.0.1:${String(await freePort())}`;
+  const env = { JAEGER_OTLP_GRPC: jaeger.otlpGrpc, OTELCOL_KERNEL_GRPC: kernelGrpc, CAUSEWAY_OTLP_GRPC: `127.0.0.1:${String(await freePort())}` };
+  const sidecar = await startSidecar(`http://${kernelGrpc}`);
+  t.after(() => sidecar.stop());
+  // The app sends to the sidecar directly here: the collector is what goes away.
+  const request = async () => {
+    const app = startWorkload(pythonBin, [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '50'], {
+      ...privateGpu(t),
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${String(sidecar.grpcPort)}`,
+    });
+    return (await app.truth) as { trace_id: string; span_id: string };
+  };
+
+  await request(); // the collector is not running yet
+  await until('the sidecar to say the collector is down', 30_000, () => (/cannot export to the collector/.test(sidecar.log()) ? true : undefined));
+  assert.match(await sidecar.metrics(), /^causeway_export_spans_dropped_total [1-9]\d*$/m);
+
+  const collector = await startCollector(config, env);
+  t.after(() => collector.stop());
+  const truth = await request();
+  const trace = await getTrace(jaeger.queryUrl, truth.trace_id, {
+    timeoutMs: 30_000,
+    until: (tr) => spansOf(tr).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize'),
+  });
+  assert.ok(trace && spansOf(trace).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize'), sidecar.log());
+  assert.match(sidecar.log(), /collector at .*: collector reachable again/);
+  assert.match(await sidecar.metrics(), /^causeway_export_collector_up 1$/m);
 });
