@@ -63,10 +63,24 @@ interface HeldEvent {
 }
 
 const MS = 1_000_000n;
+
+/** Index of the first event that began at or after `start`, in a list sorted by start. */
+function firstStartingAt(list: HeldEvent[], start: bigint): number {
+  let low = 0;
+  let high = list.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((list[middle]?.event.startUnixNano ?? start) < start) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
 const nowUnixNano = () => BigInt(Date.now()) * MS;
 
 export class Correlator<S extends JoinableSpan> {
   private readonly byThread = new Map<number, Map<number, HeldEvent[]>>();
+  /** Lists whose last event began before the one before it: sorted by start before a search. */
+  private readonly unsorted = new Set<HeldEvent[]>();
   private pending: { span: S; place: SpanPlace }[] = [];
   private held = 0;
   private readonly retention: bigint;
@@ -90,6 +104,9 @@ export class Correlator<S extends JoinableSpan> {
       if (threads === undefined) this.byThread.set(event.pid, (threads = new Map<number, HeldEvent[]>()));
       let held = threads.get(event.tid);
       if (held === undefined) threads.set(event.tid, (held = []));
+      // Records arrive in the order their intervals ended: nearly, not quite, in start order.
+      const last = held.at(-1);
+      if (last !== undefined && last.event.startUnixNano > event.startUnixNano) this.unsorted.add(held);
       held.push({ event, takenAtStart: null });
       this.held++;
     }
@@ -138,9 +155,10 @@ export class Correlator<S extends JoinableSpan> {
     const lists = place.hostTid === undefined ? [...threads.values()] : [threads.get(place.hostTid) ?? []];
     const taken: KernelEvent[] = [];
     for (const list of lists) {
-      for (const held of list) {
-        const start = held.event.startUnixNano;
-        if (start < span.startUnixNano || start >= span.endUnixNano) continue;
+      if (this.unsorted.delete(list)) list.sort((a, b) => (a.event.startUnixNano < b.event.startUnixNano ? -1 : a.event.startUnixNano > b.event.startUnixNano ? 1 : 0));
+      for (let i = firstStartingAt(list, span.startUnixNano); i < list.length; i++) {
+        const held = list[i];
+        if (held === undefined || held.event.startUnixNano >= span.endUnixNano) break;
         if (held.takenAtStart !== null && held.takenAtStart > span.startUnixNano) continue; // an inner span has it
         if (held.takenAtStart === null) this.count.eventsAttached++;
         held.takenAtStart = span.startUnixNano;
@@ -172,6 +190,7 @@ export class Correlator<S extends JoinableSpan> {
 
   private dropFront(list: HeldEvent[], n: number): void {
     if (n === 0) return;
+    if (n === list.length) this.unsorted.delete(list);
     for (const held of list.slice(0, n)) if (held.takenAtStart === null) this.count.eventsEvictedUnjoined++;
     list.splice(0, n);
     this.held -= n;
