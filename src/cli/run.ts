@@ -17,7 +17,7 @@ import * as A from '../semconv/attributes.js';
 import { UsageError, positiveInteger } from './usage.js';
 
 export const RUN_HELP = `Usage: causeway run [--config FILE] [--otlp-grpc HOST:PORT] [--otlp-http HOST:PORT]
-                    [--metrics HOST:PORT] [--pid PID]... [--comm NAME]...
+                    [--mcp HOST:PORT] [--metrics HOST:PORT] [--pid PID]... [--comm NAME]...
                     [--thread-attribute NAME] [--retention-s N] [--max-events N]
 
 The sidecar: receives a copy of the app's spans over OTLP, captures the kernel events of
@@ -27,6 +27,8 @@ kernel events as its child spans over OTLP/gRPC to the collector. Needs root.
 Options (a YAML --config file takes the same keys; flags win):
   --otlp-grpc HOST:PORT     OTLP/gRPC receiver (default 127.0.0.1:4417)
   --otlp-http HOST:PORT     OTLP/HTTP receiver, /v1/traces (default 127.0.0.1:4418)
+  --mcp HOST:PORT           the MCP server's address (default 127.0.0.1:4419); checked,
+                            not yet served: the MCP server is still to come
   --metrics HOST:PORT       Prometheus metrics at /metrics (default 127.0.0.1:9464)
   --pid PID, --comm NAME    also follow these processes from the start (repeatable)
   --thread-attribute NAME   span attribute with the OS thread id (default causeway.thread.tid)
@@ -41,6 +43,7 @@ const OPTIONS = {
   config: { type: 'string' },
   'otlp-grpc': { type: 'string' },
   'otlp-http': { type: 'string' },
+  mcp: { type: 'string' },
   metrics: { type: 'string' },
   pid: { type: 'string', multiple: true },
   comm: { type: 'string', multiple: true },
@@ -84,6 +87,7 @@ export async function run(argv: string[]): Promise<number> {
   const grpc = endpoint('--otlp-grpc', text(s['otlp-grpc'], '127.0.0.1:4417'));
   const httpEndpoint = endpoint('--otlp-http', text(s['otlp-http'], '127.0.0.1:4418'));
   const metricsEndpoint = endpoint('--metrics', text(s.metrics, '127.0.0.1:9464'));
+  endpoint('--mcp', text(s.mcp, '127.0.0.1:4419'));
   const tidAttribute = text(s['thread-attribute'], A.ATTR_CAUSEWAY_THREAD_TID);
   const retentionMs = positiveInteger('--retention-s', text(s['retention-s'], '30')) * 1000;
   const maxEvents = positiveInteger('--max-events', text(s['max-events'], '1000000'));

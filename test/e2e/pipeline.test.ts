@@ -4,10 +4,10 @@
 // kernel spans come back through the collector into the same trace in Jaeger.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { ROOT, SIM_CUDART, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
-import { startSidecar, until } from '../cli/sidecar.js';
-import { freePort, getTrace, pythonBin, spansOf, startCollector, startJaeger, type OtlpSpan } from './backends.js';
+import { startSidecar, until, type Sidecar } from '../cli/sidecar.js';
+import { freePort, getTrace, pythonBin, spansOf, startCollector, startJaeger, type Collector, type Jaeger, type OtlpSpan } from './backends.js';
 
 const attribute = (span: OtlpSpan, key: string) => {
   const value = span.attributes?.find((a) => a.key === key)?.value;
@@ -15,8 +15,8 @@ const attribute = (span: OtlpSpan, key: string) => {
 };
 const durationMs = (span: OtlpSpan) => Number(BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano)) / 1e6;
 
-test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync child span of the request span', async (t) => {
-  if (!kernelAvailable(t)) return;
+/** Jaeger, the collector with otel-config/collector.yaml, and the sidecar between them; all stopped after the test. */
+async function startPipeline(t: TestContext): Promise<{ jaeger: Jaeger; collector: Collector; sidecar: Sidecar }> {
   const jaeger = await startJaeger();
   t.after(() => jaeger.stop());
   const causewayPort = await freePort();
@@ -27,7 +27,12 @@ test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync c
   t.after(() => collector.stop());
   const sidecar = await startSidecar(`http://${collector.kernelGrpc}`, `127.0.0.1:${String(causewayPort)}`);
   t.after(() => sidecar.stop());
+  return { jaeger, collector, sidecar };
+}
 
+test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync child span of the request span', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const { jaeger, collector, sidecar } = await startPipeline(t);
   const app = startWorkload(pythonBin, [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '200'], {
     ...privateGpu(t),
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
@@ -53,6 +58,26 @@ test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync c
   assert.ok(Number(attribute(summary, 'causeway.cuda.sync.duration_ms')) >= 180);
   assert.equal(attribute(summary, 'causeway.cuda.launch.count'), 1);
   assert.equal(summary.events?.find((e) => e.name === 'cuda.launch')?.attributes?.find((a) => a.key === 'causeway.cuda.kernel')?.value.stringValue, 'matmul_big(float*, float*, float*, int)');
+});
+
+test('a Node service doing fsync in a span shows its block I/O and blocked time as child spans in Jaeger', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const { jaeger, collector } = await startPipeline(t);
+  const app = startWorkload(process.execPath, [join(ROOT, 'test', 'fixtures', 'apps', 'node_fsync_service.mjs'), '/var/tmp', '32'], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
+  });
+  const truth = (await app.truth) as { trace_id: string; span_id: string; pid: number };
+  const children = (spans: OtlpSpan[]) => spans.filter((s) => s.parentSpanId === truth.span_id);
+  const trace = await getTrace(jaeger.queryUrl, truth.trace_id, { timeoutMs: 30_000, until: (tr) => children(spansOf(tr)).some((s) => s.name === 'kernel activity') });
+  assert.ok(trace);
+  const kids = children(spansOf(trace));
+  const summary = kids.find((s) => s.name === 'kernel activity');
+  assert.ok(summary && Number(attribute(summary, 'causeway.block.io.duration_ms')) > 0);
+  const writes = kids.filter((s) => attribute(s, 'causeway.kind') === 'block.io' && attribute(s, 'causeway.block.op') === 'write');
+  assert.ok(writes.length > 0, kids.map((s) => s.name).join(', '));
+  assert.match(writes[0]?.name ?? '', /^block write \S+$/);
+  for (const w of writes) assert.equal(attribute(w, 'causeway.thread.tid'), truth.pid, 'a Node span runs on the main thread, whose tid is the pid');
+  assert.ok(kids.some((s) => attribute(s, 'causeway.kind') === 'sched.blocked'), 'the fsync blocked the thread');
 });
 
 test('with the collector stopped the sidecar counts what it cannot export, and recovers when it is back', async (t) => {
