@@ -13,7 +13,8 @@ import { partialSuccessOf, OVERLOAD_MESSAGE, RETRY_AFTER_SECONDS } from './outco
 
 const passthrough = (b: Buffer): Buffer => b;
 
-const traceServiceDefinition: grpc.ServiceDefinition = {
+/** TraceService/Export on raw bytes: decoding is ours, so malformed protobuf is INVALID_ARGUMENT. */
+export const traceServiceDefinition: grpc.ServiceDefinition = {
   Export: {
     path: TRACE_SERVICE_EXPORT_PATH,
     requestStream: false,

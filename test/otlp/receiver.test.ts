@@ -10,7 +10,8 @@ import { BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-tra
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import * as zlib from 'node:zlib';
-import { otlpTypes, startOtlpReceiver, SpanKind, type AppSpan, type OtlpReceiverOptions } from '../../src/otlp/index.js';
+import { traceServiceDefinition } from '../../src/otlp/grpc.js';
+import { otlpTypes, startOtlpReceiver, SpanKind, TRACE_SERVICE_EXPORT_PATH, type AppSpan, type OtlpReceiverOptions } from '../../src/otlp/index.js';
 
 const TRACE_A = '5b8efff798038103d269b633813fc60c';
 const SPAN_A = 'eee19b7ec3c1b174';
@@ -142,21 +143,7 @@ function decodeResponse(body: Uint8Array): { partialSuccess?: { rejectedSpans: s
 
 // ---- raw gRPC client -----------------------------------------------------------
 
-const passthrough = (b: Buffer): Buffer => b;
-const RawClient = grpc.makeGenericClientConstructor(
-  {
-    Export: {
-      path: '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: passthrough,
-      requestDeserialize: passthrough,
-      responseSerialize: passthrough,
-      responseDeserialize: passthrough,
-    },
-  },
-  'TraceService',
-);
+const RawClient = grpc.makeGenericClientConstructor(traceServiceDefinition, 'TraceService');
 
 function grpcExport(port: number, body: Uint8Array, gzip = false): Promise<{ err: grpc.ServiceError | null; res?: Buffer }> {
   const client = new RawClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
@@ -165,9 +152,9 @@ function grpcExport(port: number, body: Uint8Array, gzip = false): Promise<{ err
   });
   return new Promise((resolve) => {
     client.makeUnaryRequest(
-      '/opentelemetry.proto.collector.trace.v1.TraceService/Export',
-      passthrough,
-      passthrough,
+      TRACE_SERVICE_EXPORT_PATH,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
       Buffer.from(body),
       (err: grpc.ServiceError | null, res?: Buffer) => {
         client.close();
