@@ -130,7 +130,8 @@ export function startWorkload(program: string, args: string[] = [], env: Record<
     err += chunk.toString();
   });
   const truth = new Promise<Record<string, unknown>>((resolve, reject) => {
-    child.on('exit', (code) => {
+    // 'close', not 'exit': only then has all of the program's output been read.
+    child.on('close', (code) => {
       const last = out.trim().split('\n').pop() ?? '';
       if (code !== 0) reject(new Error(`${program} exited ${code}: ${err}${out}`));
       else resolve(JSON.parse(last) as Record<string, unknown>);
