@@ -10,7 +10,7 @@ const MIB = 1 << 20;
 
 test('fsync of 64 MiB of dirty data gives block.io writes on the fsync thread, on the file\'s disk', async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(['--comm', 'fsync_writer']);
+  const capture = await startCapture(t, ['--comm', 'fsync_writer']);
   const truth = (await runWorkload('fsync_writer', ['--dir', '/var/tmp', '--mib', '64', '--start-delay-ms', '50'])) as {
     pid: number;
     tid: number;

@@ -15,7 +15,7 @@ for (const [program, linked] of [
 ] as const) {
   test(`a 200 ms kernel then a stream sync gives one 200 ms cuda.sync on the syncing thread, naming the kernel (${linked})`, async (t) => {
     if (!kernelAvailable(t)) return;
-    const capture = await startCapture(['--comm', program]);
+    const capture = await startCapture(t, ['--comm', program]);
     const truth = await runWorkload(program, ['--kernel-ms', '200', '--start-delay-ms', '50'], privateGpu(t));
     await settle();
     await capture.stop();
@@ -38,7 +38,7 @@ for (const [program, linked] of [
 
 test('a full launch queue gives cuda.launch calls that themselves take long', async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(['--comm', 'launch_storm']);
+  const capture = await startCapture(t, ['--comm', 'launch_storm']);
   const truth = (await runWorkload('launch_storm', ['--full-queue', '--kernel-ms', '10', '--extra', '4', '--start-delay-ms', '50'], {
     ...privateGpu(t),
     CUDA_SIM_QUEUE_DEPTH: '16',
@@ -58,7 +58,7 @@ test('a full launch queue gives cuda.launch calls that themselves take long', as
 
 test('driver API launches, syncs and copies are captured with their kernel name, bytes and direction', async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(['--comm', 'driver_calls']);
+  const capture = await startCapture(t, ['--comm', 'driver_calls']);
   const truth = (await runWorkload('driver_calls', ['--mib', '4', '--kernel-ms', '50', '--start-delay-ms', '50'], privateGpu(t))) as {
     pid: number;
     tid: number;
@@ -92,7 +92,7 @@ test('driver API launches, syncs and copies are captured with their kernel name,
 
 test('cudaMalloc and cudaFree carry the bytes, cudaMemcpy its size and direction', async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(['--comm', 'cuda_calls', '--lib', SIM_CUDART]);
+  const capture = await startCapture(t, ['--comm', 'cuda_calls', '--lib', SIM_CUDART]);
   const truth = await runWorkload('cuda_calls', ['--register', '--bytes', '3145728', SIM_CUDART], privateGpu(t));
   await settle();
   await capture.stop();
@@ -115,7 +115,7 @@ test('cudaMalloc and cudaFree carry the bytes, cudaMemcpy its size and direction
 
 test("NVIDIA's own libcudart is probed: its calls fail without a GPU and the events still appear", async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(['--comm', 'cuda_calls', '--lib', NVIDIA_CUDART]);
+  const capture = await startCapture(t, ['--comm', 'cuda_calls', '--lib', NVIDIA_CUDART]);
   const truth = (await runWorkload('cuda_calls', [NVIDIA_CUDART])) as { pid: number; tid: number; calls: { api: string; rc: number }[] };
   await settle();
   await capture.stop();

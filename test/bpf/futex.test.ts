@@ -14,7 +14,7 @@ interface Convoy {
 
 test('a thread blocked 150 ms on a mutex gives a futex.wait of about 150 ms woken by the holder', async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(['--comm', 'mutex_convoy', '--min-duration-us', '1000']);
+  const capture = await startCapture(t, ['--comm', 'mutex_convoy', '--min-duration-us', '1000']);
   const truth = (await runWorkload('mutex_convoy', ['--hold-ms', '150', '--start-delay-ms', '50'])) as unknown as Convoy;
   await settle();
   await capture.stop();

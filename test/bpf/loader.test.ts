@@ -25,13 +25,24 @@ test('without CAP_BPF and CAP_PERFMON the loader exits 2 with a one-line reason'
   assert.match(run.stderr, /^causeway-loader: missing capability: .*CAP_BPF and CAP_PERFMON/);
 });
 
+/** The kernel frees a program shortly after its last link and fd close: wait for it, bounded. */
+async function settledPrograms(): Promise<string[]> {
+  const deadline = Date.now() + 5000;
+  let programs = loadedPrograms();
+  while (programs.length > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    programs = loadedPrograms();
+  }
+  return programs;
+}
+
 test('stopping a capture detaches every program', async (t) => {
   if (!kernelAvailable(t)) return;
-  assert.deepEqual(loadedPrograms(), []);
-  const capture = await startCapture(['--comm', 'nothing-runs-this']);
+  assert.deepEqual(await settledPrograms(), [], 'programs of an earlier capture are still loaded');
+  const capture = await startCapture(t, ['--comm', 'nothing-runs-this']);
   assert.deepEqual(loadedPrograms().sort(), [...OUR_PROGRAMS].sort());
   assert.equal(await capture.stop(), 0);
-  assert.deepEqual(loadedPrograms(), []);
+  assert.deepEqual(await settledPrograms(), []);
 });
 
 test('an unknown stdin command is reported, and the loader keeps serving', (t) => {

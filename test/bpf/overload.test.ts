@@ -6,7 +6,7 @@ import { kernelAvailable, runWorkload, settle, startCapture } from './session.js
 
 test('a workload beyond the ring buffer\'s capacity shows non-zero drop counters, and capture recovers', async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(['--comm', 'switch_pingpong', '--min-duration-us', '0', '--ringbuf-mb', '1']);
+  const capture = await startCapture(t, ['--comm', 'switch_pingpong', '--min-duration-us', '0', '--ringbuf-mb', '1']);
   capture.reading(false);
   const flood = await runWorkload('switch_pingpong', ['--seconds', '3']);
   capture.reading(true);

@@ -7,7 +7,7 @@ import { durationMs, kernelAvailable, settle, startCapture, startWorkload } from
 
 test('a busy process pinned to the victim\'s CPU gives sched.runqueue waits naming the hog', async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(['--comm', 'cpu_victim']);
+  const capture = await startCapture(t, ['--comm', 'cpu_victim']);
   const pin = ['taskset', '-c', '1'];
   const hog = startWorkload('cpu_hog', ['--seconds', '3'], {}, pin);
   const victim = startWorkload('cpu_victim', ['--seconds', '2', '--start-delay-ms', '200'], {}, pin);

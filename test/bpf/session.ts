@@ -66,7 +66,7 @@ export class Capture {
       this.stderr += chunk;
     });
     this.exited = new Promise((resolve) => {
-      this.child.on('exit', resolve);
+      this.child.on('close', resolve); // after exit, once stdout and stderr are read to the end
     });
   }
 
@@ -102,9 +102,10 @@ export class Capture {
   }
 }
 
-/** Starts a capture and waits until its probes are attached. */
-export async function startCapture(args: string[]): Promise<Capture> {
+/** Starts a capture and waits until its probes are attached; stopped after the test, whatever happens. */
+export async function startCapture(t: TestContext, args: string[]): Promise<Capture> {
   const capture = new Capture(args);
+  t.after(() => capture.stop());
   await capture.ready();
   return capture;
 }

@@ -31,7 +31,7 @@ export async function startSidecar(exportUrl: string, grpc = '127.0.0.1:0'): Pro
   child.stderr.on('data', (chunk: Buffer) => {
     log += chunk.toString();
   });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   const [, grpcPort, metricsPort] = await until('the sidecar to listen', 15_000, () => {
     if (child.exitCode !== null) throw new Error(`causeway run exited: ${log}`);
     return /receiving OTLP on [^ ]+:(\d+) \(gRPC\).*metrics on [^ ]+:(\d+)/.exec(log) ?? undefined;
