@@ -64,6 +64,8 @@ interface HeldEvent {
 
 const MS = 1_000_000n;
 
+const byTime = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+
 /** Index of the first event that began at or after `start`, in a list sorted by start. */
 function firstStartingAt(list: HeldEvent[], start: bigint): number {
   let low = 0;
@@ -136,7 +138,7 @@ export class Correlator<S extends JoinableSpan> {
     const ready = this.pending.filter((p) => p.span.endUnixNano <= watermark);
     if (ready.length === 0) return;
     this.pending = this.pending.filter((p) => p.span.endUnixNano > watermark);
-    ready.sort((a, b) => (a.span.endUnixNano < b.span.endUnixNano ? -1 : a.span.endUnixNano > b.span.endUnixNano ? 1 : 0));
+    ready.sort((a, b) => byTime(a.span.endUnixNano, b.span.endUnixNano));
     const attachments = ready.map(({ span, place }) => ({ span, place, events: this.take(span, place) }));
     this.count.spansJoined += attachments.length;
     const joined = attachments.filter((a) => a.events.length > 0);
@@ -155,7 +157,7 @@ export class Correlator<S extends JoinableSpan> {
     const lists = place.hostTid === undefined ? [...threads.values()] : [threads.get(place.hostTid) ?? []];
     const taken: KernelEvent[] = [];
     for (const list of lists) {
-      if (this.unsorted.delete(list)) list.sort((a, b) => (a.event.startUnixNano < b.event.startUnixNano ? -1 : a.event.startUnixNano > b.event.startUnixNano ? 1 : 0));
+      if (this.unsorted.delete(list)) list.sort((a, b) => byTime(a.event.startUnixNano, b.event.startUnixNano));
       for (let i = firstStartingAt(list, span.startUnixNano); i < list.length; i++) {
         const held = list[i];
         if (held === undefined || held.event.startUnixNano >= span.endUnixNano) break;
@@ -165,7 +167,7 @@ export class Correlator<S extends JoinableSpan> {
         taken.push(held.event);
       }
     }
-    return taken.sort((a, b) => (a.startUnixNano < b.startUnixNano ? -1 : a.startUnixNano > b.startUnixNano ? 1 : 0));
+    return taken.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
   }
 
   /** Drops events that ended before `before`, and the oldest beyond maxEvents. */

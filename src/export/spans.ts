@@ -21,6 +21,8 @@ const SCOPE = { name: 'causeway', version: '0.1.0' };
 const hrTime = (unixNano: bigint): HrTime => [Number(unixNano / 1_000_000_000n), Number(unixNano % 1_000_000_000n)];
 const ms = (ns: bigint) => Number(ns) / 1e6;
 const spanId = () => randomBytes(8).toString('hex');
+const durationNs = (e: KernelEvent) => e.endUnixNano - e.startUnixNano;
+const longestFirst = (a: KernelEvent, b: KernelEvent) => Number(durationNs(b) - durationNs(a));
 
 /** The name a person reads in the trace view. */
 export function kernelSpanName(event: KernelEvent): string {
@@ -82,21 +84,21 @@ function readable(resource: Resource, traceId: string, parentSpanId: string, nam
 /** The summary of one app span's kernel activity: time per kind, launches, point events. */
 function summary(resource: Resource, app: JoinableSpan, events: KernelEvent[], scope: 'thread' | 'process'): ReadableSpan {
   const perKind = new Map<string, bigint>();
-  for (const event of events) if (!isPoint(event)) perKind.set(event.kind, (perKind.get(event.kind) ?? 0n) + (event.endUnixNano - event.startUnixNano));
+  for (const event of events) if (!isPoint(event)) perKind.set(event.kind, (perKind.get(event.kind) ?? 0n) + durationNs(event));
   const attributes: Attributes = { [A.ATTR_CAUSEWAY_ATTACH_SCOPE]: scope };
   for (const [kind, total] of perKind) attributes[`causeway.${kind}.duration_ms`] = ms(total);
 
   const launches = events.filter((e) => e.kind === 'cuda.launch');
   if (launches.length > 0) {
     attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_COUNT] = launches.length;
-    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_DURATION_MS] = ms(launches.reduce((sum, e) => sum + (e.endUnixNano - e.startUnixNano), 0n));
+    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_DURATION_MS] = ms(launches.reduce((sum, e) => sum + durationNs(e), 0n));
   }
-  const slowest = [...launches].sort((a, b) => Number(b.endUnixNano - b.startUnixNano - (a.endUnixNano - a.startUnixNano))).slice(0, SLOWEST_LAUNCHES);
+  const slowest = [...launches].sort(longestFirst).slice(0, SLOWEST_LAUNCHES);
   const points = [...slowest, ...events.filter((e) => e.kind === 'tcp.retransmit')];
   const timed: TimedEvent[] = points.slice(0, MAX_SUMMARY_EVENTS).map((e) => ({
     name: e.kind,
     time: hrTime(e.startUnixNano),
-    attributes: { ...attributesOf(e, scope), [A.ATTR_CAUSEWAY_DURATION_MS]: ms(e.endUnixNano - e.startUnixNano) },
+    attributes: { ...attributesOf(e, scope), [A.ATTR_CAUSEWAY_DURATION_MS]: ms(durationNs(e)) },
   }));
   return readable(resource, app.traceId, app.spanId, 'kernel activity', app.startUnixNano, app.endUnixNano, attributes, timed, Math.max(0, points.length - MAX_SUMMARY_EVENTS));
 }
@@ -111,7 +113,7 @@ export class KernelSpanBuilder {
     const resource = this.resource(app.resource);
     const intervals = events
       .filter((e) => !isPoint(e))
-      .sort((a, b) => Number(b.endUnixNano - b.startUnixNano - (a.endUnixNano - a.startUnixNano)))
+      .sort(longestFirst)
       .slice(0, MAX_CHILD_SPANS);
     return [
       summary(resource, app, events, scope),
