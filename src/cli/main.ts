@@ -5,6 +5,7 @@ import { packageRoot } from '../install.js';
 import { CAPTURE_HELP, capture } from './capture.js';
 import { DEMO_HELP, demo } from './demo.js';
 import { DOCTOR_HELP, doctor } from './doctor.js';
+import { MCP_HELP, mcp } from './mcp.js';
 import { RUN_HELP, run } from './run.js';
 import { UsageError } from './usage.js';
 
@@ -17,7 +18,9 @@ Commands:
   doctor    check that this machine can capture (privileges, BTF, tracefs, ...)
   capture   print kernel events as they happen (a table, or JSON lines with --json)
   demo      capture workloads on the simulated GPU and print what the kernel saw
-  run       the sidecar: app spans in over OTLP, their kernel events out as child spans
+  run       the sidecar: app spans in over OTLP, their kernel events out as child spans,
+            and the MCP server (HTTP) that explains slow traces
+  mcp       the MCP server over stdio for agent clients, answering from the running sidecar
   help      this help, or a command's: causeway help <command>
 
 Run \`causeway <command> --help\` for a command's options.
@@ -28,6 +31,7 @@ const COMMANDS: Record<string, { help: string; run: (argv: string[]) => number |
   capture: { help: CAPTURE_HELP, run: capture },
   demo: { help: DEMO_HELP, run: demo },
   run: { help: RUN_HELP, run },
+  mcp: { help: MCP_HELP, run: mcp },
 };
 
 function version(): string {

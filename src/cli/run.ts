@@ -14,26 +14,40 @@ import { SpanSender, exportUrl } from '../export/sender.js';
 import { KernelSpanBuilder } from '../export/spans.js';
 import { startOtlpReceiver, type AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
+import { isLoopback, serveMcp } from '../mcp/http.js';
+import { querySource } from '../store/backend.js';
+import { Store } from '../store/store.js';
 import { UsageError, positiveInteger } from './usage.js';
 
 export const RUN_HELP = `Usage: causeway run [--config FILE] [--otlp-grpc HOST:PORT] [--otlp-http HOST:PORT]
-                    [--mcp HOST:PORT] [--metrics HOST:PORT] [--pid PID]... [--comm NAME]...
+                    [--mcp HOST:PORT] [--mcp-token-file FILE] [--mcp-allow-origin ORIGIN]...
+                    [--metrics HOST:PORT] [--pid PID]... [--comm NAME]...
                     [--thread-attribute NAME] [--retention-s N] [--max-events N]
+                    [--store-retention-s N] [--store-max-events N] [--store-max-spans N]
+                    [--query-backend jaeger=URL|tempo=URL]
 
 The sidecar: receives a copy of the app's spans over OTLP, captures the kernel events of
-the processes those spans come from (and of --pid / --comm), and exports each span's
-kernel events as its child spans over OTLP/gRPC to the collector. Needs root.
+the processes those spans come from (and of --pid / --comm), exports each span's kernel
+events as its child spans over OTLP/gRPC to the collector, keeps spans and events in an
+embedded store, and answers causal questions over MCP. Needs root.
 
 Options (a YAML --config file takes the same keys; flags win):
   --otlp-grpc HOST:PORT     OTLP/gRPC receiver (default 127.0.0.1:4417)
   --otlp-http HOST:PORT     OTLP/HTTP receiver, /v1/traces (default 127.0.0.1:4418)
-  --mcp HOST:PORT           the MCP server's address (default 127.0.0.1:4419); checked,
-                            not yet served: the MCP server is still to come
+  --mcp HOST:PORT           the MCP server, Streamable HTTP at /mcp (default 127.0.0.1:4419);
+                            anything but loopback needs a token
+  --mcp-token-file FILE     bearer token MCP clients must send (or CAUSEWAY_MCP_TOKEN)
+  --mcp-allow-origin ORIGIN a browser Origin allowed besides the server's own (repeatable)
   --metrics HOST:PORT       Prometheus metrics at /metrics (default 127.0.0.1:9464)
   --pid PID, --comm NAME    also follow these processes from the start (repeatable)
   --thread-attribute NAME   span attribute with the OS thread id (default causeway.thread.tid)
   --retention-s N           how long kernel events wait for late spans (default 30)
   --max-events N            kernel events held at most (default 1000000)
+  --store-retention-s N     how long the store keeps spans and events (default 900)
+  --store-max-events N      kernel events in the store at most (default 1000000)
+  --store-max-spans N       app spans in the store at most (default 100000)
+  --query-backend B         cluster mode: traces this node's store does not hold are read
+                            from jaeger=http://HOST:16686 (its /api/v3) or tempo=http://HOST:3200
 
 Export goes to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT,
 default http://127.0.0.1:4317 (the local collector).
@@ -44,12 +58,18 @@ const OPTIONS = {
   'otlp-grpc': { type: 'string' },
   'otlp-http': { type: 'string' },
   mcp: { type: 'string' },
+  'mcp-token-file': { type: 'string' },
+  'mcp-allow-origin': { type: 'string', multiple: true },
   metrics: { type: 'string' },
   pid: { type: 'string', multiple: true },
   comm: { type: 'string', multiple: true },
   'thread-attribute': { type: 'string' },
   'retention-s': { type: 'string' },
   'max-events': { type: 'string' },
+  'store-retention-s': { type: 'string' },
+  'store-max-events': { type: 'string' },
+  'store-max-spans': { type: 'string' },
+  'query-backend': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -87,7 +107,16 @@ export async function run(argv: string[]): Promise<number> {
   const grpc = endpoint('--otlp-grpc', text(s['otlp-grpc'], '127.0.0.1:4417'));
   const httpEndpoint = endpoint('--otlp-http', text(s['otlp-http'], '127.0.0.1:4418'));
   const metricsEndpoint = endpoint('--metrics', text(s.metrics, '127.0.0.1:9464'));
-  endpoint('--mcp', text(s.mcp, '127.0.0.1:4419'));
+  const mcpEndpoint = endpoint('--mcp', text(s.mcp, '127.0.0.1:4419'));
+  const mcpTokenFile = text(s['mcp-token-file'], '');
+  const mcpToken = mcpTokenFile === '' ? process.env.CAUSEWAY_MCP_TOKEN : readFileSync(mcpTokenFile, 'utf8').trim();
+  if (!isLoopback(mcpEndpoint.host) && (mcpToken === undefined || mcpToken === '')) throw new UsageError(`--mcp ${mcpEndpoint.host}: serving MCP beyond loopback needs a bearer token (--mcp-token-file or CAUSEWAY_MCP_TOKEN)`);
+  const backend = s['query-backend'] === undefined ? undefined : querySource(text(s['query-backend'], ''));
+  const storeOptions = {
+    retentionMs: positiveInteger('--store-retention-s', text(s['store-retention-s'], '900')) * 1000,
+    maxEvents: positiveInteger('--store-max-events', text(s['store-max-events'], '1000000')),
+    maxSpans: positiveInteger('--store-max-spans', text(s['store-max-spans'], '100000')),
+  };
   const tidAttribute = text(s['thread-attribute'], A.ATTR_CAUSEWAY_THREAD_TID);
   const retentionMs = positiveInteger('--retention-s', text(s['retention-s'], '30')) * 1000;
   const maxEvents = positiveInteger('--max-events', text(s['max-events'], '1000000'));
@@ -112,12 +141,14 @@ export async function run(argv: string[]): Promise<number> {
 
   const sender = new SpanSender({ onStatus: (up, detail) => { log(up ? `collector at ${exportUrl()}: ${detail}` : `cannot export to the collector at ${exportUrl()} (spans are queued, then dropped and counted): ${detail}`); } });
   const builder = new KernelSpanBuilder();
+  const store = await Store.open(storeOptions);
   const correlator = new Correlator<AppSpan>({
     place,
     retentionMs,
     maxEvents,
     onJoined: (attachments) => {
       sender.send(attachments.flatMap((a) => builder.build(a)));
+      store.addAttachments(attachments);
     },
   });
   const capture = new KernelCapture({
@@ -130,6 +161,7 @@ export async function run(argv: string[]): Promise<number> {
     },
     onEvents: (events) => {
       correlator.addEvents(events);
+      store.addEvents(events);
     },
   });
   const followed = new Set<number>();
@@ -145,20 +177,33 @@ export async function run(argv: string[]): Promise<number> {
         }
       }
       correlator.addSpans(spans);
+      store.addSpans(spans.map((span) => {
+        const where = place(span);
+        return { span, ...(where === undefined ? {} : { pid: where.hostPid }), ...(where?.hostTid === undefined ? {} : { tid: where.hostTid }) };
+      }));
     },
   });
   capture.start();
   const ready = await Promise.race([capture.ready, capture.ended]);
   if ('failure' in ready) {
     await receiver.close();
+    await store.close();
     log(`cannot capture: ${ready.failure ?? 'stopped'}`);
     return 1;
   }
-  const metrics = await serveMetrics(metricsEndpoint.host, metricsEndpoint.port, () => samples(capture, receiver.counters(), correlator, sender));
+  const metrics = await serveMetrics(metricsEndpoint.host, metricsEndpoint.port, () => samples(capture, receiver.counters(), correlator, sender, store));
+  const status = async () => ({
+    capture: { ...capture.counters() },
+    correlator: { ...correlator.counters() },
+    store: { ...store.counters(), ...(await store.size()), ...storeOptions },
+    export: { ...sender.counters(), url: exportUrl() },
+    receiver: { ...receiver.counters() },
+  });
+  const mcp = await serveMcp({ ...mcpEndpoint, ...(mcpToken === undefined ? {} : { token: mcpToken }), allowedOrigins: list(s['mcp-allow-origin']) }, { store, sources: backend === undefined ? [store] : [store, backend], status });
   const joining = setInterval(() => {
     correlator.join();
   }, 100);
-  log(`receiving OTLP on ${grpc.host}:${String(receiver.grpcPort)} (gRPC) and ${httpEndpoint.host}:${String(receiver.httpPort)} (HTTP), exporting to ${exportUrl()}, metrics on ${metricsEndpoint.host}:${metrics.port}/metrics`);
+  log(`receiving OTLP on ${grpc.host}:${String(receiver.grpcPort)} (gRPC) and ${httpEndpoint.host}:${String(receiver.httpPort)} (HTTP), exporting to ${exportUrl()}, metrics on ${metricsEndpoint.host}:${metrics.port}/metrics, MCP on ${mcp.url}${backend === undefined ? '' : ` (cluster mode: also ${backend.name})`}`);
 
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
@@ -171,15 +216,18 @@ export async function run(argv: string[]): Promise<number> {
   await capture.stop();
   await sender.close();
   await metrics.close();
+  await mcp.close();
+  await store.close();
   const c = sender.counters();
   log(`exported ${c.spansSent} kernel spans, dropped ${c.spansDropped}`);
   return 0;
 }
 
-function samples(capture: KernelCapture, receiver: ReturnType<Awaited<ReturnType<typeof startOtlpReceiver>>['counters']>, correlator: Correlator<AppSpan>, sender: SpanSender): Sample[] {
+function samples(capture: KernelCapture, receiver: ReturnType<Awaited<ReturnType<typeof startOtlpReceiver>>['counters']>, correlator: Correlator<AppSpan>, sender: SpanSender, store: Store): Sample[] {
   const k = capture.counters();
   const c = correlator.counters();
   const e = sender.counters();
+  const st = store.counters();
   return [
     ...Object.entries(k.events).map(([kind, n]): Sample => ['causeway_kernel_events_total', 'Kernel events decoded, per kind.', n, { kind }]),
     ...Object.entries(k.drops).map(([kind, n]): Sample => ['causeway_kernel_drops_total', 'Kernel events lost to a full ring buffer, per kind.', n, { kind }]),
@@ -197,5 +245,11 @@ function samples(capture: KernelCapture, receiver: ReturnType<Awaited<ReturnType
     ['causeway_export_spans_sent_total', 'Kernel spans exported.', e.spansSent],
     ['causeway_export_spans_dropped_total', 'Kernel spans dropped (queue full or export failed).', e.spansDropped],
     ['causeway_export_collector_up', '1 when the last export succeeded.', e.collectorUp ? 1 : 0],
+    ['causeway_store_events_stored_total', 'Kernel events written to the store.', st.eventsStored],
+    ['causeway_store_spans_stored_total', 'App spans written to the store.', st.spansStored],
+    ['causeway_store_rows_shed_total', 'Rows refused because the store fell behind.', st.rowsShed],
+    ['causeway_store_rows_expired_total', 'Rows deleted by the store retention.', st.rowsExpired],
+    ['causeway_store_flush_errors_total', 'Store writes that failed.', st.flushErrors],
+    ['causeway_store_rows_buffered', 'Rows waiting to be written to the store.', st.rowsBuffered],
   ];
 }

@@ -39,6 +39,10 @@ export interface CaptureCounters {
   delivered: KindCounts;
   /** EVENTS frames that could not be decoded. */
   badBatches: number;
+  /** From the loader's latest STATS frame: processes followed, CUDA libraries probed, ring bytes in use. */
+  followed: number;
+  libraries: number;
+  ringbufUsed: number;
 }
 
 const COUNTER_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
@@ -118,6 +122,9 @@ export class KernelCapture {
       drops: namedCounts(sum(this.previousRuns.drops, this.latest?.drops)),
       delivered: namedCounts(sum(this.previousRuns.delivered, this.latest?.events)),
       badBatches: this.badBatches,
+      followed: this.latest?.followed ?? 0,
+      libraries: this.latest?.libraries ?? 0,
+      ringbufUsed: this.latest?.ringbufUsed ?? 0,
     };
   }
 

@@ -31,7 +31,7 @@ test('bad arguments fail with exit code 2, one clear line and a pointer to --hel
     [['capture', '--lib', '/nonexistent/libcudart.so'], /--lib \/nonexistent\/libcudart.so: no such file/],
     [['capture', '--frobnicate'], /Unknown option '--frobnicate'/],
     [['doctor', '--pid', '0'], /--pid expects a positive integer/],
-    [['launch'], /^causeway: no command "launch"; commands: doctor, capture, demo, run$/m],
+    [['launch'], /^causeway: no command "launch"; commands: doctor, capture, demo, run, mcp$/m],
   ];
   for (const [args, message] of cases) {
     const run = causeway(...args);

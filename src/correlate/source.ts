@@ -1,0 +1,58 @@
+// What the causal analysis reads: a trace's app spans and the kernel events around them. The
+// local store answers for traces this node saw; a tracing backend (cluster mode) answers for
+// the rest, from the kernel spans Causeway exported into it.
+import type { KernelEvent } from '../kernel/events.js';
+
+/** An app span as the analysis sees it, with the host thread it ran on when known. */
+export interface TraceSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  service: string;
+  name: string;
+  startUnixNano: bigint;
+  endUnixNano: bigint;
+  /** The process the span ran in, as the source knows it; undefined when not known. */
+  pid?: number;
+  /** The OS thread; undefined when only the process is known. */
+  tid?: number;
+}
+
+export interface EventWindow {
+  pid: number;
+  /** Undefined: every thread of the process. */
+  tid?: number;
+  /** Events that overlap [from, to). */
+  from: bigint;
+  to: bigint;
+}
+
+export interface TraceSummary {
+  traceId: string;
+  service: string;
+  name: string;
+  startUnixNano: bigint;
+  durationMs: number;
+}
+
+export interface TraceQuery {
+  /** Undefined: every service. */
+  service?: string;
+  from: bigint;
+  to: bigint;
+  minDurationMs?: number;
+  limit: number;
+}
+
+export interface TraceSource {
+  /** Shown in answers, so an agent knows where the evidence came from. */
+  readonly name: string;
+  /** The trace's app spans (not Causeway's own kernel spans); empty when the trace is unknown. */
+  spans(traceId: string): Promise<TraceSpan[]>;
+  /** Kernel events of a thread or process overlapping the window, ordered by start. */
+  events(window: EventWindow): Promise<KernelEvent[]>;
+  /** CUDA events (cuda.*) of every process but `exceptPid` overlapping [from, to), ordered by start. */
+  gpuEvents(from: bigint, to: bigint, exceptPid: number): Promise<KernelEvent[]>;
+  /** Recent traces by their root span, slowest first. */
+  slowTraces(query: TraceQuery): Promise<TraceSummary[]>;
+}

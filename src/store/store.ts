@@ -1,0 +1,376 @@
+// The embedded store: app spans, kernel events, which events were attached to which span, and
+// the processes seen, in an in-memory DuckDB database (columnar and compressed, SQL with range
+// joins) that the MCP tools query. Writes are buffered and appended in batches on a timer, off
+// the correlation path; queries run on DuckDB's own threads, so they never hold up capture.
+// Retention is bounded by age and by row counts; rows past either bound are deleted.
+import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import type { Attachment } from '../correlate/correlator.js';
+import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
+import type { Attributes, KernelEvent } from '../kernel/events.js';
+import type { AppSpan } from '../otlp/index.js';
+import * as A from '../semconv/attributes.js';
+
+export interface StoreOptions {
+  /** Rows older than this (by end time) are deleted. */
+  retentionMs?: number;
+  maxEvents?: number;
+  maxSpans?: number;
+  /** How often buffered rows are appended. */
+  flushMs?: number;
+  /** DuckDB's memory limit, e.g. '256MB'. */
+  memoryLimit?: string;
+  now?: () => bigint;
+}
+
+export const STORE_DEFAULTS = { retentionMs: 15 * 60_000, maxEvents: 1_000_000, maxSpans: 100_000, flushMs: 250, memoryLimit: '256MB' } as const;
+
+/** A span as stored: the app span and the host thread it ran on. */
+export interface PlacedSpan {
+  span: AppSpan;
+  pid?: number;
+  tid?: number;
+}
+
+export interface StoreCounters {
+  eventsStored: number;
+  spansStored: number;
+  attachmentsStored: number;
+  /** Rows refused because the write buffer was full (the database fell behind). */
+  rowsShed: number;
+  /** Rows deleted by retention. */
+  rowsExpired: number;
+  flushErrors: number;
+  /** Rows waiting in the write buffer. */
+  rowsBuffered: number;
+  /** Time the last flush took. */
+  lastFlushMs: number;
+}
+
+/** Rows buffered at most between flushes; beyond it, new rows are shed and counted. */
+const MAX_BUFFERED = 500_000;
+const MS = 1_000_000n;
+
+const SCHEMA = `
+CREATE TABLE spans (
+  seq BIGINT, trace_id VARCHAR, span_id VARCHAR, parent_span_id VARCHAR, service VARCHAR, name VARCHAR,
+  span_kind TINYINT, start_ns BIGINT, end_ns BIGINT, duration_ms DOUBLE, pid INTEGER, tid INTEGER,
+  status_code TINYINT, attributes JSON);
+CREATE TABLE kernel_events (
+  event_id BIGINT, kind VARCHAR, pid INTEGER, tid INTEGER, comm VARCHAR, start_ns BIGINT, end_ns BIGINT,
+  duration_ms DOUBLE, other_pid INTEGER, other_tid INTEGER, other_comm VARCHAR, cuda_kernel VARCHAR,
+  attributes JSON);
+CREATE TABLE attachments (trace_id VARCHAR, span_id VARCHAR, event_id BIGINT, end_ns BIGINT);
+CREATE TABLE processes (pid INTEGER, service VARCHAR, executable VARCHAR, container_id VARCHAR, seen_ns BIGINT);
+`;
+
+/** What each table and column holds, for query_sql's callers. */
+export const STORE_TABLES = {
+  spans: 'app spans: trace_id, span_id, parent_span_id, service, name, span_kind (OTLP number), start_ns, end_ns (Unix ns), duration_ms, pid, tid (host ids, null when unknown), status_code, attributes (JSON)',
+  kernel_events: 'kernel events: event_id, kind, pid, tid, comm, start_ns, end_ns, duration_ms, other_pid/other_tid/other_comm (the waker for futex.wait and sched.blocked, the task holding the CPU for sched.runqueue), cuda_kernel, attributes (JSON)',
+  attachments: 'which kernel event was attached to which app span: trace_id, span_id, event_id',
+  processes: 'processes seen in spans: pid (host), service, executable, container_id, seen_ns',
+} as const;
+
+const integer = (v: unknown) => (typeof v === 'number' ? v : undefined);
+const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+const json = (value: unknown) => JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
+
+/** The other task in an event: who woke it, or who held the CPU it waited for. */
+function otherTask(event: KernelEvent): { pid?: number; tid?: number; comm?: string } {
+  const a = event.attributes;
+  switch (event.kind) {
+    case 'sched.runqueue':
+      return { pid: integer(a[A.ATTR_CAUSEWAY_SCHED_HOLDER_PID]), tid: integer(a[A.ATTR_CAUSEWAY_SCHED_HOLDER_TID]), comm: text(a[A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM]) };
+    case 'sched.blocked':
+      return { pid: integer(a[A.ATTR_CAUSEWAY_SCHED_WAKER_PID]), tid: integer(a[A.ATTR_CAUSEWAY_SCHED_WAKER_TID]), comm: text(a[A.ATTR_CAUSEWAY_SCHED_WAKER_COMM]) };
+    case 'futex.wait':
+      return { pid: integer(a[A.ATTR_CAUSEWAY_FUTEX_WAKER_PID]), tid: integer(a[A.ATTR_CAUSEWAY_FUTEX_WAKER_TID]), comm: text(a[A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM]) };
+    default:
+      return {};
+  }
+}
+
+function cudaKernel(event: KernelEvent): string | undefined {
+  const a = event.attributes;
+  const inflight = a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS];
+  return text(a[A.ATTR_CAUSEWAY_CUDA_KERNEL]) ?? (Array.isArray(inflight) ? text(inflight[0]) : undefined);
+}
+
+/** Process metadata is in the processes table: each event carries only its own attributes. */
+const PROCESS_KEYS = new Set<string>([A.ATTR_PROCESS_EXECUTABLE_PATH, A.ATTR_CONTAINER_ID, A.ATTR_CAUSEWAY_PROCESS_NSPID]);
+
+function ownAttributes(attributes: Attributes): Attributes {
+  const own: Attributes = {};
+  for (const [key, value] of Object.entries(attributes)) if (!PROCESS_KEYS.has(key)) own[key] = value;
+  return own;
+}
+
+const nullable = (append: (v: never) => void, appender: DuckDBAppender) => (value: number | string | undefined) => {
+  if (value === undefined) appender.appendNull();
+  else append(value as never);
+};
+
+export class Store implements TraceSource {
+  readonly name = 'local store';
+  private eventsBuffer: KernelEvent[] = [];
+  private spansBuffer: PlacedSpan[] = [];
+  private attachmentsBuffer: Attachment<AppSpan>[] = [];
+  private readonly eventIds = new WeakMap<KernelEvent, bigint>();
+  private readonly processesSeen = new Set<string>();
+  private nextEventId = 0n;
+  private nextSpanSeq = 0n;
+  private flushing: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly count = { eventsStored: 0, spansStored: 0, attachmentsStored: 0, rowsShed: 0, rowsExpired: 0, flushErrors: 0, lastFlushMs: 0 };
+  private readonly settings: Required<Omit<StoreOptions, 'now'>> & { now: () => bigint };
+
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    /** Writes and internal reads. */
+    private readonly connection: DuckDBConnection,
+    options: StoreOptions,
+  ) {
+    this.settings = { ...STORE_DEFAULTS, ...options, now: options.now ?? (() => BigInt(Date.now()) * MS) };
+  }
+
+  static async open(options: StoreOptions = {}): Promise<Store> {
+    // No file or network access from SQL at all, settings locked: query_sql cannot reach out.
+    const instance = await DuckDBInstance.create(':memory:', { memory_limit: options.memoryLimit ?? STORE_DEFAULTS.memoryLimit, threads: '2' });
+    const connection = await instance.connect();
+    // An attached in-memory database can be compressed; the default one cannot.
+    await connection.run(`ATTACH ':memory:' AS causeway (COMPRESS); USE causeway;`);
+    await connection.run(SCHEMA);
+    await connection.run(`SET enable_external_access = false; SET lock_configuration = true;`);
+    const store = new Store(instance, connection, options);
+    store.timer = setInterval(() => { void store.flush(); }, store.settings.flushMs);
+    store.timer.unref();
+    return store;
+  }
+
+  /** A separate connection for ad-hoc SQL, so that interrupting it stops only that query. */
+  async connect(): Promise<DuckDBConnection> {
+    const connection = await this.instance.connect();
+    await connection.run('USE causeway');
+    return connection;
+  }
+
+  addEvents(events: KernelEvent[]): void {
+    const room = MAX_BUFFERED - this.buffered();
+    if (events.length > room) this.count.rowsShed += events.length - Math.max(0, room);
+    for (const event of room >= events.length ? events : events.slice(0, Math.max(0, room))) {
+      this.eventIds.set(event, this.nextEventId++);
+      this.eventsBuffer.push(event);
+    }
+  }
+
+  addSpans(spans: PlacedSpan[]): void {
+    const room = MAX_BUFFERED - this.buffered();
+    if (spans.length > room) this.count.rowsShed += spans.length - Math.max(0, room);
+    this.spansBuffer.push(...spans.slice(0, Math.max(0, room)));
+  }
+
+  addAttachments(attachments: Attachment<AppSpan>[]): void {
+    this.attachmentsBuffer.push(...attachments);
+  }
+
+  counters(): StoreCounters {
+    return { ...this.count, rowsBuffered: this.buffered() };
+  }
+
+  /** Rows held and memory used, per table. */
+  async size(): Promise<{ events: number; spans: number; attachments: number; memoryBytes: number }> {
+    const rows = await this.rows(`SELECT (SELECT count(*) FROM kernel_events), (SELECT count(*) FROM spans), (SELECT count(*) FROM attachments),
+      (SELECT sum(memory_usage_bytes) FROM duckdb_memory())`);
+    const [events, spans, attachments, memory] = rows[0] ?? [];
+    return { events: Number(events), spans: Number(spans), attachments: Number(attachments), memoryBytes: Number(memory) };
+  }
+
+  /** Appends everything buffered, then applies retention. Flushes never overlap. */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(() => this.write()).catch(() => { this.count.flushErrors++; });
+    return this.flushing;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flush();
+    this.connection.closeSync();
+    this.instance.closeSync();
+  }
+
+  async spans(traceId: string): Promise<TraceSpan[]> {
+    const rows = await this.rows(`SELECT trace_id, span_id, parent_span_id, service, name, start_ns, end_ns, pid, tid FROM spans WHERE trace_id = $1 ORDER BY start_ns`, [traceId]);
+    return rows.map(([trace, span, parent, service, name, start, end, pid, tid]) => ({
+      traceId: String(trace),
+      spanId: String(span),
+      ...(parent === null ? {} : { parentSpanId: String(parent) }),
+      service: String(service),
+      name: String(name),
+      startUnixNano: (start as bigint),
+      endUnixNano: (end as bigint),
+      ...(pid === null ? {} : { pid: Number(pid) }),
+      ...(tid === null ? {} : { tid: Number(tid) }),
+    }));
+  }
+
+  async events(window: EventWindow): Promise<KernelEvent[]> {
+    const thread = window.tid === undefined ? '' : 'AND tid = $4';
+    const params: DuckDBValue[] = [window.pid, window.from, window.to];
+    if (window.tid !== undefined) params.push(window.tid);
+    return this.eventRows(`pid = $1 ${thread} AND start_ns < $3 AND end_ns > $2`, params);
+  }
+
+  async gpuEvents(from: bigint, to: bigint, exceptPid: number): Promise<KernelEvent[]> {
+    return this.eventRows(`kind LIKE 'cuda.%' AND pid <> $1 AND start_ns < $3 AND end_ns >= $2`, [exceptPid, from, to]);
+  }
+
+  async slowTraces(query: TraceQuery): Promise<TraceSummary[]> {
+    const service = query.service === undefined ? '' : 'AND trace_id IN (SELECT trace_id FROM spans WHERE service = $5)';
+    const params: DuckDBValue[] = [query.from, query.to, query.minDurationMs ?? 0, query.limit];
+    if (query.service !== undefined) params.push(query.service);
+    const rows = await this.rows(
+      `SELECT trace_id, arg_min(service, start_ns), arg_min(name, start_ns), min(start_ns), (max(end_ns) - min(start_ns)) / 1e6 AS duration_ms
+       FROM spans WHERE start_ns >= $1 AND start_ns < $2 ${service}
+       GROUP BY trace_id HAVING duration_ms >= $3 ORDER BY duration_ms DESC LIMIT $4`,
+      params,
+    );
+    return rows.map(([trace, svc, name, start, duration]) => ({ traceId: String(trace), service: String(svc), name: String(name), startUnixNano: (start as bigint), durationMs: Number(duration) }));
+  }
+
+  /** Rows of an internal, parameterised query. */
+  async rows(sql: string, params: DuckDBValue[] = []): Promise<DuckDBValue[][]> {
+    const reader = await this.connection.runAndReadAll(sql, params);
+    return reader.getRows();
+  }
+
+  private async eventRows(where: string, params: DuckDBValue[]): Promise<KernelEvent[]> {
+    const rows = await this.rows(`SELECT kind, pid, tid, comm, start_ns, end_ns, attributes FROM kernel_events WHERE ${where} ORDER BY start_ns`, params);
+    return rows.map(([kind, pid, tid, comm, start, end, attributes]) => ({
+      kind: String(kind) as KernelEvent['kind'],
+      pid: Number(pid),
+      tid: Number(tid),
+      comm: String(comm),
+      startUnixNano: (start as bigint),
+      endUnixNano: (end as bigint),
+      attributes: JSON.parse(String(attributes)) as Attributes,
+    }));
+  }
+
+  private buffered(): number {
+    return this.eventsBuffer.length + this.spansBuffer.length + this.attachmentsBuffer.length;
+  }
+
+  private async write(): Promise<void> {
+    const started = performance.now();
+    const events = this.eventsBuffer;
+    const spans = this.spansBuffer;
+    const attachments = this.attachmentsBuffer;
+    this.eventsBuffer = [];
+    this.spansBuffer = [];
+    this.attachmentsBuffer = [];
+    if (events.length > 0) await this.appendEvents(events);
+    if (spans.length > 0) await this.appendSpans(spans);
+    if (attachments.length > 0) await this.appendAttachments(attachments);
+    await this.expire();
+    this.count.lastFlushMs = performance.now() - started;
+  }
+
+  private async appendEvents(events: KernelEvent[]): Promise<void> {
+    const a = await this.connection.createAppender('kernel_events');
+    const int = nullable((v: number) => { a.appendInteger(v); }, a);
+    const str = nullable((v: string) => { a.appendVarchar(v); }, a);
+    for (const event of events) {
+      const other = otherTask(event);
+      a.appendBigInt(this.eventIds.get(event) ?? -1n);
+      a.appendVarchar(event.kind);
+      a.appendInteger(event.pid);
+      a.appendInteger(event.tid);
+      a.appendVarchar(event.comm);
+      a.appendBigInt(event.startUnixNano);
+      a.appendBigInt(event.endUnixNano);
+      a.appendDouble(Number(event.endUnixNano - event.startUnixNano) / 1e6);
+      int(other.pid);
+      int(other.tid);
+      str(other.comm);
+      str(cudaKernel(event));
+      a.appendVarchar(json(ownAttributes(event.attributes)));
+      a.endRow();
+    }
+    a.closeSync();
+    this.count.eventsStored += events.length;
+  }
+
+  private async appendSpans(spans: PlacedSpan[]): Promise<void> {
+    const a = await this.connection.createAppender('spans');
+    const int = nullable((v: number) => { a.appendInteger(v); }, a);
+    const str = nullable((v: string) => { a.appendVarchar(v); }, a);
+    const processes: { pid: number; service: string; executable?: string; containerId?: string }[] = [];
+    for (const { span, pid, tid } of spans) {
+      a.appendBigInt(this.nextSpanSeq++);
+      a.appendVarchar(span.traceId);
+      a.appendVarchar(span.spanId);
+      str(span.parentSpanId);
+      a.appendVarchar(span.serviceName ?? 'unknown_service');
+      a.appendVarchar(span.name);
+      a.appendTinyInt(span.kind);
+      a.appendBigInt(span.startUnixNano);
+      a.appendBigInt(span.endUnixNano);
+      a.appendDouble(Number(span.endUnixNano - span.startUnixNano) / 1e6);
+      int(pid);
+      int(tid);
+      a.appendTinyInt(span.status?.code ?? 0);
+      a.appendVarchar(json(span.attributes));
+      a.endRow();
+      const key = `${String(pid)}/${span.serviceName ?? ''}`;
+      if (pid !== undefined && !this.processesSeen.has(key)) {
+        if (this.processesSeen.size >= 65536) this.processesSeen.clear();
+        this.processesSeen.add(key);
+        processes.push({ pid, service: span.serviceName ?? 'unknown_service', executable: text(span.resource[A.ATTR_PROCESS_EXECUTABLE_PATH]), containerId: text(span.resource[A.ATTR_CONTAINER_ID]) });
+      }
+    }
+    a.closeSync();
+    this.count.spansStored += spans.length;
+    if (processes.length === 0) return;
+    const p = await this.connection.createAppender('processes');
+    const str2 = nullable((v: string) => { p.appendVarchar(v); }, p);
+    for (const process of processes) {
+      p.appendInteger(process.pid);
+      p.appendVarchar(process.service);
+      str2(process.executable);
+      str2(process.containerId);
+      p.appendBigInt(this.settings.now());
+      p.endRow();
+    }
+    p.closeSync();
+  }
+
+  private async appendAttachments(attachments: Attachment<AppSpan>[]): Promise<void> {
+    const a = await this.connection.createAppender('attachments');
+    let n = 0;
+    for (const { span, events } of attachments) {
+      for (const event of events) {
+        const id = this.eventIds.get(event);
+        if (id === undefined) continue; // shed before it was stored
+        a.appendVarchar(span.traceId);
+        a.appendVarchar(span.spanId);
+        a.appendBigInt(id);
+        a.appendBigInt(span.endUnixNano);
+        a.endRow();
+        n++;
+      }
+    }
+    a.closeSync();
+    this.count.attachmentsStored += n;
+  }
+
+  /** Deletes what is older than the retention, then the oldest rows beyond the size bounds. */
+  private async expire(): Promise<void> {
+    const cutoff = this.settings.now() - BigInt(this.settings.retentionMs) * MS;
+    const oldestEvent = this.nextEventId - BigInt(this.settings.maxEvents);
+    const oldestSpan = this.nextSpanSeq - BigInt(this.settings.maxSpans);
+    const events = await this.connection.run(`DELETE FROM kernel_events WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
+    const spans = await this.connection.run(`DELETE FROM spans WHERE end_ns < $1 OR seq < $2`, [cutoff, oldestSpan]);
+    await this.connection.run(`DELETE FROM attachments WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
+    this.count.rowsExpired += events.rowsChanged + spans.rowsChanged;
+  }
+}

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { test, type TestContext } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpBindError, serveMcp } from '../../src/mcp/http.js';
+import type { Store } from '../../src/store/store.js';
+import { KNOWN_TRACE, serveKnownTrace } from './server.js';
+
+const TOOLS = ['compare_latency', 'explain_trace', 'find_stalls', 'gpu_activity', 'query_sql', 'slow_traces', 'status'];
+const INIT = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
+
+async function client(t: TestContext, url: string, headers: Record<string, string> = {}) {
+  const c = new Client({ name: 'test', version: '1' });
+  await c.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
+  t.after(() => c.close());
+  return c;
+}
+
+const post = (url: string, headers: Record<string, string>, body: unknown = INIT) =>
+  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers }, body: JSON.stringify(body) });
+
+test('every tool is read-only with an output schema, and explain_trace answers through a real MCP client', async (t) => {
+  const { url } = await serveKnownTrace(t);
+  const c = await client(t, url);
+  const { tools } = await c.listTools();
+  assert.deepEqual(tools.map((tool) => tool.name).sort(), TOOLS);
+  for (const tool of tools) {
+    assert.equal(tool.annotations?.readOnlyHint, true, tool.name);
+    assert.equal(tool.outputSchema?.type, 'object', tool.name);
+  }
+  const result = await c.callTool({ name: 'explain_trace', arguments: { trace_id: KNOWN_TRACE } });
+  const explanation = result.structuredContent as { root_cause: { kind: string; culprit: { tid: number } } };
+  assert.equal(explanation.root_cause.kind, 'futex.wait');
+  assert.equal(explanation.root_cause.culprit.tid, 12);
+  assert.match((result.content as { text: string }[])[0]?.text ?? '', /Root cause: futex\.wait/);
+  const stalls = await c.callTool({ name: 'find_stalls', arguments: { kind: 'futex.wait' } });
+  assert.equal((stalls.structuredContent as { stalls: unknown[] }).stalls.length, 1);
+  const { prompts } = await c.listPrompts();
+  assert.deepEqual(prompts.map((p) => p.name), ['diagnose_slow_request']);
+  const prompt = await c.getPrompt({ name: 'diagnose_slow_request', arguments: { service: 'api' } });
+  assert.match(JSON.stringify(prompt.messages), /slow_traces.*explain_trace/);
+});
+
+test('bad input and writes come back as tool errors, with nothing changed', async (t) => {
+  const { url } = await serveKnownTrace(t);
+  const c = await client(t, url);
+  const bad = await c.callTool({ name: 'explain_trace', arguments: { trace_id: 'not-hex' } });
+  assert.equal(bad.isError, true);
+  const unknown = await c.callTool({ name: 'explain_trace', arguments: { trace_id: 'f'.repeat(32) } });
+  assert.equal(unknown.isError, true);
+  assert.match(JSON.stringify(unknown.content), /not in local store/);
+  const write = await c.callTool({ name: 'query_sql', arguments: { sql: 'DELETE FROM kernel_events' } });
+  assert.equal(write.isError, true);
+  assert.match(JSON.stringify(write.content), /only SELECT/);
+  const count = await c.callTool({ name: 'query_sql', arguments: { sql: 'SELECT count(*) AS n FROM kernel_events' } });
+  assert.deepEqual((count.structuredContent as { rows: unknown[][] }).rows, [['2']]);
+});
+
+/** fetch may not set Host: a raw request does, as a DNS-rebinding page's browser would. */
+const postWithHost = (port: number, host: string) =>
+  new Promise<number>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: { host, 'content-type': 'application/json', accept: 'application/json, text/event-stream' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(INIT));
+  });
+
+test('a foreign Origin and a non-loopback Host are refused; no Origin and the own Origin are served', async (t) => {
+  const { url, server } = await serveKnownTrace(t);
+  assert.equal((await post(url, { origin: 'http://evil.example' })).status, 403);
+  assert.equal(await postWithHost(server.port, `evil.example:${String(server.port)}`), 403);
+  assert.equal(await postWithHost(server.port, `localhost:${String(server.port)}`), 200);
+  assert.equal((await post(url, {})).status, 200);
+  assert.equal((await post(url, { origin: `http://127.0.0.1:${String(server.port)}` })).status, 200);
+  assert.equal((await post(url, { origin: `http://localhost:${String(server.port)}` })).status, 200);
+  assert.equal((await fetch(url)).status, 405);
+  assert.equal((await post(`http://127.0.0.1:${String(server.port)}/other`, {})).status, 404);
+});
+
+test('beyond loopback a token is required: no bind without one, and calls without it are refused', async (t) => {
+  await assert.rejects(serveMcp({ host: '0.0.0.0', port: 0 }, { store: undefined as unknown as Store, sources: [], status: () => Promise.resolve({}) }), McpBindError);
+  const { url } = await serveKnownTrace(t, { host: '0.0.0.0', token: 's3cret-token' });
+  const none = await post(url, {});
+  assert.equal(none.status, 401);
+  assert.match(none.headers.get('www-authenticate') ?? '', /^Bearer /);
+  assert.equal((await post(url, { authorization: 'Bearer wrong' })).status, 401);
+  assert.equal((await post(`${url}?access_token=s3cret-token`, {})).status, 400);
+  const c = await client(t, url, { authorization: 'Bearer s3cret-token' });
+  assert.equal((await c.listTools()).tools.length, TOOLS.length);
+});

@@ -1,0 +1,52 @@
+// Spans and kernel events written the way the sidecar writes them, for tests and the benchmark
+// that need a store holding known traces.
+import type { KernelEvent } from '../../src/kernel/events.js';
+import type { AppSpan } from '../../src/otlp/index.js';
+import * as A from '../../src/semconv/attributes.js';
+import { Store, type PlacedSpan, type StoreOptions } from '../../src/store/store.js';
+
+export const MS = 1_000_000n;
+export const T0 = BigInt(Date.now()) * MS - 60_000n * MS;
+
+export const ids = (n: number) => ({ traceId: n.toString(16).padStart(32, '0'), spanId: n.toString(16).padStart(16, '0') });
+
+export function appSpan(spec: { trace: number; span: number; parent?: number; name?: string; service?: string; start: bigint; end: bigint; pid: number; tid?: number }): PlacedSpan {
+  const span: AppSpan = {
+    traceId: ids(spec.trace).traceId,
+    spanId: ids(spec.span).spanId,
+    ...(spec.parent === undefined ? {} : { parentSpanId: ids(spec.parent).spanId }),
+    name: spec.name ?? 'handle-request',
+    kind: 2,
+    startUnixNano: spec.start,
+    endUnixNano: spec.end,
+    attributes: spec.tid === undefined ? {} : { [A.ATTR_CAUSEWAY_THREAD_TID]: spec.tid },
+    resource: { 'service.name': spec.service ?? 'api', 'process.pid': spec.pid },
+    serviceName: spec.service ?? 'api',
+  };
+  return { span, pid: spec.pid, ...(spec.tid === undefined ? {} : { tid: spec.tid }) };
+}
+
+export function kernelEvent(kind: KernelEvent['kind'], task: { pid: number; tid: number; comm?: string }, start: bigint, end: bigint, attributes: KernelEvent['attributes'] = {}): KernelEvent {
+  return { kind, pid: task.pid, tid: task.tid, comm: task.comm ?? 'app', startUnixNano: start, endUnixNano: end, attributes };
+}
+
+export const waker = (kind: 'futex' | 'sched', task: { pid: number; tid: number; comm: string }): KernelEvent['attributes'] =>
+  kind === 'futex'
+    ? { [A.ATTR_CAUSEWAY_FUTEX_WAKER_PID]: task.pid, [A.ATTR_CAUSEWAY_FUTEX_WAKER_TID]: task.tid, [A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM]: task.comm }
+    : { [A.ATTR_CAUSEWAY_SCHED_WAKER_PID]: task.pid, [A.ATTR_CAUSEWAY_SCHED_WAKER_TID]: task.tid, [A.ATTR_CAUSEWAY_SCHED_WAKER_COMM]: task.comm };
+
+export const holder = (task: { pid: number; tid: number; comm: string }) => ({
+  [A.ATTR_CAUSEWAY_SCHED_CPU]: 1,
+  [A.ATTR_CAUSEWAY_SCHED_HOLDER_PID]: task.pid,
+  [A.ATTR_CAUSEWAY_SCHED_HOLDER_TID]: task.tid,
+  [A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM]: task.comm,
+});
+
+/** A store holding these spans and events, flushed. */
+export async function storeWith(spans: PlacedSpan[], events: KernelEvent[], options: StoreOptions = {}): Promise<Store> {
+  const store = await Store.open({ flushMs: 60_000, ...options });
+  store.addEvents(events);
+  store.addSpans(spans);
+  await store.flush();
+  return store;
+}
