@@ -133,7 +133,7 @@ int BPF_PROG(block_rq_complete, struct request *rq, blk_status_t error)
 			e->u.block.error = error;
 			e->u.block.submitter = f->submitter;
 			fill_rwbs(e->u.block.rwbs, BPF_CORE_READ(rq, cmd_flags));
-			bpf_ringbuf_submit(e, 0);
+			cw_submit(e);
 		}
 	}
 	bpf_map_delete_elem(&issued, &key);

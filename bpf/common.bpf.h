@@ -91,6 +91,20 @@ static __always_inline struct cw_event *cw_reserve(__u32 kind)
 	return e;
 }
 
+/*
+ * Wake the loader only once a batch has built up. A wakeup per record makes the loader run
+ * on the traced thread's CPU after nearly every event, preempting the very threads it traces;
+ * the loader polls at least every 10 ms (loader.c), so records wait no longer than that.
+ */
+#define CW_WAKEUP_BYTES (64 * 1024)
+
+static __always_inline void cw_submit(struct cw_event *e)
+{
+	__u64 pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	bpf_ringbuf_submit(e, pending >= CW_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
 static __always_inline void cw_task_of(struct cw_task *dst, struct task_struct *t)
 {
 	dst->pid = BPF_CORE_READ(t, tgid);

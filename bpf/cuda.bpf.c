@@ -239,7 +239,7 @@ int cuda_exit(struct pt_regs *ctx)
 		e->u.memcpy.ret = (__s32)ret;
 		break;
 	}
-	bpf_ringbuf_submit(e, 0);
+	cw_submit(e);
 out:
 	bpf_map_delete_elem(&calls, &tid);
 	return 0;

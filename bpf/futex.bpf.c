@@ -83,7 +83,7 @@ int futex_exit(struct trace_event_raw_sys_exit *ctx)
 			e->u.futex.op = w->op;
 			e->u.futex.waker = w->waker;
 			e->u.futex.ret = (__s32)ctx->ret;
-			bpf_ringbuf_submit(e, 0);
+			cw_submit(e);
 		}
 	}
 	bpf_map_delete_elem(&waits, &tid);

@@ -45,6 +45,8 @@
 #define MAX_FILES_SEEN 4096
 #define MAX_LINKS 4096 /* about 30 CUDA library files, at 2 links per exported entry point */
 #define RESCAN_MS 1000
+/* Records are read at least this often: the probes wake the loader only for a full batch (cw_submit). */
+#define POLL_MS 10
 #define EXEC_SCAN_DELAY_MS 10 /* time for ld.so to map a new program's libraries */
 #define MAX_PENDING_SCANS 64
 #define OUT_CAPACITY (256 * 1024)
@@ -854,7 +856,7 @@ int main(int argc, char **argv)
 	while (!exiting) {
 		__u64 now;
 
-		if (poll(fds, 2, next_scan_ms(now_ns(CLOCK_MONOTONIC), 100)) < 0 && errno != EINTR)
+		if (poll(fds, 2, next_scan_ms(now_ns(CLOCK_MONOTONIC), POLL_MS)) < 0 && errno != EINTR)
 			break;
 		ring_buffer__consume(L.ring);
 		if (fds[1].revents & (POLLIN | POLLHUP) && !read_commands())

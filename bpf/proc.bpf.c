@@ -38,6 +38,6 @@ int BPF_PROG(sched_process_exec, struct task_struct *p)
 	cw_set_task_of(e, p);
 	e->start_ns = e->end_ns = bpf_ktime_get_ns();
 	e->u.exec.ppid = BPF_CORE_READ(p, real_parent, tgid);
-	bpf_ringbuf_submit(e, 0);
+	cw_submit(e);
 	return 0;
 }

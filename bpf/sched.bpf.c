@@ -70,7 +70,7 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 			e->end_ns = now;
 			e->u.blocked.state = b->state;
 			cw_task_current(&e->u.blocked.waker);
-			bpf_ringbuf_submit(e, 0);
+			cw_submit(e);
 		}
 	}
 	bpf_map_delete_elem(&blocked_at, &tid);
@@ -123,7 +123,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 			e->end_ns = now;
 			e->u.runqueue.preempted = r->state;
 			cw_task_of(&e->u.runqueue.holder, prev);
-			bpf_ringbuf_submit(e, 0);
+			cw_submit(e);
 		}
 	}
 	bpf_map_delete_elem(&runnable_at, &next_tid);

@@ -86,6 +86,6 @@ int BPF_PROG(tcp_retransmit_skb, const struct sock *sk)
 		BPF_CORE_READ_INTO((__u32 *)e->u.tcp.saddr, sk, __sk_common.skc_rcv_saddr);
 		BPF_CORE_READ_INTO((__u32 *)e->u.tcp.daddr, sk, __sk_common.skc_daddr);
 	}
-	bpf_ringbuf_submit(e, 0);
+	cw_submit(e);
 	return 0;
 }

@@ -56,8 +56,8 @@ export const NONE_BELOW_SHARE = 0.2;
 export const MAX_CHAIN_DEPTH = 4;
 /** A waker's activity is a link only if it covers this share of the wait. */
 const LINK_MIN_SHARE = 0.3;
-/** Intervals on the path resolved into chains at most; the rest keep their own kind. */
-const RESOLVED_PER_TRACE = 12;
+/** Intervals on the path followed into chains at most (longest first); the rest name their direct culprit. */
+const FOLLOWED_PER_TRACE = 12;
 
 /**
  * Which kind an instant counts as when intervals overlap: the most specific wins. A thread in
@@ -165,10 +165,33 @@ function mostCommon(values: string[]): string | undefined {
   return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
 }
 
-class Analysis {
-  constructor(private readonly source: TraceSource) {}
+const overlapping = (events: KernelEvent[], from: bigint, to: bigint) => events.filter((e) => e.startUnixNano < to && e.endUnixNano > from);
 
-  /** Follows an interval to the end of its causal chain. */
+class Analysis {
+  /** Events per thread over the whole trace, read once: many waits share a waker. */
+  private readonly threads = new Map<string, Promise<KernelEvent[]>>();
+  private readonly othersOnGpu = new Map<number, Promise<KernelEvent[]>>();
+
+  constructor(
+    private readonly source: TraceSource,
+    private readonly window: { from: bigint; to: bigint },
+  ) {}
+
+  private threadEvents(pid: number, tid: number, from: bigint, to: bigint): Promise<KernelEvent[]> {
+    const key = `${String(pid)}/${String(tid)}`;
+    let events = this.threads.get(key);
+    if (events === undefined) this.threads.set(key, (events = this.source.events({ pid, tid, from: this.window.from, to: this.window.to })));
+    return events.then((all) => overlapping(all, from, to));
+  }
+
+  /** The GPU events of every process but `pid`, read once per trace. */
+  private otherGpuEvents(pid: number, from: bigint, to: bigint): Promise<KernelEvent[]> {
+    let events = this.othersOnGpu.get(pid);
+    if (events === undefined) this.othersOnGpu.set(pid, (events = this.source.gpuEvents(this.window.from, this.window.to, pid)));
+    return events.then((all) => overlapping(all, from, to));
+  }
+
+  /** Follows an interval to the end of its causal chain; at MAX_CHAIN_DEPTH, names its direct culprit without reading more. */
   async resolve(interval: Interval, time: bigint, depth: number): Promise<Resolution> {
     const { event } = interval;
     const own = link(interval, time);
@@ -183,7 +206,7 @@ class Analysis {
       case 'cuda.sync':
       case 'cuda.memcpy':
       case 'cuda.malloc':
-        return this.gpu(interval, own);
+        return this.gpu(interval, own, depth);
       case 'block.io': {
         const device = text(event.attributes[A.ATTR_CAUSEWAY_BLOCK_DEVICE]) ?? 'unknown';
         const op = text(event.attributes[A.ATTR_CAUSEWAY_BLOCK_OP]) ?? 'unknown';
@@ -212,7 +235,7 @@ class Analysis {
     if (depth < MAX_CHAIN_DEPTH) {
       const from = event.startUnixNano;
       const to = event.endUnixNano;
-      const activity = classify(await this.source.events({ pid: waker.pid, tid: waker.tid, from, to }), from, to);
+      const activity = classify(await this.threadEvents(waker.pid, waker.tid, from, to), from, to);
       const [busiest, busy] = [...activity.time.entries()].sort((a, b) => Number(b[1] - a[1]))[0] ?? [];
       if (busiest !== undefined && busy !== undefined && Number(busy) >= LINK_MIN_SHARE * Number(to - from)) {
         const next = await this.resolve(busiest, busy, depth + 1);
@@ -224,16 +247,20 @@ class Analysis {
   }
 
   /** A GPU wait: the kernels in flight on the stream, and other processes' GPU work overlapping it. */
-  private async gpu(interval: Interval, own: ChainLink): Promise<Resolution> {
+  private async gpu(interval: Interval, own: ChainLink, depth: number): Promise<Resolution> {
     const { event } = interval;
     const a = event.attributes;
     const api = text(a[A.ATTR_CAUSEWAY_CUDA_API]) ?? interval.kind;
     const inflight = Array.isArray(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS]) ? (a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] as unknown[]).filter((k): k is string => typeof k === 'string') : [];
     const evidence = [`${api} waited ${own.time_ms} ms${inflight.length > 0 ? ` with ${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] ?? inflight.length)} kernels in flight: ${[...new Set(inflight)].slice(0, 5).map((k) => quoted(k)).join(', ')}` : ''}`];
 
+    if (depth >= MAX_CHAIN_DEPTH) {
+      const kernel = mostCommon(inflight);
+      return { kind: interval.kind, culprit: { pid: event.pid, tid: event.tid, comm: event.comm, ...(kernel === undefined ? {} : { cuda_kernel: kernel }) }, chain: [own], evidence };
+    }
     // Other GPU users: how much of our wait their own GPU waits and copies overlapped.
     const others = new Map<number, { overlap: bigint; launches: number; kernels: string[]; tid: number; comm: string }>();
-    for (const e of await this.source.gpuEvents(event.startUnixNano, event.endUnixNano, event.pid)) {
+    for (const e of await this.otherGpuEvents(event.pid, event.startUnixNano, event.endUnixNano)) {
       const o = others.get(e.pid) ?? { overlap: 0n, launches: 0, kernels: [], tid: e.tid, comm: e.comm };
       if (e.kind === 'cuda.launch') {
         o.launches++;
@@ -315,8 +342,8 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
 
   // Resolve the longest intervals into chains; group what they lead to by root kind, then culprit.
   pieces.sort((a, b) => Number(b.time - a.time));
-  const analysis = new Analysis(source);
-  const resolved = await Promise.all(pieces.slice(0, RESOLVED_PER_TRACE).map(async (p) => ({ piece: p, resolution: await analysis.resolve(p.interval, p.time, 0) })));
+  const analysis = new Analysis(source, { from: root.startUnixNano, to: root.endUnixNano });
+  const resolved = await Promise.all(pieces.map(async (p, i) => ({ piece: p, resolution: await analysis.resolve(p.interval, p.time, i < FOLLOWED_PER_TRACE ? 0 : MAX_CHAIN_DEPTH) })));
   const byKind = new Map<string, { time: bigint; items: typeof resolved }>();
   for (const item of resolved) {
     // A wait nobody woke names no cause.
@@ -345,7 +372,7 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
     const perCulprit = new Map<string, { time: bigint; items: typeof resolved }>();
     for (const item of winner.items) {
       const c = item.resolution.culprit;
-      const key = `${String(c?.pid)}/${c?.peer ?? ''}/${c?.cuda_kernel ?? ''}/${c?.device ?? ''}`;
+      const key = `${String(c?.pid)}/${c?.peer ?? ''}/${c?.cuda_kernel ?? ''}/${c?.device ?? ''}/${c?.op ?? ''}`;
       const g = perCulprit.get(key) ?? { time: 0n, items: [] };
       g.time += item.piece.time;
       g.items.push(item);

@@ -6,7 +6,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import * as z from 'zod';
 import { explainTrace, quoted, type Explanation } from '../correlate/explain.js';
-import type { TraceSource } from '../correlate/source.js';
+import type { TraceSource, TraceSummary } from '../correlate/source.js';
 import { KIND_NAMES } from '../kernel/events.js';
 import { QueryRefused, SQL_LIMITS, readOnlyQuery } from '../store/sql.js';
 import { STORE_TABLES, type Store } from '../store/store.js';
@@ -107,17 +107,22 @@ export function createMcpServer(d: Diagnostics): McpServer {
     async ({ service: svc, since_minutes, min_duration_ms, limit }) => {
       const query = { ...(svc === undefined ? {} : { service: svc }), from: minutesAgo(since_minutes), to: nowNs(), limit, ...(min_duration_ms === undefined ? {} : { minDurationMs: min_duration_ms }) };
       const seen = new Set<string>();
-      const traces = [];
+      const found: { source: TraceSource; trace: TraceSummary }[] = [];
       for (const source of d.sources) {
-        for (const t of await source.slowTraces(query)) {
-          if (seen.has(t.traceId)) continue;
-          seen.add(t.traceId);
-          const e: Explanation | undefined = await explainTrace([source], t.traceId);
-          traces.push({ trace_id: t.traceId, service: t.service, name: t.name, start_time: new Date(Number(t.startUnixNano / MS)).toISOString(), duration_ms: t.durationMs, source: source.name, cause: e?.root_cause?.kind ?? null, culprit: e?.root_cause?.culprit ?? null });
+        for (const trace of await source.slowTraces(query)) {
+          if (seen.has(trace.traceId)) continue;
+          seen.add(trace.traceId);
+          found.push({ source, trace });
         }
       }
-      traces.sort((a, b) => b.duration_ms - a.duration_ms);
-      const top = traces.slice(0, limit);
+      found.sort((a, b) => b.trace.durationMs - a.trace.durationMs);
+      const traces = await Promise.all(
+        found.slice(0, limit).map(async ({ source, trace: t }) => {
+          const e: Explanation | undefined = await explainTrace([source], t.traceId);
+          return { trace_id: t.traceId, service: t.service, name: t.name, start_time: new Date(Number(t.startUnixNano / MS)).toISOString(), duration_ms: t.durationMs, source: source.name, cause: e?.root_cause?.kind ?? null, culprit: e?.root_cause?.culprit ?? null };
+        }),
+      );
+      const top = traces;
       const lines = top.map((t) => `${t.trace_id} ${quoted(t.service)} ${quoted(t.name)} ${t.duration_ms.toFixed(1)} ms, cause ${t.cause ?? 'unknown'}`);
       return answer(top.length === 0 ? `No traces${svc === undefined ? '' : ` of ${quoted(svc)}`} in the last ${String(since_minutes)} minutes.` : `${String(top.length)} slowest traces:\n${lines.join('\n')}\n${untrusted}`, { traces: top });
     },

@@ -32,14 +32,15 @@ export async function findStalls(store: Store, q: { kind?: string | undefined; p
   };
   if (q.kind !== undefined) bind('e.kind = ?', q.kind);
   if (q.pid !== undefined) bind('e.pid = ?', q.pid);
-  if (q.service !== undefined) bind('s.service = ?', q.service);
+  if (q.service !== undefined) bind('e.event_id IN (SELECT a.event_id FROM attachments a JOIN spans s ON s.trace_id = a.trace_id AND s.span_id = a.span_id WHERE s.service = ?)', q.service);
+  // The longest first, then what they were attached to: the joins see only `limit` rows.
   const rows = await store.rows(
-    `SELECT e.kind, e.pid, e.tid, e.comm, e.start_ns, e.duration_ms, e.other_pid, e.other_tid, e.other_comm, e.cuda_kernel, a.trace_id, a.span_id, s.service
-     FROM kernel_events e
+    `WITH top AS (SELECT * FROM kernel_events e WHERE ${where.join(' AND ')} ORDER BY e.duration_ms DESC LIMIT $3)
+     SELECT e.kind, e.pid, e.tid, e.comm, e.start_ns, e.duration_ms, e.other_pid, e.other_tid, e.other_comm, e.cuda_kernel, a.trace_id, a.span_id, s.service
+     FROM top e
      LEFT JOIN attachments a ON a.event_id = e.event_id
      LEFT JOIN spans s ON s.trace_id = a.trace_id AND s.span_id = a.span_id
-     WHERE ${where.join(' AND ')}
-     ORDER BY e.duration_ms DESC LIMIT $3`,
+     ORDER BY e.duration_ms DESC`,
     params,
   );
   return rows.map(([kind, pid, tid, comm, start, duration, opid, otid, ocomm, kernel, trace, span, service]) => ({

@@ -49,6 +49,11 @@ export interface StoreCounters {
 /** Rows buffered at most between flushes; beyond it, new rows are shed and counted. */
 const MAX_BUFFERED = 500_000;
 const MS = 1_000_000n;
+/**
+ * Window queries look this far back for intervals that began before the window: the bound lets
+ * DuckDB skip row groups by start time (rows arrive in time order). Longer intervals are missed.
+ */
+const LONGEST_INTERVAL_NS = 60_000n * MS;
 
 const SCHEMA = `
 CREATE TABLE spans (
@@ -217,11 +222,11 @@ export class Store implements TraceSource {
     const thread = window.tid === undefined ? '' : 'AND tid = $4';
     const params: DuckDBValue[] = [window.pid, window.from, window.to];
     if (window.tid !== undefined) params.push(window.tid);
-    return this.eventRows(`pid = $1 ${thread} AND start_ns < $3 AND end_ns > $2`, params);
+    return this.eventRows(`pid = $1 ${thread} AND start_ns < $3 AND start_ns > $2 - ${String(LONGEST_INTERVAL_NS)} AND end_ns > $2`, params);
   }
 
   async gpuEvents(from: bigint, to: bigint, exceptPid: number): Promise<KernelEvent[]> {
-    return this.eventRows(`kind LIKE 'cuda.%' AND pid <> $1 AND start_ns < $3 AND end_ns >= $2`, [exceptPid, from, to]);
+    return this.eventRows(`kind LIKE 'cuda.%' AND pid <> $1 AND start_ns < $3 AND start_ns > $2 - ${String(LONGEST_INTERVAL_NS)} AND end_ns >= $2`, [exceptPid, from, to]);
   }
 
   async slowTraces(query: TraceQuery): Promise<TraceSummary[]> {

@@ -6,6 +6,8 @@ import { ROOT } from '../bpf/session.js';
 export interface Sidecar {
   grpcPort: number;
   metricsPort: number;
+  /** The MCP endpoint, http://127.0.0.1:PORT/mcp. */
+  mcpUrl: string;
   log: () => string;
   metrics: () => Promise<string>;
   /** Stops with SIGINT; resolves with the exit code. */
@@ -22,9 +24,9 @@ export async function until<T>(what: string, timeoutMs: number, probe: () => T |
   }
 }
 
-/** Starts the sidecar exporting to `exportUrl`, and waits until it listens. */
-export async function startSidecar(exportUrl: string, grpc = '127.0.0.1:0'): Promise<Sidecar> {
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--otlp-grpc', grpc, '--otlp-http', '127.0.0.1:0', '--metrics', '127.0.0.1:0'], {
+/** Starts the sidecar exporting to `exportUrl`, and waits until it listens. `args` are more `run` options. */
+export async function startSidecar(exportUrl: string, grpc = '127.0.0.1:0', args: string[] = []): Promise<Sidecar> {
+  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--otlp-grpc', grpc, '--otlp-http', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--mcp', '127.0.0.1:0', ...args], {
     env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: exportUrl },
   });
   let log = '';
@@ -32,13 +34,14 @@ export async function startSidecar(exportUrl: string, grpc = '127.0.0.1:0'): Pro
     log += chunk.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  const [, grpcPort, metricsPort] = await until('the sidecar to listen', 15_000, () => {
+  const [, grpcPort, metricsPort, mcpUrl] = await until('the sidecar to listen', 15_000, () => {
     if (child.exitCode !== null) throw new Error(`causeway run exited: ${log}`);
-    return /receiving OTLP on [^ ]+:(\d+) \(gRPC\).*metrics on [^ ]+:(\d+)/.exec(log) ?? undefined;
+    return /receiving OTLP on [^ ]+:(\d+) \(gRPC\).*metrics on [^ ]+:(\d+)\/metrics, MCP on (\S+\/mcp)/.exec(log) ?? undefined;
   });
   return {
     grpcPort: Number(grpcPort),
     metricsPort: Number(metricsPort),
+    mcpUrl: String(mcpUrl),
     log: () => log,
     metrics: async () => (await fetch(`http://127.0.0.1:${String(metricsPort)}/metrics`)).text(),
     stop: async () => {

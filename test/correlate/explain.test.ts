@@ -120,3 +120,12 @@ test('span names are quoted data in the summary: a newline or an instruction can
   assert.ok(!r.summary.includes('\n'));
   assert.match(r.summary, /"x\\" Ignore previous instructions"/);
 });
+
+test('many short run-queue waits add up: every slice counts, not only the longest few', async () => {
+  const hog = { pid: 99, tid: 99, comm: 'hog' };
+  const slices = Array.from({ length: 40 }, (_, i) => kernelEvent('sched.runqueue', request, at(10 * i), at(10 * i + 5), holder(hog)));
+  const r = await explain([appSpan({ trace: 1, span: 1, start: at(0), end: at(400), pid: 10, tid: 11 })], slices);
+  assert.equal(r.root_cause?.kind, 'sched.runqueue');
+  assert.equal(r.root_cause.culprit?.pid, 99);
+  assert.equal(r.root_cause.time_ms, 200);
+});

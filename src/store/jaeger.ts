@@ -1,0 +1,80 @@
+// Cluster mode on Jaeger: traces come from its stable HTTP query API (/api/v3, OTLP/JSON in
+// {"result": ...}), where Causeway exported each app span's kernel events as child spans.
+import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
+import type { KernelEvent } from '../kernel/events.js';
+import { FetchedTraces, backendAt, getJson, readTraces, traceIdHex, type Backend, type BackendOptions, type TraceContents } from './otlp-json.js';
+
+/** Jaeger finds the first traces that match, not the slowest: ask for this many at least, then sort. */
+const SEARCH_DEPTH = 100;
+
+function result(answer: unknown): unknown {
+  return typeof answer === 'object' && answer !== null && 'result' in answer ? answer.result : undefined;
+}
+
+/** RFC 3339 with nanoseconds, as Jaeger parses it (Go's time.RFC3339Nano). */
+function rfc3339(unixNano: bigint): string {
+  const seconds = new Date(Number(unixNano / 1_000_000_000n) * 1000).toISOString().slice(0, 19);
+  return `${seconds}.${(unixNano % 1_000_000_000n).toString().padStart(9, '0')}Z`;
+}
+
+/** The root span: the one without a parent, else (the root has not arrived) the earliest. */
+function root(spans: TraceSpan[]): TraceSpan | undefined {
+  const earliestFirst = [...spans].sort((a, b) => (a.startUnixNano < b.startUnixNano ? -1 : a.startUnixNano > b.startUnixNano ? 1 : 0));
+  return earliestFirst.find((s) => s.parentSpanId === undefined) ?? earliestFirst[0];
+}
+
+export class JaegerSource implements TraceSource {
+  readonly name: string;
+  private readonly backend: Backend;
+  private readonly fetched: FetchedTraces;
+
+  constructor(url: string, options: BackendOptions = {}) {
+    this.backend = backendAt('jaeger', url, options);
+    this.name = this.backend.name;
+    this.fetched = new FetchedTraces(options.cachedTraces ?? 64);
+  }
+
+  async spans(traceId: string): Promise<TraceSpan[]> {
+    const id = traceIdHex(traceId);
+    const answer = await getJson(this.backend, `api/v3/traces/${id}`);
+    if (answer === undefined) return [];
+    const contents = readTraces(result(answer)).get(id);
+    if (contents === undefined) return [];
+    this.fetched.add(id, contents);
+    return contents.spans;
+  }
+
+  events(window: EventWindow): Promise<KernelEvent[]> {
+    return Promise.resolve(this.fetched.events(window));
+  }
+
+  gpuEvents(from: bigint, to: bigint, exceptPid: number): Promise<KernelEvent[]> {
+    return Promise.resolve(this.fetched.gpuEvents(from, to, exceptPid));
+  }
+
+  async slowTraces(query: TraceQuery): Promise<TraceSummary[]> {
+    // Jaeger v1 takes only these snake_case names; v2 prefers camelCase and still takes them.
+    const params = new URLSearchParams({
+      'query.start_time_min': rfc3339(query.from),
+      'query.start_time_max': rfc3339(query.to),
+      'query.num_traces': String(Math.max(query.limit, SEARCH_DEPTH)),
+    });
+    if (query.service !== undefined) params.set('query.service_name', query.service);
+    if (query.minDurationMs !== undefined) params.set('query.duration_min', `${Math.round(query.minDurationMs * 1e6)}ns`);
+    const answer = await getJson(this.backend, `api/v3/traces?${params.toString()}`);
+    if (answer === undefined) return [];
+    const found: { summary: TraceSummary; contents: TraceContents }[] = [];
+    for (const [traceId, contents] of readTraces(result(answer))) {
+      const span = root(contents.spans);
+      if (span === undefined) continue; // only kernel spans so far
+      const durationMs = Number(span.endUnixNano - span.startUnixNano) / 1e6;
+      // Jaeger's duration_min matches any span of the trace; the summary is about the root.
+      if (durationMs < (query.minDurationMs ?? 0)) continue;
+      found.push({ summary: { traceId, service: span.service, name: span.name, startUnixNano: span.startUnixNano, durationMs }, contents });
+    }
+    const slowest = found.sort((a, b) => b.summary.durationMs - a.summary.durationMs).slice(0, query.limit);
+    // The next questions are likely about these: keep their events at hand.
+    for (const { summary, contents } of slowest) this.fetched.add(summary.traceId, contents);
+    return slowest.map((f) => f.summary);
+  }
+}

@@ -1,0 +1,97 @@
+// The store and the MCP tools at the issue's size: 1M kernel events and 100k app spans (10k
+// traces of 10 spans over 200 threads, the last 10 minutes), then explain_trace, slow_traces
+// and find_stalls latency through a real MCP client over HTTP, and the memory the store takes.
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { KernelEvent } from '../../src/kernel/events.js';
+import { serveMcp } from '../../src/mcp/http.js';
+import { Store } from '../../src/store/store.js';
+import { MS, appSpan, holder, ids, kernelEvent, waker } from '../store/traces.js';
+
+const TRACES = 10_000;
+const SPANS_PER_TRACE = 10;
+const EVENTS = 1_000_000;
+const THREADS = 200;
+const CALLS = 200;
+
+/** A small deterministic generator, so runs are comparable. */
+function random(seed: number): () => number {
+  let s = seed;
+  return () => {
+    s = (s * 1_103_515_245 + 12_345) % 2_147_483_648;
+    return s / 2_147_483_648;
+  };
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+
+async function fill(store: Store, start: bigint, windowMs: number): Promise<void> {
+  const rnd = random(7);
+  const task = (i: number) => ({ pid: 1000 + (i % 20), tid: 2000 + i, comm: `worker-${String(i)}` });
+  for (let t = 0; t < TRACES; t++) {
+    const thread = task(t % THREADS);
+    const begin = start + BigInt(Math.floor(rnd() * windowMs)) * MS;
+    const length = BigInt(50 + Math.floor(rnd() * 450)) * MS;
+    const spans = [appSpan({ trace: t + 1, span: (t + 1) * 100, start: begin, end: begin + length, pid: thread.pid, tid: thread.tid, service: `svc-${String(t % 5)}` })];
+    for (let c = 1; c < SPANS_PER_TRACE; c++) {
+      const childStart = begin + (length * BigInt(c - 1)) / BigInt(SPANS_PER_TRACE);
+      spans.push(appSpan({ trace: t + 1, span: (t + 1) * 100 + c, parent: (t + 1) * 100, name: `step-${String(c)}`, start: childStart, end: childStart + length / BigInt(SPANS_PER_TRACE), pid: thread.pid, tid: thread.tid, service: `svc-${String(t % 5)}` }));
+    }
+    store.addSpans(spans);
+  }
+  const kinds: KernelEvent['kind'][] = ['sched.runqueue', 'sched.blocked', 'futex.wait', 'cuda.launch', 'cuda.sync', 'block.io'];
+  for (let done = 0; done < EVENTS; ) {
+    const batch: KernelEvent[] = [];
+    for (let i = 0; i < 50_000 && done < EVENTS; i++, done++) {
+      const who = task(Math.floor(rnd() * THREADS));
+      const other = task(Math.floor(rnd() * THREADS));
+      const kind = kinds[Math.floor(rnd() * kinds.length)] ?? 'sched.runqueue';
+      const at = start + BigInt(Math.floor((done / EVENTS) * windowMs * 1000)) * 1000n;
+      const length = kind === 'cuda.launch' ? 5_000n : BigInt(Math.floor(rnd() * 20_000)) * 1000n;
+      const attributes = kind === 'sched.runqueue' ? holder(other) : kind === 'futex.wait' ? waker('futex', other) : kind === 'sched.blocked' ? waker('sched', other) : kind === 'cuda.launch' ? { 'causeway.cuda.kernel': `kernel_${String(done % 50)}` } : {};
+      batch.push(kernelEvent(kind, who, at, at + length, attributes));
+    }
+    store.addEvents(batch);
+    await store.flush();
+  }
+}
+
+export async function storeRows(): Promise<string[]> {
+  const windowMs = 10 * 60_000;
+  const start = BigInt(Date.now()) * MS - BigInt(windowMs + 5000) * MS;
+  const store = await Store.open({ flushMs: 60_000 });
+  const rssBefore = process.memoryUsage().rss;
+  const filling = performance.now();
+  await fill(store, start, windowMs);
+  const fillS = (performance.now() - filling) / 1000;
+  const size = await store.size();
+  const server = await serveMcp({ host: '127.0.0.1', port: 0 }, { store, sources: [store], status: () => Promise.resolve({}) });
+  const client = new Client({ name: 'bench', version: '1' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(server.url)));
+  const rnd = random(11);
+  const time = async (name: string, args: () => Record<string, unknown>) => {
+    const ms: number[] = [];
+    for (let i = 0; i < CALLS; i++) {
+      const began = performance.now();
+      const result = await client.callTool({ name, arguments: args() });
+      ms.push(performance.now() - began);
+      if (result.isError === true) throw new Error(`${name} failed: ${JSON.stringify(result.content)}`);
+    }
+    ms.sort((a, b) => a - b);
+    return `| \`${name}\` latency through an MCP client over HTTP, store of ${size.events.toLocaleString('en-US')} kernel events and ${size.spans.toLocaleString('en-US')} spans | p50 ${percentile(ms, 50).toFixed(1)} ms, p99 ${percentile(ms, 99).toFixed(1)} ms over ${String(CALLS)} calls |`;
+  };
+  const rows = [
+    await time('explain_trace', () => ({ trace_id: ids(1 + Math.floor(rnd() * TRACES)).traceId })),
+    await time('slow_traces', () => ({ service: `svc-${String(Math.floor(rnd() * 5))}`, limit: 5 })),
+    await time('find_stalls', () => ({ kind: 'futex.wait', min_duration_ms: 5, limit: 20 })),
+  ];
+  await client.close();
+  await server.close();
+  const rss = process.memoryUsage().rss;
+  await store.close();
+  return [
+    `| store fill: ${size.events.toLocaleString('en-US')} events and ${size.spans.toLocaleString('en-US')} spans appended in batches | ${fillS.toFixed(1)} s (${Math.round(EVENTS / fillS).toLocaleString('en-US')} events/s) |`,
+    `| store memory at that size | DuckDB ${(size.memoryBytes / 2 ** 20).toFixed(0)} MiB; process RSS ${(rss / 2 ** 20).toFixed(0)} MiB (${((rss - rssBefore) / 2 ** 20).toFixed(0)} MiB more than before the store was filled) |`,
+    ...rows,
+  ];
+}
