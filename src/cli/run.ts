@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { Correlator, type SpanPlace } from '../correlate/correlator.js';
+import type { TraceSource } from '../correlate/source.js';
 import { HostIds } from '../correlate/hostpid.js';
 import { KernelCapture } from '../kernel/capture.js';
 import { ProcessTable } from '../kernel/processes.js';
@@ -98,6 +99,14 @@ const text = (v: string | string[] | undefined, fallback: string) => (typeof v =
 const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 const integer = (v: unknown) => (typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : undefined);
 
+function backendOf(spec: string): TraceSource {
+  try {
+    return querySource(spec);
+  } catch (e) {
+    throw new UsageError(`--query-backend: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
   const s = settings(argv);
   if (s.help === true) {
@@ -111,7 +120,7 @@ export async function run(argv: string[]): Promise<number> {
   const mcpTokenFile = text(s['mcp-token-file'], '');
   const mcpToken = mcpTokenFile === '' ? process.env.CAUSEWAY_MCP_TOKEN : readFileSync(mcpTokenFile, 'utf8').trim();
   if (!isLoopback(mcpEndpoint.host) && (mcpToken === undefined || mcpToken === '')) throw new UsageError(`--mcp ${mcpEndpoint.host}: serving MCP beyond loopback needs a bearer token (--mcp-token-file or CAUSEWAY_MCP_TOKEN)`);
-  const backend = s['query-backend'] === undefined ? undefined : querySource(text(s['query-backend'], ''));
+  const backend = s['query-backend'] === undefined ? undefined : backendOf(text(s['query-backend'], ''));
   const storeOptions = {
     retentionMs: positiveInteger('--store-retention-s', text(s['store-retention-s'], '900')) * 1000,
     maxEvents: positiveInteger('--store-max-events', text(s['store-max-events'], '1000000')),

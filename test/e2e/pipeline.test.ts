@@ -5,6 +5,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Explanation } from '../../src/correlate/explain.js';
 import { ROOT, SIM_CUDART, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
 import { startSidecar, until, type Sidecar } from '../cli/sidecar.js';
 import { freePort, getTrace, pythonBin, spansOf, startCollector, startJaeger, type Collector, type Jaeger, type OtlpSpan } from './backends.js';
@@ -58,6 +61,38 @@ test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync c
   assert.ok(Number(attribute(summary, 'causeway.cuda.sync.duration_ms')) >= 180);
   assert.equal(attribute(summary, 'causeway.cuda.launch.count'), 1);
   assert.equal(summary.events?.find((e) => e.name === 'cuda.launch')?.attributes?.find((a) => a.key === 'causeway.cuda.kernel')?.value.stringValue, 'matmul_big(float*, float*, float*, int)');
+});
+
+test('cluster mode: a sidecar whose store never saw the trace explains it from Jaeger, where the kernel spans went', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const { jaeger, collector, sidecar } = await startPipeline(t);
+  const app = startWorkload(pythonBin, [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '200'], {
+    ...privateGpu(t),
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
+  });
+  const truth = (await app.truth) as { trace_id: string; span_id: string };
+  await getTrace(jaeger.queryUrl, truth.trace_id, { timeoutMs: 30_000, until: (tr) => spansOf(tr).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize') });
+
+  // Another node's sidecar: its store is empty, its backend is the shared Jaeger.
+  const other = await startSidecar('http://127.0.0.1:9', '127.0.0.1:0', ['--query-backend', `jaeger=${jaeger.queryUrl}`]);
+  t.after(() => other.stop());
+  const explain = async (mcpUrl: string) => {
+    const client = new Client({ name: 'cluster-test', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl)));
+    try {
+      return (await client.callTool({ name: 'explain_trace', arguments: { trace_id: truth.trace_id } })).structuredContent as Explanation;
+    } finally {
+      await client.close();
+    }
+  };
+  const remote = await explain(other.mcpUrl);
+  assert.match(remote.source, /jaeger/);
+  assert.equal(remote.root_cause?.kind, 'cuda.sync');
+  assert.match(remote.root_cause.culprit?.cuda_kernel ?? '', /^matmul_big\(/);
+  const local = await explain(sidecar.mcpUrl);
+  assert.equal(local.source, 'local store');
+  assert.equal(local.root_cause?.kind, remote.root_cause.kind);
+  assert.ok(Math.abs(local.duration_ms - remote.duration_ms) < 1, `${String(local.duration_ms)} against ${String(remote.duration_ms)} ms`);
 });
 
 test('a Node service doing fsync in a span shows its block I/O and blocked time as child spans in Jaeger', async (t) => {
