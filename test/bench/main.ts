@@ -2,7 +2,7 @@
 // workload throughput and CPU per operation without probes, with Causeway's probes and with
 // bpftrace attaching the same probes (ratios to the run without); the user-space decode rate
 // per core; drops at a high event rate; how long capture takes to start; the sidecar's span
-// throughput and join delay (pipeline.ts).
+// throughput and join delay (pipeline.ts); the store and the MCP tools at 1M events (store.ts).
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -12,6 +12,7 @@ import { fakeLoader } from '../kernel/fake-loader.js';
 import { launch, record, register } from '../kernel/records.js';
 import { Capture, SIM_CUDART, WORKLOADS } from '../bpf/session.js';
 import { pipelineRows } from './pipeline.js';
+import { storeRows } from './store.js';
 
 const SECONDS = 3;
 const CLOCK_TICKS = 100; // USER_HZ: /proc/PID/stat times are in 1/100 s
@@ -198,6 +199,6 @@ async function startup(): Promise<string> {
 }
 
 const rows = await overhead();
-const others = ['| measure | result |', '| --- | --- |', await decodeRate(), await highRate(), await startup(), ...(await pipelineRows())];
+const others = ['| measure | result |', '| --- | --- |', await decodeRate(), await highRate(), await startup(), ...(await pipelineRows()), ...(await storeRows())];
 rmSync(`/dev/shm/causeway-bench-${process.pid}`, { force: true });
 process.stdout.write(`${rows.join('\n')}\n\n${others.join('\n')}\n`);
