@@ -64,9 +64,18 @@ function isUsageError(error: unknown): error is Error {
   return error instanceof UsageError || (error instanceof Error && String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS'));
 }
 
+/** A port already taken or not ours to bind: one line, not a stack trace. */
+function isListenError(error: unknown): error is NodeJS.ErrnoException & { address?: string; port?: number } {
+  return error instanceof Error && (error as NodeJS.ErrnoException).syscall === 'listen';
+}
+
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (error) {
+  if (isListenError(error)) {
+    process.stderr.write(`causeway: cannot listen on ${String(error.address)}:${String(error.port)}: ${error.code === 'EADDRINUSE' ? 'the address is in use' : error.message}\n`);
+    process.exit(1);
+  }
   if (!isUsageError(error)) throw error;
   const command = process.argv[2] !== undefined && process.argv[2] in COMMANDS ? `causeway ${process.argv[2]}` : 'causeway';
   process.stderr.write(`${command}: ${error.message}\nRun \`${command} --help\` for usage.\n`);

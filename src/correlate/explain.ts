@@ -84,12 +84,34 @@ const min = (a: bigint, b: bigint) => (a < b ? a : b);
 const integer = (v: unknown) => (typeof v === 'number' && v > 0 ? v : undefined);
 const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
 
-/** An interval as the analysis counts it: a blocked wait during which a retransmit fired counts as tcp.retransmit. */
+/**
+ * An interval as the analysis counts it. A wait can be explained by another event, and then
+ * counts as that event's kind: a blocked wait during which a retransmit fired is
+ * tcp.retransmit; an uninterruptible sleep that no task woke, after the thread's own block
+ * I/O (fsync waiting for the device to finish), is block.io.
+ */
 interface Interval {
   event: KernelEvent;
   kind: KernelEvent['kind'];
-  /** The retransmit that explains a wait. */
-  retransmit?: KernelEvent;
+  /** The retransmit or block I/O that explains a wait. */
+  cause?: KernelEvent;
+}
+
+/** How long before an uninterruptible sleep the thread's own block I/O may have begun and still explain it. */
+const IO_BEFORE_SLEEP_NS = 1_000_000_000n;
+
+const wokenByNoTask = (event: KernelEvent) => {
+  const pid = event.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_PID];
+  return typeof pid !== 'number' || pid === 0 || event.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID] === event.tid;
+};
+
+/** The event that explains a wait, if any. */
+function causeOf(event: KernelEvent, retransmits: KernelEvent[], ios: KernelEvent[]): KernelEvent | undefined {
+  if (!OFF_CPU.has(event.kind)) return undefined;
+  const retransmit = retransmits.find((r) => r.startUnixNano >= event.startUnixNano && r.startUnixNano <= event.endUnixNano);
+  if (retransmit !== undefined) return retransmit;
+  if (event.kind !== 'sched.blocked' || event.attributes[A.ATTR_CAUSEWAY_SCHED_STATE] !== 'D' || !wokenByNoTask(event)) return undefined;
+  return ios.filter((io) => io.tid === event.tid && io.startUnixNano < event.endUnixNano && io.startUnixNano >= event.startUnixNano - IO_BEFORE_SLEEP_NS).at(-1);
 }
 
 interface Classified {
@@ -102,11 +124,12 @@ interface Classified {
 /** Splits [from, to) among the intervals by rank; what none covers is on CPU (or unknown). */
 export function classify(events: KernelEvent[], from: bigint, to: bigint): Classified {
   const retransmits = events.filter((e) => e.kind === 'tcp.retransmit');
+  const ios = events.filter((e) => e.kind === 'block.io');
   const intervals: (Interval & { s: bigint; e: bigint })[] = [];
   for (const event of events) {
     if (event.kind === 'tcp.retransmit' || event.kind === 'cuda.launch' || event.endUnixNano <= from || event.startUnixNano >= to) continue;
-    const retransmit = OFF_CPU.has(event.kind) ? retransmits.find((r) => r.startUnixNano >= event.startUnixNano && r.startUnixNano <= event.endUnixNano) : undefined;
-    intervals.push({ event, kind: retransmit === undefined ? event.kind : 'tcp.retransmit', ...(retransmit === undefined ? {} : { retransmit }), s: max(event.startUnixNano, from), e: min(event.endUnixNano, to) });
+    const cause = causeOf(event, retransmits, ios);
+    intervals.push({ event, kind: cause?.kind ?? event.kind, ...(cause === undefined ? {} : { cause }), s: max(event.startUnixNano, from), e: min(event.endUnixNano, to) });
   }
   intervals.sort((a, b) => (a.s < b.s ? -1 : a.s > b.s ? 1 : 0));
   const cuts = [...new Set([from, to, ...intervals.flatMap((i) => [i.s, i.e])])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -208,12 +231,16 @@ class Analysis {
       case 'cuda.malloc':
         return this.gpu(interval, own, depth);
       case 'block.io': {
-        const device = text(event.attributes[A.ATTR_CAUSEWAY_BLOCK_DEVICE]) ?? 'unknown';
-        const op = text(event.attributes[A.ATTR_CAUSEWAY_BLOCK_OP]) ?? 'unknown';
-        return { kind: interval.kind, culprit: { pid: event.pid, tid: event.tid, comm: event.comm, device, op }, chain: [own], evidence: [`${op} on ${device}: ${String(event.attributes[A.ATTR_CAUSEWAY_BLOCK_BYTES])} bytes, ${round(ms(event.endUnixNano - event.startUnixNano))} ms`] };
+        const io = interval.cause ?? event;
+        const device = text(io.attributes[A.ATTR_CAUSEWAY_BLOCK_DEVICE]) ?? 'unknown';
+        const op = text(io.attributes[A.ATTR_CAUSEWAY_BLOCK_OP]) ?? 'unknown';
+        const evidence = interval.cause === undefined
+          ? `${op} on ${device}: ${String(io.attributes[A.ATTR_CAUSEWAY_BLOCK_BYTES])} bytes, ${round(ms(io.endUnixNano - io.startUnixNano))} ms`
+          : `uninterruptible sleep of ${own.time_ms} ms that no task woke, after its own ${op} on ${device}: waiting for the device`;
+        return { kind: interval.kind, culprit: { pid: io.pid, tid: io.tid, comm: io.comm, device, op }, chain: [own], evidence: [evidence] };
       }
       case 'tcp.retransmit': {
-        const r = interval.retransmit ?? event;
+        const r = interval.cause ?? event;
         const peer = `${text(r.attributes[A.ATTR_NETWORK_PEER_ADDRESS]) ?? '?'}:${String(r.attributes[A.ATTR_NETWORK_PEER_PORT])}`;
         return { kind: 'tcp.retransmit', culprit: { pid: null, tid: null, comm: null, peer }, chain: [own], evidence: [`blocked ${own.time_ms} ms until a TCP retransmit to ${peer} (state ${String(r.attributes[A.ATTR_CAUSEWAY_TCP_STATE])}) got through`] };
       }
@@ -235,13 +262,26 @@ class Analysis {
     if (depth < MAX_CHAIN_DEPTH) {
       const from = event.startUnixNano;
       const to = event.endUnixNano;
+      // What the waker did meanwhile, by kind; the link is that kind's longest interval.
       const activity = classify(await this.threadEvents(waker.pid, waker.tid, from, to), from, to);
-      const [busiest, busy] = [...activity.time.entries()].sort((a, b) => Number(b[1] - a[1]))[0] ?? [];
-      if (busiest !== undefined && busy !== undefined && Number(busy) >= LINK_MIN_SHARE * Number(to - from)) {
-        const next = await this.resolve(busiest, busy, depth + 1);
-        return { kind: next.kind, culprit: next.culprit, chain: [own, ...next.chain], evidence: [...evidence, ...next.evidence] };
+      const perKind = new Map<string, { total: bigint; longest: Interval; longestNs: bigint }>();
+      for (const [i, ns] of activity.time) {
+        const k = perKind.get(i.kind);
+        if (k === undefined) perKind.set(i.kind, { total: ns, longest: i, longestNs: ns });
+        else {
+          k.total += ns;
+          if (ns > k.longestNs) Object.assign(k, { longest: i, longestNs: ns });
+        }
       }
-      evidence.push(`the waker was on CPU (or not traced) for ${round(ms(activity.uncovered))} ms of that wait`);
+      const busiest = [...perKind.values()].sort((a, b) => Number(b.total - a.total))[0];
+      if (busiest !== undefined && Number(busiest.total) >= LINK_MIN_SHARE * Number(to - from)) {
+        const next = await this.resolve(busiest.longest, busiest.total, depth + 1);
+        // A link that names nobody (a sleep no task ended) ends the chain here: the waker is the culprit.
+        if (next.culprit !== null) return { kind: next.kind, culprit: next.culprit, chain: [own, ...next.chain], evidence: [...evidence, ...next.evidence] };
+        evidence.push(...next.evidence);
+      } else {
+        evidence.push(`the waker was on CPU (or not traced) for ${round(ms(activity.uncovered))} ms of that wait`);
+      }
     }
     return { kind: interval.kind, culprit: waker, chain: [own], evidence };
   }

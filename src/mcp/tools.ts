@@ -69,6 +69,21 @@ function refusal(text: string): CallToolResult {
 const nowNs = () => BigInt(Date.now()) * MS;
 const minutesAgo = (minutes: number) => nowNs() - BigInt(minutes) * 60_000n * MS;
 
+const total = (counts: unknown) => (typeof counts === 'object' && counts !== null ? Object.values(counts).reduce((sum: number, v) => sum + (typeof v === 'number' ? v : 0), 0) : 0);
+
+/** The status in one line: what a person checks first. */
+function statusLine(s: Record<string, unknown>): string {
+  const get = (part: string, key: string) => (s[part] as Record<string, unknown> | undefined)?.[key];
+  const n = (part: string, key: string) => String(Number(get(part, key) ?? 0));
+  const mib = Number(get('store', 'memoryBytes') ?? 0) / 2 ** 20;
+  return [
+    `following ${n('capture', 'followed')} processes, ${n('capture', 'libraries')} CUDA libraries probed`,
+    `${String(total(get('capture', 'events')))} kernel events, ${String(total(get('capture', 'drops')))} dropped in the kernel`,
+    `store: ${n('store', 'events')} events and ${n('store', 'spans')} spans, ${mib.toFixed(1)} MiB, ${n('store', 'rowsShed')} rows shed`,
+    `export: ${get('export', 'collectorUp') === true ? 'collector up' : 'collector down or not yet reached'}, ${n('export', 'spansDropped')} kernel spans dropped`,
+  ].join('; ');
+}
+
 export function createMcpServer(d: Diagnostics): McpServer {
   const server = new McpServer({ name: 'causeway', version: '0.1.0' }, { instructions: `Causeway explains slow requests by joining OpenTelemetry traces with kernel events (GPU syncs, CPU run-queue waits, futex waits, block I/O, TCP retransmits). Start with slow_traces, then explain_trace. ${untrusted}` });
 
@@ -218,7 +233,7 @@ export function createMcpServer(d: Diagnostics): McpServer {
     },
     async () => {
       const s = await d.status();
-      return answer(JSON.stringify(s), s);
+      return answer(statusLine(s), s);
     },
   );
 

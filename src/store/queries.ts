@@ -24,7 +24,8 @@ export interface Stall {
 }
 
 export async function findStalls(store: Store, q: { kind?: string | undefined; pid?: number | undefined; service?: string | undefined; from: bigint; min_duration_ms: number; limit: number }): Promise<Stall[]> {
-  const where = [`e.end_ns >= $1`, `e.duration_ms >= $2`, `e.kind <> 'cuda.launch'`];
+  // Launches are points, not stalls: listed only when asked for by kind.
+  const where = [`e.end_ns >= $1`, `e.duration_ms >= $2`, ...(q.kind === undefined ? [`e.kind <> 'cuda.launch'`] : [])];
   const params: DuckDBValue[] = [q.from, q.min_duration_ms, q.limit];
   const bind = (clause: string, value: DuckDBValue) => {
     params.push(value);

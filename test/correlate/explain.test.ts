@@ -129,3 +129,49 @@ test('many short run-queue waits add up: every slice counts, not only the longes
   assert.equal(r.root_cause.culprit?.pid, 99);
   assert.equal(r.root_cause.time_ms, 200);
 });
+
+const write = { [A.ATTR_CAUSEWAY_BLOCK_DEVICE]: 'vda', [A.ATTR_CAUSEWAY_BLOCK_OP]: 'write', [A.ATTR_CAUSEWAY_BLOCK_BYTES]: 4 << 20 };
+const uninterruptible = { ...waker('sched', { pid: 0, tid: 0, comm: 'swapper/1' }), [A.ATTR_CAUSEWAY_SCHED_STATE]: 'D' };
+
+test('an uninterruptible sleep no task woke, after the thread\'s own writes, is block I/O on that device', async () => {
+  const r = await explain(
+    [appSpan({ trace: 1, span: 1, start: at(0), end: at(300), pid: 10, tid: 11 })],
+    [
+      kernelEvent('block.io', request, at(10), at(40), write),
+      kernelEvent('sched.blocked', request, at(50), at(290), uninterruptible),
+    ],
+  );
+  assert.equal(r.root_cause?.kind, 'block.io');
+  assert.deepEqual([r.root_cause.culprit?.tid, r.root_cause.culprit?.device, r.root_cause.culprit?.op], [11, 'vda', 'write']);
+});
+
+test('a lock holder doing many short writes and a device wait: the chain follows the kind it spent most time in', async () => {
+  const holderTask = { pid: 10, tid: 12, comm: 'lock-holder' };
+  const writes = Array.from({ length: 5 }, (_, i) => kernelEvent('block.io', holderTask, at(20 + 20 * i), at(40 + 20 * i), write));
+  const r = await explain(
+    [appSpan({ trace: 1, span: 1, start: at(0), end: at(300), pid: 10, tid: 11 })],
+    [
+      ...writes,
+      ...writes.map((w) => kernelEvent('sched.blocked', holderTask, w.startUnixNano, w.endUnixNano, uninterruptible)),
+      kernelEvent('sched.blocked', { pid: 10, tid: 12, comm: 'lock-holder' }, at(130), at(280), uninterruptible),
+      kernelEvent('futex.wait', request, at(10), at(285), waker('futex', holderTask)),
+    ],
+  );
+  assert.equal(r.root_cause?.kind, 'block.io');
+  assert.deepEqual(r.root_cause.chain.map((l) => [l.kind, l.tid]), [['futex.wait', 11], ['block.io', 12]]);
+  assert.equal(r.root_cause.culprit?.tid, 12);
+});
+
+test('a chain whose next link names nobody ends at the waker: the lock holder is the culprit', async () => {
+  const holderTask = { pid: 10, tid: 12, comm: 'lock-holder' };
+  const r = await explain(
+    [appSpan({ trace: 1, span: 1, start: at(0), end: at(300), pid: 10, tid: 11 })],
+    [
+      kernelEvent('sched.blocked', holderTask, at(5), at(280), waker('sched', { pid: 0, tid: 0, comm: 'swapper/0' })),
+      kernelEvent('futex.wait', request, at(10), at(285), waker('futex', holderTask)),
+    ],
+  );
+  assert.equal(r.root_cause?.kind, 'futex.wait');
+  assert.equal(r.root_cause.culprit?.tid, 12);
+  assert.deepEqual(r.root_cause.chain.map((l) => l.tid), [11]);
+});

@@ -13,6 +13,7 @@ import { ROOT, SIM_CUDART, privateGpu, startWorkload, type Workload } from '../b
 import { pythonBin } from '../e2e/backends.js';
 
 const SCENARIO_APP = join(ROOT, 'test', 'fixtures', 'apps', 'python_scenario_service.py');
+const NODE_FSYNC_APP = join(ROOT, 'test', 'fixtures', 'apps', 'node_fsync_service.mjs');
 /** The app sleeps 1.5 s, serves one request of at most ~10 s (tcp), and exports: a minute is plenty. */
 const APP_TIMEOUT_MS = 60_000;
 const READY_TIMEOUT_MS = 5_000;
@@ -22,9 +23,11 @@ export const BLOCK_DIR = '/var/tmp';
 
 /** One fault per mode; see the app's docstring for what each does. */
 export type Fault =
-  | { mode: 'gpu-sync' }
+  | { mode: 'gpu-sync'; kernels?: number; kernelMs?: number }
   | { mode: 'cpu'; cpu: number }
   | { mode: 'lock-chain' }
+  | { mode: 'lock-io'; dir?: string }
+  | { mode: 'lock-cpu' }
   | { mode: 'fsync'; dir?: string }
   | { mode: 'tcp'; peer: string }
   | { mode: 'healthy' };
@@ -32,9 +35,11 @@ export type Mode = Fault['mode'];
 
 /** What the app adds to its JSON line, per mode. */
 interface ModeTruth {
-  'gpu-sync': { kernel: string; kernels: number; stream: string };
+  'gpu-sync': { kernel: string; kernels: number; kernel_ms: number; stream: string };
   cpu: { cpu: number; cpu_ms: number };
   'lock-chain': { worker_tid: number; stream: string };
+  'lock-io': { worker_tid: number; path: string; bytes: number };
+  'lock-cpu': { worker_tid: number; cpu_ms: number };
   fsync: { path: string; bytes: number };
   tcp: { peer: string; local_port: number; exchanges: number; retransmits: number };
   healthy: Record<string, never>;
@@ -53,21 +58,29 @@ export type ScenarioTruth<M extends Mode> = {
   duration_ms: number;
 } & ModeTruth[M];
 
+/** `dir`, once checked to be on a block device: tmpfs does no block I/O, and a source that is no /dev node names no device. */
+export function onBlockDevice(dir: string = BLOCK_DIR): string {
+  const source = execFileSync('findmnt', ['-n', '-o', 'SOURCE', '-T', dir], { encoding: 'utf8' }).trim();
+  assert.match(source, /^\/dev\//, `${dir} is on ${source}, not a block device`);
+  return dir;
+}
+
 function scenarioArgs(t: TestContext, fault: Fault): { args: string[]; env: Record<string, string> } {
   switch (fault.mode) {
-    case 'gpu-sync':
-    case 'lock-chain':
+    case 'gpu-sync': {
+      const counts = [...(fault.kernels === undefined ? [] : ['--kernels', String(fault.kernels)]), ...(fault.kernelMs === undefined ? [] : ['--kernel-ms', String(fault.kernelMs)])];
       // A simulated GPU of the test's own: no other process's kernels queue before ours.
+      return { args: ['--libcudart', SIM_CUDART, ...counts], env: privateGpu(t) };
+    }
+    case 'lock-chain':
       return { args: ['--libcudart', SIM_CUDART], env: privateGpu(t) };
     case 'cpu':
       return { args: ['--cpu', String(fault.cpu)], env: {} };
-    case 'fsync': {
-      const dir = fault.dir ?? BLOCK_DIR;
-      // The fault is block I/O: tmpfs does none, and a source that is no /dev node names no device.
-      const source = execFileSync('findmnt', ['-n', '-o', 'SOURCE', '-T', dir], { encoding: 'utf8' }).trim();
-      assert.match(source, /^\/dev\//, `${dir} is on ${source}, not a block device`);
-      return { args: ['--dir', dir], env: {} };
-    }
+    case 'fsync':
+    case 'lock-io':
+      return { args: ['--dir', onBlockDevice(fault.dir)], env: {} };
+    case 'lock-cpu':
+      return { args: [], env: {} };
     case 'tcp':
       return { args: ['--peer', fault.peer], env: {} };
     case 'healthy':
@@ -78,7 +91,8 @@ function scenarioArgs(t: TestContext, fault: Fault): { args: string[]; env: Reco
 /**
  * Runs the scenario app once with `fault`, exporting its spans to `otlpEndpoint` (e.g. the
  * sidecar's `http://127.0.0.1:GRPC_PORT`), and resolves with its JSON line once its spans are
- * exported. Killed if it runs past a minute, or when the test ends first.
+ * exported. Killed if it runs past a minute, or when the test ends first. `env` comes last
+ * (e.g. a CUDA_SIM_TIMELINE shared with another GPU user).
  */
 export async function runScenarioApp<F extends Fault>(
   t: TestContext,
@@ -87,13 +101,34 @@ export async function runScenarioApp<F extends Fault>(
   env: Record<string, string> = {},
 ): Promise<ScenarioTruth<F['mode']>> {
   const { args, env: faultEnv } = scenarioArgs(t, fault);
-  const app = startWorkload(pythonBin, [SCENARIO_APP, fault.mode, ...args], { ...faultEnv, ...env, OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint });
+  const truth = (await runApp(t, pythonBin, [SCENARIO_APP, fault.mode, ...args], { ...faultEnv, ...env, OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint })) as ScenarioTruth<F['mode']>;
+  assert.equal(truth.mode, fault.mode);
+  return truth;
+}
+
+/** What test/fixtures/apps/node_fsync_service.mjs prints: its "write-report" span, on the main thread (whose tid is the pid). */
+export interface NodeFsyncTruth {
+  trace_id: string;
+  span_id: string;
+  pid: number;
+}
+
+/**
+ * Runs the Node service once: in one span it writes `mib` MiB to a file in `dir` (a block
+ * device), fsyncs and removes it. Same bounds as runScenarioApp.
+ */
+export async function runNodeFsyncApp(t: TestContext, otlpEndpoint: string, mib: number, dir: string = BLOCK_DIR): Promise<NodeFsyncTruth> {
+  return (await runApp(t, process.execPath, [NODE_FSYNC_APP, onBlockDevice(dir), String(mib)], { OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint })) as unknown as NodeFsyncTruth;
+}
+
+/** Runs an app that prints its trace's ids when its spans are exported; killed past APP_TIMEOUT_MS or when the test ends. */
+async function runApp(t: TestContext, program: string, args: string[], env: Record<string, string>): Promise<Record<string, unknown>> {
+  const app = startWorkload(program, args, env);
   stopAfter(t, app);
   const timer = setTimeout(() => app.child.kill('SIGKILL'), APP_TIMEOUT_MS);
   try {
-    const truth = (await app.truth) as ScenarioTruth<F['mode']>;
-    assert.equal(truth.mode, fault.mode);
-    assert.match(truth.trace_id, /^[0-9a-f]{32}$/);
+    const truth = await app.truth;
+    assert.match(String(truth.trace_id), /^[0-9a-f]{32}$/);
     return truth;
   } finally {
     clearTimeout(timer);
@@ -143,6 +178,42 @@ function hogThreads(pid: number): number[] {
   } catch {
     return []; // not started yet, or a thread ended between the listing and the read
   }
+}
+
+/** gpu_hog's JSON line (times are CLOCK_MONOTONIC ns). */
+export interface GpuHogTruth {
+  pid: number;
+  tid: number;
+  /** The mangled name, e.g. _Z8hog_spinPfi. */
+  kernel: string;
+  kernel_ns: number;
+  kernels: number;
+  errors: number;
+  start_ns: number;
+  end_ns: number;
+}
+
+export interface GpuHog {
+  pid: number;
+  /** Its JSON line, once it has ended. */
+  truth: Promise<GpuHogTruth>;
+}
+
+/**
+ * Starts test/fixtures' gpu_hog on the simulated GPU of `gpuEnv` (CUDA_SIM_TIMELINE): back to
+ * back kernels of `kernelMs` for `seconds`, `inflight` queued at a time. Not traced: it sends no
+ * span. Killed after the test if still running.
+ */
+export function startGpuHog(t: TestContext, gpuEnv: Record<string, string>, options: { seconds: number; kernelMs: number; inflight: number }): GpuHog {
+  const args = ['--seconds', String(options.seconds), '--kernel-ms', String(options.kernelMs), '--inflight', String(options.inflight)];
+  const hog = startWorkload('gpu_hog', args, gpuEnv);
+  stopAfter(t, hog);
+  return { pid: hog.pid, truth: hog.truth as Promise<unknown> as Promise<GpuHogTruth> };
+}
+
+/** CLOCK_MONOTONIC ns (what the workloads print) of a Unix epoch ns time (what the apps print), to within a millisecond. */
+export function monotonicOf(unixNano: bigint): bigint {
+  return unixNano - (BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint());
 }
 
 export interface Downstream {

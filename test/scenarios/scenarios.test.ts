@@ -12,9 +12,19 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Explanation } from '../../src/correlate/explain.js';
-import { ROOT, kernelAvailable } from '../bpf/session.js';
+import { ROOT, kernelAvailable, privateGpu } from '../bpf/session.js';
 import { startSidecar, type Sidecar } from '../cli/sidecar.js';
-import { loopbackLoss, runScenarioApp, startCpuHog, startEchoServer, type Fault, type ScenarioTruth } from './faults.js';
+import {
+  loopbackLoss,
+  monotonicOf,
+  runNodeFsyncApp,
+  runScenarioApp,
+  startCpuHog,
+  startEchoServer,
+  startGpuHog,
+  type Fault,
+  type ScenarioTruth,
+} from './faults.js';
 
 const LAST_CPU = availableParallelism() - 1;
 let sidecar: Sidecar | undefined;
@@ -51,22 +61,33 @@ async function explain(client: Client | undefined, traceId: string): Promise<Exp
   return { ...(result.structuredContent as Explanation), ...(result.isError === true ? { isError: true } : {}) };
 }
 
-/** Runs the app with the fault, waits until the sidecar holds its trace and events, and asks over both transports. */
-async function diagnose<F extends Fault>(t: TestContext, fault: F): Promise<{ truth: ScenarioTruth<F['mode']>; answer: Explanation }> {
+/** The sidecar's OTLP endpoint, for the apps. */
+function otlpEndpoint(): string {
   assert.ok(sidecar);
-  const truth = await runScenarioApp(t, fault, `http://127.0.0.1:${String(sidecar.grpcPort)}`);
+  return `http://127.0.0.1:${String(sidecar.grpcPort)}`;
+}
+
+/** Once an app has exported trace `traceId`, waits until the sidecar holds it and its events, and asks over both transports. */
+async function ask(t: TestContext, traceId: string): Promise<Explanation> {
+  assert.ok(sidecar);
   // The app has exported its spans; the store writes every 250 ms and kernel events trail by up to 10 ms.
   const deadline = Date.now() + 10_000;
-  while ((await explain(http, truth.trace_id)).isError === true) {
-    assert.ok(Date.now() < deadline, `the sidecar never stored trace ${truth.trace_id}:\n${sidecar.log()}`);
+  while ((await explain(http, traceId)).isError === true) {
+    assert.ok(Date.now() < deadline, `the sidecar never stored trace ${traceId}:\n${sidecar.log()}`);
     await sleep(200);
   }
   await sleep(500);
-  const answer = await explain(http, truth.trace_id);
-  const overStdio = await explain(stdio, truth.trace_id);
+  const answer = await explain(http, traceId);
+  const overStdio = await explain(stdio, traceId);
   assert.deepEqual(overStdio.root_cause, answer.root_cause, 'stdio and HTTP give the same answer');
   t.diagnostic(answer.summary);
-  return { truth, answer };
+  return answer;
+}
+
+/** Runs the scenario app with the fault (`env` added to its environment) and asks about its trace. */
+async function diagnose<F extends Fault>(t: TestContext, fault: F, env: Record<string, string> = {}): Promise<{ truth: ScenarioTruth<F['mode']>; answer: Explanation }> {
+  const truth = await runScenarioApp(t, fault, otlpEndpoint(), env);
+  return { truth, answer: await ask(t, truth.trace_id) };
 }
 
 test('S1 GPU sync stall: cuda.sync, the culprit names the kernel in flight', async (t) => {
@@ -105,6 +126,7 @@ test('S4 fsync of dirty data: block.io, the culprit names the device and the wri
   assert.equal(answer.root_cause?.kind, 'block.io');
   assert.equal(answer.root_cause.culprit?.pid, truth.pid);
   assert.ok((answer.root_cause.culprit.device ?? '') !== '', 'a device is named');
+  assert.equal(answer.root_cause.culprit.op, 'write', 'the fsync of dirty data, not the removal after it');
 });
 
 test('S5 packet loss to a downstream: tcp.retransmit, the culprit is the peer', async (t) => {
@@ -121,4 +143,65 @@ test('S6 healthy request: root cause none, and the time is said to be on CPU', a
   const { answer } = await diagnose(t, { mode: 'healthy' });
   assert.equal(answer.root_cause?.kind, 'none');
   assert.equal(answer.breakdown[0]?.kind, 'cpu');
+});
+
+// Generality (issue 4, "Done when"): faults and apps the analysis was not written around.
+
+test('G1 lock held across I/O: the request waits on a futex whose holder is in fsync, the root is block.io in the holder', async (t) => {
+  kernelAvailable(t);
+  const { truth, answer } = await diagnose(t, { mode: 'lock-io' });
+  assert.equal(answer.root_cause?.kind, 'block.io');
+  const chain = answer.root_cause.chain;
+  assert.equal(chain[0]?.kind, 'futex.wait');
+  assert.equal(chain[0].tid, truth.tid);
+  assert.equal(chain.at(-1)?.kind, 'block.io');
+  assert.equal(chain.at(-1)?.tid, truth.worker_tid);
+  assert.equal(answer.root_cause.culprit?.pid, truth.pid);
+  assert.equal(answer.root_cause.culprit.tid, truth.worker_tid);
+  assert.ok((answer.root_cause.culprit.device ?? '') !== '', 'a device is named');
+});
+
+test('G2 a Node.js service doing fsync in a span: block.io in its main thread', async (t) => {
+  kernelAvailable(t);
+  const truth = await runNodeFsyncApp(t, otlpEndpoint(), 128);
+  const answer = await ask(t, truth.trace_id);
+  assert.equal(answer.root_span.name, 'write-report');
+  assert.equal(answer.root_cause?.kind, 'block.io');
+  assert.equal(answer.root_cause.culprit?.pid, truth.pid);
+  assert.equal(answer.root_cause.culprit.tid, truth.pid, 'a Node span runs on the main thread, whose tid is the pid');
+  assert.ok((answer.root_cause.culprit.device ?? '') !== '', 'a device is named');
+});
+
+test('G3 GPU contention from another, untraced process: cuda.sync, the culprit is the other GPU user', async (t) => {
+  kernelAvailable(t);
+  // One simulated GPU for both: the hog's long kernels queue before the request's short one.
+  const gpu = privateGpu(t);
+  const hog = startGpuHog(t, gpu, { seconds: 8, kernelMs: 200, inflight: 2 });
+  const { truth, answer } = await diagnose(t, { mode: 'gpu-sync', kernels: 1, kernelMs: 5 }, gpu);
+  const hogTruth = await hog.truth;
+  // The fault was in place: the hog kept the device busy over the whole request.
+  assert.equal(hogTruth.pid, hog.pid);
+  assert.equal(hogTruth.errors, 0);
+  assert.ok(BigInt(hogTruth.start_ns) < monotonicOf(BigInt(truth.start_unix_nano)), 'the hog started before the request');
+  assert.ok(BigInt(hogTruth.end_ns) > monotonicOf(BigInt(truth.end_unix_nano)), 'the hog ran past the request');
+  assert.ok(truth.duration_ms > 2 * truth.kernel_ms, `the request took ${String(truth.duration_ms)} ms for one ${String(truth.kernel_ms)} ms kernel`);
+
+  assert.equal(answer.root_cause?.kind, 'cuda.sync');
+  assert.equal(answer.root_cause.culprit?.pid, hogTruth.pid);
+  assert.equal(answer.root_cause.culprit.tid, hogTruth.tid);
+  // The kernel is named by its demangled name: _Z8hog_spinPfi is hog_spin(float*, int).
+  const length = /^_Z(\d+)/.exec(hogTruth.kernel);
+  const name = length === null ? hogTruth.kernel : hogTruth.kernel.slice(length[0].length, length[0].length + Number(length[1]));
+  assert.ok((answer.root_cause.culprit.cuda_kernel ?? '').startsWith(`${name}(`), `culprit kernel ${String(answer.root_cause.culprit.cuda_kernel)}`);
+});
+
+test('G4 a lock holder that is just computing: futex.wait, the culprit is the holder on CPU', async (t) => {
+  kernelAvailable(t);
+  const { truth, answer } = await diagnose(t, { mode: 'lock-cpu' });
+  assert.equal(answer.root_cause?.kind, 'futex.wait');
+  const chain = answer.root_cause.chain;
+  assert.equal(chain[0]?.kind, 'futex.wait');
+  assert.equal(chain[0].tid, truth.tid);
+  assert.equal(answer.root_cause.culprit?.pid, truth.pid);
+  assert.equal(answer.root_cause.culprit.tid, truth.worker_tid);
 });
