@@ -1,8 +1,7 @@
 // Cluster mode on Jaeger: traces come from its stable HTTP query API (/api/v3, OTLP/JSON in
 // {"result": ...}), where Causeway exported each app span's kernel events as child spans.
-import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
-import type { KernelEvent } from '../kernel/events.js';
-import { FetchedTraces, backendAt, getJson, readTraces, traceIdHex, type Backend, type BackendOptions, type TraceContents } from './otlp-json.js';
+import type { TraceQuery, TraceSpan, TraceSummary } from '../correlate/source.js';
+import { FetchingSource, getJson, readTraces, type BackendOptions, type TraceContents } from './otlp-json.js';
 
 /** Jaeger finds the first traces that match, not the slowest: ask for this many at least, then sort. */
 const SEARCH_DEPTH = 100;
@@ -23,33 +22,17 @@ function root(spans: TraceSpan[]): TraceSpan | undefined {
   return earliestFirst.find((s) => s.parentSpanId === undefined) ?? earliestFirst[0];
 }
 
-export class JaegerSource implements TraceSource {
-  readonly name: string;
-  private readonly backend: Backend;
-  private readonly fetched: FetchedTraces;
-
+export class JaegerSource extends FetchingSource {
   constructor(url: string, options: BackendOptions = {}) {
-    this.backend = backendAt('jaeger', url, options);
-    this.name = this.backend.name;
-    this.fetched = new FetchedTraces(options.cachedTraces ?? 64);
+    super('jaeger', url, options);
   }
 
-  async spans(traceId: string): Promise<TraceSpan[]> {
-    const id = traceIdHex(traceId);
-    const answer = await getJson(this.backend, `api/v3/traces/${id}`);
-    if (answer === undefined) return [];
-    const contents = readTraces(result(answer)).get(id);
-    if (contents === undefined) return [];
-    this.fetched.add(id, contents);
-    return contents.spans;
+  protected tracePath(id: string): string {
+    return `api/v3/traces/${id}`;
   }
 
-  events(window: EventWindow): Promise<KernelEvent[]> {
-    return Promise.resolve(this.fetched.events(window));
-  }
-
-  gpuEvents(from: bigint, to: bigint, exceptPid: number): Promise<KernelEvent[]> {
-    return Promise.resolve(this.fetched.gpuEvents(from, to, exceptPid));
+  protected tracesData(answer: unknown): unknown {
+    return result(answer);
   }
 
   async slowTraces(query: TraceQuery): Promise<TraceSummary[]> {

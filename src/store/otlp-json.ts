@@ -4,7 +4,7 @@
 // the analysis sees the same app spans and events as from the local store. Also what the two
 // backends' sources share: the bounded, timed GET and the cache of the traces they fetched.
 import { z } from 'zod';
-import type { EventWindow, TraceSpan } from '../correlate/source.js';
+import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
 import { KIND_NAMES, type AttributeValue, type Attributes, type KernelEvent } from '../kernel/events.js';
 import { Lru } from '../kernel/lru.js';
 import * as A from '../semconv/attributes.js';
@@ -324,3 +324,44 @@ export async function getJson(backend: Backend, path: string): Promise<unknown> 
   }
 }
 
+
+/**
+ * What the Jaeger and Tempo sources share: a trace fetched by id, read as OTLP/JSON and kept in
+ * a bounded cache, from which events() and gpuEvents() answer (the backend has no query for
+ * kernel events of a thread: they are the kernel spans of the traces fetched).
+ */
+export abstract class FetchingSource implements TraceSource {
+  readonly name: string;
+  protected readonly backend: Backend;
+  protected readonly fetched: FetchedTraces;
+
+  constructor(kind: string, url: string, options: BackendOptions) {
+    this.backend = backendAt(kind, url, options);
+    this.name = this.backend.name;
+    this.fetched = new FetchedTraces(options.cachedTraces ?? 64);
+  }
+
+  /** The API path of a trace by its hex id. */
+  protected abstract tracePath(id: string): string;
+  /** The TracesData in the backend's answer. */
+  protected abstract tracesData(answer: unknown): unknown;
+  abstract slowTraces(query: TraceQuery): Promise<TraceSummary[]>;
+
+  async spans(traceId: string): Promise<TraceSpan[]> {
+    const id = traceIdHex(traceId);
+    const answer = await getJson(this.backend, this.tracePath(id));
+    if (answer === undefined) return [];
+    const contents = readTraces(this.tracesData(answer)).get(id);
+    if (contents === undefined) return [];
+    this.fetched.add(id, contents);
+    return contents.spans;
+  }
+
+  events(window: EventWindow): Promise<KernelEvent[]> {
+    return Promise.resolve(this.fetched.events(window));
+  }
+
+  gpuEvents(from: bigint, to: bigint, exceptPid: number): Promise<KernelEvent[]> {
+    return Promise.resolve(this.fetched.gpuEvents(from, to, exceptPid));
+  }
+}

@@ -1,9 +1,8 @@
 // Cluster mode on Grafana Tempo: a trace by id from /api/traces/<id> (OTLP/JSON, ids in
 // base64), recent traces from /api/search with a TraceQL query.
 import { z } from 'zod';
-import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
-import type { KernelEvent } from '../kernel/events.js';
-import { FetchedTraces, backendAt, getJson, readTraces, traceIdHex, type Backend, type BackendOptions } from './otlp-json.js';
+import type { TraceQuery, TraceSummary } from '../correlate/source.js';
+import { FetchingSource, getJson, type BackendOptions } from './otlp-json.js';
 
 /** Tempo answers with the first traces found, not the slowest: ask for this many at least, then sort. */
 const SEARCH_LIMIT = 100;
@@ -34,34 +33,18 @@ function traceql(query: TraceQuery): string {
   return conditions.length === 0 ? '{}' : `{ ${conditions.join(' && ')} }`;
 }
 
-export class TempoSource implements TraceSource {
-  readonly name: string;
-  private readonly backend: Backend;
-  private readonly fetched: FetchedTraces;
-
+export class TempoSource extends FetchingSource {
   constructor(url: string, options: BackendOptions = {}) {
-    this.backend = backendAt('tempo', url, options);
-    this.name = this.backend.name;
-    this.fetched = new FetchedTraces(options.cachedTraces ?? 64);
+    super('tempo', url, options);
   }
 
-  async spans(traceId: string): Promise<TraceSpan[]> {
-    const id = traceIdHex(traceId);
-    // No start/end: a window narrows the search and can miss the trace.
-    const answer = await getJson(this.backend, `api/traces/${id}`);
-    if (answer === undefined) return [];
-    const contents = readTraces(answer).get(id);
-    if (contents === undefined) return [];
-    this.fetched.add(id, contents);
-    return contents.spans;
+  /** No start/end: a window narrows the search and can miss the trace. */
+  protected tracePath(id: string): string {
+    return `api/traces/${id}`;
   }
 
-  events(window: EventWindow): Promise<KernelEvent[]> {
-    return Promise.resolve(this.fetched.events(window));
-  }
-
-  gpuEvents(from: bigint, to: bigint, exceptPid: number): Promise<KernelEvent[]> {
-    return Promise.resolve(this.fetched.gpuEvents(from, to, exceptPid));
+  protected tracesData(answer: unknown): unknown {
+    return answer;
   }
 
   async slowTraces(query: TraceQuery): Promise<TraceSummary[]> {
