@@ -151,6 +151,7 @@ export async function run(argv: string[]): Promise<number> {
   const sender = new SpanSender({ onStatus: (up, detail) => { log(up ? `collector at ${exportUrl()}: ${detail}` : `cannot export to the collector at ${exportUrl()} (spans are queued, then dropped and counted): ${detail}`); } });
   const builder = new KernelSpanBuilder();
   const store = await Store.open(storeOptions);
+  let newestEventEnd: bigint | undefined;
   const correlator = new Correlator<AppSpan>({
     place,
     retentionMs,
@@ -171,6 +172,7 @@ export async function run(argv: string[]): Promise<number> {
     onEvents: (events) => {
       correlator.addEvents(events);
       store.addEvents(events);
+      newestEventEnd = events.at(-1)?.endUnixNano ?? newestEventEnd;
     },
   });
   const followed = new Set<number>();
@@ -207,6 +209,13 @@ export async function run(argv: string[]): Promise<number> {
     store: { ...store.counters(), ...(await store.size()), ...storeOptions },
     export: { ...sender.counters(), url: exportUrl() },
     receiver: { ...receiver.counters() },
+    lag: {
+      newestEventAgeMs: newestEventEnd === undefined ? null : Number(BigInt(Date.now()) * 1_000_000n - newestEventEnd) / 1e6,
+      joinWatermarkMs: 500,
+      spansWaitingToJoin: correlator.counters().spansPending,
+      storeRowsBuffered: store.counters().rowsBuffered,
+      storeLastFlushMs: store.counters().lastFlushMs,
+    },
   });
   const mcp = await serveMcp({ ...mcpEndpoint, ...(mcpToken === undefined ? {} : { token: mcpToken }), allowedOrigins: list(s['mcp-allow-origin']) }, { store, sources: backend === undefined ? [store] : [store, backend], status });
   const joining = setInterval(() => {

@@ -80,6 +80,7 @@ function statusLine(s: Record<string, unknown>): string {
     `following ${n('capture', 'followed')} processes, ${n('capture', 'libraries')} CUDA libraries probed`,
     `${String(total(get('capture', 'events')))} kernel events, ${String(total(get('capture', 'drops')))} dropped in the kernel`,
     `store: ${n('store', 'events')} events and ${n('store', 'spans')} spans, ${mib.toFixed(1)} MiB, ${n('store', 'rowsShed')} rows shed`,
+    `newest kernel event ${get('lag', 'newestEventAgeMs') == null ? 'none yet' : `${Number(get('lag', 'newestEventAgeMs')).toFixed(0)} ms ago`}`,
     `export: ${get('export', 'collectorUp') === true ? 'collector up' : 'collector down or not yet reached'}, ${n('export', 'spansDropped')} kernel spans dropped`,
   ].join('; ');
 }
@@ -228,7 +229,7 @@ export function createMcpServer(d: Diagnostics): McpServer {
       title: 'Sidecar status',
       description: 'Probes attached, processes followed, events and drops per kind, correlation lag, export health, store size and retention.',
       inputSchema: {},
-      outputSchema: { capture: z.record(z.string(), z.unknown()), correlator: z.record(z.string(), z.unknown()), store: z.record(z.string(), z.unknown()), export: z.record(z.string(), z.unknown()), receiver: z.record(z.string(), z.unknown()) },
+      outputSchema: { capture: z.record(z.string(), z.unknown()), correlator: z.record(z.string(), z.unknown()), store: z.record(z.string(), z.unknown()), export: z.record(z.string(), z.unknown()), receiver: z.record(z.string(), z.unknown()), lag: z.record(z.string(), z.unknown()) },
       annotations: { ...READ_ONLY, title: 'Sidecar status' },
     },
     async () => {

@@ -46,6 +46,8 @@ export interface StoreCounters {
   lastFlushMs: number;
 }
 
+/** Read connections: queries of one explain_trace run side by side on DuckDB's threads. */
+const READERS = 4;
 /** Rows buffered at most between flushes; beyond it, new rows are shed and counted. */
 const MAX_BUFFERED = 500_000;
 const MS = 1_000_000n;
@@ -60,6 +62,7 @@ CREATE TABLE spans (
   seq BIGINT, trace_id VARCHAR, span_id VARCHAR, parent_span_id VARCHAR, service VARCHAR, name VARCHAR,
   span_kind TINYINT, start_ns BIGINT, end_ns BIGINT, duration_ms DOUBLE, pid INTEGER, tid INTEGER,
   status_code TINYINT, attributes JSON);
+CREATE INDEX spans_by_trace ON spans (trace_id);
 CREATE TABLE kernel_events (
   event_id BIGINT, kind VARCHAR, pid INTEGER, tid INTEGER, comm VARCHAR, start_ns BIGINT, end_ns BIGINT,
   duration_ms DOUBLE, other_pid INTEGER, other_tid INTEGER, other_comm VARCHAR, cuda_kernel VARCHAR,
@@ -129,9 +132,13 @@ export class Store implements TraceSource {
   private readonly count = { eventsStored: 0, spansStored: 0, attachmentsStored: 0, rowsShed: 0, rowsExpired: 0, flushErrors: 0, lastFlushMs: 0 };
   private readonly settings: Required<Omit<StoreOptions, 'now'>> & { now: () => bigint };
 
+  /** Reads, taken in turn: a DuckDB connection runs one query at a time, and writes have their own. */
+  private readers: DuckDBConnection[] = [];
+  private nextReader = 0;
+
   private constructor(
     private readonly instance: DuckDBInstance,
-    /** Writes and internal reads. */
+    /** Appends and retention. */
     private readonly connection: DuckDBConnection,
     options: StoreOptions,
   ) {
@@ -143,10 +150,11 @@ export class Store implements TraceSource {
     const instance = await DuckDBInstance.create(':memory:', { memory_limit: options.memoryLimit ?? STORE_DEFAULTS.memoryLimit, threads: '2' });
     const connection = await instance.connect();
     // An attached in-memory database can be compressed; the default one cannot.
-    await connection.run(`ATTACH ':memory:' AS causeway (COMPRESS); USE causeway;`);
+    await connection.run(`ATTACH ':memory:' AS causeway (COMPRESS, ROW_GROUP_SIZE 16384); USE causeway;`);
     await connection.run(SCHEMA);
     await connection.run(`SET enable_external_access = false; SET lock_configuration = true;`);
     const store = new Store(instance, connection, options);
+    store.readers = await Promise.all(Array.from({ length: READERS }, () => store.connect()));
     store.timer = setInterval(() => { void store.flush(); }, store.settings.flushMs);
     store.timer.unref();
     return store;
@@ -199,6 +207,7 @@ export class Store implements TraceSource {
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.flush();
+    for (const reader of this.readers) reader.closeSync();
     this.connection.closeSync();
     this.instance.closeSync();
   }
@@ -244,7 +253,8 @@ export class Store implements TraceSource {
 
   /** Rows of an internal, parameterised query. */
   async rows(sql: string, params: DuckDBValue[] = []): Promise<DuckDBValue[][]> {
-    const reader = await this.connection.runAndReadAll(sql, params);
+    const connection = this.readers[this.nextReader++ % this.readers.length] ?? this.connection;
+    const reader = await connection.runAndReadAll(sql, params);
     return reader.getRows();
   }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { networkInterfaces } from 'node:os';
 import { test, type TestContext } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -82,7 +83,10 @@ test('a foreign Origin and a non-loopback Host are refused; no Origin and the ow
 
 test('beyond loopback a token is required: no bind without one, and calls without it are refused', async (t) => {
   await assert.rejects(serveMcp({ host: '0.0.0.0', port: 0 }, { store: undefined as unknown as Store, sources: [], status: () => Promise.resolve({}) }), McpBindError);
-  const { url } = await serveKnownTrace(t, { host: '0.0.0.0', token: 's3cret-token' });
+  const { url: loopbackUrl, server } = await serveKnownTrace(t, { host: '0.0.0.0', token: 's3cret-token' });
+  // A remote caller: through this machine's own non-loopback address when it has one.
+  const external = Object.values(networkInterfaces()).flat().find((i) => i?.family === 'IPv4' && !i.internal)?.address;
+  const url = external === undefined ? loopbackUrl : `http://${external}:${String(server.port)}/mcp`;
   const none = await post(url, {});
   assert.equal(none.status, 401);
   assert.match(none.headers.get('www-authenticate') ?? '', /^Bearer /);

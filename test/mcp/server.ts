@@ -16,7 +16,7 @@ export async function serveKnownTrace(t: TestContext, options: Partial<McpHttpOp
       kernelEvent('cuda.launch', { pid: 10, tid: 12 }, start, start + MS, { [A.ATTR_CAUSEWAY_CUDA_KERNEL]: 'gemm' }),
     ],
   );
-  const server = await serveMcp({ host: '127.0.0.1', port: 0, ...options }, { store, sources: [store], status: () => Promise.resolve({ capture: {}, correlator: {}, store: {}, export: {}, receiver: {} }) });
+  const server = await serveMcp({ host: '127.0.0.1', port: 0, ...options }, { store, sources: [store], status: () => Promise.resolve({ capture: {}, correlator: {}, store: {}, export: {}, receiver: {}, lag: {} }) });
   t.after(async () => {
     await server.close();
     await store.close();

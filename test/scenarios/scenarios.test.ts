@@ -205,3 +205,15 @@ test('G4 a lock holder that is just computing: futex.wait, the culprit is the ho
   assert.equal(answer.root_cause.culprit?.pid, truth.pid);
   assert.equal(answer.root_cause.culprit.tid, truth.worker_tid);
 });
+
+test('status reports the probes, the processes followed and the store after the scenarios', async (t) => {
+  kernelAvailable(t);
+  assert.ok(http);
+  const result = await http.callTool({ name: 'status', arguments: {} });
+  const status = result.structuredContent as { capture: { followed: number; libraries: number }; store: { events: number; spans: number }; lag: { newestEventAgeMs: number | null } };
+  assert.ok(status.capture.followed >= 1, JSON.stringify(status.capture));
+  assert.ok(status.capture.libraries >= 1, 'the simulated libcudart is probed');
+  assert.ok(status.store.events > 0 && status.store.spans > 0, JSON.stringify(status.store));
+  assert.notEqual(status.lag.newestEventAgeMs, null);
+  assert.match((result.content as { text: string }[])[0]?.text ?? '', /^following \d+ processes, \d+ CUDA libraries probed; /);
+});
