@@ -38,6 +38,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *p)
 	cw_set_task_of(e, p);
 	e->start_ns = e->end_ns = bpf_ktime_get_ns();
 	e->u.exec.ppid = BPF_CORE_READ(p, real_parent, tgid);
-	cw_submit(e);
+	/* Not batched: the loader follows by comm from this record, before the program gets going. */
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
