@@ -99,19 +99,32 @@ interface Interval {
 
 /** How long before an uninterruptible sleep the thread's own block I/O may have begun and still explain it. */
 const IO_BEFORE_SLEEP_NS = 1_000_000_000n;
+/**
+ * Wakers that are the kernel itself: an interrupt lands on whatever ran (often the idle task,
+ * pid 0), and I/O completes in kernel threads (kworker, jbd2, ksoftirqd...). Records do not
+ * say whether a waker is a kernel thread, so these are known by name.
+ */
+const KERNEL_THREAD = /^(swapper|kworker|ksoftirqd|jbd2|irq\/|kswapd|kcompactd|kblockd|writeback|rcu)/;
 
-const wokenByNoTask = (event: KernelEvent) => {
+const wokenByKernel = (event: KernelEvent) => {
   const pid = event.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_PID];
-  return typeof pid !== 'number' || pid === 0 || event.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID] === event.tid;
+  const comm = event.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_COMM];
+  return typeof pid !== 'number' || pid === 0 || event.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID] === event.tid || (typeof comm === 'string' && KERNEL_THREAD.test(comm));
 };
 
-/** The event that explains a wait, if any. */
+/**
+ * The event that explains a wait: a retransmit during it; or, for an uninterruptible sleep
+ * the kernel ended (fsync, page cache writeback, reads), I/O: the thread's own block request
+ * just before it when there is one, else the sleep itself, with the device unknown (the
+ * request was submitted by a kernel flusher, whose I/O is not captured).
+ */
 function causeOf(event: KernelEvent, retransmits: KernelEvent[], ios: KernelEvent[]): KernelEvent | undefined {
   if (!OFF_CPU.has(event.kind)) return undefined;
   const retransmit = retransmits.find((r) => r.startUnixNano >= event.startUnixNano && r.startUnixNano <= event.endUnixNano);
   if (retransmit !== undefined) return retransmit;
-  if (event.kind !== 'sched.blocked' || event.attributes[A.ATTR_CAUSEWAY_SCHED_STATE] !== 'D' || !wokenByNoTask(event)) return undefined;
-  return ios.filter((io) => io.tid === event.tid && io.startUnixNano < event.endUnixNano && io.startUnixNano >= event.startUnixNano - IO_BEFORE_SLEEP_NS).at(-1);
+  if (event.kind !== 'sched.blocked' || event.attributes[A.ATTR_CAUSEWAY_SCHED_STATE] !== 'D' || !wokenByKernel(event)) return undefined;
+  const own = ios.filter((io) => io.tid === event.tid && io.startUnixNano < event.endUnixNano && io.startUnixNano >= event.startUnixNano - IO_BEFORE_SLEEP_NS).at(-1);
+  return own ?? { ...event, kind: 'block.io', attributes: { [A.ATTR_CAUSEWAY_BLOCK_DEVICE]: 'unknown', [A.ATTR_CAUSEWAY_BLOCK_OP]: 'wait' } };
 }
 
 interface Classified {
@@ -236,7 +249,7 @@ class Analysis {
         const op = text(io.attributes[A.ATTR_CAUSEWAY_BLOCK_OP]) ?? 'unknown';
         const evidence = interval.cause === undefined
           ? `${op} on ${device}: ${String(io.attributes[A.ATTR_CAUSEWAY_BLOCK_BYTES])} bytes, ${round(ms(io.endUnixNano - io.startUnixNano))} ms`
-          : `uninterruptible sleep of ${own.time_ms} ms that no task woke, after its own ${op} on ${device}: waiting for the device`;
+          : `uninterruptible sleep of ${own.time_ms} ms ended by the kernel (${String(event.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_COMM])})${device === 'unknown' ? ': waiting for I/O it did not submit itself' : `, after its own ${op} on ${device}: waiting for the device`}`;
         return { kind: interval.kind, culprit: { pid: io.pid, tid: io.tid, comm: io.comm, device, op }, chain: [own], evidence: [evidence] };
       }
       case 'tcp.retransmit': {

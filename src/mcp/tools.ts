@@ -117,6 +117,7 @@ export function createMcpServer(d: Diagnostics): McpServer {
       },
       outputSchema: {
         traces: z.array(z.object({ trace_id: z.string(), service: z.string(), name: z.string(), start_time: z.string(), duration_ms: z.number(), source: z.string(), cause: z.string().nullable(), culprit: culprit.nullable() })),
+        unavailable: z.array(z.string()).describe('Sources that could not be asked, with the reason.'),
       },
       annotations: { ...READ_ONLY, title: 'Slowest recent traces' },
     },
@@ -124,8 +125,14 @@ export function createMcpServer(d: Diagnostics): McpServer {
       const query = { ...(svc === undefined ? {} : { service: svc }), from: minutesAgo(since_minutes), to: nowNs(), limit, ...(min_duration_ms === undefined ? {} : { minDurationMs: min_duration_ms }) };
       const seen = new Set<string>();
       const found: { source: TraceSource; trace: TraceSummary }[] = [];
+      const unavailable: string[] = [];
       for (const source of d.sources) {
-        for (const trace of await source.slowTraces(query)) {
+        // A backend that is down leaves the other sources' answer standing, and says so.
+        const traces = await source.slowTraces(query).catch((e: unknown) => {
+          unavailable.push(`${source.name}: ${e instanceof Error ? e.message : String(e)}`);
+          return [];
+        });
+        for (const trace of traces) {
           if (seen.has(trace.traceId)) continue;
           seen.add(trace.traceId);
           found.push({ source, trace });
@@ -138,9 +145,9 @@ export function createMcpServer(d: Diagnostics): McpServer {
           return { trace_id: t.traceId, service: t.service, name: t.name, start_time: new Date(Number(t.startUnixNano / MS)).toISOString(), duration_ms: t.durationMs, source: source.name, cause: e?.root_cause?.kind ?? null, culprit: e?.root_cause?.culprit ?? null };
         }),
       );
-      const top = traces;
-      const lines = top.map((t) => `${t.trace_id} ${quoted(t.service)} ${quoted(t.name)} ${t.duration_ms.toFixed(1)} ms, cause ${t.cause ?? 'unknown'}`);
-      return answer(top.length === 0 ? `No traces${svc === undefined ? '' : ` of ${quoted(svc)}`} in the last ${String(since_minutes)} minutes.` : `${String(top.length)} slowest traces:\n${lines.join('\n')}\n${untrusted}`, { traces: top });
+      const lines = traces.map((t) => `${t.trace_id} ${quoted(t.service)} ${quoted(t.name)} ${t.duration_ms.toFixed(1)} ms, cause ${t.cause ?? 'unknown'}`);
+      const skipped = unavailable.length === 0 ? '' : `\nNot asked: ${unavailable.join('; ')}`;
+      return answer(`${traces.length === 0 ? `No traces${svc === undefined ? '' : ` of ${quoted(svc)}`} in the last ${String(since_minutes)} minutes.` : `${String(traces.length)} slowest traces:\n${lines.join('\n')}\n${untrusted}`}${skipped}`, { traces, unavailable });
     },
   );
 

@@ -175,3 +175,13 @@ test('a chain whose next link names nobody ends at the waker: the lock holder is
   assert.equal(r.root_cause.culprit?.tid, 12);
   assert.deepEqual(r.root_cause.chain.map((l) => l.tid), [11]);
 });
+
+test('an uninterruptible sleep ended by a kernel thread, with no block request of its own, is I/O on an unknown device', async () => {
+  const r = await explain(
+    [appSpan({ trace: 1, span: 1, start: at(0), end: at(300), pid: 10, tid: 11 })],
+    [kernelEvent('sched.blocked', request, at(20), at(290), { ...waker('sched', { pid: 321, tid: 321, comm: 'jbd2/vda1-8' }), [A.ATTR_CAUSEWAY_SCHED_STATE]: 'D' })],
+  );
+  assert.equal(r.root_cause?.kind, 'block.io');
+  assert.deepEqual([r.root_cause.culprit?.tid, r.root_cause.culprit?.device, r.root_cause.culprit?.op], [11, 'unknown', 'wait']);
+  assert.match(r.root_cause.evidence.join('\n'), /ended by the kernel \(jbd2\/vda1-8\): waiting for I\/O it did not submit itself/);
+});

@@ -6,6 +6,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpBindError, serveMcp } from '../../src/mcp/http.js';
 import type { Store } from '../../src/store/store.js';
+import { querySource } from '../../src/store/backend.js';
 import { KNOWN_TRACE, serveKnownTrace } from './server.js';
 
 const TOOLS = ['compare_latency', 'explain_trace', 'find_stalls', 'gpu_activity', 'query_sql', 'slow_traces', 'status'];
@@ -94,4 +95,15 @@ test('beyond loopback a token is required: no bind without one, and calls withou
   assert.equal((await post(`${url}?access_token=s3cret-token`, {})).status, 400);
   const c = await client(t, url, { authorization: 'Bearer s3cret-token' });
   assert.equal((await c.listTools()).tools.length, TOOLS.length);
+});
+
+test('cluster mode with its backend down: slow_traces still answers from the store and says which source it could not ask', async (t) => {
+  const { url } = await serveKnownTrace(t, {}, [querySource('jaeger=http://127.0.0.1:9')]);
+  const c = await client(t, url);
+  const result = await c.callTool({ name: 'slow_traces', arguments: {} });
+  const answer = result.structuredContent as { traces: { trace_id: string; cause: string }[]; unavailable: string[] };
+  assert.deepEqual(answer.traces.map((tr) => [tr.trace_id, tr.cause]), [[KNOWN_TRACE, 'futex.wait']]);
+  assert.equal(answer.unavailable.length, 1);
+  assert.match(answer.unavailable[0] ?? '', /^jaeger at http:\/\/127\.0\.0\.1:9\/: /);
+  assert.match(JSON.stringify(result.content), /Not asked: jaeger/);
 });

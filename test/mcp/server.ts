@@ -1,5 +1,6 @@
 // An MCP HTTP server over a store holding one known trace, for the tests of the clients.
 import type { TestContext } from 'node:test';
+import type { TraceSource } from '../../src/correlate/source.js';
 import { serveMcp, type McpHttpOptions } from '../../src/mcp/http.js';
 import * as A from '../../src/semconv/attributes.js';
 import { MS, appSpan, ids, kernelEvent, storeWith, waker } from '../store/traces.js';
@@ -7,7 +8,8 @@ import { MS, appSpan, ids, kernelEvent, storeWith, waker } from '../store/traces
 /** Trace 1: a request (pid 10, tid 11) waiting 380 ms on a futex that tid 12 ("holder") released. */
 export const KNOWN_TRACE = ids(1).traceId;
 
-export async function serveKnownTrace(t: TestContext, options: Partial<McpHttpOptions> = {}) {
+/** `backends` are asked after the store, as in cluster mode. */
+export async function serveKnownTrace(t: TestContext, options: Partial<McpHttpOptions> = {}, backends: TraceSource[] = []) {
   const start = BigInt(Date.now()) * MS - 2000n * MS;
   const store = await storeWith(
     [appSpan({ trace: 1, span: 1, start, end: start + 400n * MS, pid: 10, tid: 11 })],
@@ -16,7 +18,7 @@ export async function serveKnownTrace(t: TestContext, options: Partial<McpHttpOp
       kernelEvent('cuda.launch', { pid: 10, tid: 12 }, start, start + MS, { [A.ATTR_CAUSEWAY_CUDA_KERNEL]: 'gemm' }),
     ],
   );
-  const server = await serveMcp({ host: '127.0.0.1', port: 0, ...options }, { store, sources: [store], status: () => Promise.resolve({ capture: {}, correlator: {}, store: {}, export: {}, receiver: {}, lag: {} }) });
+  const server = await serveMcp({ host: '127.0.0.1', port: 0, ...options }, { store, sources: [store, ...backends], status: () => Promise.resolve({ capture: {}, correlator: {}, store: {}, export: {}, receiver: {}, lag: {} }) });
   t.after(async () => {
     await server.close();
     await store.close();
