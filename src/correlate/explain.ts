@@ -458,7 +458,7 @@ function summarize(traceId: string, root: { service: string; name: string }, dur
   const head = `Trace ${traceId} (${quoted(root.service)} ${quoted(root.name)}) took ${round(durationMs)} ms.`;
   const parts = breakdown.slice(0, 4).map((b) => `${b.kind} ${b.time_ms} ms (${Math.round(b.share * 100)}%)`).join(', ');
   if (cause === null) return `${head} None of its spans ran in a process this node captured, so there is no kernel evidence for it.`;
-  if (cause.kind === 'none') return `${head} Kernel causes explain little of it: ${parts}. Root cause: none.`;
+  if (cause.kind === 'none') return `${head} No kernel-level cause accounts for much of it (a wait that no task ended, such as a sleep or a timeout, names none): ${parts}. Root cause: none.`;
   const chain = cause.chain.length > 1 ? ` Chain: ${cause.chain.map((l) => `${l.kind} in tid ${String(l.tid)} (${l.time_ms} ms)`).join(' -> ')}.` : '';
   return `${head} On its critical path: ${parts}. Root cause: ${cause.kind}, ${cause.time_ms} ms (${Math.round(cause.share * 100)}%), caused by ${cause.culprit === null ? 'an unknown task' : describeCulprit(cause.culprit)}.${chain}`;
 }
