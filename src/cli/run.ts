@@ -153,7 +153,6 @@ export async function run(argv: string[]): Promise<number> {
   const store = await Store.open(storeOptions);
   let newestEventEnd: bigint | undefined;
   const correlator = new Correlator<AppSpan>({
-    place,
     retentionMs,
     maxEvents,
     onJoined: (attachments) => {
@@ -180,18 +179,15 @@ export async function run(argv: string[]): Promise<number> {
     grpc,
     http: httpEndpoint,
     onSpans: (spans) => {
-      for (const span of spans) {
-        const hostPid = place(span)?.hostPid;
-        if (hostPid !== undefined && !followed.has(hostPid)) {
-          followed.add(hostPid);
-          capture.loader.follow(hostPid);
+      const placed = spans.map((span) => ({ span, place: place(span) }));
+      for (const { place: where } of placed) {
+        if (where !== undefined && !followed.has(where.hostPid)) {
+          followed.add(where.hostPid);
+          capture.loader.follow(where.hostPid);
         }
       }
-      correlator.addSpans(spans);
-      store.addSpans(spans.map((span) => {
-        const where = place(span);
-        return { span, ...(where === undefined ? {} : { pid: where.hostPid }), ...(where?.hostTid === undefined ? {} : { tid: where.hostTid }) };
-      }));
+      correlator.addSpans(placed);
+      store.addSpans(placed);
     },
   });
   capture.start();

@@ -23,6 +23,12 @@ export interface SpanPlace {
   hostTid?: number;
 }
 
+/** A span with where it ran, found once by the caller: undefined when its process is not on this host. */
+export interface PlacedSpan<S extends JoinableSpan = JoinableSpan> {
+  span: S;
+  place: SpanPlace | undefined;
+}
+
 export interface Attachment<S extends JoinableSpan = JoinableSpan> {
   span: S;
   place: SpanPlace;
@@ -31,8 +37,6 @@ export interface Attachment<S extends JoinableSpan = JoinableSpan> {
 }
 
 export interface CorrelatorOptions<S extends JoinableSpan> {
-  /** Where a span ran, or undefined when its process is not on this host. */
-  place: (span: S) => SpanPlace | undefined;
   onJoined: (attachments: Attachment<S>[]) => void;
   /** How long kernel events wait for a late span. */
   retentionMs?: number;
@@ -116,10 +120,9 @@ export class Correlator<S extends JoinableSpan> {
   }
 
   /** Queues spans until the watermark passes their end; returns how many were refused. */
-  addSpans(spans: S[]): number {
+  addSpans(spans: PlacedSpan<S>[]): number {
     let refused = 0;
-    for (const span of spans) {
-      const place = this.options.place(span);
+    for (const { span, place } of spans) {
       if (place === undefined) {
         this.count.spansNotHere++;
       } else if (this.pending.length >= this.maxPendingSpans) {

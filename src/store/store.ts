@@ -4,7 +4,7 @@
 // the correlation path; queries run on DuckDB's own threads, so they never hold up capture.
 // Retention is bounded by age and by row counts; rows past either bound are deleted.
 import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
-import type { Attachment } from '../correlate/correlator.js';
+import type { Attachment, PlacedSpan } from '../correlate/correlator.js';
 import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
 import type { Attributes, KernelEvent } from '../kernel/events.js';
 import type { AppSpan } from '../otlp/index.js';
@@ -23,13 +23,6 @@ export interface StoreOptions {
 }
 
 export const STORE_DEFAULTS = { retentionMs: 15 * 60_000, maxEvents: 1_000_000, maxSpans: 100_000, flushMs: 250, memoryLimit: '256MB' } as const;
-
-/** A span as stored: the app span and the host thread it ran on. */
-export interface PlacedSpan {
-  span: AppSpan;
-  pid?: number;
-  tid?: number;
-}
 
 export interface StoreCounters {
   eventsStored: number;
@@ -121,7 +114,7 @@ const nullable = (append: (v: never) => void, appender: DuckDBAppender) => (valu
 export class Store implements TraceSource {
   readonly name = 'local store';
   private eventsBuffer: KernelEvent[] = [];
-  private spansBuffer: PlacedSpan[] = [];
+  private spansBuffer: PlacedSpan<AppSpan>[] = [];
   private attachmentsBuffer: Attachment<AppSpan>[] = [];
   private readonly eventIds = new WeakMap<KernelEvent, bigint>();
   private readonly processesSeen = new Set<string>();
@@ -176,7 +169,7 @@ export class Store implements TraceSource {
     }
   }
 
-  addSpans(spans: PlacedSpan[]): void {
+  addSpans(spans: PlacedSpan<AppSpan>[]): void {
     const room = MAX_BUFFERED - this.buffered();
     if (spans.length > room) this.count.rowsShed += spans.length - Math.max(0, room);
     this.spansBuffer.push(...spans.slice(0, Math.max(0, room)));
@@ -315,12 +308,13 @@ export class Store implements TraceSource {
     this.count.eventsStored += events.length;
   }
 
-  private async appendSpans(spans: PlacedSpan[]): Promise<void> {
+  private async appendSpans(spans: PlacedSpan<AppSpan>[]): Promise<void> {
     const a = await this.connection.createAppender('spans');
     const int = nullable((v: number) => { a.appendInteger(v); }, a);
     const str = nullable((v: string) => { a.appendVarchar(v); }, a);
     const processes: { pid: number; service: string; executable?: string; containerId?: string }[] = [];
-    for (const { span, pid, tid } of spans) {
+    for (const { span, place } of spans) {
+      const pid = place?.hostPid;
       a.appendBigInt(this.nextSpanSeq++);
       a.appendVarchar(span.traceId);
       a.appendVarchar(span.spanId);
@@ -332,7 +326,7 @@ export class Store implements TraceSource {
       a.appendBigInt(span.endUnixNano);
       a.appendDouble(Number(span.endUnixNano - span.startUnixNano) / 1e6);
       int(pid);
-      int(tid);
+      int(place?.hostTid);
       a.appendTinyInt(span.status?.code ?? 0);
       a.appendVarchar(json(span.attributes));
       a.endRow();

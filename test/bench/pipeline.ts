@@ -9,6 +9,8 @@ import { otlpTypes, startOtlpReceiver, type AppSpan } from '../../src/otlp/index
 
 const MS = 1_000_000n;
 const TID = process.pid + 1;
+/** Every span runs here, on thread TID. */
+const placedHere = (span: AppSpan) => ({ span, place: { hostPid: process.pid, hostTid: TID } });
 const nowNs = () => BigInt(Date.now()) * MS;
 
 /** One OTLP request of `n` spans of this process's thread TID, ending just now. */
@@ -50,9 +52,9 @@ async function post(port: number, body: Uint8Array): Promise<void> {
 
 /** Receiver and correlator throughput, one core (the load generator shares it). */
 async function throughput(): Promise<string> {
-  const correlator = new Correlator<AppSpan>({ place: () => ({ hostPid: process.pid, hostTid: TID }), onJoined: () => undefined, maxPendingSpans: 1_000_000 });
+  const correlator = new Correlator<AppSpan>({ onJoined: () => undefined, maxPendingSpans: 1_000_000 });
   correlator.addEvents(kernelEvents(100_000, 10_000));
-  const receiver = await startOtlpReceiver({ grpc: false, http: { host: '127.0.0.1', port: 0 }, onSpans: (spans) => void correlator.addSpans(spans) });
+  const receiver = await startOtlpReceiver({ grpc: false, http: { host: '127.0.0.1', port: 0 }, onSpans: (spans) => void correlator.addSpans(spans.map(placedHere)) });
   const body = request(100);
   const requests = Number(process.env.BENCH_REQUESTS ?? 1000);
   const cpu = process.cpuUsage();
@@ -71,7 +73,6 @@ async function delay(): Promise<string> {
   const arrived = new Map<string, number>();
   const delays: number[] = [];
   const correlator = new Correlator<AppSpan>({
-    place: () => ({ hostPid: process.pid, hostTid: TID }),
     onJoined: (attachments) => {
       const now = performance.now();
       for (const a of attachments) delays.push(now - (arrived.get(a.span.spanId) ?? now));
@@ -83,7 +84,7 @@ async function delay(): Promise<string> {
     onSpans: (spans) => {
       const now = performance.now();
       for (const span of spans) arrived.set(span.spanId, now);
-      correlator.addSpans(spans);
+      correlator.addSpans(spans.map(placedHere));
     },
   });
   const joining = setInterval(() => {

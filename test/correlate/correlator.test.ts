@@ -21,15 +21,16 @@ function setup(now: { t: bigint }, options: { maxEvents?: number; maxPendingSpan
     const tid = s.attributes['causeway.thread.tid'];
     return typeof tid === 'number' ? { hostPid: 100, hostTid: tid } : { hostPid: 100 };
   };
-  const correlator = new Correlator({ place, onJoined: (a) => joined.push(...a), now: () => now.t, watermarkLagMs: 500, retentionMs: 10_000, ...options });
-  return { correlator, joined };
+  const correlator = new Correlator({ onJoined: (a) => joined.push(...a), now: () => now.t, watermarkLagMs: 500, retentionMs: 10_000, ...options });
+  const addSpans = (spans: JoinableSpan[]) => correlator.addSpans(spans.map((span) => ({ span, place: place(span) })));
+  return { correlator, joined, addSpans };
 }
 
 test('an event goes to the innermost span of its thread that was active when it began', () => {
   const now = { t: 12n * S };
-  const { correlator, joined } = setup(now);
+  const { correlator, joined, addSpans } = setup(now);
   correlator.addEvents([event(7, 10n * S + 100n * MS, 10n * S + 300n * MS), event(7, 10n * S + 700n * MS, 10n * S + 800n * MS), event(8, 10n * S + 150n * MS, 10n * S + 200n * MS)]);
-  correlator.addSpans([span('outer', 10n * S, 11n * S, 7), span('inner', 10n * S + 50n * MS, 10n * S + 400n * MS, 7)]);
+  addSpans([span('outer', 10n * S, 11n * S, 7), span('inner', 10n * S + 50n * MS, 10n * S + 400n * MS, 7)]);
   correlator.join();
   const byId = new Map(joined.map((a) => [a.span.spanId, a.events]));
   assert.deepEqual(byId.get('inner')?.map((e) => e.startUnixNano), [10n * S + 100n * MS]);
@@ -39,8 +40,8 @@ test('an event goes to the innermost span of its thread that was active when it 
 
 test('a span waits until the watermark passes its end, then joins events that arrived before it', () => {
   const now = { t: 10n * S };
-  const { correlator, joined } = setup(now);
-  correlator.addSpans([span('late', 9n * S, 9n * S + 800n * MS, 7)]);
+  const { correlator, joined, addSpans } = setup(now);
+  addSpans([span('late', 9n * S, 9n * S + 800n * MS, 7)]);
   correlator.join();
   assert.equal(joined.length, 0, 'the watermark (now - 500 ms) has not passed the span end');
   correlator.addEvents([event(7, 9n * S + 600n * MS, 9n * S + 700n * MS)]);
@@ -52,9 +53,9 @@ test('a span waits until the watermark passes its end, then joins events that ar
 
 test('without a thread, a span takes its whole process\'s events and says so', () => {
   const now = { t: 11n * S };
-  const { correlator, joined } = setup(now);
+  const { correlator, joined, addSpans } = setup(now);
   correlator.addEvents([event(7, 10n * S, 10n * S + MS), event(9, 10n * S + 2n * MS, 10n * S + 3n * MS)]);
-  correlator.addSpans([span('process-level', 10n * S - MS, 10n * S + 5n * MS)]);
+  addSpans([span('process-level', 10n * S - MS, 10n * S + 5n * MS)]);
   correlator.join();
   assert.equal(joined[0]?.events.length, 2);
   assert.equal(joined[0].place.hostTid, undefined);
@@ -62,8 +63,8 @@ test('without a thread, a span takes its whole process\'s events and says so', (
 
 test('spans from processes not on this host are counted, not joined', () => {
   const now = { t: 100n * S };
-  const { correlator, joined } = setup(now);
-  correlator.addSpans([{ ...span('elsewhere', S, 2n * S, 7), resource: { 'process.pid': 5 } }]);
+  const { correlator, joined, addSpans } = setup(now);
+  addSpans([{ ...span('elsewhere', S, 2n * S, 7), resource: { 'process.pid': 5 } }]);
   correlator.join();
   assert.equal(joined.length, 0);
   assert.equal(correlator.counters().spansNotHere, 1);
@@ -71,12 +72,12 @@ test('spans from processes not on this host are counted, not joined', () => {
 
 test('memory is bounded: old events are evicted and counted when never joined, excess spans are refused', () => {
   const now = { t: 100n * S };
-  const { correlator } = setup(now, { maxEvents: 3, maxPendingSpans: 1 });
+  const { correlator, addSpans } = setup(now, { maxEvents: 3, maxPendingSpans: 1 });
   correlator.addEvents([event(7, 1n * S, 1n * S + MS)]); // older than the 10 s retention
   assert.equal(correlator.counters().eventsEvictedUnjoined, 1);
   correlator.addEvents([1n, 2n, 3n, 4n, 5n].map((i) => event(7, 99n * S + i * MS, 99n * S + i * MS + 1n)));
   assert.equal(correlator.counters().eventsHeld, 3);
   assert.equal(correlator.counters().eventsEvictedUnjoined, 3);
-  assert.equal(correlator.addSpans([span('a', S, 2n * S, 7), span('b', S, 2n * S, 7)]), 1);
+  assert.equal(addSpans([span('a', S, 2n * S, 7), span('b', S, 2n * S, 7)]), 1);
   assert.equal(correlator.counters().spansRefused, 1);
 });

@@ -3,14 +3,15 @@
 import type { KernelEvent } from '../../src/kernel/events.js';
 import type { AppSpan } from '../../src/otlp/index.js';
 import * as A from '../../src/semconv/attributes.js';
-import { Store, type PlacedSpan, type StoreOptions } from '../../src/store/store.js';
+import type { PlacedSpan } from '../../src/correlate/correlator.js';
+import { Store, type StoreOptions } from '../../src/store/store.js';
 
 export const MS = 1_000_000n;
 export const T0 = BigInt(Date.now()) * MS - 60_000n * MS;
 
 export const ids = (n: number) => ({ traceId: n.toString(16).padStart(32, '0'), spanId: n.toString(16).padStart(16, '0') });
 
-export function appSpan(spec: { trace: number; span: number; parent?: number; name?: string; service?: string; start: bigint; end: bigint; pid: number; tid?: number }): PlacedSpan {
+export function appSpan(spec: { trace: number; span: number; parent?: number; name?: string; service?: string; start: bigint; end: bigint; pid: number; tid?: number }): PlacedSpan<AppSpan> {
   const span: AppSpan = {
     traceId: ids(spec.trace).traceId,
     spanId: ids(spec.span).spanId,
@@ -23,7 +24,7 @@ export function appSpan(spec: { trace: number; span: number; parent?: number; na
     resource: { 'service.name': spec.service ?? 'api', 'process.pid': spec.pid },
     serviceName: spec.service ?? 'api',
   };
-  return { span, pid: spec.pid, ...(spec.tid === undefined ? {} : { tid: spec.tid }) };
+  return { span, place: { hostPid: spec.pid, ...(spec.tid === undefined ? {} : { hostTid: spec.tid }) } };
 }
 
 export function kernelEvent(kind: KernelEvent['kind'], task: { pid: number; tid: number; comm?: string }, start: bigint, end: bigint, attributes: KernelEvent['attributes'] = {}): KernelEvent {
@@ -43,7 +44,7 @@ export const holder = (task: { pid: number; tid: number; comm: string }) => ({
 });
 
 /** A store holding these spans and events, flushed. */
-export async function storeWith(spans: PlacedSpan[], events: KernelEvent[], options: StoreOptions = {}): Promise<Store> {
+export async function storeWith(spans: PlacedSpan<AppSpan>[], events: KernelEvent[], options: StoreOptions = {}): Promise<Store> {
   const store = await Store.open({ flushMs: 60_000, ...options });
   store.addEvents(events);
   store.addSpans(spans);
