@@ -2,7 +2,7 @@
 // segment's time split by what its thread was doing in the kernel, and for the time lost the
 // root cause: a wait is followed to its waker and to what the waker was doing meanwhile (on
 // the GPU, on I/O, on another lock...), to a bounded depth; the end of that chain is the root.
-import type { KernelEvent } from '../kernel/events.js';
+import { otherTask, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { criticalPath, rootSpan, type PathSegment } from './critical-path.js';
 import type { TraceSource, TraceSpan } from './source.js';
@@ -81,7 +81,6 @@ const ms = (ns: bigint) => Number(ns) / 1e6;
 const round = (x: number) => Math.round(x * 1000) / 1000;
 const max = (a: bigint, b: bigint) => (a > b ? a : b);
 const min = (a: bigint, b: bigint) => (a < b ? a : b);
-const integer = (v: unknown) => (typeof v === 'number' && v > 0 ? v : undefined);
 const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
 
 /**
@@ -106,11 +105,19 @@ const IO_BEFORE_SLEEP_NS = 1_000_000_000n;
  */
 const KERNEL_THREAD = /^(swapper|kworker|ksoftirqd|jbd2|irq\/|kswapd|kcompactd|kblockd|writeback|rcu)/;
 
-const wokenByKernel = (event: KernelEvent) => {
-  const pid = event.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_PID];
-  const comm = event.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_COMM];
-  return typeof pid !== 'number' || pid === 0 || event.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID] === event.tid || (typeof comm === 'string' && KERNEL_THREAD.test(comm));
-};
+/** The task that held the CPU or ended the wait, when it is a task (pid 0 is an interrupt on an idle CPU). */
+function namedTask(event: KernelEvent): (Culprit & { pid: number }) | null {
+  const t = otherTask(event);
+  return t === undefined || t.pid <= 0 ? null : { pid: t.pid, tid: t.tid ?? null, comm: t.comm ?? null };
+}
+
+/** A wait ended by no other task: a timer or signal, an interrupt, or the thread itself. */
+function wokenByNoTask(event: KernelEvent): boolean {
+  const waker = namedTask(event);
+  return waker?.tid == null || waker.tid === event.tid;
+}
+
+const wokenByKernel = (event: KernelEvent) => wokenByNoTask(event) || KERNEL_THREAD.test(namedTask(event)?.comm ?? '');
 
 /**
  * The event that explains a wait: a retransmit during it; or, for an uninterruptible sleep
@@ -167,19 +174,6 @@ export function classify(events: KernelEvent[], from: bigint, to: bigint): Class
   return { time, uncovered };
 }
 
-function taskOf(event: KernelEvent, keys: { pid: string; tid: string; comm: string }): Culprit | null {
-  const a = event.attributes;
-  const pid = integer(a[keys.pid]);
-  if (pid === undefined) return null;
-  return { pid, tid: integer(a[keys.tid]) ?? null, comm: text(a[keys.comm]) ?? null };
-}
-
-const WAKER = {
-  'futex.wait': { pid: A.ATTR_CAUSEWAY_FUTEX_WAKER_PID, tid: A.ATTR_CAUSEWAY_FUTEX_WAKER_TID, comm: A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM },
-  'sched.blocked': { pid: A.ATTR_CAUSEWAY_SCHED_WAKER_PID, tid: A.ATTR_CAUSEWAY_SCHED_WAKER_TID, comm: A.ATTR_CAUSEWAY_SCHED_WAKER_COMM },
-} as const;
-const HOLDER = { pid: A.ATTR_CAUSEWAY_SCHED_HOLDER_PID, tid: A.ATTR_CAUSEWAY_SCHED_HOLDER_TID, comm: A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM };
-
 /** Names from traced apps and processes are data: one line, bounded, quoted. */
 export function quoted(value: string, limit = 80): string {
   const flat = value.replace(/[\p{Cc}\u2028\u2029]/gu, ' ');
@@ -200,6 +194,19 @@ function mostCommon(values: string[]): string | undefined {
   for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
   return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
 }
+
+/** The kernels a GPU wait found in flight on its stream. */
+function inflightKernels(event: KernelEvent): string[] {
+  const kernels = event.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS];
+  return Array.isArray(kernels) ? kernels.filter((k): k is string => typeof k === 'string') : [];
+}
+
+const gpuCulprit = (task: { pid: number; tid: number; comm: string }, kernel: string | undefined): Culprit => ({
+  pid: task.pid,
+  tid: task.tid,
+  comm: task.comm,
+  ...(kernel === undefined ? {} : { cuda_kernel: kernel }),
+});
 
 const overlapping = (events: KernelEvent[], from: bigint, to: bigint) => events.filter((e) => e.startUnixNano < to && e.endUnixNano > from);
 
@@ -236,7 +243,7 @@ class Analysis {
       case 'sched.blocked':
         return this.wait(interval, time, depth);
       case 'sched.runqueue': {
-        const holder = taskOf(event, HOLDER);
+        const holder = namedTask(event);
         return { kind: interval.kind, culprit: holder, chain: [own], evidence: [`waited ${own.time_ms} ms for CPU ${String(event.attributes[A.ATTR_CAUSEWAY_SCHED_CPU])} held by ${holder === null ? 'an unknown task' : `pid ${String(holder.pid)} ${quoted(holder.comm ?? '')}`}`] };
       }
       case 'cuda.sync':
@@ -249,7 +256,7 @@ class Analysis {
         const op = text(io.attributes[A.ATTR_CAUSEWAY_BLOCK_OP]) ?? 'unknown';
         const evidence = interval.cause === undefined
           ? `${op} on ${device}: ${String(io.attributes[A.ATTR_CAUSEWAY_BLOCK_BYTES])} bytes, ${round(ms(io.endUnixNano - io.startUnixNano))} ms`
-          : `uninterruptible sleep of ${own.time_ms} ms ended by the kernel (${String(event.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_COMM])})${device === 'unknown' ? ': waiting for I/O it did not submit itself' : `, after its own ${op} on ${device}: waiting for the device`}`;
+          : `uninterruptible sleep of ${own.time_ms} ms ended by the kernel (${otherTask(event)?.comm ?? 'an interrupt'})${device === 'unknown' ? ': waiting for I/O it did not submit itself' : `, after its own ${op} on ${device}: waiting for the device`}`;
         return { kind: interval.kind, culprit: { pid: io.pid, tid: io.tid, comm: io.comm, device, op }, chain: [own], evidence: [evidence] };
       }
       case 'tcp.retransmit': {
@@ -266,8 +273,8 @@ class Analysis {
   private async wait(interval: Interval, time: bigint, depth: number): Promise<Resolution> {
     const { event } = interval;
     const own = link(interval, time);
-    const waker = taskOf(event, interval.kind === 'futex.wait' ? WAKER['futex.wait'] : WAKER['sched.blocked']);
-    if (waker?.tid == null || waker.pid === null || waker.tid === event.tid) {
+    const waker = namedTask(event);
+    if (waker?.tid == null || wokenByNoTask(event)) {
       // No task woke it (a timeout, a timer, an interrupt on an idle CPU): not a cause we can name.
       return { kind: interval.kind, culprit: null, chain: [own], evidence: [`${interval.kind} of ${own.time_ms} ms ended without a waking task`] };
     }
@@ -304,13 +311,10 @@ class Analysis {
     const { event } = interval;
     const a = event.attributes;
     const api = text(a[A.ATTR_CAUSEWAY_CUDA_API]) ?? interval.kind;
-    const inflight = Array.isArray(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS]) ? (a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] as unknown[]).filter((k): k is string => typeof k === 'string') : [];
+    const inflight = inflightKernels(event);
     const evidence = [`${api} waited ${own.time_ms} ms${inflight.length > 0 ? ` with ${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] ?? inflight.length)} kernels in flight: ${[...new Set(inflight)].slice(0, 5).map((k) => quoted(k)).join(', ')}` : ''}`];
 
-    if (depth >= MAX_CHAIN_DEPTH) {
-      const kernel = mostCommon(inflight);
-      return { kind: interval.kind, culprit: { pid: event.pid, tid: event.tid, comm: event.comm, ...(kernel === undefined ? {} : { cuda_kernel: kernel }) }, chain: [own], evidence };
-    }
+    if (depth >= MAX_CHAIN_DEPTH) return { kind: interval.kind, culprit: gpuCulprit(event, mostCommon(inflight)), chain: [own], evidence };
     // Other GPU users: how much of our wait their own GPU waits and copies overlapped.
     const others = new Map<number, { overlap: bigint; launches: number; kernels: string[]; tid: number; comm: string }>();
     for (const e of await this.otherGpuEvents(event.pid, event.startUnixNano, event.endUnixNano)) {
@@ -321,7 +325,7 @@ class Analysis {
         if (kernel !== undefined) o.kernels.push(kernel);
       } else {
         o.overlap += min(e.endUnixNano, event.endUnixNano) - max(e.startUnixNano, event.startUnixNano);
-        for (const k of Array.isArray(e.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS]) ? (e.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] as unknown[]) : []) if (typeof k === 'string') o.kernels.push(k);
+        o.kernels.push(...inflightKernels(e));
       }
       others.set(e.pid, o);
     }
@@ -329,18 +333,16 @@ class Analysis {
     const [topPid, top] = [...others.entries()].sort((x, y) => Number(y[1].overlap - x[1].overlap) || y[1].launches - x[1].launches)[0] ?? [];
     for (const [pid, o] of [...others.entries()].slice(0, 3)) evidence.push(`pid ${String(pid)} ${quoted(o.comm)} used the GPU meanwhile: ${String(o.launches)} launches, ${round(ms(o.overlap))} ms of its own GPU waits overlapping`);
     if (topPid !== undefined && top !== undefined && (inflight.length === 0 || Number(top.overlap) >= 0.5 * Number(waitNs))) {
-      const kernel = mostCommon(top.kernels);
-      return { kind: interval.kind, culprit: { pid: topPid, tid: top.tid, comm: top.comm, ...(kernel === undefined ? {} : { cuda_kernel: kernel }) }, chain: [own], evidence };
+      return { kind: interval.kind, culprit: gpuCulprit({ pid: topPid, tid: top.tid, comm: top.comm }, mostCommon(top.kernels)), chain: [own], evidence };
     }
     const kernel = mostCommon(inflight);
     // The thread that launched it: the last launch of that kernel in the process before the wait.
-    let launcher = { tid: event.tid, comm: event.comm };
+    let launcher: KernelEvent = event;
     if (kernel !== undefined) {
       const before = await this.source.events({ pid: event.pid, from: event.startUnixNano - 2_000_000_000n, to: event.startUnixNano });
-      const launch = before.filter((e) => e.kind === 'cuda.launch' && e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL] === kernel).at(-1);
-      if (launch !== undefined) launcher = { tid: launch.tid, comm: launch.comm };
+      launcher = before.filter((e) => e.kind === 'cuda.launch' && e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL] === kernel).at(-1) ?? event;
     }
-    return { kind: interval.kind, culprit: { pid: event.pid, tid: launcher.tid, comm: launcher.comm, ...(kernel === undefined ? {} : { cuda_kernel: kernel }) }, chain: [own], evidence };
+    return { kind: interval.kind, culprit: gpuCulprit(launcher, kernel), chain: [own], evidence };
   }
 }
 

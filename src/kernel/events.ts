@@ -40,10 +40,39 @@ export const KIND_NAMES: Readonly<Record<EventRecord['kind'], A.CausewayKindValu
 
 const hex = (value: bigint) => `0x${value.toString(16)}`;
 
-function task(attributes: Attributes, keys: { pid: string; tid: string; comm: string }, t: Task): void {
+interface TaskKeys {
+  pid: string;
+  tid: string;
+  comm: string;
+}
+
+/** The other task an event names, by kind: who held the CPU it waited for, who ended its wait. */
+const OTHER_TASK: Readonly<Partial<Record<A.CausewayKindValue, TaskKeys>>> = {
+  [A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE]: { pid: A.ATTR_CAUSEWAY_SCHED_HOLDER_PID, tid: A.ATTR_CAUSEWAY_SCHED_HOLDER_TID, comm: A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM },
+  [A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED]: { pid: A.ATTR_CAUSEWAY_SCHED_WAKER_PID, tid: A.ATTR_CAUSEWAY_SCHED_WAKER_TID, comm: A.ATTR_CAUSEWAY_SCHED_WAKER_COMM },
+  [A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT]: { pid: A.ATTR_CAUSEWAY_FUTEX_WAKER_PID, tid: A.ATTR_CAUSEWAY_FUTEX_WAKER_TID, comm: A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM },
+};
+
+function setOtherTask(attributes: Attributes, kind: A.CausewayKindValue, t: Task): void {
+  const keys = OTHER_TASK[kind];
+  if (keys === undefined) return;
   attributes[keys.pid] = t.pid;
   attributes[keys.tid] = t.tid;
   attributes[keys.comm] = t.comm;
+}
+
+/**
+ * The other task an event names: for sched.runqueue the task that held the CPU, for
+ * sched.blocked and futex.wait the one that woke it (pid 0: an interrupt on an idle CPU).
+ * Undefined when the kind names none or the event does not say.
+ */
+export function otherTask(event: KernelEvent): { pid: number; tid?: number; comm?: string } | undefined {
+  const keys = OTHER_TASK[event.kind];
+  const pid = keys === undefined ? undefined : event.attributes[keys.pid];
+  if (keys === undefined || typeof pid !== 'number') return undefined;
+  const tid = event.attributes[keys.tid];
+  const comm = event.attributes[keys.comm];
+  return { pid, ...(typeof tid === 'number' ? { tid } : {}), ...(typeof comm === 'string' ? { comm } : {}) };
 }
 
 export interface EventShaperParts {
@@ -133,12 +162,12 @@ export class EventShaper {
       }
       case Kind.SCHED_RUNQUEUE:
         attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
-        task(attributes, { pid: A.ATTR_CAUSEWAY_SCHED_HOLDER_PID, tid: A.ATTR_CAUSEWAY_SCHED_HOLDER_TID, comm: A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM }, record.runqueue.holder);
+        setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE, record.runqueue.holder);
         attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED] = record.runqueue.preempted;
         break;
       case Kind.SCHED_BLOCKED:
         attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
-        task(attributes, { pid: A.ATTR_CAUSEWAY_SCHED_WAKER_PID, tid: A.ATTR_CAUSEWAY_SCHED_WAKER_TID, comm: A.ATTR_CAUSEWAY_SCHED_WAKER_COMM }, record.blocked.waker);
+        setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED, record.blocked.waker);
         attributes[A.ATTR_CAUSEWAY_SCHED_STATE] = taskState(record.blocked.state);
         break;
       case Kind.FUTEX_WAIT: {
@@ -147,7 +176,7 @@ export class EventShaper {
         attributes[A.ATTR_CAUSEWAY_FUTEX_OP] = futexOp(futex.op);
         // pid 0: the wait ended without a wake (timeout, signal, value changed).
         if (futex.waker.pid !== 0) {
-          task(attributes, { pid: A.ATTR_CAUSEWAY_FUTEX_WAKER_PID, tid: A.ATTR_CAUSEWAY_FUTEX_WAKER_TID, comm: A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM }, futex.waker);
+          setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT, futex.waker);
         }
         attributes[A.ATTR_CAUSEWAY_FUTEX_RESULT] = futex.ret;
         break;

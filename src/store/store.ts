@@ -6,7 +6,7 @@
 import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
 import type { Attachment, PlacedSpan } from '../correlate/correlator.js';
 import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
-import type { Attributes, KernelEvent } from '../kernel/events.js';
+import { otherTask, type Attributes, type KernelEvent } from '../kernel/events.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
 
@@ -72,24 +72,8 @@ export const STORE_TABLES = {
   processes: 'processes seen in spans: pid (host), service, executable, container_id, seen_ns',
 } as const;
 
-const integer = (v: unknown) => (typeof v === 'number' ? v : undefined);
 const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
 const json = (value: unknown) => JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
-
-/** The other task in an event: who woke it, or who held the CPU it waited for. */
-function otherTask(event: KernelEvent): { pid?: number; tid?: number; comm?: string } {
-  const a = event.attributes;
-  switch (event.kind) {
-    case 'sched.runqueue':
-      return { pid: integer(a[A.ATTR_CAUSEWAY_SCHED_HOLDER_PID]), tid: integer(a[A.ATTR_CAUSEWAY_SCHED_HOLDER_TID]), comm: text(a[A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM]) };
-    case 'sched.blocked':
-      return { pid: integer(a[A.ATTR_CAUSEWAY_SCHED_WAKER_PID]), tid: integer(a[A.ATTR_CAUSEWAY_SCHED_WAKER_TID]), comm: text(a[A.ATTR_CAUSEWAY_SCHED_WAKER_COMM]) };
-    case 'futex.wait':
-      return { pid: integer(a[A.ATTR_CAUSEWAY_FUTEX_WAKER_PID]), tid: integer(a[A.ATTR_CAUSEWAY_FUTEX_WAKER_TID]), comm: text(a[A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM]) };
-    default:
-      return {};
-  }
-}
 
 function cudaKernel(event: KernelEvent): string | undefined {
   const a = event.attributes;
@@ -297,9 +281,9 @@ export class Store implements TraceSource {
       a.appendBigInt(event.startUnixNano);
       a.appendBigInt(event.endUnixNano);
       a.appendDouble(Number(event.endUnixNano - event.startUnixNano) / 1e6);
-      int(other.pid);
-      int(other.tid);
-      str(other.comm);
+      int(other?.pid);
+      int(other?.tid);
+      str(other?.comm);
       str(cudaKernel(event));
       a.appendVarchar(json(ownAttributes(event.attributes)));
       a.endRow();
