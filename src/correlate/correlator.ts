@@ -4,6 +4,7 @@
 // events are kept for a bounded window and a span is joined once the event watermark has
 // passed its end; inner spans end first, so joining in order of end gives them their events.
 import type { KernelEvent } from '../kernel/events.js';
+import { byTime } from './time.js';
 
 /** What the correlator needs of an app span (the OTLP receiver's spans have it). */
 export interface JoinableSpan {
@@ -68,7 +69,6 @@ interface HeldEvent {
 
 const MS = 1_000_000n;
 
-const byTime = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Index of the first event that began at or after `start`, in a list sorted by start. */
 function firstStartingAt(list: HeldEvent[], start: bigint): number {

@@ -3,6 +3,7 @@
 // for; before that child started, the next one back; what no child covers is the parent's own
 // time. The same walk as Jaeger's critical-path view.
 import type { TraceSpan } from './source.js';
+import { byTime, earlier, later } from './time.js';
 
 export interface PathSegment {
   span: TraceSpan;
@@ -10,8 +11,6 @@ export interface PathSegment {
   end: bigint;
 }
 
-const max = (a: bigint, b: bigint) => (a > b ? a : b);
-const min = (a: bigint, b: bigint) => (a < b ? a : b);
 
 /** The root: the longest span whose parent is not in the trace. */
 export function rootSpan(spans: TraceSpan[]): TraceSpan | undefined {
@@ -38,12 +37,12 @@ export function criticalPath(spans: TraceSpan[]): PathSegment[] {
   const segments: PathSegment[] = [];
   const walk = (span: TraceSpan, low: bigint, high: bigint, depth: number) => {
     let cursor = high;
-    const latestFirst = [...(children.get(span.spanId) ?? [])].sort((a, b) => (a.endUnixNano > b.endUnixNano ? -1 : a.endUnixNano < b.endUnixNano ? 1 : 0));
+    const latestFirst = [...(children.get(span.spanId) ?? [])].sort((a, b) => byTime(b.endUnixNano, a.endUnixNano));
     for (const child of depth < 64 ? latestFirst : []) {
       if (cursor <= low) break;
       if (child.startUnixNano >= cursor || child.endUnixNano <= low) continue;
-      const childEnd = min(child.endUnixNano, cursor);
-      const childStart = max(child.startUnixNano, low);
+      const childEnd = earlier(child.endUnixNano, cursor);
+      const childStart = later(child.startUnixNano, low);
       if (childEnd < cursor) segments.push({ span, start: childEnd, end: cursor });
       walk(child, childStart, childEnd, depth + 1);
       cursor = childStart;
@@ -51,5 +50,5 @@ export function criticalPath(spans: TraceSpan[]): PathSegment[] {
     if (cursor > low) segments.push({ span, start: low, end: cursor });
   };
   walk(root, root.startUnixNano, root.endUnixNano, 0);
-  return segments.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  return segments.sort((a, b) => byTime(a.start, b.start));
 }

@@ -6,6 +6,7 @@ import { otherTask, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { criticalPath, rootSpan, type PathSegment } from './critical-path.js';
 import type { TraceSource, TraceSpan } from './source.js';
+import { byTime, earlier, later } from './time.js';
 
 export type BreakdownKind = KernelEvent['kind'] | 'cpu' | 'unexplained';
 
@@ -79,8 +80,6 @@ const OFF_CPU = new Set(['sched.blocked', 'futex.wait']);
 
 const ms = (ns: bigint) => Number(ns) / 1e6;
 const round = (x: number) => Math.round(x * 1000) / 1000;
-const max = (a: bigint, b: bigint) => (a > b ? a : b);
-const min = (a: bigint, b: bigint) => (a < b ? a : b);
 const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
 
 /**
@@ -149,10 +148,10 @@ export function classify(events: KernelEvent[], from: bigint, to: bigint): Class
   for (const event of events) {
     if (event.kind === 'tcp.retransmit' || event.kind === 'cuda.launch' || event.endUnixNano <= from || event.startUnixNano >= to) continue;
     const cause = causeOf(event, retransmits, ios);
-    intervals.push({ event, kind: cause?.kind ?? event.kind, ...(cause === undefined ? {} : { cause }), s: max(event.startUnixNano, from), e: min(event.endUnixNano, to) });
+    intervals.push({ event, kind: cause?.kind ?? event.kind, ...(cause === undefined ? {} : { cause }), s: later(event.startUnixNano, from), e: earlier(event.endUnixNano, to) });
   }
-  intervals.sort((a, b) => (a.s < b.s ? -1 : a.s > b.s ? 1 : 0));
-  const cuts = [...new Set([from, to, ...intervals.flatMap((i) => [i.s, i.e])])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  intervals.sort((a, b) => byTime(a.s, b.s));
+  const cuts = [...new Set([from, to, ...intervals.flatMap((i) => [i.s, i.e])])].sort(byTime);
   const time = new Map<Interval, bigint>();
   let uncovered = 0n;
   let active: typeof intervals = [];
@@ -324,7 +323,7 @@ class Analysis {
         const kernel = text(e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL]);
         if (kernel !== undefined) o.kernels.push(kernel);
       } else {
-        o.overlap += min(e.endUnixNano, event.endUnixNano) - max(e.startUnixNano, event.startUnixNano);
+        o.overlap += earlier(e.endUnixNano, event.endUnixNano) - later(e.startUnixNano, event.startUnixNano);
         o.kernels.push(...inflightKernels(e));
       }
       others.set(e.pid, o);
@@ -372,7 +371,7 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
     if (span.pid === undefined) continue;
     const key = `${String(span.pid)}/${String(span.tid ?? '')}`;
     const t = threads.get(key);
-    threads.set(key, t === undefined ? { pid: span.pid, ...(span.tid === undefined ? {} : { tid: span.tid }), from: start, to: end } : { ...t, from: min(t.from, start), to: max(t.to, end) });
+    threads.set(key, t === undefined ? { pid: span.pid, ...(span.tid === undefined ? {} : { tid: span.tid }), from: start, to: end } : { ...t, from: earlier(t.from, start), to: later(t.to, end) });
   }
   await Promise.all([...threads.values()].map(async (t) => { t.events = await source.events(t); }));
 

@@ -1,6 +1,7 @@
 // Cluster mode on Jaeger: traces come from its stable HTTP query API (/api/v3, OTLP/JSON in
 // {"result": ...}), where Causeway exported each app span's kernel events as child spans.
-import type { TraceQuery, TraceSpan, TraceSummary } from '../correlate/source.js';
+import { rootSpan } from '../correlate/critical-path.js';
+import type { TraceQuery, TraceSummary } from '../correlate/source.js';
 import { FetchingSource, getJson, readTraces, type BackendOptions, type TraceContents } from './otlp-json.js';
 
 /** Jaeger finds the first traces that match, not the slowest: ask for this many at least, then sort. */
@@ -14,12 +15,6 @@ function result(answer: unknown): unknown {
 function rfc3339(unixNano: bigint): string {
   const seconds = new Date(Number(unixNano / 1_000_000_000n) * 1000).toISOString().slice(0, 19);
   return `${seconds}.${(unixNano % 1_000_000_000n).toString().padStart(9, '0')}Z`;
-}
-
-/** The root span: the one without a parent, else (the root has not arrived) the earliest. */
-function root(spans: TraceSpan[]): TraceSpan | undefined {
-  const earliestFirst = [...spans].sort((a, b) => (a.startUnixNano < b.startUnixNano ? -1 : a.startUnixNano > b.startUnixNano ? 1 : 0));
-  return earliestFirst.find((s) => s.parentSpanId === undefined) ?? earliestFirst[0];
 }
 
 export class JaegerSource extends FetchingSource {
@@ -48,7 +43,7 @@ export class JaegerSource extends FetchingSource {
     if (answer === undefined) return [];
     const found: { summary: TraceSummary; contents: TraceContents }[] = [];
     for (const [traceId, contents] of readTraces(result(answer))) {
-      const span = root(contents.spans);
+      const span = rootSpan(contents.spans);
       if (span === undefined) continue; // only kernel spans so far
       const durationMs = Number(span.endUnixNano - span.startUnixNano) / 1e6;
       // Jaeger's duration_min matches any span of the trace; the summary is about the root.

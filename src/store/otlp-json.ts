@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
 import { KIND_NAMES, type AttributeValue, type Attributes, type KernelEvent } from '../kernel/events.js';
 import { Lru } from '../kernel/lru.js';
+import { byTime } from '../correlate/time.js';
 import * as A from '../semconv/attributes.js';
 
 /** One trace as the analysis reads it: its app spans and the kernel events exported with them. */
@@ -201,7 +202,7 @@ export function readTraces(document: unknown): Map<string, TraceContents> {
   return byTrace;
 }
 
-const byStart = (a: KernelEvent, b: KernelEvent) => (a.startUnixNano < b.startUnixNano ? -1 : a.startUnixNano > b.startUnixNano ? 1 : 0);
+const byStart = (a: KernelEvent, b: KernelEvent) => byTime(a.startUnixNano, b.startUnixNano);
 /** Overlaps [from, to); a point event counts when it falls inside. */
 const overlaps = (e: KernelEvent, from: bigint, to: bigint) => e.startUnixNano < to && (e.endUnixNano > from || e.startUnixNano >= from);
 

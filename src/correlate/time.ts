@@ -1,0 +1,4 @@
+// Unix-nanosecond times are bigints: how they compare and clamp, said once.
+export const byTime = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+export const earlier = (a: bigint, b: bigint) => (a < b ? a : b);
+export const later = (a: bigint, b: bigint) => (a > b ? a : b);
