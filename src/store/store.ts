@@ -90,10 +90,16 @@ function ownAttributes(attributes: Attributes): Attributes {
   return own;
 }
 
-const nullable = (append: (v: never) => void, appender: DuckDBAppender) => (value: number | string | undefined) => {
+/** Appends the value, or SQL NULL when there is none. */
+function appendIntegerOrNull(appender: DuckDBAppender, value: number | undefined): void {
   if (value === undefined) appender.appendNull();
-  else append(value as never);
-};
+  else appender.appendInteger(value);
+}
+
+function appendVarcharOrNull(appender: DuckDBAppender, value: string | undefined): void {
+  if (value === undefined) appender.appendNull();
+  else appender.appendVarchar(value);
+}
 
 export class Store implements TraceSource {
   readonly name = 'local store';
@@ -145,22 +151,18 @@ export class Store implements TraceSource {
   }
 
   addEvents(events: KernelEvent[]): void {
-    const room = MAX_BUFFERED - this.buffered();
-    if (events.length > room) this.count.rowsShed += events.length - Math.max(0, room);
-    for (const event of room >= events.length ? events : events.slice(0, Math.max(0, room))) {
+    for (const event of this.admit(events)) {
       this.eventIds.set(event, this.nextEventId++);
       this.eventsBuffer.push(event);
     }
   }
 
   addSpans(spans: PlacedSpan<AppSpan>[]): void {
-    const room = MAX_BUFFERED - this.buffered();
-    if (spans.length > room) this.count.rowsShed += spans.length - Math.max(0, room);
-    this.spansBuffer.push(...spans.slice(0, Math.max(0, room)));
+    this.spansBuffer.push(...this.admit(spans));
   }
 
   addAttachments(attachments: Attachment<AppSpan>[]): void {
-    this.attachmentsBuffer.push(...attachments);
+    this.attachmentsBuffer.push(...this.admit(attachments));
   }
 
   counters(): StoreCounters {
@@ -248,6 +250,14 @@ export class Store implements TraceSource {
     }));
   }
 
+  /** The rows that fit in the write buffer; the rest are shed and counted. */
+  private admit<T>(rows: T[]): T[] {
+    const room = Math.max(0, MAX_BUFFERED - this.buffered());
+    if (rows.length <= room) return rows;
+    this.count.rowsShed += rows.length - room;
+    return rows.slice(0, room);
+  }
+
   private buffered(): number {
     return this.eventsBuffer.length + this.spansBuffer.length + this.attachmentsBuffer.length;
   }
@@ -269,8 +279,6 @@ export class Store implements TraceSource {
 
   private async appendEvents(events: KernelEvent[]): Promise<void> {
     const a = await this.connection.createAppender('kernel_events');
-    const int = nullable((v: number) => { a.appendInteger(v); }, a);
-    const str = nullable((v: string) => { a.appendVarchar(v); }, a);
     for (const event of events) {
       const other = otherTask(event);
       a.appendBigInt(this.eventIds.get(event) ?? -1n);
@@ -281,10 +289,10 @@ export class Store implements TraceSource {
       a.appendBigInt(event.startUnixNano);
       a.appendBigInt(event.endUnixNano);
       a.appendDouble(Number(event.endUnixNano - event.startUnixNano) / 1e6);
-      int(other?.pid);
-      int(other?.tid);
-      str(other?.comm);
-      str(cudaKernel(event));
+      appendIntegerOrNull(a, other?.pid);
+      appendIntegerOrNull(a, other?.tid);
+      appendVarcharOrNull(a, other?.comm);
+      appendVarcharOrNull(a, cudaKernel(event));
       a.appendVarchar(json(ownAttributes(event.attributes)));
       a.endRow();
     }
@@ -294,23 +302,21 @@ export class Store implements TraceSource {
 
   private async appendSpans(spans: PlacedSpan<AppSpan>[]): Promise<void> {
     const a = await this.connection.createAppender('spans');
-    const int = nullable((v: number) => { a.appendInteger(v); }, a);
-    const str = nullable((v: string) => { a.appendVarchar(v); }, a);
     const processes: { pid: number; service: string; executable?: string; containerId?: string }[] = [];
     for (const { span, place } of spans) {
       const pid = place?.hostPid;
       a.appendBigInt(this.nextSpanSeq++);
       a.appendVarchar(span.traceId);
       a.appendVarchar(span.spanId);
-      str(span.parentSpanId);
+      appendVarcharOrNull(a, span.parentSpanId);
       a.appendVarchar(span.serviceName ?? 'unknown_service');
       a.appendVarchar(span.name);
       a.appendTinyInt(span.kind);
       a.appendBigInt(span.startUnixNano);
       a.appendBigInt(span.endUnixNano);
       a.appendDouble(Number(span.endUnixNano - span.startUnixNano) / 1e6);
-      int(pid);
-      int(place?.hostTid);
+      appendIntegerOrNull(a, pid);
+      appendIntegerOrNull(a, place?.hostTid);
       a.appendTinyInt(span.status?.code ?? 0);
       a.appendVarchar(json(span.attributes));
       a.endRow();
@@ -325,12 +331,11 @@ export class Store implements TraceSource {
     this.count.spansStored += spans.length;
     if (processes.length === 0) return;
     const p = await this.connection.createAppender('processes');
-    const str2 = nullable((v: string) => { p.appendVarchar(v); }, p);
     for (const process of processes) {
       p.appendInteger(process.pid);
       p.appendVarchar(process.service);
-      str2(process.executable);
-      str2(process.containerId);
+      appendVarcharOrNull(p, process.executable);
+      appendVarcharOrNull(p, process.containerId);
       p.appendBigInt(this.settings.now());
       p.endRow();
     }
