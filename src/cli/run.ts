@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { Correlator, type SpanPlace } from '../correlate/correlator.js';
 import type { TraceSource } from '../correlate/source.js';
+import { nowUnixNano } from '../correlate/time.js';
 import { HostIds } from '../correlate/hostpid.js';
 import { KernelCapture } from '../kernel/capture.js';
 import { ProcessTable } from '../kernel/processes.js';
@@ -206,7 +207,7 @@ export async function run(argv: string[]): Promise<number> {
     export: { ...sender.counters(), url: exportUrl() },
     receiver: { ...receiver.counters() },
     lag: {
-      newestEventAgeMs: newestEventEnd === undefined ? null : Number(BigInt(Date.now()) * 1_000_000n - newestEventEnd) / 1e6,
+      newestEventAgeMs: newestEventEnd === undefined ? null : Number(nowUnixNano() - newestEventEnd) / 1e6,
       joinWatermarkMs: 500,
       spansWaitingToJoin: correlator.counters().spansPending,
       storeRowsBuffered: store.counters().rowsBuffered,

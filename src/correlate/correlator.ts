@@ -4,7 +4,7 @@
 // events are kept for a bounded window and a span is joined once the event watermark has
 // passed its end; inner spans end first, so joining in order of end gives them their events.
 import type { KernelEvent } from '../kernel/events.js';
-import { byTime } from './time.js';
+import { MS, byTime, nowUnixNano } from './time.js';
 
 /** What the correlator needs of an app span (the OTLP receiver's spans have it). */
 export interface JoinableSpan {
@@ -67,7 +67,6 @@ interface HeldEvent {
   takenAtStart: bigint | null;
 }
 
-const MS = 1_000_000n;
 
 
 /** Index of the first event that began at or after `start`, in a list sorted by start. */
@@ -81,7 +80,6 @@ function firstStartingAt(list: HeldEvent[], start: bigint): number {
   }
   return low;
 }
-const nowUnixNano = () => BigInt(Date.now()) * MS;
 
 export class Correlator<S extends JoinableSpan> {
   private readonly byThread = new Map<number, Map<number, HeldEvent[]>>();

@@ -7,6 +7,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import * as z from 'zod';
 import { explainTrace, quoted, type Explanation } from '../correlate/explain.js';
 import type { TraceSource, TraceSummary } from '../correlate/source.js';
+import { MS, nowUnixNano } from '../correlate/time.js';
 import { KIND_NAMES } from '../kernel/events.js';
 import { QueryRefused, SQL_LIMITS, readOnlyQuery } from '../store/sql.js';
 import { STORE_TABLES, type Store } from '../store/store.js';
@@ -22,7 +23,6 @@ export interface Diagnostics {
 
 const READ_ONLY = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false } as const;
 const KINDS = Object.values(KIND_NAMES) as [string, ...string[]];
-const MS = 1_000_000n;
 
 const since = z.number().int().min(1).max(24 * 60).default(15).describe('How far back to look, in minutes (at most a day; the store keeps less, see status).');
 const service = z.string().min(1).max(256).describe('service.name of the app');
@@ -66,8 +66,7 @@ function refusal(text: string): CallToolResult {
   return { content: [{ type: 'text', text }], isError: true };
 }
 
-const nowNs = () => BigInt(Date.now()) * MS;
-const minutesAgo = (minutes: number) => nowNs() - BigInt(minutes) * 60_000n * MS;
+const minutesAgo = (minutes: number) => nowUnixNano() - BigInt(minutes) * 60_000n * MS;
 
 const total = (counts: unknown) => (typeof counts === 'object' && counts !== null ? Object.values(counts).reduce((sum: number, v) => sum + (typeof v === 'number' ? v : 0), 0) : 0);
 
@@ -122,7 +121,7 @@ export function createMcpServer(d: Diagnostics): McpServer {
       annotations: { ...READ_ONLY, title: 'Slowest recent traces' },
     },
     async ({ service: svc, since_minutes, min_duration_ms, limit }) => {
-      const query = { ...(svc === undefined ? {} : { service: svc }), from: minutesAgo(since_minutes), to: nowNs(), limit, ...(min_duration_ms === undefined ? {} : { minDurationMs: min_duration_ms }) };
+      const query = { ...(svc === undefined ? {} : { service: svc }), from: minutesAgo(since_minutes), to: nowUnixNano(), limit, ...(min_duration_ms === undefined ? {} : { minDurationMs: min_duration_ms }) };
       const seen = new Set<string>();
       const found: { source: TraceSource; trace: TraceSummary }[] = [];
       const unavailable: string[] = [];

@@ -1,9 +1,9 @@
 // The store's questions behind find_stalls, compare_latency and gpu_activity: SQL over the
 // kernel events, the spans and the attachments between them.
 import type { DuckDBValue } from '@duckdb/node-api';
+import { MS } from '../correlate/time.js';
 import type { Store } from './store.js';
 
-const MS = 1_000_000n;
 type Cell = DuckDBValue | undefined;
 const iso = (ns: Cell) => new Date(Number((ns as bigint) / MS)).toISOString();
 const num = (v: Cell) => (v === null || v === undefined ? 0 : Number(v));

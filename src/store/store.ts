@@ -6,6 +6,7 @@
 import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
 import type { Attachment, PlacedSpan } from '../correlate/correlator.js';
 import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
+import { MS, nowUnixNano } from '../correlate/time.js';
 import { otherTask, type Attributes, type KernelEvent } from '../kernel/events.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
@@ -43,7 +44,6 @@ export interface StoreCounters {
 const READERS = 4;
 /** Rows buffered at most between flushes; beyond it, new rows are shed and counted. */
 const MAX_BUFFERED = 500_000;
-const MS = 1_000_000n;
 /**
  * Window queries look this far back for intervals that began before the window: the bound lets
  * DuckDB skip row groups by start time (rows arrive in time order). Longer intervals are missed.
@@ -125,7 +125,7 @@ export class Store implements TraceSource {
     private readonly connection: DuckDBConnection,
     options: StoreOptions,
   ) {
-    this.settings = { ...STORE_DEFAULTS, ...options, now: options.now ?? (() => BigInt(Date.now()) * MS) };
+    this.settings = { ...STORE_DEFAULTS, ...options, now: options.now ?? nowUnixNano };
   }
 
   static async open(options: StoreOptions = {}): Promise<Store> {
