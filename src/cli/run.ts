@@ -16,7 +16,7 @@ import { SpanSender, exportUrl } from '../export/sender.js';
 import { KernelSpanBuilder } from '../export/spans.js';
 import { startOtlpReceiver, type AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
-import { isLoopback, serveMcp } from '../mcp/http.js';
+import { mcpBindProblem, serveMcp } from '../mcp/http.js';
 import { querySource } from '../store/backend.js';
 import { Store } from '../store/store.js';
 import { UsageError, positiveInteger } from './usage.js';
@@ -120,7 +120,9 @@ export async function run(argv: string[]): Promise<number> {
   const mcpEndpoint = endpoint('--mcp', text(s.mcp, '127.0.0.1:4419'));
   const mcpTokenFile = text(s['mcp-token-file'], '');
   const mcpToken = mcpTokenFile === '' ? process.env.CAUSEWAY_MCP_TOKEN : readFileSync(mcpTokenFile, 'utf8').trim();
-  if (!isLoopback(mcpEndpoint.host) && (mcpToken === undefined || mcpToken === '')) throw new UsageError(`--mcp ${mcpEndpoint.host}: serving MCP beyond loopback needs a bearer token (--mcp-token-file or CAUSEWAY_MCP_TOKEN)`);
+  // Checked before capture starts, so a refused bind costs nothing.
+  const bindProblem = mcpBindProblem(mcpEndpoint.host, mcpToken);
+  if (bindProblem !== undefined) throw new UsageError(bindProblem);
   const backend = s['query-backend'] === undefined ? undefined : backendOf(text(s['query-backend'], ''));
   const storeOptions = {
     retentionMs: positiveInteger('--store-retention-s', text(s['store-retention-s'], '900')) * 1000,

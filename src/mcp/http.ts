@@ -33,6 +33,12 @@ export const isLoopback = (host: string) => LOOPBACK_NAMES.has(host) || /^127\.\
 
 export class McpBindError extends Error {}
 
+/** Why MCP may not be served at `host` with this token, or undefined when it may. */
+export function mcpBindProblem(host: string, token: string | undefined): string | undefined {
+  if (isLoopback(host) || (token !== undefined && token !== '')) return undefined;
+  return `--mcp ${host}: serving MCP beyond loopback needs a bearer token (--mcp-token-file or CAUSEWAY_MCP_TOKEN)`;
+}
+
 function refuse(res: http.ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
   // A JSON-RPC error without an id, as the transport specification allows; nothing internal in it.
   res.writeHead(status, { 'content-type': 'application/json', ...headers });
@@ -46,10 +52,9 @@ function sameSecret(given: string, expected: string): boolean {
 }
 
 export async function serveMcp(options: McpHttpOptions, diagnostics: Diagnostics): Promise<McpHttpServer> {
+  const problem = mcpBindProblem(options.host, options.token);
+  if (problem !== undefined) throw new McpBindError(problem);
   const loopback = isLoopback(options.host);
-  if (!loopback && (options.token === undefined || options.token === '')) {
-    throw new McpBindError(`--mcp ${options.host}: serving MCP beyond loopback needs a bearer token (--mcp-token-file or CAUSEWAY_MCP_TOKEN)`);
-  }
   let inFlight = 0;
   let allowedOrigins = new Set<string>();
 

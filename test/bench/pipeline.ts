@@ -40,7 +40,7 @@ function kernelEvents(n: number, spreadMs: number): KernelEvent[] {
   });
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+export const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 async function post(port: number, body: Uint8Array): Promise<void> {
   const send = () => fetch(`http://127.0.0.1:${String(port)}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });

@@ -7,6 +7,7 @@ import { explainTrace } from '../../src/correlate/explain.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import { serveMcp } from '../../src/mcp/http.js';
 import { Store } from '../../src/store/store.js';
+import { percentile } from './pipeline.js';
 import { MS, appSpan, holder, ids, kernelEvent, waker } from '../store/traces.js';
 
 const TRACES = 10_000;
@@ -26,7 +27,6 @@ function random(seed: number): () => number {
   };
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 async function fill(store: Store, start: bigint, windowMs: number): Promise<void> {
   const rnd = random(7);
