@@ -5,7 +5,7 @@
 // (`causeway run`), and an MCP client asks explain_trace why its request was slow.
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { KernelCapture } from '../kernel/capture.js';
@@ -29,13 +29,16 @@ Needs root (see \`causeway doctor\`). Takes about 10 seconds.
 const WORKLOADS = join(packageRoot, 'test', 'fixtures', 'build', 'workloads');
 const SIM_CUDART = join(packageRoot, 'test', 'fixtures', 'build', 'cudasim', 'libcudart.so.12');
 
-function run(program: string, args: string[], env: Record<string, string>): Promise<void> {
-  const child = spawn(join(WORKLOADS, program), args, { stdio: 'ignore', env: { ...process.env, ...env } });
+/** Runs a program to its end; resolves with its standard output, rejects unless it exits 0. */
+function run(path: string, args: string[], env: Record<string, string>): Promise<string> {
+  const child = spawn(path, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
   return new Promise((resolve, reject) => {
     child.on('error', reject);
-    child.on('exit', (code) => {
-      if (code === 0) resolve();
-      else reject(new Error(`${program} exited with ${String(code)}`));
+    child.on('close', (code) => {
+      if (code === 0) resolve(out);
+      else reject(new Error(`${basename(path)} exited with ${String(code)}`));
     });
   });
 }
@@ -69,9 +72,9 @@ export async function demo(argv: string[]): Promise<number> {
   }
   process.stdout.write(`Capturing on ${ready.ncpus} CPUs. 1: a GPU sync, while a second process uses the GPU.\n${TABLE_HEADER}`);
   try {
-    await Promise.all([run('gpu_hog', ['--seconds', '1', '--kernel-ms', '100'], gpu), run('gpu_sync', ['--kernel-ms', '200', '--start-delay-ms', '100'], gpu)]);
+    await Promise.all([run(join(WORKLOADS, 'gpu_hog'), ['--seconds', '1', '--kernel-ms', '100'], gpu), run(join(WORKLOADS, 'gpu_sync'), ['--kernel-ms', '200', '--start-delay-ms', '100'], gpu)]);
     process.stdout.write('2: a waiter blocked on a mutex held across cudaStreamSynchronize.\n');
-    await run('mutex_convoy', ['--hold-ms', '150', '--holder-work', 'gpu'], gpu);
+    await run(join(WORKLOADS, 'mutex_convoy'), ['--hold-ms', '150', '--holder-work', 'gpu'], gpu);
     await new Promise((resolve) => setTimeout(resolve, 300));
   } finally {
     await session.stop();
@@ -102,7 +105,7 @@ async function explainOverMcp(gpu: Record<string, string>): Promise<number> {
   try {
     const [, grpcPort, mcpUrl] = (await waitFor(15_000, () => /receiving OTLP on [^ ]+:(\d+) \(gRPC\).*MCP on (\S+\/mcp)/.exec(log) ?? undefined, () => sidecar.exitCode !== null)) ?? [];
     if (grpcPort === undefined || mcpUrl === undefined) throw new Error(`the sidecar did not start:\n${log}`);
-    const truth = await python([SCENARIO_APP, 'lock-chain', '--libcudart', SIM_CUDART], { ...gpu, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${grpcPort}` });
+    const truth = await run(PYTHON, [SCENARIO_APP, 'lock-chain', '--libcudart', SIM_CUDART], { ...gpu, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${grpcPort}` });
     const traceId = (JSON.parse(truth) as { trace_id: string }).trace_id;
     await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl)));
     const ask = () => client.callTool({ name: 'explain_trace', arguments: { trace_id: traceId } });
@@ -128,17 +131,4 @@ async function waitFor<T>(timeoutMs: number, probe: () => T | undefined | Promis
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   return undefined;
-}
-
-function python(args: string[], env: Record<string, string>): Promise<string> {
-  const child = spawn(PYTHON, args, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
-  let out = '';
-  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code === 0) resolve(out);
-      else reject(new Error(`the Python service exited with ${String(code)}`));
-    });
-  });
 }
