@@ -72,9 +72,11 @@ export async function demo(argv: string[]): Promise<number> {
   }
   process.stdout.write(`Capturing on ${ready.ncpus} CPUs. 1: a GPU sync, while a second process uses the GPU.\n${TABLE_HEADER}`);
   try {
+    // The traced programs start their work 100 ms after exec: capture follows them by name from
+    // their exec record, and a wait that began before that is not theirs to see.
     await Promise.all([run(join(WORKLOADS, 'gpu_hog'), ['--seconds', '1', '--kernel-ms', '100'], gpu), run(join(WORKLOADS, 'gpu_sync'), ['--kernel-ms', '200', '--start-delay-ms', '100'], gpu)]);
     process.stdout.write('2: a waiter blocked on a mutex held across cudaStreamSynchronize.\n');
-    await run(join(WORKLOADS, 'mutex_convoy'), ['--hold-ms', '150', '--holder-work', 'gpu'], gpu);
+    await run(join(WORKLOADS, 'mutex_convoy'), ['--hold-ms', '150', '--holder-work', 'gpu', '--start-delay-ms', '100'], gpu);
     await new Promise((resolve) => setTimeout(resolve, 300));
   } finally {
     await session.stop();
