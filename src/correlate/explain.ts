@@ -8,7 +8,11 @@ import { criticalPath, rootSpan, type PathSegment } from './critical-path.js';
 import type { TraceSource, TraceSpan } from './source.js';
 import { byTime, earlier, later } from './time.js';
 
-export type BreakdownKind = KernelEvent['kind'] | 'cpu' | 'unexplained';
+/**
+ * `causeway`: time the request waited for a CPU held by Causeway itself (its sidecar or loader).
+ * It is the tracer's own cost: shown, so that it is never hidden, and never named as a cause.
+ */
+export type BreakdownKind = KernelEvent['kind'] | 'causeway' | 'cpu' | 'unexplained';
 
 export interface Culprit {
   pid: number | null;
@@ -71,6 +75,7 @@ const RANK: Readonly<Record<string, number>> = {
   'block.io': 5,
   'tcp.retransmit': 4,
   'sched.runqueue': 3,
+  causeway: 3,
   'futex.wait': 2,
   'sched.blocked': 1,
 };
@@ -90,7 +95,7 @@ const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
  */
 interface Interval {
   event: KernelEvent;
-  kind: KernelEvent['kind'];
+  kind: KernelEvent['kind'] | 'causeway';
   /** The retransmit or block I/O that explains a wait. */
   cause?: KernelEvent;
 }
@@ -148,7 +153,8 @@ export function classify(events: KernelEvent[], from: bigint, to: bigint): Class
   for (const event of events) {
     if (event.kind === 'tcp.retransmit' || event.kind === 'cuda.launch' || event.endUnixNano <= from || event.startUnixNano >= to) continue;
     const cause = causeOf(event, retransmits, ios);
-    intervals.push({ event, kind: cause?.kind ?? event.kind, ...(cause === undefined ? {} : { cause }), s: later(event.startUnixNano, from), e: earlier(event.endUnixNano, to) });
+    const kind = event.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] === true ? 'causeway' : (cause?.kind ?? event.kind);
+    intervals.push({ event, kind, ...(cause === undefined ? {} : { cause }), s: later(event.startUnixNano, from), e: earlier(event.endUnixNano, to) });
   }
   intervals.sort((a, b) => byTime(a.s, b.s));
   const cuts = [...new Set([from, to, ...intervals.flatMap((i) => [i.s, i.e])])].sort(byTime);
@@ -180,7 +186,7 @@ export function quoted(value: string, limit = 80): string {
 }
 
 interface Resolution {
-  kind: KernelEvent['kind'];
+  kind: Interval['kind'];
   culprit: Culprit | null;
   chain: ChainLink[];
   evidence: string[];
@@ -241,6 +247,8 @@ class Analysis {
       case 'futex.wait':
       case 'sched.blocked':
         return this.wait(interval, time, depth);
+      case 'causeway':
+        return { kind: interval.kind, culprit: null, chain: [own], evidence: [`waited ${own.time_ms} ms for a CPU held by Causeway itself (its sidecar or loader)`] };
       case 'sched.runqueue': {
         const holder = namedTask(event);
         return { kind: interval.kind, culprit: holder, chain: [own], evidence: [`waited ${own.time_ms} ms for CPU ${String(event.attributes[A.ATTR_CAUSEWAY_SCHED_CPU])} held by ${holder === null ? 'an unknown task' : `pid ${String(holder.pid)} ${quoted(holder.comm ?? '')}`}`] };
@@ -400,8 +408,8 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
   const resolved = await Promise.all(pieces.map(async (p, i) => ({ piece: p, resolution: await analysis.resolve(p.interval, p.time, i < FOLLOWED_PER_TRACE ? 0 : MAX_CHAIN_DEPTH) })));
   const byKind = new Map<string, { time: bigint; items: typeof resolved }>();
   for (const item of resolved) {
-    // A wait nobody woke names no cause.
-    if (item.resolution.culprit === null && (item.resolution.kind === 'sched.blocked' || item.resolution.kind === 'futex.wait')) continue;
+    // A wait nobody woke names no cause, and the tracer's own cost is not the app's.
+    if (item.resolution.kind === 'causeway' || (item.resolution.culprit === null && (item.resolution.kind === 'sched.blocked' || item.resolution.kind === 'futex.wait'))) continue;
     const group = byKind.get(item.resolution.kind) ?? { time: 0n, items: [] };
     group.time += item.piece.time;
     group.items.push(item);
@@ -419,8 +427,9 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
     rootCause = null; // no span of this trace ran where kernel events were captured
   } else if (winner === undefined || winnerKind === undefined || share < NONE_BELOW_SHARE) {
     const rest = breakdown.filter((b) => b.kind === 'cpu' || b.kind === 'unexplained');
+    const tracer = breakdown.filter((b) => b.kind === 'causeway');
     const restMs = rest.reduce((sum, b) => sum + b.time_ms, 0);
-    rootCause = { kind: 'none', time_ms: round(restMs), share: duration > 0n ? round(restMs / ms(duration)) : 0, span_id: root.spanId, culprit: null, chain: [], evidence: rest.map((b) => `${b.kind === 'cpu' ? 'on CPU' : 'unexplained (no thread id or not on this host)'}: ${b.time_ms} ms`) };
+    rootCause = { kind: 'none', time_ms: round(restMs), share: duration > 0n ? round(restMs / ms(duration)) : 0, span_id: root.spanId, culprit: null, chain: [], evidence: [...rest, ...tracer].map((b) => `${NOT_A_CAUSE[b.kind as keyof typeof NOT_A_CAUSE]}: ${b.time_ms} ms`) };
   } else {
     // The culprit that cost the most within the winning kind.
     const perCulprit = new Map<string, { time: bigint; items: typeof resolved }>();
@@ -447,6 +456,13 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
   return { trace_id: traceId, source: source.name, duration_ms: round(ms(duration)), root_span: rootSpanInfo, breakdown, root_cause: rootCause, summary: summarize(traceId, rootSpanInfo, ms(duration), breakdown, rootCause) };
 }
 
+/** How the time that names no cause is said. */
+const NOT_A_CAUSE = {
+  cpu: 'on CPU',
+  unexplained: 'unexplained (no thread id or not on this host)',
+  causeway: 'waiting for a CPU held by Causeway itself (the tracer\'s own cost)',
+} as const;
+
 function describeCulprit(c: Culprit): string {
   if (c.peer !== undefined) return `the peer ${c.peer}`;
   const who = `pid ${String(c.pid)}${c.tid === null ? '' : ` tid ${String(c.tid)}`}${c.comm === null ? '' : ` ${quoted(c.comm)}`}`;
@@ -459,7 +475,9 @@ function summarize(traceId: string, root: { service: string; name: string }, dur
   const head = `Trace ${traceId} (${quoted(root.service)} ${quoted(root.name)}) took ${round(durationMs)} ms.`;
   const parts = breakdown.slice(0, 4).map((b) => `${b.kind} ${b.time_ms} ms (${Math.round(b.share * 100)}%)`).join(', ');
   if (cause === null) return `${head} None of its spans ran in a process this node captured, so there is no kernel evidence for it.`;
-  if (cause.kind === 'none') return `${head} No kernel-level cause accounts for much of it (a wait that no task ended, such as a sleep or a timeout, names none): ${parts}. Root cause: none.`;
+  const tracer = breakdown.find((b) => b.kind === 'causeway');
+  const tracerCost = tracer === undefined ? '' : ` Causeway itself held the CPU for ${tracer.time_ms} ms of it: the tracer's own cost, not counted as a cause.`;
+  if (cause.kind === 'none') return `${head} No kernel-level cause accounts for much of it (a wait that no task ended, such as a sleep or a timeout, names none): ${parts}. Root cause: none.${tracerCost}`;
   const chain = cause.chain.length > 1 ? ` Chain: ${cause.chain.map((l) => `${l.kind} in tid ${String(l.tid)} (${l.time_ms} ms)`).join(' -> ')}.` : '';
-  return `${head} On its critical path: ${parts}. Root cause: ${cause.kind}, ${cause.time_ms} ms (${Math.round(cause.share * 100)}%), caused by ${cause.culprit === null ? 'an unknown task' : describeCulprit(cause.culprit)}.${chain}`;
+  return `${head} On its critical path: ${parts}. Root cause: ${cause.kind}, ${cause.time_ms} ms (${Math.round(cause.share * 100)}%), caused by ${cause.culprit === null ? 'an unknown task' : describeCulprit(cause.culprit)}.${chain}${tracerCost}`;
 }

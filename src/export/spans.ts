@@ -34,7 +34,7 @@ export function kernelSpanName(event: KernelEvent): string {
     case 'cuda.launch':
       return String(a[A.ATTR_CAUSEWAY_CUDA_API]);
     case 'sched.runqueue':
-      return 'run queue wait';
+      return a[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] === true ? 'run queue wait (CPU held by Causeway)' : 'run queue wait';
     case 'sched.blocked':
       return 'off CPU (blocked)';
     case 'futex.wait':

@@ -51,6 +51,9 @@ const COUNTER_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
   [Kind.PROC_EXEC, 'proc.exec'],
 ]);
 
+/** Pids remembered as Causeway's own: this process and its latest loaders. */
+const MAX_SELF_PIDS = 8;
+
 /** The loader's command-line arguments for these options. */
 export function loaderArgs(options: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs' | 'ringbufMb' | 'followAll'>): string[] {
   const args: string[] = [];
@@ -79,6 +82,8 @@ export class KernelCapture {
   private readonly cuda: CudaState;
   private readonly shaper: EventShaper;
   private readonly emitted = new Map<string, number>();
+  /** This process and its loaders, the latest few: a record may name a loader that was since restarted. */
+  private readonly self = new Set<number>([process.pid]);
   // Kernel counters restart from zero with each loader: earlier runs' totals are kept here.
   private previousRuns = { drops: new Array<number>(Kind.MAX).fill(0), delivered: new Array<number>(Kind.MAX).fill(0) };
   private latest: Stats | null = null;
@@ -91,7 +96,7 @@ export class KernelCapture {
       options.onMessage({ level: 'warn', msg, source: 'supervisor', fields: {} });
     });
     this.cuda = new CudaState(this.demangler, new SymbolResolver());
-    this.shaper = new EventShaper({ clock: this.clock, cuda: this.cuda, processes: new ProcessTable(), devices: new BlockDevices() });
+    this.shaper = new EventShaper({ clock: this.clock, cuda: this.cuda, processes: new ProcessTable(), devices: new BlockDevices(), self: this.self });
     this.loader = new Loader({
       args: loaderArgs(options),
       onFrame: (frame) => this.frame(frame),
@@ -165,7 +170,16 @@ export class KernelCapture {
       };
       this.latest = null;
     }
+    this.rememberLoader();
     this.resolveReady(hello);
+  }
+
+  private rememberLoader(): void {
+    const pid = this.loader.pid;
+    if (pid === undefined) return;
+    this.self.add(pid);
+    const oldest = [...this.self].find((p) => p !== process.pid);
+    if (this.self.size > MAX_SELF_PIDS && oldest !== undefined) this.self.delete(oldest);
   }
 
   private async events(payload: Buffer): Promise<void> {

@@ -80,6 +80,8 @@ export interface EventShaperParts {
   cuda: CudaState;
   processes: ProcessTable;
   devices: BlockDevices;
+  /** Causeway's own processes (the sidecar or capture, and its loader): the tracer's cost is told apart. */
+  self: ReadonlySet<number>;
 }
 
 export class EventShaper {
@@ -163,6 +165,7 @@ export class EventShaper {
       case Kind.SCHED_RUNQUEUE:
         attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
         setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE, record.runqueue.holder);
+        if (this.parts.self.has(record.runqueue.holder.pid)) attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] = true;
         attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED] = record.runqueue.preempted;
         break;
       case Kind.SCHED_BLOCKED:

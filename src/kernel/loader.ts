@@ -84,6 +84,11 @@ export class Loader {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
   }
 
+  /** The running loader's pid, if one runs. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   start(): void {
     if (this.over) return;
     const path = this.options.path ?? loaderPath;

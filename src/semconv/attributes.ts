@@ -107,6 +107,9 @@ export const ATTR_CAUSEWAY_SCHED_HOLDER_TID = 'causeway.sched.holder.tid';
 /** Command name of that task. */
 export const ATTR_CAUSEWAY_SCHED_HOLDER_COMM = 'causeway.sched.holder.comm';
 
+/** True when the task that held the CPU was Causeway itself (its sidecar or loader) -- the tracer's own cost, which explain_trace reports apart and never names as a cause. */
+export const ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY = 'causeway.sched.holder.causeway';
+
 /** True when the thread was preempted while running, false when it was woken from sleep. */
 export const ATTR_CAUSEWAY_SCHED_PREEMPTED = 'causeway.sched.preempted';
 

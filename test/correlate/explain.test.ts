@@ -62,6 +62,18 @@ test('a request that mostly ran on CPU has root cause none, and says so', async 
   assert.match(r.summary, /Root cause: none/);
 });
 
+test('a run-queue wait behind Causeway itself is shown as the tracer\'s cost, never named as the cause', async () => {
+  const sidecar = { pid: 77, tid: 78, comm: 'node' };
+  const r = await explain(
+    [appSpan({ trace: 1, span: 1, start: at(0), end: at(45), pid: 10, tid: 11 })],
+    [kernelEvent('sched.runqueue', request, at(10), at(25), { ...holder(sidecar), [A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY]: true })],
+  );
+  assert.equal(r.root_cause?.kind, 'none');
+  assert.deepEqual(r.breakdown.map((b) => [b.kind, b.time_ms]), [['cpu', 30], ['causeway', 15]]);
+  assert.ok(r.root_cause.evidence.some((line) => /held by Causeway itself|Causeway itself.*15 ms/.test(line)), r.root_cause.evidence.join('\n'));
+  assert.match(r.summary, /Causeway itself held the CPU for 15 ms/);
+});
+
 test('a wait that nobody woke (a sleep) is not a cause', async () => {
   const r = await explain(
     [appSpan({ trace: 1, span: 1, start: at(0), end: at(300), pid: 10, tid: 11 })],

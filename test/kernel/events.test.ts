@@ -26,12 +26,15 @@ const sys = mkdtempSync(join(tmpdir(), 'causeway-sys-'));
 mkdirSync(join(sys, 'dev/block/253:16'), { recursive: true });
 writeFileSync(join(sys, 'dev/block/253:16/uevent'), 'MAJOR=253\nMINOR=16\nDEVNAME=vdb\nDEVTYPE=disk\n');
 
+/** Causeway's own pid in these tests. */
+const SELF_PID = 99_999;
+
 /** A fresh pipeline, as a capture builds it, that shapes batches of raw records. */
 function pipeline() {
   const clock = new EpochClock();
   clock.update(0n, 1_700_000_000_000_000_000n);
   const cuda = new CudaState(demangler, new SymbolResolver());
-  const shaper = new EventShaper({ clock, cuda, processes: new ProcessTable(), devices: new BlockDevices(sys) });
+  const shaper = new EventShaper({ clock, cuda, processes: new ProcessTable(), devices: new BlockDevices(sys), self: new Set([SELF_PID]) });
   return async (...records: Buffer[]): Promise<KernelEvent[]> => {
     const decoded = decodeRecords(Buffer.concat(records));
     await cuda.learnNames(decoded);
@@ -146,6 +149,14 @@ test('scheduler events name the holder of the CPU and the waker', async () => {
     [3, 'hog', 51, true],
   );
   assert.deepEqual([blocked?.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID], blocked?.attributes[A.ATTR_CAUSEWAY_SCHED_STATE]], [61, 'D']);
+});
+
+test('a run-queue wait behind Causeway itself says so; one behind another task does not', async () => {
+  const R = LAYOUT.cw_runqueue.fields;
+  const behind = (holder: number) => record({ kind: Kind.SCHED_RUNQUEUE, pid, body: (buf, u) => { writeTask(buf, u + R.holder, { pid: holder, tid: holder + 1, comm: 'x' }); } });
+  const [self, other] = await pipeline()(behind(SELF_PID), behind(50));
+  assert.equal(self?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY], true);
+  assert.equal(other?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY], undefined);
 });
 
 test('block I/O names the device from sysfs and the op from rwbs', async () => {
