@@ -36,14 +36,16 @@ export function loadRegistry(text) {
         continue;
       }
       const where = `attribute ${attribute.id ?? '(no id)'} in group ${group.id}`;
-      if (typeof attribute.id !== 'string' || !attribute.id.startsWith('causeway.')) fail(`${where}: id must start with "causeway."`);
+      if (typeof attribute.id !== 'string' || !attribute.id.startsWith('causeway.'))
+        fail(`${where}: id must start with "causeway."`);
       if (seen.has(attribute.id)) fail(`${where}: defined twice`);
       seen.add(attribute.id);
       for (const field of ['brief', 'stability', 'examples']) {
         if (attribute[field] === undefined) fail(`${where}: missing ${field}`);
       }
       const isEnum = Array.isArray(attribute.type?.members);
-      if (!isEnum && !SCALAR_TYPES.has(attribute.type)) fail(`${where}: unknown type ${JSON.stringify(attribute.type)}`);
+      if (!isEnum && !SCALAR_TYPES.has(attribute.type))
+        fail(`${where}: unknown type ${JSON.stringify(attribute.type)}`);
       attributes.push({ ...attribute, group: group.id, members: isEnum ? attribute.type.members : undefined });
     }
   }
@@ -51,19 +53,35 @@ export function loadRegistry(text) {
 }
 
 const constantName = (id) => id.toUpperCase().replace(/[^A-Z0-9]+/g, '_');
-const typeName = (id) => id.split(/[^a-zA-Z0-9]+/).map((w) => w[0].toUpperCase() + w.slice(1)).join('') + 'Value';
+const typeName = (id) =>
+  id
+    .split(/[^a-zA-Z0-9]+/)
+    .map((w) => w[0].toUpperCase() + w.slice(1))
+    .join('') + 'Value';
 const oneLine = (text) => String(text).replace(/\s+/g, ' ').trim();
 
 export function renderAttributes({ attributes, refs }) {
   const lines = [`// ${HEADER}`, ''];
   for (const attribute of attributes) {
-    lines.push(`/** ${oneLine(attribute.brief)} */`, `export const ATTR_${constantName(attribute.id)} = '${attribute.id}';`);
+    lines.push(
+      `/** ${oneLine(attribute.brief)} */`,
+      `export const ATTR_${constantName(attribute.id)} = '${attribute.id}';`,
+    );
     if (attribute.members) {
       for (const member of attribute.members) {
-        lines.push(`/** ${oneLine(member.brief)} */`, `export const ${constantName(attribute.id)}_VALUE_${constantName(member.id)} = '${member.value}';`);
+        lines.push(
+          `/** ${oneLine(member.brief)} */`,
+          `export const ${constantName(attribute.id)}_VALUE_${constantName(member.id)} = '${member.value}';`,
+        );
       }
-      const union = attribute.members.map((m) => `'${m.value}'`).join(' | ');
-      lines.push(`export type ${typeName(attribute.id)} = ${union};`);
+      const values = attribute.members.map((m) => `'${m.value}'`);
+      const oneLiner = `export type ${typeName(attribute.id)} = ${values.join(' | ')};`;
+      // Laid out as Prettier lays it out (120 columns), so the generated file passes the format check.
+      lines.push(
+        oneLiner.length <= 120
+          ? oneLiner
+          : `export type ${typeName(attribute.id)} =\n${values.map((v) => `  | ${v}`).join('\n')};`,
+      );
     }
     lines.push('');
   }
@@ -73,7 +91,9 @@ export function renderAttributes({ attributes, refs }) {
 }
 
 function typeCell(attribute) {
-  return attribute.members ? `enum: ${attribute.members.map((m) => `\`${m.value}\``).join(', ')}` : `\`${attribute.type}\``;
+  return attribute.members
+    ? `enum: ${attribute.members.map((m) => `\`${m.value}\``).join(', ')}`
+    : `\`${attribute.type}\``;
 }
 
 export function renderReadme({ attributes, refs }) {
@@ -89,7 +109,9 @@ export function renderReadme({ attributes, refs }) {
   ];
   for (const attribute of attributes) {
     const examples = attribute.examples.map((e) => `\`${JSON.stringify(e)}\``).join(', ');
-    lines.push(`| \`${attribute.id}\` | ${typeCell(attribute)} | ${oneLine(attribute.brief).replaceAll('|', '\\|')} | ${examples} |`);
+    lines.push(
+      `| \`${attribute.id}\` | ${typeCell(attribute)} | ${oneLine(attribute.brief).replaceAll('|', '\\|')} | ${examples} |`,
+    );
   }
   lines.push('', 'Reused from the OpenTelemetry semantic conventions: ' + refs.map((r) => `\`${r}\``).join(', ') + '.');
   return lines.join('\n') + '\n';

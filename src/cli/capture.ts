@@ -80,13 +80,19 @@ function who(a: KernelEvent['attributes'], pid: string, tid: string, comm: strin
 /** The few attributes that say what happened, per kind. */
 function summary(event: KernelEvent): string {
   const a = event.attributes;
-  const error = a[A.ATTR_CAUSEWAY_CUDA_ERROR] !== undefined && a[A.ATTR_CAUSEWAY_CUDA_ERROR] !== 0 ? ` error=${String(a[A.ATTR_CAUSEWAY_CUDA_ERROR])}` : '';
+  const error =
+    a[A.ATTR_CAUSEWAY_CUDA_ERROR] !== undefined && a[A.ATTR_CAUSEWAY_CUDA_ERROR] !== 0
+      ? ` error=${String(a[A.ATTR_CAUSEWAY_CUDA_ERROR])}`
+      : '';
   switch (event.kind) {
     case 'cuda.launch':
       return `${String(a[A.ATTR_CAUSEWAY_CUDA_KERNEL] ?? '(unnamed kernel)')} grid=${dims(a[A.ATTR_CAUSEWAY_CUDA_GRID])} block=${dims(a[A.ATTR_CAUSEWAY_CUDA_BLOCK])} stream=${String(a[A.ATTR_CAUSEWAY_CUDA_STREAM])}${error}`;
     case 'cuda.sync': {
       const on = a[A.ATTR_CAUSEWAY_CUDA_STREAM] ?? a[A.ATTR_CAUSEWAY_CUDA_EVENT];
-      const inflight = a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] === undefined ? '' : ` inflight=${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT])} [${(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] as string[]).join(', ')}]`;
+      const inflight =
+        a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] === undefined
+          ? ''
+          : ` inflight=${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT])} [${(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] as string[]).join(', ')}]`;
       return `${String(a[A.ATTR_CAUSEWAY_CUDA_API])}${on === undefined ? '' : ` ${String(on)}`}${inflight}${error}`;
     }
     case 'cuda.memcpy':
@@ -160,9 +166,14 @@ export async function capture(argv: string[]): Promise<number> {
   const libs = values.lib ?? [];
   for (const lib of libs) if (!existsSync(lib)) throw new UsageError(`--lib ${lib}: no such file`);
   const durationS = values.duration === undefined ? undefined : positiveNumber('--duration', values.duration);
-  const minDurationUs = values['min-duration-us'] === undefined ? undefined : nonNegativeInteger('--min-duration-us', values['min-duration-us']);
-  const ringbufMb = values['ringbuf-mb'] === undefined ? undefined : positiveInteger('--ringbuf-mb', values['ringbuf-mb']);
-  if (ringbufMb !== undefined && (ringbufMb & (ringbufMb - 1)) !== 0) throw new UsageError('--ringbuf-mb must be a power of two');
+  const minDurationUs =
+    values['min-duration-us'] === undefined
+      ? undefined
+      : nonNegativeInteger('--min-duration-us', values['min-duration-us']);
+  const ringbufMb =
+    values['ringbuf-mb'] === undefined ? undefined : positiveInteger('--ringbuf-mb', values['ringbuf-mb']);
+  if (ringbufMb !== undefined && (ringbufMb & (ringbufMb - 1)) !== 0)
+    throw new UsageError('--ringbuf-mb must be a power of two');
   const json = values.json === true;
 
   const out = process.stdout;

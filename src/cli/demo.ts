@@ -49,7 +49,8 @@ export async function demo(argv: string[]): Promise<number> {
     return 0;
   }
   if (argv.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(argv[0])}`);
-  if (!existsSync(SIM_CUDART)) throw new UsageError(`the simulated GPU is not built (${SIM_CUDART}): run npm run build`);
+  if (!existsSync(SIM_CUDART))
+    throw new UsageError(`the simulated GPU is not built (${SIM_CUDART}): run npm run build`);
 
   const gpu = { CUDA_SIM_TIMELINE: `/dev/shm/causeway-demo-${process.pid}` };
   const session = new KernelCapture({
@@ -70,13 +71,22 @@ export async function demo(argv: string[]): Promise<number> {
     process.stderr.write(`causeway demo: cannot capture: ${ready.failure ?? 'stopped'}\n`);
     return 1;
   }
-  process.stdout.write(`Capturing on ${ready.ncpus} CPUs. 1: a GPU sync, while a second process uses the GPU.\n${TABLE_HEADER}`);
+  process.stdout.write(
+    `Capturing on ${ready.ncpus} CPUs. 1: a GPU sync, while a second process uses the GPU.\n${TABLE_HEADER}`,
+  );
   try {
     // The traced programs start their work 100 ms after exec: capture follows them by name from
     // their exec record, and a wait that began before that is not theirs to see.
-    await Promise.all([run(join(WORKLOADS, 'gpu_hog'), ['--seconds', '1', '--kernel-ms', '100'], gpu), run(join(WORKLOADS, 'gpu_sync'), ['--kernel-ms', '200', '--start-delay-ms', '100'], gpu)]);
+    await Promise.all([
+      run(join(WORKLOADS, 'gpu_hog'), ['--seconds', '1', '--kernel-ms', '100'], gpu),
+      run(join(WORKLOADS, 'gpu_sync'), ['--kernel-ms', '200', '--start-delay-ms', '100'], gpu),
+    ]);
     process.stdout.write('2: a waiter blocked on a mutex held across cudaStreamSynchronize.\n');
-    await run(join(WORKLOADS, 'mutex_convoy'), ['--hold-ms', '150', '--holder-work', 'gpu', '--start-delay-ms', '100'], gpu);
+    await run(
+      join(WORKLOADS, 'mutex_convoy'),
+      ['--hold-ms', '150', '--holder-work', 'gpu', '--start-delay-ms', '100'],
+      gpu,
+    );
     await new Promise((resolve) => setTimeout(resolve, 300));
   } finally {
     await session.stop();
@@ -92,26 +102,57 @@ const SCENARIO_APP = join(packageRoot, 'test', 'fixtures', 'apps', 'python_scena
 /** Part 3: the sidecar, a traced Python request, and the MCP answer. */
 async function explainOverMcp(gpu: Record<string, string>): Promise<number> {
   if (!existsSync(PYTHON)) {
-    process.stdout.write(`3: skipped: no Python with the OpenTelemetry SDK at ${PYTHON} (bash test/setup.sh makes it).\n`);
+    process.stdout.write(
+      `3: skipped: no Python with the OpenTelemetry SDK at ${PYTHON} (bash test/setup.sh makes it).\n`,
+    );
     return 0;
   }
-  process.stdout.write('3: the sidecar: a traced Python request waits on a lock held across a GPU sync; explain_trace over MCP says why.\n');
+  process.stdout.write(
+    '3: the sidecar: a traced Python request waits on a lock held across a GPU sync; explain_trace over MCP says why.\n',
+  );
   // No collector in the demo: the sidecar's kernel spans go nowhere (it says so on its stderr, kept for errors).
-  const sidecar = spawn(process.execPath, [join(packageRoot, 'dist', 'src', 'cli', 'main.js'), 'run', '--otlp-grpc', '127.0.0.1:0', '--otlp-http', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--mcp', '127.0.0.1:0'], {
-    env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const sidecar = spawn(
+    process.execPath,
+    [
+      join(packageRoot, 'dist', 'src', 'cli', 'main.js'),
+      'run',
+      '--otlp-grpc',
+      '127.0.0.1:0',
+      '--otlp-http',
+      '127.0.0.1:0',
+      '--metrics',
+      '127.0.0.1:0',
+      '--mcp',
+      '127.0.0.1:0',
+    ],
+    {
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let log = '';
   sidecar.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
   const client = new Client({ name: 'causeway-demo', version: '0.1.0' });
   try {
-    const [, grpcPort, mcpUrl] = (await waitFor(15_000, () => /receiving OTLP on [^ ]+:(\d+) \(gRPC\).*MCP on (\S+\/mcp)/.exec(log) ?? undefined, () => sidecar.exitCode !== null)) ?? [];
+    const [, grpcPort, mcpUrl] =
+      (await waitFor(
+        15_000,
+        () => /receiving OTLP on [^ ]+:(\d+) \(gRPC\).*MCP on (\S+\/mcp)/.exec(log) ?? undefined,
+        () => sidecar.exitCode !== null,
+      )) ?? [];
     if (grpcPort === undefined || mcpUrl === undefined) throw new Error(`the sidecar did not start:\n${log}`);
-    const truth = await run(PYTHON, [SCENARIO_APP, 'lock-chain', '--libcudart', SIM_CUDART], { ...gpu, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${grpcPort}` });
+    const truth = await run(PYTHON, [SCENARIO_APP, 'lock-chain', '--libcudart', SIM_CUDART], {
+      ...gpu,
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${grpcPort}`,
+    });
     const traceId = (JSON.parse(truth) as { trace_id: string }).trace_id;
     await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl)));
     const ask = () => client.callTool({ name: 'explain_trace', arguments: { trace_id: traceId } });
-    await waitFor(10_000, async () => ((await ask()).isError === true ? undefined : true), () => false);
+    await waitFor(
+      10_000,
+      async () => ((await ask()).isError === true ? undefined : true),
+      () => false,
+    );
     await new Promise((resolve) => setTimeout(resolve, 500)); // the last kernel events reach the store
     const answer = await ask();
     const text = (answer.content as { type: string; text?: string }[]).find((c) => c.type === 'text')?.text ?? '';
@@ -125,7 +166,11 @@ async function explainOverMcp(gpu: Record<string, string>): Promise<number> {
 }
 
 /** Polls `probe` every 200 ms until it gives a value, the deadline passes, or `gaveUp` says stop. */
-async function waitFor<T>(timeoutMs: number, probe: () => T | undefined | Promise<T | undefined>, gaveUp: () => boolean): Promise<T | undefined> {
+async function waitFor<T>(
+  timeoutMs: number,
+  probe: () => T | undefined | Promise<T | undefined>,
+  gaveUp: () => boolean,
+): Promise<T | undefined> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline && !gaveUp()) {
     const value = await probe();

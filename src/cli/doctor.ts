@@ -27,7 +27,11 @@ Options:
 `;
 
 type Status = 'ok' | 'warn' | 'FAIL';
-interface Check { name: string; status: Status; detail: string }
+interface Check {
+  name: string;
+  status: Status;
+  detail: string;
+}
 
 const CAP_SYS_ADMIN = 21n;
 const CAP_PERFMON = 38n;
@@ -39,9 +43,17 @@ function privileges(): Check {
   const has = (cap: bigint) => (caps & (1n << cap)) !== 0n;
   const who = process.geteuid?.() === 0 ? 'root' : `uid ${process.geteuid?.() ?? '?'}`;
   if ((has(CAP_BPF) && has(CAP_PERFMON)) || has(CAP_SYS_ADMIN)) {
-    return { name: 'privileges', status: 'ok', detail: `${who}, CapEff ${capEff ?? '?'} has ${has(CAP_BPF) ? 'CAP_BPF and CAP_PERFMON' : 'CAP_SYS_ADMIN'}` };
+    return {
+      name: 'privileges',
+      status: 'ok',
+      detail: `${who}, CapEff ${capEff ?? '?'} has ${has(CAP_BPF) ? 'CAP_BPF and CAP_PERFMON' : 'CAP_SYS_ADMIN'}`,
+    };
   }
-  return { name: 'privileges', status: 'FAIL', detail: `${who}, CapEff ${capEff ?? '?'} lacks CAP_BPF and CAP_PERFMON: run as root (sudo)` };
+  return {
+    name: 'privileges',
+    status: 'FAIL',
+    detail: `${who}, CapEff ${capEff ?? '?'} lacks CAP_BPF and CAP_PERFMON: run as root (sudo)`,
+  };
 }
 
 function btf(): Check {
@@ -52,17 +64,24 @@ function btf(): Check {
 }
 
 function tracefs(): Check {
-  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((line) => line.split(' '));
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' '));
   const tracefsAt = mounts.find(([, where, type]) => type === 'tracefs' && where === '/sys/kernel/tracing')?.[1];
   if (tracefsAt !== undefined) return { name: 'tracefs', status: 'ok', detail: `mounted at ${tracefsAt}` };
   const debugfs = mounts.find(([, , type]) => type === 'debugfs')?.[1];
-  if (debugfs !== undefined && existsSync(`${debugfs}/tracing/events`)) return { name: 'tracefs', status: 'ok', detail: `under debugfs at ${debugfs}/tracing` };
+  if (debugfs !== undefined && existsSync(`${debugfs}/tracing/events`))
+    return { name: 'tracefs', status: 'ok', detail: `under debugfs at ${debugfs}/tracing` };
   return { name: 'tracefs', status: 'FAIL', detail: 'not mounted: mount -t tracefs tracefs /sys/kernel/tracing' };
 }
 
 function ringbuf(): Check {
   try {
-    const probe = execFileSync('bpftool', ['feature', 'probe', 'kernel'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
+    const probe = execFileSync('bpftool', ['feature', 'probe', 'kernel'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 10_000,
+    });
     const line = /^eBPF map_type ringbuf is (NOT )?available$/m.exec(probe);
     if (line !== null) {
       return line[1] === undefined
@@ -74,7 +93,11 @@ function ringbuf(): Check {
   }
   const [major = 0, minor = 0] = release().split(/[.-]/).map(Number);
   const ok = major > 5 || (major === 5 && minor >= 8);
-  return { name: 'ringbuf', status: ok ? 'ok' : 'FAIL', detail: `kernel ${release()}${ok ? '' : ': BPF ring buffers need Linux 5.8 or later'}` };
+  return {
+    name: 'ringbuf',
+    status: ok ? 'ok' : 'FAIL',
+    detail: `kernel ${release()}${ok ? '' : ': BPF ring buffers need Linux 5.8 or later'}`,
+  };
 }
 
 function loader(): Check {
@@ -82,7 +105,11 @@ function loader(): Check {
     accessSync(loaderPath, constants.X_OK);
     return { name: 'loader', status: 'ok', detail: loaderPath };
   } catch {
-    return { name: 'loader', status: 'FAIL', detail: `${loaderPath} is missing or not executable: run \`npm run build\`` };
+    return {
+      name: 'loader',
+      status: 'FAIL',
+      detail: `${loaderPath} is missing or not executable: run \`npm run build\``,
+    };
   }
 }
 
@@ -94,9 +121,18 @@ function cudaOf(pid: number): Check {
   try {
     maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
   } catch (error) {
-    return { name, status: 'FAIL', detail: `cannot read /proc/${pid}/maps: ${(error as NodeJS.ErrnoException).code ?? String(error)}` };
+    return {
+      name,
+      status: 'FAIL',
+      detail: `cannot read /proc/${pid}/maps: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    };
   }
-  const libraries = new Set(maps.split('\n').map((line) => /\s(\/\S.*)$/.exec(line)?.[1]).filter((path) => path !== undefined && CUDA_LIBRARY.test(path)));
+  const libraries = new Set(
+    maps
+      .split('\n')
+      .map((line) => /\s(\/\S.*)$/.exec(line)?.[1])
+      .filter((path) => path !== undefined && CUDA_LIBRARY.test(path)),
+  );
   if (libraries.size > 0) return { name, status: 'ok', detail: `CUDA libraries: ${Array.from(libraries).join(', ')}` };
   let exe: string;
   let linksStatically: boolean;
@@ -104,14 +140,26 @@ function cudaOf(pid: number): Check {
     exe = readlinkSync(`/proc/${pid}/exe`);
     linksStatically = definesFunction(`/proc/${pid}/exe`, 'cudaLaunchKernel');
   } catch (error) {
-    return { name, status: 'warn', detail: `no CUDA library mapped, and its executable is unreadable (${(error as NodeJS.ErrnoException).code ?? String(error)})` };
+    return {
+      name,
+      status: 'warn',
+      detail: `no CUDA library mapped, and its executable is unreadable (${(error as NodeJS.ErrnoException).code ?? String(error)})`,
+    };
   }
   if (linksStatically) return { name, status: 'ok', detail: `${exe} defines cudaLaunchKernel (static CUDA runtime)` };
-  return { name, status: 'warn', detail: `no CUDA runtime in ${exe} or its libraries: CUDA probes will not see it, other kinds will` };
+  return {
+    name,
+    status: 'warn',
+    detail: `no CUDA runtime in ${exe} or its libraries: CUDA probes will not see it, other kinds will`,
+  };
 }
 
 export function doctor(argv: string[]): number {
-  const { values } = parseArgs({ args: argv, options: { pid: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } }, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: { pid: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+  });
   if (values.help === true) {
     process.stdout.write(DOCTOR_HELP);
     return 0;
@@ -119,6 +167,7 @@ export function doctor(argv: string[]): number {
   const pids = (values.pid ?? []).map((pid) => positiveInteger('--pid', pid));
   const checks = [privileges(), btf(), tracefs(), ringbuf(), loader(), ...pids.map(cudaOf)];
   const width = Math.max(...checks.map((c) => c.name.length));
-  for (const check of checks) process.stdout.write(`${check.status.padEnd(4)} ${check.name.padEnd(width)}  ${check.detail}\n`);
+  for (const check of checks)
+    process.stdout.write(`${check.status.padEnd(4)} ${check.name.padEnd(width)}  ${check.detail}\n`);
   return checks.some((c) => c.status === 'FAIL') ? 1 : 0;
 }

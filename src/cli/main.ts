@@ -55,13 +55,17 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = COMMANDS[name];
-  if (command === undefined) throw new UsageError(`no command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')}`);
+  if (command === undefined)
+    throw new UsageError(`no command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')}`);
   return command.run(rest);
 }
 
 function isUsageError(error: unknown): error is Error {
   // parseArgs reports unknown options and missing values with ERR_PARSE_ARGS_* codes.
-  return error instanceof UsageError || (error instanceof Error && String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS'));
+  return (
+    error instanceof UsageError ||
+    (error instanceof Error && String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS'))
+  );
 }
 
 /** A port already taken or not ours to bind: one line, not a stack trace. */
@@ -73,11 +77,14 @@ try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (error) {
   if (isListenError(error)) {
-    process.stderr.write(`causeway: cannot listen on ${String(error.address)}:${String(error.port)}: ${error.code === 'EADDRINUSE' ? 'the address is in use' : error.message}\n`);
+    process.stderr.write(
+      `causeway: cannot listen on ${String(error.address)}:${String(error.port)}: ${error.code === 'EADDRINUSE' ? 'the address is in use' : error.message}\n`,
+    );
     process.exit(1);
   }
   if (!isUsageError(error)) throw error;
-  const command = process.argv[2] !== undefined && process.argv[2] in COMMANDS ? `causeway ${process.argv[2]}` : 'causeway';
+  const command =
+    process.argv[2] !== undefined && process.argv[2] in COMMANDS ? `causeway ${process.argv[2]}` : 'causeway';
   process.stderr.write(`${command}: ${error.message}\nRun \`${command} --help\` for usage.\n`);
   process.exitCode = 2;
 }

@@ -17,14 +17,22 @@ Options:
 `;
 
 export async function mcp(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { url: { type: 'string' }, 'token-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: { url: { type: 'string' }, 'token-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+  });
   if (values.help === true) {
     process.stdout.write(MCP_HELP);
     return 0;
   }
   const url = values.url ?? 'http://127.0.0.1:4419/mcp';
-  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) throw new UsageError(`--url ${url}: expected an http(s) URL`);
-  const token = values['token-file'] === undefined ? process.env.CAUSEWAY_MCP_TOKEN : readFileSync(values['token-file'], 'utf8').trim();
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol))
+    throw new UsageError(`--url ${url}: expected an http(s) URL`);
+  const token =
+    values['token-file'] === undefined
+      ? process.env.CAUSEWAY_MCP_TOKEN
+      : readFileSync(values['token-file'], 'utf8').trim();
   await serveStdioBridge({ url, ...(token === undefined || token === '' ? {} : { token }) });
   return 0;
 }

@@ -89,9 +89,14 @@ function settings(argv: string[]): Settings & { help?: boolean } {
   let file: Settings = {};
   if (values.config !== undefined) {
     const parsed: unknown = parseYaml(readFileSync(values.config, 'utf8'));
-    if (parsed !== null && (typeof parsed !== 'object' || Array.isArray(parsed))) throw new UsageError(`--config ${values.config}: expected a mapping of option names to values`);
-    file = Object.fromEntries(Object.entries(parsed ?? {}).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : String(v)]));
-    for (const key of Object.keys(file)) if (!(key in OPTIONS) || key === 'config' || key === 'help') throw new UsageError(`--config ${values.config}: unknown key ${key}`);
+    if (parsed !== null && (typeof parsed !== 'object' || Array.isArray(parsed)))
+      throw new UsageError(`--config ${values.config}: expected a mapping of option names to values`);
+    file = Object.fromEntries(
+      Object.entries(parsed ?? {}).map(([k, v]) => [k, Array.isArray(v) ? v.map(String) : String(v)]),
+    );
+    for (const key of Object.keys(file))
+      if (!(key in OPTIONS) || key === 'config' || key === 'help')
+        throw new UsageError(`--config ${values.config}: unknown key ${key}`);
   }
   return { ...file, ...values };
 }
@@ -151,7 +156,15 @@ export async function run(argv: string[]): Promise<number> {
     return span.resource['telemetry.sdk.language'] === 'nodejs' ? { hostPid, hostTid: hostPid } : { hostPid };
   };
 
-  const sender = new SpanSender({ onStatus: (up, detail) => { log(up ? `collector at ${exportUrl()}: ${detail}` : `cannot export to the collector at ${exportUrl()} (spans are queued, then dropped and counted): ${detail}`); } });
+  const sender = new SpanSender({
+    onStatus: (up, detail) => {
+      log(
+        up
+          ? `collector at ${exportUrl()}: ${detail}`
+          : `cannot export to the collector at ${exportUrl()} (spans are queued, then dropped and counted): ${detail}`,
+      );
+    },
+  });
   const builder = new KernelSpanBuilder();
   const store = await Store.open(storeOptions);
   let newestEventEnd: bigint | undefined;
@@ -169,7 +182,8 @@ export async function run(argv: string[]): Promise<number> {
     libs: [],
     followAll: false,
     onMessage: (m) => {
-      if (m.level !== 'info' || m.fields.event === 'library') log(`${m.level === 'info' ? '' : `${m.level}: `}${m.msg}`);
+      if (m.level !== 'info' || m.fields.event === 'library')
+        log(`${m.level === 'info' ? '' : `${m.level}: `}${m.msg}`);
     },
     onEvents: (events) => {
       correlator.addEvents(events);
@@ -201,7 +215,9 @@ export async function run(argv: string[]): Promise<number> {
     log(`cannot capture: ${ready.failure ?? 'stopped'}`);
     return 1;
   }
-  const metrics = await serveMetrics(metricsEndpoint.host, metricsEndpoint.port, () => samples(capture, receiver.counters(), correlator, sender, store));
+  const metrics = await serveMetrics(metricsEndpoint.host, metricsEndpoint.port, () =>
+    samples(capture, receiver.counters(), correlator, sender, store),
+  );
   const status = async () => ({
     capture: { ...capture.counters() },
     correlator: { ...correlator.counters() },
@@ -216,16 +232,27 @@ export async function run(argv: string[]): Promise<number> {
       storeLastFlushMs: store.counters().lastFlushMs,
     },
   });
-  const mcp = await serveMcp({ ...mcpEndpoint, ...(mcpToken === undefined ? {} : { token: mcpToken }), allowedOrigins: list(s['mcp-allow-origin']) }, { store, sources: backend === undefined ? [store] : [store, backend], status });
+  const mcp = await serveMcp(
+    {
+      ...mcpEndpoint,
+      ...(mcpToken === undefined ? {} : { token: mcpToken }),
+      allowedOrigins: list(s['mcp-allow-origin']),
+    },
+    { store, sources: backend === undefined ? [store] : [store, backend], status },
+  );
   const joining = setInterval(() => {
     correlator.join();
   }, 100);
-  log(`receiving OTLP on ${grpc.host}:${String(receiver.grpcPort)} (gRPC) and ${httpEndpoint.host}:${String(receiver.httpPort)} (HTTP), exporting to ${exportUrl()}, metrics on ${metricsEndpoint.host}:${metrics.port}/metrics, MCP on ${mcp.url}${backend === undefined ? '' : ` (cluster mode: also ${backend.name})`}`);
+  log(
+    `receiving OTLP on ${grpc.host}:${String(receiver.grpcPort)} (gRPC) and ${httpEndpoint.host}:${String(receiver.httpPort)} (HTTP), exporting to ${exportUrl()}, metrics on ${metricsEndpoint.host}:${metrics.port}/metrics, MCP on ${mcp.url}${backend === undefined ? '' : ` (cluster mode: also ${backend.name})`}`,
+  );
 
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
-    void capture.ended.then(() => { resolve(); });
+    void capture.ended.then(() => {
+      resolve();
+    });
   });
   clearInterval(joining);
   await receiver.close();
@@ -240,23 +267,47 @@ export async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-function samples(capture: KernelCapture, receiver: ReturnType<Awaited<ReturnType<typeof startOtlpReceiver>>['counters']>, correlator: Correlator<AppSpan>, sender: SpanSender, store: Store): Sample[] {
+function samples(
+  capture: KernelCapture,
+  receiver: ReturnType<Awaited<ReturnType<typeof startOtlpReceiver>>['counters']>,
+  correlator: Correlator<AppSpan>,
+  sender: SpanSender,
+  store: Store,
+): Sample[] {
   const k = capture.counters();
   const c = correlator.counters();
   const e = sender.counters();
   const st = store.counters();
   return [
-    ...Object.entries(k.events).map(([kind, n]): Sample => ['causeway_kernel_events_total', 'Kernel events decoded, per kind.', n, { kind }]),
-    ...Object.entries(k.drops).map(([kind, n]): Sample => ['causeway_kernel_drops_total', 'Kernel events lost to a full ring buffer, per kind.', n, { kind }]),
+    ...Object.entries(k.events).map(([kind, n]): Sample => [
+      'causeway_kernel_events_total',
+      'Kernel events decoded, per kind.',
+      n,
+      { kind },
+    ]),
+    ...Object.entries(k.drops).map(([kind, n]): Sample => [
+      'causeway_kernel_drops_total',
+      'Kernel events lost to a full ring buffer, per kind.',
+      n,
+      { kind },
+    ]),
     ['causeway_receiver_spans_accepted_total', 'App spans accepted over OTLP.', receiver.spansAccepted],
     ['causeway_receiver_spans_rejected_total', 'App spans rejected as invalid.', receiver.spansRejected],
-    ['causeway_receiver_requests_refused_total', 'OTLP requests refused for overload (retryable).', receiver.requestsRefused],
+    [
+      'causeway_receiver_requests_refused_total',
+      'OTLP requests refused for overload (retryable).',
+      receiver.requestsRefused,
+    ],
     ['causeway_receiver_bad_requests_total', 'OTLP requests answered with a client error.', receiver.badRequests],
     ['causeway_correlator_spans_joined_total', 'App spans joined with kernel events.', c.spansJoined],
     ['causeway_correlator_spans_with_events_total', 'App spans that had kernel events.', c.spansWithEvents],
     ['causeway_correlator_spans_not_here_total', 'App spans from processes not on this host.', c.spansNotHere],
     ['causeway_correlator_events_attached_total', 'Kernel events attached to app spans.', c.eventsAttached],
-    ['causeway_correlator_events_evicted_unjoined_total', 'Kernel events evicted before any span took them.', c.eventsEvictedUnjoined],
+    [
+      'causeway_correlator_events_evicted_unjoined_total',
+      'Kernel events evicted before any span took them.',
+      c.eventsEvictedUnjoined,
+    ],
     ['causeway_correlator_events_held', 'Kernel events waiting for late spans.', c.eventsHeld],
     ['causeway_correlator_spans_pending', 'App spans waiting for the kernel watermark.', c.spansPending],
     ['causeway_export_spans_sent_total', 'Kernel spans exported.', e.spansSent],

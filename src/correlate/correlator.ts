@@ -67,8 +67,6 @@ interface HeldEvent {
   takenAtStart: bigint | null;
 }
 
-
-
 /** Index of the first event that began at or after `start`, in a list sorted by start. */
 function firstStartingAt(list: HeldEvent[], start: bigint): number {
   let low = 0;
@@ -92,7 +90,14 @@ export class Correlator<S extends JoinableSpan> {
   private readonly maxEvents: number;
   private readonly maxPendingSpans: number;
   private readonly now: () => bigint;
-  private readonly count = { spansJoined: 0, spansWithEvents: 0, spansNotHere: 0, spansRefused: 0, eventsAttached: 0, eventsEvictedUnjoined: 0 };
+  private readonly count = {
+    spansJoined: 0,
+    spansWithEvents: 0,
+    spansNotHere: 0,
+    spansRefused: 0,
+    eventsAttached: 0,
+    eventsEvictedUnjoined: 0,
+  };
 
   constructor(private readonly options: CorrelatorOptions<S>) {
     this.retention = BigInt(options.retentionMs ?? 30_000) * MS;
@@ -185,7 +190,8 @@ export class Correlator<S extends JoinableSpan> {
     // Over the bound: the longest lists lose their oldest first.
     while (this.held > this.maxEvents) {
       let longest: HeldEvent[] | undefined;
-      for (const threads of this.byThread.values()) for (const list of threads.values()) if (list.length > (longest?.length ?? 0)) longest = list;
+      for (const threads of this.byThread.values())
+        for (const list of threads.values()) if (list.length > (longest?.length ?? 0)) longest = list;
       if (longest === undefined) break;
       this.dropFront(longest, Math.max(1, Math.min(longest.length, this.held - this.maxEvents)));
     }

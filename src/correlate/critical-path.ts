@@ -11,14 +11,14 @@ export interface PathSegment {
   end: bigint;
 }
 
-
 /** The root: the longest span whose parent is not in the trace. */
 export function rootSpan(spans: TraceSpan[]): TraceSpan | undefined {
   const ids = new Set(spans.map((s) => s.spanId));
   let root: TraceSpan | undefined;
   for (const span of spans) {
     if (span.parentSpanId !== undefined && ids.has(span.parentSpanId)) continue;
-    if (root === undefined || span.endUnixNano - span.startUnixNano > root.endUnixNano - root.startUnixNano) root = span;
+    if (root === undefined || span.endUnixNano - span.startUnixNano > root.endUnixNano - root.startUnixNano)
+      root = span;
   }
   return root;
 }

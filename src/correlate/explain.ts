@@ -131,11 +131,27 @@ const wokenByKernel = (event: KernelEvent) => wokenByNoTask(event) || KERNEL_THR
  */
 function causeOf(event: KernelEvent, retransmits: KernelEvent[], ios: KernelEvent[]): KernelEvent | undefined {
   if (!OFF_CPU.has(event.kind)) return undefined;
-  const retransmit = retransmits.find((r) => r.startUnixNano >= event.startUnixNano && r.startUnixNano <= event.endUnixNano);
+  const retransmit = retransmits.find(
+    (r) => r.startUnixNano >= event.startUnixNano && r.startUnixNano <= event.endUnixNano,
+  );
   if (retransmit !== undefined) return retransmit;
-  if (event.kind !== 'sched.blocked' || event.attributes[A.ATTR_CAUSEWAY_SCHED_STATE] !== 'D' || !wokenByKernel(event)) return undefined;
-  const own = ios.filter((io) => io.tid === event.tid && io.startUnixNano < event.endUnixNano && io.startUnixNano >= event.startUnixNano - IO_BEFORE_SLEEP_NS).at(-1);
-  return own ?? { ...event, kind: 'block.io', attributes: { [A.ATTR_CAUSEWAY_BLOCK_DEVICE]: 'unknown', [A.ATTR_CAUSEWAY_BLOCK_OP]: 'wait' } };
+  if (event.kind !== 'sched.blocked' || event.attributes[A.ATTR_CAUSEWAY_SCHED_STATE] !== 'D' || !wokenByKernel(event))
+    return undefined;
+  const own = ios
+    .filter(
+      (io) =>
+        io.tid === event.tid &&
+        io.startUnixNano < event.endUnixNano &&
+        io.startUnixNano >= event.startUnixNano - IO_BEFORE_SLEEP_NS,
+    )
+    .at(-1);
+  return (
+    own ?? {
+      ...event,
+      kind: 'block.io',
+      attributes: { [A.ATTR_CAUSEWAY_BLOCK_DEVICE]: 'unknown', [A.ATTR_CAUSEWAY_BLOCK_OP]: 'wait' },
+    }
+  );
 }
 
 interface Classified {
@@ -151,10 +167,23 @@ export function classify(events: KernelEvent[], from: bigint, to: bigint): Class
   const ios = events.filter((e) => e.kind === 'block.io');
   const intervals: (Interval & { s: bigint; e: bigint })[] = [];
   for (const event of events) {
-    if (event.kind === 'tcp.retransmit' || event.kind === 'cuda.launch' || event.endUnixNano <= from || event.startUnixNano >= to) continue;
+    if (
+      event.kind === 'tcp.retransmit' ||
+      event.kind === 'cuda.launch' ||
+      event.endUnixNano <= from ||
+      event.startUnixNano >= to
+    )
+      continue;
     const cause = causeOf(event, retransmits, ios);
-    const kind = event.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] === true ? 'causeway' : (cause?.kind ?? event.kind);
-    intervals.push({ event, kind, ...(cause === undefined ? {} : { cause }), s: later(event.startUnixNano, from), e: earlier(event.endUnixNano, to) });
+    const kind =
+      event.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] === true ? 'causeway' : (cause?.kind ?? event.kind);
+    intervals.push({
+      event,
+      kind,
+      ...(cause === undefined ? {} : { cause }),
+      s: later(event.startUnixNano, from),
+      e: earlier(event.endUnixNano, to),
+    });
   }
   intervals.sort((a, b) => byTime(a.s, b.s));
   const cuts = [...new Set([from, to, ...intervals.flatMap((i) => [i.s, i.e])])].sort(byTime);
@@ -165,7 +194,8 @@ export function classify(events: KernelEvent[], from: bigint, to: bigint): Class
   for (let k = 0; k + 1 < cuts.length; k++) {
     const a = cuts[k] ?? 0n;
     const b = cuts[k + 1] ?? 0n;
-    while (next < intervals.length && (intervals[next]?.s ?? b) <= a) active.push(intervals[next++] as (typeof intervals)[number]);
+    while (next < intervals.length && (intervals[next]?.s ?? b) <= a)
+      active.push(intervals[next++] as (typeof intervals)[number]);
     active = active.filter((i) => i.e > a);
     const offCpu = active.some((i) => OFF_CPU.has(i.event.kind));
     let best: Interval | undefined;
@@ -192,7 +222,13 @@ interface Resolution {
   evidence: string[];
 }
 
-const link = (interval: Interval, time: bigint): ChainLink => ({ kind: interval.kind, pid: interval.event.pid, tid: interval.event.tid, comm: interval.event.comm, time_ms: round(ms(time)) });
+const link = (interval: Interval, time: bigint): ChainLink => ({
+  kind: interval.kind,
+  pid: interval.event.pid,
+  tid: interval.event.tid,
+  comm: interval.event.comm,
+  time_ms: round(ms(time)),
+});
 
 function mostCommon(values: string[]): string | undefined {
   const counts = new Map<string, number>();
@@ -213,7 +249,8 @@ const gpuCulprit = (task: { pid: number; tid: number; comm: string }, kernel: st
   ...(kernel === undefined ? {} : { cuda_kernel: kernel }),
 });
 
-const overlapping = (events: KernelEvent[], from: bigint, to: bigint) => events.filter((e) => e.startUnixNano < to && e.endUnixNano > from);
+const overlapping = (events: KernelEvent[], from: bigint, to: bigint) =>
+  events.filter((e) => e.startUnixNano < to && e.endUnixNano > from);
 
 class Analysis {
   /** Events per thread over the whole trace, read once: many waits share a waker. */
@@ -228,14 +265,16 @@ class Analysis {
   private threadEvents(pid: number, tid: number, from: bigint, to: bigint): Promise<KernelEvent[]> {
     const key = `${String(pid)}/${String(tid)}`;
     let events = this.threads.get(key);
-    if (events === undefined) this.threads.set(key, (events = this.source.events({ pid, tid, from: this.window.from, to: this.window.to })));
+    if (events === undefined)
+      this.threads.set(key, (events = this.source.events({ pid, tid, from: this.window.from, to: this.window.to })));
     return events.then((all) => overlapping(all, from, to));
   }
 
   /** The GPU events of every process but `pid`, read once per trace. */
   private otherGpuEvents(pid: number, from: bigint, to: bigint): Promise<KernelEvent[]> {
     let events = this.othersOnGpu.get(pid);
-    if (events === undefined) this.othersOnGpu.set(pid, (events = this.source.gpuEvents(this.window.from, this.window.to, pid)));
+    if (events === undefined)
+      this.othersOnGpu.set(pid, (events = this.source.gpuEvents(this.window.from, this.window.to, pid)));
     return events.then((all) => overlapping(all, from, to));
   }
 
@@ -248,10 +287,22 @@ class Analysis {
       case 'sched.blocked':
         return this.wait(interval, time, depth);
       case 'causeway':
-        return { kind: interval.kind, culprit: null, chain: [own], evidence: [`waited ${own.time_ms} ms for a CPU held by Causeway itself (its sidecar or loader)`] };
+        return {
+          kind: interval.kind,
+          culprit: null,
+          chain: [own],
+          evidence: [`waited ${own.time_ms} ms for a CPU held by Causeway itself (its sidecar or loader)`],
+        };
       case 'sched.runqueue': {
         const holder = namedTask(event);
-        return { kind: interval.kind, culprit: holder, chain: [own], evidence: [`waited ${own.time_ms} ms for CPU ${String(event.attributes[A.ATTR_CAUSEWAY_SCHED_CPU])} held by ${holder === null ? 'an unknown task' : `pid ${String(holder.pid)} ${quoted(holder.comm ?? '')}`}`] };
+        return {
+          kind: interval.kind,
+          culprit: holder,
+          chain: [own],
+          evidence: [
+            `waited ${own.time_ms} ms for CPU ${String(event.attributes[A.ATTR_CAUSEWAY_SCHED_CPU])} held by ${holder === null ? 'an unknown task' : `pid ${String(holder.pid)} ${quoted(holder.comm ?? '')}`}`,
+          ],
+        };
       }
       case 'cuda.sync':
       case 'cuda.memcpy':
@@ -261,18 +312,36 @@ class Analysis {
         const io = interval.cause ?? event;
         const device = text(io.attributes[A.ATTR_CAUSEWAY_BLOCK_DEVICE]) ?? 'unknown';
         const op = text(io.attributes[A.ATTR_CAUSEWAY_BLOCK_OP]) ?? 'unknown';
-        const evidence = interval.cause === undefined
-          ? `${op} on ${device}: ${String(io.attributes[A.ATTR_CAUSEWAY_BLOCK_BYTES])} bytes, ${round(ms(io.endUnixNano - io.startUnixNano))} ms`
-          : `uninterruptible sleep of ${own.time_ms} ms ended by the kernel (${otherTask(event)?.comm ?? 'an interrupt'})${device === 'unknown' ? ': waiting for I/O it did not submit itself' : `, after its own ${op} on ${device}: waiting for the device`}`;
-        return { kind: interval.kind, culprit: { pid: io.pid, tid: io.tid, comm: io.comm, device, op }, chain: [own], evidence: [evidence] };
+        const evidence =
+          interval.cause === undefined
+            ? `${op} on ${device}: ${String(io.attributes[A.ATTR_CAUSEWAY_BLOCK_BYTES])} bytes, ${round(ms(io.endUnixNano - io.startUnixNano))} ms`
+            : `uninterruptible sleep of ${own.time_ms} ms ended by the kernel (${otherTask(event)?.comm ?? 'an interrupt'})${device === 'unknown' ? ': waiting for I/O it did not submit itself' : `, after its own ${op} on ${device}: waiting for the device`}`;
+        return {
+          kind: interval.kind,
+          culprit: { pid: io.pid, tid: io.tid, comm: io.comm, device, op },
+          chain: [own],
+          evidence: [evidence],
+        };
       }
       case 'tcp.retransmit': {
         const r = interval.cause ?? event;
         const peer = `${text(r.attributes[A.ATTR_NETWORK_PEER_ADDRESS]) ?? '?'}:${String(r.attributes[A.ATTR_NETWORK_PEER_PORT])}`;
-        return { kind: 'tcp.retransmit', culprit: { pid: null, tid: null, comm: null, peer }, chain: [own], evidence: [`blocked ${own.time_ms} ms until a TCP retransmit to ${peer} (state ${String(r.attributes[A.ATTR_CAUSEWAY_TCP_STATE])}) got through`] };
+        return {
+          kind: 'tcp.retransmit',
+          culprit: { pid: null, tid: null, comm: null, peer },
+          chain: [own],
+          evidence: [
+            `blocked ${own.time_ms} ms until a TCP retransmit to ${peer} (state ${String(r.attributes[A.ATTR_CAUSEWAY_TCP_STATE])}) got through`,
+          ],
+        };
       }
       default:
-        return { kind: interval.kind, culprit: { pid: event.pid, tid: event.tid, comm: event.comm }, chain: [own], evidence: [] };
+        return {
+          kind: interval.kind,
+          culprit: { pid: event.pid, tid: event.tid, comm: event.comm },
+          chain: [own],
+          evidence: [],
+        };
     }
   }
 
@@ -283,9 +352,16 @@ class Analysis {
     const waker = namedTask(event);
     if (waker?.tid == null || wokenByNoTask(event)) {
       // No task woke it (a timeout, a timer, an interrupt on an idle CPU): not a cause we can name.
-      return { kind: interval.kind, culprit: null, chain: [own], evidence: [`${interval.kind} of ${own.time_ms} ms ended without a waking task`] };
+      return {
+        kind: interval.kind,
+        culprit: null,
+        chain: [own],
+        evidence: [`${interval.kind} of ${own.time_ms} ms ended without a waking task`],
+      };
     }
-    const evidence = [`${interval.kind} of ${own.time_ms} ms in tid ${String(event.tid)}, woken by pid ${String(waker.pid)} tid ${String(waker.tid)} ${quoted(waker.comm ?? '')}`];
+    const evidence = [
+      `${interval.kind} of ${own.time_ms} ms in tid ${String(event.tid)}, woken by pid ${String(waker.pid)} tid ${String(waker.tid)} ${quoted(waker.comm ?? '')}`,
+    ];
     if (depth < MAX_CHAIN_DEPTH) {
       const from = event.startUnixNano;
       const to = event.endUnixNano;
@@ -304,7 +380,13 @@ class Analysis {
       if (busiest !== undefined && Number(busiest.total) >= LINK_MIN_SHARE * Number(to - from)) {
         const next = await this.resolve(busiest.longest, busiest.total, depth + 1);
         // A link that names nobody (a sleep no task ended) ends the chain here: the waker is the culprit.
-        if (next.culprit !== null) return { kind: next.kind, culprit: next.culprit, chain: [own, ...next.chain], evidence: [...evidence, ...next.evidence] };
+        if (next.culprit !== null)
+          return {
+            kind: next.kind,
+            culprit: next.culprit,
+            chain: [own, ...next.chain],
+            evidence: [...evidence, ...next.evidence],
+          };
         evidence.push(...next.evidence);
       } else {
         evidence.push(`the waker was on CPU (or not traced) for ${round(ms(activity.uncovered))} ms of that wait`);
@@ -319,11 +401,26 @@ class Analysis {
     const a = event.attributes;
     const api = text(a[A.ATTR_CAUSEWAY_CUDA_API]) ?? interval.kind;
     const inflight = inflightKernels(event);
-    const evidence = [`${api} waited ${own.time_ms} ms${inflight.length > 0 ? ` with ${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] ?? inflight.length)} kernels in flight: ${[...new Set(inflight)].slice(0, 5).map((k) => quoted(k)).join(', ')}` : ''}`];
+    const evidence = [
+      `${api} waited ${own.time_ms} ms${
+        inflight.length > 0
+          ? ` with ${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] ?? inflight.length)} kernels in flight: ${[
+              ...new Set(inflight),
+            ]
+              .slice(0, 5)
+              .map((k) => quoted(k))
+              .join(', ')}`
+          : ''
+      }`,
+    ];
 
-    if (depth >= MAX_CHAIN_DEPTH) return { kind: interval.kind, culprit: gpuCulprit(event, mostCommon(inflight)), chain: [own], evidence };
+    if (depth >= MAX_CHAIN_DEPTH)
+      return { kind: interval.kind, culprit: gpuCulprit(event, mostCommon(inflight)), chain: [own], evidence };
     // Other GPU users: how much of our wait their own GPU waits and copies overlapped.
-    const others = new Map<number, { overlap: bigint; launches: number; kernels: string[]; tid: number; comm: string }>();
+    const others = new Map<
+      number,
+      { overlap: bigint; launches: number; kernels: string[]; tid: number; comm: string }
+    >();
     for (const e of await this.otherGpuEvents(event.pid, event.startUnixNano, event.endUnixNano)) {
       const o = others.get(e.pid) ?? { overlap: 0n, launches: 0, kernels: [], tid: e.tid, comm: e.comm };
       if (e.kind === 'cuda.launch') {
@@ -337,17 +434,37 @@ class Analysis {
       others.set(e.pid, o);
     }
     const waitNs = event.endUnixNano - event.startUnixNano;
-    const [topPid, top] = [...others.entries()].sort((x, y) => Number(y[1].overlap - x[1].overlap) || y[1].launches - x[1].launches)[0] ?? [];
-    for (const [pid, o] of [...others.entries()].slice(0, 3)) evidence.push(`pid ${String(pid)} ${quoted(o.comm)} used the GPU meanwhile: ${String(o.launches)} launches, ${round(ms(o.overlap))} ms of its own GPU waits overlapping`);
-    if (topPid !== undefined && top !== undefined && (inflight.length === 0 || Number(top.overlap) >= 0.5 * Number(waitNs))) {
-      return { kind: interval.kind, culprit: gpuCulprit({ pid: topPid, tid: top.tid, comm: top.comm }, mostCommon(top.kernels)), chain: [own], evidence };
+    const [topPid, top] =
+      [...others.entries()].sort((x, y) => Number(y[1].overlap - x[1].overlap) || y[1].launches - x[1].launches)[0] ??
+      [];
+    for (const [pid, o] of [...others.entries()].slice(0, 3))
+      evidence.push(
+        `pid ${String(pid)} ${quoted(o.comm)} used the GPU meanwhile: ${String(o.launches)} launches, ${round(ms(o.overlap))} ms of its own GPU waits overlapping`,
+      );
+    if (
+      topPid !== undefined &&
+      top !== undefined &&
+      (inflight.length === 0 || Number(top.overlap) >= 0.5 * Number(waitNs))
+    ) {
+      return {
+        kind: interval.kind,
+        culprit: gpuCulprit({ pid: topPid, tid: top.tid, comm: top.comm }, mostCommon(top.kernels)),
+        chain: [own],
+        evidence,
+      };
     }
     const kernel = mostCommon(inflight);
     // The thread that launched it: the last launch of that kernel in the process before the wait.
     let launcher: KernelEvent = event;
     if (kernel !== undefined) {
-      const before = await this.source.events({ pid: event.pid, from: event.startUnixNano - 2_000_000_000n, to: event.startUnixNano });
-      launcher = before.filter((e) => e.kind === 'cuda.launch' && e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL] === kernel).at(-1) ?? event;
+      const before = await this.source.events({
+        pid: event.pid,
+        from: event.startUnixNano - 2_000_000_000n,
+        to: event.startUnixNano,
+      });
+      launcher =
+        before.filter((e) => e.kind === 'cuda.launch' && e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL] === kernel).at(-1) ??
+        event;
     }
     return { kind: interval.kind, culprit: gpuCulprit(launcher, kernel), chain: [own], evidence };
   }
@@ -379,9 +496,18 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
     if (span.pid === undefined) continue;
     const key = `${String(span.pid)}/${String(span.tid ?? '')}`;
     const t = threads.get(key);
-    threads.set(key, t === undefined ? { pid: span.pid, ...(span.tid === undefined ? {} : { tid: span.tid }), from: start, to: end } : { ...t, from: earlier(t.from, start), to: later(t.to, end) });
+    threads.set(
+      key,
+      t === undefined
+        ? { pid: span.pid, ...(span.tid === undefined ? {} : { tid: span.tid }), from: start, to: end }
+        : { ...t, from: earlier(t.from, start), to: later(t.to, end) },
+    );
   }
-  await Promise.all([...threads.values()].map(async (t) => { t.events = await source.events(t); }));
+  await Promise.all(
+    [...threads.values()].map(async (t) => {
+      t.events = await source.events(t);
+    }),
+  );
 
   const perKind = new Map<BreakdownKind, bigint>();
   const add = (kind: BreakdownKind, ns: bigint) => perKind.set(kind, (perKind.get(kind) ?? 0n) + ns);
@@ -405,18 +531,32 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
   // Resolve the longest intervals into chains; group what they lead to by root kind, then culprit.
   pieces.sort((a, b) => Number(b.time - a.time));
   const analysis = new Analysis(source, { from: root.startUnixNano, to: root.endUnixNano });
-  const resolved = await Promise.all(pieces.map(async (p, i) => ({ piece: p, resolution: await analysis.resolve(p.interval, p.time, i < FOLLOWED_PER_TRACE ? 0 : MAX_CHAIN_DEPTH) })));
+  const resolved = await Promise.all(
+    pieces.map(async (p, i) => ({
+      piece: p,
+      resolution: await analysis.resolve(p.interval, p.time, i < FOLLOWED_PER_TRACE ? 0 : MAX_CHAIN_DEPTH),
+    })),
+  );
   const byKind = new Map<string, { time: bigint; items: typeof resolved }>();
   for (const item of resolved) {
     // A wait nobody woke names no cause, and the tracer's own cost is not the app's.
-    if (item.resolution.kind === 'causeway' || (item.resolution.culprit === null && (item.resolution.kind === 'sched.blocked' || item.resolution.kind === 'futex.wait'))) continue;
+    if (
+      item.resolution.kind === 'causeway' ||
+      (item.resolution.culprit === null &&
+        (item.resolution.kind === 'sched.blocked' || item.resolution.kind === 'futex.wait'))
+    )
+      continue;
     const group = byKind.get(item.resolution.kind) ?? { time: 0n, items: [] };
     group.time += item.piece.time;
     group.items.push(item);
     byKind.set(item.resolution.kind, group);
   }
   const breakdown = [...perKind.entries()]
-    .map(([kind, ns]) => ({ kind, time_ms: round(ms(ns)), share: duration > 0n ? round(Number(ns) / Number(duration)) : 0 }))
+    .map(([kind, ns]) => ({
+      kind,
+      time_ms: round(ms(ns)),
+      share: duration > 0n ? round(Number(ns) / Number(duration)) : 0,
+    }))
     .sort((a, b) => b.time_ms - a.time_ms);
 
   const [winnerKind, winner] = [...byKind.entries()].sort((a, b) => Number(b[1].time - a[1].time))[0] ?? [];
@@ -429,7 +569,15 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
     const rest = breakdown.filter((b) => b.kind === 'cpu' || b.kind === 'unexplained');
     const tracer = breakdown.filter((b) => b.kind === 'causeway');
     const restMs = rest.reduce((sum, b) => sum + b.time_ms, 0);
-    rootCause = { kind: 'none', time_ms: round(restMs), share: duration > 0n ? round(restMs / ms(duration)) : 0, span_id: root.spanId, culprit: null, chain: [], evidence: [...rest, ...tracer].map((b) => `${NOT_A_CAUSE[b.kind as keyof typeof NOT_A_CAUSE]}: ${b.time_ms} ms`) };
+    rootCause = {
+      kind: 'none',
+      time_ms: round(restMs),
+      share: duration > 0n ? round(restMs / ms(duration)) : 0,
+      span_id: root.spanId,
+      culprit: null,
+      chain: [],
+      evidence: [...rest, ...tracer].map((b) => `${NOT_A_CAUSE[b.kind as keyof typeof NOT_A_CAUSE]}: ${b.time_ms} ms`),
+    };
   } else {
     // The culprit that cost the most within the winning kind.
     const perCulprit = new Map<string, { time: bigint; items: typeof resolved }>();
@@ -453,14 +601,22 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
       evidence: [...new Set(top.items.slice(0, 3).flatMap((i) => i.resolution.evidence))].slice(0, 10),
     };
   }
-  return { trace_id: traceId, source: source.name, duration_ms: round(ms(duration)), root_span: rootSpanInfo, breakdown, root_cause: rootCause, summary: summarize(traceId, rootSpanInfo, ms(duration), breakdown, rootCause) };
+  return {
+    trace_id: traceId,
+    source: source.name,
+    duration_ms: round(ms(duration)),
+    root_span: rootSpanInfo,
+    breakdown,
+    root_cause: rootCause,
+    summary: summarize(traceId, rootSpanInfo, ms(duration), breakdown, rootCause),
+  };
 }
 
 /** How the time that names no cause is said. */
 const NOT_A_CAUSE = {
   cpu: 'on CPU',
   unexplained: 'unexplained (no thread id or not on this host)',
-  causeway: 'waiting for a CPU held by Causeway itself (the tracer\'s own cost)',
+  causeway: "waiting for a CPU held by Causeway itself (the tracer's own cost)",
 } as const;
 
 function describeCulprit(c: Culprit): string {
@@ -471,13 +627,30 @@ function describeCulprit(c: Culprit): string {
   return who;
 }
 
-function summarize(traceId: string, root: { service: string; name: string }, durationMs: number, breakdown: Explanation['breakdown'], cause: RootCause | null): string {
+function summarize(
+  traceId: string,
+  root: { service: string; name: string },
+  durationMs: number,
+  breakdown: Explanation['breakdown'],
+  cause: RootCause | null,
+): string {
   const head = `Trace ${traceId} (${quoted(root.service)} ${quoted(root.name)}) took ${round(durationMs)} ms.`;
-  const parts = breakdown.slice(0, 4).map((b) => `${b.kind} ${b.time_ms} ms (${Math.round(b.share * 100)}%)`).join(', ');
-  if (cause === null) return `${head} None of its spans ran in a process this node captured, so there is no kernel evidence for it.`;
+  const parts = breakdown
+    .slice(0, 4)
+    .map((b) => `${b.kind} ${b.time_ms} ms (${Math.round(b.share * 100)}%)`)
+    .join(', ');
+  if (cause === null)
+    return `${head} None of its spans ran in a process this node captured, so there is no kernel evidence for it.`;
   const tracer = breakdown.find((b) => b.kind === 'causeway');
-  const tracerCost = tracer === undefined ? '' : ` Causeway itself held the CPU for ${tracer.time_ms} ms of it: the tracer's own cost, not counted as a cause.`;
-  if (cause.kind === 'none') return `${head} No kernel-level cause accounts for much of it (a wait that no task ended, such as a sleep or a timeout, names none): ${parts}. Root cause: none.${tracerCost}`;
-  const chain = cause.chain.length > 1 ? ` Chain: ${cause.chain.map((l) => `${l.kind} in tid ${String(l.tid)} (${l.time_ms} ms)`).join(' -> ')}.` : '';
+  const tracerCost =
+    tracer === undefined
+      ? ''
+      : ` Causeway itself held the CPU for ${tracer.time_ms} ms of it: the tracer's own cost, not counted as a cause.`;
+  if (cause.kind === 'none')
+    return `${head} No kernel-level cause accounts for much of it (a wait that no task ended, such as a sleep or a timeout, names none): ${parts}. Root cause: none.${tracerCost}`;
+  const chain =
+    cause.chain.length > 1
+      ? ` Chain: ${cause.chain.map((l) => `${l.kind} in tid ${String(l.tid)} (${l.time_ms} ms)`).join(' -> ')}.`
+      : '';
   return `${head} On its critical path: ${parts}. Root cause: ${cause.kind}, ${cause.time_ms} ms (${Math.round(cause.share * 100)}%), caused by ${cause.culprit === null ? 'an unknown task' : describeCulprit(cause.culprit)}.${chain}${tracerCost}`;
 }

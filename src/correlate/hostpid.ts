@@ -54,7 +54,8 @@ export class HostIds {
   private findThread(hostPid: number, tid: number): number | undefined {
     for (const entry of this.listDir(`${this.procRoot}/${hostPid}/task`)) {
       try {
-        if (parseNsPid(readFileSync(`${this.procRoot}/${hostPid}/task/${entry}/status`, 'utf8'))?.at(-1) === tid) return Number(entry);
+        if (parseNsPid(readFileSync(`${this.procRoot}/${hostPid}/task/${entry}/status`, 'utf8'))?.at(-1) === tid)
+          return Number(entry);
       } catch {
         // The thread exited while we looked.
       }

@@ -12,13 +12,22 @@ function render(samples: Sample[]): string {
       described.add(name);
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${name.endsWith('_total') ? 'counter' : 'gauge'}`);
     }
-    const labelText = labels === undefined ? '' : `{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}`;
+    const labelText =
+      labels === undefined
+        ? ''
+        : `{${Object.entries(labels)
+            .map(([k, v]) => `${k}="${v}"`)
+            .join(',')}}`;
     lines.push(`${name}${labelText} ${value}`);
   }
   return `${lines.join('\n')}\n`;
 }
 
-export async function serveMetrics(host: string, port: number, samples: () => Sample[]): Promise<{ port: number; close: () => Promise<void> }> {
+export async function serveMetrics(
+  host: string,
+  port: number,
+  samples: () => Sample[],
+): Promise<{ port: number; close: () => Promise<void> }> {
   const server = http.createServer((request, response) => {
     if (request.url !== '/metrics') {
       response.writeHead(404).end('see /metrics\n');
@@ -33,6 +42,11 @@ export async function serveMetrics(host: string, port: number, samples: () => Sa
   const address = server.address();
   return {
     port: typeof address === 'object' && address !== null ? address.port : port,
-    close: () => new Promise((resolve) => server.close(() => { resolve(); })),
+    close: () =>
+      new Promise((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      ),
   };
 }

@@ -59,7 +59,10 @@ export class SpanSender {
 
   /** Sends what is queued, waiting at most timeoutMs, then shuts the exporter down. */
   async close(timeoutMs = 5000): Promise<void> {
-    await Promise.race([this.sending ?? Promise.resolve(), new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+    await Promise.race([
+      this.sending ?? Promise.resolve(),
+      new Promise((resolve) => setTimeout(resolve, timeoutMs).unref()),
+    ]);
     this.count.spansDropped += this.queue.length;
     this.queue = [];
     await this.exporter.shutdown();

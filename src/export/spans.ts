@@ -34,7 +34,9 @@ export function kernelSpanName(event: KernelEvent): string {
     case 'cuda.launch':
       return String(a[A.ATTR_CAUSEWAY_CUDA_API]);
     case 'sched.runqueue':
-      return a[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] === true ? 'run queue wait (CPU held by Causeway)' : 'run queue wait';
+      return a[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] === true
+        ? 'run queue wait (CPU held by Causeway)'
+        : 'run queue wait';
     case 'sched.blocked':
       return 'off CPU (blocked)';
     case 'futex.wait':
@@ -58,7 +60,17 @@ function attributesOf(event: KernelEvent, scope: 'thread' | 'process'): Attribut
   };
 }
 
-function readable(resource: Resource, traceId: string, parentSpanId: string, name: string, start: bigint, end: bigint, attributes: Attributes, events: TimedEvent[] = [], droppedEvents = 0): ReadableSpan {
+function readable(
+  resource: Resource,
+  traceId: string,
+  parentSpanId: string,
+  name: string,
+  start: bigint,
+  end: bigint,
+  attributes: Attributes,
+  events: TimedEvent[] = [],
+  droppedEvents = 0,
+): ReadableSpan {
   const context = { traceId, spanId: spanId(), traceFlags: TraceFlags.SAMPLED };
   return {
     name,
@@ -82,9 +94,15 @@ function readable(resource: Resource, traceId: string, parentSpanId: string, nam
 }
 
 /** The summary of one app span's kernel activity: time per kind, launches, point events. */
-function summary(resource: Resource, app: JoinableSpan, events: KernelEvent[], scope: 'thread' | 'process'): ReadableSpan {
+function summary(
+  resource: Resource,
+  app: JoinableSpan,
+  events: KernelEvent[],
+  scope: 'thread' | 'process',
+): ReadableSpan {
   const perKind = new Map<string, bigint>();
-  for (const event of events) if (!isPoint(event)) perKind.set(event.kind, (perKind.get(event.kind) ?? 0n) + durationNs(event));
+  for (const event of events)
+    if (!isPoint(event)) perKind.set(event.kind, (perKind.get(event.kind) ?? 0n) + durationNs(event));
   const attributes: Attributes = { [A.ATTR_CAUSEWAY_ATTACH_SCOPE]: scope };
   for (const [kind, total] of perKind) attributes[`causeway.${kind}.duration_ms`] = ms(total);
 
@@ -100,7 +118,17 @@ function summary(resource: Resource, app: JoinableSpan, events: KernelEvent[], s
     time: hrTime(e.startUnixNano),
     attributes: { ...attributesOf(e, scope), [A.ATTR_CAUSEWAY_DURATION_MS]: ms(durationNs(e)) },
   }));
-  return readable(resource, app.traceId, app.spanId, 'kernel activity', app.startUnixNano, app.endUnixNano, attributes, timed, Math.max(0, points.length - MAX_SUMMARY_EVENTS));
+  return readable(
+    resource,
+    app.traceId,
+    app.spanId,
+    'kernel activity',
+    app.startUnixNano,
+    app.endUnixNano,
+    attributes,
+    timed,
+    Math.max(0, points.length - MAX_SUMMARY_EVENTS),
+  );
 }
 
 /** Resources by the app resource they copy: kernel spans show under the app's own service. */
@@ -117,7 +145,17 @@ export class KernelSpanBuilder {
       .slice(0, MAX_CHILD_SPANS);
     return [
       summary(resource, app, events, scope),
-      ...intervals.map((e) => readable(resource, app.traceId, app.spanId, kernelSpanName(e), e.startUnixNano, e.endUnixNano, attributesOf(e, scope))),
+      ...intervals.map((e) =>
+        readable(
+          resource,
+          app.traceId,
+          app.spanId,
+          kernelSpanName(e),
+          e.startUnixNano,
+          e.endUnixNano,
+          attributesOf(e, scope),
+        ),
+      ),
     ];
   }
 

@@ -8,7 +8,16 @@ import { EventShaper, KIND_NAMES, type KernelEvent } from './events.js';
 import type { Frame } from './frames.js';
 import { Loader, type LoaderEnd, type LoaderMessage } from './loader.js';
 import { ProcessTable } from './processes.js';
-import { FrameType, Kind, RecordError, decodeHello, decodeRecords, decodeStats, type Hello, type Stats } from './record.js';
+import {
+  FrameType,
+  Kind,
+  RecordError,
+  decodeHello,
+  decodeRecords,
+  decodeStats,
+  type Hello,
+  type Stats,
+} from './record.js';
 import { SymbolResolver } from './symbols.js';
 
 export interface CaptureOptions {
@@ -55,7 +64,9 @@ const COUNTER_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
 const MAX_SELF_PIDS = 8;
 
 /** The loader's command-line arguments for these options. */
-export function loaderArgs(options: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs' | 'ringbufMb' | 'followAll'>): string[] {
+export function loaderArgs(
+  options: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs' | 'ringbufMb' | 'followAll'>,
+): string[] {
   const args: string[] = [];
   for (const pid of options.pids) args.push('--pid', String(pid));
   for (const comm of options.comms) args.push('--comm', comm);
@@ -96,7 +107,13 @@ export class KernelCapture {
       options.onMessage({ level: 'warn', msg, source: 'supervisor', fields: {} });
     });
     this.cuda = new CudaState(this.demangler, new SymbolResolver());
-    this.shaper = new EventShaper({ clock: this.clock, cuda: this.cuda, processes: new ProcessTable(), devices: new BlockDevices(), self: this.self });
+    this.shaper = new EventShaper({
+      clock: this.clock,
+      cuda: this.cuda,
+      processes: new ProcessTable(),
+      devices: new BlockDevices(),
+      self: this.self,
+    });
     this.loader = new Loader({
       args: loaderArgs(options),
       onFrame: (frame) => this.frame(frame),
@@ -189,7 +206,12 @@ export class KernelCapture {
     } catch (error) {
       if (!(error instanceof RecordError)) throw error;
       this.badBatches++;
-      this.options.onMessage({ level: 'error', msg: `dropped an undecodable events batch: ${error.message}`, source: 'supervisor', fields: {} });
+      this.options.onMessage({
+        level: 'error',
+        msg: `dropped an undecodable events batch: ${error.message}`,
+        source: 'supervisor',
+        fields: {},
+      });
       return;
     }
     await this.cuda.learnNames(records);

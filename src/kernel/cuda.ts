@@ -38,7 +38,12 @@ export interface CudaLimits {
   allocationsPerProcess: number;
 }
 
-const DEFAULT_LIMITS: CudaLimits = { processes: 1024, kernelsPerProcess: 65536, streamsPerProcess: 4096, allocationsPerProcess: 65536 };
+const DEFAULT_LIMITS: CudaLimits = {
+  processes: 1024,
+  kernelsPerProcess: 65536,
+  streamsPerProcess: 4096,
+  allocationsPerProcess: 65536,
+};
 
 export class CudaState {
   private readonly processes: Lru<number, ProcessCuda>;

@@ -48,9 +48,21 @@ interface TaskKeys {
 
 /** The other task an event names, by kind: who held the CPU it waited for, who ended its wait. */
 const OTHER_TASK: Readonly<Partial<Record<A.CausewayKindValue, TaskKeys>>> = {
-  [A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE]: { pid: A.ATTR_CAUSEWAY_SCHED_HOLDER_PID, tid: A.ATTR_CAUSEWAY_SCHED_HOLDER_TID, comm: A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM },
-  [A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED]: { pid: A.ATTR_CAUSEWAY_SCHED_WAKER_PID, tid: A.ATTR_CAUSEWAY_SCHED_WAKER_TID, comm: A.ATTR_CAUSEWAY_SCHED_WAKER_COMM },
-  [A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT]: { pid: A.ATTR_CAUSEWAY_FUTEX_WAKER_PID, tid: A.ATTR_CAUSEWAY_FUTEX_WAKER_TID, comm: A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM },
+  [A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE]: {
+    pid: A.ATTR_CAUSEWAY_SCHED_HOLDER_PID,
+    tid: A.ATTR_CAUSEWAY_SCHED_HOLDER_TID,
+    comm: A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM,
+  },
+  [A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED]: {
+    pid: A.ATTR_CAUSEWAY_SCHED_WAKER_PID,
+    tid: A.ATTR_CAUSEWAY_SCHED_WAKER_TID,
+    comm: A.ATTR_CAUSEWAY_SCHED_WAKER_COMM,
+  },
+  [A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT]: {
+    pid: A.ATTR_CAUSEWAY_FUTEX_WAKER_PID,
+    tid: A.ATTR_CAUSEWAY_FUTEX_WAKER_TID,
+    comm: A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM,
+  },
 };
 
 function setOtherTask(attributes: Attributes, kind: A.CausewayKindValue, t: Task): void {
@@ -154,7 +166,9 @@ export class EventShaper {
       case Kind.CUDA_MALLOC: {
         const { malloc } = record;
         this.cuda(attributes, record.api, malloc.ret);
-        attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_OP] = malloc.free ? A.CAUSEWAY_CUDA_MALLOC_OP_VALUE_FREE : A.CAUSEWAY_CUDA_MALLOC_OP_VALUE_ALLOC;
+        attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_OP] = malloc.free
+          ? A.CAUSEWAY_CUDA_MALLOC_OP_VALUE_FREE
+          : A.CAUSEWAY_CUDA_MALLOC_OP_VALUE_ALLOC;
         attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_PTR] = hex(malloc.ptr);
         let bytes: number | undefined = Number(malloc.bytes);
         if (malloc.free) bytes = this.parts.cuda.freed(record.pid, malloc.ptr);

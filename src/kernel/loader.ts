@@ -47,10 +47,20 @@ function parseMessage(payload: Buffer): LoaderMessage {
   try {
     parsed = JSON.parse(text);
   } catch {
-    return { level: 'warn', msg: `unparseable MESSAGE frame from the loader: ${text.slice(0, 200)}`, source: 'supervisor', fields: {} };
+    return {
+      level: 'warn',
+      msg: `unparseable MESSAGE frame from the loader: ${text.slice(0, 200)}`,
+      source: 'supervisor',
+      fields: {},
+    };
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    return { level: 'warn', msg: `MESSAGE frame is not a JSON object: ${text.slice(0, 200)}`, source: 'supervisor', fields: {} };
+    return {
+      level: 'warn',
+      msg: `MESSAGE frame is not a JSON object: ${text.slice(0, 200)}`,
+      source: 'supervisor',
+      fields: {},
+    };
   }
   const { level, msg, ...fields } = parsed as Record<string, unknown>;
   return {
@@ -148,7 +158,8 @@ export class Loader {
   /** Sets a kind's minimum duration, in microseconds, below which the kernel drops events. */
   min(kind: string, microseconds: number): void {
     this.checkWord('kind', kind);
-    if (!Number.isInteger(microseconds) || microseconds < 0) throw new RangeError(`not a duration in microseconds: ${microseconds}`);
+    if (!Number.isInteger(microseconds) || microseconds < 0)
+      throw new RangeError(`not a duration in microseconds: ${microseconds}`);
     this.minimums.set(kind, microseconds);
     this.write(`min ${kind} ${microseconds}`);
   }
@@ -193,7 +204,10 @@ export class Loader {
         else await this.options.onFrame(frame);
       })
       .catch((error: unknown) => {
-        this.log('error', `handling a loader frame failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+        this.log(
+          'error',
+          `handling a loader frame failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+        );
       })
       .finally(() => {
         this.queued--;
@@ -237,7 +251,10 @@ export class Loader {
     }
     if (ranMs >= HEALTHY_RUN_MS) this.backoff = this.options.backoffMs?.initial ?? 500;
     const how = signal === null ? `with code ${code}` : `on ${signal}`;
-    this.log('warn', `the loader exited ${how}${this.lastError === null ? '' : ` (${this.lastError})`}; restarting in ${this.backoff} ms`);
+    this.log(
+      'warn',
+      `the loader exited ${how}${this.lastError === null ? '' : ` (${this.lastError})`}; restarting in ${this.backoff} ms`,
+    );
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
       this.start();

@@ -54,7 +54,10 @@ function readOr<T>(read: () => T): T | undefined {
 export class ProcessTable {
   private readonly cache: Lru<number, ProcessInfo>;
 
-  constructor(capacity = 4096, private readonly procRoot = '/proc') {
+  constructor(
+    capacity = 4096,
+    private readonly procRoot = '/proc',
+  ) {
     this.cache = new Lru(capacity);
   }
 

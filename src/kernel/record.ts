@@ -9,7 +9,10 @@ export const NAME_LEN = 96;
 
 /** Every struct of causeway.h: its size and each field's byte offset. */
 export const LAYOUT = {
-  cw_event: { size: 160, fields: { kind: 0, api: 2, cpu: 4, pid: 8, tid: 12, start_ns: 16, end_ns: 24, comm: 32, u: 48 } },
+  cw_event: {
+    size: 160,
+    fields: { kind: 0, api: 2, cpu: 4, pid: 8, tid: 12, start_ns: 16, end_ns: 24, comm: 32, u: 48 },
+  },
   cw_task: { size: 24, fields: { pid: 0, tid: 4, comm: 8 } },
   cw_launch: { size: 56, fields: { func: 0, stream: 8, shared_mem: 16, grid: 24, block: 36, ret: 48 } },
   cw_sync: { size: 16, fields: { handle: 0, ret: 8 } },
@@ -99,17 +102,69 @@ interface Header {
   comm: string;
 }
 
-export interface Launch { func: bigint; stream: bigint; sharedMem: bigint; grid: number[]; block: number[]; ret: number }
-export interface Sync { handle: bigint; ret: number }
-export interface Memcpy { bytes: bigint; stream: bigint; direction: number; async: boolean; ret: number }
-export interface Malloc { ptr: bigint; bytes: bigint; free: boolean; ret: number }
-export interface Runqueue { holder: Task; preempted: boolean }
-export interface Blocked { waker: Task; state: number }
-export interface Futex { uaddr: bigint; waker: Task; op: number; ret: number }
-export interface BlockIo { sector: bigint; dev: number; bytes: number; rwbs: string; error: number; submitter: boolean }
-export interface Tcp { family: number; saddr: Uint8Array; daddr: Uint8Array; sport: number; dport: number; state: number; ownerKnown: boolean }
-export interface Register { func: bigint; name: string }
-export interface Exec { ppid: number }
+export interface Launch {
+  func: bigint;
+  stream: bigint;
+  sharedMem: bigint;
+  grid: number[];
+  block: number[];
+  ret: number;
+}
+export interface Sync {
+  handle: bigint;
+  ret: number;
+}
+export interface Memcpy {
+  bytes: bigint;
+  stream: bigint;
+  direction: number;
+  async: boolean;
+  ret: number;
+}
+export interface Malloc {
+  ptr: bigint;
+  bytes: bigint;
+  free: boolean;
+  ret: number;
+}
+export interface Runqueue {
+  holder: Task;
+  preempted: boolean;
+}
+export interface Blocked {
+  waker: Task;
+  state: number;
+}
+export interface Futex {
+  uaddr: bigint;
+  waker: Task;
+  op: number;
+  ret: number;
+}
+export interface BlockIo {
+  sector: bigint;
+  dev: number;
+  bytes: number;
+  rwbs: string;
+  error: number;
+  submitter: boolean;
+}
+export interface Tcp {
+  family: number;
+  saddr: Uint8Array;
+  daddr: Uint8Array;
+  sport: number;
+  dport: number;
+  state: number;
+  ownerKnown: boolean;
+}
+export interface Register {
+  func: bigint;
+  name: string;
+}
+export interface Exec {
+  ppid: number;
+}
 
 export type KernelRecord = Header &
   (
@@ -151,7 +206,11 @@ function cString(buf: Buffer, at: number, max: number): string {
 }
 
 function task(buf: Buffer, view: DataView, at: number): Task {
-  return { pid: view.getUint32(at + T.pid, true), tid: view.getUint32(at + T.tid, true), comm: cString(buf, at + T.comm, COMM_LEN) };
+  return {
+    pid: view.getUint32(at + T.pid, true),
+    tid: view.getUint32(at + T.tid, true),
+    comm: cString(buf, at + T.comm, COMM_LEN),
+  };
 }
 
 function dim3(view: DataView, at: number): number[] {
@@ -174,7 +233,10 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
         },
       } as const;
     case Kind.CUDA_SYNC:
-      return { kind, sync: { handle: view.getBigUint64(u + SY.handle, true), ret: view.getInt32(u + SY.ret, true) } } as const;
+      return {
+        kind,
+        sync: { handle: view.getBigUint64(u + SY.handle, true), ret: view.getInt32(u + SY.ret, true) },
+      } as const;
     case Kind.CUDA_MEMCPY:
       return {
         kind,
@@ -197,9 +259,15 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
         },
       } as const;
     case Kind.SCHED_RUNQUEUE:
-      return { kind, runqueue: { holder: task(buf, view, u + RQ.holder), preempted: view.getUint32(u + RQ.preempted, true) !== 0 } } as const;
+      return {
+        kind,
+        runqueue: { holder: task(buf, view, u + RQ.holder), preempted: view.getUint32(u + RQ.preempted, true) !== 0 },
+      } as const;
     case Kind.SCHED_BLOCKED:
-      return { kind, blocked: { waker: task(buf, view, u + BL.waker), state: view.getUint32(u + BL.state, true) } } as const;
+      return {
+        kind,
+        blocked: { waker: task(buf, view, u + BL.waker), state: view.getUint32(u + BL.state, true) },
+      } as const;
     case Kind.FUTEX_WAIT:
       return {
         kind,
@@ -236,7 +304,10 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
         },
       } as const;
     case Kind.CUDA_REGISTER:
-      return { kind, register: { func: view.getBigUint64(u + RG.func, true), name: cString(buf, u + RG.name, NAME_LEN) } } as const;
+      return {
+        kind,
+        register: { func: view.getBigUint64(u + RG.func, true), name: cString(buf, u + RG.name, NAME_LEN) },
+      } as const;
     case Kind.PROC_EXEC:
       return { kind, exec: { ppid: view.getUint32(u + EX.ppid, true) } } as const;
     default:
@@ -251,7 +322,9 @@ export class RecordError extends Error {
 /** Decodes a batch of records, as carried by one EVENTS frame. */
 export function decodeRecords(buf: Buffer): KernelRecord[] {
   if (buf.length % RECORD_SIZE !== 0) {
-    throw new RecordError(`an events batch of ${buf.length} bytes is not a whole number of ${RECORD_SIZE}-byte records`);
+    throw new RecordError(
+      `an events batch of ${buf.length} bytes is not a whole number of ${RECORD_SIZE}-byte records`,
+    );
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const records: KernelRecord[] = [];
@@ -312,7 +385,8 @@ export function decodeStats(buf: Buffer): Stats {
   const S = LAYOUT.cw_stats;
   if (buf.length !== S.size) throw new RecordError(`a STATS frame of ${buf.length} bytes, expected ${S.size}`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const counters = (at: number) => Array.from({ length: Kind.MAX }, (_, i) => Number(view.getBigUint64(at + 8 * i, true)));
+  const counters = (at: number) =>
+    Array.from({ length: Kind.MAX }, (_, i) => Number(view.getBigUint64(at + 8 * i, true)));
   return {
     monoNs: view.getBigUint64(S.fields.mono_ns, true),
     realNs: view.getBigUint64(S.fields.real_ns, true),

@@ -13,7 +13,11 @@ const SYM_SIZE = 24;
 /** Symbol tables past this are not loaded: memory stays bounded. */
 const MAX_TABLE_BYTES = 64 * 1024 * 1024;
 
-interface Segment { offset: number; vaddr: number; filesz: number }
+interface Segment {
+  offset: number;
+  vaddr: number;
+  filesz: number;
+}
 
 /** One file's function symbols, sorted by address; names are decoded on lookup. */
 interface SymbolTable {
@@ -49,7 +53,11 @@ function loadTable(path: string): SymbolTable | null {
     for (let i = 0; i < phnum; i++) {
       const p = i * phentsize;
       if (ph.readUInt32LE(p) !== PT_LOAD) continue;
-      segments.push({ offset: Number(ph.readBigUInt64LE(p + 8)), vaddr: Number(ph.readBigUInt64LE(p + 16)), filesz: Number(ph.readBigUInt64LE(p + 32)) });
+      segments.push({
+        offset: Number(ph.readBigUInt64LE(p + 8)),
+        vaddr: Number(ph.readBigUInt64LE(p + 16)),
+        filesz: Number(ph.readBigUInt64LE(p + 32)),
+      });
     }
 
     const sh = readAt(fd, shoff, shentsize * shnum);
@@ -71,7 +79,11 @@ function loadTable(path: string): SymbolTable | null {
       const info = syms[s + 4] ?? 0;
       const shndx = syms.readUInt16LE(s + 6);
       if ((info & 0xf) !== STT_FUNC || shndx === 0) continue;
-      funcs.push({ address: Number(syms.readBigUInt64LE(s + 8)), size: Number(syms.readBigUInt64LE(s + 16)), name: syms.readUInt32LE(s) });
+      funcs.push({
+        address: Number(syms.readBigUInt64LE(s + 8)),
+        size: Number(syms.readBigUInt64LE(s + 16)),
+        name: syms.readUInt32LE(s),
+      });
     }
     funcs.sort((a, b) => a.address - b.address);
     return {
@@ -112,15 +124,35 @@ function lookup(table: SymbolTable, vaddr: number): string | undefined {
   return undefined;
 }
 
-interface Mapping { start: number; end: number; offset: number; key: string; path: string }
+interface Mapping {
+  start: number;
+  end: number;
+  offset: number;
+  key: string;
+  path: string;
+}
 
 function findMapping(maps: string, address: number): Mapping | undefined {
   for (const line of maps.split('\n')) {
     // start-end perms offset dev inode path
     const match = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) (\S+) (\d+)\s+(\/.*)$/.exec(line);
     if (match === null) continue;
-    const [, start, end, offset, dev, inode, path] = match as unknown as [string, string, string, string, string, string, string];
-    const mapping = { start: parseInt(start, 16), end: parseInt(end, 16), offset: parseInt(offset, 16), key: `${dev}:${inode}`, path };
+    const [, start, end, offset, dev, inode, path] = match as unknown as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    const mapping = {
+      start: parseInt(start, 16),
+      end: parseInt(end, 16),
+      offset: parseInt(offset, 16),
+      key: `${dev}:${inode}`,
+      path,
+    };
     if (address >= mapping.start && address < mapping.end) return mapping;
   }
   return undefined;
@@ -129,7 +161,10 @@ function findMapping(maps: string, address: number): Mapping | undefined {
 export class SymbolResolver {
   private readonly tables: Lru<string, SymbolTable | null>;
 
-  constructor(fileCapacity = 16, private readonly procRoot = '/proc') {
+  constructor(
+    fileCapacity = 16,
+    private readonly procRoot = '/proc',
+  ) {
     this.tables = new Lru(fileCapacity);
   }
 
@@ -155,7 +190,11 @@ export class SymbolResolver {
     const cached = this.tables.get(mapping.key);
     if (cached !== undefined) return cached;
     // map_files reaches the file even inside another mount namespace or once deleted.
-    const candidates = [`${this.procRoot}/${pid}/map_files/${mapping.start.toString(16)}-${mapping.end.toString(16)}`, `${this.procRoot}/${pid}/root${mapping.path}`, mapping.path];
+    const candidates = [
+      `${this.procRoot}/${pid}/map_files/${mapping.start.toString(16)}-${mapping.end.toString(16)}`,
+      `${this.procRoot}/${pid}/root${mapping.path}`,
+      mapping.path,
+    ];
     let table: SymbolTable | null = null;
     for (const path of candidates) {
       try {

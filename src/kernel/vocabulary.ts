@@ -12,9 +12,20 @@ import {
 const FUTEX_PRIVATE_FLAG = 128;
 const FUTEX_CLOCK_REALTIME = 256;
 const FUTEX_COMMANDS = [
-  'FUTEX_WAIT', 'FUTEX_WAKE', 'FUTEX_FD', 'FUTEX_REQUEUE', 'FUTEX_CMP_REQUEUE', 'FUTEX_WAKE_OP', 'FUTEX_LOCK_PI',
-  'FUTEX_UNLOCK_PI', 'FUTEX_TRYLOCK_PI', 'FUTEX_WAIT_BITSET', 'FUTEX_WAKE_BITSET', 'FUTEX_WAIT_REQUEUE_PI',
-  'FUTEX_CMP_REQUEUE_PI', 'FUTEX_LOCK_PI2',
+  'FUTEX_WAIT',
+  'FUTEX_WAKE',
+  'FUTEX_FD',
+  'FUTEX_REQUEUE',
+  'FUTEX_CMP_REQUEUE',
+  'FUTEX_WAKE_OP',
+  'FUTEX_LOCK_PI',
+  'FUTEX_UNLOCK_PI',
+  'FUTEX_TRYLOCK_PI',
+  'FUTEX_WAIT_BITSET',
+  'FUTEX_WAKE_BITSET',
+  'FUTEX_WAIT_REQUEUE_PI',
+  'FUTEX_CMP_REQUEUE_PI',
+  'FUTEX_LOCK_PI2',
 ];
 
 /** A futex op argument as strace prints it: FUTEX_WAIT_BITSET_PRIVATE|FUTEX_CLOCK_REALTIME. */
@@ -40,8 +51,20 @@ export function taskState(state: number): string {
 }
 
 const TCP_STATES = [
-  '', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK',
-  'LISTEN', 'CLOSING', 'NEW_SYN_RECV', 'BOUND_INACTIVE',
+  '',
+  'ESTABLISHED',
+  'SYN_SENT',
+  'SYN_RECV',
+  'FIN_WAIT1',
+  'FIN_WAIT2',
+  'TIME_WAIT',
+  'CLOSE',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'LISTEN',
+  'CLOSING',
+  'NEW_SYN_RECV',
+  'BOUND_INACTIVE',
 ];
 
 export function tcpState(state: number): string {
@@ -92,7 +115,7 @@ export function ipAddress(family: number, bytes: Uint8Array): { type: 'ipv4' | '
 /** RFC 5952: the longest run (2 or more) of zero groups becomes "::". */
 function compressIpv6(groups: string[]): string {
   let best = { at: -1, length: 0 };
-  for (let i = 0; i < groups.length; ) {
+  for (let i = 0; i < groups.length;) {
     if (groups[i] !== '0') {
       i++;
       continue;

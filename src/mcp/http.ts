@@ -66,12 +66,19 @@ export async function serveMcp(options: McpHttpOptions, diagnostics: Diagnostics
     if (loopback && !isLoopback(hostName)) return [403, 'forbidden: Host is not a loopback name'];
     const origin = req.headers.origin;
     if (origin !== undefined && !allowedOrigins.has(origin)) return [403, 'forbidden: Origin not allowed'];
-    if (url.searchParams.has('access_token') || url.searchParams.has('token')) return [400, 'tokens are accepted only in the Authorization header'];
+    if (url.searchParams.has('access_token') || url.searchParams.has('token'))
+      return [400, 'tokens are accepted only in the Authorization header'];
     if (options.token !== undefined && options.token !== '') {
       const match = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '');
-      if (match?.[1] === undefined || !sameSecret(match[1], options.token)) return [401, 'unauthorized: a valid bearer token is required', { 'www-authenticate': 'Bearer realm="causeway", error="invalid_token"' }];
+      if (match?.[1] === undefined || !sameSecret(match[1], options.token))
+        return [
+          401,
+          'unauthorized: a valid bearer token is required',
+          { 'www-authenticate': 'Bearer realm="causeway", error="invalid_token"' },
+        ];
     }
-    if (req.method !== 'POST') return [405, 'method not allowed: this server is stateless, POST JSON-RPC messages to /mcp', { allow: 'POST' }];
+    if (req.method !== 'POST')
+      return [405, 'method not allowed: this server is stateless, POST JSON-RPC messages to /mcp', { allow: 'POST' }];
     if (inFlight >= MAX_CONCURRENT) return [429, 'too many concurrent requests', { 'retry-after': '1' }];
     return undefined;
   };
@@ -106,7 +113,10 @@ export async function serveMcp(options: McpHttpOptions, diagnostics: Diagnostics
   });
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : options.port;
-  const own = ['127.0.0.1', 'localhost', '[::1]', ...(loopback ? [] : [options.host])].flatMap((h) => [`http://${h}:${String(port)}`, `https://${h}:${String(port)}`]);
+  const own = ['127.0.0.1', 'localhost', '[::1]', ...(loopback ? [] : [options.host])].flatMap((h) => [
+    `http://${h}:${String(port)}`,
+    `https://${h}:${String(port)}`,
+  ]);
   allowedOrigins = new Set([...own, ...(options.allowedOrigins ?? [])]);
   const hostInUrl = options.host.includes(':') ? `[${options.host}]` : options.host;
   return {
@@ -114,7 +124,9 @@ export async function serveMcp(options: McpHttpOptions, diagnostics: Diagnostics
     url: `http://${hostInUrl}:${String(port)}${MCP_PATH}`,
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => { resolve(); });
+        server.close(() => {
+          resolve();
+        });
         server.closeAllConnections();
       }),
   };

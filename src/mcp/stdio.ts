@@ -6,7 +6,14 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { CallToolRequestSchema, GetPromptRequestSchema, ListPromptsRequestSchema, ListToolsRequestSchema, McpError, ErrorCode } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolRequestSchema,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListToolsRequestSchema,
+  McpError,
+  ErrorCode,
+} from '@modelcontextprotocol/sdk/types.js';
 
 export interface BridgeOptions {
   /** The sidecar's MCP endpoint. */
@@ -20,12 +27,20 @@ export async function serveStdioBridge(options: BridgeOptions): Promise<void> {
     client ??= (async () => {
       const c = new Client({ name: 'causeway-mcp-bridge', version: '0.1.0' });
       const headers = options.token === undefined ? undefined : { authorization: `Bearer ${options.token}` };
-      await c.connect(new StreamableHTTPClientTransport(new URL(options.url), headers === undefined ? {} : { requestInit: { headers } }));
+      await c.connect(
+        new StreamableHTTPClientTransport(
+          new URL(options.url),
+          headers === undefined ? {} : { requestInit: { headers } },
+        ),
+      );
       return c;
     })();
     return client.catch((e: unknown) => {
       client = undefined;
-      throw new McpError(ErrorCode.InternalError, `the Causeway sidecar at ${options.url} is not reachable (is \`causeway run\` running?): ${e instanceof Error ? e.message : String(e)}`);
+      throw new McpError(
+        ErrorCode.InternalError,
+        `the Causeway sidecar at ${options.url} is not reachable (is \`causeway run\` running?): ${e instanceof Error ? e.message : String(e)}`,
+      );
     });
   };
 

@@ -57,7 +57,13 @@ export async function startGrpcServer(
       } catch (e) {
         c.badRequests++;
         const message = e instanceof MalformedRequestError ? e.message : 'invalid request';
-        callback(statusError(grpc.status.INVALID_ARGUMENT, message, encodeStatus(RpcCode.INVALID_ARGUMENT, message, { badRequest: message })));
+        callback(
+          statusError(
+            grpc.status.INVALID_ARGUMENT,
+            message,
+            encodeStatus(RpcCode.INVALID_ARGUMENT, message, { badRequest: message }),
+          ),
+        );
         return;
       }
       if (!queue.hasRoomFor(decoded.spans.length)) {

@@ -11,7 +11,14 @@ import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 import type { IngestQueue } from './ingest.js';
-import { encodeExportResponse, encodeStatus, exportResponseJson, RpcCode, statusJson, type StatusDetail } from './protos.js';
+import {
+  encodeExportResponse,
+  encodeStatus,
+  exportResponseJson,
+  RpcCode,
+  statusJson,
+  type StatusDetail,
+} from './protos.js';
 import { decodeJsonRequest, decodeProtobufRequest, MalformedRequestError, type DecodedRequest } from './spans.js';
 import { partialSuccessOf, OVERLOAD_MESSAGE, RETRY_AFTER_SECONDS } from './outcome.js';
 
@@ -85,7 +92,12 @@ export async function startHttpServer(
 ): Promise<HttpEndpoint> {
   const c = queue.counters;
 
-  const sendPlain = (res: http.ServerResponse, code: number, text: string, headers: http.OutgoingHttpHeaders = {}): void => {
+  const sendPlain = (
+    res: http.ServerResponse,
+    code: number,
+    text: string,
+    headers: http.OutgoingHttpHeaders = {},
+  ): void => {
     res.writeHead(code, { 'Content-Type': 'text/plain; charset=utf-8', ...headers });
     res.end(`${text}\n`);
   };
@@ -99,7 +111,8 @@ export async function startHttpServer(
     detail: StatusDetail,
     headers: http.OutgoingHttpHeaders = {},
   ): void => {
-    const body = m.media === 'json' ? statusJson(rpcCode, message, detail) : Buffer.from(encodeStatus(rpcCode, message, detail));
+    const body =
+      m.media === 'json' ? statusJson(rpcCode, message, detail) : Buffer.from(encodeStatus(rpcCode, message, detail));
     res.writeHead(httpCode, { 'Content-Type': m.type, ...headers });
     res.end(body);
   };

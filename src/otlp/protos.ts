@@ -56,7 +56,9 @@ export interface PartialSuccess {
 /** Encodes an ExportTraceServiceResponse; partial_success is left unset on full success. */
 export function encodeExportResponse(partial?: PartialSuccess): Uint8Array {
   const t = otlpTypes();
-  const body = partial ? { partialSuccess: { rejectedSpans: partial.rejectedSpans, errorMessage: partial.errorMessage } } : {};
+  const body = partial
+    ? { partialSuccess: { rejectedSpans: partial.rejectedSpans, errorMessage: partial.errorMessage } }
+    : {};
   return t.ExportTraceServiceResponse.encode(t.ExportTraceServiceResponse.fromObject(body)).finish();
 }
 

@@ -54,8 +54,10 @@ export async function startOtlpReceiver(options: OtlpReceiverOptions): Promise<O
   const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const maxPendingSpans = options.maxPendingSpans ?? DEFAULT_MAX_PENDING_SPANS;
   const drainTimeoutMs = options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
-  if (!Number.isInteger(maxMessageBytes) || maxMessageBytes <= 0) throw new RangeError('maxMessageBytes must be a positive integer');
-  if (!Number.isInteger(maxPendingSpans) || maxPendingSpans <= 0) throw new RangeError('maxPendingSpans must be a positive integer');
+  if (!Number.isInteger(maxMessageBytes) || maxMessageBytes <= 0)
+    throw new RangeError('maxMessageBytes must be a positive integer');
+  if (!Number.isInteger(maxPendingSpans) || maxPendingSpans <= 0)
+    throw new RangeError('maxPendingSpans must be a positive integer');
   const onError = options.onError ?? ((): void => undefined);
   const queue = new IngestQueue(options.onSpans, maxPendingSpans, onError);
 

@@ -123,7 +123,8 @@ function asString(v: unknown, what: string): string {
 function asBigInt(v: unknown, what: string): bigint {
   if (v === undefined) return 0n;
   if (typeof v === 'string') {
-    if (!/^-?[0-9]+$/.test(v)) throw new MalformedRequestError(`${what}: expected an integer, got ${JSON.stringify(v.slice(0, 40))}`);
+    if (!/^-?[0-9]+$/.test(v))
+      throw new MalformedRequestError(`${what}: expected an integer, got ${JSON.stringify(v.slice(0, 40))}`);
     return BigInt(v);
   }
   if (typeof v === 'number') {

@@ -20,7 +20,16 @@ export const CAUSEWAY_KIND_VALUE_FUTEX_WAIT = 'futex.wait';
 export const CAUSEWAY_KIND_VALUE_BLOCK_IO = 'block.io';
 /** A TCP segment retransmitted (point event). */
 export const CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT = 'tcp.retransmit';
-export type CausewayKindValue = 'cuda.launch' | 'cuda.sync' | 'cuda.memcpy' | 'cuda.malloc' | 'sched.runqueue' | 'sched.blocked' | 'futex.wait' | 'block.io' | 'tcp.retransmit';
+export type CausewayKindValue =
+  | 'cuda.launch'
+  | 'cuda.sync'
+  | 'cuda.memcpy'
+  | 'cuda.malloc'
+  | 'sched.runqueue'
+  | 'sched.blocked'
+  | 'futex.wait'
+  | 'block.io'
+  | 'tcp.retransmit';
 
 /** The OS (kernel) thread id of the thread that ran the span; not OpenTelemetry's managed `thread.id`. */
 export const ATTR_CAUSEWAY_THREAD_TID = 'causeway.thread.tid';

@@ -38,7 +38,8 @@ export class JaegerSource extends FetchingSource {
       'query.num_traces': String(Math.max(query.limit, SEARCH_DEPTH)),
     });
     if (query.service !== undefined) params.set('query.service_name', query.service);
-    if (query.minDurationMs !== undefined) params.set('query.duration_min', `${Math.round(query.minDurationMs * 1e6)}ns`);
+    if (query.minDurationMs !== undefined)
+      params.set('query.duration_min', `${Math.round(query.minDurationMs * 1e6)}ns`);
     const answer = await getJson(this.backend, `api/v3/traces?${params.toString()}`);
     if (answer === undefined) return [];
     const found: { summary: TraceSummary; contents: TraceContents }[] = [];
@@ -48,7 +49,10 @@ export class JaegerSource extends FetchingSource {
       const durationMs = Number(span.endUnixNano - span.startUnixNano) / 1e6;
       // Jaeger's duration_min matches any span of the trace; the summary is about the root.
       if (durationMs < (query.minDurationMs ?? 0)) continue;
-      found.push({ summary: { traceId, service: span.service, name: span.name, startUnixNano: span.startUnixNano, durationMs }, contents });
+      found.push({
+        summary: { traceId, service: span.service, name: span.name, startUnixNano: span.startUnixNano, durationMs },
+        contents,
+      });
     }
     const slowest = found.sort((a, b) => b.summary.durationMs - a.summary.durationMs).slice(0, query.limit);
     // The next questions are likely about these: keep their events at hand.

@@ -28,7 +28,13 @@ export interface BackendOptions {
 const KERNEL_SCOPE = 'causeway';
 const THREAD_NAME = 'thread.name';
 /** Keys spans.ts adds to say where an event was attached; not the event's own attributes. */
-const BOOKKEEPING = new Set([A.ATTR_CAUSEWAY_KIND, A.ATTR_CAUSEWAY_THREAD_TID, A.ATTR_CAUSEWAY_ATTACH_SCOPE, A.ATTR_CAUSEWAY_DURATION_MS, THREAD_NAME]);
+const BOOKKEEPING = new Set([
+  A.ATTR_CAUSEWAY_KIND,
+  A.ATTR_CAUSEWAY_THREAD_TID,
+  A.ATTR_CAUSEWAY_ATTACH_SCOPE,
+  A.ATTR_CAUSEWAY_DURATION_MS,
+  THREAD_NAME,
+]);
 const KINDS = new Set<string>(Object.values(KIND_NAMES));
 const isKind = (kind: string): kind is A.CausewayKindValue => KINDS.has(kind);
 
@@ -40,7 +46,10 @@ const scalarValue = {
   boolValue: z.boolean().optional(),
 };
 const ScalarValue = z.object(scalarValue);
-const AnyValue = z.object({ ...scalarValue, arrayValue: z.object({ values: z.array(ScalarValue).optional() }).optional() });
+const AnyValue = z.object({
+  ...scalarValue,
+  arrayValue: z.object({ values: z.array(ScalarValue).optional() }).optional(),
+});
 const KeyValues = z.array(z.object({ key: z.string(), value: AnyValue.optional() })).optional();
 const UnixNano = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]).transform((v) => BigInt(v));
 const Span = z.object({
@@ -56,7 +65,9 @@ const Span = z.object({
 const ResourceSpans = z.array(
   z.object({
     resource: z.object({ attributes: KeyValues }).optional(),
-    scopeSpans: z.array(z.object({ scope: z.object({ name: z.string().optional() }).optional(), spans: z.array(Span).optional() })).optional(),
+    scopeSpans: z
+      .array(z.object({ scope: z.object({ name: z.string().optional() }).optional(), spans: z.array(Span).optional() }))
+      .optional(),
   }),
 );
 /** OTLP says resourceSpans; Tempo's /api/traces says batches. */
@@ -98,7 +109,8 @@ function idHex(id: string, bytes: number): string | undefined {
 
 /** A trace id as the backends' URLs take it; throws on anything else, which never reaches a URL. */
 export function traceIdHex(traceId: string): string {
-  if (!/^[0-9a-f]{32}$/i.test(traceId)) throw new Error(`not a trace id (32 hex digits): ${JSON.stringify(traceId.slice(0, 64))}`);
+  if (!/^[0-9a-f]{32}$/i.test(traceId))
+    throw new Error(`not a trace id (32 hex digits): ${JSON.stringify(traceId.slice(0, 64))}`);
   return traceId.toLowerCase();
 }
 
@@ -165,7 +177,14 @@ export function readTraces(document: unknown): Map<string, TraceContents> {
         const attrs = attributes(span.attributes);
         const contents = contentsOf(byTrace, traceId);
         if (!kernel) {
-          const app: TraceSpan = { traceId, spanId, service, name: span.name, startUnixNano: span.startTimeUnixNano, endUnixNano: span.endTimeUnixNano };
+          const app: TraceSpan = {
+            traceId,
+            spanId,
+            service,
+            name: span.name,
+            startUnixNano: span.startTimeUnixNano,
+            endUnixNano: span.endTimeUnixNano,
+          };
           if (parentSpanId !== undefined) app.parentSpanId = parentSpanId;
           if (pid !== undefined) app.pid = pid;
           // A Node process runs its spans on its main thread, whose tid is its pid (as src/cli/run.ts).
@@ -187,7 +206,12 @@ export function readTraces(document: unknown): Map<string, TraceContents> {
         }
         // Thread-scoped: every event is on the app span's own thread.
         const first = found[0];
-        if (first !== undefined && parentSpanId !== undefined && attrs[A.ATTR_CAUSEWAY_ATTACH_SCOPE] === A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD) hostTids.set(traceId + parentSpanId, first.tid);
+        if (
+          first !== undefined &&
+          parentSpanId !== undefined &&
+          attrs[A.ATTR_CAUSEWAY_ATTACH_SCOPE] === A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD
+        )
+          hostTids.set(traceId + parentSpanId, first.tid);
         if (first !== undefined && first.pid !== pid) hostPids.set(processKey, first.pid);
         contents.events.push(...found);
       }
@@ -204,7 +228,8 @@ export function readTraces(document: unknown): Map<string, TraceContents> {
 
 const byStart = (a: KernelEvent, b: KernelEvent) => byTime(a.startUnixNano, b.startUnixNano);
 /** Overlaps [from, to); a point event counts when it falls inside. */
-const overlaps = (e: KernelEvent, from: bigint, to: bigint) => e.startUnixNano < to && (e.endUnixNano > from || e.startUnixNano >= from);
+const overlaps = (e: KernelEvent, from: bigint, to: bigint) =>
+  e.startUnixNano < to && (e.endUnixNano > from || e.startUnixNano >= from);
 
 /** The traces fetched last, which answer the kernel-event questions that a store would. */
 export class FetchedTraces {
@@ -219,7 +244,12 @@ export class FetchedTraces {
   }
 
   events(window: EventWindow): KernelEvent[] {
-    return this.select((e) => e.pid === window.pid && (window.tid === undefined || e.tid === window.tid) && overlaps(e, window.from, window.to));
+    return this.select(
+      (e) =>
+        e.pid === window.pid &&
+        (window.tid === undefined || e.tid === window.tid) &&
+        overlaps(e, window.from, window.to),
+    );
   }
 
   gpuEvents(from: bigint, to: bigint, exceptPid: number): KernelEvent[] {
@@ -228,7 +258,8 @@ export class FetchedTraces {
 
   private select(wanted: (event: KernelEvent) => boolean): KernelEvent[] {
     const out: KernelEvent[] = [];
-    for (const contents of this.traces.values()) for (const event of contents.events) if (wanted(event)) out.push(event);
+    for (const contents of this.traces.values())
+      for (const event of contents.events) if (wanted(event)) out.push(event);
     return out.sort(byStart);
   }
 }
@@ -251,11 +282,17 @@ export function backendAt(kind: string, url: string, options: BackendOptions): B
   } catch {
     throw new Error(`${kind}: not a URL: ${JSON.stringify(url)}`);
   }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new Error(`${kind}: expected an http or https URL, got ${JSON.stringify(url)}`);
+  if (base.protocol !== 'http:' && base.protocol !== 'https:')
+    throw new Error(`${kind}: expected an http or https URL, got ${JSON.stringify(url)}`);
   if (!base.pathname.endsWith('/')) base.pathname += '/';
   base.search = '';
   base.hash = '';
-  return { name: `${kind} at ${base.href}`, base, timeoutMs: options.timeoutMs ?? 10_000, maxResponseBytes: options.maxResponseBytes ?? 64 * 1024 * 1024 };
+  return {
+    name: `${kind} at ${base.href}`,
+    base,
+    timeoutMs: options.timeoutMs ?? 10_000,
+    maxResponseBytes: options.maxResponseBytes ?? 64 * 1024 * 1024,
+  };
 }
 
 async function readBounded(response: Response, backend: Backend): Promise<string> {
@@ -296,7 +333,8 @@ function errorMessage(body: string): string {
 function unreachable(error: TypeError): string {
   const cause: unknown = error.cause;
   // "localhost" tries each of its addresses: the reasons come together.
-  if (cause instanceof AggregateError) return (cause.errors as unknown[]).map((e) => (e instanceof Error ? e.message : String(e))).join('; ');
+  if (cause instanceof AggregateError)
+    return (cause.errors as unknown[]).map((e) => (e instanceof Error ? e.message : String(e))).join('; ');
   return cause instanceof Error ? cause.message : error.message;
 }
 
@@ -309,22 +347,31 @@ export async function getJson(backend: Backend, path: string): Promise<unknown> 
   let body: string;
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(backend.timeoutMs), headers: { accept: 'application/json' } });
+    response = await fetch(url, {
+      signal: AbortSignal.timeout(backend.timeoutMs),
+      headers: { accept: 'application/json' },
+    });
     body = await readBounded(response, backend);
   } catch (error) {
-    if (error instanceof Error && error.name === 'TimeoutError') throw new Error(`${backend.name} did not answer within ${backend.timeoutMs} ms (GET ${url.pathname})`, { cause: error });
-    if (error instanceof TypeError) throw new Error(`${backend.name} is unreachable: ${unreachable(error)}`, { cause: error });
+    if (error instanceof Error && error.name === 'TimeoutError')
+      throw new Error(`${backend.name} did not answer within ${backend.timeoutMs} ms (GET ${url.pathname})`, {
+        cause: error,
+      });
+    if (error instanceof TypeError)
+      throw new Error(`${backend.name} is unreachable: ${unreachable(error)}`, { cause: error });
     throw error;
   }
   if (response.status === 404 && !body.startsWith('404 page not found')) return undefined;
-  if (!response.ok) throw new Error(`${backend.name}: GET ${url.pathname} answered HTTP ${response.status}: ${errorMessage(body)}`);
+  if (!response.ok)
+    throw new Error(`${backend.name}: GET ${url.pathname} answered HTTP ${response.status}: ${errorMessage(body)}`);
   try {
     return JSON.parse(body);
   } catch {
-    throw new Error(`${backend.name}: GET ${url.pathname} answered with something other than JSON (is the URL its query API?): ${JSON.stringify(body.slice(0, 100))}`);
+    throw new Error(
+      `${backend.name}: GET ${url.pathname} answered with something other than JSON (is the URL its query API?): ${JSON.stringify(body.slice(0, 100))}`,
+    );
   }
 }
-
 
 /**
  * What the Jaeger and Tempo sources share: a trace fetched by id, read as OTLP/JSON and kept in

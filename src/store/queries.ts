@@ -23,7 +23,17 @@ export interface Stall {
   service: string | null;
 }
 
-export async function findStalls(store: Store, q: { kind?: string | undefined; pid?: number | undefined; service?: string | undefined; from: bigint; min_duration_ms: number; limit: number }): Promise<Stall[]> {
+export async function findStalls(
+  store: Store,
+  q: {
+    kind?: string | undefined;
+    pid?: number | undefined;
+    service?: string | undefined;
+    from: bigint;
+    min_duration_ms: number;
+    limit: number;
+  },
+): Promise<Stall[]> {
   // Launches are points, not stalls: listed only when asked for by kind.
   const where = [`e.end_ns >= $1`, `e.duration_ms >= $2`, ...(q.kind === undefined ? [`e.kind <> 'cuda.launch'`] : [])];
   const params: DuckDBValue[] = [q.from, q.min_duration_ms, q.limit];
@@ -33,7 +43,11 @@ export async function findStalls(store: Store, q: { kind?: string | undefined; p
   };
   if (q.kind !== undefined) bind('e.kind = ?', q.kind);
   if (q.pid !== undefined) bind('e.pid = ?', q.pid);
-  if (q.service !== undefined) bind('e.event_id IN (SELECT a.event_id FROM attachments a JOIN spans s ON s.trace_id = a.trace_id AND s.span_id = a.span_id WHERE s.service = ?)', q.service);
+  if (q.service !== undefined)
+    bind(
+      'e.event_id IN (SELECT a.event_id FROM attachments a JOIN spans s ON s.trace_id = a.trace_id AND s.span_id = a.span_id WHERE s.service = ?)',
+      q.service,
+    );
   // The longest first, then what they were attached to: the joins see only `limit` rows.
   const rows = await store.rows(
     `WITH top AS (SELECT * FROM kernel_events e WHERE ${where.join(' AND ')} ORDER BY e.duration_ms DESC LIMIT $3)
@@ -51,7 +65,10 @@ export async function findStalls(store: Store, q: { kind?: string | undefined; p
     comm: String(comm),
     start_time: iso(start),
     duration_ms: num(duration),
-    other: opid === null || num(opid) === 0 ? null : { pid: num(opid), tid: otid === null ? null : num(otid), comm: str(ocomm) },
+    other:
+      opid === null || num(opid) === 0
+        ? null
+        : { pid: num(opid), tid: otid === null ? null : num(otid), comm: str(ocomm) },
     cuda_kernel: str(kernel),
     trace_id: str(trace),
     span_id: str(span),
@@ -72,7 +89,10 @@ export interface LatencyComparison {
   kinds: { kind: string; slow_ms_per_trace: number; typical_ms_per_trace: number; difference_ms: number }[];
 }
 
-export async function compareLatency(store: Store, q: { service: string; from: bigint; slowQuantile: number }): Promise<LatencyComparison> {
+export async function compareLatency(
+  store: Store,
+  q: { service: string; from: bigint; slowQuantile: number },
+): Promise<LatencyComparison> {
   // A trace's duration is its spans' extent; slow ones are at or above the quantile, typical ones at or below the median.
   const groups = `
     WITH traces AS (
@@ -84,10 +104,15 @@ export async function compareLatency(store: Store, q: { service: string; from: b
         CASE WHEN t.duration_ms >= cut.slow_at THEN 'slow' WHEN t.duration_ms <= cut.typical_at THEN 'typical' END AS grp
       FROM traces t, cut)`;
   const params: DuckDBValue[] = [q.from, q.service, q.slowQuantile];
-  const summary = await store.rows(`${groups} SELECT grp, count(*), any_value(CASE grp WHEN 'slow' THEN slow_at ELSE typical_at END), avg(duration_ms) FROM grouped WHERE grp IS NOT NULL GROUP BY grp`, params);
+  const summary = await store.rows(
+    `${groups} SELECT grp, count(*), any_value(CASE grp WHEN 'slow' THEN slow_at ELSE typical_at END), avg(duration_ms) FROM grouped WHERE grp IS NOT NULL GROUP BY grp`,
+    params,
+  );
   const group = (name: string): LatencyGroup => {
     const row = summary.find((r) => r[0] === name);
-    return row === undefined ? { traces: 0, threshold_ms: null, mean_duration_ms: null } : { traces: num(row[1]), threshold_ms: num(row[2]), mean_duration_ms: num(row[3]) };
+    return row === undefined
+      ? { traces: 0, threshold_ms: null, mean_duration_ms: null }
+      : { traces: num(row[1]), threshold_ms: num(row[2]), mean_duration_ms: num(row[3]) };
   };
   const slow = group('slow');
   const typical = group('typical');
@@ -108,7 +133,12 @@ export async function compareLatency(store: Store, q: { service: string; from: b
     slow,
     typical,
     kinds: [...kinds.entries()]
-      .map(([kind, k]) => ({ kind, slow_ms_per_trace: k.slow, typical_ms_per_trace: k.typical, difference_ms: k.slow - k.typical }))
+      .map(([kind, k]) => ({
+        kind,
+        slow_ms_per_trace: k.slow,
+        typical_ms_per_trace: k.typical,
+        difference_ms: k.slow - k.typical,
+      }))
       .sort((a, b) => b.difference_ms - a.difference_ms),
   };
 }
@@ -159,6 +189,9 @@ export async function gpuActivity(store: Store, q: { pid?: number; from: bigint 
     memcpy_bytes: num(bytes),
     memcpy_ms: num(copyMs),
     top_kernels: kernels.filter((k) => k[0] === pid).map(([, name, n]) => ({ name: String(name), launches: num(n) })),
-    contention: contention.filter((c) => c[0] === pid).slice(0, 5).map(([, other, otherComm, n]) => ({ pid: num(other), comm: String(otherComm), launches_during_waits: num(n) })),
+    contention: contention
+      .filter((c) => c[0] === pid)
+      .slice(0, 5)
+      .map(([, other, otherComm, n]) => ({ pid: num(other), comm: String(otherComm), launches_during_waits: num(n) })),
   }));
 }

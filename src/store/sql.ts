@@ -17,7 +17,11 @@ export interface QueryResult {
 
 export const SQL_LIMITS = { maxRows: 1000, timeoutMs: 5000 } as const;
 
-export async function readOnlyQuery(store: Store, sql: string, limits: { maxRows: number; timeoutMs: number } = SQL_LIMITS): Promise<QueryResult> {
+export async function readOnlyQuery(
+  store: Store,
+  sql: string,
+  limits: { maxRows: number; timeoutMs: number } = SQL_LIMITS,
+): Promise<QueryResult> {
   const connection = await store.connect();
   let timer: NodeJS.Timeout | undefined;
   let prepared: DuckDBPreparedStatement | undefined;
@@ -25,21 +29,29 @@ export async function readOnlyQuery(store: Store, sql: string, limits: { maxRows
     const statements = await connection.extractStatements(sql).catch((e: unknown) => {
       throw new QueryRefused(`cannot parse the query: ${e instanceof Error ? e.message : String(e)}`);
     });
-    if (statements.count !== 1) throw new QueryRefused(`expected exactly one SQL statement, got ${String(statements.count)}`);
+    if (statements.count !== 1)
+      throw new QueryRefused(`expected exactly one SQL statement, got ${String(statements.count)}`);
     prepared = await statements.prepare(0).catch((e: unknown) => {
       throw new QueryRefused(e instanceof Error ? e.message : String(e));
     });
-    if (prepared.statementType !== StatementType.SELECT) throw new QueryRefused('only SELECT queries are allowed: the store is read-only');
+    if (prepared.statementType !== StatementType.SELECT)
+      throw new QueryRefused('only SELECT queries are allowed: the store is read-only');
     let interrupted = false;
     timer = setTimeout(() => {
       interrupted = true;
       connection.interrupt();
     }, limits.timeoutMs);
     const reader = await prepared.streamAndReadUntil(limits.maxRows + 1).catch((e: unknown) => {
-      throw interrupted ? new QueryRefused(`the query ran past ${String(limits.timeoutMs)} ms and was stopped`) : new QueryRefused(e instanceof Error ? e.message : String(e));
+      throw interrupted
+        ? new QueryRefused(`the query ran past ${String(limits.timeoutMs)} ms and was stopped`)
+        : new QueryRefused(e instanceof Error ? e.message : String(e));
     });
     const rows = reader.getRowsJson();
-    return { columns: reader.columnNames(), rows: rows.slice(0, limits.maxRows), truncated: rows.length > limits.maxRows };
+    return {
+      columns: reader.columnNames(),
+      rows: rows.slice(0, limits.maxRows),
+      truncated: rows.length > limits.maxRows,
+    };
   } finally {
     clearTimeout(timer);
     prepared?.destroySync();

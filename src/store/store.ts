@@ -23,7 +23,13 @@ export interface StoreOptions {
   now?: () => bigint;
 }
 
-export const STORE_DEFAULTS = { retentionMs: 15 * 60_000, maxEvents: 1_000_000, maxSpans: 100_000, flushMs: 250, memoryLimit: '256MB' } as const;
+export const STORE_DEFAULTS = {
+  retentionMs: 15 * 60_000,
+  maxEvents: 1_000_000,
+  maxSpans: 100_000,
+  flushMs: 250,
+  memoryLimit: '256MB',
+} as const;
 
 export interface StoreCounters {
   eventsStored: number;
@@ -66,14 +72,19 @@ CREATE TABLE processes (pid INTEGER, service VARCHAR, executable VARCHAR, contai
 
 /** What each table and column holds, for query_sql's callers. */
 export const STORE_TABLES = {
-  spans: 'app spans: trace_id, span_id, parent_span_id, service, name, span_kind (OTLP number), start_ns, end_ns (Unix ns), duration_ms, pid, tid (host ids, null when unknown), status_code, attributes (JSON)',
-  kernel_events: 'kernel events: event_id, kind, pid, tid, comm, start_ns, end_ns, duration_ms, other_pid/other_tid/other_comm (the waker for futex.wait and sched.blocked, the task holding the CPU for sched.runqueue), cuda_kernel, attributes (JSON)',
+  spans:
+    'app spans: trace_id, span_id, parent_span_id, service, name, span_kind (OTLP number), start_ns, end_ns (Unix ns), duration_ms, pid, tid (host ids, null when unknown), status_code, attributes (JSON)',
+  kernel_events:
+    'kernel events: event_id, kind, pid, tid, comm, start_ns, end_ns, duration_ms, other_pid/other_tid/other_comm (the waker for futex.wait and sched.blocked, the task holding the CPU for sched.runqueue), cuda_kernel, attributes (JSON)',
   attachments: 'which kernel event was attached to which app span: trace_id, span_id, event_id',
   processes: 'processes seen in spans: pid (host), service, executable, container_id, seen_ns',
 } as const;
 
 const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
-const json = (value: unknown) => JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
+const json = (value: unknown) =>
+  JSON.stringify(value, (_, v: unknown) =>
+    typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v,
+  );
 
 function cudaKernel(event: KernelEvent): string | undefined {
   const a = event.attributes;
@@ -82,7 +93,11 @@ function cudaKernel(event: KernelEvent): string | undefined {
 }
 
 /** Process metadata is in the processes table: each event carries only its own attributes. */
-const PROCESS_KEYS = new Set<string>([A.ATTR_PROCESS_EXECUTABLE_PATH, A.ATTR_CONTAINER_ID, A.ATTR_CAUSEWAY_PROCESS_NSPID]);
+const PROCESS_KEYS = new Set<string>([
+  A.ATTR_PROCESS_EXECUTABLE_PATH,
+  A.ATTR_CONTAINER_ID,
+  A.ATTR_CAUSEWAY_PROCESS_NSPID,
+]);
 
 function ownAttributes(attributes: Attributes): Attributes {
   const own: Attributes = {};
@@ -112,7 +127,15 @@ export class Store implements TraceSource {
   private nextSpanSeq = 0n;
   private flushing: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
-  private readonly count = { eventsStored: 0, spansStored: 0, attachmentsStored: 0, rowsShed: 0, rowsExpired: 0, flushErrors: 0, lastFlushMs: 0 };
+  private readonly count = {
+    eventsStored: 0,
+    spansStored: 0,
+    attachmentsStored: 0,
+    rowsShed: 0,
+    rowsExpired: 0,
+    flushErrors: 0,
+    lastFlushMs: 0,
+  };
   private readonly settings: Required<Omit<StoreOptions, 'now'>> & { now: () => bigint };
 
   /** Reads, taken in turn: a DuckDB connection runs one query at a time, and writes have their own. */
@@ -130,7 +153,10 @@ export class Store implements TraceSource {
 
   static async open(options: StoreOptions = {}): Promise<Store> {
     // No file or network access from SQL at all, settings locked: query_sql cannot reach out.
-    const instance = await DuckDBInstance.create(':memory:', { memory_limit: options.memoryLimit ?? STORE_DEFAULTS.memoryLimit, threads: '2' });
+    const instance = await DuckDBInstance.create(':memory:', {
+      memory_limit: options.memoryLimit ?? STORE_DEFAULTS.memoryLimit,
+      threads: '2',
+    });
     const connection = await instance.connect();
     // An attached in-memory database can be compressed; the default one cannot.
     await connection.run(`ATTACH ':memory:' AS causeway (COMPRESS, ROW_GROUP_SIZE 16384); USE causeway;`);
@@ -138,7 +164,9 @@ export class Store implements TraceSource {
     await connection.run(`SET enable_external_access = false; SET lock_configuration = true;`);
     const store = new Store(instance, connection, options);
     store.readers = await Promise.all(Array.from({ length: READERS }, () => store.connect()));
-    store.timer = setInterval(() => { void store.flush(); }, store.settings.flushMs);
+    store.timer = setInterval(() => {
+      void store.flush();
+    }, store.settings.flushMs);
     store.timer.unref();
     return store;
   }
@@ -171,15 +199,25 @@ export class Store implements TraceSource {
 
   /** Rows held and memory used, per table. */
   async size(): Promise<{ events: number; spans: number; attachments: number; memoryBytes: number }> {
-    const rows = await this.rows(`SELECT (SELECT count(*) FROM kernel_events), (SELECT count(*) FROM spans), (SELECT count(*) FROM attachments),
+    const rows = await this
+      .rows(`SELECT (SELECT count(*) FROM kernel_events), (SELECT count(*) FROM spans), (SELECT count(*) FROM attachments),
       (SELECT sum(memory_usage_bytes) FROM duckdb_memory())`);
     const [events, spans, attachments, memory] = rows[0] ?? [];
-    return { events: Number(events), spans: Number(spans), attachments: Number(attachments), memoryBytes: Number(memory) };
+    return {
+      events: Number(events),
+      spans: Number(spans),
+      attachments: Number(attachments),
+      memoryBytes: Number(memory),
+    };
   }
 
   /** Appends everything buffered, then applies retention. Flushes never overlap. */
   flush(): Promise<void> {
-    this.flushing = this.flushing.then(() => this.write()).catch(() => { this.count.flushErrors++; });
+    this.flushing = this.flushing
+      .then(() => this.write())
+      .catch(() => {
+        this.count.flushErrors++;
+      });
     return this.flushing;
   }
 
@@ -192,15 +230,18 @@ export class Store implements TraceSource {
   }
 
   async spans(traceId: string): Promise<TraceSpan[]> {
-    const rows = await this.rows(`SELECT trace_id, span_id, parent_span_id, service, name, start_ns, end_ns, pid, tid FROM spans WHERE trace_id = $1 ORDER BY start_ns`, [traceId]);
+    const rows = await this.rows(
+      `SELECT trace_id, span_id, parent_span_id, service, name, start_ns, end_ns, pid, tid FROM spans WHERE trace_id = $1 ORDER BY start_ns`,
+      [traceId],
+    );
     return rows.map(([trace, span, parent, service, name, start, end, pid, tid]) => ({
       traceId: String(trace),
       spanId: String(span),
       ...(parent === null ? {} : { parentSpanId: String(parent) }),
       service: String(service),
       name: String(name),
-      startUnixNano: (start as bigint),
-      endUnixNano: (end as bigint),
+      startUnixNano: start as bigint,
+      endUnixNano: end as bigint,
       ...(pid === null ? {} : { pid: Number(pid) }),
       ...(tid === null ? {} : { tid: Number(tid) }),
     }));
@@ -210,15 +251,22 @@ export class Store implements TraceSource {
     const thread = window.tid === undefined ? '' : 'AND tid = $4';
     const params: DuckDBValue[] = [window.pid, window.from, window.to];
     if (window.tid !== undefined) params.push(window.tid);
-    return this.eventRows(`pid = $1 ${thread} AND start_ns < $3 AND start_ns > $2 - ${String(LONGEST_INTERVAL_NS)} AND end_ns > $2`, params);
+    return this.eventRows(
+      `pid = $1 ${thread} AND start_ns < $3 AND start_ns > $2 - ${String(LONGEST_INTERVAL_NS)} AND end_ns > $2`,
+      params,
+    );
   }
 
   async gpuEvents(from: bigint, to: bigint, exceptPid: number): Promise<KernelEvent[]> {
-    return this.eventRows(`kind LIKE 'cuda.%' AND pid <> $1 AND start_ns < $3 AND start_ns > $2 - ${String(LONGEST_INTERVAL_NS)} AND end_ns >= $2`, [exceptPid, from, to]);
+    return this.eventRows(
+      `kind LIKE 'cuda.%' AND pid <> $1 AND start_ns < $3 AND start_ns > $2 - ${String(LONGEST_INTERVAL_NS)} AND end_ns >= $2`,
+      [exceptPid, from, to],
+    );
   }
 
   async slowTraces(query: TraceQuery): Promise<TraceSummary[]> {
-    const service = query.service === undefined ? '' : 'AND trace_id IN (SELECT trace_id FROM spans WHERE service = $5)';
+    const service =
+      query.service === undefined ? '' : 'AND trace_id IN (SELECT trace_id FROM spans WHERE service = $5)';
     const params: DuckDBValue[] = [query.from, query.to, query.minDurationMs ?? 0, query.limit];
     if (query.service !== undefined) params.push(query.service);
     const rows = await this.rows(
@@ -227,7 +275,13 @@ export class Store implements TraceSource {
        GROUP BY trace_id HAVING duration_ms >= $3 ORDER BY duration_ms DESC LIMIT $4`,
       params,
     );
-    return rows.map(([trace, svc, name, start, duration]) => ({ traceId: String(trace), service: String(svc), name: String(name), startUnixNano: (start as bigint), durationMs: Number(duration) }));
+    return rows.map(([trace, svc, name, start, duration]) => ({
+      traceId: String(trace),
+      service: String(svc),
+      name: String(name),
+      startUnixNano: start as bigint,
+      durationMs: Number(duration),
+    }));
   }
 
   /** Rows of an internal, parameterised query. */
@@ -238,14 +292,17 @@ export class Store implements TraceSource {
   }
 
   private async eventRows(where: string, params: DuckDBValue[]): Promise<KernelEvent[]> {
-    const rows = await this.rows(`SELECT kind, pid, tid, comm, start_ns, end_ns, attributes FROM kernel_events WHERE ${where} ORDER BY start_ns`, params);
+    const rows = await this.rows(
+      `SELECT kind, pid, tid, comm, start_ns, end_ns, attributes FROM kernel_events WHERE ${where} ORDER BY start_ns`,
+      params,
+    );
     return rows.map(([kind, pid, tid, comm, start, end, attributes]) => ({
       kind: String(kind) as KernelEvent['kind'],
       pid: Number(pid),
       tid: Number(tid),
       comm: String(comm),
-      startUnixNano: (start as bigint),
-      endUnixNano: (end as bigint),
+      startUnixNano: start as bigint,
+      endUnixNano: end as bigint,
       attributes: JSON.parse(String(attributes)) as Attributes,
     }));
   }
@@ -324,7 +381,12 @@ export class Store implements TraceSource {
       if (pid !== undefined && !this.processesSeen.has(key)) {
         if (this.processesSeen.size >= 65536) this.processesSeen.clear();
         this.processesSeen.add(key);
-        processes.push({ pid, service: span.serviceName ?? 'unknown_service', executable: text(span.resource[A.ATTR_PROCESS_EXECUTABLE_PATH]), containerId: text(span.resource[A.ATTR_CONTAINER_ID]) });
+        processes.push({
+          pid,
+          service: span.serviceName ?? 'unknown_service',
+          executable: text(span.resource[A.ATTR_PROCESS_EXECUTABLE_PATH]),
+          containerId: text(span.resource[A.ATTR_CONTAINER_ID]),
+        });
       }
     }
     a.closeSync();
@@ -366,7 +428,10 @@ export class Store implements TraceSource {
     const cutoff = this.settings.now() - BigInt(this.settings.retentionMs) * MS;
     const oldestEvent = this.nextEventId - BigInt(this.settings.maxEvents);
     const oldestSpan = this.nextSpanSeq - BigInt(this.settings.maxSpans);
-    const events = await this.connection.run(`DELETE FROM kernel_events WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
+    const events = await this.connection.run(`DELETE FROM kernel_events WHERE end_ns < $1 OR event_id < $2`, [
+      cutoff,
+      oldestEvent,
+    ]);
     const spans = await this.connection.run(`DELETE FROM spans WHERE end_ns < $1 OR seq < $2`, [cutoff, oldestSpan]);
     await this.connection.run(`DELETE FROM attachments WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
     this.count.rowsExpired += events.rowsChanged + spans.rowsChanged;

@@ -63,7 +63,13 @@ export class TempoSource extends FetchingSource {
       // Tempo drops a trace id's leading zeros in search results.
       const traceId = t.traceID.padStart(32, '0');
       if (!/^[0-9a-f]{32}$/i.test(traceId)) return [];
-      const summary = { traceId: traceId.toLowerCase(), service: t.rootServiceName ?? '', name: t.rootTraceName ?? '', startUnixNano: BigInt(t.startTimeUnixNano), durationMs: t.durationMs ?? 0 };
+      const summary = {
+        traceId: traceId.toLowerCase(),
+        service: t.rootServiceName ?? '',
+        name: t.rootTraceName ?? '',
+        startUnixNano: BigInt(t.startTimeUnixNano),
+        durationMs: t.durationMs ?? 0,
+      };
       return summary.startUnixNano >= query.from && summary.startUnixNano < query.to ? [summary] : [];
     });
     return summaries.sort((a, b) => b.durationMs - a.durationMs).slice(0, query.limit);

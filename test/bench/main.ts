@@ -34,9 +34,27 @@ interface Workload {
 }
 
 const WORKLOAD_SET: Workload[] = [
-  { title: 'launch-heavy, 10k launches/s', program: 'launch_storm', args: ['--rate', '10000', '--seconds', String(SECONDS)], ops: (t) => Number(t.launches), rate: (t) => Number(t.launches_per_s) },
-  { title: 'launch-heavy, 100k launches/s', program: 'launch_storm', args: ['--rate', '100000', '--seconds', String(SECONDS)], ops: (t) => Number(t.launches), rate: (t) => Number(t.launches_per_s) },
-  { title: 'context-switch ping-pong, 50k switches/s', program: 'switch_pingpong', args: ['--rate', '50000', '--seconds', String(SECONDS)], ops: (t) => Number(t.switches), rate: (t) => Number(t.switches_per_s) },
+  {
+    title: 'launch-heavy, 10k launches/s',
+    program: 'launch_storm',
+    args: ['--rate', '10000', '--seconds', String(SECONDS)],
+    ops: (t) => Number(t.launches),
+    rate: (t) => Number(t.launches_per_s),
+  },
+  {
+    title: 'launch-heavy, 100k launches/s',
+    program: 'launch_storm',
+    args: ['--rate', '100000', '--seconds', String(SECONDS)],
+    ops: (t) => Number(t.launches),
+    rate: (t) => Number(t.launches_per_s),
+  },
+  {
+    title: 'context-switch ping-pong, 50k switches/s',
+    program: 'switch_pingpong',
+    args: ['--rate', '50000', '--seconds', String(SECONDS)],
+    ops: (t) => Number(t.switches),
+    rate: (t) => Number(t.switches_per_s),
+  },
 ];
 
 /** Runs a workload under sh, whose own stat then holds the workload's CPU time (cutime, cstime). */
@@ -62,7 +80,19 @@ async function runMeasured(workload: Workload): Promise<Run> {
 
 /** bpftrace attaching what Causeway attaches for these workloads: the CUDA entry points, scheduler and futex tracepoints. */
 function bpftraceProgram(comm: string): string {
-  const apis = ['cudaLaunchKernel', 'cudaStreamSynchronize', 'cudaDeviceSynchronize', 'cudaEventSynchronize', 'cudaMemcpy', 'cudaMemcpyAsync', 'cudaMalloc', 'cudaFree', '__cudaRegisterFunction', 'cudaLaunchKernel_ptsz', 'cudaLaunchKernelExC'];
+  const apis = [
+    'cudaLaunchKernel',
+    'cudaStreamSynchronize',
+    'cudaDeviceSynchronize',
+    'cudaEventSynchronize',
+    'cudaMemcpy',
+    'cudaMemcpyAsync',
+    'cudaMalloc',
+    'cudaFree',
+    '__cudaRegisterFunction',
+    'cudaLaunchKernel_ptsz',
+    'cudaLaunchKernelExC',
+  ];
   const enter = apis.map((api) => `uprobe:${SIM_CUDART}:${api}`).join(',\n');
   const exit = apis.map((api) => `uretprobe:${SIM_CUDART}:${api}`).join(',\n');
   return `
@@ -82,7 +112,11 @@ tracepoint:syscalls:sys_exit_futex /@futex[tid]/ { printf("futex %d %d %llu %llu
 }
 
 /** Runs body while a tracer runs; the tracer's output is read (and dropped) as a consumer would. */
-async function withTracer<T>(command: string[], readyWhen: (output: string) => boolean, body: () => Promise<T>): Promise<T> {
+async function withTracer<T>(
+  command: string[],
+  readyWhen: (output: string) => boolean,
+  body: () => Promise<T>,
+): Promise<T> {
   const [file, ...args] = command as [string, ...string[]];
   const tracer = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -108,21 +142,37 @@ async function withTracer<T>(command: string[], readyWhen: (output: string) => b
 const ratio = (value: number, base: number) => (value / base).toFixed(3);
 
 async function overhead(): Promise<string[]> {
-  const rows = ['| workload | without probes | with Causeway | with bpftrace | Causeway / without | bpftrace / without |', '| --- | --- | --- | --- | --- | --- |'];
+  const rows = [
+    '| workload | without probes | with Causeway | with bpftrace | Causeway / without | bpftrace / without |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
   for (const workload of WORKLOAD_SET) {
     process.stderr.write(`bench: ${workload.title}\n`);
     const none = await runMeasured(workload);
     const causeway = await withTracer(
-      [process.execPath, new URL('../../src/cli/main.js', import.meta.url).pathname, 'capture', '--json', '--comm', workload.program, '--lib', SIM_CUDART],
+      [
+        process.execPath,
+        new URL('../../src/cli/main.js', import.meta.url).pathname,
+        'capture',
+        '--json',
+        '--comm',
+        workload.program,
+        '--lib',
+        SIM_CUDART,
+      ],
       (output) => output.includes('capturing on'),
       () => runMeasured(workload),
     );
     const bpftraceScript = `/tmp/causeway-bench-${process.pid}.bt`;
     writeFileSync(bpftraceScript, bpftraceProgram(workload.program.slice(0, 15)));
-    const bpftrace = await withTracer(['bpftrace', bpftraceScript], (output) => output.includes('Attaching'), async () => {
-      await new Promise((resolve) => setTimeout(resolve, 500)); // "Attaching N probes" comes just before it is done
-      return runMeasured(workload);
-    });
+    const bpftrace = await withTracer(
+      ['bpftrace', bpftraceScript],
+      (output) => output.includes('Attaching'),
+      async () => {
+        await new Promise((resolve) => setTimeout(resolve, 500)); // "Attaching N probes" comes just before it is done
+        return runMeasured(workload);
+      },
+    );
     rmSync(bpftraceScript, { force: true });
     const cell = (r: Run) => `${Math.round(r.rate).toLocaleString('en-US')}/s, ${r.cpuUsPerOp.toFixed(2)} µs CPU/op`;
     rows.push(
@@ -177,7 +227,9 @@ async function highRate(): Promise<string> {
   const capture = new Capture(['--comm', 'switch_pingpong', '--min-duration-us', '0']);
   await capture.ready();
   const started = performance.now();
-  const workload = spawn(`${WORKLOADS}/switch_pingpong`, ['--rate', '100000', '--seconds', String(SECONDS)], { stdio: 'ignore' });
+  const workload = spawn(`${WORKLOADS}/switch_pingpong`, ['--rate', '100000', '--seconds', String(SECONDS)], {
+    stdio: 'ignore',
+  });
   await new Promise((resolve) => workload.on('exit', resolve));
   const seconds = (performance.now() - started) / 1000;
   await new Promise((resolve) => setTimeout(resolve, 500));
@@ -199,6 +251,14 @@ async function startup(): Promise<string> {
 }
 
 const rows = await overhead();
-const others = ['| measure | result |', '| --- | --- |', await decodeRate(), await highRate(), await startup(), ...(await pipelineRows()), ...(await storeRows())];
+const others = [
+  '| measure | result |',
+  '| --- | --- |',
+  await decodeRate(),
+  await highRate(),
+  await startup(),
+  ...(await pipelineRows()),
+  ...(await storeRows()),
+];
 rmSync(`/dev/shm/causeway-bench-${process.pid}`, { force: true });
 process.stdout.write(`${rows.join('\n')}\n\n${others.join('\n')}\n`);

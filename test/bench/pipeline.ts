@@ -27,7 +27,17 @@ function request(n: number): Uint8Array {
   }));
   const types = otlpTypes();
   const message = types.ExportTraceServiceRequest.fromObject({
-    resourceSpans: [{ resource: { attributes: [{ key: 'process.pid', value: { intValue: process.pid } }, { key: 'service.name', value: { stringValue: 'bench' } }] }, scopeSpans: [{ spans }] }],
+    resourceSpans: [
+      {
+        resource: {
+          attributes: [
+            { key: 'process.pid', value: { intValue: process.pid } },
+            { key: 'service.name', value: { stringValue: 'bench' } },
+          ],
+        },
+        scopeSpans: [{ spans }],
+      },
+    ],
   });
   return types.ExportTraceServiceRequest.encode(message).finish();
 }
@@ -36,14 +46,28 @@ function kernelEvents(n: number, spreadMs: number): KernelEvent[] {
   const end = nowNs();
   return Array.from({ length: n }, (_, i) => {
     const start = end - BigInt(Math.floor((i / n) * spreadMs)) * MS - MS;
-    return { kind: 'sched.runqueue', pid: process.pid, tid: TID, comm: 'bench', startUnixNano: start, endUnixNano: start + 50_000n, attributes: {} };
+    return {
+      kind: 'sched.runqueue',
+      pid: process.pid,
+      tid: TID,
+      comm: 'bench',
+      startUnixNano: start,
+      endUnixNano: start + 50_000n,
+      attributes: {},
+    };
   });
 }
 
-export const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+export const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 async function post(port: number, body: Uint8Array): Promise<void> {
-  const send = () => fetch(`http://127.0.0.1:${String(port)}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body });
+  const send = () =>
+    fetch(`http://127.0.0.1:${String(port)}/v1/traces`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-protobuf' },
+      body,
+    });
   // A kept-alive connection the server is closing as idle fails once; a new one then succeeds.
   const response = await send().catch(send);
   if (response.status !== 200) throw new Error(`receiver answered ${String(response.status)}`);
@@ -54,12 +78,17 @@ async function post(port: number, body: Uint8Array): Promise<void> {
 async function throughput(): Promise<string> {
   const correlator = new Correlator<AppSpan>({ onJoined: () => undefined, maxPendingSpans: 1_000_000 });
   correlator.addEvents(kernelEvents(100_000, 10_000));
-  const receiver = await startOtlpReceiver({ grpc: false, http: { host: '127.0.0.1', port: 0 }, onSpans: (spans) => void correlator.addSpans(spans.map(placedHere)) });
+  const receiver = await startOtlpReceiver({
+    grpc: false,
+    http: { host: '127.0.0.1', port: 0 },
+    onSpans: (spans) => void correlator.addSpans(spans.map(placedHere)),
+  });
   const body = request(100);
   const requests = Number(process.env.BENCH_REQUESTS ?? 1000);
   const cpu = process.cpuUsage();
   const started = performance.now();
-  for (let sent = 0; sent < requests; sent += 4) await Promise.all([0, 1, 2, 3].map(() => post(receiver.httpPort ?? 0, body)));
+  for (let sent = 0; sent < requests; sent += 4)
+    await Promise.all([0, 1, 2, 3].map(() => post(receiver.httpPort ?? 0, body)));
   correlator.join();
   const wallS = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);

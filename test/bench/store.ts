@@ -27,7 +27,6 @@ function random(seed: number): () => number {
   };
 }
 
-
 async function fill(store: Store, start: bigint, windowMs: number): Promise<void> {
   const rnd = random(7);
   const task = (i: number) => ({ pid: 1000 + (i % 20), tid: 2000 + i, comm: `worker-${String(i)}` });
@@ -35,15 +34,44 @@ async function fill(store: Store, start: bigint, windowMs: number): Promise<void
     const thread = task(t % THREADS);
     const begin = start + BigInt(Math.floor(rnd() * windowMs)) * MS;
     const length = BigInt(50 + Math.floor(rnd() * 450)) * MS;
-    const spans = [appSpan({ trace: t + 1, span: (t + 1) * 100, start: begin, end: begin + length, pid: thread.pid, tid: thread.tid, service: `svc-${String(t % 5)}` })];
+    const spans = [
+      appSpan({
+        trace: t + 1,
+        span: (t + 1) * 100,
+        start: begin,
+        end: begin + length,
+        pid: thread.pid,
+        tid: thread.tid,
+        service: `svc-${String(t % 5)}`,
+      }),
+    ];
     for (let c = 1; c < SPANS_PER_TRACE; c++) {
       const childStart = begin + (length * BigInt(c - 1)) / BigInt(SPANS_PER_TRACE);
-      spans.push(appSpan({ trace: t + 1, span: (t + 1) * 100 + c, parent: (t + 1) * 100, name: `step-${String(c)}`, start: childStart, end: childStart + length / BigInt(SPANS_PER_TRACE), pid: thread.pid, tid: thread.tid, service: `svc-${String(t % 5)}` }));
+      spans.push(
+        appSpan({
+          trace: t + 1,
+          span: (t + 1) * 100 + c,
+          parent: (t + 1) * 100,
+          name: `step-${String(c)}`,
+          start: childStart,
+          end: childStart + length / BigInt(SPANS_PER_TRACE),
+          pid: thread.pid,
+          tid: thread.tid,
+          service: `svc-${String(t % 5)}`,
+        }),
+      );
     }
     store.addSpans(spans);
   }
-  const kinds: KernelEvent['kind'][] = ['sched.runqueue', 'sched.blocked', 'futex.wait', 'cuda.launch', 'cuda.sync', 'block.io'];
-  for (let done = 0; done < EVENTS; ) {
+  const kinds: KernelEvent['kind'][] = [
+    'sched.runqueue',
+    'sched.blocked',
+    'futex.wait',
+    'cuda.launch',
+    'cuda.sync',
+    'block.io',
+  ];
+  for (let done = 0; done < EVENTS;) {
     const batch: KernelEvent[] = [];
     for (let i = 0; i < 50_000 && done < EVENTS; i++, done++) {
       const who = task(Math.floor(rnd() * THREADS));
@@ -51,7 +79,16 @@ async function fill(store: Store, start: bigint, windowMs: number): Promise<void
       const kind = kinds[Math.floor(rnd() * kinds.length)] ?? 'sched.runqueue';
       const at = start + BigInt(Math.floor((done / EVENTS) * windowMs * 1000)) * 1000n;
       const length = kind === 'cuda.launch' ? 5_000n : BigInt(Math.floor(rnd() * 20_000)) * 1000n;
-      const attributes = kind === 'sched.runqueue' ? holder(other) : kind === 'futex.wait' ? waker('futex', other) : kind === 'sched.blocked' ? waker('sched', other) : kind === 'cuda.launch' ? { 'causeway.cuda.kernel': `kernel_${String(done % 50)}` } : {};
+      const attributes =
+        kind === 'sched.runqueue'
+          ? holder(other)
+          : kind === 'futex.wait'
+            ? waker('futex', other)
+            : kind === 'sched.blocked'
+              ? waker('sched', other)
+              : kind === 'cuda.launch'
+                ? { 'causeway.cuda.kernel': `kernel_${String(done % 50)}` }
+                : {};
       batch.push(kernelEvent(kind, who, at, at + length, attributes));
     }
     store.addEvents(batch);
@@ -67,7 +104,10 @@ export async function storeRows(): Promise<string[]> {
   await fill(store, start, windowMs);
   const fillS = (performance.now() - filling) / 1000;
   const size = await store.size();
-  const server = await serveMcp({ host: '127.0.0.1', port: 0 }, { store, sources: [store], status: () => Promise.resolve({}) });
+  const server = await serveMcp(
+    { host: '127.0.0.1', port: 0 },
+    { store, sources: [store], status: () => Promise.resolve({}) },
+  );
   const client = new Client({ name: 'bench', version: '1' });
   await client.connect(new StreamableHTTPClientTransport(new URL(server.url)));
   const rnd = random(11);
@@ -87,7 +127,8 @@ export async function storeRows(): Promise<string[]> {
   const inProcess: number[] = [];
   for (let i = 0; i < WARMUP + CALLS; i++) {
     const began = performance.now();
-    if ((await explainTrace([store], ids(1 + Math.floor(rnd() * TRACES)).traceId)) === undefined) throw new Error('a stored trace was not found');
+    if ((await explainTrace([store], ids(1 + Math.floor(rnd() * TRACES)).traceId)) === undefined)
+      throw new Error('a stored trace was not found');
     if (i >= WARMUP) inProcess.push(performance.now() - began);
   }
   inProcess.sort((a, b) => a - b);

@@ -8,7 +8,7 @@ import { kernelAvailable, runWorkload, settle, startCapture } from './session.js
 
 const MIB = 1 << 20;
 
-test('fsync of 64 MiB of dirty data gives block.io writes on the fsync thread, on the file\'s disk', async (t) => {
+test("fsync of 64 MiB of dirty data gives block.io writes on the fsync thread, on the file's disk", async (t) => {
   if (!kernelAvailable(t)) return;
   const capture = await startCapture(t, ['--comm', 'fsync_writer']);
   const truth = (await runWorkload('fsync_writer', ['--dir', '/var/tmp', '--mib', '64', '--start-delay-ms', '50'])) as {
@@ -22,11 +22,18 @@ test('fsync of 64 MiB of dirty data gives block.io writes on the fsync thread, o
 
   const ios = capture.of('block.io', (e) => e.pid === truth.pid);
   const writes = ios.filter((e) => e.attributes[A.ATTR_CAUSEWAY_BLOCK_OP] === 'write');
-  const written = writes.filter((e) => e.tid === truth.tid).reduce((sum, e) => sum + Number(e.attributes[A.ATTR_CAUSEWAY_BLOCK_BYTES]), 0);
+  const written = writes
+    .filter((e) => e.tid === truth.tid)
+    .reduce((sum, e) => sum + Number(e.attributes[A.ATTR_CAUSEWAY_BLOCK_BYTES]), 0);
   assert.ok(written >= 64 * MIB, `the fsync thread wrote ${written / MIB} MiB`);
-  assert.ok(ios.every((e) => ['submitter', 'issuer'].includes(String(e.attributes[A.ATTR_CAUSEWAY_BLOCK_ATTRIBUTION]))));
+  assert.ok(
+    ios.every((e) => ['submitter', 'issuer'].includes(String(e.attributes[A.ATTR_CAUSEWAY_BLOCK_ATTRIBUTION]))),
+  );
   assert.ok(writes.some((e) => e.attributes[A.ATTR_CAUSEWAY_BLOCK_ATTRIBUTION] === 'submitter'));
   const disk = /DEVNAME=(\S+)/.exec(readFileSync(`/sys/dev/block/${truth.dev}/uevent`, 'utf8'))?.[1];
   assert.ok(disk);
-  assert.ok(writes.every((e) => e.attributes[A.ATTR_CAUSEWAY_BLOCK_DEVICE] === disk), `writes not all on ${disk}`);
+  assert.ok(
+    writes.every((e) => e.attributes[A.ATTR_CAUSEWAY_BLOCK_DEVICE] === disk),
+    `writes not all on ${disk}`,
+  );
 });

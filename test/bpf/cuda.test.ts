@@ -3,7 +3,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as A from '../../src/semconv/attributes.js';
-import { NVIDIA_CUDART, SIM_CUDART, durationMs, kernelAvailable, privateGpu, runWorkload, settle, single, startCapture } from './session.js';
+import {
+  NVIDIA_CUDART,
+  SIM_CUDART,
+  durationMs,
+  kernelAvailable,
+  privateGpu,
+  runWorkload,
+  settle,
+  single,
+  startCapture,
+} from './session.js';
 
 const MATMUL = 'matmul_big(float*, float*, float*, int)';
 const sameHandle = (a: unknown, b: unknown) => BigInt(String(a)) === BigInt(String(b));
@@ -20,14 +30,20 @@ for (const [program, linked] of [
     await settle();
     await capture.stop();
 
-    const sync = single(capture.of('cuda.sync', (e) => e.pid === truth.pid), 'cuda.sync');
+    const sync = single(
+      capture.of('cuda.sync', (e) => e.pid === truth.pid),
+      'cuda.sync',
+    );
     assert.equal(sync.tid, truth.tid);
     assert.ok(Math.abs(durationMs(sync) - 200) <= 20, `sync took ${durationMs(sync)} ms`);
     assert.equal(sync.attributes[A.ATTR_CAUSEWAY_CUDA_API], 'cudaStreamSynchronize');
     assert.ok(sameHandle(sync.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], truth.stream));
     assert.deepEqual(sync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], [MATMUL]);
 
-    const launch = single(capture.of('cuda.launch', (e) => e.pid === truth.pid), 'cuda.launch');
+    const launch = single(
+      capture.of('cuda.launch', (e) => e.pid === truth.pid),
+      'cuda.launch',
+    );
     assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], MATMUL);
     assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], truth.kernel);
     assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRID], truth.grid);
@@ -39,20 +55,35 @@ for (const [program, linked] of [
 test('a full launch queue gives cuda.launch calls that themselves take long', async (t) => {
   if (!kernelAvailable(t)) return;
   const capture = await startCapture(t, ['--comm', 'launch_storm']);
-  const truth = (await runWorkload('launch_storm', ['--full-queue', '--kernel-ms', '10', '--extra', '4', '--start-delay-ms', '50'], {
-    ...privateGpu(t),
-    CUDA_SIM_QUEUE_DEPTH: '16',
-  })) as { pid: number; tid: number; launches: number; max_unblocked_launch_ns: number; blocked: { index: number; ns: number }[] };
+  const truth = (await runWorkload(
+    'launch_storm',
+    ['--full-queue', '--kernel-ms', '10', '--extra', '4', '--start-delay-ms', '50'],
+    {
+      ...privateGpu(t),
+      CUDA_SIM_QUEUE_DEPTH: '16',
+    },
+  )) as {
+    pid: number;
+    tid: number;
+    launches: number;
+    max_unblocked_launch_ns: number;
+    blocked: { index: number; ns: number }[];
+  };
   await settle();
   await capture.stop();
 
-  const launches = capture.of('cuda.launch', (e) => e.pid === truth.pid).sort((x, y) => (BigInt(x.start_unix_nano) < BigInt(y.start_unix_nano) ? -1 : 1));
+  const launches = capture
+    .of('cuda.launch', (e) => e.pid === truth.pid)
+    .sort((x, y) => (BigInt(x.start_unix_nano) < BigInt(y.start_unix_nano) ? -1 : 1));
   assert.equal(launches.length, truth.launches);
   assert.ok(truth.blocked.length > 0);
   for (const blocked of truth.blocked) {
     const launch = launches[blocked.index];
     assert.ok(launch, `no captured launch #${blocked.index}`);
-    assert.ok(Math.abs(durationMs(launch) - msOf(blocked.ns)) <= 2, `launch #${blocked.index} blocked ${msOf(blocked.ns)} ms, captured ${durationMs(launch)} ms`);
+    assert.ok(
+      Math.abs(durationMs(launch) - msOf(blocked.ns)) <= 2,
+      `launch #${blocked.index} blocked ${msOf(blocked.ns)} ms, captured ${durationMs(launch)} ms`,
+    );
   }
   // The launches that did not block were quick, and are captured as such.
   const quick = launches.filter((_, i) => !truth.blocked.some((b) => b.index === i));
@@ -62,7 +93,11 @@ test('a full launch queue gives cuda.launch calls that themselves take long', as
 test('driver API launches, syncs and copies are captured with their kernel name, bytes and direction', async (t) => {
   if (!kernelAvailable(t)) return;
   const capture = await startCapture(t, ['--comm', 'driver_calls']);
-  const truth = (await runWorkload('driver_calls', ['--mib', '4', '--kernel-ms', '50', '--start-delay-ms', '50'], privateGpu(t))) as {
+  const truth = (await runWorkload(
+    'driver_calls',
+    ['--mib', '4', '--kernel-ms', '50', '--start-delay-ms', '50'],
+    privateGpu(t),
+  )) as {
     pid: number;
     tid: number;
     calls: { api: string; bytes?: number; direction?: string; async?: boolean }[];
@@ -119,7 +154,11 @@ test('cudaMalloc and cudaFree carry the bytes, cudaMemcpy its size and direction
 test("NVIDIA's own libcudart is probed: its calls fail without a GPU and the events still appear", async (t) => {
   if (!kernelAvailable(t)) return;
   const capture = await startCapture(t, ['--comm', 'cuda_calls', '--lib', NVIDIA_CUDART]);
-  const truth = (await runWorkload('cuda_calls', [NVIDIA_CUDART])) as { pid: number; tid: number; calls: { api: string; rc: number }[] };
+  const truth = (await runWorkload('cuda_calls', [NVIDIA_CUDART])) as {
+    pid: number;
+    tid: number;
+    calls: { api: string; rc: number }[];
+  };
   await settle();
   await capture.stop();
 
@@ -128,7 +167,10 @@ test("NVIDIA's own libcudart is probed: its calls fail without a GPU and the eve
   for (const call of truth.calls) {
     assert.notEqual(call.rc, 0, `${call.api} unexpectedly succeeded without a GPU`);
     const event = mine.find((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === call.api);
-    assert.ok(event, `no event for ${call.api}; captured: ${mine.map((e) => String(e.attributes[A.ATTR_CAUSEWAY_CUDA_API])).join(', ')}`);
+    assert.ok(
+      event,
+      `no event for ${call.api}; captured: ${mine.map((e) => String(e.attributes[A.ATTR_CAUSEWAY_CUDA_API])).join(', ')}`,
+    );
     assert.equal(event.tid, truth.tid);
     assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_ERROR], call.rc);
   }

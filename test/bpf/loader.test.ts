@@ -7,7 +7,14 @@ import { test } from 'node:test';
 import { ROOT, kernelAvailable, startCapture } from './session.js';
 
 const LOADER = join(ROOT, 'bpf', 'build', 'causeway-loader');
-const OUR_PROGRAMS = ['sched_switch', 'futex_enter', 'block_rq_issue', 'tcp_retransmit_skb', 'cuda_enter', 'sched_process_exec'];
+const OUR_PROGRAMS = [
+  'sched_switch',
+  'futex_enter',
+  'block_rq_issue',
+  'tcp_retransmit_skb',
+  'cuda_enter',
+  'sched_process_exec',
+];
 
 function loadedPrograms(): string[] {
   const programs = JSON.parse(execFileSync('bpftool', ['prog', 'list', '--json']).toString()) as { name?: string }[];
@@ -16,10 +23,14 @@ function loadedPrograms(): string[] {
 
 test('without CAP_BPF and CAP_PERFMON the loader exits 2 with a one-line reason', (t) => {
   if (!kernelAvailable(t)) return;
-  const run = spawnSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', LOADER], {
-    input: '',
-    encoding: 'utf8',
-  });
+  const run = spawnSync(
+    'setpriv',
+    ['--reuid', '65534', '--regid', '65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', LOADER],
+    {
+      input: '',
+      encoding: 'utf8',
+    },
+  );
   assert.equal(run.status, 2);
   assert.equal(run.stderr.trim().split('\n').length, 1);
   assert.match(run.stderr, /^causeway-loader: missing capability: .*CAP_BPF and CAP_PERFMON/);
@@ -53,6 +64,7 @@ test('an unknown stdin command is reported, and the loader keeps serving', (t) =
   assert.match(out, /unknown or malformed command: frobnicate 12/);
   // HELLO, then the first STATS, then the one asked for on stdin, then the final one.
   const frames: number[] = [];
-  for (let at = 0; at + 8 <= run.stdout.length; at += 8 + run.stdout.readUInt32LE(at + 4)) frames.push(run.stdout.readUInt32LE(at));
+  for (let at = 0; at + 8 <= run.stdout.length; at += 8 + run.stdout.readUInt32LE(at + 4))
+    frames.push(run.stdout.readUInt32LE(at));
   assert.equal(frames.filter((type) => type === 3).length, 3);
 });

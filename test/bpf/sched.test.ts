@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import * as A from '../../src/semconv/attributes.js';
 import { durationMs, kernelAvailable, settle, startCapture, startWorkload } from './session.js';
 
-test('a busy process pinned to the victim\'s CPU gives sched.runqueue waits naming the hog', async (t) => {
+test("a busy process pinned to the victim's CPU gives sched.runqueue waits naming the hog", async (t) => {
   if (!kernelAvailable(t)) return;
   const capture = await startCapture(t, ['--comm', 'cpu_victim']);
   const pin = ['taskset', '-c', '1'];
@@ -21,11 +21,20 @@ test('a busy process pinned to the victim\'s CPU gives sched.runqueue waits nami
   const byHog = waits.filter((e) => e.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_PID] === hog.pid);
   const waitedMs = waits.reduce((sum, e) => sum + durationMs(e), 0);
   const hogMs = byHog.reduce((sum, e) => sum + durationMs(e), 0);
-  assert.ok(hogMs / waitedMs > 0.8, `the hog held the CPU for ${hogMs.toFixed(1)} of ${waitedMs.toFixed(1)} ms of waiting`);
+  assert.ok(
+    hogMs / waitedMs > 0.8,
+    `the hog held the CPU for ${hogMs.toFixed(1)} of ${waitedMs.toFixed(1)} ms of waiting`,
+  );
   assert.equal(byHog[0]?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM], 'hog');
   assert.ok(byHog.every((e) => e.attributes[A.ATTR_CAUSEWAY_SCHED_CPU] === 1));
   // The victim's own sleeps are blocked time, each ended by a waker.
   const sleeps = capture.of('sched.blocked', (e) => e.tid === truth.tid);
   assert.ok(sleeps.length > 0);
-  assert.ok(sleeps.every((e) => e.attributes[A.ATTR_CAUSEWAY_SCHED_STATE] === 'S' && e.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID] !== undefined));
+  assert.ok(
+    sleeps.every(
+      (e) =>
+        e.attributes[A.ATTR_CAUSEWAY_SCHED_STATE] === 'S' &&
+        e.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID] !== undefined,
+    ),
+  );
 });

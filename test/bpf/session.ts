@@ -78,7 +78,8 @@ export class Capture {
   async until(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!condition()) {
-      if (this.child.exitCode !== null) throw new Error(`capture exited (${this.child.exitCode}) waiting for ${what}: ${this.stderr}`);
+      if (this.child.exitCode !== null)
+        throw new Error(`capture exited (${this.child.exitCode}) waiting for ${what}: ${this.stderr}`);
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; stderr: ${this.stderr}`);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -118,7 +119,12 @@ export interface Workload {
 }
 
 /** Runs test/fixtures/build/workloads/NAME (or any program) and parses its last JSON line. */
-export function startWorkload(program: string, args: string[] = [], env: Record<string, string> = {}, wrapper: string[] = []): Workload {
+export function startWorkload(
+  program: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+  wrapper: string[] = [],
+): Workload {
   const path = program.includes('/') ? program : join(WORKLOADS, program);
   const [command, ...rest] = [...wrapper, path, ...args] as [string, ...string[]];
   const child = spawn(command, rest, { stdio: 'pipe', env: { ...process.env, ...env } });
@@ -141,7 +147,11 @@ export function startWorkload(program: string, args: string[] = [], env: Record<
   return { pid: child.pid ?? 0, truth, child };
 }
 
-export async function runWorkload(program: string, args: string[] = [], env: Record<string, string> = {}): Promise<Record<string, unknown>> {
+export async function runWorkload(
+  program: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<Record<string, unknown>> {
   return startWorkload(program, args, env).truth;
 }
 

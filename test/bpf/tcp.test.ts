@@ -9,18 +9,43 @@ import { kernelAvailable, settle, startCapture, startWorkload } from './session.
 
 const PORT = 47311;
 
-test('packet loss on loopback gives tcp.retransmit with the connection\'s ports and the sender', async (t) => {
+test("packet loss on loopback gives tcp.retransmit with the connection's ports and the sender", async (t) => {
   if (!kernelAvailable(t)) return;
   const table = `causeway_test_${process.pid}`;
   const nft = (...args: string[]) => execFileSync('nft', args);
   nft('add', 'table', 'inet', table);
   t.after(() => nft('delete', 'table', 'inet', table));
   nft('add', 'chain', 'inet', table, 'in', '{ type filter hook input priority 0; }');
-  nft('add', 'rule', 'inet', table, 'in', 'tcp', 'dport', String(PORT), 'numgen', 'random', 'mod', '100', '<', '10', 'drop');
+  nft(
+    'add',
+    'rule',
+    'inet',
+    table,
+    'in',
+    'tcp',
+    'dport',
+    String(PORT),
+    'numgen',
+    'random',
+    'mod',
+    '100',
+    '<',
+    '10',
+    'drop',
+  );
 
   const capture = await startCapture(t, ['--comm', 'tcp_echo']);
   const server = startWorkload('tcp_echo', ['--server', '--port', String(PORT), '--seconds', '15']);
-  const client = startWorkload('tcp_echo', ['--port', String(PORT), '--count', '100', '--size', '512', '--seconds', '12']);
+  const client = startWorkload('tcp_echo', [
+    '--port',
+    String(PORT),
+    '--count',
+    '100',
+    '--size',
+    '512',
+    '--seconds',
+    '12',
+  ]);
   const truth = (await client.truth) as { pid: number; tid: number; local_port: number; peer_port: number };
   await server.truth;
   await settle();

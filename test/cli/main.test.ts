@@ -3,7 +3,8 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { packageRoot } from '../../src/install.js';
 
-const causeway = (...args: string[]) => spawnSync(process.execPath, [`${packageRoot}dist/src/cli/main.js`, ...args], { encoding: 'utf8' });
+const causeway = (...args: string[]) =>
+  spawnSync(process.execPath, [`${packageRoot}dist/src/cli/main.js`, ...args], { encoding: 'utf8' });
 
 test('--help lists the commands', () => {
   const run = causeway('--help');
@@ -46,6 +47,9 @@ test('doctor reports one line per check, and a missing pid as a failure', () => 
   const run = causeway('doctor', '--pid', '1073741823');
   assert.equal(run.status, 1);
   const lines = run.stdout.trimEnd().split('\n');
-  assert.deepEqual(lines.map((line) => line.split(/\s+/)[1]), ['privileges', 'btf', 'tracefs', 'ringbuf', 'loader', 'pid']);
+  assert.deepEqual(
+    lines.map((line) => line.split(/\s+/)[1]),
+    ['privileges', 'btf', 'tracefs', 'ringbuf', 'loader', 'pid'],
+  );
   assert.match(lines[5] ?? '', /^FAIL pid 1073741823 +cannot read \/proc\/1073741823\/maps: ENOENT/);
 });

@@ -26,9 +26,25 @@ export async function until<T>(what: string, timeoutMs: number, probe: () => T |
 
 /** Starts the sidecar exporting to `exportUrl`, and waits until it listens. `args` are more `run` options. */
 export async function startSidecar(exportUrl: string, grpc = '127.0.0.1:0', args: string[] = []): Promise<Sidecar> {
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'run', '--otlp-grpc', grpc, '--otlp-http', '127.0.0.1:0', '--metrics', '127.0.0.1:0', '--mcp', '127.0.0.1:0', ...args], {
-    env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: exportUrl },
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      join(ROOT, 'dist', 'src', 'cli', 'main.js'),
+      'run',
+      '--otlp-grpc',
+      grpc,
+      '--otlp-http',
+      '127.0.0.1:0',
+      '--metrics',
+      '127.0.0.1:0',
+      '--mcp',
+      '127.0.0.1:0',
+      ...args,
+    ],
+    {
+      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: exportUrl },
+    },
+  );
   let log = '';
   child.stderr.on('data', (chunk: Buffer) => {
     log += chunk.toString();
@@ -36,7 +52,10 @@ export async function startSidecar(exportUrl: string, grpc = '127.0.0.1:0', args
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   const [, grpcPort, metricsPort, mcpUrl] = await until('the sidecar to listen', 15_000, () => {
     if (child.exitCode !== null) throw new Error(`causeway run exited: ${log}`);
-    return /receiving OTLP on [^ ]+:(\d+) \(gRPC\).*metrics on [^ ]+:(\d+)\/metrics, MCP on (\S+\/mcp)/.exec(log) ?? undefined;
+    return (
+      /receiving OTLP on [^ ]+:(\d+) \(gRPC\).*metrics on [^ ]+:(\d+)\/metrics, MCP on (\S+\/mcp)/.exec(log) ??
+      undefined
+    );
   });
   return {
     grpcPort: Number(grpcPort),

@@ -7,7 +7,15 @@ const S = 1_000_000_000n;
 const MS = 1_000_000n;
 
 function span(spanId: string, start: bigint, end: bigint, tid?: number): JoinableSpan {
-  return { traceId: 'a'.repeat(32), spanId, name: spanId, startUnixNano: start, endUnixNano: end, attributes: tid === undefined ? {} : { 'causeway.thread.tid': tid }, resource: { 'process.pid': 100 } };
+  return {
+    traceId: 'a'.repeat(32),
+    spanId,
+    name: spanId,
+    startUnixNano: start,
+    endUnixNano: end,
+    attributes: tid === undefined ? {} : { 'causeway.thread.tid': tid },
+    resource: { 'process.pid': 100 },
+  };
 }
 
 function event(tid: number, start: bigint, end: bigint, kind: KernelEvent['kind'] = 'futex.wait'): KernelEvent {
@@ -21,7 +29,13 @@ function setup(now: { t: bigint }, options: { maxEvents?: number; maxPendingSpan
     const tid = s.attributes['causeway.thread.tid'];
     return typeof tid === 'number' ? { hostPid: 100, hostTid: tid } : { hostPid: 100 };
   };
-  const correlator = new Correlator({ onJoined: (a) => joined.push(...a), now: () => now.t, watermarkLagMs: 500, retentionMs: 10_000, ...options });
+  const correlator = new Correlator({
+    onJoined: (a) => joined.push(...a),
+    now: () => now.t,
+    watermarkLagMs: 500,
+    retentionMs: 10_000,
+    ...options,
+  });
   const addSpans = (spans: JoinableSpan[]) => correlator.addSpans(spans.map((span) => ({ span, place: place(span) })));
   return { correlator, joined, addSpans };
 }
@@ -29,12 +43,22 @@ function setup(now: { t: bigint }, options: { maxEvents?: number; maxPendingSpan
 test('an event goes to the innermost span of its thread that was active when it began', () => {
   const now = { t: 12n * S };
   const { correlator, joined, addSpans } = setup(now);
-  correlator.addEvents([event(7, 10n * S + 100n * MS, 10n * S + 300n * MS), event(7, 10n * S + 700n * MS, 10n * S + 800n * MS), event(8, 10n * S + 150n * MS, 10n * S + 200n * MS)]);
+  correlator.addEvents([
+    event(7, 10n * S + 100n * MS, 10n * S + 300n * MS),
+    event(7, 10n * S + 700n * MS, 10n * S + 800n * MS),
+    event(8, 10n * S + 150n * MS, 10n * S + 200n * MS),
+  ]);
   addSpans([span('outer', 10n * S, 11n * S, 7), span('inner', 10n * S + 50n * MS, 10n * S + 400n * MS, 7)]);
   correlator.join();
   const byId = new Map(joined.map((a) => [a.span.spanId, a.events]));
-  assert.deepEqual(byId.get('inner')?.map((e) => e.startUnixNano), [10n * S + 100n * MS]);
-  assert.deepEqual(byId.get('outer')?.map((e) => e.startUnixNano), [10n * S + 700n * MS]);
+  assert.deepEqual(
+    byId.get('inner')?.map((e) => e.startUnixNano),
+    [10n * S + 100n * MS],
+  );
+  assert.deepEqual(
+    byId.get('outer')?.map((e) => e.startUnixNano),
+    [10n * S + 700n * MS],
+  );
   assert.equal(correlator.counters().eventsAttached, 2);
 });
 
@@ -51,7 +75,7 @@ test('a span waits until the watermark passes its end, then joins events that ar
   assert.equal(correlator.counters().spansPending, 0);
 });
 
-test('without a thread, a span takes its whole process\'s events and says so', () => {
+test("without a thread, a span takes its whole process's events and says so", () => {
   const now = { t: 11n * S };
   const { correlator, joined, addSpans } = setup(now);
   correlator.addEvents([event(7, 10n * S, 10n * S + MS), event(9, 10n * S + 2n * MS, 10n * S + 3n * MS)]);

@@ -25,24 +25,49 @@ test('an app in its own pid namespace and cgroup still gets its kernel spans', a
   });
 
   const exported: AppSpan[] = [];
-  const collector = await startOtlpReceiver({ grpc: { host: '127.0.0.1', port: 0 }, http: false, onSpans: (spans) => void exported.push(...spans) });
+  const collector = await startOtlpReceiver({
+    grpc: { host: '127.0.0.1', port: 0 },
+    http: false,
+    onSpans: (spans) => void exported.push(...spans),
+  });
   t.after(() => collector.close());
   const sidecar = await startSidecar(`http://127.0.0.1:${String(collector.grpcPort)}`);
   t.after(() => sidecar.stop());
 
   const app = startWorkload(
     '/bin/sh',
-    ['-c', `echo $$ > ${cgroup}/cgroup.procs && exec unshare --pid --fork --mount-proc "$@"`, 'sh', pythonBin, join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '100'],
-    { ...privateGpu(t), OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${String(sidecar.grpcPort)}`, OTEL_RESOURCE_ATTRIBUTES: `container.id=${containerId}` },
+    [
+      '-c',
+      `echo $$ > ${cgroup}/cgroup.procs && exec unshare --pid --fork --mount-proc "$@"`,
+      'sh',
+      pythonBin,
+      join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'),
+      SIM_CUDART,
+      '100',
+    ],
+    {
+      ...privateGpu(t),
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${String(sidecar.grpcPort)}`,
+      OTEL_RESOURCE_ATTRIBUTES: `container.id=${containerId}`,
+    },
   );
   const truth = (await app.truth) as { trace_id: string; span_id: string; pid: number; tid: number };
   assert.equal(truth.pid, 1, 'the app sees itself as pid 1 of its namespace');
 
   const sync = await until('the cuda.sync child span', 20_000, () =>
-    exported.find((s) => s.traceId === truth.trace_id && s.parentSpanId === truth.span_id && s.attributes['causeway.kind'] === 'cuda.sync'),
+    exported.find(
+      (s) =>
+        s.traceId === truth.trace_id &&
+        s.parentSpanId === truth.span_id &&
+        s.attributes['causeway.kind'] === 'cuda.sync',
+    ),
   );
   assert.equal(sync.name, 'cudaStreamSynchronize');
-  assert.notEqual(sync.attributes['causeway.thread.tid'], truth.tid, 'the child span names the host tid, not the namespace one');
+  assert.notEqual(
+    sync.attributes['causeway.thread.tid'],
+    truth.tid,
+    'the child span names the host tid, not the namespace one',
+  );
   assert.equal(sync.attributes['causeway.attach.scope'], 'thread');
   assert.equal(sync.resource['container.id'], containerId);
 });

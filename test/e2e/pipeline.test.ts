@@ -10,11 +10,25 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { Explanation } from '../../src/correlate/explain.js';
 import { ROOT, SIM_CUDART, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
 import { startSidecar, until, type Sidecar } from '../cli/sidecar.js';
-import { freePort, getTrace, pythonBin, spansOf, startCollector, startJaeger, type Collector, type Jaeger, type OtlpSpan } from './backends.js';
+import {
+  freePort,
+  getTrace,
+  pythonBin,
+  spansOf,
+  startCollector,
+  startJaeger,
+  type Collector,
+  type Jaeger,
+  type OtlpSpan,
+} from './backends.js';
 
 const attribute = (span: OtlpSpan, key: string) => {
   const value = span.attributes?.find((a) => a.key === key)?.value;
-  return value?.stringValue ?? value?.doubleValue ?? (value?.intValue === undefined ? value?.boolValue : Number(value.intValue));
+  return (
+    value?.stringValue ??
+    value?.doubleValue ??
+    (value?.intValue === undefined ? value?.boolValue : Number(value.intValue))
+  );
 };
 const durationMs = (span: OtlpSpan) => Number(BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano)) / 1e6;
 
@@ -40,14 +54,22 @@ async function startPipeline(t: TestContext): Promise<{ jaeger: Jaeger; collecto
 test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync child span of the request span', async (t) => {
   if (!kernelAvailable(t)) return;
   const { jaeger, collector, sidecar } = await startPipeline(t);
-  const app = startWorkload(pythonBin, [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '200'], {
-    ...privateGpu(t),
-    OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
-  });
+  const app = startWorkload(
+    pythonBin,
+    [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '200'],
+    {
+      ...privateGpu(t),
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
+    },
+  );
   const truth = (await app.truth) as { trace_id: string; span_id: string; pid: number; tid: number; stream: string };
 
-  const sync = (spans: OtlpSpan[]) => spans.find((s) => s.parentSpanId === truth.span_id && attribute(s, 'causeway.kind') === 'cuda.sync');
-  const trace = await getTrace(jaeger.queryUrl, truth.trace_id, { timeoutMs: 30_000, until: (tr) => sync(spansOf(tr)) !== undefined });
+  const sync = (spans: OtlpSpan[]) =>
+    spans.find((s) => s.parentSpanId === truth.span_id && attribute(s, 'causeway.kind') === 'cuda.sync');
+  const trace = await getTrace(jaeger.queryUrl, truth.trace_id, {
+    timeoutMs: 30_000,
+    until: (tr) => sync(spansOf(tr)) !== undefined,
+  });
   assert.ok(trace, `trace ${truth.trace_id} not in Jaeger; sidecar: ${sidecar.log()}`);
   const spans = spansOf(trace);
   const request = spans.find((s) => s.spanId === truth.span_id);
@@ -64,27 +86,42 @@ test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync c
   assert.ok(summary);
   assert.ok(Number(attribute(summary, 'causeway.cuda.sync.duration_ms')) >= 180);
   assert.equal(attribute(summary, 'causeway.cuda.launch.count'), 1);
-  assert.equal(summary.events?.find((e) => e.name === 'cuda.launch')?.attributes?.find((a) => a.key === 'causeway.cuda.kernel')?.value.stringValue, 'matmul_big(float*, float*, float*, int)');
+  assert.equal(
+    summary.events?.find((e) => e.name === 'cuda.launch')?.attributes?.find((a) => a.key === 'causeway.cuda.kernel')
+      ?.value.stringValue,
+    'matmul_big(float*, float*, float*, int)',
+  );
 });
 
 test('cluster mode: a sidecar whose store never saw the trace explains it from Jaeger, where the kernel spans went', async (t) => {
   if (!kernelAvailable(t)) return;
   const { jaeger, collector, sidecar } = await startPipeline(t);
-  const app = startWorkload(pythonBin, [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '200'], {
-    ...privateGpu(t),
-    OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
-  });
+  const app = startWorkload(
+    pythonBin,
+    [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '200'],
+    {
+      ...privateGpu(t),
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
+    },
+  );
   const truth = (await app.truth) as { trace_id: string; span_id: string };
-  await getTrace(jaeger.queryUrl, truth.trace_id, { timeoutMs: 30_000, until: (tr) => spansOf(tr).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize') });
+  await getTrace(jaeger.queryUrl, truth.trace_id, {
+    timeoutMs: 30_000,
+    until: (tr) => spansOf(tr).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize'),
+  });
 
   // Another node's sidecar: its store is empty, its backend is the shared Jaeger.
-  const other = await startSidecar('http://127.0.0.1:9', '127.0.0.1:0', ['--query-backend', `jaeger=${jaeger.queryUrl}`]);
+  const other = await startSidecar('http://127.0.0.1:9', '127.0.0.1:0', [
+    '--query-backend',
+    `jaeger=${jaeger.queryUrl}`,
+  ]);
   t.after(() => other.stop());
   const explain = async (mcpUrl: string) => {
     const client = new Client({ name: 'cluster-test', version: '1' });
     await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl)));
     try {
-      return (await client.callTool({ name: 'explain_trace', arguments: { trace_id: truth.trace_id } })).structuredContent as Explanation;
+      return (await client.callTool({ name: 'explain_trace', arguments: { trace_id: truth.trace_id } }))
+        .structuredContent as Explanation;
     } finally {
       await client.close();
     }
@@ -96,27 +133,47 @@ test('cluster mode: a sidecar whose store never saw the trace explains it from J
   const local = await explain(sidecar.mcpUrl);
   assert.equal(local.source, 'local store');
   assert.equal(local.root_cause?.kind, remote.root_cause.kind);
-  assert.ok(Math.abs(local.duration_ms - remote.duration_ms) < 1, `${String(local.duration_ms)} against ${String(remote.duration_ms)} ms`);
+  assert.ok(
+    Math.abs(local.duration_ms - remote.duration_ms) < 1,
+    `${String(local.duration_ms)} against ${String(remote.duration_ms)} ms`,
+  );
 });
 
 test('a Node service doing fsync in a span shows its block I/O and blocked time as child spans in Jaeger', async (t) => {
   if (!kernelAvailable(t)) return;
   const { jaeger, collector } = await startPipeline(t);
-  const app = startWorkload(process.execPath, [join(ROOT, 'test', 'fixtures', 'apps', 'node_fsync_service.mjs'), '/var/tmp', '32'], {
-    OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
-  });
+  const app = startWorkload(
+    process.execPath,
+    [join(ROOT, 'test', 'fixtures', 'apps', 'node_fsync_service.mjs'), '/var/tmp', '32'],
+    {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
+    },
+  );
   const truth = (await app.truth) as { trace_id: string; span_id: string; pid: number };
   const children = (spans: OtlpSpan[]) => spans.filter((s) => s.parentSpanId === truth.span_id);
-  const trace = await getTrace(jaeger.queryUrl, truth.trace_id, { timeoutMs: 30_000, until: (tr) => children(spansOf(tr)).some((s) => s.name === 'kernel activity') });
+  const trace = await getTrace(jaeger.queryUrl, truth.trace_id, {
+    timeoutMs: 30_000,
+    until: (tr) => children(spansOf(tr)).some((s) => s.name === 'kernel activity'),
+  });
   assert.ok(trace);
   const kids = children(spansOf(trace));
   const summary = kids.find((s) => s.name === 'kernel activity');
   assert.ok(summary && Number(attribute(summary, 'causeway.block.io.duration_ms')) > 0);
-  const writes = kids.filter((s) => attribute(s, 'causeway.kind') === 'block.io' && attribute(s, 'causeway.block.op') === 'write');
+  const writes = kids.filter(
+    (s) => attribute(s, 'causeway.kind') === 'block.io' && attribute(s, 'causeway.block.op') === 'write',
+  );
   assert.ok(writes.length > 0, kids.map((s) => s.name).join(', '));
   assert.match(writes[0]?.name ?? '', /^block write \S+$/);
-  for (const w of writes) assert.equal(attribute(w, 'causeway.thread.tid'), truth.pid, 'a Node span runs on the main thread, whose tid is the pid');
-  assert.ok(kids.some((s) => attribute(s, 'causeway.kind') === 'sched.blocked'), 'the fsync blocked the thread');
+  for (const w of writes)
+    assert.equal(
+      attribute(w, 'causeway.thread.tid'),
+      truth.pid,
+      'a Node span runs on the main thread, whose tid is the pid',
+    );
+  assert.ok(
+    kids.some((s) => attribute(s, 'causeway.kind') === 'sched.blocked'),
+    'the fsync blocked the thread',
+  );
 });
 
 test('with the collector stopped the sidecar counts what it cannot export, and recovers when it is back', async (t) => {
@@ -125,20 +182,30 @@ test('with the collector stopped the sidecar counts what it cannot export, and r
   t.after(() => jaeger.stop());
   const config = join(ROOT, 'otel-config', 'collector.yaml');
   const kernelGrpc = `127.0.0.1:${String(await freePort())}`;
-  const env = { JAEGER_OTLP_GRPC: jaeger.otlpGrpc, OTELCOL_KERNEL_GRPC: kernelGrpc, CAUSEWAY_OTLP_GRPC: `127.0.0.1:${String(await freePort())}` };
+  const env = {
+    JAEGER_OTLP_GRPC: jaeger.otlpGrpc,
+    OTELCOL_KERNEL_GRPC: kernelGrpc,
+    CAUSEWAY_OTLP_GRPC: `127.0.0.1:${String(await freePort())}`,
+  };
   const sidecar = await startSidecar(`http://${kernelGrpc}`);
   t.after(() => sidecar.stop());
   // The app sends to the sidecar directly here: the collector is what goes away.
   const request = async () => {
-    const app = startWorkload(pythonBin, [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '50'], {
-      ...privateGpu(t),
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${String(sidecar.grpcPort)}`,
-    });
+    const app = startWorkload(
+      pythonBin,
+      [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '50'],
+      {
+        ...privateGpu(t),
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${String(sidecar.grpcPort)}`,
+      },
+    );
     return (await app.truth) as { trace_id: string; span_id: string };
   };
 
   await request(); // the collector is not running yet
-  await until('the sidecar to say the collector is down', 30_000, () => (/cannot export to the collector/.test(sidecar.log()) ? true : undefined));
+  await until('the sidecar to say the collector is down', 30_000, () =>
+    /cannot export to the collector/.test(sidecar.log()) ? true : undefined,
+  );
   assert.match(await sidecar.metrics(), /^causeway_export_spans_dropped_total [1-9]\d*$/m);
 
   const collector = await startCollector(config, env);
@@ -148,7 +215,10 @@ test('with the collector stopped the sidecar counts what it cannot export, and r
     timeoutMs: 30_000,
     until: (tr) => spansOf(tr).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize'),
   });
-  assert.ok(trace && spansOf(trace).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize'), sidecar.log());
+  assert.ok(
+    trace && spansOf(trace).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize'),
+    sidecar.log(),
+  );
   assert.match(sidecar.log(), /collector at .*: collector reachable again/);
   assert.match(await sidecar.metrics(), /^causeway_export_collector_up 1$/m);
 });

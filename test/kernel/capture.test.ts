@@ -8,15 +8,31 @@ import { fakeLoader } from './fake-loader.js';
 import { launch, register } from './records.js';
 
 test('without pids or comms the loader follows everything', () => {
-  assert.deepEqual(loaderArgs({ pids: [], comms: [], libs: ['/x/libcudart.so.12'], minDurationUs: 50 }), ['--lib', '/x/libcudart.so.12', '--all', '--min-duration-us', '50']);
-  assert.deepEqual(loaderArgs({ pids: [1, 2], comms: ['python3'], libs: [] }), ['--pid', '1', '--pid', '2', '--comm', 'python3']);
+  assert.deepEqual(loaderArgs({ pids: [], comms: [], libs: ['/x/libcudart.so.12'], minDurationUs: 50 }), [
+    '--lib',
+    '/x/libcudart.so.12',
+    '--all',
+    '--min-duration-us',
+    '50',
+  ]);
+  assert.deepEqual(loaderArgs({ pids: [1, 2], comms: ['python3'], libs: [] }), [
+    '--pid',
+    '1',
+    '--pid',
+    '2',
+    '--comm',
+    'python3',
+  ]);
 });
 
 test('a capture turns the loader stream into events on the STATS clock, and counts drops', async () => {
   const pid = process.pid;
   const fake = fakeLoader(
     'stream',
-    Buffer.concat([register({ pid, func: 0x40n, name: '_Z4stepv' }), launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x40n, startNs: 1500n, endNs: 1700n })]),
+    Buffer.concat([
+      register({ pid, func: 0x40n, name: '_Z4stepv' }),
+      launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x40n, startNs: 1500n, endNs: 1700n }),
+    ]),
   );
   const events: KernelEvent[] = [];
   const messages: LoaderMessage[] = [];

@@ -34,7 +34,13 @@ function pipeline() {
   const clock = new EpochClock();
   clock.update(0n, 1_700_000_000_000_000_000n);
   const cuda = new CudaState(demangler, new SymbolResolver());
-  const shaper = new EventShaper({ clock, cuda, processes: new ProcessTable(), devices: new BlockDevices(sys), self: new Set([SELF_PID]) });
+  const shaper = new EventShaper({
+    clock,
+    cuda,
+    processes: new ProcessTable(),
+    devices: new BlockDevices(sys),
+    self: new Set([SELF_PID]),
+  });
   return async (...records: Buffer[]): Promise<KernelEvent[]> => {
     const decoded = decodeRecords(Buffer.concat(records));
     await cuda.learnNames(decoded);
@@ -47,7 +53,16 @@ const pid = process.pid;
 test('a launch is named from __cudaRegisterFunction, demangled, and times become epoch nanoseconds', async () => {
   const events = await pipeline()(
     register({ pid, func: 0x5000n, name: '_Z6matmulPKfPfi' }),
-    launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x5000n, stream: 0x10n, startNs: 100n, endNs: 350n, grid: [8, 1, 1], block: [128, 1, 1] }),
+    launch({
+      pid,
+      api: CudaApi.cudaLaunchKernel,
+      func: 0x5000n,
+      stream: 0x10n,
+      startNs: 100n,
+      endNs: 350n,
+      grid: [8, 1, 1],
+      block: [128, 1, 1],
+    }),
   );
   assert.equal(events.length, 1, 'the register record is bookkeeping, not an event');
   const [event] = events;
@@ -92,7 +107,10 @@ test('a device sync drains every stream of its process, not of others', async ()
     sync({ pid: pid + 1, api: CudaApi.cudaStreamSynchronize, handle: 0xan }),
   );
   const syncs = events.filter((e) => e.kind === 'cuda.sync');
-  assert.deepEqual(syncs.map((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT]), [2, 1]);
+  assert.deepEqual(
+    syncs.map((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT]),
+    [2, 1],
+  );
   assert.equal(syncs[0]?.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], undefined);
 });
 
@@ -110,7 +128,11 @@ test('cudaFree reports the bytes its cudaMalloc allocated', async () => {
   );
   assert.deepEqual(
     events.map((e) => [e.attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_OP], e.attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_BYTES]]),
-    [['alloc', 4096], ['free', 4096], ['free', undefined]],
+    [
+      ['alloc', 4096],
+      ['free', 4096],
+      ['free', undefined],
+    ],
   );
 });
 
@@ -127,7 +149,10 @@ test('a futex wait names its waker, and a wait without one leaves the waker out'
         buf.writeInt32LE(waker.pid === 0 ? -110 : 0, u + F.ret);
       },
     });
-  const [woken, timedOut] = await pipeline()(futex({ pid: 7, tid: 9, comm: 'holder' }), futex({ pid: 0, tid: 0, comm: '' }));
+  const [woken, timedOut] = await pipeline()(
+    futex({ pid: 7, tid: 9, comm: 'holder' }),
+    futex({ pid: 0, tid: 0, comm: '' }),
+  );
   assert.equal(woken?.kind, 'futex.wait');
   assert.equal(woken.attributes[A.ATTR_CAUSEWAY_FUTEX_WAKER_TID], 9);
   assert.equal(woken.attributes[A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM], 'holder');
@@ -141,19 +166,50 @@ test('scheduler events name the holder of the CPU and the waker', async () => {
   const R = LAYOUT.cw_runqueue.fields;
   const B = LAYOUT.cw_blocked.fields;
   const [runqueue, blocked] = await pipeline()(
-    record({ kind: Kind.SCHED_RUNQUEUE, pid, cpu: 3, body: (buf, u) => { writeTask(buf, u + R.holder, { pid: 50, tid: 51, comm: 'hog' }); buf.writeUInt32LE(1, u + R.preempted); } }),
-    record({ kind: Kind.SCHED_BLOCKED, pid, cpu: 1, body: (buf, u) => { writeTask(buf, u + B.waker, { pid: 60, tid: 61, comm: 'irq' }); buf.writeUInt32LE(2, u + B.state); } }),
+    record({
+      kind: Kind.SCHED_RUNQUEUE,
+      pid,
+      cpu: 3,
+      body: (buf, u) => {
+        writeTask(buf, u + R.holder, { pid: 50, tid: 51, comm: 'hog' });
+        buf.writeUInt32LE(1, u + R.preempted);
+      },
+    }),
+    record({
+      kind: Kind.SCHED_BLOCKED,
+      pid,
+      cpu: 1,
+      body: (buf, u) => {
+        writeTask(buf, u + B.waker, { pid: 60, tid: 61, comm: 'irq' });
+        buf.writeUInt32LE(2, u + B.state);
+      },
+    }),
   );
   assert.deepEqual(
-    [runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_CPU], runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM], runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_TID], runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED]],
+    [
+      runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_CPU],
+      runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM],
+      runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_TID],
+      runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED],
+    ],
     [3, 'hog', 51, true],
   );
-  assert.deepEqual([blocked?.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID], blocked?.attributes[A.ATTR_CAUSEWAY_SCHED_STATE]], [61, 'D']);
+  assert.deepEqual(
+    [blocked?.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID], blocked?.attributes[A.ATTR_CAUSEWAY_SCHED_STATE]],
+    [61, 'D'],
+  );
 });
 
 test('a run-queue wait behind Causeway itself says so; one behind another task does not', async () => {
   const R = LAYOUT.cw_runqueue.fields;
-  const behind = (holder: number) => record({ kind: Kind.SCHED_RUNQUEUE, pid, body: (buf, u) => { writeTask(buf, u + R.holder, { pid: holder, tid: holder + 1, comm: 'x' }); } });
+  const behind = (holder: number) =>
+    record({
+      kind: Kind.SCHED_RUNQUEUE,
+      pid,
+      body: (buf, u) => {
+        writeTask(buf, u + R.holder, { pid: holder, tid: holder + 1, comm: 'x' });
+      },
+    });
   const [self, other] = await pipeline()(behind(SELF_PID), behind(50));
   assert.equal(self?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY], true);
   assert.equal(other?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY], undefined);
@@ -199,9 +255,15 @@ test('a TCP retransmit carries OpenTelemetry network attributes', async () => {
     }),
   );
   assert.deepEqual(
-    [A.ATTR_NETWORK_TYPE, A.ATTR_NETWORK_LOCAL_ADDRESS, A.ATTR_NETWORK_LOCAL_PORT, A.ATTR_NETWORK_PEER_ADDRESS, A.ATTR_NETWORK_PEER_PORT, A.ATTR_CAUSEWAY_TCP_STATE, A.ATTR_CAUSEWAY_TCP_OWNER_KNOWN].map(
-      (key) => event?.attributes[key],
-    ),
+    [
+      A.ATTR_NETWORK_TYPE,
+      A.ATTR_NETWORK_LOCAL_ADDRESS,
+      A.ATTR_NETWORK_LOCAL_PORT,
+      A.ATTR_NETWORK_PEER_ADDRESS,
+      A.ATTR_NETWORK_PEER_PORT,
+      A.ATTR_CAUSEWAY_TCP_STATE,
+      A.ATTR_CAUSEWAY_TCP_OWNER_KNOWN,
+    ].map((key) => event?.attributes[key]),
     ['ipv4', '127.0.0.1', 40000, '127.0.0.2', 8080, 'ESTABLISHED', true],
   );
 });

@@ -64,7 +64,10 @@ export function fakeLoader(scenario: Scenario, events?: Buffer): FakeLoader {
   if (events !== undefined) writeFileSync(join(dir, 'events'), events);
   const log = () => {
     try {
-      return readFileSync(join(dir, 'log'), 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>);
+      return readFileSync(join(dir, 'log'), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
     } catch {
       return [];
     }

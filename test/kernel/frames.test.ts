@@ -22,8 +22,14 @@ function readAll(chunks: Buffer[]) {
 test('frames are read whole whatever the chunking, down to one byte at a time', () => {
   const whole = readAll([stream]);
   assert.equal(whole.frames.length, 4);
-  assert.deepEqual(whole.frames.map((f) => f.payload.length), parts.map((p) => p.length - HEADER));
-  assert.deepEqual(whole.frames.map((f) => f.type), [FrameType.MESSAGE, FrameType.EVENTS, FrameType.EVENTS, FrameType.MESSAGE]);
+  assert.deepEqual(
+    whole.frames.map((f) => f.payload.length),
+    parts.map((p) => p.length - HEADER),
+  );
+  assert.deepEqual(
+    whole.frames.map((f) => f.type),
+    [FrameType.MESSAGE, FrameType.EVENTS, FrameType.EVENTS, FrameType.MESSAGE],
+  );
   const bytewise = readAll(Array.from(stream, (byte) => Buffer.from([byte])));
   assert.deepEqual(bytewise.frames, whole.frames);
   for (let cut = 1; cut < stream.length; cut += 7) {

@@ -27,7 +27,11 @@ test('a loader that cannot run ends supervision with its one-line reason, withou
   assert.equal(end.failure, 'no BTF at /sys/kernel/btf/vmlinux');
   await sleep(200);
   assert.equal(fake.log().filter((e) => 'argv' in e).length, 1, 'started once');
-  assert.equal(messages.filter((m) => m.msg.includes('no BTF')).length, 2, 'the MESSAGE and our verdict; the stderr copy is not repeated');
+  assert.equal(
+    messages.filter((m) => m.msg.includes('no BTF')).length,
+    2,
+    'the MESSAGE and our verdict; the stderr copy is not repeated',
+  );
 });
 
 test('a missing loader binary is a failure that says how to build it', async () => {
@@ -53,7 +57,10 @@ test('a crashed loader is restarted after a backoff and told again what to follo
   const replayed = log.slice(runs[1]).flatMap((e) => ('command' in e ? [e.command] : []));
   assert.deepEqual(replayed, ['follow 1234', 'comm python3', 'min sched.runqueue 500']);
   assert.ok(messages.some((m) => m.source === 'supervisor' && /exited with code 1.*restarting in 50 ms/.test(m.msg)));
-  assert.ok(log.some((e) => e.signal === 'SIGTERM'), 'stopped with SIGTERM');
+  assert.ok(
+    log.some((e) => e.signal === 'SIGTERM'),
+    'stopped with SIGTERM',
+  );
   assert.ok(frames.filter((f) => f.type === FrameType.HELLO).length >= 2);
 });
 

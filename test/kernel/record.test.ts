@@ -1,20 +1,48 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CudaApi, Kind, LAYOUT, RecordError, decodeHello, decodeRecords, decodeStats } from '../../src/kernel/record.js';
+import {
+  CudaApi,
+  Kind,
+  LAYOUT,
+  RecordError,
+  decodeHello,
+  decodeRecords,
+  decodeStats,
+} from '../../src/kernel/record.js';
 import { hello, launch, record, register, stats, writeTask } from './records.js';
 
 const payload = (frame: Buffer) => frame.subarray(LAYOUT.cw_frame.size);
 
 test('a launch record decodes with its header, dims, stream and return code', () => {
   const [r] = decodeRecords(
-    launch({ api: CudaApi.cudaLaunchKernel, pid: 42, tid: 43, comm: 'trainer', cpu: 1, startNs: 5n, endNs: 9n, func: 0x401000n, stream: 0xabcn, ret: 2, grid: [64, 2, 1], block: [256, 1, 1] }),
+    launch({
+      api: CudaApi.cudaLaunchKernel,
+      pid: 42,
+      tid: 43,
+      comm: 'trainer',
+      cpu: 1,
+      startNs: 5n,
+      endNs: 9n,
+      func: 0x401000n,
+      stream: 0xabcn,
+      ret: 2,
+      grid: [64, 2, 1],
+      block: [256, 1, 1],
+    }),
   );
   assert.ok(r?.kind === Kind.CUDA_LAUNCH);
   assert.deepEqual(
     { api: r.api, pid: r.pid, tid: r.tid, comm: r.comm, cpu: r.cpu, startNs: r.startNs, endNs: r.endNs },
     { api: CudaApi.cudaLaunchKernel, pid: 42, tid: 43, comm: 'trainer', cpu: 1, startNs: 5n, endNs: 9n },
   );
-  assert.deepEqual(r.launch, { func: 0x401000n, stream: 0xabcn, sharedMem: 128n, grid: [64, 2, 1], block: [256, 1, 1], ret: 2 });
+  assert.deepEqual(r.launch, {
+    func: 0x401000n,
+    stream: 0xabcn,
+    sharedMem: 128n,
+    grid: [64, 2, 1],
+    block: [256, 1, 1],
+    ret: 2,
+  });
 });
 
 test('a full-length comm (no NUL terminator) decodes to its 16 bytes', () => {
@@ -55,7 +83,10 @@ test('a register record carries the kernel symbol', () => {
 });
 
 test('a batch that is not whole records is refused', () => {
-  assert.throws(() => decodeRecords(Buffer.alloc(200)), { name: 'RecordError', message: /200 bytes is not a whole number of 160-byte records/ });
+  assert.throws(() => decodeRecords(Buffer.alloc(200)), {
+    name: 'RecordError',
+    message: /200 bytes is not a whole number of 160-byte records/,
+  });
 });
 
 test('an unknown kind is refused with the record index', () => {
@@ -70,7 +101,9 @@ test('HELLO from a loader with another ABI is refused', () => {
 });
 
 test('STATS decodes the clock pair and the per-kind counters', () => {
-  const s = decodeStats(payload(stats({ monoNs: 10n, realNs: 20n, drops: { [Kind.SCHED_RUNQUEUE]: 3 }, events: { [Kind.FUTEX_WAIT]: 5 } })));
+  const s = decodeStats(
+    payload(stats({ monoNs: 10n, realNs: 20n, drops: { [Kind.SCHED_RUNQUEUE]: 3 }, events: { [Kind.FUTEX_WAIT]: 5 } })),
+  );
   assert.equal(s.monoNs, 10n);
   assert.equal(s.realNs, 20n);
   assert.equal(s.drops[Kind.SCHED_RUNQUEUE], 3);

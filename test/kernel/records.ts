@@ -5,7 +5,11 @@ import { FrameType, Kind, LAYOUT, RECORD_SIZE } from '../../src/kernel/record.js
 const E = LAYOUT.cw_event.fields;
 const U = E.u;
 
-export interface TaskSpec { pid: number; tid: number; comm: string }
+export interface TaskSpec {
+  pid: number;
+  tid: number;
+  comm: string;
+}
 
 export interface RecordSpec {
   kind: number;
@@ -41,7 +45,15 @@ export function record(spec: RecordSpec): Buffer {
   return buf;
 }
 
-export function launch(spec: Omit<RecordSpec, 'kind' | 'body'> & { func: bigint; stream?: bigint; ret?: number; grid?: number[]; block?: number[] }): Buffer {
+export function launch(
+  spec: Omit<RecordSpec, 'kind' | 'body'> & {
+    func: bigint;
+    stream?: bigint;
+    ret?: number;
+    grid?: number[];
+    block?: number[];
+  },
+): Buffer {
   const L = LAYOUT.cw_launch.fields;
   return record({
     ...spec,
@@ -81,7 +93,9 @@ export function sync(spec: Omit<RecordSpec, 'kind' | 'body'> & { handle: bigint;
   });
 }
 
-export function malloc(spec: Omit<RecordSpec, 'kind' | 'body'> & { ptr: bigint; bytes: bigint; free: boolean }): Buffer {
+export function malloc(
+  spec: Omit<RecordSpec, 'kind' | 'body'> & { ptr: bigint; bytes: bigint; free: boolean },
+): Buffer {
   const M = LAYOUT.cw_malloc.fields;
   return record({
     ...spec,
@@ -111,13 +125,20 @@ export function hello(spec: { abiVersion?: number; eventSize?: number } = {}): B
   return frame(FrameType.HELLO, buf);
 }
 
-export function stats(spec: { monoNs: bigint; realNs: bigint; drops?: Record<number, number>; events?: Record<number, number> }): Buffer {
+export function stats(spec: {
+  monoNs: bigint;
+  realNs: bigint;
+  drops?: Record<number, number>;
+  events?: Record<number, number>;
+}): Buffer {
   const S = LAYOUT.cw_stats;
   const buf = Buffer.alloc(S.size);
   buf.writeBigUInt64LE(spec.monoNs, S.fields.mono_ns);
   buf.writeBigUInt64LE(spec.realNs, S.fields.real_ns);
-  for (const [kind, n] of Object.entries(spec.drops ?? {})) buf.writeBigUInt64LE(BigInt(n), S.fields.drops + 8 * Number(kind));
-  for (const [kind, n] of Object.entries(spec.events ?? {})) buf.writeBigUInt64LE(BigInt(n), S.fields.events + 8 * Number(kind));
+  for (const [kind, n] of Object.entries(spec.drops ?? {}))
+    buf.writeBigUInt64LE(BigInt(n), S.fields.drops + 8 * Number(kind));
+  for (const [kind, n] of Object.entries(spec.events ?? {}))
+    buf.writeBigUInt64LE(BigInt(n), S.fields.events + 8 * Number(kind));
   return frame(FrameType.STATS, buf);
 }
 

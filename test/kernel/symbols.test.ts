@@ -33,7 +33,11 @@ test('a function address in a running PIE resolves to its symbol, mangled or not
   const child = spawn(target, [], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const [line] = (await once(child.stdout, 'data')) as [Buffer];
-    const [matmul, insideVectorAdd] = line.toString().trim().split(' ').map((hex) => BigInt(hex));
+    const [matmul, insideVectorAdd] = line
+      .toString()
+      .trim()
+      .split(' ')
+      .map((hex) => BigInt(hex));
     const resolver = new SymbolResolver();
     assert.equal(resolver.resolve(child.pid ?? 0, matmul ?? 0n), '_ZN2ml6matmulEPfi');
     assert.equal(resolver.resolve(child.pid ?? 0, insideVectorAdd ?? 0n), 'vector_add');

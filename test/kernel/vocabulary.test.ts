@@ -42,7 +42,13 @@ test('addresses format as IPv4, compressed IPv6 and v4-mapped IPv6', () => {
   const bytes = (...b: number[]) => Uint8Array.from([...b, ...new Array<number>(16 - b.length).fill(0)]);
   assert.deepEqual(ipAddress(2, bytes(127, 0, 0, 1)), { type: 'ipv4', address: '127.0.0.1' });
   assert.deepEqual(ipAddress(10, bytes(...new Array<number>(15).fill(0), 1)), { type: 'ipv6', address: '::1' });
-  assert.deepEqual(ipAddress(10, bytes(0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)), { type: 'ipv6', address: '2001:db8::1' });
-  assert.deepEqual(ipAddress(10, bytes(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1)), { type: 'ipv6', address: '::ffff:10.0.0.1' });
+  assert.deepEqual(ipAddress(10, bytes(0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)), {
+    type: 'ipv6',
+    address: '2001:db8::1',
+  });
+  assert.deepEqual(ipAddress(10, bytes(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1)), {
+    type: 'ipv6',
+    address: '::ffff:10.0.0.1',
+  });
   assert.equal(ipAddress(1, bytes()), undefined);
 });

@@ -10,7 +10,12 @@ import { querySource } from '../../src/store/backend.js';
 import { KNOWN_TRACE, serveKnownTrace } from './server.js';
 
 const TOOLS = ['compare_latency', 'explain_trace', 'find_stalls', 'gpu_activity', 'query_sql', 'slow_traces', 'status'];
-const INIT = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
+const INIT = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+};
 
 async function client(t: TestContext, url: string, headers: Record<string, string> = {}) {
   const c = new Client({ name: 'test', version: '1' });
@@ -20,7 +25,11 @@ async function client(t: TestContext, url: string, headers: Record<string, strin
 }
 
 const post = (url: string, headers: Record<string, string>, body: unknown = INIT) =>
-  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers }, body: JSON.stringify(body) });
+  fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+    body: JSON.stringify(body),
+  });
 
 test('every tool is read-only with an output schema, and explain_trace answers through a real MCP client', async (t) => {
   const { url } = await serveKnownTrace(t);
@@ -39,7 +48,10 @@ test('every tool is read-only with an output schema, and explain_trace answers t
   const stalls = await c.callTool({ name: 'find_stalls', arguments: { kind: 'futex.wait' } });
   assert.equal((stalls.structuredContent as { stalls: unknown[] }).stalls.length, 1);
   const { prompts } = await c.listPrompts();
-  assert.deepEqual(prompts.map((p) => p.name), ['diagnose_slow_request']);
+  assert.deepEqual(
+    prompts.map((p) => p.name),
+    ['diagnose_slow_request'],
+  );
   const prompt = await c.getPrompt({ name: 'diagnose_slow_request', arguments: { service: 'api' } });
   assert.match(JSON.stringify(prompt.messages), /slow_traces.*explain_trace/);
 });
@@ -62,10 +74,19 @@ test('bad input and writes come back as tool errors, with nothing changed', asyn
 /** fetch may not set Host: a raw request does, as a DNS-rebinding page's browser would. */
 const postWithHost = (port: number, host: string) =>
   new Promise<number>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: '/mcp', method: 'POST', headers: { host, 'content-type': 'application/json', accept: 'application/json, text/event-stream' } }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/mcp',
+        method: 'POST',
+        headers: { host, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
     req.on('error', reject);
     req.end(JSON.stringify(INIT));
   });
@@ -83,10 +104,18 @@ test('a foreign Origin and a non-loopback Host are refused; no Origin and the ow
 });
 
 test('beyond loopback a token is required: no bind without one, and calls without it are refused', async (t) => {
-  await assert.rejects(serveMcp({ host: '0.0.0.0', port: 0 }, { store: undefined as unknown as Store, sources: [], status: () => Promise.resolve({}) }), McpBindError);
+  await assert.rejects(
+    serveMcp(
+      { host: '0.0.0.0', port: 0 },
+      { store: undefined as unknown as Store, sources: [], status: () => Promise.resolve({}) },
+    ),
+    McpBindError,
+  );
   const { url: loopbackUrl, server } = await serveKnownTrace(t, { host: '0.0.0.0', token: 's3cret-token' });
   // A remote caller: through this machine's own non-loopback address when it has one.
-  const external = Object.values(networkInterfaces()).flat().find((i) => i?.family === 'IPv4' && !i.internal)?.address;
+  const external = Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i?.family === 'IPv4' && !i.internal)?.address;
   const url = external === undefined ? loopbackUrl : `http://${external}:${String(server.port)}/mcp`;
   const none = await post(url, {});
   assert.equal(none.status, 401);
@@ -102,7 +131,10 @@ test('cluster mode with its backend down: slow_traces still answers from the sto
   const c = await client(t, url);
   const result = await c.callTool({ name: 'slow_traces', arguments: {} });
   const answer = result.structuredContent as { traces: { trace_id: string; cause: string }[]; unavailable: string[] };
-  assert.deepEqual(answer.traces.map((tr) => [tr.trace_id, tr.cause]), [[KNOWN_TRACE, 'futex.wait']]);
+  assert.deepEqual(
+    answer.traces.map((tr) => [tr.trace_id, tr.cause]),
+    [[KNOWN_TRACE, 'futex.wait']],
+  );
   assert.equal(answer.unavailable.length, 1);
   assert.match(answer.unavailable[0] ?? '', /^jaeger at http:\/\/127\.0\.0\.1:9\/: /);
   assert.match(JSON.stringify(result.content), /Not asked: jaeger/);

@@ -9,16 +9,33 @@ import { MS, appSpan, ids, kernelEvent, storeWith, waker } from '../store/traces
 export const KNOWN_TRACE = ids(1).traceId;
 
 /** `backends` are asked after the store, as in cluster mode. */
-export async function serveKnownTrace(t: TestContext, options: Partial<McpHttpOptions> = {}, backends: TraceSource[] = []) {
+export async function serveKnownTrace(
+  t: TestContext,
+  options: Partial<McpHttpOptions> = {},
+  backends: TraceSource[] = [],
+) {
   const start = BigInt(Date.now()) * MS - 2000n * MS;
   const store = await storeWith(
     [appSpan({ trace: 1, span: 1, start, end: start + 400n * MS, pid: 10, tid: 11 })],
     [
-      kernelEvent('futex.wait', { pid: 10, tid: 11 }, start + 10n * MS, start + 390n * MS, waker('futex', { pid: 10, tid: 12, comm: 'holder' })),
+      kernelEvent(
+        'futex.wait',
+        { pid: 10, tid: 11 },
+        start + 10n * MS,
+        start + 390n * MS,
+        waker('futex', { pid: 10, tid: 12, comm: 'holder' }),
+      ),
       kernelEvent('cuda.launch', { pid: 10, tid: 12 }, start, start + MS, { [A.ATTR_CAUSEWAY_CUDA_KERNEL]: 'gemm' }),
     ],
   );
-  const server = await serveMcp({ host: '127.0.0.1', port: 0, ...options }, { store, sources: [store, ...backends], status: () => Promise.resolve({ capture: {}, correlator: {}, store: {}, export: {}, receiver: {}, lag: {} }) });
+  const server = await serveMcp(
+    { host: '127.0.0.1', port: 0, ...options },
+    {
+      store,
+      sources: [store, ...backends],
+      status: () => Promise.resolve({ capture: {}, correlator: {}, store: {}, export: {}, receiver: {}, lag: {} }),
+    },
+  );
   t.after(async () => {
     await server.close();
     await store.close();

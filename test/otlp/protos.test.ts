@@ -26,8 +26,30 @@ test('parsed OTLP types carry the upstream field numbers', () => {
   const ids: Record<string, number> = {};
   for (const f of span.fieldsArray) ids[f.name] = f.id;
   assert.deepEqual(
-    { traceId: ids.traceId, spanId: ids.spanId, parentSpanId: ids.parentSpanId, name: ids.name, kind: ids.kind, start: ids.startTimeUnixNano, end: ids.endTimeUnixNano, attributes: ids.attributes, status: ids.status, flags: ids.flags },
-    { traceId: 1, spanId: 2, parentSpanId: 4, name: 5, kind: 6, start: 7, end: 8, attributes: 9, status: 15, flags: 16 },
+    {
+      traceId: ids.traceId,
+      spanId: ids.spanId,
+      parentSpanId: ids.parentSpanId,
+      name: ids.name,
+      kind: ids.kind,
+      start: ids.startTimeUnixNano,
+      end: ids.endTimeUnixNano,
+      attributes: ids.attributes,
+      status: ids.status,
+      flags: ids.flags,
+    },
+    {
+      traceId: 1,
+      spanId: 2,
+      parentSpanId: 4,
+      name: 5,
+      kind: 6,
+      start: 7,
+      end: 8,
+      attributes: 9,
+      status: 15,
+      flags: 16,
+    },
   );
   assert.equal(t.ExportTraceServiceRequest.fields.resourceSpans?.id, 1);
   assert.equal(t.ExportTraceServiceResponse.fields.partialSuccess?.id, 1);

@@ -11,7 +11,14 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import * as zlib from 'node:zlib';
 import { traceServiceDefinition } from '../../src/otlp/grpc.js';
-import { otlpTypes, startOtlpReceiver, SpanKind, TRACE_SERVICE_EXPORT_PATH, type AppSpan, type OtlpReceiverOptions } from '../../src/otlp/index.js';
+import {
+  otlpTypes,
+  startOtlpReceiver,
+  SpanKind,
+  TRACE_SERVICE_EXPORT_PATH,
+  type AppSpan,
+  type OtlpReceiverOptions,
+} from '../../src/otlp/index.js';
 
 const TRACE_A = '5b8efff798038103d269b633813fc60c';
 const SPAN_A = 'eee19b7ec3c1b174';
@@ -128,7 +135,12 @@ async function post(
     headers: { 'Content-Type': contentType, ...headers },
     body: method === 'GET' ? undefined : body,
   });
-  return { status: res.status, contentType: res.headers.get('content-type'), headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
+  return {
+    status: res.status,
+    contentType: res.headers.get('content-type'),
+    headers: res.headers,
+    body: Buffer.from(await res.arrayBuffer()),
+  };
 }
 
 function decodeStatus(body: Uint8Array): { code: number; message: string } {
@@ -145,7 +157,11 @@ function decodeResponse(body: Uint8Array): { partialSuccess?: { rejectedSpans: s
 
 const RawClient = grpc.makeGenericClientConstructor(traceServiceDefinition, 'TraceService');
 
-function grpcExport(port: number, body: Uint8Array, gzip = false): Promise<{ err: grpc.ServiceError | null; res?: Buffer }> {
+function grpcExport(
+  port: number,
+  body: Uint8Array,
+  gzip = false,
+): Promise<{ err: grpc.ServiceError | null; res?: Buffer }> {
   const client = new RawClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
     'grpc.max_send_message_length': -1,
     ...(gzip ? { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip } : {}),
@@ -240,7 +256,12 @@ test('gRPC: gzip, malformed protobuf, zero ids, oversize and gzip bomb', async (
   // zero ids -> partial success, the good span kept
   const zero = await grpcExport(
     h.grpcPort,
-    protoRequest([{ traceId: '0'.repeat(32) }, { spanId: '0'.repeat(16) }, { spanId: SPAN_B, parentSpanId: SPAN_A }, { spanId: 'abcd' }]),
+    protoRequest([
+      { traceId: '0'.repeat(32) },
+      { spanId: '0'.repeat(16) },
+      { spanId: SPAN_B, parentSpanId: SPAN_A },
+      { spanId: 'abcd' },
+    ]),
   );
   assert.equal(zero.err, null);
   assert.ok(zero.res);
@@ -253,7 +274,11 @@ test('gRPC: gzip, malformed protobuf, zero ids, oversize and gzip bomb', async (
   // oversize (uncompressed), and a gzip bomb: the limit applies after decompression
   const big = await grpcExport(h.grpcPort, protoRequest([{}], { key: 'pad', value: 'x'.repeat(100 * 1024) }));
   assert.equal(big.err?.code, grpc.status.RESOURCE_EXHAUSTED);
-  const bomb = await grpcExport(h.grpcPort, protoRequest([{}], { key: 'pad', value: '\0'.repeat(8 * 1024 * 1024) }), true);
+  const bomb = await grpcExport(
+    h.grpcPort,
+    protoRequest([{}], { key: 'pad', value: '\0'.repeat(8 * 1024 * 1024) }),
+    true,
+  );
   assert.equal(bomb.err?.code, grpc.status.RESOURCE_EXHAUSTED);
 
   // still serving, nothing lost
@@ -268,7 +293,11 @@ test('gRPC: gzip, malformed protobuf, zero ids, oversize and gzip bomb', async (
 
 test('HTTP protobuf: spans decoded, response has the request content type', async (t) => {
   const h = await start(t);
-  const res = await post(h.httpPort, protoRequest([{}, { spanId: SPAN_B, parentSpanId: SPAN_A, name: 'child' }]), 'application/x-protobuf');
+  const res = await post(
+    h.httpPort,
+    protoRequest([{}, { spanId: SPAN_B, parentSpanId: SPAN_A, name: 'child' }]),
+    'application/x-protobuf',
+  );
   assert.equal(res.status, 200);
   assert.equal(res.contentType, 'application/x-protobuf');
   assert.deepEqual(decodeResponse(res.body), {});
@@ -284,9 +313,14 @@ test('HTTP protobuf: spans decoded, response has the request content type', asyn
   assert.equal(b.name, 'child');
 
   // gzip-encoded body
-  const gz = await post(h.httpPort, zlib.gzipSync(protoRequest([{ spanId: 'eee19b7ec3c1b176' }])), 'application/x-protobuf', {
-    'Content-Encoding': 'gzip',
-  });
+  const gz = await post(
+    h.httpPort,
+    zlib.gzipSync(protoRequest([{ spanId: 'eee19b7ec3c1b176' }])),
+    'application/x-protobuf',
+    {
+      'Content-Encoding': 'gzip',
+    },
+  );
   assert.equal(gz.status, 200);
   assert.equal(h.spans.length, 3);
 });
@@ -409,7 +443,11 @@ test('HTTP bad-input suite: every bad request is refused cleanly and accepted da
   r = await post(h.httpPort, '[1,2,3]', JSON_CT);
   assert.equal(r.status, 400);
   // JSON with base64 ids (the OTLP/JSON mistake) -> 400
-  r = await post(h.httpPort, jsonRequest([{ traceId: Buffer.from(TRACE_A, 'hex').toString('base64'), spanId: 'AAECAwQFBgc=' }]), JSON_CT);
+  r = await post(
+    h.httpPort,
+    jsonRequest([{ traceId: Buffer.from(TRACE_A, 'hex').toString('base64'), spanId: 'AAECAwQFBgc=' }]),
+    JSON_CT,
+  );
   assert.equal(r.status, 400);
   assert.match((JSON.parse(r.body.toString()) as { message: string }).message, /hex/);
   // unknown enum name -> 400
@@ -440,7 +478,16 @@ test('HTTP bad-input suite: every bad request is refused cleanly and accepted da
   assert.equal(r.status, 415);
 
   // zero / wrong-length ids -> 200 partial success; valid spans accepted
-  r = await post(h.httpPort, jsonRequest([{ traceId: '0'.repeat(32) }, { spanId: '0'.repeat(16) }, { spanId: 'eee19b7ec3c1b177' }, { traceId: 'abcdef' }]), JSON_CT);
+  r = await post(
+    h.httpPort,
+    jsonRequest([
+      { traceId: '0'.repeat(32) },
+      { spanId: '0'.repeat(16) },
+      { spanId: 'eee19b7ec3c1b177' },
+      { traceId: 'abcdef' },
+    ]),
+    JSON_CT,
+  );
   assert.equal(r.status, 200);
   const pj = JSON.parse(r.body.toString()) as { partialSuccess: { rejectedSpans: string; errorMessage: string } };
   assert.equal(pj.partialSuccess.rejectedSpans, '3');
@@ -505,18 +552,32 @@ test('overload: a stalled onSpans fills the bounded queue; 503 + Retry-After / U
   assert.equal((await post(h.httpPort, protoRequest([{}, { spanId: SPAN_B }]), 'application/x-protobuf')).status, 200);
   assert.equal(h.counters().pendingSpans, 2);
 
-  const r = await post(h.httpPort, protoRequest([{ spanId: 'eee19b7ec3c1b180' }, { spanId: 'eee19b7ec3c1b181' }]), 'application/x-protobuf');
+  const r = await post(
+    h.httpPort,
+    protoRequest([{ spanId: 'eee19b7ec3c1b180' }, { spanId: 'eee19b7ec3c1b181' }]),
+    'application/x-protobuf',
+  );
   assert.equal(r.status, 503);
   assert.equal(r.headers.get('retry-after'), '1');
   assert.equal(decodeStatus(r.body).code, 14);
-  const rj = await post(h.httpPort, jsonRequest([{ spanId: 'eee19b7ec3c1b182' }, { spanId: 'eee19b7ec3c1b183' }]), 'application/json');
+  const rj = await post(
+    h.httpPort,
+    jsonRequest([{ spanId: 'eee19b7ec3c1b182' }, { spanId: 'eee19b7ec3c1b183' }]),
+    'application/json',
+  );
   assert.equal(rj.status, 503);
   assert.equal((JSON.parse(rj.body.toString()) as { code: number }).code, 14);
-  const g = await grpcExport(h.grpcPort, protoRequest([{ spanId: 'eee19b7ec3c1b184' }, { spanId: 'eee19b7ec3c1b185' }]));
+  const g = await grpcExport(
+    h.grpcPort,
+    protoRequest([{ spanId: 'eee19b7ec3c1b184' }, { spanId: 'eee19b7ec3c1b185' }]),
+  );
   assert.equal(g.err?.code, grpc.status.UNAVAILABLE);
 
   // one more span still fits (2 + 1 <= 3)
-  assert.equal((await post(h.httpPort, protoRequest([{ spanId: 'eee19b7ec3c1b186' }]), 'application/x-protobuf')).status, 200);
+  assert.equal(
+    (await post(h.httpPort, protoRequest([{ spanId: 'eee19b7ec3c1b186' }]), 'application/x-protobuf')).status,
+    200,
+  );
   let k = h.counters();
   assert.equal(k.requestsRefused, 3);
   assert.equal(k.spansRefused, 6);
@@ -530,7 +591,10 @@ test('overload: a stalled onSpans fills the bounded queue; 503 + Retry-After / U
   stalled = Promise.resolve();
 
   // the refused request, retried, is accepted now
-  const retry = await grpcExport(h.grpcPort, protoRequest([{ spanId: 'eee19b7ec3c1b184' }, { spanId: 'eee19b7ec3c1b185' }]));
+  const retry = await grpcExport(
+    h.grpcPort,
+    protoRequest([{ spanId: 'eee19b7ec3c1b184' }, { spanId: 'eee19b7ec3c1b185' }]),
+  );
   assert.equal(retry.err, null);
   await new Promise((resolve) => setTimeout(resolve, 20));
   assert.equal(delivered.length, 5);

@@ -68,7 +68,10 @@ export function onBlockDevice(dir: string = BLOCK_DIR): string {
 function scenarioArgs(t: TestContext, fault: Fault): { args: string[]; env: Record<string, string> } {
   switch (fault.mode) {
     case 'gpu-sync': {
-      const counts = [...(fault.kernels === undefined ? [] : ['--kernels', String(fault.kernels)]), ...(fault.kernelMs === undefined ? [] : ['--kernel-ms', String(fault.kernelMs)])];
+      const counts = [
+        ...(fault.kernels === undefined ? [] : ['--kernels', String(fault.kernels)]),
+        ...(fault.kernelMs === undefined ? [] : ['--kernel-ms', String(fault.kernelMs)]),
+      ];
       // A simulated GPU of the test's own: no other process's kernels queue before ours.
       return { args: ['--libcudart', SIM_CUDART, ...counts], env: privateGpu(t) };
     }
@@ -101,7 +104,11 @@ export async function runScenarioApp<F extends Fault>(
   env: Record<string, string> = {},
 ): Promise<ScenarioTruth<F['mode']>> {
   const { args, env: faultEnv } = scenarioArgs(t, fault);
-  const truth = (await runApp(t, pythonBin, [SCENARIO_APP, fault.mode, ...args], { ...faultEnv, ...env, OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint })) as ScenarioTruth<F['mode']>;
+  const truth = (await runApp(t, pythonBin, [SCENARIO_APP, fault.mode, ...args], {
+    ...faultEnv,
+    ...env,
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint,
+  })) as ScenarioTruth<F['mode']>;
   assert.equal(truth.mode, fault.mode);
   return truth;
 }
@@ -117,12 +124,24 @@ export interface NodeFsyncTruth {
  * Runs the Node service once: in one span it writes `mib` MiB to a file in `dir` (a block
  * device), fsyncs and removes it. Same bounds as runScenarioApp.
  */
-export async function runNodeFsyncApp(t: TestContext, otlpEndpoint: string, mib: number, dir: string = BLOCK_DIR): Promise<NodeFsyncTruth> {
-  return (await runApp(t, process.execPath, [NODE_FSYNC_APP, onBlockDevice(dir), String(mib)], { OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint })) as unknown as NodeFsyncTruth;
+export async function runNodeFsyncApp(
+  t: TestContext,
+  otlpEndpoint: string,
+  mib: number,
+  dir: string = BLOCK_DIR,
+): Promise<NodeFsyncTruth> {
+  return (await runApp(t, process.execPath, [NODE_FSYNC_APP, onBlockDevice(dir), String(mib)], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint,
+  })) as unknown as NodeFsyncTruth;
 }
 
 /** Runs an app that prints its trace's ids when its spans are exported; killed past APP_TIMEOUT_MS or when the test ends. */
-async function runApp(t: TestContext, program: string, args: string[], env: Record<string, string>): Promise<Record<string, unknown>> {
+async function runApp(
+  t: TestContext,
+  program: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<Record<string, unknown>> {
   const app = startWorkload(program, args, env);
   stopAfter(t, app);
   const timer = setTimeout(() => app.child.kill('SIGKILL'), APP_TIMEOUT_MS);
@@ -204,8 +223,19 @@ export interface GpuHog {
  * back kernels of `kernelMs` for `seconds`, `inflight` queued at a time. Not traced: it sends no
  * span. Killed after the test if still running.
  */
-export function startGpuHog(t: TestContext, gpuEnv: Record<string, string>, options: { seconds: number; kernelMs: number; inflight: number }): GpuHog {
-  const args = ['--seconds', String(options.seconds), '--kernel-ms', String(options.kernelMs), '--inflight', String(options.inflight)];
+export function startGpuHog(
+  t: TestContext,
+  gpuEnv: Record<string, string>,
+  options: { seconds: number; kernelMs: number; inflight: number },
+): GpuHog {
+  const args = [
+    '--seconds',
+    String(options.seconds),
+    '--kernel-ms',
+    String(options.kernelMs),
+    '--inflight',
+    String(options.inflight),
+  ];
   const hog = startWorkload('gpu_hog', args, gpuEnv);
   stopAfter(t, hog);
   return { pid: hog.pid, truth: hog.truth as Promise<unknown> as Promise<GpuHogTruth> };

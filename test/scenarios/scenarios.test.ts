@@ -35,7 +35,8 @@ interface Session {
 let session: Promise<Session> | undefined;
 
 /** Pins this process's threads (and so the children it starts next) to `cpus`. */
-const pinSelf = (cpus: string) => execFileSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
+const pinSelf = (cpus: string) =>
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
 
 /** The sidecar and an MCP client over each transport, started by the first scenario that runs. */
 function sidecarSession(): Promise<Session> {
@@ -52,7 +53,12 @@ function sidecarSession(): Promise<Session> {
     const http = new Client({ name: 'scenario-http', version: '1' });
     await http.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
     const stdio = new Client({ name: 'scenario-stdio', version: '1' });
-    await stdio.connect(new StdioClientTransport({ command: process.execPath, args: [join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'mcp', '--url', sidecar.mcpUrl] }));
+    await stdio.connect(
+      new StdioClientTransport({
+        command: process.execPath,
+        args: [join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'mcp', '--url', sidecar.mcpUrl],
+      }),
+    );
     return { sidecar, http, stdio };
   })();
   return session;
@@ -94,7 +100,11 @@ async function ask(t: TestContext, traceId: string): Promise<Explanation> {
 }
 
 /** Runs the scenario app with the fault (`env` added to its environment) and asks about its trace. */
-async function diagnose<F extends Fault>(t: TestContext, fault: F, env: Record<string, string> = {}): Promise<{ truth: ScenarioTruth<F['mode']>; answer: Explanation }> {
+async function diagnose<F extends Fault>(
+  t: TestContext,
+  fault: F,
+  env: Record<string, string> = {},
+): Promise<{ truth: ScenarioTruth<F['mode']>; answer: Explanation }> {
   const truth = await runScenarioApp(t, fault, await otlpEndpoint(), env);
   return { truth, answer: await ask(t, truth.trace_id) };
 }
@@ -108,7 +118,7 @@ test('S1 GPU sync stall: cuda.sync, the culprit names the kernel in flight', asy
   assert.ok(answer.root_cause.share > 0.5, `share ${String(answer.root_cause.share)}`);
 });
 
-test('S2 CPU contention: sched.runqueue, the culprit is the hog pinned to the request thread\'s CPU', async (t) => {
+test("S2 CPU contention: sched.runqueue, the culprit is the hog pinned to the request thread's CPU", async (t) => {
   if (!kernelAvailable(t)) return;
   const hog = await startCpuHog(t, LAST_CPU);
   const { answer } = await diagnose(t, { mode: 'cpu', cpu: LAST_CPU });
@@ -136,7 +146,10 @@ test('S4 fsync of dirty data: block.io in the request thread', async (t) => {
   assert.equal(answer.root_cause.culprit?.pid, truth.pid);
   assert.equal(answer.root_cause.culprit.tid, truth.tid);
   // Its own writes, or (when a kernel flusher had already submitted them) the wait for them.
-  assert.ok(['write', 'wait'].includes(answer.root_cause.culprit.op ?? ''), `op ${String(answer.root_cause.culprit.op)}`);
+  assert.ok(
+    ['write', 'wait'].includes(answer.root_cause.culprit.op ?? ''),
+    `op ${String(answer.root_cause.culprit.op)}`,
+  );
 });
 
 test('S5 packet loss to a downstream: tcp.retransmit, the culprit is the peer', async (t) => {
@@ -192,17 +205,27 @@ test('G3 GPU contention from another, untraced process: cuda.sync, the culprit i
   // The fault was in place: the hog kept the device busy over the whole request.
   assert.equal(hogTruth.pid, hog.pid);
   assert.equal(hogTruth.errors, 0);
-  assert.ok(BigInt(hogTruth.start_ns) < monotonicOf(BigInt(truth.start_unix_nano)), 'the hog started before the request');
+  assert.ok(
+    BigInt(hogTruth.start_ns) < monotonicOf(BigInt(truth.start_unix_nano)),
+    'the hog started before the request',
+  );
   assert.ok(BigInt(hogTruth.end_ns) > monotonicOf(BigInt(truth.end_unix_nano)), 'the hog ran past the request');
-  assert.ok(truth.duration_ms > 2 * truth.kernel_ms, `the request took ${String(truth.duration_ms)} ms for one ${String(truth.kernel_ms)} ms kernel`);
+  assert.ok(
+    truth.duration_ms > 2 * truth.kernel_ms,
+    `the request took ${String(truth.duration_ms)} ms for one ${String(truth.kernel_ms)} ms kernel`,
+  );
 
   assert.equal(answer.root_cause?.kind, 'cuda.sync');
   assert.equal(answer.root_cause.culprit?.pid, hogTruth.pid);
   assert.equal(answer.root_cause.culprit.tid, hogTruth.tid);
   // The kernel is named by its demangled name: _Z8hog_spinPfi is hog_spin(float*, int).
   const length = /^_Z(\d+)/.exec(hogTruth.kernel);
-  const name = length === null ? hogTruth.kernel : hogTruth.kernel.slice(length[0].length, length[0].length + Number(length[1]));
-  assert.ok((answer.root_cause.culprit.cuda_kernel ?? '').startsWith(`${name}(`), `culprit kernel ${String(answer.root_cause.culprit.cuda_kernel)}`);
+  const name =
+    length === null ? hogTruth.kernel : hogTruth.kernel.slice(length[0].length, length[0].length + Number(length[1]));
+  assert.ok(
+    (answer.root_cause.culprit.cuda_kernel ?? '').startsWith(`${name}(`),
+    `culprit kernel ${String(answer.root_cause.culprit.cuda_kernel)}`,
+  );
 });
 
 test('G4 a lock holder that is just computing: futex.wait, the culprit is the holder on CPU', async (t) => {
@@ -220,12 +243,20 @@ test('status reports the probes, the events per kind, drops and the store after 
   if (!kernelAvailable(t)) return;
   const { http } = await sidecarSession();
   const result = await http.callTool({ name: 'status', arguments: {} });
-  const status = result.structuredContent as { capture: { events: Record<string, number>; drops: Record<string, number>; libraries: number }; store: { events: number; spans: number }; lag: { newestEventAgeMs: number | null } };
+  const status = result.structuredContent as {
+    capture: { events: Record<string, number>; drops: Record<string, number>; libraries: number };
+    store: { events: number; spans: number };
+    lag: { newestEventAgeMs: number | null };
+  };
   // The scenario apps have exited, so none is followed any more; what they left is counted.
   assert.ok(status.capture.libraries >= 1, 'the simulated libcudart is probed');
-  for (const kind of ['cuda.sync', 'sched.runqueue', 'futex.wait', 'block.io', 'tcp.retransmit']) assert.ok((status.capture.events[kind] ?? 0) > 0, `${kind}: ${JSON.stringify(status.capture.events)}`);
+  for (const kind of ['cuda.sync', 'sched.runqueue', 'futex.wait', 'block.io', 'tcp.retransmit'])
+    assert.ok((status.capture.events[kind] ?? 0) > 0, `${kind}: ${JSON.stringify(status.capture.events)}`);
   assert.equal(typeof status.capture.drops['sched.runqueue'], 'number');
   assert.ok(status.store.events > 0 && status.store.spans > 0, JSON.stringify(status.store));
   assert.notEqual(status.lag.newestEventAgeMs, null);
-  assert.match((result.content as { text: string }[])[0]?.text ?? '', /^following \d+ processes, \d+ CUDA libraries probed; /);
+  assert.match(
+    (result.content as { text: string }[])[0]?.text ?? '',
+    /^following \d+ processes, \d+ CUDA libraries probed; /,
+  );
 });

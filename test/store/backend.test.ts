@@ -11,7 +11,13 @@ test('--query-backend names Jaeger or Tempo by URL, and nothing else', () => {
   const tempo = querySource('tempo=https://tempo.example/prefix?x=1');
   assert.ok(tempo instanceof TempoSource);
   assert.equal(tempo.name, 'tempo at https://tempo.example/prefix/');
-  for (const spec of ['zipkin=http://zipkin:9411', 'jaeger', 'jaeger=', '=http://jaeger:16686', 'http://jaeger:16686']) {
+  for (const spec of [
+    'zipkin=http://zipkin:9411',
+    'jaeger',
+    'jaeger=',
+    '=http://jaeger:16686',
+    'http://jaeger:16686',
+  ]) {
     assert.throws(() => querySource(spec), /expected jaeger=URL or tempo=URL/, spec);
   }
   assert.throws(() => querySource('jaeger=jaeger:16686:x'), /jaeger: (not a URL|expected an http or https URL)/);

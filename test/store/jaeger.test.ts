@@ -20,7 +20,16 @@ const US = 1_000n;
 const hrTime = (unixNano: bigint): HrTime => [Number(unixNano / 1_000_000_000n), Number(unixNano % 1_000_000_000n)];
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
 
-function appSpan(traceId: string, spanId: string, parent: string | undefined, name: string, start: bigint, end: bigint, resource: Attributes, attributes: Attributes): ReadableSpan {
+function appSpan(
+  traceId: string,
+  spanId: string,
+  parent: string | undefined,
+  name: string,
+  start: bigint,
+  end: bigint,
+  resource: Attributes,
+  attributes: Attributes,
+): ReadableSpan {
   const context = { traceId, spanId, traceFlags: TraceFlags.SAMPLED };
   return {
     name,
@@ -45,7 +54,10 @@ function appSpan(traceId: string, spanId: string, parent: string | undefined, na
 
 /** Jaeger keeps microseconds at least (its v1 model); the memory store here keeps nanoseconds. */
 function assertNear(actual: bigint | undefined, expected: bigint, what: string) {
-  assert.ok(actual !== undefined && actual - expected < US && expected - actual < US, `${what}: ${String(actual)} vs ${String(expected)}`);
+  assert.ok(
+    actual !== undefined && actual - expected < US && expected - actual < US,
+    `${what}: ${String(actual)} vs ${String(expected)}`,
+  );
 }
 
 test('JaegerSource reads back app spans and the kernel events exported as kernel spans', async (t) => {
@@ -64,7 +76,12 @@ test('JaegerSource reads back app spans and the kernel events exported as kernel
   const python = { 'service.name': 'checkout-py', 'process.pid': pid, 'telemetry.sdk.language': 'python' };
   const node = { 'service.name': 'gateway-node', 'process.pid': 777, 'telemetry.sdk.language': 'nodejs' };
 
-  const event = (kind: KernelEvent['kind'], from: bigint, to: bigint, attributes: KernelEvent['attributes']): KernelEvent => ({ kind, pid, tid, comm: 'python3', startUnixNano: from, endUnixNano: to, attributes });
+  const event = (
+    kind: KernelEvent['kind'],
+    from: bigint,
+    to: bigint,
+    attributes: KernelEvent['attributes'],
+  ): KernelEvent => ({ kind, pid, tid, comm: 'python3', startUnixNano: from, endUnixNano: to, attributes });
   const sync = event('cuda.sync', handlerStart + 10n * MS + 123n, handlerStart + 210n * MS + 456n, {
     'causeway.cuda.api': 'cudaStreamSynchronize',
     'causeway.cuda.error': 0,
@@ -99,7 +116,15 @@ test('JaegerSource reads back app spans and the kernel events exported as kernel
 
   const handlerAttributes = { 'causeway.thread.tid': tid, 'http.route': '/checkout' };
   const kernelSpans = new KernelSpanBuilder().build({
-    span: { traceId, spanId: handlerId, name: 'POST /checkout', startUnixNano: handlerStart, endUnixNano: handlerEnd, attributes: handlerAttributes, resource: python },
+    span: {
+      traceId,
+      spanId: handlerId,
+      name: 'POST /checkout',
+      startUnixNano: handlerStart,
+      endUnixNano: handlerEnd,
+      attributes: handlerAttributes,
+      resource: python,
+    },
     place: { hostPid: pid, hostTid: tid },
     events,
   });
@@ -112,7 +137,9 @@ test('JaegerSource reads back app spans and the kernel events exported as kernel
   await sender.close();
   assert.equal(sender.counters().spansSent, 2 + kernelSpans.length);
   // Jaeger batches before it stores: wait until the whole trace can be read.
-  const stored = await getTrace(jaeger.queryUrl, traceId, { until: (trace) => spansOf(trace).length === 2 + kernelSpans.length });
+  const stored = await getTrace(jaeger.queryUrl, traceId, {
+    until: (trace) => spansOf(trace).length === 2 + kernelSpans.length,
+  });
   assert.equal(stored && spansOf(stored).length, 2 + kernelSpans.length);
 
   const source = new JaegerSource(jaeger.queryUrl);
@@ -139,7 +166,10 @@ test('JaegerSource reads back app spans and the kernel events exported as kernel
 
   await t.test('events: the kernel events of the thread in the window, as they were captured', async () => {
     const got = await source.events({ pid, tid, from: handlerStart, to: handlerEnd });
-    assert.deepEqual(got.map((e) => e.kind), ['cuda.launch', 'cuda.sync', 'futex.wait', 'tcp.retransmit']);
+    assert.deepEqual(
+      got.map((e) => e.kind),
+      ['cuda.launch', 'cuda.sync', 'futex.wait', 'tcp.retransmit'],
+    );
     for (const [i, expected] of events.entries()) {
       const actual = got[i];
       assert.ok(actual);
@@ -151,14 +181,20 @@ test('JaegerSource reads back app spans and the kernel events exported as kernel
       // Same values and types (ints, arrays, booleans), and no bookkeeping keys.
       assert.deepEqual(actual.attributes, expected.attributes, expected.kind);
     }
-    assert.deepEqual((await source.events({ pid, tid, from: sync.endUnixNano, to: handlerEnd })).map((e) => e.kind), ['futex.wait', 'tcp.retransmit']);
+    assert.deepEqual(
+      (await source.events({ pid, tid, from: sync.endUnixNano, to: handlerEnd })).map((e) => e.kind),
+      ['futex.wait', 'tcp.retransmit'],
+    );
     assert.deepEqual((await source.events({ pid, from: handlerStart, to: handlerEnd })).length, 4);
     assert.deepEqual(await source.events({ pid, tid: 4250, from: handlerStart, to: handlerEnd }), []);
     assert.deepEqual(await source.events({ pid: 777, from: start, to: gatewayEnd }), []);
   });
 
   await t.test('gpuEvents: CUDA events of the other processes only', async () => {
-    assert.deepEqual((await source.gpuEvents(start, gatewayEnd, 777)).map((e) => e.kind), ['cuda.launch', 'cuda.sync']);
+    assert.deepEqual(
+      (await source.gpuEvents(start, gatewayEnd, 777)).map((e) => e.kind),
+      ['cuda.launch', 'cuda.sync'],
+    );
     assert.deepEqual(await source.gpuEvents(start, gatewayEnd, pid), []);
   });
 
@@ -188,17 +224,26 @@ test('JaegerSource reads back app spans and the kernel events exported as kernel
   await t.test("Jaeger's error answers are reported with its message", async () => {
     // The memory store refuses a search deeper than the traces it holds (100000 here).
     await assert.rejects(source.slowTraces({ from: start, to: gatewayEnd, limit: 200_000 }), (error: Error) => {
-      assert.match(error.message, /^jaeger at http:\/\/127\.0\.0\.1:\d+\/: GET \/api\/v3\/traces answered HTTP 500: search depth/);
+      assert.match(
+        error.message,
+        /^jaeger at http:\/\/127\.0\.0\.1:\d+\/: GET \/api\/v3\/traces answered HTTP 500: search depth/,
+      );
       return true;
     });
     // A URL that is not the query API is an error, not an unknown trace (Jaeger's UI answers any path).
-    await assert.rejects(new JaegerSource(`${jaeger.queryUrl}/not-jaeger`).spans(traceId), /answered with something other than JSON \(is the URL its query API\?\): "<!DOCTYPE html>/);
+    await assert.rejects(
+      new JaegerSource(`${jaeger.queryUrl}/not-jaeger`).spans(traceId),
+      /answered with something other than JSON \(is the URL its query API\?\): "<!DOCTYPE html>/,
+    );
   });
 });
 
 test('JaegerSource says when Jaeger is unreachable or too slow', async (t) => {
   const closed = await freePort();
-  await assert.rejects(new JaegerSource(`http://127.0.0.1:${closed}`).spans(hex(16)), /^Error: jaeger at http:\/\/127\.0\.0\.1:\d+\/ is unreachable: connect ECONNREFUSED/);
+  await assert.rejects(
+    new JaegerSource(`http://127.0.0.1:${closed}`).spans(hex(16)),
+    /^Error: jaeger at http:\/\/127\.0\.0\.1:\d+\/ is unreachable: connect ECONNREFUSED/,
+  );
 
   // Accepts the request and never answers.
   const silent = createServer(() => undefined);
@@ -209,7 +254,10 @@ test('JaegerSource says when Jaeger is unreachable or too slow', async (t) => {
   });
   const { port } = silent.address() as AddressInfo;
   const began = Date.now();
-  await assert.rejects(new JaegerSource(`http://127.0.0.1:${port}`, { timeoutMs: 300 }).spans(hex(16)), /did not answer within 300 ms/);
+  await assert.rejects(
+    new JaegerSource(`http://127.0.0.1:${port}`, { timeoutMs: 300 }).spans(hex(16)),
+    /did not answer within 300 ms/,
+  );
   assert.ok(Date.now() - began < 5000);
 });
 

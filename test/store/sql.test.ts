@@ -4,9 +4,17 @@ import { QueryRefused, readOnlyQuery } from '../../src/store/sql.js';
 import { MS, T0, kernelEvent, storeWith } from './traces.js';
 
 test('query_sql runs a SELECT and bounds its rows', async (t) => {
-  const store = await storeWith([], Array.from({ length: 30 }, (_, i) => kernelEvent('futex.wait', { pid: 10, tid: 11 }, T0 + BigInt(i) * MS, T0 + BigInt(i + 1) * MS)));
+  const store = await storeWith(
+    [],
+    Array.from({ length: 30 }, (_, i) =>
+      kernelEvent('futex.wait', { pid: 10, tid: 11 }, T0 + BigInt(i) * MS, T0 + BigInt(i + 1) * MS),
+    ),
+  );
   t.after(() => store.close());
-  const r = await readOnlyQuery(store, 'SELECT kind, count(*) AS n FROM kernel_events GROUP BY kind', { maxRows: 10, timeoutMs: 5000 });
+  const r = await readOnlyQuery(store, 'SELECT kind, count(*) AS n FROM kernel_events GROUP BY kind', {
+    maxRows: 10,
+    timeoutMs: 5000,
+  });
   assert.deepEqual(r, { columns: ['kind', 'n'], rows: [['futex.wait', '30']], truncated: false });
   const many = await readOnlyQuery(store, 'SELECT * FROM kernel_events', { maxRows: 10, timeoutMs: 5000 });
   assert.equal(many.rows.length, 10);
@@ -29,7 +37,7 @@ test('writes, DDL, settings, files, attaching and several statements are refused
     'SELECT 1; DELETE FROM kernel_events',
     "SELECT * FROM read_csv('/etc/passwd')",
     "SELECT * FROM read_text('/etc/hostname')",
-    "INSTALL httpfs",
+    'INSTALL httpfs',
     "SELECT * FROM query('DELETE FROM kernel_events')",
   ];
   for (const sql of refused) await assert.rejects(readOnlyQuery(store, sql), QueryRefused, sql);
@@ -40,6 +48,12 @@ test('a query that runs past its time limit is stopped', async (t) => {
   const store = await storeWith([], []);
   t.after(() => store.close());
   const started = Date.now();
-  await assert.rejects(readOnlyQuery(store, 'SELECT count(*) FROM range(100000000) a, range(100000000) b', { maxRows: 10, timeoutMs: 200 }), /ran past 200 ms/);
+  await assert.rejects(
+    readOnlyQuery(store, 'SELECT count(*) FROM range(100000000) a, range(100000000) b', {
+      maxRows: 10,
+      timeoutMs: 200,
+    }),
+    /ran past 200 ms/,
+  );
   assert.ok(Date.now() - started < 5000);
 });

@@ -6,15 +6,24 @@ const at = (ms: number) => T0 + BigInt(ms) * MS;
 const task = { pid: 10, tid: 11 };
 
 test('a thread window returns the events overlapping it, in start order, with their attributes', async (t) => {
-  const store = await storeWith([], [
-    kernelEvent('futex.wait', task, at(50), at(60), { 'causeway.futex.uaddr': '0x10' }),
-    kernelEvent('sched.runqueue', task, at(5), at(20)),
-    kernelEvent('sched.runqueue', { pid: 10, tid: 12 }, at(5), at(20)),
-    kernelEvent('sched.runqueue', task, at(200), at(220)),
-  ]);
+  const store = await storeWith(
+    [],
+    [
+      kernelEvent('futex.wait', task, at(50), at(60), { 'causeway.futex.uaddr': '0x10' }),
+      kernelEvent('sched.runqueue', task, at(5), at(20)),
+      kernelEvent('sched.runqueue', { pid: 10, tid: 12 }, at(5), at(20)),
+      kernelEvent('sched.runqueue', task, at(200), at(220)),
+    ],
+  );
   t.after(() => store.close());
   const events = await store.events({ pid: 10, tid: 11, from: at(10), to: at(100) });
-  assert.deepEqual(events.map((e) => [e.kind, e.startUnixNano]), [['sched.runqueue', at(5)], ['futex.wait', at(50)]]);
+  assert.deepEqual(
+    events.map((e) => [e.kind, e.startUnixNano]),
+    [
+      ['sched.runqueue', at(5)],
+      ['futex.wait', at(50)],
+    ],
+  );
   assert.equal(events[1]?.attributes['causeway.futex.uaddr'], '0x10');
   assert.equal((await store.events({ pid: 10, from: at(10), to: at(100) })).length, 3);
 });
@@ -26,7 +35,10 @@ test('retention deletes rows older than the window and the oldest beyond the siz
   store.addEvents([1, 2, 3, 4, 5].map((i) => kernelEvent('futex.wait', task, at(i), at(i + 1))));
   store.addSpans([appSpan({ trace: 1, span: 1, start: at(0), end: at(10), pid: 10, tid: 11 })]);
   await store.flush();
-  assert.deepEqual((await store.events({ pid: 10, from: at(0), to: at(100) })).map((e) => e.startUnixNano), [at(3), at(4), at(5)]);
+  assert.deepEqual(
+    (await store.events({ pid: 10, from: at(0), to: at(100) })).map((e) => e.startUnixNano),
+    [at(3), at(4), at(5)],
+  );
   now = at(5000);
   await store.flush();
   assert.equal((await store.size()).events, 0);
@@ -35,15 +47,24 @@ test('retention deletes rows older than the window and the oldest beyond the siz
 });
 
 test('slow traces are ranked by their extent, filtered by service and window', async (t) => {
-  const store = await storeWith([
-    appSpan({ trace: 1, span: 1, start: at(0), end: at(100), pid: 10, service: 'api' }),
-    appSpan({ trace: 2, span: 2, start: at(0), end: at(50), pid: 10, service: 'api' }),
-    appSpan({ trace: 2, span: 3, parent: 2, start: at(10), end: at(400), pid: 10, service: 'db' }),
-    appSpan({ trace: 3, span: 4, start: at(0), end: at(900), pid: 10, service: 'batch' }),
-  ], []);
+  const store = await storeWith(
+    [
+      appSpan({ trace: 1, span: 1, start: at(0), end: at(100), pid: 10, service: 'api' }),
+      appSpan({ trace: 2, span: 2, start: at(0), end: at(50), pid: 10, service: 'api' }),
+      appSpan({ trace: 2, span: 3, parent: 2, start: at(10), end: at(400), pid: 10, service: 'db' }),
+      appSpan({ trace: 3, span: 4, start: at(0), end: at(900), pid: 10, service: 'batch' }),
+    ],
+    [],
+  );
   t.after(() => store.close());
   const api = await store.slowTraces({ service: 'api', from: at(-1), to: at(1000), limit: 10 });
-  assert.deepEqual(api.map((s) => [s.traceId, s.durationMs]), [[ids(2).traceId, 400], [ids(1).traceId, 100]]);
+  assert.deepEqual(
+    api.map((s) => [s.traceId, s.durationMs]),
+    [
+      [ids(2).traceId, 400],
+      [ids(1).traceId, 100],
+    ],
+  );
   assert.equal(api[0]?.service, 'api', 'named by its root span');
   assert.equal((await store.slowTraces({ from: at(-1), to: at(1000), limit: 1 }))[0]?.traceId, ids(3).traceId);
 });

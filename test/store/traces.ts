@@ -9,9 +9,22 @@ import { Store, type StoreOptions } from '../../src/store/store.js';
 export const MS = 1_000_000n;
 export const T0 = BigInt(Date.now()) * MS - 60_000n * MS;
 
-export const ids = (n: number) => ({ traceId: n.toString(16).padStart(32, '0'), spanId: n.toString(16).padStart(16, '0') });
+export const ids = (n: number) => ({
+  traceId: n.toString(16).padStart(32, '0'),
+  spanId: n.toString(16).padStart(16, '0'),
+});
 
-export function appSpan(spec: { trace: number; span: number; parent?: number; name?: string; service?: string; start: bigint; end: bigint; pid: number; tid?: number }): PlacedSpan<AppSpan> {
+export function appSpan(spec: {
+  trace: number;
+  span: number;
+  parent?: number;
+  name?: string;
+  service?: string;
+  start: bigint;
+  end: bigint;
+  pid: number;
+  tid?: number;
+}): PlacedSpan<AppSpan> {
   const span: AppSpan = {
     traceId: ids(spec.trace).traceId,
     spanId: ids(spec.span).spanId,
@@ -27,14 +40,39 @@ export function appSpan(spec: { trace: number; span: number; parent?: number; na
   return { span, place: { hostPid: spec.pid, ...(spec.tid === undefined ? {} : { hostTid: spec.tid }) } };
 }
 
-export function kernelEvent(kind: KernelEvent['kind'], task: { pid: number; tid: number; comm?: string }, start: bigint, end: bigint, attributes: KernelEvent['attributes'] = {}): KernelEvent {
-  return { kind, pid: task.pid, tid: task.tid, comm: task.comm ?? 'app', startUnixNano: start, endUnixNano: end, attributes };
+export function kernelEvent(
+  kind: KernelEvent['kind'],
+  task: { pid: number; tid: number; comm?: string },
+  start: bigint,
+  end: bigint,
+  attributes: KernelEvent['attributes'] = {},
+): KernelEvent {
+  return {
+    kind,
+    pid: task.pid,
+    tid: task.tid,
+    comm: task.comm ?? 'app',
+    startUnixNano: start,
+    endUnixNano: end,
+    attributes,
+  };
 }
 
-export const waker = (kind: 'futex' | 'sched', task: { pid: number; tid: number; comm: string }): KernelEvent['attributes'] =>
+export const waker = (
+  kind: 'futex' | 'sched',
+  task: { pid: number; tid: number; comm: string },
+): KernelEvent['attributes'] =>
   kind === 'futex'
-    ? { [A.ATTR_CAUSEWAY_FUTEX_WAKER_PID]: task.pid, [A.ATTR_CAUSEWAY_FUTEX_WAKER_TID]: task.tid, [A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM]: task.comm }
-    : { [A.ATTR_CAUSEWAY_SCHED_WAKER_PID]: task.pid, [A.ATTR_CAUSEWAY_SCHED_WAKER_TID]: task.tid, [A.ATTR_CAUSEWAY_SCHED_WAKER_COMM]: task.comm };
+    ? {
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_PID]: task.pid,
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_TID]: task.tid,
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM]: task.comm,
+      }
+    : {
+        [A.ATTR_CAUSEWAY_SCHED_WAKER_PID]: task.pid,
+        [A.ATTR_CAUSEWAY_SCHED_WAKER_TID]: task.tid,
+        [A.ATTR_CAUSEWAY_SCHED_WAKER_COMM]: task.comm,
+      };
 
 export const holder = (task: { pid: number; tid: number; comm: string }) => ({
   [A.ATTR_CAUSEWAY_SCHED_CPU]: 1,
@@ -44,7 +82,11 @@ export const holder = (task: { pid: number; tid: number; comm: string }) => ({
 });
 
 /** A store holding these spans and events, flushed. */
-export async function storeWith(spans: PlacedSpan<AppSpan>[], events: KernelEvent[], options: StoreOptions = {}): Promise<Store> {
+export async function storeWith(
+  spans: PlacedSpan<AppSpan>[],
+  events: KernelEvent[],
+  options: StoreOptions = {},
+): Promise<Store> {
   const store = await Store.open({ flushMs: 60_000, ...options });
   store.addEvents(events);
   store.addSpans(spans);
