@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The kernel/user ABI of Causeway: the fixed-layout records that the eBPF
- * programs write to the ring buffer, and the frames the loader writes on its
- * stdout. Included by every NAME.bpf.c, by the loader, and by
+ * programs write to the ring buffer, the settings the loader writes into the
+ * programs' settings map, and the frames the loader writes on its stdout.
+ * Included by every NAME.bpf.c, by the loader, and by
  * test/kernel/layout.c, which prints the offsets the TypeScript decoder
  * (src/kernel/record.ts) is checked against. Change a field here and bump
  * CW_ABI_VERSION.
@@ -161,6 +162,13 @@ struct cw_event {
 		struct cw_exec exec;
 		__u8 raw[112];
 	} u;
+};
+
+/* The one entry of the settings map (common.bpf.h), written by the loader. */
+struct cw_settings {
+	__u64 min_ns[CW_KIND_MAX]; /* per kind: shorter records are not written */
+	__u32 follow_all;
+	__u32 exclude[2];          /* with follow_all: the loader and its consumer, which would trace themselves */
 };
 
 /*

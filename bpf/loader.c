@@ -51,13 +51,6 @@
 #define MAX_PENDING_SCANS 64
 #define OUT_CAPACITY (256 * 1024)
 
-/* Must match struct cw_settings in common.bpf.h. */
-struct settings {
-	__u64 min_ns[CW_KIND_MAX];
-	__u32 follow_all;
-	__u32 exclude[2];
-};
-
 static const char *const kind_names[CW_KIND_MAX] = {
 	[CW_KIND_CUDA_LAUNCH] = "cuda.launch",
 	[CW_KIND_CUDA_SYNC] = "cuda.sync",
@@ -113,7 +106,7 @@ static struct {
 	struct cuda_bpf *cuda;
 	struct ring_buffer *ring;
 	int settings_fd, followed_fd, drops_fd, events_fd;
-	struct settings settings;
+	struct cw_settings settings;
 	__u32 ringbuf_bytes;
 	const volatile __u64 *ring_consumer, *ring_producer;
 	char comms[MAX_COMMS][CW_COMM_LEN];

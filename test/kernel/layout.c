@@ -43,6 +43,8 @@ int main(void)
 	FIELD(cw_tcp, dport); FIELD(cw_tcp, state); FIELD(cw_tcp, owner_known); END_STRUCT();
 	STRUCT(cw_register); FIELD(cw_register, func); FIELD(cw_register, name); END_STRUCT();
 	STRUCT(cw_exec); FIELD(cw_exec, ppid); END_STRUCT();
+	STRUCT(cw_settings); FIELD(cw_settings, min_ns); FIELD(cw_settings, follow_all); FIELD(cw_settings, exclude);
+	END_STRUCT();
 	STRUCT(cw_frame); FIELD(cw_frame, type); FIELD(cw_frame, size); END_STRUCT();
 	STRUCT(cw_hello); FIELD(cw_hello, abi_version); FIELD(cw_hello, event_size); FIELD(cw_hello, ringbuf_bytes);
 	FIELD(cw_hello, ncpus); END_STRUCT();
