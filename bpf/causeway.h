@@ -58,6 +58,19 @@ enum cw_cuda_api {
 	CW_API_MAX,
 };
 
+/*
+ * A copy's direction: cudaMemcpyKind's values, as cudaMemcpy and cudaMemcpyAsync take
+ * them (and the record passes on whatever the caller gave); the driver's HtoD, DtoH
+ * and DtoD entry points say theirs in the name.
+ */
+enum cw_memcpy_direction {
+	CW_MEMCPY_HTOH = 0,
+	CW_MEMCPY_HTOD = 1,
+	CW_MEMCPY_DTOH = 2,
+	CW_MEMCPY_DTOD = 3,
+	CW_MEMCPY_DEFAULT = 4, /* inferred from the pointers (unified addressing): cuMemcpy, cuMemcpyAsync */
+};
+
 struct cw_launch {
 	__u64 func;       /* host stub (runtime) or CUfunction (driver) */
 	__u64 stream;
@@ -75,7 +88,7 @@ struct cw_sync {
 struct cw_memcpy {
 	__u64 bytes;
 	__u64 stream;
-	__u32 direction;  /* cudaMemcpyKind: 0 HtoH, 1 HtoD, 2 DtoH, 3 DtoD, 4 default */
+	__u32 direction;  /* enum cw_memcpy_direction */
 	__u32 async;
 	__s32 ret;
 };

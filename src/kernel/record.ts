@@ -81,6 +81,9 @@ export const CudaApi = {
   MAX: 23,
 } as const;
 
+/** enum cw_memcpy_direction: cudaMemcpyKind's values. */
+export const MemcpyDirection = { HTOH: 0, HTOD: 1, DTOH: 2, DTOD: 3, DEFAULT: 4 } as const;
+
 /** enum cw_frame_type. */
 export const FrameType = { HELLO: 1, EVENTS: 2, STATS: 3, MESSAGE: 4 } as const;
 
