@@ -190,7 +190,7 @@ struct cw_settings {
  *  EVENTS  n * sizeof(struct cw_event), a batch as drained from the ring
  *  STATS   struct cw_stats, every stats interval and at exit
  *  MESSAGE one JSON object in UTF-8: {"level":"info|warn|error","msg":"...", ...}
- * Loader stdin: one text command per line (see bpf/loader.c).
+ * Loader stdin: one text command per line (see bpf/commands.c).
  */
 enum cw_frame_type {
 	CW_FRAME_HELLO = 1,
