@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The kernel/user ABI of Causeway: the fixed-layout records that the eBPF
- * programs write to the ring buffer, and the frames the loader writes on its
- * stdout. Included by every NAME.bpf.c, by the loader, and by
+ * programs write to the ring buffer, the settings the loader writes into the
+ * programs' settings map, and the frames the loader writes on its stdout.
+ * Included by every NAME.bpf.c, by the loader, and by
  * test/kernel/layout.c, which prints the offsets the TypeScript decoder
  * (src/kernel/record.ts) is checked against. Change a field here and bump
  * CW_ABI_VERSION.
@@ -57,6 +58,19 @@ enum cw_cuda_api {
 	CW_API_MAX,
 };
 
+/*
+ * A copy's direction: cudaMemcpyKind's values, as cudaMemcpy and cudaMemcpyAsync take
+ * them (and the record passes on whatever the caller gave); the driver's HtoD, DtoH
+ * and DtoD entry points say theirs in the name.
+ */
+enum cw_memcpy_direction {
+	CW_MEMCPY_HTOH = 0,
+	CW_MEMCPY_HTOD = 1,
+	CW_MEMCPY_DTOH = 2,
+	CW_MEMCPY_DTOD = 3,
+	CW_MEMCPY_DEFAULT = 4, /* inferred from the pointers (unified addressing): cuMemcpy, cuMemcpyAsync */
+};
+
 struct cw_launch {
 	__u64 func;       /* host stub (runtime) or CUfunction (driver) */
 	__u64 stream;
@@ -74,7 +88,7 @@ struct cw_sync {
 struct cw_memcpy {
 	__u64 bytes;
 	__u64 stream;
-	__u32 direction;  /* cudaMemcpyKind: 0 HtoH, 1 HtoD, 2 DtoH, 3 DtoD, 4 default */
+	__u32 direction;  /* enum cw_memcpy_direction */
 	__u32 async;
 	__s32 ret;
 };
@@ -163,13 +177,20 @@ struct cw_event {
 	} u;
 };
 
+/* The one entry of the settings map (common.bpf.h), written by the loader. */
+struct cw_settings {
+	__u64 min_ns[CW_KIND_MAX]; /* per kind: shorter records are not written */
+	__u32 follow_all;
+	__u32 exclude[2];          /* with follow_all: the loader and its consumer, which would trace themselves */
+};
+
 /*
  * Loader stdout: a stream of frames, each a header then `size` bytes.
  *  HELLO   struct cw_hello, once, after every probe is attached
  *  EVENTS  n * sizeof(struct cw_event), a batch as drained from the ring
  *  STATS   struct cw_stats, every stats interval and at exit
  *  MESSAGE one JSON object in UTF-8: {"level":"info|warn|error","msg":"...", ...}
- * Loader stdin: one text command per line (see bpf/loader.c).
+ * Loader stdin: one text command per line (see bpf/commands.c).
  */
 enum cw_frame_type {
 	CW_FRAME_HELLO = 1,

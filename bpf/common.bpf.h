@@ -16,12 +16,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-struct cw_settings {
-	__u64 min_ns[CW_KIND_MAX];
-	__u32 follow_all;
-	__u32 exclude[2]; /* with follow_all: the loader and its consumer, which would trace themselves */
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 16 << 20); /* the loader resizes it from --ringbuf-mb */

@@ -130,7 +130,7 @@ static __always_inline void fill_memcpy(struct cw_memcpy *m, struct call *c)
 {
 	__u64 *a = c->arg;
 
-	m->direction = 4;
+	m->direction = CW_MEMCPY_DEFAULT;
 	m->async = 0;
 	m->stream = 0;
 	switch (c->api) {
@@ -145,25 +145,25 @@ static __always_inline void fill_memcpy(struct cw_memcpy *m, struct call *c)
 		m->async = 1;
 		break;
 	case CW_API_cuMemcpyHtoD:
-		m->direction = 1;
+		m->direction = CW_MEMCPY_HTOD;
 		m->bytes = a[2];
 		break;
 	case CW_API_cuMemcpyDtoH:
-		m->direction = 2;
+		m->direction = CW_MEMCPY_DTOH;
 		m->bytes = a[2];
 		break;
 	case CW_API_cuMemcpyDtoD:
-		m->direction = 3;
+		m->direction = CW_MEMCPY_DTOD;
 		m->bytes = a[2];
 		break;
 	case CW_API_cuMemcpyHtoDAsync:
-		m->direction = 1;
+		m->direction = CW_MEMCPY_HTOD;
 		m->bytes = a[2];
 		m->stream = a[3];
 		m->async = 1;
 		break;
 	case CW_API_cuMemcpyDtoHAsync:
-		m->direction = 2;
+		m->direction = CW_MEMCPY_DTOH;
 		m->bytes = a[2];
 		m->stream = a[3];
 		m->async = 1;

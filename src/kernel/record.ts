@@ -7,7 +7,11 @@ export const ABI_VERSION = 1;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
 
-/** Every struct of causeway.h: its size and each field's byte offset. */
+/**
+ * Every struct of causeway.h: its size and each field's byte offset. cw_settings is only
+ * written by the loader, never decoded here: it is listed so a change to it shows in the layout
+ * test like any other change to the ABI.
+ */
 export const LAYOUT = {
   cw_event: {
     size: 160,
@@ -25,6 +29,7 @@ export const LAYOUT = {
   cw_tcp: { size: 44, fields: { saddr: 0, daddr: 16, family: 32, sport: 34, dport: 36, state: 38, owner_known: 40 } },
   cw_register: { size: 104, fields: { func: 0, name: 8 } },
   cw_exec: { size: 4, fields: { ppid: 0 } },
+  cw_settings: { size: 112, fields: { min_ns: 0, follow_all: 96, exclude: 100 } },
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },
   cw_hello: { size: 16, fields: { abi_version: 0, event_size: 4, ringbuf_bytes: 8, ncpus: 12 } },
   cw_stats: {
@@ -75,6 +80,9 @@ export const CudaApi = {
   cuModuleGetFunction: 22,
   MAX: 23,
 } as const;
+
+/** enum cw_memcpy_direction: cudaMemcpyKind's values. */
+export const MemcpyDirection = { HTOH: 0, HTOD: 1, DTOH: 2, DTOD: 3, DEFAULT: 4 } as const;
 
 /** enum cw_frame_type. */
 export const FrameType = { HELLO: 1, EVENTS: 2, STATS: 3, MESSAGE: 4 } as const;

@@ -5,9 +5,15 @@ import {
   CAUSEWAY_BLOCK_OP_VALUE_OTHER,
   CAUSEWAY_BLOCK_OP_VALUE_READ,
   CAUSEWAY_BLOCK_OP_VALUE_WRITE,
+  CAUSEWAY_CUDA_MEMCPY_DIRECTION_VALUE_DEFAULT,
+  CAUSEWAY_CUDA_MEMCPY_DIRECTION_VALUE_DTOD,
+  CAUSEWAY_CUDA_MEMCPY_DIRECTION_VALUE_DTOH,
+  CAUSEWAY_CUDA_MEMCPY_DIRECTION_VALUE_HTOD,
+  CAUSEWAY_CUDA_MEMCPY_DIRECTION_VALUE_HTOH,
   type CausewayBlockOpValue,
   type CausewayCudaMemcpyDirectionValue,
 } from '../semconv/attributes.js';
+import { MemcpyDirection } from './record.js';
 
 const FUTEX_PRIVATE_FLAG = 128;
 const FUTEX_CLOCK_REALTIME = 256;
@@ -91,11 +97,17 @@ export function blockOp(rwbs: string): CausewayBlockOpValue {
   }
 }
 
-const MEMCPY_DIRECTIONS: CausewayCudaMemcpyDirectionValue[] = ['HtoH', 'HtoD', 'DtoH', 'DtoD', 'default'];
+const MEMCPY_DIRECTIONS = new Map<number, CausewayCudaMemcpyDirectionValue>([
+  [MemcpyDirection.HTOH, CAUSEWAY_CUDA_MEMCPY_DIRECTION_VALUE_HTOH],
+  [MemcpyDirection.HTOD, CAUSEWAY_CUDA_MEMCPY_DIRECTION_VALUE_HTOD],
+  [MemcpyDirection.DTOH, CAUSEWAY_CUDA_MEMCPY_DIRECTION_VALUE_DTOH],
+  [MemcpyDirection.DTOD, CAUSEWAY_CUDA_MEMCPY_DIRECTION_VALUE_DTOD],
+  [MemcpyDirection.DEFAULT, CAUSEWAY_CUDA_MEMCPY_DIRECTION_VALUE_DEFAULT],
+]);
 
-/** A cudaMemcpyKind; anything else is shown as its number rather than guessed. */
+/** A cudaMemcpyKind (enum cw_memcpy_direction); anything else is shown as its number rather than guessed. */
 export function memcpyDirection(kind: number): string {
-  return MEMCPY_DIRECTIONS[kind] ?? `kind(${kind})`;
+  return MEMCPY_DIRECTIONS.get(kind) ?? `kind(${kind})`;
 }
 
 const AF_INET = 2;

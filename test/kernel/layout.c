@@ -43,6 +43,8 @@ int main(void)
 	FIELD(cw_tcp, dport); FIELD(cw_tcp, state); FIELD(cw_tcp, owner_known); END_STRUCT();
 	STRUCT(cw_register); FIELD(cw_register, func); FIELD(cw_register, name); END_STRUCT();
 	STRUCT(cw_exec); FIELD(cw_exec, ppid); END_STRUCT();
+	STRUCT(cw_settings); FIELD(cw_settings, min_ns); FIELD(cw_settings, follow_all); FIELD(cw_settings, exclude);
+	END_STRUCT();
 	STRUCT(cw_frame); FIELD(cw_frame, type); FIELD(cw_frame, size); END_STRUCT();
 	STRUCT(cw_hello); FIELD(cw_hello, abi_version); FIELD(cw_hello, event_size); FIELD(cw_hello, ringbuf_bytes);
 	FIELD(cw_hello, ncpus); END_STRUCT();
@@ -69,6 +71,10 @@ int main(void)
 	VALUE(CW_API_cuMemcpyHtoD); VALUE(CW_API_cuMemcpyDtoH); VALUE(CW_API_cuMemcpyDtoD); VALUE(CW_API_cuMemcpyHtoDAsync);
 	VALUE(CW_API_cuMemcpyDtoHAsync); VALUE(CW_API_cudaMalloc); VALUE(CW_API_cudaFree);
 	VALUE(CW_API___cudaRegisterFunction); VALUE(CW_API_cuModuleGetFunction); VALUE(CW_API_MAX);
+	END();
+
+	BEGIN("directions");
+	VALUE(CW_MEMCPY_HTOH); VALUE(CW_MEMCPY_HTOD); VALUE(CW_MEMCPY_DTOH); VALUE(CW_MEMCPY_DTOD); VALUE(CW_MEMCPY_DEFAULT);
 	END();
 
 	BEGIN("frames");

@@ -5,13 +5,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { packageRoot } from '../../src/install.js';
-import { ABI_VERSION, COMM_LEN, CudaApi, FrameType, Kind, LAYOUT, NAME_LEN } from '../../src/kernel/record.js';
+import {
+  ABI_VERSION,
+  COMM_LEN,
+  CudaApi,
+  FrameType,
+  Kind,
+  LAYOUT,
+  MemcpyDirection,
+  NAME_LEN,
+} from '../../src/kernel/record.js';
 
 interface CLayout {
   structs: unknown;
   constants: Record<string, number>;
   kinds: Record<string, number>;
   apis: Record<string, number>;
+  directions: Record<string, number>;
   frames: Record<string, number>;
 }
 
@@ -34,5 +44,6 @@ test('the decoder enums match the header enums name for name', () => {
   const c = compileLayout();
   assert.deepEqual({ ...Kind }, withoutPrefix(c.kinds, 'CW_KIND_'));
   assert.deepEqual({ ...CudaApi }, withoutPrefix(c.apis, 'CW_API_'));
+  assert.deepEqual({ ...MemcpyDirection }, withoutPrefix(c.directions, 'CW_MEMCPY_'));
   assert.deepEqual({ ...FrameType }, withoutPrefix(c.frames, 'CW_FRAME_'));
 });

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Loading and attaching the probe families. The proc family is loaded first and
+ * creates the shared maps; every other family reuses their fds, so all programs
+ * write one ring and read one filter. Tracepoints attach at load; the CUDA
+ * programs attach per library file, as cuda_libs.c finds them.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+
+#include "attach.h"
+#include "frames.h"
+#include "proc.skel.h"
+#include "sched.skel.h"
+#include "futex.skel.h"
+#include "block.skel.h"
+#include "tcp.skel.h"
+#include "cuda.skel.h"
+
+#define MAX_LINKS 4096 /* about 30 CUDA library files, at 2 links per exported entry point */
+
+static struct {
+	struct proc_bpf *proc;
+	struct sched_bpf *sched;
+	struct futex_bpf *futex;
+	struct block_bpf *block;
+	struct tcp_bpf *tcp;
+	struct cuda_bpf *cuda;
+} skel;
+static struct shared_maps maps;
+static struct bpf_link *links[MAX_LINKS];
+static int nlinks;
+static bool quiet_libbpf; /* while probing for optional symbols */
+
+int on_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG || (quiet_libbpf && level == LIBBPF_WARN))
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+static bool has_capability(int cap)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = {};
+
+	if (syscall(SYS_capget, &hdr, data))
+		return false;
+	return data[cap / 32].effective & (1u << (cap % 32));
+}
+
+void check_can_run(void)
+{
+	struct stat st;
+
+	if (!has_capability(CAP_SYS_ADMIN) && !(has_capability(CAP_BPF) && has_capability(CAP_PERFMON)))
+		cannot_run("missing capability: run as root or grant CAP_BPF and CAP_PERFMON");
+	if (access("/sys/kernel/btf/vmlinux", R_OK))
+		cannot_run("no kernel BTF at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y)");
+	if (libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, NULL) != 1)
+		cannot_run("no BPF ring buffer in this kernel (needs Linux 5.8 or later)");
+	/* Syscall tracepoints are found through tracefs; mount it where libbpf looks. */
+	if (stat("/sys/kernel/tracing/events", &st) && stat("/sys/kernel/debug/tracing/events", &st) &&
+	    mount("nodev", "/sys/kernel/tracing", "tracefs", 0, NULL))
+		cannot_run("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: %s",
+			   strerror(errno));
+}
+
+static bool vmlinux_has_type(const char *name)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	bool found;
+
+	if (!btf)
+		return false;
+	found = btf__find_by_name_kind(btf, name, BTF_KIND_TYPEDEF) >= 0;
+	btf__free(btf);
+	return found;
+}
+
+/* Every object after the first reuses the first one's shared maps. */
+static int share_maps(struct bpf_object *obj)
+{
+	static const char *const names[] = { "events", "followed", "drops", "settings" };
+	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(obj, names[i]);
+		int err = m ? bpf_map__reuse_fd(m, fds[i]) : -ENOENT;
+
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static void keep_link(struct bpf_link *link)
+{
+	static bool warned;
+
+	if (nlinks < MAX_LINKS) {
+		links[nlinks++] = link;
+		return;
+	}
+	bpf_link__destroy(link);
+	if (!warned)
+		message("warn", "\"event\":\"probe_limit\"", "more than %d probes: further CUDA entry points are not probed", MAX_LINKS);
+	warned = true;
+}
+
+/* Attaches every auto-attachable program of obj; a missing tracepoint is a warning, not fatal. */
+static void attach_object(struct bpf_object *obj)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, obj) {
+		struct bpf_link *link;
+		char extra[256];
+
+		if (!bpf_program__autoload(prog))
+			continue;
+		link = bpf_program__attach(prog);
+		if (!link) {
+			snprintf(extra, sizeof(extra), "\"event\":\"attach_failed\",\"probe\":\"%s\"",
+				 bpf_program__name(prog));
+			message("warn", extra, "cannot attach %s: %s", bpf_program__name(prog), strerror(errno));
+			continue;
+		}
+		keep_link(link);
+	}
+}
+
+#define OPEN_LOAD(field, skel_name)                                                              \
+	do {                                                                                      \
+		skel.field = skel_name##__open();                                                 \
+		if (!skel.field)                                                                  \
+			cannot_run("cannot open the " #field " programs: %s", strerror(errno));   \
+		if (share_maps(skel.field->obj))                                                  \
+			cannot_run("cannot share maps with the " #field " programs");             \
+		if (skel_name##__load(skel.field))                                                \
+			cannot_run("the kernel refused the " #field " programs (see stderr)");    \
+	} while (0)
+
+struct shared_maps load_programs(__u32 ringbuf_mb)
+{
+	skel.proc = proc_bpf__open();
+	if (!skel.proc)
+		cannot_run("cannot open the proc programs: %s", strerror(errno));
+	if (bpf_map__set_max_entries(skel.proc->maps.events, ringbuf_mb << 20))
+		cannot_run("bad ring buffer size %u MiB (a power of two is needed)", ringbuf_mb);
+	if (proc_bpf__load(skel.proc))
+		cannot_run("the kernel refused the proc programs (see stderr)");
+	maps.events = bpf_map__fd(skel.proc->maps.events);
+	maps.followed = bpf_map__fd(skel.proc->maps.followed);
+	maps.drops = bpf_map__fd(skel.proc->maps.drops);
+	maps.settings = bpf_map__fd(skel.proc->maps.settings);
+
+	OPEN_LOAD(sched, sched_bpf);
+	OPEN_LOAD(futex, futex_bpf);
+	skel.block = block_bpf__open();
+	if (!skel.block)
+		cannot_run("cannot open the block programs: %s", strerror(errno));
+	/* block_io_start (Linux 6.5) names the submitter; without it the issuer is used. */
+	if (!vmlinux_has_type("btf_trace_block_io_start"))
+		bpf_program__set_autoload(skel.block->progs.block_io_start, false);
+	if (share_maps(skel.block->obj) || block_bpf__load(skel.block))
+		cannot_run("the kernel refused the block programs (see stderr)");
+	OPEN_LOAD(tcp, tcp_bpf);
+	OPEN_LOAD(cuda, cuda_bpf);
+
+	attach_object(skel.proc->obj);
+	attach_object(skel.sched->obj);
+	attach_object(skel.futex->obj);
+	attach_object(skel.block->obj);
+	attach_object(skel.tcp->obj);
+	return maps;
+}
+
+static bool attach_uprobes(const char *path, __u32 api, const char *symbol)
+{
+	struct bpf_link *enter, *exit;
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .func_name = symbol, .bpf_cookie = api);
+
+	enter = bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_enter, -1, path, 0, &opts);
+	if (!enter)
+		return false;
+	opts.retprobe = true;
+	exit = bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_exit, -1, path, 0, &opts);
+	if (!exit) {
+		bpf_link__destroy(enter);
+		return false;
+	}
+	keep_link(enter);
+	keep_link(exit);
+	return true;
+}
+
+bool attach_cuda_symbol(const char *path, __u32 api, const char *symbol)
+{
+	bool attached;
+
+	/* Most files lack most symbols: libbpf's warning for each would be noise. */
+	quiet_libbpf = true;
+	attached = attach_uprobes(path, api, symbol);
+	quiet_libbpf = false;
+	return attached;
+}
+
+void detach_all(void)
+{
+	for (int i = 0; i < nlinks; i++)
+		bpf_link__destroy(links[i]);
+}
+
+void unload_programs(void)
+{
+	cuda_bpf__destroy(skel.cuda);
+	tcp_bpf__destroy(skel.tcp);
+	block_bpf__destroy(skel.block);
+	futex_bpf__destroy(skel.futex);
+	sched_bpf__destroy(skel.sched);
+	proc_bpf__destroy(skel.proc);
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Loading the probe families into the kernel and attaching them (attach.c). */
+#ifndef CAUSEWAY_ATTACH_H
+#define CAUSEWAY_ATTACH_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <linux/types.h>
+#include <bpf/libbpf.h>
+
+/* The maps every family shares (common.bpf.h): created by the first object loaded, reused by the others. */
+struct shared_maps {
+	int events;   /* the ring buffer */
+	int followed; /* tgid -> 1 */
+	int drops;    /* per kind, per cpu: failed reservations */
+	int settings; /* the one struct cw_settings */
+};
+
+/* libbpf's messages on stderr, without its debug output. */
+int on_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args);
+/* Exits 2 with the reason when this process or kernel cannot load the probes. */
+void check_can_run(void);
+/* Loads every family and attaches all but the CUDA uprobes; exits 2 when the kernel refuses one. */
+struct shared_maps load_programs(__u32 ringbuf_mb);
+/* The CUDA uprobe and uretprobe on one exported symbol of path, the api as their cookie. */
+bool attach_cuda_symbol(const char *path, __u32 api, const char *symbol);
+void detach_all(void);
+void unload_programs(void);
+
+#endif /* CAUSEWAY_ATTACH_H */

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The user-space side of the followed and settings maps (common.bpf.h): which
+ * processes the probes record (by pid, by comm, or all), and how long a record
+ * of each kind must last to be kept. The loader holds the settings and writes
+ * them whole; the probes only read them.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+
+#include "causeway.h"
+#include "filter.h"
+#include "frames.h"
+
+#define MAX_COMMS 32
+
+/* The kind names that `min KIND US` and --min KIND=US take. */
+static const char *const kind_names[CW_KIND_MAX] = {
+	[CW_KIND_CUDA_LAUNCH] = "cuda.launch",
+	[CW_KIND_CUDA_SYNC] = "cuda.sync",
+	[CW_KIND_CUDA_MEMCPY] = "cuda.memcpy",
+	[CW_KIND_CUDA_MALLOC] = "cuda.malloc",
+	[CW_KIND_SCHED_RUNQUEUE] = "sched.runqueue",
+	[CW_KIND_SCHED_BLOCKED] = "sched.blocked",
+	[CW_KIND_FUTEX_WAIT] = "futex.wait",
+	[CW_KIND_BLOCK_IO] = "block.io",
+	[CW_KIND_TCP_RETRANSMIT] = "tcp.retransmit",
+};
+
+static struct cw_settings settings;
+static int settings_fd = -1, followed_fd = -1;
+static char comms[MAX_COMMS][CW_COMM_LEN];
+static int ncomms;
+
+void filter_use_maps(int settings_map, int followed_map)
+{
+	settings_fd = settings_map;
+	followed_fd = followed_map;
+}
+
+void push_settings(void)
+{
+	__u32 zero = 0;
+
+	if (bpf_map_update_elem(settings_fd, &zero, &settings, BPF_ANY))
+		message("error", NULL, "cannot update settings: %s", strerror(errno));
+}
+
+void follow_all(void)
+{
+	settings.follow_all = 1;
+	settings.exclude[0] = getpid();
+	settings.exclude[1] = getppid();
+}
+
+void set_min_all(unsigned long long us)
+{
+	for (int k = 0; k < CW_KIND_MAX; k++)
+		if (k != CW_KIND_CUDA_LAUNCH && k != CW_KIND_TCP_RETRANSMIT) /* points, not intervals */
+			settings.min_ns[k] = us * 1000;
+}
+
+static int kind_by_name(const char *name)
+{
+	for (int k = 0; k < CW_KIND_MAX; k++)
+		if (kind_names[k] && !strcmp(kind_names[k], name))
+			return k;
+	return -1;
+}
+
+bool set_min(const char *kind_name, const char *us)
+{
+	int kind = kind_by_name(kind_name);
+	char *end;
+	unsigned long long v = strtoull(us, &end, 10);
+
+	if (kind < 0 || *end || end == us)
+		return false;
+	settings.min_ns[kind] = v * 1000;
+	return true;
+}
+
+void follow(__u32 pid, bool on)
+{
+	__u8 one = 1;
+
+	if (on)
+		bpf_map_update_elem(followed_fd, &pid, &one, BPF_ANY);
+	else
+		bpf_map_delete_elem(followed_fd, &pid);
+}
+
+bool is_followed(__u32 pid)
+{
+	__u8 v;
+
+	if (settings.follow_all)
+		return pid != settings.exclude[0] && pid != settings.exclude[1];
+	return bpf_map_lookup_elem(followed_fd, &pid, &v) == 0;
+}
+
+__u32 followed_count(void)
+{
+	__u32 n = 0, key, next;
+	__u8 v;
+
+	if (!settings.follow_all)
+		for (int err = bpf_map_get_next_key(followed_fd, NULL, &key); !err;
+		     err = bpf_map_get_next_key(followed_fd, &key, &next), key = next)
+			if (!bpf_map_lookup_elem(followed_fd, &key, &v))
+				n++;
+	return n;
+}
+
+void add_comm(const char *name)
+{
+	if (ncomms < MAX_COMMS)
+		snprintf(comms[ncomms++], CW_COMM_LEN, "%s", name);
+}
+
+bool follows_comms(void)
+{
+	return ncomms > 0;
+}
+
+bool comm_matches(const char *comm)
+{
+	for (int i = 0; i < ncomms; i++)
+		if (!strncmp(comms[i], comm, CW_COMM_LEN - 1))
+			return true;
+	return false;
+}
