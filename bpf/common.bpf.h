@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * What every probe family shares: the ring buffer, the followed pids, the
- * per-kind thresholds and drop counters. Each NAME.bpf.c declares these maps;
+ * per-kind thresholds and drop counters, the GPU processes and their threads'
+ * devices. Each NAME.bpf.c declares these maps;
  * the loader creates them once (in the first object it loads) and hands the
  * same fds to the others, so all programs write one ring and read one filter.
  */
@@ -27,6 +28,22 @@ struct {
 	__type(key, __u32);   /* tgid */
 	__type(value, __u8);
 } followed SEC(".maps");
+
+/* Processes using CUDA, as enum cw_gpu_process: followed whatever the filter, and told apart on exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);   /* tgid */
+	__type(value, __u8);
+} gpu_processes SEC(".maps");
+
+/* The device each thread's CUDA calls go to, as its last cudaSetDevice or current context said. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);   /* tid */
+	__type(value, __s32);
+} thread_device SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
