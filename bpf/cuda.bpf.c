@@ -12,7 +12,8 @@
  * cuEventQuery, cuStreamQuery returning not-ready) only starts or extends the
  * thread's poll: the query that finds the work done ends it with one cuda.sync
  * record, from the first not-ready query to completion, so a spinning thread costs
- * one record per wait rather than one per query.
+ * one record per wait rather than one per query. A query of another handle, or any
+ * other CUDA call in between, abandons the poll: that thread was not just spinning.
  *
  * CUDA records are never dropped for being short (the per-kind thresholds are for the
  * scheduler's volume): even a short sync tells user space which work has completed.
@@ -434,6 +435,8 @@ int cuda_exit(struct pt_regs *ctx)
 	kind = kind_of(api);
 	if (!kind)
 		goto out;
+	/* Any other call ends a poll: the thread did something else, it was not spinning on the GPU. */
+	bpf_map_delete_elem(&polls, &tid);
 	e = cw_reserve(kind);
 	if (!e)
 		goto out;
