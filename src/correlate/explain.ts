@@ -63,15 +63,9 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
       share: duration > 0n ? rounded(Number(ns) / Number(duration)) : 0,
     }))
     .sort((a, b) => b.time_ms - a.time_ms);
+  const analysis = new Analysis(source, { from: root.startUnixNano, to: root.endUnixNano });
   // With no span of this trace where kernel events were captured, there is no root cause to name.
-  const rootCause =
-    threads.size === 0
-      ? null
-      : await rootCauseOf(new Analysis(source, { from: root.startUnixNano, to: root.endUnixNano }), pieces, {
-          breakdown,
-          root,
-          duration,
-        });
+  const rootCause = threads.size === 0 ? null : await rootCauseOf(analysis, pieces, { breakdown, root, duration });
   const rootSpanInfo = { service: root.service, name: root.name };
   return {
     trace_id: traceId,
