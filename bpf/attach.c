@@ -19,6 +19,7 @@
 #include "attach.h"
 #include "frames.h"
 #include "proc.skel.h"
+#include "irq.skel.h"
 #include "sched.skel.h"
 #include "futex.skel.h"
 #include "block.skel.h"
@@ -29,6 +30,7 @@
 
 static struct {
 	struct proc_bpf *proc;
+	struct irq_bpf *irq;
 	struct sched_bpf *sched;
 	struct futex_bpf *futex;
 	struct block_bpf *block;
@@ -89,8 +91,8 @@ static bool vmlinux_has_type(const char *name)
 /* Every object after the first reuses the first one's shared maps. */
 static int share_maps(struct bpf_object *obj)
 {
-	static const char *const names[] = { "events", "followed", "drops", "settings" };
-	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings };
+	static const char *const names[] = { "events", "followed", "drops", "settings", "interrupt_depth" };
+	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings, maps.interrupt_depth };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, names[i]);
@@ -116,26 +118,54 @@ static void keep_link(struct bpf_link *link)
 	warned = true;
 }
 
-/* Attaches every auto-attachable program of obj; a missing tracepoint is a warning, not fatal. */
+/* Attaches one program; a missing tracepoint is a warning, not fatal. */
+static void attach_program(struct bpf_program *prog)
+{
+	struct bpf_link *link = bpf_program__attach(prog);
+	char extra[256];
+
+	if (!link) {
+		snprintf(extra, sizeof(extra), "\"event\":\"attach_failed\",\"probe\":\"%s\"",
+			 bpf_program__name(prog));
+		message("warn", extra, "cannot attach %s: %s", bpf_program__name(prog), strerror(errno));
+		return;
+	}
+	keep_link(link);
+}
+
+static bool is_exit(struct bpf_program *prog)
+{
+	const char *name = bpf_program__name(prog);
+	size_t len = strlen(name);
+
+	return len > 5 && !strcmp(name + len - 5, "_exit");
+}
+
+/* Attaches every auto-attachable program of obj. */
 static void attach_object(struct bpf_object *obj)
 {
 	struct bpf_program *prog;
 
-	bpf_object__for_each_program(prog, obj) {
-		struct bpf_link *link;
-		char extra[256];
+	bpf_object__for_each_program(prog, obj)
+		if (bpf_program__autoload(prog))
+			attach_program(prog);
+}
 
-		if (!bpf_program__autoload(prog))
-			continue;
-		link = bpf_program__attach(prog);
-		if (!link) {
-			snprintf(extra, sizeof(extra), "\"event\":\"attach_failed\",\"probe\":\"%s\"",
-				 bpf_program__name(prog));
-			message("warn", extra, "cannot attach %s: %s", bpf_program__name(prog), strerror(errno));
-			continue;
-		}
-		keep_link(link);
-	}
+/*
+ * The interrupt counters' exit programs before their entries: an interrupt that began before
+ * its entry program was attached then only fails to leave a depth it never entered, instead of
+ * leaving its cpu counted as in an interrupt for good.
+ */
+static void attach_interrupt_depth(void)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, skel.irq->obj)
+		if (is_exit(prog))
+			attach_program(prog);
+	bpf_object__for_each_program(prog, skel.irq->obj)
+		if (!is_exit(prog))
+			attach_program(prog);
 }
 
 #define OPEN_LOAD(field, skel_name)                                                              \
@@ -162,7 +192,9 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	maps.followed = bpf_map__fd(skel.proc->maps.followed);
 	maps.drops = bpf_map__fd(skel.proc->maps.drops);
 	maps.settings = bpf_map__fd(skel.proc->maps.settings);
+	maps.interrupt_depth = bpf_map__fd(skel.proc->maps.interrupt_depth);
 
+	OPEN_LOAD(irq, irq_bpf);
 	OPEN_LOAD(sched, sched_bpf);
 	OPEN_LOAD(futex, futex_bpf);
 	skel.block = block_bpf__open();
@@ -177,6 +209,7 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	OPEN_LOAD(cuda, cuda_bpf);
 
 	attach_object(skel.proc->obj);
+	attach_interrupt_depth();
 	attach_object(skel.sched->obj);
 	attach_object(skel.futex->obj);
 	attach_object(skel.block->obj);
@@ -227,5 +260,6 @@ void unload_programs(void)
 	block_bpf__destroy(skel.block);
 	futex_bpf__destroy(skel.futex);
 	sched_bpf__destroy(skel.sched);
+	irq_bpf__destroy(skel.irq);
 	proc_bpf__destroy(skel.proc);
 }

@@ -14,6 +14,7 @@ struct shared_maps {
 	int followed; /* tgid -> 1 */
 	int drops;    /* per kind, per cpu: failed reservations */
 	int settings; /* the one struct cw_settings */
+	int interrupt_depth; /* per cpu: how deep in interrupt work (irq.bpf.c) */
 };
 
 /* libbpf's messages on stderr, without its debug output. */
