@@ -21,6 +21,7 @@
 #include "attach.h"
 #include "frames.h"
 #include "proc.skel.h"
+#include "irq.skel.h"
 #include "sched.skel.h"
 #include "futex.skel.h"
 #include "block.skel.h"
@@ -31,6 +32,7 @@
 
 static struct {
 	struct proc_bpf *proc;
+	struct irq_bpf *irq;
 	struct sched_bpf *sched;
 	struct futex_bpf *futex;
 	struct block_bpf *block;
@@ -91,9 +93,10 @@ static bool vmlinux_has(const char *name, __u32 kind)
 /* Every object after the first reuses the first one's shared maps. */
 static int share_maps(struct bpf_object *obj)
 {
-	static const char *const names[] = { "events", "followed", "drops", "settings", "gpu_processes",
-					     "thread_device" };
-	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings, maps.gpu_processes, thread_device_fd };
+	static const char *const names[] = { "events", "followed", "drops", "settings",
+					     "interrupt_depth", "gpu_processes", "thread_device" };
+	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings,
+		      maps.interrupt_depth, maps.gpu_processes, thread_device_fd };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, names[i]);
@@ -119,26 +122,54 @@ static void keep_link(struct bpf_link *link)
 	warned = true;
 }
 
-/* Attaches every auto-attachable program of obj; a missing tracepoint is a warning, not fatal. */
+/* Attaches one program; a missing tracepoint is a warning, not fatal. */
+static void attach_program(struct bpf_program *prog)
+{
+	struct bpf_link *link = bpf_program__attach(prog);
+	char extra[256];
+
+	if (!link) {
+		snprintf(extra, sizeof(extra), "\"event\":\"attach_failed\",\"probe\":\"%s\"",
+			 bpf_program__name(prog));
+		message("warn", extra, "cannot attach %s: %s", bpf_program__name(prog), strerror(errno));
+		return;
+	}
+	keep_link(link);
+}
+
+static bool is_exit(struct bpf_program *prog)
+{
+	const char *name = bpf_program__name(prog);
+	size_t len = strlen(name);
+
+	return len > 5 && !strcmp(name + len - 5, "_exit");
+}
+
+/* Attaches every auto-attachable program of obj. */
 static void attach_object(struct bpf_object *obj)
 {
 	struct bpf_program *prog;
 
-	bpf_object__for_each_program(prog, obj) {
-		struct bpf_link *link;
-		char extra[256];
+	bpf_object__for_each_program(prog, obj)
+		if (bpf_program__autoload(prog) && bpf_program__autoattach(prog))
+			attach_program(prog);
+}
 
-		if (!bpf_program__autoload(prog) || !bpf_program__autoattach(prog))
-			continue;
-		link = bpf_program__attach(prog);
-		if (!link) {
-			snprintf(extra, sizeof(extra), "\"event\":\"attach_failed\",\"probe\":\"%s\"",
-				 bpf_program__name(prog));
-			message("warn", extra, "cannot attach %s: %s", bpf_program__name(prog), strerror(errno));
-			continue;
-		}
-		keep_link(link);
-	}
+/*
+ * The interrupt counters' exit programs before their entries: an interrupt that began before
+ * its entry program was attached then only fails to leave a depth it never entered, instead of
+ * leaving its cpu counted as in an interrupt for good.
+ */
+static void attach_interrupt_depth(void)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, skel.irq->obj)
+		if (is_exit(prog))
+			attach_program(prog);
+	bpf_object__for_each_program(prog, skel.irq->obj)
+		if (!is_exit(prog))
+			attach_program(prog);
 }
 
 #define OPEN_LOAD(field, skel_name)                                                              \
@@ -169,7 +200,9 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	maps.settings = bpf_map__fd(skel.proc->maps.settings);
 	maps.gpu_processes = bpf_map__fd(skel.proc->maps.gpu_processes);
 	thread_device_fd = bpf_map__fd(skel.proc->maps.thread_device);
+	maps.interrupt_depth = bpf_map__fd(skel.proc->maps.interrupt_depth);
 
+	OPEN_LOAD(irq, irq_bpf);
 	OPEN_LOAD(sched, sched_bpf);
 	OPEN_LOAD(futex, futex_bpf);
 	skel.block = block_bpf__open();
@@ -181,13 +214,10 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	if (share_maps(skel.block->obj) || block_bpf__load(skel.block))
 		cannot_run("the kernel refused the block programs (see stderr)");
 	OPEN_LOAD(tcp, tcp_bpf);
-	skel.cuda = cuda_bpf__open();
-	if (!skel.cuda)
-		cannot_run("cannot open the cuda programs: %s", strerror(errno));
-	if (share_maps(skel.cuda->obj) || cuda_bpf__load(skel.cuda))
-		cannot_run("the kernel refused the cuda programs (see stderr)");
+	OPEN_LOAD(cuda, cuda_bpf);
 
 	attach_object(skel.proc->obj);
+	attach_interrupt_depth();
 	attach_object(skel.sched->obj);
 	attach_object(skel.futex->obj);
 	attach_object(skel.block->obj);
@@ -243,5 +273,6 @@ void unload_programs(void)
 	block_bpf__destroy(skel.block);
 	futex_bpf__destroy(skel.futex);
 	sched_bpf__destroy(skel.sched);
+	irq_bpf__destroy(skel.irq);
 	proc_bpf__destroy(skel.proc);
 }

@@ -15,6 +15,7 @@ struct shared_maps {
 	int drops;    /* per kind, per cpu: failed reservations */
 	int settings; /* the one struct cw_settings */
 	int gpu_processes; /* tgid -> enum cw_gpu_process */
+	int interrupt_depth; /* per cpu: how deep in interrupt work (irq.bpf.c) */
 };
 
 /* libbpf's messages on stderr, without its debug output. */

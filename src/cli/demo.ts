@@ -8,7 +8,9 @@ import { existsSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { KernelCapture } from '../kernel/capture.js';
+import { KernelCapture, captureParts } from '../kernel/capture.js';
+import type { LoaderMessage } from '../kernel/loader.js';
+import { ProcessTable } from '../kernel/processes.js';
 import { packageRoot } from '../install.js';
 import { TABLE_HEADER, closingSummary, toTableRow } from './capture.js';
 import { UsageError } from './usage.js';
@@ -53,18 +55,22 @@ export async function demo(argv: string[]): Promise<number> {
     throw new UsageError(`the simulated GPU is not built (${SIM_CUDART}): run npm run build`);
 
   const gpu = { CUDA_SIM_TIMELINE: `/dev/shm/causeway-demo-${process.pid}` };
-  const session = new KernelCapture({
-    pids: [],
-    comms: ['gpu_sync', 'gpu_hog', 'mutex_convoy'],
-    libs: [SIM_CUDART],
-    minDurationUs: 1000,
-    onMessage: (message) => {
-      if (message.level !== 'info') process.stderr.write(`causeway: ${message.level}: ${message.msg}\n`);
+  const onMessage = (message: LoaderMessage) => {
+    if (message.level !== 'info') process.stderr.write(`causeway: ${message.level}: ${message.msg}\n`);
+  };
+  const session = new KernelCapture(
+    {
+      pids: [],
+      comms: ['gpu_sync', 'gpu_hog', 'mutex_convoy'],
+      libs: [SIM_CUDART],
+      minDurationUs: 1000,
+      onMessage,
+      onEvents: (events) => {
+        process.stdout.write(events.map(toTableRow).join(''));
+      },
     },
-    onEvents: (events) => {
-      process.stdout.write(events.map(toTableRow).join(''));
-    },
-  });
+    captureParts(new ProcessTable(), onMessage),
+  );
   session.start();
   const ready = await Promise.race([session.ready, session.ended]);
   if ('failure' in ready) {

@@ -7,6 +7,7 @@ import { DEMO_HELP, demo } from './demo.js';
 import { DOCTOR_HELP, doctor } from './doctor.js';
 import { MCP_HELP, mcp } from './mcp.js';
 import { RUN_HELP, run } from './run.js';
+import { ConfigError } from '../sidecar/index.js';
 import { UsageError } from './usage.js';
 
 const HELP = `Usage: causeway <command> [options]
@@ -64,24 +65,14 @@ function isUsageError(error: unknown): error is Error {
   // parseArgs reports unknown options and missing values with ERR_PARSE_ARGS_* codes.
   return (
     error instanceof UsageError ||
+    error instanceof ConfigError ||
     (error instanceof Error && String((error as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS'))
   );
-}
-
-/** A port already taken or not ours to bind: one line, not a stack trace. */
-function isListenError(error: unknown): error is NodeJS.ErrnoException & { address?: string; port?: number } {
-  return error instanceof Error && (error as NodeJS.ErrnoException).syscall === 'listen';
 }
 
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (error) {
-  if (isListenError(error)) {
-    process.stderr.write(
-      `causeway: cannot listen on ${String(error.address)}:${String(error.port)}: ${error.code === 'EADDRINUSE' ? 'the address is in use' : error.message}\n`,
-    );
-    process.exit(1);
-  }
   if (!isUsageError(error)) throw error;
   const command =
     process.argv[2] !== undefined && process.argv[2] in COMMANDS ? `causeway ${process.argv[2]}` : 'causeway';

@@ -40,13 +40,13 @@ export interface Attachment<S extends JoinableSpan = JoinableSpan> {
 export interface CorrelatorOptions<S extends JoinableSpan> {
   onJoined: (attachments: Attachment<S>[]) => void;
   /** How long kernel events wait for a late span. */
-  retentionMs?: number;
+  retentionMs: number;
   /** Kernel events kept at most; the oldest go first. */
-  maxEvents?: number;
+  maxEvents: number;
+  /** Time for an event that ended to travel from the kernel to here: a span is joined this long after its end. */
+  watermarkLagMs: number;
   /** App spans waiting for the watermark at most; more are refused (counted). */
   maxPendingSpans?: number;
-  /** Time for an event that ended to travel from the kernel to here. */
-  watermarkLagMs?: number;
   now?: () => bigint;
 }
 
@@ -59,6 +59,15 @@ export interface CorrelatorCounters {
   eventsEvictedUnjoined: number;
   eventsHeld: number;
   spansPending: number;
+}
+
+/** How far behind joining runs. */
+export interface CorrelatorLag {
+  /** Since the end of the newest kernel event received; null before the first. */
+  newestEventAgeMs: number | null;
+  /** How long after its end a span waits for its kernel events. */
+  joinWatermarkMs: number;
+  spansWaitingToJoin: number;
 }
 
 interface HeldEvent {
@@ -85,8 +94,9 @@ export class Correlator<S extends JoinableSpan> {
   private readonly unsorted = new Set<HeldEvent[]>();
   private pending: { span: S; place: SpanPlace }[] = [];
   private held = 0;
+  private newestEventEnd: bigint | undefined;
   private readonly retention: bigint;
-  private readonly lag: bigint;
+  private readonly watermarkLag: bigint;
   private readonly maxEvents: number;
   private readonly maxPendingSpans: number;
   private readonly now: () => bigint;
@@ -100,9 +110,9 @@ export class Correlator<S extends JoinableSpan> {
   };
 
   constructor(private readonly options: CorrelatorOptions<S>) {
-    this.retention = BigInt(options.retentionMs ?? 30_000) * MS;
-    this.lag = BigInt(options.watermarkLagMs ?? 500) * MS;
-    this.maxEvents = options.maxEvents ?? 1_000_000;
+    this.retention = BigInt(options.retentionMs) * MS;
+    this.watermarkLag = BigInt(options.watermarkLagMs) * MS;
+    this.maxEvents = options.maxEvents;
     this.maxPendingSpans = options.maxPendingSpans ?? 100_000;
     this.now = options.now ?? nowUnixNano;
   }
@@ -118,6 +128,8 @@ export class Correlator<S extends JoinableSpan> {
       if (last !== undefined && last.event.startUnixNano > event.startUnixNano) this.unsorted.add(held);
       held.push({ event, takenAtStart: null });
       this.held++;
+      if (this.newestEventEnd === undefined || event.endUnixNano > this.newestEventEnd)
+        this.newestEventEnd = event.endUnixNano;
     }
     this.evict(this.now() - this.retention);
   }
@@ -140,7 +152,7 @@ export class Correlator<S extends JoinableSpan> {
 
   /** Joins every pending span whose end the watermark has passed. */
   join(): void {
-    const watermark = this.now() - this.lag;
+    const watermark = this.now() - this.watermarkLag;
     const ready = this.pending.filter((p) => p.span.endUnixNano <= watermark);
     if (ready.length === 0) return;
     this.pending = this.pending.filter((p) => p.span.endUnixNano > watermark);
@@ -154,6 +166,14 @@ export class Correlator<S extends JoinableSpan> {
 
   counters(): CorrelatorCounters {
     return { ...this.count, eventsHeld: this.held, spansPending: this.pending.length };
+  }
+
+  lag(): CorrelatorLag {
+    return {
+      newestEventAgeMs: this.newestEventEnd === undefined ? null : Number(this.now() - this.newestEventEnd) / 1e6,
+      joinWatermarkMs: this.options.watermarkLagMs,
+      spansWaitingToJoin: this.pending.length,
+    };
   }
 
   /** The events that began within the span on its thread and that no inner span took. */

@@ -5,3 +5,5 @@ export const later = (a: bigint, b: bigint) => (a > b ? a : b);
 /** Nanoseconds in a millisecond. */
 export const MS = 1_000_000n;
 export const nowUnixNano = () => BigInt(Date.now()) * MS;
+/** Nanoseconds as (fractional) milliseconds. */
+export const toMs = (ns: bigint) => Number(ns) / 1e6;

@@ -1,15 +1,16 @@
-// Sends kernel spans to the collector over OTLP/gRPC. A bounded queue: when the collector is
-// slow or down, the oldest spans are dropped and counted, never held without bound; the
-// exporter retries retryable errors itself; Causeway keeps running and says when the
-// collector goes away and comes back.
-import { ExportResultCode } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
-import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+// Sends kernel spans through a SpanExporter (the sidecar's is OTLP/gRPC to the collector). A
+// bounded queue: when the collector is slow or down, the oldest spans are dropped and counted,
+// never held without bound; the exporter retries retryable errors itself; Causeway keeps
+// running and says when the collector goes away and comes back.
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 
 export interface SenderOptions {
-  /** OTLP gRPC endpoint; undefined: the standard OTEL_EXPORTER_OTLP_* variables, else 127.0.0.1:4317. */
-  url?: string;
+  /** Shut down by close(). */
+  exporter: SpanExporter;
+  /** Spans queued at most; beyond it the oldest are dropped. */
   maxQueue?: number;
+  /** Spans per export call at most. */
   batchSize?: number;
   onStatus: (up: boolean, detail: string) => void;
 }
@@ -22,26 +23,27 @@ export interface SenderCounters {
   collectorUp: boolean;
 }
 
-export function exportUrl(env: NodeJS.ProcessEnv = process.env): string {
-  return env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT ?? 'http://127.0.0.1:4317';
-}
-
 export class SpanSender {
-  private readonly exporter: OTLPTraceExporter;
   private queue: ReadableSpan[] = [];
   private sending: Promise<void> | null = null;
+  /** Spans handed to the exporter that it has not answered for yet. */
+  private inFlight = 0;
+  private closed = false;
   private up = true;
   private readonly count = { spansSent: 0, spansDropped: 0, exportFailures: 0 };
   private readonly maxQueue: number;
   private readonly batchSize: number;
 
   constructor(private readonly options: SenderOptions) {
-    this.exporter = new OTLPTraceExporter({ url: options.url ?? exportUrl() });
     this.maxQueue = options.maxQueue ?? 20_000;
     this.batchSize = options.batchSize ?? 512;
   }
 
   send(spans: ReadableSpan[]): void {
+    if (this.closed) {
+      this.count.spansDropped += spans.length;
+      return;
+    }
     this.queue.push(...spans);
     const over = this.queue.length - this.maxQueue;
     if (over > 0) {
@@ -57,23 +59,33 @@ export class SpanSender {
     return { ...this.count, queued: this.queue.length, collectorUp: this.up };
   }
 
-  /** Sends what is queued, waiting at most timeoutMs, then shuts the exporter down. */
+  /**
+   * Sends what is queued, waiting at most timeoutMs, then shuts the exporter down. What is
+   * still queued or unanswered then is dropped and counted; later sends are dropped too.
+   */
   async close(timeoutMs = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.sending ?? Promise.resolve(),
-      new Promise((resolve) => setTimeout(resolve, timeoutMs).unref()),
+      new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs))),
     ]);
-    this.count.spansDropped += this.queue.length;
+    clearTimeout(timer);
+    this.closed = true;
+    this.count.spansDropped += this.queue.length + this.inFlight;
     this.queue = [];
-    await this.exporter.shutdown();
+    this.inFlight = 0;
+    await this.options.exporter.shutdown();
   }
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.batchSize);
-      const result = await new Promise<{ code: ExportResultCode; error?: Error }>((resolve) => {
-        this.exporter.export(batch, resolve);
+      this.inFlight = batch.length;
+      const result = await new Promise<ExportResult>((resolve) => {
+        this.options.exporter.export(batch, resolve);
       });
+      if (this.closed) return; // counted as dropped by close()
+      this.inFlight = 0;
       if (result.code === ExportResultCode.SUCCESS) {
         this.count.spansSent += batch.length;
         this.status(true, 'collector reachable again');

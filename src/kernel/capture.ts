@@ -1,5 +1,7 @@
 // A kernel capture: the loader's frames decoded into KernelEvents, in order, with the
 // clock resampled from every STATS frame and per-kind counters kept across restarts.
+// What it decodes with (the shaper and the state it reads) is handed in: captureParts()
+// builds the usual set, over a process table the caller may share.
 import { EpochClock } from './clock.js';
 import { CudaState } from './cuda.js';
 import { Demangler } from './demangle.js';
@@ -7,7 +9,7 @@ import { BlockDevices } from './devices.js';
 import { EventShaper, KIND_NAMES, type KernelEvent } from './events.js';
 import type { Frame } from './frames.js';
 import { Loader, type LoaderEnd, type LoaderMessage } from './loader.js';
-import { ProcessTable } from './processes.js';
+import type { ProcessTable } from './processes.js';
 import {
   FrameType,
   Kind,
@@ -18,6 +20,7 @@ import {
   type Hello,
   type Stats,
 } from './record.js';
+import { SelfPids } from './self-pids.js';
 import { SymbolResolver } from './symbols.js';
 
 export interface CaptureOptions {
@@ -60,8 +63,30 @@ const COUNTER_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
   [Kind.PROC_EXEC, 'proc.exec'],
 ]);
 
-/** Pids remembered as Causeway's own: this process and its latest loaders. */
-const MAX_SELF_PIDS = 8;
+/** What a capture decodes with. The shaper is built over the same clock, CUDA state and self pids. */
+export interface CaptureParts {
+  shaper: EventShaper;
+  /** Resampled from every STATS frame. */
+  clock: EpochClock;
+  /** Learns kernel names from each batch before the batch is shaped. */
+  cuda: CudaState;
+  /** The CUDA state's demangler: the capture closes it when it stops. */
+  demangler: Demangler;
+  /** Causeway's own pids, which the shaper tells apart: the capture adds each loader it starts. */
+  self: SelfPids;
+}
+
+/** The usual parts, new, over `processes`; demangling problems go to onMessage as warnings. */
+export function captureParts(processes: ProcessTable, onMessage: (message: LoaderMessage) => void): CaptureParts {
+  const clock = new EpochClock();
+  const demangler = new Demangler((msg) => {
+    onMessage({ level: 'warn', msg, source: 'supervisor', fields: {} });
+  });
+  const cuda = new CudaState(demangler, new SymbolResolver());
+  const self = new SelfPids();
+  const shaper = new EventShaper({ clock, cuda, processes, devices: new BlockDevices(), self });
+  return { shaper, clock, cuda, demangler, self };
+}
 
 /** The loader's command-line arguments for these options. */
 export function loaderArgs(
@@ -84,36 +109,22 @@ function namedCounts(values: readonly number[]): KindCounts {
 }
 
 export class KernelCapture {
-  readonly loader: Loader;
   /** Resolves at the first HELLO: every probe is attached. */
   readonly ready: Promise<Hello>;
+  private readonly loader: Loader;
   private resolveReady!: (hello: Hello) => void;
-  private readonly clock = new EpochClock();
-  private readonly demangler: Demangler;
-  private readonly cuda: CudaState;
-  private readonly shaper: EventShaper;
   private readonly emitted = new Map<string, number>();
-  /** This process and its loaders, the latest few: a record may name a loader that was since restarted. */
-  private readonly self = new Set<number>([process.pid]);
   // Kernel counters restart from zero with each loader: earlier runs' totals are kept here.
   private previousRuns = { drops: new Array<number>(Kind.MAX).fill(0), delivered: new Array<number>(Kind.MAX).fill(0) };
   private latest: Stats | null = null;
   private badBatches = 0;
   private failure: string | null = null;
 
-  constructor(private readonly options: CaptureOptions) {
+  constructor(
+    private readonly options: CaptureOptions,
+    private readonly parts: CaptureParts,
+  ) {
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
-    this.demangler = new Demangler((msg) => {
-      options.onMessage({ level: 'warn', msg, source: 'supervisor', fields: {} });
-    });
-    this.cuda = new CudaState(this.demangler, new SymbolResolver());
-    this.shaper = new EventShaper({
-      clock: this.clock,
-      cuda: this.cuda,
-      processes: new ProcessTable(),
-      devices: new BlockDevices(),
-      self: this.self,
-    });
     this.loader = new Loader({
       args: loaderArgs(options),
       onFrame: (frame) => this.frame(frame),
@@ -126,6 +137,11 @@ export class KernelCapture {
     this.loader.start();
   }
 
+  /** Follows a process from now on (and after a loader restart); following it again changes nothing. */
+  follow(pid: number): void {
+    this.loader.follow(pid);
+  }
+
   /** Settles when capture is over: stopped, or it cannot run (then with the reason). */
   get ended(): Promise<LoaderEnd> {
     return this.loader.ended.then((end) => (this.failure === null ? end : { failure: this.failure }));
@@ -133,7 +149,7 @@ export class KernelCapture {
 
   async stop(): Promise<LoaderEnd> {
     await this.loader.stop();
-    this.demangler.close();
+    this.parts.demangler.close();
     return this.ended;
   }
 
@@ -157,7 +173,7 @@ export class KernelCapture {
         break;
       case FrameType.STATS: {
         const stats = decodeStats(frame.payload);
-        this.clock.update(stats.monoNs, stats.realNs);
+        this.parts.clock.update(stats.monoNs, stats.realNs);
         this.latest = stats;
         break;
       }
@@ -187,16 +203,9 @@ export class KernelCapture {
       };
       this.latest = null;
     }
-    this.rememberLoader();
-    this.resolveReady(hello);
-  }
-
-  private rememberLoader(): void {
     const pid = this.loader.pid;
-    if (pid === undefined) return;
-    this.self.add(pid);
-    const oldest = [...this.self].find((p) => p !== process.pid);
-    if (this.self.size > MAX_SELF_PIDS && oldest !== undefined) this.self.delete(oldest);
+    if (pid !== undefined) this.parts.self.addLoader(pid);
+    this.resolveReady(hello);
   }
 
   private async events(payload: Buffer): Promise<void> {
@@ -214,10 +223,10 @@ export class KernelCapture {
       });
       return;
     }
-    await this.cuda.learnNames(records);
+    await this.parts.cuda.learnNames(records);
     const events: KernelEvent[] = [];
     for (const record of records) {
-      const event = this.shaper.shape(record);
+      const event = this.parts.shaper.shape(record);
       if (event === undefined) continue;
       events.push(event);
       this.emitted.set(event.kind, (this.emitted.get(event.kind) ?? 0) + 1);

@@ -113,7 +113,7 @@ export interface EventShaperParts {
   processes: ProcessTable;
   devices: BlockDevices;
   /** Causeway's own processes (the sidecar or capture, and its loader): the tracer's cost is told apart. */
-  self: ReadonlySet<number>;
+  self: Pick<ReadonlySet<number>, 'has'>;
 }
 
 export class EventShaper {

@@ -138,8 +138,10 @@ export class Loader {
     for (const command of this.replay()) this.write(command);
   }
 
+  /** Follows a process; one already followed is not sent again (a restart replays them all). */
   follow(pid: number): void {
     if (!Number.isInteger(pid) || pid <= 0) throw new RangeError(`not a pid: ${pid}`);
+    if (this.followed.has(pid)) return;
     this.followed.add(pid);
     this.write(`follow ${pid}`);
   }

@@ -1,9 +1,10 @@
 // The MCP server over Streamable HTTP, stateless: each POST to /mcp gets a fresh server and
-// transport. In front of it, what the MCP specification asks of a local server (see
-// ../shared/reference, "MCP specification security"): a present Origin must be on the
-// allow-list and a loopback bind only answers loopback Host names (both against DNS
-// rebinding), a bearer token is required whenever one is configured and always off loopback,
-// tokens in the query string are refused, and concurrent requests are bounded.
+// transport. In front of it, what the MCP specification asks of a local server (its
+// Transports chapter, Streamable HTTP, "Security Warning";
+// https://modelcontextprotocol.io/specification/2025-11-25/basic/transports): a present
+// Origin must be on the allow-list and a loopback bind only answers loopback Host names (both
+// against DNS rebinding), a bearer token is required whenever one is configured and always off
+// loopback, tokens in the query string are refused, and concurrent requests are bounded.
 import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';

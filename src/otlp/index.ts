@@ -1,8 +1,6 @@
 // Public surface of the OTLP trace receiver.
 export {
   startOtlpReceiver,
-  DEFAULT_GRPC_ENDPOINT,
-  DEFAULT_HTTP_ENDPOINT,
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_MAX_PENDING_SPANS,
   DEFAULT_DRAIN_TIMEOUT_MS,

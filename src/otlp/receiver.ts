@@ -6,23 +6,21 @@ import { startGrpcServer, stopGrpcServer } from './grpc.js';
 import { startHttpServer, stopHttpServer } from './http.js';
 import { IngestQueue, type OnSpans, type ReceiverCounters } from './ingest.js';
 
-export const DEFAULT_GRPC_ENDPOINT = { host: '127.0.0.1', port: 4417 } as const;
-export const DEFAULT_HTTP_ENDPOINT = { host: '127.0.0.1', port: 4418 } as const;
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING_SPANS = 100_000;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 5_000;
 
 export interface Endpoint {
-  host?: string;
+  host: string;
   /** 0 picks a free port (reported back in grpcPort / httpPort). */
-  port?: number;
+  port: number;
 }
 
 export interface OtlpReceiverOptions {
-  /** gRPC endpoint; default 127.0.0.1:4417; false disables gRPC. */
-  grpc?: Endpoint | false;
-  /** HTTP endpoint; default 127.0.0.1:4418; false disables HTTP. */
-  http?: Endpoint | false;
+  /** gRPC endpoint; false disables gRPC. */
+  grpc: Endpoint | false;
+  /** HTTP endpoint, /v1/traces; false disables HTTP. */
+  http: Endpoint | false;
   /** Largest request accepted, after decompression (gRPC and HTTP); default 4 MiB. */
   maxMessageBytes?: number;
   /** Bound on accepted-but-undelivered spans; past it requests get 503 / UNAVAILABLE; default 100000. */
@@ -73,14 +71,12 @@ export async function startOtlpReceiver(options: OtlpReceiverOptions): Promise<O
   };
   try {
     if (options.grpc !== false) {
-      const e = { ...DEFAULT_GRPC_ENDPOINT, ...options.grpc };
-      const g = await startGrpcServer(e.host, e.port, maxMessageBytes, queue);
+      const g = await startGrpcServer(options.grpc.host, options.grpc.port, maxMessageBytes, queue);
       grpcServer = g.server;
       grpcPort = g.port;
     }
     if (options.http !== false) {
-      const e = { ...DEFAULT_HTTP_ENDPOINT, ...options.http };
-      const h = await startHttpServer(e.host, e.port, maxMessageBytes, queue, onError);
+      const h = await startHttpServer(options.http.host, options.http.port, maxMessageBytes, queue, onError);
       httpServer = h.server;
       httpPort = h.port;
     }

@@ -11,11 +11,15 @@ import { otherTask, type Attributes, type KernelEvent } from '../kernel/events.j
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
 
-export interface StoreOptions {
-  /** Rows older than this (by end time) are deleted. */
-  retentionMs?: number;
-  maxEvents?: number;
-  maxSpans?: number;
+/** The retention bounds: rows past any of them are deleted. */
+export interface StoreRetention {
+  /** Rows older than this (by end time). */
+  retentionMs: number;
+  maxEvents: number;
+  maxSpans: number;
+}
+
+export interface StoreOptions extends StoreRetention {
   /** How often buffered rows are appended. */
   flushMs?: number;
   /** DuckDB's memory limit, e.g. '256MB'. */
@@ -23,13 +27,7 @@ export interface StoreOptions {
   now?: () => bigint;
 }
 
-export const STORE_DEFAULTS = {
-  retentionMs: 15 * 60_000,
-  maxEvents: 1_000_000,
-  maxSpans: 100_000,
-  flushMs: 250,
-  memoryLimit: '256MB',
-} as const;
+const STORE_DEFAULTS = { flushMs: 250, memoryLimit: '256MB' } as const;
 
 export interface StoreCounters {
   eventsStored: number;
@@ -151,7 +149,7 @@ export class Store implements TraceSource {
     this.settings = { ...STORE_DEFAULTS, ...options, now: options.now ?? nowUnixNano };
   }
 
-  static async open(options: StoreOptions = {}): Promise<Store> {
+  static async open(options: StoreOptions): Promise<Store> {
     // No file or network access from SQL at all, settings locked: query_sql cannot reach out.
     const instance = await DuckDBInstance.create(':memory:', {
       memory_limit: options.memoryLimit ?? STORE_DEFAULTS.memoryLimit,
@@ -195,6 +193,12 @@ export class Store implements TraceSource {
 
   counters(): StoreCounters {
     return { ...this.count, rowsBuffered: this.buffered() };
+  }
+
+  /** Counters, rows held and memory used, and the retention bounds. */
+  async status(): Promise<StoreCounters & Awaited<ReturnType<Store['size']>> & StoreRetention> {
+    const { retentionMs, maxEvents, maxSpans } = this.settings;
+    return { ...this.counters(), ...(await this.size()), retentionMs, maxEvents, maxSpans };
   }
 
   /** Rows held and memory used, per table. */

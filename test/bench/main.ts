@@ -6,7 +6,8 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { KernelCapture } from '../../src/kernel/capture.js';
+import { KernelCapture, captureParts } from '../../src/kernel/capture.js';
+import { ProcessTable } from '../../src/kernel/processes.js';
 import { CudaApi, Kind } from '../../src/kernel/record.js';
 import { fakeLoader } from '../kernel/fake-loader.js';
 import { launch, record, register } from '../kernel/records.js';
@@ -199,17 +200,21 @@ async function decodeRate(): Promise<string> {
   let received = 0;
   let done!: () => void;
   const all = new Promise<void>((resolve) => (done = resolve));
-  const capture = new KernelCapture({
-    pids: [],
-    comms: [],
-    libs: [],
-    loaderPath: loader.path,
-    onMessage: () => undefined,
-    onEvents: (events) => {
-      received += events.length;
-      if (received >= N - 1) done();
+  const onMessage = () => undefined;
+  const capture = new KernelCapture(
+    {
+      pids: [],
+      comms: [],
+      libs: [],
+      loaderPath: loader.path,
+      onMessage,
+      onEvents: (events) => {
+        received += events.length;
+        if (received >= N - 1) done();
+      },
     },
-  });
+    captureParts(new ProcessTable(), onMessage),
+  );
   capture.start();
   await capture.ready;
   const cpu = process.cpuUsage();

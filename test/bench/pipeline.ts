@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Correlator } from '../../src/correlate/correlator.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import { otlpTypes, startOtlpReceiver, type AppSpan } from '../../src/otlp/index.js';
+import { DEFAULT_CONFIG } from '../../src/sidecar/index.js';
 
 const MS = 1_000_000n;
 const TID = process.pid + 1;
@@ -76,7 +77,11 @@ async function post(port: number, body: Uint8Array): Promise<void> {
 
 /** Receiver and correlator throughput, one core (the load generator shares it). */
 async function throughput(): Promise<string> {
-  const correlator = new Correlator<AppSpan>({ onJoined: () => undefined, maxPendingSpans: 1_000_000 });
+  const correlator = new Correlator<AppSpan>({
+    ...DEFAULT_CONFIG.correlator,
+    onJoined: () => undefined,
+    maxPendingSpans: 1_000_000,
+  });
   correlator.addEvents(kernelEvents(100_000, 10_000));
   const receiver = await startOtlpReceiver({
     grpc: false,
@@ -102,6 +107,7 @@ async function delay(): Promise<string> {
   const arrived = new Map<string, number>();
   const delays: number[] = [];
   const correlator = new Correlator<AppSpan>({
+    ...DEFAULT_CONFIG.correlator,
     onJoined: (attachments) => {
       const now = performance.now();
       for (const a of attachments) delays.push(now - (arrived.get(a.span.spanId) ?? now));

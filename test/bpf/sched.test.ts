@@ -37,4 +37,19 @@ test("a busy process pinned to the victim's CPU gives sched.runqueue waits namin
         e.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID] !== undefined,
     ),
   );
+  // Its sleeps end with a timer interrupt, which lands on the CPU the hog is running on: the
+  // hog is not their waker, no task is.
+  const wakers = sleeps.map((e) => e.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_PID]);
+  assert.ok(
+    !wakers.includes(hog.pid),
+    `the hog is named as the waker of ${wakers.filter((p) => p === hog.pid).length} sleeps`,
+  );
+  assert.ok(
+    sleeps.some(
+      (e) =>
+        e.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_PID] === 0 &&
+        e.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_COMM] === '[interrupt]',
+    ),
+    'a timer interrupt woke at least one sleep',
+  );
 });

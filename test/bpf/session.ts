@@ -53,8 +53,10 @@ export class Capture {
   private readonly exited: Promise<number | null>;
   private partial = '';
 
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [CLI, 'capture', '--json', ...args], { stdio: 'pipe' });
+  /** `causeway` is the command that runs the CLI: this checkout's by default, or one in a container. */
+  constructor(args: string[], causeway: string[] = [process.execPath, CLI]) {
+    const [command, ...rest] = causeway as [string, ...string[]];
+    this.child = spawn(command, [...rest, 'capture', '--json', ...args], { stdio: 'pipe' });
     this.child.stdout.setEncoding('utf8');
     this.child.stdout.on('data', (chunk: string) => {
       const lines = (this.partial + chunk).split('\n');

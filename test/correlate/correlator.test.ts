@@ -34,6 +34,7 @@ function setup(now: { t: bigint }, options: { maxEvents?: number; maxPendingSpan
     now: () => now.t,
     watermarkLagMs: 500,
     retentionMs: 10_000,
+    maxEvents: 1_000_000,
     ...options,
   });
   const addSpans = (spans: JoinableSpan[]) => correlator.addSpans(spans.map((span) => ({ span, place: place(span) })));
@@ -104,4 +105,14 @@ test('memory is bounded: old events are evicted and counted when never joined, e
   assert.equal(correlator.counters().eventsEvictedUnjoined, 3);
   assert.equal(addSpans([span('a', S, 2n * S, 7), span('b', S, 2n * S, 7)]), 1);
   assert.equal(correlator.counters().spansRefused, 1);
+});
+
+test('the lag names the newest kernel event, the watermark wait and the spans waiting for it', () => {
+  const now = { t: 20n * S };
+  const { correlator, addSpans } = setup(now);
+  assert.deepEqual(correlator.lag(), { newestEventAgeMs: null, joinWatermarkMs: 500, spansWaitingToJoin: 0 });
+  correlator.addEvents([event(7, 19n * S, 19n * S + 750n * MS), event(7, 19n * S, 19n * S + 100n * MS)]);
+  addSpans([span('waiting', 19n * S, 19n * S + 900n * MS, 7)]);
+  correlator.join();
+  assert.deepEqual(correlator.lag(), { newestEventAgeMs: 250, joinWatermarkMs: 500, spansWaitingToJoin: 1 });
 });

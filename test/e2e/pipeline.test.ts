@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { Explanation } from '../../src/correlate/explain.js';
+import type { Explanation } from '../../src/correlate/explanation.js';
 import { ROOT, SIM_CUDART, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
 import { startSidecar, until, type Sidecar } from '../cli/sidecar.js';
 import {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KernelCapture, loaderArgs } from '../../src/kernel/capture.js';
+import { KernelCapture, captureParts, loaderArgs } from '../../src/kernel/capture.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import type { LoaderMessage } from '../../src/kernel/loader.js';
+import { ProcessTable } from '../../src/kernel/processes.js';
 import { CudaApi } from '../../src/kernel/record.js';
 import { fakeLoader } from './fake-loader.js';
 import { launch, register } from './records.js';
@@ -36,16 +37,22 @@ test('a capture turns the loader stream into events on the STATS clock, and coun
   );
   const events: KernelEvent[] = [];
   const messages: LoaderMessage[] = [];
-  const capture = new KernelCapture({
-    pids: [],
-    comms: [],
-    libs: [],
-    loaderPath: fake.path,
-    onEvents: (batch) => void events.push(...batch),
-    onMessage: (message) => void messages.push(message),
-  });
+  const onMessage = (message: LoaderMessage) => void messages.push(message);
+  const parts = captureParts(new ProcessTable(), onMessage);
+  const capture = new KernelCapture(
+    {
+      pids: [],
+      comms: [],
+      libs: [],
+      loaderPath: fake.path,
+      onEvents: (batch) => void events.push(...batch),
+      onMessage,
+    },
+    parts,
+  );
   capture.start();
   assert.equal((await capture.ready).ncpus, 2);
+  assert.ok(parts.self.has(Number(fake.log()[0]?.pid)), "the loader is one of Causeway's own processes");
   for (let i = 0; i < 100 && events.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
   const end = await capture.stop();
   assert.equal(end.failure, null);

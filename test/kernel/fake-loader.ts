@@ -23,7 +23,7 @@ const dir = dirname(process.argv[1]);
 const scenario = readFileSync(join(dir, 'scenario'), 'utf8');
 const log = (entry) => appendFileSync(join(dir, 'log'), JSON.stringify(entry) + '\\n');
 const runs = existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').split('\\n').filter((l) => l.includes('"argv"')).length : 0;
-log({ argv: process.argv.slice(2) });
+log({ argv: process.argv.slice(2), pid: process.pid });
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (text) => { for (const line of text.split('\\n').filter(Boolean)) log({ command: line }); });
 const out = (buf) => process.stdout.write(buf);
@@ -51,7 +51,7 @@ if (scenario === 'cannot-run') {
 
 export interface FakeLoader {
   path: string;
-  /** What it logged: one entry per start ({argv}), stdin command ({command}) and SIGTERM ({signal}). */
+  /** What it logged: one entry per start ({argv, pid}), stdin command ({command}) and SIGTERM ({signal}). */
   log: () => Record<string, unknown>[];
 }
 

@@ -64,6 +64,18 @@ test('a crashed loader is restarted after a backoff and told again what to follo
   assert.ok(frames.filter((f) => f.type === FrameType.HELLO).length >= 2);
 });
 
+test('a process followed twice is sent to the loader once', async () => {
+  const fake = fakeLoader('stream');
+  const { loader } = supervise(fake.path);
+  const commands = () => fake.log().flatMap((e) => ('command' in e ? [e.command] : []));
+  loader.start();
+  for (const pid of [1234, 1234, 99, 1234]) loader.follow(pid);
+  for (let i = 0; i < 50 && commands().length < 2; i++) await sleep(50);
+  await sleep(200); // a repeated command would have arrived by now
+  await loader.stop();
+  assert.deepEqual(commands(), ['follow 1234', 'follow 99']);
+});
+
 test('commands are checked before they reach the loader', () => {
   const { loader } = supervise('/nonexistent');
   assert.throws(() => {

@@ -233,53 +233,78 @@ test('real OTLP gRPC exporter: spans arrive with ids, parent, kind, attributes a
   assert.equal(k.spansDelivered, 2);
 });
 
+/** A request to the gRPC receiver, what status it gets, and what else must hold after it. */
+interface GrpcCase {
+  name: string;
+  body: Uint8Array;
+  gzip?: boolean;
+  /** The gRPC status code; undefined: OK. */
+  code?: grpc.status;
+  check?: (answer: Awaited<ReturnType<typeof grpcExport>>) => void;
+}
+
 test('gRPC: gzip, malformed protobuf, zero ids, oversize and gzip bomb', async (t) => {
   const h = await start(t, { maxMessageBytes: 64 * 1024 });
-
-  // gzip-compressed request decoded after decompression
-  const ok = await grpcExport(h.grpcPort, protoRequest([{ spanId: SPAN_A }]), true);
-  assert.equal(ok.err, null);
-  assert.ok(ok.res);
-  assert.deepEqual(decodeResponse(ok.res), {});
-  assert.equal(h.spans.length, 1);
-  const [s0] = h.spans;
-  assert.ok(s0);
-  assert.equal(s0.attributes['causeway.thread.tid'], 4321);
-  assert.equal(s0.resource['process.pid'], 1234);
-  assert.equal(s0.startUnixNano, BigInt(NOW_NS));
-
-  // malformed protobuf -> INVALID_ARGUMENT
-  const bad = await grpcExport(h.grpcPort, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]));
-  assert.equal(bad.err?.code, grpc.status.INVALID_ARGUMENT);
-  assert.match(bad.err.details, /protobuf/);
-
-  // zero ids -> partial success, the good span kept
-  const zero = await grpcExport(
-    h.grpcPort,
-    protoRequest([
-      { traceId: '0'.repeat(32) },
-      { spanId: '0'.repeat(16) },
-      { spanId: SPAN_B, parentSpanId: SPAN_A },
-      { spanId: 'abcd' },
-    ]),
-  );
-  assert.equal(zero.err, null);
-  assert.ok(zero.res);
-  const partial = decodeResponse(zero.res).partialSuccess;
-  assert.equal(partial?.rejectedSpans, '3');
-  assert.match(partial.errorMessage, /all zeros/);
-  assert.equal(h.spans.length, 2);
-  assert.equal(h.spans[1]?.parentSpanId, SPAN_A);
-
-  // oversize (uncompressed), and a gzip bomb: the limit applies after decompression
-  const big = await grpcExport(h.grpcPort, protoRequest([{}], { key: 'pad', value: 'x'.repeat(100 * 1024) }));
-  assert.equal(big.err?.code, grpc.status.RESOURCE_EXHAUSTED);
-  const bomb = await grpcExport(
-    h.grpcPort,
-    protoRequest([{}], { key: 'pad', value: '\0'.repeat(8 * 1024 * 1024) }),
-    true,
-  );
-  assert.equal(bomb.err?.code, grpc.status.RESOURCE_EXHAUSTED);
+  const cases: GrpcCase[] = [
+    {
+      name: 'a gzip-compressed request is decoded after decompression',
+      body: protoRequest([{ spanId: SPAN_A }]),
+      gzip: true,
+      check: (ok) => {
+        assert.ok(ok.res);
+        assert.deepEqual(decodeResponse(ok.res), {});
+        assert.equal(h.spans.length, 1);
+        const [s0] = h.spans;
+        assert.ok(s0);
+        assert.equal(s0.attributes['causeway.thread.tid'], 4321);
+        assert.equal(s0.resource['process.pid'], 1234);
+        assert.equal(s0.startUnixNano, BigInt(NOW_NS));
+      },
+    },
+    {
+      name: 'malformed protobuf is INVALID_ARGUMENT',
+      body: Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]),
+      code: grpc.status.INVALID_ARGUMENT,
+      check: (bad) => {
+        assert.match(bad.err?.details ?? '', /protobuf/);
+      },
+    },
+    {
+      name: 'zero and wrong-length ids are a partial success that keeps the good span',
+      body: protoRequest([
+        { traceId: '0'.repeat(32) },
+        { spanId: '0'.repeat(16) },
+        { spanId: SPAN_B, parentSpanId: SPAN_A },
+        { spanId: 'abcd' },
+      ]),
+      check: (zero) => {
+        assert.ok(zero.res);
+        const partial = decodeResponse(zero.res).partialSuccess;
+        assert.equal(partial?.rejectedSpans, '3');
+        assert.match(partial.errorMessage, /all zeros/);
+        assert.equal(h.spans.length, 2);
+        assert.equal(h.spans[1]?.parentSpanId, SPAN_A);
+      },
+    },
+    {
+      name: 'an oversize request is RESOURCE_EXHAUSTED',
+      body: protoRequest([{}], { key: 'pad', value: 'x'.repeat(100 * 1024) }),
+      code: grpc.status.RESOURCE_EXHAUSTED,
+    },
+    {
+      name: 'a gzip bomb is RESOURCE_EXHAUSTED: the limit applies after decompression',
+      body: protoRequest([{}], { key: 'pad', value: '\0'.repeat(8 * 1024 * 1024) }),
+      gzip: true,
+      code: grpc.status.RESOURCE_EXHAUSTED,
+    },
+  ];
+  for (const c of cases)
+    await t.test(c.name, async () => {
+      const answer = await grpcExport(h.grpcPort, c.body, c.gzip);
+      if (c.code === undefined) assert.equal(answer.err, null);
+      else assert.equal(answer.err?.code, c.code);
+      c.check?.(answer);
+    });
 
   // still serving, nothing lost
   const after = await grpcExport(h.grpcPort, protoRequest([{ spanId: 'eee19b7ec3c1b199' }]));
@@ -408,116 +433,203 @@ test('HTTP JSON: hex ids in any case, enum names, snake_case, unknown fields, 64
   assert.equal(c.kind, SpanKind.CLIENT);
 });
 
+type Answer = Awaited<ReturnType<typeof post>>;
+
+/** A request to the HTTP receiver, the status and content type it gets, and what else must hold after it. */
+interface HttpCase {
+  name: string;
+  body: Uint8Array | string;
+  type: string;
+  headers?: Record<string, string>;
+  path?: string;
+  method?: string;
+  status: number;
+  /** The answer's content type, where it matters. */
+  answerType?: string;
+  /** The receiver must not have inflated the body: its memory grew by less than this. */
+  memoryBelow?: number;
+  check?: (r: Answer) => void;
+}
+
+const PB = 'application/x-protobuf';
+const JSON_CT = 'application/json';
+const jsonMessage = (r: Answer) => (JSON.parse(r.body.toString()) as { message: string }).message;
+
 test('HTTP bad-input suite: every bad request is refused cleanly and accepted data survives', async (t) => {
   const h = await start(t, { maxMessageBytes: 1024 * 1024 });
-  const PB = 'application/x-protobuf';
-  const JSON_CT = 'application/json';
 
   // good data first
   assert.equal((await post(h.httpPort, protoRequest([{}]), PB)).status, 200);
   assert.equal((await post(h.httpPort, jsonRequest([{ spanId: SPAN_B }]), JSON_CT)).status, 200);
   assert.equal(h.spans.length, 2);
 
-  // malformed protobuf -> 400, google.rpc.Status body in protobuf
-  let r = await post(h.httpPort, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]), PB);
-  assert.equal(r.status, 400);
-  assert.equal(r.contentType, PB);
-  const st = decodeStatus(r.body);
-  assert.equal(st.code, 3);
-  assert.match(st.message, /protobuf/);
-  // garbage bytes
-  r = await post(h.httpPort, Buffer.from('this is not protobuf at all \xff\xfe'), PB);
-  assert.equal(r.status, 400);
-
-  // malformed JSON -> 400, Status body in JSON
-  r = await post(h.httpPort, '{"resourceSpans": [', JSON_CT);
-  assert.equal(r.status, 400);
-  assert.equal(r.contentType, JSON_CT);
-  const js = JSON.parse(r.body.toString()) as { code: number; message: string; details: { '@type': string }[] };
-  assert.equal(js.code, 3);
-  assert.match(js.message, /JSON/);
-  assert.equal(js.details[0]?.['@type'], 'type.googleapis.com/google.rpc.BadRequest');
-  // JSON with wrong types
-  r = await post(h.httpPort, JSON.stringify({ resourceSpans: { not: 'an array' } }), JSON_CT);
-  assert.equal(r.status, 400);
-  r = await post(h.httpPort, '[1,2,3]', JSON_CT);
-  assert.equal(r.status, 400);
-  // JSON with base64 ids (the OTLP/JSON mistake) -> 400
-  r = await post(
-    h.httpPort,
-    jsonRequest([{ traceId: Buffer.from(TRACE_A, 'hex').toString('base64'), spanId: 'AAECAwQFBgc=' }]),
-    JSON_CT,
-  );
-  assert.equal(r.status, 400);
-  assert.match((JSON.parse(r.body.toString()) as { message: string }).message, /hex/);
-  // unknown enum name -> 400
-  r = await post(h.httpPort, jsonRequest([{}]).replace('SPAN_KIND_CLIENT', 'SPAN_KIND_BOGUS'), JSON_CT);
-  assert.equal(r.status, 400);
-
-  // oversize body -> 413
-  r = await post(h.httpPort, protoRequest([{}], { key: 'pad', value: 'x'.repeat(2 * 1024 * 1024) }), PB);
-  assert.equal(r.status, 413);
-  assert.equal(r.contentType, PB);
-  assert.equal(decodeStatus(r.body).code, 3);
-
-  // gzip bomb: 50 MiB of zeros, about 50 KiB compressed -> 413 after at most 1 MiB inflated
+  // 50 MiB of zeros, about 50 KiB compressed: refused after at most 1 MiB inflated
   const bomb = zlib.gzipSync(Buffer.alloc(50 * 1024 * 1024));
   assert.ok(bomb.length < 1024 * 1024);
-  const before = process.memoryUsage().arrayBuffers;
-  r = await post(h.httpPort, bomb, PB, { 'Content-Encoding': 'gzip' });
-  assert.equal(r.status, 413);
-  assert.ok(process.memoryUsage().arrayBuffers - before < 40 * 1024 * 1024, 'the bomb was not inflated');
-  r = await post(h.httpPort, bomb, JSON_CT, { 'Content-Encoding': 'gzip' });
-  assert.equal(r.status, 413);
-  assert.equal(r.contentType, JSON_CT);
-  // corrupt gzip -> 400
-  r = await post(h.httpPort, Buffer.from('not gzip'), PB, { 'Content-Encoding': 'gzip' });
-  assert.equal(r.status, 400);
-  // unknown content encoding -> 415
-  r = await post(h.httpPort, protoRequest([{}]), PB, { 'Content-Encoding': 'compress' });
-  assert.equal(r.status, 415);
-
-  // zero / wrong-length ids -> 200 partial success; valid spans accepted
-  r = await post(
-    h.httpPort,
-    jsonRequest([
-      { traceId: '0'.repeat(32) },
-      { spanId: '0'.repeat(16) },
-      { spanId: 'eee19b7ec3c1b177' },
-      { traceId: 'abcdef' },
-    ]),
-    JSON_CT,
-  );
-  assert.equal(r.status, 200);
-  const pj = JSON.parse(r.body.toString()) as { partialSuccess: { rejectedSpans: string; errorMessage: string } };
-  assert.equal(pj.partialSuccess.rejectedSpans, '3');
-  assert.match(pj.partialSuccess.errorMessage, /traceId is all zeros/);
-  r = await post(h.httpPort, protoRequest([{ spanId: '0'.repeat(16) }]), PB);
-  assert.equal(r.status, 200);
-  assert.equal(decodeResponse(r.body).partialSuccess?.rejectedSpans, '1');
-  assert.equal(h.spans.length, 3);
-
-  // wrong content type, path, method
-  r = await post(h.httpPort, '{}', 'text/plain');
-  assert.equal(r.status, 415);
-  r = await post(h.httpPort, protoRequest([{}]), PB, {}, '/v1/metrics');
-  assert.equal(r.status, 404);
-  r = await post(h.httpPort, '', PB, {}, '/v1/traces', 'GET');
-  assert.equal(r.status, 405);
-  assert.equal(r.headers.get('allow'), 'POST');
-
-  // empty requests -> 200 with an empty ExportTraceServiceResponse
-  r = await post(h.httpPort, new Uint8Array(0), PB);
-  assert.equal(r.status, 200);
-  assert.equal(r.contentType, PB);
-  assert.equal(r.body.length, 0);
-  r = await post(h.httpPort, '', JSON_CT);
-  assert.equal(r.status, 200);
-  assert.deepEqual(JSON.parse(r.body.toString()), {});
-  r = await post(h.httpPort, '{}', JSON_CT);
-  assert.equal(r.status, 200);
-  r = await post(h.httpPort, '{"resourceSpans":[{"scopeSpans":[{"spans":[]}]}]}', JSON_CT);
-  assert.equal(r.status, 200);
+  const cases: HttpCase[] = [
+    {
+      name: 'malformed protobuf: 400, a google.rpc.Status body in protobuf',
+      body: Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]),
+      type: PB,
+      status: 400,
+      answerType: PB,
+      check: (r) => {
+        const st = decodeStatus(r.body);
+        assert.equal(st.code, 3);
+        assert.match(st.message, /protobuf/);
+      },
+    },
+    { name: 'garbage bytes: 400', body: Buffer.from('this is not protobuf at all \xff\xfe'), type: PB, status: 400 },
+    {
+      name: 'malformed JSON: 400, a Status body in JSON',
+      body: '{"resourceSpans": [',
+      type: JSON_CT,
+      status: 400,
+      answerType: JSON_CT,
+      check: (r) => {
+        const js = JSON.parse(r.body.toString()) as { code: number; message: string; details: { '@type': string }[] };
+        assert.equal(js.code, 3);
+        assert.match(js.message, /JSON/);
+        assert.equal(js.details[0]?.['@type'], 'type.googleapis.com/google.rpc.BadRequest');
+      },
+    },
+    {
+      name: 'JSON with resourceSpans not an array: 400',
+      body: JSON.stringify({ resourceSpans: { not: 'an array' } }),
+      type: JSON_CT,
+      status: 400,
+    },
+    { name: 'JSON that is an array: 400', body: '[1,2,3]', type: JSON_CT, status: 400 },
+    {
+      name: 'JSON with base64 ids (the OTLP/JSON mistake): 400, saying ids are hex',
+      body: jsonRequest([{ traceId: Buffer.from(TRACE_A, 'hex').toString('base64'), spanId: 'AAECAwQFBgc=' }]),
+      type: JSON_CT,
+      status: 400,
+      check: (r) => {
+        assert.match(jsonMessage(r), /hex/);
+      },
+    },
+    {
+      name: 'an unknown enum name: 400',
+      body: jsonRequest([{}]).replace('SPAN_KIND_CLIENT', 'SPAN_KIND_BOGUS'),
+      type: JSON_CT,
+      status: 400,
+    },
+    {
+      name: 'an oversize body: 413, a Status body in protobuf',
+      body: protoRequest([{}], { key: 'pad', value: 'x'.repeat(2 * 1024 * 1024) }),
+      type: PB,
+      status: 413,
+      answerType: PB,
+      check: (r) => {
+        assert.equal(decodeStatus(r.body).code, 3);
+      },
+    },
+    {
+      name: 'a gzip bomb as protobuf: 413, not inflated',
+      body: bomb,
+      type: PB,
+      headers: { 'Content-Encoding': 'gzip' },
+      status: 413,
+      memoryBelow: 40 * 1024 * 1024,
+    },
+    {
+      name: 'a gzip bomb as JSON: 413, answered in JSON',
+      body: bomb,
+      type: JSON_CT,
+      headers: { 'Content-Encoding': 'gzip' },
+      status: 413,
+      answerType: JSON_CT,
+    },
+    {
+      name: 'corrupt gzip: 400',
+      body: Buffer.from('not gzip'),
+      type: PB,
+      headers: { 'Content-Encoding': 'gzip' },
+      status: 400,
+    },
+    {
+      name: 'an unknown content encoding: 415',
+      body: protoRequest([{}]),
+      type: PB,
+      headers: { 'Content-Encoding': 'compress' },
+      status: 415,
+    },
+    {
+      name: 'zero and wrong-length ids in JSON: 200, a partial success that keeps the valid span',
+      body: jsonRequest([
+        { traceId: '0'.repeat(32) },
+        { spanId: '0'.repeat(16) },
+        { spanId: 'eee19b7ec3c1b177' },
+        { traceId: 'abcdef' },
+      ]),
+      type: JSON_CT,
+      status: 200,
+      check: (r) => {
+        const pj = JSON.parse(r.body.toString()) as { partialSuccess: { rejectedSpans: string; errorMessage: string } };
+        assert.equal(pj.partialSuccess.rejectedSpans, '3');
+        assert.match(pj.partialSuccess.errorMessage, /traceId is all zeros/);
+      },
+    },
+    {
+      name: 'a zero span id in protobuf: 200, a partial success',
+      body: protoRequest([{ spanId: '0'.repeat(16) }]),
+      type: PB,
+      status: 200,
+      check: (r) => {
+        assert.equal(decodeResponse(r.body).partialSuccess?.rejectedSpans, '1');
+        assert.equal(h.spans.length, 3);
+      },
+    },
+    { name: 'a wrong content type: 415', body: '{}', type: 'text/plain', status: 415 },
+    { name: 'a wrong path: 404', body: protoRequest([{}]), type: PB, path: '/v1/metrics', status: 404 },
+    {
+      name: 'a wrong method: 405, allowing POST',
+      body: '',
+      type: PB,
+      method: 'GET',
+      status: 405,
+      check: (r) => {
+        assert.equal(r.headers.get('allow'), 'POST');
+      },
+    },
+    {
+      name: 'an empty protobuf request: 200, an empty ExportTraceServiceResponse',
+      body: new Uint8Array(0),
+      type: PB,
+      status: 200,
+      answerType: PB,
+      check: (r) => {
+        assert.equal(r.body.length, 0);
+      },
+    },
+    {
+      name: 'an empty JSON body: 200, an empty response',
+      body: '',
+      type: JSON_CT,
+      status: 200,
+      check: (r) => {
+        assert.deepEqual(JSON.parse(r.body.toString()), {});
+      },
+    },
+    { name: 'an empty JSON object: 200', body: '{}', type: JSON_CT, status: 200 },
+    {
+      name: 'JSON with no spans: 200',
+      body: '{"resourceSpans":[{"scopeSpans":[{"spans":[]}]}]}',
+      type: JSON_CT,
+      status: 200,
+    },
+  ];
+  for (const c of cases)
+    await t.test(c.name, async () => {
+      const before = process.memoryUsage().arrayBuffers;
+      const r = await post(h.httpPort, c.body, c.type, c.headers, c.path, c.method);
+      assert.equal(r.status, c.status);
+      if (c.answerType !== undefined) assert.equal(r.contentType, c.answerType);
+      if (c.memoryBelow !== undefined)
+        assert.ok(process.memoryUsage().arrayBuffers - before < c.memoryBelow, 'the body was not inflated');
+      c.check?.(r);
+    });
 
   // after all that, good requests still succeed and nothing accepted was lost
   assert.equal((await post(h.httpPort, protoRequest([{ spanId: 'eee19b7ec3c1b178' }]), PB)).status, 200);

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { Explanation } from '../../src/correlate/explain.js';
+import type { Explanation } from '../../src/correlate/explanation.js';
 import { ROOT, kernelAvailable, privateGpu } from '../bpf/session.js';
 import { startSidecar, type Sidecar } from '../cli/sidecar.js';
 import {

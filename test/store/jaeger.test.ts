@@ -7,6 +7,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime } from '@opentelemetry/api';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type { KernelEvent } from '../../src/kernel/events.js';
@@ -128,7 +129,10 @@ test('JaegerSource reads back app spans and the kernel events exported as kernel
     place: { hostPid: pid, hostTid: tid },
     events,
   });
-  const sender = new SpanSender({ url: `http://${jaeger.otlpGrpc}`, onStatus: () => undefined });
+  const sender = new SpanSender({
+    exporter: new OTLPTraceExporter({ url: `http://${jaeger.otlpGrpc}` }),
+    onStatus: () => undefined,
+  });
   sender.send([
     appSpan(traceId, gatewayId, undefined, 'GET /checkout', start, gatewayEnd, node, {}),
     appSpan(traceId, handlerId, gatewayId, 'POST /checkout', handlerStart, handlerEnd, python, handlerAttributes),

@@ -85,9 +85,16 @@ export const holder = (task: { pid: number; tid: number; comm: string }) => ({
 export async function storeWith(
   spans: PlacedSpan<AppSpan>[],
   events: KernelEvent[],
-  options: StoreOptions = {},
+  options: Partial<StoreOptions> = {},
 ): Promise<Store> {
-  const store = await Store.open({ flushMs: 60_000, ...options });
+  // Bounds that none of these small stores reaches, unless a test sets its own.
+  const store = await Store.open({
+    retentionMs: 15 * 60_000,
+    maxEvents: 1_000_000,
+    maxSpans: 100_000,
+    flushMs: 60_000,
+    ...options,
+  });
   store.addEvents(events);
   store.addSpans(spans);
   await store.flush();

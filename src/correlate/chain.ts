@@ -1,0 +1,298 @@
+// From a piece of lost time to its root cause: a wait is followed to its waker and to what the
+// waker was doing meanwhile (on the GPU, on I/O, on another lock...), to a bounded depth; a GPU
+// wait to the kernels in flight and the other processes using the GPU. The end of that chain
+// is the root.
+import { otherTask, type KernelEvent } from '../kernel/events.js';
+import * as A from '../semconv/attributes.js';
+import { classify, namedTask, wokenByNoTask, type Interval } from './classify.js';
+import type { ChainLink, Culprit } from './explanation.js';
+import type { TraceSource } from './source.js';
+import { quoted, rounded } from './summary.js';
+import { earlier, later, toMs } from './time.js';
+
+/** Wakers followed at most, from the request thread to the root. */
+export const MAX_CHAIN_DEPTH = 4;
+/** A waker's activity is a link only if it covers this share of the wait. */
+const LINK_MIN_SHARE = 0.3;
+/** How far before a GPU wait the launch of the kernel it waited for is looked for. */
+const LAUNCH_LOOKBACK_NS = 2_000_000_000n;
+
+/** Where an interval leads: the kind and culprit at the end of its chain, the links, and the evidence. */
+export interface Resolution {
+  kind: Interval['kind'];
+  culprit: Culprit | null;
+  chain: ChainLink[];
+  evidence: string[];
+}
+
+const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+
+const link = (interval: Interval, time: bigint): ChainLink => ({
+  kind: interval.kind,
+  pid: interval.event.pid,
+  tid: interval.event.tid,
+  comm: interval.event.comm,
+  time_ms: rounded(toMs(time)),
+});
+
+/** A chain of one link that ends where it starts. */
+const direct = (interval: Interval, own: ChainLink, culprit: Culprit | null, evidence: string): Resolution => ({
+  kind: interval.kind,
+  culprit,
+  chain: [own],
+  evidence: [evidence],
+});
+
+function mostCommon(values: string[]): string | undefined {
+  const counts = new Map<string, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
+}
+
+/** The kernels a GPU wait found in flight on its stream. */
+function inflightKernels(event: KernelEvent): string[] {
+  const kernels = event.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS];
+  return Array.isArray(kernels) ? kernels.filter((k): k is string => typeof k === 'string') : [];
+}
+
+const gpuCulprit = (task: { pid: number; tid: number; comm: string }, kernel: string | undefined): Culprit => ({
+  pid: task.pid,
+  tid: task.tid,
+  comm: task.comm,
+  ...(kernel === undefined ? {} : { cuda_kernel: kernel }),
+});
+
+const overlapping = (events: KernelEvent[], from: bigint, to: bigint) =>
+  events.filter((e) => e.startUnixNano < to && e.endUnixNano > from);
+
+function runqueue(interval: Interval, own: ChainLink): Resolution {
+  const holder = namedTask(interval.event);
+  const cpu = String(interval.event.attributes[A.ATTR_CAUSEWAY_SCHED_CPU]);
+  const by = holder === null ? 'an unknown task' : `pid ${String(holder.pid)} ${quoted(holder.comm ?? '')}`;
+  return direct(interval, own, holder, `waited ${own.time_ms} ms for CPU ${cpu} held by ${by}`);
+}
+
+function blockIo(interval: Interval, own: ChainLink): Resolution {
+  const io = interval.cause ?? interval.event;
+  const device = text(io.attributes[A.ATTR_CAUSEWAY_BLOCK_DEVICE]) ?? 'unknown';
+  const op = text(io.attributes[A.ATTR_CAUSEWAY_BLOCK_OP]) ?? 'unknown';
+  const culprit = { pid: io.pid, tid: io.tid, comm: io.comm, device, op };
+  if (interval.cause === undefined) {
+    const bytes = String(io.attributes[A.ATTR_CAUSEWAY_BLOCK_BYTES]);
+    return direct(
+      interval,
+      own,
+      culprit,
+      `${op} on ${device}: ${bytes} bytes, ${rounded(toMs(io.endUnixNano - io.startUnixNano))} ms`,
+    );
+  }
+  // A sleep the kernel ended: on the thread's own request, or on I/O someone else submitted.
+  const ender = otherTask(interval.event)?.comm ?? 'an interrupt';
+  const waitedFor =
+    device === 'unknown'
+      ? ': waiting for I/O it did not submit itself'
+      : `, after its own ${op} on ${device}: waiting for the device`;
+  return direct(
+    interval,
+    own,
+    culprit,
+    `uninterruptible sleep of ${own.time_ms} ms ended by the kernel (${ender})${waitedFor}`,
+  );
+}
+
+function retransmit(interval: Interval, own: ChainLink): Resolution {
+  const r = interval.cause ?? interval.event;
+  const peer = `${text(r.attributes[A.ATTR_NETWORK_PEER_ADDRESS]) ?? '?'}:${String(r.attributes[A.ATTR_NETWORK_PEER_PORT])}`;
+  const state = String(r.attributes[A.ATTR_CAUSEWAY_TCP_STATE]);
+  return direct(
+    interval,
+    own,
+    { pid: null, tid: null, comm: null, peer },
+    `blocked ${own.time_ms} ms until a TCP retransmit to ${peer} (state ${state}) got through`,
+  );
+}
+
+/** Follows intervals to their roots, over one trace's window: the events it reads are cached for the trace. */
+export class Analysis {
+  /** Events per thread over the whole trace, read once: many waits share a waker. */
+  private readonly threads = new Map<string, Promise<KernelEvent[]>>();
+  private readonly othersOnGpu = new Map<number, Promise<KernelEvent[]>>();
+
+  constructor(
+    private readonly source: TraceSource,
+    private readonly window: { from: bigint; to: bigint },
+  ) {}
+
+  private threadEvents(pid: number, tid: number, from: bigint, to: bigint): Promise<KernelEvent[]> {
+    const key = `${String(pid)}/${String(tid)}`;
+    let events = this.threads.get(key);
+    if (events === undefined)
+      this.threads.set(key, (events = this.source.events({ pid, tid, from: this.window.from, to: this.window.to })));
+    return events.then((all) => overlapping(all, from, to));
+  }
+
+  /** The GPU events of every process but `pid`, read once per trace. */
+  private otherGpuEvents(pid: number, from: bigint, to: bigint): Promise<KernelEvent[]> {
+    let events = this.othersOnGpu.get(pid);
+    if (events === undefined)
+      this.othersOnGpu.set(pid, (events = this.source.gpuEvents(this.window.from, this.window.to, pid)));
+    return events.then((all) => overlapping(all, from, to));
+  }
+
+  /** Follows an interval to the end of its causal chain; at MAX_CHAIN_DEPTH, names its direct culprit without reading more. */
+  async resolve(interval: Interval, time: bigint, depth: number): Promise<Resolution> {
+    const own = link(interval, time);
+    switch (interval.kind) {
+      case 'futex.wait':
+      case 'sched.blocked':
+        return this.wait(interval, own, depth);
+      case 'cuda.sync':
+      case 'cuda.memcpy':
+      case 'cuda.malloc':
+        return this.gpu(interval, own, depth);
+      case 'causeway':
+        return direct(
+          interval,
+          own,
+          null,
+          `waited ${own.time_ms} ms for a CPU held by Causeway itself (its sidecar or loader)`,
+        );
+      case 'sched.runqueue':
+        return runqueue(interval, own);
+      case 'block.io':
+        return blockIo(interval, own);
+      case 'tcp.retransmit':
+        return retransmit(interval, own);
+    }
+  }
+
+  /** A wait leads to its waker, and to what the waker was doing while we waited. */
+  private async wait(interval: Interval, own: ChainLink, depth: number): Promise<Resolution> {
+    const { event } = interval;
+    const waker = namedTask(event);
+    if (waker?.tid == null || wokenByNoTask(event)) {
+      // No task woke it (a timeout, a timer, an interrupt on an idle CPU): not a cause we can name.
+      return direct(interval, own, null, `${interval.kind} of ${own.time_ms} ms ended without a waking task`);
+    }
+    const evidence = [
+      `${interval.kind} of ${own.time_ms} ms in tid ${String(event.tid)}, woken by pid ${String(waker.pid)} tid ${String(waker.tid)} ${quoted(waker.comm ?? '')}`,
+    ];
+    if (depth < MAX_CHAIN_DEPTH) {
+      const from = event.startUnixNano;
+      const to = event.endUnixNano;
+      // What the waker did meanwhile, by kind; the link is that kind's longest interval.
+      const activity = classify(await this.threadEvents(waker.pid, waker.tid, from, to), from, to);
+      const perKind = new Map<Interval['kind'], { total: bigint; longest: Interval; longestNs: bigint }>();
+      for (const [i, ns] of activity.time) {
+        const k = perKind.get(i.kind);
+        if (k === undefined) perKind.set(i.kind, { total: ns, longest: i, longestNs: ns });
+        else {
+          k.total += ns;
+          if (ns > k.longestNs) Object.assign(k, { longest: i, longestNs: ns });
+        }
+      }
+      const busiest = [...perKind.values()].sort((a, b) => Number(b.total - a.total))[0];
+      if (busiest !== undefined && Number(busiest.total) >= LINK_MIN_SHARE * Number(to - from)) {
+        const next = await this.resolve(busiest.longest, busiest.total, depth + 1);
+        // A link that names nobody (a sleep no task ended) ends the chain here: the waker is the culprit.
+        if (next.culprit !== null)
+          return {
+            kind: next.kind,
+            culprit: next.culprit,
+            chain: [own, ...next.chain],
+            evidence: [...evidence, ...next.evidence],
+          };
+        evidence.push(...next.evidence);
+      } else {
+        evidence.push(`the waker was on CPU (or not traced) for ${rounded(toMs(activity.uncovered))} ms of that wait`);
+      }
+    }
+    return { kind: interval.kind, culprit: waker, chain: [own], evidence };
+  }
+
+  /** A GPU wait: the kernels in flight on the stream, and other processes' GPU work overlapping it. */
+  private async gpu(interval: Interval, own: ChainLink, depth: number): Promise<Resolution> {
+    const { event } = interval;
+    const a = event.attributes;
+    const api = text(a[A.ATTR_CAUSEWAY_CUDA_API]) ?? interval.kind;
+    const inflight = inflightKernels(event);
+    const evidence = [
+      `${api} waited ${own.time_ms} ms${
+        inflight.length > 0
+          ? ` with ${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] ?? inflight.length)} kernels in flight: ${[
+              ...new Set(inflight),
+            ]
+              .slice(0, 5)
+              .map((k) => quoted(k))
+              .join(', ')}`
+          : ''
+      }`,
+    ];
+
+    if (depth >= MAX_CHAIN_DEPTH)
+      return { kind: interval.kind, culprit: gpuCulprit(event, mostCommon(inflight)), chain: [own], evidence };
+    const others = await this.otherGpuUsers(event);
+    const waitNs = event.endUnixNano - event.startUnixNano;
+    const [topPid, top] =
+      [...others.entries()].sort((x, y) => Number(y[1].overlap - x[1].overlap) || y[1].launches - x[1].launches)[0] ??
+      [];
+    for (const [pid, o] of [...others.entries()].slice(0, 3))
+      evidence.push(
+        `pid ${String(pid)} ${quoted(o.comm)} used the GPU meanwhile: ${String(o.launches)} launches, ${rounded(toMs(o.overlap))} ms of its own GPU waits overlapping`,
+      );
+    if (
+      topPid !== undefined &&
+      top !== undefined &&
+      (inflight.length === 0 || Number(top.overlap) >= 0.5 * Number(waitNs))
+    ) {
+      return {
+        kind: interval.kind,
+        culprit: gpuCulprit({ pid: topPid, tid: top.tid, comm: top.comm }, mostCommon(top.kernels)),
+        chain: [own],
+        evidence,
+      };
+    }
+    const kernel = mostCommon(inflight);
+    return {
+      kind: interval.kind,
+      culprit: gpuCulprit(await this.launcher(event, kernel), kernel),
+      chain: [own],
+      evidence,
+    };
+  }
+
+  /** Other GPU users, per process: how much of the wait their own GPU waits and copies overlapped, and what they launched. */
+  private async otherGpuUsers(wait: KernelEvent) {
+    const others = new Map<
+      number,
+      { overlap: bigint; launches: number; kernels: string[]; tid: number; comm: string }
+    >();
+    for (const e of await this.otherGpuEvents(wait.pid, wait.startUnixNano, wait.endUnixNano)) {
+      const o = others.get(e.pid) ?? { overlap: 0n, launches: 0, kernels: [], tid: e.tid, comm: e.comm };
+      if (e.kind === 'cuda.launch') {
+        o.launches++;
+        const kernel = text(e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL]);
+        if (kernel !== undefined) o.kernels.push(kernel);
+      } else {
+        o.overlap += earlier(e.endUnixNano, wait.endUnixNano) - later(e.startUnixNano, wait.startUnixNano);
+        o.kernels.push(...inflightKernels(e));
+      }
+      others.set(e.pid, o);
+    }
+    return others;
+  }
+
+  /** The thread that launched the kernel a wait waited for: the last launch of it in the process before the wait. */
+  private async launcher(wait: KernelEvent, kernel: string | undefined): Promise<KernelEvent> {
+    if (kernel === undefined) return wait;
+    const before = await this.source.events({
+      pid: wait.pid,
+      from: wait.startUnixNano - LAUNCH_LOOKBACK_NS,
+      to: wait.startUnixNano,
+    });
+    return (
+      before.filter((e) => e.kind === 'cuda.launch' && e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL] === kernel).at(-1) ??
+      wait
+    );
+  }
+}

@@ -1,0 +1,177 @@
+// How a thread's time splits by what it was doing in the kernel: each interval counts as the
+// kind that explains it, and where intervals overlap the most specific kind wins the instant.
+import { otherTask, type KernelEvent } from '../kernel/events.js';
+import * as A from '../semconv/attributes.js';
+import { byTime, earlier, later } from './time.js';
+
+/**
+ * Kinds recorded as points (start equal to end): they cover none of a thread's time. A launch
+ * is only the CPU side of GPU work; a retransmit explains a wait it falls in (see causeOf).
+ */
+type PointKind = typeof A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH | typeof A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT;
+const POINT_KINDS: ReadonlySet<A.CausewayKindValue> = new Set<PointKind>([
+  A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH,
+  A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT,
+]);
+
+/** An event that covers time: every kind but the points. */
+type IntervalEvent = KernelEvent & { kind: Exclude<A.CausewayKindValue, PointKind> };
+const isInterval = (event: KernelEvent): event is IntervalEvent => !POINT_KINDS.has(event.kind);
+
+/** An event that explains a wait: a retransmit during it, or the block I/O it waited for. */
+type Cause = KernelEvent & {
+  kind: typeof A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT | typeof A.CAUSEWAY_KIND_VALUE_BLOCK_IO;
+};
+
+/**
+ * What an interval counts as: its own kind, or the kind of the event that explains it, or
+ * `causeway`: time the request waited for a CPU held by Causeway itself (its sidecar or
+ * loader). That is the tracer's own cost: shown, so that it is never hidden, and never named as
+ * a cause.
+ */
+export type IntervalKind = IntervalEvent['kind'] | Cause['kind'] | 'causeway';
+
+/**
+ * An interval as the analysis counts it. A wait can be explained by another event, and then
+ * counts as that event's kind: a blocked wait during which a retransmit fired is
+ * tcp.retransmit; an uninterruptible sleep that no task woke, after the thread's own block
+ * I/O (fsync waiting for the device to finish), is block.io.
+ */
+export interface Interval {
+  event: IntervalEvent;
+  kind: IntervalKind;
+  /** The retransmit or block I/O that explains a wait. */
+  cause?: Cause;
+}
+
+/**
+ * Which kind an instant counts as when intervals overlap: the most specific wins. A thread in
+ * cudaStreamSynchronize is also blocked in the kernel, and its GPU wait is the reason. Every
+ * kind is ranked: a new one does not compile until it is placed here.
+ */
+const RANK: Readonly<Record<IntervalKind, number>> = {
+  'cuda.sync': 8,
+  'cuda.memcpy': 7,
+  'cuda.malloc': 6,
+  'block.io': 5,
+  'tcp.retransmit': 4,
+  'sched.runqueue': 3,
+  causeway: 3,
+  'futex.wait': 2,
+  'sched.blocked': 1,
+};
+/** Kinds that explain time only while the thread is off CPU: I/O issued by a thread that runs on. */
+const NEEDS_OFF_CPU: ReadonlySet<IntervalKind> = new Set(['block.io']);
+const OFF_CPU: ReadonlySet<IntervalKind> = new Set(['sched.blocked', 'futex.wait']);
+
+/** How long before an uninterruptible sleep the thread's own block I/O may have begun and still explain it. */
+const IO_BEFORE_SLEEP_NS = 1_000_000_000n;
+/**
+ * Wakers that are the kernel itself: an interrupt lands on whatever ran (often the idle task,
+ * pid 0), and I/O completes in kernel threads (kworker, jbd2, ksoftirqd...). Records do not
+ * say whether a waker is a kernel thread, so these are known by name.
+ */
+const KERNEL_THREAD = /^(swapper|kworker|ksoftirqd|jbd2|irq\/|kswapd|kcompactd|kblockd|writeback|rcu)/;
+
+/** A task an event names: the one that held the CPU, or the one that ended the wait. */
+export interface NamedTask {
+  pid: number;
+  tid: number | null;
+  comm: string | null;
+}
+
+/** The task that held the CPU or ended the wait, when it is a task (pid 0 is an interrupt on an idle CPU). */
+export function namedTask(event: KernelEvent): NamedTask | null {
+  const t = otherTask(event);
+  return t === undefined || t.pid <= 0 ? null : { pid: t.pid, tid: t.tid ?? null, comm: t.comm ?? null };
+}
+
+/** A wait ended by no other task: a timer or signal, an interrupt, or the thread itself. */
+export function wokenByNoTask(event: KernelEvent): boolean {
+  const waker = namedTask(event);
+  return waker?.tid == null || waker.tid === event.tid;
+}
+
+const wokenByKernel = (event: KernelEvent) => wokenByNoTask(event) || KERNEL_THREAD.test(namedTask(event)?.comm ?? '');
+
+/**
+ * The event that explains a wait: a retransmit during it; or, for an uninterruptible sleep
+ * the kernel ended (fsync, page cache writeback, reads), I/O: the thread's own block request
+ * just before it when there is one, else the sleep itself, with the device unknown (the
+ * request was submitted by a kernel flusher, whose I/O is not captured).
+ */
+function causeOf(event: IntervalEvent, retransmits: Cause[], ios: Cause[]): Cause | undefined {
+  if (!OFF_CPU.has(event.kind)) return undefined;
+  const retransmit = retransmits.find(
+    (r) => r.startUnixNano >= event.startUnixNano && r.startUnixNano <= event.endUnixNano,
+  );
+  if (retransmit !== undefined) return retransmit;
+  if (event.kind !== 'sched.blocked' || event.attributes[A.ATTR_CAUSEWAY_SCHED_STATE] !== 'D' || !wokenByKernel(event))
+    return undefined;
+  const own = ios
+    .filter(
+      (io) =>
+        io.tid === event.tid &&
+        io.startUnixNano < event.endUnixNano &&
+        io.startUnixNano >= event.startUnixNano - IO_BEFORE_SLEEP_NS,
+    )
+    .at(-1);
+  return (
+    own ?? {
+      ...event,
+      kind: 'block.io',
+      attributes: { [A.ATTR_CAUSEWAY_BLOCK_DEVICE]: 'unknown', [A.ATTR_CAUSEWAY_BLOCK_OP]: 'wait' },
+    }
+  );
+}
+
+const causes = (events: KernelEvent[], kind: Cause['kind']) => events.filter((e): e is Cause => e.kind === kind);
+
+interface Classified {
+  /** Time each interval was the dominant one. */
+  time: Map<Interval, bigint>;
+  /** Time no interval covered. */
+  uncovered: bigint;
+}
+
+/** Splits [from, to) among the intervals by rank; what none covers is on CPU (or unknown). */
+export function classify(events: KernelEvent[], from: bigint, to: bigint): Classified {
+  const retransmits = causes(events, 'tcp.retransmit');
+  const ios = causes(events, 'block.io');
+  const intervals: (Interval & { s: bigint; e: bigint })[] = [];
+  for (const event of events) {
+    if (!isInterval(event) || event.endUnixNano <= from || event.startUnixNano >= to) continue;
+    const cause = causeOf(event, retransmits, ios);
+    const kind =
+      event.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] === true ? 'causeway' : (cause?.kind ?? event.kind);
+    intervals.push({
+      event,
+      kind,
+      ...(cause === undefined ? {} : { cause }),
+      s: later(event.startUnixNano, from),
+      e: earlier(event.endUnixNano, to),
+    });
+  }
+  intervals.sort((a, b) => byTime(a.s, b.s));
+  const cuts = [...new Set([from, to, ...intervals.flatMap((i) => [i.s, i.e])])].sort(byTime);
+  const time = new Map<Interval, bigint>();
+  let uncovered = 0n;
+  let active: typeof intervals = [];
+  let next = 0;
+  for (let k = 0; k + 1 < cuts.length; k++) {
+    const a = cuts[k] ?? 0n;
+    const b = cuts[k + 1] ?? 0n;
+    while (next < intervals.length && (intervals[next]?.s ?? b) <= a)
+      active.push(intervals[next++] as (typeof intervals)[number]);
+    active = active.filter((i) => i.e > a);
+    const offCpu = active.some((i) => OFF_CPU.has(i.event.kind));
+    let best: Interval | undefined;
+    for (const i of active) {
+      if (NEEDS_OFF_CPU.has(i.kind) && !offCpu) continue;
+      if (best === undefined || RANK[i.kind] > RANK[best.kind]) best = i;
+    }
+    if (best === undefined) uncovered += b - a;
+    else time.set(best, (time.get(best) ?? 0n) + (b - a));
+  }
+  return { time, uncovered };
+}

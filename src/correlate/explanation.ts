@@ -1,0 +1,49 @@
+// The answer explain_trace gives, as the MCP tool returns it (src/mcp/tools.ts mirrors it in
+// its output schema).
+import type { IntervalKind } from './classify.js';
+
+/** Time on the critical path: per interval kind, on CPU, or unexplained (no thread, or not on this host). */
+export type BreakdownKind = IntervalKind | 'cpu' | 'unexplained';
+
+export interface Culprit {
+  pid: number | null;
+  tid: number | null;
+  comm: string | null;
+  cuda_kernel?: string;
+  /** tcp.retransmit: the peer, address:port. */
+  peer?: string;
+  /** block.io: the device and operation. */
+  device?: string;
+  op?: string;
+}
+
+/** One step from the request thread towards the root: a wait, and the thread it waited in. */
+export interface ChainLink {
+  kind: IntervalKind;
+  pid: number;
+  tid: number;
+  comm: string;
+  time_ms: number;
+}
+
+export interface RootCause {
+  /** Never `causeway`: the tracer's own cost is not a cause. */
+  kind: Exclude<IntervalKind, 'causeway'> | 'none';
+  time_ms: number;
+  share: number;
+  span_id: string;
+  culprit: Culprit | null;
+  chain: ChainLink[];
+  /** The observations the answer rests on, one line each. */
+  evidence: string[];
+}
+
+export interface Explanation {
+  trace_id: string;
+  source: string;
+  duration_ms: number;
+  root_span: { service: string; name: string };
+  breakdown: { kind: BreakdownKind; time_ms: number; share: number }[];
+  root_cause: RootCause | null;
+  summary: string;
+}

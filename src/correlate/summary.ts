@@ -1,0 +1,66 @@
+// How an explanation is worded: names from traced apps quoted as data, milliseconds rounded,
+// culprits described, and the one-paragraph summary an agent reads first.
+import type { BreakdownKind, Culprit, Explanation, RootCause } from './explanation.js';
+
+/** Names from traced apps and processes are data: one line, bounded, quoted. */
+export function quoted(value: string, limit = 80): string {
+  const flat = value.replace(/[\p{Cc}\u2028\u2029]/gu, ' ');
+  return JSON.stringify(flat.length > limit ? `${flat.slice(0, limit)}…` : flat);
+}
+
+/** To three decimals: microseconds for milliseconds, a tenth of a percent for shares. */
+export const rounded = (x: number) => Math.round(x * 1000) / 1000;
+
+/** Time that names no cause. */
+export type NotACause = Extract<BreakdownKind, 'cpu' | 'unexplained' | 'causeway'>;
+const NOT_A_CAUSE: Readonly<Record<NotACause, string>> = {
+  cpu: 'on CPU',
+  unexplained: 'unexplained (no thread id or not on this host)',
+  causeway: "waiting for a CPU held by Causeway itself (the tracer's own cost)",
+};
+
+/** An evidence line for time that names no cause. */
+export const notACause = (kind: NotACause, timeMs: number) => `${NOT_A_CAUSE[kind]}: ${String(timeMs)} ms`;
+
+function describeCulprit(c: Culprit): string {
+  if (c.peer !== undefined) return `the peer ${c.peer}`;
+  const who = `pid ${String(c.pid)}${c.tid === null ? '' : ` tid ${String(c.tid)}`}${c.comm === null ? '' : ` ${quoted(c.comm)}`}`;
+  if (c.cuda_kernel !== undefined) return `kernel ${quoted(c.cuda_kernel)} launched by ${who}`;
+  if (c.device !== undefined) return `${c.op ?? 'I/O'} on ${c.device} by ${who}`;
+  return who;
+}
+
+export function summarize(
+  traceId: string,
+  root: { service: string; name: string },
+  durationMs: number,
+  breakdown: Explanation['breakdown'],
+  cause: RootCause | null,
+): string {
+  const head = `Trace ${traceId} (${quoted(root.service)} ${quoted(root.name)}) took ${rounded(durationMs)} ms.`;
+  const parts = breakdown
+    .slice(0, 4)
+    .map((b) => `${b.kind} ${b.time_ms} ms (${Math.round(b.share * 100)}%)`)
+    .join(', ');
+  if (cause === null)
+    return `${head} None of its spans ran in a process this node captured, so there is no kernel evidence for it.`;
+  const tracer = breakdown.find((b) => b.kind === 'causeway');
+  const tracerCost =
+    tracer === undefined
+      ? ''
+      : ` Causeway itself held the CPU for ${tracer.time_ms} ms of it: the tracer's own cost, not counted as a cause.`;
+  if (cause.kind === 'none')
+    return (
+      `${head} No kernel-level cause accounts for much of it ` +
+      `(a wait that no task ended, such as a sleep or a timeout, names none): ${parts}. Root cause: none.${tracerCost}`
+    );
+  const chain =
+    cause.chain.length > 1
+      ? ` Chain: ${cause.chain.map((l) => `${l.kind} in tid ${String(l.tid)} (${l.time_ms} ms)`).join(' -> ')}.`
+      : '';
+  const by = cause.culprit === null ? 'an unknown task' : describeCulprit(cause.culprit);
+  return (
+    `${head} On its critical path: ${parts}. ` +
+    `Root cause: ${cause.kind}, ${cause.time_ms} ms (${Math.round(cause.share * 100)}%), caused by ${by}.${chain}${tracerCost}`
+  );
+}

@@ -1,0 +1,69 @@
+// explain_trace: why one trace was slow (src/correlate/explain.ts).
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import * as z from 'zod';
+import { explainTrace } from '../../correlate/explain.js';
+import type { TraceSource } from '../../correlate/source.js';
+import { READ_ONLY, UNTRUSTED, answer, refusal } from './conventions.js';
+
+const TITLE = 'Explain a slow trace';
+const DESCRIPTION =
+  'Why this trace was slow: time per kind on its critical path, and the root cause (kind, culprit, causal chain ' +
+  'from the request thread to the root, evidence). root_cause.kind is "none" when kernel causes explain little of ' +
+  'the time, null when no span ran where kernel events were captured.';
+
+const inputSchema = {
+  trace_id: z
+    .string()
+    .regex(/^[0-9a-fA-F]{32}$/, 'a trace id is 32 hex digits')
+    .describe('The trace id, 32 hex digits.'),
+};
+
+/** The task, peer or device a root cause names (Culprit in src/correlate/explanation.ts). */
+export const culprit = z.object({
+  pid: z.number().nullable(),
+  tid: z.number().nullable(),
+  comm: z.string().nullable(),
+  cuda_kernel: z.string().optional(),
+  peer: z.string().optional(),
+  device: z.string().optional(),
+  op: z.string().optional(),
+});
+
+/** Explanation in src/correlate/explanation.ts. */
+const outputSchema = {
+  trace_id: z.string(),
+  source: z.string().describe('Where the evidence came from: the local store or the tracing backend.'),
+  duration_ms: z.number(),
+  root_span: z.object({ service: z.string(), name: z.string() }),
+  breakdown: z.array(z.object({ kind: z.string(), time_ms: z.number(), share: z.number() })),
+  root_cause: z
+    .object({
+      kind: z.string(),
+      time_ms: z.number(),
+      share: z.number(),
+      span_id: z.string(),
+      culprit: culprit.nullable(),
+      chain: z.array(
+        z.object({ kind: z.string(), pid: z.number(), tid: z.number(), comm: z.string(), time_ms: z.number() }),
+      ),
+      evidence: z.array(z.string()),
+    })
+    .nullable(),
+  summary: z.string(),
+};
+
+export function registerExplainTrace(server: McpServer, sources: TraceSource[]): void {
+  server.registerTool(
+    'explain_trace',
+    { title: TITLE, description: DESCRIPTION, inputSchema, outputSchema, annotations: { ...READ_ONLY, title: TITLE } },
+    async ({ trace_id }) => {
+      const result = await explainTrace(sources, trace_id.toLowerCase());
+      if (result === undefined)
+        return refusal(
+          `Trace ${trace_id} is not in ${sources.map((s) => s.name).join(' or ')} ` +
+            '(too old for the retention, not sampled, or not sent to Causeway).',
+        );
+      return answer(`${result.summary}\n${UNTRUSTED}`, { ...result });
+    },
+  );
+}

@@ -1,0 +1,56 @@
+// status: the sidecar's own health, as its counters say.
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import * as z from 'zod';
+import { READ_ONLY, answer } from './conventions.js';
+
+const TITLE = 'Sidecar status';
+const DESCRIPTION =
+  'Probes attached, processes followed, events and drops per kind, correlation lag, export health, store size and retention.';
+
+const counters = z.record(z.string(), z.unknown());
+const outputSchema = {
+  capture: counters,
+  correlator: counters,
+  store: counters,
+  export: counters,
+  receiver: counters,
+  lag: counters,
+};
+
+const total = (counts: unknown) =>
+  typeof counts === 'object' && counts !== null
+    ? Object.values(counts).reduce((sum: number, v) => sum + (typeof v === 'number' ? v : 0), 0)
+    : 0;
+
+/** The status in one line: what a person checks first. */
+function statusLine(s: Record<string, unknown>): string {
+  const get = (part: string, key: string) => (s[part] as Record<string, unknown> | undefined)?.[key];
+  const n = (part: string, key: string) => String(Number(get(part, key) ?? 0));
+  const mib = Number(get('store', 'memoryBytes') ?? 0) / 2 ** 20;
+  const newest = get('lag', 'newestEventAgeMs');
+  const collector = get('export', 'collectorUp') === true ? 'collector up' : 'collector down or not yet reached';
+  return [
+    `following ${n('capture', 'followed')} processes, ${n('capture', 'libraries')} CUDA libraries probed`,
+    `${String(total(get('capture', 'events')))} kernel events, ${String(total(get('capture', 'drops')))} dropped in the kernel`,
+    `store: ${n('store', 'events')} events and ${n('store', 'spans')} spans, ${mib.toFixed(1)} MiB, ${n('store', 'rowsShed')} rows shed`,
+    `newest kernel event ${newest == null ? 'none yet' : `${Number(newest).toFixed(0)} ms ago`}`,
+    `export: ${collector}, ${n('export', 'spansDropped')} kernel spans dropped`,
+  ].join('; ');
+}
+
+export function registerStatus(server: McpServer, status: () => Promise<Record<string, unknown>>): void {
+  server.registerTool(
+    'status',
+    {
+      title: TITLE,
+      description: DESCRIPTION,
+      inputSchema: {},
+      outputSchema,
+      annotations: { ...READ_ONLY, title: TITLE },
+    },
+    async () => {
+      const s = await status();
+      return answer(statusLine(s), s);
+    },
+  );
+}

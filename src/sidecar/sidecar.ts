@@ -1,0 +1,209 @@
+// The sidecar's composition root: builds each part from the configuration and wires them
+// together. App spans come in over OTLP (a copy from the collector), kernel events from the
+// probes; each span's kernel events go back out as child spans of it, through the collector,
+// to the backend, and into the store the MCP tools read. Kernel data never holds up the app's
+// own spans: if Causeway is down, the collector's copy to it fails on its own and tracing goes on.
+//
+// Defaults, one rule: a part's setting that the configuration exposes is a required option of
+// that part, and its default is defined once, in config.ts. A part keeps defaults of its own
+// only for what the configuration does not expose (queue and batch sizes, the store's flush
+// period, message limits, ...), and the configuration does not repeat them.
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { Correlator } from '../correlate/correlator.js';
+import { HostIds } from '../correlate/hostpid.js';
+import { place } from '../correlate/place.js';
+import { serveMetrics } from '../export/metrics.js';
+import { SpanSender, type SenderCounters } from '../export/sender.js';
+import { KernelSpanBuilder } from '../export/spans.js';
+import { KernelCapture, captureParts } from '../kernel/capture.js';
+import type { LoaderMessage } from '../kernel/loader.js';
+import { ProcessTable } from '../kernel/processes.js';
+import { serveMcp } from '../mcp/http.js';
+import { startOtlpReceiver, type AppSpan, type OtlpReceiver } from '../otlp/index.js';
+import { querySource } from '../store/backend.js';
+import { Store } from '../store/store.js';
+import type { SidecarConfig } from './config.js';
+import { Startup } from './startup.js';
+import { metricSamples, sidecarStatus, type SidecarStatus } from './status.js';
+
+export const DEFAULT_EXPORT_URL = 'http://127.0.0.1:4317';
+/** How often the spans the watermark has passed are joined. */
+const JOIN_EVERY_MS = 100;
+
+/** Where kernel spans go: the standard OTLP variables, else the local collector. */
+export function exportUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT ?? DEFAULT_EXPORT_URL;
+}
+
+export interface SidecarOptions {
+  /** A line for a person: the collector gone or back, the loader's news, a part that failed to close. */
+  log: (line: string) => void;
+  /** Read for the export endpoint; default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Sidecar {
+  /** The bound ports (a configured port 0 picks a free one). */
+  grpcPort: number;
+  httpPort: number;
+  metricsPort: number;
+  mcpUrl: string;
+  exportUrl: string;
+  /** Cluster mode's backend, by name; undefined without one. */
+  backend: string | undefined;
+  /** Settles if capture ends on its own: the loader can no longer run. */
+  ended: Promise<void>;
+  status: () => Promise<SidecarStatus>;
+  /** Stops every part, the last started first; resolves with the export counters at the end. */
+  close: () => Promise<SenderCounters>;
+}
+
+/** Starts the parts in order; if one fails, those started are closed and a StartError names it. */
+export async function startSidecar(config: SidecarConfig, options: SidecarOptions): Promise<Sidecar> {
+  const { log } = options;
+  const url = exportUrl(options.env);
+  const startup = new Startup(log);
+  const store = await startup.step(
+    'the store',
+    () => Store.open(config.store),
+    (s) => s.close(),
+  );
+  const sender = await startup.step(
+    'the exporter',
+    () => newSender(url, log),
+    (s) => s.close(),
+  );
+  // Closed after capture and the receiver: the spans still ready are joined.
+  const correlator = await startup.step(
+    'the correlator',
+    () => newCorrelator(config, store, sender),
+    (c) => {
+      c.join();
+    },
+  );
+  const processes = new ProcessTable();
+  const capture = await startup.step(
+    'kernel capture',
+    () => startCapture(config, processes, correlator, store, log),
+    (c) => c.stop(),
+  );
+  const receiver = await startup.step(
+    'the OTLP receiver',
+    () => startReceiver(config, new HostIds(processes), capture, correlator, store),
+    (r) => r.close(),
+  );
+  const parts = { capture, receiver, correlator, sender, store, exportUrl: url };
+  const metrics = await startup.step(
+    'the metrics server',
+    () => serveMetrics(config.metrics.host, config.metrics.port, () => metricSamples(parts)),
+    (m) => m.close(),
+  );
+  const status = () => sidecarStatus(parts);
+  const backend = config.queryBackend === undefined ? undefined : querySource(config.queryBackend);
+  const mcp = await startup.step(
+    'the MCP server',
+    () => serveMcp(config.mcp, { store, sources: backend === undefined ? [store] : [store, backend], status }),
+    (m) => m.close(),
+  );
+  await startup.step(
+    'joining',
+    () =>
+      setInterval(() => {
+        correlator.join();
+      }, JOIN_EVERY_MS),
+    (timer) => {
+      clearInterval(timer);
+    },
+  );
+  return {
+    grpcPort: receiver.grpcPort ?? config.receiver.grpc.port,
+    httpPort: receiver.httpPort ?? config.receiver.http.port,
+    metricsPort: metrics.port,
+    mcpUrl: mcp.url,
+    exportUrl: url,
+    backend: backend?.name,
+    ended: capture.ended.then(() => undefined),
+    status,
+    close: async () => {
+      await startup.shutdown();
+      return sender.counters();
+    },
+  };
+}
+
+function newSender(url: string, log: (line: string) => void): SpanSender {
+  return new SpanSender({
+    exporter: new OTLPTraceExporter({ url }),
+    onStatus: (up, detail) => {
+      log(
+        up
+          ? `collector at ${url}: ${detail}`
+          : `cannot export to the collector at ${url} (spans are queued, then dropped and counted): ${detail}`,
+      );
+    },
+  });
+}
+
+/** Joined spans' kernel events go out as kernel spans, and into the store. */
+function newCorrelator(config: SidecarConfig, store: Store, sender: SpanSender): Correlator<AppSpan> {
+  const builder = new KernelSpanBuilder();
+  return new Correlator<AppSpan>({
+    ...config.correlator,
+    onJoined: (attachments) => {
+      sender.send(attachments.flatMap((a) => builder.build(a)));
+      store.addAttachments(attachments);
+    },
+  });
+}
+
+/** Capture with every probe attached, or an error with the reason it cannot run. */
+async function startCapture(
+  config: SidecarConfig,
+  processes: ProcessTable,
+  correlator: Correlator<AppSpan>,
+  store: Store,
+  log: (line: string) => void,
+): Promise<KernelCapture> {
+  const onMessage = (m: LoaderMessage) => {
+    if (m.level !== 'info' || m.fields.event === 'library') log(`${m.level === 'info' ? '' : `${m.level}: `}${m.msg}`);
+  };
+  const capture = new KernelCapture(
+    {
+      ...config.follow,
+      libs: [],
+      followAll: false,
+      onMessage,
+      onEvents: (events) => {
+        correlator.addEvents(events);
+        store.addEvents(events);
+      },
+    },
+    captureParts(processes, onMessage),
+  );
+  capture.start();
+  const ready = await Promise.race([capture.ready, capture.ended]);
+  if ('failure' in ready) {
+    await capture.stop();
+    throw new Error(ready.failure ?? 'stopped');
+  }
+  return capture;
+}
+
+/** App spans are placed on this host, their processes followed, and queued for joining and the store. */
+function startReceiver(
+  config: SidecarConfig,
+  hostIds: HostIds,
+  capture: KernelCapture,
+  correlator: Correlator<AppSpan>,
+  store: Store,
+): Promise<OtlpReceiver> {
+  return startOtlpReceiver({
+    ...config.receiver,
+    onSpans: (spans) => {
+      const placed = spans.map((span) => ({ span, place: place(span, hostIds, config.threadAttribute) }));
+      for (const { place: where } of placed) if (where !== undefined) capture.follow(where.hostPid);
+      correlator.addSpans(placed);
+      store.addSpans(placed);
+    },
+  });
+}

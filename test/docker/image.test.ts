@@ -1,0 +1,218 @@
+// docker/Dockerfile built with podman and run for real, with the privileges README.md documents
+// for containers: `causeway doctor`, a capture of a CUDA workload that another user runs on the
+// host, and `causeway run` turning healthy and stopping cleanly. The build is kept under a tag
+// named after its inputs, so a run whose inputs did not change reuses it.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, relative } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import * as A from '../../src/semconv/attributes.js';
+import { Capture, kernelAvailable, privateGpu, settle, single, startWorkload } from '../bpf/session.js';
+import { until } from '../cli/sidecar.js';
+import { ROOT, installed, output, podman, run } from './tools.js';
+
+const BASE = 'docker.io/library/debian:trixie-slim';
+const REPOSITORY = 'localhost/causeway';
+/** What the Dockerfile copies: a change to any of these makes a new image. */
+const INPUTS = ['docker/Dockerfile', 'package.json', 'package-lock.json', 'tsconfig.json', 'src', 'bpf'];
+const BUILD_TIMEOUT_MS = 40 * 60_000;
+
+/** The container privileges of README.md's "Deployment", as podman flags. */
+const PRIVILEGES = [
+  '--pid=host',
+  '--cap-drop=ALL',
+  '--cap-add=BPF,PERFMON,SYS_ADMIN,SYS_PTRACE',
+  '--security-opt=apparmor=unconfined',
+  '--volume=/sys/kernel/tracing:/sys/kernel/tracing:ro',
+];
+
+/**
+ * What podman needs on this project's VMs: runc, since crun refuses their hybrid cgroup layout
+ * (a cgroup2 hierarchy with the hugetlb controller next to cgroup v1); and lower ulimits than
+ * podman's defaults (RLIMIT_NOFILE 1048576), since raising a limit needs CAP_SYS_RESOURCE, which
+ * root lacks here. 4096 processes are plenty for Causeway's containers.
+ */
+function runtimeFlags(): string[] {
+  const nofile = spawnSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim();
+  return ['--runtime=runc', `--ulimit=nofile=${nofile}:${nofile}`, '--ulimit=nproc=4096:4096'];
+}
+
+function files(path: string): string[] {
+  if (!statSync(path).isDirectory()) return [path];
+  // bpf/build holds a local build; the Dockerfile copies only the sources.
+  if (relative(ROOT, path) === join('bpf', 'build')) return [];
+  return readdirSync(path)
+    .sort()
+    .flatMap((name) => files(join(path, name)));
+}
+
+/** The tag of the image built from the current inputs on the current base image. */
+function inputsTag(): string {
+  const hash = createHash('sha256');
+  const base = run(podman, ['image', 'inspect', '--format', '{{.Id}}', BASE]);
+  assert.equal(base.status, 0, `the base image ${BASE} (bash test/setup.sh makes it): ${output(base)}`);
+  hash.update(base.stdout);
+  for (const file of INPUTS.flatMap((input) => files(join(ROOT, input)))) {
+    hash.update(relative(ROOT, file)).update('\0').update(readFileSync(file)).update('\0');
+  }
+  return `${REPOSITORY}:inputs-${hash.digest('hex').slice(0, 16)}`;
+}
+
+let image: string | undefined;
+
+/** Builds the image unless one from the same inputs exists. */
+function builtImage(t: TestContext): string {
+  image ??= (() => {
+    const tag = inputsTag();
+    if (run(podman, ['image', 'exists', tag]).status === 0) {
+      t.diagnostic(`reusing ${tag}: its inputs did not change`);
+      return tag;
+    }
+    const started = Date.now();
+    // Behind a TLS-intercepting proxy, npm in the build needs this machine's CA bundle.
+    const ca = '/etc/ssl/certs/ca-certificates.crt';
+    const secret = existsSync(ca) ? [`--secret=id=ca-certificates,src=${ca}`] : [];
+    const build = run(
+      podman,
+      [
+        'build',
+        ...runtimeFlags(),
+        '--network=host',
+        '--format=docker', // the OCI format has no HEALTHCHECK
+        ...secret,
+        '--ignorefile=docker/Dockerfile.dockerignore',
+        '--file=docker/Dockerfile',
+        `--tag=${tag}`,
+        '.',
+      ],
+      {},
+      BUILD_TIMEOUT_MS,
+    );
+    assert.equal(build.status, 0, output(build).slice(-8000));
+    t.diagnostic(`built ${tag} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    const older = run(podman, ['images', '--format', '{{.Repository}}:{{.Tag}}', REPOSITORY]).stdout.split('\n');
+    // Older builds lose their tag; their layers stay a week as the cache of the next builds
+    // (a change to src/ then rebuilds only from `COPY src`).
+    for (const old of older.filter((name) => name.startsWith(`${REPOSITORY}:inputs-`) && name !== tag))
+      run(podman, ['untag', old]);
+    run(podman, ['image', 'prune', '--force', '--filter=until=168h']);
+    return tag;
+  })();
+  return image;
+}
+
+function ready(t: TestContext): boolean {
+  return kernelAvailable(t) && installed(t, podman);
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        resolve(typeof address === 'object' && address !== null ? address.port : 0);
+      });
+    });
+  });
+
+test(
+  'the image runs `causeway run` by default, has a HEALTHCHECK, and no build tools',
+  { timeout: BUILD_TIMEOUT_MS },
+  (t) => {
+    if (!ready(t)) return;
+    const tag = builtImage(t);
+    const inspect = run(podman, ['image', 'inspect', tag]);
+    assert.equal(inspect.status, 0, output(inspect));
+    // podman keeps the HEALTHCHECK beside Config (Docker keeps it inside).
+    const [{ Config: config, Healthcheck: healthcheck }] = JSON.parse(inspect.stdout) as [
+      { Config: { Entrypoint: string[]; Cmd: string[] }; Healthcheck?: { Test: string[] } },
+    ];
+    assert.deepEqual([...config.Entrypoint, ...config.Cmd], ['causeway', 'run']);
+    assert.match(healthcheck?.Test.join(' ') ?? '', /CAUSEWAY_HEALTH_URL/);
+    const tools = run(podman, [
+      'run',
+      '--rm',
+      ...runtimeFlags(),
+      '--entrypoint=sh',
+      tag,
+      '-c',
+      'command -v clang gcc make npm tsc',
+    ]);
+    assert.equal(tools.stdout, '', `build tools in the runtime image: ${tools.stdout}`);
+  },
+);
+
+test('causeway doctor passes in the image with the documented privileges', { timeout: BUILD_TIMEOUT_MS }, (t) => {
+  if (!ready(t)) return;
+  const tag = builtImage(t);
+  const doctor = run(podman, ['run', '--rm', '--no-healthcheck', ...runtimeFlags(), ...PRIVILEGES, tag, 'doctor']);
+  assert.equal(doctor.status, 0, output(doctor));
+  for (const check of ['privileges', 'btf', 'tracefs', 'ringbuf', 'loader'])
+    assert.match(doctor.stdout, new RegExp(`^ok +${check} `, 'm'));
+});
+
+test(
+  'a capture in the image sees the CUDA sync and the scheduling of a process another user runs on the host',
+  { timeout: BUILD_TIMEOUT_MS },
+  async (t) => {
+    if (!ready(t)) return;
+    const tag = builtImage(t);
+    const inImage = [podman, 'run', '--rm', '--no-healthcheck', ...runtimeFlags(), ...PRIVILEGES, tag];
+    const capture = new Capture(['--comm', 'gpu_sync'], inImage);
+    t.after(() => capture.stop());
+    await capture.ready(60_000);
+    // nobody's process: reading its /proc/PID/maps and root takes CAP_SYS_PTRACE.
+    const nobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+    const workload = startWorkload('gpu_sync', ['--kernel-ms', '200', '--start-delay-ms', '50'], privateGpu(t), nobody);
+    const truth = await workload.truth;
+    await settle();
+    await capture.stop();
+
+    const sync = single(
+      capture.of('cuda.sync', (e) => e.pid === truth.pid),
+      'cuda.sync',
+    );
+    // Demangled by c++filt, which the image carries.
+    assert.deepEqual(sync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], [
+      'matmul_big(float*, float*, float*, int)',
+    ]);
+    assert.ok(capture.of('sched.blocked', (e) => e.pid === truth.pid).length > 0, capture.stderr);
+  },
+);
+
+test('causeway run in the image turns healthy and exits 0 on SIGTERM', { timeout: BUILD_TIMEOUT_MS }, async (t) => {
+  if (!ready(t)) return;
+  const tag = builtImage(t);
+  const name = `causeway-test-${process.pid}`;
+  const [grpc, http, mcp, metrics] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  t.after(() => run(podman, ['rm', '--force', name]));
+  const started = run(podman, [
+    'run',
+    '--detach',
+    `--name=${name}`,
+    '--network=host',
+    ...runtimeFlags(),
+    ...PRIVILEGES,
+    `--env=CAUSEWAY_HEALTH_URL=http://127.0.0.1:${metrics}/metrics`,
+    tag,
+    'run',
+    `--otlp-grpc=127.0.0.1:${grpc}`,
+    `--otlp-http=127.0.0.1:${http}`,
+    `--mcp=127.0.0.1:${mcp}`,
+    `--metrics=127.0.0.1:${metrics}`,
+  ]);
+  assert.equal(started.status, 0, output(started));
+  // The image's own HEALTHCHECK, run the way the engine runs it.
+  await until('the container to turn healthy', 60_000, () =>
+    run(podman, ['healthcheck', 'run', name]).status === 0 ? true : undefined,
+  );
+  const stop = run(podman, ['stop', '--time=20', name]);
+  assert.equal(stop.status, 0, output(stop));
+  const state = run(podman, ['inspect', '--format', '{{.State.ExitCode}}', name]);
+  assert.equal(state.stdout.trim(), '0', run(podman, ['logs', name]).stderr);
+});

@@ -1,0 +1,112 @@
+// The kernel spans made for one app span: what Jaeger or Tempo show under it.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { Attachment } from '../../src/correlate/correlator.js';
+import { KernelSpanBuilder, MAX_CHILD_SPANS } from '../../src/export/spans.js';
+import type { KernelEvent } from '../../src/kernel/events.js';
+import * as A from '../../src/semconv/attributes.js';
+import { MS, T0, appSpan, holder, kernelEvent } from '../store/traces.js';
+
+const app = { pid: 10, tid: 11 };
+const at = (ms: number) => T0 + BigInt(ms) * MS;
+const request = appSpan({ trace: 7, span: 70, start: at(0), end: at(1000), ...app });
+const nanos = (t: [number, number]) => BigInt(t[0]) * 1_000_000_000n + BigInt(t[1]);
+
+function launch(startMs: number, durationUs: number): KernelEvent {
+  const start = at(startMs);
+  return kernelEvent('cuda.launch', app, start, start + BigInt(durationUs) * 1000n, {
+    [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaLaunchKernel',
+    [A.ATTR_CAUSEWAY_CUDA_KERNEL]: `kernel_${String(durationUs)}`,
+  });
+}
+
+const EVENTS: KernelEvent[] = [
+  kernelEvent('futex.wait', app, at(10), at(110)),
+  kernelEvent('cuda.sync', app, at(200), at(250), { [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaStreamSynchronize' }),
+  kernelEvent('block.io', app, at(300), at(320), {
+    [A.ATTR_CAUSEWAY_BLOCK_OP]: 'write',
+    [A.ATTR_CAUSEWAY_BLOCK_DEVICE]: 'vda',
+  }),
+  kernelEvent('sched.runqueue', app, at(400), at(405), {
+    ...holder({ pid: 900, tid: 900, comm: 'node' }),
+    [A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY]: true,
+  }),
+  kernelEvent('sched.runqueue', app, at(500), at(503), holder({ pid: 20, tid: 21, comm: 'batch' })),
+  ...[1, 2, 3, 4, 5, 6, 7].map((us) => launch(600 + us, us * 100)),
+  kernelEvent('tcp.retransmit', app, at(700), at(700)),
+];
+
+const build = (events: KernelEvent[], place: Attachment['place'] = { hostPid: app.pid, hostTid: app.tid }) =>
+  new KernelSpanBuilder().build({ span: request.span, place, events });
+
+test('each interval is a child span of the app span, named for a person, longest first', () => {
+  const [, ...children] = build(EVENTS);
+  assert.deepEqual(
+    children.map((s) => s.name),
+    [
+      'futex wait',
+      'cudaStreamSynchronize',
+      'block write vda',
+      'run queue wait (CPU held by Causeway)',
+      'run queue wait',
+    ],
+  );
+  for (const child of children) {
+    assert.equal(child.spanContext().traceId, request.span.traceId);
+    assert.equal(child.parentSpanContext?.spanId, request.span.spanId);
+    assert.match(child.spanContext().spanId, /^[0-9a-f]{16}$/);
+    assert.equal(child.attributes[A.ATTR_CAUSEWAY_ATTACH_SCOPE], 'thread');
+    assert.equal(child.resource.attributes['service.name'], 'api', 'kernel spans show under the app service');
+  }
+  assert.equal(new Set(children.map((s) => s.spanContext().spanId)).size, children.length);
+  const futex = children[0];
+  assert.equal(nanos(futex?.startTime ?? [0, 0]), at(10));
+  assert.equal(nanos(futex?.endTime ?? [0, 0]), at(110));
+  assert.equal(futex?.attributes[A.ATTR_CAUSEWAY_KIND], 'futex.wait');
+});
+
+test("the 'kernel activity' summary gives the time per kind and aggregates the launches", () => {
+  const [summary] = build(EVENTS);
+  assert.ok(summary);
+  assert.equal(summary.name, 'kernel activity');
+  assert.equal(summary.parentSpanContext?.spanId, request.span.spanId);
+  assert.equal(summary.spanContext().traceId, request.span.traceId);
+  assert.equal(nanos(summary.startTime), request.span.startUnixNano);
+  assert.equal(nanos(summary.endTime), request.span.endUnixNano);
+  const a = summary.attributes;
+  assert.equal(a['causeway.futex.wait.duration_ms'], 100);
+  assert.equal(a['causeway.cuda.sync.duration_ms'], 50);
+  assert.equal(a['causeway.block.io.duration_ms'], 20);
+  assert.equal(a['causeway.sched.runqueue.duration_ms'], 8);
+  assert.equal(a['causeway.cuda.launch.duration_ms'], 2.8, 'launches: total of the seven');
+  assert.equal(a[A.ATTR_CAUSEWAY_CUDA_LAUNCH_COUNT], 7);
+  assert.equal(a['causeway.tcp.retransmit.duration_ms'], undefined, 'a point has no duration');
+  const launches = summary.events.filter((e) => e.name === 'cuda.launch');
+  assert.deepEqual(
+    launches.map((e) => e.attributes?.[A.ATTR_CAUSEWAY_CUDA_KERNEL]),
+    ['kernel_700', 'kernel_600', 'kernel_500', 'kernel_400', 'kernel_300'],
+    'the slowest five, slowest first',
+  );
+  assert.equal(launches[0]?.attributes?.[A.ATTR_CAUSEWAY_DURATION_MS], 0.7);
+  assert.equal(summary.events.filter((e) => e.name === 'tcp.retransmit').length, 1);
+});
+
+test('without the thread, kernel spans say they are the whole process', () => {
+  const spans = build(EVENTS.slice(0, 1), { hostPid: app.pid });
+  assert.deepEqual(
+    spans.map((s: ReadableSpan) => s.attributes[A.ATTR_CAUSEWAY_ATTACH_SCOPE]),
+    ['process', 'process'],
+  );
+});
+
+test('child spans are bounded to the longest intervals; the summary counts them all', () => {
+  const many = Array.from({ length: MAX_CHILD_SPANS + 10 }, (_, i) =>
+    kernelEvent('futex.wait', app, at(i), at(i) + BigInt(i + 1) * 1000n),
+  );
+  const [summary, ...children] = build(many);
+  assert.equal(children.length, MAX_CHILD_SPANS);
+  assert.equal(nanos(children.at(-1)?.duration ?? [0, 0]), 11_000n, 'the ten shortest are left out');
+  const totalUs = ((MAX_CHILD_SPANS + 10) * (MAX_CHILD_SPANS + 11)) / 2;
+  assert.equal(summary?.attributes['causeway.futex.wait.duration_ms'], totalUs / 1000);
+});

@@ -1,0 +1,103 @@
+// startSidecar with the real probes: it starts every part and closes them all; when a part
+// cannot start (its port is taken), the parts started before it are closed, the loader is
+// stopped, their ports are free again, and the error says which part failed.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { test } from 'node:test';
+import { loaderPath } from '../../src/install.js';
+import { StartError, sidecarConfig, startSidecar } from '../../src/sidecar/index.js';
+import { kernelAvailable } from '../bpf/session.js';
+import { freePort } from '../e2e/backends.js';
+
+/** Nothing listens on the discard port: export fails, which these tests do not look at. */
+const env = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' };
+
+/** Loaders that this process started and that still run. */
+function loadersRunning(): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid && readlinkSync(`/proc/${entry}/exe`) === loaderPath) pids.push(Number(entry));
+    } catch {
+      // It exited while we looked.
+    }
+  }
+  return pids;
+}
+
+async function canListen(port: number): Promise<boolean> {
+  const server = createServer();
+  const bound = await new Promise<boolean>((resolve) => {
+    server.once('error', () => {
+      resolve(false);
+    });
+    server.listen(port, '127.0.0.1', () => {
+      resolve(true);
+    });
+  });
+  if (bound) await new Promise((resolve) => server.close(resolve));
+  return bound;
+}
+
+const ENDPOINT_KEYS = ['otlp-grpc', 'otlp-http', 'metrics', 'mcp'] as const;
+
+test('a started sidecar runs a loader, reports the status of its parts, and close frees everything', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const flags = {
+    ...Object.fromEntries(ENDPOINT_KEYS.map((key) => [key, '127.0.0.1:0'])),
+    'join-watermark-ms': '750',
+    'store-max-spans': '5000',
+  };
+  const sidecar = await startSidecar(sidecarConfig({ flags, env: {} }), { log: () => undefined, env });
+  t.after(() => sidecar.close());
+  assert.equal(loadersRunning().length, 1);
+  const status = await sidecar.status();
+  assert.equal(status.lag.joinWatermarkMs, 750, 'the watermark is the configured one');
+  assert.equal(status.store.maxSpans, 5000);
+  assert.equal(status.export.url, env.OTEL_EXPORTER_OTLP_ENDPOINT);
+  assert.equal(status.receiver.spansAccepted, 0);
+  const metrics = await (await fetch(`http://127.0.0.1:${String(sidecar.metricsPort)}/metrics`)).text();
+  assert.match(metrics, /^causeway_receiver_spans_accepted_total 0$/m);
+  assert.equal((await fetch(sidecar.mcpUrl)).status, 405, 'MCP answers (POST only)');
+  const ports = [sidecar.grpcPort, sidecar.httpPort, sidecar.metricsPort, Number(new URL(sidecar.mcpUrl).port)];
+  const exported = await sidecar.close();
+  assert.equal(exported.queued, 0);
+  assert.deepEqual(loadersRunning(), [], 'the loader is stopped');
+  for (const port of ports) assert.ok(await canListen(port), `port ${String(port)} is free again`);
+});
+
+test('a part that cannot start closes the parts started before it, and the error names it', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const blocker = createServer();
+  const taken = await new Promise<number>((resolve) => {
+    blocker.listen(0, '127.0.0.1', () => {
+      resolve((blocker.address() as { port: number }).port);
+    });
+  });
+  t.after(() => new Promise((resolve) => blocker.close(resolve)));
+  // In start order: each of these comes after the store, the exporter and kernel capture.
+  const cases: [step: string, key: (typeof ENDPOINT_KEYS)[number]][] = [
+    ['the OTLP receiver', 'otlp-http'],
+    ['the metrics server', 'metrics'],
+    ['the MCP server', 'mcp'],
+  ];
+  for (const [step, blocked] of cases) {
+    const ports = Object.fromEntries(
+      await Promise.all(ENDPOINT_KEYS.map(async (key) => [key, key === blocked ? taken : await freePort()] as const)),
+    );
+    const flags = Object.fromEntries(Object.entries(ports).map(([key, port]) => [key, `127.0.0.1:${String(port)}`]));
+    await assert.rejects(
+      startSidecar(sidecarConfig({ flags, env: {} }), { log: () => undefined, env }),
+      (e: unknown) =>
+        e instanceof StartError &&
+        e.step === step &&
+        e.message === `cannot start ${step}: cannot listen on 127.0.0.1:${String(taken)}: the address is in use`,
+    );
+    assert.deepEqual(loadersRunning(), [], `${step}: the loader is stopped`);
+    for (const [key, port] of Object.entries(ports))
+      if (key !== blocked) assert.ok(await canListen(port), `${step}: the ${key} port is free again`);
+  }
+});
