@@ -129,7 +129,7 @@ export class CudaState {
 
   constructor(
     private readonly demangler: Demangler,
-    private readonly symbols: SymbolResolver,
+    private readonly symbols: Pick<SymbolResolver, 'resolve'>,
     limits: Partial<CudaLimits> = {},
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };

@@ -110,8 +110,8 @@ const EVENT_APIS = new Set<number>([
 export interface EventShaperParts {
   clock: EpochClock;
   cuda: CudaState;
-  processes: ProcessTable;
-  devices: BlockDevices;
+  processes: Pick<ProcessTable, 'get' | 'forget'>;
+  devices: Pick<BlockDevices, 'name'>;
   /** Causeway's own processes (the sidecar or capture, and its loader): the tracer's cost is told apart. */
   self: Pick<ReadonlySet<number>, 'has'>;
 }

@@ -16,10 +16,14 @@ export interface ReportingParts {
   exportUrl: string;
 }
 
+/** GPU processes the status lists; it counts them all. */
+const STATUS_GPU_PROCESSES = 64;
+
 export async function sidecarStatus(p: ReportingParts) {
   const store = await p.store.status();
   return {
     capture: p.capture.counters(),
+    gpu: p.capture.gpuProcesses(STATUS_GPU_PROCESSES),
     correlator: p.correlator.counters(),
     store,
     export: { ...p.sender.counters(), url: p.exportUrl },
@@ -49,6 +53,7 @@ export function metricSamples(p: ReportingParts): Sample[] {
       n,
       { kind },
     ]),
+    ['causeway_gpu_processes', 'Processes found using CUDA (followed, their libraries probed).', k.gpuProcesses],
     ['causeway_receiver_spans_accepted_total', 'App spans accepted over OTLP.', r.spansAccepted],
     ['causeway_receiver_spans_rejected_total', 'App spans rejected as invalid.', r.spansRejected],
     ['causeway_receiver_requests_refused_total', 'OTLP requests refused for overload (retryable).', r.requestsRefused],

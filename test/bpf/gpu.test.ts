@@ -4,10 +4,11 @@
 // process started; polling waits; two devices; kernel names that survive a stripped binary
 // or a name on a page nothing had touched.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { test, type TestContext } from 'node:test';
 import * as A from '../../src/semconv/attributes.js';
 import {
+  CLI,
   SIM_CUDART,
   durationMs,
   kernelAvailable,
@@ -322,4 +323,26 @@ test('a kernel name on a page nothing had touched at registration is read later,
   assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], truth.kernel);
   assert.notEqual(truth.kernel, truth.stub_symbol);
   assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], demangle([String(truth.kernel)])[0]);
+});
+
+test('doctor --gpu lists the running GPU processes with the library each uses', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const gpu = privateGpu(t);
+  const engines = [engine(t, ['--seconds', '120'], gpu), engine(t, ['--seconds', '120'], gpu, 'graph_engine_ptds')];
+  for (const e of engines) await waitForStderr(e, 'replaying');
+  const doctor = spawnSync(process.execPath, [CLI, 'doctor', '--gpu'], { encoding: 'utf8' });
+  for (const e of engines) await stopEngine(e);
+
+  assert.equal(doctor.status, 0, doctor.stdout);
+  const lines = doctor.stdout.split('\n');
+  const count = Number(/^ok +gpu +(\d+) processes use CUDA \(\d+ scanned in [\d.]+ ms\)$/m.exec(doctor.stdout)?.[1]);
+  assert.ok(count >= engines.length, doctor.stdout);
+  for (const [e, comm] of [
+    [engines[0], 'graph_engine'],
+    [engines[1], 'graph_engine_pt'], // a comm is 15 characters at most
+  ] as const) {
+    const line = lines.find((l) => new RegExp(`^ok +gpu ${String(e?.pid)} `).test(l));
+    assert.ok(line, `pid ${String(e?.pid)} is not listed:\n${doctor.stdout}`);
+    assert.ok(line.endsWith(`${comm}: ${SIM_CUDART}`), line);
+  }
 });

@@ -12,7 +12,7 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '.
 export const WORKLOADS = join(ROOT, 'test', 'fixtures', 'build', 'workloads');
 export const SIM_CUDART = join(ROOT, 'test', 'fixtures', 'build', 'cudasim', 'libcudart.so.12');
 export const NVIDIA_CUDART = join(ROOT, 'test', 'fixtures', 'build', 'nvidia', 'libcudart.so.12');
-const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 export interface CapturedEvent {
   kind: string;
