@@ -225,39 +225,32 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	return maps;
 }
 
+/* Keeps both links of an entry and exit pair, or neither. */
+static bool keep_pair(struct bpf_link *enter, struct bpf_link *exit)
+{
+	if (enter && exit) {
+		keep_link(enter);
+		keep_link(exit);
+		return true;
+	}
+	bpf_link__destroy(enter);
+	bpf_link__destroy(exit);
+	return false;
+}
+
 bool attach_library_watch(void)
 {
-	struct bpf_link *enter = bpf_program__attach(skel.proc->progs.mmap_enter), *exit;
-
-	if (!enter)
-		return false;
-	exit = bpf_program__attach(skel.proc->progs.mmap_exit);
-	if (!exit) {
-		bpf_link__destroy(enter);
-		return false;
-	}
-	keep_link(enter);
-	keep_link(exit);
-	return true;
+	return keep_pair(bpf_program__attach(skel.proc->progs.mmap_enter),
+			 bpf_program__attach(skel.proc->progs.mmap_exit));
 }
 
 bool attach_cuda_function(const char *path, __u32 api, size_t offset)
 {
-	struct bpf_link *enter, *exit;
-	LIBBPF_OPTS(bpf_uprobe_opts, opts, .bpf_cookie = api);
+	LIBBPF_OPTS(bpf_uprobe_opts, enter, .bpf_cookie = api);
+	LIBBPF_OPTS(bpf_uprobe_opts, exit, .bpf_cookie = api, .retprobe = true);
 
-	enter = bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_enter, -1, path, offset, &opts);
-	if (!enter)
-		return false;
-	opts.retprobe = true;
-	exit = bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_exit, -1, path, offset, &opts);
-	if (!exit) {
-		bpf_link__destroy(enter);
-		return false;
-	}
-	keep_link(enter);
-	keep_link(exit);
-	return true;
+	return keep_pair(bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_enter, -1, path, offset, &enter),
+			 bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_exit, -1, path, offset, &exit));
 }
 
 void detach_all(void)

@@ -98,15 +98,25 @@ function summary(event: KernelEvent): string {
       ? ` error=${String(a[A.ATTR_CAUSEWAY_CUDA_ERROR])}`
       : '';
   switch (event.kind) {
-    case 'cuda.launch':
-      return `${String(a[A.ATTR_CAUSEWAY_CUDA_KERNEL] ?? '(unnamed kernel)')} grid=${dims(a[A.ATTR_CAUSEWAY_CUDA_GRID])} block=${dims(a[A.ATTR_CAUSEWAY_CUDA_BLOCK])} stream=${String(a[A.ATTR_CAUSEWAY_CUDA_STREAM])}${error}`;
+    case 'cuda.launch': {
+      const captured = a[A.ATTR_CAUSEWAY_CUDA_CAPTURED] === true ? ' (captured into a graph)' : '';
+      if (a[A.ATTR_CAUSEWAY_CUDA_GRAPH_EXEC] !== undefined) {
+        const kernels = a[A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNELS];
+        const inside = Array.isArray(kernels) ? `[${kernels.join(', ')}]` : '(kernels captured before capture started)';
+        return `graph ${String(a[A.ATTR_CAUSEWAY_CUDA_GRAPH_EXEC])} ${inside} stream=${String(a[A.ATTR_CAUSEWAY_CUDA_STREAM])}${captured}${error}`;
+      }
+      const kernel = a[A.ATTR_CAUSEWAY_CUDA_KERNEL] ?? `(unnamed kernel ${String(a[A.ATTR_CAUSEWAY_CUDA_FUNCTION])})`;
+      return `${String(kernel)} grid=${dims(a[A.ATTR_CAUSEWAY_CUDA_GRID])} block=${dims(a[A.ATTR_CAUSEWAY_CUDA_BLOCK])} stream=${String(a[A.ATTR_CAUSEWAY_CUDA_STREAM])}${captured}${error}`;
+    }
     case 'cuda.sync': {
-      const on = a[A.ATTR_CAUSEWAY_CUDA_STREAM] ?? a[A.ATTR_CAUSEWAY_CUDA_EVENT];
+      const on = a[A.ATTR_CAUSEWAY_CUDA_EVENT] ?? a[A.ATTR_CAUSEWAY_CUDA_STREAM];
       const inflight =
         a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] === undefined
           ? ''
           : ` inflight=${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT])} [${(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] as string[]).join(', ')}]`;
-      return `${String(a[A.ATTR_CAUSEWAY_CUDA_API])}${on === undefined ? '' : ` ${String(on)}`}${inflight}${error}`;
+      const polls = a[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLS];
+      const polling = polls === undefined ? '' : ` polling (${String(polls)} queries)`;
+      return `${String(a[A.ATTR_CAUSEWAY_CUDA_API])}${on === undefined ? '' : ` ${String(on)}`}${polling}${inflight}${error}`;
     }
     case 'cuda.memcpy':
       return `${String(a[A.ATTR_CAUSEWAY_CUDA_API])} ${bytes(a[A.ATTR_CAUSEWAY_CUDA_MEMCPY_BYTES])} ${String(a[A.ATTR_CAUSEWAY_CUDA_MEMCPY_DIRECTION])}${error}`;
