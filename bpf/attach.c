@@ -40,7 +40,7 @@ static struct {
 	struct cuda_bpf *cuda;
 } skel;
 static struct shared_maps maps;
-static int thread_device_fd = -1; /* shared too, but only the probes use it */
+static int cuda_threads_fd = -1; /* shared too, but only the probes and exits use it */
 static struct bpf_link *links[MAX_LINKS];
 static int nlinks;
 
@@ -94,9 +94,9 @@ static bool vmlinux_has(const char *name, __u32 kind)
 static int share_maps(struct bpf_object *obj)
 {
 	static const char *const names[] = { "events", "followed", "drops", "settings",
-					     "interrupt_depth", "gpu_processes", "thread_device" };
+					     "interrupt_depth", "gpu_processes", "cuda_threads" };
 	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings,
-		      maps.interrupt_depth, maps.gpu_processes, thread_device_fd };
+		      maps.interrupt_depth, maps.gpu_processes, cuda_threads_fd };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, names[i]);
@@ -199,7 +199,7 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	maps.drops = bpf_map__fd(skel.proc->maps.drops);
 	maps.settings = bpf_map__fd(skel.proc->maps.settings);
 	maps.gpu_processes = bpf_map__fd(skel.proc->maps.gpu_processes);
-	thread_device_fd = bpf_map__fd(skel.proc->maps.thread_device);
+	cuda_threads_fd = bpf_map__fd(skel.proc->maps.cuda_threads);
 	maps.interrupt_depth = bpf_map__fd(skel.proc->maps.interrupt_depth);
 
 	OPEN_LOAD(irq, irq_bpf);

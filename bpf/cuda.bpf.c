@@ -15,6 +15,9 @@
  * one record per wait rather than one per query. A query of another handle, or any
  * other CUDA call in between, abandons the poll: that thread was not just spinning.
  *
+ * A thread's state (the call in progress, its device, its poll) is one entry of the shared
+ * cuda_threads map (common.bpf.h), looked up once per probe.
+ *
  * CUDA records are never dropped for being short (the per-kind thresholds are for the
  * scheduler's volume): even a short sync tells user space which work has completed.
  *
@@ -23,37 +26,6 @@
  * registers sits on the stack above the return address.
  */
 #include "common.bpf.h"
-
-#define NARGS 9 /* six registers, then three stack slots */
-
-struct call {
-	__u64 ts;
-	__u64 arg[NARGS];
-	__u32 api; /* the cookie: enum cw_cuda_api, with CW_API_PER_THREAD for a _ptsz variant */
-	__u32 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);  /* tid */
-	__type(value, struct call);
-} calls SEC(".maps");
-
-/* A thread polling unfinished work: since when, on what, how many queries so far. */
-struct poll {
-	__u64 first_ns;
-	__u64 handle;
-	__u32 api;
-	__u32 polls;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);  /* tid */
-	__type(value, struct poll);
-} polls SEC(".maps");
 
 struct context_key {
 	__u32 tgid;
@@ -90,21 +62,29 @@ int cuda_enter(struct pt_regs *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 sp = PT_REGS_SP(ctx);
-	struct call c = {};
+	struct cw_cuda_thread *t = bpf_map_lookup_elem(&cuda_threads, &tid);
 
+	if (!t) {
+		struct cw_cuda_thread fresh = { .device = CW_DEVICE_UNKNOWN };
+
+		bpf_map_update_elem(&cuda_threads, &tid, &fresh, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&cuda_threads, &tid);
+		if (!t)
+			return 0;
+	}
 	/* A runtime call that enters the driver: the outer call alone is the event. */
-	if (bpf_map_lookup_elem(&calls, &tid))
+	if (t->api)
 		return 0;
-	c.api = (__u32)bpf_get_attach_cookie(ctx);
-	c.arg[0] = PT_REGS_PARM1(ctx);
-	c.arg[1] = PT_REGS_PARM2(ctx);
-	c.arg[2] = PT_REGS_PARM3(ctx);
-	c.arg[3] = PT_REGS_PARM4(ctx);
-	c.arg[4] = PT_REGS_PARM5(ctx);
-	c.arg[5] = ctx->r9; /* PT_REGS_PARM6 needs libbpf 1.2 */
-	bpf_probe_read_user(&c.arg[6], 3 * sizeof(__u64), (void *)(sp + 8));
-	c.ts = bpf_ktime_get_ns();
-	bpf_map_update_elem(&calls, &tid, &c, BPF_ANY);
+	t->api = (__u32)bpf_get_attach_cookie(ctx);
+	t->arg[0] = PT_REGS_PARM1(ctx);
+	t->arg[1] = PT_REGS_PARM2(ctx);
+	t->arg[2] = PT_REGS_PARM3(ctx);
+	t->arg[3] = PT_REGS_PARM4(ctx);
+	t->arg[4] = PT_REGS_PARM5(ctx);
+	t->arg[5] = ctx->r9; /* PT_REGS_PARM6 needs libbpf 1.2 */
+	if (bpf_probe_read_user(&t->arg[6], 3 * sizeof(__u64), (void *)(sp + 8)))
+		__builtin_memset(&t->arg[6], 0, 3 * sizeof(__u64));
+	t->ts = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -166,46 +146,46 @@ static __always_inline __u32 kind_of(__u32 api)
 }
 
 /* The device of the calling thread's CUDA work. */
-static __always_inline __s32 current_device(__u32 tid, __u32 tgid)
+static __always_inline __s32 current_device(struct cw_cuda_thread *t, __u32 tgid)
 {
-	__s32 *device = bpf_map_lookup_elem(&thread_device, &tid);
 	__u8 *gpu;
 
-	if (device)
-		return *device;
+	if (t->device_set)
+		return t->device;
 	/* A thread that never chose one is on device 0, if the process started using CUDA under our eyes. */
 	gpu = bpf_map_lookup_elem(&gpu_processes, &tgid);
 	return gpu && *gpu == CW_GPU_SEEN_STARTING ? 0 : CW_DEVICE_UNKNOWN;
 }
 
-static __always_inline void set_thread_device(__u32 tid, __s32 device)
+static __always_inline void set_device(struct cw_cuda_thread *t, __s32 device)
 {
-	bpf_map_update_elem(&thread_device, &tid, &device, BPF_ANY);
+	t->device = device;
+	t->device_set = 1;
 }
 
 /* cudaSetDevice and the driver's context calls: the device of the thread's later calls. */
-static __always_inline void note_device(__u32 api, struct call *c, __u32 tgid, __u32 tid)
+static __always_inline void note_device(__u32 api, struct cw_cuda_thread *t, __u32 tgid)
 {
 	struct context_key key = { .tgid = tgid };
 	__s32 device, *known;
 
 	switch (api) {
 	case CW_API_cudaSetDevice: /* (int device) */
-		set_thread_device(tid, (__s32)c->arg[0]);
+		set_device(t, (__s32)t->arg[0]);
 		break;
 	case CW_API_cuCtxCreate: /* (CUcontext *pctx, unsigned flags, CUdevice dev): made current */
 	case CW_API_cuDevicePrimaryCtxRetain: /* (CUcontext *pctx, CUdevice dev) */
-		device = (__s32)(api == CW_API_cuCtxCreate ? c->arg[2] : c->arg[1]);
-		if (bpf_probe_read_user(&key.ctx, sizeof(key.ctx), (void *)c->arg[0]))
+		device = (__s32)(api == CW_API_cuCtxCreate ? t->arg[2] : t->arg[1]);
+		if (bpf_probe_read_user(&key.ctx, sizeof(key.ctx), (void *)t->arg[0]))
 			break;
 		bpf_map_update_elem(&context_device, &key, &device, BPF_ANY);
 		if (api == CW_API_cuCtxCreate)
-			set_thread_device(tid, device);
+			set_device(t, device);
 		break;
 	case CW_API_cuCtxSetCurrent: /* (CUcontext ctx): a context made before the probes is on an unknown device */
-		key.ctx = c->arg[0];
+		key.ctx = t->arg[0];
 		known = bpf_map_lookup_elem(&context_device, &key);
-		set_thread_device(tid, known ? *known : CW_DEVICE_UNKNOWN);
+		set_device(t, known ? *known : CW_DEVICE_UNKNOWN);
 		break;
 	}
 }
@@ -214,41 +194,40 @@ static __always_inline void note_device(__u32 api, struct call *c, __u32 tgid, _
  * A query: not ready starts or extends the thread's poll of that handle; done ends it
  * with a cuda.sync record. A query done at once was no wait, and makes no record.
  */
-static __always_inline void on_query(struct call *c, long ret, __u32 tgid, __u32 tid)
+static __always_inline void on_query(struct cw_cuda_thread *t, long ret, __u32 tgid)
 {
-	struct poll *p = bpf_map_lookup_elem(&polls, &tid);
-	bool same = p && p->handle == c->arg[0] && p->api == c->api;
+	bool same = t->polls && t->poll_handle == t->arg[0] && t->poll_api == t->api;
 	struct cw_event *e;
-	__u64 now;
 
 	if (ret == CW_NOT_READY) {
-		struct poll fresh = { .first_ns = c->ts, .handle = c->arg[0], .api = c->api, .polls = 1 };
-
-		if (same)
-			p->polls++;
-		else
-			bpf_map_update_elem(&polls, &tid, &fresh, BPF_ANY);
+		if (same) {
+			t->polls++;
+		} else {
+			t->poll_first_ns = t->ts;
+			t->poll_handle = t->arg[0];
+			t->poll_api = t->api;
+			t->polls = 1;
+		}
 		return;
 	}
 	if (!same)
 		return;
-	now = bpf_ktime_get_ns();
 	e = cw_reserve(CW_KIND_CUDA_SYNC);
 	if (e) {
-		e->api = c->api;
+		e->api = t->api;
 		cw_set_current(e);
-		e->start_ns = p->first_ns;
-		e->end_ns = now;
-		e->u.sync.handle = p->handle;
+		e->start_ns = t->poll_first_ns;
+		e->end_ns = bpf_ktime_get_ns();
+		e->u.sync.handle = t->poll_handle;
 		e->u.sync.ret = (__s32)ret;
-		e->u.sync.device = current_device(tid, tgid);
-		e->u.sync.polls = p->polls + 1;
+		e->u.sync.device = current_device(t, tgid);
+		e->u.sync.polls = t->polls + 1;
 		cw_submit(e);
 	}
-	bpf_map_delete_elem(&polls, &tid);
+	t->polls = 0;
 }
 
-static __always_inline void fill_launch(struct cw_launch *l, __u32 api, struct call *c)
+static __always_inline void fill_launch(struct cw_launch *l, __u32 api, struct cw_cuda_thread *c)
 {
 	struct launch_config cfg;
 	struct cu_launch_config cu;
@@ -299,7 +278,7 @@ static __always_inline void fill_launch(struct cw_launch *l, __u32 api, struct c
 	}
 }
 
-static __always_inline void fill_memcpy(struct cw_memcpy *m, __u32 api, struct call *c)
+static __always_inline void fill_memcpy(struct cw_memcpy *m, __u32 api, struct cw_cuda_thread *c)
 {
 	__u64 *a = c->arg;
 
@@ -352,7 +331,7 @@ static __always_inline void fill_memcpy(struct cw_memcpy *m, __u32 api, struct c
 	}
 }
 
-static __always_inline void fill_op(struct cw_cuda_op *op, __u32 api, struct call *c)
+static __always_inline void fill_op(struct cw_cuda_op *op, __u32 api, struct cw_cuda_thread *c)
 {
 	__u64 *a = c->arg;
 
@@ -386,7 +365,7 @@ static __always_inline void fill_op(struct cw_cuda_op *op, __u32 api, struct cal
 	}
 }
 
-static __always_inline void fill_register(struct cw_register *r, __u32 api, struct call *c)
+static __always_inline void fill_register(struct cw_register *r, __u32 api, struct cw_cuda_thread *c)
 {
 	void *name = (void *)c->arg[2];
 
@@ -403,6 +382,20 @@ static __always_inline void fill_register(struct cw_register *r, __u32 api, stru
 	bpf_probe_read_user_str(r->name, sizeof(r->name), name);
 }
 
+static __always_inline void fill_malloc(struct cw_malloc *m, __u32 api, struct cw_cuda_thread *c)
+{
+	m->free = api == CW_API_cudaFree;
+	if (m->free) {
+		m->ptr = c->arg[0];
+		m->bytes = 0;
+		return;
+	}
+	/* (void **devPtr, size): the pointer is written on return */
+	if (bpf_probe_read_user(&m->ptr, sizeof(__u64), (void *)c->arg[0]))
+		m->ptr = 0;
+	m->bytes = c->arg[1];
+}
+
 SEC("uretprobe")
 int cuda_exit(struct pt_regs *ctx)
 {
@@ -411,11 +404,11 @@ int cuda_exit(struct pt_regs *ctx)
 	__u32 tid = (__u32)id, tgid = id >> 32;
 	__u32 cookie = (__u32)bpf_get_attach_cookie(ctx);
 	__u32 api = cookie & ~CW_API_PER_THREAD;
-	struct call *c = bpf_map_lookup_elem(&calls, &tid);
+	struct cw_cuda_thread *t = bpf_map_lookup_elem(&cuda_threads, &tid);
 	struct cw_event *e;
 	__u32 kind;
 
-	if (!c || c->api != cookie)
+	if (!t || t->api != cookie)
 		return 0;
 	switch (api) {
 	case CW_API_cudaSetDevice:
@@ -423,70 +416,61 @@ int cuda_exit(struct pt_regs *ctx)
 	case CW_API_cuCtxSetCurrent:
 	case CW_API_cuDevicePrimaryCtxRetain:
 		if ((int)ret == 0)
-			note_device(api, c, tgid, tid);
+			note_device(api, t, tgid);
 		goto out;
 	case CW_API_cudaEventQuery:
 	case CW_API_cudaStreamQuery:
 	case CW_API_cuEventQuery:
 	case CW_API_cuStreamQuery:
-		on_query(c, (int)ret, tgid, tid);
+		on_query(t, (int)ret, tgid);
 		goto out;
 	}
 	kind = kind_of(api);
 	if (!kind)
 		goto out;
 	/* Any other call ends a poll: the thread did something else, it was not spinning on the GPU. */
-	bpf_map_delete_elem(&polls, &tid);
+	t->polls = 0;
 	e = cw_reserve(kind);
 	if (!e)
 		goto out;
 	e->api = cookie;
 	cw_set_current(e);
-	e->start_ns = c->ts;
+	e->start_ns = t->ts;
 	e->end_ns = bpf_ktime_get_ns();
 	switch (kind) {
 	case CW_KIND_CUDA_LAUNCH:
-		fill_launch(&e->u.launch, api, c);
+		fill_launch(&e->u.launch, api, t);
 		e->u.launch.ret = (__s32)ret;
-		e->u.launch.device = current_device(tid, tgid);
+		e->u.launch.device = current_device(t, tgid);
 		break;
 	case CW_KIND_CUDA_SYNC:
 		e->u.sync.handle = (api == CW_API_cudaStreamSynchronize || api == CW_API_cudaEventSynchronize ||
-				    api == CW_API_cuStreamSynchronize || api == CW_API_cuEventSynchronize) ? c->arg[0] : 0;
+				    api == CW_API_cuStreamSynchronize || api == CW_API_cuEventSynchronize) ? t->arg[0] : 0;
 		e->u.sync.ret = (__s32)ret;
-		e->u.sync.device = current_device(tid, tgid);
+		e->u.sync.device = current_device(t, tgid);
 		e->u.sync.polls = 0;
 		break;
 	case CW_KIND_CUDA_MALLOC:
-		e->u.malloc.free = api == CW_API_cudaFree;
-		if (e->u.malloc.free) {
-			e->u.malloc.ptr = c->arg[0];
-			e->u.malloc.bytes = 0;
-		} else {
-			/* (void **devPtr, size): the pointer is written on return */
-			if (bpf_probe_read_user(&e->u.malloc.ptr, sizeof(__u64), (void *)c->arg[0]))
-				e->u.malloc.ptr = 0;
-			e->u.malloc.bytes = c->arg[1];
-		}
+		fill_malloc(&e->u.malloc, api, t);
 		e->u.malloc.ret = (__s32)ret;
-		e->u.malloc.device = current_device(tid, tgid);
+		e->u.malloc.device = current_device(t, tgid);
 		break;
 	case CW_KIND_CUDA_REGISTER:
-		fill_register(&e->u.reg, api, c);
+		fill_register(&e->u.reg, api, t);
 		break;
 	case CW_KIND_CUDA_OP:
-		fill_op(&e->u.op, api, c);
+		fill_op(&e->u.op, api, t);
 		e->u.op.ret = (__s32)ret;
-		e->u.op.device = current_device(tid, tgid);
+		e->u.op.device = current_device(t, tgid);
 		break;
 	default:
-		fill_memcpy(&e->u.memcpy, api, c);
+		fill_memcpy(&e->u.memcpy, api, t);
 		e->u.memcpy.ret = (__s32)ret;
-		e->u.memcpy.device = current_device(tid, tgid);
+		e->u.memcpy.device = current_device(t, tgid);
 		break;
 	}
 	cw_submit(e);
 out:
-	bpf_map_delete_elem(&calls, &tid);
+	t->api = 0;
 	return 0;
 }

@@ -33,7 +33,7 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 	__u32 tid = BPF_CORE_READ(p, pid);
 	struct cw_event *e;
 
-	bpf_map_delete_elem(&thread_device, &tid);
+	bpf_map_delete_elem(&cuda_threads, &tid);
 	if (tid != tgid)
 		return 0;
 	bpf_map_delete_elem(&followed, &tgid);
@@ -56,7 +56,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *p)
 
 	/* A new program: its CUDA use, if any, shows anew (do_mmap of its libraries comes after this). */
 	bpf_map_delete_elem(&gpu_processes, &tgid);
-	bpf_map_delete_elem(&thread_device, &tgid);
+	bpf_map_delete_elem(&cuda_threads, &tgid);
 	e = cw_reserve(CW_KIND_PROC_EXEC);
 	if (!e)
 		return 0;

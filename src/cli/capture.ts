@@ -36,8 +36,9 @@ Options:
   --comm NAME          follow processes with this command name, now and as they start (repeatable)
   --lib PATH           also probe this CUDA library or executable (repeatable)
   --duration SECONDS   stop after this long (default: until Ctrl-C or SIGTERM)
-  --min-duration-us N  drop intervals shorter than N microseconds, in the kernel
-                       (cuda.launch and tcp.retransmit are points: never dropped)
+  --min-duration-us N  drop scheduler, futex and block intervals shorter than N
+                       microseconds, in the kernel (CUDA calls are never dropped: even
+                       a short sync says which work completed)
   --ringbuf-mb N       ring-buffer size in MiB, a power of two (default 16); when
                        it overflows, the drops are counted in the summary
   --record FILE        also write what is captured to FILE, for --replay
