@@ -75,7 +75,8 @@ interface ExecState {
 interface ProcessCuda {
   /** func (host stub or CUfunction) -> symbol; null when known to be unnamed. */
   symbols: Lru<bigint, string | null>;
-  streams: Lru<string, Stream>;
+  /** By handle; the default streams by name (per device, and the per-thread one per thread). */
+  streams: Lru<string | bigint, Stream>;
   events: Lru<bigint, EventState>;
   graphs: Lru<bigint, GraphKernels>;
   execs: Lru<bigint, ExecState>;
@@ -170,13 +171,12 @@ export class CudaState {
     const stream = this.stream(process, record, launch.stream, launch.device);
     if (GRAPH_LAUNCHES.has(record.api)) return this.graphLaunch(process, stream, launch.func, launch.ret);
     const kernel = this.kernel(process, launch.func);
-    const symbols = kernel === undefined ? [] : [kernel.symbol];
-    if (stream.capture !== undefined) {
-      if (launch.ret === 0) capture(stream.capture, symbols, 1);
-      return { ...(kernel === undefined ? {} : { kernel }), captured: true };
+    const captured = stream.capture !== undefined;
+    if (launch.ret === 0) {
+      if (stream.capture !== undefined) capture(stream.capture, kernel === undefined ? [] : [kernel.symbol], 1);
+      else stream.launched(kernel?.symbol);
     }
-    if (launch.ret === 0) stream.enqueue({ symbols, kernels: 1, bytes: 0 });
-    return { ...(kernel === undefined ? {} : { kernel }), captured: false };
+    return kernel === undefined ? { captured } : { kernel, captured };
   }
 
   /** An asynchronous copy: queued on its stream. */
@@ -184,7 +184,7 @@ export class CudaState {
     const { memcpy } = record;
     if (!memcpy.async || memcpy.ret !== 0) return;
     const stream = this.stream(this.process(record.pid), record, memcpy.stream, memcpy.device);
-    if (stream.capture === undefined) stream.enqueue({ symbols: [], kernels: 0, bytes: Number(memcpy.bytes) });
+    if (stream.capture === undefined) stream.copied(Number(memcpy.bytes));
   }
 
   /** A sync (blocking, or a poll that ended): what was in flight on what it waited for, which is then complete. */
@@ -276,8 +276,7 @@ export class CudaState {
       if (ret === 0 && kernels !== undefined) capture(stream.capture, kernels.symbols, kernels.count);
       return { captured: true, graph };
     }
-    if (ret === 0)
-      stream.enqueue({ symbols: kernels?.symbols ?? [], kernels: kernels?.count ?? 0, graph: exec, bytes: 0 });
+    if (ret === 0) stream.graphLaunched(exec, kernels);
     return { captured: false, graph };
   }
 
@@ -332,10 +331,9 @@ export class CudaState {
    */
   private stream(process: ProcessCuda, record: KernelRecord, handle: bigint, device: number): Stream {
     const d = known(device);
-    let key: string;
+    let key: string | bigint = handle;
     if (handle === STREAM_PER_THREAD || (handle === 0n && record.perThread)) key = `thread/${record.tid}/${d}`;
     else if (handle === 0n || handle === STREAM_LEGACY) key = `legacy/${d}`;
-    else key = `0x${handle.toString(16)}`;
     let stream = process.streams.get(key);
     if (stream === undefined) {
       stream = new Stream(handle, d);

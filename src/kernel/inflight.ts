@@ -22,19 +22,16 @@ export interface GraphKernels {
 }
 
 /** One piece of queued work: a kernel, a graph launch, or an asynchronous copy. */
-export interface Work {
-  /** Kernel symbols: the launch's own, or the graph's; empty when unnamed or unknown. */
-  symbols: string[];
-  /** Kernels it runs: 1 for a launch, the graph's count, 0 for a copy or a graph of unknown kernels. */
+interface Item {
+  seq: number;
+  /** Kernels it runs: 1 for a launch, a graph's count (0 when unknown), 0 for a copy. */
   kernels: number;
-  /** The executable graph, for a graph launch. */
-  graph?: bigint;
+  /** A kernel launch's symbol, when named. */
+  symbol: string | undefined;
+  /** A graph launch: the executable graph, and its kernels when its capture was seen. */
+  graph: { exec: bigint; kernels: GraphKernels | undefined } | undefined;
   /** Bytes, for an asynchronous copy. */
   bytes: number;
-}
-
-interface Item extends Work {
-  seq: number;
 }
 
 /** A stream capture in progress: the streams it spans (the origin, and those joined through events). */
@@ -65,7 +62,10 @@ export class Stream {
   seq = 0;
   /** Work up to here is known complete. */
   private done = 0;
-  private items: Item[] = [];
+  /** The latest items, a ring: `count` of them, the oldest at `head`. */
+  private readonly items: (Item | undefined)[] = new Array<Item | undefined>(MAX_ITEMS);
+  private head = 0;
+  private count = 0;
   /** What fell out of `items`: counted, not named. */
   private older = { kernels: 0, bytes: 0 };
   private waits: Wait[] = [];
@@ -78,14 +78,32 @@ export class Stream {
     public device: number | undefined,
   ) {}
 
-  enqueue(work: Work): void {
-    this.items.push({ ...work, seq: ++this.seq });
-    if (this.items.length > MAX_ITEMS) {
-      const dropped = this.items.shift();
-      if (dropped !== undefined) {
-        this.older = { kernels: this.older.kernels + dropped.kernels, bytes: this.older.bytes + dropped.bytes };
-      }
+  /** A kernel launch, its symbol when named. */
+  launched(symbol: string | undefined): void {
+    this.push({ seq: ++this.seq, kernels: 1, symbol, graph: undefined, bytes: 0 });
+  }
+
+  /** A graph launch, its kernels when its capture was seen. */
+  graphLaunched(exec: bigint, kernels: GraphKernels | undefined): void {
+    this.push({ seq: ++this.seq, kernels: kernels?.count ?? 0, symbol: undefined, graph: { exec, kernels }, bytes: 0 });
+  }
+
+  /** An asynchronous copy. */
+  copied(bytes: number): void {
+    this.push({ seq: ++this.seq, kernels: 0, symbol: undefined, graph: undefined, bytes });
+  }
+
+  private push(item: Item): void {
+    if (this.count === MAX_ITEMS) {
+      const dropped = this.items[this.head] as Item;
+      this.older.kernels += dropped.kernels;
+      this.older.bytes += dropped.bytes;
+      this.items[this.head] = item;
+      this.head = (this.head + 1) % MAX_ITEMS;
+      return;
     }
+    this.items[(this.head + this.count) % MAX_ITEMS] = item;
+    this.count++;
   }
 
   /** Our work after now must wait for `other`'s work up to `seq`. */
@@ -108,18 +126,26 @@ export class Stream {
       into.bytes += this.older.bytes;
       found = true;
     }
-    this.older = { kernels: 0, bytes: 0 };
-    for (const item of this.items) {
+    this.older.kernels = 0;
+    this.older.bytes = 0;
+    while (this.count > 0) {
+      const item = this.items[this.head] as Item;
       if (item.seq > upto) break;
       into.kernels += item.kernels;
       into.bytes += item.bytes;
-      into.symbols.push(...item.symbols);
-      if (item.graph !== undefined) into.graphs.push(item.graph);
+      if (item.symbol !== undefined) into.symbols.push(item.symbol);
+      if (item.graph !== undefined) {
+        into.graphs.push(item.graph.exec);
+        if (item.graph.kernels !== undefined) into.symbols.push(...item.graph.kernels.symbols);
+      }
+      this.items[this.head] = undefined;
+      this.head = (this.head + 1) % MAX_ITEMS;
+      this.count--;
       found = true;
     }
     if (found) into.streams.push(this.handle);
     this.done = upto;
-    this.items = this.items.filter((item) => item.seq > upto);
+    if (this.waits.length === 0) return into;
     const due = this.waits.filter((w) => w.after < upto);
     this.waits = this.waits.filter((w) => w.after >= upto);
     for (const wait of due) wait.stream.complete(wait.seq, into, depth + 1);
