@@ -52,6 +52,8 @@ export interface Inflight {
 
 export interface Synced {
   inflight?: Inflight;
+  /** The event awaited, for an event sync or poll. */
+  event?: bigint;
   /** The stream awaited: the sync's own, or the stream an awaited event was recorded on. */
   stream?: bigint;
   /** The device of the awaited work, when known. */
@@ -202,9 +204,10 @@ export class CudaState {
     }
     if (EVENT_WAITS.has(record.api)) {
       const event = process.events.get(sync.handle);
-      if (event?.stream === undefined) return device === undefined ? {} : { device };
+      if (event?.stream === undefined) return { event: sync.handle, ...(device === undefined ? {} : { device }) };
       return {
         inflight: this.inflight(event.stream.complete(event.seq)),
+        event: sync.handle,
         stream: event.stream.handle,
         ...this.on(event.stream, device),
       };

@@ -5,7 +5,7 @@ import type { EpochClock } from './clock.js';
 import type { CudaState } from './cuda.js';
 import type { BlockDevices } from './devices.js';
 import type { ProcessTable } from './processes.js';
-import { CudaApi, DEVICE_UNKNOWN, Kind, cudaApiName, type KernelRecord, type Task } from './record.js';
+import { DEVICE_UNKNOWN, Kind, cudaApiName, type KernelRecord, type Task } from './record.js';
 import { blockOp, futexOp, ipAddress, memcpyDirection, taskState, tcpState } from './vocabulary.js';
 
 export type AttributeValue = string | number | boolean | string[] | number[];
@@ -98,14 +98,6 @@ export function otherTask(event: KernelEvent): { pid: number; tid?: number; comm
   const comm = event.attributes[keys.comm];
   return { pid, ...(typeof tid === 'number' ? { tid } : {}), ...(typeof comm === 'string' ? { comm } : {}) };
 }
-
-/** Waits on an event: the event is named, and its stream when the record was seen. */
-const EVENT_APIS = new Set<number>([
-  CudaApi.cudaEventSynchronize,
-  CudaApi.cuEventSynchronize,
-  CudaApi.cudaEventQuery,
-  CudaApi.cuEventQuery,
-]);
 
 export interface EventShaperParts {
   clock: EpochClock;
@@ -264,7 +256,7 @@ export class EventShaper {
     const { sync } = record;
     const synced = this.parts.cuda.synced(record);
     this.cuda(attributes, record, sync.ret, synced.device ?? sync.device);
-    if (EVENT_APIS.has(record.api)) attributes[A.ATTR_CAUSEWAY_CUDA_EVENT] = hex(sync.handle);
+    if (synced.event !== undefined) attributes[A.ATTR_CAUSEWAY_CUDA_EVENT] = hex(synced.event);
     if (synced.stream !== undefined) attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(synced.stream);
     if (sync.polls > 0) {
       attributes[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLING] = true;

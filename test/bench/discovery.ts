@@ -31,17 +31,16 @@ async function measure(): Promise<Discovery> {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const reader = new FrameReader();
-  let scan: Record<string, unknown> | undefined;
-  let hello = false;
+  const said: { scan?: Record<string, unknown>; hello?: true } = {};
   loader.stdout.on('data', (chunk: Buffer) => {
     for (const frame of reader.push(chunk)) {
-      if (frame.type === FrameType.HELLO) hello = true;
+      if (frame.type === FrameType.HELLO) said.hello = true;
       const fields = frame.type === FrameType.MESSAGE ? parseMessage(frame.payload).fields : {};
-      if (fields.event === 'scan') scan = fields;
+      if (fields.event === 'scan') said.scan = fields;
     }
   });
   const deadline = Date.now() + 60_000;
-  while (!hello) {
+  while (said.hello === undefined) {
     if (loader.exitCode !== null || Date.now() > deadline) throw new Error('the loader did not start');
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -52,6 +51,7 @@ async function measure(): Promise<Discovery> {
   const exited = new Promise((resolve) => loader.on('close', resolve));
   loader.stdin.end('quit\n');
   await exited;
+  const { scan } = said;
   if (scan === undefined) throw new Error('the loader said nothing about its scan');
   return { processes: Number(scan.processes), scanMs: Number(scan.ms), idleCpuMsPerS: used / 1e6 / IDLE_SECONDS };
 }
