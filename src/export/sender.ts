@@ -2,8 +2,10 @@
 // bounded queue: when the collector is slow or down, the oldest spans are dropped and counted,
 // never held without bound; the exporter retries retryable errors itself; Causeway keeps
 // running and says when the collector goes away and comes back.
+import type { Meter } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { counter, gauge, observe } from './metrics.js';
 
 export interface SenderOptions {
   /** Shut down by close(). */
@@ -13,6 +15,8 @@ export interface SenderOptions {
   /** Spans per export call at most. */
   batchSize?: number;
   onStatus: (up: boolean, detail: string) => void;
+  /** The counters are read from here at each collection. */
+  meter?: Meter;
 }
 
 export interface SenderCounters {
@@ -37,6 +41,7 @@ export class SpanSender {
   constructor(private readonly options: SenderOptions) {
     this.maxQueue = options.maxQueue ?? 20_000;
     this.batchSize = options.batchSize ?? 512;
+    if (options.meter !== undefined) this.instrument(options.meter);
   }
 
   send(spans: ReadableSpan[]): void {
@@ -75,6 +80,22 @@ export class SpanSender {
     this.queue = [];
     this.inFlight = 0;
     await this.options.exporter.shutdown();
+  }
+
+  private instrument(meter: Meter): void {
+    observe(
+      meter,
+      {
+        spansSent: counter('causeway_export_spans_sent', 'Kernel spans exported.'),
+        spansDropped: counter('causeway_export_spans_dropped', 'Kernel spans dropped (queue full or export failed).'),
+        queued: gauge('causeway_export_spans_queued', 'Kernel spans waiting to be exported.'),
+        collectorUp: gauge('causeway_export_collector_up', '1 when the last export succeeded.'),
+      },
+      () => {
+        const c = this.counters();
+        return { ...c, collectorUp: c.collectorUp ? 1 : 0 };
+      },
+    );
   }
 
   private async drain(): Promise<void> {

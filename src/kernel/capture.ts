@@ -2,6 +2,8 @@
 // clock resampled from every STATS frame and per-kind counters kept across restarts.
 // What it decodes with (the shaper and the state it reads) is handed in: captureParts()
 // builds the usual set, over a process table the caller may share.
+import type { Meter } from '@opentelemetry/api';
+import { counter, observe } from '../export/metrics.js';
 import { EpochClock } from './clock.js';
 import { CudaState } from './cuda.js';
 import { Demangler } from './demangle.js';
@@ -37,6 +39,8 @@ export interface CaptureOptions {
   onEvents: (events: KernelEvent[]) => void | Promise<void>;
   onMessage: (message: LoaderMessage) => void;
   loaderPath?: string;
+  /** Events and drops per kind are read from here at each collection. */
+  meter?: Meter;
 }
 
 /** Counters per kind name: the DESIGN kinds, and cuda.register / proc.exec for bookkeeping. */
@@ -131,6 +135,7 @@ export class KernelCapture {
       onMessage: options.onMessage,
       ...(options.loaderPath === undefined ? {} : { path: options.loaderPath }),
     });
+    if (options.meter !== undefined) this.instrument(options.meter);
   }
 
   start(): void {
@@ -164,6 +169,22 @@ export class KernelCapture {
       libraries: this.latest?.libraries ?? 0,
       ringbufUsed: this.latest?.ringbufUsed ?? 0,
     };
+  }
+
+  private instrument(meter: Meter): void {
+    const perKind = (counts: KindCounts) =>
+      Object.entries(counts).map(([kind, n]) => [n, { kind }] as [number, { kind: string }]);
+    observe(
+      meter,
+      {
+        events: counter('causeway_kernel_events', 'Kernel events decoded, per kind.'),
+        drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
+      },
+      () => {
+        const { events, drops } = this.counters();
+        return { events: perKind(events), drops: perKind(drops) };
+      },
+    );
   }
 
   private async frame(frame: Frame): Promise<void> {

@@ -8,13 +8,15 @@
 // that part, and its default is defined once, in config.ts. A part keeps defaults of its own
 // only for what the configuration does not expose (queue and batch sizes, the store's flush
 // period, message limits, ...), and the configuration does not repeat them.
+import type { Meter } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { Correlator } from '../correlate/correlator.js';
 import { HostIds } from '../correlate/hostpid.js';
 import { place } from '../correlate/place.js';
-import { serveMetrics } from '../export/metrics.js';
+import { SidecarMetrics } from '../export/metrics.js';
 import { SpanSender, type SenderCounters } from '../export/sender.js';
 import { KernelSpanBuilder } from '../export/spans.js';
+import { KernelWaits } from '../export/waits.js';
 import { KernelCapture, captureParts } from '../kernel/capture.js';
 import type { LoaderMessage } from '../kernel/loader.js';
 import { ProcessTable } from '../kernel/processes.js';
@@ -24,7 +26,7 @@ import { querySource } from '../store/backend.js';
 import { Store } from '../store/store.js';
 import type { SidecarConfig } from './config.js';
 import { Startup } from './startup.js';
-import { metricSamples, sidecarStatus, type SidecarStatus } from './status.js';
+import { sidecarStatus, type SidecarStatus } from './status.js';
 
 export const DEFAULT_EXPORT_URL = 'http://127.0.0.1:4317';
 /** How often the spans the watermark has passed are joined. */
@@ -63,20 +65,24 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
   const { log } = options;
   const url = exportUrl(options.env);
   const startup = new Startup(log);
+  // Each part records on instruments of this meter; served once every part runs.
+  const metrics = new SidecarMetrics();
+  const { meter } = metrics;
   const store = await startup.step(
     'the store',
-    () => Store.open(config.store),
+    () => Store.open({ ...config.store, meter }),
     (s) => s.close(),
   );
   const sender = await startup.step(
     'the exporter',
-    () => newSender(url, log),
+    () => newSender(url, log, meter),
     (s) => s.close(),
   );
+  const waits = new KernelWaits(meter, config.correlator.retentionMs);
   // Closed after capture and the receiver: the spans still ready are joined.
   const correlator = await startup.step(
     'the correlator',
-    () => newCorrelator(config, store, sender),
+    () => newCorrelator(config, { store, sender, waits, meter }),
     (c) => {
       c.join();
     },
@@ -84,18 +90,18 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
   const processes = new ProcessTable();
   const capture = await startup.step(
     'kernel capture',
-    () => startCapture(config, processes, correlator, store, log),
+    () => startCapture(config, processes, { correlator, store, waits, meter }, log),
     (c) => c.stop(),
   );
   const receiver = await startup.step(
     'the OTLP receiver',
-    () => startReceiver(config, new HostIds(processes), capture, correlator, store),
+    () => startReceiver(config, new HostIds(processes), capture, correlator, store, meter),
     (r) => r.close(),
   );
   const parts = { capture, receiver, correlator, sender, store, exportUrl: url };
-  const metrics = await startup.step(
+  const metricsEndpoint = await startup.step(
     'the metrics server',
-    () => serveMetrics(config.metrics.host, config.metrics.port, () => metricSamples(parts)),
+    () => metrics.serve(config.metrics.host, config.metrics.port),
     (m) => m.close(),
   );
   const status = () => sidecarStatus(parts);
@@ -118,7 +124,7 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
   return {
     grpcPort: receiver.grpcPort ?? config.receiver.grpc.port,
     httpPort: receiver.httpPort ?? config.receiver.http.port,
-    metricsPort: metrics.port,
+    metricsPort: metricsEndpoint.port,
     mcpUrl: mcp.url,
     exportUrl: url,
     backend: backend?.name,
@@ -131,9 +137,10 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
   };
 }
 
-function newSender(url: string, log: (line: string) => void): SpanSender {
+function newSender(url: string, log: (line: string) => void, meter: Meter): SpanSender {
   return new SpanSender({
     exporter: new OTLPTraceExporter({ url }),
+    meter,
     onStatus: (up, detail) => {
       log(
         up
@@ -144,14 +151,19 @@ function newSender(url: string, log: (line: string) => void): SpanSender {
   });
 }
 
-/** Joined spans' kernel events go out as kernel spans, and into the store. */
-function newCorrelator(config: SidecarConfig, store: Store, sender: SpanSender): Correlator<AppSpan> {
+/** Joined spans' kernel events go out as kernel spans, into the store, and into the wait metrics. */
+function newCorrelator(
+  config: SidecarConfig,
+  { store, sender, waits, meter }: { store: Store; sender: SpanSender; waits: KernelWaits; meter: Meter },
+): Correlator<AppSpan> {
   const builder = new KernelSpanBuilder();
   return new Correlator<AppSpan>({
     ...config.correlator,
+    meter,
     onJoined: (attachments) => {
       sender.send(attachments.flatMap((a) => builder.build(a)));
       store.addAttachments(attachments);
+      waits.attached(attachments);
     },
   });
 }
@@ -160,8 +172,12 @@ function newCorrelator(config: SidecarConfig, store: Store, sender: SpanSender):
 async function startCapture(
   config: SidecarConfig,
   processes: ProcessTable,
-  correlator: Correlator<AppSpan>,
-  store: Store,
+  {
+    correlator,
+    store,
+    waits,
+    meter,
+  }: { correlator: Correlator<AppSpan>; store: Store; waits: KernelWaits; meter: Meter },
   log: (line: string) => void,
 ): Promise<KernelCapture> {
   const onMessage = (m: LoaderMessage) => {
@@ -173,7 +189,9 @@ async function startCapture(
       libs: [],
       followAll: false,
       onMessage,
+      meter,
       onEvents: (events) => {
+        waits.captured(events);
         correlator.addEvents(events);
         store.addEvents(events);
       },
@@ -196,9 +214,11 @@ function startReceiver(
   capture: KernelCapture,
   correlator: Correlator<AppSpan>,
   store: Store,
+  meter: Meter,
 ): Promise<OtlpReceiver> {
   return startOtlpReceiver({
     ...config.receiver,
+    meter,
     onSpans: (spans) => {
       const placed = spans.map((span) => ({ span, place: place(span, hostIds, config.threadAttribute) }));
       for (const { place: where } of placed) if (where !== undefined) capture.follow(where.hostPid);

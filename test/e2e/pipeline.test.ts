@@ -4,52 +4,25 @@
 // kernel spans come back through the collector into the same trace in Jaeger.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Explanation } from '../../src/correlate/explanation.js';
 import { ROOT, SIM_CUDART, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
-import { startSidecar, until, type Sidecar } from '../cli/sidecar.js';
+import { startSidecar, until } from '../cli/sidecar.js';
 import {
+  attribute,
   freePort,
   getTrace,
   pythonBin,
   spansOf,
   startCollector,
   startJaeger,
-  type Collector,
-  type Jaeger,
   type OtlpSpan,
 } from './backends.js';
+import { startPipeline } from './pipeline.js';
 
-const attribute = (span: OtlpSpan, key: string) => {
-  const value = span.attributes?.find((a) => a.key === key)?.value;
-  return (
-    value?.stringValue ??
-    value?.doubleValue ??
-    (value?.intValue === undefined ? value?.boolValue : Number(value.intValue))
-  );
-};
 const durationMs = (span: OtlpSpan) => Number(BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano)) / 1e6;
-
-/** Jaeger, the collector with otel-config/collector.yaml, and the sidecar between them; all stopped after the test. */
-async function startPipeline(t: TestContext): Promise<{ jaeger: Jaeger; collector: Collector; sidecar: Sidecar }> {
-  const jaeger = await startJaeger();
-  t.after(() => jaeger.stop());
-  // The sidecar listens before the collector starts: a collector that found it down would
-  // wait out gRPC's reconnect backoff before its first copy of app spans, and miss the request.
-  const causewayPort = await freePort();
-  const kernelGrpc = `127.0.0.1:${String(await freePort())}`;
-  const sidecar = await startSidecar(`http://${kernelGrpc}`, `127.0.0.1:${String(causewayPort)}`);
-  t.after(() => sidecar.stop());
-  const collector = await startCollector(join(ROOT, 'otel-config', 'collector.yaml'), {
-    JAEGER_OTLP_GRPC: jaeger.otlpGrpc,
-    CAUSEWAY_OTLP_GRPC: `127.0.0.1:${String(causewayPort)}`,
-    OTELCOL_KERNEL_GRPC: kernelGrpc,
-  });
-  t.after(() => collector.stop());
-  return { jaeger, collector, sidecar };
-}
 
 test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync child span of the request span', async (t) => {
   if (!kernelAvailable(t)) return;

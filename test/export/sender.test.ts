@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { SpanSender, type SenderOptions } from '../../src/export/sender.js';
+import { TestMeter } from './meter.js';
 
 /** A collector on demand: answers, fails with `failure`, or holds its answers until release(). */
 class CollectorDouble extends InMemorySpanExporter {
@@ -121,4 +122,23 @@ test('close drops and counts what the collector did not answer in time, and what
   collector.release(); // a late answer changes nothing
   await sleep(20);
   assert.deepEqual(s.counters(), { spansSent: 0, spansDropped: 6, exportFailures: 0, queued: 0, collectorUp: true });
+});
+
+test('its counters are instruments of the meter it is given: sent, dropped, queued, and the collector up as 1 or 0', async (t) => {
+  const m = new TestMeter();
+  t.after(() => m.close());
+  const { s, collector } = sender({ batchSize: 2, maxQueue: 3, meter: m.meter });
+  collector.holding = true;
+  s.send(spans('a', 'b')); // in flight
+  s.send(spans('c', 'd', 'e', 'f'));
+  assert.equal(await m.value('causeway_export_spans_queued'), 3);
+  assert.equal(await m.value('causeway_export_spans_dropped'), 1);
+  assert.equal(await m.value('causeway_export_collector_up'), 1);
+  collector.failure = new Error('unavailable'); // the batch in flight was handed over before: it goes through
+  collector.release();
+  await until('every batch answered', () => s.counters().queued === 0 && s.counters().exportFailures === 2);
+  assert.equal(await m.value('causeway_export_collector_up'), 0);
+  assert.equal(await m.value('causeway_export_spans_sent'), 2);
+  assert.equal(await m.value('causeway_export_spans_dropped'), 4);
+  assert.equal(await m.value('causeway_export_spans_queued'), 0);
 });
