@@ -65,7 +65,21 @@ export function metricSamples(p: ReportingParts): Sample[] {
     ['causeway_correlator_events_held', 'Kernel events waiting for late spans.', c.eventsHeld],
     ['causeway_correlator_spans_pending', 'App spans waiting for the kernel watermark.', c.spansPending],
     ['causeway_export_spans_sent_total', 'Kernel spans exported.', e.spansSent],
-    ['causeway_export_spans_dropped_total', 'Kernel spans dropped (queue full or export failed).', e.spansDropped],
+    ...(
+      [
+        ['queue_full', e.dropped.queueFull],
+        ['rejected', e.dropped.rejected],
+        ['shutdown', e.dropped.shutdown],
+      ] as const
+    ).map(([reason, n]): Sample => [
+      'causeway_export_spans_dropped_total',
+      'Kernel spans dropped: the oldest past the queue bounds (queue_full), refused by the collector for good (rejected), left at the shutdown deadline (shutdown).',
+      n,
+      { reason },
+    ]),
+    ['causeway_export_failures_total', 'Export calls that failed (retryable ones are sent again).', e.exportFailures],
+    ['causeway_export_queue_spans', 'Kernel spans waiting for the collector.', e.queued],
+    ['causeway_export_queue_bytes', 'Their approximate OTLP-encoded size.', e.queuedBytes],
     ['causeway_export_collector_up', '1 when the last export succeeded.', e.collectorUp ? 1 : 0],
     ['causeway_store_events_stored_total', 'Kernel events written to the store.', st.eventsStored],
     ['causeway_store_spans_stored_total', 'App spans written to the store.', st.spansStored],
