@@ -157,7 +157,15 @@ export class Correlator<S extends JoinableSpan> {
 
   /** Joins every pending span whose end the watermark has passed. */
   join(): void {
-    const watermark = this.now() - this.watermarkLag;
+    this.joinEndedBy(this.now() - this.watermarkLag);
+  }
+
+  /** Joins every pending span, whatever its end: at shutdown, when no more events will come. */
+  joinAll(): void {
+    this.joinEndedBy(2n ** 64n);
+  }
+
+  private joinEndedBy(watermark: bigint): void {
     const ready = this.pending.filter((p) => p.span.endUnixNano <= watermark);
     if (ready.length === 0) return;
     this.pending = this.pending.filter((p) => p.span.endUnixNano > watermark);

@@ -56,8 +56,24 @@ export interface Sidecar {
   /** Settles if capture ends on its own: the loader can no longer run. */
   ended: Promise<void>;
   status: () => Promise<SidecarStatus>;
-  /** Stops every part, the last started first; resolves with the export counters at the end. */
-  close: () => Promise<SenderCounters>;
+  /**
+   * Stops every part, the last started first, within the deadline (default: the configured
+   * one): spans still waiting are joined, their kernel spans exported and the store flushed.
+   * Resolves by the deadline, with what was done and what was left.
+   */
+  close: (deadlineMs?: number) => Promise<ShutdownReport>;
+}
+
+export interface ShutdownReport {
+  /** Everything pending was exported and written before the deadline. */
+  complete: boolean;
+  /** The part still closing when the deadline passed; undefined when every part closed. */
+  closing: string | undefined;
+  export: SenderCounters;
+  /** Kernel spans not exported: still queued or unanswered at the deadline. */
+  spansLeft: number;
+  /** Rows the store had not written. */
+  storeRowsLeft: number;
 }
 
 /** Starts the parts in order; if one fails, those started are closed and a StartError names it. */
@@ -68,23 +84,26 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
   // Each part records on instruments of this meter; served once every part runs.
   const metrics = new SidecarMetrics();
   const { meter } = metrics;
+  /** When close() must be done by: the exporter, closed last, gets what time is left. */
+  let deadline = Infinity;
+  const sender = await startup.step(
+    'the exporter',
+    () => newSender(config, url, log, meter),
+    (s) => s.close(Math.max(0, deadline - Date.now())),
+  );
+  // Closed before the exporter: what the last spans joined is written before export takes the rest of the time.
   const store = await startup.step(
     'the store',
     () => Store.open({ ...config.store, meter }),
     (s) => s.close(),
   );
-  const sender = await startup.step(
-    'the exporter',
-    () => newSender(url, log, meter),
-    (s) => s.close(),
-  );
   const waits = new KernelWaits(meter, config.correlator.retentionMs);
-  // Closed after capture and the receiver: the spans still ready are joined.
+  // Closed after capture and the receiver: no event or span is still to come, so every span waiting is joined.
   const correlator = await startup.step(
     'the correlator',
     () => newCorrelator(config, { store, sender, waits, meter }),
     (c) => {
-      c.join();
+      c.joinAll();
     },
   );
   const processes = new ProcessTable();
@@ -130,23 +149,45 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
     backend: backend?.name,
     ended: capture.ended.then(() => undefined),
     status,
-    close: async () => {
-      await startup.shutdown();
-      return sender.counters();
+    close: (deadlineMs = config.shutdownDeadlineMs) => {
+      deadline = Date.now() + deadlineMs;
+      return shutdownWithin(deadlineMs, startup, sender, store);
     },
   };
 }
 
-function newSender(url: string, log: (line: string) => void, meter: Meter): SpanSender {
+/** Closes every part, or stops waiting at the deadline; says what was left either way. */
+async function shutdownWithin(
+  deadlineMs: number,
+  startup: Startup,
+  sender: SpanSender,
+  store: Store,
+): Promise<ShutdownReport> {
+  let timer: NodeJS.Timeout | undefined;
+  const closed = await Promise.race([
+    startup.shutdown().then(() => true),
+    new Promise<false>((resolve) => (timer = setTimeout(resolve, deadlineMs, false))),
+  ]);
+  clearTimeout(timer);
+  const exported = sender.counters();
+  const spansLeft = exported.queued + exported.dropped.shutdown;
+  const storeRowsLeft = store.counters().rowsBuffered;
+  return {
+    complete: closed && spansLeft === 0 && storeRowsLeft === 0,
+    closing: closed ? undefined : startup.closing,
+    export: exported,
+    spansLeft,
+    storeRowsLeft,
+  };
+}
+
+function newSender(config: SidecarConfig, url: string, log: (line: string) => void, meter: Meter): SpanSender {
   return new SpanSender({
-    exporter: new OTLPTraceExporter({ url }),
+    exporter: () => new OTLPTraceExporter({ url }),
+    ...config.export,
     meter,
     onStatus: (up, detail) => {
-      log(
-        up
-          ? `collector at ${url}: ${detail}`
-          : `cannot export to the collector at ${url} (spans are queued, then dropped and counted): ${detail}`,
-      );
+      log(up ? `collector at ${url}: ${detail}` : `cannot export to the collector at ${url}: ${detail}`);
     },
   });
 }

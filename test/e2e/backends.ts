@@ -268,6 +268,23 @@ export async function getTrace(
   }
 }
 
+/** Every span Jaeger holds of a service's traces that started after `since` (up to 1000 traces). */
+export async function serviceSpans(queryUrl: string, service: string, since: Date): Promise<OtlpSpan[]> {
+  const params = new URLSearchParams({
+    'query.service_name': service,
+    'query.start_time_min': since.toISOString(),
+    'query.start_time_max': new Date(Date.now() + 60_000).toISOString(),
+    'query.num_traces': '1000',
+  });
+  const response = await fetch(`${queryUrl}/api/v3/traces?${params.toString()}`);
+  if (response.status === 404) {
+    await response.body?.cancel();
+    return [];
+  }
+  if (!response.ok) throw new Error(`jaeger find traces of ${service}: ${response.status} ${await response.text()}`);
+  return spansOf(((await response.json()) as { result: OtlpTrace }).result);
+}
+
 interface Tool {
   /** Polls `ready` until it is true; fails early, with the tool's output, if the tool exits. */
   until(ready: () => Promise<boolean>, name: string): Promise<void>;

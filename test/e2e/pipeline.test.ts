@@ -19,6 +19,7 @@ import {
   startCollector,
   startJaeger,
   type OtlpSpan,
+  type OtlpTrace,
 } from './backends.js';
 import { startPipeline } from './pipeline.js';
 
@@ -149,7 +150,7 @@ test('a Node service doing fsync in a span shows its block I/O and blocked time 
   );
 });
 
-test('with the collector stopped the sidecar counts what it cannot export, and recovers when it is back', async (t) => {
+test('a collector that starts after the sidecar receives the kernel spans queued meanwhile, and those made after', async (t) => {
   if (!kernelAvailable(t)) return;
   const jaeger = await startJaeger();
   t.after(() => jaeger.stop());
@@ -175,23 +176,23 @@ test('with the collector stopped the sidecar counts what it cannot export, and r
     return (await app.truth) as { trace_id: string; span_id: string };
   };
 
-  await request(); // the collector is not running yet
+  const early = await request(); // the collector is not running yet
   await until('the sidecar to say the collector is down', 30_000, () =>
     /cannot export to the collector/.test(sidecar.log()) ? true : undefined,
   );
-  assert.match(await sidecar.metrics(), /^causeway_export_spans_dropped_total [1-9]\d*$/m);
+  assert.match(await sidecar.metrics(), /^causeway_export_queue_spans [1-9]\d*$/m);
 
   const collector = await startCollector(config, env);
   t.after(() => collector.stop());
-  const truth = await request();
-  const trace = await getTrace(jaeger.queryUrl, truth.trace_id, {
-    timeoutMs: 30_000,
-    until: (tr) => spansOf(tr).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize'),
-  });
-  assert.ok(
-    trace && spansOf(trace).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize'),
-    sidecar.log(),
-  );
+  const late = await request();
+  for (const truth of [early, late]) {
+    const synced = (tr: OtlpTrace) =>
+      spansOf(tr).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize');
+    const trace = await getTrace(jaeger.queryUrl, truth.trace_id, { timeoutMs: 30_000, until: synced });
+    assert.ok(trace && synced(trace), sidecar.log());
+  }
   assert.match(sidecar.log(), /collector at .*: collector reachable again/);
-  assert.match(await sidecar.metrics(), /^causeway_export_collector_up 1$/m);
+  const metrics = await sidecar.metrics();
+  assert.match(metrics, /^causeway_export_collector_up 1$/m);
+  assert.doesNotMatch(metrics, /^causeway_export_spans_dropped_total\{.*\} [1-9]/m);
 });

@@ -63,8 +63,9 @@ test('a started sidecar runs a loader, reports the status of its parts, and clos
   assert.match(metrics, /^causeway_receiver_spans_accepted_total 0$/m);
   assert.equal((await fetch(sidecar.mcpUrl)).status, 405, 'MCP answers (POST only)');
   const ports = [sidecar.grpcPort, sidecar.httpPort, sidecar.metricsPort, Number(new URL(sidecar.mcpUrl).port)];
-  const exported = await sidecar.close();
-  assert.equal(exported.queued, 0);
+  const report = await sidecar.close();
+  assert.equal(report.complete, true, 'nothing was pending');
+  assert.equal(report.export.queued, 0);
   assert.deepEqual(loadersRunning(), [], 'the loader is stopped');
   for (const port of ports) assert.ok(await canListen(port), `port ${String(port)} is free again`);
 });
