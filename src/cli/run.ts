@@ -13,6 +13,9 @@ import {
   type SidecarConfig,
 } from '../sidecar/index.js';
 
+/** The exit status when the shutdown deadline passed with kernel spans or store rows left. */
+export const EXIT_CUT_SHORT = 3;
+
 const at = (endpoint: { host: string; port: number }) => `${endpoint.host}:${String(endpoint.port)}`;
 
 export const RUN_HELP = `Usage: causeway run [--config FILE] [--otlp-grpc HOST:PORT] [--otlp-http HOST:PORT]
@@ -20,7 +23,8 @@ export const RUN_HELP = `Usage: causeway run [--config FILE] [--otlp-grpc HOST:P
                     [--metrics HOST:PORT] [--pid PID]... [--comm NAME]...
                     [--thread-attribute NAME] [--retention-s N] [--max-events N]
                     [--join-watermark-ms N] [--store-retention-s N] [--store-max-events N]
-                    [--store-max-spans N] [--query-backend jaeger=URL|tempo=URL]
+                    [--store-max-spans N] [--export-queue-spans N] [--export-queue-mib N]
+                    [--shutdown-deadline-s N] [--query-backend jaeger=URL|tempo=URL]
 
 The sidecar: receives a copy of the app's spans over OTLP, captures the kernel events of
 the processes those spans come from (and of --pid / --comm), exports each span's kernel
@@ -45,11 +49,22 @@ flags win over the file, the file over the defaults):
   --store-retention-s N     how long the store keeps spans and events (default ${D.store.retentionMs / 1000})
   --store-max-events N      kernel events in the store at most (default ${D.store.maxEvents})
   --store-max-spans N       app spans in the store at most (default ${D.store.maxSpans})
+  --export-queue-spans N    kernel spans waiting for the collector at most; past it, or past
+                            --export-queue-mib, the oldest are dropped (default ${D.export.maxQueueSpans})
+  --export-queue-mib N      their approximate OTLP-encoded size at most (default ${D.export.maxQueueBytes / 2 ** 20})
+  --shutdown-deadline-s N   on SIGTERM or SIGINT, how long joining the spans still waiting,
+                            exporting their kernel spans and writing the store may take
+                            (default ${D.shutdownDeadlineMs / 1000})
   --query-backend B         cluster mode: traces this node's store does not hold are read
                             from jaeger=http://HOST:16686 (its /api/v3) or tempo=http://HOST:3200
 
 Export goes to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT,
-default ${DEFAULT_EXPORT_URL} (the local collector).
+default ${DEFAULT_EXPORT_URL} (the local collector). While the collector is unreachable,
+kernel spans wait in the queue and are sent again with backoff (at most 5 s apart).
+
+Exit status: 0 when it stopped with everything exported and written; 1 when a part could
+not start; 2 for bad options or configuration; ${String(EXIT_CUT_SHORT)} when the shutdown deadline passed
+first (the last line on stderr says what was left).
 `;
 
 const log = (line: string) => process.stderr.write(`causeway: ${line}\n`);
@@ -80,9 +95,19 @@ export async function run(argv: string[]): Promise<number> {
     process.once('SIGTERM', resolve);
     void sidecar.ended.then(resolve);
   });
-  const exported = await sidecar.close();
-  log(`exported ${exported.spansSent} kernel spans, dropped ${exported.spansDropped}`);
-  return 0;
+  const report = await sidecar.close();
+  const { spansSent, spansDropped } = report.export;
+  if (report.complete) {
+    log(`stopped: exported ${spansSent} kernel spans, dropped ${spansDropped}`);
+    return 0;
+  }
+  const where = report.closing === undefined ? '' : ` while closing ${report.closing}`;
+  const droppedBefore = spansDropped - report.export.dropped.shutdown;
+  log(
+    `shutdown deadline of ${config.shutdownDeadlineMs / 1000} s passed${where}: ${report.spansLeft} kernel spans not exported, ${report.storeRowsLeft} store rows not written; earlier, exported ${spansSent} kernel spans and dropped ${droppedBefore}`,
+  );
+  // A part still closing holds the event loop open (an export waiting on its own timeout): the deadline is the deadline.
+  process.exit(EXIT_CUT_SHORT);
 }
 
 function listening(config: SidecarConfig, s: Sidecar): string {

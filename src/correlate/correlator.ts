@@ -3,6 +3,8 @@
 // was active when the event began. App spans arrive late (exporters batch for seconds), so
 // events are kept for a bounded window and a span is joined once the event watermark has
 // passed its end; inner spans end first, so joining in order of end gives them their events.
+import type { Meter } from '@opentelemetry/api';
+import { counter, gauge, observe } from '../export/metrics.js';
 import type { KernelEvent } from '../kernel/events.js';
 import { MS, byTime, nowUnixNano } from './time.js';
 
@@ -48,6 +50,8 @@ export interface CorrelatorOptions<S extends JoinableSpan> {
   /** App spans waiting for the watermark at most; more are refused (counted). */
   maxPendingSpans?: number;
   now?: () => bigint;
+  /** Its counters are read from here at each collection. */
+  meter?: Meter;
 }
 
 export interface CorrelatorCounters {
@@ -115,6 +119,7 @@ export class Correlator<S extends JoinableSpan> {
     this.maxEvents = options.maxEvents;
     this.maxPendingSpans = options.maxPendingSpans ?? 100_000;
     this.now = options.now ?? nowUnixNano;
+    if (options.meter !== undefined) this.instrument(options.meter);
   }
 
   addEvents(events: KernelEvent[]): void {
@@ -152,7 +157,15 @@ export class Correlator<S extends JoinableSpan> {
 
   /** Joins every pending span whose end the watermark has passed. */
   join(): void {
-    const watermark = this.now() - this.watermarkLag;
+    this.joinEndedBy(this.now() - this.watermarkLag);
+  }
+
+  /** Joins every pending span, whatever its end: at shutdown, when no more events will come. */
+  joinAll(): void {
+    this.joinEndedBy(2n ** 64n);
+  }
+
+  private joinEndedBy(watermark: bigint): void {
     const ready = this.pending.filter((p) => p.span.endUnixNano <= watermark);
     if (ready.length === 0) return;
     this.pending = this.pending.filter((p) => p.span.endUnixNano > watermark);
@@ -174,6 +187,34 @@ export class Correlator<S extends JoinableSpan> {
       joinWatermarkMs: this.options.watermarkLagMs,
       spansWaitingToJoin: this.pending.length,
     };
+  }
+
+  private instrument(meter: Meter): void {
+    observe(
+      meter,
+      {
+        spansJoined: counter('causeway_correlator_spans_joined', 'App spans joined with kernel events.'),
+        spansWithEvents: counter('causeway_correlator_spans_with_events', 'App spans that had kernel events.'),
+        spansNotHere: counter('causeway_correlator_spans_not_here', 'App spans from processes not on this host.'),
+        spansRefused: counter('causeway_correlator_spans_refused', 'App spans refused: too many waiting to be joined.'),
+        eventsAttached: counter('causeway_correlator_events_attached', 'Kernel events attached to app spans.'),
+        eventsEvictedUnjoined: counter(
+          'causeway_correlator_events_evicted_unjoined',
+          'Kernel events evicted before any span took them.',
+        ),
+        eventsHeld: gauge('causeway_correlator_events_held', 'Kernel events waiting for late spans.'),
+        spansPending: gauge('causeway_correlator_spans_pending', 'App spans waiting for the kernel watermark.'),
+        newestEventAge: gauge(
+          'causeway_correlator_newest_event_age_seconds',
+          'Time since the end of the newest kernel event received: how far capture lags.',
+          's',
+        ),
+      },
+      () => {
+        const age = this.lag().newestEventAgeMs;
+        return { ...this.counters(), newestEventAge: age === null ? undefined : age / 1000 };
+      },
+    );
   }
 
   /** The events that began within the span on its thread and that no inner span took. */

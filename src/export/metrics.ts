@@ -1,52 +1,106 @@
-// Causeway's own counters in the Prometheus text format, served on --metrics: what was
-// captured, dropped, received, joined and exported, so that nothing is lost silently.
+// Causeway's own metrics, through the OpenTelemetry metrics SDK: each part records on
+// instruments of the one Meter it is handed, and the SDK's Prometheus exporter renders them on
+// --metrics (label values escaped, histograms with their buckets), so that nothing is lost
+// silently. The provider is the sidecar's own, never the global one: tests read a part's
+// instruments with a reader of their own.
 import http from 'node:http';
+import type { Attributes, Meter, Observable } from '@opentelemetry/api';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import { SCOPE } from './spans.js';
 
-export type Sample = [name: string, help: string, value: number, labels?: Record<string, string>];
-
-function render(samples: Sample[]): string {
-  const lines: string[] = [];
-  const described = new Set<string>();
-  for (const [name, help, value, labels] of samples) {
-    if (!described.has(name)) {
-      described.add(name);
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${name.endsWith('_total') ? 'counter' : 'gauge'}`);
-    }
-    const labelText =
-      labels === undefined
-        ? ''
-        : `{${Object.entries(labels)
-            .map(([k, v]) => `${k}="${v}"`)
-            .join(',')}}`;
-    lines.push(`${name}${labelText} ${value}`);
-  }
-  return `${lines.join('\n')}\n`;
+/** An instrument whose value a part reads at each collection: a counter unless `gauge`. */
+export interface Observed {
+  name: string;
+  description: string;
+  unit?: string;
+  gauge?: true;
 }
 
-export async function serveMetrics(
-  host: string,
-  port: number,
-  samples: () => Sample[],
-): Promise<{ port: number; close: () => Promise<void> }> {
-  const server = http.createServer((request, response) => {
-    if (request.url !== '/metrics') {
-      response.writeHead(404).end('see /metrics\n');
-      return;
-    }
-    response.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4' }).end(render(samples()));
+export const counter = (name: string, description: string, unit?: string): Observed => ({
+  name,
+  description,
+  ...(unit === undefined ? {} : { unit }),
+});
+export const gauge = (name: string, description: string, unit?: string): Observed => ({
+  ...counter(name, description, unit),
+  gauge: true,
+});
+
+/** A value per attribute set; undefined: nothing to report this time. */
+export type Reading = number | [value: number, attributes: Attributes][] | undefined;
+
+/**
+ * Registers a part's counters on `meter`: one observable instrument per key, all read by one
+ * call of `read` per collection, so the values of one scrape come from one snapshot.
+ */
+export function observe<K extends string>(
+  meter: Meter,
+  instruments: Record<K, Observed>,
+  read: () => Record<NoInfer<K>, Reading> | Promise<Record<NoInfer<K>, Reading>>,
+): void {
+  const entries = Object.entries<Observed>(instruments).map(([key, { name, description, unit, gauge }]) => {
+    const options = { description, ...(unit === undefined ? {} : { unit }) };
+    const instrument: Observable =
+      gauge === true ? meter.createObservableGauge(name, options) : meter.createObservableCounter(name, options);
+    return [key as K, instrument] as const;
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, resolve);
-  });
-  const address = server.address();
-  return {
-    port: typeof address === 'object' && address !== null ? address.port : port,
-    close: () =>
-      new Promise((resolve) =>
-        server.close(() => {
-          resolve();
-        }),
-      ),
-  };
+  meter.addBatchObservableCallback(
+    async (result) => {
+      const values = await read();
+      for (const [key, instrument] of entries) {
+        const value: Reading = values[key];
+        if (typeof value === 'number') result.observe(instrument, value);
+        else for (const [n, attributes] of value ?? []) result.observe(instrument, n, attributes);
+      }
+    },
+    entries.map(([, instrument]) => instrument),
+  );
+}
+
+export interface MetricsEndpoint {
+  /** The bound port (a configured port 0 picks a free one). */
+  port: number;
+  close: () => Promise<void>;
+}
+
+export class SidecarMetrics {
+  readonly meter: Meter;
+  // The exporter's own server takes no port 0 (it reads 0 as "the default"): it renders, and
+  // serve() below listens.
+  private readonly exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
+  private readonly provider: MeterProvider;
+
+  constructor() {
+    this.provider = new MeterProvider({
+      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: SCOPE.name, [ATTR_SERVICE_VERSION]: SCOPE.version }),
+      readers: [this.exporter],
+    });
+    this.meter = this.provider.getMeter(SCOPE.name, SCOPE.version);
+  }
+
+  /** Serves the Prometheus text format at /metrics on host:port; anything else is a 404. */
+  async serve(host: string, port: number): Promise<MetricsEndpoint> {
+    const server = http.createServer((request, response) => {
+      if (request.url !== '/metrics') {
+        response.writeHead(404).end('see /metrics\n');
+        return;
+      }
+      this.exporter.getMetricsRequestHandler(request, response);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, resolve);
+    });
+    const address = server.address();
+    return {
+      port: typeof address === 'object' && address !== null ? address.port : port,
+      close: async () => {
+        await new Promise((resolve) => server.close(resolve));
+        await this.provider.shutdown();
+      },
+    };
+  }
 }

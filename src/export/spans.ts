@@ -16,7 +16,8 @@ export const MAX_CHILD_SPANS = 128;
 /** Span events on a summary at most (the SDK's default limit). */
 export const MAX_SUMMARY_EVENTS = 128;
 const SLOWEST_LAUNCHES = 5;
-const SCOPE = { name: 'causeway', version: '0.1.0' };
+/** The instrumentation scope of kernel spans and of Causeway's own metrics. */
+export const SCOPE = { name: 'causeway', version: '0.1.0' };
 
 const hrTime = (unixNano: bigint): HrTime => [Number(unixNano / 1_000_000_000n), Number(unixNano % 1_000_000_000n)];
 const ms = (ns: bigint) => Number(ns) / 1e6;
@@ -52,7 +53,8 @@ export function kernelSpanName(event: KernelEvent): string {
   }
 }
 
-const isPoint = (event: KernelEvent) => event.kind === 'cuda.launch' || event.kind === 'tcp.retransmit';
+/** Launches and retransmits: points in time (a launch's duration is the API call's), not waits. */
+export const isPoint = (event: KernelEvent) => event.kind === 'cuda.launch' || event.kind === 'tcp.retransmit';
 
 function attributesOf(event: KernelEvent, scope: 'thread' | 'process'): Attributes {
   return {

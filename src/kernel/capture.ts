@@ -3,6 +3,8 @@
 // GPU processes the loader finds. What it decodes with (the shaper and the state it reads) is
 // handed in: captureParts() builds the usual set, over a process table the caller may share.
 // The frames may also come from a file (a Replay), and be written to one (a Recording).
+import type { Meter } from '@opentelemetry/api';
+import { counter, gauge, observe } from '../export/metrics.js';
 import { EpochClock } from './clock.js';
 import { CudaState } from './cuda.js';
 import { Demangler } from './demangle.js';
@@ -41,6 +43,8 @@ export interface CaptureOptions {
   loaderPath?: string;
   /** Also write what is captured to this recording. */
   recording?: Recording;
+  /** Events and drops per kind are read from here at each collection. */
+  meter?: Meter;
 }
 
 /** Counters per kind name: the DESIGN kinds, and cuda.register / proc.exec for bookkeeping. */
@@ -161,6 +165,7 @@ export class KernelCapture {
         },
         ...(options.loaderPath === undefined ? {} : { path: options.loaderPath }),
       });
+    if (options.meter !== undefined) this.instrument(options.meter);
   }
 
   start(): void {
@@ -210,6 +215,23 @@ export class KernelCapture {
       this.options.recording?.frame(FrameType.MESSAGE, Buffer.from(JSON.stringify({ level, msg, ...fields })));
     }
     this.options.onMessage(message);
+  }
+
+  private instrument(meter: Meter): void {
+    const perKind = (counts: KindCounts) =>
+      Object.entries(counts).map(([kind, n]) => [n, { kind }] as [number, { kind: string }]);
+    observe(
+      meter,
+      {
+        events: counter('causeway_kernel_events', 'Kernel events decoded, per kind.'),
+        drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
+        gpu: gauge('causeway_gpu_processes', 'Processes found using CUDA (followed, their libraries probed).'),
+      },
+      () => {
+        const { events, drops, gpuProcesses } = this.counters();
+        return { events: perKind(events), drops: perKind(drops), gpu: gpuProcesses };
+      },
+    );
   }
 
   private async frame(frame: Frame): Promise<void> {

@@ -4,7 +4,10 @@
 // https://modelcontextprotocol.io/specification/2025-11-25/basic/transports): a present
 // Origin must be on the allow-list and a loopback bind only answers loopback Host names (both
 // against DNS rebinding), a bearer token is required whenever one is configured and always off
-// loopback, tokens in the query string are refused, and concurrent requests are bounded.
+// loopback, tokens in the query string are refused, concurrent requests are bounded, and so is
+// each request: one JSON-RPC message of at most 4 MiB. A batch is refused (MCP removed batches
+// in 2025-06-18; the SDK still runs up to a hundred calls of one, which would pass the bound on
+// concurrent requests).
 import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -28,6 +31,8 @@ export interface McpHttpServer {
 export const MCP_PATH = '/mcp';
 /** Requests served at once; more get 429. */
 const MAX_CONCURRENT = 16;
+/** The largest request body, as the SDK's own limit. */
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 
 export const isLoopback = (host: string) => LOOPBACK_NAMES.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
@@ -40,16 +45,73 @@ export function mcpBindProblem(host: string, token: string | undefined): string 
   return `--mcp ${host}: serving MCP beyond loopback needs a bearer token (--mcp-token-file or CAUSEWAY_MCP_TOKEN)`;
 }
 
-function refuse(res: http.ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+function refuse(
+  res: http.ServerResponse,
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+  code = -32000,
+): void {
   // A JSON-RPC error without an id, as the transport specification allows; nothing internal in it.
   res.writeHead(status, { 'content-type': 'application/json', ...headers });
-  res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32000, message }, id: null }));
+  res.end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
+}
+
+type Refusal = [status: number, code: number, message: string];
+
+/** The request's JSON-RPC message, or why it is refused. Past the size bound the rest is read and dropped. */
+function readMessage(req: http.IncomingMessage): Promise<{ message: unknown } | Refusal> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      if (size > MAX_MESSAGE_BYTES) return; // refused already
+      size += chunk.length;
+      if (size <= MAX_MESSAGE_BYTES) chunks.push(chunk);
+      else {
+        chunks.length = 0;
+        resolve([413, -32000, `request body over ${String(MAX_MESSAGE_BYTES)} bytes`]);
+      }
+    });
+    req.on('error', reject);
+    req.on('end', () => {
+      if (size > MAX_MESSAGE_BYTES) return;
+      let message: unknown;
+      try {
+        message = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        resolve([400, -32700, 'Parse error: Invalid JSON']);
+        return;
+      }
+      resolve(
+        Array.isArray(message) ? [400, -32600, 'Invalid Request: JSON-RPC batches are not supported'] : { message },
+      );
+    });
+  });
 }
 
 function sameSecret(given: string, expected: string): boolean {
   const a = Buffer.from(given);
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** One request: its message, to a fresh server and transport, closed with the response. */
+async function serve(req: http.IncomingMessage, res: http.ServerResponse, diagnostics: Diagnostics): Promise<void> {
+  const read = await readMessage(req);
+  if (Array.isArray(read)) {
+    const [status, code, message] = read;
+    refuse(res, status, message, status === 413 ? { connection: 'close' } : {}, code);
+    return;
+  }
+  const mcp = createMcpServer(diagnostics);
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+  res.on('close', () => {
+    void transport.close();
+    void mcp.close();
+  });
+  await mcp.connect(transport);
+  await transport.handleRequest(req, res, read.message);
 }
 
 export async function serveMcp(options: McpHttpOptions, diagnostics: Diagnostics): Promise<McpHttpServer> {
@@ -91,19 +153,12 @@ export async function serveMcp(options: McpHttpOptions, diagnostics: Diagnostics
       return;
     }
     inFlight++;
-    const mcp = createMcpServer(diagnostics);
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     res.on('close', () => {
       inFlight--;
-      void transport.close();
-      void mcp.close();
     });
-    mcp
-      .connect(transport)
-      .then(() => transport.handleRequest(req, res))
-      .catch(() => {
-        if (!res.headersSent) refuse(res, 500, 'internal error');
-      });
+    serve(req, res, diagnostics).catch(() => {
+      if (!res.headersSent) refuse(res, 500, 'internal error');
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -99,6 +99,25 @@ export function encodeStatus(code: number, message: string, detail: StatusDetail
   return t.Status.encode(t.Status.fromObject({ code, message, details })).finish();
 }
 
+/** The RetryInfo.retry_delay of an encoded google.rpc.Status, in ms; undefined when it has none or is not one. */
+export function retryDelayMsOf(statusBytes: Uint8Array): number | undefined {
+  const t = otlpTypes();
+  try {
+    const status = t.Status.toObject(t.Status.decode(statusBytes), { longs: Number }) as {
+      details?: { typeUrl?: string; value?: Uint8Array }[];
+    };
+    const detail = status.details?.find((d) => d.typeUrl === RETRY_INFO_URL);
+    if (detail?.value === undefined) return undefined;
+    const info = t.RetryInfo.toObject(t.RetryInfo.decode(detail.value), { longs: Number }) as {
+      retryDelay?: { seconds?: number; nanos?: number };
+    };
+    if (info.retryDelay === undefined) return undefined;
+    return (info.retryDelay.seconds ?? 0) * 1000 + (info.retryDelay.nanos ?? 0) / 1e6;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The proto3 JSON form of a google.rpc.Status with the same details as encodeStatus. */
 export function statusJson(code: number, message: string, detail: StatusDetail = {}): string {
   const details: Record<string, unknown>[] = [];

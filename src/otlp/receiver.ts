@@ -1,6 +1,8 @@
 // startOtlpReceiver: the OTLP trace receiver (gRPC + HTTP) in front of the ingest queue.
 
 import type * as grpc from '@grpc/grpc-js';
+import type { Meter } from '@opentelemetry/api';
+import { counter, observe } from '../export/metrics.js';
 import type * as http from 'node:http';
 import { startGrpcServer, stopGrpcServer } from './grpc.js';
 import { startHttpServer, stopHttpServer } from './http.js';
@@ -31,6 +33,8 @@ export interface OtlpReceiverOptions {
   onSpans: OnSpans;
   /** Errors thrown by onSpans and unexpected server errors; default: ignored (they are counted). */
   onError?: (err: unknown) => void;
+  /** The counters are read from here at each collection. */
+  meter?: Meter;
 }
 
 export interface OtlpReceiver {
@@ -58,6 +62,7 @@ export async function startOtlpReceiver(options: OtlpReceiverOptions): Promise<O
     throw new RangeError('maxPendingSpans must be a positive integer');
   const onError = options.onError ?? ((): void => undefined);
   const queue = new IngestQueue(options.onSpans, maxPendingSpans, onError);
+  if (options.meter !== undefined) instrument(options.meter, queue);
 
   let grpcServer: grpc.Server | undefined;
   let httpServer: http.Server | undefined;
@@ -98,4 +103,17 @@ export async function startOtlpReceiver(options: OtlpReceiverOptions): Promise<O
       return closing;
     },
   };
+}
+
+function instrument(meter: Meter, queue: IngestQueue): void {
+  observe(
+    meter,
+    {
+      spansAccepted: counter('causeway_receiver_spans_accepted', 'App spans accepted over OTLP.'),
+      spansRejected: counter('causeway_receiver_spans_rejected', 'App spans rejected as invalid.'),
+      requestsRefused: counter('causeway_receiver_requests_refused', 'OTLP requests refused for overload (retryable).'),
+      badRequests: counter('causeway_receiver_bad_requests', 'OTLP requests answered with a client error.'),
+    },
+    () => queue.snapshot(),
+  );
 }

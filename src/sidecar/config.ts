@@ -27,8 +27,12 @@ export interface SidecarConfig {
   threadAttribute: string;
   correlator: { retentionMs: number; maxEvents: number; watermarkLagMs: number };
   store: { retentionMs: number; maxEvents: number; maxSpans: number };
+  /** Kernel spans waiting for the collector at most, in spans and in (approximate encoded) bytes. */
+  export: { maxQueueSpans: number; maxQueueBytes: number };
   /** Cluster mode: `jaeger=URL` or `tempo=URL`. */
   queryBackend: string | undefined;
+  /** How long SIGTERM's shutdown may take: joining, exporting and flushing what is pending. */
+  shutdownDeadlineMs: number;
 }
 
 const shown = (value: unknown) => (value === undefined ? 'nothing' : JSON.stringify(value));
@@ -85,6 +89,9 @@ const KEYS = {
   'store-retention-s': positiveInteger.default(900),
   'store-max-events': positiveInteger.default(1_000_000),
   'store-max-spans': positiveInteger.default(100_000),
+  'export-queue-spans': positiveInteger.default(100_000),
+  'export-queue-mib': positiveInteger.default(64),
+  'shutdown-deadline-s': positiveInteger.default(5),
   'query-backend': queryBackend.optional(),
 };
 
@@ -104,7 +111,9 @@ const schema = z.strictObject(KEYS).transform((c) => ({
     maxEvents: c['store-max-events'],
     maxSpans: c['store-max-spans'],
   },
+  export: { maxQueueSpans: c['export-queue-spans'], maxQueueBytes: c['export-queue-mib'] * 2 ** 20 },
   queryBackend: c['query-backend'],
+  shutdownDeadlineMs: c['shutdown-deadline-s'] * 1000,
 }));
 
 export const CONFIG_KEYS = Object.keys(KEYS) as (keyof typeof KEYS)[];

@@ -8,6 +8,13 @@ export {
   type ConfigSources,
   type SidecarConfig,
 } from './config.js';
-export { DEFAULT_EXPORT_URL, exportUrl, startSidecar, type Sidecar, type SidecarOptions } from './sidecar.js';
+export {
+  DEFAULT_EXPORT_URL,
+  exportUrl,
+  startSidecar,
+  type ShutdownReport,
+  type Sidecar,
+  type SidecarOptions,
+} from './sidecar.js';
 export { StartError } from './startup.js';
 export type { SidecarStatus } from './status.js';

@@ -8,13 +8,15 @@
 // that part, and its default is defined once, in config.ts. A part keeps defaults of its own
 // only for what the configuration does not expose (queue and batch sizes, the store's flush
 // period, message limits, ...), and the configuration does not repeat them.
+import type { Meter } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { Correlator } from '../correlate/correlator.js';
 import { HostIds } from '../correlate/hostpid.js';
 import { place } from '../correlate/place.js';
-import { serveMetrics } from '../export/metrics.js';
+import { SidecarMetrics } from '../export/metrics.js';
 import { SpanSender, type SenderCounters } from '../export/sender.js';
 import { KernelSpanBuilder } from '../export/spans.js';
+import { KernelWaits } from '../export/waits.js';
 import { KernelCapture, captureParts } from '../kernel/capture.js';
 import type { LoaderMessage } from '../kernel/loader.js';
 import { ProcessTable } from '../kernel/processes.js';
@@ -24,7 +26,7 @@ import { querySource } from '../store/backend.js';
 import { Store } from '../store/store.js';
 import type { SidecarConfig } from './config.js';
 import { Startup } from './startup.js';
-import { metricSamples, sidecarStatus, type SidecarStatus } from './status.js';
+import { sidecarStatus, type SidecarStatus } from './status.js';
 
 export const DEFAULT_EXPORT_URL = 'http://127.0.0.1:4317';
 /** How often the spans the watermark has passed are joined. */
@@ -54,8 +56,24 @@ export interface Sidecar {
   /** Settles if capture ends on its own: the loader can no longer run. */
   ended: Promise<void>;
   status: () => Promise<SidecarStatus>;
-  /** Stops every part, the last started first; resolves with the export counters at the end. */
-  close: () => Promise<SenderCounters>;
+  /**
+   * Stops every part, the last started first, within the deadline (default: the configured
+   * one): spans still waiting are joined, their kernel spans exported and the store flushed.
+   * Resolves by the deadline, with what was done and what was left.
+   */
+  close: (deadlineMs?: number) => Promise<ShutdownReport>;
+}
+
+export interface ShutdownReport {
+  /** Everything pending was exported and written before the deadline. */
+  complete: boolean;
+  /** The part still closing when the deadline passed; undefined when every part closed. */
+  closing: string | undefined;
+  export: SenderCounters;
+  /** Kernel spans not exported: still queued or unanswered at the deadline. */
+  spansLeft: number;
+  /** Rows the store had not written. */
+  storeRowsLeft: number;
 }
 
 /** Starts the parts in order; if one fails, those started are closed and a StartError names it. */
@@ -63,39 +81,46 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
   const { log } = options;
   const url = exportUrl(options.env);
   const startup = new Startup(log);
-  const store = await startup.step(
-    'the store',
-    () => Store.open(config.store),
-    (s) => s.close(),
-  );
+  // Each part records on instruments of this meter; served once every part runs.
+  const metrics = new SidecarMetrics();
+  const { meter } = metrics;
+  /** When close() must be done by: the exporter, closed last, gets what time is left. */
+  let deadline = Infinity;
   const sender = await startup.step(
     'the exporter',
-    () => newSender(url, log),
+    () => newSender(config, url, log, meter),
+    (s) => s.close(Math.max(0, deadline - Date.now())),
+  );
+  // Closed before the exporter: what the last spans joined is written before export takes the rest of the time.
+  const store = await startup.step(
+    'the store',
+    () => Store.open({ ...config.store, meter }),
     (s) => s.close(),
   );
-  // Closed after capture and the receiver: the spans still ready are joined.
+  const waits = new KernelWaits(meter, config.correlator.retentionMs);
+  // Closed after capture and the receiver: no event or span is still to come, so every span waiting is joined.
   const correlator = await startup.step(
     'the correlator',
-    () => newCorrelator(config, store, sender),
+    () => newCorrelator(config, { store, sender, waits, meter }),
     (c) => {
-      c.join();
+      c.joinAll();
     },
   );
   const processes = new ProcessTable();
   const capture = await startup.step(
     'kernel capture',
-    () => startCapture(config, processes, correlator, store, log),
+    () => startCapture(config, processes, { correlator, store, waits, meter }, log),
     (c) => c.stop(),
   );
   const receiver = await startup.step(
     'the OTLP receiver',
-    () => startReceiver(config, new HostIds(processes), capture, correlator, store),
+    () => startReceiver(config, new HostIds(processes), capture, correlator, store, meter),
     (r) => r.close(),
   );
   const parts = { capture, receiver, correlator, sender, store, exportUrl: url };
-  const metrics = await startup.step(
+  const metricsEndpoint = await startup.step(
     'the metrics server',
-    () => serveMetrics(config.metrics.host, config.metrics.port, () => metricSamples(parts)),
+    () => metrics.serve(config.metrics.host, config.metrics.port),
     (m) => m.close(),
   );
   const status = () => sidecarStatus(parts);
@@ -118,40 +143,68 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
   return {
     grpcPort: receiver.grpcPort ?? config.receiver.grpc.port,
     httpPort: receiver.httpPort ?? config.receiver.http.port,
-    metricsPort: metrics.port,
+    metricsPort: metricsEndpoint.port,
     mcpUrl: mcp.url,
     exportUrl: url,
     backend: backend?.name,
     ended: capture.ended.then(() => undefined),
     status,
-    close: async () => {
-      await startup.shutdown();
-      return sender.counters();
+    close: (deadlineMs = config.shutdownDeadlineMs) => {
+      deadline = Date.now() + deadlineMs;
+      return shutdownWithin(deadlineMs, startup, sender, store);
     },
   };
 }
 
-function newSender(url: string, log: (line: string) => void): SpanSender {
+/** Closes every part, or stops waiting at the deadline; says what was left either way. */
+async function shutdownWithin(
+  deadlineMs: number,
+  startup: Startup,
+  sender: SpanSender,
+  store: Store,
+): Promise<ShutdownReport> {
+  let timer: NodeJS.Timeout | undefined;
+  const closed = await Promise.race([
+    startup.shutdown().then(() => true),
+    new Promise<false>((resolve) => (timer = setTimeout(resolve, deadlineMs, false))),
+  ]);
+  clearTimeout(timer);
+  const exported = sender.counters();
+  const spansLeft = exported.queued + exported.dropped.shutdown;
+  const storeRowsLeft = store.counters().rowsBuffered;
+  return {
+    complete: closed && spansLeft === 0 && storeRowsLeft === 0,
+    closing: closed ? undefined : startup.closing,
+    export: exported,
+    spansLeft,
+    storeRowsLeft,
+  };
+}
+
+function newSender(config: SidecarConfig, url: string, log: (line: string) => void, meter: Meter): SpanSender {
   return new SpanSender({
-    exporter: new OTLPTraceExporter({ url }),
+    exporter: () => new OTLPTraceExporter({ url }),
+    ...config.export,
+    meter,
     onStatus: (up, detail) => {
-      log(
-        up
-          ? `collector at ${url}: ${detail}`
-          : `cannot export to the collector at ${url} (spans are queued, then dropped and counted): ${detail}`,
-      );
+      log(up ? `collector at ${url}: ${detail}` : `cannot export to the collector at ${url}: ${detail}`);
     },
   });
 }
 
-/** Joined spans' kernel events go out as kernel spans, and into the store. */
-function newCorrelator(config: SidecarConfig, store: Store, sender: SpanSender): Correlator<AppSpan> {
+/** Joined spans' kernel events go out as kernel spans, into the store, and into the wait metrics. */
+function newCorrelator(
+  config: SidecarConfig,
+  { store, sender, waits, meter }: { store: Store; sender: SpanSender; waits: KernelWaits; meter: Meter },
+): Correlator<AppSpan> {
   const builder = new KernelSpanBuilder();
   return new Correlator<AppSpan>({
     ...config.correlator,
+    meter,
     onJoined: (attachments) => {
       sender.send(attachments.flatMap((a) => builder.build(a)));
       store.addAttachments(attachments);
+      waits.attached(attachments);
     },
   });
 }
@@ -160,8 +213,12 @@ function newCorrelator(config: SidecarConfig, store: Store, sender: SpanSender):
 async function startCapture(
   config: SidecarConfig,
   processes: ProcessTable,
-  correlator: Correlator<AppSpan>,
-  store: Store,
+  {
+    correlator,
+    store,
+    waits,
+    meter,
+  }: { correlator: Correlator<AppSpan>; store: Store; waits: KernelWaits; meter: Meter },
   log: (line: string) => void,
 ): Promise<KernelCapture> {
   // Of the loader's news, warnings and errors, and the libraries and GPU processes it finds.
@@ -175,7 +232,9 @@ async function startCapture(
       libs: [],
       followAll: false,
       onMessage,
+      meter,
       onEvents: (events) => {
+        waits.captured(events);
         correlator.addEvents(events);
         store.addEvents(events);
       },
@@ -198,9 +257,11 @@ function startReceiver(
   capture: KernelCapture,
   correlator: Correlator<AppSpan>,
   store: Store,
+  meter: Meter,
 ): Promise<OtlpReceiver> {
   return startOtlpReceiver({
     ...config.receiver,
+    meter,
     onSpans: (spans) => {
       const placed = spans.map((span) => ({ span, place: place(span, hostIds, config.threadAttribute) }));
       for (const { place: where } of placed) if (where !== undefined) capture.follow(where.hostPid);

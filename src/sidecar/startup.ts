@@ -24,7 +24,9 @@ export class StartError extends Error {
 
 export class Startup {
   private readonly started: { step: string; close: () => unknown }[] = [];
-  private closing: Promise<void> | undefined;
+  private shuttingDown: Promise<void> | undefined;
+  /** The part being closed, while shutdown() runs. */
+  closing: string | undefined;
 
   /** `log` hears about a part that failed to close (the others are closed all the same). */
   constructor(private readonly log: (line: string) => void) {}
@@ -44,15 +46,17 @@ export class Startup {
 
   /** Closes every part started, the last first. Idempotent. */
   shutdown(): Promise<void> {
-    this.closing ??= (async () => {
+    this.shuttingDown ??= (async () => {
       for (const { step, close } of this.started.reverse()) {
+        this.closing = step;
         try {
           await close();
         } catch (error) {
           this.log(`closing ${step} failed: ${reason(error)}`);
         }
       }
+      this.closing = undefined;
     })();
-    return this.closing;
+    return this.shuttingDown;
   }
 }

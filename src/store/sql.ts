@@ -1,9 +1,15 @@
-// Ad-hoc SQL over the store, for questions no tool covers, read-only for real: exactly one
-// statement, and DuckDB itself must classify it as a SELECT (so no INSERT, DELETE, DROP, SET,
-// ATTACH, COPY, PRAGMA, ...); the database has external access disabled and its configuration
-// locked, so no file or network reads either; rows and time are bounded, each query on its
-// own connection so that interrupting it at the deadline stops only that query.
-import { StatementType, type DuckDBPreparedStatement } from '@duckdb/node-api';
+// Ad-hoc SQL over the store, for questions no tool covers, read-only and confined to the store
+// for real: exactly one statement; DuckDB's own parser must serialize it as a SELECT (so no
+// INSERT, DELETE, DROP, SET, ATTACH, COPY, PRAGMA, INSTALL, LOAD, ...) whose tree names only the
+// store's tables and allowed functions (sql-allowed.ts), checked before DuckDB binds anything,
+// so a refused file, setting or catalog is never opened. What runs is the SQL DuckDB writes
+// back from that checked tree, never the text as given; DuckDB must classify it as a SELECT
+// too; and the database has external access disabled and its configuration locked.
+// The answer is bounded in rows, in time, and in bytes before any of it becomes JavaScript
+// values (a thousand rows of a megabyte each would take gigabytes there): DuckDB measures the
+// rows first. Each query has its own connection, so interrupting it stops only that query.
+import { StatementType, type DuckDBConnection, type DuckDBPreparedStatement } from '@duckdb/node-api';
+import { refusalOf } from './sql-allowed.js';
 import type { Store } from './store.js';
 
 export class QueryRefused extends Error {}
@@ -15,36 +21,53 @@ export interface QueryResult {
   truncated: boolean;
 }
 
-export const SQL_LIMITS = { maxRows: 1000, timeoutMs: 5000 } as const;
+export interface SqlLimits {
+  maxRows: number;
+  timeoutMs: number;
+  /** The returned values' size as text, at most. */
+  maxBytes: number;
+}
 
-export async function readOnlyQuery(
-  store: Store,
-  sql: string,
-  limits: { maxRows: number; timeoutMs: number } = SQL_LIMITS,
-): Promise<QueryResult> {
+export const SQL_LIMITS: SqlLimits = { maxRows: 1000, timeoutMs: 5000, maxBytes: 1024 * 1024 };
+
+const READ_ONLY = 'only SELECT queries are allowed: the store is read-only';
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** Runs one confined SELECT; `given` limits replace those of SQL_LIMITS. */
+export async function readOnlyQuery(store: Store, sql: string, given: Partial<SqlLimits> = {}): Promise<QueryResult> {
+  const limits = { ...SQL_LIMITS, ...given };
   const connection = await store.connect();
   let timer: NodeJS.Timeout | undefined;
   let prepared: DuckDBPreparedStatement | undefined;
+  let interrupted = false;
+  const refusal = (e: unknown) =>
+    interrupted
+      ? new QueryRefused(`the query ran past ${String(limits.timeoutMs)} ms and was stopped`)
+      : new QueryRefused(message(e));
   try {
     const statements = await connection.extractStatements(sql).catch((e: unknown) => {
-      throw new QueryRefused(`cannot parse the query: ${e instanceof Error ? e.message : String(e)}`);
+      throw new QueryRefused(`cannot parse the query: ${message(e)}`);
     });
     if (statements.count !== 1)
       throw new QueryRefused(`expected exactly one SQL statement, got ${String(statements.count)}`);
-    prepared = await statements.prepare(0).catch((e: unknown) => {
-      throw new QueryRefused(e instanceof Error ? e.message : String(e));
-    });
-    if (prepared.statementType !== StatementType.SELECT)
-      throw new QueryRefused('only SELECT queries are allowed: the store is read-only');
-    let interrupted = false;
+    const checked = await confined(connection, sql);
     timer = setTimeout(() => {
       interrupted = true;
       connection.interrupt();
     }, limits.timeoutMs);
+    const bytes = await answerBytes(connection, checked, limits.maxRows + 1).catch((e: unknown) => {
+      throw refusal(e);
+    });
+    if (bytes > limits.maxBytes)
+      throw new QueryRefused(
+        `the answer would hold ${mib(bytes)} MiB of values, past the ${mib(limits.maxBytes)} MiB allowed: select fewer rows or columns, or shorten long values (left(), substr())`,
+      );
+    prepared = await connection.prepare(checked).catch((e: unknown) => {
+      throw refusal(e);
+    });
+    if (prepared.statementType !== StatementType.SELECT) throw new QueryRefused(READ_ONLY);
     const reader = await prepared.streamAndReadUntil(limits.maxRows + 1).catch((e: unknown) => {
-      throw interrupted
-        ? new QueryRefused(`the query ran past ${String(limits.timeoutMs)} ms and was stopped`)
-        : new QueryRefused(e instanceof Error ? e.message : String(e));
+      throw refusal(e);
     });
     const rows = reader.getRowsJson();
     return {
@@ -57,4 +80,39 @@ export async function readOnlyQuery(
     prepared?.destroySync();
     connection.closeSync();
   }
+}
+
+const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 2 : 0);
+
+/**
+ * The statement as DuckDB writes it back from its parse tree, once the tree is a SELECT that
+ * names nothing outside the store; otherwise QueryRefused, saying why.
+ */
+async function confined(connection: DuckDBConnection, sql: string): Promise<string> {
+  // json_serialize_sql only parses: its argument is never bound or run.
+  const parsed = await connection.runAndReadAll('SELECT json_serialize_sql($1::VARCHAR)', [sql]);
+  const json = String(parsed.getRows()[0]?.[0]);
+  const tree = JSON.parse(json) as { error?: boolean; error_message?: unknown };
+  if (tree.error === true)
+    throw new QueryRefused(
+      /only select/i.test(String(tree.error_message))
+        ? READ_ONLY
+        : `cannot parse the query: ${String(tree.error_message)}`,
+    );
+  const problem = refusalOf(tree);
+  if (problem !== undefined) throw new QueryRefused(problem);
+  const written = await connection
+    .runAndReadAll('SELECT json_deserialize_sql($1::JSON)', [json])
+    .catch((e: unknown) => {
+      throw new QueryRefused(`cannot run this query: ${message(e)}`);
+    });
+  return String(written.getRows()[0]?.[0]);
+}
+
+/** The size, as text, of the values of the first `rows` rows of the query, measured by DuckDB. */
+async function answerBytes(connection: DuckDBConnection, query: string, rows: number): Promise<number> {
+  const reader = await connection.runAndReadAll(
+    `SELECT sum(strlen(CAST(COLUMNS(*) AS VARCHAR))) FROM (SELECT * FROM (${query}) LIMIT ${String(rows)})`,
+  );
+  return (reader.getRows()[0] ?? []).reduce((sum: number, column) => sum + Number(column ?? 0), 0);
 }

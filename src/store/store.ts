@@ -4,10 +4,12 @@
 // the correlation path; queries run on DuckDB's own threads, so they never hold up capture.
 // Retention is bounded by age and by row counts; rows past either bound are deleted.
 import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import type { Meter } from '@opentelemetry/api';
 import type { Attachment, PlacedSpan } from '../correlate/correlator.js';
 import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
 import { MS, nowUnixNano } from '../correlate/time.js';
 import { otherTask, type Attributes, type KernelEvent } from '../kernel/events.js';
+import { counter, gauge, observe } from '../export/metrics.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
 
@@ -20,6 +22,8 @@ export interface StoreRetention {
 }
 
 export interface StoreOptions extends StoreRetention {
+  /** The counters and the rows held are read from here at each collection. */
+  meter?: Meter;
   /** How often buffered rows are appended. */
   flushMs?: number;
   /** DuckDB's memory limit, e.g. '256MB'. */
@@ -134,7 +138,7 @@ export class Store implements TraceSource {
     flushErrors: 0,
     lastFlushMs: 0,
   };
-  private readonly settings: Required<Omit<StoreOptions, 'now'>> & { now: () => bigint };
+  private readonly settings: Required<Omit<StoreOptions, 'now' | 'meter'>> & { now: () => bigint };
 
   /** Reads, taken in turn: a DuckDB connection runs one query at a time, and writes have their own. */
   private readers: DuckDBConnection[] = [];
@@ -146,7 +150,9 @@ export class Store implements TraceSource {
     private readonly connection: DuckDBConnection,
     options: StoreOptions,
   ) {
-    this.settings = { ...STORE_DEFAULTS, ...options, now: options.now ?? nowUnixNano };
+    const { meter, ...settings } = options;
+    this.settings = { ...STORE_DEFAULTS, ...settings, now: options.now ?? nowUnixNano };
+    if (meter !== undefined) this.instrument(meter);
   }
 
   static async open(options: StoreOptions): Promise<Store> {
@@ -213,6 +219,37 @@ export class Store implements TraceSource {
       attachments: Number(attachments),
       memoryBytes: Number(memory),
     };
+  }
+
+  private instrument(meter: Meter): void {
+    observe(
+      meter,
+      {
+        eventsStored: counter('causeway_store_events_stored', 'Kernel events written to the store.'),
+        spansStored: counter('causeway_store_spans_stored', 'App spans written to the store.'),
+        rowsShed: counter('causeway_store_rows_shed', 'Rows refused because the store fell behind.'),
+        rowsExpired: counter('causeway_store_rows_expired', 'Rows deleted by the store retention.'),
+        flushErrors: counter('causeway_store_flush_errors', 'Store writes that failed.'),
+        rowsBuffered: gauge('causeway_store_rows_buffered', 'Rows waiting to be written to the store.'),
+        lastFlush: gauge('causeway_store_last_flush_seconds', 'Time the last write to the store took.', 's'),
+        rows: gauge('causeway_store_rows', 'Rows held in the store, per table.'),
+        memory: gauge('causeway_store_memory_bytes', 'Memory the store uses.', 'By'),
+      },
+      async () => {
+        const size = await this.size();
+        const counters = this.counters();
+        return {
+          ...counters,
+          lastFlush: counters.lastFlushMs / 1000,
+          rows: [
+            [size.events, { table: 'kernel_events' }],
+            [size.spans, { table: 'spans' }],
+            [size.attachments, { table: 'attachments' }],
+          ],
+          memory: size.memoryBytes,
+        };
+      },
+    );
   }
 
   /** Appends everything buffered, then applies retention. Flushes never overlap. */

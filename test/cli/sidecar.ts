@@ -10,14 +10,21 @@ export interface Sidecar {
   mcpUrl: string;
   log: () => string;
   metrics: () => Promise<string>;
-  /** Stops with SIGINT; resolves with the exit code. */
-  stop: () => Promise<number | null>;
+  /**
+   * Stops it with `signal` (SIGINT unless given); resolves with the exit code, or null when it
+   * had not exited after killAfterMs and was killed, as Kubernetes does at the grace period.
+   */
+  stop: (signal?: NodeJS.Signals, killAfterMs?: number) => Promise<number | null>;
 }
 
-export async function until<T>(what: string, timeoutMs: number, probe: () => T | undefined): Promise<T> {
+export async function until<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => T | undefined | Promise<T | undefined>,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = probe();
+    const value = await probe();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -63,9 +70,12 @@ export async function startSidecar(exportUrl: string, grpc = '127.0.0.1:0', args
     mcpUrl: String(mcpUrl),
     log: () => log,
     metrics: async () => (await fetch(`http://127.0.0.1:${String(metricsPort)}/metrics`)).text(),
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGINT');
-      return exited;
+    stop: async (signal = 'SIGINT', killAfterMs) => {
+      if (child.exitCode === null) child.kill(signal);
+      const kill = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      const code = await exited;
+      clearTimeout(kill);
+      return code;
     },
   };
 }

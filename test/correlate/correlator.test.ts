@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Correlator, type Attachment, type JoinableSpan, type SpanPlace } from '../../src/correlate/correlator.js';
+import type { Meter } from '@opentelemetry/api';
 import type { KernelEvent } from '../../src/kernel/events.js';
+import { TestMeter } from '../export/meter.js';
 
 const S = 1_000_000_000n;
 const MS = 1_000_000n;
@@ -22,7 +24,7 @@ function event(tid: number, start: bigint, end: bigint, kind: KernelEvent['kind'
   return { kind, pid: 100, tid, comm: 'app', startUnixNano: start, endUnixNano: end, attributes: {} };
 }
 
-function setup(now: { t: bigint }, options: { maxEvents?: number; maxPendingSpans?: number } = {}) {
+function setup(now: { t: bigint }, options: { maxEvents?: number; maxPendingSpans?: number; meter?: Meter } = {}) {
   const joined: Attachment[] = [];
   const place = (s: JoinableSpan): SpanPlace | undefined => {
     if (s.resource['process.pid'] !== 100) return undefined;
@@ -115,4 +117,25 @@ test('the lag names the newest kernel event, the watermark wait and the spans wa
   addSpans([span('waiting', 19n * S, 19n * S + 900n * MS, 7)]);
   correlator.join();
   assert.deepEqual(correlator.lag(), { newestEventAgeMs: 250, joinWatermarkMs: 500, spansWaitingToJoin: 1 });
+});
+
+test('its counters and lag are instruments of the meter it is given, read at each collection', async (t) => {
+  const m = new TestMeter();
+  t.after(() => m.close());
+  const now = { t: 20n * S };
+  const { correlator, addSpans } = setup(now, { meter: m.meter });
+  assert.equal(await m.value('causeway_correlator_newest_event_age_seconds'), undefined, 'no event yet');
+  correlator.addEvents([event(7, 19n * S, 19n * S + 750n * MS), event(8, 19n * S, 19n * S + 100n * MS)]);
+  addSpans([span('done', 19n * S - MS, 19n * S + MS, 7), span('waiting', 19n * S, 19n * S + 900n * MS, 7)]);
+  addSpans([{ ...span('elsewhere', S, 2n * S, 7), resource: { 'process.pid': 5 } }]);
+  correlator.join();
+  assert.equal(await m.value('causeway_correlator_spans_joined'), 1);
+  assert.equal(await m.value('causeway_correlator_spans_with_events'), 1);
+  assert.equal(await m.value('causeway_correlator_events_attached'), 1);
+  assert.equal(await m.value('causeway_correlator_spans_not_here'), 1);
+  assert.equal(await m.value('causeway_correlator_spans_pending'), 1);
+  assert.equal(await m.value('causeway_correlator_events_held'), 2);
+  assert.equal(await m.value('causeway_correlator_newest_event_age_seconds'), 0.25);
+  now.t += S;
+  assert.equal(await m.value('causeway_correlator_newest_event_age_seconds'), 1.25, 'read anew at each collection');
 });

@@ -55,7 +55,8 @@ test('the DaemonSet runs in the host pid namespace with the documented capabilit
   const container = pod?.containers[0];
   assert.ok(pod !== undefined && container !== undefined);
   assert.equal(pod.hostPID, true);
-  assert.equal(pod.terminationGracePeriodSeconds, 30);
+  // The grace period is the sidecar's shutdown deadline plus a margin to exit (see the manifest).
+  assert.equal(pod.terminationGracePeriodSeconds, Number(causewayConfig()['shutdown-deadline-s']) + 5);
   assert.deepEqual(container.securityContext.capabilities, {
     drop: ['ALL'],
     add: ['BPF', 'PERFMON', 'SYS_ADMIN', 'SYS_PTRACE'],

@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 /** Where test/setup.sh puts the tools (outside the repo, so clones and CI runs share it). */
 const CACHE = '/var/cache/causeway';
 const JAEGER_BIN = join(CACHE, 'bin', 'jaeger');
+export const PROMETHEUS_BIN = join(CACHE, 'bin', 'prometheus');
 const OTELCOL_BIN = join(CACHE, 'bin', 'otelcol');
 export const pythonBin = join(CACHE, 'venv', 'bin', 'python');
 
@@ -54,6 +55,16 @@ export interface OtlpTrace {
 export const spansOf = (trace: OtlpTrace): OtlpSpan[] =>
   trace.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans));
 
+/** A span attribute's value as a number, string or boolean; undefined when the span has none. */
+export const attribute = (span: OtlpSpan, key: string) => {
+  const value = span.attributes?.find((a) => a.key === key)?.value;
+  return (
+    value?.stringValue ??
+    value?.doubleValue ??
+    (value?.intValue === undefined ? value?.boolValue : Number(value.intValue))
+  );
+};
+
 export interface Backend {
   stop(): Promise<void>;
 }
@@ -71,6 +82,13 @@ export interface Collector extends Backend {
   otlpHttp: string;
   /** host:port of the receiver that takes Causeway's kernel spans back. */
   kernelGrpc: string;
+  /** host:port of the collector's own metrics (Prometheus text at /metrics). */
+  metrics: string;
+}
+
+export interface Prometheus extends Backend {
+  /** Base URL of its HTTP API. */
+  url: string;
 }
 
 /** A loopback port that was free a moment ago (the OS picks it, then we release it). */
@@ -174,8 +192,53 @@ export async function startCollector(configPath: string, env: Record<string, str
     otlpGrpc: settings.OTELCOL_OTLP_GRPC,
     otlpHttp: settings.OTELCOL_OTLP_HTTP,
     kernelGrpc: settings.OTELCOL_KERNEL_GRPC,
+    metrics: `127.0.0.1:${settings.OTELCOL_METRICS_PORT}`,
     stop: () => child.stop(),
   };
+}
+
+/**
+ * Debian's Prometheus server (test/setup.sh unpacks it; no service is installed), scraping each
+ * job's targets every `scrapeIntervalS` seconds, with its data in a directory removed by stop().
+ */
+export async function startPrometheus(
+  jobs: Record<string, string[]>,
+  scrapeIntervalS: number,
+  ruleFiles: string[] = [],
+): Promise<Prometheus> {
+  const listen = await freeAddress();
+  const dir = await mkdtemp(join(tmpdir(), 'causeway-prometheus-'));
+  const config = {
+    global: { scrape_interval: `${String(scrapeIntervalS)}s`, evaluation_interval: `${String(scrapeIntervalS)}s` },
+    rule_files: ruleFiles,
+    scrape_configs: Object.entries(jobs).map(([job, targets]) => ({
+      job_name: job,
+      static_configs: [{ targets }],
+    })),
+  };
+  // JSON is YAML: no YAML writer needed.
+  await writeFile(join(dir, 'prometheus.yml'), JSON.stringify(config));
+  const child = startTool(
+    PROMETHEUS_BIN,
+    [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=${listen}`,
+    ],
+    {},
+  );
+  const url = `http://${listen}`;
+  const stop = async () => {
+    await child.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await child.until(() => httpOk(`${url}/-/ready`), 'prometheus');
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { url, stop };
 }
 
 /**
@@ -203,6 +266,23 @@ export async function getTrace(
     if (Date.now() > deadline) return last;
     await sleep(250);
   }
+}
+
+/** Every span Jaeger holds of a service's traces that started after `since` (up to 1000 traces). */
+export async function serviceSpans(queryUrl: string, service: string, since: Date): Promise<OtlpSpan[]> {
+  const params = new URLSearchParams({
+    'query.service_name': service,
+    'query.start_time_min': since.toISOString(),
+    'query.start_time_max': new Date(Date.now() + 60_000).toISOString(),
+    'query.num_traces': '1000',
+  });
+  const response = await fetch(`${queryUrl}/api/v3/traces?${params.toString()}`);
+  if (response.status === 404) {
+    await response.body?.cancel();
+    return [];
+  }
+  if (!response.ok) throw new Error(`jaeger find traces of ${service}: ${response.status} ${await response.text()}`);
+  return spansOf(((await response.json()) as { result: OtlpTrace }).result);
 }
 
 interface Tool {

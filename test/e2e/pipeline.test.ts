@@ -4,52 +4,26 @@
 // kernel spans come back through the collector into the same trace in Jaeger.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Explanation } from '../../src/correlate/explanation.js';
 import { ROOT, SIM_CUDART, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
-import { startSidecar, until, type Sidecar } from '../cli/sidecar.js';
+import { startSidecar, until } from '../cli/sidecar.js';
 import {
+  attribute,
   freePort,
   getTrace,
   pythonBin,
   spansOf,
   startCollector,
   startJaeger,
-  type Collector,
-  type Jaeger,
   type OtlpSpan,
+  type OtlpTrace,
 } from './backends.js';
+import { startPipeline } from './pipeline.js';
 
-const attribute = (span: OtlpSpan, key: string) => {
-  const value = span.attributes?.find((a) => a.key === key)?.value;
-  return (
-    value?.stringValue ??
-    value?.doubleValue ??
-    (value?.intValue === undefined ? value?.boolValue : Number(value.intValue))
-  );
-};
 const durationMs = (span: OtlpSpan) => Number(BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano)) / 1e6;
-
-/** Jaeger, the collector with otel-config/collector.yaml, and the sidecar between them; all stopped after the test. */
-async function startPipeline(t: TestContext): Promise<{ jaeger: Jaeger; collector: Collector; sidecar: Sidecar }> {
-  const jaeger = await startJaeger();
-  t.after(() => jaeger.stop());
-  // The sidecar listens before the collector starts: a collector that found it down would
-  // wait out gRPC's reconnect backoff before its first copy of app spans, and miss the request.
-  const causewayPort = await freePort();
-  const kernelGrpc = `127.0.0.1:${String(await freePort())}`;
-  const sidecar = await startSidecar(`http://${kernelGrpc}`, `127.0.0.1:${String(causewayPort)}`);
-  t.after(() => sidecar.stop());
-  const collector = await startCollector(join(ROOT, 'otel-config', 'collector.yaml'), {
-    JAEGER_OTLP_GRPC: jaeger.otlpGrpc,
-    CAUSEWAY_OTLP_GRPC: `127.0.0.1:${String(causewayPort)}`,
-    OTELCOL_KERNEL_GRPC: kernelGrpc,
-  });
-  t.after(() => collector.stop());
-  return { jaeger, collector, sidecar };
-}
 
 test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync child span of the request span', async (t) => {
   if (!kernelAvailable(t)) return;
@@ -176,7 +150,7 @@ test('a Node service doing fsync in a span shows its block I/O and blocked time 
   );
 });
 
-test('with the collector stopped the sidecar counts what it cannot export, and recovers when it is back', async (t) => {
+test('a collector that starts after the sidecar receives the kernel spans queued meanwhile, and those made after', async (t) => {
   if (!kernelAvailable(t)) return;
   const jaeger = await startJaeger();
   t.after(() => jaeger.stop());
@@ -202,23 +176,23 @@ test('with the collector stopped the sidecar counts what it cannot export, and r
     return (await app.truth) as { trace_id: string; span_id: string };
   };
 
-  await request(); // the collector is not running yet
+  const early = await request(); // the collector is not running yet
   await until('the sidecar to say the collector is down', 30_000, () =>
     /cannot export to the collector/.test(sidecar.log()) ? true : undefined,
   );
-  assert.match(await sidecar.metrics(), /^causeway_export_spans_dropped_total [1-9]\d*$/m);
+  assert.match(await sidecar.metrics(), /^causeway_export_queue_spans [1-9]\d*$/m);
 
   const collector = await startCollector(config, env);
   t.after(() => collector.stop());
-  const truth = await request();
-  const trace = await getTrace(jaeger.queryUrl, truth.trace_id, {
-    timeoutMs: 30_000,
-    until: (tr) => spansOf(tr).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize'),
-  });
-  assert.ok(
-    trace && spansOf(trace).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize'),
-    sidecar.log(),
-  );
+  const late = await request();
+  for (const truth of [early, late]) {
+    const synced = (tr: OtlpTrace) =>
+      spansOf(tr).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize');
+    const trace = await getTrace(jaeger.queryUrl, truth.trace_id, { timeoutMs: 30_000, until: synced });
+    assert.ok(trace && synced(trace), sidecar.log());
+  }
   assert.match(sidecar.log(), /collector at .*: collector reachable again/);
-  assert.match(await sidecar.metrics(), /^causeway_export_collector_up 1$/m);
+  const metrics = await sidecar.metrics();
+  assert.match(metrics, /^causeway_export_collector_up 1$/m);
+  assert.doesNotMatch(metrics, /^causeway_export_spans_dropped_total\{.*\} [1-9]/m);
 });

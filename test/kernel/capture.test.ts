@@ -5,6 +5,7 @@ import type { KernelEvent } from '../../src/kernel/events.js';
 import type { LoaderMessage } from '../../src/kernel/loader.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
 import { CudaApi } from '../../src/kernel/record.js';
+import { TestMeter } from '../export/meter.js';
 import { fakeLoader } from './fake-loader.js';
 import { launch, register } from './records.js';
 
@@ -26,7 +27,9 @@ test('without pids or comms the loader follows everything', () => {
   ]);
 });
 
-test('a capture turns the loader stream into events on the STATS clock, and counts drops', async () => {
+test('a capture turns the loader stream into events on the STATS clock, and counts drops, also as instruments', async (t) => {
+  const m = new TestMeter();
+  t.after(() => m.close());
   const pid = process.pid;
   const fake = fakeLoader(
     'stream',
@@ -47,6 +50,7 @@ test('a capture turns the loader stream into events on the STATS clock, and coun
       loaderPath: fake.path,
       onEvents: (batch) => void events.push(...batch),
       onMessage,
+      meter: m.meter,
     },
     parts,
   );
@@ -64,4 +68,7 @@ test('a capture turns the loader stream into events on the STATS clock, and coun
   assert.deepEqual(counters.events, { 'cuda.launch': 1 });
   assert.equal(counters.drops['sched.runqueue'], 6, 'the last STATS frame, sent at SIGTERM, counts');
   assert.equal(counters.delivered['sched.runqueue'], 12);
+  assert.equal(await m.value('causeway_kernel_events', { kind: 'cuda.launch' }), 1);
+  assert.equal(await m.value('causeway_kernel_drops', { kind: 'sched.runqueue' }), 6);
+  assert.equal(await m.value('causeway_kernel_drops', { kind: 'cuda.sync' }), 0, 'every kind has a series');
 });

@@ -19,6 +19,7 @@ import {
   type AppSpan,
   type OtlpReceiverOptions,
 } from '../../src/otlp/index.js';
+import { TestMeter } from '../export/meter.js';
 
 const TRACE_A = '5b8efff798038103d269b633813fc60c';
 const SPAN_A = 'eee19b7ec3c1b174';
@@ -715,7 +716,9 @@ test('overload: a stalled onSpans fills the bounded queue; 503 + Retry-After / U
   assert.equal(k.spansDelivered, 5);
 });
 
-test('close() drains pending spans, and an onSpans error is counted without losing later spans', async () => {
+test('close() drains pending spans, and an onSpans error is counted without losing later spans', async (t) => {
+  const m = new TestMeter();
+  t.after(() => m.close());
   const got: string[] = [];
   const errors: unknown[] = [];
   let first = true;
@@ -731,6 +734,7 @@ test('close() drains pending spans, and an onSpans error is counted without losi
       got.push(...s.map((x) => x.spanId));
     },
     onError: (e) => errors.push(e),
+    meter: m.meter,
   });
   assert.equal(r.grpcPort, undefined);
   const port = r.httpPort ?? 0;
@@ -744,4 +748,6 @@ test('close() drains pending spans, and an onSpans error is counted without losi
   assert.equal(k.spansDelivered, 2);
   assert.equal(k.pendingSpans, 0);
   assert.equal(k.spansDropped, 0);
+  assert.equal(await m.value('causeway_receiver_spans_accepted'), 2, 'the counters are instruments too');
+  assert.equal(await m.value('causeway_receiver_requests_refused'), 0);
 });

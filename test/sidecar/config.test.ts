@@ -37,7 +37,9 @@ test('the defaults', () => {
     threadAttribute: 'causeway.thread.tid',
     correlator: { retentionMs: 30_000, maxEvents: 1_000_000, watermarkLagMs: 500 },
     store: { retentionMs: 900_000, maxEvents: 1_000_000, maxSpans: 100_000 },
+    export: { maxQueueSpans: 100_000, maxQueueBytes: 64 * 2 ** 20 },
     queryBackend: undefined,
+    shutdownDeadlineMs: 5000,
   } satisfies SidecarConfig);
 });
 
@@ -56,7 +58,9 @@ const GOOD: Record<string, SidecarConfig> = {
     threadAttribute: 'thread.id',
     correlator: { retentionMs: 60_000, maxEvents: 250_000, watermarkLagMs: 750 },
     store: { retentionMs: 3_600_000, maxEvents: 2_000_000, maxSpans: 50_000 },
+    export: { maxQueueSpans: 20_000, maxQueueBytes: 8 * 2 ** 20 },
     queryBackend: 'tempo=http://tempo:3200',
+    shutdownDeadlineMs: 12_000,
   },
   'scalars.yaml': {
     ...DEFAULT_CONFIG,

@@ -66,8 +66,9 @@ test('a started sidecar runs a loader, reports the status of its parts, and clos
   assert.match(metrics, /^causeway_receiver_spans_accepted_total 0$/m);
   assert.equal((await fetch(sidecar.mcpUrl)).status, 405, 'MCP answers (POST only)');
   const ports = [sidecar.grpcPort, sidecar.httpPort, sidecar.metricsPort, Number(new URL(sidecar.mcpUrl).port)];
-  const exported = await sidecar.close();
-  assert.equal(exported.queued, 0);
+  const report = await sidecar.close();
+  assert.equal(report.complete, true, 'nothing was pending');
+  assert.equal(report.export.queued, 0);
   assert.deepEqual(loadersRunning(), [], 'the loader is stopped');
   for (const port of ports) assert.ok(await canListen(port), `port ${String(port)} is free again`);
 });
@@ -133,6 +134,9 @@ test('the status tool lists every GPU process with the library it uses, spans or
   const listed = found.processes.find((p) => p.pid === engine.pid);
   assert.deepEqual(listed, { pid: engine.pid, comm: 'graph_engine', libraries: [SIM_CUDART], since: 'running' });
   assert.match(found.text, /using CUDA/);
+  const metrics = await (await fetch(`http://127.0.0.1:${String(sidecar.metricsPort)}/metrics`)).text();
+  const gauge = Number(/^causeway_gpu_processes (\d+)$/m.exec(metrics)?.[1]);
+  assert.ok(gauge >= 1, `causeway_gpu_processes ${String(gauge)}`);
   engine.child.kill('SIGTERM');
   await engine.truth;
   // The loader says so as soon as it handles the exit record (at most its 10 ms poll later).

@@ -130,7 +130,9 @@ test('JaegerSource reads back app spans and the kernel events exported as kernel
     events,
   });
   const sender = new SpanSender({
-    exporter: new OTLPTraceExporter({ url: `http://${jaeger.otlpGrpc}` }),
+    exporter: () => new OTLPTraceExporter({ url: `http://${jaeger.otlpGrpc}` }),
+    maxQueueSpans: 1000,
+    maxQueueBytes: 2 ** 20,
     onStatus: () => undefined,
   });
   sender.send([

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { TestMeter } from '../export/meter.js';
 import { MS, T0, appSpan, ids, kernelEvent, storeWith } from './traces.js';
 
 const at = (ms: number) => T0 + BigInt(ms) * MS;
@@ -67,4 +68,20 @@ test('slow traces are ranked by their extent, filtered by service and window', a
   );
   assert.equal(api[0]?.service, 'api', 'named by its root span');
   assert.equal((await store.slowTraces({ from: at(-1), to: at(1000), limit: 1 }))[0]?.traceId, ids(3).traceId);
+});
+
+test('its counters, rows per table and memory are instruments of the meter it is given', async (t) => {
+  const m = new TestMeter();
+  t.after(() => m.close());
+  const store = await storeWith([], [], { meter: m.meter });
+  t.after(() => store.close());
+  store.addEvents([1, 2, 3].map((i) => kernelEvent('futex.wait', task, at(i), at(i + 1))));
+  store.addSpans([appSpan({ trace: 1, span: 1, start: at(0), end: at(10), pid: 10, tid: 11 })]);
+  assert.equal(await m.value('causeway_store_rows_buffered'), 4);
+  await store.flush();
+  assert.equal(await m.value('causeway_store_rows', { table: 'kernel_events' }), 3);
+  assert.equal(await m.value('causeway_store_rows', { table: 'spans' }), 1);
+  assert.equal(await m.value('causeway_store_events_stored'), 3);
+  assert.equal(await m.value('causeway_store_rows_buffered'), 0);
+  assert.ok(((await m.value('causeway_store_memory_bytes')) ?? 0) > 0);
 });

@@ -1,0 +1,97 @@
+// `causeway run` stopped with SIGTERM, as Kubernetes stops a pod: it joins the spans still
+// waiting for the watermark, exports their kernel spans and exits 0 within its deadline; when
+// the collector does not answer, it still exits by the deadline, with EXIT_CUT_SHORT and a line
+// saying what it left. "Within the deadline" is what the kubelet checks: a process still running
+// at the grace period (the deadline plus the manifest's margin) is killed, and stop() then
+// resolves null instead of an exit code. The collector here is a real OTLP/gRPC receiver.
+import assert from 'node:assert/strict';
+import { createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { EXIT_CUT_SHORT } from '../../src/cli/run.js';
+import { startOtlpReceiver, type AppSpan } from '../../src/otlp/index.js';
+import { ROOT, kernelAvailable, startWorkload } from '../bpf/session.js';
+import { startSidecar, until } from './sidecar.js';
+
+const NODE_APP = join(ROOT, 'test', 'fixtures', 'apps', 'node_fsync_service.mjs');
+const DEADLINE_S = 2;
+/** docker/kubernetes/causeway.yaml's margin between the deadline and terminationGracePeriodSeconds. */
+const GRACE_MARGIN_S = 5;
+const GRACE_MS = (DEADLINE_S + GRACE_MARGIN_S) * 1000;
+
+/** A request's span that the sidecar holds, unjoined: its watermark is far away. */
+async function pendingRequest(sidecar: Awaited<ReturnType<typeof startSidecar>>) {
+  const app = startWorkload(process.execPath, [NODE_APP, '/var/tmp', '8'], {
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${String(sidecar.grpcPort)}`,
+  });
+  const truth = (await app.truth) as { trace_id: string; span_id: string };
+  await until('the request span waiting to be joined', 10_000, async () =>
+    /^causeway_correlator_spans_pending [1-9]/m.test(await sidecar.metrics()) ? true : undefined,
+  );
+  assert.match(await sidecar.metrics(), /^causeway_export_spans_sent_total 0$/m, 'nothing joined before SIGTERM');
+  return truth;
+}
+
+test('on SIGTERM the spans waiting are joined and their kernel spans exported, and it exits 0 within the deadline', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const received: AppSpan[] = [];
+  const collector = await startOtlpReceiver({
+    grpc: { host: '127.0.0.1', port: 0 },
+    http: false,
+    onSpans: (spans) => {
+      received.push(...spans);
+    },
+  });
+  t.after(() => collector.close());
+  const sidecar = await startSidecar(`http://127.0.0.1:${String(collector.grpcPort)}`, '127.0.0.1:0', [
+    '--join-watermark-ms',
+    '600000',
+    '--shutdown-deadline-s',
+    String(DEADLINE_S),
+  ]);
+  t.after(() => sidecar.stop());
+  const truth = await pendingRequest(sidecar);
+
+  assert.equal(await sidecar.stop('SIGTERM', GRACE_MS), 0, sidecar.log());
+  const children = received.filter((s) => s.traceId === truth.trace_id && s.parentSpanId === truth.span_id);
+  assert.ok(
+    children.some((s) => s.name === 'kernel activity'),
+    `the request's kernel spans reached the collector; got ${received.map((s) => s.name).join(', ')}`,
+  );
+  const stopped = /stopped: exported (\d+) kernel spans, dropped 0/.exec(sidecar.log());
+  assert.ok(stopped, sidecar.log());
+  assert.equal(received.length, Number(stopped[1]), 'every kernel span it exported was received');
+});
+
+test('with the collector not answering, SIGTERM still ends it at the deadline, saying what was left', async (t) => {
+  if (!kernelAvailable(t)) return;
+  // Accepts connections and never answers: each export waits for its own timeout, past the deadline.
+  const sockets = new Set<Socket>();
+  const blackHole = createServer((socket) => sockets.add(socket));
+  await new Promise<void>((resolve) => blackHole.listen(0, '127.0.0.1', resolve));
+  t.after(
+    () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        blackHole.close(resolve);
+      }),
+  );
+  const port = (blackHole.address() as { port: number }).port;
+  const sidecar = await startSidecar(`http://127.0.0.1:${String(port)}`, '127.0.0.1:0', [
+    '--join-watermark-ms',
+    '600000',
+    '--shutdown-deadline-s',
+    String(DEADLINE_S),
+  ]);
+  t.after(() => sidecar.stop());
+  await pendingRequest(sidecar);
+
+  assert.equal(await sidecar.stop('SIGTERM', GRACE_MS), EXIT_CUT_SHORT, sidecar.log());
+  assert.match(
+    sidecar.log(),
+    new RegExp(
+      `shutdown deadline of ${String(DEADLINE_S)} s passed( while closing the exporter)?: [1-9]\\d* kernel spans not exported, 0 store rows not written; earlier, exported 0 kernel spans and dropped 0$`,
+      'm',
+    ),
+  );
+});
