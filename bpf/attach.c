@@ -3,7 +3,9 @@
  * Loading and attaching the probe families. The proc family is loaded first and
  * creates the shared maps; every other family reuses their fds, so all programs
  * write one ring and read one filter. Tracepoints attach at load; the CUDA
- * programs attach per library file, as cuda_libs.c finds them.
+ * uprobes attach per library file, as cuda_libs.c finds them, and the programs
+ * watching for CUDA libraries being mapped (proc.bpf.c) when the loader is ready
+ * for their records.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -38,13 +40,13 @@ static struct {
 	struct cuda_bpf *cuda;
 } skel;
 static struct shared_maps maps;
+static int cuda_threads_fd = -1; /* shared too, but only the probes and exits use it */
 static struct bpf_link *links[MAX_LINKS];
 static int nlinks;
-static bool quiet_libbpf; /* while probing for optional symbols */
 
 int on_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
-	if (level == LIBBPF_DEBUG || (quiet_libbpf && level == LIBBPF_WARN))
+	if (level == LIBBPF_DEBUG)
 		return 0;
 	return vfprintf(stderr, fmt, args);
 }
@@ -76,14 +78,14 @@ void check_can_run(void)
 			   strerror(errno));
 }
 
-static bool vmlinux_has_type(const char *name)
+static bool vmlinux_has(const char *name, __u32 kind)
 {
 	struct btf *btf = btf__load_vmlinux_btf();
 	bool found;
 
 	if (!btf)
 		return false;
-	found = btf__find_by_name_kind(btf, name, BTF_KIND_TYPEDEF) >= 0;
+	found = btf__find_by_name_kind(btf, name, kind) >= 0;
 	btf__free(btf);
 	return found;
 }
@@ -91,8 +93,10 @@ static bool vmlinux_has_type(const char *name)
 /* Every object after the first reuses the first one's shared maps. */
 static int share_maps(struct bpf_object *obj)
 {
-	static const char *const names[] = { "events", "followed", "drops", "settings", "interrupt_depth" };
-	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings, maps.interrupt_depth };
+	static const char *const names[] = { "events", "followed", "drops", "settings",
+					     "interrupt_depth", "gpu_processes", "cuda_threads" };
+	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings,
+		      maps.interrupt_depth, maps.gpu_processes, cuda_threads_fd };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, names[i]);
@@ -147,7 +151,7 @@ static void attach_object(struct bpf_object *obj)
 	struct bpf_program *prog;
 
 	bpf_object__for_each_program(prog, obj)
-		if (bpf_program__autoload(prog))
+		if (bpf_program__autoload(prog) && bpf_program__autoattach(prog))
 			attach_program(prog);
 }
 
@@ -186,12 +190,16 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 		cannot_run("cannot open the proc programs: %s", strerror(errno));
 	if (bpf_map__set_max_entries(skel.proc->maps.events, ringbuf_mb << 20))
 		cannot_run("bad ring buffer size %u MiB (a power of two is needed)", ringbuf_mb);
+	bpf_program__set_autoattach(skel.proc->progs.mmap_enter, false);
+	bpf_program__set_autoattach(skel.proc->progs.mmap_exit, false);
 	if (proc_bpf__load(skel.proc))
 		cannot_run("the kernel refused the proc programs (see stderr)");
 	maps.events = bpf_map__fd(skel.proc->maps.events);
 	maps.followed = bpf_map__fd(skel.proc->maps.followed);
 	maps.drops = bpf_map__fd(skel.proc->maps.drops);
 	maps.settings = bpf_map__fd(skel.proc->maps.settings);
+	maps.gpu_processes = bpf_map__fd(skel.proc->maps.gpu_processes);
+	cuda_threads_fd = bpf_map__fd(skel.proc->maps.cuda_threads);
 	maps.interrupt_depth = bpf_map__fd(skel.proc->maps.interrupt_depth);
 
 	OPEN_LOAD(irq, irq_bpf);
@@ -201,7 +209,7 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	if (!skel.block)
 		cannot_run("cannot open the block programs: %s", strerror(errno));
 	/* block_io_start (Linux 6.5) names the submitter; without it the issuer is used. */
-	if (!vmlinux_has_type("btf_trace_block_io_start"))
+	if (!vmlinux_has("btf_trace_block_io_start", BTF_KIND_TYPEDEF))
 		bpf_program__set_autoload(skel.block->progs.block_io_start, false);
 	if (share_maps(skel.block->obj) || block_bpf__load(skel.block))
 		cannot_run("the kernel refused the block programs (see stderr)");
@@ -217,34 +225,32 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	return maps;
 }
 
-static bool attach_uprobes(const char *path, __u32 api, const char *symbol)
+/* Keeps both links of an entry and exit pair, or neither. */
+static bool keep_pair(struct bpf_link *enter, struct bpf_link *exit)
 {
-	struct bpf_link *enter, *exit;
-	LIBBPF_OPTS(bpf_uprobe_opts, opts, .func_name = symbol, .bpf_cookie = api);
-
-	enter = bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_enter, -1, path, 0, &opts);
-	if (!enter)
-		return false;
-	opts.retprobe = true;
-	exit = bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_exit, -1, path, 0, &opts);
-	if (!exit) {
-		bpf_link__destroy(enter);
-		return false;
+	if (enter && exit) {
+		keep_link(enter);
+		keep_link(exit);
+		return true;
 	}
-	keep_link(enter);
-	keep_link(exit);
-	return true;
+	bpf_link__destroy(enter);
+	bpf_link__destroy(exit);
+	return false;
 }
 
-bool attach_cuda_symbol(const char *path, __u32 api, const char *symbol)
+bool attach_library_watch(void)
 {
-	bool attached;
+	return keep_pair(bpf_program__attach(skel.proc->progs.mmap_enter),
+			 bpf_program__attach(skel.proc->progs.mmap_exit));
+}
 
-	/* Most files lack most symbols: libbpf's warning for each would be noise. */
-	quiet_libbpf = true;
-	attached = attach_uprobes(path, api, symbol);
-	quiet_libbpf = false;
-	return attached;
+bool attach_cuda_function(const char *path, __u32 api, size_t offset)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, enter, .bpf_cookie = api);
+	LIBBPF_OPTS(bpf_uprobe_opts, exit, .bpf_cookie = api, .retprobe = true);
+
+	return keep_pair(bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_enter, -1, path, offset, &enter),
+			 bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_exit, -1, path, offset, &exit));
 }
 
 void detach_all(void)

@@ -14,6 +14,7 @@ struct shared_maps {
 	int followed; /* tgid -> 1 */
 	int drops;    /* per kind, per cpu: failed reservations */
 	int settings; /* the one struct cw_settings */
+	int gpu_processes; /* tgid -> enum cw_gpu_process */
 	int interrupt_depth; /* per cpu: how deep in interrupt work (irq.bpf.c) */
 };
 
@@ -23,8 +24,10 @@ int on_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args
 void check_can_run(void);
 /* Loads every family and attaches all but the CUDA uprobes; exits 2 when the kernel refuses one. */
 struct shared_maps load_programs(__u32 ringbuf_mb);
-/* The CUDA uprobe and uretprobe on one exported symbol of path, the api as their cookie. */
-bool attach_cuda_symbol(const char *path, __u32 api, const char *symbol);
+/* The program that reports CUDA libraries as they are mapped; false when this kernel cannot attach it. */
+bool attach_library_watch(void);
+/* The CUDA uprobe and uretprobe on the function at offset in path, the api as their cookie. */
+bool attach_cuda_function(const char *path, __u32 api, size_t offset);
 void detach_all(void);
 void unload_programs(void);
 

@@ -11,7 +11,7 @@
 #ifndef CAUSEWAY_H
 #define CAUSEWAY_H
 
-#define CW_ABI_VERSION 1
+#define CW_ABI_VERSION 2
 #define CW_COMM_LEN 16
 #define CW_NAME_LEN 96
 
@@ -27,21 +27,36 @@ enum cw_kind {
 	CW_KIND_BLOCK_IO = 8,
 	CW_KIND_TCP_RETRANSMIT = 9,
 	CW_KIND_CUDA_REGISTER = 10, /* a kernel's host stub and its device name */
-	CW_KIND_PROC_EXEC = 11,     /* a process exec'd: follow by comm, rescan maps */
-	CW_KIND_MAX = 12,
+	CW_KIND_PROC_EXEC = 11,     /* a process exec'd: follow by comm, look for a static CUDA runtime */
+	CW_KIND_CUDA_OP = 12,       /* graph capture, instantiation, event record, stream wait: in-flight bookkeeping */
+	CW_KIND_CUDA_MAPPED = 13,   /* a process mapped a CUDA library executable: probe it, list the process */
+	CW_KIND_PROC_EXIT = 14,     /* a GPU process exited: it leaves the list */
+	CW_KIND_MAX = 15,
 };
 
-/* The CUDA entry points, passed to the probes as the uprobe's bpf cookie. */
+/*
+ * The CUDA entry points, passed to the probes as the uprobe's bpf cookie. A per-thread
+ * default stream variant (cudaLaunchKernel_ptsz, cuMemcpy_ptds, what nvcc
+ * --default-stream per-thread calls) has the same value with CW_API_PER_THREAD set: its
+ * stream 0 is the calling thread's own default stream, not the legacy one.
+ */
 enum cw_cuda_api {
 	CW_API_cudaLaunchKernel = 1,
-	CW_API_cudaLaunchKernel_ptsz,
 	CW_API_cudaLaunchKernelExC,
 	CW_API_cuLaunchKernel,
+	CW_API_cuLaunchKernelEx,
+	CW_API_cudaGraphLaunch,
+	CW_API_cuGraphLaunch,
 	CW_API_cudaStreamSynchronize,
 	CW_API_cudaDeviceSynchronize,
 	CW_API_cudaEventSynchronize,
 	CW_API_cuCtxSynchronize,
 	CW_API_cuStreamSynchronize,
+	CW_API_cuEventSynchronize,
+	CW_API_cudaEventQuery,
+	CW_API_cudaStreamQuery,
+	CW_API_cuEventQuery,
+	CW_API_cuStreamQuery,
 	CW_API_cudaMemcpy,
 	CW_API_cudaMemcpyAsync,
 	CW_API_cuMemcpy,
@@ -55,8 +70,26 @@ enum cw_cuda_api {
 	CW_API_cudaFree,
 	CW_API___cudaRegisterFunction,
 	CW_API_cuModuleGetFunction,
+	CW_API_cudaStreamBeginCapture,
+	CW_API_cudaStreamEndCapture,
+	CW_API_cudaGraphInstantiate,
+	CW_API_cuStreamBeginCapture,
+	CW_API_cuStreamEndCapture,
+	CW_API_cuGraphInstantiate,
+	CW_API_cudaEventRecord,
+	CW_API_cudaStreamWaitEvent,
+	CW_API_cuEventRecord,
+	CW_API_cuStreamWaitEvent,
+	CW_API_cudaSetDevice,     /* the thread's device: no record, the probes remember it */
+	CW_API_cuCtxCreate,       /* a context on a device, made current */
+	CW_API_cuCtxSetCurrent,
+	CW_API_cuDevicePrimaryCtxRetain,
 	CW_API_MAX,
 };
+
+#define CW_API_PER_THREAD 0x8000 /* or'ed into the api: the _ptsz / _ptds variant */
+#define CW_DEVICE_UNKNOWN (-1)   /* the thread chose its device before the probes were attached */
+#define CW_NOT_READY 600         /* cudaErrorNotReady and CUDA_ERROR_NOT_READY: a query of unfinished work */
 
 /*
  * A copy's direction: cudaMemcpyKind's values, as cudaMemcpy and cudaMemcpyAsync take
@@ -71,18 +104,22 @@ enum cw_memcpy_direction {
 	CW_MEMCPY_DEFAULT = 4, /* inferred from the pointers (unified addressing): cuMemcpy, cuMemcpyAsync */
 };
 
+/* Every CUDA record says on which device: the thread's (cudaSetDevice) or its context's. */
 struct cw_launch {
-	__u64 func;       /* host stub (runtime) or CUfunction (driver) */
+	__u64 func;       /* host stub (runtime), CUfunction (driver), or the executable graph of a graph launch */
 	__u64 stream;
 	__u64 shared_mem;
-	__u32 grid[3];
+	__u32 grid[3];    /* zero for a graph launch */
 	__u32 block[3];
 	__s32 ret;
+	__s32 device;     /* CW_DEVICE_UNKNOWN when not known */
 };
 
 struct cw_sync {
 	__u64 handle;     /* stream or event; 0 for device and context syncs */
 	__s32 ret;
+	__s32 device;
+	__u32 polls;      /* 0: a blocking sync; else the queries of a polling wait, first not-ready to done */
 };
 
 struct cw_memcpy {
@@ -91,6 +128,7 @@ struct cw_memcpy {
 	__u32 direction;  /* enum cw_memcpy_direction */
 	__u32 async;
 	__s32 ret;
+	__s32 device;
 };
 
 struct cw_malloc {
@@ -98,6 +136,17 @@ struct cw_malloc {
 	__u64 bytes;      /* 0 for cudaFree: user space remembers the size */
 	__u32 free;
 	__s32 ret;
+	__s32 device;
+};
+
+/* What the in-flight bookkeeping needs from calls that are not events themselves. */
+struct cw_cuda_op {
+	__u64 stream;     /* captured, recorded on, or made to wait */
+	__u64 event;      /* recorded or waited for */
+	__u64 graph;      /* the graph a capture ended with, or the one instantiated */
+	__u64 exec;       /* the executable graph instantiated */
+	__s32 ret;
+	__s32 device;
 };
 
 struct cw_task {
@@ -144,7 +193,8 @@ struct cw_tcp {
 
 struct cw_register {
 	__u64 func;
-	char name[CW_NAME_LEN];
+	char name[CW_NAME_LEN]; /* empty when the probe could not read it: the loader reads it from name_addr */
+	__u64 name_addr;
 };
 
 struct cw_exec {
@@ -173,6 +223,7 @@ struct cw_event {
 		struct cw_tcp tcp;
 		struct cw_register reg;
 		struct cw_exec exec;
+		struct cw_cuda_op op;
 		__u8 raw[112];
 	} u;
 };
@@ -184,12 +235,21 @@ struct cw_settings {
 	__u32 exclude[2];          /* with follow_all: the loader and its consumer, which would trace themselves */
 };
 
+/* Values of the gpu_processes map (common.bpf.h): how a process became known as a GPU user. */
+enum cw_gpu_process {
+	CW_GPU_FOUND_RUNNING = 1,  /* mapped CUDA before capture started: its threads' devices are unknown */
+	CW_GPU_SEEN_STARTING = 2,  /* mapped CUDA under the probes: a thread that never chose a device is on 0 */
+};
+
 /*
  * Loader stdout: a stream of frames, each a header then `size` bytes.
  *  HELLO   struct cw_hello, once, after every probe is attached
  *  EVENTS  n * sizeof(struct cw_event), a batch as drained from the ring
  *  STATS   struct cw_stats, every stats interval and at exit
  *  MESSAGE one JSON object in UTF-8: {"level":"info|warn|error","msg":"...", ...}
+ *  CONTEXT never from the loader: one JSON object in UTF-8 that `causeway capture
+ *          --record` adds to its recording of these frames, saying what the live capture
+ *          read from /proc (process metadata, symbol names), so a replay can say the same
  * Loader stdin: one text command per line (see bpf/commands.c).
  */
 enum cw_frame_type {
@@ -197,6 +257,7 @@ enum cw_frame_type {
 	CW_FRAME_EVENTS = 2,
 	CW_FRAME_STATS = 3,
 	CW_FRAME_MESSAGE = 4,
+	CW_FRAME_CONTEXT = 5,
 };
 
 struct cw_frame {
@@ -219,6 +280,7 @@ struct cw_stats {
 	__u64 ringbuf_used;            /* bytes waiting in the ring at sampling time */
 	__u32 followed;                /* pids followed (0 with follow-all) */
 	__u32 libraries;               /* CUDA library files probed */
+	__u32 gpu_processes;           /* processes found using CUDA (the loader's list) */
 };
 
 #endif /* CAUSEWAY_H */

@@ -28,12 +28,11 @@ static void handle_command(char *line)
 		return;
 	if (!strcmp(verb, "follow") && arg && !*end && pid) {
 		follow(pid, true);
-		scan_process(pid);
 	} else if (!strcmp(verb, "unfollow") && arg && !*end && pid) {
 		follow(pid, false);
 	} else if (!strcmp(verb, "comm") && arg) {
 		add_comm(arg);
-		scan_processes();
+		scan_processes(false);
 	} else if (!strcmp(verb, "min") && arg && arg2 && set_min(arg, arg2)) {
 		push_settings();
 	} else if (!strcmp(verb, "attach") && arg) {

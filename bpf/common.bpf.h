@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * What every probe family shares: the ring buffer, the followed pids, the
- * per-kind thresholds and drop counters, and how deep each cpu is in interrupt
- * work (for wakers). Each NAME.bpf.c declares these maps;
+ * per-kind thresholds and drop counters, how deep each cpu is in interrupt
+ * work (for wakers), the GPU processes and their threads' CUDA state. Each
+ * NAME.bpf.c declares these maps;
  * the loader creates them once (in the first object it loads) and hands the
  * same fds to the others, so all programs write one ring and read one filter.
  */
@@ -28,6 +29,41 @@ struct {
 	__type(key, __u32);   /* tgid */
 	__type(value, __u8);
 } followed SEC(".maps");
+
+/* Processes using CUDA, as enum cw_gpu_process: followed whatever the filter, and told apart on exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);   /* tgid */
+	__type(value, __u8);
+} gpu_processes SEC(".maps");
+
+#define CW_CUDA_NARGS 9 /* six argument registers, then three stack slots */
+
+/*
+ * A thread's CUDA state, one map lookup per probe (cuda.bpf.c): the call in progress (its
+ * arguments, saved at entry for the exit), the device its calls go to, and its poll of
+ * unfinished work. Shared so that a thread's exit clears it (proc.bpf.c).
+ */
+struct cw_cuda_thread {
+	__u64 ts;                   /* entry of the call in progress */
+	__u64 arg[CW_CUDA_NARGS];
+	__u32 api;                  /* the call's cookie; 0 when none is in progress */
+	__s32 device;               /* as cudaSetDevice or the current context said, if device_set */
+	__u32 device_set;
+	__u32 polls;                /* queries of the poll so far; 0 when not polling */
+	__u64 poll_first_ns;        /* entry of its first not-ready query */
+	__u64 poll_handle;          /* the event or stream polled */
+	__u32 poll_api;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);   /* tid */
+	__type(value, struct cw_cuda_thread);
+} cuda_threads SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -1,127 +1,228 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * CUDA library discovery. The CUDA probes attach per file, so the loader looks in
- * every followed process's mappings for libcudart and libcuda, and in its
- * executable for a statically linked runtime: when it is followed, after it
- * exec's, and on a periodic rescan. A file is probed once, whichever process
- * maps it, since a uprobe fires in every process that maps the file.
+ * CUDA discovery. The CUDA probes attach per file, so the loader finds every
+ * process that maps libcudart or libcuda, or whose executable links the runtime
+ * statically: all running processes once at start (a pass over /proc), a new
+ * program at its exec (its executable), and a library mapped at any later time
+ * (the probes report each executable mapping of a CUDA library, cuda.bpf.c).
+ * Where the kernel cannot report mappings, every process is rescanned
+ * periodically instead. A file is probed once (by device and inode), whichever
+ * process maps it, since a uprobe fires in every process that maps the file.
  */
 #include <dirent.h>
 #include <limits.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "attach.h"
-#include "causeway.h"
-#include "clock.h"
 #include "cuda_libs.h"
+#include "elf_symbols.h"
 #include "filter.h"
 #include "frames.h"
+#include "gpu_processes.h"
 
 #define MAX_FILES_SEEN 4096
-#define EXEC_SCAN_DELAY_MS 10 /* time for ld.so to map a new program's libraries */
-#define MAX_PENDING_SCANS 64
+#define MAX_LIBRARIES 64
+#define PT CW_API_PER_THREAD
 
-/* Each entry point with the symbol names it is exported under. */
+/* Each entry point's exported symbols: the per-thread default stream variants carry PT. */
 static const struct {
 	__u32 api;
-	const char *symbols[3];
+	const char *symbol;
 } cuda_symbols[] = {
-	{ CW_API_cudaLaunchKernel, { "cudaLaunchKernel" } },
-	{ CW_API_cudaLaunchKernel_ptsz, { "cudaLaunchKernel_ptsz" } },
-	{ CW_API_cudaLaunchKernelExC, { "cudaLaunchKernelExC", "cudaLaunchKernelExC_ptsz" } },
-	{ CW_API_cuLaunchKernel, { "cuLaunchKernel", "cuLaunchKernel_ptsz" } },
-	{ CW_API_cudaStreamSynchronize, { "cudaStreamSynchronize", "cudaStreamSynchronize_ptsz" } },
-	{ CW_API_cudaDeviceSynchronize, { "cudaDeviceSynchronize" } },
-	{ CW_API_cudaEventSynchronize, { "cudaEventSynchronize" } },
-	{ CW_API_cuCtxSynchronize, { "cuCtxSynchronize" } },
-	{ CW_API_cuStreamSynchronize, { "cuStreamSynchronize", "cuStreamSynchronize_ptsz" } },
-	{ CW_API_cudaMemcpy, { "cudaMemcpy", "cudaMemcpy_ptds" } },
-	{ CW_API_cudaMemcpyAsync, { "cudaMemcpyAsync", "cudaMemcpyAsync_ptsz" } },
-	{ CW_API_cuMemcpy, { "cuMemcpy", "cuMemcpy_ptds" } },
-	{ CW_API_cuMemcpyAsync, { "cuMemcpyAsync", "cuMemcpyAsync_ptsz" } },
-	{ CW_API_cuMemcpyHtoD, { "cuMemcpyHtoD_v2", "cuMemcpyHtoD_v2_ptds" } },
-	{ CW_API_cuMemcpyDtoH, { "cuMemcpyDtoH_v2", "cuMemcpyDtoH_v2_ptds" } },
-	{ CW_API_cuMemcpyDtoD, { "cuMemcpyDtoD_v2", "cuMemcpyDtoD_v2_ptds" } },
-	{ CW_API_cuMemcpyHtoDAsync, { "cuMemcpyHtoDAsync_v2", "cuMemcpyHtoDAsync_v2_ptsz" } },
-	{ CW_API_cuMemcpyDtoHAsync, { "cuMemcpyDtoHAsync_v2", "cuMemcpyDtoHAsync_v2_ptsz" } },
-	{ CW_API_cudaMalloc, { "cudaMalloc" } },
-	{ CW_API_cudaFree, { "cudaFree" } },
-	{ CW_API___cudaRegisterFunction, { "__cudaRegisterFunction" } },
-	{ CW_API_cuModuleGetFunction, { "cuModuleGetFunction" } },
+	{ CW_API_cudaLaunchKernel, "cudaLaunchKernel" },
+	{ CW_API_cudaLaunchKernel | PT, "cudaLaunchKernel_ptsz" },
+	{ CW_API_cudaLaunchKernelExC, "cudaLaunchKernelExC" },
+	{ CW_API_cudaLaunchKernelExC | PT, "cudaLaunchKernelExC_ptsz" },
+	{ CW_API_cuLaunchKernel, "cuLaunchKernel" },
+	{ CW_API_cuLaunchKernel | PT, "cuLaunchKernel_ptsz" },
+	{ CW_API_cuLaunchKernelEx, "cuLaunchKernelEx" },
+	{ CW_API_cuLaunchKernelEx | PT, "cuLaunchKernelEx_ptsz" },
+	{ CW_API_cudaGraphLaunch, "cudaGraphLaunch" },
+	{ CW_API_cudaGraphLaunch | PT, "cudaGraphLaunch_ptsz" },
+	{ CW_API_cuGraphLaunch, "cuGraphLaunch" },
+	{ CW_API_cuGraphLaunch | PT, "cuGraphLaunch_ptsz" },
+	{ CW_API_cudaStreamSynchronize, "cudaStreamSynchronize" },
+	{ CW_API_cudaStreamSynchronize | PT, "cudaStreamSynchronize_ptsz" },
+	{ CW_API_cudaDeviceSynchronize, "cudaDeviceSynchronize" },
+	{ CW_API_cudaEventSynchronize, "cudaEventSynchronize" },
+	{ CW_API_cuCtxSynchronize, "cuCtxSynchronize" },
+	{ CW_API_cuStreamSynchronize, "cuStreamSynchronize" },
+	{ CW_API_cuStreamSynchronize | PT, "cuStreamSynchronize_ptsz" },
+	{ CW_API_cuEventSynchronize, "cuEventSynchronize" },
+	{ CW_API_cudaEventQuery, "cudaEventQuery" },
+	{ CW_API_cudaStreamQuery, "cudaStreamQuery" },
+	{ CW_API_cudaStreamQuery | PT, "cudaStreamQuery_ptsz" },
+	{ CW_API_cuEventQuery, "cuEventQuery" },
+	{ CW_API_cuStreamQuery, "cuStreamQuery" },
+	{ CW_API_cuStreamQuery | PT, "cuStreamQuery_ptsz" },
+	{ CW_API_cudaMemcpy, "cudaMemcpy" },
+	{ CW_API_cudaMemcpy | PT, "cudaMemcpy_ptds" },
+	{ CW_API_cudaMemcpyAsync, "cudaMemcpyAsync" },
+	{ CW_API_cudaMemcpyAsync | PT, "cudaMemcpyAsync_ptsz" },
+	{ CW_API_cuMemcpy, "cuMemcpy" },
+	{ CW_API_cuMemcpy | PT, "cuMemcpy_ptds" },
+	{ CW_API_cuMemcpyAsync, "cuMemcpyAsync" },
+	{ CW_API_cuMemcpyAsync | PT, "cuMemcpyAsync_ptsz" },
+	{ CW_API_cuMemcpyHtoD, "cuMemcpyHtoD_v2" },
+	{ CW_API_cuMemcpyHtoD | PT, "cuMemcpyHtoD_v2_ptds" },
+	{ CW_API_cuMemcpyDtoH, "cuMemcpyDtoH_v2" },
+	{ CW_API_cuMemcpyDtoH | PT, "cuMemcpyDtoH_v2_ptds" },
+	{ CW_API_cuMemcpyDtoD, "cuMemcpyDtoD_v2" },
+	{ CW_API_cuMemcpyDtoD | PT, "cuMemcpyDtoD_v2_ptds" },
+	{ CW_API_cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2" },
+	{ CW_API_cuMemcpyHtoDAsync | PT, "cuMemcpyHtoDAsync_v2_ptsz" },
+	{ CW_API_cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2" },
+	{ CW_API_cuMemcpyDtoHAsync | PT, "cuMemcpyDtoHAsync_v2_ptsz" },
+	{ CW_API_cudaMalloc, "cudaMalloc" },
+	{ CW_API_cudaFree, "cudaFree" },
+	{ CW_API___cudaRegisterFunction, "__cudaRegisterFunction" },
+	{ CW_API_cuModuleGetFunction, "cuModuleGetFunction" },
+	{ CW_API_cudaStreamBeginCapture, "cudaStreamBeginCapture" },
+	{ CW_API_cudaStreamBeginCapture | PT, "cudaStreamBeginCapture_ptsz" },
+	{ CW_API_cudaStreamEndCapture, "cudaStreamEndCapture" },
+	{ CW_API_cudaStreamEndCapture | PT, "cudaStreamEndCapture_ptsz" },
+	{ CW_API_cudaGraphInstantiate, "cudaGraphInstantiate" },
+	{ CW_API_cudaGraphInstantiate, "cudaGraphInstantiateWithFlags" },
+	{ CW_API_cudaGraphInstantiate, "cudaGraphInstantiateWithParams" },
+	{ CW_API_cudaGraphInstantiate | PT, "cudaGraphInstantiateWithParams_ptsz" },
+	{ CW_API_cuStreamBeginCapture, "cuStreamBeginCapture" },
+	{ CW_API_cuStreamBeginCapture | PT, "cuStreamBeginCapture_ptsz" },
+	{ CW_API_cuStreamBeginCapture, "cuStreamBeginCapture_v2" },
+	{ CW_API_cuStreamBeginCapture | PT, "cuStreamBeginCapture_v2_ptsz" },
+	{ CW_API_cuStreamEndCapture, "cuStreamEndCapture" },
+	{ CW_API_cuStreamEndCapture | PT, "cuStreamEndCapture_ptsz" },
+	{ CW_API_cuGraphInstantiate, "cuGraphInstantiate_v2" },
+	{ CW_API_cuGraphInstantiate, "cuGraphInstantiateWithFlags" },
+	{ CW_API_cuGraphInstantiate, "cuGraphInstantiateWithParams" },
+	{ CW_API_cuGraphInstantiate | PT, "cuGraphInstantiateWithParams_ptsz" },
+	{ CW_API_cudaEventRecord, "cudaEventRecord" },
+	{ CW_API_cudaEventRecord | PT, "cudaEventRecord_ptsz" },
+	{ CW_API_cudaEventRecord, "cudaEventRecordWithFlags" },
+	{ CW_API_cudaEventRecord | PT, "cudaEventRecordWithFlags_ptsz" },
+	{ CW_API_cudaStreamWaitEvent, "cudaStreamWaitEvent" },
+	{ CW_API_cudaStreamWaitEvent | PT, "cudaStreamWaitEvent_ptsz" },
+	{ CW_API_cuEventRecord, "cuEventRecord" },
+	{ CW_API_cuEventRecord | PT, "cuEventRecord_ptsz" },
+	{ CW_API_cuEventRecord, "cuEventRecordWithFlags" },
+	{ CW_API_cuEventRecord | PT, "cuEventRecordWithFlags_ptsz" },
+	{ CW_API_cuStreamWaitEvent, "cuStreamWaitEvent" },
+	{ CW_API_cuStreamWaitEvent | PT, "cuStreamWaitEvent_ptsz" },
+	{ CW_API_cudaSetDevice, "cudaSetDevice" },
+	{ CW_API_cuCtxCreate, "cuCtxCreate_v2" },
+	{ CW_API_cuCtxSetCurrent, "cuCtxSetCurrent" },
+	{ CW_API_cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain" },
 };
+#define NSYMBOLS (sizeof(cuda_symbols) / sizeof(cuda_symbols[0]))
 
-struct file_id {
+/* A file already looked at: the library it is, or -1 when it holds no CUDA entry point. */
+struct file_seen {
 	dev_t dev;
 	ino_t ino;
+	int library;
 };
 
-static struct file_id seen[MAX_FILES_SEEN]; /* files already probed, or known not to be CUDA */
+static struct file_seen seen[MAX_FILES_SEEN];
 static int nseen;
+static char *libraries[MAX_LIBRARIES]; /* the path each probed file was first found at */
 static __u32 nlibraries;
-static struct {
-	__u32 pid;
-	__u64 due_ns;
-} pending[MAX_PENDING_SCANS]; /* followed processes that just exec'd */
-static int npending;
+static bool list_only;
 
-static bool seen_file(const struct stat *st)
+void cuda_libs_list_only(void)
+{
+	list_only = true;
+}
+
+/* The entry of a file looked at before, or NULL. */
+static struct file_seen *seen_file(const struct stat *st)
 {
 	for (int i = 0; i < nseen; i++)
 		if (seen[i].dev == st->st_dev && seen[i].ino == st->st_ino)
-			return true;
-	if (nseen == MAX_FILES_SEEN) {
-		static bool warned;
+			return &seen[i];
+	return NULL;
+}
 
-		/* Probing a file twice would double its events: past the limit, new files are skipped. */
-		if (!warned)
-			message("warn", "\"event\":\"file_limit\"", "more than %d executables and libraries seen: new ones are not probed", MAX_FILES_SEEN);
-		warned = true;
+/* Remembers a file; false past the limit, where probing it again could double its events. */
+static bool remember_file(const struct stat *st, int library)
+{
+	static bool warned;
+
+	if (nseen < MAX_FILES_SEEN) {
+		seen[nseen++] = (struct file_seen){ st->st_dev, st->st_ino, library };
 		return true;
 	}
-	seen[nseen++] = (struct file_id){ st->st_dev, st->st_ino };
+	if (!warned)
+		message("warn", "\"event\":\"file_limit\"",
+			"more than %d executables and libraries seen: new ones are not probed", MAX_FILES_SEEN);
+	warned = true;
 	return false;
 }
 
-/*
- * Probes every CUDA entry point that the file exports. For an executable that
- * may link the runtime statically, cudaLaunchKernel is tried first, so a file
- * without it costs one symbol lookup.
- */
-static void probe_cuda_file(const char *path, __u32 pid, bool maybe_not_cuda)
+/* Attaches the probes at the entry points found, and says so; the number attached. */
+static int attach_entry_points(const char *path, const char *shown, const size_t *offsets, __u32 pid)
 {
-	struct stat st;
 	char extra[PATH_MAX * 2 + 128], escaped[PATH_MAX * 2];
 	int probes = 0;
 
-	if (stat(path, &st) || !S_ISREG(st.st_mode) || seen_file(&st))
-		return;
-	if (maybe_not_cuda && !attach_cuda_symbol(path, CW_API_cudaLaunchKernel, "cudaLaunchKernel"))
-		return;
-	for (size_t i = 0; i < sizeof(cuda_symbols) / sizeof(cuda_symbols[0]); i++) {
-		if (maybe_not_cuda && cuda_symbols[i].api == CW_API_cudaLaunchKernel) {
-			probes++;
-			continue;
-		}
-		for (int s = 0; s < 3 && cuda_symbols[i].symbols[s]; s++)
-			probes += attach_cuda_symbol(path, cuda_symbols[i].api, cuda_symbols[i].symbols[s]);
-	}
+	for (size_t i = 0; i < NSYMBOLS; i++)
+		if (offsets[i])
+			probes += list_only || attach_cuda_function(path, cuda_symbols[i].api, offsets[i]);
 	if (!probes)
-		return;
-	nlibraries++;
-	json_escape(escaped, sizeof(escaped), path);
-	snprintf(extra, sizeof(extra), "\"event\":\"library\",\"path\":\"%s\",\"pid\":%u,\"probes\":%d",
-		 escaped, pid, probes);
-	message("info", extra, "probing %d CUDA entry points in %s", probes, path);
+		return 0;
+	json_escape(escaped, sizeof(escaped), shown);
+	snprintf(extra, sizeof(extra), "\"event\":\"library\",\"path\":\"%s\",\"pid\":%u,\"probes\":%d", escaped, pid,
+		 probes);
+	message("info", extra, "%s %d CUDA entry points in %s", list_only ? "found" : "probing", probes, shown);
+	return probes;
+}
+
+/*
+ * Probes every CUDA entry point the file defines, once per file; shown is the path as
+ * the process names it. For an executable, which may or may not link the runtime, the
+ * file counts as CUDA only if it defines cudaLaunchKernel. Returns the library's index,
+ * or -1 when the file is not CUDA.
+ */
+static int probe_cuda_file(const char *path, const char *shown, __u32 pid, bool maybe_not_cuda)
+{
+	static const char *names[NSYMBOLS];
+	static bool warned;
+	size_t offsets[NSYMBOLS];
+	struct file_seen *known;
+	struct stat st;
+	bool cuda;
+
+	if (stat(path, &st) || !S_ISREG(st.st_mode))
+		return -1;
+	known = seen_file(&st);
+	if (known)
+		return known->library;
+	for (size_t i = 0; i < NSYMBOLS; i++)
+		names[i] = cuda_symbols[i].symbol;
+	/* offsets[0] is cudaLaunchKernel's. */
+	cuda = elf_function_offsets(path, names, NSYMBOLS, offsets) > 0 && (!maybe_not_cuda || offsets[0]);
+	if (cuda && nlibraries == MAX_LIBRARIES) {
+		if (!warned)
+			message("warn", "\"event\":\"library_limit\"",
+				"more than %d CUDA libraries: new ones are not probed", MAX_LIBRARIES);
+		warned = true;
+		cuda = false;
+	}
+	if (!remember_file(&st, cuda ? (int)nlibraries : -1) || !cuda)
+		return -1;
+	if (!attach_entry_points(path, shown, offsets, pid)) {
+		seen[nseen - 1].library = -1;
+		return -1;
+	}
+	libraries[nlibraries] = strdup(shown);
+	return nlibraries++;
 }
 
 void probe_cuda_library(const char *path)
 {
-	probe_cuda_file(path, 0, false);
+	probe_cuda_file(path, path, 0, false);
 }
 
 static bool is_cuda_library(const char *path)
@@ -132,9 +233,11 @@ static bool is_cuda_library(const char *path)
 	return !strncmp(base, "libcudart.so", 12) || !strncmp(base, "libcuda.so", 10);
 }
 
-void scan_process(__u32 pid)
+void scan_process(__u32 pid, enum cw_gpu_process how)
 {
-	char maps[64], line[PATH_MAX + 256], path[PATH_MAX + 64];
+	char maps[64], line[PATH_MAX + 256], path[PATH_MAX + 64], exe[PATH_MAX];
+	ssize_t len;
+	int library;
 	FILE *f;
 
 	snprintf(maps, sizeof(maps), "/proc/%u/maps", pid);
@@ -151,75 +254,83 @@ void scan_process(__u32 pid)
 			continue;
 		/* Through the process's root, so libraries inside containers resolve. */
 		snprintf(path, sizeof(path), "/proc/%u/root%s", pid, file);
-		probe_cuda_file(path, pid, false);
+		library = probe_cuda_file(path, file, pid, false);
+		if (library >= 0)
+			gpu_process_uses(pid, library, how);
 	}
 	fclose(f);
 	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
-	probe_cuda_file(path, pid, true);
+	len = readlink(path, exe, sizeof(exe) - 1);
+	if (len <= 0)
+		return; /* a kernel thread, or gone */
+	exe[len] = 0;
+	library = probe_cuda_file(path, exe, pid, true);
+	if (library >= 0)
+		gpu_process_uses(pid, library, how);
 }
 
-void scan_processes(void)
+void check_executable(__u32 pid)
+{
+	char path[64], exe[PATH_MAX];
+	ssize_t len;
+	int library;
+
+	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
+	len = readlink(path, exe, sizeof(exe) - 1);
+	if (len <= 0)
+		return;
+	exe[len] = 0;
+	library = probe_cuda_file(path, exe, pid, true);
+	if (library >= 0)
+		gpu_process_uses(pid, library, CW_GPU_SEEN_STARTING);
+}
+
+static void follow_by_comm(unsigned long pid)
+{
+	char path[64], comm[CW_COMM_LEN + 2] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%lu/comm", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fgets(comm, sizeof(comm), f))
+		comm[strcspn(comm, "\n")] = 0;
+	fclose(f);
+	if (comm_matches(comm))
+		follow(pid, true);
+}
+
+int scan_processes(bool cuda)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *de;
+	int processes = 0;
 
 	if (!d)
-		return;
+		return 0;
 	while ((de = readdir(d))) {
-		char *end, path[64], comm[CW_COMM_LEN + 2] = "";
+		char *end;
 		unsigned long pid = strtoul(de->d_name, &end, 10);
-		FILE *f;
 
 		if (*end || !pid)
 			continue;
-		if (follows_comms() && !is_followed(pid)) {
-			snprintf(path, sizeof(path), "/proc/%lu/comm", pid);
-			f = fopen(path, "re");
-			if (f) {
-				if (fgets(comm, sizeof(comm), f))
-					comm[strcspn(comm, "\n")] = 0;
-				fclose(f);
-			}
-			if (comm_matches(comm))
-				follow(pid, true);
-		}
-		if (is_followed(pid))
-			scan_process(pid);
+		processes++;
+		if (follows_comms() && !is_followed(pid))
+			follow_by_comm(pid);
+		if (cuda)
+			scan_process(pid, CW_GPU_FOUND_RUNNING);
 	}
 	closedir(d);
-}
-
-void scan_after_exec(__u32 pid)
-{
-	if (npending < MAX_PENDING_SCANS)
-		pending[npending++] = (typeof(pending[0])){ pid, now_ns(CLOCK_MONOTONIC) + EXEC_SCAN_DELAY_MS * 1000000ull };
-}
-
-int next_scan_ms(__u64 now, int max_ms)
-{
-	int ms = max_ms;
-
-	for (int i = 0; i < npending; i++) {
-		int due = pending[i].due_ns > now ? (pending[i].due_ns - now + 999999) / 1000000 : 0;
-
-		ms = due < ms ? due : ms;
-	}
-	return ms;
-}
-
-void scan_pending(__u64 now)
-{
-	for (int i = 0; i < npending;) {
-		if (pending[i].due_ns > now) {
-			i++;
-			continue;
-		}
-		scan_process(pending[i].pid);
-		pending[i] = pending[--npending];
-	}
+	return processes;
 }
 
 __u32 cuda_libraries(void)
 {
 	return nlibraries;
+}
+
+const char *cuda_library_path(int library)
+{
+	return library >= 0 && (__u32)library < nlibraries ? libraries[library] : "";
 }

@@ -18,17 +18,15 @@
 
 #define MAX_COMMS 32
 
-/* The kind names that `min KIND US` and --min KIND=US take. */
+/*
+ * The kind names that `min KIND US` and --min KIND=US take: the kinds with a threshold. CUDA
+ * records have none (even a short sync says which work completed), nor have point events.
+ */
 static const char *const kind_names[CW_KIND_MAX] = {
-	[CW_KIND_CUDA_LAUNCH] = "cuda.launch",
-	[CW_KIND_CUDA_SYNC] = "cuda.sync",
-	[CW_KIND_CUDA_MEMCPY] = "cuda.memcpy",
-	[CW_KIND_CUDA_MALLOC] = "cuda.malloc",
 	[CW_KIND_SCHED_RUNQUEUE] = "sched.runqueue",
 	[CW_KIND_SCHED_BLOCKED] = "sched.blocked",
 	[CW_KIND_FUTEX_WAIT] = "futex.wait",
 	[CW_KIND_BLOCK_IO] = "block.io",
-	[CW_KIND_TCP_RETRANSMIT] = "tcp.retransmit",
 };
 
 static struct cw_settings settings;
@@ -60,7 +58,7 @@ void follow_all(void)
 void set_min_all(unsigned long long us)
 {
 	for (int k = 0; k < CW_KIND_MAX; k++)
-		if (k != CW_KIND_CUDA_LAUNCH && k != CW_KIND_TCP_RETRANSMIT) /* points, not intervals */
+		if (kind_names[k])
 			settings.min_ns[k] = us * 1000;
 }
 

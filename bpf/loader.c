@@ -1,18 +1,22 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * causeway-loader: the one privileged part of Causeway. Loads the CO-RE
- * programs, attaches them, finds CUDA libraries in followed processes, and
- * streams the ring buffer to stdout as framed binary records (causeway.h).
- * Takes commands on stdin, one per line (commands.c):
+ * programs, attaches them, finds every process using CUDA and probes its
+ * libraries, and streams the ring buffer to stdout as framed binary records
+ * (causeway.h). Takes commands on stdin, one per line (commands.c):
  *   follow PID | unfollow PID | comm NAME | min KIND MICROSECONDS
  *   attach PATH | stats | quit
  * Exits 0 on SIGTERM, SIGINT, `quit` or end of stdin; exits 2 with a one-line
  * reason (stderr, and a MESSAGE frame) when capture cannot run here.
+ * With --list-gpu it loads nothing: it writes the GPU processes it finds as
+ * MESSAGE frames and exits.
  *
- * This file is the option parsing and the poll loop. The rest, by concern:
- * frames.c (stdout), attach.c (loading and attaching the programs), filter.c
- * (what is followed and kept), cuda_libs.c (finding and probing CUDA libraries),
- * stats.c (the STATS frame), commands.c (stdin).
+ * This file is the option parsing, the poll loop and what the loader itself does
+ * with records. The rest, by concern: frames.c (stdout), attach.c (loading and
+ * attaching the programs), filter.c (what is followed and kept), cuda_libs.c
+ * (finding GPU processes and probing their libraries), gpu_processes.c (the list
+ * of them), elf_symbols.c (symbol offsets), names.c (kernel names the probes could not
+ * read), stats.c (the STATS frame), commands.c (stdin).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -32,9 +36,12 @@
 #include "cuda_libs.h"
 #include "filter.h"
 #include "frames.h"
+#include "gpu_processes.h"
+#include "names.h"
 #include "stats.h"
 
-#define RESCAN_MS 1000
+/* Without the probe reporting CUDA libraries as they are mapped, every process is rescanned this often. */
+#define RESCAN_MS 2000
 /* Records are read at least this often: the probes wake the loader only for a full batch (cw_submit). */
 #define POLL_MS 10
 #define MAX_LIBS 64
@@ -47,6 +54,7 @@ struct options {
 	int npids;
 	unsigned long ringbuf_mb;
 	unsigned long stats_ms;
+	bool list_gpu;
 };
 
 static volatile sig_atomic_t exiting;
@@ -57,27 +65,58 @@ static void on_signal(int sig)
 	exiting = 1;
 }
 
-/* A process exec'd: follow it if its new name is followed, and look for CUDA in what it maps. */
+/* A process exec'd: follow it if its new name is followed, and see whether its program links CUDA. */
 static void on_exec(const struct cw_event *e)
 {
+	gpu_process_gone(e->pid, "exec");
 	if (comm_matches(e->comm))
 		follow(e->pid, true);
-	if (is_followed(e->pid))
-		scan_after_exec(e->pid);
+	check_executable(e->pid);
 }
 
 static int on_record(void *ctx, void *data, size_t size)
 {
 	const struct cw_event *e = data;
+	struct cw_event named;
 
 	(void)ctx;
 	if (size < sizeof(*e))
 		return 0;
-	if (e->kind == CW_KIND_PROC_EXEC)
-		on_exec(e);
 	count_delivered(e->kind);
+	switch (e->kind) {
+	case CW_KIND_PROC_EXEC:
+		on_exec(e);
+		break;
+	case CW_KIND_CUDA_MAPPED:
+		scan_process(e->pid, CW_GPU_SEEN_STARTING);
+		break;
+	case CW_KIND_PROC_EXIT:
+		gpu_process_gone(e->pid, "exit");
+		break;
+	case CW_KIND_CUDA_REGISTER:
+		/* The ring is mapped read-only: the name is filled into a copy. */
+		named = *e;
+		if (fill_kernel_name(&named)) {
+			emit_event(&named);
+			return 0;
+		}
+		break;
+	}
 	emit_event(e);
 	return 0;
+}
+
+/* The startup pass over /proc, timed: its cost grows with the processes on the node. */
+static void scan_at_start(void)
+{
+	__u64 start = now_ns(CLOCK_MONOTONIC);
+	int processes = scan_processes(true);
+	double ms = (now_ns(CLOCK_MONOTONIC) - start) / 1e6;
+	char extra[160];
+
+	snprintf(extra, sizeof(extra), "\"event\":\"scan\",\"processes\":%d,\"gpu_processes\":%u,\"ms\":%.3f", processes,
+		 gpu_process_count(), ms);
+	message("info", extra, "scanned %d processes in %.1f ms: %u use CUDA", processes, ms, gpu_process_count());
 }
 
 static void usage(FILE *out)
@@ -85,8 +124,10 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: causeway-loader [--pid P]... [--comm NAME]... [--lib PATH]... [--all]\n"
 		"                       [--min-duration-us N] [--min KIND=US]... [--ringbuf-mb N] [--stats-ms N]\n"
+		"       causeway-loader --list-gpu\n"
 		"Loads Causeway's eBPF programs and writes framed records (bpf/causeway.h) on stdout.\n"
-		"Commands on stdin: follow PID | unfollow PID | comm NAME | min KIND US | attach PATH | stats | quit\n");
+		"Commands on stdin: follow PID | unfollow PID | comm NAME | min KIND US | attach PATH | stats | quit\n"
+		"--list-gpu loads nothing: writes the processes using CUDA as MESSAGE frames, and exits.\n");
 }
 
 /* Comms, follow-all and thresholds go straight into the filter; the rest into o. */
@@ -97,7 +138,8 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "lib", required_argument, NULL, 'l' },   { "all", no_argument, NULL, 'a' },
 		{ "min-duration-us", required_argument, NULL, 'm' },
 		{ "min", required_argument, NULL, 'k' },   { "ringbuf-mb", required_argument, NULL, 'r' },
-		{ "stats-ms", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' },
+		{ "stats-ms", required_argument, NULL, 's' }, { "list-gpu", no_argument, NULL, 'g' },
+		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int opt;
@@ -133,6 +175,9 @@ static void parse_options(int argc, char **argv, struct options *o)
 		case 's':
 			o->stats_ms = strtoul(optarg, NULL, 10);
 			break;
+		case 'g':
+			o->list_gpu = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -147,6 +192,15 @@ static void parse_options(int argc, char **argv, struct options *o)
 		o->stats_ms = 1000;
 }
 
+/* --list-gpu: the startup scan alone, without loading or attaching anything. */
+static int list_gpu_processes(void)
+{
+	cuda_libs_list_only();
+	scan_at_start();
+	flush_out();
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct options o = { .ringbuf_mb = 16, .stats_ms = 1000 };
@@ -155,15 +209,19 @@ int main(int argc, char **argv)
 	struct cw_hello hello;
 	struct pollfd fds[2];
 	__u64 last_stats, last_scan;
+	bool watching_libraries;
 
 	parse_options(argc, argv, &o);
 	signal(SIGPIPE, SIG_IGN);
+	if (o.list_gpu)
+		return list_gpu_processes();
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	libbpf_set_print(on_libbpf_print);
 	check_can_run();
 	maps = load_programs(o.ringbuf_mb);
 	filter_use_maps(maps.settings, maps.followed);
+	gpu_processes_use_map(maps.gpu_processes);
 	push_settings();
 	for (int i = 0; i < o.npids; i++)
 		follow(o.pids[i], true);
@@ -172,9 +230,15 @@ int main(int argc, char **argv)
 	if (!ring)
 		cannot_run("cannot open the ring buffer: %s", strerror(errno));
 	stats_open(maps.events, maps.drops);
+	/* Before the scan, so that no library mapped meanwhile is missed. */
+	watching_libraries = attach_library_watch();
+	if (!watching_libraries)
+		message("warn", "\"event\":\"library_watch\"",
+			"this kernel cannot report CUDA libraries as they are mapped (mmap syscall tracepoints): every process is rescanned every %d ms instead",
+			RESCAN_MS);
 	for (int i = 0; i < o.nlibs; i++)
 		probe_cuda_library(o.libs[i]);
-	scan_processes();
+	scan_at_start();
 
 	hello = (struct cw_hello){ CW_ABI_VERSION, sizeof(struct cw_event), o.ringbuf_mb << 20,
 				   libbpf_num_possible_cpus() };
@@ -187,16 +251,15 @@ int main(int argc, char **argv)
 	while (!exiting && !quit_requested()) {
 		__u64 now;
 
-		if (poll(fds, 2, next_scan_ms(now_ns(CLOCK_MONOTONIC), POLL_MS)) < 0 && errno != EINTR)
+		if (poll(fds, 2, POLL_MS) < 0 && errno != EINTR)
 			break;
 		ring_buffer__consume(ring);
 		if (fds[1].revents & (POLLIN | POLLHUP) && !read_commands())
 			break;
 		flush_out();
 		now = now_ns(CLOCK_MONOTONIC);
-		scan_pending(now);
-		if (now - last_scan >= RESCAN_MS * 1000000ull) {
-			scan_processes();
+		if (!watching_libraries && now - last_scan >= RESCAN_MS * 1000000ull) {
+			scan_processes(true);
 			last_scan = now;
 		}
 		if (now - last_stats >= o.stats_ms * 1000000ull) {

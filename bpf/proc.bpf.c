@@ -2,7 +2,15 @@
 /*
  * Process lifecycle, for the filter itself: children of followed processes
  * are followed from their fork, exits leave the filter, and every exec is
- * reported so the loader can follow by comm and look for CUDA libraries.
+ * reported so the loader can follow by comm and look for a CUDA runtime linked
+ * into the new program. A GPU process's exit is reported too, so it leaves the
+ * loader's list; other exits are not (there are too many to ship).
+ *
+ * And the mapping of a CUDA library's code by any process, at exec or at a dlopen
+ * long after start (as `import torch` loads CUDA), so the loader probes the library
+ * and lists the process at once instead of rescanning every process. Syscall
+ * tracepoints rather than a kernel function hook: they exist wherever the futex
+ * family's do, while fentry and kprobes are missing from some kernels (microVMs).
  */
 #include "common.bpf.h"
 
@@ -22,23 +30,122 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sched_process_exit, struct task_struct *p)
 {
 	__u32 tgid = BPF_CORE_READ(p, tgid);
+	__u32 tid = BPF_CORE_READ(p, pid);
+	struct cw_event *e;
 
-	if (BPF_CORE_READ(p, pid) == tgid)
-		bpf_map_delete_elem(&followed, &tgid);
+	bpf_map_delete_elem(&cuda_threads, &tid);
+	if (tid != tgid)
+		return 0;
+	bpf_map_delete_elem(&followed, &tgid);
+	if (bpf_map_delete_elem(&gpu_processes, &tgid))
+		return 0; /* not a GPU process */
+	e = cw_reserve(CW_KIND_PROC_EXIT);
+	if (!e)
+		return 0;
+	cw_set_task_of(e, p);
+	e->start_ns = e->end_ns = bpf_ktime_get_ns();
+	cw_submit(e);
 	return 0;
 }
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sched_process_exec, struct task_struct *p)
 {
-	struct cw_event *e = cw_reserve(CW_KIND_PROC_EXEC);
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+	struct cw_event *e;
 
+	/* A new program: its CUDA use, if any, shows anew (do_mmap of its libraries comes after this). */
+	bpf_map_delete_elem(&gpu_processes, &tgid);
+	bpf_map_delete_elem(&cuda_threads, &tgid);
+	e = cw_reserve(CW_KIND_PROC_EXEC);
 	if (!e)
 		return 0;
 	cw_set_task_of(e, p);
 	e->start_ns = e->end_ns = bpf_ktime_get_ns();
 	e->u.exec.ppid = BPF_CORE_READ(p, real_parent, tgid);
 	/* Not batched: the loader follows by comm from this record, before the program gets going. */
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+#define PROT_EXEC 0x4
+
+/* Threads inside an mmap of a CUDA library's code, until it returns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);  /* tid */
+	__type(value, __u8);
+} mapping_cuda SEC(".maps");
+
+/* "libcuda.so*" or "libcudart.so*": the loader checks the same names when it scans a process's maps. */
+static __always_inline bool is_cuda_library(const char *name)
+{
+	if (name[0] != 'l' || name[1] != 'i' || name[2] != 'b' || name[3] != 'c' || name[4] != 'u' ||
+	    name[5] != 'd' || name[6] != 'a')
+		return false;
+	if (name[7] == '.')
+		return name[8] == 's' && name[9] == 'o';
+	return name[7] == 'r' && name[8] == 't' && name[9] == '.' && name[10] == 's' && name[11] == 'o';
+}
+
+/* The file behind the calling task's descriptor fd, or NULL. */
+static __always_inline struct file *file_of(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **files;
+	struct file *file = NULL;
+
+	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	files = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&file, sizeof(file), &files[fd]);
+	return file;
+}
+
+/* mmap(addr, len, prot, flags, fd, offset): code from a file named like a CUDA library? */
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int mmap_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	struct file *file;
+	char name[16] = {};
+	__u32 tid;
+	__u8 one = 1;
+
+	if (!(ctx->args[2] & PROT_EXEC))
+		return 0;
+	file = file_of((int)ctx->args[4]);
+	if (!file)
+		return 0;
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
+	if (!is_cuda_library(name))
+		return 0;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&mapping_cuda, &tid, &one, BPF_ANY);
+	return 0;
+}
+
+/* Once mapped (so the loader finds it in /proc/PID/maps): the process is a GPU process. */
+SEC("tracepoint/syscalls/sys_exit_mmap")
+int mmap_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, tgid = id >> 32;
+	__u8 seen = CW_GPU_SEEN_STARTING, one = 1;
+	struct cw_event *e;
+
+	if (bpf_map_delete_elem(&mapping_cuda, &tid) || (ctx->ret < 0 && ctx->ret > -4096))
+		return 0;
+	/* A process already known (it mapped CUDA before capture) keeps its entry: its devices stay unknown. */
+	bpf_map_update_elem(&gpu_processes, &tgid, &seen, BPF_NOEXIST);
+	bpf_map_update_elem(&followed, &tgid, &one, BPF_ANY);
+	e = cw_reserve(CW_KIND_CUDA_MAPPED);
+	if (!e)
+		return 0;
+	cw_set_current(e);
+	e->start_ns = e->end_ns = bpf_ktime_get_ns();
+	/* Not batched: the sooner the library is probed, the fewer of its first calls are missed. */
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	return 0;
 }

@@ -17,6 +17,7 @@
 #include "cuda_libs.h"
 #include "filter.h"
 #include "frames.h"
+#include "gpu_processes.h"
 #include "stats.h"
 
 static __u64 delivered[CW_KIND_MAX];
@@ -58,6 +59,7 @@ void emit_stats(void)
 		s.ringbuf_used = *ring_producer - *ring_consumer;
 	s.followed = followed_count();
 	s.libraries = cuda_libraries();
+	s.gpu_processes = gpu_process_count();
 	/* The monotonic sample sits between two realtime samples: take their midpoint. */
 	real_before = now_ns(CLOCK_REALTIME);
 	s.mono_ns = now_ns(CLOCK_MONOTONIC);

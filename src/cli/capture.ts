@@ -3,21 +3,28 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as A from '../semconv/attributes.js';
-import { KernelCapture, captureParts, type CaptureCounters } from '../kernel/capture.js';
+import { KernelCapture, captureParts, type CaptureCounters, type CaptureOptions } from '../kernel/capture.js';
+import { BlockDevices } from '../kernel/devices.js';
 import type { KernelEvent } from '../kernel/events.js';
 import type { LoaderMessage } from '../kernel/loader.js';
 import { ProcessTable } from '../kernel/processes.js';
+import type { Hello } from '../kernel/record.js';
+import { Recording, Replay } from '../kernel/recording.js';
+import { SymbolResolver } from '../kernel/symbols.js';
 import { UsageError, nonNegativeInteger, positiveInteger, positiveNumber } from './usage.js';
 
 export const CAPTURE_HELP = `Usage: causeway capture [--json] [--pid PID]... [--comm NAME]... [--lib PATH]...
                         [--duration SECONDS] [--min-duration-us N] [--ringbuf-mb N]
+                        [--record FILE]
+       causeway capture [--json] --replay FILE
 
 Captures kernel events (cuda.launch, cuda.sync, cuda.memcpy, cuda.malloc,
 sched.runqueue, sched.blocked, futex.wait, block.io, tcp.retransmit) with eBPF
 and prints them as they arrive. Needs root (see \`causeway doctor\`).
 
-Without --pid and --comm every process is followed. CUDA probes see every process
-using a probed library either way: a GPU is shared, and its other users matter.
+Without --pid and --comm every process is followed. Every process using CUDA is
+found and followed either way, running or started later, its libraries probed,
+whether or not it sends spans: a GPU is shared, and its other users matter.
 
 Options:
   --json               one JSON object per line per event:
@@ -29,10 +36,16 @@ Options:
   --comm NAME          follow processes with this command name, now and as they start (repeatable)
   --lib PATH           also probe this CUDA library or executable (repeatable)
   --duration SECONDS   stop after this long (default: until Ctrl-C or SIGTERM)
-  --min-duration-us N  drop intervals shorter than N microseconds, in the kernel
-                       (cuda.launch and tcp.retransmit are points: never dropped)
+  --min-duration-us N  drop scheduler, futex and block intervals shorter than N
+                       microseconds, in the kernel (CUDA calls are never dropped: even
+                       a short sync says which work completed)
   --ringbuf-mb N       ring-buffer size in MiB, a power of two (default 16); when
                        it overflows, the drops are counted in the summary
+  --record FILE        also write what is captured to FILE, for --replay
+  --replay FILE        decode FILE instead of capturing (no root needed): a --record
+                       file gives the same events again; the loader's raw output
+                       (bpf/build/causeway-loader ... > FILE) gives the events its
+                       records say, without process metadata or symbol-table names
   -h, --help           this help
 
 Progress goes to stderr, and on exit a summary: events per kind and ring-buffer
@@ -86,15 +99,25 @@ function summary(event: KernelEvent): string {
       ? ` error=${String(a[A.ATTR_CAUSEWAY_CUDA_ERROR])}`
       : '';
   switch (event.kind) {
-    case 'cuda.launch':
-      return `${String(a[A.ATTR_CAUSEWAY_CUDA_KERNEL] ?? '(unnamed kernel)')} grid=${dims(a[A.ATTR_CAUSEWAY_CUDA_GRID])} block=${dims(a[A.ATTR_CAUSEWAY_CUDA_BLOCK])} stream=${String(a[A.ATTR_CAUSEWAY_CUDA_STREAM])}${error}`;
+    case 'cuda.launch': {
+      const captured = a[A.ATTR_CAUSEWAY_CUDA_CAPTURED] === true ? ' (captured into a graph)' : '';
+      if (a[A.ATTR_CAUSEWAY_CUDA_GRAPH_EXEC] !== undefined) {
+        const kernels = a[A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNELS];
+        const inside = Array.isArray(kernels) ? `[${kernels.join(', ')}]` : '(kernels captured before capture started)';
+        return `graph ${String(a[A.ATTR_CAUSEWAY_CUDA_GRAPH_EXEC])} ${inside} stream=${String(a[A.ATTR_CAUSEWAY_CUDA_STREAM])}${captured}${error}`;
+      }
+      const kernel = a[A.ATTR_CAUSEWAY_CUDA_KERNEL] ?? `(unnamed kernel ${String(a[A.ATTR_CAUSEWAY_CUDA_FUNCTION])})`;
+      return `${String(kernel)} grid=${dims(a[A.ATTR_CAUSEWAY_CUDA_GRID])} block=${dims(a[A.ATTR_CAUSEWAY_CUDA_BLOCK])} stream=${String(a[A.ATTR_CAUSEWAY_CUDA_STREAM])}${captured}${error}`;
+    }
     case 'cuda.sync': {
-      const on = a[A.ATTR_CAUSEWAY_CUDA_STREAM] ?? a[A.ATTR_CAUSEWAY_CUDA_EVENT];
+      const on = a[A.ATTR_CAUSEWAY_CUDA_EVENT] ?? a[A.ATTR_CAUSEWAY_CUDA_STREAM];
       const inflight =
         a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] === undefined
           ? ''
           : ` inflight=${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT])} [${(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] as string[]).join(', ')}]`;
-      return `${String(a[A.ATTR_CAUSEWAY_CUDA_API])}${on === undefined ? '' : ` ${String(on)}`}${inflight}${error}`;
+      const polls = a[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLS];
+      const polling = polls === undefined ? '' : ` polling (${String(polls)} queries)`;
+      return `${String(a[A.ATTR_CAUSEWAY_CUDA_API])}${on === undefined ? '' : ` ${String(on)}`}${polling}${inflight}${error}`;
     }
     case 'cuda.memcpy':
       return `${String(a[A.ATTR_CAUSEWAY_CUDA_API])} ${bytes(a[A.ATTR_CAUSEWAY_CUDA_MEMCPY_BYTES])} ${String(a[A.ATTR_CAUSEWAY_CUDA_MEMCPY_DIRECTION])}${error}`;
@@ -144,7 +167,16 @@ function describe(message: LoaderMessage): string {
   return message.msg;
 }
 
-export async function capture(argv: string[]): Promise<number> {
+interface CaptureRun {
+  json: boolean;
+  durationS?: number;
+  /** The loader's options, for a live capture. */
+  live: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs' | 'ringbufMb'>;
+  record?: string;
+  replay?: string;
+}
+
+function parseCapture(argv: string[]): CaptureRun | undefined {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -155,75 +187,108 @@ export async function capture(argv: string[]): Promise<number> {
       duration: { type: 'string' },
       'min-duration-us': { type: 'string' },
       'ringbuf-mb': { type: 'string' },
+      record: { type: 'string' },
+      replay: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
-  if (values.help === true) {
-    process.stdout.write(CAPTURE_HELP);
-    return 0;
+  if (values.help === true) return undefined;
+  if (values.replay !== undefined) {
+    const live = ['pid', 'comm', 'lib', 'duration', 'min-duration-us', 'ringbuf-mb', 'record'] as const;
+    const given = live.filter((name) => values[name] !== undefined);
+    if (given.length > 0) throw new UsageError(`--replay decodes a file: --${given.join(', --')} cannot go with it`);
+    if (!existsSync(values.replay)) throw new UsageError(`--replay ${values.replay}: no such file`);
   }
-  const pids = (values.pid ?? []).map((pid) => positiveInteger('--pid', pid));
   const libs = values.lib ?? [];
   for (const lib of libs) if (!existsSync(lib)) throw new UsageError(`--lib ${lib}: no such file`);
-  const durationS = values.duration === undefined ? undefined : positiveNumber('--duration', values.duration);
-  const minDurationUs =
-    values['min-duration-us'] === undefined
-      ? undefined
-      : nonNegativeInteger('--min-duration-us', values['min-duration-us']);
   const ringbufMb =
     values['ringbuf-mb'] === undefined ? undefined : positiveInteger('--ringbuf-mb', values['ringbuf-mb']);
   if (ringbufMb !== undefined && (ringbufMb & (ringbufMb - 1)) !== 0)
     throw new UsageError('--ringbuf-mb must be a power of two');
-  const json = values.json === true;
+  const minDurationUs =
+    values['min-duration-us'] === undefined
+      ? undefined
+      : nonNegativeInteger('--min-duration-us', values['min-duration-us']);
+  return {
+    json: values.json === true,
+    ...(values.duration === undefined ? {} : { durationS: positiveNumber('--duration', values.duration) }),
+    live: {
+      pids: (values.pid ?? []).map((pid) => positiveInteger('--pid', pid)),
+      comms: values.comm ?? [],
+      libs,
+      ...(minDurationUs === undefined ? {} : { minDurationUs }),
+      ...(ringbufMb === undefined ? {} : { ringbufMb }),
+    },
+    ...(values.record === undefined ? {} : { record: values.record }),
+    ...(values.replay === undefined ? {} : { replay: values.replay }),
+  };
+}
 
+/** A live capture (recorded or not), or a replay of a file, over the context it shapes events with. */
+function session(
+  run: CaptureRun,
+  log: (message: LoaderMessage) => void,
+  onEvents: CaptureOptions['onEvents'],
+): KernelCapture {
+  const options = { ...run.live, onMessage: log, onEvents };
+  if (run.replay !== undefined) {
+    const replay = new Replay(run.replay);
+    return new KernelCapture(options, captureParts(replay.host.processes, log, replay.host), replay);
+  }
+  const live = { processes: new ProcessTable(), symbols: new SymbolResolver(), devices: new BlockDevices() };
+  if (run.record === undefined) return new KernelCapture(options, captureParts(live.processes, log, live));
+  const recording = new Recording(run.record);
+  const host = recording.lookups(live);
+  return new KernelCapture({ ...options, recording }, captureParts(host.processes, log, host));
+}
+
+function readyLine(run: CaptureRun, hello: Hello, seconds: string): string {
+  if (run.replay !== undefined) return `causeway: replaying ${run.replay}, captured on ${hello.ncpus} CPUs\n`;
+  const until = run.durationS === undefined ? 'Ctrl-C to stop' : `stopping after ${run.durationS} s`;
+  const recording = run.record === undefined ? '' : `, recording to ${run.record}`;
+  return `causeway: capturing on ${hello.ncpus} CPUs, ring buffer ${bytes(hello.ringbufBytes)}, ready in ${seconds} s${recording}; ${until}\n`;
+}
+
+export async function capture(argv: string[]): Promise<number> {
+  const run = parseCapture(argv);
+  if (run === undefined) {
+    process.stdout.write(CAPTURE_HELP);
+    return 0;
+  }
   const out = process.stdout;
   let outClosed = false;
   out.on('error', (error: NodeJS.ErrnoException) => {
     // The reader went away (`| head`): stop capturing, quietly.
     if (error.code !== 'EPIPE') throw error;
     outClosed = true;
-    void session.stop();
+    void capturing.stop();
   });
   const log = (message: LoaderMessage) => {
     process.stderr.write(`causeway: ${message.level === 'info' ? '' : `${message.level}: `}${describe(message)}\n`);
   };
   const startedAt = performance.now();
-  const session = new KernelCapture(
-    {
-      pids,
-      comms: values.comm ?? [],
-      libs,
-      ...(minDurationUs === undefined ? {} : { minDurationUs }),
-      ...(ringbufMb === undefined ? {} : { ringbufMb }),
-      onMessage: log,
-      onEvents: async (events) => {
-        if (outClosed) return;
-        const text = events.map(json ? (e) => `${toJson(e)}\n` : toTableRow).join('');
-        if (!out.write(text)) await writable(out);
-      },
-    },
-    captureParts(new ProcessTable(), log),
-  );
-
-  const stop = () => void session.stop();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  session.start();
-  if (durationS !== undefined) setTimeout(stop, durationS * 1000).unref();
-  void session.ready.then((hello) => {
-    const seconds = ((performance.now() - startedAt) / 1000).toFixed(2);
-    process.stderr.write(
-      `causeway: capturing on ${hello.ncpus} CPUs, ring buffer ${bytes(hello.ringbufBytes)}, ready in ${seconds} s; ${durationS === undefined ? 'Ctrl-C to stop' : `stopping after ${durationS} s`}\n`,
-    );
-    if (!json) out.write(TABLE_HEADER);
+  const capturing = session(run, log, async (events) => {
+    if (outClosed) return;
+    const text = events.map(run.json ? (e) => `${toJson(e)}\n` : toTableRow).join('');
+    if (!out.write(text)) await writable(out);
   });
 
-  const end = await session.ended;
-  await session.stop();
+  const stop = () => void capturing.stop();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  capturing.start();
+  if (run.durationS !== undefined) setTimeout(stop, run.durationS * 1000).unref();
+  void capturing.ready.then((hello) => {
+    process.stderr.write(readyLine(run, hello, ((performance.now() - startedAt) / 1000).toFixed(2)));
+    if (!run.json) out.write(TABLE_HEADER);
+  });
+
+  const end = await capturing.ended;
+  await capturing.stop();
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
-  process.stderr.write(closingSummary(session.counters()));
+  process.stderr.write(closingSummary(capturing.counters()));
   // The reason, if any, was logged as it happened.
   return end.failure === null ? 0 : 1;
 }

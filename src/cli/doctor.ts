@@ -1,13 +1,17 @@
 // `causeway doctor`: whether this machine can capture, one line per check.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loaderPath } from '../install.js';
+import { FrameReader } from '../kernel/frames.js';
+import { GpuProcesses } from '../kernel/gpu-processes.js';
+import { parseMessage } from '../kernel/loader.js';
+import { FrameType } from '../kernel/record.js';
 import { definesFunction } from '../kernel/symbols.js';
 import { positiveInteger } from './usage.js';
 
-export const DOCTOR_HELP = `Usage: causeway doctor [--pid PID]...
+export const DOCTOR_HELP = `Usage: causeway doctor [--pid PID]... [--gpu]
 
 Checks that this machine can capture kernel events, one line per check:
   privileges   root, or CAP_BPF and CAP_PERFMON in the effective set
@@ -18,11 +22,15 @@ Checks that this machine can capture kernel events, one line per check:
   pid PID      for each --pid: the CUDA libraries (libcudart.so*, libcuda.so*) it has
                mapped, or its executable defining cudaLaunchKernel (static runtime);
                a process without CUDA is a warning: its other kernel events are captured
+  gpu          with --gpu: every process using CUDA now, found as capture finds them
+               (a libcudart or libcuda mapped, or a static runtime), with the libraries
+               each uses; at most 64 are listed
 
 Each line starts with ok, warn or FAIL. Exit status 0 when capture can run, 1 otherwise.
 
 Options:
   --pid PID    a process to check for CUDA libraries (repeatable)
+  --gpu        list the processes using CUDA
   -h, --help   this help
 `;
 
@@ -154,10 +162,50 @@ function cudaOf(pid: number): Check {
   };
 }
 
+/** GPU processes listed; the count says how many more there are. */
+const MAX_GPU_LISTED = 64;
+
+/** The processes using CUDA, from the loader's own scan (--list-gpu: it loads nothing). */
+function gpuProcesses(): Check[] {
+  if (!existsSync(loaderPath)) return [{ name: 'gpu', status: 'FAIL', detail: `${loaderPath} is missing` }];
+  const scan = spawnSync(loaderPath, ['--list-gpu'], { timeout: 60_000 });
+  if (scan.status !== 0)
+    return [{ name: 'gpu', status: 'FAIL', detail: `the loader's scan failed: ${scan.stderr.toString().trim()}` }];
+  const messages = new FrameReader()
+    .push(scan.stdout)
+    .filter((frame) => frame.type === FrameType.MESSAGE)
+    .map((frame) => parseMessage(frame.payload));
+  const table = new GpuProcesses();
+  for (const message of messages) table.message(message);
+  const summary = messages.find((m) => m.fields.event === 'scan')?.fields ?? {};
+  const { listed } = table.counts();
+  const shown = table.list(MAX_GPU_LISTED);
+  const unreadable = process.geteuid?.() === 0 ? '' : '; not root: only the processes this user may read were scanned';
+  return [
+    {
+      name: 'gpu',
+      status: 'ok',
+      detail: `${listed} processes use CUDA (${String(summary.processes)} scanned in ${String(summary.ms)} ms)${unreadable}`,
+    },
+    ...shown.map((p): Check => ({
+      name: `gpu ${p.pid}`,
+      status: 'ok',
+      detail: `${p.comm}: ${p.libraries.join(', ')}`,
+    })),
+    ...(listed > shown.length
+      ? [{ name: 'gpu', status: 'ok' as const, detail: `and ${listed - shown.length} more` }]
+      : []),
+  ];
+}
+
 export function doctor(argv: string[]): number {
   const { values } = parseArgs({
     args: argv,
-    options: { pid: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      pid: { type: 'string', multiple: true },
+      gpu: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   });
   if (values.help === true) {
@@ -165,7 +213,15 @@ export function doctor(argv: string[]): number {
     return 0;
   }
   const pids = (values.pid ?? []).map((pid) => positiveInteger('--pid', pid));
-  const checks = [privileges(), btf(), tracefs(), ringbuf(), loader(), ...pids.map(cudaOf)];
+  const checks = [
+    privileges(),
+    btf(),
+    tracefs(),
+    ringbuf(),
+    loader(),
+    ...pids.map(cudaOf),
+    ...(values.gpu === true ? gpuProcesses() : []),
+  ];
   const width = Math.max(...checks.map((c) => c.name.length));
   for (const check of checks)
     process.stdout.write(`${check.status.padEnd(4)} ${check.name.padEnd(width)}  ${check.detail}\n`);

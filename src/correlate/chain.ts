@@ -49,10 +49,23 @@ function mostCommon(values: string[]): string | undefined {
   return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
 }
 
+const strings = (value: unknown): string[] =>
+  Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+
 /** The kernels a GPU wait found in flight on its stream. */
-function inflightKernels(event: KernelEvent): string[] {
-  const kernels = event.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS];
-  return Array.isArray(kernels) ? kernels.filter((k): k is string => typeof k === 'string') : [];
+const inflightKernels = (event: KernelEvent) => strings(event.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS]);
+
+/** The device a CUDA event went to; undefined when not known (chosen before Causeway started). */
+function deviceOf(event: KernelEvent): number | undefined {
+  const device = event.attributes[A.ATTR_CAUSEWAY_CUDA_DEVICE];
+  return typeof device === 'number' ? device : undefined;
+}
+
+/** Whether two CUDA events may share a device: only known, different devices cannot. */
+function mayShareDevice(a: KernelEvent, b: KernelEvent): boolean {
+  const x = deviceOf(a);
+  const y = deviceOf(b);
+  return x === undefined || y === undefined || x === y;
 }
 
 const gpuCulprit = (task: { pid: number; tid: number; comm: string }, kernel: string | undefined): Culprit => ({
@@ -216,8 +229,10 @@ export class Analysis {
     const a = event.attributes;
     const api = text(a[A.ATTR_CAUSEWAY_CUDA_API]) ?? interval.kind;
     const inflight = inflightKernels(event);
+    const polls = a[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLS];
+    const graphs = strings(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_GRAPHS]);
     const evidence = [
-      `${api} waited ${own.time_ms} ms${
+      `${api} ${typeof polls === 'number' ? `polled ${String(polls)} times over` : 'waited'} ${own.time_ms} ms${
         inflight.length > 0
           ? ` with ${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] ?? inflight.length)} kernels in flight: ${[
               ...new Set(inflight),
@@ -226,6 +241,8 @@ export class Analysis {
               .map((k) => quoted(k))
               .join(', ')}`
           : ''
+      }${graphs.length > 0 ? `, graphs in flight: ${graphs.join(', ')}` : ''}${
+        deviceOf(event) === undefined ? '' : ` on GPU ${String(deviceOf(event))}`
       }`,
     ];
 
@@ -261,18 +278,24 @@ export class Analysis {
     };
   }
 
-  /** Other GPU users, per process: how much of the wait their own GPU waits and copies overlapped, and what they launched. */
+  /**
+   * Other users of the wait's GPU, per process: how much of the wait their own GPU waits and
+   * copies overlapped, and what they launched. Work known to be on another device is not theirs
+   * to share; work on a device not known may be.
+   */
   private async otherGpuUsers(wait: KernelEvent) {
     const others = new Map<
       number,
       { overlap: bigint; launches: number; kernels: string[]; tid: number; comm: string }
     >();
     for (const e of await this.otherGpuEvents(wait.pid, wait.startUnixNano, wait.endUnixNano)) {
+      if (!mayShareDevice(wait, e)) continue;
       const o = others.get(e.pid) ?? { overlap: 0n, launches: 0, kernels: [], tid: e.tid, comm: e.comm };
       if (e.kind === 'cuda.launch') {
         o.launches++;
         const kernel = text(e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL]);
         if (kernel !== undefined) o.kernels.push(kernel);
+        o.kernels.push(...strings(e.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNELS]));
       } else {
         o.overlap += earlier(e.endUnixNano, wait.endUnixNano) - later(e.startUnixNano, wait.startUnixNano);
         o.kernels.push(...inflightKernels(e));

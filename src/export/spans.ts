@@ -30,6 +30,10 @@ export function kernelSpanName(event: KernelEvent): string {
   const a = event.attributes;
   switch (event.kind) {
     case 'cuda.sync':
+      // A thread spinning on a query: the query names it, and it was a wait, not one call.
+      return a[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLING] === true
+        ? `${String(a[A.ATTR_CAUSEWAY_CUDA_API])} (polling)`
+        : String(a[A.ATTR_CAUSEWAY_CUDA_API]);
     case 'cuda.memcpy':
     case 'cuda.malloc':
     case 'cuda.launch':

@@ -1,17 +1,19 @@
 // A kernel capture: the loader's frames decoded into KernelEvents, in order, with the
-// clock resampled from every STATS frame and per-kind counters kept across restarts.
-// What it decodes with (the shaper and the state it reads) is handed in: captureParts()
-// builds the usual set, over a process table the caller may share.
+// clock resampled from every STATS frame and per-kind counters kept across restarts, and the
+// GPU processes the loader finds. What it decodes with (the shaper and the state it reads) is
+// handed in: captureParts() builds the usual set, over a process table the caller may share.
+// The frames may also come from a file (a Replay), and be written to one (a Recording).
 import type { Meter } from '@opentelemetry/api';
-import { counter, observe } from '../export/metrics.js';
+import { counter, gauge, observe } from '../export/metrics.js';
 import { EpochClock } from './clock.js';
 import { CudaState } from './cuda.js';
 import { Demangler } from './demangle.js';
 import { BlockDevices } from './devices.js';
 import { EventShaper, KIND_NAMES, type KernelEvent } from './events.js';
 import type { Frame } from './frames.js';
+import { GpuProcesses, type GpuProcess } from './gpu-processes.js';
 import { Loader, type LoaderEnd, type LoaderMessage } from './loader.js';
-import type { ProcessTable } from './processes.js';
+import type { FrameSource, HostLookups, Recording, Replay } from './recording.js';
 import {
   FrameType,
   Kind,
@@ -39,6 +41,8 @@ export interface CaptureOptions {
   onEvents: (events: KernelEvent[]) => void | Promise<void>;
   onMessage: (message: LoaderMessage) => void;
   loaderPath?: string;
+  /** Also write what is captured to this recording. */
+  recording?: Recording;
   /** Events and drops per kind are read from here at each collection. */
   meter?: Meter;
 }
@@ -59,12 +63,17 @@ export interface CaptureCounters {
   followed: number;
   libraries: number;
   ringbufUsed: number;
+  /** Processes the loader found using CUDA. */
+  gpuProcesses: number;
 }
 
 const COUNTER_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
   ...Object.entries(KIND_NAMES).map(([kind, name]) => [Number(kind), name] as const),
   [Kind.CUDA_REGISTER, 'cuda.register'],
   [Kind.PROC_EXEC, 'proc.exec'],
+  [Kind.CUDA_OP, 'cuda.op'],
+  [Kind.CUDA_MAPPED, 'cuda.mapped'],
+  [Kind.PROC_EXIT, 'proc.exit'],
 ]);
 
 /** What a capture decodes with. The shaper is built over the same clock, CUDA state and self pids. */
@@ -80,15 +89,23 @@ export interface CaptureParts {
   self: SelfPids;
 }
 
-/** The usual parts, new, over `processes`; demangling problems go to onMessage as warnings. */
-export function captureParts(processes: ProcessTable, onMessage: (message: LoaderMessage) => void): CaptureParts {
+/**
+ * The usual parts, new, over `processes`; demangling problems go to onMessage as warnings. The
+ * symbol tables, block device names and Causeway's own pids are this machine's unless given
+ * (a recording's or a replay's).
+ */
+export function captureParts(
+  processes: HostLookups['processes'],
+  onMessage: (message: LoaderMessage) => void,
+  host: Partial<Omit<HostLookups, 'processes'>> & { self?: SelfPids } = {},
+): CaptureParts {
   const clock = new EpochClock();
   const demangler = new Demangler((msg) => {
     onMessage({ level: 'warn', msg, source: 'supervisor', fields: {} });
   });
-  const cuda = new CudaState(demangler, new SymbolResolver());
-  const self = new SelfPids();
-  const shaper = new EventShaper({ clock, cuda, processes, devices: new BlockDevices(), self });
+  const cuda = new CudaState(demangler, host.symbols ?? new SymbolResolver());
+  const self = host.self ?? new SelfPids();
+  const shaper = new EventShaper({ clock, cuda, processes, devices: host.devices ?? new BlockDevices(), self });
   return { shaper, clock, cuda, demangler, self };
 }
 
@@ -115,7 +132,8 @@ function namedCounts(values: readonly number[]): KindCounts {
 export class KernelCapture {
   /** Resolves at the first HELLO: every probe is attached. */
   readonly ready: Promise<Hello>;
-  private readonly loader: Loader;
+  private readonly source: FrameSource;
+  private readonly gpu = new GpuProcesses();
   private resolveReady!: (hello: Hello) => void;
   private readonly emitted = new Map<string, number>();
   // Kernel counters restart from zero with each loader: earlier runs' totals are kept here.
@@ -124,38 +142,56 @@ export class KernelCapture {
   private badBatches = 0;
   private failure: string | null = null;
 
+  /** From the loader, or, given a replay, from its file. */
   constructor(
     private readonly options: CaptureOptions,
     private readonly parts: CaptureParts,
+    replay?: Replay,
   ) {
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
-    this.loader = new Loader({
-      args: loaderArgs(options),
-      onFrame: (frame) => this.frame(frame),
-      onMessage: options.onMessage,
-      ...(options.loaderPath === undefined ? {} : { path: options.loaderPath }),
-    });
+    const handlers = {
+      onFrame: (frame: Frame) => this.frame(frame),
+      onMessage: (message: LoaderMessage) => {
+        this.message(message);
+      },
+    };
+    this.source =
+      replay?.connect(handlers) ??
+      new Loader({
+        ...handlers,
+        args: loaderArgs(options),
+        onStart: () => {
+          this.gpu.restarted();
+        },
+        ...(options.loaderPath === undefined ? {} : { path: options.loaderPath }),
+      });
     if (options.meter !== undefined) this.instrument(options.meter);
   }
 
   start(): void {
-    this.loader.start();
+    this.source.start();
   }
 
   /** Follows a process from now on (and after a loader restart); following it again changes nothing. */
   follow(pid: number): void {
-    this.loader.follow(pid);
+    this.source.follow(pid);
   }
 
   /** Settles when capture is over: stopped, or it cannot run (then with the reason). */
   get ended(): Promise<LoaderEnd> {
-    return this.loader.ended.then((end) => (this.failure === null ? end : { failure: this.failure }));
+    return this.source.ended.then((end) => (this.failure === null ? end : { failure: this.failure }));
   }
 
   async stop(): Promise<LoaderEnd> {
-    await this.loader.stop();
+    await this.source.stop();
     this.parts.demangler.close();
+    this.options.recording?.close();
     return this.ended;
+  }
+
+  /** The GPU processes found (the first `limit`, by pid), and how many there are. */
+  gpuProcesses(limit: number): { processes: GpuProcess[]; listed: number; unlisted: number } {
+    return { processes: this.gpu.list(limit), ...this.gpu.counts() };
   }
 
   counters(): CaptureCounters {
@@ -168,7 +204,17 @@ export class KernelCapture {
       followed: this.latest?.followed ?? 0,
       libraries: this.latest?.libraries ?? 0,
       ringbufUsed: this.latest?.ringbufUsed ?? 0,
+      gpuProcesses: this.latest?.gpuProcesses ?? 0,
     };
+  }
+
+  private message(message: LoaderMessage): void {
+    if (message.source === 'loader') {
+      this.gpu.message(message);
+      const { level, msg, fields } = message;
+      this.options.recording?.frame(FrameType.MESSAGE, Buffer.from(JSON.stringify({ level, msg, ...fields })));
+    }
+    this.options.onMessage(message);
   }
 
   private instrument(meter: Meter): void {
@@ -179,10 +225,11 @@ export class KernelCapture {
       {
         events: counter('causeway_kernel_events', 'Kernel events decoded, per kind.'),
         drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
+        gpu: gauge('causeway_gpu_processes', 'Processes found using CUDA (followed, their libraries probed).'),
       },
       () => {
-        const { events, drops } = this.counters();
-        return { events: perKind(events), drops: perKind(drops) };
+        const { events, drops, gpuProcesses } = this.counters();
+        return { events: perKind(events), drops: perKind(drops), gpu: gpuProcesses };
       },
     );
   }
@@ -202,6 +249,8 @@ export class KernelCapture {
         await this.events(frame.payload);
         break;
     }
+    // After handling: an EVENTS frame's context is noted while it is shaped, and goes before it.
+    this.options.recording?.frame(frame.type, frame.payload);
   }
 
   private hello(payload: Buffer): void {
@@ -212,7 +261,7 @@ export class KernelCapture {
       if (!(error instanceof RecordError)) throw error;
       this.failure = error.message;
       this.options.onMessage({ level: 'error', msg: error.message, source: 'supervisor', fields: {} });
-      void this.loader.stop();
+      void this.source.stop();
       return;
     }
     // A restarted loader counts from zero again.
@@ -224,8 +273,13 @@ export class KernelCapture {
       };
       this.latest = null;
     }
-    const pid = this.loader.pid;
-    if (pid !== undefined) this.parts.self.addLoader(pid);
+    const pid = this.source.pid;
+    if (pid !== undefined) {
+      this.parts.self.addLoader(pid);
+      this.options.recording?.self(pid);
+    }
+    // The loader scans before it says hello: a GPU process it did not report again has exited.
+    this.gpu.scanned();
     this.resolveReady(hello);
   }
 

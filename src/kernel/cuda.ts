@@ -1,33 +1,87 @@
 // Per-process CUDA state that gives raw records their meaning: which kernel a launch ran
 // (names learned from __cudaRegisterFunction / cuModuleGetFunction records, else the
-// symbol table), which kernels were still in flight on a stream when a sync began, and
-// how many bytes a cudaFree released. Every table is bounded.
+// symbol table), which kernels a graph holds (recorded while its stream was capturing),
+// what was still in flight when a sync began (per stream, through events and
+// cudaStreamWaitEvent, inflight.ts), and how many bytes a cudaFree released. Every table
+// is bounded.
 import type { Demangler } from './demangle.js';
+import {
+  Stream,
+  beginCapture,
+  capture,
+  emptyPending,
+  endCapture,
+  type Capture,
+  type GraphKernels,
+  type Pending,
+} from './inflight.js';
 import { Lru } from './lru.js';
-import { CudaApi, Kind, type KernelRecord } from './record.js';
+import { CudaApi, DEVICE_UNKNOWN, Kind, type CudaOp, type KernelRecord } from './record.js';
 import type { SymbolResolver } from './symbols.js';
 
 const MAX_INFLIGHT_NAMES = 5;
+/** cudaStreamLegacy and cudaStreamPerThread, which the driver's CU_STREAM_LEGACY and CU_STREAM_PER_THREAD equal. */
+const STREAM_LEGACY = 1n;
+const STREAM_PER_THREAD = 2n;
 
 export interface KernelName {
   name: string;
   symbol: string;
 }
 
+/** A launched graph: the graph it was instantiated from and its kernels, when the capture was seen. */
+export interface GraphLaunch {
+  graph?: bigint;
+  kernels?: { names: string[]; count: number };
+}
+
+export interface Launched {
+  kernel?: KernelName;
+  /** Recorded into a graph being captured on its stream, not run. */
+  captured: boolean;
+  graph?: GraphLaunch;
+}
+
 export interface Inflight {
   count: number;
   kernels: string[];
+  graphs: bigint[];
+  bytes: number;
+  streams: bigint[];
 }
 
-interface StreamState {
-  count: number;
-  symbols: string[];
+export interface Synced {
+  inflight?: Inflight;
+  /** The event awaited, for an event sync or poll. */
+  event?: bigint;
+  /** The stream awaited: the sync's own, or the stream an awaited event was recorded on. */
+  stream?: bigint;
+  /** The device of the awaited work, when known. */
+  device?: number;
+}
+
+type RecordOf<K extends number> = Extract<KernelRecord, { kind: K }>;
+
+interface EventState {
+  /** Where and when it was recorded, or the capture it was recorded into. */
+  stream?: Stream;
+  seq: number;
+  capture?: Capture;
+}
+
+interface ExecState {
+  graph: bigint;
+  kernels?: GraphKernels;
 }
 
 interface ProcessCuda {
   /** func (host stub or CUfunction) -> symbol; null when known to be unnamed. */
   symbols: Lru<bigint, string | null>;
-  streams: Lru<bigint, StreamState>;
+  /** By handle; the default streams by name (per device, and the per-thread one per thread). */
+  streams: Lru<string | bigint, Stream>;
+  events: Lru<bigint, EventState>;
+  graphs: Lru<bigint, GraphKernels>;
+  execs: Lru<bigint, ExecState>;
   allocations: Lru<bigint, number>;
 }
 
@@ -35,6 +89,8 @@ export interface CudaLimits {
   processes: number;
   kernelsPerProcess: number;
   streamsPerProcess: number;
+  eventsPerProcess: number;
+  graphsPerProcess: number;
   allocationsPerProcess: number;
 }
 
@@ -42,8 +98,33 @@ const DEFAULT_LIMITS: CudaLimits = {
   processes: 1024,
   kernelsPerProcess: 65536,
   streamsPerProcess: 4096,
+  eventsPerProcess: 4096,
+  graphsPerProcess: 1024,
   allocationsPerProcess: 65536,
 };
+
+/** Launches whose func is a handle (CUfunction, executable graph), not a code address to look up. */
+const HANDLE_LAUNCHES = new Set<number>([
+  CudaApi.cuLaunchKernel,
+  CudaApi.cuLaunchKernelEx,
+  CudaApi.cudaGraphLaunch,
+  CudaApi.cuGraphLaunch,
+]);
+const GRAPH_LAUNCHES = new Set<number>([CudaApi.cudaGraphLaunch, CudaApi.cuGraphLaunch]);
+const STREAM_WAITS = new Set<number>([
+  CudaApi.cudaStreamSynchronize,
+  CudaApi.cuStreamSynchronize,
+  CudaApi.cudaStreamQuery,
+  CudaApi.cuStreamQuery,
+]);
+const EVENT_WAITS = new Set<number>([
+  CudaApi.cudaEventSynchronize,
+  CudaApi.cuEventSynchronize,
+  CudaApi.cudaEventQuery,
+  CudaApi.cuEventQuery,
+]);
+
+const known = (device: number) => (device === DEVICE_UNKNOWN ? undefined : device);
 
 export class CudaState {
   private readonly processes: Lru<number, ProcessCuda>;
@@ -51,7 +132,7 @@ export class CudaState {
 
   constructor(
     private readonly demangler: Demangler,
-    private readonly symbols: SymbolResolver,
+    private readonly symbols: Pick<SymbolResolver, 'resolve'>,
     limits: Partial<CudaLimits> = {},
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
@@ -66,18 +147,18 @@ export class CudaState {
     const fresh: string[] = [];
     for (const record of records) {
       if (record.kind === Kind.CUDA_REGISTER) {
+        // An empty name: neither the probe nor the loader could read it; the symbol table may.
+        if (record.register.name === '') continue;
         this.process(record.pid).symbols.set(record.register.func, record.register.name);
         fresh.push(record.register.name);
       } else if (record.kind === Kind.PROC_EXEC) {
         // A new program: the old image's addresses and handles mean nothing now.
         this.processes.delete(record.pid);
-      } else if (record.kind === Kind.CUDA_LAUNCH) {
+      } else if (record.kind === Kind.CUDA_LAUNCH && !HANDLE_LAUNCHES.has(record.api)) {
         const { symbols } = this.process(record.pid);
         const func = record.launch.func;
         if (symbols.has(func)) continue;
-        // Driver launches pass a CUfunction handle, not a code address: only
-        // cuModuleGetFunction names those.
-        const symbol = record.api === CudaApi.cuLaunchKernel ? undefined : this.symbols.resolve(record.pid, func);
+        const symbol = this.symbols.resolve(record.pid, func);
         symbols.set(func, symbol ?? null);
         if (symbol !== undefined) fresh.push(symbol);
       }
@@ -85,49 +166,91 @@ export class CudaState {
     await this.demangler.demangleAll(fresh);
   }
 
-  /** The kernel a launch's func names, if known. */
-  kernel(pid: number, func: bigint): KernelName | undefined {
-    const symbol = this.processes.get(pid)?.symbols.get(func);
-    if (symbol === undefined || symbol === null) return undefined;
-    return { symbol, name: this.demangler.cached(symbol) ?? symbol };
+  /** A launch of a kernel or a graph: recorded into a capture, or queued on its stream. */
+  launch(record: RecordOf<typeof Kind.CUDA_LAUNCH>): Launched {
+    const { launch } = record;
+    const process = this.process(record.pid);
+    const stream = this.stream(process, record, launch.stream, launch.device);
+    if (GRAPH_LAUNCHES.has(record.api)) return this.graphLaunch(process, stream, launch.func, launch.ret);
+    const kernel = this.kernel(process, launch.func);
+    const captured = stream.capture !== undefined;
+    if (launch.ret === 0) {
+      if (stream.capture !== undefined) capture(stream.capture, kernel === undefined ? [] : [kernel.symbol], 1);
+      else stream.launched(kernel?.symbol);
+    }
+    return kernel === undefined ? { captured } : { kernel, captured };
   }
 
-  /** A successful launch: one more kernel in flight on its stream. */
-  launched(pid: number, stream: bigint, kernel: KernelName | undefined): void {
-    const { streams } = this.process(pid);
-    let state = streams.get(stream);
-    if (state === undefined) {
-      state = { count: 0, symbols: [] };
-      streams.set(stream, state);
-    }
-    state.count++;
-    if (kernel !== undefined && state.symbols.length < MAX_INFLIGHT_NAMES && !state.symbols.includes(kernel.symbol)) {
-      state.symbols.push(kernel.symbol);
-    }
+  /** An asynchronous copy: queued on its stream. */
+  copied(record: RecordOf<typeof Kind.CUDA_MEMCPY>): void {
+    const { memcpy } = record;
+    if (!memcpy.async || memcpy.ret !== 0) return;
+    const stream = this.stream(this.process(record.pid), record, memcpy.stream, memcpy.device);
+    if (stream.capture === undefined) stream.copied(Number(memcpy.bytes));
   }
 
-  /**
-   * A sync began: what was in flight on the streams it waits for, which are then drained.
-   * Undefined for an event sync, whose stream the probes do not know.
-   */
-  synced(pid: number, api: number, handle: bigint): Inflight | undefined {
-    const { streams } = this.process(pid);
-    let drained: StreamState[];
-    if (api === CudaApi.cudaStreamSynchronize || api === CudaApi.cuStreamSynchronize) {
-      const state = streams.get(handle);
-      streams.delete(handle);
-      drained = state === undefined ? [] : [state];
-    } else if (api === CudaApi.cudaDeviceSynchronize || api === CudaApi.cuCtxSynchronize) {
-      drained = Array.from(streams.values());
-      streams.clear();
-    } else {
-      return undefined;
+  /** A sync (blocking, or a poll that ended): what was in flight on what it waited for, which is then complete. */
+  synced(record: RecordOf<typeof Kind.CUDA_SYNC>): Synced {
+    const { sync } = record;
+    const process = this.process(record.pid);
+    const device = known(sync.device);
+    if (STREAM_WAITS.has(record.api)) {
+      const stream = this.stream(process, record, sync.handle, sync.device);
+      return {
+        inflight: this.inflight(stream.complete(stream.seq)),
+        stream: stream.handle,
+        ...this.on(stream, device),
+      };
     }
-    const symbols = new Set(drained.flatMap((s) => s.symbols));
-    return {
-      count: drained.reduce((sum, s) => sum + s.count, 0),
-      kernels: Array.from(symbols, (symbol) => this.demangler.cached(symbol) ?? symbol).slice(0, MAX_INFLIGHT_NAMES),
-    };
+    if (EVENT_WAITS.has(record.api)) {
+      const event = process.events.get(sync.handle);
+      if (event?.stream === undefined) return { event: sync.handle, ...(device === undefined ? {} : { device }) };
+      return {
+        inflight: this.inflight(event.stream.complete(event.seq)),
+        event: sync.handle,
+        stream: event.stream.handle,
+        ...this.on(event.stream, device),
+      };
+    }
+    // A device or context sync: every stream of the process on that device.
+    const pending = emptyPending();
+    for (const stream of process.streams.values())
+      if (device === undefined || stream.device === undefined || stream.device === device)
+        stream.complete(stream.seq, pending);
+    return { inflight: this.inflight(pending), ...(device === undefined ? {} : { device }) };
+  }
+
+  /** Capture, instantiation, event record and stream wait: bookkeeping for later launches and syncs. */
+  operation(record: RecordOf<typeof Kind.CUDA_OP>): void {
+    const { op } = record;
+    if (op.ret !== 0) return;
+    const process = this.process(record.pid);
+    switch (record.api) {
+      case CudaApi.cudaStreamBeginCapture:
+      case CudaApi.cuStreamBeginCapture:
+        beginCapture(this.stream(process, record, op.stream, op.device));
+        break;
+      case CudaApi.cudaStreamEndCapture:
+      case CudaApi.cuStreamEndCapture: {
+        const kernels = endCapture(this.stream(process, record, op.stream, op.device));
+        if (kernels !== undefined && op.graph !== 0n) process.graphs.set(op.graph, kernels);
+        break;
+      }
+      case CudaApi.cudaGraphInstantiate:
+      case CudaApi.cuGraphInstantiate: {
+        const kernels = process.graphs.get(op.graph);
+        process.execs.set(op.exec, { graph: op.graph, ...(kernels === undefined ? {} : { kernels }) });
+        break;
+      }
+      case CudaApi.cudaEventRecord:
+      case CudaApi.cuEventRecord:
+        this.recordEvent(process, record, op);
+        break;
+      case CudaApi.cudaStreamWaitEvent:
+      case CudaApi.cuStreamWaitEvent:
+        this.waitEvent(process, record, op);
+        break;
+    }
   }
 
   allocated(pid: number, ptr: bigint, bytes: number): void {
@@ -142,12 +265,97 @@ export class CudaState {
     return bytes;
   }
 
+  private graphLaunch(process: ProcessCuda, stream: Stream, exec: bigint, ret: number): Launched {
+    const known = process.execs.get(exec);
+    const kernels = known?.kernels;
+    const graph: GraphLaunch = {
+      ...(known === undefined ? {} : { graph: known.graph }),
+      ...(kernels === undefined
+        ? {}
+        : { kernels: { names: kernels.symbols.map((s) => this.name(s)), count: kernels.count } }),
+    };
+    // A graph launched into a capture becomes a child graph: its kernels join the capture.
+    if (stream.capture !== undefined) {
+      if (ret === 0 && kernels !== undefined) capture(stream.capture, kernels.symbols, kernels.count);
+      return { captured: true, graph };
+    }
+    if (ret === 0) stream.graphLaunched(exec, kernels);
+    return { captured: false, graph };
+  }
+
+  private recordEvent(process: ProcessCuda, record: KernelRecord, op: CudaOp): void {
+    const stream = this.stream(process, record, op.stream, op.device);
+    // An event recorded into a capture lets other streams join it (the fork of a captured fork-join).
+    if (stream.capture !== undefined) process.events.set(op.event, { seq: 0, capture: stream.capture });
+    else process.events.set(op.event, { stream, seq: stream.seq });
+  }
+
+  private waitEvent(process: ProcessCuda, record: KernelRecord, op: CudaOp): void {
+    const event = process.events.get(op.event);
+    if (event === undefined) return;
+    const stream = this.stream(process, record, op.stream, op.device);
+    if (event.capture !== undefined) {
+      stream.capture = event.capture;
+      event.capture.streams.add(stream);
+    } else if (event.stream !== undefined) {
+      stream.waitFor(event.stream, event.seq);
+    }
+  }
+
+  private on(stream: Stream, device: number | undefined): { device?: number } {
+    const d = stream.device ?? device;
+    return d === undefined ? {} : { device: d };
+  }
+
+  private inflight(pending: Pending): Inflight {
+    const symbols = [...new Set(pending.symbols)].slice(0, MAX_INFLIGHT_NAMES);
+    return {
+      count: pending.kernels,
+      kernels: symbols.map((symbol) => this.name(symbol)),
+      graphs: [...new Set(pending.graphs)].slice(0, MAX_INFLIGHT_NAMES),
+      bytes: pending.bytes,
+      streams: pending.streams.slice(0, MAX_INFLIGHT_NAMES),
+    };
+  }
+
+  private name(symbol: string): string {
+    return this.demangler.cached(symbol) ?? symbol;
+  }
+
+  private kernel(process: ProcessCuda, func: bigint): KernelName | undefined {
+    const symbol = process.symbols.get(func);
+    if (symbol === undefined || symbol === null) return undefined;
+    return { symbol, name: this.name(symbol) };
+  }
+
+  /**
+   * The stream a handle names in this call. The default streams are per device (and the
+   * per-thread one per thread too): a per-thread variant's 0 is the thread's own stream.
+   */
+  private stream(process: ProcessCuda, record: KernelRecord, handle: bigint, device: number): Stream {
+    const d = known(device);
+    let key: string | bigint = handle;
+    if (handle === STREAM_PER_THREAD || (handle === 0n && record.perThread)) key = `thread/${record.tid}/${d}`;
+    else if (handle === 0n || handle === STREAM_LEGACY) key = `legacy/${d}`;
+    let stream = process.streams.get(key);
+    if (stream === undefined) {
+      stream = new Stream(handle, d);
+      process.streams.set(key, stream);
+    } else if (stream.device === undefined && d !== undefined) {
+      stream.device = d;
+    }
+    return stream;
+  }
+
   private process(pid: number): ProcessCuda {
     let state = this.processes.get(pid);
     if (state === undefined) {
       state = {
         symbols: new Lru(this.limits.kernelsPerProcess),
         streams: new Lru(this.limits.streamsPerProcess),
+        events: new Lru(this.limits.eventsPerProcess),
+        graphs: new Lru(this.limits.graphsPerProcess),
+        execs: new Lru(this.limits.graphsPerProcess),
         allocations: new Lru(this.limits.allocationsPerProcess),
       };
       this.processes.set(pid, state);

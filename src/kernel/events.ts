@@ -5,7 +5,7 @@ import type { EpochClock } from './clock.js';
 import type { CudaState } from './cuda.js';
 import type { BlockDevices } from './devices.js';
 import type { ProcessTable } from './processes.js';
-import { CudaApi, Kind, cudaApiName, type KernelRecord, type Task } from './record.js';
+import { DEVICE_UNKNOWN, Kind, cudaApiName, type KernelRecord, type Task } from './record.js';
 import { blockOp, futexOp, ipAddress, memcpyDirection, taskState, tcpState } from './vocabulary.js';
 
 export type AttributeValue = string | number | boolean | string[] | number[];
@@ -22,8 +22,18 @@ export interface KernelEvent {
   attributes: Attributes;
 }
 
-/** Records that are events; CUDA_REGISTER and PROC_EXEC are bookkeeping. */
-type EventRecord = Exclude<KernelRecord, { kind: typeof Kind.CUDA_REGISTER | typeof Kind.PROC_EXEC }>;
+/** Records that are events; the others are bookkeeping. */
+type EventRecord = Exclude<
+  KernelRecord,
+  {
+    kind:
+      | typeof Kind.CUDA_REGISTER
+      | typeof Kind.PROC_EXEC
+      | typeof Kind.CUDA_OP
+      | typeof Kind.CUDA_MAPPED
+      | typeof Kind.PROC_EXIT;
+  }
+>;
 
 /** The DESIGN name of each record kind that is an event. */
 export const KIND_NAMES: Readonly<Record<EventRecord['kind'], A.CausewayKindValue>> = {
@@ -39,6 +49,8 @@ export const KIND_NAMES: Readonly<Record<EventRecord['kind'], A.CausewayKindValu
 };
 
 const hex = (value: bigint) => `0x${value.toString(16)}`;
+/** Kernel names a graph launch lists. */
+const MAX_GRAPH_KERNELS = 32;
 
 interface TaskKeys {
   pid: string;
@@ -90,8 +102,8 @@ export function otherTask(event: KernelEvent): { pid: number; tid?: number; comm
 export interface EventShaperParts {
   clock: EpochClock;
   cuda: CudaState;
-  processes: ProcessTable;
-  devices: BlockDevices;
+  processes: Pick<ProcessTable, 'get' | 'forget'>;
+  devices: Pick<BlockDevices, 'name'>;
   /** Causeway's own processes (the sidecar or capture, and its loader): the tracer's cost is told apart. */
   self: Pick<ReadonlySet<number>, 'has'>;
 }
@@ -104,11 +116,18 @@ export class EventShaper {
    * Records must have gone through CudaState.learnNames first.
    */
   shape(record: KernelRecord): KernelEvent | undefined {
-    if (record.kind === Kind.PROC_EXEC) {
-      this.parts.processes.forget(record.pid);
-      return undefined;
+    switch (record.kind) {
+      case Kind.PROC_EXEC:
+        this.parts.processes.forget(record.pid);
+        return undefined;
+      case Kind.CUDA_OP:
+        this.parts.cuda.operation(record);
+        return undefined;
+      case Kind.CUDA_REGISTER:
+      case Kind.CUDA_MAPPED:
+      case Kind.PROC_EXIT:
+        return undefined;
     }
-    if (record.kind === Kind.CUDA_REGISTER) return undefined;
     const attributes = this.processAttributes(record.pid);
     this.describe(record, attributes);
     return {
@@ -125,47 +144,25 @@ export class EventShaper {
   /** Adds the attributes of the record's kind, and updates the CUDA state it changes. */
   private describe(record: EventRecord, attributes: Attributes): void {
     switch (record.kind) {
-      case Kind.CUDA_LAUNCH: {
-        const { launch } = record;
-        const kernel = this.parts.cuda.kernel(record.pid, launch.func);
-        this.cuda(attributes, record.api, launch.ret);
-        attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(launch.stream);
-        if (kernel !== undefined) {
-          attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL] = kernel.name;
-          attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL] = kernel.symbol;
-        }
-        attributes[A.ATTR_CAUSEWAY_CUDA_GRID] = launch.grid;
-        attributes[A.ATTR_CAUSEWAY_CUDA_BLOCK] = launch.block;
-        attributes[A.ATTR_CAUSEWAY_CUDA_SHARED_MEM_BYTES] = Number(launch.sharedMem);
-        if (launch.ret === 0) this.parts.cuda.launched(record.pid, launch.stream, kernel);
+      case Kind.CUDA_LAUNCH:
+        this.launch(record, attributes);
         break;
-      }
-      case Kind.CUDA_SYNC: {
-        const { sync } = record;
-        this.cuda(attributes, record.api, sync.ret);
-        if (record.api === CudaApi.cudaEventSynchronize) attributes[A.ATTR_CAUSEWAY_CUDA_EVENT] = hex(sync.handle);
-        if (record.api === CudaApi.cudaStreamSynchronize || record.api === CudaApi.cuStreamSynchronize) {
-          attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(sync.handle);
-        }
-        const inflight = this.parts.cuda.synced(record.pid, record.api, sync.handle);
-        if (inflight !== undefined) {
-          attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] = inflight.count;
-          attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] = inflight.kernels;
-        }
+      case Kind.CUDA_SYNC:
+        this.sync(record, attributes);
         break;
-      }
       case Kind.CUDA_MEMCPY: {
         const { memcpy } = record;
-        this.cuda(attributes, record.api, memcpy.ret);
+        this.cuda(attributes, record, memcpy.ret, memcpy.device);
         attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_BYTES] = Number(memcpy.bytes);
         attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_DIRECTION] = memcpyDirection(memcpy.direction);
         attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_ASYNC] = memcpy.async;
         if (memcpy.async) attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(memcpy.stream);
+        this.parts.cuda.copied(record);
         break;
       }
       case Kind.CUDA_MALLOC: {
         const { malloc } = record;
-        this.cuda(attributes, record.api, malloc.ret);
+        this.cuda(attributes, record, malloc.ret, malloc.device);
         attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_OP] = malloc.free
           ? A.CAUSEWAY_CUDA_MALLOC_OP_VALUE_FREE
           : A.CAUSEWAY_CUDA_MALLOC_OP_VALUE_ALLOC;
@@ -227,9 +224,57 @@ export class EventShaper {
     }
   }
 
-  private cuda(attributes: Attributes, api: number, ret: number): void {
-    attributes[A.ATTR_CAUSEWAY_CUDA_API] = cudaApiName(api);
+  /** A kernel or graph launch: what ran (or was captured), where. */
+  private launch(record: Extract<EventRecord, { kind: typeof Kind.CUDA_LAUNCH }>, attributes: Attributes): void {
+    const { launch } = record;
+    const launched = this.parts.cuda.launch(record);
+    this.cuda(attributes, record, launch.ret, launch.device);
+    attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(launch.stream);
+    if (launched.captured) attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED] = true;
+    if (launched.graph !== undefined) {
+      const { graph, kernels } = launched.graph;
+      attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_EXEC] = hex(launch.func);
+      if (graph !== undefined) attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH] = hex(graph);
+      if (kernels !== undefined) {
+        attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNELS] = kernels.names.slice(0, MAX_GRAPH_KERNELS);
+        attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNEL_COUNT] = kernels.count;
+      }
+      return;
+    }
+    attributes[A.ATTR_CAUSEWAY_CUDA_FUNCTION] = hex(launch.func);
+    if (launched.kernel !== undefined) {
+      attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL] = launched.kernel.name;
+      attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL] = launched.kernel.symbol;
+    }
+    attributes[A.ATTR_CAUSEWAY_CUDA_GRID] = launch.grid;
+    attributes[A.ATTR_CAUSEWAY_CUDA_BLOCK] = launch.block;
+    attributes[A.ATTR_CAUSEWAY_CUDA_SHARED_MEM_BYTES] = Number(launch.sharedMem);
+  }
+
+  /** A wait for the GPU, blocking or polling: on what, and what it found in flight. */
+  private sync(record: Extract<EventRecord, { kind: typeof Kind.CUDA_SYNC }>, attributes: Attributes): void {
+    const { sync } = record;
+    const synced = this.parts.cuda.synced(record);
+    this.cuda(attributes, record, sync.ret, synced.device ?? sync.device);
+    if (synced.event !== undefined) attributes[A.ATTR_CAUSEWAY_CUDA_EVENT] = hex(synced.event);
+    if (synced.stream !== undefined) attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(synced.stream);
+    if (sync.polls > 0) {
+      attributes[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLING] = true;
+      attributes[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLS] = sync.polls;
+    }
+    const { inflight } = synced;
+    if (inflight === undefined) return;
+    attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] = inflight.count;
+    attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] = inflight.kernels;
+    if (inflight.graphs.length > 0) attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_GRAPHS] = inflight.graphs.map(hex);
+    if (inflight.bytes > 0) attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_MEMCPY_BYTES] = inflight.bytes;
+    if (inflight.streams.length > 0) attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_STREAMS] = inflight.streams.map(hex);
+  }
+
+  private cuda(attributes: Attributes, record: KernelRecord, ret: number, device: number): void {
+    attributes[A.ATTR_CAUSEWAY_CUDA_API] = cudaApiName(record.api, record.perThread);
     attributes[A.ATTR_CAUSEWAY_CUDA_ERROR] = ret;
+    if (device !== DEVICE_UNKNOWN) attributes[A.ATTR_CAUSEWAY_CUDA_DEVICE] = device;
   }
 
   private processAttributes(pid: number): Attributes {

@@ -28,6 +28,8 @@ export interface LoaderOptions {
   /** HELLO, EVENTS and STATS frames, one at a time: the next waits for the promise. */
   onFrame: (frame: Frame) => void | Promise<void>;
   onMessage: (message: LoaderMessage) => void;
+  /** Each time a loader process is started (again, after a restart). */
+  onStart?: () => void;
   path?: string;
   backoffMs?: { initial: number; max: number };
 }
@@ -41,7 +43,8 @@ const STOP_GRACE_MS = 5_000;
 const PAUSE_AT = 64;
 const STDERR_LINE_MAX = 4096;
 
-function parseMessage(payload: Buffer): LoaderMessage {
+/** A MESSAGE frame's payload; one that is not a JSON object becomes a warning saying so. */
+export function parseMessage(payload: Buffer): LoaderMessage {
   const text = payload.toString('utf8');
   let parsed: unknown;
   try {
@@ -106,6 +109,7 @@ export class Loader {
       this.end(`the loader is not built (${path} is missing): run \`npm run build\``);
       return;
     }
+    this.options.onStart?.();
     const child = spawn(path, this.options.args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const startedAt = Date.now();
     const reader = new FrameReader();

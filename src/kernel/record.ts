@@ -3,9 +3,13 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
+/** Or'ed into a record's api: the per-thread default stream variant (`_ptsz`, `_ptds`) was called. */
+export const API_PER_THREAD = 0x8000;
+/** A record's device when the thread chose its device before the probes were attached. */
+export const DEVICE_UNKNOWN = -1;
 
 /**
  * Every struct of causeway.h: its size and each field's byte offset. cw_settings is only
@@ -18,23 +22,33 @@ export const LAYOUT = {
     fields: { kind: 0, api: 2, cpu: 4, pid: 8, tid: 12, start_ns: 16, end_ns: 24, comm: 32, u: 48 },
   },
   cw_task: { size: 24, fields: { pid: 0, tid: 4, comm: 8 } },
-  cw_launch: { size: 56, fields: { func: 0, stream: 8, shared_mem: 16, grid: 24, block: 36, ret: 48 } },
-  cw_sync: { size: 16, fields: { handle: 0, ret: 8 } },
-  cw_memcpy: { size: 32, fields: { bytes: 0, stream: 8, direction: 16, async: 20, ret: 24 } },
-  cw_malloc: { size: 24, fields: { ptr: 0, bytes: 8, free: 16, ret: 20 } },
+  cw_launch: { size: 56, fields: { func: 0, stream: 8, shared_mem: 16, grid: 24, block: 36, ret: 48, device: 52 } },
+  cw_sync: { size: 24, fields: { handle: 0, ret: 8, device: 12, polls: 16 } },
+  cw_memcpy: { size: 32, fields: { bytes: 0, stream: 8, direction: 16, async: 20, ret: 24, device: 28 } },
+  cw_malloc: { size: 32, fields: { ptr: 0, bytes: 8, free: 16, ret: 20, device: 24 } },
+  cw_cuda_op: { size: 40, fields: { stream: 0, event: 8, graph: 16, exec: 24, ret: 32, device: 36 } },
   cw_runqueue: { size: 28, fields: { holder: 0, preempted: 24 } },
   cw_blocked: { size: 28, fields: { waker: 0, state: 24 } },
   cw_futex: { size: 40, fields: { uaddr: 0, waker: 8, op: 32, ret: 36 } },
   cw_block: { size: 32, fields: { sector: 0, dev: 8, bytes: 12, rwbs: 16, error: 24, submitter: 28 } },
   cw_tcp: { size: 44, fields: { saddr: 0, daddr: 16, family: 32, sport: 34, dport: 36, state: 38, owner_known: 40 } },
-  cw_register: { size: 104, fields: { func: 0, name: 8 } },
+  cw_register: { size: 112, fields: { func: 0, name: 8, name_addr: 104 } },
   cw_exec: { size: 4, fields: { ppid: 0 } },
-  cw_settings: { size: 112, fields: { min_ns: 0, follow_all: 96, exclude: 100 } },
+  cw_settings: { size: 136, fields: { min_ns: 0, follow_all: 120, exclude: 124 } },
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },
   cw_hello: { size: 16, fields: { abi_version: 0, event_size: 4, ringbuf_bytes: 8, ncpus: 12 } },
   cw_stats: {
-    size: 224,
-    fields: { mono_ns: 0, real_ns: 8, drops: 16, events: 112, ringbuf_used: 208, followed: 216, libraries: 220 },
+    size: 280,
+    fields: {
+      mono_ns: 0,
+      real_ns: 8,
+      drops: 16,
+      events: 136,
+      ringbuf_used: 256,
+      followed: 264,
+      libraries: 268,
+      gpu_processes: 272,
+    },
   },
 } as const;
 
@@ -51,47 +65,88 @@ export const Kind = {
   TCP_RETRANSMIT: 9,
   CUDA_REGISTER: 10,
   PROC_EXEC: 11,
-  MAX: 12,
+  CUDA_OP: 12,
+  CUDA_MAPPED: 13,
+  PROC_EXIT: 14,
+  MAX: 15,
 } as const;
 
-/** enum cw_cuda_api, named exactly as the CUDA functions. */
+/**
+ * enum cw_cuda_api, named as the CUDA functions without their ABI suffix (cuMemcpyHtoD for
+ * cuMemcpyHtoD_v2) or per-thread suffix (API_PER_THREAD says that); one name may stand for a
+ * family (cudaGraphInstantiate for its WithFlags and WithParams forms).
+ */
 export const CudaApi = {
   cudaLaunchKernel: 1,
-  cudaLaunchKernel_ptsz: 2,
-  cudaLaunchKernelExC: 3,
-  cuLaunchKernel: 4,
-  cudaStreamSynchronize: 5,
-  cudaDeviceSynchronize: 6,
-  cudaEventSynchronize: 7,
-  cuCtxSynchronize: 8,
-  cuStreamSynchronize: 9,
-  cudaMemcpy: 10,
-  cudaMemcpyAsync: 11,
-  cuMemcpy: 12,
-  cuMemcpyAsync: 13,
-  cuMemcpyHtoD: 14,
-  cuMemcpyDtoH: 15,
-  cuMemcpyDtoD: 16,
-  cuMemcpyHtoDAsync: 17,
-  cuMemcpyDtoHAsync: 18,
-  cudaMalloc: 19,
-  cudaFree: 20,
-  __cudaRegisterFunction: 21,
-  cuModuleGetFunction: 22,
-  MAX: 23,
+  cudaLaunchKernelExC: 2,
+  cuLaunchKernel: 3,
+  cuLaunchKernelEx: 4,
+  cudaGraphLaunch: 5,
+  cuGraphLaunch: 6,
+  cudaStreamSynchronize: 7,
+  cudaDeviceSynchronize: 8,
+  cudaEventSynchronize: 9,
+  cuCtxSynchronize: 10,
+  cuStreamSynchronize: 11,
+  cuEventSynchronize: 12,
+  cudaEventQuery: 13,
+  cudaStreamQuery: 14,
+  cuEventQuery: 15,
+  cuStreamQuery: 16,
+  cudaMemcpy: 17,
+  cudaMemcpyAsync: 18,
+  cuMemcpy: 19,
+  cuMemcpyAsync: 20,
+  cuMemcpyHtoD: 21,
+  cuMemcpyDtoH: 22,
+  cuMemcpyDtoD: 23,
+  cuMemcpyHtoDAsync: 24,
+  cuMemcpyDtoHAsync: 25,
+  cudaMalloc: 26,
+  cudaFree: 27,
+  __cudaRegisterFunction: 28,
+  cuModuleGetFunction: 29,
+  cudaStreamBeginCapture: 30,
+  cudaStreamEndCapture: 31,
+  cudaGraphInstantiate: 32,
+  cuStreamBeginCapture: 33,
+  cuStreamEndCapture: 34,
+  cuGraphInstantiate: 35,
+  cudaEventRecord: 36,
+  cudaStreamWaitEvent: 37,
+  cuEventRecord: 38,
+  cuStreamWaitEvent: 39,
+  cudaSetDevice: 40,
+  cuCtxCreate: 41,
+  cuCtxSetCurrent: 42,
+  cuDevicePrimaryCtxRetain: 43,
+  MAX: 44,
 } as const;
+
+/** enum cw_gpu_process: how a process became known as a GPU user. */
+export const GpuProcess = { FOUND_RUNNING: 1, SEEN_STARTING: 2 } as const;
 
 /** enum cw_memcpy_direction: cudaMemcpyKind's values. */
 export const MemcpyDirection = { HTOH: 0, HTOD: 1, DTOH: 2, DTOD: 3, DEFAULT: 4 } as const;
 
 /** enum cw_frame_type. */
-export const FrameType = { HELLO: 1, EVENTS: 2, STATS: 3, MESSAGE: 4 } as const;
+export const FrameType = { HELLO: 1, EVENTS: 2, STATS: 3, MESSAGE: 4, CONTEXT: 5 } as const;
 
 const apiNames = new Map<number, string>(Object.entries(CudaApi).map(([name, value]) => [value, name]));
+/** Entry points whose per-thread variant ends in `_ptds` (no stream argument); the others' end in `_ptsz`. */
+const PTDS = new Set<number>([
+  CudaApi.cudaMemcpy,
+  CudaApi.cuMemcpy,
+  CudaApi.cuMemcpyHtoD,
+  CudaApi.cuMemcpyDtoH,
+  CudaApi.cuMemcpyDtoD,
+]);
 
-/** The CUDA function a record's api field names, or `api(N)` for a value this build does not know. */
-export function cudaApiName(api: number): string {
-  return apiNames.get(api) ?? `api(${api})`;
+/** The CUDA function a record's api and perThread name, or `api(N)` for a value this build does not know. */
+export function cudaApiName(api: number, perThread = false): string {
+  const name = apiNames.get(api);
+  if (name === undefined) return `api(${api})`;
+  return perThread ? `${name}${PTDS.has(api) ? '_ptds' : '_ptsz'}` : name;
 }
 
 export interface Task {
@@ -101,7 +156,10 @@ export interface Task {
 }
 
 interface Header {
+  /** enum cw_cuda_api for CUDA records, without API_PER_THREAD; 0 otherwise. */
   api: number;
+  /** The per-thread default stream variant was called: its stream 0 is the thread's own. */
+  perThread: boolean;
   cpu: number;
   pid: number;
   tid: number;
@@ -110,17 +168,23 @@ interface Header {
   comm: string;
 }
 
+/** device is DEVICE_UNKNOWN when the thread chose its device before the probes were attached. */
 export interface Launch {
+  /** The host stub, the CUfunction, or for a graph launch the executable graph. */
   func: bigint;
   stream: bigint;
   sharedMem: bigint;
   grid: number[];
   block: number[];
   ret: number;
+  device: number;
 }
 export interface Sync {
   handle: bigint;
   ret: number;
+  device: number;
+  /** 0 for a blocking sync; else the queries of a polling wait, the first not-ready one to done. */
+  polls: number;
 }
 export interface Memcpy {
   bytes: bigint;
@@ -128,12 +192,23 @@ export interface Memcpy {
   direction: number;
   async: boolean;
   ret: number;
+  device: number;
 }
 export interface Malloc {
   ptr: bigint;
   bytes: bigint;
   free: boolean;
   ret: number;
+  device: number;
+}
+/** Graph capture and instantiation, event record, stream wait: what the in-flight bookkeeping needs. */
+export interface CudaOp {
+  stream: bigint;
+  event: bigint;
+  graph: bigint;
+  exec: bigint;
+  ret: number;
+  device: number;
 }
 export interface Runqueue {
   holder: Task;
@@ -187,6 +262,9 @@ export type KernelRecord = Header &
     | { kind: typeof Kind.TCP_RETRANSMIT; tcp: Tcp }
     | { kind: typeof Kind.CUDA_REGISTER; register: Register }
     | { kind: typeof Kind.PROC_EXEC; exec: Exec }
+    | { kind: typeof Kind.CUDA_OP; op: CudaOp }
+    | { kind: typeof Kind.CUDA_MAPPED }
+    | { kind: typeof Kind.PROC_EXIT }
   );
 
 export const RECORD_SIZE = LAYOUT.cw_event.size;
@@ -205,6 +283,7 @@ const BK = LAYOUT.cw_block.fields;
 const TC = LAYOUT.cw_tcp.fields;
 const RG = LAYOUT.cw_register.fields;
 const EX = LAYOUT.cw_exec.fields;
+const OP = LAYOUT.cw_cuda_op.fields;
 
 /** A NUL-terminated C string of at most `max` bytes. */
 function cString(buf: Buffer, at: number, max: number): string {
@@ -225,8 +304,17 @@ function dim3(view: DataView, at: number): number[] {
   return [view.getUint32(at, true), view.getUint32(at + 4, true), view.getUint32(at + 8, true)];
 }
 
-function body(kind: number, buf: Buffer, view: DataView, r: number, index: number) {
-  const u = r + U;
+/** The CUDA calls' records. */
+function cudaBody(
+  kind:
+    | typeof Kind.CUDA_LAUNCH
+    | typeof Kind.CUDA_SYNC
+    | typeof Kind.CUDA_MEMCPY
+    | typeof Kind.CUDA_MALLOC
+    | typeof Kind.CUDA_OP,
+  view: DataView,
+  u: number,
+) {
   switch (kind) {
     case Kind.CUDA_LAUNCH:
       return {
@@ -238,12 +326,18 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
           grid: dim3(view, u + L.grid),
           block: dim3(view, u + L.block),
           ret: view.getInt32(u + L.ret, true),
+          device: view.getInt32(u + L.device, true),
         },
       } as const;
     case Kind.CUDA_SYNC:
       return {
         kind,
-        sync: { handle: view.getBigUint64(u + SY.handle, true), ret: view.getInt32(u + SY.ret, true) },
+        sync: {
+          handle: view.getBigUint64(u + SY.handle, true),
+          ret: view.getInt32(u + SY.ret, true),
+          device: view.getInt32(u + SY.device, true),
+          polls: view.getUint32(u + SY.polls, true),
+        },
       } as const;
     case Kind.CUDA_MEMCPY:
       return {
@@ -254,6 +348,7 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
           direction: view.getUint32(u + MC.direction, true),
           async: view.getUint32(u + MC.async, true) !== 0,
           ret: view.getInt32(u + MC.ret, true),
+          device: view.getInt32(u + MC.device, true),
         },
       } as const;
     case Kind.CUDA_MALLOC:
@@ -264,8 +359,33 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
           bytes: view.getBigUint64(u + MA.bytes, true),
           free: view.getUint32(u + MA.free, true) !== 0,
           ret: view.getInt32(u + MA.ret, true),
+          device: view.getInt32(u + MA.device, true),
         },
       } as const;
+    default:
+      return {
+        kind,
+        op: {
+          stream: view.getBigUint64(u + OP.stream, true),
+          event: view.getBigUint64(u + OP.event, true),
+          graph: view.getBigUint64(u + OP.graph, true),
+          exec: view.getBigUint64(u + OP.exec, true),
+          ret: view.getInt32(u + OP.ret, true),
+          device: view.getInt32(u + OP.device, true),
+        },
+      } as const;
+  }
+}
+
+function body(kind: number, buf: Buffer, view: DataView, r: number, index: number) {
+  const u = r + U;
+  switch (kind) {
+    case Kind.CUDA_LAUNCH:
+    case Kind.CUDA_SYNC:
+    case Kind.CUDA_MEMCPY:
+    case Kind.CUDA_MALLOC:
+    case Kind.CUDA_OP:
+      return cudaBody(kind, view, u);
     case Kind.SCHED_RUNQUEUE:
       return {
         kind,
@@ -318,6 +438,9 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
       } as const;
     case Kind.PROC_EXEC:
       return { kind, exec: { ppid: view.getUint32(u + EX.ppid, true) } } as const;
+    case Kind.CUDA_MAPPED:
+    case Kind.PROC_EXIT:
+      return { kind } as const;
     default:
       throw new RecordError(`record ${index}: unknown kind ${kind} (is the loader built from another causeway.h?)`);
   }
@@ -337,8 +460,10 @@ export function decodeRecords(buf: Buffer): KernelRecord[] {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const records: KernelRecord[] = [];
   for (let r = 0, index = 0; r < buf.length; r += RECORD_SIZE, index++) {
+    const api = view.getUint16(r + E.api, true);
     records.push({
-      api: view.getUint16(r + E.api, true),
+      api: api & ~API_PER_THREAD,
+      perThread: (api & API_PER_THREAD) !== 0,
       cpu: view.getUint32(r + E.cpu, true),
       pid: view.getUint32(r + E.pid, true),
       tid: view.getUint32(r + E.tid, true),
@@ -387,6 +512,7 @@ export interface Stats {
   ringbufUsed: number;
   followed: number;
   libraries: number;
+  gpuProcesses: number;
 }
 
 export function decodeStats(buf: Buffer): Stats {
@@ -403,5 +529,6 @@ export function decodeStats(buf: Buffer): Stats {
     ringbufUsed: Number(view.getBigUint64(S.fields.ringbuf_used, true)),
     followed: view.getUint32(S.fields.followed, true),
     libraries: view.getUint32(S.fields.libraries, true),
+    gpuProcesses: view.getUint32(S.fields.gpu_processes, true),
   };
 }

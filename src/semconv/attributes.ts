@@ -46,8 +46,35 @@ export const ATTR_CAUSEWAY_CUDA_ERROR = 'causeway.cuda.error';
 /** The stream handle, in hex; "0x0" is the default stream. */
 export const ATTR_CAUSEWAY_CUDA_STREAM = 'causeway.cuda.stream';
 
-/** The CUDA event handle waited on, in hex. */
+/** The CUDA event handle waited on or polled, in hex. */
 export const ATTR_CAUSEWAY_CUDA_EVENT = 'causeway.cuda.event';
+
+/** The device ordinal the call went to (the thread's cudaSetDevice, or its current context's device); absent when the thread chose its device before Causeway started. */
+export const ATTR_CAUSEWAY_CUDA_DEVICE = 'causeway.cuda.device';
+
+/** The launched function, in hex (the host stub for the runtime, the CUfunction for the driver); tells launches of an unnamed kernel apart. */
+export const ATTR_CAUSEWAY_CUDA_FUNCTION = 'causeway.cuda.function';
+
+/** The launch was recorded into a CUDA graph being captured on its stream (cudaStreamBeginCapture), not run. */
+export const ATTR_CAUSEWAY_CUDA_CAPTURED = 'causeway.cuda.captured';
+
+/** The graph (cudaGraph_t, CUgraph) a launched executable graph was instantiated from, in hex. */
+export const ATTR_CAUSEWAY_CUDA_GRAPH = 'causeway.cuda.graph';
+
+/** The executable graph (cudaGraphExec_t, CUgraphExec) of a graph launch, in hex. */
+export const ATTR_CAUSEWAY_CUDA_GRAPH_EXEC = 'causeway.cuda.graph.exec';
+
+/** The launched graph's kernels in capture order, demangled (the first 32); absent when the graph was captured before Causeway started. */
+export const ATTR_CAUSEWAY_CUDA_GRAPH_KERNELS = 'causeway.cuda.graph.kernels';
+
+/** How many kernels the launched graph runs, when its capture was seen. */
+export const ATTR_CAUSEWAY_CUDA_GRAPH_KERNEL_COUNT = 'causeway.cuda.graph.kernel_count';
+
+/** The thread polled (cudaEventQuery, cudaStreamQuery, cuEventQuery, cuStreamQuery) instead of blocking; the interval runs from its first not-ready query to the query that found the work done. */
+export const ATTR_CAUSEWAY_CUDA_SYNC_POLLING = 'causeway.cuda.sync.polling';
+
+/** The queries of a polling wait, the first not-ready one to the one that found the work done. */
+export const ATTR_CAUSEWAY_CUDA_SYNC_POLLS = 'causeway.cuda.sync.polls';
 
 /** The kernel's name, demangled. */
 export const ATTR_CAUSEWAY_CUDA_KERNEL = 'causeway.cuda.kernel';
@@ -64,11 +91,20 @@ export const ATTR_CAUSEWAY_CUDA_BLOCK = 'causeway.cuda.block';
 /** Dynamic shared memory per block requested by a launch. */
 export const ATTR_CAUSEWAY_CUDA_SHARED_MEM_BYTES = 'causeway.cuda.shared_mem.bytes';
 
-/** Kernels launched on the synchronised stream (every stream of the process for a device or context sync) and not yet synchronised when the sync began. */
+/** Kernels the sync waited for, launched and not known complete when it began; on the synchronised stream (for an event, on its stream before it was recorded; every stream of the process on the device for a device or context sync), and on the streams those waited for (cudaStreamWaitEvent). A graph's kernels count one by one; a graph whose capture was not seen counts in inflight.graphs only. */
 export const ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT = 'causeway.cuda.inflight.count';
 
-/** Distinct names of those in-flight kernels, at most 5. */
+/** Distinct names of those in-flight kernels, graphs' kernels included, at most 5. */
 export const ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS = 'causeway.cuda.inflight.kernels';
+
+/** The executable graphs in flight among that work, in hex, at most 5. */
+export const ATTR_CAUSEWAY_CUDA_INFLIGHT_GRAPHS = 'causeway.cuda.inflight.graphs';
+
+/** Bytes of asynchronous copies in flight among that work. */
+export const ATTR_CAUSEWAY_CUDA_INFLIGHT_MEMCPY_BYTES = 'causeway.cuda.inflight.memcpy.bytes';
+
+/** The streams that work was on, in hex, the awaited stream first, then those it waited for through cudaStreamWaitEvent; at most 5. */
+export const ATTR_CAUSEWAY_CUDA_INFLIGHT_STREAMS = 'causeway.cuda.inflight.streams';
 
 /** Bytes copied. */
 export const ATTR_CAUSEWAY_CUDA_MEMCPY_BYTES = 'causeway.cuda.memcpy.bytes';

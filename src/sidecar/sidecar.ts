@@ -221,8 +221,10 @@ async function startCapture(
   }: { correlator: Correlator<AppSpan>; store: Store; waits: KernelWaits; meter: Meter },
   log: (line: string) => void,
 ): Promise<KernelCapture> {
+  // Of the loader's news, warnings and errors, and the libraries and GPU processes it finds.
+  const told = new Set<unknown>(['library', 'gpu_process', 'gpu_process_exit']);
   const onMessage = (m: LoaderMessage) => {
-    if (m.level !== 'info' || m.fields.event === 'library') log(`${m.level === 'info' ? '' : `${m.level}: `}${m.msg}`);
+    if (m.level !== 'info' || told.has(m.fields.event)) log(`${m.level === 'info' ? '' : `${m.level}: `}${m.msg}`);
   };
   const capture = new KernelCapture(
     {

@@ -15,10 +15,14 @@ export interface ReportingParts {
   exportUrl: string;
 }
 
+/** GPU processes the status lists; it counts them all. */
+const STATUS_GPU_PROCESSES = 64;
+
 export async function sidecarStatus(p: ReportingParts) {
   const store = await p.store.status();
   return {
     capture: p.capture.counters(),
+    gpu: p.capture.gpuProcesses(STATUS_GPU_PROCESSES),
     correlator: p.correlator.counters(),
     store,
     export: { ...p.sender.counters(), url: p.exportUrl },

@@ -2,6 +2,7 @@
 // kernel events, the spans and the attachments between them.
 import type { DuckDBValue } from '@duckdb/node-api';
 import { MS } from '../correlate/time.js';
+import * as A from '../semconv/attributes.js';
 import type { Store } from './store.js';
 
 type Cell = DuckDBValue | undefined;
@@ -168,13 +169,16 @@ export async function gpuActivity(store: Store, q: { pid?: number; from: bigint 
   );
   const kernels = await store.rows(
     `SELECT pid, cuda_kernel, count(*) AS n FROM kernel_events WHERE kind = 'cuda.launch' AND cuda_kernel IS NOT NULL AND end_ns >= $1 ${scope}
-     GROUP BY ALL QUALIFY row_number() OVER (PARTITION BY pid ORDER BY n DESC) <= 5 ORDER BY pid, n DESC`,
+     GROUP BY pid, cuda_kernel QUALIFY row_number() OVER (PARTITION BY pid ORDER BY n DESC) <= 5 ORDER BY pid, n DESC`,
     params,
   );
-  // Contention: other processes' launches while this one waited on the GPU (a range join).
+  // Contention: other processes' launches while this one waited on the GPU (a range join), on
+  // the same device (a launch or wait whose device is not known may share it).
+  const device = (e: string) => `CAST(json_extract(${e}.attributes, '$."${A.ATTR_CAUSEWAY_CUDA_DEVICE}"') AS INTEGER)`;
   const contention = await store.rows(
     `SELECT s.pid, l.pid, any_value(l.comm), count(*) AS n FROM kernel_events s JOIN kernel_events l
        ON l.kind = 'cuda.launch' AND l.pid <> s.pid AND l.start_ns >= s.start_ns AND l.start_ns < s.end_ns
+       AND coalesce(${device('s')} = ${device('l')}, true)
      WHERE s.kind = 'cuda.sync' AND s.end_ns >= $1 ${scope.replace('pid', 's.pid')} AND l.end_ns >= $1
      GROUP BY s.pid, l.pid ORDER BY n DESC LIMIT 200`,
     params,

@@ -2,7 +2,8 @@
 // workload throughput and CPU per operation without probes, with Causeway's probes and with
 // bpftrace attaching the same probes (ratios to the run without); the user-space decode rate
 // per core; drops at a high event rate; how long capture takes to start; the sidecar's span
-// throughput and join delay (pipeline.ts); the store and the MCP tools at 1M events (store.ts).
+// throughput and join delay (pipeline.ts); the store and the MCP tools at 1M events (store.ts);
+// what finding every GPU process costs on a node with many processes (discovery.ts).
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -12,6 +13,7 @@ import { CudaApi, Kind } from '../../src/kernel/record.js';
 import { fakeLoader } from '../kernel/fake-loader.js';
 import { launch, record, register } from '../kernel/records.js';
 import { Capture, SIM_CUDART, WORKLOADS } from '../bpf/session.js';
+import { discoveryRows } from './discovery.js';
 import { pipelineRows } from './pipeline.js';
 import { storeRows } from './store.js';
 
@@ -49,6 +51,14 @@ const WORKLOAD_SET: Workload[] = [
     ops: (t) => Number(t.launches),
     rate: (t) => Number(t.launches_per_s),
   },
+  // The entry points serving engines call, each as fast as it goes: the cost of one probed call.
+  ...(['graph-launch', 'event-record', 'event-query', 'event-query-busy'] as const).map((call): Workload => ({
+    title: `${call}${call === 'event-query-busy' ? ' (not ready: a poll)' : ''}, as fast as possible`,
+    program: 'call_storm',
+    args: ['--call', call, '--seconds', String(SECONDS)],
+    ops: (t) => Number(t.calls),
+    rate: (t) => Number(t.calls_per_s),
+  })),
   {
     title: 'context-switch ping-pong, 50k switches/s',
     program: 'switch_pingpong',
@@ -93,6 +103,15 @@ function bpftraceProgram(comm: string): string {
     '__cudaRegisterFunction',
     'cudaLaunchKernel_ptsz',
     'cudaLaunchKernelExC',
+    'cudaGraphLaunch',
+    'cudaEventRecord',
+    'cudaEventQuery',
+    'cudaStreamQuery',
+    'cudaStreamWaitEvent',
+    'cudaStreamBeginCapture',
+    'cudaStreamEndCapture',
+    'cudaGraphInstantiateWithFlags',
+    'cudaSetDevice',
   ];
   const enter = apis.map((api) => `uprobe:${SIM_CUDART}:${api}`).join(',\n');
   const exit = apis.map((api) => `uretprobe:${SIM_CUDART}:${api}`).join(',\n');
@@ -262,6 +281,7 @@ const others = [
   await decodeRate(),
   await highRate(),
   await startup(),
+  ...(await discoveryRows()),
   ...(await pipelineRows()),
   ...(await storeRows()),
 ];

@@ -90,27 +90,81 @@ test('a full launch queue gives cuda.launch calls that themselves take long', as
   assert.ok(quick.every((e) => durationMs(e) < msOf(truth.max_unblocked_launch_ns) + 2));
 });
 
-test('driver API launches, syncs and copies are captured with their kernel name, bytes and direction', async (t) => {
+interface DriverCall {
+  api: string;
+  rc: number;
+  bytes?: number;
+  direction?: string;
+  async?: boolean;
+  kernel?: string;
+  grid?: number[];
+  block?: number[];
+  stream?: string;
+  captured?: boolean;
+  event?: string;
+  exec?: string;
+  graph?: string;
+}
+
+const DRIVER_LAUNCHES = ['cuLaunchKernel', 'cuLaunchKernelEx', 'cuGraphLaunch', 'cuGraphLaunch_ptsz'];
+
+test('driver API launches (cuLaunchKernelEx and graphs too), syncs and copies are captured with their kernel, bytes and direction', async (t) => {
   if (!kernelAvailable(t)) return;
   const capture = await startCapture(t, ['--comm', 'driver_calls']);
   const truth = (await runWorkload(
     'driver_calls',
     ['--mib', '4', '--kernel-ms', '50', '--start-delay-ms', '50'],
     privateGpu(t),
-  )) as {
-    pid: number;
-    tid: number;
-    calls: { api: string; bytes?: number; direction?: string; async?: boolean }[];
-  };
+  )) as { pid: number; tid: number; device: number; exec: string; graph: string; calls: DriverCall[] };
   await settle();
   await capture.stop();
 
   const mine = capture.events.filter((e) => e.pid === truth.pid && e.kind.startsWith('cuda.'));
+  for (const event of mine) assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_DEVICE], truth.device);
+  // Every launch call is one cuda.launch, kernels and graphs alike, in call order.
   const launches = mine.filter((e) => e.kind === 'cuda.launch');
-  assert.equal(launches.length, truth.calls.filter((c) => c.api === 'cuLaunchKernel').length);
-  for (const launch of launches) assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], 'reduce(float*, int)');
+  const launchCalls = truth.calls.filter((c) => DRIVER_LAUNCHES.includes(c.api));
+  assert.deepEqual(
+    launches.map((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API]),
+    launchCalls.map((c) => c.api),
+  );
+  launches.forEach((launch, i) => {
+    const call = launchCalls[i] as DriverCall;
+    if (call.api.startsWith('cuGraphLaunch')) {
+      assert.ok(sameHandle(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_EXEC], truth.exec));
+      assert.ok(sameHandle(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH], truth.graph));
+      const capturedKernels = truth.calls.filter((c) => c.captured === true).map(() => 'reduce(float*, int)');
+      assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNELS], capturedKernels);
+      return;
+    }
+    assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], 'reduce(float*, int)');
+    assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRID], call.grid);
+    assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_BLOCK], call.block);
+    assert.ok(sameHandle(launch.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], call.stream));
+    assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED], call.captured === true ? true : undefined);
+  });
   const streamSync = mine.find((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cuStreamSynchronize');
   assert.ok(streamSync && durationMs(streamSync) >= 45, 'cuStreamSynchronize waits for the 50 ms kernel');
+
+  // The event sync waits for what its stream ran before the record: kernels launched since the
+  // stream sync and not captured, and the graph's; the captured launches were never in flight.
+  const calls = truth.calls.map((c) => c.api);
+  const since = truth.calls.slice(calls.indexOf('cuStreamSynchronize'), calls.indexOf('cuEventRecord'));
+  const graphKernels = truth.calls.filter((c) => c.captured === true).length;
+  const inflight =
+    since.filter((c) => (c.api === 'cuLaunchKernel' || c.api === 'cuLaunchKernelEx') && c.captured !== true).length +
+    since.filter((c) => c.api === 'cuGraphLaunch').length * graphKernels;
+  const eventSync = single(
+    mine.filter((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cuEventSynchronize'),
+    'cuEventSynchronize',
+  );
+  assert.equal(eventSync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], inflight);
+  assert.equal(
+    eventSync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_MEMCPY_BYTES],
+    since.filter((c) => c.async === true).reduce((sum, c) => sum + (c.bytes ?? 0), 0),
+  );
+  // The queries found the work unfinished once each and were followed by other calls: no poll was a wait.
+  assert.equal(mine.filter((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLING] === true).length, 0);
   assert.ok(mine.some((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cuCtxSynchronize'));
 
   const copies = truth.calls.filter((c) => c.api.startsWith('cuMemcpy'));
@@ -128,7 +182,7 @@ test('driver API launches, syncs and copies are captured with their kernel name,
   }
 });
 
-test('cudaMalloc and cudaFree carry the bytes, cudaMemcpy its size and direction', async (t) => {
+test('cudaMalloc and cudaFree carry the bytes, cudaMemcpy its size and direction, cudaLaunchKernelExC its config', async (t) => {
   if (!kernelAvailable(t)) return;
   const capture = await startCapture(t, ['--comm', 'cuda_calls', '--lib', SIM_CUDART]);
   const truth = await runWorkload('cuda_calls', ['--register', '--bytes', '3145728', SIM_CUDART], privateGpu(t));
@@ -149,6 +203,15 @@ test('cudaMalloc and cudaFree carry the bytes, cudaMemcpy its size and direction
   const copy = mine.find((e) => e.kind === 'cuda.memcpy');
   assert.equal(copy?.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_BYTES], 3145728);
   assert.equal(copy.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_DIRECTION], 'HtoD');
+  // The grid, block and stream of an ExC launch come from its cudaLaunchConfig_t.
+  const exc = single(
+    mine.filter((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cudaLaunchKernelExC'),
+    'cudaLaunchKernelExC',
+  );
+  assert.equal(exc.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], truth.kernel);
+  assert.deepEqual(exc.attributes[A.ATTR_CAUSEWAY_CUDA_GRID], [1, 1, 1]);
+  assert.deepEqual(exc.attributes[A.ATTR_CAUSEWAY_CUDA_BLOCK], [1, 1, 1]);
+  assert.equal(exc.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], '0x0');
 });
 
 test("NVIDIA's own libcudart is probed: its calls fail without a GPU and the events still appear", async (t) => {

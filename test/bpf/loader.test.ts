@@ -14,6 +14,7 @@ const OUR_PROGRAMS = [
   'tcp_retransmit_skb',
   'cuda_enter',
   'sched_process_exec',
+  'mmap_enter',
 ];
 
 function loadedPrograms(): string[] {

@@ -12,7 +12,7 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '.
 export const WORKLOADS = join(ROOT, 'test', 'fixtures', 'build', 'workloads');
 export const SIM_CUDART = join(ROOT, 'test', 'fixtures', 'build', 'cudasim', 'libcudart.so.12');
 export const NVIDIA_CUDART = join(ROOT, 'test', 'fixtures', 'build', 'nvidia', 'libcudart.so.12');
-const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 export interface CapturedEvent {
   kind: string;
@@ -118,6 +118,8 @@ export interface Workload {
   /** The ground truth the program prints when it ends. */
   truth: Promise<Record<string, unknown>>;
   child: ChildProcessWithoutNullStreams;
+  /** What it wrote on stderr so far. */
+  stderr: () => string;
 }
 
 /** Runs test/fixtures/build/workloads/NAME (or any program) and parses its last JSON line. */
@@ -146,8 +148,22 @@ export function startWorkload(
       else resolve(JSON.parse(last) as Record<string, unknown>);
     });
   });
-  return { pid: child.pid ?? 0, truth, child };
+  return { pid: child.pid ?? 0, truth, child, stderr: () => err };
 }
+
+/** Resolves once a workload has written `text` on stderr; fails if it ends first. */
+export async function waitForStderr(workload: Workload, text: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!workload.stderr().includes(text)) {
+    if (workload.child.exitCode !== null)
+      throw new Error(`workload exited before saying ${text}: ${workload.stderr()}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the workload to say ${text}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Now, on the workloads' clock (CLOCK_MONOTONIC, as their truth's *_ns times). */
+export const monotonicNs = () => process.hrtime.bigint();
 
 export async function runWorkload(
   program: string,

@@ -174,6 +174,44 @@ test("a GPU wait overlapped by another process's GPU work names that process", a
   assert.deepEqual(r.root_cause.culprit, { pid: 50, tid: 51, comm: 'trainer', cuda_kernel: 'big_gemm' });
 });
 
+test('a GPU wait on GPU 1 is never blamed on a process using GPU 0, only on one using GPU 1', async () => {
+  const onGpu0 = { pid: 50, tid: 51, comm: 'trainer' };
+  const onGpu1 = { pid: 60, tid: 61, comm: 'engine' };
+  const wait = kernelEvent('cuda.sync', request, at(10), at(310), {
+    [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaEventQuery',
+    [A.ATTR_CAUSEWAY_CUDA_SYNC_POLLS]: 120,
+    [A.ATTR_CAUSEWAY_CUDA_DEVICE]: 1,
+  });
+  // The process on GPU 0 overlaps the wait the most: on another device, it cannot be the cause.
+  const gpu0 = [
+    kernelEvent('cuda.launch', onGpu0, at(5), at(6), {
+      [A.ATTR_CAUSEWAY_CUDA_KERNEL]: 'big_gemm',
+      [A.ATTR_CAUSEWAY_CUDA_DEVICE]: 0,
+    }),
+    kernelEvent('cuda.sync', onGpu0, at(6), at(309), {
+      [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS]: ['big_gemm'],
+      [A.ATTR_CAUSEWAY_CUDA_DEVICE]: 0,
+    }),
+  ];
+  const gpu1 = [
+    kernelEvent('cuda.launch', onGpu1, at(20), at(21), {
+      [A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNELS]: ['attention', 'mlp', 'mlp'],
+      [A.ATTR_CAUSEWAY_CUDA_DEVICE]: 1,
+    }),
+    kernelEvent('cuda.sync', onGpu1, at(21), at(250), { [A.ATTR_CAUSEWAY_CUDA_DEVICE]: 1 }),
+  ];
+  const span = [appSpan({ trace: 1, span: 1, start: at(0), end: at(320), pid: 10, tid: 11 })];
+  const shared = await explain('gpu-wait-same-device', span, [wait, ...gpu0, ...gpu1]);
+  assert.equal(shared.root_cause?.kind, 'cuda.sync');
+  assert.deepEqual(shared.root_cause.culprit, { pid: 60, tid: 61, comm: 'engine', cuda_kernel: 'mlp' });
+  assert.ok(shared.root_cause.evidence.some((line) => /polled 120 times over 300 ms .*on GPU 1/.test(line)));
+  assert.ok(!shared.root_cause.evidence.some((line) => line.includes('trainer')), 'GPU 0 is not evidence');
+
+  // With only the process on GPU 0 about, nobody else used GPU 1: no other process is named.
+  const alone = await explain('gpu-wait-other-device-only', span, [wait, ...gpu0]);
+  assert.deepEqual(alone.root_cause?.culprit, { pid: 10, tid: 11, comm: 'api' });
+});
+
 test('time in a child span on another host is unexplained; a trace with no local span has no root cause', async () => {
   const remoteOnly = await explain(
     'remote-only',

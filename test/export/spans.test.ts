@@ -24,6 +24,10 @@ function launch(startMs: number, durationUs: number): KernelEvent {
 const EVENTS: KernelEvent[] = [
   kernelEvent('futex.wait', app, at(10), at(110)),
   kernelEvent('cuda.sync', app, at(200), at(250), { [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaStreamSynchronize' }),
+  kernelEvent('cuda.sync', app, at(260), at(290), {
+    [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaEventQuery',
+    [A.ATTR_CAUSEWAY_CUDA_SYNC_POLLING]: true,
+  }),
   kernelEvent('block.io', app, at(300), at(320), {
     [A.ATTR_CAUSEWAY_BLOCK_OP]: 'write',
     [A.ATTR_CAUSEWAY_BLOCK_DEVICE]: 'vda',
@@ -47,6 +51,7 @@ test('each interval is a child span of the app span, named for a person, longest
     [
       'futex wait',
       'cudaStreamSynchronize',
+      'cudaEventQuery (polling)',
       'block write vda',
       'run queue wait (CPU held by Causeway)',
       'run queue wait',
@@ -76,7 +81,7 @@ test("the 'kernel activity' summary gives the time per kind and aggregates the l
   assert.equal(nanos(summary.endTime), request.span.endUnixNano);
   const a = summary.attributes;
   assert.equal(a['causeway.futex.wait.duration_ms'], 100);
-  assert.equal(a['causeway.cuda.sync.duration_ms'], 50);
+  assert.equal(a['causeway.cuda.sync.duration_ms'], 80, 'blocking and polling waits alike');
   assert.equal(a['causeway.block.io.duration_ms'], 20);
   assert.equal(a['causeway.sched.runqueue.duration_ms'], 8);
   assert.equal(a['causeway.cuda.launch.duration_ms'], 2.8, 'launches: total of the seven');

@@ -10,9 +10,9 @@ import { Demangler } from '../../src/kernel/demangle.js';
 import { BlockDevices } from '../../src/kernel/devices.js';
 import { EventShaper, type KernelEvent } from '../../src/kernel/events.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
-import { CudaApi, Kind, LAYOUT, decodeRecords } from '../../src/kernel/record.js';
+import { CudaApi, DEVICE_UNKNOWN, Kind, LAYOUT, decodeRecords } from '../../src/kernel/record.js';
 import { SymbolResolver } from '../../src/kernel/symbols.js';
-import { launch, malloc, record, register, sync, writeTask } from './records.js';
+import { launch, malloc, op, record, register, sync, writeTask } from './records.js';
 
 const errors: string[] = [];
 const demangler = new Demangler((message) => {
@@ -118,6 +118,154 @@ test('an event sync names its event and claims nothing about streams', async () 
   const [event] = await pipeline()(sync({ pid, api: CudaApi.cudaEventSynchronize, handle: 0xe0n }));
   assert.equal(event?.attributes[A.ATTR_CAUSEWAY_CUDA_EVENT], '0xe0');
   assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], undefined);
+});
+
+/** A model step as an engine captures it: three kernels on stream 0x50, graph 0x60, executable graph 0x70. */
+const capturedStep = () => [
+  register({ pid, func: 0x1n, name: '_Z9attentionv' }),
+  register({ pid, func: 0x2n, name: '_Z7rmsnormv' }),
+  register({ pid, func: 0x3n, name: '_Z3mlpv' }),
+  op({ pid, api: CudaApi.cudaStreamBeginCapture, stream: 0x50n }),
+  launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x1n, stream: 0x50n }),
+  launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x2n, stream: 0x50n }),
+  launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x3n, stream: 0x50n }),
+  op({ pid, api: CudaApi.cudaStreamEndCapture, stream: 0x50n, graph: 0x60n }),
+  op({ pid, api: CudaApi.cudaGraphInstantiate, graph: 0x60n, exec: 0x70n }),
+];
+const STEP = ['attention()', 'rmsnorm()', 'mlp()'];
+
+test('launches on a capturing stream are recorded into the graph, not put in flight', async () => {
+  const events = await pipeline()(...capturedStep(), sync({ pid, api: CudaApi.cudaStreamSynchronize, handle: 0x50n }));
+  const launches = events.filter((e) => e.kind === 'cuda.launch');
+  assert.deepEqual(
+    launches.map((e) => [e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], e.attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED]]),
+    STEP.map((kernel) => [kernel, true]),
+  );
+  const [synced] = events.filter((e) => e.kind === 'cuda.sync');
+  assert.equal(synced?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 0);
+});
+
+test('a graph launch names its graph and kernels, and the event sync after it finds them in flight', async () => {
+  const events = await pipeline()(
+    ...capturedStep(),
+    launch({ pid, api: CudaApi.cudaGraphLaunch, func: 0x70n, stream: 0x50n }),
+    op({ pid, api: CudaApi.cudaEventRecord, event: 0xe1n, stream: 0x50n }),
+    launch({ pid, api: CudaApi.cudaGraphLaunch, func: 0x70n, stream: 0x50n }),
+    sync({ pid, api: CudaApi.cudaEventSynchronize, handle: 0xe1n }),
+    sync({ pid, api: CudaApi.cudaStreamSynchronize, handle: 0x50n }),
+  );
+  const [graphLaunch] = events.filter((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cudaGraphLaunch');
+  assert.equal(graphLaunch?.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_EXEC], '0x70');
+  assert.equal(graphLaunch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH], '0x60');
+  assert.deepEqual(graphLaunch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNELS], STEP);
+  assert.equal(graphLaunch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNEL_COUNT], 3);
+  assert.equal(graphLaunch.attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED], undefined);
+  const [eventSync, streamSync] = events.filter((e) => e.kind === 'cuda.sync');
+  // The event was recorded after the first replay: the second is not what it waits for.
+  assert.equal(eventSync?.attributes[A.ATTR_CAUSEWAY_CUDA_EVENT], '0xe1');
+  assert.equal(eventSync.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], '0x50');
+  assert.equal(eventSync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 3);
+  assert.deepEqual(eventSync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], STEP);
+  assert.deepEqual(eventSync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_GRAPHS], ['0x70']);
+  assert.equal(streamSync?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 3, 'the second replay only');
+});
+
+test('a graph captured before capture began is launched by its handle, its kernels unknown', async () => {
+  const events = await pipeline()(
+    launch({ pid, api: CudaApi.cudaGraphLaunch, func: 0x70n, stream: 0x50n }),
+    sync({ pid, api: CudaApi.cudaStreamSynchronize, handle: 0x50n }),
+  );
+  const [graphLaunch, synced] = events;
+  assert.equal(graphLaunch?.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_EXEC], '0x70');
+  assert.equal(graphLaunch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNELS], undefined);
+  assert.equal(graphLaunch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], undefined);
+  assert.deepEqual(synced?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_GRAPHS], ['0x70']);
+  assert.equal(synced.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 0);
+});
+
+test("a stream that waits on another stream's event waits for that stream's work too", async () => {
+  const events = await pipeline()(
+    register({ pid, func: 0x1n, name: 'compute' }),
+    launch({ pid, func: 0x1n, stream: 0xcn }),
+    record({
+      kind: Kind.CUDA_MEMCPY,
+      pid,
+      api: CudaApi.cudaMemcpyAsync,
+      body: (buf, u) => {
+        const M = LAYOUT.cw_memcpy.fields;
+        buf.writeBigUInt64LE(4096n, u + M.bytes);
+        buf.writeBigUInt64LE(0xdn, u + M.stream);
+        buf.writeUInt32LE(1, u + M.async);
+      },
+    }),
+    op({ pid, api: CudaApi.cudaEventRecord, event: 0xe2n, stream: 0xdn }),
+    op({ pid, api: CudaApi.cudaStreamWaitEvent, event: 0xe2n, stream: 0xcn }),
+    launch({ pid, func: 0x1n, stream: 0xcn }),
+    sync({ pid, api: CudaApi.cudaStreamSynchronize, handle: 0xcn }),
+    sync({ pid, api: CudaApi.cudaStreamSynchronize, handle: 0xdn }),
+  );
+  const [waited, copyStream] = events.filter((e) => e.kind === 'cuda.sync');
+  assert.equal(waited?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 2);
+  assert.equal(waited.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_MEMCPY_BYTES], 4096);
+  assert.deepEqual(waited.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_STREAMS], ['0xc', '0xd']);
+  assert.equal(copyStream?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_MEMCPY_BYTES], undefined, 'already waited for');
+});
+
+test('a polling sync is marked with its queries, and completes what it polled', async () => {
+  const events = await pipeline()(
+    launch({ pid, func: 0x1n, stream: 0xan }),
+    sync({ pid, api: CudaApi.cudaStreamQuery, handle: 0xan, polls: 12, startNs: 1_000n, endNs: 9_000n }),
+    sync({ pid, api: CudaApi.cudaStreamSynchronize, handle: 0xan }),
+  );
+  const [, polled, later] = events;
+  assert.equal(polled?.attributes[A.ATTR_CAUSEWAY_CUDA_API], 'cudaStreamQuery');
+  assert.equal(polled.attributes[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLING], true);
+  assert.equal(polled.attributes[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLS], 12);
+  assert.equal(polled.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 1);
+  assert.equal(polled.endUnixNano - polled.startUnixNano, 8_000n);
+  assert.ok(later);
+  assert.equal(later.attributes[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLING], undefined);
+  assert.equal(later.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 0);
+});
+
+test('every CUDA event says its device, unless unknown; a device sync waits for that device only', async () => {
+  const events = await pipeline()(
+    launch({ pid, func: 0x1n, stream: 0xan, device: 0 }),
+    launch({ pid, func: 0x1n, stream: 0xbn, device: 1 }),
+    launch({ pid, func: 0x1n, stream: 0xcn, device: DEVICE_UNKNOWN }),
+    sync({ pid, api: CudaApi.cudaDeviceSynchronize, handle: 0n, device: 1 }),
+    sync({ pid, api: CudaApi.cudaStreamSynchronize, handle: 0xan, device: 0 }),
+  );
+  assert.deepEqual(
+    events.map((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_DEVICE]),
+    [0, 1, undefined, 1, 0],
+  );
+  const [device1, stream0] = events.filter((e) => e.kind === 'cuda.sync');
+  assert.equal(device1?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 2, "device 1's and the unknown one's");
+  assert.equal(stream0?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 1);
+});
+
+test("a per-thread variant's stream 0 is the thread's own stream, not the legacy one", async () => {
+  const events = await pipeline()(
+    launch({ pid, tid: pid + 1, func: 0x1n, stream: 0n, api: CudaApi.cudaLaunchKernel, perThread: true }),
+    launch({ pid, tid: pid + 1, func: 0x1n, stream: 0n, api: CudaApi.cudaLaunchKernel }),
+    sync({ pid, tid: pid + 1, api: CudaApi.cudaStreamSynchronize, handle: 0n, perThread: true }),
+  );
+  assert.equal(events[0]?.attributes[A.ATTR_CAUSEWAY_CUDA_API], 'cudaLaunchKernel_ptsz');
+  const synced = events[2];
+  assert.equal(synced?.attributes[A.ATTR_CAUSEWAY_CUDA_API], 'cudaStreamSynchronize_ptsz');
+  assert.equal(synced.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 1);
+});
+
+test('a registration whose name nobody could read leaves the kernel to the symbol table', async () => {
+  const events = await pipeline()(
+    register({ pid, func: 0x1n, name: '' }),
+    launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x1n }),
+  );
+  const [launched] = events;
+  assert.ok(launched);
+  assert.equal(launched.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], undefined);
+  assert.equal(launched.attributes[A.ATTR_CAUSEWAY_CUDA_FUNCTION], '0x1');
 });
 
 test('cudaFree reports the bytes its cudaMalloc allocated', async () => {

@@ -27,12 +27,15 @@ int main(void)
 	END_STRUCT();
 	STRUCT(cw_task); FIELD(cw_task, pid); FIELD(cw_task, tid); FIELD(cw_task, comm); END_STRUCT();
 	STRUCT(cw_launch); FIELD(cw_launch, func); FIELD(cw_launch, stream); FIELD(cw_launch, shared_mem);
-	FIELD(cw_launch, grid); FIELD(cw_launch, block); FIELD(cw_launch, ret); END_STRUCT();
-	STRUCT(cw_sync); FIELD(cw_sync, handle); FIELD(cw_sync, ret); END_STRUCT();
-	STRUCT(cw_memcpy); FIELD(cw_memcpy, bytes); FIELD(cw_memcpy, stream); FIELD(cw_memcpy, direction);
-	FIELD(cw_memcpy, async); FIELD(cw_memcpy, ret); END_STRUCT();
-	STRUCT(cw_malloc); FIELD(cw_malloc, ptr); FIELD(cw_malloc, bytes); FIELD(cw_malloc, free); FIELD(cw_malloc, ret);
+	FIELD(cw_launch, grid); FIELD(cw_launch, block); FIELD(cw_launch, ret); FIELD(cw_launch, device); END_STRUCT();
+	STRUCT(cw_sync); FIELD(cw_sync, handle); FIELD(cw_sync, ret); FIELD(cw_sync, device); FIELD(cw_sync, polls);
 	END_STRUCT();
+	STRUCT(cw_memcpy); FIELD(cw_memcpy, bytes); FIELD(cw_memcpy, stream); FIELD(cw_memcpy, direction);
+	FIELD(cw_memcpy, async); FIELD(cw_memcpy, ret); FIELD(cw_memcpy, device); END_STRUCT();
+	STRUCT(cw_malloc); FIELD(cw_malloc, ptr); FIELD(cw_malloc, bytes); FIELD(cw_malloc, free); FIELD(cw_malloc, ret);
+	FIELD(cw_malloc, device); END_STRUCT();
+	STRUCT(cw_cuda_op); FIELD(cw_cuda_op, stream); FIELD(cw_cuda_op, event); FIELD(cw_cuda_op, graph);
+	FIELD(cw_cuda_op, exec); FIELD(cw_cuda_op, ret); FIELD(cw_cuda_op, device); END_STRUCT();
 	STRUCT(cw_runqueue); FIELD(cw_runqueue, holder); FIELD(cw_runqueue, preempted); END_STRUCT();
 	STRUCT(cw_blocked); FIELD(cw_blocked, waker); FIELD(cw_blocked, state); END_STRUCT();
 	STRUCT(cw_futex); FIELD(cw_futex, uaddr); FIELD(cw_futex, waker); FIELD(cw_futex, op); FIELD(cw_futex, ret);
@@ -41,7 +44,8 @@ int main(void)
 	FIELD(cw_block, error); FIELD(cw_block, submitter); END_STRUCT();
 	STRUCT(cw_tcp); FIELD(cw_tcp, saddr); FIELD(cw_tcp, daddr); FIELD(cw_tcp, family); FIELD(cw_tcp, sport);
 	FIELD(cw_tcp, dport); FIELD(cw_tcp, state); FIELD(cw_tcp, owner_known); END_STRUCT();
-	STRUCT(cw_register); FIELD(cw_register, func); FIELD(cw_register, name); END_STRUCT();
+	STRUCT(cw_register); FIELD(cw_register, func); FIELD(cw_register, name); FIELD(cw_register, name_addr);
+	END_STRUCT();
 	STRUCT(cw_exec); FIELD(cw_exec, ppid); END_STRUCT();
 	STRUCT(cw_settings); FIELD(cw_settings, min_ns); FIELD(cw_settings, follow_all); FIELD(cw_settings, exclude);
 	END_STRUCT();
@@ -50,27 +54,40 @@ int main(void)
 	FIELD(cw_hello, ncpus); END_STRUCT();
 	STRUCT(cw_stats); FIELD(cw_stats, mono_ns); FIELD(cw_stats, real_ns); FIELD(cw_stats, drops);
 	FIELD(cw_stats, events); FIELD(cw_stats, ringbuf_used); FIELD(cw_stats, followed); FIELD(cw_stats, libraries);
-	END_STRUCT();
+	FIELD(cw_stats, gpu_processes); END_STRUCT();
 	END();
 
 	BEGIN("constants");
-	VALUE(CW_ABI_VERSION); VALUE(CW_COMM_LEN); VALUE(CW_NAME_LEN);
+	VALUE(CW_ABI_VERSION); VALUE(CW_COMM_LEN); VALUE(CW_NAME_LEN); VALUE(CW_API_PER_THREAD);
+	VALUE(CW_DEVICE_UNKNOWN);
 	END();
 
 	BEGIN("kinds");
 	VALUE(CW_KIND_CUDA_LAUNCH); VALUE(CW_KIND_CUDA_SYNC); VALUE(CW_KIND_CUDA_MEMCPY); VALUE(CW_KIND_CUDA_MALLOC);
 	VALUE(CW_KIND_SCHED_RUNQUEUE); VALUE(CW_KIND_SCHED_BLOCKED); VALUE(CW_KIND_FUTEX_WAIT); VALUE(CW_KIND_BLOCK_IO);
-	VALUE(CW_KIND_TCP_RETRANSMIT); VALUE(CW_KIND_CUDA_REGISTER); VALUE(CW_KIND_PROC_EXEC); VALUE(CW_KIND_MAX);
+	VALUE(CW_KIND_TCP_RETRANSMIT); VALUE(CW_KIND_CUDA_REGISTER); VALUE(CW_KIND_PROC_EXEC); VALUE(CW_KIND_CUDA_OP);
+	VALUE(CW_KIND_CUDA_MAPPED); VALUE(CW_KIND_PROC_EXIT); VALUE(CW_KIND_MAX);
 	END();
 
 	BEGIN("apis");
-	VALUE(CW_API_cudaLaunchKernel); VALUE(CW_API_cudaLaunchKernel_ptsz); VALUE(CW_API_cudaLaunchKernelExC);
-	VALUE(CW_API_cuLaunchKernel); VALUE(CW_API_cudaStreamSynchronize); VALUE(CW_API_cudaDeviceSynchronize);
-	VALUE(CW_API_cudaEventSynchronize); VALUE(CW_API_cuCtxSynchronize); VALUE(CW_API_cuStreamSynchronize);
+	VALUE(CW_API_cudaLaunchKernel); VALUE(CW_API_cudaLaunchKernelExC); VALUE(CW_API_cuLaunchKernel);
+	VALUE(CW_API_cuLaunchKernelEx); VALUE(CW_API_cudaGraphLaunch); VALUE(CW_API_cuGraphLaunch);
+	VALUE(CW_API_cudaStreamSynchronize); VALUE(CW_API_cudaDeviceSynchronize); VALUE(CW_API_cudaEventSynchronize);
+	VALUE(CW_API_cuCtxSynchronize); VALUE(CW_API_cuStreamSynchronize); VALUE(CW_API_cuEventSynchronize);
+	VALUE(CW_API_cudaEventQuery); VALUE(CW_API_cudaStreamQuery); VALUE(CW_API_cuEventQuery); VALUE(CW_API_cuStreamQuery);
 	VALUE(CW_API_cudaMemcpy); VALUE(CW_API_cudaMemcpyAsync); VALUE(CW_API_cuMemcpy); VALUE(CW_API_cuMemcpyAsync);
 	VALUE(CW_API_cuMemcpyHtoD); VALUE(CW_API_cuMemcpyDtoH); VALUE(CW_API_cuMemcpyDtoD); VALUE(CW_API_cuMemcpyHtoDAsync);
 	VALUE(CW_API_cuMemcpyDtoHAsync); VALUE(CW_API_cudaMalloc); VALUE(CW_API_cudaFree);
-	VALUE(CW_API___cudaRegisterFunction); VALUE(CW_API_cuModuleGetFunction); VALUE(CW_API_MAX);
+	VALUE(CW_API___cudaRegisterFunction); VALUE(CW_API_cuModuleGetFunction); VALUE(CW_API_cudaStreamBeginCapture);
+	VALUE(CW_API_cudaStreamEndCapture); VALUE(CW_API_cudaGraphInstantiate); VALUE(CW_API_cuStreamBeginCapture);
+	VALUE(CW_API_cuStreamEndCapture); VALUE(CW_API_cuGraphInstantiate); VALUE(CW_API_cudaEventRecord);
+	VALUE(CW_API_cudaStreamWaitEvent); VALUE(CW_API_cuEventRecord); VALUE(CW_API_cuStreamWaitEvent);
+	VALUE(CW_API_cudaSetDevice); VALUE(CW_API_cuCtxCreate); VALUE(CW_API_cuCtxSetCurrent);
+	VALUE(CW_API_cuDevicePrimaryCtxRetain); VALUE(CW_API_MAX);
+	END();
+
+	BEGIN("gpu_processes");
+	VALUE(CW_GPU_FOUND_RUNNING); VALUE(CW_GPU_SEEN_STARTING);
 	END();
 
 	BEGIN("directions");
@@ -78,7 +95,7 @@ int main(void)
 	END();
 
 	BEGIN("frames");
-	VALUE(CW_FRAME_HELLO); VALUE(CW_FRAME_EVENTS); VALUE(CW_FRAME_STATS); VALUE(CW_FRAME_MESSAGE);
+	VALUE(CW_FRAME_HELLO); VALUE(CW_FRAME_EVENTS); VALUE(CW_FRAME_STATS); VALUE(CW_FRAME_MESSAGE); VALUE(CW_FRAME_CONTEXT);
 	END();
 	printf("}\n");
 	return 0;

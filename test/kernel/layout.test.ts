@@ -7,9 +7,12 @@ import { test } from 'node:test';
 import { packageRoot } from '../../src/install.js';
 import {
   ABI_VERSION,
+  API_PER_THREAD,
   COMM_LEN,
   CudaApi,
+  DEVICE_UNKNOWN,
   FrameType,
+  GpuProcess,
   Kind,
   LAYOUT,
   MemcpyDirection,
@@ -21,6 +24,7 @@ interface CLayout {
   constants: Record<string, number>;
   kinds: Record<string, number>;
   apis: Record<string, number>;
+  gpu_processes: Record<string, number>;
   directions: Record<string, number>;
   frames: Record<string, number>;
 }
@@ -37,13 +41,23 @@ const withoutPrefix = (values: Record<string, number>, prefix: string) =>
 test('the decoder offset table matches every struct of bpf/causeway.h as gcc lays it out', () => {
   const c = compileLayout();
   assert.deepEqual(LAYOUT, c.structs);
-  assert.deepEqual({ CW_ABI_VERSION: ABI_VERSION, CW_COMM_LEN: COMM_LEN, CW_NAME_LEN: NAME_LEN }, c.constants);
+  assert.deepEqual(
+    {
+      CW_ABI_VERSION: ABI_VERSION,
+      CW_COMM_LEN: COMM_LEN,
+      CW_NAME_LEN: NAME_LEN,
+      CW_API_PER_THREAD: API_PER_THREAD,
+      CW_DEVICE_UNKNOWN: DEVICE_UNKNOWN,
+    },
+    c.constants,
+  );
 });
 
 test('the decoder enums match the header enums name for name', () => {
   const c = compileLayout();
   assert.deepEqual({ ...Kind }, withoutPrefix(c.kinds, 'CW_KIND_'));
   assert.deepEqual({ ...CudaApi }, withoutPrefix(c.apis, 'CW_API_'));
+  assert.deepEqual({ ...GpuProcess }, withoutPrefix(c.gpu_processes, 'CW_GPU_'));
   assert.deepEqual({ ...MemcpyDirection }, withoutPrefix(c.directions, 'CW_MEMCPY_'));
   assert.deepEqual({ ...FrameType }, withoutPrefix(c.frames, 'CW_FRAME_'));
 });

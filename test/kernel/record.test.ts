@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
+  ABI_VERSION,
   CudaApi,
+  DEVICE_UNKNOWN,
+  cudaApiName,
   Kind,
   LAYOUT,
   RecordError,
@@ -9,7 +12,7 @@ import {
   decodeRecords,
   decodeStats,
 } from '../../src/kernel/record.js';
-import { hello, launch, record, register, stats, writeTask } from './records.js';
+import { hello, launch, op, record, register, stats, sync, writeTask } from './records.js';
 
 const payload = (frame: Buffer) => frame.subarray(LAYOUT.cw_frame.size);
 
@@ -28,12 +31,31 @@ test('a launch record decodes with its header, dims, stream and return code', ()
       ret: 2,
       grid: [64, 2, 1],
       block: [256, 1, 1],
+      device: 1,
     }),
   );
   assert.ok(r?.kind === Kind.CUDA_LAUNCH);
   assert.deepEqual(
-    { api: r.api, pid: r.pid, tid: r.tid, comm: r.comm, cpu: r.cpu, startNs: r.startNs, endNs: r.endNs },
-    { api: CudaApi.cudaLaunchKernel, pid: 42, tid: 43, comm: 'trainer', cpu: 1, startNs: 5n, endNs: 9n },
+    {
+      api: r.api,
+      perThread: r.perThread,
+      pid: r.pid,
+      tid: r.tid,
+      comm: r.comm,
+      cpu: r.cpu,
+      startNs: r.startNs,
+      endNs: r.endNs,
+    },
+    {
+      api: CudaApi.cudaLaunchKernel,
+      perThread: false,
+      pid: 42,
+      tid: 43,
+      comm: 'trainer',
+      cpu: 1,
+      startNs: 5n,
+      endNs: 9n,
+    },
   );
   assert.deepEqual(r.launch, {
     func: 0x401000n,
@@ -42,7 +64,35 @@ test('a launch record decodes with its header, dims, stream and return code', ()
     grid: [64, 2, 1],
     block: [256, 1, 1],
     ret: 2,
+    device: 1,
   });
+});
+
+test('a per-thread variant decodes as its entry point with perThread set, and is named with its suffix', () => {
+  const [launched, copied] = decodeRecords(
+    Buffer.concat([
+      launch({ api: CudaApi.cudaGraphLaunch, perThread: true, func: 0x9n }),
+      record({ kind: Kind.CUDA_MEMCPY, api: CudaApi.cuMemcpyHtoD, perThread: true }),
+    ]),
+  );
+  assert.equal(launched?.api, CudaApi.cudaGraphLaunch);
+  assert.equal(launched.perThread, true);
+  assert.equal(cudaApiName(launched.api, launched.perThread), 'cudaGraphLaunch_ptsz');
+  assert.equal(cudaApiName(copied?.api ?? 0, copied?.perThread), 'cuMemcpyHtoD_ptds');
+  assert.equal(cudaApiName(CudaApi.cudaEventQuery), 'cudaEventQuery');
+  assert.equal(cudaApiName(999), 'api(999)');
+});
+
+test('a polling sync carries its query count and device; a CUDA op its handles', () => {
+  const [polled, recorded] = decodeRecords(
+    Buffer.concat([
+      sync({ api: CudaApi.cudaEventQuery, handle: 0xe0n, device: DEVICE_UNKNOWN, polls: 31 }),
+      op({ api: CudaApi.cudaGraphInstantiate, graph: 0x6n, exec: 0x7n, device: 1 }),
+    ]),
+  );
+  assert.ok(polled?.kind === Kind.CUDA_SYNC && recorded?.kind === Kind.CUDA_OP);
+  assert.deepEqual(polled.sync, { handle: 0xe0n, ret: 0, device: DEVICE_UNKNOWN, polls: 31 });
+  assert.deepEqual(recorded.op, { stream: 0n, event: 0n, graph: 0x6n, exec: 0x7n, ret: 0, device: 1 });
 });
 
 test('a full-length comm (no NUL terminator) decodes to its 16 bytes', () => {
@@ -82,6 +132,13 @@ test('a register record carries the kernel symbol', () => {
   assert.deepEqual(r.register, { func: 0x1234n, name: '_Z6matmulPfS_i' });
 });
 
+test('the mapped-library and GPU-exit records decode with their task alone', () => {
+  const [mapped, exited] = decodeRecords(
+    Buffer.concat([record({ kind: Kind.CUDA_MAPPED, pid: 5 }), record({ kind: Kind.PROC_EXIT, pid: 6 })]),
+  );
+  assert.deepEqual([mapped?.kind, mapped?.pid, exited?.kind, exited?.pid], [Kind.CUDA_MAPPED, 5, Kind.PROC_EXIT, 6]);
+});
+
 test('a batch that is not whole records is refused', () => {
   assert.throws(() => decodeRecords(Buffer.alloc(200)), {
     name: 'RecordError',
@@ -96,7 +153,7 @@ test('an unknown kind is refused with the record index', () => {
 
 test('HELLO from a loader with another ABI is refused', () => {
   assert.equal(decodeHello(payload(hello())).ncpus, 2);
-  assert.throws(() => decodeHello(payload(hello({ abiVersion: 2 }))), RecordError);
+  assert.throws(() => decodeHello(payload(hello({ abiVersion: ABI_VERSION + 1 }))), RecordError);
   assert.throws(() => decodeHello(payload(hello({ eventSize: 128 }))), /rebuild/);
 });
 

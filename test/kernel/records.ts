@@ -1,6 +1,6 @@
 // Builds loader output for tests: records and frames laid out with the decoder's own
 // offset table (itself checked against the C header by layout.test).
-import { FrameType, Kind, LAYOUT, RECORD_SIZE } from '../../src/kernel/record.js';
+import { ABI_VERSION, API_PER_THREAD, CudaApi, FrameType, Kind, LAYOUT, RECORD_SIZE } from '../../src/kernel/record.js';
 
 const E = LAYOUT.cw_event.fields;
 const U = E.u;
@@ -14,6 +14,8 @@ export interface TaskSpec {
 export interface RecordSpec {
   kind: number;
   api?: number;
+  /** The per-thread default stream variant (API_PER_THREAD). */
+  perThread?: boolean;
   cpu?: number;
   pid?: number;
   tid?: number;
@@ -34,7 +36,7 @@ export function writeTask(buf: Buffer, at: number, task: TaskSpec): void {
 export function record(spec: RecordSpec): Buffer {
   const buf = Buffer.alloc(RECORD_SIZE);
   buf.writeUInt16LE(spec.kind, E.kind);
-  buf.writeUInt16LE(spec.api ?? 0, E.api);
+  buf.writeUInt16LE((spec.api ?? 0) | (spec.perThread === true ? API_PER_THREAD : 0), E.api);
   buf.writeUInt32LE(spec.cpu ?? 0, E.cpu);
   buf.writeUInt32LE(spec.pid ?? 100, E.pid);
   buf.writeUInt32LE(spec.tid ?? spec.pid ?? 100, E.tid);
@@ -52,6 +54,7 @@ export function launch(
     ret?: number;
     grid?: number[];
     block?: number[];
+    device?: number;
   },
 ): Buffer {
   const L = LAYOUT.cw_launch.fields;
@@ -65,23 +68,30 @@ export function launch(
       (spec.grid ?? [1, 1, 1]).forEach((v, i) => buf.writeUInt32LE(v, u + L.grid + 4 * i));
       (spec.block ?? [1, 1, 1]).forEach((v, i) => buf.writeUInt32LE(v, u + L.block + 4 * i));
       buf.writeInt32LE(spec.ret ?? 0, u + L.ret);
+      buf.writeInt32LE(spec.device ?? 0, u + L.device);
     },
   });
 }
 
-export function register(spec: Omit<RecordSpec, 'kind' | 'body'> & { func: bigint; name: string }): Buffer {
+export function register(
+  spec: Omit<RecordSpec, 'kind' | 'body'> & { func: bigint; name: string; nameAddr?: bigint },
+): Buffer {
   const R = LAYOUT.cw_register.fields;
   return record({
     ...spec,
+    api: spec.api ?? CudaApi.__cudaRegisterFunction,
     kind: Kind.CUDA_REGISTER,
     body: (buf, u) => {
       buf.writeBigUInt64LE(spec.func, u + R.func);
       buf.write(spec.name, u + R.name, 95, 'utf8');
+      buf.writeBigUInt64LE(spec.nameAddr ?? 0n, u + R.name_addr);
     },
   });
 }
 
-export function sync(spec: Omit<RecordSpec, 'kind' | 'body'> & { handle: bigint; ret?: number }): Buffer {
+export function sync(
+  spec: Omit<RecordSpec, 'kind' | 'body'> & { handle: bigint; ret?: number; device?: number; polls?: number },
+): Buffer {
   const S = LAYOUT.cw_sync.fields;
   return record({
     ...spec,
@@ -89,6 +99,34 @@ export function sync(spec: Omit<RecordSpec, 'kind' | 'body'> & { handle: bigint;
     body: (buf, u) => {
       buf.writeBigUInt64LE(spec.handle, u + S.handle);
       buf.writeInt32LE(spec.ret ?? 0, u + S.ret);
+      buf.writeInt32LE(spec.device ?? 0, u + S.device);
+      buf.writeUInt32LE(spec.polls ?? 0, u + S.polls);
+    },
+  });
+}
+
+/** A CUDA_OP record: capture, instantiation, event record or stream wait (by api). */
+export function op(
+  spec: Omit<RecordSpec, 'kind' | 'body'> & {
+    stream?: bigint;
+    event?: bigint;
+    graph?: bigint;
+    exec?: bigint;
+    ret?: number;
+    device?: number;
+  },
+): Buffer {
+  const O = LAYOUT.cw_cuda_op.fields;
+  return record({
+    ...spec,
+    kind: Kind.CUDA_OP,
+    body: (buf, u) => {
+      buf.writeBigUInt64LE(spec.stream ?? 0n, u + O.stream);
+      buf.writeBigUInt64LE(spec.event ?? 0n, u + O.event);
+      buf.writeBigUInt64LE(spec.graph ?? 0n, u + O.graph);
+      buf.writeBigUInt64LE(spec.exec ?? 0n, u + O.exec);
+      buf.writeInt32LE(spec.ret ?? 0, u + O.ret);
+      buf.writeInt32LE(spec.device ?? 0, u + O.device);
     },
   });
 }
@@ -118,7 +156,7 @@ export function frame(type: number, payload: Buffer): Buffer {
 export function hello(spec: { abiVersion?: number; eventSize?: number } = {}): Buffer {
   const H = LAYOUT.cw_hello;
   const buf = Buffer.alloc(H.size);
-  buf.writeUInt32LE(spec.abiVersion ?? 1, H.fields.abi_version);
+  buf.writeUInt32LE(spec.abiVersion ?? ABI_VERSION, H.fields.abi_version);
   buf.writeUInt32LE(spec.eventSize ?? RECORD_SIZE, H.fields.event_size);
   buf.writeUInt32LE(1 << 24, H.fields.ringbuf_bytes);
   buf.writeUInt32LE(2, H.fields.ncpus);

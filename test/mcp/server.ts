@@ -33,7 +33,16 @@ export async function serveKnownTrace(
     {
       store,
       sources: [store, ...backends],
-      status: () => Promise.resolve({ capture: {}, correlator: {}, store: {}, export: {}, receiver: {}, lag: {} }),
+      status: () =>
+        Promise.resolve({
+          capture: {},
+          gpu: { processes: [], listed: 0, unlisted: 0 },
+          correlator: {},
+          store: {},
+          export: {},
+          receiver: {},
+          lag: {},
+        }),
     },
   );
   t.after(async () => {

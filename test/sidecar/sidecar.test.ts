@@ -1,13 +1,16 @@
 // startSidecar with the real probes: it starts every part and closes them all; when a part
 // cannot start (its port is taken), the parts started before it are closed, the loader is
-// stopped, their ports are free again, and the error says which part failed.
+// stopped, their ports are free again, and the error says which part failed. Its status lists
+// the GPU processes on the node.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { test } from 'node:test';
 import { loaderPath } from '../../src/install.js';
 import { StartError, sidecarConfig, startSidecar } from '../../src/sidecar/index.js';
-import { kernelAvailable } from '../bpf/session.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { SIM_CUDART, kernelAvailable, privateGpu, startWorkload, waitForStderr } from '../bpf/session.js';
 import { freePort } from '../e2e/backends.js';
 
 /** Nothing listens on the discard port: export fails, which these tests do not look at. */
@@ -101,4 +104,51 @@ test('a part that cannot start closes the parts started before it, and the error
     for (const [key, port] of Object.entries(ports))
       if (key !== blocked) assert.ok(await canListen(port), `${step}: the ${key} port is free again`);
   }
+});
+
+test('the status tool lists every GPU process with the library it uses, spans or not, and one that exits leaves it', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const gpu = privateGpu(t);
+  // Running before the sidecar, sending no spans.
+  const engine = startWorkload('graph_engine', ['--seconds', '120', '--gap-ms', '20'], gpu);
+  engine.truth.catch(() => undefined);
+  t.after(() => {
+    if (engine.child.exitCode === null) engine.child.kill('SIGKILL');
+  });
+  await waitForStderr(engine, 'replaying');
+  const flags = Object.fromEntries(ENDPOINT_KEYS.map((key) => [key, '127.0.0.1:0']));
+  const sidecar = await startSidecar(sidecarConfig({ flags, env: {} }), { log: () => undefined, env });
+  t.after(() => sidecar.close());
+  const client = new Client({ name: 'causeway-test', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
+  t.after(() => client.close());
+  const gpuProcesses = async () => {
+    const result = await client.callTool({ name: 'status', arguments: {} });
+    const status = result.structuredContent as {
+      gpu: { processes: { pid: number; comm: string; libraries: string[] }[] };
+    };
+    return { text: JSON.stringify(result.content), processes: status.gpu.processes };
+  };
+
+  const found = await gpuProcesses();
+  const listed = found.processes.find((p) => p.pid === engine.pid);
+  assert.deepEqual(listed, { pid: engine.pid, comm: 'graph_engine', libraries: [SIM_CUDART], since: 'running' });
+  assert.match(found.text, /using CUDA/);
+  const metrics = await (await fetch(`http://127.0.0.1:${String(sidecar.metricsPort)}/metrics`)).text();
+  const gauge = Number(/^causeway_gpu_processes (\d+)$/m.exec(metrics)?.[1]);
+  assert.ok(gauge >= 1, `causeway_gpu_processes ${String(gauge)}`);
+  engine.child.kill('SIGTERM');
+  await engine.truth;
+  // The loader says so as soon as it handles the exit record (at most its 10 ms poll later).
+  const deadline = Date.now() + 5000;
+  let after = await gpuProcesses();
+  while (after.processes.some((p) => p.pid === engine.pid) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    after = await gpuProcesses();
+  }
+  assert.equal(
+    after.processes.find((p) => p.pid === engine.pid),
+    undefined,
+    'the exited engine is still listed',
+  );
 });

@@ -5,11 +5,25 @@ import { READ_ONLY, answer } from './conventions.js';
 
 const TITLE = 'Sidecar status';
 const DESCRIPTION =
-  'Probes attached, processes followed, events and drops per kind, correlation lag, export health, store size and retention.';
+  'Probes attached, processes followed, the GPU processes found (every process using CUDA, with its libraries), events and drops per kind, correlation lag, export health, store size and retention.';
 
 const counters = z.record(z.string(), z.unknown());
 const outputSchema = {
   capture: counters,
+  gpu: z.object({
+    processes: z
+      .array(
+        z.object({
+          pid: z.number(),
+          comm: z.string(),
+          libraries: z.array(z.string()).describe('The CUDA libraries it uses (its executable, for a static runtime).'),
+          since: z.string().describe('running: found when capture started; started: seen starting to use CUDA since.'),
+        }),
+      )
+      .describe('Processes using CUDA, by pid, at most 64; whether or not they send spans, they are followed.'),
+    listed: z.number().describe('GPU processes known.'),
+    unlisted: z.number().describe('Found past the capacity of the list: probed and followed, not listed.'),
+  }),
   correlator: counters,
   store: counters,
   export: counters,
@@ -30,7 +44,7 @@ function statusLine(s: Record<string, unknown>): string {
   const newest = get('lag', 'newestEventAgeMs');
   const collector = get('export', 'collectorUp') === true ? 'collector up' : 'collector down or not yet reached';
   return [
-    `following ${n('capture', 'followed')} processes, ${n('capture', 'libraries')} CUDA libraries probed`,
+    `following ${n('capture', 'followed')} processes, ${n('gpu', 'listed')} of them using CUDA, ${n('capture', 'libraries')} CUDA libraries probed`,
     `${String(total(get('capture', 'events')))} kernel events, ${String(total(get('capture', 'drops')))} dropped in the kernel`,
     `store: ${n('store', 'events')} events and ${n('store', 'spans')} spans, ${mib.toFixed(1)} MiB, ${n('store', 'rowsShed')} rows shed`,
     `newest kernel event ${newest == null ? 'none yet' : `${Number(newest).toFixed(0)} ms ago`}`,
