@@ -5,6 +5,9 @@
  * process that served it (src/correlate/linked.ts) when no wakeup does: on a busy event
  * loop the reply arrives while the loop runs. sock_send_length and sock_recv_length
  * (Linux 6.3) fire for every sendmsg and recvmsg, read(2) and write(2) on sockets included.
+ * The process a followed one sends to on a named unix stream socket (an engine listening on
+ * its socket) is followed too, as a child would be: an engine that uses no GPU is found
+ * through the front end that talks to it.
  */
 #include "common.bpf.h"
 
@@ -12,6 +15,7 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define MSG_PEEK 2
+#define SOCK_STREAM 1
 
 /* An IPv6 address folded to 32 bits; a v4-mapped one (::ffff:a.b.c.d) is its IPv4 address, as the other end may see it. */
 static __always_inline __u32 fold6(const struct in6_addr *a)
@@ -26,6 +30,27 @@ static __always_inline __u32 fold6(const struct in6_addr *a)
 	return w0 ^ w1 ^ w2 ^ w3;
 }
 
+/*
+ * The listening process of a named unix stream socket we send on: the kernel's peer
+ * credentials of a connected socket name the process that called listen(). A socketpair's
+ * peer has no address, and is not followed (it is often the parent's stdio).
+ */
+static __always_inline void follow_listener(struct sock *sk, struct sock *peer)
+{
+	struct pid *listener;
+	__u32 tgid;
+	__u8 one = 1;
+
+	if (!peer || BPF_CORE_READ(sk, sk_type) != SOCK_STREAM || !BPF_CORE_READ((struct unix_sock *)peer, addr))
+		return;
+	listener = BPF_CORE_READ(sk, sk_peer_pid);
+	if (!listener)
+		return;
+	tgid = BPF_CORE_READ(listener, numbers[0].nr);
+	if (tgid && !bpf_map_lookup_elem(&followed, &tgid))
+		bpf_map_update_elem(&followed, &tgid, &one, BPF_NOEXIST);
+}
+
 static __always_inline void message(struct sock *sk, int ret, int flags, __u8 send)
 {
 	__u64 local, remote;
@@ -36,8 +61,12 @@ static __always_inline void message(struct sock *sk, int ret, int flags, __u8 se
 		return;
 	family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family == AF_UNIX) {
+		struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
+
 		local = (__u64)sk;
-		remote = (__u64)BPF_CORE_READ((struct unix_sock *)sk, peer);
+		remote = (__u64)peer;
+		if (send)
+			follow_listener(sk, peer);
 	} else if (family == AF_INET) {
 		local = (__u64)BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr) << 16 | BPF_CORE_READ(sk, __sk_common.skc_num);
 		remote = (__u64)BPF_CORE_READ(sk, __sk_common.skc_daddr) << 16 |

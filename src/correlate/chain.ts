@@ -320,7 +320,8 @@ export class Analysis {
       { overlap: bigint; launches: number; kernels: string[]; tid: number; comm: string }
     >();
     for (const e of await this.otherGpuEvents(wait.pid, wait.startUnixNano, wait.endUnixNano)) {
-      if (!mayShareDevice(wait, e)) continue;
+      // A linked wait is a copy of another process's own, which is here too.
+      if (isLinked(e) || !mayShareDevice(wait, e)) continue;
       const o = others.get(e.pid) ?? { overlap: 0n, launches: 0, kernels: [], tid: e.tid, comm: e.comm };
       if (e.kind === 'cuda.launch') {
         o.launches++;
