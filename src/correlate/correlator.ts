@@ -268,7 +268,7 @@ export class Correlator<S extends JoinableSpan> {
     );
   }
 
-  /** The events that began within the span on its thread and that no inner span took. */
+  /** The events that began within the span on its thread and that no inner span took, but messages. */
   private take(span: S, place: SpanPlace): KernelEvent[] {
     const threads = this.byThread.get(place.hostPid);
     if (threads === undefined) return [];
@@ -280,6 +280,7 @@ export class Correlator<S extends JoinableSpan> {
         const held = list[i];
         if (held === undefined || held.event.startUnixNano >= span.endUnixNano) break;
         if (held.takenAtStart !== null && held.takenAtStart > span.startUnixNano) continue; // an inner span has it
+        if (held.event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) continue; // messages only link (linked.ts)
         if (held.takenAtStart === null) this.count.eventsAttached++;
         held.takenAtStart = span.startUnixNano;
         taken.push(held.event);

@@ -55,7 +55,9 @@ function linkedTo(events: KernelEvent[]): KernelEvent[] {
   };
   correlator.addSpans([{ span, place: { hostPid: FRONT.pid, hostTid: FRONT.tid } }]);
   correlator.join();
-  assert.equal(correlator.counters().eventsLinked, joined.flatMap((a) => a.events).filter(isLinked).length);
+  const attached = joined.flatMap((a) => a.events);
+  assert.equal(correlator.counters().eventsLinked, attached.filter(isLinked).length);
+  assert.ok(!attached.some((e) => e.kind === 'ipc.message'), 'messages only link: they are not attached');
   return joined.flatMap((a) => a.events).filter(isLinked);
 }
 
