@@ -34,6 +34,11 @@ export interface Request {
 
 /** How far around a wait the serving process's messages are read to count the requests it served. */
 const SHARED_LOOKAROUND_NS = 5_000_000_000n;
+/**
+ * The count per wait, worked out once: every request it served is joined after the replies
+ * were sent (a span ends after its reply), so the first count is the count.
+ */
+const sharedCounts = new WeakMap<KernelEvent, number>();
 
 const isMessage = (e: KernelEvent) => e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
 const isSend = (e: KernelEvent) => e.attributes[A.ATTR_CAUSEWAY_IPC_DIRECTION] === A.CAUSEWAY_IPC_DIRECTION_VALUE_SEND;
@@ -83,6 +88,8 @@ export function asRemote(e: KernelEvent): KernelEvent {
  * multiplexed on one connection count once.
  */
 function sharedBy(wait: KernelEvent, held: HeldEvents): number {
+  const known = sharedCounts.get(wait);
+  if (known !== undefined) return known;
   const around = held
     .events(wait.pid, undefined, wait.startUnixNano - SHARED_LOOKAROUND_NS, wait.endUnixNano + SHARED_LOOKAROUND_NS)
     .filter(isMessage);
@@ -99,7 +106,9 @@ function sharedBy(wait: KernelEvent, held: HeldEvents): number {
     const next = after.get(c);
     if (!isSend(last) && next !== undefined && isSend(next)) open++;
   }
-  return Math.max(1, open);
+  const count = Math.max(1, open);
+  sharedCounts.set(wait, count);
+  return count;
 }
 
 /** An exchange on a connection: the request's send, and the process that received it and replied. */
@@ -123,20 +132,27 @@ function exchanges(request: Request, own: KernelEvent[], held: HeldEvents): Exch
       if (!firstSend.has(c)) firstSend.set(c, m);
     } else if (firstSend.has(c)) lastRecv.set(c, m);
   }
+  const replied = [...lastRecv.keys()];
+  if (replied.length === 0) return [];
+  // Every connection's messages at once, then each connection's within its own exchange.
+  const theirs = held.messages(new Set(replied), request.pid, request.from, request.to);
   const found: Exchange[] = [];
-  for (const [c, send] of firstSend) {
+  for (const c of replied) {
+    const send = firstSend.get(c);
     const reply = lastRecv.get(c);
-    if (reply === undefined) continue;
-    const theirs = held.messages(new Set([c]), request.pid, send.startUnixNano, reply.startUnixNano);
-    const received = theirs.find((m) => !isSend(m));
-    const replied = theirs.filter((m) => isSend(m) && m.pid === received?.pid).at(-1);
-    if (received === undefined || replied === undefined) continue;
+    if (send === undefined || reply === undefined) continue;
+    const during = theirs.filter(
+      (m) => connectionOf(m) === c && m.startUnixNano >= send.startUnixNano && m.startUnixNano <= reply.startUnixNano,
+    );
+    const received = during.find((m) => !isSend(m));
+    const answered = during.filter((m) => isSend(m) && m.pid === received?.pid).at(-1);
+    if (received === undefined || answered === undefined) continue;
     found.push({
       send,
       pid: received.pid,
-      tids: new Set([received.tid, replied.tid]),
+      tids: new Set([received.tid, answered.tid]),
       from: received.startUnixNano,
-      to: replied.startUnixNano,
+      to: answered.startUnixNano,
     });
   }
   return found;
