@@ -31,6 +31,16 @@ static __always_inline __u32 fold6(const struct in6_addr *a)
 }
 
 /*
+ * Only connections within this host can link a request to another followed process: one to
+ * another host (a client, a database elsewhere) is not recorded. Within the host: to loopback
+ * (127/8; ::1 folds to 1), or to the socket's own address.
+ */
+static __always_inline bool same_host(__u32 saddr, __u32 daddr)
+{
+	return saddr == daddr || (daddr & 0xff) == 127 || daddr == __builtin_bswap32(1);
+}
+
+/*
  * The listening process of a named unix stream socket we send on: the kernel's peer
  * credentials of a connected socket name the process that called listen(). A socketpair's
  * peer has no address, and is not followed (it is often the parent's stdio).
@@ -67,14 +77,20 @@ static __always_inline void message(struct sock *sk, int ret, int flags, __u8 se
 		remote = (__u64)peer;
 		if (send)
 			follow_listener(sk, peer);
-	} else if (family == AF_INET) {
-		local = (__u64)BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr) << 16 | BPF_CORE_READ(sk, __sk_common.skc_num);
-		remote = (__u64)BPF_CORE_READ(sk, __sk_common.skc_daddr) << 16 |
-			 __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	} else if (family == AF_INET6) {
-		local = (__u64)fold6(&sk->__sk_common.skc_v6_rcv_saddr) << 16 | BPF_CORE_READ(sk, __sk_common.skc_num);
-		remote = (__u64)fold6(&sk->__sk_common.skc_v6_daddr) << 16 |
-			 __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	} else if (family == AF_INET || family == AF_INET6) {
+		__u32 saddr, daddr;
+
+		if (family == AF_INET) {
+			saddr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+			daddr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		} else {
+			saddr = fold6(&sk->__sk_common.skc_v6_rcv_saddr);
+			daddr = fold6(&sk->__sk_common.skc_v6_daddr);
+		}
+		if (!same_host(saddr, daddr))
+			return;
+		local = (__u64)saddr << 16 | BPF_CORE_READ(sk, __sk_common.skc_num);
+		remote = (__u64)daddr << 16 | __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	} else {
 		return;
 	}

@@ -162,9 +162,11 @@ function exchanges(request: Request, own: KernelEvent[], held: HeldEvents): Exch
 export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
   const own = held.events(request.pid, request.tid, request.from, request.to);
   const links = new Map<KernelEvent, { kind: LinkKind; owner: KernelEvent }>();
+  /** Links the waits among `candidates` that overlap [from, to] within the request. */
   const add = (candidates: KernelEvent[], from: bigint, to: bigint, kind: LinkKind, owner: KernelEvent) => {
+    const [start, end] = [later(from, request.from), earlier(to, request.to)];
     for (const e of candidates)
-      if (isWait(e) && e.startUnixNano < to && e.endUnixNano > from && !links.has(e)) links.set(e, { kind, owner });
+      if (isWait(e) && e.startUnixNano < end && e.endUnixNano > start && !links.has(e)) links.set(e, { kind, owner });
   };
   for (const x of exchanges(request, own.filter(isMessage), held))
     for (const tid of x.tids)

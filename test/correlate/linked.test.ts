@@ -99,14 +99,15 @@ test('a connection whose peer never replied within the request links nothing', (
   );
 });
 
-test("a wait woken by another process's thread links that thread's waits during it", () => {
+test("a wait woken by another process's thread links that thread's waits during it, within the request", () => {
   const linked = linkedTo([
-    event(FRONT, 'sched.blocked', 10, 320, {
+    event(FRONT, 'sched.blocked', -200, 320, {
       [A.ATTR_CAUSEWAY_SCHED_STATE]: 'S',
       [A.ATTR_CAUSEWAY_SCHED_WAKER_PID]: ENGINE.pid,
       [A.ATTR_CAUSEWAY_SCHED_WAKER_TID]: ENGINE.tid,
       [A.ATTR_CAUSEWAY_SCHED_WAKER_COMM]: ENGINE.comm,
     }),
+    event(ENGINE, 'block.io', -150, -100, { [A.ATTR_CAUSEWAY_BLOCK_OP]: 'write' }), // before the request: not its
     event(ENGINE, 'block.io', 40, 200, { [A.ATTR_CAUSEWAY_BLOCK_OP]: 'write' }),
     event(ENGINE, 'sched.blocked', 40, 210, { [A.ATTR_CAUSEWAY_SCHED_STATE]: 'D' }),
   ]);
