@@ -238,13 +238,13 @@ export class Analysis {
       const busiest = [...perKind.values()].sort((a, b) => Number(b.total - a.total))[0];
       if (busiest !== undefined && Number(busiest.total) >= LINK_MIN_SHARE * Number(to - from)) {
         const next = await this.resolve(busiest.longest, busiest.total, depth + 1);
-        // A link that names nobody (a sleep no task ended) ends the chain here: the waker is the culprit.
         // A waker in another process links the request to that process's wait.
         const [first, ...rest] = next.chain;
         const chain =
           first !== undefined && waker.pid !== event.pid
             ? [own, { ...first, link: 'waker' as const }, ...rest]
             : [own, ...next.chain];
+        // A link that names nobody (a sleep no task ended) ends the chain here: the waker is the culprit.
         if (next.culprit !== null)
           return { kind: next.kind, culprit: next.culprit, chain, evidence: [...evidence, ...next.evidence] };
         evidence.push(...next.evidence);
