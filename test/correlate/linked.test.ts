@@ -3,9 +3,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Correlator, type Attachment } from '../../src/correlate/correlator.js';
+import { explainTrace } from '../../src/correlate/explain.js';
 import { asRemote, isLinked } from '../../src/correlate/linked.js';
 import type { Attributes, KernelEvent } from '../../src/kernel/events.js';
 import * as A from '../../src/semconv/attributes.js';
+import { T0 as RECENT, appSpan, kernelEvent, storeWith } from '../store/traces.js';
 
 const MS = 1_000_000n;
 const T0 = 10_000n * MS;
@@ -137,5 +139,42 @@ test('a wait found both ways is linked once, by the connection', () => {
   assert.deepEqual(
     linked.map((e) => e.attributes[A.ATTR_CAUSEWAY_LINK]),
     ['connection'],
+  );
+});
+
+test('explain_trace follows a linked wait into the engine: root cause, culprit and the chain with its link', async (t) => {
+  const at = (ms: number) => RECENT + BigInt(ms) * MS; // within the store's retention
+  const engine = { pid: 20, tid: 21, comm: 'engine' };
+  const request = appSpan({ trace: 1, span: 1, service: 'front', start: at(0), end: at(300), pid: 10, tid: 10 });
+  const gpu = {
+    [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaEventSynchronize',
+    [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT]: 2,
+    [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS]: ['mlp(float*)', 'mlp(float*)'],
+    [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_GRAPHS]: ['0x1'],
+  };
+  const linked = kernelEvent('cuda.sync', { pid: 10, tid: 10, comm: 'frontend' }, at(50), at(250), {
+    ...gpu,
+    [A.ATTR_CAUSEWAY_LINK]: 'connection',
+    [A.ATTR_CAUSEWAY_REMOTE_PID]: engine.pid,
+    [A.ATTR_CAUSEWAY_REMOTE_TID]: engine.tid,
+    [A.ATTR_CAUSEWAY_REMOTE_COMM]: engine.comm,
+    [A.ATTR_CAUSEWAY_SHARED_COUNT]: 3,
+  });
+  // The engine's own wait is in the store too: it is the engine's, not another GPU user.
+  const store = await storeWith([request], [linked, kernelEvent('cuda.sync', engine, at(50), at(250), gpu)]);
+  t.after(() => store.close());
+  const answer = await explainTrace([store], request.span.traceId);
+  assert.equal(answer?.root_cause?.kind, 'cuda.sync');
+  assert.deepEqual(answer.root_cause.culprit, { ...engine, cuda_kernel: 'mlp(float*)' });
+  assert.deepEqual(
+    answer.root_cause.chain.map((l) => [l.pid, l.tid, l.link, l.shared_by]),
+    [
+      [10, 10, undefined, undefined],
+      [20, 21, 'connection', 3],
+    ],
+  );
+  assert.match(
+    answer.root_cause.evidence[0] ?? '',
+    /linked by the connection it sent the request on; that wait served 3/,
   );
 });
