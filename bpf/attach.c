@@ -26,6 +26,7 @@
 #include "futex.skel.h"
 #include "block.skel.h"
 #include "tcp.skel.h"
+#include "ipc.skel.h"
 #include "cuda.skel.h"
 
 #define MAX_LINKS 4096 /* about 30 CUDA library files, at 2 links per exported entry point */
@@ -37,6 +38,7 @@ static struct {
 	struct futex_bpf *futex;
 	struct block_bpf *block;
 	struct tcp_bpf *tcp;
+	struct ipc_bpf *ipc;
 	struct cuda_bpf *cuda;
 } skel;
 static struct shared_maps maps;
@@ -214,6 +216,7 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	if (share_maps(skel.block->obj) || block_bpf__load(skel.block))
 		cannot_run("the kernel refused the block programs (see stderr)");
 	OPEN_LOAD(tcp, tcp_bpf);
+	OPEN_LOAD(ipc, ipc_bpf);
 	OPEN_LOAD(cuda, cuda_bpf);
 
 	attach_object(skel.proc->obj);
@@ -222,6 +225,7 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	attach_object(skel.futex->obj);
 	attach_object(skel.block->obj);
 	attach_object(skel.tcp->obj);
+	attach_object(skel.ipc->obj);
 	return maps;
 }
 
@@ -262,6 +266,7 @@ void detach_all(void)
 void unload_programs(void)
 {
 	cuda_bpf__destroy(skel.cuda);
+	ipc_bpf__destroy(skel.ipc);
 	tcp_bpf__destroy(skel.tcp);
 	block_bpf__destroy(skel.block);
 	futex_bpf__destroy(skel.futex);

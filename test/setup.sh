@@ -70,7 +70,10 @@ nvidia_runtime
 E2E_CACHE=/var/cache/causeway
 OCB_VERSION=v0.165.0
 JAEGER_VERSION=v1.76.0
-PYTHON_PACKAGES=(opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-grpc==1.45.2)
+# The aiohttp server instrumentation (the serving scenario's front end) is released with a matching
+# SDK: 0.66b1 goes with 1.45.1 (0.66b2, which 1.45.2 needs, has no aiohttp-server release).
+PYTHON_PACKAGES=(opentelemetry-sdk==1.45.1 opentelemetry-exporter-otlp-proto-grpc==1.45.1
+  opentelemetry-instrumentation-aiohttp-server==0.66b1 aiohttp==3.14.5)
 export PATH="$PATH:/usr/local/go/bin"
 
 # Runs a long, chatty command with its output in a log that is shown only when it fails.

@@ -133,6 +133,8 @@ function summary(event: KernelEvent): string {
       return `${String(a[A.ATTR_CAUSEWAY_BLOCK_DEVICE])} ${String(a[A.ATTR_CAUSEWAY_BLOCK_OP])} ${bytes(a[A.ATTR_CAUSEWAY_BLOCK_BYTES])} (${String(a[A.ATTR_CAUSEWAY_BLOCK_RWBS])}, as ${String(a[A.ATTR_CAUSEWAY_BLOCK_ATTRIBUTION])})`;
     case 'tcp.retransmit':
       return `${String(a[A.ATTR_NETWORK_LOCAL_ADDRESS])}:${String(a[A.ATTR_NETWORK_LOCAL_PORT])} -> ${String(a[A.ATTR_NETWORK_PEER_ADDRESS])}:${String(a[A.ATTR_NETWORK_PEER_PORT])} ${String(a[A.ATTR_CAUSEWAY_TCP_STATE])}`;
+    case 'ipc.message':
+      return `${String(a[A.ATTR_CAUSEWAY_IPC_DIRECTION])} ${bytes(a[A.ATTR_CAUSEWAY_IPC_BYTES])} on ${String(a[A.ATTR_CAUSEWAY_IPC_CONNECTION])}`;
   }
 }
 

@@ -5,6 +5,7 @@
 import { otherTask, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { classify, namedTask, wokenByNoTask, type Interval } from './classify.js';
+import { asRemote, isLinked, type LinkKind } from './linked.js';
 import type { ChainLink, Culprit } from './explanation.js';
 import type { TraceSource } from './source.js';
 import { quoted, rounded } from './summary.js';
@@ -155,6 +156,7 @@ export class Analysis {
   /** Follows an interval to the end of its causal chain; at MAX_CHAIN_DEPTH, names its direct culprit without reading more. */
   async resolve(interval: Interval, time: bigint, depth: number): Promise<Resolution> {
     const own = link(interval, time);
+    if (isLinked(interval.event)) return this.linked(interval, time, own, depth);
     switch (interval.kind) {
       case 'futex.wait':
       case 'sched.blocked':
@@ -177,6 +179,35 @@ export class Analysis {
       case 'tcp.retransmit':
         return retransmit(interval, own);
     }
+  }
+
+  /**
+   * A wait of another process linked to the request (linked.ts): the request's thread waited
+   * on it, and it is followed in that process as if it were one of its own.
+   */
+  private async linked(interval: Interval, time: bigint, own: ChainLink, depth: number): Promise<Resolution> {
+    const { event } = interval;
+    const remote = asRemote(event);
+    const cause = interval.cause === undefined ? {} : { cause: asRemote(interval.cause) as typeof interval.cause };
+    const next = await this.resolve({ ...interval, event: remote as Interval['event'], ...cause }, time, depth + 1);
+    const kind = event.attributes[A.ATTR_CAUSEWAY_LINK] as LinkKind;
+    const shared = Number(event.attributes[A.ATTR_CAUSEWAY_SHARED_COUNT] ?? 1);
+    const [first, ...rest] = next.chain;
+    const how = kind === 'connection' ? 'the connection it sent the request on' : 'its wakeup';
+    return {
+      ...next,
+      chain: [
+        own,
+        ...(first === undefined ? [] : [{ ...first, link: kind, ...(shared > 1 ? { shared_by: shared } : {}) }]),
+        ...rest,
+      ],
+      evidence: [
+        `tid ${String(event.tid)} waited ${own.time_ms} ms on pid ${String(remote.pid)} ${quoted(remote.comm)} tid ${String(remote.tid)}, linked by ${how}${
+          shared > 1 ? `; that wait served ${String(shared)} requests` : ''
+        }`,
+        ...next.evidence,
+      ],
+    };
   }
 
   /** A wait leads to its waker, and to what the waker was doing while we waited. */
@@ -207,14 +238,15 @@ export class Analysis {
       const busiest = [...perKind.values()].sort((a, b) => Number(b.total - a.total))[0];
       if (busiest !== undefined && Number(busiest.total) >= LINK_MIN_SHARE * Number(to - from)) {
         const next = await this.resolve(busiest.longest, busiest.total, depth + 1);
+        // A waker in another process links the request to that process's wait.
+        const [first, ...rest] = next.chain;
+        const chain =
+          first !== undefined && waker.pid !== event.pid
+            ? [own, { ...first, link: 'waker' as const }, ...rest]
+            : [own, ...next.chain];
         // A link that names nobody (a sleep no task ended) ends the chain here: the waker is the culprit.
         if (next.culprit !== null)
-          return {
-            kind: next.kind,
-            culprit: next.culprit,
-            chain: [own, ...next.chain],
-            evidence: [...evidence, ...next.evidence],
-          };
+          return { kind: next.kind, culprit: next.culprit, chain, evidence: [...evidence, ...next.evidence] };
         evidence.push(...next.evidence);
       } else {
         evidence.push(`the waker was on CPU (or not traced) for ${rounded(toMs(activity.uncovered))} ms of that wait`);
@@ -289,7 +321,8 @@ export class Analysis {
       { overlap: bigint; launches: number; kernels: string[]; tid: number; comm: string }
     >();
     for (const e of await this.otherGpuEvents(wait.pid, wait.startUnixNano, wait.endUnixNano)) {
-      if (!mayShareDevice(wait, e)) continue;
+      // A linked wait is a copy of another process's own, which is here too.
+      if (isLinked(e) || !mayShareDevice(wait, e)) continue;
       const o = others.get(e.pid) ?? { overlap: 0n, launches: 0, kernels: [], tid: e.tid, comm: e.comm };
       if (e.kind === 'cuda.launch') {
         o.launches++;

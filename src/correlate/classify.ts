@@ -6,12 +6,17 @@ import { byTime, earlier, later } from './time.js';
 
 /**
  * Kinds recorded as points (start equal to end): they cover none of a thread's time. A launch
- * is only the CPU side of GPU work; a retransmit explains a wait it falls in (see causeOf).
+ * is only the CPU side of GPU work; a retransmit explains a wait it falls in (see causeOf); a
+ * message links a request to another process (linked.ts).
  */
-type PointKind = typeof A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH | typeof A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT;
+type PointKind =
+  | typeof A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH
+  | typeof A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT
+  | typeof A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
 const POINT_KINDS: ReadonlySet<A.CausewayKindValue> = new Set<PointKind>([
   A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH,
   A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT,
+  A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE,
 ]);
 
 /** An event that covers time: every kind but the points. */

@@ -3,9 +3,12 @@
 // was active when the event began. App spans arrive late (exporters batch for seconds), so
 // events are kept for a bounded window and a span is joined once the event watermark has
 // passed its end; inner spans end first, so joining in order of end gives them their events.
+// A span also gets the waits of other processes it waited on (linked.ts), from the same events.
 import type { Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type { KernelEvent } from '../kernel/events.js';
+import * as A from '../semconv/attributes.js';
+import { linkedWaits, type HeldEvents } from './linked.js';
 import { MS, byTime, nowUnixNano } from './time.js';
 
 /** What the correlator needs of an app span (the OTLP receiver's spans have it). */
@@ -35,7 +38,10 @@ export interface PlacedSpan<S extends JoinableSpan = JoinableSpan> {
 export interface Attachment<S extends JoinableSpan = JoinableSpan> {
   span: S;
   place: SpanPlace;
-  /** Kernel events that began on the span's thread (or process) while it was the innermost span. */
+  /**
+   * Kernel events that began on the span's thread (or process) while it was the innermost span,
+   * and the linked waits of other processes it waited on (linked.ts: new events, not held here).
+   */
   events: KernelEvent[];
 }
 
@@ -60,6 +66,8 @@ export interface CorrelatorCounters {
   spansNotHere: number;
   spansRefused: number;
   eventsAttached: number;
+  /** Other processes' waits linked to spans (a wait linked to N spans counts N times). */
+  eventsLinked: number;
   eventsEvictedUnjoined: number;
   eventsHeld: number;
   spansPending: number;
@@ -80,6 +88,9 @@ interface HeldEvent {
   takenAtStart: bigint | null;
 }
 
+/** How long before a window an interval overlapping it may have begun and still be found. */
+const LONGEST_WAIT_NS = 10_000n * MS;
+
 /** Index of the first event that began at or after `start`, in a list sorted by start. */
 function firstStartingAt(list: HeldEvent[], start: bigint): number {
   let low = 0;
@@ -97,7 +108,7 @@ export class Correlator<S extends JoinableSpan> {
   /** Lists whose last event began before the one before it: sorted by start before a search. */
   private readonly unsorted = new Set<HeldEvent[]>();
   private pending: { span: S; place: SpanPlace }[] = [];
-  private held = 0;
+  private heldCount = 0;
   private newestEventEnd: bigint | undefined;
   private readonly retention: bigint;
   private readonly watermarkLag: bigint;
@@ -110,7 +121,31 @@ export class Correlator<S extends JoinableSpan> {
     spansNotHere: 0,
     spansRefused: 0,
     eventsAttached: 0,
+    eventsLinked: 0,
     eventsEvictedUnjoined: 0,
+  };
+  private readonly held: HeldEvents = {
+    events: (pid, tid, from, to) => {
+      const threads = this.byThread.get(pid);
+      const lists = threads === undefined ? [] : tid === undefined ? [...threads.values()] : [threads.get(tid) ?? []];
+      return lists
+        .flatMap((list) => this.window(list, from - LONGEST_WAIT_NS, to).filter((e) => e.endUnixNano >= from))
+        .sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+    },
+    messages: (connections, exceptPid, from, to) => {
+      const found: KernelEvent[] = [];
+      for (const [pid, threads] of this.byThread) {
+        if (pid === exceptPid) continue;
+        for (const list of threads.values())
+          for (const e of this.window(list, from, to))
+            if (
+              e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE &&
+              connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))
+            )
+              found.push(e);
+      }
+      return found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+    },
   };
 
   constructor(private readonly options: CorrelatorOptions<S>) {
@@ -132,7 +167,7 @@ export class Correlator<S extends JoinableSpan> {
       const last = held.at(-1);
       if (last !== undefined && last.event.startUnixNano > event.startUnixNano) this.unsorted.add(held);
       held.push({ event, takenAtStart: null });
-      this.held++;
+      this.heldCount++;
       if (this.newestEventEnd === undefined || event.endUnixNano > this.newestEventEnd)
         this.newestEventEnd = event.endUnixNano;
     }
@@ -170,7 +205,19 @@ export class Correlator<S extends JoinableSpan> {
     if (ready.length === 0) return;
     this.pending = this.pending.filter((p) => p.span.endUnixNano > watermark);
     ready.sort((a, b) => byTime(a.span.endUnixNano, b.span.endUnixNano));
-    const attachments = ready.map(({ span, place }) => ({ span, place, events: this.take(span, place) }));
+    const attachments = ready.map(({ span, place }) => {
+      const linked = linkedWaits(
+        {
+          pid: place.hostPid,
+          ...(place.hostTid === undefined ? {} : { tid: place.hostTid }),
+          from: span.startUnixNano,
+          to: span.endUnixNano,
+        },
+        this.held,
+      );
+      this.count.eventsLinked += linked.length;
+      return { span, place, events: [...this.take(span, place), ...linked] };
+    });
     this.count.spansJoined += attachments.length;
     const joined = attachments.filter((a) => a.events.length > 0);
     this.count.spansWithEvents += joined.length;
@@ -178,7 +225,7 @@ export class Correlator<S extends JoinableSpan> {
   }
 
   counters(): CorrelatorCounters {
-    return { ...this.count, eventsHeld: this.held, spansPending: this.pending.length };
+    return { ...this.count, eventsHeld: this.heldCount, spansPending: this.pending.length };
   }
 
   lag(): CorrelatorLag {
@@ -198,6 +245,10 @@ export class Correlator<S extends JoinableSpan> {
         spansNotHere: counter('causeway_correlator_spans_not_here', 'App spans from processes not on this host.'),
         spansRefused: counter('causeway_correlator_spans_refused', 'App spans refused: too many waiting to be joined.'),
         eventsAttached: counter('causeway_correlator_events_attached', 'Kernel events attached to app spans.'),
+        eventsLinked: counter(
+          'causeway_correlator_events_linked',
+          "Other processes' waits linked to the app spans that waited on them.",
+        ),
         eventsEvictedUnjoined: counter(
           'causeway_correlator_events_evicted_unjoined',
           'Kernel events evicted before any span took them.',
@@ -217,24 +268,41 @@ export class Correlator<S extends JoinableSpan> {
     );
   }
 
-  /** The events that began within the span on its thread and that no inner span took. */
+  /** The events that began within the span on its thread and that no inner span took, but messages. */
   private take(span: S, place: SpanPlace): KernelEvent[] {
     const threads = this.byThread.get(place.hostPid);
     if (threads === undefined) return [];
     const lists = place.hostTid === undefined ? [...threads.values()] : [threads.get(place.hostTid) ?? []];
     const taken: KernelEvent[] = [];
     for (const list of lists) {
-      if (this.unsorted.delete(list)) list.sort((a, b) => byTime(a.event.startUnixNano, b.event.startUnixNano));
+      this.sort(list);
       for (let i = firstStartingAt(list, span.startUnixNano); i < list.length; i++) {
         const held = list[i];
         if (held === undefined || held.event.startUnixNano >= span.endUnixNano) break;
         if (held.takenAtStart !== null && held.takenAtStart > span.startUnixNano) continue; // an inner span has it
+        if (held.event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) continue; // messages only link (linked.ts)
         if (held.takenAtStart === null) this.count.eventsAttached++;
         held.takenAtStart = span.startUnixNano;
         taken.push(held.event);
       }
     }
     return taken.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+  }
+
+  private sort(list: HeldEvent[]): void {
+    if (this.unsorted.delete(list)) list.sort((a, b) => byTime(a.event.startUnixNano, b.event.startUnixNano));
+  }
+
+  /** The events of a list that began in [from, to]. */
+  private window(list: HeldEvent[], from: bigint, to: bigint): KernelEvent[] {
+    this.sort(list);
+    const found: KernelEvent[] = [];
+    for (let i = firstStartingAt(list, from); i < list.length; i++) {
+      const event = list[i]?.event;
+      if (event === undefined || event.startUnixNano > to) break;
+      found.push(event);
+    }
+    return found;
   }
 
   /** Drops events that ended before `before`, and the oldest beyond maxEvents. */
@@ -249,12 +317,12 @@ export class Correlator<S extends JoinableSpan> {
       if (threads.size === 0) this.byThread.delete(pid);
     }
     // Over the bound: the longest lists lose their oldest first.
-    while (this.held > this.maxEvents) {
+    while (this.heldCount > this.maxEvents) {
       let longest: HeldEvent[] | undefined;
       for (const threads of this.byThread.values())
         for (const list of threads.values()) if (list.length > (longest?.length ?? 0)) longest = list;
       if (longest === undefined) break;
-      this.dropFront(longest, Math.max(1, Math.min(longest.length, this.held - this.maxEvents)));
+      this.dropFront(longest, Math.max(1, Math.min(longest.length, this.heldCount - this.maxEvents)));
     }
   }
 
@@ -263,6 +331,6 @@ export class Correlator<S extends JoinableSpan> {
     if (n === list.length) this.unsorted.delete(list);
     for (const held of list.slice(0, n)) if (held.takenAtStart === null) this.count.eventsEvictedUnjoined++;
     list.splice(0, n);
-    this.held -= n;
+    this.heldCount -= n;
   }
 }

@@ -1,6 +1,7 @@
 // The answer explain_trace gives, as the MCP tool returns it (src/mcp/tools.ts mirrors it in
 // its output schema).
 import type { IntervalKind } from './classify.js';
+import type { LinkKind } from './linked.js';
 
 /** Time on the critical path: per interval kind, on CPU, or unexplained (no thread, or not on this host). */
 export type BreakdownKind = IntervalKind | 'cpu' | 'unexplained';
@@ -24,6 +25,10 @@ export interface ChainLink {
   tid: number;
   comm: string;
   time_ms: number;
+  /** A wait in another process that the request waited on: how it was linked (linked.ts). */
+  link?: LinkKind;
+  /** Requests that one wait served, when more than one. */
+  shared_by?: number;
 }
 
 export interface RootCause {

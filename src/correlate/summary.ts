@@ -56,7 +56,14 @@ export function summarize(
     );
   const chain =
     cause.chain.length > 1
-      ? ` Chain: ${cause.chain.map((l) => `${l.kind} in tid ${String(l.tid)} (${l.time_ms} ms)`).join(' -> ')}.`
+      ? ` Chain: ${cause.chain
+          .map(
+            (l) =>
+              `${l.link === undefined ? '' : `(linked by ${l.link}) `}${l.kind} in ${
+                l.link === undefined ? '' : `pid ${String(l.pid)} ${quoted(l.comm)} `
+              }tid ${String(l.tid)} (${l.time_ms} ms)`,
+          )
+          .join(' -> ')}.`
       : '';
   const by = cause.culprit === null ? 'an unknown task' : describeCulprit(cause.culprit);
   return (

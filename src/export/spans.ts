@@ -10,6 +10,7 @@ import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
 import type { KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import type { Attachment, JoinableSpan } from '../correlate/correlator.js';
+import { isLinked } from '../correlate/linked.js';
 
 /** Child spans per app span at most: the longest intervals; the summary counts all. */
 export const MAX_CHILD_SPANS = 128;
@@ -25,8 +26,18 @@ const spanId = () => randomBytes(8).toString('hex');
 const durationNs = (e: KernelEvent) => e.endUnixNano - e.startUnixNano;
 const longestFirst = (a: KernelEvent, b: KernelEvent) => Number(durationNs(b) - durationNs(a));
 
-/** The name a person reads in the trace view. */
+/** The name a person reads in the trace view; a linked wait (linked.ts) says whose it was. */
 export function kernelSpanName(event: KernelEvent): string {
+  const a = event.attributes;
+  const name = ownName(event);
+  if (!isLinked(event)) return name;
+  const shared = Number(a[A.ATTR_CAUSEWAY_SHARED_COUNT]);
+  return `${name} in pid ${String(a[A.ATTR_CAUSEWAY_REMOTE_PID])} '${String(a[A.ATTR_CAUSEWAY_REMOTE_COMM])}'${
+    shared > 1 ? ` (shared by ${String(shared)} requests)` : ''
+  }`;
+}
+
+function ownName(event: KernelEvent): string {
   const a = event.attributes;
   switch (event.kind) {
     case 'cuda.sync':
@@ -50,11 +61,14 @@ export function kernelSpanName(event: KernelEvent): string {
       return `block ${String(a[A.ATTR_CAUSEWAY_BLOCK_OP])} ${String(a[A.ATTR_CAUSEWAY_BLOCK_DEVICE])}`;
     case 'tcp.retransmit':
       return 'tcp retransmit';
+    case 'ipc.message':
+      return `socket ${String(a[A.ATTR_CAUSEWAY_IPC_DIRECTION])}`;
   }
 }
 
-/** Launches and retransmits: points in time (a launch's duration is the API call's), not waits. */
-export const isPoint = (event: KernelEvent) => event.kind === 'cuda.launch' || event.kind === 'tcp.retransmit';
+/** Launches, retransmits and messages: points in time (a launch's duration is the API call's), not waits. */
+export const isPoint = (event: KernelEvent) =>
+  event.kind === 'cuda.launch' || event.kind === 'tcp.retransmit' || event.kind === 'ipc.message';
 
 function attributesOf(event: KernelEvent, scope: 'thread' | 'process'): Attributes {
   return {

@@ -9,6 +9,7 @@
 // therefore bounded; see README, "Metrics and dashboards".
 import type { Counter, Histogram, Meter } from '@opentelemetry/api';
 import type { Attachment } from '../correlate/correlator.js';
+import { isLinked } from '../correlate/linked.js';
 import { otherTask, type KernelEvent } from '../kernel/events.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
@@ -193,7 +194,8 @@ export class KernelWaits {
     for (const { span, events } of attachments) {
       const service = this.service.value(span.serviceName ?? 'unknown_service');
       for (const event of events) {
-        if (this.recorded.has(event)) continue;
+        // A linked wait is another process's, copied into every request it served: not this service's own.
+        if (this.recorded.has(event) || isLinked(event)) continue;
         this.recorded.add(event);
         this.record(service, event);
       }

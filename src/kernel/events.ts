@@ -5,7 +5,7 @@ import type { EpochClock } from './clock.js';
 import type { CudaState } from './cuda.js';
 import type { BlockDevices } from './devices.js';
 import type { ProcessTable } from './processes.js';
-import { DEVICE_UNKNOWN, Kind, cudaApiName, type KernelRecord, type Task } from './record.js';
+import { DEVICE_UNKNOWN, Kind, cudaApiName, type KernelRecord, type Message, type Task } from './record.js';
 import { blockOp, futexOp, ipAddress, memcpyDirection, taskState, tcpState } from './vocabulary.js';
 
 export type AttributeValue = string | number | boolean | string[] | number[];
@@ -46,6 +46,7 @@ export const KIND_NAMES: Readonly<Record<EventRecord['kind'], A.CausewayKindValu
   [Kind.FUTEX_WAIT]: A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT,
   [Kind.BLOCK_IO]: A.CAUSEWAY_KIND_VALUE_BLOCK_IO,
   [Kind.TCP_RETRANSMIT]: A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT,
+  [Kind.IPC_MESSAGE]: A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE,
 };
 
 const hex = (value: bigint) => `0x${value.toString(16)}`;
@@ -99,6 +100,15 @@ export function otherTask(event: KernelEvent): { pid: number; tid?: number; comm
   return { pid, ...(typeof tid === 'number' ? { tid } : {}), ...(typeof comm === 'string' ? { comm } : {}) };
 }
 
+/** A send or receive: the connection in the same words at both ends. */
+function describeMessage(message: Message, attributes: Attributes): void {
+  attributes[A.ATTR_CAUSEWAY_IPC_DIRECTION] = message.send
+    ? A.CAUSEWAY_IPC_DIRECTION_VALUE_SEND
+    : A.CAUSEWAY_IPC_DIRECTION_VALUE_RECV;
+  attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION] = `${hex(message.ends[0])}-${hex(message.ends[1])}`;
+  attributes[A.ATTR_CAUSEWAY_IPC_BYTES] = message.bytes;
+}
+
 export interface EventShaperParts {
   clock: EpochClock;
   cuda: CudaState;
@@ -129,7 +139,8 @@ export class EventShaper {
         return undefined;
     }
     const attributes = this.processAttributes(record.pid);
-    this.describe(record, attributes);
+    if (record.kind === Kind.IPC_MESSAGE) describeMessage(record.message, attributes);
+    else this.describe(record, attributes);
     return {
       kind: KIND_NAMES[record.kind],
       pid: record.pid,
@@ -142,7 +153,7 @@ export class EventShaper {
   }
 
   /** Adds the attributes of the record's kind, and updates the CUDA state it changes. */
-  private describe(record: EventRecord, attributes: Attributes): void {
+  private describe(record: Exclude<EventRecord, { kind: typeof Kind.IPC_MESSAGE }>, attributes: Attributes): void {
     switch (record.kind) {
       case Kind.CUDA_LAUNCH:
         this.launch(record, attributes);

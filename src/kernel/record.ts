@@ -3,7 +3,7 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
 /** Or'ed into a record's api: the per-thread default stream variant (`_ptsz`, `_ptds`) was called. */
@@ -34,20 +34,21 @@ export const LAYOUT = {
   cw_tcp: { size: 44, fields: { saddr: 0, daddr: 16, family: 32, sport: 34, dport: 36, state: 38, owner_known: 40 } },
   cw_register: { size: 112, fields: { func: 0, name: 8, name_addr: 104 } },
   cw_exec: { size: 4, fields: { ppid: 0 } },
-  cw_settings: { size: 136, fields: { min_ns: 0, follow_all: 120, exclude: 124 } },
+  cw_message: { size: 24, fields: { ends: 0, bytes: 16, family: 20, send: 22 } },
+  cw_settings: { size: 144, fields: { min_ns: 0, follow_all: 128, exclude: 132 } },
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },
   cw_hello: { size: 16, fields: { abi_version: 0, event_size: 4, ringbuf_bytes: 8, ncpus: 12 } },
   cw_stats: {
-    size: 280,
+    size: 296,
     fields: {
       mono_ns: 0,
       real_ns: 8,
       drops: 16,
-      events: 136,
-      ringbuf_used: 256,
-      followed: 264,
-      libraries: 268,
-      gpu_processes: 272,
+      events: 144,
+      ringbuf_used: 272,
+      followed: 280,
+      libraries: 284,
+      gpu_processes: 288,
     },
   },
 } as const;
@@ -68,7 +69,8 @@ export const Kind = {
   CUDA_OP: 12,
   CUDA_MAPPED: 13,
   PROC_EXIT: 14,
-  MAX: 15,
+  IPC_MESSAGE: 15,
+  MAX: 16,
 } as const;
 
 /**
@@ -248,6 +250,13 @@ export interface Register {
 export interface Exec {
   ppid: number;
 }
+/** A send or receive on a socket; `ends` is the connection, the same at both ends. */
+export interface Message {
+  ends: readonly [bigint, bigint];
+  bytes: number;
+  family: number;
+  send: boolean;
+}
 
 export type KernelRecord = Header &
   (
@@ -265,6 +274,7 @@ export type KernelRecord = Header &
     | { kind: typeof Kind.CUDA_OP; op: CudaOp }
     | { kind: typeof Kind.CUDA_MAPPED }
     | { kind: typeof Kind.PROC_EXIT }
+    | { kind: typeof Kind.IPC_MESSAGE; message: Message }
   );
 
 export const RECORD_SIZE = LAYOUT.cw_event.size;
@@ -284,6 +294,7 @@ const TC = LAYOUT.cw_tcp.fields;
 const RG = LAYOUT.cw_register.fields;
 const EX = LAYOUT.cw_exec.fields;
 const OP = LAYOUT.cw_cuda_op.fields;
+const MS = LAYOUT.cw_message.fields;
 
 /** A NUL-terminated C string of at most `max` bytes. */
 function cString(buf: Buffer, at: number, max: number): string {
@@ -441,6 +452,16 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
     case Kind.CUDA_MAPPED:
     case Kind.PROC_EXIT:
       return { kind } as const;
+    case Kind.IPC_MESSAGE:
+      return {
+        kind,
+        message: {
+          ends: [view.getBigUint64(u + MS.ends, true), view.getBigUint64(u + MS.ends + 8, true)],
+          bytes: view.getUint32(u + MS.bytes, true),
+          family: view.getUint16(u + MS.family, true),
+          send: view.getUint8(u + MS.send) !== 0,
+        },
+      } as const;
     default:
       throw new RecordError(`record ${index}: unknown kind ${kind} (is the loader built from another causeway.h?)`);
   }

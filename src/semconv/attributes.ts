@@ -20,6 +20,8 @@ export const CAUSEWAY_KIND_VALUE_FUTEX_WAIT = 'futex.wait';
 export const CAUSEWAY_KIND_VALUE_BLOCK_IO = 'block.io';
 /** A TCP segment retransmitted (point event). */
 export const CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT = 'tcp.retransmit';
+/** A message sent or received on a socket (point event): links a request to the process serving it; not exported as a span. */
+export const CAUSEWAY_KIND_VALUE_IPC_MESSAGE = 'ipc.message';
 export type CausewayKindValue =
   | 'cuda.launch'
   | 'cuda.sync'
@@ -29,7 +31,8 @@ export type CausewayKindValue =
   | 'sched.blocked'
   | 'futex.wait'
   | 'block.io'
-  | 'tcp.retransmit';
+  | 'tcp.retransmit'
+  | 'ipc.message';
 
 /** The OS (kernel) thread id of the thread that ran the span; not OpenTelemetry's managed `thread.id`. */
 export const ATTR_CAUSEWAY_THREAD_TID = 'causeway.thread.tid';
@@ -230,6 +233,40 @@ export const ATTR_CAUSEWAY_TCP_STATE = 'causeway.tcp.state';
 
 /** True when pid and tid are the socket's last sender; false when the retransmit ran in another context (a timer) and the owner is unknown. */
 export const ATTR_CAUSEWAY_TCP_OWNER_KNOWN = 'causeway.tcp.owner_known';
+
+/** Whether the message was sent or received. */
+export const ATTR_CAUSEWAY_IPC_DIRECTION = 'causeway.ipc.direction';
+/** The thread sent the message. */
+export const CAUSEWAY_IPC_DIRECTION_VALUE_SEND = 'send';
+/** The thread received the message. */
+export const CAUSEWAY_IPC_DIRECTION_VALUE_RECV = 'recv';
+export type CausewayIpcDirectionValue = 'send' | 'recv';
+
+/** The connection, the same at both ends - its two endpoint ids in hex, lower first (a unix socket's is its kernel address, an inet socket's its address and port). */
+export const ATTR_CAUSEWAY_IPC_CONNECTION = 'causeway.ipc.connection';
+
+/** Bytes sent or received by the call. */
+export const ATTR_CAUSEWAY_IPC_BYTES = 'causeway.ipc.bytes';
+
+/** How the wait was linked to the request. */
+export const ATTR_CAUSEWAY_LINK = 'causeway.link';
+/** The request's thread was woken by the other process's thread, which had been in this wait. */
+export const CAUSEWAY_LINK_VALUE_WAKER = 'waker';
+/** The request sent on a connection, the other process received on it, waited, and replied on it before the request's reply. */
+export const CAUSEWAY_LINK_VALUE_CONNECTION = 'connection';
+export type CausewayLinkValue = 'waker' | 'connection';
+
+/** The process that was in the wait (the engine), as a host pid. */
+export const ATTR_CAUSEWAY_REMOTE_PID = 'causeway.remote.pid';
+
+/** Its thread that was in the wait. */
+export const ATTR_CAUSEWAY_REMOTE_TID = 'causeway.remote.tid';
+
+/** That thread's name. */
+export const ATTR_CAUSEWAY_REMOTE_COMM = 'causeway.remote.comm';
+
+/** How many requests the one wait served (requests whose exchanges with the process were open across it); divide its time by this to count it once. */
+export const ATTR_CAUSEWAY_SHARED_COUNT = 'causeway.shared.count';
 
 /** Whether kernel events were matched to the app span's thread or only to its process. */
 export const ATTR_CAUSEWAY_ATTACH_SCOPE = 'causeway.attach.scope';

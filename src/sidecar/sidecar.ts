@@ -236,7 +236,8 @@ async function startCapture(
       onEvents: (events) => {
         waits.captured(events);
         correlator.addEvents(events);
-        store.addEvents(events);
+        // Messages only link a request to the process serving it (at joining): not worth a row each.
+        store.addEvents(events.filter((e) => e.kind !== 'ipc.message'));
       },
     },
     captureParts(processes, onMessage),

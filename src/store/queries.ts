@@ -118,7 +118,8 @@ export async function compareLatency(
   const slow = group('slow');
   const typical = group('typical');
   const perKind = await store.rows(
-    `${groups} SELECT e.kind, g.grp, sum(e.duration_ms) FROM grouped g JOIN attachments a ON a.trace_id = g.trace_id JOIN kernel_events e ON e.event_id = a.event_id
+    // A wait shared by N requests (linked.ts) counts 1/N in each, so the GPU time adds up once.
+    `${groups} SELECT e.kind, g.grp, sum(e.duration_ms / coalesce(try_cast(e.attributes->>'$."${A.ATTR_CAUSEWAY_SHARED_COUNT}"' AS DOUBLE), 1)) FROM grouped g JOIN attachments a ON a.trace_id = g.trace_id JOIN kernel_events e ON e.event_id = a.event_id
      WHERE g.grp IS NOT NULL GROUP BY ALL`,
     params,
   );

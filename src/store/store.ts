@@ -6,6 +6,7 @@
 import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
 import type { Meter } from '@opentelemetry/api';
 import type { Attachment, PlacedSpan } from '../correlate/correlator.js';
+import { isLinked } from '../correlate/linked.js';
 import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
 import { MS, nowUnixNano } from '../correlate/time.js';
 import { otherTask, type Attributes, type KernelEvent } from '../kernel/events.js';
@@ -194,7 +195,10 @@ export class Store implements TraceSource {
   }
 
   addAttachments(attachments: Attachment<AppSpan>[]): void {
-    this.attachmentsBuffer.push(...this.admit(attachments));
+    const admitted = this.admit(attachments);
+    // Linked waits (correlate/linked.ts) are made at joining: stored with the span they were linked to.
+    this.addEvents(admitted.flatMap((a) => a.events.filter(isLinked)));
+    this.attachmentsBuffer.push(...admitted);
   }
 
   counters(): StoreCounters {

@@ -115,3 +115,25 @@ test('child spans are bounded to the longest intervals; the summary counts them 
   const totalUs = ((MAX_CHILD_SPANS + 10) * (MAX_CHILD_SPANS + 11)) / 2;
   assert.equal(summary?.attributes['causeway.futex.wait.duration_ms'], totalUs / 1000);
 });
+
+test("another process's wait linked to the request is a child span saying whose it was and how many requests it served; messages are no span", () => {
+  const linked = kernelEvent('cuda.sync', app, at(100), at(300), {
+    [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaEventSynchronize',
+    [A.ATTR_CAUSEWAY_LINK]: 'connection',
+    [A.ATTR_CAUSEWAY_REMOTE_PID]: 4242,
+    [A.ATTR_CAUSEWAY_REMOTE_TID]: 4243,
+    [A.ATTR_CAUSEWAY_REMOTE_COMM]: 'engine',
+    [A.ATTR_CAUSEWAY_SHARED_COUNT]: 8,
+  });
+  const message = kernelEvent('ipc.message', app, at(90), at(90), { [A.ATTR_CAUSEWAY_IPC_DIRECTION]: 'send' });
+  const [summary, ...children] = build([linked, message]);
+  assert.deepEqual(
+    children.map((s) => s.name),
+    ["cudaEventSynchronize in pid 4242 'engine' (shared by 8 requests)"],
+  );
+  const [child] = children;
+  assert.equal(child?.attributes[A.ATTR_CAUSEWAY_LINK], 'connection');
+  assert.equal(child.attributes[A.ATTR_CAUSEWAY_SHARED_COUNT], 8);
+  assert.equal(child.attributes[A.ATTR_CAUSEWAY_THREAD_TID], app.tid);
+  assert.deepEqual(summary?.events, []);
+});

@@ -416,6 +416,35 @@ test('a TCP retransmit carries OpenTelemetry network attributes', async () => {
   );
 });
 
+test('a socket message names its direction, bytes and connection, the same words at both ends', async () => {
+  const M = LAYOUT.cw_message.fields;
+  const message = (send: boolean) =>
+    record({
+      kind: Kind.IPC_MESSAGE,
+      pid,
+      body: (buf, u) => {
+        buf.writeBigUInt64LE(0xffff8881a2b3c400n, u + M.ends);
+        buf.writeBigUInt64LE(0xffff8881a2b3c800n, u + M.ends + 8);
+        buf.writeUInt32LE(512, u + M.bytes);
+        buf.writeUInt16LE(1, u + M.family);
+        buf.writeUInt8(send ? 1 : 0, u + M.send);
+      },
+    });
+  const events = await pipeline()(message(true), message(false));
+  assert.deepEqual(
+    events.map((e) => [
+      e.kind,
+      e.attributes[A.ATTR_CAUSEWAY_IPC_DIRECTION],
+      e.attributes[A.ATTR_CAUSEWAY_IPC_BYTES],
+      e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION],
+    ]),
+    [
+      ['ipc.message', 'send', 512, '0xffff8881a2b3c400-0xffff8881a2b3c800'],
+      ['ipc.message', 'recv', 512, '0xffff8881a2b3c400-0xffff8881a2b3c800'],
+    ],
+  );
+});
+
 test('an exec forgets the kernel names of the old program', async () => {
   const shape = pipeline();
   const events = await shape(

@@ -47,6 +47,8 @@ int main(void)
 	STRUCT(cw_register); FIELD(cw_register, func); FIELD(cw_register, name); FIELD(cw_register, name_addr);
 	END_STRUCT();
 	STRUCT(cw_exec); FIELD(cw_exec, ppid); END_STRUCT();
+	STRUCT(cw_message); FIELD(cw_message, ends); FIELD(cw_message, bytes); FIELD(cw_message, family);
+	FIELD(cw_message, send); END_STRUCT();
 	STRUCT(cw_settings); FIELD(cw_settings, min_ns); FIELD(cw_settings, follow_all); FIELD(cw_settings, exclude);
 	END_STRUCT();
 	STRUCT(cw_frame); FIELD(cw_frame, type); FIELD(cw_frame, size); END_STRUCT();
@@ -66,7 +68,8 @@ int main(void)
 	VALUE(CW_KIND_CUDA_LAUNCH); VALUE(CW_KIND_CUDA_SYNC); VALUE(CW_KIND_CUDA_MEMCPY); VALUE(CW_KIND_CUDA_MALLOC);
 	VALUE(CW_KIND_SCHED_RUNQUEUE); VALUE(CW_KIND_SCHED_BLOCKED); VALUE(CW_KIND_FUTEX_WAIT); VALUE(CW_KIND_BLOCK_IO);
 	VALUE(CW_KIND_TCP_RETRANSMIT); VALUE(CW_KIND_CUDA_REGISTER); VALUE(CW_KIND_PROC_EXEC); VALUE(CW_KIND_CUDA_OP);
-	VALUE(CW_KIND_CUDA_MAPPED); VALUE(CW_KIND_PROC_EXIT); VALUE(CW_KIND_MAX);
+	VALUE(CW_KIND_CUDA_MAPPED); VALUE(CW_KIND_PROC_EXIT); VALUE(CW_KIND_IPC_MESSAGE);
+	VALUE(CW_KIND_MAX);
 	END();
 
 	BEGIN("apis");

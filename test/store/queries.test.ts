@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as A from '../../src/semconv/attributes.js';
-import { gpuActivity } from '../../src/store/queries.js';
-import { MS, T0, kernelEvent, storeWith } from './traces.js';
+import { compareLatency, gpuActivity } from '../../src/store/queries.js';
+import { MS, T0, appSpan, kernelEvent, storeWith } from './traces.js';
 
 const at = (ms: number) => T0 + BigInt(ms) * MS;
 
@@ -32,4 +32,27 @@ test("gpu_activity names each process's top kernels, and counts as contention on
     { pid: 20, comm: 'engine', launches_during_waits: 3 },
     { pid: 40, comm: 'old', launches_during_waits: 2 },
   ]);
+});
+
+test('compare_latency counts a wait shared by N requests 1/N in each, so GPU time adds up once', async (t) => {
+  const request = { pid: 10, tid: 10, comm: 'frontend' };
+  const slow = appSpan({ trace: 1, span: 1, service: 'front', start: at(0), end: at(300), pid: 10, tid: 10 });
+  const typical = appSpan({ trace: 2, span: 2, service: 'front', start: at(400), end: at(450), pid: 10, tid: 10 });
+  const io = kernelEvent('block.io', request, at(10), at(30));
+  const linked = kernelEvent('cuda.sync', request, at(50), at(250), {
+    [A.ATTR_CAUSEWAY_LINK]: 'connection',
+    [A.ATTR_CAUSEWAY_REMOTE_PID]: 20,
+    [A.ATTR_CAUSEWAY_REMOTE_TID]: 20,
+    [A.ATTR_CAUSEWAY_REMOTE_COMM]: 'engine',
+    [A.ATTR_CAUSEWAY_SHARED_COUNT]: 4,
+  });
+  const store = await storeWith([slow, typical], [io]);
+  t.after(() => store.close());
+  // The linked wait is made at joining: the store takes it with its attachment.
+  store.addAttachments([{ span: slow.span, place: { hostPid: 10, hostTid: 10 }, events: [io, linked] }]);
+  await store.flush();
+  const c = await compareLatency(store, { service: 'front', from: at(0), slowQuantile: 0.9 });
+  assert.equal(c.slow.traces, 1);
+  const perTrace = Object.fromEntries(c.kinds.map((k) => [k.kind, k.slow_ms_per_trace]));
+  assert.deepEqual(perTrace, { 'cuda.sync': 50, 'block.io': 20 });
 });

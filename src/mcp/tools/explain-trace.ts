@@ -44,7 +44,18 @@ const outputSchema = {
       span_id: z.string(),
       culprit: culprit.nullable(),
       chain: z.array(
-        z.object({ kind: z.string(), pid: z.number(), tid: z.number(), comm: z.string(), time_ms: z.number() }),
+        z.object({
+          kind: z.string(),
+          pid: z.number(),
+          tid: z.number(),
+          comm: z.string(),
+          time_ms: z.number(),
+          link: z
+            .enum(['waker', 'connection'])
+            .optional()
+            .describe("How this step's wait, in another process, was linked to the request."),
+          shared_by: z.number().optional().describe('Requests that one wait served.'),
+        }),
       ),
       evidence: z.array(z.string()),
     })

@@ -1,0 +1,202 @@
+// The waits of another process that a request waited on (README, "Requests served by another
+// process"). A traced front end hands a request to an engine and waits for the answer; what
+// the engine waited on meanwhile (the GPU, I/O, a lock) belongs to the request. Two links:
+//  - waker: the request's thread was woken, from a wait, by a thread of another process: that
+//    thread's waits during the wait are linked;
+//  - connection: on a busy event loop the reply arrives while the loop runs, so there is no
+//    wakeup to follow. The request's thread sent on a connection, another process received on
+//    it and later replied on it before the request's thread received the reply: that process's
+//    waits between its receive and its reply are linked.
+// A linked wait is a copy of the other process's event, owned by the request's thread (so it
+// sits among the request's own events in the store and in the exported trace), with the other
+// task in causeway.remote.*, the link, and how many requests the one wait served.
+import { otherTask, type KernelEvent } from '../kernel/events.js';
+import * as A from '../semconv/attributes.js';
+import { earlier, later } from './time.js';
+
+export type LinkKind = typeof A.CAUSEWAY_LINK_VALUE_WAKER | typeof A.CAUSEWAY_LINK_VALUE_CONNECTION;
+
+/** The events linking reads, as the caller holds them. */
+export interface HeldEvents {
+  /** Events of `pid` (its thread `tid`, or every thread) overlapping [from, to]. */
+  events(pid: number, tid: number | undefined, from: bigint, to: bigint): KernelEvent[];
+  /** Messages on any of `connections` by processes other than `exceptPid`, in [from, to]. */
+  messages(connections: ReadonlySet<string>, exceptPid: number, from: bigint, to: bigint): KernelEvent[];
+}
+
+/** A request: its process and thread (undefined: any thread of the process) over its span. */
+export interface Request {
+  pid: number;
+  tid?: number;
+  from: bigint;
+  to: bigint;
+}
+
+/** How far around a wait the serving process's messages are read to count the requests it served. */
+const SHARED_LOOKAROUND_NS = 5_000_000_000n;
+/**
+ * The count per wait, worked out once: every request it served is joined after the replies
+ * were sent (a span ends after its reply), so the first count is the count.
+ */
+const sharedCounts = new WeakMap<KernelEvent, number>();
+
+const isMessage = (e: KernelEvent) => e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
+const isSend = (e: KernelEvent) => e.attributes[A.ATTR_CAUSEWAY_IPC_DIRECTION] === A.CAUSEWAY_IPC_DIRECTION_VALUE_SEND;
+const connectionOf = (e: KernelEvent) => String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]);
+
+/** What the serving process did that a request can wait on: GPU waits, I/O and its sleeps, locks. */
+function isWait(e: KernelEvent): boolean {
+  switch (e.kind) {
+    case 'cuda.sync':
+    case 'cuda.memcpy':
+    case 'cuda.malloc':
+    case 'block.io':
+    case 'futex.wait':
+      return true;
+    case 'sched.blocked':
+      return e.attributes[A.ATTR_CAUSEWAY_SCHED_STATE] === 'D'; // uninterruptible: I/O, not idling for work
+    default:
+      return false;
+  }
+}
+
+/** What a linked copy adds to the other process's event. */
+const LINK_KEYS: ReadonlySet<string> = new Set([
+  A.ATTR_CAUSEWAY_LINK,
+  A.ATTR_CAUSEWAY_REMOTE_PID,
+  A.ATTR_CAUSEWAY_REMOTE_TID,
+  A.ATTR_CAUSEWAY_REMOTE_COMM,
+  A.ATTR_CAUSEWAY_SHARED_COUNT,
+]);
+
+/** Whether an event is a linked copy of another process's wait. */
+export const isLinked = (e: KernelEvent) => e.attributes[A.ATTR_CAUSEWAY_LINK] !== undefined;
+
+/** A linked copy as the other process saw it: its own pid, tid, comm and attributes. Other events as they are. */
+export function asRemote(e: KernelEvent): KernelEvent {
+  const pid = e.attributes[A.ATTR_CAUSEWAY_REMOTE_PID];
+  const tid = e.attributes[A.ATTR_CAUSEWAY_REMOTE_TID];
+  const comm = e.attributes[A.ATTR_CAUSEWAY_REMOTE_COMM];
+  if (typeof pid !== 'number' || typeof tid !== 'number') return e;
+  const attributes = Object.fromEntries(Object.entries(e.attributes).filter(([key]) => !LINK_KEYS.has(key)));
+  return { ...e, pid, tid, comm: typeof comm === 'string' ? comm : e.comm, attributes };
+}
+
+/**
+ * The requests one wait of `pid` served: its connections on which the last message before the
+ * wait was a receive and the first after it a send (an exchange open across the wait). Requests
+ * multiplexed on one connection count once.
+ */
+function sharedBy(wait: KernelEvent, held: HeldEvents): number {
+  const known = sharedCounts.get(wait);
+  if (known !== undefined) return known;
+  const around = held
+    .events(wait.pid, undefined, wait.startUnixNano - SHARED_LOOKAROUND_NS, wait.endUnixNano + SHARED_LOOKAROUND_NS)
+    .filter(isMessage);
+  const before = new Map<string, KernelEvent>();
+  const after = new Map<string, KernelEvent>();
+  for (const m of around) {
+    const c = connectionOf(m);
+    if (m.startUnixNano <= wait.startUnixNano)
+      before.set(c, m); // in start order: the last one stays
+    else if (m.startUnixNano >= wait.endUnixNano && !after.has(c)) after.set(c, m);
+  }
+  let open = 0;
+  for (const [c, last] of before) {
+    const next = after.get(c);
+    if (!isSend(last) && next !== undefined && isSend(next)) open++;
+  }
+  const count = Math.max(1, open);
+  sharedCounts.set(wait, count);
+  return count;
+}
+
+/** An exchange on a connection: the request's send, and the process that received it and replied. */
+interface Exchange {
+  send: KernelEvent;
+  pid: number;
+  /** The threads that received and replied. */
+  tids: Set<number>;
+  /** Its receive to its reply. */
+  from: bigint;
+  to: bigint;
+}
+
+/** The exchanges a request had with other processes, from its thread's messages. */
+function exchanges(request: Request, own: KernelEvent[], held: HeldEvents): Exchange[] {
+  const firstSend = new Map<string, KernelEvent>();
+  const lastRecv = new Map<string, KernelEvent>();
+  for (const m of own) {
+    const c = connectionOf(m);
+    if (isSend(m)) {
+      if (!firstSend.has(c)) firstSend.set(c, m);
+    } else if (firstSend.has(c)) lastRecv.set(c, m);
+  }
+  const replied = [...lastRecv.keys()];
+  if (replied.length === 0) return [];
+  // Every connection's messages at once, then each connection's within its own exchange.
+  const theirs = held.messages(new Set(replied), request.pid, request.from, request.to);
+  const found: Exchange[] = [];
+  for (const c of replied) {
+    const send = firstSend.get(c);
+    const reply = lastRecv.get(c);
+    if (send === undefined || reply === undefined) continue;
+    const during = theirs.filter(
+      (m) => connectionOf(m) === c && m.startUnixNano >= send.startUnixNano && m.startUnixNano <= reply.startUnixNano,
+    );
+    const received = during.find((m) => !isSend(m));
+    const answered = during.filter((m) => isSend(m) && m.pid === received?.pid).at(-1);
+    if (received === undefined || answered === undefined) continue;
+    found.push({
+      send,
+      pid: received.pid,
+      tids: new Set([received.tid, answered.tid]),
+      from: received.startUnixNano,
+      to: answered.startUnixNano,
+    });
+  }
+  return found;
+}
+
+/** Links the other processes' waits that `request` waited on; the copies are the request thread's events. */
+export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
+  const own = held.events(request.pid, request.tid, request.from, request.to);
+  const links = new Map<KernelEvent, { kind: LinkKind; owner: KernelEvent }>();
+  /** Links the waits among `candidates` that overlap [from, to] within the request. */
+  const add = (candidates: KernelEvent[], from: bigint, to: bigint, kind: LinkKind, owner: KernelEvent) => {
+    const [start, end] = [later(from, request.from), earlier(to, request.to)];
+    for (const e of candidates)
+      if (isWait(e) && e.startUnixNano < end && e.endUnixNano > start && !links.has(e)) links.set(e, { kind, owner });
+  };
+  for (const x of exchanges(request, own.filter(isMessage), held))
+    for (const tid of x.tids)
+      add(held.events(x.pid, tid, x.from, x.to), x.from, x.to, A.CAUSEWAY_LINK_VALUE_CONNECTION, x.send);
+  for (const wait of own) {
+    if (wait.kind !== 'sched.blocked' && wait.kind !== 'futex.wait') continue;
+    const waker = otherTask(wait);
+    if (waker?.tid === undefined || waker.pid === 0 || waker.pid === request.pid) continue;
+    add(
+      held.events(waker.pid, waker.tid, wait.startUnixNano, wait.endUnixNano),
+      wait.startUnixNano,
+      wait.endUnixNano,
+      A.CAUSEWAY_LINK_VALUE_WAKER,
+      wait,
+    );
+  }
+  return [...links].map(([e, { kind, owner }]) => ({
+    ...e,
+    pid: owner.pid,
+    tid: owner.tid,
+    comm: owner.comm,
+    startUnixNano: later(e.startUnixNano, request.from),
+    endUnixNano: earlier(e.endUnixNano, request.to),
+    attributes: {
+      ...e.attributes,
+      [A.ATTR_CAUSEWAY_LINK]: kind,
+      [A.ATTR_CAUSEWAY_REMOTE_PID]: e.pid,
+      [A.ATTR_CAUSEWAY_REMOTE_TID]: e.tid,
+      [A.ATTR_CAUSEWAY_REMOTE_COMM]: e.comm,
+      [A.ATTR_CAUSEWAY_SHARED_COUNT]: sharedBy(e, held),
+    },
+  }));
+}
