@@ -1,22 +1,20 @@
 // How a thread's time splits by what it was doing in the kernel: each interval counts as the
 // kind that explains it, and where intervals overlap the most specific kind wins the instant.
-import { otherTask, type KernelEvent } from '../kernel/events.js';
+import { isBlockedLaunch, otherTask, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { byTime, earlier, later } from './time.js';
 
-/**
- * Kinds recorded as points (start equal to end): they cover none of a thread's time. A launch
- * is only the CPU side of GPU work; a retransmit explains a wait it falls in (see causeOf).
- */
-type PointKind = typeof A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH | typeof A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT;
-const POINT_KINDS: ReadonlySet<A.CausewayKindValue> = new Set<PointKind>([
-  A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH,
-  A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT,
-]);
+/** A retransmit is a point in time: it covers none of a thread's time, it explains a wait it falls in (see causeOf). */
+type PointKind = typeof A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT;
 
-/** An event that covers time: every kind but the points. */
+/**
+ * An event that covers time: every kind but retransmits. A launch covers time only when it
+ * blocked (the launch queue was full); otherwise it is the CPU side of GPU work, on CPU.
+ */
 type IntervalEvent = KernelEvent & { kind: Exclude<A.CausewayKindValue, PointKind> };
-const isInterval = (event: KernelEvent): event is IntervalEvent => !POINT_KINDS.has(event.kind);
+const isInterval = (event: KernelEvent): event is IntervalEvent =>
+  event.kind !== A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT &&
+  (event.kind !== A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH || isBlockedLaunch(event));
 
 /** An event that explains a wait: a retransmit during it, or the block I/O it waited for. */
 type Cause = KernelEvent & {
@@ -25,9 +23,9 @@ type Cause = KernelEvent & {
 
 /**
  * What an interval counts as: its own kind, or the kind of the event that explains it, or
- * `causeway`: time the request waited for a CPU held by Causeway itself (its sidecar or
- * loader). That is the tracer's own cost: shown, so that it is never hidden, and never named as
- * a cause.
+ * `causeway`: the share of a run-queue wait during which Causeway itself (its sidecar or
+ * loader) held the CPU. That is the tracer's own cost: shown, so that it is never hidden, and
+ * never named as a cause.
  */
 export type IntervalKind = IntervalEvent['kind'] | Cause['kind'] | 'causeway';
 
@@ -50,9 +48,10 @@ export interface Interval {
  * kind is ranked: a new one does not compile until it is placed here.
  */
 const RANK: Readonly<Record<IntervalKind, number>> = {
-  'cuda.sync': 8,
-  'cuda.memcpy': 7,
-  'cuda.malloc': 6,
+  'cuda.sync': 9,
+  'cuda.memcpy': 8,
+  'cuda.malloc': 7,
+  'cuda.launch': 6,
   'block.io': 5,
   'tcp.retransmit': 4,
   'sched.runqueue': 3,
@@ -142,11 +141,9 @@ export function classify(events: KernelEvent[], from: bigint, to: bigint): Class
   for (const event of events) {
     if (!isInterval(event) || event.endUnixNano <= from || event.startUnixNano >= to) continue;
     const cause = causeOf(event, retransmits, ios);
-    const kind =
-      event.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] === true ? 'causeway' : (cause?.kind ?? event.kind);
     intervals.push({
       event,
-      kind,
+      kind: cause?.kind ?? event.kind,
       ...(cause === undefined ? {} : { cause }),
       s: later(event.startUnixNano, from),
       e: earlier(event.endUnixNano, to),
@@ -173,5 +170,26 @@ export function classify(events: KernelEvent[], from: bigint, to: bigint): Class
     if (best === undefined) uncovered += b - a;
     else time.set(best, (time.get(best) ?? 0n) + (b - a));
   }
-  return { time, uncovered };
+  return { time: withTracerShare(time), uncovered };
+}
+
+/** The share of a run-queue wait Causeway's own processes held the CPU: 0 to 1. */
+function tracerShare(event: KernelEvent): number {
+  const ownMs = event.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS];
+  const waitNs = Number(event.endUnixNano - event.startUnixNano);
+  if (typeof ownMs !== 'number' || waitNs <= 0) return 0;
+  return Math.min(1, (ownMs * 1e6) / waitNs);
+}
+
+/** Each run-queue wait's time, less the share Causeway held its CPU, which counts as `causeway`. */
+function withTracerShare(time: Map<Interval, bigint>): Map<Interval, bigint> {
+  for (const [interval, ns] of [...time]) {
+    const share = interval.kind === 'sched.runqueue' ? tracerShare(interval.event) : 0;
+    if (share === 0) continue;
+    const own = BigInt(Math.round(Number(ns) * share));
+    if (own === ns) time.delete(interval);
+    else time.set(interval, ns - own);
+    time.set({ event: interval.event, kind: 'causeway' }, own);
+  }
+  return time;
 }
