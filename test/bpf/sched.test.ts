@@ -23,7 +23,7 @@ test("a busy process pinned to the victim's CPU gives sched.runqueue waits namin
   const hog = startWorkload('cpu_hog', ['--seconds', '3'], {}, pin);
   const victim = startWorkload('cpu_victim', ['--seconds', '2', '--start-delay-ms', '200'], {}, pin);
   const truth = (await victim.truth) as { pid: number; tid: number; delay_ns: number };
-  await hog.truth;
+  const hogTruth = (await hog.truth) as unknown as HogTruth;
   await settle();
   await capture.stop();
 
@@ -31,7 +31,12 @@ test("a busy process pinned to the victim's CPU gives sched.runqueue waits namin
   assert.ok(waits.length >= 10, `only ${waits.length} run-queue waits`);
   // Other tasks of this machine may run on CPU 1 too; over the waits, the hog held it longest.
   const held = heldPerPid(waits);
-  assert.equal(held[0]?.[0], hog.pid, `on-CPU time within the waits per pid: ${JSON.stringify(held)}`);
+  const [top] = held;
+  assert.equal(top?.[0], hog.pid, `on-CPU time within the waits per pid: ${JSON.stringify(held)}`);
+  // The hog is credited no more CPU time than it had, per its own clock.
+  const hogMs = top[1];
+  const hogCpuMs = (hogTruth.cpu_ns[0] ?? 0) / 1e6;
+  assert.ok(hogMs <= hogCpuMs, `credited ${hogMs.toFixed(1)} ms, its CPU time ${hogCpuMs.toFixed(1)} ms`);
   const byHog = waits.filter((e) => e.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_PID] === hog.pid);
   assert.equal(byHog[0]?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM], 'hog');
   assert.ok(byHog.every((e) => e.attributes[A.ATTR_CAUSEWAY_SCHED_CPU] === 1));
