@@ -169,14 +169,17 @@ export class CudaState {
   }
 
   /**
-   * A launch of a kernel or a graph: recorded into a capture, or queued on its stream. One
-   * that `blocked` (the launch queue was full) is told what was queued ahead of it.
+   * A launch of a kernel or a graph: recorded into a capture, or queued on its stream. A `long`
+   * one, with work queued ahead of it on its stream, blocked on a full launch queue: it is told
+   * what was queued ahead. A long launch onto an empty stream waited for something else (the
+   * first launch of a kernel loads its module).
    */
-  launch(record: RecordOf<typeof Kind.CUDA_LAUNCH>, blocked: boolean): Launched {
+  launch(record: RecordOf<typeof Kind.CUDA_LAUNCH>, long: boolean): Launched {
     const { launch } = record;
     const process = this.process(record.pid);
     const stream = this.stream(process, record, launch.stream, launch.device);
-    const ahead = blocked && stream.capture === undefined ? this.inflight(stream.queued()) : undefined;
+    const queued = long && stream.capture === undefined ? stream.queued() : undefined;
+    const ahead = queued !== undefined && queued.streams.length > 0 ? this.inflight(queued) : undefined;
     const launched = GRAPH_LAUNCHES.has(record.api)
       ? this.graphLaunch(process, stream, launch.func, launch.ret)
       : this.kernelLaunch(process, stream, launch.func, launch.ret);

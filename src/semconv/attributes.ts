@@ -58,7 +58,7 @@ export const ATTR_CAUSEWAY_CUDA_FUNCTION = 'causeway.cuda.function';
 /** The launch was recorded into a CUDA graph being captured on its stream (cudaStreamBeginCapture), not run. */
 export const ATTR_CAUSEWAY_CUDA_CAPTURED = 'causeway.cuda.captured';
 
-/** The launch call itself took long (at least 100 microseconds) -- the launch queue was full and the call waited for queued work to complete. It is a wait, counted on the critical path like a sync; inflight.* say what was queued ahead of it. */
+/** The launch call itself took long (at least 100 microseconds) with work queued ahead of it on its stream -- the launch queue was full and the call waited for queued work to complete. It is a wait, counted on the critical path like a sync; inflight.* say what was queued ahead of it. */
 export const ATTR_CAUSEWAY_CUDA_LAUNCH_BLOCKED = 'causeway.cuda.launch.blocked';
 
 /** The graph (cudaGraph_t, CUgraph) a launched executable graph was instantiated from, in hex. */

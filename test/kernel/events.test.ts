@@ -97,11 +97,13 @@ test('a stream sync reports the kernels in flight on that stream only, then none
   assert.equal(second?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 0);
 });
 
-test('a launch that blocked names the kernels queued ahead of it on its stream, and leaves them queued', async () => {
+test('a long launch behind queued work blocked: it names the kernels queued ahead on its stream, and leaves them queued', async () => {
   const shape = pipeline();
   const events = await shape(
     register({ pid, func: 0x1n, name: 'relu' }),
     register({ pid, func: 0x2n, name: '_Z4gemmv' }),
+    // Long, onto an empty stream: it waited for something else (loading the kernel's module).
+    launch({ pid, func: 0x1n, stream: 0xcn, startNs: 100n, endNs: 900_000n }),
     launch({ pid, func: 0x1n, stream: 0xan, startNs: 1_000n, endNs: 6_000n }),
     launch({ pid, func: 0x2n, stream: 0xan, startNs: 10_000n, endNs: 15_000n }),
     launch({ pid, func: 0x1n, stream: 0xbn, startNs: 20_000n, endNs: 25_000n }),
@@ -112,12 +114,12 @@ test('a launch that blocked names the kernels queued ahead of it on its stream, 
   const launches = events.filter((e) => e.kind === 'cuda.launch');
   assert.deepEqual(
     launches.map((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_BLOCKED]),
-    [undefined, undefined, undefined, true],
+    [undefined, undefined, undefined, undefined, true],
   );
-  const blocked = launches[3];
+  const blocked = launches[4];
   assert.equal(blocked?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 2, 'the two launches ahead on stream 0xa');
   assert.deepEqual(blocked.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], ['relu', 'gemm()']);
-  assert.equal(launches[0]?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], undefined);
+  assert.equal(launches[1]?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], undefined);
   const [synced] = events.filter((e) => e.kind === 'cuda.sync');
   assert.equal(synced?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 3, 'the blocked launch and those ahead');
 });
