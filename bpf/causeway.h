@@ -11,7 +11,7 @@
 #ifndef CAUSEWAY_H
 #define CAUSEWAY_H
 
-#define CW_ABI_VERSION 3
+#define CW_ABI_VERSION 4
 #define CW_COMM_LEN 16
 #define CW_NAME_LEN 96
 
@@ -156,8 +156,22 @@ struct cw_task {
 	char comm[CW_COMM_LEN];
 };
 
+/*
+ * A run-queue wait's holders: the tasks that ran on the cpu the waiter finally ran on, during
+ * the wait, with their on-cpu time within it, most first (pid 0 and tid 0 past the last one).
+ * From that cpu's last CW_RUNQUEUE_RUNS runs (sched.bpf.c); seen_ns is the part of the wait
+ * those runs cover, the idle task's included, so user space knows what the history missed.
+ */
+#define CW_RUNQUEUE_HOLDERS 3
+
+struct cw_holder {
+	struct cw_task task;
+	__u64 oncpu_ns;
+};
+
 struct cw_runqueue {
-	struct cw_task holder; /* the task that ran on the cpu just before us */
+	struct cw_holder holders[CW_RUNQUEUE_HOLDERS];
+	__u64 seen_ns;
 	__u32 preempted;       /* 1: we were preempted, 0: we were woken */
 };
 

@@ -1,9 +1,15 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * sched.runqueue: from waking (or preemption) until the task runs again,
- * naming the task that held the cpu. sched.blocked: from switching out not
- * runnable until woken, naming the waker. Waking is taken at sched_waking,
- * which runs in the waker's context (sched_wakeup may run on the target cpu).
+ * naming the tasks that held the cpu meanwhile, by their time on it. sched.blocked:
+ * from switching out not runnable until woken, naming the waker. Waking is taken
+ * at sched_waking, which runs in the waker's context (sched_wakeup may run on the
+ * target cpu).
+ *
+ * Who held the cpu comes from a per-cpu history of its last runs, every task's (a
+ * few stores per switch); it is read only when a followed task's wait is recorded.
+ * The cpu credited is the one the task finally ran on: a wait that began on
+ * another cpu before a migration names the tasks of its last cpu.
  */
 #include "common.bpf.h"
 
@@ -27,6 +33,32 @@ struct {
 	__type(key, __u32);  /* tid */
 	__type(value, struct off_cpu);
 } runnable_at SEC(".maps");
+
+#define CW_RUNQUEUE_RUNS 16 /* a power of two: the ring's index is masked */
+
+/* One run on a cpu: a task from its switch-in to its switch-out. */
+struct run {
+	__u64 start;
+	__u64 end;
+	__u64 task;       /* its task_struct, to read the comm of the few that are named */
+	__u32 pid;
+	__u32 tid;
+};
+
+/* Per cpu: its last runs, a ring; when the running task began; scratch for summing per task. */
+struct cpu_runs {
+	__u64 pushed;     /* runs written so far; the next goes to pushed % CW_RUNQUEUE_RUNS */
+	__u64 running_since;
+	struct run runs[CW_RUNQUEUE_RUNS];
+	struct run sums[CW_RUNQUEUE_RUNS]; /* per task: end - start is its on-cpu time in the wait */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_runs);
+} cpu_runs SEC(".maps");
 
 struct task_struct___pre514 {
 	long state;
@@ -89,16 +121,102 @@ int BPF_PROG(sched_wakeup_new, struct task_struct *p)
 	return on_waking(p, true);
 }
 
+/* The run that ends now goes into the cpu's ring, and the next one begins. */
+static __always_inline void push_run(struct cpu_runs *h, struct task_struct *prev, __u32 pid, __u32 tid, __u64 now)
+{
+	struct run *slot = &h->runs[h->pushed & (CW_RUNQUEUE_RUNS - 1)];
+
+	if (h->running_since) {
+		slot->start = h->running_since;
+		slot->end = now;
+		slot->task = (__u64)prev;
+		slot->pid = pid;
+		slot->tid = tid;
+		h->pushed++;
+	}
+	h->running_since = now;
+}
+
+/*
+ * The tasks that held this cpu during the wait of `waiter`, since `since`: the ring's runs
+ * overlapping it, summed per task, the CW_RUNQUEUE_HOLDERS with most time written out. The
+ * idle task (tid 0) holds nothing: a wait that saw it here began on another cpu. Nor does
+ * the waiter: woken while it was still switching out, it ran a little into its own wait.
+ */
+static __always_inline void holders(struct cpu_runs *h, __u32 waiter, __u64 since, struct cw_runqueue *rq)
+{
+	__u32 n = 0;
+	__u64 seen = 0;
+
+	for (__u32 i = 0; i < CW_RUNQUEUE_RUNS; i++) {
+		struct run *run = &h->runs[i];
+		__u64 from = run->start > since ? run->start : since;
+		__u32 j;
+
+		if (run->start == 0 || run->end <= from)
+			continue;
+		seen += run->end - from;
+		if (run->tid == 0 || run->tid == waiter)
+			continue;
+		for (j = 0; j < n && j < CW_RUNQUEUE_RUNS; j++)
+			if (h->sums[j].tid == run->tid)
+				break;
+		if (j >= CW_RUNQUEUE_RUNS)
+			continue;
+		if (j == n) {
+			h->sums[j] = *run;
+			h->sums[j].start = 0;
+			h->sums[j].end = 0;
+			n++;
+		}
+		h->sums[j].end += run->end - from;
+	}
+	rq->seen_ns = seen;
+	for (__u32 k = 0; k < CW_RUNQUEUE_HOLDERS; k++) {
+		struct cw_holder *out = &rq->holders[k];
+		__u32 best = CW_RUNQUEUE_RUNS;
+		__u64 most = 0;
+
+		for (__u32 j = 0; j < n && j < CW_RUNQUEUE_RUNS; j++) {
+			if (h->sums[j].end > most) {
+				most = h->sums[j].end;
+				best = j;
+			}
+		}
+		if (best >= CW_RUNQUEUE_RUNS) {
+			__builtin_memset(out, 0, sizeof(*out));
+			continue;
+		}
+		out->task.pid = h->sums[best].pid;
+		out->task.tid = h->sums[best].tid;
+		out->oncpu_ns = most;
+		h->sums[best].end = 0;
+		/* A task that has exited since its run may be gone: its comm is read only if it is still that task. */
+		struct task_struct *t = (struct task_struct *)h->sums[best].task;
+		if (BPF_CORE_READ(t, pid) == out->task.tid)
+			BPF_CORE_READ_STR_INTO(&out->task.comm, t, comm);
+		else
+			out->task.comm[0] = 0;
+	}
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	__u64 now = bpf_ktime_get_ns();
+	__u32 prev_pid = BPF_CORE_READ(prev, tgid);
 	__u32 prev_tid = BPF_CORE_READ(prev, pid);
 	__u32 next_tid = BPF_CORE_READ(next, pid);
+	__u32 zero = 0;
+	struct cpu_runs *h = bpf_map_lookup_elem(&cpu_runs, &zero);
 	struct off_cpu *r;
 	struct cw_event *e;
 
-	if (cw_followed(BPF_CORE_READ(prev, tgid))) {
+	if (!h)
+		return 0;
+	push_run(h, prev, prev_pid, prev_tid, now);
+
+	if (cw_followed(prev_pid)) {
 		__u32 state = preempt ? TASK_RUNNING : task_state(prev);
 
 		if (state == TASK_RUNNING) {
@@ -122,7 +240,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 			e->start_ns = r->ts;
 			e->end_ns = now;
 			e->u.runqueue.preempted = r->state;
-			cw_task_of(&e->u.runqueue.holder, prev);
+			holders(h, next_tid, r->ts, &e->u.runqueue);
 			cw_submit(e);
 		}
 	}

@@ -24,6 +24,12 @@ export interface Resolution {
   culprit: Culprit | null;
   chain: ChainLink[];
   evidence: string[];
+  /**
+   * When the time has several culprits (the tasks that held the CPU during a run-queue wait):
+   * the share of it each one accounts for (its on-CPU time within the wait), most first;
+   * `culprit` is the first. The shares may add up to less than 1: the rest is no one's.
+   */
+  shares?: { culprit: Culprit; share: number }[];
 }
 
 const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
@@ -79,11 +85,56 @@ const gpuCulprit = (task: { pid: number; tid: number; comm: string }, kernel: st
 const overlapping = (events: KernelEvent[], from: bigint, to: bigint) =>
   events.filter((e) => e.startUnixNano < to && e.endUnixNano > from);
 
+const numbers = (value: unknown): number[] =>
+  Array.isArray(value) ? value.filter((v): v is number => typeof v === 'number') : [];
+
+/** The tasks other than Causeway that held the CPU during a run-queue wait, with their on-CPU time within it. */
+function holders(event: KernelEvent): { culprit: Culprit; ms: number }[] {
+  const a = event.attributes;
+  const pids = numbers(a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID]);
+  const tids = numbers(a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_TID]);
+  const comms = strings(a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM]);
+  const oncpu = numbers(a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS]);
+  return pids
+    .map((pid, i) => ({ culprit: { pid, tid: tids[i] ?? null, comm: comms[i] ?? null }, ms: oncpu[i] ?? 0 }))
+    .filter((h) => h.ms > 0);
+}
+
+/**
+ * A run-queue wait: its culprits are the tasks that held the CPU meanwhile, each for the share
+ * of the wait it was on the CPU. What the CPU's run history did not see, or Causeway held
+ * (counted apart, in classify), is no one's.
+ */
 function runqueue(interval: Interval, own: ChainLink): Resolution {
-  const holder = namedTask(interval.event);
-  const cpu = String(interval.event.attributes[A.ATTR_CAUSEWAY_SCHED_CPU]);
-  const by = holder === null ? 'an unknown task' : `pid ${String(holder.pid)} ${quoted(holder.comm ?? '')}`;
-  return direct(interval, own, holder, `waited ${own.time_ms} ms for CPU ${cpu} held by ${by}`);
+  const { event } = interval;
+  const held = holders(event);
+  const cpu = String(event.attributes[A.ATTR_CAUSEWAY_SCHED_CPU]);
+  const waitMs = toMs(event.endUnixNano - event.startUnixNano);
+  // The piece of the wait these shares divide excludes Causeway's share (classify counts it apart).
+  const tracerMs = event.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS];
+  const othersMs = waitMs - (typeof tracerMs === 'number' ? tracerMs : 0);
+  const seen = event.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_SEEN_MS];
+  const by =
+    held.length === 0
+      ? 'an unknown task'
+      : held
+          .map((h) => `pid ${String(h.culprit.pid)} ${quoted(h.culprit.comm ?? '')} for ${String(rounded(h.ms))} ms`)
+          .join(', ');
+  const unseen =
+    typeof seen === 'number' && seen < 0.9 * waitMs
+      ? ` (the CPU's run history saw the last ${String(rounded(seen))} ms of the wait)`
+      : '';
+  return {
+    ...direct(
+      interval,
+      own,
+      held[0]?.culprit ?? null,
+      `waited ${own.time_ms} ms for CPU ${cpu} held by ${by}${unseen}`,
+    ),
+    ...(held.length === 0 || othersMs <= 0
+      ? {}
+      : { shares: held.map((h) => ({ culprit: h.culprit, share: Math.min(1, h.ms / othersMs) })) }),
+  };
 }
 
 function blockIo(interval: Interval, own: ChainLink): Resolution {
@@ -165,6 +216,8 @@ export class Analysis {
       case 'cuda.memcpy':
       case 'cuda.malloc':
         return this.gpu(interval, own, depth);
+      case 'cuda.launch':
+        return this.blockedLaunch(interval, own);
       case 'causeway':
         return direct(
           interval,
@@ -245,8 +298,7 @@ export class Analysis {
             ? [own, { ...first, link: 'waker' as const }, ...rest]
             : [own, ...next.chain];
         // A link that names nobody (a sleep no task ended) ends the chain here: the waker is the culprit.
-        if (next.culprit !== null)
-          return { kind: next.kind, culprit: next.culprit, chain, evidence: [...evidence, ...next.evidence] };
+        if (next.culprit !== null) return { ...next, chain, evidence: [...evidence, ...next.evidence] };
         evidence.push(...next.evidence);
       } else {
         evidence.push(`the waker was on CPU (or not traced) for ${rounded(toMs(activity.uncovered))} ms of that wait`);
@@ -308,6 +360,28 @@ export class Analysis {
       chain: [own],
       evidence,
     };
+  }
+
+  /**
+   * A launch that blocked because the launch queue was full: it waited for the kernels queued
+   * ahead of it, so the culprit is the most common of them, and the thread that launched it.
+   */
+  private async blockedLaunch(interval: Interval, own: ChainLink): Promise<Resolution> {
+    const { event } = interval;
+    const a = event.attributes;
+    const queued = inflightKernels(event);
+    const kernel = mostCommon(queued) ?? text(a[A.ATTR_CAUSEWAY_CUDA_KERNEL]);
+    const ahead = `${String(a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] ?? queued.length)} kernels queued ahead on stream ${
+      text(a[A.ATTR_CAUSEWAY_CUDA_STREAM]) ?? '?'
+    }`;
+    return direct(
+      interval,
+      own,
+      gpuCulprit(await this.launcher(event, kernel), kernel),
+      `${text(a[A.ATTR_CAUSEWAY_CUDA_API]) ?? 'launch'} blocked ${own.time_ms} ms with the launch queue full: ${ahead}${
+        queued.length > 0 ? `: ${queued.map((k) => quoted(k)).join(', ')}` : ''
+      }`,
+    );
   }
 
   /**

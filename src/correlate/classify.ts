@@ -1,27 +1,26 @@
 // How a thread's time splits by what it was doing in the kernel: each interval counts as the
 // kind that explains it, and where intervals overlap the most specific kind wins the instant.
-import { otherTask, type KernelEvent } from '../kernel/events.js';
+import { isBlockedLaunch, otherTask, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { byTime, earlier, later } from './time.js';
 
 /**
- * Kinds recorded as points (start equal to end): they cover none of a thread's time. A launch
- * is only the CPU side of GPU work; a retransmit explains a wait it falls in (see causeOf); a
- * message links a request to another process (linked.ts).
+ * Kinds recorded as points (start equal to end): they cover none of a thread's time. A retransmit
+ * explains a wait it falls in (see causeOf); a message links a request to another process (linked.ts).
  */
-type PointKind =
-  | typeof A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH
-  | typeof A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT
-  | typeof A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
+type PointKind = typeof A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT | typeof A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
 const POINT_KINDS: ReadonlySet<A.CausewayKindValue> = new Set<PointKind>([
-  A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH,
   A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT,
   A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE,
 ]);
 
-/** An event that covers time: every kind but the points. */
+/**
+ * An event that covers time: every kind but the points. A launch covers time only when it
+ * blocked (the launch queue was full); otherwise it is the CPU side of GPU work, on CPU.
+ */
 type IntervalEvent = KernelEvent & { kind: Exclude<A.CausewayKindValue, PointKind> };
-const isInterval = (event: KernelEvent): event is IntervalEvent => !POINT_KINDS.has(event.kind);
+const isInterval = (event: KernelEvent): event is IntervalEvent =>
+  !POINT_KINDS.has(event.kind) && (event.kind !== A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH || isBlockedLaunch(event));
 
 /** An event that explains a wait: a retransmit during it, or the block I/O it waited for. */
 type Cause = KernelEvent & {
@@ -30,9 +29,9 @@ type Cause = KernelEvent & {
 
 /**
  * What an interval counts as: its own kind, or the kind of the event that explains it, or
- * `causeway`: time the request waited for a CPU held by Causeway itself (its sidecar or
- * loader). That is the tracer's own cost: shown, so that it is never hidden, and never named as
- * a cause.
+ * `causeway`: the share of a run-queue wait during which Causeway itself (its sidecar or
+ * loader) held the CPU. That is the tracer's own cost: shown, so that it is never hidden, and
+ * never named as a cause.
  */
 export type IntervalKind = IntervalEvent['kind'] | Cause['kind'] | 'causeway';
 
@@ -62,6 +61,8 @@ const RANK: Readonly<Record<IntervalKind, number>> = {
   'tcp.retransmit': 4,
   'sched.runqueue': 3,
   causeway: 3,
+  // Below the run queue: a launch call that waits for a CPU is held up by CPU contention, not the GPU.
+  'cuda.launch': 2.5,
   'futex.wait': 2,
   'sched.blocked': 1,
 };
@@ -147,11 +148,9 @@ export function classify(events: KernelEvent[], from: bigint, to: bigint): Class
   for (const event of events) {
     if (!isInterval(event) || event.endUnixNano <= from || event.startUnixNano >= to) continue;
     const cause = causeOf(event, retransmits, ios);
-    const kind =
-      event.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] === true ? 'causeway' : (cause?.kind ?? event.kind);
     intervals.push({
       event,
-      kind,
+      kind: cause?.kind ?? event.kind,
       ...(cause === undefined ? {} : { cause }),
       s: later(event.startUnixNano, from),
       e: earlier(event.endUnixNano, to),
@@ -178,5 +177,26 @@ export function classify(events: KernelEvent[], from: bigint, to: bigint): Class
     if (best === undefined) uncovered += b - a;
     else time.set(best, (time.get(best) ?? 0n) + (b - a));
   }
-  return { time, uncovered };
+  return { time: withTracerShare(time), uncovered };
+}
+
+/** The share of a run-queue wait Causeway's own processes held the CPU: 0 to 1. */
+function tracerShare(event: KernelEvent): number {
+  const ownMs = event.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS];
+  const waitNs = Number(event.endUnixNano - event.startUnixNano);
+  if (typeof ownMs !== 'number' || waitNs <= 0) return 0;
+  return Math.min(1, (ownMs * 1e6) / waitNs);
+}
+
+/** Each run-queue wait's time, less the share Causeway held its CPU, which counts as `causeway`. */
+function withTracerShare(time: Map<Interval, bigint>): Map<Interval, bigint> {
+  for (const [interval, ns] of [...time]) {
+    const share = interval.kind === 'sched.runqueue' ? tracerShare(interval.event) : 0;
+    if (share === 0) continue;
+    const own = BigInt(Math.round(Number(ns) * share));
+    if (own === ns) time.delete(interval);
+    else time.set(interval, ns - own);
+    time.set({ event: interval.event, kind: 'causeway' }, own);
+  }
+  return time;
 }

@@ -6,9 +6,9 @@ import type { KernelEvent } from '../kernel/events.js';
 import { Analysis, MAX_CHAIN_DEPTH, type Resolution } from './chain.js';
 import { classify, type Interval } from './classify.js';
 import { criticalPath, rootSpan, type PathSegment } from './critical-path.js';
-import type { BreakdownKind, Explanation, RootCause } from './explanation.js';
+import type { BreakdownKind, Culprit, Explanation, RootCause } from './explanation.js';
 import type { TraceSource, TraceSpan } from './source.js';
-import { notACause, rounded, summarize, type NotACause } from './summary.js';
+import { notACause, quoted, rounded, summarize, type NotACause } from './summary.js';
 import { earlier, later, toMs } from './time.js';
 
 /** Below this share of the trace, kernel causes explain too little to name one. */
@@ -153,28 +153,48 @@ async function rootCauseOf(
   const [winnerKind, winner] = [...byKind.entries()].sort((a, b) => Number(b[1].time - a[1].time))[0] ?? [];
   const share = winner === undefined || duration === 0n ? 0 : Number(winner.time) / Number(duration);
   if (winner === undefined || winnerKind === undefined || share < NONE_BELOW_SHARE) return noCause(trace);
-  // The culprit that cost the most within the winning kind.
-  const perCulprit = new Map<string, { time: bigint; items: Resolved[] }>();
+  // The culprit that cost the most within the winning kind. A piece with several culprits (the
+  // tasks that held the CPU during a run-queue wait) counts for each by its share.
+  const perCulprit = new Map<
+    string,
+    { time: bigint; items: { item: Resolved; time: bigint; culprit: Culprit | null }[] }
+  >();
   for (const item of winner.items) {
-    const c = item.resolution.culprit;
-    const key = `${String(c?.pid)}/${c?.peer ?? ''}/${c?.cuda_kernel ?? ''}/${c?.device ?? ''}/${c?.op ?? ''}`;
-    const g = perCulprit.get(key) ?? { time: 0n, items: [] };
-    g.time += item.piece.time;
-    g.items.push(item);
-    perCulprit.set(key, g);
+    const { culprit, shares } = item.resolution;
+    for (const { culprit: c, share } of shares ?? [{ culprit, share: 1 }]) {
+      const key = `${String(c?.pid)}/${c?.peer ?? ''}/${c?.cuda_kernel ?? ''}/${c?.device ?? ''}/${c?.op ?? ''}`;
+      const time = share === 1 ? item.piece.time : BigInt(Math.round(Number(item.piece.time) * share));
+      const g = perCulprit.get(key) ?? { time: 0n, items: [] };
+      g.time += time;
+      g.items.push({ item, time, culprit: c });
+      perCulprit.set(key, g);
+    }
   }
-  const top = [...perCulprit.values()].sort((a, b) => Number(b.time - a.time))[0] ?? winner;
-  const main = top.items[0] ?? winner.items[0];
+  const top = [...perCulprit.values()].sort((a, b) => Number(b.time - a.time))[0];
+  // Its costliest piece shows the chain, and the culprit as that piece names it (its thread).
+  const items = (top?.items ?? []).sort((a, b) => Number(b.time - a.time));
+  const main = items[0];
   return {
     kind: winnerKind,
     time_ms: rounded(toMs(winner.time)),
     share: rounded(share),
-    span_id: main?.piece.segment.span.spanId ?? root.spanId,
-    culprit: main?.resolution.culprit ?? null,
-    chain: main?.resolution.chain ?? [],
-    evidence: [...new Set(top.items.slice(0, 3).flatMap((i) => i.resolution.evidence))].slice(0, 10),
+    span_id: main?.item.piece.segment.span.spanId ?? root.spanId,
+    culprit: main?.culprit ?? null,
+    chain: main?.item.resolution.chain ?? [],
+    evidence: [
+      ...(main?.item.resolution.shares === undefined || top === undefined
+        ? []
+        : [heldFor(main.culprit, top.time, winner.time)]),
+      ...new Set(items.slice(0, 3).flatMap((i) => i.item.resolution.evidence)),
+    ].slice(0, 10),
   };
 }
+
+/** How much of the run-queue time a holder accounts for, over all the waits. */
+const heldFor = (c: Culprit | null, time: bigint, of: bigint) =>
+  `pid ${String(c?.pid)} ${quoted(c?.comm ?? '')} held the CPU for ${String(rounded(toMs(time)))} ms of the ${String(
+    rounded(toMs(of)),
+  )} ms waited, weighted by its on-CPU time within each wait`;
 
 /** Breakdown entries of the kinds given, in the breakdown's order. */
 const entriesOf =

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime } from '@opentelemetry/api';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
-import type { KernelEvent } from '../kernel/events.js';
+import { isBlockedLaunch, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import type { Attachment, JoinableSpan } from '../correlate/correlator.js';
 import { isLinked } from '../correlate/linked.js';
@@ -45,9 +45,12 @@ function ownName(event: KernelEvent): string {
       return a[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLING] === true
         ? `${String(a[A.ATTR_CAUSEWAY_CUDA_API])} (polling)`
         : String(a[A.ATTR_CAUSEWAY_CUDA_API]);
+    case 'cuda.launch':
+      return isBlockedLaunch(event)
+        ? `${String(a[A.ATTR_CAUSEWAY_CUDA_API])} (blocked: launch queue full)`
+        : String(a[A.ATTR_CAUSEWAY_CUDA_API]);
     case 'cuda.memcpy':
     case 'cuda.malloc':
-    case 'cuda.launch':
       return String(a[A.ATTR_CAUSEWAY_CUDA_API]);
     case 'sched.runqueue':
       return a[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] === true
@@ -66,9 +69,14 @@ function ownName(event: KernelEvent): string {
   }
 }
 
-/** Launches, retransmits and messages: points in time (a launch's duration is the API call's), not waits. */
+/**
+ * Launches, retransmits and messages: points in time (a launch's duration is the API call's), not
+ * waits; except a launch that blocked on a full launch queue, which is a wait and gets its own span.
+ */
 export const isPoint = (event: KernelEvent) =>
-  event.kind === 'cuda.launch' || event.kind === 'tcp.retransmit' || event.kind === 'ipc.message';
+  (event.kind === 'cuda.launch' && !isBlockedLaunch(event)) ||
+  event.kind === 'tcp.retransmit' ||
+  event.kind === 'ipc.message';
 
 function attributesOf(event: KernelEvent, scope: 'thread' | 'process'): Attributes {
   return {
@@ -121,8 +129,10 @@ function summary(
   scope: 'thread' | 'process',
 ): ReadableSpan {
   const perKind = new Map<string, bigint>();
+  // Launches, blocked or not, are summed with the launch count below.
   for (const event of events)
-    if (!isPoint(event)) perKind.set(event.kind, (perKind.get(event.kind) ?? 0n) + durationNs(event));
+    if (!isPoint(event) && event.kind !== 'cuda.launch')
+      perKind.set(event.kind, (perKind.get(event.kind) ?? 0n) + durationNs(event));
   const attributes: Attributes = { [A.ATTR_CAUSEWAY_ATTACH_SCOPE]: scope };
   for (const [kind, total] of perKind) attributes[`causeway.${kind}.duration_ms`] = ms(total);
 

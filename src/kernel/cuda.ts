@@ -40,6 +40,8 @@ export interface Launched {
   /** Recorded into a graph being captured on its stream, not run. */
   captured: boolean;
   graph?: GraphLaunch;
+  /** For a launch that blocked: the work queued ahead of it on its stream. */
+  ahead?: Inflight;
 }
 
 export interface Inflight {
@@ -166,19 +168,22 @@ export class CudaState {
     await this.demangler.demangleAll(fresh);
   }
 
-  /** A launch of a kernel or a graph: recorded into a capture, or queued on its stream. */
-  launch(record: RecordOf<typeof Kind.CUDA_LAUNCH>): Launched {
+  /**
+   * A launch of a kernel or a graph: recorded into a capture, or queued on its stream. A `long`
+   * one, with work queued ahead of it on its stream, blocked on a full launch queue: it is told
+   * what was queued ahead. A long launch onto an empty stream waited for something else (the
+   * first launch of a kernel loads its module).
+   */
+  launch(record: RecordOf<typeof Kind.CUDA_LAUNCH>, long: boolean): Launched {
     const { launch } = record;
     const process = this.process(record.pid);
     const stream = this.stream(process, record, launch.stream, launch.device);
-    if (GRAPH_LAUNCHES.has(record.api)) return this.graphLaunch(process, stream, launch.func, launch.ret);
-    const kernel = this.kernel(process, launch.func);
-    const captured = stream.capture !== undefined;
-    if (launch.ret === 0) {
-      if (stream.capture !== undefined) capture(stream.capture, kernel === undefined ? [] : [kernel.symbol], 1);
-      else stream.launched(kernel?.symbol);
-    }
-    return kernel === undefined ? { captured } : { kernel, captured };
+    const queued = long && stream.capture === undefined ? stream.queued() : undefined;
+    const ahead = queued !== undefined && queued.streams.length > 0 ? this.inflight(queued) : undefined;
+    const launched = GRAPH_LAUNCHES.has(record.api)
+      ? this.graphLaunch(process, stream, launch.func, launch.ret)
+      : this.kernelLaunch(process, stream, launch.func, launch.ret);
+    return ahead === undefined ? launched : { ...launched, ahead };
   }
 
   /** An asynchronous copy: queued on its stream. */
@@ -263,6 +268,16 @@ export class CudaState {
     const bytes = allocations.get(ptr);
     allocations.delete(ptr);
     return bytes;
+  }
+
+  private kernelLaunch(process: ProcessCuda, stream: Stream, func: bigint, ret: number): Launched {
+    const kernel = this.kernel(process, func);
+    const captured = stream.capture !== undefined;
+    if (ret === 0) {
+      if (stream.capture !== undefined) capture(stream.capture, kernel === undefined ? [] : [kernel.symbol], 1);
+      else stream.launched(kernel?.symbol);
+    }
+    return kernel === undefined ? { captured } : { kernel, captured };
   }
 
   private graphLaunch(process: ProcessCuda, stream: Stream, exec: bigint, ret: number): Launched {

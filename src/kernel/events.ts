@@ -2,7 +2,7 @@
 // kind, Unix epoch nanosecond times, and attributes named by semconv/.
 import * as A from '../semconv/attributes.js';
 import type { EpochClock } from './clock.js';
-import type { CudaState } from './cuda.js';
+import type { CudaState, Inflight } from './cuda.js';
 import type { BlockDevices } from './devices.js';
 import type { ProcessTable } from './processes.js';
 import { DEVICE_UNKNOWN, Kind, cudaApiName, type KernelRecord, type Message, type Task } from './record.js';
@@ -52,6 +52,16 @@ export const KIND_NAMES: Readonly<Record<EventRecord['kind'], A.CausewayKindValu
 const hex = (value: bigint) => `0x${value.toString(16)}`;
 /** Kernel names a graph launch lists. */
 const MAX_GRAPH_KERNELS = 32;
+/**
+ * A launch call this long blocked: a launch that queues returns in microseconds, one that
+ * finds the launch queue full waits in the call for queued work to complete.
+ */
+export const LAUNCH_BLOCKED_NS = 100_000n;
+const ms = (ns: bigint) => Number(ns) / 1e6;
+
+/** A launch that blocked (the launch queue was full): a wait, unlike other launches. */
+export const isBlockedLaunch = (event: KernelEvent) =>
+  event.kind === 'cuda.launch' && event.attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_BLOCKED] === true;
 
 interface TaskKeys {
   pid: string;
@@ -107,6 +117,15 @@ function describeMessage(message: Message, attributes: Attributes): void {
     : A.CAUSEWAY_IPC_DIRECTION_VALUE_RECV;
   attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION] = `${hex(message.ends[0])}-${hex(message.ends[1])}`;
   attributes[A.ATTR_CAUSEWAY_IPC_BYTES] = message.bytes;
+}
+
+/** What a wait found in flight: on what a sync waited for, or queued ahead of a launch that blocked. */
+function setInflight(attributes: Attributes, inflight: Inflight): void {
+  attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] = inflight.count;
+  attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] = inflight.kernels;
+  if (inflight.graphs.length > 0) attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_GRAPHS] = inflight.graphs.map(hex);
+  if (inflight.bytes > 0) attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_MEMCPY_BYTES] = inflight.bytes;
+  if (inflight.streams.length > 0) attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_STREAMS] = inflight.streams.map(hex);
 }
 
 export interface EventShaperParts {
@@ -185,10 +204,7 @@ export class EventShaper {
         break;
       }
       case Kind.SCHED_RUNQUEUE:
-        attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
-        setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE, record.runqueue.holder);
-        if (this.parts.self.has(record.runqueue.holder.pid)) attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] = true;
-        attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED] = record.runqueue.preempted;
+        this.runqueue(record, attributes);
         break;
       case Kind.SCHED_BLOCKED:
         attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
@@ -235,13 +251,43 @@ export class EventShaper {
     }
   }
 
-  /** A kernel or graph launch: what ran (or was captured), where. */
+  /**
+   * A run-queue wait: the task that held its CPU longest (the holder, Causeway or not); the
+   * others that held it, most on-CPU time first; and the time Causeway's own processes held it,
+   * the tracer's share, apart from that list.
+   */
+  private runqueue(record: Extract<EventRecord, { kind: typeof Kind.SCHED_RUNQUEUE }>, attributes: Attributes): void {
+    const { holders, seenNs, preempted } = record.runqueue;
+    attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
+    const top = holders[0];
+    if (top !== undefined) {
+      setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE, top);
+      if (this.parts.self.has(top.pid)) attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] = true;
+    }
+    const others = holders.filter((h) => !this.parts.self.has(h.pid));
+    if (others.length > 0) {
+      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID] = others.map((h) => h.pid);
+      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_TID] = others.map((h) => h.tid);
+      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM] = others.map((h) => h.comm);
+      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS] = others.map((h) => ms(h.oncpuNs));
+    }
+    const own = holders.filter((h) => this.parts.self.has(h.pid)).reduce((sum, h) => sum + h.oncpuNs, 0n);
+    if (own > 0n) attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS] = ms(own);
+    attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_SEEN_MS] = ms(seenNs);
+    attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED] = preempted;
+  }
+
+  /** A kernel or graph launch: what ran (or was captured), where; for one that blocked, what was queued ahead. */
   private launch(record: Extract<EventRecord, { kind: typeof Kind.CUDA_LAUNCH }>, attributes: Attributes): void {
     const { launch } = record;
-    const launched = this.parts.cuda.launch(record);
+    const launched = this.parts.cuda.launch(record, record.endNs - record.startNs >= LAUNCH_BLOCKED_NS);
     this.cuda(attributes, record, launch.ret, launch.device);
     attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(launch.stream);
     if (launched.captured) attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED] = true;
+    if (launched.ahead !== undefined) {
+      attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_BLOCKED] = true;
+      setInflight(attributes, launched.ahead);
+    }
     if (launched.graph !== undefined) {
       const { graph, kernels } = launched.graph;
       attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_EXEC] = hex(launch.func);
@@ -273,13 +319,7 @@ export class EventShaper {
       attributes[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLING] = true;
       attributes[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLS] = sync.polls;
     }
-    const { inflight } = synced;
-    if (inflight === undefined) return;
-    attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] = inflight.count;
-    attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS] = inflight.kernels;
-    if (inflight.graphs.length > 0) attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_GRAPHS] = inflight.graphs.map(hex);
-    if (inflight.bytes > 0) attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_MEMCPY_BYTES] = inflight.bytes;
-    if (inflight.streams.length > 0) attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_STREAMS] = inflight.streams.map(hex);
+    if (synced.inflight !== undefined) setInflight(attributes, synced.inflight);
   }
 
   private cuda(attributes: Attributes, record: KernelRecord, ret: number, device: number): void {

@@ -106,6 +106,16 @@ export class Stream {
     this.count++;
   }
 
+  /** What is queued on this stream and not known complete, left as it is: what a new launch queues behind. */
+  queued(): Pending {
+    const into = emptyPending();
+    into.kernels = this.older.kernels;
+    into.bytes = this.older.bytes;
+    for (let i = 0; i < this.count; i++) add(into, this.items[(this.head + i) % MAX_ITEMS] as Item);
+    if (into.kernels > 0 || into.bytes > 0 || into.graphs.length > 0) into.streams.push(this.handle);
+    return into;
+  }
+
   /** Our work after now must wait for `other`'s work up to `seq`. */
   waitFor(other: Stream, seq: number): void {
     if (other === this || seq === 0) return;
@@ -131,13 +141,7 @@ export class Stream {
     while (this.count > 0) {
       const item = this.items[this.head] as Item;
       if (item.seq > upto) break;
-      into.kernels += item.kernels;
-      into.bytes += item.bytes;
-      if (item.symbol !== undefined) into.symbols.push(item.symbol);
-      if (item.graph !== undefined) {
-        into.graphs.push(item.graph.exec);
-        if (item.graph.kernels !== undefined) into.symbols.push(...item.graph.kernels.symbols);
-      }
+      add(into, item);
       this.items[this.head] = undefined;
       this.head = (this.head + 1) % MAX_ITEMS;
       this.count--;
@@ -150,6 +154,16 @@ export class Stream {
     this.waits = this.waits.filter((w) => w.after >= upto);
     for (const wait of due) wait.stream.complete(wait.seq, into, depth + 1);
     return into;
+  }
+}
+
+function add(into: Pending, item: Item): void {
+  into.kernels += item.kernels;
+  into.bytes += item.bytes;
+  if (item.symbol !== undefined) into.symbols.push(item.symbol);
+  if (item.graph !== undefined) {
+    into.graphs.push(item.graph.exec);
+    if (item.graph.kernels !== undefined) into.symbols.push(...item.graph.kernels.symbols);
   }
 }
 

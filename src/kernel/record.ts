@@ -3,9 +3,11 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
+/** Holders a run-queue record names at most (CW_RUNQUEUE_HOLDERS). */
+export const RUNQUEUE_HOLDERS = 3;
 /** Or'ed into a record's api: the per-thread default stream variant (`_ptsz`, `_ptds`) was called. */
 export const API_PER_THREAD = 0x8000;
 /** A record's device when the thread chose its device before the probes were attached. */
@@ -27,7 +29,8 @@ export const LAYOUT = {
   cw_memcpy: { size: 32, fields: { bytes: 0, stream: 8, direction: 16, async: 20, ret: 24, device: 28 } },
   cw_malloc: { size: 32, fields: { ptr: 0, bytes: 8, free: 16, ret: 20, device: 24 } },
   cw_cuda_op: { size: 40, fields: { stream: 0, event: 8, graph: 16, exec: 24, ret: 32, device: 36 } },
-  cw_runqueue: { size: 28, fields: { holder: 0, preempted: 24 } },
+  cw_holder: { size: 32, fields: { task: 0, oncpu_ns: 24 } },
+  cw_runqueue: { size: 112, fields: { holders: 0, seen_ns: 96, preempted: 104 } },
   cw_blocked: { size: 28, fields: { waker: 0, state: 24 } },
   cw_futex: { size: 40, fields: { uaddr: 0, waker: 8, op: 32, ret: 36 } },
   cw_block: { size: 32, fields: { sector: 0, dev: 8, bytes: 12, rwbs: 16, error: 24, submitter: 28 } },
@@ -212,8 +215,15 @@ export interface CudaOp {
   ret: number;
   device: number;
 }
+/** A task that held the cpu during a run-queue wait, and its on-cpu time within the wait. */
+export interface Holder extends Task {
+  oncpuNs: bigint;
+}
 export interface Runqueue {
-  holder: Task;
+  /** Most on-cpu time first; empty when no task but the idle one ran there meanwhile. */
+  holders: Holder[];
+  /** The part of the wait the cpu's run history covers. */
+  seenNs: bigint;
   preempted: boolean;
 }
 export interface Blocked {
@@ -287,6 +297,7 @@ const SY = LAYOUT.cw_sync.fields;
 const MC = LAYOUT.cw_memcpy.fields;
 const MA = LAYOUT.cw_malloc.fields;
 const RQ = LAYOUT.cw_runqueue.fields;
+const HO = LAYOUT.cw_holder;
 const BL = LAYOUT.cw_blocked.fields;
 const FX = LAYOUT.cw_futex.fields;
 const BK = LAYOUT.cw_block.fields;
@@ -388,6 +399,26 @@ function cudaBody(
   }
 }
 
+/** The holders written out: the list ends at the first with tid 0. */
+function holders(buf: Buffer, view: DataView, at: number): Holder[] {
+  const list: Holder[] = [];
+  for (let i = 0; i < RUNQUEUE_HOLDERS; i++) {
+    const h = at + i * HO.size;
+    const t = task(buf, view, h + HO.fields.task);
+    if (t.tid === 0) break;
+    list.push({ ...t, oncpuNs: view.getBigUint64(h + HO.fields.oncpu_ns, true) });
+  }
+  return list;
+}
+
+function runqueue(buf: Buffer, view: DataView, u: number) {
+  return {
+    holders: holders(buf, view, u + RQ.holders),
+    seenNs: view.getBigUint64(u + RQ.seen_ns, true),
+    preempted: view.getUint32(u + RQ.preempted, true) !== 0,
+  };
+}
+
 function body(kind: number, buf: Buffer, view: DataView, r: number, index: number) {
   const u = r + U;
   switch (kind) {
@@ -398,10 +429,7 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
     case Kind.CUDA_OP:
       return cudaBody(kind, view, u);
     case Kind.SCHED_RUNQUEUE:
-      return {
-        kind,
-        runqueue: { holder: task(buf, view, u + RQ.holder), preempted: view.getUint32(u + RQ.preempted, true) !== 0 },
-      } as const;
+      return { kind, runqueue: runqueue(buf, view, u) } as const;
     case Kind.SCHED_BLOCKED:
       return {
         kind,

@@ -61,6 +61,9 @@ export const ATTR_CAUSEWAY_CUDA_FUNCTION = 'causeway.cuda.function';
 /** The launch was recorded into a CUDA graph being captured on its stream (cudaStreamBeginCapture), not run. */
 export const ATTR_CAUSEWAY_CUDA_CAPTURED = 'causeway.cuda.captured';
 
+/** The launch call itself took long (at least 100 microseconds) with work queued ahead of it on its stream -- the launch queue was full and the call waited for queued work to complete. It is a wait, counted on the critical path like a sync; inflight.* say what was queued ahead of it. */
+export const ATTR_CAUSEWAY_CUDA_LAUNCH_BLOCKED = 'causeway.cuda.launch.blocked';
+
 /** The graph (cudaGraph_t, CUgraph) a launched executable graph was instantiated from, in hex. */
 export const ATTR_CAUSEWAY_CUDA_GRAPH = 'causeway.cuda.graph';
 
@@ -94,7 +97,7 @@ export const ATTR_CAUSEWAY_CUDA_BLOCK = 'causeway.cuda.block';
 /** Dynamic shared memory per block requested by a launch. */
 export const ATTR_CAUSEWAY_CUDA_SHARED_MEM_BYTES = 'causeway.cuda.shared_mem.bytes';
 
-/** Kernels the sync waited for, launched and not known complete when it began; on the synchronised stream (for an event, on its stream before it was recorded; every stream of the process on the device for a device or context sync), and on the streams those waited for (cudaStreamWaitEvent). A graph's kernels count one by one; a graph whose capture was not seen counts in inflight.graphs only. */
+/** Kernels the sync waited for (or, on a launch that blocked, the kernels queued ahead of it on its stream), launched and not known complete when it began; on the synchronised stream (for an event, on its stream before it was recorded; every stream of the process on the device for a device or context sync), and on the streams those waited for (cudaStreamWaitEvent). A graph's kernels count one by one; a graph whose capture was not seen counts in inflight.graphs only. */
 export const ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT = 'causeway.cuda.inflight.count';
 
 /** Distinct names of those in-flight kernels, graphs' kernels included, at most 5. */
@@ -146,7 +149,7 @@ export const ATTR_CAUSEWAY_CUDA_MALLOC_PTR = 'causeway.cuda.malloc.ptr';
 /** The CPU the thread waited for (runqueue) or was switched out of (blocked). */
 export const ATTR_CAUSEWAY_SCHED_CPU = 'causeway.sched.cpu';
 
-/** Process id of the task that ran on the CPU while this thread waited in its run queue. */
+/** Process id of the task that ran longest on the CPU while this thread waited in its run queue (the first of causeway.sched.holders.*). */
 export const ATTR_CAUSEWAY_SCHED_HOLDER_PID = 'causeway.sched.holder.pid';
 
 /** Thread id of that task. */
@@ -155,8 +158,26 @@ export const ATTR_CAUSEWAY_SCHED_HOLDER_TID = 'causeway.sched.holder.tid';
 /** Command name of that task. */
 export const ATTR_CAUSEWAY_SCHED_HOLDER_COMM = 'causeway.sched.holder.comm';
 
-/** True when the task that held the CPU was Causeway itself (its sidecar or loader) -- the tracer's own cost, which explain_trace reports apart and never names as a cause. */
+/** True when the task that held the CPU longest was Causeway itself (its sidecar or loader) -- the tracer's own cost, which explain_trace reports apart and never names as a cause. */
 export const ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY = 'causeway.sched.holder.causeway';
+
+/** Process ids of the tasks that ran on the CPU while this thread waited in its run queue, most on-CPU time within the wait first (of the 3 that held it longest; neither the idle task nor Causeway's own processes are listed, their time is in causeway_ms). The CPU is the one the thread finally ran on; a wait that began on another CPU before a migration names the tasks of the last one. */
+export const ATTR_CAUSEWAY_SCHED_HOLDERS_PID = 'causeway.sched.holders.pid';
+
+/** Thread ids of those tasks, in the same order. */
+export const ATTR_CAUSEWAY_SCHED_HOLDERS_TID = 'causeway.sched.holders.tid';
+
+/** Command names of those tasks, in the same order (empty when the task exited before the wait ended). */
+export const ATTR_CAUSEWAY_SCHED_HOLDERS_COMM = 'causeway.sched.holders.comm';
+
+/** Time each of those tasks ran on the CPU within the wait, in milliseconds, in the same order. */
+export const ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS = 'causeway.sched.holders.oncpu_ms';
+
+/** The part of the wait the CPU's run history covers, in milliseconds (it keeps the last 16 runs); less than the wait when many tasks ran meanwhile. */
+export const ATTR_CAUSEWAY_SCHED_HOLDERS_SEEN_MS = 'causeway.sched.holders.seen_ms';
+
+/** Time Causeway's own processes (its sidecar or loader) ran on the CPU within the wait, in milliseconds -- the tracer's share of the wait, which explain_trace counts as `causeway`, not as a cause. Absent when none of them ran. */
+export const ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS = 'causeway.sched.holders.causeway_ms';
 
 /** True when the thread was preempted while running, false when it was woken from sleep. */
 export const ATTR_CAUSEWAY_SCHED_PREEMPTED = 'causeway.sched.preempted';

@@ -78,7 +78,7 @@ export const STORE_TABLES = {
   spans:
     'app spans: trace_id, span_id, parent_span_id, service, name, span_kind (OTLP number), start_ns, end_ns (Unix ns), duration_ms, pid, tid (host ids, null when unknown), status_code, attributes (JSON)',
   kernel_events:
-    'kernel events: event_id, kind, pid, tid, comm, start_ns, end_ns, duration_ms, other_pid/other_tid/other_comm (the waker for futex.wait and sched.blocked, the task holding the CPU for sched.runqueue), cuda_kernel, attributes (JSON)',
+    'kernel events: event_id, kind, pid, tid, comm, start_ns, end_ns, duration_ms, other_pid/other_tid/other_comm (the waker for futex.wait and sched.blocked, the task that held the CPU longest during a sched.runqueue wait), cuda_kernel, attributes (JSON)',
   attachments: 'which kernel event was attached to which app span: trace_id, span_id, event_id',
   processes: 'processes seen in spans: pid (host), service, executable, container_id, seen_ns',
 } as const;

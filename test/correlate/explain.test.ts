@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { explainTrace } from '../../src/correlate/explain.js';
 import * as A from '../../src/semconv/attributes.js';
 import { assertGolden } from '../golden.js';
-import { MS, T0, appSpan, holder, ids, kernelEvent, storeWith, waker } from '../store/traces.js';
+import { MS, T0, appSpan, holder, holders, ids, kernelEvent, storeWith, waker } from '../store/traces.js';
 
 const at = (ms: number) => T0 + BigInt(ms) * MS;
 const request = { pid: 10, tid: 11, comm: 'api' };
@@ -61,9 +61,9 @@ test('run-queue waits name the task that held the CPU longest', async () => {
     'runqueue-longest-holder',
     [appSpan({ trace: 1, span: 1, start: at(0), end: at(400), pid: 10, tid: 11 })],
     [
-      kernelEvent('sched.runqueue', request, at(10), at(110), holder(hog)),
-      kernelEvent('sched.runqueue', request, at(150), at(250), holder(hog)),
-      kernelEvent('sched.runqueue', request, at(300), at(330), holder(other)),
+      kernelEvent('sched.runqueue', request, at(10), at(110), holder(hog, 100)),
+      kernelEvent('sched.runqueue', request, at(150), at(250), holder(hog, 100)),
+      kernelEvent('sched.runqueue', request, at(300), at(330), holder(other, 30)),
     ],
   );
   assert.equal(r.root_cause?.kind, 'sched.runqueue');
@@ -88,9 +88,14 @@ test("a run-queue wait behind Causeway itself is shown as the tracer's cost, nev
     'runqueue-behind-causeway',
     [appSpan({ trace: 1, span: 1, start: at(0), end: at(45), pid: 10, tid: 11 })],
     [
+      // Causeway is the only task that held the CPU: it is not listed among the holders, its time is its own.
       kernelEvent('sched.runqueue', request, at(10), at(25), {
-        ...holder(sidecar),
+        [A.ATTR_CAUSEWAY_SCHED_CPU]: 1,
+        [A.ATTR_CAUSEWAY_SCHED_HOLDER_PID]: sidecar.pid,
+        [A.ATTR_CAUSEWAY_SCHED_HOLDER_TID]: sidecar.tid,
+        [A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM]: sidecar.comm,
         [A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY]: true,
+        [A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS]: 15,
       }),
     ],
   );
@@ -107,6 +112,135 @@ test("a run-queue wait behind Causeway itself is shown as the tracer's cost, nev
     r.root_cause.evidence.join('\n'),
   );
   assert.match(r.summary, /Causeway itself held the CPU for 15 ms/);
+});
+
+test("with several tasks on the CPU, Causeway's share of a run-queue wait is the tracer's cost, the rest the others'", async () => {
+  const batch = { pid: 20, tid: 21, comm: 'batch' };
+  const r = await explain(
+    'runqueue-shared-with-causeway',
+    [appSpan({ trace: 1, span: 1, start: at(0), end: at(100), pid: 10, tid: 11 })],
+    [
+      kernelEvent('sched.runqueue', request, at(10), at(90), {
+        ...holders([batch, 60]),
+        [A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS]: 20,
+      }),
+    ],
+  );
+  assert.deepEqual(
+    r.breakdown.map((b) => [b.kind, b.time_ms]),
+    [
+      ['sched.runqueue', 60],
+      ['cpu', 20],
+      ['causeway', 20],
+    ],
+  );
+  assert.equal(r.root_cause?.kind, 'sched.runqueue');
+  assert.equal(r.root_cause.time_ms, 60);
+  assert.deepEqual(r.root_cause.culprit, batch);
+});
+
+test('the culprit of run-queue waits is the task with the most on-CPU time within them, not the one on top of most waits', async () => {
+  const hog = { pid: 99, tid: 99, comm: 'hog' };
+  const spinner = { pid: 98, tid: 98, comm: 'spinner' };
+  // The spinner held the CPU longest in two waits of three, but the hog held it longest in all.
+  const r = await explain(
+    'runqueue-weighted-by-time',
+    [appSpan({ trace: 1, span: 1, start: at(0), end: at(400), pid: 10, tid: 11 })],
+    [
+      kernelEvent('sched.runqueue', request, at(10), at(110), holders([hog, 90], [spinner, 10])),
+      kernelEvent('sched.runqueue', request, at(150), at(210), holders([spinner, 35], [hog, 25])),
+      kernelEvent('sched.runqueue', request, at(250), at(310), holders([spinner, 35], [hog, 25])),
+    ],
+  );
+  assert.equal(r.root_cause?.kind, 'sched.runqueue');
+  assert.equal(r.root_cause.time_ms, 220);
+  assert.deepEqual(r.root_cause.culprit, hog);
+  assert.deepEqual(
+    r.root_cause.chain.map((l) => [l.kind, l.time_ms]),
+    [['sched.runqueue', 100]],
+    'the wait where the hog held the CPU most is the one shown',
+  );
+  assert.ok(
+    r.root_cause.evidence.some((line) => line.includes('pid 99 "hog" for 90 ms, pid 98 "spinner" for 10 ms')),
+    r.root_cause.evidence.join('\n'),
+  );
+  // 100 * 90/100 + 2 * 60 * 25/60.
+  assert.match(r.root_cause.evidence[0] ?? '', /^pid 99 "hog" held the CPU for 140 ms of the 220 ms waited/);
+});
+
+const matmul = 'matmul_big(float*, float*, float*, int)';
+/** A launch that blocked for `ms` with the launch queue full of matmul_big kernels. */
+const blockedLaunch = (startMs: number, ms: number) =>
+  kernelEvent('cuda.launch', request, at(startMs), at(startMs + ms), {
+    [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaLaunchKernel',
+    [A.ATTR_CAUSEWAY_CUDA_KERNEL]: matmul,
+    [A.ATTR_CAUSEWAY_CUDA_STREAM]: '0x50',
+    [A.ATTR_CAUSEWAY_CUDA_LAUNCH_BLOCKED]: true,
+    [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT]: 4,
+    [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS]: [matmul],
+  });
+
+test('blocking launches (a full launch queue) that dominate the request are the root cause, with the kernels queued ahead', async () => {
+  const quick = (ms: number) =>
+    kernelEvent('cuda.launch', request, at(ms), at(ms) + 5_000n, {
+      [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaLaunchKernel',
+      [A.ATTR_CAUSEWAY_CUDA_KERNEL]: matmul,
+    });
+  const r = await explain(
+    'launch-queue-full',
+    [appSpan({ trace: 1, span: 1, start: at(0), end: at(400), pid: 10, tid: 11 })],
+    [
+      ...[1, 2, 3, 4].map(quick),
+      ...Array.from({ length: 10 }, (_, i) => blockedLaunch(5 + 30 * i, 30)),
+      kernelEvent('cuda.sync', request, at(310), at(390), {
+        [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaStreamSynchronize',
+        [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT]: 4,
+        [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS]: [matmul],
+      }),
+    ],
+  );
+  assert.deepEqual(
+    r.breakdown.map((b) => [b.kind, b.time_ms]),
+    [
+      ['cuda.launch', 300],
+      ['cuda.sync', 80],
+      ['cpu', 20],
+    ],
+    'a launch that did not block is time on CPU',
+  );
+  assert.equal(r.root_cause?.kind, 'cuda.launch');
+  assert.equal(r.root_cause.time_ms, 300);
+  assert.deepEqual(r.root_cause.culprit, { ...request, cuda_kernel: matmul });
+  assert.ok(
+    r.root_cause.evidence.some((line) =>
+      line.includes(`cudaLaunchKernel blocked 30 ms with the launch queue full: 4 kernels queued ahead on stream 0x50`),
+    ),
+    r.root_cause.evidence.join('\n'),
+  );
+});
+
+test('a few blocking launches beside a long GPU sync: the sync stays the root cause', async () => {
+  const r = await explain(
+    'launch-queue-minor',
+    [appSpan({ trace: 1, span: 1, start: at(0), end: at(400), pid: 10, tid: 11 })],
+    [
+      blockedLaunch(5, 20),
+      blockedLaunch(25, 20),
+      kernelEvent('cuda.sync', request, at(50), at(390), {
+        [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaStreamSynchronize',
+        [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT]: 4,
+        [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS]: [matmul],
+      }),
+    ],
+  );
+  assert.equal(r.root_cause?.kind, 'cuda.sync');
+  assert.deepEqual(
+    r.breakdown.slice(0, 2).map((b) => [b.kind, b.time_ms]),
+    [
+      ['cuda.sync', 340],
+      ['cuda.launch', 40],
+    ],
+  );
 });
 
 test('a wait that nobody woke (a sleep) is not a cause', async () => {
@@ -246,7 +380,7 @@ test('span names are quoted data in the summary: a newline or an instruction can
 test('many short run-queue waits add up: every slice counts, not only the longest few', async () => {
   const hog = { pid: 99, tid: 99, comm: 'hog' };
   const slices = Array.from({ length: 40 }, (_, i) =>
-    kernelEvent('sched.runqueue', request, at(10 * i), at(10 * i + 5), holder(hog)),
+    kernelEvent('sched.runqueue', request, at(10 * i), at(10 * i + 5), holder(hog, 5)),
   );
   const r = await explain(
     'many-short-runqueue-waits',
@@ -390,9 +524,9 @@ test("a child span's thread is on the critical path while the child runs: its wa
       appSpan({ trace: 1, span: 2, parent: 1, name: 'query', start: at(100), end: at(350), pid: 10, tid: 13 }),
     ],
     [
-      kernelEvent('sched.runqueue', request, at(10), at(30), holder(other)),
-      kernelEvent('sched.runqueue', request, at(150), at(250), holder(other)),
-      kernelEvent('sched.runqueue', db, at(120), at(320), holder(hog)),
+      kernelEvent('sched.runqueue', request, at(10), at(30), holder(other, 20)),
+      kernelEvent('sched.runqueue', request, at(150), at(250), holder(other, 100)),
+      kernelEvent('sched.runqueue', db, at(120), at(320), holder(hog, 200)),
     ],
   );
   assert.equal(r.root_cause?.kind, 'sched.runqueue');

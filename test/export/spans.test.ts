@@ -97,6 +97,21 @@ test("the 'kernel activity' summary gives the time per kind and aggregates the l
   assert.equal(summary.events.filter((e) => e.name === 'tcp.retransmit').length, 1);
 });
 
+test('a launch that blocked on a full launch queue is a span of its own, and still counts among the launches', () => {
+  const blocked = kernelEvent('cuda.launch', app, at(600), at(640), {
+    [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaLaunchKernel',
+    [A.ATTR_CAUSEWAY_CUDA_LAUNCH_BLOCKED]: true,
+    [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT]: 1024,
+  });
+  const [summary, ...children] = build([launch(590, 5), blocked]);
+  assert.deepEqual(
+    children.map((c) => [c.name, c.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT]]),
+    [['cudaLaunchKernel (blocked: launch queue full)', 1024]],
+  );
+  assert.equal(summary?.attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_COUNT], 2);
+  assert.equal(summary.attributes['causeway.cuda.launch.duration_ms'], 40.005);
+});
+
 test('without the thread, kernel spans say they are the whole process', () => {
   const spans = build(EVENTS.slice(0, 1), { hostPid: app.pid });
   assert.deepEqual(

@@ -12,7 +12,7 @@ import { EventShaper, type KernelEvent } from '../../src/kernel/events.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
 import { CudaApi, DEVICE_UNKNOWN, Kind, LAYOUT, decodeRecords } from '../../src/kernel/record.js';
 import { SymbolResolver } from '../../src/kernel/symbols.js';
-import { launch, malloc, op, record, register, sync, writeTask } from './records.js';
+import { launch, malloc, op, record, register, runqueue, sync, writeTask } from './records.js';
 
 const errors: string[] = [];
 const demangler = new Demangler((message) => {
@@ -95,6 +95,33 @@ test('a stream sync reports the kernels in flight on that stream only, then none
   assert.deepEqual(first.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], ['relu', 'gemm()']);
   assert.equal(first.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], '0xa');
   assert.equal(second?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 0);
+});
+
+test('a long launch behind queued work blocked: it names the kernels queued ahead on its stream, and leaves them queued', async () => {
+  const shape = pipeline();
+  const events = await shape(
+    register({ pid, func: 0x1n, name: 'relu' }),
+    register({ pid, func: 0x2n, name: '_Z4gemmv' }),
+    // Long, onto an empty stream: it waited for something else (loading the kernel's module).
+    launch({ pid, func: 0x1n, stream: 0xcn, startNs: 100n, endNs: 900_000n }),
+    launch({ pid, func: 0x1n, stream: 0xan, startNs: 1_000n, endNs: 6_000n }),
+    launch({ pid, func: 0x2n, stream: 0xan, startNs: 10_000n, endNs: 15_000n }),
+    launch({ pid, func: 0x1n, stream: 0xbn, startNs: 20_000n, endNs: 25_000n }),
+    // The queue is full: this call waited 2 ms for queued work to complete.
+    launch({ pid, func: 0x2n, stream: 0xan, startNs: 30_000n, endNs: 2_030_000n }),
+    sync({ pid, api: CudaApi.cudaStreamSynchronize, handle: 0xan }),
+  );
+  const launches = events.filter((e) => e.kind === 'cuda.launch');
+  assert.deepEqual(
+    launches.map((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_BLOCKED]),
+    [undefined, undefined, undefined, undefined, true],
+  );
+  const blocked = launches[4];
+  assert.equal(blocked?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 2, 'the two launches ahead on stream 0xa');
+  assert.deepEqual(blocked.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], ['relu', 'gemm()']);
+  assert.equal(launches[1]?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], undefined);
+  const [synced] = events.filter((e) => e.kind === 'cuda.sync');
+  assert.equal(synced?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 3, 'the blocked launch and those ahead');
 });
 
 test('a device sync drains every stream of its process, not of others', async () => {
@@ -310,18 +337,18 @@ test('a futex wait names its waker, and a wait without one leaves the waker out'
   assert.equal(timedOut?.attributes[A.ATTR_CAUSEWAY_FUTEX_RESULT], -110);
 });
 
-test('scheduler events name the holder of the CPU and the waker', async () => {
-  const R = LAYOUT.cw_runqueue.fields;
+test('scheduler events name the holders of the CPU by on-CPU time, and the waker', async () => {
   const B = LAYOUT.cw_blocked.fields;
-  const [runqueue, blocked] = await pipeline()(
-    record({
-      kind: Kind.SCHED_RUNQUEUE,
+  const [waited, blocked] = await pipeline()(
+    runqueue({
       pid,
       cpu: 3,
-      body: (buf, u) => {
-        writeTask(buf, u + R.holder, { pid: 50, tid: 51, comm: 'hog' });
-        buf.writeUInt32LE(1, u + R.preempted);
-      },
+      holders: [
+        { pid: 50, tid: 51, comm: 'hog', oncpuNs: 6_000_000n },
+        { pid: 70, tid: 72, comm: 'spin', oncpuNs: 1_500_000n },
+      ],
+      seenNs: 8_000_000n,
+      preempted: true,
     }),
     record({
       kind: Kind.SCHED_BLOCKED,
@@ -335,12 +362,23 @@ test('scheduler events name the holder of the CPU and the waker', async () => {
   );
   assert.deepEqual(
     [
-      runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_CPU],
-      runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM],
-      runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_TID],
-      runqueue?.attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED],
+      waited?.attributes[A.ATTR_CAUSEWAY_SCHED_CPU],
+      waited?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM],
+      waited?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_TID],
+      waited?.attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED],
     ],
     [3, 'hog', 51, true],
+  );
+  assert.deepEqual(
+    [
+      waited?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID],
+      waited?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_TID],
+      waited?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM],
+      waited?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS],
+      waited?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_SEEN_MS],
+      waited?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS],
+    ],
+    [[50, 70], [51, 72], ['hog', 'spin'], [6, 1.5], 8, undefined],
   );
   assert.deepEqual(
     [blocked?.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID], blocked?.attributes[A.ATTR_CAUSEWAY_SCHED_STATE]],
@@ -348,19 +386,31 @@ test('scheduler events name the holder of the CPU and the waker', async () => {
   );
 });
 
-test('a run-queue wait behind Causeway itself says so; one behind another task does not', async () => {
-  const R = LAYOUT.cw_runqueue.fields;
-  const behind = (holder: number) =>
-    record({
-      kind: Kind.SCHED_RUNQUEUE,
+test('a run-queue wait says how long Causeway itself held the CPU, and whether it held it longest', async () => {
+  const behind = (...pids: number[]) =>
+    runqueue({
       pid,
-      body: (buf, u) => {
-        writeTask(buf, u + R.holder, { pid: holder, tid: holder + 1, comm: 'x' });
-      },
+      holders: pids.map((p, i) => ({ pid: p, tid: p + 1, comm: 'x', oncpuNs: BigInt(4 - i) * 1_000_000n })),
     });
-  const [self, other] = await pipeline()(behind(SELF_PID), behind(50));
+  const [self, second, other, idle] = await pipeline()(
+    behind(SELF_PID),
+    behind(50, SELF_PID),
+    behind(50),
+    runqueue({ pid, holders: [], seenNs: 2_000_000n }),
+  );
+  // Causeway is the holder when it held the CPU longest, and never among the listed holders.
   assert.equal(self?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY], true);
-  assert.equal(other?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY], undefined);
+  assert.equal(self.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS], 4);
+  assert.equal(self.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID], undefined);
+  assert.ok(second !== undefined && other !== undefined);
+  assert.equal(second.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY], undefined);
+  assert.equal(second.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS], 3);
+  assert.deepEqual(second.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID], [50]);
+  assert.equal(other.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY], undefined);
+  assert.equal(other.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS], undefined);
+  // Only the idle task ran there: no holder is named.
+  assert.equal(idle?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_PID], undefined);
+  assert.equal(idle?.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_SEEN_MS], 2);
 });
 
 test('block I/O names the device from sysfs and the op from rwbs', async () => {

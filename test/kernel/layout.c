@@ -36,7 +36,9 @@ int main(void)
 	FIELD(cw_malloc, device); END_STRUCT();
 	STRUCT(cw_cuda_op); FIELD(cw_cuda_op, stream); FIELD(cw_cuda_op, event); FIELD(cw_cuda_op, graph);
 	FIELD(cw_cuda_op, exec); FIELD(cw_cuda_op, ret); FIELD(cw_cuda_op, device); END_STRUCT();
-	STRUCT(cw_runqueue); FIELD(cw_runqueue, holder); FIELD(cw_runqueue, preempted); END_STRUCT();
+	STRUCT(cw_holder); FIELD(cw_holder, task); FIELD(cw_holder, oncpu_ns); END_STRUCT();
+	STRUCT(cw_runqueue); FIELD(cw_runqueue, holders); FIELD(cw_runqueue, seen_ns); FIELD(cw_runqueue, preempted);
+	END_STRUCT();
 	STRUCT(cw_blocked); FIELD(cw_blocked, waker); FIELD(cw_blocked, state); END_STRUCT();
 	STRUCT(cw_futex); FIELD(cw_futex, uaddr); FIELD(cw_futex, waker); FIELD(cw_futex, op); FIELD(cw_futex, ret);
 	END_STRUCT();
@@ -60,7 +62,7 @@ int main(void)
 	END();
 
 	BEGIN("constants");
-	VALUE(CW_ABI_VERSION); VALUE(CW_COMM_LEN); VALUE(CW_NAME_LEN); VALUE(CW_API_PER_THREAD);
+	VALUE(CW_ABI_VERSION); VALUE(CW_COMM_LEN); VALUE(CW_NAME_LEN); VALUE(CW_RUNQUEUE_HOLDERS); VALUE(CW_API_PER_THREAD);
 	VALUE(CW_DEVICE_UNKNOWN);
 	END();
 

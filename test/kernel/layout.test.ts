@@ -17,6 +17,7 @@ import {
   LAYOUT,
   MemcpyDirection,
   NAME_LEN,
+  RUNQUEUE_HOLDERS,
 } from '../../src/kernel/record.js';
 
 interface CLayout {
@@ -46,6 +47,7 @@ test('the decoder offset table matches every struct of bpf/causeway.h as gcc lay
       CW_ABI_VERSION: ABI_VERSION,
       CW_COMM_LEN: COMM_LEN,
       CW_NAME_LEN: NAME_LEN,
+      CW_RUNQUEUE_HOLDERS: RUNQUEUE_HOLDERS,
       CW_API_PER_THREAD: API_PER_THREAD,
       CW_DEVICE_UNKNOWN: DEVICE_UNKNOWN,
     },

@@ -12,7 +12,7 @@ import {
   decodeRecords,
   decodeStats,
 } from '../../src/kernel/record.js';
-import { hello, launch, op, record, register, stats, sync, writeTask } from './records.js';
+import { hello, launch, op, record, register, runqueue, stats, sync, writeTask } from './records.js';
 
 const payload = (frame: Buffer) => frame.subarray(LAYOUT.cw_frame.size);
 
@@ -112,18 +112,26 @@ test('nested tasks decode: the futex waker and the run-queue holder', () => {
       buf.writeInt32LE(-110, u + F.ret);
     },
   });
-  const R = LAYOUT.cw_runqueue.fields;
-  const runqueue = record({
-    kind: Kind.SCHED_RUNQUEUE,
-    body: (buf, u) => {
-      writeTask(buf, u + R.holder, { pid: 9, tid: 10, comm: 'hog' });
-      buf.writeUInt32LE(1, u + R.preempted);
-    },
+  const waited = runqueue({
+    holders: [
+      { pid: 9, tid: 10, comm: 'hog', oncpuNs: 3_000_000n },
+      { pid: 11, tid: 12, comm: 'spin', oncpuNs: 1_000_000n },
+    ],
+    seenNs: 4_500_000n,
+    preempted: true,
   });
-  const [f, q] = decodeRecords(Buffer.concat([futex, runqueue]));
+  const [f, q] = decodeRecords(Buffer.concat([futex, waited]));
   assert.ok(f?.kind === Kind.FUTEX_WAIT && q?.kind === Kind.SCHED_RUNQUEUE);
   assert.deepEqual(f.futex, { uaddr: 0x7ffd0000n, waker: { pid: 7, tid: 8, comm: 'holder' }, op: 128, ret: -110 });
-  assert.deepEqual(q.runqueue, { holder: { pid: 9, tid: 10, comm: 'hog' }, preempted: true });
+  // The list ends at the first empty slot: the third here.
+  assert.deepEqual(q.runqueue, {
+    holders: [
+      { pid: 9, tid: 10, comm: 'hog', oncpuNs: 3_000_000n },
+      { pid: 11, tid: 12, comm: 'spin', oncpuNs: 1_000_000n },
+    ],
+    seenNs: 4_500_000n,
+    preempted: true,
+  });
 });
 
 test('a register record carries the kernel symbol', () => {

@@ -146,6 +146,30 @@ export function malloc(
   });
 }
 
+/** A run-queue wait and the tasks that held its CPU meanwhile, most on-CPU time first. */
+export function runqueue(
+  spec: Omit<RecordSpec, 'kind' | 'body'> & {
+    holders: (TaskSpec & { oncpuNs: bigint })[];
+    seenNs?: bigint;
+    preempted?: boolean;
+  },
+): Buffer {
+  const R = LAYOUT.cw_runqueue.fields;
+  const H = LAYOUT.cw_holder;
+  return record({
+    ...spec,
+    kind: Kind.SCHED_RUNQUEUE,
+    body: (buf, u) => {
+      spec.holders.forEach((holder, i) => {
+        writeTask(buf, u + R.holders + i * H.size + H.fields.task, holder);
+        buf.writeBigUInt64LE(holder.oncpuNs, u + R.holders + i * H.size + H.fields.oncpu_ns);
+      });
+      buf.writeBigUInt64LE(spec.seenNs ?? spec.holders.reduce((sum, h) => sum + h.oncpuNs, 0n), u + R.seen_ns);
+      buf.writeUInt32LE(spec.preempted === true ? 1 : 0, u + R.preempted);
+    },
+  });
+}
+
 export function frame(type: number, payload: Buffer): Buffer {
   const header = Buffer.alloc(LAYOUT.cw_frame.size);
   header.writeUInt32LE(type, LAYOUT.cw_frame.fields.type);

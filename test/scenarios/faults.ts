@@ -24,6 +24,7 @@ export const BLOCK_DIR = '/var/tmp';
 /** One fault per mode; see the app's docstring for what each does. */
 export type Fault =
   | { mode: 'gpu-sync'; kernels?: number; kernelMs?: number }
+  | { mode: 'launch-queue'; depth: number }
   | { mode: 'cpu'; cpu: number }
   | { mode: 'lock-chain' }
   | { mode: 'lock-io'; dir?: string }
@@ -36,6 +37,14 @@ export type Mode = Fault['mode'];
 /** What the app adds to its JSON line, per mode. */
 interface ModeTruth {
   'gpu-sync': { kernel: string; kernels: number; kernel_ms: number; stream: string };
+  'launch-queue': {
+    kernel: string;
+    kernel_ms: number;
+    queue_depth: number;
+    launches: number;
+    blocked_ms: number;
+    stream: string;
+  };
   cpu: { cpu: number; cpu_ms: number };
   'lock-chain': { worker_tid: number; stream: string };
   'lock-io': { worker_tid: number; path: string; bytes: number };
@@ -75,6 +84,11 @@ function scenarioArgs(t: TestContext, fault: Fault): { args: string[]; env: Reco
       // A simulated GPU of the test's own: no other process's kernels queue before ours.
       return { args: ['--libcudart', SIM_CUDART, ...counts], env: privateGpu(t) };
     }
+    case 'launch-queue':
+      return {
+        args: ['--libcudart', SIM_CUDART],
+        env: { ...privateGpu(t), CUDA_SIM_QUEUE_DEPTH: String(fault.depth) },
+      };
     case 'lock-chain':
       return { args: ['--libcudart', SIM_CUDART], env: privateGpu(t) };
     case 'cpu':

@@ -118,6 +118,28 @@ test('S1 GPU sync stall: cuda.sync, the culprit names the kernel in flight', asy
   assert.ok(answer.root_cause.share > 0.5, `share ${String(answer.root_cause.share)}`);
 });
 
+test('S7 launch queue full: cuda.launch, the culprit names the kernels queued ahead of the launches that blocked', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const { truth, answer } = await diagnose(t, { mode: 'launch-queue', depth: 2 });
+  // The fault was in place: the launches past the queue's depth waited in the call.
+  assert.ok(
+    truth.blocked_ms > truth.kernel_ms,
+    `the blocking launches took ${String(truth.blocked_ms)} ms for ${String(truth.kernel_ms)} ms kernels`,
+  );
+  assert.equal(answer.root_cause?.kind, 'cuda.launch');
+  assert.equal(answer.root_cause.culprit?.pid, truth.pid);
+  assert.equal(answer.root_cause.culprit.tid, truth.tid);
+  assert.match(answer.root_cause.culprit.cuda_kernel ?? '', /^matmul_big\(/);
+  assert.ok(
+    answer.root_cause.evidence.some((line) =>
+      new RegExp(
+        `blocked .* ms with the launch queue full: \\d+ kernels queued ahead on stream ${truth.stream}: "matmul_big\\(`,
+      ).test(line),
+    ),
+    answer.root_cause.evidence.join('\n'),
+  );
+});
+
 test("S2 CPU contention: sched.runqueue, the culprit is the hog pinned to the request thread's CPU", async (t) => {
   if (!kernelAvailable(t)) return;
   const hog = await startCpuHog(t, LAST_CPU);

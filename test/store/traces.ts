@@ -74,12 +74,26 @@ export const waker = (
         [A.ATTR_CAUSEWAY_SCHED_WAKER_COMM]: task.comm,
       };
 
-export const holder = (task: { pid: number; tid: number; comm: string }) => ({
+type Task = { pid: number; tid: number; comm: string };
+
+/** A run-queue wait's attributes: the tasks that held its CPU, each with its on-CPU ms within the wait, most first. */
+export const holders = (...held: [Task, number][]) => ({
   [A.ATTR_CAUSEWAY_SCHED_CPU]: 1,
-  [A.ATTR_CAUSEWAY_SCHED_HOLDER_PID]: task.pid,
-  [A.ATTR_CAUSEWAY_SCHED_HOLDER_TID]: task.tid,
-  [A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM]: task.comm,
+  ...(held[0] === undefined
+    ? {}
+    : {
+        [A.ATTR_CAUSEWAY_SCHED_HOLDER_PID]: held[0][0].pid,
+        [A.ATTR_CAUSEWAY_SCHED_HOLDER_TID]: held[0][0].tid,
+        [A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM]: held[0][0].comm,
+      }),
+  [A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID]: held.map(([t]) => t.pid),
+  [A.ATTR_CAUSEWAY_SCHED_HOLDERS_TID]: held.map(([t]) => t.tid),
+  [A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM]: held.map(([t]) => t.comm),
+  [A.ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS]: held.map(([, ms]) => ms),
 });
+
+/** A run-queue wait behind one task, which held the CPU `ms` of it. */
+export const holder = (task: Task, ms = 1) => holders([task, ms]);
 
 /** A store holding these spans and events, flushed. */
 export async function storeWith(

@@ -35,7 +35,9 @@ const outputSchema = {
       other: z
         .object({ pid: z.number(), tid: z.number().nullable(), comm: z.string().nullable() })
         .nullable()
-        .describe('The waker (futex.wait, sched.blocked) or the task holding the CPU (sched.runqueue).'),
+        .describe(
+          'The waker (futex.wait, sched.blocked) or the task that held the CPU longest during the wait (sched.runqueue).',
+        ),
       cuda_kernel: z.string().nullable(),
       trace_id: z.string().nullable(),
       span_id: z.string().nullable(),
