@@ -23,6 +23,18 @@ export interface LoaderEnd {
   failure: string | null;
 }
 
+/** How supervision is going: what `status` and /metrics say about the loader. */
+export interface LoaderHealth {
+  /** A loader process runs; false while one is awaited after an exit, and once supervision is over. */
+  running: boolean;
+  pid: number | null;
+  restarts: number;
+  /** Exits since the last run that lasted HEALTHY_RUN_MS: above zero, the loader keeps failing. */
+  failuresInARow: number;
+  /** How the last loader ended, e.g. `on SIGKILL` or `with code 1`; null before any exit. */
+  lastExit: string | null;
+}
+
 export interface LoaderOptions {
   args: string[];
   /** HELLO, EVENTS and STATS frames, one at a time: the next waits for the promise. */
@@ -30,6 +42,8 @@ export interface LoaderOptions {
   onMessage: (message: LoaderMessage) => void;
   /** Each time a loader process is started (again, after a restart). */
   onStart?: () => void;
+  /** Each unexpected exit, before the restart is scheduled. */
+  onExit?: () => void;
   path?: string;
   backoffMs?: { initial: number; max: number };
 }
@@ -84,6 +98,10 @@ export class Loader {
   private restartTimer: NodeJS.Timeout | null = null;
   private backoff: number;
   private lastError: string | null = null;
+  private startedAt = 0;
+  private restarts = 0;
+  private failuresInARow = 0;
+  private lastExit: string | null = null;
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
   // What the loader was told since it started, replayed after a restart.
@@ -102,6 +120,19 @@ export class Loader {
     return this.child?.pid;
   }
 
+  health(): LoaderHealth {
+    const running = this.child !== null;
+    // A loader running past HEALTHY_RUN_MS has recovered, even before it exits.
+    const recovered = running && Date.now() - this.startedAt >= HEALTHY_RUN_MS;
+    return {
+      running,
+      pid: this.child?.pid ?? null,
+      restarts: this.restarts,
+      failuresInARow: recovered ? 0 : this.failuresInARow,
+      lastExit: this.lastExit,
+    };
+  }
+
   start(): void {
     if (this.over) return;
     const path = this.options.path ?? loaderPath;
@@ -112,6 +143,7 @@ export class Loader {
     this.options.onStart?.();
     const child = spawn(path, this.options.args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const startedAt = Date.now();
+    this.startedAt = startedAt;
     const reader = new FrameReader();
     this.child = child;
     this.lastError = null;
@@ -255,14 +287,20 @@ export class Loader {
       this.end(this.lastError ?? 'the loader cannot run (exit code 2) and gave no reason');
       return;
     }
-    if (ranMs >= HEALTHY_RUN_MS) this.backoff = this.options.backoffMs?.initial ?? 500;
-    const how = signal === null ? `with code ${code}` : `on ${signal}`;
+    if (ranMs >= HEALTHY_RUN_MS) {
+      this.backoff = this.options.backoffMs?.initial ?? 500;
+      this.failuresInARow = 0;
+    }
+    this.failuresInARow++;
+    this.lastExit = signal === null ? `with code ${code}` : `on ${signal}`;
+    this.options.onExit?.();
     this.log(
       'warn',
-      `the loader exited ${how}${this.lastError === null ? '' : ` (${this.lastError})`}; restarting in ${this.backoff} ms`,
+      `the loader exited ${this.lastExit}${this.lastError === null ? '' : ` (${this.lastError})`}; restarting in ${this.backoff} ms (${this.failuresInARow} exits in a row)`,
     );
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
+      this.restarts++;
       this.start();
     }, this.backoff);
     this.backoff = Math.min(this.backoff * 2, this.options.backoffMs?.max ?? 30_000);
