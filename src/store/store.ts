@@ -191,8 +191,8 @@ export class Store implements TraceSource {
     const [next] = await store.rows(
       `SELECT (SELECT coalesce(max(event_id) + 1, 0) FROM kernel_events), (SELECT coalesce(max(seq) + 1, 0) FROM spans)`,
     );
-    store.nextEventId = BigInt(next?.[0] as bigint);
-    store.nextSpanSeq = BigInt(next?.[1] as bigint);
+    store.nextEventId = BigInt(String(next?.[0] ?? 0));
+    store.nextSpanSeq = BigInt(String(next?.[1] ?? 0));
     store.readers = await Promise.all(Array.from({ length: READERS }, () => store.connect()));
     store.timer = setInterval(() => {
       void store.flush();

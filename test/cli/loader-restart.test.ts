@@ -81,6 +81,7 @@ test('a loader killed with SIGKILL is restarted, and one that keeps failing is r
     sidecar.log(),
   );
   assert.ok(gap, sidecar.log());
+  t.diagnostic(gap[0]);
   assert.ok(Number(gap[1]) > 0);
   assert.ok(Number(gap[2]) > 0, `both workloads ran on during the gap: ${sidecar.log()}`);
   assert.match(sidecar.log(), /the loader exited on SIGKILL; restarting in \d+ ms \(1 exits in a row\)/);

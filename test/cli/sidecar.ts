@@ -12,8 +12,11 @@ export interface Sidecar {
   mcpUrl: string;
   log: () => string;
   metrics: () => Promise<string>;
-  /** Posts `count` spans of process `pid` ending now over OTLP/HTTP (JSON); resolves with the HTTP status and their trace ids. */
-  postSpans: (pid: number, count?: number) => Promise<{ status: number; traceIds: string[] }>;
+  /**
+   * Posts `count` spans of process `pid`, each `durationNs` long (default 20 ms) and ending now,
+   * over OTLP/HTTP (JSON); resolves with the HTTP status and their trace ids.
+   */
+  postSpans: (pid: number, count?: number, durationNs?: bigint) => Promise<{ status: number; traceIds: string[] }>;
   /**
    * Stops it with `signal` (SIGINT unless given); resolves with the exit code, or null when it
    * had not exited after killAfterMs and was killed, as Kubernetes does at the grace period.
@@ -88,14 +91,14 @@ export async function startSidecar(
     mcpUrl: String(mcpUrl),
     log: () => log,
     metrics: async () => (await fetch(`http://127.0.0.1:${String(metricsPort)}/metrics`)).text(),
-    postSpans: async (pid, count = 1) => {
+    postSpans: async (pid, count = 1, durationNs = 20_000_000n) => {
       const end = BigInt(Date.now()) * 1_000_000n;
       const spans = Array.from({ length: count }, () => ({
         traceId: randomBytes(16).toString('hex'),
         spanId: randomBytes(8).toString('hex'),
         name: 'GET /work',
         kind: 2,
-        startTimeUnixNano: String(end - 20_000_000n),
+        startTimeUnixNano: String(end - durationNs),
         endTimeUnixNano: String(end),
       }));
       const resource = {
