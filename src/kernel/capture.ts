@@ -174,21 +174,23 @@ export class KernelCapture {
         this.message(message);
       },
     };
-    this.loader =
-      replay === undefined
-        ? new Loader({
-            ...handlers,
-            args: loaderArgs(options),
-            onStart: () => {
-              this.gpu.restarted();
-            },
-            onExit: () => {
-              this.exited();
-            },
-            ...(options.loaderPath === undefined ? {} : { path: options.loaderPath }),
-          })
-        : undefined;
-    this.source = replay?.connect(handlers) ?? (this.loader as Loader);
+    if (replay === undefined) {
+      this.loader = new Loader({
+        ...handlers,
+        args: loaderArgs(options),
+        onStart: () => {
+          this.gpu.restarted();
+        },
+        onExit: () => {
+          this.exited();
+        },
+        ...(options.loaderPath === undefined ? {} : { path: options.loaderPath }),
+      });
+      this.source = this.loader;
+    } else {
+      this.loader = undefined;
+      this.source = replay.connect(handlers);
+    }
     if (options.meter !== undefined) this.instrument(options.meter);
   }
 
@@ -262,7 +264,11 @@ export class KernelCapture {
           'causeway_loader_failures_in_a_row',
           'Loader exits since its last run of 30 s or more: above zero, it keeps failing.',
         ),
-        gap: counter('causeway_capture_gap_seconds', 'Time without capture, from a loader exit to its restart.', 's'),
+        gap: counter(
+          'causeway_capture_gap_seconds',
+          "Time without capture, from a dead loader's last frame to the next one's first.",
+          's',
+        ),
         lost: counter(
           'causeway_kernel_events_lost_in_gaps',
           'Kernel events lost while the loader was restarted, estimated from the rate before it exited.',
