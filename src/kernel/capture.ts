@@ -195,6 +195,8 @@ export class KernelCapture {
   }
 
   start(): void {
+    // A first loader that dies before its first frame leaves a gap from here.
+    this.lastFrameAt = Date.now();
     this.source.start();
   }
 
