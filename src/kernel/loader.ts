@@ -1,8 +1,9 @@
 // Runs the C loader (bpf/build/causeway-loader) and keeps it running: frames from its
 // stdout are handed on in order, with backpressure (a slow consumer pauses the pipe, the
 // ring buffer fills, and the kernel counts drops: never silent loss); its MESSAGE frames
-// and stderr become log lines; an unexpected exit restarts it with exponential backoff and
-// replays what it was told; exit code 2 means it cannot run at all, so supervision stops.
+// and stderr become log lines; an unexpected exit (or, once it has said hello, the end of its
+// output) restarts it with exponential backoff and replays what it was told; exit code 2
+// means it cannot run at all, so supervision stops.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { loaderPath } from '../install.js';
@@ -31,7 +32,7 @@ export interface LoaderHealth {
   restarts: number;
   /** Exits since the last run that lasted HEALTHY_RUN_MS: above zero, the loader keeps failing. */
   failuresInARow: number;
-  /** How the last loader ended, e.g. `on SIGKILL` or `with code 1`; null before any exit. */
+  /** How the last loader that exited ended, e.g. `on SIGKILL` or `with code 1`; null before any exit. */
   lastExit: string | null;
 }
 
@@ -42,7 +43,7 @@ export interface LoaderOptions {
   onMessage: (message: LoaderMessage) => void;
   /** Each time a loader process is started (again, after a restart). */
   onStart?: () => void;
-  /** Each unexpected exit, before the restart is scheduled. */
+  /** Each unexpected exit or end of output, before the restart is scheduled. */
   onExit?: () => void;
   path?: string;
   backoffMs?: { initial: number; max: number };
@@ -150,6 +151,8 @@ export class Loader {
     child.stdin.on('error', () => {
       // EPIPE once the loader died: its exit is handled below.
     });
+    let said = false;
+    let replaced = false;
     child.stdout.on('data', (chunk: Buffer) => {
       let frames: Frame[];
       try {
@@ -159,16 +162,35 @@ export class Loader {
         child.kill('SIGKILL');
         return;
       }
-      for (const frame of frames) this.enqueue(child, frame);
+      for (const frame of frames) {
+        if (frame.type === FrameType.HELLO) said = true;
+        this.enqueue(child, frame);
+      }
+    });
+    // A dying loader's output ends long before its exit: the kernel detaches its uprobes one RCU
+    // grace period at a time (tens of seconds on a busy machine). One that had said hello is
+    // replaced once its output ends; its exit status comes later, and is logged then.
+    child.stdout.on('end', () => {
+      if (!said || this.stopping || this.over) return;
+      replaced = true;
+      this.child = null;
+      void this.queue.then(() => {
+        this.exited('output ended', Date.now() - startedAt, reader.pendingBytes);
+      });
     });
     this.readStderr(child);
     child.on('error', (error) => {
       this.end(`cannot start the loader ${path}: ${error.message}`);
     });
     child.on('close', (code, signal) => {
+      this.lastExit = signal === null ? `with code ${String(code)}` : `on ${signal}`;
+      if (replaced) {
+        this.log('warn', `the loader replaced after its output ended exited ${this.lastExit}`);
+        return;
+      }
       this.child = null;
       void this.queue.then(() => {
-        this.exited(code, signal, Date.now() - startedAt, reader.pendingBytes);
+        this.exited({ code }, Date.now() - startedAt, reader.pendingBytes);
       });
     });
     for (const command of this.replay()) this.write(command);
@@ -276,14 +298,15 @@ export class Loader {
     this.options.onMessage({ level, msg, source: 'supervisor', fields: {} });
   }
 
-  private exited(code: number | null, signal: NodeJS.Signals | null, ranMs: number, pendingBytes: number): void {
+  /** A loader's exit, or the end of its output (its exit status not known yet). */
+  private exited(end: { code: number | null } | 'output ended', ranMs: number, pendingBytes: number): void {
     if (pendingBytes > 0) this.log('warn', `the loader's output ended inside a frame (${pendingBytes} bytes lost)`);
     if (this.over) return;
     if (this.stopping) {
       this.end(null);
       return;
     }
-    if (code === EXIT_CANNOT_RUN) {
+    if (end !== 'output ended' && end.code === EXIT_CANNOT_RUN) {
       this.end(this.lastError ?? 'the loader cannot run (exit code 2) and gave no reason');
       return;
     }
@@ -292,11 +315,11 @@ export class Loader {
       this.failuresInARow = 0;
     }
     this.failuresInARow++;
-    this.lastExit = signal === null ? `with code ${code}` : `on ${signal}`;
     this.options.onExit?.();
+    const how = end === 'output ended' ? "'s output ended" : ` exited ${String(this.lastExit)}`;
     this.log(
       'warn',
-      `the loader exited ${this.lastExit}${this.lastError === null ? '' : ` (${this.lastError})`}; restarting in ${this.backoff} ms (${this.failuresInARow} exits in a row)`,
+      `the loader${how}${this.lastError === null ? '' : ` (${this.lastError})`}; restarting in ${this.backoff} ms (${this.failuresInARow} exits in a row)`,
     );
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
