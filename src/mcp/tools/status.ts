@@ -52,7 +52,7 @@ const total = (counts: unknown) =>
 function loaderLine(loader: unknown): string {
   if (typeof loader !== 'object' || loader === null) return 'loader: none (replay)';
   const { running, restarts, failuresInARow, lastExit, eventsLostInGaps } = loader as Record<string, unknown>;
-  const last = lastExit === null ? '' : `, the last ${String(lastExit)}`;
+  const last = typeof lastExit === 'string' ? `, the last ${lastExit}` : '';
   const failing = Number(failuresInARow) > 0 ? `, failing: ${String(failuresInARow)} exits in a row${last}` : '';
   return `loader ${running === true ? 'running' : 'down, restarting'}${failing}, ${String(restarts)} restarts, about ${String(eventsLostInGaps)} events lost in their gaps`;
 }
