@@ -1,6 +1,7 @@
 // `causeway run` started as a user would, on free ports, for the tests that need the sidecar.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { get } from 'node:http';
 import { CLI } from '../bpf/session.js';
 
 export interface Sidecar {
@@ -90,7 +91,18 @@ export async function startSidecar(
     metricsPort: Number(metricsPort),
     mcpUrl: String(mcpUrl),
     log: () => log,
-    metrics: async () => (await fetch(`http://127.0.0.1:${String(metricsPort)}/metrics`)).text(),
+    // A connection per scrape: one kept alive can be closed by the server (5 s idle) just as it is reused.
+    metrics: () =>
+      new Promise<string>((resolve, reject) => {
+        get({ host: '127.0.0.1', port: Number(metricsPort), path: '/metrics', agent: false }, (response) => {
+          let body = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (body += chunk));
+          response.on('end', () => {
+            resolve(body);
+          });
+        }).on('error', reject);
+      }),
     postSpans: async (pid, count = 1, durationNs = 20_000_000n) => {
       const end = BigInt(Date.now()) * 1_000_000n;
       const spans = Array.from({ length: count }, () => ({
