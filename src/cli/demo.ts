@@ -130,6 +130,9 @@ async function explainOverMcp(gpu: Record<string, string>): Promise<number> {
       '127.0.0.1:0',
       '--mcp',
       '127.0.0.1:0',
+      // The demo's store goes with it, leaving a node agent's store alone.
+      '--store-path',
+      ':memory:',
     ],
     {
       env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' },

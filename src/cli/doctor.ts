@@ -14,7 +14,10 @@ import { positiveInteger } from './usage.js';
 export const DOCTOR_HELP = `Usage: causeway doctor [--pid PID]... [--gpu]
 
 Checks that this machine can capture kernel events, one line per check:
-  privileges   root, or CAP_BPF and CAP_PERFMON in the effective set
+  privileges   root, or CAP_BPF and CAP_PERFMON in the effective set, or the loader
+               alone privileged by its file capabilities (cap_bpf, cap_perfmon,
+               cap_sys_admin, cap_sys_ptrace, cap_dac_read_search), the user's process
+               holding none
   btf          /sys/kernel/btf/vmlinux (the kernel's type information, for CO-RE)
   tracefs      tracefs mounted at /sys/kernel/tracing (or under debugfs)
   ringbuf      BPF ring buffer support (bpftool feature probe, else kernel >= 5.8)
@@ -45,6 +48,28 @@ const CAP_SYS_ADMIN = 21n;
 const CAP_PERFMON = 38n;
 const CAP_BPF = 39n;
 
+/**
+ * What the loader needs to run as a user other than root, as its file capabilities: BPF and
+ * PERFMON (programs, maps, tracing attachments), SYS_ADMIN (uprobes since CVE-2025-38466's fix),
+ * SYS_PTRACE (other users' /proc/PID/maps, exe, root and mem) and DAC_READ_SEARCH (tracefs is
+ * root's, mode 0700). The Node process then needs none.
+ */
+export const LOADER_FILE_CAPABILITIES = [
+  'cap_bpf',
+  'cap_perfmon',
+  'cap_sys_admin',
+  'cap_sys_ptrace',
+  'cap_dac_read_search',
+] as const;
+const SETCAP = `setcap ${LOADER_FILE_CAPABILITIES.join(',')}+ep ${loaderPath}`;
+
+/** The loader's file capabilities with both e and p set, as getcap lists them; none when getcap fails. */
+function loaderFileCapabilities(): string[] {
+  const run = spawnSync('getcap', [loaderPath], { encoding: 'utf8' });
+  const [names, flags] = run.stdout.trim().split(' ').at(-1)?.split('=') ?? [];
+  return flags?.includes('e') === true && flags.includes('p') ? (names ?? '').split(',') : [];
+}
+
 function privileges(): Check {
   const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
   const caps = capEff === undefined ? 0n : BigInt(`0x${capEff}`);
@@ -54,13 +79,21 @@ function privileges(): Check {
     return {
       name: 'privileges',
       status: 'ok',
-      detail: `${who}, CapEff ${capEff ?? '?'} has ${has(CAP_BPF) ? 'CAP_BPF and CAP_PERFMON' : 'CAP_SYS_ADMIN'}`,
+      detail: `${who}, CapEff ${capEff ?? '?'} has ${has(CAP_BPF) ? 'CAP_BPF and CAP_PERFMON' : 'CAP_SYS_ADMIN'} (the sidecar's Node process holds them too; to run it without any, as a user: ${SETCAP})`,
     };
   }
+  const fileCaps = loaderFileCapabilities();
+  const missing = LOADER_FILE_CAPABILITIES.filter((cap) => !fileCaps.includes(cap));
+  if (missing.length === 0)
+    return {
+      name: 'privileges',
+      status: 'ok',
+      detail: `${who}, CapEff ${capEff ?? '?'}: the loader alone is privileged, by its file capabilities ${LOADER_FILE_CAPABILITIES.join(',')}`,
+    };
   return {
     name: 'privileges',
     status: 'FAIL',
-    detail: `${who}, CapEff ${capEff ?? '?'} lacks CAP_BPF and CAP_PERFMON: run as root (sudo)`,
+    detail: `${who}, CapEff ${capEff ?? '?'} lacks CAP_BPF and CAP_PERFMON, and the loader lacks the file capabilities ${missing.join(',')}: run as root (sudo), or, as root, ${SETCAP}`,
   };
 }
 

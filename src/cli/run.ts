@@ -23,13 +23,15 @@ export const RUN_HELP = `Usage: causeway run [--config FILE] [--otlp-grpc HOST:P
                     [--metrics HOST:PORT] [--pid PID]... [--comm NAME]...
                     [--thread-attribute NAME] [--retention-s N] [--max-events N]
                     [--join-watermark-ms N] [--store-retention-s N] [--store-max-events N]
-                    [--store-max-spans N] [--export-queue-spans N] [--export-queue-mib N]
+                    [--store-max-spans N] [--store-path FILE] [--store-max-mib N]
+                    [--export-queue-spans N] [--export-queue-mib N]
                     [--shutdown-deadline-s N] [--query-backend jaeger=URL|tempo=URL]
 
 The sidecar: receives a copy of the app's spans over OTLP, captures the kernel events of
 the processes those spans come from (and of --pid / --comm), exports each span's kernel
 events as its child spans over OTLP/gRPC to the collector, keeps spans and events in an
-embedded store, and answers causal questions over MCP. Needs root.
+embedded store, and answers causal questions over MCP. Needs root, or the loader's file
+capabilities (see \`causeway doctor\`): then it runs as any user, holding no capability.
 
 Options (a YAML --config file takes the same keys, e.g. \`store-max-events: 500000\`;
 flags win over the file, the file over the defaults):
@@ -49,6 +51,10 @@ flags win over the file, the file over the defaults):
   --store-retention-s N     how long the store keeps spans and events (default ${D.store.retentionMs / 1000})
   --store-max-events N      kernel events in the store at most (default ${D.store.maxEvents})
   --store-max-spans N       app spans in the store at most (default ${D.store.maxSpans})
+  --store-path FILE         the store's DuckDB file, kept across restarts and created with
+                            its directory; :memory: keeps it in memory (default ${D.store.path})
+  --store-max-mib N         the store's size at most: its blocks in use and write-ahead log
+                            on disk, or its memory (default ${D.store.maxBytes / 2 ** 20})
   --export-queue-spans N    kernel spans waiting for the collector at most; past it, or past
                             --export-queue-mib, the oldest are dropped (default ${D.export.maxQueueSpans})
   --export-queue-mib N      their approximate OTLP-encoded size at most (default ${D.export.maxQueueBytes / 2 ** 20})

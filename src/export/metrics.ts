@@ -79,6 +79,15 @@ export class SidecarMetrics {
       readers: [this.exporter],
     });
     this.meter = this.provider.getMeter(SCOPE.name, SCOPE.version);
+    // What a long run would leak first: the heap, and handles left open (sockets, timers, children).
+    observe(
+      this.meter,
+      {
+        heap: gauge('causeway_heap_used_bytes', "The sidecar's JavaScript heap in use.", 'By'),
+        handles: gauge('causeway_active_handles', 'Handles and requests keeping the event loop alive.'),
+      },
+      () => ({ heap: process.memoryUsage().heapUsed, handles: process.getActiveResourcesInfo().length }),
+    );
   }
 
   /** Serves the Prometheus text format at /metrics on host:port; anything else is a 404. */

@@ -12,7 +12,7 @@ import { BlockDevices } from './devices.js';
 import { EventShaper, KIND_NAMES, type KernelEvent } from './events.js';
 import type { Frame } from './frames.js';
 import { GpuProcesses, type GpuProcess } from './gpu-processes.js';
-import { Loader, type LoaderEnd, type LoaderMessage } from './loader.js';
+import { Loader, type LoaderEnd, type LoaderHealth, type LoaderMessage } from './loader.js';
 import type { FrameSource, HostLookups, Recording, Replay } from './recording.js';
 import {
   FrameType,
@@ -89,6 +89,17 @@ export interface CaptureParts {
   self: SelfPids;
 }
 
+/** The loader's supervision, and the capture gaps its exits left. */
+export interface LoaderReport extends LoaderHealth {
+  /** Time without capture: from each exited loader's last frame to the next one's HELLO. */
+  gapMs: number;
+  /** Kernel events lost in those gaps, estimated from the rate delivered before each exit. */
+  eventsLostInGaps: number;
+}
+
+/** Samples (about one a second) over which the rate before a loader's exit is taken. */
+const RATE_SAMPLES = 10;
+
 /**
  * The usual parts, new, over `processes`; demangling problems go to onMessage as warnings. The
  * symbol tables, block device names and Causeway's own pids are this machine's unless given
@@ -133,6 +144,7 @@ export class KernelCapture {
   /** Resolves at the first HELLO: every probe is attached. */
   readonly ready: Promise<Hello>;
   private readonly source: FrameSource;
+  private readonly loader: Loader | undefined;
   private readonly gpu = new GpuProcesses();
   private resolveReady!: (hello: Hello) => void;
   private readonly emitted = new Map<string, number>();
@@ -141,6 +153,13 @@ export class KernelCapture {
   private latest: Stats | null = null;
   private badBatches = 0;
   private failure: string | null = null;
+  // Records the running loader delivered, sampled about once a second, for the rate before an exit.
+  private runRecords = 0;
+  private delivery: { at: number; records: number }[] = [];
+  private lastFrameAt = 0;
+  private gap: { since: number; perMs: number } | null = null;
+  private gapMs = 0;
+  private lostInGaps = 0;
 
   /** From the loader, or, given a replay, from its file. */
   constructor(
@@ -155,20 +174,29 @@ export class KernelCapture {
         this.message(message);
       },
     };
-    this.source =
-      replay?.connect(handlers) ??
-      new Loader({
+    if (replay === undefined) {
+      this.loader = new Loader({
         ...handlers,
         args: loaderArgs(options),
         onStart: () => {
           this.gpu.restarted();
         },
+        onExit: () => {
+          this.exited();
+        },
         ...(options.loaderPath === undefined ? {} : { path: options.loaderPath }),
       });
+      this.source = this.loader;
+    } else {
+      this.loader = undefined;
+      this.source = replay.connect(handlers);
+    }
     if (options.meter !== undefined) this.instrument(options.meter);
   }
 
   start(): void {
+    // A first loader that dies before its first frame leaves a gap from here.
+    this.lastFrameAt = Date.now();
     this.source.start();
   }
 
@@ -187,6 +215,12 @@ export class KernelCapture {
     this.parts.demangler.close();
     this.options.recording?.close();
     return this.ended;
+  }
+
+  /** The loader's supervision and capture gaps; undefined for a replay. */
+  loaderReport(): LoaderReport | undefined {
+    if (this.loader === undefined) return undefined;
+    return { ...this.loader.health(), gapMs: this.gapMs, eventsLostInGaps: this.lostInGaps };
   }
 
   /** The GPU processes found (the first `limit`, by pid), and how many there are. */
@@ -226,15 +260,41 @@ export class KernelCapture {
         events: counter('causeway_kernel_events', 'Kernel events decoded, per kind.'),
         drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
         gpu: gauge('causeway_gpu_processes', 'Processes found using CUDA (followed, their libraries probed).'),
+        up: gauge('causeway_loader_up', '1 while the loader runs; 0 while it is restarted, or once it cannot run.'),
+        restarts: counter('causeway_loader_restarts', 'Times the loader was started again after it exited.'),
+        failures: gauge(
+          'causeway_loader_failures_in_a_row',
+          'Loader exits since its last run of 30 s or more: above zero, it keeps failing.',
+        ),
+        gap: counter(
+          'causeway_capture_gap_seconds',
+          "Time without capture, from a dead loader's last frame to the next one's first.",
+          's',
+        ),
+        lost: counter(
+          'causeway_kernel_events_lost_in_gaps',
+          'Kernel events lost while the loader was restarted, estimated from the rate before it exited.',
+        ),
       },
       () => {
         const { events, drops, gpuProcesses } = this.counters();
-        return { events: perKind(events), drops: perKind(drops), gpu: gpuProcesses };
+        const loader = this.loaderReport();
+        return {
+          events: perKind(events),
+          drops: perKind(drops),
+          gpu: gpuProcesses,
+          up: loader === undefined ? undefined : Number(loader.running),
+          restarts: loader?.restarts,
+          failures: loader?.failuresInARow,
+          gap: loader === undefined ? undefined : loader.gapMs / 1000,
+          lost: loader?.eventsLostInGaps,
+        };
       },
     );
   }
 
   private async frame(frame: Frame): Promise<void> {
+    this.lastFrameAt = Date.now();
     switch (frame.type) {
       case FrameType.HELLO:
         this.hello(frame.payload);
@@ -248,6 +308,11 @@ export class KernelCapture {
       case FrameType.EVENTS:
         await this.events(frame.payload);
         break;
+    }
+    const sampled = this.delivery.at(-1);
+    if (sampled === undefined || this.lastFrameAt - sampled.at >= 1000) {
+      this.delivery.push({ at: this.lastFrameAt, records: this.runRecords });
+      if (this.delivery.length > RATE_SAMPLES) this.delivery.shift();
     }
     // After handling: an EVENTS frame's context is noted while it is shaped, and goes before it.
     this.options.recording?.frame(frame.type, frame.payload);
@@ -280,7 +345,37 @@ export class KernelCapture {
     }
     // The loader scans before it says hello: a GPU process it did not report again has exited.
     this.gpu.scanned();
+    if (this.gap !== null) this.resumed(this.gap);
     this.resolveReady(hello);
+  }
+
+  /** A loader exited: capture has been off since its last frame, until the next one's HELLO. */
+  private exited(): void {
+    // A loader that exits before its HELLO leaves the gap its predecessor opened.
+    if (this.gap !== null) return;
+    const first = this.delivery[0];
+    const last = { at: this.lastFrameAt, records: this.runRecords };
+    const perMs =
+      first === undefined || last.at === first.at ? 0 : (last.records - first.records) / (last.at - first.at);
+    // Capture stopped at the loader's last frame: a killed loader can take seconds to exit, as
+    // the kernel detaches each of its uprobes in turn.
+    this.gap = { since: this.lastFrameAt, perMs };
+    this.delivery = [];
+    this.runRecords = 0;
+  }
+
+  private resumed(gap: { since: number; perMs: number }): void {
+    const ms = Date.now() - gap.since;
+    const lost = Math.round(gap.perMs * ms);
+    this.gap = null;
+    this.gapMs += ms;
+    this.lostInGaps += lost;
+    this.options.onMessage({
+      level: 'warn',
+      msg: `capture is back after ${ms} ms without a loader (restart ${this.loader?.health().restarts ?? 0}); about ${lost} kernel events were lost in the gap, at the ${Math.round(gap.perMs * 1000)}/s delivered before the exit`,
+      source: 'supervisor',
+      fields: { event: 'capture_gap', gapMs: ms, lost },
+    });
   }
 
   private async events(payload: Buffer): Promise<void> {
@@ -298,6 +393,7 @@ export class KernelCapture {
       });
       return;
     }
+    this.runRecords += records.length;
     await this.parts.cuda.learnNames(records);
     const events: KernelEvent[] = [];
     for (const record of records) {

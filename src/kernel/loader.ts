@@ -1,8 +1,9 @@
 // Runs the C loader (bpf/build/causeway-loader) and keeps it running: frames from its
 // stdout are handed on in order, with backpressure (a slow consumer pauses the pipe, the
 // ring buffer fills, and the kernel counts drops: never silent loss); its MESSAGE frames
-// and stderr become log lines; an unexpected exit restarts it with exponential backoff and
-// replays what it was told; exit code 2 means it cannot run at all, so supervision stops.
+// and stderr become log lines; an unexpected exit (or, once it has said hello, the end of its
+// output) restarts it with exponential backoff and replays what it was told; exit code 2
+// means it cannot run at all, so supervision stops.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { loaderPath } from '../install.js';
@@ -23,6 +24,18 @@ export interface LoaderEnd {
   failure: string | null;
 }
 
+/** How supervision is going: what `status` and /metrics say about the loader. */
+export interface LoaderHealth {
+  /** A loader process runs; false while one is awaited after an exit, and once supervision is over. */
+  running: boolean;
+  pid: number | null;
+  restarts: number;
+  /** Exits since the last run that lasted HEALTHY_RUN_MS: above zero, the loader keeps failing. */
+  failuresInARow: number;
+  /** How the last loader that exited ended, e.g. `on SIGKILL` or `with code 1`; null before any exit. */
+  lastExit: string | null;
+}
+
 export interface LoaderOptions {
   args: string[];
   /** HELLO, EVENTS and STATS frames, one at a time: the next waits for the promise. */
@@ -30,6 +43,8 @@ export interface LoaderOptions {
   onMessage: (message: LoaderMessage) => void;
   /** Each time a loader process is started (again, after a restart). */
   onStart?: () => void;
+  /** Each unexpected exit or end of output, before the restart is scheduled. */
+  onExit?: () => void;
   path?: string;
   backoffMs?: { initial: number; max: number };
 }
@@ -84,6 +99,10 @@ export class Loader {
   private restartTimer: NodeJS.Timeout | null = null;
   private backoff: number;
   private lastError: string | null = null;
+  private startedAt = 0;
+  private restarts = 0;
+  private failuresInARow = 0;
+  private lastExit: string | null = null;
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
   // What the loader was told since it started, replayed after a restart.
@@ -102,6 +121,19 @@ export class Loader {
     return this.child?.pid;
   }
 
+  health(): LoaderHealth {
+    const running = this.child !== null;
+    // A loader running past HEALTHY_RUN_MS has recovered, even before it exits.
+    const recovered = running && Date.now() - this.startedAt >= HEALTHY_RUN_MS;
+    return {
+      running,
+      pid: this.child?.pid ?? null,
+      restarts: this.restarts,
+      failuresInARow: recovered ? 0 : this.failuresInARow,
+      lastExit: this.lastExit,
+    };
+  }
+
   start(): void {
     if (this.over) return;
     const path = this.options.path ?? loaderPath;
@@ -112,12 +144,15 @@ export class Loader {
     this.options.onStart?.();
     const child = spawn(path, this.options.args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const startedAt = Date.now();
+    this.startedAt = startedAt;
     const reader = new FrameReader();
     this.child = child;
     this.lastError = null;
     child.stdin.on('error', () => {
       // EPIPE once the loader died: its exit is handled below.
     });
+    let said = false;
+    let replaced = false;
     child.stdout.on('data', (chunk: Buffer) => {
       let frames: Frame[];
       try {
@@ -127,16 +162,35 @@ export class Loader {
         child.kill('SIGKILL');
         return;
       }
-      for (const frame of frames) this.enqueue(child, frame);
+      for (const frame of frames) {
+        if (frame.type === FrameType.HELLO) said = true;
+        this.enqueue(child, frame);
+      }
+    });
+    // A dying loader's output ends long before its exit: the kernel detaches its uprobes one RCU
+    // grace period at a time (tens of seconds on a busy machine). One that had said hello is
+    // replaced once its output ends; its exit status comes later, and is logged then.
+    child.stdout.on('end', () => {
+      if (!said || this.stopping || this.over) return;
+      replaced = true;
+      this.child = null;
+      void this.queue.then(() => {
+        this.exited('output ended', Date.now() - startedAt, reader.pendingBytes);
+      });
     });
     this.readStderr(child);
     child.on('error', (error) => {
       this.end(`cannot start the loader ${path}: ${error.message}`);
     });
     child.on('close', (code, signal) => {
+      this.lastExit = signal === null ? `with code ${String(code)}` : `on ${signal}`;
+      if (replaced) {
+        this.log('warn', `the loader replaced after its output ended exited ${this.lastExit}`);
+        return;
+      }
       this.child = null;
       void this.queue.then(() => {
-        this.exited(code, signal, Date.now() - startedAt, reader.pendingBytes);
+        this.exited({ code }, Date.now() - startedAt, reader.pendingBytes);
       });
     });
     for (const command of this.replay()) this.write(command);
@@ -244,25 +298,32 @@ export class Loader {
     this.options.onMessage({ level, msg, source: 'supervisor', fields: {} });
   }
 
-  private exited(code: number | null, signal: NodeJS.Signals | null, ranMs: number, pendingBytes: number): void {
+  /** A loader's exit, or the end of its output (its exit status not known yet). */
+  private exited(end: { code: number | null } | 'output ended', ranMs: number, pendingBytes: number): void {
     if (pendingBytes > 0) this.log('warn', `the loader's output ended inside a frame (${pendingBytes} bytes lost)`);
     if (this.over) return;
     if (this.stopping) {
       this.end(null);
       return;
     }
-    if (code === EXIT_CANNOT_RUN) {
+    if (end !== 'output ended' && end.code === EXIT_CANNOT_RUN) {
       this.end(this.lastError ?? 'the loader cannot run (exit code 2) and gave no reason');
       return;
     }
-    if (ranMs >= HEALTHY_RUN_MS) this.backoff = this.options.backoffMs?.initial ?? 500;
-    const how = signal === null ? `with code ${code}` : `on ${signal}`;
+    if (ranMs >= HEALTHY_RUN_MS) {
+      this.backoff = this.options.backoffMs?.initial ?? 500;
+      this.failuresInARow = 0;
+    }
+    this.failuresInARow++;
+    this.options.onExit?.();
+    const how = end === 'output ended' ? "'s output ended" : ` exited ${String(this.lastExit)}`;
     this.log(
       'warn',
-      `the loader exited ${how}${this.lastError === null ? '' : ` (${this.lastError})`}; restarting in ${this.backoff} ms`,
+      `the loader${how}${this.lastError === null ? '' : ` (${this.lastError})`}; restarting in ${this.backoff} ms (${this.failuresInARow} exits in a row)`,
     );
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
+      this.restarts++;
       this.start();
     }, this.backoff);
     this.backoff = Math.min(this.backoff * 2, this.options.backoffMs?.max ?? 30_000);

@@ -26,7 +26,8 @@ export interface SidecarConfig {
   /** The span attribute that names the OS thread id. */
   threadAttribute: string;
   correlator: { retentionMs: number; maxEvents: number; watermarkLagMs: number };
-  store: { retentionMs: number; maxEvents: number; maxSpans: number };
+  /** The store's file (or ':memory:') and its retention bounds. */
+  store: { path: string; retentionMs: number; maxEvents: number; maxSpans: number; maxBytes: number };
   /** Kernel spans waiting for the collector at most, in spans and in (approximate encoded) bytes. */
   export: { maxQueueSpans: number; maxQueueBytes: number };
   /** Cluster mode: `jaeger=URL` or `tempo=URL`. */
@@ -89,6 +90,8 @@ const KEYS = {
   'store-retention-s': positiveInteger.default(900),
   'store-max-events': positiveInteger.default(1_000_000),
   'store-max-spans': positiveInteger.default(100_000),
+  'store-path': text.default('/var/lib/causeway/store.duckdb'),
+  'store-max-mib': positiveInteger.default(1024),
   'export-queue-spans': positiveInteger.default(100_000),
   'export-queue-mib': positiveInteger.default(64),
   'shutdown-deadline-s': positiveInteger.default(5),
@@ -110,6 +113,8 @@ const schema = z.strictObject(KEYS).transform((c) => ({
     retentionMs: c['store-retention-s'] * 1000,
     maxEvents: c['store-max-events'],
     maxSpans: c['store-max-spans'],
+    path: c['store-path'],
+    maxBytes: c['store-max-mib'] * 2 ** 20,
   },
   export: { maxQueueSpans: c['export-queue-spans'], maxQueueBytes: c['export-queue-mib'] * 2 ** 20 },
   queryBackend: c['query-backend'],

@@ -22,6 +22,7 @@ export async function sidecarStatus(p: ReportingParts) {
   const store = await p.store.status();
   return {
     capture: p.capture.counters(),
+    loader: p.capture.loaderReport() ?? null,
     gpu: p.capture.gpuProcesses(STATUS_GPU_PROCESSES),
     correlator: p.correlator.counters(),
     store,

@@ -1,8 +1,12 @@
 // The embedded store: app spans, kernel events, which events were attached to which span, and
-// the processes seen, in an in-memory DuckDB database (columnar and compressed, SQL with range
-// joins) that the MCP tools query. Writes are buffered and appended in batches on a timer, off
-// the correlation path; queries run on DuckDB's own threads, so they never hold up capture.
-// Retention is bounded by age and by row counts; rows past either bound are deleted.
+// the processes seen, in a DuckDB database (columnar and compressed, SQL with range joins) that
+// the MCP tools query: a file, so that what was captured survives a restart (each batch is a
+// transaction in DuckDB's write-ahead log, replayed at the next open after a crash), or memory.
+// Writes are buffered and appended in batches on a timer, off the correlation path; queries run
+// on DuckDB's own threads, so they never hold up capture. Retention is bounded by age, by row
+// counts and by the bytes the database takes; the oldest rows past any bound are deleted.
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
 import type { Meter } from '@opentelemetry/api';
 import type { Attachment, PlacedSpan } from '../correlate/correlator.js';
@@ -20,9 +24,16 @@ export interface StoreRetention {
   retentionMs: number;
   maxEvents: number;
   maxSpans: number;
+  /** The database's blocks in use plus its write-ahead log (on disk), or its memory (in memory). */
+  maxBytes: number;
 }
 
+/** The path that keeps the store in memory, gone at exit. */
+export const IN_MEMORY = ':memory:';
+
 export interface StoreOptions extends StoreRetention {
+  /** The database file (created with its directory), or IN_MEMORY. */
+  path: string;
   /** The counters and the rows held are read from here at each collection. */
   meter?: Meter;
   /** How often buffered rows are appended. */
@@ -49,6 +60,9 @@ export interface StoreCounters {
   lastFlushMs: number;
 }
 
+/** Past maxBytes, the oldest rows are deleted down to this share of it, so that not every flush deletes. */
+const SHRINK_TO = 0.8;
+
 /** Read connections: queries of one explain_trace run side by side on DuckDB's threads. */
 const READERS = 4;
 /** Rows buffered at most between flushes; beyond it, new rows are shed and counted. */
@@ -60,17 +74,17 @@ const MAX_BUFFERED = 500_000;
 const LONGEST_INTERVAL_NS = 60_000n * MS;
 
 const SCHEMA = `
-CREATE TABLE spans (
+CREATE TABLE IF NOT EXISTS spans (
   seq BIGINT, trace_id VARCHAR, span_id VARCHAR, parent_span_id VARCHAR, service VARCHAR, name VARCHAR,
   span_kind TINYINT, start_ns BIGINT, end_ns BIGINT, duration_ms DOUBLE, pid INTEGER, tid INTEGER,
   status_code TINYINT, attributes JSON);
-CREATE INDEX spans_by_trace ON spans (trace_id);
-CREATE TABLE kernel_events (
+CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
+CREATE TABLE IF NOT EXISTS kernel_events (
   event_id BIGINT, kind VARCHAR, pid INTEGER, tid INTEGER, comm VARCHAR, start_ns BIGINT, end_ns BIGINT,
   duration_ms DOUBLE, other_pid INTEGER, other_tid INTEGER, other_comm VARCHAR, cuda_kernel VARCHAR,
   attributes JSON);
-CREATE TABLE attachments (trace_id VARCHAR, span_id VARCHAR, event_id BIGINT, end_ns BIGINT);
-CREATE TABLE processes (pid INTEGER, service VARCHAR, executable VARCHAR, container_id VARCHAR, seen_ns BIGINT);
+CREATE TABLE IF NOT EXISTS attachments (trace_id VARCHAR, span_id VARCHAR, event_id BIGINT, end_ns BIGINT);
+CREATE TABLE IF NOT EXISTS processes (pid INTEGER, service VARCHAR, executable VARCHAR, container_id VARCHAR, seen_ns BIGINT);
 `;
 
 /** What each table and column holds, for query_sql's callers. */
@@ -157,17 +171,29 @@ export class Store implements TraceSource {
   }
 
   static async open(options: StoreOptions): Promise<Store> {
+    const onDisk = options.path !== IN_MEMORY;
+    if (onDisk) mkdirSync(dirname(options.path), { recursive: true, mode: 0o750 });
     // No file or network access from SQL at all, settings locked: query_sql cannot reach out.
-    const instance = await DuckDBInstance.create(':memory:', {
+    const instance = await DuckDBInstance.create(IN_MEMORY, {
       memory_limit: options.memoryLimit ?? STORE_DEFAULTS.memoryLimit,
       threads: '2',
     });
     const connection = await instance.connect();
-    // An attached in-memory database can be compressed; the default one cannot.
-    await connection.run(`ATTACH ':memory:' AS causeway (COMPRESS, ROW_GROUP_SIZE 16384); USE causeway;`);
+    // An attached in-memory database can be compressed; the default one cannot. A file's
+    // write-ahead log is replayed here if the last run did not close it.
+    const database = onDisk ? `'${options.path.replaceAll("'", "''")}'` : `':memory:'`;
+    await connection.run(
+      `ATTACH ${database} AS causeway (${onDisk ? '' : 'COMPRESS, '}ROW_GROUP_SIZE 16384); USE causeway;`,
+    );
     await connection.run(SCHEMA);
     await connection.run(`SET enable_external_access = false; SET lock_configuration = true;`);
     const store = new Store(instance, connection, options);
+    // Ids go on from those of the rows a file kept.
+    const [next] = await store.rows(
+      `SELECT (SELECT coalesce(max(event_id) + 1, 0) FROM kernel_events), (SELECT coalesce(max(seq) + 1, 0) FROM spans)`,
+    );
+    store.nextEventId = BigInt(String(next?.[0] ?? 0));
+    store.nextSpanSeq = BigInt(String(next?.[1] ?? 0));
     store.readers = await Promise.all(Array.from({ length: READERS }, () => store.connect()));
     store.timer = setInterval(() => {
       void store.flush();
@@ -205,14 +231,28 @@ export class Store implements TraceSource {
     return { ...this.count, rowsBuffered: this.buffered() };
   }
 
-  /** Counters, rows held and memory used, and the retention bounds. */
-  async status(): Promise<StoreCounters & Awaited<ReturnType<Store['size']>> & StoreRetention> {
-    const { retentionMs, maxEvents, maxSpans } = this.settings;
-    return { ...this.counters(), ...(await this.size()), retentionMs, maxEvents, maxSpans };
+  /** Counters, rows held, memory and disk used, the oldest rows, and the retention bounds. */
+  async status() {
+    const { path, retentionMs, maxEvents, maxSpans, maxBytes } = this.settings;
+    const now = this.settings.now();
+    const [oldest] = await this.rows(`SELECT (SELECT min(end_ns) FROM kernel_events), (SELECT min(end_ns) FROM spans)`);
+    const age = (ns: unknown) => (typeof ns === 'bigint' ? Number((now - ns) / MS) : null);
+    return {
+      ...this.counters(),
+      ...(await this.size()),
+      path,
+      diskBytes: this.diskBytes(),
+      oldestEventAgeMs: age(oldest?.[0]),
+      oldestSpanAgeMs: age(oldest?.[1]),
+      retentionMs,
+      maxEvents,
+      maxSpans,
+      maxBytes,
+    };
   }
 
-  /** Rows held and memory used, per table. */
-  async size(): Promise<{ events: number; spans: number; attachments: number; memoryBytes: number }> {
+  /** Rows held and memory used, per table; `bytes` is what maxBytes bounds. */
+  async size(): Promise<{ events: number; spans: number; attachments: number; memoryBytes: number; bytes: number }> {
     const rows = await this
       .rows(`SELECT (SELECT count(*) FROM kernel_events), (SELECT count(*) FROM spans), (SELECT count(*) FROM attachments),
       (SELECT sum(memory_usage_bytes) FROM duckdb_memory())`);
@@ -222,7 +262,23 @@ export class Store implements TraceSource {
       spans: Number(spans),
       attachments: Number(attachments),
       memoryBytes: Number(memory),
+      bytes: await this.bytes(Number(memory)),
     };
+  }
+
+  /** On disk: the blocks in use and the write-ahead log (freed blocks are reused); in memory: the memory. */
+  private async bytes(memoryBytes: number): Promise<number> {
+    if (this.settings.path === IN_MEMORY) return memoryBytes;
+    const [used] = await this.rows(
+      `SELECT used_blocks * block_size FROM pragma_database_size() WHERE database_name = 'causeway'`,
+    );
+    return Number(used?.[0] ?? 0) + fileBytes(`${this.settings.path}.wal`);
+  }
+
+  /** The file and its write-ahead log, as the file system counts them; 0 in memory. */
+  private diskBytes(): number {
+    const { path } = this.settings;
+    return path === IN_MEMORY ? 0 : fileBytes(path) + fileBytes(`${path}.wal`);
   }
 
   private instrument(meter: Meter): void {
@@ -238,6 +294,7 @@ export class Store implements TraceSource {
         lastFlush: gauge('causeway_store_last_flush_seconds', 'Time the last write to the store took.', 's'),
         rows: gauge('causeway_store_rows', 'Rows held in the store, per table.'),
         memory: gauge('causeway_store_memory_bytes', 'Memory the store uses.', 'By'),
+        disk: gauge('causeway_store_disk_bytes', "The store's file and write-ahead log on disk.", 'By'),
       },
       async () => {
         const size = await this.size();
@@ -251,6 +308,7 @@ export class Store implements TraceSource {
             [size.attachments, { table: 'attachments' }],
           ],
           memory: size.memoryBytes,
+          disk: this.diskBytes(),
         };
       },
     );
@@ -468,11 +526,30 @@ export class Store implements TraceSource {
     this.count.attachmentsStored += n;
   }
 
-  /** Deletes what is older than the retention, then the oldest rows beyond the size bounds. */
+  /**
+   * Deletes what is older than the retention, then the oldest rows beyond the row bounds, then,
+   * past maxBytes, the oldest rows of each table down to SHRINK_TO of it (a checkpoint then
+   * frees their blocks and empties the write-ahead log).
+   */
   private async expire(): Promise<void> {
     const cutoff = this.settings.now() - BigInt(this.settings.retentionMs) * MS;
-    const oldestEvent = this.nextEventId - BigInt(this.settings.maxEvents);
-    const oldestSpan = this.nextSpanSeq - BigInt(this.settings.maxSpans);
+    await this.deleteBefore(
+      cutoff,
+      this.nextEventId - BigInt(this.settings.maxEvents),
+      this.nextSpanSeq - BigInt(this.settings.maxSpans),
+    );
+    const size = await this.size();
+    if (size.bytes <= this.settings.maxBytes) return;
+    const keep = (SHRINK_TO * this.settings.maxBytes) / size.bytes;
+    await this.deleteBefore(
+      cutoff,
+      this.nextEventId - BigInt(Math.floor(size.events * keep)),
+      this.nextSpanSeq - BigInt(Math.floor(size.spans * keep)),
+    );
+    if (this.settings.path !== IN_MEMORY) await this.connection.run('CHECKPOINT');
+  }
+
+  private async deleteBefore(cutoff: bigint, oldestEvent: bigint, oldestSpan: bigint): Promise<void> {
     const events = await this.connection.run(`DELETE FROM kernel_events WHERE end_ns < $1 OR event_id < $2`, [
       cutoff,
       oldestEvent,
@@ -480,5 +557,14 @@ export class Store implements TraceSource {
     const spans = await this.connection.run(`DELETE FROM spans WHERE end_ns < $1 OR seq < $2`, [cutoff, oldestSpan]);
     await this.connection.run(`DELETE FROM attachments WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
     this.count.rowsExpired += events.rowsChanged + spans.rowsChanged;
+  }
+}
+
+function fileBytes(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0; // no write-ahead log after a checkpoint
+    throw error;
   }
 }

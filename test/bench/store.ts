@@ -6,7 +6,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { explainTrace } from '../../src/correlate/explain.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import { serveMcp } from '../../src/mcp/http.js';
-import { Store } from '../../src/store/store.js';
+import { IN_MEMORY, Store } from '../../src/store/store.js';
 import { DEFAULT_CONFIG } from '../../src/sidecar/index.js';
 import { percentile } from './pipeline.js';
 import { MS, appSpan, holder, ids, kernelEvent, waker } from '../store/traces.js';
@@ -100,7 +100,7 @@ async function fill(store: Store, start: bigint, windowMs: number): Promise<void
 export async function storeRows(): Promise<string[]> {
   const windowMs = 10 * 60_000;
   const start = BigInt(Date.now()) * MS - BigInt(windowMs + 5000) * MS;
-  const store = await Store.open({ ...DEFAULT_CONFIG.store, flushMs: 60_000 });
+  const store = await Store.open({ ...DEFAULT_CONFIG.store, path: IN_MEMORY, flushMs: 60_000 });
   const filling = performance.now();
   await fill(store, start, windowMs);
   const fillS = (performance.now() - filling) / 1000;

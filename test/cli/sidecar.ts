@@ -1,15 +1,23 @@
 // `causeway run` started as a user would, on free ports, for the tests that need the sidecar.
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { ROOT } from '../bpf/session.js';
+import { randomBytes } from 'node:crypto';
+import { get } from 'node:http';
+import { CLI } from '../bpf/session.js';
 
 export interface Sidecar {
+  pid: number;
   grpcPort: number;
+  httpPort: number;
   metricsPort: number;
   /** The MCP endpoint, http://127.0.0.1:PORT/mcp. */
   mcpUrl: string;
   log: () => string;
   metrics: () => Promise<string>;
+  /**
+   * Posts `count` spans of process `pid`, each `durationNs` long (default 20 ms) and ending now,
+   * over OTLP/HTTP (JSON); resolves with the HTTP status and their trace ids.
+   */
+  postSpans: (pid: number, count?: number, durationNs?: bigint) => Promise<{ status: number; traceIds: string[] }>;
   /**
    * Stops it with `signal` (SIGINT unless given); resolves with the exit code, or null when it
    * had not exited after killAfterMs and was killed, as Kubernetes does at the grace period.
@@ -31,12 +39,22 @@ export async function until<T>(
   }
 }
 
-/** Starts the sidecar exporting to `exportUrl`, and waits until it listens. `args` are more `run` options. */
-export async function startSidecar(exportUrl: string, grpc = '127.0.0.1:0', args: string[] = []): Promise<Sidecar> {
+/**
+ * Starts the sidecar exporting to `exportUrl`, and waits until it listens. `args` are more `run`
+ * options; the store is in memory unless they give a --store-path. `causeway` is the command
+ * that runs the CLI: this checkout's by default.
+ */
+export async function startSidecar(
+  exportUrl: string,
+  grpc = '127.0.0.1:0',
+  args: string[] = [],
+  causeway: string[] = [process.execPath, CLI],
+): Promise<Sidecar> {
+  const [command, ...rest] = causeway as [string, ...string[]];
   const child = spawn(
-    process.execPath,
+    command,
     [
-      join(ROOT, 'dist', 'src', 'cli', 'main.js'),
+      ...rest,
       'run',
       '--otlp-grpc',
       grpc,
@@ -46,6 +64,7 @@ export async function startSidecar(exportUrl: string, grpc = '127.0.0.1:0', args
       '127.0.0.1:0',
       '--mcp',
       '127.0.0.1:0',
+      ...(args.includes('--store-path') ? [] : ['--store-path', ':memory:']),
       ...args,
     ],
     {
@@ -57,19 +76,57 @@ export async function startSidecar(exportUrl: string, grpc = '127.0.0.1:0', args
     log += chunk.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  const [, grpcPort, metricsPort, mcpUrl] = await until('the sidecar to listen', 15_000, () => {
+  const [, grpcPort, httpPort, metricsPort, mcpUrl] = await until('the sidecar to listen', 15_000, () => {
     if (child.exitCode !== null) throw new Error(`causeway run exited: ${log}`);
     return (
-      /receiving OTLP on [^ ]+:(\d+) \(gRPC\).*metrics on [^ ]+:(\d+)\/metrics, MCP on (\S+\/mcp)/.exec(log) ??
-      undefined
+      /receiving OTLP on [^ ]+:(\d+) \(gRPC\) and [^ ]+:(\d+) \(HTTP\).*metrics on [^ ]+:(\d+)\/metrics, MCP on (\S+\/mcp)/.exec(
+        log,
+      ) ?? undefined
     );
   });
   return {
+    pid: child.pid ?? 0,
     grpcPort: Number(grpcPort),
+    httpPort: Number(httpPort),
     metricsPort: Number(metricsPort),
     mcpUrl: String(mcpUrl),
     log: () => log,
-    metrics: async () => (await fetch(`http://127.0.0.1:${String(metricsPort)}/metrics`)).text(),
+    // A connection per scrape: one kept alive can be closed by the server (5 s idle) just as it is reused.
+    metrics: () =>
+      new Promise<string>((resolve, reject) => {
+        get({ host: '127.0.0.1', port: Number(metricsPort), path: '/metrics', agent: false }, (response) => {
+          let body = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (body += chunk));
+          response.on('end', () => {
+            resolve(body);
+          });
+        }).on('error', reject);
+      }),
+    postSpans: async (pid, count = 1, durationNs = 20_000_000n) => {
+      const end = BigInt(Date.now()) * 1_000_000n;
+      const spans = Array.from({ length: count }, () => ({
+        traceId: randomBytes(16).toString('hex'),
+        spanId: randomBytes(8).toString('hex'),
+        name: 'GET /work',
+        kind: 2,
+        startTimeUnixNano: String(end - durationNs),
+        endTimeUnixNano: String(end),
+      }));
+      const resource = {
+        attributes: [
+          { key: 'service.name', value: { stringValue: 'worker' } },
+          { key: 'process.pid', value: { intValue: String(pid) } },
+        ],
+      };
+      const response = await fetch(`http://127.0.0.1:${String(httpPort)}/v1/traces`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ resourceSpans: [{ resource, scopeSpans: [{ spans }] }] }),
+      });
+      await response.arrayBuffer();
+      return { status: response.status, traceIds: spans.map((span) => span.traceId) };
+    },
     stop: async (signal = 'SIGINT', killAfterMs) => {
       if (child.exitCode === null) child.kill(signal);
       const kill = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);

@@ -72,3 +72,42 @@ test('a capture turns the loader stream into events on the STATS clock, and coun
   assert.equal(await m.value('causeway_kernel_drops', { kind: 'sched.runqueue' }), 6);
   assert.equal(await m.value('causeway_kernel_drops', { kind: 'cuda.sync' }), 0, 'every kind has a series');
 });
+
+test('a loader that exits is restarted and the capture gap counted, in its report and as instruments', async (t) => {
+  const m = new TestMeter();
+  t.after(() => m.close());
+  const fake = fakeLoader('crash-once');
+  const messages: LoaderMessage[] = [];
+  const capture = new KernelCapture(
+    {
+      pids: [],
+      comms: [],
+      libs: [],
+      loaderPath: fake.path,
+      onEvents: () => undefined,
+      onMessage: (message) => void messages.push(message),
+      meter: m.meter,
+    },
+    captureParts(new ProcessTable(), () => undefined),
+  );
+  capture.start();
+  for (let i = 0; i < 200 && !messages.some((m) => m.fields.event === 'capture_gap'); i++)
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  const report = capture.loaderReport();
+  await capture.stop();
+  const gap = messages.find((m) => m.fields.event === 'capture_gap');
+  assert.ok(gap, JSON.stringify(messages));
+  assert.match(
+    gap.msg,
+    /^capture is back after \d+ ms without a loader \(restart 1\); about 0 kernel events were lost/,
+  );
+  assert.equal(report?.running, true);
+  assert.equal(report.restarts, 1);
+  assert.equal(report.failuresInARow, 1);
+  assert.equal(report.lastExit, 'with code 1');
+  assert.equal(report.gapMs, gap.fields.gapMs);
+  assert.ok(report.gapMs >= 500, 'at least the first backoff');
+  assert.equal(report.eventsLostInGaps, 0, 'the first loader delivered nothing');
+  assert.equal(await m.value('causeway_loader_restarts'), 1);
+  assert.equal(await m.value('causeway_capture_gap_seconds'), report.gapMs / 1000);
+});

@@ -49,14 +49,25 @@ test('a crashed loader is restarted after a backoff and told again what to follo
   loader.min('sched.runqueue', 500);
   for (let i = 0; i < 50 && fake.log().filter((e) => 'argv' in e).length < 2; i++) await sleep(50);
   await sleep(200);
+  const running = loader.health();
+  assert.deepEqual(running, {
+    running: true,
+    pid: loader.pid,
+    restarts: 1,
+    failuresInARow: 1,
+    lastExit: 'with code 1',
+  });
   const end = await loader.stop();
   assert.equal(end.failure, null);
+  assert.equal(loader.health().running, false);
   const log = fake.log();
   const runs = log.map((e, i) => ('argv' in e ? i : -1)).filter((i) => i >= 0);
   assert.equal(runs.length, 2, 'restarted once');
   const replayed = log.slice(runs[1]).flatMap((e) => ('command' in e ? [e.command] : []));
   assert.deepEqual(replayed, ['follow 1234', 'comm python3', 'min sched.runqueue 500']);
-  assert.ok(messages.some((m) => m.source === 'supervisor' && /exited with code 1.*restarting in 50 ms/.test(m.msg)));
+  // Restarted as soon as its output ended; its exit status follows.
+  assert.ok(messages.some((m) => m.source === 'supervisor' && /output ended; restarting in 50 ms/.test(m.msg)));
+  assert.ok(messages.some((m) => m.source === 'supervisor' && /replaced .* exited with code 1$/.test(m.msg)));
   assert.ok(
     log.some((e) => e.signal === 'SIGTERM'),
     'stopped with SIGTERM',

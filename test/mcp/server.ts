@@ -36,6 +36,7 @@ export async function serveKnownTrace(
       status: () =>
         Promise.resolve({
           capture: {},
+          loader: null,
           gpu: { processes: [], listed: 0, unlisted: 0 },
           correlator: {},
           store: {},

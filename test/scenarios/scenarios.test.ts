@@ -279,6 +279,6 @@ test('status reports the probes, the events per kind, drops and the store after 
   assert.notEqual(status.lag.newestEventAgeMs, null);
   assert.match(
     (result.content as { text: string }[])[0]?.text ?? '',
-    /^following \d+ processes, \d+ of them using CUDA, \d+ CUDA libraries probed; /,
+    /^loader running, 0 restarts, about 0 events lost in their gaps; following \d+ processes, \d+ of them using CUDA, \d+ CUDA libraries probed; /,
   );
 });

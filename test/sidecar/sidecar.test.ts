@@ -46,11 +46,14 @@ async function canListen(port: number): Promise<boolean> {
 }
 
 const ENDPOINT_KEYS = ['otlp-grpc', 'otlp-http', 'metrics', 'mcp'] as const;
+/** The tests' stores go with them, leaving a node agent's default store alone. */
+const IN_MEMORY_STORE = { 'store-path': ':memory:' };
 
 test('a started sidecar runs a loader, reports the status of its parts, and close frees everything', async (t) => {
   if (!kernelAvailable(t)) return;
   const flags = {
     ...Object.fromEntries(ENDPOINT_KEYS.map((key) => [key, '127.0.0.1:0'])),
+    ...IN_MEMORY_STORE,
     'join-watermark-ms': '750',
     'store-max-spans': '5000',
   };
@@ -92,7 +95,10 @@ test('a part that cannot start closes the parts started before it, and the error
     const ports = Object.fromEntries(
       await Promise.all(ENDPOINT_KEYS.map(async (key) => [key, key === blocked ? taken : await freePort()] as const)),
     );
-    const flags = Object.fromEntries(Object.entries(ports).map(([key, port]) => [key, `127.0.0.1:${String(port)}`]));
+    const flags = {
+      ...Object.fromEntries(Object.entries(ports).map(([key, port]) => [key, `127.0.0.1:${String(port)}`])),
+      ...IN_MEMORY_STORE,
+    };
     await assert.rejects(
       startSidecar(sidecarConfig({ flags, env: {} }), { log: () => undefined, env }),
       (e: unknown) =>
@@ -116,7 +122,7 @@ test('the status tool lists every GPU process with the library it uses, spans or
     if (engine.child.exitCode === null) engine.child.kill('SIGKILL');
   });
   await waitForStderr(engine, 'replaying');
-  const flags = Object.fromEntries(ENDPOINT_KEYS.map((key) => [key, '127.0.0.1:0']));
+  const flags = { ...Object.fromEntries(ENDPOINT_KEYS.map((key) => [key, '127.0.0.1:0'])), ...IN_MEMORY_STORE };
   const sidecar = await startSidecar(sidecarConfig({ flags, env: {} }), { log: () => undefined, env });
   t.after(() => sidecar.close());
   const client = new Client({ name: 'causeway-test', version: '1.0.0' });

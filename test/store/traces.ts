@@ -4,7 +4,7 @@ import type { KernelEvent } from '../../src/kernel/events.js';
 import type { AppSpan } from '../../src/otlp/index.js';
 import * as A from '../../src/semconv/attributes.js';
 import type { PlacedSpan } from '../../src/correlate/correlator.js';
-import { Store, type StoreOptions } from '../../src/store/store.js';
+import { IN_MEMORY, Store, type StoreOptions } from '../../src/store/store.js';
 
 export const MS = 1_000_000n;
 export const T0 = BigInt(Date.now()) * MS - 60_000n * MS;
@@ -103,9 +103,11 @@ export async function storeWith(
 ): Promise<Store> {
   // Bounds that none of these small stores reaches, unless a test sets its own.
   const store = await Store.open({
+    path: IN_MEMORY,
     retentionMs: 15 * 60_000,
     maxEvents: 1_000_000,
     maxSpans: 100_000,
+    maxBytes: 2 ** 30,
     flushMs: 60_000,
     ...options,
   });

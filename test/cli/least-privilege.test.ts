@@ -1,0 +1,132 @@
+// `causeway run` as a user other than root holding no capability, installed as an administrator
+// would: the loader alone carries the file capabilities `causeway doctor` names. The sidecar
+// still captures (a root process's CUDA calls through the library's probes, a followed process's
+// futex waits) and answers MCP; the process serving MCP holds no capability (CapEff 0), and
+// the loader exactly those.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { LOADER_FILE_CAPABILITIES } from '../../src/cli/doctor.js';
+import type { LoaderReport } from '../../src/kernel/capture.js';
+import { ROOT, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
+import { startSidecar, until } from './sidecar.js';
+
+/** nobody */
+const USER = 65534;
+const AS_USER = ['setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--clear-groups', '--inh-caps=-all'];
+/** Bit numbers of LOADER_FILE_CAPABILITIES, from linux/capability.h. */
+const CAPABILITY_BITS: Record<(typeof LOADER_FILE_CAPABILITIES)[number], number> = {
+  cap_dac_read_search: 2,
+  cap_sys_ptrace: 19,
+  cap_sys_admin: 21,
+  cap_perfmon: 38,
+  cap_bpf: 39,
+};
+
+function temporaryDir(t: TestContext, prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+/** This checkout's build, copied where the user can read it, the loader given its file capabilities. */
+function install(t: TestContext): string {
+  const root = temporaryDir(t, 'causeway-install-');
+  chmodSync(root, 0o755);
+  cpSync(join(ROOT, 'dist'), join(root, 'dist'), { recursive: true });
+  copyFileSync(join(ROOT, 'package.json'), join(root, 'package.json'));
+  symlinkSync(realpathSync(join(ROOT, 'node_modules')), join(root, 'node_modules'));
+  mkdirSync(join(root, 'bpf', 'build'), { recursive: true });
+  const loader = join(root, 'bpf', 'build', 'causeway-loader');
+  copyFileSync(join(ROOT, 'bpf', 'build', 'causeway-loader'), loader);
+  execFileSync('setcap', [`${LOADER_FILE_CAPABILITIES.join(',')}+ep`, loader]);
+  return root;
+}
+
+/** A process's uid and capability sets, from /proc/PID/status. */
+function credentials(pid: number) {
+  const status = readFileSync(`/proc/${String(pid)}/status`, 'utf8');
+  const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '';
+  const caps = (name: string) => BigInt(`0x${field(name)}`);
+  return { uid: Number(field('Uid').split(/\s+/)[0]), effective: caps('CapEff'), permitted: caps('CapPrm') };
+}
+
+test('the sidecar runs as a user without capabilities, the loader alone holding its file capabilities', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const root = install(t);
+  const cli = join(root, 'dist', 'src', 'cli', 'main.js');
+  const store = temporaryDir(t, 'causeway-store-');
+  chownSync(store, USER, USER);
+
+  const doctor = spawnSync(AS_USER[0] as string, [...AS_USER.slice(1), process.execPath, cli, 'doctor'], {
+    encoding: 'utf8',
+  });
+  assert.match(
+    doctor.stdout,
+    new RegExp(
+      `^ok +privileges +uid ${String(USER)}, CapEff 0+: the loader alone is privileged, by its file capabilities ${LOADER_FILE_CAPABILITIES.join(',')}$`,
+      'm',
+    ),
+    doctor.stdout + doctor.stderr,
+  );
+
+  const sidecar = await startSidecar(
+    'http://127.0.0.1:9',
+    '127.0.0.1:0',
+    ['--store-path', join(store, 'store.duckdb')],
+    [...AS_USER, process.execPath, cli],
+  );
+  t.after(() => sidecar.stop());
+  const gpu = startWorkload('launch_storm', ['--rate', '200', '--seconds', '600'], privateGpu(t));
+  const plain = startWorkload('switch_pingpong', ['--rate', '1000', '--seconds', '600'], {}, AS_USER);
+  t.after(() => {
+    for (const workload of [gpu, plain]) {
+      workload.truth.catch(() => undefined); // killed before its end
+      workload.child.kill();
+    }
+  });
+  assert.equal((await sidecar.postSpans(plain.pid)).status, 200);
+
+  const mcp = new Client({ name: 'least-privilege', version: '1' });
+  await mcp.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
+  t.after(() => mcp.close());
+  for (const [pid, kind] of [
+    [gpu.pid, 'cuda.launch'],
+    [plain.pid, 'futex.wait'],
+  ] as const)
+    await until(`${kind} events of pid ${String(pid)} in the store`, 20_000, async () => {
+      const sql = `SELECT count(*) FROM kernel_events WHERE pid = ${String(pid)} AND kind = '${kind}'`;
+      const result = await mcp.callTool({ name: 'query_sql', arguments: { sql } });
+      return Number((result.structuredContent as { rows: unknown[][] }).rows[0]?.[0]) > 0 ? true : undefined;
+    });
+
+  // The process listening on the MCP port, as the kernel says.
+  const port = new URL(sidecar.mcpUrl).port;
+  const listening = execFileSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' });
+  const mcpPid = Number(/pid=(\d+)/.exec(listening)?.[1]);
+  assert.equal(mcpPid, sidecar.pid, listening);
+  assert.deepEqual(credentials(mcpPid), { uid: USER, effective: 0n, permitted: 0n });
+
+  const status = await mcp.callTool({ name: 'status', arguments: {} });
+  const loaderPid = (status.structuredContent as { loader: LoaderReport }).loader.pid ?? 0;
+  const expected = Object.values(CAPABILITY_BITS).reduce((mask, bit) => mask | (1n << BigInt(bit)), 0n);
+  assert.deepEqual(credentials(loaderPid), { uid: USER, effective: expected, permitted: expected });
+});
