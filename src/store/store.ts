@@ -62,6 +62,8 @@ export interface StoreCounters {
 
 /** Past maxBytes, the oldest rows are deleted down to this share of it, so that not every flush deletes. */
 const SHRINK_TO = 0.8;
+/** Rounds of deleting and measuring within one flush, until the store fits. */
+const SHRINK_ROUNDS = 4;
 
 /** Read connections: queries of one explain_trace run side by side on DuckDB's threads. */
 const READERS = 4;
@@ -529,7 +531,7 @@ export class Store implements TraceSource {
   /**
    * Deletes what is older than the retention, then the oldest rows beyond the row bounds, then,
    * past maxBytes, the oldest rows of each table down to SHRINK_TO of it (a checkpoint then
-   * frees their blocks and empties the write-ahead log).
+   * frees their blocks and empties the write-ahead log), again until it fits.
    */
   private async expire(): Promise<void> {
     const cutoff = this.settings.now() - BigInt(this.settings.retentionMs) * MS;
@@ -538,15 +540,19 @@ export class Store implements TraceSource {
       this.nextEventId - BigInt(this.settings.maxEvents),
       this.nextSpanSeq - BigInt(this.settings.maxSpans),
     );
-    const size = await this.size();
-    if (size.bytes <= this.settings.maxBytes) return;
-    const keep = (SHRINK_TO * this.settings.maxBytes) / size.bytes;
-    await this.deleteBefore(
-      cutoff,
-      this.nextEventId - BigInt(Math.floor(size.events * keep)),
-      this.nextSpanSeq - BigInt(Math.floor(size.spans * keep)),
-    );
-    if (this.settings.path !== IN_MEMORY) await this.connection.run('CHECKPOINT');
+    // Blocks are not freed in proportion to the rows deleted (a row group keeps its blocks until
+    // the checkpoint rewrites it), so measure again: each round deletes a larger share.
+    for (let round = 0; round < SHRINK_ROUNDS; round++) {
+      const size = await this.size();
+      if (size.bytes <= this.settings.maxBytes || size.events + size.spans === 0) return;
+      const keep = (SHRINK_TO * this.settings.maxBytes) / size.bytes;
+      await this.deleteBefore(
+        cutoff,
+        this.nextEventId - BigInt(Math.floor(size.events * keep)),
+        this.nextSpanSeq - BigInt(Math.floor(size.spans * keep)),
+      );
+      if (this.settings.path !== IN_MEMORY) await this.connection.run('CHECKPOINT');
+    }
   }
 
   private async deleteBefore(cutoff: bigint, oldestEvent: bigint, oldestSpan: bigint): Promise<void> {
