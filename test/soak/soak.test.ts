@@ -26,7 +26,10 @@ test('under moderate load, with collector outages and a loader kill, nothing is 
   assert.equal(spans.accepted + spans.refused + spans.unanswered, spans.posted);
   assert.ok(spans.accepted > 0);
   assert.equal(kernelSpans.queuedAtEnd, 0);
-  assert.ok(kernelSpans.exportFailures > 0, 'the outages were seen');
+  // Kernel spans waiting for the collector halfway through an outage have been tried and failed by
+  // its end; how many kernel spans an outage meets depends on this machine's speed.
+  if (kernelSpans.queuedInOutages.some((n) => n > 0))
+    assert.ok(kernelSpans.exportFailures > 0, 'the outages were seen');
   assert.ok(kernelSpans.received >= kernelSpans.sent, 'every kernel span sent reached the collector');
   assert.ok(kernelSpans.sent > 0);
   assert.equal(loader.restarts, 1);

@@ -43,7 +43,15 @@ export interface SoakReport {
    */
   spans: { posted: number; accepted: number; refused: number; unanswered: number; errors: string[] };
   kernelEvents: { decoded: number; perS: number; droppedInKernel: number; lostInLoaderGap: number };
-  kernelSpans: { sent: number; received: number; dropped: number; queuedAtEnd: number; exportFailures: number };
+  /** queuedInOutages: the spans waiting for the collector halfway through each outage. */
+  kernelSpans: {
+    sent: number;
+    received: number;
+    dropped: number;
+    queuedAtEnd: number;
+    exportFailures: number;
+    queuedInOutages: number[];
+  };
   store: { rowsShed: number; rowsExpired: number; flushErrors: number };
   loader: { restarts: number };
 }
@@ -88,6 +96,7 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
   worker.truth.catch(() => undefined); // stopped at the end
   const samples: Sample[] = [];
   const started = Date.now();
+  const queuedInOutages: number[] = [];
   let posted = 0;
   let refused = 0;
   let unanswered = 0;
@@ -132,7 +141,10 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
         log(`stopping the collector for ${String(options.outageMs / 1000)} s`);
         await collector.close();
         collector = undefined;
-        await waitUntil(Date.now() + options.outageMs);
+        const back = Date.now() + options.outageMs;
+        await waitUntil(back - options.outageMs / 2);
+        queuedInOutages.push(metric(await sidecar.metrics(), 'causeway_export_queue_spans'));
+        await waitUntil(back);
         collector = await collect(collectorPort);
         log('collector back');
       }
@@ -181,6 +193,7 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
         dropped: metric(text, 'causeway_export_spans_dropped_total'),
         queuedAtEnd: metric(text, 'causeway_export_queue_spans'),
         exportFailures: metric(text, 'causeway_export_failures_total'),
+        queuedInOutages,
       },
       store: {
         rowsShed: metric(text, 'causeway_store_rows_shed_total'),
@@ -238,7 +251,7 @@ export function describe(report: SoakReport): string[] {
     `at the end: RSS ${mib(last?.rssBytes)} MiB, heap ${mib(last?.heapBytes)} MiB, ${String(last?.handles)} handles, ${String(last?.openFiles)} open files, store ${mib(last?.storeDiskBytes)} MiB on disk with ${String(last?.storeEvents)} events`,
     `app spans: ${String(spans.posted)} posted, ${String(spans.accepted)} accepted, ${String(spans.refused)} refused (503, counted), ${String(spans.unanswered)} in requests without an answer (${spans.errors.join('; ') || 'none'})`,
     `kernel events: ${String(k.decoded)} decoded (${k.perS.toFixed(0)}/s), ${String(k.droppedInKernel)} dropped in the kernel, about ${String(k.lostInLoaderGap)} lost while the loader restarted (${String(report.loader.restarts)} restart)`,
-    `kernel spans: ${String(out.sent)} sent, ${String(out.received)} received by the collector, ${String(out.dropped)} dropped, ${String(out.queuedAtEnd)} still queued, ${String(out.exportFailures)} failed exports (retried)`,
+    `kernel spans: ${String(out.sent)} sent, ${String(out.received)} received by the collector, ${String(out.dropped)} dropped, ${String(out.queuedAtEnd)} still queued, ${String(out.exportFailures)} failed exports (retried), ${out.queuedInOutages.join(' and ')} waiting halfway through the outages`,
     `store: ${String(store.rowsShed)} rows shed, ${String(store.rowsExpired)} expired, ${String(store.flushErrors)} flush errors`,
   ];
 }
