@@ -11,7 +11,17 @@ test('each send and receive of a TCP echo pair is an ipc.message, with the same 
   if (!kernelAvailable(t)) return;
   const capture = await startCapture(t, ['--comm', 'tcp_echo']);
   const server = startWorkload('tcp_echo', ['--server', '--port', String(PORT), '--seconds', '10']);
-  const client = startWorkload('tcp_echo', ['--port', String(PORT), '--count', '20', '--size', '300']);
+  // Followed by name from its exec record on: its first send waits until the loader has read it.
+  const client = startWorkload('tcp_echo', [
+    '--port',
+    String(PORT),
+    '--count',
+    '20',
+    '--size',
+    '300',
+    '--start-delay-ms',
+    '300',
+  ]);
   const truth = (await client.truth) as { pid: number; tid: number; echoed: number };
   const serverTruth = (await server.truth) as { pid: number; tid: number };
   await settle();
