@@ -39,9 +39,17 @@ export function kernelAvailable(t: TestContext): boolean {
     existsSync('/sys/kernel/btf/vmlinux') ? null : 'kernel BTF',
     existsSync(join(ROOT, 'bpf', 'build', 'causeway-loader')) ? null : 'the built loader (npm run build)',
   ].filter((m) => m !== null);
+  return runnable(t, 'real-eBPF', missing, '');
+}
+
+/**
+ * True when nothing is missing; outside CI the test skips with the reason, in CI it fails (a
+ * test that cannot run in CI must not pass silently).
+ */
+export function runnable(t: TestContext, what: string, missing: string[], hint: string): boolean {
   if (missing.length === 0) return true;
-  const reason = `needs ${missing.join(', ')}`;
-  if (process.env.CI === 'true') throw new Error(`real-eBPF test cannot run in CI: ${reason}`);
+  const reason = `needs ${missing.join(', ')}${hint}`;
+  if (process.env.CI === 'true') throw new Error(`${what} test cannot run in CI: ${reason}`);
   t.skip(reason);
   return false;
 }
