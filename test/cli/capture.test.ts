@@ -8,12 +8,11 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { packageRoot } from '../../src/install.js';
 import { FrameType } from '../../src/kernel/record.js';
-import { frame, hello, runqueue, stats } from '../kernel/records.js';
+import { LOADER_PID, crowdedWait, frame, hello, runqueue, stats } from '../kernel/records.js';
 
 const MS = 1_000_000n;
 /** 03:04:05.678 UTC: where the records' monotonic 0 falls. */
 const EPOCH_NS = BigInt(Date.UTC(2026, 0, 2, 3, 4, 5, 678)) * MS;
-const LOADER = 4242;
 const app = { pid: 4000, tid: 4001, comm: 'api' };
 const hog = { pid: 50, tid: 51, comm: 'hog' };
 
@@ -24,7 +23,7 @@ function replayTable(records: Buffer[]): string[] {
     writeFileSync(
       file,
       Buffer.concat([
-        frame(FrameType.CONTEXT, Buffer.from(JSON.stringify({ self: LOADER }))),
+        frame(FrameType.CONTEXT, Buffer.from(JSON.stringify({ self: LOADER_PID }))),
         hello(),
         stats({ monoNs: 0n, realNs: EPOCH_NS }),
         frame(FrameType.EVENTS, Buffer.concat(records)),
@@ -47,25 +46,13 @@ function replayTable(records: Buffer[]): string[] {
 
 test('a run-queue wait shows each task that held the CPU with its on-CPU time, then causeway, unlisted and unseen', () => {
   const lines = replayTable([
-    runqueue({
-      ...app,
-      cpu: 3,
-      preempted: true,
-      startNs: 0n,
-      endNs: 10n * MS,
-      holders: [
-        { ...hog, oncpuNs: 6n * MS },
-        { pid: 70, tid: 72, comm: 'spin', oncpuNs: 1_500_000n },
-        { pid: LOADER, tid: LOADER, comm: 'causeway-loader', oncpuNs: 400_000n },
-      ],
-      seenNs: 8_500_000n,
-    }),
+    crowdedWait({ ...app, cpu: 3, preempted: true }),
     runqueue({
       ...app,
       startNs: 20n * MS,
       endNs: 24n * MS,
       holders: [
-        { pid: LOADER, tid: LOADER, comm: 'causeway-loader', oncpuNs: 3n * MS },
+        { pid: LOADER_PID, tid: LOADER_PID, comm: 'causeway-loader', oncpuNs: 3n * MS },
         { ...hog, oncpuNs: 1n * MS },
       ],
     }),

@@ -6,7 +6,7 @@ import type { Attachment } from '../../src/correlate/correlator.js';
 import { KernelSpanBuilder, MAX_CHILD_SPANS } from '../../src/export/spans.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import * as A from '../../src/semconv/attributes.js';
-import { runqueue } from '../kernel/records.js';
+import { LOADER_PID, runqueue } from '../kernel/records.js';
 import { shaped } from '../kernel/shaped.js';
 import { MS, T0, appSpan, holder, kernelEvent } from '../store/traces.js';
 
@@ -156,9 +156,8 @@ test("another process's wait linked to the request is a child span saying whose 
 });
 
 test("a run-queue wait's span carries every task that held the CPU with its on-CPU time, what the history saw, and Causeway's share", async () => {
-  const LOADER = 4242;
   const hog = { pid: 50, tid: 51, comm: 'hog' };
-  const loader = { pid: LOADER, tid: LOADER, comm: 'causeway-loader' };
+  const loader = { pid: LOADER_PID, tid: LOADER_PID, comm: 'causeway-loader' };
   const events = await shaped(
     [
       runqueue({
@@ -183,7 +182,7 @@ test("a run-queue wait's span carries every task that held the CPU with its on-C
         ],
       }),
     ],
-    { self: [LOADER], epochNs: T0 },
+    { self: [LOADER_PID], epochNs: T0 },
   );
   const [, behindHog, behindCauseway] = build(events);
   assert.equal(behindHog?.name, 'run queue wait');

@@ -8,7 +8,7 @@ import type { Attachment } from '../../src/correlate/correlator.js';
 import { KernelWaits, OTHER, WAIT_BUCKETS_S } from '../../src/export/waits.js';
 import type { Attributes, KernelEvent } from '../../src/kernel/events.js';
 import type { AppSpan } from '../../src/otlp/index.js';
-import { runqueue } from '../kernel/records.js';
+import { LOADER_PID, crowdedWait, runqueue } from '../kernel/records.js';
 import { shaped } from '../kernel/shaped.js';
 import { TestMeter } from './meter.js';
 
@@ -144,21 +144,11 @@ test("launches of other processes during a GPU wait are its co-tenants; the proc
 
 test('a run-queue wait is credited to each task that held the CPU for its on-CPU time, the rest to causeway, unlisted and unseen', async (t) => {
   const { m, waits } = setup(t);
-  const LOADER = 4242;
   const hog = { pid: 50, tid: 51, comm: 'hog' };
+  // hog 6 ms, spin 1.5, causeway 0.4, unlisted 0.6, unseen 1.5; then hog 3 ms and an exited task 1 ms.
   const [first, second] = await shaped(
     [
-      runqueue({
-        startNs: 0n,
-        endNs: 10n * MS,
-        holders: [
-          { ...hog, oncpuNs: 6n * MS },
-          { pid: 70, tid: 72, comm: 'spin', oncpuNs: 1_500_000n },
-          { pid: LOADER, tid: LOADER, comm: 'causeway-loader', oncpuNs: 400_000n },
-        ],
-        // 0.6 ms seen held by no listed task; the first 1.5 ms of the wait not seen at all.
-        seenNs: 8_500_000n,
-      }),
+      crowdedWait({}),
       runqueue({
         startNs: 20n * MS,
         endNs: 24n * MS,
@@ -168,7 +158,7 @@ test('a run-queue wait is credited to each task that held the CPU for its on-CPU
         ],
       }),
     ],
-    { self: [LOADER], epochNs: T0 },
+    { self: [LOADER_PID], epochNs: T0 },
   );
   assert.ok(first !== undefined && second !== undefined);
   waits.attached([attachment('checkout', [first, second])]);
