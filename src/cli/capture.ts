@@ -6,6 +6,7 @@ import * as A from '../semconv/attributes.js';
 import { KernelCapture, captureParts, type CaptureCounters, type CaptureOptions } from '../kernel/capture.js';
 import { BlockDevices } from '../kernel/devices.js';
 import type { KernelEvent } from '../kernel/events.js';
+import { holderComm, runqueueParts } from '../kernel/holders.js';
 import type { LoaderMessage } from '../kernel/loader.js';
 import { ProcessTable } from '../kernel/processes.js';
 import type { Hello } from '../kernel/record.js';
@@ -91,6 +92,15 @@ function who(a: KernelEvent['attributes'], pid: string, tid: string, comm: strin
   return a[tid] === undefined ? '-' : `${String(a[comm])} ${String(a[pid])}/${String(a[tid])}`;
 }
 
+/** Every part of a run-queue wait, as the metric credits it: each holder its on-CPU time, then the rest by why. */
+function heldBy(event: KernelEvent): string {
+  const { holders, rest } = runqueueParts(event);
+  return [
+    ...holders.map((h) => `${holderComm(h)} ${h.pid}/${String(h.tid ?? '?')} ${h.ms.toFixed(3)}ms`),
+    ...rest.map((r) => `${r.part} ${r.ms.toFixed(3)}ms`),
+  ].join(', ');
+}
+
 /** The few attributes that say what happened, per kind. */
 function summary(event: KernelEvent): string {
   const a = event.attributes;
@@ -124,7 +134,7 @@ function summary(event: KernelEvent): string {
     case 'cuda.malloc':
       return `${String(a[A.ATTR_CAUSEWAY_CUDA_MALLOC_OP])} ${bytes(a[A.ATTR_CAUSEWAY_CUDA_MALLOC_BYTES])} ${String(a[A.ATTR_CAUSEWAY_CUDA_MALLOC_PTR])}${error}`;
     case 'sched.runqueue':
-      return `cpu${String(a[A.ATTR_CAUSEWAY_SCHED_CPU])} ${a[A.ATTR_CAUSEWAY_SCHED_PREEMPTED] === true ? 'preempted' : 'woken'}, cpu held by ${who(a, A.ATTR_CAUSEWAY_SCHED_HOLDER_PID, A.ATTR_CAUSEWAY_SCHED_HOLDER_TID, A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM)}`;
+      return `cpu${String(a[A.ATTR_CAUSEWAY_SCHED_CPU])} ${a[A.ATTR_CAUSEWAY_SCHED_PREEMPTED] === true ? 'preempted' : 'woken'}, cpu held by ${heldBy(event)}`;
     case 'sched.blocked':
       return `state ${String(a[A.ATTR_CAUSEWAY_SCHED_STATE])}, woken by ${who(a, A.ATTR_CAUSEWAY_SCHED_WAKER_PID, A.ATTR_CAUSEWAY_SCHED_WAKER_TID, A.ATTR_CAUSEWAY_SCHED_WAKER_COMM)}`;
     case 'futex.wait':

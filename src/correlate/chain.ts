@@ -3,6 +3,7 @@
 // wait to the kernels in flight and the other processes using the GPU. The end of that chain
 // is the root.
 import { otherTask, type KernelEvent } from '../kernel/events.js';
+import { holders } from '../kernel/holders.js';
 import * as A from '../semconv/attributes.js';
 import { classify, namedTask, wokenByNoTask, type Interval } from './classify.js';
 import { asRemote, isLinked, type LinkKind } from './linked.js';
@@ -85,21 +86,6 @@ const gpuCulprit = (task: { pid: number; tid: number; comm: string }, kernel: st
 const overlapping = (events: KernelEvent[], from: bigint, to: bigint) =>
   events.filter((e) => e.startUnixNano < to && e.endUnixNano > from);
 
-const numbers = (value: unknown): number[] =>
-  Array.isArray(value) ? value.filter((v): v is number => typeof v === 'number') : [];
-
-/** The tasks other than Causeway that held the CPU during a run-queue wait, with their on-CPU time within it. */
-function holders(event: KernelEvent): { culprit: Culprit; ms: number }[] {
-  const a = event.attributes;
-  const pids = numbers(a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID]);
-  const tids = numbers(a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_TID]);
-  const comms = strings(a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM]);
-  const oncpu = numbers(a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS]);
-  return pids
-    .map((pid, i) => ({ culprit: { pid, tid: tids[i] ?? null, comm: comms[i] ?? null }, ms: oncpu[i] ?? 0 }))
-    .filter((h) => h.ms > 0);
-}
-
 /**
  * A run-queue wait: its culprits are the tasks that held the CPU meanwhile, each for the share
  * of the wait it was on the CPU. What the CPU's run history did not see, or Causeway held
@@ -107,7 +93,7 @@ function holders(event: KernelEvent): { culprit: Culprit; ms: number }[] {
  */
 function runqueue(interval: Interval, own: ChainLink): Resolution {
   const { event } = interval;
-  const held = holders(event);
+  const held = holders(event).map(({ pid, tid, comm, ms }) => ({ culprit: { pid, tid, comm }, ms }));
   const cpu = String(event.attributes[A.ATTR_CAUSEWAY_SCHED_CPU]);
   const waitMs = toMs(event.endUnixNano - event.startUnixNano);
   // The piece of the wait these shares divide excludes Causeway's share (classify counts it apart).

@@ -1,16 +1,19 @@
 // Kernel waits as metrics, recorded when kernel events are attached to app spans, so that
 // dashboards show them per service without extra collector components: how long each wait
-// lasted per kind (a histogram), and what was behind it (the CUDA API and kernel, the task that
+// lasted per kind (a histogram), and what was behind it (the CUDA API and kernel, the tasks that
 // held the CPU, the other processes launching on the GPU meanwhile).
 //
 // Label values come from the traced apps (service names, process names, CUDA kernel names), so
 // each label keeps at most a bounded number of distinct values: the first ones seen keep their
 // name, later ones are reported as "other" and counted. The series of every instrument are
-// therefore bounded; see README, "Metrics and dashboards".
+// therefore bounded; see README, "Metrics and dashboards". A run-queue wait is split among the
+// tasks that held the CPU, each for its on-CPU time within the wait; the time no listed task
+// held goes to a few fixed values (kernel/holders.ts), so the holder series add up to the waits.
 import type { Counter, Histogram, Meter } from '@opentelemetry/api';
 import type { Attachment } from '../correlate/correlator.js';
 import { isLinked } from '../correlate/linked.js';
-import { otherTask, type KernelEvent } from '../kernel/events.js';
+import type { KernelEvent } from '../kernel/events.js';
+import { holderComm, runqueueParts } from '../kernel/holders.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
 import { isPoint } from './spans.js';
@@ -167,7 +170,7 @@ export class KernelWaits {
     );
     this.runqueueTime = counter(
       'causeway_runqueue_wait_seconds',
-      'Run-queue waits attached to app spans, per service and the process name of the task that held the CPU.',
+      'Run-queue waits attached to app spans, per service and holder: the process name of each task that held the CPU, for its on-CPU time within the wait; causeway, unlisted and unseen for the rest.',
       's',
     );
     this.cotenantLaunches = counter(
@@ -223,9 +226,14 @@ export class KernelWaits {
           this.cotenantLaunches.add(n, { service, cotenant: this.cotenant.value(comm) });
         break;
       }
-      case 'sched.runqueue':
-        this.runqueueTime.add(duration, { service, holder: this.holder.value(otherTask(event)?.comm ?? 'unknown') });
+      case 'sched.runqueue': {
+        const { holders, rest } = runqueueParts(event);
+        for (const h of holders)
+          this.runqueueTime.add(h.ms / 1e3, { service, holder: this.holder.value(holderComm(h)) });
+        // Fixed values, outside the bound: they must never be reported as "other".
+        for (const { part, ms } of rest) this.runqueueTime.add(ms / 1e3, { service, holder: part });
         break;
+      }
       default:
         break;
     }

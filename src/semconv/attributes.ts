@@ -161,7 +161,7 @@ export const ATTR_CAUSEWAY_SCHED_HOLDER_COMM = 'causeway.sched.holder.comm';
 /** True when the task that held the CPU longest was Causeway itself (its sidecar or loader) -- the tracer's own cost, which explain_trace reports apart and never names as a cause. */
 export const ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY = 'causeway.sched.holder.causeway';
 
-/** Process ids of the tasks that ran on the CPU while this thread waited in its run queue, most on-CPU time within the wait first (of the 3 that held it longest; neither the idle task nor Causeway's own processes are listed, their time is in causeway_ms). The CPU is the one the thread finally ran on; a wait that began on another CPU before a migration names the tasks of the last one. */
+/** Process ids of the tasks that ran on the CPU while this thread waited in its run queue, most on-CPU time within the wait first (of the 3 that held it longest, never the idle task; Causeway's own processes among them are not listed, their time is in causeway_ms). The CPU is the one the thread finally ran on; a wait that began on another CPU before a migration names the tasks of the last one. */
 export const ATTR_CAUSEWAY_SCHED_HOLDERS_PID = 'causeway.sched.holders.pid';
 
 /** Thread ids of those tasks, in the same order. */
@@ -173,7 +173,7 @@ export const ATTR_CAUSEWAY_SCHED_HOLDERS_COMM = 'causeway.sched.holders.comm';
 /** Time each of those tasks ran on the CPU within the wait, in milliseconds, in the same order. */
 export const ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS = 'causeway.sched.holders.oncpu_ms';
 
-/** The part of the wait the CPU's run history covers, in milliseconds (it keeps the last 16 runs); less than the wait when many tasks ran meanwhile. */
+/** The part of the wait the CPU's run history covers, in milliseconds (it keeps the last 16 runs); less than the wait when many tasks ran meanwhile. The rest is no one's (`unseen` in causeway_runqueue_wait_seconds); what was seen beyond the listed tasks and causeway_ms is `unlisted` there. */
 export const ATTR_CAUSEWAY_SCHED_HOLDERS_SEEN_MS = 'causeway.sched.holders.seen_ms';
 
 /** Time Causeway's own processes (its sidecar or loader) ran on the CPU within the wait, in milliseconds -- the tracer's share of the wait, which explain_trace counts as `causeway`, not as a cause. Absent when none of them ran. */

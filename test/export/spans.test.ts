@@ -6,6 +6,8 @@ import type { Attachment } from '../../src/correlate/correlator.js';
 import { KernelSpanBuilder, MAX_CHILD_SPANS } from '../../src/export/spans.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import * as A from '../../src/semconv/attributes.js';
+import { LOADER_PID, runqueue } from '../kernel/records.js';
+import { shaped } from '../kernel/shaped.js';
 import { MS, T0, appSpan, holder, kernelEvent } from '../store/traces.js';
 
 const app = { pid: 10, tid: 11 };
@@ -151,4 +153,66 @@ test("another process's wait linked to the request is a child span saying whose 
   assert.equal(child.attributes[A.ATTR_CAUSEWAY_SHARED_COUNT], 8);
   assert.equal(child.attributes[A.ATTR_CAUSEWAY_THREAD_TID], app.tid);
   assert.deepEqual(summary?.events, []);
+});
+
+test("a run-queue wait's span carries every task that held the CPU with its on-CPU time, what the history saw, and Causeway's share", async () => {
+  const hog = { pid: 50, tid: 51, comm: 'hog' };
+  const loader = { pid: LOADER_PID, tid: LOADER_PID, comm: 'causeway-loader' };
+  const events = await shaped(
+    [
+      runqueue({
+        ...app,
+        cpu: 2,
+        startNs: 400n * MS,
+        endNs: 412n * MS,
+        holders: [
+          { ...hog, oncpuNs: 6n * MS },
+          { ...loader, oncpuNs: 2n * MS },
+          { pid: 70, tid: 72, comm: 'spin', oncpuNs: 1_500_000n },
+        ],
+        seenNs: 9_500_000n,
+      }),
+      runqueue({
+        ...app,
+        startNs: 500n * MS,
+        endNs: 503n * MS,
+        holders: [
+          { ...loader, oncpuNs: 2n * MS },
+          { ...hog, oncpuNs: 1n * MS },
+        ],
+      }),
+    ],
+    { self: [LOADER_PID], epochNs: T0 },
+  );
+  const [, behindHog, behindCauseway] = build(events);
+  assert.equal(behindHog?.name, 'run queue wait');
+  assert.equal(nanos(behindHog.duration), 12n * MS);
+  const a = behindHog.attributes;
+  assert.deepEqual(
+    [a[A.ATTR_CAUSEWAY_SCHED_HOLDER_PID], a[A.ATTR_CAUSEWAY_SCHED_HOLDER_TID], a[A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM]],
+    [50, 51, 'hog'],
+    'the task that held the CPU longest',
+  );
+  assert.deepEqual(
+    [
+      a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID],
+      a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_TID],
+      a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM],
+      a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS],
+    ],
+    [
+      [50, 70],
+      [51, 72],
+      ['hog', 'spin'],
+      [6, 1.5],
+    ],
+    'every other task that held it, most first, with its time within the wait',
+  );
+  assert.equal(a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS], 2);
+  assert.equal(a[A.ATTR_CAUSEWAY_SCHED_HOLDERS_SEEN_MS], 9.5, 'so its first 2.5 ms were not seen');
+  assert.equal(a[A.ATTR_CAUSEWAY_SCHED_CPU], 2);
+  assert.equal(behindCauseway?.name, 'run queue wait (CPU held by Causeway)');
+  assert.equal(behindCauseway.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY], true);
+  assert.deepEqual(behindCauseway.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM], ['hog']);
+  assert.equal(behindCauseway.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS], 2);
 });

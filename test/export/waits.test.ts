@@ -1,12 +1,15 @@
 // The kernel wait metrics, read back through the SDK: each attached wait once in the histogram
-// of its kind and service, what was behind the waits (CUDA API and kernel, the task that held
-// the CPU, the other processes on the GPU), and labels bounded in their number of values.
+// of its kind and service, what was behind the waits (CUDA API and kernel, the tasks that held
+// the CPU, each for its share, the other processes on the GPU), and labels bounded in their
+// number of values. Run-queue waits are loader records shaped as a capture shapes them.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Attachment } from '../../src/correlate/correlator.js';
 import { KernelWaits, OTHER, WAIT_BUCKETS_S } from '../../src/export/waits.js';
 import type { Attributes, KernelEvent } from '../../src/kernel/events.js';
 import type { AppSpan } from '../../src/otlp/index.js';
+import { LOADER_PID, crowdedWait, runqueue } from '../kernel/records.js';
+import { shaped } from '../kernel/shaped.js';
 import { TestMeter } from './meter.js';
 
 const MS = 1_000_000n;
@@ -139,24 +142,75 @@ test("launches of other processes during a GPU wait are its co-tenants; the proc
   ]);
 });
 
-test('run-queue waits are counted per process name of the task that held the CPU', async (t) => {
+test('a run-queue wait is credited to each task that held the CPU for its on-CPU time, the rest to causeway, unlisted and unseen', async (t) => {
   const { m, waits } = setup(t);
-  const heldBy = (comm: string) => ({
-    'causeway.sched.holder.pid': 7,
-    'causeway.sched.holder.tid': 7,
-    'causeway.sched.holder.comm': comm,
-  });
-  waits.attached([
-    attachment('checkout', [
-      event('sched.runqueue', 0, 4, heldBy('hog')),
-      event('sched.runqueue', 10, 6, heldBy('hog')),
-      event('sched.runqueue', 20, 1, heldBy('kworker/0:1')),
-    ]),
-  ]);
-  const hog = await m.value('causeway_runqueue_wait_seconds', { service: 'checkout', holder: 'hog' });
-  assert.ok(Math.abs((hog ?? 0) - 0.01) < 1e-9, String(hog));
-  const kworker = await m.value('causeway_runqueue_wait_seconds', { service: 'checkout', holder: 'kworker/0:1' });
-  assert.ok(Math.abs((kworker ?? 0) - 0.001) < 1e-9, String(kworker));
+  const hog = { pid: 50, tid: 51, comm: 'hog' };
+  // hog 6 ms, spin 1.5, causeway 0.4, unlisted 0.6, unseen 1.5; then hog 3 ms and an exited task 1 ms.
+  const [first, second] = await shaped(
+    [
+      crowdedWait({}),
+      runqueue({
+        startNs: 20n * MS,
+        endNs: 24n * MS,
+        holders: [
+          { ...hog, oncpuNs: 3n * MS },
+          { pid: 80, tid: 81, comm: '', oncpuNs: 1n * MS },
+        ],
+      }),
+    ],
+    { self: [LOADER_PID], epochNs: T0 },
+  );
+  assert.ok(first !== undefined && second !== undefined);
+  waits.attached([attachment('checkout', [first, second])]);
+  waits.attached([attachment('checkout', [second])]);
+
+  const seconds = new Map(
+    (await m.points('causeway_runqueue_wait_seconds')).map(([a, v]) => [`${String(a.service)} ${String(a.holder)}`, v]),
+  );
+  const expected: [string, number][] = [
+    ['hog', 0.009],
+    ['spin', 0.0015],
+    ['exited', 0.001],
+    ['causeway', 0.0004],
+    ['unlisted', 0.0006],
+    ['unseen', 0.0015],
+  ];
+  assert.deepEqual([...seconds.keys()].sort(), expected.map(([holder]) => `checkout ${holder}`).sort());
+  for (const [holder, value] of expected) {
+    const got = seconds.get(`checkout ${holder}`) ?? NaN;
+    assert.ok(Math.abs(got - value) < 1e-12, `${holder}: ${String(got)} s, not ${String(value)} s`);
+  }
+  const total = [...seconds.values()].reduce((sum, v) => sum + v, 0);
+  assert.ok(
+    Math.abs(total - 0.014) < 1e-12,
+    `the holders add up to the two waits (14 ms), each once: ${String(total)} s`,
+  );
+});
+
+test("the holder label keeps its first 64 process names; causeway, unlisted and unseen are never reported as 'other'", async (t) => {
+  const { m, waits } = setup(t);
+  const events = await shaped(
+    Array.from({ length: 22 }, (_, i) =>
+      runqueue({
+        startNs: BigInt(i) * 10n * MS,
+        endNs: BigInt(i) * 10n * MS + 4n * MS,
+        holders: [0, 1, 2].map((k) => ({
+          pid: 1000 + 3 * i + k,
+          tid: 1000 + 3 * i + k,
+          comm: `t${String(3 * i + k)}`,
+          oncpuNs: MS,
+        })),
+      }),
+    ),
+    { epochNs: T0 },
+  );
+  waits.attached([attachment('checkout', events)]);
+  const series = await m.points('causeway_runqueue_wait_seconds');
+  assert.equal(series.length, 66, '64 names, other and unseen');
+  const value = (holder: string) => series.find(([a]) => a.holder === holder)?.[1] ?? NaN;
+  assert.ok(Math.abs(value(OTHER) - 0.002) < 1e-12, 'the 65th and 66th names');
+  assert.ok(Math.abs(value('unseen') - 0.022) < 1e-12, '1 ms of each of the 22 waits');
+  assert.equal(await m.value('causeway_metric_label_overflow', { label: 'holder' }), 2);
 });
 
 test('a label keeps its first 64 values; later new ones are reported as "other" and counted', async (t) => {

@@ -170,6 +170,29 @@ export function runqueue(
   });
 }
 
+/** Causeway's loader in crowdedWait(): a test that shapes it says this pid is Causeway's own. */
+export const LOADER_PID = 4242;
+
+/**
+ * A 10 ms run-queue wait from `startNs` (default 0): hog (50/51) held the CPU 6 ms of it, spin
+ * (70/72) 1.5 ms, Causeway's loader 0.4 ms; the run history saw its last 8.5 ms, so 0.6 ms seen
+ * was held by no listed task and its first 1.5 ms were not seen.
+ */
+export function crowdedWait(spec: Omit<RecordSpec, 'kind' | 'body' | 'endNs'> & { preempted?: boolean }): Buffer {
+  const start = spec.startNs ?? 0n;
+  return runqueue({
+    ...spec,
+    startNs: start,
+    endNs: start + 10_000_000n,
+    holders: [
+      { pid: 50, tid: 51, comm: 'hog', oncpuNs: 6_000_000n },
+      { pid: 70, tid: 72, comm: 'spin', oncpuNs: 1_500_000n },
+      { pid: LOADER_PID, tid: LOADER_PID, comm: 'causeway-loader', oncpuNs: 400_000n },
+    ],
+    seenNs: 8_500_000n,
+  });
+}
+
 export function frame(type: number, payload: Buffer): Buffer {
   const header = Buffer.alloc(LAYOUT.cw_frame.size);
   header.writeUInt32LE(type, LAYOUT.cw_frame.fields.type);

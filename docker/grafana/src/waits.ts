@@ -134,7 +134,7 @@ export function waits(): Dashboard {
             {
               title: 'Run-queue culprits',
               description:
-                "Seconds per second the services' threads waited for a CPU, by the process name of the task that held it.",
+                "Seconds per second the services' threads waited for a CPU, split among those who had it: each task that held it, by process name, for its on-CPU time within the wait; causeway (the tracer's own share), unlisted (tasks the record does not list) and unseen (beyond the CPU's run history) for the rest.",
               unit: units.Seconds,
               width: 24,
             },
