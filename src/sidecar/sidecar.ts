@@ -84,12 +84,12 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
   // Each part records on instruments of this meter; served once every part runs.
   const metrics = new SidecarMetrics();
   const { meter } = metrics;
-  /** When close() must be done by: the exporter, closed last, gets what time is left. */
-  let deadline = Infinity;
+  /** When close() must be done by: the exporter, closed last, gets what time is left. Unset: a failed start unwinds. */
+  let deadline: number | undefined;
   const sender = await startup.step(
     'the exporter',
     () => newSender(config, url, log, meter),
-    (s) => s.close(Math.max(0, deadline - Date.now())),
+    (s) => s.close(deadline === undefined ? config.shutdownDeadlineMs : Math.max(0, deadline - Date.now())),
   );
   // Closed before the exporter: what the last spans joined is written before export takes the rest of the time.
   const store = await startup.step(

@@ -78,6 +78,11 @@ test('a started sidecar runs a loader, reports the status of its parts, and clos
 
 test('a part that cannot start closes the parts started before it, and the error names it', async (t) => {
   if (!kernelAvailable(t)) return;
+  // Closing the exporter while unwinding once asked for a timer of Infinity ms (TimeoutOverflowWarning).
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
   const blocker = createServer();
   const taken = await new Promise<number>((resolve) => {
     blocker.listen(0, '127.0.0.1', () => {
@@ -110,6 +115,7 @@ test('a part that cannot start closes the parts started before it, and the error
     for (const [key, port] of Object.entries(ports))
       if (key !== blocked) assert.ok(await canListen(port), `${step}: the ${key} port is free again`);
   }
+  assert.deepEqual(warnings, [], 'unwinding warns of nothing');
 });
 
 test('the status tool lists every GPU process with the library it uses, spans or not, and one that exits leaves it', async (t) => {
