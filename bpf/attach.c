@@ -46,13 +46,6 @@ static int cuda_threads_fd = -1; /* shared too, but only the probes and exits us
 static struct bpf_link *links[MAX_LINKS];
 static int nlinks;
 
-int on_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
-{
-	if (level == LIBBPF_DEBUG)
-		return 0;
-	return vfprintf(stderr, fmt, args);
-}
-
 static bool has_capability(int cap)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
@@ -185,6 +178,101 @@ static void attach_interrupt_depth(void)
 			cannot_run("the kernel refused the " #field " programs (see stderr)");    \
 	} while (0)
 
+/*
+ * A pipe's read and write functions, as each kernel names them: anon_pipe_read and
+ * anon_pipe_write since Linux 6.16 (a FIFO's fifo_pipe_read and fifo_pipe_write call them, so
+ * a FIFO is seen once, through them), pipe_read and pipe_write before.
+ */
+static const char *const pipe_functions[][2] = {
+	{ "anon_pipe_read", "anon_pipe_write" },
+	{ "pipe_read", "pipe_write" },
+};
+
+/* Points the fexit pipe programs at the functions this kernel's BTF has; NULL when it has neither pair. */
+static const char *const *target_pipes(struct ipc_bpf *ipc)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	const char *const *found = NULL;
+
+	for (size_t i = 0; btf && !found && i < sizeof(pipe_functions) / sizeof(pipe_functions[0]); i++)
+		if (btf__find_by_name_kind(btf, pipe_functions[i][0], BTF_KIND_FUNC) >= 0 &&
+		    btf__find_by_name_kind(btf, pipe_functions[i][1], BTF_KIND_FUNC) >= 0 &&
+		    !bpf_program__set_attach_target(ipc->progs.pipe_read_exit, 0, pipe_functions[i][0]) &&
+		    !bpf_program__set_attach_target(ipc->progs.pipe_write_exit, 0, pipe_functions[i][1]))
+			found = pipe_functions[i];
+	btf__free(btf);
+	return found;
+}
+
+/* Loads one way of probing pipes, the fexit programs or the syscall tracepoints, and not the other. */
+static void probe_pipes_by(struct bpf_object *obj, bool fexit)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, obj) {
+		const char *section = bpf_program__section_name(prog);
+
+		if (!strcmp(section, "fexit"))
+			bpf_program__set_autoload(prog, fexit);
+		else if (!strncmp(section, "tracepoint/syscalls/", strlen("tracepoint/syscalls/")))
+			bpf_program__set_autoload(prog, !fexit);
+	}
+}
+
+static bool quiet_libbpf; /* while trying the fexit programs: a refusal is reported once, below */
+
+int on_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG || quiet_libbpf)
+		return 0;
+	return vfprintf(stderr, fmt, args);
+}
+
+/*
+ * The ipc family. Pipes by fexit on their read and write functions where the kernel has them and
+ * accepts fexit; otherwise (some kernels refuse fexit: no trampolines on the architecture, or a
+ * locked-down build) by the read, readv, write and writev syscalls on a pipe, which run a
+ * program on every such syscall of every process. The loader says which it uses.
+ */
+static void load_ipc(void)
+{
+	const char *const *targets = NULL;
+	char why[256] = "";
+	char extra[256];
+	int err;
+
+	for (bool try_fexit = true;; try_fexit = false) {
+		skel.ipc = ipc_bpf__open();
+		if (!skel.ipc)
+			cannot_run("cannot open the ipc programs: %s", strerror(errno));
+		targets = try_fexit ? target_pipes(skel.ipc) : NULL;
+		if (try_fexit && !targets)
+			snprintf(why, sizeof(why), "this kernel's BTF has neither %s and %s nor %s and %s",
+				 pipe_functions[0][0], pipe_functions[0][1], pipe_functions[1][0], pipe_functions[1][1]);
+		probe_pipes_by(skel.ipc->obj, targets != NULL);
+		if (share_maps(skel.ipc->obj))
+			cannot_run("cannot share maps with the ipc programs");
+		quiet_libbpf = targets != NULL;
+		err = ipc_bpf__load(skel.ipc);
+		quiet_libbpf = false;
+		if (!err)
+			break;
+		if (!targets)
+			cannot_run("the kernel refused the ipc programs (see stderr)");
+		snprintf(why, sizeof(why), "the kernel refused fexit programs on %s and %s: %s", targets[0],
+			 targets[1], strerror(-err));
+		ipc_bpf__destroy(skel.ipc);
+	}
+	if (targets) {
+		snprintf(extra, sizeof(extra), "\"event\":\"pipes\",\"by\":\"fexit\",\"read\":\"%s\",\"write\":\"%s\"",
+			 targets[0], targets[1]);
+		message("info", extra, "probing pipes at %s and %s", targets[0], targets[1]);
+	} else {
+		message("info", "\"event\":\"pipes\",\"by\":\"syscalls\"",
+			"probing pipes at the read, readv, write and writev syscalls: %s", why);
+	}
+}
+
 struct shared_maps load_programs(__u32 ringbuf_mb)
 {
 	skel.proc = proc_bpf__open();
@@ -216,7 +304,7 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	if (share_maps(skel.block->obj) || block_bpf__load(skel.block))
 		cannot_run("the kernel refused the block programs (see stderr)");
 	OPEN_LOAD(tcp, tcp_bpf);
-	OPEN_LOAD(ipc, ipc_bpf);
+	load_ipc();
 	OPEN_LOAD(cuda, cuda_bpf);
 
 	attach_object(skel.proc->obj);

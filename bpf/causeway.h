@@ -11,7 +11,7 @@
 #ifndef CAUSEWAY_H
 #define CAUSEWAY_H
 
-#define CW_ABI_VERSION 4
+#define CW_ABI_VERSION 5
 #define CW_COMM_LEN 16
 #define CW_NAME_LEN 96
 
@@ -31,7 +31,7 @@ enum cw_kind {
 	CW_KIND_CUDA_OP = 12,       /* graph capture, instantiation, event record, stream wait: in-flight bookkeeping */
 	CW_KIND_CUDA_MAPPED = 13,   /* a process mapped a CUDA library executable: probe it, list the process */
 	CW_KIND_PROC_EXIT = 14,     /* a GPU process exited: it leaves the list */
-	CW_KIND_IPC_MESSAGE = 15,   /* a message sent or received on a socket: links a request to the process serving it */
+	CW_KIND_IPC_MESSAGE = 15,   /* a message sent or received on a socket or pipe: links a request to the process serving it */
 	CW_KIND_MAX = 16,
 };
 
@@ -217,15 +217,19 @@ struct cw_exec {
 };
 
 /*
- * One send or receive on a socket. Both ends of a connection compute the same two endpoint
- * ids, ordered: a unix socket's end is its struct sock address (the peer's is
- * unix_sk(sk)->peer); an inet socket's is address << 16 | port (an IPv6 address folded to
- * 32 bits), so the sorted pair is the connection whichever end reports it.
+ * One send or receive on a socket, or write or read on a pipe. Both ends of a connection
+ * compute the same two endpoint ids, ordered: a unix socket's end is its struct sock address
+ * (the peer's is unix_sk(sk)->peer); an inet socket's is address << 16 | port (an IPv6 address
+ * folded to 32 bits), so the sorted pair is the connection whichever end reports it. A pipe
+ * (or FIFO) is one-way and has one id for both ends, its struct pipe_inode_info address, in
+ * both ends[].
  */
+#define CW_MESSAGE_PIPE 0xffff /* cw_message.family of a pipe, which has no address family */
+
 struct cw_message {
 	__u64 ends[2];         /* lower endpoint id first */
 	__u32 bytes;
-	__u16 family;          /* AF_UNIX, AF_INET, AF_INET6 */
+	__u16 family;          /* AF_UNIX, AF_INET, AF_INET6, or CW_MESSAGE_PIPE */
 	__u8 send;             /* 1: sent, 0: received */
 	__u8 pad;
 };

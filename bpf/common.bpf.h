@@ -210,4 +210,19 @@ static __always_inline void cw_set_current(struct cw_event *e)
 	cw_set_task(e, &task);
 }
 
+/* The file behind the calling task's descriptor fd, or NULL. */
+static __always_inline struct file *cw_file_of(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **files;
+	struct file *file = NULL;
+
+	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	files = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&file, sizeof(file), &files[fd]);
+	return file;
+}
+
 #endif /* CAUSEWAY_COMMON_BPF_H */

@@ -89,21 +89,6 @@ static __always_inline bool is_cuda_library(const char *name)
 	return name[7] == 'r' && name[8] == 't' && name[9] == '.' && name[10] == 's' && name[11] == 'o';
 }
 
-/* The file behind the calling task's descriptor fd, or NULL. */
-static __always_inline struct file *file_of(int fd)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **files;
-	struct file *file = NULL;
-
-	if (!fdt || fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	files = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&file, sizeof(file), &files[fd]);
-	return file;
-}
-
 /* mmap(addr, len, prot, flags, fd, offset): code from a file named like a CUDA library? */
 SEC("tracepoint/syscalls/sys_enter_mmap")
 int mmap_enter(struct trace_event_raw_sys_enter *ctx)
@@ -115,7 +100,7 @@ int mmap_enter(struct trace_event_raw_sys_enter *ctx)
 
 	if (!(ctx->args[2] & PROT_EXEC))
 		return 0;
-	file = file_of((int)ctx->args[4]);
+	file = cw_file_of((int)ctx->args[4]);
 	if (!file)
 		return 0;
 	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));

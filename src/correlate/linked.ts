@@ -6,11 +6,16 @@
 //  - connection: on a busy event loop the reply arrives while the loop runs, so there is no
 //    wakeup to follow. The request's thread sent on a connection, another process received on
 //    it and later replied on it before the request's thread received the reply: that process's
-//    waits between its receive and its reply are linked.
+//    waits between its receive and its reply are linked. A pipe is one-way, so over pipes the
+//    reply comes on another one: the request's side wrote on pipe P1, the other process read P1,
+//    later wrote on pipe P2, and the request's side read P2 after that; the waits of the thread
+//    that read P1, between its read and the write, are linked. The request's side on pipes is
+//    its thread, or its process where its thread wrote (or read) no pipe: a
+//    multiprocessing.Queue's feeder thread writes for it, a reader thread reads for it.
 // A linked wait is a copy of the other process's event, owned by the request's thread (so it
 // sits among the request's own events in the store and in the exported trace), with the other
 // task in causeway.remote.*, the link, and how many requests the one wait served.
-import { otherTask, type KernelEvent } from '../kernel/events.js';
+import { isPipe, otherTask, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { earlier, later } from './time.js';
 
@@ -43,6 +48,7 @@ const sharedCounts = new WeakMap<KernelEvent, number>();
 const isMessage = (e: KernelEvent) => e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
 const isSend = (e: KernelEvent) => e.attributes[A.ATTR_CAUSEWAY_IPC_DIRECTION] === A.CAUSEWAY_IPC_DIRECTION_VALUE_SEND;
 const connectionOf = (e: KernelEvent) => String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]);
+const onPipe = (e: KernelEvent) => isPipe(connectionOf(e));
 
 /** What the serving process did that a request can wait on: GPU waits, I/O and its sleeps, locks. */
 function isWait(e: KernelEvent): boolean {
@@ -83,9 +89,9 @@ export function asRemote(e: KernelEvent): KernelEvent {
 }
 
 /**
- * The requests one wait of `pid` served: its connections on which the last message before the
- * wait was a receive and the first after it a send (an exchange open across the wait). Requests
- * multiplexed on one connection count once.
+ * The requests one wait of `pid` served: its socket connections on which the last message
+ * before the wait was a receive and the first after it a send (an exchange open across the
+ * wait; requests multiplexed on one connection count once), and its replies on pipes.
  */
 function sharedBy(wait: KernelEvent, held: HeldEvents): number {
   const known = sharedCounts.get(wait);
@@ -95,7 +101,7 @@ function sharedBy(wait: KernelEvent, held: HeldEvents): number {
     .filter(isMessage);
   const before = new Map<string, KernelEvent>();
   const after = new Map<string, KernelEvent>();
-  for (const m of around) {
+  for (const m of around.filter((m) => !onPipe(m))) {
     const c = connectionOf(m);
     if (m.startUnixNano <= wait.startUnixNano)
       before.set(c, m); // in start order: the last one stays
@@ -106,27 +112,57 @@ function sharedBy(wait: KernelEvent, held: HeldEvents): number {
     const next = after.get(c);
     if (!isSend(last) && next !== undefined && isSend(next)) open++;
   }
-  const count = Math.max(1, open);
+  const count = Math.max(1, open + pipeReplies(wait, around, held));
   sharedCounts.set(wait, count);
   return count;
 }
 
-/** An exchange on a connection: the request's send, and the process that received it and replied. */
+/**
+ * A pipe carries no request boundaries, so the requests a wait served are counted by the
+ * replies after it: the process's writes on pipes that another followed process read (a log
+ * written to a pipe nobody followed reads is no reply), from its first one after the wait until
+ * its thread next waits the same way (the next step: the replies may be written while that
+ * thread already reads the next requests), or, with no next step, until that thread next reads
+ * a pipe (a write after that answers what it read then).
+ */
+function pipeReplies(wait: KernelEvent, around: KernelEvent[], held: HeldEvents): number {
+  const writes = around.filter((m) => onPipe(m) && isSend(m) && m.startUnixNano >= wait.endUnixNano);
+  const first = writes[0];
+  if (first === undefined) return 0;
+  const end = wait.endUnixNano + SHARED_LOOKAROUND_NS;
+  const after = held
+    .events(wait.pid, wait.tid, first.startUnixNano, end)
+    .filter((e) => e.startUnixNano > first.startUnixNano);
+  const until =
+    after.find((e) => e.kind === wait.kind)?.startUnixNano ??
+    after.find((e) => isMessage(e) && onPipe(e) && !isSend(e))?.startUnixNano ??
+    end;
+  const replies = writes.filter((m) => m.startUnixNano < until);
+  const read = new Set(
+    held
+      .messages(new Set(replies.map(connectionOf)), wait.pid, first.startUnixNano, end)
+      .filter((m) => !isSend(m))
+      .map(connectionOf),
+  );
+  return replies.filter((m) => read.has(connectionOf(m))).length;
+}
+
+/** An exchange: the request's send, and the process that received it and replied. */
 interface Exchange {
   send: KernelEvent;
   pid: number;
-  /** The threads that received and replied. */
+  /** The threads whose waits served it. */
   tids: Set<number>;
   /** Its receive to its reply. */
   from: bigint;
   to: bigint;
 }
 
-/** The exchanges a request had with other processes, from its thread's messages. */
-function exchanges(request: Request, own: KernelEvent[], held: HeldEvents): Exchange[] {
+/** The exchanges a request had with other processes on socket connections, from its thread's messages. */
+function socketExchanges(request: Request, own: KernelEvent[], held: HeldEvents): Exchange[] {
   const firstSend = new Map<string, KernelEvent>();
   const lastRecv = new Map<string, KernelEvent>();
-  for (const m of own) {
+  for (const m of own.filter((m) => !onPipe(m))) {
     const c = connectionOf(m);
     if (isSend(m)) {
       if (!firstSend.has(c)) firstSend.set(c, m);
@@ -158,19 +194,91 @@ function exchanges(request: Request, own: KernelEvent[], held: HeldEvents): Exch
   return found;
 }
 
+/**
+ * The request's side of its pipes, in one direction: its thread's messages, or its process's
+ * where its thread had none (another of its threads wrote or read for it).
+ */
+function side(request: Request, own: KernelEvent[], held: HeldEvents, send: boolean): KernelEvent[] {
+  const ofThread = own.filter((m) => onPipe(m) && isSend(m) === send);
+  if (ofThread.length > 0 || request.tid === undefined) return ofThread;
+  return held
+    .events(request.pid, undefined, request.from, request.to)
+    .filter((m) => isMessage(m) && onPipe(m) && isSend(m) === send);
+}
+
+/**
+ * The exchanges a request had over pipes: its side wrote on P1, a process read P1 and later
+ * wrote on another pipe P2 that its side read after that. The waits linked are those of the
+ * thread that read P1: the reply's writer may be a relay (a queue's feeder thread, idle until
+ * handed the reply), not the thread that did the work.
+ */
+function pipeExchanges(request: Request, own: KernelEvent[], held: HeldEvents): Exchange[] {
+  const firstWrite = new Map<string, KernelEvent>();
+  for (const m of side(request, own, held, true))
+    if (!firstWrite.has(connectionOf(m))) firstWrite.set(connectionOf(m), m);
+  if (firstWrite.size === 0) return [];
+  const lastRead = new Map<string, KernelEvent>();
+  for (const m of side(request, own, held, false)) lastRead.set(connectionOf(m), m); // in start order: the last stays
+  if (lastRead.size === 0) return [];
+  const theirs = held.messages(
+    new Set([...firstWrite.keys(), ...lastRead.keys()]),
+    request.pid,
+    request.from,
+    request.to,
+  );
+  const found: Exchange[] = [];
+  for (const [p1, send] of firstWrite) {
+    const readers = new Map<number, KernelEvent>(); // each process's first read of P1 after the send
+    for (const m of theirs)
+      if (connectionOf(m) === p1 && !isSend(m) && m.startUnixNano >= send.startUnixNano && !readers.has(m.pid))
+        readers.set(m.pid, m);
+    for (const [pid, received] of readers) {
+      const answered = theirs
+        .filter((m) => {
+          const reply = lastRead.get(connectionOf(m));
+          return (
+            m.pid === pid &&
+            isSend(m) &&
+            connectionOf(m) !== p1 &&
+            reply !== undefined &&
+            m.startUnixNano >= received.startUnixNano &&
+            m.startUnixNano <= reply.startUnixNano
+          );
+        })
+        .at(-1);
+      if (answered === undefined) continue;
+      found.push({
+        send,
+        pid,
+        tids: new Set([received.tid]),
+        from: received.startUnixNano,
+        to: answered.startUnixNano,
+      });
+    }
+  }
+  return found;
+}
+
 /** Links the other processes' waits that `request` waited on; the copies are the request thread's events. */
 export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
   const own = held.events(request.pid, request.tid, request.from, request.to);
-  const links = new Map<KernelEvent, { kind: LinkKind; owner: KernelEvent }>();
+  type Owner = Pick<KernelEvent, 'pid' | 'tid' | 'comm'>;
+  const links = new Map<KernelEvent, { kind: LinkKind; owner: Owner }>();
+  /** The request's thread, also where another of its threads wrote or read a pipe for it. */
+  const ownerOf = (m: KernelEvent): Owner =>
+    request.tid === undefined || m.tid === request.tid
+      ? m
+      : { pid: request.pid, tid: request.tid, comm: own[0]?.comm ?? m.comm };
   /** Links the waits among `candidates` that overlap [from, to] within the request. */
-  const add = (candidates: KernelEvent[], from: bigint, to: bigint, kind: LinkKind, owner: KernelEvent) => {
+  const add = (candidates: KernelEvent[], from: bigint, to: bigint, kind: LinkKind, owner: Owner) => {
     const [start, end] = [later(from, request.from), earlier(to, request.to)];
     for (const e of candidates)
       if (isWait(e) && e.startUnixNano < end && e.endUnixNano > start && !links.has(e)) links.set(e, { kind, owner });
   };
-  for (const x of exchanges(request, own.filter(isMessage), held))
+  const messages = own.filter(isMessage);
+  for (const x of [...socketExchanges(request, messages, held), ...pipeExchanges(request, messages, held)])
     for (const tid of x.tids)
-      add(held.events(x.pid, tid, x.from, x.to), x.from, x.to, A.CAUSEWAY_LINK_VALUE_CONNECTION, x.send);
+      add(held.events(x.pid, tid, x.from, x.to), x.from, x.to, A.CAUSEWAY_LINK_VALUE_CONNECTION, ownerOf(x.send));
   for (const wait of own) {
     if (wait.kind !== 'sched.blocked' && wait.kind !== 'futex.wait') continue;
     const waker = otherTask(wait);

@@ -5,7 +5,15 @@ import type { EpochClock } from './clock.js';
 import type { CudaState, Inflight } from './cuda.js';
 import type { BlockDevices } from './devices.js';
 import type { ProcessTable } from './processes.js';
-import { DEVICE_UNKNOWN, Kind, cudaApiName, type KernelRecord, type Message, type Task } from './record.js';
+import {
+  DEVICE_UNKNOWN,
+  Kind,
+  MESSAGE_PIPE,
+  cudaApiName,
+  type KernelRecord,
+  type Message,
+  type Task,
+} from './record.js';
 import { blockOp, futexOp, ipAddress, memcpyDirection, taskState, tcpState } from './vocabulary.js';
 
 export type AttributeValue = string | number | boolean | string[] | number[];
@@ -50,6 +58,10 @@ export const KIND_NAMES: Readonly<Record<EventRecord['kind'], A.CausewayKindValu
 };
 
 const hex = (value: bigint) => `0x${value.toString(16)}`;
+/** How a pipe's connection id begins: a pipe is one-way, which linking needs to know. */
+const PIPE_PREFIX = 'pipe:';
+/** Whether a message's connection (causeway.ipc.connection) is a pipe. */
+export const isPipe = (connection: string) => connection.startsWith(PIPE_PREFIX);
 /** Kernel names a graph launch lists. */
 const MAX_GRAPH_KERNELS = 32;
 /**
@@ -110,12 +122,15 @@ export function otherTask(event: KernelEvent): { pid: number; tid?: number; comm
   return { pid, ...(typeof tid === 'number' ? { tid } : {}), ...(typeof comm === 'string' ? { comm } : {}) };
 }
 
-/** A send or receive: the connection in the same words at both ends. */
+/** A send or receive: the connection in the same words at both ends; a pipe's says it is one. */
 function describeMessage(message: Message, attributes: Attributes): void {
   attributes[A.ATTR_CAUSEWAY_IPC_DIRECTION] = message.send
     ? A.CAUSEWAY_IPC_DIRECTION_VALUE_SEND
     : A.CAUSEWAY_IPC_DIRECTION_VALUE_RECV;
-  attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION] = `${hex(message.ends[0])}-${hex(message.ends[1])}`;
+  attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION] =
+    message.family === MESSAGE_PIPE
+      ? `${PIPE_PREFIX}${hex(message.ends[0])}`
+      : `${hex(message.ends[0])}-${hex(message.ends[1])}`;
   attributes[A.ATTR_CAUSEWAY_IPC_BYTES] = message.bytes;
 }
 

@@ -3,7 +3,7 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
 /** Holders a run-queue record names at most (CW_RUNQUEUE_HOLDERS). */
@@ -12,6 +12,8 @@ export const RUNQUEUE_HOLDERS = 3;
 export const API_PER_THREAD = 0x8000;
 /** A record's device when the thread chose its device before the probes were attached. */
 export const DEVICE_UNKNOWN = -1;
+/** A message's family when it went through a pipe (or FIFO), which has no address family (CW_MESSAGE_PIPE). */
+export const MESSAGE_PIPE = 0xffff;
 
 /**
  * Every struct of causeway.h: its size and each field's byte offset. cw_settings is only
@@ -260,7 +262,7 @@ export interface Register {
 export interface Exec {
   ppid: number;
 }
-/** A send or receive on a socket; `ends` is the connection, the same at both ends. */
+/** A send or receive on a socket, or a write or read on a pipe; `ends` is the connection, the same at both ends. */
 export interface Message {
   ends: readonly [bigint, bigint];
   bytes: number;

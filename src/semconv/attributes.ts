@@ -20,7 +20,7 @@ export const CAUSEWAY_KIND_VALUE_FUTEX_WAIT = 'futex.wait';
 export const CAUSEWAY_KIND_VALUE_BLOCK_IO = 'block.io';
 /** A TCP segment retransmitted (point event). */
 export const CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT = 'tcp.retransmit';
-/** A message sent or received on a socket (point event): links a request to the process serving it; not exported as a span. */
+/** A message sent or received on a socket, or written or read on a pipe (point event): links a request to the process serving it; not exported as a span. */
 export const CAUSEWAY_KIND_VALUE_IPC_MESSAGE = 'ipc.message';
 export type CausewayKindValue =
   | 'cuda.launch'
@@ -257,13 +257,13 @@ export const ATTR_CAUSEWAY_TCP_OWNER_KNOWN = 'causeway.tcp.owner_known';
 
 /** Whether the message was sent or received. */
 export const ATTR_CAUSEWAY_IPC_DIRECTION = 'causeway.ipc.direction';
-/** The thread sent the message. */
+/** The thread sent the message (wrote it, on a pipe). */
 export const CAUSEWAY_IPC_DIRECTION_VALUE_SEND = 'send';
-/** The thread received the message. */
+/** The thread received the message (read it, on a pipe). */
 export const CAUSEWAY_IPC_DIRECTION_VALUE_RECV = 'recv';
 export type CausewayIpcDirectionValue = 'send' | 'recv';
 
-/** The connection, the same at both ends - its two endpoint ids in hex, lower first (a unix socket's is its kernel address, an inet socket's its address and port). */
+/** The connection, the same at both ends - its two endpoint ids in hex, lower first (a unix socket's is its kernel address, an inet socket's its address and port); a pipe's (or FIFO's) is `pipe:` and the kernel address of the pipe, one-way. */
 export const ATTR_CAUSEWAY_IPC_CONNECTION = 'causeway.ipc.connection';
 
 /** Bytes sent or received by the call. */
@@ -273,7 +273,7 @@ export const ATTR_CAUSEWAY_IPC_BYTES = 'causeway.ipc.bytes';
 export const ATTR_CAUSEWAY_LINK = 'causeway.link';
 /** The request's thread was woken by the other process's thread, which had been in this wait. */
 export const CAUSEWAY_LINK_VALUE_WAKER = 'waker';
-/** The request sent on a connection, the other process received on it, waited, and replied on it before the request's reply. */
+/** The request sent on a connection, the other process received on it, waited, and replied on it before the request's reply; over pipes, which are one-way, it replied on another pipe that the request's process then read. */
 export const CAUSEWAY_LINK_VALUE_CONNECTION = 'connection';
 export type CausewayLinkValue = 'waker' | 'connection';
 

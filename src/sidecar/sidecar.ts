@@ -221,8 +221,8 @@ async function startCapture(
   }: { correlator: Correlator<AppSpan>; store: Store; waits: KernelWaits; meter: Meter },
   log: (line: string) => void,
 ): Promise<KernelCapture> {
-  // Of the loader's news, warnings and errors, and the libraries and GPU processes it finds.
-  const told = new Set<unknown>(['library', 'gpu_process', 'gpu_process_exit']);
+  // Of the loader's news, warnings and errors, the libraries and GPU processes it finds, and how it probes pipes.
+  const told = new Set<unknown>(['library', 'gpu_process', 'gpu_process_exit', 'pipes']);
   const onMessage = (m: LoaderMessage) => {
     if (m.level !== 'info' || told.has(m.fields.event)) log(`${m.level === 'info' ? '' : `${m.level}: `}${m.msg}`);
   };

@@ -101,6 +101,123 @@ test('a connection whose peer never replied within the request links nothing', (
   );
 });
 
+const FRONT_FEEDER = { pid: FRONT.pid, tid: 102, comm: 'QueueFeederThr' };
+const FRONT_READER = { pid: FRONT.pid, tid: 103, comm: 'reader' };
+const ENGINE_FEEDER = { pid: ENGINE.pid, tid: 202, comm: 'QueueFeederThr' };
+const OTHER = { pid: 300, tid: 300, comm: 'other' };
+
+test('over pipes the reply comes on another pipe: the wait of the thread that read the request, until the reply was written, is linked, shared by the replies read', () => {
+  const linked = linkedTo([
+    message(FRONT, 'send', 10, 'pipe:0xa'),
+    message(ENGINE, 'recv', 20, 'pipe:0xa'),
+    message(ENGINE, 'recv', 25, 'pipe:0xa'), // another request, batched with ours
+    sync(50, 300),
+    event(ENGINE_FEEDER, 'futex.wait', 30, 305), // the queue's feeder, idle until handed the replies: not ours
+    message(ENGINE_FEEDER, 'send', 310, 'pipe:0xb'),
+    message(ENGINE_FEEDER, 'send', 311, 'pipe:0xb'),
+    message(ENGINE, 'send', 312, 'pipe:0xlog'), // a log line nobody followed reads: no reply
+    message(FRONT, 'recv', 320, 'pipe:0xb'),
+    message(FRONT_READER, 'recv', 321, 'pipe:0xb'), // the other request's reply
+    sync(330, 390), // after the reply: not ours
+  ]);
+  assert.deepEqual(
+    linked.map((e) => [
+      e.kind,
+      e.tid,
+      e.attributes[A.ATTR_CAUSEWAY_REMOTE_TID],
+      e.startUnixNano,
+      e.endUnixNano,
+      e.attributes[A.ATTR_CAUSEWAY_LINK],
+      e.attributes[A.ATTR_CAUSEWAY_SHARED_COUNT],
+    ]),
+    [['cuda.sync', FRONT.tid, ENGINE.tid, at(50), at(300), 'connection', 2]],
+  );
+});
+
+test("over pipes, a request whose thread touched no pipe is served through its process's: a queue's feeder writes, a reader thread reads", () => {
+  const linked = linkedTo([
+    event(FRONT, 'sched.runqueue', 5, 6), // the request's thread, seen under its own name
+    message(FRONT_FEEDER, 'send', 10, 'pipe:0xa'),
+    message(ENGINE, 'recv', 20, 'pipe:0xa'),
+    sync(50, 300),
+    message(ENGINE, 'send', 310, 'pipe:0xb'),
+    message(FRONT_READER, 'recv', 320, 'pipe:0xb'),
+  ]);
+  assert.deepEqual(
+    linked.map((e) => [
+      e.kind,
+      e.pid,
+      e.tid,
+      e.comm,
+      e.attributes[A.ATTR_CAUSEWAY_LINK],
+      e.attributes[A.ATTR_CAUSEWAY_SHARED_COUNT],
+    ]),
+    [['cuda.sync', FRONT.pid, FRONT.tid, FRONT.comm, 'connection', 1]],
+    "owned by the request's thread, not the feeder",
+  );
+});
+
+test('over pipes, a wait is shared by the replies written before the next step, even while the next requests are read, and with no next step, not by a write after the engine reads again', () => {
+  const batch = [
+    message(FRONT, 'send', 10, 'pipe:0xa'),
+    message(ENGINE, 'recv', 20, 'pipe:0xa'),
+    message(ENGINE, 'recv', 25, 'pipe:0xa'),
+    sync(50, 300),
+  ];
+  const replies = [
+    message(ENGINE_FEEDER, 'send', 310, 'pipe:0xb'),
+    message(ENGINE_FEEDER, 'send', 311, 'pipe:0xb'),
+    message(FRONT, 'recv', 320, 'pipe:0xb'),
+    message(FRONT_READER, 'recv', 321, 'pipe:0xb'),
+  ];
+  const sharedCounts = (events: KernelEvent[]) =>
+    linkedTo(events).map((e) => e.attributes[A.ATTR_CAUSEWAY_SHARED_COUNT]);
+  const nextRequestRead = message(ENGINE, 'recv', 305, 'pipe:0xa'); // already queued: read before the replies are written
+  const nextStep = [
+    sync(330, 390),
+    message(ENGINE_FEEDER, 'send', 392, 'pipe:0xb'),
+    message(FRONT_READER, 'recv', 393, 'pipe:0xb'),
+  ];
+  assert.deepEqual(sharedCounts([...batch, nextRequestRead, ...replies, ...nextStep]), [2]);
+  const stopped = [
+    message(ENGINE, 'recv', 350, 'pipe:0xa'), // a stop message
+    message(ENGINE_FEEDER, 'send', 360, 'pipe:0xb'), // and the end of the replies it sends back
+    message(FRONT_READER, 'recv', 365, 'pipe:0xb'),
+  ];
+  assert.deepEqual(sharedCounts([...batch, ...replies, ...stopped]), [2]);
+});
+
+test('over pipes, nothing is linked unless the process that read the request wrote, after reading it, on a pipe the request then read', () => {
+  const served = [message(FRONT, 'send', 10, 'pipe:0xa'), message(ENGINE, 'recv', 20, 'pipe:0xa'), sync(50, 300)];
+  const replies: [string, KernelEvent[]][] = [
+    [
+      'its write went to a pipe the request never read',
+      [
+        message(ENGINE, 'send', 310, 'pipe:0xc'),
+        message(OTHER, 'recv', 315, 'pipe:0xc'),
+        message(FRONT, 'recv', 320, 'pipe:0xb'),
+      ],
+    ],
+    [
+      'its write on the reply pipe came before it read the request (an earlier reply)',
+      [message(ENGINE, 'send', 15, 'pipe:0xb'), message(FRONT, 'recv', 320, 'pipe:0xb')],
+    ],
+    [
+      'the request read the reply pipe before the write',
+      [message(FRONT, 'recv', 200, 'pipe:0xb'), message(ENGINE, 'send', 310, 'pipe:0xb')],
+    ],
+    [
+      'another process wrote the reply pipe',
+      [message(OTHER, 'send', 310, 'pipe:0xb'), message(FRONT, 'recv', 320, 'pipe:0xb')],
+    ],
+    [
+      'it wrote back on the pipe the request went out on',
+      [message(ENGINE, 'send', 310, 'pipe:0xa'), message(FRONT, 'recv', 320, 'pipe:0xa')],
+    ],
+  ];
+  for (const [what, reply] of replies) assert.deepEqual(linkedTo([...served, ...reply]), [], what);
+});
+
 test("a wait woken by another process's thread links that thread's waits during it, within the request", () => {
   const linked = linkedTo([
     event(FRONT, 'sched.blocked', -200, 320, {

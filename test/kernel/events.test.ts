@@ -8,9 +8,9 @@ import { EpochClock } from '../../src/kernel/clock.js';
 import { CudaState } from '../../src/kernel/cuda.js';
 import { Demangler } from '../../src/kernel/demangle.js';
 import { BlockDevices } from '../../src/kernel/devices.js';
-import { EventShaper, type KernelEvent } from '../../src/kernel/events.js';
+import { EventShaper, isPipe, type KernelEvent } from '../../src/kernel/events.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
-import { CudaApi, DEVICE_UNKNOWN, Kind, LAYOUT, decodeRecords } from '../../src/kernel/record.js';
+import { CudaApi, DEVICE_UNKNOWN, Kind, LAYOUT, MESSAGE_PIPE, decodeRecords } from '../../src/kernel/record.js';
 import { SymbolResolver } from '../../src/kernel/symbols.js';
 import { launch, malloc, op, record, register, runqueue, sync, writeTask } from './records.js';
 
@@ -466,21 +466,25 @@ test('a TCP retransmit carries OpenTelemetry network attributes', async () => {
   );
 });
 
-test('a socket message names its direction, bytes and connection, the same words at both ends', async () => {
+/** An ipc.message record between `ends` of `family` (an address family, or MESSAGE_PIPE). */
+const messageRecord = (ends: [bigint, bigint], family: number, send: boolean) => {
   const M = LAYOUT.cw_message.fields;
-  const message = (send: boolean) =>
-    record({
-      kind: Kind.IPC_MESSAGE,
-      pid,
-      body: (buf, u) => {
-        buf.writeBigUInt64LE(0xffff8881a2b3c400n, u + M.ends);
-        buf.writeBigUInt64LE(0xffff8881a2b3c800n, u + M.ends + 8);
-        buf.writeUInt32LE(512, u + M.bytes);
-        buf.writeUInt16LE(1, u + M.family);
-        buf.writeUInt8(send ? 1 : 0, u + M.send);
-      },
-    });
-  const events = await pipeline()(message(true), message(false));
+  return record({
+    kind: Kind.IPC_MESSAGE,
+    pid,
+    body: (buf, u) => {
+      buf.writeBigUInt64LE(ends[0], u + M.ends);
+      buf.writeBigUInt64LE(ends[1], u + M.ends + 8);
+      buf.writeUInt32LE(512, u + M.bytes);
+      buf.writeUInt16LE(family, u + M.family);
+      buf.writeUInt8(send ? 1 : 0, u + M.send);
+    },
+  });
+};
+
+test('a socket message names its direction, bytes and connection, the same words at both ends', async () => {
+  const ends: [bigint, bigint] = [0xffff8881a2b3c400n, 0xffff8881a2b3c800n];
+  const events = await pipeline()(messageRecord(ends, 1, true), messageRecord(ends, 1, false));
   assert.deepEqual(
     events.map((e) => [
       e.kind,
@@ -493,6 +497,15 @@ test('a socket message names its direction, bytes and connection, the same words
       ['ipc.message', 'recv', 512, '0xffff8881a2b3c400-0xffff8881a2b3c800'],
     ],
   );
+  assert.ok(!isPipe(String(events[0]?.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION])));
+});
+
+test('a pipe message names the pipe, one id for both ends, as a pipe', async () => {
+  const pipeAt = 0xffff8881b0c4d200n;
+  const [event] = await pipeline()(messageRecord([pipeAt, pipeAt], MESSAGE_PIPE, true));
+  const connection = String(event?.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]);
+  assert.equal(connection, 'pipe:0xffff8881b0c4d200');
+  assert.ok(isPipe(connection));
 });
 
 test('an exec forgets the kernel names of the old program', async () => {

@@ -15,6 +15,7 @@ import {
   GpuProcess,
   Kind,
   LAYOUT,
+  MESSAGE_PIPE,
   MemcpyDirection,
   NAME_LEN,
   RUNQUEUE_HOLDERS,
@@ -50,6 +51,7 @@ test('the decoder offset table matches every struct of bpf/causeway.h as gcc lay
       CW_RUNQUEUE_HOLDERS: RUNQUEUE_HOLDERS,
       CW_API_PER_THREAD: API_PER_THREAD,
       CW_DEVICE_UNKNOWN: DEVICE_UNKNOWN,
+      CW_MESSAGE_PIPE: MESSAGE_PIPE,
     },
     c.constants,
   );

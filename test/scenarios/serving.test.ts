@@ -1,10 +1,11 @@
 // Cross-process attribution, with real parts, in the shape of an LLM server: an aiohttp front
 // end traced by OpenTelemetry's aiohttp server instrumentation hands each request to an
-// untraced engine process, started before the sidecar, which batches the requests and runs one
-// step per batch (a CUDA graph replayed on the simulated GPU, or an fsync). Concurrent requests
-// go through the real collector into the real Jaeger: each request's trace must hold the
-// engine's wait under its server span, linked and marked shared by the batch, and explain_trace
-// must name the engine's wait as the root cause.
+// untraced engine process, which batches the requests and runs one step per batch (a CUDA graph
+// replayed on the simulated GPU, or an fsync). The engine listens on a unix socket, started
+// before the sidecar, or is the front end's child behind two multiprocessing queues (pipes).
+// Concurrent requests go through the real collector into the real Jaeger: each request's trace
+// must hold the engine's wait under its server span, linked and marked shared by the batch, and
+// explain_trace must name the engine's wait as the root cause.
 import assert from 'node:assert/strict';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,26 +38,48 @@ interface Reply {
 interface Served {
   replies: Reply[];
   engine: { pid: number; tid: number; batches: { batch: number; batch_size: number }[] };
-  /** The span linked by connection under the request span, and every linked one. */
-  linked: (reply: Reply) => Promise<{ span: OtlpSpan; all: OtlpSpan[] }>;
+  /** The last span linked by connection under the request span (of `kind`, if given), and every linked one. */
+  linked: (reply: Reply, kind?: string) => Promise<{ span: OtlpSpan; all: OtlpSpan[] }>;
   explain: (reply: Reply) => Promise<Explanation>;
 }
 
-/** The engine (started first), the pipeline, the front end; a first request, then CONCURRENT at once. */
-async function serve(t: TestContext, engineArgs: string[], env: Record<string, string>): Promise<Served> {
+/** How the front end reaches the engine: a unix socket to an engine started first, or queues to its child. */
+type Behind = 'socket' | 'queue';
+
+/** The engine, the pipeline, the front end; a first request, then CONCURRENT at once. */
+async function serve(
+  t: TestContext,
+  behind: Behind,
+  engineArgs: string[],
+  env: Record<string, string>,
+): Promise<Served> {
   const socket = join(tmpdir(), `causeway-engine-${String(process.pid)}.sock`);
-  const engine = startWorkload(pythonBin, [join(APPS, 'python_serving_engine.py'), socket, ...engineArgs], env);
-  t.after(() => engine.child.kill('SIGKILL'));
-  engine.truth.catch(() => undefined); // awaited below unless the test failed before
-  await waitForStderr(engine, 'listening');
+  const engine =
+    behind === 'socket'
+      ? startWorkload(pythonBin, [join(APPS, 'python_serving_engine.py'), socket, ...engineArgs], env)
+      : undefined;
+  if (engine !== undefined) {
+    t.after(() => engine.child.kill('SIGKILL'));
+    engine.truth.catch(() => undefined); // awaited below unless the test failed before
+    await waitForStderr(engine, 'listening');
+  }
   const { jaeger, collector, sidecar } = await startPipeline(t);
-  const frontend = startWorkload(pythonBin, [join(APPS, 'python_serving_frontend.py'), socket], {
-    OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
-  });
-  t.after(() => frontend.child.kill('SIGKILL'));
-  frontend.truth.catch(() => undefined); // it prints no truth: its replies are
+  const frontend = startWorkload(
+    pythonBin,
+    [join(APPS, 'python_serving_frontend.py'), ...(engine === undefined ? ['--queue', ...engineArgs] : [socket])],
+    { ...env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}` },
+  );
+  t.after(() => frontend.child.kill('SIGKILL')); // its engine child dies with it
+  frontend.truth.catch(() => undefined); // behind a socket it prints no truth: its replies are; behind queues, the engine's
   await waitForStderr(frontend, 'listening on ');
   const port = /listening on (\d+)/.exec(frontend.stderr())?.[1];
+  if (engine === undefined) {
+    // Its child, started after the sidecar: the engine captures its graph at its first step, once probed.
+    const pid = /engine pid (\d+)/.exec(frontend.stderr())?.[1];
+    await until(`the sidecar to probe the engine's CUDA library: ${sidecar.log()}`, 30_000, () =>
+      sidecar.log().includes(`GPU process ${String(pid)} `) ? true : undefined,
+    );
+  }
   const generate = async () =>
     (await (await fetch(`http://127.0.0.1:${String(port)}/generate`, { method: 'POST', body: 'hi' })).json()) as Reply;
 
@@ -72,16 +95,26 @@ async function serve(t: TestContext, engineArgs: string[], env: Record<string, s
   await until(`the sidecar to hold trace ${first.trace_id}: ${sidecar.log()}`, 30_000, () => explain(first.trace_id));
 
   const replies = await Promise.all(Array.from({ length: CONCURRENT }, generate));
-  engine.child.kill('SIGTERM');
-  const truth = (await engine.truth) as Served['engine'];
+  // Behind queues the front end stops its engine, which prints its summary on their shared stdout.
+  const stopped = engine ?? frontend;
+  stopped.child.kill('SIGTERM');
+  const truth = (await stopped.truth) as Served['engine'];
   return {
     replies,
     engine: truth,
-    linked: async (reply) => {
-      // Its own batch's wait, by connection; a batch still running when it arrived may be linked too.
+    linked: async (reply, kind) => {
+      // Its own batch's wait, by connection: the last one (a batch still running when it arrived may be linked too).
       const find = (spans: OtlpSpan[]) =>
         spans.filter((s) => s.parentSpanId === reply.span_id && attribute(s, A.ATTR_CAUSEWAY_LINK) !== undefined);
-      const own = (spans: OtlpSpan[]) => find(spans).find((s) => attribute(s, A.ATTR_CAUSEWAY_LINK) === 'connection');
+      const own = (spans: OtlpSpan[]) =>
+        find(spans)
+          .filter(
+            (s) =>
+              attribute(s, A.ATTR_CAUSEWAY_LINK) === 'connection' &&
+              (kind === undefined || attribute(s, A.ATTR_CAUSEWAY_KIND) === kind),
+          )
+          .sort((a, b) => Number(BigInt(a.endTimeUnixNano) - BigInt(b.endTimeUnixNano)))
+          .at(-1);
       const trace = await getTrace(jaeger.queryUrl, reply.trace_id, {
         timeoutMs: 30_000,
         until: (tr) => own(spansOf(tr)) !== undefined,
@@ -137,15 +170,14 @@ function assertLinked(
   assert.equal(attribute(span, A.ATTR_CAUSEWAY_SHARED_COUNT), reply.batch_size);
 }
 
-test("LLM server: each concurrent request's trace holds the engine's graph-replay GPU wait, shared by its batch, and explain_trace names it", async (t) => {
-  if (!kernelAvailable(t)) return;
-  const served = await serve(t, ['gpu', '--libcudart', SIM_CUDART], privateGpu(t));
+/** Each request's trace holds the engine's connection-linked GPU wait of its batch, and explain_trace names it. */
+async function assertGpuWaitServed(t: TestContext, behind: Behind): Promise<void> {
+  const served = await serve(t, behind, ['gpu', '--libcudart', SIM_CUDART], privateGpu(t));
   assertBatched(served);
   const { engine } = served;
   for (const reply of served.replies) {
-    const linked = await served.linked(reply);
+    const linked = await served.linked(reply, 'cuda.sync');
     const { span } = linked;
-    assert.equal(attribute(span, A.ATTR_CAUSEWAY_KIND), 'cuda.sync');
     assert.match(
       span.name,
       new RegExp(
@@ -168,11 +200,21 @@ test("LLM server: each concurrent request's trace holds the engine's graph-repla
     assert.equal(remote?.pid, engine.pid);
     assert.ok(remote.link === 'connection' || remote.link === 'waker', `link ${String(remote.link)}`);
   }
+}
+
+test("LLM server: each concurrent request's trace holds the engine's graph-replay GPU wait, shared by its batch, and explain_trace names it", async (t) => {
+  if (!kernelAvailable(t)) return;
+  await assertGpuWaitServed(t, 'socket');
+});
+
+test("LLM server with its engine behind multiprocessing queues (pipes): each request's trace holds the engine's GPU wait, linked over the two pipes, shared by its batch", async (t) => {
+  if (!kernelAvailable(t)) return;
+  await assertGpuWaitServed(t, 'queue');
 });
 
 test("LLM server with an engine doing I/O: each request's trace holds the engine's block I/O, and explain_trace names it", async (t) => {
   if (!kernelAvailable(t)) return;
-  const served = await serve(t, ['io', '--dir', onBlockDevice()], {});
+  const served = await serve(t, 'socket', ['io', '--dir', onBlockDevice()], {});
   assertBatched(served);
   const { engine } = served;
   for (const reply of served.replies) {
