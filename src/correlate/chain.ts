@@ -2,7 +2,7 @@
 // waker was doing meanwhile (on the GPU, on I/O, on another lock...), to a bounded depth; a GPU
 // wait to the kernels in flight and the other processes using the GPU. The end of that chain
 // is the root.
-import { otherTask, type KernelEvent } from '../kernel/events.js';
+import { otherTask, strings, type KernelEvent } from '../kernel/events.js';
 import { holders } from '../kernel/holders.js';
 import * as A from '../semconv/attributes.js';
 import { classify, namedTask, wokenByNoTask, type Interval } from './classify.js';
@@ -56,9 +56,6 @@ function mostCommon(values: string[]): string | undefined {
   for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
   return [...counts.entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
 }
-
-const strings = (value: unknown): string[] =>
-  Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 
 /** The kernels a GPU wait found in flight on its stream. */
 const inflightKernels = (event: KernelEvent) => strings(event.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS]);

@@ -19,6 +19,10 @@ import { blockOp, futexOp, ipAddress, memcpyDirection, taskState, tcpState } fro
 export type AttributeValue = string | number | boolean | string[] | number[];
 export type Attributes = Record<string, AttributeValue>;
 
+/** The strings of a list-valued attribute; none when it is absent or not a list of strings. */
+export const strings = (value: unknown): string[] =>
+  Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+
 export interface KernelEvent {
   kind: A.CausewayKindValue;
   pid: number;

@@ -4,7 +4,7 @@
 // metric, the capture table) neither loses time nor gives it all to the task that held the CPU
 // longest.
 import * as A from '../semconv/attributes.js';
-import type { KernelEvent } from './events.js';
+import { strings, type KernelEvent } from './events.js';
 
 /** A task other than Causeway that held the CPU during the wait, and for how long within it. */
 export interface Holder {
@@ -35,8 +35,6 @@ export interface RunqueueParts {
 
 const numbers = (value: unknown): number[] =>
   Array.isArray(value) ? value.filter((v): v is number => typeof v === 'number') : [];
-const strings = (value: unknown): string[] =>
-  Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 const number = (value: unknown) => (typeof value === 'number' ? value : undefined);
 
 /** The tasks other than Causeway that held the CPU during a run-queue wait, with their on-CPU time within it. */
