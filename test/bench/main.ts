@@ -66,6 +66,14 @@ const WORKLOAD_SET: Workload[] = [
     ops: (t) => Number(t.switches),
     rate: (t) => Number(t.switches_per_s),
   },
+  {
+    // Every write and read is an ipc.message: the pipe probes' cost per round trip (two writes, two reads).
+    title: 'pipe request/reply (a write and a read at each end), as fast as possible',
+    program: 'pipe_echo',
+    args: ['--count', '200000', '--size', '64'],
+    ops: (t) => Number(t.echoed),
+    rate: (t) => Number(t.echoes_per_s),
+  },
 ];
 
 /** Runs a workload under sh, whose own stat then holds the workload's CPU time (cutime, cstime). */
@@ -89,7 +97,7 @@ async function runMeasured(workload: Workload): Promise<Run> {
   return { rate: workload.rate(truth), cpuUsPerOp: (cpuS * 1e6) / workload.ops(truth) };
 }
 
-/** bpftrace attaching what Causeway attaches for these workloads: the CUDA entry points, scheduler and futex tracepoints. */
+/** bpftrace attaching what Causeway attaches for these workloads: the CUDA entry points, scheduler, futex and pipe I/O tracepoints. */
 function bpftraceProgram(comm: string): string {
   const apis = [
     'cudaLaunchKernel',
@@ -128,6 +136,8 @@ tracepoint:sched:sched_switch {
 }
 tracepoint:syscalls:sys_enter_futex /comm == "${comm}"/ { @futex[tid] = nsecs; @uaddr[tid] = args->uaddr; }
 tracepoint:syscalls:sys_exit_futex /@futex[tid]/ { printf("futex %d %d %llu %llu %llu %d\\n", pid, tid, @futex[tid], nsecs, @uaddr[tid], args->ret); delete(@futex[tid]); }
+tracepoint:syscalls:sys_enter_read, tracepoint:syscalls:sys_enter_readv, tracepoint:syscalls:sys_enter_write, tracepoint:syscalls:sys_enter_writev /comm == "${comm}"/ { @io[tid] = nsecs; @fd[tid] = args->fd; }
+tracepoint:syscalls:sys_exit_read, tracepoint:syscalls:sys_exit_readv, tracepoint:syscalls:sys_exit_write, tracepoint:syscalls:sys_exit_writev /@io[tid]/ { printf("io %d %d %llu %llu %d %d\\n", pid, tid, @io[tid], nsecs, @fd[tid], args->ret); delete(@io[tid]); }
 `;
 }
 
