@@ -1,6 +1,6 @@
 // `causeway doctor`: whether this machine can capture, one line per check.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { release } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loaderPath } from '../install.js';
@@ -17,7 +17,8 @@ Checks that this machine can capture kernel events, one line per check:
   privileges   root, or CAP_BPF and CAP_PERFMON in the effective set, or the loader
                alone privileged by its file capabilities (cap_bpf, cap_perfmon,
                cap_sys_admin, cap_sys_ptrace, cap_dac_read_search), the user's process
-               holding none
+               holding none; names what keeps exec of the loader from granting them
+               (no_new_privs, a bounding set without them, a nosuid mount)
   btf          /sys/kernel/btf/vmlinux (the kernel's type information, for CO-RE)
   tracefs      tracefs mounted at /sys/kernel/tracing (or under debugfs)
   ringbuf      BPF ring buffer support (bpftool feature probe, else kernel >= 5.8)
@@ -44,10 +45,6 @@ interface Check {
   detail: string;
 }
 
-const CAP_SYS_ADMIN = 21n;
-const CAP_PERFMON = 38n;
-const CAP_BPF = 39n;
-
 /**
  * What the loader needs to run as a user other than root, as its file capabilities: BPF and
  * PERFMON (programs, maps, tracing attachments), SYS_ADMIN (uprobes since CVE-2025-38466's fix),
@@ -61,30 +58,96 @@ export const LOADER_FILE_CAPABILITIES = [
   'cap_sys_ptrace',
   'cap_dac_read_search',
 ] as const;
+/** Bit numbers of LOADER_FILE_CAPABILITIES, from linux/capability.h. */
+export const CAPABILITY_BITS: Record<(typeof LOADER_FILE_CAPABILITIES)[number], bigint> = {
+  cap_dac_read_search: 2n,
+  cap_sys_ptrace: 19n,
+  cap_sys_admin: 21n,
+  cap_perfmon: 38n,
+  cap_bpf: 39n,
+};
 const SETCAP = `setcap ${LOADER_FILE_CAPABILITIES.join(',')}+ep ${loaderPath}`;
 
-/** The loader's file capabilities with both e and p set, as getcap lists them; none when getcap fails. */
-function loaderFileCapabilities(): string[] {
+/**
+ * The loader's file capabilities with both e and p set, as getcap lists them from the file's
+ * security.capability attribute; undefined when getcap itself is missing.
+ */
+function loaderFileCapabilities(): string[] | undefined {
   const run = spawnSync('getcap', [loaderPath], { encoding: 'utf8' });
+  if (run.error !== undefined) return undefined;
   const [names, flags] = run.stdout.trim().split(' ').at(-1)?.split('=') ?? [];
   return flags?.includes('e') === true && flags.includes('p') ? (names ?? '').split(',') : [];
 }
 
+/** The mount holding `path` (the last mounted over the longest prefix), from /proc/self/mountinfo. */
+function mountOf(path: string): { point: string; options: string[] } | undefined {
+  const unescape = (field: string) =>
+    field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+  let found: { point: string; options: string[] } | undefined;
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const fields = line.split(' ');
+    if (fields.length < 6) continue;
+    const point = unescape(fields[4] ?? '');
+    const holds = point === '/' || path === point || path.startsWith(`${point}/`);
+    if (holds && point.length >= (found?.point.length ?? 0)) found = { point, options: (fields[5] ?? '').split(',') };
+  }
+  return found;
+}
+
+/**
+ * Why exec of the loader by this process would not give it its file capabilities; none when
+ * it would. The kernel grants them only within the bounding set, never under no_new_privs,
+ * and ignores them on a nosuid mount.
+ */
+function fileCapabilityObstacles(status: string): string[] {
+  const obstacles: string[] = [];
+  const fileCaps = loaderFileCapabilities();
+  const missing = LOADER_FILE_CAPABILITIES.filter((cap) => fileCaps?.includes(cap) !== true);
+  if (fileCaps === undefined)
+    obstacles.push(`getcap (libcap2-bin) is missing, so the loader's file capabilities cannot be read`);
+  else if (missing.length > 0)
+    obstacles.push(
+      `the loader lacks the file capabilities ${missing.join(',')}: run as root (sudo), or, as root, ${SETCAP}`,
+    );
+  if (/^NoNewPrivs:\s*1$/m.test(status))
+    obstacles.push(
+      'no_new_privs is set (Kubernetes allowPrivilegeEscalation: false, docker --security-opt no-new-privileges, setpriv --no-new-privs), under which exec grants no file capability',
+    );
+  const bounding = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? '0';
+  const unbounded = LOADER_FILE_CAPABILITIES.filter(
+    (cap) => (BigInt(`0x${bounding}`) & (1n << CAPABILITY_BITS[cap])) === 0n,
+  );
+  if (unbounded.length > 0)
+    obstacles.push(
+      `the bounding set (CapBnd ${bounding}) lacks ${unbounded.join(',')}, and exec grants no capability beyond it (in a container: add them, --cap-add or capabilities.add)`,
+    );
+  let realLoader = loaderPath;
+  try {
+    realLoader = realpathSync(loaderPath);
+  } catch {
+    // A missing loader is the loader check's to report.
+  }
+  const mount = mountOf(realLoader);
+  if (mount?.options.includes('nosuid') === true)
+    obstacles.push(`the loader is on ${mount.point}, mounted nosuid, where file capabilities are ignored`);
+  return obstacles;
+}
+
 function privileges(): Check {
-  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
   const caps = capEff === undefined ? 0n : BigInt(`0x${capEff}`);
   const has = (cap: bigint) => (caps & (1n << cap)) !== 0n;
   const who = process.geteuid?.() === 0 ? 'root' : `uid ${process.geteuid?.() ?? '?'}`;
-  if ((has(CAP_BPF) && has(CAP_PERFMON)) || has(CAP_SYS_ADMIN)) {
+  if ((has(CAPABILITY_BITS.cap_bpf) && has(CAPABILITY_BITS.cap_perfmon)) || has(CAPABILITY_BITS.cap_sys_admin)) {
     return {
       name: 'privileges',
       status: 'ok',
-      detail: `${who}, CapEff ${capEff ?? '?'} has ${has(CAP_BPF) ? 'CAP_BPF and CAP_PERFMON' : 'CAP_SYS_ADMIN'} (the sidecar's Node process holds them too; to run it without any, as a user: ${SETCAP})`,
+      detail: `${who}, CapEff ${capEff ?? '?'} has ${has(CAPABILITY_BITS.cap_bpf) ? 'CAP_BPF and CAP_PERFMON' : 'CAP_SYS_ADMIN'} (the sidecar's Node process holds them too; to run it without any, as a user: ${SETCAP})`,
     };
   }
-  const fileCaps = loaderFileCapabilities();
-  const missing = LOADER_FILE_CAPABILITIES.filter((cap) => !fileCaps.includes(cap));
-  if (missing.length === 0)
+  const obstacles = fileCapabilityObstacles(status);
+  if (obstacles.length === 0)
     return {
       name: 'privileges',
       status: 'ok',
@@ -93,7 +156,7 @@ function privileges(): Check {
   return {
     name: 'privileges',
     status: 'FAIL',
-    detail: `${who}, CapEff ${capEff ?? '?'} lacks CAP_BPF and CAP_PERFMON, and the loader lacks the file capabilities ${missing.join(',')}: run as root (sudo), or, as root, ${SETCAP}`,
+    detail: `${who}, CapEff ${capEff ?? '?'} lacks CAP_BPF and CAP_PERFMON, and exec of the loader would not grant its file capabilities: ${obstacles.join('; ')}`,
   };
 }
 

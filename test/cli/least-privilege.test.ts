@@ -2,7 +2,8 @@
 // would: the loader alone carries the file capabilities `causeway doctor` names. The sidecar
 // still captures (a root process's CUDA calls through the library's probes, a followed process's
 // futex waits) and answers MCP; the process serving MCP holds no capability (CapEff 0), and
-// the loader exactly those.
+// the loader exactly those. Where exec of the loader would not grant them (no_new_privs, a
+// bounding set without one, a nosuid mount, no file capabilities), the doctor says which.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import {
@@ -22,7 +23,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { LOADER_FILE_CAPABILITIES } from '../../src/cli/doctor.js';
+import { CAPABILITY_BITS, LOADER_FILE_CAPABILITIES } from '../../src/cli/doctor.js';
 import type { LoaderReport } from '../../src/kernel/capture.js';
 import { ROOT, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
 import { startSidecar, until } from './sidecar.js';
@@ -30,14 +31,6 @@ import { startSidecar, until } from './sidecar.js';
 /** nobody */
 const USER = 65534;
 const AS_USER = ['setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--clear-groups', '--inh-caps=-all'];
-/** Bit numbers of LOADER_FILE_CAPABILITIES, from linux/capability.h. */
-const CAPABILITY_BITS: Record<(typeof LOADER_FILE_CAPABILITIES)[number], number> = {
-  cap_dac_read_search: 2,
-  cap_sys_ptrace: 19,
-  cap_sys_admin: 21,
-  cap_perfmon: 38,
-  cap_bpf: 39,
-};
 
 function temporaryDir(t: TestContext, prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -127,6 +120,70 @@ test('the sidecar runs as a user without capabilities, the loader alone holding 
 
   const status = await mcp.callTool({ name: 'status', arguments: {} });
   const loaderPid = (status.structuredContent as { loader: LoaderReport }).loader.pid ?? 0;
-  const expected = Object.values(CAPABILITY_BITS).reduce((mask, bit) => mask | (1n << BigInt(bit)), 0n);
+  const expected = Object.values(CAPABILITY_BITS).reduce((mask, bit) => mask | (1n << bit), 0n);
   assert.deepEqual(credentials(loaderPid), { uid: USER, effective: expected, permitted: expected });
+});
+
+test('causeway doctor names what keeps exec of the loader from granting its file capabilities', (t) => {
+  if (!kernelAvailable(t)) return;
+  const root = install(t);
+  const cli = join(root, 'dist', 'src', 'cli', 'main.js');
+  /** The doctor's privileges line run as the user, `prefix` before setpriv and `confine` after its user options. */
+  const privileges = (confine: string[], prefix: string[] = []) => {
+    const argv = [...prefix, ...AS_USER, ...confine, process.execPath, cli, 'doctor'];
+    const doctor = spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8' });
+    assert.equal(doctor.status, 1, doctor.stdout + doctor.stderr);
+    return /^(\S+) +privileges +(.*)$/m.exec(doctor.stdout)?.slice(1);
+  };
+  const failing = (obstacle: string) => [
+    'FAIL',
+    `uid ${String(USER)}, CapEff 0000000000000000 lacks CAP_BPF and CAP_PERFMON, and exec of the loader would not grant its file capabilities: ${obstacle}`,
+  ];
+
+  assert.deepEqual(
+    privileges(['--no-new-privs']),
+    failing(
+      'no_new_privs is set (Kubernetes allowPrivilegeEscalation: false, docker --security-opt no-new-privileges, setpriv --no-new-privs), under which exec grants no file capability',
+    ),
+  );
+
+  const bounding = /^CapBnd:\s*([0-9a-f]+)$/m.exec(
+    execFileSync(
+      AS_USER[0] as string,
+      [...AS_USER.slice(1), '--bounding-set=-sys_ptrace', 'cat', '/proc/self/status'],
+      {
+        encoding: 'utf8',
+      },
+    ),
+  )?.[1];
+  assert.deepEqual(
+    privileges(['--bounding-set=-sys_ptrace']),
+    failing(
+      `the bounding set (CapBnd ${bounding ?? '?'}) lacks cap_sys_ptrace, and exec grants no capability beyond it (in a container: add them, --cap-add or capabilities.add)`,
+    ),
+  );
+
+  // The installation bind-mounted nosuid onto itself, in a mount namespace of the doctor's own.
+  const nosuid = [
+    'unshare',
+    '--mount',
+    '--propagation=private',
+    'sh',
+    '-c',
+    'mount --bind "$0" "$0" && mount -o remount,bind,nosuid "$0" "$0" && exec "$@"',
+    root,
+  ];
+  assert.deepEqual(
+    privileges([], nosuid),
+    failing(`the loader is on ${root}, mounted nosuid, where file capabilities are ignored`),
+  );
+
+  const loader = join(root, 'bpf', 'build', 'causeway-loader');
+  execFileSync('setcap', ['-r', loader]);
+  assert.deepEqual(
+    privileges([]),
+    failing(
+      `the loader lacks the file capabilities ${LOADER_FILE_CAPABILITIES.join(',')}: run as root (sudo), or, as root, setcap ${LOADER_FILE_CAPABILITIES.join(',')}+ep ${loader}`,
+    ),
+  );
 });
