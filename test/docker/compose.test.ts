@@ -58,6 +58,14 @@ test('every file or folder the services mount from the repository exists', (t) =
   for (const mount of fromRepo) assert.ok(existsSync(mount.source), `${mount.source} (mounted at ${mount.target})`);
 });
 
+test("Causeway keeps its store in a named volume at the store's default directory", (t) => {
+  if (!installed(t, compose)) return;
+  const store = resolved().causeway?.volumes?.find((v) => v.target === '/var/lib/causeway');
+  // A named volume, which starts as a copy of the image's directory, owned by Causeway's user
+  // (the image test checks that copy); a bind mount would keep the host's owner.
+  assert.deepEqual({ type: store?.type, source: store?.source }, { type: 'volume', source: 'store' });
+});
+
 test('the services agree on addresses: collector, Causeway, Jaeger and Prometheus', (t) => {
   if (!installed(t, compose)) return;
   const services = resolved();
