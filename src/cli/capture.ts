@@ -50,7 +50,8 @@ Options:
 
 Progress goes to stderr, and on exit a summary: events per kind, ring-buffer
 drops per probe kind, and kernels that could not be named (registered before
-capture started, their host stub without a symbol). Exit status 0 after a capture, 1 when capture cannot run.
+capture started, their host stub without a symbol). Exit status 0 after a
+capture, 1 when capture cannot run.
 `;
 
 const ms = (ns: bigint) => Number(ns) / 1e6;
