@@ -274,6 +274,13 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/*
+	 * The counts as of the stop, before detaching, which can outlast the supervisor's grace
+	 * period (the kernel detaches each uprobe in turn): a loader killed meanwhile has said them.
+	 */
+	ring_buffer__consume(ring);
+	flush_out();
+	emit_stats();
 	detach_all();
 	ring_buffer__consume(ring);
 	flush_out();
