@@ -11,7 +11,7 @@
 #ifndef CAUSEWAY_H
 #define CAUSEWAY_H
 
-#define CW_ABI_VERSION 5
+#define CW_ABI_VERSION 6
 #define CW_COMM_LEN 16
 #define CW_NAME_LEN 96
 
@@ -283,7 +283,7 @@ enum cw_gpu_process {
  *  MESSAGE one JSON object in UTF-8: {"level":"info|warn|error","msg":"...", ...}
  *  CONTEXT never from the loader: one JSON object in UTF-8 that `causeway capture
  *          --record` adds to its recording of these frames, saying what the live capture
- *          read from /proc (process metadata, symbol names), so a replay can say the same
+ *          read from /proc and /sys (process metadata, device names), so a replay can say the same
  * Loader stdin: one text command per line (see bpf/commands.c).
  */
 enum cw_frame_type {
@@ -315,6 +315,7 @@ struct cw_stats {
 	__u32 followed;                /* pids followed (0 with follow-all) */
 	__u32 libraries;               /* CUDA library files probed */
 	__u32 gpu_processes;           /* processes found using CUDA (the loader's list) */
+	__u32 unnamed_kernels;         /* host stubs launched, never seen registered, without a symbol (stub_names.c) */
 };
 
 #endif /* CAUSEWAY_H */

@@ -1,17 +1,55 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Function symbols of an ELF file, for the CUDA probes: every entry point's offset from
+ * Function symbols of an ELF file. For the CUDA probes: every entry point's offset from
  * one pass over the symbol tables, instead of one pass per symbol (as attaching by name
  * does), so a library is probed soon after a process maps it; and whether an executable
- * links the CUDA runtime statically, without attaching anything.
+ * links the CUDA runtime statically, without attaching anything. For naming a kernel
+ * whose registration was not seen (stub_names.c): the function at a file offset.
  */
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "elf_symbols.h"
+
+struct elf_file {
+	int fd;
+	Elf *elf;
+};
+
+static bool elf_open(const char *path, struct elf_file *f)
+{
+	f->elf = NULL;
+	if (elf_version(EV_CURRENT) == EV_NONE)
+		return false;
+	f->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (f->fd < 0)
+		return false;
+	f->elf = elf_begin(f->fd, ELF_C_READ_MMAP, NULL);
+	if (f->elf && elf_kind(f->elf) == ELF_K_ELF)
+		return true;
+	if (f->elf)
+		elf_end(f->elf);
+	close(f->fd);
+	return false;
+}
+
+static void elf_close(struct elf_file *f)
+{
+	elf_end(f->elf);
+	close(f->fd);
+}
+
+/* A defined function: the only symbols a probe attaches at, or a stub is. */
+static bool is_function(const GElf_Sym *sym)
+{
+	int type = GELF_ST_TYPE(sym->st_info);
+
+	return (type == STT_FUNC || type == STT_GNU_IFUNC) && sym->st_shndx != SHN_UNDEF && sym->st_value;
+}
 
 /* "cudaMalloc" matches "cudaMalloc" and a versioned "cudaMalloc@@libcudart.so.12". */
 static int same_symbol(const char *symbol, const char *name)
@@ -32,12 +70,8 @@ static int find_in_table(Elf *elf, Elf_Scn *table, const GElf_Shdr *sh, const ch
 		GElf_Sym sym;
 		GElf_Shdr where;
 		const char *symbol;
-		int type;
 
-		if (!gelf_getsym(data, i, &sym))
-			continue;
-		type = GELF_ST_TYPE(sym.st_info);
-		if ((type != STT_FUNC && type != STT_GNU_IFUNC) || sym.st_shndx == SHN_UNDEF || !sym.st_value)
+		if (!gelf_getsym(data, i, &sym) || !is_function(&sym))
 			continue;
 		symbol = elf_strptr(elf, sh->sh_link, sym.st_name);
 		/* Every CUDA entry point starts with "cu" or "__cu". */
@@ -58,30 +92,85 @@ static int find_in_table(Elf *elf, Elf_Scn *table, const GElf_Shdr *sh, const ch
 
 int elf_function_offsets(const char *path, const char *const *names, size_t n, size_t *offsets)
 {
-	int fd, found = 0;
-	Elf *elf;
+	struct elf_file f;
 	Elf_Scn *scn = NULL;
+	int found = 0;
 
 	memset(offsets, 0, n * sizeof(*offsets));
-	if (elf_version(EV_CURRENT) == EV_NONE)
+	if (!elf_open(path, &f))
 		return -1;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
-	if (!elf || elf_kind(elf) != ELF_K_ELF) {
-		found = -1;
-		goto out;
-	}
-	while ((scn = elf_nextscn(elf, scn))) {
+	while ((scn = elf_nextscn(f.elf, scn))) {
 		GElf_Shdr sh;
 
 		if (gelf_getshdr(scn, &sh) && (sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM))
-			found += find_in_table(elf, scn, &sh, names, n, offsets);
+			found += find_in_table(f.elf, scn, &sh, names, n, offsets);
 	}
-out:
-	if (elf)
-		elf_end(elf);
-	close(fd);
+	elf_close(&f);
+	return found;
+}
+
+/* The virtual address the file offset is loaded at, from the segment that holds it; false if none does. */
+static bool vaddr_of(Elf *elf, __u64 offset, __u64 *vaddr)
+{
+	size_t n;
+
+	if (elf_getphdrnum(elf, &n))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		GElf_Phdr ph;
+
+		if (gelf_getphdr(elf, i, &ph) && ph.p_type == PT_LOAD && offset >= ph.p_offset &&
+		    offset < ph.p_offset + ph.p_filesz) {
+			*vaddr = offset - ph.p_offset + ph.p_vaddr;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The function of a symbol table (of type `type`) whose extent holds vaddr, or NULL. */
+static const char *function_in(Elf *elf, Elf64_Word type, __u64 vaddr)
+{
+	Elf_Scn *scn = NULL;
+
+	while ((scn = elf_nextscn(elf, scn))) {
+		Elf_Data *data;
+		GElf_Shdr sh;
+		size_t count;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != type || !sh.sh_entsize || !(data = elf_getdata(scn, NULL)))
+			continue;
+		count = sh.sh_size / sh.sh_entsize;
+		for (size_t i = 0; i < count; i++) {
+			GElf_Sym sym;
+
+			/* A symbol of no size covers its address alone. */
+			if (gelf_getsym(data, i, &sym) && is_function(&sym) && vaddr >= sym.st_value &&
+			    vaddr < sym.st_value + (sym.st_size ? sym.st_size : 1))
+				return elf_strptr(elf, sh.sh_link, sym.st_name);
+		}
+	}
+	return NULL;
+}
+
+bool elf_function_at(const char *path, __u64 offset, char *name, size_t size)
+{
+	struct elf_file f;
+	const char *symbol = NULL;
+	bool found;
+	__u64 vaddr;
+
+	if (!elf_open(path, &f))
+		return false;
+	if (vaddr_of(f.elf, offset, &vaddr)) {
+		symbol = function_in(f.elf, SHT_SYMTAB, vaddr);
+		if (!symbol)
+			symbol = function_in(f.elf, SHT_DYNSYM, vaddr);
+	}
+	/* The symbol lies in the file's mapping: copied before it is closed. */
+	found = symbol && *symbol;
+	if (found)
+		snprintf(name, size, "%s", symbol);
+	elf_close(&f);
 	return found;
 }

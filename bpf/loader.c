@@ -15,8 +15,9 @@
  * with records. The rest, by concern: frames.c (stdout), attach.c (loading and
  * attaching the programs), filter.c (what is followed and kept), cuda_libs.c
  * (finding GPU processes and probing their libraries), gpu_processes.c (the list
- * of them), elf_symbols.c (symbol offsets), names.c (kernel names the probes could not
- * read), stats.c (the STATS frame), commands.c (stdin).
+ * of them), elf_symbols.c (function symbols), names.c (kernel names the probes could not
+ * read), stub_names.c (kernels registered before the probes, named from their symbols),
+ * stats.c (the STATS frame), commands.c (stdin).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -39,6 +40,7 @@
 #include "gpu_processes.h"
 #include "names.h"
 #include "stats.h"
+#include "stub_names.h"
 
 /* Without the probe reporting CUDA libraries as they are mapped, every process is rescanned this often. */
 #define RESCAN_MS 2000
@@ -69,6 +71,7 @@ static void on_signal(int sig)
 static void on_exec(const struct cw_event *e)
 {
 	gpu_process_gone(e->pid, "exec");
+	forget_stubs(e->pid);
 	if (comm_matches(e->comm))
 		follow(e->pid, true);
 	check_executable(e->pid);
@@ -92,14 +95,17 @@ static int on_record(void *ctx, void *data, size_t size)
 		break;
 	case CW_KIND_PROC_EXIT:
 		gpu_process_gone(e->pid, "exit");
+		forget_stubs(e->pid);
 		break;
 	case CW_KIND_CUDA_REGISTER:
 		/* The ring is mapped read-only: the name is filled into a copy. */
 		named = *e;
-		if (fill_kernel_name(&named)) {
-			emit_event(&named);
-			return 0;
-		}
+		fill_kernel_name(&named);
+		stub_registered(&named);
+		emit_event(&named);
+		return 0;
+	case CW_KIND_CUDA_LAUNCH:
+		name_launched_stub(e);
 		break;
 	}
 	emit_event(e);
@@ -268,6 +274,13 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/*
+	 * The counts as of the stop, before detaching, which can outlast the supervisor's grace
+	 * period (the kernel detaches each uprobe in turn): a loader killed meanwhile has said them.
+	 */
+	ring_buffer__consume(ring);
+	flush_out();
+	emit_stats();
 	detach_all();
 	ring_buffer__consume(ring);
 	flush_out();

@@ -13,28 +13,27 @@
 
 #include "names.h"
 
-bool fill_kernel_name(struct cw_event *e)
+void fill_kernel_name(struct cw_event *e)
 {
 	char path[64];
 	ssize_t n;
 	int fd;
 
 	if (e->u.reg.name[0] || !e->u.reg.name_addr)
-		return false;
+		return;
 	snprintf(path, sizeof(path), "/proc/%u/mem", e->pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return false; /* the process is gone */
+		return; /* the process is gone */
 	/* A short read is fine: the string may end just before an unmapped page. */
 	n = pread(fd, e->u.reg.name, sizeof(e->u.reg.name) - 1, (off_t)e->u.reg.name_addr);
 	close(fd);
 	if (n <= 0) {
 		e->u.reg.name[0] = 0;
-		return false;
+		return;
 	}
 	e->u.reg.name[n] = 0;
 	/* Only the string: not whatever followed it in the process's memory. */
 	n = strlen(e->u.reg.name);
 	memset(e->u.reg.name + n, 0, sizeof(e->u.reg.name) - n);
-	return n > 0;
 }

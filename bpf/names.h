@@ -3,11 +3,10 @@
 #ifndef CAUSEWAY_NAMES_H
 #define CAUSEWAY_NAMES_H
 
-#include <stdbool.h>
 #include <linux/types.h>
 #include "causeway.h"
 
-/* A registration whose name the probe could not read: fills it from the process's memory; false if it cannot. */
-bool fill_kernel_name(struct cw_event *e);
+/* A registration whose name the probe could not read: fills it from the process's memory, if it can. */
+void fill_kernel_name(struct cw_event *e);
 
 #endif /* CAUSEWAY_NAMES_H */

@@ -19,6 +19,7 @@
 #include "frames.h"
 #include "gpu_processes.h"
 #include "stats.h"
+#include "stub_names.h"
 
 static __u64 delivered[CW_KIND_MAX];
 static int drops_map = -1;
@@ -60,6 +61,7 @@ void emit_stats(void)
 	s.followed = followed_count();
 	s.libraries = cuda_libraries();
 	s.gpu_processes = gpu_process_count();
+	s.unnamed_kernels = unnamed_stubs();
 	/* The monotonic sample sits between two realtime samples: take their midpoint. */
 	real_before = now_ns(CLOCK_REALTIME);
 	s.mono_ns = now_ns(CLOCK_MONOTONIC);

@@ -11,7 +11,6 @@ import type { LoaderMessage } from '../kernel/loader.js';
 import { ProcessTable } from '../kernel/processes.js';
 import type { Hello } from '../kernel/record.js';
 import { Recording, Replay } from '../kernel/recording.js';
-import { SymbolResolver } from '../kernel/symbols.js';
 import { UsageError, nonNegativeInteger, positiveInteger, positiveNumber } from './usage.js';
 
 export const CAPTURE_HELP = `Usage: causeway capture [--json] [--pid PID]... [--comm NAME]... [--lib PATH]...
@@ -46,11 +45,13 @@ Options:
   --replay FILE        decode FILE instead of capturing (no root needed): a --record
                        file gives the same events again; the loader's raw output
                        (bpf/build/causeway-loader ... > FILE) gives the events its
-                       records say, without process metadata or symbol-table names
+                       records say, without process metadata
   -h, --help           this help
 
-Progress goes to stderr, and on exit a summary: events per kind and ring-buffer
-drops per probe kind. Exit status 0 after a capture, 1 when capture cannot run.
+Progress goes to stderr, and on exit a summary: events per kind, ring-buffer
+drops per probe kind, and kernels that could not be named (registered before
+capture started, their host stub without a symbol). Exit status 0 after a
+capture, 1 when capture cannot run.
 `;
 
 const ms = (ns: bigint) => Number(ns) / 1e6;
@@ -165,6 +166,8 @@ export function closingSummary(counters: CaptureCounters): string {
       .map(([kind, n]) => `${kind} ${n}`)
       .join(', ') || 'none';
   const lines = [`events: ${line(counters.events)}`, `drops: ${line(counters.drops)}`];
+  if (counters.unnamedKernels > 0)
+    lines.push(`unnamed kernels: ${counters.unnamedKernels} (registered before capture started, no symbol)`);
   if (counters.badBatches > 0) lines.push(`undecodable batches: ${counters.badBatches}`);
   return lines.map((l) => `causeway: ${l}\n`).join('');
 }
@@ -248,7 +251,7 @@ function session(
     const replay = new Replay(run.replay);
     return new KernelCapture(options, captureParts(replay.host.processes, log, replay.host), replay);
   }
-  const live = { processes: new ProcessTable(), symbols: new SymbolResolver(), devices: new BlockDevices() };
+  const live = { processes: new ProcessTable(), devices: new BlockDevices() };
   if (run.record === undefined) return new KernelCapture(options, captureParts(live.processes, log, live));
   const recording = new Recording(run.record);
   const host = recording.lookups(live);

@@ -25,7 +25,6 @@ import {
   type Stats,
 } from './record.js';
 import { SelfPids } from './self-pids.js';
-import { SymbolResolver } from './symbols.js';
 
 export interface CaptureOptions {
   /** Processes to follow; with neither pids nor comms (and followAll unset), every process is followed. */
@@ -65,6 +64,8 @@ export interface CaptureCounters {
   ringbufUsed: number;
   /** Processes the loader found using CUDA. */
   gpuProcesses: number;
+  /** Kernels launched by a host stub never seen registered, that the loader found no symbol for. */
+  unnamedKernels: number;
 }
 
 const COUNTER_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
@@ -102,8 +103,8 @@ const RATE_SAMPLES = 10;
 
 /**
  * The usual parts, new, over `processes`; demangling problems go to onMessage as warnings. The
- * symbol tables, block device names and Causeway's own pids are this machine's unless given
- * (a recording's or a replay's).
+ * block device names and Causeway's own pids are this machine's unless given (a recording's or
+ * a replay's).
  */
 export function captureParts(
   processes: HostLookups['processes'],
@@ -114,7 +115,7 @@ export function captureParts(
   const demangler = new Demangler((msg) => {
     onMessage({ level: 'warn', msg, source: 'supervisor', fields: {} });
   });
-  const cuda = new CudaState(demangler, host.symbols ?? new SymbolResolver());
+  const cuda = new CudaState(demangler);
   const self = host.self ?? new SelfPids();
   const shaper = new EventShaper({ clock, cuda, processes, devices: host.devices ?? new BlockDevices(), self });
   return { shaper, clock, cuda, demangler, self };
@@ -149,7 +150,11 @@ export class KernelCapture {
   private resolveReady!: (hello: Hello) => void;
   private readonly emitted = new Map<string, number>();
   // Kernel counters restart from zero with each loader: earlier runs' totals are kept here.
-  private previousRuns = { drops: new Array<number>(Kind.MAX).fill(0), delivered: new Array<number>(Kind.MAX).fill(0) };
+  private previousRuns = {
+    drops: new Array<number>(Kind.MAX).fill(0),
+    delivered: new Array<number>(Kind.MAX).fill(0),
+    unnamedKernels: 0,
+  };
   private latest: Stats | null = null;
   private badBatches = 0;
   private failure: string | null = null;
@@ -239,6 +244,7 @@ export class KernelCapture {
       libraries: this.latest?.libraries ?? 0,
       ringbufUsed: this.latest?.ringbufUsed ?? 0,
       gpuProcesses: this.latest?.gpuProcesses ?? 0,
+      unnamedKernels: this.previousRuns.unnamedKernels + (this.latest?.unnamedKernels ?? 0),
     };
   }
 
@@ -259,6 +265,10 @@ export class KernelCapture {
       {
         events: counter('causeway_kernel_events', 'Kernel events decoded, per kind.'),
         drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
+        unnamed: counter(
+          'causeway_cuda_kernels_unnamed',
+          'Kernels registered before capture started whose host stub has no symbol: their launches carry only the function address.',
+        ),
         gpu: gauge('causeway_gpu_processes', 'Processes found using CUDA (followed, their libraries probed).'),
         up: gauge('causeway_loader_up', '1 while the loader runs; 0 while it is restarted, or once it cannot run.'),
         restarts: counter('causeway_loader_restarts', 'Times the loader was started again after it exited.'),
@@ -277,11 +287,12 @@ export class KernelCapture {
         ),
       },
       () => {
-        const { events, drops, gpuProcesses } = this.counters();
+        const { events, drops, gpuProcesses, unnamedKernels } = this.counters();
         const loader = this.loaderReport();
         return {
           events: perKind(events),
           drops: perKind(drops),
+          unnamed: unnamedKernels,
           gpu: gpuProcesses,
           up: loader === undefined ? undefined : Number(loader.running),
           restarts: loader?.restarts,
@@ -321,7 +332,7 @@ export class KernelCapture {
   private hello(payload: Buffer): void {
     let hello: Hello;
     try {
-      hello = decodeHello(payload);
+      hello = decodeHello(payload, this.loader === undefined ? 'recording' : 'loader');
     } catch (error) {
       if (!(error instanceof RecordError)) throw error;
       this.failure = error.message;
@@ -335,6 +346,7 @@ export class KernelCapture {
       this.previousRuns = {
         drops: this.previousRuns.drops.map((value, kind) => value + (latest.drops[kind] ?? 0)),
         delivered: this.previousRuns.delivered.map((value, kind) => value + (latest.events[kind] ?? 0)),
+        unnamedKernels: this.previousRuns.unnamedKernels + latest.unnamedKernels,
       };
       this.latest = null;
     }

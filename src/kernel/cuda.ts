@@ -1,6 +1,7 @@
 // Per-process CUDA state that gives raw records their meaning: which kernel a launch ran
-// (names learned from __cudaRegisterFunction / cuModuleGetFunction records, else the
-// symbol table), which kernels a graph holds (recorded while its stream was capturing),
+// (names learned from __cudaRegisterFunction / cuModuleGetFunction records, and from the
+// registrations the loader writes for stubs registered before capture started, named from
+// their symbols: bpf/stub_names.c), which kernels a graph holds (recorded while its stream was capturing),
 // what was still in flight when a sync began (per stream, through events and
 // cudaStreamWaitEvent, inflight.ts), and how many bytes a cudaFree released. Every table
 // is bounded.
@@ -17,7 +18,6 @@ import {
 } from './inflight.js';
 import { Lru } from './lru.js';
 import { CudaApi, DEVICE_UNKNOWN, Kind, type CudaOp, type KernelRecord } from './record.js';
-import type { SymbolResolver } from './symbols.js';
 
 const MAX_INFLIGHT_NAMES = 5;
 /** cudaStreamLegacy and cudaStreamPerThread, which the driver's CU_STREAM_LEGACY and CU_STREAM_PER_THREAD equal. */
@@ -77,8 +77,8 @@ interface ExecState {
 }
 
 interface ProcessCuda {
-  /** func (host stub or CUfunction) -> symbol; null when known to be unnamed. */
-  symbols: Lru<bigint, string | null>;
+  /** func (host stub or CUfunction) -> symbol. */
+  symbols: Lru<bigint, string>;
   /** By handle; the default streams by name (per device, and the per-thread one per thread). */
   streams: Lru<string | bigint, Stream>;
   events: Lru<bigint, EventState>;
@@ -105,13 +105,6 @@ const DEFAULT_LIMITS: CudaLimits = {
   allocationsPerProcess: 65536,
 };
 
-/** Launches whose func is a handle (CUfunction, executable graph), not a code address to look up. */
-const HANDLE_LAUNCHES = new Set<number>([
-  CudaApi.cuLaunchKernel,
-  CudaApi.cuLaunchKernelEx,
-  CudaApi.cudaGraphLaunch,
-  CudaApi.cuGraphLaunch,
-]);
 const GRAPH_LAUNCHES = new Set<number>([CudaApi.cudaGraphLaunch, CudaApi.cuGraphLaunch]);
 const STREAM_WAITS = new Set<number>([
   CudaApi.cudaStreamSynchronize,
@@ -134,7 +127,6 @@ export class CudaState {
 
   constructor(
     private readonly demangler: Demangler,
-    private readonly symbols: Pick<SymbolResolver, 'resolve'>,
     limits: Partial<CudaLimits> = {},
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
@@ -149,20 +141,14 @@ export class CudaState {
     const fresh: string[] = [];
     for (const record of records) {
       if (record.kind === Kind.CUDA_REGISTER) {
-        // An empty name: neither the probe nor the loader could read it; the symbol table may.
+        // An empty name: neither the probe nor the loader could read it (the loader then names
+        // the stub from its symbol at its first launch).
         if (record.register.name === '') continue;
         this.process(record.pid).symbols.set(record.register.func, record.register.name);
         fresh.push(record.register.name);
       } else if (record.kind === Kind.PROC_EXEC) {
         // A new program: the old image's addresses and handles mean nothing now.
         this.processes.delete(record.pid);
-      } else if (record.kind === Kind.CUDA_LAUNCH && !HANDLE_LAUNCHES.has(record.api)) {
-        const { symbols } = this.process(record.pid);
-        const func = record.launch.func;
-        if (symbols.has(func)) continue;
-        const symbol = this.symbols.resolve(record.pid, func);
-        symbols.set(func, symbol ?? null);
-        if (symbol !== undefined) fresh.push(symbol);
       }
     }
     await this.demangler.demangleAll(fresh);
@@ -339,7 +325,7 @@ export class CudaState {
 
   private kernel(process: ProcessCuda, func: bigint): KernelName | undefined {
     const symbol = process.symbols.get(func);
-    if (symbol === undefined || symbol === null) return undefined;
+    if (symbol === undefined) return undefined;
     return { symbol, name: this.name(symbol) };
   }
 

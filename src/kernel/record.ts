@@ -3,7 +3,7 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
 /** Holders a run-queue record names at most (CW_RUNQUEUE_HOLDERS). */
@@ -54,6 +54,7 @@ export const LAYOUT = {
       followed: 280,
       libraries: 284,
       gpu_processes: 288,
+      unnamed_kernels: 292,
     },
   },
 } as const;
@@ -534,8 +535,11 @@ export interface Hello {
   ncpus: number;
 }
 
-/** Decodes a HELLO frame's payload, refusing a loader built for another record layout. */
-export function decodeHello(buf: Buffer): Hello {
+/**
+ * Decodes a HELLO frame's payload, refusing one of another record layout: from a loader built
+ * apart from this causeway, or in a recording another version of causeway made.
+ */
+export function decodeHello(buf: Buffer, from: 'loader' | 'recording' = 'loader'): Hello {
   const H = LAYOUT.cw_hello;
   if (buf.length !== H.size) throw new RecordError(`a HELLO frame of ${buf.length} bytes, expected ${H.size}`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -547,7 +551,9 @@ export function decodeHello(buf: Buffer): Hello {
   };
   if (hello.abiVersion !== ABI_VERSION || hello.eventSize !== RECORD_SIZE) {
     throw new RecordError(
-      `the loader speaks ABI ${hello.abiVersion} with ${hello.eventSize}-byte records, this causeway ABI ${ABI_VERSION} with ${RECORD_SIZE}: rebuild with \`npm run build\``,
+      from === 'loader'
+        ? `the loader speaks ABI ${hello.abiVersion} with ${hello.eventSize}-byte records, this causeway ABI ${ABI_VERSION} with ${RECORD_SIZE}: rebuild with \`npm run build\``
+        : `the recording was made with ABI ${hello.abiVersion} (${hello.eventSize}-byte records), this causeway reads ABI ${ABI_VERSION} (${RECORD_SIZE}-byte records): replay it with the causeway version that recorded it`,
     );
   }
   return hello;
@@ -564,6 +570,8 @@ export interface Stats {
   followed: number;
   libraries: number;
   gpuProcesses: number;
+  /** Host stubs launched, never seen registered, that the loader found no symbol for. */
+  unnamedKernels: number;
 }
 
 export function decodeStats(buf: Buffer): Stats {
@@ -581,5 +589,6 @@ export function decodeStats(buf: Buffer): Stats {
     followed: view.getUint32(S.fields.followed, true),
     libraries: view.getUint32(S.fields.libraries, true),
     gpuProcesses: view.getUint32(S.fields.gpu_processes, true),
+    unnamedKernels: view.getUint32(S.fields.unnamed_kernels, true),
   };
 }

@@ -1,7 +1,8 @@
 // Capture to a file and back. A recording is the loader's frame stream as the capture read it
 // (HELLO, STATS, EVENTS, MESSAGE), plus CONTEXT frames with what the live capture read from
-// this machine to shape those events (process metadata, symbol names, block device names, its
-// own pids), each written before the EVENTS frame that needed it. Replaying the file through
+// this machine to shape those events (process metadata, block device names, its own pids), each
+// written before the EVENTS frame that needed it. Kernel names need none: they travel in the
+// records (registrations, including those the loader writes for stubs it named). Replaying the file through
 // the same decoder gives the same events, on any machine. The loader's raw output
 // (`causeway-loader ... > frames.bin`, e.g. carried from a GPU machine) replays too: without
 // CONTEXT frames, events say only what the records themselves say.
@@ -12,20 +13,14 @@ import { parseMessage, type LoaderEnd, type LoaderMessage } from './loader.js';
 import type { ProcessInfo, ProcessTable } from './processes.js';
 import { FrameType, LAYOUT } from './record.js';
 import { SelfPids } from './self-pids.js';
-import type { SymbolResolver } from './symbols.js';
 
 /** What events are shaped with that comes from this machine (/proc, /sys). */
 export interface HostLookups {
   processes: Pick<ProcessTable, 'get' | 'forget'>;
-  symbols: Pick<SymbolResolver, 'resolve'>;
   devices: Pick<BlockDevices, 'name'>;
 }
 
-type ContextEntry =
-  | { process: ProcessInfo }
-  | { symbol: { pid: number; func: string; name: string | null } }
-  | { device: { dev: number; name: string } }
-  | { self: number };
+type ContextEntry = { process: ProcessInfo } | { device: { dev: number; name: string } } | { self: number };
 
 /** Where frames come from (the loader, or a file), and what a capture tells it. */
 export interface FrameSource {
@@ -79,13 +74,6 @@ export class Recording {
           live.processes.forget(pid);
         },
       },
-      symbols: {
-        resolve: (pid, func) => {
-          const name = live.symbols.resolve(pid, func);
-          this.note({ symbol: { pid, func: `0x${func.toString(16)}`, name: name ?? null } });
-          return name;
-        },
-      },
       devices: {
         name: (dev) => {
           const name = live.devices.name(dev);
@@ -127,7 +115,6 @@ export class Recording {
 class RecordedHost implements HostLookups {
   readonly self = new SelfPids(-1);
   private readonly processInfo = new Map<number, ProcessInfo>();
-  private readonly symbolNames = new Map<string, string | null>();
   private readonly deviceNames = new Map<number, string>();
 
   readonly processes = {
@@ -135,17 +122,12 @@ class RecordedHost implements HostLookups {
     // The recording says again what a pid is after an exec.
     forget: () => undefined,
   };
-  readonly symbols = {
-    resolve: (pid: number, func: bigint): string | undefined =>
-      this.symbolNames.get(`${pid}/0x${func.toString(16)}`) ?? undefined,
-  };
   readonly devices = {
     name: (dev: number): string => this.deviceNames.get(dev) ?? majorMinor(dev),
   };
 
   add(entry: ContextEntry): void {
     if ('process' in entry) this.processInfo.set(entry.process.pid, entry.process);
-    else if ('symbol' in entry) this.symbolNames.set(`${entry.symbol.pid}/${entry.symbol.func}`, entry.symbol.name);
     else if ('device' in entry) this.deviceNames.set(entry.device.dev, entry.device.name);
     else this.self.addLoader(entry.self);
   }

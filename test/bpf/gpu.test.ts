@@ -2,16 +2,24 @@
 // running before capture started (replaying a captured graph, waiting on events) found
 // without flags and followed though it sends no spans; a runtime dlopen()ed long after its
 // process started; polling waits; two devices; kernel names that survive a stripped binary
-// or a name on a page nothing had touched.
+// or a name on a page nothing had touched; kernels registered before capture started, in
+// another user's process, named by the loader for a capture that holds no capability, and
+// those it cannot name counted.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { MS, earlier, later, toMs } from '../../src/correlate/time.js';
 import * as A from '../../src/semconv/attributes.js';
 import {
+  AS_USER,
   CLI,
   SIM_CUDART,
+  USER,
+  credentials,
   durationMs,
+  installForUser,
   kernelAvailable,
   monotonicNs,
   privateGpu,
@@ -87,6 +95,15 @@ function engine(t: TestContext, args: string[], env: Record<string, string>, pro
     if (workload.child.exitCode === null) workload.child.kill('SIGTERM');
   });
   return workload;
+}
+
+/** Resolves once the process sleeps (the workloads' --start-delay-ms): its constructors have run. */
+async function sleeping(pid: number): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!readFileSync(`/proc/${String(pid)}/wchan`, 'utf8').includes('nanosleep')) {
+    if (Date.now() > deadline) throw new Error(`pid ${String(pid)} never slept`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 async function stopEngine(workload: Workload): Promise<EngineTruth> {
@@ -319,6 +336,41 @@ test('a stripped binary keeps its kernel names when its registration is seen; re
   );
   assert.equal(earlyLaunch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], undefined);
   assert.ok(sameHandle(earlyLaunch.attributes[A.ATTR_CAUSEWAY_CUDA_FUNCTION], before.stub));
+  // The loader looked its stub up, found no symbol, and counted it; the later one needed no lookup.
+  assert.match(capture.stderr, /^causeway: unnamed kernels: 1 \(/m);
+});
+
+test('a kernel registered before capture, in a root process, is named by the loader for a capture without capabilities: its launch and the kernels a sync waits for', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const cli = join(installForUser(t), 'dist', 'src', 'cli', 'main.js');
+  const gpu = privateGpu(t);
+  // Root's, registering its kernel at start (a static constructor), launching once the capture is ready.
+  const workload = startWorkload('gpu_sync', ['--kernel-ms', '50', '--start-delay-ms', '5000'], gpu);
+  workload.truth.catch(() => undefined); // a test that failed early still ends it below
+  t.after(() => workload.child.kill());
+  await sleeping(workload.pid);
+  const capture = await startCapture(t, ['--comm', 'no-such-program'], [...AS_USER, process.execPath, cli]);
+  const ready = monotonicNs();
+  assert.deepEqual(credentials(capture.pid), { uid: USER, effective: 0n, permitted: 0n });
+  const truth = await workload.truth;
+  assert.ok(ready < BigInt(Number(truth.launch_start_ns)), 'the kernel was launched before the capture was ready');
+  await settle();
+  assert.equal(await capture.stop(), 0, capture.stderr);
+
+  const name = demangle([String(truth.kernel)])[0];
+  const launch = single(
+    capture.of('cuda.launch', (e) => e.pid === truth.pid),
+    'launch',
+  );
+  assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], truth.kernel);
+  assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], name);
+  const sync = single(
+    capture.of('cuda.sync', (e) => e.pid === truth.pid),
+    'sync',
+  );
+  assert.equal(sync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 1);
+  assert.deepEqual(sync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], [name]);
+  assert.doesNotMatch(capture.stderr, /unnamed kernels/);
 });
 
 test('a kernel name on a page nothing had touched at registration is read later, and reported as registered', async (t) => {

@@ -63,9 +63,10 @@ test('an unknown stdin command is reported, and the loader keeps serving', (t) =
   assert.equal(run.status, 0);
   const out = run.stdout.toString('latin1');
   assert.match(out, /unknown or malformed command: frobnicate 12/);
-  // HELLO, then the first STATS, then the one asked for on stdin, then the final one.
+  // HELLO, then the first STATS, then the one asked for on stdin, then one as it stops (before
+  // detaching its probes) and the final one.
   const frames: number[] = [];
   for (let at = 0; at + 8 <= run.stdout.length; at += 8 + run.stdout.readUInt32LE(at + 4))
     frames.push(run.stdout.readUInt32LE(at));
-  assert.equal(frames.filter((type) => type === 3).length, 3);
+  assert.equal(frames.filter((type) => type === 3).length, 4);
 });

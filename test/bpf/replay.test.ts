@@ -62,8 +62,9 @@ test('a recorded capture replays to the same events, names and process metadata 
   await settle();
   assert.equal(await capture.stop(), 0);
 
-  // The launch is named from the symbol table (the registration ran before the library was probed),
-  // and every event carries the executable read from /proc: a replay must say the same without them.
+  // The launch is named by the loader from its stub's symbol (the registration ran before the
+  // library was probed), and every event carries the executable read from /proc: a replay must
+  // say the same without them.
   const launch = single(
     capture.of('cuda.launch', (e) => e.pid === truth.pid),
     'launch',

@@ -1,12 +1,26 @@
 // What the real-eBPF tests share: a `causeway capture --json` run as a user would start it,
-// the workload programs of test/fixtures with their ground truth, and the rule that a test
-// needing root and BTF fails in CI when it cannot run instead of skipping.
+// the workload programs of test/fixtures with their ground truth, this checkout installed for
+// a user without capabilities (the loader alone holding its file capabilities), and the rule
+// that a test needing root and BTF fails in CI when it cannot run instead of skipping.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
+import { LOADER_FILE_CAPABILITIES } from '../../src/cli/doctor.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const WORKLOADS = join(ROOT, 'test', 'fixtures', 'build', 'workloads');
@@ -54,6 +68,45 @@ export function runnable(t: TestContext, what: string, missing: string[], hint: 
   return false;
 }
 
+/** nobody */
+export const USER = 65534;
+/** Runs a command as USER, holding no capability. */
+export const AS_USER = ['setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--clear-groups', '--inh-caps=-all'];
+
+/** A directory of the test's own, removed after it. */
+export function temporaryDir(t: TestContext, prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+/**
+ * This checkout's build, copied where USER can read it, the loader given its file
+ * capabilities, as an administrator would install it; returns its root.
+ */
+export function installForUser(t: TestContext): string {
+  const root = temporaryDir(t, 'causeway-install-');
+  chmodSync(root, 0o755);
+  cpSync(join(ROOT, 'dist'), join(root, 'dist'), { recursive: true });
+  copyFileSync(join(ROOT, 'package.json'), join(root, 'package.json'));
+  symlinkSync(realpathSync(join(ROOT, 'node_modules')), join(root, 'node_modules'));
+  mkdirSync(join(root, 'bpf', 'build'), { recursive: true });
+  const loader = join(root, 'bpf', 'build', 'causeway-loader');
+  copyFileSync(join(ROOT, 'bpf', 'build', 'causeway-loader'), loader);
+  execFileSync('setcap', [`${LOADER_FILE_CAPABILITIES.join(',')}+ep`, loader]);
+  return root;
+}
+
+/** A process's uid and capability sets, from /proc/PID/status. */
+export function credentials(pid: number) {
+  const status = readFileSync(`/proc/${String(pid)}/status`, 'utf8');
+  const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '';
+  const caps = (name: string) => BigInt(`0x${field(name)}`);
+  return { uid: Number(field('Uid').split(/\s+/)[0]), effective: caps('CapEff'), permitted: caps('CapPrm') };
+}
+
 export class Capture {
   readonly events: CapturedEvent[] = [];
   stderr = '';
@@ -78,6 +131,11 @@ export class Capture {
     this.exited = new Promise((resolve) => {
       this.child.on('close', resolve); // after exit, once stdout and stderr are read to the end
     });
+  }
+
+  /** The process running the CLI. */
+  get pid(): number {
+    return this.child.pid ?? 0;
   }
 
   /** Resolves once the probes are attached (the CLI says "capturing"). */
@@ -113,9 +171,12 @@ export class Capture {
   }
 }
 
-/** Starts a capture and waits until its probes are attached; stopped after the test, whatever happens. */
-export async function startCapture(t: TestContext, args: string[]): Promise<Capture> {
-  const capture = new Capture(args);
+/**
+ * Starts a capture (with `causeway`, as Capture takes it) and waits until its probes are
+ * attached; stopped after the test, whatever happens.
+ */
+export async function startCapture(t: TestContext, args: string[], causeway?: string[]): Promise<Capture> {
+  const capture = new Capture(args, causeway);
   t.after(() => capture.stop());
   await capture.ready();
   return capture;

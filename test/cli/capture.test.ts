@@ -1,13 +1,15 @@
-// `causeway capture`'s table, from the command itself replaying loader frames built with the
-// decoder's own layout: a run-queue wait shows every part of its time, as the metric credits it.
+// `causeway capture`'s table and summary, from the command itself replaying loader frames built
+// with the decoder's own layout: a run-queue wait shows every part of its time, as the metric
+// credits it; the summary counts the kernels the loader could not name; a recording of another
+// ABI is refused.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { packageRoot } from '../../src/install.js';
-import { FrameType } from '../../src/kernel/record.js';
+import { ABI_VERSION, FrameType } from '../../src/kernel/record.js';
 import { LOADER_PID, crowdedWait, frame, hello, runqueue, stats } from '../kernel/records.js';
 
 const MS = 1_000_000n;
@@ -16,32 +18,34 @@ const EPOCH_NS = BigInt(Date.UTC(2026, 0, 2, 3, 4, 5, 678)) * MS;
 const app = { pid: 4000, tid: 4001, comm: 'api' };
 const hog = { pid: 50, tid: 51, comm: 'hog' };
 
-function replayTable(records: Buffer[]): string[] {
+/** `causeway capture --replay` of a file holding these frames. */
+function replay(frames: Buffer[]): SpawnSyncReturns<string> {
   const dir = mkdtempSync(join(tmpdir(), 'causeway-capture-'));
   try {
     const file = join(dir, 'frames.bin');
-    writeFileSync(
-      file,
-      Buffer.concat([
-        frame(FrameType.CONTEXT, Buffer.from(JSON.stringify({ self: LOADER_PID }))),
-        hello(),
-        stats({ monoNs: 0n, realNs: EPOCH_NS }),
-        frame(FrameType.EVENTS, Buffer.concat(records)),
-      ]),
-    );
-    const run = spawnSync(process.execPath, [`${packageRoot}dist/src/cli/main.js`, 'capture', '--replay', file], {
+    writeFileSync(file, Buffer.concat(frames));
+    return spawnSync(process.execPath, [`${packageRoot}dist/src/cli/main.js`, 'capture', '--replay', file], {
       encoding: 'utf8',
       env: { ...process.env, TZ: 'UTC' },
     });
-    assert.equal(run.status, 0, run.stderr);
-    // Columns are padded: one space between words is enough to compare.
-    return run.stdout
-      .split('\n')
-      .filter((line) => line.includes('sched.runqueue'))
-      .map((line) => line.replace(/ +/g, ' '));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function replayTable(records: Buffer[]): string[] {
+  const run = replay([
+    frame(FrameType.CONTEXT, Buffer.from(JSON.stringify({ self: LOADER_PID }))),
+    hello(),
+    stats({ monoNs: 0n, realNs: EPOCH_NS }),
+    frame(FrameType.EVENTS, Buffer.concat(records)),
+  ]);
+  assert.equal(run.status, 0, run.stderr);
+  // Columns are padded: one space between words is enough to compare.
+  return run.stdout
+    .split('\n')
+    .filter((line) => line.includes('sched.runqueue'))
+    .map((line) => line.replace(/ +/g, ' '));
 }
 
 test('a run-queue wait shows each task that held the CPU with its on-CPU time, then causeway, unlisted and unseen', () => {
@@ -69,4 +73,23 @@ test('a run-queue wait shows each task that held the CPU with its on-CPU time, t
     '03:04:05.698 sched.runqueue api 4000/4001 4.000 cpu0 woken, cpu held by hog 50/51 1.000ms, causeway 3.000ms',
     '03:04:05.708 sched.runqueue api 4000/4001 5.000 cpu0 woken, cpu held by exited 80/81 1.000ms, unlisted 1.000ms, unseen 3.000ms',
   ]);
+});
+
+test('the summary counts the kernels the loader could not name', () => {
+  const run = replay([hello(), stats({ monoNs: 0n, realNs: EPOCH_NS, unnamedKernels: 2 })]);
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stderr, /^causeway: unnamed kernels: 2 \(registered before capture started, no symbol\)$/m);
+});
+
+test('a recording made with another ABI is refused with both ABIs named', () => {
+  const run = replay([hello({ abiVersion: ABI_VERSION - 1 }), stats({ monoNs: 0n, realNs: EPOCH_NS })]);
+  assert.equal(run.status, 1);
+  assert.match(
+    run.stderr,
+    new RegExp(
+      `^causeway: error: the recording was made with ABI ${ABI_VERSION - 1} \\(160-byte records\\), this causeway reads ABI ${ABI_VERSION} \\(160-byte records\\): replay it with the causeway version that recorded it$`,
+      'm',
+    ),
+  );
+  assert.equal(run.stdout, '');
 });

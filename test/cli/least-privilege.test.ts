@@ -6,65 +6,29 @@
 // bounding set without one, a nosuid mount, no file capabilities), the doctor says which.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import {
-  chmodSync,
-  chownSync,
-  copyFileSync,
-  cpSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  realpathSync,
-  rmSync,
-  symlinkSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chownSync } from 'node:fs';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CAPABILITY_BITS, LOADER_FILE_CAPABILITIES } from '../../src/cli/doctor.js';
 import type { LoaderReport } from '../../src/kernel/capture.js';
-import { ROOT, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
+import {
+  AS_USER,
+  USER,
+  credentials,
+  installForUser,
+  kernelAvailable,
+  privateGpu,
+  startWorkload,
+  temporaryDir,
+} from '../bpf/session.js';
 import { startSidecar, until } from './sidecar.js';
 
-/** nobody */
-const USER = 65534;
-const AS_USER = ['setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--clear-groups', '--inh-caps=-all'];
-
-function temporaryDir(t: TestContext, prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => {
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return dir;
-}
-
-/** This checkout's build, copied where the user can read it, the loader given its file capabilities. */
-function install(t: TestContext): string {
-  const root = temporaryDir(t, 'causeway-install-');
-  chmodSync(root, 0o755);
-  cpSync(join(ROOT, 'dist'), join(root, 'dist'), { recursive: true });
-  copyFileSync(join(ROOT, 'package.json'), join(root, 'package.json'));
-  symlinkSync(realpathSync(join(ROOT, 'node_modules')), join(root, 'node_modules'));
-  mkdirSync(join(root, 'bpf', 'build'), { recursive: true });
-  const loader = join(root, 'bpf', 'build', 'causeway-loader');
-  copyFileSync(join(ROOT, 'bpf', 'build', 'causeway-loader'), loader);
-  execFileSync('setcap', [`${LOADER_FILE_CAPABILITIES.join(',')}+ep`, loader]);
-  return root;
-}
-
-/** A process's uid and capability sets, from /proc/PID/status. */
-function credentials(pid: number) {
-  const status = readFileSync(`/proc/${String(pid)}/status`, 'utf8');
-  const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '';
-  const caps = (name: string) => BigInt(`0x${field(name)}`);
-  return { uid: Number(field('Uid').split(/\s+/)[0]), effective: caps('CapEff'), permitted: caps('CapPrm') };
-}
 
 test('the sidecar runs as a user without capabilities, the loader alone holding its file capabilities', async (t) => {
   if (!kernelAvailable(t)) return;
-  const root = install(t);
+  const root = installForUser(t);
   const cli = join(root, 'dist', 'src', 'cli', 'main.js');
   const store = temporaryDir(t, 'causeway-store-');
   chownSync(store, USER, USER);
@@ -126,7 +90,7 @@ test('the sidecar runs as a user without capabilities, the loader alone holding 
 
 test('causeway doctor names what keeps exec of the loader from granting its file capabilities', (t) => {
   if (!kernelAvailable(t)) return;
-  const root = install(t);
+  const root = installForUser(t);
   const cli = join(root, 'dist', 'src', 'cli', 'main.js');
   /** The doctor's privileges line run as the user, `prefix` before setpriv and `confine` after its user options. */
   const privileges = (confine: string[], prefix: string[] = []) => {

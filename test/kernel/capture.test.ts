@@ -27,7 +27,7 @@ test('without pids or comms the loader follows everything', () => {
   ]);
 });
 
-test('a capture turns the loader stream into events on the STATS clock, and counts drops, also as instruments', async (t) => {
+test('a capture turns the loader stream into events on the STATS clock, and counts drops and unnamed kernels, also as instruments', async (t) => {
   const m = new TestMeter();
   t.after(() => m.close());
   const pid = process.pid;
@@ -68,9 +68,11 @@ test('a capture turns the loader stream into events on the STATS clock, and coun
   assert.deepEqual(counters.events, { 'cuda.launch': 1 });
   assert.equal(counters.drops['sched.runqueue'], 6, 'the last STATS frame, sent at SIGTERM, counts');
   assert.equal(counters.delivered['sched.runqueue'], 12);
+  assert.equal(counters.unnamedKernels, 3);
   assert.equal(await m.value('causeway_kernel_events', { kind: 'cuda.launch' }), 1);
   assert.equal(await m.value('causeway_kernel_drops', { kind: 'sched.runqueue' }), 6);
   assert.equal(await m.value('causeway_kernel_drops', { kind: 'cuda.sync' }), 0, 'every kind has a series');
+  assert.equal(await m.value('causeway_cuda_kernels_unnamed'), 3);
 });
 
 test('a loader that exits is restarted and the capture gap counted, in its report and as instruments', async (t) => {

@@ -11,7 +11,6 @@ import { BlockDevices } from '../../src/kernel/devices.js';
 import { EventShaper, isPipe, type KernelEvent } from '../../src/kernel/events.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
 import { CudaApi, DEVICE_UNKNOWN, Kind, LAYOUT, MESSAGE_PIPE, decodeRecords } from '../../src/kernel/record.js';
-import { SymbolResolver } from '../../src/kernel/symbols.js';
 import { launch, malloc, op, record, register, runqueue, sync, writeTask } from './records.js';
 
 const errors: string[] = [];
@@ -33,7 +32,7 @@ const SELF_PID = 99_999;
 function pipeline() {
   const clock = new EpochClock();
   clock.update(0n, 1_700_000_000_000_000_000n);
-  const cuda = new CudaState(demangler, new SymbolResolver());
+  const cuda = new CudaState(demangler);
   const shaper = new EventShaper({
     clock,
     cuda,
@@ -284,7 +283,7 @@ test("a per-thread variant's stream 0 is the thread's own stream, not the legacy
   assert.equal(synced.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 1);
 });
 
-test('a registration whose name nobody could read leaves the kernel to the symbol table', async () => {
+test('a registration whose name nobody could read names nothing: its launch says only the function', async () => {
   const events = await pipeline()(
     register({ pid, func: 0x1n, name: '' }),
     launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x1n }),

@@ -42,7 +42,7 @@ if (scenario === 'cannot-run') {
   if (existsSync(join(dir, 'events'))) out(frame(2, readFileSync(join(dir, 'events'))));
   process.on('SIGTERM', () => {
     log({ signal: 'SIGTERM' });
-    out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: 6 }, events: { [Kind.SCHED_RUNQUEUE]: 12 } }));
+    out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: 6 }, events: { [Kind.SCHED_RUNQUEUE]: 12 }, unnamedKernels: 3 }));
     process.stdout.end(() => process.exit(0));
   });
   setInterval(() => undefined, 1000);

@@ -58,7 +58,7 @@ int main(void)
 	FIELD(cw_hello, ncpus); END_STRUCT();
 	STRUCT(cw_stats); FIELD(cw_stats, mono_ns); FIELD(cw_stats, real_ns); FIELD(cw_stats, drops);
 	FIELD(cw_stats, events); FIELD(cw_stats, ringbuf_used); FIELD(cw_stats, followed); FIELD(cw_stats, libraries);
-	FIELD(cw_stats, gpu_processes); END_STRUCT();
+	FIELD(cw_stats, gpu_processes); FIELD(cw_stats, unnamed_kernels); END_STRUCT();
 	END();
 
 	BEGIN("constants");

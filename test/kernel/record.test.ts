@@ -165,13 +165,29 @@ test('HELLO from a loader with another ABI is refused', () => {
   assert.throws(() => decodeHello(payload(hello({ eventSize: 128 }))), /rebuild/);
 });
 
-test('STATS decodes the clock pair and the per-kind counters', () => {
+test('HELLO of a recording made with another ABI is refused, naming both ABIs', () => {
+  assert.throws(() => decodeHello(payload(hello({ abiVersion: ABI_VERSION - 1 })), 'recording'), {
+    name: 'RecordError',
+    message: `the recording was made with ABI ${ABI_VERSION - 1} (160-byte records), this causeway reads ABI ${ABI_VERSION} (160-byte records): replay it with the causeway version that recorded it`,
+  });
+});
+
+test('STATS decodes the clock pair, the per-kind counters and the unnamed kernels', () => {
   const s = decodeStats(
-    payload(stats({ monoNs: 10n, realNs: 20n, drops: { [Kind.SCHED_RUNQUEUE]: 3 }, events: { [Kind.FUTEX_WAIT]: 5 } })),
+    payload(
+      stats({
+        monoNs: 10n,
+        realNs: 20n,
+        drops: { [Kind.SCHED_RUNQUEUE]: 3 },
+        events: { [Kind.FUTEX_WAIT]: 5 },
+        unnamedKernels: 2,
+      }),
+    ),
   );
   assert.equal(s.monoNs, 10n);
   assert.equal(s.realNs, 20n);
   assert.equal(s.drops[Kind.SCHED_RUNQUEUE], 3);
   assert.equal(s.events[Kind.FUTEX_WAIT], 5);
   assert.equal(s.drops.length, Kind.MAX);
+  assert.equal(s.unnamedKernels, 2);
 });

@@ -215,6 +215,7 @@ export function stats(spec: {
   realNs: bigint;
   drops?: Record<number, number>;
   events?: Record<number, number>;
+  unnamedKernels?: number;
 }): Buffer {
   const S = LAYOUT.cw_stats;
   const buf = Buffer.alloc(S.size);
@@ -224,6 +225,7 @@ export function stats(spec: {
     buf.writeBigUInt64LE(BigInt(n), S.fields.drops + 8 * Number(kind));
   for (const [kind, n] of Object.entries(spec.events ?? {}))
     buf.writeBigUInt64LE(BigInt(n), S.fields.events + 8 * Number(kind));
+  buf.writeUInt32LE(spec.unnamedKernels ?? 0, S.fields.unnamed_kernels);
   return frame(FrameType.STATS, buf);
 }
 
