@@ -260,6 +260,14 @@ export class KernelCapture {
         events: counter('causeway_kernel_events', 'Kernel events decoded, per kind.'),
         drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
         gpu: gauge('causeway_gpu_processes', 'Processes found using CUDA (followed, their libraries probed).'),
+        followed: gauge(
+          'causeway_followed_processes',
+          "Processes in the kernel's followed table (0 when following all).",
+        ),
+        forgotten: counter(
+          'causeway_loader_follows_forgotten',
+          'Followed processes unfollowed to make room, the least recently followed first.',
+        ),
         up: gauge('causeway_loader_up', '1 while the loader runs; 0 while it is restarted, or once it cannot run.'),
         restarts: counter('causeway_loader_restarts', 'Times the loader was started again after it exited.'),
         failures: gauge(
@@ -277,12 +285,14 @@ export class KernelCapture {
         ),
       },
       () => {
-        const { events, drops, gpuProcesses } = this.counters();
+        const { events, drops, gpuProcesses, followed } = this.counters();
         const loader = this.loaderReport();
         return {
           events: perKind(events),
           drops: perKind(drops),
           gpu: gpuProcesses,
+          followed,
+          forgotten: loader?.followsForgotten,
           up: loader === undefined ? undefined : Number(loader.running),
           restarts: loader?.restarts,
           failures: loader?.failuresInARow,
