@@ -14,6 +14,7 @@
 #define CW_ABI_VERSION 6
 #define CW_COMM_LEN 16
 #define CW_NAME_LEN 96
+#define CW_MAX_FOLLOWED 16384 /* processes in the followed table; the sidecar remembers as many (loader.ts) */
 
 /* Event kinds: the DESIGN vocabulary, then two bookkeeping records. */
 enum cw_kind {

@@ -25,7 +25,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, CW_MAX_FOLLOWED);
 	__type(key, __u32);   /* tgid */
 	__type(value, __u8);
 } followed SEC(".maps");

@@ -84,12 +84,21 @@ bool set_min(const char *kind_name, const char *us)
 
 void follow(__u32 pid, bool on)
 {
+	static unsigned long refused;
 	__u8 one = 1;
 
-	if (on)
-		bpf_map_update_elem(followed_fd, &pid, &one, BPF_ANY);
-	else
+	if (!on) {
 		bpf_map_delete_elem(followed_fd, &pid);
+		return;
+	}
+	if (!bpf_map_update_elem(followed_fd, &pid, &one, BPF_ANY))
+		return;
+	/* The table is full (children of followed processes fill it too): said, with the count so far, at 1, 2, 4, ... */
+	refused++;
+	if (!(refused & (refused - 1)))
+		message("warn", "\"event\":\"followed_table_full\"",
+			"cannot follow pid %u: %s (%lu processes not followed so far; the table holds %d)", pid,
+			strerror(errno), refused, CW_MAX_FOLLOWED);
 }
 
 bool is_followed(__u32 pid)

@@ -2,6 +2,7 @@
 // its configuration (src/sidecar/config.ts), the sidecar starts (src/sidecar/sidecar.ts), and
 // it runs until SIGINT or SIGTERM, or until capture can no longer run.
 import { parseArgs } from 'node:util';
+import v8 from 'node:v8';
 import {
   CONFIG_FLAGS,
   DEFAULT_CONFIG as D,
@@ -12,6 +13,9 @@ import {
   type Sidecar,
   type SidecarConfig,
 } from '../sidecar/index.js';
+
+/** How far V8's heap grows past what is live before a full collection, in percent. */
+const HEAP_GROWING_PERCENT = 50;
 
 /** The exit status when the shutdown deadline passed with kernel spans or store rows left. */
 export const EXIT_CUT_SHORT = 3;
@@ -87,6 +91,10 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const config = sidecarConfig({ flags, ...(typeof file === 'string' ? { file } : {}) });
+  // V8 lets the heap grow up to 4x what a full collection left live before the next one (a soak
+  // measured 3x: a 615 MiB heap for 193 MiB live), and the sidecar's churn of short-lived events
+  // sits in RSS as that garbage. 1.5x keeps the heap near what is live, for more full collections.
+  v8.setFlagsFromString(`--heap-growing-percent=${String(HEAP_GROWING_PERCENT)}`);
   let sidecar: Sidecar;
   try {
     sidecar = await startSidecar(config, { log });

@@ -69,6 +69,8 @@ export interface CorrelatorCounters {
   /** Other processes' waits linked to spans (a wait linked to N spans counts N times). */
   eventsLinked: number;
   eventsEvictedUnjoined: number;
+  /** Evicted before their retention ended because maxEvents were held (joined or not). */
+  eventsEvictedOverBound: number;
   eventsHeld: number;
   spansPending: number;
 }
@@ -88,8 +90,15 @@ interface HeldEvent {
   takenAtStart: bigint | null;
 }
 
-/** How long before a window an interval overlapping it may have begun and still be found. */
-const LONGEST_WAIT_NS = 10_000n * MS;
+/** A thread's held events, by start once sorted, and how long the longest of them lasted. */
+interface ThreadEvents {
+  held: HeldEvent[];
+  /**
+   * At least the longest duration among `held`: an event overlapping a window began no earlier
+   * than this before it, so a search looks back this far and no further (not the whole retention).
+   */
+  longestNs: bigint;
+}
 
 /** Index of the first event that began at or after `start`, in a list sorted by start. */
 function firstStartingAt(list: HeldEvent[], start: bigint): number {
@@ -104,7 +113,7 @@ function firstStartingAt(list: HeldEvent[], start: bigint): number {
 }
 
 export class Correlator<S extends JoinableSpan> {
-  private readonly byThread = new Map<number, Map<number, HeldEvent[]>>();
+  private readonly byThread = new Map<number, Map<number, ThreadEvents>>();
   /** Lists whose last event began before the one before it: sorted by start before a search. */
   private readonly unsorted = new Set<HeldEvent[]>();
   private pending: { span: S; place: SpanPlace }[] = [];
@@ -123,21 +132,26 @@ export class Correlator<S extends JoinableSpan> {
     eventsAttached: 0,
     eventsLinked: 0,
     eventsEvictedUnjoined: 0,
+    eventsEvictedOverBound: 0,
   };
   private readonly held: HeldEvents = {
     events: (pid, tid, from, to) => {
       const threads = this.byThread.get(pid);
-      const lists = threads === undefined ? [] : tid === undefined ? [...threads.values()] : [threads.get(tid) ?? []];
+      const lists = threads === undefined ? [] : tid === undefined ? [...threads.values()] : [threads.get(tid)];
       return lists
-        .flatMap((list) => this.window(list, from - LONGEST_WAIT_NS, to).filter((e) => e.endUnixNano >= from))
+        .flatMap((thread) =>
+          thread === undefined
+            ? []
+            : this.window(thread.held, from - thread.longestNs, to).filter((e) => e.endUnixNano >= from),
+        )
         .sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
     },
     messages: (connections, exceptPid, from, to) => {
       const found: KernelEvent[] = [];
       for (const [pid, threads] of this.byThread) {
         if (pid === exceptPid) continue;
-        for (const list of threads.values())
-          for (const e of this.window(list, from, to))
+        for (const { held } of threads.values())
+          for (const e of this.window(held, from, to))
             if (
               e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE &&
               connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))
@@ -160,13 +174,16 @@ export class Correlator<S extends JoinableSpan> {
   addEvents(events: KernelEvent[]): void {
     for (const event of events) {
       let threads = this.byThread.get(event.pid);
-      if (threads === undefined) this.byThread.set(event.pid, (threads = new Map<number, HeldEvent[]>()));
-      let held = threads.get(event.tid);
-      if (held === undefined) threads.set(event.tid, (held = []));
+      if (threads === undefined) this.byThread.set(event.pid, (threads = new Map<number, ThreadEvents>()));
+      let thread = threads.get(event.tid);
+      if (thread === undefined) threads.set(event.tid, (thread = { held: [], longestNs: 0n }));
+      const { held } = thread;
       // Records arrive in the order their intervals ended: nearly, not quite, in start order.
       const last = held.at(-1);
       if (last !== undefined && last.event.startUnixNano > event.startUnixNano) this.unsorted.add(held);
       held.push({ event, takenAtStart: null });
+      const duration = event.endUnixNano - event.startUnixNano;
+      if (duration > thread.longestNs) thread.longestNs = duration;
       this.heldCount++;
       if (this.newestEventEnd === undefined || event.endUnixNano > this.newestEventEnd)
         this.newestEventEnd = event.endUnixNano;
@@ -253,6 +270,10 @@ export class Correlator<S extends JoinableSpan> {
           'causeway_correlator_events_evicted_unjoined',
           'Kernel events evicted before any span took them.',
         ),
+        eventsEvictedOverBound: counter(
+          'causeway_correlator_events_evicted_over_bound',
+          'Kernel events evicted before their retention ended: --max-events were held.',
+        ),
         eventsHeld: gauge('causeway_correlator_events_held', 'Kernel events waiting for late spans.'),
         spansPending: gauge('causeway_correlator_spans_pending', 'App spans waiting for the kernel watermark.'),
         newestEventAge: gauge(
@@ -272,7 +293,10 @@ export class Correlator<S extends JoinableSpan> {
   private take(span: S, place: SpanPlace): KernelEvent[] {
     const threads = this.byThread.get(place.hostPid);
     if (threads === undefined) return [];
-    const lists = place.hostTid === undefined ? [...threads.values()] : [threads.get(place.hostTid) ?? []];
+    const lists =
+      place.hostTid === undefined
+        ? Array.from(threads.values(), (thread) => thread.held)
+        : [threads.get(place.hostTid)?.held ?? []];
     const taken: KernelEvent[] = [];
     for (const list of lists) {
       this.sort(list);
@@ -308,29 +332,44 @@ export class Correlator<S extends JoinableSpan> {
   /** Drops events that ended before `before`, and the oldest beyond maxEvents. */
   private evict(before: bigint): void {
     for (const [pid, threads] of this.byThread) {
-      for (const [tid, list] of threads) {
+      for (const [tid, thread] of threads) {
+        const list = thread.held;
         let drop = 0;
         while (drop < list.length && (list[drop]?.event.endUnixNano ?? before) < before) drop++;
-        this.dropFront(list, drop);
+        this.dropFront(thread, drop);
         if (list.length === 0) threads.delete(tid);
       }
       if (threads.size === 0) this.byThread.delete(pid);
     }
     // Over the bound: the longest lists lose their oldest first.
     while (this.heldCount > this.maxEvents) {
-      let longest: HeldEvent[] | undefined;
+      let longest: ThreadEvents | undefined;
       for (const threads of this.byThread.values())
-        for (const list of threads.values()) if (list.length > (longest?.length ?? 0)) longest = list;
+        for (const thread of threads.values()) if (thread.held.length > (longest?.held.length ?? 0)) longest = thread;
       if (longest === undefined) break;
-      this.dropFront(longest, Math.max(1, Math.min(longest.length, this.heldCount - this.maxEvents)));
+      const over = Math.max(1, Math.min(longest.held.length, this.heldCount - this.maxEvents));
+      this.count.eventsEvictedOverBound += over;
+      this.dropFront(longest, over);
     }
   }
 
-  private dropFront(list: HeldEvent[], n: number): void {
+  private dropFront(thread: ThreadEvents, n: number): void {
     if (n === 0) return;
+    const list = thread.held;
     if (n === list.length) this.unsorted.delete(list);
-    for (const held of list.slice(0, n)) if (held.takenAtStart === null) this.count.eventsEvictedUnjoined++;
+    let droppedLongest = false;
+    for (const held of list.slice(0, n)) {
+      if (held.takenAtStart === null) this.count.eventsEvictedUnjoined++;
+      if (thread.longestNs > 0n && held.event.endUnixNano - held.event.startUnixNano === thread.longestNs)
+        droppedLongest = true;
+    }
     list.splice(0, n);
     this.heldCount -= n;
+    // The longest one gone: the bound shrinks to what is left, so one long wait does not widen every later search.
+    if (droppedLongest)
+      thread.longestNs = list.reduce((longest, { event: e }) => {
+        const duration = e.endUnixNano - e.startUnixNano;
+        return duration > longest ? duration : longest;
+      }, 0n);
   }
 }

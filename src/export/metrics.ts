@@ -4,6 +4,8 @@
 // silently. The provider is the sidecar's own, never the global one: tests read a part's
 // instruments with a reader of their own.
 import http from 'node:http';
+import { PerformanceObserver, constants as perf, type NodeGCPerformanceDetail } from 'node:perf_hooks';
+import v8 from 'node:v8';
 import type { Attributes, Meter, Observable } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -72,6 +74,15 @@ export class SidecarMetrics {
   // serve() below listens.
   private readonly exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
   private readonly provider: MeterProvider;
+  /** The heap in use just after the latest full (major) collection: what was live then. */
+  private liveHeapBytes: number | undefined;
+  private readonly gcObserver = new PerformanceObserver((list) => {
+    // A 'gc' entry's detail is a NodeGCPerformanceDetail, which the entry's type does not say.
+    const major = list
+      .getEntries()
+      .some((entry) => (entry as { detail?: NodeGCPerformanceDetail }).detail?.kind === perf.NODE_PERFORMANCE_GC_MAJOR);
+    if (major) this.liveHeapBytes = v8.getHeapStatistics().used_heap_size;
+  });
 
   constructor() {
     this.provider = new MeterProvider({
@@ -80,13 +91,26 @@ export class SidecarMetrics {
     });
     this.meter = this.provider.getMeter(SCOPE.name, SCOPE.version);
     // What a long run would leak first: the heap, and handles left open (sockets, timers, children).
+    // The heap in use includes garbage not yet collected; after a full collection it is what is live.
+    this.gcObserver.observe({ entryTypes: ['gc'] });
     observe(
       this.meter,
       {
+        rss: gauge('causeway_resident_memory_bytes', "The sidecar's resident memory (RSS).", 'By'),
         heap: gauge('causeway_heap_used_bytes', "The sidecar's JavaScript heap in use.", 'By'),
+        liveHeap: gauge(
+          'causeway_heap_live_bytes',
+          'The JavaScript heap in use just after the latest full garbage collection: what was live.',
+          'By',
+        ),
         handles: gauge('causeway_active_handles', 'Handles and requests keeping the event loop alive.'),
       },
-      () => ({ heap: process.memoryUsage().heapUsed, handles: process.getActiveResourcesInfo().length }),
+      () => ({
+        rss: process.memoryUsage.rss(),
+        heap: process.memoryUsage().heapUsed,
+        liveHeap: this.liveHeapBytes,
+        handles: process.getActiveResourcesInfo().length,
+      }),
     );
   }
 
@@ -108,6 +132,7 @@ export class SidecarMetrics {
       port: typeof address === 'object' && address !== null ? address.port : port,
       close: async () => {
         await new Promise((resolve) => server.close(resolve));
+        this.gcObserver.disconnect();
         await this.provider.shutdown();
       },
     };

@@ -270,6 +270,14 @@ export class KernelCapture {
           'Kernels registered before capture started whose host stub has no symbol: their launches carry only the function address.',
         ),
         gpu: gauge('causeway_gpu_processes', 'Processes found using CUDA (followed, their libraries probed).'),
+        followed: gauge(
+          'causeway_followed_processes',
+          "Processes in the kernel's followed table (0 when following all).",
+        ),
+        forgotten: counter(
+          'causeway_loader_follows_forgotten',
+          'Followed processes unfollowed to make room, the least recently followed first.',
+        ),
         up: gauge('causeway_loader_up', '1 while the loader runs; 0 while it is restarted, or once it cannot run.'),
         restarts: counter('causeway_loader_restarts', 'Times the loader was started again after it exited.'),
         failures: gauge(
@@ -287,13 +295,15 @@ export class KernelCapture {
         ),
       },
       () => {
-        const { events, drops, gpuProcesses, unnamedKernels } = this.counters();
+        const { events, drops, gpuProcesses, unnamedKernels, followed } = this.counters();
         const loader = this.loaderReport();
         return {
           events: perKind(events),
           drops: perKind(drops),
           unnamed: unnamedKernels,
           gpu: gpuProcesses,
+          followed,
+          forgotten: loader?.followsForgotten,
           up: loader === undefined ? undefined : Number(loader.running),
           restarts: loader?.restarts,
           failures: loader?.failuresInARow,

@@ -8,6 +8,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { loaderPath } from '../install.js';
 import { FrameReader, type Frame } from './frames.js';
+import { Lru } from './lru.js';
 import { FrameType } from './record.js';
 
 export interface LoaderMessage {
@@ -34,6 +35,8 @@ export interface LoaderHealth {
   failuresInARow: number;
   /** How the last loader that exited ended, e.g. `on SIGKILL` or `with code 1`; null before any exit. */
   lastExit: string | null;
+  /** Followed processes forgotten (and unfollowed), the least recently followed first, past MAX_FOLLOWED. */
+  followsForgotten: number;
 }
 
 export interface LoaderOptions {
@@ -57,6 +60,11 @@ const STOP_GRACE_MS = 5_000;
 /** Frames queued for the consumer beyond which the loader's stdout is paused. */
 const PAUSE_AT = 64;
 const STDERR_LINE_MAX = 4096;
+/**
+ * Processes followed at most, as many as the kernel's followed table holds (CW_MAX_FOLLOWED in
+ * bpf/causeway.h): those followed longest ago, most likely gone, are forgotten first.
+ */
+export const MAX_FOLLOWED = 16_384;
 
 /** A MESSAGE frame's payload; one that is not a JSON object becomes a warning saying so. */
 export function parseMessage(payload: Buffer): LoaderMessage {
@@ -106,7 +114,8 @@ export class Loader {
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
   // What the loader was told since it started, replayed after a restart.
-  private readonly followed = new Set<number>();
+  private readonly followed = new Lru<number, true>(MAX_FOLLOWED);
+  private followsForgotten = 0;
   private readonly comms = new Set<string>();
   private readonly minimums = new Map<string, number>();
   private readonly libraries = new Set<string>();
@@ -131,6 +140,7 @@ export class Loader {
       restarts: this.restarts,
       failuresInARow: recovered ? 0 : this.failuresInARow,
       lastExit: this.lastExit,
+      followsForgotten: this.followsForgotten,
     };
   }
 
@@ -196,11 +206,19 @@ export class Loader {
     for (const command of this.replay()) this.write(command);
   }
 
-  /** Follows a process; one already followed is not sent again (a restart replays them all). */
+  /**
+   * Follows a process; one already followed is not sent again (a restart replays them all). Past
+   * MAX_FOLLOWED, the one followed longest ago is unfollowed and counted.
+   */
   follow(pid: number): void {
     if (!Number.isInteger(pid) || pid <= 0) throw new RangeError(`not a pid: ${pid}`);
-    if (this.followed.has(pid)) return;
-    this.followed.add(pid);
+    if (this.followed.get(pid) !== undefined) return;
+    const forgotten = this.followed.set(pid, true);
+    if (forgotten !== undefined) {
+      // First, so that the kernel's table has room.
+      this.followsForgotten++;
+      this.write(`unfollow ${forgotten}`);
+    }
     this.write(`follow ${pid}`);
   }
 
@@ -338,7 +356,7 @@ export class Loader {
 
   private replay(): string[] {
     return [
-      ...Array.from(this.followed, (pid) => `follow ${pid}`),
+      ...Array.from(this.followed.keys(), (pid) => `follow ${pid}`),
       ...Array.from(this.comms, (name) => `comm ${name}`),
       ...Array.from(this.minimums, ([kind, us]) => `min ${kind} ${us}`),
       ...Array.from(this.libraries, (path) => `attach ${path}`),

@@ -28,14 +28,19 @@ export class Lru<K, V> {
     return this.map.has(key);
   }
 
-  set(key: K, value: V): void {
+  /** Returns the key evicted to make room, if one was. */
+  set(key: K, value: V): K | undefined {
     this.map.delete(key);
     this.map.set(key, value);
     this.newest = key;
     if (this.map.size > this.capacity) {
       const oldest = this.map.keys().next();
-      if (oldest.done !== true) this.map.delete(oldest.value);
+      if (oldest.done !== true) {
+        this.map.delete(oldest.value);
+        return oldest.value;
+      }
     }
+    return undefined;
   }
 
   delete(key: K): boolean {
@@ -46,6 +51,11 @@ export class Lru<K, V> {
   clear(): void {
     this.newest = undefined;
     this.map.clear();
+  }
+
+  /** The keys, least recently used first. */
+  keys(): IterableIterator<K> {
+    return this.map.keys();
   }
 
   values(): IterableIterator<V> {

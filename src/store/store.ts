@@ -38,12 +38,17 @@ export interface StoreOptions extends StoreRetention {
   meter?: Meter;
   /** How often buffered rows are appended. */
   flushMs?: number;
-  /** DuckDB's memory limit, e.g. '256MB'. */
+  /** DuckDB's memory limit, e.g. '256MB'; default MEMORY_LIMIT. */
   memoryLimit?: string;
   now?: () => bigint;
 }
 
-const STORE_DEFAULTS = { flushMs: 250, memoryLimit: '256MB' } as const;
+/**
+ * DuckDB's memory limit: an on-disk store needs memory only for its buffers and queries (blocks
+ * past the limit are read back from the file); an in-memory one holds its rows there too.
+ */
+const MEMORY_LIMIT = { onDisk: '128MB', inMemory: '256MB' } as const;
+const STORE_DEFAULTS = { flushMs: 250 } as const;
 
 export interface StoreCounters {
   eventsStored: number;
@@ -68,7 +73,7 @@ const SHRINK_ROUNDS = 4;
 /** Read connections: queries of one explain_trace run side by side on DuckDB's threads. */
 const READERS = 4;
 /** Rows buffered at most between flushes; beyond it, new rows are shed and counted. */
-const MAX_BUFFERED = 500_000;
+const MAX_BUFFERED = 250_000;
 /**
  * Window queries look this far back for intervals that began before the window: the bound lets
  * DuckDB skip row groups by start time (rows arrive in time order). Longer intervals are missed.
@@ -155,7 +160,7 @@ export class Store implements TraceSource {
     flushErrors: 0,
     lastFlushMs: 0,
   };
-  private readonly settings: Required<Omit<StoreOptions, 'now' | 'meter'>> & { now: () => bigint };
+  private readonly settings: Required<Omit<StoreOptions, 'now' | 'meter' | 'memoryLimit'>> & { now: () => bigint };
 
   /** Reads, taken in turn: a DuckDB connection runs one query at a time, and writes have their own. */
   private readers: DuckDBConnection[] = [];
@@ -177,7 +182,7 @@ export class Store implements TraceSource {
     if (onDisk) mkdirSync(dirname(options.path), { recursive: true, mode: 0o750 });
     // No file or network access from SQL at all, settings locked: query_sql cannot reach out.
     const instance = await DuckDBInstance.create(IN_MEMORY, {
-      memory_limit: options.memoryLimit ?? STORE_DEFAULTS.memoryLimit,
+      memory_limit: options.memoryLimit ?? (onDisk ? MEMORY_LIMIT.onDisk : MEMORY_LIMIT.inMemory),
       threads: '2',
     });
     const connection = await instance.connect();

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { Correlator, type Attachment, type JoinableSpan, type SpanPlace } from '../../src/correlate/correlator.js';
 import type { Meter } from '@opentelemetry/api';
 import type { KernelEvent } from '../../src/kernel/events.js';
+import * as A from '../../src/semconv/attributes.js';
 import { TestMeter } from '../export/meter.js';
 
 const S = 1_000_000_000n;
@@ -105,8 +106,56 @@ test('memory is bounded: old events are evicted and counted when never joined, e
   correlator.addEvents([1n, 2n, 3n, 4n, 5n].map((i) => event(7, 99n * S + i * MS, 99n * S + i * MS + 1n)));
   assert.equal(correlator.counters().eventsHeld, 3);
   assert.equal(correlator.counters().eventsEvictedUnjoined, 3);
+  assert.equal(correlator.counters().eventsEvictedOverBound, 2); // the first went by age
   assert.equal(addSpans([span('a', S, 2n * S, 7), span('b', S, 2n * S, 7)]), 1);
   assert.equal(correlator.counters().spansRefused, 1);
+});
+
+test("a wait's waker thread is searched back as far as its longest held event: one that began long before is linked", () => {
+  const engine = { pid: 200, tid: 201, comm: 'engine' };
+  const io = (start: bigint, end: bigint): KernelEvent => ({
+    kind: 'block.io',
+    ...engine,
+    startUnixNano: start,
+    endUnixNano: end,
+    attributes: {},
+  });
+  const joined: Attachment[] = [];
+  const correlator = new Correlator({
+    onJoined: (a) => joined.push(...a),
+    now: () => 40n * S,
+    watermarkLagMs: 500,
+    retentionMs: 60_000,
+    maxEvents: 1_000_000,
+  });
+  // A write that lasted 25.5 s (longer than any fixed look-back short of the retention), many
+  // short ones after it began, and one within the wait.
+  const short = Array.from({ length: 239 }, (_, i) => 6n * S + BigInt(i) * 100n * MS);
+  correlator.addEvents([
+    io(5n * S, 30n * S + 500n * MS),
+    ...short.map((start) => io(start, start + MS)),
+    io(30n * S + 200n * MS, 30n * S + 300n * MS),
+  ]);
+  correlator.addEvents([
+    {
+      ...event(7, 30n * S + 100n * MS, 30n * S + 900n * MS),
+      attributes: {
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_PID]: engine.pid,
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_TID]: engine.tid,
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM]: engine.comm,
+      },
+    },
+  ]);
+  correlator.addSpans([{ span: span('request', 30n * S, 31n * S, 7), place: { hostPid: 100, hostTid: 7 } }]);
+  correlator.join();
+  const linked = joined.flatMap((a) => a.events).filter((e) => e.attributes[A.ATTR_CAUSEWAY_LINK] === 'waker');
+  assert.deepEqual(
+    linked.map((e) => [e.attributes[A.ATTR_CAUSEWAY_REMOTE_PID], e.endUnixNano]),
+    [
+      [engine.pid, 30n * S + 500n * MS],
+      [engine.pid, 30n * S + 300n * MS],
+    ],
+  );
 });
 
 test('the lag names the newest kernel event, the watermark wait and the spans waiting for it', () => {

@@ -3,6 +3,8 @@
 // Prometheus text format with label values escaped and histograms with their buckets.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { DataPointType } from '@opentelemetry/sdk-metrics';
 import { SidecarMetrics, counter, gauge, observe } from '../../src/export/metrics.js';
 import { TestMeter } from './meter.js';
@@ -90,4 +92,26 @@ test('/metrics escapes quotes, backslashes and newlines in label values, and sho
   assert.ok(!text.includes('otel_scope_name'), 'no scope labels: series keep the names the alert rules use');
 
   assert.equal((await fetch(`http://127.0.0.1:${String(endpoint.port)}/`)).status, 404);
+});
+
+test('/metrics shows the resident memory, and the heap live after a full collection once one ran', async (t) => {
+  const metrics = new SidecarMetrics();
+  const endpoint = await metrics.serve('127.0.0.1', 0);
+  t.after(() => endpoint.close());
+  const read = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${String(endpoint.port)}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    return { rss: value('causeway_resident_memory_bytes'), live: value('causeway_heap_live_bytes') };
+  };
+  assert.ok((await read()).rss > 0);
+  v8.setFlagsFromString('--expose-gc');
+  const collect = runInNewContext('gc') as () => void;
+  collect();
+  // A collection's entry reaches observers after it, not within it.
+  let live = Number.NaN;
+  for (let tries = 0; tries < 100 && Number.isNaN(live); tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    live = (await read()).live;
+  }
+  assert.ok(live > 0 && live <= v8.getHeapStatistics().total_heap_size, `live heap ${String(live)}`);
 });

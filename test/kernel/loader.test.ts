@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Frame } from '../../src/kernel/frames.js';
-import { Loader, type LoaderMessage } from '../../src/kernel/loader.js';
+import { Loader, MAX_FOLLOWED, type LoaderMessage } from '../../src/kernel/loader.js';
 import { FrameType } from '../../src/kernel/record.js';
 import { fakeLoader } from './fake-loader.js';
 
@@ -56,6 +56,7 @@ test('a crashed loader is restarted after a backoff and told again what to follo
     restarts: 1,
     failuresInARow: 1,
     lastExit: 'with code 1',
+    followsForgotten: 0,
   });
   const end = await loader.stop();
   assert.equal(end.failure, null);
@@ -85,6 +86,20 @@ test('a process followed twice is sent to the loader once', async () => {
   await sleep(200); // a repeated command would have arrived by now
   await loader.stop();
   assert.deepEqual(commands(), ['follow 1234', 'follow 99']);
+});
+
+test('past MAX_FOLLOWED processes, the one followed longest ago is unfollowed first, and counted', async () => {
+  const fake = fakeLoader('stream');
+  const { loader } = supervise(fake.path);
+  const commands = () => fake.log().flatMap((e) => ('command' in e ? [e.command] : []));
+  loader.start();
+  for (let pid = 1; pid <= MAX_FOLLOWED; pid++) loader.follow(pid);
+  loader.follow(1); // followed again: now the most recent
+  loader.follow(MAX_FOLLOWED + 1);
+  for (let i = 0; i < 100 && commands().length < MAX_FOLLOWED + 2; i++) await sleep(50);
+  await loader.stop();
+  assert.deepEqual(commands().slice(MAX_FOLLOWED), ['unfollow 2', `follow ${String(MAX_FOLLOWED + 1)}`]);
+  assert.equal(loader.health().followsForgotten, 1);
 });
 
 test('commands are checked before they reach the loader', () => {

@@ -35,7 +35,7 @@ test('the defaults', () => {
     mcp: { host: '127.0.0.1', port: 4419, token: undefined, allowedOrigins: [] },
     follow: { pids: [], comms: [] },
     threadAttribute: 'causeway.thread.tid',
-    correlator: { retentionMs: 30_000, maxEvents: 1_000_000, watermarkLagMs: 500 },
+    correlator: { retentionMs: 30_000, maxEvents: 200_000, watermarkLagMs: 500 },
     store: {
       path: '/var/lib/causeway/store.duckdb',
       retentionMs: 900_000,
@@ -43,7 +43,7 @@ test('the defaults', () => {
       maxSpans: 100_000,
       maxBytes: 1024 * 2 ** 20,
     },
-    export: { maxQueueSpans: 100_000, maxQueueBytes: 64 * 2 ** 20 },
+    export: { maxQueueSpans: 50_000, maxQueueBytes: 16 * 2 ** 20 },
     queryBackend: undefined,
     shutdownDeadlineMs: 5000,
   } satisfies SidecarConfig);

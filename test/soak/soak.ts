@@ -3,8 +3,9 @@
 // passing a token between two threads (each hand-off a futex wait and an off-CPU interval),
 // app spans from this process over OTLP/HTTP, kernel spans go to an OTLP/gRPC receiver here
 // (the collector), closed and opened again on its port for each outage. The sidecar's RSS,
-// heap, handles, open files and store size are sampled every few seconds and reported as
-// slopes over the run after its warm-up; the counters say what was lost and where.
+// heap (in use, and live after the latest full collection), handles, open files and store size
+// are sampled every few seconds and reported as slopes over the second half of the run, when the
+// bounds have filled; the counters say what was lost and where.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +28,8 @@ export interface Sample {
   atS: number;
   rssBytes: number;
   heapBytes: number;
+  /** The heap in use after the latest full collection; null before the first. */
+  liveHeapBytes: number | null;
   handles: number;
   openFiles: number;
   storeDiskBytes: number;
@@ -35,8 +38,18 @@ export interface Sample {
 
 export interface SoakReport {
   samples: Sample[];
-  /** Per minute, by least squares over the samples after the warm-up (the first fifth). */
-  slopes: { rssMiB: number; heapMiB: number; handles: number; openFiles: number; storeMiB: number };
+  /**
+   * Per minute, by least squares over the samples of the second half: by then every bound has
+   * filled (the first minutes are the correlator's and the store's rows filling up to them).
+   */
+  slopes: {
+    rssMiB: number;
+    heapMiB: number;
+    liveHeapMiB: number;
+    handles: number;
+    openFiles: number;
+    storeMiB: number;
+  };
   /**
    * App spans sent to the sidecar; refused: those in requests answered 503 (overload, retryable);
    * unanswered: those in requests whose connection failed (as a collector would retry them).
@@ -162,14 +175,21 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
         : undefined;
     });
     const text = await sidecar.metrics();
-    const warm = samples.filter((s) => s.atS >= (options.durationMs / 1000) * 0.2);
-    const perMinute = (f: (s: Sample) => number) => slope(warm.map((s) => [s.atS / 60, f(s)]));
+    const secondHalf = samples.filter((s) => s.atS >= options.durationMs / 1000 / 2);
+    const perMinute = (f: (s: Sample) => number | null) =>
+      slope(
+        secondHalf.flatMap((s): [number, number][] => {
+          const y = f(s);
+          return y === null ? [] : [[s.atS / 60, y]];
+        }),
+      );
     const decoded = metric(text, 'causeway_kernel_events_total');
     return {
       samples,
       slopes: {
         rssMiB: perMinute((s) => s.rssBytes / 2 ** 20),
         heapMiB: perMinute((s) => s.heapBytes / 2 ** 20),
+        liveHeapMiB: perMinute((s) => (s.liveHeapBytes === null ? null : s.liveHeapBytes / 2 ** 20)),
         handles: perMinute((s) => s.handles),
         openFiles: perMinute((s) => s.openFiles),
         storeMiB: perMinute((s) => s.storeDiskBytes / 2 ** 20),
@@ -234,6 +254,7 @@ async function sample(pid: number, metrics: () => Promise<string>, atS: number):
     atS,
     rssBytes: Number(/^VmRSS:\s*(\d+) kB$/m.exec(status)?.[1]) * 1024,
     heapBytes: metric(text, 'causeway_heap_used_bytes'),
+    liveHeapBytes: /^causeway_heap_live_bytes /m.test(text) ? metric(text, 'causeway_heap_live_bytes') : null,
     handles: metric(text, 'causeway_active_handles'),
     openFiles: readdirSync(`/proc/${String(pid)}/fd`).length,
     storeDiskBytes: metric(text, 'causeway_store_disk_bytes'),
@@ -246,9 +267,11 @@ export function describe(report: SoakReport): string[] {
   const { slopes, spans, kernelEvents: k, kernelSpans: out, store, samples } = report;
   const last = samples.at(-1);
   const mib = (bytes: number | undefined) => ((bytes ?? 0) / 2 ** 20).toFixed(1);
+  const peak = (f: (s: Sample) => number | null) => Math.max(0, ...samples.map((s) => f(s) ?? 0));
   return [
-    `slopes per minute after the warm-up: RSS ${slopes.rssMiB.toFixed(2)} MiB, heap ${slopes.heapMiB.toFixed(2)} MiB, handles ${slopes.handles.toFixed(2)}, open files ${slopes.openFiles.toFixed(2)}, store on disk ${slopes.storeMiB.toFixed(2)} MiB`,
-    `at the end: RSS ${mib(last?.rssBytes)} MiB, heap ${mib(last?.heapBytes)} MiB, ${String(last?.handles)} handles, ${String(last?.openFiles)} open files, store ${mib(last?.storeDiskBytes)} MiB on disk with ${String(last?.storeEvents)} events`,
+    `slopes per minute over the second half: RSS ${slopes.rssMiB.toFixed(2)} MiB, heap ${slopes.heapMiB.toFixed(2)} MiB, live heap ${slopes.liveHeapMiB.toFixed(2)} MiB, handles ${slopes.handles.toFixed(2)}, open files ${slopes.openFiles.toFixed(2)}, store on disk ${slopes.storeMiB.toFixed(2)} MiB`,
+    `at the end: RSS ${mib(last?.rssBytes)} MiB, heap ${mib(last?.heapBytes)} MiB (${mib(last?.liveHeapBytes ?? undefined)} MiB live after the last full collection), ${String(last?.handles)} handles, ${String(last?.openFiles)} open files, store ${mib(last?.storeDiskBytes)} MiB on disk with ${String(last?.storeEvents)} events`,
+    `peaks: RSS ${mib(peak((s) => s.rssBytes))} MiB, heap ${mib(peak((s) => s.heapBytes))} MiB, live heap ${mib(peak((s) => s.liveHeapBytes))} MiB`,
     `app spans: ${String(spans.posted)} posted, ${String(spans.accepted)} accepted, ${String(spans.refused)} refused (503, counted), ${String(spans.unanswered)} in requests without an answer (${spans.errors.join('; ') || 'none'})`,
     `kernel events: ${String(k.decoded)} decoded (${k.perS.toFixed(0)}/s), ${String(k.droppedInKernel)} dropped in the kernel, about ${String(k.lostInLoaderGap)} lost while the loader restarted (${String(report.loader.restarts)} restart)`,
     `kernel spans: ${String(out.sent)} sent, ${String(out.received)} received by the collector, ${String(out.dropped)} dropped, ${String(out.queuedAtEnd)} still queued, ${String(out.exportFailures)} failed exports (retried), ${out.queuedInOutages.join(' and ')} waiting halfway through the outages`,
