@@ -25,7 +25,6 @@ import {
 } from '../bpf/session.js';
 import { startSidecar, until } from './sidecar.js';
 
-
 test('the sidecar runs as a user without capabilities, the loader alone holding its file capabilities', async (t) => {
   if (!kernelAvailable(t)) return;
   const root = installForUser(t);
