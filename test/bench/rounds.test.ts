@@ -38,6 +38,11 @@ test('a spread holding 1 is within noise, and so is one wider than the effect', 
   assert.equal(withinNoise({ median: 0.9, low: 0.7, high: 0.95 }), true);
 });
 
+test('an effect too small to print is within noise, however narrow the spread', () => {
+  assert.equal(withinNoise({ median: 1.000003, low: 1.000002, high: 1.000004 }), true);
+  assert.equal(withinNoise({ median: 1.002, low: 1.0019, high: 1.0021 }), false);
+});
+
 test('a narrow spread away from 1 is an effect, above or below', () => {
   assert.equal(withinNoise({ median: 1.47, low: 1.41, high: 1.52 }), false);
   assert.equal(withinNoise({ median: 0.65, low: 0.6, high: 0.7 }), false);

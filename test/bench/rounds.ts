@@ -41,12 +41,17 @@ export function spread(values: readonly number[]): Spread {
   return { median: quantile(sorted, 0.5), low: quantile(sorted, 0.25), high: quantile(sorted, 0.75) };
 }
 
+/** The smallest effect reported: ratios are printed to 3 decimals, and a rate set by the workload moves in the 6th. */
+const RESOLUTION = 0.0005;
+
 /**
  * Whether the rounds cannot tell the ratio from `reference`: their interquartile range holds it,
- * or is wider than the median's distance from it (the effect).
+ * or is wider than the median's distance from it (the effect), or that distance is below what
+ * is printed.
  */
 export function withinNoise(s: Spread, reference = 1): boolean {
-  return (s.low <= reference && reference <= s.high) || s.high - s.low > Math.abs(s.median - reference);
+  const effect = Math.abs(s.median - reference);
+  return (s.low <= reference && reference <= s.high) || s.high - s.low > effect || effect < RESOLUTION;
 }
 
 const range = (s: Spread) => `${s.low.toFixed(3)}–${s.high.toFixed(3)}`;
