@@ -114,8 +114,6 @@ function firstStartingAt(list: HeldEvent[], start: bigint): number {
 
 export class Correlator<S extends JoinableSpan> {
   private readonly byThread = new Map<number, Map<number, ThreadEvents>>();
-  /** Lists whose last event began before the one before it: sorted by start before a search. */
-  private readonly unsorted = new Set<HeldEvent[]>();
   private pending: { span: S; place: SpanPlace }[] = [];
   private heldCount = 0;
   private newestEventEnd: bigint | undefined;
@@ -178,10 +176,12 @@ export class Correlator<S extends JoinableSpan> {
       let thread = threads.get(event.tid);
       if (thread === undefined) threads.set(event.tid, (thread = { held: [], longestNs: 0n }));
       const { held } = thread;
-      // Records arrive in the order their intervals ended: nearly, not quite, in start order.
+      // Records arrive in the order their intervals ended: nearly, not quite, in start order. One
+      // out of order goes in at its place, near the end, rather than re-sorting the list later.
       const last = held.at(-1);
-      if (last !== undefined && last.event.startUnixNano > event.startUnixNano) this.unsorted.add(held);
-      held.push({ event, takenAtStart: null });
+      const entry: HeldEvent = { event, takenAtStart: null };
+      if (last === undefined || last.event.startUnixNano <= event.startUnixNano) held.push(entry);
+      else held.splice(firstStartingAt(held, event.startUnixNano + 1n), 0, entry);
       const duration = event.endUnixNano - event.startUnixNano;
       if (duration > thread.longestNs) thread.longestNs = duration;
       this.heldCount++;
@@ -299,7 +299,6 @@ export class Correlator<S extends JoinableSpan> {
         : [threads.get(place.hostTid)?.held ?? []];
     const taken: KernelEvent[] = [];
     for (const list of lists) {
-      this.sort(list);
       for (let i = firstStartingAt(list, span.startUnixNano); i < list.length; i++) {
         const held = list[i];
         if (held === undefined || held.event.startUnixNano >= span.endUnixNano) break;
@@ -313,13 +312,8 @@ export class Correlator<S extends JoinableSpan> {
     return taken.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
   }
 
-  private sort(list: HeldEvent[]): void {
-    if (this.unsorted.delete(list)) list.sort((a, b) => byTime(a.event.startUnixNano, b.event.startUnixNano));
-  }
-
   /** The events of a list that began in [from, to]. */
   private window(list: HeldEvent[], from: bigint, to: bigint): KernelEvent[] {
-    this.sort(list);
     const found: KernelEvent[] = [];
     for (let i = firstStartingAt(list, from); i < list.length; i++) {
       const event = list[i]?.event;
@@ -356,7 +350,6 @@ export class Correlator<S extends JoinableSpan> {
   private dropFront(thread: ThreadEvents, n: number): void {
     if (n === 0) return;
     const list = thread.held;
-    if (n === list.length) this.unsorted.delete(list);
     let droppedLongest = false;
     for (const held of list.slice(0, n)) {
       if (held.takenAtStart === null) this.count.eventsEvictedUnjoined++;

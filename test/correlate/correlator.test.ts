@@ -188,3 +188,28 @@ test('its counters and lag are instruments of the meter it is given, read at eac
   now.t += S;
   assert.equal(await m.value('causeway_correlator_newest_event_age_seconds'), 1.25, 'read anew at each collection');
 });
+
+test('events that arrive out of start order are each found by the span they began in', () => {
+  const now = { t: 12n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  // In the order their intervals end, as the loader sends them: a long wait that began first
+  // arrives after two short ones, and one more arrives between the earlier ones, in two batches.
+  correlator.addEvents([
+    event(7, 10n * S + 300n * MS, 10n * S + 310n * MS),
+    event(7, 10n * S + 500n * MS, 10n * S + 510n * MS),
+  ]);
+  correlator.addEvents([
+    event(7, 10n * S + 100n * MS, 10n * S + 600n * MS),
+    event(7, 10n * S + 400n * MS, 10n * S + 700n * MS),
+  ]);
+  addSpans([
+    span('first', 10n * S + 50n * MS, 10n * S + 150n * MS, 7),
+    span('middle', 10n * S + 350n * MS, 10n * S + 450n * MS, 7),
+    span('last', 10n * S + 250n * MS, 10n * S + 550n * MS, 7),
+  ]);
+  correlator.join();
+  const starts = new Map(joined.map((a) => [a.span.spanId, a.events.map((e) => e.startUnixNano)]));
+  assert.deepEqual(starts.get('first'), [10n * S + 100n * MS]);
+  assert.deepEqual(starts.get('middle'), [10n * S + 400n * MS]);
+  assert.deepEqual(starts.get('last'), [10n * S + 300n * MS, 10n * S + 500n * MS]);
+});
