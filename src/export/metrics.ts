@@ -105,12 +105,15 @@ export class SidecarMetrics {
         ),
         handles: gauge('causeway_active_handles', 'Handles and requests keeping the event loop alive.'),
       },
-      () => ({
-        rss: process.memoryUsage.rss(),
-        heap: process.memoryUsage().heapUsed,
-        liveHeap: this.liveHeapBytes,
-        handles: process.getActiveResourcesInfo().length,
-      }),
+      () => {
+        const memory = process.memoryUsage();
+        return {
+          rss: memory.rss,
+          heap: memory.heapUsed,
+          liveHeap: this.liveHeapBytes,
+          handles: process.getActiveResourcesInfo().length,
+        };
+      },
     );
   }
 

@@ -83,6 +83,119 @@ export interface HttpEndpoint {
   port: number;
 }
 
+function sendPlain(res: http.ServerResponse, code: number, text: string, headers: http.OutgoingHttpHeaders = {}): void {
+  res.writeHead(code, { 'Content-Type': 'text/plain; charset=utf-8', ...headers });
+  res.end(`${text}\n`);
+}
+
+function sendStatus(
+  res: http.ServerResponse,
+  httpCode: number,
+  m: { media: Media; type: string },
+  rpcCode: number,
+  message: string,
+  detail: StatusDetail,
+  headers: http.OutgoingHttpHeaders = {},
+): void {
+  const body =
+    m.media === 'json' ? statusJson(rpcCode, message, detail) : Buffer.from(encodeStatus(rpcCode, message, detail));
+  res.writeHead(httpCode, { 'Content-Type': m.type, ...headers });
+  res.end(body);
+}
+
+/** The request's body, decompressed and decoded; throws TooLargeError or MalformedRequestError. */
+async function readRequest(
+  req: http.IncomingMessage,
+  media: Media,
+  encoding: string,
+  maxMessageBytes: number,
+): Promise<DecodedRequest> {
+  let body = await readBody(req, maxMessageBytes);
+  if (encoding !== 'identity' && encoding !== '') body = await decompress(body, encoding, maxMessageBytes);
+  if (body.length === 0) return { spans: [], rejected: 0, rejectReasons: [] };
+  return media === 'json' ? decodeJsonRequest(body.toString('utf8')) : decodeProtobufRequest(body);
+}
+
+/** One POST of an export request: checked, decoded, queued or refused, and answered. */
+async function handleExport(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  maxMessageBytes: number,
+  queue: IngestQueue,
+): Promise<void> {
+  const c = queue.counters;
+  c.requests++;
+  c.requestsHttp++;
+  const path = (req.url ?? '').split('?')[0];
+  if (path !== TRACES_PATH) {
+    c.badRequests++;
+    sendPlain(res, 404, `not found: only POST ${TRACES_PATH} is served`);
+    return;
+  }
+  if (req.method !== 'POST') {
+    c.badRequests++;
+    sendPlain(res, 405, `method not allowed: use POST`, { Allow: 'POST' });
+    return;
+  }
+  const m = mediaOf(req.headers['content-type']);
+  if (!m) {
+    c.badRequests++;
+    sendPlain(res, 415, 'unsupported Content-Type: use application/x-protobuf or application/json');
+    return;
+  }
+  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (!['identity', '', 'gzip', 'x-gzip', 'deflate'].includes(encoding)) {
+    c.badRequests++;
+    sendStatus(res, 415, m, RpcCode.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(encoding)}`, {});
+    return;
+  }
+  const tooLarge = (): void => {
+    c.badRequests++;
+    c.tooLarge++;
+    const message = `request body exceeds ${maxMessageBytes} bytes (after decompression)`;
+    sendStatus(res, 413, m, RpcCode.INVALID_ARGUMENT, message, { badRequest: message }, { Connection: 'close' });
+  };
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (Number.isFinite(declared) && declared > maxMessageBytes) {
+    tooLarge();
+    return;
+  }
+  let decoded: DecodedRequest;
+  try {
+    decoded = await readRequest(req, m.media, encoding, maxMessageBytes);
+  } catch (e) {
+    if (e instanceof TooLargeError) {
+      tooLarge();
+      return;
+    }
+    if (e instanceof MalformedRequestError) {
+      c.badRequests++;
+      sendStatus(res, 400, m, RpcCode.INVALID_ARGUMENT, e.message, { badRequest: e.message });
+      return;
+    }
+    throw e;
+  }
+  if (!queue.hasRoomFor(decoded.spans.length)) {
+    c.requestsRefused++;
+    c.spansRefused += decoded.spans.length;
+    sendStatus(
+      res,
+      503,
+      m,
+      RpcCode.UNAVAILABLE,
+      OVERLOAD_MESSAGE,
+      { retryDelaySeconds: RETRY_AFTER_SECONDS },
+      { 'Retry-After': String(RETRY_AFTER_SECONDS) },
+    );
+    return;
+  }
+  queue.accept(decoded.spans);
+  c.spansRejected += decoded.rejected;
+  const partial = partialSuccessOf(decoded);
+  res.writeHead(200, { 'Content-Type': m.type });
+  res.end(m.media === 'json' ? exportResponseJson(partial) : Buffer.from(encodeExportResponse(partial)));
+}
+
 export async function startHttpServer(
   host: string,
   port: number,
@@ -90,112 +203,8 @@ export async function startHttpServer(
   queue: IngestQueue,
   onError: (err: unknown) => void,
 ): Promise<HttpEndpoint> {
-  const c = queue.counters;
-
-  const sendPlain = (
-    res: http.ServerResponse,
-    code: number,
-    text: string,
-    headers: http.OutgoingHttpHeaders = {},
-  ): void => {
-    res.writeHead(code, { 'Content-Type': 'text/plain; charset=utf-8', ...headers });
-    res.end(`${text}\n`);
-  };
-
-  const sendStatus = (
-    res: http.ServerResponse,
-    httpCode: number,
-    m: { media: Media; type: string },
-    rpcCode: number,
-    message: string,
-    detail: StatusDetail,
-    headers: http.OutgoingHttpHeaders = {},
-  ): void => {
-    const body =
-      m.media === 'json' ? statusJson(rpcCode, message, detail) : Buffer.from(encodeStatus(rpcCode, message, detail));
-    res.writeHead(httpCode, { 'Content-Type': m.type, ...headers });
-    res.end(body);
-  };
-
-  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    c.requests++;
-    c.requestsHttp++;
-    const path = (req.url ?? '').split('?')[0];
-    if (path !== TRACES_PATH) {
-      c.badRequests++;
-      sendPlain(res, 404, `not found: only POST ${TRACES_PATH} is served`);
-      return;
-    }
-    if (req.method !== 'POST') {
-      c.badRequests++;
-      sendPlain(res, 405, `method not allowed: use POST`, { Allow: 'POST' });
-      return;
-    }
-    const m = mediaOf(req.headers['content-type']);
-    if (!m) {
-      c.badRequests++;
-      sendPlain(res, 415, 'unsupported Content-Type: use application/x-protobuf or application/json');
-      return;
-    }
-    const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-    if (!['identity', '', 'gzip', 'x-gzip', 'deflate'].includes(encoding)) {
-      c.badRequests++;
-      sendStatus(res, 415, m, RpcCode.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(encoding)}`, {});
-      return;
-    }
-    const tooLarge = (): void => {
-      c.badRequests++;
-      c.tooLarge++;
-      const message = `request body exceeds ${maxMessageBytes} bytes (after decompression)`;
-      sendStatus(res, 413, m, RpcCode.INVALID_ARGUMENT, message, { badRequest: message }, { Connection: 'close' });
-    };
-    const declared = Number(req.headers['content-length'] ?? NaN);
-    if (Number.isFinite(declared) && declared > maxMessageBytes) {
-      tooLarge();
-      return;
-    }
-    let decoded: DecodedRequest;
-    try {
-      let body = await readBody(req, maxMessageBytes);
-      if (encoding !== 'identity' && encoding !== '') body = await decompress(body, encoding, maxMessageBytes);
-      if (body.length === 0) decoded = { spans: [], rejected: 0, rejectReasons: [] };
-      else if (m.media === 'json') decoded = decodeJsonRequest(body.toString('utf8'));
-      else decoded = decodeProtobufRequest(body);
-    } catch (e) {
-      if (e instanceof TooLargeError) {
-        tooLarge();
-        return;
-      }
-      if (e instanceof MalformedRequestError) {
-        c.badRequests++;
-        sendStatus(res, 400, m, RpcCode.INVALID_ARGUMENT, e.message, { badRequest: e.message });
-        return;
-      }
-      throw e;
-    }
-    if (!queue.hasRoomFor(decoded.spans.length)) {
-      c.requestsRefused++;
-      c.spansRefused += decoded.spans.length;
-      sendStatus(
-        res,
-        503,
-        m,
-        RpcCode.UNAVAILABLE,
-        OVERLOAD_MESSAGE,
-        { retryDelaySeconds: RETRY_AFTER_SECONDS },
-        { 'Retry-After': String(RETRY_AFTER_SECONDS) },
-      );
-      return;
-    }
-    queue.accept(decoded.spans);
-    c.spansRejected += decoded.rejected;
-    const partial = partialSuccessOf(decoded);
-    res.writeHead(200, { 'Content-Type': m.type });
-    res.end(m.media === 'json' ? exportResponseJson(partial) : Buffer.from(encodeExportResponse(partial)));
-  };
-
   const server = http.createServer((req, res) => {
-    handle(req, res).catch((e: unknown) => {
+    handleExport(req, res, maxMessageBytes, queue).catch((e: unknown) => {
       onError(e);
       if (!res.headersSent) sendPlain(res, 500, 'internal error');
       else res.destroy();
