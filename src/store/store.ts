@@ -153,7 +153,7 @@ export class Store implements TraceSource {
   private readonly waiting = new Map<number, Waiting>();
   private nextRequest = 0;
   private restartsInARow = 0;
-  private closing = false;
+  private closed = false;
   /** Why the store is down (its worker cannot run); undefined while it runs. */
   private down: string | undefined;
 
@@ -257,9 +257,10 @@ export class Store implements TraceSource {
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.flush();
-    if (this.down !== undefined) return;
-    await this.request({ op: 'close' });
-    this.closing = true;
+    if (this.closed || this.down !== undefined) return;
+    const answered = this.request({ op: 'close' });
+    this.closed = true;
+    await answered;
     await this.worker.terminate();
   }
 
@@ -356,9 +357,9 @@ export class Store implements TraceSource {
     return this.handed + this.writing;
   }
 
-  /** Rows go to the worker now (postMessage copies them); a store that is down counts them as lost. */
+  /** Rows go to the worker now (postMessage copies them); a store down or closed counts them as lost. */
   private hand(request: Request, rows: number): void {
-    if (this.down !== undefined) {
+    if (this.down !== undefined || this.closed) {
       this.count.rowsLost += rows;
       return;
     }
@@ -367,7 +368,7 @@ export class Store implements TraceSource {
   }
 
   private async write(): Promise<void> {
-    if (this.down !== undefined) return;
+    if (this.down !== undefined || this.closed) return;
     this.writing = this.handed;
     this.handed = 0;
     try {
@@ -388,6 +389,7 @@ export class Store implements TraceSource {
 
   private request<T>(request: WithoutId<Question>): Promise<T> {
     if (this.down !== undefined) return Promise.reject(new Error(`the store is down: ${this.down}`));
+    if (this.closed) return Promise.reject(new Error('the store is closed'));
     const id = this.nextRequest++;
     return new Promise<T>((resolve, reject) => {
       this.waiting.set(id, { resolve: resolve as (result: unknown) => void, reject });
@@ -420,7 +422,8 @@ export class Store implements TraceSource {
     });
     worker.on('error', (error) => (failure = error));
     worker.on('exit', (code) => {
-      if (!this.closing) this.stopped(failure?.message ?? `exit code ${String(code)}`);
+      if (this.closed) this.failWaiting(new Error('the store is closed'));
+      else this.stopped(failure?.message ?? `exit code ${String(code)}`);
     });
   }
 
