@@ -10,7 +10,7 @@
 // A worker that stops is reported (log, counters) and started again on the same database; the
 // rows handed to it and not yet written are counted as lost.
 import { statSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { DuckDBValue } from '@duckdb/node-api';
 import type { Meter } from '@opentelemetry/api';
 import type { Attachment, PlacedSpan } from '../correlate/correlator.js';
@@ -32,7 +32,7 @@ import {
   type Written,
 } from './database.js';
 import { QueryRefused, type QueryResult, type SqlLimits } from './sql.js';
-import type { Opened, Reply, Request } from './worker.js';
+import type { Opened, Reply, Request, WorkerData } from './worker.js';
 
 export { IN_MEMORY, type StoreRetention } from './database.js';
 
@@ -78,7 +78,7 @@ export interface StoreCounters {
 
 /** Rows buffered at most between flushes; beyond it, new rows are shed and counted. */
 const MAX_BUFFERED = 250_000;
-/** A worker that stops this many times in a row without a write in between is not started again. */
+/** A worker is started again this many times at most with no write in between; one more stop and the store is down. */
 const MAX_RESTARTS_IN_A_ROW = 3;
 /**
  * Window queries look this far back for intervals that began before the window: the bound lets
@@ -149,10 +149,12 @@ export class Store implements TraceSource {
   private writing = 0;
   private readonly settings: Required<Omit<StoreOptions, 'meter' | 'memoryLimit'>>;
   private readonly database: DatabaseOptions;
+  /** The worker, and the channel for queries, so that they do not queue behind the rows handed over. */
   private worker!: Worker;
+  private queries!: MessagePort;
   private readonly waiting = new Map<number, Waiting>();
   private nextRequest = 0;
-  private restartsInARow = 0;
+  private stopsInARow = 0;
   private closed = false;
   /** Why the store is down (its worker cannot run); undefined while it runs. */
   private down: string | undefined;
@@ -378,7 +380,7 @@ export class Store implements TraceSource {
       this.count.attachmentsStored += written.attachmentsStored;
       this.count.rowsExpired += written.rowsExpired;
       this.count.lastFlushMs = written.ms;
-      this.restartsInARow = 0;
+      this.stopsInARow = 0;
     } catch (error) {
       this.count.rowsLost += this.writing;
       throw error;
@@ -393,7 +395,9 @@ export class Store implements TraceSource {
     const id = this.nextRequest++;
     return new Promise<T>((resolve, reject) => {
       this.waiting.set(id, { resolve: resolve as (result: unknown) => void, reject });
-      this.worker.postMessage({ ...request, id });
+      // A write must come after the rows handed over before it; a query need not wait for them.
+      const channel = request.op === 'write' || request.op === 'close' ? this.worker : this.queries;
+      channel.postMessage({ ...request, id });
     });
   }
 
@@ -406,14 +410,29 @@ export class Store implements TraceSource {
 
   /** A worker on the database; resolves once it is open, and the ids go on from the rows it holds. */
   private async start(): Promise<void> {
-    const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: this.database });
+    const { port1, port2 } = new MessageChannel();
+    const worker = new Worker(new URL('./worker.js', import.meta.url), {
+      workerData: { database: this.database, queries: port2 } satisfies WorkerData,
+      transferList: [port2],
+    });
     this.worker = worker;
+    this.queries = port1;
     const opened = await new Promise<Opened>((resolve, reject) => {
+      const failed = (error: Error) => {
+        worker.off('exit', ended);
+        reject(error);
+      };
+      const ended = (code: number) => {
+        worker.off('error', failed);
+        reject(new Error(`its worker ended before the database was open (exit code ${String(code)})`));
+      };
       worker.once('message', (first: Opened) => {
-        worker.off('error', reject);
+        worker.off('error', failed);
+        worker.off('exit', ended);
         resolve(first);
       });
-      worker.once('error', reject);
+      worker.once('error', failed);
+      worker.once('exit', ended);
     });
     if (opened.nextEventId > this.nextEventId) this.nextEventId = opened.nextEventId;
     let failure: Error | undefined;
@@ -432,14 +451,14 @@ export class Store implements TraceSource {
     const lost = this.handed + this.writing;
     this.count.rowsLost += this.handed; // the write's own rows are counted when it fails, just below
     this.handed = 0;
-    this.count.workerRestarts++;
     this.failWaiting(new Error(`the store's worker stopped: ${reason}`));
     const held = this.settings.path === IN_MEMORY ? ' and every row it held (the store is in memory)' : '';
-    if (++this.restartsInARow > MAX_RESTARTS_IN_A_ROW) {
-      this.down = `its worker stopped ${String(MAX_RESTARTS_IN_A_ROW + 1)} times in a row (${reason})`;
+    if (++this.stopsInARow > MAX_RESTARTS_IN_A_ROW) {
+      this.down = `its worker stopped ${String(this.stopsInARow)} times with no write in between (${reason})`;
       this.settings.log(`store: ${this.down}; ${String(lost)} rows not written${held} are lost; the store is down`);
       return;
     }
+    this.count.workerRestarts++;
     this.settings.log(
       `store: its worker stopped (${reason}); ${String(lost)} rows not written${held} are lost; starting it again`,
     );

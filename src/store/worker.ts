@@ -1,7 +1,9 @@
 // The store's worker thread: it owns the DuckDB database (database.ts). The main thread hands it
-// rows as they come and asks it to write them (on the store's timer) and to answer queries; the
-// rows handed over wait here until the next write. Replies carry the request's id.
-import { parentPort, workerData } from 'node:worker_threads';
+// rows as they come and asks it to write them (on the store's timer), on the worker's own port,
+// and asks queries on a channel of their own, so that they do not wait for rows queued before
+// them to be copied in; the rows handed over wait here until the next write. Replies carry the
+// request's id.
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { DuckDBValue } from '@duckdb/node-api';
 import { StoreDatabase, type AttachmentRows, type DatabaseOptions, type EventBatch, type SpanRow } from './database.js';
 import { QueryRefused, type SqlLimits } from './sql.js';
@@ -21,15 +23,25 @@ export type Reply =
   /** refused: a query_sql refusal (QueryRefused), to be thrown as one again. */
   | { id: number; error: string; refused: boolean };
 
+export interface WorkerData {
+  database: DatabaseOptions;
+  queries: MessagePort;
+}
+
 /** The worker's first message, once the database is open. */
 export interface Opened {
   nextEventId: bigint;
 }
 
-const port = parentPort;
-if (port === null) throw new Error('store/worker.js runs as the store\u2019s worker thread');
+function mainPort(): MessagePort {
+  if (parentPort === null) throw new Error('store/worker.js runs as the store\u2019s worker thread');
+  return parentPort;
+}
 
-const db = await StoreDatabase.open(workerData as DatabaseOptions);
+const port = mainPort();
+
+const { database, queries } = workerData as WorkerData;
+const db = await StoreDatabase.open(database);
 let events: EventBatch[] = [];
 let spans: SpanRow[][] = [];
 let attachments: AttachmentRows[][] = [];
@@ -55,7 +67,7 @@ async function answer(request: Exclude<Request, { op: 'events' | 'spans' | 'atta
   }
 }
 
-port.on('message', (request: Request) => {
+function handle(request: Request): void {
   if (request.op === 'events') events.push(request.batch);
   else if (request.op === 'spans') spans.push(request.spans);
   else if (request.op === 'attachments') attachments.push(request.attachments);
@@ -72,5 +84,8 @@ port.on('message', (request: Request) => {
         } satisfies Reply);
       },
     );
-});
+}
+
+port.on('message', handle);
+queries.on('message', handle);
 port.postMessage({ nextEventId: db.nextEventId } satisfies Opened);

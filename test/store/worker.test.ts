@@ -92,6 +92,30 @@ test('a worker that stops is reported and replaced; the rows it wrote stay, thos
   assert.equal(status.flushErrors, 0);
 });
 
+test('a worker that keeps stopping before any write is not started again: the store says it is down', async (t) => {
+  const lines: string[] = [];
+  const store = await storeWith([], [], { log: (line) => lines.push(line) });
+  t.after(() => store.close());
+  const worker = () => (store as unknown as { worker: Worker }).worker;
+  for (let stop = 1; stop <= 4; stop++) {
+    await store.size(); // the worker (the first, or the one started again) has the database open
+    await worker().terminate();
+  }
+  assert.equal(lines.length, 4);
+  assert.match(lines[3] ?? '', /stopped 4 times with no write in between .*; the store is down/);
+  store.addEvents([kernelEvent('futex.wait', { pid: 10, tid: 11 }, at(1), at(2))]);
+  await store.flush();
+  const status = await store.status();
+  assert.match(status.down ?? '', /stopped 4 times/);
+  assert.deepEqual(pick(status, ['workerRestarts', 'rowsLost', 'rowsBuffered', 'eventsStored']), {
+    workerRestarts: 3,
+    rowsLost: 1,
+    rowsBuffered: 0,
+    eventsStored: 0,
+  });
+  await assert.rejects(store.spans(ids(1).traceId), /the store is down: its worker stopped 4 times/);
+});
+
 function pick<T extends object, K extends keyof T>(from: T, keys: K[]): Pick<T, K> {
   return Object.fromEntries(keys.map((key) => [key, from[key]])) as Pick<T, K>;
 }
