@@ -94,7 +94,7 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
   // Closed before the exporter: what the last spans joined is written before export takes the rest of the time.
   const store = await startup.step(
     'the store',
-    () => Store.open({ ...config.store, meter }),
+    () => Store.open({ ...config.store, meter, log }),
     (s) => s.close(),
   );
   const waits = new KernelWaits(meter, config.correlator.retentionMs);

@@ -7,7 +7,8 @@
 // too; and the database has external access disabled and its configuration locked.
 // The answer is bounded in rows, in time, and in bytes before any of it becomes JavaScript
 // values (a thousand rows of a megabyte each would take gigabytes there): DuckDB measures the
-// rows first. Each query has its own connection, so interrupting it stops only that query.
+// rows first. Each query has its own connection, so interrupting it stops only that query. It
+// runs in the store's worker (store.ts), next to the database.
 import { StatementType, type DuckDBConnection, type DuckDBPreparedStatement } from '@duckdb/node-api';
 import { refusalOf } from './sql-allowed.js';
 import type { Store } from './store.js';
@@ -33,10 +34,17 @@ export const SQL_LIMITS: SqlLimits = { maxRows: 1000, timeoutMs: 5000, maxBytes:
 const READ_ONLY = 'only SELECT queries are allowed: the store is read-only';
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-/** Runs one confined SELECT; `given` limits replace those of SQL_LIMITS. */
-export async function readOnlyQuery(store: Store, sql: string, given: Partial<SqlLimits> = {}): Promise<QueryResult> {
-  const limits = { ...SQL_LIMITS, ...given };
-  const connection = await store.connect();
+/** Runs one confined SELECT in the store's worker; `given` limits replace those of SQL_LIMITS. */
+export function readOnlyQuery(store: Store, sql: string, given: Partial<SqlLimits> = {}): Promise<QueryResult> {
+  return store.readOnly(sql, { ...SQL_LIMITS, ...given });
+}
+
+/** Runs one confined SELECT on a connection of its own, which it closes. */
+export async function confinedQuery(
+  connection: DuckDBConnection,
+  sql: string,
+  limits: SqlLimits,
+): Promise<QueryResult> {
   let timer: NodeJS.Timeout | undefined;
   let prepared: DuckDBPreparedStatement | undefined;
   let interrupted = false;

@@ -1,46 +1,53 @@
 // The embedded store: app spans, kernel events, which events were attached to which span, and
 // the processes seen, in a DuckDB database (columnar and compressed, SQL with range joins) that
-// the MCP tools query: a file, so that what was captured survives a restart (each batch is a
+// the MCP tools query: a file, so that what was captured survives a restart (each write is a
 // transaction in DuckDB's write-ahead log, replayed at the next open after a crash), or memory.
-// Writes are buffered and appended in batches on a timer, off the correlation path; queries run
-// on DuckDB's own threads, so they never hold up capture. Retention is bounded by age, by row
+// The database lives in a worker thread (worker.ts, database.ts): the main thread only hands it
+// the rows as they come (copied by postMessage) and asks it to write them on a timer; building
+// the rows, their JSON and the appends cost the worker, not capture nor OTLP intake, and queries
+// are answered by the worker between chunks of an append. Retention is bounded by age, by row
 // counts and by the bytes the database takes; the oldest rows past any bound are deleted.
-import { mkdirSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+// A worker that stops is reported (log, counters) and started again on the same database; the
+// rows handed to it and not yet written are counted as lost.
+import { statSync } from 'node:fs';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import type { DuckDBValue } from '@duckdb/node-api';
 import type { Meter } from '@opentelemetry/api';
 import type { Attachment, PlacedSpan } from '../correlate/correlator.js';
 import { isLinked } from '../correlate/linked.js';
 import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
 import { MS, nowUnixNano } from '../correlate/time.js';
-import { otherTask, type Attributes, type KernelEvent } from '../kernel/events.js';
+import type { Attributes, KernelEvent } from '../kernel/events.js';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
+import {
+  IN_MEMORY,
+  type AttachmentRows,
+  type Cell,
+  type DatabaseOptions,
+  type Size,
+  type SpanRow,
+  type StoreRetention,
+  type Written,
+} from './database.js';
+import { QueryRefused, type QueryResult, type SqlLimits } from './sql.js';
+import type { Opened, Reply, Request, WorkerData } from './worker.js';
 
-/** The retention bounds: rows past any of them are deleted. */
-export interface StoreRetention {
-  /** Rows older than this (by end time). */
-  retentionMs: number;
-  maxEvents: number;
-  maxSpans: number;
-  /** The database's blocks in use plus its write-ahead log (on disk), or its memory (in memory). */
-  maxBytes: number;
-}
-
-/** The path that keeps the store in memory, gone at exit. */
-export const IN_MEMORY = ':memory:';
+export { IN_MEMORY, type StoreRetention } from './database.js';
 
 export interface StoreOptions extends StoreRetention {
   /** The database file (created with its directory), or IN_MEMORY. */
   path: string;
   /** The counters and the rows held are read from here at each collection. */
   meter?: Meter;
-  /** How often buffered rows are appended. */
+  /** How often the rows handed over are written. */
   flushMs?: number;
   /** DuckDB's memory limit, e.g. '256MB'; default MEMORY_LIMIT. */
   memoryLimit?: string;
   now?: () => bigint;
+  /** Where a stopped worker is reported. */
+  log?: (line: string) => void;
 }
 
 /**
@@ -48,7 +55,7 @@ export interface StoreOptions extends StoreRetention {
  * past the limit are read back from the file); an in-memory one holds its rows there too.
  */
 const MEMORY_LIMIT = { onDisk: '128MB', inMemory: '256MB' } as const;
-const STORE_DEFAULTS = { flushMs: 250 } as const;
+const STORE_DEFAULTS = { flushMs: 250, log: (line: string) => process.stderr.write(`${line}\n`) } as const;
 
 export interface StoreCounters {
   eventsStored: number;
@@ -59,40 +66,25 @@ export interface StoreCounters {
   /** Rows deleted by retention. */
   rowsExpired: number;
   flushErrors: number;
-  /** Rows waiting in the write buffer. */
+  /** Rows taken and never written: their write failed, the worker stopped before writing them, or the store is down. */
+  rowsLost: number;
+  /** Times the worker stopped and was started again. */
+  workerRestarts: number;
+  /** Rows handed to the worker and not written yet. */
   rowsBuffered: number;
   /** Time the last flush took. */
   lastFlushMs: number;
 }
 
-/** Past maxBytes, the oldest rows are deleted down to this share of it, so that not every flush deletes. */
-const SHRINK_TO = 0.8;
-/** Rounds of deleting and measuring within one flush, until the store fits. */
-const SHRINK_ROUNDS = 4;
-
-/** Read connections: queries of one explain_trace run side by side on DuckDB's threads. */
-const READERS = 4;
 /** Rows buffered at most between flushes; beyond it, new rows are shed and counted. */
 const MAX_BUFFERED = 250_000;
+/** A worker is started again this many times at most with no write in between; one more stop and the store is down. */
+const MAX_RESTARTS_IN_A_ROW = 3;
 /**
  * Window queries look this far back for intervals that began before the window: the bound lets
  * DuckDB skip row groups by start time (rows arrive in time order). Longer intervals are missed.
  */
 const LONGEST_INTERVAL_NS = 60_000n * MS;
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS spans (
-  seq BIGINT, trace_id VARCHAR, span_id VARCHAR, parent_span_id VARCHAR, service VARCHAR, name VARCHAR,
-  span_kind TINYINT, start_ns BIGINT, end_ns BIGINT, duration_ms DOUBLE, pid INTEGER, tid INTEGER,
-  status_code TINYINT, attributes JSON);
-CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
-CREATE TABLE IF NOT EXISTS kernel_events (
-  event_id BIGINT, kind VARCHAR, pid INTEGER, tid INTEGER, comm VARCHAR, start_ns BIGINT, end_ns BIGINT,
-  duration_ms DOUBLE, other_pid INTEGER, other_tid INTEGER, other_comm VARCHAR, cuda_kernel VARCHAR,
-  attributes JSON);
-CREATE TABLE IF NOT EXISTS attachments (trace_id VARCHAR, span_id VARCHAR, event_id BIGINT, end_ns BIGINT);
-CREATE TABLE IF NOT EXISTS processes (pid INTEGER, service VARCHAR, executable VARCHAR, container_id VARCHAR, seen_ns BIGINT);
-`;
 
 /** What each table and column holds, for query_sql's callers. */
 export const STORE_TABLES = {
@@ -105,50 +97,40 @@ export const STORE_TABLES = {
 } as const;
 
 const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
-const json = (value: unknown) =>
-  JSON.stringify(value, (_, v: unknown) =>
-    typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v,
-  );
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-function cudaKernel(event: KernelEvent): string | undefined {
-  const a = event.attributes;
-  const inflight = a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS];
-  return text(a[A.ATTR_CAUSEWAY_CUDA_KERNEL]) ?? (Array.isArray(inflight) ? text(inflight[0]) : undefined);
+function spanRow({ span, place }: PlacedSpan<AppSpan>): SpanRow {
+  return {
+    traceId: span.traceId,
+    spanId: span.spanId,
+    parentSpanId: span.parentSpanId,
+    service: span.serviceName ?? 'unknown_service',
+    name: span.name,
+    kind: span.kind,
+    startUnixNano: span.startUnixNano,
+    endUnixNano: span.endUnixNano,
+    pid: place?.hostPid,
+    tid: place?.hostTid,
+    statusCode: span.status?.code ?? 0,
+    attributes: span.attributes,
+    executable: text(span.resource[A.ATTR_PROCESS_EXECUTABLE_PATH]),
+    containerId: text(span.resource[A.ATTR_CONTAINER_ID]),
+  };
 }
 
-/** Process metadata is in the processes table: each event carries only its own attributes. */
-const PROCESS_KEYS = new Set<string>([
-  A.ATTR_PROCESS_EXECUTABLE_PATH,
-  A.ATTR_CONTAINER_ID,
-  A.ATTR_CAUSEWAY_PROCESS_NSPID,
-]);
+/** What the worker answers; the id is added when it is asked. */
+type Question = Extract<Request, { id: number }>;
+type WithoutId<R> = R extends unknown ? Omit<R, 'id'> : never;
 
-function ownAttributes(attributes: Attributes): Attributes {
-  const own: Attributes = {};
-  for (const [key, value] of Object.entries(attributes)) if (!PROCESS_KEYS.has(key)) own[key] = value;
-  return own;
-}
-
-/** Appends the value, or SQL NULL when there is none. */
-function appendIntegerOrNull(appender: DuckDBAppender, value: number | undefined): void {
-  if (value === undefined) appender.appendNull();
-  else appender.appendInteger(value);
-}
-
-function appendVarcharOrNull(appender: DuckDBAppender, value: string | undefined): void {
-  if (value === undefined) appender.appendNull();
-  else appender.appendVarchar(value);
+interface Waiting {
+  resolve: (result: unknown) => void;
+  reject: (error: Error) => void;
 }
 
 export class Store implements TraceSource {
   readonly name = 'local store';
-  private eventsBuffer: KernelEvent[] = [];
-  private spansBuffer: PlacedSpan<AppSpan>[] = [];
-  private attachmentsBuffer: Attachment<AppSpan>[] = [];
   private readonly eventIds = new WeakMap<KernelEvent, bigint>();
-  private readonly processesSeen = new Set<string>();
   private nextEventId = 0n;
-  private nextSpanSeq = 0n;
   private flushing: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private readonly count = {
@@ -158,50 +140,44 @@ export class Store implements TraceSource {
     rowsShed: 0,
     rowsExpired: 0,
     flushErrors: 0,
+    rowsLost: 0,
+    workerRestarts: 0,
     lastFlushMs: 0,
   };
-  private readonly settings: Required<Omit<StoreOptions, 'now' | 'meter' | 'memoryLimit'>> & { now: () => bigint };
+  /** Rows handed to the worker since its last write began, and those that write holds. */
+  private handed = 0;
+  private writing = 0;
+  private readonly settings: Required<Omit<StoreOptions, 'meter' | 'memoryLimit'>>;
+  private readonly database: DatabaseOptions;
+  /** The worker, and the channel for queries, so that they do not queue behind the rows handed over. */
+  private worker!: Worker;
+  private queries!: MessagePort;
+  private readonly waiting = new Map<number, Waiting>();
+  private nextRequest = 0;
+  private stopsInARow = 0;
+  private closed = false;
+  /** Why the store is down (its worker cannot run); undefined while it runs. */
+  private down: string | undefined;
 
-  /** Reads, taken in turn: a DuckDB connection runs one query at a time, and writes have their own. */
-  private readers: DuckDBConnection[] = [];
-  private nextReader = 0;
-
-  private constructor(
-    private readonly instance: DuckDBInstance,
-    /** Appends and retention. */
-    private readonly connection: DuckDBConnection,
-    options: StoreOptions,
-  ) {
-    const { meter, ...settings } = options;
-    this.settings = { ...STORE_DEFAULTS, ...settings, now: options.now ?? nowUnixNano };
+  private constructor(options: StoreOptions) {
+    const { meter, memoryLimit, ...settings } = options;
+    this.settings = { ...STORE_DEFAULTS, now: nowUnixNano, ...settings };
+    const { path, retentionMs, maxEvents, maxSpans, maxBytes } = options;
+    const onDisk = path !== IN_MEMORY;
+    this.database = {
+      path,
+      retentionMs,
+      maxEvents,
+      maxSpans,
+      maxBytes,
+      memoryLimit: memoryLimit ?? (onDisk ? MEMORY_LIMIT.onDisk : MEMORY_LIMIT.inMemory),
+    };
     if (meter !== undefined) this.instrument(meter);
   }
 
   static async open(options: StoreOptions): Promise<Store> {
-    const onDisk = options.path !== IN_MEMORY;
-    if (onDisk) mkdirSync(dirname(options.path), { recursive: true, mode: 0o750 });
-    // No file or network access from SQL at all, settings locked: query_sql cannot reach out.
-    const instance = await DuckDBInstance.create(IN_MEMORY, {
-      memory_limit: options.memoryLimit ?? (onDisk ? MEMORY_LIMIT.onDisk : MEMORY_LIMIT.inMemory),
-      threads: '2',
-    });
-    const connection = await instance.connect();
-    // An attached in-memory database can be compressed; the default one cannot. A file's
-    // write-ahead log is replayed here if the last run did not close it.
-    const database = onDisk ? `'${options.path.replaceAll("'", "''")}'` : `':memory:'`;
-    await connection.run(
-      `ATTACH ${database} AS causeway (${onDisk ? '' : 'COMPRESS, '}ROW_GROUP_SIZE 16384); USE causeway;`,
-    );
-    await connection.run(SCHEMA);
-    await connection.run(`SET enable_external_access = false; SET lock_configuration = true;`);
-    const store = new Store(instance, connection, options);
-    // Ids go on from those of the rows a file kept.
-    const [next] = await store.rows(
-      `SELECT (SELECT coalesce(max(event_id) + 1, 0) FROM kernel_events), (SELECT coalesce(max(seq) + 1, 0) FROM spans)`,
-    );
-    store.nextEventId = BigInt(String(next?.[0] ?? 0));
-    store.nextSpanSeq = BigInt(String(next?.[1] ?? 0));
-    store.readers = await Promise.all(Array.from({ length: READERS }, () => store.connect()));
+    const store = new Store(options);
+    await store.start();
     store.timer = setInterval(() => {
       void store.flush();
     }, store.settings.flushMs);
@@ -209,44 +185,50 @@ export class Store implements TraceSource {
     return store;
   }
 
-  /** A separate connection for ad-hoc SQL, so that interrupting it stops only that query. */
-  async connect(): Promise<DuckDBConnection> {
-    const connection = await this.instance.connect();
-    await connection.run('USE causeway');
-    return connection;
-  }
-
   addEvents(events: KernelEvent[]): void {
-    for (const event of this.admit(events)) {
-      this.eventIds.set(event, this.nextEventId++);
-      this.eventsBuffer.push(event);
-    }
+    const admitted = this.admit(events);
+    if (admitted.length === 0) return;
+    const firstId = this.nextEventId;
+    for (const event of admitted) this.eventIds.set(event, this.nextEventId++);
+    this.hand({ op: 'events', batch: { firstId, events: admitted } }, admitted.length);
   }
 
   addSpans(spans: PlacedSpan<AppSpan>[]): void {
-    this.spansBuffer.push(...this.admit(spans));
+    const admitted = this.admit(spans);
+    if (admitted.length > 0) this.hand({ op: 'spans', spans: admitted.map(spanRow) }, admitted.length);
   }
 
   addAttachments(attachments: Attachment<AppSpan>[]): void {
     const admitted = this.admit(attachments);
+    if (admitted.length === 0) return;
     // Linked waits (correlate/linked.ts) are made at joining: stored with the span they were linked to.
     this.addEvents(admitted.flatMap((a) => a.events.filter(isLinked)));
-    this.attachmentsBuffer.push(...admitted);
+    const rows = admitted.map(({ span, events }): AttachmentRows => ({
+      traceId: span.traceId,
+      spanId: span.spanId,
+      endUnixNano: span.endUnixNano,
+      // An event without an id was shed before it was stored.
+      eventIds: events.flatMap((event) => this.eventIds.get(event) ?? []),
+    }));
+    this.hand({ op: 'attachments', attachments: rows }, admitted.length);
   }
 
   counters(): StoreCounters {
     return { ...this.count, rowsBuffered: this.buffered() };
   }
 
-  /** Counters, rows held, memory and disk used, the oldest rows, and the retention bounds. */
+  /** Counters, rows held, memory and disk used, the oldest rows, the retention bounds, and whether it is down. */
   async status() {
     const { path, retentionMs, maxEvents, maxSpans, maxBytes } = this.settings;
     const now = this.settings.now();
-    const [oldest] = await this.rows(`SELECT (SELECT min(end_ns) FROM kernel_events), (SELECT min(end_ns) FROM spans)`);
+    const running = this.down === undefined;
+    const [oldest] = running
+      ? await this.rows(`SELECT (SELECT min(end_ns) FROM kernel_events), (SELECT min(end_ns) FROM spans)`)
+      : [];
     const age = (ns: unknown) => (typeof ns === 'bigint' ? Number((now - ns) / MS) : null);
     return {
       ...this.counters(),
-      ...(await this.size()),
+      ...(running ? await this.size() : { events: 0, spans: 0, attachments: 0, memoryBytes: 0, bytes: 0 }),
       path,
       diskBytes: this.diskBytes(),
       oldestEventAgeMs: age(oldest?.[0]),
@@ -255,73 +237,16 @@ export class Store implements TraceSource {
       maxEvents,
       maxSpans,
       maxBytes,
+      down: this.down ?? null,
     };
   }
 
   /** Rows held and memory used, per table; `bytes` is what maxBytes bounds. */
-  async size(): Promise<{ events: number; spans: number; attachments: number; memoryBytes: number; bytes: number }> {
-    const rows = await this
-      .rows(`SELECT (SELECT count(*) FROM kernel_events), (SELECT count(*) FROM spans), (SELECT count(*) FROM attachments),
-      (SELECT sum(memory_usage_bytes) FROM duckdb_memory())`);
-    const [events, spans, attachments, memory] = rows[0] ?? [];
-    return {
-      events: Number(events),
-      spans: Number(spans),
-      attachments: Number(attachments),
-      memoryBytes: Number(memory),
-      bytes: await this.bytes(Number(memory)),
-    };
+  size(): Promise<Size> {
+    return this.request({ op: 'size' });
   }
 
-  /** On disk: the blocks in use and the write-ahead log (freed blocks are reused); in memory: the memory. */
-  private async bytes(memoryBytes: number): Promise<number> {
-    if (this.settings.path === IN_MEMORY) return memoryBytes;
-    const [used] = await this.rows(
-      `SELECT used_blocks * block_size FROM pragma_database_size() WHERE database_name = 'causeway'`,
-    );
-    return Number(used?.[0] ?? 0) + fileBytes(`${this.settings.path}.wal`);
-  }
-
-  /** The file and its write-ahead log, as the file system counts them; 0 in memory. */
-  private diskBytes(): number {
-    const { path } = this.settings;
-    return path === IN_MEMORY ? 0 : fileBytes(path) + fileBytes(`${path}.wal`);
-  }
-
-  private instrument(meter: Meter): void {
-    observe(
-      meter,
-      {
-        eventsStored: counter('causeway_store_events_stored', 'Kernel events written to the store.'),
-        spansStored: counter('causeway_store_spans_stored', 'App spans written to the store.'),
-        rowsShed: counter('causeway_store_rows_shed', 'Rows refused because the store fell behind.'),
-        rowsExpired: counter('causeway_store_rows_expired', 'Rows deleted by the store retention.'),
-        flushErrors: counter('causeway_store_flush_errors', 'Store writes that failed.'),
-        rowsBuffered: gauge('causeway_store_rows_buffered', 'Rows waiting to be written to the store.'),
-        lastFlush: gauge('causeway_store_last_flush_seconds', 'Time the last write to the store took.', 's'),
-        rows: gauge('causeway_store_rows', 'Rows held in the store, per table.'),
-        memory: gauge('causeway_store_memory_bytes', 'Memory the store uses.', 'By'),
-        disk: gauge('causeway_store_disk_bytes', "The store's file and write-ahead log on disk.", 'By'),
-      },
-      async () => {
-        const size = await this.size();
-        const counters = this.counters();
-        return {
-          ...counters,
-          lastFlush: counters.lastFlushMs / 1000,
-          rows: [
-            [size.events, { table: 'kernel_events' }],
-            [size.spans, { table: 'spans' }],
-            [size.attachments, { table: 'attachments' }],
-          ],
-          memory: size.memoryBytes,
-          disk: this.diskBytes(),
-        };
-      },
-    );
-  }
-
-  /** Appends everything buffered, then applies retention. Flushes never overlap. */
+  /** Writes everything handed over, then applies retention. Flushes never overlap. */
   flush(): Promise<void> {
     this.flushing = this.flushing
       .then(() => this.write())
@@ -334,9 +259,11 @@ export class Store implements TraceSource {
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.flush();
-    for (const reader of this.readers) reader.closeSync();
-    this.connection.closeSync();
-    this.instance.closeSync();
+    if (this.closed || this.down !== undefined) return;
+    const answered = this.request({ op: 'close' });
+    this.closed = true;
+    await answered;
+    await this.worker.terminate();
   }
 
   async spans(traceId: string): Promise<TraceSpan[]> {
@@ -394,11 +321,14 @@ export class Store implements TraceSource {
     }));
   }
 
-  /** Rows of an internal, parameterised query. */
-  async rows(sql: string, params: DuckDBValue[] = []): Promise<DuckDBValue[][]> {
-    const connection = this.readers[this.nextReader++ % this.readers.length] ?? this.connection;
-    const reader = await connection.runAndReadAll(sql, params);
-    return reader.getRows();
+  /** Rows of an internal, parameterised query; values other than numbers, strings and booleans come as their text. */
+  rows(sql: string, params: DuckDBValue[] = []): Promise<Cell[][]> {
+    return this.request({ op: 'rows', sql, params });
+  }
+
+  /** A query_sql query, confined and bounded (sql.ts). */
+  readOnly(sql: string, limits: SqlLimits): Promise<QueryResult> {
+    return this.request({ op: 'readOnly', sql, limits });
   }
 
   private async eventRows(where: string, params: DuckDBValue[]): Promise<KernelEvent[]> {
@@ -426,148 +356,178 @@ export class Store implements TraceSource {
   }
 
   private buffered(): number {
-    return this.eventsBuffer.length + this.spansBuffer.length + this.attachmentsBuffer.length;
+    return this.handed + this.writing;
+  }
+
+  /** Rows go to the worker now (postMessage copies them); a store down or closed counts them as lost. */
+  private hand(request: Request, rows: number): void {
+    if (this.down !== undefined || this.closed) {
+      this.count.rowsLost += rows;
+      return;
+    }
+    this.handed += rows;
+    this.worker.postMessage(request);
   }
 
   private async write(): Promise<void> {
-    const started = performance.now();
-    const events = this.eventsBuffer;
-    const spans = this.spansBuffer;
-    const attachments = this.attachmentsBuffer;
-    this.eventsBuffer = [];
-    this.spansBuffer = [];
-    this.attachmentsBuffer = [];
-    if (events.length > 0) await this.appendEvents(events);
-    if (spans.length > 0) await this.appendSpans(spans);
-    if (attachments.length > 0) await this.appendAttachments(attachments);
-    await this.expire();
-    this.count.lastFlushMs = performance.now() - started;
+    if (this.down !== undefined || this.closed) return;
+    this.writing = this.handed;
+    this.handed = 0;
+    try {
+      const written = await this.request<Written>({ op: 'write', now: this.settings.now() });
+      this.count.eventsStored += written.eventsStored;
+      this.count.spansStored += written.spansStored;
+      this.count.attachmentsStored += written.attachmentsStored;
+      this.count.rowsExpired += written.rowsExpired;
+      this.count.lastFlushMs = written.ms;
+      this.stopsInARow = 0;
+    } catch (error) {
+      this.count.rowsLost += this.writing;
+      throw error;
+    } finally {
+      this.writing = 0;
+    }
   }
 
-  private async appendEvents(events: KernelEvent[]): Promise<void> {
-    const a = await this.connection.createAppender('kernel_events');
-    for (const event of events) {
-      const other = otherTask(event);
-      a.appendBigInt(this.eventIds.get(event) ?? -1n);
-      a.appendVarchar(event.kind);
-      a.appendInteger(event.pid);
-      a.appendInteger(event.tid);
-      a.appendVarchar(event.comm);
-      a.appendBigInt(event.startUnixNano);
-      a.appendBigInt(event.endUnixNano);
-      a.appendDouble(Number(event.endUnixNano - event.startUnixNano) / 1e6);
-      appendIntegerOrNull(a, other?.pid);
-      appendIntegerOrNull(a, other?.tid);
-      appendVarcharOrNull(a, other?.comm);
-      appendVarcharOrNull(a, cudaKernel(event));
-      a.appendVarchar(json(ownAttributes(event.attributes)));
-      a.endRow();
-    }
-    a.closeSync();
-    this.count.eventsStored += events.length;
+  private request<T>(request: WithoutId<Question>): Promise<T> {
+    if (this.down !== undefined) return Promise.reject(new Error(`the store is down: ${this.down}`));
+    if (this.closed) return Promise.reject(new Error('the store is closed'));
+    const id = this.nextRequest++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (result: unknown) => void, reject });
+      // A write must come after the rows handed over before it; a query need not wait for them.
+      const channel = request.op === 'write' || request.op === 'close' ? this.worker : this.queries;
+      channel.postMessage({ ...request, id });
+    });
   }
 
-  private async appendSpans(spans: PlacedSpan<AppSpan>[]): Promise<void> {
-    const a = await this.connection.createAppender('spans');
-    const processes: { pid: number; service: string; executable?: string; containerId?: string }[] = [];
-    for (const { span, place } of spans) {
-      const pid = place?.hostPid;
-      a.appendBigInt(this.nextSpanSeq++);
-      a.appendVarchar(span.traceId);
-      a.appendVarchar(span.spanId);
-      appendVarcharOrNull(a, span.parentSpanId);
-      a.appendVarchar(span.serviceName ?? 'unknown_service');
-      a.appendVarchar(span.name);
-      a.appendTinyInt(span.kind);
-      a.appendBigInt(span.startUnixNano);
-      a.appendBigInt(span.endUnixNano);
-      a.appendDouble(Number(span.endUnixNano - span.startUnixNano) / 1e6);
-      appendIntegerOrNull(a, pid);
-      appendIntegerOrNull(a, place?.hostTid);
-      a.appendTinyInt(span.status?.code ?? 0);
-      a.appendVarchar(json(span.attributes));
-      a.endRow();
-      const key = `${String(pid)}/${span.serviceName ?? ''}`;
-      if (pid !== undefined && !this.processesSeen.has(key)) {
-        if (this.processesSeen.size >= 65536) this.processesSeen.clear();
-        this.processesSeen.add(key);
-        processes.push({
-          pid,
-          service: span.serviceName ?? 'unknown_service',
-          executable: text(span.resource[A.ATTR_PROCESS_EXECUTABLE_PATH]),
-          containerId: text(span.resource[A.ATTR_CONTAINER_ID]),
-        });
-      }
-    }
-    a.closeSync();
-    this.count.spansStored += spans.length;
-    if (processes.length === 0) return;
-    const p = await this.connection.createAppender('processes');
-    for (const process of processes) {
-      p.appendInteger(process.pid);
-      p.appendVarchar(process.service);
-      appendVarcharOrNull(p, process.executable);
-      appendVarcharOrNull(p, process.containerId);
-      p.appendBigInt(this.settings.now());
-      p.endRow();
-    }
-    p.closeSync();
+  private settle(reply: Reply): void {
+    const waiting = this.waiting.get(reply.id);
+    this.waiting.delete(reply.id);
+    if ('result' in reply) waiting?.resolve(reply.result);
+    else waiting?.reject(reply.refused ? new QueryRefused(reply.error) : new Error(reply.error));
   }
 
-  private async appendAttachments(attachments: Attachment<AppSpan>[]): Promise<void> {
-    const a = await this.connection.createAppender('attachments');
-    let n = 0;
-    for (const { span, events } of attachments) {
-      for (const event of events) {
-        const id = this.eventIds.get(event);
-        if (id === undefined) continue; // shed before it was stored
-        a.appendVarchar(span.traceId);
-        a.appendVarchar(span.spanId);
-        a.appendBigInt(id);
-        a.appendBigInt(span.endUnixNano);
-        a.endRow();
-        n++;
-      }
-    }
-    a.closeSync();
-    this.count.attachmentsStored += n;
+  /** A worker on the database; resolves once it is open, and the ids go on from the rows it holds. */
+  private async start(): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    const worker = new Worker(new URL('./worker.js', import.meta.url), {
+      workerData: { database: this.database, queries: port2 } satisfies WorkerData,
+      transferList: [port2],
+    });
+    this.worker = worker;
+    this.queries = port1;
+    const opened = await new Promise<Opened>((resolve, reject) => {
+      const failed = (error: Error) => {
+        worker.off('exit', ended);
+        reject(error);
+      };
+      const ended = (code: number) => {
+        worker.off('error', failed);
+        reject(new Error(`its worker ended before the database was open (exit code ${String(code)})`));
+      };
+      worker.once('message', (first: Opened) => {
+        worker.off('error', failed);
+        worker.off('exit', ended);
+        resolve(first);
+      });
+      worker.once('error', failed);
+      worker.once('exit', ended);
+    });
+    if (opened.nextEventId > this.nextEventId) this.nextEventId = opened.nextEventId;
+    let failure: Error | undefined;
+    worker.on('message', (reply: Reply) => {
+      this.settle(reply);
+    });
+    worker.on('error', (error) => (failure = error));
+    worker.on('exit', (code) => {
+      if (this.closed) this.failWaiting(new Error('the store is closed'));
+      else this.stopped(failure?.message ?? `exit code ${String(code)}`);
+    });
   }
 
-  /**
-   * Deletes what is older than the retention, then the oldest rows beyond the row bounds, then,
-   * past maxBytes, the oldest rows of each table down to SHRINK_TO of it (a checkpoint then
-   * frees their blocks and empties the write-ahead log), again until it fits.
-   */
-  private async expire(): Promise<void> {
-    const cutoff = this.settings.now() - BigInt(this.settings.retentionMs) * MS;
-    await this.deleteBefore(
-      cutoff,
-      this.nextEventId - BigInt(this.settings.maxEvents),
-      this.nextSpanSeq - BigInt(this.settings.maxSpans),
+  /** Reports a stopped worker, fails what waited on it, and starts another unless it keeps stopping. */
+  private stopped(reason: string): void {
+    const lost = this.handed + this.writing;
+    this.count.rowsLost += this.handed; // the write's own rows are counted when it fails, just below
+    this.handed = 0;
+    this.failWaiting(new Error(`the store's worker stopped: ${reason}`));
+    const held = this.settings.path === IN_MEMORY ? ' and every row it held (the store is in memory)' : '';
+    if (++this.stopsInARow > MAX_RESTARTS_IN_A_ROW) {
+      this.down = `its worker stopped ${String(this.stopsInARow)} times with no write in between (${reason})`;
+      this.settings.log(`store: ${this.down}; ${String(lost)} rows not written${held} are lost; the store is down`);
+      return;
+    }
+    this.count.workerRestarts++;
+    this.settings.log(
+      `store: its worker stopped (${reason}); ${String(lost)} rows not written${held} are lost; starting it again`,
     );
-    // Blocks are not freed in proportion to the rows deleted (a row group keeps its blocks until
-    // the checkpoint rewrites it), so measure again: each round deletes a larger share.
-    for (let round = 0; round < SHRINK_ROUNDS; round++) {
-      const size = await this.size();
-      if (size.bytes <= this.settings.maxBytes || size.events + size.spans === 0) return;
-      const keep = (SHRINK_TO * this.settings.maxBytes) / size.bytes;
-      await this.deleteBefore(
-        cutoff,
-        this.nextEventId - BigInt(Math.floor(size.events * keep)),
-        this.nextSpanSeq - BigInt(Math.floor(size.spans * keep)),
+    this.start().catch((e: unknown) => {
+      this.down = `its worker cannot start again: ${message(e)}`;
+      this.settings.log(
+        `store: ${this.down}; ${String(this.handed)} more rows not written are lost; the store is down`,
       );
-      if (this.settings.path !== IN_MEMORY) await this.connection.run('CHECKPOINT');
-    }
+      this.count.rowsLost += this.handed;
+      this.handed = 0;
+      this.failWaiting(new Error(`the store is down: ${this.down}`));
+    });
   }
 
-  private async deleteBefore(cutoff: bigint, oldestEvent: bigint, oldestSpan: bigint): Promise<void> {
-    const events = await this.connection.run(`DELETE FROM kernel_events WHERE end_ns < $1 OR event_id < $2`, [
-      cutoff,
-      oldestEvent,
-    ]);
-    const spans = await this.connection.run(`DELETE FROM spans WHERE end_ns < $1 OR seq < $2`, [cutoff, oldestSpan]);
-    await this.connection.run(`DELETE FROM attachments WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
-    this.count.rowsExpired += events.rowsChanged + spans.rowsChanged;
+  private failWaiting(error: Error): void {
+    for (const waiting of this.waiting.values()) waiting.reject(error);
+    this.waiting.clear();
+  }
+
+  /** The file and its write-ahead log, as the file system counts them; 0 in memory. */
+  private diskBytes(): number {
+    const { path } = this.settings;
+    return path === IN_MEMORY ? 0 : fileBytes(path) + fileBytes(`${path}.wal`);
+  }
+
+  private instrument(meter: Meter): void {
+    observe(
+      meter,
+      {
+        eventsStored: counter('causeway_store_events_stored', 'Kernel events written to the store.'),
+        spansStored: counter('causeway_store_spans_stored', 'App spans written to the store.'),
+        rowsShed: counter('causeway_store_rows_shed', 'Rows refused because the store fell behind.'),
+        rowsExpired: counter('causeway_store_rows_expired', 'Rows deleted by the store retention.'),
+        flushErrors: counter('causeway_store_flush_errors', 'Store writes that failed.'),
+        rowsLost: counter(
+          'causeway_store_rows_lost',
+          'Rows taken and never written: their write failed, the store worker stopped first, or the store is down.',
+        ),
+        workerRestarts: counter(
+          'causeway_store_worker_restarts',
+          'Times the store worker stopped and was started again.',
+        ),
+        rowsBuffered: gauge('causeway_store_rows_buffered', 'Rows waiting to be written to the store.'),
+        lastFlush: gauge('causeway_store_last_flush_seconds', 'Time the last write to the store took.', 's'),
+        rows: gauge('causeway_store_rows', 'Rows held in the store, per table.'),
+        memory: gauge('causeway_store_memory_bytes', 'Memory the store uses.', 'By'),
+        disk: gauge('causeway_store_disk_bytes', "The store's file and write-ahead log on disk.", 'By'),
+        up: gauge('causeway_store_up', 'Whether the store runs: 0 when its worker cannot (see the log).'),
+      },
+      async () => {
+        const size = this.down === undefined ? await this.size() : undefined;
+        const counters = this.counters();
+        return {
+          ...counters,
+          lastFlush: counters.lastFlushMs / 1000,
+          rows:
+            size === undefined
+              ? []
+              : [
+                  [size.events, { table: 'kernel_events' }],
+                  [size.spans, { table: 'spans' }],
+                  [size.attachments, { table: 'attachments' }],
+                ],
+          memory: size?.memoryBytes,
+          up: size === undefined ? 0 : 1,
+          disk: this.diskBytes(),
+        };
+      },
+    );
   }
 }
 

@@ -23,7 +23,7 @@ import { Capture, ROOT, SIM_CUDART, WORKLOADS } from '../bpf/session.js';
 import { discoveryRows } from './discovery.js';
 import { pipelineRows } from './pipeline.js';
 import { describeOverFloor, describeRatio, roundOrder, spread } from './rounds.js';
-import { storeRows } from './store.js';
+import { storeIntakeRows, storeRows } from './store.js';
 
 const { values: options } = parseArgs({
   options: {
@@ -416,6 +416,7 @@ const MEASURES: Record<string, () => Promise<string[]>> = {
   discovery: discoveryRows,
   pipeline: pipelineRows,
   store: storeRows,
+  'store-intake': storeIntakeRows,
 };
 const keys = [...WORKLOAD_SET.map((w) => w.key), ...Object.keys(MEASURES)];
 const only = options.only?.split(',') ?? keys;

@@ -1,11 +1,20 @@
 // The store and the MCP tools at the issue's size: 1M kernel events and 100k app spans (10k
 // traces of 10 spans over 200 threads, the last 10 minutes), then explain_trace, slow_traces
 // and find_stalls latency through a real MCP client over HTTP, and the memory the store takes.
+// Then the store's intake as the sidecar feeds it: the main thread's CPU per row stored, and
+// query latency while those appends run.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setImmediate as turn } from 'node:timers/promises';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Attachment, PlacedSpan } from '../../src/correlate/correlator.js';
 import { explainTrace } from '../../src/correlate/explain.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import { serveMcp } from '../../src/mcp/http.js';
+import type { AppSpan } from '../../src/otlp/index.js';
 import { IN_MEMORY, Store } from '../../src/store/store.js';
 import { DEFAULT_CONFIG } from '../../src/sidecar/index.js';
 import { percentile } from './pipeline.js';
@@ -148,4 +157,129 @@ export async function storeRows(): Promise<string[]> {
     `| store memory at that size | DuckDB ${(size.memoryBytes / 2 ** 20).toFixed(0)} MiB; RSS of the whole benchmark process ${(rss / 2 ** 20).toFixed(0)} MiB |`,
     ...rows,
   ];
+}
+
+/** Kernel events per batch, as the capture hands them over; a span batch follows every SPAN_EVERY. */
+const INTAKE_BATCH = 1000;
+const INTAKE_EVENTS = 200_000;
+const SPAN_EVERY = 10;
+const SPANS_PER_BATCH = 100;
+
+/** CPU time of the main thread alone, in ms: its own task in /proc (a worker thread is another task). */
+function mainThreadCpuMs(): number {
+  const stat = readFileSync(`/proc/self/task/${String(process.pid)}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime and stime, in ticks of 10 ms
+}
+
+const processCpuMs = () => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+};
+
+interface IntakeBatch {
+  events: KernelEvent[];
+  spans: PlacedSpan<AppSpan>[];
+  attachments: Attachment<AppSpan>[];
+}
+
+/** Batches as the sidecar hands them over: events, then spans and the events joined to each (10 per span). */
+function intakeBatches(start: bigint, round: number): IntakeBatch[] {
+  const rnd = random(13 + round);
+  const task = (i: number) => ({ pid: 1000 + (i % 20), tid: 2000 + i, comm: `worker-${String(i)}` });
+  const batches: IntakeBatch[] = [];
+  for (let b = 0; b < INTAKE_EVENTS / INTAKE_BATCH; b++) {
+    const events = Array.from({ length: INTAKE_BATCH }, (_, i) => {
+      const at = start + BigInt(b * INTAKE_BATCH + i) * 10_000n;
+      const who = task(Math.floor(rnd() * THREADS));
+      const other = task(Math.floor(rnd() * THREADS));
+      return i % 3 === 0
+        ? kernelEvent('cuda.launch', who, at, at + 5_000n, { 'causeway.cuda.kernel': `kernel_${String(i % 50)}` })
+        : kernelEvent(i % 3 === 1 ? 'futex.wait' : 'sched.runqueue', who, at, at + 8_000n, {
+            ...(i % 3 === 1 ? waker('futex', other) : holder(other)),
+            'process.executable.path': '/usr/bin/python3',
+          });
+    });
+    const spans: PlacedSpan<AppSpan>[] = [];
+    const attachments: Attachment<AppSpan>[] = [];
+    if (b % SPAN_EVERY === SPAN_EVERY - 1)
+      for (let s = 0; s < SPANS_PER_BATCH; s++) {
+        const n = round * 1_000_000 + b * SPANS_PER_BATCH + s + 1;
+        const placed = appSpan({ trace: n, span: n, start, end: start + 1000n * MS, pid: 1000, tid: 2000 });
+        spans.push(placed);
+        const joined = events.slice(s * 10, s * 10 + 10);
+        attachments.push({ span: placed.span, place: { hostPid: 1000, hostTid: 2000 }, events: joined });
+      }
+    batches.push({ events, spans, attachments });
+  }
+  return batches;
+}
+
+/** Feeds the batches one turn of the event loop each, then waits until all is written. */
+async function feed(store: Store, batches: IntakeBatch[]): Promise<void> {
+  for (const { events, spans, attachments } of batches) {
+    store.addEvents(events);
+    if (spans.length > 0) {
+      store.addSpans(spans);
+      store.addAttachments(attachments);
+    }
+    await turn();
+  }
+  await store.flush();
+}
+
+/** The queries behind explain_trace for one thread window, and a trace's spans. */
+async function query(store: Store, start: bigint, rnd: () => number): Promise<number> {
+  const began = performance.now();
+  const from = start + BigInt(Math.floor(rnd() * 1000)) * MS;
+  await store.events({ pid: 1000 + Math.floor(rnd() * 20), from, to: from + 50n * MS });
+  await store.spans(ids(1 + Math.floor(rnd() * 1000)).traceId);
+  return performance.now() - began;
+}
+
+const latency = (ms: number[]) => {
+  ms.sort((a, b) => a - b);
+  return `p50 ${percentile(ms, 50).toFixed(1)} ms, p99 ${percentile(ms, 99).toFixed(1)} ms, max ${(ms.at(-1) ?? 0).toFixed(1)} ms over ${String(ms.length)} calls`;
+};
+
+export async function storeIntakeRows(): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'causeway-bench-store-'));
+  const store = await Store.open({ ...DEFAULT_CONFIG.store, path: join(dir, 'store.duckdb') });
+  try {
+    const start = BigInt(Date.now()) * MS - 60_000n * MS;
+    // A first round warms the JIT and DuckDB up; the second is measured with nothing else running.
+    await feed(store, intakeBatches(start, 0));
+    const batches = intakeBatches(start, 1);
+    const rows = INTAKE_EVENTS * 2 + (INTAKE_EVENTS / INTAKE_BATCH / SPAN_EVERY) * SPANS_PER_BATCH;
+    const stalls = monitorEventLoopDelay({ resolution: 10 });
+    const shedBefore = store.counters().rowsShed;
+    stalls.enable();
+    const wallBegan = performance.now();
+    const mainBegan = mainThreadCpuMs();
+    const processBegan = processCpuMs();
+    await feed(store, batches);
+    const mainMs = mainThreadCpuMs() - mainBegan;
+    const otherMs = processCpuMs() - processBegan - mainMs;
+    const wallS = (performance.now() - wallBegan) / 1000;
+    stalls.disable();
+    const shed = store.counters().rowsShed - shedBefore;
+    const us = (ms: number) => ((ms * 1000) / rows).toFixed(2);
+
+    const rnd = random(17);
+    const idle: number[] = [];
+    for (let i = 0; i < CALLS; i++) idle.push(await query(store, start, rnd));
+    const busy: number[] = [];
+    const intake = { done: false };
+    const fed = feed(store, intakeBatches(start, 2)).finally(() => (intake.done = true));
+    while (!intake.done) busy.push(await query(store, start, rnd));
+    await fed;
+    return [
+      `| store intake, on disk: ${INTAKE_EVENTS.toLocaleString('en-US')} events, ${(rows - INTAKE_EVENTS).toLocaleString('en-US')} spans and attachments in the sidecar's batches, as fast as they are taken | ${wallS.toFixed(2)} s; main thread ${us(mainMs)} µs of CPU per row, other threads ${us(otherMs)} µs; longest event-loop stall ${(stalls.max / 1e6).toFixed(0)} ms; ${String(shed)} rows shed |`,
+      `| a thread window's events and a trace's spans (explain_trace's queries), store idle | ${latency(idle)} |`,
+      `| the same queries while that intake runs | ${latency(busy)} |`,
+    ];
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -3,9 +3,9 @@
 // within maxBytes, the oldest rows going first.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { MS, T0, appSpan, ids, kernelEvent, storeWith } from './traces.js';
@@ -27,14 +27,17 @@ import { storeWith, appSpan, kernelEvent, T0, MS } from ${JSON.stringify(new URL
 const store = await storeWith(
   [appSpan({ trace: 1, span: 1, start: T0, end: T0 + 100n * MS, pid: 10, tid: 11 })],
   [kernelEvent('futex.wait', { pid: 10, tid: 11 }, T0, T0 + MS), kernelEvent('futex.wait', { pid: 10, tid: 11 }, T0 + MS, T0 + 2n * MS)],
-  { path: process.argv[1], retentionMs: 1e12 },
+  { path: process.argv[2], retentionMs: 1e12 },
 );
 process.kill(process.pid, 'SIGKILL');
 `;
 
 test('rows written before a SIGKILL are there at the next open, and new ids go on from them', async (t) => {
   const path = storePath(t);
-  const run = spawnSync(process.execPath, ['--input-type=module', '-e', WRITE_AND_DIE, path], {
+  // A file rather than --eval: the store's worker thread would inherit --input-type, which workers refuse.
+  const script = join(dirname(path), '..', 'write-and-die.mjs');
+  writeFileSync(script, WRITE_AND_DIE);
+  const run = spawnSync(process.execPath, [script, path], {
     cwd: fileURLToPath(new URL('.', import.meta.url)),
     encoding: 'utf8',
   });

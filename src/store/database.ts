@@ -1,0 +1,395 @@
+// The store's DuckDB database, as its worker (worker.ts) runs it: the schema, the appends of
+// the rows the main thread handed over, retention, and the queries. An append gives the worker's
+// event loop a turn every few hundred rows, so that a query asked meanwhile starts (and its
+// result is sent) without waiting for the whole batch.
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { setImmediate as turn } from 'node:timers/promises';
+import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import { MS } from '../correlate/time.js';
+import { otherTask, type Attributes, type KernelEvent } from '../kernel/events.js';
+import * as A from '../semconv/attributes.js';
+import { confinedQuery, type QueryResult, type SqlLimits } from './sql.js';
+
+/** The retention bounds: rows past any of them are deleted. */
+export interface StoreRetention {
+  /** Rows older than this (by end time). */
+  retentionMs: number;
+  maxEvents: number;
+  maxSpans: number;
+  /** The database's blocks in use plus its write-ahead log (on disk), or its memory (in memory). */
+  maxBytes: number;
+}
+
+/** The path that keeps the store in memory, gone at exit. */
+export const IN_MEMORY = ':memory:';
+
+export interface DatabaseOptions extends StoreRetention {
+  path: string;
+  memoryLimit: string;
+}
+
+/** An app span as the worker needs it: what its row and its process's row hold. */
+export interface SpanRow {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string | undefined;
+  service: string;
+  name: string;
+  kind: number;
+  startUnixNano: bigint;
+  endUnixNano: bigint;
+  pid: number | undefined;
+  tid: number | undefined;
+  statusCode: number;
+  /** Stored as JSON. */
+  attributes: Record<string, unknown>;
+  executable: string | undefined;
+  containerId: string | undefined;
+}
+
+/** The kernel events joined to one span, by the ids the main thread gave them. */
+export interface AttachmentRows {
+  traceId: string;
+  spanId: string;
+  endUnixNano: bigint;
+  eventIds: bigint[];
+}
+
+/** Kernel events with consecutive ids from firstId. */
+export interface EventBatch {
+  firstId: bigint;
+  events: KernelEvent[];
+}
+
+export interface Written {
+  eventsStored: number;
+  spansStored: number;
+  attachmentsStored: number;
+  rowsExpired: number;
+  ms: number;
+}
+
+/** A value of a query's row, as it crosses to the main thread; other DuckDB values come as their text. */
+export type Cell = bigint | number | string | boolean | null;
+
+export interface Size {
+  events: number;
+  spans: number;
+  attachments: number;
+  memoryBytes: number;
+  /** What maxBytes bounds. */
+  bytes: number;
+}
+
+/** Past maxBytes, the oldest rows are deleted down to this share of it, so that not every flush deletes. */
+const SHRINK_TO = 0.8;
+/** Rounds of deleting and measuring within one flush, until the store fits. */
+const SHRINK_ROUNDS = 4;
+/** Read connections: queries of one explain_trace run side by side on DuckDB's threads. */
+const READERS = 4;
+/** Rows appended between turns of the worker's event loop, in which queries asked meanwhile start or end. */
+const ROWS_PER_TURN = 256;
+/** Rows the appender holds at most before it writes them out: a flush holds the worker's event loop too. */
+const ROWS_PER_FLUSH = 16_384;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS spans (
+  seq BIGINT, trace_id VARCHAR, span_id VARCHAR, parent_span_id VARCHAR, service VARCHAR, name VARCHAR,
+  span_kind TINYINT, start_ns BIGINT, end_ns BIGINT, duration_ms DOUBLE, pid INTEGER, tid INTEGER,
+  status_code TINYINT, attributes JSON);
+CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
+CREATE TABLE IF NOT EXISTS kernel_events (
+  event_id BIGINT, kind VARCHAR, pid INTEGER, tid INTEGER, comm VARCHAR, start_ns BIGINT, end_ns BIGINT,
+  duration_ms DOUBLE, other_pid INTEGER, other_tid INTEGER, other_comm VARCHAR, cuda_kernel VARCHAR,
+  attributes JSON);
+CREATE TABLE IF NOT EXISTS attachments (trace_id VARCHAR, span_id VARCHAR, event_id BIGINT, end_ns BIGINT);
+CREATE TABLE IF NOT EXISTS processes (pid INTEGER, service VARCHAR, executable VARCHAR, container_id VARCHAR, seen_ns BIGINT);
+`;
+
+const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+const json = (value: unknown) =>
+  JSON.stringify(value, (_, v: unknown) =>
+    typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v,
+  );
+
+function cudaKernel(event: KernelEvent): string | undefined {
+  const a = event.attributes;
+  const inflight = a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS];
+  return text(a[A.ATTR_CAUSEWAY_CUDA_KERNEL]) ?? (Array.isArray(inflight) ? text(inflight[0]) : undefined);
+}
+
+/** Process metadata is in the processes table: each event carries only its own attributes. */
+const PROCESS_KEYS = new Set<string>([
+  A.ATTR_PROCESS_EXECUTABLE_PATH,
+  A.ATTR_CONTAINER_ID,
+  A.ATTR_CAUSEWAY_PROCESS_NSPID,
+]);
+
+function ownAttributes(attributes: Attributes): Attributes {
+  const own: Attributes = {};
+  for (const [key, value] of Object.entries(attributes)) if (!PROCESS_KEYS.has(key)) own[key] = value;
+  return own;
+}
+
+/** Appends the value, or SQL NULL when there is none. */
+function appendIntegerOrNull(appender: DuckDBAppender, value: number | undefined): void {
+  if (value === undefined) appender.appendNull();
+  else appender.appendInteger(value);
+}
+
+function appendVarcharOrNull(appender: DuckDBAppender, value: string | undefined): void {
+  if (value === undefined) appender.appendNull();
+  else appender.appendVarchar(value);
+}
+
+const cell = (value: DuckDBValue): Cell => (value === null || typeof value !== 'object' ? value : String(value));
+
+function fileBytes(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0; // no write-ahead log after a checkpoint
+    throw error;
+  }
+}
+
+export class StoreDatabase {
+  /** Reads, taken in turn: a DuckDB connection runs one query at a time, and writes have their own. */
+  private readers: DuckDBConnection[] = [];
+  private nextReader = 0;
+  private readonly processesSeen = new Set<string>();
+  /** The next ids, after those of the rows held. */
+  nextEventId = 0n;
+  nextSpanSeq = 0n;
+
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    /** Appends and retention. */
+    private readonly connection: DuckDBConnection,
+    private readonly options: DatabaseOptions,
+  ) {}
+
+  static async open(options: DatabaseOptions): Promise<StoreDatabase> {
+    const onDisk = options.path !== IN_MEMORY;
+    if (onDisk) mkdirSync(dirname(options.path), { recursive: true, mode: 0o750 });
+    // No file or network access from SQL at all, settings locked: query_sql cannot reach out.
+    const instance = await DuckDBInstance.create(IN_MEMORY, { memory_limit: options.memoryLimit, threads: '2' });
+    const connection = await instance.connect();
+    // An attached in-memory database can be compressed; the default one cannot. A file's
+    // write-ahead log is replayed here if the last run did not close it.
+    const database = onDisk ? `'${options.path.replaceAll("'", "''")}'` : `':memory:'`;
+    await connection.run(
+      `ATTACH ${database} AS causeway (${onDisk ? '' : 'COMPRESS, '}ROW_GROUP_SIZE 16384); USE causeway;`,
+    );
+    await connection.run(SCHEMA);
+    await connection.run(`SET enable_external_access = false; SET lock_configuration = true;`);
+    const db = new StoreDatabase(instance, connection, options);
+    db.readers = await Promise.all(Array.from({ length: READERS }, () => db.connect()));
+    // Ids go on from those of the rows a file kept.
+    const [next] = await db.rows(
+      `SELECT (SELECT coalesce(max(event_id) + 1, 0) FROM kernel_events), (SELECT coalesce(max(seq) + 1, 0) FROM spans)`,
+    );
+    db.nextEventId = BigInt(String(next?.[0] ?? 0));
+    db.nextSpanSeq = BigInt(String(next?.[1] ?? 0));
+    return db;
+  }
+
+  /** Appends the rows, then applies retention as of `now`. */
+  async write(events: EventBatch[], spans: SpanRow[], attachments: AttachmentRows[], now: bigint): Promise<Written> {
+    const started = performance.now();
+    const written = {
+      eventsStored: await this.appendEvents(events),
+      spansStored: await this.appendSpans(spans, now),
+      attachmentsStored: await this.appendAttachments(attachments),
+      rowsExpired: await this.expire(now),
+    };
+    return { ...written, ms: performance.now() - started };
+  }
+
+  /** Rows of an internal, parameterised query. */
+  async rows(sql: string, params: DuckDBValue[] = []): Promise<Cell[][]> {
+    const connection = this.readers[this.nextReader++ % this.readers.length] ?? this.connection;
+    const reader = await connection.runAndReadAll(sql, params);
+    return reader.getRows().map((row) => row.map(cell));
+  }
+
+  /** A query_sql query (sql.ts), on a connection of its own so that interrupting it stops only that query. */
+  async readOnly(sql: string, limits: SqlLimits): Promise<QueryResult> {
+    return confinedQuery(await this.connect(), sql, limits);
+  }
+
+  /** Rows held and memory used, per table; `bytes` is what maxBytes bounds. */
+  async size(): Promise<Size> {
+    const rows = await this
+      .rows(`SELECT (SELECT count(*) FROM kernel_events), (SELECT count(*) FROM spans), (SELECT count(*) FROM attachments),
+      (SELECT sum(memory_usage_bytes) FROM duckdb_memory())`);
+    const [events, spans, attachments, memory] = rows[0] ?? [];
+    return {
+      events: Number(events),
+      spans: Number(spans),
+      attachments: Number(attachments),
+      memoryBytes: Number(memory),
+      bytes: await this.bytes(Number(memory)),
+    };
+  }
+
+  close(): void {
+    for (const reader of this.readers) reader.closeSync();
+    this.connection.closeSync();
+    this.instance.closeSync();
+  }
+
+  private async connect(): Promise<DuckDBConnection> {
+    const connection = await this.instance.connect();
+    await connection.run('USE causeway');
+    return connection;
+  }
+
+  /** On disk: the blocks in use and the write-ahead log (freed blocks are reused); in memory: the memory. */
+  private async bytes(memoryBytes: number): Promise<number> {
+    if (this.options.path === IN_MEMORY) return memoryBytes;
+    const [used] = await this.rows(
+      `SELECT used_blocks * block_size FROM pragma_database_size() WHERE database_name = 'causeway'`,
+    );
+    return Number(used?.[0] ?? 0) + fileBytes(`${this.options.path}.wal`);
+  }
+
+  /** Every so many rows, lets the worker answer what was asked meanwhile, and writes the rows out. */
+  private async appended(appender: DuckDBAppender, rows: number): Promise<void> {
+    if (rows % ROWS_PER_TURN !== 0) return;
+    if (rows % ROWS_PER_FLUSH === 0) appender.flushSync();
+    await turn();
+  }
+
+  private async appendEvents(batches: EventBatch[]): Promise<number> {
+    if (batches.length === 0) return 0;
+    const a = await this.connection.createAppender('kernel_events');
+    let n = 0;
+    for (const { firstId, events } of batches) {
+      let id = firstId;
+      for (const event of events) {
+        const other = otherTask(event);
+        a.appendBigInt(id++);
+        a.appendVarchar(event.kind);
+        a.appendInteger(event.pid);
+        a.appendInteger(event.tid);
+        a.appendVarchar(event.comm);
+        a.appendBigInt(event.startUnixNano);
+        a.appendBigInt(event.endUnixNano);
+        a.appendDouble(Number(event.endUnixNano - event.startUnixNano) / 1e6);
+        appendIntegerOrNull(a, other?.pid);
+        appendIntegerOrNull(a, other?.tid);
+        appendVarcharOrNull(a, other?.comm);
+        appendVarcharOrNull(a, cudaKernel(event));
+        a.appendVarchar(json(ownAttributes(event.attributes)));
+        a.endRow();
+        await this.appended(a, ++n);
+      }
+      if (id > this.nextEventId) this.nextEventId = id;
+    }
+    a.closeSync();
+    return n;
+  }
+
+  private async appendSpans(spans: SpanRow[], now: bigint): Promise<number> {
+    if (spans.length === 0) return 0;
+    const a = await this.connection.createAppender('spans');
+    const processes: SpanRow[] = [];
+    let n = 0;
+    for (const span of spans) {
+      a.appendBigInt(this.nextSpanSeq++);
+      a.appendVarchar(span.traceId);
+      a.appendVarchar(span.spanId);
+      appendVarcharOrNull(a, span.parentSpanId);
+      a.appendVarchar(span.service);
+      a.appendVarchar(span.name);
+      a.appendTinyInt(span.kind);
+      a.appendBigInt(span.startUnixNano);
+      a.appendBigInt(span.endUnixNano);
+      a.appendDouble(Number(span.endUnixNano - span.startUnixNano) / 1e6);
+      appendIntegerOrNull(a, span.pid);
+      appendIntegerOrNull(a, span.tid);
+      a.appendTinyInt(span.statusCode);
+      a.appendVarchar(json(span.attributes));
+      a.endRow();
+      await this.appended(a, ++n);
+      const key = `${String(span.pid)}/${span.service}`;
+      if (span.pid !== undefined && !this.processesSeen.has(key)) {
+        if (this.processesSeen.size >= 65536) this.processesSeen.clear();
+        this.processesSeen.add(key);
+        processes.push(span);
+      }
+    }
+    a.closeSync();
+    if (processes.length === 0) return n;
+    const p = await this.connection.createAppender('processes');
+    for (const span of processes) {
+      p.appendInteger(span.pid ?? 0);
+      p.appendVarchar(span.service);
+      appendVarcharOrNull(p, span.executable);
+      appendVarcharOrNull(p, span.containerId);
+      p.appendBigInt(now);
+      p.endRow();
+    }
+    p.closeSync();
+    return n;
+  }
+
+  private async appendAttachments(attachments: AttachmentRows[]): Promise<number> {
+    if (attachments.length === 0) return 0;
+    const a = await this.connection.createAppender('attachments');
+    let n = 0;
+    for (const { traceId, spanId, endUnixNano, eventIds } of attachments) {
+      for (const id of eventIds) {
+        a.appendVarchar(traceId);
+        a.appendVarchar(spanId);
+        a.appendBigInt(id);
+        a.appendBigInt(endUnixNano);
+        a.endRow();
+        await this.appended(a, ++n);
+      }
+    }
+    a.closeSync();
+    return n;
+  }
+
+  /**
+   * Deletes what is older than the retention, then the oldest rows beyond the row bounds, then,
+   * past maxBytes, the oldest rows of each table down to SHRINK_TO of it (a checkpoint then
+   * frees their blocks and empties the write-ahead log), again until it fits. Returns the rows deleted.
+   */
+  private async expire(now: bigint): Promise<number> {
+    const { retentionMs, maxEvents, maxSpans, maxBytes, path } = this.options;
+    const cutoff = now - BigInt(retentionMs) * MS;
+    let expired = await this.deleteBefore(
+      cutoff,
+      this.nextEventId - BigInt(maxEvents),
+      this.nextSpanSeq - BigInt(maxSpans),
+    );
+    // Blocks are not freed in proportion to the rows deleted (a row group keeps its blocks until
+    // the checkpoint rewrites it), so measure again: each round deletes a larger share.
+    for (let round = 0; round < SHRINK_ROUNDS; round++) {
+      const size = await this.size();
+      if (size.bytes <= maxBytes || size.events + size.spans === 0) break;
+      const keep = (SHRINK_TO * maxBytes) / size.bytes;
+      expired += await this.deleteBefore(
+        cutoff,
+        this.nextEventId - BigInt(Math.floor(size.events * keep)),
+        this.nextSpanSeq - BigInt(Math.floor(size.spans * keep)),
+      );
+      if (path !== IN_MEMORY) await this.connection.run('CHECKPOINT');
+    }
+    return expired;
+  }
+
+  private async deleteBefore(cutoff: bigint, oldestEvent: bigint, oldestSpan: bigint): Promise<number> {
+    const events = await this.connection.run(`DELETE FROM kernel_events WHERE end_ns < $1 OR event_id < $2`, [
+      cutoff,
+      oldestEvent,
+    ]);
+    const spans = await this.connection.run(`DELETE FROM spans WHERE end_ns < $1 OR seq < $2`, [cutoff, oldestSpan]);
+    await this.connection.run(`DELETE FROM attachments WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
+    return events.rowsChanged + spans.rowsChanged;
+  }
+}

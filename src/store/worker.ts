@@ -1,0 +1,91 @@
+// The store's worker thread: it owns the DuckDB database (database.ts). The main thread hands it
+// rows as they come and asks it to write them (on the store's timer), on the worker's own port,
+// and asks queries on a channel of their own, so that they do not wait for rows queued before
+// them to be copied in; the rows handed over wait here until the next write. Replies carry the
+// request's id.
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import type { DuckDBValue } from '@duckdb/node-api';
+import { StoreDatabase, type AttachmentRows, type DatabaseOptions, type EventBatch, type SpanRow } from './database.js';
+import { QueryRefused, type SqlLimits } from './sql.js';
+
+export type Request =
+  | { op: 'events'; batch: EventBatch }
+  | { op: 'spans'; spans: SpanRow[] }
+  | { op: 'attachments'; attachments: AttachmentRows[] }
+  | { op: 'write'; id: number; now: bigint }
+  | { op: 'rows'; id: number; sql: string; params: DuckDBValue[] }
+  | { op: 'readOnly'; id: number; sql: string; limits: SqlLimits }
+  | { op: 'size'; id: number }
+  | { op: 'close'; id: number };
+
+export type Reply =
+  | { id: number; result: unknown }
+  /** refused: a query_sql refusal (QueryRefused), to be thrown as one again. */
+  | { id: number; error: string; refused: boolean };
+
+export interface WorkerData {
+  database: DatabaseOptions;
+  queries: MessagePort;
+}
+
+/** The worker's first message, once the database is open. */
+export interface Opened {
+  nextEventId: bigint;
+}
+
+function mainPort(): MessagePort {
+  if (parentPort === null) throw new Error('store/worker.js runs as the store\u2019s worker thread');
+  return parentPort;
+}
+
+const port = mainPort();
+
+const { database, queries } = workerData as WorkerData;
+const db = await StoreDatabase.open(database);
+let events: EventBatch[] = [];
+let spans: SpanRow[][] = [];
+let attachments: AttachmentRows[][] = [];
+
+async function answer(request: Exclude<Request, { op: 'events' | 'spans' | 'attachments' }>): Promise<unknown> {
+  switch (request.op) {
+    case 'write': {
+      const written = db.write(events, spans.flat(), attachments.flat(), request.now);
+      events = [];
+      spans = [];
+      attachments = [];
+      return written;
+    }
+    case 'rows':
+      return db.rows(request.sql, request.params);
+    case 'readOnly':
+      return db.readOnly(request.sql, request.limits);
+    case 'size':
+      return db.size();
+    case 'close':
+      db.close();
+      return undefined;
+  }
+}
+
+function handle(request: Request): void {
+  if (request.op === 'events') events.push(request.batch);
+  else if (request.op === 'spans') spans.push(request.spans);
+  else if (request.op === 'attachments') attachments.push(request.attachments);
+  else
+    answer(request).then(
+      (result) => {
+        port.postMessage({ id: request.id, result } satisfies Reply);
+      },
+      (e: unknown) => {
+        port.postMessage({
+          id: request.id,
+          error: e instanceof Error ? e.message : String(e),
+          refused: e instanceof QueryRefused,
+        } satisfies Reply);
+      },
+    );
+}
+
+port.on('message', handle);
+queries.on('message', handle);
+port.postMessage({ nextEventId: db.nextEventId } satisfies Opened);
