@@ -59,7 +59,21 @@ export const KIND_NAMES: Readonly<Record<EventRecord['kind'], A.CausewayKindValu
   [Kind.BLOCK_IO]: A.CAUSEWAY_KIND_VALUE_BLOCK_IO,
   [Kind.TCP_RETRANSMIT]: A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT,
   [Kind.IPC_MESSAGE]: A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE,
+  [Kind.CUDA_LAUNCHES]: A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCHES,
+  [Kind.SCHED_RUNQUEUE_SUM]: A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUES,
 };
+
+/** The summaries of the in-kernel reduction, and the kind of the events each stands for. */
+export const SUMMARIZED: Readonly<Partial<Record<A.CausewayKindValue, A.CausewayKindValue>>> = {
+  [A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCHES]: A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH,
+  [A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUES]: A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE,
+};
+
+/** How many kernel events an event stands for: a summary's count, 1 for any other. */
+export function eventsCovered(event: KernelEvent): number {
+  const count = event.attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT];
+  return SUMMARIZED[event.kind] !== undefined && typeof count === 'number' ? count : 1;
+}
 
 const hex = (value: bigint) => `0x${value.toString(16)}`;
 /** How a pipe's connection id begins: a pipe is one-way, which linking needs to know. */
@@ -225,6 +239,28 @@ export class EventShaper {
       case Kind.SCHED_RUNQUEUE:
         this.runqueue(record, attributes);
         break;
+      case Kind.CUDA_LAUNCHES: {
+        const { launches } = record;
+        const { names, counts, captured } = this.parts.cuda.launches(record);
+        this.cuda(attributes, record, 0, launches.device);
+        attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(launches.stream);
+        if (captured) attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED] = true;
+        attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT] = launches.count;
+        attributes[A.ATTR_CAUSEWAY_CUDA_KERNELS] = names;
+        attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS] = counts;
+        attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_CALL_MS] = ms(launches.callNs);
+        attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_MAX_CALL_MS] = ms(launches.maxCallNs);
+        break;
+      }
+      case Kind.SCHED_RUNQUEUE_SUM: {
+        const { runqueueSum } = record;
+        attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
+        attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT] = runqueueSum.count;
+        attributes[A.ATTR_CAUSEWAY_SCHED_WAIT_MS] = ms(runqueueSum.waitNs);
+        attributes[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS] = ms(runqueueSum.maxNs);
+        attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT] = runqueueSum.preempted;
+        break;
+      }
       case Kind.SCHED_BLOCKED:
         attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
         setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED, record.blocked.waker);
