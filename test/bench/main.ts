@@ -5,7 +5,8 @@
 // spread over the rounds (rounds.ts); the user-space decode rate per core; drops at a high
 // event rate; how long capture takes to start; the sidecar's span throughput and join delay
 // (pipeline.ts); the store and the MCP tools at 1M events (store.ts); what finding every GPU
-// process costs on a node with many processes (discovery.ts).
+// process costs on a node with many processes (discovery.ts); what in-kernel reduction saves
+// (reduction.ts).
 //
 // Options: --rounds N (default 5), --round-seconds S (default 1: how long each configuration
 // runs in a round), --only KEY,... (the rows and measures to run; the keys are listed on a bad one).
@@ -23,6 +24,7 @@ import { Capture, ROOT, SIM_CUDART, WORKLOADS } from '../bpf/session.js';
 import { discoveryRows } from './discovery.js';
 import { pipelineRows } from './pipeline.js';
 import { describeOverFloor, describeRatio, roundOrder, spread } from './rounds.js';
+import { reductionRows } from './reduction.js';
 import { storeRows } from './store.js';
 
 const { values: options } = parseArgs({
@@ -416,6 +418,7 @@ const MEASURES: Record<string, () => Promise<string[]>> = {
   discovery: discoveryRows,
   pipeline: pipelineRows,
   store: storeRows,
+  reduction: () => reductionRows(ROUNDS, Math.max(2, ROUND_SECONDS)),
 };
 const keys = [...WORKLOAD_SET.map((w) => w.key), ...Object.keys(MEASURES)];
 const only = options.only?.split(',') ?? keys;
