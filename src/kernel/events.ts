@@ -12,6 +12,7 @@ import {
   cudaApiName,
   type KernelRecord,
   type Message,
+  type RunqueueSum,
   type Task,
 } from './record.js';
 import { blockOp, futexOp, ipAddress, memcpyDirection, taskState, tcpState } from './vocabulary.js';
@@ -152,6 +153,15 @@ function describeMessage(message: Message, attributes: Attributes): void {
   attributes[A.ATTR_CAUSEWAY_IPC_BYTES] = message.bytes;
 }
 
+/** A window of a thread's short run-queue waits (in-kernel reduction): how many, how long in all. */
+function describeRunqueueSum(sum: RunqueueSum, cpu: number, attributes: Attributes): void {
+  attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = cpu;
+  attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT] = sum.count;
+  attributes[A.ATTR_CAUSEWAY_SCHED_WAIT_MS] = ms(sum.waitNs);
+  attributes[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS] = ms(sum.maxNs);
+  attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT] = sum.preempted;
+}
+
 /** What a wait found in flight: on what a sync waited for, or queued ahead of a launch that blocked. */
 function setInflight(attributes: Attributes, inflight: Inflight): void {
   attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] = inflight.count;
@@ -192,6 +202,8 @@ export class EventShaper {
     }
     const attributes = this.processAttributes(record.pid);
     if (record.kind === Kind.IPC_MESSAGE) describeMessage(record.message, attributes);
+    else if (record.kind === Kind.CUDA_LAUNCHES) this.launches(record, attributes);
+    else if (record.kind === Kind.SCHED_RUNQUEUE_SUM) describeRunqueueSum(record.runqueueSum, record.cpu, attributes);
     else this.describe(record, attributes);
     return {
       kind: KIND_NAMES[record.kind],
@@ -205,7 +217,13 @@ export class EventShaper {
   }
 
   /** Adds the attributes of the record's kind, and updates the CUDA state it changes. */
-  private describe(record: Exclude<EventRecord, { kind: typeof Kind.IPC_MESSAGE }>, attributes: Attributes): void {
+  private describe(
+    record: Exclude<
+      EventRecord,
+      { kind: typeof Kind.IPC_MESSAGE | typeof Kind.CUDA_LAUNCHES | typeof Kind.SCHED_RUNQUEUE_SUM }
+    >,
+    attributes: Attributes,
+  ): void {
     switch (record.kind) {
       case Kind.CUDA_LAUNCH:
         this.launch(record, attributes);
@@ -239,28 +257,6 @@ export class EventShaper {
       case Kind.SCHED_RUNQUEUE:
         this.runqueue(record, attributes);
         break;
-      case Kind.CUDA_LAUNCHES: {
-        const { launches } = record;
-        const { names, counts, captured } = this.parts.cuda.launches(record);
-        this.cuda(attributes, record, 0, launches.device);
-        attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(launches.stream);
-        if (captured) attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED] = true;
-        attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT] = launches.count;
-        attributes[A.ATTR_CAUSEWAY_CUDA_KERNELS] = names;
-        attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS] = counts;
-        attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_CALL_MS] = ms(launches.callNs);
-        attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_MAX_CALL_MS] = ms(launches.maxCallNs);
-        break;
-      }
-      case Kind.SCHED_RUNQUEUE_SUM: {
-        const { runqueueSum } = record;
-        attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
-        attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT] = runqueueSum.count;
-        attributes[A.ATTR_CAUSEWAY_SCHED_WAIT_MS] = ms(runqueueSum.waitNs);
-        attributes[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS] = ms(runqueueSum.maxNs);
-        attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT] = runqueueSum.preempted;
-        break;
-      }
       case Kind.SCHED_BLOCKED:
         attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
         setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED, record.blocked.waker);
@@ -361,6 +357,20 @@ export class EventShaper {
     attributes[A.ATTR_CAUSEWAY_CUDA_GRID] = launch.grid;
     attributes[A.ATTR_CAUSEWAY_CUDA_BLOCK] = launch.block;
     attributes[A.ATTR_CAUSEWAY_CUDA_SHARED_MEM_BYTES] = Number(launch.sharedMem);
+  }
+
+  /** A window of a thread's quick launches (in-kernel reduction): each kernel with its count, queued on the stream. */
+  private launches(record: Extract<EventRecord, { kind: typeof Kind.CUDA_LAUNCHES }>, attributes: Attributes): void {
+    const { launches } = record;
+    const { names, counts, captured } = this.parts.cuda.launches(record);
+    this.cuda(attributes, record, 0, launches.device);
+    attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(launches.stream);
+    if (captured) attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED] = true;
+    attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT] = launches.count;
+    attributes[A.ATTR_CAUSEWAY_CUDA_KERNELS] = names;
+    attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS] = counts;
+    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_CALL_MS] = ms(launches.callNs);
+    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_MAX_CALL_MS] = ms(launches.maxCallNs);
   }
 
   /** A wait for the GPU, blocking or polling: on what, and what it found in flight. */

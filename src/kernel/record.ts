@@ -472,6 +472,34 @@ function runqueue(buf: Buffer, view: DataView, u: number) {
   };
 }
 
+/** The in-kernel reduction's summaries. */
+function summaryBody(kind: typeof Kind.CUDA_LAUNCHES | typeof Kind.SCHED_RUNQUEUE_SUM, view: DataView, u: number) {
+  switch (kind) {
+    case Kind.CUDA_LAUNCHES:
+      return {
+        kind,
+        launches: {
+          stream: view.getBigUint64(u + LS.stream, true),
+          callNs: view.getBigUint64(u + LS.call_ns, true),
+          maxCallNs: view.getBigUint64(u + LS.max_call_ns, true),
+          count: view.getUint32(u + LS.count, true),
+          device: view.getInt32(u + LS.device, true),
+          funcs: funcCounts(view, u + LS.funcs),
+        },
+      } as const;
+    default:
+      return {
+        kind,
+        runqueueSum: {
+          waitNs: view.getBigUint64(u + RS.wait_ns, true),
+          maxNs: view.getBigUint64(u + RS.max_ns, true),
+          count: view.getUint32(u + RS.count, true),
+          preempted: view.getUint32(u + RS.preempted, true),
+        },
+      } as const;
+  }
+}
+
 function body(kind: number, buf: Buffer, view: DataView, r: number, index: number) {
   const u = r + U;
   switch (kind) {
@@ -544,27 +572,8 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
         },
       } as const;
     case Kind.CUDA_LAUNCHES:
-      return {
-        kind,
-        launches: {
-          stream: view.getBigUint64(u + LS.stream, true),
-          callNs: view.getBigUint64(u + LS.call_ns, true),
-          maxCallNs: view.getBigUint64(u + LS.max_call_ns, true),
-          count: view.getUint32(u + LS.count, true),
-          device: view.getInt32(u + LS.device, true),
-          funcs: funcCounts(view, u + LS.funcs),
-        },
-      } as const;
     case Kind.SCHED_RUNQUEUE_SUM:
-      return {
-        kind,
-        runqueueSum: {
-          waitNs: view.getBigUint64(u + RS.wait_ns, true),
-          maxNs: view.getBigUint64(u + RS.max_ns, true),
-          count: view.getUint32(u + RS.count, true),
-          preempted: view.getUint32(u + RS.preempted, true),
-        },
-      } as const;
+      return summaryBody(kind, view, u);
     default:
       throw new RecordError(`record ${index}: unknown kind ${kind} (is the loader built from another causeway.h?)`);
   }

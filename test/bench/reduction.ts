@@ -40,7 +40,13 @@ interface Sample {
   recordsPerS: number;
   coveredPerS: number;
   cpuPerS: number;
+  /** Records the ring could not take, all kinds (the capture's closing summary). */
+  drops: number;
 }
+
+/** The sum of the counts on the closing summary's `drops:` line ("none" is 0). */
+const dropsOf = (stderr: string) =>
+  [...(/drops: (.*)/.exec(stderr)?.[1] ?? '').matchAll(/ (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
 
 /** User plus system CPU seconds of a process, from /proc (10 ms ticks). */
 function cpuSeconds(pid: number): number {
@@ -75,7 +81,12 @@ async function measure(workload: ReducedWorkload, mode: Mode, seconds: number): 
   await capture.stop();
   const mine = capture.events.filter((e) => e.pid === child.pid);
   const covered = mine.reduce((sum, e) => sum + (Number(e.attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT]) || 1), 0);
-  return { recordsPerS: mine.length / wallS, coveredPerS: covered / wallS, cpuPerS: cpu / wallS };
+  return {
+    recordsPerS: mine.length / wallS,
+    coveredPerS: covered / wallS,
+    cpuPerS: cpu / wallS,
+    drops: dropsOf(capture.stderr),
+  };
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -84,8 +95,8 @@ const median = (values: number[]) => spread(values).median;
 /** One row per workload: medians over the rounds, on and off, and the ratio of each round's pair. */
 export async function reductionRows(rounds: number, seconds: number): Promise<string[]> {
   const rows = [
-    `| workload (median of ${String(rounds)} interleaved rounds of ${String(seconds)} s) | records/s to user space, reduction on / off | kernel events/s covered, on / off | capture CPU (node + loader) per s, on / off | records on / off (spread) | CPU on / off (spread) |`,
-    '| --- | --- | --- | --- | --- | --- |',
+    `| workload (median of ${String(rounds)} interleaved rounds of ${String(seconds)} s) | records/s to user space, reduction on / off | kernel events/s covered, on / off | capture CPU (node + loader) per s, on / off | ring drops per run, on / off | records on / off (spread) | CPU on / off (spread) |`,
+    '| --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const workload of WORKLOADS_REDUCED) {
     const samples: Record<Mode, Sample[]> = { on: [], off: [] };
@@ -98,7 +109,7 @@ export async function reductionRows(rounds: number, seconds: number): Promise<st
       return `${s.median.toFixed(3)} (${s.low.toFixed(3)}–${s.high.toFixed(3)})`;
     };
     rows.push(
-      `| ${workload.title} | ${fmt(of('on', 'recordsPerS'))} / ${fmt(of('off', 'recordsPerS'))} | ${fmt(of('on', 'coveredPerS'))} / ${fmt(of('off', 'coveredPerS'))} | ${of('on', 'cpuPerS').toFixed(3)} / ${of('off', 'cpuPerS').toFixed(3)} s | ${ratio('recordsPerS')} | ${ratio('cpuPerS')} |`,
+      `| ${workload.title} | ${fmt(of('on', 'recordsPerS'))} / ${fmt(of('off', 'recordsPerS'))} | ${fmt(of('on', 'coveredPerS'))} / ${fmt(of('off', 'coveredPerS'))} | ${of('on', 'cpuPerS').toFixed(3)} / ${of('off', 'cpuPerS').toFixed(3)} s | ${fmt(of('on', 'drops'))} / ${fmt(of('off', 'drops'))} | ${ratio('recordsPerS')} | ${ratio('cpuPerS')} |`,
     );
   }
   return rows;
