@@ -43,6 +43,7 @@ static struct {
 } skel;
 static struct shared_maps maps;
 static int cuda_threads_fd = -1; /* shared too, but only the probes and exits use it */
+static int launch_windows_fd = -1, runqueue_windows_fd = -1; /* likewise: the reduction's windows */
 static struct bpf_link *links[MAX_LINKS];
 static int nlinks;
 
@@ -89,9 +90,11 @@ static bool vmlinux_has(const char *name, __u32 kind)
 static int share_maps(struct bpf_object *obj)
 {
 	static const char *const names[] = { "events", "followed", "drops", "settings",
-					     "interrupt_depth", "gpu_processes", "cuda_threads" };
+					     "interrupt_depth", "gpu_processes", "cuda_threads",
+					     "launch_windows", "runqueue_windows" };
 	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings,
-		      maps.interrupt_depth, maps.gpu_processes, cuda_threads_fd };
+		      maps.interrupt_depth, maps.gpu_processes, cuda_threads_fd,
+		      launch_windows_fd, runqueue_windows_fd };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, names[i]);
@@ -290,6 +293,8 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	maps.settings = bpf_map__fd(skel.proc->maps.settings);
 	maps.gpu_processes = bpf_map__fd(skel.proc->maps.gpu_processes);
 	cuda_threads_fd = bpf_map__fd(skel.proc->maps.cuda_threads);
+	launch_windows_fd = bpf_map__fd(skel.proc->maps.launch_windows);
+	runqueue_windows_fd = bpf_map__fd(skel.proc->maps.runqueue_windows);
 	maps.interrupt_depth = bpf_map__fd(skel.proc->maps.interrupt_depth);
 
 	OPEN_LOAD(irq, irq_bpf);

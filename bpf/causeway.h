@@ -11,7 +11,7 @@
 #ifndef CAUSEWAY_H
 #define CAUSEWAY_H
 
-#define CW_ABI_VERSION 6
+#define CW_ABI_VERSION 7
 #define CW_COMM_LEN 16
 #define CW_NAME_LEN 96
 #define CW_MAX_FOLLOWED 16384 /* processes in the followed table; the sidecar remembers as many (loader.ts) */
@@ -33,7 +33,9 @@ enum cw_kind {
 	CW_KIND_CUDA_MAPPED = 13,   /* a process mapped a CUDA library executable: probe it, list the process */
 	CW_KIND_PROC_EXIT = 14,     /* a GPU process exited: it leaves the list */
 	CW_KIND_IPC_MESSAGE = 15,   /* a message sent or received on a socket or pipe: links a request to the process serving it */
-	CW_KIND_MAX = 16,
+	CW_KIND_CUDA_LAUNCHES = 16, /* a thread's quick launches in one window, summed (struct cw_launches) */
+	CW_KIND_SCHED_RUNQUEUE_SUM = 17, /* a thread's short run-queue waits in one window, summed */
+	CW_KIND_MAX = 18,
 };
 
 /*
@@ -151,6 +153,39 @@ struct cw_cuda_op {
 	__s32 device;
 };
 
+/*
+ * In-kernel reduction (common.bpf.h): a thread's launches that returned at once and succeeded
+ * are summed in a window, one per thread, and written as one record when the window closes. A
+ * window holds one stream, device and entry point, and at most CW_LAUNCH_FUNCS distinct
+ * functions: a launch that differs closes it first, so every launch summed is named with its
+ * count and user space queues them on the right stream. The record's start_ns is the first
+ * launch's entry, end_ns the last one's return.
+ */
+#define CW_LAUNCH_FUNCS 5
+
+struct cw_func_count {
+	__u64 func;       /* 0 past the last one */
+	__u32 count;
+	__u32 pad;
+};
+
+struct cw_launches {
+	__u64 stream;
+	__u64 call_ns;    /* time inside the launch calls, summed */
+	__u64 max_call_ns;
+	__u32 count;      /* launches summed: the funcs' counts add up to it */
+	__s32 device;
+	struct cw_func_count funcs[CW_LAUNCH_FUNCS]; /* in first-launch order */
+};
+
+/* A thread's run-queue waits shorter than cw_settings.runqueue_whole_ns in one window, summed. */
+struct cw_runqueue_sum {
+	__u64 wait_ns;    /* the waits' durations, summed */
+	__u64 max_ns;
+	__u32 count;
+	__u32 preempted;  /* how many began with a preemption (the others with a wakeup) */
+};
+
 struct cw_task {
 	__u32 pid;
 	__u32 tid;
@@ -259,6 +294,8 @@ struct cw_event {
 		struct cw_exec exec;
 		struct cw_cuda_op op;
 		struct cw_message message;
+		struct cw_launches launches;
+		struct cw_runqueue_sum runqueue_sum;
 		__u8 raw[112];
 	} u;
 };
@@ -266,6 +303,9 @@ struct cw_event {
 /* The one entry of the settings map (common.bpf.h), written by the loader. */
 struct cw_settings {
 	__u64 min_ns[CW_KIND_MAX]; /* per kind: shorter records are not written */
+	__u64 window_ns;           /* the reduction's window; 0: reduction off, every record whole */
+	__u64 launch_whole_ns;     /* a launch call at least this long (it blocked) is written whole */
+	__u64 runqueue_whole_ns;   /* a run-queue wait at least this long is written whole; shorter ones summed */
 	__u32 follow_all;
 	__u32 exclude[2];          /* with follow_all: the loader and its consumer, which would trace themselves */
 };

@@ -104,16 +104,21 @@ static __always_inline bool cw_long_enough(__u32 kind, __u64 duration_ns)
 	return duration_ns >= cfg->min_ns[kind];
 }
 
+static __always_inline void cw_count_drops(__u32 kind, __u64 n)
+{
+	__u64 *dropped = bpf_map_lookup_elem(&drops, &kind);
+
+	if (dropped)
+		*dropped += n;
+}
+
 /* Reserve a record, or count the drop: a full ring is never silent. */
 static __always_inline struct cw_event *cw_reserve(__u32 kind)
 {
 	struct cw_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
 	if (!e) {
-		__u64 *n = bpf_map_lookup_elem(&drops, &kind);
-
-		if (n)
-			*n += 1;
+		cw_count_drops(kind, 1);
 		return NULL;
 	}
 	e->kind = kind;
@@ -134,6 +139,91 @@ static __always_inline void cw_submit(struct cw_event *e)
 	__u64 pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 
 	bpf_ringbuf_submit(e, pending >= CW_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
+/*
+ * In-kernel reduction: per thread, a window of its launches (cuda.bpf.c) and one of its short
+ * run-queue waits (sched.bpf.c), each the summary record being built and the window's first
+ * event as its own record: a window that closes with one event writes that event whole, so
+ * reduction changes nothing for a thread that launches or waits now and then. A window closes
+ * when the thread makes a record it must precede (any other CUDA call), when it is
+ * cw_settings.window_ns old at the thread's next event or switch-out, and when the thread exits.
+ * A thread that finds the table full has its records written whole.
+ */
+#define CW_WINDOWS 16384
+
+struct cw_window {
+	struct cw_event summary;
+	struct cw_event first;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CW_WINDOWS);
+	__type(key, __u32);   /* tid */
+	__type(value, struct cw_window);
+} launch_windows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CW_WINDOWS);
+	__type(key, __u32);   /* tid */
+	__type(value, struct cw_window);
+} runqueue_windows SEC(".maps");
+
+/* What a new window starts from, filled in place once in the map. */
+static const struct cw_window cw_empty_window;
+
+static __always_inline __u64 cw_window_ns(void)
+{
+	struct cw_settings *cfg = cw_settings();
+
+	return cfg ? cfg->window_ns : 0;
+}
+
+/* How many events a summary stands for. */
+static __always_inline __u32 cw_summed(const struct cw_event *summary)
+{
+	return summary->kind == CW_KIND_CUDA_LAUNCHES ? summary->u.launches.count : summary->u.runqueue_sum.count;
+}
+
+/*
+ * Writes a window out: its one event whole, or its summary. A full ring counts the record, and
+ * for a summary the events it stood for under their own kind too.
+ */
+static __always_inline void cw_write_window(const struct cw_window *w)
+{
+	__u32 n = cw_summed(&w->summary);
+	const struct cw_event *out = n == 1 ? &w->first : &w->summary;
+	struct cw_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		cw_count_drops(out->kind, 1);
+		if (n > 1)
+			cw_count_drops(w->first.kind, n);
+		return;
+	}
+	__builtin_memcpy(e, out, sizeof(*e));
+	cw_submit(e);
+}
+
+/* Closes the thread's window in `windows`, if it has one at least `min_age_ns` old: written, then forgotten. */
+static __always_inline void cw_close_window(void *windows, __u32 tid, __u64 now, __u64 min_age_ns)
+{
+	struct cw_window *w = bpf_map_lookup_elem(windows, &tid);
+
+	if (!w || now - w->summary.start_ns < min_age_ns)
+		return;
+	cw_write_window(w);
+	bpf_map_delete_elem(windows, &tid);
+}
+
+/* A new window for the thread, empty; NULL when the table is full. */
+static __always_inline struct cw_window *cw_open_window(void *windows, __u32 tid)
+{
+	if (bpf_map_update_elem(windows, &tid, &cw_empty_window, BPF_NOEXIST))
+		return NULL;
+	return bpf_map_lookup_elem(windows, &tid);
 }
 
 static __always_inline void cw_task_of(struct cw_task *dst, struct task_struct *t)

@@ -21,6 +21,13 @@
  * CUDA records are never dropped for being short (the per-kind thresholds are for the
  * scheduler's volume): even a short sync tells user space which work has completed.
  *
+ * With reduction on (cw_settings.window_ns), a launch that succeeded and returned within
+ * launch_whole_ns is summed into its thread's launch window (common.bpf.h) rather than
+ * written: the window counts launches per function, on one stream, device and entry point.
+ * A launch that blocked or failed, a graph launch, and any other call of the thread close
+ * the window first and are written whole, so the summary precedes them in the ring and the
+ * in-flight work a sync finds is what it was without reduction.
+ *
  * Arguments follow the x86-64 SysV ABI: a dim3 (12 bytes) travels in two
  * registers (x | y << 32, then z), and what does not fit in the six argument
  * registers sits on the stack above the return address.
@@ -212,6 +219,7 @@ static __always_inline void on_query(struct cw_cuda_thread *t, long ret, __u32 t
 	}
 	if (!same)
 		return;
+	cw_close_window(&launch_windows, (__u32)bpf_get_current_pid_tgid(), 0, 0);
 	e = cw_reserve(CW_KIND_CUDA_SYNC);
 	if (e) {
 		e->api = t->api;
@@ -396,6 +404,93 @@ static __always_inline void fill_malloc(struct cw_malloc *m, __u32 api, struct c
 	m->bytes = c->arg[1];
 }
 
+/* Whether a window can count a launch of func: it has it, or a free slot. */
+static __always_inline bool has_room(struct cw_launches *w, __u64 func)
+{
+	for (__u32 i = 0; i < CW_LAUNCH_FUNCS; i++)
+		if (w->funcs[i].func == func || w->funcs[i].func == 0)
+			return true;
+	return false;
+}
+
+/* A launch's whole record, in the map (a window's first launch) or in the ring. */
+static __always_inline void fill_launch_record(struct cw_event *e, struct cw_cuda_thread *t, __u32 cookie,
+					       __u32 api, long ret, __u32 tgid, __u64 now)
+{
+	e->kind = CW_KIND_CUDA_LAUNCH;
+	e->api = cookie;
+	e->cpu = bpf_get_smp_processor_id();
+	cw_set_current(e);
+	e->start_ns = t->ts;
+	e->end_ns = now;
+	fill_launch(&e->u.launch, api, t);
+	e->u.launch.ret = (__s32)ret;
+	e->u.launch.device = current_device(t, tgid);
+}
+
+/*
+ * Sums a quick, successful launch into the thread's window, closing the window first if it
+ * cannot take this one (another stream, device or entry point, a sixth function, or old).
+ * False: the launch is to be written whole (reduction off, a launch kept whole, a full table).
+ */
+static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, __u32 api, long ret, __u32 tgid,
+				       __u32 tid, __u64 now)
+{
+	struct cw_settings *cfg = cw_settings();
+	struct cw_launch l = {};
+	struct cw_launches *sum;
+	struct cw_window *w;
+	__u64 call = now - t->ts;
+
+	if (!cfg || !cfg->window_ns || (int)ret != 0 || call >= cfg->launch_whole_ns ||
+	    api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch)
+		return false;
+	fill_launch(&l, api, t);
+	if (l.func == 0) /* 0 ends a window's list of functions */
+		return false;
+	w = bpf_map_lookup_elem(&launch_windows, &tid);
+	if (w) {
+		sum = &w->summary.u.launches;
+		if (w->summary.api != cookie || sum->stream != l.stream || sum->device != current_device(t, tgid) ||
+		    now - w->summary.start_ns >= cfg->window_ns || !has_room(sum, l.func)) {
+			cw_write_window(w);
+			bpf_map_delete_elem(&launch_windows, &tid);
+			w = NULL;
+		}
+	}
+	if (!w) {
+		w = cw_open_window(&launch_windows, tid);
+		if (!w)
+			return false;
+		fill_launch_record(&w->first, t, cookie, api, ret, tgid, now);
+		w->summary.kind = CW_KIND_CUDA_LAUNCHES;
+		w->summary.api = cookie;
+		w->summary.cpu = w->first.cpu;
+		w->summary.pid = w->first.pid;
+		w->summary.tid = w->first.tid;
+		__builtin_memcpy(w->summary.comm, w->first.comm, sizeof(w->summary.comm));
+		w->summary.start_ns = t->ts;
+		w->summary.u.launches.stream = l.stream;
+		w->summary.u.launches.device = w->first.u.launch.device;
+	}
+	sum = &w->summary.u.launches;
+	w->summary.end_ns = now;
+	sum->count++;
+	sum->call_ns += call;
+	if (call > sum->max_call_ns)
+		sum->max_call_ns = call;
+	for (__u32 i = 0; i < CW_LAUNCH_FUNCS; i++) {
+		struct cw_func_count *f = &sum->funcs[i];
+
+		if (f->func == l.func || f->func == 0) {
+			f->func = l.func;
+			f->count++;
+			break;
+		}
+	}
+	return true;
+}
+
 SEC("uretprobe")
 int cuda_exit(struct pt_regs *ctx)
 {
@@ -406,6 +501,7 @@ int cuda_exit(struct pt_regs *ctx)
 	__u32 api = cookie & ~CW_API_PER_THREAD;
 	struct cw_cuda_thread *t = bpf_map_lookup_elem(&cuda_threads, &tid);
 	struct cw_event *e;
+	__u64 now;
 	__u32 kind;
 
 	if (!t || t->api != cookie)
@@ -430,18 +526,21 @@ int cuda_exit(struct pt_regs *ctx)
 		goto out;
 	/* Any other call ends a poll: the thread did something else, it was not spinning on the GPU. */
 	t->polls = 0;
+	now = bpf_ktime_get_ns();
+	if (kind == CW_KIND_CUDA_LAUNCH && sum_launch(t, cookie, api, ret, tgid, tid, now))
+		goto out;
+	/* Written whole: after the launches summed so far, which it may wait for or depend on. */
+	cw_close_window(&launch_windows, tid, now, 0);
 	e = cw_reserve(kind);
 	if (!e)
 		goto out;
 	e->api = cookie;
 	cw_set_current(e);
 	e->start_ns = t->ts;
-	e->end_ns = bpf_ktime_get_ns();
+	e->end_ns = now;
 	switch (kind) {
 	case CW_KIND_CUDA_LAUNCH:
-		fill_launch(&e->u.launch, api, t);
-		e->u.launch.ret = (__s32)ret;
-		e->u.launch.device = current_device(t, tgid);
+		fill_launch_record(e, t, cookie, api, ret, tgid, now);
 		break;
 	case CW_KIND_CUDA_SYNC:
 		e->u.sync.handle = (api == CW_API_cudaStreamSynchronize || api == CW_API_cudaEventSynchronize ||

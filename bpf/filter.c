@@ -29,7 +29,12 @@ static const char *const kind_names[CW_KIND_MAX] = {
 	[CW_KIND_BLOCK_IO] = "block.io",
 };
 
-static struct cw_settings settings;
+/* Reduction on by default (common.bpf.h): the thresholds match what user space calls a wait. */
+static struct cw_settings settings = {
+	.window_ns = 10 * 1000000ull,
+	.launch_whole_ns = 100 * 1000ull,
+	.runqueue_whole_ns = 100 * 1000ull,
+};
 static int settings_fd = -1, followed_fd = -1;
 static char comms[MAX_COMMS][CW_COMM_LEN];
 static int ncomms;
@@ -60,6 +65,20 @@ void set_min_all(unsigned long long us)
 	for (int k = 0; k < CW_KIND_MAX; k++)
 		if (kind_names[k])
 			settings.min_ns[k] = us * 1000;
+}
+
+void set_reduction(__u64 window_ns, __u64 launch_whole_ns, __u64 runqueue_whole_ns)
+{
+	settings.window_ns = window_ns;
+	settings.launch_whole_ns = launch_whole_ns;
+	settings.runqueue_whole_ns = runqueue_whole_ns;
+}
+
+void reduction(__u64 *window_ns, __u64 *launch_whole_ns, __u64 *runqueue_whole_ns)
+{
+	*window_ns = settings.window_ns;
+	*launch_whole_ns = settings.launch_whole_ns;
+	*runqueue_whole_ns = settings.runqueue_whole_ns;
 }
 
 static int kind_by_name(const char *name)

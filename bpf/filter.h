@@ -17,6 +17,10 @@ void set_min_all(unsigned long long us);
 /* `min KIND US`: false for an unknown kind or a malformed number. */
 bool set_min(const char *kind_name, const char *us);
 
+/* In-kernel reduction (common.bpf.h): window_ns 0 turns it off. */
+void set_reduction(__u64 window_ns, __u64 launch_whole_ns, __u64 runqueue_whole_ns);
+void reduction(__u64 *window_ns, __u64 *launch_whole_ns, __u64 *runqueue_whole_ns);
+
 void follow(__u32 pid, bool on);
 bool is_followed(__u32 pid);
 /* Pids in the followed map; 0 with follow_all. */

@@ -105,6 +105,7 @@ static int on_record(void *ctx, void *data, size_t size)
 		emit_event(&named);
 		return 0;
 	case CW_KIND_CUDA_LAUNCH:
+	case CW_KIND_CUDA_LAUNCHES:
 		name_launched_stub(e);
 		break;
 	}
@@ -125,15 +126,30 @@ static void scan_at_start(void)
 	message("info", extra, "scanned %d processes in %.1f ms: %u use CUDA", processes, ms, gpu_process_count());
 }
 
+/* A whole non-negative number, or the loader cannot run. */
+static unsigned long long number(const char *text, const char *option)
+{
+	char *end;
+	unsigned long long v = strtoull(text, &end, 10);
+
+	if (end == text || *end || *text == '-')
+		cannot_run("bad %s %s: expected a whole number", option, text);
+	return v;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: causeway-loader [--pid P]... [--comm NAME]... [--lib PATH]... [--all]\n"
 		"                       [--min-duration-us N] [--min KIND=US]... [--ringbuf-mb N] [--stats-ms N]\n"
+		"                       [--reduce-window-ms N] [--launch-whole-us N] [--runqueue-whole-us N] [--no-reduce]\n"
 		"       causeway-loader --list-gpu\n"
 		"Loads Causeway's eBPF programs and writes framed records (bpf/causeway.h) on stdout.\n"
 		"Commands on stdin: follow PID | unfollow PID | comm NAME | min KIND US | attach PATH | stats | quit\n"
-		"--list-gpu loads nothing: writes the processes using CUDA as MESSAGE frames, and exits.\n");
+		"--list-gpu loads nothing: writes the processes using CUDA as MESSAGE frames, and exits.\n"
+		"Reduction (default on: 10 ms windows, 100 us thresholds): per thread per window, launches that\n"
+		"returned within --launch-whole-us and run-queue waits shorter than --runqueue-whole-us are\n"
+		"summed into one record; --no-reduce (or --reduce-window-ms 0) writes every record whole.\n");
 }
 
 /* Comms, follow-all and thresholds go straight into the filter; the rest into o. */
@@ -145,11 +161,18 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "min-duration-us", required_argument, NULL, 'm' },
 		{ "min", required_argument, NULL, 'k' },   { "ringbuf-mb", required_argument, NULL, 'r' },
 		{ "stats-ms", required_argument, NULL, 's' }, { "list-gpu", no_argument, NULL, 'g' },
+		{ "reduce-window-ms", required_argument, NULL, 'w' },
+		{ "launch-whole-us", required_argument, NULL, 'L' },
+		{ "runqueue-whole-us", required_argument, NULL, 'R' },
+		{ "no-reduce", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	__u64 window_ns, launch_whole_ns, runqueue_whole_ns;
 	int opt;
 	char *eq;
+
+	reduction(&window_ns, &launch_whole_ns, &runqueue_whole_ns);
 
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		switch (opt) {
@@ -184,6 +207,18 @@ static void parse_options(int argc, char **argv, struct options *o)
 		case 'g':
 			o->list_gpu = true;
 			break;
+		case 'w':
+			window_ns = number(optarg, "--reduce-window-ms") * 1000000ull;
+			break;
+		case 'L':
+			launch_whole_ns = number(optarg, "--launch-whole-us") * 1000ull;
+			break;
+		case 'R':
+			runqueue_whole_ns = number(optarg, "--runqueue-whole-us") * 1000ull;
+			break;
+		case 'n':
+			window_ns = 0;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -192,6 +227,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 			exit(2);
 		}
 	}
+	set_reduction(window_ns, launch_whole_ns, runqueue_whole_ns);
 	if (!o->ringbuf_mb || (o->ringbuf_mb & (o->ringbuf_mb - 1)) || o->ringbuf_mb > 1024)
 		cannot_run("--ringbuf-mb must be a power of two from 1 to 1024");
 	if (!o->stats_ms)

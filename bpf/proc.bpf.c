@@ -34,6 +34,8 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 	struct cw_event *e;
 
 	bpf_map_delete_elem(&cuda_threads, &tid);
+	cw_close_window(&launch_windows, tid, 0, 0);
+	cw_close_window(&runqueue_windows, tid, 0, 0);
 	if (tid != tgid)
 		return 0;
 	bpf_map_delete_elem(&followed, &tgid);

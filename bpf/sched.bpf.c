@@ -10,6 +10,11 @@
  * few stores per switch); it is read only when a followed task's wait is recorded.
  * The cpu credited is the one the task finally ran on: a wait that began on
  * another cpu before a migration names the tasks of its last cpu.
+ *
+ * With reduction on (cw_settings.window_ns), a run-queue wait shorter than runqueue_whole_ns is
+ * summed into its thread's run-queue window (common.bpf.h): count, total, longest, how many
+ * preempted; longer ones are written whole, with their holders. A thread's windows (these and
+ * its launches') that are window_ns old are closed when it switches out.
  */
 #include "common.bpf.h"
 
@@ -200,6 +205,58 @@ static __always_inline void holders(struct cpu_runs *h, __u32 waiter, __u64 sinc
 	}
 }
 
+/* A run-queue wait's whole record, in the ring or in the map (a window's first wait). */
+static __always_inline void fill_runqueue(struct cw_event *e, struct task_struct *task, __u32 tid, struct off_cpu *r,
+					  __u64 now, struct cpu_runs *h)
+{
+	e->kind = CW_KIND_SCHED_RUNQUEUE;
+	e->cpu = bpf_get_smp_processor_id();
+	cw_set_task_of(e, task);
+	e->start_ns = r->ts;
+	e->end_ns = now;
+	e->u.runqueue.preempted = r->state;
+	holders(h, tid, r->ts, &e->u.runqueue);
+}
+
+/* Sums a short wait into the thread's window, closing it first if it is old. False: write it whole. */
+static __always_inline bool sum_runqueue(struct task_struct *task, __u32 tid, struct off_cpu *r, __u64 now,
+					 struct cpu_runs *h)
+{
+	struct cw_settings *cfg = cw_settings();
+	__u64 wait = now - r->ts;
+	struct cw_runqueue_sum *sum;
+	struct cw_window *w;
+
+	if (!cfg || !cfg->window_ns || wait >= cfg->runqueue_whole_ns)
+		return false;
+	w = bpf_map_lookup_elem(&runqueue_windows, &tid);
+	if (w && now - w->summary.start_ns >= cfg->window_ns) {
+		cw_write_window(w);
+		bpf_map_delete_elem(&runqueue_windows, &tid);
+		w = NULL;
+	}
+	if (!w) {
+		w = cw_open_window(&runqueue_windows, tid);
+		if (!w)
+			return false;
+		fill_runqueue(&w->first, task, tid, r, now, h);
+		w->summary.kind = CW_KIND_SCHED_RUNQUEUE_SUM;
+		w->summary.cpu = w->first.cpu;
+		w->summary.pid = w->first.pid;
+		w->summary.tid = w->first.tid;
+		__builtin_memcpy(w->summary.comm, w->first.comm, sizeof(w->summary.comm));
+		w->summary.start_ns = r->ts;
+	}
+	sum = &w->summary.u.runqueue_sum;
+	w->summary.end_ns = now;
+	sum->count++;
+	sum->wait_ns += wait;
+	if (wait > sum->max_ns)
+		sum->max_ns = wait;
+	sum->preempted += r->state;
+	return true;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
@@ -211,10 +268,16 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	struct cpu_runs *h = bpf_map_lookup_elem(&cpu_runs, &zero);
 	struct off_cpu *r;
 	struct cw_event *e;
+	__u64 window;
 
 	if (!h)
 		return 0;
 	push_run(h, prev, prev_pid, prev_tid, now);
+	window = cw_window_ns();
+	if (window) {
+		cw_close_window(&launch_windows, prev_tid, now, window);
+		cw_close_window(&runqueue_windows, prev_tid, now, window);
+	}
 
 	if (cw_followed(prev_pid)) {
 		__u32 state = preempt ? TASK_RUNNING : task_state(prev);
@@ -233,14 +296,10 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	r = bpf_map_lookup_elem(&runnable_at, &next_tid);
 	if (!r)
 		return 0;
-	if (cw_long_enough(CW_KIND_SCHED_RUNQUEUE, now - r->ts)) {
+	if (cw_long_enough(CW_KIND_SCHED_RUNQUEUE, now - r->ts) && !sum_runqueue(next, next_tid, r, now, h)) {
 		e = cw_reserve(CW_KIND_SCHED_RUNQUEUE);
 		if (e) {
-			cw_set_task_of(e, next);
-			e->start_ns = r->ts;
-			e->end_ns = now;
-			e->u.runqueue.preempted = r->state;
-			holders(h, next_tid, r->ts, &e->u.runqueue);
+			fill_runqueue(e, next, next_tid, r, now, h);
 			cw_submit(e);
 		}
 	}

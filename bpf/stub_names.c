@@ -98,14 +98,13 @@ static bool stub_symbol(__u32 pid, __u64 address, char *name, size_t size)
 	return found;
 }
 
-void name_launched_stub(const struct cw_event *launch)
+static void name_stub(const struct cw_event *launch, __u64 func)
 {
 	__u32 api = launch->api & ~CW_API_PER_THREAD;
 	struct cw_event reg;
 
 	/* The driver's launches pass a CUfunction and graph launches an executable graph: handles, not code. */
-	if ((api != CW_API_cudaLaunchKernel && api != CW_API_cudaLaunchKernelExC) || !launch->u.launch.func ||
-	    remember(launch->pid, launch->u.launch.func))
+	if ((api != CW_API_cudaLaunchKernel && api != CW_API_cudaLaunchKernelExC) || !func || remember(launch->pid, func))
 		return;
 	reg = (struct cw_event){
 		.kind = CW_KIND_CUDA_REGISTER,
@@ -115,15 +114,26 @@ void name_launched_stub(const struct cw_event *launch)
 		.tid = launch->tid,
 		.start_ns = launch->start_ns,
 		.end_ns = launch->start_ns,
-		.u.reg.func = launch->u.launch.func,
+		.u.reg.func = func,
 	};
 	memcpy(reg.comm, launch->comm, sizeof(reg.comm));
-	if (!stub_symbol(launch->pid, launch->u.launch.func, reg.u.reg.name, sizeof(reg.u.reg.name))) {
+	if (!stub_symbol(launch->pid, func, reg.u.reg.name, sizeof(reg.u.reg.name))) {
 		unnamed++;
 		return;
 	}
 	count_delivered(reg.kind);
 	emit_event(&reg);
+}
+
+void name_launched_stub(const struct cw_event *launch)
+{
+	if (launch->kind == CW_KIND_CUDA_LAUNCH) {
+		name_stub(launch, launch->u.launch.func);
+		return;
+	}
+	/* A launch summary: each of its functions. */
+	for (int i = 0; i < CW_LAUNCH_FUNCS && launch->u.launches.funcs[i].func; i++)
+		name_stub(launch, launch->u.launches.funcs[i].func);
 }
 
 void forget_stubs(__u32 pid)

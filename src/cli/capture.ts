@@ -3,9 +3,15 @@
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as A from '../semconv/attributes.js';
-import { KernelCapture, captureParts, type CaptureCounters, type CaptureOptions } from '../kernel/capture.js';
+import {
+  KernelCapture,
+  REDUCTION,
+  captureParts,
+  type CaptureCounters,
+  type CaptureOptions,
+} from '../kernel/capture.js';
 import { BlockDevices } from '../kernel/devices.js';
-import type { KernelEvent } from '../kernel/events.js';
+import { strings, type KernelEvent } from '../kernel/events.js';
 import { holderComm, runqueueParts } from '../kernel/holders.js';
 import type { LoaderMessage } from '../kernel/loader.js';
 import { ProcessTable } from '../kernel/processes.js';
@@ -15,6 +21,7 @@ import { UsageError, nonNegativeInteger, positiveInteger, positiveNumber } from 
 
 export const CAPTURE_HELP = `Usage: causeway capture [--json] [--pid PID]... [--comm NAME]... [--lib PATH]...
                         [--duration SECONDS] [--min-duration-us N] [--ringbuf-mb N]
+                        [--reduce-window-ms N] [--launch-whole-us N] [--runqueue-whole-us N]
                         [--record FILE]
        causeway capture [--json] --replay FILE
 
@@ -41,6 +48,16 @@ Options:
                        a short sync says which work completed)
   --ringbuf-mb N       ring-buffer size in MiB, a power of two (default 16); when
                        it overflows, the drops are counted in the summary
+  --reduce-window-ms N in-kernel reduction: per thread, per window of N ms, launches
+                       that returned at once (within --launch-whole-us) are summed
+                       into one cuda.launches event (count, kernels and their counts,
+                       stream), and run-queue waits shorter than --runqueue-whole-us
+                       into one sched.runqueues event (count, total, longest); the
+                       others are kept whole. 0 turns it off (default 10)
+  --launch-whole-us N  a launch call this long (it blocked) or a failed one is kept
+                       whole (default 100)
+  --runqueue-whole-us N a run-queue wait this long is kept whole, with the tasks that
+                       held the CPU (default 100)
   --record FILE        also write what is captured to FILE, for --replay
   --replay FILE        decode FILE instead of capturing (no root needed): a --record
                        file gives the same events again; the loader's raw output
@@ -146,6 +163,13 @@ function summary(event: KernelEvent): string {
       return `${String(a[A.ATTR_NETWORK_LOCAL_ADDRESS])}:${String(a[A.ATTR_NETWORK_LOCAL_PORT])} -> ${String(a[A.ATTR_NETWORK_PEER_ADDRESS])}:${String(a[A.ATTR_NETWORK_PEER_PORT])} ${String(a[A.ATTR_CAUSEWAY_TCP_STATE])}`;
     case 'ipc.message':
       return `${String(a[A.ATTR_CAUSEWAY_IPC_DIRECTION])} ${bytes(a[A.ATTR_CAUSEWAY_IPC_BYTES])} on ${String(a[A.ATTR_CAUSEWAY_IPC_CONNECTION])}`;
+    case 'cuda.launches': {
+      const names = strings(a[A.ATTR_CAUSEWAY_CUDA_KERNELS]);
+      const counts = a[A.ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS] as number[];
+      return `${String(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT])} launches [${names.map((n, i) => `${n} x${String(counts[i])}`).join(', ')}] stream=${String(a[A.ATTR_CAUSEWAY_CUDA_STREAM])}`;
+    }
+    case 'sched.runqueues':
+      return `${String(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT])} run-queue waits, ${String(a[A.ATTR_CAUSEWAY_SCHED_WAIT_MS])}ms in all (longest ${String(a[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS])}ms)`;
   }
 }
 
@@ -165,7 +189,11 @@ export function closingSummary(counters: CaptureCounters): string {
       .filter(([, n]) => n > 0)
       .map(([kind, n]) => `${kind} ${n}`)
       .join(', ') || 'none';
-  const lines = [`events: ${line(counters.events)}`, `drops: ${line(counters.drops)}`];
+  const lines = [`events: ${line(counters.events)}`];
+  // Summaries stand for more events than they are: what was captured, counting the events summed.
+  if (Object.keys(counters.covered).some((kind) => counters.covered[kind] !== counters.events[kind]))
+    lines.push(`events covered: ${line(counters.covered)}`);
+  lines.push(`drops: ${line(counters.drops)}`);
   if (counters.unnamedKernels > 0)
     lines.push(`unnamed kernels: ${counters.unnamedKernels} (registered before capture started, no symbol)`);
   if (counters.badBatches > 0) lines.push(`undecodable batches: ${counters.badBatches}`);
@@ -186,7 +214,7 @@ interface CaptureRun {
   json: boolean;
   durationS?: number;
   /** The loader's options, for a live capture. */
-  live: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs' | 'ringbufMb'>;
+  live: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs' | 'ringbufMb' | 'reduction'>;
   record?: string;
   replay?: string;
 }
@@ -202,6 +230,9 @@ function parseCapture(argv: string[]): CaptureRun | undefined {
       duration: { type: 'string' },
       'min-duration-us': { type: 'string' },
       'ringbuf-mb': { type: 'string' },
+      'reduce-window-ms': { type: 'string' },
+      'launch-whole-us': { type: 'string' },
+      'runqueue-whole-us': { type: 'string' },
       record: { type: 'string' },
       replay: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -210,7 +241,18 @@ function parseCapture(argv: string[]): CaptureRun | undefined {
   });
   if (values.help === true) return undefined;
   if (values.replay !== undefined) {
-    const live = ['pid', 'comm', 'lib', 'duration', 'min-duration-us', 'ringbuf-mb', 'record'] as const;
+    const live = [
+      'pid',
+      'comm',
+      'lib',
+      'duration',
+      'min-duration-us',
+      'ringbuf-mb',
+      'reduce-window-ms',
+      'launch-whole-us',
+      'runqueue-whole-us',
+      'record',
+    ] as const;
     const given = live.filter((name) => values[name] !== undefined);
     if (given.length > 0) throw new UsageError(`--replay decodes a file: --${given.join(', --')} cannot go with it`);
     if (!existsSync(values.replay)) throw new UsageError(`--replay ${values.replay}: no such file`);
@@ -225,6 +267,14 @@ function parseCapture(argv: string[]): CaptureRun | undefined {
     values['min-duration-us'] === undefined
       ? undefined
       : nonNegativeInteger('--min-duration-us', values['min-duration-us']);
+  const reduction = {
+    windowMs: nonNegativeInteger('--reduce-window-ms', values['reduce-window-ms'] ?? String(REDUCTION.windowMs)),
+    launchWholeUs: positiveInteger('--launch-whole-us', values['launch-whole-us'] ?? String(REDUCTION.launchWholeUs)),
+    runqueueWholeUs: positiveInteger(
+      '--runqueue-whole-us',
+      values['runqueue-whole-us'] ?? String(REDUCTION.runqueueWholeUs),
+    ),
+  };
   return {
     json: values.json === true,
     ...(values.duration === undefined ? {} : { durationS: positiveNumber('--duration', values.duration) }),
@@ -234,6 +284,7 @@ function parseCapture(argv: string[]): CaptureRun | undefined {
       libs,
       ...(minDurationUs === undefined ? {} : { minDurationUs }),
       ...(ringbufMb === undefined ? {} : { ringbufMb }),
+      reduction,
     },
     ...(values.record === undefined ? {} : { record: values.record }),
     ...(values.replay === undefined ? {} : { replay: values.replay }),

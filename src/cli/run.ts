@@ -26,7 +26,8 @@ export const RUN_HELP = `Usage: causeway run [--config FILE] [--otlp-grpc HOST:P
                     [--mcp HOST:PORT] [--mcp-token-file FILE] [--mcp-allow-origin ORIGIN]...
                     [--metrics HOST:PORT] [--pid PID]... [--comm NAME]...
                     [--thread-attribute NAME] [--retention-s N] [--max-events N]
-                    [--join-watermark-ms N] [--store-retention-s N] [--store-max-events N]
+                    [--join-watermark-ms N] [--reduce-window-ms N] [--launch-whole-us N]
+                    [--runqueue-whole-us N] [--store-retention-s N] [--store-max-events N]
                     [--store-max-spans N] [--store-path FILE] [--store-max-mib N]
                     [--export-queue-spans N] [--export-queue-mib N]
                     [--shutdown-deadline-s N] [--query-backend jaeger=URL|tempo=URL]
@@ -52,6 +53,14 @@ flags win over the file, the file over the defaults):
   --max-events N            kernel events held at most (default ${D.correlator.maxEvents})
   --join-watermark-ms N     how long after its end a span waits for its kernel events to
                             arrive before it is joined with them (default ${D.correlator.watermarkLagMs})
+  --reduce-window-ms N      in-kernel reduction: per thread, per window of N ms, launches that
+                            returned at once are summed into one cuda.launches event, and short
+                            run-queue waits into one sched.runqueues event; 0 turns it off
+                            (default ${D.reduction.windowMs})
+  --launch-whole-us N       a launch call this long (it blocked) or a failed one is kept whole
+                            (default ${D.reduction.launchWholeUs})
+  --runqueue-whole-us N     a run-queue wait this long is kept whole, with the tasks that held
+                            the CPU (default ${D.reduction.runqueueWholeUs})
   --store-retention-s N     how long the store keeps spans and events (default ${D.store.retentionMs / 1000})
   --store-max-events N      kernel events in the store at most (default ${D.store.maxEvents})
   --store-max-spans N       app spans in the store at most (default ${D.store.maxSpans})

@@ -5,13 +5,20 @@ import * as A from '../semconv/attributes.js';
 import { byTime, earlier, later } from './time.js';
 
 /**
- * Kinds recorded as points (start equal to end): they cover none of a thread's time. A retransmit
+ * Kinds that cover none of a thread's time: points (start equal to end), and the in-kernel
+ * reduction's summaries, whose span is a window holding short events, not one wait. A retransmit
  * explains a wait it falls in (see causeOf); a message links a request to another process (linked.ts).
  */
-type PointKind = typeof A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT | typeof A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
+type PointKind =
+  | typeof A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT
+  | typeof A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE
+  | typeof A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCHES
+  | typeof A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUES;
 const POINT_KINDS: ReadonlySet<A.CausewayKindValue> = new Set<PointKind>([
   A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT,
   A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE,
+  A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCHES,
+  A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUES,
 ]);
 
 /**

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime } from '@opentelemetry/api';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
-import { isBlockedLaunch, type KernelEvent } from '../kernel/events.js';
+import { SUMMARIZED, isBlockedLaunch, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import type { Attachment, JoinableSpan } from '../correlate/correlator.js';
 import { isLinked } from '../correlate/linked.js';
@@ -66,17 +66,25 @@ function ownName(event: KernelEvent): string {
       return 'tcp retransmit';
     case 'ipc.message':
       return `socket ${String(a[A.ATTR_CAUSEWAY_IPC_DIRECTION])}`;
+    case 'cuda.launches':
+      return `${String(a[A.ATTR_CAUSEWAY_CUDA_API])} x${String(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT])}`;
+    case 'sched.runqueues':
+      return `run queue waits x${String(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT])}`;
   }
 }
 
 /**
  * Launches, retransmits and messages: points in time (a launch's duration is the API call's), not
  * waits; except a launch that blocked on a full launch queue, which is a wait and gets its own span.
+ * The in-kernel reduction's summaries are not waits either: they go on the summary span.
  */
 export const isPoint = (event: KernelEvent) =>
   (event.kind === 'cuda.launch' && !isBlockedLaunch(event)) ||
   event.kind === 'tcp.retransmit' ||
-  event.kind === 'ipc.message';
+  event.kind === 'ipc.message' ||
+  SUMMARIZED[event.kind] !== undefined;
+
+const number = (value: unknown) => (typeof value === 'number' ? value : 0);
 
 function attributesOf(event: KernelEvent, scope: 'thread' | 'process'): Attributes {
   return {
@@ -134,15 +142,32 @@ function summary(
     if (!isPoint(event) && event.kind !== 'cuda.launch')
       perKind.set(event.kind, (perKind.get(event.kind) ?? 0n) + durationNs(event));
   const attributes: Attributes = { [A.ATTR_CAUSEWAY_ATTACH_SCOPE]: scope };
-  for (const [kind, total] of perKind) attributes[`causeway.${kind}.duration_ms`] = ms(total);
+  // Summed run-queue waits count as run-queue time: their total, not their window's length.
+  const summedWaits = events
+    .filter((e) => e.kind === 'sched.runqueues')
+    .reduce((sum, e) => sum + number(e.attributes[A.ATTR_CAUSEWAY_SCHED_WAIT_MS]), 0);
+  for (const [kind, total] of perKind)
+    attributes[`causeway.${kind}.duration_ms`] = ms(total) + (kind === 'sched.runqueue' ? summedWaits : 0);
+  if (summedWaits > 0 && !perKind.has('sched.runqueue'))
+    attributes['causeway.sched.runqueue.duration_ms'] = summedWaits;
 
   const launches = events.filter((e) => e.kind === 'cuda.launch');
-  if (launches.length > 0) {
-    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_COUNT] = launches.length;
-    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_DURATION_MS] = ms(launches.reduce((sum, e) => sum + durationNs(e), 0n));
+  const summaries = events.filter((e) => e.kind === 'cuda.launches');
+  const launchCount =
+    launches.length + summaries.reduce((sum, e) => sum + number(e.attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT]), 0);
+  if (launchCount > 0) {
+    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_COUNT] = launchCount;
+    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_DURATION_MS] =
+      ms(launches.reduce((sum, e) => sum + durationNs(e), 0n)) +
+      summaries.reduce((sum, e) => sum + number(e.attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_CALL_MS]), 0);
   }
   const slowest = [...launches].sort(longestFirst).slice(0, SLOWEST_LAUNCHES);
-  const points = [...slowest, ...events.filter((e) => e.kind === 'tcp.retransmit')];
+  const points = [
+    ...slowest,
+    ...events.filter((e) => e.kind === 'tcp.retransmit'),
+    ...summaries,
+    ...events.filter((e) => e.kind === 'sched.runqueues'),
+  ];
   const timed: TimedEvent[] = points.slice(0, MAX_SUMMARY_EVENTS).map((e) => ({
     name: e.kind,
     time: hrTime(e.startUnixNano),

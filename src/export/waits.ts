@@ -12,7 +12,7 @@
 import type { Counter, Histogram, Meter } from '@opentelemetry/api';
 import type { Attachment } from '../correlate/correlator.js';
 import { isLinked } from '../correlate/linked.js';
-import type { KernelEvent } from '../kernel/events.js';
+import { SUMMARIZED, strings, type KernelEvent } from '../kernel/events.js';
 import { holderComm, runqueueParts } from '../kernel/holders.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
@@ -206,6 +206,10 @@ export class KernelWaits {
   }
 
   private record(service: string, event: KernelEvent): void {
+    if (SUMMARIZED[event.kind] !== undefined) {
+      this.summary(service, event);
+      return;
+    }
     const duration = seconds(event.endUnixNano - event.startUnixNano);
     if (!isPoint(event)) this.wait.record(duration, { kind: event.kind, service });
     const api = text(event.attributes[A.ATTR_CAUSEWAY_CUDA_API]);
@@ -237,5 +241,27 @@ export class KernelWaits {
       default:
         break;
     }
+  }
+
+  /**
+   * A summary (in-kernel reduction) counts as the events it sums: its launches per kernel and
+   * the time in their calls, or its waits' total, whose holders were not recorded (`summed`).
+   */
+  private summary(service: string, event: KernelEvent): void {
+    const a = event.attributes;
+    if (event.kind === 'sched.runqueues') {
+      this.runqueueTime.add(Number(a[A.ATTR_CAUSEWAY_SCHED_WAIT_MS]) / 1e3, { service, holder: 'summed' });
+      return;
+    }
+    const api = String(a[A.ATTR_CAUSEWAY_CUDA_API]);
+    this.cudaCalls.add(Number(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT]), { service, api });
+    this.cudaCallTime.add(Number(a[A.ATTR_CAUSEWAY_CUDA_LAUNCH_CALL_MS]) / 1e3, { service, api });
+    const counts = a[A.ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS];
+    strings(a[A.ATTR_CAUSEWAY_CUDA_KERNELS]).forEach((kernel, i) => {
+      this.kernelLaunches.add(Array.isArray(counts) ? Number(counts[i]) : 0, {
+        service,
+        kernel: this.kernel.value(kernel),
+      });
+    });
   }
 }

@@ -9,7 +9,7 @@ import { EpochClock } from './clock.js';
 import { CudaState } from './cuda.js';
 import { Demangler } from './demangle.js';
 import { BlockDevices } from './devices.js';
-import { EventShaper, KIND_NAMES, type KernelEvent } from './events.js';
+import { EventShaper, KIND_NAMES, SUMMARIZED, eventsCovered, type KernelEvent } from './events.js';
 import type { Frame } from './frames.js';
 import { GpuProcesses, type GpuProcess } from './gpu-processes.js';
 import { Loader, type LoaderEnd, type LoaderHealth, type LoaderMessage } from './loader.js';
@@ -37,6 +37,8 @@ export interface CaptureOptions {
   minDurationUs?: number;
   /** Ring-buffer size in MiB, a power of two (the loader's default: 16). */
   ringbufMb?: number;
+  /** In-kernel reduction (the loader's defaults: on, 10 ms windows, 100 µs thresholds). */
+  reduction?: Reduction;
   onEvents: (events: KernelEvent[]) => void | Promise<void>;
   onMessage: (message: LoaderMessage) => void;
   loaderPath?: string;
@@ -46,12 +48,28 @@ export interface CaptureOptions {
   meter?: Meter;
 }
 
+/**
+ * Per thread per window, launches that returned within launchWholeUs and run-queue waits shorter
+ * than runqueueWholeUs are summed in the kernel into one record (cuda.launches, sched.runqueues);
+ * windowMs 0 turns reduction off.
+ */
+export interface Reduction {
+  windowMs: number;
+  launchWholeUs: number;
+  runqueueWholeUs: number;
+}
+
+/** The loader's defaults (bpf/filter.c). */
+export const REDUCTION: Reduction = { windowMs: 10, launchWholeUs: 100, runqueueWholeUs: 100 };
+
 /** Counters per kind name: the DESIGN kinds, and cuda.register / proc.exec for bookkeeping. */
 export type KindCounts = Record<string, number>;
 
 export interface CaptureCounters {
   /** Events handed to onEvents. */
   events: KindCounts;
+  /** The kernel events those stand for, by the kind of event: a summary counts as the events it sums. */
+  covered: KindCounts;
   /** Ring-buffer reservations that failed in the kernel, per probe kind. */
   drops: KindCounts;
   /** Records the loader delivered, per kind, as its STATS frames count them. */
@@ -123,7 +141,7 @@ export function captureParts(
 
 /** The loader's command-line arguments for these options. */
 export function loaderArgs(
-  options: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs' | 'ringbufMb' | 'followAll'>,
+  options: Pick<CaptureOptions, 'pids' | 'comms' | 'libs' | 'minDurationUs' | 'ringbufMb' | 'followAll' | 'reduction'>,
 ): string[] {
   const args: string[] = [];
   for (const pid of options.pids) args.push('--pid', String(pid));
@@ -132,6 +150,16 @@ export function loaderArgs(
   if (options.followAll ?? (options.pids.length === 0 && options.comms.length === 0)) args.push('--all');
   if (options.minDurationUs !== undefined) args.push('--min-duration-us', String(options.minDurationUs));
   if (options.ringbufMb !== undefined) args.push('--ringbuf-mb', String(options.ringbufMb));
+  const { reduction } = options;
+  if (reduction !== undefined)
+    args.push(
+      '--reduce-window-ms',
+      String(reduction.windowMs),
+      '--launch-whole-us',
+      String(reduction.launchWholeUs),
+      '--runqueue-whole-us',
+      String(reduction.runqueueWholeUs),
+    );
   return args;
 }
 
@@ -149,6 +177,7 @@ export class KernelCapture {
   private readonly gpu = new GpuProcesses();
   private resolveReady!: (hello: Hello) => void;
   private readonly emitted = new Map<string, number>();
+  private readonly covered = new Map<string, number>();
   // Kernel counters restart from zero with each loader: earlier runs' totals are kept here.
   private previousRuns = {
     drops: new Array<number>(Kind.MAX).fill(0),
@@ -237,6 +266,7 @@ export class KernelCapture {
     const sum = (base: number[], now: number[] | undefined) => base.map((value, kind) => value + (now?.[kind] ?? 0));
     return {
       events: Object.fromEntries(this.emitted),
+      covered: Object.fromEntries(this.covered),
       drops: namedCounts(sum(this.previousRuns.drops, this.latest?.drops)),
       delivered: namedCounts(sum(this.previousRuns.delivered, this.latest?.events)),
       badBatches: this.badBatches,
@@ -264,6 +294,10 @@ export class KernelCapture {
       meter,
       {
         events: counter('causeway_kernel_events', 'Kernel events decoded, per kind.'),
+        covered: counter(
+          'causeway_kernel_events_covered',
+          'Kernel events captured, per kind, a summary (cuda.launches, sched.runqueues) counting as the events it sums.',
+        ),
         drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
         unnamed: counter(
           'causeway_cuda_kernels_unnamed',
@@ -295,10 +329,11 @@ export class KernelCapture {
         ),
       },
       () => {
-        const { events, drops, gpuProcesses, unnamedKernels, followed } = this.counters();
+        const { events, covered, drops, gpuProcesses, unnamedKernels, followed } = this.counters();
         const loader = this.loaderReport();
         return {
           events: perKind(events),
+          covered: perKind(covered),
           drops: perKind(drops),
           unnamed: unnamedKernels,
           gpu: gpuProcesses,
@@ -423,6 +458,8 @@ export class KernelCapture {
       if (event === undefined) continue;
       events.push(event);
       this.emitted.set(event.kind, (this.emitted.get(event.kind) ?? 0) + 1);
+      const kind = SUMMARIZED[event.kind] ?? event.kind;
+      this.covered.set(kind, (this.covered.get(kind) ?? 0) + eventsCovered(event));
     }
     if (events.length > 0) await this.options.onEvents(events);
   }

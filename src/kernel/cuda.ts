@@ -172,6 +172,27 @@ export class CudaState {
     return ahead === undefined ? launched : { ...launched, ahead };
   }
 
+  /**
+   * A launch summary (in-kernel reduction): each function's launches queued on the stream (or
+   * recorded into its capture) as one item, in first-launch order. Returns the kernels' names
+   * (the function in hex when unnamed) with their counts, and whether they were captured.
+   */
+  launches(record: RecordOf<typeof Kind.CUDA_LAUNCHES>): { names: string[]; counts: number[]; captured: boolean } {
+    const { launches } = record;
+    const process = this.process(record.pid);
+    const stream = this.stream(process, record, launches.stream, launches.device);
+    const names: string[] = [];
+    const counts: number[] = [];
+    for (const { func, count } of launches.funcs) {
+      const kernel = this.kernel(process, func);
+      if (stream.capture !== undefined) capture(stream.capture, kernel === undefined ? [] : [kernel.symbol], count);
+      else stream.launched(kernel?.symbol, count);
+      names.push(kernel?.name ?? `0x${func.toString(16)}`);
+      counts.push(count);
+    }
+    return { names, counts, captured: stream.capture !== undefined };
+  }
+
   /** An asynchronous copy: queued on its stream. */
   copied(record: RecordOf<typeof Kind.CUDA_MEMCPY>): void {
     const { memcpy } = record;

@@ -12,6 +12,7 @@ import {
   cudaApiName,
   type KernelRecord,
   type Message,
+  type RunqueueSum,
   type Task,
 } from './record.js';
 import { blockOp, futexOp, ipAddress, memcpyDirection, taskState, tcpState } from './vocabulary.js';
@@ -59,7 +60,21 @@ export const KIND_NAMES: Readonly<Record<EventRecord['kind'], A.CausewayKindValu
   [Kind.BLOCK_IO]: A.CAUSEWAY_KIND_VALUE_BLOCK_IO,
   [Kind.TCP_RETRANSMIT]: A.CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT,
   [Kind.IPC_MESSAGE]: A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE,
+  [Kind.CUDA_LAUNCHES]: A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCHES,
+  [Kind.SCHED_RUNQUEUE_SUM]: A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUES,
 };
+
+/** The summaries of the in-kernel reduction, and the kind of the events each stands for. */
+export const SUMMARIZED: Readonly<Partial<Record<A.CausewayKindValue, A.CausewayKindValue>>> = {
+  [A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCHES]: A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH,
+  [A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUES]: A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE,
+};
+
+/** How many kernel events an event stands for: a summary's count, 1 for any other. */
+export function eventsCovered(event: KernelEvent): number {
+  const count = event.attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT];
+  return SUMMARIZED[event.kind] !== undefined && typeof count === 'number' ? count : 1;
+}
 
 const hex = (value: bigint) => `0x${value.toString(16)}`;
 /** How a pipe's connection id begins: a pipe is one-way, which linking needs to know. */
@@ -138,6 +153,15 @@ function describeMessage(message: Message, attributes: Attributes): void {
   attributes[A.ATTR_CAUSEWAY_IPC_BYTES] = message.bytes;
 }
 
+/** A window of a thread's short run-queue waits (in-kernel reduction): how many, how long in all. */
+function describeRunqueueSum(sum: RunqueueSum, cpu: number, attributes: Attributes): void {
+  attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = cpu;
+  attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT] = sum.count;
+  attributes[A.ATTR_CAUSEWAY_SCHED_WAIT_MS] = ms(sum.waitNs);
+  attributes[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS] = ms(sum.maxNs);
+  attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT] = sum.preempted;
+}
+
 /** What a wait found in flight: on what a sync waited for, or queued ahead of a launch that blocked. */
 function setInflight(attributes: Attributes, inflight: Inflight): void {
   attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT] = inflight.count;
@@ -178,6 +202,8 @@ export class EventShaper {
     }
     const attributes = this.processAttributes(record.pid);
     if (record.kind === Kind.IPC_MESSAGE) describeMessage(record.message, attributes);
+    else if (record.kind === Kind.CUDA_LAUNCHES) this.launches(record, attributes);
+    else if (record.kind === Kind.SCHED_RUNQUEUE_SUM) describeRunqueueSum(record.runqueueSum, record.cpu, attributes);
     else this.describe(record, attributes);
     return {
       kind: KIND_NAMES[record.kind],
@@ -191,7 +217,13 @@ export class EventShaper {
   }
 
   /** Adds the attributes of the record's kind, and updates the CUDA state it changes. */
-  private describe(record: Exclude<EventRecord, { kind: typeof Kind.IPC_MESSAGE }>, attributes: Attributes): void {
+  private describe(
+    record: Exclude<
+      EventRecord,
+      { kind: typeof Kind.IPC_MESSAGE | typeof Kind.CUDA_LAUNCHES | typeof Kind.SCHED_RUNQUEUE_SUM }
+    >,
+    attributes: Attributes,
+  ): void {
     switch (record.kind) {
       case Kind.CUDA_LAUNCH:
         this.launch(record, attributes);
@@ -325,6 +357,20 @@ export class EventShaper {
     attributes[A.ATTR_CAUSEWAY_CUDA_GRID] = launch.grid;
     attributes[A.ATTR_CAUSEWAY_CUDA_BLOCK] = launch.block;
     attributes[A.ATTR_CAUSEWAY_CUDA_SHARED_MEM_BYTES] = Number(launch.sharedMem);
+  }
+
+  /** A window of a thread's quick launches (in-kernel reduction): each kernel with its count, queued on the stream. */
+  private launches(record: Extract<EventRecord, { kind: typeof Kind.CUDA_LAUNCHES }>, attributes: Attributes): void {
+    const { launches } = record;
+    const { names, counts, captured } = this.parts.cuda.launches(record);
+    this.cuda(attributes, record, 0, launches.device);
+    attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(launches.stream);
+    if (captured) attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED] = true;
+    attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT] = launches.count;
+    attributes[A.ATTR_CAUSEWAY_CUDA_KERNELS] = names;
+    attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS] = counts;
+    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_CALL_MS] = ms(launches.callNs);
+    attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_MAX_CALL_MS] = ms(launches.maxCallNs);
   }
 
   /** A wait for the GPU, blocking or polling: on what, and what it found in flight. */

@@ -78,9 +78,9 @@ export class Stream {
     public device: number | undefined,
   ) {}
 
-  /** A kernel launch, its symbol when named. */
-  launched(symbol: string | undefined): void {
-    this.push({ seq: ++this.seq, kernels: 1, symbol, graph: undefined, bytes: 0 });
+  /** Kernel launches of one function (`count` of them, from a launch summary), its symbol when named. */
+  launched(symbol: string | undefined, count = 1): void {
+    this.push({ seq: ++this.seq, kernels: count, symbol, graph: undefined, bytes: 0 });
   }
 
   /** A graph launch, its kernels when its capture was seen. */

@@ -3,7 +3,7 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
 /** Holders a run-queue record names at most (CW_RUNQUEUE_HOLDERS). */
@@ -12,6 +12,8 @@ export const RUNQUEUE_HOLDERS = 3;
 export const API_PER_THREAD = 0x8000;
 /** A record's device when the thread chose its device before the probes were attached. */
 export const DEVICE_UNKNOWN = -1;
+/** Distinct functions a launch summary names at most (CW_LAUNCH_FUNCS): a sixth closes its window. */
+export const LAUNCH_FUNCS = 5;
 /** A message's family when it went through a pipe (or FIFO), which has no address family (CW_MESSAGE_PIPE). */
 export const MESSAGE_PIPE = 0xffff;
 
@@ -40,21 +42,30 @@ export const LAYOUT = {
   cw_register: { size: 112, fields: { func: 0, name: 8, name_addr: 104 } },
   cw_exec: { size: 4, fields: { ppid: 0 } },
   cw_message: { size: 24, fields: { ends: 0, bytes: 16, family: 20, send: 22 } },
-  cw_settings: { size: 144, fields: { min_ns: 0, follow_all: 128, exclude: 132 } },
+  cw_func_count: { size: 16, fields: { func: 0, count: 8 } },
+  cw_launches: {
+    size: 112,
+    fields: { stream: 0, call_ns: 8, max_call_ns: 16, count: 24, device: 28, funcs: 32 },
+  },
+  cw_runqueue_sum: { size: 24, fields: { wait_ns: 0, max_ns: 8, count: 16, preempted: 20 } },
+  cw_settings: {
+    size: 184,
+    fields: { min_ns: 0, window_ns: 144, launch_whole_ns: 152, runqueue_whole_ns: 160, follow_all: 168, exclude: 172 },
+  },
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },
   cw_hello: { size: 16, fields: { abi_version: 0, event_size: 4, ringbuf_bytes: 8, ncpus: 12 } },
   cw_stats: {
-    size: 296,
+    size: 328,
     fields: {
       mono_ns: 0,
       real_ns: 8,
       drops: 16,
-      events: 144,
-      ringbuf_used: 272,
-      followed: 280,
-      libraries: 284,
-      gpu_processes: 288,
-      unnamed_kernels: 292,
+      events: 160,
+      ringbuf_used: 304,
+      followed: 312,
+      libraries: 316,
+      gpu_processes: 320,
+      unnamed_kernels: 324,
     },
   },
 } as const;
@@ -76,7 +87,9 @@ export const Kind = {
   CUDA_MAPPED: 13,
   PROC_EXIT: 14,
   IPC_MESSAGE: 15,
-  MAX: 16,
+  CUDA_LAUNCHES: 16,
+  SCHED_RUNQUEUE_SUM: 17,
+  MAX: 18,
 } as const;
 
 /**
@@ -271,6 +284,26 @@ export interface Message {
   send: boolean;
 }
 
+/** A thread's quick, successful launches in one window (in-kernel reduction), on one stream and device. */
+export interface Launches {
+  stream: bigint;
+  /** Time inside the launch calls, summed, and the longest. */
+  callNs: bigint;
+  maxCallNs: bigint;
+  count: number;
+  device: number;
+  /** Every function launched, with its count, in first-launch order; the counts add up to `count`. */
+  funcs: { func: bigint; count: number }[];
+}
+/** A thread's short run-queue waits in one window, summed (in-kernel reduction). */
+export interface RunqueueSum {
+  waitNs: bigint;
+  maxNs: bigint;
+  count: number;
+  /** How many began with a preemption; the others with a wakeup. */
+  preempted: number;
+}
+
 export type KernelRecord = Header &
   (
     | { kind: typeof Kind.CUDA_LAUNCH; launch: Launch }
@@ -288,6 +321,8 @@ export type KernelRecord = Header &
     | { kind: typeof Kind.CUDA_MAPPED }
     | { kind: typeof Kind.PROC_EXIT }
     | { kind: typeof Kind.IPC_MESSAGE; message: Message }
+    | { kind: typeof Kind.CUDA_LAUNCHES; launches: Launches }
+    | { kind: typeof Kind.SCHED_RUNQUEUE_SUM; runqueueSum: RunqueueSum }
   );
 
 export const RECORD_SIZE = LAYOUT.cw_event.size;
@@ -309,6 +344,21 @@ const RG = LAYOUT.cw_register.fields;
 const EX = LAYOUT.cw_exec.fields;
 const OP = LAYOUT.cw_cuda_op.fields;
 const MS = LAYOUT.cw_message.fields;
+const LS = LAYOUT.cw_launches.fields;
+const FC = LAYOUT.cw_func_count;
+const RS = LAYOUT.cw_runqueue_sum.fields;
+
+/** The functions a launch summary names: the list ends at the first with func 0. */
+function funcCounts(view: DataView, at: number): { func: bigint; count: number }[] {
+  const list: { func: bigint; count: number }[] = [];
+  for (let i = 0; i < LAUNCH_FUNCS; i++) {
+    const f = at + i * FC.size;
+    const func = view.getBigUint64(f + FC.fields.func, true);
+    if (func === 0n) break;
+    list.push({ func, count: view.getUint32(f + FC.fields.count, true) });
+  }
+  return list;
+}
 
 /** A NUL-terminated C string of at most `max` bytes. */
 function cString(buf: Buffer, at: number, max: number): string {
@@ -422,6 +472,34 @@ function runqueue(buf: Buffer, view: DataView, u: number) {
   };
 }
 
+/** The in-kernel reduction's summaries. */
+function summaryBody(kind: typeof Kind.CUDA_LAUNCHES | typeof Kind.SCHED_RUNQUEUE_SUM, view: DataView, u: number) {
+  switch (kind) {
+    case Kind.CUDA_LAUNCHES:
+      return {
+        kind,
+        launches: {
+          stream: view.getBigUint64(u + LS.stream, true),
+          callNs: view.getBigUint64(u + LS.call_ns, true),
+          maxCallNs: view.getBigUint64(u + LS.max_call_ns, true),
+          count: view.getUint32(u + LS.count, true),
+          device: view.getInt32(u + LS.device, true),
+          funcs: funcCounts(view, u + LS.funcs),
+        },
+      } as const;
+    default:
+      return {
+        kind,
+        runqueueSum: {
+          waitNs: view.getBigUint64(u + RS.wait_ns, true),
+          maxNs: view.getBigUint64(u + RS.max_ns, true),
+          count: view.getUint32(u + RS.count, true),
+          preempted: view.getUint32(u + RS.preempted, true),
+        },
+      } as const;
+  }
+}
+
 function body(kind: number, buf: Buffer, view: DataView, r: number, index: number) {
   const u = r + U;
   switch (kind) {
@@ -493,6 +571,9 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
           send: view.getUint8(u + MS.send) !== 0,
         },
       } as const;
+    case Kind.CUDA_LAUNCHES:
+    case Kind.SCHED_RUNQUEUE_SUM:
+      return summaryBody(kind, view, u);
     default:
       throw new RecordError(`record ${index}: unknown kind ${kind} (is the loader built from another causeway.h?)`);
   }

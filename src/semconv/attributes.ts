@@ -20,6 +20,10 @@ export const CAUSEWAY_KIND_VALUE_FUTEX_WAIT = 'futex.wait';
 export const CAUSEWAY_KIND_VALUE_BLOCK_IO = 'block.io';
 /** A TCP segment retransmitted (point event). */
 export const CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT = 'tcp.retransmit';
+/** A thread's quick, successful kernel launches in one window, summed in the kernel (in-kernel reduction): from the first launch's call to the last one's return, on one stream, with each kernel's count. */
+export const CAUSEWAY_KIND_VALUE_CUDA_LAUNCHES = 'cuda.launches';
+/** A thread's short run-queue waits in one window, summed in the kernel (in-kernel reduction): their count and total time, not one interval; the holders of the CPU are not named. */
+export const CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUES = 'sched.runqueues';
 /** A message sent or received on a socket, or written or read on a pipe (point event): links a request to the process serving it; not exported as a span. */
 export const CAUSEWAY_KIND_VALUE_IPC_MESSAGE = 'ipc.message';
 export type CausewayKindValue =
@@ -32,6 +36,8 @@ export type CausewayKindValue =
   | 'futex.wait'
   | 'block.io'
   | 'tcp.retransmit'
+  | 'cuda.launches'
+  | 'sched.runqueues'
   | 'ipc.message';
 
 /** The OS (kernel) thread id of the thread that ran the span; not OpenTelemetry's managed `thread.id`. */
@@ -60,6 +66,21 @@ export const ATTR_CAUSEWAY_CUDA_FUNCTION = 'causeway.cuda.function';
 
 /** The launch was recorded into a CUDA graph being captured on its stream (cudaStreamBeginCapture), not run. */
 export const ATTR_CAUSEWAY_CUDA_CAPTURED = 'causeway.cuda.captured';
+
+/** On a summary (cuda.launches, sched.runqueues), how many events it stands for. */
+export const ATTR_CAUSEWAY_SUMMARY_COUNT = 'causeway.summary.count';
+
+/** On a cuda.launches summary, the kernels launched, in first-launch order (the function address in hex when unnamed); causeway.cuda.kernel_counts has each one's launches. */
+export const ATTR_CAUSEWAY_CUDA_KERNELS = 'causeway.cuda.kernels';
+
+/** On a cuda.launches summary, the launches of each kernel of causeway.cuda.kernels; they add up to causeway.summary.count. */
+export const ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS = 'causeway.cuda.kernel_counts';
+
+/** On a cuda.launches summary, the time spent inside the launch calls, summed. */
+export const ATTR_CAUSEWAY_CUDA_LAUNCH_CALL_MS = 'causeway.cuda.launch.call_ms';
+
+/** On a cuda.launches summary, the longest launch call (below the threshold at which a launch is kept whole). */
+export const ATTR_CAUSEWAY_CUDA_LAUNCH_MAX_CALL_MS = 'causeway.cuda.launch.max_call_ms';
 
 /** The launch call itself took long (at least 100 microseconds) with work queued ahead of it on its stream -- the launch queue was full and the call waited for queued work to complete. It is a wait, counted on the critical path like a sync; inflight.* say what was queued ahead of it. */
 export const ATTR_CAUSEWAY_CUDA_LAUNCH_BLOCKED = 'causeway.cuda.launch.blocked';
@@ -178,6 +199,15 @@ export const ATTR_CAUSEWAY_SCHED_HOLDERS_SEEN_MS = 'causeway.sched.holders.seen_
 
 /** Time Causeway's own processes (its sidecar or loader) ran on the CPU within the wait, in milliseconds -- the tracer's share of the wait, which explain_trace counts as `causeway`, not as a cause. Absent when none of them ran. */
 export const ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS = 'causeway.sched.holders.causeway_ms';
+
+/** On a sched.runqueues summary, the run-queue waits' time, summed. */
+export const ATTR_CAUSEWAY_SCHED_WAIT_MS = 'causeway.sched.wait_ms';
+
+/** On a sched.runqueues summary, the longest of the waits (below the threshold at which a wait is kept whole). */
+export const ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS = 'causeway.sched.max_wait_ms';
+
+/** On a sched.runqueues summary, how many of the waits began with a preemption (the others with a wakeup). */
+export const ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT = 'causeway.sched.preempted_count';
 
 /** True when the thread was preempted while running, false when it was woken from sleep. */
 export const ATTR_CAUSEWAY_SCHED_PREEMPTED = 'causeway.sched.preempted';

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { REDUCTION, type Reduction } from '../kernel/capture.js';
 import { mcpBindProblem } from '../mcp/http.js';
 import type { Endpoint } from '../otlp/index.js';
 import { ATTR_CAUSEWAY_THREAD_TID } from '../semconv/attributes.js';
@@ -23,6 +24,8 @@ export interface SidecarConfig {
   mcp: Endpoint & { token: string | undefined; allowedOrigins: string[] };
   /** Processes followed from the start, besides those the app spans come from. */
   follow: { pids: number[]; comms: string[] };
+  /** In-kernel reduction: what is summed per thread per window, and what is kept whole. */
+  reduction: Reduction;
   /** The span attribute that names the OS thread id. */
   threadAttribute: string;
   correlator: { retentionMs: number; maxEvents: number; watermarkLagMs: number };
@@ -45,6 +48,11 @@ const expected = (what: string) => ({
 const positiveInteger = z.preprocess(
   (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
   z.int(expected('a positive integer')).positive(expected('a positive integer')),
+);
+
+const nonNegativeInteger = z.preprocess(
+  (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
+  z.int(expected('a whole number')).nonnegative(expected('a whole number')),
 );
 
 const text = z.string(expected('a string')).min(1, expected('a non-empty string'));
@@ -87,6 +95,9 @@ const KEYS = {
   'retention-s': positiveInteger.default(30),
   'max-events': positiveInteger.default(200_000),
   'join-watermark-ms': positiveInteger.default(500),
+  'reduce-window-ms': nonNegativeInteger.default(REDUCTION.windowMs),
+  'launch-whole-us': positiveInteger.default(REDUCTION.launchWholeUs),
+  'runqueue-whole-us': positiveInteger.default(REDUCTION.runqueueWholeUs),
   'store-retention-s': positiveInteger.default(900),
   'store-max-events': positiveInteger.default(1_000_000),
   'store-max-spans': positiveInteger.default(100_000),
@@ -103,6 +114,11 @@ const schema = z.strictObject(KEYS).transform((c) => ({
   metrics: c.metrics,
   mcp: { ...c.mcp, tokenFile: c['mcp-token-file'], allowedOrigins: c['mcp-allow-origin'] },
   follow: { pids: c.pid, comms: c.comm },
+  reduction: {
+    windowMs: c['reduce-window-ms'],
+    launchWholeUs: c['launch-whole-us'],
+    runqueueWholeUs: c['runqueue-whole-us'],
+  },
   threadAttribute: c['thread-attribute'],
   correlator: {
     retentionMs: c['retention-s'] * 1000,

@@ -229,6 +229,7 @@ async function startCapture(
   const capture = new KernelCapture(
     {
       ...config.follow,
+      reduction: config.reduction,
       libs: [],
       followAll: false,
       onMessage,

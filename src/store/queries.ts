@@ -35,8 +35,12 @@ export async function findStalls(
     limit: number;
   },
 ): Promise<Stall[]> {
-  // Launches are points, not stalls: listed only when asked for by kind.
-  const where = [`e.end_ns >= $1`, `e.duration_ms >= $2`, ...(q.kind === undefined ? [`e.kind <> 'cuda.launch'`] : [])];
+  // Launches are points, and summaries windows of short events, not stalls: listed only when asked for by kind.
+  const where = [
+    `e.end_ns >= $1`,
+    `e.duration_ms >= $2`,
+    ...(q.kind === undefined ? [`e.kind NOT IN ('cuda.launch', 'cuda.launches', 'sched.runqueues')`] : []),
+  ];
   const params: DuckDBValue[] = [q.from, q.min_duration_ms, q.limit];
   const bind = (clause: string, value: DuckDBValue) => {
     params.push(value);
@@ -158,27 +162,36 @@ export interface GpuProcess {
   contention: { pid: number; comm: string; launches_during_waits: number }[];
 }
 
+/** The launches a cuda.launches summary stands for. */
+const SUMMED = `CAST(json_extract(attributes, '$."${A.ATTR_CAUSEWAY_SUMMARY_COUNT}"') AS BIGINT)`;
+
 export async function gpuActivity(store: Store, q: { pid?: number; from: bigint }): Promise<GpuProcess[]> {
   const scope = q.pid === undefined ? '' : 'AND pid = $2';
   const params: DuckDBValue[] = q.pid === undefined ? [q.from] : [q.from, q.pid];
   const totals = await store.rows(
-    `SELECT pid, any_value(comm), count(*) FILTER (kind = 'cuda.launch'), count(*) FILTER (kind = 'cuda.sync'), coalesce(sum(duration_ms) FILTER (kind = 'cuda.sync'), 0),
+    `SELECT pid, any_value(comm), count(*) FILTER (kind = 'cuda.launch') + coalesce(sum(${SUMMED}) FILTER (kind = 'cuda.launches'), 0), count(*) FILTER (kind = 'cuda.sync'), coalesce(sum(duration_ms) FILTER (kind = 'cuda.sync'), 0),
        count(*) FILTER (kind = 'cuda.memcpy'), coalesce(sum(CAST(json_extract(attributes, '$."causeway.cuda.memcpy.bytes"') AS BIGINT)) FILTER (kind = 'cuda.memcpy'), 0),
        coalesce(sum(duration_ms) FILTER (kind = 'cuda.memcpy'), 0)
      FROM kernel_events WHERE kind LIKE 'cuda.%' AND end_ns >= $1 ${scope} GROUP BY pid ORDER BY 5 DESC, 3 DESC LIMIT 50`,
     params,
   );
   const kernels = await store.rows(
-    `SELECT pid, cuda_kernel, count(*) AS n FROM kernel_events WHERE kind = 'cuda.launch' AND cuda_kernel IS NOT NULL AND end_ns >= $1 ${scope}
-     GROUP BY pid, cuda_kernel QUALIFY row_number() OVER (PARTITION BY pid ORDER BY n DESC) <= 5 ORDER BY pid, n DESC`,
+    `SELECT pid, kernel, sum(n) AS n FROM (
+       SELECT pid, cuda_kernel AS kernel, 1 AS n FROM kernel_events
+         WHERE kind = 'cuda.launch' AND cuda_kernel IS NOT NULL AND end_ns >= $1 ${scope}
+       UNION ALL
+       SELECT pid, unnest(CAST(json_extract(attributes, '$."${A.ATTR_CAUSEWAY_CUDA_KERNELS}"') AS VARCHAR[])),
+         unnest(CAST(json_extract(attributes, '$."${A.ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS}"') AS BIGINT[])) FROM kernel_events
+         WHERE kind = 'cuda.launches' AND end_ns >= $1 ${scope})
+     GROUP BY pid, kernel QUALIFY row_number() OVER (PARTITION BY pid ORDER BY n DESC) <= 5 ORDER BY pid, n DESC`,
     params,
   );
   // Contention: other processes' launches while this one waited on the GPU (a range join), on
   // the same device (a launch or wait whose device is not known may share it).
   const device = (e: string) => `CAST(json_extract(${e}.attributes, '$."${A.ATTR_CAUSEWAY_CUDA_DEVICE}"') AS INTEGER)`;
   const contention = await store.rows(
-    `SELECT s.pid, l.pid, any_value(l.comm), count(*) AS n FROM kernel_events s JOIN kernel_events l
-       ON l.kind = 'cuda.launch' AND l.pid <> s.pid AND l.start_ns >= s.start_ns AND l.start_ns < s.end_ns
+    `SELECT s.pid, l.pid, any_value(l.comm), sum(coalesce(${SUMMED.replace('attributes', 'l.attributes')}, 1)) AS n FROM kernel_events s JOIN kernel_events l
+       ON l.kind IN ('cuda.launch', 'cuda.launches') AND l.pid <> s.pid AND l.start_ns >= s.start_ns AND l.start_ns < s.end_ns
        AND coalesce(${device('s')} = ${device('l')}, true)
      WHERE s.kind = 'cuda.sync' AND s.end_ns >= $1 ${scope.replace('pid', 's.pid')} AND l.end_ns >= $1
      GROUP BY s.pid, l.pid ORDER BY n DESC LIMIT 200`,

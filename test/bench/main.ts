@@ -5,7 +5,8 @@
 // spread over the rounds (rounds.ts); the user-space decode rate per core; drops at a high
 // event rate; how long capture takes to start; the sidecar's span throughput and join delay
 // (pipeline.ts); the store and the MCP tools at 1M events (store.ts); what finding every GPU
-// process costs on a node with many processes (discovery.ts).
+// process costs on a node with many processes (discovery.ts); what in-kernel reduction saves
+// (reduction.ts).
 //
 // Options: --rounds N (default 5), --round-seconds S (default 1: how long each configuration
 // runs in a round), --only KEY,... (the rows and measures to run; the keys are listed on a bad one).
@@ -23,6 +24,7 @@ import { Capture, ROOT, SIM_CUDART, WORKLOADS } from '../bpf/session.js';
 import { discoveryRows } from './discovery.js';
 import { pipelineRows } from './pipeline.js';
 import { describeOverFloor, describeRatio, roundOrder, spread } from './rounds.js';
+import { reductionRows } from './reduction.js';
 import { storeIntakeRows, storeRows } from './store.js';
 
 const { values: options } = parseArgs({
@@ -418,7 +420,9 @@ const MEASURES: Record<string, () => Promise<string[]>> = {
   store: storeRows,
   'store-intake': storeIntakeRows,
 };
-const keys = [...WORKLOAD_SET.map((w) => w.key), ...Object.keys(MEASURES)];
+/** What in-kernel reduction saves: a table of its own, after the others. */
+const REDUCTION_KEY = 'reduction';
+const keys = [...WORKLOAD_SET.map((w) => w.key), ...Object.keys(MEASURES), REDUCTION_KEY];
 const only = options.only?.split(',') ?? keys;
 const unknown = only.filter((key) => !keys.includes(key));
 if (unknown.length > 0) throw new Error(`--only: no measure named ${unknown.join(', ')}; they are ${keys.join(', ')}`);
@@ -434,6 +438,7 @@ if (overheadWorkloads.length > 0)
 const others = ['| measure | result |', '| --- | --- |'];
 for (const [key, measure] of Object.entries(MEASURES)) if (only.includes(key)) others.push(...(await measure()));
 rmSync(`/dev/shm/causeway-bench-${process.pid}`, { force: true });
-const tables = [overheadRows, others].filter((table) => table.length > 2);
+const reduction = only.includes(REDUCTION_KEY) ? await reductionRows(ROUNDS, Math.max(2, ROUND_SECONDS)) : [];
+const tables = [overheadRows, others, reduction].filter((table) => table.length > 2);
 process.stdout.write(`${tables.map((table) => table.join('\n')).join('\n\n')}\n`);
 process.stderr.write(`bench: took ${((performance.now() - began) / 1000).toFixed(0)} s\n`);

@@ -52,9 +52,9 @@ for (const [program, linked] of [
   });
 }
 
-test('a full launch queue gives cuda.launch calls that themselves take long', async (t) => {
+test('with reduction off, a full launch queue gives one cuda.launch per call, those that blocked themselves long', async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(t, ['--comm', 'launch_storm']);
+  const capture = await startCapture(t, ['--comm', 'launch_storm', '--reduce-window-ms', '0']);
   const truth = (await runWorkload(
     'launch_storm',
     ['--full-queue', '--kernel-ms', '10', '--extra', '4', '--start-delay-ms', '50'],

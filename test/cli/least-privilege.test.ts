@@ -69,7 +69,7 @@ test('the sidecar runs as a user without capabilities, the loader alone holding 
     [plain.pid, 'futex.wait'],
   ] as const)
     await until(`${kind} events of pid ${String(pid)} in the store`, 20_000, async () => {
-      const sql = `SELECT count(*) FROM kernel_events WHERE pid = ${String(pid)} AND kind = '${kind}'`;
+      const sql = `SELECT count(*) FROM kernel_events WHERE pid = ${String(pid)} AND kind LIKE '${kind}%'`;
       const result = await mcp.callTool({ name: 'query_sql', arguments: { sql } });
       return Number((result.structuredContent as { rows: unknown[][] }).rows[0]?.[0]) > 0 ? true : undefined;
     });

@@ -8,10 +8,10 @@ import { EpochClock } from '../../src/kernel/clock.js';
 import { CudaState } from '../../src/kernel/cuda.js';
 import { Demangler } from '../../src/kernel/demangle.js';
 import { BlockDevices } from '../../src/kernel/devices.js';
-import { EventShaper, isPipe, type KernelEvent } from '../../src/kernel/events.js';
+import { EventShaper, eventsCovered, isPipe, type KernelEvent } from '../../src/kernel/events.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
 import { CudaApi, DEVICE_UNKNOWN, Kind, LAYOUT, MESSAGE_PIPE, decodeRecords } from '../../src/kernel/record.js';
-import { launch, malloc, op, record, register, runqueue, sync, writeTask } from './records.js';
+import { launch, launches, malloc, op, record, register, runqueue, sync, writeTask } from './records.js';
 
 const errors: string[] = [];
 const demangler = new Demangler((message) => {
@@ -94,6 +94,39 @@ test('a stream sync reports the kernels in flight on that stream only, then none
   assert.deepEqual(first.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], ['relu', 'gemm()']);
   assert.equal(first.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], '0xa');
   assert.equal(second?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 0);
+});
+
+test('a launch summary names each kernel with its count, and a sync after it finds them all in flight on its stream', async () => {
+  const shape = pipeline();
+  const events = await shape(
+    register({ pid, func: 0x1n, name: 'relu' }),
+    register({ pid, func: 0x2n, name: '_Z4gemmv' }),
+    launches({
+      pid,
+      stream: 0xan,
+      startNs: 100n,
+      endNs: 900n,
+      callNs: 300n,
+      funcs: [
+        { func: 0x2n, count: 70 },
+        { func: 0x1n, count: 30 },
+        { func: 0x3n, count: 5 },
+      ],
+    }),
+    launch({ pid, func: 0x1n, stream: 0xbn }),
+    sync({ pid, api: CudaApi.cudaStreamSynchronize, handle: 0xan }),
+  );
+  const summary = events.find((e) => e.kind === 'cuda.launches');
+  assert.equal(summary?.attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT], 105);
+  assert.deepEqual(summary.attributes[A.ATTR_CAUSEWAY_CUDA_KERNELS], ['gemm()', 'relu', '0x3']);
+  assert.deepEqual(summary.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS], [70, 30, 5]);
+  assert.equal(summary.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], '0xa');
+  assert.equal(summary.attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_CALL_MS], 0.0003);
+  assert.equal(summary.endUnixNano - summary.startUnixNano, 800n);
+  assert.equal(eventsCovered(summary), 105);
+  const synced = events.find((e) => e.kind === 'cuda.sync');
+  assert.equal(synced?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 105, 'not the launch on the other stream');
+  assert.deepEqual(synced.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], ['gemm()', 'relu']);
 });
 
 test('a long launch behind queued work blocked: it names the kernels queued ahead on its stream, and leaves them queued', async () => {

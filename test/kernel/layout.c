@@ -51,7 +51,13 @@ int main(void)
 	STRUCT(cw_exec); FIELD(cw_exec, ppid); END_STRUCT();
 	STRUCT(cw_message); FIELD(cw_message, ends); FIELD(cw_message, bytes); FIELD(cw_message, family);
 	FIELD(cw_message, send); END_STRUCT();
-	STRUCT(cw_settings); FIELD(cw_settings, min_ns); FIELD(cw_settings, follow_all); FIELD(cw_settings, exclude);
+	STRUCT(cw_func_count); FIELD(cw_func_count, func); FIELD(cw_func_count, count); END_STRUCT();
+	STRUCT(cw_launches); FIELD(cw_launches, stream); FIELD(cw_launches, call_ns); FIELD(cw_launches, max_call_ns);
+	FIELD(cw_launches, count); FIELD(cw_launches, device); FIELD(cw_launches, funcs); END_STRUCT();
+	STRUCT(cw_runqueue_sum); FIELD(cw_runqueue_sum, wait_ns); FIELD(cw_runqueue_sum, max_ns);
+	FIELD(cw_runqueue_sum, count); FIELD(cw_runqueue_sum, preempted); END_STRUCT();
+	STRUCT(cw_settings); FIELD(cw_settings, min_ns); FIELD(cw_settings, window_ns); FIELD(cw_settings, launch_whole_ns);
+	FIELD(cw_settings, runqueue_whole_ns); FIELD(cw_settings, follow_all); FIELD(cw_settings, exclude);
 	END_STRUCT();
 	STRUCT(cw_frame); FIELD(cw_frame, type); FIELD(cw_frame, size); END_STRUCT();
 	STRUCT(cw_hello); FIELD(cw_hello, abi_version); FIELD(cw_hello, event_size); FIELD(cw_hello, ringbuf_bytes);
@@ -64,6 +70,7 @@ int main(void)
 	BEGIN("constants");
 	VALUE(CW_ABI_VERSION); VALUE(CW_COMM_LEN); VALUE(CW_NAME_LEN); VALUE(CW_RUNQUEUE_HOLDERS); VALUE(CW_API_PER_THREAD);
 	VALUE(CW_DEVICE_UNKNOWN); VALUE(CW_MESSAGE_PIPE);
+	VALUE(CW_LAUNCH_FUNCS);
 	END();
 
 	BEGIN("kinds");
@@ -71,6 +78,7 @@ int main(void)
 	VALUE(CW_KIND_SCHED_RUNQUEUE); VALUE(CW_KIND_SCHED_BLOCKED); VALUE(CW_KIND_FUTEX_WAIT); VALUE(CW_KIND_BLOCK_IO);
 	VALUE(CW_KIND_TCP_RETRANSMIT); VALUE(CW_KIND_CUDA_REGISTER); VALUE(CW_KIND_PROC_EXEC); VALUE(CW_KIND_CUDA_OP);
 	VALUE(CW_KIND_CUDA_MAPPED); VALUE(CW_KIND_PROC_EXIT); VALUE(CW_KIND_IPC_MESSAGE);
+	VALUE(CW_KIND_CUDA_LAUNCHES); VALUE(CW_KIND_SCHED_RUNQUEUE_SUM);
 	VALUE(CW_KIND_MAX);
 	END();
 

@@ -14,6 +14,7 @@ import {
   FrameType,
   GpuProcess,
   Kind,
+  LAUNCH_FUNCS,
   LAYOUT,
   MESSAGE_PIPE,
   MemcpyDirection,
@@ -52,6 +53,7 @@ test('the decoder offset table matches every struct of bpf/causeway.h as gcc lay
       CW_API_PER_THREAD: API_PER_THREAD,
       CW_DEVICE_UNKNOWN: DEVICE_UNKNOWN,
       CW_MESSAGE_PIPE: MESSAGE_PIPE,
+      CW_LAUNCH_FUNCS: LAUNCH_FUNCS,
     },
     c.constants,
   );

@@ -73,6 +73,38 @@ export function launch(
   });
 }
 
+/** A launch summary (in-kernel reduction): funcs with their counts, which add up to the count. */
+export function launches(
+  spec: Omit<RecordSpec, 'kind' | 'body'> & {
+    funcs: { func: bigint; count: number }[];
+    stream?: bigint;
+    device?: number;
+    callNs?: bigint;
+  },
+): Buffer {
+  const L = LAYOUT.cw_launches.fields;
+  const F = LAYOUT.cw_func_count;
+  return record({
+    api: CudaApi.cudaLaunchKernel,
+    ...spec,
+    kind: Kind.CUDA_LAUNCHES,
+    body: (buf, u) => {
+      buf.writeBigUInt64LE(spec.stream ?? 0n, u + L.stream);
+      buf.writeBigUInt64LE(spec.callNs ?? 0n, u + L.call_ns);
+      buf.writeBigUInt64LE(spec.callNs ?? 0n, u + L.max_call_ns);
+      buf.writeUInt32LE(
+        spec.funcs.reduce((sum, f) => sum + f.count, 0),
+        u + L.count,
+      );
+      buf.writeInt32LE(spec.device ?? 0, u + L.device);
+      spec.funcs.forEach((f, i) => {
+        buf.writeBigUInt64LE(f.func, u + L.funcs + i * F.size + F.fields.func);
+        buf.writeUInt32LE(f.count, u + L.funcs + i * F.size + F.fields.count);
+      });
+    },
+  });
+}
+
 export function register(
   spec: Omit<RecordSpec, 'kind' | 'body'> & { func: bigint; name: string; nameAddr?: bigint },
 ): Buffer {

@@ -34,6 +34,7 @@ test('the defaults', () => {
     metrics: { host: '127.0.0.1', port: 9464 },
     mcp: { host: '127.0.0.1', port: 4419, token: undefined, allowedOrigins: [] },
     follow: { pids: [], comms: [] },
+    reduction: { windowMs: 10, launchWholeUs: 100, runqueueWholeUs: 100 },
     threadAttribute: 'causeway.thread.tid',
     correlator: { retentionMs: 30_000, maxEvents: 200_000, watermarkLagMs: 500 },
     store: {
@@ -61,6 +62,7 @@ const GOOD: Record<string, SidecarConfig> = {
       allowedOrigins: ['http://grafana.local:3000', 'https://agent.example'],
     },
     follow: { pids: [101, 202], comms: ['python3', 'gunicorn'] },
+    reduction: { windowMs: 0, launchWholeUs: 250, runqueueWholeUs: 50 },
     threadAttribute: 'thread.id',
     correlator: { retentionMs: 60_000, maxEvents: 250_000, watermarkLagMs: 750 },
     store: {
@@ -84,6 +86,7 @@ const GOOD: Record<string, SidecarConfig> = {
 const BAD: Record<string, RegExp> = {
   'not-a-number.yaml': /not-a-number\.yaml: store-max-events: expected a positive integer, got "lots"$/,
   'zero.yaml': /zero\.yaml: retention-s: expected a positive integer, got 0$/,
+  'negative-window.yaml': /negative-window\.yaml: reduce-window-ms: expected a whole number, got -5$/,
   'fraction.yaml': /fraction\.yaml: join-watermark-ms: expected a positive integer, got 2\.5$/,
   'endpoint.yaml': /endpoint\.yaml: otlp-grpc: expected HOST:PORT, got 4417$/,
   'port.yaml': /port\.yaml: metrics: expected HOST:PORT, got "127\.0\.0\.1:99999"$/,

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as A from '../../src/semconv/attributes.js';
-import { compareLatency, gpuActivity } from '../../src/store/queries.js';
+import { compareLatency, findStalls, gpuActivity } from '../../src/store/queries.js';
 import { MS, T0, appSpan, kernelEvent, storeWith } from './traces.js';
 
 const at = (ms: number) => T0 + BigInt(ms) * MS;
@@ -32,6 +32,29 @@ test("gpu_activity names each process's top kernels, and counts as contention on
     { pid: 20, comm: 'engine', launches_during_waits: 3 },
     { pid: 40, comm: 'old', launches_during_waits: 2 },
   ]);
+});
+
+test('gpu_activity counts the launches a cuda.launches summary stands for, per kernel, and summaries are not stalls', async (t) => {
+  const engine = { pid: 20, tid: 20, comm: 'engine' };
+  const store = await storeWith(
+    [],
+    [
+      kernelEvent('cuda.launch', engine, at(5), at(5), { [A.ATTR_CAUSEWAY_CUDA_KERNEL]: 'mlp' }),
+      kernelEvent('cuda.launches', engine, at(10), at(20), {
+        [A.ATTR_CAUSEWAY_SUMMARY_COUNT]: 50,
+        [A.ATTR_CAUSEWAY_CUDA_KERNELS]: ['attn', 'mlp'],
+        [A.ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS]: [40, 10],
+      }),
+    ],
+  );
+  t.after(() => store.close());
+  const [engineActivity] = await gpuActivity(store, { pid: 20, from: at(0) });
+  assert.equal(engineActivity?.launches, 51);
+  assert.deepEqual(engineActivity.top_kernels, [
+    { name: 'attn', launches: 40 },
+    { name: 'mlp', launches: 11 },
+  ]);
+  assert.deepEqual(await findStalls(store, { from: at(0), min_duration_ms: 0, limit: 10 }), []);
 });
 
 test('compare_latency counts a wait shared by N requests 1/N in each, so GPU time adds up once', async (t) => {

@@ -1,0 +1,148 @@
+// In-kernel reduction, for real: a thread's quick launches and short run-queue waits reach user
+// space as summaries, and nothing is lost. Where the ground truth is the kernel's own view, a
+// second capture with reduction off watches the same workload at the same time: both read the
+// same tracepoints, so the waits one sums are the waits the other writes whole.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as A from '../../src/semconv/attributes.js';
+import {
+  type CapturedEvent,
+  durationMs,
+  kernelAvailable,
+  privateGpu,
+  runWorkload,
+  settle,
+  single,
+  startCapture,
+} from './session.js';
+
+const TINY = 'tiny(int*)';
+const count = (e: CapturedEvent) => Number(e.attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT]);
+const sum = (values: number[]) => values.reduce((total, v) => total + v, 0);
+const byStart = (x: CapturedEvent, y: CapturedEvent) =>
+  BigInt(x.start_unix_nano) < BigInt(y.start_unix_nano) ? -1 : 1;
+
+test('a launch storm reaches user space as cuda.launches summaries whose counts add up to the launches made, and its sync still names them in flight', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(t, ['--comm', 'launch_storm']);
+  const truth = (await runWorkload(
+    'launch_storm',
+    ['--rate', '20000', '--seconds', '1', '--start-delay-ms', '50'],
+    privateGpu(t),
+  )) as { pid: number; tids: number[]; launches: number; errors: number };
+  await settle();
+  await capture.stop();
+
+  assert.equal(truth.errors, 0);
+  const summaries = capture.of('cuda.launches', (e) => e.pid === truth.pid);
+  const whole = capture.of('cuda.launch', (e) => e.pid === truth.pid);
+  assert.ok(summaries.length > 0, 'no cuda.launches summary');
+  assert.equal(sum(summaries.map(count)) + whole.length, truth.launches);
+  assert.ok(summaries.length + whole.length < truth.launches, 'fewer records than launches');
+  for (const summary of summaries) {
+    assert.deepEqual(summary.attributes[A.ATTR_CAUSEWAY_CUDA_KERNELS], [TINY]);
+    assert.deepEqual(summary.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS], [count(summary)]);
+    assert.ok(count(summary) > 1, 'a window of one launch is written whole');
+  }
+  // The storm's one sync waited for every launch of its stream: the summaries were queued on it.
+  const sync = single(
+    capture.of('cuda.sync', (e) => e.pid === truth.pid),
+    'cuda.sync',
+  );
+  assert.equal(sync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], truth.launches);
+  assert.deepEqual(sync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], [TINY]);
+  assert.match(capture.stderr, new RegExp(`events covered: .*cuda\\.launch ${String(truth.launches)}\\b`));
+});
+
+test('with reduction on, the launches that blocked on a full queue still arrive whole, with their own durations', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(t, ['--comm', 'launch_storm']);
+  const truth = (await runWorkload(
+    'launch_storm',
+    ['--full-queue', '--kernel-ms', '10', '--extra', '4', '--start-delay-ms', '50'],
+    { ...privateGpu(t), CUDA_SIM_QUEUE_DEPTH: '16' },
+  )) as { pid: number; launches: number; blocked: { index: number; ns: number }[] };
+  await settle();
+  await capture.stop();
+
+  const whole = capture.of('cuda.launch', (e) => e.pid === truth.pid);
+  const summaries = capture.of('cuda.launches', (e) => e.pid === truth.pid);
+  assert.equal(sum(summaries.map(count)) + whole.length, truth.launches);
+  const blocked = whole.filter((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_LAUNCH_BLOCKED] === true).sort(byStart);
+  assert.equal(blocked.length, truth.blocked.length);
+  truth.blocked.forEach((b, i) => {
+    const launch = blocked[i] as CapturedEvent;
+    assert.ok(
+      Math.abs(durationMs(launch) - b.ns / 1e6) <= 2,
+      `launch #${b.index} blocked ${b.ns / 1e6} ms, captured ${durationMs(launch)} ms`,
+    );
+  });
+});
+
+test('with reduction off, every launch of a storm is its own cuda.launch', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(t, ['--comm', 'launch_storm', '--reduce-window-ms', '0']);
+  const truth = (await runWorkload(
+    'launch_storm',
+    ['--rate', '5000', '--seconds', '0.5', '--start-delay-ms', '50'],
+    privateGpu(t),
+  )) as { pid: number; launches: number };
+  await settle();
+  await capture.stop();
+
+  assert.equal(capture.of('cuda.launches', (e) => e.pid === truth.pid).length, 0);
+  const launches = capture.of('cuda.launch', (e) => e.pid === truth.pid);
+  assert.equal(launches.length, truth.launches);
+  for (const launch of launches) assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], TINY);
+});
+
+test('short run-queue waits are summed per thread per window, long ones and lone ones kept whole', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const wholeUs = 100;
+  const windowMs = 10;
+  const capture = await startCapture(t, [
+    '--comm',
+    'switch_pingpong',
+    '--runqueue-whole-us',
+    String(wholeUs),
+    '--reduce-window-ms',
+    String(windowMs),
+  ]);
+  const truth = (await runWorkload('switch_pingpong', ['--rate', '20000', '--seconds', '1'])) as {
+    pid: number;
+    tids: number[];
+  };
+  await settle();
+  await capture.stop();
+  assert.match(capture.stderr, /drops: none/);
+
+  for (const tid of truth.tids) {
+    const summaries = capture.of('sched.runqueues', (e) => e.tid === tid);
+    assert.ok(summaries.length > 0, `no sched.runqueues for thread ${String(tid)}`);
+    for (const summary of summaries) {
+      const n = count(summary);
+      const total = Number(summary.attributes[A.ATTR_CAUSEWAY_SCHED_WAIT_MS]);
+      const longest = Number(summary.attributes[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS]);
+      assert.ok(n > 1, 'a window of one wait is written whole');
+      assert.ok(longest < wholeUs / 1000, `a summed wait of ${longest} ms`);
+      assert.ok(total >= longest && total <= n * longest, `${n} waits of at most ${longest} ms summing to ${total} ms`);
+      // The waits lie within the window: from the first one's start to the last one's end.
+      assert.ok(total <= durationMs(summary), `${total} ms of waits in a ${durationMs(summary)} ms window`);
+      assert.ok(Number(summary.attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT]) <= n);
+    }
+    // A short wait written whole was alone in its window: the thread's next short wait came
+    // after the window's end, in a window of its own.
+    const shortWhole = capture
+      .of('sched.runqueue', (e) => e.tid === tid && durationMs(e) < wholeUs / 1000)
+      .sort(byStart);
+    const starts = [...shortWhole, ...summaries].sort(byStart);
+    for (const wait of shortWhole) {
+      const next = starts[starts.indexOf(wait) + 1];
+      if (next === undefined) continue;
+      assert.ok(
+        Number(BigInt(next.start_unix_nano) - BigInt(wait.start_unix_nano)) >= windowMs * 1e6,
+        `a lone short wait of thread ${String(tid)} followed ${Number(BigInt(next.start_unix_nano) - BigInt(wait.start_unix_nano)) / 1e6} ms later by another window`,
+      );
+    }
+  }
+});
