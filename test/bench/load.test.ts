@@ -22,7 +22,7 @@ test('the load harness drives the real sidecar and collector and reads counters 
   const { delivered, offered, cpu, rss, requests, kernelSpans, mcp } = report;
   assert.ok(offered.switchesPerS > 0 && offered.launchesPerS > 0, 'both workloads ran and said how fast');
   assert.ok(delivered.events > 0, 'the capture decoded kernel events');
-  assert.ok(offered.eventsPerS >= delivered.perS, 'what was decoded was offered');
+  assert.ok(offered.events >= delivered.events, 'what was decoded in the window was offered in the run');
   assert.ok((delivered.byKind['cuda.launch'] ?? 0) > 0, 'the launch storm was followed');
   assert.ok((delivered.byKind['futex.wait'] ?? 0) > 0, 'the ping-pong was followed');
   assert.ok(cpu.sidecarS > 0 && cpu.sidecarS >= cpu.loaderS, 'CPU read from /proc for node and loader');

@@ -49,7 +49,7 @@ export interface LoadReport {
    * What the workloads achieved over their whole run, per their own truth; and the kernel events
    * they offered the sidecar over it: decoded, dropped in the ring buffers or shed, per second.
    */
-  offered: { switchesPerS: number; launchesPerS: number; eventsPerS: number };
+  offered: { switchesPerS: number; launchesPerS: number; events: number; eventsPerS: number };
   /** Kernel events the capture decoded in the window (causeway_kernel_events), per kind too. */
   delivered: { events: number; perS: number; byKind: Record<string, number> };
   /** Over the whole run, from the last scrape; undefined where the sidecar has no such counter. */
@@ -182,9 +182,14 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     stops.push(() => receiver.close());
     // The sidecar listens before the collector starts (as test/e2e/pipeline.ts), exports to its kernel receiver.
     const kernelGrpc = `127.0.0.1:${String(await freePort())}`;
+    // The workloads are followed from their start, by name, as a user names a known workload:
+    // an overloaded sidecar would take the app's spans, which also make it follow their
+    // processes, too late (the launch storm, a GPU process, is found by itself).
     const sidecar: Sidecar = await startSidecar(`http://${kernelGrpc}`, '127.0.0.1:0', [
       '--store-path',
       join(dir, 'store.duckdb'),
+      '--comm',
+      'switch_pingpong',
     ]);
     const loader = await loaderPid(sidecar.pid).catch(async (error: unknown) => {
       await sidecar.stop('SIGKILL');
@@ -422,6 +427,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
       launchesPerS: rate('launch_storm', 'launches_per_s'),
       // Over the whole run, read once the sidecar has taken in what the kernel counted (drops
       // come in the loader's statistics, which an overloaded sidecar reads late).
+      events: counted(final),
       eventsPerS: counted(final) / runSeconds,
     };
     const sampled = [...sentAt.entries()];
