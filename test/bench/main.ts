@@ -6,10 +6,13 @@
 // event rate; how long capture takes to start; the sidecar's span throughput and join delay
 // (pipeline.ts); the store and the MCP tools at 1M events (store.ts); what finding every GPU
 // process costs on a node with many processes (discovery.ts); what in-kernel reduction saves
-// (reduction.ts).
+// (reduction.ts); the whole sidecar under load and under a flood (load.ts); then a table
+// against issue 11's targets for what was measured.
 //
 // Options: --rounds N (default 5), --round-seconds S (default 1: how long each configuration
-// runs in a round), --only KEY,... (the rows and measures to run; the keys are listed on a bad one).
+// runs in a round), --load-seconds S (default 60: the load's and the flood's window),
+// --load-events-per-s N (default 200000: the kernel events the load asks of its workloads),
+// --only KEY,... (the rows and measures to run; the keys are listed on a bad one).
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,6 +25,7 @@ import { fakeLoader } from '../kernel/fake-loader.js';
 import { launch, record, register } from '../kernel/records.js';
 import { Capture, ROOT, SIM_CUDART, WORKLOADS } from '../bpf/session.js';
 import { discoveryRows } from './discovery.js';
+import { floodTargets, loadRows, loadTargets, sidecarLoad, targetTable, type TargetCheck } from './load.js';
 import { pipelineRows } from './pipeline.js';
 import { describeOverFloor, describeRatio, roundOrder, spread } from './rounds.js';
 import { reductionRows } from './reduction.js';
@@ -31,6 +35,8 @@ const { values: options } = parseArgs({
   options: {
     rounds: { type: 'string', default: '5' },
     'round-seconds': { type: 'string', default: '1' },
+    'load-seconds': { type: 'string', default: '60' },
+    'load-events-per-s': { type: 'string', default: '200000' },
     only: { type: 'string' },
   },
 });
@@ -40,6 +46,18 @@ const ROUNDS = positiveInteger('--rounds', options.rounds);
 const ROUND_SECONDS = positiveInteger('--round-seconds', options['round-seconds']);
 /** A pause after each run, and after a tracer stops. */
 const SETTLE_MS = 250;
+const LOAD_SECONDS = positiveInteger('--load-seconds', options['load-seconds']);
+const LOAD_EVENTS_PER_S = positiveInteger('--load-events-per-s', options['load-events-per-s']);
+/** The load's app: spans per second, in OTLP requests of this many (issue 11). */
+const LOAD_SPANS_PER_S = 10_000;
+const LOAD_SPANS_PER_REQUEST = 100;
+/**
+ * Kernel events per context switch of the ping-pong, measured here with `causeway capture`: a
+ * sched.runqueue for each, a sched.blocked and a futex.wait for most. The load asks half its
+ * events of the ping-pong, half of the launch storm (one event per launch).
+ */
+const EVENTS_PER_SWITCH = 2.3;
+const PING_PONG_PAIRS = 2;
 /** The high-rate drops measure's run. */
 const HIGH_RATE_SECONDS = 3;
 /** Causeway's added CPU per launch over the floor's: at most this (issue 11). */
@@ -410,8 +428,21 @@ async function startup(): Promise<string> {
   return `| capture start (probes attached, first record readable) | ${times.map((t) => `${t.toFixed(2)} s`).join(', ')} |`;
 }
 
-/** The measures after the overhead table, by their --only key. */
-const MEASURES: Record<string, () => Promise<string[]>> = {
+/** The whole sidecar under the load, or under the flood: the ping-pong unthrottled. */
+function sidecarLoadRun(flood: boolean) {
+  return sidecarLoad({
+    seconds: LOAD_SECONDS,
+    pingPongPairs: PING_PONG_PAIRS,
+    switchesPerS: flood ? 0 : Math.round(LOAD_EVENTS_PER_S / 2 / EVENTS_PER_SWITCH),
+    launchesPerS: Math.round(LOAD_EVENTS_PER_S / 2),
+    spansPerS: LOAD_SPANS_PER_S,
+    spansPerRequest: LOAD_SPANS_PER_REQUEST,
+    log: (line) => process.stderr.write(`bench: ${flood ? 'flood' : 'sidecar load'}: ${line}\n`),
+  });
+}
+
+/** The measures after the overhead table, by their --only key; each adds its lines of the targets table. */
+const MEASURES: Record<string, (targets: TargetCheck[]) => Promise<string[]>> = {
   decode: async () => [await decodeRate()],
   'high-rate': async () => [await highRate()],
   startup: async () => [await startup()],
@@ -419,6 +450,16 @@ const MEASURES: Record<string, () => Promise<string[]>> = {
   pipeline: pipelineRows,
   store: storeRows,
   'store-intake': storeIntakeRows,
+  'sidecar-load': async (targets) => {
+    const report = await sidecarLoadRun(false);
+    targets.push(...loadTargets(report, { eventsPerS: LOAD_EVENTS_PER_S, spansPerS: LOAD_SPANS_PER_S }));
+    return loadRows(`whole sidecar, ${String(LOAD_SECONDS)} s of load`, report);
+  },
+  flood: async (targets) => {
+    const report = await sidecarLoadRun(true);
+    targets.push(...floodTargets(report));
+    return loadRows(`whole sidecar, ${String(LOAD_SECONDS)} s of flood (ping-pong unthrottled)`, report);
+  },
 };
 /** What in-kernel reduction saves: a table of its own, after the others. */
 const REDUCTION_KEY = 'reduction';
@@ -436,9 +477,10 @@ const overheadWorkloads = WORKLOAD_SET.filter((w) => only.includes(w.key));
 if (overheadWorkloads.length > 0)
   for (const [workload, runs] of await overheadRuns(overheadWorkloads)) overheadRows.push(overheadRow(workload, runs));
 const others = ['| measure | result |', '| --- | --- |'];
-for (const [key, measure] of Object.entries(MEASURES)) if (only.includes(key)) others.push(...(await measure()));
+const targets: TargetCheck[] = [];
+for (const [key, measure] of Object.entries(MEASURES)) if (only.includes(key)) others.push(...(await measure(targets)));
 rmSync(`/dev/shm/causeway-bench-${process.pid}`, { force: true });
 const reduction = only.includes(REDUCTION_KEY) ? await reductionRows(ROUNDS, Math.max(2, ROUND_SECONDS)) : [];
-const tables = [overheadRows, others, reduction].filter((table) => table.length > 2);
+const tables = [overheadRows, others, reduction, targetTable(targets)].filter((table) => table.length > 2);
 process.stdout.write(`${tables.map((table) => table.join('\n')).join('\n\n')}\n`);
 process.stderr.write(`bench: took ${((performance.now() - began) / 1000).toFixed(0)} s\n`);

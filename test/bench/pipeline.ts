@@ -14,17 +14,23 @@ const TID = process.pid + 1;
 const placedHere = (span: AppSpan) => ({ span, place: { hostPid: process.pid, hostTid: TID } });
 const nowNs = () => BigInt(Date.now()) * MS;
 
-/** One OTLP request of `n` spans of this process's thread TID, ending just now. */
-function request(n: number): Uint8Array {
+/**
+ * One OTLP/HTTP protobuf request of `n` root spans of process `pid` (of thread `tid` if given),
+ * each `durationNs` long and ending just now, each its own trace; with their trace ids in hex.
+ */
+export function otlpRequest(
+  n: number,
+  { pid, tid, durationNs }: { pid: number; tid?: number; durationNs: bigint },
+): { body: Uint8Array; traceIds: string[] } {
   const end = nowNs();
   const spans = Array.from({ length: n }, () => ({
     traceId: randomBytes(16),
     spanId: randomBytes(8),
     name: 'GET /predict',
     kind: 2,
-    startTimeUnixNano: (end - 20n * MS).toString(),
+    startTimeUnixNano: (end - durationNs).toString(),
     endTimeUnixNano: end.toString(),
-    attributes: [{ key: 'causeway.thread.tid', value: { intValue: TID } }],
+    attributes: tid === undefined ? [] : [{ key: 'causeway.thread.tid', value: { intValue: tid } }],
   }));
   const types = otlpTypes();
   const message = types.ExportTraceServiceRequest.fromObject({
@@ -32,7 +38,7 @@ function request(n: number): Uint8Array {
       {
         resource: {
           attributes: [
-            { key: 'process.pid', value: { intValue: process.pid } },
+            { key: 'process.pid', value: { intValue: pid } },
             { key: 'service.name', value: { stringValue: 'bench' } },
           ],
         },
@@ -40,8 +46,14 @@ function request(n: number): Uint8Array {
       },
     ],
   });
-  return types.ExportTraceServiceRequest.encode(message).finish();
+  return {
+    body: types.ExportTraceServiceRequest.encode(message).finish(),
+    traceIds: spans.map((span) => span.traceId.toString('hex')),
+  };
 }
+
+/** One OTLP request of `n` spans of this process's thread TID, 20 ms each, ending just now. */
+const request = (n: number) => otlpRequest(n, { pid: process.pid, tid: TID, durationNs: 20n * MS }).body;
 
 function kernelEvents(n: number, spreadMs: number): KernelEvent[] {
   const end = nowNs();

@@ -1,6 +1,7 @@
 // `causeway run` started as a user would, on free ports, for the tests that need the sidecar.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { CLI } from '../bpf/session.js';
 
@@ -135,4 +136,32 @@ export async function startSidecar(
       return code;
     },
   };
+}
+
+/**
+ * A metric's value in Prometheus text, summed over its label sets; undefined when the text has
+ * no sample of it (a metric this version of the sidecar does not have).
+ */
+export function metricValue(text: string, name: string): number | undefined {
+  let sum: number | undefined;
+  for (const match of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm')))
+    sum = (sum ?? 0) + Number(match[1]);
+  return sum;
+}
+
+/** The sidecar's child named causeway-loader. */
+export async function loaderPid(sidecarPid: number): Promise<number> {
+  return until('the loader', 10_000, () => {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        const [, comm, rest] = /^\d+ \((.*)\) (.*)$/s.exec(stat) ?? [];
+        if (comm === 'causeway-loader' && Number(rest?.split(' ')[1]) === sidecarPid) return Number(entry);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error; // exited while listed
+      }
+    }
+    return undefined;
+  });
 }

@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startOtlpReceiver, type OtlpReceiver } from '../../src/otlp/index.js';
-import { startSidecar, until } from '../cli/sidecar.js';
+import { loaderPid, metricValue, startSidecar, until } from '../cli/sidecar.js';
 import { startWorkload } from '../bpf/session.js';
 
 export interface SoakOptions {
@@ -69,11 +69,7 @@ export interface SoakReport {
   loader: { restarts: number };
 }
 
-const metric = (text: string, name: string): number => {
-  let sum = 0;
-  for (const match of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(match[1]);
-  return sum;
-};
+const metric = (text: string, name: string): number => metricValue(text, name) ?? 0;
 
 /** Least-squares slope of y over x. */
 export function slope(points: [x: number, y: number][]): number {
@@ -228,23 +224,6 @@ export async function soak(options: SoakOptions): Promise<SoakReport> {
     await collector?.close();
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/** The sidecar's child named causeway-loader. */
-async function loaderPid(sidecarPid: number): Promise<number> {
-  return until('the loader', 10_000, () => {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-        const [, comm, rest] = /^\d+ \((.*)\) (.*)$/s.exec(stat) ?? [];
-        if (comm === 'causeway-loader' && Number(rest?.split(' ')[1]) === sidecarPid) return Number(entry);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error; // exited while listed
-      }
-    }
-    return undefined;
-  });
 }
 
 async function sample(pid: number, metrics: () => Promise<string>, atS: number): Promise<Sample> {
