@@ -143,18 +143,19 @@ static __always_inline void cw_submit(struct cw_event *e)
 
 /*
  * In-kernel reduction: per thread, a window of its launches (cuda.bpf.c) and one of its short
- * run-queue waits (sched.bpf.c), each the summary record being built and the window's first
- * event as its own record: a window that closes with one event writes that event whole, so
- * reduction changes nothing for a thread that launches or waits now and then. A window closes
- * when the thread makes a record it must precede (any other CUDA call), when it is
- * cw_settings.window_ns old at the thread's next event or switch-out, and when the thread exits.
- * A thread that finds the table full has its records written whole.
+ * run-queue waits (sched.bpf.c). The event that opens a window is written whole, at once: a
+ * thread that launches or waits now and then gets the same records as without reduction, as
+ * promptly. The events after it in the window are summed into the summary record being built (a
+ * whole struct cw_event, so writing it out is one copy). A window closes when the thread makes a
+ * record it must precede (any other CUDA call), when it is cw_settings.window_ns old at the
+ * thread's next event or switch-out, and when the thread exits. A thread that finds the table
+ * full has its records written whole.
  */
 #define CW_WINDOWS 16384
 
 struct cw_window {
-	struct cw_event summary;
-	struct cw_event first;
+	struct cw_event summary;  /* start_ns: the first event summed; count 0 until one is */
+	__u64 opened_ns;          /* when the event that opened it began */
 };
 
 struct {
@@ -188,22 +189,23 @@ static __always_inline __u32 cw_summed(const struct cw_event *summary)
 }
 
 /*
- * Writes a window out: its one event whole, or its summary. A full ring counts the record, and
- * for a summary the events it stood for under their own kind too.
+ * Writes a window's summary out, if it summed anything. A full ring counts the summary, and the
+ * events it stood for under their own kind too.
  */
 static __always_inline void cw_write_window(const struct cw_window *w)
 {
 	__u32 n = cw_summed(&w->summary);
-	const struct cw_event *out = n == 1 ? &w->first : &w->summary;
-	struct cw_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct cw_event *e;
 
+	if (n == 0)
+		return;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		cw_count_drops(out->kind, 1);
-		if (n > 1)
-			cw_count_drops(w->first.kind, n);
+		cw_count_drops(w->summary.kind, 1);
+		cw_count_drops(w->summary.kind == CW_KIND_CUDA_LAUNCHES ? CW_KIND_CUDA_LAUNCH : CW_KIND_SCHED_RUNQUEUE, n);
 		return;
 	}
-	__builtin_memcpy(e, out, sizeof(*e));
+	__builtin_memcpy(e, &w->summary, sizeof(*e));
 	cw_submit(e);
 }
 
@@ -212,7 +214,7 @@ static __always_inline void cw_close_window(void *windows, __u32 tid, __u64 now,
 {
 	struct cw_window *w = bpf_map_lookup_elem(windows, &tid);
 
-	if (!w || now - w->summary.start_ns < min_age_ns)
+	if (!w || now - w->opened_ns < min_age_ns)
 		return;
 	cw_write_window(w);
 	bpf_map_delete_elem(windows, &tid);

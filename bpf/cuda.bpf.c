@@ -23,7 +23,8 @@
  *
  * With reduction on (cw_settings.window_ns), a launch that succeeded and returned within
  * launch_whole_ns is summed into its thread's launch window (common.bpf.h) rather than
- * written: the window counts launches per function, on one stream, device and entry point.
+ * written, unless it opens the window: the window counts launches per function, on one
+ * stream, device and entry point.
  * A launch that blocked or failed, a graph launch, and any other call of the thread close
  * the window first and are written whole, so the summary precedes them in the ring and the
  * in-flight work a sync finds is what it was without reduction.
@@ -413,7 +414,7 @@ static __always_inline bool has_room(struct cw_launches *w, __u64 func)
 	return false;
 }
 
-/* A launch's whole record, in the map (a window's first launch) or in the ring. */
+/* A launch's whole record. */
 static __always_inline void fill_launch_record(struct cw_event *e, struct cw_cuda_thread *t, __u32 cookie,
 					       __u32 api, long ret, __u32 tgid, __u64 now)
 {
@@ -431,7 +432,8 @@ static __always_inline void fill_launch_record(struct cw_event *e, struct cw_cud
 /*
  * Sums a quick, successful launch into the thread's window, closing the window first if it
  * cannot take this one (another stream, device or entry point, a sixth function, or old).
- * False: the launch is to be written whole (reduction off, a launch kept whole, a full table).
+ * False: the launch is to be written whole (reduction off, a launch kept whole, a full table,
+ * or the launch that opens a window).
  */
 static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, __u32 api, long ret, __u32 tgid,
 				       __u32 tid, __u64 now)
@@ -441,18 +443,21 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 	struct cw_launches *sum;
 	struct cw_window *w;
 	__u64 call = now - t->ts;
+	__s32 device;
 
-	if (!cfg || !cfg->window_ns || (int)ret != 0 || call >= cfg->launch_whole_ns ||
-	    api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch)
-		return false;
 	fill_launch(&l, api, t);
-	if (l.func == 0) /* 0 ends a window's list of functions */
+	/* Kept whole (0 ends a window's list of functions): after the launches summed so far. */
+	if (!cfg || !cfg->window_ns || (int)ret != 0 || call >= cfg->launch_whole_ns ||
+	    api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch || l.func == 0) {
+		cw_close_window(&launch_windows, tid, now, 0);
 		return false;
+	}
+	device = current_device(t, tgid);
 	w = bpf_map_lookup_elem(&launch_windows, &tid);
 	if (w) {
 		sum = &w->summary.u.launches;
-		if (w->summary.api != cookie || sum->stream != l.stream || sum->device != current_device(t, tgid) ||
-		    now - w->summary.start_ns >= cfg->window_ns || !has_room(sum, l.func)) {
+		if (w->summary.api != cookie || sum->stream != l.stream || sum->device != device ||
+		    now - w->opened_ns >= cfg->window_ns || !has_room(sum, l.func)) {
 			cw_write_window(w);
 			bpf_map_delete_elem(&launch_windows, &tid);
 			w = NULL;
@@ -460,20 +465,20 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 	}
 	if (!w) {
 		w = cw_open_window(&launch_windows, tid);
-		if (!w)
-			return false;
-		fill_launch_record(&w->first, t, cookie, api, ret, tgid, now);
-		w->summary.kind = CW_KIND_CUDA_LAUNCHES;
-		w->summary.api = cookie;
-		w->summary.cpu = w->first.cpu;
-		w->summary.pid = w->first.pid;
-		w->summary.tid = w->first.tid;
-		__builtin_memcpy(w->summary.comm, w->first.comm, sizeof(w->summary.comm));
-		w->summary.start_ns = t->ts;
-		w->summary.u.launches.stream = l.stream;
-		w->summary.u.launches.device = w->first.u.launch.device;
+		if (w) {
+			w->opened_ns = t->ts;
+			w->summary.kind = CW_KIND_CUDA_LAUNCHES;
+			w->summary.api = cookie;
+			w->summary.cpu = bpf_get_smp_processor_id();
+			cw_set_current(&w->summary);
+			w->summary.u.launches.stream = l.stream;
+			w->summary.u.launches.device = device;
+		}
+		return false;
 	}
 	sum = &w->summary.u.launches;
+	if (sum->count == 0)
+		w->summary.start_ns = t->ts;
 	w->summary.end_ns = now;
 	sum->count++;
 	sum->call_ns += call;
@@ -527,10 +532,13 @@ int cuda_exit(struct pt_regs *ctx)
 	/* Any other call ends a poll: the thread did something else, it was not spinning on the GPU. */
 	t->polls = 0;
 	now = bpf_ktime_get_ns();
-	if (kind == CW_KIND_CUDA_LAUNCH && sum_launch(t, cookie, api, ret, tgid, tid, now))
-		goto out;
-	/* Written whole: after the launches summed so far, which it may wait for or depend on. */
-	cw_close_window(&launch_windows, tid, now, 0);
+	if (kind == CW_KIND_CUDA_LAUNCH) {
+		if (sum_launch(t, cookie, api, ret, tgid, tid, now))
+			goto out;
+	} else {
+		/* Written whole: after the launches summed so far, which it may wait for or depend on. */
+		cw_close_window(&launch_windows, tid, now, 0);
+	}
 	e = cw_reserve(kind);
 	if (!e)
 		goto out;

@@ -205,7 +205,7 @@ static __always_inline void holders(struct cpu_runs *h, __u32 waiter, __u64 sinc
 	}
 }
 
-/* A run-queue wait's whole record, in the ring or in the map (a window's first wait). */
+/* A run-queue wait's whole record, with the tasks that held the cpu. */
 static __always_inline void fill_runqueue(struct cw_event *e, struct task_struct *task, __u32 tid, struct off_cpu *r,
 					  __u64 now, struct cpu_runs *h)
 {
@@ -218,9 +218,11 @@ static __always_inline void fill_runqueue(struct cw_event *e, struct task_struct
 	holders(h, tid, r->ts, &e->u.runqueue);
 }
 
-/* Sums a short wait into the thread's window, closing it first if it is old. False: write it whole. */
-static __always_inline bool sum_runqueue(struct task_struct *task, __u32 tid, struct off_cpu *r, __u64 now,
-					 struct cpu_runs *h)
+/*
+ * Sums a short wait into the thread's window, closing it first if it is old. False: write it
+ * whole (reduction off, a long wait, a full table, or the wait that opens a window).
+ */
+static __always_inline bool sum_runqueue(struct task_struct *task, __u32 tid, struct off_cpu *r, __u64 now)
 {
 	struct cw_settings *cfg = cw_settings();
 	__u64 wait = now - r->ts;
@@ -230,24 +232,24 @@ static __always_inline bool sum_runqueue(struct task_struct *task, __u32 tid, st
 	if (!cfg || !cfg->window_ns || wait >= cfg->runqueue_whole_ns)
 		return false;
 	w = bpf_map_lookup_elem(&runqueue_windows, &tid);
-	if (w && now - w->summary.start_ns >= cfg->window_ns) {
+	if (w && now - w->opened_ns >= cfg->window_ns) {
 		cw_write_window(w);
 		bpf_map_delete_elem(&runqueue_windows, &tid);
 		w = NULL;
 	}
 	if (!w) {
 		w = cw_open_window(&runqueue_windows, tid);
-		if (!w)
-			return false;
-		fill_runqueue(&w->first, task, tid, r, now, h);
-		w->summary.kind = CW_KIND_SCHED_RUNQUEUE_SUM;
-		w->summary.cpu = w->first.cpu;
-		w->summary.pid = w->first.pid;
-		w->summary.tid = w->first.tid;
-		__builtin_memcpy(w->summary.comm, w->first.comm, sizeof(w->summary.comm));
-		w->summary.start_ns = r->ts;
+		if (w) {
+			w->opened_ns = r->ts;
+			w->summary.kind = CW_KIND_SCHED_RUNQUEUE_SUM;
+			w->summary.cpu = bpf_get_smp_processor_id();
+			cw_set_task_of(&w->summary, task);
+		}
+		return false;
 	}
 	sum = &w->summary.u.runqueue_sum;
+	if (sum->count == 0)
+		w->summary.start_ns = r->ts;
 	w->summary.end_ns = now;
 	sum->count++;
 	sum->wait_ns += wait;
@@ -296,7 +298,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	r = bpf_map_lookup_elem(&runnable_at, &next_tid);
 	if (!r)
 		return 0;
-	if (cw_long_enough(CW_KIND_SCHED_RUNQUEUE, now - r->ts) && !sum_runqueue(next, next_tid, r, now, h)) {
+	if (cw_long_enough(CW_KIND_SCHED_RUNQUEUE, now - r->ts) && !sum_runqueue(next, next_tid, r, now)) {
 		e = cw_reserve(CW_KIND_SCHED_RUNQUEUE);
 		if (e) {
 			fill_runqueue(e, next, next_tid, r, now, h);

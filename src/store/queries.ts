@@ -176,8 +176,8 @@ export async function gpuActivity(store: Store, q: { pid?: number; from: bigint 
     params,
   );
   const kernels = await store.rows(
-    `SELECT pid, kernel, sum(n) AS n FROM (
-       SELECT pid, cuda_kernel AS kernel, 1 AS n FROM kernel_events
+    `SELECT pid, kernel, sum(launches) AS n FROM (
+       SELECT pid, cuda_kernel AS kernel, 1 AS launches FROM kernel_events
          WHERE kind = 'cuda.launch' AND cuda_kernel IS NOT NULL AND end_ns >= $1 ${scope}
        UNION ALL
        SELECT pid, unnest(CAST(json_extract(attributes, '$."${A.ATTR_CAUSEWAY_CUDA_KERNELS}"') AS VARCHAR[])),

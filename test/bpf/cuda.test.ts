@@ -110,7 +110,8 @@ const DRIVER_LAUNCHES = ['cuLaunchKernel', 'cuLaunchKernelEx', 'cuGraphLaunch', 
 
 test('driver API launches (cuLaunchKernelEx and graphs too), syncs and copies are captured with their kernel, bytes and direction', async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(t, ['--comm', 'driver_calls']);
+  // Every call's own arguments: with reduction off, as launches summed in a window lose them.
+  const capture = await startCapture(t, ['--comm', 'driver_calls', '--reduce-window-ms', '0']);
   const truth = (await runWorkload(
     'driver_calls',
     ['--mib', '4', '--kernel-ms', '50', '--start-delay-ms', '50'],

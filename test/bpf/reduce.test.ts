@@ -42,7 +42,7 @@ test('a launch storm reaches user space as cuda.launches summaries whose counts 
   for (const summary of summaries) {
     assert.deepEqual(summary.attributes[A.ATTR_CAUSEWAY_CUDA_KERNELS], [TINY]);
     assert.deepEqual(summary.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_COUNTS], [count(summary)]);
-    assert.ok(count(summary) > 1, 'a window of one launch is written whole');
+    assert.ok(count(summary) >= 1);
   }
   // The storm's one sync waited for every launch of its stream: the summaries were queued on it.
   const sync = single(
@@ -96,7 +96,7 @@ test('with reduction off, every launch of a storm is its own cuda.launch', async
   for (const launch of launches) assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], TINY);
 });
 
-test('short run-queue waits are summed per thread per window, long ones and lone ones kept whole', async (t) => {
+test('short run-queue waits are summed per thread per window, long ones and the one opening a window kept whole', async (t) => {
   if (!kernelAvailable(t)) return;
   const wholeUs = 100;
   const windowMs = 10;
@@ -123,26 +123,26 @@ test('short run-queue waits are summed per thread per window, long ones and lone
       const n = count(summary);
       const total = Number(summary.attributes[A.ATTR_CAUSEWAY_SCHED_WAIT_MS]);
       const longest = Number(summary.attributes[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS]);
-      assert.ok(n > 1, 'a window of one wait is written whole');
+      assert.ok(n >= 1);
       assert.ok(longest < wholeUs / 1000, `a summed wait of ${longest} ms`);
       assert.ok(total >= longest && total <= n * longest, `${n} waits of at most ${longest} ms summing to ${total} ms`);
       // The waits lie within the window: from the first one's start to the last one's end.
       assert.ok(total <= durationMs(summary), `${total} ms of waits in a ${durationMs(summary)} ms window`);
       assert.ok(Number(summary.attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT]) <= n);
     }
-    // A short wait written whole was alone in its window: the thread's next short wait came
-    // after the window's end, in a window of its own.
+    // A short wait written whole opened a window: the thread's next one came a window later (less
+    // its own duration, under the threshold: a window's age is checked as the wait ends).
     const shortWhole = capture
       .of('sched.runqueue', (e) => e.tid === tid && durationMs(e) < wholeUs / 1000)
       .sort(byStart);
-    const starts = [...shortWhole, ...summaries].sort(byStart);
-    for (const wait of shortWhole) {
-      const next = starts[starts.indexOf(wait) + 1];
-      if (next === undefined) continue;
+    shortWhole.slice(1).forEach((wait, i) => {
+      const gap = Number(BigInt(wait.start_unix_nano) - BigInt((shortWhole[i] as CapturedEvent).start_unix_nano));
       assert.ok(
-        Number(BigInt(next.start_unix_nano) - BigInt(wait.start_unix_nano)) >= windowMs * 1e6,
-        `a lone short wait of thread ${String(tid)} followed ${Number(BigInt(next.start_unix_nano) - BigInt(wait.start_unix_nano)) / 1e6} ms later by another window`,
+        gap >= windowMs * 1e6 - wholeUs * 1e3,
+        `short waits of thread ${String(tid)} written whole ${gap / 1e6} ms apart`,
       );
-    }
+    });
+    // Each summary follows the wait that opened its window.
+    assert.ok(summaries.length <= shortWhole.length);
   }
 });
