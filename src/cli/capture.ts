@@ -166,6 +166,10 @@ export function closingSummary(counters: CaptureCounters): string {
       .map(([kind, n]) => `${kind} ${n}`)
       .join(', ') || 'none';
   const lines = [`events: ${line(counters.events)}`, `drops: ${line(counters.drops)}`];
+  if (counters.shedEpisodes > 0)
+    lines.push(
+      `shed while behind (${counters.shedEpisodes} times): in the kernel ${line(counters.shed)}; in the sidecar ${line(counters.shedDelivered)}`,
+    );
   if (counters.unnamedKernels > 0)
     lines.push(`unnamed kernels: ${counters.unnamedKernels} (registered before capture started, no symbol)`);
   if (counters.badBatches > 0) lines.push(`undecodable batches: ${counters.badBatches}`);

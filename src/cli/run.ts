@@ -50,8 +50,9 @@ flags win over the file, the file over the defaults):
   --thread-attribute NAME   span attribute with the OS thread id (default ${D.threadAttribute})
   --retention-s N           how long kernel events wait for late spans (default ${D.correlator.retentionMs / 1000})
   --max-events N            kernel events held at most (default ${D.correlator.maxEvents})
-  --join-watermark-ms N     how long after its end a span waits for its kernel events to
-                            arrive before it is joined with them (default ${D.correlator.watermarkLagMs})
+  --join-watermark-ms N     the longest a span waits after its end for its kernel events: it is
+                            joined as soon as capture has read the events up to its end, or after
+                            this long if capture lags or is down (default ${D.correlator.maxJoinWaitMs})
   --store-retention-s N     how long the store keeps spans and events (default ${D.store.retentionMs / 1000})
   --store-max-events N      kernel events in the store at most (default ${D.store.maxEvents})
   --store-max-spans N       app spans in the store at most (default ${D.store.maxSpans})

@@ -3,7 +3,7 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
 /** Holders a run-queue record names at most (CW_RUNQUEUE_HOLDERS). */
@@ -40,23 +40,25 @@ export const LAYOUT = {
   cw_register: { size: 112, fields: { func: 0, name: 8, name_addr: 104 } },
   cw_exec: { size: 4, fields: { ppid: 0 } },
   cw_message: { size: 24, fields: { ends: 0, bytes: 16, family: 20, send: 22 } },
-  cw_settings: { size: 144, fields: { min_ns: 0, follow_all: 128, exclude: 132 } },
+  cw_settings: { size: 144, fields: { min_ns: 0, follow_all: 128, exclude: 132, shed: 140 } },
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },
   cw_hello: { size: 16, fields: { abi_version: 0, event_size: 4, ringbuf_bytes: 8, ncpus: 12 } },
   cw_stats: {
-    size: 296,
+    size: 424,
     fields: {
       mono_ns: 0,
       real_ns: 8,
       drops: 16,
-      events: 144,
-      ringbuf_used: 272,
-      followed: 280,
-      libraries: 284,
-      gpu_processes: 288,
-      unnamed_kernels: 292,
+      shed: 144,
+      events: 272,
+      ringbuf_used: 400,
+      followed: 408,
+      libraries: 412,
+      gpu_processes: 416,
+      unnamed_kernels: 420,
     },
   },
+  cw_watermark: { size: 8, fields: { mono_ns: 0 } },
 } as const;
 
 /** enum cw_kind. */
@@ -138,7 +140,7 @@ export const GpuProcess = { FOUND_RUNNING: 1, SEEN_STARTING: 2 } as const;
 export const MemcpyDirection = { HTOH: 0, HTOD: 1, DTOH: 2, DTOD: 3, DEFAULT: 4 } as const;
 
 /** enum cw_frame_type. */
-export const FrameType = { HELLO: 1, EVENTS: 2, STATS: 3, MESSAGE: 4, CONTEXT: 5 } as const;
+export const FrameType = { HELLO: 1, EVENTS: 2, STATS: 3, MESSAGE: 4, CONTEXT: 5, WATERMARK: 6 } as const;
 
 const apiNames = new Map<number, string>(Object.entries(CudaApi).map(([name, value]) => [value, name]));
 /** Entry points whose per-thread variant ends in `_ptds` (no stream argument); the others' end in `_ptsz`. */
@@ -564,6 +566,8 @@ export interface Stats {
   realNs: bigint;
   /** Indexed by Kind: ring-buffer reservations that failed. */
   drops: number[];
+  /** Indexed by Kind: records the probes did not write while told to shed. */
+  shed: number[];
   /** Indexed by Kind: records delivered. */
   events: number[];
   ringbufUsed: number;
@@ -584,6 +588,7 @@ export function decodeStats(buf: Buffer): Stats {
     monoNs: view.getBigUint64(S.fields.mono_ns, true),
     realNs: view.getBigUint64(S.fields.real_ns, true),
     drops: counters(S.fields.drops),
+    shed: counters(S.fields.shed),
     events: counters(S.fields.events),
     ringbufUsed: Number(view.getBigUint64(S.fields.ringbuf_used, true)),
     followed: view.getUint32(S.fields.followed, true),
@@ -591,4 +596,11 @@ export function decodeStats(buf: Buffer): Stats {
     gpuProcesses: view.getUint32(S.fields.gpu_processes, true),
     unnamedKernels: view.getUint32(S.fields.unnamed_kernels, true),
   };
+}
+
+/** A WATERMARK frame's time (CLOCK_MONOTONIC): every record ending before it has been delivered. */
+export function decodeWatermark(buf: Buffer): bigint {
+  const W = LAYOUT.cw_watermark;
+  if (buf.length !== W.size) throw new RecordError(`a WATERMARK frame of ${buf.length} bytes, expected ${W.size}`);
+  return buf.readBigUInt64LE(W.fields.mono_ns);
 }
