@@ -21,7 +21,7 @@ import { fakeLoader } from '../kernel/fake-loader.js';
 import { launch, record, register } from '../kernel/records.js';
 import { Capture, ROOT, SIM_CUDART, WORKLOADS } from '../bpf/session.js';
 import { discoveryRows } from './discovery.js';
-import { pipelineRows } from './pipeline.js';
+import { floodRows, pipelineRows } from './pipeline.js';
 import { describeOverFloor, describeRatio, roundOrder, spread } from './rounds.js';
 import { storeRows } from './store.js';
 
@@ -415,6 +415,7 @@ const MEASURES: Record<string, () => Promise<string[]>> = {
   startup: async () => [await startup()],
   discovery: discoveryRows,
   pipeline: pipelineRows,
+  flood: floodRows,
   store: storeRows,
 };
 const keys = [...WORKLOAD_SET.map((w) => w.key), ...Object.keys(MEASURES)];
