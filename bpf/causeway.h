@@ -308,6 +308,7 @@ struct cw_settings {
 	__u64 runqueue_whole_ns;   /* a run-queue wait at least this long is written whole; shorter ones summed */
 	__u32 follow_all;
 	__u32 exclude[2];          /* with follow_all: the loader and its consumer, which would trace themselves */
+	__u32 shed;                /* 1: the sidecar is behind; the probes write no event records (counted as shed) */
 };
 
 /* Values of the gpu_processes map (common.bpf.h): how a process became known as a GPU user. */
@@ -322,6 +323,7 @@ enum cw_gpu_process {
  *  EVENTS  n * sizeof(struct cw_event), a batch as drained from the ring
  *  STATS   struct cw_stats, every stats interval and at exit
  *  MESSAGE one JSON object in UTF-8: {"level":"info|warn|error","msg":"...", ...}
+ *  WATERMARK struct cw_watermark, after each drain of the ring that read up to a newer time
  *  CONTEXT never from the loader: one JSON object in UTF-8 that `causeway capture
  *          --record` adds to its recording of these frames, saying what the live capture
  *          read from /proc and /sys (process metadata, device names), so a replay can say the same
@@ -333,6 +335,7 @@ enum cw_frame_type {
 	CW_FRAME_STATS = 3,
 	CW_FRAME_MESSAGE = 4,
 	CW_FRAME_CONTEXT = 5,
+	CW_FRAME_WATERMARK = 6,
 };
 
 struct cw_frame {
@@ -351,12 +354,22 @@ struct cw_stats {
 	__u64 mono_ns;                 /* a CLOCK_MONOTONIC / CLOCK_REALTIME pair, */
 	__u64 real_ns;                 /* sampled together, to convert times */
 	__u64 drops[CW_KIND_MAX];      /* ring-buffer reservations that failed, per kind */
+	__u64 shed[CW_KIND_MAX];       /* records the probes did not write while told to shed, per kind */
 	__u64 events[CW_KIND_MAX];     /* records delivered, per kind */
 	__u64 ringbuf_used;            /* bytes waiting in the ring at sampling time */
 	__u32 followed;                /* pids followed (0 with follow-all) */
 	__u32 libraries;               /* CUDA library files probed */
 	__u32 gpu_processes;           /* processes found using CUDA (the loader's list) */
 	__u32 unnamed_kernels;         /* host stubs launched, never seen registered, without a symbol (stub_names.c) */
+};
+
+/*
+ * Every record whose times are all before mono_ns (CLOCK_MONOTONIC) has been read from the ring
+ * and written out before this frame: mono_ns is a time read before a drain, together with the
+ * ring's producer position, and the drain went past that position (loader.c).
+ */
+struct cw_watermark {
+	__u64 mono_ns;
 };
 
 #endif /* CAUSEWAY_H */

@@ -2,7 +2,7 @@
 /*
  * Commands on stdin, one per line, from the sidecar that supervises the loader:
  *   follow PID | unfollow PID | comm NAME | min KIND MICROSECONDS
- *   attach PATH | stats | quit
+ *   attach PATH | shed on|off | stats | quit
  * An unknown or malformed command is answered with a warning MESSAGE.
  */
 #include <errno.h>
@@ -35,6 +35,8 @@ static void handle_command(char *line)
 		scan_processes(false);
 	} else if (!strcmp(verb, "min") && arg && arg2 && set_min(arg, arg2)) {
 		push_settings();
+	} else if (!strcmp(verb, "shed") && arg && (!strcmp(arg, "on") || !strcmp(arg, "off"))) {
+		set_shed(!strcmp(arg, "on"));
 	} else if (!strcmp(verb, "attach") && arg) {
 		probe_cuda_library(arg);
 	} else if (!strcmp(verb, "stats")) {

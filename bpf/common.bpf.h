@@ -65,9 +65,12 @@ struct {
 	__type(value, struct cw_cuda_thread);
 } cuda_threads SEC(".maps");
 
+/* Per kind, records not written: [kind] the ring was full, [CW_SHED + kind] told to shed. */
+#define CW_SHED CW_KIND_MAX
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, CW_KIND_MAX);
+	__uint(max_entries, 2 * CW_KIND_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps");
@@ -104,19 +107,39 @@ static __always_inline bool cw_long_enough(__u32 kind, __u64 duration_ns)
 	return duration_ns >= cfg->min_ns[kind];
 }
 
-static __always_inline void cw_count_drops(__u32 kind, __u64 n)
+/* Counts n records not written in slot `slot` of the drops map (a kind, or CW_SHED + kind). */
+static __always_inline void cw_count_drops(__u32 slot, __u64 n)
 {
-	__u64 *dropped = bpf_map_lookup_elem(&drops, &kind);
+	__u64 *dropped = bpf_map_lookup_elem(&drops, &slot);
 
 	if (dropped)
 		*dropped += n;
 }
 
-/* Reserve a record, or count the drop: a full ring is never silent. */
+/*
+ * The DESIGN kinds; bookkeeping records (a kernel's name, an exec, a library mapped) are never
+ * shed, nor are the reduction's summaries: they are already the reduced form of many events.
+ */
+static __always_inline bool cw_sheddable(__u32 kind)
+{
+	return (kind >= CW_KIND_CUDA_LAUNCH && kind <= CW_KIND_TCP_RETRANSMIT) || kind == CW_KIND_IPC_MESSAGE;
+}
+
+/*
+ * Reserve a record, or count why not: a full ring and shedding are never silent. Shedding is
+ * decided here, after the probe's own bookkeeping (a thread's call in progress, its switch-out
+ * time), so that the state the next record needs stays right while records are shed.
+ */
 static __always_inline struct cw_event *cw_reserve(__u32 kind)
 {
-	struct cw_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct cw_settings *cfg = cw_settings();
+	struct cw_event *e;
 
+	if (cfg && cfg->shed && cw_sheddable(kind)) {
+		cw_count_drops(CW_SHED + kind, 1);
+		return NULL;
+	}
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		cw_count_drops(kind, 1);
 		return NULL;

@@ -101,6 +101,14 @@ bool set_min(const char *kind_name, const char *us)
 	return true;
 }
 
+void set_shed(bool on)
+{
+	if (settings.shed == on)
+		return;
+	settings.shed = on;
+	push_settings();
+}
+
 void follow(__u32 pid, bool on)
 {
 	static unsigned long refused;

@@ -16,6 +16,8 @@ void follow_all(void);
 void set_min_all(unsigned long long us);
 /* `min KIND US`: false for an unknown kind or a malformed number. */
 bool set_min(const char *kind_name, const char *us);
+/* `shed on|off`: while on, the probes write no event records, and count each one per kind. */
+void set_shed(bool on);
 
 /* In-kernel reduction (common.bpf.h): window_ns 0 turns it off. */
 void set_reduction(__u64 window_ns, __u64 launch_whole_ns, __u64 runqueue_whole_ns);

@@ -5,6 +5,7 @@
  * open EVENTS frame's size is filled in when it is closed.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,10 @@ static unsigned char out[OUT_CAPACITY];
 static size_t out_len;
 static size_t batch_start = SIZE_MAX; /* offset of the open EVENTS frame header, or SIZE_MAX */
 
+/*
+ * Blocks until the reader takes everything: meanwhile the ring fills and the probes count what
+ * it cannot hold, so a slow reader loses nothing silently. A non-blocking stdout is waited on.
+ */
 static void write_all(const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
@@ -29,6 +34,12 @@ static void write_all(const void *buf, size_t len)
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd out = { .fd = STDOUT_FILENO, .events = POLLOUT };
+
+			poll(&out, 1, -1);
+			continue;
+		}
 		if (n <= 0)
 			exit(0); /* the reader is gone: nothing left to do */
 		p += n;

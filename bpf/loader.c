@@ -5,7 +5,7 @@
  * libraries, and streams the ring buffer to stdout as framed binary records
  * (causeway.h). Takes commands on stdin, one per line (commands.c):
  *   follow PID | unfollow PID | comm NAME | min KIND MICROSECONDS
- *   attach PATH | stats | quit
+ *   attach PATH | shed on|off | stats | quit
  * Exits 0 on SIGTERM, SIGINT, `quit` or end of stdin; exits 2 with a one-line
  * reason (stderr, and a MESSAGE frame) when capture cannot run here.
  * With --list-gpu it loads nothing: it writes the GPU processes it finds as
@@ -46,8 +46,37 @@
 #define RESCAN_MS 2000
 /* Records are read at least this often: the probes wake the loader only for a full batch (cw_submit). */
 #define POLL_MS 10
+/*
+ * Records read per drain at most. A drain otherwise goes on as long as the probes write, which
+ * under a flood is forever: between drains the loader reads its commands (`shed on`) and writes
+ * its watermark.
+ */
+#define DRAIN_MAX_RECORDS 4096
+/* What on_record returns to end a drain (libbpf stops consuming on a negative return). */
+#define DRAIN_FULL (-EAGAIN)
 #define MAX_LIBS 64
 #define MAX_PIDS 256
+
+/*
+ * The event watermark (struct cw_watermark). Before each drain the loader reads the clock, then
+ * the ring's producer position: a record reserved before that read lies below the position,
+ * committed or not. Once the consumer position passes it, every such record has been read (a
+ * drain stops at a record reserved but not yet committed on another cpu, and reads it in a later
+ * drain). Samples wait until the consumer passes them, so under a flood the watermark trails by
+ * what the ring holds. A probe reads the clock a little before it reserves its record (an
+ * interrupt may come between): the watermark is that much earlier than the sample.
+ */
+#define WATERMARK_SAMPLES 64
+#define WATERMARK_SLACK_NS 1000000ull
+
+struct watermark_sample {
+	__u64 mono_ns;
+	__u64 produced;
+};
+
+static struct watermark_sample samples[WATERMARK_SAMPLES];
+static int nsamples;
+static __u64 watermark_sent;
 
 struct options {
 	const char *libs[MAX_LIBS];
@@ -60,6 +89,7 @@ struct options {
 };
 
 static volatile sig_atomic_t exiting;
+static unsigned int drained;
 
 static void on_signal(int sig)
 {
@@ -103,14 +133,53 @@ static int on_record(void *ctx, void *data, size_t size)
 		fill_kernel_name(&named);
 		stub_registered(&named);
 		emit_event(&named);
-		return 0;
+		return ++drained < DRAIN_MAX_RECORDS ? 0 : DRAIN_FULL;
 	case CW_KIND_CUDA_LAUNCH:
 	case CW_KIND_CUDA_LAUNCHES:
 		name_launched_stub(e);
 		break;
 	}
 	emit_event(e);
-	return 0;
+	return ++drained < DRAIN_MAX_RECORDS ? 0 : DRAIN_FULL;
+}
+
+/* Reads what the ring holds, DRAIN_MAX_RECORDS at most; true when it held more. */
+static bool drain(struct ring_buffer *ring)
+{
+	drained = 0;
+	return ring_buffer__consume(ring) == DRAIN_FULL;
+}
+
+static void sample_watermark(void)
+{
+	__u64 mono_ns = now_ns(CLOCK_MONOTONIC), produced, consumed;
+
+	if (!ring_positions(&produced, &consumed))
+		return;
+	/* Full: the oldest goes; a later sample is reached later, so the watermark only lags more. */
+	if (nsamples == WATERMARK_SAMPLES)
+		memmove(samples, samples + 1, --nsamples * sizeof(*samples));
+	samples[nsamples++] = (struct watermark_sample){ mono_ns, produced };
+}
+
+/* After a drain: the newest sample the consumer has passed, if newer than the last one sent. */
+static void emit_watermark(void)
+{
+	__u64 produced, consumed, reached = 0;
+	struct cw_watermark w;
+	int passed = 0;
+
+	if (!ring_positions(&produced, &consumed))
+		return;
+	while (passed < nsamples && samples[passed].produced <= consumed)
+		reached = samples[passed++].mono_ns;
+	nsamples -= passed;
+	memmove(samples, samples + passed, nsamples * sizeof(*samples));
+	if (reached <= watermark_sent + WATERMARK_SLACK_NS)
+		return;
+	w.mono_ns = reached - WATERMARK_SLACK_NS;
+	watermark_sent = w.mono_ns;
+	emit_frame(CW_FRAME_WATERMARK, &w, sizeof(w));
 }
 
 /* The startup pass over /proc, timed: its cost grows with the processes on the node. */
@@ -145,7 +214,7 @@ static void usage(FILE *out)
 		"                       [--reduce-window-ms N] [--launch-whole-us N] [--runqueue-whole-us N] [--no-reduce]\n"
 		"       causeway-loader --list-gpu\n"
 		"Loads Causeway's eBPF programs and writes framed records (bpf/causeway.h) on stdout.\n"
-		"Commands on stdin: follow PID | unfollow PID | comm NAME | min KIND US | attach PATH | stats | quit\n"
+		"Commands on stdin: follow PID | unfollow PID | comm NAME | min KIND US | attach PATH | shed on|off | stats | quit\n"
 		"--list-gpu loads nothing: writes the processes using CUDA as MESSAGE frames, and exits.\n"
 		"Reduction (default on: 10 ms windows, 100 us thresholds): per thread per window, launches that\n"
 		"returned within --launch-whole-us and run-queue waits shorter than --runqueue-whole-us are\n"
@@ -295,7 +364,9 @@ int main(int argc, char **argv)
 
 		if (poll(fds, 2, POLL_MS) < 0 && errno != EINTR)
 			break;
-		ring_buffer__consume(ring);
+		sample_watermark();
+		drain(ring);
+		emit_watermark();
 		if (fds[1].revents & (POLLIN | POLLHUP) && !read_commands())
 			break;
 		flush_out();
@@ -314,11 +385,13 @@ int main(int argc, char **argv)
 	 * The counts as of the stop, before detaching, which can outlast the supervisor's grace
 	 * period (the kernel detaches each uprobe in turn): a loader killed meanwhile has said them.
 	 */
-	ring_buffer__consume(ring);
+	drain(ring);
 	flush_out();
 	emit_stats();
 	detach_all();
-	ring_buffer__consume(ring);
+	/* Detached: nothing more comes, so the ring is read to its end. */
+	while (drain(ring))
+		;
 	flush_out();
 	emit_stats();
 	ring_buffer__free(ring);

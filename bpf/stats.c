@@ -36,6 +36,16 @@ void stats_open(int events_fd, int drops_fd)
 	drops_map = drops_fd;
 }
 
+bool ring_positions(__u64 *produced, __u64 *consumed)
+{
+	if (!ring_consumer || !ring_producer)
+		return false;
+	/* Acquire: the records below the producer position were reserved before it was read. */
+	*produced = __atomic_load_n(ring_producer, __ATOMIC_ACQUIRE);
+	*consumed = __atomic_load_n(ring_consumer, __ATOMIC_ACQUIRE);
+	return true;
+}
+
 void count_delivered(__u16 kind)
 {
 	if (kind < CW_KIND_MAX)
@@ -55,6 +65,14 @@ void emit_stats(void)
 		for (int c = 0; c < ncpus; c++)
 			s.drops[kind] += values[c];
 		s.events[kind] = delivered[kind];
+	}
+	for (__u32 kind = 0; kind < CW_KIND_MAX; kind++) {
+		__u32 slot = CW_KIND_MAX + kind; /* CW_SHED + kind (common.bpf.h) */
+
+		if (bpf_map_lookup_elem(drops_map, &slot, values))
+			continue;
+		for (int c = 0; c < ncpus; c++)
+			s.shed[kind] += values[c];
 	}
 	if (ring_consumer && ring_producer)
 		s.ringbuf_used = *ring_producer - *ring_consumer;

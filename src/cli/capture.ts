@@ -194,6 +194,10 @@ export function closingSummary(counters: CaptureCounters): string {
   if (Object.keys(counters.covered).some((kind) => counters.covered[kind] !== counters.events[kind]))
     lines.push(`events covered: ${line(counters.covered)}`);
   lines.push(`drops: ${line(counters.drops)}`);
+  if (counters.shedEpisodes > 0)
+    lines.push(
+      `shed while behind (${counters.shedEpisodes} times): in the kernel ${line(counters.shed)}; in the sidecar ${line(counters.shedDelivered)}`,
+    );
   if (counters.unnamedKernels > 0)
     lines.push(`unnamed kernels: ${counters.unnamedKernels} (registered before capture started, no symbol)`);
   if (counters.badBatches > 0) lines.push(`undecodable batches: ${counters.badBatches}`);

@@ -3,13 +3,19 @@
 // was active when the event began. App spans arrive late (exporters batch for seconds), so
 // events are kept for a bounded window and a span is joined once the event watermark has
 // passed its end; inner spans end first, so joining in order of end gives them their events.
+// The watermark comes from the capture: every kernel event ending before it has been read
+// (advanceWatermark). A span on a known thread is joined as soon as it passes the span's end:
+// an event that began on that thread inside the span held the thread, so it ended before the
+// span did. A span known only by its process waits the longest join wait (maxJoinWaitMs), as
+// does every span while the capture is silent: another thread's event that began inside it may
+// still be in progress, and is only read once it ends.
 // A span also gets the waits of other processes it waited on (linked.ts), from the same events.
-import type { Meter } from '@opentelemetry/api';
+import type { Histogram, Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type { KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { linkedWaits, type HeldEvents } from './linked.js';
-import { MS, byTime, nowUnixNano } from './time.js';
+import { MS, byTime, nowUnixNano, toMs } from './time.js';
 
 /** What the correlator needs of an app span (the OTLP receiver's spans have it). */
 export interface JoinableSpan {
@@ -51,8 +57,8 @@ export interface CorrelatorOptions<S extends JoinableSpan> {
   retentionMs: number;
   /** Kernel events kept at most; the oldest go first. */
   maxEvents: number;
-  /** Time for an event that ended to travel from the kernel to here: a span is joined this long after its end. */
-  watermarkLagMs: number;
+  /** The longest a span waits after its end for its kernel events: sooner once the watermark passes its end. */
+  maxJoinWaitMs: number;
   /** App spans waiting for the watermark at most; more are refused (counted). */
   maxPendingSpans?: number;
   now?: () => bigint;
@@ -79,10 +85,21 @@ export interface CorrelatorCounters {
 export interface CorrelatorLag {
   /** Since the end of the newest kernel event received; null before the first. */
   newestEventAgeMs: number | null;
-  /** How long after its end a span waits for its kernel events. */
-  joinWatermarkMs: number;
+  /** Every kernel event that ended before this (Unix ms) has been read; null before the first watermark. */
+  watermarkUnixMs: number | null;
+  /** How far the event watermark trails the clock: the capture's own lag; null before the first watermark. */
+  watermarkAgeMs: number | null;
+  /** The longest a span waits after its end (while the watermark does not pass it). */
+  maxJoinWaitMs: number;
+  /** From a span's end to its joining, over the last RECENT_JOINS spans joined; null before the first. */
+  joinDelayMs: { p50: number; p99: number; max: number } | null;
   spansWaitingToJoin: number;
 }
+
+/** Spans joined whose delays the lag's percentiles are taken over. */
+const RECENT_JOINS = 1024;
+/** The join delay histogram's buckets, in seconds: around the loader's 10 ms drains, up to the longest wait. */
+const JOIN_DELAY_BUCKETS_S = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
 
 interface HeldEvent {
   event: KernelEvent;
@@ -117,8 +134,12 @@ export class Correlator<S extends JoinableSpan> {
   private pending: { span: S; place: SpanPlace }[] = [];
   private heldCount = 0;
   private newestEventEnd: bigint | undefined;
+  private watermark: bigint | undefined;
+  private readonly recentDelaysMs = new Float64Array(RECENT_JOINS);
+  private joinsRecorded = 0;
+  private joinDelay: Histogram | undefined;
   private readonly retention: bigint;
-  private readonly watermarkLag: bigint;
+  private readonly maxJoinWait: bigint;
   private readonly maxEvents: number;
   private readonly maxPendingSpans: number;
   private readonly now: () => bigint;
@@ -162,7 +183,7 @@ export class Correlator<S extends JoinableSpan> {
 
   constructor(private readonly options: CorrelatorOptions<S>) {
     this.retention = BigInt(options.retentionMs) * MS;
-    this.watermarkLag = BigInt(options.watermarkLagMs) * MS;
+    this.maxJoinWait = BigInt(options.maxJoinWaitMs) * MS;
     this.maxEvents = options.maxEvents;
     this.maxPendingSpans = options.maxPendingSpans ?? 100_000;
     this.now = options.now ?? nowUnixNano;
@@ -207,20 +228,37 @@ export class Correlator<S extends JoinableSpan> {
     return refused;
   }
 
-  /** Joins every pending span whose end the watermark has passed. */
+  /**
+   * The capture read every kernel event that ended before `unixNano`: the spans on a known
+   * thread that ended by then are joined now. An older watermark (a restarted loader's) is ignored.
+   */
+  advanceWatermark(unixNano: bigint): void {
+    if (this.watermark !== undefined && unixNano <= this.watermark) return;
+    this.watermark = unixNano;
+    this.join();
+  }
+
+  /** Joins every pending span the watermark has passed, and every one that waited the longest join wait. */
   join(): void {
-    this.joinEndedBy(this.now() - this.watermarkLag);
+    const waitedLongest = this.now() - this.maxJoinWait;
+    const read = this.watermark !== undefined && this.watermark > waitedLongest ? this.watermark : waitedLongest;
+    this.joinEndedBy(waitedLongest, read);
   }
 
   /** Joins every pending span, whatever its end: at shutdown, when no more events will come. */
   joinAll(): void {
-    this.joinEndedBy(2n ** 64n);
+    this.joinEndedBy(2n ** 64n, 2n ** 64n);
   }
 
-  private joinEndedBy(watermark: bigint): void {
-    const ready = this.pending.filter((p) => p.span.endUnixNano <= watermark);
+  /** Joins the spans of a process that ended by `anySpan`, and those of a known thread that ended by `threadSpan`. */
+  private joinEndedBy(anySpan: bigint, threadSpan: bigint): void {
+    const ready: { span: S; place: SpanPlace }[] = [];
+    const waiting: { span: S; place: SpanPlace }[] = [];
+    for (const p of this.pending)
+      (p.span.endUnixNano <= (p.place.hostTid === undefined ? anySpan : threadSpan) ? ready : waiting).push(p);
     if (ready.length === 0) return;
-    this.pending = this.pending.filter((p) => p.span.endUnixNano > watermark);
+    this.pending = waiting;
+    this.recordDelays(ready);
     ready.sort((a, b) => byTime(a.span.endUnixNano, b.span.endUnixNano));
     const attachments = ready.map(({ span, place }) => {
       const linked = linkedWaits(
@@ -246,14 +284,39 @@ export class Correlator<S extends JoinableSpan> {
   }
 
   lag(): CorrelatorLag {
+    const now = this.now();
     return {
-      newestEventAgeMs: this.newestEventEnd === undefined ? null : Number(this.now() - this.newestEventEnd) / 1e6,
-      joinWatermarkMs: this.options.watermarkLagMs,
+      newestEventAgeMs: this.newestEventEnd === undefined ? null : toMs(now - this.newestEventEnd),
+      watermarkUnixMs: this.watermark === undefined ? null : toMs(this.watermark),
+      watermarkAgeMs: this.watermark === undefined ? null : toMs(now - this.watermark),
+      maxJoinWaitMs: this.options.maxJoinWaitMs,
+      joinDelayMs: this.recentJoinDelays(),
       spansWaitingToJoin: this.pending.length,
     };
   }
 
+  private recordDelays(joined: { span: S }[]): void {
+    const now = this.now();
+    for (const { span } of joined) {
+      const ms = toMs(now - span.endUnixNano);
+      this.recentDelaysMs[this.joinsRecorded++ % RECENT_JOINS] = ms;
+      this.joinDelay?.record(ms / 1000);
+    }
+  }
+
+  private recentJoinDelays(): CorrelatorLag['joinDelayMs'] {
+    if (this.joinsRecorded === 0) return null;
+    const sorted = this.recentDelaysMs.slice(0, Math.min(this.joinsRecorded, RECENT_JOINS)).sort();
+    const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+    return { p50: at(50), p99: at(99), max: sorted[sorted.length - 1] ?? 0 };
+  }
+
   private instrument(meter: Meter): void {
+    this.joinDelay = meter.createHistogram('causeway_correlator_join_delay_seconds', {
+      description: "From an app span's end to its joining with its kernel events.",
+      unit: 's',
+      advice: { explicitBucketBoundaries: JOIN_DELAY_BUCKETS_S },
+    });
     observe(
       meter,
       {
@@ -281,10 +344,20 @@ export class Correlator<S extends JoinableSpan> {
           'Time since the end of the newest kernel event received: how far capture lags.',
           's',
         ),
+        watermarkAge: gauge(
+          'causeway_correlator_watermark_age_seconds',
+          'How far the event watermark trails the clock: every kernel event that ended before it has been read.',
+          's',
+        ),
       },
       () => {
-        const age = this.lag().newestEventAgeMs;
-        return { ...this.counters(), newestEventAge: age === null ? undefined : age / 1000 };
+        const { newestEventAgeMs, watermarkAgeMs } = this.lag();
+        const seconds = (ms: number | null) => (ms === null ? undefined : ms / 1000);
+        return {
+          ...this.counters(),
+          newestEventAge: seconds(newestEventAgeMs),
+          watermarkAge: seconds(watermarkAgeMs),
+        };
       },
     );
   }

@@ -3,6 +3,12 @@
 // GPU processes the loader finds. What it decodes with (the shaper and the state it reads) is
 // handed in: captureParts() builds the usual set, over a process table the caller may share.
 // The frames may also come from a file (a Replay), and be written to one (a Recording).
+//
+// A kernel flood must not starve the rest of the sidecar (OTLP intake, MCP): the capture decodes
+// at most EVENTS_PER_TURN events per turn of the event loop, then yields. Frames that wait behind
+// that budget are the backlog; past SHED_BACKLOG_FRAMES the loader is told to shed in the kernel
+// (the probes count what they skip), and the frames still waiting past it are shed here, their
+// bookkeeping records kept; both counted per kind. Shedding stops once the backlog is gone.
 import type { Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
 import { EpochClock } from './clock.js';
@@ -17,10 +23,13 @@ import type { FrameSource, HostLookups, Recording, Replay } from './recording.js
 import {
   FrameType,
   Kind,
+  LAYOUT,
+  RECORD_SIZE,
   RecordError,
   decodeHello,
   decodeRecords,
   decodeStats,
+  decodeWatermark,
   type Hello,
   type Stats,
 } from './record.js';
@@ -40,6 +49,8 @@ export interface CaptureOptions {
   /** In-kernel reduction (the loader's defaults: on, 10 ms windows, 100 µs thresholds). */
   reduction?: Reduction;
   onEvents: (events: KernelEvent[]) => void | Promise<void>;
+  /** Every kernel event that ended before this time (Unix ns) has been handed to onEvents. */
+  onWatermark?: (unixNano: bigint) => void;
   onMessage: (message: LoaderMessage) => void;
   loaderPath?: string;
   /** Also write what is captured to this recording. */
@@ -72,6 +83,14 @@ export interface CaptureCounters {
   covered: KindCounts;
   /** Ring-buffer reservations that failed in the kernel, per probe kind. */
   drops: KindCounts;
+  /** Records the probes did not write while told to shed (the sidecar was behind), per kind. */
+  shed: KindCounts;
+  /** Records delivered but shed here, undecoded, while the sidecar was behind, per kind. */
+  shedDelivered: KindCounts;
+  /** The kernel is told to shed now. */
+  shedding: boolean;
+  /** Times the kernel was told to shed. */
+  shedEpisodes: number;
   /** Records the loader delivered, per kind, as its STATS frames count them. */
   delivered: KindCounts;
   /** EVENTS frames that could not be decoded. */
@@ -118,6 +137,14 @@ export interface LoaderReport extends LoaderHealth {
 
 /** Samples (about one a second) over which the rate before a loader's exit is taken. */
 const RATE_SAMPLES = 10;
+/** Kernel events decoded and handed on per turn of the event loop, before the capture yields to I/O. */
+export const EVENTS_PER_TURN = 2048;
+/** Frames waiting behind the per-turn budget past which events are shed (the loader queues 64 at most). */
+export const SHED_BACKLOG_FRAMES = 16;
+/** Once told to shed, the kernel sheds at least this long: a flood resumes the moment shedding stops. */
+const SHED_AT_LEAST_MS = 1000;
+/** The DESIGN kinds, which shedding drops; bookkeeping records (names, execs, libraries) are always kept. */
+const SHEDDABLE = new Set<number>(Object.keys(KIND_NAMES).map(Number));
 
 /**
  * The usual parts, new, over `processes`; demangling problems go to onMessage as warnings. The
@@ -181,6 +208,7 @@ export class KernelCapture {
   // Kernel counters restart from zero with each loader: earlier runs' totals are kept here.
   private previousRuns = {
     drops: new Array<number>(Kind.MAX).fill(0),
+    shed: new Array<number>(Kind.MAX).fill(0),
     delivered: new Array<number>(Kind.MAX).fill(0),
     unnamedKernels: 0,
   };
@@ -194,6 +222,10 @@ export class KernelCapture {
   private gap: { since: number; perMs: number } | null = null;
   private gapMs = 0;
   private lostInGaps = 0;
+  private readonly shedDelivered = new Array<number>(Kind.MAX).fill(0);
+  private shedSince: number | null = null;
+  private shedEpisodes = 0;
+  private eventsThisTurn = 0;
 
   /** From the loader, or, given a replay, from its file. */
   constructor(
@@ -214,6 +246,8 @@ export class KernelCapture {
         args: loaderArgs(options),
         onStart: () => {
           this.gpu.restarted();
+          // A new loader starts without shedding.
+          this.shedSince = null;
         },
         onExit: () => {
           this.exited();
@@ -268,6 +302,10 @@ export class KernelCapture {
       events: Object.fromEntries(this.emitted),
       covered: Object.fromEntries(this.covered),
       drops: namedCounts(sum(this.previousRuns.drops, this.latest?.drops)),
+      shed: namedCounts(sum(this.previousRuns.shed, this.latest?.shed)),
+      shedDelivered: namedCounts(this.shedDelivered),
+      shedding: this.shedSince !== null,
+      shedEpisodes: this.shedEpisodes,
       delivered: namedCounts(sum(this.previousRuns.delivered, this.latest?.events)),
       badBatches: this.badBatches,
       followed: this.latest?.followed ?? 0,
@@ -299,6 +337,15 @@ export class KernelCapture {
           'Kernel events captured, per kind, a summary (cuda.launches, sched.runqueues) counting as the events it sums.',
         ),
         drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
+        shed: counter(
+          'causeway_kernel_shed',
+          'Kernel events shed while the sidecar was behind, per kind: where="kernel" the probes skipped them, where="sidecar" they were delivered and not decoded.',
+        ),
+        shedding: gauge(
+          'causeway_kernel_shedding',
+          '1 while the kernel is told to shed events: the sidecar is behind.',
+        ),
+        shedEpisodes: counter('causeway_kernel_shed_episodes', 'Times the kernel was told to shed events.'),
         unnamed: counter(
           'causeway_cuda_kernels_unnamed',
           'Kernels registered before capture started whose host stub has no symbol: their launches carry only the function address.',
@@ -329,12 +376,28 @@ export class KernelCapture {
         ),
       },
       () => {
-        const { events, covered, drops, gpuProcesses, unnamedKernels, followed } = this.counters();
+        const {
+          events,
+          covered,
+          drops,
+          shed,
+          shedDelivered,
+          shedding,
+          shedEpisodes,
+          gpuProcesses,
+          unnamedKernels,
+          followed,
+        } = this.counters();
         const loader = this.loaderReport();
+        const where = (counts: KindCounts, place: string) =>
+          Object.entries(counts).map(([kind, n]) => [n, { kind, where: place }] as [number, Record<string, string>]);
         return {
           events: perKind(events),
           covered: perKind(covered),
           drops: perKind(drops),
+          shed: [...where(shed, 'kernel'), ...where(shedDelivered, 'sidecar')],
+          shedding: Number(shedding),
+          shedEpisodes,
           unnamed: unnamedKernels,
           gpu: gpuProcesses,
           followed,
@@ -351,6 +414,8 @@ export class KernelCapture {
 
   private async frame(frame: Frame): Promise<void> {
     this.lastFrameAt = Date.now();
+    // At every frame: while the kernel sheds, EVENTS frames stop, and WATERMARK frames say it caught up.
+    this.shedOrCatchUp();
     switch (frame.type) {
       case FrameType.HELLO:
         this.hello(frame.payload);
@@ -362,7 +427,10 @@ export class KernelCapture {
         break;
       }
       case FrameType.EVENTS:
-        await this.events(frame.payload);
+        await this.events(this.shedIfBehind(frame.payload));
+        break;
+      case FrameType.WATERMARK:
+        this.watermark(frame.payload);
         break;
     }
     const sampled = this.delivery.at(-1);
@@ -390,6 +458,7 @@ export class KernelCapture {
       const latest = this.latest;
       this.previousRuns = {
         drops: this.previousRuns.drops.map((value, kind) => value + (latest.drops[kind] ?? 0)),
+        shed: this.previousRuns.shed.map((value, kind) => value + (latest.shed[kind] ?? 0)),
         delivered: this.previousRuns.delivered.map((value, kind) => value + (latest.events[kind] ?? 0)),
         unnamedKernels: this.previousRuns.unnamedKernels + latest.unnamedKernels,
       };
@@ -435,6 +504,70 @@ export class KernelCapture {
     });
   }
 
+  private watermark(payload: Buffer): void {
+    let mono: bigint;
+    try {
+      mono = decodeWatermark(payload);
+    } catch (error) {
+      if (!(error instanceof RecordError)) throw error;
+      this.options.onMessage({ level: 'error', msg: error.message, source: 'supervisor', fields: {} });
+      return;
+    }
+    this.options.onWatermark?.(this.parts.clock.toUnixNano(mono));
+  }
+
+  /** Tells the loader to start shedding when frames wait behind the budget, and to stop once none do. */
+  private shedOrCatchUp(): void {
+    const loader = this.loader;
+    if (loader === undefined) return;
+    const backlog = loader.backlog - 1; // the frame being handled is one of them
+    if (this.shedSince === null && backlog >= SHED_BACKLOG_FRAMES) {
+      this.shedSince = Date.now();
+      this.shedEpisodes++;
+      loader.shed(true);
+      this.options.onMessage({
+        level: 'warn',
+        msg: `kernel events are being shed: ${backlog} frames wait behind the ${EVENTS_PER_TURN}-events-per-turn budget`,
+        source: 'supervisor',
+        fields: { event: 'shed', on: true, backlog },
+      });
+    } else if (this.shedSince !== null && backlog === 0 && Date.now() - this.shedSince >= SHED_AT_LEAST_MS) {
+      this.shedSince = null;
+      loader.shed(false);
+      const { shed, shedDelivered } = this.counters();
+      const total = (counts: KindCounts) => Object.values(counts).reduce((a, b) => a + b, 0);
+      this.options.onMessage({
+        level: 'info',
+        msg: `caught up: kernel events are no longer shed (${total(shed)} shed in the kernel, ${total(shedDelivered)} here, so far)`,
+        source: 'supervisor',
+        fields: { event: 'shed', on: false },
+      });
+    }
+  }
+
+  /** While shedding and still behind, an EVENTS frame's event records are shed here (counted); its bookkeeping records are kept. */
+  private shedIfBehind(payload: Buffer): Buffer {
+    if (this.shedSince === null || (this.loader?.backlog ?? 0) - 1 < SHED_BACKLOG_FRAMES) return payload;
+    const { kind } = LAYOUT.cw_event.fields;
+    const kept: Buffer[] = [];
+    for (let at = 0; at + RECORD_SIZE <= payload.length; at += RECORD_SIZE) {
+      const recordKind = payload.readUInt16LE(at + kind);
+      if (SHEDDABLE.has(recordKind)) this.shedDelivered[recordKind] = (this.shedDelivered[recordKind] ?? 0) + 1;
+      else kept.push(payload.subarray(at, at + RECORD_SIZE));
+    }
+    return Buffer.concat(kept);
+  }
+
+  /** Counts events against this turn's budget; past it, waits for the next turn, so that I/O runs between. */
+  private async spend(events: number): Promise<void> {
+    if (this.eventsThisTurn === 0)
+      setImmediate(() => {
+        this.eventsThisTurn = 0;
+      });
+    this.eventsThisTurn += events;
+    if (this.eventsThisTurn >= EVENTS_PER_TURN) await new Promise((resolve) => setImmediate(resolve));
+  }
+
   private async events(payload: Buffer): Promise<void> {
     let records;
     try {
@@ -462,5 +595,6 @@ export class KernelCapture {
       this.covered.set(kind, (this.covered.get(kind) ?? 0) + eventsCovered(event));
     }
     if (events.length > 0) await this.options.onEvents(events);
+    await this.spend(records.length);
   }
 }

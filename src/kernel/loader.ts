@@ -248,6 +248,19 @@ export class Loader {
     this.write(`attach ${path}`);
   }
 
+  /** Frames received and not yet handled, the one being handled included. */
+  get backlog(): number {
+    return this.queued;
+  }
+
+  /**
+   * Tells the running loader to shed event records in the kernel (counted per kind), or to stop.
+   * Not replayed: a restarted loader starts without shedding.
+   */
+  shed(on: boolean): void {
+    this.write(`shed ${on ? 'on' : 'off'}`);
+  }
+
   /** Asks for a STATS frame now. */
   stats(): void {
     this.write('stats');

@@ -50,24 +50,34 @@ export const LAYOUT = {
   cw_runqueue_sum: { size: 24, fields: { wait_ns: 0, max_ns: 8, count: 16, preempted: 20 } },
   cw_settings: {
     size: 184,
-    fields: { min_ns: 0, window_ns: 144, launch_whole_ns: 152, runqueue_whole_ns: 160, follow_all: 168, exclude: 172 },
+    fields: {
+      min_ns: 0,
+      window_ns: 144,
+      launch_whole_ns: 152,
+      runqueue_whole_ns: 160,
+      follow_all: 168,
+      exclude: 172,
+      shed: 180,
+    },
   },
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },
   cw_hello: { size: 16, fields: { abi_version: 0, event_size: 4, ringbuf_bytes: 8, ncpus: 12 } },
   cw_stats: {
-    size: 328,
+    size: 472,
     fields: {
       mono_ns: 0,
       real_ns: 8,
       drops: 16,
-      events: 160,
-      ringbuf_used: 304,
-      followed: 312,
-      libraries: 316,
-      gpu_processes: 320,
-      unnamed_kernels: 324,
+      shed: 160,
+      events: 304,
+      ringbuf_used: 448,
+      followed: 456,
+      libraries: 460,
+      gpu_processes: 464,
+      unnamed_kernels: 468,
     },
   },
+  cw_watermark: { size: 8, fields: { mono_ns: 0 } },
 } as const;
 
 /** enum cw_kind. */
@@ -151,7 +161,7 @@ export const GpuProcess = { FOUND_RUNNING: 1, SEEN_STARTING: 2 } as const;
 export const MemcpyDirection = { HTOH: 0, HTOD: 1, DTOH: 2, DTOD: 3, DEFAULT: 4 } as const;
 
 /** enum cw_frame_type. */
-export const FrameType = { HELLO: 1, EVENTS: 2, STATS: 3, MESSAGE: 4, CONTEXT: 5 } as const;
+export const FrameType = { HELLO: 1, EVENTS: 2, STATS: 3, MESSAGE: 4, CONTEXT: 5, WATERMARK: 6 } as const;
 
 const apiNames = new Map<number, string>(Object.entries(CudaApi).map(([name, value]) => [value, name]));
 /** Entry points whose per-thread variant ends in `_ptds` (no stream argument); the others' end in `_ptsz`. */
@@ -645,6 +655,8 @@ export interface Stats {
   realNs: bigint;
   /** Indexed by Kind: ring-buffer reservations that failed. */
   drops: number[];
+  /** Indexed by Kind: records the probes did not write while told to shed. */
+  shed: number[];
   /** Indexed by Kind: records delivered. */
   events: number[];
   ringbufUsed: number;
@@ -665,6 +677,7 @@ export function decodeStats(buf: Buffer): Stats {
     monoNs: view.getBigUint64(S.fields.mono_ns, true),
     realNs: view.getBigUint64(S.fields.real_ns, true),
     drops: counters(S.fields.drops),
+    shed: counters(S.fields.shed),
     events: counters(S.fields.events),
     ringbufUsed: Number(view.getBigUint64(S.fields.ringbuf_used, true)),
     followed: view.getUint32(S.fields.followed, true),
@@ -672,4 +685,11 @@ export function decodeStats(buf: Buffer): Stats {
     gpuProcesses: view.getUint32(S.fields.gpu_processes, true),
     unnamedKernels: view.getUint32(S.fields.unnamed_kernels, true),
   };
+}
+
+/** A WATERMARK frame's time (CLOCK_MONOTONIC): every record ending before it has been delivered. */
+export function decodeWatermark(buf: Buffer): bigint {
+  const W = LAYOUT.cw_watermark;
+  if (buf.length !== W.size) throw new RecordError(`a WATERMARK frame of ${buf.length} bytes, expected ${W.size}`);
+  return buf.readBigUInt64LE(W.fields.mono_ns);
 }

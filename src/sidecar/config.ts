@@ -28,7 +28,7 @@ export interface SidecarConfig {
   reduction: Reduction;
   /** The span attribute that names the OS thread id. */
   threadAttribute: string;
-  correlator: { retentionMs: number; maxEvents: number; watermarkLagMs: number };
+  correlator: { retentionMs: number; maxEvents: number; maxJoinWaitMs: number };
   /** The store's file (or ':memory:') and its retention bounds. */
   store: { path: string; retentionMs: number; maxEvents: number; maxSpans: number; maxBytes: number };
   /** Kernel spans waiting for the collector at most, in spans and in (approximate encoded) bytes. */
@@ -123,7 +123,7 @@ const schema = z.strictObject(KEYS).transform((c) => ({
   correlator: {
     retentionMs: c['retention-s'] * 1000,
     maxEvents: c['max-events'],
-    watermarkLagMs: c['join-watermark-ms'],
+    maxJoinWaitMs: c['join-watermark-ms'],
   },
   store: {
     retentionMs: c['store-retention-s'] * 1000,

@@ -29,7 +29,10 @@ import { Startup } from './startup.js';
 import { sidecarStatus, type SidecarStatus } from './status.js';
 
 export const DEFAULT_EXPORT_URL = 'http://127.0.0.1:4317';
-/** How often the spans the watermark has passed are joined. */
+/**
+ * How often spans are joined on a timer: those that waited the longest join wait, when the
+ * capture's watermark does not come (capture down or lagging). The watermark joins the others.
+ */
 const JOIN_EVERY_MS = 100;
 
 /** Where kernel spans go: the standard OTLP variables, else the local collector. */
@@ -234,6 +237,9 @@ async function startCapture(
       followAll: false,
       onMessage,
       meter,
+      onWatermark: (unixNano) => {
+        correlator.advanceWatermark(unixNano);
+      },
       onEvents: (events) => {
         waits.captured(events);
         correlator.addEvents(events);

@@ -50,13 +50,13 @@ export interface LoadReport {
    * they offered the sidecar over it: decoded, dropped in the ring buffers or shed, per second.
    */
   offered: { switchesPerS: number; launchesPerS: number; events: number; eventsPerS: number };
-  /** Kernel events the capture decoded in the window (causeway_kernel_events), per kind too. */
+  /** Kernel events the capture took in over the window, a summary counting as the events it sums (causeway_kernel_events_covered), per kind too. */
   delivered: { events: number; perS: number; byKind: Record<string, number> };
   /** Over the whole run, from the last scrape; undefined where the sidecar has no such counter. */
   lost: {
     ringBufferDrops: number | undefined;
     ringBufferDropsByKind: Record<string, number>;
-    /** Every causeway_*kernel*shed* counter summed: the names differ between versions. */
+    /** Events shed while the sidecar was behind, in the kernel and in the sidecar. */
     kernelShed: number | undefined;
     storeRowsShed: number | undefined;
     receiverRequestsRefused: number | undefined;
@@ -147,16 +147,6 @@ function perKindOf(text: string, name: string): Record<string, number> {
   for (const match of text.matchAll(new RegExp(`^${name}\\{[^}]*kind="([^"]+)"[^}]*\\} (\\S+)$`, 'gm')))
     byKind[match[1] ?? '?'] = (byKind[match[1] ?? '?'] ?? 0) + Number(match[2]);
   return byKind;
-}
-
-/** Kernel events shed on purpose: whatever counters of that kind this version of the sidecar has. */
-function kernelShed(text: string): number | undefined {
-  const names = new Set(
-    [...text.matchAll(/^(causeway_\w*kernel\w*shed\w*|causeway_\w*shed\w*kernel\w*)(?:\{| )/gm)].map((m) => m[1] ?? ''),
-  );
-  let sum: number | undefined;
-  for (const name of names) sum = (sum ?? 0) + (metricValue(text, name) ?? 0);
-  return sum;
 }
 
 export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
@@ -357,8 +347,8 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
         (text) => {
           const elapsed = (performance.now() - windowStart) / 1000;
           const events =
-            (metricValue(text, 'causeway_kernel_events_total') ?? 0) -
-            (metricValue(before.text, 'causeway_kernel_events_total') ?? 0);
+            (metricValue(text, 'causeway_kernel_events_covered_total') ?? 0) -
+            (metricValue(before.text, 'causeway_kernel_events_covered_total') ?? 0);
           log(
             `${elapsed.toFixed(0)} s: ${Math.round(events / elapsed).toLocaleString('en-US')} kernel events/s decoded, ${String(requests.ok)} of ${String(requests.sent)} OTLP requests answered 200, ${String(mcpMs.length)} explain_trace calls, RSS ${((rss.at(-1) ?? 0) / 2 ** 20).toFixed(0)} MiB`,
           );
@@ -408,10 +398,10 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     const loaderS = after.loader === undefined || before.loader === undefined ? NaN : after.loader - before.loader;
     const sidecarS = after.node - before.node + loaderS;
     const events =
-      (metricValue(after.text, 'causeway_kernel_events_total') ?? 0) -
-      (metricValue(before.text, 'causeway_kernel_events_total') ?? 0);
-    const byKind = perKindOf(after.text, 'causeway_kernel_events_total');
-    for (const [kind, n] of Object.entries(perKindOf(before.text, 'causeway_kernel_events_total')))
+      (metricValue(after.text, 'causeway_kernel_events_covered_total') ?? 0) -
+      (metricValue(before.text, 'causeway_kernel_events_covered_total') ?? 0);
+    const byKind = perKindOf(after.text, 'causeway_kernel_events_covered_total');
+    for (const [kind, n] of Object.entries(perKindOf(before.text, 'causeway_kernel_events_covered_total')))
       byKind[kind] = (byKind[kind] ?? 0) - n;
     // Each workload's rate over its whole run: the lead and the window, steady throughout.
     const runSeconds =
@@ -419,9 +409,9 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     const rate = (program: string, field: string) =>
       truths.reduce((sum, truth) => (truth.program === program ? sum + Number(truth[field]) : sum), 0);
     const counted = (text: string) =>
-      (metricValue(text, 'causeway_kernel_events_total') ?? 0) +
+      (metricValue(text, 'causeway_kernel_events_covered_total') ?? 0) +
       (metricValue(text, 'causeway_kernel_drops_total') ?? 0) +
-      (kernelShed(text) ?? 0);
+      (metricValue(text, 'causeway_kernel_shed_total') ?? 0);
     const offered = {
       switchesPerS: rate('switch_pingpong', 'switches_per_s'),
       launchesPerS: rate('launch_storm', 'launches_per_s'),
@@ -438,7 +428,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
       lost: {
         ringBufferDrops: metricValue(final, 'causeway_kernel_drops_total'),
         ringBufferDropsByKind: perKindOf(final, 'causeway_kernel_drops_total'),
-        kernelShed: kernelShed(final),
+        kernelShed: metricValue(final, 'causeway_kernel_shed_total'),
         storeRowsShed: metricValue(final, 'causeway_store_rows_shed_total'),
         receiverRequestsRefused: metricValue(final, 'causeway_receiver_requests_refused_total'),
         correlatorSpansRefused: metricValue(final, 'causeway_correlator_spans_refused_total'),

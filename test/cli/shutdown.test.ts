@@ -1,10 +1,12 @@
 // `causeway run` stopped with SIGTERM, as Kubernetes stops a pod: it joins the spans still
-// waiting for the watermark, exports their kernel spans and exits 0 within its deadline; when
+// waiting for the watermark (held here by stopping the loader, SIGSTOP, so that no watermark
+// comes; it is let go, SIGCONT, with the SIGTERM, and reads what the ring kept), exports their kernel spans and exits 0 within its deadline; when
 // the collector does not answer, it still exits by the deadline, with EXIT_CUT_SHORT and a line
 // saying what it left. "Within the deadline" is what the kubelet checks: a process still running
 // at the grace period (the deadline plus the manifest's margin) is killed, and stop() then
 // resolves null instead of an exit code. The collector here is a real OTLP/gRPC receiver.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -19,17 +21,38 @@ const DEADLINE_S = 2;
 const GRACE_MARGIN_S = 5;
 const GRACE_MS = (DEADLINE_S + GRACE_MARGIN_S) * 1000;
 
-/** A request's span that the sidecar holds, unjoined: its watermark is far away. */
+/** The sidecar's loader: its one child process. */
+function loaderPid(sidecarPid: number): number {
+  const children = readFileSync(`/proc/${String(sidecarPid)}/task/${String(sidecarPid)}/children`, 'utf8').trim();
+  assert.match(children, /^\d+$/, 'the sidecar runs one loader');
+  return Number(children);
+}
+
+/**
+ * A request's span that the sidecar holds, unjoined: once the app is followed (its first span
+ * joined), the loader is stopped, so no watermark passes the request's end. Returns the request
+ * and a stop() that sends the sidecar SIGTERM and lets the loader go on.
+ */
 async function pendingRequest(sidecar: Awaited<ReturnType<typeof startSidecar>>) {
   const app = startWorkload(process.execPath, [NODE_APP, '/var/tmp', '8'], {
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${String(sidecar.grpcPort)}`,
   });
+  await until('the app followed', 10_000, async () =>
+    /^causeway_correlator_spans_joined_total [1-9]/m.test(await sidecar.metrics()) ? true : undefined,
+  );
+  const loader = loaderPid(sidecar.pid);
+  process.kill(loader, 'SIGSTOP');
   const truth = (await app.truth) as { trace_id: string; span_id: string };
   await until('the request span waiting to be joined', 10_000, async () =>
     /^causeway_correlator_spans_pending [1-9]/m.test(await sidecar.metrics()) ? true : undefined,
   );
   assert.match(await sidecar.metrics(), /^causeway_export_spans_sent_total 0$/m, 'nothing joined before SIGTERM');
-  return truth;
+  const stop = () => {
+    const stopped = sidecar.stop('SIGTERM', GRACE_MS);
+    process.kill(loader, 'SIGCONT');
+    return stopped;
+  };
+  return { truth, stop };
 }
 
 test('on SIGTERM the spans waiting are joined and their kernel spans exported, and it exits 0 within the deadline', async (t) => {
@@ -50,9 +73,9 @@ test('on SIGTERM the spans waiting are joined and their kernel spans exported, a
     String(DEADLINE_S),
   ]);
   t.after(() => sidecar.stop());
-  const truth = await pendingRequest(sidecar);
+  const { truth, stop } = await pendingRequest(sidecar);
 
-  assert.equal(await sidecar.stop('SIGTERM', GRACE_MS), 0, sidecar.log());
+  assert.equal(await stop(), 0, sidecar.log());
   const children = received.filter((s) => s.traceId === truth.trace_id && s.parentSpanId === truth.span_id);
   assert.ok(
     children.some((s) => s.name === 'kernel activity'),
@@ -84,9 +107,9 @@ test('with the collector not answering, SIGTERM still ends it at the deadline, s
     String(DEADLINE_S),
   ]);
   t.after(() => sidecar.stop());
-  await pendingRequest(sidecar);
+  const { stop } = await pendingRequest(sidecar);
 
-  assert.equal(await sidecar.stop('SIGTERM', GRACE_MS), EXIT_CUT_SHORT, sidecar.log());
+  assert.equal(await stop(), EXIT_CUT_SHORT, sidecar.log());
   assert.match(
     sidecar.log(),
     new RegExp(

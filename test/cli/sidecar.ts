@@ -15,10 +15,16 @@ export interface Sidecar {
   log: () => string;
   metrics: () => Promise<string>;
   /**
-   * Posts `count` spans of process `pid`, each `durationNs` long (default 20 ms) and ending now,
-   * over OTLP/HTTP (JSON); resolves with the HTTP status and their trace ids.
+   * Posts `count` spans of process `pid` (on its thread `tid`, if given), each `durationNs` long
+   * (default 20 ms) and ending now, over OTLP/HTTP (JSON); resolves with the HTTP status, their
+   * trace ids and their end (Unix ns).
    */
-  postSpans: (pid: number, count?: number, durationNs?: bigint) => Promise<{ status: number; traceIds: string[] }>;
+  postSpans: (
+    pid: number,
+    count?: number,
+    durationNs?: bigint,
+    tid?: number,
+  ) => Promise<{ status: number; traceIds: string[]; endUnixNano: bigint }>;
   /**
    * Stops it with `signal` (SIGINT unless given); resolves with the exit code, or null when it
    * had not exited after killAfterMs and was killed, as Kubernetes does at the grace period.
@@ -104,7 +110,7 @@ export async function startSidecar(
           });
         }).on('error', reject);
       }),
-    postSpans: async (pid, count = 1, durationNs = 20_000_000n) => {
+    postSpans: async (pid, count = 1, durationNs = 20_000_000n, tid) => {
       const end = BigInt(Date.now()) * 1_000_000n;
       const spans = Array.from({ length: count }, () => ({
         traceId: randomBytes(16).toString('hex'),
@@ -113,6 +119,7 @@ export async function startSidecar(
         kind: 2,
         startTimeUnixNano: String(end - durationNs),
         endTimeUnixNano: String(end),
+        attributes: tid === undefined ? [] : [{ key: 'causeway.thread.tid', value: { intValue: String(tid) } }],
       }));
       const resource = {
         attributes: [
@@ -126,7 +133,7 @@ export async function startSidecar(
         body: JSON.stringify({ resourceSpans: [{ resource, scopeSpans: [{ spans }] }] }),
       });
       await response.arrayBuffer();
-      return { status: response.status, traceIds: spans.map((span) => span.traceId) };
+      return { status: response.status, traceIds: spans.map((span) => span.traceId), endUnixNano: end };
     },
     stop: async (signal = 'SIGINT', killAfterMs) => {
       if (child.exitCode === null) child.kill(signal);

@@ -35,7 +35,7 @@ function setup(now: { t: bigint }, options: { maxEvents?: number; maxPendingSpan
   const correlator = new Correlator({
     onJoined: (a) => joined.push(...a),
     now: () => now.t,
-    watermarkLagMs: 500,
+    maxJoinWaitMs: 500,
     retentionMs: 10_000,
     maxEvents: 1_000_000,
     ...options,
@@ -66,12 +66,12 @@ test('an event goes to the innermost span of its thread that was active when it 
   assert.equal(correlator.counters().eventsAttached, 2);
 });
 
-test('a span waits until the watermark passes its end, then joins events that arrived before it', () => {
+test('without a watermark a span waits the longest join wait, then joins the events that arrived before it', () => {
   const now = { t: 10n * S };
   const { correlator, joined, addSpans } = setup(now);
   addSpans([span('late', 9n * S, 9n * S + 800n * MS, 7)]);
   correlator.join();
-  assert.equal(joined.length, 0, 'the watermark (now - 500 ms) has not passed the span end');
+  assert.equal(joined.length, 0, 'the longest join wait (500 ms) has not passed since the span end');
   correlator.addEvents([event(7, 9n * S + 600n * MS, 9n * S + 700n * MS)]);
   now.t = 10n * S + 400n * MS;
   correlator.join();
@@ -124,7 +124,7 @@ test("a wait's waker thread is searched back as far as its longest held event: o
   const correlator = new Correlator({
     onJoined: (a) => joined.push(...a),
     now: () => 40n * S,
-    watermarkLagMs: 500,
+    maxJoinWaitMs: 500,
     retentionMs: 60_000,
     maxEvents: 1_000_000,
   });
@@ -158,14 +158,79 @@ test("a wait's waker thread is searched back as far as its longest held event: o
   );
 });
 
-test('the lag names the newest kernel event, the watermark wait and the spans waiting for it', () => {
+test('the lag names the newest kernel event, the watermark, the join delays and the spans waiting', () => {
   const now = { t: 20n * S };
   const { correlator, addSpans } = setup(now);
-  assert.deepEqual(correlator.lag(), { newestEventAgeMs: null, joinWatermarkMs: 500, spansWaitingToJoin: 0 });
+  assert.deepEqual(correlator.lag(), {
+    newestEventAgeMs: null,
+    watermarkUnixMs: null,
+    watermarkAgeMs: null,
+    maxJoinWaitMs: 500,
+    joinDelayMs: null,
+    spansWaitingToJoin: 0,
+  });
   correlator.addEvents([event(7, 19n * S, 19n * S + 750n * MS), event(7, 19n * S, 19n * S + 100n * MS)]);
-  addSpans([span('waiting', 19n * S, 19n * S + 900n * MS, 7)]);
+  addSpans([span('waiting', 19n * S, 19n * S + 900n * MS, 7), span('joined', 19n * S, 19n * S + 200n * MS, 7)]);
+  correlator.advanceWatermark(19n * S + 800n * MS);
+  assert.deepEqual(correlator.lag(), {
+    newestEventAgeMs: 250,
+    watermarkUnixMs: 19_800,
+    watermarkAgeMs: 200,
+    maxJoinWaitMs: 500,
+    joinDelayMs: { p50: 800, p99: 800, max: 800 },
+    spansWaitingToJoin: 1,
+  });
+});
+
+test('a span on a known thread is joined as soon as the watermark passes its end, not later', () => {
+  const now = { t: 20n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  correlator.addEvents([event(7, 19n * S + 900n * MS, 19n * S + 950n * MS)]);
+  addSpans([span('request', 19n * S + 850n * MS, 19n * S + 990n * MS, 7)]);
+  correlator.advanceWatermark(19n * S + 980n * MS);
+  assert.equal(joined.length, 0, 'the watermark has not passed its end: an event ending before it may be unread');
+  correlator.advanceWatermark(19n * S + 995n * MS);
+  assert.deepEqual(
+    joined.map((a) => [a.span.spanId, a.events.length]),
+    [['request', 1]],
+    'joined at the watermark, 10 ms after its end, with no timer',
+  );
+  assert.equal(correlator.lag().joinDelayMs?.max, 10);
+});
+
+test('a span known only by its process waits the longest join wait: another thread may still be inside an event', () => {
+  const now = { t: 20n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  addSpans([span('request', 19n * S + 800n * MS, 19n * S + 900n * MS)]);
+  correlator.advanceWatermark(19n * S + 950n * MS);
+  assert.equal(joined.length, 0);
+  // A thread's sync began inside the span, and is read once it returns, after the watermark passed the span's end.
+  correlator.addEvents([event(8, 19n * S + 850n * MS, 20n * S + 200n * MS)]);
+  now.t = 20n * S + 400n * MS;
+  correlator.advanceWatermark(20n * S + 390n * MS);
   correlator.join();
-  assert.deepEqual(correlator.lag(), { newestEventAgeMs: 250, joinWatermarkMs: 500, spansWaitingToJoin: 1 });
+  assert.deepEqual(
+    joined.map((a) => [a.span.spanId, a.events.map((e) => e.tid)]),
+    [['request', [8]]],
+  );
+});
+
+test('without a watermark (capture down) a span is joined after the longest join wait', () => {
+  const now = { t: 20n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  correlator.advanceWatermark(19n * S);
+  correlator.addEvents([event(7, 19n * S + 850n * MS, 19n * S + 860n * MS)]);
+  addSpans([span('request', 19n * S + 800n * MS, 19n * S + 900n * MS, 7)]);
+  correlator.join();
+  assert.equal(joined.length, 0, 'the watermark stopped before its end and the longest wait has not passed');
+  now.t = 20n * S + 400n * MS;
+  correlator.join();
+  assert.deepEqual(
+    joined.map((a) => a.span.spanId),
+    ['request'],
+  );
+  correlator.advanceWatermark(18n * S);
+  assert.equal(correlator.lag().watermarkAgeMs, 1400, "an older watermark (a restarted loader's) is ignored");
 });
 
 test('its counters and lag are instruments of the meter it is given, read at each collection', async (t) => {

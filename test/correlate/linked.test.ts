@@ -41,7 +41,7 @@ function linkedTo(events: KernelEvent[]): KernelEvent[] {
   const correlator = new Correlator({
     onJoined: (a) => joined.push(...a),
     now: () => at(2_000),
-    watermarkLagMs: 500,
+    maxJoinWaitMs: 500,
     retentionMs: 60_000,
     maxEvents: 10_000,
   });

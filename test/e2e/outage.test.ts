@@ -42,7 +42,7 @@ test('the kernel spans of requests made before and during a 20 s collector outag
   };
 
   const requests = [await request()];
-  // Just before the outage: this request's span still waits for the watermark.
+  // Just before the outage: this request's kernel spans may still be on their way to the collector.
   await collector.stop();
   collector = undefined;
   const outageEnds = Date.now() + OUTAGE_MS;

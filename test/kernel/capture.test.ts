@@ -27,7 +27,7 @@ test('without pids or comms the loader follows everything', () => {
   ]);
 });
 
-test('a capture turns the loader stream into events on the STATS clock, and counts drops and unnamed kernels, also as instruments', async (t) => {
+test('a capture turns the loader stream into events and watermarks on the STATS clock, and counts drops, shedding and unnamed kernels, also as instruments', async (t) => {
   const m = new TestMeter();
   t.after(() => m.close());
   const pid = process.pid;
@@ -39,6 +39,7 @@ test('a capture turns the loader stream into events on the STATS clock, and coun
     ]),
   );
   const events: KernelEvent[] = [];
+  const watermarks: { unixNano: bigint; eventsBefore: number }[] = [];
   const messages: LoaderMessage[] = [];
   const onMessage = (message: LoaderMessage) => void messages.push(message);
   const parts = captureParts(new ProcessTable(), onMessage);
@@ -49,6 +50,7 @@ test('a capture turns the loader stream into events on the STATS clock, and coun
       libs: [],
       loaderPath: fake.path,
       onEvents: (batch) => void events.push(...batch),
+      onWatermark: (unixNano) => void watermarks.push({ unixNano, eventsBefore: events.length }),
       onMessage,
       meter: m.meter,
     },
@@ -57,22 +59,33 @@ test('a capture turns the loader stream into events on the STATS clock, and coun
   capture.start();
   assert.equal((await capture.ready).ncpus, 2);
   assert.ok(parts.self.has(Number(fake.log()[0]?.pid)), "the loader is one of Causeway's own processes");
-  for (let i = 0; i < 100 && events.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+  for (let i = 0; i < 100 && watermarks.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
   const end = await capture.stop();
   assert.equal(end.failure, null);
   assert.equal(events.length, 1);
   assert.equal(events[0]?.startUnixNano, 1_700_000_000_000_000_500n);
   assert.equal(events[0].attributes['causeway.cuda.kernel'], 'step()');
+  assert.deepEqual(
+    watermarks,
+    [{ unixNano: 1_700_000_000_000_001_000n, eventsBefore: 1 }],
+    'the watermark, on the STATS clock, comes after the events it covers',
+  );
   assert.ok(messages.some((m) => m.fields.event === 'library' && m.fields.probes === 17));
   const counters = capture.counters();
   assert.deepEqual(counters.events, { 'cuda.launch': 1 });
   assert.equal(counters.drops['sched.runqueue'], 6, 'the last STATS frame, sent at SIGTERM, counts');
   assert.equal(counters.delivered['sched.runqueue'], 12);
   assert.equal(counters.unnamedKernels, 3);
+  assert.equal(counters.shed['futex.wait'], 8, 'shed in the kernel, apart from drops');
+  assert.equal(counters.drops['futex.wait'], 0);
+  assert.equal(counters.shedding, false);
   assert.equal(await m.value('causeway_kernel_events', { kind: 'cuda.launch' }), 1);
   assert.equal(await m.value('causeway_kernel_drops', { kind: 'sched.runqueue' }), 6);
   assert.equal(await m.value('causeway_kernel_drops', { kind: 'cuda.sync' }), 0, 'every kind has a series');
   assert.equal(await m.value('causeway_cuda_kernels_unnamed'), 3);
+  assert.equal(await m.value('causeway_kernel_shed', { kind: 'futex.wait', where: 'kernel' }), 8);
+  assert.equal(await m.value('causeway_kernel_shed', { kind: 'futex.wait', where: 'sidecar' }), 0);
+  assert.equal(await m.value('causeway_kernel_shedding'), 0);
 });
 
 test('a loader that exits is restarted and the capture gap counted, in its report and as instruments', async (t) => {

@@ -10,14 +10,14 @@ export type Scenario =
   | 'cannot-run'
   /** Crashes (exit 1) on the first run, then runs until SIGTERM. */
   | 'crash-once'
-  /** HELLO, the EVENTS frame in <dir>/events, a STATS pair; runs until SIGTERM, then a last STATS. */
+  /** HELLO, a STATS pair, the EVENTS frame in <dir>/events, a WATERMARK; runs until SIGTERM, then a last STATS. */
   | 'stream';
 
 const SCRIPT = (recordsModule: string) => `#!${process.execPath}
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Kind } from ${JSON.stringify(new URL('../../src/kernel/record.js', import.meta.url).href)};
-import { frame, hello, message, stats } from ${JSON.stringify(recordsModule)};
+import { frame, hello, message, stats, watermark } from ${JSON.stringify(recordsModule)};
 
 const dir = dirname(process.argv[1]);
 const scenario = readFileSync(join(dir, 'scenario'), 'utf8');
@@ -40,9 +40,10 @@ if (scenario === 'cannot-run') {
   out(message({ level: 'info', event: 'library', path: '/usr/lib/libcudart.so.12', pid: 42, probes: 17 }));
   out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: 4 }, events: { [Kind.SCHED_RUNQUEUE]: 9 } }));
   if (existsSync(join(dir, 'events'))) out(frame(2, readFileSync(join(dir, 'events'))));
+  out(watermark(2000n));
   process.on('SIGTERM', () => {
     log({ signal: 'SIGTERM' });
-    out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: 6 }, events: { [Kind.SCHED_RUNQUEUE]: 12 }, unnamedKernels: 3 }));
+    out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: 6 }, shed: { [Kind.FUTEX_WAIT]: 8 }, events: { [Kind.SCHED_RUNQUEUE]: 12 }, unnamedKernels: 3 }));
     process.stdout.end(() => process.exit(0));
   });
   setInterval(() => undefined, 1000);

@@ -58,13 +58,15 @@ int main(void)
 	FIELD(cw_runqueue_sum, count); FIELD(cw_runqueue_sum, preempted); END_STRUCT();
 	STRUCT(cw_settings); FIELD(cw_settings, min_ns); FIELD(cw_settings, window_ns); FIELD(cw_settings, launch_whole_ns);
 	FIELD(cw_settings, runqueue_whole_ns); FIELD(cw_settings, follow_all); FIELD(cw_settings, exclude);
+	FIELD(cw_settings, shed);
 	END_STRUCT();
 	STRUCT(cw_frame); FIELD(cw_frame, type); FIELD(cw_frame, size); END_STRUCT();
 	STRUCT(cw_hello); FIELD(cw_hello, abi_version); FIELD(cw_hello, event_size); FIELD(cw_hello, ringbuf_bytes);
 	FIELD(cw_hello, ncpus); END_STRUCT();
-	STRUCT(cw_stats); FIELD(cw_stats, mono_ns); FIELD(cw_stats, real_ns); FIELD(cw_stats, drops);
+	STRUCT(cw_stats); FIELD(cw_stats, mono_ns); FIELD(cw_stats, real_ns); FIELD(cw_stats, drops); FIELD(cw_stats, shed);
 	FIELD(cw_stats, events); FIELD(cw_stats, ringbuf_used); FIELD(cw_stats, followed); FIELD(cw_stats, libraries);
 	FIELD(cw_stats, gpu_processes); FIELD(cw_stats, unnamed_kernels); END_STRUCT();
+	STRUCT(cw_watermark); FIELD(cw_watermark, mono_ns); END_STRUCT();
 	END();
 
 	BEGIN("constants");
@@ -109,6 +111,7 @@ int main(void)
 
 	BEGIN("frames");
 	VALUE(CW_FRAME_HELLO); VALUE(CW_FRAME_EVENTS); VALUE(CW_FRAME_STATS); VALUE(CW_FRAME_MESSAGE); VALUE(CW_FRAME_CONTEXT);
+	VALUE(CW_FRAME_WATERMARK);
 	END();
 	printf("}\n");
 	return 0;

@@ -246,6 +246,7 @@ export function stats(spec: {
   monoNs: bigint;
   realNs: bigint;
   drops?: Record<number, number>;
+  shed?: Record<number, number>;
   events?: Record<number, number>;
   unnamedKernels?: number;
 }): Buffer {
@@ -255,10 +256,19 @@ export function stats(spec: {
   buf.writeBigUInt64LE(spec.realNs, S.fields.real_ns);
   for (const [kind, n] of Object.entries(spec.drops ?? {}))
     buf.writeBigUInt64LE(BigInt(n), S.fields.drops + 8 * Number(kind));
+  for (const [kind, n] of Object.entries(spec.shed ?? {}))
+    buf.writeBigUInt64LE(BigInt(n), S.fields.shed + 8 * Number(kind));
   for (const [kind, n] of Object.entries(spec.events ?? {}))
     buf.writeBigUInt64LE(BigInt(n), S.fields.events + 8 * Number(kind));
   buf.writeUInt32LE(spec.unnamedKernels ?? 0, S.fields.unnamed_kernels);
   return frame(FrameType.STATS, buf);
+}
+
+export function watermark(monoNs: bigint): Buffer {
+  const W = LAYOUT.cw_watermark;
+  const buf = Buffer.alloc(W.size);
+  buf.writeBigUInt64LE(monoNs, W.fields.mono_ns);
+  return frame(FrameType.WATERMARK, buf);
 }
 
 export function message(object: Record<string, unknown>): Buffer {

@@ -36,7 +36,7 @@ test('the defaults', () => {
     follow: { pids: [], comms: [] },
     reduction: { windowMs: 10, launchWholeUs: 100, runqueueWholeUs: 100 },
     threadAttribute: 'causeway.thread.tid',
-    correlator: { retentionMs: 30_000, maxEvents: 200_000, watermarkLagMs: 500 },
+    correlator: { retentionMs: 30_000, maxEvents: 200_000, maxJoinWaitMs: 500 },
     store: {
       path: '/var/lib/causeway/store.duckdb',
       retentionMs: 900_000,
@@ -64,7 +64,7 @@ const GOOD: Record<string, SidecarConfig> = {
     follow: { pids: [101, 202], comms: ['python3', 'gunicorn'] },
     reduction: { windowMs: 0, launchWholeUs: 250, runqueueWholeUs: 50 },
     threadAttribute: 'thread.id',
-    correlator: { retentionMs: 60_000, maxEvents: 250_000, watermarkLagMs: 750 },
+    correlator: { retentionMs: 60_000, maxEvents: 250_000, maxJoinWaitMs: 750 },
     store: {
       path: '/srv/causeway/traces.duckdb',
       retentionMs: 3_600_000,
@@ -143,7 +143,7 @@ test('flags win over the file, the file over the defaults', () => {
   assert.deepEqual(config.follow.pids, [3], 'a repeated flag replaces the file list');
   assert.equal(config.queryBackend, 'tempo=http://tempo:3200', 'a flag not given leaves the file value');
   const flagsOnly = sidecarConfig({ flags: { 'join-watermark-ms': '250' }, env: {} });
-  assert.deepEqual(flagsOnly, { ...DEFAULT_CONFIG, correlator: { ...DEFAULT_CONFIG.correlator, watermarkLagMs: 250 } });
+  assert.deepEqual(flagsOnly, { ...DEFAULT_CONFIG, correlator: { ...DEFAULT_CONFIG.correlator, maxJoinWaitMs: 250 } });
 });
 
 test('a bad flag is an error naming the flag', () => {

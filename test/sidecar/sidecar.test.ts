@@ -61,7 +61,7 @@ test('a started sidecar runs a loader, reports the status of its parts, and clos
   t.after(() => sidecar.close());
   assert.equal(loadersRunning().length, 1);
   const status = await sidecar.status();
-  assert.equal(status.lag.joinWatermarkMs, 750, 'the watermark is the configured one');
+  assert.equal(status.lag.maxJoinWaitMs, 750, 'the longest join wait is the configured one');
   assert.equal(status.store.maxSpans, 5000);
   assert.equal(status.export.url, env.OTEL_EXPORTER_OTLP_ENDPOINT);
   assert.equal(status.receiver.spansAccepted, 0);

@@ -5,7 +5,7 @@ import { READ_ONLY, answer } from './conventions.js';
 
 const TITLE = 'Sidecar status';
 const DESCRIPTION =
-  'Probes attached, processes followed, the loader (restarts, failures in a row, capture gaps), the GPU processes found (every process using CUDA, with its libraries), events and drops per kind, correlation lag, export health, store size on disk and in memory, and its retention (bounds, oldest rows, rows expired).';
+  'Probes attached, processes followed, the loader (restarts, failures in a row, capture gaps), the GPU processes found (every process using CUDA, with its libraries), events, drops and events shed per kind, correlation lag (the event watermark, the join delays), export health, store size on disk and in memory, and its retention (bounds, oldest rows, rows expired).';
 
 const counters = z.record(z.string(), z.unknown());
 const outputSchema = {
@@ -57,6 +57,12 @@ function loaderLine(loader: unknown): string {
   return `loader ${running === true ? 'running' : 'down, restarting'}${failing}, ${String(restarts)} restarts, about ${String(eventsLostInGaps)} events lost in their gaps`;
 }
 
+function joinDelayLine(delay: unknown): string {
+  if (typeof delay !== 'object' || delay === null) return 'no span joined yet';
+  const { p50, p99 } = delay as Record<string, unknown>;
+  return `spans joined ${Number(p50).toFixed(0)} ms after their end (p50; p99 ${Number(p99).toFixed(0)} ms)`;
+}
+
 /** The status in one line: what a person checks first. */
 function statusLine(s: Record<string, unknown>): string {
   const get = (part: string, key: string) => (s[part] as Record<string, unknown> | undefined)?.[key];
@@ -68,9 +74,10 @@ function statusLine(s: Record<string, unknown>): string {
   return [
     loaderLine(s.loader),
     `following ${n('capture', 'followed')} processes, ${n('gpu', 'listed')} of them using CUDA, ${n('capture', 'libraries')} CUDA libraries probed`,
-    `${String(total(get('capture', 'events')))} kernel events, ${String(total(get('capture', 'drops')))} dropped in the kernel`,
+    `${String(total(get('capture', 'events')))} kernel events, ${String(total(get('capture', 'drops')))} dropped in the kernel, ${String(total(get('capture', 'shed')) + total(get('capture', 'shedDelivered')))} shed while behind${get('capture', 'shedding') === true ? ' (shedding now)' : ''}`,
     `store: ${n('store', 'events')} events and ${n('store', 'spans')} spans, ${mib('memoryBytes')} MiB in memory, ${mib('diskBytes')} MiB on disk (at most ${mib('maxBytes')} MiB in use), oldest span ${oldest == null ? 'none' : `${(Number(oldest) / 1000).toFixed(0)} s old`} (kept ${Number(get('store', 'retentionMs') ?? 0) / 1000} s), ${n('store', 'rowsExpired')} rows expired, ${n('store', 'rowsShed')} shed`,
     `newest kernel event ${newest == null ? 'none yet' : `${Number(newest).toFixed(0)} ms ago`}`,
+    joinDelayLine(get('lag', 'joinDelayMs')),
     `export: ${collector}, ${n('export', 'spansDropped')} kernel spans dropped`,
   ].join('; ');
 }

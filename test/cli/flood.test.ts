@@ -1,0 +1,102 @@
+// A kernel flood under `causeway run`, for real: an unthrottled ping-pong, followed, while an app
+// sends spans over OTLP/HTTP. The sidecar decodes a bounded number of events per turn of its
+// event loop, so every span is accepted and MCP answers; what it cannot keep up with is shed in
+// the kernel and counted apart from ring-buffer drops; shedding stops once the flood is over.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { startOtlpReceiver } from '../../src/otlp/index.js';
+import type { SidecarStatus } from '../../src/sidecar/status.js';
+import { kernelAvailable, runWorkload, startWorkload } from '../bpf/session.js';
+import { startSidecar, until } from './sidecar.js';
+
+const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
+
+test('under an unthrottled ping-pong every span is accepted and MCP answers; the kernel sheds and counts, and stops after the flood', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const collector = await startOtlpReceiver({ grpc: { host: '127.0.0.1', port: 0 }, http: false, onSpans: () => {} });
+  t.after(() => collector.close());
+  const sidecar = await startSidecar(`http://127.0.0.1:${String(collector.grpcPort)}`, '127.0.0.1:0', [
+    '--comm',
+    'switch_pingpong',
+  ]);
+  t.after(() => sidecar.stop());
+  const mcp = new Client({ name: 'flood', version: '1' });
+  await mcp.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
+  t.after(() => mcp.close());
+  const status = async () => {
+    const result = await mcp.callTool({ name: 'status', arguments: {} });
+    assert.notEqual(result.isError, true);
+    return result.structuredContent as SidecarStatus;
+  };
+
+  const flood = startWorkload('switch_pingpong', ['--seconds', '8']);
+  let spansSent = 0;
+  let answers = 0;
+  const otlpMs: number[] = [];
+  const mcpMs: number[] = [];
+  let shedSeen = false;
+  while (flood.child.exitCode === null) {
+    const posted = performance.now();
+    const { status: code } = await sidecar.postSpans(flood.pid, 100);
+    const asked = performance.now();
+    otlpMs.push(asked - posted);
+    assert.equal(code, 200, 'a request of spans was refused under the flood');
+    spansSent += 100;
+    const during = await status();
+    answers++;
+    mcpMs.push(performance.now() - asked);
+    shedSeen ||= during.capture.shedding;
+  }
+  const { switches } = await flood.truth;
+  t.diagnostic(
+    `the flood made ${String(switches)} switches; ${spansSent} spans sent, ${answers} MCP answers meanwhile; OTLP requests took ${otlpMs.map((ms) => ms.toFixed(0)).join(' ')} ms, MCP status ${mcpMs.map((ms) => ms.toFixed(0)).join(' ')} ms`,
+  );
+
+  const caughtUp = await until('shedding to stop after the flood', 60_000, async () => {
+    const s = await status();
+    return s.capture.shedding ? undefined : s;
+  });
+  assert.ok(shedSeen, 'status said the kernel was shedding during the flood');
+  assert.ok(caughtUp.capture.shedEpisodes > 0);
+  const shedInKernel = total(caughtUp.capture.shed);
+  assert.ok(shedInKernel > 0, `nothing shed in the kernel: ${JSON.stringify(caughtUp.capture)}`);
+  t.diagnostic(
+    `shed in the kernel ${shedInKernel}, in the sidecar ${total(caughtUp.capture.shedDelivered)}, ring-buffer drops ${total(caughtUp.capture.drops)}, over ${caughtUp.capture.shedEpisodes} episodes`,
+  );
+  assert.equal(caughtUp.receiver.spansAccepted, spansSent, 'every span accepted');
+  assert.equal(caughtUp.receiver.requestsRefused, 0);
+  assert.equal(caughtUp.correlator.spansRefused, 0);
+  const metrics = await sidecar.metrics();
+  assert.match(
+    metrics,
+    /^causeway_kernel_shed_total\{kind="(futex\.wait|sched\.blocked|sched\.runqueue)",where="kernel"\} [1-9]/m,
+  );
+  const shedLines = metrics
+    .split('\n')
+    .filter((line) => line.startsWith('causeway_kernel_shed'))
+    .join('\n');
+  assert.match(metrics, /^causeway_kernel_shedding 0$/m, shedLines);
+
+  // After the flood nothing is shed. The kernel's counts come in STATS frames, once a second:
+  // once they are settled, a short ping-pong is delivered (a STATS frame after it says so) and
+  // shed counts stay as they were.
+  const settled = await until('the shed counts to settle', 20_000, async () => {
+    const first = await status();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const second = await status();
+    return JSON.stringify(first.capture.shed) === JSON.stringify(second.capture.shed) ? second : undefined;
+  });
+  await runWorkload('switch_pingpong', ['--count', '200']);
+  const calm = await until('the short ping-pong delivered', 20_000, async () => {
+    const s = await status();
+    return (s.capture.delivered['futex.wait'] ?? 0) >= (settled.capture.delivered['futex.wait'] ?? 0) + 200
+      ? s
+      : undefined;
+  });
+  assert.deepEqual(calm.capture.shed, settled.capture.shed, 'shed in the kernel after the flood');
+  assert.deepEqual(calm.capture.shedDelivered, settled.capture.shedDelivered, 'shed in the sidecar after the flood');
+  assert.equal(calm.capture.shedding, false);
+  assert.equal(calm.capture.shedEpisodes, caughtUp.capture.shedEpisodes);
+});

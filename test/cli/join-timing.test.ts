@@ -1,0 +1,110 @@
+// When `causeway run` joins an app span, for real: as soon as the capture has read the kernel's
+// events up to the span's end (its watermark has passed it), not after a fixed wait; and, with
+// the loader stopped (no watermark comes), still, once the span has waited the longest join wait.
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { startOtlpReceiver } from '../../src/otlp/index.js';
+import type { SidecarStatus } from '../../src/sidecar/status.js';
+import { kernelAvailable, startWorkload } from '../bpf/session.js';
+import { startSidecar, until, type Sidecar } from './sidecar.js';
+
+/** A sidecar exporting to a receiver of the test's own, a followed ping-pong, and its MCP status tool. */
+async function setup(t: TestContext, longestJoinWaitMs: number) {
+  const collector = await startOtlpReceiver({ grpc: { host: '127.0.0.1', port: 0 }, http: false, onSpans: () => {} });
+  t.after(() => collector.close());
+  const sidecar = await startSidecar(`http://127.0.0.1:${String(collector.grpcPort)}`, '127.0.0.1:0', [
+    '--join-watermark-ms',
+    String(longestJoinWaitMs),
+  ]);
+  t.after(() => sidecar.stop());
+  const app = startWorkload('switch_pingpong', ['--rate', '2000', '--seconds', '600']);
+  t.after(() => {
+    app.truth.catch(() => undefined); // killed before its end
+    app.child.kill();
+  });
+  const mcp = new Client({ name: 'join-timing', version: '1' });
+  await mcp.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
+  t.after(() => mcp.close());
+  const status = async () => {
+    const result = await mcp.callTool({ name: 'status', arguments: {} });
+    assert.notEqual(result.isError, true);
+    return result.structuredContent as SidecarStatus;
+  };
+  // The first span makes the sidecar follow the app; its main thread ("ping") then waits on futexes.
+  assert.equal((await sidecar.postSpans(app.pid, 1, 20_000_000n, app.pid)).status, 200);
+  await until('the app followed', 20_000, async () =>
+    ((await status()).capture.events['futex.wait'] ?? 0) > 0 ? true : undefined,
+  );
+  return { sidecar, app, status };
+}
+
+/** Whether the watermark in this status has passed `unixNano`. */
+const passed = (s: SidecarStatus, unixNano: bigint) =>
+  s.lag.watermarkUnixMs !== null && s.lag.watermarkUnixMs >= Number(unixNano) / 1e6;
+
+/** Posts a span of the app's main thread ending now, and waits for every span to be joined. */
+async function joinOne(
+  sidecar: Sidecar,
+  pid: number,
+  status: () => Promise<SidecarStatus>,
+  onStatus: (s: SidecarStatus, end: bigint) => void,
+) {
+  const before = (await status()).correlator;
+  const { status: code, endUnixNano } = await sidecar.postSpans(pid, 1, 20_000_000n, pid);
+  assert.equal(code, 200);
+  const joined = await until('the span joined', 30_000, async () => {
+    const s = await status();
+    onStatus(s, endUnixNano);
+    return s.correlator.spansJoined > before.spansJoined && s.correlator.spansPending === 0 ? s : undefined;
+  });
+  return { joined, endUnixNano, before };
+}
+
+test('a span on a known thread is joined as soon as the watermark passes its end, with its events, long before the longest join wait', async (t) => {
+  if (!kernelAvailable(t)) return;
+  // A minute: a span joined sooner was joined by the watermark.
+  const { sidecar, app, status } = await setup(t, 60_000);
+  const { joined, before } = await joinOne(sidecar, app.pid, status, (s, end) => {
+    // One status is one snapshot: a watermark past the span's end has joined it.
+    if (passed(s, end)) assert.equal(s.correlator.spansPending, 0, 'the watermark passed its end and it waits still');
+  });
+  assert.ok(joined.lag.joinDelayMs !== null);
+  assert.ok(
+    joined.lag.joinDelayMs.max < joined.lag.maxJoinWaitMs,
+    `joined ${String(joined.lag.joinDelayMs.max)} ms after its end, not by the watermark`,
+  );
+  assert.ok(joined.lag.watermarkAgeMs !== null, 'the capture reports its own lag');
+  assert.equal(joined.correlator.spansWithEvents, before.spansWithEvents + 1, "the span has its thread's futex waits");
+  const metrics = await sidecar.metrics();
+  assert.match(metrics, /^causeway_correlator_join_delay_seconds_count [1-9]\d*$/m);
+  assert.match(metrics, /^causeway_correlator_watermark_age_seconds \d/m);
+});
+
+test('with the loader stopped no watermark comes, and a span is still joined after the longest join wait', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const { sidecar, app, status } = await setup(t, 1000);
+  const loader = (await status()).loader?.pid ?? 0;
+  assert.ok(loader > 0);
+  process.kill(loader, 'SIGSTOP');
+  t.after(() => {
+    try {
+      process.kill(loader, 'SIGCONT');
+    } catch {
+      // already gone with the sidecar
+    }
+  });
+  // What the loader wrote before it stopped is read; then the watermark stays where it is.
+  const frozen = await until('the watermark to stop', 20_000, async () => {
+    const first = (await status()).lag.watermarkUnixMs;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const second = (await status()).lag.watermarkUnixMs;
+    return first !== null && first === second ? first : undefined;
+  });
+  const { joined, endUnixNano } = await joinOne(sidecar, app.pid, status, () => undefined);
+  process.kill(loader, 'SIGCONT');
+  assert.equal(joined.lag.watermarkUnixMs, frozen, 'no watermark came while the loader was stopped');
+  assert.ok(!passed(joined, endUnixNano), 'the watermark never passed the span: the longest join wait joined it');
+  assert.equal(joined.lag.maxJoinWaitMs, 1000);
+});
