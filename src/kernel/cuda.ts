@@ -185,7 +185,9 @@ export class CudaState {
     const counts: number[] = [];
     for (const { func, count } of launches.funcs) {
       const kernel = this.kernel(process, func);
-      if (stream.capture !== undefined) capture(stream.capture, kernel === undefined ? [] : [kernel.symbol], count);
+      // Into a capture, each launch is one of the graph's kernels: the symbol once per launch.
+      if (stream.capture !== undefined)
+        capture(stream.capture, kernel === undefined ? [] : new Array<string>(count).fill(kernel.symbol), count);
       else stream.launched(kernel?.symbol, count);
       names.push(kernel?.name ?? `0x${func.toString(16)}`);
       counts.push(count);

@@ -48,6 +48,12 @@ type EventRecord = Exclude<
   }
 >;
 
+/** The events described by kind (EventShaper.describe): not messages or summaries. */
+type DescribedRecord = Exclude<
+  EventRecord,
+  { kind: typeof Kind.IPC_MESSAGE | typeof Kind.CUDA_LAUNCHES | typeof Kind.SCHED_RUNQUEUE_SUM }
+>;
+
 /** The DESIGN name of each record kind that is an event. */
 export const KIND_NAMES: Readonly<Record<EventRecord['kind'], A.CausewayKindValue>> = {
   [Kind.CUDA_LAUNCH]: A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH,
@@ -217,13 +223,7 @@ export class EventShaper {
   }
 
   /** Adds the attributes of the record's kind, and updates the CUDA state it changes. */
-  private describe(
-    record: Exclude<
-      EventRecord,
-      { kind: typeof Kind.IPC_MESSAGE | typeof Kind.CUDA_LAUNCHES | typeof Kind.SCHED_RUNQUEUE_SUM }
-    >,
-    attributes: Attributes,
-  ): void {
+  private describe(record: DescribedRecord, attributes: Attributes): void {
     switch (record.kind) {
       case Kind.CUDA_LAUNCH:
         this.launch(record, attributes);

@@ -120,8 +120,9 @@ test('an engine running before capture, sending no spans, is found, probed and f
   const replaying = engine(t, ['--seconds', '120', '--gap-ms', '20'], gpu);
   const capturing = engine(t, ['--start-delay-ms', '5000', '--replays', '10'], gpu);
   await waitForStderr(replaying, 'replaying');
-  // No --pid, --lib or matching --comm: both are found as GPU processes all the same.
-  const capture = await startCapture(t, ['--comm', 'no-such-program']);
+  // No --pid, --lib or matching --comm: both are found as GPU processes all the same. Each
+  // captured launch is checked on its own: reduction off, which would sum them.
+  const capture = await startCapture(t, ['--comm', 'no-such-program', '--reduce-window-ms', '0']);
   const ready = monotonicNs();
   const late = (await capturing.truth) as unknown as EngineTruth;
   assert.ok(ready < BigInt(late.capture.begin_start_ns), 'capture was not ready before the engine captured its graph');
