@@ -171,7 +171,8 @@ static __always_inline void cw_submit(struct cw_event *e)
  * promptly. The events after it in the window are summed into the summary record being built (a
  * whole struct cw_event, so writing it out is one copy). A window closes when the thread makes a
  * record it must precede (any other CUDA call), when it is cw_settings.window_ns old at the
- * thread's next event or switch-out, and when the thread exits. A thread that finds the table
+ * thread's next event or switch-out, and when the thread exits; a launch window also when its
+ * thread blocks (sched.bpf.c). A thread that finds the table
  * full has its records written whole.
  */
 #define CW_WINDOWS 16384

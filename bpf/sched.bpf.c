@@ -14,7 +14,8 @@
  * With reduction on (cw_settings.window_ns), a run-queue wait shorter than runqueue_whole_ns is
  * summed into its thread's run-queue window (common.bpf.h): count, total, longest, how many
  * preempted; longer ones are written whole, with their holders. A thread's windows (these and
- * its launches') that are window_ns old are closed when it switches out.
+ * its launches') that are window_ns old are closed when it switches out, and its launch window
+ * whenever it blocks.
  */
 #include "common.bpf.h"
 
@@ -277,7 +278,15 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	push_run(h, prev, prev_pid, prev_tid, now);
 	window = cw_window_ns();
 	if (window) {
-		cw_close_window(&launch_windows, prev_tid, now, window);
+		/*
+		 * A thread that blocks has made its launches for now: their summary goes out at once,
+		 * before the watermark passes the span they were made in (a span is joined as soon as
+		 * the watermark passes its end). Run-queue windows stay open across sleeps: a thread
+		 * that wakes, waits and sleeps again would otherwise never sum two waits.
+		 */
+		bool blocking = !preempt && task_state(prev) != TASK_RUNNING;
+
+		cw_close_window(&launch_windows, prev_tid, now, blocking ? 0 : window);
 		cw_close_window(&runqueue_windows, prev_tid, now, window);
 	}
 

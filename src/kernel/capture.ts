@@ -6,7 +6,7 @@
 //
 // A kernel flood must not starve the rest of the sidecar (OTLP intake, MCP): the capture decodes
 // at most EVENTS_PER_TURN events per turn of the event loop, then yields. Frames that wait behind
-// that budget are the backlog; past SHED_BACKLOG_FRAMES the loader is told to shed in the kernel
+// that budget are the backlog; past SHED_BACKLOG_FRAMES for a second the loader is told to shed in the kernel
 // (the probes count what they skip), and the frames still waiting past it are shed here, their
 // bookkeeping records kept; both counted per kind. Shedding stops once the backlog is gone.
 import type { Meter } from '@opentelemetry/api';
@@ -141,6 +141,11 @@ const RATE_SAMPLES = 10;
 export const EVENTS_PER_TURN = 2048;
 /** Frames waiting behind the per-turn budget past which events are shed (the loader queues 64 at most). */
 export const SHED_BACKLOG_FRAMES = 16;
+/**
+ * Frames must wait past SHED_BACKLOG_FRAMES this long before shedding starts: a pause (a full
+ * collection, a slow reader of `causeway capture`'s output) is not a flood, and the ring holds it.
+ */
+const SHED_BEHIND_MS = 1000;
 /** Once told to shed, the kernel sheds at least this long: a flood resumes the moment shedding stops. */
 const SHED_AT_LEAST_MS = 1000;
 /** The DESIGN kinds, which shedding drops; bookkeeping records (names, execs, libraries) are always kept. */
@@ -196,6 +201,49 @@ function namedCounts(values: readonly number[]): KindCounts {
   return counts;
 }
 
+/** What a capture shows on /metrics. */
+function captureInstruments() {
+  return {
+    events: counter('causeway_kernel_events', 'Kernel events decoded, per kind.'),
+    covered: counter(
+      'causeway_kernel_events_covered',
+      'Kernel events captured, per kind, a summary (cuda.launches, sched.runqueues) counting as the events it sums.',
+    ),
+    drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
+    shed: counter(
+      'causeway_kernel_shed',
+      'Kernel events shed while the sidecar was behind, per kind: where="kernel" the probes skipped them, where="sidecar" they were delivered and not decoded.',
+    ),
+    shedding: gauge('causeway_kernel_shedding', '1 while the kernel is told to shed events: the sidecar is behind.'),
+    shedEpisodes: counter('causeway_kernel_shed_episodes', 'Times the kernel was told to shed events.'),
+    unnamed: counter(
+      'causeway_cuda_kernels_unnamed',
+      'Kernels registered before capture started whose host stub has no symbol: their launches carry only the function address.',
+    ),
+    gpu: gauge('causeway_gpu_processes', 'Processes found using CUDA (followed, their libraries probed).'),
+    followed: gauge('causeway_followed_processes', "Processes in the kernel's followed table (0 when following all)."),
+    forgotten: counter(
+      'causeway_loader_follows_forgotten',
+      'Followed processes unfollowed to make room, the least recently followed first.',
+    ),
+    up: gauge('causeway_loader_up', '1 while the loader runs; 0 while it is restarted, or once it cannot run.'),
+    restarts: counter('causeway_loader_restarts', 'Times the loader was started again after it exited.'),
+    failures: gauge(
+      'causeway_loader_failures_in_a_row',
+      'Loader exits since its last run of 30 s or more: above zero, it keeps failing.',
+    ),
+    gap: counter(
+      'causeway_capture_gap_seconds',
+      "Time without capture, from a dead loader's last frame to the next one's first.",
+      's',
+    ),
+    lost: counter(
+      'causeway_kernel_events_lost_in_gaps',
+      'Kernel events lost while the loader was restarted, estimated from the rate before it exited.',
+    ),
+  };
+}
+
 export class KernelCapture {
   /** Resolves at the first HELLO: every probe is attached. */
   readonly ready: Promise<Hello>;
@@ -224,6 +272,8 @@ export class KernelCapture {
   private lostInGaps = 0;
   private readonly shedDelivered = new Array<number>(Kind.MAX).fill(0);
   private shedSince: number | null = null;
+  /** Since when frames have waited past SHED_BACKLOG_FRAMES; null while they do not. */
+  private behindSince: number | null = null;
   private shedEpisodes = 0;
   private eventsThisTurn = 0;
 
@@ -248,6 +298,7 @@ export class KernelCapture {
           this.gpu.restarted();
           // A new loader starts without shedding.
           this.shedSince = null;
+          this.behindSince = null;
         },
         onExit: () => {
           this.exited();
@@ -328,88 +379,40 @@ export class KernelCapture {
   private instrument(meter: Meter): void {
     const perKind = (counts: KindCounts) =>
       Object.entries(counts).map(([kind, n]) => [n, { kind }] as [number, { kind: string }]);
-    observe(
-      meter,
-      {
-        events: counter('causeway_kernel_events', 'Kernel events decoded, per kind.'),
-        covered: counter(
-          'causeway_kernel_events_covered',
-          'Kernel events captured, per kind, a summary (cuda.launches, sched.runqueues) counting as the events it sums.',
-        ),
-        drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
-        shed: counter(
-          'causeway_kernel_shed',
-          'Kernel events shed while the sidecar was behind, per kind: where="kernel" the probes skipped them, where="sidecar" they were delivered and not decoded.',
-        ),
-        shedding: gauge(
-          'causeway_kernel_shedding',
-          '1 while the kernel is told to shed events: the sidecar is behind.',
-        ),
-        shedEpisodes: counter('causeway_kernel_shed_episodes', 'Times the kernel was told to shed events.'),
-        unnamed: counter(
-          'causeway_cuda_kernels_unnamed',
-          'Kernels registered before capture started whose host stub has no symbol: their launches carry only the function address.',
-        ),
-        gpu: gauge('causeway_gpu_processes', 'Processes found using CUDA (followed, their libraries probed).'),
-        followed: gauge(
-          'causeway_followed_processes',
-          "Processes in the kernel's followed table (0 when following all).",
-        ),
-        forgotten: counter(
-          'causeway_loader_follows_forgotten',
-          'Followed processes unfollowed to make room, the least recently followed first.',
-        ),
-        up: gauge('causeway_loader_up', '1 while the loader runs; 0 while it is restarted, or once it cannot run.'),
-        restarts: counter('causeway_loader_restarts', 'Times the loader was started again after it exited.'),
-        failures: gauge(
-          'causeway_loader_failures_in_a_row',
-          'Loader exits since its last run of 30 s or more: above zero, it keeps failing.',
-        ),
-        gap: counter(
-          'causeway_capture_gap_seconds',
-          "Time without capture, from a dead loader's last frame to the next one's first.",
-          's',
-        ),
-        lost: counter(
-          'causeway_kernel_events_lost_in_gaps',
-          'Kernel events lost while the loader was restarted, estimated from the rate before it exited.',
-        ),
-      },
-      () => {
-        const {
-          events,
-          covered,
-          drops,
-          shed,
-          shedDelivered,
-          shedding,
-          shedEpisodes,
-          gpuProcesses,
-          unnamedKernels,
-          followed,
-        } = this.counters();
-        const loader = this.loaderReport();
-        const where = (counts: KindCounts, place: string) =>
-          Object.entries(counts).map(([kind, n]) => [n, { kind, where: place }] as [number, Record<string, string>]);
-        return {
-          events: perKind(events),
-          covered: perKind(covered),
-          drops: perKind(drops),
-          shed: [...where(shed, 'kernel'), ...where(shedDelivered, 'sidecar')],
-          shedding: Number(shedding),
-          shedEpisodes,
-          unnamed: unnamedKernels,
-          gpu: gpuProcesses,
-          followed,
-          forgotten: loader?.followsForgotten,
-          up: loader === undefined ? undefined : Number(loader.running),
-          restarts: loader?.restarts,
-          failures: loader?.failuresInARow,
-          gap: loader === undefined ? undefined : loader.gapMs / 1000,
-          lost: loader?.eventsLostInGaps,
-        };
-      },
-    );
+    observe(meter, captureInstruments(), () => {
+      const {
+        events,
+        covered,
+        drops,
+        shed,
+        shedDelivered,
+        shedding,
+        shedEpisodes,
+        gpuProcesses,
+        unnamedKernels,
+        followed,
+      } = this.counters();
+      const loader = this.loaderReport();
+      const where = (counts: KindCounts, place: string) =>
+        Object.entries(counts).map(([kind, n]) => [n, { kind, where: place }] as [number, Record<string, string>]);
+      return {
+        events: perKind(events),
+        covered: perKind(covered),
+        drops: perKind(drops),
+        shed: [...where(shed, 'kernel'), ...where(shedDelivered, 'sidecar')],
+        shedding: Number(shedding),
+        shedEpisodes,
+        unnamed: unnamedKernels,
+        gpu: gpuProcesses,
+        followed,
+        forgotten: loader?.followsForgotten,
+        up: loader === undefined ? undefined : Number(loader.running),
+        restarts: loader?.restarts,
+        failures: loader?.failuresInARow,
+        gap: loader === undefined ? undefined : loader.gapMs / 1000,
+        lost: loader?.eventsLostInGaps,
+      };
+    });
   }
 
   private async frame(frame: Frame): Promise<void> {
@@ -521,8 +524,11 @@ export class KernelCapture {
     const loader = this.loader;
     if (loader === undefined) return;
     const backlog = loader.backlog - 1; // the frame being handled is one of them
-    if (this.shedSince === null && backlog >= SHED_BACKLOG_FRAMES) {
-      this.shedSince = Date.now();
+    const now = Date.now();
+    if (backlog < SHED_BACKLOG_FRAMES) this.behindSince = null;
+    else this.behindSince ??= now;
+    if (this.shedSince === null && this.behindSince !== null && now - this.behindSince >= SHED_BEHIND_MS) {
+      this.shedSince = now;
       this.shedEpisodes++;
       loader.shed(true);
       this.options.onMessage({
@@ -531,7 +537,7 @@ export class KernelCapture {
         source: 'supervisor',
         fields: { event: 'shed', on: true, backlog },
       });
-    } else if (this.shedSince !== null && backlog === 0 && Date.now() - this.shedSince >= SHED_AT_LEAST_MS) {
+    } else if (this.shedSince !== null && backlog === 0 && now - this.shedSince >= SHED_AT_LEAST_MS) {
       this.shedSince = null;
       loader.shed(false);
       const { shed, shedDelivered } = this.counters();

@@ -143,6 +143,9 @@ test('short run-queue waits are summed per thread per window, long ones and the 
       );
     });
     // Each summary follows the wait that opened its window.
-    assert.ok(summaries.length <= shortWhole.length);
+    assert.ok(
+      summaries.length <= shortWhole.length,
+      `${String(summaries.length)} summaries, ${String(shortWhole.length)} windows opened: ${capture.stderr}`,
+    );
   }
 });
