@@ -54,40 +54,35 @@ test('under an unthrottled ping-pong every span is accepted and MCP answers; the
     `the flood made ${String(switches)} switches; ${spansSent} spans sent, ${answers} MCP answers meanwhile; OTLP requests took ${otlpMs.map((ms) => ms.toFixed(0)).join(' ')} ms, MCP status ${mcpMs.map((ms) => ms.toFixed(0)).join(' ')} ms`,
   );
 
-  const caughtUp = await until('shedding to stop after the flood', 60_000, async () => {
-    const s = await status();
-    return s.capture.shedding ? undefined : s;
+  // The ring still holds the flood's last records when shedding first stops, and draining them
+  // may put the sidecar behind again: caught up is no shedding and shed counts (they come in
+  // STATS frames, once a second) unchanged over 1.5 s.
+  const settled = await until('shedding to stop and the shed counts to settle after the flood', 60_000, async () => {
+    const first = await status();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const second = await status();
+    const same = JSON.stringify(first.capture.shed) === JSON.stringify(second.capture.shed);
+    return !first.capture.shedding && !second.capture.shedding && same ? second : undefined;
   });
   assert.ok(shedSeen, 'status said the kernel was shedding during the flood');
-  assert.ok(caughtUp.capture.shedEpisodes > 0);
-  const shedInKernel = total(caughtUp.capture.shed);
-  assert.ok(shedInKernel > 0, `nothing shed in the kernel: ${JSON.stringify(caughtUp.capture)}`);
+  assert.ok(settled.capture.shedEpisodes > 0);
+  const shedInKernel = total(settled.capture.shed);
+  assert.ok(shedInKernel > 0, `nothing shed in the kernel: ${JSON.stringify(settled.capture)}`);
   t.diagnostic(
-    `shed in the kernel ${shedInKernel}, in the sidecar ${total(caughtUp.capture.shedDelivered)}, ring-buffer drops ${total(caughtUp.capture.drops)}, over ${caughtUp.capture.shedEpisodes} episodes`,
+    `shed in the kernel ${shedInKernel}, in the sidecar ${total(settled.capture.shedDelivered)}, ring-buffer drops ${total(settled.capture.drops)}, over ${settled.capture.shedEpisodes} episodes`,
   );
-  assert.equal(caughtUp.receiver.spansAccepted, spansSent, 'every span accepted');
-  assert.equal(caughtUp.receiver.requestsRefused, 0);
-  assert.equal(caughtUp.correlator.spansRefused, 0);
+  assert.equal(settled.receiver.spansAccepted, spansSent, 'every span accepted');
+  assert.equal(settled.receiver.requestsRefused, 0);
+  assert.equal(settled.correlator.spansRefused, 0);
   const metrics = await sidecar.metrics();
   assert.match(
     metrics,
     /^causeway_kernel_shed_total\{kind="(futex\.wait|sched\.blocked|sched\.runqueue)",where="kernel"\} [1-9]/m,
   );
-  const shedLines = metrics
-    .split('\n')
-    .filter((line) => line.startsWith('causeway_kernel_shed'))
-    .join('\n');
-  assert.match(metrics, /^causeway_kernel_shedding 0$/m, shedLines);
+  assert.match(metrics, /^causeway_kernel_shedding 0$/m);
 
-  // After the flood nothing is shed. The kernel's counts come in STATS frames, once a second:
-  // once they are settled, a short ping-pong is delivered (a STATS frame after it says so) and
-  // shed counts stay as they were.
-  const settled = await until('the shed counts to settle', 20_000, async () => {
-    const first = await status();
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    const second = await status();
-    return JSON.stringify(first.capture.shed) === JSON.stringify(second.capture.shed) ? second : undefined;
-  });
+  // After the flood nothing is shed: a short ping-pong is delivered (a STATS frame after it says
+  // so) and the shed counts stay as they were.
   await runWorkload('switch_pingpong', ['--count', '200']);
   const calm = await until('the short ping-pong delivered', 20_000, async () => {
     const s = await status();
@@ -98,5 +93,5 @@ test('under an unthrottled ping-pong every span is accepted and MCP answers; the
   assert.deepEqual(calm.capture.shed, settled.capture.shed, 'shed in the kernel after the flood');
   assert.deepEqual(calm.capture.shedDelivered, settled.capture.shedDelivered, 'shed in the sidecar after the flood');
   assert.equal(calm.capture.shedding, false);
-  assert.equal(calm.capture.shedEpisodes, caughtUp.capture.shedEpisodes);
+  assert.equal(calm.capture.shedEpisodes, settled.capture.shedEpisodes);
 });
