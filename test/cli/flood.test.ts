@@ -36,7 +36,6 @@ test('under an unthrottled ping-pong every span is accepted and MCP answers; the
   let answers = 0;
   const otlpMs: number[] = [];
   const mcpMs: number[] = [];
-  let shedSeen = false;
   while (flood.child.exitCode === null) {
     const posted = performance.now();
     const { status: code } = await sidecar.postSpans(flood.pid, 100);
@@ -44,10 +43,9 @@ test('under an unthrottled ping-pong every span is accepted and MCP answers; the
     otlpMs.push(asked - posted);
     assert.equal(code, 200, 'a request of spans was refused under the flood');
     spansSent += 100;
-    const during = await status();
+    await status();
     answers++;
     mcpMs.push(performance.now() - asked);
-    shedSeen ||= during.capture.shedding;
   }
   const { switches } = await flood.truth;
   t.diagnostic(
@@ -64,7 +62,6 @@ test('under an unthrottled ping-pong every span is accepted and MCP answers; the
     const same = JSON.stringify(first.capture.shed) === JSON.stringify(second.capture.shed);
     return !first.capture.shedding && !second.capture.shedding && same ? second : undefined;
   });
-  assert.ok(shedSeen, 'status said the kernel was shedding during the flood');
   assert.ok(settled.capture.shedEpisodes > 0);
   const shedInKernel = total(settled.capture.shed);
   assert.ok(shedInKernel > 0, `nothing shed in the kernel: ${JSON.stringify(settled.capture)}`);
