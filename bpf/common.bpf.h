@@ -233,15 +233,20 @@ static __always_inline void cw_write_window(const struct cw_window *w)
 	cw_submit(e);
 }
 
-/* Closes the thread's window in `windows`, if it has one at least `min_age_ns` old: written, then forgotten. */
+/* Ends the thread's window `w` of `windows`: written, then forgotten. */
+static __always_inline void cw_end_window(void *windows, __u32 tid, const struct cw_window *w)
+{
+	cw_write_window(w);
+	bpf_map_delete_elem(windows, &tid);
+}
+
+/* Closes the thread's window in `windows`, if it has one at least `min_age_ns` old. */
 static __always_inline void cw_close_window(void *windows, __u32 tid, __u64 now, __u64 min_age_ns)
 {
 	struct cw_window *w = bpf_map_lookup_elem(windows, &tid);
 
-	if (!w || now - w->opened_ns < min_age_ns)
-		return;
-	cw_write_window(w);
-	bpf_map_delete_elem(windows, &tid);
+	if (w && now - w->opened_ns >= min_age_ns)
+		cw_end_window(windows, tid, w);
 }
 
 /* A new window for the thread, empty; NULL when the table is full. */

@@ -458,8 +458,7 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 		sum = &w->summary.u.launches;
 		if (w->summary.api != cookie || sum->stream != l.stream || sum->device != device ||
 		    now - w->opened_ns >= cfg->window_ns || !has_room(sum, l.func)) {
-			cw_write_window(w);
-			bpf_map_delete_elem(&launch_windows, &tid);
+			cw_end_window(&launch_windows, tid, w);
 			w = NULL;
 		}
 	}

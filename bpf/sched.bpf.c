@@ -234,8 +234,7 @@ static __always_inline bool sum_runqueue(struct task_struct *task, __u32 tid, st
 		return false;
 	w = bpf_map_lookup_elem(&runqueue_windows, &tid);
 	if (w && now - w->opened_ns >= cfg->window_ns) {
-		cw_write_window(w);
-		bpf_map_delete_elem(&runqueue_windows, &tid);
+		cw_end_window(&runqueue_windows, tid, w);
 		w = NULL;
 	}
 	if (!w) {

@@ -4,12 +4,9 @@
 // the kernel and counted apart from ring-buffer drops; shedding stops once the flood is over.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startOtlpReceiver } from '../../src/otlp/index.js';
-import type { SidecarStatus } from '../../src/sidecar/status.js';
 import { kernelAvailable, runWorkload, startWorkload } from '../bpf/session.js';
-import { startSidecar, until } from './sidecar.js';
+import { startSidecar, statusTool, until } from './sidecar.js';
 
 const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
 
@@ -22,14 +19,7 @@ test('under an unthrottled ping-pong every span is accepted and MCP answers; the
     'switch_pingpong',
   ]);
   t.after(() => sidecar.stop());
-  const mcp = new Client({ name: 'flood', version: '1' });
-  await mcp.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
-  t.after(() => mcp.close());
-  const status = async () => {
-    const result = await mcp.callTool({ name: 'status', arguments: {} });
-    assert.notEqual(result.isError, true);
-    return result.structuredContent as SidecarStatus;
-  };
+  const status = await statusTool(t, sidecar, 'flood');
 
   const flood = startWorkload('switch_pingpong', ['--seconds', '8']);
   let spansSent = 0;

@@ -3,12 +3,10 @@
 // the loader stopped (no watermark comes), still, once the span has waited the longest join wait.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startOtlpReceiver } from '../../src/otlp/index.js';
 import type { SidecarStatus } from '../../src/sidecar/status.js';
 import { kernelAvailable, startWorkload } from '../bpf/session.js';
-import { startSidecar, until, type Sidecar } from './sidecar.js';
+import { startSidecar, statusTool, until, type Sidecar } from './sidecar.js';
 
 /** A sidecar exporting to a receiver of the test's own, a followed ping-pong, and its MCP status tool. */
 async function setup(t: TestContext, longestJoinWaitMs: number) {
@@ -24,14 +22,7 @@ async function setup(t: TestContext, longestJoinWaitMs: number) {
     app.truth.catch(() => undefined); // killed before its end
     app.child.kill();
   });
-  const mcp = new Client({ name: 'join-timing', version: '1' });
-  await mcp.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
-  t.after(() => mcp.close());
-  const status = async () => {
-    const result = await mcp.callTool({ name: 'status', arguments: {} });
-    assert.notEqual(result.isError, true);
-    return result.structuredContent as SidecarStatus;
-  };
+  const status = await statusTool(t, sidecar, 'join-timing');
   // The first span makes the sidecar follow the app; its main thread ("ping") then waits on futexes.
   assert.equal((await sidecar.postSpans(app.pid, 1, 20_000_000n, app.pid)).status, 200);
   await until('the app followed', 20_000, async () =>

@@ -3,6 +3,11 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
+import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { SidecarStatus } from '../../src/sidecar/status.js';
 import { CLI } from '../bpf/session.js';
 
 export interface Sidecar {
@@ -171,4 +176,20 @@ export async function loaderPid(sidecarPid: number): Promise<number> {
     }
     return undefined;
   });
+}
+
+/** The sidecar's `status` tool through a real MCP client, closed after the test. */
+export async function statusTool(
+  t: TestContext,
+  sidecar: Sidecar,
+  name: string,
+): Promise<() => Promise<SidecarStatus>> {
+  const mcp = new Client({ name, version: '1' });
+  await mcp.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
+  t.after(() => mcp.close());
+  return async () => {
+    const result = await mcp.callTool({ name: 'status', arguments: {} });
+    assert.notEqual(result.isError, true);
+    return result.structuredContent as SidecarStatus;
+  };
 }
