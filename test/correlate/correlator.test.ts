@@ -301,7 +301,7 @@ test('a stamped event goes to the span its thread context named, whatever its th
   const byId = new Map(joined.map((a) => [a.span.spanId, a]));
   const firstJoined = byId.get('first');
   assert.deepEqual(firstJoined?.events, [onLoop, onPool]);
-  assert.deepEqual([...(firstJoined?.scopes?.values() ?? [])], ['exact', 'exact']);
+  assert.deepEqual([...(firstJoined.scopes?.values() ?? [])], ['exact', 'exact']);
   // The unstamped one began while both were open on thread 7: the innermost takes it, ambiguous.
   assert.deepEqual(byId.get('second')?.events, [unstamped]);
   assert.equal(byId.get('second')?.scopes?.get(unstamped), 'ambiguous');
@@ -332,7 +332,7 @@ test("an event under a child span on the child's thread is thread scope: its ope
   correlator.join();
   const handler = joined.find((a) => a.span.spanId === 'handler');
   assert.deepEqual(handler?.events, [wait]);
-  assert.equal(handler?.scopes?.get(wait), 'thread');
+  assert.equal(handler.scopes?.get(wait), 'thread');
 });
 
 test('an event of a span known only by its process is process scope', () => {
