@@ -4,9 +4,13 @@
 // moment each wait begins and stamp the first span's ids on it, whichever access model the
 // variable is reached by: in the executable (local-exec), or in a dlopen()ed library
 // (initial-exec). The loader says where it found the variable: the offset the program itself
-// computed from its thread pointer.
+// computed from its thread pointer. The captured events, joined by the correlator with the two
+// spans: exact to the first span with a writer; without one, to the later-started second span,
+// ambiguous.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
+import { Correlator, type Attachment, type JoinableSpan } from '../../src/correlate/correlator.js';
+import type { KernelEvent } from '../../src/kernel/events.js';
 import {
   kernelAvailable,
   privateGpu,
@@ -36,7 +40,66 @@ export interface ThreadCtxTruth {
   sync_end_ns: number;
 }
 
-const stampOf = (e: CapturedEvent) => (e as CapturedEvent & { span_context?: unknown }).span_context;
+interface Stamp {
+  trace_id: string;
+  span_id: string;
+}
+
+const stampOf = (e: CapturedEvent) => (e as CapturedEvent & { span_context?: Stamp }).span_context;
+
+/** The truth's CLOCK_MONOTONIC times on the capture's clock (Unix ns). */
+const monotonicToUnix = () =>
+  BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6)) - process.hrtime.bigint();
+
+/** The captured events joined with the program's two spans, placed on its thread, by a real correlator. */
+function join(truth: ThreadCtxTruth, captured: CapturedEvent[]): Map<string, Attachment> {
+  const offset = monotonicToUnix();
+  const events: KernelEvent[] = captured
+    .filter((e) => e.pid === truth.pid)
+    .map((e) => {
+      const stamp = stampOf(e);
+      return {
+        kind: e.kind as KernelEvent['kind'],
+        pid: e.pid,
+        tid: e.tid,
+        comm: e.comm,
+        startUnixNano: BigInt(e.start_unix_nano),
+        endUnixNano: BigInt(e.end_unix_nano),
+        attributes: e.attributes as KernelEvent['attributes'],
+        ...(stamp === undefined ? {} : { spanContext: { traceId: stamp.trace_id, spanId: stamp.span_id } }),
+      };
+    });
+  const spans: JoinableSpan[] = truth.spans.map((s) => ({
+    traceId: s.trace_id,
+    spanId: s.span_id,
+    name: s.name,
+    startUnixNano: BigInt(s.start_ns) + offset,
+    endUnixNano: BigInt(s.end_ns) + offset,
+    attributes: {},
+    resource: {},
+  }));
+  const joined = new Map<string, Attachment>();
+  const correlator = new Correlator({
+    onJoined: (attachments) => {
+      for (const a of attachments) joined.set(a.span.name, a);
+    },
+    retentionMs: 600_000,
+    maxEvents: 100_000,
+    maxJoinWaitMs: 0,
+  });
+  correlator.addEvents(events);
+  correlator.addSpans(spans.map((span) => ({ span, place: { hostPid: truth.pid, hostTid: truth.tid } })));
+  correlator.joinAll();
+  return joined;
+}
+
+/** The attachment's event that is the captured one (same kind and start), and its scope. */
+function attached(attachment: Attachment | undefined, wait: CapturedEvent) {
+  const event = attachment?.events.find(
+    (e) => e.kind === wait.kind && e.startUnixNano === BigInt(wait.start_unix_nano),
+  );
+  return event === undefined ? undefined : attachment?.scopes?.get(event);
+}
 
 async function run(t: TestContext, program: string, args: string[] = []) {
   const capture = await startCapture(t, ['--comm', program, '--min-duration-us', '1000']);
@@ -73,8 +136,12 @@ for (const [program, model] of [
     ).exec(capture.stderr);
     assert.ok(found, `the loader said where pid ${String(truth.pid)} publishes: ${capture.stderr}`);
     assert.equal(Number(found[1]), truth.tp_offset);
-    for (const wait of [futex, sync])
+    const joined = join(truth, capture.events);
+    for (const wait of [futex, sync]) {
       assert.deepEqual(stampOf(wait), { trace_id: first.trace_id, span_id: first.span_id }, `${wait.kind} stamped`);
+      assert.equal(attached(joined.get('first'), wait), 'exact', `${wait.kind} attached to the first span, exactly`);
+      assert.equal(attached(joined.get('second'), wait), undefined, `${wait.kind} not attached to the second span`);
+    }
     // Events under the second span carry the second's ids: the stamp follows the switches.
     const switchedOut = capture.of('sched.blocked', (e) => e.pid === truth.pid).map(stampOf);
     assert.ok(
@@ -89,6 +156,16 @@ test('without a writer nothing is stamped', async (t) => {
   const { capture, truth, futex, sync } = await run(t, 'thread_ctx_lib', ['--no-publish']);
   assert.equal(stampOf(futex), undefined);
   assert.equal(stampOf(sync), undefined);
+  // The old rule: the later-started span open on the thread takes them, and says it may be wrong.
+  const joined = join(truth, capture.events);
+  for (const wait of [futex, sync]) {
+    assert.equal(
+      attached(joined.get('second'), wait),
+      'ambiguous',
+      `${wait.kind} attached to the second span, ambiguous`,
+    );
+    assert.equal(attached(joined.get('first'), wait), undefined, `${wait.kind} not attached to the first span`);
+  }
   assert.ok(
     capture.stderr.includes(`pid ${String(truth.pid)} publishes its active span`),
     'the variable is still found',
