@@ -201,6 +201,10 @@ export function closingSummary(counters: CaptureCounters): string {
     lines.push(
       `shed while behind (${counters.shedEpisodes} times): in the kernel ${line(counters.shed)}; in the sidecar ${line(counters.shedDelivered)}`,
     );
+  if (counters.threadContextProcesses > 0 || counters.threadContextUnresolved > 0)
+    lines.push(
+      `thread context: ${counters.threadContextProcesses} processes read exactly, ${counters.threadContextUnresolved} publishing one that cannot be read`,
+    );
   if (counters.unnamedKernels > 0)
     lines.push(`unnamed kernels: ${counters.unnamedKernels} (registered before capture started, no symbol)`);
   if (counters.badBatches > 0) lines.push(`undecodable batches: ${counters.badBatches}`);

@@ -103,6 +103,13 @@ export interface CaptureCounters {
   gpuProcesses: number;
   /** Kernels launched by a host stub never seen registered, that the loader found no symbol for. */
   unnamedKernels: number;
+  /** Processes whose published active span (OTEP 4947 thread context) the probes read: their events attach exactly. */
+  threadContextProcesses: number;
+  /**
+   * Processes found publishing one that the probes cannot read (dynamic TLS, a slot never relocated),
+   * since the loader started: their events fall back to the thread rule. The loader's warning says why.
+   */
+  threadContextUnresolved: number;
 }
 
 const COUNTER_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
@@ -222,6 +229,14 @@ function captureInstruments() {
       'Kernels registered before capture started whose host stub has no symbol: their launches carry only the function address.',
     ),
     gpu: gauge('causeway_gpu_processes', 'Processes found using CUDA (followed, their libraries probed).'),
+    threadContext: gauge(
+      'causeway_thread_context_processes',
+      'Processes whose published active span (OpenTelemetry thread context) the probes read: their events attach exactly.',
+    ),
+    threadContextUnresolved: gauge(
+      'causeway_thread_context_unresolved',
+      'Processes found publishing an OpenTelemetry thread context the probes cannot read (dynamic TLS, never relocated), since the loader started.',
+    ),
     followed: gauge('causeway_followed_processes', "Processes in the kernel's followed table (0 when following all)."),
     forgotten: counter(
       'causeway_loader_follows_forgotten',
@@ -365,6 +380,8 @@ export class KernelCapture {
       ringbufUsed: this.latest?.ringbufUsed ?? 0,
       gpuProcesses: this.latest?.gpuProcesses ?? 0,
       unnamedKernels: this.previousRuns.unnamedKernels + (this.latest?.unnamedKernels ?? 0),
+      threadContextProcesses: this.latest?.threadContextProcesses ?? 0,
+      threadContextUnresolved: this.latest?.threadContextUnresolved ?? 0,
     };
   }
 
@@ -392,6 +409,8 @@ export class KernelCapture {
         gpuProcesses,
         unnamedKernels,
         followed,
+        threadContextProcesses,
+        threadContextUnresolved,
       } = this.counters();
       const loader = this.loaderReport();
       const where = (counts: KindCounts, place: string) =>
@@ -405,6 +424,8 @@ export class KernelCapture {
         shedEpisodes,
         unnamed: unnamedKernels,
         gpu: gpuProcesses,
+        threadContext: threadContextProcesses,
+        threadContextUnresolved,
         followed,
         forgotten: loader?.followsForgotten,
         up: loader === undefined ? undefined : Number(loader.running),

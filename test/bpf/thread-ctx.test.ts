@@ -171,3 +171,16 @@ test('without a writer nothing is stamped', async (t) => {
     'the variable is still found',
   );
 });
+
+test('a writer reached only through dynamic TLS is not read: said, counted, and its events unstamped', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const { capture, truth, futex } = await run(t, 'thread_ctx_lib', ['--dynamic-tls']);
+  assert.match(
+    capture.stderr,
+    new RegExp(
+      `pid ${String(truth.pid)} publishes its active span in .*libotel_thread_ctx_gd\\.so, which is not read: dynamic TLS`,
+    ),
+  );
+  assert.match(capture.stderr, /thread context: \d+ processes read exactly, 1 publishing one that cannot be read/);
+  assert.equal(stampOf(futex), undefined);
+});

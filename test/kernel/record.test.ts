@@ -185,7 +185,7 @@ test('HELLO of a recording made with another ABI is refused, naming both ABIs', 
   });
 });
 
-test('STATS decodes the clock pair, the per-kind counters and the unnamed kernels', () => {
+test('STATS decodes the clock pair, the per-kind counters, the unnamed kernels and the thread context counts', () => {
   const s = decodeStats(
     payload(
       stats({
@@ -194,6 +194,7 @@ test('STATS decodes the clock pair, the per-kind counters and the unnamed kernel
         drops: { [Kind.SCHED_RUNQUEUE]: 3 },
         events: { [Kind.FUTEX_WAIT]: 5 },
         unnamedKernels: 2,
+        threadContext: { processes: 4, unresolved: 1 },
       }),
     ),
   );
@@ -203,4 +204,6 @@ test('STATS decodes the clock pair, the per-kind counters and the unnamed kernel
   assert.equal(s.events[Kind.FUTEX_WAIT], 5);
   assert.equal(s.drops.length, Kind.MAX);
   assert.equal(s.unnamedKernels, 2);
+  assert.equal(s.threadContextProcesses, 4);
+  assert.equal(s.threadContextUnresolved, 1);
 });

@@ -249,6 +249,7 @@ export function stats(spec: {
   shed?: Record<number, number>;
   events?: Record<number, number>;
   unnamedKernels?: number;
+  threadContext?: { processes: number; unresolved: number };
 }): Buffer {
   const S = LAYOUT.cw_stats;
   const buf = Buffer.alloc(S.size);
@@ -261,6 +262,8 @@ export function stats(spec: {
   for (const [kind, n] of Object.entries(spec.events ?? {}))
     buf.writeBigUInt64LE(BigInt(n), S.fields.events + 8 * Number(kind));
   buf.writeUInt32LE(spec.unnamedKernels ?? 0, S.fields.unnamed_kernels);
+  buf.writeUInt32LE(spec.threadContext?.processes ?? 0, S.fields.thread_ctx_processes);
+  buf.writeUInt32LE(spec.threadContext?.unresolved ?? 0, S.fields.thread_ctx_unresolved);
   return frame(FrameType.STATS, buf);
 }
 
