@@ -36,7 +36,7 @@ export interface JoinableSpan {
 /** How surely an event is the span's (causeway.attach.scope), surest first. */
 export type AttachScope = A.CausewayAttachScopeValue;
 
-const SCOPE_ORDER: readonly AttachScope[] = [
+const SCOPES: readonly AttachScope[] = [
   A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT,
   A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD,
   A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS,
@@ -57,7 +57,7 @@ export function scopeOf(attachment: Attachment, event: KernelEvent): AttachScope
 export function weakestScope(scopes: Iterable<AttachScope>): AttachScope | undefined {
   let weakest: AttachScope | undefined;
   for (const scope of scopes)
-    if (weakest === undefined || SCOPE_ORDER.indexOf(scope) > SCOPE_ORDER.indexOf(weakest)) weakest = scope;
+    if (weakest === undefined || SCOPES.indexOf(scope) > SCOPES.indexOf(weakest)) weakest = scope;
   return weakest;
 }
 

@@ -3,8 +3,10 @@
 // pieces of lost time followed to the ends of their causal chains (chain.ts), grouped by the
 // kind they lead to and then by culprit: the costliest is the root cause, worded by summary.ts.
 import type { KernelEvent } from '../kernel/events.js';
+import * as A from '../semconv/attributes.js';
 import { Analysis, MAX_CHAIN_DEPTH, type Resolution } from './chain.js';
 import { classify, type Interval } from './classify.js';
+import { weakestScope, type AttachScope } from './correlator.js';
 import { criticalPath, rootSpan, type PathSegment } from './critical-path.js';
 import type { BreakdownKind, Culprit, Explanation, RootCause } from './explanation.js';
 import type { TraceSource, TraceSpan } from './source.js';
@@ -174,6 +176,7 @@ async function rootCauseOf(
   // Its costliest piece shows the chain, and the culprit as that piece names it (its thread).
   const items = (top?.items ?? []).sort((a, b) => Number(b.time - a.time));
   const main = items[0];
+  const attachScope = weakestScope(items.map(({ item }) => scopeOfPiece(item.piece)));
   return {
     kind: winnerKind,
     time_ms: rounded(toMs(winner.time)),
@@ -187,7 +190,16 @@ async function rootCauseOf(
         : [heldFor(main.culprit, top.time, winner.time)]),
       ...new Set(items.slice(0, 3).flatMap((i) => i.item.resolution.evidence)),
     ].slice(0, 10),
+    ...(attachScope === undefined ? {} : { attach_scope: attachScope }),
   };
+}
+
+/**
+ * How surely a piece's event is its segment's span's, as far as the sources tell: by the span's
+ * place (the stores keep no per-event scope yet, so exact and ambiguous are not told apart here).
+ */
+function scopeOfPiece({ segment }: Piece): AttachScope {
+  return segment.span.tid === undefined ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS : A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD;
 }
 
 /** How much of the run-queue time a holder accounts for, over all the waits. */

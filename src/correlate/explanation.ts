@@ -1,6 +1,7 @@
 // The answer explain_trace gives, as the MCP tool returns it (src/mcp/tools.ts mirrors it in
 // its output schema).
 import type { IntervalKind } from './classify.js';
+import type { AttachScope } from './correlator.js';
 import type { LinkKind } from './linked.js';
 
 /** Time on the critical path: per interval kind, on CPU, or unexplained (no thread, or not on this host). */
@@ -41,6 +42,14 @@ export interface RootCause {
   chain: ChainLink[];
   /** The observations the answer rests on, one line each. */
   evidence: string[];
+  /**
+   * How surely the root cause's kernel events are the request's (causeway.attach.scope): the
+   * weakest of its pieces'. exact: the app published the span as active (thread context);
+   * thread: its thread, no other span open there; ambiguous: another span was open on the thread
+   * too (an event loop), so the waits may be another request's; process: the thread is unknown.
+   * Absent for root cause none.
+   */
+  attach_scope?: AttachScope;
 }
 
 export interface Explanation {

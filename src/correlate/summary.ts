@@ -1,5 +1,6 @@
 // How an explanation is worded: names from traced apps quoted as data, milliseconds rounded,
 // culprits described, and the one-paragraph summary an agent reads first.
+import type { AttachScope } from './correlator.js';
 import type { BreakdownKind, Culprit, Explanation, RootCause } from './explanation.js';
 
 /** Names from traced apps and processes are data: one line, bounded, quoted. */
@@ -29,6 +30,15 @@ function describeCulprit(c: Culprit): string {
   if (c.device !== undefined) return `${c.op ?? 'I/O'} on ${c.device} by ${who}`;
   return who;
 }
+
+/** How surely the root cause's waits are the request's, in the answer's words. */
+const SURENESS: Readonly<Record<AttachScope, string>> = {
+  exact: "Its waits are this request's for certain: the app published the span as active when they began.",
+  thread: "Its waits are matched to the request by the span's thread and time.",
+  ambiguous:
+    "Its waits may be another request's: other spans were open on the same thread (an event loop) and the app published no active span to tell them apart.",
+  process: 'Its waits are attributed by process only: the span did not say its thread.',
+};
 
 export function summarize(
   traceId: string,
@@ -68,6 +78,7 @@ export function summarize(
   const by = cause.culprit === null ? 'an unknown task' : describeCulprit(cause.culprit);
   return (
     `${head} On its critical path: ${parts}. ` +
-    `Root cause: ${cause.kind}, ${cause.time_ms} ms (${Math.round(cause.share * 100)}%), caused by ${by}.${chain}${tracerCost}`
+    `Root cause: ${cause.kind}, ${cause.time_ms} ms (${Math.round(cause.share * 100)}%), caused by ${by}.${chain}${tracerCost}` +
+    (cause.attach_scope === undefined ? '' : ` ${SURENESS[cause.attach_scope]}`)
   );
 }

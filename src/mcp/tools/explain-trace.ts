@@ -58,6 +58,12 @@ const outputSchema = {
         }),
       ),
       evidence: z.array(z.string()),
+      attach_scope: z
+        .enum(['exact', 'thread', 'ambiguous', 'process'])
+        .optional()
+        .describe(
+          "How surely the root cause's kernel events are this request's: exact (the app published the span as active), thread, ambiguous (other spans were open on the thread), process (thread unknown).",
+        ),
     })
     .nullable(),
   summary: z.string(),
