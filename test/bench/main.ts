@@ -6,8 +6,9 @@
 // event rate; how long capture takes to start; the sidecar's span throughput and join delay
 // (pipeline.ts); the store and the MCP tools at 1M events (store.ts); what finding every GPU
 // process costs on a node with many processes (discovery.ts); what in-kernel reduction saves
-// (reduction.ts); the whole sidecar under load and under a flood (load.ts); then a table
-// against issue 11's targets for what was measured.
+// (reduction.ts); the whole sidecar under load and under a flood (load.ts); what reading the
+// thread context costs the CUDA probe (thread-ctx.ts); then a table against issue 11's targets
+// for what was measured.
 //
 // Options: --rounds N (default 5), --round-seconds S (default 1: how long each configuration
 // runs in a round), --load-seconds S (default 60: the load's and the flood's window),
@@ -30,6 +31,7 @@ import { pipelineRows } from './pipeline.js';
 import { describeOverFloor, describeRatio, roundOrder, spread } from './rounds.js';
 import { reductionRows } from './reduction.js';
 import { storeIntakeRows, storeRows } from './store.js';
+import { threadContextRows } from './thread-ctx.js';
 
 const { values: options } = parseArgs({
   options: {
@@ -463,7 +465,9 @@ const MEASURES: Record<string, (targets: TargetCheck[]) => Promise<string[]>> = 
 };
 /** What in-kernel reduction saves: a table of its own, after the others. */
 const REDUCTION_KEY = 'reduction';
-const keys = [...WORKLOAD_SET.map((w) => w.key), ...Object.keys(MEASURES), REDUCTION_KEY];
+/** What reading the thread context costs the probes: a table of its own. */
+const THREAD_CONTEXT_KEY = 'thread-ctx';
+const keys = [...WORKLOAD_SET.map((w) => w.key), ...Object.keys(MEASURES), REDUCTION_KEY, THREAD_CONTEXT_KEY];
 const only = options.only?.split(',') ?? keys;
 const unknown = only.filter((key) => !keys.includes(key));
 if (unknown.length > 0) throw new Error(`--only: no measure named ${unknown.join(', ')}; they are ${keys.join(', ')}`);
@@ -481,6 +485,9 @@ const targets: TargetCheck[] = [];
 for (const [key, measure] of Object.entries(MEASURES)) if (only.includes(key)) others.push(...(await measure(targets)));
 rmSync(`/dev/shm/causeway-bench-${process.pid}`, { force: true });
 const reduction = only.includes(REDUCTION_KEY) ? await reductionRows(ROUNDS, Math.max(2, ROUND_SECONDS)) : [];
-const tables = [overheadRows, others, reduction, targetTable(targets)].filter((table) => table.length > 2);
+const threadContext = only.includes(THREAD_CONTEXT_KEY) ? await threadContextRows(ROUNDS) : [];
+const tables = [overheadRows, others, reduction, threadContext, targetTable(targets)].filter(
+  (table) => table.length > 2,
+);
 process.stdout.write(`${tables.map((table) => table.join('\n')).join('\n\n')}\n`);
 process.stderr.write(`bench: took ${((performance.now() - began) / 1000).toFixed(0)} s\n`);
