@@ -1,8 +1,10 @@
-// Rows handed to the store's worker, packed by column: the numbers in one ArrayBuffer that moves
+// Rows handed to the store's worker, packed by column: the numbers in an ArrayBuffer that moves
 // to the worker without a copy (postMessage's transfer), the strings as the batch's distinct ones,
-// which the rows point into by index (kinds, comms, kernel names and attribute sets repeat).
-// Structured-cloning row objects cost both threads more than the write itself; the worker appends
-// a packed batch to DuckDB a data chunk at a time (database.ts) instead of a call per value.
+// which the rows point into by index (kinds, comms, kernel names, attribute keys and values
+// repeat). An event's attributes go as (key, value) entries, and the worker writes their JSON:
+// the main thread, which also decodes and joins, pays only for packing. Structured-cloning row
+// objects cost both threads more than the write itself; the worker appends a packed batch to
+// DuckDB a data chunk at a time (database.ts) instead of a call per value.
 import { otherTask, type Attributes, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 
@@ -18,6 +20,8 @@ export interface Packed {
   /** The columns, one after the other, in the table's order (columnViews). */
   buffer: ArrayBuffer;
   strings: string[];
+  /** Kernel events' attribute entries (ENTRY_COLUMNS), until the worker writes them as JSON (withJson). */
+  entries?: { count: number; buffer: ArrayBuffer };
 }
 
 /** The columns of kernel_events and of attachments, in the tables' order (database.ts's SCHEMA). */
@@ -34,8 +38,18 @@ export const EVENT_COLUMNS = [
   'integer', // other_tid
   'varchar', // other_comm
   'varchar', // cuda_kernel
-  'varchar', // attributes (JSON)
+  'varchar', // attributes (JSON); as packed, the row's count of attribute entries
 ] as const satisfies readonly ColumnType[];
+const EVENT_ATTRIBUTES = EVENT_COLUMNS.length - 1;
+
+/** An event's attribute entries, all events' one after the other: the key, and the value as its kind says. */
+const ENTRY_COLUMNS = [
+  'double', // the value, a number
+  'integer', // the key, an index into strings
+  'integer', // the value's kind (VALUE)
+  'integer', // the value, an index into strings: a string, or JSON text
+] as const satisfies readonly ColumnType[];
+const VALUE = { number: 0, string: 1, json: 2 } as const;
 
 export const ATTACHMENT_COLUMNS = [
   'varchar', // trace_id
@@ -95,14 +109,47 @@ class Packing {
     return at;
   }
 
-  /** A string unlikely to repeat (an event's attributes): not looked up. */
-  unique(value: string): number {
-    return this.strings.push(value) - 1;
-  }
-
   packed(): Packed {
     return { rows: this.rows, buffer: this.buffer, strings: this.strings };
   }
+}
+
+/** Attribute entries as they are packed, reused from batch to batch (packing runs on one thread). */
+const entries = { count: 0, numbers: new Float64Array(4096), ints: new Int32Array(3 * 4096) };
+
+function addEntry(key: number, kind: number, number: number, text: number): void {
+  if (entries.count === entries.numbers.length) {
+    const numbers = new Float64Array(entries.count * 2);
+    const ints = new Int32Array(entries.count * 6);
+    numbers.set(entries.numbers);
+    ints.set(entries.ints);
+    Object.assign(entries, { numbers, ints });
+  }
+  const at = entries.count++;
+  entries.numbers[at] = number;
+  entries.ints[3 * at] = key;
+  entries.ints[3 * at + 1] = kind;
+  entries.ints[3 * at + 2] = text;
+}
+
+/** The entries packed so far, in a buffer of their own; the scratch is emptied. */
+function takeEntries(): { count: number; buffer: ArrayBuffer } {
+  const { count } = entries;
+  const buffer = new ArrayBuffer(offsets(ENTRY_COLUMNS, count).bytes);
+  const [numbers, keys, kinds, texts] = columnViews(ENTRY_COLUMNS, count, buffer) as [
+    Float64Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+  ];
+  numbers.set(entries.numbers.subarray(0, count));
+  for (let i = 0; i < count; i++) {
+    keys[i] = entries.ints[3 * i] ?? NULL;
+    kinds[i] = entries.ints[3 * i + 1] ?? NULL;
+    texts[i] = entries.ints[3 * i + 2] ?? NULL;
+  }
+  entries.count = 0;
+  return { count, buffer };
 }
 
 const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
@@ -119,11 +166,36 @@ const PROCESS_KEYS = new Set<string>([
   A.ATTR_CAUSEWAY_PROCESS_NSPID,
 ]);
 
-function ownAttributes(attributes: Attributes): Attributes {
-  const own: Attributes = {};
-  for (const key in attributes) if (!PROCESS_KEYS.has(key)) own[key] = attributes[key] as Attributes[string];
-  return own;
+/** An event's own attributes as entries; returns how many. */
+function packAttributes(attributes: Attributes, packing: Packing): number {
+  let count = 0;
+  for (const key in attributes) {
+    if (PROCESS_KEYS.has(key)) continue;
+    const value: unknown = attributes[key];
+    if (value === undefined) continue; // as JSON.stringify leaves it out
+    count++;
+    if (typeof value === 'number') addEntry(packing.string(key), VALUE.number, value, NULL);
+    else if (typeof value === 'string') addEntry(packing.string(key), VALUE.string, 0, packing.string(value));
+    else addEntry(packing.string(key), VALUE.json, 0, packing.string(valueJson(value)));
+  }
+  return count;
 }
+
+/** Booleans and lists of strings or numbers, as the type says; anything else as json() writes it. */
+function valueJson(value: unknown): string {
+  try {
+    if (!ArrayBuffer.isView(value)) return JSON.stringify(value);
+  } catch {
+    // a bigint
+  }
+  return json(value);
+}
+
+/** JSON with bigints as their decimal text and bytes as hex. */
+export const json = (value: unknown) =>
+  JSON.stringify(value, (_, v: unknown) =>
+    typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v,
+  );
 
 /** Kernel events as kernel_events rows, with consecutive ids from firstId. */
 export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
@@ -161,7 +233,6 @@ export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
   for (let i = 0; i < events.length; i++) {
     const event = events[i] as KernelEvent;
     const other = otherTask(event);
-    const own = ownAttributes(event.attributes);
     ids[i] = id++;
     kinds[i] = packing.string(event.kind);
     pids[i] = event.pid;
@@ -173,11 +244,10 @@ export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
     otherPids[i] = other?.pid ?? NULL;
     otherTids[i] = other?.tid ?? NULL;
     otherComms[i] = packing.string(other?.comm);
-    kernels[i] = packing.string(cudaKernel(own));
-    // Their values are strings, numbers, booleans and lists of them: JSON needs no replacer.
-    attributes[i] = packing.unique(JSON.stringify(own));
+    kernels[i] = packing.string(cudaKernel(event.attributes));
+    attributes[i] = packAttributes(event.attributes, packing);
   }
-  return packing.packed();
+  return { ...packing.packed(), entries: takeEntries() };
 }
 
 /** The kernel events joined to one span, by the ids the store gave them. */
@@ -206,4 +276,36 @@ export function packAttachments(joined: Joined[]): Packed {
     }
   }
   return packing.packed();
+}
+
+/**
+ * Writes each event's attributes as JSON, as JSON.stringify writes the object of its entries, and
+ * points its attributes column at it.
+ */
+export function withJson(batch: Packed): Packed {
+  if (batch.entries === undefined) return batch;
+  const { strings, rows } = batch;
+  const attributes = columnViews(EVENT_COLUMNS, rows, batch.buffer)[EVENT_ATTRIBUTES] as Int32Array;
+  const [numbers, keys, kinds, texts] = columnViews(ENTRY_COLUMNS, batch.entries.count, batch.entries.buffer) as [
+    Float64Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+  ];
+  const quoted: string[] = [];
+  const quote = (at: number) => (quoted[at] ??= JSON.stringify(strings[at]));
+  let entry = 0;
+  for (let row = 0; row < rows; row++) {
+    let text = '{';
+    for (let n = attributes[row] ?? 0; n > 0; n--, entry++) {
+      const at = texts[entry] ?? NULL;
+      const kind = kinds[entry];
+      const number = numbers[entry] ?? 0;
+      const value =
+        kind === VALUE.number ? JSON.stringify(number) : kind === VALUE.string ? quote(at) : (strings[at] ?? 'null');
+      text += `${text.length > 1 ? ',' : ''}${quote(keys[entry] ?? NULL)}:${value}`;
+    }
+    attributes[row] = strings.push(`${text}}`) - 1;
+  }
+  return { rows, buffer: batch.buffer, strings };
 }

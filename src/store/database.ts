@@ -20,6 +20,8 @@ import {
   EVENT_COLUMNS,
   NULL,
   columnViews,
+  json,
+  withJson,
   type Column,
   type ColumnType,
   type Packed,
@@ -109,11 +111,6 @@ CREATE TABLE IF NOT EXISTS kernel_events (
 CREATE TABLE IF NOT EXISTS attachments (trace_id VARCHAR, span_id VARCHAR, event_id BIGINT, end_ns BIGINT);
 CREATE TABLE IF NOT EXISTS processes (pid INTEGER, service VARCHAR, executable VARCHAR, container_id VARCHAR, seen_ns BIGINT);
 `;
-
-const json = (value: unknown) =>
-  JSON.stringify(value, (_, v: unknown) =>
-    typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v,
-  );
 
 /** Appends the value, or SQL NULL when there is none. */
 function appendIntegerOrNull(appender: DuckDBAppender, value: number | undefined): void {
@@ -262,7 +259,7 @@ export class StoreDatabase {
       const last = ids?.[rows - 1];
       if (typeof last === 'bigint' && last >= this.nextEventId) this.nextEventId = last + 1n;
     }
-    return this.appendPacked('kernel_events', EVENT_COLUMNS, batches);
+    return this.appendPacked('kernel_events', EVENT_COLUMNS, batches.map(withJson));
   }
 
   /** Packed rows a data chunk at a time, with a turn of the event loop after each. */
