@@ -22,7 +22,7 @@ import type { Attributes, KernelEvent } from '../kernel/events.js';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
-import { packAttachments, packEvents, type Joined } from './columns.js';
+import { packAttachments, packEvents, type Joined, type Packed } from './columns.js';
 import {
   IN_MEMORY,
   type Cell,
@@ -119,6 +119,10 @@ function spanRow({ span, place }: PlacedSpan<AppSpan>): SpanRow {
   };
 }
 
+/** A packed batch's buffers, moved to the worker rather than copied. */
+const moved = (batch: Packed): ArrayBuffer[] =>
+  batch.entries === undefined ? [batch.buffer] : [batch.buffer, batch.entries.buffer];
+
 /** What the worker answers; the id is added when it is asked. */
 type Question = Extract<Request, { id: number }>;
 type WithoutId<R> = R extends unknown ? Omit<R, 'id'> : never;
@@ -192,7 +196,7 @@ export class Store implements TraceSource {
     const firstId = this.nextEventId;
     for (const event of admitted) this.eventIds.set(event, this.nextEventId++);
     const batch = packEvents(admitted, firstId);
-    this.hand({ op: 'events', batch }, admitted.length, batch.buffer);
+    this.hand({ op: 'events', batch }, admitted.length, moved(batch));
   }
 
   addSpans(spans: PlacedSpan<AppSpan>[]): void {
@@ -213,7 +217,7 @@ export class Store implements TraceSource {
       eventIds: events.flatMap((event) => this.eventIds.get(event) ?? []),
     }));
     const batch = packAttachments(joined);
-    this.hand({ op: 'attachments', batch }, admitted.length, batch.buffer);
+    this.hand({ op: 'attachments', batch }, admitted.length, moved(batch));
   }
 
   counters(): StoreCounters {
@@ -363,13 +367,13 @@ export class Store implements TraceSource {
   }
 
   /** Rows go to the worker now (postMessage copies them, or moves the packed buffer); a store down or closed counts them as lost. */
-  private hand(request: Request, rows: number, packed?: ArrayBuffer): void {
+  private hand(request: Request, rows: number, packed: ArrayBuffer[] = []): void {
     if (this.down !== undefined || this.closed) {
       this.count.rowsLost += rows;
       return;
     }
     this.handed += rows;
-    this.worker.postMessage(request, packed === undefined ? [] : [packed]);
+    this.worker.postMessage(request, packed);
   }
 
   private async write(): Promise<void> {
