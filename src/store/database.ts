@@ -1,14 +1,31 @@
 // The store's DuckDB database, as its worker (worker.ts) runs it: the schema, the appends of
-// the rows the main thread handed over, retention, and the queries. An append gives the worker's
-// event loop a turn every few hundred rows, so that a query asked meanwhile starts (and its
+// the rows the main thread handed over, retention, and the queries. Kernel events and attachments
+// come packed by column (columns.ts) and are appended a data chunk at a time; an append gives the
+// worker's event loop a turn between chunks, so that a query asked meanwhile starts (and its
 // result is sent) without waiting for the whole batch.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setImmediate as turn } from 'node:timers/promises';
-import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import {
+  DuckDBDataChunk,
+  DuckDBInstance,
+  type DuckDBAppender,
+  type DuckDBConnection,
+  type DuckDBValue,
+  type DuckDBVector,
+} from '@duckdb/node-api';
 import { MS } from '../correlate/time.js';
-import { otherTask, type Attributes, type KernelEvent } from '../kernel/events.js';
-import * as A from '../semconv/attributes.js';
+import {
+  ATTACHMENT_COLUMNS,
+  EVENT_COLUMNS,
+  NULL,
+  columnViews,
+  json,
+  withJson,
+  type Column,
+  type ColumnType,
+  type Packed,
+} from './columns.js';
 import { confinedQuery, type QueryResult, type SqlLimits } from './sql.js';
 
 /** The retention bounds: rows past any of them are deleted. */
@@ -48,20 +65,6 @@ export interface SpanRow {
   containerId: string | undefined;
 }
 
-/** The kernel events joined to one span, by the ids the main thread gave them. */
-export interface AttachmentRows {
-  traceId: string;
-  spanId: string;
-  endUnixNano: bigint;
-  eventIds: bigint[];
-}
-
-/** Kernel events with consecutive ids from firstId. */
-export interface EventBatch {
-  firstId: bigint;
-  events: KernelEvent[];
-}
-
 export interface Written {
   eventsStored: number;
   spansStored: number;
@@ -90,6 +93,8 @@ const SHRINK_ROUNDS = 4;
 const READERS = 4;
 /** Rows appended between turns of the worker's event loop, in which queries asked meanwhile start or end. */
 const ROWS_PER_TURN = 256;
+/** Rows of a data chunk at most, and so between turns of the event loop for packed rows (DuckDB's vector size). */
+const ROWS_PER_CHUNK = 2048;
 /** Rows the appender holds at most before it writes them out: a flush holds the worker's event loop too. */
 const ROWS_PER_FLUSH = 16_384;
 
@@ -107,31 +112,6 @@ CREATE TABLE IF NOT EXISTS attachments (trace_id VARCHAR, span_id VARCHAR, event
 CREATE TABLE IF NOT EXISTS processes (pid INTEGER, service VARCHAR, executable VARCHAR, container_id VARCHAR, seen_ns BIGINT);
 `;
 
-const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
-const json = (value: unknown) =>
-  JSON.stringify(value, (_, v: unknown) =>
-    typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v,
-  );
-
-function cudaKernel(event: KernelEvent): string | undefined {
-  const a = event.attributes;
-  const inflight = a[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS];
-  return text(a[A.ATTR_CAUSEWAY_CUDA_KERNEL]) ?? (Array.isArray(inflight) ? text(inflight[0]) : undefined);
-}
-
-/** Process metadata is in the processes table: each event carries only its own attributes. */
-const PROCESS_KEYS = new Set<string>([
-  A.ATTR_PROCESS_EXECUTABLE_PATH,
-  A.ATTR_CONTAINER_ID,
-  A.ATTR_CAUSEWAY_PROCESS_NSPID,
-]);
-
-function ownAttributes(attributes: Attributes): Attributes {
-  const own: Attributes = {};
-  for (const [key, value] of Object.entries(attributes)) if (!PROCESS_KEYS.has(key)) own[key] = value;
-  return own;
-}
-
 /** Appends the value, or SQL NULL when there is none. */
 function appendIntegerOrNull(appender: DuckDBAppender, value: number | undefined): void {
   if (value === undefined) appender.appendNull();
@@ -141,6 +121,16 @@ function appendIntegerOrNull(appender: DuckDBAppender, value: number | undefined
 function appendVarcharOrNull(appender: DuckDBAppender, value: string | undefined): void {
   if (value === undefined) appender.appendNull();
   else appender.appendVarchar(value);
+}
+
+/** Sets a data chunk's column from a packed one's rows [from, from + rows). */
+function fill(vector: DuckDBVector, type: ColumnType, column: Column, from: number, rows: number, strings: string[]) {
+  for (let r = 0; r < rows; r++) {
+    const value = column[from + r] as number | bigint;
+    if (type === 'varchar') vector.setItem(r, value === NULL ? null : (strings[value as number] ?? null));
+    else vector.setItem(r, type === 'integer' && value === NULL ? null : value);
+  }
+  vector.flush();
 }
 
 const cell = (value: DuckDBValue): Cell => (value === null || typeof value !== 'object' ? value : String(value));
@@ -196,12 +186,12 @@ export class StoreDatabase {
   }
 
   /** Appends the rows, then applies retention as of `now`. */
-  async write(events: EventBatch[], spans: SpanRow[], attachments: AttachmentRows[], now: bigint): Promise<Written> {
+  async write(events: Packed[], spans: SpanRow[], attachments: Packed[], now: bigint): Promise<Written> {
     const started = performance.now();
     const written = {
       eventsStored: await this.appendEvents(events),
       spansStored: await this.appendSpans(spans, now),
-      attachmentsStored: await this.appendAttachments(attachments),
+      attachmentsStored: await this.appendPacked('attachments', ATTACHMENT_COLUMNS, attachments),
       rowsExpired: await this.expire(now),
     };
     return { ...written, ms: performance.now() - started };
@@ -262,31 +252,40 @@ export class StoreDatabase {
     await turn();
   }
 
-  private async appendEvents(batches: EventBatch[]): Promise<number> {
+  /** Kernel events; the ids go on from the last one appended (the first column). */
+  private async appendEvents(batches: Packed[]): Promise<number> {
+    for (const { rows, buffer } of batches) {
+      const [ids] = columnViews(EVENT_COLUMNS, rows, buffer);
+      const last = ids?.[rows - 1];
+      if (typeof last === 'bigint' && last >= this.nextEventId) this.nextEventId = last + 1n;
+    }
+    return this.appendPacked('kernel_events', EVENT_COLUMNS, batches.map(withJson));
+  }
+
+  /** Packed rows a data chunk at a time, with a turn of the event loop after each. */
+  private async appendPacked(table: string, layout: readonly ColumnType[], batches: Packed[]): Promise<number> {
     if (batches.length === 0) return 0;
-    const a = await this.connection.createAppender('kernel_events');
+    const a = await this.connection.createAppender(table);
+    const types = layout.map((_, i) => a.columnType(i));
     let n = 0;
-    for (const { firstId, events } of batches) {
-      let id = firstId;
-      for (const event of events) {
-        const other = otherTask(event);
-        a.appendBigInt(id++);
-        a.appendVarchar(event.kind);
-        a.appendInteger(event.pid);
-        a.appendInteger(event.tid);
-        a.appendVarchar(event.comm);
-        a.appendBigInt(event.startUnixNano);
-        a.appendBigInt(event.endUnixNano);
-        a.appendDouble(Number(event.endUnixNano - event.startUnixNano) / 1e6);
-        appendIntegerOrNull(a, other?.pid);
-        appendIntegerOrNull(a, other?.tid);
-        appendVarcharOrNull(a, other?.comm);
-        appendVarcharOrNull(a, cudaKernel(event));
-        a.appendVarchar(json(ownAttributes(event.attributes)));
-        a.endRow();
-        await this.appended(a, ++n);
+    let unflushed = 0;
+    for (const { rows, buffer, strings } of batches) {
+      const columns = columnViews(layout, rows, buffer);
+      for (let from = 0; from < rows; from += ROWS_PER_CHUNK) {
+        const count = Math.min(ROWS_PER_CHUNK, rows - from);
+        const chunk = DuckDBDataChunk.create(types, count);
+        columns.forEach((column, c) => {
+          fill(chunk.getColumnVector(c), layout[c] ?? 'varchar', column, from, count, strings);
+        });
+        a.appendDataChunk(chunk);
+        n += count;
+        unflushed += count;
+        if (unflushed >= ROWS_PER_FLUSH) {
+          a.flushSync();
+          unflushed = 0;
+        }
+        await turn();
       }
-      if (id > this.nextEventId) this.nextEventId = id;
     }
     a.closeSync();
     return n;
@@ -333,24 +332,6 @@ export class StoreDatabase {
       p.endRow();
     }
     p.closeSync();
-    return n;
-  }
-
-  private async appendAttachments(attachments: AttachmentRows[]): Promise<number> {
-    if (attachments.length === 0) return 0;
-    const a = await this.connection.createAppender('attachments');
-    let n = 0;
-    for (const { traceId, spanId, endUnixNano, eventIds } of attachments) {
-      for (const id of eventIds) {
-        a.appendVarchar(traceId);
-        a.appendVarchar(spanId);
-        a.appendBigInt(id);
-        a.appendBigInt(endUnixNano);
-        a.endRow();
-        await this.appended(a, ++n);
-      }
-    }
-    a.closeSync();
     return n;
   }
 

@@ -3,8 +3,9 @@
 // the MCP tools query: a file, so that what was captured survives a restart (each write is a
 // transaction in DuckDB's write-ahead log, replayed at the next open after a crash), or memory.
 // The database lives in a worker thread (worker.ts, database.ts): the main thread only hands it
-// the rows as they come (copied by postMessage) and asks it to write them on a timer; building
-// the rows, their JSON and the appends cost the worker, not capture nor OTLP intake, and queries
+// the rows as they come and asks it to write them on a timer. Kernel events and attachments, the
+// bulk, are packed by column into a buffer that moves to the worker without a copy (columns.ts);
+// spans are copied by postMessage. The appends cost the worker, not capture nor OTLP intake, and queries
 // are answered by the worker between chunks of an append. Retention is bounded by age, by row
 // counts and by the bytes the database takes; the oldest rows past any bound are deleted.
 // A worker that stops is reported (log, counters) and started again on the same database; the
@@ -21,9 +22,9 @@ import type { Attributes, KernelEvent } from '../kernel/events.js';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
+import { packAttachments, packEvents, type Joined, type Packed } from './columns.js';
 import {
   IN_MEMORY,
-  type AttachmentRows,
   type Cell,
   type DatabaseOptions,
   type Size,
@@ -118,6 +119,10 @@ function spanRow({ span, place }: PlacedSpan<AppSpan>): SpanRow {
   };
 }
 
+/** A packed batch's buffers, moved to the worker rather than copied. */
+const moved = (batch: Packed): ArrayBuffer[] =>
+  batch.entries === undefined ? [batch.buffer] : [batch.buffer, batch.entries.buffer];
+
 /** What the worker answers; the id is added when it is asked. */
 type Question = Extract<Request, { id: number }>;
 type WithoutId<R> = R extends unknown ? Omit<R, 'id'> : never;
@@ -190,7 +195,8 @@ export class Store implements TraceSource {
     if (admitted.length === 0) return;
     const firstId = this.nextEventId;
     for (const event of admitted) this.eventIds.set(event, this.nextEventId++);
-    this.hand({ op: 'events', batch: { firstId, events: admitted } }, admitted.length);
+    const batch = packEvents(admitted, firstId);
+    this.hand({ op: 'events', batch }, admitted.length, moved(batch));
   }
 
   addSpans(spans: PlacedSpan<AppSpan>[]): void {
@@ -203,14 +209,15 @@ export class Store implements TraceSource {
     if (admitted.length === 0) return;
     // Linked waits (correlate/linked.ts) are made at joining: stored with the span they were linked to.
     this.addEvents(admitted.flatMap((a) => a.events.filter(isLinked)));
-    const rows = admitted.map(({ span, events }): AttachmentRows => ({
+    const joined = admitted.map(({ span, events }): Joined => ({
       traceId: span.traceId,
       spanId: span.spanId,
       endUnixNano: span.endUnixNano,
       // An event without an id was shed before it was stored.
       eventIds: events.flatMap((event) => this.eventIds.get(event) ?? []),
     }));
-    this.hand({ op: 'attachments', attachments: rows }, admitted.length);
+    const batch = packAttachments(joined);
+    this.hand({ op: 'attachments', batch }, admitted.length, moved(batch));
   }
 
   counters(): StoreCounters {
@@ -359,14 +366,14 @@ export class Store implements TraceSource {
     return this.handed + this.writing;
   }
 
-  /** Rows go to the worker now (postMessage copies them); a store down or closed counts them as lost. */
-  private hand(request: Request, rows: number): void {
+  /** Rows go to the worker now (postMessage copies them, or moves the packed buffer); a store down or closed counts them as lost. */
+  private hand(request: Request, rows: number, packed: ArrayBuffer[] = []): void {
     if (this.down !== undefined || this.closed) {
       this.count.rowsLost += rows;
       return;
     }
     this.handed += rows;
-    this.worker.postMessage(request);
+    this.worker.postMessage(request, packed);
   }
 
   private async write(): Promise<void> {

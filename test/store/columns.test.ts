@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Attributes } from '../../src/kernel/events.js';
+import * as A from '../../src/semconv/attributes.js';
+import { MS, T0, kernelEvent, storeWith, waker } from './traces.js';
+
+const task = { pid: 10, tid: 11, comm: 'app' };
+const at = (ms: number) => T0 + BigInt(ms) * MS;
+
+test('kernel events packed by column are stored as the events said: attributes JSON, waker, kernel, NULLs', async (t) => {
+  const process = { [A.ATTR_PROCESS_EXECUTABLE_PATH]: '/usr/bin/python3', [A.ATTR_CONTAINER_ID]: 'c0ffee' };
+  const own: Attributes[] = [
+    {},
+    { 'causeway.futex.uaddr': '0x10', n: 3, f: 0.125, neg: -7, big: 1e21, zero: -0 },
+    { quote: 'say "hi"\n\\ \u00e9\u{1f600}', yes: true, no: false, list: ['a', 'b"'], nums: [1, 2.5] },
+    { [A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS]: ['gemm', 'relu'], nan: Number.NaN },
+    { [A.ATTR_CAUSEWAY_CUDA_KERNEL]: 'softmax', '0': 'numeric key', undef: undefined as unknown as string },
+    waker('futex', { pid: 0, tid: 0, comm: 'swapper/1' }),
+    waker('futex', { pid: 20, tid: 21, comm: 'app' }),
+  ];
+  const kinds = [
+    'sched.runqueue',
+    'futex.wait',
+    'block.io',
+    'cuda.sync',
+    'cuda.launch',
+    'futex.wait',
+    'futex.wait',
+  ] as const;
+  // Several events per batch, so that strings repeat within one.
+  const events = own.map((attributes, i) =>
+    kernelEvent(kinds[i] ?? 'futex.wait', task, at(i), at(i + 1), { ...process, ...attributes }),
+  );
+  const store = await storeWith([], events);
+  t.after(() => store.close());
+  const rows = await store.rows(
+    `SELECT kind, comm, attributes, other_pid, other_tid, other_comm, cuda_kernel, duration_ms FROM kernel_events ORDER BY event_id`,
+  );
+  assert.deepEqual(
+    rows,
+    own.map((attributes, i) => [
+      kinds[i],
+      'app',
+      JSON.stringify(attributes),
+      i === 5 ? 0 : i === 6 ? 20 : null,
+      i === 5 ? 0 : i === 6 ? 21 : null,
+      i === 5 ? 'swapper/1' : i === 6 ? 'app' : null,
+      i === 3 ? 'gemm' : i === 4 ? 'softmax' : null,
+      1,
+    ]),
+  );
+  // What explain_trace reads back: the attributes without the process's.
+  const read = await store.events({ pid: 10, from: at(0), to: at(10) });
+  assert.deepEqual(
+    read.map((e) => e.attributes),
+    own.map((attributes) => JSON.parse(JSON.stringify(attributes)) as Attributes),
+  );
+});
