@@ -20,6 +20,7 @@ then add one line next to ThreadTidSpanProcessor:
 If the library cannot be loaded (or CAUSEWAY_THREAD_CTX_LIB names another path that cannot),
 it warns once and the app runs on without thread contexts.
 """
+import asyncio.base_events
 import asyncio.events
 import contextvars
 import ctypes
@@ -37,14 +38,58 @@ LIBRARY = os.environ.get(
 
 # The record: trace_id[16], span_id[8], valid = 1, reserved, attrs_data_size = 0 (no attributes).
 _RECORD_TAIL = b"\x01\x00\x00\x00"
+# A span's record as published: [address, buffer]; the buffer is immutable once built, and stays
+# alive while a slot holds the list. The address becomes 0 (NULL) when the span ends.
+_NO_RECORD = (0, None)
+# Where an OpenTelemetry context keeps the record of its span, found on the hot path with one
+# attribute read (contexts are immutable, so their span never changes).
+_CACHED = "_causeway_thread_ctx_record"
 
 
 def _record(span):
-    """A published span's record, immutable once built: (address, buffer keeping it alive)."""
     context = span.get_span_context()
     raw = context.trace_id.to_bytes(16, "big") + context.span_id.to_bytes(8, "big") + _RECORD_TAIL
     buffer = ctypes.create_string_buffer(raw, len(raw))
-    return ctypes.addressof(buffer), buffer
+    return [ctypes.addressof(buffer), buffer]
+
+
+class _ThreadSlot:
+    """One thread's slot (its otel_thread_ctx_v1) and what it holds; written by that thread only."""
+
+    __slots__ = ("ident", "view", "context", "record", "records")
+
+    def __init__(self, address, records):
+        self.ident = threading.get_ident()
+        self.view = memoryview((ctypes.c_char * 8).from_address(address)).cast("B").cast("Q")
+        self.context = None
+        self.record = _NO_RECORD
+        self.records = records
+
+    def publish(self, context):
+        """Make the record hold the span of the OpenTelemetry context `context`."""
+        self.context = context
+        try:
+            record = getattr(context, _CACHED)
+        except AttributeError:
+            record = self._record_of(context.get(_SPAN_KEY))
+            try:
+                setattr(context, _CACHED, record)
+            except AttributeError:
+                pass  # a context that takes no attributes: its record is looked up each time
+        # One aligned 8-byte store: a reader sees the old record or the new one, both whole and
+        # alive (the slot holds the one it points to).
+        self.record = record
+        self.view[0] = record[0]
+
+    def _record_of(self, span):
+        if span is None:
+            return _NO_RECORD
+        context = span.get_span_context()
+        record = self.records.get(context.span_id)
+        if record is not None:
+            return record
+        # A span of another provider, or ended: a record of its own while it records.
+        return _record(span) if span.is_recording() and context.is_valid else _NO_RECORD
 
 
 class _Writer:
@@ -58,78 +103,77 @@ class _Writer:
         current = getattr(runtime, "_current_context", None)
         if current is None:
             raise RuntimeError(f"the OpenTelemetry runtime context is {type(runtime).__name__}, not contextvars")
-        self.current = current
-        # What a context that never attached anything holds: the variable's default.
-        self.root = contextvars.Context().run(current.get)
-        # Records of started spans, built once at start and dropped at end; spans that ended or
-        # belong to another provider get a record built when published, kept while published.
+        # The records of started spans by span id, built at start; the SDK ends a span with a
+        # ReadableSpan copy, and its span id finds the record to unpublish.
         self.records = {}
-        # The SDK ends a span with a ReadableSpan copy: its span id finds the span started.
-        self.spans = {}
-        slot_of = lib.causeway_thread_ctx_slot
+        local = threading.local()
+        slot_address = lib.causeway_thread_ctx_slot
 
-        class _ThreadSlot(threading.local):
-            # Each thread's own slot (its TLS variable), and what it holds.
-            def __init__(self):
-                slot = (ctypes.c_char * 8).from_address(slot_of())
-                self.view = memoryview(slot).cast("B").cast("Q")
-                self.context = None
-                self.span = None
-                self.record = None
+        def thread_slot():
+            try:
+                return local.slot
+            except AttributeError:
+                local.slot = _ThreadSlot(slot_address(), self.records)
+                return local.slot
 
-        self.slot = _ThreadSlot()
-        self._hook(runtime)
-
-    def publish(self, context):
-        """Make the calling thread's record hold the span of the OpenTelemetry context `context`."""
-        slot = self.slot
-        if context is slot.context:
-            return
-        slot.context = context
-        span = context.get(_SPAN_KEY)
-        if span is slot.span:
-            return
-        slot.span = span
-        record = self.records.get(span)
-        if record is None and span is not None and span.is_recording() and span.get_span_context().is_valid:
-            record = _record(span)
-        # One aligned 8-byte store: the reader sees the old record or the new one, both whole.
-        slot.record = record
-        slot.view[0] = record[0] if record is not None else 0
+        self._hook(runtime, current, thread_slot)
 
     def started(self, span):
-        self.records[span] = _record(span)
-        self.spans[span.get_span_context().span_id] = span
+        self.records[span.get_span_context().span_id] = _record(span)
 
     def ended(self, span):
-        self.records.pop(self.spans.pop(span.get_span_context().span_id, None), None)
+        record = self.records.pop(span.get_span_context().span_id, None)
+        if record is not None:
+            # Contexts that still hold the span publish NULL from now on; a slot publishing it
+            # keeps the buffer.
+            record[0] = 0
 
-    def _hook(self, runtime):
-        publish, current, root = self.publish, self.current, self.root
+    @staticmethod
+    def _hook(runtime, current, thread_slot):
         attach, detach = runtime.attach, runtime.detach
 
         def attach_published(context):
             token = attach(context)
-            publish(context)
+            thread_slot().publish(context)
             return token
 
         def detach_published(token):
             detach(token)
-            publish(current.get())
+            thread_slot().publish(current.get())
 
         runtime.attach, runtime.detach = attach_published, detach_published
 
-        # The C Task runs each step as loop.call_soon(step, context=task_context): the handle's
-        # context is the task's, and after the step the thread's is the loop's own again.
+        # Each turn of a loop, before it waits for I/O: the loop's own context (usually no span),
+        # and the loop remembers its thread's slot for the handles of the turn (a loop may run
+        # on another thread later: run_forever sets _thread_id). The turn's ready handles then
+        # each publish their context: the C Task runs a step as loop.call_soon(step,
+        # context=task_context), so a step's handle holds its task's context. These are the hot
+        # path: no thread-local lookup, and a store only when the context changed.
+        run_once = asyncio.base_events.BaseEventLoop._run_once
         run = asyncio.events.Handle._run
+        root = contextvars.Context().run(current.get)
+
+        def run_once_published(loop):
+            slot = getattr(loop, "_causeway_thread_slot", None)
+            if slot is None or slot.ident != loop._thread_id:
+                slot = loop._causeway_thread_slot = thread_slot()
+            context = current.get()
+            if context is not slot.context:
+                slot.publish(context)
+            run_once(loop)
 
         def run_published(handle):
-            publish(handle._context.get(current, root))
             try:
-                run(handle)
-            finally:
-                publish(current.get())
+                slot = handle._loop._causeway_thread_slot
+            except AttributeError:
+                # A handle run outside a loop's turn.
+                slot = thread_slot()
+            context = handle._context.get(current, root)
+            if context is not slot.context:
+                slot.publish(context)
+            run(handle)
 
+        asyncio.base_events.BaseEventLoop._run_once = run_once_published
         asyncio.events.Handle._run = run_published
 
 
