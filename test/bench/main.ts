@@ -6,8 +6,9 @@
 // event rate; how long capture takes to start; the sidecar's span throughput and join delay
 // (pipeline.ts); the store and the MCP tools at 1M events (store.ts); what finding every GPU
 // process costs on a node with many processes (discovery.ts); what in-kernel reduction saves
-// (reduction.ts); the whole sidecar under load and under a flood (load.ts); then a table
-// against issue 11's targets for what was measured.
+// (reduction.ts); the whole sidecar under load and under a flood (load.ts); what the Python
+// thread-context writer adds per asyncio task switch (thread-ctx.ts); then a table against issue
+// 11's targets for what was measured.
 //
 // Options: --rounds N (default 5), --round-seconds S (default 1: how long each configuration
 // runs in a round), --load-seconds S (default 60: the load's and the flood's window),
@@ -30,6 +31,7 @@ import { pipelineRows } from './pipeline.js';
 import { describeOverFloor, describeRatio, roundOrder, spread } from './rounds.js';
 import { reductionRows } from './reduction.js';
 import { storeIntakeRows, storeRows } from './store.js';
+import { threadContextRows } from './thread-ctx.js';
 
 const { values: options } = parseArgs({
   options: {
@@ -450,6 +452,7 @@ const MEASURES: Record<string, (targets: TargetCheck[]) => Promise<string[]>> = 
   pipeline: pipelineRows,
   store: storeRows,
   'store-intake': storeIntakeRows,
+  'python-thread-ctx': () => threadContextRows(ROUNDS, ROUND_SECONDS),
   'sidecar-load': async (targets) => {
     const report = await sidecarLoadRun(false);
     targets.push(...loadTargets(report, { eventsPerS: LOAD_EVENTS_PER_S, spansPerS: LOAD_SPANS_PER_S }));
