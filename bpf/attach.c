@@ -91,10 +91,10 @@ static int share_maps(struct bpf_object *obj)
 {
 	static const char *const names[] = { "events", "followed", "drops", "settings",
 					     "interrupt_depth", "gpu_processes", "cuda_threads",
-					     "launch_windows", "runqueue_windows" };
+					     "launch_windows", "runqueue_windows", "thread_ctx" };
 	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings,
 		      maps.interrupt_depth, maps.gpu_processes, cuda_threads_fd,
-		      launch_windows_fd, runqueue_windows_fd };
+		      launch_windows_fd, runqueue_windows_fd, maps.thread_ctx };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, names[i]);
@@ -296,6 +296,7 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	launch_windows_fd = bpf_map__fd(skel.proc->maps.launch_windows);
 	runqueue_windows_fd = bpf_map__fd(skel.proc->maps.runqueue_windows);
 	maps.interrupt_depth = bpf_map__fd(skel.proc->maps.interrupt_depth);
+	maps.thread_ctx = bpf_map__fd(skel.proc->maps.thread_ctx);
 
 	OPEN_LOAD(irq, irq_bpf);
 	OPEN_LOAD(sched, sched_bpf);

@@ -16,6 +16,7 @@ struct shared_maps {
 	int settings; /* the one struct cw_settings */
 	int gpu_processes; /* tgid -> enum cw_gpu_process */
 	int interrupt_depth; /* per cpu: how deep in interrupt work (irq.bpf.c) */
+	int thread_ctx; /* tgid -> the offset of its OTEP 4947 thread context from the thread pointer */
 };
 
 /* libbpf's messages on stderr, without its debug output. */

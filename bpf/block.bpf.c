@@ -14,9 +14,15 @@
 #define REQ_OP_DISCARD 3
 #define MINORBITS 20
 
+/* Who submitted a request, and the span active on it then (read in its context). */
+struct submission {
+	struct cw_task who;
+	struct cw_span_context context;
+};
+
 struct inflight {
 	__u64 ts;
-	struct cw_task who;
+	struct submission by;
 	__u32 submitter;
 	__u32 bytes;
 	__u64 sector;
@@ -26,7 +32,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);  /* struct request * */
-	__type(value, struct cw_task);
+	__type(value, struct submission);
 } submitted SEC(".maps");
 
 struct {
@@ -40,11 +46,13 @@ SEC("tp_btf/block_io_start")
 int BPF_PROG(block_io_start, struct request *rq)
 {
 	__u64 key = (__u64)rq;
-	struct cw_task s;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct submission s = {};
 
-	if (!cw_followed(bpf_get_current_pid_tgid() >> 32))
+	if (!cw_followed(tgid))
 		return 0;
-	cw_task_current(&s);
+	cw_task_current(&s.who);
+	cw_read_span_context(tgid, &s.context);
 	bpf_map_update_elem(&submitted, &key, &s, BPF_ANY);
 	return 0;
 }
@@ -53,15 +61,17 @@ SEC("tp_btf/block_rq_issue")
 int BPF_PROG(block_rq_issue, struct request *rq)
 {
 	__u64 key = (__u64)rq;
-	struct cw_task *s = bpf_map_lookup_elem(&submitted, &key);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct submission *s = bpf_map_lookup_elem(&submitted, &key);
 	struct inflight f = {};
 
 	if (s) {
-		f.who = *s;
+		f.by = *s;
 		f.submitter = 1;
 		bpf_map_delete_elem(&submitted, &key);
-	} else if (cw_followed(bpf_get_current_pid_tgid() >> 32)) {
-		cw_task_current(&f.who);
+	} else if (cw_followed(tgid)) {
+		cw_task_current(&f.by.who);
+		cw_read_span_context(tgid, &f.by.context);
 	} else {
 		return 0;
 	}
@@ -124,7 +134,8 @@ int BPF_PROG(block_rq_complete, struct request *rq, blk_status_t error)
 	if (cw_long_enough(CW_KIND_BLOCK_IO, now - f->ts)) {
 		e = cw_reserve(CW_KIND_BLOCK_IO);
 		if (e) {
-			cw_set_task(e, &f->who);
+			cw_set_task(e, &f->by.who);
+			e->context = f->by.context;
 			e->start_ns = f->ts;
 			e->end_ns = now;
 			e->u.block.sector = f->sector;

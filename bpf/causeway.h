@@ -11,7 +11,7 @@
 #ifndef CAUSEWAY_H
 #define CAUSEWAY_H
 
-#define CW_ABI_VERSION 7
+#define CW_ABI_VERSION 8
 #define CW_COMM_LEN 16
 #define CW_NAME_LEN 96
 #define CW_MAX_FOLLOWED 16384 /* processes in the followed table; the sidecar remembers as many (loader.ts) */
@@ -35,7 +35,8 @@ enum cw_kind {
 	CW_KIND_IPC_MESSAGE = 15,   /* a message sent or received on a socket or pipe: links a request to the process serving it */
 	CW_KIND_CUDA_LAUNCHES = 16, /* a thread's quick launches in one window, summed (struct cw_launches) */
 	CW_KIND_SCHED_RUNQUEUE_SUM = 17, /* a thread's short run-queue waits in one window, summed */
-	CW_KIND_MAX = 18,
+	CW_KIND_CODE_MAPPED = 18,   /* a followed process mapped code from a file: look for its thread context */
+	CW_KIND_MAX = 19,
 };
 
 /*
@@ -252,6 +253,12 @@ struct cw_exec {
 	__u32 ppid;
 };
 
+/* CW_KIND_CODE_MAPPED: the file mapped, as /proc/PID/maps names it (the loader skips files it knows). */
+struct cw_mapped {
+	__u64 ino;
+	__u32 dev;             /* MKDEV as the kernel encodes it: major << 20 | minor */
+};
+
 /*
  * One send or receive on a socket, or write or read on a pipe. Both ends of a connection
  * compute the same two endpoint ids, ordered: a unix socket's end is its struct sock address
@@ -270,7 +277,24 @@ struct cw_message {
 	__u8 pad;
 };
 
-/* One ring-buffer record: 160 bytes, every kind. */
+/*
+ * The app span active on the task when its event began, as its SDK published it (OpenTelemetry
+ * thread context, OTEP 4947: the TLS variable otel_thread_ctx_v1 points at a record whose first
+ * bytes are these two ids, then a valid flag). All zero: no context was read (the process
+ * publishes none, no record was active, or the event has no moment in its task's context).
+ */
+struct cw_span_context {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+};
+
+/* What the probes read of a published record (struct otel_thread_ctx_record's head). */
+struct cw_otel_thread_ctx_record {
+	struct cw_span_context ids;
+	__u8 valid;            /* 1: valid; a writer clears it while updating the record in place */
+};
+
+/* One ring-buffer record: 184 bytes, every kind. */
 struct cw_event {
 	__u16 kind;            /* enum cw_kind */
 	__u16 api;             /* enum cw_cuda_api for CUDA records, 0 otherwise */
@@ -280,6 +304,7 @@ struct cw_event {
 	__u64 start_ns;        /* CLOCK_MONOTONIC */
 	__u64 end_ns;          /* == start_ns for point events */
 	char comm[CW_COMM_LEN];
+	struct cw_span_context context;
 	union {
 		struct cw_launch launch;
 		struct cw_sync sync;
@@ -292,6 +317,7 @@ struct cw_event {
 		struct cw_tcp tcp;
 		struct cw_register reg;
 		struct cw_exec exec;
+		struct cw_mapped mapped;
 		struct cw_cuda_op op;
 		struct cw_message message;
 		struct cw_launches launches;
@@ -361,6 +387,8 @@ struct cw_stats {
 	__u32 libraries;               /* CUDA library files probed */
 	__u32 gpu_processes;           /* processes found using CUDA (the loader's list) */
 	__u32 unnamed_kernels;         /* host stubs launched, never seen registered, without a symbol (stub_names.c) */
+	__u32 thread_ctx_processes;    /* processes whose thread context the probes read (thread_ctx.c) */
+	__u32 thread_ctx_unresolved;   /* processes that export one the probes cannot read (thread_ctx.c says why) */
 };
 
 /*

@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "cuda_libs.h"
 #include "filter.h"
+#include "thread_ctx.h"
 #include "frames.h"
 #include "stats.h"
 
@@ -28,6 +29,7 @@ static void handle_command(char *line)
 		return;
 	if (!strcmp(verb, "follow") && arg && !*end && pid) {
 		follow(pid, true);
+		thread_ctx_scan(pid);
 	} else if (!strcmp(verb, "unfollow") && arg && !*end && pid) {
 		follow(pid, false);
 	} else if (!strcmp(verb, "comm") && arg) {

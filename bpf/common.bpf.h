@@ -56,6 +56,7 @@ struct cw_cuda_thread {
 	__u64 poll_handle;          /* the event or stream polled */
 	__u32 poll_api;
 	__u32 pad;
+	struct cw_span_context context; /* the span active at the call's entry */
 };
 
 struct {
@@ -64,6 +65,54 @@ struct {
 	__type(key, __u32);   /* tid */
 	__type(value, struct cw_cuda_thread);
 } cuda_threads SEC(".maps");
+
+/*
+ * Processes that publish their active span (OTEP 4947 thread context), by where the thread's
+ * pointer to its record lies: at the thread pointer (x86_64: fsbase) plus this offset. Written by
+ * the loader (thread_ctx.c); a pid without an entry is not read, at the cost of one lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CW_MAX_FOLLOWED);
+	__type(key, __u32);   /* tgid */
+	__type(value, __s64); /* the TLS variable otel_thread_ctx_v1, from the thread pointer */
+} thread_ctx SEC(".maps");
+
+/*
+ * The span active on the current task now, read from its published record into ctx (left as it
+ * is when there is none). Called only in the task's own context (a uprobe, a syscall entry, the
+ * task switching out): the task is not running its user code meanwhile, so the record cannot
+ * change under the read, and bpf_probe_read_user reads this task's memory.
+ */
+static __always_inline void cw_read_span_context(__u32 tgid, struct cw_span_context *ctx)
+{
+#if defined(__TARGET_ARCH_x86) /* the loader resolves offsets on x86_64 only (thread_ctx.c) */
+	struct cw_otel_thread_ctx_record record;
+	__s64 *offset = bpf_map_lookup_elem(&thread_ctx, &tgid);
+	struct task_struct *task;
+	__u64 pointer = 0;
+
+	if (!offset)
+		return;
+	task = (struct task_struct *)bpf_get_current_task();
+	if (bpf_probe_read_user(&pointer, sizeof(pointer), (void *)(BPF_CORE_READ(task, thread.fsbase) + *offset)) ||
+	    !pointer)
+		return;
+	if (bpf_probe_read_user(&record, sizeof(record), (void *)pointer) || record.valid != 1)
+		return;
+	*ctx = record.ids;
+#endif
+}
+
+/* Two contexts are the same span (both empty included). */
+static __always_inline bool cw_same_span(const struct cw_span_context *a, const struct cw_span_context *b)
+{
+	__u64 x[3], y[3];
+
+	__builtin_memcpy(x, a, sizeof(x));
+	__builtin_memcpy(y, b, sizeof(y));
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2];
+}
 
 /* Per kind, records not written: [kind] the ring was full, [CW_SHED + kind] told to shed. */
 #define CW_SHED CW_KIND_MAX
@@ -147,6 +196,7 @@ static __always_inline struct cw_event *cw_reserve(__u32 kind)
 	e->kind = kind;
 	e->api = 0;
 	e->cpu = bpf_get_smp_processor_id();
+	__builtin_memset(&e->context, 0, sizeof(e->context));
 	return e;
 }
 

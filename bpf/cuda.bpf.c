@@ -25,6 +25,8 @@
  * launch_whole_ns is summed into its thread's launch window (common.bpf.h) rather than
  * written, unless it opens the window: the window counts launches per function, on one
  * stream, device and entry point.
+ * A window holds one span's launches (the thread context read at each call's entry): a
+ * launch in another span closes it first, so a summary never mixes two requests.
  * A launch that blocked or failed, a graph launch, and any other call of the thread close
  * the window first and are written whole, so the summary precedes them in the ring and the
  * in-flight work a sync finds is what it was without reduction.
@@ -68,7 +70,8 @@ struct cu_launch_config {
 SEC("uprobe")
 int cuda_enter(struct pt_regs *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
 	__u64 sp = PT_REGS_SP(ctx);
 	struct cw_cuda_thread *t = bpf_map_lookup_elem(&cuda_threads, &tid);
 
@@ -92,6 +95,8 @@ int cuda_enter(struct pt_regs *ctx)
 	t->arg[5] = ctx->r9; /* PT_REGS_PARM6 needs libbpf 1.2 */
 	if (bpf_probe_read_user(&t->arg[6], 3 * sizeof(__u64), (void *)(sp + 8)))
 		__builtin_memset(&t->arg[6], 0, 3 * sizeof(__u64));
+	__builtin_memset(&t->context, 0, sizeof(t->context));
+	cw_read_span_context(id >> 32, &t->context);
 	t->ts = bpf_ktime_get_ns();
 	return 0;
 }
@@ -225,6 +230,7 @@ static __always_inline void on_query(struct cw_cuda_thread *t, long ret, __u32 t
 	if (e) {
 		e->api = t->api;
 		cw_set_current(e);
+		e->context = t->context;
 		e->start_ns = t->poll_first_ns;
 		e->end_ns = bpf_ktime_get_ns();
 		e->u.sync.handle = t->poll_handle;
@@ -457,7 +463,8 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 	if (w) {
 		sum = &w->summary.u.launches;
 		if (w->summary.api != cookie || sum->stream != l.stream || sum->device != device ||
-		    now - w->opened_ns >= cfg->window_ns || !has_room(sum, l.func)) {
+		    now - w->opened_ns >= cfg->window_ns || !has_room(sum, l.func) ||
+		    !cw_same_span(&w->summary.context, &t->context)) {
 			cw_end_window(&launch_windows, tid, w);
 			w = NULL;
 		}
@@ -470,6 +477,7 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 			w->summary.api = cookie;
 			w->summary.cpu = bpf_get_smp_processor_id();
 			cw_set_current(&w->summary);
+			w->summary.context = t->context;
 			w->summary.u.launches.stream = l.stream;
 			w->summary.u.launches.device = device;
 		}
@@ -543,6 +551,7 @@ int cuda_exit(struct pt_regs *ctx)
 		goto out;
 	e->api = cookie;
 	cw_set_current(e);
+	e->context = t->context;
 	e->start_ns = t->ts;
 	e->end_ns = now;
 	switch (kind) {

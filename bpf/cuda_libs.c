@@ -8,6 +8,7 @@
  * Where the kernel cannot report mappings, every process is rescanned
  * periodically instead. A file is probed once (by device and inode), whichever
  * process maps it, since a uprobe fires in every process that maps the file.
+ * The same passes look for the thread context of every followed process (thread_ctx.c).
  */
 #include <dirent.h>
 #include <limits.h>
@@ -24,6 +25,7 @@
 #include "filter.h"
 #include "frames.h"
 #include "gpu_processes.h"
+#include "thread_ctx.h"
 
 #define MAX_FILES_SEEN 4096
 #define MAX_LIBRARIES 64
@@ -230,6 +232,8 @@ int scan_processes(bool cuda)
 			follow_by_comm(pid);
 		if (cuda)
 			scan_process(pid, CW_GPU_FOUND_RUNNING);
+		if (is_followed(pid))
+			thread_ctx_scan(pid);
 	}
 	closedir(d);
 	return processes;

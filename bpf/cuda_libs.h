@@ -17,8 +17,8 @@ void scan_process(__u32 pid, enum cw_gpu_process how);
 /* A process exec'd: whether its new program links the CUDA runtime. */
 void check_executable(__u32 pid);
 /*
- * One pass over /proc: follow processes by comm and, with cuda, find every GPU process.
- * Returns the processes seen.
+ * One pass over /proc: follow processes by comm and, with cuda, find every GPU process; look
+ * for each followed process's thread context. Returns the processes seen.
  */
 int scan_processes(bool cuda);
 

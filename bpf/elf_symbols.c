@@ -4,7 +4,8 @@
  * one pass over the symbol tables, instead of one pass per symbol (as attaching by name
  * does), so a library is probed soon after a process maps it; and whether an executable
  * links the CUDA runtime statically, without attaching anything. For naming a kernel
- * whose registration was not seen (stub_names.c): the function at a file offset.
+ * whose registration was not seen (stub_names.c): the function at a file offset. For the
+ * OpenTelemetry thread context (thread_ctx.c): a TLS variable and how its module reaches it.
  */
 #include <fcntl.h>
 #include <gelf.h>
@@ -171,6 +172,120 @@ bool elf_function_at(const char *path, __u64 offset, char *name, size_t size)
 	found = symbol && *symbol;
 	if (found)
 		snprintf(name, size, "%s", symbol);
+	elf_close(&f);
+	return found;
+}
+
+/* The index of the defined TLS symbol `name` in a symbol table, or 0; *sym filled when found. */
+static size_t tls_symbol_in(Elf *elf, Elf_Scn *table, const GElf_Shdr *sh, const char *name, GElf_Sym *sym)
+{
+	Elf_Data *data = elf_getdata(table, NULL);
+	size_t count = sh->sh_entsize ? sh->sh_size / sh->sh_entsize : 0;
+
+	for (size_t i = 1; data && i < count; i++) {
+		const char *symbol;
+
+		if (!gelf_getsym(data, i, sym) || GELF_ST_TYPE(sym->st_info) != STT_TLS || sym->st_shndx == SHN_UNDEF)
+			continue;
+		symbol = elf_strptr(elf, sh->sh_link, sym->st_name);
+		if (symbol && same_symbol(symbol, name))
+			return i;
+	}
+	return 0;
+}
+
+/* The segments: PT_TLS and the first PT_LOAD. */
+static bool read_segments(Elf *elf, struct elf_tls_symbol *out)
+{
+	bool tls = false, load = false;
+	size_t n;
+
+	if (elf_getphdrnum(elf, &n))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		GElf_Phdr ph;
+
+		if (!gelf_getphdr(elf, i, &ph))
+			continue;
+		if (ph.p_type == PT_TLS) {
+			out->tls_vaddr = ph.p_vaddr;
+			out->tls_memsz = ph.p_memsz;
+			out->tls_align = ph.p_align ? ph.p_align : 1;
+			tls = true;
+		} else if (ph.p_type == PT_LOAD && !load) {
+			out->first_load_vaddr = ph.p_vaddr;
+			load = true;
+		}
+	}
+	return tls && load;
+}
+
+/*
+ * The relocations against dynamic symbol `index` (or, for a symbol bound locally, against no
+ * symbol with its offset as addend): where ld.so writes its thread-pointer offset, or whether
+ * only the DTV reaches it.
+ */
+static void tls_relocations(Elf *elf, size_t dynsym, size_t index, __u64 value, struct elf_tls_symbol *out)
+{
+	Elf_Scn *scn = NULL;
+
+	while ((scn = elf_nextscn(elf, scn))) {
+		Elf_Data *data;
+		GElf_Shdr sh;
+		size_t count;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_RELA || sh.sh_link != dynsym || !sh.sh_entsize ||
+		    !(data = elf_getdata(scn, NULL)))
+			continue;
+		count = sh.sh_size / sh.sh_entsize;
+		for (size_t i = 0; i < count; i++) {
+			GElf_Rela r;
+			size_t sym;
+			__u32 type;
+
+			if (!gelf_getrela(data, i, &r))
+				continue;
+			sym = GELF_R_SYM(r.r_info);
+			type = GELF_R_TYPE(r.r_info);
+			if (sym != index && !(sym == 0 && (__u64)r.r_addend == value))
+				continue;
+			if (type == R_X86_64_TPOFF64 && !out->tpoff_slot)
+				out->tpoff_slot = r.r_offset;
+			else if (type == R_X86_64_DTPMOD64 || type == R_X86_64_TLSDESC)
+				out->dynamic = true;
+		}
+	}
+}
+
+int elf_tls_symbol(const char *path, const char *name, struct elf_tls_symbol *out)
+{
+	Elf_Scn *scn = NULL, *symtab = NULL;
+	GElf_Shdr sh, symtab_sh;
+	GElf_Sym sym;
+	size_t index = 0;
+	int found = 0;
+	struct elf_file f;
+
+	memset(out, 0, sizeof(*out));
+	if (!elf_open(path, &f))
+		return -1;
+	while (!index && (scn = elf_nextscn(f.elf, scn))) {
+		if (!gelf_getshdr(scn, &sh))
+			continue;
+		if (sh.sh_type == SHT_SYMTAB) {
+			symtab = scn;
+			symtab_sh = sh;
+		} else if (sh.sh_type == SHT_DYNSYM && (index = tls_symbol_in(f.elf, scn, &sh, name, &sym))) {
+			tls_relocations(f.elf, elf_ndxscn(scn), index, sym.st_value, out);
+		}
+	}
+	/* Not exported: an executable's own symbol table still says where it is (local-exec). */
+	if (!index && symtab)
+		index = tls_symbol_in(f.elf, symtab, &symtab_sh, name, &sym);
+	if (index && read_segments(f.elf, out)) {
+		out->value = sym.st_value;
+		found = 1;
+	}
 	elf_close(&f);
 	return found;
 }

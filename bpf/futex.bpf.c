@@ -18,6 +18,7 @@ struct futex_wait {
 	__u64 uaddr;
 	__u32 op;
 	struct cw_task waker;
+	struct cw_span_context context; /* the span active at the syscall's entry */
 };
 
 struct {
@@ -47,6 +48,7 @@ int futex_enter(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	w.ts = bpf_ktime_get_ns();
 	w.uaddr = ctx->args[0];
+	cw_read_span_context(id >> 32, &w.context);
 	bpf_map_update_elem(&waits, &tid, &w, BPF_ANY);
 	return 0;
 }
@@ -77,6 +79,7 @@ int futex_exit(struct trace_event_raw_sys_exit *ctx)
 		e = cw_reserve(CW_KIND_FUTEX_WAIT);
 		if (e) {
 			cw_set_current(e);
+			e->context = w->context;
 			e->start_ns = w->ts;
 			e->end_ns = now;
 			e->u.futex.uaddr = w->uaddr;

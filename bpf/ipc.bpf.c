@@ -71,6 +71,7 @@ static __always_inline void submit_message(__u64 local, __u64 remote, int bytes,
 	if (!e)
 		return;
 	cw_set_current(e);
+	cw_read_span_context(e->pid, &e->context);
 	e->start_ns = e->end_ns = bpf_ktime_get_ns();
 	e->u.message.ends[0] = local < remote ? local : remote;
 	e->u.message.ends[1] = local < remote ? remote : local;

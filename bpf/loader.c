@@ -17,7 +17,8 @@
  * (finding GPU processes and probing their libraries), gpu_processes.c (the list
  * of them), elf_symbols.c (function symbols), names.c (kernel names the probes could not
  * read), stub_names.c (kernels registered before the probes, named from their symbols),
- * stats.c (the STATS frame), commands.c (stdin).
+ * stats.c (the STATS frame), commands.c (stdin), thread_ctx.c (where processes publish their
+ * active span).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -41,6 +42,7 @@
 #include "names.h"
 #include "stats.h"
 #include "stub_names.h"
+#include "thread_ctx.h"
 
 /* Without the probe reporting CUDA libraries as they are mapped, every process is rescanned this often. */
 #define RESCAN_MS 2000
@@ -105,6 +107,8 @@ static void on_exec(const struct cw_event *e)
 	if (comm_matches(e->comm))
 		follow(e->pid, true);
 	check_executable(e->pid);
+	if (is_followed(e->pid))
+		thread_ctx_exec(e->pid);
 }
 
 static int on_record(void *ctx, void *data, size_t size)
@@ -122,7 +126,11 @@ static int on_record(void *ctx, void *data, size_t size)
 		break;
 	case CW_KIND_CUDA_MAPPED:
 		scan_process(e->pid, CW_GPU_SEEN_STARTING);
+		thread_ctx_scan(e->pid); /* followed from now on: its libraries mapped so far went unreported */
 		break;
+	case CW_KIND_CODE_MAPPED:
+		thread_ctx_mapped(e->pid, e->u.mapped.dev, e->u.mapped.ino);
+		return ++drained < DRAIN_MAX_RECORDS ? 0 : DRAIN_FULL; /* the loader's alone: not sent on */
 	case CW_KIND_PROC_EXIT:
 		gpu_process_gone(e->pid, "exit");
 		forget_stubs(e->pid);
@@ -333,6 +341,7 @@ int main(int argc, char **argv)
 	maps = load_programs(o.ringbuf_mb);
 	filter_use_maps(maps.settings, maps.followed);
 	gpu_processes_use_map(maps.gpu_processes);
+	thread_ctx_use_map(maps.thread_ctx);
 	push_settings();
 	for (int i = 0; i < o.npids; i++)
 		follow(o.pids[i], true);
@@ -367,6 +376,7 @@ int main(int argc, char **argv)
 		sample_watermark();
 		drain(ring);
 		emit_watermark();
+		thread_ctx_retry();
 		if (fds[1].revents & (POLLIN | POLLHUP) && !read_commands())
 			break;
 		flush_out();

@@ -24,6 +24,12 @@
 struct off_cpu {
 	__u64 ts;
 	__u32 state;      /* blocked: state at switch-out; runnable: 1 if preempted */
+	__u32 pad;
+	/*
+	 * The span active when the task switched out (read then, in its own context); a woken task's
+	 * run-queue wait keeps the one it blocked in, since it ran nothing in between.
+	 */
+	struct cw_span_context context;
 };
 
 struct {
@@ -77,15 +83,16 @@ static __always_inline __u32 task_state(struct task_struct *t)
 	return BPF_CORE_READ((struct task_struct___pre514 *)t, state);
 }
 
-static __always_inline void mark_runnable(__u32 tid, __u64 now, __u32 preempted)
+static __always_inline void mark_runnable(__u32 tid, __u64 now, __u32 preempted, const struct cw_span_context *context)
 {
-	struct off_cpu r = { .ts = now, .state = preempted };
+	struct off_cpu r = { .ts = now, .state = preempted, .context = *context };
 
 	bpf_map_update_elem(&runnable_at, &tid, &r, BPF_ANY);
 }
 
 static __always_inline int on_waking(struct task_struct *p, bool is_new)
 {
+	struct cw_span_context context = {};
 	__u32 tid = BPF_CORE_READ(p, pid);
 	__u64 now;
 	struct off_cpu *b;
@@ -94,16 +101,17 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 	if (!cw_followed(BPF_CORE_READ(p, tgid)))
 		return 0;
 	now = bpf_ktime_get_ns();
-	mark_runnable(tid, now, 0);
-	if (is_new)
-		return 0;
-	b = bpf_map_lookup_elem(&blocked_at, &tid);
+	b = is_new ? NULL : bpf_map_lookup_elem(&blocked_at, &tid);
+	if (b)
+		context = b->context;
+	mark_runnable(tid, now, 0, &context);
 	if (!b)
 		return 0;
 	if (cw_long_enough(CW_KIND_SCHED_BLOCKED, now - b->ts)) {
 		e = cw_reserve(CW_KIND_SCHED_BLOCKED);
 		if (e) {
 			cw_set_task_of(e, p);
+			e->context = b->context;
 			e->start_ns = b->ts;
 			e->end_ns = now;
 			e->u.blocked.state = b->state;
@@ -213,6 +221,7 @@ static __always_inline void fill_runqueue(struct cw_event *e, struct task_struct
 	e->kind = CW_KIND_SCHED_RUNQUEUE;
 	e->cpu = bpf_get_smp_processor_id();
 	cw_set_task_of(e, task);
+	e->context = r->context;
 	e->start_ns = r->ts;
 	e->end_ns = now;
 	e->u.runqueue.preempted = r->state;
@@ -233,7 +242,8 @@ static __always_inline bool sum_runqueue(struct task_struct *task, __u32 tid, st
 	if (!cfg || !cfg->window_ns || wait >= cfg->runqueue_whole_ns)
 		return false;
 	w = bpf_map_lookup_elem(&runqueue_windows, &tid);
-	if (w && now - w->opened_ns >= cfg->window_ns) {
+	/* A window holds one span's waits: a wait in another closes it, so a summary never mixes two. */
+	if (w && (now - w->opened_ns >= cfg->window_ns || !cw_same_span(&w->summary.context, &r->context))) {
 		cw_end_window(&runqueue_windows, tid, w);
 		w = NULL;
 	}
@@ -244,6 +254,7 @@ static __always_inline bool sum_runqueue(struct task_struct *task, __u32 tid, st
 			w->summary.kind = CW_KIND_SCHED_RUNQUEUE_SUM;
 			w->summary.cpu = bpf_get_smp_processor_id();
 			cw_set_task_of(&w->summary, task);
+			w->summary.context = r->context;
 		}
 		return false;
 	}
@@ -291,11 +302,14 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 
 	if (cw_followed(prev_pid)) {
 		__u32 state = preempt ? TASK_RUNNING : task_state(prev);
+		struct cw_span_context context = {};
 
+		/* prev is the current task: its published context is readable here. */
+		cw_read_span_context(prev_pid, &context);
 		if (state == TASK_RUNNING) {
-			mark_runnable(prev_tid, now, 1);
+			mark_runnable(prev_tid, now, 1, &context);
 		} else {
-			struct off_cpu b = { .ts = now, .state = state };
+			struct off_cpu b = { .ts = now, .state = state, .context = context };
 
 			bpf_map_update_elem(&blocked_at, &prev_tid, &b, BPF_ANY);
 		}

@@ -19,6 +19,7 @@
 #include "frames.h"
 #include "gpu_processes.h"
 #include "stats.h"
+#include "thread_ctx.h"
 #include "stub_names.h"
 
 static __u64 delivered[CW_KIND_MAX];
@@ -80,6 +81,8 @@ void emit_stats(void)
 	s.libraries = cuda_libraries();
 	s.gpu_processes = gpu_process_count();
 	s.unnamed_kernels = unnamed_stubs();
+	s.thread_ctx_processes = thread_ctx_processes();
+	s.thread_ctx_unresolved = thread_ctx_unresolved();
 	/* The monotonic sample sits between two realtime samples: take their midpoint. */
 	real_before = now_ns(CLOCK_REALTIME);
 	s.mono_ns = now_ns(CLOCK_MONOTONIC);

@@ -93,6 +93,9 @@ function toJson(event: KernelEvent): string {
     start_unix_nano: event.startUnixNano.toString(),
     end_unix_nano: event.endUnixNano.toString(),
     attributes: event.attributes,
+    ...(event.spanContext === undefined
+      ? {}
+      : { span_context: { trace_id: event.spanContext.traceId, span_id: event.spanContext.spanId } }),
   });
 }
 

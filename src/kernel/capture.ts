@@ -112,6 +112,7 @@ const COUNTER_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
   [Kind.CUDA_OP, 'cuda.op'],
   [Kind.CUDA_MAPPED, 'cuda.mapped'],
   [Kind.PROC_EXIT, 'proc.exit'],
+  [Kind.CODE_MAPPED, 'code.mapped'],
 ]);
 
 /** What a capture decodes with. The shaper is built over the same clock, CUDA state and self pids. */

@@ -13,6 +13,7 @@ import {
   type KernelRecord,
   type Message,
   type RunqueueSum,
+  type SpanContextStamp,
   type Task,
 } from './record.js';
 import { blockOp, futexOp, ipAddress, memcpyDirection, taskState, tcpState } from './vocabulary.js';
@@ -33,6 +34,8 @@ export interface KernelEvent {
   /** Equal to startUnixNano for point events. */
   endUnixNano: bigint;
   attributes: Attributes;
+  /** The app span active on the task when the event began, as its SDK published it: the span it belongs to. */
+  spanContext?: SpanContextStamp | undefined;
 }
 
 /** Records that are events; the others are bookkeeping. */
@@ -219,6 +222,7 @@ export class EventShaper {
       startUnixNano: this.parts.clock.toUnixNano(record.startNs),
       endUnixNano: this.parts.clock.toUnixNano(record.endNs),
       attributes,
+      spanContext: record.spanContext,
     };
   }
 

@@ -3,7 +3,7 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 7;
+export const ABI_VERSION = 8;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
 /** Holders a run-queue record names at most (CW_RUNQUEUE_HOLDERS). */
@@ -24,8 +24,8 @@ export const MESSAGE_PIPE = 0xffff;
  */
 export const LAYOUT = {
   cw_event: {
-    size: 160,
-    fields: { kind: 0, api: 2, cpu: 4, pid: 8, tid: 12, start_ns: 16, end_ns: 24, comm: 32, u: 48 },
+    size: 184,
+    fields: { kind: 0, api: 2, cpu: 4, pid: 8, tid: 12, start_ns: 16, end_ns: 24, comm: 32, context: 48, u: 72 },
   },
   cw_task: { size: 24, fields: { pid: 0, tid: 4, comm: 8 } },
   cw_launch: { size: 56, fields: { func: 0, stream: 8, shared_mem: 16, grid: 24, block: 36, ret: 48, device: 52 } },
@@ -41,6 +41,9 @@ export const LAYOUT = {
   cw_tcp: { size: 44, fields: { saddr: 0, daddr: 16, family: 32, sport: 34, dport: 36, state: 38, owner_known: 40 } },
   cw_register: { size: 112, fields: { func: 0, name: 8, name_addr: 104 } },
   cw_exec: { size: 4, fields: { ppid: 0 } },
+  cw_mapped: { size: 16, fields: { ino: 0, dev: 8 } },
+  cw_span_context: { size: 24, fields: { trace_id: 0, span_id: 16 } },
+  cw_otel_thread_ctx_record: { size: 25, fields: { ids: 0, valid: 24 } },
   cw_message: { size: 24, fields: { ends: 0, bytes: 16, family: 20, send: 22 } },
   cw_func_count: { size: 16, fields: { func: 0, count: 8 } },
   cw_launches: {
@@ -49,32 +52,34 @@ export const LAYOUT = {
   },
   cw_runqueue_sum: { size: 24, fields: { wait_ns: 0, max_ns: 8, count: 16, preempted: 20 } },
   cw_settings: {
-    size: 184,
+    size: 192,
     fields: {
       min_ns: 0,
-      window_ns: 144,
-      launch_whole_ns: 152,
-      runqueue_whole_ns: 160,
-      follow_all: 168,
-      exclude: 172,
-      shed: 180,
+      window_ns: 152,
+      launch_whole_ns: 160,
+      runqueue_whole_ns: 168,
+      follow_all: 176,
+      exclude: 180,
+      shed: 188,
     },
   },
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },
   cw_hello: { size: 16, fields: { abi_version: 0, event_size: 4, ringbuf_bytes: 8, ncpus: 12 } },
   cw_stats: {
-    size: 472,
+    size: 504,
     fields: {
       mono_ns: 0,
       real_ns: 8,
       drops: 16,
-      shed: 160,
-      events: 304,
-      ringbuf_used: 448,
-      followed: 456,
-      libraries: 460,
-      gpu_processes: 464,
-      unnamed_kernels: 468,
+      shed: 168,
+      events: 320,
+      ringbuf_used: 472,
+      followed: 480,
+      libraries: 484,
+      gpu_processes: 488,
+      unnamed_kernels: 492,
+      thread_ctx_processes: 496,
+      thread_ctx_unresolved: 500,
     },
   },
   cw_watermark: { size: 8, fields: { mono_ns: 0 } },
@@ -99,7 +104,8 @@ export const Kind = {
   IPC_MESSAGE: 15,
   CUDA_LAUNCHES: 16,
   SCHED_RUNQUEUE_SUM: 17,
-  MAX: 18,
+  CODE_MAPPED: 18,
+  MAX: 19,
 } as const;
 
 /**
@@ -197,6 +203,14 @@ interface Header {
   startNs: bigint;
   endNs: bigint;
   comm: string;
+  /** The app span active on the task when the event began (its OTEP 4947 thread context), if read. */
+  spanContext: SpanContextStamp | undefined;
+}
+
+/** Trace and span ids, lowercase hex, as OTLP spans carry them. */
+export interface SpanContextStamp {
+  traceId: string;
+  spanId: string;
 }
 
 /** device is DEVICE_UNKNOWN when the thread chose its device before the probes were attached. */
@@ -593,6 +607,14 @@ export class RecordError extends Error {
   override name = 'RecordError';
 }
 
+/** The record's cw_span_context, or undefined when it is all zero (none was read). */
+function spanContext(buf: Buffer, at: number): SpanContextStamp | undefined {
+  const C = LAYOUT.cw_span_context;
+  const spanId = buf.toString('hex', at + C.fields.span_id, at + C.size);
+  if (spanId === '0000000000000000') return undefined;
+  return { traceId: buf.toString('hex', at + C.fields.trace_id, at + C.fields.span_id), spanId };
+}
+
 /** Decodes a batch of records, as carried by one EVENTS frame. */
 export function decodeRecords(buf: Buffer): KernelRecord[] {
   if (buf.length % RECORD_SIZE !== 0) {
@@ -613,6 +635,7 @@ export function decodeRecords(buf: Buffer): KernelRecord[] {
       startNs: view.getBigUint64(r + E.start_ns, true),
       endNs: view.getBigUint64(r + E.end_ns, true),
       comm: cString(buf, r + E.comm, COMM_LEN),
+      spanContext: spanContext(buf, r + E.context),
       ...body(view.getUint16(r + E.kind, true), buf, view, r, index),
     });
   }
@@ -665,6 +688,10 @@ export interface Stats {
   gpuProcesses: number;
   /** Host stubs launched, never seen registered, that the loader found no symbol for. */
   unnamedKernels: number;
+  /** Processes whose published active span (OTEP 4947 thread context) the probes read. */
+  threadContextProcesses: number;
+  /** Processes found publishing one the probes cannot read (the loader said why), since its start. */
+  threadContextUnresolved: number;
 }
 
 export function decodeStats(buf: Buffer): Stats {
@@ -684,6 +711,8 @@ export function decodeStats(buf: Buffer): Stats {
     libraries: view.getUint32(S.fields.libraries, true),
     gpuProcesses: view.getUint32(S.fields.gpu_processes, true),
     unnamedKernels: view.getUint32(S.fields.unnamed_kernels, true),
+    threadContextProcesses: view.getUint32(S.fields.thread_ctx_processes, true),
+    threadContextUnresolved: view.getUint32(S.fields.thread_ctx_unresolved, true),
   };
 }
 

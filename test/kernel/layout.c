@@ -23,7 +23,8 @@ int main(void)
 	printf("{");
 	BEGIN("structs");
 	STRUCT(cw_event); FIELD(cw_event, kind); FIELD(cw_event, api); FIELD(cw_event, cpu); FIELD(cw_event, pid);
-	FIELD(cw_event, tid); FIELD(cw_event, start_ns); FIELD(cw_event, end_ns); FIELD(cw_event, comm); FIELD(cw_event, u);
+	FIELD(cw_event, tid); FIELD(cw_event, start_ns); FIELD(cw_event, end_ns); FIELD(cw_event, comm);
+	FIELD(cw_event, context); FIELD(cw_event, u);
 	END_STRUCT();
 	STRUCT(cw_task); FIELD(cw_task, pid); FIELD(cw_task, tid); FIELD(cw_task, comm); END_STRUCT();
 	STRUCT(cw_launch); FIELD(cw_launch, func); FIELD(cw_launch, stream); FIELD(cw_launch, shared_mem);
@@ -49,6 +50,10 @@ int main(void)
 	STRUCT(cw_register); FIELD(cw_register, func); FIELD(cw_register, name); FIELD(cw_register, name_addr);
 	END_STRUCT();
 	STRUCT(cw_exec); FIELD(cw_exec, ppid); END_STRUCT();
+	STRUCT(cw_mapped); FIELD(cw_mapped, ino); FIELD(cw_mapped, dev); END_STRUCT();
+	STRUCT(cw_span_context); FIELD(cw_span_context, trace_id); FIELD(cw_span_context, span_id); END_STRUCT();
+	STRUCT(cw_otel_thread_ctx_record); FIELD(cw_otel_thread_ctx_record, ids); FIELD(cw_otel_thread_ctx_record, valid);
+	END_STRUCT();
 	STRUCT(cw_message); FIELD(cw_message, ends); FIELD(cw_message, bytes); FIELD(cw_message, family);
 	FIELD(cw_message, send); END_STRUCT();
 	STRUCT(cw_func_count); FIELD(cw_func_count, func); FIELD(cw_func_count, count); END_STRUCT();
@@ -65,7 +70,8 @@ int main(void)
 	FIELD(cw_hello, ncpus); END_STRUCT();
 	STRUCT(cw_stats); FIELD(cw_stats, mono_ns); FIELD(cw_stats, real_ns); FIELD(cw_stats, drops); FIELD(cw_stats, shed);
 	FIELD(cw_stats, events); FIELD(cw_stats, ringbuf_used); FIELD(cw_stats, followed); FIELD(cw_stats, libraries);
-	FIELD(cw_stats, gpu_processes); FIELD(cw_stats, unnamed_kernels); END_STRUCT();
+	FIELD(cw_stats, gpu_processes); FIELD(cw_stats, unnamed_kernels); FIELD(cw_stats, thread_ctx_processes);
+	FIELD(cw_stats, thread_ctx_unresolved); END_STRUCT();
 	STRUCT(cw_watermark); FIELD(cw_watermark, mono_ns); END_STRUCT();
 	END();
 
@@ -80,7 +86,7 @@ int main(void)
 	VALUE(CW_KIND_SCHED_RUNQUEUE); VALUE(CW_KIND_SCHED_BLOCKED); VALUE(CW_KIND_FUTEX_WAIT); VALUE(CW_KIND_BLOCK_IO);
 	VALUE(CW_KIND_TCP_RETRANSMIT); VALUE(CW_KIND_CUDA_REGISTER); VALUE(CW_KIND_PROC_EXEC); VALUE(CW_KIND_CUDA_OP);
 	VALUE(CW_KIND_CUDA_MAPPED); VALUE(CW_KIND_PROC_EXIT); VALUE(CW_KIND_IPC_MESSAGE);
-	VALUE(CW_KIND_CUDA_LAUNCHES); VALUE(CW_KIND_SCHED_RUNQUEUE_SUM);
+	VALUE(CW_KIND_CUDA_LAUNCHES); VALUE(CW_KIND_SCHED_RUNQUEUE_SUM); VALUE(CW_KIND_CODE_MAPPED);
 	VALUE(CW_KIND_MAX);
 	END();
 

@@ -147,10 +147,23 @@ test('the mapped-library and GPU-exit records decode with their task alone', () 
   assert.deepEqual([mapped?.kind, mapped?.pid, exited?.kind, exited?.pid], [Kind.CUDA_MAPPED, 5, Kind.PROC_EXIT, 6]);
 });
 
+test("a record's thread context decodes as hex trace and span ids; all zero is none", () => {
+  const stamped = record({ kind: Kind.PROC_EXIT });
+  const at = LAYOUT.cw_event.fields.context;
+  const ids = Buffer.from('0af7651916cd43dd8448eb211c80319cb7ad6b7169203331', 'hex');
+  ids.copy(stamped, at);
+  const [withContext, without] = decodeRecords(Buffer.concat([stamped, record({ kind: Kind.PROC_EXIT })]));
+  assert.deepEqual(withContext?.spanContext, {
+    traceId: '0af7651916cd43dd8448eb211c80319c',
+    spanId: 'b7ad6b7169203331',
+  });
+  assert.equal(without?.spanContext, undefined);
+});
+
 test('a batch that is not whole records is refused', () => {
   assert.throws(() => decodeRecords(Buffer.alloc(200)), {
     name: 'RecordError',
-    message: /200 bytes is not a whole number of 160-byte records/,
+    message: new RegExp(`200 bytes is not a whole number of ${LAYOUT.cw_event.size}-byte records`),
   });
 });
 
@@ -168,7 +181,7 @@ test('HELLO from a loader with another ABI is refused', () => {
 test('HELLO of a recording made with another ABI is refused, naming both ABIs', () => {
   assert.throws(() => decodeHello(payload(hello({ abiVersion: ABI_VERSION - 1 })), 'recording'), {
     name: 'RecordError',
-    message: `the recording was made with ABI ${ABI_VERSION - 1} (160-byte records), this causeway reads ABI ${ABI_VERSION} (160-byte records): replay it with the causeway version that recorded it`,
+    message: `the recording was made with ABI ${ABI_VERSION - 1} (${LAYOUT.cw_event.size}-byte records), this causeway reads ABI ${ABI_VERSION} (${LAYOUT.cw_event.size}-byte records): replay it with the causeway version that recorded it`,
   });
 });
 
