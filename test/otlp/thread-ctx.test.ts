@@ -2,7 +2,9 @@
 // the process the way Causeway's probes read it: the thread pointer plus the TP offset that the
 // library's GOT holds for otel_thread_ctx_v1 (initial-exec TLS), then the record it points to,
 // from /proc/PID/mem. The app stops each thread where the test reads (blocked in a read, as a
-// thread is in a kernel event) and says which span must be published there.
+// thread is in a kernel event) and says which span must be published there. Then with the real
+// probes (the loader's reader of the same variable): the GPU sync that blocks the loop is
+// stamped with the span of the request that waits in it.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -10,7 +12,15 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import { ROOT } from '../bpf/session.js';
+import {
+  ROOT,
+  SIM_CUDART,
+  kernelAvailable,
+  privateGpu,
+  settle,
+  startCapture,
+  type CapturedEvent,
+} from '../bpf/session.js';
 import { pythonBin } from '../e2e/backends.js';
 
 const APP = join(ROOT, 'test', 'fixtures', 'apps', 'python_thread_ctx_service.py');
@@ -166,4 +176,34 @@ test('without its library the writer warns once and the app runs on', async (t) 
   const warnings = app.stderr().match(/no thread contexts are published/g) ?? [];
   assert.equal(warnings.length, 1, app.stderr());
   assert.match(app.stderr(), /\/nonexistent\/libcauseway_thread_ctx\.so/);
+});
+
+test('with real probes, the GPU sync blocking the loop is stamped with the request that waits in it, not the later one', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(t, ['--comm', 'python', '--min-duration-us', '1000']);
+  const app = startApp(['aiohttp', SIM_CUDART, '100'], { ...process.env, ...privateGpu(t) });
+  t.after(app.kill);
+  const { port } = (await app.next()) as { port: number };
+  const a = fetch(`http://127.0.0.1:${String(port)}/a`).then((r) => r.text());
+  assert.deepEqual(await app.next(), { started: 'a' });
+  const b = fetch(`http://127.0.0.1:${String(port)}/b`).then((r) => r.text());
+  const stopA = (await app.next()) as unknown as Stop;
+  const stopB = (await app.next()) as unknown as Stop;
+  assert.deepEqual(await Promise.all([a, b]), ['a', 'b']);
+  await settle();
+  await capture.stop();
+
+  assert.match(
+    capture.stderr,
+    new RegExp(`pid ${String(app.pid)} publishes its active span \\(initial-exec in .*libcauseway_thread_ctx\\.so`),
+  );
+  const syncs = capture
+    .of('cuda.sync', (e) => e.pid === app.pid && e.tid === stopA.tid)
+    .sort((x, y) => Number(BigInt(x.start_unix_nano) - BigInt(y.start_unix_nano)));
+  const stamps = syncs.map((e) => (e as CapturedEvent & { span_context?: unknown }).span_context);
+  // A's sync first (B, started later, was awaiting a timer meanwhile), then B's own.
+  assert.deepEqual(stamps, [
+    { trace_id: stopA.trace_id, span_id: stopA.span_id },
+    { trace_id: stopB.trace_id, span_id: stopB.span_id },
+  ]);
 });
