@@ -1,6 +1,10 @@
 // Attaches kernel events to the app spans they happened in (DESIGN, "Attaching kernel events
-// to traces"): an event on host (pid, tid) belongs to the innermost span of that thread that
-// was active when the event began. App spans arrive late (exporters batch for seconds), so
+// to traces"). An event stamped with the span its app published as active when it began
+// (OTEP 4947 thread context, read by the probes) belongs to that span, whatever thread ran it:
+// scope exact. Otherwise an event on host (pid, tid) belongs to the innermost span of that
+// thread that was active when the event began: scope thread, or ambiguous when another span of
+// the thread (not an ancestor) was open then too, as on an event loop; process when the span's
+// thread is unknown. App spans arrive late (exporters batch for seconds), so
 // events are kept for a bounded window and a span is joined once the event watermark has
 // passed its end; inner spans end first, so joining in order of end gives them their events.
 // The watermark comes from the capture: every kernel event ending before it has been read
@@ -26,6 +30,35 @@ export interface JoinableSpan {
   endUnixNano: bigint;
   attributes: Record<string, unknown>;
   resource: Record<string, unknown>;
+  parentSpanId?: string;
+}
+
+/** How surely an event is the span's (causeway.attach.scope), surest first. */
+export type AttachScope = A.CausewayAttachScopeValue;
+
+const SCOPE_ORDER: readonly AttachScope[] = [
+  A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT,
+  A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD,
+  A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS,
+  A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS,
+];
+
+/** How surely the event is the attachment's span's. */
+export function scopeOf(attachment: Attachment, event: KernelEvent): AttachScope {
+  return (
+    attachment.scopes?.get(event) ??
+    (attachment.place.hostTid === undefined
+      ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS
+      : A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD)
+  );
+}
+
+/** The least sure of the scopes; undefined for none. */
+export function weakestScope(scopes: Iterable<AttachScope>): AttachScope | undefined {
+  let weakest: AttachScope | undefined;
+  for (const scope of scopes)
+    if (weakest === undefined || SCOPE_ORDER.indexOf(scope) > SCOPE_ORDER.indexOf(weakest)) weakest = scope;
+  return weakest;
 }
 
 /** Where a span ran on this host, as far as can be told. */
@@ -49,6 +82,8 @@ export interface Attachment<S extends JoinableSpan = JoinableSpan> {
    * and the linked waits of other processes it waited on (linked.ts: new events, not held here).
    */
   events: KernelEvent[];
+  /** How surely each event taken is the span's; one not in it (a linked wait) has its place's scope (scopeOf). */
+  scopes?: Map<KernelEvent, AttachScope>;
 }
 
 export interface CorrelatorOptions<S extends JoinableSpan> {
@@ -72,6 +107,10 @@ export interface CorrelatorCounters {
   spansNotHere: number;
   spansRefused: number;
   eventsAttached: number;
+  /** Of those, attached by the span their thread context named (scope exact). */
+  eventsAttachedExact: number;
+  /** Attached to the innermost of several spans open on their thread, no context saying which (scope ambiguous). */
+  eventsAttachedAmbiguous: number;
   /** Other processes' waits linked to spans (a wait linked to N spans counts N times). */
   eventsLinked: number;
   eventsEvictedUnjoined: number;
@@ -107,6 +146,14 @@ interface HeldEvent {
   takenAtStart: bigint | null;
 }
 
+/** A span on a known thread, as long as events may still come for it: to tell whether another was open. */
+interface ThreadSpan {
+  spanId: string;
+  parentSpanId: string | undefined;
+  start: bigint;
+  end: bigint;
+}
+
 /** A thread's held events, by start once sorted, and how long the longest of them lasted. */
 interface ThreadEvents {
   held: HeldEvent[];
@@ -131,6 +178,10 @@ function firstStartingAt(list: HeldEvent[], start: bigint): number {
 
 export class Correlator<S extends JoinableSpan> {
   private readonly byThread = new Map<number, Map<number, ThreadEvents>>();
+  /** Held events stamped with a span, by span id: that span alone takes them. */
+  private readonly bySpan = new Map<string, HeldEvent[]>();
+  /** The spans of each known thread (pid/tid), kept as long as events are. */
+  private readonly threadSpans = new Map<string, ThreadSpan[]>();
   private pending: { span: S; place: SpanPlace }[] = [];
   private heldCount = 0;
   private newestEventEnd: bigint | undefined;
@@ -149,6 +200,8 @@ export class Correlator<S extends JoinableSpan> {
     spansNotHere: 0,
     spansRefused: 0,
     eventsAttached: 0,
+    eventsAttachedExact: 0,
+    eventsAttachedAmbiguous: 0,
     eventsLinked: 0,
     eventsEvictedUnjoined: 0,
     eventsEvictedOverBound: 0,
@@ -201,6 +254,11 @@ export class Correlator<S extends JoinableSpan> {
       // out of order goes in at its place, near the end, rather than re-sorting the list later.
       const last = held.at(-1);
       const entry: HeldEvent = { event, takenAtStart: null };
+      if (event.spanContext !== undefined) {
+        const stamped = this.bySpan.get(event.spanContext.spanId);
+        if (stamped === undefined) this.bySpan.set(event.spanContext.spanId, [entry]);
+        else stamped.push(entry);
+      }
       if (last === undefined || last.event.startUnixNano <= event.startUnixNano) held.push(entry);
       else held.splice(firstStartingAt(held, event.startUnixNano + 1n), 0, entry);
       const duration = event.endUnixNano - event.startUnixNano;
@@ -222,6 +280,17 @@ export class Correlator<S extends JoinableSpan> {
         refused++;
       } else {
         this.pending.push({ span, place });
+        if (place.hostTid !== undefined) {
+          const key = `${String(place.hostPid)}/${String(place.hostTid)}`;
+          let spans = this.threadSpans.get(key);
+          if (spans === undefined) this.threadSpans.set(key, (spans = []));
+          spans.push({
+            spanId: span.spanId,
+            parentSpanId: span.parentSpanId,
+            start: span.startUnixNano,
+            end: span.endUnixNano,
+          });
+        }
       }
     }
     this.count.spansRefused += refused;
@@ -271,7 +340,8 @@ export class Correlator<S extends JoinableSpan> {
         this.held,
       );
       this.count.eventsLinked += linked.length;
-      return { span, place, events: [...this.take(span, place), ...linked] };
+      const scopes = this.take(span, place);
+      return { span, place, events: [...scopes.keys(), ...linked], scopes };
     });
     this.count.spansJoined += attachments.length;
     const joined = attachments.filter((a) => a.events.length > 0);
@@ -325,6 +395,14 @@ export class Correlator<S extends JoinableSpan> {
         spansNotHere: counter('causeway_correlator_spans_not_here', 'App spans from processes not on this host.'),
         spansRefused: counter('causeway_correlator_spans_refused', 'App spans refused: too many waiting to be joined.'),
         eventsAttached: counter('causeway_correlator_events_attached', 'Kernel events attached to app spans.'),
+        eventsAttachedExact: counter(
+          'causeway_correlator_events_attached_exact',
+          'Kernel events attached to the span their thread context named (OTEP 4947): scope exact.',
+        ),
+        eventsAttachedAmbiguous: counter(
+          'causeway_correlator_events_attached_ambiguous',
+          'Kernel events attached to the innermost of several spans open on their thread, no thread context saying which: scope ambiguous.',
+        ),
         eventsLinked: counter(
           'causeway_correlator_events_linked',
           "Other processes' waits linked to the app spans that waited on them.",
@@ -362,27 +440,74 @@ export class Correlator<S extends JoinableSpan> {
     );
   }
 
-  /** The events that began within the span on its thread and that no inner span took, but messages. */
-  private take(span: S, place: SpanPlace): KernelEvent[] {
+  /**
+   * The events stamped with the span, and those that began within it on its thread, unstamped,
+   * that no inner span took, but messages; each with how surely it is the span's.
+   */
+  private take(span: S, place: SpanPlace): Map<KernelEvent, AttachScope> {
+    const taken = new Map<KernelEvent, AttachScope>();
+    const claim = (held: HeldEvent, scope: AttachScope) => {
+      if (held.takenAtStart === null) {
+        this.count.eventsAttached++;
+        if (scope === A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT) this.count.eventsAttachedExact++;
+        if (scope === A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS) this.count.eventsAttachedAmbiguous++;
+      }
+      held.takenAtStart = span.startUnixNano;
+      taken.set(held.event, scope);
+    };
+    for (const held of this.bySpan.get(span.spanId) ?? [])
+      if (held.event.spanContext?.traceId === span.traceId && held.event.kind !== A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE)
+        claim(held, A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT);
     const threads = this.byThread.get(place.hostPid);
-    if (threads === undefined) return [];
     const lists =
+      threads === undefined
+        ? []
+        : place.hostTid === undefined
+          ? Array.from(threads.values(), (thread) => thread.held)
+          : [threads.get(place.hostTid)?.held ?? []];
+    const others =
       place.hostTid === undefined
-        ? Array.from(threads.values(), (thread) => thread.held)
-        : [threads.get(place.hostTid)?.held ?? []];
-    const taken: KernelEvent[] = [];
+        ? []
+        : this.othersOnThread(span, this.threadSpans.get(`${String(place.hostPid)}/${String(place.hostTid)}`) ?? []);
     for (const list of lists) {
       for (let i = firstStartingAt(list, span.startUnixNano); i < list.length; i++) {
         const held = list[i];
         if (held === undefined || held.event.startUnixNano >= span.endUnixNano) break;
+        if (held.event.spanContext !== undefined) continue; // its own span takes it
         if (held.takenAtStart !== null && held.takenAtStart > span.startUnixNano) continue; // an inner span has it
         if (held.event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) continue; // messages only link (linked.ts)
-        if (held.takenAtStart === null) this.count.eventsAttached++;
-        held.takenAtStart = span.startUnixNano;
-        taken.push(held.event);
+        const start = held.event.startUnixNano;
+        const open = others.filter((o) => o.start <= start && start < o.end);
+        // A span of the thread that began later and was open then is the innermost: it takes the event.
+        if (open.some((o) => o.start > span.startUnixNano)) continue;
+        claim(
+          held,
+          place.hostTid === undefined
+            ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS
+            : open.length > 0
+              ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS
+              : A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD,
+        );
       }
     }
-    return taken.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+    return new Map([...taken].sort(([a], [b]) => byTime(a.startUnixNano, b.startUnixNano)));
+  }
+
+  /** The other spans of the span's thread that are not its ancestors: open with it, they make its events ambiguous. */
+  private othersOnThread(span: S, spans: ThreadSpan[]): ThreadSpan[] {
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    const ancestors = new Set<string>();
+    for (let parent = span.parentSpanId; parent !== undefined && !ancestors.has(parent);) {
+      ancestors.add(parent);
+      parent = byId.get(parent)?.parentSpanId;
+    }
+    return spans.filter(
+      (s) =>
+        s.spanId !== span.spanId &&
+        !ancestors.has(s.spanId) &&
+        s.end > span.startUnixNano &&
+        s.start < span.endUnixNano,
+    );
   }
 
   /** The events of a list that began in [from, to]. */
@@ -396,8 +521,13 @@ export class Correlator<S extends JoinableSpan> {
     return found;
   }
 
-  /** Drops events that ended before `before`, and the oldest beyond maxEvents. */
+  /** Drops events that ended before `before`, and the oldest beyond maxEvents; and the spans that ended before it. */
   private evict(before: bigint): void {
+    for (const [key, spans] of this.threadSpans) {
+      const kept = spans.filter((s) => s.end >= before);
+      if (kept.length === 0) this.threadSpans.delete(key);
+      else if (kept.length < spans.length) this.threadSpans.set(key, kept);
+    }
     for (const [pid, threads] of this.byThread) {
       for (const [tid, thread] of threads) {
         const list = thread.held;
@@ -420,6 +550,14 @@ export class Correlator<S extends JoinableSpan> {
     }
   }
 
+  private forgetStamped(held: HeldEvent): void {
+    const spanId = held.event.spanContext?.spanId;
+    if (spanId === undefined) return;
+    const stamped = (this.bySpan.get(spanId) ?? []).filter((h) => h !== held);
+    if (stamped.length === 0) this.bySpan.delete(spanId);
+    else this.bySpan.set(spanId, stamped);
+  }
+
   private dropFront(thread: ThreadEvents, n: number): void {
     if (n === 0) return;
     const list = thread.held;
@@ -429,6 +567,7 @@ export class Correlator<S extends JoinableSpan> {
       if (thread.longestNs > 0n && held.event.endUnixNano - held.event.startUnixNano === thread.longestNs)
         droppedLongest = true;
     }
+    for (const held of list.slice(0, n)) this.forgetStamped(held);
     list.splice(0, n);
     this.heldCount -= n;
     // The longest one gone: the bound shrinks to what is left, so one long wait does not widen every later search.

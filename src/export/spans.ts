@@ -9,7 +9,13 @@ import { resourceFromAttributes, type Resource } from '@opentelemetry/resources'
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
 import { SUMMARIZED, isBlockedLaunch, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
-import type { Attachment, JoinableSpan } from '../correlate/correlator.js';
+import {
+  scopeOf,
+  weakestScope,
+  type Attachment,
+  type AttachScope,
+  type JoinableSpan,
+} from '../correlate/correlator.js';
 import { isLinked } from '../correlate/linked.js';
 
 /** Child spans per app span at most: the longest intervals; the summary counts all. */
@@ -86,7 +92,7 @@ export const isPoint = (event: KernelEvent) =>
 
 const number = (value: unknown) => (typeof value === 'number' ? value : 0);
 
-function attributesOf(event: KernelEvent, scope: 'thread' | 'process'): Attributes {
+function attributesOf(event: KernelEvent, scope: AttachScope): Attributes {
   return {
     ...(event.attributes as Attributes),
     [A.ATTR_CAUSEWAY_KIND]: event.kind,
@@ -134,13 +140,15 @@ function summary(
   resource: Resource,
   app: JoinableSpan,
   events: KernelEvent[],
-  scope: 'thread' | 'process',
+  scopeOfEvent: (event: KernelEvent) => AttachScope,
 ): ReadableSpan {
   const perKind = new Map<string, bigint>();
   // Launches, blocked or not, are summed with the launch count below.
   for (const event of events)
     if (!isPoint(event) && event.kind !== 'cuda.launch')
       perKind.set(event.kind, (perKind.get(event.kind) ?? 0n) + durationNs(event));
+  // The span-level scope is the weakest of its events': "exact" only when every one was.
+  const scope = weakestScope(events.map(scopeOfEvent)) ?? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS;
   const attributes: Attributes = { [A.ATTR_CAUSEWAY_ATTACH_SCOPE]: scope };
   // Summed run-queue waits count as run-queue time: their total, not their window's length.
   const summedWaits = events
@@ -171,7 +179,7 @@ function summary(
   const timed: TimedEvent[] = points.slice(0, MAX_SUMMARY_EVENTS).map((e) => ({
     name: e.kind,
     time: hrTime(e.startUnixNano),
-    attributes: { ...attributesOf(e, scope), [A.ATTR_CAUSEWAY_DURATION_MS]: ms(durationNs(e)) },
+    attributes: { ...attributesOf(e, scopeOfEvent(e)), [A.ATTR_CAUSEWAY_DURATION_MS]: ms(durationNs(e)) },
   }));
   return readable(
     resource,
@@ -191,8 +199,8 @@ export class KernelSpanBuilder {
   private readonly resources = new Map<string, Resource>();
 
   build(attachment: Attachment): ReadableSpan[] {
-    const { span: app, events, place } = attachment;
-    const scope = place.hostTid === undefined ? 'process' : 'thread';
+    const { span: app, events } = attachment;
+    const scope = (event: KernelEvent) => scopeOf(attachment, event);
     const resource = this.resource(app.resource);
     const intervals = events
       .filter((e) => !isPoint(e))
@@ -208,7 +216,7 @@ export class KernelSpanBuilder {
           kernelSpanName(e),
           e.startUnixNano,
           e.endUnixNano,
-          attributesOf(e, scope),
+          attributesOf(e, scope(e)),
         ),
       ),
     ];

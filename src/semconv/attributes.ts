@@ -319,13 +319,17 @@ export const ATTR_CAUSEWAY_REMOTE_COMM = 'causeway.remote.comm';
 /** How many requests the one wait served (requests whose exchanges with the process were open across it); divide its time by this to count it once. */
 export const ATTR_CAUSEWAY_SHARED_COUNT = 'causeway.shared.count';
 
-/** Whether kernel events were matched to the app span's thread or only to its process. */
+/** How surely a kernel event belongs to the app span it is attached to, surest first: exact, thread, ambiguous, process. A kernel event's span (and a summary's span event) carries its own; the summary span the weakest of its events'. */
 export const ATTR_CAUSEWAY_ATTACH_SCOPE = 'causeway.attach.scope';
-/** The app span named its OS thread: events are that thread's. */
+/** The app published this span as active when the event began (OpenTelemetry thread context, OTEP 4947, read by the probes): the event is the span's, whatever thread ran it. */
+export const CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT = 'exact';
+/** The app span named its OS thread: the event began on it while the span was its innermost open span, and no other span of the thread (not an ancestor) was open. */
 export const CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD = 'thread';
+/** As thread, but another span of that thread (not an ancestor) was open when the event began, as on an event loop, and no thread context said which one ran: the event may be the other's. */
+export const CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS = 'ambiguous';
 /** The app span named no thread: events are the whole process's (lower confidence). */
 export const CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS = 'process';
-export type CausewayAttachScopeValue = 'thread' | 'process';
+export type CausewayAttachScopeValue = 'exact' | 'thread' | 'ambiguous' | 'process';
 
 /** The duration of a point event's call (a launch) in milliseconds, on span events. */
 export const ATTR_CAUSEWAY_DURATION_MS = 'causeway.duration_ms';

@@ -204,12 +204,14 @@ export function readTraces(document: unknown): Map<string, TraceContents> {
           const point = kernelEvent(attributes(event.attributes), pid, event.timeUnixNano);
           if (point !== undefined) found.push(point);
         }
-        // Thread-scoped: every event is on the app span's own thread.
+        // Thread-scoped (or ambiguous, which is thread-scoped too): every event is on the app span's own thread.
+        // Exact ones need not be: the span's published context named it, whatever thread ran it.
         const first = found[0];
         if (
           first !== undefined &&
           parentSpanId !== undefined &&
-          attrs[A.ATTR_CAUSEWAY_ATTACH_SCOPE] === A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD
+          (attrs[A.ATTR_CAUSEWAY_ATTACH_SCOPE] === A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD ||
+            attrs[A.ATTR_CAUSEWAY_ATTACH_SCOPE] === A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS)
         )
           hostTids.set(traceId + parentSpanId, first.tid);
         if (first !== undefined && first.pid !== pid) hostPids.set(processKey, first.pid);

@@ -240,7 +240,7 @@ test('its counters and lag are instruments of the meter it is given, read at eac
   const { correlator, addSpans } = setup(now, { meter: m.meter });
   assert.equal(await m.value('causeway_correlator_newest_event_age_seconds'), undefined, 'no event yet');
   correlator.addEvents([event(7, 19n * S, 19n * S + 750n * MS), event(8, 19n * S, 19n * S + 100n * MS)]);
-  addSpans([span('done', 19n * S - MS, 19n * S + MS, 7), span('waiting', 19n * S, 19n * S + 900n * MS, 7)]);
+  addSpans([span('done', 19n * S - MS, 19n * S + MS, 7), span('waiting', 19n * S + MS, 19n * S + 900n * MS, 7)]);
   addSpans([{ ...span('elsewhere', S, 2n * S, 7), resource: { 'process.pid': 5 } }]);
   correlator.join();
   assert.equal(await m.value('causeway_correlator_spans_joined'), 1);
@@ -278,3 +278,74 @@ test('events that arrive out of start order are each found by the span they bega
   assert.deepEqual(starts.get('middle'), [10n * S + 400n * MS]);
   assert.deepEqual(starts.get('last'), [10n * S + 300n * MS, 10n * S + 500n * MS]);
 });
+
+test('a stamped event goes to the span its thread context named, whatever its thread, with scope exact', () => {
+  const now = { t: 12n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  const first = span('first', 10n * S, 10n * S + 500n * MS, 7);
+  const second = span('second', 10n * S + 100n * MS, 10n * S + 600n * MS, 7);
+  // Begun on thread 7 while second was the later-started span, but published as first's; and one
+  // stamped on a pool thread (9) that neither span names.
+  const onLoop = {
+    ...event(7, 10n * S + 200n * MS, 10n * S + 300n * MS),
+    spanContext: { traceId: first.traceId, spanId: 'first' },
+  };
+  const onPool = {
+    ...event(9, 10n * S + 250n * MS, 10n * S + 350n * MS),
+    spanContext: { traceId: first.traceId, spanId: 'first' },
+  };
+  const unstamped = event(7, 10n * S + 400n * MS, 10n * S + 450n * MS);
+  correlator.addEvents([onLoop, onPool, unstamped]);
+  addSpans([first, second]);
+  correlator.join();
+  const byId = new Map(joined.map((a) => [a.span.spanId, a]));
+  const firstJoined = byId.get('first');
+  assert.deepEqual(firstJoined?.events, [onLoop, onPool]);
+  assert.deepEqual([...(firstJoined?.scopes?.values() ?? [])], ['exact', 'exact']);
+  // The unstamped one began while both were open on thread 7: the innermost takes it, ambiguous.
+  assert.deepEqual(byId.get('second')?.events, [unstamped]);
+  assert.equal(byId.get('second')?.scopes?.get(unstamped), 'ambiguous');
+  assert.equal(correlator.counters().eventsAttachedExact, 2);
+  assert.equal(correlator.counters().eventsAttachedAmbiguous, 1);
+});
+
+test('a stamped event of another trace with the same span id is not taken', () => {
+  const now = { t: 12n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  correlator.addEvents([
+    { ...event(7, 10n * S + 200n * MS, 10n * S + 300n * MS), spanContext: { traceId: 'b'.repeat(32), spanId: 'only' } },
+  ]);
+  addSpans([span('only', 10n * S, 10n * S + 500n * MS, 7)]);
+  correlator.join();
+  assert.equal(joined.length, 0);
+});
+
+test("an event under a child span on the child's thread is thread scope: its open parent is an ancestor", () => {
+  const now = { t: 12n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  const wait = event(7, 10n * S + 200n * MS, 10n * S + 300n * MS);
+  correlator.addEvents([wait]);
+  addSpans([
+    span('server', 10n * S, 11n * S, 7),
+    { ...span('handler', 10n * S + 100n * MS, 10n * S + 900n * MS, 7), parentSpanId: 'server' },
+  ]);
+  correlator.join();
+  const handler = joined.find((a) => a.span.spanId === 'handler');
+  assert.deepEqual(handler?.events, [wait]);
+  assert.equal(handler?.scopes?.get(wait), 'thread');
+});
+
+test('an event of a span known only by its process is process scope', () => {
+  const now = { t: 12n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  const wait = event(7, 10n * S + 200n * MS, 10n * S + 300n * MS);
+  correlator.addEvents([wait]);
+  addSpans([span('somewhere', 10n * S, 10n * S + 500n * MS)]);
+  correlator.join();
+  assert.equal(single(joined).scopes?.get(wait), 'process');
+});
+
+function single<T>(items: T[]): T {
+  assert.equal(items.length, 1);
+  return items[0] as T;
+}

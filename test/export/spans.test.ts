@@ -216,3 +216,25 @@ test("a run-queue wait's span carries every task that held the CPU with its on-C
   assert.deepEqual(behindCauseway.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM], ['hog']);
   assert.equal(behindCauseway.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS], 2);
 });
+
+test("each kernel span says its own event's attach scope; the summary the weakest of them", () => {
+  const [exact, ambiguous] = EVENTS as [KernelEvent, KernelEvent];
+  const spans = new KernelSpanBuilder().build({
+    span: request.span,
+    place: { hostPid: app.pid, hostTid: app.tid },
+    events: [exact, ambiguous],
+    scopes: new Map([
+      [exact, A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT],
+      [ambiguous, A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS],
+    ]),
+  });
+  const [summary, ...children] = spans;
+  assert.equal(summary?.attributes[A.ATTR_CAUSEWAY_ATTACH_SCOPE], 'ambiguous');
+  assert.deepEqual(
+    children.map((s) => [s.name, s.attributes[A.ATTR_CAUSEWAY_ATTACH_SCOPE]]),
+    [
+      ['futex wait', 'exact'],
+      ['cudaStreamSynchronize', 'ambiguous'],
+    ],
+  );
+});
