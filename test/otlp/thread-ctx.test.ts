@@ -4,7 +4,8 @@
 // from /proc/PID/mem. The app stops each thread where the test reads (blocked in a read, as a
 // thread is in a kernel event) and says which span must be published there. Then with the real
 // probes (the loader's reader of the same variable): the GPU sync that blocks the loop is
-// stamped with the span of the request that waits in it.
+// stamped with the span of the request that waits in it, and through the whole pipeline (the
+// collector, the sidecar, Jaeger, explain_trace over MCP) lands in that request's trace only.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -12,6 +13,10 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Explanation } from '../../src/correlate/explanation.js';
+import * as A from '../../src/semconv/attributes.js';
 import {
   ROOT,
   SIM_CUDART,
@@ -21,7 +26,9 @@ import {
   startCapture,
   type CapturedEvent,
 } from '../bpf/session.js';
-import { pythonBin } from '../e2e/backends.js';
+import { until } from '../cli/sidecar.js';
+import { attribute, getTrace, pythonBin, spansOf, type OtlpSpan } from '../e2e/backends.js';
+import { startPipeline } from '../e2e/pipeline.js';
 
 const APP = join(ROOT, 'test', 'fixtures', 'apps', 'python_thread_ctx_service.py');
 const LIBRARY = join(ROOT, 'src', 'otlp', 'python', 'libcauseway_thread_ctx.so');
@@ -197,13 +204,80 @@ test('with real probes, the GPU sync blocking the loop is stamped with the reque
     capture.stderr,
     new RegExp(`pid ${String(app.pid)} publishes its active span \\(initial-exec in .*libcauseway_thread_ctx\\.so`),
   );
-  const syncs = capture
-    .of('cuda.sync', (e) => e.pid === app.pid && e.tid === stopA.tid)
-    .sort((x, y) => Number(BigInt(x.start_unix_nano) - BigInt(y.start_unix_nano)));
-  const stamps = syncs.map((e) => (e as CapturedEvent & { span_context?: unknown }).span_context);
-  // A's sync first (B, started later, was awaiting a timer meanwhile), then B's own.
-  assert.deepEqual(stamps, [
-    { trace_id: stopA.trace_id, span_id: stopA.span_id },
-    { trace_id: stopB.trace_id, span_id: stopB.span_id },
-  ]);
+  const syncs = capture.of('cuda.sync', (e) => e.pid === app.pid);
+  // Only A syncs (B, started later, awaits a timer meanwhile): the stamp is A's span.
+  assert.deepEqual(
+    syncs.map((e) => [e.tid, (e as CapturedEvent & { span_context?: unknown }).span_context]),
+    [[stopA.tid, { trace_id: stopA.trace_id, span_id: stopA.span_id }]],
+  );
+  assert.equal(stopB.tid, stopA.tid, 'both requests ran on the loop thread');
+});
+
+test("end to end: A's GPU sync lands in A's trace, not in that of B started later, and explain_trace on A answers it", async (t) => {
+  if (!kernelAvailable(t)) return;
+  const { jaeger, collector, sidecar } = await startPipeline(t);
+  const app = startApp(['aiohttp', SIM_CUDART, '200'], {
+    ...process.env,
+    ...privateGpu(t),
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+  });
+  t.after(app.kill);
+  const { port } = (await app.next()) as { port: number };
+  const url = (path: string) => `http://127.0.0.1:${String(port)}${path}`;
+  // Causeway follows the app from its spans: requests until its CUDA library is probed and
+  // its thread-context variable found.
+  await until(`the sidecar to probe pid ${String(app.pid)}: ${sidecar.log()}`, 30_000, async () => {
+    await (await fetch(url('/ready'))).text();
+    const log = sidecar.log();
+    return log.includes(`GPU process ${String(app.pid)} `) &&
+      log.includes(`pid ${String(app.pid)} publishes its active span`)
+      ? true
+      : undefined;
+  });
+  const a = fetch(url('/a')).then((r) => r.text());
+  assert.deepEqual(await app.next(), { started: 'a' });
+  const b = fetch(url('/b')).then((r) => r.text());
+  const stopA = (await app.next()) as unknown as Stop;
+  const stopB = (await app.next()) as unknown as Stop;
+  assert.deepEqual(await Promise.all([a, b]), ['a', 'b']);
+
+  const syncUnder = (spans: OtlpSpan[], parent: string) =>
+    spans.find((s) => s.parentSpanId === parent && attribute(s, A.ATTR_CAUSEWAY_KIND) === 'cuda.sync');
+  const traceA = await getTrace(jaeger.queryUrl, stopA.trace_id, {
+    timeoutMs: 30_000,
+    until: (tr) => syncUnder(spansOf(tr), stopA.span_id) !== undefined,
+  });
+  const spansA = traceA === undefined ? [] : spansOf(traceA);
+  const sync = syncUnder(spansA, stopA.span_id);
+  assert.ok(
+    sync,
+    `no cuda.sync under A's span ${stopA.span_id} in Jaeger, only ${JSON.stringify(spansA.map((s) => [s.name, s.spanId, s.parentSpanId]))}; sidecar: ${sidecar.log()}`,
+  );
+  assert.equal(attribute(sync, A.ATTR_CAUSEWAY_ATTACH_SCOPE), 'exact');
+
+  const traceB = await getTrace(jaeger.queryUrl, stopB.trace_id, {
+    until: (tr) => spansOf(tr).some((s) => s.spanId === stopB.span_id),
+  });
+  assert.ok(traceB, `B's trace ${stopB.trace_id} not in Jaeger`);
+  assert.deepEqual(
+    spansOf(traceB)
+      .filter((s) => attribute(s, A.ATTR_CAUSEWAY_KIND) === 'cuda.sync')
+      .map((s) => s.spanId),
+    [],
+    "no GPU sync in B's trace",
+  );
+
+  // explain_trace follows the critical path through what its thread did: on A's, the sync. (On
+  // B's, the same thread's sync is still named: B waited for the loop that A's sync held; the
+  // stamp does not yet tell explain_trace that the wait was another request's.)
+  const mcp = new Client({ name: 'thread-ctx-test', version: '1' });
+  await mcp.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
+  t.after(() => mcp.close());
+  const answerA = await until(`explain_trace of ${stopA.trace_id}`, 10_000, async () => {
+    const result = await mcp.callTool({ name: 'explain_trace', arguments: { trace_id: stopA.trace_id } });
+    return result.isError === true ? undefined : (result.structuredContent as Explanation);
+  });
+  assert.equal(answerA.root_cause?.kind, 'cuda.sync', answerA.summary);
+  assert.equal(answerA.root_cause.span_id, stopA.span_id, "on A's span");
 });
