@@ -7,7 +7,8 @@
 // (pipeline.ts); the store and the MCP tools at 1M events (store.ts); what finding every GPU
 // process costs on a node with many processes (discovery.ts); what in-kernel reduction saves
 // (reduction.ts); the whole sidecar under load and under a flood (load.ts); what reading the
-// thread context costs the CUDA probe (thread-ctx.ts); then a table against issue 11's targets
+// thread context costs the CUDA probe (thread-ctx.ts); what the Python thread-context writer
+// adds per asyncio task switch (python-thread-ctx.ts); then a table against issue 11's targets
 // for what was measured.
 //
 // Options: --rounds N (default 5), --round-seconds S (default 1: how long each configuration
@@ -31,6 +32,7 @@ import { pipelineRows } from './pipeline.js';
 import { describeOverFloor, describeRatio, roundOrder, spread } from './rounds.js';
 import { reductionRows } from './reduction.js';
 import { storeIntakeRows, storeRows } from './store.js';
+import { pythonThreadContextRows } from './python-thread-ctx.js';
 import { threadContextRows } from './thread-ctx.js';
 
 const { values: options } = parseArgs({
@@ -452,6 +454,7 @@ const MEASURES: Record<string, (targets: TargetCheck[]) => Promise<string[]>> = 
   pipeline: pipelineRows,
   store: storeRows,
   'store-intake': storeIntakeRows,
+  'python-thread-ctx': () => pythonThreadContextRows(ROUNDS, ROUND_SECONDS),
   'sidecar-load': async (targets) => {
     const report = await sidecarLoadRun(false);
     targets.push(...loadTargets(report, { eventsPerS: LOAD_EVENTS_PER_S, spansPerS: LOAD_SPANS_PER_S }));

@@ -1,0 +1,283 @@
+// The Python thread-context writer (src/otlp/python/causeway_thread_ctx.py), read from outside
+// the process the way Causeway's probes read it: the thread pointer plus the TP offset that the
+// library's GOT holds for otel_thread_ctx_v1 (initial-exec TLS), then the record it points to,
+// from /proc/PID/mem. The app stops each thread where the test reads (blocked in a read, as a
+// thread is in a kernel event) and says which span must be published there. Then with the real
+// probes (the loader's reader of the same variable): the GPU sync that blocks the loop is
+// stamped with the span of the request that waits in it, and through the whole pipeline (the
+// collector, the sidecar, Jaeger, explain_trace over MCP) lands in that request's trace only.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { test } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Explanation } from '../../src/correlate/explanation.js';
+import * as A from '../../src/semconv/attributes.js';
+import {
+  ROOT,
+  SIM_CUDART,
+  kernelAvailable,
+  privateGpu,
+  settle,
+  startCapture,
+  type CapturedEvent,
+} from '../bpf/session.js';
+import { until } from '../cli/sidecar.js';
+import { attribute, getTrace, pythonBin, spansOf, type OtlpSpan } from '../e2e/backends.js';
+import { startPipeline } from '../e2e/pipeline.js';
+
+const APP = join(ROOT, 'test', 'fixtures', 'apps', 'python_thread_ctx_service.py');
+const LIBRARY = join(ROOT, 'src', 'otlp', 'python', 'libcauseway_thread_ctx.so');
+const RECORD_BYTES = 28;
+
+interface Stop {
+  stop: string;
+  trace_id: string;
+  span_id: string;
+  tid: number;
+  pthread: string;
+}
+
+interface Published {
+  traceId: string;
+  spanId: string;
+  valid: number;
+  attrsDataSize: number;
+}
+
+/** The app, its JSON lines in order, and a way to let its stopped thread(s) go on. */
+function startApp(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  const child: ChildProcessWithoutNullStreams = spawn(pythonBin, [APP, ...args], { env });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  if (child.pid === undefined) throw new Error(`${pythonBin} did not start`);
+  return {
+    pid: child.pid,
+    stderr: () => stderr,
+    async next(): Promise<Record<string, unknown>> {
+      const line = await lines.next();
+      if (line.done) throw new Error(`the app exited before its next line; stderr:\n${stderr}`);
+      return JSON.parse(line.value) as Record<string, unknown>;
+    },
+    release: () => child.stdin.write('\n'),
+    exited,
+    kill: () => child.kill('SIGKILL'),
+  };
+}
+
+/** The GOT offset of the library's TPOFF relocation for otel_thread_ctx_v1, checking what a
+ * reader relies on: a TLS symbol of default visibility in .dynsym, and static (initial-exec) TLS. */
+function tpoffGotOffset(): number {
+  const dynsym = execFileSync('readelf', ['--dyn-syms', '-W', LIBRARY], { encoding: 'utf8' });
+  assert.match(dynsym, /\s8 TLS\s+GLOBAL DEFAULT\s+\d+ otel_thread_ctx_v1$/m);
+  assert.match(execFileSync('readelf', ['-d', LIBRARY], { encoding: 'utf8' }), /\(FLAGS\)\s+STATIC_TLS/);
+  const relocations = execFileSync('readelf', ['-rW', LIBRARY], { encoding: 'utf8' });
+  const got = /^([0-9a-f]+)\s+\S+\s+R_X86_64_TPOFF64\s+\S+\s+otel_thread_ctx_v1 \+ 0$/m.exec(relocations)?.[1];
+  assert.ok(got, `no TPOFF64 relocation for otel_thread_ctx_v1:\n${relocations}`);
+  return Number.parseInt(got, 16);
+}
+
+/** Where the library is loaded in the process (its mapping at file offset 0). */
+function libraryBase(pid: number): bigint {
+  const line = readFileSync(`/proc/${pid}/maps`, 'utf8')
+    .split('\n')
+    .find((l) => l.endsWith(LIBRARY) && l.split(/\s+/)[2] === '00000000');
+  assert.ok(line, `the library is not mapped in ${pid}`);
+  return BigInt(`0x${line.slice(0, line.indexOf('-'))}`);
+}
+
+/** The record published for the thread whose thread pointer is `pthread`, or null (no context). */
+async function readPublished(pid: number, pthread: string): Promise<Published | null> {
+  const mem = await open(`/proc/${pid}/mem`, 'r');
+  try {
+    const read = async (at: bigint, length: number) => {
+      // A bigint position fails with EIO (Node 20); user addresses fit in 47 bits.
+      const { buffer, bytesRead } = await mem.read({ buffer: Buffer.alloc(length), position: Number(at) });
+      assert.equal(bytesRead, length, `short read at 0x${at.toString(16)}`);
+      return buffer;
+    };
+    const tpoff = (await read(libraryBase(pid) + BigInt(tpoffGotOffset()), 8)).readBigInt64LE();
+    assert.ok(tpoff < 0n, `initial-exec TLS lies below the thread pointer on x86-64, not at ${tpoff}`);
+    const record = (await read(BigInt(`0x${pthread}`) + tpoff, 8)).readBigUInt64LE();
+    if (record === 0n) return null;
+    const raw = await read(record, RECORD_BYTES);
+    return {
+      traceId: raw.subarray(0, 16).toString('hex'),
+      spanId: raw.subarray(16, 24).toString('hex'),
+      valid: raw.readUInt8(24),
+      attrsDataSize: raw.readUInt16LE(26),
+    };
+  } finally {
+    await mem.close();
+  }
+}
+
+function assertPublishes(published: Published | null, stop: Stop): void {
+  assert.deepEqual(published, { traceId: stop.trace_id, spanId: stop.span_id, valid: 1, attrsDataSize: 0 }, stop.stop);
+}
+
+test('on an asyncio loop the record holds the span of the request that blocks it, not the one started later', async (t) => {
+  assert.equal(process.arch, 'x64', 'the thread pointer is pthread_self on x86-64 glibc');
+  const app = startApp(['aiohttp']);
+  t.after(app.kill);
+  const { port } = (await app.next()) as { port: number };
+  const a = fetch(`http://127.0.0.1:${port}/a`).then((r) => r.text());
+  assert.deepEqual(await app.next(), { started: 'a' });
+  const b = fetch(`http://127.0.0.1:${port}/b`).then((r) => r.text());
+
+  // A blocks the loop while B, started after it, awaits a timer: A's span is published.
+  const stopA = (await app.next()) as unknown as Stop;
+  assert.equal(stopA.stop, 'a');
+  assertPublishes(await readPublished(app.pid, stopA.pthread), stopA);
+  app.release();
+
+  const stopB = (await app.next()) as unknown as Stop;
+  assert.equal(stopB.stop, 'b');
+  assert.equal(stopB.tid, stopA.tid, 'both requests ran on the loop thread');
+  assert.notEqual(stopB.trace_id, stopA.trace_id, 'each request has a trace of its own');
+  assertPublishes(await readPublished(app.pid, stopB.pthread), stopB);
+  app.release();
+
+  assert.deepEqual(await Promise.all([a, b]), ['a', 'b']);
+});
+
+test('each thread of a pool publishes the span of its own task, and none once it ended', async (t) => {
+  const workers = 4;
+  const app = startApp(['pool', String(workers)]);
+  t.after(app.kill);
+  const stops: Stop[] = [];
+  for (let i = 0; i < workers; i++) stops.push((await app.next()) as unknown as Stop);
+  assert.equal(new Set(stops.map((s) => s.tid)).size, workers, 'one thread per worker');
+  assert.equal(new Set(stops.map((s) => s.span_id)).size, workers, 'one span per worker');
+  for (const stop of stops) assertPublishes(await readPublished(app.pid, stop.pthread), stop);
+  app.release();
+  // Their spans ended: each thread has no context, and no record is held for them.
+  for (let i = 0; i < workers; i++) {
+    const after = (await app.next()) as unknown as Stop;
+    assert.match(after.stop, /^after-/);
+    assert.equal(await readPublished(app.pid, after.pthread), null, after.stop);
+  }
+  app.release();
+  assert.deepEqual(await app.next(), { done: true, records: 0 });
+  assert.equal(await app.exited, 0);
+});
+
+test('without its library the writer warns once and the app runs on', async (t) => {
+  const app = startApp(['pool', '2'], {
+    ...process.env,
+    CAUSEWAY_THREAD_CTX_LIB: '/nonexistent/libcauseway_thread_ctx.so',
+  });
+  t.after(app.kill);
+  for (const phase of [/^worker-/, /^after-/]) {
+    for (let i = 0; i < 2; i++) assert.match(((await app.next()) as unknown as Stop).stop, phase);
+    app.release();
+  }
+  assert.deepEqual(await app.next(), { done: true, records: null });
+  assert.equal(await app.exited, 0);
+  const warnings = app.stderr().match(/no thread contexts are published/g) ?? [];
+  assert.equal(warnings.length, 1, app.stderr());
+  assert.match(app.stderr(), /\/nonexistent\/libcauseway_thread_ctx\.so/);
+});
+
+test('with real probes, the GPU sync blocking the loop is stamped with the request that waits in it, not the later one', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(t, ['--comm', 'python', '--min-duration-us', '1000']);
+  const app = startApp(['aiohttp', SIM_CUDART, '100'], { ...process.env, ...privateGpu(t) });
+  t.after(app.kill);
+  const { port } = (await app.next()) as { port: number };
+  const a = fetch(`http://127.0.0.1:${String(port)}/a`).then((r) => r.text());
+  assert.deepEqual(await app.next(), { started: 'a' });
+  const b = fetch(`http://127.0.0.1:${String(port)}/b`).then((r) => r.text());
+  const stopA = (await app.next()) as unknown as Stop;
+  const stopB = (await app.next()) as unknown as Stop;
+  assert.deepEqual(await Promise.all([a, b]), ['a', 'b']);
+  await settle();
+  await capture.stop();
+
+  assert.match(
+    capture.stderr,
+    new RegExp(`pid ${String(app.pid)} publishes its active span \\(initial-exec in .*libcauseway_thread_ctx\\.so`),
+  );
+  const syncs = capture.of('cuda.sync', (e) => e.pid === app.pid);
+  // Only A syncs (B, started later, awaits a timer meanwhile): the stamp is A's span.
+  assert.deepEqual(
+    syncs.map((e) => [e.tid, (e as CapturedEvent & { span_context?: unknown }).span_context]),
+    [[stopA.tid, { trace_id: stopA.trace_id, span_id: stopA.span_id }]],
+  );
+  assert.equal(stopB.tid, stopA.tid, 'both requests ran on the loop thread');
+});
+
+test("end to end: A's GPU sync lands in A's trace, not in that of B started later, and explain_trace on A answers it", async (t) => {
+  if (!kernelAvailable(t)) return;
+  const { jaeger, collector, sidecar } = await startPipeline(t);
+  const app = startApp(['aiohttp', SIM_CUDART, '200'], {
+    ...process.env,
+    ...privateGpu(t),
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
+    OTEL_BSP_SCHEDULE_DELAY: '100',
+  });
+  t.after(app.kill);
+  const { port } = (await app.next()) as { port: number };
+  const url = (path: string) => `http://127.0.0.1:${String(port)}${path}`;
+  // Causeway follows the app from its spans: requests until its CUDA library is probed and
+  // its thread-context variable found.
+  await until(`the sidecar to probe pid ${String(app.pid)}: ${sidecar.log()}`, 30_000, async () => {
+    await (await fetch(url('/ready'))).text();
+    const log = sidecar.log();
+    return log.includes(`GPU process ${String(app.pid)} `) &&
+      log.includes(`pid ${String(app.pid)} publishes its active span`)
+      ? true
+      : undefined;
+  });
+  const a = fetch(url('/a')).then((r) => r.text());
+  assert.deepEqual(await app.next(), { started: 'a' });
+  const b = fetch(url('/b')).then((r) => r.text());
+  const stopA = (await app.next()) as unknown as Stop;
+  const stopB = (await app.next()) as unknown as Stop;
+  assert.deepEqual(await Promise.all([a, b]), ['a', 'b']);
+
+  const syncUnder = (spans: OtlpSpan[], parent: string) =>
+    spans.find((s) => s.parentSpanId === parent && attribute(s, A.ATTR_CAUSEWAY_KIND) === 'cuda.sync');
+  const traceA = await getTrace(jaeger.queryUrl, stopA.trace_id, {
+    timeoutMs: 30_000,
+    until: (tr) => syncUnder(spansOf(tr), stopA.span_id) !== undefined,
+  });
+  const spansA = traceA === undefined ? [] : spansOf(traceA);
+  const sync = syncUnder(spansA, stopA.span_id);
+  assert.ok(
+    sync,
+    `no cuda.sync under A's span ${stopA.span_id} in Jaeger, only ${JSON.stringify(spansA.map((s) => [s.name, s.spanId, s.parentSpanId]))}; sidecar: ${sidecar.log()}`,
+  );
+  assert.equal(attribute(sync, A.ATTR_CAUSEWAY_ATTACH_SCOPE), 'exact');
+
+  const traceB = await getTrace(jaeger.queryUrl, stopB.trace_id, {
+    until: (tr) => spansOf(tr).some((s) => s.spanId === stopB.span_id),
+  });
+  assert.ok(traceB, `B's trace ${stopB.trace_id} not in Jaeger`);
+  assert.deepEqual(
+    spansOf(traceB)
+      .filter((s) => attribute(s, A.ATTR_CAUSEWAY_KIND) === 'cuda.sync')
+      .map((s) => s.spanId),
+    [],
+    "no GPU sync in B's trace",
+  );
+
+  // explain_trace follows the critical path through what its thread did: on A's, the sync. (On
+  // B's, the same thread's sync is still named: B waited for the loop that A's sync held; the
+  // stamp does not yet tell explain_trace that the wait was another request's.)
+  const mcp = new Client({ name: 'thread-ctx-test', version: '1' });
+  await mcp.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
+  t.after(() => mcp.close());
+  const answerA = await until(`explain_trace of ${stopA.trace_id}`, 10_000, async () => {
+    const result = await mcp.callTool({ name: 'explain_trace', arguments: { trace_id: stopA.trace_id } });
+    return result.isError === true ? undefined : (result.structuredContent as Explanation);
+  });
+  assert.equal(answerA.root_cause?.kind, 'cuda.sync', answerA.summary);
+  assert.equal(answerA.root_cause.span_id, stopA.span_id, "on A's span");
+});
