@@ -115,7 +115,11 @@ interface ThreadEvents {
    * than this before it, so a search looks back this far and no further (not the whole retention).
    */
   longestNs: bigint;
+  /** How many of `held` are messages: a thread with none is not read for them. */
+  messages: number;
 }
+
+const isMessage = (event: KernelEvent) => event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
 
 /** Index of the first event that began at or after `start`, in a list sorted by start. */
 function firstStartingAt(list: HeldEvent[], start: bigint): number {
@@ -157,25 +161,21 @@ export class Correlator<S extends JoinableSpan> {
     events: (pid, tid, from, to) => {
       const threads = this.byThread.get(pid);
       const lists = threads === undefined ? [] : tid === undefined ? [...threads.values()] : [threads.get(tid)];
-      return lists
-        .flatMap((thread) =>
-          thread === undefined
-            ? []
-            : this.window(thread.held, from - thread.longestNs, to).filter((e) => e.endUnixNano >= from),
-        )
-        .sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+      return this.overlapping(lists, from, to);
+    },
+    processMessages: (pid, from, to) => {
+      const threads = this.byThread.get(pid);
+      const lists = threads === undefined ? [] : [...threads.values()].filter((thread) => thread.messages > 0);
+      return this.overlapping(lists, from, to).filter(isMessage);
     },
     messages: (connections, exceptPid, from, to) => {
       const found: KernelEvent[] = [];
       for (const [pid, threads] of this.byThread) {
         if (pid === exceptPid) continue;
-        for (const { held } of threads.values())
-          for (const e of this.window(held, from, to))
-            if (
-              e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE &&
-              connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))
-            )
-              found.push(e);
+        for (const { held, messages } of threads.values())
+          if (messages > 0)
+            for (const e of this.window(held, from, to))
+              if (isMessage(e) && connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))) found.push(e);
       }
       return found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
     },
@@ -195,7 +195,7 @@ export class Correlator<S extends JoinableSpan> {
       let threads = this.byThread.get(event.pid);
       if (threads === undefined) this.byThread.set(event.pid, (threads = new Map<number, ThreadEvents>()));
       let thread = threads.get(event.tid);
-      if (thread === undefined) threads.set(event.tid, (thread = { held: [], longestNs: 0n }));
+      if (thread === undefined) threads.set(event.tid, (thread = { held: [], longestNs: 0n, messages: 0 }));
       const { held } = thread;
       // Records arrive in the order their intervals ended: nearly, not quite, in start order. One
       // out of order goes in at its place, near the end, rather than re-sorting the list later.
@@ -205,6 +205,7 @@ export class Correlator<S extends JoinableSpan> {
       else held.splice(firstStartingAt(held, event.startUnixNano + 1n), 0, entry);
       const duration = event.endUnixNano - event.startUnixNano;
       if (duration > thread.longestNs) thread.longestNs = duration;
+      if (isMessage(event)) thread.messages++;
       this.heldCount++;
       if (this.newestEventEnd === undefined || event.endUnixNano > this.newestEventEnd)
         this.newestEventEnd = event.endUnixNano;
@@ -376,13 +377,24 @@ export class Correlator<S extends JoinableSpan> {
         const held = list[i];
         if (held === undefined || held.event.startUnixNano >= span.endUnixNano) break;
         if (held.takenAtStart !== null && held.takenAtStart > span.startUnixNano) continue; // an inner span has it
-        if (held.event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) continue; // messages only link (linked.ts)
+        if (isMessage(held.event)) continue; // messages only link (linked.ts)
         if (held.takenAtStart === null) this.count.eventsAttached++;
         held.takenAtStart = span.startUnixNano;
         taken.push(held.event);
       }
     }
     return taken.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+  }
+
+  /** The events of the threads' lists that overlap [from, to], by start. */
+  private overlapping(lists: (ThreadEvents | undefined)[], from: bigint, to: bigint): KernelEvent[] {
+    return lists
+      .flatMap((thread) =>
+        thread === undefined
+          ? []
+          : this.window(thread.held, from - thread.longestNs, to).filter((e) => e.endUnixNano >= from),
+      )
+      .sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
   }
 
   /** The events of a list that began in [from, to]. */
@@ -426,6 +438,7 @@ export class Correlator<S extends JoinableSpan> {
     let droppedLongest = false;
     for (const held of list.slice(0, n)) {
       if (held.takenAtStart === null) this.count.eventsEvictedUnjoined++;
+      if (isMessage(held.event)) thread.messages--;
       if (thread.longestNs > 0n && held.event.endUnixNano - held.event.startUnixNano === thread.longestNs)
         droppedLongest = true;
     }
