@@ -315,14 +315,28 @@ export class EventShaper {
       setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE, top);
       if (this.parts.self.has(top.pid)) attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] = true;
     }
-    const others = holders.filter((h) => !this.parts.self.has(h.pid));
-    if (others.length > 0) {
-      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID] = others.map((h) => h.pid);
-      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_TID] = others.map((h) => h.tid);
-      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM] = others.map((h) => h.comm);
-      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS] = others.map((h) => ms(h.oncpuNs));
+    // One pass, no intermediate lists: most waits have a holder or two, none of them Causeway.
+    let pids: number[] | undefined;
+    let tids: number[] = [];
+    let comms: string[] = [];
+    let oncpuMs: number[] = [];
+    let own = 0n;
+    for (const h of holders) {
+      if (this.parts.self.has(h.pid)) {
+        own += h.oncpuNs;
+        continue;
+      }
+      if (pids === undefined) {
+        pids = attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID] = [];
+        tids = attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_TID] = [];
+        comms = attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM] = [];
+        oncpuMs = attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS] = [];
+      }
+      pids.push(h.pid);
+      tids.push(h.tid);
+      comms.push(h.comm);
+      oncpuMs.push(ms(h.oncpuNs));
     }
-    const own = holders.filter((h) => this.parts.self.has(h.pid)).reduce((sum, h) => sum + h.oncpuNs, 0n);
     if (own > 0n) attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS] = ms(own);
     attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_SEEN_MS] = ms(seenNs);
     attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED] = preempted;
