@@ -101,15 +101,15 @@ const RECENT_JOINS = 1024;
 /** The join delay histogram's buckets, in seconds: around the loader's 10 ms drains, up to the longest wait. */
 const JOIN_DELAY_BUCKETS_S = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
 
-interface HeldEvent {
-  event: KernelEvent;
-  /** Start of the span that took it: a span that began later (an inner one) may take it over. */
-  takenAtStart: bigint | null;
-}
-
 /** A thread's held events, by start once sorted, and how long the longest of them lasted. */
 interface ThreadEvents {
-  held: HeldEvent[];
+  held: KernelEvent[];
+  /**
+   * By the same index as `held`: the start of the span that took the event, null while none
+   * has (a span that began later, an inner one, may take it over). Beside the events rather
+   * than in a wrapper object per event: one object fewer held per event.
+   */
+  takenAtStart: (bigint | null)[];
   /**
    * At least the longest duration among `held`: an event overlapping a window began no earlier
    * than this before it, so a search looks back this far and no further (not the whole retention).
@@ -122,12 +122,12 @@ interface ThreadEvents {
 const isMessage = (event: KernelEvent) => event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
 
 /** Index of the first event that began at or after `start`, in a list sorted by start. */
-function firstStartingAt(list: HeldEvent[], start: bigint): number {
+function firstStartingAt(list: KernelEvent[], start: bigint): number {
   let low = 0;
   let high = list.length;
   while (low < high) {
     const middle = (low + high) >>> 1;
-    if ((list[middle]?.event.startUnixNano ?? start) < start) low = middle + 1;
+    if ((list[middle]?.startUnixNano ?? start) < start) low = middle + 1;
     else high = middle;
   }
   return low;
@@ -195,14 +195,20 @@ export class Correlator<S extends JoinableSpan> {
       let threads = this.byThread.get(event.pid);
       if (threads === undefined) this.byThread.set(event.pid, (threads = new Map<number, ThreadEvents>()));
       let thread = threads.get(event.tid);
-      if (thread === undefined) threads.set(event.tid, (thread = { held: [], longestNs: 0n, messages: 0 }));
-      const { held } = thread;
+      if (thread === undefined)
+        threads.set(event.tid, (thread = { held: [], takenAtStart: [], longestNs: 0n, messages: 0 }));
+      const { held, takenAtStart } = thread;
       // Records arrive in the order their intervals ended: nearly, not quite, in start order. One
       // out of order goes in at its place, near the end, rather than re-sorting the list later.
       const last = held.at(-1);
-      const entry: HeldEvent = { event, takenAtStart: null };
-      if (last === undefined || last.event.startUnixNano <= event.startUnixNano) held.push(entry);
-      else held.splice(firstStartingAt(held, event.startUnixNano + 1n), 0, entry);
+      if (last === undefined || last.startUnixNano <= event.startUnixNano) {
+        held.push(event);
+        takenAtStart.push(null);
+      } else {
+        const at = firstStartingAt(held, event.startUnixNano + 1n);
+        held.splice(at, 0, event);
+        takenAtStart.splice(at, 0, null);
+      }
       const duration = event.endUnixNano - event.startUnixNano;
       if (duration > thread.longestNs) thread.longestNs = duration;
       if (isMessage(event)) thread.messages++;
@@ -367,41 +373,42 @@ export class Correlator<S extends JoinableSpan> {
   private take(span: S, place: SpanPlace): KernelEvent[] {
     const threads = this.byThread.get(place.hostPid);
     if (threads === undefined) return [];
-    const lists =
-      place.hostTid === undefined
-        ? Array.from(threads.values(), (thread) => thread.held)
-        : [threads.get(place.hostTid)?.held ?? []];
+    const lists = place.hostTid === undefined ? [...threads.values()] : [threads.get(place.hostTid)];
     const taken: KernelEvent[] = [];
-    for (const list of lists) {
-      for (let i = firstStartingAt(list, span.startUnixNano); i < list.length; i++) {
-        const held = list[i];
-        if (held === undefined || held.event.startUnixNano >= span.endUnixNano) break;
-        if (held.takenAtStart !== null && held.takenAtStart > span.startUnixNano) continue; // an inner span has it
-        if (isMessage(held.event)) continue; // messages only link (linked.ts)
-        if (held.takenAtStart === null) this.count.eventsAttached++;
-        held.takenAtStart = span.startUnixNano;
-        taken.push(held.event);
+    for (const thread of lists) {
+      if (thread === undefined) continue;
+      const { held, takenAtStart } = thread;
+      for (let i = firstStartingAt(held, span.startUnixNano); i < held.length; i++) {
+        const event = held[i];
+        if (event === undefined || event.startUnixNano >= span.endUnixNano) break;
+        const takenAt = takenAtStart[i] ?? null;
+        if (takenAt !== null && takenAt > span.startUnixNano) continue; // an inner span has it
+        if (isMessage(event)) continue; // messages only link (linked.ts)
+        if (takenAt === null) this.count.eventsAttached++;
+        takenAtStart[i] = span.startUnixNano;
+        taken.push(event);
       }
     }
-    return taken.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+    // One thread's are in start order already.
+    return lists.length === 1 ? taken : taken.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
   }
 
   /** The events of the threads' lists that overlap [from, to], by start. */
   private overlapping(lists: (ThreadEvents | undefined)[], from: bigint, to: bigint): KernelEvent[] {
-    return lists
-      .flatMap((thread) =>
-        thread === undefined
-          ? []
-          : this.window(thread.held, from - thread.longestNs, to).filter((e) => e.endUnixNano >= from),
-      )
-      .sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+    const found = lists.flatMap((thread) =>
+      thread === undefined
+        ? []
+        : this.window(thread.held, from - thread.longestNs, to).filter((e) => e.endUnixNano >= from),
+    );
+    // One thread's are in start order already.
+    return lists.length === 1 ? found : found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
   }
 
   /** The events of a list that began in [from, to]. */
-  private window(list: HeldEvent[], from: bigint, to: bigint): KernelEvent[] {
+  private window(list: KernelEvent[], from: bigint, to: bigint): KernelEvent[] {
     const found: KernelEvent[] = [];
     for (let i = firstStartingAt(list, from); i < list.length; i++) {
-      const event = list[i]?.event;
+      const event = list[i];
       if (event === undefined || event.startUnixNano > to) break;
       found.push(event);
     }
@@ -414,7 +421,7 @@ export class Correlator<S extends JoinableSpan> {
       for (const [tid, thread] of threads) {
         const list = thread.held;
         let drop = 0;
-        while (drop < list.length && (list[drop]?.event.endUnixNano ?? before) < before) drop++;
+        while (drop < list.length && (list[drop]?.endUnixNano ?? before) < before) drop++;
         this.dropFront(thread, drop);
         if (list.length === 0) threads.delete(tid);
       }
@@ -434,19 +441,21 @@ export class Correlator<S extends JoinableSpan> {
 
   private dropFront(thread: ThreadEvents, n: number): void {
     if (n === 0) return;
-    const list = thread.held;
+    const { held, takenAtStart } = thread;
     let droppedLongest = false;
-    for (const held of list.slice(0, n)) {
-      if (held.takenAtStart === null) this.count.eventsEvictedUnjoined++;
-      if (isMessage(held.event)) thread.messages--;
-      if (thread.longestNs > 0n && held.event.endUnixNano - held.event.startUnixNano === thread.longestNs)
-        droppedLongest = true;
+    for (let i = 0; i < n; i++) {
+      const event = held[i];
+      if (event === undefined) break;
+      if (takenAtStart[i] === null) this.count.eventsEvictedUnjoined++;
+      if (isMessage(event)) thread.messages--;
+      if (thread.longestNs > 0n && event.endUnixNano - event.startUnixNano === thread.longestNs) droppedLongest = true;
     }
-    list.splice(0, n);
+    held.splice(0, n);
+    takenAtStart.splice(0, n);
     this.heldCount -= n;
     // The longest one gone: the bound shrinks to what is left, so one long wait does not widen every later search.
     if (droppedLongest)
-      thread.longestNs = list.reduce((longest, { event: e }) => {
+      thread.longestNs = held.reduce((longest, e) => {
         const duration = e.endUnixNano - e.startUnixNano;
         return duration > longest ? duration : longest;
       }, 0n);
