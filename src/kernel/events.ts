@@ -82,7 +82,22 @@ export function eventsCovered(event: KernelEvent): number {
   return SUMMARIZED[event.kind] !== undefined && typeof count === 'number' ? count : 1;
 }
 
-const hex = (value: bigint) => `0x${value.toString(16)}`;
+/**
+ * Handles (streams, functions, events, lock addresses) as hex, each written once while it
+ * recurs: a busy thread names the same few in every record, and one string each is held, not
+ * one per event. Bounded: emptied when full.
+ */
+const hexes = new Map<bigint, string>();
+const HEXES_HELD = 4096;
+function hex(value: bigint): string {
+  let text = hexes.get(value);
+  if (text === undefined) {
+    if (hexes.size >= HEXES_HELD) hexes.clear();
+    text = `0x${value.toString(16)}`;
+    hexes.set(value, text);
+  }
+  return text;
+}
 /** How a pipe's connection id begins: a pipe is one-way, which linking needs to know. */
 const PIPE_PREFIX = 'pipe:';
 /** Whether a message's connection (causeway.ipc.connection) is a pipe. */
