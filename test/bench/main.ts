@@ -445,7 +445,12 @@ function sidecarLoadRun(flood: boolean) {
 
 /** The measures after the overhead table, by their --only key; each adds its lines of the targets table. */
 const MEASURES: Record<string, (targets: TargetCheck[]) => Promise<string[]>> = {
-  decode: async () => [await decodeRate(), await decodeThroughCorrelation()],
+  decode: async (targets) => {
+    const rate = await decodeRate();
+    const { row, target } = await decodeThroughCorrelation();
+    targets.push(target);
+    return [rate, row];
+  },
   'high-rate': async () => [await highRate()],
   startup: async () => [await startup()],
   discovery: discoveryRows,
