@@ -115,6 +115,12 @@ interface ThreadEvents {
    * than this before it, so a search looks back this far and no further (not the whole retention).
    */
   longestNs: bigint;
+  /**
+   * How many of `held` last longestNs: the bound is worked out again only when the last of them
+   * goes, not each time one does (waits often last the same; reading the whole list at every
+   * eviction made each batch cost as much as the events held).
+   */
+  longest: number;
   /** How many of `held` are messages: a thread with none is not read for them. */
   messages: number;
 }
@@ -196,7 +202,7 @@ export class Correlator<S extends JoinableSpan> {
       if (threads === undefined) this.byThread.set(event.pid, (threads = new Map<number, ThreadEvents>()));
       let thread = threads.get(event.tid);
       if (thread === undefined)
-        threads.set(event.tid, (thread = { held: [], takenAtStart: [], longestNs: 0n, messages: 0 }));
+        threads.set(event.tid, (thread = { held: [], takenAtStart: [], longestNs: 0n, longest: 0, messages: 0 }));
       const { held, takenAtStart } = thread;
       // Records arrive in the order their intervals ended: nearly, not quite, in start order. One
       // out of order goes in at its place, near the end, rather than re-sorting the list later.
@@ -210,7 +216,10 @@ export class Correlator<S extends JoinableSpan> {
         takenAtStart.splice(at, 0, null);
       }
       const duration = event.endUnixNano - event.startUnixNano;
-      if (duration > thread.longestNs) thread.longestNs = duration;
+      if (duration > thread.longestNs) {
+        thread.longestNs = duration;
+        thread.longest = 1;
+      } else if (duration === thread.longestNs) thread.longest++;
       if (isMessage(event)) thread.messages++;
       this.heldCount++;
       if (this.newestEventEnd === undefined || event.endUnixNano > this.newestEventEnd)
@@ -442,22 +451,27 @@ export class Correlator<S extends JoinableSpan> {
   private dropFront(thread: ThreadEvents, n: number): void {
     if (n === 0) return;
     const { held, takenAtStart } = thread;
-    let droppedLongest = false;
     for (let i = 0; i < n; i++) {
       const event = held[i];
       if (event === undefined) break;
       if (takenAtStart[i] === null) this.count.eventsEvictedUnjoined++;
       if (isMessage(event)) thread.messages--;
-      if (thread.longestNs > 0n && event.endUnixNano - event.startUnixNano === thread.longestNs) droppedLongest = true;
+      if (event.endUnixNano - event.startUnixNano === thread.longestNs) thread.longest--;
     }
     held.splice(0, n);
     takenAtStart.splice(0, n);
     this.heldCount -= n;
-    // The longest one gone: the bound shrinks to what is left, so one long wait does not widen every later search.
-    if (droppedLongest)
-      thread.longestNs = held.reduce((longest, e) => {
+    // The longest ones gone: the bound shrinks to what is left, so one long wait does not widen every later search.
+    if (thread.longest <= 0) {
+      thread.longestNs = 0n;
+      thread.longest = 0;
+      for (const e of held) {
         const duration = e.endUnixNano - e.startUnixNano;
-        return duration > longest ? duration : longest;
-      }, 0n);
+        if (duration > thread.longestNs) {
+          thread.longestNs = duration;
+          thread.longest = 1;
+        } else if (duration === thread.longestNs) thread.longest++;
+      }
+    }
   }
 }

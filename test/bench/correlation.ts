@@ -94,9 +94,8 @@ export async function decodeThroughCorrelation(events = 1_000_000): Promise<{ ro
   let attached = 0;
   let received = 0;
   const correlator = new Correlator<JoinableSpan>({
+    // The sidecar's defaults: at this rate the bound on events held, not the retention, evicts.
     ...DEFAULT_CONFIG.correlator,
-    // Enough to hold the retention at this rate: eviction over the bound is not what is measured.
-    maxEvents: events,
     now: () => now,
     onJoined: (attachments) => {
       for (const a of attachments) attached += a.events.length;
