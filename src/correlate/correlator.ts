@@ -140,12 +140,6 @@ const RECENT_JOINS = 1024;
 /** The join delay histogram's buckets, in seconds: around the loader's 10 ms drains, up to the longest wait. */
 const JOIN_DELAY_BUCKETS_S = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
 
-interface HeldEvent {
-  event: KernelEvent;
-  /** Start of the span that took it: a span that began later (an inner one) may take it over. */
-  takenAtStart: bigint | null;
-}
-
 /** A span on a known thread, as long as events may still come for it: to tell whether another was open. */
 interface ThreadSpan {
   spanId: string;
@@ -156,21 +150,37 @@ interface ThreadSpan {
 
 /** A thread's held events, by start once sorted, and how long the longest of them lasted. */
 interface ThreadEvents {
-  held: HeldEvent[];
+  held: KernelEvent[];
+  /**
+   * By the same index as `held`: the start of the span that took the event, null while none
+   * has (a span that began later, an inner one, may take it over). Beside the events rather
+   * than in a wrapper object per event: one object fewer held per event.
+   */
+  takenAtStart: (bigint | null)[];
   /**
    * At least the longest duration among `held`: an event overlapping a window began no earlier
    * than this before it, so a search looks back this far and no further (not the whole retention).
    */
   longestNs: bigint;
+  /**
+   * How many of `held` last longestNs: the bound is worked out again only when the last of them
+   * goes, not each time one does (waits often last the same; reading the whole list at every
+   * eviction made each batch cost as much as the events held).
+   */
+  longest: number;
+  /** How many of `held` are messages: a thread with none is not read for them. */
+  messages: number;
 }
 
+const isMessage = (event: KernelEvent) => event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
+
 /** Index of the first event that began at or after `start`, in a list sorted by start. */
-function firstStartingAt(list: HeldEvent[], start: bigint): number {
+function firstStartingAt(list: KernelEvent[], start: bigint): number {
   let low = 0;
   let high = list.length;
   while (low < high) {
     const middle = (low + high) >>> 1;
-    if ((list[middle]?.event.startUnixNano ?? start) < start) low = middle + 1;
+    if ((list[middle]?.startUnixNano ?? start) < start) low = middle + 1;
     else high = middle;
   }
   return low;
@@ -179,7 +189,7 @@ function firstStartingAt(list: HeldEvent[], start: bigint): number {
 export class Correlator<S extends JoinableSpan> {
   private readonly byThread = new Map<number, Map<number, ThreadEvents>>();
   /** Held events stamped with a span, by span id: that span alone takes them. */
-  private readonly bySpan = new Map<string, HeldEvent[]>();
+  private readonly bySpan = new Map<string, KernelEvent[]>();
   /** The spans of each known thread (pid/tid), kept as long as events are. */
   private readonly threadSpans = new Map<string, ThreadSpan[]>();
   private pending: { span: S; place: SpanPlace }[] = [];
@@ -210,25 +220,21 @@ export class Correlator<S extends JoinableSpan> {
     events: (pid, tid, from, to) => {
       const threads = this.byThread.get(pid);
       const lists = threads === undefined ? [] : tid === undefined ? [...threads.values()] : [threads.get(tid)];
-      return lists
-        .flatMap((thread) =>
-          thread === undefined
-            ? []
-            : this.window(thread.held, from - thread.longestNs, to).filter((e) => e.endUnixNano >= from),
-        )
-        .sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+      return this.overlapping(lists, from, to);
+    },
+    processMessages: (pid, from, to) => {
+      const threads = this.byThread.get(pid);
+      const lists = threads === undefined ? [] : [...threads.values()].filter((thread) => thread.messages > 0);
+      return this.overlapping(lists, from, to).filter(isMessage);
     },
     messages: (connections, exceptPid, from, to) => {
       const found: KernelEvent[] = [];
       for (const [pid, threads] of this.byThread) {
         if (pid === exceptPid) continue;
-        for (const { held } of threads.values())
-          for (const e of this.window(held, from, to))
-            if (
-              e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE &&
-              connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))
-            )
-              found.push(e);
+        for (const { held, messages } of threads.values())
+          if (messages > 0)
+            for (const e of this.window(held, from, to))
+              if (isMessage(e) && connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))) found.push(e);
       }
       return found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
     },
@@ -248,21 +254,31 @@ export class Correlator<S extends JoinableSpan> {
       let threads = this.byThread.get(event.pid);
       if (threads === undefined) this.byThread.set(event.pid, (threads = new Map<number, ThreadEvents>()));
       let thread = threads.get(event.tid);
-      if (thread === undefined) threads.set(event.tid, (thread = { held: [], longestNs: 0n }));
-      const { held } = thread;
+      if (thread === undefined)
+        threads.set(event.tid, (thread = { held: [], takenAtStart: [], longestNs: 0n, longest: 0, messages: 0 }));
+      const { held, takenAtStart } = thread;
       // Records arrive in the order their intervals ended: nearly, not quite, in start order. One
       // out of order goes in at its place, near the end, rather than re-sorting the list later.
       const last = held.at(-1);
-      const entry: HeldEvent = { event, takenAtStart: null };
       if (event.spanContext !== undefined) {
         const stamped = this.bySpan.get(event.spanContext.spanId);
-        if (stamped === undefined) this.bySpan.set(event.spanContext.spanId, [entry]);
-        else stamped.push(entry);
+        if (stamped === undefined) this.bySpan.set(event.spanContext.spanId, [event]);
+        else stamped.push(event);
       }
-      if (last === undefined || last.event.startUnixNano <= event.startUnixNano) held.push(entry);
-      else held.splice(firstStartingAt(held, event.startUnixNano + 1n), 0, entry);
+      if (last === undefined || last.startUnixNano <= event.startUnixNano) {
+        held.push(event);
+        takenAtStart.push(null);
+      } else {
+        const at = firstStartingAt(held, event.startUnixNano + 1n);
+        held.splice(at, 0, event);
+        takenAtStart.splice(at, 0, null);
+      }
       const duration = event.endUnixNano - event.startUnixNano;
-      if (duration > thread.longestNs) thread.longestNs = duration;
+      if (duration > thread.longestNs) {
+        thread.longestNs = duration;
+        thread.longest = 1;
+      } else if (duration === thread.longestNs) thread.longest++;
+      if (isMessage(event)) thread.messages++;
       this.heldCount++;
       if (this.newestEventEnd === undefined || event.endUnixNano > this.newestEventEnd)
         this.newestEventEnd = event.endUnixNano;
@@ -446,42 +462,46 @@ export class Correlator<S extends JoinableSpan> {
    */
   private take(span: S, place: SpanPlace): Map<KernelEvent, AttachScope> {
     const taken = new Map<KernelEvent, AttachScope>();
-    const claim = (held: HeldEvent, scope: AttachScope) => {
-      if (held.takenAtStart === null) {
+    const claim = (thread: ThreadEvents, i: number, scope: AttachScope) => {
+      const event = thread.held[i];
+      if (event === undefined) return;
+      if (thread.takenAtStart[i] === null) {
         this.count.eventsAttached++;
         if (scope === A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT) this.count.eventsAttachedExact++;
         if (scope === A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS) this.count.eventsAttachedAmbiguous++;
       }
-      held.takenAtStart = span.startUnixNano;
-      taken.set(held.event, scope);
+      thread.takenAtStart[i] = span.startUnixNano;
+      taken.set(event, scope);
     };
-    for (const held of this.bySpan.get(span.spanId) ?? [])
-      if (held.event.spanContext?.traceId === span.traceId && held.event.kind !== A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE)
-        claim(held, A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT);
+    for (const event of this.bySpan.get(span.spanId) ?? []) {
+      if (event.spanContext?.traceId !== span.traceId || isMessage(event)) continue;
+      const thread = this.byThread.get(event.pid)?.get(event.tid);
+      if (thread !== undefined) claim(thread, this.indexOf(thread, event), A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT);
+    }
     const threads = this.byThread.get(place.hostPid);
     const lists =
-      threads === undefined
-        ? []
-        : place.hostTid === undefined
-          ? Array.from(threads.values(), (thread) => thread.held)
-          : [threads.get(place.hostTid)?.held ?? []];
+      threads === undefined ? [] : place.hostTid === undefined ? [...threads.values()] : [threads.get(place.hostTid)];
     const others =
       place.hostTid === undefined
         ? []
         : this.othersOnThread(span, this.threadSpans.get(`${String(place.hostPid)}/${String(place.hostTid)}`) ?? []);
-    for (const list of lists) {
-      for (let i = firstStartingAt(list, span.startUnixNano); i < list.length; i++) {
-        const held = list[i];
-        if (held === undefined || held.event.startUnixNano >= span.endUnixNano) break;
-        if (held.event.spanContext !== undefined) continue; // its own span takes it
-        if (held.takenAtStart !== null && held.takenAtStart > span.startUnixNano) continue; // an inner span has it
-        if (held.event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) continue; // messages only link (linked.ts)
-        const start = held.event.startUnixNano;
+    for (const thread of lists) {
+      if (thread === undefined) continue;
+      const { held, takenAtStart } = thread;
+      for (let i = firstStartingAt(held, span.startUnixNano); i < held.length; i++) {
+        const event = held[i];
+        if (event === undefined || event.startUnixNano >= span.endUnixNano) break;
+        if (event.spanContext !== undefined) continue; // its own span takes it
+        const takenAt = takenAtStart[i] ?? null;
+        if (takenAt !== null && takenAt > span.startUnixNano) continue; // an inner span has it
+        if (isMessage(event)) continue; // messages only link (linked.ts)
+        const start = event.startUnixNano;
         const open = others.filter((o) => o.start <= start && start < o.end);
         // A span of the thread that began later and was open then is the innermost: it takes the event.
         if (open.some((o) => o.start > span.startUnixNano)) continue;
         claim(
-          held,
+          thread,
+          i,
           place.hostTid === undefined
             ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS
             : open.length > 0
@@ -491,6 +511,17 @@ export class Correlator<S extends JoinableSpan> {
       }
     }
     return new Map([...taken].sort(([a], [b]) => byTime(a.startUnixNano, b.startUnixNano)));
+  }
+
+  /** Where a held event is in its thread's list (events starting together are few); -1 if gone. */
+  private indexOf(thread: ThreadEvents, event: KernelEvent): number {
+    const { held } = thread;
+    for (let i = firstStartingAt(held, event.startUnixNano); i < held.length; i++) {
+      const other = held[i];
+      if (other === event) return i;
+      if (other === undefined || other.startUnixNano > event.startUnixNano) break;
+    }
+    return -1;
   }
 
   /** The other spans of the span's thread that are not its ancestors: open with it, they make its events ambiguous. */
@@ -510,11 +541,22 @@ export class Correlator<S extends JoinableSpan> {
     );
   }
 
+  /** The events of the threads' lists that overlap [from, to], by start. */
+  private overlapping(lists: (ThreadEvents | undefined)[], from: bigint, to: bigint): KernelEvent[] {
+    const found = lists.flatMap((thread) =>
+      thread === undefined
+        ? []
+        : this.window(thread.held, from - thread.longestNs, to).filter((e) => e.endUnixNano >= from),
+    );
+    // One thread's are in start order already.
+    return lists.length === 1 ? found : found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+  }
+
   /** The events of a list that began in [from, to]. */
-  private window(list: HeldEvent[], from: bigint, to: bigint): KernelEvent[] {
+  private window(list: KernelEvent[], from: bigint, to: bigint): KernelEvent[] {
     const found: KernelEvent[] = [];
     for (let i = firstStartingAt(list, from); i < list.length; i++) {
-      const event = list[i]?.event;
+      const event = list[i];
       if (event === undefined || event.startUnixNano > to) break;
       found.push(event);
     }
@@ -532,7 +574,7 @@ export class Correlator<S extends JoinableSpan> {
       for (const [tid, thread] of threads) {
         const list = thread.held;
         let drop = 0;
-        while (drop < list.length && (list[drop]?.event.endUnixNano ?? before) < before) drop++;
+        while (drop < list.length && (list[drop]?.endUnixNano ?? before) < before) drop++;
         this.dropFront(thread, drop);
         if (list.length === 0) threads.delete(tid);
       }
@@ -550,31 +592,39 @@ export class Correlator<S extends JoinableSpan> {
     }
   }
 
-  private forgetStamped(held: HeldEvent): void {
-    const spanId = held.event.spanContext?.spanId;
+  private forgetStamped(event: KernelEvent): void {
+    const spanId = event.spanContext?.spanId;
     if (spanId === undefined) return;
-    const stamped = (this.bySpan.get(spanId) ?? []).filter((h) => h !== held);
+    const stamped = (this.bySpan.get(spanId) ?? []).filter((e) => e !== event);
     if (stamped.length === 0) this.bySpan.delete(spanId);
     else this.bySpan.set(spanId, stamped);
   }
 
   private dropFront(thread: ThreadEvents, n: number): void {
     if (n === 0) return;
-    const list = thread.held;
-    let droppedLongest = false;
-    for (const held of list.slice(0, n)) {
-      if (held.takenAtStart === null) this.count.eventsEvictedUnjoined++;
-      if (thread.longestNs > 0n && held.event.endUnixNano - held.event.startUnixNano === thread.longestNs)
-        droppedLongest = true;
+    const { held, takenAtStart } = thread;
+    for (let i = 0; i < n; i++) {
+      const event = held[i];
+      if (event === undefined) break;
+      if (takenAtStart[i] === null) this.count.eventsEvictedUnjoined++;
+      if (isMessage(event)) thread.messages--;
+      if (event.endUnixNano - event.startUnixNano === thread.longestNs) thread.longest--;
+      if (event.spanContext !== undefined) this.forgetStamped(event);
     }
-    for (const held of list.slice(0, n)) this.forgetStamped(held);
-    list.splice(0, n);
+    held.splice(0, n);
+    takenAtStart.splice(0, n);
     this.heldCount -= n;
-    // The longest one gone: the bound shrinks to what is left, so one long wait does not widen every later search.
-    if (droppedLongest)
-      thread.longestNs = list.reduce((longest, { event: e }) => {
+    // The longest ones gone: the bound shrinks to what is left, so one long wait does not widen every later search.
+    if (thread.longest <= 0) {
+      thread.longestNs = 0n;
+      thread.longest = 0;
+      for (const e of held) {
         const duration = e.endUnixNano - e.startUnixNano;
-        return duration > longest ? duration : longest;
-      }, 0n);
+        if (duration > thread.longestNs) {
+          thread.longestNs = duration;
+          thread.longest = 1;
+        } else if (duration === thread.longestNs) thread.longest++;
+      }
+    }
   }
 }

@@ -25,6 +25,8 @@ export type LinkKind = typeof A.CAUSEWAY_LINK_VALUE_WAKER | typeof A.CAUSEWAY_LI
 export interface HeldEvents {
   /** Events of `pid` (its thread `tid`, or every thread) overlapping [from, to]. */
   events(pid: number, tid: number | undefined, from: bigint, to: bigint): KernelEvent[];
+  /** The messages among those of every thread of `pid`: found without reading its threads that sent or received none. */
+  processMessages(pid: number, from: bigint, to: bigint): KernelEvent[];
   /** Messages on any of `connections` by processes other than `exceptPid`, in [from, to]. */
   messages(connections: ReadonlySet<string>, exceptPid: number, from: bigint, to: bigint): KernelEvent[];
 }
@@ -96,9 +98,11 @@ export function asRemote(e: KernelEvent): KernelEvent {
 function sharedBy(wait: KernelEvent, held: HeldEvents): number {
   const known = sharedCounts.get(wait);
   if (known !== undefined) return known;
-  const around = held
-    .events(wait.pid, undefined, wait.startUnixNano - SHARED_LOOKAROUND_NS, wait.endUnixNano + SHARED_LOOKAROUND_NS)
-    .filter(isMessage);
+  const around = held.processMessages(
+    wait.pid,
+    wait.startUnixNano - SHARED_LOOKAROUND_NS,
+    wait.endUnixNano + SHARED_LOOKAROUND_NS,
+  );
   const before = new Map<string, KernelEvent>();
   const after = new Map<string, KernelEvent>();
   for (const m of around.filter((m) => !onPipe(m))) {
@@ -201,9 +205,7 @@ function socketExchanges(request: Request, own: KernelEvent[], held: HeldEvents)
 function side(request: Request, own: KernelEvent[], held: HeldEvents, send: boolean): KernelEvent[] {
   const ofThread = own.filter((m) => onPipe(m) && isSend(m) === send);
   if (ofThread.length > 0 || request.tid === undefined) return ofThread;
-  return held
-    .events(request.pid, undefined, request.from, request.to)
-    .filter((m) => isMessage(m) && onPipe(m) && isSend(m) === send);
+  return held.processMessages(request.pid, request.from, request.to).filter((m) => onPipe(m) && isSend(m) === send);
 }
 
 /**

@@ -11,6 +11,7 @@
 // bookkeeping records kept; both counted per kind. Shedding stops once the backlog is gone.
 import type { Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
+import type * as A from '../semconv/attributes.js';
 import { EpochClock } from './clock.js';
 import { CudaState } from './cuda.js';
 import { Demangler } from './demangle.js';
@@ -267,8 +268,9 @@ export class KernelCapture {
   private readonly loader: Loader | undefined;
   private readonly gpu = new GpuProcesses();
   private resolveReady!: (hello: Hello) => void;
-  private readonly emitted = new Map<string, number>();
-  private readonly covered = new Map<string, number>();
+  /** Events handed on, and the kernel events they stand for, indexed by record kind: counted without a lookup by name per event. */
+  private readonly emitted = new Array<number>(Kind.MAX).fill(0);
+  private readonly covered = new Array<number>(Kind.MAX).fill(0);
   // Kernel counters restart from zero with each loader: earlier runs' totals are kept here.
   private previousRuns = {
     drops: new Array<number>(Kind.MAX).fill(0),
@@ -366,8 +368,8 @@ export class KernelCapture {
   counters(): CaptureCounters {
     const sum = (base: number[], now: number[] | undefined) => base.map((value, kind) => value + (now?.[kind] ?? 0));
     return {
-      events: Object.fromEntries(this.emitted),
-      covered: Object.fromEntries(this.covered),
+      events: this.byEventKind(this.emitted, (name) => name),
+      covered: this.byEventKind(this.covered, (name) => SUMMARIZED[name] ?? name),
       drops: namedCounts(sum(this.previousRuns.drops, this.latest?.drops)),
       shed: namedCounts(sum(this.previousRuns.shed, this.latest?.shed)),
       shedDelivered: namedCounts(this.shedDelivered),
@@ -383,6 +385,16 @@ export class KernelCapture {
       threadContextProcesses: this.latest?.threadContextProcesses ?? 0,
       threadContextUnresolved: this.latest?.threadContextUnresolved ?? 0,
     };
+  }
+
+  /** Per-record-kind counts of events by the kind name `named` gives each event kind; kinds never counted are left out. */
+  private byEventKind(counts: readonly number[], named: (name: A.CausewayKindValue) => string): KindCounts {
+    const result: KindCounts = {};
+    for (const [kind, name] of Object.entries(KIND_NAMES)) {
+      const n = counts[Number(kind)] ?? 0;
+      if (n > 0) result[named(name)] = (result[named(name)] ?? 0) + n;
+    }
+    return result;
   }
 
   private message(message: LoaderMessage): void {
@@ -618,9 +630,8 @@ export class KernelCapture {
       const event = this.parts.shaper.shape(record);
       if (event === undefined) continue;
       events.push(event);
-      this.emitted.set(event.kind, (this.emitted.get(event.kind) ?? 0) + 1);
-      const kind = SUMMARIZED[event.kind] ?? event.kind;
-      this.covered.set(kind, (this.covered.get(kind) ?? 0) + eventsCovered(event));
+      this.emitted[record.kind] = (this.emitted[record.kind] ?? 0) + 1;
+      this.covered[record.kind] = (this.covered[record.kind] ?? 0) + eventsCovered(event);
     }
     if (events.length > 0) await this.options.onEvents(events);
     await this.spend(records.length);

@@ -85,7 +85,22 @@ export function eventsCovered(event: KernelEvent): number {
   return SUMMARIZED[event.kind] !== undefined && typeof count === 'number' ? count : 1;
 }
 
-const hex = (value: bigint) => `0x${value.toString(16)}`;
+/**
+ * Handles (streams, functions, events, lock addresses) as hex, each written once while it
+ * recurs: a busy thread names the same few in every record, and one string each is held, not
+ * one per event. Bounded: emptied when full.
+ */
+const hexes = new Map<bigint, string>();
+const HEXES_HELD = 4096;
+function hex(value: bigint): string {
+  let text = hexes.get(value);
+  if (text === undefined) {
+    if (hexes.size >= HEXES_HELD) hexes.clear();
+    text = `0x${value.toString(16)}`;
+    hexes.set(value, text);
+  }
+  return text;
+}
 /** How a pipe's connection id begins: a pipe is one-way, which linking needs to know. */
 const PIPE_PREFIX = 'pipe:';
 /** Whether a message's connection (causeway.ipc.connection) is a pipe. */
@@ -147,7 +162,11 @@ export function otherTask(event: KernelEvent): { pid: number; tid?: number; comm
   if (keys === undefined || typeof pid !== 'number') return undefined;
   const tid = event.attributes[keys.tid];
   const comm = event.attributes[keys.comm];
-  return { pid, ...(typeof tid === 'number' ? { tid } : {}), ...(typeof comm === 'string' ? { comm } : {}) };
+  // Built in place, not from spreads: linking asks this of every wait of every span joined.
+  const task: { pid: number; tid?: number; comm?: string } = { pid };
+  if (typeof tid === 'number') task.tid = tid;
+  if (typeof comm === 'string') task.comm = comm;
+  return task;
 }
 
 /** A send or receive: the connection in the same words at both ends; a pipe's says it is one. */
@@ -319,14 +338,28 @@ export class EventShaper {
       setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE, top);
       if (this.parts.self.has(top.pid)) attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] = true;
     }
-    const others = holders.filter((h) => !this.parts.self.has(h.pid));
-    if (others.length > 0) {
-      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID] = others.map((h) => h.pid);
-      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_TID] = others.map((h) => h.tid);
-      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM] = others.map((h) => h.comm);
-      attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS] = others.map((h) => ms(h.oncpuNs));
+    // One pass, no intermediate lists: most waits have a holder or two, none of them Causeway.
+    let pids: number[] | undefined;
+    let tids: number[] = [];
+    let comms: string[] = [];
+    let oncpuMs: number[] = [];
+    let own = 0n;
+    for (const h of holders) {
+      if (this.parts.self.has(h.pid)) {
+        own += h.oncpuNs;
+        continue;
+      }
+      if (pids === undefined) {
+        pids = attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_PID] = [];
+        tids = attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_TID] = [];
+        comms = attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_COMM] = [];
+        oncpuMs = attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_ONCPU_MS] = [];
+      }
+      pids.push(h.pid);
+      tids.push(h.tid);
+      comms.push(h.comm);
+      oncpuMs.push(ms(h.oncpuNs));
     }
-    const own = holders.filter((h) => this.parts.self.has(h.pid)).reduce((sum, h) => sum + h.oncpuNs, 0n);
     if (own > 0n) attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS] = ms(own);
     attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_SEEN_MS] = ms(seenNs);
     attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED] = preempted;

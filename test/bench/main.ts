@@ -2,8 +2,9 @@
 // throughput and CPU per operation without probes, with Causeway's probes, with bpftrace
 // attaching the same probes and with empty programs on Causeway's attach points (the floor),
 // in interleaved rounds, with each configuration's ratios to the run without as median and
-// spread over the rounds (rounds.ts); the user-space decode rate per core; drops at a high
-// event rate; how long capture takes to start; the sidecar's span throughput and join delay
+// spread over the rounds (rounds.ts); the user-space decode rate per core, alone and through
+// correlation (correlation.ts); drops at a high event rate; how long capture takes to start;
+// the sidecar's span throughput and join delay
 // (pipeline.ts); the store and the MCP tools at 1M events (store.ts); what finding every GPU
 // process costs on a node with many processes (discovery.ts); what in-kernel reduction saves
 // (reduction.ts); the whole sidecar under load and under a flood (load.ts); what reading the
@@ -26,6 +27,7 @@ import { CudaApi, Kind } from '../../src/kernel/record.js';
 import { fakeLoader } from '../kernel/fake-loader.js';
 import { launch, record, register } from '../kernel/records.js';
 import { Capture, ROOT, SIM_CUDART, WORKLOADS } from '../bpf/session.js';
+import { decodeThroughCorrelation } from './correlation.js';
 import { discoveryRows } from './discovery.js';
 import { floodTargets, loadRows, loadTargets, sidecarLoad, targetTable, type TargetCheck } from './load.js';
 import { pipelineRows } from './pipeline.js';
@@ -447,7 +449,12 @@ function sidecarLoadRun(flood: boolean) {
 
 /** The measures after the overhead table, by their --only key; each adds its lines of the targets table. */
 const MEASURES: Record<string, (targets: TargetCheck[]) => Promise<string[]>> = {
-  decode: async () => [await decodeRate()],
+  decode: async (targets) => {
+    const rate = await decodeRate();
+    const { row, target } = await decodeThroughCorrelation();
+    targets.push(target);
+    return [rate, row];
+  },
   'high-rate': async () => [await highRate()],
   startup: async () => [await startup()],
   discovery: discoveryRows,

@@ -349,3 +349,49 @@ function single<T>(items: T[]): T {
   assert.equal(items.length, 1);
   return items[0] as T;
 }
+
+test('a waker thread is still searched back as far as its longest held wait after another as long was evicted', () => {
+  const engine = { pid: 200, tid: 201, comm: 'engine' };
+  const io = (start: bigint, end: bigint): KernelEvent => ({
+    kind: 'block.io',
+    ...engine,
+    startUnixNano: start,
+    endUnixNano: end,
+    attributes: {},
+  });
+  const joined: Attachment[] = [];
+  const correlator = new Correlator({
+    onJoined: (a) => joined.push(...a),
+    now: () => 40n * S,
+    maxJoinWaitMs: 500,
+    retentionMs: 60_000,
+    maxEvents: 3,
+  });
+  // Two writes of 25.5 s and a short one; the request's wait then puts the bound over: the first write goes.
+  correlator.addEvents([
+    io(5n * S, 30n * S + 500n * MS),
+    io(5n * S + 100n * MS, 30n * S + 600n * MS),
+    io(30n * S + 200n * MS, 30n * S + 300n * MS),
+  ]);
+  correlator.addEvents([
+    {
+      ...event(7, 30n * S + 100n * MS, 30n * S + 900n * MS),
+      attributes: {
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_PID]: engine.pid,
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_TID]: engine.tid,
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM]: engine.comm,
+      },
+    },
+  ]);
+  assert.equal(correlator.counters().eventsEvictedOverBound, 1);
+  correlator.addSpans([{ span: span('request', 30n * S, 31n * S, 7), place: { hostPid: 100, hostTid: 7 } }]);
+  correlator.join();
+  const linked = joined.flatMap((a) => a.events).filter((e) => e.attributes[A.ATTR_CAUSEWAY_LINK] === 'waker');
+  assert.deepEqual(
+    linked.map((e) => [e.attributes[A.ATTR_CAUSEWAY_REMOTE_PID], e.endUnixNano]),
+    [
+      [engine.pid, 30n * S + 600n * MS],
+      [engine.pid, 30n * S + 300n * MS],
+    ],
+  );
+});

@@ -95,6 +95,18 @@ test('a polling sync carries its query count and device; a CUDA op its handles',
   assert.deepEqual(recorded.op, { stream: 0n, event: 0n, graph: 0x6n, exec: 0x7n, ret: 0, device: 1 });
 });
 
+test('each record carries the name its thread had then, across renames and bytes left after the NUL', () => {
+  const named = (comm: string, tail = '') => {
+    const buf = record({ kind: Kind.PROC_EXEC, comm });
+    buf.write(tail, LAYOUT.cw_event.fields.comm + comm.length + 1, 'utf8');
+    return buf;
+  };
+  const comms = decodeRecords(
+    Buffer.concat([named('python3'), named('worker'), named('python3', 'xy'), named('python'), named('worker')]),
+  ).map((r) => r.comm);
+  assert.deepEqual(comms, ['python3', 'worker', 'python3', 'python', 'worker']);
+});
+
 test('a full-length comm (no NUL terminator) decodes to its 16 bytes', () => {
   const buf = record({ kind: Kind.PROC_EXEC });
   buf.write('abcdefghijklmnop', LAYOUT.cw_event.fields.comm, 16, 'utf8');
