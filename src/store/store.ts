@@ -77,6 +77,8 @@ export interface StoreCounters {
   lastFlushMs: number;
 }
 
+/** Rows packed into one batch for the worker: a data chunk's worth (DuckDB's vector size). */
+const PACKED_ROWS = 2048;
 /** Rows buffered at most between flushes; beyond it, new rows are shed and counted. */
 const MAX_BUFFERED = 250_000;
 /** A worker is started again this many times at most with no write in between; one more stop and the store is down. */
@@ -149,8 +151,15 @@ export class Store implements TraceSource {
     workerRestarts: 0,
     lastFlushMs: 0,
   };
-  /** Rows handed to the worker since its last write began, and those that write holds. */
+  /** Rows handed to the worker since its last write began (those still pending included), and those that write holds. */
   private handed = 0;
+  /**
+   * Kernel events (consecutive ids from firstId) and attachments taken and not yet packed: they go
+   * to the worker once PACKED_ROWS are pending, or before the next write, so that a batch, its
+   * buffers and its data chunks are not made for a few rows at a time (capture hands over small
+   * batches as it reads them).
+   */
+  private pending = { events: [] as KernelEvent[], firstId: 0n, joined: [] as Joined[], joinedRows: 0 };
   private writing = 0;
   private readonly settings: Required<Omit<StoreOptions, 'meter' | 'memoryLimit'>>;
   private readonly database: DatabaseOptions;
@@ -193,10 +202,14 @@ export class Store implements TraceSource {
   addEvents(events: KernelEvent[]): void {
     const admitted = this.admit(events);
     if (admitted.length === 0) return;
-    const firstId = this.nextEventId;
+    const { events: held, firstId } = this.pending;
+    // Ids jump when a restarted worker's database held more: a packed batch's ids are consecutive.
+    if (held.length > 0 && firstId + BigInt(held.length) !== this.nextEventId) this.handPackedEvents();
+    if (this.pending.events.length === 0) this.pending.firstId = this.nextEventId;
     for (const event of admitted) this.eventIds.set(event, this.nextEventId++);
-    const batch = packEvents(admitted, firstId);
-    this.hand({ op: 'events', batch }, admitted.length, moved(batch));
+    if (!this.take(admitted.length)) return;
+    for (const event of admitted) this.pending.events.push(event);
+    if (this.pending.events.length >= PACKED_ROWS) this.handPackedEvents();
   }
 
   addSpans(spans: PlacedSpan<AppSpan>[]): void {
@@ -216,8 +229,12 @@ export class Store implements TraceSource {
       // An event without an id was shed before it was stored.
       eventIds: events.flatMap((event) => this.eventIds.get(event) ?? []),
     }));
-    const batch = packAttachments(joined);
-    this.hand({ op: 'attachments', batch }, admitted.length, moved(batch));
+    if (!this.take(admitted.length)) return;
+    for (const one of joined) {
+      this.pending.joined.push(one);
+      this.pending.joinedRows += one.eventIds.length;
+    }
+    if (this.pending.joinedRows >= PACKED_ROWS) this.handPackedAttachments();
   }
 
   counters(): StoreCounters {
@@ -367,17 +384,37 @@ export class Store implements TraceSource {
   }
 
   /** Rows go to the worker now (postMessage copies them, or moves the packed buffer); a store down or closed counts them as lost. */
-  private hand(request: Request, rows: number, packed: ArrayBuffer[] = []): void {
+  private hand(request: Request, rows: number): void {
+    if (this.take(rows)) this.worker.postMessage(request);
+  }
+
+  /** Counts rows as handed over; false when the store is down or closed, and they are counted lost. */
+  private take(rows: number): boolean {
     if (this.down !== undefined || this.closed) {
       this.count.rowsLost += rows;
-      return;
+      return false;
     }
     this.handed += rows;
-    this.worker.postMessage(request, packed);
+    return true;
+  }
+
+  private handPackedEvents(): void {
+    const batch = packEvents(this.pending.events, this.pending.firstId);
+    this.pending.events = [];
+    this.worker.postMessage({ op: 'events', batch } satisfies Request, moved(batch));
+  }
+
+  private handPackedAttachments(): void {
+    const batch = packAttachments(this.pending.joined);
+    this.pending.joined = [];
+    this.pending.joinedRows = 0;
+    this.worker.postMessage({ op: 'attachments', batch } satisfies Request, moved(batch));
   }
 
   private async write(): Promise<void> {
     if (this.down !== undefined || this.closed) return;
+    if (this.pending.events.length > 0) this.handPackedEvents();
+    if (this.pending.joined.length > 0) this.handPackedAttachments();
     this.writing = this.handed;
     this.handed = 0;
     try {
@@ -458,6 +495,7 @@ export class Store implements TraceSource {
     const lost = this.handed + this.writing;
     this.count.rowsLost += this.handed; // the write's own rows are counted when it fails, just below
     this.handed = 0;
+    this.pending = { events: [], firstId: 0n, joined: [], joinedRows: 0 };
     this.failWaiting(new Error(`the store's worker stopped: ${reason}`));
     const held = this.settings.path === IN_MEMORY ? ' and every row it held (the store is in memory)' : '';
     if (++this.stopsInARow > MAX_RESTARTS_IN_A_ROW) {
