@@ -8,7 +8,9 @@
  * for their records.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/mount.h>
@@ -19,6 +21,7 @@
 #include <bpf/btf.h>
 
 #include "attach.h"
+#include "filter.h"
 #include "frames.h"
 #include "proc.skel.h"
 #include "irq.skel.h"
@@ -44,6 +47,7 @@ static struct {
 static struct shared_maps maps;
 static int cuda_threads_fd = -1; /* shared too, but only the probes and exits use it */
 static int launch_windows_fd = -1, runqueue_windows_fd = -1; /* likewise: the reduction's windows */
+static int traces_ctx_fd = -1; /* OBI's map when reused, else the probes' own (empty, never read) */
 static struct bpf_link *links[MAX_LINKS];
 static int nlinks;
 
@@ -91,10 +95,10 @@ static int share_maps(struct bpf_object *obj)
 {
 	static const char *const names[] = { "events", "followed", "drops", "settings",
 					     "interrupt_depth", "gpu_processes", "cuda_threads",
-					     "launch_windows", "runqueue_windows", "thread_ctx" };
+					     "launch_windows", "runqueue_windows", "thread_ctx", "traces_ctx_v1" };
 	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings,
 		      maps.interrupt_depth, maps.gpu_processes, cuda_threads_fd,
-		      launch_windows_fd, runqueue_windows_fd, maps.thread_ctx };
+		      launch_windows_fd, runqueue_windows_fd, maps.thread_ctx, traces_ctx_fd };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, names[i]);
@@ -276,6 +280,38 @@ static void load_ipc(void)
 	}
 }
 
+/*
+ * OpenTelemetry eBPF Instrumentation (OBI) pins its threads' current trace context by name under
+ * <bpffs>/otel/ (OTEL_EBPF_BPF_FS_PATH, default /sys/fs/bpf): an LRU hash from pid_tgid to the
+ * trace and span ids. When it is there and of that definition, the probes read it (common.bpf.h).
+ */
+static void reuse_obi_traces_ctx(struct bpf_map *map)
+{
+	const char *fs = getenv("OTEL_EBPF_BPF_FS_PATH");
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/otel/traces_ctx_v1", fs && *fs ? fs : "/sys/fs/bpf");
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || info.type != BPF_MAP_TYPE_LRU_HASH || info.key_size != 8 ||
+	    info.value_size != sizeof(struct cw_span_context)) {
+		message("warn", "\"event\":\"obi_traces_ctx\"",
+			"%s is not OBI's trace context map (an LRU hash of 8-byte keys, 24-byte values): not read", path);
+	} else if (bpf_map__reuse_fd(map, fd)) {
+		message("warn", "\"event\":\"obi_traces_ctx\"", "cannot reuse OBI's trace context map %s: %s", path,
+			strerror(errno));
+	} else {
+		read_obi_traces_ctx();
+		message("info", "\"event\":\"obi_traces_ctx\"",
+			"reading OBI's trace context map %s where a thread publishes no context", path);
+	}
+	close(fd);
+}
+
 struct shared_maps load_programs(__u32 ringbuf_mb)
 {
 	skel.proc = proc_bpf__open();
@@ -285,6 +321,7 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 		cannot_run("bad ring buffer size %u MiB (a power of two is needed)", ringbuf_mb);
 	bpf_program__set_autoattach(skel.proc->progs.mmap_enter, false);
 	bpf_program__set_autoattach(skel.proc->progs.mmap_exit, false);
+	reuse_obi_traces_ctx(skel.proc->maps.traces_ctx_v1);
 	if (proc_bpf__load(skel.proc))
 		cannot_run("the kernel refused the proc programs (see stderr)");
 	maps.events = bpf_map__fd(skel.proc->maps.events);
@@ -297,6 +334,7 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	runqueue_windows_fd = bpf_map__fd(skel.proc->maps.runqueue_windows);
 	maps.interrupt_depth = bpf_map__fd(skel.proc->maps.interrupt_depth);
 	maps.thread_ctx = bpf_map__fd(skel.proc->maps.thread_ctx);
+	traces_ctx_fd = bpf_map__fd(skel.proc->maps.traces_ctx_v1);
 
 	OPEN_LOAD(irq, irq_bpf);
 	OPEN_LOAD(sched, sched_bpf);

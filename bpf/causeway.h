@@ -335,6 +335,7 @@ struct cw_settings {
 	__u32 follow_all;
 	__u32 exclude[2];          /* with follow_all: the loader and its consumer, which would trace themselves */
 	__u32 shed;                /* 1: the sidecar is behind; the probes write no event records (counted as shed) */
+	__u32 obi_traces_ctx;      /* 1: OBI's pinned traces_ctx_v1 map is reused: read it where no thread context is */
 };
 
 /* Values of the gpu_processes map (common.bpf.h): how a process became known as a GPU user. */

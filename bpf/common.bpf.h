@@ -66,54 +66,6 @@ struct {
 	__type(value, struct cw_cuda_thread);
 } cuda_threads SEC(".maps");
 
-/*
- * Processes that publish their active span (OTEP 4947 thread context), by where the thread's
- * pointer to its record lies: at the thread pointer (x86_64: fsbase) plus this offset. Written by
- * the loader (thread_ctx.c); a pid without an entry is not read, at the cost of one lookup.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CW_MAX_FOLLOWED);
-	__type(key, __u32);   /* tgid */
-	__type(value, __s64); /* the TLS variable otel_thread_ctx_v1, from the thread pointer */
-} thread_ctx SEC(".maps");
-
-/*
- * The span active on the current task now, read from its published record into ctx (left as it
- * is when there is none). Called only in the task's own context (a uprobe, a syscall entry, the
- * task switching out): the task is not running its user code meanwhile, so the record cannot
- * change under the read, and bpf_probe_read_user reads this task's memory.
- */
-static __always_inline void cw_read_span_context(__u32 tgid, struct cw_span_context *ctx)
-{
-#if defined(__TARGET_ARCH_x86) /* the loader resolves offsets on x86_64 only (thread_ctx.c) */
-	struct cw_otel_thread_ctx_record record;
-	__s64 *offset = bpf_map_lookup_elem(&thread_ctx, &tgid);
-	struct task_struct *task;
-	__u64 pointer = 0;
-
-	if (!offset)
-		return;
-	task = (struct task_struct *)bpf_get_current_task();
-	if (bpf_probe_read_user(&pointer, sizeof(pointer), (void *)(BPF_CORE_READ(task, thread.fsbase) + *offset)) ||
-	    !pointer)
-		return;
-	if (bpf_probe_read_user(&record, sizeof(record), (void *)pointer) || record.valid != 1)
-		return;
-	*ctx = record.ids;
-#endif
-}
-
-/* Two contexts are the same span (both empty included). */
-static __always_inline bool cw_same_span(const struct cw_span_context *a, const struct cw_span_context *b)
-{
-	__u64 x[3], y[3];
-
-	__builtin_memcpy(x, a, sizeof(x));
-	__builtin_memcpy(y, b, sizeof(y));
-	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2];
-}
-
 /* Per kind, records not written: [kind] the ring was full, [CW_SHED + kind] told to shed. */
 #define CW_SHED CW_KIND_MAX
 
@@ -136,6 +88,83 @@ static __always_inline struct cw_settings *cw_settings(void)
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&settings, &zero);
+}
+
+/*
+ * Processes that publish their active span (OTEP 4947 thread context), by where the thread's
+ * pointer to its record lies: at the thread pointer (x86_64: fsbase) plus this offset. Written by
+ * the loader (thread_ctx.c); a pid without an entry is not read, at the cost of one lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CW_MAX_FOLLOWED);
+	__type(key, __u32);   /* tgid */
+	__type(value, __s64); /* the TLS variable otel_thread_ctx_v1, from the thread pointer */
+} thread_ctx SEC(".maps");
+
+/*
+ * OpenTelemetry eBPF Instrumentation's (OBI) current trace context per thread, keyed by
+ * pid_tgid: the loader reuses OBI's pinned map when there is one (<bpffs>/otel/traces_ctx_v1,
+ * attach.c), of the same definition; otherwise this map stays empty and is never read.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 14);
+	__type(key, __u64);   /* pid_tgid */
+	__type(value, struct cw_span_context);
+} traces_ctx_v1 SEC(".maps");
+
+/* The current thread's context in OBI's map, if the loader found it. */
+static __always_inline void cw_read_obi_context(struct cw_span_context *ctx)
+{
+	struct cw_settings *cfg = cw_settings();
+	__u64 id = bpf_get_current_pid_tgid();
+	struct cw_span_context *found;
+
+	if (!cfg || !cfg->obi_traces_ctx)
+		return;
+	found = bpf_map_lookup_elem(&traces_ctx_v1, &id);
+	if (found)
+		*ctx = *found;
+}
+
+/*
+ * The span active on the current task now, read from its published record into ctx (left as it
+ * is when there is none); failing that, from OBI's map. Called only in the task's own context (a uprobe, a syscall entry, the
+ * task switching out): the task is not running its user code meanwhile, so the record cannot
+ * change under the read, and bpf_probe_read_user reads this task's memory.
+ */
+static __always_inline void cw_read_span_context(__u32 tgid, struct cw_span_context *ctx)
+{
+#if defined(__TARGET_ARCH_x86) /* the loader resolves offsets on x86_64 only (thread_ctx.c) */
+	struct cw_otel_thread_ctx_record record;
+	__s64 *offset = bpf_map_lookup_elem(&thread_ctx, &tgid);
+	struct task_struct *task;
+	__u64 pointer = 0;
+
+	if (!offset)
+		goto obi;
+	task = (struct task_struct *)bpf_get_current_task();
+	if (bpf_probe_read_user(&pointer, sizeof(pointer), (void *)(BPF_CORE_READ(task, thread.fsbase) + *offset)) ||
+	    !pointer)
+		goto obi;
+	if (bpf_probe_read_user(&record, sizeof(record), (void *)pointer) || record.valid != 1)
+		goto obi;
+	*ctx = record.ids;
+	return;
+obi:
+#endif
+	cw_read_obi_context(ctx);
+}
+
+/* Two contexts are the same span (both empty included). */
+static __always_inline bool cw_same_span(const struct cw_span_context *a, const struct cw_span_context *b)
+{
+	__u64 x[3], y[3];
+
+	__builtin_memcpy(x, a, sizeof(x));
+	__builtin_memcpy(y, b, sizeof(y));
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2];
 }
 
 static __always_inline bool cw_followed(__u32 tgid)

@@ -109,6 +109,11 @@ void set_shed(bool on)
 	push_settings();
 }
 
+void read_obi_traces_ctx(void)
+{
+	settings.obi_traces_ctx = 1;
+}
+
 void follow(__u32 pid, bool on)
 {
 	static unsigned long refused;

@@ -23,6 +23,9 @@ void set_shed(bool on);
 void set_reduction(__u64 window_ns, __u64 launch_whole_ns, __u64 runqueue_whole_ns);
 void reduction(__u64 *window_ns, __u64 *launch_whole_ns, __u64 *runqueue_whole_ns);
 
+/* The probes read OBI's traces_ctx_v1 map where a thread publishes no context (attach.c found it). */
+void read_obi_traces_ctx(void);
+
 void follow(__u32 pid, bool on);
 bool is_followed(__u32 pid);
 /* Pids in the followed map; 0 with follow_all. */

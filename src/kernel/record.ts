@@ -52,7 +52,7 @@ export const LAYOUT = {
   },
   cw_runqueue_sum: { size: 24, fields: { wait_ns: 0, max_ns: 8, count: 16, preempted: 20 } },
   cw_settings: {
-    size: 192,
+    size: 200,
     fields: {
       min_ns: 0,
       window_ns: 152,
@@ -61,6 +61,7 @@ export const LAYOUT = {
       follow_all: 176,
       exclude: 180,
       shed: 188,
+      obi_traces_ctx: 192,
     },
   },
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },

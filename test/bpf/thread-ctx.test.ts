@@ -6,8 +6,13 @@
 // (initial-exec). The loader says where it found the variable: the offset the program itself
 // computed from its thread pointer. The captured events, joined by the correlator with the two
 // spans: exact to the first span with a writer; without one, to the later-started second span,
-// ambiguous.
+// ambiguous. And OBI's pinned per-thread trace context map, read where no record is published.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Correlator, type Attachment, type JoinableSpan } from '../../src/correlate/correlator.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
@@ -18,6 +23,7 @@ import {
   settle,
   single,
   startCapture,
+  startWorkload,
   type CapturedEvent,
 } from './session.js';
 
@@ -183,4 +189,61 @@ test('a writer reached only through dynamic TLS is not read: said, counted, and 
   );
   assert.match(capture.stderr, /thread context: \d+ processes read exactly, 1 publishing one that cannot be read/);
   assert.equal(stampOf(futex), undefined);
+});
+
+test("OBI's pinned traces_ctx_v1 map, where a thread publishes no context: its entry for the thread is the stamp", async (t) => {
+  if (!kernelAvailable(t)) return;
+  // A map of OBI's definition, pinned where OBI pins it, under a bpffs mounted for the test.
+  const fs = mkdtempSync(joinPath(tmpdir(), 'causeway-bpffs-'));
+  const pinned = `${fs}/otel/traces_ctx_v1`;
+  execFileSync('mount', ['-t', 'bpf', 'bpf', fs]);
+  t.after(() => {
+    execFileSync('umount', [fs]);
+    rmdirSync(fs);
+  });
+  mkdirSync(`${fs}/otel`);
+  execFileSync('bpftool', [
+    'map',
+    'create',
+    pinned,
+    'type',
+    'lru_hash',
+    'key',
+    '8',
+    'value',
+    '24',
+    'entries',
+    '16384',
+    'name',
+    'traces_ctx_v1',
+  ]);
+  const previous = process.env.OTEL_EBPF_BPF_FS_PATH;
+  process.env.OTEL_EBPF_BPF_FS_PATH = fs;
+  t.after(() => {
+    if (previous === undefined) delete process.env.OTEL_EBPF_BPF_FS_PATH;
+    else process.env.OTEL_EBPF_BPF_FS_PATH = previous;
+  });
+  const capture = await startCapture(t, ['--comm', 'thread_ctx_lib', '--min-duration-us', '1000']);
+  assert.match(capture.stderr, /reading OBI's trace context map/);
+  const workload = startWorkload(
+    'thread_ctx_lib',
+    ['--no-publish', '--start-delay-ms', '300', '--wait-ms', '80'],
+    privateGpu(t),
+  );
+  const ids = randomBytes(24);
+  const key = Buffer.alloc(8);
+  key.writeBigUInt64LE((BigInt(workload.pid) << 32n) | BigInt(workload.pid)); // its main thread
+  const hex = (b: Buffer) => [...b].map((x) => x.toString(16).padStart(2, '0'));
+  execFileSync('bpftool', ['map', 'update', 'pinned', pinned, 'key', 'hex', ...hex(key), 'value', 'hex', ...hex(ids)]);
+  const truth = (await workload.truth) as unknown as ThreadCtxTruth;
+  await settle();
+  await capture.stop();
+  const futex = single(
+    capture.of('futex.wait', (e) => e.pid === truth.pid && e.tid === truth.tid),
+    'futex.wait',
+  );
+  assert.deepEqual(stampOf(futex), {
+    trace_id: ids.subarray(0, 16).toString('hex'),
+    span_id: ids.subarray(16).toString('hex'),
+  });
 });

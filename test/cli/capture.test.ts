@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { packageRoot } from '../../src/install.js';
-import { ABI_VERSION, FrameType } from '../../src/kernel/record.js';
+import { ABI_VERSION, FrameType, RECORD_SIZE } from '../../src/kernel/record.js';
 import { LOADER_PID, crowdedWait, frame, hello, runqueue, stats } from '../kernel/records.js';
 
 const MS = 1_000_000n;
@@ -87,7 +87,7 @@ test('a recording made with another ABI is refused with both ABIs named', () => 
   assert.match(
     run.stderr,
     new RegExp(
-      `^causeway: error: the recording was made with ABI ${ABI_VERSION - 1} \\(160-byte records\\), this causeway reads ABI ${ABI_VERSION} \\(160-byte records\\): replay it with the causeway version that recorded it$`,
+      `^causeway: error: the recording was made with ABI ${ABI_VERSION - 1} \\(${RECORD_SIZE}-byte records\\), this causeway reads ABI ${ABI_VERSION} \\(${RECORD_SIZE}-byte records\\): replay it with the causeway version that recorded it$`,
       'm',
     ),
   );
