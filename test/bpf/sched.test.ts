@@ -3,12 +3,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { explainTrace } from '../../src/correlate/explain.js';
-import type { KernelEvent } from '../../src/kernel/events.js';
 import * as A from '../../src/semconv/attributes.js';
 import { appSpan, ids, storeWith } from '../store/traces.js';
 import {
   durationMs,
   kernelAvailable,
+  kernelEventOf,
   monotonicNs,
   settle,
   startCapture,
@@ -168,13 +168,3 @@ interface HogTruth {
   pid: number;
   cpu_ns: number[];
 }
-
-const kernelEventOf = (e: CapturedEvent): KernelEvent => ({
-  kind: e.kind as KernelEvent['kind'],
-  pid: e.pid,
-  tid: e.tid,
-  comm: e.comm,
-  startUnixNano: BigInt(e.start_unix_nano),
-  endUnixNano: BigInt(e.end_unix_nano),
-  attributes: e.attributes as KernelEvent['attributes'],
-});

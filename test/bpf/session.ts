@@ -21,6 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { LOADER_FILE_CAPABILITIES } from '../../src/cli/doctor.js';
+import type { KernelEvent } from '../../src/kernel/events.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const WORKLOADS = join(ROOT, 'test', 'fixtures', 'build', 'workloads');
@@ -36,7 +37,23 @@ export interface CapturedEvent {
   start_unix_nano: string;
   end_unix_nano: string;
   attributes: Record<string, unknown>;
+  /** The app span the probes read as active when the event began (its thread context), if any. */
+  span_context?: { trace_id: string; span_id: string };
 }
+
+/** A captured event as the correlator and explain take it. */
+export const kernelEventOf = (e: CapturedEvent): KernelEvent => ({
+  kind: e.kind as KernelEvent['kind'],
+  pid: e.pid,
+  tid: e.tid,
+  comm: e.comm,
+  startUnixNano: BigInt(e.start_unix_nano),
+  endUnixNano: BigInt(e.end_unix_nano),
+  attributes: e.attributes as KernelEvent['attributes'],
+  ...(e.span_context === undefined
+    ? {}
+    : { spanContext: { traceId: e.span_context.trace_id, spanId: e.span_context.span_id } }),
+});
 
 /** The one item of a list that must hold exactly one. */
 export function single<T>(items: T[], what: string): T {

@@ -15,9 +15,9 @@ import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Correlator, type Attachment, type JoinableSpan } from '../../src/correlate/correlator.js';
-import type { KernelEvent } from '../../src/kernel/events.js';
 import {
   kernelAvailable,
+  kernelEventOf,
   privateGpu,
   runWorkload,
   settle,
@@ -46,13 +46,6 @@ export interface ThreadCtxTruth {
   sync_end_ns: number;
 }
 
-interface Stamp {
-  trace_id: string;
-  span_id: string;
-}
-
-const stampOf = (e: CapturedEvent) => (e as CapturedEvent & { span_context?: Stamp }).span_context;
-
 /** The truth's CLOCK_MONOTONIC times on the capture's clock (Unix ns). */
 const monotonicToUnix = () =>
   BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6)) - process.hrtime.bigint();
@@ -60,21 +53,7 @@ const monotonicToUnix = () =>
 /** The captured events joined with the program's two spans, placed on its thread, by a real correlator. */
 function join(truth: ThreadCtxTruth, captured: CapturedEvent[]): Map<string, Attachment> {
   const offset = monotonicToUnix();
-  const events: KernelEvent[] = captured
-    .filter((e) => e.pid === truth.pid)
-    .map((e) => {
-      const stamp = stampOf(e);
-      return {
-        kind: e.kind as KernelEvent['kind'],
-        pid: e.pid,
-        tid: e.tid,
-        comm: e.comm,
-        startUnixNano: BigInt(e.start_unix_nano),
-        endUnixNano: BigInt(e.end_unix_nano),
-        attributes: e.attributes as KernelEvent['attributes'],
-        ...(stamp === undefined ? {} : { spanContext: { traceId: stamp.trace_id, spanId: stamp.span_id } }),
-      };
-    });
+  const events = captured.filter((e) => e.pid === truth.pid).map(kernelEventOf);
   const spans: JoinableSpan[] = truth.spans.map((s) => ({
     traceId: s.trace_id,
     spanId: s.span_id,
@@ -144,12 +123,12 @@ for (const [program, model] of [
     assert.equal(Number(found[1]), truth.tp_offset);
     const joined = join(truth, capture.events);
     for (const wait of [futex, sync]) {
-      assert.deepEqual(stampOf(wait), { trace_id: first.trace_id, span_id: first.span_id }, `${wait.kind} stamped`);
+      assert.deepEqual(wait.span_context, { trace_id: first.trace_id, span_id: first.span_id }, `${wait.kind} stamped`);
       assert.equal(attached(joined.get('first'), wait), 'exact', `${wait.kind} attached to the first span, exactly`);
       assert.equal(attached(joined.get('second'), wait), undefined, `${wait.kind} not attached to the second span`);
     }
     // Events under the second span carry the second's ids: the stamp follows the switches.
-    const switchedOut = capture.of('sched.blocked', (e) => e.pid === truth.pid).map(stampOf);
+    const switchedOut = capture.of('sched.blocked', (e) => e.pid === truth.pid).map((e) => e.span_context);
     assert.ok(
       switchedOut.some((stamp) => (stamp as { span_id?: string } | undefined)?.span_id === second.span_id),
       'a switch-out under the second span carries its ids',
@@ -160,8 +139,8 @@ for (const [program, model] of [
 test('without a writer nothing is stamped', async (t) => {
   if (!kernelAvailable(t)) return;
   const { capture, truth, futex, sync } = await run(t, 'thread_ctx_lib', ['--no-publish']);
-  assert.equal(stampOf(futex), undefined);
-  assert.equal(stampOf(sync), undefined);
+  assert.equal(futex.span_context, undefined);
+  assert.equal(sync.span_context, undefined);
   // The old rule: the later-started span open on the thread takes them, and says it may be wrong.
   const joined = join(truth, capture.events);
   for (const wait of [futex, sync]) {
@@ -188,7 +167,7 @@ test('a writer reached only through dynamic TLS is not read: said, counted, and 
     ),
   );
   assert.match(capture.stderr, /thread context: \d+ processes read exactly, 1 publishing one that cannot be read/);
-  assert.equal(stampOf(futex), undefined);
+  assert.equal(futex.span_context, undefined);
 });
 
 test("OBI's pinned traces_ctx_v1 map, where a thread publishes no context: its entry for the thread is the stamp", async (t) => {
@@ -242,7 +221,7 @@ test("OBI's pinned traces_ctx_v1 map, where a thread publishes no context: its e
     capture.of('futex.wait', (e) => e.pid === truth.pid && e.tid === truth.tid),
     'futex.wait',
   );
-  assert.deepEqual(stampOf(futex), {
+  assert.deepEqual(futex.span_context, {
     trace_id: ids.subarray(0, 16).toString('hex'),
     span_id: ids.subarray(16).toString('hex'),
   });
