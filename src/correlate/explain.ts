@@ -2,7 +2,10 @@
 // segment's time split by what its thread was doing in the kernel (classify.ts); the longest
 // pieces of lost time followed to the ends of their causal chains (chain.ts), grouped by the
 // kind they lead to and then by culprit: the costliest is the root cause, worded by summary.ts.
+// An event stamped with another trace's span, on the request's thread, is another request's
+// work that held the thread (an event loop): that request is the culprit, not this one's own wait.
 import type { KernelEvent } from '../kernel/events.js';
+import type { SpanContextStamp } from '../kernel/record.js';
 import * as A from '../semconv/attributes.js';
 import { Analysis, MAX_CHAIN_DEPTH, type Resolution } from './chain.js';
 import { classify, type Interval } from './classify.js';
@@ -32,6 +35,8 @@ interface Piece {
   interval: Interval;
   time: bigint;
   segment: PathSegment;
+  /** The other request whose work the interval was, by its event's stamp: it held the segment's thread. */
+  heldBy?: SpanContextStamp;
 }
 
 interface Resolved {
@@ -57,7 +62,7 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
   const path = criticalPath(spans);
   const duration = root.endUnixNano - root.startUnixNano;
   const threads = await pathThreads(source, path);
-  const { perKind, pieces } = splitPath(path, threads);
+  const { perKind, pieces } = splitPath(path, threads, traceId);
   const breakdown = [...perKind.entries()]
     .map(([kind, ns]) => ({
       kind,
@@ -67,7 +72,8 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
     .sort((a, b) => b.time_ms - a.time_ms);
   const analysis = new Analysis(source, { from: root.startUnixNano, to: root.endUnixNano });
   // With no span of this trace where kernel events were captured, there is no root cause to name.
-  const rootCause = threads.size === 0 ? null : await rootCauseOf(analysis, pieces, { breakdown, root, duration });
+  const rootCause =
+    threads.size === 0 ? null : await rootCauseOf(analysis, pieces, { breakdown, root, duration, spans });
   const rootSpanInfo = { service: root.service, name: root.name };
   return {
     trace_id: traceId,
@@ -102,8 +108,14 @@ async function pathThreads(source: TraceSource, path: PathSegment[]): Promise<Ma
   return threads;
 }
 
+/** Another trace's span, when the event was stamped with one: another request's work. */
+function otherRequest(event: KernelEvent, traceId: string): SpanContextStamp | undefined {
+  const stamp = event.spanContext;
+  return stamp === undefined || stamp.traceId === traceId ? undefined : stamp;
+}
+
 /** Each segment's time by kind, and the pieces of it that kernel intervals explain. */
-function splitPath(path: PathSegment[], threads: Map<string, PathThread>) {
+function splitPath(path: PathSegment[], threads: Map<string, PathThread>, traceId: string) {
   const perKind = new Map<BreakdownKind, bigint>();
   const add = (kind: BreakdownKind, ns: bigint) => perKind.set(kind, (perKind.get(kind) ?? 0n) + ns);
   const pieces: Piece[] = [];
@@ -114,12 +126,17 @@ function splitPath(path: PathSegment[], threads: Map<string, PathThread>) {
       add('unexplained', end - start);
       continue;
     }
-    const { time, uncovered } = classify(thread.events ?? [], start, end);
+    // With only the process known, other requests' work is on threads not the span's: not its time.
+    const events = (thread.events ?? []).filter(
+      (e) => span.tid !== undefined || otherRequest(e, traceId) === undefined,
+    );
+    const { time, uncovered } = classify(events, start, end);
     // With the thread known, time off no kernel interval was spent running; with only the process, it is unknown.
     add(span.tid === undefined ? 'unexplained' : 'cpu', uncovered);
     for (const [interval, ns] of time) {
       add(interval.kind, ns);
-      pieces.push({ interval, time: ns, segment });
+      const heldBy = otherRequest(interval.event, traceId);
+      pieces.push({ interval, time: ns, segment, ...(heldBy === undefined ? {} : { heldBy }) });
     }
   }
   return { perKind, pieces };
@@ -132,14 +149,18 @@ function splitPath(path: PathSegment[], threads: Map<string, PathThread>) {
 async function rootCauseOf(
   analysis: Analysis,
   pieces: Piece[],
-  trace: { breakdown: Breakdown; root: TraceSpan; duration: bigint },
+  trace: { breakdown: Breakdown; root: TraceSpan; duration: bigint; spans: TraceSpan[] },
 ): Promise<RootCause> {
   pieces.sort((a, b) => Number(b.time - a.time));
   const resolved = await Promise.all(
-    pieces.map(async (piece, i) => ({
-      piece,
-      resolution: await analysis.resolve(piece.interval, piece.time, i < FOLLOWED_PER_TRACE ? 0 : MAX_CHAIN_DEPTH),
-    })),
+    pieces.map(async (piece, i) => {
+      const resolution = await analysis.resolve(
+        piece.interval,
+        piece.time,
+        i < FOLLOWED_PER_TRACE ? 0 : MAX_CHAIN_DEPTH,
+      );
+      return { piece, resolution: piece.heldBy === undefined ? resolution : heldBy(piece, piece.heldBy, resolution) };
+    }),
   );
   const byKind = new Map<RootCause['kind'], { time: bigint; items: Resolved[] }>();
   for (const item of resolved) {
@@ -164,7 +185,7 @@ async function rootCauseOf(
   for (const item of winner.items) {
     const { culprit, shares } = item.resolution;
     for (const { culprit: c, share } of shares ?? [{ culprit, share: 1 }]) {
-      const key = `${String(c?.pid)}/${c?.peer ?? ''}/${c?.cuda_kernel ?? ''}/${c?.device ?? ''}/${c?.op ?? ''}`;
+      const key = `${String(c?.pid)}/${c?.peer ?? ''}/${c?.cuda_kernel ?? ''}/${c?.device ?? ''}/${c?.op ?? ''}/${c?.span_id ?? ''}`;
       const time = share === 1 ? item.piece.time : BigInt(Math.round(Number(item.piece.time) * share));
       const g = perCulprit.get(key) ?? { time: 0n, items: [] };
       g.time += time;
@@ -176,7 +197,8 @@ async function rootCauseOf(
   // Its costliest piece shows the chain, and the culprit as that piece names it (its thread).
   const items = (top?.items ?? []).sort((a, b) => Number(b.time - a.time));
   const main = items[0];
-  const attachScope = weakestScope(items.map(({ item }) => scopeOfPiece(item.piece)));
+  const within = descendantOf(trace.spans);
+  const attachScope = weakestScope(items.map(({ item }) => scopeOfPiece(item.piece, within)));
   return {
     kind: winnerKind,
     time_ms: rounded(toMs(winner.time)),
@@ -195,10 +217,52 @@ async function rootCauseOf(
 }
 
 /**
- * How surely a piece's event is its segment's span's, as far as the sources tell: by the span's
- * place (the stores keep no per-event scope yet, so exact and ambiguous are not told apart here).
+ * The other request's work, stamped with its span, on the thread this request runs on: the time
+ * went to that request holding the thread, and this one made no call. Its chain (what that
+ * work waited for) is kept as the evidence of what held the thread.
  */
-function scopeOfPiece({ segment }: Piece): AttachScope {
+function heldBy({ interval, time }: Piece, other: SpanContextStamp, resolution: Resolution): Resolution {
+  const { event } = interval;
+  const [first, ...rest] = resolution.chain;
+  const api = event.attributes[A.ATTR_CAUSEWAY_CUDA_API];
+  const call = typeof api === 'string' ? api : interval.kind;
+  return {
+    kind: resolution.kind,
+    culprit: { pid: event.pid, tid: event.tid, comm: event.comm, trace_id: other.traceId, span_id: other.spanId },
+    chain: first === undefined ? [] : [{ ...first, link: 'same_thread' }, ...rest],
+    evidence: [
+      `the thread this request runs on (pid ${String(event.pid)} tid ${String(event.tid)} ${quoted(event.comm)}) was held ${String(
+        rounded(toMs(time)),
+      )} ms by request ${other.traceId} (span ${other.spanId}) in ${quoted(call)}: this request did not make the call`,
+      ...resolution.evidence,
+    ],
+  };
+}
+
+/** Whether a span of the trace is `ancestor` or one of its descendants. */
+function descendantOf(spans: TraceSpan[]): (spanId: string, ancestor: string) => boolean {
+  const parents = new Map(spans.map((s) => [s.spanId, s.parentSpanId]));
+  return (spanId, ancestor) => {
+    const seen = new Set<string>();
+    for (let at: string | undefined = spanId; at !== undefined && !seen.has(at); at = parents.get(at)) {
+      if (at === ancestor) return true;
+      seen.add(at);
+    }
+    return false;
+  };
+}
+
+/**
+ * How surely a piece's event is its segment's span's: exact when its stamp is that span or one of
+ * its descendants (or another request's, whose the event then surely is); else by the span's place.
+ */
+function scopeOfPiece(
+  { interval, segment, heldBy }: Piece,
+  within: (spanId: string, ancestor: string) => boolean,
+): AttachScope {
+  const stamp = interval.event.spanContext;
+  if (heldBy !== undefined || (stamp !== undefined && within(stamp.spanId, segment.span.spanId)))
+    return A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT;
   return segment.span.tid === undefined ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS : A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD;
 }
 

@@ -17,7 +17,16 @@ export interface Culprit {
   /** block.io: the device and operation. */
   device?: string;
   op?: string;
+  /** Another request that held the thread this one runs on (an event loop): its trace and span, from the events' stamps. */
+  trace_id?: string;
+  span_id?: string;
 }
+
+/**
+ * How a chain's step was linked to the request: a wait in another process (linked.ts), or
+ * `same_thread`: work of another request on the thread this one runs on, which held it.
+ */
+export type ChainLinkKind = LinkKind | 'same_thread';
 
 /** One step from the request thread towards the root: a wait, and the thread it waited in. */
 export interface ChainLink {
@@ -26,8 +35,8 @@ export interface ChainLink {
   tid: number;
   comm: string;
   time_ms: number;
-  /** A wait in another process that the request waited on: how it was linked (linked.ts). */
-  link?: LinkKind;
+  /** A wait in another process that the request waited on, or another request's work on its thread: how it was linked. */
+  link?: ChainLinkKind;
   /** Requests that one wait served, when more than one. */
   shared_by?: number;
 }
@@ -44,7 +53,8 @@ export interface RootCause {
   evidence: string[];
   /**
    * How surely the root cause's kernel events are the request's (causeway.attach.scope): the
-   * weakest of its pieces'. exact: the app published the span as active (thread context);
+   * weakest of its pieces'. exact: the app published the span as active (thread context) when the
+   * events began, or, for a culprit that is another request, published that request's span;
    * thread: its thread, no other span open there; ambiguous: another span was open on the thread
    * too (an event loop), so the waits may be another request's; process: the thread is unknown.
    * Absent for root cause none.

@@ -26,6 +26,8 @@ export const notACause = (kind: NotACause, timeMs: number) => `${NOT_A_CAUSE[kin
 function describeCulprit(c: Culprit): string {
   if (c.peer !== undefined) return `the peer ${c.peer}`;
   const who = `pid ${String(c.pid)}${c.tid === null ? '' : ` tid ${String(c.tid)}`}${c.comm === null ? '' : ` ${quoted(c.comm)}`}`;
+  if (c.trace_id !== undefined)
+    return `another request, trace ${c.trace_id} span ${c.span_id ?? '?'}, which held the thread this one runs on (${who}): this request did not make the call`;
   if (c.cuda_kernel !== undefined) return `kernel ${quoted(c.cuda_kernel)} launched by ${who}`;
   if (c.device !== undefined) return `${c.op ?? 'I/O'} on ${c.device} by ${who}`;
   return who;
@@ -39,6 +41,10 @@ const SURENESS: Readonly<Record<AttachScope, string>> = {
     "Its waits may be another request's: other spans were open on the same thread (an event loop) and the app published no active span to tell them apart.",
   process: 'Its waits are attributed by process only: the span did not say its thread.',
 };
+
+/** Sureness when the culprit is another request, known by the stamps of its events. */
+const HELD_FOR_CERTAIN =
+  "Those waits were the other request's for certain: the app published that request's span as active when they began.";
 
 export function summarize(
   traceId: string,
@@ -79,6 +85,8 @@ export function summarize(
   return (
     `${head} On its critical path: ${parts}. ` +
     `Root cause: ${cause.kind}, ${cause.time_ms} ms (${Math.round(cause.share * 100)}%), caused by ${by}.${chain}${tracerCost}` +
-    (cause.attach_scope === undefined ? '' : ` ${SURENESS[cause.attach_scope]}`)
+    (cause.attach_scope === undefined
+      ? ''
+      : ` ${cause.culprit?.trace_id !== undefined && cause.attach_scope === 'exact' ? HELD_FOR_CERTAIN : SURENESS[cause.attach_scope]}`)
   );
 }

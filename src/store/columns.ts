@@ -39,8 +39,11 @@ export const EVENT_COLUMNS = [
   'varchar', // other_comm
   'varchar', // cuda_kernel
   'varchar', // attributes (JSON); as packed, the row's count of attribute entries
+  'varchar', // active_trace_id: the app span active on the thread when the event began (its stamp)
+  'varchar', // active_span_id
 ] as const satisfies readonly ColumnType[];
-const EVENT_ATTRIBUTES = EVENT_COLUMNS.length - 1;
+/** The attributes column: the stamp's, added to the table later, follow it. */
+const EVENT_ATTRIBUTES = 12;
 
 /** An event's attribute entries, all events' one after the other: the key, and the value as its kind says. */
 const ENTRY_COLUMNS = [
@@ -214,6 +217,8 @@ export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
     otherComms,
     kernels,
     attributes,
+    activeTraces,
+    activeSpans,
   ] = packing.columns as [
     BigInt64Array,
     Int32Array,
@@ -223,6 +228,8 @@ export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
     BigInt64Array,
     BigInt64Array,
     Float64Array,
+    Int32Array,
+    Int32Array,
     Int32Array,
     Int32Array,
     Int32Array,
@@ -246,6 +253,8 @@ export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
     otherComms[i] = packing.string(other?.comm);
     kernels[i] = packing.string(cudaKernel(event.attributes));
     attributes[i] = packAttributes(event.attributes, packing);
+    activeTraces[i] = packing.string(event.spanContext?.traceId);
+    activeSpans[i] = packing.string(event.spanContext?.spanId);
   }
   return { ...packing.packed(), entries: takeEntries() };
 }

@@ -108,6 +108,9 @@ CREATE TABLE IF NOT EXISTS kernel_events (
   event_id BIGINT, kind VARCHAR, pid INTEGER, tid INTEGER, comm VARCHAR, start_ns BIGINT, end_ns BIGINT,
   duration_ms DOUBLE, other_pid INTEGER, other_tid INTEGER, other_comm VARCHAR, cuda_kernel VARCHAR,
   attributes JSON);
+-- The span stamp came later: a store written before it gains the columns, NULL in its rows.
+ALTER TABLE kernel_events ADD COLUMN IF NOT EXISTS active_trace_id VARCHAR;
+ALTER TABLE kernel_events ADD COLUMN IF NOT EXISTS active_span_id VARCHAR;
 CREATE TABLE IF NOT EXISTS attachments (trace_id VARCHAR, span_id VARCHAR, event_id BIGINT, end_ns BIGINT);
 CREATE TABLE IF NOT EXISTS processes (pid INTEGER, service VARCHAR, executable VARCHAR, container_id VARCHAR, seen_ns BIGINT);
 `;

@@ -94,7 +94,7 @@ export const STORE_TABLES = {
   spans:
     'app spans: trace_id, span_id, parent_span_id, service, name, span_kind (OTLP number), start_ns, end_ns (Unix ns), duration_ms, pid, tid (host ids, null when unknown), status_code, attributes (JSON)',
   kernel_events:
-    'kernel events: event_id, kind, pid, tid, comm, start_ns, end_ns, duration_ms, other_pid/other_tid/other_comm (the waker for futex.wait and sched.blocked, the task that held the CPU longest during a sched.runqueue wait), cuda_kernel, attributes (JSON)',
+    'kernel events: event_id, kind, pid, tid, comm, start_ns, end_ns, duration_ms, other_pid/other_tid/other_comm (the waker for futex.wait and sched.blocked, the task that held the CPU longest during a sched.runqueue wait), cuda_kernel, attributes (JSON), active_trace_id/active_span_id (the app span the thread published as active when the event began, null when none was read)',
   attachments: 'which kernel event was attached to which app span: trace_id, span_id, event_id',
   processes: 'processes seen in spans: pid (host), service, executable, container_id, seen_ns',
 } as const;
@@ -357,10 +357,10 @@ export class Store implements TraceSource {
 
   private async eventRows(where: string, params: DuckDBValue[]): Promise<KernelEvent[]> {
     const rows = await this.rows(
-      `SELECT kind, pid, tid, comm, start_ns, end_ns, attributes FROM kernel_events WHERE ${where} ORDER BY start_ns`,
+      `SELECT kind, pid, tid, comm, start_ns, end_ns, attributes, active_trace_id, active_span_id FROM kernel_events WHERE ${where} ORDER BY start_ns`,
       params,
     );
-    return rows.map(([kind, pid, tid, comm, start, end, attributes]) => ({
+    return rows.map(([kind, pid, tid, comm, start, end, attributes, traceId, spanId]) => ({
       kind: String(kind) as KernelEvent['kind'],
       pid: Number(pid),
       tid: Number(tid),
@@ -368,6 +368,9 @@ export class Store implements TraceSource {
       startUnixNano: start as bigint,
       endUnixNano: end as bigint,
       attributes: JSON.parse(String(attributes)) as Attributes,
+      ...(traceId === null || spanId === null
+        ? {}
+        : { spanContext: { traceId: String(traceId), spanId: String(spanId) } }),
     }));
   }
 

@@ -534,3 +534,68 @@ test("a child span's thread is on the critical path while the child runs: its wa
   assert.equal(r.root_cause.culprit?.pid, 99);
   assert.equal(r.root_cause.span_id, ids(2).spanId);
 });
+
+const sync = (task: { pid: number; tid: number; comm: string }, from: number, to: number, stamp?: number) => ({
+  ...kernelEvent('cuda.sync', task, at(from), at(to), { [A.ATTR_CAUSEWAY_CUDA_API]: 'cudaStreamSynchronize' }),
+  ...(stamp === undefined ? {} : { spanContext: ids(stamp) }),
+});
+
+test("on an event loop, a GPU sync stamped with another request's span is that request holding the thread: the culprit, not this request's own wait", async () => {
+  // B (trace 1) awaits a timer on the loop thread while A (trace 2), started before it, blocks the loop in a sync.
+  const r = await explain(
+    'held-by-another-request',
+    [
+      appSpan({ trace: 1, span: 1, start: at(0), end: at(250), pid: 10, tid: 11 }),
+      appSpan({ trace: 2, span: 2, start: at(-20), end: at(230), pid: 10, tid: 11 }),
+    ],
+    [
+      sync(request, 20, 220, 2),
+      kernelEvent('sched.blocked', request, at(21), at(219), waker('sched', { pid: 0, tid: 0, comm: 'swapper/1' })),
+    ],
+  );
+  assert.equal(r.root_cause?.kind, 'cuda.sync');
+  assert.deepEqual(r.root_cause.culprit, { ...request, trace_id: ids(2).traceId, span_id: ids(2).spanId });
+  assert.deepEqual(
+    r.root_cause.chain.map((l) => [l.kind, l.tid, l.link]),
+    [['cuda.sync', 11, 'same_thread']],
+  );
+  assert.equal(r.root_cause.attach_scope, 'exact');
+  assert.match(
+    r.root_cause.evidence[0] ?? '',
+    new RegExp(
+      `held 200 ms by request ${ids(2).traceId} .*"cudaStreamSynchronize": this request did not make the call`,
+    ),
+  );
+  assert.match(r.summary, new RegExp(`caused by another request, trace ${ids(2).traceId}`));
+  assert.doesNotMatch(r.summary, /this request's for certain/);
+});
+
+test('the same sync explained from the request that made it is its own wait, exact by its stamp; unstamped, by the span thread', async () => {
+  const spans = [
+    appSpan({ trace: 1, span: 1, start: at(0), end: at(250), pid: 10, tid: 11 }),
+    appSpan({ trace: 2, span: 2, start: at(20), end: at(270), pid: 10, tid: 11 }),
+  ];
+  const own = await explain('sync-stamped-with-own-span', spans, [sync(request, 20, 220, 1)]);
+  assert.equal(own.root_cause?.kind, 'cuda.sync');
+  assert.deepEqual(own.root_cause.culprit, request);
+  assert.equal(own.root_cause.chain[0]?.link, undefined);
+  assert.equal(own.root_cause.attach_scope, 'exact');
+  assert.match(own.summary, /this request's for certain/);
+
+  const unstamped = await explain('sync-unstamped', spans, [sync(request, 20, 220)]);
+  assert.deepEqual(unstamped.root_cause?.culprit, request);
+  assert.equal(unstamped.root_cause.attach_scope, 'thread');
+});
+
+test("with only the process known, its threads' events stamped with the span are its own (exact), and other requests' are not its time", async () => {
+  const other = { pid: 10, tid: 13, comm: 'other' };
+  const r = await explain(
+    'process-scope-stamped',
+    [appSpan({ trace: 1, span: 1, start: at(0), end: at(300), pid: 10 })],
+    [sync(other, 0, 290, 2), sync(worker, 10, 250, 1)],
+  );
+  assert.equal(r.root_cause?.kind, 'cuda.sync');
+  assert.deepEqual(r.root_cause.culprit, worker);
+  assert.equal(r.root_cause.time_ms, 240);
+  assert.equal(r.root_cause.attach_scope, 'exact');
+});

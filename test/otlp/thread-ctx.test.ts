@@ -213,7 +213,7 @@ test('with real probes, the GPU sync blocking the loop is stamped with the reque
   assert.equal(stopB.tid, stopA.tid, 'both requests ran on the loop thread');
 });
 
-test("end to end: A's GPU sync lands in A's trace, not in that of B started later, and explain_trace on A answers it", async (t) => {
+test("end to end: A's GPU sync lands in A's trace, not in that of B started later; explain_trace answers it on A, and on B names A as holding its thread", async (t) => {
   if (!kernelAvailable(t)) return;
   const { jaeger, collector, sidecar } = await startPipeline(t);
   const app = startApp(['aiohttp', SIM_CUDART, '200'], {
@@ -268,9 +268,8 @@ test("end to end: A's GPU sync lands in A's trace, not in that of B started late
     "no GPU sync in B's trace",
   );
 
-  // explain_trace follows the critical path through what its thread did: on A's, the sync. (On
-  // B's, the same thread's sync is still named: B waited for the loop that A's sync held; the
-  // stamp does not yet tell explain_trace that the wait was another request's.)
+  // explain_trace follows the critical path through what its thread did: on A's, its own sync;
+  // on B's, the same sync, which the stamp says was A's: A held the loop B runs on.
   const mcp = new Client({ name: 'thread-ctx-test', version: '1' });
   await mcp.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
   t.after(() => mcp.close());
@@ -280,4 +279,25 @@ test("end to end: A's GPU sync lands in A's trace, not in that of B started late
   });
   assert.equal(answerA.root_cause?.kind, 'cuda.sync', answerA.summary);
   assert.equal(answerA.root_cause.span_id, stopA.span_id, "on A's span");
+  assert.equal(answerA.root_cause.attach_scope, 'exact', answerA.summary);
+  assert.equal(answerA.root_cause.culprit?.trace_id, undefined, 'the sync was A\u2019s own');
+
+  const answerB = await until(`explain_trace of ${stopB.trace_id}`, 10_000, async () => {
+    const result = await mcp.callTool({ name: 'explain_trace', arguments: { trace_id: stopB.trace_id } });
+    return result.isError === true ? undefined : (result.structuredContent as Explanation);
+  });
+  const causeB = answerB.root_cause;
+  assert.equal(causeB?.kind, 'cuda.sync', answerB.summary);
+  assert.deepEqual(
+    [causeB.culprit?.trace_id, causeB.culprit?.span_id, causeB.culprit?.tid],
+    [stopA.trace_id, stopA.span_id, stopA.tid],
+    `A held B's thread: ${answerB.summary}`,
+  );
+  assert.equal(causeB.chain[0]?.link, 'same_thread');
+  assert.equal(causeB.attach_scope, 'exact');
+  assert.match(
+    causeB.evidence[0] ?? '',
+    new RegExp(`by request ${stopA.trace_id} .*: this request did not make the call`),
+  );
+  assert.match(answerB.summary, new RegExp(`caused by another request, trace ${stopA.trace_id}`));
 });

@@ -56,3 +56,25 @@ test('kernel events packed by column are stored as the events said: attributes J
     own.map((attributes) => JSON.parse(JSON.stringify(attributes)) as Attributes),
   );
 });
+
+test("each event's stamp (the span its thread published as active) is stored, NULL when it had none, and read back", async (t) => {
+  const stamp = { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16) };
+  const stamped = { ...kernelEvent('cuda.sync', task, at(0), at(2)), spanContext: stamp };
+  const store = await storeWith([], [stamped, kernelEvent('futex.wait', task, at(1), at(3))]);
+  t.after(() => store.close());
+  assert.deepEqual(
+    await store.rows(`SELECT kind, active_trace_id, active_span_id FROM kernel_events ORDER BY event_id`),
+    [
+      ['cuda.sync', stamp.traceId, stamp.spanId],
+      ['futex.wait', null, null],
+    ],
+  );
+  const read = await store.events({ pid: 10, tid: 11, from: at(0), to: at(5) });
+  assert.deepEqual(
+    read.map((e) => [e.kind, e.spanContext]),
+    [
+      ['cuda.sync', stamp],
+      ['futex.wait', undefined],
+    ],
+  );
+});

@@ -3,11 +3,12 @@
 // within maxBytes, the oldest rows going first.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { MS, T0, appSpan, ids, kernelEvent, storeWith } from './traces.js';
 
 const task = { pid: 10, tid: 11 };
@@ -55,6 +56,35 @@ test('rows written before a SIGKILL are there at the next open, and new ids go o
   assert.equal(status.path, path);
   assert.ok(status.diskBytes > 0, 'the file is counted');
   assert.ok(status.oldestSpanAgeMs !== null && status.oldestSpanAgeMs > 0);
+});
+
+test('a store written before events carried a stamp gains its columns: old rows unstamped, new ones stamped', async (t) => {
+  const path = storePath(t);
+  mkdirSync(dirname(path), { recursive: true });
+  // The kernel_events table as stores wrote it before the stamp, with one row.
+  const old = await DuckDBInstance.create(path);
+  const connection = await old.connect();
+  await connection.run(`CREATE TABLE kernel_events (
+    event_id BIGINT, kind VARCHAR, pid INTEGER, tid INTEGER, comm VARCHAR, start_ns BIGINT, end_ns BIGINT,
+    duration_ms DOUBLE, other_pid INTEGER, other_tid INTEGER, other_comm VARCHAR, cuda_kernel VARCHAR, attributes JSON);
+    INSERT INTO kernel_events VALUES (0, 'futex.wait', 10, 11, 'app', ${String(at(0))}, ${String(at(1))}, 1, NULL, NULL, NULL, NULL, '{}');`);
+  connection.closeSync();
+  old.closeSync();
+
+  const stamp = { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16) };
+  const store = await storeWith([], [{ ...kernelEvent('cuda.sync', task, at(2), at(3)), spanContext: stamp }], {
+    path,
+    retentionMs: 1e12,
+  });
+  t.after(() => store.close());
+  const read = await store.events({ ...task, from: at(0), to: at(5) });
+  assert.deepEqual(
+    read.map((e) => [e.kind, e.spanContext]),
+    [
+      ['futex.wait', undefined],
+      ['cuda.sync', stamp],
+    ],
+  );
 });
 
 test('past maxBytes the oldest rows are deleted until the store fits, and counted', async (t) => {

@@ -27,6 +27,11 @@ export const culprit = z.object({
   peer: z.string().optional(),
   device: z.string().optional(),
   op: z.string().optional(),
+  trace_id: z
+    .string()
+    .optional()
+    .describe('Another request that held the thread this one runs on (an event loop): its trace id.'),
+  span_id: z.string().optional().describe("That request's span."),
 });
 
 /** Explanation in src/correlate/explanation.ts. */
@@ -51,9 +56,11 @@ const outputSchema = {
           comm: z.string(),
           time_ms: z.number(),
           link: z
-            .enum(['waker', 'connection'])
+            .enum(['waker', 'connection', 'same_thread'])
             .optional()
-            .describe("How this step's wait, in another process, was linked to the request."),
+            .describe(
+              "How this step was linked to the request: a wait in another process (waker, connection), or another request's work on the thread this one runs on, which held it (same_thread).",
+            ),
           shared_by: z.number().optional().describe('Requests that one wait served.'),
         }),
       ),
