@@ -107,6 +107,8 @@ const MCP_PAUSE_MS = 100;
 /** After the window, the longest wait for the sidecar to join and export what it holds. */
 const DRAIN_TIMEOUT_MS = 30_000;
 const SCRAPE_TIMEOUT_MS = 30_000;
+/** Then the longest wait for the collector to pass on the kernel spans the sidecar exported. */
+const COLLECTOR_DRAIN_TIMEOUT_MS = 15_000;
 /** The longest wait for the sidecar, then its loader, to exit (then the sidecar is killed). */
 const STOP_TIMEOUT_MS = 30_000;
 /** A sleep-paced load generator wakes this often (the fixtures' --burst-ms). */
@@ -391,7 +393,14 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     }).catch(() => {
       log(`the sidecar still held spans ${String(DRAIN_TIMEOUT_MS / 1000)} s after the window`);
     });
-    await sleep(1000); // the collector's batch (200 ms) and its export
+    // The collector's batch (200 ms) and its export, retried with backoff when its first attempt
+    // fails on a busy machine: wait until what the sidecar says it exported has come out of it.
+    const exported = metricValue(await scrape(), 'causeway_export_spans_sent_total') ?? 0;
+    await until('the kernel spans out of the collector', COLLECTOR_DRAIN_TIMEOUT_MS, () =>
+      receivedInAll >= exported ? true : undefined,
+    ).catch(() => {
+      log(`${String(receivedInAll)} of ${String(exported)} kernel spans came out of the collector in time`);
+    });
     const final = await scrape();
 
     if (after.node === undefined || before.node === undefined) throw new Error('the sidecar exited during the window');
