@@ -102,8 +102,10 @@ function builtImage(t: TestContext): string {
     const older = run(podman, ['images', '--format', '{{.Repository}}:{{.Tag}}', REPOSITORY]).stdout.split('\n');
     // Older builds lose their tag; their layers stay a week as the cache of the next builds
     // (a change to src/ then rebuilds only from `COPY src`).
+    // The name twice: `untag NAME` alone removes every name of its image, this build's too when the
+    // build reproduced an older image (inputs that change nothing in it).
     for (const old of older.filter((name) => name.startsWith(`${REPOSITORY}:inputs-`) && name !== tag))
-      run(podman, ['untag', old]);
+      run(podman, ['untag', old, old]);
     run(podman, ['image', 'prune', '--force', '--filter=until=168h']);
     return tag;
   })();
