@@ -51,9 +51,10 @@ flags win over the file, the file over the defaults):
   --thread-attribute NAME   span attribute with the OS thread id (default ${D.threadAttribute})
   --retention-s N           how long kernel events wait for late spans (default ${D.correlator.retentionMs / 1000})
   --max-events N            kernel events held at most (default ${D.correlator.maxEvents})
-  --join-watermark-ms N     the longest a span waits after its end for its kernel events: it is
-                            joined as soon as capture has read the events up to its end, or after
-                            this long if capture lags or is down (default ${D.correlator.maxJoinWaitMs})
+  --join-watermark-ms N     how far past a span's end capture must have read before a span known
+                            only by its process is joined (one naming its thread: at its end);
+                            with capture silent this long, spans are joined this long after
+                            their end (default ${D.correlator.maxJoinWaitMs})
   --reduce-window-ms N      in-kernel reduction: per thread, per window of N ms, launches that
                             returned at once are summed into one cuda.launches event, and short
                             run-queue waits into one sched.runqueues event; 0 turns it off

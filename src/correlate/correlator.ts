@@ -10,9 +10,12 @@
 // The watermark comes from the capture: every kernel event ending before it has been read
 // (advanceWatermark). A span on a known thread is joined as soon as it passes the span's end:
 // an event that began on that thread inside the span held the thread, so it ended before the
-// span did. A span known only by its process waits the longest join wait (maxJoinWaitMs), as
-// does every span while the capture is silent: another thread's event that began inside it may
-// still be in progress, and is only read once it ends.
+// span did. A span known only by its process waits until the watermark is the longest join wait
+// (maxJoinWaitMs) past its end: another thread's event that began inside it may still have been in
+// progress, and is only read once it ends. Both wait for the watermark however far the capture
+// trails (a busy sidecar decodes late, and a span joined before its events were read would get
+// none); only while the capture is silent, no watermark for the longest join wait, does the
+// clock join them, that long after their end.
 // A span also gets the waits of other processes it waited on (linked.ts), from the same events.
 import type { Histogram, Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
@@ -92,7 +95,7 @@ export interface CorrelatorOptions<S extends JoinableSpan> {
   retentionMs: number;
   /** Kernel events kept at most; the oldest go first. */
   maxEvents: number;
-  /** The longest a span waits after its end for its kernel events: sooner once the watermark passes its end. */
+  /** How far past its end the watermark must be for a span known only by its process; with no watermark this long, spans join by the clock this long after their end. */
   maxJoinWaitMs: number;
   /** App spans waiting for the watermark at most; more are refused (counted). */
   maxPendingSpans?: number;
@@ -196,6 +199,8 @@ export class Correlator<S extends JoinableSpan> {
   private heldCount = 0;
   private newestEventEnd: bigint | undefined;
   private watermark: bigint | undefined;
+  /** When (by `now`) the watermark last advanced. */
+  private watermarkAdvancedAt: bigint | undefined;
   private readonly recentDelaysMs = new Float64Array(RECENT_JOINS);
   private joinsRecorded = 0;
   private joinDelay: Histogram | undefined;
@@ -320,14 +325,18 @@ export class Correlator<S extends JoinableSpan> {
   advanceWatermark(unixNano: bigint): void {
     if (this.watermark !== undefined && unixNano <= this.watermark) return;
     this.watermark = unixNano;
+    this.watermarkAdvancedAt = this.now();
     this.join();
   }
 
-  /** Joins every pending span the watermark has passed, and every one that waited the longest join wait. */
+  /** Joins every pending span the watermark has passed, or, while the capture is silent, the clock. */
   join(): void {
     const waitedLongest = this.now() - this.maxJoinWait;
-    const read = this.watermark !== undefined && this.watermark > waitedLongest ? this.watermark : waitedLongest;
-    this.joinEndedBy(waitedLongest, read);
+    const silent = this.watermarkAdvancedAt === undefined || this.watermarkAdvancedAt <= waitedLongest;
+    if (silent || this.watermark === undefined) {
+      const read = this.watermark !== undefined && this.watermark > waitedLongest ? this.watermark : waitedLongest;
+      this.joinEndedBy(waitedLongest, read);
+    } else this.joinEndedBy(this.watermark - this.maxJoinWait, this.watermark);
   }
 
   /** Joins every pending span, whatever its end: at shutdown, when no more events will come. */

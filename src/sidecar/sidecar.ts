@@ -30,8 +30,8 @@ import { sidecarStatus, type SidecarStatus } from './status.js';
 
 export const DEFAULT_EXPORT_URL = 'http://127.0.0.1:4317';
 /**
- * How often spans are joined on a timer: those that waited the longest join wait, when the
- * capture's watermark does not come (capture down or lagging). The watermark joins the others.
+ * How often spans are joined on a timer: those that waited the longest join wait while the
+ * capture's watermark does not come (capture down). The watermark joins the others.
  */
 const JOIN_EVERY_MS = 100;
 

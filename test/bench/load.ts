@@ -82,6 +82,8 @@ export interface LoadReport {
     /** Every request's time to its answer or failure. */
     latency: Latency;
   };
+  /** Over the whole run: app spans the correlator joined, those that had kernel events, the events attached to them. */
+  joins: { spans: number | undefined; withEvents: number | undefined; eventsAttached: number | undefined };
   /** The first span of each request in the window: its send to its first kernel span's arrival. */
   kernelSpans: { sampled: number; arrived: number; latency: Latency; receivedInAll: number };
   mcp: { errors: number; errorSamples: string[]; latency: Latency };
@@ -189,7 +191,10 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     });
     stops.push(async () => {
       const code = await sidecar.stop('SIGINT', STOP_TIMEOUT_MS);
-      if (code !== 0) log(`the sidecar exited ${code === null ? 'killed' : String(code)} when stopped`);
+      if (code !== 0)
+        log(
+          `the sidecar exited ${code === null ? 'killed' : String(code)} when stopped; its last words: ${sidecar.log().trim().split('\n').slice(-4).join(' / ')}`,
+        );
       // The loader detaches its probes as it exits, after the sidecar: the run ends when it is gone.
       await until('the loader to exit', STOP_TIMEOUT_MS, () =>
         existsSync(`/proc/${String(loader)}`) ? undefined : true,
@@ -461,6 +466,11 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
         errors: [...requests.errors],
         latency: latency(requests.ms),
       },
+      joins: {
+        spans: metricValue(final, 'causeway_correlator_spans_joined_total'),
+        withEvents: metricValue(final, 'causeway_correlator_spans_with_events_total'),
+        eventsAttached: metricValue(final, 'causeway_correlator_events_attached_total'),
+      },
       kernelSpans: {
         sampled: sampled.length,
         arrived: sampled.filter(([id]) => arrivedAt.has(id)).length,
@@ -517,6 +527,7 @@ export function loadRows(title: string, r: LoadReport): string[] {
     `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}; store rows shed ${orNa(l.storeRowsShed)}; receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
     `| ${title}: sidecar CPU and memory | ${r.cpu.cores.toFixed(2)} cores (node ${((r.cpu.sidecarS - r.cpu.loaderS) / r.windowS).toFixed(2)}, loader ${(r.cpu.loaderS / r.windowS).toFixed(2)}); ${n(r.cpu.eventsPerCpuS)} kernel events decoded per CPU-second; RSS (node + loader) peak ${mb(r.rss.peakBytes)}, at the end ${mb(r.rss.finalBytes)} |`,
     `| ${title}: OTLP/HTTP requests as the app sees them | ${n(r.requests.sent)} sent: ${n(r.requests.ok)} answered 200${refused.length > 0 ? `, ${refused.join(', ')}` : ''}, ${n(r.requests.failed)} without an answer${r.requests.errors.length > 0 ? ` (${r.requests.errors.slice(0, 3).join('; ')})` : ''}; ${ms(r.requests.latency)} |`,
+    `| ${title}: app spans joined, over the whole run | ${orNa(r.joins.spans)} joined, ${orNa(r.joins.withEvents)} with kernel events, ${orNa(r.joins.eventsAttached)} events attached to them |`,
     `| ${title}: a span's send to its first kernel span out of the collector | ${n(r.kernelSpans.arrived)} of ${n(r.kernelSpans.sampled)} sampled spans (a request's first) got kernel spans: ${ms(r.kernelSpans.latency)}; ${n(r.kernelSpans.receivedInAll)} kernel spans received in all |`,
     `| ${title}: \`explain_trace\` through an MCP client over HTTP, one call at a time, on traces sent ${String(EXPLAIN_AFTER_MS / 1000)} s before or more | ${ms(r.mcp.latency)} calls, ${n(r.mcp.errors)} errors${r.mcp.errorSamples.length > 0 ? ` (${r.mcp.errorSamples.join('; ')})` : ''} |`,
   ];

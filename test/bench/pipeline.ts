@@ -12,26 +12,35 @@ const MS = 1_000_000n;
 const TID = process.pid + 1;
 /** Every span runs here, on thread TID. */
 const placedHere = (span: AppSpan) => ({ span, place: { hostPid: process.pid, hostTid: TID } });
-const nowNs = () => BigInt(Date.now()) * MS;
+/**
+ * Now in Unix ns, to the microsecond: Date.now()'s whole milliseconds would put every span's end at
+ * the same phase of the millisecond, where a paced workload's bursts may never fall.
+ */
+const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e3)) * 1_000n;
 
 /**
  * One OTLP/HTTP protobuf request of `n` root spans of process `pid` (of thread `tid` if given),
- * each `durationNs` long and ending just now, each its own trace; with their trace ids in hex.
+ * each `durationNs` long, each its own trace; with their trace ids in hex. They end over the last
+ * millisecond, evenly: a paced workload bursts once a millisecond, and spans ending together
+ * would all catch a burst or all miss it.
  */
 export function otlpRequest(
   n: number,
   { pid, tid, durationNs }: { pid: number; tid?: number; durationNs: bigint },
 ): { body: Uint8Array; traceIds: string[] } {
-  const end = nowNs();
-  const spans = Array.from({ length: n }, () => ({
-    traceId: randomBytes(16),
-    spanId: randomBytes(8),
-    name: 'GET /predict',
-    kind: 2,
-    startTimeUnixNano: (end - durationNs).toString(),
-    endTimeUnixNano: end.toString(),
-    attributes: tid === undefined ? [] : [{ key: 'causeway.thread.tid', value: { intValue: tid } }],
-  }));
+  const now = nowNs();
+  const spans = Array.from({ length: n }, (_, i) => {
+    const end = now - (BigInt(i) * MS) / BigInt(n);
+    return {
+      traceId: randomBytes(16),
+      spanId: randomBytes(8),
+      name: 'GET /predict',
+      kind: 2,
+      startTimeUnixNano: (end - durationNs).toString(),
+      endTimeUnixNano: end.toString(),
+      attributes: tid === undefined ? [] : [{ key: 'causeway.thread.tid', value: { intValue: tid } }],
+    };
+  });
   const types = otlpTypes();
   const message = types.ExportTraceServiceRequest.fromObject({
     resourceSpans: [

@@ -198,7 +198,7 @@ test('a span on a known thread is joined as soon as the watermark passes its end
   assert.equal(correlator.lag().joinDelayMs?.max, 10);
 });
 
-test('a span known only by its process waits the longest join wait: another thread may still be inside an event', () => {
+test('a span known only by its process waits until the watermark is the longest join wait past its end: another thread may still be inside an event', () => {
   const now = { t: 20n * S };
   const { correlator, joined, addSpans } = setup(now);
   addSpans([span('request', 19n * S + 800n * MS, 19n * S + 900n * MS)]);
@@ -209,13 +209,15 @@ test('a span known only by its process waits the longest join wait: another thre
   now.t = 20n * S + 400n * MS;
   correlator.advanceWatermark(20n * S + 390n * MS);
   correlator.join();
+  assert.equal(joined.length, 0, 'the watermark is 490 ms past its end, not 500');
+  correlator.advanceWatermark(20n * S + 400n * MS);
   assert.deepEqual(
     joined.map((a) => [a.span.spanId, a.events.map((e) => e.tid)]),
     [['request', [8]]],
   );
 });
 
-test('without a watermark (capture down) a span is joined after the longest join wait', () => {
+test('with no watermark for the longest join wait (capture down) a span is joined by the clock that long after its end', () => {
   const now = { t: 20n * S };
   const { correlator, joined, addSpans } = setup(now);
   correlator.advanceWatermark(19n * S);
@@ -223,14 +225,45 @@ test('without a watermark (capture down) a span is joined after the longest join
   addSpans([span('request', 19n * S + 800n * MS, 19n * S + 900n * MS, 7)]);
   correlator.join();
   assert.equal(joined.length, 0, 'the watermark stopped before its end and the longest wait has not passed');
-  now.t = 20n * S + 400n * MS;
+  now.t = 20n * S + 450n * MS;
+  correlator.join();
+  assert.equal(joined.length, 0, 'the last watermark came 450 ms ago: the capture may only be slow');
+  now.t = 20n * S + 500n * MS;
   correlator.join();
   assert.deepEqual(
     joined.map((a) => a.span.spanId),
     ['request'],
   );
   correlator.advanceWatermark(18n * S);
-  assert.equal(correlator.lag().watermarkAgeMs, 1400, "an older watermark (a restarted loader's) is ignored");
+  assert.equal(correlator.lag().watermarkAgeMs, 1500, "an older watermark (a restarted loader's) is ignored");
+});
+
+test('however far the capture trails, a span waits for the watermark and is joined with its events', () => {
+  const now = { t: 20n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  addSpans([span('thread', 15n * S, 15n * S + 100n * MS, 7), span('process', 15n * S, 15n * S + 100n * MS)]);
+  // Five seconds behind, the capture is still reading, its watermark still coming.
+  correlator.addEvents([event(7, 15n * S + 20n * MS, 15n * S + 40n * MS)]);
+  for (let ms = 0n; ms <= 500n; ms += 100n) {
+    now.t = 20n * S + ms * MS;
+    correlator.advanceWatermark(15n * S + 50n * MS + ms * MS);
+    correlator.join();
+  }
+  assert.deepEqual(
+    joined.map((a) => [a.span.spanId, a.events.map((e) => e.tid)]),
+    [['thread', [7]]],
+    'the thread span once the watermark passed its end; the process span not yet: the watermark is not 500 ms past it',
+  );
+  // Another thread's long wait that began inside the span, read once it ended.
+  correlator.addEvents([event(8, 15n * S + 80n * MS, 15n * S + 580n * MS)]);
+  correlator.advanceWatermark(15n * S + 600n * MS);
+  assert.deepEqual(
+    joined.map((a) => [a.span.spanId, a.events.map((e) => e.tid)]),
+    [
+      ['thread', [7]],
+      ['process', [7, 8]],
+    ],
+  );
 });
 
 test('its counters and lag are instruments of the meter it is given, read at each collection', async (t) => {
