@@ -168,6 +168,30 @@ test('each thread of a pool publishes the span of its own task, and none once it
   assert.equal(await app.exited, 0);
 });
 
+test("with the writer, a loop's callbacks run as with asyncio's own Handle._run: exceptions reach the loop's handler, SystemExit escapes", async (t) => {
+  const app = startApp(['callbacks']);
+  t.after(app.kill);
+  const seen = await app.next();
+  assert.equal(seen.hook, 'Hook', 'the writer runs the handles');
+  // The same callbacks on the same loop code, without the writer and with it.
+  assert.deepEqual(seen.writer, seen.asyncio);
+  assert.deepEqual(seen.writer, {
+    handled: {
+      message: (seen.asyncio as { handled: { message: string } }).handled.message,
+      exception: "ValueError('a')",
+      handle: true,
+      raised_in: 'boom',
+    },
+    seen: ['b', 'in its context'],
+    escaped: 'SystemExit 3',
+  });
+  assert.match(
+    (seen.writer as { handled: { message: string } }).handled.message,
+    /^Exception in callback .*boom\('a'\)/,
+  );
+  assert.equal(await app.exited, 0, app.stderr());
+});
+
 test('without its library the writer warns once and the app runs on', async (t) => {
   const app = startApp(['pool', '2'], {
     ...process.env,
