@@ -176,7 +176,7 @@ static int publish(SlotObject *slot, PyObject *context)
 	slot->record = record;
 	/* One aligned 8-byte store: a reader sees the old record or the new one, both whole and
 	 * alive (the slot holds the one it points to). */
-	otel_thread_ctx_v1 = published;
+	__atomic_store_n(&otel_thread_ctx_v1, published, __ATOMIC_RELEASE);
 	Py_XDECREF(old_context);
 	Py_XDECREF(old_record);
 	return 0;
