@@ -215,6 +215,11 @@ test('with real probes, the GPU sync blocking the loop is stamped with the reque
   const app = startApp(['aiohttp', SIM_CUDART, '100'], { ...process.env, ...privateGpu(t) });
   t.after(app.kill);
   const { port } = (await app.next()) as { port: number };
+  // The probes stamp events once the loader has found where the app publishes (it reads the
+  // library's GOT when told the library was mapped): a busy loader may do it after the app printed
+  // its port.
+  const publishes = `pid ${String(app.pid)} publishes its active span`;
+  await capture.until(() => capture.stderr.includes(publishes), 30_000, publishes);
   const a = fetch(`http://127.0.0.1:${String(port)}/a`).then((r) => r.text());
   assert.deepEqual(await app.next(), { started: 'a' });
   const b = fetch(`http://127.0.0.1:${String(port)}/b`).then((r) => r.text());
