@@ -9,6 +9,8 @@ say() { echo "setup: $*" >&2; }
 # Debian packages: the eBPF toolchain, the loader's libraries, the fault injectors.
 APT_PACKAGES=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make gcc binutils pkg-config
   nftables bpftrace iproute2 util-linux)
+# The Python thread-context writer's extension module (src/otlp/python) builds with its headers.
+APT_PACKAGES+=(python3-dev)
 # The deployment tests (test/docker): podman builds and runs the image (runc: crun refuses this
 # VM's hybrid cgroup layout), mmdebstrap makes its Debian base without an image registry.
 APT_PACKAGES+=(podman runc mmdebstrap)

@@ -168,6 +168,30 @@ test('each thread of a pool publishes the span of its own task, and none once it
   assert.equal(await app.exited, 0);
 });
 
+test("with the writer, a loop's callbacks run as with asyncio's own Handle._run: exceptions reach the loop's handler, SystemExit escapes", async (t) => {
+  const app = startApp(['callbacks']);
+  t.after(app.kill);
+  const seen = await app.next();
+  assert.equal(seen.hook, 'Hook', 'the writer runs the handles');
+  // The same callbacks on the same loop code, without the writer and with it.
+  assert.deepEqual(seen.writer, seen.asyncio);
+  assert.deepEqual(seen.writer, {
+    handled: {
+      message: (seen.asyncio as { handled: { message: string } }).handled.message,
+      exception: "ValueError('a')",
+      handle: true,
+      raised_in: 'boom',
+    },
+    seen: ['b', 'in its context'],
+    escaped: 'SystemExit 3',
+  });
+  assert.match(
+    (seen.writer as { handled: { message: string } }).handled.message,
+    /^Exception in callback .*boom\('a'\)/,
+  );
+  assert.equal(await app.exited, 0, app.stderr());
+});
+
 test('without its library the writer warns once and the app runs on', async (t) => {
   const app = startApp(['pool', '2'], {
     ...process.env,
@@ -191,6 +215,11 @@ test('with real probes, the GPU sync blocking the loop is stamped with the reque
   const app = startApp(['aiohttp', SIM_CUDART, '100'], { ...process.env, ...privateGpu(t) });
   t.after(app.kill);
   const { port } = (await app.next()) as { port: number };
+  // The probes stamp events once the loader has found where the app publishes (it reads the
+  // library's GOT when told the library was mapped): a busy loader may do it after the app printed
+  // its port.
+  const publishes = `pid ${String(app.pid)} publishes its active span`;
+  await capture.until(() => capture.stderr.includes(publishes), 30_000, publishes);
   const a = fetch(`http://127.0.0.1:${String(port)}/a`).then((r) => r.text());
   assert.deepEqual(await app.next(), { started: 'a' });
   const b = fetch(`http://127.0.0.1:${String(port)}/b`).then((r) => r.text());
