@@ -151,6 +151,14 @@ interface ThreadSpan {
   end: bigint;
 }
 
+/** A known thread's spans. */
+interface ThreadSpans {
+  /** By end: those that ended before a time are a prefix (evicted), those still open after it a suffix. */
+  byEnd: ThreadSpan[];
+  /** The latest added of each span id held: to walk a span's ancestors without a lookup table per join. */
+  byId: Map<string, ThreadSpan>;
+}
+
 /** A thread's held events, by start once sorted, and how long the longest of them lasted. */
 interface ThreadEvents {
   held: KernelEvent[];
@@ -177,16 +185,76 @@ interface ThreadEvents {
 
 const isMessage = (event: KernelEvent) => event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
 
-/** Index of the first event that began at or after `start`, in a list sorted by start. */
-function firstStartingAt(list: KernelEvent[], start: bigint): number {
+/** Index of the first item whose time is at or after `at`, in a list sorted by that time. */
+function firstAt<T>(list: readonly T[], at: bigint, time: (item: T) => bigint): number {
   let low = 0;
   let high = list.length;
   while (low < high) {
     const middle = (low + high) >>> 1;
-    if ((list[middle]?.startUnixNano ?? start) < start) low = middle + 1;
+    const item = list[middle];
+    if (item !== undefined && time(item) < at) low = middle + 1;
     else high = middle;
   }
   return low;
+}
+
+const startOf = (event: KernelEvent) => event.startUnixNano;
+const endOf = (span: ThreadSpan) => span.end;
+
+/** Index of the first event that began at or after `start`, in a list sorted by start. */
+const firstStartingAt = (list: KernelEvent[], start: bigint) => firstAt(list, start, startOf);
+
+/** Adds to `found` the events of a list that began in [from, to] and ended at or after `endedFrom`; returns it. */
+function window(list: KernelEvent[], from: bigint, to: bigint, endedFrom: bigint, found: KernelEvent[]): KernelEvent[] {
+  for (let i = firstStartingAt(list, from); i < list.length; i++) {
+    const event = list[i];
+    if (event === undefined || event.startUnixNano > to) break;
+    if (event.endUnixNano >= endedFrom) found.push(event);
+  }
+  return found;
+}
+
+/** The other spans of the span's thread that are not its ancestors: open with it, they make its events ambiguous. */
+function othersOnThread(span: JoinableSpan, { byEnd, byId }: ThreadSpans): ThreadSpan[] {
+  const ancestors = new Set<string>();
+  for (let parent = span.parentSpanId; parent !== undefined && !ancestors.has(parent);) {
+    ancestors.add(parent);
+    parent = byId.get(parent)?.parentSpanId;
+  }
+  const others: ThreadSpan[] = [];
+  // Those that ended after it began, then those of them that began before it ended.
+  for (let i = firstAt(byEnd, span.startUnixNano + 1n, endOf); i < byEnd.length; i++) {
+    const s = byEnd[i];
+    if (s !== undefined && s.start < span.endUnixNano && s.spanId !== span.spanId && !ancestors.has(s.spanId))
+      others.push(s);
+  }
+  return others;
+}
+
+/**
+ * How surely an unstamped event that began at `start` on the span's thread is the span's:
+ * undefined when a span of the thread that began later was open then (the innermost, it takes
+ * the event); ambiguous when another was open then.
+ */
+function threadScope(span: JoinableSpan, others: ThreadSpan[], start: bigint): AttachScope | undefined {
+  let scope: AttachScope = A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD;
+  for (const o of others) {
+    if (o.start > start || start >= o.end) continue;
+    if (o.start > span.startUnixNano) return undefined;
+    scope = A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS;
+  }
+  return scope;
+}
+
+/** The events taken, by start: as taken when already so (one thread's, nothing stamped), without a copy. */
+function inStartOrder(taken: Map<KernelEvent, AttachScope>): Map<KernelEvent, AttachScope> {
+  let previous: bigint | undefined;
+  for (const event of taken.keys()) {
+    if (previous !== undefined && event.startUnixNano < previous)
+      return new Map([...taken].sort(([a], [b]) => byTime(a.startUnixNano, b.startUnixNano)));
+    previous = event.startUnixNano;
+  }
+  return taken;
 }
 
 export class Correlator<S extends JoinableSpan> {
@@ -194,7 +262,7 @@ export class Correlator<S extends JoinableSpan> {
   /** Held events stamped with a span, by span id: that span alone takes them. */
   private readonly bySpan = new Map<string, KernelEvent[]>();
   /** The spans of each known thread (pid/tid), kept as long as events are. */
-  private readonly threadSpans = new Map<string, ThreadSpan[]>();
+  private readonly threadSpans = new Map<string, ThreadSpans>();
   private pending: { span: S; place: SpanPlace }[] = [];
   private heldCount = 0;
   private newestEventEnd: bigint | undefined;
@@ -238,7 +306,7 @@ export class Correlator<S extends JoinableSpan> {
         if (pid === exceptPid) continue;
         for (const { held, messages } of threads.values())
           if (messages > 0)
-            for (const e of this.window(held, from, to))
+            for (const e of window(held, from, to, from, []))
               if (isMessage(e) && connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))) found.push(e);
       }
       return found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
@@ -304,13 +372,16 @@ export class Correlator<S extends JoinableSpan> {
         if (place.hostTid !== undefined) {
           const key = `${String(place.hostPid)}/${String(place.hostTid)}`;
           let spans = this.threadSpans.get(key);
-          if (spans === undefined) this.threadSpans.set(key, (spans = []));
-          spans.push({
+          if (spans === undefined) this.threadSpans.set(key, (spans = { byEnd: [], byId: new Map() }));
+          const added = {
             spanId: span.spanId,
             parentSpanId: span.parentSpanId,
             start: span.startUnixNano,
             end: span.endUnixNano,
-          });
+          };
+          // Spans arrive nearly in the order they ended: one out of order goes in at its place, after those ending with it.
+          spans.byEnd.splice(firstAt(spans.byEnd, added.end + 1n, endOf), 0, added);
+          spans.byId.set(added.spanId, added);
         }
       }
     }
@@ -490,10 +561,11 @@ export class Correlator<S extends JoinableSpan> {
     const threads = this.byThread.get(place.hostPid);
     const lists =
       threads === undefined ? [] : place.hostTid === undefined ? [...threads.values()] : [threads.get(place.hostTid)];
-    const others =
+    const spans =
       place.hostTid === undefined
-        ? []
-        : this.othersOnThread(span, this.threadSpans.get(`${String(place.hostPid)}/${String(place.hostTid)}`) ?? []);
+        ? undefined
+        : this.threadSpans.get(`${String(place.hostPid)}/${String(place.hostTid)}`);
+    const others = spans === undefined ? [] : othersOnThread(span, spans);
     for (const thread of lists) {
       if (thread === undefined) continue;
       const { held, takenAtStart } = thread;
@@ -504,22 +576,14 @@ export class Correlator<S extends JoinableSpan> {
         const takenAt = takenAtStart[i] ?? null;
         if (takenAt !== null && takenAt > span.startUnixNano) continue; // an inner span has it
         if (isMessage(event)) continue; // messages only link (linked.ts)
-        const start = event.startUnixNano;
-        const open = others.filter((o) => o.start <= start && start < o.end);
-        // A span of the thread that began later and was open then is the innermost: it takes the event.
-        if (open.some((o) => o.start > span.startUnixNano)) continue;
-        claim(
-          thread,
-          i,
-          place.hostTid === undefined
-            ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS
-            : open.length > 0
-              ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS
-              : A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD,
-        );
+        if (place.hostTid === undefined) claim(thread, i, A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS);
+        else {
+          const scope = threadScope(span, others, event.startUnixNano);
+          if (scope !== undefined) claim(thread, i, scope);
+        }
       }
     }
-    return new Map([...taken].sort(([a], [b]) => byTime(a.startUnixNano, b.startUnixNano)));
+    return inStartOrder(taken);
   }
 
   /** Where a held event is in its thread's list (events starting together are few); -1 if gone. */
@@ -533,51 +597,24 @@ export class Correlator<S extends JoinableSpan> {
     return -1;
   }
 
-  /** The other spans of the span's thread that are not its ancestors: open with it, they make its events ambiguous. */
-  private othersOnThread(span: S, spans: ThreadSpan[]): ThreadSpan[] {
-    const byId = new Map(spans.map((s) => [s.spanId, s]));
-    const ancestors = new Set<string>();
-    for (let parent = span.parentSpanId; parent !== undefined && !ancestors.has(parent);) {
-      ancestors.add(parent);
-      parent = byId.get(parent)?.parentSpanId;
-    }
-    return spans.filter(
-      (s) =>
-        s.spanId !== span.spanId &&
-        !ancestors.has(s.spanId) &&
-        s.end > span.startUnixNano &&
-        s.start < span.endUnixNano,
-    );
-  }
-
   /** The events of the threads' lists that overlap [from, to], by start. */
   private overlapping(lists: (ThreadEvents | undefined)[], from: bigint, to: bigint): KernelEvent[] {
-    const found = lists.flatMap((thread) =>
-      thread === undefined
-        ? []
-        : this.window(thread.held, from - thread.longestNs, to).filter((e) => e.endUnixNano >= from),
-    );
+    const found: KernelEvent[] = [];
+    for (const thread of lists) if (thread !== undefined) window(thread.held, from - thread.longestNs, to, from, found);
     // One thread's are in start order already.
     return lists.length === 1 ? found : found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
   }
 
-  /** The events of a list that began in [from, to]. */
-  private window(list: KernelEvent[], from: bigint, to: bigint): KernelEvent[] {
-    const found: KernelEvent[] = [];
-    for (let i = firstStartingAt(list, from); i < list.length; i++) {
-      const event = list[i];
-      if (event === undefined || event.startUnixNano > to) break;
-      found.push(event);
-    }
-    return found;
-  }
-
   /** Drops events that ended before `before`, and the oldest beyond maxEvents; and the spans that ended before it. */
   private evict(before: bigint): void {
-    for (const [key, spans] of this.threadSpans) {
-      const kept = spans.filter((s) => s.end >= before);
-      if (kept.length === 0) this.threadSpans.delete(key);
-      else if (kept.length < spans.length) this.threadSpans.set(key, kept);
+    for (const [key, { byEnd, byId }] of this.threadSpans) {
+      const drop = firstAt(byEnd, before, endOf);
+      for (let i = 0; i < drop; i++) {
+        const gone = byEnd[i];
+        if (gone !== undefined && byId.get(gone.spanId) === gone) byId.delete(gone.spanId);
+      }
+      byEnd.splice(0, drop);
+      if (byEnd.length === 0) this.threadSpans.delete(key);
     }
     for (const [pid, threads] of this.byThread) {
       for (const [tid, thread] of threads) {
@@ -604,9 +641,12 @@ export class Correlator<S extends JoinableSpan> {
   private forgetStamped(event: KernelEvent): void {
     const spanId = event.spanContext?.spanId;
     if (spanId === undefined) return;
-    const stamped = (this.bySpan.get(spanId) ?? []).filter((e) => e !== event);
+    const stamped = this.bySpan.get(spanId);
+    if (stamped === undefined) return;
+    // Events go oldest first: it is at the front, or near it.
+    const at = stamped.indexOf(event);
+    if (at >= 0) stamped.splice(at, 1);
     if (stamped.length === 0) this.bySpan.delete(spanId);
-    else this.bySpan.set(spanId, stamped);
   }
 
   private dropFront(thread: ThreadEvents, n: number): void {

@@ -27,7 +27,7 @@ import { CudaApi, Kind } from '../../src/kernel/record.js';
 import { fakeLoader } from '../kernel/fake-loader.js';
 import { launch, record, register } from '../kernel/records.js';
 import { Capture, ROOT, SIM_CUDART, WORKLOADS } from '../bpf/session.js';
-import { decodeThroughCorrelation } from './correlation.js';
+import { asyncDecodeThroughCorrelation, decodeThroughCorrelation } from './correlation.js';
 import { discoveryRows } from './discovery.js';
 import { floodTargets, loadRows, loadTargets, sidecarLoad, targetTable, type TargetCheck } from './load.js';
 import { pipelineRows } from './pipeline.js';
@@ -453,7 +453,7 @@ const MEASURES: Record<string, (targets: TargetCheck[]) => Promise<string[]>> = 
     const rate = await decodeRate();
     const { row, target } = await decodeThroughCorrelation();
     targets.push(target);
-    return [rate, row];
+    return [rate, row, await asyncDecodeThroughCorrelation()];
   },
   'high-rate': async () => [await highRate()],
   startup: async () => [await startup()],
