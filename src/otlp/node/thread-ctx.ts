@@ -31,20 +31,38 @@ interface Addon {
   address(record: Buffer): bigint;
 }
 
-/** A span's record as published: its address, and the bytes kept alive while a slot points there. */
+/** A record in a slab: where it is, and the span it holds while that span records (or is published). */
 interface PublishedRecord {
   address: bigint;
-  bytes: Buffer | undefined;
+  offset: number;
+  slab: Buffer | undefined;
+  span: Span | undefined;
+  /** Bumped each time the record is given to another span: a saved record is stale once it changed. */
+  generation: number;
 }
 
-const NO_RECORD: PublishedRecord = { address: 0n, bytes: undefined };
-const RECORD_BYTES = 28;
+/** Where a span keeps its record, given when it is first published (a WeakMap of spans cost the GC more). */
+const RECORD = Symbol('causeway thread-context record');
+type RecordedSpan = Span & { [RECORD]?: PublishedRecord };
 
-/** This thread's slot (its otel_thread_ctx_v1) and what it holds: each thread loads its own copy of this module. */
+const NO_RECORD: PublishedRecord = { address: 0n, offset: 0, slab: undefined, span: undefined, generation: 0 };
+/** The record is 28 bytes; 32 keeps each aligned. */
+const RECORD_STRIDE = 32;
+const RECORDS_PER_SLAB = 1024;
+/** Spans open at once on one thread beyond which a span gets no record (published as none). */
+const MAX_SLABS = 64;
+
+/**
+ * This thread's slot (its otel_thread_ctx_v1) and what it holds: each thread loads its own copy
+ * of this module. Records live in slabs (one ArrayBuffer each: its bytes are outside the JS heap
+ * and never move), reused once their span ended and no slot holds them: a record per span as an
+ * ArrayBuffer of its own costs microseconds to allocate and to collect.
+ */
 class ThreadSlot {
   private readonly view: BigUint64Array;
-  /** The records of spans seen, built when a span is first published; they go with their span. */
-  private readonly records = new WeakMap<Span, PublishedRecord>();
+  private readonly free: PublishedRecord[] = [];
+  private inUse: PublishedRecord[] = [];
+  private slabs = 0;
   record = NO_RECORD;
 
   constructor(private readonly addon: Addon) {
@@ -56,7 +74,12 @@ class ThreadSlot {
     this.set(this.recordOf(trace.getSpan(context)));
   }
 
-  /** One aligned 8-byte store: a reader sees the old record or the new one, both whole and alive. */
+  /** Put back a record saved before, unless it went to another span since (its span ended: none). */
+  restore(record: PublishedRecord, generation: number): void {
+    this.set(record.generation === generation ? record : NO_RECORD);
+  }
+
+  /** One aligned 8-byte store: a reader sees the old record or the new one, both whole. */
   set(record: PublishedRecord): void {
     this.record = record;
     this.view[0] = record.address;
@@ -64,19 +87,55 @@ class ThreadSlot {
 
   private recordOf(span: Span | undefined): PublishedRecord {
     if (span === undefined || !span.isRecording()) return NO_RECORD;
-    let record = this.records.get(span);
-    if (record === undefined) {
-      const { traceId, spanId } = span.spanContext();
-      // An ArrayBuffer of its own: its bytes are outside the JS heap and never move.
-      const bytes = Buffer.from(new ArrayBuffer(RECORD_BYTES));
-      bytes.write(traceId, 0, 16, 'hex');
-      bytes.write(spanId, 16, 8, 'hex');
-      bytes[24] = 1; // valid; reserved and attrs_data_size (no attributes) stay 0
-      record = { address: this.addon.address(bytes), bytes };
-      this.records.set(span, record);
-    }
+    const known = (span as RecordedSpan)[RECORD];
+    if (known !== undefined) return known;
+    const record = this.free.pop() ?? this.reclaim();
+    if (record.slab === undefined) return NO_RECORD;
+    const { traceId, spanId } = span.spanContext();
+    record.slab.write(traceId, record.offset, 16, 'hex');
+    record.slab.write(spanId, record.offset + 16, 8, 'hex');
+    record.slab[record.offset + 24] = 1; // valid; reserved and attrs_data_size (no attributes) stay 0
+    record.span = span;
+    this.inUse.push(record);
+    (span as RecordedSpan)[RECORD] = record;
     return record;
   }
+
+  /** A free record: one of a span that ended (and is not published), else one of a new slab, else none. */
+  private reclaim(): PublishedRecord {
+    this.inUse = this.inUse.filter((record) => {
+      if (record === this.record || record.span?.isRecording() === true) return true;
+      record.span = undefined;
+      record.generation++;
+      this.free.push(record);
+      return false;
+    });
+    if (this.free.length === 0 && this.slabs < MAX_SLABS) this.addSlab();
+    const record = this.free.pop();
+    if (record !== undefined) return record;
+    warnOnce(
+      `more than ${String(MAX_SLABS * RECORDS_PER_SLAB)} spans open at once on one thread: the newest are published as none`,
+    );
+    return NO_RECORD;
+  }
+
+  private addSlab(): void {
+    const slab = Buffer.from(new ArrayBuffer(RECORD_STRIDE * RECORDS_PER_SLAB));
+    const base = this.addon.address(slab);
+    for (let i = RECORDS_PER_SLAB - 1; i >= 0; i--) {
+      const offset = i * RECORD_STRIDE;
+      this.free.push({ address: base + BigInt(offset), offset, slab, span: undefined, generation: 0 });
+    }
+    this.slabs++;
+  }
+}
+
+const warned = new Set<string>();
+
+function warnOnce(problem: string): void {
+  if (warned.has(problem)) return;
+  warned.add(problem);
+  process.emitWarning(`causeway thread-ctx: ${problem}`, 'CausewayThreadContextWarning');
 }
 
 let slot: ThreadSlot | null | undefined;
@@ -87,9 +146,8 @@ function threadSlot(): ThreadSlot | null {
     try {
       slot = new ThreadSlot(createRequire(import.meta.url)(ADDON) as Addon);
     } catch (error) {
-      process.emitWarning(
-        `causeway thread-ctx: no thread contexts are published (${error instanceof Error ? error.message : String(error)}); Causeway attaches kernel events to the span latest started on their thread. Build the addon with: make -C src/otlp/node`,
-        'CausewayThreadContextWarning',
+      warnOnce(
+        `no thread contexts are published (${error instanceof Error ? error.message : String(error)}); Causeway attaches kernel events to the span latest started on their thread. Build the addon with: make -C src/otlp/node`,
       );
       slot = null;
     }
@@ -138,11 +196,12 @@ export class ThreadContextManager extends AsyncLocalStorageContextManager {
     const slot = this.slot;
     if (slot === null) return super.with(context, fn, thisArg, ...args);
     const previous = slot.record;
+    const generation = previous.generation;
     slot.publish(context);
     try {
       return super.with(context, fn, thisArg, ...args);
     } finally {
-      slot.set(previous);
+      slot.restore(previous, generation);
     }
   }
 
