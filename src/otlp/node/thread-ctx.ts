@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 
-export const ADDON =
+const ADDON =
   process.env.CAUSEWAY_THREAD_CTX_ADDON ??
   fileURLToPath(new URL('../../../../src/otlp/node/causeway_thread_ctx.node', import.meta.url));
 
