@@ -129,6 +129,13 @@ test("with real probes, a worker thread's futex wait is stamped with the worker'
   const capture = await startCapture(t, ['--comm', 'node', '--min-duration-us', '1000']);
   const app = startApp(['worker', String(BLOCK_MS)]);
   t.after(app.kill);
+  // The loader reads the addon's slot once ld.so relocated it: the worker starts after that.
+  await capture.until(
+    () => capture.stderr.includes(`pid ${String(app.pid)} publishes its active span`),
+    15_000,
+    'the probes to find the addon',
+  );
+  app.release();
   const worker = (await app.next()) as unknown as Stop;
   assert.equal(worker.stop, 'worker');
   assert.deepEqual(await app.next(), { done: true });
