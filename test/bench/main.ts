@@ -9,7 +9,8 @@
 // process costs on a node with many processes (discovery.ts); what in-kernel reduction saves
 // (reduction.ts); the whole sidecar under load and under a flood (load.ts); what reading the
 // thread context costs the CUDA probe (thread-ctx.ts); what the Python thread-context writer
-// adds per asyncio task switch (python-thread-ctx.ts); then a table against issue 11's targets
+// adds per asyncio task switch (python-thread-ctx.ts); what the Node one costs the event loop of
+// an HTTP server (node-thread-ctx.ts); then a table against issue 11's targets
 // for what was measured.
 //
 // Options: --rounds N (default 5), --round-seconds S (default 1: how long each configuration
@@ -34,6 +35,7 @@ import { pipelineRows } from './pipeline.js';
 import { describeOverFloor, describeRatio, roundOrder, spread } from './rounds.js';
 import { reductionRows } from './reduction.js';
 import { storeIntakeRows, storeRows } from './store.js';
+import { nodeThreadContextRows } from './node-thread-ctx.js';
 import { pythonThreadContextRows } from './python-thread-ctx.js';
 import { threadContextRows } from './thread-ctx.js';
 
@@ -462,6 +464,7 @@ const MEASURES: Record<string, (targets: TargetCheck[]) => Promise<string[]>> = 
   store: storeRows,
   'store-intake': storeIntakeRows,
   'python-thread-ctx': () => pythonThreadContextRows(ROUNDS, ROUND_SECONDS),
+  'node-thread-ctx': () => nodeThreadContextRows(ROUNDS, ROUND_SECONDS),
   'sidecar-load': async (targets) => {
     const report = await sidecarLoadRun(false);
     targets.push(...loadTargets(report, { eventsPerS: LOAD_EVENTS_PER_S, spansPerS: LOAD_SPANS_PER_S }));

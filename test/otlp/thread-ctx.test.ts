@@ -1,17 +1,13 @@
 // The Python thread-context writer (src/otlp/python/causeway_thread_ctx.py), read from outside
-// the process the way Causeway's probes read it: the thread pointer plus the TP offset that the
-// library's GOT holds for otel_thread_ctx_v1 (initial-exec TLS), then the record it points to,
-// from /proc/PID/mem. The app stops each thread where the test reads (blocked in a read, as a
+// the process the way Causeway's probes read it (thread-ctx-writer.ts): the thread pointer plus
+// the TP offset that the library's GOT holds for otel_thread_ctx_v1 (initial-exec TLS), then the
+// record it points to, from /proc/PID/mem. The app stops each thread where the test reads (blocked in a read, as a
 // thread is in a kernel event) and says which span must be published there. Then with the real
 // probes (the loader's reader of the same variable): the GPU sync that blocks the loop is
 // stamped with the span of the request that waits in it, and through the whole pipeline (the
 // collector, the sidecar, Jaeger, explain_trace over MCP) lands in that request's trace only.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -29,98 +25,15 @@ import {
 import { until } from '../cli/sidecar.js';
 import { attribute, getTrace, pythonBin, spansOf, type OtlpSpan } from '../e2e/backends.js';
 import { startPipeline } from '../e2e/pipeline.js';
+import { assertPublishes, readRecord, startWriterApp, type Stop } from './thread-ctx-writer.js';
 
 const APP = join(ROOT, 'test', 'fixtures', 'apps', 'python_thread_ctx_service.py');
 const LIBRARY = join(ROOT, 'src', 'otlp', 'python', 'libcauseway_thread_ctx.so');
-const RECORD_BYTES = 28;
 
-interface Stop {
-  stop: string;
-  trace_id: string;
-  span_id: string;
-  tid: number;
-  pthread: string;
-}
-
-interface Published {
-  traceId: string;
-  spanId: string;
-  valid: number;
-  attrsDataSize: number;
-}
-
-/** The app, its JSON lines in order, and a way to let its stopped thread(s) go on. */
-function startApp(args: string[], env: NodeJS.ProcessEnv = process.env) {
-  const child: ChildProcessWithoutNullStreams = spawn(pythonBin, [APP, ...args], { env });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-  if (child.pid === undefined) throw new Error(`${pythonBin} did not start`);
-  return {
-    pid: child.pid,
-    stderr: () => stderr,
-    async next(): Promise<Record<string, unknown>> {
-      const line = await lines.next();
-      if (line.done) throw new Error(`the app exited before its next line; stderr:\n${stderr}`);
-      return JSON.parse(line.value) as Record<string, unknown>;
-    },
-    release: () => child.stdin.write('\n'),
-    exited,
-    kill: () => child.kill('SIGKILL'),
-  };
-}
-
-/** The GOT offset of the library's TPOFF relocation for otel_thread_ctx_v1, checking what a
- * reader relies on: a TLS symbol of default visibility in .dynsym, and static (initial-exec) TLS. */
-function tpoffGotOffset(): number {
-  const dynsym = execFileSync('readelf', ['--dyn-syms', '-W', LIBRARY], { encoding: 'utf8' });
-  assert.match(dynsym, /\s8 TLS\s+GLOBAL DEFAULT\s+\d+ otel_thread_ctx_v1$/m);
-  assert.match(execFileSync('readelf', ['-d', LIBRARY], { encoding: 'utf8' }), /\(FLAGS\)\s+STATIC_TLS/);
-  const relocations = execFileSync('readelf', ['-rW', LIBRARY], { encoding: 'utf8' });
-  const got = /^([0-9a-f]+)\s+\S+\s+R_X86_64_TPOFF64\s+\S+\s+otel_thread_ctx_v1 \+ 0$/m.exec(relocations)?.[1];
-  assert.ok(got, `no TPOFF64 relocation for otel_thread_ctx_v1:\n${relocations}`);
-  return Number.parseInt(got, 16);
-}
-
-/** Where the library is loaded in the process (its mapping at file offset 0). */
-function libraryBase(pid: number): bigint {
-  const line = readFileSync(`/proc/${pid}/maps`, 'utf8')
-    .split('\n')
-    .find((l) => l.endsWith(LIBRARY) && l.split(/\s+/)[2] === '00000000');
-  assert.ok(line, `the library is not mapped in ${pid}`);
-  return BigInt(`0x${line.slice(0, line.indexOf('-'))}`);
-}
-
-/** The record published for the thread whose thread pointer is `pthread`, or null (no context). */
-async function readPublished(pid: number, pthread: string): Promise<Published | null> {
-  const mem = await open(`/proc/${pid}/mem`, 'r');
-  try {
-    const read = async (at: bigint, length: number) => {
-      // A bigint position fails with EIO (Node 20); user addresses fit in 47 bits.
-      const { buffer, bytesRead } = await mem.read({ buffer: Buffer.alloc(length), position: Number(at) });
-      assert.equal(bytesRead, length, `short read at 0x${at.toString(16)}`);
-      return buffer;
-    };
-    const tpoff = (await read(libraryBase(pid) + BigInt(tpoffGotOffset()), 8)).readBigInt64LE();
-    assert.ok(tpoff < 0n, `initial-exec TLS lies below the thread pointer on x86-64, not at ${tpoff}`);
-    const record = (await read(BigInt(`0x${pthread}`) + tpoff, 8)).readBigUInt64LE();
-    if (record === 0n) return null;
-    const raw = await read(record, RECORD_BYTES);
-    return {
-      traceId: raw.subarray(0, 16).toString('hex'),
-      spanId: raw.subarray(16, 24).toString('hex'),
-      valid: raw.readUInt8(24),
-      attrsDataSize: raw.readUInt16LE(26),
-    };
-  } finally {
-    await mem.close();
-  }
-}
-
-function assertPublishes(published: Published | null, stop: Stop): void {
-  assert.deepEqual(published, { traceId: stop.trace_id, spanId: stop.span_id, valid: 1, attrsDataSize: 0 }, stop.stop);
-}
+/** The Python app, stopped where the test reads its records. */
+const startApp = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
+  startWriterApp(pythonBin, [APP, ...args], env);
+const readPublished = (pid: number, pthread: string) => readRecord(pid, LIBRARY, pthread);
 
 test('on an asyncio loop the record holds the span of the request that blocks it, not the one started later', async (t) => {
   assert.equal(process.arch, 'x64', 'the thread pointer is pthread_self on x86-64 glibc');

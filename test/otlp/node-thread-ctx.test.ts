@@ -1,0 +1,150 @@
+// The Node thread-context writer (src/otlp/node: ThreadContextManager and its addon), on an app
+// traced by @opentelemetry/sdk-node with its HTTP instrumentation
+// (test/fixtures/apps/node_thread_ctx_service.mjs). Its records read from outside the process
+// the way Causeway's probes read them (thread-ctx-writer.ts), at stops where the app says which
+// span must be published (blocked in a read or a futex wait, as a thread is in a kernel event):
+// on the event loop with two requests open, and on a worker thread beside the main one. Then with
+// the real probes: the futex wait that blocks the loop is stamped with the span of the request
+// that waits in it, not of the request started later; a worker's with the worker's span.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ROOT, durationMs, kernelAvailable, settle, startCapture } from '../bpf/session.js';
+import { assertPublishes, readRecord, startWriterApp, type Stop } from './thread-ctx-writer.js';
+
+const APP = join(ROOT, 'test', 'fixtures', 'apps', 'node_thread_ctx_service.mjs');
+const ADDON = join(ROOT, 'src', 'otlp', 'node', 'causeway_thread_ctx.node');
+/** How long the app's futex waits last with the real probes: far above anything else the loop waits in a futex. */
+const BLOCK_MS = 200;
+
+const startApp = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
+  startWriterApp(process.execPath, [APP, ...args], env);
+const readPublished = (pid: number, pthread: string) => readRecord(pid, ADDON, pthread);
+
+/** GET /a, then /b once A has started; their answers come once the app lets them. */
+async function requestsAandB(app: ReturnType<typeof startApp>): Promise<{ answers: Promise<string[]> }> {
+  const { port } = (await app.next()) as { port: number };
+  const a = fetch(`http://127.0.0.1:${String(port)}/a`).then((r) => r.text());
+  assert.deepEqual(await app.next(), { started: 'a' });
+  const b = fetch(`http://127.0.0.1:${String(port)}/b`).then((r) => r.text());
+  return { answers: Promise.all([a, b]) };
+}
+
+test('on the Node event loop the record holds the span of the request that blocks it, not the one started later', async (t) => {
+  assert.equal(process.arch, 'x64', 'the thread pointer is pthread_self on x86-64 glibc');
+  const app = startApp(['http']);
+  t.after(app.kill);
+  const { answers } = await requestsAandB(app);
+
+  // A blocks the loop after an await while B, started after it, awaits timers: A's span is published.
+  const stopA = (await app.next()) as unknown as Stop;
+  assert.equal(stopA.stop, 'a');
+  assert.match(stopA.span_id, /^[0-9a-f]{16}$/, 'the HTTP instrumentation made a span for A');
+  assertPublishes(await readPublished(app.pid, stopA.pthread), stopA);
+  app.release();
+
+  const stopB = (await app.next()) as unknown as Stop;
+  assert.equal(stopB.stop, 'b');
+  assert.equal(stopB.tid, stopA.tid, 'both requests ran on the loop thread');
+  assert.notEqual(stopB.trace_id, stopA.trace_id, 'each request has a trace of its own');
+  assertPublishes(await readPublished(app.pid, stopB.pthread), stopB);
+  app.release();
+
+  assert.deepEqual(await answers, ['a', 'b']);
+});
+
+test('a worker thread publishes its own span beside the main thread, and none once it ended', async (t) => {
+  const app = startApp(['worker']);
+  t.after(app.kill);
+  const stops: Stop[] = [];
+  for (let i = 0; i < 2; i++) stops.push((await app.next()) as unknown as Stop);
+  const byName = new Map(stops.map((s) => [s.stop, s]));
+  const [main, worker] = [byName.get('main'), byName.get('worker')];
+  assert.ok(main && worker, JSON.stringify(stops));
+  assert.notEqual(worker.tid, main.tid, 'the worker runs on a thread of its own');
+  assert.notEqual(worker.span_id, main.span_id);
+  // Both threads are stopped at once, each in its own span.
+  assertPublishes(await readPublished(app.pid, main.pthread), main);
+  assertPublishes(await readPublished(app.pid, worker.pthread), worker);
+  app.release();
+
+  const after = (await app.next()) as unknown as Stop;
+  assert.deepEqual([after.stop, after.tid, after.span_id], ['worker-after', worker.tid, '']);
+  assert.equal(await readPublished(app.pid, after.pthread), null, 'no span once the worker ended it');
+  app.release();
+  assert.deepEqual(await app.next(), { done: true });
+  assert.equal(await app.exited, 0);
+});
+
+test('without its addon the writer warns once and the app runs on, traced', async (t) => {
+  const app = startApp(['http'], {
+    ...process.env,
+    CAUSEWAY_THREAD_CTX_ADDON: '/nonexistent/causeway_thread_ctx.node',
+  });
+  t.after(app.kill);
+  const { answers } = await requestsAandB(app);
+  for (const name of ['a', 'b']) {
+    const stop = (await app.next()) as unknown as Stop;
+    assert.equal(stop.stop, name);
+    assert.match(stop.span_id, /^[0-9a-f]{16}$/, 'the context manager still carries the spans');
+    app.release();
+  }
+  assert.deepEqual(await answers, ['a', 'b']);
+  const warnings = app.stderr().match(/no thread contexts are published/g) ?? [];
+  assert.equal(warnings.length, 1, app.stderr());
+  assert.match(app.stderr(), /\/nonexistent\/causeway_thread_ctx\.node/);
+});
+
+test('with real probes, the futex wait blocking the loop is stamped with the request that waits in it, not the later one', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const app = startApp(['http', String(BLOCK_MS)]);
+  t.after(app.kill);
+  const { port } = (await app.next()) as { port: number };
+  const capture = await startCapture(t, ['--pid', String(app.pid), '--min-duration-us', '1000']);
+  const a = fetch(`http://127.0.0.1:${String(port)}/a`).then((r) => r.text());
+  assert.deepEqual(await app.next(), { started: 'a' });
+  const b = fetch(`http://127.0.0.1:${String(port)}/b`).then((r) => r.text());
+  const stopA = (await app.next()) as unknown as Stop;
+  const stopB = (await app.next()) as unknown as Stop;
+  assert.deepEqual(await Promise.all([a, b]), ['a', 'b']);
+  await settle();
+  await capture.stop();
+
+  assert.match(
+    capture.stderr,
+    new RegExp(`pid ${String(app.pid)} publishes its active span \\(initial-exec in .*causeway_thread_ctx\\.node`),
+  );
+  // Only A blocks (B, started later, awaits timers meanwhile): the stamp is A's span.
+  const blocked = capture.of('futex.wait', (e) => e.tid === stopA.tid && durationMs(e) >= BLOCK_MS / 2);
+  assert.deepEqual(
+    blocked.map((e) => e.span_context),
+    [{ trace_id: stopA.trace_id, span_id: stopA.span_id }],
+  );
+  assert.equal(stopB.tid, stopA.tid, 'both requests ran on the loop thread');
+});
+
+test("with real probes, a worker thread's futex wait is stamped with the worker's span", async (t) => {
+  if (!kernelAvailable(t)) return;
+  // The probes follow the app from its start: the addon is found as the main thread maps it.
+  const capture = await startCapture(t, ['--comm', 'node', '--min-duration-us', '1000']);
+  const app = startApp(['worker', String(BLOCK_MS)]);
+  t.after(app.kill);
+  // The loader reads the addon's slot once ld.so relocated it: the worker starts after that.
+  await capture.until(
+    () => capture.stderr.includes(`pid ${String(app.pid)} publishes its active span`),
+    15_000,
+    'the probes to find the addon',
+  );
+  app.release();
+  const worker = (await app.next()) as unknown as Stop;
+  assert.equal(worker.stop, 'worker');
+  assert.deepEqual(await app.next(), { done: true });
+  await settle();
+  await capture.stop();
+
+  const blocked = capture.of('futex.wait', (e) => e.tid === worker.tid && durationMs(e) >= BLOCK_MS / 2);
+  assert.deepEqual(
+    blocked.map((e) => e.span_context),
+    [{ trace_id: worker.trace_id, span_id: worker.span_id }],
+  );
+});
