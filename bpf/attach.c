@@ -391,8 +391,8 @@ static bool kernel_has_uprobe_multi(char *why, size_t len)
 }
 
 /*
- * The cuda family, with the pair of programs for how the kernel can attach them: the _multi
- * pair where it makes uprobe_multi links, the per-function pair otherwise. Said once.
+ * The cuda family, with the pair of programs for how the kernel can attach them (cuda.bpf.c):
+ * cuda_enter and cuda_exit where it makes uprobe_multi links, the _each pair otherwise. Said once.
  */
 static void load_cuda(void)
 {
@@ -402,14 +402,14 @@ static void load_cuda(void)
 	skel.cuda = cuda_bpf__open();
 	if (!skel.cuda)
 		cannot_run("cannot open the cuda programs: %s", strerror(errno));
-	bpf_program__set_autoload(skel.cuda->progs.cuda_enter, !cuda_multi);
-	bpf_program__set_autoload(skel.cuda->progs.cuda_exit, !cuda_multi);
-	bpf_program__set_autoload(skel.cuda->progs.cuda_enter_multi, cuda_multi);
-	bpf_program__set_autoload(skel.cuda->progs.cuda_exit_multi, cuda_multi);
+	bpf_program__set_autoload(skel.cuda->progs.cuda_enter, cuda_multi);
+	bpf_program__set_autoload(skel.cuda->progs.cuda_exit, cuda_multi);
+	bpf_program__set_autoload(skel.cuda->progs.cuda_enter_each, !cuda_multi);
+	bpf_program__set_autoload(skel.cuda->progs.cuda_exit_each, !cuda_multi);
 	if (cuda_multi &&
-	    (bpf_program__set_expected_attach_type(skel.cuda->progs.cuda_enter_multi,
+	    (bpf_program__set_expected_attach_type(skel.cuda->progs.cuda_enter,
 						   (enum bpf_attach_type)CW_TRACE_UPROBE_MULTI) ||
-	     bpf_program__set_expected_attach_type(skel.cuda->progs.cuda_exit_multi,
+	     bpf_program__set_expected_attach_type(skel.cuda->progs.cuda_exit,
 						   (enum bpf_attach_type)CW_TRACE_UPROBE_MULTI)))
 		cannot_run("cannot set the cuda programs' attach type");
 	if (share_maps(skel.cuda->obj))
@@ -502,8 +502,8 @@ static bool attach_cuda_function(const char *path, __u32 api, size_t offset)
 	LIBBPF_OPTS(bpf_uprobe_opts, enter, .bpf_cookie = api);
 	LIBBPF_OPTS(bpf_uprobe_opts, exit, .bpf_cookie = api, .retprobe = true);
 
-	return keep_pair(bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_enter, -1, path, offset, &enter),
-			 bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_exit, -1, path, offset, &exit));
+	return keep_pair(bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_enter_each, -1, path, offset, &enter),
+			 bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_exit_each, -1, path, offset, &exit));
 }
 
 /*
@@ -528,10 +528,10 @@ static int attach_cuda_multi(const char *path, const __u32 *apis, const size_t *
 		cookies[i] = apis[i];
 	}
 	if (offs && cookies) {
-		exit_fd = link_uprobe_multi(bpf_program__fd(skel.cuda->progs.cuda_exit_multi), path, offs, cookies, n,
+		exit_fd = link_uprobe_multi(bpf_program__fd(skel.cuda->progs.cuda_exit), path, offs, cookies, n,
 					    CW_F_UPROBE_MULTI_RETURN);
 		if (exit_fd >= 0)
-			enter_fd = link_uprobe_multi(bpf_program__fd(skel.cuda->progs.cuda_enter_multi), path, offs,
+			enter_fd = link_uprobe_multi(bpf_program__fd(skel.cuda->progs.cuda_enter), path, offs,
 						     cookies, n, 0);
 	}
 	err = errno;
@@ -540,7 +540,8 @@ static int attach_cuda_multi(const char *path, const __u32 *apis, const size_t *
 	if (enter_fd < 0) {
 		if (exit_fd >= 0)
 			close(exit_fd);
-		message("warn", "\"event\":\"attach_failed\",\"probe\":\"cuda_multi\"", "cannot attach the CUDA probes to %s by uprobe_multi: %s", path, strerror(err));
+		message("warn", "\"event\":\"attach_failed\",\"probe\":\"cuda_enter\"",
+			"cannot attach the CUDA probes to %s by uprobe_multi: %s", path, strerror(err));
 		return 0;
 	}
 	multi_links[nmulti_links++] = exit_fd;

@@ -589,11 +589,11 @@ out:
 }
 
 /*
- * Each body twice: cuda_enter and cuda_exit attach one uprobe per entry point (a perf event
- * each), the _multi pair one uprobe_multi link per library for all its entry points (Linux
- * 6.6), whose detach waits for the kernel's grace period once per link rather than once per
- * entry point. The loader loads one pair (attach.c). libbpf 1.1 knows no "uprobe.multi"
- * section, so the loader sets the _multi pair's attach type itself.
+ * Each body twice: cuda_enter and cuda_exit attach by one uprobe_multi link per library for all
+ * its entry points (Linux 6.6), whose detach waits for the kernel's grace period once per link;
+ * the _each pair by one uprobe per entry point (a perf event each, a grace period each), where
+ * the kernel has no uprobe_multi. The loader loads one pair (attach.c). libbpf 1.1 knows no
+ * "uprobe.multi" section, so the loader sets the first pair's attach type itself.
  */
 SEC("uprobe")
 int cuda_enter(struct pt_regs *ctx)
@@ -608,13 +608,13 @@ int cuda_exit(struct pt_regs *ctx)
 }
 
 SEC("uprobe")
-int cuda_enter_multi(struct pt_regs *ctx)
+int cuda_enter_each(struct pt_regs *ctx)
 {
 	return on_enter(ctx);
 }
 
 SEC("uretprobe")
-int cuda_exit_multi(struct pt_regs *ctx)
+int cuda_exit_each(struct pt_regs *ctx)
 {
 	return on_exit(ctx);
 }

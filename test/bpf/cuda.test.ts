@@ -2,7 +2,6 @@
 // signatures), and on NVIDIA's own libcudart, which fails without a GPU but still fires.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { release } from 'node:os';
 import { test } from 'node:test';
 import * as A from '../../src/semconv/attributes.js';
 import {
@@ -10,6 +9,7 @@ import {
   SIM_CUDART,
   durationMs,
   kernelAvailable,
+  kernelHasUprobeMulti,
   privateGpu,
   runWorkload,
   settle,
@@ -42,12 +42,6 @@ function linkTypes(pid: number): Map<string, number> {
     if (type) counts.set(type, (counts.get(type) ?? 0) + 1);
   }
   return counts;
-}
-
-/** uprobe_multi links came with Linux 6.6. */
-function kernelHasUprobeMulti(): boolean {
-  const [major = 0, minor = 0] = release().split('.').map(Number);
-  return major > 6 || (major === 6 && minor >= 6);
 }
 
 for (const [program, linked] of [
