@@ -507,9 +507,10 @@ static bool attach_cuda_function(const char *path, __u32 api, size_t offset)
 }
 
 /*
- * All of a library's entry points at once: the returns' link first, then the entries', so each
- * call is seen whole or not at all (a return without its entry is ignored, cuda.bpf.c), and
- * every entry point of the library goes live together.
+ * All of a library's entry points by two links: the returns' first, then the entries', so each
+ * call is seen whole or not at all (a return without its entry is ignored, cuda.bpf.c). The
+ * kernel registers a link's uprobes one after another in the one bpf(2) call, so a library's
+ * entry points go live within microseconds of each other, not one system call apart each.
  */
 static int attach_cuda_multi(const char *path, const __u32 *apis, const size_t *offsets, int n)
 {

@@ -125,6 +125,7 @@ test('on SIGTERM with a CUDA process probed, it detaches the CUDA probes and exi
   // Found by its library, not followed: its calls run through the probes until the stop.
   const gpu = startWorkload('launch_storm', ['--rate', '2000', '--burst-ms', '1', '--seconds', '60'], privateGpu(t));
   t.after(() => gpu.child.kill('SIGKILL'));
+  gpu.truth.catch(() => undefined); // killed once the test is done: its truth is not used
   const collector = await startOtlpReceiver({ grpc: { host: '127.0.0.1', port: 0 }, http: false, onSpans: () => {} });
   t.after(() => collector.close());
   const sidecar = await startSidecar(`http://127.0.0.1:${String(collector.grpcPort)}`, '127.0.0.1:0', [
