@@ -28,7 +28,7 @@ function loaderPid(cliPid: number): number {
   return Number(children);
 }
 
-/** How many bpf links of each kind (fdinfo's link_type: perf, raw_tracepoint, uprobe_multi ...) a process holds. */
+/** How many bpf links of each kind (fdinfo's link_type: perf, raw_tracepoint, uprobe_multi, uretprobe_multi ...) a process holds. */
 function linkTypes(pid: number): Map<string, number> {
   const counts = new Map<string, number>();
   for (const fd of readdirSync(`/proc/${String(pid)}/fdinfo`)) {
@@ -257,8 +257,11 @@ test('a CUDA library is probed by two uprobe_multi links, for its entries and it
   const libraries = probed.length;
   const entryPoints = probed.reduce((sum, m) => sum + Number(m[1]), 0);
   const links = linkTypes(loaderPid(capture.pid));
-  if (multi) assert.equal(links.get('uprobe_multi'), 2 * libraries, JSON.stringify([...links]));
-  else assert.ok((links.get('perf') ?? 0) >= 2 * entryPoints, JSON.stringify([...links]));
+  // fdinfo names a link of return probes uretprobe_multi.
+  if (multi) {
+    assert.equal(links.get('uprobe_multi'), libraries, JSON.stringify([...links]));
+    assert.equal(links.get('uretprobe_multi'), libraries, JSON.stringify([...links]));
+  } else assert.ok((links.get('perf') ?? 0) >= 2 * entryPoints, JSON.stringify([...links]));
 
   const truth = (await runWorkload('cuda_calls', ['--register', SIM_CUDART], privateGpu(t))) as {
     pid: number;
