@@ -3,7 +3,8 @@
  * Loading and attaching the probe families. The proc family is loaded first and
  * creates the shared maps; every other family reuses their fds, so all programs
  * write one ring and read one filter. Tracepoints attach at load; the CUDA
- * uprobes attach per library file, as cuda_libs.c finds them, and the programs
+ * uprobes attach per library file, as cuda_libs.c finds them (by uprobe_multi links
+ * where the kernel has them, else one uprobe per entry point), and the programs
  * watching for CUDA libraries being mapped (proc.bpf.c) when the loader is ready
  * for their records.
  */
@@ -33,6 +34,31 @@
 #include "cuda.skel.h"
 
 #define MAX_LINKS 4096 /* about 30 CUDA library files, at 2 links per exported entry point */
+#define MAX_MULTI_LINKS 128 /* 2 per CUDA library, of which cuda_libs.c probes at most 64 */
+
+/*
+ * The uprobe_multi link (Linux 6.6), as include/uapi/linux/bpf.h defines it: Debian 12's uapi
+ * headers and libbpf 1.1 have neither the attach type nor the link's attributes, so the loader
+ * makes the link with bpf(2) itself. The layout is the start of union bpf_attr's link_create.
+ */
+#define CW_TRACE_UPROBE_MULTI 48 /* enum bpf_attach_type's BPF_TRACE_UPROBE_MULTI */
+#define CW_F_UPROBE_MULTI_RETURN (1U << 0)
+
+struct uprobe_multi_link_create {
+	__u32 prog_fd;
+	__u32 target_fd;
+	__u32 attach_type;
+	__u32 flags;
+	struct {
+		__aligned_u64 path;
+		__aligned_u64 offsets;
+		__aligned_u64 ref_ctr_offsets;
+		__aligned_u64 cookies;
+		__u32 cnt;
+		__u32 flags;
+		__u32 pid; /* 0: every process that maps the file */
+	} uprobe_multi;
+};
 
 static struct {
 	struct proc_bpf *proc;
@@ -50,6 +76,9 @@ static int launch_windows_fd = -1, runqueue_windows_fd = -1; /* likewise: the re
 static int traces_ctx_fd = -1; /* OBI's map when reused, else the probes' own (empty, never read) */
 static struct bpf_link *links[MAX_LINKS];
 static int nlinks;
+static bool cuda_multi; /* the CUDA programs attach by uprobe_multi links, kept in multi_links */
+static int multi_links[MAX_MULTI_LINKS];
+static int nmulti_links;
 
 static bool has_capability(int cap)
 {
@@ -226,7 +255,7 @@ static void probe_pipes_by(struct bpf_object *obj, bool fexit)
 	}
 }
 
-static bool quiet_libbpf; /* while trying the fexit programs: a refusal is reported once, below */
+static bool quiet_libbpf; /* while trying fexit or uprobe_multi programs: a refusal is reported once, by the loader */
 
 int on_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
@@ -312,6 +341,89 @@ static void reuse_obi_traces_ctx(struct bpf_map *map)
 	close(fd);
 }
 
+static int link_uprobe_multi(int prog_fd, const char *path, const __u64 *offsets, const __u64 *cookies, __u32 cnt,
+			     __u32 flags)
+{
+	struct uprobe_multi_link_create attr;
+
+	memset(&attr, 0, sizeof(attr)); /* the kernel refuses nonzero padding */
+	attr.prog_fd = prog_fd;
+	attr.attach_type = CW_TRACE_UPROBE_MULTI;
+	attr.uprobe_multi.path = (__u64)(unsigned long)path;
+	attr.uprobe_multi.offsets = (__u64)(unsigned long)offsets;
+	attr.uprobe_multi.cookies = (__u64)(unsigned long)cookies;
+	attr.uprobe_multi.cnt = cnt;
+	attr.uprobe_multi.flags = flags;
+	return syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+}
+
+/*
+ * Whether this kernel makes uprobe_multi links, the way libbpf probes it: an empty program of
+ * that attach type, linked on "/", which a kernel that knows the link refuses as no regular file
+ * (EBADF) and an older one as an unknown attach type. why says the refusal.
+ */
+static bool kernel_has_uprobe_multi(char *why, size_t len)
+{
+	LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = (enum bpf_attach_type)CW_TRACE_UPROBE_MULTI);
+	const struct bpf_insn insns[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0 },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	__u64 offset = 0;
+	int prog_fd, link_fd, err;
+
+	quiet_libbpf = true;
+	prog_fd = bpf_prog_load(BPF_PROG_TYPE_KPROBE, NULL, "GPL", insns, sizeof(insns) / sizeof(insns[0]), &opts);
+	quiet_libbpf = false;
+	if (prog_fd < 0) {
+		snprintf(why, len, "the kernel refused a uprobe_multi program: %s", strerror(errno));
+		return false;
+	}
+	link_fd = link_uprobe_multi(prog_fd, "/", &offset, NULL, 1, 0);
+	err = link_fd < 0 ? errno : 0;
+	if (link_fd >= 0)
+		close(link_fd);
+	close(prog_fd);
+	if (err != EBADF)
+		snprintf(why, len, "the kernel makes no uprobe_multi links (Linux 6.6): %s",
+			 err ? strerror(err) : "a link on / was made");
+	return err == EBADF;
+}
+
+/*
+ * The cuda family, with the pair of programs for how the kernel can attach them (cuda.bpf.c):
+ * cuda_enter and cuda_exit where it makes uprobe_multi links, the _each pair otherwise. Said once.
+ */
+static void load_cuda(void)
+{
+	char why[256] = "";
+
+	cuda_multi = kernel_has_uprobe_multi(why, sizeof(why));
+	skel.cuda = cuda_bpf__open();
+	if (!skel.cuda)
+		cannot_run("cannot open the cuda programs: %s", strerror(errno));
+	bpf_program__set_autoload(skel.cuda->progs.cuda_enter, cuda_multi);
+	bpf_program__set_autoload(skel.cuda->progs.cuda_exit, cuda_multi);
+	bpf_program__set_autoload(skel.cuda->progs.cuda_enter_each, !cuda_multi);
+	bpf_program__set_autoload(skel.cuda->progs.cuda_exit_each, !cuda_multi);
+	if (cuda_multi &&
+	    (bpf_program__set_expected_attach_type(skel.cuda->progs.cuda_enter,
+						   (enum bpf_attach_type)CW_TRACE_UPROBE_MULTI) ||
+	     bpf_program__set_expected_attach_type(skel.cuda->progs.cuda_exit,
+						   (enum bpf_attach_type)CW_TRACE_UPROBE_MULTI)))
+		cannot_run("cannot set the cuda programs' attach type");
+	if (share_maps(skel.cuda->obj))
+		cannot_run("cannot share maps with the cuda programs");
+	if (cuda_bpf__load(skel.cuda))
+		cannot_run("the kernel refused the cuda programs (see stderr)");
+	if (cuda_multi)
+		message("info", "\"event\":\"cuda_attach\",\"by\":\"uprobe_multi\"",
+			"attaching CUDA entry points by uprobe_multi, one link per library for entries and one for returns");
+	else
+		message("info", "\"event\":\"cuda_attach\",\"by\":\"uprobe\"",
+			"attaching CUDA entry points by one uprobe each: %s", why);
+}
+
 struct shared_maps load_programs(__u32 ringbuf_mb)
 {
 	skel.proc = proc_bpf__open();
@@ -349,7 +461,7 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 		cannot_run("the kernel refused the block programs (see stderr)");
 	OPEN_LOAD(tcp, tcp_bpf);
 	load_ipc();
-	OPEN_LOAD(cuda, cuda_bpf);
+	load_cuda();
 
 	attach_object(skel.proc->obj);
 	attach_interrupt_depth();
@@ -380,19 +492,82 @@ bool attach_library_watch(void)
 			 bpf_program__attach(skel.proc->progs.mmap_exit));
 }
 
-bool attach_cuda_function(const char *path, __u32 api, size_t offset)
+const char *cuda_attach_mode(void)
+{
+	return cuda_multi ? "uprobe_multi" : "uprobe";
+}
+
+static bool attach_cuda_function(const char *path, __u32 api, size_t offset)
 {
 	LIBBPF_OPTS(bpf_uprobe_opts, enter, .bpf_cookie = api);
 	LIBBPF_OPTS(bpf_uprobe_opts, exit, .bpf_cookie = api, .retprobe = true);
 
-	return keep_pair(bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_enter, -1, path, offset, &enter),
-			 bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_exit, -1, path, offset, &exit));
+	return keep_pair(bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_enter_each, -1, path, offset, &enter),
+			 bpf_program__attach_uprobe_opts(skel.cuda->progs.cuda_exit_each, -1, path, offset, &exit));
 }
 
+/*
+ * All of a library's entry points by two links: the returns' first, then the entries', so each
+ * call is seen whole or not at all (a return without its entry is ignored, cuda.bpf.c). The
+ * kernel registers a link's uprobes one after another in the one bpf(2) call, so a library's
+ * entry points go live within microseconds of each other, not one system call apart each.
+ */
+static int attach_cuda_multi(const char *path, const __u32 *apis, const size_t *offsets, int n)
+{
+	__u64 *offs = calloc(n, sizeof(*offs)), *cookies = calloc(n, sizeof(*cookies));
+	int exit_fd = -1, enter_fd = -1, err = 0;
+
+	if (nmulti_links + 2 > MAX_MULTI_LINKS) {
+		free(offs);
+		free(cookies);
+		message("warn", "\"event\":\"probe_limit\"", "more than %d uprobe_multi links: %s is not probed",
+			MAX_MULTI_LINKS, path);
+		return 0;
+	}
+	for (int i = 0; offs && cookies && i < n; i++) {
+		offs[i] = offsets[i];
+		cookies[i] = apis[i];
+	}
+	if (offs && cookies) {
+		exit_fd = link_uprobe_multi(bpf_program__fd(skel.cuda->progs.cuda_exit), path, offs, cookies, n,
+					    CW_F_UPROBE_MULTI_RETURN);
+		if (exit_fd >= 0)
+			enter_fd = link_uprobe_multi(bpf_program__fd(skel.cuda->progs.cuda_enter), path, offs,
+						     cookies, n, 0);
+	}
+	err = errno;
+	free(offs);
+	free(cookies);
+	if (enter_fd < 0) {
+		if (exit_fd >= 0)
+			close(exit_fd);
+		message("warn", "\"event\":\"attach_failed\",\"probe\":\"cuda_enter\"",
+			"cannot attach the CUDA probes to %s by uprobe_multi: %s", path, strerror(err));
+		return 0;
+	}
+	multi_links[nmulti_links++] = exit_fd;
+	multi_links[nmulti_links++] = enter_fd;
+	return n;
+}
+
+int attach_cuda_functions(const char *path, const __u32 *apis, const size_t *offsets, int n)
+{
+	int attached = 0;
+
+	if (cuda_multi)
+		return attach_cuda_multi(path, apis, offsets, n);
+	for (int i = 0; i < n; i++)
+		attached += attach_cuda_function(path, apis[i], offsets[i]);
+	return attached;
+}
+
+/* In the reverse order of attaching: entries before their returns, for the reason attach_cuda_multi gives. */
 void detach_all(void)
 {
-	for (int i = 0; i < nlinks; i++)
-		bpf_link__destroy(links[i]);
+	while (nmulti_links > 0)
+		close(multi_links[--nmulti_links]);
+	while (nlinks > 0)
+		bpf_link__destroy(links[--nlinks]);
 }
 
 void unload_programs(void)

@@ -27,8 +27,13 @@ void check_can_run(void);
 struct shared_maps load_programs(__u32 ringbuf_mb);
 /* The program that reports CUDA libraries as they are mapped; false when this kernel cannot attach it. */
 bool attach_library_watch(void);
-/* The CUDA uprobe and uretprobe on the function at offset in path, the api as their cookie. */
-bool attach_cuda_function(const char *path, __u32 api, size_t offset);
+/*
+ * The CUDA probes (entry and return) at n functions of path, at offsets[i] with apis[i] as the
+ * cookie; how many functions are probed.
+ */
+int attach_cuda_functions(const char *path, const __u32 *apis, const size_t *offsets, int n);
+/* How attach_cuda_functions attaches on this kernel: "uprobe_multi" or "uprobe". */
+const char *cuda_attach_mode(void);
 void detach_all(void);
 void unload_programs(void);
 

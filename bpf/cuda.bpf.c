@@ -67,8 +67,7 @@ struct cu_launch_config {
 	__u64 stream;
 };
 
-SEC("uprobe")
-int cuda_enter(struct pt_regs *ctx)
+static __always_inline int on_enter(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
@@ -503,8 +502,7 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 	return true;
 }
 
-SEC("uretprobe")
-int cuda_exit(struct pt_regs *ctx)
+static __always_inline int on_exit(struct pt_regs *ctx)
 {
 	long ret = PT_REGS_RC(ctx);
 	__u64 id = bpf_get_current_pid_tgid();
@@ -588,4 +586,35 @@ int cuda_exit(struct pt_regs *ctx)
 out:
 	t->api = 0;
 	return 0;
+}
+
+/*
+ * Each body twice: cuda_enter and cuda_exit attach by one uprobe_multi link per library for all
+ * its entry points (Linux 6.6), whose detach waits for the kernel's grace period once per link;
+ * the _each pair by one uprobe per entry point (a perf event each, a grace period each), where
+ * the kernel has no uprobe_multi. The loader loads one pair (attach.c). libbpf 1.1 knows no
+ * "uprobe.multi" section, so the loader sets the first pair's attach type itself.
+ */
+SEC("uprobe")
+int cuda_enter(struct pt_regs *ctx)
+{
+	return on_enter(ctx);
+}
+
+SEC("uretprobe")
+int cuda_exit(struct pt_regs *ctx)
+{
+	return on_exit(ctx);
+}
+
+SEC("uprobe")
+int cuda_enter_each(struct pt_regs *ctx)
+{
+	return on_enter(ctx);
+}
+
+SEC("uretprobe")
+int cuda_exit_each(struct pt_regs *ctx)
+{
+	return on_exit(ctx);
 }

@@ -76,17 +76,23 @@ static bool remember_file(const struct stat *st, int library)
 /* Attaches the probes at the entry points found, and says so; the number attached. */
 static int attach_entry_points(const char *path, const char *shown, const size_t *offsets, __u32 pid)
 {
-	char extra[PATH_MAX * 2 + 128], escaped[PATH_MAX * 2];
-	int probes = 0;
+	char extra[PATH_MAX * 2 + 160], escaped[PATH_MAX * 2];
+	size_t found_offsets[NSYMBOLS];
+	__u32 apis[NSYMBOLS];
+	int found = 0, probes;
 
 	for (size_t i = 0; i < NSYMBOLS; i++)
-		if (offsets[i])
-			probes += list_only || attach_cuda_function(path, cuda_symbols[i].api, offsets[i]);
+		if (offsets[i]) {
+			apis[found] = cuda_symbols[i].api;
+			found_offsets[found++] = offsets[i];
+		}
+	probes = list_only ? found : attach_cuda_functions(path, apis, found_offsets, found);
 	if (!probes)
 		return 0;
 	json_escape(escaped, sizeof(escaped), shown);
-	snprintf(extra, sizeof(extra), "\"event\":\"library\",\"path\":\"%s\",\"pid\":%u,\"probes\":%d", escaped, pid,
-		 probes);
+	snprintf(extra, sizeof(extra), "\"event\":\"library\",\"path\":\"%s\",\"pid\":%u,\"probes\":%d%s%s%s",
+		 escaped, pid, probes, list_only ? "" : ",\"attach\":\"", list_only ? "" : cuda_attach_mode(),
+		 list_only ? "" : "\"");
 	message("info", extra, "%s %d CUDA entry points in %s", list_only ? "found" : "probing", probes, shown);
 	return probes;
 }

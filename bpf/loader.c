@@ -393,7 +393,8 @@ int main(int argc, char **argv)
 
 	/*
 	 * The counts as of the stop, before detaching, which can outlast the supervisor's grace
-	 * period (the kernel detaches each uprobe in turn): a loader killed meanwhile has said them.
+	 * period where the CUDA probes are one uprobe per entry point (the kernel detaches each in
+	 * turn, a grace period each): a loader killed meanwhile has said them.
 	 */
 	drain(ring);
 	flush_out();

@@ -7,7 +7,7 @@
 // per-call times measured in the same run.
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { Capture, WORKLOADS } from '../bpf/session.js';
+import { CUDA_ENTER_PROGRAM, Capture, WORKLOADS } from '../bpf/session.js';
 import { roundOrder, spread } from './rounds.js';
 
 const LAUNCHES = 20_000;
@@ -42,9 +42,9 @@ function programIds(pids: number[]): Set<number> {
 /** The capture's CUDA entry probe: its run time and runs so far. */
 function entryProbe(ids: Set<number>): { ns: number; runs: number } {
   const progs = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' })) as ProgStats[];
-  const mine = progs.filter((p) => p.name === 'cuda_enter' && ids.has(p.id));
+  const mine = progs.filter((p) => p.name === CUDA_ENTER_PROGRAM && ids.has(p.id));
   if (mine.length !== 1)
-    throw new Error(`expected one cuda_enter program of the capture, found ${String(mine.length)}`);
+    throw new Error(`expected one ${CUDA_ENTER_PROGRAM} program of the capture, found ${String(mine.length)}`);
   return { ns: mine[0]?.run_time_ns ?? 0, runs: mine[0]?.run_cnt ?? 0 };
 }
 

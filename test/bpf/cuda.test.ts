@@ -1,6 +1,7 @@
 // CUDA probes, for real: uprobes on the simulated runtime and driver (NVIDIA's symbols and
 // signatures), and on NVIDIA's own libcudart, which fails without a GPU but still fires.
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import * as A from '../../src/semconv/attributes.js';
 import {
@@ -8,6 +9,7 @@ import {
   SIM_CUDART,
   durationMs,
   kernelAvailable,
+  kernelHasUprobeMulti,
   privateGpu,
   runWorkload,
   settle,
@@ -18,6 +20,29 @@ import {
 const MATMUL = 'matmul_big(float*, float*, float*, int)';
 const sameHandle = (a: unknown, b: unknown) => BigInt(String(a)) === BigInt(String(b));
 const msOf = (ns: unknown) => Number(ns) / 1e6;
+
+/** The capture's loader: the CLI's one child process. */
+function loaderPid(cliPid: number): number {
+  const children = readFileSync(`/proc/${String(cliPid)}/task/${String(cliPid)}/children`, 'utf8').trim();
+  assert.match(children, /^\d+$/, 'the capture runs one loader');
+  return Number(children);
+}
+
+/** How many bpf links of each kind (fdinfo's link_type: perf, raw_tracepoint, uprobe_multi, uretprobe_multi ...) a process holds. */
+function linkTypes(pid: number): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const fd of readdirSync(`/proc/${String(pid)}/fdinfo`)) {
+    let info = '';
+    try {
+      info = readFileSync(`/proc/${String(pid)}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue; // closed meanwhile
+    }
+    const type = /^link_type:\s*(\S+)$/m.exec(info)?.[1];
+    if (type) counts.set(type, (counts.get(type) ?? 0) + 1);
+  }
+  return counts;
+}
 
 for (const [program, linked] of [
   ['gpu_sync', 'a shared libcudart'],
@@ -213,6 +238,51 @@ test('cudaMalloc and cudaFree carry the bytes, cudaMemcpy its size and direction
   assert.deepEqual(exc.attributes[A.ATTR_CAUSEWAY_CUDA_GRID], [1, 1, 1]);
   assert.deepEqual(exc.attributes[A.ATTR_CAUSEWAY_CUDA_BLOCK], [1, 1, 1]);
   assert.equal(exc.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], '0x0');
+});
+
+test('a CUDA library is probed by two uprobe_multi links, for its entries and its returns, and every call is still captured', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(t, ['--comm', 'cuda_calls', '--lib', SIM_CUDART]);
+  await capture.until(
+    () => /probing .*cudasim\/libcudart\.so\.12: \d+ probes/.test(capture.stderr),
+    10_000,
+    'the library',
+  );
+  const multi = kernelHasUprobeMulti();
+  assert.match(
+    capture.stderr,
+    multi ? /attaching CUDA entry points by uprobe_multi/ : /attaching CUDA entry points by one uprobe each: /,
+  );
+  const probed = [...capture.stderr.matchAll(/probing .*: (\d+) probes/g)];
+  const libraries = probed.length;
+  const entryPoints = probed.reduce((sum, m) => sum + Number(m[1]), 0);
+  const links = linkTypes(loaderPid(capture.pid));
+  // fdinfo names a link of return probes uretprobe_multi.
+  if (multi) {
+    assert.equal(links.get('uprobe_multi'), libraries, JSON.stringify([...links]));
+    assert.equal(links.get('uretprobe_multi'), libraries, JSON.stringify([...links]));
+  } else assert.ok((links.get('perf') ?? 0) >= 2 * entryPoints, JSON.stringify([...links]));
+
+  const truth = (await runWorkload('cuda_calls', ['--register', SIM_CUDART], privateGpu(t))) as {
+    pid: number;
+    tid: number;
+    calls: { api: string; rc?: number; missing?: boolean }[];
+  };
+  await settle();
+  await capture.stop();
+
+  const mine = capture.events.filter((e) => e.pid === truth.pid && e.kind.startsWith('cuda.'));
+  const made = truth.calls.filter((c) => !c.missing);
+  assert.ok(made.length >= 7, JSON.stringify(truth.calls));
+  for (const call of made) {
+    const event = mine.find((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === call.api);
+    assert.ok(
+      event,
+      `no event for ${call.api}; captured: ${mine.map((e) => String(e.attributes[A.ATTR_CAUSEWAY_CUDA_API])).join(', ')}`,
+    );
+    // The return probe read the call's result: the entry and return of one call met.
+    assert.equal(event.tid, truth.tid);
+  }
 });
 
 test("NVIDIA's own libcudart is probed: its calls fail without a GPU and the events still appear", async (t) => {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ROOT, kernelAvailable, startCapture } from './session.js';
+import { CUDA_ENTER_PROGRAM, ROOT, kernelAvailable, startCapture } from './session.js';
 
 const LOADER = join(ROOT, 'bpf', 'build', 'causeway-loader');
 const OUR_PROGRAMS = [
@@ -12,7 +12,7 @@ const OUR_PROGRAMS = [
   'futex_enter',
   'block_rq_issue',
   'tcp_retransmit_skb',
-  'cuda_enter',
+  CUDA_ENTER_PROGRAM,
   'sched_process_exec',
   'mmap_enter',
 ];

@@ -16,7 +16,7 @@ import {
   rmSync,
   symlinkSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
@@ -64,6 +64,15 @@ export function single<T>(items: T[], what: string): T {
 export const durationMs = (e: CapturedEvent) => Number(BigInt(e.end_unix_nano) - BigInt(e.start_unix_nano)) / 1e6;
 
 /** True when the test can run; outside CI it skips with the reason, in CI it fails. */
+/** Whether the kernel makes uprobe_multi links (Linux 6.6), by which the loader then attaches the CUDA probes. */
+export function kernelHasUprobeMulti(): boolean {
+  const [major = 0, minor = 0] = release().split('.').map(Number);
+  return major > 6 || (major === 6 && minor >= 6);
+}
+
+/** The CUDA entry program the loader loads on this kernel (bpf/cuda.bpf.c). */
+export const CUDA_ENTER_PROGRAM = kernelHasUprobeMulti() ? 'cuda_enter' : 'cuda_enter_each';
+
 export function kernelAvailable(t: TestContext): boolean {
   const missing = [
     process.getuid?.() === 0 ? null : 'root',

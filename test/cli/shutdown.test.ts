@@ -5,6 +5,7 @@
 // saying what it left. "Within the deadline" is what the kubelet checks: a process still running
 // at the grace period (the deadline plus the manifest's margin) is killed, and stop() then
 // resolves null instead of an exit code. The collector here is a real OTLP/gRPC receiver.
+// With a CUDA process probed, the loader's detaching of the CUDA probes fits in the deadline too.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
@@ -12,7 +13,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { EXIT_CUT_SHORT } from '../../src/cli/run.js';
 import { startOtlpReceiver, type AppSpan } from '../../src/otlp/index.js';
-import { ROOT, kernelAvailable, startWorkload } from '../bpf/session.js';
+import { ROOT, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
 import { startSidecar, until } from './sidecar.js';
 
 const NODE_APP = join(ROOT, 'test', 'fixtures', 'apps', 'node_fsync_service.mjs');
@@ -117,4 +118,26 @@ test('with the collector not answering, SIGTERM still ends it at the deadline, s
       'm',
     ),
   );
+});
+
+test('on SIGTERM with a CUDA process probed, it detaches the CUDA probes and exits 0 within the deadline', async (t) => {
+  if (!kernelAvailable(t)) return;
+  // Found by its library, not followed: its calls run through the probes until the stop.
+  const gpu = startWorkload('launch_storm', ['--rate', '2000', '--burst-ms', '1', '--seconds', '60'], privateGpu(t));
+  t.after(() => gpu.child.kill('SIGKILL'));
+  gpu.truth.catch(() => undefined); // killed once the test is done: its truth is not used
+  const collector = await startOtlpReceiver({ grpc: { host: '127.0.0.1', port: 0 }, http: false, onSpans: () => {} });
+  t.after(() => collector.close());
+  const sidecar = await startSidecar(`http://127.0.0.1:${String(collector.grpcPort)}`, '127.0.0.1:0', [
+    '--shutdown-deadline-s',
+    String(DEADLINE_S),
+  ]);
+  t.after(() => sidecar.stop());
+  await until('the simulated runtime probed', 15_000, () =>
+    /probing \d+ CUDA entry points in .*cudasim\//.test(sidecar.log()) ? true : undefined,
+  );
+  assert.equal(gpu.child.exitCode, null, 'the CUDA process still runs');
+
+  assert.equal(await sidecar.stop('SIGTERM', GRACE_MS), 0, sidecar.log());
+  assert.doesNotMatch(sidecar.log(), /shutdown deadline of/);
 });
