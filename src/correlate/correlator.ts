@@ -403,11 +403,11 @@ export class Correlator<S extends JoinableSpan> {
   /** Joins every pending span the watermark has passed, or, while the capture is silent, the clock. */
   join(): void {
     const waitedLongest = this.now() - this.maxJoinWait;
-    const silent = this.watermarkAdvancedAt === undefined || this.watermarkAdvancedAt <= waitedLongest;
-    if (silent || this.watermark === undefined) {
-      const read = this.watermark !== undefined && this.watermark > waitedLongest ? this.watermark : waitedLongest;
-      this.joinEndedBy(waitedLongest, read);
-    } else this.joinEndedBy(this.watermark - this.maxJoinWait, this.watermark);
+    const { watermark, watermarkAdvancedAt } = this;
+    if (watermark !== undefined && watermarkAdvancedAt !== undefined && watermarkAdvancedAt > waitedLongest)
+      this.joinEndedBy(watermark - this.maxJoinWait, watermark);
+    else
+      this.joinEndedBy(waitedLongest, watermark !== undefined && watermark > waitedLongest ? watermark : waitedLongest);
   }
 
   /** Joins every pending span, whatever its end: at shutdown, when no more events will come. */

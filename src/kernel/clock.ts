@@ -5,10 +5,13 @@
 // CLOCK_MONOTONIC and performance.timeOrigin + performance.now() is the wall clock.
 import { performance } from 'node:perf_hooks';
 
-function sampleOffset(): bigint {
+/** The wall clock now, in Unix ns, below the millisecond (Date.now() gives whole milliseconds). */
+export const wallClockUnixNano = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
+
+/** CLOCK_MONOTONIC to Unix ns, as sampled here now. */
+export function sampleOffset(): bigint {
   const mono = process.hrtime.bigint();
-  const realNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
-  return realNs - mono;
+  return wallClockUnixNano() - mono;
 }
 
 export class EpochClock {

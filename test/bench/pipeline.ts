@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Correlator } from '../../src/correlate/correlator.js';
+import { wallClockUnixNano } from '../../src/kernel/clock.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import { otlpTypes, startOtlpReceiver, type AppSpan } from '../../src/otlp/index.js';
 import { DEFAULT_CONFIG } from '../../src/sidecar/index.js';
@@ -12,11 +13,6 @@ const MS = 1_000_000n;
 const TID = process.pid + 1;
 /** Every span runs here, on thread TID. */
 const placedHere = (span: AppSpan) => ({ span, place: { hostPid: process.pid, hostTid: TID } });
-/**
- * Now in Unix ns, to the microsecond: Date.now()'s whole milliseconds would put every span's end at
- * the same phase of the millisecond, where a paced workload's bursts may never fall.
- */
-const nowNs = () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e3)) * 1_000n;
 
 /**
  * One OTLP/HTTP protobuf request of `n` root spans of process `pid` (of thread `tid` if given),
@@ -28,7 +24,9 @@ export function otlpRequest(
   n: number,
   { pid, tid, durationNs }: { pid: number; tid?: number; durationNs: bigint },
 ): { body: Uint8Array; traceIds: string[] } {
-  const now = nowNs();
+  // Below the millisecond: Date.now()'s whole milliseconds would put every request's spans at one
+  // phase of the millisecond, where a paced workload's bursts may never fall.
+  const now = wallClockUnixNano();
   const spans = Array.from({ length: n }, (_, i) => {
     const end = now - (BigInt(i) * MS) / BigInt(n);
     return {
@@ -65,7 +63,7 @@ export function otlpRequest(
 const request = (n: number) => otlpRequest(n, { pid: process.pid, tid: TID, durationNs: 20n * MS }).body;
 
 function kernelEvents(n: number, spreadMs: number): KernelEvent[] {
-  const end = nowNs();
+  const end = wallClockUnixNano();
   return Array.from({ length: n }, (_, i) => {
     const start = end - BigInt(Math.floor((i / n) * spreadMs)) * MS - MS;
     return {

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Correlator, type Attachment, type JoinableSpan } from '../../src/correlate/correlator.js';
+import { sampleOffset } from '../../src/kernel/clock.js';
 import {
   kernelAvailable,
   kernelEventOf,
@@ -46,13 +47,9 @@ export interface ThreadCtxTruth {
   sync_end_ns: number;
 }
 
-/** The truth's CLOCK_MONOTONIC times on the capture's clock (Unix ns). */
-const monotonicToUnix = () =>
-  BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6)) - process.hrtime.bigint();
-
 /** The captured events joined with the program's two spans, placed on its thread, by a real correlator. */
 function join(truth: ThreadCtxTruth, captured: CapturedEvent[]): Map<string, Attachment> {
-  const offset = monotonicToUnix();
+  const offset = sampleOffset(); // the truth's CLOCK_MONOTONIC times on the capture's clock (Unix ns)
   const events = captured.filter((e) => e.pid === truth.pid).map(kernelEventOf);
   const spans: JoinableSpan[] = truth.spans.map((s) => ({
     traceId: s.trace_id,

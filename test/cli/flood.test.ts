@@ -4,21 +4,14 @@
 // the kernel and counted apart from ring-buffer drops; shedding stops once the flood is over.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { startOtlpReceiver } from '../../src/otlp/index.js';
 import { kernelAvailable, runWorkload, startWorkload } from '../bpf/session.js';
-import { startSidecar, statusTool, until } from './sidecar.js';
+import { startSidecarExportingNowhere, statusTool, until } from './sidecar.js';
 
 const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
 
 test('under an unthrottled ping-pong every span is accepted and MCP answers; the kernel sheds and counts, and stops after the flood', async (t) => {
   if (!kernelAvailable(t)) return;
-  const collector = await startOtlpReceiver({ grpc: { host: '127.0.0.1', port: 0 }, http: false, onSpans: () => {} });
-  t.after(() => collector.close());
-  const sidecar = await startSidecar(`http://127.0.0.1:${String(collector.grpcPort)}`, '127.0.0.1:0', [
-    '--comm',
-    'switch_pingpong',
-  ]);
-  t.after(() => sidecar.stop());
+  const sidecar = await startSidecarExportingNowhere(t, ['--comm', 'switch_pingpong']);
   const status = await statusTool(t, sidecar, 'flood');
 
   const flood = startWorkload('switch_pingpong', ['--seconds', '8']);

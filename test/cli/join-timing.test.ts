@@ -3,20 +3,13 @@
 // the loader stopped (no watermark comes), still, once the span has waited the longest join wait.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
-import { startOtlpReceiver } from '../../src/otlp/index.js';
 import type { SidecarStatus } from '../../src/sidecar/status.js';
 import { kernelAvailable, startWorkload } from '../bpf/session.js';
-import { startSidecar, statusTool, until, type Sidecar } from './sidecar.js';
+import { startSidecarExportingNowhere, statusTool, until, type Sidecar } from './sidecar.js';
 
 /** A sidecar exporting to a receiver of the test's own, a followed ping-pong, and its MCP status tool. */
 async function setup(t: TestContext, longestJoinWaitMs: number) {
-  const collector = await startOtlpReceiver({ grpc: { host: '127.0.0.1', port: 0 }, http: false, onSpans: () => {} });
-  t.after(() => collector.close());
-  const sidecar = await startSidecar(`http://127.0.0.1:${String(collector.grpcPort)}`, '127.0.0.1:0', [
-    '--join-watermark-ms',
-    String(longestJoinWaitMs),
-  ]);
-  t.after(() => sidecar.stop());
+  const sidecar = await startSidecarExportingNowhere(t, ['--join-watermark-ms', String(longestJoinWaitMs)]);
   const app = startWorkload('switch_pingpong', ['--rate', '2000', '--seconds', '600']);
   t.after(() => {
     app.truth.catch(() => undefined); // killed before its end

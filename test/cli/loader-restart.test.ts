@@ -9,9 +9,8 @@ import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { LoaderReport } from '../../src/kernel/capture.js';
-import { startOtlpReceiver } from '../../src/otlp/index.js';
 import { kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
-import { startSidecar, until } from './sidecar.js';
+import { startSidecarExportingNowhere, until } from './sidecar.js';
 
 const nowNs = () => BigInt(Date.now()) * 1_000_000n;
 /**
@@ -23,10 +22,7 @@ const metric = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+
 
 test('a loader killed with SIGKILL is restarted, and one that keeps failing is reported', async (t) => {
   if (!kernelAvailable(t)) return;
-  const collector = await startOtlpReceiver({ grpc: { host: '127.0.0.1', port: 0 }, http: false, onSpans: () => {} });
-  t.after(() => collector.close());
-  const sidecar = await startSidecar(`http://127.0.0.1:${String(collector.grpcPort)}`);
-  t.after(() => sidecar.stop());
+  const sidecar = await startSidecarExportingNowhere(t);
   // A GPU process (found by its library, followed without a span) and a plain one followed from its span.
   const gpu = startWorkload('launch_storm', ['--rate', '200', '--seconds', '600'], privateGpu(t));
   const plain = startWorkload('switch_pingpong', ['--rate', '1000', '--seconds', '600']);

@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import { EXIT_CUT_SHORT } from '../../src/cli/run.js';
 import { startOtlpReceiver, type AppSpan } from '../../src/otlp/index.js';
 import { ROOT, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
-import { startSidecar, until } from './sidecar.js';
+import { startSidecar, startSidecarExportingNowhere, until } from './sidecar.js';
 
 const NODE_APP = join(ROOT, 'test', 'fixtures', 'apps', 'node_fsync_service.mjs');
 const DEADLINE_S = 2;
@@ -126,13 +126,7 @@ test('on SIGTERM with a CUDA process probed, it detaches the CUDA probes and exi
   const gpu = startWorkload('launch_storm', ['--rate', '2000', '--burst-ms', '1', '--seconds', '60'], privateGpu(t));
   t.after(() => gpu.child.kill('SIGKILL'));
   gpu.truth.catch(() => undefined); // killed once the test is done: its truth is not used
-  const collector = await startOtlpReceiver({ grpc: { host: '127.0.0.1', port: 0 }, http: false, onSpans: () => {} });
-  t.after(() => collector.close());
-  const sidecar = await startSidecar(`http://127.0.0.1:${String(collector.grpcPort)}`, '127.0.0.1:0', [
-    '--shutdown-deadline-s',
-    String(DEADLINE_S),
-  ]);
-  t.after(() => sidecar.stop());
+  const sidecar = await startSidecarExportingNowhere(t, ['--shutdown-deadline-s', String(DEADLINE_S)]);
   await until('the simulated runtime probed', 15_000, () =>
     /probing \d+ CUDA entry points in .*cudasim\//.test(sidecar.log()) ? true : undefined,
   );

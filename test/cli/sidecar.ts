@@ -8,6 +8,7 @@ import type { TestContext } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { SidecarStatus } from '../../src/sidecar/status.js';
+import { startOtlpReceiver } from '../../src/otlp/index.js';
 import { CLI } from '../bpf/session.js';
 
 export interface Sidecar {
@@ -49,6 +50,18 @@ export async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/**
+ * Starts the sidecar with `args`, exporting to an OTLP receiver of the test's own that keeps
+ * nothing (for tests that watch the sidecar, not its output); both stopped after the test.
+ */
+export async function startSidecarExportingNowhere(t: TestContext, args: string[] = []): Promise<Sidecar> {
+  const sink = await startOtlpReceiver({ grpc: { host: '127.0.0.1', port: 0 }, http: false, onSpans: () => {} });
+  t.after(() => sink.close());
+  const sidecar = await startSidecar(`http://127.0.0.1:${String(sink.grpcPort)}`, '127.0.0.1:0', args);
+  t.after(() => sidecar.stop());
+  return sidecar;
 }
 
 /**

@@ -25,7 +25,10 @@ function event(tid: number, start: bigint, end: bigint, kind: KernelEvent['kind'
   return { kind, pid: 100, tid, comm: 'app', startUnixNano: start, endUnixNano: end, attributes: {} };
 }
 
-function setup(now: { t: bigint }, options: { maxEvents?: number; maxPendingSpans?: number; meter?: Meter } = {}) {
+function setup(
+  now: { t: bigint },
+  options: { maxEvents?: number; maxPendingSpans?: number; retentionMs?: number; meter?: Meter } = {},
+) {
   const joined: Attachment[] = [];
   const place = (s: JoinableSpan): SpanPlace | undefined => {
     if (s.resource['process.pid'] !== 100) return undefined;
@@ -111,51 +114,50 @@ test('memory is bounded: old events are evicted and counted when never joined, e
   assert.equal(correlator.counters().spansRefused, 1);
 });
 
-test("a wait's waker thread is searched back as far as its longest held event: one that began long before is linked", () => {
-  const engine = { pid: 200, tid: 201, comm: 'engine' };
-  const io = (start: bigint, end: bigint): KernelEvent => ({
-    kind: 'block.io',
-    ...engine,
-    startUnixNano: start,
-    endUnixNano: end,
-    attributes: {},
-  });
-  const joined: Attachment[] = [];
-  const correlator = new Correlator({
-    onJoined: (a) => joined.push(...a),
-    now: () => 40n * S,
-    maxJoinWaitMs: 500,
-    retentionMs: 60_000,
-    maxEvents: 1_000_000,
-  });
-  // A write that lasted 25.5 s (longer than any fixed look-back short of the retention), many
-  // short ones after it began, and one within the wait.
-  const short = Array.from({ length: 239 }, (_, i) => 6n * S + BigInt(i) * 100n * MS);
-  correlator.addEvents([
-    io(5n * S, 30n * S + 500n * MS),
-    ...short.map((start) => io(start, start + MS)),
-    io(30n * S + 200n * MS, 30n * S + 300n * MS),
-  ]);
+/** The engine that wakes the request: its block I/O is linked to the request by waker. */
+const ENGINE = { pid: 200, tid: 201, comm: 'engine' };
+
+function engineIo(start: bigint, end: bigint): KernelEvent {
+  return { kind: 'block.io', ...ENGINE, startUnixNano: start, endUnixNano: end, attributes: {} };
+}
+
+/**
+ * The request (thread 7, 30 s to 31 s) and its wait from 30.1 s to 30.9 s, woken by the engine,
+ * joined at 40 s: the engine's events linked to it by waker, as [pid, end].
+ */
+function linkedByWaker({ correlator, joined, addSpans }: ReturnType<typeof setup>): [unknown, bigint][] {
   correlator.addEvents([
     {
       ...event(7, 30n * S + 100n * MS, 30n * S + 900n * MS),
       attributes: {
-        [A.ATTR_CAUSEWAY_FUTEX_WAKER_PID]: engine.pid,
-        [A.ATTR_CAUSEWAY_FUTEX_WAKER_TID]: engine.tid,
-        [A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM]: engine.comm,
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_PID]: ENGINE.pid,
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_TID]: ENGINE.tid,
+        [A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM]: ENGINE.comm,
       },
     },
   ]);
-  correlator.addSpans([{ span: span('request', 30n * S, 31n * S, 7), place: { hostPid: 100, hostTid: 7 } }]);
+  addSpans([span('request', 30n * S, 31n * S, 7)]);
   correlator.join();
-  const linked = joined.flatMap((a) => a.events).filter((e) => e.attributes[A.ATTR_CAUSEWAY_LINK] === 'waker');
-  assert.deepEqual(
-    linked.map((e) => [e.attributes[A.ATTR_CAUSEWAY_REMOTE_PID], e.endUnixNano]),
-    [
-      [engine.pid, 30n * S + 500n * MS],
-      [engine.pid, 30n * S + 300n * MS],
-    ],
-  );
+  return joined
+    .flatMap((a) => a.events)
+    .filter((e) => e.attributes[A.ATTR_CAUSEWAY_LINK] === 'waker')
+    .map((e) => [e.attributes[A.ATTR_CAUSEWAY_REMOTE_PID], e.endUnixNano]);
+}
+
+test("a wait's waker thread is searched back as far as its longest held event: one that began long before is linked", () => {
+  const joining = setup({ t: 40n * S }, { retentionMs: 60_000 });
+  // A write that lasted 25.5 s (longer than any fixed look-back short of the retention), many
+  // short ones after it began, and one within the wait.
+  const short = Array.from({ length: 239 }, (_, i) => 6n * S + BigInt(i) * 100n * MS);
+  joining.correlator.addEvents([
+    engineIo(5n * S, 30n * S + 500n * MS),
+    ...short.map((start) => engineIo(start, start + MS)),
+    engineIo(30n * S + 200n * MS, 30n * S + 300n * MS),
+  ]);
+  assert.deepEqual(linkedByWaker(joining), [
+    [ENGINE.pid, 30n * S + 500n * MS],
+    [ENGINE.pid, 30n * S + 300n * MS],
+  ]);
 });
 
 test('the lag names the newest kernel event, the watermark, the join delays and the spans waiting', () => {
@@ -384,47 +386,16 @@ function single<T>(items: T[]): T {
 }
 
 test('a waker thread is still searched back as far as its longest held wait after another as long was evicted', () => {
-  const engine = { pid: 200, tid: 201, comm: 'engine' };
-  const io = (start: bigint, end: bigint): KernelEvent => ({
-    kind: 'block.io',
-    ...engine,
-    startUnixNano: start,
-    endUnixNano: end,
-    attributes: {},
-  });
-  const joined: Attachment[] = [];
-  const correlator = new Correlator({
-    onJoined: (a) => joined.push(...a),
-    now: () => 40n * S,
-    maxJoinWaitMs: 500,
-    retentionMs: 60_000,
-    maxEvents: 3,
-  });
+  const joining = setup({ t: 40n * S }, { retentionMs: 60_000, maxEvents: 3 });
   // Two writes of 25.5 s and a short one; the request's wait then puts the bound over: the first write goes.
-  correlator.addEvents([
-    io(5n * S, 30n * S + 500n * MS),
-    io(5n * S + 100n * MS, 30n * S + 600n * MS),
-    io(30n * S + 200n * MS, 30n * S + 300n * MS),
+  joining.correlator.addEvents([
+    engineIo(5n * S, 30n * S + 500n * MS),
+    engineIo(5n * S + 100n * MS, 30n * S + 600n * MS),
+    engineIo(30n * S + 200n * MS, 30n * S + 300n * MS),
   ]);
-  correlator.addEvents([
-    {
-      ...event(7, 30n * S + 100n * MS, 30n * S + 900n * MS),
-      attributes: {
-        [A.ATTR_CAUSEWAY_FUTEX_WAKER_PID]: engine.pid,
-        [A.ATTR_CAUSEWAY_FUTEX_WAKER_TID]: engine.tid,
-        [A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM]: engine.comm,
-      },
-    },
+  assert.deepEqual(linkedByWaker(joining), [
+    [ENGINE.pid, 30n * S + 600n * MS],
+    [ENGINE.pid, 30n * S + 300n * MS],
   ]);
-  assert.equal(correlator.counters().eventsEvictedOverBound, 1);
-  correlator.addSpans([{ span: span('request', 30n * S, 31n * S, 7), place: { hostPid: 100, hostTid: 7 } }]);
-  correlator.join();
-  const linked = joined.flatMap((a) => a.events).filter((e) => e.attributes[A.ATTR_CAUSEWAY_LINK] === 'waker');
-  assert.deepEqual(
-    linked.map((e) => [e.attributes[A.ATTR_CAUSEWAY_REMOTE_PID], e.endUnixNano]),
-    [
-      [engine.pid, 30n * S + 600n * MS],
-      [engine.pid, 30n * S + 300n * MS],
-    ],
-  );
+  assert.equal(joining.correlator.counters().eventsEvictedOverBound, 1);
 });

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ROOT, durationMs, kernelAvailable, settle, startCapture } from '../bpf/session.js';
-import { assertPublishes, readRecord, startWriterApp, type Stop } from './thread-ctx-writer.js';
+import { assertPublishes, readRecord, requestsAandB, startWriterApp, type Stop } from './thread-ctx-writer.js';
 
 const APP = join(ROOT, 'test', 'fixtures', 'apps', 'node_thread_ctx_service.mjs');
 const ADDON = join(ROOT, 'src', 'otlp', 'node', 'causeway_thread_ctx.node');
@@ -21,20 +21,12 @@ const startApp = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
   startWriterApp(process.execPath, [APP, ...args], env);
 const readPublished = (pid: number, pthread: string) => readRecord(pid, ADDON, pthread);
 
-/** GET /a, then /b once A has started; their answers come once the app lets them. */
-async function requestsAandB(app: ReturnType<typeof startApp>): Promise<{ answers: Promise<string[]> }> {
-  const { port } = (await app.next()) as { port: number };
-  const a = fetch(`http://127.0.0.1:${String(port)}/a`).then((r) => r.text());
-  assert.deepEqual(await app.next(), { started: 'a' });
-  const b = fetch(`http://127.0.0.1:${String(port)}/b`).then((r) => r.text());
-  return { answers: Promise.all([a, b]) };
-}
-
 test('on the Node event loop the record holds the span of the request that blocks it, not the one started later', async (t) => {
   assert.equal(process.arch, 'x64', 'the thread pointer is pthread_self on x86-64 glibc');
   const app = startApp(['http']);
   t.after(app.kill);
-  const { answers } = await requestsAandB(app);
+  const { port } = (await app.next()) as { port: number };
+  const { answers } = await requestsAandB(app, port);
 
   // A blocks the loop after an await while B, started after it, awaits timers: A's span is published.
   const stopA = (await app.next()) as unknown as Stop;
@@ -82,7 +74,8 @@ test('without its addon the writer warns once and the app runs on, traced', asyn
     CAUSEWAY_THREAD_CTX_ADDON: '/nonexistent/causeway_thread_ctx.node',
   });
   t.after(app.kill);
-  const { answers } = await requestsAandB(app);
+  const { port } = (await app.next()) as { port: number };
+  const { answers } = await requestsAandB(app, port);
   for (const name of ['a', 'b']) {
     const stop = (await app.next()) as unknown as Stop;
     assert.equal(stop.stop, name);
@@ -101,12 +94,10 @@ test('with real probes, the futex wait blocking the loop is stamped with the req
   t.after(app.kill);
   const { port } = (await app.next()) as { port: number };
   const capture = await startCapture(t, ['--pid', String(app.pid), '--min-duration-us', '1000']);
-  const a = fetch(`http://127.0.0.1:${String(port)}/a`).then((r) => r.text());
-  assert.deepEqual(await app.next(), { started: 'a' });
-  const b = fetch(`http://127.0.0.1:${String(port)}/b`).then((r) => r.text());
+  const { answers } = await requestsAandB(app, port);
   const stopA = (await app.next()) as unknown as Stop;
   const stopB = (await app.next()) as unknown as Stop;
-  assert.deepEqual(await Promise.all([a, b]), ['a', 'b']);
+  assert.deepEqual(await answers, ['a', 'b']);
   await settle();
   await capture.stop();
 

@@ -98,3 +98,14 @@ export function startWriterApp(command: string, args: string[], env: NodeJS.Proc
     kill: () => child.kill('SIGKILL'),
   };
 }
+
+/** GET /a of the app on `port`, then /b once A has started; their answers come once the app lets them. */
+export async function requestsAandB(
+  app: ReturnType<typeof startWriterApp>,
+  port: number,
+): Promise<{ answers: Promise<string[]> }> {
+  const a = fetch(`http://127.0.0.1:${String(port)}/a`).then((r) => r.text());
+  assert.deepEqual(await app.next(), { started: 'a' });
+  const b = fetch(`http://127.0.0.1:${String(port)}/b`).then((r) => r.text());
+  return { answers: Promise.all([a, b]) };
+}

@@ -25,7 +25,7 @@ import {
 import { until } from '../cli/sidecar.js';
 import { attribute, getTrace, pythonBin, spansOf, type OtlpSpan } from '../e2e/backends.js';
 import { startPipeline } from '../e2e/pipeline.js';
-import { assertPublishes, readRecord, startWriterApp, type Stop } from './thread-ctx-writer.js';
+import { assertPublishes, readRecord, requestsAandB, startWriterApp, type Stop } from './thread-ctx-writer.js';
 
 const APP = join(ROOT, 'test', 'fixtures', 'apps', 'python_thread_ctx_service.py');
 const LIBRARY = join(ROOT, 'src', 'otlp', 'python', 'libcauseway_thread_ctx.so');
@@ -40,9 +40,7 @@ test('on an asyncio loop the record holds the span of the request that blocks it
   const app = startApp(['aiohttp']);
   t.after(app.kill);
   const { port } = (await app.next()) as { port: number };
-  const a = fetch(`http://127.0.0.1:${port}/a`).then((r) => r.text());
-  assert.deepEqual(await app.next(), { started: 'a' });
-  const b = fetch(`http://127.0.0.1:${port}/b`).then((r) => r.text());
+  const { answers } = await requestsAandB(app, port);
 
   // A blocks the loop while B, started after it, awaits a timer: A's span is published.
   const stopA = (await app.next()) as unknown as Stop;
@@ -57,7 +55,7 @@ test('on an asyncio loop the record holds the span of the request that blocks it
   assertPublishes(await readPublished(app.pid, stopB.pthread), stopB);
   app.release();
 
-  assert.deepEqual(await Promise.all([a, b]), ['a', 'b']);
+  assert.deepEqual(await answers, ['a', 'b']);
 });
 
 test('each thread of a pool publishes the span of its own task, and none once it ended', async (t) => {
@@ -133,12 +131,10 @@ test('with real probes, the GPU sync blocking the loop is stamped with the reque
   // its port.
   const publishes = `pid ${String(app.pid)} publishes its active span`;
   await capture.until(() => capture.stderr.includes(publishes), 30_000, publishes);
-  const a = fetch(`http://127.0.0.1:${String(port)}/a`).then((r) => r.text());
-  assert.deepEqual(await app.next(), { started: 'a' });
-  const b = fetch(`http://127.0.0.1:${String(port)}/b`).then((r) => r.text());
+  const { answers } = await requestsAandB(app, port);
   const stopA = (await app.next()) as unknown as Stop;
   const stopB = (await app.next()) as unknown as Stop;
-  assert.deepEqual(await Promise.all([a, b]), ['a', 'b']);
+  assert.deepEqual(await answers, ['a', 'b']);
   await settle();
   await capture.stop();
 
@@ -166,23 +162,20 @@ test("end to end: A's GPU sync lands in A's trace, not in that of B started late
   });
   t.after(app.kill);
   const { port } = (await app.next()) as { port: number };
-  const url = (path: string) => `http://127.0.0.1:${String(port)}${path}`;
   // Causeway follows the app from its spans: requests until its CUDA library is probed and
   // its thread-context variable found.
   await until(`the sidecar to probe pid ${String(app.pid)}: ${sidecar.log()}`, 30_000, async () => {
-    await (await fetch(url('/ready'))).text();
+    await (await fetch(`http://127.0.0.1:${String(port)}/ready`)).text();
     const log = sidecar.log();
     return log.includes(`GPU process ${String(app.pid)} `) &&
       log.includes(`pid ${String(app.pid)} publishes its active span`)
       ? true
       : undefined;
   });
-  const a = fetch(url('/a')).then((r) => r.text());
-  assert.deepEqual(await app.next(), { started: 'a' });
-  const b = fetch(url('/b')).then((r) => r.text());
+  const { answers } = await requestsAandB(app, port);
   const stopA = (await app.next()) as unknown as Stop;
   const stopB = (await app.next()) as unknown as Stop;
-  assert.deepEqual(await Promise.all([a, b]), ['a', 'b']);
+  assert.deepEqual(await answers, ['a', 'b']);
 
   const syncUnder = (spans: OtlpSpan[], parent: string) =>
     spans.find((s) => s.parentSpanId === parent && attribute(s, A.ATTR_CAUSEWAY_KIND) === 'cuda.sync');
