@@ -16,6 +16,7 @@ export type Scenario =
 const SCRIPT = (recordsModule: string) => `#!${process.execPath}
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Kind } from ${JSON.stringify(new URL('../../src/kernel/record.js', import.meta.url).href)};
 import { frame, hello, message, stats, watermark } from ${JSON.stringify(recordsModule)};
 
@@ -24,8 +25,8 @@ const scenario = readFileSync(join(dir, 'scenario'), 'utf8');
 const log = (entry) => appendFileSync(join(dir, 'log'), JSON.stringify(entry) + '\\n');
 const runs = existsSync(join(dir, 'log')) ? readFileSync(join(dir, 'log'), 'utf8').split('\\n').filter((l) => l.includes('"argv"')).length : 0;
 log({ argv: process.argv.slice(2), pid: process.pid });
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (text) => { for (const line of text.split('\\n').filter(Boolean)) log({ command: line }); });
+// By line, not by chunk: a command can straddle two reads of the pipe.
+createInterface({ input: process.stdin }).on('line', (line) => { if (line) log({ command: line }); });
 const out = (buf) => process.stdout.write(buf);
 
 if (scenario === 'cannot-run') {
