@@ -392,13 +392,21 @@ static bool kernel_has_uprobe_multi(char *why, size_t len)
 
 /*
  * The cuda family, with the pair of programs for how the kernel can attach them (cuda.bpf.c):
- * cuda_enter and cuda_exit where it makes uprobe_multi links, the _each pair otherwise. Said once.
+ * cuda_enter and cuda_exit where it makes uprobe_multi links, the _each pair otherwise or when
+ * CAUSEWAY_CUDA_ATTACH=uprobe says so. Said once.
  */
 static void load_cuda(void)
 {
+	/* The per-function way forced: where a kernel's uprobe_multi misbehaves, and to test the fallback. */
+	const char *forced = getenv("CAUSEWAY_CUDA_ATTACH");
 	char why[256] = "";
 
-	cuda_multi = kernel_has_uprobe_multi(why, sizeof(why));
+	if (forced && strcmp(forced, "uprobe") != 0)
+		cannot_run("CAUSEWAY_CUDA_ATTACH=%s: the one value it takes is uprobe (one uprobe per entry point)", forced);
+	if (forced)
+		snprintf(why, sizeof(why), "CAUSEWAY_CUDA_ATTACH=uprobe");
+	else
+		cuda_multi = kernel_has_uprobe_multi(why, sizeof(why));
 	skel.cuda = cuda_bpf__open();
 	if (!skel.cuda)
 		cannot_run("cannot open the cuda programs: %s", strerror(errno));

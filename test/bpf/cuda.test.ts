@@ -1,10 +1,12 @@
 // CUDA probes, for real: uprobes on the simulated runtime and driver (NVIDIA's symbols and
 // signatures), and on NVIDIA's own libcudart, which fails without a GPU but still fires.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import * as A from '../../src/semconv/attributes.js';
 import {
+  CLI,
   NVIDIA_CUDART,
   SIM_CUDART,
   durationMs,
@@ -240,28 +242,36 @@ test('cudaMalloc and cudaFree carry the bytes, cudaMemcpy its size and direction
   assert.equal(exc.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], '0x0');
 });
 
-test('a CUDA library is probed by two uprobe_multi links, for its entries and its returns, and every call is still captured', async (t) => {
-  if (!kernelAvailable(t)) return;
-  const capture = await startCapture(t, ['--comm', 'cuda_calls', '--lib', SIM_CUDART]);
+/**
+ * Captures cuda_calls with the library's entry points attached `by` one way, and checks the
+ * links the loader holds and that every call's entry met its return.
+ */
+async function everyCallCaptured(t: TestContext, by: 'uprobe_multi' | 'uprobe'): Promise<void> {
+  const causeway = by === 'uprobe' ? ['env', 'CAUSEWAY_CUDA_ATTACH=uprobe', process.execPath, CLI] : undefined;
+  const capture = await startCapture(t, ['--comm', 'cuda_calls', '--lib', SIM_CUDART], causeway);
   await capture.until(
     () => /probing .*cudasim\/libcudart\.so\.12: \d+ probes/.test(capture.stderr),
     10_000,
     'the library',
   );
-  const multi = kernelHasUprobeMulti();
   assert.match(
     capture.stderr,
-    multi ? /attaching CUDA entry points by uprobe_multi/ : /attaching CUDA entry points by one uprobe each: /,
+    by === 'uprobe_multi'
+      ? /attaching CUDA entry points by uprobe_multi/
+      : /attaching CUDA entry points by one uprobe each: /,
   );
   const probed = [...capture.stderr.matchAll(/probing .*: (\d+) probes/g)];
   const libraries = probed.length;
   const entryPoints = probed.reduce((sum, m) => sum + Number(m[1]), 0);
   const links = linkTypes(loaderPid(capture.pid));
   // fdinfo names a link of return probes uretprobe_multi.
-  if (multi) {
+  if (by === 'uprobe_multi') {
     assert.equal(links.get('uprobe_multi'), libraries, JSON.stringify([...links]));
     assert.equal(links.get('uretprobe_multi'), libraries, JSON.stringify([...links]));
-  } else assert.ok((links.get('perf') ?? 0) >= 2 * entryPoints, JSON.stringify([...links]));
+  } else {
+    assert.equal(links.get('uprobe_multi'), undefined, JSON.stringify([...links]));
+    assert.ok((links.get('perf') ?? 0) >= 2 * entryPoints, JSON.stringify([...links]));
+  }
 
   const truth = (await runWorkload('cuda_calls', ['--register', SIM_CUDART], privateGpu(t))) as {
     pid: number;
@@ -283,6 +293,27 @@ test('a CUDA library is probed by two uprobe_multi links, for its entries and it
     // The return probe read the call's result: the entry and return of one call met.
     assert.equal(event.tid, truth.tid);
   }
+}
+
+test('a CUDA library is probed by two uprobe_multi links, for its entries and its returns, and every call is still captured', async (t) => {
+  if (!kernelAvailable(t)) return;
+  await everyCallCaptured(t, kernelHasUprobeMulti() ? 'uprobe_multi' : 'uprobe');
+});
+
+test('with one uprobe per entry point (kernels before 6.6, or CAUSEWAY_CUDA_ATTACH=uprobe), every call is still captured', async (t) => {
+  if (!kernelAvailable(t)) return;
+  await everyCallCaptured(t, 'uprobe');
+});
+
+test('CAUSEWAY_CUDA_ATTACH with another value stops the loader with what it takes', (t) => {
+  if (!kernelAvailable(t)) return;
+  const run = spawnSync(process.execPath, [CLI, 'capture', '--comm', 'cuda_calls'], {
+    env: { ...process.env, CAUSEWAY_CUDA_ATTACH: 'multi' },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.notEqual(run.status, 0, run.stderr);
+  assert.match(run.stderr, /CAUSEWAY_CUDA_ATTACH=multi: the one value it takes is uprobe/);
 });
 
 test("NVIDIA's own libcudart is probed: its calls fail without a GPU and the events still appear", async (t) => {
