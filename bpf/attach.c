@@ -72,7 +72,7 @@ static struct {
 } skel;
 static struct shared_maps maps;
 static int cuda_threads_fd = -1; /* shared too, but only the probes and exits use it */
-static int launch_windows_fd = -1, runqueue_windows_fd = -1; /* likewise: the reduction's windows */
+static int windows_fd = -1; /* likewise: the reduction's windows */
 static int traces_ctx_fd = -1; /* OBI's map when reused, else the probes' own (empty, never read) */
 static struct bpf_link *links[MAX_LINKS];
 static int nlinks;
@@ -124,10 +124,10 @@ static int share_maps(struct bpf_object *obj)
 {
 	static const char *const names[] = { "events", "followed", "drops", "settings",
 					     "interrupt_depth", "gpu_processes", "cuda_threads",
-					     "launch_windows", "runqueue_windows", "thread_ctx", "traces_ctx_v1" };
+					     "windows", "thread_ctx", "traces_ctx_v1" };
 	int fds[] = { maps.events, maps.followed, maps.drops, maps.settings,
 		      maps.interrupt_depth, maps.gpu_processes, cuda_threads_fd,
-		      launch_windows_fd, runqueue_windows_fd, maps.thread_ctx, traces_ctx_fd };
+		      windows_fd, maps.thread_ctx, traces_ctx_fd };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, names[i]);
@@ -450,8 +450,7 @@ struct shared_maps load_programs(__u32 ringbuf_mb)
 	maps.settings = bpf_map__fd(skel.proc->maps.settings);
 	maps.gpu_processes = bpf_map__fd(skel.proc->maps.gpu_processes);
 	cuda_threads_fd = bpf_map__fd(skel.proc->maps.cuda_threads);
-	launch_windows_fd = bpf_map__fd(skel.proc->maps.launch_windows);
-	runqueue_windows_fd = bpf_map__fd(skel.proc->maps.runqueue_windows);
+	windows_fd = bpf_map__fd(skel.proc->maps.windows);
 	maps.interrupt_depth = bpf_map__fd(skel.proc->maps.interrupt_depth);
 	maps.thread_ctx = bpf_map__fd(skel.proc->maps.thread_ctx);
 	traces_ctx_fd = bpf_map__fd(skel.proc->maps.traces_ctx_v1);

@@ -251,32 +251,34 @@ static __always_inline void cw_submit(struct cw_event *e)
  * whole struct cw_event, so writing it out is one copy). A window closes when the thread makes a
  * record it must precede (any other CUDA call), when it is cw_settings.window_ns old at the
  * thread's next event or switch-out, and when the thread exits; a launch window also when its
- * thread blocks (sched.bpf.c). A thread that finds the table
- * full has its records written whole.
+ * thread blocks (sched.bpf.c). A thread that finds the table full has its records written whole.
+ *
+ * A thread's two windows are one entry, kept from its first window until it exits (proc.bpf.c
+ * deletes it): a window opens and closes in place, so the hot path (a launch between two sleeps
+ * opens one, the sleep closes it) costs a lookup, where inserting and deleting an entry cost
+ * ten times as much, and a switch-out looks up one entry rather than two.
  */
 #define CW_WINDOWS 16384
 
 struct cw_window {
-	struct cw_event summary;  /* start_ns: the first event summed; count 0 until one is */
+	struct cw_event summary;  /* kind 0: closed; start_ns: the first event summed; count 0 until one is */
 	__u64 opened_ns;          /* when the event that opened it began */
+};
+
+struct cw_windows {
+	struct cw_window launches;
+	struct cw_window runqueue;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, CW_WINDOWS);
 	__type(key, __u32);   /* tid */
-	__type(value, struct cw_window);
-} launch_windows SEC(".maps");
+	__type(value, struct cw_windows);
+} windows SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CW_WINDOWS);
-	__type(key, __u32);   /* tid */
-	__type(value, struct cw_window);
-} runqueue_windows SEC(".maps");
-
-/* What a new window starts from, filled in place once in the map. */
-static const struct cw_window cw_empty_window;
+/* What a thread's entry starts from: both windows closed. */
+static const struct cw_windows cw_no_windows;
 
 static __always_inline __u64 cw_window_ns(void)
 {
@@ -312,35 +314,56 @@ static __always_inline void cw_write_window(const struct cw_window *w)
 	cw_submit(e);
 }
 
-/* Ends the thread's window `w` of `windows`: written, then forgotten. */
-static __always_inline void cw_end_window(void *windows, __u32 tid, const struct cw_window *w)
+/* Ends window `w`: written, then closed. */
+static __always_inline void cw_end_window(struct cw_window *w)
 {
 	cw_write_window(w);
-	bpf_map_delete_elem(windows, &tid);
+	w->summary.kind = 0;
 }
 
-/* Closes the thread's window in `windows`, if it has one at least `min_age_ns` old. */
-static __always_inline void cw_close_window(void *windows, __u32 tid, __u64 now, __u64 min_age_ns)
+/* Closes window `w`, if it is open and at least `min_age_ns` old. */
+static __always_inline void cw_close_window(struct cw_window *w, __u64 now, __u64 min_age_ns)
 {
-	struct cw_window *w = bpf_map_lookup_elem(windows, &tid);
-
-	if (w && now - w->opened_ns >= min_age_ns)
-		cw_end_window(windows, tid, w);
+	if (w->summary.kind && now - w->opened_ns >= min_age_ns)
+		cw_end_window(w);
 }
 
-/* A new window for the thread, empty; NULL when the table is full. */
-static __always_inline struct cw_window *cw_open_window(void *windows, __u32 tid)
+/* Closes the thread's launch window, if it has one open. */
+static __always_inline void cw_close_launches(__u32 tid)
 {
-	if (bpf_map_update_elem(windows, &tid, &cw_empty_window, BPF_NOEXIST))
-		return NULL;
-	return bpf_map_lookup_elem(windows, &tid);
+	struct cw_windows *ws = bpf_map_lookup_elem(&windows, &tid);
+
+	if (ws)
+		cw_close_window(&ws->launches, 0, 0);
 }
 
+/* The thread's windows, made (both closed) if it has none; NULL when the table is full. */
+static __always_inline struct cw_windows *cw_windows_of(__u32 tid)
+{
+	struct cw_windows *ws = bpf_map_lookup_elem(&windows, &tid);
+
+	if (ws)
+		return ws;
+	bpf_map_update_elem(&windows, &tid, &cw_no_windows, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&windows, &tid);
+}
+
+/* Opens the closed window `w` of kind `kind` (a summary kind), empty. */
+static __always_inline void cw_open_window(struct cw_window *w, __u32 kind)
+{
+	__builtin_memset(w, 0, sizeof(*w));
+	w->summary.kind = kind;
+}
+
+/*
+ * t is a tp_btf argument, a pointer the verifier trusts: its fields are read by plain loads
+ * (CO-RE relocated), not a bpf_probe_read_kernel call each. The kernel keeps comm NUL-padded.
+ */
 static __always_inline void cw_task_of(struct cw_task *dst, struct task_struct *t)
 {
-	dst->pid = BPF_CORE_READ(t, tgid);
-	dst->tid = BPF_CORE_READ(t, pid);
-	BPF_CORE_READ_STR_INTO(&dst->comm, t, comm);
+	dst->pid = t->tgid;
+	dst->tid = t->pid;
+	__builtin_memcpy(dst->comm, t->comm, sizeof(dst->comm));
 }
 
 static __always_inline void cw_task_current(struct cw_task *dst)

@@ -73,6 +73,7 @@ static __always_inline int on_enter(struct pt_regs *ctx)
 	__u32 tid = (__u32)id;
 	__u64 sp = PT_REGS_SP(ctx);
 	struct cw_cuda_thread *t = bpf_map_lookup_elem(&cuda_threads, &tid);
+	__u32 api;
 
 	if (!t) {
 		struct cw_cuda_thread fresh = { .device = CW_DEVICE_UNKNOWN };
@@ -85,14 +86,18 @@ static __always_inline int on_enter(struct pt_regs *ctx)
 	/* A runtime call that enters the driver: the outer call alone is the event. */
 	if (t->api)
 		return 0;
-	t->api = (__u32)bpf_get_attach_cookie(ctx);
+	api = (__u32)bpf_get_attach_cookie(ctx);
+	t->api = api;
 	t->arg[0] = PT_REGS_PARM1(ctx);
 	t->arg[1] = PT_REGS_PARM2(ctx);
 	t->arg[2] = PT_REGS_PARM3(ctx);
 	t->arg[3] = PT_REGS_PARM4(ctx);
 	t->arg[4] = PT_REGS_PARM5(ctx);
 	t->arg[5] = ctx->r9; /* PT_REGS_PARM6 needs libbpf 1.2 */
-	if (bpf_probe_read_user(&t->arg[6], 3 * sizeof(__u64), (void *)(sp + 8)))
+	/* Only these two take arguments on the stack; reading user memory is a probe's dearest step. */
+	api &= ~CW_API_PER_THREAD;
+	if ((api != CW_API_cudaLaunchKernel && api != CW_API_cuLaunchKernel) ||
+	    bpf_probe_read_user(&t->arg[6], 3 * sizeof(__u64), (void *)(sp + 8)))
 		__builtin_memset(&t->arg[6], 0, 3 * sizeof(__u64));
 	__builtin_memset(&t->context, 0, sizeof(t->context));
 	cw_read_span_context(id >> 32, &t->context);
@@ -224,7 +229,7 @@ static __always_inline void on_query(struct cw_cuda_thread *t, long ret, __u32 t
 	}
 	if (!same)
 		return;
-	cw_close_window(&launch_windows, (__u32)bpf_get_current_pid_tgid(), 0, 0);
+	cw_close_launches((__u32)bpf_get_current_pid_tgid());
 	e = cw_reserve(CW_KIND_CUDA_SYNC);
 	if (e) {
 		e->api = t->api;
@@ -419,70 +424,52 @@ static __always_inline bool has_room(struct cw_launches *w, __u64 func)
 	return false;
 }
 
-/* A launch's whole record. */
-static __always_inline void fill_launch_record(struct cw_event *e, struct cw_cuda_thread *t, __u32 cookie,
-					       __u32 api, long ret, __u32 tgid, __u64 now)
-{
-	e->kind = CW_KIND_CUDA_LAUNCH;
-	e->api = cookie;
-	e->cpu = bpf_get_smp_processor_id();
-	cw_set_current(e);
-	e->start_ns = t->ts;
-	e->end_ns = now;
-	fill_launch(&e->u.launch, api, t);
-	e->u.launch.ret = (__s32)ret;
-	e->u.launch.device = current_device(t, tgid);
-}
-
 /*
  * Sums a quick, successful launch into the thread's window, closing the window first if it
  * cannot take this one (another stream, device or entry point, a sixth function, or old).
  * False: the launch is to be written whole (reduction off, a launch kept whole, a full table,
- * or the launch that opens a window).
+ * or the launch that opens a window). A window opened names the current task from `me`, read
+ * into it then, for the launch's own record to reuse.
  */
-static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, __u32 api, long ret, __u32 tgid,
-				       __u32 tid, __u64 now)
+static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, __u32 api, long ret, __s32 device,
+				       __u32 tid, __u64 now, struct cw_task *me)
 {
 	struct cw_settings *cfg = cw_settings();
 	struct cw_launch l = {};
 	struct cw_launches *sum;
+	struct cw_windows *ws;
 	struct cw_window *w;
 	__u64 call = now - t->ts;
-	__s32 device;
 
 	fill_launch(&l, api, t);
 	/* Kept whole (0 ends a window's list of functions): after the launches summed so far. */
 	if (!cfg || !cfg->window_ns || (int)ret != 0 || call >= cfg->launch_whole_ns ||
 	    api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch || l.func == 0) {
-		cw_close_window(&launch_windows, tid, now, 0);
+		cw_close_launches(tid);
 		return false;
 	}
-	device = current_device(t, tgid);
-	w = bpf_map_lookup_elem(&launch_windows, &tid);
-	if (w) {
-		sum = &w->summary.u.launches;
-		if (w->summary.api != cookie || sum->stream != l.stream || sum->device != device ||
-		    now - w->opened_ns >= cfg->window_ns || !has_room(sum, l.func) ||
-		    !cw_same_span(&w->summary.context, &t->context)) {
-			cw_end_window(&launch_windows, tid, w);
-			w = NULL;
-		}
-	}
-	if (!w) {
-		w = cw_open_window(&launch_windows, tid);
-		if (w) {
-			w->opened_ns = t->ts;
-			w->summary.kind = CW_KIND_CUDA_LAUNCHES;
-			w->summary.api = cookie;
-			w->summary.cpu = bpf_get_smp_processor_id();
-			cw_set_current(&w->summary);
-			w->summary.context = t->context;
-			w->summary.u.launches.stream = l.stream;
-			w->summary.u.launches.device = device;
-		}
+	ws = cw_windows_of(tid);
+	if (!ws)
 		return false;
-	}
+	w = &ws->launches;
 	sum = &w->summary.u.launches;
+	if (w->summary.kind &&
+	    (w->summary.api != cookie || sum->stream != l.stream || sum->device != device ||
+	     now - w->opened_ns >= cfg->window_ns || !has_room(sum, l.func) ||
+	     !cw_same_span(&w->summary.context, &t->context)))
+		cw_end_window(w);
+	if (!w->summary.kind) {
+		cw_open_window(w, CW_KIND_CUDA_LAUNCHES);
+		w->opened_ns = t->ts;
+		w->summary.api = cookie;
+		w->summary.cpu = bpf_get_smp_processor_id();
+		cw_task_current(me);
+		cw_set_task(&w->summary, me);
+		w->summary.context = t->context;
+		sum->stream = l.stream;
+		sum->device = device;
+		return false;
+	}
 	if (sum->count == 0)
 		w->summary.start_ns = t->ts;
 	w->summary.end_ns = now;
@@ -510,7 +497,9 @@ static __always_inline int on_exit(struct pt_regs *ctx)
 	__u32 cookie = (__u32)bpf_get_attach_cookie(ctx);
 	__u32 api = cookie & ~CW_API_PER_THREAD;
 	struct cw_cuda_thread *t = bpf_map_lookup_elem(&cuda_threads, &tid);
+	struct cw_task me = {};
 	struct cw_event *e;
+	__s32 device = 0;
 	__u64 now;
 	__u32 kind;
 
@@ -538,23 +527,28 @@ static __always_inline int on_exit(struct pt_regs *ctx)
 	t->polls = 0;
 	now = bpf_ktime_get_ns();
 	if (kind == CW_KIND_CUDA_LAUNCH) {
-		if (sum_launch(t, cookie, api, ret, tgid, tid, now))
+		device = current_device(t, tgid);
+		if (sum_launch(t, cookie, api, ret, device, tid, now, &me))
 			goto out;
 	} else {
 		/* Written whole: after the launches summed so far, which it may wait for or depend on. */
-		cw_close_window(&launch_windows, tid, now, 0);
+		cw_close_launches(tid);
 	}
 	e = cw_reserve(kind);
 	if (!e)
 		goto out;
 	e->api = cookie;
-	cw_set_current(e);
+	if (!me.tid) /* not read yet for a window (a uprobe's task is never the idle task, tid 0) */
+		cw_task_current(&me);
+	cw_set_task(e, &me);
 	e->context = t->context;
 	e->start_ns = t->ts;
 	e->end_ns = now;
 	switch (kind) {
 	case CW_KIND_CUDA_LAUNCH:
-		fill_launch_record(e, t, cookie, api, ret, tgid, now);
+		fill_launch(&e->u.launch, api, t);
+		e->u.launch.ret = (__s32)ret;
+		e->u.launch.device = device;
 		break;
 	case CW_KIND_CUDA_SYNC:
 		e->u.sync.handle = (api == CW_API_cudaStreamSynchronize || api == CW_API_cudaEventSynchronize ||

@@ -37,13 +37,17 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sched_process_exit, struct task_struct *p)
 {
-	__u32 tgid = BPF_CORE_READ(p, tgid);
-	__u32 tid = BPF_CORE_READ(p, pid);
+	__u32 tgid = p->tgid;
+	__u32 tid = p->pid;
+	struct cw_windows *ws = bpf_map_lookup_elem(&windows, &tid);
 	struct cw_event *e;
 
 	bpf_map_delete_elem(&cuda_threads, &tid);
-	cw_close_window(&launch_windows, tid, 0, 0);
-	cw_close_window(&runqueue_windows, tid, 0, 0);
+	if (ws) {
+		cw_close_window(&ws->launches, 0, 0);
+		cw_close_window(&ws->runqueue, 0, 0);
+		bpf_map_delete_elem(&windows, &tid);
+	}
 	if (tid != tgid)
 		return 0;
 	bpf_map_delete_elem(&followed, &tgid);

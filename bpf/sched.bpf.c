@@ -22,7 +22,7 @@
 #define TASK_RUNNING 0
 
 struct off_cpu {
-	__u64 ts;
+	__u64 ts;         /* 0: not off cpu that way (consumed, or never) */
 	__u32 state;      /* blocked: state at switch-out; runnable: 1 if preempted */
 	__u32 pad;
 	/*
@@ -32,19 +32,36 @@ struct off_cpu {
 	struct cw_span_context context;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);  /* tid */
-	__type(value, struct off_cpu);
-} blocked_at SEC(".maps");
+/*
+ * A followed thread's last switch-out: blocked (until woken) and runnable (until it runs). One
+ * entry per thread, kept and written in place: inserting and deleting an entry per sleep cost
+ * ten times a lookup. The LRU drops the entries of threads gone.
+ */
+struct off_cpu_times {
+	struct off_cpu blocked;
+	struct off_cpu runnable;
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u32);  /* tid */
-	__type(value, struct off_cpu);
-} runnable_at SEC(".maps");
+	__type(value, struct off_cpu_times);
+} off_cpu SEC(".maps");
+
+/* What a thread's entry starts from: neither blocked nor runnable. */
+static const struct off_cpu_times no_off_cpu;
+
+/* The thread's entry, made if it has none (NULL only if the LRU cannot take one). */
+static __always_inline struct off_cpu_times *off_cpu_of(__u32 tid)
+{
+	struct off_cpu_times *o = bpf_map_lookup_elem(&off_cpu, &tid);
+
+	if (o)
+		return o;
+	bpf_map_update_elem(&off_cpu, &tid, &no_off_cpu, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&off_cpu, &tid);
+}
 
 #define CW_RUNQUEUE_RUNS 16 /* a power of two: the ring's index is masked */
 
@@ -79,34 +96,44 @@ struct task_struct___pre514 {
 static __always_inline __u32 task_state(struct task_struct *t)
 {
 	if (bpf_core_field_exists(t->__state))
-		return BPF_CORE_READ(t, __state);
+		return t->__state;
 	return BPF_CORE_READ((struct task_struct___pre514 *)t, state);
 }
 
-static __always_inline void mark_runnable(__u32 tid, __u64 now, __u32 preempted, const struct cw_span_context *context)
+static __always_inline void mark_runnable(struct off_cpu *r, __u64 now, __u32 preempted,
+					  const struct cw_span_context *context)
 {
-	struct off_cpu r = { .ts = now, .state = preempted, .context = *context };
-
-	bpf_map_update_elem(&runnable_at, &tid, &r, BPF_ANY);
+	r->state = preempted;
+	r->context = *context;
+	r->ts = now;
 }
 
+/*
+ * The task pointers of these tracepoints are the kernel's own (tp_btf): their fields are read
+ * directly, without a bpf_probe_read_kernel call each.
+ */
 static __always_inline int on_waking(struct task_struct *p, bool is_new)
 {
 	struct cw_span_context context = {};
-	__u32 tid = BPF_CORE_READ(p, pid);
-	__u64 now;
+	struct off_cpu_times *o;
 	struct off_cpu *b;
 	struct cw_event *e;
+	__u64 now;
 
-	if (!cw_followed(BPF_CORE_READ(p, tgid)))
+	if (!cw_followed(p->tgid))
+		return 0;
+	o = off_cpu_of(p->pid);
+	if (!o)
 		return 0;
 	now = bpf_ktime_get_ns();
-	b = is_new ? NULL : bpf_map_lookup_elem(&blocked_at, &tid);
-	if (b)
-		context = b->context;
-	mark_runnable(tid, now, 0, &context);
-	if (!b)
+	b = &o->blocked;
+	if (is_new)
+		b->ts = 0; /* a new thread: an entry it finds was its tid's last holder's */
+	if (!b->ts) {
+		mark_runnable(&o->runnable, now, 0, &context);
 		return 0;
+	}
+	mark_runnable(&o->runnable, now, 0, &b->context);
 	if (cw_long_enough(CW_KIND_SCHED_BLOCKED, now - b->ts)) {
 		e = cw_reserve(CW_KIND_SCHED_BLOCKED);
 		if (e) {
@@ -119,7 +146,7 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 			cw_submit(e);
 		}
 	}
-	bpf_map_delete_elem(&blocked_at, &tid);
+	b->ts = 0;
 	return 0;
 }
 
@@ -237,25 +264,24 @@ static __always_inline bool sum_runqueue(struct task_struct *task, __u32 tid, st
 	struct cw_settings *cfg = cw_settings();
 	__u64 wait = now - r->ts;
 	struct cw_runqueue_sum *sum;
+	struct cw_windows *ws;
 	struct cw_window *w;
 
 	if (!cfg || !cfg->window_ns || wait >= cfg->runqueue_whole_ns)
 		return false;
-	w = bpf_map_lookup_elem(&runqueue_windows, &tid);
+	ws = cw_windows_of(tid);
+	if (!ws)
+		return false;
+	w = &ws->runqueue;
 	/* A window holds one span's waits: a wait in another closes it, so a summary never mixes two. */
-	if (w && (now - w->opened_ns >= cfg->window_ns || !cw_same_span(&w->summary.context, &r->context))) {
-		cw_end_window(&runqueue_windows, tid, w);
-		w = NULL;
-	}
-	if (!w) {
-		w = cw_open_window(&runqueue_windows, tid);
-		if (w) {
-			w->opened_ns = r->ts;
-			w->summary.kind = CW_KIND_SCHED_RUNQUEUE_SUM;
-			w->summary.cpu = bpf_get_smp_processor_id();
-			cw_set_task_of(&w->summary, task);
-			w->summary.context = r->context;
-		}
+	if (w->summary.kind && (now - w->opened_ns >= cfg->window_ns || !cw_same_span(&w->summary.context, &r->context)))
+		cw_end_window(w);
+	if (!w->summary.kind) {
+		cw_open_window(w, CW_KIND_SCHED_RUNQUEUE_SUM);
+		w->opened_ns = r->ts;
+		w->summary.cpu = bpf_get_smp_processor_id();
+		cw_set_task_of(&w->summary, task);
+		w->summary.context = r->context;
 		return false;
 	}
 	sum = &w->summary.u.runqueue_sum;
@@ -274,11 +300,13 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	__u64 now = bpf_ktime_get_ns();
-	__u32 prev_pid = BPF_CORE_READ(prev, tgid);
-	__u32 prev_tid = BPF_CORE_READ(prev, pid);
-	__u32 next_tid = BPF_CORE_READ(next, pid);
+	__u32 prev_pid = prev->tgid;
+	__u32 prev_tid = prev->pid;
+	__u32 next_tid = next->pid;
 	__u32 zero = 0;
 	struct cpu_runs *h = bpf_map_lookup_elem(&cpu_runs, &zero);
+	struct off_cpu_times *o;
+	struct cw_windows *ws;
 	struct off_cpu *r;
 	struct cw_event *e;
 	__u64 window;
@@ -287,7 +315,8 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		return 0;
 	push_run(h, prev, prev_pid, prev_tid, now);
 	window = cw_window_ns();
-	if (window) {
+	ws = window ? bpf_map_lookup_elem(&windows, &prev_tid) : NULL;
+	if (ws) {
 		/*
 		 * A thread that blocks has made its launches for now: their summary goes out at once,
 		 * before the watermark passes the span they were made in (a span is joined as soon as
@@ -296,30 +325,31 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		 */
 		bool blocking = !preempt && task_state(prev) != TASK_RUNNING;
 
-		cw_close_window(&launch_windows, prev_tid, now, blocking ? 0 : window);
-		cw_close_window(&runqueue_windows, prev_tid, now, window);
+		cw_close_window(&ws->launches, now, blocking ? 0 : window);
+		cw_close_window(&ws->runqueue, now, window);
 	}
 
-	if (cw_followed(prev_pid)) {
+	if (cw_followed(prev_pid) && (o = off_cpu_of(prev_tid))) {
 		__u32 state = preempt ? TASK_RUNNING : task_state(prev);
 		struct cw_span_context context = {};
 
 		/* prev is the current task: its published context is readable here. */
 		cw_read_span_context(prev_pid, &context);
 		if (state == TASK_RUNNING) {
-			mark_runnable(prev_tid, now, 1, &context);
+			mark_runnable(&o->runnable, now, 1, &context);
 		} else {
-			struct off_cpu b = { .ts = now, .state = state, .context = context };
-
-			bpf_map_update_elem(&blocked_at, &prev_tid, &b, BPF_ANY);
+			o->blocked.state = state;
+			o->blocked.context = context;
+			o->blocked.ts = now;
 		}
 	}
 
-	if (!cw_followed(BPF_CORE_READ(next, tgid)))
+	if (!cw_followed(next->tgid))
 		return 0;
-	r = bpf_map_lookup_elem(&runnable_at, &next_tid);
-	if (!r)
+	o = bpf_map_lookup_elem(&off_cpu, &next_tid);
+	if (!o || !o->runnable.ts)
 		return 0;
+	r = &o->runnable;
 	if (cw_long_enough(CW_KIND_SCHED_RUNQUEUE, now - r->ts) && !sum_runqueue(next, next_tid, r, now)) {
 		e = cw_reserve(CW_KIND_SCHED_RUNQUEUE);
 		if (e) {
@@ -327,6 +357,6 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 			cw_submit(e);
 		}
 	}
-	bpf_map_delete_elem(&runnable_at, &next_tid);
+	r->ts = 0;
 	return 0;
 }
