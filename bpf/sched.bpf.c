@@ -329,7 +329,8 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		cw_close_window(&ws->runqueue, now, window);
 	}
 
-	if (cw_followed(prev_pid) && (o = off_cpu_of(prev_tid))) {
+	o = cw_followed(prev_pid) ? off_cpu_of(prev_tid) : NULL;
+	if (o) {
 		__u32 state = preempt ? TASK_RUNNING : task_state(prev);
 		struct cw_span_context context = {};
 
