@@ -138,6 +138,12 @@ export interface CorrelatorLag {
   spansWaitingToJoin: number;
 }
 
+/**
+ * Spans joined per turn of the event loop at most; the rest, oldest first, on the next turns.
+ * A watermark that jumps after a stall makes thousands ready at once, and joining them (with
+ * their export and store hand-off) in one turn held OTLP intake and MCP for as long (issue 11).
+ */
+export const SPANS_JOINED_PER_TURN = 512;
 /** Spans joined whose delays the lag's percentiles are taken over. */
 const RECENT_JOINS = 1024;
 /** The join delay histogram's buckets, in seconds: around the loader's 10 ms drains, up to the longest wait. */
@@ -264,6 +270,8 @@ export class Correlator<S extends JoinableSpan> {
   /** The spans of each known thread (pid/tid), kept as long as events are. */
   private readonly threadSpans = new Map<string, ThreadSpans>();
   private pending: { span: S; place: SpanPlace }[] = [];
+  /** The next turn's joining of spans left ready past SPANS_JOINED_PER_TURN; undefined when none is due. */
+  private nextTurn: NodeJS.Immediate | undefined;
   private heldCount = 0;
   private newestEventEnd: bigint | undefined;
   private watermark: bigint | undefined;
@@ -410,21 +418,35 @@ export class Correlator<S extends JoinableSpan> {
       this.joinEndedBy(waitedLongest, watermark !== undefined && watermark > waitedLongest ? watermark : waitedLongest);
   }
 
-  /** Joins every pending span, whatever its end: at shutdown, when no more events will come. */
+  /** Joins every pending span, whatever its end, in this turn: at shutdown, when no more events will come. */
   joinAll(): void {
-    this.joinEndedBy(2n ** 64n, 2n ** 64n);
+    clearImmediate(this.nextTurn);
+    this.nextTurn = undefined;
+    this.joinEndedBy(2n ** 64n, 2n ** 64n, Infinity);
   }
 
-  /** Joins the spans of a process that ended by `anySpan`, and those of a known thread that ended by `threadSpan`. */
-  private joinEndedBy(anySpan: bigint, threadSpan: bigint): void {
-    const ready: { span: S; place: SpanPlace }[] = [];
+  /**
+   * Joins the spans of a process that ended by `anySpan`, and those of a known thread that ended
+   * by `threadSpan`: the `most` that ended first now, the others on the next turns.
+   */
+  private joinEndedBy(anySpan: bigint, threadSpan: bigint, most = SPANS_JOINED_PER_TURN): void {
+    let ready: { span: S; place: SpanPlace }[] = [];
     const waiting: { span: S; place: SpanPlace }[] = [];
     for (const p of this.pending)
       (p.span.endUnixNano <= (p.place.hostTid === undefined ? anySpan : threadSpan) ? ready : waiting).push(p);
     if (ready.length === 0) return;
+    ready.sort((a, b) => byTime(a.span.endUnixNano, b.span.endUnixNano));
+    if (ready.length > most) {
+      // Inner spans end first: those left wait behind the ones joined, never ahead of them.
+      for (const p of ready.slice(most)) waiting.push(p);
+      ready = ready.slice(0, most);
+      this.nextTurn ??= setImmediate(() => {
+        this.nextTurn = undefined;
+        this.join();
+      });
+    }
     this.pending = waiting;
     this.recordDelays(ready);
-    ready.sort((a, b) => byTime(a.span.endUnixNano, b.span.endUnixNano));
     const attachments = ready.map(({ span, place }) => {
       const linked = linkedWaits(
         {
