@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Correlator, SPANS_JOINED_PER_TURN, type Attachment, type JoinableSpan, type SpanPlace } from '../../src/correlate/correlator.js';
+import {
+  Correlator,
+  SPANS_JOINED_PER_TURN,
+  type Attachment,
+  type JoinableSpan,
+  type SpanPlace,
+} from '../../src/correlate/correlator.js';
 import type { Meter } from '@opentelemetry/api';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import * as A from '../../src/semconv/attributes.js';
