@@ -138,10 +138,24 @@ export interface CorrelatorLag {
   spansWaitingToJoin: number;
 }
 
+/**
+ * Spans joined per turn of the event loop at most; the rest, oldest first, on the next turns.
+ * A watermark that jumps after a stall makes thousands ready at once, and joining them (with
+ * their export and store hand-off) in one turn held OTLP intake and MCP for as long (issue 11).
+ */
+export const SPANS_JOINED_PER_TURN = 512;
 /** Spans joined whose delays the lag's percentiles are taken over. */
 const RECENT_JOINS = 1024;
 /** The join delay histogram's buckets, in seconds: around the loader's 10 ms drains, up to the longest wait. */
 const JOIN_DELAY_BUCKETS_S = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
+
+/** A span waiting for the watermark, and where it ran. */
+interface Pending<S extends JoinableSpan> {
+  span: S;
+  place: SpanPlace;
+}
+
+const pendingEnd = (p: Pending<JoinableSpan>) => p.span.endUnixNano;
 
 /** A span on a known thread, as long as events may still come for it: to tell whether another was open. */
 interface ThreadSpan {
@@ -263,7 +277,14 @@ export class Correlator<S extends JoinableSpan> {
   private readonly bySpan = new Map<string, KernelEvent[]>();
   /** The spans of each known thread (pid/tid), kept as long as events are. */
   private readonly threadSpans = new Map<string, ThreadSpans>();
-  private pending: { span: S; place: SpanPlace }[] = [];
+  /**
+   * Spans waiting for the watermark, by end: those on a known thread, and those known only by
+   * their process (which wait longer). Those ready are a prefix of each, so joining reads only
+   * them, not every span waiting (it runs at every watermark, about every 10 ms).
+   */
+  private readonly pending = { onThread: [] as Pending<S>[], inProcess: [] as Pending<S>[] };
+  /** The next turn's joining of spans left ready past SPANS_JOINED_PER_TURN; undefined when none is due. */
+  private nextTurn: NodeJS.Immediate | undefined;
   private heldCount = 0;
   private newestEventEnd: bigint | undefined;
   private watermark: bigint | undefined;
@@ -365,10 +386,14 @@ export class Correlator<S extends JoinableSpan> {
     for (const { span, place } of spans) {
       if (place === undefined) {
         this.count.spansNotHere++;
-      } else if (this.pending.length >= this.maxPendingSpans) {
+      } else if (this.spansPending() >= this.maxPendingSpans) {
         refused++;
       } else {
-        this.pending.push({ span, place });
+        const queue = place.hostTid === undefined ? this.pending.inProcess : this.pending.onThread;
+        const last = queue.at(-1);
+        // Spans arrive nearly in the order they ended: one out of order goes in at its place.
+        if (last === undefined || last.span.endUnixNano <= span.endUnixNano) queue.push({ span, place });
+        else queue.splice(firstAt(queue, span.endUnixNano + 1n, pendingEnd), 0, { span, place });
         if (place.hostTid !== undefined) {
           const key = `${String(place.hostPid)}/${String(place.hostTid)}`;
           let spans = this.threadSpans.get(key);
@@ -410,21 +435,45 @@ export class Correlator<S extends JoinableSpan> {
       this.joinEndedBy(waitedLongest, watermark !== undefined && watermark > waitedLongest ? watermark : waitedLongest);
   }
 
-  /** Joins every pending span, whatever its end: at shutdown, when no more events will come. */
+  /** Joins every pending span, whatever its end, in this turn: at shutdown, when no more events will come. */
   joinAll(): void {
-    this.joinEndedBy(2n ** 64n, 2n ** 64n);
+    clearImmediate(this.nextTurn);
+    this.nextTurn = undefined;
+    this.joinEndedBy(2n ** 64n, 2n ** 64n, Infinity);
   }
 
-  /** Joins the spans of a process that ended by `anySpan`, and those of a known thread that ended by `threadSpan`. */
-  private joinEndedBy(anySpan: bigint, threadSpan: bigint): void {
-    const ready: { span: S; place: SpanPlace }[] = [];
-    const waiting: { span: S; place: SpanPlace }[] = [];
-    for (const p of this.pending)
-      (p.span.endUnixNano <= (p.place.hostTid === undefined ? anySpan : threadSpan) ? ready : waiting).push(p);
-    if (ready.length === 0) return;
-    this.pending = waiting;
+  /**
+   * Joins the spans of a process that ended by `anySpan`, and those of a known thread that ended
+   * by `threadSpan`: the `most` that ended first now, the others on the next turns.
+   */
+  private joinEndedBy(anySpan: bigint, threadSpan: bigint, most = SPANS_JOINED_PER_TURN): void {
+    const { onThread, inProcess } = this.pending;
+    const threadReady = firstAt(onThread, threadSpan + 1n, pendingEnd);
+    const processReady = firstAt(inProcess, anySpan + 1n, pendingEnd);
+    if (threadReady + processReady === 0) return;
+    // Of both, the `most` that ended first, in order of end: inner spans end first.
+    const ready: Pending<S>[] = [];
+    let t = 0;
+    let p = 0;
+    while (ready.length < most && (t < threadReady || p < processReady)) {
+      const a = t < threadReady ? onThread[t] : undefined;
+      const b = p < processReady ? inProcess[p] : undefined;
+      if (b === undefined || (a !== undefined && a.span.endUnixNano <= b.span.endUnixNano)) {
+        if (a !== undefined) ready.push(a);
+        t++;
+      } else {
+        ready.push(b);
+        p++;
+      }
+    }
+    onThread.splice(0, t);
+    inProcess.splice(0, p);
+    if (t < threadReady || p < processReady)
+      this.nextTurn ??= setImmediate(() => {
+        this.nextTurn = undefined;
+        this.join();
+      });
     this.recordDelays(ready);
-    ready.sort((a, b) => byTime(a.span.endUnixNano, b.span.endUnixNano));
     const attachments = ready.map(({ span, place }) => {
       const linked = linkedWaits(
         {
@@ -446,7 +495,7 @@ export class Correlator<S extends JoinableSpan> {
   }
 
   counters(): CorrelatorCounters {
-    return { ...this.count, eventsHeld: this.heldCount, spansPending: this.pending.length };
+    return { ...this.count, eventsHeld: this.heldCount, spansPending: this.spansPending() };
   }
 
   lag(): CorrelatorLag {
@@ -457,8 +506,12 @@ export class Correlator<S extends JoinableSpan> {
       watermarkAgeMs: this.watermark === undefined ? null : toMs(now - this.watermark),
       maxJoinWaitMs: this.options.maxJoinWaitMs,
       joinDelayMs: this.recentJoinDelays(),
-      spansWaitingToJoin: this.pending.length,
+      spansWaitingToJoin: this.spansPending(),
     };
+  }
+
+  private spansPending(): number {
+    return this.pending.onThread.length + this.pending.inProcess.length;
   }
 
   private recordDelays(joined: { span: S }[]): void {

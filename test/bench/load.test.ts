@@ -32,6 +32,8 @@ test('the load harness drives the real sidecar and collector and reads counters 
   assert.equal(requests.ok + refused + requests.failed, requests.sent, 'every request is counted once');
   assert.equal(requests.failed, 0, `every request answered: ${requests.errors.join('; ')}`);
   assert.equal(requests.latency.count, requests.sent);
+  const { p99Ms, maxMs } = requests.appLoopDelay;
+  assert.ok(p99Ms > 0 && maxMs >= p99Ms, "the app's own event-loop delay was measured over the window");
   assert.ok(kernelSpans.receivedInAll > 0, 'kernel spans came back through the collector');
   assert.ok(kernelSpans.arrived <= kernelSpans.sampled && kernelSpans.latency.count === kernelSpans.arrived);
   assert.ok(mcp.latency.count > 0, 'explain_trace was asked while the load ran');

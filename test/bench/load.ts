@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startOtlpReceiver } from '../../src/otlp/index.js';
@@ -81,6 +81,11 @@ export interface LoadReport {
     errors: string[];
     /** Every request's time to its answer or failure. */
     latency: Latency;
+    /**
+     * The app's own event-loop delay over the window (this process: it also reads the kernel
+     * spans back): a request's time includes it, so past the sidecar's answer times it measures the app.
+     */
+    appLoopDelay: { p99Ms: number; maxMs: number };
   };
   /** Over the whole run: app spans the correlator joined, those that had kernel events, the events attached to them. */
   joins: { spans: number | undefined; withEvents: number | undefined; eventsAttached: number | undefined };
@@ -317,6 +322,8 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     });
     const before = { text: await scrape(), node: cpuSeconds(sidecar.pid), loader: cpuSeconds(loader) };
     const windowStart = performance.now();
+    const appLoop = monitorEventLoopDelay({ resolution: 10 });
+    appLoop.enable();
     window.open = true;
     log(`window of ${String(options.seconds)} s begins`);
 
@@ -382,6 +389,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     });
 
     window.open = false;
+    appLoop.disable();
     const after = { text: await scrape(), node: cpuSeconds(sidecar.pid), loader: cpuSeconds(loader) };
     const windowS = (performance.now() - windowStart) / 1000;
     clearInterval(sampler);
@@ -465,6 +473,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
         failed: requests.failed,
         errors: [...requests.errors],
         latency: latency(requests.ms),
+        appLoopDelay: { p99Ms: appLoop.percentile(99) / 1e6, maxMs: appLoop.max / 1e6 },
       },
       joins: {
         spans: metricValue(final, 'causeway_correlator_spans_joined_total'),
@@ -526,7 +535,7 @@ export function loadRows(title: string, r: LoadReport): string[] {
     `| ${title}: kernel events offered | ${n(r.offered.eventsPerS)}/s over the workloads' run (decoded, dropped or shed; they made ${n(r.offered.switchesPerS)} switches/s and ${n(r.offered.launchesPerS)} launches/s); decoded in the ${r.windowS.toFixed(0)} s window ${n(r.delivered.perS)}/s: ${kinds || 'none'} |`,
     `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}; store rows shed ${orNa(l.storeRowsShed)}; receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
     `| ${title}: sidecar CPU and memory | ${r.cpu.cores.toFixed(2)} cores (node ${((r.cpu.sidecarS - r.cpu.loaderS) / r.windowS).toFixed(2)}, loader ${(r.cpu.loaderS / r.windowS).toFixed(2)}); ${n(r.cpu.eventsPerCpuS)} kernel events decoded per CPU-second; RSS (node + loader) peak ${mb(r.rss.peakBytes)}, at the end ${mb(r.rss.finalBytes)} |`,
-    `| ${title}: OTLP/HTTP requests as the app sees them | ${n(r.requests.sent)} sent: ${n(r.requests.ok)} answered 200${refused.length > 0 ? `, ${refused.join(', ')}` : ''}, ${n(r.requests.failed)} without an answer${r.requests.errors.length > 0 ? ` (${r.requests.errors.slice(0, 3).join('; ')})` : ''}; ${ms(r.requests.latency)} |`,
+    `| ${title}: OTLP/HTTP requests as the app sees them | ${n(r.requests.sent)} sent: ${n(r.requests.ok)} answered 200${refused.length > 0 ? `, ${refused.join(', ')}` : ''}, ${n(r.requests.failed)} without an answer${r.requests.errors.length > 0 ? ` (${r.requests.errors.slice(0, 3).join('; ')})` : ''}; ${ms(r.requests.latency)}; the app's own event-loop delay meanwhile p99 ${r.requests.appLoopDelay.p99Ms.toFixed(0)} ms, max ${r.requests.appLoopDelay.maxMs.toFixed(0)} ms |`,
     `| ${title}: app spans joined, over the whole run | ${orNa(r.joins.spans)} joined, ${orNa(r.joins.withEvents)} with kernel events, ${orNa(r.joins.eventsAttached)} events attached to them |`,
     `| ${title}: a span's send to its first kernel span out of the collector | ${n(r.kernelSpans.arrived)} of ${n(r.kernelSpans.sampled)} sampled spans (a request's first) got kernel spans: ${ms(r.kernelSpans.latency)}; ${n(r.kernelSpans.receivedInAll)} kernel spans received in all |`,
     `| ${title}: \`explain_trace\` through an MCP client over HTTP, one call at a time, on traces sent ${String(EXPLAIN_AFTER_MS / 1000)} s before or more | ${ms(r.mcp.latency)} calls, ${n(r.mcp.errors)} errors${r.mcp.errorSamples.length > 0 ? ` (${r.mcp.errorSamples.join('; ')})` : ''} |`,

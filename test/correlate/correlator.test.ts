@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Correlator, type Attachment, type JoinableSpan, type SpanPlace } from '../../src/correlate/correlator.js';
+import {
+  Correlator,
+  SPANS_JOINED_PER_TURN,
+  type Attachment,
+  type JoinableSpan,
+  type SpanPlace,
+} from '../../src/correlate/correlator.js';
 import type { Meter } from '@opentelemetry/api';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import * as A from '../../src/semconv/attributes.js';
@@ -112,6 +118,42 @@ test('memory is bounded: old events are evicted and counted when never joined, e
   assert.equal(correlator.counters().eventsEvictedOverBound, 2); // the first went by age
   assert.equal(addSpans([span('a', S, 2n * S, 7), span('b', S, 2n * S, 7)]), 1);
   assert.equal(correlator.counters().spansRefused, 1);
+});
+
+test("spans ready at once are joined a turn's worth at a time, those that ended first first", async () => {
+  const now = { t: 100n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  const count = 2 * SPANS_JOINED_PER_TURN + 1;
+  // Each span has an event of its own thread, so that each is handed on joined.
+  const ends = Array.from({ length: count }, (_, i) => 90n * S + BigInt(count - i) * MS);
+  correlator.addEvents(ends.map((end, i) => event(i, end - MS, end - MS + 1n)));
+  addSpans(ends.map((end, i) => span(`s${String(i)}`, end - 2n * MS, end, i)));
+  correlator.advanceWatermark(99n * S);
+  assert.equal(joined.length, SPANS_JOINED_PER_TURN, 'one turn joins its share');
+  assert.equal(correlator.counters().spansPending, count - SPANS_JOINED_PER_TURN);
+  const firstTurn = joined.map((a) => a.span.endUnixNano);
+  assert.deepEqual(
+    firstTurn,
+    [...ends].sort((a, b) => (a < b ? -1 : 1)).slice(0, SPANS_JOINED_PER_TURN),
+    'those that ended first',
+  );
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(joined.length, 2 * SPANS_JOINED_PER_TURN);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(joined.length, count, 'the rest on the turns after, without a new watermark');
+  assert.equal(correlator.counters().spansPending, 0);
+  assert.equal(correlator.counters().spansJoined, count);
+});
+
+test('joining everything at shutdown takes every span in one turn', () => {
+  const now = { t: 55n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  const count = SPANS_JOINED_PER_TURN + 3;
+  correlator.addEvents(Array.from({ length: count }, (_, i) => event(i, 50n * S, 50n * S + 1n)));
+  addSpans(Array.from({ length: count }, (_, i) => span(`s${String(i)}`, 50n * S - MS, 50n * S + MS, i)));
+  correlator.joinAll();
+  assert.equal(joined.length, count);
+  assert.equal(correlator.counters().spansPending, 0);
 });
 
 /** The engine that wakes the request: its block I/O is linked to the request by waker. */
