@@ -3,9 +3,10 @@
 // (test/fixtures/apps/node_thread_ctx_service.mjs). Its records read from outside the process
 // the way Causeway's probes read them (thread-ctx-writer.ts), at stops where the app says which
 // span must be published (blocked in a read or a futex wait, as a thread is in a kernel event):
-// on the event loop with two requests open, and on a worker thread beside the main one. Then with
-// the real probes: the futex wait that blocks the loop is stamped with the span of the request
-// that waits in it, not of the request started later; a worker's with the worker's span.
+// on the event loop with two requests open, in contexts nested one in another, and on a worker
+// thread beside the main one. Then with the real probes: the futex wait that blocks the loop is
+// stamped with the span of the request that waits in it, not of the request started later; a
+// worker's with the worker's span.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -63,6 +64,32 @@ test('a worker thread publishes its own span beside the main thread, and none on
   const after = (await app.next()) as unknown as Stop;
   assert.deepEqual([after.stop, after.tid, after.span_id], ['worker-after', worker.tid, '']);
   assert.equal(await readPublished(app.pid, after.pthread), null, 'no span once the worker ended it');
+  app.release();
+  assert.deepEqual(await app.next(), { done: true });
+  assert.equal(await app.exited, 0);
+});
+
+test('nested contexts: each publishes its span where it is active, and the one around it is back once it returned', async (t) => {
+  const app = startApp(['nested']);
+  t.after(app.kill);
+  const names = ['outer', 'inner', 'outer-inside-inner', 'inner-again', 'outer-again'];
+  const stops: Stop[] = [];
+  for (const name of names) {
+    const stop = (await app.next()) as unknown as Stop;
+    assert.equal(stop.stop, name);
+    assertPublishes(await readPublished(app.pid, stop.pthread), stop);
+    stops.push(stop);
+    app.release();
+  }
+  const [outer, inner, outerInside, innerAgain, outerAgain] = stops as [Stop, Stop, Stop, Stop, Stop];
+  assert.notEqual(inner.span_id, outer.span_id);
+  assert.deepEqual(
+    [outerInside.span_id, innerAgain.span_id, outerAgain.span_id],
+    [outer.span_id, inner.span_id, outer.span_id],
+  );
+  const after = (await app.next()) as unknown as Stop;
+  assert.deepEqual([after.stop, after.span_id], ['after', '']);
+  assert.equal(await readPublished(app.pid, after.pthread), null, 'no span once "outer" ended');
   app.release();
   assert.deepEqual(await app.next(), { done: true });
   assert.equal(await app.exited, 0);
