@@ -33,25 +33,36 @@ interface Addon {
 
 /** The record is 28 bytes; 32 keeps each aligned. */
 const RECORD_STRIDE = 32;
+/** A record's ids: trace id and span id, 24 bytes, in 32-bit words. */
+const ID_WORDS = 6;
+/** Spans whose decoded ids are kept, by the last two digits of the span id. */
+const DECODED = 64;
 /** Spans published one inside another on one thread (nested with() and continuations) beyond which the innermost are published as none. */
 const MAX_DEPTH = 256;
 const NULL_RECORD = 0n;
 /** A character's value as a hex digit (ids are lowercase hex: 32 digits a trace id, 16 a span id). */
 const HEX_DIGIT = new Uint8Array(128);
 for (let digit = 0; digit < 16; digit++) HEX_DIGIT[digit.toString(16).charCodeAt(0)] = digit;
+const hexDigit = (hex: string, at: number) => HEX_DIGIT[hex.charCodeAt(at)] ?? 0;
 
 /**
  * This thread's slot (its otel_thread_ctx_v1) and the records it points to: each thread loads its
  * own copy of this module. The records are a stack, one per span published inside another
  * (with() and continuations nest): publishing writes the ids into the record above those in use
  * and points the slot at it; returning points the slot back. A record in use is never rewritten,
- * so a reader finds the slot pointing to a whole record or to none. Nothing is kept per span: no
- * span stays reachable for the writer, and an unchanged span costs a comparison.
+ * so a reader finds the slot pointing to a whole record or to none. Nothing is kept on a span, and
+ * no span stays reachable for the writer: an unchanged span costs a comparison, a span published
+ * again (its next continuation) a copy of its ids decoded before.
  */
 class ThreadSlot {
   private readonly slot: BigUint64Array;
-  /** The records' bytes: an ArrayBuffer of its own, outside the JS heap, whose bytes never move. */
-  private readonly records: Buffer;
+  /** The records: an ArrayBuffer of their own, outside the JS heap, whose bytes never move. */
+  private readonly records: Int32Array;
+  /** Ids decoded from hex (DECODED entries of ID_WORDS words), and which span each entry holds. */
+  private readonly decoded = new Int32Array(DECODED * ID_WORDS);
+  private readonly decodedBytes = new Uint8Array(this.decoded.buffer);
+  private readonly decodedTraceIds: string[] = new Array<string>(DECODED).fill('');
+  private readonly decodedSpanIds: string[] = new Array<string>(DECODED).fill('');
   private readonly addresses: bigint[] = [];
   /** The ids each record holds (strings compare by identity first: a span's own ids, the same strings). */
   private readonly traceIds: string[] = new Array<string>(MAX_DEPTH).fill('');
@@ -65,8 +76,11 @@ class ThreadSlot {
 
   constructor(addon: Addon) {
     this.slot = new BigUint64Array(addon.slot());
-    this.records = Buffer.from(new ArrayBuffer(RECORD_STRIDE * MAX_DEPTH));
-    const base = addon.address(this.records);
+    const records = Buffer.from(new ArrayBuffer(RECORD_STRIDE * MAX_DEPTH));
+    // Every record is valid once written; reserved and attrs_data_size (no attributes) stay 0.
+    for (let i = 0; i < MAX_DEPTH; i++) records[i * RECORD_STRIDE + 24] = 1;
+    this.records = new Int32Array(records.buffer);
+    const base = addon.address(records);
     for (let i = 0; i < MAX_DEPTH; i++) this.addresses.push(base + BigInt(i * RECORD_STRIDE));
   }
 
@@ -133,17 +147,24 @@ class ThreadSlot {
   }
 
   private write(record: number, traceId: string, spanId: string): void {
-    const bytes = this.records;
-    const at = record * RECORD_STRIDE;
-    for (let i = 0; i < 16; i++)
-      bytes[at + i] =
-        (HEX_DIGIT[traceId.charCodeAt(2 * i)] ?? 0) * 16 + (HEX_DIGIT[traceId.charCodeAt(2 * i + 1)] ?? 0);
-    for (let i = 0; i < 8; i++)
-      bytes[at + 16 + i] =
-        (HEX_DIGIT[spanId.charCodeAt(2 * i)] ?? 0) * 16 + (HEX_DIGIT[spanId.charCodeAt(2 * i + 1)] ?? 0);
-    bytes[at + 24] = 1; // valid; reserved and attrs_data_size (no attributes) stay 0
+    const entry = (hexDigit(spanId, 14) * 16 + hexDigit(spanId, 15)) % DECODED;
+    if (this.decodedSpanIds[entry] !== spanId || this.decodedTraceIds[entry] !== traceId)
+      this.decode(entry, traceId, spanId);
+    const from = entry * ID_WORDS;
+    const to = record * (RECORD_STRIDE / 4);
+    for (let i = 0; i < ID_WORDS; i++) this.records[to + i] = this.decoded[from + i] ?? 0;
     this.traceIds[record] = traceId;
     this.spanIds[record] = spanId;
+  }
+
+  /** The ids' bytes as they lie in a record (trace id, then span id), into a decoded entry. */
+  private decode(entry: number, traceId: string, spanId: string): void {
+    const bytes = this.decodedBytes;
+    const at = entry * ID_WORDS * 4;
+    for (let i = 0; i < 16; i++) bytes[at + i] = hexDigit(traceId, 2 * i) * 16 + hexDigit(traceId, 2 * i + 1);
+    for (let i = 0; i < 8; i++) bytes[at + 16 + i] = hexDigit(spanId, 2 * i) * 16 + hexDigit(spanId, 2 * i + 1);
+    this.decodedTraceIds[entry] = traceId;
+    this.decodedSpanIds[entry] = spanId;
   }
 }
 
