@@ -1,7 +1,8 @@
 // `npm run bench -- --only node-thread-ctx`: what the Node thread-context writer
 // (src/otlp/node/thread-ctx.ts) costs the event loop of an HTTP server traced by sdk-node with its
 // HTTP instrumentation (node_http_server.mjs). One server swaps its context manager between loads
-// (the SDK's default, ThreadContextManager, it with continuations): in each round each runs in
+// (the SDK's default, ThreadContextManager, it with continuations; and a control, the SDK's
+// default again, whose ratio shows what the rounds tell apart): in each round each runs in
 // turn (rotated order) for the round's seconds under a steady load, and the event loop's
 // thread CPU (schedstat, ns) per request is taken. A round's ratio is against the run without
 // the writer, same round. (Three servers, one per manager, differed by 4% with the same manager.)
@@ -16,7 +17,7 @@ import { ROOT } from '../bpf/session.js';
 import { describeRatio, roundOrder, spread, type Spread } from './rounds.js';
 
 const SERVER = join(ROOT, 'test', 'bench', 'node_http_server.mjs');
-const CONFIGURATIONS = ['without', 'with', 'continuations'] as const;
+const CONFIGURATIONS = ['without', 'control', 'with', 'continuations'] as const;
 type Configuration = (typeof CONFIGURATIONS)[number];
 /** Sockets to the server: several request spans are open on the loop at once. */
 const CONCURRENCY = 16;
@@ -106,7 +107,7 @@ export async function nodeThreadContextRows(rounds: number, roundSeconds: number
       return `${us(values)}: ${describeRatio(ratio)}, target ≤ ${TARGET_RATIO.toFixed(2)} ${verdict(ratio)}`;
     };
     return [
-      `| Node HTTP server (sdk-node, HTTP instrumentation, ${String(REQUESTS_PER_S)} requests/s over ${String(CONCURRENCY)} keep-alive sockets), event-loop CPU per request, median of ${String(rounds)} rotated rounds of ${String(roundSeconds)} s | ${us(without)} without the writer; with ThreadContextManager ${against('with')}; with { continuations: true } ${against('continuations')} |`,
+      `| Node HTTP server (sdk-node, HTTP instrumentation, ${String(REQUESTS_PER_S)} requests/s over ${String(CONCURRENCY)} keep-alive sockets), event-loop CPU per request, median of ${String(rounds)} rotated rounds of ${String(roundSeconds)} s | ${us(without)} without the writer; with ThreadContextManager ${against('with')}; with { continuations: true } ${against('continuations')}; control (the SDK's manager again) ${describeRatio(spread((cpuPerRequest.get('control') ?? []).map((v, round) => v / (without[round] ?? NaN))))} |`,
     ];
   } finally {
     server.child.kill();

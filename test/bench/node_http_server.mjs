@@ -1,6 +1,7 @@
 // The Node thread-context bench's server (node-thread-ctx.ts): an HTTP server traced by
 // @opentelemetry/sdk-node with its HTTP instrumentation, whose context manager GET /configure/NAME
-// swaps between requests ("without": the SDK's default, AsyncLocalStorage; "with": Causeway's
+// swaps between requests ("without": the SDK's default, AsyncLocalStorage; "control": another
+// instance of it; "with": Causeway's
 // ThreadContextManager; "continuations": it with { continuations: true }), so that every
 // configuration runs in the one process (its code, JIT and heap), round after round. Each request
 // awaits the loop a few times (an immediate, two promises), as a handler awaiting I/O does, then
@@ -19,6 +20,8 @@ import { ThreadTidSpanProcessor } from 'causeway/thread-tid';
 
 const CONTEXT_MANAGERS = {
   without: new AsyncLocalStorageContextManager(),
+  // The same manager again: what the rounds measure between two identical configurations.
+  control: new AsyncLocalStorageContextManager(),
   with: new ThreadContextManager(),
   continuations: new ThreadContextManager({ continuations: true }),
 };

@@ -9,10 +9,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { Explanation } from '../../src/correlate/explanation.js';
-import * as A from '../../src/semconv/attributes.js';
 import {
   ROOT,
   SIM_CUDART,
@@ -22,9 +18,9 @@ import {
   startCapture,
   type CapturedEvent,
 } from '../bpf/session.js';
-import { until } from '../cli/sidecar.js';
-import { attribute, getTrace, pythonBin, spansOf, type OtlpSpan } from '../e2e/backends.js';
+import { pythonBin } from '../e2e/backends.js';
 import { startPipeline } from '../e2e/pipeline.js';
+import { assertWaitLandsInA, explainer, untilFollowed } from './thread-ctx-pipeline.js';
 import { assertPublishes, readRecord, requestsAandB, startWriterApp, type Stop } from './thread-ctx-writer.js';
 
 const APP = join(ROOT, 'test', 'fixtures', 'apps', 'python_thread_ctx_service.py');
@@ -164,63 +160,23 @@ test("end to end: A's GPU sync lands in A's trace, not in that of B started late
   const { port } = (await app.next()) as { port: number };
   // Causeway follows the app from its spans: requests until its CUDA library is probed and
   // its thread-context variable found.
-  await until(`the sidecar to probe pid ${String(app.pid)}: ${sidecar.log()}`, 30_000, async () => {
-    await (await fetch(`http://127.0.0.1:${String(port)}/ready`)).text();
-    const log = sidecar.log();
-    return log.includes(`GPU process ${String(app.pid)} `) &&
-      log.includes(`pid ${String(app.pid)} publishes its active span`)
-      ? true
-      : undefined;
-  });
+  await untilFollowed(sidecar, port, app.pid, [`GPU process ${String(app.pid)} `]);
   const { answers } = await requestsAandB(app, port);
   const stopA = (await app.next()) as unknown as Stop;
   const stopB = (await app.next()) as unknown as Stop;
   assert.deepEqual(await answers, ['a', 'b']);
-
-  const syncUnder = (spans: OtlpSpan[], parent: string) =>
-    spans.find((s) => s.parentSpanId === parent && attribute(s, A.ATTR_CAUSEWAY_KIND) === 'cuda.sync');
-  const traceA = await getTrace(jaeger.queryUrl, stopA.trace_id, {
-    timeoutMs: 30_000,
-    until: (tr) => syncUnder(spansOf(tr), stopA.span_id) !== undefined,
-  });
-  const spansA = traceA === undefined ? [] : spansOf(traceA);
-  const sync = syncUnder(spansA, stopA.span_id);
-  assert.ok(
-    sync,
-    `no cuda.sync under A's span ${stopA.span_id} in Jaeger, only ${JSON.stringify(spansA.map((s) => [s.name, s.spanId, s.parentSpanId]))}; sidecar: ${sidecar.log()}`,
-  );
-  assert.equal(attribute(sync, A.ATTR_CAUSEWAY_ATTACH_SCOPE), 'exact');
-
-  const traceB = await getTrace(jaeger.queryUrl, stopB.trace_id, {
-    until: (tr) => spansOf(tr).some((s) => s.spanId === stopB.span_id),
-  });
-  assert.ok(traceB, `B's trace ${stopB.trace_id} not in Jaeger`);
-  assert.deepEqual(
-    spansOf(traceB)
-      .filter((s) => attribute(s, A.ATTR_CAUSEWAY_KIND) === 'cuda.sync')
-      .map((s) => s.spanId),
-    [],
-    "no GPU sync in B's trace",
-  );
+  await assertWaitLandsInA({ jaeger, sidecar }, { a: stopA, b: stopB }, 'cuda.sync');
 
   // explain_trace follows the critical path through what its thread did: on A's, its own sync;
   // on B's, the same sync, which the stamp says was A's: A held the loop B runs on.
-  const mcp = new Client({ name: 'thread-ctx-test', version: '1' });
-  await mcp.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
-  t.after(() => mcp.close());
-  const answerA = await until(`explain_trace of ${stopA.trace_id}`, 10_000, async () => {
-    const result = await mcp.callTool({ name: 'explain_trace', arguments: { trace_id: stopA.trace_id } });
-    return result.isError === true ? undefined : (result.structuredContent as Explanation);
-  });
+  const explain = await explainer(t, sidecar);
+  const answerA = await explain(stopA.trace_id);
   assert.equal(answerA.root_cause?.kind, 'cuda.sync', answerA.summary);
   assert.equal(answerA.root_cause.span_id, stopA.span_id, "on A's span");
   assert.equal(answerA.root_cause.attach_scope, 'exact', answerA.summary);
   assert.equal(answerA.root_cause.culprit?.trace_id, undefined, 'the sync was A\u2019s own');
 
-  const answerB = await until(`explain_trace of ${stopB.trace_id}`, 10_000, async () => {
-    const result = await mcp.callTool({ name: 'explain_trace', arguments: { trace_id: stopB.trace_id } });
-    return result.isError === true ? undefined : (result.structuredContent as Explanation);
-  });
+  const answerB = await explain(stopB.trace_id);
   const causeB = answerB.root_cause;
   assert.equal(causeB?.kind, 'cuda.sync', answerB.summary);
   assert.deepEqual(

@@ -19,7 +19,7 @@
 import { createHook, type AsyncHook } from 'node:async_hooks';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
+import { trace, type Context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 
 const ADDON =
@@ -31,102 +31,140 @@ interface Addon {
   address(record: Buffer): bigint;
 }
 
-/** A record in a slab: where it is, and the span it holds while that span records (or is published). */
-interface PublishedRecord {
-  address: bigint;
-  offset: number;
-  slab: Buffer | undefined;
-  span: Span | undefined;
-  /** Bumped each time the record is given to another span: a saved record is stale once it changed. */
-  generation: number;
-}
-
-/** Where a span keeps its record, given when it is first published (a WeakMap of spans cost the GC more). */
-const RECORD = Symbol('causeway thread-context record');
-type RecordedSpan = Span & { [RECORD]?: PublishedRecord };
-
-const NO_RECORD: PublishedRecord = { address: 0n, offset: 0, slab: undefined, span: undefined, generation: 0 };
 /** The record is 28 bytes; 32 keeps each aligned. */
 const RECORD_STRIDE = 32;
-const RECORDS_PER_SLAB = 1024;
-/** Spans open at once on one thread beyond which a span gets no record (published as none). */
-const MAX_SLABS = 64;
+/** A record's ids: trace id and span id, 24 bytes, in 32-bit words. */
+const ID_WORDS = 6;
+/** Spans whose decoded ids are kept, by the last two digits of the span id. */
+const DECODED = 64;
+/** Spans published one inside another on one thread (nested with() and continuations) beyond which the innermost are published as none. */
+const MAX_DEPTH = 256;
+const NULL_RECORD = 0n;
+/** A character's value as a hex digit (ids are lowercase hex: 32 digits a trace id, 16 a span id). */
+const HEX_DIGIT = new Uint8Array(128);
+for (let digit = 0; digit < 16; digit++) HEX_DIGIT[digit.toString(16).charCodeAt(0)] = digit;
+const hexDigit = (hex: string, at: number) => HEX_DIGIT[hex.charCodeAt(at)] ?? 0;
 
 /**
- * This thread's slot (its otel_thread_ctx_v1) and what it holds: each thread loads its own copy
- * of this module. Records live in slabs (one ArrayBuffer each: its bytes are outside the JS heap
- * and never move), reused once their span ended and no slot holds them: a record per span as an
- * ArrayBuffer of its own costs microseconds to allocate and to collect.
+ * This thread's slot (its otel_thread_ctx_v1) and the records it points to: each thread loads its
+ * own copy of this module. The records are a stack, one per span published inside another
+ * (with() and continuations nest): publishing writes the ids into the record above those in use
+ * and points the slot at it; returning points the slot back. A record in use is never rewritten,
+ * so a reader finds the slot pointing to a whole record or to none. Nothing is kept on a span, and
+ * no span stays reachable for the writer: an unchanged span costs a comparison, a span published
+ * again (its next continuation) a copy of its ids decoded before.
  */
 class ThreadSlot {
-  private readonly view: BigUint64Array;
-  private readonly free: PublishedRecord[] = [];
-  private inUse: PublishedRecord[] = [];
-  private slabs = 0;
-  record = NO_RECORD;
+  private readonly slot: BigUint64Array;
+  /** The records: an ArrayBuffer of their own, outside the JS heap, whose bytes never move. */
+  private readonly records: Int32Array;
+  /** Ids decoded from hex (DECODED entries of ID_WORDS words), and which span each entry holds. */
+  private readonly decoded = new Int32Array(DECODED * ID_WORDS);
+  private readonly decodedBytes = new Uint8Array(this.decoded.buffer);
+  private readonly decodedTraceIds: string[] = new Array<string>(DECODED).fill('');
+  private readonly decodedSpanIds: string[] = new Array<string>(DECODED).fill('');
+  private readonly addresses: bigint[] = [];
+  /** The ids each record holds (strings compare by identity first: a span's own ids, the same strings). */
+  private readonly traceIds: string[] = new Array<string>(MAX_DEPTH).fill('');
+  private readonly spanIds: string[] = new Array<string>(MAX_DEPTH).fill('');
+  /** The record the slot points to (-1: none) and the records in use below `top`. */
+  published = -1;
+  top = 0;
+  /** What each continuation running (`depth` of them, one inside another) put back when it returns: published, top. */
+  private readonly saved = new Int32Array(2 * MAX_DEPTH);
+  private depth = 0;
 
-  constructor(private readonly addon: Addon) {
-    this.view = new BigUint64Array(addon.slot());
+  constructor(addon: Addon) {
+    this.slot = new BigUint64Array(addon.slot());
+    const records = Buffer.from(new ArrayBuffer(RECORD_STRIDE * MAX_DEPTH));
+    // Every record is valid once written; reserved and attrs_data_size (no attributes) stay 0.
+    for (let i = 0; i < MAX_DEPTH; i++) records[i * RECORD_STRIDE + 24] = 1;
+    this.records = new Int32Array(records.buffer);
+    const base = addon.address(records);
+    for (let i = 0; i < MAX_DEPTH; i++) this.addresses.push(base + BigInt(i * RECORD_STRIDE));
   }
 
-  /** Make the slot hold the record of `context`'s span: none when it has none, or it ended. */
+  /**
+   * Make the slot hold `context`'s span (none when it has none, or it ended), in a record above
+   * those in use unless the published one holds it already. The caller puts back `published`
+   * and `top` as they were when its context is no longer active.
+   */
   publish(context: Context): void {
-    this.set(this.recordOf(trace.getSpan(context)));
-  }
-
-  /** Put back a record saved before, unless it went to another span since (its span ended: none). */
-  restore(record: PublishedRecord, generation: number): void {
-    this.set(record.generation === generation ? record : NO_RECORD);
-  }
-
-  /** One aligned 8-byte store: a reader sees the old record or the new one, both whole. */
-  set(record: PublishedRecord): void {
-    this.record = record;
-    this.view[0] = record.address;
-  }
-
-  private recordOf(span: Span | undefined): PublishedRecord {
-    if (span === undefined || !span.isRecording()) return NO_RECORD;
-    const known = (span as RecordedSpan)[RECORD];
-    if (known !== undefined) return known;
-    const record = this.free.pop() ?? this.reclaim();
-    if (record.slab === undefined) return NO_RECORD;
-    const { traceId, spanId } = span.spanContext();
-    record.slab.write(traceId, record.offset, 16, 'hex');
-    record.slab.write(spanId, record.offset + 16, 8, 'hex');
-    record.slab[record.offset + 24] = 1; // valid; reserved and attrs_data_size (no attributes) stay 0
-    record.span = span;
-    this.inUse.push(record);
-    (span as RecordedSpan)[RECORD] = record;
-    return record;
-  }
-
-  /** A free record: one of a span that ended (and is not published), else one of a new slab, else none. */
-  private reclaim(): PublishedRecord {
-    this.inUse = this.inUse.filter((record) => {
-      if (record === this.record || record.span?.isRecording() === true) return true;
-      record.span = undefined;
-      record.generation++;
-      this.free.push(record);
-      return false;
-    });
-    if (this.free.length === 0 && this.slabs < MAX_SLABS) this.addSlab();
-    const record = this.free.pop();
-    if (record !== undefined) return record;
-    warnOnce(
-      `more than ${String(MAX_SLABS * RECORDS_PER_SLAB)} spans open at once on one thread: the newest are published as none`,
-    );
-    return NO_RECORD;
-  }
-
-  private addSlab(): void {
-    const slab = Buffer.from(new ArrayBuffer(RECORD_STRIDE * RECORDS_PER_SLAB));
-    const base = this.addon.address(slab);
-    for (let i = RECORDS_PER_SLAB - 1; i >= 0; i--) {
-      const offset = i * RECORD_STRIDE;
-      this.free.push({ address: base + BigInt(offset), offset, slab, span: undefined, generation: 0 });
+    const span = trace.getSpan(context);
+    if (span === undefined || !span.isRecording()) {
+      this.point(-1);
+      return;
     }
-    this.slabs++;
+    const { traceId, spanId } = span.spanContext();
+    const published = this.published;
+    if (published >= 0 && this.spanIds[published] === spanId && this.traceIds[published] === traceId) return;
+    const record = this.top;
+    if (record >= MAX_DEPTH) {
+      warnOnce(
+        `spans published more than ${String(MAX_DEPTH)} deep on one thread: the innermost are published as none`,
+      );
+      this.point(-1);
+      return;
+    }
+    this.top = record + 1;
+    if (this.spanIds[record] !== spanId || this.traceIds[record] !== traceId) this.write(record, traceId, spanId);
+    this.point(record);
+  }
+
+  /** A continuation begins in `context`. */
+  enter(context: Context): void {
+    const depth = this.depth++;
+    if (depth >= MAX_DEPTH) return;
+    this.saved[2 * depth] = this.published;
+    this.saved[2 * depth + 1] = this.top;
+    this.publish(context);
+  }
+
+  /** The innermost continuation returned: what it published is no longer active. */
+  leave(): void {
+    // None entered: the hook was enabled while this continuation ran.
+    if (this.depth === 0) return;
+    const depth = --this.depth;
+    if (depth >= MAX_DEPTH) return;
+    this.top = this.saved[2 * depth + 1] ?? 0;
+    this.point(this.saved[2 * depth] ?? -1);
+  }
+
+  /**
+   * No span published, no continuation running (the hooks were disabled: a continuation may have
+   * begun without its end). The records in use stay so: a with() still running puts its own back.
+   */
+  clear(): void {
+    this.depth = 0;
+    this.point(-1);
+  }
+
+  /** Point the slot at a record (-1: none): one aligned 8-byte store, a reader sees the old pointer or the new one. */
+  point(record: number): void {
+    if (record === this.published) return;
+    this.published = record;
+    this.slot[0] = record < 0 ? NULL_RECORD : (this.addresses[record] ?? NULL_RECORD);
+  }
+
+  private write(record: number, traceId: string, spanId: string): void {
+    const entry = (hexDigit(spanId, 14) * 16 + hexDigit(spanId, 15)) % DECODED;
+    if (this.decodedSpanIds[entry] !== spanId || this.decodedTraceIds[entry] !== traceId)
+      this.decode(entry, traceId, spanId);
+    const from = entry * ID_WORDS;
+    const to = record * (RECORD_STRIDE / 4);
+    for (let i = 0; i < ID_WORDS; i++) this.records[to + i] = this.decoded[from + i] ?? 0;
+    this.traceIds[record] = traceId;
+    this.spanIds[record] = spanId;
+  }
+
+  /** The ids' bytes as they lie in a record (trace id, then span id), into a decoded entry. */
+  private decode(entry: number, traceId: string, spanId: string): void {
+    const bytes = this.decodedBytes;
+    const at = entry * ID_WORDS * 4;
+    for (let i = 0; i < 16; i++) bytes[at + i] = hexDigit(traceId, 2 * i) * 16 + hexDigit(traceId, 2 * i + 1);
+    for (let i = 0; i < 8; i++) bytes[at + 16 + i] = hexDigit(spanId, 2 * i) * 16 + hexDigit(spanId, 2 * i + 1);
+    this.decodedTraceIds[entry] = traceId;
+    this.decodedSpanIds[entry] = spanId;
   }
 }
 
@@ -174,14 +212,14 @@ export class ThreadContextManager extends AsyncLocalStorageContextManager {
     const slot = this.slot;
     if (slot !== null && options.continuations === true) {
       // A continuation runs with the context its resource captured (ALS restores it before the
-      // before hook runs); after it, no context until the next one: the loop then waits in epoll
-      // or runs native work of no request.
+      // before hook runs); after it, what was published before it (at the loop's top: none, as
+      // the loop then waits in epoll or runs native work of no request).
       this.continuations = createHook({
         before: () => {
-          slot.publish(this.active());
+          slot.enter(this.active());
         },
         after: () => {
-          slot.set(NO_RECORD);
+          slot.leave();
         },
       });
     }
@@ -195,13 +233,13 @@ export class ThreadContextManager extends AsyncLocalStorageContextManager {
   ): ReturnType<F> {
     const slot = this.slot;
     if (slot === null) return super.with(context, fn, thisArg, ...args);
-    const previous = slot.record;
-    const generation = previous.generation;
+    const { published, top } = slot;
     slot.publish(context);
     try {
       return super.with(context, fn, thisArg, ...args);
     } finally {
-      slot.restore(previous, generation);
+      slot.top = top;
+      slot.point(published);
     }
   }
 
@@ -213,7 +251,7 @@ export class ThreadContextManager extends AsyncLocalStorageContextManager {
 
   override disable(): this {
     this.continuations?.disable();
-    this.slot?.publish(ROOT_CONTEXT);
+    this.slot?.clear();
     return super.disable();
   }
 }
