@@ -24,7 +24,9 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { KernelCapture, captureParts } from '../../src/kernel/capture.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
-import { CudaApi, Kind } from '../../src/kernel/record.js';
+import { MAX_FRAME_BYTES } from '../../src/kernel/frames.js';
+import type { LoaderMessage } from '../../src/kernel/loader.js';
+import { CudaApi, Kind, RECORD_SIZE } from '../../src/kernel/record.js';
 import { fakeLoader } from '../kernel/fake-loader.js';
 import { launch, record, register } from '../kernel/records.js';
 import { Capture, ROOT, SIM_CUDART, WORKLOADS } from '../bpf/session.js';
@@ -366,7 +368,8 @@ function overheadRow(workload: Workload, runs: Runs): string {
 
 /** Frames, decoding and event shaping on one core, fed by a stand-in loader. */
 async function decodeRate(): Promise<string> {
-  const N = 400_000; // one EVENTS frame of 64 MB, under the frame limit
+  // One EVENTS frame as large as the frame limit allows: from the record size, which grows with the ABI.
+  const N = Math.floor(MAX_FRAME_BYTES / RECORD_SIZE);
   const pid = process.pid;
   const records: Buffer[] = [register({ pid, func: 0x40n, name: '_Z10matmul_bigPfS_S_i' })];
   for (let i = 1; i < N; i++) {
@@ -380,8 +383,15 @@ async function decodeRate(): Promise<string> {
   const loader = fakeLoader('stream', Buffer.concat(records));
   let received = 0;
   let done!: () => void;
-  const all = new Promise<void>((resolve) => (done = resolve));
-  const onMessage = () => undefined;
+  let failed!: (error: Error) => void;
+  const all = new Promise<void>((resolve, reject) => {
+    done = resolve;
+    failed = reject;
+  });
+  // An error (a frame refused, a loader killed) means the events will never all arrive: fail, do not wait.
+  const onMessage = (message: LoaderMessage) => {
+    if (message.level === 'error') failed(new Error(`decode row: ${message.msg}`));
+  };
   const capture = new KernelCapture(
     {
       pids: [],
@@ -397,10 +407,18 @@ async function decodeRate(): Promise<string> {
     captureParts(new ProcessTable(), onMessage),
   );
   capture.start();
-  await capture.ready;
-  const cpu = process.cpuUsage();
-  const start = performance.now();
-  await all;
+  let cpu: NodeJS.CpuUsage;
+  let start: number;
+  try {
+    // The failure can come before the HELLO: raced, so that it is never an unhandled rejection.
+    await Promise.race([capture.ready, all]);
+    cpu = process.cpuUsage();
+    start = performance.now();
+    await all;
+  } catch (error) {
+    await capture.stop();
+    throw error;
+  }
   const wallS = (performance.now() - start) / 1000;
   const used = process.cpuUsage(cpu);
   await capture.stop();
