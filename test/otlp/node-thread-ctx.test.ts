@@ -16,7 +16,14 @@ import { ROOT, durationMs, kernelAvailable, settle, startCapture } from '../bpf/
 import { attribute, type OtlpSpan } from '../e2e/backends.js';
 import { startPipeline } from '../e2e/pipeline.js';
 import { assertWaitLandsInA, explainer, untilFollowed } from './thread-ctx-pipeline.js';
-import { assertPublishes, readRecord, requestsAandB, startWriterApp, type Stop } from './thread-ctx-writer.js';
+import {
+  assertLoopPublishesEachRequest,
+  assertPublishes,
+  readRecord,
+  requestsAandB,
+  startWriterApp,
+  type Stop,
+} from './thread-ctx-writer.js';
 
 const APP = join(ROOT, 'test', 'fixtures', 'apps', 'node_thread_ctx_service.mjs');
 const ADDON = join(ROOT, 'src', 'otlp', 'node', 'causeway_thread_ctx.node');
@@ -33,24 +40,9 @@ test('on the Node event loop the record holds the span of the request that block
   assert.equal(process.arch, 'x64', 'the thread pointer is pthread_self on x86-64 glibc');
   const app = startApp(['http']);
   t.after(app.kill);
-  const { port } = (await app.next()) as { port: number };
-  const { answers } = await requestsAandB(app, port);
-
-  // A blocks the loop after an await while B, started after it, awaits timers: A's span is published.
-  const stopA = (await app.next()) as unknown as Stop;
-  assert.equal(stopA.stop, 'a');
+  // A blocks the loop after an await while B, started after it, awaits timers.
+  const stopA = await assertLoopPublishesEachRequest(app, readPublished);
   assert.match(stopA.span_id, /^[0-9a-f]{16}$/, 'the HTTP instrumentation made a span for A');
-  assertPublishes(await readPublished(app.pid, stopA.pthread), stopA);
-  app.release();
-
-  const stopB = (await app.next()) as unknown as Stop;
-  assert.equal(stopB.stop, 'b');
-  assert.equal(stopB.tid, stopA.tid, 'both requests ran on the loop thread');
-  assert.notEqual(stopB.trace_id, stopA.trace_id, 'each request has a trace of its own');
-  assertPublishes(await readPublished(app.pid, stopB.pthread), stopB);
-  app.release();
-
-  assert.deepEqual(await answers, ['a', 'b']);
 });
 
 test('a worker thread publishes its own span beside the main thread, and none once it ended', async (t) => {

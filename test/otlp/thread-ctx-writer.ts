@@ -109,3 +109,30 @@ export async function requestsAandB(
   const b = fetch(`http://127.0.0.1:${String(port)}/b`).then((r) => r.text());
   return { answers: Promise.all([a, b]) };
 }
+
+/**
+ * Requests A and B on the app's loop, each stopped where it runs: at A's stop (A blocks the loop
+ * while B, started after it, waits) A's span is published, at B's B's, both on the loop thread.
+ * Returns A's stop.
+ */
+export async function assertLoopPublishesEachRequest(
+  app: ReturnType<typeof startWriterApp>,
+  readPublished: (pid: number, pthread: string) => Promise<Published | null>,
+): Promise<Stop> {
+  const { port } = (await app.next()) as { port: number };
+  const { answers } = await requestsAandB(app, port);
+  const stopA = (await app.next()) as unknown as Stop;
+  assert.equal(stopA.stop, 'a');
+  assertPublishes(await readPublished(app.pid, stopA.pthread), stopA);
+  app.release();
+
+  const stopB = (await app.next()) as unknown as Stop;
+  assert.equal(stopB.stop, 'b');
+  assert.equal(stopB.tid, stopA.tid, 'both requests ran on the loop thread');
+  assert.notEqual(stopB.trace_id, stopA.trace_id, 'each request has a trace of its own');
+  assertPublishes(await readPublished(app.pid, stopB.pthread), stopB);
+  app.release();
+
+  assert.deepEqual(await answers, ['a', 'b']);
+  return stopA;
+}

@@ -21,7 +21,14 @@ import {
 import { pythonBin } from '../e2e/backends.js';
 import { startPipeline } from '../e2e/pipeline.js';
 import { assertWaitLandsInA, explainer, untilFollowed } from './thread-ctx-pipeline.js';
-import { assertPublishes, readRecord, requestsAandB, startWriterApp, type Stop } from './thread-ctx-writer.js';
+import {
+  assertLoopPublishesEachRequest,
+  assertPublishes,
+  readRecord,
+  requestsAandB,
+  startWriterApp,
+  type Stop,
+} from './thread-ctx-writer.js';
 
 const APP = join(ROOT, 'test', 'fixtures', 'apps', 'python_thread_ctx_service.py');
 const LIBRARY = join(ROOT, 'src', 'otlp', 'python', 'libcauseway_thread_ctx.so');
@@ -35,23 +42,8 @@ test('on an asyncio loop the record holds the span of the request that blocks it
   assert.equal(process.arch, 'x64', 'the thread pointer is pthread_self on x86-64 glibc');
   const app = startApp(['aiohttp']);
   t.after(app.kill);
-  const { port } = (await app.next()) as { port: number };
-  const { answers } = await requestsAandB(app, port);
-
-  // A blocks the loop while B, started after it, awaits a timer: A's span is published.
-  const stopA = (await app.next()) as unknown as Stop;
-  assert.equal(stopA.stop, 'a');
-  assertPublishes(await readPublished(app.pid, stopA.pthread), stopA);
-  app.release();
-
-  const stopB = (await app.next()) as unknown as Stop;
-  assert.equal(stopB.stop, 'b');
-  assert.equal(stopB.tid, stopA.tid, 'both requests ran on the loop thread');
-  assert.notEqual(stopB.trace_id, stopA.trace_id, 'each request has a trace of its own');
-  assertPublishes(await readPublished(app.pid, stopB.pthread), stopB);
-  app.release();
-
-  assert.deepEqual(await answers, ['a', 'b']);
+  // A blocks the loop while B, started after it, awaits a timer.
+  await assertLoopPublishesEachRequest(app, readPublished);
 });
 
 test('each thread of a pool publishes the span of its own task, and none once it ended', async (t) => {
