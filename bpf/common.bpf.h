@@ -185,6 +185,20 @@ static __always_inline bool cw_long_enough(__u32 kind, __u64 duration_ns)
 	return duration_ns >= cfg->min_ns[kind];
 }
 
+/*
+ * The entry of key in map, made from init if it has none (libbpf-tools' bpf_map_lookup_or_try_init);
+ * NULL when the map cannot take one.
+ */
+static __always_inline void *cw_lookup_or_init(void *map, const void *key, const void *init)
+{
+	void *value = bpf_map_lookup_elem(map, key);
+
+	if (value)
+		return value;
+	bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
 /* Counts n records not written in slot `slot` of the drops map (a kind, or CW_SHED + kind). */
 static __always_inline void cw_count_drops(__u32 slot, __u64 n)
 {
@@ -340,12 +354,7 @@ static __always_inline void cw_close_launches(__u32 tid)
 /* The thread's windows, made (both closed) if it has none; NULL when the table is full. */
 static __always_inline struct cw_windows *cw_windows_of(__u32 tid)
 {
-	struct cw_windows *ws = bpf_map_lookup_elem(&windows, &tid);
-
-	if (ws)
-		return ws;
-	bpf_map_update_elem(&windows, &tid, &cw_no_windows, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&windows, &tid);
+	return cw_lookup_or_init(&windows, &tid, &cw_no_windows);
 }
 
 /* Opens the closed window `w` of kind `kind` (a summary kind), empty. */

@@ -67,22 +67,19 @@ struct cu_launch_config {
 	__u64 stream;
 };
 
+/* What a thread's entry starts from: no call in progress, its device not known yet. */
+static const struct cw_cuda_thread no_cuda_calls = { .device = CW_DEVICE_UNKNOWN };
+
 static __always_inline int on_enter(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
 	__u64 sp = PT_REGS_SP(ctx);
-	struct cw_cuda_thread *t = bpf_map_lookup_elem(&cuda_threads, &tid);
+	struct cw_cuda_thread *t = cw_lookup_or_init(&cuda_threads, &tid, &no_cuda_calls);
 	__u32 api;
 
-	if (!t) {
-		struct cw_cuda_thread fresh = { .device = CW_DEVICE_UNKNOWN };
-
-		bpf_map_update_elem(&cuda_threads, &tid, &fresh, BPF_NOEXIST);
-		t = bpf_map_lookup_elem(&cuda_threads, &tid);
-		if (!t)
-			return 0;
-	}
+	if (!t)
+		return 0;
 	/* A runtime call that enters the driver: the outer call alone is the event. */
 	if (t->api)
 		return 0;

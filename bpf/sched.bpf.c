@@ -55,12 +55,7 @@ static const struct off_cpu_times no_off_cpu;
 /* The thread's entry, made if it has none (NULL only if the LRU cannot take one). */
 static __always_inline struct off_cpu_times *off_cpu_of(__u32 tid)
 {
-	struct off_cpu_times *o = bpf_map_lookup_elem(&off_cpu, &tid);
-
-	if (o)
-		return o;
-	bpf_map_update_elem(&off_cpu, &tid, &no_off_cpu, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&off_cpu, &tid);
+	return cw_lookup_or_init(&off_cpu, &tid, &no_off_cpu);
 }
 
 #define CW_RUNQUEUE_RUNS 16 /* a power of two: the ring's index is masked */
