@@ -215,6 +215,14 @@ function firstAt<T>(list: readonly T[], at: bigint, time: (item: T) => bigint): 
 const startOf = (event: KernelEvent) => event.startUnixNano;
 const endOf = (span: ThreadSpan) => span.end;
 
+/**
+ * Puts an item in a list sorted by end, after those ending with it. Spans arrive nearly in the
+ * order they ended, so this is nearly always at the end.
+ */
+function insertByEnd<T>(list: T[], item: T, end: (item: T) => bigint): void {
+  list.splice(firstAt(list, end(item) + 1n, end), 0, item);
+}
+
 /** Index of the first event that began at or after `start`, in a list sorted by start. */
 const firstStartingAt = (list: KernelEvent[], start: bigint) => firstAt(list, start, startOf);
 
@@ -389,11 +397,11 @@ export class Correlator<S extends JoinableSpan> {
       } else if (this.spansPending() >= this.maxPendingSpans) {
         refused++;
       } else {
-        const queue = place.hostTid === undefined ? this.pending.inProcess : this.pending.onThread;
-        const last = queue.at(-1);
-        // Spans arrive nearly in the order they ended: one out of order goes in at its place.
-        if (last === undefined || last.span.endUnixNano <= span.endUnixNano) queue.push({ span, place });
-        else queue.splice(firstAt(queue, span.endUnixNano + 1n, pendingEnd), 0, { span, place });
+        insertByEnd(
+          place.hostTid === undefined ? this.pending.inProcess : this.pending.onThread,
+          { span, place },
+          pendingEnd,
+        );
         if (place.hostTid !== undefined) {
           const key = `${String(place.hostPid)}/${String(place.hostTid)}`;
           let spans = this.threadSpans.get(key);
@@ -404,8 +412,7 @@ export class Correlator<S extends JoinableSpan> {
             start: span.startUnixNano,
             end: span.endUnixNano,
           };
-          // Spans arrive nearly in the order they ended: one out of order goes in at its place, after those ending with it.
-          spans.byEnd.splice(firstAt(spans.byEnd, added.end + 1n, endOf), 0, added);
+          insertByEnd(spans.byEnd, added, endOf);
           spans.byId.set(added.spanId, added);
         }
       }
