@@ -51,28 +51,65 @@ static void handle_command(char *line)
 	}
 }
 
-bool read_commands(void)
+static char buf[4096];
+static size_t len;
+static bool at_eof;
+
+/* Appends what stdin has to buf; false once stdin is at its end. */
+static bool take_input(void)
 {
-	static char buf[4096];
-	static size_t len;
-	ssize_t n = read(STDIN_FILENO, buf + len, sizeof(buf) - 1 - len);
+	ssize_t n;
+
+	if (at_eof)
+		return false;
+	n = read(STDIN_FILENO, buf + len, sizeof(buf) - 1 - len);
+	if (n == 0)
+		at_eof = true;
+	if (n <= 0)
+		return n == 0 ? false : errno == EINTR || errno == EAGAIN;
+	len += n;
+	return true;
+}
+
+/* Runs each whole line in buf; with only_shed, the `shed` lines alone, the rest kept in order. */
+static void run_lines(bool only_shed)
+{
+	size_t at = 0;
 	char *nl;
 
-	if (n < 0)
-		return errno == EINTR || errno == EAGAIN;
-	if (n == 0)
-		return false;
-	len += n;
-	buf[len] = 0;
-	while ((nl = memchr(buf, '\n', len))) {
+	while ((nl = memchr(buf + at, '\n', len - at))) {
+		size_t line_len = nl + 1 - (buf + at);
+
+		if (only_shed && strncmp(buf + at, "shed ", 5)) {
+			at += line_len;
+			continue;
+		}
 		*nl = 0;
-		handle_command(buf);
-		len -= nl + 1 - buf;
-		memmove(buf, nl + 1, len);
+		handle_command(buf + at);
+		memmove(buf + at, nl + 1, len - at - line_len);
+		len -= line_len;
 	}
-	if (len == sizeof(buf) - 1)
+	if (len == sizeof(buf) - 1 && !memchr(buf, '\n', len))
 		len = 0; /* an absurdly long line: drop it rather than stall */
-	return true;
+}
+
+bool read_commands(bool readable)
+{
+	bool more = !readable || take_input();
+
+	run_lines(false);
+	return more;
+}
+
+int shed_commands_fd(void)
+{
+	return at_eof || len == sizeof(buf) - 1 ? -1 : STDIN_FILENO;
+}
+
+void read_shed_commands(void)
+{
+	take_input();
+	run_lines(true);
 }
 
 bool quit_requested(void)

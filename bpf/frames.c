@@ -5,6 +5,7 @@
  * open EVENTS frame's size is filled in when it is closed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -12,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
+#include "commands.h"
 #include "frames.h"
 
 #define OUT_CAPACITY (256 * 1024)
@@ -23,7 +26,8 @@ static size_t batch_start = SIZE_MAX; /* offset of the open EVENTS frame header,
 
 /*
  * Blocks until the reader takes everything: meanwhile the ring fills and the probes count what
- * it cannot hold, so a slow reader loses nothing silently. A non-blocking stdout is waited on.
+ * it cannot hold, so a slow reader loses nothing silently. A non-blocking stdout is waited on,
+ * and stdin with it so that `shed on` reaches the probes while the reader is behind.
  */
 static void write_all(const void *buf, size_t len)
 {
@@ -35,9 +39,11 @@ static void write_all(const void *buf, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd out = { .fd = STDOUT_FILENO, .events = POLLOUT };
+			struct pollfd fds[2] = { { .fd = STDOUT_FILENO, .events = POLLOUT },
+						 { .fd = shed_commands_fd(), .events = POLLIN } };
 
-			poll(&out, 1, -1);
+			if (poll(fds, 2, -1) > 0 && fds[1].revents & (POLLIN | POLLHUP))
+				read_shed_commands();
 			continue;
 		}
 		if (n <= 0)
@@ -45,6 +51,16 @@ static void write_all(const void *buf, size_t len)
 		p += n;
 		len -= n;
 	}
+}
+
+void frames_open(void)
+{
+	struct stat st;
+	int flags = fcntl(STDOUT_FILENO, F_GETFL);
+
+	/* Not a terminal or a file: their file description is shared with the shell. */
+	if (flags >= 0 && !fstat(STDOUT_FILENO, &st) && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+		fcntl(STDOUT_FILENO, F_SETFL, flags | O_NONBLOCK);
 }
 
 void flush_out(void)

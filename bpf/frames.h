@@ -7,6 +7,8 @@
 #include <linux/types.h>
 #include "causeway.h"
 
+/* Makes a pipe or socket stdout non-blocking, so that while it is full stdin is still read. */
+void frames_open(void);
 void emit_frame(__u32 type, const void *payload, __u32 size);
 void emit_event(const struct cw_event *e);
 /* Writes out everything buffered, closing the open EVENTS frame. */

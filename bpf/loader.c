@@ -332,6 +332,7 @@ int main(int argc, char **argv)
 
 	parse_options(argc, argv, &o);
 	signal(SIGPIPE, SIG_IGN);
+	frames_open();
 	if (o.list_gpu)
 		return list_gpu_processes();
 	signal(SIGINT, on_signal);
@@ -377,7 +378,7 @@ int main(int argc, char **argv)
 		drain(ring);
 		emit_watermark();
 		thread_ctx_retry();
-		if (fds[1].revents & (POLLIN | POLLHUP) && !read_commands())
+		if (!read_commands(fds[1].revents & (POLLIN | POLLHUP)))
 			break;
 		flush_out();
 		now = now_ns(CLOCK_MONOTONIC);

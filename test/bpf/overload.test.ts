@@ -1,9 +1,15 @@
 // Overload, for real: a consumer that stops reading fills the ring buffer; the kernel-side
-// drops are counted and reported, and capture carries on once the consumer reads again.
+// drops are counted and reported, and capture carries on once the consumer reads again. Told
+// to shed while behind, the loader passes it to the probes at once.
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { RECORD_SIZE } from '../../src/kernel/record.js';
-import { kernelAvailable, runWorkload, settle, startCapture } from './session.js';
+import { FrameReader } from '../../src/kernel/frames.js';
+import { FrameType, RECORD_SIZE } from '../../src/kernel/record.js';
+import { ROOT, kernelAvailable, runWorkload, settle, startCapture, startWorkload } from './session.js';
 
 const RINGBUF_MB = 1;
 /** Records a full ring holds: each is a record behind the ring buffer's 8-byte header. */
@@ -39,4 +45,57 @@ test("a workload beyond the ring buffer's capacity shows non-zero drop counters,
   assert.ok(dropped > 0, `no drops reported: ${capture.stderr}`);
   assert.match(drops, /sched\.(blocked|runqueue) \d+|futex\.wait \d+/);
   assert.ok(seenBeforeRecovery > 0);
+});
+
+/** The `shed` field of the settings map the loader `pid` holds, as the probes read it. */
+function shedSetting(pid: number): number {
+  const fdinfo = join('/proc', String(pid), 'fdinfo');
+  for (const fd of readdirSync(fdinfo)) {
+    const id = /^map_id:\s*(\d+)/m.exec(readFileSync(join(fdinfo, fd), 'utf8'))?.[1];
+    if (id === undefined) continue;
+    const [map] = JSON.parse(execFileSync('bpftool', ['map', 'dump', 'id', id, '--json']).toString()) as {
+      formatted?: { value?: { shed?: number } };
+    }[];
+    const shed = map?.formatted?.value?.shed;
+    if (shed !== undefined) return shed;
+  }
+  throw new Error(`loader ${pid} holds no settings map`);
+}
+
+/** Resolves at the loader's HELLO frame (causeway.h), written once every probe is attached. */
+async function attached(stdout: Readable): Promise<void> {
+  const frames = new FrameReader();
+  for await (const chunk of stdout.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>)
+    if (frames.push(chunk).some((frame) => frame.type === FrameType.HELLO)) return;
+  throw new Error('the loader ended before attaching its probes');
+}
+
+test('told to shed while its reader is behind (stdout full), the loader passes it to the probes at once, and runs the other commands once caught up', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const loader = spawn(join(ROOT, 'bpf', 'build', 'causeway-loader'), [
+    '--comm',
+    'switch_pingpong',
+    '--min-duration-us',
+    '0',
+    '--no-reduce',
+  ]);
+  t.after(() => loader.kill('SIGKILL'));
+  const exited = new Promise((resolve) => loader.on('close', resolve));
+  await attached(loader.stdout);
+  loader.stdout.pause();
+  const flood = startWorkload('switch_pingpong', ['--seconds', '4']);
+  // A second of switches is megabytes of records: far more than the pipe holds.
+  await settle(1000);
+  assert.equal(shedSetting(loader.pid ?? 0), 0);
+  loader.stdin.write('frobnicate 1\nshed on\n');
+  const deadline = Date.now() + 2000;
+  while (shedSetting(loader.pid ?? 0) !== 1 && Date.now() < deadline) await settle(50);
+  const shedWhileBehind = shedSetting(loader.pid ?? 0);
+  await flood.truth;
+  let out = '';
+  loader.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('latin1')));
+  loader.stdin.end('quit\n');
+  await exited;
+  assert.equal(shedWhileBehind, 1, 'the probes were not told to shed until the reader caught up');
+  assert.match(out, /unknown or malformed command: frobnicate 1/);
 });
