@@ -34,6 +34,10 @@ test('the load harness drives the real sidecar and collector and reads counters 
   assert.equal(requests.latency.count, requests.sent);
   const { p99Ms, maxMs } = requests.appLoopDelay;
   assert.ok(p99Ms > 0 && maxMs >= p99Ms, "the app's own event-loop delay was measured over the window");
+  assert.ok(requests.appCores > 0, 'the app process reported its CPU');
+  const bench = report.benchLoopDelay;
+  assert.ok(bench.p99Ms > 0 && bench.maxMs >= bench.p99Ms, "the bench's event-loop delay was measured too");
+  assert.equal(kernelSpans.sampled, requests.sent, "the app streamed every window request's first trace");
   assert.ok(kernelSpans.receivedInAll > 0, 'kernel spans came back through the collector');
   assert.ok(kernelSpans.arrived <= kernelSpans.sampled && kernelSpans.latency.count === kernelSpans.arrived);
   assert.ok(mcp.latency.count > 0, 'explain_trace was asked while the load ran');
