@@ -60,6 +60,8 @@ export interface LoadReport {
     ringBufferDropsByKind: Record<string, number>;
     /** Events shed while the sidecar was behind, in the kernel and in the sidecar. */
     kernelShed: number | undefined;
+    /** Held kernel events evicted before their retention ended because --max-events were held. */
+    evictedOverBound: number | undefined;
     storeRowsShed: number | undefined;
     receiverRequestsRefused: number | undefined;
     correlatorSpansRefused: number | undefined;
@@ -71,6 +73,11 @@ export interface LoadReport {
   cpu: { sidecarS: number; loaderS: number; cores: number; eventsPerCpuS: number };
   /** node plus loader, sampled every RSS_EVERY_MS; the peak of the sums, and the last. */
   rss: { peakBytes: number; finalBytes: number };
+  /** Where node's RSS went at the end of the window (MemoryParts), and what the sidecar held then. */
+  memory: MemoryParts & {
+    loaderBytes: number;
+    held: { events: number; spansPending: number; exportQueue: number; storeRows: number };
+  };
   /** OTLP requests the app sent in the window, and what came back. */
   requests: {
     sent: number;
@@ -166,6 +173,39 @@ const loopDelay = (histogram: { percentile: (p: number) => number; max: number }
 const epochMs = () => performance.timeOrigin + performance.now();
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A node process's RSS by part: what is mapped from files (the node binary, DuckDB's library),
+ * the main thread's JavaScript heap, the store worker's, DuckDB's own accounting, memory outside
+ * the main heap held by its objects, and the rest of the anonymous memory (the allocator's
+ * arenas and free lists, thread stacks, other native memory), from /proc/PID/smaps_rollup and
+ * the sidecar's gauges. The heaps are as allocated, garbage included.
+ */
+export interface MemoryParts {
+  rssBytes: number;
+  fileBytes: number;
+  mainHeapBytes: number;
+  workerHeapBytes: number;
+  duckdbBytes: number;
+  externalBytes: number;
+  otherBytes: number;
+}
+
+function memoryParts(pid: number, metrics: string): MemoryParts {
+  const rollup = readFileSync(`/proc/${String(pid)}/smaps_rollup`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+) kB$`, 'm').exec(rollup)?.[1] ?? NaN) * 1024;
+  const gauge = (name: string) => metricValue(metrics, name) ?? 0;
+  const parts = {
+    rssBytes: kb('Rss'),
+    fileBytes: kb('Rss') - kb('Anonymous'),
+    mainHeapBytes: gauge('causeway_heap_total_bytes'),
+    workerHeapBytes: gauge('causeway_store_worker_heap_bytes'),
+    duckdbBytes: gauge('causeway_store_memory_bytes'),
+    externalBytes: gauge('causeway_external_memory_bytes'),
+  };
+  const accounted = parts.mainHeapBytes + parts.workerHeapBytes + parts.duckdbBytes + parts.externalBytes;
+  return { ...parts, otherBytes: kb('Anonymous') - accounted };
+}
 
 /** Per kind, a metric's samples. */
 function perKindOf(text: string, name: string): Record<string, number> {
@@ -393,6 +433,16 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     benchLoop.disable();
     const after = { text: await scrape(), node: cpuSeconds(sidecar.pid), loader: cpuSeconds(loader) };
     const windowS = (performance.now() - windowStart) / 1000;
+    const memory = {
+      ...memoryParts(sidecar.pid, after.text),
+      loaderBytes: rssBytes(loader),
+      held: {
+        events: metricValue(after.text, 'causeway_correlator_events_held') ?? 0,
+        spansPending: metricValue(after.text, 'causeway_correlator_spans_pending') ?? 0,
+        exportQueue: metricValue(after.text, 'causeway_export_queue_spans') ?? 0,
+        storeRows: metricValue(after.text, 'causeway_store_rows_buffered') ?? 0,
+      },
+    };
     clearInterval(sampler);
     clearInterval(progress);
     log('window over; waiting for the sidecar to export what it holds');
@@ -451,6 +501,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
         ringBufferDrops: metricValue(final, 'causeway_kernel_drops_total'),
         ringBufferDropsByKind: perKindOf(final, 'causeway_kernel_drops_total'),
         kernelShed: metricValue(final, 'causeway_kernel_shed_total'),
+        evictedOverBound: metricValue(final, 'causeway_correlator_events_evicted_over_bound_total'),
         storeRowsShed: metricValue(final, 'causeway_store_rows_shed_total'),
         receiverRequestsRefused: metricValue(final, 'causeway_receiver_requests_refused_total'),
         correlatorSpansRefused: metricValue(final, 'causeway_correlator_spans_refused_total'),
@@ -465,6 +516,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
         eventsPerCpuS: events / sidecarS,
       },
       rss: { peakBytes: Math.max(0, ...rss), finalBytes: rss.at(-1) ?? 0 },
+      memory,
       requests: {
         sent: requests.sent,
         spansSent: requests.sent * options.spansPerRequest,
@@ -536,8 +588,9 @@ export function loadRows(title: string, r: LoadReport): string[] {
   const benchLoop = `the bench's event-loop delay meanwhile (included) p99 ${r.benchLoopDelay.p99Ms.toFixed(0)} ms, max ${r.benchLoopDelay.maxMs.toFixed(0)} ms`;
   return [
     `| ${title}: kernel events offered | ${n(r.offered.eventsPerS)}/s over the workloads' run (decoded, dropped or shed; they made ${n(r.offered.switchesPerS)} switches/s and ${n(r.offered.launchesPerS)} launches/s); decoded in the ${r.windowS.toFixed(0)} s window ${n(r.delivered.perS)}/s: ${kinds || 'none'} |`,
-    `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}; store rows shed ${orNa(l.storeRowsShed)}; receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
+    `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}; held kernel events evicted over --max-events ${orNa(l.evictedOverBound)}; store rows shed ${orNa(l.storeRowsShed)}; receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
     `| ${title}: sidecar CPU and memory | ${r.cpu.cores.toFixed(2)} cores (node ${((r.cpu.sidecarS - r.cpu.loaderS) / r.windowS).toFixed(2)}, loader ${(r.cpu.loaderS / r.windowS).toFixed(2)}); ${n(r.cpu.eventsPerCpuS)} kernel events decoded per CPU-second; RSS (node + loader) peak ${mb(r.rss.peakBytes)}, at the end ${mb(r.rss.finalBytes)} |`,
+    `| ${title}: node's RSS at the end of the window, by part | ${mb(r.memory.rssBytes)}: mapped from files (node, DuckDB's library) ${mb(r.memory.fileBytes)}, main JavaScript heap ${mb(r.memory.mainHeapBytes)}, store worker's heap ${mb(r.memory.workerHeapBytes)}, DuckDB ${mb(r.memory.duckdbBytes)}, outside the main heap (buffers) ${mb(r.memory.externalBytes)}, the rest (allocator arenas, stacks, other native) ${mb(r.memory.otherBytes)}; loader ${mb(r.memory.loaderBytes)}. Held then: ${n(r.memory.held.events)} kernel events, ${n(r.memory.held.spansPending)} spans waiting to be joined, ${n(r.memory.held.exportQueue)} kernel spans queued for export, ${n(r.memory.held.storeRows)} store rows buffered |`,
     `| ${title}: OTLP/HTTP requests as the app sees them | ${n(r.requests.sent)} sent: ${n(r.requests.ok)} answered 200${refused.length > 0 ? `, ${refused.join(', ')}` : ''}, ${n(r.requests.failed)} without an answer${r.requests.errors.length > 0 ? ` (${r.requests.errors.slice(0, 3).join('; ')})` : ''}; ${ms(r.requests.latency)}; the app (a process of its own) used ${r.requests.appCores.toFixed(2)} cores, its event-loop delay p99 ${r.requests.appLoopDelay.p99Ms.toFixed(0)} ms, max ${r.requests.appLoopDelay.maxMs.toFixed(0)} ms |`,
     `| ${title}: app spans joined, over the whole run | ${orNa(r.joins.spans)} joined, ${orNa(r.joins.withEvents)} with kernel events, ${orNa(r.joins.eventsAttached)} events attached to them |`,
     `| ${title}: a span's send to its first kernel span out of the collector | ${n(r.kernelSpans.arrived)} of ${n(r.kernelSpans.sampled)} sampled spans (a request's first) got kernel spans: ${ms(r.kernelSpans.latency)}; ${n(r.kernelSpans.receivedInAll)} kernel spans received in all; ${benchLoop} |`,
