@@ -429,7 +429,10 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     });
 
     window.open = false;
-    const requests = await closeApp();
+    // The app answers once its window's requests in flight have ended (up to their timeout):
+    // the window's CPU and counters are read now, its report after.
+    const appReported = closeApp();
+    appReported.catch(() => undefined);
     benchLoop.disable();
     const after = { text: await scrape(), node: cpuSeconds(sidecar.pid), loader: cpuSeconds(loader) };
     const windowS = (performance.now() - windowStart) / 1000;
@@ -447,6 +450,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     clearInterval(progress);
     log('window over; waiting for the sidecar to export what it holds');
     await agent;
+    const requests = await appReported;
     await until('the sidecar to drain', DRAIN_TIMEOUT_MS, async () => {
       const text = await scrape();
       return (metricValue(text, 'causeway_export_queue_spans') ?? 0) === 0 &&
