@@ -57,8 +57,8 @@ export interface StoreOptions extends StoreRetention {
 const MEMORY_LIMIT = { onDisk: '128MB', inMemory: '256MB' } as const;
 /**
  * The worker's young generation, in MiB (V8's default is 3 semi-spaces of up to 16 MiB each):
- * the rows it is handed are short-lived, and a small nursery measured 25 MiB of worker heap
- * against 55 to 90 under the whole-sidecar load (README, "The whole sidecar under load").
+ * the rows it is handed are short-lived, and a small nursery measured 23 to 31 MiB of worker
+ * heap against 50 to 115 under the whole-sidecar load (README, "The whole sidecar under load").
  */
 const WORKER_YOUNG_GENERATION_MB = 8;
 const STORE_DEFAULTS = { flushMs: 250, log: (line: string) => process.stderr.write(`${line}\n`) } as const;
