@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -365,6 +366,11 @@ int main(int argc, char **argv)
 				   libbpf_num_possible_cpus() };
 	emit_frame(CW_FRAME_HELLO, &hello, sizeof(hello));
 	emit_stats();
+	/*
+	 * Loading parsed the kernel's BTF (megabytes, freed since): glibc keeps freed heap for
+	 * reuse, so give it back rather than carry it in RSS for the loader's whole run.
+	 */
+	malloc_trim(0);
 
 	fds[0] = (struct pollfd){ .fd = ring_buffer__epoll_fd(ring), .events = POLLIN };
 	fds[1] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };

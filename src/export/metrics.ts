@@ -98,6 +98,16 @@ export class SidecarMetrics {
       {
         rss: gauge('causeway_resident_memory_bytes', "The sidecar's resident memory (RSS).", 'By'),
         heap: gauge('causeway_heap_used_bytes', "The sidecar's JavaScript heap in use.", 'By'),
+        heapTotal: gauge(
+          'causeway_heap_total_bytes',
+          "The sidecar's JavaScript heap as allocated: in use, garbage not yet collected and free space.",
+          'By',
+        ),
+        external: gauge(
+          'causeway_external_memory_bytes',
+          'Memory outside the JavaScript heap held by its objects (buffers, native handles).',
+          'By',
+        ),
         liveHeap: gauge(
           'causeway_heap_live_bytes',
           'The JavaScript heap in use just after the latest full garbage collection: what was live.',
@@ -110,6 +120,8 @@ export class SidecarMetrics {
         return {
           rss: memory.rss,
           heap: memory.heapUsed,
+          heapTotal: memory.heapTotal,
+          external: memory.external,
           liveHeap: this.liveHeapBytes,
           handles: process.getActiveResourcesInfo().length,
         };

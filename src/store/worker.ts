@@ -4,10 +4,11 @@
 // and asks queries on a channel of their own, so that they do not wait for rows queued before
 // them to be copied in; the rows handed over wait here until the next write. Replies carry the
 // request's id.
+import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { DuckDBValue } from '@duckdb/node-api';
 import type { Packed } from './columns.js';
-import { StoreDatabase, type DatabaseOptions, type SpanRow } from './database.js';
+import { StoreDatabase, type DatabaseOptions, type Size, type SpanRow } from './database.js';
 import { QueryRefused, type SqlLimits } from './sql.js';
 
 export type Request =
@@ -29,6 +30,9 @@ export interface WorkerData {
   database: DatabaseOptions;
   queries: MessagePort;
 }
+
+/** The database's size, and the worker's own JavaScript heap (an isolate of its own) as allocated. */
+export type StoreSize = Size & { workerHeapBytes: number };
 
 /** The worker's first message, once the database is open. */
 export interface Opened {
@@ -62,7 +66,7 @@ async function answer(request: Exclude<Request, { op: 'events' | 'spans' | 'atta
     case 'readOnly':
       return db.readOnly(request.sql, request.limits);
     case 'size':
-      return db.size();
+      return { ...(await db.size()), workerHeapBytes: getHeapStatistics().total_physical_size } satisfies StoreSize;
     case 'close':
       db.close();
       return undefined;

@@ -27,6 +27,13 @@ test('the load harness drives the real sidecar and collector and reads counters 
   assert.ok((delivered.byKind['futex.wait'] ?? 0) > 0, 'the ping-pong was followed');
   assert.ok(cpu.sidecarS > 0 && cpu.sidecarS >= cpu.loaderS, 'CPU read from /proc for node and loader');
   assert.ok(rss.finalBytes > 0 && rss.peakBytes >= rss.finalBytes);
+  const { memory } = report;
+  for (const part of ['fileBytes', 'mainHeapBytes', 'workerHeapBytes', 'duckdbBytes', 'externalBytes'] as const)
+    assert.ok(memory[part] > 0, `node's RSS has a part ${part}`);
+  assert.ok(
+    memory.fileBytes + memory.mainHeapBytes + memory.workerHeapBytes < memory.rssBytes,
+    `the parts read fit in node's RSS: ${JSON.stringify(memory)}`,
+  );
   assert.ok(requests.sent > 0);
   const refused = Object.values(requests.refused).reduce((a, b) => a + b, 0);
   assert.equal(requests.ok + refused + requests.failed, requests.sent, 'every request is counted once');
@@ -34,6 +41,10 @@ test('the load harness drives the real sidecar and collector and reads counters 
   assert.equal(requests.latency.count, requests.sent);
   const { p99Ms, maxMs } = requests.appLoopDelay;
   assert.ok(p99Ms > 0 && maxMs >= p99Ms, "the app's own event-loop delay was measured over the window");
+  assert.ok(requests.appCores > 0, 'the app process reported its CPU');
+  const bench = report.benchLoopDelay;
+  assert.ok(bench.p99Ms > 0 && bench.maxMs >= bench.p99Ms, "the bench's event-loop delay was measured too");
+  assert.equal(kernelSpans.sampled, requests.sent, "the app streamed every window request's first trace");
   assert.ok(kernelSpans.receivedInAll > 0, 'kernel spans came back through the collector');
   assert.ok(kernelSpans.arrived <= kernelSpans.sampled && kernelSpans.latency.count === kernelSpans.arrived);
   assert.ok(mcp.latency.count > 0, 'explain_trace was asked while the load ran');

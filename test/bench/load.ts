@@ -1,17 +1,18 @@
 // Issue 11's whole-sidecar load: the real `causeway run` (node and its loader) following
-// futex ping-pong pairs and a kernel-launch storm on the simulated CUDA runtime, while this
-// process, as their app, sends spans over OTLP/HTTP (protobuf, in requests of a fixed size, on a
-// fixed schedule whatever the answers take) and asks explain_trace through a real MCP client.
-// The sidecar exports kernel spans to a real collector (otel-config/collector.yaml) whose
-// exporter points back at a receiver here, which notes when each sampled trace's first kernel
-// span arrives. Over a window that starts once the sidecar follows every workload, it reads the
+// futex ping-pong pairs and a kernel-launch storm on the simulated CUDA runtime, while their app,
+// a process of its own (load-app.ts), sends spans over OTLP/HTTP (protobuf, in requests of a
+// fixed size, on a fixed schedule whatever the answers take), and this process asks explain_trace
+// through a real MCP client. The sidecar exports kernel spans to a real collector
+// (otel-config/collector.yaml) whose exporter points back at a receiver here, which notes when
+// each sampled trace's first kernel span arrives. Over a window that starts once the sidecar follows every workload, it reads the
 // sidecar's and the loader's CPU from /proc/PID/stat, their RSS every quarter second, and the
 // sidecar's counters from its /metrics; every counter of something lost is read at the end,
 // over the whole run. Counters a version of the sidecar lacks come back undefined, not 0.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -19,7 +20,8 @@ import { startOtlpReceiver } from '../../src/otlp/index.js';
 import { ROOT, startWorkload, type Workload } from '../bpf/session.js';
 import { loaderPid, metricValue, startSidecar, until, type Sidecar } from '../cli/sidecar.js';
 import { freePort, startCollector } from '../e2e/backends.js';
-import { otlpRequest, percentile } from './pipeline.js';
+import type { AppReport, AppSent, AppSettings } from './load-app.js';
+import { percentile } from './pipeline.js';
 
 export interface LoadOptions {
   /** How long the measured window lasts. */
@@ -58,6 +60,8 @@ export interface LoadReport {
     ringBufferDropsByKind: Record<string, number>;
     /** Events shed while the sidecar was behind, in the kernel and in the sidecar. */
     kernelShed: number | undefined;
+    /** Held kernel events evicted before their retention ended because --max-events were held. */
+    evictedOverBound: number | undefined;
     storeRowsShed: number | undefined;
     receiverRequestsRefused: number | undefined;
     correlatorSpansRefused: number | undefined;
@@ -69,6 +73,11 @@ export interface LoadReport {
   cpu: { sidecarS: number; loaderS: number; cores: number; eventsPerCpuS: number };
   /** node plus loader, sampled every RSS_EVERY_MS; the peak of the sums, and the last. */
   rss: { peakBytes: number; finalBytes: number };
+  /** Where node's RSS went at the end of the window (MemoryParts), and what the sidecar held then. */
+  memory: MemoryParts & {
+    loaderBytes: number;
+    held: { events: number; spansPending: number; exportQueue: number; storeRows: number };
+  };
   /** OTLP requests the app sent in the window, and what came back. */
   requests: {
     sent: number;
@@ -82,11 +91,18 @@ export interface LoadReport {
     /** Every request's time to its answer or failure. */
     latency: Latency;
     /**
-     * The app's own event-loop delay over the window (this process: it also reads the kernel
-     * spans back): a request's time includes it, so past the sidecar's answer times it measures the app.
+     * The app's own event-loop delay over the window: a request's time includes it, so past the
+     * sidecar's answer times it measures the app.
      */
     appLoopDelay: { p99Ms: number; maxMs: number };
+    /** The app process's CPU over the window, in cores. */
+    appCores: number;
   };
+  /**
+   * This process's event-loop delay over the window: the kernel spans' arrival times and the
+   * explain_trace latencies are read here and include it.
+   */
+  benchLoopDelay: { p99Ms: number; maxMs: number };
   /** Over the whole run: app spans the correlator joined, those that had kernel events, the events attached to them. */
   joins: { spans: number | undefined; withEvents: number | undefined; eventsAttached: number | undefined };
   /** The first span of each request in the window: its send to its first kernel span's arrival. */
@@ -148,7 +164,48 @@ const latency = (ms: number[]): Latency => {
   return { count: sorted.length, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99) };
 };
 
+const loopDelay = (histogram: { percentile: (p: number) => number; max: number }) => ({
+  p99Ms: histogram.percentile(99) / 1e6,
+  maxMs: histogram.max / 1e6,
+});
+
+/** Milliseconds since the Unix epoch, below the millisecond: the app process reads the same clock. */
+const epochMs = () => performance.timeOrigin + performance.now();
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A node process's RSS by part: what is mapped from files (the node binary, DuckDB's library),
+ * the main thread's JavaScript heap, the store worker's, DuckDB's own accounting, memory outside
+ * the main heap held by its objects, and the rest of the anonymous memory (the allocator's
+ * arenas and free lists, thread stacks, other native memory), from /proc/PID/smaps_rollup and
+ * the sidecar's gauges. The heaps are as allocated, garbage included.
+ */
+export interface MemoryParts {
+  rssBytes: number;
+  fileBytes: number;
+  mainHeapBytes: number;
+  workerHeapBytes: number;
+  duckdbBytes: number;
+  externalBytes: number;
+  otherBytes: number;
+}
+
+function memoryParts(pid: number, metrics: string): MemoryParts {
+  const rollup = readFileSync(`/proc/${String(pid)}/smaps_rollup`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+) kB$`, 'm').exec(rollup)?.[1] ?? NaN) * 1024;
+  const gauge = (name: string) => metricValue(metrics, name) ?? 0;
+  const parts = {
+    rssBytes: kb('Rss'),
+    fileBytes: kb('Rss') - kb('Anonymous'),
+    mainHeapBytes: gauge('causeway_heap_total_bytes'),
+    workerHeapBytes: gauge('causeway_store_worker_heap_bytes'),
+    duckdbBytes: gauge('causeway_store_memory_bytes'),
+    externalBytes: gauge('causeway_external_memory_bytes'),
+  };
+  const accounted = parts.mainHeapBytes + parts.workerHeapBytes + parts.duckdbBytes + parts.externalBytes;
+  return { ...parts, otherBytes: kb('Anonymous') - accounted };
+}
 
 /** Per kind, a metric's samples. */
 function perKindOf(text: string, name: string): Record<string, number> {
@@ -172,7 +229,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
       grpc: { host: '127.0.0.1', port: 0 },
       http: false,
       onSpans: (spans) => {
-        const now = performance.now();
+        const now = epochMs();
         receivedInAll += spans.length;
         for (const span of spans)
           if (sentAt.has(span.traceId) && !arrivedAt.has(span.traceId)) arrivedAt.set(span.traceId, now);
@@ -246,71 +303,53 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
       });
     }
     const allExited = Promise.all(workloads.map((w) => w.truth));
-    const began = performance.now();
 
-    // The app: a request every spansPerRequest / spansPerS seconds, due by the clock, its pid
-    // taking turns among the workloads (the sidecar follows the processes spans come from).
-    const everyMs = (1000 * options.spansPerRequest) / options.spansPerS;
-    const window = { open: false };
-    let posted = 0;
-    const requests = {
-      sent: 0,
-      ok: 0,
-      refused: {} as Record<string, number>,
-      failed: 0,
-      errors: new Set<string>(),
-      ms: [] as number[],
-    };
-    const inFlight = new Set<Promise<void>>();
+    // The app, in its own process: a request every spansPerRequest / spansPerS seconds, due by
+    // the clock, its pid taking turns among the workloads (the sidecar follows the processes spans
+    // come from). It streams the first trace of each window request it sent and of each answered
+    // 200, with when it was sent.
+    const app = fork(fileURLToPath(new URL('load-app.js', import.meta.url)), [], {
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    });
+    let appStderr = '';
+    app.stderr?.on('data', (chunk: Buffer) => {
+      appStderr = (appStderr + chunk.toString()).slice(-4000);
+    });
+    const appExited = new Promise<never>((_, reject) =>
+      app.once('exit', (code, signal) => {
+        reject(new Error(`the app exited (${String(code ?? signal)}): ${appStderr}`));
+      }),
+    );
+    appExited.catch(() => undefined);
+    stops.push(() => {
+      if (app.exitCode === null && app.signalCode === null) app.kill('SIGKILL');
+    });
     /** The first trace of each request of the window answered 200, and when it was sent. */
     const accepted: [traceId: string, sentAt: number][] = [];
-    const url = `http://127.0.0.1:${String(sidecar.httpPort)}/v1/traces`;
-    const post = () => {
-      const pid = workloads[posted % workloads.length]?.pid ?? 0;
-      posted++;
-      const { body, traceIds } = otlpRequest(options.spansPerRequest, { pid, durationNs: SPAN_NS });
-      const counted = window.open;
-      const start = performance.now();
-      if (counted) {
-        requests.sent++;
-        sentAt.set(traceIds[0] ?? '', start);
-      }
-      const request = fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-protobuf' },
-        body,
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      })
-        .then(async (response) => {
-          await response.arrayBuffer();
-          if (!counted) return;
-          if (response.status === 200) {
-            requests.ok++;
-            accepted.push([traceIds[0] ?? '', start]);
-          } else requests.refused[response.status] = (requests.refused[response.status] ?? 0) + 1;
-        })
-        .catch((error: unknown) => {
-          if (!counted) return;
-          requests.failed++;
-          requests.errors.add(String((error as { cause?: unknown }).cause ?? error));
-        })
-        .finally(() => {
-          if (counted) requests.ms.push(performance.now() - start);
-          inFlight.delete(request);
-        });
-      inFlight.add(request);
-    };
-    const app = setInterval(
-      () => {
-        const due = Math.floor((performance.now() - began) / everyMs) + 1;
-        while (posted < due) post();
-      },
-      Math.max(1, everyMs / 2),
-    );
-    stops.push(async () => {
-      clearInterval(app);
-      await Promise.all(inFlight);
+    let appReport: ((report: AppReport) => void) | undefined;
+    app.on('message', (message: AppSent | AppReport) => {
+      if ('accepted' in message) {
+        for (const [traceId, at] of message.sent) sentAt.set(traceId, at);
+        accepted.push(...message.accepted);
+      } else appReport?.(message);
     });
+    app.send({
+      url: `http://127.0.0.1:${String(sidecar.httpPort)}/v1/traces`,
+      pids: workloads.map((w) => w.pid),
+      spansPerS: options.spansPerS,
+      spansPerRequest: options.spansPerRequest,
+      spanNs: String(SPAN_NS),
+      timeoutMs: REQUEST_TIMEOUT_MS,
+    } satisfies AppSettings);
+    /** Closes the app's window; its report once its requests in flight have ended. */
+    const closeApp = () =>
+      Promise.race([
+        new Promise<AppReport>((resolve) => {
+          appReport = resolve;
+          app.send('close');
+        }),
+        appExited,
+      ]);
 
     await sleep(LEAD_MS);
 
@@ -322,9 +361,10 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     });
     const before = { text: await scrape(), node: cpuSeconds(sidecar.pid), loader: cpuSeconds(loader) };
     const windowStart = performance.now();
-    const appLoop = monitorEventLoopDelay({ resolution: 10 });
-    appLoop.enable();
-    window.open = true;
+    const benchLoop = monitorEventLoopDelay({ resolution: 10 });
+    benchLoop.enable();
+    const window = { open: true };
+    app.send('open');
     log(`window of ${String(options.seconds)} s begins`);
 
     // The agent: explain_trace, one call at a time, on a trace the sidecar accepted at least
@@ -336,7 +376,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     stops.push(() => client.close());
     const agent = (async () => {
       while (window.open) {
-        const ready = accepted.filter(([, at]) => at < performance.now() - EXPLAIN_AFTER_MS).slice(-1000);
+        const ready = accepted.filter(([, at]) => at < epochMs() - EXPLAIN_AFTER_MS).slice(-1000);
         const traceId = ready[Math.floor(Math.random() * ready.length)]?.[0];
         if (traceId === undefined) {
           await sleep(MCP_PAUSE_MS);
@@ -364,7 +404,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
             (metricValue(text, 'causeway_kernel_events_covered_total') ?? 0) -
             (metricValue(before.text, 'causeway_kernel_events_covered_total') ?? 0);
           log(
-            `${elapsed.toFixed(0)} s: ${Math.round(events / elapsed).toLocaleString('en-US')} kernel events/s decoded, ${String(requests.ok)} of ${String(requests.sent)} OTLP requests answered 200, ${String(mcpMs.length)} explain_trace calls, RSS ${((rss.at(-1) ?? 0) / 2 ** 20).toFixed(0)} MiB`,
+            `${elapsed.toFixed(0)} s: ${Math.round(events / elapsed).toLocaleString('en-US')} kernel events/s decoded, ${String(accepted.length)} of ${String(sentAt.size)} OTLP requests answered 200 (as the app streams them), ${String(mcpMs.length)} explain_trace calls, RSS ${((rss.at(-1) ?? 0) / 2 ** 20).toFixed(0)} MiB`,
           );
         },
         () => undefined,
@@ -389,14 +429,28 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     });
 
     window.open = false;
-    appLoop.disable();
+    // The app answers once its window's requests in flight have ended (up to their timeout):
+    // the window's CPU and counters are read now, its report after.
+    const appReported = closeApp();
+    appReported.catch(() => undefined);
+    benchLoop.disable();
     const after = { text: await scrape(), node: cpuSeconds(sidecar.pid), loader: cpuSeconds(loader) };
     const windowS = (performance.now() - windowStart) / 1000;
+    const memory = {
+      ...memoryParts(sidecar.pid, after.text),
+      loaderBytes: rssBytes(loader),
+      held: {
+        events: metricValue(after.text, 'causeway_correlator_events_held') ?? 0,
+        spansPending: metricValue(after.text, 'causeway_correlator_spans_pending') ?? 0,
+        exportQueue: metricValue(after.text, 'causeway_export_queue_spans') ?? 0,
+        storeRows: metricValue(after.text, 'causeway_store_rows_buffered') ?? 0,
+      },
+    };
     clearInterval(sampler);
     clearInterval(progress);
-    clearInterval(app);
     log('window over; waiting for the sidecar to export what it holds');
-    await Promise.all([agent, ...inFlight]);
+    await agent;
+    const requests = await appReported;
     await until('the sidecar to drain', DRAIN_TIMEOUT_MS, async () => {
       const text = await scrape();
       return (metricValue(text, 'causeway_export_queue_spans') ?? 0) === 0 &&
@@ -451,6 +505,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
         ringBufferDrops: metricValue(final, 'causeway_kernel_drops_total'),
         ringBufferDropsByKind: perKindOf(final, 'causeway_kernel_drops_total'),
         kernelShed: metricValue(final, 'causeway_kernel_shed_total'),
+        evictedOverBound: metricValue(final, 'causeway_correlator_events_evicted_over_bound_total'),
         storeRowsShed: metricValue(final, 'causeway_store_rows_shed_total'),
         receiverRequestsRefused: metricValue(final, 'causeway_receiver_requests_refused_total'),
         correlatorSpansRefused: metricValue(final, 'causeway_correlator_spans_refused_total'),
@@ -465,16 +520,19 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
         eventsPerCpuS: events / sidecarS,
       },
       rss: { peakBytes: Math.max(0, ...rss), finalBytes: rss.at(-1) ?? 0 },
+      memory,
       requests: {
         sent: requests.sent,
         spansSent: requests.sent * options.spansPerRequest,
         ok: requests.ok,
         refused: requests.refused,
         failed: requests.failed,
-        errors: [...requests.errors],
+        errors: requests.errors,
         latency: latency(requests.ms),
-        appLoopDelay: { p99Ms: appLoop.percentile(99) / 1e6, maxMs: appLoop.max / 1e6 },
+        appLoopDelay: requests.loopDelay,
+        appCores: requests.cpuS / requests.windowS,
       },
+      benchLoopDelay: loopDelay(benchLoop),
       joins: {
         spans: metricValue(final, 'causeway_correlator_spans_joined_total'),
         withEvents: metricValue(final, 'causeway_correlator_spans_with_events_total'),
@@ -531,14 +589,16 @@ export function loadRows(title: string, r: LoadReport): string[] {
   const drops = perKind(r.lost.ringBufferDropsByKind, 1);
   const refused = Object.entries(r.requests.refused).map(([status, count]) => `${n(count)} answered ${status}`);
   const l = r.lost;
+  const benchLoop = `the bench's event-loop delay meanwhile (included) p99 ${r.benchLoopDelay.p99Ms.toFixed(0)} ms, max ${r.benchLoopDelay.maxMs.toFixed(0)} ms`;
   return [
     `| ${title}: kernel events offered | ${n(r.offered.eventsPerS)}/s over the workloads' run (decoded, dropped or shed; they made ${n(r.offered.switchesPerS)} switches/s and ${n(r.offered.launchesPerS)} launches/s); decoded in the ${r.windowS.toFixed(0)} s window ${n(r.delivered.perS)}/s: ${kinds || 'none'} |`,
-    `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}; store rows shed ${orNa(l.storeRowsShed)}; receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
+    `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}; held kernel events evicted over --max-events ${orNa(l.evictedOverBound)}; store rows shed ${orNa(l.storeRowsShed)}; receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
     `| ${title}: sidecar CPU and memory | ${r.cpu.cores.toFixed(2)} cores (node ${((r.cpu.sidecarS - r.cpu.loaderS) / r.windowS).toFixed(2)}, loader ${(r.cpu.loaderS / r.windowS).toFixed(2)}); ${n(r.cpu.eventsPerCpuS)} kernel events decoded per CPU-second; RSS (node + loader) peak ${mb(r.rss.peakBytes)}, at the end ${mb(r.rss.finalBytes)} |`,
-    `| ${title}: OTLP/HTTP requests as the app sees them | ${n(r.requests.sent)} sent: ${n(r.requests.ok)} answered 200${refused.length > 0 ? `, ${refused.join(', ')}` : ''}, ${n(r.requests.failed)} without an answer${r.requests.errors.length > 0 ? ` (${r.requests.errors.slice(0, 3).join('; ')})` : ''}; ${ms(r.requests.latency)}; the app's own event-loop delay meanwhile p99 ${r.requests.appLoopDelay.p99Ms.toFixed(0)} ms, max ${r.requests.appLoopDelay.maxMs.toFixed(0)} ms |`,
+    `| ${title}: node's RSS at the end of the window, by part | ${mb(r.memory.rssBytes)}: mapped from files (node, DuckDB's library) ${mb(r.memory.fileBytes)}, main JavaScript heap ${mb(r.memory.mainHeapBytes)}, store worker's heap ${mb(r.memory.workerHeapBytes)}, DuckDB ${mb(r.memory.duckdbBytes)}, outside the main heap (buffers) ${mb(r.memory.externalBytes)}, the rest (allocator arenas, stacks, other native) ${mb(r.memory.otherBytes)}; loader ${mb(r.memory.loaderBytes)}. Held then: ${n(r.memory.held.events)} kernel events, ${n(r.memory.held.spansPending)} spans waiting to be joined, ${n(r.memory.held.exportQueue)} kernel spans queued for export, ${n(r.memory.held.storeRows)} store rows buffered |`,
+    `| ${title}: OTLP/HTTP requests as the app sees them | ${n(r.requests.sent)} sent: ${n(r.requests.ok)} answered 200${refused.length > 0 ? `, ${refused.join(', ')}` : ''}, ${n(r.requests.failed)} without an answer${r.requests.errors.length > 0 ? ` (${r.requests.errors.slice(0, 3).join('; ')})` : ''}; ${ms(r.requests.latency)}; the app (a process of its own) used ${r.requests.appCores.toFixed(2)} cores, its event-loop delay p99 ${r.requests.appLoopDelay.p99Ms.toFixed(0)} ms, max ${r.requests.appLoopDelay.maxMs.toFixed(0)} ms |`,
     `| ${title}: app spans joined, over the whole run | ${orNa(r.joins.spans)} joined, ${orNa(r.joins.withEvents)} with kernel events, ${orNa(r.joins.eventsAttached)} events attached to them |`,
-    `| ${title}: a span's send to its first kernel span out of the collector | ${n(r.kernelSpans.arrived)} of ${n(r.kernelSpans.sampled)} sampled spans (a request's first) got kernel spans: ${ms(r.kernelSpans.latency)}; ${n(r.kernelSpans.receivedInAll)} kernel spans received in all |`,
-    `| ${title}: \`explain_trace\` through an MCP client over HTTP, one call at a time, on traces sent ${String(EXPLAIN_AFTER_MS / 1000)} s before or more | ${ms(r.mcp.latency)} calls, ${n(r.mcp.errors)} errors${r.mcp.errorSamples.length > 0 ? ` (${r.mcp.errorSamples.join('; ')})` : ''} |`,
+    `| ${title}: a span's send to its first kernel span out of the collector | ${n(r.kernelSpans.arrived)} of ${n(r.kernelSpans.sampled)} sampled spans (a request's first) got kernel spans: ${ms(r.kernelSpans.latency)}; ${n(r.kernelSpans.receivedInAll)} kernel spans received in all; ${benchLoop} |`,
+    `| ${title}: \`explain_trace\` through an MCP client over HTTP, one call at a time, on traces sent ${String(EXPLAIN_AFTER_MS / 1000)} s before or more | ${ms(r.mcp.latency)} calls, ${n(r.mcp.errors)} errors${r.mcp.errorSamples.length > 0 ? ` (${r.mcp.errorSamples.join('; ')})` : ''}; ${benchLoop} |`,
   ];
 }
 

@@ -94,16 +94,25 @@ test('/metrics escapes quotes, backslashes and newlines in label values, and sho
   assert.equal((await fetch(`http://127.0.0.1:${String(endpoint.port)}/`)).status, 404);
 });
 
-test('/metrics shows the resident memory, and the heap live after a full collection once one ran', async (t) => {
+test('/metrics shows the resident memory, the heap and what lies outside it, and the heap live after a full collection once one ran', async (t) => {
   const metrics = new SidecarMetrics();
   const endpoint = await metrics.serve('127.0.0.1', 0);
   t.after(() => endpoint.close());
   const read = async () => {
     const text = await (await fetch(`http://127.0.0.1:${String(endpoint.port)}/metrics`)).text();
     const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
-    return { rss: value('causeway_resident_memory_bytes'), live: value('causeway_heap_live_bytes') };
+    return {
+      rss: value('causeway_resident_memory_bytes'),
+      live: value('causeway_heap_live_bytes'),
+      used: value('causeway_heap_used_bytes'),
+      total: value('causeway_heap_total_bytes'),
+      external: value('causeway_external_memory_bytes'),
+    };
   };
-  assert.ok((await read()).rss > 0);
+  const first = await read();
+  assert.ok(first.rss > 0);
+  assert.ok(first.used > 0 && first.total >= first.used, `heap used ${String(first.used)} of ${String(first.total)}`);
+  assert.ok(first.external > 0 && first.rss > first.total, `external ${String(first.external)}`);
   v8.setFlagsFromString('--expose-gc');
   const collect = runInNewContext('gc') as () => void;
   collect();

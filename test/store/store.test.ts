@@ -84,4 +84,5 @@ test('its counters, rows per table and memory are instruments of the meter it is
   assert.equal(await m.value('causeway_store_events_stored'), 3);
   assert.equal(await m.value('causeway_store_rows_buffered'), 0);
   assert.ok(((await m.value('causeway_store_memory_bytes')) ?? 0) > 0);
+  assert.ok(((await m.value('causeway_store_worker_heap_bytes')) ?? 0) > 0, "the worker's own heap");
 });
