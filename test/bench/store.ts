@@ -2,7 +2,7 @@
 // traces of 10 spans over 200 threads, the last 10 minutes), then explain_trace, slow_traces
 // and find_stalls latency through a real MCP client over HTTP, and the memory the store takes.
 // Then the store's intake as the sidecar feeds it: the main thread's CPU per row stored, and
-// query latency while those appends run.
+// query latency while those appends run; and the worker's side of that intake alone.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
