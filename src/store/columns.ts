@@ -303,18 +303,30 @@ export function withJson(batch: Packed): Packed {
   ];
   const quoted: string[] = [];
   const quote = (at: number) => (quoted[at] ??= JSON.stringify(strings[at]));
+  const named: string[] = [];
+  const name = (at: number) => (named[at] ??= `${quote(at)}:`);
+  // Each row's text is joined once from its parts, flat: a string built by += is a chain that
+  // is copied again when DuckDB takes it.
+  const parts: string[] = [];
   let entry = 0;
   for (let row = 0; row < rows; row++) {
-    let text = '{';
+    parts.length = 0;
     for (let n = attributes[row] ?? 0; n > 0; n--, entry++) {
-      const at = texts[entry] ?? NULL;
       const kind = kinds[entry];
       const number = numbers[entry] ?? 0;
+      const at = texts[entry] ?? NULL;
+      // As JSON.stringify writes a number: NaN and the infinities as null.
       const value =
-        kind === VALUE.number ? JSON.stringify(number) : kind === VALUE.string ? quote(at) : (strings[at] ?? 'null');
-      text += `${text.length > 1 ? ',' : ''}${quote(keys[entry] ?? NULL)}:${value}`;
+        kind === VALUE.number
+          ? Number.isFinite(number)
+            ? String(number)
+            : 'null'
+          : kind === VALUE.string
+            ? quote(at)
+            : (strings[at] ?? 'null');
+      parts.push(name(keys[entry] ?? NULL) + value);
     }
-    attributes[row] = strings.push(`${text}}`) - 1;
+    attributes[row] = strings.push(`{${parts.join(',')}}`) - 1;
   }
   return { rows, buffer: batch.buffer, strings };
 }

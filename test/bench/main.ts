@@ -36,7 +36,7 @@ import { floodTargets, loadRows, loadTargets, sidecarLoad, targetTable, type Tar
 import { pipelineRows } from './pipeline.js';
 import { describeOverFloor, describeRatio, roundOrder, spread } from './rounds.js';
 import { reductionRows } from './reduction.js';
-import { storeIntakeRows, storeRows } from './store.js';
+import { storeAppendRows, storeIntakeRows, storeRows } from './store.js';
 import { nodeThreadContextRows } from './node-thread-ctx.js';
 import { pythonThreadContextRows } from './python-thread-ctx.js';
 import { threadContextRows } from './thread-ctx.js';
@@ -481,6 +481,7 @@ const MEASURES: Record<string, (targets: TargetCheck[]) => Promise<string[]>> = 
   pipeline: pipelineRows,
   store: storeRows,
   'store-intake': storeIntakeRows,
+  'store-append': storeAppendRows,
   'python-thread-ctx': () => pythonThreadContextRows(ROUNDS, ROUND_SECONDS),
   'node-thread-ctx': () => nodeThreadContextRows(ROUNDS, ROUND_SECONDS),
   'sidecar-load': async (targets) => {

@@ -2,7 +2,7 @@
 // traces of 10 spans over 200 threads, the last 10 minutes), then explain_trace, slow_traces
 // and find_stalls latency through a real MCP client over HTTP, and the memory the store takes.
 // Then the store's intake as the sidecar feeds it: the main thread's CPU per row stored, and
-// query latency while those appends run.
+// query latency while those appends run; and the worker's side of that intake alone.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,8 @@ import { explainTrace } from '../../src/correlate/explain.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import { serveMcp } from '../../src/mcp/http.js';
 import type { AppSpan } from '../../src/otlp/index.js';
+import { packAttachments, packEvents, type Joined, type Packed } from '../../src/store/columns.js';
+import { StoreDatabase, type SpanRow } from '../../src/store/database.js';
 import { IN_MEMORY, Store } from '../../src/store/store.js';
 import { DEFAULT_CONFIG } from '../../src/sidecar/index.js';
 import type { TargetCheck } from './load.js';
@@ -294,6 +296,96 @@ export async function storeIntakeRows(): Promise<string[]> {
     ];
   } finally {
     await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Rounds of store-append, each INTAKE_EVENTS events with their spans and attachments, in writes of a flush's share. */
+const APPEND_ROUNDS = 4;
+const WRITES_PER_ROUND = 12;
+
+/** A round of intake batches as the store hands them to its worker: packed 2,048 rows at a time, spans as rows. */
+function handedOver(batches: IntakeBatch[], firstId: bigint) {
+  const events = batches.flatMap((b) => b.events);
+  const packed: Packed[] = [];
+  for (let i = 0; i < events.length; i += 2048) packed.push(packEvents(events.slice(i, i + 2048), firstId + BigInt(i)));
+  const ids = new Map(events.map((event, i) => [event, firstId + BigInt(i)]));
+  const joined: Joined[] = batches.flatMap((b) =>
+    b.attachments.map(({ span, events: attached }) => ({
+      traceId: span.traceId,
+      spanId: span.spanId,
+      endUnixNano: span.endUnixNano,
+      eventIds: attached.flatMap((event) => ids.get(event) ?? []),
+    })),
+  );
+  const attachments: Packed[] = [];
+  for (let i = 0; i < joined.length; i += 205) attachments.push(packAttachments(joined.slice(i, i + 205)));
+  const spans = batches.flatMap((b) =>
+    b.spans.map(({ span, place }): SpanRow => ({
+      traceId: span.traceId,
+      spanId: span.spanId,
+      parentSpanId: span.parentSpanId,
+      service: span.serviceName ?? 'unknown_service',
+      name: span.name,
+      kind: span.kind,
+      startUnixNano: span.startUnixNano,
+      endUnixNano: span.endUnixNano,
+      pid: place?.hostPid,
+      tid: place?.hostTid,
+      statusCode: 0,
+      attributes: span.attributes,
+      executable: undefined,
+      containerId: undefined,
+    })),
+  );
+  const attached = joined.reduce((n, one) => n + one.eventIds.length, 0);
+  return { packed, attachments, spans, rows: events.length + attached + spans.length };
+}
+
+/**
+ * The store worker's side alone (store/database.ts, what its thread does per write), in this
+ * thread: the intake's rows, already packed, written on disk in a flush's share at a time, over
+ * rounds long enough for DuckDB's checkpoints. CPU is the process's (this thread and DuckDB's).
+ */
+export async function storeAppendRows(): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'causeway-bench-store-'));
+  const db = await StoreDatabase.open({
+    ...DEFAULT_CONFIG.store,
+    path: join(dir, 'store.duckdb'),
+    memoryLimit: '128MB',
+  });
+  try {
+    const start = BigInt(Date.now()) * MS - 60_000n * MS;
+    const rounds = Array.from({ length: APPEND_ROUNDS }, (_, round) =>
+      handedOver(intakeBatches(start, round), BigInt(round * INTAKE_EVENTS)),
+    );
+    let rows = 0;
+    let wallMs = 0;
+    let cpuMs = 0;
+    for (const round of rounds) {
+      const share = (list: unknown[], w: number) =>
+        list.slice(
+          Math.floor((w * list.length) / WRITES_PER_ROUND),
+          Math.floor(((w + 1) * list.length) / WRITES_PER_ROUND),
+        );
+      const wallBegan = performance.now();
+      const cpuBegan = processCpuMs();
+      for (let w = 0; w < WRITES_PER_ROUND; w++)
+        await db.write(
+          share(round.packed, w) as Packed[],
+          share(round.spans, w) as SpanRow[],
+          share(round.attachments, w) as Packed[],
+          BigInt(Date.now()) * MS,
+        );
+      wallMs += performance.now() - wallBegan;
+      cpuMs += processCpuMs() - cpuBegan;
+      rows += round.rows;
+    }
+    return [
+      `| store worker's appends alone, on disk: ${String(APPEND_ROUNDS)} rounds of ${INTAKE_EVENTS.toLocaleString('en-US')} events with their spans and attachments, packed, in ${String(WRITES_PER_ROUND)} writes a round | ${Math.round((rows * 1000) / wallMs).toLocaleString('en-US')} rows/s; ${((cpuMs * 1000) / rows).toFixed(2)} µs of CPU per row (${rows.toLocaleString('en-US')} rows) |`,
+    ];
+  } finally {
+    db.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -78,3 +78,44 @@ test("each event's stamp (the span its thread published as active) is stored, NU
     ],
   );
 });
+
+test('a NULL lands on its own row across validity bytes, words and data chunks (5,000 events, every value read back)', async (t) => {
+  // Which rows have a waker, a CUDA kernel and a stamp: patterns that differ in every bit of a
+  // mask byte and from one 64-row word and 2,048-row chunk to the next.
+  const kernel = (i: number) => i % 7 === 2;
+  // A waker is the other task of a futex wait only.
+  const waked = (i: number) => i % 3 !== 0 && !kernel(i);
+  const stamped = (i: number) => i % 130 < 65;
+  const events = Array.from({ length: 5000 }, (_, i) => ({
+    ...kernelEvent(
+      kernel(i) ? 'cuda.launch' : 'futex.wait',
+      { pid: 1000 + (i % 5), tid: i, comm: `t${String(i % 11)}` },
+      at(i),
+      at(i) + BigInt(i),
+      {
+        ...(waked(i) ? waker('futex', { pid: i % 2, tid: i + 1, comm: `w${String(i % 13)}` }) : {}),
+        ...(kernel(i) ? { [A.ATTR_CAUSEWAY_CUDA_KERNEL]: `k${String(i)}` } : {}),
+      },
+    ),
+    ...(stamped(i) ? { spanContext: { traceId: i.toString(16).padStart(32, '0'), spanId: 'c'.repeat(16) } } : {}),
+  }));
+  const store = await storeWith([], events);
+  t.after(() => store.close());
+  const rows = await store.rows(
+    `SELECT pid, tid, comm, end_ns - start_ns, other_pid, other_tid, other_comm, cuda_kernel, active_trace_id FROM kernel_events ORDER BY event_id`,
+  );
+  assert.deepEqual(
+    rows,
+    events.map((_, i) => [
+      1000 + (i % 5),
+      i,
+      `t${String(i % 11)}`,
+      BigInt(i),
+      waked(i) ? i % 2 : null,
+      waked(i) ? i + 1 : null,
+      waked(i) ? `w${String(i % 13)}` : null,
+      kernel(i) ? `k${String(i)}` : null,
+      stamped(i) ? i.toString(16).padStart(32, '0') : null,
+    ]),
+  );
+});
