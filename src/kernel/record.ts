@@ -666,23 +666,26 @@ export function decodeRecords(buf: Buffer): KernelRecord[] {
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const records: KernelRecord[] = [];
-  for (let r = 0, index = 0; r < buf.length; r += RECORD_SIZE, index++) {
-    const api = view.getUint16(r + E.api, true);
-    const header: Header = {
-      api: api & ~API_PER_THREAD,
-      perThread: (api & API_PER_THREAD) !== 0,
-      cpu: view.getUint32(r + E.cpu, true),
-      pid: view.getUint32(r + E.pid, true),
-      tid: view.getUint32(r + E.tid, true),
-      startNs: view.getBigUint64(r + E.start_ns, true),
-      endNs: view.getBigUint64(r + E.end_ns, true),
-      comm: comms.get(buf, view, r + E.comm),
-      spanContext: spanContext(buf, view, r + E.context),
-    };
-    // Onto the header, not spread into a new object: a copy less per record.
-    records.push(Object.assign(header, body(view.getUint16(r + E.kind, true), buf, view, r, index)));
-  }
+  for (let r = 0, index = 0; r < buf.length; r += RECORD_SIZE, index++) records.push(decodeRecord(buf, view, r, index));
   return records;
+}
+
+/** The record at byte `r` of a batch (`view` on the same bytes), its `index`-th. */
+export function decodeRecord(buf: Buffer, view: DataView, r: number, index: number): KernelRecord {
+  const api = view.getUint16(r + E.api, true);
+  const header: Header = {
+    api: api & ~API_PER_THREAD,
+    perThread: (api & API_PER_THREAD) !== 0,
+    cpu: view.getUint32(r + E.cpu, true),
+    pid: view.getUint32(r + E.pid, true),
+    tid: view.getUint32(r + E.tid, true),
+    startNs: view.getBigUint64(r + E.start_ns, true),
+    endNs: view.getBigUint64(r + E.end_ns, true),
+    comm: comms.get(buf, view, r + E.comm),
+    spanContext: spanContext(buf, view, r + E.context),
+  };
+  // Onto the header, not spread into a new object: a copy less per record.
+  return Object.assign(header, body(view.getUint16(r + E.kind, true), buf, view, r, index));
 }
 
 export interface Hello {
