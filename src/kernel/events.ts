@@ -12,6 +12,7 @@ import {
   RECORD_SIZE,
   cudaApiName,
   decodeRecord,
+  otherTaskAt,
   type KernelRecord,
   type Message,
   type RunqueueSum,
@@ -154,21 +155,6 @@ function setOtherTask(attributes: Attributes, kind: A.CausewayKindValue, t: Task
   attributes[keys.comm] = t.comm;
 }
 
-/** The other task a record names (otherTask): the top holder of a run-queue wait, the waker of a blocking or of a woken futex wait. */
-function recordOtherTask(record: KernelRecord): Task | undefined {
-  switch (record.kind) {
-    case Kind.SCHED_RUNQUEUE:
-      return record.runqueue.holders[0];
-    case Kind.SCHED_BLOCKED:
-      return record.blocked.waker;
-    case Kind.FUTEX_WAIT:
-      // pid 0: the wait ended without a wake (timeout, signal, value changed).
-      return record.futex.waker.pid === 0 ? undefined : record.futex.waker;
-    default:
-      return undefined;
-  }
-}
-
 /**
  * An event's attributes for a reader that reads them once (the store's packing): a shaped event
  * does not keep them then, and the correlator holding it holds no more than before.
@@ -283,17 +269,16 @@ class ShapedEvent implements KernelEvent {
   }
 
   get attributes(): Attributes {
-    return (this.#attributes ??= this.#shaper.attributes(this.record(), this.#process, this.#said));
+    return (this.#attributes ??= this.#shaper.attributes(this.record(), this.#process, this.#said, this.otherTask()));
   }
 
   /** Its attributes, kept if already made, else made and not kept: for a reader that reads them once. */
   attributesOnce(): Attributes {
-    return this.#attributes ?? this.#shaper.attributes(this.record(), this.#process, this.#said);
+    return this.#attributes ?? this.#shaper.attributes(this.record(), this.#process, this.#said, this.otherTask());
   }
 
   otherTask(): Task | undefined {
-    const task = recordOtherTask(this.record());
-    return task === undefined ? undefined : { pid: task.pid, tid: task.tid, comm: task.comm };
+    return otherTaskAt(this.#bytes.buf, this.#bytes.view, this.#at);
   }
 
   private record(): EventRecord {
@@ -366,17 +351,17 @@ export class EventShaper {
   }
 
   /** A shaped event's attributes: from its record, read again from its batch, and what was known of it when it was shaped. */
-  attributes(record: EventRecord, process: ProcessInfo, said: Said): Attributes {
+  attributes(record: EventRecord, process: ProcessInfo, said: Said, other: Task | undefined): Attributes {
     const attributes = processAttributes(process);
     if (record.kind === Kind.IPC_MESSAGE) describeMessage(record.message, attributes);
     else if (record.kind === Kind.CUDA_LAUNCHES) this.launches(record, said as LaunchesNamed, attributes);
     else if (record.kind === Kind.SCHED_RUNQUEUE_SUM) describeRunqueueSum(record.runqueueSum, record.cpu, attributes);
-    else this.describe(record, said, attributes);
+    else this.describe(record, said, other, attributes);
     return attributes;
   }
 
   /** Adds the attributes of the record's kind. */
-  private describe(record: DescribedRecord, said: Said, attributes: Attributes): void {
+  private describe(record: DescribedRecord, said: Said, other: Task | undefined, attributes: Attributes): void {
     switch (record.kind) {
       case Kind.CUDA_LAUNCH:
         this.launch(record, said as Launched, attributes);
@@ -405,18 +390,18 @@ export class EventShaper {
         break;
       }
       case Kind.SCHED_RUNQUEUE:
-        this.runqueue(record, attributes);
+        this.runqueue(record, other, attributes);
         break;
       case Kind.SCHED_BLOCKED:
         attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
-        setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED, recordOtherTask(record));
+        setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED, other);
         attributes[A.ATTR_CAUSEWAY_SCHED_STATE] = taskState(record.blocked.state);
         break;
       case Kind.FUTEX_WAIT: {
         const { futex } = record;
         attributes[A.ATTR_CAUSEWAY_FUTEX_UADDR] = hex(futex.uaddr);
         attributes[A.ATTR_CAUSEWAY_FUTEX_OP] = futexOp(futex.op);
-        setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT, recordOtherTask(record));
+        setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT, other);
         attributes[A.ATTR_CAUSEWAY_FUTEX_RESULT] = futex.ret;
         break;
       }
@@ -454,10 +439,13 @@ export class EventShaper {
    * others that held it, most on-CPU time first; and the time Causeway's own processes held it,
    * the tracer's share, apart from that list.
    */
-  private runqueue(record: Extract<EventRecord, { kind: typeof Kind.SCHED_RUNQUEUE }>, attributes: Attributes): void {
+  private runqueue(
+    record: Extract<EventRecord, { kind: typeof Kind.SCHED_RUNQUEUE }>,
+    top: Task | undefined,
+    attributes: Attributes,
+  ): void {
     const { holders, seenNs, preempted } = record.runqueue;
     attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
-    const top = holders[0];
     if (top !== undefined) {
       setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE, top);
       if (this.parts.self.has(top.pid)) attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] = true;

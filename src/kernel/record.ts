@@ -434,6 +434,26 @@ function task(buf: Buffer, view: DataView, at: number): Task {
   };
 }
 
+/**
+ * The other task record `r` of a batch names, read from its bytes alone: the top holder of a
+ * run-queue wait, the waker of a blocking, or of a futex wait that was woken (pid 0: it was not).
+ */
+export function otherTaskAt(buf: Buffer, view: DataView, r: number): Task | undefined {
+  const u = r + U;
+  switch (view.getUint16(r + E.kind, true)) {
+    case Kind.SCHED_RUNQUEUE: {
+      const top = u + RQ.holders + HO.fields.task;
+      return view.getUint32(top + T.tid, true) === 0 ? undefined : task(buf, view, top);
+    }
+    case Kind.SCHED_BLOCKED:
+      return task(buf, view, u + BL.waker);
+    case Kind.FUTEX_WAIT:
+      return view.getUint32(u + FX.waker + T.pid, true) === 0 ? undefined : task(buf, view, u + FX.waker);
+    default:
+      return undefined;
+  }
+}
+
 function dim3(view: DataView, at: number): number[] {
   return [view.getUint32(at, true), view.getUint32(at + 4, true), view.getUint32(at + 8, true)];
 }
