@@ -16,7 +16,7 @@ import { EpochClock } from './clock.js';
 import { CudaState } from './cuda.js';
 import { Demangler } from './demangle.js';
 import { BlockDevices } from './devices.js';
-import { EventShaper, KIND_NAMES, SUMMARIZED, eventsCovered, type KernelEvent } from './events.js';
+import { EventShaper, KIND_NAMES, SUMMARIZED, eventsCovered, recordBytes, type KernelEvent } from './events.js';
 import type { Frame } from './frames.js';
 import { GpuProcesses, type GpuProcess } from './gpu-processes.js';
 import { Loader, type LoaderEnd, type LoaderHealth, type LoaderMessage } from './loader.js';
@@ -626,8 +626,11 @@ export class KernelCapture {
     this.runRecords += records.length;
     await this.parts.cuda.learnNames(records);
     const events: KernelEvent[] = [];
-    for (const record of records) {
-      const event = this.parts.shaper.shape(record);
+    const bytes = recordBytes(payload);
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i];
+      if (record === undefined) continue;
+      const event = this.parts.shaper.shape(record, bytes, i);
       if (event === undefined) continue;
       events.push(event);
       this.emitted[record.kind] = (this.emitted[record.kind] ?? 0) + 1;

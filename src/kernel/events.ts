@@ -2,14 +2,17 @@
 // kind, Unix epoch nanosecond times, and attributes named by semconv/.
 import * as A from '../semconv/attributes.js';
 import type { EpochClock } from './clock.js';
-import type { CudaState, Inflight } from './cuda.js';
+import type { CudaState, Inflight, Launched, Synced } from './cuda.js';
 import type { BlockDevices } from './devices.js';
-import type { ProcessTable } from './processes.js';
+import type { ProcessInfo, ProcessTable } from './processes.js';
 import {
   DEVICE_UNKNOWN,
   Kind,
   MESSAGE_PIPE,
+  RECORD_SIZE,
   cudaApiName,
+  decodeRecord,
+  otherTaskAt,
   type KernelRecord,
   type Message,
   type RunqueueSum,
@@ -81,8 +84,9 @@ export const SUMMARIZED: Readonly<Partial<Record<A.CausewayKindValue, A.Causeway
 
 /** How many kernel events an event stands for: a summary's count, 1 for any other. */
 export function eventsCovered(event: KernelEvent): number {
+  if (SUMMARIZED[event.kind] === undefined) return 1;
   const count = event.attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT];
-  return SUMMARIZED[event.kind] !== undefined && typeof count === 'number' ? count : 1;
+  return typeof count === 'number' ? count : 1;
 }
 
 /**
@@ -143,13 +147,20 @@ const OTHER_TASK: Readonly<Partial<Record<A.CausewayKindValue, TaskKeys>>> = {
   },
 };
 
-function setOtherTask(attributes: Attributes, kind: A.CausewayKindValue, t: Task): void {
+function setOtherTask(attributes: Attributes, kind: A.CausewayKindValue, t: Task | undefined): void {
   const keys = OTHER_TASK[kind];
-  if (keys === undefined) return;
+  if (keys === undefined || t === undefined) return;
   attributes[keys.pid] = t.pid;
   attributes[keys.tid] = t.tid;
   attributes[keys.comm] = t.comm;
 }
+
+/**
+ * An event's attributes for a reader that reads them once (the store's packing): a shaped event
+ * does not keep them then, and the correlator holding it holds no more than before.
+ */
+export const attributesOnce = (event: KernelEvent): Attributes =>
+  event instanceof ShapedEvent ? event.attributesOnce() : event.attributes;
 
 /**
  * The other task an event names: for sched.runqueue the task that held the CPU, for
@@ -157,12 +168,14 @@ function setOtherTask(attributes: Attributes, kind: A.CausewayKindValue, t: Task
  * Undefined when the kind names none or the event does not say.
  */
 export function otherTask(event: KernelEvent): { pid: number; tid?: number; comm?: string } | undefined {
+  // Linking asks this of every wait of every span joined: read from the record, its attributes not made for it.
+  if (event instanceof ShapedEvent) return event.otherTask();
   const keys = OTHER_TASK[event.kind];
   const pid = keys === undefined ? undefined : event.attributes[keys.pid];
   if (keys === undefined || typeof pid !== 'number') return undefined;
   const tid = event.attributes[keys.tid];
   const comm = event.attributes[keys.comm];
-  // Built in place, not from spreads: linking asks this of every wait of every span joined.
+  // Built in place, not from spreads.
   const task: { pid: number; tid?: number; comm?: string } = { pid };
   if (typeof tid === 'number') task.tid = tid;
   if (typeof comm === 'string') task.comm = comm;
@@ -208,14 +221,80 @@ export interface EventShaperParts {
   self: Pick<ReadonlySet<number>, 'has'>;
 }
 
+/** A batch of records (one EVENTS frame's), shared by the events shaped from it: their attributes are read from it. */
+export interface RecordBytes {
+  buf: Buffer;
+  view: DataView;
+}
+
+export const recordBytes = (buf: Buffer): RecordBytes => ({
+  buf,
+  view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength),
+});
+
+/** What the CUDA state said of a record when it was shaped, by kind: what its attributes need besides its bytes. */
+type Said = Launched | Synced | LaunchesNamed | number | undefined;
+type LaunchesNamed = ReturnType<CudaState['launches']>;
+
+/**
+ * A kernel event as shaped from its record. Its attributes are made when first read, from the
+ * record's bytes in its batch, the process as known when it was shaped, and what the CUDA state
+ * said then: most events held for joining are never read, and an object of attributes each
+ * (with its lists) was most of what the correlator held and the collector traced.
+ */
+class ShapedEvent implements KernelEvent {
+  // Private (#), so that a copy made by spreading (a linked wait) holds none of them.
+  readonly #shaper: EventShaper;
+  readonly #bytes: RecordBytes;
+  readonly #at: number;
+  readonly #process: ProcessInfo;
+  readonly #said: Said;
+  #attributes: Attributes | undefined;
+
+  constructor(
+    readonly kind: A.CausewayKindValue,
+    readonly pid: number,
+    readonly tid: number,
+    readonly comm: string,
+    readonly startUnixNano: bigint,
+    readonly endUnixNano: bigint,
+    readonly spanContext: SpanContextStamp | undefined,
+    from: { shaper: EventShaper; bytes: RecordBytes; at: number; process: ProcessInfo; said: Said },
+  ) {
+    this.#shaper = from.shaper;
+    this.#bytes = from.bytes;
+    this.#at = from.at;
+    this.#process = from.process;
+    this.#said = from.said;
+  }
+
+  get attributes(): Attributes {
+    return (this.#attributes ??= this.#shaper.attributes(this.record(), this.#process, this.#said, this.otherTask()));
+  }
+
+  /** Its attributes, kept if already made, else made and not kept: for a reader that reads them once. */
+  attributesOnce(): Attributes {
+    return this.#attributes ?? this.#shaper.attributes(this.record(), this.#process, this.#said, this.otherTask());
+  }
+
+  otherTask(): Task | undefined {
+    return otherTaskAt(this.#bytes.buf, this.#bytes.view, this.#at);
+  }
+
+  private record(): EventRecord {
+    return decodeRecord(this.#bytes.buf, this.#bytes.view, this.#at, this.#at / RECORD_SIZE) as EventRecord;
+  }
+}
+
 export class EventShaper {
   constructor(private readonly parts: EventShaperParts) {}
 
   /**
-   * The event a record describes, or undefined for bookkeeping records.
-   * Records must have gone through CudaState.learnNames first.
+   * The event a record describes, or undefined for bookkeeping records: record `index` of
+   * `bytes`, as decodeRecords decoded it. Records must have gone through CudaState.learnNames
+   * first; the CUDA state is updated here, in record order.
    */
-  shape(record: KernelRecord): KernelEvent | undefined {
+  shape(record: KernelRecord, bytes: RecordBytes, index: number): KernelEvent | undefined {
     switch (record.kind) {
       case Kind.PROC_EXEC:
         this.parts.processes.forget(record.pid);
@@ -228,31 +307,67 @@ export class EventShaper {
       case Kind.PROC_EXIT:
         return undefined;
     }
-    const attributes = this.processAttributes(record.pid);
-    if (record.kind === Kind.IPC_MESSAGE) describeMessage(record.message, attributes);
-    else if (record.kind === Kind.CUDA_LAUNCHES) this.launches(record, attributes);
-    else if (record.kind === Kind.SCHED_RUNQUEUE_SUM) describeRunqueueSum(record.runqueueSum, record.cpu, attributes);
-    else this.describe(record, attributes);
-    return {
-      kind: KIND_NAMES[record.kind],
-      pid: record.pid,
-      tid: record.tid,
-      comm: record.comm,
-      startUnixNano: this.parts.clock.toUnixNano(record.startNs),
-      endUnixNano: this.parts.clock.toUnixNano(record.endNs),
-      attributes,
-      spanContext: record.spanContext,
-    };
+    return new ShapedEvent(
+      KIND_NAMES[record.kind],
+      record.pid,
+      record.tid,
+      record.comm,
+      this.parts.clock.toUnixNano(record.startNs),
+      this.parts.clock.toUnixNano(record.endNs),
+      record.spanContext,
+      {
+        shaper: this,
+        bytes,
+        at: index * RECORD_SIZE,
+        process: this.parts.processes.get(record.pid),
+        said: this.update(record),
+      },
+    );
   }
 
-  /** Adds the attributes of the record's kind, and updates the CUDA state it changes. */
-  private describe(record: DescribedRecord, attributes: Attributes): void {
+  /** Updates the CUDA state a record changes; returns what its attributes need of it. */
+  private update(record: EventRecord): Said {
+    const { cuda } = this.parts;
     switch (record.kind) {
       case Kind.CUDA_LAUNCH:
-        this.launch(record, attributes);
+        return cuda.launch(record, record.endNs - record.startNs >= LAUNCH_BLOCKED_NS);
+      case Kind.CUDA_SYNC:
+        return cuda.synced(record);
+      case Kind.CUDA_MEMCPY:
+        cuda.copied(record);
+        return undefined;
+      case Kind.CUDA_MALLOC: {
+        const { malloc } = record;
+        if (malloc.free) return cuda.freed(record.pid, malloc.ptr);
+        const bytes = Number(malloc.bytes);
+        if (malloc.ret === 0) cuda.allocated(record.pid, malloc.ptr, bytes);
+        return bytes;
+      }
+      case Kind.CUDA_LAUNCHES:
+        return cuda.launches(record);
+      default:
+        return undefined;
+    }
+  }
+
+  /** A shaped event's attributes: from its record, read again from its batch, and what was known of it when it was shaped. */
+  attributes(record: EventRecord, process: ProcessInfo, said: Said, other: Task | undefined): Attributes {
+    const attributes = processAttributes(process);
+    if (record.kind === Kind.IPC_MESSAGE) describeMessage(record.message, attributes);
+    else if (record.kind === Kind.CUDA_LAUNCHES) this.launches(record, said as LaunchesNamed, attributes);
+    else if (record.kind === Kind.SCHED_RUNQUEUE_SUM) describeRunqueueSum(record.runqueueSum, record.cpu, attributes);
+    else this.describe(record, said, other, attributes);
+    return attributes;
+  }
+
+  /** Adds the attributes of the record's kind. */
+  private describe(record: DescribedRecord, said: Said, other: Task | undefined, attributes: Attributes): void {
+    switch (record.kind) {
+      case Kind.CUDA_LAUNCH:
+        this.launch(record, said as Launched, attributes);
         break;
       case Kind.CUDA_SYNC:
-        this.sync(record, attributes);
+        this.sync(record, said as Synced, attributes);
         break;
       case Kind.CUDA_MEMCPY: {
         const { memcpy } = record;
@@ -261,7 +376,6 @@ export class EventShaper {
         attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_DIRECTION] = memcpyDirection(memcpy.direction);
         attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_ASYNC] = memcpy.async;
         if (memcpy.async) attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(memcpy.stream);
-        this.parts.cuda.copied(record);
         break;
       }
       case Kind.CUDA_MALLOC: {
@@ -271,28 +385,23 @@ export class EventShaper {
           ? A.CAUSEWAY_CUDA_MALLOC_OP_VALUE_FREE
           : A.CAUSEWAY_CUDA_MALLOC_OP_VALUE_ALLOC;
         attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_PTR] = hex(malloc.ptr);
-        let bytes: number | undefined = Number(malloc.bytes);
-        if (malloc.free) bytes = this.parts.cuda.freed(record.pid, malloc.ptr);
-        else if (malloc.ret === 0) this.parts.cuda.allocated(record.pid, malloc.ptr, bytes);
+        const bytes = said as number | undefined;
         if (bytes !== undefined) attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_BYTES] = bytes;
         break;
       }
       case Kind.SCHED_RUNQUEUE:
-        this.runqueue(record, attributes);
+        this.runqueue(record, other, attributes);
         break;
       case Kind.SCHED_BLOCKED:
         attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
-        setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED, record.blocked.waker);
+        setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED, other);
         attributes[A.ATTR_CAUSEWAY_SCHED_STATE] = taskState(record.blocked.state);
         break;
       case Kind.FUTEX_WAIT: {
         const { futex } = record;
         attributes[A.ATTR_CAUSEWAY_FUTEX_UADDR] = hex(futex.uaddr);
         attributes[A.ATTR_CAUSEWAY_FUTEX_OP] = futexOp(futex.op);
-        // pid 0: the wait ended without a wake (timeout, signal, value changed).
-        if (futex.waker.pid !== 0) {
-          setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT, futex.waker);
-        }
+        setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT, other);
         attributes[A.ATTR_CAUSEWAY_FUTEX_RESULT] = futex.ret;
         break;
       }
@@ -330,10 +439,13 @@ export class EventShaper {
    * others that held it, most on-CPU time first; and the time Causeway's own processes held it,
    * the tracer's share, apart from that list.
    */
-  private runqueue(record: Extract<EventRecord, { kind: typeof Kind.SCHED_RUNQUEUE }>, attributes: Attributes): void {
+  private runqueue(
+    record: Extract<EventRecord, { kind: typeof Kind.SCHED_RUNQUEUE }>,
+    top: Task | undefined,
+    attributes: Attributes,
+  ): void {
     const { holders, seenNs, preempted } = record.runqueue;
     attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = record.cpu;
-    const top = holders[0];
     if (top !== undefined) {
       setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE, top);
       if (this.parts.self.has(top.pid)) attributes[A.ATTR_CAUSEWAY_SCHED_HOLDER_CAUSEWAY] = true;
@@ -366,9 +478,12 @@ export class EventShaper {
   }
 
   /** A kernel or graph launch: what ran (or was captured), where; for one that blocked, what was queued ahead. */
-  private launch(record: Extract<EventRecord, { kind: typeof Kind.CUDA_LAUNCH }>, attributes: Attributes): void {
+  private launch(
+    record: Extract<EventRecord, { kind: typeof Kind.CUDA_LAUNCH }>,
+    launched: Launched,
+    attributes: Attributes,
+  ): void {
     const { launch } = record;
-    const launched = this.parts.cuda.launch(record, record.endNs - record.startNs >= LAUNCH_BLOCKED_NS);
     this.cuda(attributes, record, launch.ret, launch.device);
     attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(launch.stream);
     if (launched.captured) attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED] = true;
@@ -397,9 +512,12 @@ export class EventShaper {
   }
 
   /** A window of a thread's quick launches (in-kernel reduction): each kernel with its count, queued on the stream. */
-  private launches(record: Extract<EventRecord, { kind: typeof Kind.CUDA_LAUNCHES }>, attributes: Attributes): void {
+  private launches(
+    record: Extract<EventRecord, { kind: typeof Kind.CUDA_LAUNCHES }>,
+    { names, counts, captured }: LaunchesNamed,
+    attributes: Attributes,
+  ): void {
     const { launches } = record;
-    const { names, counts, captured } = this.parts.cuda.launches(record);
     this.cuda(attributes, record, 0, launches.device);
     attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(launches.stream);
     if (captured) attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED] = true;
@@ -411,9 +529,12 @@ export class EventShaper {
   }
 
   /** A wait for the GPU, blocking or polling: on what, and what it found in flight. */
-  private sync(record: Extract<EventRecord, { kind: typeof Kind.CUDA_SYNC }>, attributes: Attributes): void {
+  private sync(
+    record: Extract<EventRecord, { kind: typeof Kind.CUDA_SYNC }>,
+    synced: Synced,
+    attributes: Attributes,
+  ): void {
     const { sync } = record;
-    const synced = this.parts.cuda.synced(record);
     this.cuda(attributes, record, sync.ret, synced.device ?? sync.device);
     if (synced.event !== undefined) attributes[A.ATTR_CAUSEWAY_CUDA_EVENT] = hex(synced.event);
     if (synced.stream !== undefined) attributes[A.ATTR_CAUSEWAY_CUDA_STREAM] = hex(synced.stream);
@@ -429,14 +550,14 @@ export class EventShaper {
     attributes[A.ATTR_CAUSEWAY_CUDA_ERROR] = ret;
     if (device !== DEVICE_UNKNOWN) attributes[A.ATTR_CAUSEWAY_CUDA_DEVICE] = device;
   }
+}
 
-  private processAttributes(pid: number): Attributes {
-    const attributes: Attributes = {};
-    const info = this.parts.processes.get(pid);
-    if (info.executable !== undefined) attributes[A.ATTR_PROCESS_EXECUTABLE_PATH] = info.executable;
-    if (info.containerId !== undefined) attributes[A.ATTR_CONTAINER_ID] = info.containerId;
-    // Only worth saying when the process sees itself under another pid.
-    if (info.nspid !== undefined && info.nspid.length > 1) attributes[A.ATTR_CAUSEWAY_PROCESS_NSPID] = info.nspid;
-    return attributes;
-  }
+/** The process's attributes, as known when its event was shaped. */
+function processAttributes(info: ProcessInfo): Attributes {
+  const attributes: Attributes = {};
+  if (info.executable !== undefined) attributes[A.ATTR_PROCESS_EXECUTABLE_PATH] = info.executable;
+  if (info.containerId !== undefined) attributes[A.ATTR_CONTAINER_ID] = info.containerId;
+  // Only worth saying when the process sees itself under another pid.
+  if (info.nspid !== undefined && info.nspid.length > 1) attributes[A.ATTR_CAUSEWAY_PROCESS_NSPID] = info.nspid;
+  return attributes;
 }

@@ -434,6 +434,26 @@ function task(buf: Buffer, view: DataView, at: number): Task {
   };
 }
 
+/**
+ * The other task record `r` of a batch names, read from its bytes alone: the top holder of a
+ * run-queue wait, the waker of a blocking, or of a futex wait that was woken (pid 0: it was not).
+ */
+export function otherTaskAt(buf: Buffer, view: DataView, r: number): Task | undefined {
+  const u = r + U;
+  switch (view.getUint16(r + E.kind, true)) {
+    case Kind.SCHED_RUNQUEUE: {
+      const top = u + RQ.holders + HO.fields.task;
+      return view.getUint32(top + T.tid, true) === 0 ? undefined : task(buf, view, top);
+    }
+    case Kind.SCHED_BLOCKED:
+      return task(buf, view, u + BL.waker);
+    case Kind.FUTEX_WAIT:
+      return view.getUint32(u + FX.waker + T.pid, true) === 0 ? undefined : task(buf, view, u + FX.waker);
+    default:
+      return undefined;
+  }
+}
+
 function dim3(view: DataView, at: number): number[] {
   return [view.getUint32(at, true), view.getUint32(at + 4, true), view.getUint32(at + 8, true)];
 }
@@ -666,23 +686,26 @@ export function decodeRecords(buf: Buffer): KernelRecord[] {
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const records: KernelRecord[] = [];
-  for (let r = 0, index = 0; r < buf.length; r += RECORD_SIZE, index++) {
-    const api = view.getUint16(r + E.api, true);
-    const header: Header = {
-      api: api & ~API_PER_THREAD,
-      perThread: (api & API_PER_THREAD) !== 0,
-      cpu: view.getUint32(r + E.cpu, true),
-      pid: view.getUint32(r + E.pid, true),
-      tid: view.getUint32(r + E.tid, true),
-      startNs: view.getBigUint64(r + E.start_ns, true),
-      endNs: view.getBigUint64(r + E.end_ns, true),
-      comm: comms.get(buf, view, r + E.comm),
-      spanContext: spanContext(buf, view, r + E.context),
-    };
-    // Onto the header, not spread into a new object: a copy less per record.
-    records.push(Object.assign(header, body(view.getUint16(r + E.kind, true), buf, view, r, index)));
-  }
+  for (let r = 0, index = 0; r < buf.length; r += RECORD_SIZE, index++) records.push(decodeRecord(buf, view, r, index));
   return records;
+}
+
+/** The record at byte `r` of a batch (`view` on the same bytes), its `index`-th. */
+export function decodeRecord(buf: Buffer, view: DataView, r: number, index: number): KernelRecord {
+  const api = view.getUint16(r + E.api, true);
+  const header: Header = {
+    api: api & ~API_PER_THREAD,
+    perThread: (api & API_PER_THREAD) !== 0,
+    cpu: view.getUint32(r + E.cpu, true),
+    pid: view.getUint32(r + E.pid, true),
+    tid: view.getUint32(r + E.tid, true),
+    startNs: view.getBigUint64(r + E.start_ns, true),
+    endNs: view.getBigUint64(r + E.end_ns, true),
+    comm: comms.get(buf, view, r + E.comm),
+    spanContext: spanContext(buf, view, r + E.context),
+  };
+  // Onto the header, not spread into a new object: a copy less per record.
+  return Object.assign(header, body(view.getUint16(r + E.kind, true), buf, view, r, index));
 }
 
 export interface Hello {

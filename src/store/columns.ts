@@ -5,7 +5,7 @@
 // the main thread, which also decodes and joins, pays only for packing. Structured-cloning row
 // objects cost both threads more than the write itself; the worker appends a packed batch to
 // DuckDB a data chunk at a time (database.ts) instead of a call per value.
-import { otherTask, type Attributes, type KernelEvent } from '../kernel/events.js';
+import { attributesOnce, otherTask, type Attributes, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 
 /** How a column is packed; a varchar column holds indexes into the batch's strings. */
@@ -240,6 +240,7 @@ export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
   for (let i = 0; i < events.length; i++) {
     const event = events[i] as KernelEvent;
     const other = otherTask(event);
+    const own = attributesOnce(event);
     ids[i] = id++;
     kinds[i] = packing.string(event.kind);
     pids[i] = event.pid;
@@ -251,8 +252,8 @@ export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
     otherPids[i] = other?.pid ?? NULL;
     otherTids[i] = other?.tid ?? NULL;
     otherComms[i] = packing.string(other?.comm);
-    kernels[i] = packing.string(cudaKernel(event.attributes));
-    attributes[i] = packAttributes(event.attributes, packing);
+    kernels[i] = packing.string(cudaKernel(own));
+    attributes[i] = packAttributes(own, packing);
     activeTraces[i] = packing.string(event.spanContext?.traceId);
     activeSpans[i] = packing.string(event.spanContext?.spanId);
   }

@@ -8,7 +8,14 @@ import { EpochClock } from '../../src/kernel/clock.js';
 import { CudaState } from '../../src/kernel/cuda.js';
 import { Demangler } from '../../src/kernel/demangle.js';
 import { BlockDevices } from '../../src/kernel/devices.js';
-import { EventShaper, eventsCovered, isPipe, type KernelEvent } from '../../src/kernel/events.js';
+import {
+  EventShaper,
+  eventsCovered,
+  isPipe,
+  otherTask,
+  recordBytes,
+  type KernelEvent,
+} from '../../src/kernel/events.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
 import { CudaApi, DEVICE_UNKNOWN, Kind, LAYOUT, MESSAGE_PIPE, decodeRecords } from '../../src/kernel/record.js';
 import { launch, launches, malloc, op, record, register, runqueue, sync, writeTask } from './records.js';
@@ -41,9 +48,11 @@ function pipeline() {
     self: new Set([SELF_PID]),
   });
   return async (...records: Buffer[]): Promise<KernelEvent[]> => {
-    const decoded = decodeRecords(Buffer.concat(records));
+    const batch = Buffer.concat(records);
+    const decoded = decodeRecords(batch);
     await cuda.learnNames(decoded);
-    return decoded.map((r) => shaper.shape(r)).filter((e) => e !== undefined);
+    const bytes = recordBytes(batch);
+    return decoded.map((r, i) => shaper.shape(r, bytes, i)).filter((e) => e !== undefined);
   };
 }
 
@@ -341,6 +350,62 @@ test('cudaFree reports the bytes its cudaMalloc allocated', async () => {
       ['free', undefined],
     ],
   );
+});
+
+test('attributes read long after shaping are those of when the event was shaped, not of the CUDA state since', async () => {
+  const shape = pipeline();
+  const [allocated, freed] = await shape(
+    malloc({ pid, api: CudaApi.cudaMalloc, ptr: 0x7f00n, bytes: 4096n, free: false }),
+    malloc({ pid, api: CudaApi.cudaFree, ptr: 0x7f00n, bytes: 0n, free: true }),
+  );
+  // The same pointer again, bigger: shaped before the first events' attributes are read.
+  const [, freedAgain] = await shape(
+    malloc({ pid, api: CudaApi.cudaMalloc, ptr: 0x7f00n, bytes: 8192n, free: false }),
+    malloc({ pid, api: CudaApi.cudaFree, ptr: 0x7f00n, bytes: 0n, free: true }),
+  );
+  assert.equal(freedAgain?.attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_BYTES], 8192);
+  assert.equal(freed?.attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_BYTES], 4096);
+  assert.equal(allocated?.attributes[A.ATTR_CAUSEWAY_CUDA_MALLOC_PTR], '0x7f00');
+  assert.equal(freed.attributes, freed.attributes, 'made once, then kept');
+});
+
+test('the other task an event names is the same read from its record as from its attributes', async () => {
+  const B = LAYOUT.cw_blocked.fields;
+  const F = LAYOUT.cw_futex.fields;
+  const futex = (waker: { pid: number; tid: number; comm: string }) =>
+    record({
+      kind: Kind.FUTEX_WAIT,
+      pid,
+      body: (buf, u) => {
+        writeTask(buf, u + F.waker, waker);
+      },
+    });
+  const events = await pipeline()(
+    runqueue({ pid, holders: [{ pid: 50, tid: 51, comm: 'hog', oncpuNs: 6_000n }] }),
+    runqueue({ pid, holders: [] }),
+    record({
+      kind: Kind.SCHED_BLOCKED,
+      pid,
+      body: (buf, u) => {
+        writeTask(buf, u + B.waker, { pid: 0, tid: 0, comm: 'swapper/1' });
+      },
+    }),
+    futex({ pid: 7, tid: 9, comm: 'holder' }),
+    futex({ pid: 0, tid: 0, comm: '' }),
+    launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x5000n }),
+  );
+  // From the record (the attributes not yet made), then as any event with those attributes says it.
+  const fromRecords = events.map((e) => otherTask(e));
+  const fromAttributes = events.map((e) => otherTask({ ...e, attributes: e.attributes }));
+  assert.deepEqual(fromRecords, fromAttributes);
+  assert.deepEqual(fromRecords, [
+    { pid: 50, tid: 51, comm: 'hog' },
+    undefined,
+    { pid: 0, tid: 0, comm: 'swapper/1' },
+    { pid: 7, tid: 9, comm: 'holder' },
+    undefined,
+    undefined,
+  ]);
 });
 
 test('a futex wait names its waker, and a wait without one leaves the waker out', async () => {

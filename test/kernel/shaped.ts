@@ -1,7 +1,7 @@
 // Events as a capture makes them: loader records (built by records.ts) through the real decoder
 // and the shaper a capture uses, over this machine's process table.
 import { captureParts } from '../../src/kernel/capture.js';
-import type { KernelEvent } from '../../src/kernel/events.js';
+import { recordBytes, type KernelEvent } from '../../src/kernel/events.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
 import { decodeRecords } from '../../src/kernel/record.js';
 
@@ -13,9 +13,11 @@ export async function shaped(records: Buffer[], options: { self?: number[]; epoc
   for (const pid of options.self ?? []) parts.self.addLoader(pid);
   parts.clock.update(0n, options.epochNs ?? 0n);
   try {
-    const decoded = decodeRecords(Buffer.concat(records));
+    const batch = Buffer.concat(records);
+    const decoded = decodeRecords(batch);
     await parts.cuda.learnNames(decoded);
-    return decoded.map((r) => parts.shaper.shape(r)).filter((e): e is KernelEvent => e !== undefined);
+    const bytes = recordBytes(batch);
+    return decoded.map((r, i) => parts.shaper.shape(r, bytes, i)).filter((e): e is KernelEvent => e !== undefined);
   } finally {
     parts.demangler.close();
   }
