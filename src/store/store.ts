@@ -107,7 +107,8 @@ export const STORE_TABLES = {
 const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-function spanRow({ span, place }: PlacedSpan<AppSpan>): SpanRow {
+/** The store's row of an app span. */
+export function spanRow({ span, place }: PlacedSpan<AppSpan>): SpanRow {
   return {
     traceId: span.traceId,
     spanId: span.spanId,

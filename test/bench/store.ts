@@ -17,7 +17,7 @@ import { serveMcp } from '../../src/mcp/http.js';
 import type { AppSpan } from '../../src/otlp/index.js';
 import { packAttachments, packEvents, type Joined, type Packed } from '../../src/store/columns.js';
 import { StoreDatabase, type SpanRow } from '../../src/store/database.js';
-import { IN_MEMORY, Store } from '../../src/store/store.js';
+import { IN_MEMORY, Store, spanRow } from '../../src/store/store.js';
 import { DEFAULT_CONFIG } from '../../src/sidecar/index.js';
 import type { TargetCheck } from './load.js';
 import { percentile } from './pipeline.js';
@@ -320,24 +320,7 @@ function handedOver(batches: IntakeBatch[], firstId: bigint) {
   );
   const attachments: Packed[] = [];
   for (let i = 0; i < joined.length; i += 205) attachments.push(packAttachments(joined.slice(i, i + 205)));
-  const spans = batches.flatMap((b) =>
-    b.spans.map(({ span, place }): SpanRow => ({
-      traceId: span.traceId,
-      spanId: span.spanId,
-      parentSpanId: span.parentSpanId,
-      service: span.serviceName ?? 'unknown_service',
-      name: span.name,
-      kind: span.kind,
-      startUnixNano: span.startUnixNano,
-      endUnixNano: span.endUnixNano,
-      pid: place?.hostPid,
-      tid: place?.hostTid,
-      statusCode: 0,
-      attributes: span.attributes,
-      executable: undefined,
-      containerId: undefined,
-    })),
-  );
+  const spans = batches.flatMap((b) => b.spans.map(spanRow));
   const attached = joined.reduce((n, one) => n + one.eventIds.length, 0);
   return { packed, attachments, spans, rows: events.length + attached + spans.length };
 }

@@ -58,6 +58,20 @@ function pipeline() {
 
 const pid = process.pid;
 
+/** A FUTEX_WAIT_PRIVATE on 0x7ffd10 woken by `waker`, or timed out (-ETIMEDOUT) when its pid is 0. */
+const futexWait = (waker: { pid: number; tid: number; comm: string }) =>
+  record({
+    kind: Kind.FUTEX_WAIT,
+    pid,
+    body: (buf, u) => {
+      const F = LAYOUT.cw_futex.fields;
+      buf.writeBigUInt64LE(0x7ffd10n, u + F.uaddr);
+      writeTask(buf, u + F.waker, waker);
+      buf.writeUInt32LE(128, u + F.op);
+      buf.writeInt32LE(waker.pid === 0 ? -110 : 0, u + F.ret);
+    },
+  });
+
 test('a launch is named from __cudaRegisterFunction, demangled, and times become epoch nanoseconds', async () => {
   const events = await pipeline()(
     register({ pid, func: 0x5000n, name: '_Z6matmulPKfPfi' }),
@@ -371,15 +385,6 @@ test('attributes read long after shaping are those of when the event was shaped,
 
 test('the other task an event names is the same read from its record as from its attributes', async () => {
   const B = LAYOUT.cw_blocked.fields;
-  const F = LAYOUT.cw_futex.fields;
-  const futex = (waker: { pid: number; tid: number; comm: string }) =>
-    record({
-      kind: Kind.FUTEX_WAIT,
-      pid,
-      body: (buf, u) => {
-        writeTask(buf, u + F.waker, waker);
-      },
-    });
   const events = await pipeline()(
     runqueue({ pid, holders: [{ pid: 50, tid: 51, comm: 'hog', oncpuNs: 6_000n }] }),
     runqueue({ pid, holders: [] }),
@@ -390,8 +395,8 @@ test('the other task an event names is the same read from its record as from its
         writeTask(buf, u + B.waker, { pid: 0, tid: 0, comm: 'swapper/1' });
       },
     }),
-    futex({ pid: 7, tid: 9, comm: 'holder' }),
-    futex({ pid: 0, tid: 0, comm: '' }),
+    futexWait({ pid: 7, tid: 9, comm: 'holder' }),
+    futexWait({ pid: 0, tid: 0, comm: '' }),
     launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x5000n }),
   );
   // From the record (the attributes not yet made), then as any event with those attributes says it.
@@ -409,21 +414,9 @@ test('the other task an event names is the same read from its record as from its
 });
 
 test('a futex wait names its waker, and a wait without one leaves the waker out', async () => {
-  const F = LAYOUT.cw_futex.fields;
-  const futex = (waker: { pid: number; tid: number; comm: string }) =>
-    record({
-      kind: Kind.FUTEX_WAIT,
-      pid,
-      body: (buf, u) => {
-        buf.writeBigUInt64LE(0x7ffd10n, u + F.uaddr);
-        writeTask(buf, u + F.waker, waker);
-        buf.writeUInt32LE(128, u + F.op);
-        buf.writeInt32LE(waker.pid === 0 ? -110 : 0, u + F.ret);
-      },
-    });
   const [woken, timedOut] = await pipeline()(
-    futex({ pid: 7, tid: 9, comm: 'holder' }),
-    futex({ pid: 0, tid: 0, comm: '' }),
+    futexWait({ pid: 7, tid: 9, comm: 'holder' }),
+    futexWait({ pid: 0, tid: 0, comm: '' }),
   );
   assert.equal(woken?.kind, 'futex.wait');
   assert.equal(woken.attributes[A.ATTR_CAUSEWAY_FUTEX_WAKER_TID], 9);
