@@ -87,8 +87,17 @@ const STATUS_CODE_NAMES: Record<string, number> = {
 type Encoding = 'protobuf' | 'json';
 type Obj = Record<string, unknown>;
 
+// Looked up for every field a decoded span lacks (a protobuf request's defaults): converted once
+// per name, not by a regular expression per span.
+const SNAKE_NAMES = new Map<string, string>();
+
 function snake(camel: string): string {
-  return camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  let name = SNAKE_NAMES.get(camel);
+  if (name === undefined) {
+    name = camel.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    SNAKE_NAMES.set(camel, name);
+  }
+  return name;
 }
 
 /** A field by its lowerCamelCase name, or (JSON only) its snake_case name; null counts as absent. */
