@@ -116,8 +116,11 @@ test('frames waiting while the event loop has no idle time make the kernel shed,
     const until = performance.now() + 20;
     while (performance.now() < until);
   }, 1);
-  await waitFor('told to shed', () => told('shed on'));
-  clearInterval(busy);
+  try {
+    await waitFor('told to shed', () => told('shed on'));
+  } finally {
+    clearInterval(busy);
+  }
   const on = messages.find((m) => m.fields.event === 'shed' && m.fields.on === true);
   assert.ok(Number(on?.fields.loopUtilization) >= SHED_UTILIZATION, JSON.stringify(on));
   assert.ok(Number(on?.fields.backlog) < SHED_BACKLOG_FRAMES, 'shed for the busy loop, not for the backlog');
