@@ -6,10 +6,15 @@
 //
 // A kernel flood must not starve the rest of the sidecar (OTLP intake, MCP): the capture decodes
 // at most EVENTS_PER_TURN events per turn of the event loop, then yields. Frames that wait behind
-// that budget are the backlog; past SHED_BACKLOG_FRAMES for a second the loader is told to shed in the kernel
-// (the probes count what they skip), and the frames still waiting past it are shed here, their
-// bookkeeping records kept; both counted per kind. Shedding stops once the backlog is gone.
+// that budget are the backlog; past SHED_BACKLOG_FRAMES for a second, or with frames waiting while
+// the event loop had no idle time left over the last second (SHED_UTILIZATION: on a machine whose
+// cores the flood also takes, the main thread gets a fraction of one, and the per-turn budget
+// alone leaves it always runnable, answering OTLP requests seconds late), the loader is told to
+// shed in the kernel (the probes count what they skip), and the frames still waiting past
+// SHED_BACKLOG_FRAMES are shed here, their bookkeeping records kept; both counted per kind.
+// Shedding stops once the backlog is gone and the loop has idle time again.
 import type { Meter } from '@opentelemetry/api';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type * as A from '../semconv/attributes.js';
 import { EpochClock } from './clock.js';
@@ -155,6 +160,14 @@ export const SHED_BACKLOG_FRAMES = 16;
  * collection, a slow reader of `causeway capture`'s output) is not a flood, and the ring holds it.
  */
 const SHED_BEHIND_MS = 1000;
+/**
+ * The event loop's utilization over a second past which, with frames waiting, the kernel is told to
+ * shed: the main thread was idle less than a tenth of the time, so that OTLP intake and MCP wait
+ * behind kernel events for the CPU.
+ */
+export const SHED_UTILIZATION = 0.9;
+/** Over how long the event loop's utilization is taken. */
+const UTILIZATION_MS = 1000;
 /** Once told to shed, the kernel sheds at least this long: a flood resumes the moment shedding stops. */
 const SHED_AT_LEAST_MS = 1000;
 /** The DESIGN kinds, which shedding drops; bookkeeping records (names, execs, libraries) are always kept. */
@@ -294,6 +307,9 @@ export class KernelCapture {
   private behindSince: number | null = null;
   private shedEpisodes = 0;
   private eventsThisTurn = 0;
+  /** The event loop's utilization at the start of the current period, and that of the last whole period. */
+  private loopSince: { at: number; elu: EventLoopUtilization } | null = null;
+  private loopUtilization = 0;
 
   /** From the loader, or, given a replay, from its file. */
   constructor(
@@ -559,19 +575,23 @@ export class KernelCapture {
     if (loader === undefined) return;
     const backlog = loader.backlog - 1; // the frame being handled is one of them
     const now = Date.now();
+    const saturated = this.loopSaturated(now);
     if (backlog < SHED_BACKLOG_FRAMES) this.behindSince = null;
     else this.behindSince ??= now;
-    if (this.shedSince === null && this.behindSince !== null && now - this.behindSince >= SHED_BEHIND_MS) {
+    if (
+      this.shedSince === null &&
+      ((this.behindSince !== null && now - this.behindSince >= SHED_BEHIND_MS) || (saturated && backlog > 0))
+    ) {
       this.shedSince = now;
       this.shedEpisodes++;
       loader.shed(true);
       this.options.onMessage({
         level: 'warn',
-        msg: `kernel events are being shed: ${backlog} frames wait behind the ${EVENTS_PER_TURN}-events-per-turn budget`,
+        msg: `kernel events are being shed: ${backlog} frames wait behind the ${EVENTS_PER_TURN}-events-per-turn budget, the event loop ${Math.round(100 * this.loopUtilization)}% busy`,
         source: 'supervisor',
-        fields: { event: 'shed', on: true, backlog },
+        fields: { event: 'shed', on: true, backlog, loopUtilization: this.loopUtilization },
       });
-    } else if (this.shedSince !== null && backlog === 0 && now - this.shedSince >= SHED_AT_LEAST_MS) {
+    } else if (this.shedSince !== null && backlog === 0 && !saturated && now - this.shedSince >= SHED_AT_LEAST_MS) {
       this.shedSince = null;
       loader.shed(false);
       const { shed, shedDelivered } = this.counters();
@@ -583,6 +603,17 @@ export class KernelCapture {
         fields: { event: 'shed', on: false },
       });
     }
+  }
+
+  /** Whether the event loop's utilization over the last whole period was past SHED_UTILIZATION. */
+  private loopSaturated(now: number): boolean {
+    if (this.loopSince === null) this.loopSince = { at: now, elu: performance.eventLoopUtilization() };
+    else if (now - this.loopSince.at >= UTILIZATION_MS) {
+      const elu = performance.eventLoopUtilization();
+      this.loopUtilization = performance.eventLoopUtilization(elu, this.loopSince.elu).utilization;
+      this.loopSince = { at: now, elu };
+    }
+    return this.loopUtilization >= SHED_UTILIZATION;
   }
 
   /** While shedding and still behind, an EVENTS frame's event records are shed here (counted); its bookkeeping records are kept. */

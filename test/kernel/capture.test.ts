@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { KernelCapture, captureParts, loaderArgs } from '../../src/kernel/capture.js';
+import {
+  KernelCapture,
+  SHED_BACKLOG_FRAMES,
+  SHED_UTILIZATION,
+  captureParts,
+  loaderArgs,
+} from '../../src/kernel/capture.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import type { LoaderMessage } from '../../src/kernel/loader.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
@@ -86,6 +92,42 @@ test('a capture turns the loader stream into events and watermarks on the STATS 
   assert.equal(await m.value('causeway_kernel_shed', { kind: 'futex.wait', where: 'kernel' }), 8);
   assert.equal(await m.value('causeway_kernel_shed', { kind: 'futex.wait', where: 'sidecar' }), 0);
   assert.equal(await m.value('causeway_kernel_shedding'), 0);
+});
+
+test('frames waiting while the event loop has no idle time make the kernel shed, and it stops once the loop has idle time again', async (t) => {
+  const fake = fakeLoader('trickle');
+  const messages: LoaderMessage[] = [];
+  const onMessage = (message: LoaderMessage) => void messages.push(message);
+  const capture = new KernelCapture(
+    { pids: [], comms: [], libs: [], loaderPath: fake.path, onEvents: () => undefined, onMessage },
+    captureParts(new ProcessTable(), onMessage),
+  );
+  capture.start();
+  await capture.ready;
+  t.after(() => capture.stop());
+  const told = (command: string) => fake.log().some((entry) => entry.command === command);
+  const waitFor = async (what: string, done: () => boolean) => {
+    for (let i = 0; i < 300 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(done(), `never ${what}`);
+  };
+  // The loop keeps turning, and handles every frame, but is never idle: the main thread of a
+  // sidecar that gets a fraction of a core. Few frames wait at a time, far from the backlog threshold.
+  const busy = setInterval(() => {
+    const until = performance.now() + 20;
+    while (performance.now() < until);
+  }, 1);
+  try {
+    await waitFor('told to shed', () => told('shed on'));
+  } finally {
+    clearInterval(busy);
+  }
+  const on = messages.find((m) => m.fields.event === 'shed' && m.fields.on === true);
+  assert.ok(Number(on?.fields.loopUtilization) >= SHED_UTILIZATION, JSON.stringify(on));
+  assert.ok(Number(on?.fields.backlog) < SHED_BACKLOG_FRAMES, 'shed for the busy loop, not for the backlog');
+  assert.equal(capture.counters().shedding, true);
+  await waitFor('told to stop shedding', () => told('shed off'));
+  assert.equal(capture.counters().shedding, false);
+  assert.equal(capture.counters().shedEpisodes, 1);
 });
 
 test('a loader that exits is restarted and the capture gap counted, in its report and as instruments', async (t) => {

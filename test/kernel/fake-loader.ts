@@ -11,7 +11,9 @@ export type Scenario =
   /** Crashes (exit 1) on the first run, then runs until SIGTERM. */
   | 'crash-once'
   /** HELLO, a STATS pair, the EVENTS frame in <dir>/events, a WATERMARK; runs until SIGTERM, then a last STATS. */
-  | 'stream';
+  | 'stream'
+  /** As 'stream', then two WATERMARK frames at once every 10 ms: frames wait while the reader is busy. */
+  | 'trickle';
 
 const SCRIPT = (recordsModule: string) => `#!${process.execPath}
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
@@ -47,7 +49,10 @@ if (scenario === 'cannot-run') {
     out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: 6 }, shed: { [Kind.FUTEX_WAIT]: 8 }, events: { [Kind.SCHED_RUNQUEUE]: 12 }, unnamedKernels: 3 }));
     process.stdout.end(() => process.exit(0));
   });
-  setInterval(() => undefined, 1000);
+  if (scenario === 'trickle') {
+    let mono = 3000n;
+    setInterval(() => out(Buffer.concat([watermark(mono++), watermark(mono++)])), 10);
+  } else setInterval(() => undefined, 1000);
 }
 `;
 
