@@ -83,7 +83,7 @@ export interface StoreCounters {
 }
 
 /** Rows packed into one batch for the worker: a data chunk's worth (DuckDB's vector size). */
-const PACKED_ROWS = 2048;
+export const PACKED_ROWS = 2048;
 /** Rows buffered at most between flushes; beyond it, new rows are shed and counted. */
 const MAX_BUFFERED = 250_000;
 /** A worker is started again this many times at most with no write in between; one more stop and the store is down. */

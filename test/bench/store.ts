@@ -16,8 +16,8 @@ import type { KernelEvent } from '../../src/kernel/events.js';
 import { serveMcp } from '../../src/mcp/http.js';
 import type { AppSpan } from '../../src/otlp/index.js';
 import { packAttachments, packEvents, type Joined, type Packed } from '../../src/store/columns.js';
-import { StoreDatabase, type SpanRow } from '../../src/store/database.js';
-import { IN_MEMORY, Store, spanRow } from '../../src/store/store.js';
+import { StoreDatabase } from '../../src/store/database.js';
+import { IN_MEMORY, PACKED_ROWS, Store, spanRow } from '../../src/store/store.js';
 import { DEFAULT_CONFIG } from '../../src/sidecar/index.js';
 import type { TargetCheck } from './load.js';
 import { percentile } from './pipeline.js';
@@ -308,7 +308,8 @@ const WRITES_PER_ROUND = 12;
 function handedOver(batches: IntakeBatch[], firstId: bigint) {
   const events = batches.flatMap((b) => b.events);
   const packed: Packed[] = [];
-  for (let i = 0; i < events.length; i += 2048) packed.push(packEvents(events.slice(i, i + 2048), firstId + BigInt(i)));
+  for (let i = 0; i < events.length; i += PACKED_ROWS)
+    packed.push(packEvents(events.slice(i, i + PACKED_ROWS), firstId + BigInt(i)));
   const ids = new Map(events.map((event, i) => [event, firstId + BigInt(i)]));
   const joined: Joined[] = batches.flatMap((b) =>
     b.attachments.map(({ span, events: attached }) => ({
@@ -346,7 +347,7 @@ export async function storeAppendRows(): Promise<string[]> {
     let wallMs = 0;
     let cpuMs = 0;
     for (const round of rounds) {
-      const share = (list: unknown[], w: number) =>
+      const share = <T>(list: T[], w: number): T[] =>
         list.slice(
           Math.floor((w * list.length) / WRITES_PER_ROUND),
           Math.floor(((w + 1) * list.length) / WRITES_PER_ROUND),
@@ -355,9 +356,9 @@ export async function storeAppendRows(): Promise<string[]> {
       const cpuBegan = processCpuMs();
       for (let w = 0; w < WRITES_PER_ROUND; w++)
         await db.write(
-          share(round.packed, w) as Packed[],
-          share(round.spans, w) as SpanRow[],
-          share(round.attachments, w) as Packed[],
+          share(round.packed, w),
+          share(round.spans, w),
+          share(round.attachments, w),
           BigInt(Date.now()) * MS,
         );
       wallMs += performance.now() - wallBegan;

@@ -11,6 +11,7 @@ import type { KernelEvent } from '../../src/kernel/events.js';
 import type { LoaderMessage } from '../../src/kernel/loader.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
 import { CudaApi } from '../../src/kernel/record.js';
+import { until } from '../cli/sidecar.js';
 import { TestMeter } from '../export/meter.js';
 import { fakeLoader } from './fake-loader.js';
 import { launch, register } from './records.js';
@@ -106,18 +107,14 @@ test('frames waiting while the event loop has no idle time make the kernel shed,
   await capture.ready;
   t.after(() => capture.stop());
   const told = (command: string) => fake.log().some((entry) => entry.command === command);
-  const waitFor = async (what: string, done: () => boolean) => {
-    for (let i = 0; i < 300 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.ok(done(), `never ${what}`);
-  };
   // The loop keeps turning, and handles every frame, but is never idle: the main thread of a
   // sidecar that gets a fraction of a core. Few frames wait at a time, far from the backlog threshold.
   const busy = setInterval(() => {
-    const until = performance.now() + 20;
-    while (performance.now() < until);
+    const busyUntil = performance.now() + 20;
+    while (performance.now() < busyUntil);
   }, 1);
   try {
-    await waitFor('told to shed', () => told('shed on'));
+    await until('told to shed', 15_000, () => told('shed on') || undefined);
   } finally {
     clearInterval(busy);
   }
@@ -125,7 +122,7 @@ test('frames waiting while the event loop has no idle time make the kernel shed,
   assert.ok(Number(on?.fields.loopUtilization) >= SHED_UTILIZATION, JSON.stringify(on));
   assert.ok(Number(on?.fields.backlog) < SHED_BACKLOG_FRAMES, 'shed for the busy loop, not for the backlog');
   assert.equal(capture.counters().shedding, true);
-  await waitFor('told to stop shedding', () => told('shed off'));
+  await until('told to stop shedding', 15_000, () => told('shed off') || undefined);
   assert.equal(capture.counters().shedding, false);
   assert.equal(capture.counters().shedEpisodes, 1);
 });
