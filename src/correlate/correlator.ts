@@ -18,7 +18,8 @@
 // clock join them, that long after their end.
 // A span also gets the waits of other processes it waited on (linked.ts), from the same events.
 // The capture says when it shed events (addShed): a span of that time is joined marked so
-// (Attachment.shed), even with no event left, so that its missing waits are not read as none.
+// (Attachment.shed), so that its missing waits are not read as none; one left with no event is
+// only counted (handing on a summary for every span of a flood multiplied the export: issue 11).
 import type { Histogram, Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type { KernelEvent } from '../kernel/events.js';
@@ -111,7 +112,7 @@ export interface CorrelatorOptions<S extends JoinableSpan> {
 export interface CorrelatorCounters {
   spansJoined: number;
   spansWithEvents: number;
-  /** Joined while kernel events of their time were shed: marked so (causeway.attach.shed). */
+  /** Joined while kernel events of their time were shed: those with events left are marked so (causeway.attach.shed). */
   spansShed: number;
   spansNotHere: number;
   spansRefused: number;
@@ -547,11 +548,9 @@ export class Correlator<S extends JoinableSpan> {
       return { span, place, events: [...scopes.keys(), ...linked], scopes, shed: this.shedDuring(span) };
     });
     this.count.spansJoined += attachments.length;
-    const joined = attachments.filter((a) => a.events.length > 0 || a.shed);
-    for (const a of joined) {
-      if (a.events.length > 0) this.count.spansWithEvents++;
-      if (a.shed) this.count.spansShed++;
-    }
+    for (const a of attachments) if (a.shed) this.count.spansShed++;
+    const joined = attachments.filter((a) => a.events.length > 0);
+    this.count.spansWithEvents += joined.length;
     if (joined.length > 0) this.options.onJoined(joined);
   }
 
@@ -610,7 +609,7 @@ export class Correlator<S extends JoinableSpan> {
         spansWithEvents: counter('causeway_correlator_spans_with_events', 'App spans that had kernel events.'),
         spansShed: counter(
           'causeway_correlator_spans_shed',
-          'App spans joined while kernel events of their time were shed (capture was behind): marked causeway.attach.shed.',
+          'App spans joined while kernel events of their time were shed (capture was behind); those with events left are marked causeway.attach.shed.',
         ),
         spansNotHere: counter('causeway_correlator_spans_not_here', 'App spans from processes not on this host.'),
         spansRefused: counter('causeway_correlator_spans_refused', 'App spans refused: too many waiting to be joined.'),
