@@ -368,8 +368,9 @@ export class KernelCapture {
   private lostInGaps = 0;
   private readonly shedDelivered = new Array<number>(Kind.MAX).fill(0);
   private readonly shedLate = new Array<number>(Kind.MAX).fill(0);
-  /** Since when records are shed for their lag; null while they are not. */
+  /** Since when records are shed for their lag, and when some last were; null while they are not. */
   private lateSince: number | null = null;
+  private lateLast = 0;
   private readonly monoNow: () => bigint;
   private shedSince: number | null = null;
   /** Since when frames have waited past SHED_BACKLOG_FRAMES; null while they do not. */
@@ -547,6 +548,7 @@ export class KernelCapture {
     this.shedOrCatchUp();
     // Before a watermark joins the spans of the time shed so far.
     if (this.shedSince !== null) this.kernelShed(this.shedSince, this.lastFrameAt);
+    this.caughtUpLate(this.lastFrameAt);
     switch (frame.type) {
       case FrameType.HELLO:
         this.hello(frame.payload);
@@ -733,9 +735,10 @@ export class KernelCapture {
         return true;
       }),
     );
-    const wallNow = Date.now();
-    if (kept !== payload && this.lateSince === null) {
-      this.lateSince = wallNow;
+    if (kept === payload) return payload;
+    this.lateLast = Date.now();
+    if (this.lateSince === null) {
+      this.lateSince = this.lateLast;
       const lagMs = Number((now - oldest) / 1_000_000n);
       this.options.onMessage({
         level: 'warn',
@@ -743,17 +746,21 @@ export class KernelCapture {
         source: 'supervisor',
         fields: { event: 'shed_late', on: true, lagMs },
       });
-    } else if (kept === payload && this.lateSince !== null && wallNow - this.lateSince >= SHED_AT_LEAST_MS) {
-      this.lateSince = null;
-      const shed = this.shedLate.reduce((a, b) => a + b, 0);
-      this.options.onMessage({
-        level: 'info',
-        msg: `caught up: kernel events are within ${String(MAX_LAG_MS)} ms of the clock again (${String(shed)} shed for their lag so far)`,
-        source: 'supervisor',
-        fields: { event: 'shed_late', on: false },
-      });
     }
     return kept;
+  }
+
+  /** Shedding for lag is over once no record was late for SHED_AT_LEAST_MS (checked at every frame: STATS come each second). */
+  private caughtUpLate(now: number): void {
+    if (this.lateSince === null || now - this.lateLast < SHED_AT_LEAST_MS) return;
+    this.lateSince = null;
+    const shed = this.shedLate.reduce((a, b) => a + b, 0);
+    this.options.onMessage({
+      level: 'info',
+      msg: `caught up: kernel events are within ${String(MAX_LAG_MS)} ms of the clock again (${String(shed)} shed for their lag so far)`,
+      source: 'supervisor',
+      fields: { event: 'shed_late', on: false },
+    });
   }
 
   /** Counts events against this turn's budget; past it, waits for the next turn, so that I/O runs between. */

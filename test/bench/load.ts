@@ -412,7 +412,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
             (metricValue(text, 'causeway_kernel_events_covered_total') ?? 0) -
             (metricValue(before.text, 'causeway_kernel_events_covered_total') ?? 0);
           log(
-            `${elapsed.toFixed(0)} s: ${Math.round(events / elapsed).toLocaleString('en-US')} kernel events/s decoded, ${String(accepted.length)} of ${String(sentAt.size)} OTLP requests answered 200 (as the app streams them), ${String(mcpMs.length)} explain_trace calls, RSS ${((rss.at(-1) ?? 0) / 2 ** 20).toFixed(0)} MiB`,
+            `${elapsed.toFixed(0)} s: ${Math.round(events / elapsed).toLocaleString('en-US')} kernel events/s decoded, ${String(accepted.length)} of ${String(sentAt.size)} OTLP requests answered 200 (as the app streams them), ${String(mcpMs.length)} explain_trace calls, RSS ${((rss.at(-1) ?? 0) / 2 ** 20).toFixed(0)} MiB, the event watermark ${(metricValue(text, 'causeway_correlator_watermark_age_seconds') ?? NaN).toFixed(2)} s behind, ${String(metricValue(text, 'causeway_correlator_spans_pending') ?? 0)} spans waiting for it`,
           );
         },
         () => undefined,
