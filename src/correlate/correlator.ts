@@ -423,14 +423,21 @@ export class Correlator<S extends JoinableSpan> {
 
   /**
    * The capture shed kernel events from `from` to `to`: the spans of that time are joined marked
-   * so. Times that overlap, or nearly, one held are held as one (earlier ones join it, a span
-   * between them marked too: marked when it need not be rather than not when it should).
+   * so. Times that overlap, or nearly, the latest held are held as one with it, and so are the
+   * earlier ones it then reaches (the kernel's shedding and the sidecar's come in their own
+   * orders): a span between them is marked too, when it need not be rather than not when it should.
    */
   addShed(from: bigint, to: bigint): void {
     const last = this.shedTimes.at(-1);
     if (last !== undefined && from <= last.to + SHED_MERGE_NS) {
       last.from = earlier(last.from, from);
       last.to = later(last.to, to);
+      // Apart and in order again: a span is looked up in the first stretch that ends after it began.
+      for (let before = this.shedTimes.at(-2); before !== undefined && last.from <= before.to + SHED_MERGE_NS;) {
+        last.from = earlier(last.from, before.from);
+        this.shedTimes.splice(-2, 1);
+        before = this.shedTimes.at(-2);
+      }
       return;
     }
     this.shedTimes.push({ from, to });

@@ -271,6 +271,22 @@ test('a span of a time whose kernel events were shed is joined marked so, one le
   assert.equal(correlator.counters().spansWithEvents, 2);
 });
 
+test('a time shed that reaches back over earlier ones is held as one with them: a span between them is marked', () => {
+  const now = { t: 20n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  correlator.addEvents([event(7, 19n * S + 60n * MS, 19n * S + 65n * MS)]);
+  correlator.addShed(19n * S + 100n * MS, 19n * S + 200n * MS);
+  correlator.addShed(19n * S + 250n * MS, 19n * S + 300n * MS);
+  // The sidecar's, of records read late, after the kernel's of later times.
+  correlator.addShed(19n * S + 50n * MS, 19n * S + 260n * MS);
+  addSpans([span('between', 19n * S + 55n * MS, 19n * S + 70n * MS, 7)]);
+  correlator.advanceWatermark(19n * S + 400n * MS);
+  assert.deepEqual(
+    joined.map((a) => [a.span.spanId, a.shed]),
+    [['between', true]],
+  );
+});
+
 test('a span known only by its process waits until the watermark is the longest join wait past its end: another thread may still be inside an event', () => {
   const now = { t: 20n * S };
   const { correlator, joined, addSpans } = setup(now);
