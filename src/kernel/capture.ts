@@ -17,7 +17,7 @@
 // waits for its watermark. So event records that ended more than MAX_LAG_MS before the capture
 // comes to decode them are shed here too (counted per kind as shedLate, bookkeeping kept): the
 // capture catches up to the present rather than decode the past, and its watermark trails by
-// about that much at most.
+// about that much (a stall of the main thread aside, which it catches up from at once).
 import type { Meter } from '@opentelemetry/api';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { counter, gauge, observe } from '../export/metrics.js';
