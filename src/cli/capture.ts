@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import * as A from '../semconv/attributes.js';
 import {
   KernelCapture,
+  MAX_LAG_MS,
   REDUCTION,
   captureParts,
   type CaptureCounters,
@@ -201,6 +202,8 @@ export function closingSummary(counters: CaptureCounters): string {
     lines.push(
       `shed while behind (${counters.shedEpisodes} times): in the kernel ${line(counters.shed)}; in the sidecar ${line(counters.shedDelivered)}`,
     );
+  if (Object.values(counters.shedLate).some((n) => n > 0))
+    lines.push(`shed too late (ended over ${MAX_LAG_MS} ms before they were read): ${line(counters.shedLate)}`);
   if (counters.threadContextProcesses > 0 || counters.threadContextUnresolved > 0)
     lines.push(
       `thread context: ${counters.threadContextProcesses} processes read exactly, ${counters.threadContextUnresolved} publishing one that cannot be read`,

@@ -17,12 +17,15 @@
 // none); only while the capture is silent, no watermark for the longest join wait, does the
 // clock join them, that long after their end.
 // A span also gets the waits of other processes it waited on (linked.ts), from the same events.
+// The capture says when it shed events (addShed): a span of that time is joined marked so
+// (Attachment.shed), so that its missing waits are not read as none; one left with no event is
+// only counted (handing on a summary for every span of a flood multiplied the export: issue 11).
 import type { Histogram, Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type { KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { linkedWaits, type HeldEvents } from './linked.js';
-import { MS, byTime, nowUnixNano, toMs } from './time.js';
+import { MS, byTime, earlier, later, nowUnixNano, toMs } from './time.js';
 
 /** What the correlator needs of an app span (the OTLP receiver's spans have it). */
 export interface JoinableSpan {
@@ -87,6 +90,8 @@ export interface Attachment<S extends JoinableSpan = JoinableSpan> {
   events: KernelEvent[];
   /** How surely each event taken is the span's; one not in it (a linked wait) has its place's scope (scopeOf). */
   scopes?: Map<KernelEvent, AttachScope>;
+  /** Kernel events of the span's time were shed (the capture was behind): `events` may miss some. */
+  shed?: boolean;
 }
 
 export interface CorrelatorOptions<S extends JoinableSpan> {
@@ -107,6 +112,8 @@ export interface CorrelatorOptions<S extends JoinableSpan> {
 export interface CorrelatorCounters {
   spansJoined: number;
   spansWithEvents: number;
+  /** Joined while kernel events of their time were shed: those with events left are marked so (causeway.attach.shed). */
+  spansShed: number;
   spansNotHere: number;
   spansRefused: number;
   eventsAttached: number;
@@ -146,6 +153,10 @@ export interface CorrelatorLag {
 export const SPANS_JOINED_PER_TURN = 512;
 /** Spans joined whose delays the lag's percentiles are taken over. */
 const RECENT_JOINS = 1024;
+/** Times shed closer than this are held as one: frames shed one after another make one stretch. */
+const SHED_MERGE_NS = 10n * MS;
+/** Stretches of time shed held at most; past it the oldest two become one (a span between them is marked too). */
+const MAX_SHED_TIMES = 1024;
 /** The join delay histogram's buckets, in seconds: around the loader's 10 ms drains, up to the longest wait. */
 const JOIN_DELAY_BUCKETS_S = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5];
 
@@ -314,6 +325,8 @@ export class Correlator<S extends JoinableSpan> {
   private watermark: bigint | undefined;
   /** When (by `now`) the watermark last advanced. */
   private watermarkAdvancedAt: bigint | undefined;
+  /** Times whose kernel events were shed, apart and in order, as long as events are held. */
+  private readonly shedTimes: { from: bigint; to: bigint }[] = [];
   private readonly recentDelaysMs = new Float64Array(RECENT_JOINS);
   private joinsRecorded = 0;
   private joinDelay: Histogram | undefined;
@@ -325,6 +338,7 @@ export class Correlator<S extends JoinableSpan> {
   private readonly count = {
     spansJoined: 0,
     spansWithEvents: 0,
+    spansShed: 0,
     spansNotHere: 0,
     spansRefused: 0,
     eventsAttached: 0,
@@ -405,6 +419,32 @@ export class Correlator<S extends JoinableSpan> {
         this.newestEventEnd = event.endUnixNano;
     }
     this.evict(this.now() - this.retention);
+  }
+
+  /**
+   * The capture shed kernel events from `from` to `to`: the spans of that time are joined marked
+   * so. Times that overlap, or nearly, the latest held are held as one with it, and so are the
+   * earlier ones it then reaches (the kernel's shedding and the sidecar's come in their own
+   * orders): a span between them is marked too, when it need not be rather than not when it should.
+   */
+  addShed(from: bigint, to: bigint): void {
+    const last = this.shedTimes.at(-1);
+    if (last !== undefined && from <= last.to + SHED_MERGE_NS) {
+      last.from = earlier(last.from, from);
+      last.to = later(last.to, to);
+      // Apart and in order again: a span is looked up in the first stretch that ends after it began.
+      for (let before = this.shedTimes.at(-2); before !== undefined && last.from <= before.to + SHED_MERGE_NS;) {
+        last.from = earlier(last.from, before.from);
+        this.shedTimes.splice(-2, 1);
+        before = this.shedTimes.at(-2);
+      }
+      return;
+    }
+    this.shedTimes.push({ from, to });
+    if (this.shedTimes.length > MAX_SHED_TIMES) {
+      const [first, second] = this.shedTimes.splice(0, 2);
+      if (first !== undefined && second !== undefined) this.shedTimes.unshift({ from: first.from, to: second.to });
+    }
   }
 
   /** Queues spans until the watermark passes their end; returns how many were refused. */
@@ -512,12 +552,19 @@ export class Correlator<S extends JoinableSpan> {
       );
       this.count.eventsLinked += linked.length;
       const scopes = this.take(span, place);
-      return { span, place, events: [...scopes.keys(), ...linked], scopes };
+      return { span, place, events: [...scopes.keys(), ...linked], scopes, shed: this.shedDuring(span) };
     });
     this.count.spansJoined += attachments.length;
+    for (const a of attachments) if (a.shed) this.count.spansShed++;
     const joined = attachments.filter((a) => a.events.length > 0);
     this.count.spansWithEvents += joined.length;
     if (joined.length > 0) this.options.onJoined(joined);
+  }
+
+  /** Whether kernel events of the span's time were shed. */
+  private shedDuring(span: S): boolean {
+    const shed = this.shedTimes[firstAt(this.shedTimes, span.startUnixNano, (t) => t.to)];
+    return shed !== undefined && shed.from <= span.endUnixNano;
   }
 
   counters(): CorrelatorCounters {
@@ -567,6 +614,10 @@ export class Correlator<S extends JoinableSpan> {
       {
         spansJoined: counter('causeway_correlator_spans_joined', 'App spans joined with kernel events.'),
         spansWithEvents: counter('causeway_correlator_spans_with_events', 'App spans that had kernel events.'),
+        spansShed: counter(
+          'causeway_correlator_spans_shed',
+          'App spans joined while kernel events of their time were shed (capture was behind); those with events left are marked causeway.attach.shed.',
+        ),
         spansNotHere: counter('causeway_correlator_spans_not_here', 'App spans from processes not on this host.'),
         spansRefused: counter('causeway_correlator_spans_refused', 'App spans refused: too many waiting to be joined.'),
         eventsAttached: counter('causeway_correlator_events_attached', 'Kernel events attached to app spans.'),
@@ -686,6 +737,10 @@ export class Correlator<S extends JoinableSpan> {
 
   /** Drops events that ended before `before`, and the oldest beyond maxEvents; and the spans that ended before it. */
   private evict(before: bigint): void {
+    this.shedTimes.splice(
+      0,
+      firstAt(this.shedTimes, before, (t) => t.to),
+    );
     for (const [key, { byEnd, byId }] of this.threadSpans) {
       const drop = firstAt(byEnd, before, endOf);
       for (let i = 0; i < drop; i++) {

@@ -135,12 +135,13 @@ function readable(
   };
 }
 
-/** The summary of one app span's kernel activity: time per kind, launches, point events. */
+/** The summary of one app span's kernel activity: time per kind, launches, point events, whether some were shed. */
 function summary(
   resource: Resource,
   app: JoinableSpan,
   events: KernelEvent[],
   scopeOfEvent: (event: KernelEvent) => AttachScope,
+  shed: boolean,
 ): ReadableSpan {
   const perKind = new Map<string, bigint>();
   // Launches, blocked or not, are summed with the launch count below.
@@ -150,6 +151,7 @@ function summary(
   // The span-level scope is the weakest of its events': "exact" only when every one was.
   const scope = weakestScope(events.map(scopeOfEvent)) ?? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS;
   const attributes: Attributes = { [A.ATTR_CAUSEWAY_ATTACH_SCOPE]: scope };
+  if (shed) attributes[A.ATTR_CAUSEWAY_ATTACH_SHED] = true;
   // Summed run-queue waits count as run-queue time: their total, not their window's length.
   const summedWaits = events
     .filter((e) => e.kind === 'sched.runqueues')
@@ -207,7 +209,7 @@ export class KernelSpanBuilder {
       .sort(longestFirst)
       .slice(0, MAX_CHILD_SPANS);
     return [
-      summary(resource, app, events, scope),
+      summary(resource, app, events, scope, attachment.shed === true),
       ...intervals.map((e) =>
         readable(
           resource,

@@ -13,6 +13,11 @@
 // shed in the kernel (the probes count what they skip), and the frames still waiting past
 // SHED_BACKLOG_FRAMES are shed here, their bookkeeping records kept; both counted per kind.
 // Shedding stops once the backlog is gone and the loop has idle time again.
+// That bound is in frames, not time: a capture could still trail by seconds, and every app span
+// waits for its watermark. So event records that ended more than MAX_LAG_MS before the capture
+// comes to decode them are shed here too (counted per kind as shedLate, bookkeeping kept): the
+// capture catches up to the present rather than decode the past, and its watermark trails by
+// about that much (a stall of the main thread aside, which it catches up from at once).
 import type { Meter } from '@opentelemetry/api';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { counter, gauge, observe } from '../export/metrics.js';
@@ -57,12 +62,19 @@ export interface CaptureOptions {
   onEvents: (events: KernelEvent[]) => void | Promise<void>;
   /** Every kernel event that ended before this time (Unix ns) has been handed to onEvents. */
   onWatermark?: (unixNano: bigint) => void;
+  /** Kernel events of this time (Unix ns) were shed, in the kernel or here: the spans of that time miss some. */
+  onShed?: (fromUnixNano: bigint, toUnixNano: bigint) => void;
   onMessage: (message: LoaderMessage) => void;
   loaderPath?: string;
   /** Also write what is captured to this recording. */
   recording?: Recording;
   /** Events and drops per kind are read from here at each collection. */
   meter?: Meter;
+  /**
+   * The loader's clock (CLOCK_MONOTONIC, as the probes stamp records) now, against which an
+   * event's lag is taken: process.hrtime, the same clock, unless a stand-in loader keeps its own.
+   */
+  monoNow?: () => bigint;
 }
 
 /**
@@ -93,8 +105,12 @@ export interface CaptureCounters {
   shed: KindCounts;
   /** Records delivered but shed here, undecoded, while the sidecar was behind, per kind. */
   shedDelivered: KindCounts;
+  /** Records delivered but shed here, undecoded, because they ended more than MAX_LAG_MS before, per kind. */
+  shedLate: KindCounts;
   /** The kernel is told to shed now. */
   shedding: boolean;
+  /** Records are being shed for their lag now. */
+  sheddingLate: boolean;
   /** Times the kernel was told to shed. */
   shedEpisodes: number;
   /** Records the loader delivered, per kind, as its STATS frames count them. */
@@ -170,6 +186,14 @@ export const SHED_UTILIZATION = 0.9;
 const UTILIZATION_MS = 1000;
 /** Once told to shed, the kernel sheds at least this long: a flood resumes the moment shedding stops. */
 const SHED_AT_LEAST_MS = 1000;
+/**
+ * Event records that ended longer ago than this when the capture comes to decode them are shed,
+ * undecoded. A span is joined once the watermark passes its end (one known only by its process,
+ * the correlator's longest join wait, 500 ms by default, after): with both, a span waits about a
+ * second at most, and a pause shorter than this (a full collection) loses nothing.
+ */
+export const MAX_LAG_MS = 500;
+const MAX_LAG_NS = BigInt(MAX_LAG_MS) * 1_000_000n;
 /** The DESIGN kinds, which shedding drops; bookkeeping records (names, execs, libraries) are always kept. */
 const SHEDDABLE = new Set<number>(Object.keys(KIND_NAMES).map(Number));
 
@@ -217,6 +241,39 @@ export function loaderArgs(
   return args;
 }
 
+/**
+ * The payload without the event records `shed` picks (given each record's offset), each counted
+ * in `counts` by kind, and the times (CLOCK_MONOTONIC) from the first start to the last end of
+ * those shed; bookkeeping records are kept. The payload itself and no times when none is shed.
+ */
+function shedRecords(
+  payload: Buffer,
+  counts: number[],
+  shed: (at: number) => boolean,
+): { kept: Buffer; shed?: { from: bigint; to: bigint } } {
+  const { kind, start_ns, end_ns } = LAYOUT.cw_event.fields;
+  const kept: Buffer[] = [];
+  let keptFrom = 0;
+  let times: { from: bigint; to: bigint } | undefined;
+  for (let at = 0; at + RECORD_SIZE <= payload.length; at += RECORD_SIZE) {
+    const recordKind = payload.readUInt16LE(at + kind);
+    if (!SHEDDABLE.has(recordKind) || !shed(at)) continue;
+    counts[recordKind] = (counts[recordKind] ?? 0) + 1;
+    const from = payload.readBigUInt64LE(at + start_ns);
+    const to = payload.readBigUInt64LE(at + end_ns);
+    if (times === undefined) times = { from, to };
+    else {
+      if (from < times.from) times.from = from;
+      if (to > times.to) times.to = to;
+    }
+    if (at > keptFrom) kept.push(payload.subarray(keptFrom, at));
+    keptFrom = at + RECORD_SIZE;
+  }
+  if (times === undefined) return { kept: payload };
+  if (keptFrom < payload.length) kept.push(payload.subarray(keptFrom));
+  return { kept: Buffer.concat(kept), shed: times };
+}
+
 function namedCounts(values: readonly number[]): KindCounts {
   const counts: KindCounts = {};
   for (const [kind, name] of COUNTER_NAMES) counts[name] = values[kind] ?? 0;
@@ -236,7 +293,15 @@ function captureInstruments() {
       'causeway_kernel_shed',
       'Kernel events shed while the sidecar was behind, per kind: where="kernel" the probes skipped them, where="sidecar" they were delivered and not decoded.',
     ),
+    shedLate: counter(
+      'causeway_kernel_shed_late',
+      `Kernel events delivered more than ${String(MAX_LAG_MS)} ms after they ended, shed undecoded so that capture catches up to the present, per kind.`,
+    ),
     shedding: gauge('causeway_kernel_shedding', '1 while the kernel is told to shed events: the sidecar is behind.'),
+    sheddingLate: gauge(
+      'causeway_kernel_shedding_late',
+      `1 while kernel events more than ${String(MAX_LAG_MS)} ms old are shed: capture trails the clock.`,
+    ),
     shedEpisodes: counter('causeway_kernel_shed_episodes', 'Times the kernel was told to shed events.'),
     unnamed: counter(
       'causeway_cuda_kernels_unnamed',
@@ -302,6 +367,11 @@ export class KernelCapture {
   private gapMs = 0;
   private lostInGaps = 0;
   private readonly shedDelivered = new Array<number>(Kind.MAX).fill(0);
+  private readonly shedLate = new Array<number>(Kind.MAX).fill(0);
+  /** Since when records are shed for their lag, and when some last were; null while they are not. */
+  private lateSince: number | null = null;
+  private lateLast = 0;
+  private readonly monoNow: () => bigint;
   private shedSince: number | null = null;
   /** Since when frames have waited past SHED_BACKLOG_FRAMES; null while they do not. */
   private behindSince: number | null = null;
@@ -318,6 +388,7 @@ export class KernelCapture {
     replay?: Replay,
   ) {
     this.ready = new Promise((resolve) => (this.resolveReady = resolve));
+    this.monoNow = options.monoNow ?? (() => process.hrtime.bigint());
     const handlers = {
       onFrame: (frame: Frame) => this.frame(frame),
       onMessage: (message: LoaderMessage) => {
@@ -389,7 +460,9 @@ export class KernelCapture {
       drops: namedCounts(sum(this.previousRuns.drops, this.latest?.drops)),
       shed: namedCounts(sum(this.previousRuns.shed, this.latest?.shed)),
       shedDelivered: namedCounts(this.shedDelivered),
+      shedLate: namedCounts(this.shedLate),
       shedding: this.shedSince !== null,
+      sheddingLate: this.lateSince !== null,
       shedEpisodes: this.shedEpisodes,
       delivered: namedCounts(sum(this.previousRuns.delivered, this.latest?.events)),
       badBatches: this.badBatches,
@@ -432,7 +505,9 @@ export class KernelCapture {
         drops,
         shed,
         shedDelivered,
+        shedLate,
         shedding,
+        sheddingLate,
         shedEpisodes,
         gpuProcesses,
         unnamedKernels,
@@ -448,7 +523,9 @@ export class KernelCapture {
         covered: perKind(covered),
         drops: perKind(drops),
         shed: [...where(shed, 'kernel'), ...where(shedDelivered, 'sidecar')],
+        shedLate: perKind(shedLate),
         shedding: Number(shedding),
+        sheddingLate: Number(sheddingLate),
         shedEpisodes,
         unnamed: unnamedKernels,
         gpu: gpuProcesses,
@@ -469,6 +546,9 @@ export class KernelCapture {
     this.lastFrameAt = Date.now();
     // At every frame: while the kernel sheds, EVENTS frames stop, and WATERMARK frames say it caught up.
     this.shedOrCatchUp();
+    // Before a watermark joins the spans of the time shed so far.
+    if (this.shedSince !== null) this.kernelShed(this.shedSince, this.lastFrameAt);
+    this.caughtUpLate(this.lastFrameAt);
     switch (frame.type) {
       case FrameType.HELLO:
         this.hello(frame.payload);
@@ -480,7 +560,7 @@ export class KernelCapture {
         break;
       }
       case FrameType.EVENTS:
-        await this.events(this.shedIfBehind(frame.payload));
+        await this.events(this.shedIfBehind(this.shedIfLate(frame.payload)));
         break;
       case FrameType.WATERMARK:
         this.watermark(frame.payload);
@@ -592,6 +672,7 @@ export class KernelCapture {
         fields: { event: 'shed', on: true, backlog, loopUtilization: this.loopUtilization },
       });
     } else if (this.shedSince !== null && backlog === 0 && !saturated && now - this.shedSince >= SHED_AT_LEAST_MS) {
+      this.kernelShed(this.shedSince, now);
       this.shedSince = null;
       loader.shed(false);
       const { shed, shedDelivered } = this.counters();
@@ -603,6 +684,11 @@ export class KernelCapture {
         fields: { event: 'shed', on: false },
       });
     }
+  }
+
+  /** The kernel shed events from `since` to `until` (Date.now() times), about: the loader takes a turn of its loop to hear. */
+  private kernelShed(since: number, until: number): void {
+    this.options.onShed?.(BigInt(since) * 1_000_000n, BigInt(until) * 1_000_000n);
   }
 
   /** Whether the event loop's utilization over the last whole period was past SHED_UTILIZATION. */
@@ -619,14 +705,62 @@ export class KernelCapture {
   /** While shedding and still behind, an EVENTS frame's event records are shed here (counted); its bookkeeping records are kept. */
   private shedIfBehind(payload: Buffer): Buffer {
     if (this.shedSince === null || (this.loader?.backlog ?? 0) - 1 < SHED_BACKLOG_FRAMES) return payload;
-    const { kind } = LAYOUT.cw_event.fields;
-    const kept: Buffer[] = [];
-    for (let at = 0; at + RECORD_SIZE <= payload.length; at += RECORD_SIZE) {
-      const recordKind = payload.readUInt16LE(at + kind);
-      if (SHEDDABLE.has(recordKind)) this.shedDelivered[recordKind] = (this.shedDelivered[recordKind] ?? 0) + 1;
-      else kept.push(payload.subarray(at, at + RECORD_SIZE));
+    return this.shedTimes(shedRecords(payload, this.shedDelivered, () => true));
+  }
+
+  /** Tells onShed the times of the records shed, on the resampled clock; returns those kept. */
+  private shedTimes({ kept, shed }: ReturnType<typeof shedRecords>): Buffer {
+    if (shed !== undefined) {
+      const { clock } = this.parts;
+      this.options.onShed?.(clock.toUnixNano(shed.from), clock.toUnixNano(shed.to));
     }
-    return Buffer.concat(kept);
+    return kept;
+  }
+
+  /**
+   * An EVENTS frame's event records that ended more than MAX_LAG_MS ago are shed (counted); its
+   * bookkeeping records are kept. A replay decodes its past: only a live loader's lag is bounded.
+   */
+  private shedIfLate(payload: Buffer): Buffer {
+    if (this.loader === undefined) return payload;
+    const now = this.monoNow();
+    const before = now - MAX_LAG_NS;
+    const end = LAYOUT.cw_event.fields.end_ns;
+    let oldest = now;
+    const kept = this.shedTimes(
+      shedRecords(payload, this.shedLate, (at) => {
+        const ended = payload.readBigUInt64LE(at + end);
+        if (ended >= before) return false;
+        if (ended < oldest) oldest = ended;
+        return true;
+      }),
+    );
+    if (kept === payload) return payload;
+    this.lateLast = Date.now();
+    if (this.lateSince === null) {
+      this.lateSince = this.lateLast;
+      const lagMs = Number((now - oldest) / 1_000_000n);
+      this.options.onMessage({
+        level: 'warn',
+        msg: `kernel events more than ${String(MAX_LAG_MS)} ms old are being shed: capture trails the clock by ${String(lagMs)} ms`,
+        source: 'supervisor',
+        fields: { event: 'shed_late', on: true, lagMs },
+      });
+    }
+    return kept;
+  }
+
+  /** Shedding for lag is over once no record was late for SHED_AT_LEAST_MS (checked at every frame: STATS come each second). */
+  private caughtUpLate(now: number): void {
+    if (this.lateSince === null || now - this.lateLast < SHED_AT_LEAST_MS) return;
+    this.lateSince = null;
+    const shed = this.shedLate.reduce((a, b) => a + b, 0);
+    this.options.onMessage({
+      level: 'info',
+      msg: `caught up: kernel events are within ${String(MAX_LAG_MS)} ms of the clock again (${String(shed)} shed for their lag so far)`,
+      source: 'supervisor',
+      fields: { event: 'shed_late', on: false },
+    });
   }
 
   /** Counts events against this turn's budget; past it, waits for the next turn, so that I/O runs between. */

@@ -331,6 +331,9 @@ export const CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS = 'ambiguous';
 export const CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS = 'process';
 export type CausewayAttachScopeValue = 'exact' | 'thread' | 'ambiguous' | 'process';
 
+/** On the summary span: kernel events of the app span's time were shed while capture was behind (in the kernel, or by the sidecar, for a backlog or for arriving too late to join), so its kernel activity is incomplete: a wait missing from it may have happened. A span left with no event has no summary span: those are counted in causeway_correlator_spans_shed_total. */
+export const ATTR_CAUSEWAY_ATTACH_SHED = 'causeway.attach.shed';
+
 /** The duration of a point event's call (a launch) in milliseconds, on span events. */
 export const ATTR_CAUSEWAY_DURATION_MS = 'causeway.duration_ms';
 

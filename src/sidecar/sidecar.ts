@@ -225,9 +225,18 @@ async function startCapture(
   log: (line: string) => void,
 ): Promise<KernelCapture> {
   // Of the loader's news, warnings and errors, the libraries and GPU processes it finds, how it
-  // probes pipes and attaches CUDA entry points, and which processes publish their active span
-  // (thread contexts).
-  const told = new Set<unknown>(['library', 'gpu_process', 'gpu_process_exit', 'pipes', 'cuda_attach', 'thread_ctx']);
+  // probes pipes and attaches CUDA entry points, which processes publish their active span
+  // (thread contexts), and when shedding starts and stops.
+  const told = new Set<unknown>([
+    'library',
+    'gpu_process',
+    'gpu_process_exit',
+    'pipes',
+    'cuda_attach',
+    'thread_ctx',
+    'shed',
+    'shed_late',
+  ]);
   const onMessage = (m: LoaderMessage) => {
     if (m.level !== 'info' || told.has(m.fields.event)) log(`${m.level === 'info' ? '' : `${m.level}: `}${m.msg}`);
   };
@@ -241,6 +250,9 @@ async function startCapture(
       meter,
       onWatermark: (unixNano) => {
         correlator.advanceWatermark(unixNano);
+      },
+      onShed: (from, to) => {
+        correlator.addShed(from, to);
       },
       onEvents: (events) => {
         waits.captured(events);

@@ -60,6 +60,8 @@ export interface LoadReport {
     ringBufferDropsByKind: Record<string, number>;
     /** Events shed while the sidecar was behind, in the kernel and in the sidecar. */
     kernelShed: number | undefined;
+    /** Read more than the lag bound after they ended, shed undecoded. */
+    kernelShedLate: number | undefined;
     /** Held kernel events evicted before their retention ended because --max-events were held. */
     evictedOverBound: number | undefined;
     storeRowsShed: number | undefined;
@@ -104,7 +106,13 @@ export interface LoadReport {
    */
   benchLoopDelay: { p99Ms: number; maxMs: number };
   /** Over the whole run: app spans the correlator joined, those that had kernel events, the events attached to them. */
-  joins: { spans: number | undefined; withEvents: number | undefined; eventsAttached: number | undefined };
+  joins: {
+    spans: number | undefined;
+    withEvents: number | undefined;
+    /** Joined while events of their time were shed: marked so. */
+    shed: number | undefined;
+    eventsAttached: number | undefined;
+  };
   /** The first span of each request in the window: its send to its first kernel span's arrival. */
   kernelSpans: { sampled: number; arrived: number; latency: Latency; receivedInAll: number };
   mcp: { errors: number; errorSamples: string[]; latency: Latency };
@@ -404,7 +412,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
             (metricValue(text, 'causeway_kernel_events_covered_total') ?? 0) -
             (metricValue(before.text, 'causeway_kernel_events_covered_total') ?? 0);
           log(
-            `${elapsed.toFixed(0)} s: ${Math.round(events / elapsed).toLocaleString('en-US')} kernel events/s decoded, ${String(accepted.length)} of ${String(sentAt.size)} OTLP requests answered 200 (as the app streams them), ${String(mcpMs.length)} explain_trace calls, RSS ${((rss.at(-1) ?? 0) / 2 ** 20).toFixed(0)} MiB`,
+            `${elapsed.toFixed(0)} s: ${Math.round(events / elapsed).toLocaleString('en-US')} kernel events/s decoded, ${String(accepted.length)} of ${String(sentAt.size)} OTLP requests answered 200 (as the app streams them), ${String(mcpMs.length)} explain_trace calls, RSS ${((rss.at(-1) ?? 0) / 2 ** 20).toFixed(0)} MiB, the event watermark ${(metricValue(text, 'causeway_correlator_watermark_age_seconds') ?? NaN).toFixed(2)} s behind, ${String(metricValue(text, 'causeway_correlator_spans_pending') ?? 0)} spans waiting for it`,
           );
         },
         () => undefined,
@@ -487,7 +495,8 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     const counted = (text: string) =>
       (metricValue(text, 'causeway_kernel_events_covered_total') ?? 0) +
       (metricValue(text, 'causeway_kernel_drops_total') ?? 0) +
-      (metricValue(text, 'causeway_kernel_shed_total') ?? 0);
+      (metricValue(text, 'causeway_kernel_shed_total') ?? 0) +
+      (metricValue(text, 'causeway_kernel_shed_late_total') ?? 0);
     const offered = {
       switchesPerS: rate('switch_pingpong', 'switches_per_s'),
       launchesPerS: rate('launch_storm', 'launches_per_s'),
@@ -505,6 +514,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
         ringBufferDrops: metricValue(final, 'causeway_kernel_drops_total'),
         ringBufferDropsByKind: perKindOf(final, 'causeway_kernel_drops_total'),
         kernelShed: metricValue(final, 'causeway_kernel_shed_total'),
+        kernelShedLate: metricValue(final, 'causeway_kernel_shed_late_total'),
         evictedOverBound: metricValue(final, 'causeway_correlator_events_evicted_over_bound_total'),
         storeRowsShed: metricValue(final, 'causeway_store_rows_shed_total'),
         receiverRequestsRefused: metricValue(final, 'causeway_receiver_requests_refused_total'),
@@ -536,6 +546,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
       joins: {
         spans: metricValue(final, 'causeway_correlator_spans_joined_total'),
         withEvents: metricValue(final, 'causeway_correlator_spans_with_events_total'),
+        shed: metricValue(final, 'causeway_correlator_spans_shed_total'),
         eventsAttached: metricValue(final, 'causeway_correlator_events_attached_total'),
       },
       kernelSpans: {
@@ -592,11 +603,11 @@ export function loadRows(title: string, r: LoadReport): string[] {
   const benchLoop = `the bench's event-loop delay meanwhile (included) p99 ${r.benchLoopDelay.p99Ms.toFixed(0)} ms, max ${r.benchLoopDelay.maxMs.toFixed(0)} ms`;
   return [
     `| ${title}: kernel events offered | ${n(r.offered.eventsPerS)}/s over the workloads' run (decoded, dropped or shed; they made ${n(r.offered.switchesPerS)} switches/s and ${n(r.offered.launchesPerS)} launches/s); decoded in the ${r.windowS.toFixed(0)} s window ${n(r.delivered.perS)}/s: ${kinds || 'none'} |`,
-    `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}; held kernel events evicted over --max-events ${orNa(l.evictedOverBound)}; store rows shed ${orNa(l.storeRowsShed)}; receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
+    `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}, and ${orNa(l.kernelShedLate)} more read too late to join; held kernel events evicted over --max-events ${orNa(l.evictedOverBound)}; store rows shed ${orNa(l.storeRowsShed)}; receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
     `| ${title}: sidecar CPU and memory | ${r.cpu.cores.toFixed(2)} cores (node ${((r.cpu.sidecarS - r.cpu.loaderS) / r.windowS).toFixed(2)}, loader ${(r.cpu.loaderS / r.windowS).toFixed(2)}); ${n(r.cpu.eventsPerCpuS)} kernel events decoded per CPU-second; RSS (node + loader) peak ${mb(r.rss.peakBytes)}, at the end ${mb(r.rss.finalBytes)} |`,
     `| ${title}: node's RSS at the end of the window, by part | ${mb(r.memory.rssBytes)}: mapped from files (node, DuckDB's library) ${mb(r.memory.fileBytes)}, main JavaScript heap ${mb(r.memory.mainHeapBytes)}, store worker's heap ${mb(r.memory.workerHeapBytes)}, DuckDB ${mb(r.memory.duckdbBytes)}, outside the main heap (buffers) ${mb(r.memory.externalBytes)}, the rest (allocator arenas, stacks, other native) ${mb(r.memory.otherBytes)}; loader ${mb(r.memory.loaderBytes)}. Held then: ${n(r.memory.held.events)} kernel events, ${n(r.memory.held.spansPending)} spans waiting to be joined, ${n(r.memory.held.exportQueue)} kernel spans queued for export, ${n(r.memory.held.storeRows)} store rows buffered |`,
     `| ${title}: OTLP/HTTP requests as the app sees them | ${n(r.requests.sent)} sent: ${n(r.requests.ok)} answered 200${refused.length > 0 ? `, ${refused.join(', ')}` : ''}, ${n(r.requests.failed)} without an answer${r.requests.errors.length > 0 ? ` (${r.requests.errors.slice(0, 3).join('; ')})` : ''}; ${ms(r.requests.latency)}; the app (a process of its own) used ${r.requests.appCores.toFixed(2)} cores, its event-loop delay p99 ${r.requests.appLoopDelay.p99Ms.toFixed(0)} ms, max ${r.requests.appLoopDelay.maxMs.toFixed(0)} ms |`,
-    `| ${title}: app spans joined, over the whole run | ${orNa(r.joins.spans)} joined, ${orNa(r.joins.withEvents)} with kernel events, ${orNa(r.joins.eventsAttached)} events attached to them |`,
+    `| ${title}: app spans joined, over the whole run | ${orNa(r.joins.spans)} joined, ${orNa(r.joins.withEvents)} with kernel events, ${orNa(r.joins.shed)} marked as missing events shed, ${orNa(r.joins.eventsAttached)} events attached to them |`,
     `| ${title}: a span's send to its first kernel span out of the collector | ${n(r.kernelSpans.arrived)} of ${n(r.kernelSpans.sampled)} sampled spans (a request's first) got kernel spans: ${ms(r.kernelSpans.latency)}; ${n(r.kernelSpans.receivedInAll)} kernel spans received in all; ${benchLoop} |`,
     `| ${title}: \`explain_trace\` through an MCP client over HTTP, one call at a time, on traces sent ${String(EXPLAIN_AFTER_MS / 1000)} s before or more | ${ms(r.mcp.latency)} calls, ${n(r.mcp.errors)} errors${r.mcp.errorSamples.length > 0 ? ` (${r.mcp.errorSamples.join('; ')})` : ''}; ${benchLoop} |`,
   ];

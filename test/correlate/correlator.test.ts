@@ -242,6 +242,51 @@ test('a span on a known thread is joined as soon as the watermark passes its end
   assert.equal(correlator.lag().joinDelayMs?.max, 10);
 });
 
+test('a span of a time whose kernel events were shed is joined marked so, one left with no event counted; one of another time is not', () => {
+  const now = { t: 20n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  correlator.addEvents([
+    event(7, 19n * S + 100n * MS, 19n * S + 150n * MS),
+    event(7, 19n * S + 360n * MS, 19n * S + 370n * MS),
+  ]);
+  // Two frames' worth shed one after the other: one stretch, 19.2 s to 19.4 s.
+  correlator.addShed(19n * S + 200n * MS, 19n * S + 300n * MS);
+  correlator.addShed(19n * S + 305n * MS, 19n * S + 400n * MS);
+  addSpans([
+    span('before', 19n * S + 50n * MS, 19n * S + 180n * MS, 7),
+    span('during', 19n * S + 350n * MS, 19n * S + 380n * MS, 7),
+    span('across', 19n * S + 90n * MS, 19n * S + 250n * MS, 8),
+    span('after', 19n * S + 450n * MS, 19n * S + 500n * MS, 7),
+  ]);
+  correlator.advanceWatermark(19n * S + 600n * MS);
+  assert.deepEqual(
+    joined.map((a) => [a.span.spanId, a.events.length, a.shed]),
+    [
+      ['before', 1, false],
+      ['during', 1, true],
+    ],
+    'a span with no events is not handed on',
+  );
+  assert.equal(correlator.counters().spansShed, 2, 'across, with no event left, is counted');
+  assert.equal(correlator.counters().spansWithEvents, 2);
+});
+
+test('a time shed that reaches back over earlier ones is held as one with them: a span between them is marked', () => {
+  const now = { t: 20n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  correlator.addEvents([event(7, 19n * S + 60n * MS, 19n * S + 65n * MS)]);
+  correlator.addShed(19n * S + 100n * MS, 19n * S + 200n * MS);
+  correlator.addShed(19n * S + 250n * MS, 19n * S + 300n * MS);
+  // The sidecar's, of records read late, after the kernel's of later times.
+  correlator.addShed(19n * S + 50n * MS, 19n * S + 260n * MS);
+  addSpans([span('between', 19n * S + 55n * MS, 19n * S + 70n * MS, 7)]);
+  correlator.advanceWatermark(19n * S + 400n * MS);
+  assert.deepEqual(
+    joined.map((a) => [a.span.spanId, a.shed]),
+    [['between', true]],
+  );
+});
+
 test('a span known only by its process waits until the watermark is the longest join wait past its end: another thread may still be inside an event', () => {
   const now = { t: 20n * S };
   const { correlator, joined, addSpans } = setup(now);

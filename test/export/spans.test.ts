@@ -217,6 +217,16 @@ test("a run-queue wait's span carries every task that held the CPU with its on-C
   assert.equal(behindCauseway.attributes[A.ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS], 2);
 });
 
+test('a span some of whose kernel events were shed says so on its summary', () => {
+  const builder = new KernelSpanBuilder();
+  const place = { hostPid: app.pid, hostTid: app.tid };
+  const [summary] = builder.build({ span: request.span, place, events: EVENTS.slice(0, 1), shed: true });
+  assert.equal(summary?.name, 'kernel activity');
+  assert.equal(summary.attributes[A.ATTR_CAUSEWAY_ATTACH_SHED], true);
+  const [whole] = builder.build({ span: request.span, place, events: EVENTS });
+  assert.equal(whole?.attributes[A.ATTR_CAUSEWAY_ATTACH_SHED], undefined, 'nothing shed: no mark');
+});
+
 test("each kernel span says its own event's attach scope; the summary the weakest of them", () => {
   const [exact, ambiguous] = EVENTS as [KernelEvent, KernelEvent];
   const spans = new KernelSpanBuilder().build({

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { Correlator, type Attachment, type JoinableSpan } from '../../src/correlate/correlator.js';
+import { toMs } from '../../src/correlate/time.js';
 import {
   KernelCapture,
+  MAX_LAG_MS,
   SHED_BACKLOG_FRAMES,
   SHED_UTILIZATION,
   captureParts,
@@ -10,11 +13,16 @@ import {
 import type { KernelEvent } from '../../src/kernel/events.js';
 import type { LoaderMessage } from '../../src/kernel/loader.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
-import { CudaApi } from '../../src/kernel/record.js';
+import { CudaApi, Kind } from '../../src/kernel/record.js';
 import { until } from '../cli/sidecar.js';
 import { TestMeter } from '../export/meter.js';
 import { fakeLoader } from './fake-loader.js';
-import { launch, register } from './records.js';
+import { launch, record, register } from './records.js';
+
+/** The stand-in loader's clock: its STATS frame pairs mono 1000 ns with this Unix time, and its WATERMARK is at mono 2000 ns. */
+const FAKE_EPOCH_NS = 1_700_000_000_000_000_000n - 1000n;
+const FAKE_WATERMARK_MONO = 2000n;
+const LAG_NS = BigInt(MAX_LAG_MS) * 1_000_000n;
 
 test('without pids or comms the loader follows everything', () => {
   assert.deepEqual(loaderArgs({ pids: [], comms: [], libs: ['/x/libcudart.so.12'], minDurationUs: 50 }), [
@@ -60,6 +68,8 @@ test('a capture turns the loader stream into events and watermarks on the STATS 
       onWatermark: (unixNano) => void watermarks.push({ unixNano, eventsBefore: events.length }),
       onMessage,
       meter: m.meter,
+      // Read at its watermark: the launch ended 300 ns before, well within the lag bound.
+      monoNow: () => FAKE_WATERMARK_MONO,
     },
     parts,
   );
@@ -86,6 +96,8 @@ test('a capture turns the loader stream into events and watermarks on the STATS 
   assert.equal(counters.shed['futex.wait'], 8, 'shed in the kernel, apart from drops');
   assert.equal(counters.drops['futex.wait'], 0);
   assert.equal(counters.shedding, false);
+  assert.equal(counters.shedLate['cuda.launch'], 0, 'within the lag bound, decoded');
+  assert.equal(counters.sheddingLate, false);
   assert.equal(await m.value('causeway_kernel_events', { kind: 'cuda.launch' }), 1);
   assert.equal(await m.value('causeway_kernel_drops', { kind: 'sched.runqueue' }), 6);
   assert.equal(await m.value('causeway_kernel_drops', { kind: 'cuda.sync' }), 0, 'every kind has a series');
@@ -164,4 +176,97 @@ test('a loader that exits is restarted and the capture gap counted, in its repor
   assert.equal(report.eventsLostInGaps, 0, 'the first loader delivered nothing');
   assert.equal(await m.value('causeway_loader_restarts'), 1);
   assert.equal(await m.value('causeway_capture_gap_seconds'), report.gapMs / 1000);
+});
+
+test('events that ended more than the lag bound before they are read are shed, counted per kind, their bookkeeping kept; the watermark goes on and the spans waiting on it are joined; shedding ends once none is late', async (t) => {
+  const m = new TestMeter();
+  t.after(() => m.close());
+  const pid = process.pid;
+  // The capture reads the frame when the loader's clock is at `now`: events that ended before
+  // `bound` are past the lag bound, those ending at it or later are within it.
+  const now = FAKE_WATERMARK_MONO + LAG_NS - 500n;
+  const bound = now - LAG_NS;
+  // Watermarks go on after the events: frames come, none of them late.
+  const fake = fakeLoader(
+    'trickle',
+    Buffer.concat([
+      // Bookkeeping, however old: the fresh launch below is named by it.
+      register({ pid, startNs: 100n, func: 0x40n, name: '_Z4stepv' }),
+      launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x40n, startNs: 1200n, endNs: bound - 200n }),
+      record({ kind: Kind.SCHED_RUNQUEUE, pid, startNs: 1250n, endNs: bound - 100n }),
+      launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x40n, startNs: 1300n, endNs: bound - 1n }),
+      launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x40n, startNs: 1600n, endNs: bound }),
+    ]),
+  );
+  const unix = (mono: bigint) => FAKE_EPOCH_NS + mono;
+  const joined: Attachment[] = [];
+  const correlator = new Correlator<JoinableSpan>({
+    onJoined: (attachments) => void joined.push(...attachments),
+    retentionMs: 60_000,
+    maxEvents: 1000,
+    maxJoinWaitMs: 500,
+    now: () => unix(now),
+  });
+  // Waiting for the watermark, on the thread the events ran on.
+  const span: JoinableSpan = {
+    traceId: 'a'.repeat(32),
+    spanId: 'b'.repeat(16),
+    name: 'step',
+    startUnixNano: unix(1100n),
+    endUnixNano: unix(1900n),
+    attributes: {},
+    resource: {},
+  };
+  correlator.addSpans([{ span, place: { hostPid: pid, hostTid: pid } }]);
+  const messages: LoaderMessage[] = [];
+  const onMessage = (message: LoaderMessage) => void messages.push(message);
+  const shedTimes: [bigint, bigint][] = [];
+  const capture = new KernelCapture(
+    {
+      pids: [],
+      comms: [],
+      libs: [],
+      loaderPath: fake.path,
+      onEvents: (events) => {
+        correlator.addEvents(events);
+      },
+      onWatermark: (unixNano) => {
+        correlator.advanceWatermark(unixNano);
+      },
+      onShed: (from, to) => {
+        shedTimes.push([from, to]);
+        correlator.addShed(from, to);
+      },
+      onMessage,
+      meter: m.meter,
+      monoNow: () => now,
+    },
+    captureParts(new ProcessTable(), onMessage),
+  );
+  capture.start();
+  t.after(() => capture.stop());
+  await until('the span joined at the watermark', 5000, () => joined.length > 0 || undefined);
+  const counters = capture.counters();
+  assert.equal(counters.shedLate['cuda.launch'], 2);
+  assert.equal(counters.shedLate['sched.runqueue'], 1);
+  assert.equal(counters.shedLate['cuda.register'], 0, 'bookkeeping is kept');
+  assert.deepEqual(counters.events, { 'cuda.launch': 1 }, 'the launch ending at the bound is decoded');
+  const on = messages.find((message) => message.fields.event === 'shed_late');
+  assert.ok(on?.fields.on === true && Number(on.fields.lagMs) >= MAX_LAG_MS, JSON.stringify(messages));
+  assert.equal(await m.value('causeway_kernel_shed_late', { kind: 'cuda.launch' }), 2);
+  assert.ok(Number(correlator.lag().watermarkUnixMs) >= toMs(unix(FAKE_WATERMARK_MONO)), 'the watermark went on');
+  assert.equal(correlator.counters().spansPending, 0);
+  assert.equal(joined.length, 1);
+  const events = joined[0]?.events ?? [];
+  assert.equal(events.length, 1);
+  assert.equal(events[0]?.endUnixNano, unix(bound));
+  assert.equal(events[0].attributes['causeway.cuda.kernel'], 'step()', 'named by the register record, kept');
+  assert.deepEqual(shedTimes, [[unix(1200n), unix(bound - 1n)]], 'from the first start to the last end shed');
+  assert.equal(joined[0]?.shed, true, 'the span says some of its events were shed');
+  const off = await until('shedding for lag to end', 10_000, () =>
+    messages.find((message) => message.fields.event === 'shed_late' && message.fields.on === false),
+  );
+  assert.match(off.msg, /\(3 shed for their lag so far\)/);
+  assert.equal(capture.counters().sheddingLate, false);
+  assert.equal(await m.value('causeway_kernel_shedding_late'), 0);
 });

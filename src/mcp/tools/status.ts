@@ -74,7 +74,7 @@ function statusLine(s: Record<string, unknown>): string {
   return [
     loaderLine(s.loader),
     `following ${n('capture', 'followed')} processes, ${n('gpu', 'listed')} of them using CUDA, ${n('capture', 'libraries')} CUDA libraries probed`,
-    `${String(total(get('capture', 'events')))} kernel events, ${String(total(get('capture', 'drops')))} dropped in the kernel, ${String(total(get('capture', 'shed')) + total(get('capture', 'shedDelivered')))} shed while behind${get('capture', 'shedding') === true ? ' (shedding now)' : ''}`,
+    `${String(total(get('capture', 'events')))} kernel events, ${String(total(get('capture', 'drops')))} dropped in the kernel, ${String(total(get('capture', 'shed')) + total(get('capture', 'shedDelivered')))} shed while behind${get('capture', 'shedding') === true ? ' (shedding now)' : ''}, ${String(total(get('capture', 'shedLate')))} shed too late to join${get('capture', 'sheddingLate') === true ? ' (shedding now)' : ''}`,
     `store: ${n('store', 'events')} events and ${n('store', 'spans')} spans, ${mib('memoryBytes')} MiB in memory, ${mib('diskBytes')} MiB on disk (at most ${mib('maxBytes')} MiB in use), oldest span ${oldest == null ? 'none' : `${(Number(oldest) / 1000).toFixed(0)} s old`} (kept ${Number(get('store', 'retentionMs') ?? 0) / 1000} s), ${n('store', 'rowsExpired')} rows expired, ${n('store', 'rowsShed')} shed`,
     `newest kernel event ${newest == null ? 'none yet' : `${Number(newest).toFixed(0)} ms ago`}`,
     joinDelayLine(get('lag', 'joinDelayMs')),
