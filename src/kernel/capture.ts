@@ -193,7 +193,6 @@ const SHED_AT_LEAST_MS = 1000;
  * second at most, and a pause shorter than this (a full collection) loses nothing.
  */
 export const MAX_LAG_MS = 500;
-const MAX_LAG_NS = BigInt(MAX_LAG_MS) * 1_000_000n;
 /** The DESIGN kinds, which shedding drops; bookkeeping records (names, execs, libraries) are always kept. */
 const SHEDDABLE = new Set<number>(Object.keys(KIND_NAMES).map(Number));
 
@@ -723,13 +722,14 @@ export class KernelCapture {
    */
   private shedIfLate(payload: Buffer): Buffer {
     if (this.loader === undefined) return payload;
-    const now = this.monoNow();
-    const before = now - MAX_LAG_NS;
+    // Times as doubles, not a BigInt per record: past 2^53 ns (104 days up) they round to a few ns.
+    const now = Number(this.monoNow());
+    const before = now - MAX_LAG_MS * 1e6;
     const end = LAYOUT.cw_event.fields.end_ns;
     let oldest = now;
     const kept = this.shedTimes(
       shedRecords(payload, this.shedLate, (at) => {
-        const ended = payload.readBigUInt64LE(at + end);
+        const ended = payload.readUInt32LE(at + end + 4) * 2 ** 32 + payload.readUInt32LE(at + end);
         if (ended >= before) return false;
         if (ended < oldest) oldest = ended;
         return true;
@@ -739,7 +739,7 @@ export class KernelCapture {
     this.lateLast = Date.now();
     if (this.lateSince === null) {
       this.lateSince = this.lateLast;
-      const lagMs = Number((now - oldest) / 1_000_000n);
+      const lagMs = Math.round((now - oldest) / 1e6);
       this.options.onMessage({
         level: 'warn',
         msg: `kernel events more than ${String(MAX_LAG_MS)} ms old are being shed: capture trails the clock by ${String(lagMs)} ms`,
