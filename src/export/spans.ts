@@ -30,7 +30,7 @@ const hrTime = (unixNano: bigint): HrTime => [Number(unixNano / 1_000_000_000n),
 const ms = (ns: bigint) => Number(ns) / 1e6;
 /**
  * Span ids are cut from one random draw for this many: a draw per id (a call into the crypto
- * library each) cost a fifth of the main thread's time per app span joined (issue 11).
+ * library each) took a fifth of the main thread's busy time under a load of spans (issue 11).
  */
 const IDS_PER_DRAW = 1024;
 const ids = { drawn: Buffer.alloc(0), next: 0 };
