@@ -1,12 +1,13 @@
 // Rows handed to the store's worker, packed by column: the numbers in an ArrayBuffer that moves
 // to the worker without a copy (postMessage's transfer), the strings as the batch's distinct ones,
-// which the rows point into by index (kinds, comms, kernel names, attribute keys and values
-// repeat). An event's attributes go as (key, value) entries, and the worker writes their JSON:
+// which the rows point into by index (kinds, comms, span names, services, attribute keys and values
+// repeat). An event's or span's attributes go as (key, value) entries, and the worker writes their JSON:
 // the main thread, which also decodes and joins, pays only for packing. Structured-cloning row
 // objects cost both threads more than the write itself; the worker appends a packed batch to
 // DuckDB a data chunk at a time (database.ts) instead of a call per value.
 import { attributesOnce, otherTask, type Attributes, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
+import type { SpanRow } from './database.js';
 
 /** How a column is packed; a varchar column holds indexes into the batch's strings. */
 export type ColumnType = 'bigint' | 'integer' | 'double' | 'varchar';
@@ -20,7 +21,7 @@ export interface Packed {
   /** The columns, one after the other, in the table's order (columnViews). */
   buffer: ArrayBuffer;
   strings: string[];
-  /** Kernel events' attribute entries (ENTRY_COLUMNS), until the worker writes them as JSON (withJson). */
+  /** Kernel events' or spans' attribute entries (ENTRY_COLUMNS), until the worker writes them as JSON (withJson). */
   entries?: { count: number; buffer: ArrayBuffer };
 }
 
@@ -53,6 +54,25 @@ const ENTRY_COLUMNS = [
   'integer', // the value, an index into strings: a string, or JSON text
 ] as const satisfies readonly ColumnType[];
 const VALUE = { number: 0, string: 1, json: 2 } as const;
+
+/** The columns of an app span's row and of its process's (database.ts writes the spans and processes tables from them). */
+export const SPAN_COLUMNS = [
+  'varchar', // trace_id
+  'varchar', // span_id
+  'varchar', // parent_span_id
+  'varchar', // service
+  'varchar', // name
+  'integer', // span_kind
+  'bigint', // start_ns
+  'bigint', // end_ns
+  'integer', // pid
+  'integer', // tid
+  'integer', // status_code
+  'varchar', // attributes (JSON); as packed, the row's count of attribute entries
+  'varchar', // the process's executable
+  'varchar', // the process's container_id
+] as const satisfies readonly ColumnType[];
+const SPAN_ATTRIBUTES = 11;
 
 export const ATTACHMENT_COLUMNS = [
   'varchar', // trace_id
@@ -169,20 +189,27 @@ const PROCESS_KEYS = new Set<string>([
   A.ATTR_CAUSEWAY_PROCESS_NSPID,
 ]);
 
-/** An event's own attributes as entries; returns how many. */
-function packAttributes(attributes: Attributes, packing: Packing): number {
+/** Attributes as entries, but the keys left out; other values than numbers and strings as `jsonOf` writes them. Returns how many. */
+function packAttributes(
+  attributes: Record<string, unknown>,
+  packing: Packing,
+  leftOut: ReadonlySet<string>,
+  jsonOf: (value: unknown) => string,
+): number {
   let count = 0;
   for (const key in attributes) {
-    if (PROCESS_KEYS.has(key)) continue;
+    if (leftOut.has(key)) continue;
     const value: unknown = attributes[key];
     if (value === undefined) continue; // as JSON.stringify leaves it out
     count++;
     if (typeof value === 'number') addEntry(packing.string(key), VALUE.number, value, NULL);
     else if (typeof value === 'string') addEntry(packing.string(key), VALUE.string, 0, packing.string(value));
-    else addEntry(packing.string(key), VALUE.json, 0, packing.string(valueJson(value)));
+    else addEntry(packing.string(key), VALUE.json, 0, packing.string(jsonOf(value)));
   }
   return count;
 }
+
+const NONE = new Set<string>();
 
 /** Booleans and lists of strings or numbers, as the type says; anything else as json() writes it. */
 function valueJson(value: unknown): string {
@@ -253,9 +280,67 @@ export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
     otherTids[i] = other?.tid ?? NULL;
     otherComms[i] = packing.string(other?.comm);
     kernels[i] = packing.string(cudaKernel(own));
-    attributes[i] = packAttributes(own, packing);
+    attributes[i] = packAttributes(own, packing, PROCESS_KEYS, valueJson);
     activeTraces[i] = packing.string(event.spanContext?.traceId);
     activeSpans[i] = packing.string(event.spanContext?.spanId);
+  }
+  return { ...packing.packed(), entries: takeEntries() };
+}
+
+/**
+ * App spans as spans rows, with their processes' executable and container. Packed rather than
+ * structured-cloned: cloning the row objects cost the main thread a fifth of a span's whole way
+ * through the sidecar (issue 11). Their attributes are written as json() writes the object.
+ */
+export function packSpans(spans: SpanRow[]): Packed {
+  const packing = new Packing(SPAN_COLUMNS, spans.length);
+  const [
+    traces,
+    ids,
+    parents,
+    services,
+    names,
+    kinds,
+    starts,
+    ends,
+    pids,
+    tids,
+    statuses,
+    attributes,
+    executables,
+    containers,
+  ] = packing.columns as [
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    BigInt64Array,
+    BigInt64Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+  ];
+  for (let i = 0; i < spans.length; i++) {
+    const span = spans[i] as SpanRow;
+    traces[i] = packing.string(span.traceId);
+    ids[i] = packing.string(span.spanId);
+    parents[i] = packing.string(span.parentSpanId);
+    services[i] = packing.string(span.service);
+    names[i] = packing.string(span.name);
+    kinds[i] = span.kind;
+    starts[i] = span.startUnixNano;
+    ends[i] = span.endUnixNano;
+    pids[i] = span.pid ?? NULL;
+    tids[i] = span.tid ?? NULL;
+    statuses[i] = span.statusCode;
+    attributes[i] = packAttributes(span.attributes, packing, NONE, json);
+    executables[i] = packing.string(span.executable);
+    containers[i] = packing.string(span.containerId);
   }
   return { ...packing.packed(), entries: takeEntries() };
 }
@@ -288,14 +373,19 @@ export function packAttachments(joined: Joined[]): Packed {
   return packing.packed();
 }
 
+/** Kernel events' attributes as JSON (withJson). */
+export const eventsWithJson = (batch: Packed) => withJson(batch, EVENT_COLUMNS, EVENT_ATTRIBUTES);
+/** App spans' attributes as JSON (withJson). */
+export const spansWithJson = (batch: Packed) => withJson(batch, SPAN_COLUMNS, SPAN_ATTRIBUTES);
+
 /**
- * Writes each event's attributes as JSON, as JSON.stringify writes the object of its entries, and
+ * Writes each row's attributes as JSON, as JSON.stringify writes the object of its entries, and
  * points its attributes column at it.
  */
-export function withJson(batch: Packed): Packed {
+function withJson(batch: Packed, layout: readonly ColumnType[], column: number): Packed {
   if (batch.entries === undefined) return batch;
   const { strings, rows } = batch;
-  const attributes = columnViews(EVENT_COLUMNS, rows, batch.buffer)[EVENT_ATTRIBUTES] as Int32Array;
+  const attributes = columnViews(layout, rows, batch.buffer)[column] as Int32Array;
   const [numbers, keys, kinds, texts] = columnViews(ENTRY_COLUMNS, batch.entries.count, batch.entries.buffer) as [
     Float64Array,
     Int32Array,

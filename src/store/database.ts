@@ -1,6 +1,7 @@
 // The store's DuckDB database, as its worker (worker.ts) runs it: the schema, the appends of
-// the rows the main thread handed over, retention, and the queries. Kernel events and attachments
-// come packed by column (columns.ts) and are appended a data chunk at a time; an append gives the
+// the rows the main thread handed over, retention, and the queries. Kernel events, spans and
+// attachments come packed by column (columns.ts); events and attachments are appended a data
+// chunk at a time, spans a row at a time (with their processes); an append gives the
 // worker's event loop a turn between chunks, so that a query asked meanwhile starts (and its
 // result is sent) without waiting for the whole batch.
 import { mkdirSync, statSync } from 'node:fs';
@@ -19,9 +20,10 @@ import {
   ATTACHMENT_COLUMNS,
   EVENT_COLUMNS,
   NULL,
+  SPAN_COLUMNS,
   columnViews,
-  json,
-  withJson,
+  eventsWithJson,
+  spansWithJson,
   type Column,
   type ColumnType,
   type Packed,
@@ -46,7 +48,7 @@ export interface DatabaseOptions extends StoreRetention {
   memoryLimit: string;
 }
 
-/** An app span as the worker needs it: what its row and its process's row hold. */
+/** An app span as the worker needs it: what its row and its process's row hold (packed by packSpans). */
 export interface SpanRow {
   traceId: string;
   spanId: string;
@@ -116,6 +118,9 @@ CREATE TABLE IF NOT EXISTS processes (pid INTEGER, service VARCHAR, executable V
 `;
 
 /** Appends the value, or SQL NULL when there is none. */
+/** A processes row, as seen in a span. */
+type ProcessRow = [pid: number, service: string, executable: string | undefined, containerId: string | undefined];
+
 function appendIntegerOrNull(appender: DuckDBAppender, value: number | undefined): void {
   if (value === undefined) appender.appendNull();
   else appender.appendInteger(value);
@@ -218,7 +223,7 @@ export class StoreDatabase {
   }
 
   /** Appends the rows, then applies retention as of `now`. */
-  async write(events: Packed[], spans: SpanRow[], attachments: Packed[], now: bigint): Promise<Written> {
+  async write(events: Packed[], spans: Packed[], attachments: Packed[], now: bigint): Promise<Written> {
     const started = performance.now();
     const written = {
       eventsStored: await this.appendEvents(events),
@@ -291,7 +296,7 @@ export class StoreDatabase {
       const last = ids?.[rows - 1];
       if (typeof last === 'bigint' && last >= this.nextEventId) this.nextEventId = last + 1n;
     }
-    return this.appendPacked('kernel_events', EVENT_COLUMNS, batches.map(withJson));
+    return this.appendPacked('kernel_events', EVENT_COLUMNS, batches.map(eventsWithJson));
   }
 
   /** Packed rows a data chunk at a time, with a turn of the event loop after each. */
@@ -324,48 +329,99 @@ export class StoreDatabase {
     return n;
   }
 
-  private async appendSpans(spans: SpanRow[], now: bigint): Promise<number> {
-    if (spans.length === 0) return 0;
+  private async appendSpans(batches: Packed[], now: bigint): Promise<number> {
+    if (batches.length === 0) return 0;
     const a = await this.connection.createAppender('spans');
-    const processes: SpanRow[] = [];
+    const processes: ProcessRow[] = [];
     let n = 0;
-    for (const span of spans) {
-      a.appendBigInt(this.nextSpanSeq++);
-      a.appendVarchar(span.traceId);
-      a.appendVarchar(span.spanId);
-      appendVarcharOrNull(a, span.parentSpanId);
-      a.appendVarchar(span.service);
-      a.appendVarchar(span.name);
-      a.appendTinyInt(span.kind);
-      a.appendBigInt(span.startUnixNano);
-      a.appendBigInt(span.endUnixNano);
-      a.appendDouble(Number(span.endUnixNano - span.startUnixNano) / 1e6);
-      appendIntegerOrNull(a, span.pid);
-      appendIntegerOrNull(a, span.tid);
-      a.appendTinyInt(span.statusCode);
-      a.appendVarchar(json(span.attributes));
-      a.endRow();
-      await this.appended(a, ++n);
-      const key = `${String(span.pid)}/${span.service}`;
-      if (span.pid !== undefined && !this.processesSeen.has(key)) {
-        if (this.processesSeen.size >= 65536) this.processesSeen.clear();
-        this.processesSeen.add(key);
-        processes.push(span);
+    for (const batch of batches.map(spansWithJson)) {
+      const { rows, strings } = batch;
+      const [
+        traces,
+        ids,
+        parents,
+        services,
+        names,
+        kinds,
+        starts,
+        ends,
+        pids,
+        tids,
+        statuses,
+        attributes,
+        executables,
+        containers,
+      ] = columnViews(SPAN_COLUMNS, rows, batch.buffer) as [
+        Int32Array,
+        Int32Array,
+        Int32Array,
+        Int32Array,
+        Int32Array,
+        Int32Array,
+        BigInt64Array,
+        BigInt64Array,
+        Int32Array,
+        Int32Array,
+        Int32Array,
+        Int32Array,
+        Int32Array,
+        Int32Array,
+      ];
+      const text = (column: Int32Array, row: number) => {
+        const at = column[row] ?? NULL;
+        return at === NULL ? undefined : strings[at];
+      };
+      const integer = (column: Int32Array, row: number) => {
+        const v = column[row] ?? NULL;
+        return v === NULL ? undefined : v;
+      };
+      for (let row = 0; row < rows; row++) {
+        const start = starts[row] ?? 0n;
+        const end = ends[row] ?? 0n;
+        const pid = integer(pids, row);
+        const service = text(services, row) ?? '';
+        a.appendBigInt(this.nextSpanSeq++);
+        a.appendVarchar(text(traces, row) ?? '');
+        a.appendVarchar(text(ids, row) ?? '');
+        appendVarcharOrNull(a, text(parents, row));
+        a.appendVarchar(service);
+        a.appendVarchar(text(names, row) ?? '');
+        a.appendTinyInt(kinds[row] ?? 0);
+        a.appendBigInt(start);
+        a.appendBigInt(end);
+        a.appendDouble(Number(end - start) / 1e6);
+        appendIntegerOrNull(a, pid);
+        appendIntegerOrNull(a, integer(tids, row));
+        a.appendTinyInt(statuses[row] ?? 0);
+        a.appendVarchar(text(attributes, row) ?? '{}');
+        a.endRow();
+        await this.appended(a, ++n);
+        const key = `${String(pid)}/${service}`;
+        if (pid !== undefined && !this.processesSeen.has(key)) {
+          if (this.processesSeen.size >= 65536) this.processesSeen.clear();
+          this.processesSeen.add(key);
+          processes.push([pid, service, text(executables, row), text(containers, row)]);
+        }
       }
     }
     a.closeSync();
-    if (processes.length === 0) return n;
+    await this.appendProcesses(processes, now);
+    return n;
+  }
+
+  /** Processes seen in spans for the first time. */
+  private async appendProcesses(processes: ProcessRow[], now: bigint): Promise<void> {
+    if (processes.length === 0) return;
     const p = await this.connection.createAppender('processes');
-    for (const span of processes) {
-      p.appendInteger(span.pid ?? 0);
-      p.appendVarchar(span.service);
-      appendVarcharOrNull(p, span.executable);
-      appendVarcharOrNull(p, span.containerId);
+    for (const [pid, service, executable, containerId] of processes) {
+      p.appendInteger(pid);
+      p.appendVarchar(service);
+      appendVarcharOrNull(p, executable);
+      appendVarcharOrNull(p, containerId);
       p.appendBigInt(now);
       p.endRow();
     }
     p.closeSync();
-    return n;
   }
 
   /**

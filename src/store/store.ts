@@ -3,9 +3,9 @@
 // the MCP tools query: a file, so that what was captured survives a restart (each write is a
 // transaction in DuckDB's write-ahead log, replayed at the next open after a crash), or memory.
 // The database lives in a worker thread (worker.ts, database.ts): the main thread only hands it
-// the rows as they come and asks it to write them on a timer. Kernel events and attachments, the
-// bulk, are packed by column into a buffer that moves to the worker without a copy (columns.ts);
-// spans are copied by postMessage. The appends cost the worker, not capture nor OTLP intake, and queries
+// the rows as they come and asks it to write them on a timer. Kernel events, spans and attachments
+// are packed by column into a buffer that moves to the worker without a copy (columns.ts). The
+// appends cost the worker, not capture nor OTLP intake, and queries
 // are answered by the worker between chunks of an append. Retention is bounded by age, by row
 // counts and by the bytes the database takes; the oldest rows past any bound are deleted.
 // A worker that stops is reported (log, counters) and started again on the same database; the
@@ -22,7 +22,7 @@ import type { Attributes, KernelEvent } from '../kernel/events.js';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
-import { packAttachments, packEvents, type Joined, type Packed } from './columns.js';
+import { packAttachments, packEvents, packSpans, type Joined, type Packed } from './columns.js';
 import {
   IN_MEMORY,
   type Cell,
@@ -220,7 +220,9 @@ export class Store implements TraceSource {
 
   addSpans(spans: PlacedSpan<AppSpan>[]): void {
     const admitted = this.admit(spans);
-    if (admitted.length > 0) this.hand({ op: 'spans', spans: admitted.map(spanRow) }, admitted.length);
+    if (admitted.length === 0 || !this.take(admitted.length)) return;
+    const batch = packSpans(admitted.map(spanRow));
+    this.worker.postMessage({ op: 'spans', batch } satisfies Request, moved(batch));
   }
 
   addAttachments(attachments: Attachment<AppSpan>[]): void {
@@ -395,10 +397,6 @@ export class Store implements TraceSource {
   }
 
   /** Rows go to the worker now (postMessage copies them, or moves the packed buffer); a store down or closed counts them as lost. */
-  private hand(request: Request, rows: number): void {
-    if (this.take(rows)) this.worker.postMessage(request);
-  }
-
   /** Counts rows as handed over; false when the store is down or closed, and they are counted lost. */
   private take(rows: number): boolean {
     if (this.down !== undefined || this.closed) {

@@ -1,19 +1,18 @@
 // The store's worker thread: it owns the DuckDB database (database.ts). The main thread hands it
-// rows as they come (kernel events and attachments packed by column, columns.ts; spans as
-// objects) and asks it to write them (on the store's timer), on the worker's own port,
-// and asks queries on a channel of their own, so that they do not wait for rows queued before
-// them to be copied in; the rows handed over wait here until the next write. Replies carry the
+// rows as they come (packed by column, columns.ts) and asks it to write them (on the store's
+// timer), on the worker's own port, and asks queries on a channel of their own, so that they do
+// not wait for rows queued before them to be copied in; the rows handed over wait here until the next write. Replies carry the
 // request's id.
 import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { DuckDBValue } from '@duckdb/node-api';
 import type { Packed } from './columns.js';
-import { StoreDatabase, type DatabaseOptions, type Size, type SpanRow } from './database.js';
+import { StoreDatabase, type DatabaseOptions, type Size } from './database.js';
 import { QueryRefused, type SqlLimits } from './sql.js';
 
 export type Request =
   | { op: 'events'; batch: Packed }
-  | { op: 'spans'; spans: SpanRow[] }
+  | { op: 'spans'; batch: Packed }
   | { op: 'attachments'; batch: Packed }
   | { op: 'write'; id: number; now: bigint }
   | { op: 'rows'; id: number; sql: string; params: DuckDBValue[] }
@@ -49,13 +48,13 @@ const port = mainPort();
 const { database, queries } = workerData as WorkerData;
 const db = await StoreDatabase.open(database);
 let events: Packed[] = [];
-let spans: SpanRow[][] = [];
+let spans: Packed[] = [];
 let attachments: Packed[] = [];
 
 async function answer(request: Exclude<Request, { op: 'events' | 'spans' | 'attachments' }>): Promise<unknown> {
   switch (request.op) {
     case 'write': {
-      const written = db.write(events, spans.flat(), attachments, request.now);
+      const written = db.write(events, spans, attachments, request.now);
       events = [];
       spans = [];
       attachments = [];
@@ -75,7 +74,7 @@ async function answer(request: Exclude<Request, { op: 'events' | 'spans' | 'atta
 
 function handle(request: Request): void {
   if (request.op === 'events') events.push(request.batch);
-  else if (request.op === 'spans') spans.push(request.spans);
+  else if (request.op === 'spans') spans.push(request.batch);
   else if (request.op === 'attachments') attachments.push(request.batch);
   else
     answer(request).then(

@@ -15,7 +15,7 @@ import { explainTrace } from '../../src/correlate/explain.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 import { serveMcp } from '../../src/mcp/http.js';
 import type { AppSpan } from '../../src/otlp/index.js';
-import { packAttachments, packEvents, type Joined, type Packed } from '../../src/store/columns.js';
+import { packAttachments, packEvents, packSpans, type Joined, type Packed } from '../../src/store/columns.js';
 import { StoreDatabase } from '../../src/store/database.js';
 import { IN_MEMORY, PACKED_ROWS, Store, spanRow } from '../../src/store/store.js';
 import { DEFAULT_CONFIG } from '../../src/sidecar/index.js';
@@ -304,7 +304,7 @@ export async function storeIntakeRows(): Promise<string[]> {
 const APPEND_ROUNDS = 4;
 const WRITES_PER_ROUND = 12;
 
-/** A round of intake batches as the store hands them to its worker: packed 2,048 rows at a time, spans as rows. */
+/** A round of intake batches as the store hands them to its worker: events and attachments packed 2,048 rows at a time, spans a batch's at a time. */
 function handedOver(batches: IntakeBatch[], firstId: bigint) {
   const events = batches.flatMap((b) => b.events);
   const packed: Packed[] = [];
@@ -321,9 +321,10 @@ function handedOver(batches: IntakeBatch[], firstId: bigint) {
   );
   const attachments: Packed[] = [];
   for (let i = 0; i < joined.length; i += 205) attachments.push(packAttachments(joined.slice(i, i + 205)));
-  const spans = batches.flatMap((b) => b.spans.map(spanRow));
+  const spans = batches.filter((b) => b.spans.length > 0).map((b) => packSpans(b.spans.map(spanRow)));
   const attached = joined.reduce((n, one) => n + one.eventIds.length, 0);
-  return { packed, attachments, spans, rows: events.length + attached + spans.length };
+  const spanRows = spans.reduce((n, batch) => n + batch.rows, 0);
+  return { packed, attachments, spans, rows: events.length + attached + spanRows };
 }
 
 /**

@@ -248,3 +248,43 @@ test("each kernel span says its own event's attach scope; the summary the weakes
     ],
   );
 });
+
+test('kernel span ids stay distinct, non-zero hex over more spans than one random draw gives', () => {
+  const builder = new KernelSpanBuilder();
+  const events = Array.from({ length: 100 }, (_, i) => kernelEvent('futex.wait', app, at(i * 5), at(i * 5 + 2)));
+  const spans = Array.from({ length: 30 }, () =>
+    builder.build({ span: request.span, place: { hostPid: app.pid, hostTid: app.tid }, events }),
+  ).flat();
+  const ids = spans.map((s) => s.spanContext().spanId);
+  assert.equal(ids.length, 30 * 101);
+  for (const id of ids) assert.match(id, /^(?!0{16})[0-9a-f]{16}$/);
+  assert.equal(new Set(ids).size, ids.length);
+});
+
+test("kernel spans carry their own app span's resource, whether spans share its object or only its content", () => {
+  const builder = new KernelSpanBuilder();
+  const events = [kernelEvent('futex.wait', app, at(10), at(110))];
+  // Each call its own resource object.
+  const of = (service: string) =>
+    builder.build({
+      span: { ...request.span, resource: { 'service.name': service, 'process.pid': app.pid } },
+      place: { hostPid: app.pid, hostTid: app.tid },
+      events,
+    });
+  const first = of('api');
+  const other = of('batch');
+  const again = of('api');
+  for (const [spans, service] of [
+    [first, 'api'],
+    [other, 'batch'],
+    [again, 'api'],
+  ] as const)
+    for (const span of spans) assert.equal(span.resource.attributes['service.name'], service);
+  assert.equal(again[0]?.resource, first[0]?.resource, 'equal resources are one Resource');
+  const shared = { 'service.name': 'api', 'process.pid': app.pid };
+  const sameObject = { ...request.span, resource: shared };
+  const a = builder.build({ span: sameObject, place: { hostPid: app.pid }, events });
+  const b = builder.build({ span: { ...sameObject, spanId: '00000000000000aa' }, place: { hostPid: app.pid }, events });
+  assert.equal(a[0]?.resource, b[0]?.resource);
+  assert.equal(a[0]?.resource.attributes['process.pid'], app.pid);
+});

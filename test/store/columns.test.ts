@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Attributes } from '../../src/kernel/events.js';
 import * as A from '../../src/semconv/attributes.js';
-import { MS, T0, kernelEvent, storeWith, waker } from './traces.js';
+import { json } from '../../src/store/columns.js';
+import { MS, T0, appSpan, ids, kernelEvent, storeWith, waker } from './traces.js';
 
 const task = { pid: 10, tid: 11, comm: 'app' };
 const at = (ms: number) => T0 + BigInt(ms) * MS;
@@ -118,4 +119,51 @@ test('a NULL lands on its own row across validity bytes, words and data chunks (
       stamped(i) ? i.toString(16).padStart(32, '0') : null,
     ]),
   );
+});
+
+test('app spans packed by column are stored as they came: attributes as JSON, NULLs, status, and their processes', async (t) => {
+  const attributes: Record<string, unknown>[] = [
+    {},
+    { 'http.route': '/predict', n: 3, f: 0.125, nan: Number.NaN, yes: true, skipped: undefined },
+    { big: 2n ** 60n, bytes: new Uint8Array([0, 171]), list: ['a', 2n ** 60n, new Uint8Array([255])] },
+    { kv: { inner: { quote: 'say "hi"\n\u{1f600}' } }, [A.ATTR_CONTAINER_ID]: 'kept: a span keeps every attribute' },
+  ];
+  const spans = attributes.map((attrs, i) => {
+    const placed = appSpan({ trace: 1, span: 10 + i, start: at(i), end: at(i + 2), pid: 10, tid: 11 });
+    Object.assign(placed.span, {
+      attributes: attrs,
+      resource: { ...placed.span.resource, [A.ATTR_PROCESS_EXECUTABLE_PATH]: '/usr/bin/python3' },
+      ...(i === 1 ? { parentSpanId: ids(10).spanId, status: { code: 2, message: 'boom' }, kind: 3 } : {}),
+    });
+    // The last span's process is not on this host: no pid nor tid.
+    return i === 3 ? { span: { ...placed.span, serviceName: 'remote' }, place: undefined } : placed;
+  });
+  const store = await storeWith(spans, []);
+  t.after(() => store.close());
+  const rows = await store.rows(
+    `SELECT span_id, parent_span_id, service, name, span_kind, duration_ms, pid, tid, status_code, attributes FROM spans ORDER BY seq`,
+  );
+  assert.deepEqual(
+    rows,
+    spans.map(({ span, place }) => [
+      span.spanId,
+      span.parentSpanId ?? null,
+      span.serviceName,
+      'handle-request',
+      span.kind,
+      2,
+      place?.hostPid ?? null,
+      place?.hostTid ?? null,
+      span.status?.code ?? 0,
+      json(span.attributes),
+    ]),
+  );
+  assert.deepEqual(JSON.parse(String(rows[2]?.[9])), {
+    big: '1152921504606846976',
+    bytes: '00ab',
+    list: ['a', '1152921504606846976', 'ff'],
+  });
+  assert.deepEqual(await store.rows(`SELECT pid, service, executable, container_id FROM processes`), [
+    [10, 'api', '/usr/bin/python3', null],
+  ]);
 });
