@@ -117,10 +117,10 @@ CREATE TABLE IF NOT EXISTS attachments (trace_id VARCHAR, span_id VARCHAR, event
 CREATE TABLE IF NOT EXISTS processes (pid INTEGER, service VARCHAR, executable VARCHAR, container_id VARCHAR, seen_ns BIGINT);
 `;
 
-/** Appends the value, or SQL NULL when there is none. */
 /** A processes row, as seen in a span. */
 type ProcessRow = [pid: number, service: string, executable: string | undefined, containerId: string | undefined];
 
+/** Appends the value, or SQL NULL when there is none. */
 function appendIntegerOrNull(appender: DuckDBAppender, value: number | undefined): void {
   if (value === undefined) appender.appendNull();
   else appender.appendInteger(value);
