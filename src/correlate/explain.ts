@@ -75,6 +75,7 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
   const rootCause =
     threads.size === 0 ? null : await rootCauseOf(analysis, pieces, { breakdown, root, duration, spans });
   const rootSpanInfo = { service: root.service, name: root.name };
+  const shed = await source.shedDuring(root.startUnixNano, root.endUnixNano);
   return {
     trace_id: traceId,
     source: source.name,
@@ -82,7 +83,8 @@ async function explain(source: TraceSource, traceId: string, spans: TraceSpan[])
     root_span: rootSpanInfo,
     breakdown,
     root_cause: rootCause,
-    summary: summarize(traceId, rootSpanInfo, toMs(duration), breakdown, rootCause),
+    kernel_events_shed: shed,
+    summary: summarize(traceId, rootSpanInfo, toMs(duration), breakdown, rootCause, shed),
   };
 }
 

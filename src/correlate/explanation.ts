@@ -69,5 +69,10 @@ export interface Explanation {
   root_span: { service: string; name: string };
   breakdown: { kind: BreakdownKind; time_ms: number; share: number }[];
   root_cause: RootCause | null;
+  /**
+   * Kernel events of the trace's time were shed because the sidecar was behind (the lag bound,
+   * src/kernel/capture.ts): kernel causes may be missing from the breakdown and the root cause.
+   */
+  kernel_events_shed: boolean;
   summary: string;
 }

@@ -27,6 +27,12 @@ export interface EventWindow {
   to: bigint;
 }
 
+/** A time (Unix ns) the capture shed kernel events in, because the sidecar was behind: the spans of that time miss some. */
+export interface ShedTime {
+  from: bigint;
+  to: bigint;
+}
+
 export interface TraceSummary {
   traceId: string;
   service: string;
@@ -53,6 +59,8 @@ export interface TraceSource {
   events(window: EventWindow): Promise<KernelEvent[]>;
   /** CUDA events (cuda.*) of every process but `exceptPid` overlapping [from, to), ordered by start. */
   gpuEvents(from: bigint, to: bigint, exceptPid: number): Promise<KernelEvent[]>;
+  /** Whether kernel events were shed in a time overlapping [from, to): then some are missing from events(). */
+  shedDuring(from: bigint, to: bigint): Promise<boolean>;
   /** Recent traces by their root span, slowest first. */
   slowTraces(query: TraceQuery): Promise<TraceSummary[]>;
 }

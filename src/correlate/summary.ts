@@ -46,7 +46,23 @@ const SURENESS: Readonly<Record<AttachScope, string>> = {
 const HELD_FOR_CERTAIN =
   "Those waits were the other request's for certain: the app published that request's span as active when they began.";
 
+/** Kernel events of the trace's time were shed (Explanation.kernel_events_shed). */
+const SHED =
+  "Kernel events of this trace's time were shed because Causeway's sidecar was behind, so kernel causes may be missing.";
+
 export function summarize(
+  traceId: string,
+  root: { service: string; name: string },
+  durationMs: number,
+  breakdown: Explanation['breakdown'],
+  cause: RootCause | null,
+  shed: boolean,
+): string {
+  const said = findings(traceId, root, durationMs, breakdown, cause);
+  return shed ? `${said} ${SHED}` : said;
+}
+
+function findings(
   traceId: string,
   root: { service: string; name: string },
   durationMs: number,

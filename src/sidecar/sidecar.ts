@@ -253,6 +253,7 @@ async function startCapture(
       },
       onShed: (from, to) => {
         correlator.addShed(from, to);
+        store.addShed(from, to);
       },
       onEvents: (events) => {
         waits.captured(events);

@@ -15,6 +15,7 @@ import {
   type DuckDBValue,
 } from '@duckdb/node-api';
 import bindings from '@duckdb/node-bindings';
+import type { ShedTime } from '../correlate/source.js';
 import { MS } from '../correlate/time.js';
 import {
   ATTACHMENT_COLUMNS,
@@ -115,6 +116,7 @@ ALTER TABLE kernel_events ADD COLUMN IF NOT EXISTS active_trace_id VARCHAR;
 ALTER TABLE kernel_events ADD COLUMN IF NOT EXISTS active_span_id VARCHAR;
 CREATE TABLE IF NOT EXISTS attachments (trace_id VARCHAR, span_id VARCHAR, event_id BIGINT, end_ns BIGINT);
 CREATE TABLE IF NOT EXISTS processes (pid INTEGER, service VARCHAR, executable VARCHAR, container_id VARCHAR, seen_ns BIGINT);
+CREATE TABLE IF NOT EXISTS shed_times (from_ns BIGINT, to_ns BIGINT);
 `;
 
 /** A processes row, as seen in a span. */
@@ -223,14 +225,19 @@ export class StoreDatabase {
   }
 
   /** Appends the rows, then applies retention as of `now`. */
-  async write(events: Packed[], spans: Packed[], attachments: Packed[], now: bigint): Promise<Written> {
+  async write(
+    events: Packed[],
+    spans: Packed[],
+    attachments: Packed[],
+    shed: ShedTime[],
+    now: bigint,
+  ): Promise<Written> {
     const started = performance.now();
-    const written = {
-      eventsStored: await this.appendEvents(events),
-      spansStored: await this.appendSpans(spans, now),
-      attachmentsStored: await this.appendPacked('attachments', ATTACHMENT_COLUMNS, attachments),
-      rowsExpired: await this.expire(now),
-    };
+    const eventsStored = await this.appendEvents(events);
+    const spansStored = await this.appendSpans(spans, now);
+    const attachmentsStored = await this.appendPacked('attachments', ATTACHMENT_COLUMNS, attachments);
+    await this.appendShed(shed);
+    const written = { eventsStored, spansStored, attachmentsStored, rowsExpired: await this.expire(now) };
     return { ...written, ms: performance.now() - started };
   }
 
@@ -327,6 +334,17 @@ export class StoreDatabase {
     }
     a.closeSync();
     return n;
+  }
+
+  private async appendShed(shed: ShedTime[]): Promise<void> {
+    if (shed.length === 0) return;
+    const a = await this.connection.createAppender('shed_times');
+    for (const { from, to } of shed) {
+      a.appendBigInt(from);
+      a.appendBigInt(to);
+      a.endRow();
+    }
+    a.closeSync();
   }
 
   private async appendSpans(batches: Packed[], now: bigint): Promise<number> {
@@ -460,6 +478,10 @@ export class StoreDatabase {
     ]);
     const spans = await this.connection.run(`DELETE FROM spans WHERE end_ns < $1 OR seq < $2`, [cutoff, oldestSpan]);
     await this.connection.run(`DELETE FROM attachments WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
+    // A shed time is kept while a span it may overlap is: before the oldest span, it overlaps none.
+    await this.connection.run(`DELETE FROM shed_times WHERE to_ns < $1 OR to_ns < (SELECT min(start_ns) FROM spans)`, [
+      cutoff,
+    ]);
     return events.rowsChanged + spans.rowsChanged;
   }
 }

@@ -4,7 +4,7 @@
 // the analysis sees the same app spans and events as from the local store. Also what the two
 // backends' sources share: the bounded, timed GET and the cache of the traces they fetched.
 import { z } from 'zod';
-import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
+import type { EventWindow, ShedTime, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
 import { KIND_NAMES, type AttributeValue, type Attributes, type KernelEvent } from '../kernel/events.js';
 import { Lru } from '../kernel/lru.js';
 import { byTime } from '../correlate/time.js';
@@ -14,6 +14,8 @@ import * as A from '../semconv/attributes.js';
 export interface TraceContents {
   spans: TraceSpan[];
   events: KernelEvent[];
+  /** The times of its kernel summary spans marked causeway.attach.shed: kernel events of them were shed. */
+  shed: ShedTime[];
 }
 
 export interface BackendOptions {
@@ -140,7 +142,7 @@ function kernelEvent(attrs: Attributes, pid: number, start: bigint, end?: bigint
 function contentsOf(byTrace: Map<string, TraceContents>, traceId: string): TraceContents {
   let contents = byTrace.get(traceId);
   if (contents === undefined) {
-    contents = { spans: [], events: [] };
+    contents = { spans: [], events: [], shed: [] };
     byTrace.set(traceId, contents);
   }
   return contents;
@@ -197,6 +199,8 @@ export function readTraces(document: unknown): Map<string, TraceContents> {
           continue;
         }
         if (pid === undefined) continue; // kernel spans copy the app's resource, so this is not Causeway's
+        if (attrs[A.ATTR_CAUSEWAY_ATTACH_SHED] === true)
+          contents.shed.push({ from: span.startTimeUnixNano, to: span.endTimeUnixNano });
         const found: KernelEvent[] = [];
         const interval = kernelEvent(attrs, pid, span.startTimeUnixNano, span.endTimeUnixNano);
         if (interval !== undefined) found.push(interval);
@@ -256,6 +260,12 @@ export class FetchedTraces {
 
   gpuEvents(from: bigint, to: bigint, exceptPid: number): KernelEvent[] {
     return this.select((e) => e.kind.startsWith('cuda.') && e.pid !== exceptPid && overlaps(e, from, to));
+  }
+
+  shedDuring(from: bigint, to: bigint): boolean {
+    for (const contents of this.traces.values())
+      if (contents.shed.some((time) => time.from < to && time.to >= from)) return true;
+    return false;
   }
 
   private select(wanted: (event: KernelEvent) => boolean): KernelEvent[] {
@@ -413,5 +423,9 @@ export abstract class FetchingSource implements TraceSource {
 
   gpuEvents(from: bigint, to: bigint, exceptPid: number): Promise<KernelEvent[]> {
     return Promise.resolve(this.fetched.gpuEvents(from, to, exceptPid));
+  }
+
+  shedDuring(from: bigint, to: bigint): Promise<boolean> {
+    return Promise.resolve(this.fetched.shedDuring(from, to));
   }
 }

@@ -17,7 +17,7 @@
 /** A node of json_serialize_sql's tree. */
 type Node = Record<string, unknown>;
 
-export const STORE_TABLE_NAMES = new Set(['spans', 'kernel_events', 'attachments', 'processes']);
+export const STORE_TABLE_NAMES = new Set(['spans', 'kernel_events', 'attachments', 'processes', 'shed_times']);
 
 /** Table functions that make rows from their arguments alone. */
 export const TABLE_FUNCTIONS = new Set(['range', 'generate_series', 'unnest', 'json_each', 'json_tree']);

@@ -16,8 +16,8 @@ import type { DuckDBValue } from '@duckdb/node-api';
 import type { Meter } from '@opentelemetry/api';
 import type { Attachment, PlacedSpan } from '../correlate/correlator.js';
 import { isLinked } from '../correlate/linked.js';
-import type { EventWindow, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
-import { MS, nowUnixNano } from '../correlate/time.js';
+import type { EventWindow, ShedTime, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
+import { MS, earlier, later, nowUnixNano } from '../correlate/time.js';
 import type { Attributes, KernelEvent } from '../kernel/events.js';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type { AppSpan } from '../otlp/index.js';
@@ -93,6 +93,8 @@ const MAX_RESTARTS_IN_A_ROW = 3;
  * DuckDB skip row groups by start time (rows arrive in time order). Longer intervals are missed.
  */
 const LONGEST_INTERVAL_NS = 60_000n * MS;
+/** Shed times this close are held as one (as the correlator holds them). */
+const SHED_MERGE_NS = 10n * MS;
 
 /** What each table and column holds, for query_sql's callers. */
 export const STORE_TABLES = {
@@ -101,6 +103,8 @@ export const STORE_TABLES = {
   kernel_events:
     'kernel events: event_id, kind, pid, tid, comm, start_ns, end_ns, duration_ms, other_pid/other_tid/other_comm (the waker for futex.wait and sched.blocked, the task that held the CPU longest during a sched.runqueue wait), cuda_kernel, attributes (JSON), active_trace_id/active_span_id (the app span the thread published as active when the event began, null when none was read)',
   attachments: 'which kernel event was attached to which app span: trace_id, span_id, event_id',
+  shed_times:
+    'times kernel events were shed because the sidecar was behind (the spans of that time miss some): from_ns, to_ns (Unix ns)',
   processes: 'processes seen in spans: pid (host), service, executable, container_id, seen_ns',
 } as const;
 
@@ -165,7 +169,13 @@ export class Store implements TraceSource {
    * buffers and its data chunks are not made for a few rows at a time (capture hands over small
    * batches as it reads them).
    */
-  private pending = { events: [] as KernelEvent[], firstId: 0n, joined: [] as Joined[], joinedRows: 0 };
+  private pending = {
+    events: [] as KernelEvent[],
+    firstId: 0n,
+    joined: [] as Joined[],
+    joinedRows: 0,
+    shed: [] as ShedTime[],
+  };
   private writing = 0;
   private readonly settings: Required<Omit<StoreOptions, 'meter' | 'memoryLimit'>>;
   private readonly database: DatabaseOptions;
@@ -243,6 +253,22 @@ export class Store implements TraceSource {
       this.pending.joinedRows += one.eventIds.length;
     }
     if (this.pending.joinedRows >= PACKED_ROWS) this.handPackedAttachments();
+  }
+
+  /**
+   * The capture shed kernel events from `from` to `to` (Unix ns), so explain_trace can say that a
+   * trace of that time lacks some. It tells of each batch it sheds: times that overlap, or nearly,
+   * the latest one held are held as one with it.
+   */
+  addShed(from: bigint, to: bigint): void {
+    const last = this.pending.shed.at(-1);
+    if (last !== undefined && from <= last.to + SHED_MERGE_NS && to >= last.from - SHED_MERGE_NS) {
+      last.from = earlier(last.from, from);
+      last.to = later(last.to, to);
+      return;
+    }
+    const [time] = this.admit([{ from, to }]);
+    if (time !== undefined && this.take(1)) this.pending.shed.push(time);
   }
 
   counters(): StoreCounters {
@@ -335,6 +361,14 @@ export class Store implements TraceSource {
     );
   }
 
+  async shedDuring(from: bigint, to: bigint): Promise<boolean> {
+    const [found] = await this.rows(`SELECT count(*) > 0 FROM shed_times WHERE from_ns < $2 AND to_ns >= $1`, [
+      from,
+      to,
+    ]);
+    return found?.[0] === true;
+  }
+
   async slowTraces(query: TraceQuery): Promise<TraceSummary[]> {
     const service =
       query.service === undefined ? '' : 'AND trace_id IN (SELECT trace_id FROM spans WHERE service = $5)';
@@ -424,6 +458,10 @@ export class Store implements TraceSource {
     if (this.down !== undefined || this.closed) return;
     if (this.pending.events.length > 0) this.handPackedEvents();
     if (this.pending.joined.length > 0) this.handPackedAttachments();
+    if (this.pending.shed.length > 0) {
+      this.worker.postMessage({ op: 'shed', times: this.pending.shed } satisfies Request);
+      this.pending.shed = [];
+    }
     this.writing = this.handed;
     this.handed = 0;
     try {
@@ -505,7 +543,7 @@ export class Store implements TraceSource {
     const lost = this.handed + this.writing;
     this.count.rowsLost += this.handed; // the write's own rows are counted when it fails, just below
     this.handed = 0;
-    this.pending = { events: [], firstId: 0n, joined: [], joinedRows: 0 };
+    this.pending = { events: [], firstId: 0n, joined: [], joinedRows: 0, shed: [] };
     this.failWaiting(new Error(`the store's worker stopped: ${reason}`));
     const held = this.settings.path === IN_MEMORY ? ' and every row it held (the store is in memory)' : '';
     if (++this.stopsInARow > MAX_RESTARTS_IN_A_ROW) {

@@ -1,11 +1,13 @@
 // The store's worker thread: it owns the DuckDB database (database.ts). The main thread hands it
-// rows as they come (packed by column, columns.ts) and asks it to write them (on the store's
-// timer), on the worker's own port, and asks queries on a channel of their own, so that they do
-// not wait for rows queued before them to be copied in; the rows handed over wait here until the next write. Replies carry the
+// rows as they come (kernel events, spans and attachments packed by column, columns.ts; the
+// times kernel events were shed as objects) and asks it to write them (on the store's timer), on
+// the worker's own port, and asks queries on a channel of their own, so that they do not wait for
+// rows queued before them to be copied in; the rows handed over wait here until the next write. Replies carry the
 // request's id.
 import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { DuckDBValue } from '@duckdb/node-api';
+import type { ShedTime } from '../correlate/source.js';
 import type { Packed } from './columns.js';
 import { StoreDatabase, type DatabaseOptions, type Size } from './database.js';
 import { QueryRefused, type SqlLimits } from './sql.js';
@@ -14,6 +16,7 @@ export type Request =
   | { op: 'events'; batch: Packed }
   | { op: 'spans'; batch: Packed }
   | { op: 'attachments'; batch: Packed }
+  | { op: 'shed'; times: ShedTime[] }
   | { op: 'write'; id: number; now: bigint }
   | { op: 'rows'; id: number; sql: string; params: DuckDBValue[] }
   | { op: 'readOnly'; id: number; sql: string; limits: SqlLimits }
@@ -50,14 +53,18 @@ const db = await StoreDatabase.open(database);
 let events: Packed[] = [];
 let spans: Packed[] = [];
 let attachments: Packed[] = [];
+let shed: ShedTime[] = [];
 
-async function answer(request: Exclude<Request, { op: 'events' | 'spans' | 'attachments' }>): Promise<unknown> {
+async function answer(
+  request: Exclude<Request, { op: 'events' | 'spans' | 'attachments' | 'shed' }>,
+): Promise<unknown> {
   switch (request.op) {
     case 'write': {
-      const written = db.write(events, spans, attachments, request.now);
+      const written = db.write(events, spans, attachments, shed, request.now);
       events = [];
       spans = [];
       attachments = [];
+      shed = [];
       return written;
     }
     case 'rows':
@@ -76,6 +83,7 @@ function handle(request: Request): void {
   if (request.op === 'events') events.push(request.batch);
   else if (request.op === 'spans') spans.push(request.batch);
   else if (request.op === 'attachments') attachments.push(request.batch);
+  else if (request.op === 'shed') shed.push(...request.times);
   else
     answer(request).then(
       (result) => {

@@ -360,6 +360,7 @@ export async function storeAppendRows(): Promise<string[]> {
           share(round.packed, w),
           share(round.spans, w),
           share(round.attachments, w),
+          [],
           BigInt(Date.now()) * MS,
         );
       wallMs += performance.now() - wallBegan;

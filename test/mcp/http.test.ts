@@ -7,6 +7,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { McpBindError, serveMcp } from '../../src/mcp/http.js';
 import type { Store } from '../../src/store/store.js';
 import { querySource } from '../../src/store/backend.js';
+import { MS } from '../store/traces.js';
 import { KNOWN_TRACE, serveKnownTrace } from './server.js';
 
 const TOOLS = ['compare_latency', 'explain_trace', 'find_stalls', 'gpu_activity', 'query_sql', 'slow_traces', 'status'];
@@ -54,6 +55,31 @@ test('every tool is read-only with an output schema, and explain_trace answers t
   );
   const prompt = await c.getPrompt({ name: 'diagnose_slow_request', arguments: { service: 'api' } });
   assert.match(JSON.stringify(prompt.messages), /slow_traces.*explain_trace/);
+});
+
+test("explain_trace says when kernel events of the trace's time were shed, and not for a time after it", async (t) => {
+  const { url, store, trace } = await serveKnownTrace(t);
+  const c = await client(t, url);
+  const explain = async () => {
+    const result = await c.callTool({ name: 'explain_trace', arguments: { trace_id: KNOWN_TRACE } });
+    return {
+      shed: (result.structuredContent as { kernel_events_shed: boolean }).kernel_events_shed,
+      text: (result.content as { text: string }[])[0]?.text ?? '',
+    };
+  };
+  store.addShed(trace.end + 100n * MS, trace.end + 200n * MS);
+  await store.flush();
+  const after = await explain();
+  assert.equal(after.shed, false);
+  assert.doesNotMatch(after.text, /shed/);
+  // The capture fell behind while the request waited: its events of [150, 250) ms are missing.
+  store.addShed(trace.start + 150n * MS, trace.start + 250n * MS);
+  await store.flush();
+  const during = await explain();
+  assert.equal(during.shed, true);
+  assert.match(during.text, /Kernel events of this trace's time were shed because Causeway's sidecar was behind/);
+  const stored = await c.callTool({ name: 'query_sql', arguments: { sql: 'SELECT count(*) AS n FROM shed_times' } });
+  assert.deepEqual((stored.structuredContent as { rows: unknown[][] }).rows, [['2']]);
 });
 
 test('bad input and writes come back as tool errors, with nothing changed', async (t) => {

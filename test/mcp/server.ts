@@ -50,5 +50,7 @@ export async function serveKnownTrace(
     await server.close();
     await store.close();
   });
-  return { server, url: `http://127.0.0.1:${String(server.port)}/mcp` };
+  /** The trace's time, Unix ns. */
+  const trace = { start, end: start + 400n * MS };
+  return { server, store, trace, url: `http://127.0.0.1:${String(server.port)}/mcp` };
 }

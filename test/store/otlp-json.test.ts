@@ -8,7 +8,7 @@ import { at, i, kv, s, tempoTrace } from './tempo-trace.js';
 
 const ns = (ms: number) => BigInt(at(ms));
 
-test('a Tempo trace: app spans by id in hex, kernel spans and span events back to kernel events, host ids', () => {
+test('a Tempo trace: app spans by id in hex, kernel spans and span events back to kernel events, host ids, shed times', () => {
   const traces = readTraces(tempoTrace);
   assert.deepEqual([...traces.keys()], ['0af7651916cd43dd8448eb211c80319c']);
   const trace = traces.get('0af7651916cd43dd8448eb211c80319c');
@@ -87,7 +87,8 @@ test('a Tempo trace: app spans by id in hex, kernel spans and span events back t
       endUnixNano: ns(200),
       attributes: { 'causeway.process.nspid': nspid, 'network.peer.address': '10.1.2.3', 'network.peer.port': 443 },
     },
-  ]);
+  ]); // Its kernel summary span is marked causeway.attach.shed: kernel events of that time were shed.
+  assert.deepEqual(trace.shed, [{ from: ns(50), to: ns(550) }]);
 });
 
 test('spans of other scopes are app spans even with causeway-like attributes; unknown kinds and bad ids are skipped', () => {

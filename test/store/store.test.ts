@@ -47,6 +47,23 @@ test('retention deletes rows older than the window and the oldest beyond the siz
   assert.equal(store.counters().rowsExpired, 6);
 });
 
+test('shed times are held as one when near, kept while a span they may overlap is, and expired with the retention', async (t) => {
+  let now = at(0);
+  const store = await storeWith([], [], { retentionMs: 1000, now: () => now });
+  t.after(() => store.close());
+  store.addSpans([appSpan({ trace: 1, span: 1, start: at(100), end: at(200), pid: 10, tid: 11 })]);
+  store.addShed(at(10), at(20)); // before every span: it overlaps none
+  store.addShed(at(150), at(160));
+  store.addShed(at(165), at(170));
+  await store.flush();
+  assert.deepEqual(await store.rows('SELECT from_ns, to_ns FROM shed_times'), [[at(150), at(170)]]);
+  assert.equal(await store.shedDuring(at(100), at(200)), true);
+  assert.equal(await store.shedDuring(at(171), at(200)), false);
+  now = at(5000);
+  await store.flush();
+  assert.deepEqual(await store.rows('SELECT count(*) FROM shed_times'), [[0n]]);
+});
+
 test('slow traces are ranked by their extent, filtered by service and window', async (t) => {
   const store = await storeWith(
     [

@@ -130,6 +130,8 @@ export const tempoTrace = {
               endTimeUnixNano: at(550),
               attributes: kv({
                 'causeway.attach.scope': s('thread'),
+                // Kernel events of its time were shed: the sidecar was behind.
+                'causeway.attach.shed': { boolValue: true },
                 'causeway.sched.runqueue.duration_ms': { doubleValue: 50 },
                 'causeway.cuda.launch.count': i(1),
               }),

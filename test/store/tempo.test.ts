@@ -79,6 +79,9 @@ test('TempoSource: a trace by id without a time window, a TraceQL search sorted 
     (await source.events({ pid: 30012, tid: 30013, from: ns(50), to: ns(550) })).map((e) => e.kind),
     ['cuda.launch', 'sched.runqueue', 'tcp.retransmit'],
   );
+  // The summary span marked causeway.attach.shed: its time, and only it, had kernel events shed.
+  assert.equal(await source.shedDuring(ns(500), ns(600)), true);
+  assert.equal(await source.shedDuring(ns(560), ns(600)), false);
   assert.deepEqual(
     (await source.gpuEvents(ns(0), ns(600), 5001)).map((e) => [e.kind, e.pid]),
     [['cuda.launch', 30012]],

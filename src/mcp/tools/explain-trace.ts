@@ -9,7 +9,8 @@ const TITLE = 'Explain a slow trace';
 const DESCRIPTION =
   'Why this trace was slow: time per kind on its critical path, and the root cause (kind, culprit, causal chain ' +
   'from the request thread to the root, evidence). root_cause.kind is "none" when kernel causes explain little of ' +
-  'the time, null when no span ran where kernel events were captured.';
+  'the time, null when no span ran where kernel events were captured. kernel_events_shed is true when kernel ' +
+  'events of its time were shed (the sidecar was behind), so kernel causes may be missing.';
 
 const inputSchema = {
   trace_id: z
@@ -73,6 +74,11 @@ const outputSchema = {
         ),
     })
     .nullable(),
+  kernel_events_shed: z
+    .boolean()
+    .describe(
+      "Kernel events of the trace's time were shed because the sidecar was behind: kernel causes may be missing from the breakdown and the root cause.",
+    ),
   summary: z.string(),
 };
 
