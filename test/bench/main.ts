@@ -5,7 +5,8 @@
 // spread over the rounds (rounds.ts); the user-space decode rate per core, alone and through
 // correlation (correlation.ts); drops at a high event rate; how long capture takes to start;
 // the sidecar's span throughput and join delay
-// (pipeline.ts); the store and the MCP tools at 1M events (store.ts); what finding every GPU
+// (pipeline.ts); the main thread's CPU per app span along its whole path (span-path.ts); the
+// store and the MCP tools at 1M events (store.ts); what finding every GPU
 // process costs on a node with many processes (discovery.ts); what in-kernel reduction saves
 // (reduction.ts); the whole sidecar under load and under a flood (load.ts); what reading the
 // thread context costs the CUDA probe (thread-ctx.ts); what the Python thread-context writer
@@ -36,6 +37,7 @@ import { floodTargets, loadRows, loadTargets, sidecarLoad, targetTable, type Tar
 import { pipelineRows } from './pipeline.js';
 import { describeOverFloor, describeRatio, roundOrder, spread } from './rounds.js';
 import { reductionRows } from './reduction.js';
+import { spanPathRows } from './span-path.js';
 import { storeAppendRows, storeIntakeRows, storeRows } from './store.js';
 import { nodeThreadContextRows } from './node-thread-ctx.js';
 import { pythonThreadContextRows } from './python-thread-ctx.js';
@@ -481,6 +483,7 @@ const MEASURES: Record<string, (targets: TargetCheck[]) => Promise<string[]>> = 
   startup: async () => [await startup()],
   discovery: discoveryRows,
   pipeline: pipelineRows,
+  'span-path': spanPathRows,
   store: storeRows,
   'store-intake': storeIntakeRows,
   'store-append': storeAppendRows,

@@ -182,7 +182,7 @@ const SPAN_EVERY = 10;
 const SPANS_PER_BATCH = 100;
 
 /** CPU time of the main thread alone, in ms: its own task in /proc (a worker thread is another task). */
-function mainThreadCpuMs(): number {
+export function mainThreadCpuMs(): number {
   const stat = readFileSync(`/proc/self/task/${String(process.pid)}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10; // utime and stime, in ticks of 10 ms
