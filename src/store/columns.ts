@@ -74,6 +74,57 @@ export const SPAN_COLUMNS = [
 ] as const satisfies readonly ColumnType[];
 const SPAN_ATTRIBUTES = 11;
 
+/** A spans batch's columns (SPAN_COLUMNS), by name. */
+export function spanColumns(columns: Column[]) {
+  const [
+    traces,
+    ids,
+    parents,
+    services,
+    names,
+    kinds,
+    starts,
+    ends,
+    pids,
+    tids,
+    statuses,
+    attributes,
+    executables,
+    containers,
+  ] = columns as [
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    BigInt64Array,
+    BigInt64Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+    Int32Array,
+  ];
+  return {
+    traces,
+    ids,
+    parents,
+    services,
+    names,
+    kinds,
+    starts,
+    ends,
+    pids,
+    tids,
+    statuses,
+    attributes,
+    executables,
+    containers,
+  };
+}
+
 export const ATTACHMENT_COLUMNS = [
   'varchar', // trace_id
   'varchar', // span_id
@@ -294,7 +345,7 @@ export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
  */
 export function packSpans(spans: SpanRow[]): Packed {
   const packing = new Packing(SPAN_COLUMNS, spans.length);
-  const [
+  const {
     traces,
     ids,
     parents,
@@ -309,22 +360,7 @@ export function packSpans(spans: SpanRow[]): Packed {
     attributes,
     executables,
     containers,
-  ] = packing.columns as [
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    BigInt64Array,
-    BigInt64Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-    Int32Array,
-  ];
+  } = spanColumns(packing.columns);
   for (let i = 0; i < spans.length; i++) {
     const span = spans[i] as SpanRow;
     traces[i] = packing.string(span.traceId);

@@ -24,6 +24,7 @@ import {
   SPAN_COLUMNS,
   columnViews,
   eventsWithJson,
+  spanColumns,
   spansWithJson,
   type Column,
   type ColumnType,
@@ -354,7 +355,7 @@ export class StoreDatabase {
     let n = 0;
     for (const batch of batches.map(spansWithJson)) {
       const { rows, strings } = batch;
-      const [
+      const {
         traces,
         ids,
         parents,
@@ -369,22 +370,7 @@ export class StoreDatabase {
         attributes,
         executables,
         containers,
-      ] = columnViews(SPAN_COLUMNS, rows, batch.buffer) as [
-        Int32Array,
-        Int32Array,
-        Int32Array,
-        Int32Array,
-        Int32Array,
-        Int32Array,
-        BigInt64Array,
-        BigInt64Array,
-        Int32Array,
-        Int32Array,
-        Int32Array,
-        Int32Array,
-        Int32Array,
-        Int32Array,
-      ];
+      } = spanColumns(columnViews(SPAN_COLUMNS, rows, batch.buffer));
       const text = (column: Int32Array, row: number) => {
         const at = column[row] ?? NULL;
         return at === NULL ? undefined : strings[at];
