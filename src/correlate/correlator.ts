@@ -622,7 +622,7 @@ export class Correlator<S extends JoinableSpan> {
         ),
         eventsHeld: gauge('causeway_correlator_events_held', 'Kernel events waiting for late spans.'),
         eventBytesHeld: gauge(
-          'causeway_correlator_event_bytes_held',
+          'causeway_correlator_held_event_bytes',
           'Bytes of kernel records the events waiting for late spans keep in memory.',
           'By',
         ),

@@ -180,7 +180,7 @@ test('a quiet thread holding one event in each of many batches keeps its records
     eventBytesHeld <= bound,
     `${String(eventBytesHeld)} bytes held for ${String(eventsHeld)} events, over ${String(bound)} (the batches: ${String(batches * perBatch * RECORD_SIZE)})`,
   );
-  assert.equal(await m.value('causeway_correlator_event_bytes_held'), eventBytesHeld);
+  assert.equal(await m.value('causeway_correlator_held_event_bytes'), eventBytesHeld);
   // What stays in memory: that, the batches received since (at most as many records as held),
   // give or take what else this test allocates.
   for (let i = 0; i < 3; i++) {
