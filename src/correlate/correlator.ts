@@ -623,7 +623,7 @@ export class Correlator<S extends JoinableSpan> {
         eventsHeld: gauge('causeway_correlator_events_held', 'Kernel events waiting for late spans.'),
         eventBytesHeld: gauge(
           'causeway_correlator_held_event_bytes',
-          'Bytes of kernel records the events waiting for late spans keep in memory.',
+          'Memory the records of the events waiting for late spans keep (the chunks they are in), counted once per as many events received as held.',
           'By',
         ),
         spansPending: gauge('causeway_correlator_spans_pending', 'App spans waiting for the kernel watermark.'),
