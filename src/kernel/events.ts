@@ -225,11 +225,14 @@ export interface EventShaperParts {
 export interface RecordBytes {
   buf: Buffer;
   view: DataView;
+  /** The memory it is in (buf.buffer, read once: the getter is not cheap), which it keeps. */
+  chunk: ArrayBufferLike;
 }
 
 export const recordBytes = (buf: Buffer): RecordBytes => ({
   buf,
   view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength),
+  chunk: buf.buffer,
 });
 
 /**
@@ -284,12 +287,23 @@ class ShapedEvent implements KernelEvent {
   }
 
   static compact(held: readonly KernelEvent[]): number {
+    // Events held one after another are mostly of one batch: counted by runs, a lookup per run.
     const heldIn = new Map<ArrayBufferLike, number>();
-    for (const event of held)
-      if (event instanceof ShapedEvent) {
-        const chunk = event.#bytes.buf.buffer;
-        heldIn.set(chunk, (heldIn.get(chunk) ?? 0) + 1);
+    let batch: RecordBytes | undefined;
+    let run = 0;
+    const counted = () => {
+      if (batch !== undefined) heldIn.set(batch.chunk, (heldIn.get(batch.chunk) ?? 0) + run);
+    };
+    for (const event of held) {
+      if (!(event instanceof ShapedEvent)) continue;
+      if (event.#bytes !== batch) {
+        counted();
+        batch = event.#bytes;
+        run = 0;
       }
+      run++;
+    }
+    counted();
     const sparse = (chunk: ArrayBufferLike) =>
       (heldIn.get(chunk) ?? 0) < LEAST_HELD_SHARE * (chunk.byteLength / RECORD_SIZE);
     let kept = 0;
@@ -301,9 +315,17 @@ class ShapedEvent implements KernelEvent {
     if (moving === 0) return kept;
     const to = recordBytes(Buffer.allocUnsafeSlow(moving * RECORD_SIZE));
     let at = 0;
+    batch = undefined;
+    let moved = false;
     for (const event of held) {
-      if (!(event instanceof ShapedEvent) || !sparse(event.#bytes.buf.buffer)) continue;
-      event.#bytes.buf.copy(to.buf, at, event.#at, event.#at + RECORD_SIZE);
+      if (!(event instanceof ShapedEvent)) continue;
+      const from = event.#bytes;
+      if (from !== batch) {
+        batch = from;
+        moved = sparse(from.chunk);
+      }
+      if (!moved) continue;
+      from.buf.copy(to.buf, at, event.#at, event.#at + RECORD_SIZE);
       event.#bytes = to;
       event.#at = at;
       at += RECORD_SIZE;
