@@ -22,7 +22,7 @@
 // only counted (handing on a summary for every span of a flood multiplied the export: issue 11).
 import type { Histogram, Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
-import type { KernelEvent } from '../kernel/events.js';
+import { compactRecords, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { linkedWaits, type HeldEvents } from './linked.js';
 import { MS, byTime, earlier, later, nowUnixNano, toMs } from './time.js';
@@ -127,6 +127,11 @@ export interface CorrelatorCounters {
   /** Evicted before their retention ended because maxEvents were held (joined or not). */
   eventsEvictedOverBound: number;
   eventsHeld: number;
+  /**
+   * The bytes of memory those keep, the chunks their records are in (kernel/events.ts,
+   * compactRecords), as of the latest count: once per as many events received as held.
+   */
+  eventBytesHeld: number;
   spansPending: number;
 }
 
@@ -321,6 +326,9 @@ export class Correlator<S extends JoinableSpan> {
   /** The next turn's joining of spans left ready past SPANS_JOINED_PER_TURN; undefined when none is due. */
   private nextTurn: NodeJS.Immediate | undefined;
   private heldCount = 0;
+  private heldBytes = 0;
+  /** Events received since the held events' bytes were last counted and compacted. */
+  private receivedSinceCompact = 0;
   private newestEventEnd: bigint | undefined;
   private watermark: bigint | undefined;
   /** When (by `now`) the watermark last advanced. */
@@ -419,6 +427,23 @@ export class Correlator<S extends JoinableSpan> {
         this.newestEventEnd = event.endUnixNano;
     }
     this.evict(this.now() - this.retention);
+    // Linear in the events held: once per as many received, a constant cost per event.
+    this.receivedSinceCompact += events.length;
+    if (this.receivedSinceCompact >= this.heldCount) {
+      this.receivedSinceCompact = 0;
+      this.heldBytes = compactRecords(this.allHeld());
+    }
+  }
+
+  private allHeld(): KernelEvent[] {
+    const all: KernelEvent[] = [];
+    for (const threads of this.byThread.values())
+      for (const { held, first } of threads.values())
+        for (let i = first; i < held.length; i++) {
+          const event = held[i];
+          if (event !== undefined) all.push(event);
+        }
+    return all;
   }
 
   /**
@@ -568,7 +593,12 @@ export class Correlator<S extends JoinableSpan> {
   }
 
   counters(): CorrelatorCounters {
-    return { ...this.count, eventsHeld: this.heldCount, spansPending: this.spansPending() };
+    return {
+      ...this.count,
+      eventsHeld: this.heldCount,
+      eventBytesHeld: this.heldBytes,
+      spansPending: this.spansPending(),
+    };
   }
 
   lag(): CorrelatorLag {
@@ -642,6 +672,11 @@ export class Correlator<S extends JoinableSpan> {
           'Kernel events evicted before their retention ended: --max-events were held.',
         ),
         eventsHeld: gauge('causeway_correlator_events_held', 'Kernel events waiting for late spans.'),
+        eventBytesHeld: gauge(
+          'causeway_correlator_held_event_bytes',
+          'Memory the records of the events waiting for late spans keep (the chunks they are in), counted once per as many events received as held.',
+          'By',
+        ),
         spansPending: gauge('causeway_correlator_spans_pending', 'App spans waiting for the kernel watermark.'),
         newestEventAge: gauge(
           'causeway_correlator_newest_event_age_seconds',

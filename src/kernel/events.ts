@@ -225,12 +225,29 @@ export interface EventShaperParts {
 export interface RecordBytes {
   buf: Buffer;
   view: DataView;
+  /** The memory it is in (buf.buffer, read once: the getter is not cheap), which it keeps. */
+  chunk: ArrayBufferLike;
 }
 
 export const recordBytes = (buf: Buffer): RecordBytes => ({
   buf,
   view: new DataView(buf.buffer, buf.byteOffset, buf.byteLength),
+  chunk: buf.buffer,
 });
+
+/**
+ * Once the events held from a chunk of memory (the loader's output a frame came in, or an earlier
+ * move's) are fewer than this share of the records it has room for, they are copied out and the
+ * chunk let go: the bytes held events keep stay within this many times their records'.
+ */
+const LEAST_HELD_SHARE = 1 / 4;
+
+/**
+ * The bytes that the held events keep in memory (each the chunk its record is in), after moving
+ * the records of those held from chunks they are too few of (LEAST_HELD_SHARE) into one new
+ * chunk. Linear in the events: the correlator calls it once per as many events received as held.
+ */
+export const compactRecords = (held: readonly KernelEvent[]): number => ShapedEvent.compact(held);
 
 /** What the CUDA state said of a record when it was shaped, by kind: what its attributes need besides its bytes. */
 type Said = Launched | Synced | LaunchesNamed | number | undefined;
@@ -245,8 +262,9 @@ type LaunchesNamed = ReturnType<CudaState['launches']>;
 class ShapedEvent implements KernelEvent {
   // Private (#), so that a copy made by spreading (a linked wait) holds none of them.
   readonly #shaper: EventShaper;
-  readonly #bytes: RecordBytes;
-  readonly #at: number;
+  /** Its record's batch and offset in it: moved when few of its chunk are held (compactRecords). */
+  #bytes: RecordBytes;
+  #at: number;
   readonly #process: ProcessInfo;
   readonly #said: Said;
   #attributes: Attributes | undefined;
@@ -266,6 +284,53 @@ class ShapedEvent implements KernelEvent {
     this.#at = from.at;
     this.#process = from.process;
     this.#said = from.said;
+  }
+
+  static compact(held: readonly KernelEvent[]): number {
+    // Events held one after another are mostly of one batch: counted by runs, a lookup per run.
+    const heldIn = new Map<ArrayBufferLike, number>();
+    let batch: RecordBytes | undefined;
+    let run = 0;
+    const counted = () => {
+      if (batch !== undefined) heldIn.set(batch.chunk, (heldIn.get(batch.chunk) ?? 0) + run);
+    };
+    for (const event of held) {
+      if (!(event instanceof ShapedEvent)) continue;
+      if (event.#bytes !== batch) {
+        counted();
+        batch = event.#bytes;
+        run = 0;
+      }
+      run++;
+    }
+    counted();
+    const sparse = (chunk: ArrayBufferLike) =>
+      (heldIn.get(chunk) ?? 0) < LEAST_HELD_SHARE * (chunk.byteLength / RECORD_SIZE);
+    let kept = 0;
+    let moving = 0;
+    for (const [chunk, n] of heldIn) {
+      if (sparse(chunk)) moving += n;
+      else kept += chunk.byteLength;
+    }
+    if (moving === 0) return kept;
+    const to = recordBytes(Buffer.allocUnsafeSlow(moving * RECORD_SIZE));
+    let at = 0;
+    batch = undefined;
+    let moved = false;
+    for (const event of held) {
+      if (!(event instanceof ShapedEvent)) continue;
+      const from = event.#bytes;
+      if (from !== batch) {
+        batch = from;
+        moved = sparse(from.chunk);
+      }
+      if (!moved) continue;
+      from.buf.copy(to.buf, at, event.#at, event.#at + RECORD_SIZE);
+      event.#bytes = to;
+      event.#at = at;
+      at += RECORD_SIZE;
+    }
+    return kept + to.buf.byteLength;
   }
 
   get attributes(): Attributes {

@@ -8,9 +8,14 @@ import {
   type SpanPlace,
 } from '../../src/correlate/correlator.js';
 import type { Meter } from '@opentelemetry/api';
+import { runInNewContext } from 'node:vm';
+import v8 from 'node:v8';
 import type { KernelEvent } from '../../src/kernel/events.js';
+import { Kind, LAYOUT, RECORD_SIZE } from '../../src/kernel/record.js';
 import * as A from '../../src/semconv/attributes.js';
 import { TestMeter } from '../export/meter.js';
+import { record, runqueue, writeTask } from '../kernel/records.js';
+import { shapedBatches } from '../kernel/shaped.js';
 
 const S = 1_000_000_000n;
 const MS = 1_000_000n;
@@ -118,6 +123,73 @@ test('memory is bounded: old events are evicted and counted when never joined, e
   assert.equal(correlator.counters().eventsEvictedOverBound, 2); // the first went by age
   assert.equal(addSpans([span('a', S, 2n * S, 7), span('b', S, 2n * S, 7)]), 1);
   assert.equal(correlator.counters().spansRefused, 1);
+});
+
+/**
+ * Batches of records as the loader sends them, each with one wait of a quiet thread (tid 8)
+ * among a busy thread's (tid 7), shaped: the records themselves are not kept.
+ */
+async function quietAmongBusy(batches: number, perBatch: number, epochNs: bigint): Promise<KernelEvent[][]> {
+  const F = LAYOUT.cw_futex.fields;
+  const records: Buffer[][] = [];
+  for (let b = 0; b < batches; b++) {
+    const at = (i: number) => BigInt(b * perBatch + i) * 1000n;
+    const quiet = record({
+      kind: Kind.FUTEX_WAIT,
+      pid: 100,
+      tid: 8,
+      startNs: at(0),
+      endNs: at(0) + 500n,
+      body: (buf, u) => {
+        writeTask(buf, u + F.waker, { pid: 100, tid: 7, comm: 'busy' });
+      },
+    });
+    const busy = Array.from({ length: perBatch - 1 }, (_, i) =>
+      runqueue({
+        pid: 100,
+        tid: 7,
+        startNs: at(i + 1),
+        endNs: at(i + 1) + 500n,
+        holders: [{ pid: 50, tid: 51, comm: 'hog', oncpuNs: 400n }],
+      }),
+    );
+    records.push([quiet, ...busy]);
+  }
+  return shapedBatches(records, { epochNs });
+}
+
+test('a quiet thread holding one event in each of many batches keeps its records in memory, not the batches', async (t) => {
+  const m = new TestMeter();
+  t.after(() => m.close());
+  const [batches, perBatch, maxEvents] = [64, 512, 1024];
+  const now = { t: 101n * S };
+  const { correlator } = setup(now, { maxEvents, meter: m.meter });
+  v8.setFlagsFromString('--expose-gc');
+  const collect = runInNewContext('gc') as () => void;
+  collect();
+  const before = process.memoryUsage().arrayBuffers;
+  // The busy thread's list is the longest: past maxEvents its oldest go, the quiet thread's stay.
+  for (const events of await quietAmongBusy(batches, perBatch, 100n * S)) correlator.addEvents(events);
+  const { eventsHeld, eventBytesHeld } = correlator.counters();
+  assert.equal(eventsHeld, maxEvents);
+  // Counted and compacted once per as many events received as held: then the chunks held from
+  // have at least a quarter of their records held.
+  const bound = 4 * RECORD_SIZE * eventsHeld;
+  assert.ok(eventBytesHeld >= RECORD_SIZE * eventsHeld, `${String(eventBytesHeld)} bytes held`);
+  assert.ok(
+    eventBytesHeld <= bound,
+    `${String(eventBytesHeld)} bytes held for ${String(eventsHeld)} events, over ${String(bound)} (the batches: ${String(batches * perBatch * RECORD_SIZE)})`,
+  );
+  assert.equal(await m.value('causeway_correlator_held_event_bytes'), eventBytesHeld);
+  // What stays in memory: that, the batches received since (at most as many records as held),
+  // give or take what else this test allocates.
+  for (let i = 0; i < 3; i++) {
+    collect();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const kept = process.memoryUsage().arrayBuffers - before;
+  const keptBound = bound + RECORD_SIZE * eventsHeld + 1024 * 1024;
+  assert.ok(kept <= keptBound, `${String(kept)} bytes of buffers kept, over ${String(keptBound)}`);
 });
 
 test("spans ready at once are joined a turn's worth at a time, those that ended first first", async () => {

@@ -10,6 +10,8 @@ import { Demangler } from '../../src/kernel/demangle.js';
 import { BlockDevices } from '../../src/kernel/devices.js';
 import {
   EventShaper,
+  attributesOnce,
+  compactRecords,
   eventsCovered,
   isPipe,
   otherTask,
@@ -17,7 +19,15 @@ import {
   type KernelEvent,
 } from '../../src/kernel/events.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
-import { CudaApi, DEVICE_UNKNOWN, Kind, LAYOUT, MESSAGE_PIPE, decodeRecords } from '../../src/kernel/record.js';
+import {
+  CudaApi,
+  DEVICE_UNKNOWN,
+  Kind,
+  LAYOUT,
+  MESSAGE_PIPE,
+  RECORD_SIZE,
+  decodeRecords,
+} from '../../src/kernel/record.js';
 import { launch, launches, malloc, op, record, register, runqueue, sync, writeTask } from './records.js';
 
 const errors: string[] = [];
@@ -411,6 +421,35 @@ test('the other task an event names is the same read from its record as from its
     undefined,
     undefined,
   ]);
+});
+
+test('the few events still held of a batch are moved out of it, and read the same as before', async () => {
+  // 24 records: a buffer of their own, not a slice of a shared pool.
+  const events = await pipeline()(
+    ...Array.from({ length: 24 }, (_, i) =>
+      i % 2 === 0
+        ? futexWait({ pid: 300 + i, tid: 400 + i, comm: `waker${String(i)}` })
+        : runqueue({
+            pid,
+            startNs: BigInt(i) * 1000n,
+            holders: [{ pid: 50, tid: 51 + i, comm: 'hog', oncpuNs: 6_000n }],
+          }),
+    ),
+  );
+  // Read from the records, the attributes not kept.
+  const read = (e: KernelEvent) => ({ attributes: attributesOnce(e), other: otherTask(e) });
+  const before = events.map(read);
+  assert.equal(compactRecords(events), 24 * RECORD_SIZE, 'all held: the batch is kept');
+  // Under a quarter held (5 of 24): the five are copied out, and keep no more than their records.
+  const held = events.slice(19);
+  assert.equal(compactRecords(held), 5 * RECORD_SIZE);
+  assert.deepEqual(held.map(read), before.slice(19));
+  assert.deepEqual(
+    held.map((e) => ({ attributes: e.attributes, other: otherTask(e) })),
+    before.slice(19),
+  );
+  assert.equal(compactRecords(held), 5 * RECORD_SIZE, 'all held of their new chunk: not moved again');
+  assert.deepEqual(events.slice(0, 19).map(read), before.slice(0, 19), 'those let go read their batch still');
 });
 
 test('a futex wait names its waker, and a wait without one leaves the waker out', async () => {

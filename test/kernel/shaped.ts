@@ -5,19 +5,37 @@ import { recordBytes, type KernelEvent } from '../../src/kernel/events.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
 import { decodeRecords } from '../../src/kernel/record.js';
 
-/** `self`: pids of Causeway's own loaders (this process is Causeway too); records' 0 ns is `epochNs`. */
-export async function shaped(records: Buffer[], options: { self?: number[]; epochNs?: bigint } = {}) {
+interface ShapedOptions {
+  /** Pids of Causeway's own loaders (this process is Causeway too). */
+  self?: number[];
+  /** Records' 0 ns. */
+  epochNs?: bigint;
+}
+
+/** The events of one batch of records. */
+export async function shaped(records: Buffer[], options: ShapedOptions = {}): Promise<KernelEvent[]> {
+  return (await shapedBatches([records], options))[0] ?? [];
+}
+
+/** The events of each batch of records (each an EVENTS frame of its own), shaped in order by one shaper. */
+export async function shapedBatches(batches: Buffer[][], options: ShapedOptions = {}): Promise<KernelEvent[][]> {
   const parts = captureParts(new ProcessTable(), (message) => {
     throw new Error(`unexpected message while shaping: ${message.msg}`);
   });
   for (const pid of options.self ?? []) parts.self.addLoader(pid);
   parts.clock.update(0n, options.epochNs ?? 0n);
   try {
-    const batch = Buffer.concat(records);
-    const decoded = decodeRecords(batch);
-    await parts.cuda.learnNames(decoded);
-    const bytes = recordBytes(batch);
-    return decoded.map((r, i) => parts.shaper.shape(r, bytes, i)).filter((e): e is KernelEvent => e !== undefined);
+    const shapedBatches: KernelEvent[][] = [];
+    for (const records of batches) {
+      const batch = Buffer.concat(records);
+      const decoded = decodeRecords(batch);
+      await parts.cuda.learnNames(decoded);
+      const bytes = recordBytes(batch);
+      shapedBatches.push(
+        decoded.map((r, i) => parts.shaper.shape(r, bytes, i)).filter((e): e is KernelEvent => e !== undefined),
+      );
+    }
+    return shapedBatches;
   } finally {
     parts.demangler.close();
   }
