@@ -39,6 +39,11 @@ export interface KernelEvent {
   attributes: Attributes;
   /** The app span active on the task when the event began, as its SDK published it: the span it belongs to. */
   spanContext?: SpanContextStamp | undefined;
+  /**
+   * The id the store gave the event when it took it (store/store.ts), carried here rather than in a
+   * map for the cost of the main thread's path; undefined until then. A copy (a linked wait) gets its own.
+   */
+  storeId?: number | undefined;
 }
 
 /** Records that are events; the others are bookkeeping. */
@@ -268,6 +273,7 @@ class ShapedEvent implements KernelEvent {
   readonly #process: ProcessInfo;
   readonly #said: Said;
   #attributes: Attributes | undefined;
+  storeId: number | undefined = undefined;
 
   constructor(
     readonly kind: A.CausewayKindValue,

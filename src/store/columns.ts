@@ -279,7 +279,7 @@ export const json = (value: unknown) =>
   );
 
 /** Kernel events as kernel_events rows, with consecutive ids from firstId. */
-export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
+export function packEvents(events: KernelEvent[], firstId: number): Packed {
   const packing = new Packing(EVENT_COLUMNS, events.length);
   const [
     ids,
@@ -314,7 +314,7 @@ export function packEvents(events: KernelEvent[], firstId: bigint): Packed {
     Int32Array,
     Int32Array,
   ];
-  let id = firstId;
+  let id = BigInt(firstId);
   for (let i = 0; i < events.length; i++) {
     const event = events[i] as KernelEvent;
     const other = otherTask(event);
@@ -386,7 +386,7 @@ export interface Joined {
   traceId: string;
   spanId: string;
   endUnixNano: bigint;
-  eventIds: bigint[];
+  eventIds: number[];
 }
 
 /** Attachments as attachments rows, one per event joined. */
@@ -402,7 +402,7 @@ export function packAttachments(joined: Joined[]): Packed {
     for (const id of eventIds) {
       traces[row] = trace;
       spans[row] = span;
-      ids[row] = id;
+      ids[row] = BigInt(id);
       ends[row++] = endUnixNano;
     }
   }

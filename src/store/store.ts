@@ -85,7 +85,7 @@ export interface StoreCounters {
 /** Rows packed into one batch for the worker: a data chunk's worth (DuckDB's vector size). */
 export const PACKED_ROWS = 2048;
 /** Rows buffered at most between flushes; beyond it, new rows are shed and counted. */
-const MAX_BUFFERED = 250_000;
+export const MAX_BUFFERED = 250_000;
 /** A worker is started again this many times at most with no write in between; one more stop and the store is down. */
 const MAX_RESTARTS_IN_A_ROW = 3;
 /**
@@ -146,8 +146,8 @@ interface Waiting {
 
 export class Store implements TraceSource {
   readonly name = 'local store';
-  private readonly eventIds = new WeakMap<KernelEvent, bigint>();
-  private nextEventId = 0n;
+  /** Event ids are numbers here (exact to 2^53), bigints in the database. */
+  private nextEventId = 0;
   private flushing: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private readonly count = {
@@ -171,7 +171,7 @@ export class Store implements TraceSource {
    */
   private pending = {
     events: [] as KernelEvent[],
-    firstId: 0n,
+    firstId: 0,
     joined: [] as Joined[],
     joinedRows: 0,
     shed: [] as ShedTime[],
@@ -220,9 +220,9 @@ export class Store implements TraceSource {
     if (admitted.length === 0) return;
     const { events: held, firstId } = this.pending;
     // Ids jump when a restarted worker's database held more: a packed batch's ids are consecutive.
-    if (held.length > 0 && firstId + BigInt(held.length) !== this.nextEventId) this.handPackedEvents();
+    if (held.length > 0 && firstId + held.length !== this.nextEventId) this.handPackedEvents();
     if (this.pending.events.length === 0) this.pending.firstId = this.nextEventId;
-    for (const event of admitted) this.eventIds.set(event, this.nextEventId++);
+    for (const event of admitted) event.storeId = this.nextEventId++;
     if (!this.take(admitted.length)) return;
     for (const event of admitted) this.pending.events.push(event);
     if (this.pending.events.length >= PACKED_ROWS) this.handPackedEvents();
@@ -239,13 +239,16 @@ export class Store implements TraceSource {
     const admitted = this.admit(attachments);
     if (admitted.length === 0) return;
     // Linked waits (correlate/linked.ts) are made at joining: stored with the span they were linked to.
-    this.addEvents(admitted.flatMap((a) => a.events.filter(isLinked)));
+    // They are copies: the id spread from the event they copy is not theirs (one shed keeps none).
+    const linked = admitted.flatMap((a) => a.events.filter(isLinked));
+    for (const event of linked) event.storeId = undefined;
+    this.addEvents(linked);
     const joined = admitted.map(({ span, events }): Joined => ({
       traceId: span.traceId,
       spanId: span.spanId,
       endUnixNano: span.endUnixNano,
       // An event without an id was shed before it was stored.
-      eventIds: events.flatMap((event) => this.eventIds.get(event) ?? []),
+      eventIds: events.flatMap((event) => event.storeId ?? []),
     }));
     if (!this.take(admitted.length)) return;
     for (const one of joined) {
@@ -526,7 +529,8 @@ export class Store implements TraceSource {
       worker.once('error', failed);
       worker.once('exit', ended);
     });
-    if (opened.nextEventId > this.nextEventId) this.nextEventId = opened.nextEventId;
+    const next = Number(opened.nextEventId);
+    if (next > this.nextEventId) this.nextEventId = next;
     let failure: Error | undefined;
     worker.on('message', (reply: Reply) => {
       this.settle(reply);
@@ -543,7 +547,7 @@ export class Store implements TraceSource {
     const lost = this.handed + this.writing;
     this.count.rowsLost += this.handed; // the write's own rows are counted when it fails, just below
     this.handed = 0;
-    this.pending = { events: [], firstId: 0n, joined: [], joinedRows: 0, shed: [] };
+    this.pending = { events: [], firstId: 0, joined: [], joinedRows: 0, shed: [] };
     this.failWaiting(new Error(`the store's worker stopped: ${reason}`));
     const held = this.settings.path === IN_MEMORY ? ' and every row it held (the store is in memory)' : '';
     if (++this.stopsInARow > MAX_RESTARTS_IN_A_ROW) {

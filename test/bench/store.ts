@@ -305,12 +305,12 @@ const APPEND_ROUNDS = 4;
 const WRITES_PER_ROUND = 12;
 
 /** A round of intake batches as the store hands them to its worker: events and attachments packed 2,048 rows at a time, spans a batch's at a time. */
-function handedOver(batches: IntakeBatch[], firstId: bigint) {
+function handedOver(batches: IntakeBatch[], firstId: number) {
   const events = batches.flatMap((b) => b.events);
   const packed: Packed[] = [];
   for (let i = 0; i < events.length; i += PACKED_ROWS)
-    packed.push(packEvents(events.slice(i, i + PACKED_ROWS), firstId + BigInt(i)));
-  const ids = new Map(events.map((event, i) => [event, firstId + BigInt(i)]));
+    packed.push(packEvents(events.slice(i, i + PACKED_ROWS), firstId + i));
+  const ids = new Map(events.map((event, i) => [event, firstId + i]));
   const joined: Joined[] = batches.flatMap((b) =>
     b.attachments.map(({ span, events: attached }) => ({
       traceId: span.traceId,
@@ -342,7 +342,7 @@ export async function storeAppendRows(): Promise<string[]> {
   try {
     const start = BigInt(Date.now()) * MS - 60_000n * MS;
     const rounds = Array.from({ length: APPEND_ROUNDS }, (_, round) =>
-      handedOver(intakeBatches(start, round), BigInt(round * INTAKE_EVENTS)),
+      handedOver(intakeBatches(start, round), round * INTAKE_EVENTS),
     );
     let rows = 0;
     let wallMs = 0;

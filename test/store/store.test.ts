@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { KernelEvent } from '../../src/kernel/events.js';
+import * as A from '../../src/semconv/attributes.js';
+import { MAX_BUFFERED, PACKED_ROWS } from '../../src/store/store.js';
 import { TestMeter } from '../export/meter.js';
 import { MS, T0, appSpan, ids, kernelEvent, storeWith } from './traces.js';
 
@@ -102,4 +105,40 @@ test('its counters, rows per table and memory are instruments of the meter it is
   assert.equal(await m.value('causeway_store_rows_buffered'), 0);
   assert.ok(((await m.value('causeway_store_memory_bytes')) ?? 0) > 0);
   assert.ok(((await m.value('causeway_store_worker_heap_bytes')) ?? 0) > 0, "the worker's own heap");
+});
+
+test('each attachment row points at the event it was made for, over batches, linked copies and a copy shed', async (t) => {
+  const store = await storeWith([], []);
+  t.after(() => store.close());
+  // More than a packed batch, handed over in batches of another size.
+  const events = Array.from({ length: PACKED_ROWS + 500 }, (_, i) => kernelEvent('sched.runqueue', task, at(i), at(i)));
+  for (let i = 0; i < events.length; i += 700) store.addEvents(events.slice(i, i + 700));
+  const event = (i: number) => events[i] as KernelEvent;
+  // A linked wait is a spread copy of a stored event, made at joining.
+  const linked = (i: number): KernelEvent => ({
+    ...event(i),
+    attributes: { ...event(i).attributes, [A.ATTR_CAUSEWAY_LINK]: 'connection' },
+  });
+  const span = (n: number) => appSpan({ trace: n, span: n, start: at(0), end: at(10_000), pid: 10, tid: 11 }).span;
+  const place = { hostPid: 10, hostTid: 11 };
+  store.addAttachments([{ span: span(1), place, events: [event(3), linked(5), event(PACKED_ROWS + 1)] }]);
+  await store.flush();
+  // Room for one row more: the attachment is taken and its first linked copy, the second is shed.
+  const filler = { pid: 10, tid: 99 };
+  store.addEvents(Array.from({ length: MAX_BUFFERED - 1 }, () => kernelEvent('sched.runqueue', filler, at(0), at(0))));
+  store.addAttachments([{ span: span(2), place, events: [linked(7), linked(9), event(11)] }]);
+  assert.equal(store.counters().rowsShed, 1);
+  await store.flush();
+  const attached = await store.rows(
+    `SELECT a.span_id, e.tid, e.start_ns, e.attributes LIKE '%${A.ATTR_CAUSEWAY_LINK}%'
+     FROM attachments a LEFT JOIN kernel_events e USING (event_id) ORDER BY a.span_id, e.start_ns`,
+  );
+  const row = (n: number, i: number, isLinked: boolean) => [ids(n).spanId, 11, at(i), isLinked];
+  assert.deepEqual(attached, [
+    row(1, 3, false),
+    row(1, 5, true),
+    row(1, PACKED_ROWS + 1, false),
+    row(2, 7, true),
+    row(2, 11, false),
+  ]);
 });
