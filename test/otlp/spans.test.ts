@@ -1,0 +1,120 @@
+// A protobuf request and its OTLP/JSON form decode to the same spans: protobufjs's decoded
+// message holds every field's default (a oneof's members too), and a field that was not on the
+// wire must read as absent, not as its default.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { decodeJsonRequest, decodeProtobufRequest, otlpTypes } from '../../src/otlp/index.js';
+
+const TRACE = '5b8efff798038103d269b633813fc60c';
+const SPAN = 'eee19b7ec3c1b171';
+const PARENT = 'eee19b7ec3c1b172';
+
+/** One resource, one scope, two spans: one with every AnyValue kind, one with nearly every field absent. */
+function request(id: (hex: string) => unknown): Record<string, unknown> {
+  return {
+    resourceSpans: [
+      {
+        resource: { attributes: [{ key: 'service.name', value: { stringValue: 'svc' } }] },
+        scopeSpans: [
+          {
+            scope: { name: 'lib' },
+            spans: [
+              {
+                traceId: id(TRACE),
+                spanId: id(SPAN),
+                parentSpanId: id(PARENT),
+                name: 'full',
+                kind: 3,
+                startTimeUnixNano: '1000',
+                endTimeUnixNano: '2000',
+                traceState: 'a=b',
+                status: { message: 'no code' },
+                attributes: [
+                  { key: 's', value: { stringValue: 'v' } },
+                  { key: 'empty string', value: { stringValue: '' } },
+                  { key: 'b', value: { boolValue: false } },
+                  { key: 'i', value: { intValue: '-9007199254740993' } },
+                  { key: 'zero', value: { intValue: '0' } },
+                  { key: 'd', value: { doubleValue: 1.5 } },
+                  { key: 'bytes', value: { bytesValue: 'AAEC' } },
+                  { key: 'array', value: { arrayValue: { values: [{ intValue: '7' }, {}, { stringValue: 'x' }] } } },
+                  { key: 'kv', value: { kvlistValue: { values: [{ key: 'inner', value: { boolValue: true } }] } } },
+                  { key: 'unset', value: {} },
+                  { key: 'no value' },
+                ],
+              },
+              { traceId: id(TRACE), spanId: id(PARENT), kind: 0 },
+            ],
+          },
+        ],
+      },
+    ],
+  };
+}
+
+test('a protobuf request decodes to the spans of its OTLP/JSON form: fields not on the wire are absent, not their defaults', () => {
+  const type = otlpTypes().ExportTraceServiceRequest;
+  const body = type.encode(type.fromObject(request((hex) => Buffer.from(hex, 'hex')))).finish();
+  const fromProtobuf = decodeProtobufRequest(body);
+  const fromJson = decodeJsonRequest(JSON.stringify(request((hex) => hex)));
+
+  const [full, bare] = fromProtobuf.spans;
+  assert.ok(full && bare);
+  assert.equal(fromProtobuf.spans.length, 2);
+  assert.equal(fromProtobuf.rejected, 0);
+  const { bytes, ...attributes } = full.attributes;
+  assert.deepEqual(attributes, {
+    s: 'v',
+    'empty string': '',
+    b: false,
+    i: -9007199254740993n,
+    zero: 0,
+    d: 1.5,
+    array: [7, 'x'],
+    kv: { inner: true },
+  });
+  assert.ok(bytes instanceof Uint8Array);
+  assert.deepEqual([...bytes], [0, 1, 2]);
+  assert.deepEqual(
+    { ...full, attributes: undefined },
+    {
+      traceId: TRACE,
+      spanId: SPAN,
+      parentSpanId: PARENT,
+      name: 'full',
+      kind: 3,
+      startUnixNano: 1000n,
+      endUnixNano: 2000n,
+      attributes: undefined,
+      resource: { 'service.name': 'svc' },
+      serviceName: 'svc',
+      traceState: 'a=b',
+      scope: { name: 'lib' },
+      status: { code: 0, message: 'no code' },
+    },
+  );
+  assert.deepEqual(bare, {
+    traceId: TRACE,
+    spanId: PARENT,
+    name: '',
+    kind: 0,
+    startUnixNano: 0n,
+    endUnixNano: 0n,
+    attributes: {},
+    resource: { 'service.name': 'svc' },
+    serviceName: 'svc',
+    scope: { name: 'lib' },
+  });
+
+  // The JSON form gives the same, but for the bytes' type (a Uint8Array, not the body's Buffer).
+  const [jsonFull, jsonBare] = fromJson.spans;
+  assert.ok(jsonFull && jsonBare);
+  assert.deepEqual(
+    { ...jsonFull, attributes: { ...jsonFull.attributes, bytes: undefined } },
+    {
+      ...full,
+      attributes: { ...full.attributes, bytes: undefined },
+    },
+  );
+  assert.deepEqual(jsonBare, bare);
+});
