@@ -25,6 +25,7 @@ import { counter, gauge, observe } from '../export/metrics.js';
 import { compactRecords, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { linkedWaits, type HeldEvents } from './linked.js';
+import { SHED_MERGE_NS } from './source.js';
 import { MS, byTime, earlier, later, nowUnixNano, toMs } from './time.js';
 
 /** What the correlator needs of an app span (the OTLP receiver's spans have it). */
@@ -158,8 +159,6 @@ export interface CorrelatorLag {
 export const SPANS_JOINED_PER_TURN = 512;
 /** Spans joined whose delays the lag's percentiles are taken over. */
 const RECENT_JOINS = 1024;
-/** Times shed closer than this are held as one: frames shed one after another make one stretch. */
-const SHED_MERGE_NS = 10n * MS;
 /** Stretches of time shed held at most; past it the oldest two become one (a span between them is marked too). */
 const MAX_SHED_TIMES = 1024;
 /** The join delay histogram's buckets, in seconds: around the loader's 10 ms drains, up to the longest wait. */

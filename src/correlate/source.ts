@@ -2,6 +2,7 @@
 // local store answers for traces this node saw; a tracing backend (cluster mode) answers for
 // the rest, from the kernel spans Causeway exported into it.
 import type { KernelEvent } from '../kernel/events.js';
+import { MS } from './time.js';
 
 /** An app span as the analysis sees it, with the host thread it ran on when known. */
 export interface TraceSpan {
@@ -32,6 +33,9 @@ export interface ShedTime {
   from: bigint;
   to: bigint;
 }
+
+/** Shed times closer than this are held as one, by the correlator and the store alike: frames shed one after another make one stretch. */
+export const SHED_MERGE_NS = 10n * MS;
 
 export interface TraceSummary {
   traceId: string;

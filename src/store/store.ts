@@ -16,7 +16,15 @@ import type { DuckDBValue } from '@duckdb/node-api';
 import type { Meter } from '@opentelemetry/api';
 import type { Attachment, PlacedSpan } from '../correlate/correlator.js';
 import { isLinked } from '../correlate/linked.js';
-import type { EventWindow, ShedTime, TraceQuery, TraceSource, TraceSpan, TraceSummary } from '../correlate/source.js';
+import {
+  SHED_MERGE_NS,
+  type EventWindow,
+  type ShedTime,
+  type TraceQuery,
+  type TraceSource,
+  type TraceSpan,
+  type TraceSummary,
+} from '../correlate/source.js';
 import { MS, earlier, later, nowUnixNano } from '../correlate/time.js';
 import type { Attributes, KernelEvent } from '../kernel/events.js';
 import { counter, gauge, observe } from '../export/metrics.js';
@@ -93,8 +101,6 @@ const MAX_RESTARTS_IN_A_ROW = 3;
  * DuckDB skip row groups by start time (rows arrive in time order). Longer intervals are missed.
  */
 const LONGEST_INTERVAL_NS = 60_000n * MS;
-/** Shed times this close are held as one (as the correlator holds them). */
-const SHED_MERGE_NS = 10n * MS;
 
 /** What each table and column holds, for query_sql's callers. */
 export const STORE_TABLES = {
