@@ -82,6 +82,31 @@ test("explain_trace says when kernel events of the trace's time were shed, and n
   assert.deepEqual((stored.structuredContent as { rows: unknown[][] }).rows, [['2']]);
 });
 
+test('slow_traces marks the traces whose time overlaps a shed stretch, and only those', async (t) => {
+  const { url, store, trace } = await serveKnownTrace(t);
+  const c = await client(t, url);
+  const later = { start: trace.end + 200n * MS, end: trace.end + 300n * MS };
+  store.addSpans([appSpan({ trace: 2, span: 2, ...later, pid: 10, tid: 11 })]);
+  // The capture fell behind while trace 1 waited, and again between the two traces.
+  store.addShed(trace.start + 150n * MS, trace.start + 250n * MS);
+  store.addShed(trace.end + 50n * MS, trace.end + 100n * MS);
+  await store.flush();
+  const result = await c.callTool({ name: 'slow_traces', arguments: {} });
+  const { traces } = result.structuredContent as { traces: { trace_id: string; kernel_events_shed: boolean }[] };
+  assert.deepEqual(
+    traces.map((tr) => [tr.trace_id, tr.kernel_events_shed]),
+    [
+      [KNOWN_TRACE, true],
+      [ids(2).traceId, false],
+    ],
+  );
+  const lines = ((result.content as { text: string }[])[0]?.text ?? '').split('\n');
+  assert.deepEqual(
+    lines.filter((line) => line.includes('kernel events shed')).map((line) => line.slice(0, 32)),
+    [KNOWN_TRACE],
+  );
+});
+
 test('explain_trace finds a trace handed to the store and not written yet, by having it written first', async (t) => {
   const { url, store, trace } = await serveKnownTrace(t);
   const c = await client(t, url);
