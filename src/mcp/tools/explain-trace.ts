@@ -3,7 +3,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
 import { explainTrace } from '../../correlate/explain.js';
 import type { TraceSource } from '../../correlate/source.js';
-import type { Store } from '../../store/store.js';
+import { LOOKUP_WAIT_MS, type Store } from '../../store/store.js';
 import { READ_ONLY, UNTRUSTED, answer, refusal } from './conventions.js';
 
 const TITLE = 'Explain a slow trace';
@@ -11,7 +11,9 @@ const DESCRIPTION =
   'Why this trace was slow: time per kind on its critical path, and the root cause (kind, culprit, causal chain ' +
   'from the request thread to the root, evidence). root_cause.kind is "none" when kernel causes explain little of ' +
   'the time, null when no span ran where kernel events were captured. kernel_events_shed is true when kernel ' +
-  'events of its time were shed (the sidecar was behind), so kernel causes may be missing.';
+  'events of its time were shed (the sidecar was behind), so kernel causes may be missing. A trace sent moments ' +
+  `ago and not yet written to the store is waited for (at most ${String(LOOKUP_WAIT_MS / 1000)} s); when the store is ` +
+  'further behind, the answer says so: ask again.';
 
 const inputSchema = {
   trace_id: z
