@@ -31,7 +31,7 @@ const INSTRUCTIONS =
 
 export function createMcpServer(d: Diagnostics): McpServer {
   const server = new McpServer({ name: 'causeway', version: '0.1.0' }, { instructions: INSTRUCTIONS });
-  registerExplainTrace(server, d.sources);
+  registerExplainTrace(server, d.sources, d.store);
   registerSlowTraces(server, d.sources);
   registerFindStalls(server, d.store);
   registerCompareLatency(server, d.store);

@@ -28,7 +28,12 @@ export async function sidecarStatus(p: ReportingParts) {
     store,
     export: { ...p.sender.counters(), url: p.exportUrl },
     receiver: p.receiver.counters(),
-    lag: { ...p.correlator.lag(), storeRowsBuffered: store.rowsBuffered, storeLastFlushMs: store.lastFlushMs },
+    lag: {
+      ...p.correlator.lag(),
+      storeRowsBuffered: store.rowsBuffered,
+      storeBehindMs: store.behindMs,
+      storeLastFlushMs: store.lastFlushMs,
+    },
   };
 }
 

@@ -53,6 +53,8 @@ export interface StoreOptions extends StoreRetention {
   flushMs?: number;
   /** DuckDB's memory limit, e.g. '256MB'; default MEMORY_LIMIT. */
   memoryLimit?: string;
+  /** How long a trace lookup waits at most for the rows handed over to be written; default LOOKUP_WAIT_MS; 0: it neither asks for a write nor waits. */
+  lookupWaitMs?: number;
   now?: () => bigint;
   /** Where a stopped worker is reported. */
   log?: (line: string) => void;
@@ -69,7 +71,17 @@ const MEMORY_LIMIT = { onDisk: '128MB', inMemory: '256MB' } as const;
  * heap against 50 to 115 under the whole-sidecar load (README, "The whole sidecar under load").
  */
 const WORKER_YOUNG_GENERATION_MB = 8;
-const STORE_DEFAULTS = { flushMs: 250, log: (line: string) => process.stderr.write(`${line}\n`) } as const;
+/**
+ * A lookup that finds no trace while rows wait to be written has them written first (after the
+ * write in progress), waiting this long at most: a trace sent moments ago is found rather than
+ * called unknown, and a store far behind answers that it is behind within this bound.
+ */
+export const LOOKUP_WAIT_MS = 2000;
+const STORE_DEFAULTS = {
+  flushMs: 250,
+  lookupWaitMs: LOOKUP_WAIT_MS,
+  log: (line: string) => process.stderr.write(`${line}\n`),
+} as const;
 
 export interface StoreCounters {
   eventsStored: number;
@@ -88,6 +100,18 @@ export interface StoreCounters {
   rowsBuffered: number;
   /** Time the last flush took. */
   lastFlushMs: number;
+  /** How long the oldest row not written yet has waited (0: none waits). */
+  behindMs: number;
+  /** Trace lookups that found nothing written and waited for the rows handed over to be written. */
+  lookupsWaited: number;
+  /** Trace lookups answered "not in the store yet": the rows handed over were not written within lookupWaitMs. */
+  lookupsBehind: number;
+}
+
+/** Rows handed to the store and not written yet, and how long the oldest of them has waited. */
+export interface WriteLag {
+  rows: number;
+  behindMs: number;
 }
 
 /** Rows packed into one batch for the worker: a data chunk's worth (DuckDB's vector size). */
@@ -166,9 +190,14 @@ export class Store implements TraceSource {
     rowsLost: 0,
     workerRestarts: 0,
     lastFlushMs: 0,
+    lookupsWaited: 0,
+    lookupsBehind: 0,
   };
   /** Rows handed to the worker since its last write began (those still pending included), and those that write holds. */
   private handed = 0;
+  /** When the first of the rows `handed` and `writing` count was taken (Unix ns), for how far behind the store is. */
+  private handedSince: bigint | undefined;
+  private writingSince: bigint | undefined;
   /**
    * Kernel events (consecutive ids from firstId) and attachments taken and not yet packed: they go
    * to the worker once PACKED_ROWS are pending, or before the next write, so that a batch, its
@@ -281,7 +310,36 @@ export class Store implements TraceSource {
   }
 
   counters(): StoreCounters {
-    return { ...this.count, rowsBuffered: this.buffered() };
+    const { rows, behindMs } = this.lag();
+    return { ...this.count, rowsBuffered: rows, behindMs };
+  }
+
+  lag(): WriteLag {
+    const since = this.writing > 0 ? this.writingSince : this.handedSince;
+    const behindMs = since === undefined ? 0 : Math.max(0, Number((this.settings.now() - since) / MS));
+    return { rows: this.buffered(), behindMs };
+  }
+
+  /**
+   * For a lookup that found nothing while rows wait to be written: has them written (after the
+   * write in progress) and waits for it, at most lookupWaitMs. True when nothing handed over before
+   * is left unwritten, so that a second look is final; false when the wait ran out first.
+   */
+  async caughtUp(): Promise<boolean> {
+    if (this.buffered() === 0) return true;
+    const { lookupWaitMs } = this.settings;
+    let written = false;
+    if (lookupWaitMs > 0) {
+      this.count.lookupsWaited++;
+      let timer: NodeJS.Timeout | undefined;
+      written = await Promise.race([
+        this.flush().then(() => true),
+        new Promise<false>((resolve) => (timer = setTimeout(resolve, lookupWaitMs, false))),
+      ]);
+      clearTimeout(timer);
+    }
+    if (!written) this.count.lookupsBehind++;
+    return written;
   }
 
   /** Counters, rows held, memory and disk used, the oldest rows, the retention bounds, and whether it is down. */
@@ -446,6 +504,7 @@ export class Store implements TraceSource {
       this.count.rowsLost += rows;
       return false;
     }
+    if (this.handed === 0) this.handedSince = this.settings.now();
     this.handed += rows;
     return true;
   }
@@ -472,7 +531,9 @@ export class Store implements TraceSource {
       this.pending.shed = [];
     }
     this.writing = this.handed;
+    this.writingSince = this.handedSince;
     this.handed = 0;
+    this.handedSince = undefined;
     try {
       const written = await this.request<Written>({ op: 'write', now: this.settings.now() });
       this.count.eventsStored += written.eventsStored;
@@ -553,6 +614,7 @@ export class Store implements TraceSource {
     const lost = this.handed + this.writing;
     this.count.rowsLost += this.handed; // the write's own rows are counted when it fails, just below
     this.handed = 0;
+    this.handedSince = undefined;
     this.pending = { events: [], firstId: 0, joined: [], joinedRows: 0, shed: [] };
     this.failWaiting(new Error(`the store's worker stopped: ${reason}`));
     const held = this.settings.path === IN_MEMORY ? ' and every row it held (the store is in memory)' : '';
@@ -572,6 +634,7 @@ export class Store implements TraceSource {
       );
       this.count.rowsLost += this.handed;
       this.handed = 0;
+      this.handedSince = undefined;
       this.failWaiting(new Error(`the store is down: ${this.down}`));
     });
   }
@@ -605,6 +668,19 @@ export class Store implements TraceSource {
           'Times the store worker stopped and was started again.',
         ),
         rowsBuffered: gauge('causeway_store_rows_buffered', 'Rows waiting to be written to the store.'),
+        behind: gauge(
+          'causeway_store_behind_seconds',
+          'How long the oldest row waiting to be written to the store has waited.',
+          's',
+        ),
+        lookupsWaited: counter(
+          'causeway_store_lookups_waited',
+          'Trace lookups that found nothing written while rows waited, and waited for their write.',
+        ),
+        lookupsBehind: counter(
+          'causeway_store_lookups_behind',
+          'Trace lookups answered that the store is behind: the rows waiting were not written within the wait.',
+        ),
         lastFlush: gauge('causeway_store_last_flush_seconds', 'Time the last write to the store took.', 's'),
         rows: gauge('causeway_store_rows', 'Rows held in the store, per table.'),
         memory: gauge('causeway_store_memory_bytes', 'Memory the store uses.', 'By'),
@@ -622,6 +698,7 @@ export class Store implements TraceSource {
         return {
           ...counters,
           lastFlush: counters.lastFlushMs / 1000,
+          behind: counters.behindMs / 1000,
           rows:
             size === undefined
               ? []

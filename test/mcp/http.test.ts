@@ -7,7 +7,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { McpBindError, serveMcp } from '../../src/mcp/http.js';
 import type { Store } from '../../src/store/store.js';
 import { querySource } from '../../src/store/backend.js';
-import { MS } from '../store/traces.js';
+import { MS, appSpan, ids } from '../store/traces.js';
 import { KNOWN_TRACE, serveKnownTrace } from './server.js';
 
 const TOOLS = ['compare_latency', 'explain_trace', 'find_stalls', 'gpu_activity', 'query_sql', 'slow_traces', 'status'];
@@ -80,6 +80,76 @@ test("explain_trace says when kernel events of the trace's time were shed, and n
   assert.match(during.text, /Kernel events of this trace's time were shed because Causeway's sidecar was behind/);
   const stored = await c.callTool({ name: 'query_sql', arguments: { sql: 'SELECT count(*) AS n FROM shed_times' } });
   assert.deepEqual((stored.structuredContent as { rows: unknown[][] }).rows, [['2']]);
+});
+
+test('slow_traces marks the traces whose time overlaps a shed stretch, and only those', async (t) => {
+  const { url, store, trace } = await serveKnownTrace(t);
+  const c = await client(t, url);
+  const later = { start: trace.end + 200n * MS, end: trace.end + 300n * MS };
+  store.addSpans([appSpan({ trace: 2, span: 2, ...later, pid: 10, tid: 11 })]);
+  // The capture fell behind while trace 1 waited, and again between the two traces.
+  store.addShed(trace.start + 150n * MS, trace.start + 250n * MS);
+  store.addShed(trace.end + 50n * MS, trace.end + 100n * MS);
+  await store.flush();
+  const result = await c.callTool({ name: 'slow_traces', arguments: {} });
+  const { traces } = result.structuredContent as { traces: { trace_id: string; kernel_events_shed: boolean }[] };
+  assert.deepEqual(
+    traces.map((tr) => [tr.trace_id, tr.kernel_events_shed]),
+    [
+      [KNOWN_TRACE, true],
+      [ids(2).traceId, false],
+    ],
+  );
+  const lines = ((result.content as { text: string }[])[0]?.text ?? '').split('\n');
+  assert.deepEqual(
+    lines.filter((line) => line.includes('kernel events shed')).map((line) => line.slice(0, 32)),
+    [KNOWN_TRACE],
+  );
+});
+
+test('explain_trace finds a trace handed to the store and not written yet, by having it written first', async (t) => {
+  const { url, store, trace } = await serveKnownTrace(t);
+  const c = await client(t, url);
+  // The store writes on no timer here: the trace's span waits to be written, as behind a long write.
+  store.addSpans([appSpan({ trace: 2, span: 2, start: trace.start, end: trace.end, pid: 10, tid: 11 })]);
+  assert.equal(store.lag().rows, 1);
+  const found = await c.callTool({ name: 'explain_trace', arguments: { trace_id: ids(2).traceId } });
+  assert.equal(found.isError, undefined, JSON.stringify(found.content));
+  assert.equal((found.structuredContent as { trace_id: string }).trace_id, ids(2).traceId);
+  assert.equal(store.lag().rows, 0);
+  // A trace that is nowhere, while rows wait: they are written, and the answer is that it is unknown.
+  store.addSpans([appSpan({ trace: 3, span: 3, start: trace.start, end: trace.end, pid: 10, tid: 11 })]);
+  const unknown = await c.callTool({ name: 'explain_trace', arguments: { trace_id: 'f'.repeat(32) } });
+  assert.equal(unknown.isError, true);
+  assert.match(JSON.stringify(unknown.content), /is not in local store \(too old for the retention/);
+  assert.deepEqual(await store.rows('SELECT count(*) FROM spans'), [[3n]]);
+  const { lookupsWaited, lookupsBehind } = store.counters();
+  assert.deepEqual({ lookupsWaited, lookupsBehind }, { lookupsWaited: 2, lookupsBehind: 0 });
+});
+
+test('explain_trace says a trace is not in the store yet, with the rows waiting and how far behind, when the wait runs out', async (t) => {
+  let ahead = 0n;
+  const { url, store, trace } = await serveKnownTrace(t, {}, [], {
+    lookupWaitMs: 0,
+    now: () => BigInt(Date.now()) * MS + ahead,
+  });
+  const c = await client(t, url);
+  store.addSpans(
+    [2, 3].map((n) => appSpan({ trace: n, span: n, start: trace.start, end: trace.end, pid: 10, tid: 11 })),
+  );
+  ahead = 60_000n * MS;
+  const behind = await c.callTool({ name: 'explain_trace', arguments: { trace_id: ids(2).traceId } });
+  assert.equal(behind.isError, true);
+  const text = (behind.content as { text: string }[])[0]?.text ?? '';
+  const said =
+    /is not in the local store yet: 2 rows are waiting to be written \(the store is ([\d.]+) s behind\)/.exec(text);
+  assert.ok(said !== null, text);
+  assert.ok(Number(said[1]) >= 60, text);
+  assert.equal(store.counters().lookupsBehind, 1);
+  // The write it asked for goes on: once done, the trace is there.
+  await store.flush();
+  const found = await c.callTool({ name: 'explain_trace', arguments: { trace_id: ids(2).traceId } });
+  assert.equal((found.structuredContent as { trace_id: string }).trace_id, ids(2).traceId);
 });
 
 test('bad input and writes come back as tool errors, with nothing changed', async (t) => {

@@ -3,16 +3,18 @@ import type { TestContext } from 'node:test';
 import type { TraceSource } from '../../src/correlate/source.js';
 import { serveMcp, type McpHttpOptions } from '../../src/mcp/http.js';
 import * as A from '../../src/semconv/attributes.js';
+import type { StoreOptions } from '../../src/store/store.js';
 import { MS, appSpan, ids, kernelEvent, storeWith, waker } from '../store/traces.js';
 
 /** Trace 1: a request (pid 10, tid 11) waiting 380 ms on a futex that tid 12 ("holder") released. */
 export const KNOWN_TRACE = ids(1).traceId;
 
-/** `backends` are asked after the store, as in cluster mode. */
+/** `backends` are asked after the store, as in cluster mode; the store's own options are those of storeWith (no timed write) unless `storeOptions` says. */
 export async function serveKnownTrace(
   t: TestContext,
   options: Partial<McpHttpOptions> = {},
   backends: TraceSource[] = [],
+  storeOptions: Partial<StoreOptions> = {},
 ) {
   const start = BigInt(Date.now()) * MS - 2000n * MS;
   const store = await storeWith(
@@ -27,6 +29,7 @@ export async function serveKnownTrace(
       ),
       kernelEvent('cuda.launch', { pid: 10, tid: 12 }, start, start + MS, { [A.ATTR_CAUSEWAY_CUDA_KERNEL]: 'gemm' }),
     ],
+    storeOptions,
   );
   const server = await serveMcp(
     { host: '127.0.0.1', port: 0, ...options },

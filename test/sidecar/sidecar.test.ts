@@ -12,6 +12,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SIM_CUDART, kernelAvailable, privateGpu, startWorkload, waitForStderr } from '../bpf/session.js';
 import { freePort } from '../e2e/backends.js';
+import { MAX_LAG_MS } from '../../src/kernel/capture.js';
+
+const MS = 1_000_000n;
 
 /** Nothing listens on the discard port: export fails, which these tests do not look at. */
 const env = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9' };
@@ -163,4 +166,51 @@ test('the status tool lists every GPU process with the library it uses, spans or
     undefined,
     'the exited engine is still listed',
   );
+});
+
+test('kernel events the capture sheds while the sidecar is stalled are stored as a shed stretch, read through MCP', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const gpu = privateGpu(t);
+  const engine = startWorkload('graph_engine', ['--seconds', '120', '--gap-ms', '5'], gpu);
+  engine.truth.catch(() => undefined);
+  t.after(() => {
+    if (engine.child.exitCode === null) engine.child.kill('SIGKILL');
+  });
+  await waitForStderr(engine, 'replaying');
+  const flags = {
+    ...Object.fromEntries(ENDPOINT_KEYS.map((key) => [key, '127.0.0.1:0'])),
+    ...IN_MEMORY_STORE,
+    pid: [String(engine.pid)],
+  };
+  const sidecar = await startSidecar(sidecarConfig({ flags, env: {} }), { log: () => undefined, env });
+  t.after(() => sidecar.close());
+  const client = new Client({ name: 'causeway-test', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
+  t.after(() => client.close());
+  const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
+  const deadline = Date.now() + 15_000;
+  while (total((await sidecar.status()).capture.events) === 0 && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.ok(total((await sidecar.status()).capture.events) > 0, "the engine's kernel events are captured");
+  // The sidecar's main thread stalls past MAX_LAG_MS: the engine's events of that time wait in the
+  // loader's pipe, and are shed undecoded once it reads them again.
+  const from = BigInt(Date.now()) * MS;
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3 * MAX_LAG_MS);
+  const to = BigInt(Date.now()) * MS;
+  const overlapping = async () => {
+    const result = await client.callTool({
+      name: 'query_sql',
+      arguments: { sql: 'SELECT from_ns, to_ns FROM shed_times' },
+    });
+    const rows = (result.structuredContent as { rows: [string, string][] }).rows;
+    return rows.filter(([start, end]) => BigInt(start) < to && BigInt(end) >= from);
+  };
+  let stored = await overlapping();
+  while (stored.length === 0 && Date.now() < deadline + 15_000) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    stored = await overlapping();
+  }
+  const { capture } = await sidecar.status();
+  assert.ok(total(capture.shedLate) + total(capture.shed) + total(capture.shedDelivered) > 0, JSON.stringify(capture));
+  assert.ok(stored.length > 0, 'a stretch of shed_times overlaps the stall');
 });

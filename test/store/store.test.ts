@@ -107,6 +107,27 @@ test('its counters, rows per table and memory are instruments of the meter it is
   assert.ok(((await m.value('causeway_store_worker_heap_bytes')) ?? 0) > 0, "the worker's own heap");
 });
 
+test('how far behind its writes are, and the lookups that waited for one, are instruments of its meter', async (t) => {
+  const m = new TestMeter();
+  t.after(() => m.close());
+  let now = at(0);
+  const store = await storeWith([], [], { meter: m.meter, now: () => now });
+  t.after(() => store.close());
+  assert.equal(await m.value('causeway_store_behind_seconds'), 0);
+  store.addEvents([kernelEvent('futex.wait', task, at(1), at(2))]);
+  now = at(1500);
+  store.addEvents([kernelEvent('futex.wait', task, at(3), at(4))]);
+  now = at(2500);
+  assert.deepEqual(store.lag(), { rows: 2, behindMs: 2500 }, 'since the oldest row waiting');
+  assert.equal(await m.value('causeway_store_behind_seconds'), 2.5);
+  assert.equal(await store.caughtUp(), true);
+  assert.deepEqual(store.lag(), { rows: 0, behindMs: 0 });
+  assert.equal(await store.caughtUp(), true, 'nothing to wait for');
+  assert.equal(await m.value('causeway_store_lookups_waited'), 1);
+  assert.equal(await m.value('causeway_store_lookups_behind'), 0);
+  assert.deepEqual(await store.rows('SELECT count(*) FROM kernel_events'), [[2n]]);
+});
+
 test('each attachment row points at the event it was made for, over batches, linked copies and a copy shed', async (t) => {
   const store = await storeWith([], []);
   t.after(() => store.close());

@@ -3,6 +3,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
 import { explainTrace } from '../../correlate/explain.js';
 import type { TraceSource } from '../../correlate/source.js';
+import { LOOKUP_WAIT_MS, type Store } from '../../store/store.js';
 import { READ_ONLY, UNTRUSTED, answer, refusal } from './conventions.js';
 
 const TITLE = 'Explain a slow trace';
@@ -10,7 +11,9 @@ const DESCRIPTION =
   'Why this trace was slow: time per kind on its critical path, and the root cause (kind, culprit, causal chain ' +
   'from the request thread to the root, evidence). root_cause.kind is "none" when kernel causes explain little of ' +
   'the time, null when no span ran where kernel events were captured. kernel_events_shed is true when kernel ' +
-  'events of its time were shed (the sidecar was behind), so kernel causes may be missing.';
+  'events of its time were shed (the sidecar was behind), so kernel causes may be missing. A trace sent moments ' +
+  `ago and not yet written to the store is waited for (at most ${String(LOOKUP_WAIT_MS / 1000)} s); when the store is ` +
+  'further behind, the answer says so: ask again.';
 
 const inputSchema = {
   trace_id: z
@@ -82,17 +85,40 @@ const outputSchema = {
   summary: z.string(),
 };
 
-export function registerExplainTrace(server: McpServer, sources: TraceSource[]): void {
+/**
+ * The explanation from the first source that holds the trace. A trace not found while the store
+ * still has rows to write may be among them (sent moments ago, the store behind): the store is
+ * asked again once they are written, or told to be behind when they are not within its bound.
+ */
+async function explained(sources: TraceSource[], store: Store, traceId: string) {
+  const result = await explainTrace(sources, traceId);
+  if (result !== undefined || store.lag().rows === 0) return { result };
+  const caughtUp = await store.caughtUp();
+  return { result: await explainTrace([store], traceId), caughtUp };
+}
+
+function notFound(traceId: string, sources: TraceSource[], store: Store, caughtUp: boolean | undefined): string {
+  if (caughtUp !== false)
+    return (
+      `Trace ${traceId} is not in ${sources.map((s) => s.name).join(' or ')} ` +
+      '(too old for the retention, not sampled, or not sent to Causeway).'
+    );
+  const { rows, behindMs } = store.lag();
+  const others = sources.filter((s) => s !== store).map((s) => s.name);
+  return (
+    `Trace ${traceId} is not in the ${store.name} yet: ${String(rows)} ${rows === 1 ? 'row is' : 'rows are'} waiting to be written ` +
+    `(the store is ${(behindMs / 1000).toFixed(1)} s behind); ask again in a few seconds.` +
+    (others.length === 0 ? '' : ` It is not in ${others.join(' or ')} either.`)
+  );
+}
+
+export function registerExplainTrace(server: McpServer, sources: TraceSource[], store: Store): void {
   server.registerTool(
     'explain_trace',
     { title: TITLE, description: DESCRIPTION, inputSchema, outputSchema, annotations: { ...READ_ONLY, title: TITLE } },
     async ({ trace_id }) => {
-      const result = await explainTrace(sources, trace_id.toLowerCase());
-      if (result === undefined)
-        return refusal(
-          `Trace ${trace_id} is not in ${sources.map((s) => s.name).join(' or ')} ` +
-            '(too old for the retention, not sampled, or not sent to Causeway).',
-        );
+      const { result, caughtUp } = await explained(sources, store, trace_id.toLowerCase());
+      if (result === undefined) return refusal(notFound(trace_id, sources, store, caughtUp));
       return answer(`${result.summary}\n${UNTRUSTED}`, { ...result });
     },
   );

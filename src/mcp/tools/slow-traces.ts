@@ -10,7 +10,8 @@ import { culprit } from './explain-trace.js';
 
 const TITLE = 'Slowest recent traces';
 const DESCRIPTION =
-  'The slowest recent traces (of one service, or all), each with its dominant kernel-level cause from explain_trace.';
+  'The slowest recent traces (of one service, or all), each with its dominant kernel-level cause from explain_trace, ' +
+  'and kernel_events_shed when kernel events of its time were shed (the sidecar was behind), so its cause may be missing.';
 
 const inputSchema = {
   service: service.optional(),
@@ -30,6 +31,11 @@ const outputSchema = {
       source: z.string(),
       cause: z.string().nullable(),
       culprit: culprit.nullable(),
+      kernel_events_shed: z
+        .boolean()
+        .describe(
+          "Kernel events of the trace's time were shed because the sidecar was behind: its cause may be missing.",
+        ),
     }),
   ),
   unavailable: z.array(z.string()).describe('Sources that could not be asked, with the reason.'),
@@ -56,7 +62,7 @@ async function slowest(sources: TraceSource[], query: TraceQuery) {
   return { found: found.slice(0, query.limit), unavailable };
 }
 
-/** A trace with the root cause its own source finds for it. */
+/** A trace with the root cause its own source finds for it, and whether kernel events of its time were shed (the explanation asked). */
 async function withCause({ source, trace: t }: { source: TraceSource; trace: TraceSummary }) {
   const e = await explainTrace([source], t.traceId);
   return {
@@ -68,6 +74,7 @@ async function withCause({ source, trace: t }: { source: TraceSource; trace: Tra
     source: source.name,
     cause: e?.root_cause?.kind ?? null,
     culprit: e?.root_cause?.culprit ?? null,
+    kernel_events_shed: e?.kernel_events_shed ?? false,
   };
 }
 
@@ -86,7 +93,8 @@ export function registerSlowTraces(server: McpServer, sources: TraceSource[]): v
       const traces = await Promise.all(found.map(withCause));
       const lines = traces.map(
         (t) =>
-          `${t.trace_id} ${quoted(t.service)} ${quoted(t.name)} ${t.duration_ms.toFixed(1)} ms, cause ${t.cause ?? 'unknown'}`,
+          `${t.trace_id} ${quoted(t.service)} ${quoted(t.name)} ${t.duration_ms.toFixed(1)} ms, cause ${t.cause ?? 'unknown'}` +
+          (t.kernel_events_shed ? ' (kernel events shed: the cause may be missing)' : ''),
       );
       const listed =
         traces.length === 0
