@@ -179,6 +179,8 @@ export class Store implements TraceSource {
   /** Event ids are numbers here (exact to 2^53), bigints in the database. */
   private nextEventId = 0;
   private flushing: Promise<void> = Promise.resolve();
+  /** The flush queued behind the one running, not started yet: later callers share it. */
+  private queued: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly count = {
     eventsStored: 0,
@@ -373,14 +375,21 @@ export class Store implements TraceSource {
     return this.request({ op: 'size' });
   }
 
-  /** Writes everything handed over, then applies retention. Flushes never overlap. */
+  /**
+   * Writes everything handed over, then applies retention. Flushes never overlap, and at most one
+   * waits behind the one running: it takes every row handed over by the time it starts, so the
+   * timer's ticks during a long write do not pile up writes.
+   */
   flush(): Promise<void> {
-    this.flushing = this.flushing
-      .then(() => this.write())
+    this.queued ??= this.flushing = this.flushing
+      .then(() => {
+        this.queued = undefined;
+        return this.write();
+      })
       .catch(() => {
         this.count.flushErrors++;
       });
-    return this.flushing;
+    return this.queued;
   }
 
   async close(): Promise<void> {

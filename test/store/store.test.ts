@@ -50,6 +50,21 @@ test('retention deletes rows older than the window and the oldest beyond the siz
   assert.equal(store.counters().rowsExpired, 6);
 });
 
+test('flushes asked while a write runs share one write behind it, which takes every row handed over by then', async (t) => {
+  const store = await storeWith([], []);
+  t.after(() => store.close());
+  store.addEvents([kernelEvent('futex.wait', task, at(1), at(2))]);
+  const running = store.flush();
+  await new Promise(setImmediate); // that write has begun
+  store.addEvents([kernelEvent('futex.wait', task, at(3), at(4))]);
+  const behind = [store.flush(), store.flush(), store.flush()];
+  assert.ok(behind.every((flush) => flush === behind[0]));
+  assert.notEqual(behind[0], running);
+  await Promise.all([running, ...behind]);
+  assert.equal(store.counters().eventsStored, 2);
+  assert.equal(store.counters().rowsBuffered, 0);
+});
+
 test('shed times are held as one when near, kept while a span they may overlap is, and expired with the retention', async (t) => {
   let now = at(0);
   const store = await storeWith([], [], { retentionMs: 1000, now: () => now });
