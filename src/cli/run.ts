@@ -28,8 +28,8 @@ export const RUN_HELP = `Usage: causeway run [--config FILE] [--otlp-grpc HOST:P
                     [--thread-attribute NAME] [--retention-s N] [--max-events N]
                     [--join-watermark-ms N] [--reduce-window-ms N] [--launch-whole-us N]
                     [--runqueue-whole-us N] [--wait-whole-us N] [--store-retention-s N]
-                    [--store-max-events N] [--store-max-spans N] [--store-path FILE] [--store-max-mib N]
-                    [--export-queue-spans N] [--export-queue-mib N]
+                    [--store-max-events N] [--store-max-spans N] [--store-path FILE]
+                    [--store-max-mib N] [--export-queue-spans N] [--export-queue-mib N]
                     [--shutdown-deadline-s N] [--query-backend jaeger=URL|tempo=URL]
 
 The sidecar: receives a copy of the app's spans over OTLP, captures the kernel events of
