@@ -132,12 +132,12 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 	}
 	mark_runnable(&o->runnable, now, 0, &b->context);
 	if (cw_long_enough(CW_KIND_SCHED_BLOCKED, now - b->ts)) {
-		cw_task_of(&task, p);
-		cw_task_waking(&waker);
 		struct cw_wait wait = {
 			.task = &task, .context = &b->context, .waker = &waker, .start_ns = b->ts, .end_ns = now,
 		};
 
+		cw_task_of(&task, p);
+		cw_task_waking(&waker);
 		if (!cw_sum_wait(CW_KIND_SCHED_BLOCKED_SUM, &wait)) {
 			e = cw_reserve(CW_KIND_SCHED_BLOCKED);
 			if (e) {
