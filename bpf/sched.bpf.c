@@ -115,7 +115,7 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 	struct cw_task task, waker;
 	struct off_cpu *b;
 	struct cw_event *e;
-	__u64 now;
+	__u64 now, since;
 
 	if (!cw_followed(p->tgid))
 		return 0;
@@ -126,14 +126,19 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 	b = &o->blocked;
 	if (is_new)
 		b->ts = 0; /* a new thread: an entry it finds was its tid's last holder's */
-	if (!b->ts) {
+	/*
+	 * Read once: a wakeup that races the thread's own switch-out (on another cpu) can see the
+	 * switch-out write b->ts meanwhile, and the wait must be judged and written from one value.
+	 */
+	since = b->ts;
+	if (!since) {
 		mark_runnable(&o->runnable, now, 0, &context);
 		return 0;
 	}
 	mark_runnable(&o->runnable, now, 0, &b->context);
-	if (cw_long_enough(CW_KIND_SCHED_BLOCKED, now - b->ts)) {
+	if (cw_long_enough(CW_KIND_SCHED_BLOCKED, now - since)) {
 		struct cw_wait wait = {
-			.task = &task, .context = &b->context, .waker = &waker, .start_ns = b->ts, .end_ns = now,
+			.task = &task, .context = &b->context, .waker = &waker, .start_ns = since, .end_ns = now,
 		};
 
 		cw_task_of(&task, p);
@@ -143,7 +148,7 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 			if (e) {
 				cw_set_task(e, &task);
 				e->context = b->context;
-				e->start_ns = b->ts;
+				e->start_ns = since;
 				e->end_ns = now;
 				e->u.blocked.state = b->state;
 				e->u.blocked.waker = waker;
