@@ -243,6 +243,12 @@ test("short futex and blocked waits are summed per thread per window with the lo
   assert.match(capture.stderr, /drops: none/);
 
   for (const kind of WAIT_SUMMARIES) {
+    // The capture counts a summary as the events it sums, under their kind.
+    const covered = sum(capture.of(kind.summary).map(count)) + capture.of(kind.whole).length;
+    assert.match(
+      capture.stderr,
+      new RegExp(`events covered: .*${kind.whole.replace('.', '\\.')} ${String(covered)}\\b`),
+    );
     truth.tids.forEach((tid, i) => {
       const other = Number(truth.tids[1 - i]);
       const summaries = capture.of(kind.summary, (e) => e.tid === tid);
