@@ -11,7 +11,7 @@
 #ifndef CAUSEWAY_H
 #define CAUSEWAY_H
 
-#define CW_ABI_VERSION 8
+#define CW_ABI_VERSION 9
 #define CW_COMM_LEN 16
 #define CW_NAME_LEN 96
 #define CW_MAX_FOLLOWED 16384 /* processes in the followed table; the sidecar remembers as many (loader.ts) */
@@ -34,9 +34,11 @@ enum cw_kind {
 	CW_KIND_PROC_EXIT = 14,     /* a GPU process exited: it leaves the list */
 	CW_KIND_IPC_MESSAGE = 15,   /* a message sent or received on a socket or pipe: links a request to the process serving it */
 	CW_KIND_CUDA_LAUNCHES = 16, /* a thread's quick launches in one window, summed (struct cw_launches) */
-	CW_KIND_SCHED_RUNQUEUE_SUM = 17, /* a thread's short run-queue waits in one window, summed */
+	CW_KIND_SCHED_RUNQUEUE_SUM = 17, /* a thread's short run-queue waits in one window, summed (struct cw_wait_sum) */
 	CW_KIND_CODE_MAPPED = 18,   /* a followed process mapped code from a file: look for its thread context */
-	CW_KIND_MAX = 19,
+	CW_KIND_SCHED_BLOCKED_SUM = 19, /* a thread's short blocked waits in one window, summed (struct cw_wait_sum) */
+	CW_KIND_FUTEX_WAIT_SUM = 20, /* a thread's short futex waits in one window, summed (struct cw_wait_sum) */
+	CW_KIND_MAX = 21,
 };
 
 /*
@@ -179,18 +181,23 @@ struct cw_launches {
 	struct cw_func_count funcs[CW_LAUNCH_FUNCS]; /* in first-launch order */
 };
 
-/* A thread's run-queue waits shorter than cw_settings.runqueue_whole_ns in one window, summed. */
-struct cw_runqueue_sum {
-	__u64 wait_ns;    /* the waits' durations, summed */
-	__u64 max_ns;
-	__u32 count;
-	__u32 preempted;  /* how many began with a preemption (the others with a wakeup) */
-};
-
 struct cw_task {
 	__u32 pid;
 	__u32 tid;
 	char comm[CW_COMM_LEN];
+};
+
+/*
+ * A thread's short waits of one kind in one window, summed: run-queue waits shorter than
+ * cw_settings.runqueue_whole_ns, blocked and futex waits shorter than wait_whole_ns. Each
+ * wait's own times and waker are not kept, only the longest one's waker.
+ */
+struct cw_wait_sum {
+	__u64 wait_ns;         /* the waits' durations, summed */
+	__u64 max_ns;
+	__u32 count;
+	__u32 preempted;       /* run-queue waits: how many began with a preemption (the others with a wakeup); 0 otherwise */
+	struct cw_task waker;  /* the longest wait's waker (blocked and futex waits); pid 0 when none (run-queue waits, a timeout, an interrupt) */
 };
 
 /*
@@ -321,7 +328,7 @@ struct cw_event {
 		struct cw_cuda_op op;
 		struct cw_message message;
 		struct cw_launches launches;
-		struct cw_runqueue_sum runqueue_sum;
+		struct cw_wait_sum wait_sum;
 		__u8 raw[112];
 	} u;
 };
@@ -332,6 +339,7 @@ struct cw_settings {
 	__u64 window_ns;           /* the reduction's window; 0: reduction off, every record whole */
 	__u64 launch_whole_ns;     /* a launch call at least this long (it blocked) is written whole */
 	__u64 runqueue_whole_ns;   /* a run-queue wait at least this long is written whole; shorter ones summed */
+	__u64 wait_whole_ns;       /* a blocked or futex wait at least this long is written whole; shorter ones summed */
 	__u32 follow_all;
 	__u32 exclude[2];          /* with follow_all: the loader and its consumer, which would trace themselves */
 	__u32 shed;                /* 1: the sidecar is behind; the probes write no event records (counted as shed) */

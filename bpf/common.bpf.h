@@ -258,19 +258,21 @@ static __always_inline void cw_submit(struct cw_event *e)
 }
 
 /*
- * In-kernel reduction: per thread, a window of its launches (cuda.bpf.c) and one of its short
- * run-queue waits (sched.bpf.c). The event that opens a window is written whole, at once: a
- * thread that launches or waits now and then gets the same records as without reduction, as
- * promptly. The events after it in the window are summed into the summary record being built (a
- * whole struct cw_event, so writing it out is one copy). A window closes when the thread makes a
- * record it must precede (any other CUDA call), when it is cw_settings.window_ns old at the
- * thread's next event or switch-out, and when the thread exits; a launch window also when its
- * thread blocks (sched.bpf.c). A thread that finds the table full has its records written whole.
+ * In-kernel reduction: per thread, a window of its launches (cuda.bpf.c) and one each of its
+ * short run-queue waits, blocked waits (sched.bpf.c) and futex waits (futex.bpf.c). The event
+ * that opens a window is written whole, at once: a thread that launches or waits now and then
+ * gets the same records as without reduction, as promptly. The events after it in the window are
+ * summed into the summary record being built (a whole struct cw_event, so writing it out is one
+ * copy). A window closes when the thread makes a record it must precede (a launch window: any
+ * other CUDA call), when it is cw_settings.window_ns old at the thread's next event or
+ * switch-out, when an event of another span comes (cw_same_span), and when the thread exits; a
+ * launch window also when its thread blocks (sched.bpf.c). A thread that finds the table full
+ * has its records written whole.
  *
- * A thread's two windows are one entry, kept from its first window until it exits (proc.bpf.c
+ * A thread's windows are one entry, kept from its first window until it exits (proc.bpf.c
  * deletes it): a window opens and closes in place, so the hot path (a launch between two sleeps
  * opens one, the sleep closes it) costs a lookup, where inserting and deleting an entry cost
- * ten times as much, and a switch-out looks up one entry rather than two.
+ * ten times as much, and a switch-out looks up one entry rather than one per window.
  */
 #define CW_WINDOWS 16384
 
@@ -282,6 +284,8 @@ struct cw_window {
 struct cw_windows {
 	struct cw_window launches;
 	struct cw_window runqueue;
+	struct cw_window blocked;
+	struct cw_window futex;
 };
 
 struct {
@@ -291,7 +295,7 @@ struct {
 	__type(value, struct cw_windows);
 } windows SEC(".maps");
 
-/* What a thread's entry starts from: both windows closed. */
+/* What a thread's entry starts from: every window closed. */
 static const struct cw_windows cw_no_windows;
 
 static __always_inline __u64 cw_window_ns(void)
@@ -301,10 +305,25 @@ static __always_inline __u64 cw_window_ns(void)
 	return cfg ? cfg->window_ns : 0;
 }
 
-/* How many events a summary stands for. */
+/* The kind of the events a summary kind sums. */
+static __always_inline __u32 cw_summed_kind(__u32 summary_kind)
+{
+	switch (summary_kind) {
+	case CW_KIND_CUDA_LAUNCHES:
+		return CW_KIND_CUDA_LAUNCH;
+	case CW_KIND_SCHED_RUNQUEUE_SUM:
+		return CW_KIND_SCHED_RUNQUEUE;
+	case CW_KIND_SCHED_BLOCKED_SUM:
+		return CW_KIND_SCHED_BLOCKED;
+	default:
+		return CW_KIND_FUTEX_WAIT;
+	}
+}
+
+/* How many events a summary stands for: launches have their own layout, waits share one. */
 static __always_inline __u32 cw_summed(const struct cw_event *summary)
 {
-	return summary->kind == CW_KIND_CUDA_LAUNCHES ? summary->u.launches.count : summary->u.runqueue_sum.count;
+	return summary->kind == CW_KIND_CUDA_LAUNCHES ? summary->u.launches.count : summary->u.wait_sum.count;
 }
 
 /*
@@ -321,7 +340,7 @@ static __always_inline void cw_write_window(const struct cw_window *w)
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		cw_count_drops(w->summary.kind, 1);
-		cw_count_drops(w->summary.kind == CW_KIND_CUDA_LAUNCHES ? CW_KIND_CUDA_LAUNCH : CW_KIND_SCHED_RUNQUEUE, n);
+		cw_count_drops(cw_summed_kind(w->summary.kind), n);
 		return;
 	}
 	__builtin_memcpy(e, &w->summary, sizeof(*e));
@@ -342,6 +361,14 @@ static __always_inline void cw_close_window(struct cw_window *w, __u64 now, __u6
 		cw_end_window(w);
 }
 
+/* Closes the thread's wait windows that are at least `min_age_ns` old (0: all of them). */
+static __always_inline void cw_close_waits(struct cw_windows *ws, __u64 now, __u64 min_age_ns)
+{
+	cw_close_window(&ws->runqueue, now, min_age_ns);
+	cw_close_window(&ws->blocked, now, min_age_ns);
+	cw_close_window(&ws->futex, now, min_age_ns);
+}
+
 /* Closes the thread's launch window, if it has one open. */
 static __always_inline void cw_close_launches(__u32 tid)
 {
@@ -351,7 +378,7 @@ static __always_inline void cw_close_launches(__u32 tid)
 		cw_close_window(&ws->launches, 0, 0);
 }
 
-/* The thread's windows, made (both closed) if it has none; NULL when the table is full. */
+/* The thread's windows, made (all closed) if it has none; NULL when the table is full. */
 static __always_inline struct cw_windows *cw_windows_of(__u32 tid)
 {
 	return cw_lookup_or_init(&windows, &tid, &cw_no_windows);
@@ -440,6 +467,73 @@ static __always_inline void cw_set_current(struct cw_event *e)
 
 	cw_task_current(&task);
 	cw_set_task(e, &task);
+}
+
+/* One wait of a thread, as the summing below needs it. */
+struct cw_wait {
+	const struct cw_task *task;            /* who waited */
+	const struct cw_span_context *context; /* the span it waited in */
+	const struct cw_task *waker;           /* who ended it; NULL: none is known (run-queue waits) */
+	__u64 start_ns;
+	__u64 end_ns;
+	__u32 preempted;                       /* a run-queue wait that began with a preemption */
+};
+
+/*
+ * Sums a wait into its thread's window of `kind` (CW_KIND_SCHED_RUNQUEUE_SUM,
+ * CW_KIND_SCHED_BLOCKED_SUM or CW_KIND_FUTEX_WAIT_SUM), closing the window first if it is old
+ * or of another span: a summary never mixes two spans. False: write it whole (reduction off, a
+ * wait at least the kind's threshold long, a full table, or the wait that opens a window).
+ */
+static __always_inline bool cw_sum_wait(__u32 kind, const struct cw_wait *wait)
+{
+	struct cw_settings *cfg = cw_settings();
+	__u64 ns = wait->end_ns - wait->start_ns;
+	struct cw_wait_sum *sum;
+	struct cw_windows *ws;
+	struct cw_window *w;
+
+	if (!cfg || !cfg->window_ns ||
+	    ns >= (kind == CW_KIND_SCHED_RUNQUEUE_SUM ? cfg->runqueue_whole_ns : cfg->wait_whole_ns))
+		return false;
+	ws = cw_windows_of(wait->task->tid);
+	if (!ws)
+		return false;
+	switch (kind) {
+	case CW_KIND_SCHED_RUNQUEUE_SUM:
+		w = &ws->runqueue;
+		break;
+	case CW_KIND_SCHED_BLOCKED_SUM:
+		w = &ws->blocked;
+		break;
+	default:
+		w = &ws->futex;
+		break;
+	}
+	if (w->summary.kind &&
+	    (wait->end_ns - w->opened_ns >= cfg->window_ns || !cw_same_span(&w->summary.context, wait->context)))
+		cw_end_window(w);
+	if (!w->summary.kind) {
+		cw_open_window(w, kind);
+		w->opened_ns = wait->start_ns;
+		w->summary.cpu = bpf_get_smp_processor_id();
+		cw_set_task(&w->summary, wait->task);
+		w->summary.context = *wait->context;
+		return false;
+	}
+	sum = &w->summary.u.wait_sum;
+	if (sum->count == 0)
+		w->summary.start_ns = wait->start_ns;
+	w->summary.end_ns = wait->end_ns;
+	sum->count++;
+	sum->wait_ns += ns;
+	if (ns >= sum->max_ns) {
+		sum->max_ns = ns;
+		if (wait->waker)
+			sum->waker = *wait->waker;
+	}
+	sum->preempted += wait->preempted;
+	return true;
 }
 
 /* The file behind the calling task's descriptor fd, or NULL. */

@@ -34,6 +34,7 @@ static struct cw_settings settings = {
 	.window_ns = 10 * 1000000ull,
 	.launch_whole_ns = 100 * 1000ull,
 	.runqueue_whole_ns = 100 * 1000ull,
+	.wait_whole_ns = 100 * 1000ull,
 };
 static int settings_fd = -1, followed_fd = -1;
 static char comms[MAX_COMMS][CW_COMM_LEN];
@@ -67,18 +68,20 @@ void set_min_all(unsigned long long us)
 			settings.min_ns[k] = us * 1000;
 }
 
-void set_reduction(__u64 window_ns, __u64 launch_whole_ns, __u64 runqueue_whole_ns)
+void set_reduction(__u64 window_ns, __u64 launch_whole_ns, __u64 runqueue_whole_ns, __u64 wait_whole_ns)
 {
 	settings.window_ns = window_ns;
 	settings.launch_whole_ns = launch_whole_ns;
 	settings.runqueue_whole_ns = runqueue_whole_ns;
+	settings.wait_whole_ns = wait_whole_ns;
 }
 
-void reduction(__u64 *window_ns, __u64 *launch_whole_ns, __u64 *runqueue_whole_ns)
+void reduction(__u64 *window_ns, __u64 *launch_whole_ns, __u64 *runqueue_whole_ns, __u64 *wait_whole_ns)
 {
 	*window_ns = settings.window_ns;
 	*launch_whole_ns = settings.launch_whole_ns;
 	*runqueue_whole_ns = settings.runqueue_whole_ns;
+	*wait_whole_ns = settings.wait_whole_ns;
 }
 
 static int kind_by_name(const char *name)

@@ -20,8 +20,8 @@ bool set_min(const char *kind_name, const char *us);
 void set_shed(bool on);
 
 /* In-kernel reduction (common.bpf.h): window_ns 0 turns it off. */
-void set_reduction(__u64 window_ns, __u64 launch_whole_ns, __u64 runqueue_whole_ns);
-void reduction(__u64 *window_ns, __u64 *launch_whole_ns, __u64 *runqueue_whole_ns);
+void set_reduction(__u64 window_ns, __u64 launch_whole_ns, __u64 runqueue_whole_ns, __u64 wait_whole_ns);
+void reduction(__u64 *window_ns, __u64 *launch_whole_ns, __u64 *runqueue_whole_ns, __u64 *wait_whole_ns);
 
 /* The probes read OBI's traces_ctx_v1 map where a thread publishes no context (attach.c found it). */
 void read_obi_traces_ctx(void);

@@ -2,6 +2,10 @@
 /*
  * futex.wait: a wait operation from syscall entry to exit, with the thread
  * that woke it (taken at sched_waking, which runs in the waker's context).
+ *
+ * With reduction on (cw_settings.window_ns), a wait shorter than wait_whole_ns is summed into
+ * its thread's futex window (common.bpf.h): count, total, longest and the longest one's waker;
+ * longer ones, and the one that opens a window, are written whole.
  */
 #include "common.bpf.h"
 
@@ -76,17 +80,25 @@ int futex_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	now = bpf_ktime_get_ns();
 	if (cw_long_enough(CW_KIND_FUTEX_WAIT, now - w->ts)) {
-		e = cw_reserve(CW_KIND_FUTEX_WAIT);
-		if (e) {
-			cw_set_current(e);
-			e->context = w->context;
-			e->start_ns = w->ts;
-			e->end_ns = now;
-			e->u.futex.uaddr = w->uaddr;
-			e->u.futex.op = w->op;
-			e->u.futex.waker = w->waker;
-			e->u.futex.ret = (__s32)ctx->ret;
-			cw_submit(e);
+		struct cw_task task;
+		struct cw_wait wait = {
+			.task = &task, .context = &w->context, .waker = &w->waker, .start_ns = w->ts, .end_ns = now,
+		};
+
+		cw_task_current(&task);
+		if (!cw_sum_wait(CW_KIND_FUTEX_WAIT_SUM, &wait)) {
+			e = cw_reserve(CW_KIND_FUTEX_WAIT);
+			if (e) {
+				cw_set_task(e, &task);
+				e->context = w->context;
+				e->start_ns = w->ts;
+				e->end_ns = now;
+				e->u.futex.uaddr = w->uaddr;
+				e->u.futex.op = w->op;
+				e->u.futex.waker = w->waker;
+				e->u.futex.ret = (__s32)ctx->ret;
+				cw_submit(e);
+			}
 		}
 	}
 	bpf_map_delete_elem(&waits, &tid);

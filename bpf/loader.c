@@ -220,14 +220,16 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: causeway-loader [--pid P]... [--comm NAME]... [--lib PATH]... [--all]\n"
 		"                       [--min-duration-us N] [--min KIND=US]... [--ringbuf-mb N] [--stats-ms N]\n"
-		"                       [--reduce-window-ms N] [--launch-whole-us N] [--runqueue-whole-us N] [--no-reduce]\n"
+		"                       [--reduce-window-ms N] [--launch-whole-us N] [--runqueue-whole-us N]\n"
+		"                       [--wait-whole-us N] [--no-reduce]\n"
 		"       causeway-loader --list-gpu\n"
 		"Loads Causeway's eBPF programs and writes framed records (bpf/causeway.h) on stdout.\n"
 		"Commands on stdin: follow PID | unfollow PID | comm NAME | min KIND US | attach PATH | shed on|off | stats | quit\n"
 		"--list-gpu loads nothing: writes the processes using CUDA as MESSAGE frames, and exits.\n"
 		"Reduction (default on: 10 ms windows, 100 us thresholds): per thread per window, launches that\n"
-		"returned within --launch-whole-us and run-queue waits shorter than --runqueue-whole-us are\n"
-		"summed into one record; --no-reduce (or --reduce-window-ms 0) writes every record whole.\n");
+		"returned within --launch-whole-us, run-queue waits shorter than --runqueue-whole-us, and\n"
+		"blocked and futex waits shorter than --wait-whole-us are summed, one record per kind;\n"
+		"--no-reduce (or --reduce-window-ms 0) writes every record whole.\n");
 }
 
 /* Comms, follow-all and thresholds go straight into the filter; the rest into o. */
@@ -242,15 +244,16 @@ static void parse_options(int argc, char **argv, struct options *o)
 		{ "reduce-window-ms", required_argument, NULL, 'w' },
 		{ "launch-whole-us", required_argument, NULL, 'L' },
 		{ "runqueue-whole-us", required_argument, NULL, 'R' },
+		{ "wait-whole-us", required_argument, NULL, 'W' },
 		{ "no-reduce", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	__u64 window_ns, launch_whole_ns, runqueue_whole_ns;
+	__u64 window_ns, launch_whole_ns, runqueue_whole_ns, wait_whole_ns;
 	int opt;
 	char *eq;
 
-	reduction(&window_ns, &launch_whole_ns, &runqueue_whole_ns);
+	reduction(&window_ns, &launch_whole_ns, &runqueue_whole_ns, &wait_whole_ns);
 
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		switch (opt) {
@@ -294,6 +297,9 @@ static void parse_options(int argc, char **argv, struct options *o)
 		case 'R':
 			runqueue_whole_ns = number(optarg, "--runqueue-whole-us") * 1000ull;
 			break;
+		case 'W':
+			wait_whole_ns = number(optarg, "--wait-whole-us") * 1000ull;
+			break;
 		case 'n':
 			window_ns = 0;
 			break;
@@ -305,7 +311,7 @@ static void parse_options(int argc, char **argv, struct options *o)
 			exit(2);
 		}
 	}
-	set_reduction(window_ns, launch_whole_ns, runqueue_whole_ns);
+	set_reduction(window_ns, launch_whole_ns, runqueue_whole_ns, wait_whole_ns);
 	if (!o->ringbuf_mb || (o->ringbuf_mb & (o->ringbuf_mb - 1)) || o->ringbuf_mb > 1024)
 		cannot_run("--ringbuf-mb must be a power of two from 1 to 1024");
 	if (!o->stats_ms)

@@ -45,7 +45,7 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 	bpf_map_delete_elem(&cuda_threads, &tid);
 	if (ws) {
 		cw_close_window(&ws->launches, 0, 0);
-		cw_close_window(&ws->runqueue, 0, 0);
+		cw_close_waits(ws, 0, 0);
 		bpf_map_delete_elem(&windows, &tid);
 	}
 	if (tid != tgid)

@@ -13,9 +13,10 @@
  *
  * With reduction on (cw_settings.window_ns), a run-queue wait shorter than runqueue_whole_ns is
  * summed into its thread's run-queue window (common.bpf.h): count, total, longest, how many
- * preempted; longer ones are written whole, with their holders. A thread's windows (these and
- * its launches') that are window_ns old are closed when it switches out, and its launch window
- * whenever it blocks.
+ * preempted; longer ones are written whole, with their holders. Likewise a blocked wait shorter
+ * than wait_whole_ns, into its blocked window (count, total, longest and the longest one's
+ * waker). A thread's windows (these, its futex waits' and its launches') that are window_ns old
+ * are closed when it switches out, and its launch window whenever it blocks.
  */
 #include "common.bpf.h"
 
@@ -111,9 +112,10 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 {
 	struct cw_span_context context = {};
 	struct off_cpu_times *o;
+	struct cw_task task, waker;
 	struct off_cpu *b;
 	struct cw_event *e;
-	__u64 now;
+	__u64 now, since;
 
 	if (!cw_followed(p->tgid))
 		return 0;
@@ -124,21 +126,34 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 	b = &o->blocked;
 	if (is_new)
 		b->ts = 0; /* a new thread: an entry it finds was its tid's last holder's */
-	if (!b->ts) {
+	/*
+	 * Read once: a wakeup that races the thread's own switch-out (on another cpu) can see the
+	 * switch-out write b->ts meanwhile, and the wait must be judged and written from one value.
+	 */
+	since = b->ts;
+	if (!since) {
 		mark_runnable(&o->runnable, now, 0, &context);
 		return 0;
 	}
 	mark_runnable(&o->runnable, now, 0, &b->context);
-	if (cw_long_enough(CW_KIND_SCHED_BLOCKED, now - b->ts)) {
-		e = cw_reserve(CW_KIND_SCHED_BLOCKED);
-		if (e) {
-			cw_set_task_of(e, p);
-			e->context = b->context;
-			e->start_ns = b->ts;
-			e->end_ns = now;
-			e->u.blocked.state = b->state;
-			cw_task_waking(&e->u.blocked.waker);
-			cw_submit(e);
+	if (cw_long_enough(CW_KIND_SCHED_BLOCKED, now - since)) {
+		struct cw_wait wait = {
+			.task = &task, .context = &b->context, .waker = &waker, .start_ns = since, .end_ns = now,
+		};
+
+		cw_task_of(&task, p);
+		cw_task_waking(&waker);
+		if (!cw_sum_wait(CW_KIND_SCHED_BLOCKED_SUM, &wait)) {
+			e = cw_reserve(CW_KIND_SCHED_BLOCKED);
+			if (e) {
+				cw_set_task(e, &task);
+				e->context = b->context;
+				e->start_ns = since;
+				e->end_ns = now;
+				e->u.blocked.state = b->state;
+				e->u.blocked.waker = waker;
+				cw_submit(e);
+			}
 		}
 	}
 	b->ts = 0;
@@ -250,47 +265,6 @@ static __always_inline void fill_runqueue(struct cw_event *e, struct task_struct
 	holders(h, tid, r->ts, &e->u.runqueue);
 }
 
-/*
- * Sums a short wait into the thread's window, closing it first if it is old. False: write it
- * whole (reduction off, a long wait, a full table, or the wait that opens a window).
- */
-static __always_inline bool sum_runqueue(struct task_struct *task, __u32 tid, struct off_cpu *r, __u64 now)
-{
-	struct cw_settings *cfg = cw_settings();
-	__u64 wait = now - r->ts;
-	struct cw_runqueue_sum *sum;
-	struct cw_windows *ws;
-	struct cw_window *w;
-
-	if (!cfg || !cfg->window_ns || wait >= cfg->runqueue_whole_ns)
-		return false;
-	ws = cw_windows_of(tid);
-	if (!ws)
-		return false;
-	w = &ws->runqueue;
-	/* A window holds one span's waits: a wait in another closes it, so a summary never mixes two. */
-	if (w->summary.kind && (now - w->opened_ns >= cfg->window_ns || !cw_same_span(&w->summary.context, &r->context)))
-		cw_end_window(w);
-	if (!w->summary.kind) {
-		cw_open_window(w, CW_KIND_SCHED_RUNQUEUE_SUM);
-		w->opened_ns = r->ts;
-		w->summary.cpu = bpf_get_smp_processor_id();
-		cw_set_task_of(&w->summary, task);
-		w->summary.context = r->context;
-		return false;
-	}
-	sum = &w->summary.u.runqueue_sum;
-	if (sum->count == 0)
-		w->summary.start_ns = r->ts;
-	w->summary.end_ns = now;
-	sum->count++;
-	sum->wait_ns += wait;
-	if (wait > sum->max_ns)
-		sum->max_ns = wait;
-	sum->preempted += r->state;
-	return true;
-}
-
 SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
@@ -315,13 +289,13 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		/*
 		 * A thread that blocks has made its launches for now: their summary goes out at once,
 		 * before the watermark passes the span they were made in (a span is joined as soon as
-		 * the watermark passes its end). Run-queue windows stay open across sleeps: a thread
-		 * that wakes, waits and sleeps again would otherwise never sum two waits.
+		 * the watermark passes its end). Wait windows stay open across sleeps: a thread that
+		 * wakes, waits and sleeps again would otherwise never sum two waits.
 		 */
 		bool blocking = !preempt && task_state(prev) != TASK_RUNNING;
 
 		cw_close_window(&ws->launches, now, blocking ? 0 : window);
-		cw_close_window(&ws->runqueue, now, window);
+		cw_close_waits(ws, now, window);
 	}
 
 	o = cw_followed(prev_pid) ? off_cpu_of(prev_tid) : NULL;
@@ -346,11 +320,19 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	if (!o || !o->runnable.ts)
 		return 0;
 	r = &o->runnable;
-	if (cw_long_enough(CW_KIND_SCHED_RUNQUEUE, now - r->ts) && !sum_runqueue(next, next_tid, r, now)) {
-		e = cw_reserve(CW_KIND_SCHED_RUNQUEUE);
-		if (e) {
-			fill_runqueue(e, next, next_tid, r, now, h);
-			cw_submit(e);
+	if (cw_long_enough(CW_KIND_SCHED_RUNQUEUE, now - r->ts)) {
+		struct cw_task task;
+		struct cw_wait wait = {
+			.task = &task, .context = &r->context, .start_ns = r->ts, .end_ns = now, .preempted = r->state,
+		};
+
+		cw_task_of(&task, next);
+		if (!cw_sum_wait(CW_KIND_SCHED_RUNQUEUE_SUM, &wait)) {
+			e = cw_reserve(CW_KIND_SCHED_RUNQUEUE);
+			if (e) {
+				fill_runqueue(e, next, next_tid, r, now, h);
+				cw_submit(e);
+			}
 		}
 	}
 	r->ts = 0;

@@ -23,7 +23,7 @@ import { UsageError, nonNegativeInteger, positiveInteger, positiveNumber } from 
 export const CAPTURE_HELP = `Usage: causeway capture [--json] [--pid PID]... [--comm NAME]... [--lib PATH]...
                         [--duration SECONDS] [--min-duration-us N] [--ringbuf-mb N]
                         [--reduce-window-ms N] [--launch-whole-us N] [--runqueue-whole-us N]
-                        [--record FILE]
+                        [--wait-whole-us N] [--record FILE]
        causeway capture [--json] --replay FILE
 
 Captures kernel events (cuda.launch, cuda.sync, cuda.memcpy, cuda.malloc,
@@ -52,13 +52,18 @@ Options:
   --reduce-window-ms N in-kernel reduction: per thread, per window of N ms, launches
                        that returned at once (within --launch-whole-us) are summed
                        into one cuda.launches event (count, kernels and their counts,
-                       stream), and run-queue waits shorter than --runqueue-whole-us
-                       into one sched.runqueues event (count, total, longest); the
-                       others are kept whole. 0 turns it off (default 10)
+                       stream), run-queue waits shorter than --runqueue-whole-us into
+                       one sched.runqueues event (count, total, longest), and blocked
+                       and futex waits shorter than --wait-whole-us into one
+                       sched.blocked_waits and one futex.waits event (count, total,
+                       longest, the longest one's waker); the others, and the first
+                       of each window, are kept whole. 0 turns it off (default 10)
   --launch-whole-us N  a launch call this long (it blocked) or a failed one is kept
                        whole (default 100)
   --runqueue-whole-us N a run-queue wait this long is kept whole, with the tasks that
                        held the CPU (default 100)
+  --wait-whole-us N    a blocked or futex wait this long is kept whole, with its waker
+                       (default 100)
   --record FILE        also write what is captured to FILE, for --replay
   --replay FILE        decode FILE instead of capturing (no root needed): a --record
                        file gives the same events again; the loader's raw output
@@ -174,6 +179,10 @@ function summary(event: KernelEvent): string {
     }
     case 'sched.runqueues':
       return `${String(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT])} run-queue waits, ${String(a[A.ATTR_CAUSEWAY_SCHED_WAIT_MS])}ms in all (longest ${String(a[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS])}ms)`;
+    case 'sched.blocked_waits':
+      return `${String(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT])} blocked waits, ${String(a[A.ATTR_CAUSEWAY_SCHED_WAIT_MS])}ms in all (longest ${String(a[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS])}ms, woken by ${who(a, A.ATTR_CAUSEWAY_SCHED_WAKER_PID, A.ATTR_CAUSEWAY_SCHED_WAKER_TID, A.ATTR_CAUSEWAY_SCHED_WAKER_COMM)})`;
+    case 'futex.waits':
+      return `${String(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT])} futex waits, ${String(a[A.ATTR_CAUSEWAY_FUTEX_WAIT_MS])}ms in all (longest ${String(a[A.ATTR_CAUSEWAY_FUTEX_MAX_WAIT_MS])}ms, woken by ${who(a, A.ATTR_CAUSEWAY_FUTEX_WAKER_PID, A.ATTR_CAUSEWAY_FUTEX_WAKER_TID, A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM)})`;
   }
 }
 
@@ -247,6 +256,7 @@ function parseCapture(argv: string[]): CaptureRun | undefined {
       'reduce-window-ms': { type: 'string' },
       'launch-whole-us': { type: 'string' },
       'runqueue-whole-us': { type: 'string' },
+      'wait-whole-us': { type: 'string' },
       record: { type: 'string' },
       replay: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -265,6 +275,7 @@ function parseCapture(argv: string[]): CaptureRun | undefined {
       'reduce-window-ms',
       'launch-whole-us',
       'runqueue-whole-us',
+      'wait-whole-us',
       'record',
     ] as const;
     const given = live.filter((name) => values[name] !== undefined);
@@ -288,6 +299,7 @@ function parseCapture(argv: string[]): CaptureRun | undefined {
       '--runqueue-whole-us',
       values['runqueue-whole-us'] ?? String(REDUCTION.runqueueWholeUs),
     ),
+    waitWholeUs: positiveInteger('--wait-whole-us', values['wait-whole-us'] ?? String(REDUCTION.waitWholeUs)),
   };
   return {
     json: values.json === true,

@@ -27,9 +27,9 @@ export const RUN_HELP = `Usage: causeway run [--config FILE] [--otlp-grpc HOST:P
                     [--metrics HOST:PORT] [--pid PID]... [--comm NAME]...
                     [--thread-attribute NAME] [--retention-s N] [--max-events N]
                     [--join-watermark-ms N] [--reduce-window-ms N] [--launch-whole-us N]
-                    [--runqueue-whole-us N] [--store-retention-s N] [--store-max-events N]
-                    [--store-max-spans N] [--store-path FILE] [--store-max-mib N]
-                    [--export-queue-spans N] [--export-queue-mib N]
+                    [--runqueue-whole-us N] [--wait-whole-us N] [--store-retention-s N]
+                    [--store-max-events N] [--store-max-spans N] [--store-path FILE]
+                    [--store-max-mib N] [--export-queue-spans N] [--export-queue-mib N]
                     [--shutdown-deadline-s N] [--query-backend jaeger=URL|tempo=URL]
 
 The sidecar: receives a copy of the app's spans over OTLP, captures the kernel events of
@@ -56,13 +56,16 @@ flags win over the file, the file over the defaults):
                             with capture silent this long, spans are joined this long after
                             their end (default ${D.correlator.maxJoinWaitMs})
   --reduce-window-ms N      in-kernel reduction: per thread, per window of N ms, launches that
-                            returned at once are summed into one cuda.launches event, and short
-                            run-queue waits into one sched.runqueues event; 0 turns it off
-                            (default ${D.reduction.windowMs})
+                            returned at once are summed into one cuda.launches event, short
+                            run-queue waits into one sched.runqueues event, short blocked waits
+                            into one sched.blocked_waits event and short futex waits into one
+                            futex.waits event; 0 turns it off (default ${D.reduction.windowMs})
   --launch-whole-us N       a launch call this long (it blocked) or a failed one is kept whole
                             (default ${D.reduction.launchWholeUs})
   --runqueue-whole-us N     a run-queue wait this long is kept whole, with the tasks that held
                             the CPU (default ${D.reduction.runqueueWholeUs})
+  --wait-whole-us N         a blocked or futex wait this long is kept whole, with its waker
+                            (default ${D.reduction.waitWholeUs})
   --store-retention-s N     how long the store keeps spans and events (default ${D.store.retentionMs / 1000})
   --store-max-events N      kernel events in the store at most (default ${D.store.maxEvents})
   --store-max-spans N       app spans in the store at most (default ${D.store.maxSpans})

@@ -89,6 +89,10 @@ function ownName(event: KernelEvent): string {
       return `${String(a[A.ATTR_CAUSEWAY_CUDA_API])} x${String(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT])}`;
     case 'sched.runqueues':
       return `run queue waits x${String(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT])}`;
+    case 'sched.blocked_waits':
+      return `off CPU (blocked) x${String(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT])}`;
+    case 'futex.waits':
+      return `futex waits x${String(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT])}`;
   }
 }
 
@@ -104,6 +108,13 @@ export const isPoint = (event: KernelEvent) =>
   SUMMARIZED[event.kind] !== undefined;
 
 const number = (value: unknown) => (typeof value === 'number' ? value : 0);
+
+/** The summaries of waits, by kind, and the attribute holding their waits' total. */
+const WAIT_SUM_MS: Readonly<Partial<Record<string, string>>> = {
+  [A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUES]: A.ATTR_CAUSEWAY_SCHED_WAIT_MS,
+  [A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED_WAITS]: A.ATTR_CAUSEWAY_SCHED_WAIT_MS,
+  [A.CAUSEWAY_KIND_VALUE_FUTEX_WAITS]: A.ATTR_CAUSEWAY_FUTEX_WAIT_MS,
+};
 
 function attributesOf(event: KernelEvent, scope: AttachScope): Attributes {
   return {
@@ -165,14 +176,16 @@ function summary(
   const scope = weakestScope(events.map(scopeOfEvent)) ?? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS;
   const attributes: Attributes = { [A.ATTR_CAUSEWAY_ATTACH_SCOPE]: scope };
   if (shed) attributes[A.ATTR_CAUSEWAY_ATTACH_SHED] = true;
-  // Summed run-queue waits count as run-queue time: their total, not their window's length.
-  const summedWaits = events
-    .filter((e) => e.kind === 'sched.runqueues')
-    .reduce((sum, e) => sum + number(e.attributes[A.ATTR_CAUSEWAY_SCHED_WAIT_MS]), 0);
-  for (const [kind, total] of perKind)
-    attributes[`causeway.${kind}.duration_ms`] = ms(total) + (kind === 'sched.runqueue' ? summedWaits : 0);
-  if (summedWaits > 0 && !perKind.has('sched.runqueue'))
-    attributes['causeway.sched.runqueue.duration_ms'] = summedWaits;
+  // Summed waits count as time of the kind they sum: their total, not their window's length.
+  const summedMs = new Map<string, number>();
+  for (const e of events) {
+    const total = WAIT_SUM_MS[e.kind];
+    const kind = SUMMARIZED[e.kind];
+    if (total !== undefined && kind !== undefined)
+      summedMs.set(kind, (summedMs.get(kind) ?? 0) + number(e.attributes[total]));
+  }
+  for (const kind of new Set([...perKind.keys(), ...summedMs.keys()]))
+    attributes[`causeway.${kind}.duration_ms`] = ms(perKind.get(kind) ?? 0n) + (summedMs.get(kind) ?? 0);
 
   const launches = events.filter((e) => e.kind === 'cuda.launch');
   const summaries = events.filter((e) => e.kind === 'cuda.launches');
@@ -189,7 +202,7 @@ function summary(
     ...slowest,
     ...events.filter((e) => e.kind === 'tcp.retransmit'),
     ...summaries,
-    ...events.filter((e) => e.kind === 'sched.runqueues'),
+    ...events.filter((e) => WAIT_SUM_MS[e.kind] !== undefined),
   ];
   const timed: TimedEvent[] = points.slice(0, MAX_SUMMARY_EVENTS).map((e) => ({
     name: e.kind,

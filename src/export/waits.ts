@@ -245,7 +245,9 @@ export class KernelWaits {
 
   /**
    * A summary (in-kernel reduction) counts as the events it sums: its launches per kernel and
-   * the time in their calls, or its waits' total, whose holders were not recorded (`summed`).
+   * the time in their calls, or its run-queue waits' total, whose holders were not recorded
+   * (`summed`). Summed blocked and futex waits have no per-wait durations for the wait histogram,
+   * which counts the waits kept whole.
    */
   private summary(service: string, event: KernelEvent): void {
     const a = event.attributes;
@@ -253,6 +255,7 @@ export class KernelWaits {
       this.runqueueTime.add(Number(a[A.ATTR_CAUSEWAY_SCHED_WAIT_MS]) / 1e3, { service, holder: 'summed' });
       return;
     }
+    if (event.kind !== 'cuda.launches') return;
     const api = String(a[A.ATTR_CAUSEWAY_CUDA_API]);
     this.cudaCalls.add(Number(a[A.ATTR_CAUSEWAY_SUMMARY_COUNT]), { service, api });
     this.cudaCallTime.add(Number(a[A.ATTR_CAUSEWAY_CUDA_LAUNCH_CALL_MS]) / 1e3, { service, api });

@@ -78,18 +78,20 @@ export interface CaptureOptions {
 }
 
 /**
- * Per thread per window, launches that returned within launchWholeUs and run-queue waits shorter
- * than runqueueWholeUs are summed in the kernel into one record (cuda.launches, sched.runqueues);
- * windowMs 0 turns reduction off.
+ * Per thread per window, launches that returned within launchWholeUs, run-queue waits shorter
+ * than runqueueWholeUs, and blocked and futex waits shorter than waitWholeUs are summed in the
+ * kernel, one record per kind (cuda.launches, sched.runqueues, sched.blocked_waits,
+ * futex.waits); windowMs 0 turns reduction off.
  */
 export interface Reduction {
   windowMs: number;
   launchWholeUs: number;
   runqueueWholeUs: number;
+  waitWholeUs: number;
 }
 
 /** The loader's defaults (bpf/filter.c). */
-export const REDUCTION: Reduction = { windowMs: 10, launchWholeUs: 100, runqueueWholeUs: 100 };
+export const REDUCTION: Reduction = { windowMs: 10, launchWholeUs: 100, runqueueWholeUs: 100, waitWholeUs: 100 };
 
 /** Counters per kind name: the DESIGN kinds, and cuda.register / proc.exec for bookkeeping. */
 export type KindCounts = Record<string, number>;
@@ -236,6 +238,8 @@ export function loaderArgs(
       String(reduction.launchWholeUs),
       '--runqueue-whole-us',
       String(reduction.runqueueWholeUs),
+      '--wait-whole-us',
+      String(reduction.waitWholeUs),
     );
   return args;
 }
@@ -285,7 +289,7 @@ function captureInstruments() {
     events: counter('causeway_kernel_events', 'Kernel events decoded, per kind.'),
     covered: counter(
       'causeway_kernel_events_covered',
-      'Kernel events captured, per kind, a summary (cuda.launches, sched.runqueues) counting as the events it sums.',
+      'Kernel events captured, per kind, a summary (cuda.launches, sched.runqueues, sched.blocked_waits, futex.waits) counting as the events it sums.',
     ),
     drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
     shed: counter(

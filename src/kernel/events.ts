@@ -15,7 +15,8 @@ import {
   otherTaskAt,
   type KernelRecord,
   type Message,
-  type RunqueueSum,
+  type WaitSum,
+  type WaitSumKind,
   type SpanContextStamp,
   type Task,
 } from './record.js';
@@ -62,7 +63,14 @@ type EventRecord = Exclude<
 /** The events described by kind (EventShaper.describe): not messages or summaries. */
 type DescribedRecord = Exclude<
   EventRecord,
-  { kind: typeof Kind.IPC_MESSAGE | typeof Kind.CUDA_LAUNCHES | typeof Kind.SCHED_RUNQUEUE_SUM }
+  {
+    kind:
+      | typeof Kind.IPC_MESSAGE
+      | typeof Kind.CUDA_LAUNCHES
+      | typeof Kind.SCHED_RUNQUEUE_SUM
+      | typeof Kind.SCHED_BLOCKED_SUM
+      | typeof Kind.FUTEX_WAIT_SUM;
+  }
 >;
 
 /** The DESIGN name of each record kind that is an event. */
@@ -79,12 +87,16 @@ export const KIND_NAMES: Readonly<Record<EventRecord['kind'], A.CausewayKindValu
   [Kind.IPC_MESSAGE]: A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE,
   [Kind.CUDA_LAUNCHES]: A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCHES,
   [Kind.SCHED_RUNQUEUE_SUM]: A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUES,
+  [Kind.SCHED_BLOCKED_SUM]: A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED_WAITS,
+  [Kind.FUTEX_WAIT_SUM]: A.CAUSEWAY_KIND_VALUE_FUTEX_WAITS,
 };
 
 /** The summaries of the in-kernel reduction, and the kind of the events each stands for. */
 export const SUMMARIZED: Readonly<Partial<Record<A.CausewayKindValue, A.CausewayKindValue>>> = {
   [A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCHES]: A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH,
   [A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUES]: A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE,
+  [A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED_WAITS]: A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED,
+  [A.CAUSEWAY_KIND_VALUE_FUTEX_WAITS]: A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT,
 };
 
 /** How many kernel events an event stands for: a summary's count, 1 for any other. */
@@ -133,23 +145,31 @@ interface TaskKeys {
   comm: string;
 }
 
-/** The other task an event names, by kind: who held the CPU it waited for, who ended its wait. */
+const SCHED_WAKER: TaskKeys = {
+  pid: A.ATTR_CAUSEWAY_SCHED_WAKER_PID,
+  tid: A.ATTR_CAUSEWAY_SCHED_WAKER_TID,
+  comm: A.ATTR_CAUSEWAY_SCHED_WAKER_COMM,
+};
+const FUTEX_WAKER: TaskKeys = {
+  pid: A.ATTR_CAUSEWAY_FUTEX_WAKER_PID,
+  tid: A.ATTR_CAUSEWAY_FUTEX_WAKER_TID,
+  comm: A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM,
+};
+
+/**
+ * The other task an event names, by kind: who held the CPU it waited for, who ended its wait (of
+ * a summary of waits, who ended the longest).
+ */
 const OTHER_TASK: Readonly<Partial<Record<A.CausewayKindValue, TaskKeys>>> = {
   [A.CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUE]: {
     pid: A.ATTR_CAUSEWAY_SCHED_HOLDER_PID,
     tid: A.ATTR_CAUSEWAY_SCHED_HOLDER_TID,
     comm: A.ATTR_CAUSEWAY_SCHED_HOLDER_COMM,
   },
-  [A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED]: {
-    pid: A.ATTR_CAUSEWAY_SCHED_WAKER_PID,
-    tid: A.ATTR_CAUSEWAY_SCHED_WAKER_TID,
-    comm: A.ATTR_CAUSEWAY_SCHED_WAKER_COMM,
-  },
-  [A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT]: {
-    pid: A.ATTR_CAUSEWAY_FUTEX_WAKER_PID,
-    tid: A.ATTR_CAUSEWAY_FUTEX_WAKER_TID,
-    comm: A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM,
-  },
+  [A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED]: SCHED_WAKER,
+  [A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED_WAITS]: SCHED_WAKER,
+  [A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT]: FUTEX_WAKER,
+  [A.CAUSEWAY_KIND_VALUE_FUTEX_WAITS]: FUTEX_WAKER,
 };
 
 function setOtherTask(attributes: Attributes, kind: A.CausewayKindValue, t: Task | undefined): void {
@@ -199,13 +219,30 @@ function describeMessage(message: Message, attributes: Attributes): void {
   attributes[A.ATTR_CAUSEWAY_IPC_BYTES] = message.bytes;
 }
 
-/** A window of a thread's short run-queue waits (in-kernel reduction): how many, how long in all. */
-function describeRunqueueSum(sum: RunqueueSum, cpu: number, attributes: Attributes): void {
-  attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = cpu;
+/**
+ * A window of a thread's short waits of one kind (in-kernel reduction): how many, how long in
+ * all, the longest; for run-queue waits how many were preemptions, for the others the longest
+ * one's waker (`other`).
+ */
+function describeWaitSum(
+  kind: WaitSumKind,
+  sum: WaitSum,
+  cpu: number,
+  other: Task | undefined,
+  attributes: Attributes,
+): void {
   attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT] = sum.count;
+  if (kind === Kind.FUTEX_WAIT_SUM) {
+    attributes[A.ATTR_CAUSEWAY_FUTEX_WAIT_MS] = ms(sum.waitNs);
+    attributes[A.ATTR_CAUSEWAY_FUTEX_MAX_WAIT_MS] = ms(sum.maxNs);
+    setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_FUTEX_WAITS, other);
+    return;
+  }
+  attributes[A.ATTR_CAUSEWAY_SCHED_CPU] = cpu;
   attributes[A.ATTR_CAUSEWAY_SCHED_WAIT_MS] = ms(sum.waitNs);
   attributes[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS] = ms(sum.maxNs);
-  attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT] = sum.preempted;
+  if (kind === Kind.SCHED_RUNQUEUE_SUM) attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT] = sum.preempted;
+  else setOtherTask(attributes, A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED_WAITS, other);
 }
 
 /** What a wait found in flight: on what a sync waited for, or queued ahead of a launch that blocked. */
@@ -426,7 +463,7 @@ export class EventShaper {
     const attributes = processAttributes(process);
     if (record.kind === Kind.IPC_MESSAGE) describeMessage(record.message, attributes);
     else if (record.kind === Kind.CUDA_LAUNCHES) this.launches(record, said as LaunchesNamed, attributes);
-    else if (record.kind === Kind.SCHED_RUNQUEUE_SUM) describeRunqueueSum(record.runqueueSum, record.cpu, attributes);
+    else if ('waitSum' in record) describeWaitSum(record.kind, record.waitSum, record.cpu, other, attributes);
     else this.describe(record, said, other, attributes);
     return attributes;
   }

@@ -3,7 +3,7 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 8;
+export const ABI_VERSION = 9;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
 /** Holders a run-queue record names at most (CW_RUNQUEUE_HOLDERS). */
@@ -50,37 +50,38 @@ export const LAYOUT = {
     size: 112,
     fields: { stream: 0, call_ns: 8, max_call_ns: 16, count: 24, device: 28, funcs: 32 },
   },
-  cw_runqueue_sum: { size: 24, fields: { wait_ns: 0, max_ns: 8, count: 16, preempted: 20 } },
+  cw_wait_sum: { size: 48, fields: { wait_ns: 0, max_ns: 8, count: 16, preempted: 20, waker: 24 } },
   cw_settings: {
-    size: 200,
+    size: 224,
     fields: {
       min_ns: 0,
-      window_ns: 152,
-      launch_whole_ns: 160,
-      runqueue_whole_ns: 168,
-      follow_all: 176,
-      exclude: 180,
-      shed: 188,
-      obi_traces_ctx: 192,
+      window_ns: 168,
+      launch_whole_ns: 176,
+      runqueue_whole_ns: 184,
+      wait_whole_ns: 192,
+      follow_all: 200,
+      exclude: 204,
+      shed: 212,
+      obi_traces_ctx: 216,
     },
   },
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },
   cw_hello: { size: 16, fields: { abi_version: 0, event_size: 4, ringbuf_bytes: 8, ncpus: 12 } },
   cw_stats: {
-    size: 504,
+    size: 552,
     fields: {
       mono_ns: 0,
       real_ns: 8,
       drops: 16,
-      shed: 168,
-      events: 320,
-      ringbuf_used: 472,
-      followed: 480,
-      libraries: 484,
-      gpu_processes: 488,
-      unnamed_kernels: 492,
-      thread_ctx_processes: 496,
-      thread_ctx_unresolved: 500,
+      shed: 184,
+      events: 352,
+      ringbuf_used: 520,
+      followed: 528,
+      libraries: 532,
+      gpu_processes: 536,
+      unnamed_kernels: 540,
+      thread_ctx_processes: 544,
+      thread_ctx_unresolved: 548,
     },
   },
   cw_watermark: { size: 8, fields: { mono_ns: 0 } },
@@ -106,7 +107,9 @@ export const Kind = {
   CUDA_LAUNCHES: 16,
   SCHED_RUNQUEUE_SUM: 17,
   CODE_MAPPED: 18,
-  MAX: 19,
+  SCHED_BLOCKED_SUM: 19,
+  FUTEX_WAIT_SUM: 20,
+  MAX: 21,
 } as const;
 
 /**
@@ -320,14 +323,17 @@ export interface Launches {
   /** Every function launched, with its count, in first-launch order; the counts add up to `count`. */
   funcs: { func: bigint; count: number }[];
 }
-/** A thread's short run-queue waits in one window, summed (in-kernel reduction). */
-export interface RunqueueSum {
+/** A thread's short waits of one kind (run-queue, blocked, futex) in one window, summed (in-kernel reduction). */
+export interface WaitSum {
   waitNs: bigint;
   maxNs: bigint;
   count: number;
-  /** How many began with a preemption; the others with a wakeup. */
+  /** Run-queue waits: how many began with a preemption (the others with a wakeup); 0 for the others. */
   preempted: number;
 }
+
+/** The summaries of waits, all of one layout (struct cw_wait_sum). */
+export type WaitSumKind = typeof Kind.SCHED_RUNQUEUE_SUM | typeof Kind.SCHED_BLOCKED_SUM | typeof Kind.FUTEX_WAIT_SUM;
 
 export type KernelRecord = Header &
   (
@@ -347,7 +353,7 @@ export type KernelRecord = Header &
     | { kind: typeof Kind.PROC_EXIT }
     | { kind: typeof Kind.IPC_MESSAGE; message: Message }
     | { kind: typeof Kind.CUDA_LAUNCHES; launches: Launches }
-    | { kind: typeof Kind.SCHED_RUNQUEUE_SUM; runqueueSum: RunqueueSum }
+    | { kind: WaitSumKind; waitSum: WaitSum }
   );
 
 export const RECORD_SIZE = LAYOUT.cw_event.size;
@@ -371,7 +377,7 @@ const OP = LAYOUT.cw_cuda_op.fields;
 const MS = LAYOUT.cw_message.fields;
 const LS = LAYOUT.cw_launches.fields;
 const FC = LAYOUT.cw_func_count;
-const RS = LAYOUT.cw_runqueue_sum.fields;
+const WS = LAYOUT.cw_wait_sum.fields;
 
 /** The functions a launch summary names: the list ends at the first with func 0. */
 function funcCounts(view: DataView, at: number): { func: bigint; count: number }[] {
@@ -436,7 +442,8 @@ function task(buf: Buffer, view: DataView, at: number): Task {
 
 /**
  * The other task record `r` of a batch names, read from its bytes alone: the top holder of a
- * run-queue wait, the waker of a blocking, or of a futex wait that was woken (pid 0: it was not).
+ * run-queue wait, the waker of a blocking, or of a futex wait that was woken (pid 0: it was not);
+ * of a summary of such waits, its longest one's.
  */
 export function otherTaskAt(buf: Buffer, view: DataView, r: number): Task | undefined {
   const u = r + U;
@@ -449,6 +456,11 @@ export function otherTaskAt(buf: Buffer, view: DataView, r: number): Task | unde
       return task(buf, view, u + BL.waker);
     case Kind.FUTEX_WAIT:
       return view.getUint32(u + FX.waker + T.pid, true) === 0 ? undefined : task(buf, view, u + FX.waker);
+    // A summary of blocked or futex waits names its longest wait's waker, as that wait's own record would.
+    case Kind.SCHED_BLOCKED_SUM:
+      return task(buf, view, u + WS.waker);
+    case Kind.FUTEX_WAIT_SUM:
+      return view.getUint32(u + WS.waker + T.pid, true) === 0 ? undefined : task(buf, view, u + WS.waker);
     default:
       return undefined;
   }
@@ -558,7 +570,7 @@ function runqueue(buf: Buffer, view: DataView, u: number) {
 }
 
 /** The in-kernel reduction's summaries. */
-function summaryBody(kind: typeof Kind.CUDA_LAUNCHES | typeof Kind.SCHED_RUNQUEUE_SUM, view: DataView, u: number) {
+function summaryBody(kind: typeof Kind.CUDA_LAUNCHES | WaitSumKind, view: DataView, u: number) {
   switch (kind) {
     case Kind.CUDA_LAUNCHES:
       return {
@@ -575,11 +587,11 @@ function summaryBody(kind: typeof Kind.CUDA_LAUNCHES | typeof Kind.SCHED_RUNQUEU
     default:
       return {
         kind,
-        runqueueSum: {
-          waitNs: view.getBigUint64(u + RS.wait_ns, true),
-          maxNs: view.getBigUint64(u + RS.max_ns, true),
-          count: view.getUint32(u + RS.count, true),
-          preempted: view.getUint32(u + RS.preempted, true),
+        waitSum: {
+          waitNs: view.getBigUint64(u + WS.wait_ns, true),
+          maxNs: view.getBigUint64(u + WS.max_ns, true),
+          count: view.getUint32(u + WS.count, true),
+          preempted: view.getUint32(u + WS.preempted, true),
         },
       } as const;
   }
@@ -658,6 +670,8 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
       } as const;
     case Kind.CUDA_LAUNCHES:
     case Kind.SCHED_RUNQUEUE_SUM:
+    case Kind.SCHED_BLOCKED_SUM:
+    case Kind.FUTEX_WAIT_SUM:
       return summaryBody(kind, view, u);
     default:
       throw new RecordError(`record ${index}: unknown kind ${kind} (is the loader built from another causeway.h?)`);

@@ -24,6 +24,10 @@ export const CAUSEWAY_KIND_VALUE_TCP_RETRANSMIT = 'tcp.retransmit';
 export const CAUSEWAY_KIND_VALUE_CUDA_LAUNCHES = 'cuda.launches';
 /** A thread's short run-queue waits in one window, summed in the kernel (in-kernel reduction): their count and total time, not one interval; the holders of the CPU are not named. */
 export const CAUSEWAY_KIND_VALUE_SCHED_RUNQUEUES = 'sched.runqueues';
+/** A thread's short blocked waits (sched.blocked) in one window, summed in the kernel (in-kernel reduction): their count, total and longest time and the longest one's waker, not one interval. Named for the events it sums, as cuda.launches and sched.runqueues are; sched.blocked is not a noun that takes a plural, so the plural is of its waits. */
+export const CAUSEWAY_KIND_VALUE_SCHED_BLOCKED_WAITS = 'sched.blocked_waits';
+/** A thread's short futex waits in one window, summed in the kernel (in-kernel reduction): their count, total and longest time and the longest one's waker, not one interval; the futex words and operations are not named. */
+export const CAUSEWAY_KIND_VALUE_FUTEX_WAITS = 'futex.waits';
 /** A message sent or received on a socket, or written or read on a pipe (point event): links a request to the process serving it; not exported as a span. */
 export const CAUSEWAY_KIND_VALUE_IPC_MESSAGE = 'ipc.message';
 export type CausewayKindValue =
@@ -38,6 +42,8 @@ export type CausewayKindValue =
   | 'tcp.retransmit'
   | 'cuda.launches'
   | 'sched.runqueues'
+  | 'sched.blocked_waits'
+  | 'futex.waits'
   | 'ipc.message';
 
 /** The OS (kernel) thread id of the thread that ran the span; not OpenTelemetry's managed `thread.id`. */
@@ -67,7 +73,7 @@ export const ATTR_CAUSEWAY_CUDA_FUNCTION = 'causeway.cuda.function';
 /** The launch was recorded into a CUDA graph being captured on its stream (cudaStreamBeginCapture), not run. */
 export const ATTR_CAUSEWAY_CUDA_CAPTURED = 'causeway.cuda.captured';
 
-/** On a summary (cuda.launches, sched.runqueues), how many events it stands for. */
+/** On a summary (cuda.launches, sched.runqueues, sched.blocked_waits, futex.waits), how many events it stands for. */
 export const ATTR_CAUSEWAY_SUMMARY_COUNT = 'causeway.summary.count';
 
 /** On a cuda.launches summary, the kernels launched, in first-launch order (the function address in hex when unnamed); causeway.cuda.kernel_counts has each one's launches. */
@@ -200,10 +206,10 @@ export const ATTR_CAUSEWAY_SCHED_HOLDERS_SEEN_MS = 'causeway.sched.holders.seen_
 /** Time Causeway's own processes (its sidecar or loader) ran on the CPU within the wait, in milliseconds -- the tracer's share of the wait, which explain_trace counts as `causeway`, not as a cause. Absent when none of them ran. */
 export const ATTR_CAUSEWAY_SCHED_HOLDERS_CAUSEWAY_MS = 'causeway.sched.holders.causeway_ms';
 
-/** On a sched.runqueues summary, the run-queue waits' time, summed. */
+/** On a sched.runqueues or sched.blocked_waits summary, the waits' time, summed. */
 export const ATTR_CAUSEWAY_SCHED_WAIT_MS = 'causeway.sched.wait_ms';
 
-/** On a sched.runqueues summary, the longest of the waits (below the threshold at which a wait is kept whole). */
+/** On a sched.runqueues or sched.blocked_waits summary, the longest of the waits (below the threshold at which a wait is kept whole). */
 export const ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS = 'causeway.sched.max_wait_ms';
 
 /** On a sched.runqueues summary, how many of the waits began with a preemption (the others with a wakeup). */
@@ -212,7 +218,7 @@ export const ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT = 'causeway.sched.preempted_cou
 /** True when the thread was preempted while running, false when it was woken from sleep. */
 export const ATTR_CAUSEWAY_SCHED_PREEMPTED = 'causeway.sched.preempted';
 
-/** Process id of the task that woke the blocked thread. */
+/** Process id of the task that woke the blocked thread; on a sched.blocked_waits summary, the one that woke its longest wait. */
 export const ATTR_CAUSEWAY_SCHED_WAKER_PID = 'causeway.sched.waker.pid';
 
 /** Thread id of that task. */
@@ -230,7 +236,7 @@ export const ATTR_CAUSEWAY_FUTEX_UADDR = 'causeway.futex.uaddr';
 /** The futex operation, as strace prints it. */
 export const ATTR_CAUSEWAY_FUTEX_OP = 'causeway.futex.op';
 
-/** Process id of the thread that woke the waiter (absent when the wait ended without a wake). */
+/** Process id of the thread that woke the waiter (absent when the wait ended without a wake); on a futex.waits summary, the one that woke its longest wait. */
 export const ATTR_CAUSEWAY_FUTEX_WAKER_PID = 'causeway.futex.waker.pid';
 
 /** Thread id of that thread (the lock's holder, for a mutex). */
@@ -241,6 +247,12 @@ export const ATTR_CAUSEWAY_FUTEX_WAKER_COMM = 'causeway.futex.waker.comm';
 
 /** The futex syscall's return value (0, or a negative errno such as -110 ETIMEDOUT, -11 EAGAIN). */
 export const ATTR_CAUSEWAY_FUTEX_RESULT = 'causeway.futex.result';
+
+/** On a futex.waits summary, the waits' time, summed. */
+export const ATTR_CAUSEWAY_FUTEX_WAIT_MS = 'causeway.futex.wait_ms';
+
+/** On a futex.waits summary, the longest of the waits (below the threshold at which a wait is kept whole). */
+export const ATTR_CAUSEWAY_FUTEX_MAX_WAIT_MS = 'causeway.futex.max_wait_ms';
 
 /** The device's kernel name (DEVNAME in /sys/dev/block/MAJ:MIN/uevent), else "MAJ:MIN". */
 export const ATTR_CAUSEWAY_BLOCK_DEVICE = 'causeway.block.device';

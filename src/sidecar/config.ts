@@ -98,6 +98,7 @@ const KEYS = {
   'reduce-window-ms': nonNegativeInteger.default(REDUCTION.windowMs),
   'launch-whole-us': positiveInteger.default(REDUCTION.launchWholeUs),
   'runqueue-whole-us': positiveInteger.default(REDUCTION.runqueueWholeUs),
+  'wait-whole-us': positiveInteger.default(REDUCTION.waitWholeUs),
   'store-retention-s': positiveInteger.default(900),
   'store-max-events': positiveInteger.default(1_000_000),
   'store-max-spans': positiveInteger.default(100_000),
@@ -118,6 +119,7 @@ const schema = z.strictObject(KEYS).transform((c) => ({
     windowMs: c['reduce-window-ms'],
     launchWholeUs: c['launch-whole-us'],
     runqueueWholeUs: c['runqueue-whole-us'],
+    waitWholeUs: c['wait-whole-us'],
   },
   threadAttribute: c['thread-attribute'],
   correlator: {

@@ -2,6 +2,7 @@
 // kernel events, the spans and the attachments between them.
 import type { DuckDBValue } from '@duckdb/node-api';
 import { MS } from '../correlate/time.js';
+import { SUMMARIZED } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import type { Store } from './store.js';
 
@@ -24,6 +25,9 @@ export interface Stall {
   service: string | null;
 }
 
+/** Launches are points, and summaries windows of short events, not stalls: listed only when asked for by kind. */
+const NOT_STALLS = `(${[A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH, ...Object.keys(SUMMARIZED)].map((k) => `'${k}'`).join(', ')})`;
+
 export async function findStalls(
   store: Store,
   q: {
@@ -35,11 +39,10 @@ export async function findStalls(
     limit: number;
   },
 ): Promise<Stall[]> {
-  // Launches are points, and summaries windows of short events, not stalls: listed only when asked for by kind.
   const where = [
     `e.end_ns >= $1`,
     `e.duration_ms >= $2`,
-    ...(q.kind === undefined ? [`e.kind NOT IN ('cuda.launch', 'cuda.launches', 'sched.runqueues')`] : []),
+    ...(q.kind === undefined ? [`e.kind NOT IN ${NOT_STALLS}`] : []),
   ];
   const params: DuckDBValue[] = [q.from, q.min_duration_ms, q.limit];
   const bind = (clause: string, value: DuckDBValue) => {

@@ -17,6 +17,8 @@ const RING_RECORDS = Math.floor((RINGBUF_MB << 20) / (RECORD_SIZE + 8));
 
 test("a workload beyond the ring buffer's capacity shows non-zero drop counters, and capture recovers", async (t) => {
   if (!kernelAvailable(t)) return;
+  // Blocked and futex waits kept whole: summed, the flood's waits would be a few records per
+  // window and fit the ring.
   const capture = await startCapture(t, [
     '--comm',
     'switch_pingpong',
@@ -24,6 +26,8 @@ test("a workload beyond the ring buffer's capacity shows non-zero drop counters,
     '0',
     '--ringbuf-mb',
     String(RINGBUF_MB),
+    '--wait-whole-us',
+    '1',
   ]);
   capture.reading(false);
   const flood = await runWorkload('switch_pingpong', ['--seconds', '3']);

@@ -149,3 +149,194 @@ test('short run-queue waits are summed per thread per window, long ones and the 
     );
   }
 });
+
+/** What switch_pingpong says of itself: per thread (as tids), its futex waits and blockings. */
+type Pingpong = Record<string, unknown> & {
+  pid: number;
+  tids: number[];
+  futex_waits: number[];
+  voluntary_switches: number[];
+};
+
+/** How a summary of waits of each kind names its totals and its longest wait's waker. */
+const WAIT_SUMMARIES = [
+  {
+    whole: 'futex.wait',
+    summary: 'futex.waits',
+    made: (truth: Pingpong, i: number) => Number(truth.futex_waits[i]),
+    totalMs: A.ATTR_CAUSEWAY_FUTEX_WAIT_MS,
+    longestMs: A.ATTR_CAUSEWAY_FUTEX_MAX_WAIT_MS,
+    wakerTid: A.ATTR_CAUSEWAY_FUTEX_WAKER_TID,
+  },
+  {
+    whole: 'sched.blocked',
+    summary: 'sched.blocked_waits',
+    made: (truth: Pingpong, i: number) => Number(truth.voluntary_switches[i]),
+    totalMs: A.ATTR_CAUSEWAY_SCHED_WAIT_MS,
+    longestMs: A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS,
+    wakerTid: A.ATTR_CAUSEWAY_SCHED_WAKER_TID,
+  },
+] as const;
+
+// pong (tids[1]) makes nothing but its round trips' waits between the counts it reports; ping
+// (tids[0]) also waits in pthread_join after its last count.
+const PONG = 1;
+
+/**
+ * Per kind, the records a capture shed, as its closing summary counts them: in the kernel or
+ * on reading while it was behind, and read too late. A busy machine can make it shed.
+ */
+function shedCounts(stderr: string): Record<string, number> {
+  const shed: Record<string, number> = {};
+  const lists = [
+    ...(/shed while behind[^:]*: in the kernel ([^;]*); in the sidecar (.*)/.exec(stderr)?.slice(1) ?? []),
+    /shed too late[^:]*: (.*)/.exec(stderr)?.[1] ?? '',
+  ];
+  for (const list of lists)
+    for (const m of list.matchAll(/(\S+) (\d+)/g)) shed[String(m[1])] = (shed[String(m[1])] ?? 0) + Number(m[2]);
+  return shed;
+}
+
+/**
+ * Checks the waits of thread `i` a capture covered (whole, or summed) against those it made.
+ * Futex waits are the thread's own syscalls, every one seen: those not covered were shed on a
+ * busy machine (counted per kind, not per thread); a summary's events cannot be told when it
+ * is shed, so none may be. A blocking is seen only when its wakeup comes after the
+ * switch-out's probe: one woken by the other thread on another CPU while still switching out
+ * is missed, with or without reduction (sched.bpf.c), so blocked waits are bounded above only.
+ */
+function assertCovered(
+  kind: (typeof WAIT_SUMMARIES)[number],
+  truth: Pingpong,
+  i: number,
+  covered: number,
+  stderr: string,
+): void {
+  const made = kind.made(truth, i);
+  const joined = i === PONG ? 0 : 1;
+  const thread = i === PONG ? 'pong' : 'ping';
+  const shed = shedCounts(stderr);
+  assert.equal(shed[kind.summary], undefined, `${kind.summary} shed: ${stderr}`);
+  assert.ok(covered <= made + joined, `${kind.whole} of ${thread}: ${covered} covered, ${made} made`);
+  if (kind.whole === 'futex.wait')
+    assert.ok(
+      covered + (shed[kind.whole] ?? 0) >= made,
+      `${kind.whole} of ${thread}: ${covered} covered, ${made} made: ${stderr}`,
+    );
+}
+
+test("short futex and blocked waits are summed per thread per window with the longest one's waker, and with the whole ones add up to the waits made", async (t) => {
+  if (!kernelAvailable(t)) return;
+  const wholeUs = 100;
+  const windowMs = 10;
+  const capture = await startCapture(t, [
+    '--comm',
+    'switch_pingpong',
+    '--wait-whole-us',
+    String(wholeUs),
+    '--reduce-window-ms',
+    String(windowMs),
+  ]);
+  const truth = (await runWorkload('switch_pingpong', ['--rate', '20000', '--seconds', '1'])) as Pingpong;
+  await settle();
+  await capture.stop();
+  assert.match(capture.stderr, /drops: none/);
+
+  for (const kind of WAIT_SUMMARIES) {
+    // The capture counts a summary as the events it sums, under their kind.
+    const covered = sum(capture.of(kind.summary).map(count)) + capture.of(kind.whole).length;
+    assert.match(
+      capture.stderr,
+      new RegExp(`events covered: .*${kind.whole.replace('.', '\\.')} ${String(covered)}\\b`),
+    );
+    truth.tids.forEach((tid, i) => {
+      const other = Number(truth.tids[1 - i]);
+      const summaries = capture.of(kind.summary, (e) => e.tid === tid);
+      const whole = capture.of(kind.whole, (e) => e.tid === tid);
+      assert.ok(summaries.length > 0, `no ${kind.summary} for thread ${String(tid)}`);
+      const covered = sum(summaries.map(count)) + whole.length;
+      assertCovered(kind, truth, i, covered, capture.stderr);
+      assert.ok(summaries.length + whole.length < covered, 'fewer records than waits');
+      for (const summary of summaries) {
+        const n = count(summary);
+        const total = Number(summary.attributes[kind.totalMs]);
+        const longest = Number(summary.attributes[kind.longestMs]);
+        assert.ok(n >= 1);
+        assert.ok(longest < wholeUs / 1000, `a summed ${kind.whole} of ${longest} ms`);
+        assert.ok(
+          total >= longest && total <= n * longest,
+          `${n} waits of at most ${longest} ms summing to ${total} ms`,
+        );
+        assert.ok(total <= durationMs(summary), `${total} ms of waits in a ${durationMs(summary)} ms window`);
+        // Only the other thread wakes one: a futex wait that returned at once (the token had
+        // moved) names none, so the longest names the other thread or, for a futex, no one.
+        const waker = summary.attributes[kind.wakerTid];
+        if (kind.whole === 'sched.blocked' || waker !== undefined) assert.equal(waker, other);
+      }
+      if (kind.whole === 'futex.wait')
+        assert.ok(
+          summaries.some((s) => s.attributes[kind.wakerTid] === other),
+          `no futex.waits of thread ${String(tid)} names its waker`,
+        );
+      // A short wait written whole opened a window: the thread's next one came a window later.
+      const shortWhole = whole.filter((e) => durationMs(e) < wholeUs / 1000).sort(byStart);
+      shortWhole.slice(1).forEach((wait, j) => {
+        const gap = Number(BigInt(wait.start_unix_nano) - BigInt((shortWhole[j] as CapturedEvent).start_unix_nano));
+        assert.ok(
+          gap >= windowMs * 1e6 - wholeUs * 1e3,
+          `short ${kind.whole} of thread ${String(tid)} written whole ${gap / 1e6} ms apart`,
+        );
+      });
+      // Each summary follows the wait that opened its window, written whole unless shed.
+      assert.ok(
+        summaries.length <= shortWhole.length + (shedCounts(capture.stderr)[kind.whole] ?? 0),
+        `${String(summaries.length)} summaries, ${String(shortWhole.length)} windows opened`,
+      );
+    });
+  }
+});
+
+test('a futex or blocked wait as long as --wait-whole-us stays whole, naming its waker', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const wholeUs = 100;
+  const capture = await startCapture(t, ['--comm', 'switch_pingpong', '--wait-whole-us', String(wholeUs)]);
+  // ping sleeps 5 ms before each burst of round trips: pong waits that long for its turn.
+  const truth = (await runWorkload('switch_pingpong', [
+    '--rate',
+    '2000',
+    '--burst-ms',
+    '5',
+    '--seconds',
+    '0.5',
+  ])) as Pingpong;
+  await settle();
+  await capture.stop();
+  const [ping, pong] = truth.tids;
+
+  for (const kind of WAIT_SUMMARIES) {
+    const long = capture.of(kind.whole, (e) => e.tid === pong && durationMs(e) >= wholeUs / 1000);
+    assert.ok(long.length >= 10, `${String(long.length)} long ${kind.whole} of pong`);
+    for (const wait of long) assert.equal(wait.attributes[kind.wakerTid], ping);
+    for (const summary of capture.of(kind.summary, (e) => e.pid === truth.pid))
+      assert.ok(Number(summary.attributes[kind.longestMs]) < wholeUs / 1000);
+    const covered =
+      sum(capture.of(kind.summary, (e) => e.tid === pong).map(count)) +
+      capture.of(kind.whole, (e) => e.tid === pong).length;
+    assertCovered(kind, truth, PONG, covered, capture.stderr);
+  }
+});
+
+test('with reduction off, every futex and blocked wait is its own record', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(t, ['--comm', 'switch_pingpong', '--reduce-window-ms', '0']);
+  const truth = (await runWorkload('switch_pingpong', ['--rate', '20000', '--seconds', '0.5'])) as Pingpong;
+  await settle();
+  await capture.stop();
+  assert.match(capture.stderr, /drops: none/);
+
+  for (const kind of WAIT_SUMMARIES) {
+    assert.equal(capture.of(kind.summary, (e) => e.pid === truth.pid).length, 0);
+    assertCovered(kind, truth, PONG, capture.of(kind.whole, (e) => e.tid === truth.tids[PONG]).length, capture.stderr);
+  }
+  assert.equal(capture.of('sched.runqueues', (e) => e.pid === truth.pid).length, 0);
+});

@@ -11,7 +11,9 @@ const total = (counts: Record<string, number>) => Object.values(counts).reduce((
 
 test('under an unthrottled ping-pong every span is accepted and MCP answers; the kernel sheds and counts, and stops after the flood', async (t) => {
   if (!kernelAvailable(t)) return;
-  const sidecar = await startSidecarExportingNowhere(t, ['--comm', 'switch_pingpong']);
+  // Reduction off: the flood is of whole waits (summed, they would be a few records per window
+  // and thread, and not flood), and the calm ping-pong after it is counted wait by wait.
+  const sidecar = await startSidecarExportingNowhere(t, ['--comm', 'switch_pingpong', '--reduce-window-ms', '0']);
   const status = await statusTool(t, sidecar, 'flood');
 
   const flood = startWorkload('switch_pingpong', ['--seconds', '8']);

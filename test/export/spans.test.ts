@@ -288,3 +288,38 @@ test("kernel spans carry their own app span's resource, whether spans share its 
   assert.equal(a[0]?.resource, b[0]?.resource);
   assert.equal(a[0]?.resource.attributes['process.pid'], app.pid);
 });
+
+test("summed waits add their total to the 'kernel activity' time of the kind they sum, are span events there, and are no child spans", () => {
+  const summed = (kind: A.CausewayKindValue, startMs: number, endMs: number, attributes: Record<string, number>) =>
+    kernelEvent(kind, app, at(startMs), at(endMs), attributes);
+  const [summary, ...children] = build([
+    kernelEvent('futex.wait', app, at(10), at(110)),
+    summed('futex.waits', 120, 130, {
+      [A.ATTR_CAUSEWAY_SUMMARY_COUNT]: 40,
+      [A.ATTR_CAUSEWAY_FUTEX_WAIT_MS]: 2.5,
+      [A.ATTR_CAUSEWAY_FUTEX_MAX_WAIT_MS]: 0.09,
+    }),
+    summed('sched.blocked_waits', 140, 150, {
+      [A.ATTR_CAUSEWAY_SUMMARY_COUNT]: 12,
+      [A.ATTR_CAUSEWAY_SCHED_WAIT_MS]: 1.5,
+      [A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS]: 0.08,
+    }),
+    summed('sched.runqueues', 160, 170, {
+      [A.ATTR_CAUSEWAY_SUMMARY_COUNT]: 5,
+      [A.ATTR_CAUSEWAY_SCHED_WAIT_MS]: 0.25,
+      [A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS]: 0.1,
+    }),
+  ]);
+  assert.deepEqual(
+    children.map((c) => c.name),
+    ['futex wait'],
+  );
+  const a = summary?.attributes ?? {};
+  assert.equal(a['causeway.futex.wait.duration_ms'], 102.5, 'the whole wait and the summed ones');
+  assert.equal(a['causeway.sched.blocked.duration_ms'], 1.5, 'summed only: the window is not the time');
+  assert.equal(a['causeway.sched.runqueue.duration_ms'], 0.25);
+  assert.deepEqual(
+    summary?.events.map((e) => e.name),
+    ['futex.waits', 'sched.blocked_waits', 'sched.runqueues'],
+  );
+});

@@ -28,7 +28,7 @@ import {
   RECORD_SIZE,
   decodeRecords,
 } from '../../src/kernel/record.js';
-import { launch, launches, malloc, op, record, register, runqueue, sync, writeTask } from './records.js';
+import { launch, launches, malloc, op, record, register, runqueue, sync, waitSum, writeTask } from './records.js';
 
 const errors: string[] = [];
 const demangler = new Demangler((message) => {
@@ -160,6 +160,66 @@ test('a launch summary names each kernel with its count, and a sync after it fin
   const synced = events.find((e) => e.kind === 'cuda.sync');
   assert.equal(synced?.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 105, 'not the launch on the other stream');
   assert.deepEqual(synced.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], ['gemm()', 'relu']);
+});
+
+test('a summary of futex or blocked waits says how many, how long in all and at most, and who woke the longest; it covers its count under the kind it sums', async () => {
+  const shape = pipeline();
+  const waker = { pid: 7, tid: 8, comm: 'pong' };
+  const [futex, blocked, runqueues, unwoken] = await shape(
+    waitSum({
+      kind: Kind.FUTEX_WAIT_SUM,
+      pid,
+      startNs: 1_000n,
+      endNs: 9_000_000n,
+      count: 40,
+      waitNs: 2_000_000n,
+      maxNs: 90_000n,
+      waker,
+    }),
+    waitSum({ kind: Kind.SCHED_BLOCKED_SUM, pid, cpu: 3, count: 12, waitNs: 600_000n, maxNs: 80_000n, waker }),
+    waitSum({ kind: Kind.SCHED_RUNQUEUE_SUM, pid, count: 5, waitNs: 50_000n, maxNs: 20_000n, preempted: 2 }),
+    waitSum({ kind: Kind.FUTEX_WAIT_SUM, pid, count: 3, waitNs: 30_000n, maxNs: 10_000n }),
+  );
+  assert.equal(futex?.kind, 'futex.waits');
+  assert.deepEqual(
+    [
+      futex.attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT],
+      futex.attributes[A.ATTR_CAUSEWAY_FUTEX_WAIT_MS],
+      futex.attributes[A.ATTR_CAUSEWAY_FUTEX_MAX_WAIT_MS],
+    ],
+    [40, 2, 0.09],
+  );
+  assert.deepEqual(
+    [
+      futex.attributes[A.ATTR_CAUSEWAY_FUTEX_WAKER_PID],
+      futex.attributes[A.ATTR_CAUSEWAY_FUTEX_WAKER_TID],
+      futex.attributes[A.ATTR_CAUSEWAY_FUTEX_WAKER_COMM],
+    ],
+    [7, 8, 'pong'],
+  );
+  assert.equal(futex.endUnixNano - futex.startUnixNano, 8_999_000n);
+  assert.equal(eventsCovered(futex), 40);
+  assert.deepEqual(otherTask(futex), waker);
+  assert.equal(blocked?.kind, 'sched.blocked_waits');
+  assert.deepEqual(
+    [
+      blocked.attributes[A.ATTR_CAUSEWAY_SUMMARY_COUNT],
+      blocked.attributes[A.ATTR_CAUSEWAY_SCHED_WAIT_MS],
+      blocked.attributes[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS],
+      blocked.attributes[A.ATTR_CAUSEWAY_SCHED_CPU],
+    ],
+    [12, 0.6, 0.08, 3],
+  );
+  assert.equal(blocked.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID], 8);
+  assert.equal(blocked.attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT], undefined);
+  assert.equal(eventsCovered(blocked), 12);
+  assert.equal(runqueues?.attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT], 2);
+  assert.equal(runqueues.attributes[A.ATTR_CAUSEWAY_SCHED_WAKER_TID], undefined);
+  assert.equal(otherTask(runqueues), undefined);
+  // A window whose longest futex wait was not woken (it timed out, or the word had changed) names no waker.
+  assert.ok(unwoken);
+  assert.equal(unwoken.attributes[A.ATTR_CAUSEWAY_FUTEX_WAKER_PID], undefined);
+  assert.equal(otherTask(unwoken), undefined);
 });
 
 test('a long launch behind queued work blocked: it names the kernels queued ahead on its stream, and leaves them queued', async () => {

@@ -59,10 +59,10 @@ int main(void)
 	STRUCT(cw_func_count); FIELD(cw_func_count, func); FIELD(cw_func_count, count); END_STRUCT();
 	STRUCT(cw_launches); FIELD(cw_launches, stream); FIELD(cw_launches, call_ns); FIELD(cw_launches, max_call_ns);
 	FIELD(cw_launches, count); FIELD(cw_launches, device); FIELD(cw_launches, funcs); END_STRUCT();
-	STRUCT(cw_runqueue_sum); FIELD(cw_runqueue_sum, wait_ns); FIELD(cw_runqueue_sum, max_ns);
-	FIELD(cw_runqueue_sum, count); FIELD(cw_runqueue_sum, preempted); END_STRUCT();
+	STRUCT(cw_wait_sum); FIELD(cw_wait_sum, wait_ns); FIELD(cw_wait_sum, max_ns);
+	FIELD(cw_wait_sum, count); FIELD(cw_wait_sum, preempted); FIELD(cw_wait_sum, waker); END_STRUCT();
 	STRUCT(cw_settings); FIELD(cw_settings, min_ns); FIELD(cw_settings, window_ns); FIELD(cw_settings, launch_whole_ns);
-	FIELD(cw_settings, runqueue_whole_ns); FIELD(cw_settings, follow_all); FIELD(cw_settings, exclude);
+	FIELD(cw_settings, runqueue_whole_ns); FIELD(cw_settings, wait_whole_ns); FIELD(cw_settings, follow_all); FIELD(cw_settings, exclude);
 	FIELD(cw_settings, shed); FIELD(cw_settings, obi_traces_ctx);
 	END_STRUCT();
 	STRUCT(cw_frame); FIELD(cw_frame, type); FIELD(cw_frame, size); END_STRUCT();
@@ -87,7 +87,7 @@ int main(void)
 	VALUE(CW_KIND_TCP_RETRANSMIT); VALUE(CW_KIND_CUDA_REGISTER); VALUE(CW_KIND_PROC_EXEC); VALUE(CW_KIND_CUDA_OP);
 	VALUE(CW_KIND_CUDA_MAPPED); VALUE(CW_KIND_PROC_EXIT); VALUE(CW_KIND_IPC_MESSAGE);
 	VALUE(CW_KIND_CUDA_LAUNCHES); VALUE(CW_KIND_SCHED_RUNQUEUE_SUM); VALUE(CW_KIND_CODE_MAPPED);
-	VALUE(CW_KIND_MAX);
+	VALUE(CW_KIND_SCHED_BLOCKED_SUM); VALUE(CW_KIND_FUTEX_WAIT_SUM); VALUE(CW_KIND_MAX);
 	END();
 
 	BEGIN("apis");

@@ -105,6 +105,29 @@ export function launches(
   });
 }
 
+/** A summary of waits (in-kernel reduction): kind SCHED_RUNQUEUE_SUM, SCHED_BLOCKED_SUM or FUTEX_WAIT_SUM. */
+export function waitSum(
+  spec: Omit<RecordSpec, 'body'> & {
+    count: number;
+    waitNs: bigint;
+    maxNs: bigint;
+    preempted?: number;
+    waker?: TaskSpec;
+  },
+): Buffer {
+  const W = LAYOUT.cw_wait_sum.fields;
+  return record({
+    ...spec,
+    body: (buf, u) => {
+      buf.writeBigUInt64LE(spec.waitNs, u + W.wait_ns);
+      buf.writeBigUInt64LE(spec.maxNs, u + W.max_ns);
+      buf.writeUInt32LE(spec.count, u + W.count);
+      buf.writeUInt32LE(spec.preempted ?? 0, u + W.preempted);
+      if (spec.waker !== undefined) writeTask(buf, u + W.waker, spec.waker);
+    },
+  });
+}
+
 export function register(
   spec: Omit<RecordSpec, 'kind' | 'body'> & { func: bigint; name: string; nameAddr?: bigint },
 ): Buffer {

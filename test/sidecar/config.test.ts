@@ -34,7 +34,7 @@ test('the defaults', () => {
     metrics: { host: '127.0.0.1', port: 9464 },
     mcp: { host: '127.0.0.1', port: 4419, token: undefined, allowedOrigins: [] },
     follow: { pids: [], comms: [] },
-    reduction: { windowMs: 10, launchWholeUs: 100, runqueueWholeUs: 100 },
+    reduction: { windowMs: 10, launchWholeUs: 100, runqueueWholeUs: 100, waitWholeUs: 100 },
     threadAttribute: 'causeway.thread.tid',
     correlator: { retentionMs: 30_000, maxEvents: 200_000, maxJoinWaitMs: 500 },
     store: {
@@ -62,7 +62,7 @@ const GOOD: Record<string, SidecarConfig> = {
       allowedOrigins: ['http://grafana.local:3000', 'https://agent.example'],
     },
     follow: { pids: [101, 202], comms: ['python3', 'gunicorn'] },
-    reduction: { windowMs: 0, launchWholeUs: 250, runqueueWholeUs: 50 },
+    reduction: { windowMs: 0, launchWholeUs: 250, runqueueWholeUs: 50, waitWholeUs: 200 },
     threadAttribute: 'thread.id',
     correlator: { retentionMs: 60_000, maxEvents: 250_000, maxJoinWaitMs: 750 },
     store: {

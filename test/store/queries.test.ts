@@ -57,6 +57,32 @@ test('gpu_activity counts the launches a cuda.launches summary stands for, per k
   assert.deepEqual(await findStalls(store, { from: at(0), min_duration_ms: 0, limit: 10 }), []);
 });
 
+test('summed waits are not stalls: find_stalls lists the whole waits, and a summary only when asked for by its kind', async (t) => {
+  const app = { pid: 10, tid: 10, comm: 'api' };
+  const summary = (kind: A.CausewayKindValue) =>
+    kernelEvent(kind, app, at(10), at(20), { [A.ATTR_CAUSEWAY_SUMMARY_COUNT]: 40 });
+  const store = await storeWith(
+    [],
+    [
+      kernelEvent('futex.wait', app, at(30), at(35)),
+      summary('futex.waits'),
+      summary('sched.blocked_waits'),
+      summary('sched.runqueues'),
+    ],
+  );
+  t.after(() => store.close());
+  const all = await findStalls(store, { from: at(0), min_duration_ms: 0, limit: 10 });
+  assert.deepEqual(
+    all.map((s) => s.kind),
+    ['futex.wait'],
+  );
+  const asked = await findStalls(store, { kind: 'sched.blocked_waits', from: at(0), min_duration_ms: 0, limit: 10 });
+  assert.deepEqual(
+    asked.map((s) => s.kind),
+    ['sched.blocked_waits'],
+  );
+});
+
 test('compare_latency counts a wait shared by N requests 1/N in each, so GPU time adds up once', async (t) => {
   const request = { pid: 10, tid: 10, comm: 'frontend' };
   const slow = appSpan({ trace: 1, span: 1, service: 'front', start: at(0), end: at(300), pid: 10, tid: 10 });
