@@ -22,6 +22,40 @@ const sum = (values: number[]) => values.reduce((total, v) => total + v, 0);
 const byStart = (x: CapturedEvent, y: CapturedEvent) =>
   BigInt(x.start_unix_nano) < BigInt(y.start_unix_nano) ? -1 : 1;
 
+/**
+ * Checks summaries of waits each shorter than wholeUs: at least one wait, the total between the
+ * longest and count times it, and within the window (from the first wait's start to the last one's end).
+ */
+function assertSummedWaits(summaries: CapturedEvent[], wholeUs: number, totalMs: string, longestMs: string): void {
+  for (const summary of summaries) {
+    const n = count(summary);
+    const total = Number(summary.attributes[totalMs]);
+    const longest = Number(summary.attributes[longestMs]);
+    assert.ok(n >= 1);
+    assert.ok(longest < wholeUs / 1000, `${summary.kind}: a summed wait of ${longest} ms`);
+    assert.ok(total >= longest && total <= n * longest, `${n} waits of at most ${longest} ms summing to ${total} ms`);
+    assert.ok(total <= durationMs(summary), `${total} ms of waits in a ${durationMs(summary)} ms window`);
+  }
+}
+
+/**
+ * One thread's short waits written whole, by start, checked to be window openers: each came a
+ * window after the one before (less its own duration, under the threshold: a window's age is
+ * checked as the wait ends).
+ */
+function shortWaitsWhole(whole: CapturedEvent[], windowMs: number, wholeUs: number): CapturedEvent[] {
+  const short = whole.filter((e) => durationMs(e) < wholeUs / 1000).sort(byStart);
+  short.slice(1).forEach((wait, i) => {
+    const before = short[i] as CapturedEvent;
+    const gap = Number(BigInt(wait.start_unix_nano) - BigInt(before.start_unix_nano));
+    assert.ok(
+      gap >= windowMs * 1e6 - wholeUs * 1e3,
+      `short ${wait.kind} of thread ${String(wait.tid)} written whole ${gap / 1e6} ms apart`,
+    );
+  });
+  return short;
+}
+
 test('a launch storm reaches user space as cuda.launches summaries whose counts add up to the launches made, and its sync still names them in flight', async (t) => {
   if (!kernelAvailable(t)) return;
   const capture = await startCapture(t, ['--comm', 'launch_storm']);
@@ -119,29 +153,14 @@ test('short run-queue waits are summed per thread per window, long ones and the 
   for (const tid of truth.tids) {
     const summaries = capture.of('sched.runqueues', (e) => e.tid === tid);
     assert.ok(summaries.length > 0, `no sched.runqueues for thread ${String(tid)}`);
-    for (const summary of summaries) {
-      const n = count(summary);
-      const total = Number(summary.attributes[A.ATTR_CAUSEWAY_SCHED_WAIT_MS]);
-      const longest = Number(summary.attributes[A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS]);
-      assert.ok(n >= 1);
-      assert.ok(longest < wholeUs / 1000, `a summed wait of ${longest} ms`);
-      assert.ok(total >= longest && total <= n * longest, `${n} waits of at most ${longest} ms summing to ${total} ms`);
-      // The waits lie within the window: from the first one's start to the last one's end.
-      assert.ok(total <= durationMs(summary), `${total} ms of waits in a ${durationMs(summary)} ms window`);
-      assert.ok(Number(summary.attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT]) <= n);
-    }
-    // A short wait written whole opened a window: the thread's next one came a window later (less
-    // its own duration, under the threshold: a window's age is checked as the wait ends).
-    const shortWhole = capture
-      .of('sched.runqueue', (e) => e.tid === tid && durationMs(e) < wholeUs / 1000)
-      .sort(byStart);
-    shortWhole.slice(1).forEach((wait, i) => {
-      const gap = Number(BigInt(wait.start_unix_nano) - BigInt((shortWhole[i] as CapturedEvent).start_unix_nano));
-      assert.ok(
-        gap >= windowMs * 1e6 - wholeUs * 1e3,
-        `short waits of thread ${String(tid)} written whole ${gap / 1e6} ms apart`,
-      );
-    });
+    assertSummedWaits(summaries, wholeUs, A.ATTR_CAUSEWAY_SCHED_WAIT_MS, A.ATTR_CAUSEWAY_SCHED_MAX_WAIT_MS);
+    for (const summary of summaries)
+      assert.ok(Number(summary.attributes[A.ATTR_CAUSEWAY_SCHED_PREEMPTED_COUNT]) <= count(summary));
+    const shortWhole = shortWaitsWhole(
+      capture.of('sched.runqueue', (e) => e.tid === tid),
+      windowMs,
+      wholeUs,
+    );
     // Each summary follows the wait that opened its window.
     assert.ok(
       summaries.length <= shortWhole.length,
@@ -257,17 +276,8 @@ test("short futex and blocked waits are summed per thread per window with the lo
       const covered = sum(summaries.map(count)) + whole.length;
       assertCovered(kind, truth, i, covered, capture.stderr);
       assert.ok(summaries.length + whole.length < covered, 'fewer records than waits');
+      assertSummedWaits(summaries, wholeUs, kind.totalMs, kind.longestMs);
       for (const summary of summaries) {
-        const n = count(summary);
-        const total = Number(summary.attributes[kind.totalMs]);
-        const longest = Number(summary.attributes[kind.longestMs]);
-        assert.ok(n >= 1);
-        assert.ok(longest < wholeUs / 1000, `a summed ${kind.whole} of ${longest} ms`);
-        assert.ok(
-          total >= longest && total <= n * longest,
-          `${n} waits of at most ${longest} ms summing to ${total} ms`,
-        );
-        assert.ok(total <= durationMs(summary), `${total} ms of waits in a ${durationMs(summary)} ms window`);
         // Only the other thread wakes one: a futex wait that returned at once (the token had
         // moved) names none, so the longest names the other thread or, for a futex, no one.
         const waker = summary.attributes[kind.wakerTid];
@@ -278,15 +288,7 @@ test("short futex and blocked waits are summed per thread per window with the lo
           summaries.some((s) => s.attributes[kind.wakerTid] === other),
           `no futex.waits of thread ${String(tid)} names its waker`,
         );
-      // A short wait written whole opened a window: the thread's next one came a window later.
-      const shortWhole = whole.filter((e) => durationMs(e) < wholeUs / 1000).sort(byStart);
-      shortWhole.slice(1).forEach((wait, j) => {
-        const gap = Number(BigInt(wait.start_unix_nano) - BigInt((shortWhole[j] as CapturedEvent).start_unix_nano));
-        assert.ok(
-          gap >= windowMs * 1e6 - wholeUs * 1e3,
-          `short ${kind.whole} of thread ${String(tid)} written whole ${gap / 1e6} ms apart`,
-        );
-      });
+      const shortWhole = shortWaitsWhole(whole, windowMs, wholeUs);
       // Each summary follows the wait that opened its window, written whole unless shed.
       assert.ok(
         summaries.length <= shortWhole.length + (shedCounts(capture.stderr)[kind.whole] ?? 0),
