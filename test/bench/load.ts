@@ -34,7 +34,7 @@ export interface LoadOptions {
   launchesPerS: number;
   spansPerS: number;
   spansPerRequest: number;
-  /** Where the sidecar writes a CPU profile of its main thread as it exits (node's --cpu-prof); none when undefined. */
+  /** Where the sidecar writes CPU profiles of its threads (main, store worker) as it exits (node's --cpu-prof); none when undefined. */
   profileDir?: string | undefined;
   log: (line: string) => void;
 }

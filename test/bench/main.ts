@@ -18,8 +18,8 @@
 // runs in a round), --load-seconds S (default 60: the load's and the flood's window),
 // --load-events-per-s N (default 200000: the kernel events the load asks of its workloads),
 // --only KEY,... (the rows and measures to run; the keys are listed on a bad one),
-// --profile-sidecar DIR (the load's and the flood's sidecar write a V8 CPU profile of their main
-// thread there as they exit: node's --cpu-prof).
+// --profile-sidecar DIR (the load's and the flood's sidecar write V8 CPU profiles of their main
+// thread and store worker there as they exit: node's --cpu-prof).
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
