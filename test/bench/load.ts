@@ -17,7 +17,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startOtlpReceiver } from '../../src/otlp/index.js';
-import { ROOT, startWorkload, type Workload } from '../bpf/session.js';
+import { CLI, ROOT, startWorkload, type Workload } from '../bpf/session.js';
 import { loaderPid, metricValue, startSidecar, until, type Sidecar } from '../cli/sidecar.js';
 import { freePort, startCollector } from '../e2e/backends.js';
 import type { AppReport, AppSent, AppSettings } from './load-app.js';
@@ -34,6 +34,8 @@ export interface LoadOptions {
   launchesPerS: number;
   spansPerS: number;
   spansPerRequest: number;
+  /** Where the sidecar writes CPU profiles of its threads (main, store worker) as it exits (node's --cpu-prof); none when undefined. */
+  profileDir?: string | undefined;
   log: (line: string) => void;
 }
 
@@ -249,12 +251,16 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     // The workloads are followed from their start, by name, as a user names a known workload:
     // an overloaded sidecar would take the app's spans, which also make it follow their
     // processes, too late (the launch storm, a GPU process, is found by itself).
-    const sidecar: Sidecar = await startSidecar(`http://${kernelGrpc}`, '127.0.0.1:0', [
-      '--store-path',
-      join(dir, 'store.duckdb'),
-      '--comm',
-      'switch_pingpong',
-    ]);
+    const node =
+      options.profileDir === undefined
+        ? [process.execPath]
+        : [process.execPath, '--cpu-prof', `--cpu-prof-dir=${options.profileDir}`];
+    const sidecar: Sidecar = await startSidecar(
+      `http://${kernelGrpc}`,
+      '127.0.0.1:0',
+      ['--store-path', join(dir, 'store.duckdb'), '--comm', 'switch_pingpong'],
+      [...node, CLI],
+    );
     const loader = await loaderPid(sidecar.pid).catch(async (error: unknown) => {
       await sidecar.stop('SIGKILL');
       throw error;

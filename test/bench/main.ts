@@ -17,7 +17,9 @@
 // Options: --rounds N (default 5), --round-seconds S (default 1: how long each configuration
 // runs in a round), --load-seconds S (default 60: the load's and the flood's window),
 // --load-events-per-s N (default 200000: the kernel events the load asks of its workloads),
-// --only KEY,... (the rows and measures to run; the keys are listed on a bad one).
+// --only KEY,... (the rows and measures to run; the keys are listed on a bad one),
+// --profile-sidecar DIR (the load's and the flood's sidecar write V8 CPU profiles of their main
+// thread and store worker there as they exit: node's --cpu-prof).
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,6 +52,7 @@ const { values: options } = parseArgs({
     'load-seconds': { type: 'string', default: '60' },
     'load-events-per-s': { type: 'string', default: '200000' },
     only: { type: 'string' },
+    'profile-sidecar': { type: 'string' },
   },
 });
 /** Rounds per workload row: the issue asks for at least 5 to report a median and a spread. */
@@ -467,6 +470,7 @@ function sidecarLoadRun(flood: boolean) {
     launchesPerS: Math.round(LOAD_EVENTS_PER_S / 2),
     spansPerS: LOAD_SPANS_PER_S,
     spansPerRequest: LOAD_SPANS_PER_REQUEST,
+    profileDir: options['profile-sidecar'],
     log: (line) => process.stderr.write(`bench: ${flood ? 'flood' : 'sidecar load'}: ${line}\n`),
   });
 }
