@@ -15,8 +15,8 @@
  * one record per wait rather than one per query. A query of another handle, or any
  * other CUDA call in between, abandons the poll: that thread was not just spinning.
  *
- * A thread's state (the call in progress, its device, its poll) is one entry of the shared
- * cuda_threads map (common.bpf.h), looked up once per probe.
+ * A thread's state (the call in progress, its device, its poll) is its entry of the shared
+ * task-local cuda_threads map (common.bpf.h), looked up once per probe.
  *
  * CUDA records are never dropped for being short (the per-kind thresholds are for the
  * scheduler's volume): even a short sync tells user space which work has completed.
@@ -73,9 +73,9 @@ static const struct cw_cuda_thread no_cuda_calls = { .device = CW_DEVICE_UNKNOWN
 static __always_inline int on_enter(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
 	__u64 sp = PT_REGS_SP(ctx);
-	struct cw_cuda_thread *t = cw_lookup_or_init(&cuda_threads, &tid, &no_cuda_calls);
+	struct cw_cuda_thread *t = bpf_task_storage_get(&cuda_threads, bpf_get_current_task_btf(),
+							(void *)&no_cuda_calls, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	__u32 api;
 
 	if (!t)
@@ -226,7 +226,7 @@ static __always_inline void on_query(struct cw_cuda_thread *t, long ret, __u32 t
 	}
 	if (!same)
 		return;
-	cw_close_launches((__u32)bpf_get_current_pid_tgid());
+	cw_close_launches();
 	e = cw_reserve(CW_KIND_CUDA_SYNC);
 	if (e) {
 		e->api = t->api;
@@ -429,7 +429,7 @@ static __always_inline bool has_room(struct cw_launches *w, __u64 func)
  * into it then, for the launch's own record to reuse.
  */
 static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, __u32 api, long ret, __s32 device,
-				       __u32 tid, __u64 now, struct cw_task *me)
+				       struct task_struct *task, __u64 now, struct cw_task *me)
 {
 	struct cw_settings *cfg = cw_settings();
 	struct cw_launch l = {};
@@ -442,10 +442,10 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 	/* Kept whole (0 ends a window's list of functions): after the launches summed so far. */
 	if (!cfg || !cfg->window_ns || (int)ret != 0 || call >= cfg->launch_whole_ns ||
 	    api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch || l.func == 0) {
-		cw_close_launches(tid);
+		cw_close_launches();
 		return false;
 	}
-	ws = cw_windows_of(tid);
+	ws = cw_windows_of(task);
 	if (!ws)
 		return false;
 	w = &ws->launches;
@@ -489,11 +489,11 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 static __always_inline int on_exit(struct pt_regs *ctx)
 {
 	long ret = PT_REGS_RC(ctx);
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id, tgid = id >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 cookie = (__u32)bpf_get_attach_cookie(ctx);
 	__u32 api = cookie & ~CW_API_PER_THREAD;
-	struct cw_cuda_thread *t = bpf_map_lookup_elem(&cuda_threads, &tid);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct cw_cuda_thread *t = bpf_task_storage_get(&cuda_threads, task, NULL, 0);
 	struct cw_task me = {};
 	struct cw_event *e;
 	__s32 device = 0;
@@ -525,11 +525,11 @@ static __always_inline int on_exit(struct pt_regs *ctx)
 	now = bpf_ktime_get_ns();
 	if (kind == CW_KIND_CUDA_LAUNCH) {
 		device = current_device(t, tgid);
-		if (sum_launch(t, cookie, api, ret, device, tid, now, &me))
+		if (sum_launch(t, cookie, api, ret, device, task, now, &me))
 			goto out;
 	} else {
 		/* Written whole: after the launches summed so far, which it may wait for or depend on. */
-		cw_close_launches(tid);
+		cw_close_launches();
 	}
 	e = cw_reserve(kind);
 	if (!e)
