@@ -67,6 +67,21 @@ struct cu_launch_config {
 	__u64 stream;
 };
 
+/*
+ * User memory is read into the BPF stack, then copied where it goes: with hardened usercopy
+ * (CONFIG_HARDENED_USERCOPY, on in most distributions) every read into a map value or the ring
+ * first looks its destination up among the slab or vmalloc areas, which cost as much again as
+ * the read, where a stack destination is checked at once.
+ */
+static __always_inline void read_user_u64s(__u64 *dst, __u32 n, const void *src)
+{
+	__u64 buf[3] = {};
+
+	if (n > 3 || bpf_probe_read_user(buf, n * sizeof(__u64), src))
+		__builtin_memset(buf, 0, sizeof(buf));
+	__builtin_memcpy(dst, buf, n * sizeof(__u64));
+}
+
 /* What a thread's entry starts from: no call in progress, its device not known yet. */
 static const struct cw_cuda_thread no_cuda_calls = { .device = CW_DEVICE_UNKNOWN };
 
@@ -93,8 +108,9 @@ static __always_inline int on_enter(struct pt_regs *ctx)
 	t->arg[5] = ctx->r9; /* PT_REGS_PARM6 needs libbpf 1.2 */
 	/* Only these two take arguments on the stack; reading user memory is a probe's dearest step. */
 	api &= ~CW_API_PER_THREAD;
-	if ((api != CW_API_cudaLaunchKernel && api != CW_API_cuLaunchKernel) ||
-	    bpf_probe_read_user(&t->arg[6], 3 * sizeof(__u64), (void *)(sp + 8)))
+	if (api == CW_API_cudaLaunchKernel || api == CW_API_cuLaunchKernel)
+		read_user_u64s(&t->arg[6], 3, (void *)(sp + 8));
+	else
 		__builtin_memset(&t->arg[6], 0, 3 * sizeof(__u64));
 	__builtin_memset(&t->context, 0, sizeof(t->context));
 	cw_read_span_context(id >> 32, &t->context);
@@ -360,14 +376,12 @@ static __always_inline void fill_op(struct cw_cuda_op *op, __u32 api, struct cw_
 	case CW_API_cudaStreamEndCapture: /* (stream, graph *): the graph is written on return */
 	case CW_API_cuStreamEndCapture:
 		op->stream = a[0];
-		if (bpf_probe_read_user(&op->graph, sizeof(op->graph), (void *)a[1]))
-			op->graph = 0;
+		read_user_u64s(&op->graph, 1, (void *)a[1]);
 		break;
 	case CW_API_cudaGraphInstantiate: /* (exec *, graph, ...): the exec is written on return */
 	case CW_API_cuGraphInstantiate:
 		op->graph = a[1];
-		if (bpf_probe_read_user(&op->exec, sizeof(op->exec), (void *)a[0]))
-			op->exec = 0;
+		read_user_u64s(&op->exec, 1, (void *)a[0]);
 		break;
 	case CW_API_cudaEventRecord: /* (event, stream) */
 	case CW_API_cuEventRecord:
@@ -390,8 +404,7 @@ static __always_inline void fill_register(struct cw_register *r, __u32 api, stru
 		r->func = c->arg[1];
 	} else {
 		/* cuModuleGetFunction(CUfunction *hfunc, CUmodule, const char *name) */
-		if (bpf_probe_read_user(&r->func, sizeof(__u64), (void *)c->arg[0]))
-			r->func = 0;
+		read_user_u64s(&r->func, 1, (void *)c->arg[0]);
 	}
 	r->name_addr = (__u64)name;
 	/* Fails on a page not mapped yet (it cannot fault one in): the name is left empty and the loader reads it. */
@@ -407,8 +420,7 @@ static __always_inline void fill_malloc(struct cw_malloc *m, __u32 api, struct c
 		return;
 	}
 	/* (void **devPtr, size): the pointer is written on return */
-	if (bpf_probe_read_user(&m->ptr, sizeof(__u64), (void *)c->arg[0]))
-		m->ptr = 0;
+	read_user_u64s(&m->ptr, 1, (void *)c->arg[0]);
 	m->bytes = c->arg[1];
 }
 
