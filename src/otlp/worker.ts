@@ -4,12 +4,13 @@
 // whole sidecar's load the main loop turns only a few times a second, and Node accepts one
 // connection per turn, so new connections waited hundreds deep in the kernel's accept queue.
 //
-// Batches cross as structured clones of the decoded AppSpan arrays. Measured per span on one
-// machine (issue 11, 10- and 100-span requests of the load's app): protobuf decode 5.9-6.4 us,
-// v8 deserialize of the same spans 3.9 us, so the main thread pays about 0.6 of the decode it
-// no longer does, and the clone keeps every AttrValue kind (bigint, bytes, nesting) and the
-// resource object shared between a request's spans. (JSON with the nanosecond times as strings
-// parses in 2 us but loses those, so it would need a codec of its own.)
+// How a request's spans cross to the main thread is chosen for the main thread's cost, per span,
+// measured on one machine (issue 11; the load's app's spans, 100 and 10 a request): the protobuf
+// decode it no longer does 6.0-6.3 us; a structured clone of the AppSpans costs it 3.9 us to
+// deserialize; JSON of them, the nanosecond times as strings made bigints again and the shared
+// resource cloned once, 1.6-3.0 us. So spans cross as JSON when every attribute value is one
+// JSON carries unchanged; a batch with a bigint, bytes or a non-finite number in its span
+// attributes crosses as a clone.
 //
 // Messages, worker to receiver: one 'listening' or 'failed' at start, then 'spans' (one per
 // accepted request, in acceptance order) and 'error' (unexpected server errors), and 'stopped'
@@ -20,7 +21,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { startGrpcServer, stopGrpcServer } from './grpc.js';
 import { startHttpServer, stopHttpServer } from './http.js';
 import { IngestGate, SharedCounters } from './ingest.js';
-import type { AppSpan } from './spans.js';
+import type { AppSpan, Attributes, AttrValue } from './spans.js';
 
 /** What the worker needs to run the servers; all plain data. */
 export interface ServerSettings {
@@ -34,12 +35,70 @@ export interface ServerSettings {
 
 type FromWorker =
   | { kind: 'listening'; grpcPort: number | undefined; httpPort: number | undefined }
-  | { kind: 'failed'; error: unknown }
-  | { kind: 'spans'; spans: AppSpan[] }
+  | { kind: 'failed'; error: unknown; fields: Record<string, unknown> }
+  | { kind: 'spans'; batch: SpanBatch }
   | { kind: 'error'; error: unknown }
   | { kind: 'stopped' };
 
 type ToWorker = { kind: 'stop' };
+
+/** A request's spans on their way to the main thread (see above). */
+type SpanBatch = { json: string; resources: Attributes[] } | { spans: AppSpan[] };
+
+/** Whether JSON carries this value unchanged: no bigint, bytes, non-finite number or -0. */
+function plain(v: AttrValue | Attributes): boolean {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(v) && !Object.is(v, -0);
+    case 'bigint':
+      return false;
+    default:
+      if (v instanceof Uint8Array) return false;
+      return Array.isArray(v) ? v.every(plain) : Object.values(v).every(plain);
+  }
+}
+
+function packSpans(spans: AppSpan[]): SpanBatch {
+  const resources: Attributes[] = [];
+  const index = new Map<Attributes, number>();
+  const rows = [];
+  for (const span of spans) {
+    if (!plain(span.attributes)) return { spans };
+    let r = index.get(span.resource);
+    if (r === undefined) {
+      r = resources.length;
+      resources.push(span.resource);
+      index.set(span.resource, r);
+    }
+    rows.push({
+      ...span,
+      resource: r,
+      startUnixNano: String(span.startUnixNano),
+      endUnixNano: String(span.endUnixNano),
+    });
+  }
+  return { json: JSON.stringify(rows), resources };
+}
+
+interface PackedSpan extends Omit<AppSpan, 'resource' | 'startUnixNano' | 'endUnixNano'> {
+  resource: number | Attributes;
+  startUnixNano: string | bigint;
+  endUnixNano: string | bigint;
+}
+
+function unpackSpans(batch: SpanBatch): AppSpan[] {
+  if ('spans' in batch) return batch.spans;
+  const rows = JSON.parse(batch.json) as PackedSpan[];
+  for (const row of rows) {
+    row.resource = batch.resources[row.resource as number] ?? {};
+    row.startUnixNano = BigInt(row.startUnixNano);
+    row.endUnixNano = BigInt(row.endUnixNano);
+  }
+  return rows as AppSpan[];
+}
 
 /** Marks this module's own Worker, so importing it from another worker runs nothing. */
 const ROLE = 'causeway-otlp-servers';
@@ -89,7 +148,7 @@ export function startServerThread(settings: ServerSettings, events: ServerThread
     worker.on('message', (m: FromWorker) => {
       switch (m.kind) {
         case 'spans':
-          events.onSpans(m.spans);
+          events.onSpans(unpackSpans(m.batch));
           return;
         case 'error':
           events.onError(m.error);
@@ -112,7 +171,8 @@ export function startServerThread(settings: ServerSettings, events: ServerThread
           return;
         case 'failed':
           stopping = true;
-          reject(m.error instanceof Error ? m.error : new Error(String(m.error)));
+          // A clone keeps an Error's message, not its code, syscall, address and port: put them back.
+          reject(Object.assign(m.error instanceof Error ? m.error : new Error(String(m.error)), m.fields));
           return;
         case 'stopped':
           stopped();
@@ -129,10 +189,15 @@ async function serve(settings: ServerSettings): Promise<void> {
     port.postMessage(m);
   };
   const gate = new IngestGate(new SharedCounters(settings.counters), settings.maxPendingSpans, (spans) => {
-    send({ kind: 'spans', spans });
+    send({ kind: 'spans', batch: packSpans(spans) });
   });
   const onError = (error: unknown): void => {
-    send({ kind: 'error', error });
+    try {
+      send({ kind: 'error', error });
+    } catch {
+      // An error that cannot be cloned (a function in it) still reaches onError, as its text.
+      send({ kind: 'error', error: new Error(String(error)) });
+    }
   };
   const servers: (() => Promise<void>)[] = [];
   const stopAll = async (): Promise<void> => {
@@ -153,7 +218,10 @@ async function serve(settings: ServerSettings): Promise<void> {
     }
   } catch (error) {
     await stopAll();
-    send({ kind: 'failed', error });
+    const fields = Object.entries(error instanceof Error ? error : {}).filter(
+      ([, v]) => typeof v === 'string' || typeof v === 'number',
+    );
+    send({ kind: 'failed', error, fields: Object.fromEntries(fields) });
     port.close();
     return;
   }

@@ -117,6 +117,13 @@ test('a receiver whose port is taken fails to start, saying why', async (t) => {
   t.after(() => first.close());
   await assert.rejects(
     startOtlpReceiver({ grpc: false, http: { host: HOST, port: first.httpPort ?? 0 }, onSpans: () => undefined }),
-    /EADDRINUSE/,
+    (e: unknown) => {
+      const err = e as NodeJS.ErrnoException & { port?: number };
+      assert.ok(err instanceof Error);
+      assert.equal(err.code, 'EADDRINUSE');
+      assert.equal(err.syscall, 'listen');
+      assert.equal(err.port, first.httpPort);
+      return true;
+    },
   );
 });

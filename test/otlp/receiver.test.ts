@@ -343,6 +343,7 @@ test('HTTP protobuf: spans decoded, response has the request content type', asyn
   assert.equal(a.spanId, SPAN_A);
   assert.equal(a.kind, SpanKind.SERVER);
   assert.equal(a.serviceName, 'proto-svc');
+  assert.equal(a.resource, b.resource, "a request's spans share its resource object, across threads too");
   assert.equal(a.endUnixNano - a.startUnixNano, 100_000_000n);
   assert.equal(b.parentSpanId, SPAN_A);
   assert.equal(b.name, 'child');
