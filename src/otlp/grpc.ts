@@ -6,7 +6,7 @@
 // would answer INTERNAL for a deserializer error).
 
 import * as grpc from '@grpc/grpc-js';
-import type { IngestQueue } from './ingest.js';
+import type { IngestGate } from './ingest.js';
 import { encodeExportResponse, encodeStatus, RpcCode, TRACE_SERVICE_EXPORT_PATH } from './protos.js';
 import { decodeProtobufRequest, MalformedRequestError } from './spans.js';
 import { partialSuccessOf, OVERLOAD_MESSAGE, RETRY_AFTER_SECONDS } from './outcome.js';
@@ -41,21 +41,21 @@ export async function startGrpcServer(
   host: string,
   port: number,
   maxMessageBytes: number,
-  queue: IngestQueue,
+  gate: IngestGate,
 ): Promise<GrpcEndpoint> {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': maxMessageBytes,
   });
   server.addService(traceServiceDefinition, {
     Export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-      const c = queue.counters;
-      c.requests++;
-      c.requestsGrpc++;
+      const c = gate.counters;
+      c.add('requests');
+      c.add('requestsGrpc');
       let decoded;
       try {
         decoded = decodeProtobufRequest(call.request);
       } catch (e) {
-        c.badRequests++;
+        c.add('badRequests');
         const message = e instanceof MalformedRequestError ? e.message : 'invalid request';
         callback(
           statusError(
@@ -66,9 +66,9 @@ export async function startGrpcServer(
         );
         return;
       }
-      if (!queue.hasRoomFor(decoded.spans.length)) {
-        c.requestsRefused++;
-        c.spansRefused += decoded.spans.length;
+      if (!gate.hasRoomFor(decoded.spans.length)) {
+        c.add('requestsRefused');
+        c.add('spansRefused', decoded.spans.length);
         callback(
           statusError(
             grpc.status.UNAVAILABLE,
@@ -78,8 +78,8 @@ export async function startGrpcServer(
         );
         return;
       }
-      queue.accept(decoded.spans);
-      c.spansRejected += decoded.rejected;
+      gate.accept(decoded.spans);
+      c.add('spansRejected', decoded.rejected);
       callback(null, Buffer.from(encodeExportResponse(partialSuccessOf(decoded))));
     },
   });

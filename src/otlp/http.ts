@@ -10,7 +10,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
-import type { IngestQueue } from './ingest.js';
+import type { IngestGate } from './ingest.js';
 import {
   encodeExportResponse,
   encodeStatus,
@@ -121,37 +121,37 @@ async function handleExport(
   req: http.IncomingMessage,
   res: http.ServerResponse,
   maxMessageBytes: number,
-  queue: IngestQueue,
+  gate: IngestGate,
 ): Promise<void> {
-  const c = queue.counters;
-  c.requests++;
-  c.requestsHttp++;
+  const c = gate.counters;
+  c.add('requests');
+  c.add('requestsHttp');
   const path = (req.url ?? '').split('?')[0];
   if (path !== TRACES_PATH) {
-    c.badRequests++;
+    c.add('badRequests');
     sendPlain(res, 404, `not found: only POST ${TRACES_PATH} is served`);
     return;
   }
   if (req.method !== 'POST') {
-    c.badRequests++;
+    c.add('badRequests');
     sendPlain(res, 405, `method not allowed: use POST`, { Allow: 'POST' });
     return;
   }
   const m = mediaOf(req.headers['content-type']);
   if (!m) {
-    c.badRequests++;
+    c.add('badRequests');
     sendPlain(res, 415, 'unsupported Content-Type: use application/x-protobuf or application/json');
     return;
   }
   const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
   if (!['identity', '', 'gzip', 'x-gzip', 'deflate'].includes(encoding)) {
-    c.badRequests++;
+    c.add('badRequests');
     sendStatus(res, 415, m, RpcCode.INVALID_ARGUMENT, `unsupported Content-Encoding ${JSON.stringify(encoding)}`, {});
     return;
   }
   const tooLarge = (): void => {
-    c.badRequests++;
-    c.tooLarge++;
+    c.add('badRequests');
+    c.add('tooLarge');
     const message = `request body exceeds ${maxMessageBytes} bytes (after decompression)`;
     sendStatus(res, 413, m, RpcCode.INVALID_ARGUMENT, message, { badRequest: message }, { Connection: 'close' });
   };
@@ -169,15 +169,15 @@ async function handleExport(
       return;
     }
     if (e instanceof MalformedRequestError) {
-      c.badRequests++;
+      c.add('badRequests');
       sendStatus(res, 400, m, RpcCode.INVALID_ARGUMENT, e.message, { badRequest: e.message });
       return;
     }
     throw e;
   }
-  if (!queue.hasRoomFor(decoded.spans.length)) {
-    c.requestsRefused++;
-    c.spansRefused += decoded.spans.length;
+  if (!gate.hasRoomFor(decoded.spans.length)) {
+    c.add('requestsRefused');
+    c.add('spansRefused', decoded.spans.length);
     sendStatus(
       res,
       503,
@@ -189,8 +189,8 @@ async function handleExport(
     );
     return;
   }
-  queue.accept(decoded.spans);
-  c.spansRejected += decoded.rejected;
+  gate.accept(decoded.spans);
+  c.add('spansRejected', decoded.rejected);
   const partial = partialSuccessOf(decoded);
   res.writeHead(200, { 'Content-Type': m.type });
   res.end(m.media === 'json' ? exportResponseJson(partial) : Buffer.from(encodeExportResponse(partial)));
@@ -200,11 +200,11 @@ export async function startHttpServer(
   host: string,
   port: number,
   maxMessageBytes: number,
-  queue: IngestQueue,
+  gate: IngestGate,
   onError: (err: unknown) => void,
 ): Promise<HttpEndpoint> {
   const server = http.createServer((req, res) => {
-    handleExport(req, res, maxMessageBytes, queue).catch((e: unknown) => {
+    handleExport(req, res, maxMessageBytes, gate).catch((e: unknown) => {
       onError(e);
       if (!res.headersSent) sendPlain(res, 500, 'internal error');
       else res.destroy();

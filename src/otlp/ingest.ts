@@ -1,13 +1,17 @@
-// The bounded ingest queue between the OTLP servers and the onSpans consumer,
-// and the receiver's counters.
+// The receiver's counters, shared between the main thread and the receiver's worker, and the
+// two halves of the bounded ingest queue between the OTLP servers (in the worker) and the
+// onSpans consumer (on the caller's thread).
 //
-// Accepted batches are delivered to onSpans one at a time, in arrival order; an
-// async onSpans holds its batch "pending" until its promise settles. A request
-// whose spans would push the pending count above maxPendingSpans is refused as a
-// whole (HTTP 503 + Retry-After / gRPC UNAVAILABLE: retryable, nothing of it
-// accepted), except when nothing is pending, so one request larger than the bound
-// cannot be refused forever. Accepted spans are never dropped by a later request,
-// good or bad; only close() with a drain timeout can drop them, and counts it.
+// Accepted batches are delivered to onSpans one at a time, in arrival order; an async onSpans
+// holds its batch "pending" until its promise settles. A request whose spans would push the
+// pending count above maxPendingSpans is refused as a whole (HTTP 503 + Retry-After / gRPC
+// UNAVAILABLE: retryable, nothing of it accepted), except when nothing is pending, so one
+// request larger than the bound cannot be refused forever. Accepted spans are never dropped by
+// a later request, good or bad; only close() with a drain timeout can drop them, and counts it.
+//
+// pendingSpans lives in shared memory: the worker adds a batch's spans when it accepts it, the
+// main thread subtracts them once onSpans is done with them (or they are dropped). Only the
+// worker adds, so its check-then-add cannot overshoot the bound: the count can only fall between.
 
 import type { AppSpan } from './spans.js';
 
@@ -35,51 +39,100 @@ export interface ReceiverCounters {
   spansDelivered: number;
   /** onSpans calls that threw or rejected (their spans count as delivered: they are not retried). */
   deliveryErrors: number;
-  /** Spans accepted but not yet delivered (queued or inside an unresolved onSpans). */
+  /** Spans accepted but not yet delivered (on their way from the worker, queued, or inside an unresolved onSpans). */
   pendingSpans: number;
   /** Spans still pending when close() gave up waiting (drain timeout). */
   spansDropped: number;
+  /** Times the receiver's worker thread failed (its servers are gone; reported through onError). */
+  workerFailures: number;
 }
 
-export class IngestQueue {
-  readonly #onSpans: OnSpans;
-  readonly #onError: (err: unknown) => void;
-  readonly #maxPending: number;
-  readonly #batches: AppSpan[][] = [];
-  #draining = false;
-  #idleWaiters: (() => void)[] = [];
-  readonly counters: ReceiverCounters = {
-    requests: 0,
-    requestsGrpc: 0,
-    requestsHttp: 0,
-    spansAccepted: 0,
-    spansRejected: 0,
-    requestsRefused: 0,
-    spansRefused: 0,
-    badRequests: 0,
-    tooLarge: 0,
-    spansDelivered: 0,
-    deliveryErrors: 0,
-    pendingSpans: 0,
-    spansDropped: 0,
-  };
+export type CounterName = keyof ReceiverCounters;
 
-  constructor(onSpans: OnSpans, maxPendingSpans: number, onError: (err: unknown) => void) {
-    this.#onSpans = onSpans;
+const COUNTER_NAMES: readonly CounterName[] = [
+  'requests',
+  'requestsGrpc',
+  'requestsHttp',
+  'spansAccepted',
+  'spansRejected',
+  'requestsRefused',
+  'spansRefused',
+  'badRequests',
+  'tooLarge',
+  'spansDelivered',
+  'deliveryErrors',
+  'pendingSpans',
+  'spansDropped',
+  'workerFailures',
+];
+
+/** The counters in a SharedArrayBuffer, so either thread reads a current snapshot synchronously. */
+export class SharedCounters {
+  readonly buffer: SharedArrayBuffer;
+  readonly #cells: BigInt64Array;
+
+  constructor(buffer = new SharedArrayBuffer(COUNTER_NAMES.length * BigInt64Array.BYTES_PER_ELEMENT)) {
+    this.buffer = buffer;
+    this.#cells = new BigInt64Array(buffer);
+  }
+
+  add(name: CounterName, n = 1): void {
+    Atomics.add(this.#cells, COUNTER_NAMES.indexOf(name), BigInt(n));
+  }
+
+  get(name: CounterName): number {
+    return Number(Atomics.load(this.#cells, COUNTER_NAMES.indexOf(name)));
+  }
+
+  snapshot(): ReceiverCounters {
+    return Object.fromEntries(COUNTER_NAMES.map((name) => [name, this.get(name)])) as unknown as ReceiverCounters;
+  }
+}
+
+/** The servers' side (in the worker): admits a request's spans against the bound and sends them on. */
+export class IngestGate {
+  readonly counters: SharedCounters;
+  readonly #maxPending: number;
+  readonly #send: (spans: AppSpan[]) => void;
+
+  constructor(counters: SharedCounters, maxPendingSpans: number, send: (spans: AppSpan[]) => void) {
+    this.counters = counters;
     this.#maxPending = maxPendingSpans;
-    this.#onError = onError;
+    this.#send = send;
   }
 
   /** Whether a request with this many valid spans would be accepted now. */
   hasRoomFor(n: number): boolean {
-    return n === 0 || this.counters.pendingSpans === 0 || this.counters.pendingSpans + n <= this.#maxPending;
+    const pending = this.counters.get('pendingSpans');
+    return n === 0 || pending === 0 || pending + n <= this.#maxPending;
   }
 
-  /** Accepts a batch (the caller checked hasRoomFor) and starts delivery. */
+  /** Accepts a batch (the caller checked hasRoomFor) and sends it to the consumer's thread. */
   accept(spans: AppSpan[]): void {
     if (spans.length === 0) return;
-    this.counters.spansAccepted += spans.length;
-    this.counters.pendingSpans += spans.length;
+    this.counters.add('spansAccepted', spans.length);
+    this.counters.add('pendingSpans', spans.length);
+    this.#send(spans);
+  }
+}
+
+/** The consumer's side: hands batches to onSpans one at a time, in arrival order. */
+export class DeliveryQueue {
+  readonly #onSpans: OnSpans;
+  readonly #onError: (err: unknown) => void;
+  readonly #counters: SharedCounters;
+  readonly #batches: AppSpan[][] = [];
+  #draining = false;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(onSpans: OnSpans, counters: SharedCounters, onError: (err: unknown) => void) {
+    this.#onSpans = onSpans;
+    this.#counters = counters;
+    this.#onError = onError;
+  }
+
+  /** Queues a batch the gate accepted and starts delivery. */
+  push(spans: AppSpan[]): void {
     this.#batches.push(spans);
     if (!this.#draining) void this.#drain();
   }
@@ -92,11 +145,11 @@ export class IngestQueue {
           const r = this.#onSpans(batch);
           if (r instanceof Promise) await r;
         } catch (e) {
-          this.counters.deliveryErrors++;
+          this.#counters.add('deliveryErrors');
           this.#onError(e);
         } finally {
-          this.counters.pendingSpans -= batch.length;
-          this.counters.spansDelivered += batch.length;
+          this.#counters.add('spansDelivered', batch.length);
+          this.#counters.add('pendingSpans', -batch.length);
         }
       }
     } finally {
@@ -107,9 +160,9 @@ export class IngestQueue {
     }
   }
 
-  /** Resolves true once everything accepted has been delivered, false after timeoutMs. */
+  /** Resolves true once every batch pushed has been delivered, false after timeoutMs. */
   whenIdle(timeoutMs: number): Promise<boolean> {
-    if (this.counters.pendingSpans === 0) return Promise.resolve(true);
+    if (!this.#draining) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
@@ -127,12 +180,8 @@ export class IngestQueue {
   /** Forgets undelivered queued batches (counted in spansDropped); an onSpans call in progress is left to finish. */
   dropQueued(): void {
     for (let batch = this.#batches.shift(); batch; batch = this.#batches.shift()) {
-      this.counters.spansDropped += batch.length;
-      this.counters.pendingSpans -= batch.length;
+      this.#counters.add('spansDropped', batch.length);
+      this.#counters.add('pendingSpans', -batch.length);
     }
-  }
-
-  snapshot(): ReceiverCounters {
-    return { ...this.counters };
   }
 }

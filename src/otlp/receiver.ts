@@ -1,12 +1,10 @@
-// startOtlpReceiver: the OTLP trace receiver (gRPC + HTTP) in front of the ingest queue.
+// startOtlpReceiver: the OTLP trace receiver (gRPC + HTTP, served from a thread of its own: worker.ts)
+// in front of the ingest queue, whose onSpans runs on the caller's thread.
 
-import type * as grpc from '@grpc/grpc-js';
 import type { Meter } from '@opentelemetry/api';
 import { counter, observe } from '../export/metrics.js';
-import type * as http from 'node:http';
-import { startGrpcServer, stopGrpcServer } from './grpc.js';
-import { startHttpServer, stopHttpServer } from './http.js';
-import { IngestQueue, type OnSpans, type ReceiverCounters } from './ingest.js';
+import { DeliveryQueue, SharedCounters, type OnSpans, type ReceiverCounters } from './ingest.js';
+import { startServerThread } from './worker.js';
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING_SPANS = 100_000;
@@ -31,7 +29,7 @@ export interface OtlpReceiverOptions {
   drainTimeoutMs?: number;
   /** Receives each accepted request's valid spans, one call at a time, in arrival order. */
   onSpans: OnSpans;
-  /** Errors thrown by onSpans and unexpected server errors; default: ignored (they are counted). */
+  /** Errors thrown by onSpans, unexpected server errors, and a failure of the servers' thread; default: ignored (they are counted). */
   onError?: (err: unknown) => void;
   /** The counters are read from here at each collection. */
   meter?: Meter;
@@ -61,43 +59,38 @@ export async function startOtlpReceiver(options: OtlpReceiverOptions): Promise<O
   if (!Number.isInteger(maxPendingSpans) || maxPendingSpans <= 0)
     throw new RangeError('maxPendingSpans must be a positive integer');
   const onError = options.onError ?? ((): void => undefined);
-  const queue = new IngestQueue(options.onSpans, maxPendingSpans, onError);
-  if (options.meter !== undefined) instrument(options.meter, queue);
-
-  let grpcServer: grpc.Server | undefined;
-  let httpServer: http.Server | undefined;
-  let grpcPort: number | undefined;
-  let httpPort: number | undefined;
-  const stopServers = async (): Promise<void> => {
-    await Promise.all([
-      grpcServer ? stopGrpcServer(grpcServer, drainTimeoutMs) : undefined,
-      httpServer ? stopHttpServer(httpServer, drainTimeoutMs) : undefined,
-    ]);
-  };
-  try {
-    if (options.grpc !== false) {
-      const g = await startGrpcServer(options.grpc.host, options.grpc.port, maxMessageBytes, queue);
-      grpcServer = g.server;
-      grpcPort = g.port;
-    }
-    if (options.http !== false) {
-      const h = await startHttpServer(options.http.host, options.http.port, maxMessageBytes, queue, onError);
-      httpServer = h.server;
-      httpPort = h.port;
-    }
-  } catch (e) {
-    await stopServers();
-    throw e;
-  }
+  const counters = new SharedCounters();
+  const queue = new DeliveryQueue(options.onSpans, counters, onError);
+  const servers = await startServerThread(
+    {
+      grpc: options.grpc === false ? false : { host: options.grpc.host, port: options.grpc.port },
+      http: options.http === false ? false : { host: options.http.host, port: options.http.port },
+      maxMessageBytes,
+      maxPendingSpans,
+      drainTimeoutMs,
+      counters: counters.buffer,
+    },
+    {
+      onSpans: (spans) => {
+        queue.push(spans);
+      },
+      onError,
+      onFailure: (err) => {
+        counters.add('workerFailures');
+        onError(err);
+      },
+    },
+  );
+  if (options.meter !== undefined) instrument(options.meter, counters);
 
   let closing: Promise<void> | undefined;
   return {
-    grpcPort,
-    httpPort,
-    counters: () => queue.snapshot(),
+    grpcPort: servers.grpcPort,
+    httpPort: servers.httpPort,
+    counters: () => counters.snapshot(),
     close: () => {
       closing ??= (async () => {
-        await stopServers();
+        await servers.stop();
         if (!(await queue.whenIdle(drainTimeoutMs))) queue.dropQueued();
       })();
       return closing;
@@ -105,7 +98,7 @@ export async function startOtlpReceiver(options: OtlpReceiverOptions): Promise<O
   };
 }
 
-function instrument(meter: Meter, queue: IngestQueue): void {
+function instrument(meter: Meter, counters: SharedCounters): void {
   observe(
     meter,
     {
@@ -113,7 +106,8 @@ function instrument(meter: Meter, queue: IngestQueue): void {
       spansRejected: counter('causeway_receiver_spans_rejected', 'App spans rejected as invalid.'),
       requestsRefused: counter('causeway_receiver_requests_refused', 'OTLP requests refused for overload (retryable).'),
       badRequests: counter('causeway_receiver_bad_requests', 'OTLP requests answered with a client error.'),
+      workerFailures: counter('causeway_receiver_worker_failures', "Times the OTLP servers' thread failed."),
     },
-    () => queue.snapshot(),
+    () => counters.snapshot(),
   );
 }

@@ -117,7 +117,7 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
   );
   const receiver = await startup.step(
     'the OTLP receiver',
-    () => startReceiver(config, new HostIds(processes), capture, correlator, store, meter),
+    () => startReceiver(config, new HostIds(processes), capture, correlator, store, meter, log),
     (r) => r.close(),
   );
   const parts = { capture, receiver, correlator, sender, store, exportUrl: url };
@@ -281,10 +281,19 @@ function startReceiver(
   correlator: Correlator<AppSpan>,
   store: Store,
   meter: Meter,
+  log: (line: string) => void,
 ): Promise<OtlpReceiver> {
+  // Each different error once (up to 100): they are counted (deliveryErrors, workerFailures); one line per batch would flood the log.
+  const told = new Set<string>();
   return startOtlpReceiver({
     ...config.receiver,
     meter,
+    onError: (error) => {
+      const line = `OTLP receiver: ${error instanceof Error ? error.message : String(error)}`;
+      if (told.has(line) || told.size >= 100) return;
+      told.add(line);
+      log(line);
+    },
     onSpans: (spans) => {
       const placed = spans.map((span) => ({ span, place: place(span, hostIds, config.threadAttribute) }));
       for (const { place: where } of placed) if (where !== undefined) capture.follow(where.hostPid);

@@ -31,6 +31,8 @@ interface Harness {
   grpcPort: number;
   httpPort: number;
   counters: () => ReturnType<Awaited<ReturnType<typeof startOtlpReceiver>>['counters']>;
+  /** Waits until every accepted span has reached onSpans: the servers answer from a thread of their own, so an answer can come first. */
+  settled: () => Promise<void>;
 }
 
 async function start(t: TestContext, opts: Partial<OtlpReceiverOptions> = {}): Promise<Harness> {
@@ -45,7 +47,10 @@ async function start(t: TestContext, opts: Partial<OtlpReceiverOptions> = {}): P
   });
   t.after(() => r.close());
   assert.ok(r.grpcPort !== undefined && r.httpPort !== undefined);
-  return { spans, grpcPort: r.grpcPort, httpPort: r.httpPort, counters: () => r.counters() };
+  const settled = async (): Promise<void> => {
+    while (r.counters().pendingSpans > 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  };
+  return { spans, grpcPort: r.grpcPort, httpPort: r.httpPort, counters: () => r.counters(), settled };
 }
 
 // ---- request builders ----------------------------------------------------------
@@ -202,6 +207,7 @@ test('real OTLP gRPC exporter: spans arrive with ids, parent, kind, attributes a
   parent.end();
   await provider.forceFlush();
 
+  await h.settled();
   assert.equal(h.spans.length, 2);
   const p = h.spans.find((s) => s.name === 'GET /work');
   const c = h.spans.find((s) => s.name === 'compute');
@@ -304,12 +310,14 @@ test('gRPC: gzip, malformed protobuf, zero ids, oversize and gzip bomb', async (
       const answer = await grpcExport(h.grpcPort, c.body, c.gzip);
       if (c.code === undefined) assert.equal(answer.err, null);
       else assert.equal(answer.err?.code, c.code);
+      await h.settled();
       c.check?.(answer);
     });
 
   // still serving, nothing lost
   const after = await grpcExport(h.grpcPort, protoRequest([{ spanId: 'eee19b7ec3c1b199' }]));
   assert.equal(after.err, null);
+  await h.settled();
   assert.equal(h.spans.length, 3);
   const k = h.counters();
   assert.equal(k.spansAccepted, 3);
@@ -327,6 +335,7 @@ test('HTTP protobuf: spans decoded, response has the request content type', asyn
   assert.equal(res.status, 200);
   assert.equal(res.contentType, 'application/x-protobuf');
   assert.deepEqual(decodeResponse(res.body), {});
+  await h.settled();
   assert.equal(h.spans.length, 2);
   const [a, b] = h.spans;
   assert.ok(a && b);
@@ -334,6 +343,7 @@ test('HTTP protobuf: spans decoded, response has the request content type', asyn
   assert.equal(a.spanId, SPAN_A);
   assert.equal(a.kind, SpanKind.SERVER);
   assert.equal(a.serviceName, 'proto-svc');
+  assert.equal(a.resource, b.resource, "a request's spans share its resource object, across threads too");
   assert.equal(a.endUnixNano - a.startUnixNano, 100_000_000n);
   assert.equal(b.parentSpanId, SPAN_A);
   assert.equal(b.name, 'child');
@@ -348,6 +358,7 @@ test('HTTP protobuf: spans decoded, response has the request content type', asyn
     },
   );
   assert.equal(gz.status, 200);
+  await h.settled();
   assert.equal(h.spans.length, 3);
 });
 
@@ -409,6 +420,7 @@ test('HTTP JSON: hex ids in any case, enum names, snake_case, unknown fields, 64
   assert.equal(res.status, 200, res.body.toString());
   assert.equal(res.contentType, 'application/json');
   assert.deepEqual(JSON.parse(res.body.toString()), {});
+  await h.settled();
   assert.equal(h.spans.length, 2);
   const [s, c] = h.spans;
   assert.ok(s && c);
@@ -462,6 +474,7 @@ test('HTTP bad-input suite: every bad request is refused cleanly and accepted da
   // good data first
   assert.equal((await post(h.httpPort, protoRequest([{}]), PB)).status, 200);
   assert.equal((await post(h.httpPort, jsonRequest([{ spanId: SPAN_B }]), JSON_CT)).status, 200);
+  await h.settled();
   assert.equal(h.spans.length, 2);
 
   // 50 MiB of zeros, about 50 KiB compressed: refused after at most 1 MiB inflated
@@ -629,12 +642,14 @@ test('HTTP bad-input suite: every bad request is refused cleanly and accepted da
       if (c.answerType !== undefined) assert.equal(r.contentType, c.answerType);
       if (c.memoryBelow !== undefined)
         assert.ok(process.memoryUsage().arrayBuffers - before < c.memoryBelow, 'the body was not inflated');
+      await h.settled();
       c.check?.(r);
     });
 
   // after all that, good requests still succeed and nothing accepted was lost
   assert.equal((await post(h.httpPort, protoRequest([{ spanId: 'eee19b7ec3c1b178' }]), PB)).status, 200);
   assert.equal((await grpcExport(h.grpcPort, protoRequest([{ spanId: 'eee19b7ec3c1b179' }]))).err, null);
+  await h.settled();
   assert.deepEqual(
     h.spans.map((s) => s.spanId),
     [SPAN_A, SPAN_B, 'eee19b7ec3c1b177', 'eee19b7ec3c1b178', 'eee19b7ec3c1b179'],

@@ -1,0 +1,129 @@
+// The receiver's servers run in a thread of their own (src/otlp/worker.ts): with the main thread
+// blocked, new connections are still accepted and answered within the pending bound; the thread
+// exits cleanly when stopped, and its failure is reported.
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { SharedCounters } from '../../src/otlp/ingest.js';
+import { startOtlpReceiver } from '../../src/otlp/index.js';
+import { startServerThread, type ServerSettings, type ServerThreadEvents } from '../../src/otlp/worker.js';
+import { otlpRequest } from '../bench/pipeline.js';
+import { BUSY_MAIN_CELLS, BusyMainCell, type BusyMainClient } from './busy-main-client.js';
+
+const HOST = '127.0.0.1';
+
+test('with the main thread blocked, new HTTP connections are accepted and answered: 200 within the pending bound, 503 beyond it', async (t) => {
+  const n = 40;
+  const maxPendingSpans = 11;
+  const cells = new Int32Array(new SharedArrayBuffer(BUSY_MAIN_CELLS * Int32Array.BYTES_PER_ELEMENT));
+  let blockForMs = 0;
+  const r = await startOtlpReceiver({
+    grpc: false,
+    http: { host: HOST, port: 0 },
+    maxPendingSpans,
+    onSpans: () => {
+      if (blockForMs === 0) return;
+      const until = performance.now() + blockForMs;
+      blockForMs = 0;
+      Atomics.store(cells, BusyMainCell.BLOCKED, 1);
+      // Busy as the sidecar's main thread is under load: nothing else runs here until the client
+      // has every answer (or the time it took unblocked, many times over, has passed).
+      while (Atomics.load(cells, BusyMainCell.ANSWERED) < n && performance.now() < until);
+      Atomics.store(cells, BusyMainCell.BLOCKED, 0);
+    },
+  });
+  t.after(() => r.close());
+  const settled = async (): Promise<void> => {
+    while (r.counters().pendingSpans > 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  };
+  const client = new Worker(new URL('busy-main-client.js', import.meta.url), {
+    workerData: {
+      port: r.httpPort ?? 0,
+      body: otlpRequest(1, { pid: process.pid, durationNs: 1_000_000n }).body,
+      n,
+      shared: cells.buffer,
+    } satisfies BusyMainClient,
+  });
+  t.after(() => client.terminate());
+  const answer = (): Promise<unknown> => new Promise((resolve) => client.once('message', resolve));
+
+  client.postMessage('free');
+  const freeMs = (await answer()) as number;
+  await settled();
+  const before = r.counters();
+
+  // The client's first request blocks the main thread in onSpans; its span stays pending there,
+  // so exactly maxPendingSpans - 1 of the n one-span requests fit.
+  blockForMs = Math.max(2000, 50 * freeMs);
+  client.postMessage('blocked');
+  assert.equal(await answer(), 'done');
+  assert.equal(Atomics.load(cells, BusyMainCell.ANSWERED), n);
+  assert.equal(
+    Atomics.load(cells, BusyMainCell.ANSWERED_WHILE_BLOCKED),
+    n,
+    'every request was answered while the main thread was blocked',
+  );
+  assert.equal(Atomics.load(cells, BusyMainCell.OK), maxPendingSpans - 1);
+  assert.equal(Atomics.load(cells, BusyMainCell.REFUSED), n - (maxPendingSpans - 1));
+  assert.equal(Atomics.load(cells, BusyMainCell.OTHER), 0);
+
+  await settled();
+  const k = r.counters();
+  assert.equal(k.spansAccepted - before.spansAccepted, maxPendingSpans);
+  assert.equal(k.requestsRefused - before.requestsRefused, n - (maxPendingSpans - 1));
+  assert.equal(k.spansDelivered, k.spansAccepted, 'once unblocked, every accepted span reached onSpans');
+});
+
+function settings(): ServerSettings {
+  return {
+    grpc: { host: HOST, port: 0 },
+    http: { host: HOST, port: 0 },
+    maxMessageBytes: 1 << 20,
+    maxPendingSpans: 100,
+    drainTimeoutMs: 1000,
+    counters: new SharedCounters().buffer,
+  };
+}
+
+test("the servers' thread exits cleanly when stopped, and a failure of it is reported, not silent", async () => {
+  const failures: Error[] = [];
+  const events: ServerThreadEvents = {
+    onSpans: () => undefined,
+    onError: () => undefined,
+    onFailure: (err) => failures.push(err),
+  };
+  const clean = await startServerThread(settings(), events);
+  const cleanExit = new Promise((resolve) => clean.worker.once('exit', resolve));
+  await clean.stop();
+  assert.equal(await cleanExit, 0);
+  assert.equal(failures.length, 0);
+
+  const failing = await startServerThread(settings(), events);
+  const failedExit = new Promise((resolve) => failing.worker.once('exit', resolve));
+  failing.worker.postMessage({ kind: 'no such message' });
+  assert.notEqual(await failedExit, 0);
+  assert.equal(failures.length, 1);
+  assert.match(failures[0]?.message ?? '', /OTLP receiver thread failed: .*unknown message/);
+  await failing.stop();
+  await assert.rejects(
+    fetch(`http://${HOST}:${failing.httpPort}/v1/traces`, { method: 'POST' }),
+    'its servers are gone',
+  );
+});
+
+test('a receiver whose port is taken fails to start, saying why', async (t) => {
+  const first = await startOtlpReceiver({ grpc: false, http: { host: HOST, port: 0 }, onSpans: () => undefined });
+  t.after(() => first.close());
+  await assert.rejects(
+    startOtlpReceiver({ grpc: false, http: { host: HOST, port: first.httpPort ?? 0 }, onSpans: () => undefined }),
+    (e: unknown) => {
+      const err = e as NodeJS.ErrnoException & { port?: number };
+      assert.ok(err instanceof Error);
+      assert.equal(err.code, 'EADDRINUSE');
+      assert.equal(err.syscall, 'listen');
+      assert.equal(err.port, first.httpPort);
+      return true;
+    },
+  );
+});
