@@ -252,11 +252,11 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     // an overloaded sidecar would take the app's spans, which also make it follow their
     // processes, too late (the launch storm, a GPU process, is found by itself).
     // Started as installed (bin/causeway), so that its memory settings are the ones measured; the
-    // profiler's flags go through NODE_OPTIONS, which the command keeps.
+    // profiler's flags, which NODE_OPTIONS refuses, through the command's CAUSEWAY_NODE.
     const causeway =
       options.profileDir === undefined
         ? [COMMAND]
-        : ['env', `NODE_OPTIONS=--cpu-prof --cpu-prof-dir=${options.profileDir}`, COMMAND];
+        : ['env', `CAUSEWAY_NODE=${process.execPath} --cpu-prof --cpu-prof-dir=${options.profileDir}`, COMMAND];
     const sidecar: Sidecar = await startSidecar(
       `http://${kernelGrpc}`,
       '127.0.0.1:0',
