@@ -86,6 +86,12 @@ Export goes to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT
 default ${DEFAULT_EXPORT_URL} (the local collector). While the collector is unreachable,
 kernel spans wait in the queue and are sent again with backoff (at most 5 s apart).
 
+Memory: started as the installed \`causeway\` command (bin/causeway), the sidecar's node runs
+with MALLOC_ARENA_MAX=2 (glibc's malloc arenas, whose freed memory each thread's arena keeps)
+and --max-semi-space-size=8 (V8's young generation, 24 MiB at most rather than 48), which only
+a process's start can set; a MALLOC_ARENA_MAX, or a --max-semi-space-size in NODE_OPTIONS,
+of your own wins.
+
 Exit status: 0 when it stopped with everything exported and written; 1 when a part could
 not start; 2 for bad options or configuration; ${String(EXIT_CUT_SHORT)} when the shutdown deadline passed
 first (the last line on stderr says what was left).

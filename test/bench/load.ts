@@ -17,7 +17,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { startOtlpReceiver } from '../../src/otlp/index.js';
-import { CLI, ROOT, startWorkload, type Workload } from '../bpf/session.js';
+import { COMMAND, ROOT, startWorkload, type Workload } from '../bpf/session.js';
 import { loaderPid, metricValue, startSidecar, until, type Sidecar } from '../cli/sidecar.js';
 import { freePort, startCollector } from '../e2e/backends.js';
 import type { AppReport, AppSent, AppSettings } from './load-app.js';
@@ -251,15 +251,17 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     // The workloads are followed from their start, by name, as a user names a known workload:
     // an overloaded sidecar would take the app's spans, which also make it follow their
     // processes, too late (the launch storm, a GPU process, is found by itself).
-    const node =
+    // Started as installed (bin/causeway), so that its memory settings are the ones measured; the
+    // profiler's flags, which NODE_OPTIONS refuses, through the command's CAUSEWAY_NODE.
+    const causeway =
       options.profileDir === undefined
-        ? [process.execPath]
-        : [process.execPath, '--cpu-prof', `--cpu-prof-dir=${options.profileDir}`];
+        ? [COMMAND]
+        : ['env', `CAUSEWAY_NODE=${process.execPath} --cpu-prof --cpu-prof-dir=${options.profileDir}`, COMMAND];
     const sidecar: Sidecar = await startSidecar(
       `http://${kernelGrpc}`,
       '127.0.0.1:0',
       ['--store-path', join(dir, 'store.duckdb'), '--comm', 'switch_pingpong'],
-      [...node, CLI],
+      causeway,
     );
     const loader = await loaderPid(sidecar.pid).catch(async (error: unknown) => {
       await sidecar.stop('SIGKILL');

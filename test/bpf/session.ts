@@ -28,6 +28,8 @@ export const WORKLOADS = join(ROOT, 'test', 'fixtures', 'build', 'workloads');
 export const SIM_CUDART = join(ROOT, 'test', 'fixtures', 'build', 'cudasim', 'libcudart.so.12');
 export const NVIDIA_CUDART = join(ROOT, 'test', 'fixtures', 'build', 'nvidia', 'libcudart.so.12');
 export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+/** The installed `causeway` command (package.json "bin"): `run` gets its memory settings from it. */
+export const COMMAND = join(ROOT, 'bin', 'causeway');
 
 export interface CapturedEvent {
   kind: string;

@@ -3,8 +3,8 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import { packageRoot } from '../../src/install.js';
 
-const causeway = (...args: string[]) =>
-  spawnSync(process.execPath, [`${packageRoot}dist/src/cli/main.js`, ...args], { encoding: 'utf8' });
+// The installed command (package.json "bin"): its exit status and output are node's own.
+const causeway = (...args: string[]) => spawnSync(`${packageRoot}bin/causeway`, args, { encoding: 'utf8' });
 
 test('--help lists the commands', () => {
   const run = causeway('--help');

@@ -9,7 +9,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { SidecarStatus } from '../../src/sidecar/status.js';
 import { startOtlpReceiver } from '../../src/otlp/index.js';
-import { CLI } from '../bpf/session.js';
+import { COMMAND } from '../bpf/session.js';
 
 export interface Sidecar {
   pid: number;
@@ -67,13 +67,13 @@ export async function startSidecarExportingNowhere(t: TestContext, args: string[
 /**
  * Starts the sidecar exporting to `exportUrl`, and waits until it listens. `args` are more `run`
  * options; the store is in memory unless they give a --store-path. `causeway` is the command
- * that runs the CLI: this checkout's by default.
+ * that runs the CLI: this checkout's bin/causeway by default, as installed.
  */
 export async function startSidecar(
   exportUrl: string,
   grpc = '127.0.0.1:0',
   args: string[] = [],
-  causeway: string[] = [process.execPath, CLI],
+  causeway: string[] = [COMMAND],
 ): Promise<Sidecar> {
   const [command, ...rest] = causeway as [string, ...string[]];
   const child = spawn(

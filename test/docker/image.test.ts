@@ -21,7 +21,7 @@ import { ROOT, installed, output, podman, run } from './tools.js';
 const BASE = 'docker.io/library/debian:trixie-slim';
 const REPOSITORY = 'localhost/causeway';
 /** What the Dockerfile copies: a change to any of these makes a new image. */
-const INPUTS = ['docker/Dockerfile', 'package.json', 'package-lock.json', 'tsconfig.json', 'src', 'bpf'];
+const INPUTS = ['docker/Dockerfile', 'package.json', 'package-lock.json', 'tsconfig.json', 'src', 'bpf', 'bin'];
 const BUILD_TIMEOUT_MS = 40 * 60_000;
 /** The image's user and group. */
 const USER = 10001;
