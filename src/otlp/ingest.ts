@@ -65,6 +65,7 @@ const COUNTER_NAMES: readonly CounterName[] = [
   'spansDropped',
   'workerFailures',
 ];
+const CELL = Object.fromEntries(COUNTER_NAMES.map((name, i) => [name, i])) as Record<CounterName, number>;
 
 /** The counters in a SharedArrayBuffer, so either thread reads a current snapshot synchronously. */
 export class SharedCounters {
@@ -77,11 +78,11 @@ export class SharedCounters {
   }
 
   add(name: CounterName, n = 1): void {
-    Atomics.add(this.#cells, COUNTER_NAMES.indexOf(name), BigInt(n));
+    Atomics.add(this.#cells, CELL[name], BigInt(n));
   }
 
   get(name: CounterName): number {
-    return Number(Atomics.load(this.#cells, COUNTER_NAMES.indexOf(name)));
+    return Number(Atomics.load(this.#cells, CELL[name]));
   }
 
   snapshot(): ReceiverCounters {
