@@ -95,6 +95,7 @@ export class IngestGate {
   readonly counters: SharedCounters;
   readonly #maxPending: number;
   readonly #send: (spans: AppSpan[]) => void;
+  #closed = false;
 
   constructor(counters: SharedCounters, maxPendingSpans: number, send: (spans: AppSpan[]) => void) {
     this.counters = counters;
@@ -104,6 +105,7 @@ export class IngestGate {
 
   /** Whether a request with this many valid spans would be accepted now. */
   hasRoomFor(n: number): boolean {
+    if (this.#closed) return false;
     const pending = this.counters.get('pendingSpans');
     return n === 0 || pending === 0 || pending + n <= this.#maxPending;
   }
@@ -114,6 +116,15 @@ export class IngestGate {
     this.counters.add('spansAccepted', spans.length);
     this.counters.add('pendingSpans', spans.length);
     this.#send(spans);
+  }
+
+  /**
+   * Refuses every request from now on: called once the servers have stopped and the consumer was
+   * told so. A request still running then (its connection cut at the drain timeout, its body
+   * still inflating) is refused and counted, not sent to a consumer that no longer listens.
+   */
+  close(): void {
+    this.#closed = true;
   }
 }
 

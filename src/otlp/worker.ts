@@ -239,6 +239,7 @@ async function serve(settings: ServerSettings): Promise<void> {
     if ((m as Partial<ToWorker> | null)?.kind !== 'stop')
       throw new Error(`OTLP receiver thread: unknown message ${JSON.stringify(m)}`);
     void stopAll().then(() => {
+      gate.close();
       send({ kind: 'stopped' });
       port.close();
     });
