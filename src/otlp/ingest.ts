@@ -119,8 +119,8 @@ export class IngestGate {
   }
 
   /**
-   * Refuses every request from now on: called once the servers have stopped and the consumer was
-   * told so. A request still running then (its connection cut at the drain timeout, its body
+   * Refuses every request from now on: called once the servers have stopped, as the thread ends.
+   * A request still running then (its connection cut at the drain timeout, its body
    * still inflating) is refused and counted, not sent to a consumer that no longer listens.
    */
   close(): void {

@@ -13,9 +13,10 @@
 // attributes crosses as a clone.
 //
 // Messages, worker to receiver: one 'listening' or 'failed' at start, then 'spans' (one per
-// accepted request, in acceptance order) and 'error' (unexpected server errors), and 'stopped'
-// after close, once the servers have finished their in-flight requests; every 'spans' precedes
-// it. Receiver to worker: 'stop'. The counters are shared memory (SharedCounters), not messages.
+// accepted request, in acceptance order) and 'error' (unexpected server errors). Receiver to
+// worker: 'stop', after which the servers finish their in-flight requests and the thread ends;
+// Node delivers every message a worker posted before its 'exit' event, so once the thread has
+// exited every batch has been handed over. The counters are shared memory (SharedCounters).
 
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { startGrpcServer, stopGrpcServer } from './grpc.js';
@@ -37,8 +38,7 @@ type FromWorker =
   | { kind: 'listening'; grpcPort: number | undefined; httpPort: number | undefined }
   | { kind: 'failed'; error: unknown; fields: Record<string, unknown> }
   | { kind: 'spans'; batch: SpanBatch }
-  | { kind: 'error'; error: unknown }
-  | { kind: 'stopped' };
+  | { kind: 'error'; error: unknown };
 
 type ToWorker = { kind: 'stop' };
 
@@ -151,10 +151,6 @@ export function startServerThread(settings: ServerSettings, events: ServerThread
     worker.on('exit', (code) => {
       if (!stopping) failed(new Error(`OTLP receiver thread exited unexpectedly (code ${code})`));
     });
-    let stopped: () => void = () => undefined;
-    const handedOver = new Promise<void>((r) => {
-      stopped = r;
-    });
     worker.on('message', (m: FromWorker) => {
       switch (m.kind) {
         case 'spans':
@@ -171,22 +167,21 @@ export function startServerThread(settings: ServerSettings, events: ServerThread
             worker,
             stop: async () => {
               stopping = true;
-              if (failure === undefined) {
-                worker.postMessage({ kind: 'stop' } satisfies ToWorker);
-                await Promise.race([handedOver, exited]);
-              }
+              if (failure === undefined) worker.postMessage({ kind: 'stop' } satisfies ToWorker);
               await exited;
             },
           });
           return;
-        case 'failed':
+        case 'failed': {
           stopping = true;
           // A clone keeps an Error's message, not its code, syscall, address and port: put them back.
-          reject(Object.assign(m.error instanceof Error ? m.error : new Error(String(m.error)), m.fields));
+          const error = Object.assign(m.error instanceof Error ? m.error : new Error(String(m.error)), m.fields);
+          // Once the thread is gone, as promised: a caller may retry at once.
+          void exited.then(() => {
+            reject(error);
+          });
           return;
-        case 'stopped':
-          stopped();
-          return;
+        }
       }
     });
   });
@@ -240,7 +235,6 @@ async function serve(settings: ServerSettings): Promise<void> {
       throw new Error(`OTLP receiver thread: unknown message ${JSON.stringify(m)}`);
     void stopAll().then(() => {
       gate.close();
-      send({ kind: 'stopped' });
       port.close();
     });
   });
