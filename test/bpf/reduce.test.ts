@@ -3,9 +3,10 @@
 // run-queue summaries against what one capture can show of itself (two captures side by side
 // disagree by a few percent, so a second one is no ground truth for the waits summed).
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import * as A from '../../src/semconv/attributes.js';
 import {
+  type Capture,
   type CapturedEvent,
   durationMs,
   kernelAvailable,
@@ -14,6 +15,7 @@ import {
   settle,
   single,
   startCapture,
+  startWorkload,
 } from './session.js';
 
 const TINY = 'tiny(int*)';
@@ -244,21 +246,37 @@ function assertCovered(
     );
 }
 
+/**
+ * Captures switch_pingpong, run with `args`, followed from its first wait, for tests that compare
+ * every wait it made with those covered: by pid, from a shell that execs it once capture is
+ * ready. Followed by comm, a process is followed only once the loader has read its exec record,
+ * and with its two threads spinning on both cores that took long enough for up to ~100 of its
+ * first waits to go unseen.
+ */
+async function capturePingpong(
+  t: TestContext,
+  captureArgs: string[],
+  args: string[],
+): Promise<{ capture: Capture; truth: Pingpong }> {
+  const workload = startWorkload('switch_pingpong', args, {}, ['sh', '-c', 'read go && exec "$0" "$@"']);
+  t.after(() => workload.child.kill());
+  const capture = await startCapture(t, ['--pid', String(workload.pid), ...captureArgs]);
+  workload.child.stdin.end('go\n');
+  const truth = (await workload.truth) as Pingpong;
+  await settle();
+  await capture.stop();
+  return { capture, truth };
+}
+
 test("short futex and blocked waits are summed per thread per window with the longest one's waker, and with the whole ones add up to the waits made", async (t) => {
   if (!kernelAvailable(t)) return;
   const wholeUs = 100;
   const windowMs = 10;
-  const capture = await startCapture(t, [
-    '--comm',
-    'switch_pingpong',
-    '--wait-whole-us',
-    String(wholeUs),
-    '--reduce-window-ms',
-    String(windowMs),
-  ]);
-  const truth = (await runWorkload('switch_pingpong', ['--rate', '20000', '--seconds', '1'])) as Pingpong;
-  await settle();
-  await capture.stop();
+  const { capture, truth } = await capturePingpong(
+    t,
+    ['--wait-whole-us', String(wholeUs), '--reduce-window-ms', String(windowMs)],
+    ['--rate', '20000', '--seconds', '1'],
+  );
   assert.match(capture.stderr, /drops: none/);
 
   for (const kind of WAIT_SUMMARIES) {
@@ -301,18 +319,12 @@ test("short futex and blocked waits are summed per thread per window with the lo
 test('a futex or blocked wait as long as --wait-whole-us stays whole, naming its waker', async (t) => {
   if (!kernelAvailable(t)) return;
   const wholeUs = 100;
-  const capture = await startCapture(t, ['--comm', 'switch_pingpong', '--wait-whole-us', String(wholeUs)]);
   // ping sleeps 5 ms before each burst of round trips: pong waits that long for its turn.
-  const truth = (await runWorkload('switch_pingpong', [
-    '--rate',
-    '2000',
-    '--burst-ms',
-    '5',
-    '--seconds',
-    '0.5',
-  ])) as Pingpong;
-  await settle();
-  await capture.stop();
+  const { capture, truth } = await capturePingpong(
+    t,
+    ['--wait-whole-us', String(wholeUs)],
+    ['--rate', '2000', '--burst-ms', '5', '--seconds', '0.5'],
+  );
   const [ping, pong] = truth.tids;
 
   for (const kind of WAIT_SUMMARIES) {
@@ -330,10 +342,11 @@ test('a futex or blocked wait as long as --wait-whole-us stays whole, naming its
 
 test('with reduction off, every futex and blocked wait is its own record', async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(t, ['--comm', 'switch_pingpong', '--reduce-window-ms', '0']);
-  const truth = (await runWorkload('switch_pingpong', ['--rate', '20000', '--seconds', '0.5'])) as Pingpong;
-  await settle();
-  await capture.stop();
+  const { capture, truth } = await capturePingpong(
+    t,
+    ['--reduce-window-ms', '0'],
+    ['--rate', '20000', '--seconds', '0.5'],
+  );
   assert.match(capture.stderr, /drops: none/);
 
   for (const kind of WAIT_SUMMARIES) {
