@@ -100,7 +100,13 @@ export async function startSidecar(
   child.stderr.on('data', (chunk: Buffer) => {
     log += chunk.toString();
   });
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  // A sidecar that a signal ended says which in its log, so that an assertion on its exit names it.
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('close', (code, signal) => {
+      if (signal !== null) log += `[test harness] causeway run ended by ${signal}\n`;
+      resolve(code);
+    }),
+  );
   const [, grpcPort, httpPort, metricsPort, mcpUrl] = await until('the sidecar to listen', 15_000, () => {
     if (child.exitCode !== null) throw new Error(`causeway run exited: ${log}`);
     return (
@@ -155,7 +161,13 @@ export async function startSidecar(
     },
     stop: async (signal = 'SIGINT', killAfterMs) => {
       if (child.exitCode === null) child.kill(signal);
-      const kill = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      const kill =
+        killAfterMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              log += `[test harness] still running ${String(killAfterMs)} ms after ${signal}: SIGKILL\n`;
+              child.kill('SIGKILL');
+            }, killAfterMs);
       const code = await exited;
       clearTimeout(kill);
       return code;
