@@ -41,10 +41,12 @@ export interface ReceiverCounters {
   deliveryErrors: number;
   /** Spans accepted but not yet delivered (on their way from the worker, queued, or inside an unresolved onSpans). */
   pendingSpans: number;
-  /** Spans still pending when close() gave up waiting (drain timeout). */
+  /** Spans still pending when close() gave up waiting (drain timeout), or accepted by a servers' thread that failed before handing them over. */
   spansDropped: number;
   /** Times the receiver's worker thread failed (its servers are gone; reported through onError). */
   workerFailures: number;
+  /** Times a failed worker thread was replaced by a new one, on the same ports. */
+  workerRestarts: number;
 }
 
 export type CounterName = keyof ReceiverCounters;
@@ -64,6 +66,7 @@ const COUNTER_NAMES: readonly CounterName[] = [
   'pendingSpans',
   'spansDropped',
   'workerFailures',
+  'workerRestarts',
 ];
 const CELL = Object.fromEntries(COUNTER_NAMES.map((name, i) => [name, i])) as Record<CounterName, number>;
 
@@ -134,6 +137,8 @@ export class DeliveryQueue {
   readonly #onError: (err: unknown) => void;
   readonly #counters: SharedCounters;
   readonly #batches: AppSpan[][] = [];
+  /** Spans pushed and not yet delivered (queued, or in the onSpans call in progress). */
+  #spans = 0;
   #draining = false;
   #idleWaiters: (() => void)[] = [];
 
@@ -146,7 +151,13 @@ export class DeliveryQueue {
   /** Queues a batch the gate accepted and starts delivery. */
   push(spans: AppSpan[]): void {
     this.#batches.push(spans);
+    this.#spans += spans.length;
     if (!this.#draining) void this.#drain();
+  }
+
+  /** Spans pushed and not yet delivered. */
+  get spans(): number {
+    return this.#spans;
   }
 
   async #drain(): Promise<void> {
@@ -160,6 +171,7 @@ export class DeliveryQueue {
           this.#counters.add('deliveryErrors');
           this.#onError(e);
         } finally {
+          this.#spans -= batch.length;
           this.#counters.add('spansDelivered', batch.length);
           this.#counters.add('pendingSpans', -batch.length);
         }
@@ -192,6 +204,7 @@ export class DeliveryQueue {
   /** Forgets undelivered queued batches (counted in spansDropped); an onSpans call in progress is left to finish. */
   dropQueued(): void {
     for (let batch = this.#batches.shift(); batch; batch = this.#batches.shift()) {
+      this.#spans -= batch.length;
       this.#counters.add('spansDropped', batch.length);
       this.#counters.add('pendingSpans', -batch.length);
     }

@@ -1,14 +1,18 @@
 // startOtlpReceiver: the OTLP trace receiver (gRPC + HTTP, served from a thread of its own: worker.ts)
-// in front of the ingest queue, whose onSpans runs on the caller's thread.
+// in front of the ingest queue, whose onSpans runs on the caller's thread. A thread that fails is
+// replaced on the same ports, as the store replaces its worker: a sidecar without its servers
+// would take no span until someone restarted it.
 
 import type { Meter } from '@opentelemetry/api';
 import { counter, observe } from '../export/metrics.js';
 import { DeliveryQueue, SharedCounters, type OnSpans, type ReceiverCounters } from './ingest.js';
-import { startServerThread } from './worker.js';
+import { startServerThread, type ServerSettings, type ServerThread, type ServerThreadEvents } from './worker.js';
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING_SPANS = 100_000;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 5_000;
+/** Failures of the servers' thread in a row, with no span accepted in between, after which it is not started again. */
+const MAX_FAILURES_IN_A_ROW = 3;
 
 export interface Endpoint {
   host: string;
@@ -61,41 +65,114 @@ export async function startOtlpReceiver(options: OtlpReceiverOptions): Promise<O
   const onError = options.onError ?? ((): void => undefined);
   const counters = new SharedCounters();
   const queue = new DeliveryQueue(options.onSpans, counters, onError);
-  const servers = await startServerThread(
-    {
-      grpc: options.grpc === false ? false : { host: options.grpc.host, port: options.grpc.port },
-      http: options.http === false ? false : { host: options.http.host, port: options.http.port },
-      maxMessageBytes,
-      maxPendingSpans,
-      drainTimeoutMs,
-      counters: counters.buffer,
-    },
-    {
+  const settings: ServerSettings = {
+    grpc: options.grpc === false ? false : { host: options.grpc.host, port: options.grpc.port },
+    http: options.http === false ? false : { host: options.http.host, port: options.http.port },
+    maxMessageBytes,
+    maxPendingSpans,
+    drainTimeoutMs,
+    counters: counters.buffer,
+  };
+  const receiver = new Receiver(counters, queue, onError, drainTimeoutMs);
+  await receiver.start(settings);
+  if (options.meter !== undefined) instrument(options.meter, counters);
+  return receiver;
+}
+
+class Receiver implements OtlpReceiver {
+  grpcPort: number | undefined;
+  httpPort: number | undefined;
+  /** The thread serving now. TypeScript's private, not #: a test makes it fail, as the store's worker tests do theirs. */
+  private servers: ServerThread | undefined;
+  readonly #counters: SharedCounters;
+  readonly #queue: DeliveryQueue;
+  readonly #onError: (err: unknown) => void;
+  readonly #drainTimeoutMs: number;
+  readonly #events: ServerThreadEvents;
+  #settings: ServerSettings | undefined;
+  #closing: Promise<void> | undefined;
+  #replacing: Promise<void> | undefined;
+  #failuresInARow = 0;
+  #acceptedAtFailure = 0;
+
+  constructor(counters: SharedCounters, queue: DeliveryQueue, onError: (err: unknown) => void, drainTimeoutMs: number) {
+    this.#counters = counters;
+    this.#queue = queue;
+    this.#onError = onError;
+    this.#drainTimeoutMs = drainTimeoutMs;
+    this.#events = {
       onSpans: (spans) => {
         queue.push(spans);
       },
       onError,
       onFailure: (err) => {
         counters.add('workerFailures');
-        onError(err);
+        this.#replacing = this.#replace(err);
       },
-    },
-  );
-  if (options.meter !== undefined) instrument(options.meter, counters);
+    };
+  }
 
-  let closing: Promise<void> | undefined;
-  return {
-    grpcPort: servers.grpcPort,
-    httpPort: servers.httpPort,
-    counters: () => counters.snapshot(),
-    close: () => {
-      closing ??= (async () => {
-        await servers.stop();
-        if (!(await queue.whenIdle(drainTimeoutMs))) queue.dropQueued();
-      })();
-      return closing;
-    },
-  };
+  async start(settings: ServerSettings): Promise<void> {
+    this.servers = await startServerThread(settings, this.#events);
+    this.grpcPort = this.servers.grpcPort;
+    this.httpPort = this.servers.httpPort;
+    // A thread started again serves the ports first bound: the senders are configured with them.
+    this.#settings = {
+      ...settings,
+      grpc: settings.grpc === false ? false : { ...settings.grpc, port: this.grpcPort ?? 0 },
+      http: settings.http === false ? false : { ...settings.http, port: this.httpPort ?? 0 },
+    };
+  }
+
+  counters(): ReceiverCounters {
+    return this.#counters.snapshot();
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#replacing;
+      await this.servers?.stop();
+      if (!(await this.#queue.whenIdle(this.#drainTimeoutMs))) this.#queue.dropQueued();
+    })();
+    return this.#closing;
+  }
+
+  /**
+   * A failed thread's servers are gone. Once it has exited (every batch it posted handed over),
+   * the spans it accepted and never handed over are dropped and counted, and another thread
+   * serves the same ports, unless it keeps failing with no span accepted in between.
+   */
+  async #replace(err: Error): Promise<void> {
+    await this.servers?.stop();
+    const counters = this.#counters;
+    const lost = counters.get('pendingSpans') - this.#queue.spans;
+    counters.add('spansDropped', lost);
+    counters.add('pendingSpans', -lost);
+    const accepted = counters.get('spansAccepted');
+    this.#failuresInARow = accepted > this.#acceptedAtFailure ? 1 : this.#failuresInARow + 1;
+    this.#acceptedAtFailure = accepted;
+    if (this.#closing !== undefined || this.#settings === undefined) return;
+    const what = `${err.message}; ${String(lost)} spans accepted and not handed over are lost`;
+    if (this.#failuresInARow > MAX_FAILURES_IN_A_ROW) {
+      const times = String(this.#failuresInARow);
+      this.#onError(
+        new Error(`${what}; it failed ${times} times with no span accepted in between: the receiver is down`, {
+          cause: err,
+        }),
+      );
+      return;
+    }
+    this.#onError(new Error(`${what}; starting it again`, { cause: err }));
+    try {
+      this.servers = await startServerThread(this.#settings, this.#events);
+      counters.add('workerRestarts');
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      this.#onError(
+        new Error(`the OTLP receiver thread cannot start again (${why}): the receiver is down`, { cause: e }),
+      );
+    }
+  }
 }
 
 function instrument(meter: Meter, counters: SharedCounters): void {
@@ -106,7 +183,19 @@ function instrument(meter: Meter, counters: SharedCounters): void {
       spansRejected: counter('causeway_receiver_spans_rejected', 'App spans rejected as invalid.'),
       requestsRefused: counter('causeway_receiver_requests_refused', 'OTLP requests refused for overload (retryable).'),
       badRequests: counter('causeway_receiver_bad_requests', 'OTLP requests answered with a client error.'),
+      spansDropped: counter(
+        'causeway_receiver_spans_dropped',
+        "App spans accepted and then lost: still waiting at the drain timeout, or in a failed servers' thread.",
+      ),
+      deliveryErrors: counter(
+        'causeway_receiver_delivery_errors',
+        "Accepted requests whose spans the sidecar's intake failed on.",
+      ),
       workerFailures: counter('causeway_receiver_worker_failures', "Times the OTLP servers' thread failed."),
+      workerRestarts: counter(
+        'causeway_receiver_worker_restarts',
+        "Times a failed OTLP servers' thread was replaced by a new one on the same ports.",
+      ),
     },
     () => counters.snapshot(),
   );

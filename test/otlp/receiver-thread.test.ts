@@ -127,3 +127,72 @@ test('a receiver whose port is taken fails to start, saying why', async (t) => {
     },
   );
 });
+
+test("a failed servers' thread is started again on the same ports; one that keeps failing with no span accepted between leaves the receiver down, saying so", async (t) => {
+  const errors: string[] = [];
+  const delivered: number[] = [];
+  const r = await startOtlpReceiver({
+    grpc: { host: HOST, port: 0 },
+    http: { host: HOST, port: 0 },
+    onSpans: (spans) => {
+      delivered.push(spans.length);
+    },
+    onError: (err) => errors.push(err instanceof Error ? err.message : String(err)),
+  });
+  t.after(() => r.close());
+  // As the receiver-level failure of the test above: a message the thread does not know makes it throw.
+  const fail = async (): Promise<void> => {
+    const failures = r.counters().workerFailures;
+    await until(() => r.counters().workerRestarts === failures); // the thread now serving has started
+    const thread = (r as unknown as { servers: { worker: Worker } }).servers.worker;
+    thread.postMessage({ kind: 'no such message' });
+    await new Promise((resolve) => thread.once('exit', resolve));
+    await until(() => errors.length > failures);
+  };
+  const until = async (done: () => boolean): Promise<void> => {
+    const deadline = performance.now() + 10_000;
+    while (!done()) {
+      assert.ok(
+        performance.now() < deadline,
+        `timed out; counters ${JSON.stringify(r.counters())}, errors ${JSON.stringify(errors)}`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  };
+  const post = async (): Promise<number> => {
+    const response = await fetch(`http://${HOST}:${String(r.httpPort)}/v1/traces`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-protobuf' },
+      body: otlpRequest(3, { pid: process.pid, durationNs: 1_000_000n }).body,
+    });
+    await response.arrayBuffer();
+    return response.status;
+  };
+
+  assert.equal(await post(), 200);
+  await fail();
+  await until(() => r.counters().workerRestarts === 1);
+  assert.match(
+    errors[0] ?? '',
+    /OTLP receiver thread failed: .*unknown message.*; 0 spans accepted and not handed over are lost; starting it again$/,
+  );
+  assert.equal(await post(), 200, 'the same HTTP port answers');
+  await until(() => delivered.length === 2);
+
+  // Spans were accepted since the first failure, so the next is the first in a row; the fourth
+  // in a row with no span accepted in between is not restarted.
+  for (let i = 0; i < 4; i++) await fail();
+  assert.match(errors[4] ?? '', /failed 4 times with no span accepted in between: the receiver is down$/);
+  const counters = r.counters();
+  assert.deepEqual(
+    [
+      counters.workerFailures,
+      counters.workerRestarts,
+      counters.spansAccepted,
+      counters.spansDelivered,
+      counters.pendingSpans,
+    ],
+    [5, 4, 6, 6, 0],
+  );
+  await assert.rejects(post(), 'no server listens once the receiver is down');
+});
