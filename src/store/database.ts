@@ -1,17 +1,20 @@
 // The store's DuckDB database, as its worker (worker.ts) runs it: the schema, the appends of
 // the rows the main thread handed over, retention, and the queries. Kernel events, spans and
-// attachments come packed by column (columns.ts); events and attachments are appended a data
-// chunk at a time, spans a row at a time (with their processes); an append gives the
-// worker's event loop a turn between chunks, so that a query asked meanwhile starts (and its
+// attachments come packed by column (columns.ts) and are appended a data chunk at a time (spans'
+// processes, new ones only, a row at a time); an append gives the worker's event loop a turn between chunks, so that a query asked meanwhile starts (and its
 // result is sent) without waiting for the whole batch.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setImmediate as turn } from 'node:timers/promises';
 import {
+  BIGINT,
+  DOUBLE,
   DuckDBDataChunk,
   DuckDBInstance,
+  INTEGER,
   type DuckDBAppender,
   type DuckDBConnection,
+  type DuckDBType,
   type DuckDBValue,
 } from '@duckdb/node-api';
 import bindings from '@duckdb/node-bindings';
@@ -95,8 +98,6 @@ const SHRINK_TO = 0.8;
 const SHRINK_ROUNDS = 4;
 /** Read connections: queries of one explain_trace run side by side on DuckDB's threads. */
 const READERS = 4;
-/** Rows appended between turns of the worker's event loop, in which queries asked meanwhile start or end. */
-const ROWS_PER_TURN = 256;
 /** Rows of a data chunk at most, and so between turns of the event loop for packed rows (DuckDB's vector size). */
 const ROWS_PER_CHUNK = 2048;
 /** Rows the appender holds at most before it writes them out: a flush holds the worker's event loop too. */
@@ -124,11 +125,6 @@ CREATE TABLE IF NOT EXISTS shed_times (from_ns BIGINT, to_ns BIGINT);
 type ProcessRow = [pid: number, service: string, executable: string | undefined, containerId: string | undefined];
 
 /** Appends the value, or SQL NULL when there is none. */
-function appendIntegerOrNull(appender: DuckDBAppender, value: number | undefined): void {
-  if (value === undefined) appender.appendNull();
-  else appender.appendInteger(value);
-}
-
 function appendVarcharOrNull(appender: DuckDBAppender, value: string | undefined): void {
   if (value === undefined) appender.appendNull();
   else appender.appendVarchar(value);
@@ -171,6 +167,17 @@ function fill(
     bindings.vector_ensure_validity_writable(vector);
     bindings.copy_data_to_vector_validity(vector, 0, valid.buffer as ArrayBuffer, 0, valid.byteLength);
   }
+}
+
+/**
+ * A data chunk's column type: the table's for strings (a JSON column stays JSON), the packed one
+ * for numbers, which DuckDB casts to the table's where they differ (the spans' TINYINTs).
+ */
+function chunkType(packed: ColumnType, table: DuckDBType): DuckDBType {
+  if (packed === 'bigint') return BIGINT;
+  if (packed === 'integer') return INTEGER;
+  if (packed === 'double') return DOUBLE;
+  return table;
 }
 
 const cell = (value: DuckDBValue): Cell => (value === null || typeof value !== 'object' ? value : String(value));
@@ -296,13 +303,6 @@ export class StoreDatabase {
     return Number(used?.[0] ?? 0) + fileBytes(`${this.options.path}.wal`);
   }
 
-  /** Every so many rows, lets the worker answer what was asked meanwhile, and writes the rows out. */
-  private async appended(appender: DuckDBAppender, rows: number): Promise<void> {
-    if (rows % ROWS_PER_TURN !== 0) return;
-    if (rows % ROWS_PER_FLUSH === 0) appender.flushSync();
-    await turn();
-  }
-
   /** Kernel events; the ids go on from the last one appended (the first column). */
   private async appendEvents(batches: Packed[]): Promise<number> {
     for (const { rows, buffer } of batches) {
@@ -313,16 +313,19 @@ export class StoreDatabase {
     return this.appendPacked('kernel_events', EVENT_COLUMNS, batches.map(eventsWithJson));
   }
 
-  /** Packed rows a data chunk at a time, with a turn of the event loop after each. */
+  /**
+   * Packed rows a data chunk at a time, with a turn of the event loop after each. The table's
+   * columns are the layout's first ones (a spans batch carries its process's after them).
+   */
   private async appendPacked(table: string, layout: readonly ColumnType[], batches: Packed[]): Promise<number> {
     if (batches.length === 0) return 0;
     const a = await this.connection.createAppender(table);
-    const types = layout.map((_, i) => a.columnType(i));
+    const types = Array.from({ length: a.columnCount }, (_, i) => chunkType(layout[i] ?? 'varchar', a.columnType(i)));
     let n = 0;
     let unflushed = 0;
     for (const batch of batches) {
       const { rows } = batch;
-      const columns = columnViews(layout, rows, batch.buffer);
+      const columns = columnViews(layout, rows, batch.buffer).slice(0, types.length);
       for (let from = 0; from < rows; from += ROWS_PER_CHUNK) {
         const count = Math.min(ROWS_PER_CHUNK, rows - from);
         const chunk = DuckDBDataChunk.create(types, count);
@@ -354,67 +357,26 @@ export class StoreDatabase {
     a.closeSync();
   }
 
+  /** Spans, numbered on from the last one appended, and the processes seen in them for the first time. */
   private async appendSpans(batches: Packed[], now: bigint): Promise<number> {
-    if (batches.length === 0) return 0;
-    const a = await this.connection.createAppender('spans');
+    const withJson = batches.map(spansWithJson);
     const processes: ProcessRow[] = [];
-    let n = 0;
-    for (const batch of batches.map(spansWithJson)) {
-      const { rows, strings } = batch;
-      const {
-        traces,
-        ids,
-        parents,
-        services,
-        names,
-        kinds,
-        starts,
-        ends,
-        pids,
-        tids,
-        statuses,
-        attributes,
-        executables,
-        containers,
-      } = spanColumns(columnViews(SPAN_COLUMNS, rows, batch.buffer));
-      const text = (column: Int32Array, row: number) => {
-        const at = column[row] ?? NULL;
-        return at === NULL ? undefined : strings[at];
-      };
-      const integer = (column: Int32Array, row: number) => {
-        const v = column[row] ?? NULL;
-        return v === NULL ? undefined : v;
-      };
+    for (const { rows, buffer, strings } of withJson) {
+      const { seqs, services, pids, executables, containers } = spanColumns(columnViews(SPAN_COLUMNS, rows, buffer));
+      const text = (column: Int32Array, row: number) => strings[column[row] ?? NULL];
       for (let row = 0; row < rows; row++) {
-        const start = starts[row] ?? 0n;
-        const end = ends[row] ?? 0n;
-        const pid = integer(pids, row);
+        seqs[row] = this.nextSpanSeq++;
+        const pid = pids[row] ?? NULL;
+        if (pid === NULL) continue;
         const service = text(services, row) ?? '';
-        a.appendBigInt(this.nextSpanSeq++);
-        a.appendVarchar(text(traces, row) ?? '');
-        a.appendVarchar(text(ids, row) ?? '');
-        appendVarcharOrNull(a, text(parents, row));
-        a.appendVarchar(service);
-        a.appendVarchar(text(names, row) ?? '');
-        a.appendTinyInt(kinds[row] ?? 0);
-        a.appendBigInt(start);
-        a.appendBigInt(end);
-        a.appendDouble(Number(end - start) / 1e6);
-        appendIntegerOrNull(a, pid);
-        appendIntegerOrNull(a, integer(tids, row));
-        a.appendTinyInt(statuses[row] ?? 0);
-        a.appendVarchar(text(attributes, row) ?? '{}');
-        a.endRow();
-        await this.appended(a, ++n);
         const key = `${String(pid)}/${service}`;
-        if (pid !== undefined && !this.processesSeen.has(key)) {
-          if (this.processesSeen.size >= 65536) this.processesSeen.clear();
-          this.processesSeen.add(key);
-          processes.push([pid, service, text(executables, row), text(containers, row)]);
-        }
+        if (this.processesSeen.has(key)) continue;
+        if (this.processesSeen.size >= 65536) this.processesSeen.clear();
+        this.processesSeen.add(key);
+        processes.push([pid, service, text(executables, row), text(containers, row)]);
       }
     }
-    a.closeSync();
+    const n = await this.appendPacked('spans', SPAN_COLUMNS, withJson);
     await this.appendProcesses(processes, now);
     return n;
   }
