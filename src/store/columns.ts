@@ -45,6 +45,8 @@ export const EVENT_COLUMNS = [
 ] as const satisfies readonly ColumnType[];
 /** The attributes column: the stamp's, added to the table later, follow it. */
 const EVENT_ATTRIBUTES = 12;
+/** The end_ns column of each layout (retention goes by it). */
+export const EVENT_END = 6;
 
 /** An event's attribute entries, all events' one after the other: the key, and the value as its kind says. */
 const ENTRY_COLUMNS = [
@@ -55,8 +57,14 @@ const ENTRY_COLUMNS = [
 ] as const satisfies readonly ColumnType[];
 const VALUE = { number: 0, string: 1, json: 2 } as const;
 
-/** The columns of an app span's row and of its process's (database.ts writes the spans and processes tables from them). */
+/**
+ * The columns of an app span's row, in the spans table's order, then its process's two
+ * (database.ts appends the table's columns a data chunk at a time, and writes the processes
+ * table from the rows). The worker numbers the rows (seq) as it appends them; span_kind and
+ * status_code go as integers, which DuckDB casts to the table's TINYINT (refusing one that does not fit).
+ */
 export const SPAN_COLUMNS = [
+  'bigint', // seq: the worker's
   'varchar', // trace_id
   'varchar', // span_id
   'varchar', // parent_span_id
@@ -65,6 +73,7 @@ export const SPAN_COLUMNS = [
   'integer', // span_kind
   'bigint', // start_ns
   'bigint', // end_ns
+  'double', // duration_ms
   'integer', // pid
   'integer', // tid
   'integer', // status_code
@@ -72,11 +81,13 @@ export const SPAN_COLUMNS = [
   'varchar', // the process's executable
   'varchar', // the process's container_id
 ] as const satisfies readonly ColumnType[];
-const SPAN_ATTRIBUTES = 11;
+const SPAN_ATTRIBUTES = 13;
+export const SPAN_END = 8;
 
 /** A spans batch's columns (SPAN_COLUMNS), by name. */
 export function spanColumns(columns: Column[]) {
   const [
+    seqs,
     traces,
     ids,
     parents,
@@ -85,6 +96,7 @@ export function spanColumns(columns: Column[]) {
     kinds,
     starts,
     ends,
+    durations,
     pids,
     tids,
     statuses,
@@ -92,6 +104,7 @@ export function spanColumns(columns: Column[]) {
     executables,
     containers,
   ] = columns as [
+    BigInt64Array,
     Int32Array,
     Int32Array,
     Int32Array,
@@ -100,6 +113,7 @@ export function spanColumns(columns: Column[]) {
     Int32Array,
     BigInt64Array,
     BigInt64Array,
+    Float64Array,
     Int32Array,
     Int32Array,
     Int32Array,
@@ -108,6 +122,7 @@ export function spanColumns(columns: Column[]) {
     Int32Array,
   ];
   return {
+    seqs,
     traces,
     ids,
     parents,
@@ -116,6 +131,7 @@ export function spanColumns(columns: Column[]) {
     kinds,
     starts,
     ends,
+    durations,
     pids,
     tids,
     statuses,
@@ -131,6 +147,7 @@ export const ATTACHMENT_COLUMNS = [
   'bigint', // event_id
   'bigint', // end_ns
 ] as const satisfies readonly ColumnType[];
+export const ATTACHMENT_END = 3;
 
 const WIDE = new Set<ColumnType>(['bigint', 'double']);
 
@@ -354,6 +371,7 @@ export function packSpans(spans: SpanRow[]): Packed {
     kinds,
     starts,
     ends,
+    durations,
     pids,
     tids,
     statuses,
@@ -371,6 +389,7 @@ export function packSpans(spans: SpanRow[]): Packed {
     kinds[i] = span.kind;
     starts[i] = span.startUnixNano;
     ends[i] = span.endUnixNano;
+    durations[i] = Number(span.endUnixNano - span.startUnixNano) / 1e6;
     pids[i] = span.pid ?? NULL;
     tids[i] = span.tid ?? NULL;
     statuses[i] = span.statusCode;

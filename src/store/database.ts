@@ -1,17 +1,21 @@
 // The store's DuckDB database, as its worker (worker.ts) runs it: the schema, the appends of
 // the rows the main thread handed over, retention, and the queries. Kernel events, spans and
-// attachments come packed by column (columns.ts); events and attachments are appended a data
-// chunk at a time, spans a row at a time (with their processes); an append gives the
-// worker's event loop a turn between chunks, so that a query asked meanwhile starts (and its
-// result is sent) without waiting for the whole batch.
+// attachments come packed by column (columns.ts) and are appended a data chunk at a time (the
+// processes new in spans a row at a time: they are few); an append gives the worker's event loop
+// a turn between chunks, so that a query asked meanwhile starts (and its result is sent) without
+// waiting for the whole batch.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setImmediate as turn } from 'node:timers/promises';
 import {
+  BIGINT,
+  DOUBLE,
   DuckDBDataChunk,
   DuckDBInstance,
+  INTEGER,
   type DuckDBAppender,
   type DuckDBConnection,
+  type DuckDBType,
   type DuckDBValue,
 } from '@duckdb/node-api';
 import bindings from '@duckdb/node-bindings';
@@ -19,9 +23,12 @@ import type { ShedTime } from '../correlate/source.js';
 import { MS } from '../correlate/time.js';
 import {
   ATTACHMENT_COLUMNS,
+  ATTACHMENT_END,
   EVENT_COLUMNS,
+  EVENT_END,
   NULL,
   SPAN_COLUMNS,
+  SPAN_END,
   columnViews,
   eventsWithJson,
   spanColumns,
@@ -95,8 +102,6 @@ const SHRINK_TO = 0.8;
 const SHRINK_ROUNDS = 4;
 /** Read connections: queries of one explain_trace run side by side on DuckDB's threads. */
 const READERS = 4;
-/** Rows appended between turns of the worker's event loop, in which queries asked meanwhile start or end. */
-const ROWS_PER_TURN = 256;
 /** Rows of a data chunk at most, and so between turns of the event loop for packed rows (DuckDB's vector size). */
 const ROWS_PER_CHUNK = 2048;
 /** Rows the appender holds at most before it writes them out: a flush holds the worker's event loop too. */
@@ -124,11 +129,6 @@ CREATE TABLE IF NOT EXISTS shed_times (from_ns BIGINT, to_ns BIGINT);
 type ProcessRow = [pid: number, service: string, executable: string | undefined, containerId: string | undefined];
 
 /** Appends the value, or SQL NULL when there is none. */
-function appendIntegerOrNull(appender: DuckDBAppender, value: number | undefined): void {
-  if (value === undefined) appender.appendNull();
-  else appender.appendInteger(value);
-}
-
 function appendVarcharOrNull(appender: DuckDBAppender, value: string | undefined): void {
   if (value === undefined) appender.appendNull();
   else appender.appendVarchar(value);
@@ -173,6 +173,26 @@ function fill(
   }
 }
 
+/**
+ * A data chunk's column type: the table's for strings (a JSON column stays JSON), the packed one
+ * for numbers, which DuckDB casts to the table's where they differ (the spans' TINYINTs).
+ */
+function chunkType(packed: ColumnType, table: DuckDBType): DuckDBType {
+  if (packed === 'bigint') return BIGINT;
+  if (packed === 'integer') return INTEGER;
+  if (packed === 'double') return DOUBLE;
+  return table;
+}
+
+/** The earliest of a packed column of times over the batches; undefined when they have no rows. */
+function earliest(layout: readonly ColumnType[], column: number, batches: Packed[]): bigint | undefined {
+  let min: bigint | undefined;
+  for (const { rows, buffer } of batches)
+    for (const end of columnViews(layout, rows, buffer)[column] as BigInt64Array)
+      if (min === undefined || end < min) min = end;
+  return min;
+}
+
 const cell = (value: DuckDBValue): Cell => (value === null || typeof value !== 'object' ? value : String(value));
 
 function fileBytes(path: string): number {
@@ -192,6 +212,13 @@ export class StoreDatabase {
   /** The next ids, after those of the rows held. */
   nextEventId = 0n;
   nextSpanSeq = 0n;
+  /**
+   * What the last retention left, so that a DELETE that would find nothing is not run (each scans
+   * its table: most of a small write's cost): no row of kernel_events, spans or attachments ends
+   * before heldFrom.end, no event's id is below heldFrom.event nor span's seq below heldFrom.span;
+   * undefined until a retention ran (a file's rows may be anything).
+   */
+  private heldFrom: { end: bigint; event: bigint; span: bigint } | undefined;
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -240,11 +267,20 @@ export class StoreDatabase {
     now: bigint,
   ): Promise<Written> {
     const started = performance.now();
+    if (this.heldFrom !== undefined) {
+      const ends = [
+        earliest(EVENT_COLUMNS, EVENT_END, events),
+        earliest(SPAN_COLUMNS, SPAN_END, spans),
+        earliest(ATTACHMENT_COLUMNS, ATTACHMENT_END, attachments),
+      ];
+      for (const end of ends) if (end !== undefined && end < this.heldFrom.end) this.heldFrom.end = end;
+    }
     const eventsStored = await this.appendEvents(events);
     const spansStored = await this.appendSpans(spans, now);
     const attachmentsStored = await this.appendPacked('attachments', ATTACHMENT_COLUMNS, attachments);
     await this.appendShed(shed);
-    const written = { eventsStored, spansStored, attachmentsStored, rowsExpired: await this.expire(now) };
+    const rowsExpired = await this.expire(now, shed.length > 0);
+    const written = { eventsStored, spansStored, attachmentsStored, rowsExpired };
     return { ...written, ms: performance.now() - started };
   }
 
@@ -288,19 +324,16 @@ export class StoreDatabase {
   }
 
   /** On disk: the blocks in use and the write-ahead log (freed blocks are reused); in memory: the memory. */
-  private async bytes(memoryBytes: number): Promise<number> {
-    if (this.options.path === IN_MEMORY) return memoryBytes;
+  private async bytes(memoryBytes?: number): Promise<number> {
+    if (this.options.path === IN_MEMORY) {
+      if (memoryBytes !== undefined) return memoryBytes;
+      const [memory] = await this.rows(`SELECT sum(memory_usage_bytes) FROM duckdb_memory()`);
+      return Number(memory?.[0] ?? 0);
+    }
     const [used] = await this.rows(
       `SELECT used_blocks * block_size FROM pragma_database_size() WHERE database_name = 'causeway'`,
     );
     return Number(used?.[0] ?? 0) + fileBytes(`${this.options.path}.wal`);
-  }
-
-  /** Every so many rows, lets the worker answer what was asked meanwhile, and writes the rows out. */
-  private async appended(appender: DuckDBAppender, rows: number): Promise<void> {
-    if (rows % ROWS_PER_TURN !== 0) return;
-    if (rows % ROWS_PER_FLUSH === 0) appender.flushSync();
-    await turn();
   }
 
   /** Kernel events; the ids go on from the last one appended (the first column). */
@@ -313,16 +346,19 @@ export class StoreDatabase {
     return this.appendPacked('kernel_events', EVENT_COLUMNS, batches.map(eventsWithJson));
   }
 
-  /** Packed rows a data chunk at a time, with a turn of the event loop after each. */
+  /**
+   * Packed rows a data chunk at a time, with a turn of the event loop after each. The table's
+   * columns are the layout's first ones (a spans batch carries its process's after them).
+   */
   private async appendPacked(table: string, layout: readonly ColumnType[], batches: Packed[]): Promise<number> {
     if (batches.length === 0) return 0;
     const a = await this.connection.createAppender(table);
-    const types = layout.map((_, i) => a.columnType(i));
+    const types = Array.from({ length: a.columnCount }, (_, i) => chunkType(layout[i] ?? 'varchar', a.columnType(i)));
     let n = 0;
     let unflushed = 0;
     for (const batch of batches) {
       const { rows } = batch;
-      const columns = columnViews(layout, rows, batch.buffer);
+      const columns = columnViews(layout, rows, batch.buffer).slice(0, types.length);
       for (let from = 0; from < rows; from += ROWS_PER_CHUNK) {
         const count = Math.min(ROWS_PER_CHUNK, rows - from);
         const chunk = DuckDBDataChunk.create(types, count);
@@ -354,67 +390,26 @@ export class StoreDatabase {
     a.closeSync();
   }
 
+  /** Spans, numbered on from the last one appended, and the processes seen in them for the first time. */
   private async appendSpans(batches: Packed[], now: bigint): Promise<number> {
-    if (batches.length === 0) return 0;
-    const a = await this.connection.createAppender('spans');
+    const withJson = batches.map(spansWithJson);
     const processes: ProcessRow[] = [];
-    let n = 0;
-    for (const batch of batches.map(spansWithJson)) {
-      const { rows, strings } = batch;
-      const {
-        traces,
-        ids,
-        parents,
-        services,
-        names,
-        kinds,
-        starts,
-        ends,
-        pids,
-        tids,
-        statuses,
-        attributes,
-        executables,
-        containers,
-      } = spanColumns(columnViews(SPAN_COLUMNS, rows, batch.buffer));
-      const text = (column: Int32Array, row: number) => {
-        const at = column[row] ?? NULL;
-        return at === NULL ? undefined : strings[at];
-      };
-      const integer = (column: Int32Array, row: number) => {
-        const v = column[row] ?? NULL;
-        return v === NULL ? undefined : v;
-      };
+    for (const { rows, buffer, strings } of withJson) {
+      const { seqs, services, pids, executables, containers } = spanColumns(columnViews(SPAN_COLUMNS, rows, buffer));
+      const text = (column: Int32Array, row: number) => strings[column[row] ?? NULL];
       for (let row = 0; row < rows; row++) {
-        const start = starts[row] ?? 0n;
-        const end = ends[row] ?? 0n;
-        const pid = integer(pids, row);
+        seqs[row] = this.nextSpanSeq++;
+        const pid = pids[row] ?? NULL;
+        if (pid === NULL) continue;
         const service = text(services, row) ?? '';
-        a.appendBigInt(this.nextSpanSeq++);
-        a.appendVarchar(text(traces, row) ?? '');
-        a.appendVarchar(text(ids, row) ?? '');
-        appendVarcharOrNull(a, text(parents, row));
-        a.appendVarchar(service);
-        a.appendVarchar(text(names, row) ?? '');
-        a.appendTinyInt(kinds[row] ?? 0);
-        a.appendBigInt(start);
-        a.appendBigInt(end);
-        a.appendDouble(Number(end - start) / 1e6);
-        appendIntegerOrNull(a, pid);
-        appendIntegerOrNull(a, integer(tids, row));
-        a.appendTinyInt(statuses[row] ?? 0);
-        a.appendVarchar(text(attributes, row) ?? '{}');
-        a.endRow();
-        await this.appended(a, ++n);
         const key = `${String(pid)}/${service}`;
-        if (pid !== undefined && !this.processesSeen.has(key)) {
-          if (this.processesSeen.size >= 65536) this.processesSeen.clear();
-          this.processesSeen.add(key);
-          processes.push([pid, service, text(executables, row), text(containers, row)]);
-        }
+        if (this.processesSeen.has(key)) continue;
+        if (this.processesSeen.size >= 65536) this.processesSeen.clear();
+        this.processesSeen.add(key);
+        processes.push([pid, service, text(executables, row), text(containers, row)]);
       }
     }
-    a.closeSync();
+    const n = await this.appendPacked('spans', SPAN_COLUMNS, withJson);
     await this.appendProcesses(processes, now);
     return n;
   }
@@ -439,17 +434,21 @@ export class StoreDatabase {
    * past maxBytes, the oldest rows of each table down to SHRINK_TO of it (a checkpoint then
    * frees their blocks and empties the write-ahead log), again until it fits. Returns the rows deleted.
    */
-  private async expire(now: bigint): Promise<number> {
+  private async expire(now: bigint, shedAdded: boolean): Promise<number> {
     const { retentionMs, maxEvents, maxSpans, maxBytes, path } = this.options;
     const cutoff = now - BigInt(retentionMs) * MS;
     let expired = await this.deleteBefore(
       cutoff,
       this.nextEventId - BigInt(maxEvents),
       this.nextSpanSeq - BigInt(maxSpans),
+      shedAdded,
     );
     // Blocks are not freed in proportion to the rows deleted (a row group keeps its blocks until
     // the checkpoint rewrites it), so measure again: each round deletes a larger share.
     for (let round = 0; round < SHRINK_ROUNDS; round++) {
+      // The bytes alone first: size() also counts each table's rows, which took about as long as
+      // the DELETEs when it ran at every write.
+      if ((await this.bytes()) <= maxBytes) break;
       const size = await this.size();
       if (size.bytes <= maxBytes || size.events + size.spans === 0) break;
       const keep = (SHRINK_TO * maxBytes) / size.bytes;
@@ -457,23 +456,48 @@ export class StoreDatabase {
         cutoff,
         this.nextEventId - BigInt(Math.floor(size.events * keep)),
         this.nextSpanSeq - BigInt(Math.floor(size.spans * keep)),
+        false,
       );
       if (path !== IN_MEMORY) await this.connection.run('CHECKPOINT');
     }
     return expired;
   }
 
-  private async deleteBefore(cutoff: bigint, oldestEvent: bigint, oldestSpan: bigint): Promise<number> {
-    const events = await this.connection.run(`DELETE FROM kernel_events WHERE end_ns < $1 OR event_id < $2`, [
-      cutoff,
-      oldestEvent,
-    ]);
-    const spans = await this.connection.run(`DELETE FROM spans WHERE end_ns < $1 OR seq < $2`, [cutoff, oldestSpan]);
-    await this.connection.run(`DELETE FROM attachments WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
+  /** Deletes the rows that end before cutoff or whose ids are below the oldest kept; a table where none can be is left alone. */
+  private async deleteBefore(
+    cutoff: bigint,
+    oldestEvent: bigint,
+    oldestSpan: bigint,
+    shedAdded: boolean,
+  ): Promise<number> {
+    const held = this.heldFrom;
+    const late = held === undefined || held.end < cutoff;
+    let expired = 0;
+    if (late || oldestEvent > held.event) {
+      const events = await this.connection.run(`DELETE FROM kernel_events WHERE end_ns < $1 OR event_id < $2`, [
+        cutoff,
+        oldestEvent,
+      ]);
+      await this.connection.run(`DELETE FROM attachments WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
+      expired += events.rowsChanged;
+    }
+    let spansDeleted = false;
+    if (late || oldestSpan > held.span) {
+      const spans = await this.connection.run(`DELETE FROM spans WHERE end_ns < $1 OR seq < $2`, [cutoff, oldestSpan]);
+      spansDeleted = spans.rowsChanged > 0;
+      expired += spans.rowsChanged;
+    }
     // A shed time is kept while a span it may overlap is: before the oldest span, it overlaps none.
-    await this.connection.run(`DELETE FROM shed_times WHERE to_ns < $1 OR to_ns < (SELECT min(start_ns) FROM spans)`, [
-      cutoff,
-    ]);
-    return events.rowsChanged + spans.rowsChanged;
+    if (late || spansDeleted || shedAdded)
+      await this.connection.run(
+        `DELETE FROM shed_times WHERE to_ns < $1 OR to_ns < (SELECT min(start_ns) FROM spans)`,
+        [cutoff],
+      );
+    this.heldFrom = {
+      end: late ? cutoff : held.end,
+      event: held === undefined || oldestEvent > held.event ? oldestEvent : held.event,
+      span: held === undefined || oldestSpan > held.span ? oldestSpan : held.span,
+    };
+    return expired;
   }
 }

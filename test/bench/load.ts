@@ -67,6 +67,9 @@ export interface LoadReport {
     /** Held kernel events evicted before their retention ended because --max-events were held. */
     evictedOverBound: number | undefined;
     storeRowsShed: number | undefined;
+    /** Written to the store over the whole run, what its rows shed are out of. */
+    storeEventsStored: number | undefined;
+    storeSpansStored: number | undefined;
     receiverRequestsRefused: number | undefined;
     correlatorSpansRefused: number | undefined;
     exportSpansDropped: number | undefined;
@@ -525,6 +528,8 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
         kernelShedLate: metricValue(final, 'causeway_kernel_shed_late_total'),
         evictedOverBound: metricValue(final, 'causeway_correlator_events_evicted_over_bound_total'),
         storeRowsShed: metricValue(final, 'causeway_store_rows_shed_total'),
+        storeEventsStored: metricValue(final, 'causeway_store_events_stored_total'),
+        storeSpansStored: metricValue(final, 'causeway_store_spans_stored_total'),
         receiverRequestsRefused: metricValue(final, 'causeway_receiver_requests_refused_total'),
         correlatorSpansRefused: metricValue(final, 'causeway_correlator_spans_refused_total'),
         exportSpansDropped: metricValue(final, 'causeway_export_spans_dropped_total'),
@@ -611,7 +616,7 @@ export function loadRows(title: string, r: LoadReport): string[] {
   const benchLoop = `the bench's event-loop delay meanwhile (included) p99 ${r.benchLoopDelay.p99Ms.toFixed(0)} ms, max ${r.benchLoopDelay.maxMs.toFixed(0)} ms`;
   return [
     `| ${title}: kernel events offered | ${n(r.offered.eventsPerS)}/s over the workloads' run (decoded, dropped or shed; they made ${n(r.offered.switchesPerS)} switches/s and ${n(r.offered.launchesPerS)} launches/s); decoded in the ${r.windowS.toFixed(0)} s window ${n(r.delivered.perS)}/s: ${kinds || 'none'} |`,
-    `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}, and ${orNa(l.kernelShedLate)} more read too late to join; held kernel events evicted over --max-events ${orNa(l.evictedOverBound)}; store rows shed ${orNa(l.storeRowsShed)}; receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
+    `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}, and ${orNa(l.kernelShedLate)} more read too late to join; held kernel events evicted over --max-events ${orNa(l.evictedOverBound)}; store rows shed ${orNa(l.storeRowsShed)} (stored ${orNa(l.storeEventsStored)} kernel events, ${orNa(l.storeSpansStored)} app spans); receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
     `| ${title}: sidecar CPU and memory | ${r.cpu.cores.toFixed(2)} cores (node ${((r.cpu.sidecarS - r.cpu.loaderS) / r.windowS).toFixed(2)}, loader ${(r.cpu.loaderS / r.windowS).toFixed(2)}); ${n(r.cpu.eventsPerCpuS)} kernel events decoded per CPU-second; RSS (node + loader) peak ${mb(r.rss.peakBytes)}, at the end ${mb(r.rss.finalBytes)} |`,
     `| ${title}: node's RSS at the end of the window, by part | ${mb(r.memory.rssBytes)}: mapped from files (node, DuckDB's library) ${mb(r.memory.fileBytes)}, main JavaScript heap ${mb(r.memory.mainHeapBytes)}, store worker's heap ${mb(r.memory.workerHeapBytes)}, DuckDB ${mb(r.memory.duckdbBytes)}, outside the main heap (buffers) ${mb(r.memory.externalBytes)}, the rest (allocator arenas, stacks, other native) ${mb(r.memory.otherBytes)}; loader ${mb(r.memory.loaderBytes)}. Held then: ${n(r.memory.held.events)} kernel events, ${n(r.memory.held.spansPending)} spans waiting to be joined, ${n(r.memory.held.exportQueue)} kernel spans queued for export, ${n(r.memory.held.storeRows)} store rows buffered |`,
     `| ${title}: OTLP/HTTP requests as the app sees them | ${n(r.requests.sent)} sent: ${n(r.requests.ok)} answered 200${refused.length > 0 ? `, ${refused.join(', ')}` : ''}, ${n(r.requests.failed)} without an answer${r.requests.errors.length > 0 ? ` (${r.requests.errors.slice(0, 3).join('; ')})` : ''}; ${ms(r.requests.latency)}; the app (a process of its own) used ${r.requests.appCores.toFixed(2)} cores, its event-loop delay p99 ${r.requests.appLoopDelay.p99Ms.toFixed(0)} ms, max ${r.requests.appLoopDelay.maxMs.toFixed(0)} ms |`,

@@ -167,3 +167,65 @@ test('app spans packed by column are stored as they came: attributes as JSON, NU
     [10, 'api', '/usr/bin/python3', null],
   ]);
 });
+
+test('app spans in batches bigger than a data chunk: every row as it came, numbered on across writes, each process once', async (t) => {
+  // NULL parents, pids and tids in patterns that differ across mask bytes, 64-row words and
+  // 2,048-row chunks; unicode names and services; two batches, the second in a later write.
+  const span = (i: number) => {
+    const placed = appSpan({
+      trace: 1 + (i % 97),
+      span: 1000 + i,
+      ...(i % 3 === 0 ? {} : { parent: 1000 + i - 1 }),
+      name: `étape-${String(i % 13)}-\u{1f680}`,
+      service: `svc-${String(i % 4)}-\u00fc`,
+      start: at(i),
+      end: at(i) + BigInt(i) * 1000n,
+      pid: 100 + (i % 6),
+      ...(i % 130 < 65 ? { tid: i } : {}),
+    });
+    Object.assign(placed.span, { kind: i % 6, status: { code: i % 3 }, attributes: { i, odd: i % 2 === 1 } });
+    return i % 5 === 4 ? { span: placed.span, place: undefined } : placed;
+  };
+  const first = Array.from({ length: 5000 }, (_, i) => span(i));
+  const second = Array.from({ length: 2100 }, (_, i) => span(5000 + i));
+  const store = await storeWith(first, []);
+  t.after(() => store.close());
+  store.addSpans(second);
+  await store.flush();
+  const rows = await store.rows(
+    `SELECT seq, trace_id, span_id, parent_span_id, service, name, span_kind, end_ns - start_ns, duration_ms, pid, tid, status_code, attributes FROM spans ORDER BY seq`,
+  );
+  assert.deepEqual(
+    rows,
+    [...first, ...second].map(({ span: s, place }, i) => [
+      BigInt(i),
+      s.traceId,
+      s.spanId,
+      s.parentSpanId ?? null,
+      s.serviceName,
+      s.name,
+      i % 6,
+      BigInt(i) * 1000n,
+      i / 1000,
+      place?.hostPid ?? null,
+      place?.hostTid ?? null,
+      i % 3,
+      JSON.stringify(s.attributes),
+    ]),
+  );
+  // A process is a (pid, service) pair seen with a pid: 100 + i % 6 and i % 4 meet in 12 pairs.
+  assert.deepEqual(await store.rows(`SELECT pid, service FROM processes ORDER BY pid, service`), [
+    [100, 'svc-0-\u00fc'],
+    [100, 'svc-2-\u00fc'],
+    [101, 'svc-1-\u00fc'],
+    [101, 'svc-3-\u00fc'],
+    [102, 'svc-0-\u00fc'],
+    [102, 'svc-2-\u00fc'],
+    [103, 'svc-1-\u00fc'],
+    [103, 'svc-3-\u00fc'],
+    [104, 'svc-0-\u00fc'],
+    [104, 'svc-2-\u00fc'],
+    [105, 'svc-1-\u00fc'],
+    [105, 'svc-3-\u00fc'],
+  ]);
+});
