@@ -15,8 +15,8 @@
  * one record per wait rather than one per query. A query of another handle, or any
  * other CUDA call in between, abandons the poll: that thread was not just spinning.
  *
- * A thread's state (the call in progress, its device, its poll) is one entry of the shared
- * cuda_threads map (common.bpf.h), looked up once per probe.
+ * A thread's state (the call in progress, its device, its poll) is its entry of the shared
+ * task-local cuda_threads map (common.bpf.h), looked up once per probe.
  *
  * CUDA records are never dropped for being short (the per-kind thresholds are for the
  * scheduler's volume): even a short sync tells user space which work has completed.
@@ -67,15 +67,30 @@ struct cu_launch_config {
 	__u64 stream;
 };
 
+/*
+ * User memory is read into the BPF stack, then copied where it goes: with hardened usercopy
+ * (CONFIG_HARDENED_USERCOPY, on in most distributions) every read into a map value or the ring
+ * first looks its destination up among the slab or vmalloc areas, which cost as much again as
+ * the read, where a stack destination is checked at once.
+ */
+static __always_inline void read_user_u64s(__u64 *dst, __u32 n, const void *src)
+{
+	__u64 buf[3] = {};
+
+	if (n > 3 || bpf_probe_read_user(buf, n * sizeof(__u64), src))
+		__builtin_memset(buf, 0, sizeof(buf));
+	__builtin_memcpy(dst, buf, n * sizeof(__u64));
+}
+
 /* What a thread's entry starts from: no call in progress, its device not known yet. */
 static const struct cw_cuda_thread no_cuda_calls = { .device = CW_DEVICE_UNKNOWN };
 
 static __always_inline int on_enter(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
 	__u64 sp = PT_REGS_SP(ctx);
-	struct cw_cuda_thread *t = cw_lookup_or_init(&cuda_threads, &tid, &no_cuda_calls);
+	struct cw_cuda_thread *t = bpf_task_storage_get(&cuda_threads, bpf_get_current_task_btf(),
+							(void *)&no_cuda_calls, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	__u32 api;
 
 	if (!t)
@@ -93,8 +108,9 @@ static __always_inline int on_enter(struct pt_regs *ctx)
 	t->arg[5] = ctx->r9; /* PT_REGS_PARM6 needs libbpf 1.2 */
 	/* Only these two take arguments on the stack; reading user memory is a probe's dearest step. */
 	api &= ~CW_API_PER_THREAD;
-	if ((api != CW_API_cudaLaunchKernel && api != CW_API_cuLaunchKernel) ||
-	    bpf_probe_read_user(&t->arg[6], 3 * sizeof(__u64), (void *)(sp + 8)))
+	if (api == CW_API_cudaLaunchKernel || api == CW_API_cuLaunchKernel)
+		read_user_u64s(&t->arg[6], 3, (void *)(sp + 8));
+	else
 		__builtin_memset(&t->arg[6], 0, 3 * sizeof(__u64));
 	__builtin_memset(&t->context, 0, sizeof(t->context));
 	cw_read_span_context(id >> 32, &t->context);
@@ -226,7 +242,7 @@ static __always_inline void on_query(struct cw_cuda_thread *t, long ret, __u32 t
 	}
 	if (!same)
 		return;
-	cw_close_launches((__u32)bpf_get_current_pid_tgid());
+	cw_close_launches();
 	e = cw_reserve(CW_KIND_CUDA_SYNC);
 	if (e) {
 		e->api = t->api;
@@ -360,14 +376,12 @@ static __always_inline void fill_op(struct cw_cuda_op *op, __u32 api, struct cw_
 	case CW_API_cudaStreamEndCapture: /* (stream, graph *): the graph is written on return */
 	case CW_API_cuStreamEndCapture:
 		op->stream = a[0];
-		if (bpf_probe_read_user(&op->graph, sizeof(op->graph), (void *)a[1]))
-			op->graph = 0;
+		read_user_u64s(&op->graph, 1, (void *)a[1]);
 		break;
 	case CW_API_cudaGraphInstantiate: /* (exec *, graph, ...): the exec is written on return */
 	case CW_API_cuGraphInstantiate:
 		op->graph = a[1];
-		if (bpf_probe_read_user(&op->exec, sizeof(op->exec), (void *)a[0]))
-			op->exec = 0;
+		read_user_u64s(&op->exec, 1, (void *)a[0]);
 		break;
 	case CW_API_cudaEventRecord: /* (event, stream) */
 	case CW_API_cuEventRecord:
@@ -390,8 +404,7 @@ static __always_inline void fill_register(struct cw_register *r, __u32 api, stru
 		r->func = c->arg[1];
 	} else {
 		/* cuModuleGetFunction(CUfunction *hfunc, CUmodule, const char *name) */
-		if (bpf_probe_read_user(&r->func, sizeof(__u64), (void *)c->arg[0]))
-			r->func = 0;
+		read_user_u64s(&r->func, 1, (void *)c->arg[0]);
 	}
 	r->name_addr = (__u64)name;
 	/* Fails on a page not mapped yet (it cannot fault one in): the name is left empty and the loader reads it. */
@@ -407,8 +420,7 @@ static __always_inline void fill_malloc(struct cw_malloc *m, __u32 api, struct c
 		return;
 	}
 	/* (void **devPtr, size): the pointer is written on return */
-	if (bpf_probe_read_user(&m->ptr, sizeof(__u64), (void *)c->arg[0]))
-		m->ptr = 0;
+	read_user_u64s(&m->ptr, 1, (void *)c->arg[0]);
 	m->bytes = c->arg[1];
 }
 
@@ -429,7 +441,7 @@ static __always_inline bool has_room(struct cw_launches *w, __u64 func)
  * into it then, for the launch's own record to reuse.
  */
 static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, __u32 api, long ret, __s32 device,
-				       __u32 tid, __u64 now, struct cw_task *me)
+				       struct task_struct *task, __u64 now, struct cw_task *me)
 {
 	struct cw_settings *cfg = cw_settings();
 	struct cw_launch l = {};
@@ -442,10 +454,10 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 	/* Kept whole (0 ends a window's list of functions): after the launches summed so far. */
 	if (!cfg || !cfg->window_ns || (int)ret != 0 || call >= cfg->launch_whole_ns ||
 	    api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch || l.func == 0) {
-		cw_close_launches(tid);
+		cw_close_launches();
 		return false;
 	}
-	ws = cw_windows_of(tid);
+	ws = cw_windows_of(task);
 	if (!ws)
 		return false;
 	w = &ws->launches;
@@ -489,11 +501,11 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 static __always_inline int on_exit(struct pt_regs *ctx)
 {
 	long ret = PT_REGS_RC(ctx);
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id, tgid = id >> 32;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 cookie = (__u32)bpf_get_attach_cookie(ctx);
 	__u32 api = cookie & ~CW_API_PER_THREAD;
-	struct cw_cuda_thread *t = bpf_map_lookup_elem(&cuda_threads, &tid);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct cw_cuda_thread *t = bpf_task_storage_get(&cuda_threads, task, NULL, 0);
 	struct cw_task me = {};
 	struct cw_event *e;
 	__s32 device = 0;
@@ -525,11 +537,11 @@ static __always_inline int on_exit(struct pt_regs *ctx)
 	now = bpf_ktime_get_ns();
 	if (kind == CW_KIND_CUDA_LAUNCH) {
 		device = current_device(t, tgid);
-		if (sum_launch(t, cookie, api, ret, device, tid, now, &me))
+		if (sum_launch(t, cookie, api, ret, device, task, now, &me))
 			goto out;
 	} else {
 		/* Written whole: after the launches summed so far, which it may wait for or depend on. */
-		cw_close_launches(tid);
+		cw_close_launches();
 	}
 	e = cw_reserve(kind);
 	if (!e)
