@@ -71,12 +71,16 @@ struct {
 	__type(value, struct cw_cuda_thread);
 } cuda_threads SEC(".maps");
 
-/* Per kind, records not written: [kind] the ring was full, [CW_SHED + kind] told to shed. */
+/*
+ * Per kind, records not written: [kind] the ring was full, [CW_SHED + kind] told to shed,
+ * [CW_NO_STATE + kind] the thread's state could not be made (cw_count_no_state).
+ */
 #define CW_SHED CW_KIND_MAX
+#define CW_NO_STATE (2 * CW_KIND_MAX)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2 * CW_KIND_MAX);
+	__uint(max_entries, 3 * CW_KIND_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps");
@@ -199,6 +203,16 @@ static __always_inline void cw_count_drops(__u32 slot, __u64 n)
 
 	if (dropped)
 		*dropped += n;
+}
+
+/*
+ * Counts a record of `kind` that a thread's task-local state could not be made for: the kernel
+ * refuses an entry when its allocator has none free on the cpu, or when its per-cpu guard is held
+ * by a storage access this probe interrupted. For a summary kind, the record was written whole.
+ */
+static __always_inline void cw_count_no_state(__u32 kind)
+{
+	cw_count_drops(CW_NO_STATE + kind, 1);
 }
 
 /*
@@ -372,10 +386,18 @@ static __always_inline void cw_close_launches(void)
 		cw_close_window(&ws->launches, 0, 0);
 }
 
-/* The thread's windows, made (all closed) if it has none; NULL when none can be made. */
-static __always_inline struct cw_windows *cw_windows_of(struct task_struct *task)
+/*
+ * The thread's windows, made (all closed) if it has none; NULL when none can be made, counted
+ * against `kind`, the summary the caller's record is then not summed into.
+ */
+static __always_inline struct cw_windows *cw_windows_of(struct task_struct *task, __u32 kind)
 {
-	return bpf_task_storage_get(&windows, task, (void *)&cw_no_windows, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct cw_windows *ws =
+		bpf_task_storage_get(&windows, task, (void *)&cw_no_windows, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!ws)
+		cw_count_no_state(kind);
+	return ws;
 }
 
 /* Opens the closed window `w` of kind `kind` (a summary kind), empty. */
@@ -494,7 +516,7 @@ static __always_inline bool cw_sum_wait(__u32 kind, const struct cw_wait *wait)
 	if (!cfg || !cfg->window_ns ||
 	    ns >= (kind == CW_KIND_SCHED_RUNQUEUE_SUM ? cfg->runqueue_whole_ns : cfg->wait_whole_ns))
 		return false;
-	ws = cw_windows_of(wait->task);
+	ws = cw_windows_of(wait->task, kind);
 	if (!ws)
 		return false;
 	switch (kind) {

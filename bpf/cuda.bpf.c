@@ -82,42 +82,6 @@ static __always_inline void read_user_u64s(__u64 *dst, __u32 n, const void *src)
 	__builtin_memcpy(dst, buf, n * sizeof(__u64));
 }
 
-/* What a thread's entry starts from: no call in progress, its device not known yet. */
-static const struct cw_cuda_thread no_cuda_calls = { .device = CW_DEVICE_UNKNOWN };
-
-static __always_inline int on_enter(struct pt_regs *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u64 sp = PT_REGS_SP(ctx);
-	struct cw_cuda_thread *t = bpf_task_storage_get(&cuda_threads, bpf_get_current_task_btf(),
-							(void *)&no_cuda_calls, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	__u32 api;
-
-	if (!t)
-		return 0;
-	/* A runtime call that enters the driver: the outer call alone is the event. */
-	if (t->api)
-		return 0;
-	api = (__u32)bpf_get_attach_cookie(ctx);
-	t->api = api;
-	t->arg[0] = PT_REGS_PARM1(ctx);
-	t->arg[1] = PT_REGS_PARM2(ctx);
-	t->arg[2] = PT_REGS_PARM3(ctx);
-	t->arg[3] = PT_REGS_PARM4(ctx);
-	t->arg[4] = PT_REGS_PARM5(ctx);
-	t->arg[5] = ctx->r9; /* PT_REGS_PARM6 needs libbpf 1.2 */
-	/* Only these two take arguments on the stack; reading user memory is a probe's dearest step. */
-	api &= ~CW_API_PER_THREAD;
-	if (api == CW_API_cudaLaunchKernel || api == CW_API_cuLaunchKernel)
-		read_user_u64s(&t->arg[6], 3, (void *)(sp + 8));
-	else
-		__builtin_memset(&t->arg[6], 0, 3 * sizeof(__u64));
-	__builtin_memset(&t->context, 0, sizeof(t->context));
-	cw_read_span_context(id >> 32, &t->context);
-	t->ts = bpf_ktime_get_ns();
-	return 0;
-}
-
 static __always_inline void dim3_from_regs(__u32 *dim, __u64 xy, __u64 z)
 {
 	dim[0] = (__u32)xy;
@@ -173,6 +137,59 @@ static __always_inline __u32 kind_of(__u32 api)
 	default:
 		return 0;
 	}
+}
+
+/*
+ * Counts the record lost with a call whose thread's entry could not be made: its own, a poll's
+ * sync for a query, and for a device selection, which writes none, cuda.op (bookkeeping lost: the
+ * thread's later records carry the device it had).
+ */
+static __always_inline void lost_without_state(__u32 api)
+{
+	__u32 kind = kind_of(api);
+
+	if (!kind)
+		kind = (api == CW_API_cudaEventQuery || api == CW_API_cudaStreamQuery || api == CW_API_cuEventQuery ||
+			api == CW_API_cuStreamQuery) ? CW_KIND_CUDA_SYNC : CW_KIND_CUDA_OP;
+	cw_count_no_state(kind);
+}
+
+/* What a thread's entry starts from: no call in progress, its device not known yet. */
+static const struct cw_cuda_thread no_cuda_calls = { .device = CW_DEVICE_UNKNOWN };
+
+static __always_inline int on_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 sp = PT_REGS_SP(ctx);
+	struct cw_cuda_thread *t = bpf_task_storage_get(&cuda_threads, bpf_get_current_task_btf(),
+							(void *)&no_cuda_calls, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u32 api;
+
+	if (!t) {
+		lost_without_state((__u32)bpf_get_attach_cookie(ctx) & ~CW_API_PER_THREAD);
+		return 0;
+	}
+	/* A runtime call that enters the driver: the outer call alone is the event. */
+	if (t->api)
+		return 0;
+	api = (__u32)bpf_get_attach_cookie(ctx);
+	t->api = api;
+	t->arg[0] = PT_REGS_PARM1(ctx);
+	t->arg[1] = PT_REGS_PARM2(ctx);
+	t->arg[2] = PT_REGS_PARM3(ctx);
+	t->arg[3] = PT_REGS_PARM4(ctx);
+	t->arg[4] = PT_REGS_PARM5(ctx);
+	t->arg[5] = ctx->r9; /* PT_REGS_PARM6 needs libbpf 1.2 */
+	/* Only these two take arguments on the stack; reading user memory is a probe's dearest step. */
+	api &= ~CW_API_PER_THREAD;
+	if (api == CW_API_cudaLaunchKernel || api == CW_API_cuLaunchKernel)
+		read_user_u64s(&t->arg[6], 3, (void *)(sp + 8));
+	else
+		__builtin_memset(&t->arg[6], 0, 3 * sizeof(__u64));
+	__builtin_memset(&t->context, 0, sizeof(t->context));
+	cw_read_span_context(id >> 32, &t->context);
+	t->ts = bpf_ktime_get_ns();
+	return 0;
 }
 
 /* The device of the calling thread's CUDA work. */
@@ -457,7 +474,7 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 		cw_close_launches();
 		return false;
 	}
-	ws = cw_windows_of(task);
+	ws = cw_windows_of(task, CW_KIND_CUDA_LAUNCHES);
 	if (!ws)
 		return false;
 	w = &ws->launches;

@@ -55,8 +55,10 @@ int futex_enter(struct trace_event_raw_sys_enter *ctx)
 	if (!is_wait_op(op) || !cw_followed(id >> 32))
 		return 0;
 	w = bpf_task_storage_get(&waits, bpf_get_current_task_btf(), NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!w)
+	if (!w) {
+		cw_count_no_state(CW_KIND_FUTEX_WAIT);
 		return 0;
+	}
 	w->op = op;
 	w->uaddr = ctx->args[0];
 	__builtin_memset(&w->waker, 0, sizeof(w->waker));

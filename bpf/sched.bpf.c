@@ -54,10 +54,14 @@ struct {
 /* What a thread's entry starts from: neither blocked nor runnable. */
 static const struct off_cpu_times no_off_cpu;
 
-/* The thread's entry, made if it has none (NULL only if none can be made). */
-static __always_inline struct off_cpu_times *off_cpu_of(struct task_struct *t)
+/* The thread's entry, made if it has none; NULL if none can be made, counted against `kind`, the wait lost. */
+static __always_inline struct off_cpu_times *off_cpu_of(struct task_struct *t, __u32 kind)
 {
-	return bpf_task_storage_get(&off_cpu, t, (void *)&no_off_cpu, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct off_cpu_times *o = bpf_task_storage_get(&off_cpu, t, (void *)&no_off_cpu, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!o)
+		cw_count_no_state(kind);
+	return o;
 }
 
 #define CW_RUNQUEUE_RUNS 16 /* a power of two: the ring's index is masked */
@@ -119,7 +123,7 @@ static __always_inline int on_waking(struct task_struct *p)
 
 	if (!cw_followed(p->tgid))
 		return 0;
-	o = off_cpu_of(p);
+	o = off_cpu_of(p, CW_KIND_SCHED_RUNQUEUE); /* the run-queue wait it begins now */
 	if (!o)
 		return 0;
 	now = bpf_ktime_get_ns();
@@ -294,19 +298,22 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		cw_close_waits(ws, now, window);
 	}
 
-	o = cw_followed(prev_pid) ? off_cpu_of(prev) : NULL;
-	if (o) {
+	if (cw_followed(prev_pid)) {
 		__u32 state = preempt ? TASK_RUNNING : task_state(prev);
-		struct cw_span_context context = {};
 
-		/* prev is the current task: its published context is readable here. */
-		cw_read_span_context(prev_pid, &context);
-		if (state == TASK_RUNNING) {
-			mark_runnable(&o->runnable, now, 1, &context);
-		} else {
-			o->blocked.state = state;
-			o->blocked.context = context;
-			o->blocked.ts = now;
+		o = off_cpu_of(prev, state == TASK_RUNNING ? CW_KIND_SCHED_RUNQUEUE : CW_KIND_SCHED_BLOCKED);
+		if (o) {
+			struct cw_span_context context = {};
+
+			/* prev is the current task: its published context is readable here. */
+			cw_read_span_context(prev_pid, &context);
+			if (state == TASK_RUNNING) {
+				mark_runnable(&o->runnable, now, 1, &context);
+			} else {
+				o->blocked.state = state;
+				o->blocked.context = context;
+				o->blocked.ts = now;
+			}
 		}
 	}
 
