@@ -158,15 +158,18 @@ function asUnixNano(v: unknown, what: string): bigint {
   return n;
 }
 
-function asInt(v: unknown, what: string, names: Record<string, number>): number {
+/**
+ * An enum's value. Protobuf enums are open: an integer this version does not know (a span kind
+ * of 300) is valid on the wire, and reads as 0, the enum's unspecified or unset value, so that
+ * every value kept is one the store's columns and the queries know.
+ */
+function asEnum(v: unknown, what: string, names: Record<string, number>): number {
   if (v === undefined) return 0;
-  if (typeof v === 'number' && Number.isInteger(v)) return v;
-  if (typeof v === 'string') {
-    const named = names[v];
-    if (named !== undefined) return named;
-    if (/^-?[0-9]+$/.test(v)) return Number(v);
-  }
-  throw new MalformedRequestError(`${what}: unknown enum value ${JSON.stringify(v)}`);
+  let n: number | undefined;
+  if (typeof v === 'number' && Number.isInteger(v)) n = v;
+  else if (typeof v === 'string') n = names[v] ?? (/^-?[0-9]+$/.test(v) ? Number(v) : undefined);
+  if (n === undefined) throw new MalformedRequestError(`${what}: unknown enum value ${JSON.stringify(v)}`);
+  return Object.values(names).includes(n) ? n : 0;
 }
 
 /** An id as lowercase hex: protobuf bytes, or a case-insensitive hex string in JSON. */
@@ -283,7 +286,7 @@ function decodeRequestObject(req: Obj, enc: Encoding): DecodedRequest {
         const spanId = idHex(field(sp, 'spanId'), `${where}.spanId`, enc);
         const parent = idHex(field(sp, 'parentSpanId'), `${where}.parentSpanId`, enc);
         const name = asString(field(sp, 'name'), `${where}.name`);
-        const kind = asInt(field(sp, 'kind'), `${where}.kind`, SPAN_KIND_NAMES);
+        const kind = asEnum(field(sp, 'kind'), `${where}.kind`, SPAN_KIND_NAMES);
         const startUnixNano = asUnixNano(field(sp, 'startTimeUnixNano'), `${where}.startTimeUnixNano`);
         const endUnixNano = asUnixNano(field(sp, 'endTimeUnixNano'), `${where}.endTimeUnixNano`);
         const attributes = keyValues(field(sp, 'attributes'), `${where}.attributes`, enc);
@@ -291,7 +294,7 @@ function decodeRequestObject(req: Obj, enc: Encoding): DecodedRequest {
         const st = asObj(field(sp, 'status'), `${where}.status`);
         let status: AppSpan['status'];
         if (st) {
-          const code = asInt(field(st, 'code'), `${where}.status.code`, STATUS_CODE_NAMES);
+          const code = asEnum(field(st, 'code'), `${where}.status.code`, STATUS_CODE_NAMES);
           const message = asString(field(st, 'message'), `${where}.status.message`);
           if (code !== 0 || message !== '') status = message !== '' ? { code, message } : { code };
         }

@@ -118,3 +118,27 @@ test('a protobuf request decodes to the spans of its OTLP/JSON form: fields not 
   );
   assert.deepEqual(jsonBare, bare);
 });
+
+test('a span kind or status code this version does not know reads as unspecified, in both encodings; a name it does not know is an error', () => {
+  const body = (kind: unknown, code: unknown) => ({
+    resourceSpans: [
+      { scopeSpans: [{ spans: [{ traceId: TRACE, spanId: SPAN, name: 'open', kind, status: { code } }] }] },
+    ],
+  });
+  const fromJson = decodeJsonRequest(JSON.stringify(body(300, '7'))).spans[0];
+  const types = otlpTypes();
+  const message = types.ExportTraceServiceRequest.fromObject(body(300, 7)) as unknown as {
+    resourceSpans: { scopeSpans: { spans: { traceId: unknown; spanId: unknown }[] }[] }[];
+  };
+  const span = message.resourceSpans[0]?.scopeSpans[0]?.spans[0];
+  assert.ok(span);
+  span.traceId = Buffer.from(TRACE, 'hex');
+  span.spanId = Buffer.from(SPAN, 'hex');
+  const fromProtobuf = decodeProtobufRequest(types.ExportTraceServiceRequest.encode(message).finish()).spans[0];
+  for (const decoded of [fromJson, fromProtobuf]) {
+    assert.ok(decoded);
+    assert.equal(decoded.kind, 0);
+    assert.equal(decoded.status, undefined, 'an unknown code with no message is unset');
+  }
+  assert.throws(() => decodeJsonRequest(JSON.stringify(body('SPAN_KIND_SIDEWAYS', 0))), /kind: unknown enum value/);
+});
