@@ -11,7 +11,7 @@
 #ifndef CAUSEWAY_H
 #define CAUSEWAY_H
 
-#define CW_ABI_VERSION 10
+#define CW_ABI_VERSION 9
 #define CW_COMM_LEN 16
 #define CW_NAME_LEN 96
 #define CW_MAX_FOLLOWED 16384 /* processes in the followed table; the sidecar remembers as many (loader.ts) */
@@ -390,7 +390,6 @@ struct cw_stats {
 	__u64 real_ns;                 /* sampled together, to convert times */
 	__u64 drops[CW_KIND_MAX];      /* ring-buffer reservations that failed, per kind */
 	__u64 shed[CW_KIND_MAX];       /* records the probes did not write while told to shed, per kind */
-	__u64 no_state[CW_KIND_MAX];   /* records lost (summaries: written whole) for want of a thread's state, per kind */
 	__u64 events[CW_KIND_MAX];     /* records delivered, per kind */
 	__u64 ringbuf_used;            /* bytes waiting in the ring at sampling time */
 	__u32 followed;                /* pids followed (0 with follow-all) */

@@ -59,28 +59,19 @@ struct cw_cuda_thread {
 	struct cw_span_context context; /* the span active at the call's entry */
 };
 
-/*
- * Task-local storage, here and for the other per-thread state (the windows below, sched.bpf.c's
- * switch-outs, futex.bpf.c's waits): found from the task itself, without hashing a key, and
- * freed by the kernel with the thread.
- */
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);   /* tid */
 	__type(value, struct cw_cuda_thread);
 } cuda_threads SEC(".maps");
 
-/*
- * Per kind, records not written: [kind] the ring was full, [CW_SHED + kind] told to shed,
- * [CW_NO_STATE + kind] the thread's state could not be made (cw_count_no_state).
- */
+/* Per kind, records not written: [kind] the ring was full, [CW_SHED + kind] told to shed. */
 #define CW_SHED CW_KIND_MAX
-#define CW_NO_STATE (2 * CW_KIND_MAX)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 3 * CW_KIND_MAX);
+	__uint(max_entries, 2 * CW_KIND_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps");
@@ -180,10 +171,8 @@ static __always_inline bool cw_followed(__u32 tgid)
 {
 	struct cw_settings *cfg = cw_settings();
 
-	if (tgid == 0) /* the idle task, half of a quiet cpu's switches: never followed */
-		return false;
 	if (cfg && cfg->follow_all)
-		return tgid != cfg->exclude[0] && tgid != cfg->exclude[1];
+		return tgid != 0 && tgid != cfg->exclude[0] && tgid != cfg->exclude[1]; /* nor the idle task */
 	return bpf_map_lookup_elem(&followed, &tgid) != NULL;
 }
 
@@ -196,6 +185,20 @@ static __always_inline bool cw_long_enough(__u32 kind, __u64 duration_ns)
 	return duration_ns >= cfg->min_ns[kind];
 }
 
+/*
+ * The entry of key in map, made from init if it has none (libbpf-tools' bpf_map_lookup_or_try_init);
+ * NULL when the map cannot take one.
+ */
+static __always_inline void *cw_lookup_or_init(void *map, const void *key, const void *init)
+{
+	void *value = bpf_map_lookup_elem(map, key);
+
+	if (value)
+		return value;
+	bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
 /* Counts n records not written in slot `slot` of the drops map (a kind, or CW_SHED + kind). */
 static __always_inline void cw_count_drops(__u32 slot, __u64 n)
 {
@@ -203,16 +206,6 @@ static __always_inline void cw_count_drops(__u32 slot, __u64 n)
 
 	if (dropped)
 		*dropped += n;
-}
-
-/*
- * Counts a record of `kind` that a thread's task-local state could not be made for: the kernel
- * refuses an entry when its allocator has none free on the cpu, or when its per-cpu guard is held
- * by a storage access this probe interrupted. For a summary kind, the record was written whole.
- */
-static __always_inline void cw_count_no_state(__u32 kind)
-{
-	cw_count_drops(CW_NO_STATE + kind, 1);
 }
 
 /*
@@ -276,17 +269,16 @@ static __always_inline void cw_submit(struct cw_event *e)
  * launch window also when its thread blocks (sched.bpf.c). A thread that finds the table full
  * has its records written whole.
  *
- * A thread's windows are one entry of task-local storage, kept from its first window until it
- * exits (proc.bpf.c deletes it): a window opens and closes in place, so the hot path (a launch
- * between two sleeps opens one, the sleep closes it) costs a lookup, where inserting and deleting
- * an entry cost ten times as much, and a switch-out looks up one entry rather than one per window.
- * Entries are bounded by the threads that exist; one that cannot be made (no memory, or a probe
- * nested in another's storage access on the cpu) has the thread's records written whole.
+ * A thread's windows are one entry, kept from its first window until it exits (proc.bpf.c
+ * deletes it): a window opens and closes in place, so the hot path (a launch between two sleeps
+ * opens one, the sleep closes it) costs a lookup, where inserting and deleting an entry cost
+ * ten times as much, and a switch-out looks up one entry rather than one per window.
  */
+#define CW_WINDOWS 16384
 
 struct cw_window {
-	__u64 opened_ns;          /* when the event that opened it began; beside kind, read at every switch-out */
 	struct cw_event summary;  /* kind 0: closed; start_ns: the first event summed; count 0 until one is */
+	__u64 opened_ns;          /* when the event that opened it began */
 };
 
 struct cw_windows {
@@ -297,9 +289,9 @@ struct cw_windows {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CW_WINDOWS);
+	__type(key, __u32);   /* tid */
 	__type(value, struct cw_windows);
 } windows SEC(".maps");
 
@@ -377,27 +369,19 @@ static __always_inline void cw_close_waits(struct cw_windows *ws, __u64 now, __u
 	cw_close_window(&ws->futex, now, min_age_ns);
 }
 
-/* Closes the current thread's launch window, if it has one open. */
-static __always_inline void cw_close_launches(void)
+/* Closes the thread's launch window, if it has one open. */
+static __always_inline void cw_close_launches(__u32 tid)
 {
-	struct cw_windows *ws = bpf_task_storage_get(&windows, bpf_get_current_task_btf(), NULL, 0);
+	struct cw_windows *ws = bpf_map_lookup_elem(&windows, &tid);
 
 	if (ws)
 		cw_close_window(&ws->launches, 0, 0);
 }
 
-/*
- * The thread's windows, made (all closed) if it has none; NULL when none can be made, counted
- * against `kind`, the summary the caller's record is then not summed into.
- */
-static __always_inline struct cw_windows *cw_windows_of(struct task_struct *task, __u32 kind)
+/* The thread's windows, made (all closed) if it has none; NULL when the table is full. */
+static __always_inline struct cw_windows *cw_windows_of(__u32 tid)
 {
-	struct cw_windows *ws =
-		bpf_task_storage_get(&windows, task, (void *)&cw_no_windows, BPF_LOCAL_STORAGE_GET_F_CREATE);
-
-	if (!ws)
-		cw_count_no_state(kind);
-	return ws;
+	return cw_lookup_or_init(&windows, &tid, &cw_no_windows);
 }
 
 /* Opens the closed window `w` of kind `kind` (a summary kind), empty. */
@@ -485,18 +469,14 @@ static __always_inline void cw_set_current(struct cw_event *e)
 	cw_set_task(e, &task);
 }
 
-/*
- * One wait of a thread, as the summing below needs it. Names are read only where they are kept
- * (the window's task when it opens, the waker of its longest wait), not for every wait summed.
- */
+/* One wait of a thread, as the summing below needs it. */
 struct cw_wait {
-	struct task_struct *task;              /* who waited, a pointer the verifier trusts */
+	const struct cw_task *task;            /* who waited */
 	const struct cw_span_context *context; /* the span it waited in */
-	const struct cw_task *waker;           /* who ended it; NULL: none is known, or waker_current */
+	const struct cw_task *waker;           /* who ended it; NULL: none is known (run-queue waits) */
 	__u64 start_ns;
 	__u64 end_ns;
 	__u32 preempted;                       /* a run-queue wait that began with a preemption */
-	__u32 waker_current;                   /* the current task ends it (cw_task_waking) */
 };
 
 /*
@@ -516,7 +496,7 @@ static __always_inline bool cw_sum_wait(__u32 kind, const struct cw_wait *wait)
 	if (!cfg || !cfg->window_ns ||
 	    ns >= (kind == CW_KIND_SCHED_RUNQUEUE_SUM ? cfg->runqueue_whole_ns : cfg->wait_whole_ns))
 		return false;
-	ws = cw_windows_of(wait->task, kind);
+	ws = cw_windows_of(wait->task->tid);
 	if (!ws)
 		return false;
 	switch (kind) {
@@ -537,7 +517,7 @@ static __always_inline bool cw_sum_wait(__u32 kind, const struct cw_wait *wait)
 		cw_open_window(w, kind);
 		w->opened_ns = wait->start_ns;
 		w->summary.cpu = bpf_get_smp_processor_id();
-		cw_set_task_of(&w->summary, wait->task);
+		cw_set_task(&w->summary, wait->task);
 		w->summary.context = *wait->context;
 		return false;
 	}
@@ -549,9 +529,7 @@ static __always_inline bool cw_sum_wait(__u32 kind, const struct cw_wait *wait)
 	sum->wait_ns += ns;
 	if (ns >= sum->max_ns) {
 		sum->max_ns = ns;
-		if (wait->waker_current)
-			cw_task_waking(&sum->waker);
-		else if (wait->waker)
+		if (wait->waker)
 			sum->waker = *wait->waker;
 	}
 	sum->preempted += wait->preempted;

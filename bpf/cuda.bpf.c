@@ -15,8 +15,8 @@
  * one record per wait rather than one per query. A query of another handle, or any
  * other CUDA call in between, abandons the poll: that thread was not just spinning.
  *
- * A thread's state (the call in progress, its device, its poll) is its entry of the shared
- * task-local cuda_threads map (common.bpf.h), looked up once per probe.
+ * A thread's state (the call in progress, its device, its poll) is one entry of the shared
+ * cuda_threads map (common.bpf.h), looked up once per probe.
  *
  * CUDA records are never dropped for being short (the per-kind thresholds are for the
  * scheduler's volume): even a short sync tells user space which work has completed.
@@ -50,52 +50,6 @@ struct {
 	__type(value, __s32); /* its device */
 } context_device SEC(".maps");
 
-/*
- * Kernels registered with a name the probe could not read (its page not mapped yet: CUDA reads a
- * name only at its kernel's first launch), by process and function. The loader reads such a name
- * through /proc/PID/mem, which fails once the process has exited: a loader behind by more than a
- * short program's remaining life (20 ms for test/fixtures' cold_name) left its launches unnamed.
- * So the name is read again when the function's first launch returns, the runtime having read it,
- * and written as a registration before the launch. An LRU: kernels never launched are pushed out.
- */
-struct name_key {
-	__u32 tgid;
-	__u32 pad;
-	__u64 func;
-};
-
-struct unread_name {
-	__u64 addr;
-	__u32 api; /* the registering call's */
-	__u32 pad;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct name_key);
-	__type(value, struct unread_name);
-} unread_names SEC(".maps");
-
-/*
- * Entries put in unread_names less those taken out: while none are (names read at registration,
- * the usual case), a launch is spared the lookup. One the LRU pushes out is never taken out, and
- * launches then look in vain: a cost, never a name lost.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} unread_count SEC(".maps");
-
-static __always_inline __u64 *unread_names_count(void)
-{
-	__u32 zero = 0;
-
-	return bpf_map_lookup_elem(&unread_count, &zero);
-}
-
 /* cudaLaunchConfig_t, as the runtime lays it out */
 struct launch_config {
 	__u32 grid[3];
@@ -113,19 +67,39 @@ struct cu_launch_config {
 	__u64 stream;
 };
 
-/*
- * User memory is read into the BPF stack, then copied where it goes: with hardened usercopy
- * (CONFIG_HARDENED_USERCOPY, on in most distributions) every read into a map value or the ring
- * first looks its destination up among the slab or vmalloc areas, which cost as much again as
- * the read, where a stack destination is checked at once.
- */
-static __always_inline void read_user_u64s(__u64 *dst, __u32 n, const void *src)
-{
-	__u64 buf[3] = {};
+/* What a thread's entry starts from: no call in progress, its device not known yet. */
+static const struct cw_cuda_thread no_cuda_calls = { .device = CW_DEVICE_UNKNOWN };
 
-	if (n > 3 || bpf_probe_read_user(buf, n * sizeof(__u64), src))
-		__builtin_memset(buf, 0, sizeof(buf));
-	__builtin_memcpy(dst, buf, n * sizeof(__u64));
+static __always_inline int on_enter(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	__u64 sp = PT_REGS_SP(ctx);
+	struct cw_cuda_thread *t = cw_lookup_or_init(&cuda_threads, &tid, &no_cuda_calls);
+	__u32 api;
+
+	if (!t)
+		return 0;
+	/* A runtime call that enters the driver: the outer call alone is the event. */
+	if (t->api)
+		return 0;
+	api = (__u32)bpf_get_attach_cookie(ctx);
+	t->api = api;
+	t->arg[0] = PT_REGS_PARM1(ctx);
+	t->arg[1] = PT_REGS_PARM2(ctx);
+	t->arg[2] = PT_REGS_PARM3(ctx);
+	t->arg[3] = PT_REGS_PARM4(ctx);
+	t->arg[4] = PT_REGS_PARM5(ctx);
+	t->arg[5] = ctx->r9; /* PT_REGS_PARM6 needs libbpf 1.2 */
+	/* Only these two take arguments on the stack; reading user memory is a probe's dearest step. */
+	api &= ~CW_API_PER_THREAD;
+	if ((api != CW_API_cudaLaunchKernel && api != CW_API_cuLaunchKernel) ||
+	    bpf_probe_read_user(&t->arg[6], 3 * sizeof(__u64), (void *)(sp + 8)))
+		__builtin_memset(&t->arg[6], 0, 3 * sizeof(__u64));
+	__builtin_memset(&t->context, 0, sizeof(t->context));
+	cw_read_span_context(id >> 32, &t->context);
+	t->ts = bpf_ktime_get_ns();
+	return 0;
 }
 
 static __always_inline void dim3_from_regs(__u32 *dim, __u64 xy, __u64 z)
@@ -183,59 +157,6 @@ static __always_inline __u32 kind_of(__u32 api)
 	default:
 		return 0;
 	}
-}
-
-/*
- * Counts the record lost with a call whose thread's entry could not be made: its own, a poll's
- * sync for a query, and for a device selection, which writes none, cuda.op (bookkeeping lost: the
- * thread's later records carry the device it had).
- */
-static __always_inline void lost_without_state(__u32 api)
-{
-	__u32 kind = kind_of(api);
-
-	if (!kind)
-		kind = (api == CW_API_cudaEventQuery || api == CW_API_cudaStreamQuery || api == CW_API_cuEventQuery ||
-			api == CW_API_cuStreamQuery) ? CW_KIND_CUDA_SYNC : CW_KIND_CUDA_OP;
-	cw_count_no_state(kind);
-}
-
-/* What a thread's entry starts from: no call in progress, its device not known yet. */
-static const struct cw_cuda_thread no_cuda_calls = { .device = CW_DEVICE_UNKNOWN };
-
-static __always_inline int on_enter(struct pt_regs *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	__u64 sp = PT_REGS_SP(ctx);
-	struct cw_cuda_thread *t = bpf_task_storage_get(&cuda_threads, bpf_get_current_task_btf(),
-							(void *)&no_cuda_calls, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	__u32 api;
-
-	if (!t) {
-		lost_without_state((__u32)bpf_get_attach_cookie(ctx) & ~CW_API_PER_THREAD);
-		return 0;
-	}
-	/* A runtime call that enters the driver: the outer call alone is the event. */
-	if (t->api)
-		return 0;
-	api = (__u32)bpf_get_attach_cookie(ctx);
-	t->api = api;
-	t->arg[0] = PT_REGS_PARM1(ctx);
-	t->arg[1] = PT_REGS_PARM2(ctx);
-	t->arg[2] = PT_REGS_PARM3(ctx);
-	t->arg[3] = PT_REGS_PARM4(ctx);
-	t->arg[4] = PT_REGS_PARM5(ctx);
-	t->arg[5] = ctx->r9; /* PT_REGS_PARM6 needs libbpf 1.2 */
-	/* Only these two take arguments on the stack; reading user memory is a probe's dearest step. */
-	api &= ~CW_API_PER_THREAD;
-	if (api == CW_API_cudaLaunchKernel || api == CW_API_cuLaunchKernel)
-		read_user_u64s(&t->arg[6], 3, (void *)(sp + 8));
-	else
-		__builtin_memset(&t->arg[6], 0, 3 * sizeof(__u64));
-	__builtin_memset(&t->context, 0, sizeof(t->context));
-	cw_read_span_context(id >> 32, &t->context);
-	t->ts = bpf_ktime_get_ns();
-	return 0;
 }
 
 /* The device of the calling thread's CUDA work. */
@@ -305,7 +226,7 @@ static __always_inline void on_query(struct cw_cuda_thread *t, long ret, __u32 t
 	}
 	if (!same)
 		return;
-	cw_close_launches();
+	cw_close_launches((__u32)bpf_get_current_pid_tgid());
 	e = cw_reserve(CW_KIND_CUDA_SYNC);
 	if (e) {
 		e->api = t->api;
@@ -439,12 +360,14 @@ static __always_inline void fill_op(struct cw_cuda_op *op, __u32 api, struct cw_
 	case CW_API_cudaStreamEndCapture: /* (stream, graph *): the graph is written on return */
 	case CW_API_cuStreamEndCapture:
 		op->stream = a[0];
-		read_user_u64s(&op->graph, 1, (void *)a[1]);
+		if (bpf_probe_read_user(&op->graph, sizeof(op->graph), (void *)a[1]))
+			op->graph = 0;
 		break;
 	case CW_API_cudaGraphInstantiate: /* (exec *, graph, ...): the exec is written on return */
 	case CW_API_cuGraphInstantiate:
 		op->graph = a[1];
-		read_user_u64s(&op->exec, 1, (void *)a[0]);
+		if (bpf_probe_read_user(&op->exec, sizeof(op->exec), (void *)a[0]))
+			op->exec = 0;
 		break;
 	case CW_API_cudaEventRecord: /* (event, stream) */
 	case CW_API_cuEventRecord:
@@ -458,7 +381,7 @@ static __always_inline void fill_op(struct cw_cuda_op *op, __u32 api, struct cw_
 	}
 }
 
-static __always_inline void fill_register(struct cw_register *r, __u32 api, struct cw_cuda_thread *c, __u32 tgid)
+static __always_inline void fill_register(struct cw_register *r, __u32 api, struct cw_cuda_thread *c)
 {
 	void *name = (void *)c->arg[2];
 
@@ -467,55 +390,12 @@ static __always_inline void fill_register(struct cw_register *r, __u32 api, stru
 		r->func = c->arg[1];
 	} else {
 		/* cuModuleGetFunction(CUfunction *hfunc, CUmodule, const char *name) */
-		read_user_u64s(&r->func, 1, (void *)c->arg[0]);
+		if (bpf_probe_read_user(&r->func, sizeof(__u64), (void *)c->arg[0]))
+			r->func = 0;
 	}
 	r->name_addr = (__u64)name;
-	/*
-	 * Fails on a page not mapped yet (it cannot fault one in): the name is left empty, for the
-	 * loader to read, and read again at the function's first launch.
-	 */
-	if (bpf_probe_read_user_str(r->name, sizeof(r->name), name) <= 0) {
-		struct name_key key = { .tgid = tgid, .func = r->func };
-		struct unread_name unread = { .addr = (__u64)name, .api = api };
-
-		__u64 *count = unread_names_count();
-
-		if (bpf_map_update_elem(&unread_names, &key, &unread, BPF_NOEXIST) == 0 && count)
-			__sync_fetch_and_add(count, 1);
-	}
-}
-
-/* The registration of a function launched for the first time since its name could not be read, if it can be now. */
-static __always_inline void register_launched(__u32 api, struct cw_cuda_thread *t, __u32 tgid)
-{
-	struct name_key key = { .tgid = tgid };
-	__u64 *count = unread_names_count();
-	struct unread_name *unread;
-	struct cw_event *e;
-
-	if (!count || !*count)
-		return;
-	if (api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch) /* an executable graph, no function */
-		return;
-	key.func = (api == CW_API_cudaLaunchKernelExC || api == CW_API_cuLaunchKernelEx) ? t->arg[1] : t->arg[0];
-	unread = bpf_map_lookup_elem(&unread_names, &key);
-	if (!unread)
-		return;
-	e = cw_reserve(CW_KIND_CUDA_REGISTER);
-	if (e) {
-		if (bpf_probe_read_user_str(e->u.reg.name, sizeof(e->u.reg.name), (void *)unread->addr) > 0) {
-			e->api = unread->api;
-			cw_set_current(e);
-			e->start_ns = e->end_ns = t->ts;
-			e->u.reg.func = key.func;
-			e->u.reg.name_addr = unread->addr;
-			cw_submit(e);
-		} else {
-			bpf_ringbuf_discard(e, 0);
-		}
-	}
-	if (bpf_map_delete_elem(&unread_names, &key) == 0)
-		__sync_fetch_and_sub(count, 1);
+	/* Fails on a page not mapped yet (it cannot fault one in): the name is left empty and the loader reads it. */
+	bpf_probe_read_user_str(r->name, sizeof(r->name), name);
 }
 
 static __always_inline void fill_malloc(struct cw_malloc *m, __u32 api, struct cw_cuda_thread *c)
@@ -527,7 +407,8 @@ static __always_inline void fill_malloc(struct cw_malloc *m, __u32 api, struct c
 		return;
 	}
 	/* (void **devPtr, size): the pointer is written on return */
-	read_user_u64s(&m->ptr, 1, (void *)c->arg[0]);
+	if (bpf_probe_read_user(&m->ptr, sizeof(__u64), (void *)c->arg[0]))
+		m->ptr = 0;
 	m->bytes = c->arg[1];
 }
 
@@ -548,7 +429,7 @@ static __always_inline bool has_room(struct cw_launches *w, __u64 func)
  * into it then, for the launch's own record to reuse.
  */
 static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, __u32 api, long ret, __s32 device,
-				       struct task_struct *task, __u64 now, struct cw_task *me)
+				       __u32 tid, __u64 now, struct cw_task *me)
 {
 	struct cw_settings *cfg = cw_settings();
 	struct cw_launch l = {};
@@ -561,10 +442,10 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 	/* Kept whole (0 ends a window's list of functions): after the launches summed so far. */
 	if (!cfg || !cfg->window_ns || (int)ret != 0 || call >= cfg->launch_whole_ns ||
 	    api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch || l.func == 0) {
-		cw_close_launches();
+		cw_close_launches(tid);
 		return false;
 	}
-	ws = cw_windows_of(task, CW_KIND_CUDA_LAUNCHES);
+	ws = cw_windows_of(tid);
 	if (!ws)
 		return false;
 	w = &ws->launches;
@@ -608,11 +489,11 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 static __always_inline int on_exit(struct pt_regs *ctx)
 {
 	long ret = PT_REGS_RC(ctx);
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, tgid = id >> 32;
 	__u32 cookie = (__u32)bpf_get_attach_cookie(ctx);
 	__u32 api = cookie & ~CW_API_PER_THREAD;
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct cw_cuda_thread *t = bpf_task_storage_get(&cuda_threads, task, NULL, 0);
+	struct cw_cuda_thread *t = bpf_map_lookup_elem(&cuda_threads, &tid);
 	struct cw_task me = {};
 	struct cw_event *e;
 	__s32 device = 0;
@@ -643,14 +524,12 @@ static __always_inline int on_exit(struct pt_regs *ctx)
 	t->polls = 0;
 	now = bpf_ktime_get_ns();
 	if (kind == CW_KIND_CUDA_LAUNCH) {
-		if ((int)ret == 0)
-			register_launched(api, t, tgid);
 		device = current_device(t, tgid);
-		if (sum_launch(t, cookie, api, ret, device, task, now, &me))
+		if (sum_launch(t, cookie, api, ret, device, tid, now, &me))
 			goto out;
 	} else {
 		/* Written whole: after the launches summed so far, which it may wait for or depend on. */
-		cw_close_launches();
+		cw_close_launches(tid);
 	}
 	e = cw_reserve(kind);
 	if (!e)
@@ -681,7 +560,7 @@ static __always_inline int on_exit(struct pt_regs *ctx)
 		e->u.malloc.device = current_device(t, tgid);
 		break;
 	case CW_KIND_CUDA_REGISTER:
-		fill_register(&e->u.reg, api, t, tgid);
+		fill_register(&e->u.reg, api, t);
 		break;
 	case CW_KIND_CUDA_OP:
 		fill_op(&e->u.op, api, t);

@@ -18,22 +18,17 @@
 #define FUTEX_CLOCK_REALTIME 256
 
 struct futex_wait {
-	__u64 ts;         /* 0: not in a wait */
+	__u64 ts;
 	__u64 uaddr;
 	__u32 op;
 	struct cw_task waker;
 	struct cw_span_context context; /* the span active at the syscall's entry */
 };
 
-/*
- * A followed thread's wait in progress: one entry of task-local storage per thread, kept and
- * written in place (ts 0 between waits), where inserting and deleting a hash entry per wait cost
- * ten times a lookup; every wakeup looks up its task's, which costs no hashing.
- */
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);  /* tid */
 	__type(value, struct futex_wait);
 } waits SEC(".maps");
 
@@ -49,31 +44,26 @@ SEC("tracepoint/syscalls/sys_enter_futex")
 int futex_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 op = (__u32)ctx->args[1];
-	struct futex_wait *w;
+	__u32 tid = (__u32)id;
+	struct futex_wait w = {};
 
-	if (!is_wait_op(op) || !cw_followed(id >> 32))
+	w.op = (__u32)ctx->args[1];
+	if (!is_wait_op(w.op) || !cw_followed(id >> 32))
 		return 0;
-	w = bpf_task_storage_get(&waits, bpf_get_current_task_btf(), NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!w) {
-		cw_count_no_state(CW_KIND_FUTEX_WAIT);
-		return 0;
-	}
-	w->op = op;
-	w->uaddr = ctx->args[0];
-	__builtin_memset(&w->waker, 0, sizeof(w->waker));
-	__builtin_memset(&w->context, 0, sizeof(w->context));
-	cw_read_span_context(id >> 32, &w->context);
-	w->ts = bpf_ktime_get_ns();
+	w.ts = bpf_ktime_get_ns();
+	w.uaddr = ctx->args[0];
+	cw_read_span_context(id >> 32, &w.context);
+	bpf_map_update_elem(&waits, &tid, &w, BPF_ANY);
 	return 0;
 }
 
 SEC("tp_btf/sched_waking")
 int BPF_PROG(futex_waking, struct task_struct *p)
 {
-	struct futex_wait *w = bpf_task_storage_get(&waits, p, NULL, 0);
+	__u32 tid = BPF_CORE_READ(p, pid);
+	struct futex_wait *w = bpf_map_lookup_elem(&waits, &tid);
 
-	if (w && w->ts && !w->waker.tid)
+	if (w && !w->waker.tid)
 		cw_task_waking(&w->waker);
 	return 0;
 }
@@ -81,23 +71,25 @@ int BPF_PROG(futex_waking, struct task_struct *p)
 SEC("tracepoint/syscalls/sys_exit_futex")
 int futex_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	struct task_struct *self = bpf_get_current_task_btf();
-	struct futex_wait *w = bpf_task_storage_get(&waits, self, NULL, 0);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct futex_wait *w = bpf_map_lookup_elem(&waits, &tid);
 	struct cw_event *e;
 	__u64 now;
 
-	if (!w || !w->ts)
+	if (!w)
 		return 0;
 	now = bpf_ktime_get_ns();
 	if (cw_long_enough(CW_KIND_FUTEX_WAIT, now - w->ts)) {
+		struct cw_task task;
 		struct cw_wait wait = {
-			.task = self, .context = &w->context, .waker = &w->waker, .start_ns = w->ts, .end_ns = now,
+			.task = &task, .context = &w->context, .waker = &w->waker, .start_ns = w->ts, .end_ns = now,
 		};
 
+		cw_task_current(&task);
 		if (!cw_sum_wait(CW_KIND_FUTEX_WAIT_SUM, &wait)) {
 			e = cw_reserve(CW_KIND_FUTEX_WAIT);
 			if (e) {
-				cw_set_current(e);
+				cw_set_task(e, &task);
 				e->context = w->context;
 				e->start_ns = w->ts;
 				e->end_ns = now;
@@ -109,6 +101,6 @@ int futex_exit(struct trace_event_raw_sys_exit *ctx)
 			}
 		}
 	}
-	w->ts = 0;
+	bpf_map_delete_elem(&waits, &tid);
 	return 0;
 }

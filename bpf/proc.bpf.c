@@ -39,14 +39,14 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 {
 	__u32 tgid = p->tgid;
 	__u32 tid = p->pid;
-	struct cw_windows *ws = bpf_task_storage_get(&windows, p, NULL, 0);
+	struct cw_windows *ws = bpf_map_lookup_elem(&windows, &tid);
 	struct cw_event *e;
 
-	bpf_task_storage_delete(&cuda_threads, p);
+	bpf_map_delete_elem(&cuda_threads, &tid);
 	if (ws) {
 		cw_close_window(&ws->launches, 0, 0);
 		cw_close_waits(ws, 0, 0);
-		bpf_task_storage_delete(&windows, p);
+		bpf_map_delete_elem(&windows, &tid);
 	}
 	if (tid != tgid)
 		return 0;
@@ -71,7 +71,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *p)
 
 	/* A new program: its CUDA use, if any, shows anew (do_mmap of its libraries comes after this). */
 	bpf_map_delete_elem(&gpu_processes, &tgid);
-	bpf_task_storage_delete(&cuda_threads, p); /* the exec's thread, the only one left */
+	bpf_map_delete_elem(&cuda_threads, &tgid);
 	bpf_map_delete_elem(&thread_ctx, &tgid); /* the new program's, if any, is found anew (thread_ctx.c) */
 	e = cw_reserve(CW_KIND_PROC_EXEC);
 	if (!e)

@@ -35,9 +35,8 @@ struct off_cpu {
 
 /*
  * A followed thread's last switch-out: blocked (until woken) and runnable (until it runs). One
- * entry of task-local storage per thread, kept and written in place: inserting and deleting an
- * entry per sleep cost ten times a lookup. A thread that was never followed has none, so a
- * switch to it costs one lookup; the kernel frees the entry with the thread.
+ * entry per thread, kept and written in place: inserting and deleting an entry per sleep cost
+ * ten times a lookup. The LRU drops the entries of threads gone.
  */
 struct off_cpu_times {
 	struct off_cpu blocked;
@@ -45,23 +44,19 @@ struct off_cpu_times {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);  /* tid */
 	__type(value, struct off_cpu_times);
 } off_cpu SEC(".maps");
 
 /* What a thread's entry starts from: neither blocked nor runnable. */
 static const struct off_cpu_times no_off_cpu;
 
-/* The thread's entry, made if it has none; NULL if none can be made, counted against `kind`, the wait lost. */
-static __always_inline struct off_cpu_times *off_cpu_of(struct task_struct *t, __u32 kind)
+/* The thread's entry, made if it has none (NULL only if the LRU cannot take one). */
+static __always_inline struct off_cpu_times *off_cpu_of(__u32 tid)
 {
-	struct off_cpu_times *o = bpf_task_storage_get(&off_cpu, t, (void *)&no_off_cpu, BPF_LOCAL_STORAGE_GET_F_CREATE);
-
-	if (!o)
-		cw_count_no_state(kind);
-	return o;
+	return cw_lookup_or_init(&off_cpu, &tid, &no_off_cpu);
 }
 
 #define CW_RUNQUEUE_RUNS 16 /* a power of two: the ring's index is masked */
@@ -113,21 +108,24 @@ static __always_inline void mark_runnable(struct off_cpu *r, __u64 now, __u32 pr
  * The task pointers of these tracepoints are the kernel's own (tp_btf): their fields are read
  * directly, without a bpf_probe_read_kernel call each.
  */
-static __always_inline int on_waking(struct task_struct *p)
+static __always_inline int on_waking(struct task_struct *p, bool is_new)
 {
 	struct cw_span_context context = {};
 	struct off_cpu_times *o;
+	struct cw_task task, waker;
 	struct off_cpu *b;
 	struct cw_event *e;
 	__u64 now, since;
 
 	if (!cw_followed(p->tgid))
 		return 0;
-	o = off_cpu_of(p, CW_KIND_SCHED_RUNQUEUE); /* the run-queue wait it begins now */
+	o = off_cpu_of(p->pid);
 	if (!o)
 		return 0;
 	now = bpf_ktime_get_ns();
 	b = &o->blocked;
+	if (is_new)
+		b->ts = 0; /* a new thread: an entry it finds was its tid's last holder's */
 	/*
 	 * Read once: a wakeup that races the thread's own switch-out (on another cpu) can see the
 	 * switch-out write b->ts meanwhile, and the wait must be judged and written from one value.
@@ -140,18 +138,20 @@ static __always_inline int on_waking(struct task_struct *p)
 	mark_runnable(&o->runnable, now, 0, &b->context);
 	if (cw_long_enough(CW_KIND_SCHED_BLOCKED, now - since)) {
 		struct cw_wait wait = {
-			.task = p, .context = &b->context, .start_ns = since, .end_ns = now, .waker_current = 1,
+			.task = &task, .context = &b->context, .waker = &waker, .start_ns = since, .end_ns = now,
 		};
 
+		cw_task_of(&task, p);
+		cw_task_waking(&waker);
 		if (!cw_sum_wait(CW_KIND_SCHED_BLOCKED_SUM, &wait)) {
 			e = cw_reserve(CW_KIND_SCHED_BLOCKED);
 			if (e) {
-				cw_set_task_of(e, p);
+				cw_set_task(e, &task);
 				e->context = b->context;
 				e->start_ns = since;
 				e->end_ns = now;
 				e->u.blocked.state = b->state;
-				cw_task_waking(&e->u.blocked.waker);
+				e->u.blocked.waker = waker;
 				cw_submit(e);
 			}
 		}
@@ -163,13 +163,13 @@ static __always_inline int on_waking(struct task_struct *p)
 SEC("tp_btf/sched_waking")
 int BPF_PROG(sched_waking, struct task_struct *p)
 {
-	return on_waking(p);
+	return on_waking(p, false);
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(sched_wakeup_new, struct task_struct *p)
 {
-	return on_waking(p); /* a new thread, whose entry is made here */
+	return on_waking(p, true);
 }
 
 /* The run that ends now goes into the cpu's ring, and the next one begins. */
@@ -284,7 +284,7 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		return 0;
 	push_run(h, prev, prev_pid, prev_tid, now);
 	window = cw_window_ns();
-	ws = window ? bpf_task_storage_get(&windows, prev, NULL, 0) : NULL;
+	ws = window ? bpf_map_lookup_elem(&windows, &prev_tid) : NULL;
 	if (ws) {
 		/*
 		 * A thread that blocks has made its launches for now: their summary goes out at once,
@@ -298,35 +298,35 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 		cw_close_waits(ws, now, window);
 	}
 
-	if (cw_followed(prev_pid)) {
+	o = cw_followed(prev_pid) ? off_cpu_of(prev_tid) : NULL;
+	if (o) {
 		__u32 state = preempt ? TASK_RUNNING : task_state(prev);
+		struct cw_span_context context = {};
 
-		o = off_cpu_of(prev, state == TASK_RUNNING ? CW_KIND_SCHED_RUNQUEUE : CW_KIND_SCHED_BLOCKED);
-		if (o) {
-			struct cw_span_context context = {};
-
-			/* prev is the current task: its published context is readable here. */
-			cw_read_span_context(prev_pid, &context);
-			if (state == TASK_RUNNING) {
-				mark_runnable(&o->runnable, now, 1, &context);
-			} else {
-				o->blocked.state = state;
-				o->blocked.context = context;
-				o->blocked.ts = now;
-			}
+		/* prev is the current task: its published context is readable here. */
+		cw_read_span_context(prev_pid, &context);
+		if (state == TASK_RUNNING) {
+			mark_runnable(&o->runnable, now, 1, &context);
+		} else {
+			o->blocked.state = state;
+			o->blocked.context = context;
+			o->blocked.ts = now;
 		}
 	}
 
-	/* Its entry first: a thread never followed has none, found without a lookup of the filter. */
-	o = bpf_task_storage_get(&off_cpu, next, NULL, 0);
-	if (!o || !o->runnable.ts || !cw_followed(next->tgid))
+	if (!cw_followed(next->tgid))
+		return 0;
+	o = bpf_map_lookup_elem(&off_cpu, &next_tid);
+	if (!o || !o->runnable.ts)
 		return 0;
 	r = &o->runnable;
 	if (cw_long_enough(CW_KIND_SCHED_RUNQUEUE, now - r->ts)) {
+		struct cw_task task;
 		struct cw_wait wait = {
-			.task = next, .context = &r->context, .start_ns = r->ts, .end_ns = now, .preempted = r->state,
+			.task = &task, .context = &r->context, .start_ns = r->ts, .end_ns = now, .preempted = r->state,
 		};
 
+		cw_task_of(&task, next);
 		if (!cw_sum_wait(CW_KIND_SCHED_RUNQUEUE_SUM, &wait)) {
 			e = cw_reserve(CW_KIND_SCHED_RUNQUEUE);
 			if (e) {

@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * The STATS frame, every stats interval and at exit: per kind, the records the
- * probes could not reserve, shed, or lost for want of a thread's state (the drops
- * map) and the records delivered; the bytes
+ * probes could not reserve (the drops map) and the records delivered; the bytes
  * waiting in the ring; what is followed and probed; and a CLOCK_MONOTONIC /
  * CLOCK_REALTIME pair, from which the sidecar converts record times.
  */
@@ -69,14 +68,12 @@ void emit_stats(void)
 		s.events[kind] = delivered[kind];
 	}
 	for (__u32 kind = 0; kind < CW_KIND_MAX; kind++) {
-		__u32 shed = CW_KIND_MAX + kind, no_state = 2 * CW_KIND_MAX + kind; /* CW_SHED, CW_NO_STATE (common.bpf.h) */
+		__u32 slot = CW_KIND_MAX + kind; /* CW_SHED + kind (common.bpf.h) */
 
-		if (!bpf_map_lookup_elem(drops_map, &shed, values))
-			for (int c = 0; c < ncpus; c++)
-				s.shed[kind] += values[c];
-		if (!bpf_map_lookup_elem(drops_map, &no_state, values))
-			for (int c = 0; c < ncpus; c++)
-				s.no_state[kind] += values[c];
+		if (bpf_map_lookup_elem(drops_map, &slot, values))
+			continue;
+		for (int c = 0; c < ncpus; c++)
+			s.shed[kind] += values[c];
 	}
 	if (ring_consumer && ring_producer)
 		s.ringbuf_used = *ring_producer - *ring_consumer;

@@ -72,8 +72,7 @@ Options:
   -h, --help           this help
 
 Progress goes to stderr, and on exit a summary: events per kind, ring-buffer
-drops per probe kind, events lost because the kernel refused a thread's state
-(task-local storage), and kernels that could not be named (registered before
+drops per probe kind, and kernels that could not be named (registered before
 capture started, their host stub without a symbol). Exit status 0 after a
 capture, 1 when capture cannot run.
 `;
@@ -208,7 +207,6 @@ export function closingSummary(counters: CaptureCounters): string {
   if (Object.keys(counters.covered).some((kind) => counters.covered[kind] !== counters.events[kind]))
     lines.push(`events covered: ${line(counters.covered)}`);
   lines.push(`drops: ${line(counters.drops)}`);
-  lines.push(`lost without their thread's state: ${line(counters.noState)}`);
   if (counters.shedEpisodes > 0)
     lines.push(
       `shed while behind (${counters.shedEpisodes} times): in the kernel ${line(counters.shed)}; in the sidecar ${line(counters.shedDelivered)}`,

@@ -105,11 +105,6 @@ export interface CaptureCounters {
   drops: KindCounts;
   /** Records the probes did not write while told to shed (the sidecar was behind), per kind. */
   shed: KindCounts;
-  /**
-   * Records lost because the probes could not make a thread's state (the kernel refused a task-local
-   * storage entry), per kind; for a summary kind, events written whole instead of summed.
-   */
-  noState: KindCounts;
   /** Records delivered but shed here, undecoded, while the sidecar was behind, per kind. */
   shedDelivered: KindCounts;
   /** Records delivered but shed here, undecoded, because they ended more than MAX_LAG_MS before, per kind. */
@@ -297,10 +292,6 @@ function captureInstruments() {
       'Kernel events captured, per kind, a summary (cuda.launches, sched.runqueues, sched.blocked_waits, futex.waits) counting as the events it sums.',
     ),
     drops: counter('causeway_kernel_drops', 'Kernel events lost to a full ring buffer, per kind.'),
-    noState: counter(
-      'causeway_kernel_drops_no_thread_state',
-      "Kernel events lost because the probes could not make their thread's state (the kernel refused a task-local storage entry), per kind; for a summary kind, events written whole instead of summed.",
-    ),
     shed: counter(
       'causeway_kernel_shed',
       'Kernel events shed while the sidecar was behind, per kind: where="kernel" the probes skipped them, where="sidecar" they were delivered and not decoded.',
@@ -365,7 +356,6 @@ export class KernelCapture {
   private previousRuns = {
     drops: new Array<number>(Kind.MAX).fill(0),
     shed: new Array<number>(Kind.MAX).fill(0),
-    noState: new Array<number>(Kind.MAX).fill(0),
     delivered: new Array<number>(Kind.MAX).fill(0),
     unnamedKernels: 0,
   };
@@ -472,7 +462,6 @@ export class KernelCapture {
       covered: this.byEventKind(this.covered, (name) => SUMMARIZED[name] ?? name),
       drops: namedCounts(sum(this.previousRuns.drops, this.latest?.drops)),
       shed: namedCounts(sum(this.previousRuns.shed, this.latest?.shed)),
-      noState: namedCounts(sum(this.previousRuns.noState, this.latest?.noState)),
       shedDelivered: namedCounts(this.shedDelivered),
       shedLate: namedCounts(this.shedLate),
       shedding: this.shedSince !== null,
@@ -518,7 +507,6 @@ export class KernelCapture {
         covered,
         drops,
         shed,
-        noState,
         shedDelivered,
         shedLate,
         shedding,
@@ -537,7 +525,6 @@ export class KernelCapture {
         events: perKind(events),
         covered: perKind(covered),
         drops: perKind(drops),
-        noState: perKind(noState),
         shed: [...where(shed, 'kernel'), ...where(shedDelivered, 'sidecar')],
         shedLate: perKind(shedLate),
         shedding: Number(shedding),
@@ -608,7 +595,6 @@ export class KernelCapture {
       this.previousRuns = {
         drops: this.previousRuns.drops.map((value, kind) => value + (latest.drops[kind] ?? 0)),
         shed: this.previousRuns.shed.map((value, kind) => value + (latest.shed[kind] ?? 0)),
-        noState: this.previousRuns.noState.map((value, kind) => value + (latest.noState[kind] ?? 0)),
         delivered: this.previousRuns.delivered.map((value, kind) => value + (latest.events[kind] ?? 0)),
         unnamedKernels: this.previousRuns.unnamedKernels + latest.unnamedKernels,
       };

@@ -3,7 +3,7 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 10;
+export const ABI_VERSION = 9;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
 /** Holders a run-queue record names at most (CW_RUNQUEUE_HOLDERS). */
@@ -68,21 +68,20 @@ export const LAYOUT = {
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },
   cw_hello: { size: 16, fields: { abi_version: 0, event_size: 4, ringbuf_bytes: 8, ncpus: 12 } },
   cw_stats: {
-    size: 720,
+    size: 552,
     fields: {
       mono_ns: 0,
       real_ns: 8,
       drops: 16,
       shed: 184,
-      no_state: 352,
-      events: 520,
-      ringbuf_used: 688,
-      followed: 696,
-      libraries: 700,
-      gpu_processes: 704,
-      unnamed_kernels: 708,
-      thread_ctx_processes: 712,
-      thread_ctx_unresolved: 716,
+      events: 352,
+      ringbuf_used: 520,
+      followed: 528,
+      libraries: 532,
+      gpu_processes: 536,
+      unnamed_kernels: 540,
+      thread_ctx_processes: 544,
+      thread_ctx_unresolved: 548,
     },
   },
   cw_watermark: { size: 8, fields: { mono_ns: 0 } },
@@ -761,8 +760,6 @@ export interface Stats {
   drops: number[];
   /** Indexed by Kind: records the probes did not write while told to shed. */
   shed: number[];
-  /** Indexed by Kind: records lost (a summary's: written whole) because the probes could not make a thread's state. */
-  noState: number[];
   /** Indexed by Kind: records delivered. */
   events: number[];
   ringbufUsed: number;
@@ -788,7 +785,6 @@ export function decodeStats(buf: Buffer): Stats {
     realNs: view.getBigUint64(S.fields.real_ns, true),
     drops: counters(S.fields.drops),
     shed: counters(S.fields.shed),
-    noState: counters(S.fields.no_state),
     events: counters(S.fields.events),
     ringbufUsed: Number(view.getBigUint64(S.fields.ringbuf_used, true)),
     followed: view.getUint32(S.fields.followed, true),

@@ -46,7 +46,7 @@ if (scenario === 'cannot-run') {
   out(watermark(2000n));
   process.on('SIGTERM', () => {
     log({ signal: 'SIGTERM' });
-    out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: 6 }, shed: { [Kind.FUTEX_WAIT]: 8 }, noState: { [Kind.CUDA_LAUNCH]: 2 }, events: { [Kind.SCHED_RUNQUEUE]: 12 }, unnamedKernels: 3 }));
+    out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: 6 }, shed: { [Kind.FUTEX_WAIT]: 8 }, events: { [Kind.SCHED_RUNQUEUE]: 12 }, unnamedKernels: 3 }));
     process.stdout.end(() => process.exit(0));
   });
   if (scenario === 'trickle') {

@@ -68,7 +68,7 @@ int main(void)
 	STRUCT(cw_frame); FIELD(cw_frame, type); FIELD(cw_frame, size); END_STRUCT();
 	STRUCT(cw_hello); FIELD(cw_hello, abi_version); FIELD(cw_hello, event_size); FIELD(cw_hello, ringbuf_bytes);
 	FIELD(cw_hello, ncpus); END_STRUCT();
-	STRUCT(cw_stats); FIELD(cw_stats, mono_ns); FIELD(cw_stats, real_ns); FIELD(cw_stats, drops); FIELD(cw_stats, shed); FIELD(cw_stats, no_state);
+	STRUCT(cw_stats); FIELD(cw_stats, mono_ns); FIELD(cw_stats, real_ns); FIELD(cw_stats, drops); FIELD(cw_stats, shed);
 	FIELD(cw_stats, events); FIELD(cw_stats, ringbuf_used); FIELD(cw_stats, followed); FIELD(cw_stats, libraries);
 	FIELD(cw_stats, gpu_processes); FIELD(cw_stats, unnamed_kernels); FIELD(cw_stats, thread_ctx_processes);
 	FIELD(cw_stats, thread_ctx_unresolved); END_STRUCT();

@@ -197,14 +197,13 @@ test('HELLO of a recording made with another ABI is refused, naming both ABIs', 
   });
 });
 
-test('STATS decodes the clock pair, the per-kind counters (drops, no thread state, events), the unnamed kernels and the thread context counts', () => {
+test('STATS decodes the clock pair, the per-kind counters, the unnamed kernels and the thread context counts', () => {
   const s = decodeStats(
     payload(
       stats({
         monoNs: 10n,
         realNs: 20n,
         drops: { [Kind.SCHED_RUNQUEUE]: 3 },
-        noState: { [Kind.CUDA_REGISTER]: 7 },
         events: { [Kind.FUTEX_WAIT]: 5 },
         unnamedKernels: 2,
         threadContext: { processes: 4, unresolved: 1 },
@@ -216,8 +215,6 @@ test('STATS decodes the clock pair, the per-kind counters (drops, no thread stat
   assert.equal(s.drops[Kind.SCHED_RUNQUEUE], 3);
   assert.equal(s.events[Kind.FUTEX_WAIT], 5);
   assert.equal(s.drops.length, Kind.MAX);
-  assert.equal(s.noState[Kind.CUDA_REGISTER], 7);
-  assert.equal(s.noState[Kind.SCHED_RUNQUEUE], 0, 'apart from drops');
   assert.equal(s.unnamedKernels, 2);
   assert.equal(s.threadContextProcesses, 4);
   assert.equal(s.threadContextUnresolved, 1);

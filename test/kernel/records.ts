@@ -270,7 +270,6 @@ export function stats(spec: {
   realNs: bigint;
   drops?: Record<number, number>;
   shed?: Record<number, number>;
-  noState?: Record<number, number>;
   events?: Record<number, number>;
   unnamedKernels?: number;
   threadContext?: { processes: number; unresolved: number };
@@ -283,8 +282,6 @@ export function stats(spec: {
     buf.writeBigUInt64LE(BigInt(n), S.fields.drops + 8 * Number(kind));
   for (const [kind, n] of Object.entries(spec.shed ?? {}))
     buf.writeBigUInt64LE(BigInt(n), S.fields.shed + 8 * Number(kind));
-  for (const [kind, n] of Object.entries(spec.noState ?? {}))
-    buf.writeBigUInt64LE(BigInt(n), S.fields.no_state + 8 * Number(kind));
   for (const [kind, n] of Object.entries(spec.events ?? {}))
     buf.writeBigUInt64LE(BigInt(n), S.fields.events + 8 * Number(kind));
   buf.writeUInt32LE(spec.unnamedKernels ?? 0, S.fields.unnamed_kernels);

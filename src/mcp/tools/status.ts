@@ -5,7 +5,7 @@ import { READ_ONLY, answer } from './conventions.js';
 
 const TITLE = 'Sidecar status';
 const DESCRIPTION =
-  'Probes attached, processes followed, the loader (restarts, failures in a row, capture gaps), the GPU processes found (every process using CUDA, with its libraries), events, drops (a full ring, or no thread state) and events shed per kind, correlation lag (the event watermark, the join delays), export health, store size on disk and in memory, and its retention (bounds, oldest rows, rows expired).';
+  'Probes attached, processes followed, the loader (restarts, failures in a row, capture gaps), the GPU processes found (every process using CUDA, with its libraries), events, drops and events shed per kind, correlation lag (the event watermark, the join delays), export health, store size on disk and in memory, and its retention (bounds, oldest rows, rows expired).';
 
 const counters = z.record(z.string(), z.unknown());
 const outputSchema = {
@@ -74,7 +74,7 @@ function statusLine(s: Record<string, unknown>): string {
   return [
     loaderLine(s.loader),
     `following ${n('capture', 'followed')} processes, ${n('gpu', 'listed')} of them using CUDA, ${n('capture', 'libraries')} CUDA libraries probed`,
-    `${String(total(get('capture', 'events')))} kernel events, ${String(total(get('capture', 'drops')))} dropped in the kernel, ${String(total(get('capture', 'noState')))} lost there without their thread's state, ${String(total(get('capture', 'shed')) + total(get('capture', 'shedDelivered')))} shed while behind${get('capture', 'shedding') === true ? ' (shedding now)' : ''}, ${String(total(get('capture', 'shedLate')))} shed too late to join${get('capture', 'sheddingLate') === true ? ' (shedding now)' : ''}`,
+    `${String(total(get('capture', 'events')))} kernel events, ${String(total(get('capture', 'drops')))} dropped in the kernel, ${String(total(get('capture', 'shed')) + total(get('capture', 'shedDelivered')))} shed while behind${get('capture', 'shedding') === true ? ' (shedding now)' : ''}, ${String(total(get('capture', 'shedLate')))} shed too late to join${get('capture', 'sheddingLate') === true ? ' (shedding now)' : ''}`,
     `store: ${n('store', 'events')} events and ${n('store', 'spans')} spans, ${mib('memoryBytes')} MiB in memory, ${mib('diskBytes')} MiB on disk (at most ${mib('maxBytes')} MiB in use), oldest span ${oldest == null ? 'none' : `${(Number(oldest) / 1000).toFixed(0)} s old`} (kept ${Number(get('store', 'retentionMs') ?? 0) / 1000} s), ${n('store', 'rowsExpired')} rows expired, ${n('store', 'rowsShed')} shed`,
     `newest kernel event ${newest == null ? 'none yet' : `${Number(newest).toFixed(0)} ms ago`}`,
     joinDelayLine(get('lag', 'joinDelayMs')),
