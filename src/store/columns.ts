@@ -45,8 +45,6 @@ export const EVENT_COLUMNS = [
 ] as const satisfies readonly ColumnType[];
 /** The attributes column: the stamp's, added to the table later, follow it. */
 const EVENT_ATTRIBUTES = 12;
-/** The end_ns column of each layout (retention goes by it). */
-export const EVENT_END = 6;
 
 /** An event's attribute entries, all events' one after the other: the key, and the value as its kind says. */
 const ENTRY_COLUMNS = [
@@ -82,7 +80,6 @@ export const SPAN_COLUMNS = [
   'varchar', // the process's container_id
 ] as const satisfies readonly ColumnType[];
 const SPAN_ATTRIBUTES = 13;
-export const SPAN_END = 8;
 
 /** A spans batch's columns (SPAN_COLUMNS), by name. */
 export function spanColumns(columns: Column[]) {
@@ -147,7 +144,6 @@ export const ATTACHMENT_COLUMNS = [
   'bigint', // event_id
   'bigint', // end_ns
 ] as const satisfies readonly ColumnType[];
-export const ATTACHMENT_END = 3;
 
 const WIDE = new Set<ColumnType>(['bigint', 'double']);
 

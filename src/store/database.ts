@@ -1,9 +1,8 @@
 // The store's DuckDB database, as its worker (worker.ts) runs it: the schema, the appends of
 // the rows the main thread handed over, retention, and the queries. Kernel events, spans and
-// attachments come packed by column (columns.ts) and are appended a data chunk at a time (the
-// processes new in spans a row at a time: they are few); an append gives the worker's event loop
-// a turn between chunks, so that a query asked meanwhile starts (and its result is sent) without
-// waiting for the whole batch.
+// attachments come packed by column (columns.ts) and are appended a data chunk at a time (spans'
+// processes, new ones only, a row at a time); an append gives the worker's event loop a turn between chunks, so that a query asked meanwhile starts (and its
+// result is sent) without waiting for the whole batch.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setImmediate as turn } from 'node:timers/promises';
@@ -23,12 +22,9 @@ import type { ShedTime } from '../correlate/source.js';
 import { MS } from '../correlate/time.js';
 import {
   ATTACHMENT_COLUMNS,
-  ATTACHMENT_END,
   EVENT_COLUMNS,
-  EVENT_END,
   NULL,
   SPAN_COLUMNS,
-  SPAN_END,
   columnViews,
   eventsWithJson,
   spanColumns,
@@ -184,15 +180,6 @@ function chunkType(packed: ColumnType, table: DuckDBType): DuckDBType {
   return table;
 }
 
-/** The earliest of a packed column of times over the batches; undefined when they have no rows. */
-function earliest(layout: readonly ColumnType[], column: number, batches: Packed[]): bigint | undefined {
-  let min: bigint | undefined;
-  for (const { rows, buffer } of batches)
-    for (const end of columnViews(layout, rows, buffer)[column] as BigInt64Array)
-      if (min === undefined || end < min) min = end;
-  return min;
-}
-
 const cell = (value: DuckDBValue): Cell => (value === null || typeof value !== 'object' ? value : String(value));
 
 function fileBytes(path: string): number {
@@ -212,13 +199,6 @@ export class StoreDatabase {
   /** The next ids, after those of the rows held. */
   nextEventId = 0n;
   nextSpanSeq = 0n;
-  /**
-   * What the last retention left, so that a DELETE that would find nothing is not run (each scans
-   * its table: most of a small write's cost): no row of kernel_events, spans or attachments ends
-   * before heldFrom.end, no event's id is below heldFrom.event nor span's seq below heldFrom.span;
-   * undefined until a retention ran (a file's rows may be anything).
-   */
-  private heldFrom: { end: bigint; event: bigint; span: bigint } | undefined;
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -267,20 +247,11 @@ export class StoreDatabase {
     now: bigint,
   ): Promise<Written> {
     const started = performance.now();
-    if (this.heldFrom !== undefined) {
-      const ends = [
-        earliest(EVENT_COLUMNS, EVENT_END, events),
-        earliest(SPAN_COLUMNS, SPAN_END, spans),
-        earliest(ATTACHMENT_COLUMNS, ATTACHMENT_END, attachments),
-      ];
-      for (const end of ends) if (end !== undefined && end < this.heldFrom.end) this.heldFrom.end = end;
-    }
     const eventsStored = await this.appendEvents(events);
     const spansStored = await this.appendSpans(spans, now);
     const attachmentsStored = await this.appendPacked('attachments', ATTACHMENT_COLUMNS, attachments);
     await this.appendShed(shed);
-    const rowsExpired = await this.expire(now, shed.length > 0);
-    const written = { eventsStored, spansStored, attachmentsStored, rowsExpired };
+    const written = { eventsStored, spansStored, attachmentsStored, rowsExpired: await this.expire(now) };
     return { ...written, ms: performance.now() - started };
   }
 
@@ -324,12 +295,8 @@ export class StoreDatabase {
   }
 
   /** On disk: the blocks in use and the write-ahead log (freed blocks are reused); in memory: the memory. */
-  private async bytes(memoryBytes?: number): Promise<number> {
-    if (this.options.path === IN_MEMORY) {
-      if (memoryBytes !== undefined) return memoryBytes;
-      const [memory] = await this.rows(`SELECT sum(memory_usage_bytes) FROM duckdb_memory()`);
-      return Number(memory?.[0] ?? 0);
-    }
+  private async bytes(memoryBytes: number): Promise<number> {
+    if (this.options.path === IN_MEMORY) return memoryBytes;
     const [used] = await this.rows(
       `SELECT used_blocks * block_size FROM pragma_database_size() WHERE database_name = 'causeway'`,
     );
@@ -434,21 +401,17 @@ export class StoreDatabase {
    * past maxBytes, the oldest rows of each table down to SHRINK_TO of it (a checkpoint then
    * frees their blocks and empties the write-ahead log), again until it fits. Returns the rows deleted.
    */
-  private async expire(now: bigint, shedAdded: boolean): Promise<number> {
+  private async expire(now: bigint): Promise<number> {
     const { retentionMs, maxEvents, maxSpans, maxBytes, path } = this.options;
     const cutoff = now - BigInt(retentionMs) * MS;
     let expired = await this.deleteBefore(
       cutoff,
       this.nextEventId - BigInt(maxEvents),
       this.nextSpanSeq - BigInt(maxSpans),
-      shedAdded,
     );
     // Blocks are not freed in proportion to the rows deleted (a row group keeps its blocks until
     // the checkpoint rewrites it), so measure again: each round deletes a larger share.
     for (let round = 0; round < SHRINK_ROUNDS; round++) {
-      // The bytes alone first: size() also counts each table's rows, which took about as long as
-      // the DELETEs when it ran at every write.
-      if ((await this.bytes()) <= maxBytes) break;
       const size = await this.size();
       if (size.bytes <= maxBytes || size.events + size.spans === 0) break;
       const keep = (SHRINK_TO * maxBytes) / size.bytes;
@@ -456,48 +419,23 @@ export class StoreDatabase {
         cutoff,
         this.nextEventId - BigInt(Math.floor(size.events * keep)),
         this.nextSpanSeq - BigInt(Math.floor(size.spans * keep)),
-        false,
       );
       if (path !== IN_MEMORY) await this.connection.run('CHECKPOINT');
     }
     return expired;
   }
 
-  /** Deletes the rows that end before cutoff or whose ids are below the oldest kept; a table where none can be is left alone. */
-  private async deleteBefore(
-    cutoff: bigint,
-    oldestEvent: bigint,
-    oldestSpan: bigint,
-    shedAdded: boolean,
-  ): Promise<number> {
-    const held = this.heldFrom;
-    const late = held === undefined || held.end < cutoff;
-    let expired = 0;
-    if (late || oldestEvent > held.event) {
-      const events = await this.connection.run(`DELETE FROM kernel_events WHERE end_ns < $1 OR event_id < $2`, [
-        cutoff,
-        oldestEvent,
-      ]);
-      await this.connection.run(`DELETE FROM attachments WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
-      expired += events.rowsChanged;
-    }
-    let spansDeleted = false;
-    if (late || oldestSpan > held.span) {
-      const spans = await this.connection.run(`DELETE FROM spans WHERE end_ns < $1 OR seq < $2`, [cutoff, oldestSpan]);
-      spansDeleted = spans.rowsChanged > 0;
-      expired += spans.rowsChanged;
-    }
+  private async deleteBefore(cutoff: bigint, oldestEvent: bigint, oldestSpan: bigint): Promise<number> {
+    const events = await this.connection.run(`DELETE FROM kernel_events WHERE end_ns < $1 OR event_id < $2`, [
+      cutoff,
+      oldestEvent,
+    ]);
+    const spans = await this.connection.run(`DELETE FROM spans WHERE end_ns < $1 OR seq < $2`, [cutoff, oldestSpan]);
+    await this.connection.run(`DELETE FROM attachments WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
     // A shed time is kept while a span it may overlap is: before the oldest span, it overlaps none.
-    if (late || spansDeleted || shedAdded)
-      await this.connection.run(
-        `DELETE FROM shed_times WHERE to_ns < $1 OR to_ns < (SELECT min(start_ns) FROM spans)`,
-        [cutoff],
-      );
-    this.heldFrom = {
-      end: late ? cutoff : held.end,
-      event: held === undefined || oldestEvent > held.event ? oldestEvent : held.event,
-      span: held === undefined || oldestSpan > held.span ? oldestSpan : held.span,
-    };
-    return expired;
+    await this.connection.run(`DELETE FROM shed_times WHERE to_ns < $1 OR to_ns < (SELECT min(start_ns) FROM spans)`, [
+      cutoff,
+    ]);
+    return events.rowsChanged + spans.rowsChanged;
   }
 }
