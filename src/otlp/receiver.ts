@@ -11,8 +11,8 @@ import { startServerThread, type ServerSettings, type ServerThread, type ServerT
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING_SPANS = 100_000;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 5_000;
-/** Failures of the servers' thread in a row, with no span accepted in between, after which it is not started again. */
-const MAX_FAILURES_IN_A_ROW = 3;
+/** Restarts of the servers' thread in a row, with no span accepted in between; a failure after them leaves the receiver down. */
+const MAX_RESTARTS_IN_A_ROW = 3;
 
 export interface Endpoint {
   host: string;
@@ -153,7 +153,7 @@ class Receiver implements OtlpReceiver {
     this.#acceptedAtFailure = accepted;
     if (this.#closing !== undefined || this.#settings === undefined) return;
     const what = `${err.message}; ${String(lost)} spans accepted and not handed over are lost`;
-    if (this.#failuresInARow > MAX_FAILURES_IN_A_ROW) {
+    if (this.#failuresInARow > MAX_RESTARTS_IN_A_ROW) {
       const times = String(this.#failuresInARow);
       this.#onError(
         new Error(`${what}; it failed ${times} times with no span accepted in between: the receiver is down`, {

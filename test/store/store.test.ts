@@ -50,6 +50,40 @@ test('retention deletes rows older than the window and the oldest beyond the siz
   assert.equal(store.counters().rowsExpired, 6);
 });
 
+test('retention after writes that deleted nothing: a late row, the row bounds crossed later, and a shed time added later are each deleted when due', async (t) => {
+  const now = at(10_000);
+  const store = await storeWith([], [], { retentionMs: 1000, maxEvents: 3, maxSpans: 2, now: () => now });
+  t.after(() => store.close());
+  const spanAt = (n: number, end: number) =>
+    appSpan({ trace: n, span: n, start: at(end - 1), end: at(end), pid: 10, tid: 11 });
+  // Writes within the bounds and the window: nothing to delete.
+  store.addEvents([kernelEvent('futex.wait', task, at(9500), at(9600))]);
+  store.addSpans([spanAt(1, 9600)]);
+  await store.flush();
+  await store.flush();
+  // A row that ended before the window, written after retention last ran, goes at this write.
+  store.addEvents([kernelEvent('futex.wait', task, at(100), at(200))]);
+  store.addSpans([spanAt(2, 200)]);
+  await store.flush();
+  assert.deepEqual(await store.rows('SELECT count(*) FROM kernel_events'), [[1n]]);
+  assert.deepEqual(await store.rows('SELECT span_id FROM spans'), [[ids(1).spanId]]);
+  // A shed time before the oldest span, added now, overlaps none.
+  store.addShed(at(9000), at(9100));
+  await store.flush();
+  assert.deepEqual(await store.rows('SELECT count(*) FROM shed_times'), [[0n]]);
+  // The row bounds crossed by later writes: the oldest beyond them go.
+  store.addEvents([1, 2, 3].map((i) => kernelEvent('futex.wait', task, at(9700 + i), at(9800 + i))));
+  store.addSpans([spanAt(3, 9700), spanAt(4, 9800)]);
+  await store.flush();
+  assert.deepEqual(await store.rows('SELECT end_ns FROM kernel_events ORDER BY event_id'), [
+    [at(9801)],
+    [at(9802)],
+    [at(9803)],
+  ]);
+  assert.deepEqual(await store.rows('SELECT span_id FROM spans ORDER BY seq'), [[ids(3).spanId], [ids(4).spanId]]);
+  assert.equal(store.counters().rowsExpired, 4);
+});
+
 test('flushes asked while a write runs share one write behind it, which takes every row handed over by then', async (t) => {
   const store = await storeWith([], []);
   t.after(() => store.close());
