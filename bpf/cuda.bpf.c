@@ -77,6 +77,25 @@ struct {
 	__type(value, struct unread_name);
 } unread_names SEC(".maps");
 
+/*
+ * Entries put in unread_names less those taken out: while none are (names read at registration,
+ * the usual case), a launch is spared the lookup. One the LRU pushes out is never taken out, and
+ * launches then look in vain: a cost, never a name lost.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} unread_count SEC(".maps");
+
+static __always_inline __u64 *unread_names_count(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&unread_count, &zero);
+}
+
 /* cudaLaunchConfig_t, as the runtime lays it out */
 struct launch_config {
 	__u32 grid[3];
@@ -429,7 +448,10 @@ static __always_inline void fill_register(struct cw_register *r, __u32 api, stru
 		struct name_key key = { .tgid = tgid, .func = r->func };
 		struct unread_name unread = { .addr = (__u64)name, .api = api };
 
-		bpf_map_update_elem(&unread_names, &key, &unread, BPF_ANY);
+		__u64 *count = unread_names_count();
+
+		if (bpf_map_update_elem(&unread_names, &key, &unread, BPF_NOEXIST) == 0 && count)
+			__sync_fetch_and_add(count, 1);
 	}
 }
 
@@ -437,9 +459,12 @@ static __always_inline void fill_register(struct cw_register *r, __u32 api, stru
 static __always_inline void register_launched(__u32 api, struct cw_cuda_thread *t, __u32 tgid)
 {
 	struct name_key key = { .tgid = tgid };
+	__u64 *count = unread_names_count();
 	struct unread_name *unread;
 	struct cw_event *e;
 
+	if (!count || !*count)
+		return;
 	if (api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch) /* an executable graph, no function */
 		return;
 	key.func = (api == CW_API_cudaLaunchKernelExC || api == CW_API_cuLaunchKernelEx) ? t->arg[1] : t->arg[0];
@@ -459,7 +484,8 @@ static __always_inline void register_launched(__u32 api, struct cw_cuda_thread *
 			bpf_ringbuf_discard(e, 0);
 		}
 	}
-	bpf_map_delete_elem(&unread_names, &key);
+	if (bpf_map_delete_elem(&unread_names, &key) == 0)
+		__sync_fetch_and_sub(count, 1);
 }
 
 static __always_inline void fill_malloc(struct cw_malloc *m, __u32 api, struct cw_cuda_thread *c)
