@@ -50,6 +50,52 @@ struct {
 	__type(value, __s32); /* its device */
 } context_device SEC(".maps");
 
+/*
+ * Kernels registered with a name the probe could not read (its page not mapped yet: CUDA reads a
+ * name only at its kernel's first launch), by process and function. The loader reads such a name
+ * through /proc/PID/mem, which fails once the process has exited: a loader behind by more than a
+ * short program's remaining life (20 ms for test/fixtures' cold_name) left its launches unnamed.
+ * So the name is read again when the function's first launch returns, the runtime having read it,
+ * and written as a registration before the launch. An LRU: kernels never launched are pushed out.
+ */
+struct name_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 func;
+};
+
+struct unread_name {
+	__u64 addr;
+	__u32 api; /* the registering call's */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct name_key);
+	__type(value, struct unread_name);
+} unread_names SEC(".maps");
+
+/*
+ * Entries put in unread_names less those taken out: while none are (names read at registration,
+ * the usual case), a launch is spared the lookup. One the LRU pushes out is never taken out, and
+ * launches then look in vain: a cost, never a name lost.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} unread_count SEC(".maps");
+
+static __always_inline __u64 *unread_names_count(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&unread_count, &zero);
+}
+
 /* cudaLaunchConfig_t, as the runtime lays it out */
 struct launch_config {
 	__u32 grid[3];
@@ -381,7 +427,7 @@ static __always_inline void fill_op(struct cw_cuda_op *op, __u32 api, struct cw_
 	}
 }
 
-static __always_inline void fill_register(struct cw_register *r, __u32 api, struct cw_cuda_thread *c)
+static __always_inline void fill_register(struct cw_register *r, __u32 api, struct cw_cuda_thread *c, __u32 tgid)
 {
 	void *name = (void *)c->arg[2];
 
@@ -394,8 +440,52 @@ static __always_inline void fill_register(struct cw_register *r, __u32 api, stru
 			r->func = 0;
 	}
 	r->name_addr = (__u64)name;
-	/* Fails on a page not mapped yet (it cannot fault one in): the name is left empty and the loader reads it. */
-	bpf_probe_read_user_str(r->name, sizeof(r->name), name);
+	/*
+	 * Fails on a page not mapped yet (it cannot fault one in): the name is left empty, for the
+	 * loader to read, and read again at the function's first launch.
+	 */
+	if (bpf_probe_read_user_str(r->name, sizeof(r->name), name) <= 0) {
+		struct name_key key = { .tgid = tgid, .func = r->func };
+		struct unread_name unread = { .addr = (__u64)name, .api = api };
+
+		__u64 *count = unread_names_count();
+
+		if (bpf_map_update_elem(&unread_names, &key, &unread, BPF_NOEXIST) == 0 && count)
+			__sync_fetch_and_add(count, 1);
+	}
+}
+
+/* The registration of a function launched for the first time since its name could not be read, if it can be now. */
+static __always_inline void register_launched(__u32 api, struct cw_cuda_thread *t, __u32 tgid)
+{
+	struct name_key key = { .tgid = tgid };
+	__u64 *count = unread_names_count();
+	struct unread_name *unread;
+	struct cw_event *e;
+
+	if (!count || !*count)
+		return;
+	if (api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch) /* an executable graph, no function */
+		return;
+	key.func = (api == CW_API_cudaLaunchKernelExC || api == CW_API_cuLaunchKernelEx) ? t->arg[1] : t->arg[0];
+	unread = bpf_map_lookup_elem(&unread_names, &key);
+	if (!unread)
+		return;
+	e = cw_reserve(CW_KIND_CUDA_REGISTER);
+	if (e) {
+		if (bpf_probe_read_user_str(e->u.reg.name, sizeof(e->u.reg.name), (void *)unread->addr) > 0) {
+			e->api = unread->api;
+			cw_set_current(e);
+			e->start_ns = e->end_ns = t->ts;
+			e->u.reg.func = key.func;
+			e->u.reg.name_addr = unread->addr;
+			cw_submit(e);
+		} else {
+			bpf_ringbuf_discard(e, 0);
+		}
+	}
+	if (bpf_map_delete_elem(&unread_names, &key) == 0)
+		__sync_fetch_and_sub(count, 1);
 }
 
 static __always_inline void fill_malloc(struct cw_malloc *m, __u32 api, struct cw_cuda_thread *c)
@@ -524,6 +614,8 @@ static __always_inline int on_exit(struct pt_regs *ctx)
 	t->polls = 0;
 	now = bpf_ktime_get_ns();
 	if (kind == CW_KIND_CUDA_LAUNCH) {
+		if ((int)ret == 0)
+			register_launched(api, t, tgid);
 		device = current_device(t, tgid);
 		if (sum_launch(t, cookie, api, ret, device, tid, now, &me))
 			goto out;
@@ -560,7 +652,7 @@ static __always_inline int on_exit(struct pt_regs *ctx)
 		e->u.malloc.device = current_device(t, tgid);
 		break;
 	case CW_KIND_CUDA_REGISTER:
-		fill_register(&e->u.reg, api, t);
+		fill_register(&e->u.reg, api, t, tgid);
 		break;
 	case CW_KIND_CUDA_OP:
 		fill_op(&e->u.op, api, t);

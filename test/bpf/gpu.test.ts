@@ -2,15 +2,16 @@
 // running before capture started (replaying a captured graph, waiting on events) found
 // without flags and followed though it sends no spans; a runtime dlopen()ed long after its
 // process started; polling waits; two devices; kernel names that survive a stripped binary
-// or a name on a page nothing had touched; kernels registered before capture started, in
-// another user's process, named by the loader for a capture that holds no capability, and
-// those it cannot name counted.
+// or a name on a page nothing had touched, even with the loader behind its process's exit;
+// kernels registered before capture started, in another user's process, named by the loader
+// for a capture that holds no capability, and those it cannot name counted.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { MS, earlier, later, toMs } from '../../src/correlate/time.js';
+import { loaderPid } from '../cli/sidecar.js';
 import * as A from '../../src/semconv/attributes.js';
 import {
   AS_USER,
@@ -395,6 +396,36 @@ test('a kernel name on a page nothing had touched at registration is read later,
   assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], truth.kernel);
   assert.notEqual(truth.kernel, truth.stub_symbol);
   assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], demangle([String(truth.kernel)])[0]);
+});
+
+test('a kernel name on a page nothing had touched at registration is kept when the loader reads the registration only after the process exited', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const gpu = privateGpu(t);
+  const running = engine(t, ['--seconds', '120', '--gap-ms', '50'], gpu);
+  await waitForStderr(running, 'replaying');
+  const capture = await startCapture(t, ['--comm', 'no-such-program']);
+  // A loader behind: stopped, it reads the program's records once the program is gone, when
+  // /proc/PID/mem can no longer give the name.
+  const loader = await loaderPid(capture.pid);
+  process.kill(loader, 'SIGSTOP');
+  let truth: Awaited<ReturnType<typeof runWorkload>>;
+  try {
+    truth = await runWorkload('cold_name', ['--kernel-ms', '20'], gpu);
+  } finally {
+    process.kill(loader, 'SIGCONT');
+  }
+  assert.equal(existsSync(`/proc/${String(truth.pid)}`), false, 'the program exited before the loader read a record');
+  await stopEngine(running);
+  await settle();
+  await capture.stop();
+
+  assert.equal(truth.name_mapped_after_register, false, 'the probe could have read the name at registration');
+  const launch = single(
+    capture.of('cuda.launch', (e) => e.pid === truth.pid),
+    'launch',
+  );
+  assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], truth.kernel);
+  assert.doesNotMatch(capture.stderr, /unnamed kernels/);
 });
 
 test('doctor --gpu lists the running GPU processes with the library each uses', async (t) => {
