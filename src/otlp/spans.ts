@@ -71,19 +71,25 @@ export class MalformedRequestError extends Error {
 const MAX_REASONS = 3;
 const MAX_ANY_VALUE_DEPTH = 32;
 const HEX_RE = /^[0-9a-fA-F]*$/;
-const SPAN_KIND_NAMES: Record<string, number> = {
+/** An enum's values by name, and the values themselves: looked up per span. */
+interface OtlpEnum {
+  names: Record<string, number>;
+  values: ReadonlySet<number>;
+}
+const otlpEnum = (names: Record<string, number>): OtlpEnum => ({ names, values: new Set(Object.values(names)) });
+const SPAN_KIND = otlpEnum({
   SPAN_KIND_UNSPECIFIED: 0,
   SPAN_KIND_INTERNAL: 1,
   SPAN_KIND_SERVER: 2,
   SPAN_KIND_CLIENT: 3,
   SPAN_KIND_PRODUCER: 4,
   SPAN_KIND_CONSUMER: 5,
-};
-const STATUS_CODE_NAMES: Record<string, number> = {
+});
+const STATUS_CODE = otlpEnum({
   STATUS_CODE_UNSET: 0,
   STATUS_CODE_OK: 1,
   STATUS_CODE_ERROR: 2,
-};
+});
 
 type Encoding = 'protobuf' | 'json';
 type Obj = Record<string, unknown>;
@@ -163,13 +169,13 @@ function asUnixNano(v: unknown, what: string): bigint {
  * of 300) is valid on the wire, and reads as 0, the enum's unspecified or unset value, so that
  * every value kept is one the store's columns and the queries know.
  */
-function asEnum(v: unknown, what: string, names: Record<string, number>): number {
+function asEnum(v: unknown, what: string, { names, values }: OtlpEnum): number {
   if (v === undefined) return 0;
   let n: number | undefined;
   if (typeof v === 'number' && Number.isInteger(v)) n = v;
   else if (typeof v === 'string') n = names[v] ?? (/^-?[0-9]+$/.test(v) ? Number(v) : undefined);
   if (n === undefined) throw new MalformedRequestError(`${what}: unknown enum value ${JSON.stringify(v)}`);
-  return Object.values(names).includes(n) ? n : 0;
+  return values.has(n) ? n : 0;
 }
 
 /** An id as lowercase hex: protobuf bytes, or a case-insensitive hex string in JSON. */
@@ -286,7 +292,7 @@ function decodeRequestObject(req: Obj, enc: Encoding): DecodedRequest {
         const spanId = idHex(field(sp, 'spanId'), `${where}.spanId`, enc);
         const parent = idHex(field(sp, 'parentSpanId'), `${where}.parentSpanId`, enc);
         const name = asString(field(sp, 'name'), `${where}.name`);
-        const kind = asEnum(field(sp, 'kind'), `${where}.kind`, SPAN_KIND_NAMES);
+        const kind = asEnum(field(sp, 'kind'), `${where}.kind`, SPAN_KIND);
         const startUnixNano = asUnixNano(field(sp, 'startTimeUnixNano'), `${where}.startTimeUnixNano`);
         const endUnixNano = asUnixNano(field(sp, 'endTimeUnixNano'), `${where}.endTimeUnixNano`);
         const attributes = keyValues(field(sp, 'attributes'), `${where}.attributes`, enc);
@@ -294,7 +300,7 @@ function decodeRequestObject(req: Obj, enc: Encoding): DecodedRequest {
         const st = asObj(field(sp, 'status'), `${where}.status`);
         let status: AppSpan['status'];
         if (st) {
-          const code = asEnum(field(st, 'code'), `${where}.status.code`, STATUS_CODE_NAMES);
+          const code = asEnum(field(st, 'code'), `${where}.status.code`, STATUS_CODE);
           const message = asString(field(st, 'message'), `${where}.status.message`);
           if (code !== 0 || message !== '') status = message !== '' ? { code, message } : { code };
         }

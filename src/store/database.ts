@@ -1,8 +1,9 @@
 // The store's DuckDB database, as its worker (worker.ts) runs it: the schema, the appends of
 // the rows the main thread handed over, retention, and the queries. Kernel events, spans and
 // attachments come packed by column (columns.ts) and are appended a data chunk at a time (spans'
-// processes, new ones only, a row at a time); an append gives the worker's event loop a turn between chunks, so that a query asked meanwhile starts (and its
-// result is sent) without waiting for the whole batch.
+// processes, new ones only, a row at a time); an append gives the worker's event loop a turn
+// between chunks, so that a query asked meanwhile starts (and its result is sent) without waiting
+// for the whole batch.
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setImmediate as turn } from 'node:timers/promises';
@@ -98,6 +99,8 @@ const SHRINK_TO = 0.8;
 const SHRINK_ROUNDS = 4;
 /** Read connections: queries of one explain_trace run side by side on DuckDB's threads. */
 const READERS = 4;
+/** What DuckDB's memory holds, the store's size in memory. */
+const MEMORY_BYTES = 'SELECT sum(memory_usage_bytes) FROM duckdb_memory()';
 /** Rows of a data chunk at most, and so between turns of the event loop for packed rows (DuckDB's vector size). */
 const ROWS_PER_CHUNK = 2048;
 /** Rows the appender holds at most before it writes them out: a flush holds the worker's event loop too. */
@@ -271,7 +274,7 @@ export class StoreDatabase {
   async size(): Promise<Size> {
     const rows = await this
       .rows(`SELECT (SELECT count(*) FROM kernel_events), (SELECT count(*) FROM spans), (SELECT count(*) FROM attachments),
-      (SELECT sum(memory_usage_bytes) FROM duckdb_memory())`);
+      (${MEMORY_BYTES})`);
     const [events, spans, attachments, memory] = rows[0] ?? [];
     return {
       events: Number(events),
@@ -298,7 +301,7 @@ export class StoreDatabase {
   private async bytes(memoryBytes?: number): Promise<number> {
     if (this.options.path === IN_MEMORY) {
       if (memoryBytes !== undefined) return memoryBytes;
-      const [memory] = await this.rows(`SELECT sum(memory_usage_bytes) FROM duckdb_memory()`);
+      const [memory] = await this.rows(MEMORY_BYTES);
       return Number(memory?.[0] ?? 0);
     }
     const [used] = await this.rows(
@@ -324,7 +327,10 @@ export class StoreDatabase {
   private async appendPacked(table: string, layout: readonly ColumnType[], batches: Packed[]): Promise<number> {
     if (batches.length === 0) return 0;
     const a = await this.connection.createAppender(table);
-    const types = Array.from({ length: a.columnCount }, (_, i) => chunkType(layout[i] ?? 'varchar', a.columnType(i)));
+    // A table with a column the layout lacks would get that column unfilled.
+    if (a.columnCount > layout.length)
+      throw new Error(`${table} has ${String(a.columnCount)} columns, its packed rows ${String(layout.length)}`);
+    const types = layout.slice(0, a.columnCount).map((packed, i) => chunkType(packed, a.columnType(i)));
     let n = 0;
     let unflushed = 0;
     for (const batch of batches) {
