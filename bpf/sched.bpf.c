@@ -317,7 +317,17 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	if (!cw_followed(next->tgid))
 		return 0;
 	o = bpf_map_lookup_elem(&off_cpu, &next_tid);
-	if (!o || !o->runnable.ts)
+	if (!o)
+		return 0;
+	/*
+	 * Running, it is blocked no more. A stamp left here is one its switch-out wrote after the
+	 * wakeup had read none: a later wakeup would measure a wait from it, and sum into the
+	 * thread's blocked window while the thread, switching out on its own cpu, closes it. A
+	 * wakeup that reads the stamp of this switch-out runs after it: the switch-out closes the
+	 * windows before it stamps (x86 makes stores visible in order).
+	 */
+	o->blocked.ts = 0;
+	if (!o->runnable.ts)
 		return 0;
 	r = &o->runnable;
 	if (cw_long_enough(CW_KIND_SCHED_RUNQUEUE, now - r->ts)) {
