@@ -267,9 +267,7 @@ static __always_inline void cw_submit(struct cw_event *e)
  * other CUDA call), when it is cw_settings.window_ns old at the thread's next event or
  * switch-out, when an event of another span comes (cw_same_span), and when the thread exits; a
  * launch window also when its thread blocks (sched.bpf.c). A thread that finds the table full
- * has its records written whole. A thread's windows are written only on the cpu it runs on, in
- * its own context or at its own switches (a wakeup, on the waker's cpu, leaves a short blocked
- * wait for the thread's switch-in to sum): two cpus never write one window at once.
+ * has its records written whole.
  *
  * A thread's windows are one entry, kept from its first window until it exits (proc.bpf.c
  * deletes it): a window opens and closes in place, so the hot path (a launch between two sleeps
@@ -481,17 +479,6 @@ struct cw_wait {
 	__u32 preempted;                       /* a run-queue wait that began with a preemption */
 };
 
-/* The settings, if a wait `ns` long of summary kind `kind` is summed; NULL: it is written whole. */
-static __always_inline struct cw_settings *cw_summing(__u32 kind, __u64 ns)
-{
-	struct cw_settings *cfg = cw_settings();
-
-	if (!cfg || !cfg->window_ns ||
-	    ns >= (kind == CW_KIND_SCHED_RUNQUEUE_SUM ? cfg->runqueue_whole_ns : cfg->wait_whole_ns))
-		return NULL;
-	return cfg;
-}
-
 /*
  * Sums a wait into its thread's window of `kind` (CW_KIND_SCHED_RUNQUEUE_SUM,
  * CW_KIND_SCHED_BLOCKED_SUM or CW_KIND_FUTEX_WAIT_SUM), closing the window first if it is old
@@ -500,13 +487,14 @@ static __always_inline struct cw_settings *cw_summing(__u32 kind, __u64 ns)
  */
 static __always_inline bool cw_sum_wait(__u32 kind, const struct cw_wait *wait)
 {
+	struct cw_settings *cfg = cw_settings();
 	__u64 ns = wait->end_ns - wait->start_ns;
-	struct cw_settings *cfg = cw_summing(kind, ns);
 	struct cw_wait_sum *sum;
 	struct cw_windows *ws;
 	struct cw_window *w;
 
-	if (!cfg)
+	if (!cfg || !cfg->window_ns ||
+	    ns >= (kind == CW_KIND_SCHED_RUNQUEUE_SUM ? cfg->runqueue_whole_ns : cfg->wait_whole_ns))
 		return false;
 	ws = cw_windows_of(wait->task->tid);
 	if (!ws)

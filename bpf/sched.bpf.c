@@ -15,7 +15,7 @@
  * summed into its thread's run-queue window (common.bpf.h): count, total, longest, how many
  * preempted; longer ones are written whole, with their holders. Likewise a blocked wait shorter
  * than wait_whole_ns, into its blocked window (count, total, longest and the longest one's
- * waker), at the thread's switch-in after the wakeup. A thread's windows (these, its futex waits' and its launches') that are window_ns old
+ * waker). A thread's windows (these, its futex waits' and its launches') that are window_ns old
  * are closed when it switches out, and its launch window whenever it blocks.
  */
 #include "common.bpf.h"
@@ -41,13 +41,6 @@ struct off_cpu {
 struct off_cpu_times {
 	struct off_cpu blocked;
 	struct off_cpu runnable;
-	/*
-	 * A short blocked wait's end and waker, left by the wakeup for the thread's switch-in to sum:
-	 * the wakeup runs on the waker's cpu, maybe while the thread is still switching out and
-	 * closing its windows, and only a thread's own cpu writes them (common.bpf.h). 0: none left.
-	 */
-	__u64 woken_ns;
-	struct cw_task waker;
 };
 
 struct {
@@ -111,23 +104,6 @@ static __always_inline void mark_runnable(struct off_cpu *r, __u64 now, __u32 pr
 	r->ts = now;
 }
 
-/* A blocked wait's whole record: from b's switch-out until `end`, when `waker` woke it. */
-static __always_inline void write_blocked(const struct cw_task *task, const struct off_cpu *b, __u64 end,
-					  const struct cw_task *waker)
-{
-	struct cw_event *e = cw_reserve(CW_KIND_SCHED_BLOCKED);
-
-	if (!e)
-		return;
-	cw_set_task(e, task);
-	e->context = b->context;
-	e->start_ns = b->ts;
-	e->end_ns = end;
-	e->u.blocked.state = b->state;
-	e->u.blocked.waker = *waker;
-	cw_submit(e);
-}
-
 /*
  * The task pointers of these tracepoints are the kernel's own (tp_btf): their fields are read
  * directly, without a bpf_probe_read_kernel call each.
@@ -138,6 +114,7 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 	struct off_cpu_times *o;
 	struct cw_task task, waker;
 	struct off_cpu *b;
+	struct cw_event *e;
 	__u64 now, since;
 
 	if (!cw_followed(p->tgid))
@@ -160,14 +137,24 @@ static __always_inline int on_waking(struct task_struct *p, bool is_new)
 	}
 	mark_runnable(&o->runnable, now, 0, &b->context);
 	if (cw_long_enough(CW_KIND_SCHED_BLOCKED, now - since)) {
-		if (cw_summing(CW_KIND_SCHED_BLOCKED_SUM, now - since)) {
-			o->woken_ns = now; /* b->ts stays: the switch-in sums from both */
-			cw_task_waking(&o->waker);
-			return 0;
-		}
+		struct cw_wait wait = {
+			.task = &task, .context = &b->context, .waker = &waker, .start_ns = since, .end_ns = now,
+		};
+
 		cw_task_of(&task, p);
 		cw_task_waking(&waker);
-		write_blocked(&task, b, now, &waker);
+		if (!cw_sum_wait(CW_KIND_SCHED_BLOCKED_SUM, &wait)) {
+			e = cw_reserve(CW_KIND_SCHED_BLOCKED);
+			if (e) {
+				cw_set_task(e, &task);
+				e->context = b->context;
+				e->start_ns = since;
+				e->end_ns = now;
+				e->u.blocked.state = b->state;
+				e->u.blocked.waker = waker;
+				cw_submit(e);
+			}
+		}
 	}
 	b->ts = 0;
 	return 0;
@@ -278,21 +265,6 @@ static __always_inline void fill_runqueue(struct cw_event *e, struct task_struct
 	holders(h, tid, r->ts, &e->u.runqueue);
 }
 
-/* The short blocked wait a wakeup left to `t`, summed (or written whole, opening a window) on t's cpu. */
-static __always_inline void sum_blocked(struct task_struct *t, struct off_cpu_times *o)
-{
-	struct cw_task task;
-	struct cw_wait wait = {
-		.task = &task, .context = &o->blocked.context, .waker = &o->waker,
-		.start_ns = o->blocked.ts, .end_ns = o->woken_ns,
-	};
-
-	cw_task_of(&task, t);
-	if (!cw_sum_wait(CW_KIND_SCHED_BLOCKED_SUM, &wait))
-		write_blocked(&task, &o->blocked, o->woken_ns, &o->waker);
-	o->woken_ns = 0;
-}
-
 SEC("tp_btf/sched_switch")
 int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
@@ -347,9 +319,13 @@ int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev, struct task_s
 	o = bpf_map_lookup_elem(&off_cpu, &next_tid);
 	if (!o)
 		return 0;
-	if (o->woken_ns)
-		sum_blocked(next, o);
-	/* Running, it is blocked no more: a switch-out stamped after its wakeup read none is stale. */
+	/*
+	 * Running, it is blocked no more. A stamp left here is one its switch-out wrote after the
+	 * wakeup had read none: a later wakeup would measure a wait from it, and sum into the
+	 * thread's blocked window while the thread, switching out on its own cpu, closes it. A
+	 * wakeup that reads the stamp of this switch-out runs after it: the switch-out closes the
+	 * windows before it stamps (x86 makes stores visible in order).
+	 */
 	o->blocked.ts = 0;
 	if (!o->runnable.ts)
 		return 0;
