@@ -10,7 +10,8 @@
  *    roundup(p_memsz - firstbyte, p_align) + firstbyte below it, _dl_determine_tlsoffset);
  *  - the variable in a shared library reached with initial-exec TLS: ld.so writes its offset
  *    into the GOT slot of the library's R_X86_64_TPOFF64 relocation, read from /proc/PID/mem
- *    once the library is relocated (a library just mapped is read again until it is);
+ *    once the library is relocated (a library just mapped, or still being mapped, is read
+ *    again until its slot holds an offset);
  *  - a library that reaches it only through the DTV (general dynamic, TLS descriptors) is not
  *    read: said in a warning and counted (STATS thread_ctx_unresolved), like a slot never relocated.
  * Looked for in every followed process at start, at its exec, when it is newly followed, and
@@ -47,7 +48,20 @@ struct file_seen {
 	struct elf_tls_symbol tls;
 };
 
-/* A library whose slot was still 0 (not relocated): read again until the deadline. */
+/*
+ * How far below the thread pointer the static TLS reaches at most. A slot read while ld.so is
+ * still mapping the library (the whole file mapped at once, before each segment is mapped in
+ * place) holds other bytes of the file, not an offset: read again, as one not yet relocated.
+ */
+#define MAX_STATIC_TLS (1ll << 30)
+
+/* Whether a slot holds an offset as ld.so writes it: the static TLS lies below the thread pointer (x86_64). */
+static bool relocated(__s64 offset)
+{
+	return offset < 0 && offset >= -MAX_STATIC_TLS;
+}
+
+/* A library whose slot held no offset yet (not relocated): read again until the deadline. */
 struct pending {
 	__u32 pid;
 	__u64 slot;
@@ -197,7 +211,7 @@ static void resolve(__u32 pid, const struct file_seen *f, __u64 start, bool exec
 	} else if (t->tpoff_slot) {
 		if (!read_slot(pid, bias + t->tpoff_slot, &offset))
 			cannot_read(pid, path, "its initial-exec slot could not be read");
-		else if (offset == 0)
+		else if (!relocated(offset))
 			wait_for_relocation(pid, bias + t->tpoff_slot, path);
 		else
 			set_offset(pid, offset, "initial-exec", path);
@@ -285,7 +299,7 @@ void thread_ctx_retry(void)
 		__s64 offset = 0;
 		bool read = read_slot(p->pid, p->slot, &offset);
 
-		if (read && offset != 0) {
+		if (read && relocated(offset)) {
 			set_offset(p->pid, offset, "initial-exec", p->path);
 		} else if (read && now >= p->deadline_ns) {
 			cannot_read(p->pid, p->path, "its initial-exec slot was not relocated in time");

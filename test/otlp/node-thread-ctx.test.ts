@@ -160,9 +160,11 @@ test("with real probes, a worker thread's futex wait is stamped with the worker'
   await capture.stop();
 
   const blocked = capture.of('futex.wait', (e) => e.tid === worker.tid && durationMs(e) >= BLOCK_MS / 2);
+  // The capture's log says which offset the loader found for the thread context.
   assert.deepEqual(
     blocked.map((e) => e.span_context),
     [{ trace_id: worker.trace_id, span_id: worker.span_id }],
+    capture.stderr,
   );
 });
 
