@@ -168,10 +168,13 @@ test('10,000 hostile OTLP requests over HTTP and gRPC get clean answers; the rec
   assert.deepEqual(problems, []);
   assert.equal(receiver.exited(), undefined);
   assert.ok(warm !== undefined);
-  // A leak grows with the requests: the 8,000 after the warm-up may add no more than the warm-up's 2,000 did.
+  // A leak grows with the requests: the 8,000 after the warm-up may add no more than the warm-up's
+  // 2,000 did or, if that is more, 8 bytes each (half the smallest object V8 makes): a collected
+  // heap moves by a few KiB without a leak, and a warm-up that shrank the heap left no room for it.
+  const allowed = Math.max(warm.heapUsed - start.heapUsed, 8 * (sent - WARM_UP));
   assert.ok(
-    end.heapUsed - warm.heapUsed <= Math.max(0, warm.heapUsed - start.heapUsed),
-    `heap after the warm-up ${mib(warm.heapUsed)} MiB, at the end ${mib(end.heapUsed)} MiB`,
+    end.heapUsed - warm.heapUsed <= allowed,
+    `heap at the start ${String(start.heapUsed)} bytes, after the warm-up ${String(warm.heapUsed)}, at the end ${String(end.heapUsed)}`,
   );
   assert.ok(
     end.rss - warm.rss <= Math.max(0, warm.rss - start.rss),
