@@ -22,6 +22,17 @@ function storePath(t: TestContext): string {
   return join(dir, 'nested', 'store.duckdb');
 }
 
+/** Runs `sql` on the store file at `path` with DuckDB alone (as an earlier version wrote it, or to look), and returns its rows. */
+async function onStoreFile(path: string, sql: string): Promise<unknown[][]> {
+  mkdirSync(dirname(path), { recursive: true });
+  const db = await DuckDBInstance.create(path);
+  const connection = await db.connect();
+  const rows = (await connection.runAndReadAll(sql)).getRows();
+  connection.closeSync();
+  db.closeSync();
+  return rows;
+}
+
 /** In a process of its own: a store with one span and two events, flushed, then SIGKILL. */
 const WRITE_AND_DIE = `
 import { storeWith, appSpan, kernelEvent, T0, MS } from ${JSON.stringify(new URL('./traces.js', import.meta.url).href)};
@@ -60,16 +71,14 @@ test('rows written before a SIGKILL are there at the next open, and new ids go o
 
 test('a store written before events carried a stamp gains its columns: old rows unstamped, new ones stamped', async (t) => {
   const path = storePath(t);
-  mkdirSync(dirname(path), { recursive: true });
   // The kernel_events table as stores wrote it before the stamp, with one row.
-  const old = await DuckDBInstance.create(path);
-  const connection = await old.connect();
-  await connection.run(`CREATE TABLE kernel_events (
+  await onStoreFile(
+    path,
+    `CREATE TABLE kernel_events (
     event_id BIGINT, kind VARCHAR, pid INTEGER, tid INTEGER, comm VARCHAR, start_ns BIGINT, end_ns BIGINT,
     duration_ms DOUBLE, other_pid INTEGER, other_tid INTEGER, other_comm VARCHAR, cuda_kernel VARCHAR, attributes JSON);
-    INSERT INTO kernel_events VALUES (0, 'futex.wait', 10, 11, 'app', ${String(at(0))}, ${String(at(1))}, 1, NULL, NULL, NULL, NULL, '{}');`);
-  connection.closeSync();
-  old.closeSync();
+    INSERT INTO kernel_events VALUES (0, 'futex.wait', 10, 11, 'app', ${String(at(0))}, ${String(at(1))}, 1, NULL, NULL, NULL, NULL, '{}');`,
+  );
 
   const stamp = { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16) };
   const store = await storeWith([], [{ ...kernelEvent('cuda.sync', task, at(2), at(3)), spanContext: stamp }], {
@@ -89,25 +98,16 @@ test('a store written before events carried a stamp gains its columns: old rows 
 
 test("a store written with an index on spans' trace ids loses it at open, and finds a trace's spans without it", async (t) => {
   const path = storePath(t);
-  mkdirSync(dirname(path), { recursive: true });
   // The spans table as stores wrote it before, with its index.
-  const old = await DuckDBInstance.create(path);
-  const connection = await old.connect();
-  await connection.run(`CREATE TABLE spans (
+  await onStoreFile(
+    path,
+    `CREATE TABLE spans (
     seq BIGINT, trace_id VARCHAR, span_id VARCHAR, parent_span_id VARCHAR, service VARCHAR, name VARCHAR,
     span_kind TINYINT, start_ns BIGINT, end_ns BIGINT, duration_ms DOUBLE, pid INTEGER, tid INTEGER,
     status_code TINYINT, attributes JSON);
-    CREATE INDEX spans_by_trace ON spans (trace_id);`);
-  connection.closeSync();
-  old.closeSync();
-  const indexes = async () => {
-    const db = await DuckDBInstance.create(path);
-    const reader = await db.connect();
-    const names = (await reader.runAndReadAll('SELECT index_name FROM duckdb_indexes()')).getRows().flat();
-    reader.closeSync();
-    db.closeSync();
-    return names;
-  };
+    CREATE INDEX spans_by_trace ON spans (trace_id);`,
+  );
+  const indexes = async () => (await onStoreFile(path, 'SELECT index_name FROM duckdb_indexes()')).flat();
   assert.deepEqual(await indexes(), ['spans_by_trace']);
 
   const span = appSpan({ trace: 7, span: 1, start: at(0), end: at(10), pid: 10, tid: 11 });
