@@ -4,9 +4,15 @@
 // would take no span until someone restarted it.
 
 import type { Meter } from '@opentelemetry/api';
-import { counter, observe } from '../export/metrics.js';
+import { counter, gauge, observe } from '../export/metrics.js';
 import { DeliveryQueue, SharedCounters, type OnSpans, type ReceiverCounters } from './ingest.js';
-import { startServerThread, type ServerSettings, type ServerThread, type ServerThreadEvents } from './worker.js';
+import {
+  startServerThread,
+  type ServerHeap,
+  type ServerSettings,
+  type ServerThread,
+  type ServerThreadEvents,
+} from './worker.js';
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING_SPANS = 100_000;
@@ -47,6 +53,12 @@ export interface OtlpReceiver {
   /** A snapshot of the counters. */
   counters(): ReceiverCounters;
   /**
+   * The servers' thread's JavaScript heap, which the process's own heap figures leave out; after
+   * a full collection when `collect` and the process runs with --expose-gc. Undefined while no
+   * thread serves.
+   */
+  heap(collect?: boolean): Promise<ServerHeap | undefined>;
+  /**
    * Stops both servers (in-flight requests finish), then waits up to drainTimeoutMs for
    * pending spans to reach onSpans; queued spans still undelivered are counted in
    * spansDropped. Idempotent.
@@ -75,7 +87,7 @@ export async function startOtlpReceiver(options: OtlpReceiverOptions): Promise<O
   };
   const receiver = new Receiver(counters, queue, onError, drainTimeoutMs);
   await receiver.start(settings);
-  if (options.meter !== undefined) instrument(options.meter, counters);
+  if (options.meter !== undefined) instrument(options.meter, receiver);
   return receiver;
 }
 
@@ -128,6 +140,10 @@ class Receiver implements OtlpReceiver {
     return this.#counters.snapshot();
   }
 
+  async heap(collect = false): Promise<ServerHeap | undefined> {
+    return this.servers?.heap(collect);
+  }
+
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#replacing;
@@ -175,7 +191,7 @@ class Receiver implements OtlpReceiver {
   }
 }
 
-function instrument(meter: Meter, counters: SharedCounters): void {
+function instrument(meter: Meter, receiver: OtlpReceiver): void {
   observe(
     meter,
     {
@@ -196,7 +212,12 @@ function instrument(meter: Meter, counters: SharedCounters): void {
         'causeway_receiver_worker_restarts',
         "Times a failed OTLP servers' thread was replaced by a new one on the same ports.",
       ),
+      heap: gauge(
+        'causeway_receiver_heap_bytes',
+        "The OTLP servers' thread's JavaScript heap (its own isolate) as allocated.",
+        'By',
+      ),
     },
-    () => counters.snapshot(),
+    async () => ({ ...receiver.counters(), heap: (await receiver.heap())?.total }),
   );
 }

@@ -14,10 +14,13 @@
 //
 // Messages, worker to receiver: one 'listening' or 'failed' at start, then 'spans' (one per
 // accepted request, in acceptance order) and 'error' (unexpected server errors). Receiver to
-// worker: 'stop', after which the servers finish their in-flight requests and the thread ends;
-// Node delivers every message a worker posted before its 'exit' event, so once the thread has
-// exited every batch has been handed over. The counters are shared memory (SharedCounters).
+// worker: 'heap', answered by a 'heap' with the thread's own heap (an isolate of its own, which
+// the main thread's memory figures do not include); 'stop', after which the servers finish their
+// in-flight requests and the thread ends. Node delivers every message a worker posted before its
+// 'exit' event, so once the thread has exited every batch has been handed over. The counters are
+// shared memory (SharedCounters).
 
+import { getHeapStatistics } from 'node:v8';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { startGrpcServer, stopGrpcServer } from './grpc.js';
 import { startHttpServer, stopHttpServer } from './http.js';
@@ -38,9 +41,19 @@ type FromWorker =
   | { kind: 'listening'; grpcPort: number | undefined; httpPort: number | undefined }
   | { kind: 'failed'; error: unknown; fields: Record<string, unknown> }
   | { kind: 'spans'; batch: SpanBatch }
-  | { kind: 'error'; error: unknown };
+  | { kind: 'error'; error: unknown }
+  | ({ kind: 'heap' } & ServerHeap);
 
-type ToWorker = { kind: 'stop' };
+type ToWorker = { kind: 'stop' } | { kind: 'heap'; collect: boolean };
+
+/** The servers' thread's JavaScript heap, in bytes. */
+export interface ServerHeap {
+  used: number;
+  /** As allocated and backed by memory: in use, garbage not yet collected and free space. */
+  total: number;
+  /** Whether a full collection ran first (asked for, and the process runs with --expose-gc), so that `used` is what is live. */
+  collected: boolean;
+}
 
 /** A request's spans on their way to the main thread (see above). */
 type SpanBatch = { json: string; resources: Attributes[] } | { spans: AppSpan[] };
@@ -115,6 +128,8 @@ export interface ServerThread {
   readonly httpPort: number | undefined;
   /** Stops the servers (in-flight requests finish); resolves once every batch has been handed over and the thread has exited. */
   stop(): Promise<void>;
+  /** The thread's heap, after a full collection when `collect` (and gc is exposed); undefined once the thread has ended. */
+  heap(collect: boolean): Promise<ServerHeap | undefined>;
   /** The thread itself, for tests that make it fail. */
   readonly worker: Worker;
 }
@@ -135,6 +150,13 @@ export function startServerThread(settings: ServerSettings, events: ServerThread
   let stopping = false;
   let failure: Error | undefined;
   const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
+  // The thread answers in the order asked; one that ended answers nothing more.
+  const heapAnswers: ((heap: ServerHeap | undefined) => void)[] = [];
+  let ended = false;
+  void exited.then(() => {
+    ended = true;
+    for (const answer of heapAnswers.splice(0)) answer(undefined);
+  });
   return new Promise((resolve, reject) => {
     let started = false;
     const failed = (err: Error): void => {
@@ -159,6 +181,9 @@ export function startServerThread(settings: ServerSettings, events: ServerThread
         case 'error':
           events.onError(m.error);
           return;
+        case 'heap':
+          heapAnswers.shift()?.({ used: m.used, total: m.total, collected: m.collected });
+          return;
         case 'listening':
           started = true;
           resolve({
@@ -169,6 +194,12 @@ export function startServerThread(settings: ServerSettings, events: ServerThread
               stopping = true;
               if (failure === undefined) worker.postMessage({ kind: 'stop' } satisfies ToWorker);
               await exited;
+            },
+            heap: (collect) => {
+              if (ended) return Promise.resolve(undefined);
+              const answered = new Promise<ServerHeap | undefined>((answer) => heapAnswers.push(answer));
+              worker.postMessage({ kind: 'heap', collect } satisfies ToWorker);
+              return answered;
             },
           });
           return;
@@ -185,6 +216,15 @@ export function startServerThread(settings: ServerSettings, events: ServerThread
       }
     });
   });
+}
+
+function measureHeap(collect: boolean): ServerHeap {
+  const gc = collect ? (globalThis as { gc?: () => void }).gc : undefined;
+  // Twice: the first collection's finalizers can leave garbage only a second one finds.
+  gc?.();
+  gc?.();
+  const { used_heap_size: used, total_physical_size: total } = getHeapStatistics();
+  return { used, total, collected: gc !== undefined };
 }
 
 async function serve(settings: ServerSettings): Promise<void> {
@@ -230,13 +270,20 @@ async function serve(settings: ServerSettings): Promise<void> {
     port.close();
     return;
   }
-  port.on('message', (m: unknown) => {
-    if ((m as Partial<ToWorker> | null)?.kind !== 'stop')
-      throw new Error(`OTLP receiver thread: unknown message ${JSON.stringify(m)}`);
-    void stopAll().then(() => {
-      gate.close();
-      port.close();
-    });
+  port.on('message', (m: ToWorker) => {
+    switch (m.kind) {
+      case 'heap':
+        send({ kind: 'heap', ...measureHeap(m.collect) });
+        return;
+      case 'stop':
+        void stopAll().then(() => {
+          gate.close();
+          port.close();
+        });
+        return;
+      default:
+        throw new Error(`OTLP receiver thread: unknown message ${JSON.stringify(m)}`);
+    }
   });
   send({ kind: 'listening', grpcPort, httpPort });
 }

@@ -189,7 +189,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * A node process's RSS by part: what is mapped from files (the node binary, DuckDB's library),
- * the main thread's JavaScript heap, the store worker's, DuckDB's own accounting, memory outside
+ * the main thread's JavaScript heap, the store worker's, the OTLP servers' thread's, DuckDB's own accounting, memory outside
  * the main heap held by its objects, and the rest of the anonymous memory (the allocator's
  * arenas and free lists, thread stacks, other native memory), from /proc/PID/smaps_rollup and
  * the sidecar's gauges. The heaps are as allocated, garbage included.
@@ -199,6 +199,7 @@ export interface MemoryParts {
   fileBytes: number;
   mainHeapBytes: number;
   workerHeapBytes: number;
+  serversHeapBytes: number;
   duckdbBytes: number;
   externalBytes: number;
   otherBytes: number;
@@ -213,10 +214,12 @@ function memoryParts(pid: number, metrics: string): MemoryParts {
     fileBytes: kb('Rss') - kb('Anonymous'),
     mainHeapBytes: gauge('causeway_heap_total_bytes'),
     workerHeapBytes: gauge('causeway_store_worker_heap_bytes'),
+    serversHeapBytes: gauge('causeway_receiver_heap_bytes'),
     duckdbBytes: gauge('causeway_store_memory_bytes'),
     externalBytes: gauge('causeway_external_memory_bytes'),
   };
-  const accounted = parts.mainHeapBytes + parts.workerHeapBytes + parts.duckdbBytes + parts.externalBytes;
+  const accounted =
+    parts.mainHeapBytes + parts.workerHeapBytes + parts.serversHeapBytes + parts.duckdbBytes + parts.externalBytes;
   return { ...parts, otherBytes: kb('Anonymous') - accounted };
 }
 
@@ -618,7 +621,7 @@ export function loadRows(title: string, r: LoadReport): string[] {
     `| ${title}: kernel events offered | ${n(r.offered.eventsPerS)}/s over the workloads' run (decoded, dropped or shed; they made ${n(r.offered.switchesPerS)} switches/s and ${n(r.offered.launchesPerS)} launches/s); decoded in the ${r.windowS.toFixed(0)} s window ${n(r.delivered.perS)}/s: ${kinds || 'none'} |`,
     `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}, and ${orNa(l.kernelShedLate)} more read too late to join; held kernel events evicted over --max-events ${orNa(l.evictedOverBound)}; store rows shed ${orNa(l.storeRowsShed)} (stored ${orNa(l.storeEventsStored)} kernel events, ${orNa(l.storeSpansStored)} app spans); receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
     `| ${title}: sidecar CPU and memory | ${r.cpu.cores.toFixed(2)} cores (node ${((r.cpu.sidecarS - r.cpu.loaderS) / r.windowS).toFixed(2)}, loader ${(r.cpu.loaderS / r.windowS).toFixed(2)}); ${n(r.cpu.eventsPerCpuS)} kernel events decoded per CPU-second; RSS (node + loader) peak ${mb(r.rss.peakBytes)}, at the end ${mb(r.rss.finalBytes)} |`,
-    `| ${title}: node's RSS at the end of the window, by part | ${mb(r.memory.rssBytes)}: mapped from files (node, DuckDB's library) ${mb(r.memory.fileBytes)}, main JavaScript heap ${mb(r.memory.mainHeapBytes)}, store worker's heap ${mb(r.memory.workerHeapBytes)}, DuckDB ${mb(r.memory.duckdbBytes)}, outside the main heap (buffers) ${mb(r.memory.externalBytes)}, the rest (allocator arenas, stacks, other native) ${mb(r.memory.otherBytes)}; loader ${mb(r.memory.loaderBytes)}. Held then: ${n(r.memory.held.events)} kernel events, ${n(r.memory.held.spansPending)} spans waiting to be joined, ${n(r.memory.held.exportQueue)} kernel spans queued for export, ${n(r.memory.held.storeRows)} store rows buffered |`,
+    `| ${title}: node's RSS at the end of the window, by part | ${mb(r.memory.rssBytes)}: mapped from files (node, DuckDB's library) ${mb(r.memory.fileBytes)}, main JavaScript heap ${mb(r.memory.mainHeapBytes)}, store worker's heap ${mb(r.memory.workerHeapBytes)}, OTLP servers' heap ${mb(r.memory.serversHeapBytes)}, DuckDB ${mb(r.memory.duckdbBytes)}, outside the main heap (buffers) ${mb(r.memory.externalBytes)}, the rest (allocator arenas, stacks, other native) ${mb(r.memory.otherBytes)}; loader ${mb(r.memory.loaderBytes)}. Held then: ${n(r.memory.held.events)} kernel events, ${n(r.memory.held.spansPending)} spans waiting to be joined, ${n(r.memory.held.exportQueue)} kernel spans queued for export, ${n(r.memory.held.storeRows)} store rows buffered |`,
     `| ${title}: OTLP/HTTP requests as the app sees them | ${n(r.requests.sent)} sent: ${n(r.requests.ok)} answered 200${refused.length > 0 ? `, ${refused.join(', ')}` : ''}, ${n(r.requests.failed)} without an answer${r.requests.errors.length > 0 ? ` (${r.requests.errors.slice(0, 3).join('; ')})` : ''}; ${ms(r.requests.latency)}; the app (a process of its own) used ${r.requests.appCores.toFixed(2)} cores, its event-loop delay p99 ${r.requests.appLoopDelay.p99Ms.toFixed(0)} ms, max ${r.requests.appLoopDelay.maxMs.toFixed(0)} ms |`,
     `| ${title}: app spans joined, over the whole run | ${orNa(r.joins.spans)} joined, ${orNa(r.joins.withEvents)} with kernel events, ${orNa(r.joins.shed)} marked as missing events shed, ${orNa(r.joins.eventsAttached)} events attached to them |`,
     `| ${title}: a span's send to its first kernel span out of the collector | ${n(r.kernelSpans.arrived)} of ${n(r.kernelSpans.sampled)} sampled spans (a request's first) got kernel spans: ${ms(r.kernelSpans.latency)}; ${n(r.kernelSpans.receivedInAll)} kernel spans received in all; ${benchLoop} |`,

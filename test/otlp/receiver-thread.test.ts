@@ -1,14 +1,17 @@
 // The receiver's servers run in a thread of their own (src/otlp/worker.ts): with the main thread
 // blocked, new connections are still accepted and answered within the pending bound; the thread
-// exits cleanly when stopped, and its failure is reported.
+// exits cleanly when stopped, and its failure is reported; its heap, an isolate of its own, is
+// reported.
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { test } from 'node:test';
+import { getHeapStatistics } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { SharedCounters } from '../../src/otlp/ingest.js';
 import { startOtlpReceiver } from '../../src/otlp/index.js';
 import { startServerThread, type ServerSettings, type ServerThreadEvents } from '../../src/otlp/worker.js';
 import { otlpRequest } from '../bench/pipeline.js';
+import { TestMeter } from '../export/meter.js';
 import { BUSY_MAIN_CELLS, BusyMainCell, type BusyMainClient } from './busy-main-client.js';
 
 const HOST = '127.0.0.1';
@@ -195,4 +198,29 @@ test("a failed servers' thread is started again on the same ports; one that keep
     [5, 4, 6, 6, 0],
   );
   await assert.rejects(post(), 'no server listens once the receiver is down');
+});
+
+test("the receiver reports its servers' thread's own heap, on request and as a gauge, and none once closed", async () => {
+  const m = new TestMeter();
+  const r = await startOtlpReceiver({
+    grpc: false,
+    http: { host: HOST, port: 0 },
+    onSpans: () => undefined,
+    meter: m.meter,
+  });
+  // 40 MiB live on the main thread, which the servers' thread's heap must not include.
+  const held = Array.from({ length: 40 }, () => new Array<number>(128 * 1024).fill(0.5));
+  const heap = await r.heap();
+  assert.ok(heap !== undefined);
+  assert.ok(heap.used > 0 && heap.total >= heap.used, JSON.stringify(heap));
+  assert.ok(
+    heap.used < 40 * 2 ** 20 && getHeapStatistics().used_heap_size > 40 * 2 ** 20,
+    'the thread\u2019s heap, not the main thread\u2019s',
+  );
+  assert.equal(heap.collected, false, 'no collection without --expose-gc');
+  const gauge = await m.value('causeway_receiver_heap_bytes');
+  assert.ok(gauge !== undefined && gauge > 0 && gauge < 40 * 2 ** 20, `gauge ${String(gauge)}`);
+  assert.equal(held.length, 40);
+  await r.close();
+  assert.equal(await r.heap(), undefined);
 });
