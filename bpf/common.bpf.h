@@ -256,11 +256,13 @@ static __always_inline struct cw_event *cw_reserve(__u32 kind)
 
 static __always_inline void cw_submit(struct cw_event *e)
 {
+	/* What waits, this record and its header included, and what waited before it. */
 	__u64 pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	__u64 before = pending > sizeof(*e) ? pending - sizeof(*e) : 0;
+	__u64 record = BPF_RINGBUF_HDR_SZ + sizeof(*e);
+	__u64 before = pending > record ? pending - record : 0;
+	bool crossed = pending / CW_WAKEUP_BYTES != before / CW_WAKEUP_BYTES;
 
-	bpf_ringbuf_submit(e, pending / CW_WAKEUP_BYTES != before / CW_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP
-										: BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, crossed ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 /*
