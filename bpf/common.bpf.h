@@ -244,23 +244,24 @@ static __always_inline struct cw_event *cw_reserve(__u32 kind)
 }
 
 /*
- * Wake the loader once per CW_WAKEUP_BYTES of records waiting: when this record takes what
- * waits past a multiple of it. A wakeup per record makes the loader run on the traced thread's
- * CPU after nearly every event, preempting the very threads it traces; and so did a wakeup per
- * record while more than CW_WAKEUP_BYTES waited, which is all the time once the loader falls
- * behind: each costs the traced thread an interrupt, and a graph launch's probe took 3.7 us
- * rather than 0.15 (README, "Benchmark"). A crossing two CPUs' records hide from each other
- * wakes nobody; the loader polls at least every 10 ms (loader.c), so records wait no longer.
+ * Wake the loader only when a quarter of the ring waits: when this record takes what waits past
+ * a multiple of a quarter. Otherwise its poll, at least every 10 ms (loader.c), finds the
+ * records: it keeps up with the ring as long as a quarter of it (4 MiB at the default 16 MiB,
+ * about 22k records) lasts longer than that, which holds to about 2 million records a second.
+ * A wakeup costs the traced thread an interrupt: once per record, the loader ran on the traced
+ * thread's CPU after nearly every event, preempting the very threads it traces; once per 64 KiB
+ * waiting, a graph launch's probe still took 250 ns where it takes 150 without (README,
+ * "Benchmark"). A crossing two CPUs' records hide from each other wakes nobody: the poll reads
+ * them.
  */
-#define CW_WAKEUP_BYTES (64 * 1024)
-
 static __always_inline void cw_submit(struct cw_event *e)
 {
 	/* What waits, this record and its header included, and what waited before it. */
+	__u64 quarter = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 4;
 	__u64 pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	__u64 record = BPF_RINGBUF_HDR_SZ + sizeof(*e);
 	__u64 before = pending > record ? pending - record : 0;
-	bool crossed = pending / CW_WAKEUP_BYTES != before / CW_WAKEUP_BYTES;
+	bool crossed = quarter && pending / quarter != before / quarter;
 
 	bpf_ringbuf_submit(e, crossed ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
