@@ -47,7 +47,11 @@
 
 /* Without the probe reporting CUDA libraries as they are mapped, every process is rescanned this often. */
 #define RESCAN_MS 2000
-/* Records are read at least this often: the probes wake the loader only for a full batch (cw_submit). */
+/*
+ * Records are read at least this often: the probes wake the loader only once a quarter of the ring
+ * waits (cw_submit). A wakeup keeps the ring's fd ready until a drain empties it, so past
+ * DRAIN_MAX_RECORDS per poll the loader drains without waiting.
+ */
 #define POLL_MS 10
 /*
  * Records read per drain at most. A drain otherwise goes on as long as the probes write, which
