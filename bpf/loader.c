@@ -49,8 +49,9 @@
 #define RESCAN_MS 2000
 /*
  * Records are read at least this often: the probes wake the loader only once a quarter of the ring
- * waits (cw_submit). A wakeup keeps the ring's fd ready until a drain empties it, so past
- * DRAIN_MAX_RECORDS per poll the loader drains without waiting.
+ * waits (cw_submit). Until a wakeup a poll waits this long even with records left (the ring's fd
+ * is made ready by a wakeup, then stays ready until a drain empties it), so DRAIN_MAX_RECORDS per
+ * POLL_MS at first; from the wakeup on, drain after drain without waiting.
  */
 #define POLL_MS 10
 /*
