@@ -256,8 +256,8 @@ static __always_inline struct cw_event *cw_reserve(__u32 kind)
  */
 static __always_inline void cw_submit(struct cw_event *e)
 {
-	/* What waits, this record and its header included, and what waited before it. */
 	__u64 quarter = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 4;
+	/* What waits, this record and its header included, and what waited before it. */
 	__u64 pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	__u64 record = BPF_RINGBUF_HDR_SZ + sizeof(*e);
 	__u64 before = pending > record ? pending - record : 0;

@@ -189,10 +189,10 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * A node process's RSS by part: what is mapped from files (the node binary, DuckDB's library),
- * the main thread's JavaScript heap, the store worker's, the OTLP servers' thread's, DuckDB's own accounting, memory outside
- * the main heap held by its objects, and the rest of the anonymous memory (the allocator's
- * arenas and free lists, thread stacks, other native memory), from /proc/PID/smaps_rollup and
- * the sidecar's gauges. The heaps are as allocated, garbage included.
+ * the main thread's JavaScript heap, the store worker's, the OTLP servers' thread's, DuckDB's own
+ * accounting, memory outside the main heap held by its objects, and the rest of the anonymous
+ * memory (the allocator's arenas and free lists, thread stacks, other native memory), from
+ * /proc/PID/smaps_rollup and the sidecar's gauges. The heaps are as allocated, garbage included.
  */
 export interface MemoryParts {
   rssBytes: number;
