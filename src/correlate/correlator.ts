@@ -471,7 +471,7 @@ export class Correlator<S extends JoinableSpan> {
     }
   }
 
-  /** Queues spans until the watermark passes their end; returns how many were refused. */
+  /** Queues spans until the watermark passes their end (joins those it has passed); returns how many were refused. */
   addSpans(spans: PlacedSpan<S>[]): number {
     let refused = 0;
     for (const { span, place } of spans) {
@@ -501,6 +501,10 @@ export class Correlator<S extends JoinableSpan> {
       }
     }
     this.count.spansRefused += refused;
+    // A span can arrive after the watermark has passed its end: it joins now, not at the next
+    // watermark, up to a poll later. (The clock's rule stays with join(), called on a timer.)
+    if (this.watermark !== undefined && refused < spans.length)
+      this.joinEndedBy(this.watermark - this.maxJoinWait, this.watermark);
     return refused;
   }
 

@@ -297,8 +297,10 @@ function startReceiver(
     onSpans: (spans) => {
       const placed = spans.map((span) => ({ span, place: place(span, hostIds, config.threadAttribute) }));
       for (const { place: where } of placed) if (where !== undefined) capture.follow(where.hostPid);
-      correlator.addSpans(placed);
+      // The store first: the correlator joins at once the spans the watermark has passed, and the store
+      // takes their attachments.
       store.addSpans(placed);
+      correlator.addSpans(placed);
     },
   });
 }

@@ -314,6 +314,20 @@ test('a span on a known thread is joined as soon as the watermark passes its end
   assert.equal(correlator.lag().joinDelayMs?.max, 10);
 });
 
+test('a span that arrives after the watermark has passed its end is joined as it arrives, not at the next watermark', () => {
+  const now = { t: 20n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  correlator.addEvents([event(7, 19n * S + 900n * MS, 19n * S + 950n * MS)]);
+  correlator.advanceWatermark(19n * S + 995n * MS);
+  addSpans([span('request', 19n * S + 850n * MS, 19n * S + 990n * MS, 7), span('later', 19n * S, 21n * S, 7)]);
+  assert.deepEqual(
+    joined.map((a) => [a.span.spanId, a.events.length]),
+    [['request', 1]],
+    'joined with its event; the span the watermark has not passed waits',
+  );
+  assert.equal(correlator.counters().spansPending, 1);
+});
+
 test('a span of a time whose kernel events were shed is joined marked so, one left with no event counted; one of another time is not', () => {
   const now = { t: 20n * S };
   const { correlator, joined, addSpans } = setup(now);
