@@ -9,7 +9,9 @@
 // that budget are the backlog; past SHED_BACKLOG_FRAMES for a second, or with frames waiting while
 // the event loop had no idle time left over the last second (SHED_UTILIZATION: on a machine whose
 // cores the flood also takes, the main thread gets a fraction of one, and the per-turn budget
-// alone leaves it always runnable, answering OTLP requests seconds late), the loader is told to
+// alone leaves it always runnable, answering MCP seconds late) and the capture behind (the
+// watermark trailing by SHED_TRAILING_MS, or the ring buffer dropping records: a loop busy because
+// other processes take the cores, keeping up all the same, loses nothing), the loader is told to
 // shed in the kernel (the probes count what they skip), and the frames still waiting past
 // SHED_BACKLOG_FRAMES are shed here, their bookkeeping records kept; both counted per kind.
 // Shedding stops once the backlog is gone and the loop has idle time again.
@@ -184,6 +186,12 @@ const SHED_BEHIND_MS = 1000;
  * behind kernel events for the CPU.
  */
 export const SHED_UTILIZATION = 0.9;
+/**
+ * How far the loader's latest watermark must trail the clock for a saturated loop to shed: ten
+ * of its polls. Under the whole sidecar's load on 2 shared cores the loop was over
+ * SHED_UTILIZATION with the watermark 10 to 20 ms behind, and shed a second at a time for nothing.
+ */
+export const SHED_TRAILING_MS = 100;
 /** Over how long the event loop's utilization is taken. */
 const UTILIZATION_MS = 1000;
 /** Once told to shed, the kernel sheds at least this long: a flood resumes the moment shedding stops. */
@@ -195,6 +203,8 @@ const SHED_AT_LEAST_MS = 1000;
  * second at most, and a pause shorter than this (a full collection) loses nothing.
  */
 export const MAX_LAG_MS = 500;
+/** A count per kind (by Kind), summed. */
+const overKinds = (counts: readonly number[]) => counts.reduce((a, b) => a + b, 0);
 /** The DESIGN kinds, which shedding drops; bookkeeping records (names, execs, libraries) are always kept. */
 const SHEDDABLE = new Set<number>(Object.keys(KIND_NAMES).map(Number));
 
@@ -379,6 +389,10 @@ export class KernelCapture {
   /** Since when frames have waited past SHED_BACKLOG_FRAMES; null while they do not. */
   private behindSince: number | null = null;
   private shedEpisodes = 0;
+  /** The loader's latest watermark (CLOCK_MONOTONIC); null before the first. */
+  private watermarkMono: bigint | null = null;
+  /** Whether the ring buffer dropped records between the loader's last two STATS: it is behind in the kernel. */
+  private ringDropping = false;
   private eventsThisTurn = 0;
   /** The event loop's utilization at the start of the current period, and that of the last whole period. */
   private loopSince: { at: number; elu: EventLoopUtilization } | null = null;
@@ -559,6 +573,9 @@ export class KernelCapture {
       case FrameType.STATS: {
         const stats = decodeStats(frame.payload);
         this.parts.clock.update(stats.monoNs, stats.realNs);
+        // A loader's counts start at zero: its first STATS compares with nothing.
+        const before = this.latest === null ? undefined : overKinds(this.latest.drops);
+        this.ringDropping = before !== undefined && overKinds(stats.drops) > before;
         this.latest = stats;
         break;
       }
@@ -649,6 +666,7 @@ export class KernelCapture {
       this.options.onMessage({ level: 'error', msg: error.message, source: 'supervisor', fields: {} });
       return;
     }
+    this.watermarkMono = mono;
     this.options.onWatermark?.(this.parts.clock.toUnixNano(mono));
   }
 
@@ -659,20 +677,22 @@ export class KernelCapture {
     const backlog = loader.backlog - 1; // the frame being handled is one of them
     const now = Date.now();
     const saturated = this.loopSaturated(now);
+    const trailing = this.trailingMs();
     if (backlog < SHED_BACKLOG_FRAMES) this.behindSince = null;
     else this.behindSince ??= now;
     if (
       this.shedSince === null &&
-      ((this.behindSince !== null && now - this.behindSince >= SHED_BEHIND_MS) || (saturated && backlog > 0))
+      ((this.behindSince !== null && now - this.behindSince >= SHED_BEHIND_MS) ||
+        (saturated && backlog > 0 && (trailing >= SHED_TRAILING_MS || this.ringDropping)))
     ) {
       this.shedSince = now;
       this.shedEpisodes++;
       loader.shed(true);
       this.options.onMessage({
         level: 'warn',
-        msg: `kernel events are being shed: ${backlog} frames wait behind the ${EVENTS_PER_TURN}-events-per-turn budget, the event loop ${Math.round(100 * this.loopUtilization)}% busy`,
+        msg: `kernel events are being shed: ${backlog} frames wait behind the ${EVENTS_PER_TURN}-events-per-turn budget, the event loop ${Math.round(100 * this.loopUtilization)}% busy, the watermark ${trailing === Infinity ? 'not come yet' : `${Math.round(trailing)} ms behind`}`,
         source: 'supervisor',
-        fields: { event: 'shed', on: true, backlog, loopUtilization: this.loopUtilization },
+        fields: { event: 'shed', on: true, backlog, loopUtilization: this.loopUtilization, trailingMs: trailing },
       });
     } else if (this.shedSince !== null && backlog === 0 && !saturated && now - this.shedSince >= SHED_AT_LEAST_MS) {
       this.kernelShed(this.shedSince, now);
@@ -692,6 +712,11 @@ export class KernelCapture {
   /** The kernel shed events from `since` to `until` (Date.now() times), about: the loader takes a turn of its loop to hear. */
   private kernelShed(since: number, until: number): void {
     this.options.onShed?.(BigInt(since) * 1_000_000n, BigInt(until) * 1_000_000n);
+  }
+
+  /** How far the loader's latest watermark trails the clock, in ms; infinite before the first. */
+  private trailingMs(): number {
+    return this.watermarkMono === null ? Infinity : Number(this.monoNow() - this.watermarkMono) / 1e6;
   }
 
   /** Whether the event loop's utilization over the last whole period was past SHED_UTILIZATION. */

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { Correlator, type Attachment, type JoinableSpan } from '../../src/correlate/correlator.js';
 import { toMs } from '../../src/correlate/time.js';
 import {
   KernelCapture,
   MAX_LAG_MS,
   SHED_BACKLOG_FRAMES,
+  SHED_TRAILING_MS,
   SHED_UTILIZATION,
   captureParts,
   loaderArgs,
@@ -107,36 +108,80 @@ test('a capture turns the loader stream into events and watermarks on the STATS 
   assert.equal(await m.value('causeway_kernel_shedding'), 0);
 });
 
-test('frames waiting while the event loop has no idle time make the kernel shed, and it stops once the loop has idle time again', async (t) => {
-  const fake = fakeLoader('trickle');
+/**
+ * A capture of a trickle loader (two watermarks every 10 ms) whose clock reads `trailingMs` past
+ * its latest watermark, while the event loop keeps turning and handles every frame but is never
+ * idle: the main thread of a sidecar that gets a fraction of a core. Few frames wait at a time,
+ * far from the backlog threshold. Resolves once `stopWhen` holds, with what the loop's utilization was.
+ */
+async function busyLoop(
+  t: TestContext,
+  scenario: 'trickle' | 'trickle-dropping',
+  trailingMs: number,
+  stopWhen: (told: (command: string) => boolean) => boolean,
+) {
+  const fake = fakeLoader(scenario);
   const messages: LoaderMessage[] = [];
   const onMessage = (message: LoaderMessage) => void messages.push(message);
+  let watermark = 0n;
   const capture = new KernelCapture(
-    { pids: [], comms: [], libs: [], loaderPath: fake.path, onEvents: () => undefined, onMessage },
+    {
+      pids: [],
+      comms: [],
+      libs: [],
+      loaderPath: fake.path,
+      onEvents: () => undefined,
+      onMessage,
+      onWatermark: (unixNano) => (watermark = unixNano - FAKE_EPOCH_NS),
+      monoNow: () => watermark + BigInt(trailingMs) * 1_000_000n,
+    },
     captureParts(new ProcessTable(), onMessage),
   );
   capture.start();
   await capture.ready;
   t.after(() => capture.stop());
   const told = (command: string) => fake.log().some((entry) => entry.command === command);
-  // The loop keeps turning, and handles every frame, but is never idle: the main thread of a
-  // sidecar that gets a fraction of a core. Few frames wait at a time, far from the backlog threshold.
+  const began = performance.eventLoopUtilization();
   const busy = setInterval(() => {
     const busyUntil = performance.now() + 20;
     while (performance.now() < busyUntil);
   }, 1);
   try {
-    await until('told to shed', 15_000, () => told('shed on') || undefined);
+    await until('the busy loop to end', 15_000, () => stopWhen(told) || undefined);
   } finally {
     clearInterval(busy);
   }
+  return { capture, messages, told, utilization: performance.eventLoopUtilization(began).utilization };
+}
+
+test('frames waiting while the event loop has no idle time and the watermark trails make the kernel shed, and it stops once the loop has idle time again', async (t) => {
+  const { capture, messages, told } = await busyLoop(t, 'trickle', 10 * SHED_TRAILING_MS, (told) => told('shed on'));
   const on = messages.find((m) => m.fields.event === 'shed' && m.fields.on === true);
   assert.ok(Number(on?.fields.loopUtilization) >= SHED_UTILIZATION, JSON.stringify(on));
+  assert.ok(Number(on?.fields.trailingMs) >= SHED_TRAILING_MS, JSON.stringify(on));
   assert.ok(Number(on?.fields.backlog) < SHED_BACKLOG_FRAMES, 'shed for the busy loop, not for the backlog');
   assert.equal(capture.counters().shedding, true);
   await until('told to stop shedding', 15_000, () => told('shed off') || undefined);
   assert.equal(capture.counters().shedding, false);
   assert.equal(capture.counters().shedEpisodes, 1);
+});
+
+test('an event loop with no idle time sheds nothing while the watermark keeps up: the cores are busy, the capture is not behind', async (t) => {
+  let since: number | undefined;
+  // Three of the loop's one-second utilization periods.
+  const { capture, told, utilization } = await busyLoop(t, 'trickle', SHED_TRAILING_MS / 10, () => {
+    since ??= Date.now();
+    return Date.now() - since >= 3500;
+  });
+  assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
+  assert.equal(told('shed on'), false);
+  assert.equal(capture.counters().shedEpisodes, 0);
+});
+
+test('an event loop with no idle time while the ring buffer drops records makes the kernel shed, the watermark current', async (t) => {
+  const { messages } = await busyLoop(t, 'trickle-dropping', SHED_TRAILING_MS / 10, (told) => told('shed on'));
+  const on = messages.find((m) => m.fields.event === 'shed' && m.fields.on === true);
+  assert.ok(Number(on?.fields.trailingMs) < SHED_TRAILING_MS, JSON.stringify(on));
 });
 
 test('a loader that exits is restarted and the capture gap counted, in its report and as instruments', async (t) => {

@@ -13,7 +13,9 @@ export type Scenario =
   /** HELLO, a STATS pair, the EVENTS frame in <dir>/events, a WATERMARK; runs until SIGTERM, then a last STATS. */
   | 'stream'
   /** As 'stream', then two WATERMARK frames at once every 10 ms: frames wait while the reader is busy. */
-  | 'trickle';
+  | 'trickle'
+  /** As 'trickle', and a STATS every 100 ms with one more ring-buffer drop than the last. */
+  | 'trickle-dropping';
 
 const SCRIPT = (recordsModule: string) => `#!${process.execPath}
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
@@ -49,10 +51,14 @@ if (scenario === 'cannot-run') {
     out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: 6 }, shed: { [Kind.FUTEX_WAIT]: 8 }, events: { [Kind.SCHED_RUNQUEUE]: 12 }, unnamedKernels: 3 }));
     process.stdout.end(() => process.exit(0));
   });
-  if (scenario === 'trickle') {
+  if (scenario.startsWith('trickle')) {
     let mono = 3000n;
     setInterval(() => out(Buffer.concat([watermark(mono++), watermark(mono++)])), 10);
   } else setInterval(() => undefined, 1000);
+  if (scenario === 'trickle-dropping') {
+    let drops = 4;
+    setInterval(() => out(stats({ monoNs: 1000n, realNs: 1_700_000_000_000_000_000n, drops: { [Kind.SCHED_RUNQUEUE]: ++drops } })), 100);
+  }
 }
 `;
 
