@@ -574,8 +574,7 @@ export class KernelCapture {
         const stats = decodeStats(frame.payload);
         this.parts.clock.update(stats.monoNs, stats.realNs);
         // A loader's counts start at zero: its first STATS compares with nothing.
-        const before = this.latest === null ? undefined : overKinds(this.latest.drops);
-        this.ringDropping = before !== undefined && overKinds(stats.drops) > before;
+        this.ringDropping = this.latest !== null && overKinds(stats.drops) > overKinds(this.latest.drops);
         this.latest = stats;
         break;
       }
@@ -699,7 +698,7 @@ export class KernelCapture {
       this.shedSince = null;
       loader.shed(false);
       const { shed, shedDelivered } = this.counters();
-      const total = (counts: KindCounts) => Object.values(counts).reduce((a, b) => a + b, 0);
+      const total = (counts: KindCounts) => overKinds(Object.values(counts));
       this.options.onMessage({
         level: 'info',
         msg: `caught up: kernel events are no longer shed (${total(shed)} shed in the kernel, ${total(shedDelivered)} here, so far)`,
@@ -783,7 +782,7 @@ export class KernelCapture {
   private caughtUpLate(now: number): void {
     if (this.lateSince === null || now - this.lateLast < SHED_AT_LEAST_MS) return;
     this.lateSince = null;
-    const shed = this.shedLate.reduce((a, b) => a + b, 0);
+    const shed = overKinds(this.shedLate);
     this.options.onMessage({
       level: 'info',
       msg: `caught up: kernel events are within ${String(MAX_LAG_MS)} ms of the clock again (${String(shed)} shed for their lag so far)`,
