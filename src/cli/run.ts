@@ -51,10 +51,11 @@ flags win over the file, the file over the defaults):
   --thread-attribute NAME   span attribute with the OS thread id (default ${D.threadAttribute})
   --retention-s N           how long kernel events wait for late spans (default ${D.correlator.retentionMs / 1000})
   --max-events N            kernel events held at most (default ${D.correlator.maxEvents})
-  --join-watermark-ms N     how far past a span's end capture must have read before a span known
-                            only by its process is joined (one naming its thread: at its end);
-                            with capture silent this long, spans are joined this long after
-                            their end (default ${D.correlator.maxJoinWaitMs})
+  --join-watermark-ms N     a span is joined once capture has read up to its end; one known only
+                            by its process then takes its other threads' events that began in it,
+                            as they are read, until capture has read this long past its end; with
+                            capture silent this long, spans are joined this long after their end
+                            (default ${D.correlator.maxJoinWaitMs})
   --reduce-window-ms N      in-kernel reduction: per thread, per window of N ms, launches that
                             returned at once are summed into one cuda.launches event, short
                             run-queue waits into one sched.runqueues event, short blocked waits

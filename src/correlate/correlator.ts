@@ -8,14 +8,17 @@
 // events are kept for a bounded window and a span is joined once the event watermark has
 // passed its end; inner spans end first, so joining in order of end gives them their events.
 // The watermark comes from the capture: every kernel event ending before it has been read
-// (advanceWatermark). A span on a known thread is joined as soon as it passes the span's end:
-// an event that began on that thread inside the span held the thread, so it ended before the
-// span did. A span known only by its process waits until the watermark is the longest join wait
-// (maxJoinWaitMs) past its end: another thread's event that began inside it may still have been in
-// progress, and is only read once it ends. Both wait for the watermark however far the capture
-// trails (a busy sidecar decodes late, and a span joined before its events were read would get
-// none); only while the capture is silent, no watermark for the longest join wait, does the
-// clock join them, that long after their end.
+// (advanceWatermark). Once it passes a span's end, the span has every event that could have
+// held it up: a wait it (or one it waited on) was held in ended before it did. On a known
+// thread that is every event it takes: one that began on that thread inside the span held the
+// thread, so it ended before the span did. A span known only by its process also takes the
+// events of its other threads that began inside it, and one of those may still be going when
+// the watermark passes its end (a long sync): it is read when it ends, and taken then, handed
+// on as a late attachment, until the watermark is the longest join wait (maxJoinWaitMs) past
+// the span's end. Spans wait for the watermark however far the capture trails (a busy sidecar
+// decodes late, and a span joined before its events were read would get none); only while the
+// capture is silent, no watermark for the longest join wait, does the clock join them, that
+// long after their end.
 // A span also gets the waits of other processes it waited on (linked.ts), from the same events.
 // The capture says when it shed events (addShed): a span of that time is joined marked so
 // (Attachment.shed), so that its missing waits are not read as none; one left with no event is
@@ -93,6 +96,11 @@ export interface Attachment<S extends JoinableSpan = JoinableSpan> {
   scopes?: Map<KernelEvent, AttachScope>;
   /** Kernel events of the span's time were shed (the capture was behind): `events` may miss some. */
   shed?: boolean;
+  /**
+   * Events of the span's other threads (it is known only by its process) that began inside it and
+   * were still going when it was joined, read since: its kernel spans, no second summary.
+   */
+  late?: boolean;
 }
 
 export interface CorrelatorOptions<S extends JoinableSpan> {
@@ -101,9 +109,12 @@ export interface CorrelatorOptions<S extends JoinableSpan> {
   retentionMs: number;
   /** Kernel events kept at most; the oldest go first. */
   maxEvents: number;
-  /** How far past its end the watermark must be for a span known only by its process; with no watermark this long, spans join by the clock this long after their end. */
+  /**
+   * How long past its end (by the watermark) a span known only by its process takes its other
+   * threads' events read late; with no watermark this long, spans join by the clock this long after their end.
+   */
   maxJoinWaitMs: number;
-  /** App spans waiting for the watermark at most; more are refused (counted). */
+  /** App spans held at most: waiting for the watermark, or joined and taking late events; more are refused (counted). */
   maxPendingSpans?: number;
   now?: () => bigint;
   /** Its counters are read from here at each collection. */
@@ -118,6 +129,8 @@ export interface CorrelatorCounters {
   spansNotHere: number;
   spansRefused: number;
   eventsAttached: number;
+  /** Of those, attached after their span was joined, as they were read (Attachment.late). */
+  eventsAttachedLate: number;
   /** Of those, attached by the span their thread context named (scope exact). */
   eventsAttachedExact: number;
   /** Attached to the innermost of several spans open on their thread, no context saying which (scope ambiguous). */
@@ -144,7 +157,7 @@ export interface CorrelatorLag {
   watermarkUnixMs: number | null;
   /** How far the event watermark trails the clock: the capture's own lag; null before the first watermark. */
   watermarkAgeMs: number | null;
-  /** The longest a span waits after its end (while the watermark does not pass it). */
+  /** How long after its end a span takes late events, and is joined by the clock while the watermark does not come. */
   maxJoinWaitMs: number;
   /** From a span's end to its joining, over the last RECENT_JOINS spans joined; null before the first. */
   joinDelayMs: { p50: number; p99: number; max: number } | null;
@@ -171,6 +184,12 @@ interface Pending<S extends JoinableSpan> {
 }
 
 const pendingEnd = (p: Pending<JoinableSpan>) => p.span.endUnixNano;
+
+/** A span known only by its process, joined, taking its other threads' events read since (Attachment.late). */
+interface LateTaker<S extends JoinableSpan> extends Pending<S> {
+  /** It has been handed on with events: counted once in spansWithEvents. */
+  hadEvents: boolean;
+}
 
 /** A span on a known thread, as long as events may still come for it: to tell whether another was open. */
 interface ThreadSpan {
@@ -317,11 +336,19 @@ export class Correlator<S extends JoinableSpan> {
   /** The spans of each known thread (pid/tid), kept as long as events are. */
   private readonly threadSpans = new Map<string, ThreadSpans>();
   /**
-   * Spans waiting for the watermark, by end: those on a known thread, and those known only by
-   * their process (which wait longer). Those ready are a prefix of each, so joining reads only
+   * Spans waiting for the watermark, by end. Those ready are a prefix, so joining reads only
    * them, not every span waiting (it runs at every watermark, about every 10 ms).
    */
-  private readonly pending = { onThread: [] as Pending<S>[], inProcess: [] as Pending<S>[] };
+  private readonly pending: Pending<S>[] = [];
+  /**
+   * Spans known only by their process, joined and still taking late events, by pid, each by end:
+   * an event began in a span only if it began before the span's end, so the spans it may go to
+   * are a suffix, and an event newer than every span there looks at none.
+   */
+  private readonly lateTakers = new Map<number, LateTaker<S>[]>();
+  /** The same by span id: an event read late stamped with one of them goes to it. */
+  private readonly lateTakerById = new Map<string, LateTaker<S>>();
+  private lateTakerCount = 0;
   /** The next turn's joining of spans left ready past SPANS_JOINED_PER_TURN; undefined when none is due. */
   private nextTurn: NodeJS.Immediate | undefined;
   private heldCount = 0;
@@ -349,6 +376,7 @@ export class Correlator<S extends JoinableSpan> {
     spansNotHere: 0,
     spansRefused: 0,
     eventsAttached: 0,
+    eventsAttachedLate: 0,
     eventsAttachedExact: 0,
     eventsAttachedAmbiguous: 0,
     eventsLinked: 0,
@@ -389,6 +417,7 @@ export class Correlator<S extends JoinableSpan> {
   }
 
   addEvents(events: KernelEvent[]): void {
+    let late: Map<LateTaker<S>, KernelEvent[]> | undefined;
     for (const event of events) {
       let threads = this.byThread.get(event.pid);
       if (threads === undefined) this.byThread.set(event.pid, (threads = new Map<number, ThreadEvents>()));
@@ -407,13 +436,25 @@ export class Correlator<S extends JoinableSpan> {
         if (stamped === undefined) this.bySpan.set(event.spanContext.spanId, [event]);
         else stamped.push(event);
       }
+      let at = held.length;
       if (last === undefined || last.startUnixNano <= event.startUnixNano) {
         held.push(event);
         takenAtStart.push(null);
       } else {
-        const at = firstStartingAt(thread, event.startUnixNano + 1n);
+        at = firstStartingAt(thread, event.startUnixNano + 1n);
         held.splice(at, 0, event);
         takenAtStart.splice(at, 0, null);
+      }
+      const taker = this.lateTakerCount === 0 ? undefined : this.lateTaker(event);
+      if (taker !== undefined) {
+        takenAtStart[at] = taker.span.startUnixNano;
+        this.count.eventsAttached++;
+        this.count.eventsAttachedLate++;
+        if (event.spanContext !== undefined) this.count.eventsAttachedExact++;
+        late ??= new Map();
+        const taken = late.get(taker);
+        if (taken === undefined) late.set(taker, [event]);
+        else taken.push(event);
       }
       const duration = event.endUnixNano - event.startUnixNano;
       if (duration > thread.longestNs) {
@@ -431,6 +472,68 @@ export class Correlator<S extends JoinableSpan> {
     if (this.receivedSinceCompact >= this.heldCount) {
       this.receivedSinceCompact = 0;
       this.heldBytes = compactRecords(this.allHeld());
+    }
+    if (late !== undefined) this.handLate(late);
+  }
+
+  /** The joined span known only by its process that takes an event read late: the innermost it began in, if any. */
+  private lateTaker(event: KernelEvent): LateTaker<S> | undefined {
+    if (isMessage(event)) return undefined;
+    if (event.spanContext !== undefined) {
+      const taker = this.lateTakerById.get(event.spanContext.spanId);
+      return taker?.span.traceId === event.spanContext.traceId ? taker : undefined;
+    }
+    const takers = this.lateTakers.get(event.pid);
+    const start = event.startUnixNano;
+    // Most events began after every span there ended.
+    if (takers === undefined || start >= (takers.at(-1)?.span.endUnixNano ?? start)) return undefined;
+    let innermost: LateTaker<S> | undefined;
+    for (let i = firstAt(takers, start + 1n, pendingEnd); i < takers.length; i++) {
+      const taker = takers[i];
+      if (
+        taker !== undefined &&
+        taker.span.startUnixNano <= start &&
+        (innermost === undefined || taker.span.startUnixNano > innermost.span.startUnixNano)
+      )
+        innermost = taker;
+    }
+    return innermost;
+  }
+
+  /** Hands on the events read late, each span's as one attachment. */
+  private handLate(late: Map<LateTaker<S>, KernelEvent[]>): void {
+    const attachments: Attachment<S>[] = [];
+    for (const [taker, events] of late) {
+      if (!taker.hadEvents) this.count.spansWithEvents++;
+      taker.hadEvents = true;
+      events.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+      const exact = events.filter((e) => e.spanContext !== undefined);
+      attachments.push({
+        span: taker.span,
+        place: taker.place,
+        events,
+        ...(exact.length === 0
+          ? {}
+          : { scopes: new Map(exact.map((e) => [e, A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT] as const)) }),
+        shed: this.shedDuring(taker.span),
+        late: true,
+      });
+    }
+    this.options.onJoined(attachments);
+  }
+
+  /** Spans that ended by `before` take no more late events: the watermark is the longest join wait past their end. */
+  private retireLateTakers(before: bigint): void {
+    for (const [pid, takers] of this.lateTakers) {
+      const done = firstAt(takers, before + 1n, pendingEnd);
+      for (let i = 0; i < done; i++) {
+        const taker = takers[i];
+        if (taker !== undefined && this.lateTakerById.get(taker.span.spanId) === taker)
+          this.lateTakerById.delete(taker.span.spanId);
+      }
+      takers.splice(0, done);
+      this.lateTakerCount -= done;
+      if (takers.length === 0) this.lateTakers.delete(pid);
     }
   }
 
@@ -477,14 +580,10 @@ export class Correlator<S extends JoinableSpan> {
     for (const { span, place } of spans) {
       if (place === undefined) {
         this.count.spansNotHere++;
-      } else if (this.spansPending() >= this.maxPendingSpans) {
+      } else if (this.spansPending() + this.lateTakerCount >= this.maxPendingSpans) {
         refused++;
       } else {
-        insertByEnd(
-          place.hostTid === undefined ? this.pending.inProcess : this.pending.onThread,
-          { span, place },
-          pendingEnd,
-        );
+        insertByEnd(this.pending, { span, place }, pendingEnd);
         if (place.hostTid !== undefined) {
           const key = `${String(place.hostPid)}/${String(place.hostTid)}`;
           let spans = this.threadSpans.get(key);
@@ -509,8 +608,8 @@ export class Correlator<S extends JoinableSpan> {
   }
 
   /**
-   * The capture read every kernel event that ended before `unixNano`: the spans on a known
-   * thread that ended by then are joined now. An older watermark (a restarted loader's) is ignored.
+   * The capture read every kernel event that ended before `unixNano`: the spans that ended by
+   * then are joined now. An older watermark (a restarted loader's) is ignored.
    */
   advanceWatermark(unixNano: bigint): void {
     if (this.watermark !== undefined && unixNano <= this.watermark) return;
@@ -519,7 +618,10 @@ export class Correlator<S extends JoinableSpan> {
     this.join();
   }
 
-  /** Joins every pending span the watermark has passed, or, while the capture is silent, the clock. */
+  /**
+   * Joins every pending span the watermark has passed, or, while the capture is silent, the
+   * clock; and ends the late taking of those the longest join wait has passed.
+   */
   join(): void {
     const waitedLongest = this.now() - this.maxJoinWait;
     const { watermark, watermarkAdvancedAt } = this;
@@ -537,32 +639,15 @@ export class Correlator<S extends JoinableSpan> {
   }
 
   /**
-   * Joins the spans of a process that ended by `anySpan`, and those of a known thread that ended
-   * by `threadSpan`: the `most` that ended first now, the others on the next turns.
+   * Joins the spans that ended by `readyBy`, the `most` that ended first now and the others on the
+   * next turns; those that ended by `retired` take no late events (retireLateTakers).
    */
-  private joinEndedBy(anySpan: bigint, threadSpan: bigint, most = SPANS_JOINED_PER_TURN): void {
-    const { onThread, inProcess } = this.pending;
-    const threadReady = firstAt(onThread, threadSpan + 1n, pendingEnd);
-    const processReady = firstAt(inProcess, anySpan + 1n, pendingEnd);
-    if (threadReady + processReady === 0) return;
-    // Of both, the `most` that ended first, in order of end: inner spans end first.
-    const ready: Pending<S>[] = [];
-    let t = 0;
-    let p = 0;
-    while (ready.length < most && (t < threadReady || p < processReady)) {
-      const a = t < threadReady ? onThread[t] : undefined;
-      const b = p < processReady ? inProcess[p] : undefined;
-      if (b === undefined || (a !== undefined && a.span.endUnixNano <= b.span.endUnixNano)) {
-        if (a !== undefined) ready.push(a);
-        t++;
-      } else {
-        ready.push(b);
-        p++;
-      }
-    }
-    onThread.splice(0, t);
-    inProcess.splice(0, p);
-    if (t < threadReady || p < processReady)
+  private joinEndedBy(retired: bigint, readyBy: bigint, most = SPANS_JOINED_PER_TURN): void {
+    this.retireLateTakers(retired);
+    const ready = this.pending.splice(0, Math.min(most, firstAt(this.pending, readyBy + 1n, pendingEnd)));
+    if (ready.length === 0) return;
+    const next = this.pending[0];
+    if (next !== undefined && next.span.endUnixNano <= readyBy)
       this.nextTurn ??= setImmediate(() => {
         this.nextTurn = undefined;
         this.join();
@@ -584,9 +669,21 @@ export class Correlator<S extends JoinableSpan> {
     });
     this.count.spansJoined += attachments.length;
     for (const a of attachments) if (a.shed) this.count.spansShed++;
+    for (const { span, place, events } of attachments)
+      if (place.hostTid === undefined && span.endUnixNano > retired)
+        this.takeLate({ span, place, hadEvents: events.length > 0 });
     const joined = attachments.filter((a) => a.events.length > 0);
     this.count.spansWithEvents += joined.length;
     if (joined.length > 0) this.options.onJoined(joined);
+  }
+
+  /** From now on the span takes its process's events that began in it, as they are read (lateTaker). */
+  private takeLate(taker: LateTaker<S>): void {
+    let takers = this.lateTakers.get(taker.place.hostPid);
+    if (takers === undefined) this.lateTakers.set(taker.place.hostPid, (takers = []));
+    insertByEnd(takers, taker, pendingEnd);
+    this.lateTakerById.set(taker.span.spanId, taker);
+    this.lateTakerCount++;
   }
 
   /** Whether kernel events of the span's time were shed. */
@@ -617,7 +714,7 @@ export class Correlator<S extends JoinableSpan> {
   }
 
   private spansPending(): number {
-    return this.pending.onThread.length + this.pending.inProcess.length;
+    return this.pending.length;
   }
 
   private recordDelays(joined: { span: S }[]): void {
@@ -654,6 +751,10 @@ export class Correlator<S extends JoinableSpan> {
         spansNotHere: counter('causeway_correlator_spans_not_here', 'App spans from processes not on this host.'),
         spansRefused: counter('causeway_correlator_spans_refused', 'App spans refused: too many waiting to be joined.'),
         eventsAttached: counter('causeway_correlator_events_attached', 'Kernel events attached to app spans.'),
+        eventsAttachedLate: counter(
+          'causeway_correlator_events_attached_late',
+          "Kernel events attached to app spans known only by their process after they were joined: another thread's, begun inside the span, still going then.",
+        ),
         eventsAttachedExact: counter(
           'causeway_correlator_events_attached_exact',
           'Kernel events attached to the span their thread context named (OTEP 4947): scope exact.',

@@ -239,8 +239,9 @@ export class KernelSpanBuilder {
       .filter((e) => !isPoint(e))
       .sort(longestFirst)
       .slice(0, MAX_CHILD_SPANS);
+    // Events read after the span was joined (late) are its kernel spans only: it has its summary.
     return [
-      summary(resource, app, events, scope, attachment.shed === true),
+      ...(attachment.late === true ? [] : [summary(resource, app, events, scope, attachment.shed === true)]),
       ...intervals.map((e) =>
         readable(
           resource,

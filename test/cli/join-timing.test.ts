@@ -1,6 +1,8 @@
 // When `causeway run` joins an app span, for real: as soon as the capture has read the kernel's
-// events up to the span's end (its watermark has passed it), not after a fixed wait; and, with
-// the loader stopped (no watermark comes), still, once the span has waited the longest join wait.
+// events up to the span's end (its watermark has passed it), not after a fixed wait, whether the
+// span names its thread or only its process (which then takes, as it is read, another thread's
+// wait that began inside it); and, with the loader stopped (no watermark comes), still, once the
+// span has waited the longest join wait.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import type { SidecarStatus } from '../../src/sidecar/status.js';
@@ -8,9 +10,9 @@ import { kernelAvailable, startWorkload } from '../bpf/session.js';
 import { startSidecarExportingNowhere, statusTool, until, type Sidecar } from './sidecar.js';
 
 /** A sidecar exporting to a receiver of the test's own, a followed ping-pong, and its MCP status tool. */
-async function setup(t: TestContext, longestJoinWaitMs: number) {
+async function setup(t: TestContext, longestJoinWaitMs: number, switchesPerS = 2000) {
   const sidecar = await startSidecarExportingNowhere(t, ['--join-watermark-ms', String(longestJoinWaitMs)]);
-  const app = startWorkload('switch_pingpong', ['--rate', '2000', '--seconds', '600']);
+  const app = startWorkload('switch_pingpong', ['--rate', String(switchesPerS), '--seconds', '600']);
   t.after(() => {
     app.truth.catch(() => undefined); // killed before its end
     app.child.kill();
@@ -28,15 +30,16 @@ async function setup(t: TestContext, longestJoinWaitMs: number) {
 const passed = (s: SidecarStatus, unixNano: bigint) =>
   s.lag.watermarkUnixMs !== null && s.lag.watermarkUnixMs >= Number(unixNano) / 1e6;
 
-/** Posts a span of the app's main thread ending now, and waits for every span to be joined. */
+/** Posts a span of the app ending now (of its main thread unless `thread` is false), and waits for every span to be joined. */
 async function joinOne(
   sidecar: Sidecar,
   pid: number,
   status: () => Promise<SidecarStatus>,
   onStatus: (s: SidecarStatus, end: bigint) => void,
+  { durationNs = 20_000_000n, thread = true } = {},
 ) {
   const before = (await status()).correlator;
-  const { status: code, endUnixNano } = await sidecar.postSpans(pid, 1, 20_000_000n, pid);
+  const { status: code, endUnixNano } = await sidecar.postSpans(pid, 1, durationNs, thread ? pid : undefined);
   assert.equal(code, 200);
   const joined = await until('the span joined', 30_000, async () => {
     const s = await status();
@@ -64,6 +67,33 @@ test('a span on a known thread is joined as soon as the watermark passes its end
   const metrics = await sidecar.metrics();
   assert.match(metrics, /^causeway_correlator_join_delay_seconds_count [1-9]\d*$/m);
   assert.match(metrics, /^causeway_correlator_watermark_age_seconds \d/m);
+});
+
+test("a span known only by its process is joined as soon as the watermark passes its end, and takes another thread's wait that began inside it as the wait ends", async (t) => {
+  if (!kernelAvailable(t)) return;
+  // 4 switches/s: "pong" blocks on a futex about half a second at a time, waiting for "ping" to
+  // hand it the token; a span of the last 2 s holds the start of the wait it is in when the span ends.
+  const { sidecar, app, status } = await setup(t, 60_000, 4);
+  const { joined, before } = await joinOne(
+    sidecar,
+    app.pid,
+    status,
+    (s, end) => {
+      if (passed(s, end)) assert.equal(s.correlator.spansPending, 0, 'the watermark passed its end and it waits still');
+    },
+    { durationNs: 2_000_000_000n, thread: false },
+  );
+  assert.ok(joined.lag.joinDelayMs !== null);
+  assert.ok(
+    joined.lag.joinDelayMs.max < joined.lag.maxJoinWaitMs,
+    `joined ${String(joined.lag.joinDelayMs.max)} ms after its end, not by the watermark`,
+  );
+  const late = await until("pong's wait, taken once it ended", 20_000, async () => {
+    const s = await status();
+    return s.correlator.eventsAttachedLate > before.eventsAttachedLate ? s : undefined;
+  });
+  assert.equal(late.correlator.spansJoined, before.spansJoined + 1);
+  assert.match(await sidecar.metrics(), /^causeway_correlator_events_attached_late_total [1-9]\d*$/m);
 });
 
 test('with the loader stopped no watermark comes, and a span is still joined after the longest join wait', async (t) => {

@@ -122,6 +122,22 @@ test('without the thread, kernel spans say they are the whole process', () => {
   );
 });
 
+test("events read after their span was joined (another thread's, still going then) are its child spans, without a second summary", () => {
+  const late = new KernelSpanBuilder().build({
+    span: request.span,
+    place: { hostPid: app.pid },
+    events: EVENTS.slice(0, 2),
+    late: true,
+  });
+  assert.deepEqual(
+    late.map((s) => [s.name, s.parentSpanContext?.spanId]),
+    [
+      ['futex wait', request.span.spanId],
+      ['cudaStreamSynchronize', request.span.spanId],
+    ],
+  );
+});
+
 test('child spans are bounded to the longest intervals; the summary counts them all', () => {
   const many = Array.from({ length: MAX_CHILD_SPANS + 10 }, (_, i) =>
     kernelEvent('futex.wait', app, at(i), at(i) + BigInt(i + 1) * 1000n),
