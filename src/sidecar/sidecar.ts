@@ -257,9 +257,11 @@ async function startCapture(
       },
       onEvents: (events) => {
         waits.captured(events);
-        correlator.addEvents(events);
         // Messages only link a request to the process serving it (at joining): not worth a row each.
+        // Stored before the correlator has them: an event it attaches at once (read late, for a span
+        // already joined) is stored as attached only with the id the store gives it.
         store.addEvents(events.filter((e) => e.kind !== 'ipc.message'));
+        correlator.addEvents(events);
       },
     },
     captureParts(processes, onMessage),

@@ -5,6 +5,8 @@
 // span has waited the longest join wait.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { SidecarStatus } from '../../src/sidecar/status.js';
 import { kernelAvailable, startWorkload } from '../bpf/session.js';
 import { startSidecarExportingNowhere, statusTool, until, type Sidecar } from './sidecar.js';
@@ -39,14 +41,14 @@ async function joinOne(
   { durationNs = 20_000_000n, thread = true } = {},
 ) {
   const before = (await status()).correlator;
-  const { status: code, endUnixNano } = await sidecar.postSpans(pid, 1, durationNs, thread ? pid : undefined);
+  const { status: code, endUnixNano, traceIds } = await sidecar.postSpans(pid, 1, durationNs, thread ? pid : undefined);
   assert.equal(code, 200);
   const joined = await until('the span joined', 30_000, async () => {
     const s = await status();
     onStatus(s, endUnixNano);
     return s.correlator.spansJoined > before.spansJoined && s.correlator.spansPending === 0 ? s : undefined;
   });
-  return { joined, endUnixNano, before };
+  return { joined, endUnixNano, traceId: traceIds[0] ?? '', before };
 }
 
 test('a span on a known thread is joined as soon as the watermark passes its end, with its events, long before the longest join wait', async (t) => {
@@ -74,7 +76,7 @@ test("a span known only by its process is joined as soon as the watermark passes
   // 4 switches/s: "pong" blocks on a futex about half a second at a time, waiting for "ping" to
   // hand it the token; a span of the last 2 s holds the start of the wait it is in when the span ends.
   const { sidecar, app, status } = await setup(t, 60_000, 4);
-  const { joined, before } = await joinOne(
+  const { joined, before, traceId, endUnixNano } = await joinOne(
     sidecar,
     app.pid,
     status,
@@ -94,6 +96,16 @@ test("a span known only by its process is joined as soon as the watermark passes
   });
   assert.equal(late.correlator.spansJoined, before.spansJoined + 1);
   assert.match(await sidecar.metrics(), /^causeway_correlator_events_attached_late_total [1-9]\d*$/m);
+  // The store has it attached to the span, as explain_trace reads it.
+  const mcp = new Client({ name: 'join-timing-store', version: '1' });
+  await mcp.connect(new StreamableHTTPClientTransport(new URL(sidecar.mcpUrl)));
+  t.after(() => mcp.close());
+  const sql = `SELECT count(*) FROM attachments a JOIN kernel_events e ON e.event_id = a.event_id WHERE a.trace_id = '${traceId}' AND e.pid = ${String(app.pid)} AND e.end_ns > ${String(endUnixNano)}`;
+  await until('the wait stored as attached to the span', 20_000, async () => {
+    const result = await mcp.callTool({ name: 'query_sql', arguments: { sql } });
+    assert.notEqual(result.isError, true, JSON.stringify(result.content));
+    return Number((result.structuredContent as { rows: unknown[][] }).rows[0]?.[0]) > 0 ? true : undefined;
+  });
 });
 
 test('with the loader stopped no watermark comes, and a span is still joined after the longest join wait', async (t) => {
