@@ -53,14 +53,25 @@ static void write_all(const void *buf, size_t len)
 	}
 }
 
-void frames_open(void)
+static void set_nonblocking(int fd)
 {
 	struct stat st;
-	int flags = fcntl(STDOUT_FILENO, F_GETFL);
+	int flags = fcntl(fd, F_GETFL);
 
 	/* Not a terminal or a file: their file description is shared with the shell. */
-	if (flags >= 0 && !fstat(STDOUT_FILENO, &st) && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
-		fcntl(STDOUT_FILENO, F_SETFL, flags | O_NONBLOCK);
+	if (flags >= 0 && !fstat(fd, &st) && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+void frames_open(void)
+{
+	set_nonblocking(STDOUT_FILENO);
+	/*
+	 * The main loop reads stdin when its poll said it was readable, but the lines may have been
+	 * taken since, while a frame waited on a full stdout (read_shed_commands): a blocking read
+	 * then waited for the sidecar's next command, and the sidecar for the loader's next frame.
+	 */
+	set_nonblocking(STDIN_FILENO);
 }
 
 void flush_out(void)

@@ -7,7 +7,10 @@
 #include <linux/types.h>
 #include "causeway.h"
 
-/* Makes a pipe or socket stdout non-blocking, so that while it is full stdin is still read. */
+/*
+ * Makes a pipe or socket stdout non-blocking, so that while it is full stdin is still read; and
+ * stdin, so that reading a command never waits.
+ */
 void frames_open(void);
 void emit_frame(__u32 type, const void *payload, __u32 size);
 void emit_event(const struct cw_event *e);

@@ -1,6 +1,7 @@
 // Overload, for real: a consumer that stops reading fills the ring buffer; the kernel-side
 // drops are counted and reported, and capture carries on once the consumer reads again. Told
-// to shed while behind, the loader passes it to the probes at once.
+// to shed while behind, the loader passes it to the probes at once; a command it read while
+// behind does not leave it waiting on its input afterwards.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -102,4 +103,42 @@ test('told to shed while its reader is behind (stdout full), the loader passes i
   await exited;
   assert.equal(shedWhileBehind, 1, 'the probes were not told to shed until the reader caught up');
   assert.match(out, /unknown or malformed command: frobnicate 1/);
+});
+
+test('a command read while a frame waited on a full stdout does not leave the loader waiting on its input: frames go on with no further command', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const loader = spawn(join(ROOT, 'bpf', 'build', 'causeway-loader'), [
+    '--comm',
+    'switch_pingpong',
+    '--min-duration-us',
+    '0',
+    '--no-reduce',
+  ]);
+  t.after(() => loader.kill('SIGKILL'));
+  await attached(loader.stdout);
+  const reader = new FrameReader();
+  let frames = 0;
+  loader.stdout.on('data', (chunk: Buffer) => (frames += reader.push(chunk).length));
+  const flood = startWorkload('switch_pingpong', ['--seconds', '4']);
+  // Each round a command comes and the reader stops a little later: once the loader's poll has
+  // seen the command, its next drain waits on the full stdout and reads the command there. Once
+  // the reader goes on, frames (a watermark every 10 ms at least) must come without another
+  // command, which would wake a loader stuck on reading its input.
+  let rounds = 0;
+  while (flood.child.exitCode === null) {
+    loader.stdin.write('stats\n');
+    await settle(rounds % 4);
+    loader.stdout.pause();
+    await settle(10);
+    loader.stdout.resume();
+    await settle(100); // what the pipe held
+    const before = frames;
+    const deadline = Date.now() + 1000;
+    while (frames === before && Date.now() < deadline) await settle(10);
+    assert.ok(frames > before, `round ${String(rounds)}: no frame for a second: the loader waits on its input`);
+    rounds++;
+  }
+  await flood.truth;
+  t.diagnostic(`${String(rounds)} rounds`);
+  assert.ok(rounds > 0);
 });
