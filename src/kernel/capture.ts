@@ -198,9 +198,8 @@ const UTILIZATION_MS = 1000;
 const SHED_AT_LEAST_MS = 1000;
 /**
  * Event records that ended longer ago than this when the capture comes to decode them are shed,
- * undecoded. A span is joined once the watermark passes its end (one known only by its process,
- * the correlator's longest join wait, 500 ms by default, after): with both, a span waits about a
- * second at most, and a pause shorter than this (a full collection) loses nothing.
+ * undecoded. A span is joined once the watermark passes its end: with this, a span waits about
+ * half a second at most, and a pause shorter than this (a full collection) loses nothing.
  */
 export const MAX_LAG_MS = 500;
 /** A count per kind (by Kind), summed. */
@@ -669,7 +668,10 @@ export class KernelCapture {
     this.options.onWatermark?.(this.parts.clock.toUnixNano(mono));
   }
 
-  /** Tells the loader to start shedding when frames wait behind the budget, and to stop once none do. */
+  /**
+   * Tells the loader to start shedding when frames wait behind the budget, or the busy loop lets
+   * capture fall behind; and to stop once none wait and capture has caught up, or the loop has idle time.
+   */
   private shedOrCatchUp(): void {
     const loader = this.loader;
     if (loader === undefined) return;
@@ -693,7 +695,12 @@ export class KernelCapture {
         source: 'supervisor',
         fields: { event: 'shed', on: true, backlog, loopUtilization: this.loopUtilization, trailingMs: trailing },
       });
-    } else if (this.shedSince !== null && backlog === 0 && !saturated && now - this.shedSince >= SHED_AT_LEAST_MS) {
+    } else if (
+      this.shedSince !== null &&
+      backlog === 0 &&
+      (!saturated || (trailing < SHED_TRAILING_MS && !this.ringDropping)) &&
+      now - this.shedSince >= SHED_AT_LEAST_MS
+    ) {
       this.kernelShed(this.shedSince, now);
       this.shedSince = null;
       loader.shed(false);

@@ -109,15 +109,15 @@ test('a capture turns the loader stream into events and watermarks on the STATS 
 });
 
 /**
- * A capture of a trickle loader (two watermarks every 10 ms) whose clock reads `trailingMs` past
- * its latest watermark, while the event loop keeps turning and handles every frame but is never
+ * A capture of a trickle loader (two watermarks every 10 ms) whose clock reads `trailing.ms` past
+ * its latest watermark (changed as the test goes), while the event loop keeps turning and handles every frame but is never
  * idle: the main thread of a sidecar that gets a fraction of a core. Few frames wait at a time,
  * far from the backlog threshold. Resolves once `stopWhen` holds, with what the loop's utilization was.
  */
 async function busyLoop(
   t: TestContext,
   scenario: 'trickle' | 'trickle-dropping',
-  trailingMs: number,
+  trailing: { ms: number },
   stopWhen: (told: (command: string) => boolean) => boolean,
 ) {
   const fake = fakeLoader(scenario);
@@ -133,7 +133,7 @@ async function busyLoop(
       onEvents: () => undefined,
       onMessage,
       onWatermark: (unixNano) => (watermark = unixNano - FAKE_EPOCH_NS),
-      monoNow: () => watermark + BigInt(trailingMs) * 1_000_000n,
+      monoNow: () => watermark + BigInt(trailing.ms) * 1_000_000n,
     },
     captureParts(new ProcessTable(), onMessage),
   );
@@ -155,7 +155,9 @@ async function busyLoop(
 }
 
 test('frames waiting while the event loop has no idle time and the watermark trails make the kernel shed, and it stops once the loop has idle time again', async (t) => {
-  const { capture, messages, told } = await busyLoop(t, 'trickle', 10 * SHED_TRAILING_MS, (told) => told('shed on'));
+  const { capture, messages, told } = await busyLoop(t, 'trickle', { ms: 10 * SHED_TRAILING_MS }, (told) =>
+    told('shed on'),
+  );
   const on = messages.find((m) => m.fields.event === 'shed' && m.fields.on === true);
   assert.ok(Number(on?.fields.loopUtilization) >= SHED_UTILIZATION, JSON.stringify(on));
   assert.ok(Number(on?.fields.trailingMs) >= SHED_TRAILING_MS, JSON.stringify(on));
@@ -166,10 +168,23 @@ test('frames waiting while the event loop has no idle time and the watermark tra
   assert.equal(capture.counters().shedEpisodes, 1);
 });
 
+test('shedding stops once capture has caught up, the event loop still without idle time', async (t) => {
+  const trailing = { ms: 10 * SHED_TRAILING_MS };
+  const { capture, told, utilization } = await busyLoop(t, 'trickle', trailing, (told) => {
+    if (!told('shed on')) return false;
+    // Shedding, the capture reads up to the present again.
+    trailing.ms = SHED_TRAILING_MS / 10;
+    return told('shed off');
+  });
+  assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
+  assert.equal(capture.counters().shedding, false);
+  assert.equal(capture.counters().shedEpisodes, 1);
+});
+
 test('an event loop with no idle time sheds nothing while the watermark keeps up: the cores are busy, the capture is not behind', async (t) => {
   let since: number | undefined;
   // Three of the loop's one-second utilization periods.
-  const { capture, told, utilization } = await busyLoop(t, 'trickle', SHED_TRAILING_MS / 10, () => {
+  const { capture, told, utilization } = await busyLoop(t, 'trickle', { ms: SHED_TRAILING_MS / 10 }, () => {
     since ??= Date.now();
     return Date.now() - since >= 3500;
   });
@@ -179,7 +194,7 @@ test('an event loop with no idle time sheds nothing while the watermark keeps up
 });
 
 test('an event loop with no idle time while the ring buffer drops records makes the kernel shed, the watermark current', async (t) => {
-  const { messages } = await busyLoop(t, 'trickle-dropping', SHED_TRAILING_MS / 10, (told) => told('shed on'));
+  const { messages } = await busyLoop(t, 'trickle-dropping', { ms: SHED_TRAILING_MS / 10 }, (told) => told('shed on'));
   const on = messages.find((m) => m.fields.event === 'shed' && m.fields.on === true);
   assert.ok(Number(on?.fields.trailingMs) < SHED_TRAILING_MS, JSON.stringify(on));
 });
