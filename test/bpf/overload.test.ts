@@ -7,7 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { FrameReader } from '../../src/kernel/frames.js';
 import { FrameType, RECORD_SIZE } from '../../src/kernel/record.js';
 import { ROOT, kernelAvailable, runWorkload, settle, startCapture, startWorkload } from './session.js';
@@ -75,8 +75,8 @@ async function attached(stdout: Readable): Promise<void> {
   throw new Error('the loader ended before attaching its probes');
 }
 
-test('told to shed while its reader is behind (stdout full), the loader passes it to the probes at once, and runs the other commands once caught up', async (t) => {
-  if (!kernelAvailable(t)) return;
+/** A loader of its own following the ping-pong, every wait kept whole; killed at the test's end. */
+function pingPongLoader(t: TestContext) {
   const loader = spawn(join(ROOT, 'bpf', 'build', 'causeway-loader'), [
     '--comm',
     'switch_pingpong',
@@ -85,6 +85,12 @@ test('told to shed while its reader is behind (stdout full), the loader passes i
     '--no-reduce',
   ]);
   t.after(() => loader.kill('SIGKILL'));
+  return loader;
+}
+
+test('told to shed while its reader is behind (stdout full), the loader passes it to the probes at once, and runs the other commands once caught up', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const loader = pingPongLoader(t);
   const exited = new Promise((resolve) => loader.on('close', resolve));
   await attached(loader.stdout);
   loader.stdout.pause();
@@ -107,14 +113,7 @@ test('told to shed while its reader is behind (stdout full), the loader passes i
 
 test('a command read while a frame waited on a full stdout does not leave the loader waiting on its input: frames go on with no further command', async (t) => {
   if (!kernelAvailable(t)) return;
-  const loader = spawn(join(ROOT, 'bpf', 'build', 'causeway-loader'), [
-    '--comm',
-    'switch_pingpong',
-    '--min-duration-us',
-    '0',
-    '--no-reduce',
-  ]);
-  t.after(() => loader.kill('SIGKILL'));
+  const loader = pingPongLoader(t);
   await attached(loader.stdout);
   const reader = new FrameReader();
   let frames = 0;

@@ -170,7 +170,7 @@ test('frames waiting while the event loop has no idle time and the watermark tra
 
 test('shedding stops once capture has caught up, the event loop still without idle time', async (t) => {
   const trailing = { ms: 10 * SHED_TRAILING_MS };
-  const { capture, told, utilization } = await busyLoop(t, 'trickle', trailing, (told) => {
+  const { capture, utilization } = await busyLoop(t, 'trickle', trailing, (told) => {
     if (!told('shed on')) return false;
     // Shedding, the capture reads up to the present again.
     trailing.ms = SHED_TRAILING_MS / 10;
