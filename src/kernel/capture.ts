@@ -14,7 +14,8 @@
 // other processes take the cores, keeping up all the same, loses nothing), the loader is told to
 // shed in the kernel (the probes count what they skip), and the frames still waiting past
 // SHED_BACKLOG_FRAMES are shed here, their bookkeeping records kept; both counted per kind.
-// Shedding stops once the backlog is gone and the loop has idle time again.
+// Shedding stops, a second at least after it began, once the backlog is gone and the capture has
+// caught up (or the loop has idle time again).
 // That bound is in frames, not time: a capture could still trail by seconds, and every app span
 // waits for its watermark. So event records that ended more than MAX_LAG_MS before the capture
 // comes to decode them are shed here too (counted per kind as shedLate, bookkeeping kept): the
