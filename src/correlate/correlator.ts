@@ -448,9 +448,10 @@ export class Correlator<S extends JoinableSpan> {
       const taker = this.lateTakerCount === 0 ? undefined : this.lateTaker(event);
       if (taker !== undefined) {
         takenAtStart[at] = taker.span.startUnixNano;
-        this.count.eventsAttached++;
+        this.countAttached(
+          event.spanContext === undefined ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS : A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT,
+        );
         this.count.eventsAttachedLate++;
-        if (event.spanContext !== undefined) this.count.eventsAttachedExact++;
         late ??= new Map();
         const taken = late.get(taker);
         if (taken === undefined) late.set(taker, [event]);
@@ -498,6 +499,13 @@ export class Correlator<S extends JoinableSpan> {
         innermost = taker;
     }
     return innermost;
+  }
+
+  /** An event taken by a span for the first time, by how surely it is the span's. */
+  private countAttached(scope: AttachScope): void {
+    this.count.eventsAttached++;
+    if (scope === A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT) this.count.eventsAttachedExact++;
+    if (scope === A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS) this.count.eventsAttachedAmbiguous++;
   }
 
   /** Hands on the events read late, each span's as one attachment. */
@@ -814,11 +822,7 @@ export class Correlator<S extends JoinableSpan> {
     const claim = (thread: ThreadEvents, i: number, scope: AttachScope) => {
       const event = thread.held[i];
       if (event === undefined) return;
-      if (thread.takenAtStart[i] === null) {
-        this.count.eventsAttached++;
-        if (scope === A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT) this.count.eventsAttachedExact++;
-        if (scope === A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS) this.count.eventsAttachedAmbiguous++;
-      }
+      if (thread.takenAtStart[i] === null) this.countAttached(scope);
       thread.takenAtStart[i] = span.startUnixNano;
       taken.set(event, scope);
     };

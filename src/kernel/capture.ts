@@ -680,12 +680,13 @@ export class KernelCapture {
     const now = Date.now();
     const saturated = this.loopSaturated(now);
     const trailing = this.trailingMs();
+    // Capture behind: the watermark trailing, or the ring dropping what it cannot hold.
+    const behind = trailing >= SHED_TRAILING_MS || this.ringDropping;
     if (backlog < SHED_BACKLOG_FRAMES) this.behindSince = null;
     else this.behindSince ??= now;
     if (
       this.shedSince === null &&
-      ((this.behindSince !== null && now - this.behindSince >= SHED_BEHIND_MS) ||
-        (saturated && backlog > 0 && (trailing >= SHED_TRAILING_MS || this.ringDropping)))
+      ((this.behindSince !== null && now - this.behindSince >= SHED_BEHIND_MS) || (saturated && backlog > 0 && behind))
     ) {
       this.shedSince = now;
       this.shedEpisodes++;
@@ -699,7 +700,7 @@ export class KernelCapture {
     } else if (
       this.shedSince !== null &&
       backlog === 0 &&
-      (!saturated || (trailing < SHED_TRAILING_MS && !this.ringDropping)) &&
+      (!saturated || !behind) &&
       now - this.shedSince >= SHED_AT_LEAST_MS
     ) {
       this.kernelShed(this.shedSince, now);
