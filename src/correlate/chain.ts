@@ -124,6 +124,9 @@ function blockIo(interval: Interval, own: ChainLink): Resolution {
   const io = interval.cause ?? interval.event;
   const device = text(io.attributes[A.ATTR_CAUSEWAY_BLOCK_DEVICE]) ?? 'unknown';
   const op = text(io.attributes[A.ATTR_CAUSEWAY_BLOCK_OP]) ?? 'unknown';
+  // The kernel's flags tell a metadata read (RM) the filesystem needed from the app's own read.
+  const rwbs = text(io.attributes[A.ATTR_CAUSEWAY_BLOCK_RWBS]);
+  const request = rwbs === undefined ? op : `${op} (${rwbs})`;
   const culprit = { pid: io.pid, tid: io.tid, comm: io.comm, device, op };
   if (interval.cause === undefined) {
     const bytes = String(io.attributes[A.ATTR_CAUSEWAY_BLOCK_BYTES]);
@@ -131,7 +134,7 @@ function blockIo(interval: Interval, own: ChainLink): Resolution {
       interval,
       own,
       culprit,
-      `${op} on ${device}: ${bytes} bytes, ${rounded(toMs(io.endUnixNano - io.startUnixNano))} ms`,
+      `${request} on ${device}: ${bytes} bytes, ${rounded(toMs(io.endUnixNano - io.startUnixNano))} ms`,
     );
   }
   // A sleep the kernel ended: on the thread's own request, or on I/O someone else submitted.
@@ -139,7 +142,7 @@ function blockIo(interval: Interval, own: ChainLink): Resolution {
   const waitedFor =
     device === 'unknown'
       ? ': waiting for I/O it did not submit itself'
-      : `, after its own ${op} on ${device}: waiting for the device`;
+      : `, after its own ${request} on ${device}: waiting for the device`;
   return direct(
     interval,
     own,

@@ -115,7 +115,9 @@ const wokenByKernel = (event: KernelEvent) => wokenByNoTask(event) || KERNEL_THR
  * The event that explains a wait: a retransmit during it; or, for an uninterruptible sleep
  * the kernel ended (fsync, page cache writeback, reads), I/O: the thread's own block request
  * just before it when there is one, else the sleep itself, with the device unknown (the
- * request was submitted by a kernel flusher, whose I/O is not captured).
+ * request was submitted by a kernel flusher, whose I/O is not captured). Of its own requests,
+ * the last one still in flight when the sleep began, which the sleep may have waited for,
+ * goes before one already complete (a metadata read the fsync did before its writes).
  */
 function causeOf(event: IntervalEvent, retransmits: Cause[], ios: Cause[]): Cause | undefined {
   if (!OFF_CPU.has(event.kind)) return undefined;
@@ -125,16 +127,15 @@ function causeOf(event: IntervalEvent, retransmits: Cause[], ios: Cause[]): Caus
   if (retransmit !== undefined) return retransmit;
   if (event.kind !== 'sched.blocked' || event.attributes[A.ATTR_CAUSEWAY_SCHED_STATE] !== 'D' || !wokenByKernel(event))
     return undefined;
-  const own = ios
-    .filter(
-      (io) =>
-        io.tid === event.tid &&
-        io.startUnixNano < event.endUnixNano &&
-        io.startUnixNano >= event.startUnixNano - IO_BEFORE_SLEEP_NS,
-    )
-    .at(-1);
+  const own = ios.filter(
+    (io) =>
+      io.tid === event.tid &&
+      io.startUnixNano < event.endUnixNano &&
+      io.startUnixNano >= event.startUnixNano - IO_BEFORE_SLEEP_NS,
+  );
   return (
-    own ?? {
+    own.findLast((io) => io.endUnixNano > event.startUnixNano) ??
+    own.at(-1) ?? {
       ...event,
       kind: 'block.io',
       attributes: { [A.ATTR_CAUSEWAY_BLOCK_DEVICE]: 'unknown', [A.ATTR_CAUSEWAY_BLOCK_OP]: 'wait' },

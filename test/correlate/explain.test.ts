@@ -418,6 +418,27 @@ test("an uninterruptible sleep no task woke, after the thread's own writes, is b
   );
 });
 
+test('an uninterruptible sleep is put on its own write still in flight, not on a metadata read already complete', async () => {
+  const metadataRead = {
+    [A.ATTR_CAUSEWAY_BLOCK_DEVICE]: 'vda',
+    [A.ATTR_CAUSEWAY_BLOCK_OP]: 'read',
+    [A.ATTR_CAUSEWAY_BLOCK_RWBS]: 'RM',
+    [A.ATTR_CAUSEWAY_BLOCK_BYTES]: 4096,
+  };
+  const r = await explain(
+    'uninterruptible-during-own-write',
+    [appSpan({ trace: 1, span: 1, start: at(0), end: at(300), pid: 10, tid: 11 })],
+    [
+      kernelEvent('block.io', request, at(10), at(100), { ...write, [A.ATTR_CAUSEWAY_BLOCK_RWBS]: 'WS' }),
+      kernelEvent('block.io', request, at(30), at(45), metadataRead),
+      kernelEvent('sched.blocked', request, at(50), at(290), uninterruptible),
+    ],
+  );
+  assert.equal(r.root_cause?.kind, 'block.io');
+  assert.equal(r.root_cause.culprit?.op, 'write');
+  assert.match(r.root_cause.evidence.join('\n'), /after its own write \(WS\) on vda: waiting for the device/);
+});
+
 test('a lock holder doing many short writes and a device wait: the chain follows the kind it spent most time in', async () => {
   const holderTask = { pid: 10, tid: 12, comm: 'lock-holder' };
   const writes = Array.from({ length: 5 }, (_, i) =>
