@@ -25,7 +25,7 @@
 // only counted (handing on a summary for every span of a flood multiplied the export: issue 11).
 import type { Histogram, Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
-import { compactRecords, type KernelEvent } from '../kernel/events.js';
+import { EventList, compactRecords, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { linkedWaits, type HeldEvents } from './linked.js';
 import { SHED_MERGE_NS } from './source.js';
@@ -94,6 +94,11 @@ export interface Attachment<S extends JoinableSpan = JoinableSpan> {
   events: KernelEvent[];
   /** How surely each event taken is the span's; one not in it (a linked wait) has its place's scope (scopeOf). */
   scopes?: Map<KernelEvent, AttachScope>;
+  /**
+   * Of `events`, those another span had taken before (an inner span that came later takes them
+   * over): handed on before, as other objects (a held event is made again each time it is read).
+   */
+  takenOver?: ReadonlySet<KernelEvent>;
   /** Kernel events of the span's time were shed (the capture was behind): `events` may miss some. */
   shed?: boolean;
   /**
@@ -207,25 +212,27 @@ interface ThreadSpans {
   byId: Map<string, ThreadSpan>;
 }
 
-/** A thread's held events, by start once sorted, and how long the longest of them lasted. */
+/**
+ * A thread's held events, by start once sorted, and how long the longest of them lasted. Times
+ * are the list's (EventList.time: ns after its base, as numbers).
+ */
 interface ThreadEvents {
   /**
    * From index `first` on: those before it are evicted, left in place until they are a quarter
    * of the list, so that evicting the oldest does not move every event held each time.
    */
-  held: KernelEvent[];
+  held: EventList;
   first: number;
   /**
    * By the same index as `held`: the start of the span that took the event, null while none
-   * has (a span that began later, an inner one, may take it over). Beside the events rather
-   * than in a wrapper object per event: one object fewer held per event.
+   * has (a span that began later, an inner one, may take it over).
    */
   takenAtStart: (bigint | null)[];
   /**
    * At least the longest duration among `held`: an event overlapping a window began no earlier
    * than this before it, so a search looks back this far and no further (not the whole retention).
    */
-  longestNs: bigint;
+  longestNs: number;
   /**
    * How many of `held` last longestNs: the bound is worked out again only when the last of them
    * goes, not each time one does (waits often last the same; reading the whole list at every
@@ -251,7 +258,6 @@ function firstAt<T>(list: readonly T[], at: bigint, time: (item: T) => bigint): 
   return low;
 }
 
-const startOf = (event: KernelEvent) => event.startUnixNano;
 const endOf = (span: ThreadSpan) => span.end;
 
 /**
@@ -262,27 +268,35 @@ function insertByEnd<T>(list: T[], item: T, end: (item: T) => bigint): void {
   list.splice(firstAt(list, end(item) + 1n, end), 0, item);
 }
 
-/** Index of the first held event that began at or after `start`. */
-const firstStartingAt = ({ held, first }: ThreadEvents, start: bigint) =>
-  Math.max(first, firstAt(held, start, startOf));
+/** Index of the first held event that began at or after `start` (the list's time). */
+function firstStartingAt({ held, first }: ThreadEvents, start: number): number {
+  let low = first;
+  let high = held.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (held.start(middle) < start) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
 
 /** Events a thread holds. */
 const heldBy = (thread: ThreadEvents) => thread.held.length - thread.first;
 
-/** Adds to `found` the events of a thread that began in [from, to] and ended at or after `endedFrom`; returns it. */
+/**
+ * Adds to `found` the events of a thread that began in [from, to] and ended at or after
+ * `endedFrom` (the list's times); returns it.
+ */
 function window(
   thread: ThreadEvents,
-  from: bigint,
-  to: bigint,
-  endedFrom: bigint,
+  from: number,
+  to: number,
+  endedFrom: number,
   found: KernelEvent[],
 ): KernelEvent[] {
-  const list = thread.held;
-  for (let i = firstStartingAt(thread, from); i < list.length; i++) {
-    const event = list[i];
-    if (event === undefined || event.startUnixNano > to) break;
-    if (event.endUnixNano >= endedFrom) found.push(event);
-  }
+  const { held } = thread;
+  for (let i = firstStartingAt(thread, from); i < held.length && held.start(i) <= to; i++)
+    if (held.end(i) >= endedFrom) found.push(held.event(i));
   return found;
 }
 
@@ -304,15 +318,19 @@ function othersOnThread(span: JoinableSpan, { byEnd, byId }: ThreadSpans): Threa
 }
 
 /**
- * How surely an unstamped event that began at `start` on the span's thread is the span's:
- * undefined when a span of the thread that began later was open then (the innermost, it takes
- * the event); ambiguous when another was open then.
+ * How surely an unstamped event that began at `start` on the span's thread, which began at
+ * `spanStart`, is the span's: undefined when a span of the thread that began later was open then
+ * (the innermost, it takes the event); ambiguous when another was open then. Times are the lists'.
  */
-function threadScope(span: JoinableSpan, others: ThreadSpan[], start: bigint): AttachScope | undefined {
+function threadScope(
+  spanStart: number,
+  others: { start: number; end: number }[],
+  start: number,
+): AttachScope | undefined {
   let scope: AttachScope = A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD;
   for (const o of others) {
     if (o.start > start || start >= o.end) continue;
-    if (o.start > span.startUnixNano) return undefined;
+    if (o.start > spanStart) return undefined;
     scope = A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS;
   }
   return scope;
@@ -400,11 +418,12 @@ export class Correlator<S extends JoinableSpan> {
         if (pid === exceptPid) continue;
         for (const thread of threads.values())
           if (thread.messages > 0)
-            for (const e of window(thread, from, to, from, []))
+            for (const e of window(thread, thread.held.time(from), thread.held.time(to), thread.held.time(from), []))
               if (isMessage(e) && connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))) found.push(e);
       }
       return found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
     },
+    sharedCounts: new Map(),
   };
 
   constructor(private readonly options: CorrelatorOptions<S>) {
@@ -425,24 +444,31 @@ export class Correlator<S extends JoinableSpan> {
       if (thread === undefined)
         threads.set(
           event.tid,
-          (thread = { held: [], first: 0, takenAtStart: [], longestNs: 0n, longest: 0, messages: 0 }),
+          (thread = {
+            held: new EventList(event.startUnixNano),
+            first: 0,
+            takenAtStart: [],
+            longestNs: 0,
+            longest: 0,
+            messages: 0,
+          }),
         );
       const { held, takenAtStart } = thread;
-      // Records arrive in the order their intervals ended: nearly, not quite, in start order. One
-      // out of order goes in at its place, near the end, rather than re-sorting the list later.
-      const last = heldBy(thread) === 0 ? undefined : held.at(-1);
+      const start = held.time(event.startUnixNano);
       if (event.spanContext !== undefined) {
         const stamped = this.bySpan.get(event.spanContext.spanId);
         if (stamped === undefined) this.bySpan.set(event.spanContext.spanId, [event]);
         else stamped.push(event);
       }
+      // Records arrive in the order their intervals ended: nearly, not quite, in start order. One
+      // out of order goes in at its place, near the end, rather than re-sorting the list later.
       let at = held.length;
-      if (last === undefined || last.startUnixNano <= event.startUnixNano) {
-        held.push(event);
+      if (heldBy(thread) === 0 || held.start(at - 1) <= start) {
+        held.insert(at, event);
         takenAtStart.push(null);
       } else {
-        at = firstStartingAt(thread, event.startUnixNano + 1n);
-        held.splice(at, 0, event);
+        at = firstStartingAt(thread, start + 1);
+        held.insert(at, event);
         takenAtStart.splice(at, 0, null);
       }
       const taker = this.lateTakerCount === 0 ? undefined : this.lateTaker(event);
@@ -457,7 +483,7 @@ export class Correlator<S extends JoinableSpan> {
         if (taken === undefined) late.set(taker, [event]);
         else taken.push(event);
       }
-      const duration = event.endUnixNano - event.startUnixNano;
+      const duration = held.end(at) - start;
       if (duration > thread.longestNs) {
         thread.longestNs = duration;
         thread.longest = 1;
@@ -472,7 +498,7 @@ export class Correlator<S extends JoinableSpan> {
     this.receivedSinceCompact += events.length;
     if (this.receivedSinceCompact >= this.heldCount) {
       this.receivedSinceCompact = 0;
-      this.heldBytes = compactRecords(this.allHeld());
+      this.heldBytes = compactRecords(this.allLists());
     }
     if (late !== undefined) this.handLate(late);
   }
@@ -545,14 +571,14 @@ export class Correlator<S extends JoinableSpan> {
     }
   }
 
-  private allHeld(): KernelEvent[] {
-    const all: KernelEvent[] = [];
+  /** Every thread's list, the evicted moved out first. */
+  private allLists(): EventList[] {
+    const all: EventList[] = [];
     for (const threads of this.byThread.values())
-      for (const { held, first } of threads.values())
-        for (let i = first; i < held.length; i++) {
-          const event = held[i];
-          if (event !== undefined) all.push(event);
-        }
+      for (const thread of threads.values()) {
+        this.removeEvicted(thread);
+        all.push(thread.held);
+      }
     return all;
   }
 
@@ -672,8 +698,15 @@ export class Correlator<S extends JoinableSpan> {
         this.held,
       );
       this.count.eventsLinked += linked.length;
-      const scopes = this.take(span, place);
-      return { span, place, events: [...scopes.keys(), ...linked], scopes, shed: this.shedDuring(span) };
+      const { scopes, takenOver } = this.take(span, place);
+      return {
+        span,
+        place,
+        events: [...scopes.keys(), ...linked],
+        scopes,
+        ...(takenOver.size === 0 ? {} : { takenOver }),
+        shed: this.shedDuring(span),
+      };
     });
     this.count.spansJoined += attachments.length;
     for (const a of attachments) if (a.shed) this.count.spansShed++;
@@ -817,12 +850,14 @@ export class Correlator<S extends JoinableSpan> {
    * The events stamped with the span, and those that began within it on its thread, unstamped,
    * that no inner span took, but messages; each with how surely it is the span's.
    */
-  private take(span: S, place: SpanPlace): Map<KernelEvent, AttachScope> {
+  private take(span: S, place: SpanPlace): { scopes: Map<KernelEvent, AttachScope>; takenOver: Set<KernelEvent> } {
     const taken = new Map<KernelEvent, AttachScope>();
+    const takenOver = new Set<KernelEvent>();
     const claim = (thread: ThreadEvents, i: number, scope: AttachScope) => {
-      const event = thread.held[i];
-      if (event === undefined) return;
+      if (i < 0) return;
+      const event = thread.held.event(i);
       if (thread.takenAtStart[i] === null) this.countAttached(scope);
+      else takenOver.add(event);
       thread.takenAtStart[i] = span.startUnixNano;
       taken.set(event, scope);
     };
@@ -842,38 +877,40 @@ export class Correlator<S extends JoinableSpan> {
     for (const thread of lists) {
       if (thread === undefined) continue;
       const { held, takenAtStart } = thread;
-      for (let i = firstStartingAt(thread, span.startUnixNano); i < held.length; i++) {
-        const event = held[i];
-        if (event === undefined || event.startUnixNano >= span.endUnixNano) break;
-        if (event.spanContext !== undefined) continue; // its own span takes it
+      const [from, to] = [held.time(span.startUnixNano), held.time(span.endUnixNano)];
+      const othersThen = others.map((o) => ({ start: held.time(o.start), end: held.time(o.end) }));
+      for (let i = firstStartingAt(thread, from); i < held.length && held.start(i) < to; i++) {
+        if (held.whole(i)?.spanContext !== undefined) continue; // its own span takes it
         const takenAt = takenAtStart[i] ?? null;
         if (takenAt !== null && takenAt > span.startUnixNano) continue; // an inner span has it
-        if (isMessage(event)) continue; // messages only link (linked.ts)
+        if (held.isMessage(i)) continue; // messages only link (linked.ts)
         if (place.hostTid === undefined) claim(thread, i, A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS);
         else {
-          const scope = threadScope(span, others, event.startUnixNano);
+          const scope = threadScope(from, othersThen, held.start(i));
           if (scope !== undefined) claim(thread, i, scope);
         }
       }
     }
-    return inStartOrder(taken);
+    return { scopes: inStartOrder(taken), takenOver };
   }
 
-  /** Where a held event is in its thread's list (events starting together are few); -1 if gone. */
+  /** Where an event held whole is in its thread's list (events starting together are few); -1 if gone. */
   private indexOf(thread: ThreadEvents, event: KernelEvent): number {
     const { held } = thread;
-    for (let i = firstStartingAt(thread, event.startUnixNano); i < held.length; i++) {
-      const other = held[i];
-      if (other === event) return i;
-      if (other === undefined || other.startUnixNano > event.startUnixNano) break;
-    }
+    const start = held.time(event.startUnixNano);
+    for (let i = firstStartingAt(thread, start); i < held.length && held.start(i) <= start; i++)
+      if (held.whole(i) === event) return i;
     return -1;
   }
 
   /** The events of the threads' lists that overlap [from, to], by start. */
   private overlapping(lists: (ThreadEvents | undefined)[], from: bigint, to: bigint): KernelEvent[] {
     const found: KernelEvent[] = [];
-    for (const thread of lists) if (thread !== undefined) window(thread, from - thread.longestNs, to, from, found);
+    for (const thread of lists) {
+      if (thread === undefined) continue;
+      const [start, end] = [thread.held.time(from), thread.held.time(to)];
+      window(thread, start - thread.longestNs, end, start, found);
+    }
     // One thread's are in start order already.
     return lists.length === 1 ? found : found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
   }
@@ -895,9 +932,10 @@ export class Correlator<S extends JoinableSpan> {
     }
     for (const [pid, threads] of this.byThread) {
       for (const [tid, thread] of threads) {
-        const list = thread.held;
+        const { held } = thread;
+        const ended = held.time(before);
         let drop = 0;
-        while (thread.first + drop < list.length && (list[thread.first + drop]?.endUnixNano ?? before) < before) drop++;
+        while (thread.first + drop < held.length && held.end(thread.first + drop) < ended) drop++;
         this.dropFront(thread, drop);
         if (heldBy(thread) === 0) threads.delete(tid);
       }
@@ -927,34 +965,35 @@ export class Correlator<S extends JoinableSpan> {
     if (stamped.length === 0) this.bySpan.delete(spanId);
   }
 
+  /** Moves the evicted out of a thread's list. */
+  private removeEvicted(thread: ThreadEvents): void {
+    if (thread.first === 0) return;
+    thread.held.removeFront(thread.first);
+    thread.takenAtStart.splice(0, thread.first);
+    thread.first = 0;
+  }
+
   private dropFront(thread: ThreadEvents, n: number): void {
     if (n === 0) return;
     const { held, takenAtStart, first } = thread;
     const end = Math.min(held.length, first + n);
     for (let i = first; i < end; i++) {
-      const event = held[i];
-      if (event === undefined) break;
       if (takenAtStart[i] === null) this.count.eventsEvictedUnjoined++;
-      if (isMessage(event)) thread.messages--;
-      if (event.endUnixNano - event.startUnixNano === thread.longestNs) thread.longest--;
-      if (event.spanContext !== undefined) this.forgetStamped(event);
+      if (held.isMessage(i)) thread.messages--;
+      if (held.end(i) - held.start(i) === thread.longestNs) thread.longest--;
+      const whole = held.whole(i);
+      if (whole?.spanContext !== undefined) this.forgetStamped(whole);
     }
     thread.first = end;
     this.heldCount -= end - first;
     // Once the evicted are a quarter of the list, moved out at once: three moves per event evicted at most, not one per event held.
-    if (thread.first * 4 >= held.length) {
-      held.splice(0, thread.first);
-      takenAtStart.splice(0, thread.first);
-      thread.first = 0;
-    }
+    if (thread.first * 4 >= held.length) this.removeEvicted(thread);
     // The longest ones gone: the bound shrinks to what is left, so one long wait does not widen every later search.
     if (thread.longest <= 0) {
-      thread.longestNs = 0n;
+      thread.longestNs = 0;
       thread.longest = 0;
       for (let i = thread.first; i < held.length; i++) {
-        const e = held[i];
-        if (e === undefined) continue;
-        const duration = e.endUnixNano - e.startUnixNano;
+        const duration = held.end(i) - held.start(i);
         if (duration > thread.longestNs) {
           thread.longestNs = duration;
           thread.longest = 1;

@@ -29,6 +29,13 @@ export interface HeldEvents {
   processMessages(pid: number, from: bigint, to: bigint): KernelEvent[];
   /** Messages on any of `connections` by processes other than `exceptPid`, in [from, to]. */
   messages(connections: ReadonlySet<string>, exceptPid: number, from: bigint, to: bigint): KernelEvent[];
+  /**
+   * The requests each wait served (sharedBy), kept with the events: worked out once, as every
+   * request it served is joined after the replies were sent (a span ends after its reply), so
+   * the first count is the count. By the wait's task, kind and start (waitKey), not its object:
+   * a held event is made again each time it is read.
+   */
+  readonly sharedCounts: Map<string, number>;
 }
 
 /** A request: its process and thread (undefined: any thread of the process) over its span. */
@@ -41,11 +48,11 @@ export interface Request {
 
 /** How far around a wait the serving process's messages are read to count the requests it served. */
 const SHARED_LOOKAROUND_NS = 5_000_000_000n;
-/**
- * The count per wait, worked out once: every request it served is joined after the replies
- * were sent (a span ends after its reply), so the first count is the count.
- */
-const sharedCounts = new WeakMap<KernelEvent, number>();
+/** Waits whose shared counts are kept at most: emptied when full, which can only count one again. */
+const SHARED_COUNTS_HELD = 65_536;
+/** A held event by what it is, not by its object: its task, kind and start. */
+const waitKey = (wait: KernelEvent) =>
+  `${String(wait.pid)}/${String(wait.tid)}/${wait.kind}/${String(wait.startUnixNano)}`;
 
 const isMessage = (e: KernelEvent) => e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
 const isSend = (e: KernelEvent) => e.attributes[A.ATTR_CAUSEWAY_IPC_DIRECTION] === A.CAUSEWAY_IPC_DIRECTION_VALUE_SEND;
@@ -96,7 +103,9 @@ export function asRemote(e: KernelEvent): KernelEvent {
  * wait; requests multiplexed on one connection count once), and its replies on pipes.
  */
 function sharedBy(wait: KernelEvent, held: HeldEvents): number {
-  const known = sharedCounts.get(wait);
+  const key = waitKey(wait);
+  const { sharedCounts } = held;
+  const known = sharedCounts.get(key);
   if (known !== undefined) return known;
   const around = held.processMessages(
     wait.pid,
@@ -117,7 +126,8 @@ function sharedBy(wait: KernelEvent, held: HeldEvents): number {
     if (!isSend(last) && next !== undefined && isSend(next)) open++;
   }
   const count = Math.max(1, open + pipeReplies(wait, around, held));
-  sharedCounts.set(wait, count);
+  if (sharedCounts.size >= SHARED_COUNTS_HELD) sharedCounts.clear();
+  sharedCounts.set(key, count);
   return count;
 }
 
@@ -265,7 +275,8 @@ function pipeExchanges(request: Request, own: KernelEvent[], held: HeldEvents): 
 export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
   const own = held.events(request.pid, request.tid, request.from, request.to);
   type Owner = Pick<KernelEvent, 'pid' | 'tid' | 'comm'>;
-  const links = new Map<KernelEvent, { kind: LinkKind; owner: Owner }>();
+  // By waitKey: a held event read twice (two exchanges with one thread) is two objects.
+  const links = new Map<string, { event: KernelEvent; kind: LinkKind; owner: Owner }>();
   /** The request's thread, also where another of its threads wrote or read a pipe for it. */
   const ownerOf = (m: KernelEvent): Owner =>
     request.tid === undefined || m.tid === request.tid
@@ -274,8 +285,11 @@ export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
   /** Links the waits among `candidates` that overlap [from, to] within the request. */
   const add = (candidates: KernelEvent[], from: bigint, to: bigint, kind: LinkKind, owner: Owner) => {
     const [start, end] = [later(from, request.from), earlier(to, request.to)];
-    for (const e of candidates)
-      if (isWait(e) && e.startUnixNano < end && e.endUnixNano > start && !links.has(e)) links.set(e, { kind, owner });
+    for (const e of candidates) {
+      if (!isWait(e) || e.startUnixNano >= end || e.endUnixNano <= start) continue;
+      const key = waitKey(e);
+      if (!links.has(key)) links.set(key, { event: e, kind, owner });
+    }
   };
   const messages = own.filter(isMessage);
   for (const x of [...socketExchanges(request, messages, held), ...pipeExchanges(request, messages, held)])
@@ -293,7 +307,7 @@ export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
       wait,
     );
   }
-  return [...links].map(([e, { kind, owner }]) => ({
+  return [...links.values()].map(({ event: e, kind, owner }) => ({
     ...e,
     pid: owner.pid,
     tid: owner.tid,

@@ -141,8 +141,6 @@ export class KernelWaits {
   private readonly holder: BoundedLabel;
   private readonly cotenant: BoundedLabel;
   private readonly launches: RecentLaunches;
-  /** Events already recorded: one that an inner span takes over from an outer one is counted once. */
-  private readonly recorded = new WeakSet<KernelEvent>();
 
   /** `windowMs`: how long launches are kept for co-tenant lookups (the correlator's retention). */
   constructor(meter: Meter, windowMs: number) {
@@ -194,12 +192,12 @@ export class KernelWaits {
   }
 
   attached(attachments: Attachment<AppSpan>[]): void {
-    for (const { span, events } of attachments) {
+    for (const { span, events, takenOver } of attachments) {
       const service = this.service.value(span.serviceName ?? 'unknown_service');
       for (const event of events) {
-        // A linked wait is another process's, copied into every request it served: not this service's own.
-        if (this.recorded.has(event) || isLinked(event)) continue;
-        this.recorded.add(event);
+        // Recorded when first taken, not again when an inner span takes it over; a linked wait is
+        // another process's, copied into every request it served: not this service's own.
+        if (takenOver?.has(event) === true || isLinked(event)) continue;
         this.record(service, event);
       }
     }

@@ -13,6 +13,7 @@ import {
   cudaApiName,
   decodeRecord,
   otherTaskAt,
+  recordTask,
   type KernelRecord,
   type Message,
   type WaitSum,
@@ -289,10 +290,18 @@ const LEAST_HELD_SHARE = 1 / 4;
  * the records of those held from chunks they are too few of (LEAST_HELD_SHARE) into one new
  * chunk. Linear in the events: the correlator calls it once per as many events received as held.
  */
-export const compactRecords = (held: readonly KernelEvent[]): number => ShapedEvent.compact(held);
+export const compactRecords = (lists: Iterable<EventList>): number => ShapedEvent.compact(lists);
 
 /** What the CUDA state said of a record when it was shaped, by kind: what its attributes need besides its bytes. */
 type Said = Launched | Synced | LaunchesNamed | number | undefined;
+/** What a shaped event is made from besides its times and what its record says. */
+interface ShapedParts {
+  shaper: EventShaper;
+  bytes: RecordBytes;
+  at: number;
+  process: ProcessInfo;
+  said: Said;
+}
 type LaunchesNamed = ReturnType<CudaState['launches']>;
 
 /**
@@ -320,7 +329,7 @@ class ShapedEvent implements KernelEvent {
     readonly startUnixNano: bigint,
     readonly endUnixNano: bigint,
     readonly spanContext: SpanContextStamp | undefined,
-    from: { shaper: EventShaper; bytes: RecordBytes; at: number; process: ProcessInfo; said: Said },
+    from: ShapedParts,
   ) {
     this.#shaper = from.shaper;
     this.#bytes = from.bytes;
@@ -329,7 +338,7 @@ class ShapedEvent implements KernelEvent {
     this.#said = from.said;
   }
 
-  static compact(held: readonly KernelEvent[]): number {
+  static compact(lists: Iterable<EventList>): number {
     // Events held one after another are mostly of one batch: counted by runs, a lookup per run.
     const heldIn = new Map<ArrayBufferLike, number>();
     let batch: RecordBytes | undefined;
@@ -337,15 +346,16 @@ class ShapedEvent implements KernelEvent {
     const counted = () => {
       if (batch !== undefined) heldIn.set(batch.chunk, (heldIn.get(batch.chunk) ?? 0) + run);
     };
-    for (const event of held) {
-      if (!(event instanceof ShapedEvent)) continue;
-      if (event.#bytes !== batch) {
-        counted();
-        batch = event.#bytes;
-        run = 0;
-      }
-      run++;
-    }
+    const all = [...lists];
+    for (const list of all)
+      list.forEachRecord((bytes) => {
+        if (bytes !== batch) {
+          counted();
+          batch = bytes;
+          run = 0;
+        }
+        run++;
+      });
     counted();
     const sparse = (chunk: ArrayBufferLike) =>
       (heldIn.get(chunk) ?? 0) < LEAST_HELD_SHARE * (chunk.byteLength / RECORD_SIZE);
@@ -357,23 +367,54 @@ class ShapedEvent implements KernelEvent {
     }
     if (moving === 0) return kept;
     const to = recordBytes(Buffer.allocUnsafeSlow(moving * RECORD_SIZE));
-    let at = 0;
-    batch = undefined;
-    let moved = false;
-    for (const event of held) {
-      if (!(event instanceof ShapedEvent)) continue;
-      const from = event.#bytes;
-      if (from !== batch) {
-        batch = from;
-        moved = sparse(from.chunk);
-      }
-      if (!moved) continue;
-      from.buf.copy(to.buf, at, event.#at, event.#at + RECORD_SIZE);
-      event.#bytes = to;
-      event.#at = at;
-      at += RECORD_SIZE;
-    }
+    let next = 0;
+    for (const list of all)
+      list.moveRecords((from, at) => {
+        if (!sparse(from.chunk)) return undefined;
+        from.buf.copy(to.buf, next, at, at + RECORD_SIZE);
+        next += RECORD_SIZE;
+        return next - RECORD_SIZE;
+      }, to);
     return kept + to.buf.byteLength;
+  }
+
+  /** The record a shaped event is made from, where it is now; undefined for any other event. */
+  static recordOf(event: KernelEvent): { bytes: RecordBytes; at: number } | undefined {
+    return event instanceof ShapedEvent ? { bytes: event.#bytes, at: event.#at } : undefined;
+  }
+
+  /** Moves a shaped event's record (compaction). */
+  static moveRecord(event: KernelEvent, bytes: RecordBytes, at: number): void {
+    if (!(event instanceof ShapedEvent)) return;
+    event.#bytes = bytes;
+    event.#at = at;
+  }
+
+  /**
+   * Pushes what a shaped event is held as besides its times and what its record says (EventList's
+   * references, in their order), and gives its record's offset; undefined for any other event.
+   */
+  static pushParts(event: KernelEvent, refs: unknown[]): number | undefined {
+    if (!(event instanceof ShapedEvent)) return undefined;
+    refs.push(event.#bytes, event.#process, event.#said, event.#shaper, undefined);
+    return event.#at;
+  }
+
+  /** A held event made again: the kind and task read from its record, the rest as it was shaped. */
+  static made(parts: ShapedParts, start: bigint, end: bigint, storeId: number | undefined): ShapedEvent {
+    const { kind, pid, tid, comm } = recordTask(parts.bytes.buf, parts.bytes.view, parts.at);
+    const event = new ShapedEvent(
+      KIND_NAMES[kind as EventRecord['kind']],
+      pid,
+      tid,
+      comm,
+      start,
+      end,
+      undefined,
+      parts,
+    );
+    event.storeId = storeId;
+    return event;
   }
 
   get attributes(): Attributes {
@@ -391,6 +432,154 @@ class ShapedEvent implements KernelEvent {
 
   private record(): EventRecord {
     return decodeRecord(this.#bytes.buf, this.#bytes.view, this.#at, this.#at / RECORD_SIZE) as EventRecord;
+  }
+}
+
+/** Numbers per held event (EventList): start and end, its record's offset, the store's id (NaN: none), 1 for a message. */
+const NUMS = 5;
+const N_START = 0;
+const N_END = 1;
+const N_AT = 2;
+const N_STORE_ID = 3;
+const N_MESSAGE = 4;
+/** References per held event: its record's chunk, the process and what the CUDA state said when it was shaped, its shaper; or the event, held whole. */
+const REFS = 5;
+const R_BYTES = 0;
+const R_PROCESS = 1;
+const R_SAID = 2;
+const R_SHAPER = 3;
+const R_WHOLE = 4;
+/** How far past its base a list's first event may begin before the base moves up: a day. */
+const REBASE_AFTER_NS = 86_400e9;
+
+/**
+ * Kernel events held by column, in the order they are put, with no object per event: the events
+ * the capture hands on then die young. Held as objects (the correlator's lists did), every one
+ * was copied twice by the young generation, which cost about as much as the rest of decoding
+ * and joining. An event is made again from its record when read (`event`); one not shaped from
+ * a record, or stamped with its span (the correlator keeps those by span as well), is held whole.
+ */
+export class EventList {
+  private readonly nums: number[] = [];
+  private readonly refs: unknown[] = [];
+
+  /**
+   * Times are held as ns after `base`, exact as numbers within 104 days of it: a list whose first
+   * event began a day past it moves its base up to that event (removeFront).
+   */
+  constructor(private base: bigint) {}
+
+  get length(): number {
+    return this.nums.length / NUMS;
+  }
+
+  /** A time as this list holds them: ns after its base. */
+  time(t: bigint): number {
+    return Number(t - this.base);
+  }
+
+  start(i: number): number {
+    return this.nums[i * NUMS + N_START] ?? NaN;
+  }
+
+  end(i: number): number {
+    return this.nums[i * NUMS + N_END] ?? NaN;
+  }
+
+  isMessage(i: number): boolean {
+    return this.nums[i * NUMS + N_MESSAGE] === 1;
+  }
+
+  /** The event, when held whole: stamped with its span, or not shaped from a record. */
+  whole(i: number): KernelEvent | undefined {
+    return this.refs[i * REFS + R_WHOLE] as KernelEvent | undefined;
+  }
+
+  /** Event i, made again from its record unless held whole: another object each time. */
+  event(i: number): KernelEvent {
+    const whole = this.whole(i);
+    if (whole !== undefined) return whole;
+    const r = i * REFS;
+    const n = i * NUMS;
+    const storeId = this.nums[n + N_STORE_ID] ?? NaN;
+    return ShapedEvent.made(
+      {
+        shaper: this.refs[r + R_SHAPER] as EventShaper,
+        bytes: this.refs[r + R_BYTES] as RecordBytes,
+        at: this.nums[n + N_AT] ?? 0,
+        process: this.refs[r + R_PROCESS] as ProcessInfo,
+        said: this.refs[r + R_SAID] as Said,
+      },
+      this.base + BigInt(this.start(i)),
+      this.base + BigInt(this.end(i)),
+      Number.isNaN(storeId) ? undefined : storeId,
+    );
+  }
+
+  /** Puts an event at i (the length: at the end). */
+  insert(i: number, event: KernelEvent): void {
+    const { nums, refs } = this;
+    const start = this.time(event.startUnixNano);
+    const end = this.time(event.endUnixNano);
+    const storeId = event.storeId ?? NaN;
+    const message = event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE ? 1 : 0;
+    if (i === this.length) {
+      // Its references first: the offset of its record is known once they are in.
+      const at = event.spanContext === undefined ? ShapedEvent.pushParts(event, refs) : undefined;
+      if (at === undefined) refs.push(undefined, undefined, undefined, undefined, event);
+      nums.push(start, end, at ?? 0, storeId, message);
+      return;
+    }
+    const moved: unknown[] = [];
+    const at = event.spanContext === undefined ? ShapedEvent.pushParts(event, moved) : undefined;
+    if (at === undefined) moved.push(undefined, undefined, undefined, undefined, event);
+    nums.splice(i * NUMS, 0, start, end, at ?? 0, storeId, message);
+    refs.splice(i * REFS, 0, ...moved);
+  }
+
+  /** Drops the first n events. */
+  removeFront(n: number): void {
+    // Moved down in place, not copied into new arrays.
+    this.nums.copyWithin(0, n * NUMS);
+    this.nums.length -= n * NUMS;
+    this.refs.copyWithin(0, n * REFS);
+    this.refs.length -= n * REFS;
+    const first = this.nums[N_START];
+    if (first === undefined || first < REBASE_AFTER_NS) return;
+    this.base += BigInt(first);
+    for (let i = 0; i < this.nums.length; i += NUMS) {
+      this.nums[i + N_START] = (this.nums[i + N_START] ?? first) - first;
+      this.nums[i + N_END] = (this.nums[i + N_END] ?? first) - first;
+    }
+  }
+
+  /** Each event's record chunk, in order (those held whole and shaped included). */
+  forEachRecord(f: (bytes: RecordBytes) => void): void {
+    for (let i = 0; i < this.length; i++) {
+      const whole = this.whole(i);
+      const bytes =
+        whole === undefined ? (this.refs[i * REFS + R_BYTES] as RecordBytes) : ShapedEvent.recordOf(whole)?.bytes;
+      if (bytes !== undefined) f(bytes);
+    }
+  }
+
+  /** Moves the records `move` says (it copies one and gives its offset in `to`, or undefined to leave it). */
+  moveRecords(move: (from: RecordBytes, at: number) => number | undefined, to: RecordBytes): void {
+    for (let i = 0; i < this.length; i++) {
+      const whole = this.whole(i);
+      if (whole !== undefined) {
+        const record = ShapedEvent.recordOf(whole);
+        const at = record === undefined ? undefined : move(record.bytes, record.at);
+        if (at !== undefined) ShapedEvent.moveRecord(whole, to, at);
+        continue;
+      }
+      const r = i * REFS + R_BYTES;
+      const n = i * NUMS + N_AT;
+      const at = move(this.refs[r] as RecordBytes, this.nums[n] ?? 0);
+      if (at === undefined) continue;
+      this.refs[r] = to;
+      this.nums[n] = at;
+    }
   }
 }
 

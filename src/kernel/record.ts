@@ -722,6 +722,16 @@ export function decodeRecord(buf: Buffer, view: DataView, r: number, index: numb
   return Object.assign(header, body(view.getUint16(r + E.kind, true), buf, view, r, index));
 }
 
+/** The kind and task of the record at byte `r` of a batch: what a held event is made again from, with its times. */
+export function recordTask(buf: Buffer, view: DataView, r: number): Task & { kind: number } {
+  return {
+    kind: view.getUint16(r + E.kind, true),
+    pid: view.getUint32(r + E.pid, true),
+    tid: view.getUint32(r + E.tid, true),
+    comm: comms.get(buf, view, r + E.comm),
+  };
+}
+
 export interface Hello {
   abiVersion: number;
   eventSize: number;

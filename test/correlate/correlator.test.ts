@@ -80,6 +80,31 @@ test('an event goes to the innermost span of its thread that was active when it 
   assert.equal(correlator.counters().eventsAttached, 2);
 });
 
+test('an inner span that comes after its outer one was joined takes its event over: handed on again as taken over, attached once', async () => {
+  const now = { t: 12n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  // As the capture makes them: held by column, made again each time they are read.
+  const [events = []] = await shapedBatches(
+    [[record({ kind: Kind.FUTEX_WAIT, pid: 100, tid: 7, startNs: 100n * MS, endNs: 300n * MS })]],
+    { epochNs: 10n * S },
+  );
+  correlator.addEvents(events);
+  addSpans([span('outer', 10n * S, 11n * S, 7)]);
+  correlator.join();
+  addSpans([span('inner', 10n * S + 50n * MS, 10n * S + 400n * MS, 7)]);
+  correlator.join();
+  const [outer, inner] = joined;
+  assert.deepEqual(
+    [outer?.span.spanId, outer?.events.length, outer?.takenOver, inner?.span.spanId, inner?.events.length],
+    ['outer', 1, undefined, 'inner', 1],
+  );
+  const [taken] = inner?.events ?? [];
+  assert.ok(taken !== undefined && inner?.takenOver?.has(taken) === true);
+  assert.deepEqual([taken.kind, taken.tid, taken.startUnixNano], ['futex.wait', 7, 10n * S + 100n * MS]);
+  assert.notEqual(taken, outer?.events[0], 'another object for the same event');
+  assert.equal(correlator.counters().eventsAttached, 1);
+});
+
 test('without a watermark a span waits the longest join wait, then joins the events that arrived before it', () => {
   const now = { t: 10n * S };
   const { correlator, joined, addSpans } = setup(now);

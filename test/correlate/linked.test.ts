@@ -7,6 +7,9 @@ import { explainTrace } from '../../src/correlate/explain.js';
 import { asRemote, isLinked } from '../../src/correlate/linked.js';
 import type { Attributes, KernelEvent } from '../../src/kernel/events.js';
 import * as A from '../../src/semconv/attributes.js';
+import { CudaApi, Kind, LAYOUT } from '../../src/kernel/record.js';
+import { record, sync as syncRecord, writeTask } from '../kernel/records.js';
+import { shapedBatches } from '../kernel/shaped.js';
 import { T0 as RECENT, appSpan, kernelEvent, storeWith } from '../store/traces.js';
 
 const MS = 1_000_000n;
@@ -87,6 +90,42 @@ test('with no wakeup, the wait of the process that received on the connection an
   const remote = asRemote(wait);
   assert.deepEqual([remote.pid, remote.tid, remote.comm], [ENGINE.pid, ENGINE.tid, ENGINE.comm]);
   assert.equal(isLinked(remote), false, 'as the engine saw it');
+});
+
+test("a wait of the engine that woke two of the request's waits is linked once, though read as two objects", async () => {
+  const F = LAYOUT.cw_futex.fields;
+  const wait = (from: number, to: number) =>
+    record({
+      kind: Kind.FUTEX_WAIT,
+      ...FRONT,
+      startNs: BigInt(from) * MS,
+      endNs: BigInt(to) * MS,
+      body: (buf, u) => {
+        writeTask(buf, u + F.waker, ENGINE);
+      },
+    });
+  // As the capture makes them: the correlator holds them by column and makes them again when read.
+  const [events = []] = await shapedBatches(
+    [
+      [
+        syncRecord({
+          ...ENGINE,
+          api: CudaApi.cudaStreamSynchronize,
+          handle: 0x10n,
+          startNs: 5n * MS,
+          endNs: 250n * MS,
+        }),
+        wait(10, 100),
+        wait(120, 200),
+      ],
+    ],
+    { epochNs: T0 },
+  );
+  const linked = linkedTo(events);
+  assert.deepEqual(
+    linked.map((e) => [e.kind, e.attributes[A.ATTR_CAUSEWAY_LINK], e.attributes[A.ATTR_CAUSEWAY_REMOTE_TID]]),
+    [['cuda.sync', 'waker', ENGINE.tid]],
+  );
 });
 
 test('a connection whose peer never replied within the request links nothing', () => {

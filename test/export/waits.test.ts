@@ -61,7 +61,7 @@ test('each attached wait is recorded once, in the histogram of its kind and serv
   const retransmit = event('tcp.retransmit', 400, 0);
   waits.attached([attachment('checkout', [sync, runqueue, retransmit])]);
   // An inner span that takes a wait over from an outer one hands it in again: still one wait.
-  waits.attached([attachment('checkout', [runqueue])]);
+  waits.attached([{ ...attachment('checkout', [runqueue]), takenOver: new Set([runqueue]) }]);
   waits.attached([attachment(undefined, [event('futex.wait', 500, 3)])]);
 
   const gpu = await m.histogram('causeway_kernel_wait_seconds', { kind: 'cuda.sync', service: 'checkout' });
@@ -162,7 +162,7 @@ test('a run-queue wait is credited to each task that held the CPU for its on-CPU
   );
   assert.ok(first !== undefined && second !== undefined);
   waits.attached([attachment('checkout', [first, second])]);
-  waits.attached([attachment('checkout', [second])]);
+  waits.attached([{ ...attachment('checkout', [second]), takenOver: new Set([second]) }]);
 
   const seconds = new Map(
     (await m.points('causeway_runqueue_wait_seconds')).map(([a, v]) => [`${String(a.service)} ${String(a.holder)}`, v]),

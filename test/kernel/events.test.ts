@@ -9,6 +9,7 @@ import { CudaState } from '../../src/kernel/cuda.js';
 import { Demangler } from '../../src/kernel/demangle.js';
 import { BlockDevices } from '../../src/kernel/devices.js';
 import {
+  EventList,
   EventShaper,
   attributesOnce,
   compactRecords,
@@ -483,6 +484,17 @@ test('the other task an event names is the same read from its record as from its
   ]);
 });
 
+/** The events held by column, in order. */
+function listOf(events: KernelEvent[]): EventList {
+  const list = new EventList(events[0]?.startUnixNano ?? 0n);
+  events.forEach((event, i) => {
+    list.insert(i, event);
+  });
+  return list;
+}
+
+const eventsOf = (list: EventList) => Array.from({ length: list.length }, (_, i) => list.event(i));
+
 test('the few events still held of a batch are moved out of it, and read the same as before', async () => {
   // 24 records: a buffer of their own, not a slice of a shared pool.
   const events = await pipeline()(
@@ -499,17 +511,61 @@ test('the few events still held of a batch are moved out of it, and read the sam
   // Read from the records, the attributes not kept.
   const read = (e: KernelEvent) => ({ attributes: attributesOnce(e), other: otherTask(e) });
   const before = events.map(read);
-  assert.equal(compactRecords(events), 24 * RECORD_SIZE, 'all held: the batch is kept');
+  assert.equal(compactRecords([listOf(events)]), 24 * RECORD_SIZE, 'all held: the batch is kept');
   // Under a quarter held (5 of 24): the five are copied out, and keep no more than their records.
-  const held = events.slice(19);
-  assert.equal(compactRecords(held), 5 * RECORD_SIZE);
-  assert.deepEqual(held.map(read), before.slice(19));
+  const held = listOf(events.slice(19));
+  assert.equal(compactRecords([held]), 5 * RECORD_SIZE);
+  assert.deepEqual(eventsOf(held).map(read), before.slice(19));
   assert.deepEqual(
-    held.map((e) => ({ attributes: e.attributes, other: otherTask(e) })),
+    eventsOf(held).map((e) => ({ attributes: e.attributes, other: otherTask(e) })),
     before.slice(19),
   );
-  assert.equal(compactRecords(held), 5 * RECORD_SIZE, 'all held of their new chunk: not moved again');
+  assert.equal(compactRecords([held]), 5 * RECORD_SIZE, 'all held of their new chunk: not moved again');
   assert.deepEqual(events.slice(0, 19).map(read), before.slice(0, 19), 'those let go read their batch still');
+});
+
+test('an event held by column is made again as it was shaped: kind, task, times, store id, attributes', async () => {
+  const shape = pipeline();
+  const events = await shape(
+    register({ pid, func: 0x5000n, name: '_Z6kernelv' }),
+    launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x5000n, startNs: 1_000n, endNs: 3_000n }),
+    futexWait({ pid: 7, tid: 9, comm: 'holder' }),
+    runqueue({ pid, startNs: 5_000n, holders: [{ pid: 50, tid: 51, comm: 'hog', oncpuNs: 6_000n }] }),
+  );
+  events.forEach((event, i) => {
+    if (i !== 1) event.storeId = 100 + i;
+  });
+  const expected = events.map((e) => ({ ...e, attributes: attributesOnce(e), other: otherTask(e) }));
+  const list = listOf(events);
+  // Later records change the CUDA state the launch's attributes were made from: not what it says.
+  await shape(register({ pid, func: 0x5000n, name: '_Z5otherv' }));
+  const made = eventsOf(list);
+  assert.deepEqual(
+    made.map((e) => ({ ...e, attributes: e.attributes, other: otherTask(e) })),
+    expected,
+  );
+  assert.notEqual(made[0], events[0], 'made again, not held');
+  // An event that is not a shaped one is held whole: the same object.
+  const plain: KernelEvent = { ...expected[0], attributes: {} } as KernelEvent;
+  assert.equal(listOf([plain]).event(0), plain);
+});
+
+test('a list of held events days long keeps their times to the nanosecond: its base moves up with its first event', async () => {
+  const DAY = 86_400_000_000_000n;
+  const events = await pipeline()(
+    runqueue({ pid, startNs: 1n, endNs: 2n, holders: [] }),
+    runqueue({ pid, startNs: 2n * DAY + 3n, endNs: 2n * DAY + 7n, holders: [] }),
+    runqueue({ pid, startNs: 105n * DAY + 5n, endNs: 105n * DAY + 6n, holders: [] }),
+  );
+  const list = listOf(events.slice(0, 2));
+  list.removeFront(1);
+  assert.equal(list.start(0), 0, 'rebased on the first event left');
+  // 105 days past the first base: as a number of ns after it, not exact (past 2^53).
+  list.insert(1, events[2] as KernelEvent);
+  assert.deepEqual(
+    eventsOf(list).map((e) => [e.startUnixNano, e.endUnixNano]),
+    events.slice(1).map((e) => [e.startUnixNano, e.endUnixNano]),
+  );
 });
 
 test('a futex wait names its waker, and a wait without one leaves the waker out', async () => {
