@@ -294,6 +294,7 @@ export const compactRecords = (lists: Iterable<EventList>): number => ShapedEven
 
 /** What the CUDA state said of a record when it was shaped, by kind: what its attributes need besides its bytes. */
 type Said = Launched | Synced | LaunchesNamed | number | undefined;
+type LaunchesNamed = ReturnType<CudaState['launches']>;
 /** What a shaped event is made from besides its times and what its record says. */
 interface ShapedParts {
   shaper: EventShaper;
@@ -302,7 +303,6 @@ interface ShapedParts {
   process: ProcessInfo;
   said: Said;
 }
-type LaunchesNamed = ReturnType<CudaState['launches']>;
 
 /**
  * A kernel event as shaped from its record. Its attributes are made when first read, from the
@@ -453,11 +453,12 @@ const R_WHOLE = 4;
 const REBASE_AFTER_NS = 86_400e9;
 
 /**
- * Kernel events held by column, in the order they are put, with no object per event: the events
- * the capture hands on then die young. Held as objects (the correlator's lists did), every one
- * was copied twice by the young generation, which cost about as much as the rest of decoding
- * and joining. An event is made again from its record when read (`event`); one not shaped from
- * a record, or stamped with its span (the correlator keeps those by span as well), is held whole.
+ * Kernel events held by column, in the order they are put, with no object per event. Held as
+ * objects (the correlator's lists were), they were most of the main heap under load, an object
+ * and two BigInts each (about 180 bytes, besides the record); here about 80 bytes of arrays, and
+ * the events the capture hands on die young. An event is made again from its record when read
+ * (`event`); one not shaped from a record, or stamped with its span (the correlator keeps those by
+ * span as well), is held whole.
  */
 export class EventList {
   private readonly nums: number[] = [];
