@@ -244,6 +244,7 @@ interface ThreadEvents {
 }
 
 const isMessage = (event: KernelEvent) => event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
+const MESSAGES: ReadonlySet<string> = new Set([A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE]);
 
 /** Index of the first item whose time is at or after `at`, in a list sorted by that time. */
 function firstAt<T>(list: readonly T[], at: bigint, time: (item: T) => bigint): number {
@@ -285,7 +286,7 @@ const heldBy = (thread: ThreadEvents) => thread.held.length - thread.first;
 
 /**
  * Adds to `found` the events of a thread that began in [from, to] and ended at or after
- * `endedFrom` (the list's times); returns it.
+ * `endedFrom` (the list's times), of `kinds` only when given (the others not made); returns it.
  */
 function window(
   thread: ThreadEvents,
@@ -293,10 +294,11 @@ function window(
   to: number,
   endedFrom: number,
   found: KernelEvent[],
+  kinds?: ReadonlySet<string>,
 ): KernelEvent[] {
   const { held } = thread;
   for (let i = firstStartingAt(thread, from); i < held.length && held.start(i) <= to; i++)
-    if (held.end(i) >= endedFrom) found.push(held.event(i));
+    if (held.end(i) >= endedFrom && (kinds === undefined || kinds.has(held.kind(i) ?? ''))) found.push(held.event(i));
   return found;
 }
 
@@ -402,15 +404,15 @@ export class Correlator<S extends JoinableSpan> {
     eventsEvictedOverBound: 0,
   };
   private readonly held: HeldEvents = {
-    events: (pid, tid, from, to) => {
+    events: (pid, tid, from, to, kinds) => {
       const threads = this.byThread.get(pid);
       const lists = threads === undefined ? [] : tid === undefined ? [...threads.values()] : [threads.get(tid)];
-      return this.overlapping(lists, from, to);
+      return this.overlapping(lists, from, to, kinds);
     },
     processMessages: (pid, from, to) => {
       const threads = this.byThread.get(pid);
       const lists = threads === undefined ? [] : [...threads.values()].filter((thread) => thread.messages > 0);
-      return this.overlapping(lists, from, to).filter(isMessage);
+      return this.overlapping(lists, from, to, MESSAGES);
     },
     messages: (connections, exceptPid, from, to) => {
       const found: KernelEvent[] = [];
@@ -418,8 +420,15 @@ export class Correlator<S extends JoinableSpan> {
         if (pid === exceptPid) continue;
         for (const thread of threads.values())
           if (thread.messages > 0)
-            for (const e of window(thread, thread.held.time(from), thread.held.time(to), thread.held.time(from), []))
-              if (isMessage(e) && connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))) found.push(e);
+            for (const e of window(
+              thread,
+              thread.held.time(from),
+              thread.held.time(to),
+              thread.held.time(from),
+              [],
+              MESSAGES,
+            ))
+              if (connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))) found.push(e);
       }
       return found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
     },
@@ -883,7 +892,7 @@ export class Correlator<S extends JoinableSpan> {
         if (held.whole(i)?.spanContext !== undefined) continue; // its own span takes it
         const takenAt = takenAtStart[i] ?? null;
         if (takenAt !== null && takenAt > span.startUnixNano) continue; // an inner span has it
-        if (held.isMessage(i)) continue; // messages only link (linked.ts)
+        if (held.kind(i) === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) continue; // messages only link (linked.ts)
         if (place.hostTid === undefined) claim(thread, i, A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS);
         else {
           const scope = threadScope(from, othersThen, held.start(i));
@@ -904,12 +913,17 @@ export class Correlator<S extends JoinableSpan> {
   }
 
   /** The events of the threads' lists that overlap [from, to], by start. */
-  private overlapping(lists: (ThreadEvents | undefined)[], from: bigint, to: bigint): KernelEvent[] {
+  private overlapping(
+    lists: (ThreadEvents | undefined)[],
+    from: bigint,
+    to: bigint,
+    kinds?: ReadonlySet<string>,
+  ): KernelEvent[] {
     const found: KernelEvent[] = [];
     for (const thread of lists) {
       if (thread === undefined) continue;
       const [start, end] = [thread.held.time(from), thread.held.time(to)];
-      window(thread, start - thread.longestNs, end, start, found);
+      window(thread, start - thread.longestNs, end, start, found, kinds);
     }
     // One thread's are in start order already.
     return lists.length === 1 ? found : found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
@@ -979,7 +993,7 @@ export class Correlator<S extends JoinableSpan> {
     const end = Math.min(held.length, first + n);
     for (let i = first; i < end; i++) {
       if (takenAtStart[i] === null) this.count.eventsEvictedUnjoined++;
-      if (held.isMessage(i)) thread.messages--;
+      if (held.kind(i) === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) thread.messages--;
       if (held.end(i) - held.start(i) === thread.longestNs) thread.longest--;
       const whole = held.whole(i);
       if (whole?.spanContext !== undefined) this.forgetStamped(whole);

@@ -23,8 +23,14 @@ export type LinkKind = typeof A.CAUSEWAY_LINK_VALUE_WAKER | typeof A.CAUSEWAY_LI
 
 /** The events linking reads, as the caller holds them. */
 export interface HeldEvents {
-  /** Events of `pid` (its thread `tid`, or every thread) overlapping [from, to]. */
-  events(pid: number, tid: number | undefined, from: bigint, to: bigint): KernelEvent[];
+  /** Events of `pid` (its thread `tid`, or every thread) overlapping [from, to]; of `kinds` only, when given. */
+  events(
+    pid: number,
+    tid: number | undefined,
+    from: bigint,
+    to: bigint,
+    kinds?: ReadonlySet<KernelEvent['kind']>,
+  ): KernelEvent[];
   /** The messages among those of every thread of `pid`: found without reading its threads that sent or received none. */
   processMessages(pid: number, from: bigint, to: bigint): KernelEvent[];
   /** Messages on any of `connections` by processes other than `exceptPid`, in [from, to]. */
@@ -55,6 +61,12 @@ const waitKey = (wait: KernelEvent) =>
   `${String(wait.pid)}/${String(wait.tid)}/${wait.kind}/${String(wait.startUnixNano)}`;
 
 const isMessage = (e: KernelEvent) => e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
+/** The kinds of a request's own events that linking reads: messages, and waits a waker ended. */
+const LINKING_KINDS: ReadonlySet<KernelEvent['kind']> = new Set([
+  A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE,
+  A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED,
+  A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT,
+]);
 const isSend = (e: KernelEvent) => e.attributes[A.ATTR_CAUSEWAY_IPC_DIRECTION] === A.CAUSEWAY_IPC_DIRECTION_VALUE_SEND;
 const connectionOf = (e: KernelEvent) => String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]);
 const onPipe = (e: KernelEvent) => isPipe(connectionOf(e));
@@ -273,15 +285,19 @@ function pipeExchanges(request: Request, own: KernelEvent[], held: HeldEvents): 
 
 /** Links the other processes' waits that `request` waited on; the copies are the request thread's events. */
 export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
-  const own = held.events(request.pid, request.tid, request.from, request.to);
+  // What links: the request's messages, and its waits another task ended (not every event it holds).
+  const own = held.events(request.pid, request.tid, request.from, request.to, LINKING_KINDS);
   type Owner = Pick<KernelEvent, 'pid' | 'tid' | 'comm'>;
   // By waitKey: a held event read twice (two exchanges with one thread) is two objects.
   const links = new Map<string, { event: KernelEvent; kind: LinkKind; owner: Owner }>();
+  let comm: string | undefined;
+  /** The request thread's name, from any event of it (the first that needs it reads them). */
+  const threadComm = () => (comm ??= held.events(request.pid, request.tid, request.from, request.to)[0]?.comm);
   /** The request's thread, also where another of its threads wrote or read a pipe for it. */
   const ownerOf = (m: KernelEvent): Owner =>
     request.tid === undefined || m.tid === request.tid
       ? m
-      : { pid: request.pid, tid: request.tid, comm: own[0]?.comm ?? m.comm };
+      : { pid: request.pid, tid: request.tid, comm: threadComm() ?? m.comm };
   /** Links the waits among `candidates` that overlap [from, to] within the request. */
   const add = (candidates: KernelEvent[], from: bigint, to: bigint, kind: LinkKind, owner: Owner) => {
     const [start, end] = [later(from, request.from), earlier(to, request.to)];

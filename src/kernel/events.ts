@@ -435,13 +435,16 @@ class ShapedEvent implements KernelEvent {
   }
 }
 
-/** Numbers per held event (EventList): start and end, its record's offset, the store's id (NaN: none), 1 for a message. */
+/** Numbers per held event (EventList): start and end, its record's offset, the store's id (NaN: none), its kind (KINDS). */
 const NUMS = 5;
 const N_START = 0;
 const N_END = 1;
 const N_AT = 2;
 const N_STORE_ID = 3;
-const N_MESSAGE = 4;
+const N_KIND = 4;
+/** The kinds, by the number a held event's is kept as. */
+const KINDS: readonly A.CausewayKindValue[] = [...new Set(Object.values(KIND_NAMES))];
+const KIND_NUMBERS = new Map(KINDS.map((kind, i) => [kind, i]));
 /** References per held event: its record's chunk, the process and what the CUDA state said when it was shaped, its shaper; or the event, held whole. */
 const REFS = 5;
 const R_BYTES = 0;
@@ -461,8 +464,11 @@ const REBASE_AFTER_NS = 86_400e9;
  * span as well), is held whole.
  */
 export class EventList {
-  private readonly nums: number[] = [];
+  /** Events [head, head + count) of the columns are held: those before head were removed. */
+  private nums = new Float64Array(NUMS * 64);
   private readonly refs: unknown[] = [];
+  private head = 0;
+  private count = 0;
 
   /**
    * Times are held as ns after `base`, exact as numbers within 104 days of it: a list whose first
@@ -471,7 +477,7 @@ export class EventList {
   constructor(private base: bigint) {}
 
   get length(): number {
-    return this.nums.length / NUMS;
+    return this.count;
   }
 
   /** A time as this list holds them: ns after its base. */
@@ -480,28 +486,28 @@ export class EventList {
   }
 
   start(i: number): number {
-    return this.nums[i * NUMS + N_START] ?? NaN;
+    return this.nums[(this.head + i) * NUMS + N_START] ?? NaN;
   }
 
   end(i: number): number {
-    return this.nums[i * NUMS + N_END] ?? NaN;
+    return this.nums[(this.head + i) * NUMS + N_END] ?? NaN;
   }
 
-  isMessage(i: number): boolean {
-    return this.nums[i * NUMS + N_MESSAGE] === 1;
+  kind(i: number): A.CausewayKindValue | undefined {
+    return KINDS[this.nums[(this.head + i) * NUMS + N_KIND] ?? -1];
   }
 
   /** The event, when held whole: stamped with its span, or not shaped from a record. */
   whole(i: number): KernelEvent | undefined {
-    return this.refs[i * REFS + R_WHOLE] as KernelEvent | undefined;
+    return this.refs[(this.head + i) * REFS + R_WHOLE] as KernelEvent | undefined;
   }
 
   /** Event i, made again from its record unless held whole: another object each time. */
   event(i: number): KernelEvent {
     const whole = this.whole(i);
     if (whole !== undefined) return whole;
-    const r = i * REFS;
-    const n = i * NUMS;
+    const r = (this.head + i) * REFS;
+    const n = (this.head + i) * NUMS;
     const storeId = this.nums[n + N_STORE_ID] ?? NaN;
     return ShapedEvent.made(
       {
@@ -519,54 +525,55 @@ export class EventList {
 
   /** Puts an event at i (the length: at the end). */
   insert(i: number, event: KernelEvent): void {
-    const { nums, refs } = this;
-    const start = this.time(event.startUnixNano);
-    const end = this.time(event.endUnixNano);
-    const storeId = event.storeId ?? NaN;
-    const message = event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE ? 1 : 0;
-    if (i === this.length) {
-      // Its references first: the offset of its record is known once they are in.
-      const at = event.spanContext === undefined ? ShapedEvent.pushParts(event, refs) : undefined;
-      if (at === undefined) refs.push(undefined, undefined, undefined, undefined, event);
-      nums.push(start, end, at ?? 0, storeId, message);
-      return;
-    }
-    const moved: unknown[] = [];
-    const at = event.spanContext === undefined ? ShapedEvent.pushParts(event, moved) : undefined;
-    if (at === undefined) moved.push(undefined, undefined, undefined, undefined, event);
-    nums.splice(i * NUMS, 0, start, end, at ?? 0, storeId, message);
-    refs.splice(i * REFS, 0, ...moved);
+    this.makeRoom();
+    const at = (this.head + i) * NUMS;
+    const last = (this.head + this.count) * NUMS;
+    if (i < this.count) this.nums.copyWithin(at + NUMS, at, last);
+    // Its references pushed at the end, or into a list spliced in at i.
+    const refs: unknown[] = i === this.count ? this.refs : [];
+    const offset = event.spanContext === undefined ? ShapedEvent.pushParts(event, refs) : undefined;
+    if (offset === undefined) refs.push(undefined, undefined, undefined, undefined, event);
+    this.nums[at + N_START] = this.time(event.startUnixNano);
+    this.nums[at + N_END] = this.time(event.endUnixNano);
+    this.nums[at + N_AT] = offset ?? 0;
+    this.nums[at + N_STORE_ID] = event.storeId ?? NaN;
+    this.nums[at + N_KIND] = KIND_NUMBERS.get(event.kind) ?? -1;
+    if (i < this.count) this.refs.splice((this.head + i) * REFS, 0, ...refs);
+    this.count++;
   }
 
   /** Drops the first n events. */
   removeFront(n: number): void {
-    // Moved down in place, not copied into new arrays.
-    this.nums.copyWithin(0, n * NUMS);
-    this.nums.length -= n * NUMS;
-    this.refs.copyWithin(0, n * REFS);
-    this.refs.length -= n * REFS;
-    const first = this.nums[N_START];
+    const gone = Math.min(n, this.count);
+    // Their references let go at once: a chunk held by no event is not kept.
+    this.refs.fill(undefined, this.head * REFS, (this.head + gone) * REFS);
+    this.head += gone;
+    this.count -= gone;
+    if (this.head >= this.count) this.moveDown();
+    const first = this.count === 0 ? undefined : this.start(0);
     if (first === undefined || first < REBASE_AFTER_NS) return;
     this.base += BigInt(first);
-    for (let i = 0; i < this.nums.length; i += NUMS) {
-      this.nums[i + N_START] = (this.nums[i + N_START] ?? first) - first;
-      this.nums[i + N_END] = (this.nums[i + N_END] ?? first) - first;
+    for (let n = this.head * NUMS; n < (this.head + this.count) * NUMS; n += NUMS) {
+      this.nums[n + N_START] = (this.nums[n + N_START] ?? first) - first;
+      this.nums[n + N_END] = (this.nums[n + N_END] ?? first) - first;
     }
   }
 
   /** Each event's record chunk, in order (those held whole and shaped included). */
   forEachRecord(f: (bytes: RecordBytes) => void): void {
-    for (let i = 0; i < this.length; i++) {
+    for (let i = 0; i < this.count; i++) {
       const whole = this.whole(i);
       const bytes =
-        whole === undefined ? (this.refs[i * REFS + R_BYTES] as RecordBytes) : ShapedEvent.recordOf(whole)?.bytes;
+        whole === undefined
+          ? (this.refs[(this.head + i) * REFS + R_BYTES] as RecordBytes)
+          : ShapedEvent.recordOf(whole)?.bytes;
       if (bytes !== undefined) f(bytes);
     }
   }
 
   /** Moves the records `move` says (it copies one and gives its offset in `to`, or undefined to leave it). */
   moveRecords(move: (from: RecordBytes, at: number) => number | undefined, to: RecordBytes): void {
-    for (let i = 0; i < this.length; i++) {
+    for (let i = 0; i < this.count; i++) {
       const whole = this.whole(i);
       if (whole !== undefined) {
         const record = ShapedEvent.recordOf(whole);
@@ -574,13 +581,32 @@ export class EventList {
         if (at !== undefined) ShapedEvent.moveRecord(whole, to, at);
         continue;
       }
-      const r = i * REFS + R_BYTES;
-      const n = i * NUMS + N_AT;
+      const r = (this.head + i) * REFS + R_BYTES;
+      const n = (this.head + i) * NUMS + N_AT;
       const at = move(this.refs[r] as RecordBytes, this.nums[n] ?? 0);
       if (at === undefined) continue;
       this.refs[r] = to;
       this.nums[n] = at;
     }
+  }
+
+  /** Room for one more event: the held moved down over those removed, or the numbers' array doubled. */
+  private makeRoom(): void {
+    if ((this.head + this.count + 1) * NUMS <= this.nums.length) return;
+    if (this.head > 0) this.moveDown();
+    if ((this.count + 1) * NUMS <= this.nums.length) return;
+    const grown = new Float64Array(this.nums.length * 2);
+    grown.set(this.nums.subarray(0, this.count * NUMS));
+    this.nums = grown;
+  }
+
+  /** Moves the held events to the start of the columns. */
+  private moveDown(): void {
+    if (this.head === 0) return;
+    this.nums.copyWithin(0, this.head * NUMS, (this.head + this.count) * NUMS);
+    // Spliced off the front, which keeps the array's room for more (a slice made it grow again).
+    this.refs.splice(0, this.head * REFS);
+    this.head = 0;
   }
 }
 
