@@ -418,17 +418,12 @@ export class Correlator<S extends JoinableSpan> {
       const found: KernelEvent[] = [];
       for (const [pid, threads] of this.byThread) {
         if (pid === exceptPid) continue;
-        for (const thread of threads.values())
-          if (thread.messages > 0)
-            for (const e of window(
-              thread,
-              thread.held.time(from),
-              thread.held.time(to),
-              thread.held.time(from),
-              [],
-              MESSAGES,
-            ))
-              if (connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))) found.push(e);
+        for (const thread of threads.values()) {
+          if (thread.messages === 0) continue;
+          const start = thread.held.time(from);
+          for (const e of window(thread, start, thread.held.time(to), start, [], MESSAGES))
+            if (connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))) found.push(e);
+        }
       }
       return found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
     },
