@@ -213,21 +213,12 @@ interface ThreadSpans {
 }
 
 /**
- * A thread's held events, by start once sorted, and how long the longest of them lasted. Times
- * are the list's (EventList.time: ns after its base, as numbers).
+ * A thread's held events, by start, and how long the longest of them lasted. Times are the
+ * list's (EventList.time: ns after its base, as numbers).
  */
 interface ThreadEvents {
-  /**
-   * From index `first` on: those before it are evicted, left in place until they are a quarter
-   * of the list, so that evicting the oldest does not move every event held each time.
-   */
+  /** With the start of the span that took each (EventList.takenAt): a span that began later, an inner one, may take it over. */
   held: EventList;
-  first: number;
-  /**
-   * By the same index as `held`: the start of the span that took the event, null while none
-   * has (a span that began later, an inner one, may take it over).
-   */
-  takenAtStart: (bigint | null)[];
   /**
    * At least the longest duration among `held`: an event overlapping a window began no earlier
    * than this before it, so a search looks back this far and no further (not the whole retention).
@@ -270,8 +261,8 @@ function insertByEnd<T>(list: T[], item: T, end: (item: T) => bigint): void {
 }
 
 /** Index of the first held event that began at or after `start` (the list's time). */
-function firstStartingAt({ held, first }: ThreadEvents, start: number): number {
-  let low = first;
+function firstStartingAt({ held }: ThreadEvents, start: number): number {
+  let low = 0;
   let high = held.length;
   while (low < high) {
     const middle = (low + high) >>> 1;
@@ -280,9 +271,6 @@ function firstStartingAt({ held, first }: ThreadEvents, start: number): number {
   }
   return low;
 }
-
-/** Events a thread holds. */
-const heldBy = (thread: ThreadEvents) => thread.held.length - thread.first;
 
 /**
  * Adds to `found` the events of a thread that began in [from, to] and ended at or after
@@ -450,14 +438,12 @@ export class Correlator<S extends JoinableSpan> {
           event.tid,
           (thread = {
             held: new EventList(event.startUnixNano),
-            first: 0,
-            takenAtStart: [],
             longestNs: 0,
             longest: 0,
             messages: 0,
           }),
         );
-      const { held, takenAtStart } = thread;
+      const { held } = thread;
       const start = held.time(event.startUnixNano);
       if (event.spanContext !== undefined) {
         const stamped = this.bySpan.get(event.spanContext.spanId);
@@ -466,18 +452,12 @@ export class Correlator<S extends JoinableSpan> {
       }
       // Records arrive in the order their intervals ended: nearly, not quite, in start order. One
       // out of order goes in at its place, near the end, rather than re-sorting the list later.
-      let at = held.length;
-      if (heldBy(thread) === 0 || held.start(at - 1) <= start) {
-        held.insert(at, event);
-        takenAtStart.push(null);
-      } else {
-        at = firstStartingAt(thread, start + 1);
-        held.insert(at, event);
-        takenAtStart.splice(at, 0, null);
-      }
+      const at =
+        held.length === 0 || held.start(held.length - 1) <= start ? held.length : firstStartingAt(thread, start + 1);
+      held.insert(at, event);
       const taker = this.lateTakerCount === 0 ? undefined : this.lateTaker(event);
       if (taker !== undefined) {
-        takenAtStart[at] = taker.span.startUnixNano;
+        held.take(at, held.time(taker.span.startUnixNano));
         this.countAttached(
           event.spanContext === undefined ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS : A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT,
         );
@@ -575,14 +555,10 @@ export class Correlator<S extends JoinableSpan> {
     }
   }
 
-  /** Every thread's list, the evicted moved out first. */
+  /** Every thread's list. */
   private allLists(): EventList[] {
     const all: EventList[] = [];
-    for (const threads of this.byThread.values())
-      for (const thread of threads.values()) {
-        this.removeEvicted(thread);
-        all.push(thread.held);
-      }
+    for (const threads of this.byThread.values()) for (const thread of threads.values()) all.push(thread.held);
     return all;
   }
 
@@ -857,12 +833,12 @@ export class Correlator<S extends JoinableSpan> {
   private take(span: S, place: SpanPlace): { scopes: Map<KernelEvent, AttachScope>; takenOver: Set<KernelEvent> } {
     const taken = new Map<KernelEvent, AttachScope>();
     const takenOver = new Set<KernelEvent>();
-    const claim = (thread: ThreadEvents, i: number, scope: AttachScope) => {
+    const claim = ({ held }: ThreadEvents, i: number, scope: AttachScope) => {
       if (i < 0) return;
-      const event = thread.held.event(i);
-      if (thread.takenAtStart[i] === null) this.countAttached(scope);
+      const event = held.event(i);
+      if (Number.isNaN(held.takenAt(i))) this.countAttached(scope);
       else takenOver.add(event);
-      thread.takenAtStart[i] = span.startUnixNano;
+      held.take(i, held.time(span.startUnixNano));
       taken.set(event, scope);
     };
     for (const event of this.bySpan.get(span.spanId) ?? []) {
@@ -880,13 +856,12 @@ export class Correlator<S extends JoinableSpan> {
     const others = spans === undefined ? [] : othersOnThread(span, spans);
     for (const thread of lists) {
       if (thread === undefined) continue;
-      const { held, takenAtStart } = thread;
+      const { held } = thread;
       const [from, to] = [held.time(span.startUnixNano), held.time(span.endUnixNano)];
       const othersThen = others.map((o) => ({ start: held.time(o.start), end: held.time(o.end) }));
       for (let i = firstStartingAt(thread, from); i < held.length && held.start(i) < to; i++) {
         if (held.whole(i)?.spanContext !== undefined) continue; // its own span takes it
-        const takenAt = takenAtStart[i] ?? null;
-        if (takenAt !== null && takenAt > span.startUnixNano) continue; // an inner span has it
+        if (held.takenAt(i) > from) continue; // an inner span has it
         if (held.kind(i) === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) continue; // messages only link (linked.ts)
         if (place.hostTid === undefined) claim(thread, i, A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS);
         else {
@@ -944,9 +919,9 @@ export class Correlator<S extends JoinableSpan> {
         const { held } = thread;
         const ended = held.time(before);
         let drop = 0;
-        while (thread.first + drop < held.length && held.end(thread.first + drop) < ended) drop++;
+        while (drop < held.length && held.end(drop) < ended) drop++;
         this.dropFront(thread, drop);
-        if (heldBy(thread) === 0) threads.delete(tid);
+        if (held.length === 0) threads.delete(tid);
       }
       if (threads.size === 0) this.byThread.delete(pid);
     }
@@ -954,10 +929,9 @@ export class Correlator<S extends JoinableSpan> {
     while (this.heldCount > this.maxEvents) {
       let longest: ThreadEvents | undefined;
       for (const threads of this.byThread.values())
-        for (const thread of threads.values())
-          if (heldBy(thread) > (longest === undefined ? 0 : heldBy(longest))) longest = thread;
+        for (const thread of threads.values()) if (thread.held.length > (longest?.held.length ?? 0)) longest = thread;
       if (longest === undefined) break;
-      const over = Math.max(1, Math.min(heldBy(longest), this.heldCount - this.maxEvents));
+      const over = Math.max(1, Math.min(longest.held.length, this.heldCount - this.maxEvents));
       this.count.eventsEvictedOverBound += over;
       this.dropFront(longest, over);
     }
@@ -974,34 +948,24 @@ export class Correlator<S extends JoinableSpan> {
     if (stamped.length === 0) this.bySpan.delete(spanId);
   }
 
-  /** Moves the evicted out of a thread's list. */
-  private removeEvicted(thread: ThreadEvents): void {
-    if (thread.first === 0) return;
-    thread.held.removeFront(thread.first);
-    thread.takenAtStart.splice(0, thread.first);
-    thread.first = 0;
-  }
-
   private dropFront(thread: ThreadEvents, n: number): void {
     if (n === 0) return;
-    const { held, takenAtStart, first } = thread;
-    const end = Math.min(held.length, first + n);
-    for (let i = first; i < end; i++) {
-      if (takenAtStart[i] === null) this.count.eventsEvictedUnjoined++;
+    const { held } = thread;
+    const end = Math.min(held.length, n);
+    for (let i = 0; i < end; i++) {
+      if (Number.isNaN(held.takenAt(i))) this.count.eventsEvictedUnjoined++;
       if (held.kind(i) === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) thread.messages--;
       if (held.end(i) - held.start(i) === thread.longestNs) thread.longest--;
       const whole = held.whole(i);
       if (whole?.spanContext !== undefined) this.forgetStamped(whole);
     }
-    thread.first = end;
-    this.heldCount -= end - first;
-    // Once the evicted are a quarter of the list, moved out at once: three moves per event evicted at most, not one per event held.
-    if (thread.first * 4 >= held.length) this.removeEvicted(thread);
+    held.removeFront(end);
+    this.heldCount -= end;
     // The longest ones gone: the bound shrinks to what is left, so one long wait does not widen every later search.
     if (thread.longest <= 0) {
       thread.longestNs = 0;
       thread.longest = 0;
-      for (let i = thread.first; i < held.length; i++) {
+      for (let i = 0; i < held.length; i++) {
         const duration = held.end(i) - held.start(i);
         if (duration > thread.longestNs) {
           thread.longestNs = duration;

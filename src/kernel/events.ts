@@ -435,13 +435,17 @@ class ShapedEvent implements KernelEvent {
   }
 }
 
-/** Numbers per held event (EventList): start and end, its record's offset, the store's id (NaN: none), its kind (KINDS). */
-const NUMS = 5;
+/**
+ * Numbers per held event (EventList): start and end, its record's offset, the store's id (NaN:
+ * none), its kind (KINDS), the start of the span that took it (NaN: none has).
+ */
+const NUMS = 6;
 const N_START = 0;
 const N_END = 1;
 const N_AT = 2;
 const N_STORE_ID = 3;
 const N_KIND = 4;
+const N_TAKEN = 5;
 /** The kinds, by the number a held event's is kept as. */
 const KINDS: readonly A.CausewayKindValue[] = [...new Set(Object.values(KIND_NAMES))];
 const KIND_NUMBERS = new Map(KINDS.map((kind, i) => [kind, i]));
@@ -497,6 +501,16 @@ export class EventList {
     return KINDS[this.nums[(this.head + i) * NUMS + N_KIND] ?? -1];
   }
 
+  /** The start (this list's time) of the span that took event i; NaN while none has. */
+  takenAt(i: number): number {
+    return this.nums[(this.head + i) * NUMS + N_TAKEN] ?? NaN;
+  }
+
+  /** Event i was taken by a span that began at `spanStart` (this list's time). */
+  take(i: number, spanStart: number): void {
+    this.nums[(this.head + i) * NUMS + N_TAKEN] = spanStart;
+  }
+
   /** The event, when held whole: stamped with its span, or not shaped from a record. */
   whole(i: number): KernelEvent | undefined {
     return this.refs[(this.head + i) * REFS + R_WHOLE] as KernelEvent | undefined;
@@ -538,6 +552,7 @@ export class EventList {
     this.nums[at + N_AT] = offset ?? 0;
     this.nums[at + N_STORE_ID] = event.storeId ?? NaN;
     this.nums[at + N_KIND] = KIND_NUMBERS.get(event.kind) ?? -1;
+    this.nums[at + N_TAKEN] = NaN;
     if (i < this.count) this.refs.splice((this.head + i) * REFS, 0, ...refs);
     this.count++;
   }
@@ -556,6 +571,7 @@ export class EventList {
     for (let n = this.head * NUMS; n < (this.head + this.count) * NUMS; n += NUMS) {
       this.nums[n + N_START] = (this.nums[n + N_START] ?? first) - first;
       this.nums[n + N_END] = (this.nums[n + N_END] ?? first) - first;
+      this.nums[n + N_TAKEN] = (this.nums[n + N_TAKEN] ?? NaN) - first;
     }
   }
 

@@ -558,8 +558,11 @@ test('a list of held events days long keeps their times to the nanosecond: its b
     runqueue({ pid, startNs: 105n * DAY + 5n, endNs: 105n * DAY + 6n, holders: [] }),
   );
   const list = listOf(events.slice(0, 2));
+  // Taken by a span that began 1 ns before it: held as a time of the list, moved with its base.
+  list.take(1, list.time((events[1]?.startUnixNano ?? 0n) - 1n));
   list.removeFront(1);
   assert.equal(list.start(0), 0, 'rebased on the first event left');
+  assert.equal(list.takenAt(0), -1, 'the span began 1 ns before the event, its time moved with the base');
   // 105 days past the first base: as a number of ns after it, not exact (past 2^53).
   list.insert(1, events[2] as KernelEvent);
   assert.deepEqual(
