@@ -27,7 +27,7 @@ import type { Histogram, Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
 import { EventList, compactRecords, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
-import { linkedWaits, type HeldEvents } from './linked.js';
+import { WOKEN_WAITS, linkedWaits, type HeldEvents } from './linked.js';
 import { SHED_MERGE_NS } from './source.js';
 import { MS, byTime, earlier, later, nowUnixNano, toMs } from './time.js';
 
@@ -235,7 +235,22 @@ interface ThreadEvents {
 }
 
 const isMessage = (event: KernelEvent) => event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
-const MESSAGES: ReadonlySet<string> = new Set([A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE]);
+
+/** Which held events a search makes (the others are not made): by list and index. */
+type Keep = (held: EventList, i: number) => boolean;
+
+const messageAt: Keep = (held, i) => held.kind(i) === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
+
+/** The events of process `pid` that can link a request to another process (HeldEvents.linking). */
+const linkingOf =
+  (pid: number): Keep =>
+  (held, i) => {
+    if (messageAt(held, i)) return true;
+    const kind = held.kind(i);
+    if (kind === undefined || !WOKEN_WAITS.has(kind)) return false;
+    const other = held.otherPid(i);
+    return other !== undefined && other !== 0 && other !== pid;
+  };
 
 /** Index of the first item whose time is at or after `at`, in a list sorted by that time. */
 function firstAt<T>(list: readonly T[], at: bigint, time: (item: T) => bigint): number {
@@ -274,7 +289,7 @@ function firstStartingAt({ held }: ThreadEvents, start: number): number {
 
 /**
  * Adds to `found` the events of a thread that began in [from, to] and ended at or after
- * `endedFrom` (the list's times), of `kinds` only when given (the others not made); returns it.
+ * `endedFrom` (the list's times), those `keep` says only when given; returns it.
  */
 function window(
   thread: ThreadEvents,
@@ -282,11 +297,11 @@ function window(
   to: number,
   endedFrom: number,
   found: KernelEvent[],
-  kinds?: ReadonlySet<string>,
+  keep?: Keep,
 ): KernelEvent[] {
   const { held } = thread;
   for (let i = firstStartingAt(thread, from); i < held.length && held.start(i) <= to; i++)
-    if (held.end(i) >= endedFrom && (kinds === undefined || kinds.has(held.kind(i) ?? ''))) found.push(held.event(i));
+    if (held.end(i) >= endedFrom && (keep === undefined || keep(held, i))) found.push(held.event(i));
   return found;
 }
 
@@ -392,15 +407,12 @@ export class Correlator<S extends JoinableSpan> {
     eventsEvictedOverBound: 0,
   };
   private readonly held: HeldEvents = {
-    events: (pid, tid, from, to, kinds) => {
-      const threads = this.byThread.get(pid);
-      const lists = threads === undefined ? [] : tid === undefined ? [...threads.values()] : [threads.get(tid)];
-      return this.overlapping(lists, from, to, kinds);
-    },
+    events: (pid, tid, from, to) => this.overlapping(this.listsOf(pid, tid), from, to),
+    linking: (pid, tid, from, to) => this.overlapping(this.listsOf(pid, tid), from, to, linkingOf(pid)),
     processMessages: (pid, from, to) => {
       const threads = this.byThread.get(pid);
       const lists = threads === undefined ? [] : [...threads.values()].filter((thread) => thread.messages > 0);
-      return this.overlapping(lists, from, to, MESSAGES);
+      return this.overlapping(lists, from, to, messageAt);
     },
     messages: (connections, exceptPid, from, to) => {
       const found: KernelEvent[] = [];
@@ -409,7 +421,7 @@ export class Correlator<S extends JoinableSpan> {
         for (const thread of threads.values()) {
           if (thread.messages === 0) continue;
           const start = thread.held.time(from);
-          for (const e of window(thread, start, thread.held.time(to), start, [], MESSAGES))
+          for (const e of window(thread, start, thread.held.time(to), start, [], messageAt))
             if (connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))) found.push(e);
         }
       }
@@ -837,7 +849,11 @@ export class Correlator<S extends JoinableSpan> {
       if (i < 0) return;
       const event = held.event(i);
       if (Number.isNaN(held.takenAt(i))) this.countAttached(scope);
-      else takenOver.add(event);
+      else {
+        takenOver.add(event);
+        // Taken over: an event loop's spans, open together, may each take it over in turn.
+        held.holdWhole(i, event);
+      }
       held.take(i, held.time(span.startUnixNano));
       taken.set(event, scope);
     };
@@ -846,9 +862,7 @@ export class Correlator<S extends JoinableSpan> {
       const thread = this.byThread.get(event.pid)?.get(event.tid);
       if (thread !== undefined) claim(thread, this.indexOf(thread, event), A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT);
     }
-    const threads = this.byThread.get(place.hostPid);
-    const lists =
-      threads === undefined ? [] : place.hostTid === undefined ? [...threads.values()] : [threads.get(place.hostTid)];
+    const lists = this.listsOf(place.hostPid, place.hostTid);
     const spans =
       place.hostTid === undefined
         ? undefined
@@ -882,18 +896,19 @@ export class Correlator<S extends JoinableSpan> {
     return -1;
   }
 
-  /** The events of the threads' lists that overlap [from, to], by start. */
-  private overlapping(
-    lists: (ThreadEvents | undefined)[],
-    from: bigint,
-    to: bigint,
-    kinds?: ReadonlySet<string>,
-  ): KernelEvent[] {
+  /** The lists of process `pid`'s thread `tid`, or of all its threads. */
+  private listsOf(pid: number, tid: number | undefined): (ThreadEvents | undefined)[] {
+    const threads = this.byThread.get(pid);
+    return threads === undefined ? [] : tid === undefined ? [...threads.values()] : [threads.get(tid)];
+  }
+
+  /** The events of the threads' lists that overlap [from, to] (those `keep` says, when given), by start. */
+  private overlapping(lists: (ThreadEvents | undefined)[], from: bigint, to: bigint, keep?: Keep): KernelEvent[] {
     const found: KernelEvent[] = [];
     for (const thread of lists) {
       if (thread === undefined) continue;
       const [start, end] = [thread.held.time(from), thread.held.time(to)];
-      window(thread, start - thread.longestNs, end, start, found, kinds);
+      window(thread, start - thread.longestNs, end, start, found, keep);
     }
     // One thread's are in start order already.
     return lists.length === 1 ? found : found.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));

@@ -23,14 +23,13 @@ export type LinkKind = typeof A.CAUSEWAY_LINK_VALUE_WAKER | typeof A.CAUSEWAY_LI
 
 /** The events linking reads, as the caller holds them. */
 export interface HeldEvents {
-  /** Events of `pid` (its thread `tid`, or every thread) overlapping [from, to]; of `kinds` only, when given. */
-  events(
-    pid: number,
-    tid: number | undefined,
-    from: bigint,
-    to: bigint,
-    kinds?: ReadonlySet<KernelEvent['kind']>,
-  ): KernelEvent[];
+  /** Events of `pid` (its thread `tid`, or every thread) overlapping [from, to]. */
+  events(pid: number, tid: number | undefined, from: bigint, to: bigint): KernelEvent[];
+  /**
+   * Of those, the ones that can link a request to another process: its messages, and its waits
+   * that a task of another process ended (by pid; none made for the others).
+   */
+  linking(pid: number, tid: number | undefined, from: bigint, to: bigint): KernelEvent[];
   /** The messages among those of every thread of `pid`: found without reading its threads that sent or received none. */
   processMessages(pid: number, from: bigint, to: bigint): KernelEvent[];
   /** Messages on any of `connections` by processes other than `exceptPid`, in [from, to]. */
@@ -61,9 +60,8 @@ const waitKey = (wait: KernelEvent) =>
   `${String(wait.pid)}/${String(wait.tid)}/${wait.kind}/${String(wait.startUnixNano)}`;
 
 const isMessage = (e: KernelEvent) => e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
-/** The kinds of a request's own events that linking reads: messages, and waits a waker ended. */
-const LINKING_KINDS: ReadonlySet<KernelEvent['kind']> = new Set([
-  A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE,
+/** The kinds of a request's own waits whose waker linking follows. */
+export const WOKEN_WAITS: ReadonlySet<KernelEvent['kind']> = new Set([
   A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED,
   A.CAUSEWAY_KIND_VALUE_FUTEX_WAIT,
 ]);
@@ -286,7 +284,7 @@ function pipeExchanges(request: Request, own: KernelEvent[], held: HeldEvents): 
 /** Links the other processes' waits that `request` waited on; the copies are the request thread's events. */
 export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
   // What links: the request's messages, and its waits another task ended (not every event it holds).
-  const own = held.events(request.pid, request.tid, request.from, request.to, LINKING_KINDS);
+  const own = held.linking(request.pid, request.tid, request.from, request.to);
   type Owner = Pick<KernelEvent, 'pid' | 'tid' | 'comm'>;
   // By waitKey: a held event read twice (two exchanges with one thread) is two objects.
   const links = new Map<string, { event: KernelEvent; kind: LinkKind; owner: Owner }>();
@@ -312,7 +310,7 @@ export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
     for (const tid of x.tids)
       add(held.events(x.pid, tid, x.from, x.to), x.from, x.to, A.CAUSEWAY_LINK_VALUE_CONNECTION, ownerOf(x.send));
   for (const wait of own) {
-    if (wait.kind !== 'sched.blocked' && wait.kind !== 'futex.wait') continue;
+    if (!WOKEN_WAITS.has(wait.kind)) continue;
     const waker = otherTask(wait);
     if (waker?.tid === undefined || waker.pid === 0 || waker.pid === request.pid) continue;
     add(

@@ -12,6 +12,7 @@ import {
   RECORD_SIZE,
   cudaApiName,
   decodeRecord,
+  otherPidAt,
   otherTaskAt,
   recordTask,
   type KernelRecord,
@@ -400,6 +401,11 @@ class ShapedEvent implements KernelEvent {
     return event.#at;
   }
 
+  /** The pid of the other task an event names (otherTask), read from its record when shaped from one. */
+  static otherPid(event: KernelEvent): number | undefined {
+    return event instanceof ShapedEvent ? otherPidAt(event.#bytes.view, event.#at) : otherTask(event)?.pid;
+  }
+
   /** A held event made again: the kind and task read from its record, the rest as it was shaped. */
   static made(parts: ShapedParts, start: bigint, end: bigint, storeId: number | undefined): ShapedEvent {
     const { kind, pid, tid, comm } = recordTask(parts.bytes.buf, parts.bytes.view, parts.at);
@@ -437,15 +443,18 @@ class ShapedEvent implements KernelEvent {
 
 /**
  * Numbers per held event (EventList): start and end, its record's offset, the store's id (NaN:
- * none), its kind (KINDS), the start of the span that took it (NaN: none has).
+ * none), its kind (KINDS), the start of the span that took it (NaN: none has), the pid of the
+ * other task it names (otherTask; NaN: none, NOT_READ until first asked).
  */
-const NUMS = 6;
+const NUMS = 7;
 const N_START = 0;
 const N_END = 1;
 const N_AT = 2;
 const N_STORE_ID = 3;
 const N_KIND = 4;
 const N_TAKEN = 5;
+const N_OTHER_PID = 6;
+const NOT_READ = -1;
 /** The kinds, by the number a held event's is kept as. */
 const KINDS: readonly A.CausewayKindValue[] = [...new Set(Object.values(KIND_NAMES))];
 const KIND_NUMBERS = new Map(KINDS.map((kind, i) => [kind, i]));
@@ -511,6 +520,21 @@ export class EventList {
     this.nums[(this.head + i) * NUMS + N_TAKEN] = spanStart;
   }
 
+  /** The pid of the other task event i names (otherTask), read once from its record: no event made. */
+  otherPid(i: number): number | undefined {
+    const n = (this.head + i) * NUMS + N_OTHER_PID;
+    if (this.nums[n] === NOT_READ) this.nums[n] = this.readOtherPid(i) ?? NaN;
+    const pid = this.nums[n] ?? NaN;
+    return Number.isNaN(pid) ? undefined : pid;
+  }
+
+  private readOtherPid(i: number): number | undefined {
+    const whole = this.whole(i);
+    if (whole !== undefined) return ShapedEvent.otherPid(whole);
+    const bytes = this.refs[(this.head + i) * REFS + R_BYTES] as RecordBytes;
+    return otherPidAt(bytes.view, this.nums[(this.head + i) * NUMS + N_AT] ?? 0);
+  }
+
   /** The event, when held whole: stamped with its span, or not shaped from a record. */
   whole(i: number): KernelEvent | undefined {
     return this.refs[(this.head + i) * REFS + R_WHOLE] as KernelEvent | undefined;
@@ -537,6 +561,17 @@ export class EventList {
     );
   }
 
+  /**
+   * From now on event i is held as `event` (made from it, `event(i)`), not made again when read:
+   * for one read again and again (spans open together each taking it over), where making it
+   * each time would cost more than holding it.
+   */
+  holdWhole(i: number, event: KernelEvent): void {
+    const r = (this.head + i) * REFS;
+    this.refs.fill(undefined, r, r + REFS);
+    this.refs[r + R_WHOLE] = event;
+  }
+
   /** Puts an event at i (the length: at the end). */
   insert(i: number, event: KernelEvent): void {
     this.makeRoom();
@@ -553,6 +588,7 @@ export class EventList {
     this.nums[at + N_STORE_ID] = event.storeId ?? NaN;
     this.nums[at + N_KIND] = KIND_NUMBERS.get(event.kind) ?? -1;
     this.nums[at + N_TAKEN] = NaN;
+    this.nums[at + N_OTHER_PID] = NOT_READ;
     if (i < this.count) this.refs.splice((this.head + i) * REFS, 0, ...refs);
     this.count++;
   }

@@ -441,29 +441,41 @@ function task(buf: Buffer, view: DataView, at: number): Task {
 }
 
 /**
- * The other task record `r` of a batch names, read from its bytes alone: the top holder of a
- * run-queue wait, the waker of a blocking, or of a futex wait that was woken (pid 0: it was not);
- * of a summary of such waits, its longest one's.
+ * Where in a batch the other task record `r` names is, read from its bytes alone: the top holder
+ * of a run-queue wait, the waker of a blocking, or of a futex wait that was woken (pid 0: it was
+ * not); of a summary of such waits, its longest one's. Undefined when it names none.
  */
-export function otherTaskAt(buf: Buffer, view: DataView, r: number): Task | undefined {
+function otherTaskOffset(view: DataView, r: number): number | undefined {
   const u = r + U;
   switch (view.getUint16(r + E.kind, true)) {
     case Kind.SCHED_RUNQUEUE: {
       const top = u + RQ.holders + HO.fields.task;
-      return view.getUint32(top + T.tid, true) === 0 ? undefined : task(buf, view, top);
+      return view.getUint32(top + T.tid, true) === 0 ? undefined : top;
     }
     case Kind.SCHED_BLOCKED:
-      return task(buf, view, u + BL.waker);
+      return u + BL.waker;
     case Kind.FUTEX_WAIT:
-      return view.getUint32(u + FX.waker + T.pid, true) === 0 ? undefined : task(buf, view, u + FX.waker);
+      return view.getUint32(u + FX.waker + T.pid, true) === 0 ? undefined : u + FX.waker;
     // A summary of blocked or futex waits names its longest wait's waker, as that wait's own record would.
     case Kind.SCHED_BLOCKED_SUM:
-      return task(buf, view, u + WS.waker);
+      return u + WS.waker;
     case Kind.FUTEX_WAIT_SUM:
-      return view.getUint32(u + WS.waker + T.pid, true) === 0 ? undefined : task(buf, view, u + WS.waker);
+      return view.getUint32(u + WS.waker + T.pid, true) === 0 ? undefined : u + WS.waker;
     default:
       return undefined;
   }
+}
+
+/** The other task record `r` of a batch names (otherTaskOffset). */
+export function otherTaskAt(buf: Buffer, view: DataView, r: number): Task | undefined {
+  const at = otherTaskOffset(view, r);
+  return at === undefined ? undefined : task(buf, view, at);
+}
+
+/** The pid of the other task record `r` of a batch names (otherTaskOffset), with no task made. */
+export function otherPidAt(view: DataView, r: number): number | undefined {
+  const at = otherTaskOffset(view, r);
+  return at === undefined ? undefined : view.getUint32(at + T.pid, true);
 }
 
 function dim3(view: DataView, at: number): number[] {

@@ -482,6 +482,18 @@ test('the other task an event names is the same read from its record as from its
     undefined,
     undefined,
   ]);
+  // Held by column, its pid read from the record (no event made); held whole, from the event.
+  const pids = fromRecords.map((task) => task?.pid);
+  const byColumn = listOf(events);
+  const whole = listOf(events.map((e) => ({ ...e, attributes: e.attributes })));
+  assert.deepEqual(
+    events.map((_, i) => byColumn.otherPid(i)),
+    pids,
+  );
+  assert.deepEqual(
+    events.map((_, i) => whole.otherPid(i)),
+    pids,
+  );
 });
 
 /** The events held by column, in order. */
