@@ -557,6 +557,11 @@ test('an event held by column is made again as it was shaped: kind, task, times,
     expected,
   );
   assert.notEqual(made[0], events[0], 'made again, not held');
+  assert.notEqual(list.event(0), list.event(0), 'another object each time it is read');
+  // Held whole from then on (an event taken over again and again): that object each time.
+  list.holdWhole(0, made[0] as KernelEvent);
+  assert.equal(list.event(0), made[0]);
+  assert.equal(list.event(0), list.event(0));
   // An event that is not a shaped one is held whole: the same object.
   const plain: KernelEvent = { ...expected[0], attributes: {} } as KernelEvent;
   assert.equal(listOf([plain]).event(0), plain);
