@@ -12,14 +12,7 @@
 // thread context costs the CUDA probe (thread-ctx.ts); what the Python thread-context writer
 // adds per asyncio task switch (python-thread-ctx.ts); what the Node one costs the event loop of
 // an HTTP server (node-thread-ctx.ts); then a table against issue 11's targets
-// for what was measured.
-//
-// Options: --rounds N (default 5), --round-seconds S (default 1: how long each configuration
-// runs in a round), --load-seconds S (default 60: the load's and the flood's window),
-// --load-events-per-s N (default 200000: the kernel events the load asks of its workloads),
-// --only KEY,... (the rows and measures to run; the keys are listed on a bad one),
-// --profile-sidecar DIR (the load's and the flood's sidecar write V8 CPU profiles of their main
-// thread and store worker there as they exit: node's --cpu-prof).
+// for what was measured. Its options: USAGE, below (--help).
 import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,8 +46,24 @@ const { values: options } = parseArgs({
     'load-events-per-s': { type: 'string', default: '200000' },
     only: { type: 'string' },
     'profile-sidecar': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   },
 });
+const USAGE = `Usage: npm run bench -- [options]   (built: node dist/test/bench/main.js [options])
+
+Measures what capture costs on this machine, as the README's Benchmark section says, and prints
+its tables, then one of what was measured against issue 11's targets. Rows with probes need root.
+
+Options:
+  --rounds N              interleaved rounds of each workload row (default 5)
+  --round-seconds S       how long each configuration runs in a round (default 1)
+  --load-seconds S        the whole sidecar's load and flood window (default 60)
+  --load-events-per-s N   kernel events the load asks of its workloads (default 200000)
+  --only KEY,...          only these rows and measures: KEYS
+  --profile-sidecar DIR   the load's and flood's sidecar write V8 CPU profiles of their main
+                          thread and store worker there as they exit (node --cpu-prof)
+  -h, --help              this text
+`;
 /** Rounds per workload row: the issue asks for at least 5 to report a median and a spread. */
 const ROUNDS = positiveInteger('--rounds', options.rounds);
 /** How long each configuration runs in a round: short, so that a round sees one state of the machine. */
@@ -512,6 +521,10 @@ const REDUCTION_KEY = 'reduction';
 /** What reading the thread context costs the probes: a table of its own. */
 const THREAD_CONTEXT_KEY = 'thread-ctx';
 const keys = [...WORKLOAD_SET.map((w) => w.key), ...Object.keys(MEASURES), REDUCTION_KEY, THREAD_CONTEXT_KEY];
+if (options.help === true) {
+  process.stdout.write(USAGE.replace('KEYS', keys.join(', ')));
+  process.exit(0);
+}
 const only = options.only?.split(',') ?? keys;
 const unknown = only.filter((key) => !keys.includes(key));
 if (unknown.length > 0) throw new Error(`--only: no measure named ${unknown.join(', ')}; they are ${keys.join(', ')}`);
