@@ -73,7 +73,9 @@ test('a launch storm reaches user space as cuda.launches summaries whose counts 
   const summaries = capture.of('cuda.launches', (e) => e.pid === truth.pid);
   const whole = capture.of('cuda.launch', (e) => e.pid === truth.pid);
   assert.ok(summaries.length > 0, 'no cuda.launches summary');
-  assert.equal(sum(summaries.map(count)) + whole.length, truth.launches);
+  // Failing, what the capture says it lost (drops, sheds) tells a starved machine from a bug.
+  const lost = capture.stderr.split('\n').filter((line) => /causeway: (drops|shed)/.test(line));
+  assert.equal(sum(summaries.map(count)) + whole.length, truth.launches, lost.join('; '));
   assert.ok(summaries.length + whole.length < truth.launches, 'fewer records than launches');
   for (const summary of summaries) {
     assert.deepEqual(summary.attributes[A.ATTR_CAUSEWAY_CUDA_KERNELS], [TINY]);
