@@ -876,7 +876,7 @@ export class Correlator<S extends JoinableSpan> {
       for (let i = firstStartingAt(thread, from); i < held.length && held.start(i) < to; i++) {
         if (held.whole(i)?.spanContext !== undefined) continue; // its own span takes it
         if (held.takenAt(i) > from) continue; // an inner span has it
-        if (held.kind(i) === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) continue; // messages only link (linked.ts)
+        if (messageAt(held, i)) continue; // messages only link (linked.ts)
         if (place.hostTid === undefined) claim(thread, i, A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS);
         else {
           const scope = threadScope(from, othersThen, held.start(i));
@@ -969,7 +969,7 @@ export class Correlator<S extends JoinableSpan> {
     const end = Math.min(held.length, n);
     for (let i = 0; i < end; i++) {
       if (Number.isNaN(held.takenAt(i))) this.count.eventsEvictedUnjoined++;
-      if (held.kind(i) === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) thread.messages--;
+      if (messageAt(held, i)) thread.messages--;
       if (held.end(i) - held.start(i) === thread.longestNs) thread.longest--;
       const whole = held.whole(i);
       if (whole?.spanContext !== undefined) this.forgetStamped(whole);

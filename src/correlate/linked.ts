@@ -309,10 +309,11 @@ export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
   for (const x of [...socketExchanges(request, messages, held), ...pipeExchanges(request, messages, held)])
     for (const tid of x.tids)
       add(held.events(x.pid, tid, x.from, x.to), x.from, x.to, A.CAUSEWAY_LINK_VALUE_CONNECTION, ownerOf(x.send));
+  // Its waits among them are those a task of another process ended (HeldEvents.linking).
   for (const wait of own) {
-    if (!WOKEN_WAITS.has(wait.kind)) continue;
+    if (isMessage(wait)) continue;
     const waker = otherTask(wait);
-    if (waker?.tid === undefined || waker.pid === 0 || waker.pid === request.pid) continue;
+    if (waker?.tid === undefined) continue;
     add(
       held.events(waker.pid, waker.tid, wait.startUnixNano, wait.endUnixNano),
       wait.startUnixNano,

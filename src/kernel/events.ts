@@ -474,7 +474,7 @@ const REBASE_AFTER_NS = 86_400e9;
  * and two BigInts each (about 180 bytes, besides the record); here about 80 bytes of arrays, and
  * the events the capture hands on die young. An event is made again from its record when read
  * (`event`); one not shaped from a record, or stamped with its span (the correlator keeps those by
- * span as well), is held whole.
+ * span as well), is held whole, and so is one read again and again (holdWhole).
  */
 export class EventList {
   /** Events [head, head + count) of the columns are held: those before head were removed. */
@@ -535,7 +535,7 @@ export class EventList {
     return otherPidAt(bytes.view, this.nums[(this.head + i) * NUMS + N_AT] ?? 0);
   }
 
-  /** The event, when held whole: stamped with its span, or not shaped from a record. */
+  /** The event, when held whole: stamped with its span, not shaped from a record, or held so since (holdWhole). */
   whole(i: number): KernelEvent | undefined {
     return this.refs[(this.head + i) * REFS + R_WHOLE] as KernelEvent | undefined;
   }
