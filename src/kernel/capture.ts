@@ -9,13 +9,15 @@
 // that budget are the backlog; past SHED_BACKLOG_FRAMES for a second, or with frames waiting while
 // the event loop had no idle time left over the last second (SHED_UTILIZATION: on a machine whose
 // cores the flood also takes, the main thread gets a fraction of one, and the per-turn budget
-// alone leaves it always runnable, answering MCP seconds late) and the capture behind (the
-// watermark trailing by SHED_TRAILING_MS, or the ring buffer dropping records: a loop busy because
-// other processes take the cores, keeping up all the same, loses nothing), the loader is told to
-// shed in the kernel (the probes count what they skip), and the frames still waiting past
-// SHED_BACKLOG_FRAMES are shed here, their bookkeeping records kept; both counted per kind.
-// Shedding stops, a second at least after it began, once the backlog is gone and the capture has
-// caught up (or the loop has idle time again).
+// alone leaves it always runnable, answering MCP seconds late) and the capture behind (the ring
+// buffer dropping records, or the watermark trailing by SHED_TRAILING_MS while kernel events
+// filled the budget of some of the period's turns: a loop busy because other processes take the
+// cores, or with app spans, while the events fit in their budget, sheds nothing: it would free
+// little of the loop and lose what explains its spans), the loader is told to shed in the kernel
+// (the probes count what they skip), and the frames still waiting past SHED_BACKLOG_FRAMES are
+// shed here, their bookkeeping records kept; both counted per kind.
+// Shedding stops, a second at least after it began, once the backlog is gone and the capture is no
+// longer behind (or the loop has idle time again).
 // That bound is in frames, not time: a capture could still trail by seconds, and every app span
 // waits for its watermark. So event records that ended more than MAX_LAG_MS before the capture
 // comes to decode them are shed here too (counted per kind as shedLate, bookkeeping kept): the
@@ -397,6 +399,9 @@ export class KernelCapture {
   /** The event loop's utilization at the start of the current period, and that of the last whole period. */
   private loopSince: { at: number; elu: EventLoopUtilization } | null = null;
   private loopUtilization = 0;
+  /** Turns of the event loop whose budget (EVENTS_PER_TURN) kernel events filled: in the current period, and in the last whole one. */
+  private turnsFilled = 0;
+  private turnsFilledInPeriod = 0;
 
   /** From the loader, or, given a replay, from its file. */
   constructor(
@@ -680,8 +685,9 @@ export class KernelCapture {
     const now = Date.now();
     const saturated = this.loopSaturated(now);
     const trailing = this.trailingMs();
-    // Capture behind: the watermark trailing, or the ring dropping what it cannot hold.
-    const behind = trailing >= SHED_TRAILING_MS || this.ringDropping;
+    // Capture behind: the ring dropping what it cannot hold, or the watermark trailing while kernel
+    // events filled turns of the loop (a loop kept busy by other work is not a kernel flood).
+    const behind = this.ringDropping || (trailing >= SHED_TRAILING_MS && this.turnsFilledInPeriod > 0);
     if (backlog < SHED_BACKLOG_FRAMES) this.behindSince = null;
     else this.behindSince ??= now;
     if (
@@ -693,9 +699,16 @@ export class KernelCapture {
       loader.shed(true);
       this.options.onMessage({
         level: 'warn',
-        msg: `kernel events are being shed: ${backlog} frames wait behind the ${EVENTS_PER_TURN}-events-per-turn budget, the event loop ${Math.round(100 * this.loopUtilization)}% busy, the watermark ${trailing === Infinity ? 'not come yet' : `${Math.round(trailing)} ms behind`}`,
+        msg: `kernel events are being shed: ${backlog} frames wait behind the ${EVENTS_PER_TURN}-events-per-turn budget, the event loop ${Math.round(100 * this.loopUtilization)}% busy, kernel events filling ${this.turnsFilledInPeriod} of its turns, the watermark ${trailing === Infinity ? 'not come yet' : `${Math.round(trailing)} ms behind`}`,
         source: 'supervisor',
-        fields: { event: 'shed', on: true, backlog, loopUtilization: this.loopUtilization, trailingMs: trailing },
+        fields: {
+          event: 'shed',
+          on: true,
+          backlog,
+          loopUtilization: this.loopUtilization,
+          turnsFilled: this.turnsFilledInPeriod,
+          trailingMs: trailing,
+        },
       });
     } else if (
       this.shedSince !== null &&
@@ -734,6 +747,8 @@ export class KernelCapture {
       const elu = performance.eventLoopUtilization();
       this.loopUtilization = performance.eventLoopUtilization(elu, this.loopSince.elu).utilization;
       this.loopSince = { at: now, elu };
+      this.turnsFilledInPeriod = this.turnsFilled;
+      this.turnsFilled = 0;
     }
     return this.loopUtilization >= SHED_UTILIZATION;
   }
@@ -806,8 +821,11 @@ export class KernelCapture {
       setImmediate(() => {
         this.eventsThisTurn = 0;
       });
+    const before = this.eventsThisTurn;
     this.eventsThisTurn += events;
-    if (this.eventsThisTurn >= EVENTS_PER_TURN) await new Promise((resolve) => setImmediate(resolve));
+    if (this.eventsThisTurn < EVENTS_PER_TURN) return;
+    if (before < EVENTS_PER_TURN) this.turnsFilled++;
+    await new Promise((resolve) => setImmediate(resolve));
   }
 
   private async events(payload: Buffer): Promise<void> {

@@ -3,6 +3,7 @@ import { test, type TestContext } from 'node:test';
 import { Correlator, type Attachment, type JoinableSpan } from '../../src/correlate/correlator.js';
 import { toMs } from '../../src/correlate/time.js';
 import {
+  EVENTS_PER_TURN,
   KernelCapture,
   MAX_LAG_MS,
   SHED_BACKLOG_FRAMES,
@@ -109,18 +110,23 @@ test('a capture turns the loader stream into events and watermarks on the STATS 
 });
 
 /**
- * A capture of a trickle loader (two watermarks every 10 ms) whose clock reads `trailing.ms` past
- * its latest watermark (changed as the test goes), while the event loop keeps turning and handles every frame but is never
- * idle: the main thread of a sidecar that gets a fraction of a core. Few frames wait at a time,
- * far from the backlog threshold. Resolves once `stopWhen` holds, with what the loop's utilization was.
+ * A capture of a trickle loader (two watermarks every 10 ms; flooding, each after a frame of a
+ * turn's budget of events) whose clock reads `trailing.ms` past its latest watermark (changed as
+ * the test goes), while the event loop keeps turning and handles every frame but is never idle:
+ * the main thread of a sidecar that gets a fraction of a core. Few frames wait at a time, far
+ * from the backlog threshold. Resolves once `stopWhen` holds, with what the loop's utilization was.
  */
 async function busyLoop(
   t: TestContext,
-  scenario: 'trickle' | 'trickle-dropping',
+  scenario: 'trickle' | 'trickle-dropping' | 'trickle-flooding',
   trailing: { ms: number },
   stopWhen: (told: (command: string) => boolean) => boolean,
 ) {
-  const fake = fakeLoader(scenario);
+  // Waits just ended, so that none is shed for its lag (the clock reads `trailing.ms` past the watermark).
+  const flood = Buffer.concat(
+    Array.from({ length: EVENTS_PER_TURN }, () => record({ kind: Kind.FUTEX_WAIT, startNs: 1500n, endNs: 2000n })),
+  );
+  const fake = fakeLoader(scenario, scenario === 'trickle-flooding' ? flood : undefined);
   const messages: LoaderMessage[] = [];
   const onMessage = (message: LoaderMessage) => void messages.push(message);
   let watermark = 0n;
@@ -154,12 +160,17 @@ async function busyLoop(
   return { capture, messages, told, utilization: performance.eventLoopUtilization(began).utilization };
 }
 
-test('frames waiting while the event loop has no idle time and the watermark trails make the kernel shed, and it stops once the loop has idle time again', async (t) => {
-  const { capture, messages, told } = await busyLoop(t, 'trickle', { ms: 10 * SHED_TRAILING_MS }, (told) =>
+/** Behind the clock, and within the lag bound: shed for the busy loop, not for their lag. */
+const TRAILING_MS = 3 * SHED_TRAILING_MS;
+
+test('kernel events filling the turns of an event loop with no idle time, the watermark trailing, make the kernel shed, and it stops once the loop has idle time again', async (t) => {
+  assert.ok(TRAILING_MS < MAX_LAG_MS);
+  const { capture, messages, told } = await busyLoop(t, 'trickle-flooding', { ms: TRAILING_MS }, (told) =>
     told('shed on'),
   );
   const on = messages.find((m) => m.fields.event === 'shed' && m.fields.on === true);
   assert.ok(Number(on?.fields.loopUtilization) >= SHED_UTILIZATION, JSON.stringify(on));
+  assert.ok(Number(on?.fields.turnsFilled) > 0, JSON.stringify(on));
   assert.ok(Number(on?.fields.trailingMs) >= SHED_TRAILING_MS, JSON.stringify(on));
   assert.ok(Number(on?.fields.backlog) < SHED_BACKLOG_FRAMES, 'shed for the busy loop, not for the backlog');
   assert.equal(capture.counters().shedding, true);
@@ -169,8 +180,8 @@ test('frames waiting while the event loop has no idle time and the watermark tra
 });
 
 test('shedding stops once capture has caught up, the event loop still without idle time', async (t) => {
-  const trailing = { ms: 10 * SHED_TRAILING_MS };
-  const { capture, utilization } = await busyLoop(t, 'trickle', trailing, (told) => {
+  const trailing = { ms: TRAILING_MS };
+  const { capture, utilization } = await busyLoop(t, 'trickle-flooding', trailing, (told) => {
     if (!told('shed on')) return false;
     // Shedding, the capture reads up to the present again.
     trailing.ms = SHED_TRAILING_MS / 10;
@@ -191,6 +202,18 @@ test('an event loop with no idle time sheds nothing while the watermark keeps up
   assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
   assert.equal(told('shed on'), false);
   assert.equal(capture.counters().shedEpisodes, 0);
+});
+
+test('an event loop with no idle time for other work sheds nothing while the kernel events fit in their budget, the watermark trailing: the loop is not busy with them', async (t) => {
+  let since: number | undefined;
+  const { capture, told, utilization } = await busyLoop(t, 'trickle', { ms: TRAILING_MS }, () => {
+    since ??= Date.now();
+    return Date.now() - since >= 3500;
+  });
+  assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
+  assert.equal(told('shed on'), false);
+  assert.equal(capture.counters().shedEpisodes, 0);
+  assert.equal(capture.counters().sheddingLate, false, 'within the lag bound');
 });
 
 test('an event loop with no idle time while the ring buffer drops records makes the kernel shed, the watermark current', async (t) => {

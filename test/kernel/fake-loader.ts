@@ -15,7 +15,9 @@ export type Scenario =
   /** As 'stream', then two WATERMARK frames at once every 10 ms: frames wait while the reader is busy. */
   | 'trickle'
   /** As 'trickle', and a STATS every 100 ms with one more ring-buffer drop than the last. */
-  | 'trickle-dropping';
+  | 'trickle-dropping'
+  /** As 'trickle', each tick's watermarks after the EVENTS frame in <dir>/events again. */
+  | 'trickle-flooding';
 
 const SCRIPT = (recordsModule: string) => `#!${process.execPath}
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
@@ -53,7 +55,8 @@ if (scenario === 'cannot-run') {
   });
   if (scenario.startsWith('trickle')) {
     let mono = 3000n;
-    setInterval(() => out(Buffer.concat([watermark(mono++), watermark(mono++)])), 10);
+    const events = scenario === 'trickle-flooding' ? [frame(2, readFileSync(join(dir, 'events')))] : [];
+    setInterval(() => out(Buffer.concat([...events, watermark(mono++), watermark(mono++)])), 10);
   } else setInterval(() => undefined, 1000);
   if (scenario === 'trickle-dropping') {
     let drops = 4;
