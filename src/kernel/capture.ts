@@ -11,11 +11,11 @@
 // cores the flood also takes, the main thread gets a fraction of one, and the per-turn budget
 // alone leaves it always runnable, answering MCP seconds late) and the capture behind (the ring
 // buffer dropping records, or the watermark trailing by SHED_TRAILING_MS while kernel events
-// filled the budget of some of the period's turns: a loop busy because other processes take the
-// cores, or with app spans, while the events fit in their budget, sheds nothing: it would free
-// little of the loop and lose what explains its spans), the loader is told to shed in the kernel
-// (the probes count what they skip), and the frames still waiting past SHED_BACKLOG_FRAMES are
-// shed here, their bookkeeping records kept; both counted per kind.
+// filled the budget of at least half the turns that decoded them: a loop busy because other
+// processes take the cores, or with app spans, while the events fit in their budget, sheds
+// nothing: it would free little of the loop and lose what explains its spans), the loader is
+// told to shed in the kernel (the probes count what they skip), and the frames still waiting past
+// SHED_BACKLOG_FRAMES are shed here, their bookkeeping records kept; both counted per kind.
 // Shedding stops, a second at least after it began, once the backlog is gone and the capture is no
 // longer behind (or the loop has idle time again).
 // That bound is in frames, not time: a capture could still trail by seconds, and every app span
@@ -205,6 +205,16 @@ const SHED_AT_LEAST_MS = 1000;
  * half a second at most, and a pause shorter than this (a full collection) loses nothing.
  */
 export const MAX_LAG_MS = 500;
+/** Turns of the event loop that decoded kernel events, and those of them whose budget the events filled. */
+interface Turns {
+  decoding: number;
+  filled: number;
+}
+/**
+ * Kernel events flood the loop when they filled the budget of at least half the turns that decoded
+ * them: they come faster than a turn takes them. A stall's backlog drained in one turn is not a flood.
+ */
+const flooding = ({ decoding, filled }: Turns) => filled > 0 && 2 * filled >= decoding;
 /** A count per kind (by Kind), summed. */
 const overKinds = (counts: readonly number[]) => counts.reduce((a, b) => a + b, 0);
 /** The DESIGN kinds, which shedding drops; bookkeeping records (names, execs, libraries) are always kept. */
@@ -399,9 +409,12 @@ export class KernelCapture {
   /** The event loop's utilization at the start of the current period, and that of the last whole period. */
   private loopSince: { at: number; elu: EventLoopUtilization } | null = null;
   private loopUtilization = 0;
-  /** Turns of the event loop whose budget (EVENTS_PER_TURN) kernel events filled: in the current period, and in the last whole one. */
-  private turnsFilled = 0;
-  private turnsFilledInPeriod = 0;
+  /**
+   * Turns of the event loop that decoded kernel events, and those of them whose budget
+   * (EVENTS_PER_TURN) the events filled: in the current period, and in the last whole one.
+   */
+  private turns: Turns = { decoding: 0, filled: 0 };
+  private turnsInPeriod: Turns = { decoding: 0, filled: 0 };
 
   /** From the loader, or, given a replay, from its file. */
   constructor(
@@ -687,7 +700,7 @@ export class KernelCapture {
     const trailing = this.trailingMs();
     // Capture behind: the ring dropping what it cannot hold, or the watermark trailing while kernel
     // events filled turns of the loop (a loop kept busy by other work is not a kernel flood).
-    const behind = this.ringDropping || (trailing >= SHED_TRAILING_MS && this.turnsFilledInPeriod > 0);
+    const behind = this.ringDropping || (trailing >= SHED_TRAILING_MS && flooding(this.turnsInPeriod));
     if (backlog < SHED_BACKLOG_FRAMES) this.behindSince = null;
     else this.behindSince ??= now;
     if (
@@ -699,14 +712,15 @@ export class KernelCapture {
       loader.shed(true);
       this.options.onMessage({
         level: 'warn',
-        msg: `kernel events are being shed: ${backlog} frames wait behind the ${EVENTS_PER_TURN}-events-per-turn budget, the event loop ${Math.round(100 * this.loopUtilization)}% busy, kernel events filling ${this.turnsFilledInPeriod} of its turns, the watermark ${trailing === Infinity ? 'not come yet' : `${Math.round(trailing)} ms behind`}`,
+        msg: `kernel events are being shed: ${backlog} frames wait behind the ${EVENTS_PER_TURN}-events-per-turn budget, the event loop ${Math.round(100 * this.loopUtilization)}% busy, kernel events filling ${this.turnsInPeriod.filled} of the ${this.turnsInPeriod.decoding} turns that decoded them, the watermark ${trailing === Infinity ? 'not come yet' : `${Math.round(trailing)} ms behind`}`,
         source: 'supervisor',
         fields: {
           event: 'shed',
           on: true,
           backlog,
           loopUtilization: this.loopUtilization,
-          turnsFilled: this.turnsFilledInPeriod,
+          turnsDecoding: this.turnsInPeriod.decoding,
+          turnsFilled: this.turnsInPeriod.filled,
           trailingMs: trailing,
         },
       });
@@ -747,8 +761,8 @@ export class KernelCapture {
       const elu = performance.eventLoopUtilization();
       this.loopUtilization = performance.eventLoopUtilization(elu, this.loopSince.elu).utilization;
       this.loopSince = { at: now, elu };
-      this.turnsFilledInPeriod = this.turnsFilled;
-      this.turnsFilled = 0;
+      this.turnsInPeriod = this.turns;
+      this.turns = { decoding: 0, filled: 0 };
     }
     return this.loopUtilization >= SHED_UTILIZATION;
   }
@@ -817,14 +831,16 @@ export class KernelCapture {
 
   /** Counts events against this turn's budget; past it, waits for the next turn, so that I/O runs between. */
   private async spend(events: number): Promise<void> {
-    if (this.eventsThisTurn === 0)
+    if (this.eventsThisTurn === 0) {
+      this.turns.decoding++;
       setImmediate(() => {
         this.eventsThisTurn = 0;
       });
+    }
     const before = this.eventsThisTurn;
     this.eventsThisTurn += events;
     if (this.eventsThisTurn < EVENTS_PER_TURN) return;
-    if (before < EVENTS_PER_TURN) this.turnsFilled++;
+    if (before < EVENTS_PER_TURN) this.turns.filled++;
     await new Promise((resolve) => setImmediate(resolve));
   }
 

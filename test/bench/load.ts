@@ -279,6 +279,9 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
         log(
           `the sidecar exited ${code === null ? 'killed' : String(code)} when stopped; its last words: ${sidecar.log().trim().split('\n').slice(-4).join(' / ')}`,
         );
+      // Why it shed what it did: the line that began each episode (README, Reliability).
+      for (const line of sidecar.log().split('\n'))
+        if (line.includes('are being shed')) log(`the sidecar said: ${line.replace(/^causeway: /, '')}`);
       // The loader detaches its probes as it exits, after the sidecar: the run ends when it is gone.
       await until('the loader to exit', STOP_TIMEOUT_MS, () =>
         existsSync(`/proc/${String(loader)}`) ? undefined : true,

@@ -110,21 +110,23 @@ test('a capture turns the loader stream into events and watermarks on the STATS 
 });
 
 /**
- * A capture of a trickle loader (two watermarks every 10 ms; flooding, each after a frame of a
- * turn's budget of events) whose clock reads `trailing.ms` past its latest watermark (changed as
- * the test goes), while the event loop keeps turning and handles every frame but is never idle:
- * the main thread of a sidecar that gets a fraction of a core. Few frames wait at a time, far
- * from the backlog threshold. Resolves once `stopWhen` holds, with what the loop's utilization was.
+ * A capture of a trickle loader (two watermarks every 10 ms; flooding, each after a frame of
+ * `eventsPerFrame` events, a turn's budget unless given) whose clock reads `trailing.ms` past its
+ * latest watermark (changed as the test goes), while the event loop keeps turning and handles
+ * every frame but is never idle (busy `spinMs` at a time): the main thread of a sidecar that gets
+ * a fraction of a core, stalled `stallMs` once a second when given. Few frames wait at a time, far from the backlog
+ * threshold. Resolves once `stopWhen` holds, with what the loop's utilization was.
  */
 async function busyLoop(
   t: TestContext,
   scenario: 'trickle' | 'trickle-dropping' | 'trickle-flooding',
   trailing: { ms: number },
   stopWhen: (told: (command: string) => boolean) => boolean,
+  { eventsPerFrame = EVENTS_PER_TURN, spinMs = 20, stallMs = 0 } = {},
 ) {
   // Waits just ended, so that none is shed for its lag (the clock reads `trailing.ms` past the watermark).
   const flood = Buffer.concat(
-    Array.from({ length: EVENTS_PER_TURN }, () => record({ kind: Kind.FUTEX_WAIT, startNs: 1500n, endNs: 2000n })),
+    Array.from({ length: eventsPerFrame }, () => record({ kind: Kind.FUTEX_WAIT, startNs: 1500n, endNs: 2000n })),
   );
   const fake = fakeLoader(scenario, scenario === 'trickle-flooding' ? flood : undefined);
   const messages: LoaderMessage[] = [];
@@ -148,8 +150,14 @@ async function busyLoop(
   t.after(() => capture.stop());
   const told = (command: string) => fake.log().some((entry) => entry.command === command);
   const began = performance.eventLoopUtilization();
+  let nextStall = performance.now() + 1000;
   const busy = setInterval(() => {
-    const busyUntil = performance.now() + 20;
+    let busyMs = spinMs;
+    if (stallMs > 0 && performance.now() >= nextStall) {
+      busyMs = stallMs;
+      nextStall += 1000;
+    }
+    const busyUntil = performance.now() + busyMs;
     while (performance.now() < busyUntil);
   }, 1);
   try {
@@ -162,11 +170,20 @@ async function busyLoop(
 
 /** Behind the clock, and within the lag bound: shed for the busy loop, not for their lag. */
 const TRAILING_MS = 3 * SHED_TRAILING_MS;
+/**
+ * A flood: a frame of a turn's budget every 10 ms, the loop busy 5 ms at a time, so that each
+ * frame fills a turn of its own and no backlog builds up (shed for the busy loop, not for the backlog).
+ */
+const FLOOD = { eventsPerFrame: EVENTS_PER_TURN, spinMs: 5 };
 
 test('kernel events filling the turns of an event loop with no idle time, the watermark trailing, make the kernel shed, and it stops once the loop has idle time again', async (t) => {
   assert.ok(TRAILING_MS < MAX_LAG_MS);
-  const { capture, messages, told } = await busyLoop(t, 'trickle-flooding', { ms: TRAILING_MS }, (told) =>
-    told('shed on'),
+  const { capture, messages, told } = await busyLoop(
+    t,
+    'trickle-flooding',
+    { ms: TRAILING_MS },
+    (told) => told('shed on'),
+    FLOOD,
   );
   const on = messages.find((m) => m.fields.event === 'shed' && m.fields.on === true);
   assert.ok(Number(on?.fields.loopUtilization) >= SHED_UTILIZATION, JSON.stringify(on));
@@ -181,12 +198,18 @@ test('kernel events filling the turns of an event loop with no idle time, the wa
 
 test('shedding stops once capture has caught up, the event loop still without idle time', async (t) => {
   const trailing = { ms: TRAILING_MS };
-  const { capture, utilization } = await busyLoop(t, 'trickle-flooding', trailing, (told) => {
-    if (!told('shed on')) return false;
-    // Shedding, the capture reads up to the present again.
-    trailing.ms = SHED_TRAILING_MS / 10;
-    return told('shed off');
-  });
+  const { capture, utilization } = await busyLoop(
+    t,
+    'trickle-flooding',
+    trailing,
+    (told) => {
+      if (!told('shed on')) return false;
+      // Shedding, the capture reads up to the present again.
+      trailing.ms = SHED_TRAILING_MS / 10;
+      return told('shed off');
+    },
+    FLOOD,
+  );
   assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
   assert.equal(capture.counters().shedding, false);
   assert.equal(capture.counters().shedEpisodes, 1);
@@ -214,6 +237,25 @@ test('an event loop with no idle time for other work sheds nothing while the ker
   assert.equal(told('shed on'), false);
   assert.equal(capture.counters().shedEpisodes, 0);
   assert.equal(capture.counters().sheddingLate, false, 'within the lag bound');
+});
+
+test("a stall's backlog drained in one turn is not a flood: the kernel events filling few of the turns that decode them, a loop with no idle time sheds nothing", async (t) => {
+  let since: number | undefined;
+  // Frames of a sixteenth of a turn's budget every 10 ms: the 20 ms turns take them within it, and the
+  // turns after a 400 ms stall once a second take its backlog a budget at a time.
+  const { capture, messages, told, utilization } = await busyLoop(
+    t,
+    'trickle-flooding',
+    { ms: TRAILING_MS },
+    () => {
+      since ??= Date.now();
+      return Date.now() - since >= 3500;
+    },
+    { eventsPerFrame: EVENTS_PER_TURN / 16, stallMs: 400 },
+  );
+  assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
+  assert.equal(told('shed on'), false, JSON.stringify(messages));
+  assert.ok((capture.counters().events['futex.wait'] ?? 0) > 0);
 });
 
 test('an event loop with no idle time while the ring buffer drops records makes the kernel shed, the watermark current', async (t) => {
