@@ -699,7 +699,7 @@ export class KernelCapture {
     const saturated = this.loopSaturated(now);
     const trailing = this.trailingMs();
     // Capture behind: the ring dropping what it cannot hold, or the watermark trailing while kernel
-    // events filled turns of the loop (a loop kept busy by other work is not a kernel flood).
+    // events flood the loop (one kept busy by other work is not flooded by them).
     const behind = this.ringDropping || (trailing >= SHED_TRAILING_MS && flooding(this.turnsInPeriod));
     if (backlog < SHED_BACKLOG_FRAMES) this.behindSince = null;
     else this.behindSince ??= now;

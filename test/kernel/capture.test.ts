@@ -114,8 +114,9 @@ test('a capture turns the loader stream into events and watermarks on the STATS 
  * `eventsPerFrame` events, a turn's budget unless given) whose clock reads `trailing.ms` past its
  * latest watermark (changed as the test goes), while the event loop keeps turning and handles
  * every frame but is never idle (busy `spinMs` at a time): the main thread of a sidecar that gets
- * a fraction of a core, stalled `stallMs` once a second when given. Few frames wait at a time, far from the backlog
- * threshold. Resolves once `stopWhen` holds, with what the loop's utilization was.
+ * a fraction of a core, stalled `stallMs` once a second when given. Frames wait short of the
+ * backlog rule (a stall's for less than its second). Resolves once `stopWhen` holds, with what the
+ * loop's utilization was.
  */
 async function busyLoop(
   t: TestContext,
