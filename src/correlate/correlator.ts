@@ -27,7 +27,7 @@ import type { Histogram, Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
 import { EventList, compactRecords, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
-import { WOKEN_WAITS, linkedWaits, type HeldEvents } from './linked.js';
+import { WOKEN_WAITS, isMessage, linkedWaits, type HeldEvents } from './linked.js';
 import { SHED_MERGE_NS } from './source.js';
 import { MS, byTime, earlier, later, nowUnixNano, toMs } from './time.js';
 
@@ -233,8 +233,6 @@ interface ThreadEvents {
   /** How many of `held` are messages: a thread with none is not read for them. */
   messages: number;
 }
-
-const isMessage = (event: KernelEvent) => event.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
 
 /** Which held events a search makes (the others are not made): by list and index. */
 type Keep = (held: EventList, i: number) => boolean;

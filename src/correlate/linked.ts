@@ -59,7 +59,8 @@ const SHARED_COUNTS_HELD = 65_536;
 const waitKey = (wait: KernelEvent) =>
   `${String(wait.pid)}/${String(wait.tid)}/${wait.kind}/${String(wait.startUnixNano)}`;
 
-const isMessage = (e: KernelEvent) => e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
+/** Whether an event is a send or receive (ipc.message): it links a request to another process, it is no wait. */
+export const isMessage = (e: KernelEvent) => e.kind === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
 /** The kinds of a request's own waits whose waker linking follows. */
 export const WOKEN_WAITS: ReadonlySet<KernelEvent['kind']> = new Set([
   A.CAUSEWAY_KIND_VALUE_SCHED_BLOCKED,
