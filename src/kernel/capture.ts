@@ -11,9 +11,10 @@
 // cores the flood also takes, the main thread gets a fraction of one, and the per-turn budget
 // alone leaves it always runnable, answering MCP seconds late) and the capture behind (the ring
 // buffer dropping records, or the watermark trailing by SHED_TRAILING_MS while kernel events
-// filled the budget of at least half the turns that decoded them: a loop busy because other
-// processes take the cores, or with app spans, while the events fit in their budget, sheds
-// nothing: it would free little of the loop and lose what explains its spans), the loader is
+// filled the budget of at least half the turns that decoded them, of FLOOD_TURNS at least: a loop
+// busy because other processes take the cores, or with app spans, or held by a start-up, while the
+// events fit in their budget or take a few ms of its second, sheds nothing: it would free little of
+// the loop and lose what explains its spans), the loader is
 // told to shed in the kernel (the probes count what they skip), and the frames still waiting past
 // SHED_BACKLOG_FRAMES are shed here, their bookkeeping records kept; both counted per kind.
 // Shedding stops, a second at least after it began, once the backlog is gone and the capture is no
@@ -211,10 +212,17 @@ interface Turns {
   filled: number;
 }
 /**
- * Kernel events flood the loop when they filled the budget of at least half the turns that decoded
- * them: they come faster than a turn takes them. A stall's backlog drained in one turn is not a flood.
+ * Turns that decoded kernel events in a second, at least, for them to flood the loop: a loop that
+ * turned fewer times was held by other work (a start-up, a stall), and the events were a few ms of
+ * its second, however many of those turns they filled.
  */
-const flooding = ({ decoding, filled }: Turns) => filled > 0 && 2 * filled >= decoding;
+export const FLOOD_TURNS = 10;
+/**
+ * Kernel events flood the loop when they filled the budget of at least half the turns that decoded
+ * them, of FLOOD_TURNS at least: they come faster than a turn takes them. A stall's backlog drained
+ * in one turn is not a flood.
+ */
+const flooding = ({ decoding, filled }: Turns) => decoding >= FLOOD_TURNS && 2 * filled >= decoding;
 /** A count per kind (by Kind), summed. */
 const overKinds = (counts: readonly number[]) => counts.reduce((a, b) => a + b, 0);
 /** The DESIGN kinds, which shedding drops; bookkeeping records (names, execs, libraries) are always kept. */

@@ -259,6 +259,25 @@ test("a stall's backlog drained in one turn is not a flood: the kernel events fi
   assert.ok((capture.counters().events['futex.wait'] ?? 0) > 0);
 });
 
+test('a loop held by other work that turns a few times a second is not flooded: kernel events filling every turn that decodes them, fewer than FLOOD_TURNS, shed nothing', async (t) => {
+  let since: number | undefined;
+  // Frames of a turn's budget every 10 ms, the loop busy 300 ms at a time (a sidecar starting):
+  // when it turns, a frame that waited in the pipe fills the turn: a few turns a second, all filled.
+  const { capture, messages, told, utilization } = await busyLoop(
+    t,
+    'trickle-flooding',
+    { ms: TRAILING_MS },
+    () => {
+      since ??= Date.now();
+      return Date.now() - since >= 3500;
+    },
+    { eventsPerFrame: EVENTS_PER_TURN, spinMs: 300 },
+  );
+  assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
+  assert.equal(told('shed on'), false, JSON.stringify(messages));
+  assert.ok((capture.counters().events['futex.wait'] ?? 0) > 0);
+});
+
 test('an event loop with no idle time while the ring buffer drops records makes the kernel shed, the watermark current', async (t) => {
   const { messages } = await busyLoop(t, 'trickle-dropping', { ms: SHED_TRAILING_MS / 10 }, (told) => told('shed on'));
   const on = messages.find((m) => m.fields.event === 'shed' && m.fields.on === true);
