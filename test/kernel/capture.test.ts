@@ -110,9 +110,9 @@ test('a capture turns the loader stream into events and watermarks on the STATS 
 });
 
 /**
- * A capture of a trickle loader (two watermarks every 10 ms; flooding, each after a frame of
- * `eventsPerFrame` events, a turn's budget unless given) whose clock reads `trailing.ms` past its
- * latest watermark (changed as the test goes), while the event loop keeps turning and handles
+ * A capture of a trickle loader (two watermarks every `tickMs`, 10 unless given; flooding, each
+ * after a frame of `eventsPerFrame` events, a turn's budget unless given) whose clock reads
+ * `trailing.ms` past its latest watermark (changed as the test goes), while the event loop keeps turning and handles
  * every frame but is never idle (busy `spinMs` at a time): the main thread of a sidecar that gets
  * a fraction of a core, stalled `stallMs` once a second when given. Frames wait short of the
  * backlog rule (a stall's for less than its second). Resolves once `stopWhen` holds, with what the
@@ -123,13 +123,13 @@ async function busyLoop(
   scenario: 'trickle' | 'trickle-dropping' | 'trickle-flooding',
   trailing: { ms: number },
   stopWhen: (told: (command: string) => boolean) => boolean,
-  { eventsPerFrame = EVENTS_PER_TURN, spinMs = 20, stallMs = 0 } = {},
+  { eventsPerFrame = EVENTS_PER_TURN, tickMs = 10, spinMs = 20, stallMs = 0 } = {},
 ) {
   // Waits just ended, so that none is shed for its lag (the clock reads `trailing.ms` past the watermark).
   const flood = Buffer.concat(
     Array.from({ length: eventsPerFrame }, () => record({ kind: Kind.FUTEX_WAIT, startNs: 1500n, endNs: 2000n })),
   );
-  const fake = fakeLoader(scenario, scenario === 'trickle-flooding' ? flood : undefined);
+  const fake = fakeLoader(scenario, scenario === 'trickle-flooding' ? flood : undefined, tickMs);
   const messages: LoaderMessage[] = [];
   const onMessage = (message: LoaderMessage) => void messages.push(message);
   let watermark = 0n;
@@ -261,8 +261,8 @@ test("a stall's backlog drained in one turn is not a flood: the kernel events fi
 
 test('a loop held by other work that turns a few times a second is not flooded: kernel events filling every turn that decodes them, fewer than FLOOD_TURNS, shed nothing', async (t) => {
   let since: number | undefined;
-  // Frames of a turn's budget every 10 ms, the loop busy 300 ms at a time (a sidecar starting):
-  // when it turns, a frame that waited in the pipe fills the turn: a few turns a second, all filled.
+  // A frame of a turn's budget every 300 ms, the loop busy 300 ms at a time (a sidecar starting):
+  // the frame that waited fills each of its few turns, and no backlog builds up.
   const { capture, messages, told, utilization } = await busyLoop(
     t,
     'trickle-flooding',
@@ -271,7 +271,7 @@ test('a loop held by other work that turns a few times a second is not flooded: 
       since ??= Date.now();
       return Date.now() - since >= 3500;
     },
-    { eventsPerFrame: EVENTS_PER_TURN, spinMs: 300 },
+    { tickMs: 300, spinMs: 300 },
   );
   assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
   assert.equal(told('shed on'), false, JSON.stringify(messages));

@@ -12,7 +12,7 @@ export type Scenario =
   | 'crash-once'
   /** HELLO, a STATS pair, the EVENTS frame in <dir>/events, a WATERMARK; runs until SIGTERM, then a last STATS. */
   | 'stream'
-  /** As 'stream', then two WATERMARK frames at once every 10 ms: frames wait while the reader is busy. */
+  /** As 'stream', then two WATERMARK frames at once every 10 ms (every <dir>/tick-ms, when given): frames wait while the reader is busy. */
   | 'trickle'
   /** As 'trickle', and a STATS every 100 ms with one more ring-buffer drop than the last. */
   | 'trickle-dropping'
@@ -56,7 +56,8 @@ if (scenario === 'cannot-run') {
   if (scenario.startsWith('trickle')) {
     let mono = 3000n;
     const events = scenario === 'trickle-flooding' ? [frame(2, readFileSync(join(dir, 'events')))] : [];
-    setInterval(() => out(Buffer.concat([...events, watermark(mono++), watermark(mono++)])), 10);
+    const tickMs = existsSync(join(dir, 'tick-ms')) ? Number(readFileSync(join(dir, 'tick-ms'), 'utf8')) : 10;
+    setInterval(() => out(Buffer.concat([...events, watermark(mono++), watermark(mono++)])), tickMs);
   } else setInterval(() => undefined, 1000);
   if (scenario === 'trickle-dropping') {
     let drops = 4;
@@ -71,13 +72,15 @@ export interface FakeLoader {
   log: () => Record<string, unknown>[];
 }
 
-export function fakeLoader(scenario: Scenario, events?: Buffer): FakeLoader {
+/** `tickMs`: the trickles' period (10 ms unless given). */
+export function fakeLoader(scenario: Scenario, events?: Buffer, tickMs?: number): FakeLoader {
   const dir = mkdtempSync(join(tmpdir(), 'causeway-fake-loader-'));
   const path = join(dir, 'causeway-loader');
   writeFileSync(path, SCRIPT(new URL('./records.js', import.meta.url).href));
   chmodSync(path, 0o755);
   writeFileSync(join(dir, 'scenario'), scenario);
   if (events !== undefined) writeFileSync(join(dir, 'events'), events);
+  if (tickMs !== undefined) writeFileSync(join(dir, 'tick-ms'), String(tickMs));
   const log = () => {
     try {
       return readFileSync(join(dir, 'log'), 'utf8')
