@@ -14,9 +14,9 @@
 // filled the budget of at least half the turns that decoded them, of FLOOD_TURNS at least: a loop
 // busy because other processes take the cores, or with app spans, or held by a start-up, while the
 // events fit in their budget or take a few ms of its second, sheds nothing: it would free little of
-// the loop and lose what explains its spans), the loader is
-// told to shed in the kernel (the probes count what they skip), and the frames still waiting past
-// SHED_BACKLOG_FRAMES are shed here, their bookkeeping records kept; both counted per kind.
+// the loop and lose what explains its spans), the loader is told to shed in the kernel (the probes
+// count what they skip), and the frames still waiting past SHED_BACKLOG_FRAMES are shed here,
+// their bookkeeping records kept; both counted per kind.
 // Shedding stops, a second at least after it began, once the backlog is gone and the capture is no
 // longer behind (or the loop has idle time again).
 // That bound is in frames, not time: a capture could still trail by seconds, and every app span

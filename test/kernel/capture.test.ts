@@ -112,11 +112,11 @@ test('a capture turns the loader stream into events and watermarks on the STATS 
 /**
  * A capture of a trickle loader (two watermarks every `tickMs`, 10 unless given; flooding, each
  * after a frame of `eventsPerFrame` events, a turn's budget unless given) whose clock reads
- * `trailing.ms` past its latest watermark (changed as the test goes), while the event loop keeps turning and handles
- * every frame but is never idle (busy `spinMs` at a time): the main thread of a sidecar that gets
- * a fraction of a core, stalled `stallMs` once a second when given. Frames wait short of the
- * backlog rule (a stall's for less than its second). Resolves once `stopWhen` holds, with what the
- * loop's utilization was.
+ * `trailing.ms` past its latest watermark (changed as the test goes), while the event loop keeps
+ * turning and handles every frame but is never idle (busy `spinMs` at a time): the main thread of
+ * a sidecar that gets a fraction of a core, stalled `stallMs` once a second when given. Frames
+ * wait short of the backlog rule (a stall's for less than its second). Resolves once `stopWhen`
+ * holds, with what the loop's utilization was.
  */
 async function busyLoop(
   t: TestContext,
@@ -176,6 +176,14 @@ const TRAILING_MS = 3 * SHED_TRAILING_MS;
  * frame fills a turn of its own and no backlog builds up (shed for the busy loop, not for the backlog).
  */
 const FLOOD = { eventsPerFrame: EVENTS_PER_TURN, spinMs: 5 };
+/** A busy loop's stopWhen that holds after three of the loop's one-second utilization periods. */
+function threePeriods(): () => boolean {
+  let since: number | undefined;
+  return () => {
+    since ??= Date.now();
+    return Date.now() - since >= 3500;
+  };
+}
 
 test('kernel events filling the turns of an event loop with no idle time, the watermark trailing, make the kernel shed, and it stops once the loop has idle time again', async (t) => {
   assert.ok(TRAILING_MS < MAX_LAG_MS);
@@ -217,23 +225,14 @@ test('shedding stops once capture has caught up, the event loop still without id
 });
 
 test('an event loop with no idle time sheds nothing while the watermark keeps up: the cores are busy, the capture is not behind', async (t) => {
-  let since: number | undefined;
-  // Three of the loop's one-second utilization periods.
-  const { capture, told, utilization } = await busyLoop(t, 'trickle', { ms: SHED_TRAILING_MS / 10 }, () => {
-    since ??= Date.now();
-    return Date.now() - since >= 3500;
-  });
+  const { capture, told, utilization } = await busyLoop(t, 'trickle', { ms: SHED_TRAILING_MS / 10 }, threePeriods());
   assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
   assert.equal(told('shed on'), false);
   assert.equal(capture.counters().shedEpisodes, 0);
 });
 
 test('an event loop with no idle time for other work sheds nothing while the kernel events fit in their budget, the watermark trailing: the loop is not busy with them', async (t) => {
-  let since: number | undefined;
-  const { capture, told, utilization } = await busyLoop(t, 'trickle', { ms: TRAILING_MS }, () => {
-    since ??= Date.now();
-    return Date.now() - since >= 3500;
-  });
+  const { capture, told, utilization } = await busyLoop(t, 'trickle', { ms: TRAILING_MS }, threePeriods());
   assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
   assert.equal(told('shed on'), false);
   assert.equal(capture.counters().shedEpisodes, 0);
@@ -241,17 +240,13 @@ test('an event loop with no idle time for other work sheds nothing while the ker
 });
 
 test("a stall's backlog drained in one turn is not a flood: the kernel events filling few of the turns that decode them, a loop with no idle time sheds nothing", async (t) => {
-  let since: number | undefined;
   // Frames of a sixteenth of a turn's budget every 10 ms: the 20 ms turns take them within it, and the
   // turns after a 400 ms stall once a second take its backlog a budget at a time.
   const { capture, messages, told, utilization } = await busyLoop(
     t,
     'trickle-flooding',
     { ms: TRAILING_MS },
-    () => {
-      since ??= Date.now();
-      return Date.now() - since >= 3500;
-    },
+    threePeriods(),
     { eventsPerFrame: EVENTS_PER_TURN / 16, stallMs: 400 },
   );
   assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
@@ -260,17 +255,13 @@ test("a stall's backlog drained in one turn is not a flood: the kernel events fi
 });
 
 test('a loop held by other work that turns a few times a second is not flooded: kernel events filling every turn that decodes them, fewer than FLOOD_TURNS, shed nothing', async (t) => {
-  let since: number | undefined;
   // A frame of a turn's budget every 300 ms, the loop busy 300 ms at a time (a sidecar starting):
   // the frame that waited fills each of its few turns, and no backlog builds up.
   const { capture, messages, told, utilization } = await busyLoop(
     t,
     'trickle-flooding',
     { ms: TRAILING_MS },
-    () => {
-      since ??= Date.now();
-      return Date.now() - since >= 3500;
-    },
+    threePeriods(),
     { tickMs: 300, spinMs: 300 },
   );
   assert.ok(utilization >= SHED_UTILIZATION, `the loop was ${String(utilization)} busy`);
