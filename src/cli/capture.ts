@@ -360,9 +360,12 @@ export async function capture(argv: string[]): Promise<number> {
     process.stderr.write(`causeway: ${message.level === 'info' ? '' : `${message.level}: `}${describe(message)}\n`);
   };
   const startedAt = performance.now();
-  const capturing = session(run, log, async (events) => {
+  const capturing = session(run, log, async (batch) => {
     if (outClosed) return;
-    const text = events.map(run.json ? (e) => `${toJson(e)}\n` : toTableRow).join('');
+    const text = batch
+      .events()
+      .map(run.json ? (e) => `${toJson(e)}\n` : toTableRow)
+      .join('');
     if (!out.write(text)) await writable(out);
   });
 

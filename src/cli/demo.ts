@@ -65,8 +65,8 @@ export async function demo(argv: string[]): Promise<number> {
       libs: [SIM_CUDART],
       minDurationUs: 1000,
       onMessage,
-      onEvents: (events) => {
-        process.stdout.write(events.map(toTableRow).join(''));
+      onEvents: (batch) => {
+        process.stdout.write(batch.events().map(toTableRow).join(''));
       },
     },
     captureParts(new ProcessTable(), onMessage),

@@ -25,7 +25,7 @@
 // only counted (handing on a summary for every span of a flood multiplied the export: issue 11).
 import type { Histogram, Meter } from '@opentelemetry/api';
 import { counter, gauge, observe } from '../export/metrics.js';
-import { EventList, compactRecords, type KernelEvent } from '../kernel/events.js';
+import { EventBatch, EventList, compactRecords, type KernelEvent } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
 import { WOKEN_WAITS, isMessage, linkedWaits, type HeldEvents } from './linked.js';
 import { SHED_MERGE_NS } from './source.js';
@@ -437,59 +437,66 @@ export class Correlator<S extends JoinableSpan> {
     if (options.meter !== undefined) this.instrument(options.meter);
   }
 
-  addEvents(events: KernelEvent[]): void {
+  /** Holds events for joining: the capture's batches, or events made (EventBatch.of). */
+  addEvents(events: EventBatch | KernelEvent[]): void {
+    const batch = Array.isArray(events) ? EventBatch.of(events) : events;
     let late: Map<LateTaker<S>, KernelEvent[]> | undefined;
-    for (const event of events) {
-      let threads = this.byThread.get(event.pid);
-      if (threads === undefined) this.byThread.set(event.pid, (threads = new Map<number, ThreadEvents>()));
-      let thread = threads.get(event.tid);
+    let newestEnd = -Infinity;
+    for (let i = 0; i < batch.length; i++) {
+      const pid = batch.pid(i);
+      const tid = batch.tid(i);
+      let threads = this.byThread.get(pid);
+      if (threads === undefined) this.byThread.set(pid, (threads = new Map<number, ThreadEvents>()));
+      let thread = threads.get(tid);
       if (thread === undefined)
         threads.set(
-          event.tid,
+          tid,
           (thread = {
-            held: new EventList(event.startUnixNano),
+            held: new EventList(batch.base + BigInt(batch.start(i))),
             longestNs: 0,
             longest: 0,
             messages: 0,
           }),
         );
       const { held } = thread;
-      const start = held.time(event.startUnixNano);
-      if (event.spanContext !== undefined) {
-        const stamped = this.bySpan.get(event.spanContext.spanId);
-        if (stamped === undefined) this.bySpan.set(event.spanContext.spanId, [event]);
+      const stamp = batch.spanContext(i);
+      if (stamp !== undefined) {
+        const event = batch.event(i);
+        const stamped = this.bySpan.get(stamp.spanId);
+        if (stamped === undefined) this.bySpan.set(stamp.spanId, [event]);
         else stamped.push(event);
       }
-      // Records arrive in the order their intervals ended: nearly, not quite, in start order. One
-      // out of order goes in at its place, near the end, rather than re-sorting the list later.
-      const at =
-        held.length === 0 || held.start(held.length - 1) <= start ? held.length : firstStartingAt(thread, start + 1);
-      held.insert(at, event);
-      const taker = this.lateTakerCount === 0 ? undefined : this.lateTaker(event);
+      const at = held.add(batch, i);
+      const message = batch.kind(i) === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
+      const taker = this.lateTakerCount === 0 || message ? undefined : this.lateTaker(batch, i);
       if (taker !== undefined) {
         held.take(at, held.time(taker.span.startUnixNano));
         this.countAttached(
-          event.spanContext === undefined ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS : A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT,
+          stamp === undefined ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS : A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT,
         );
         this.count.eventsAttachedLate++;
         late ??= new Map();
+        const event = batch.event(i);
         const taken = late.get(taker);
         if (taken === undefined) late.set(taker, [event]);
         else taken.push(event);
       }
-      const duration = held.end(at) - start;
+      const duration = held.end(at) - held.start(at);
       if (duration > thread.longestNs) {
         thread.longestNs = duration;
         thread.longest = 1;
       } else if (duration === thread.longestNs) thread.longest++;
-      if (isMessage(event)) thread.messages++;
+      if (message) thread.messages++;
       this.heldCount++;
-      if (this.newestEventEnd === undefined || event.endUnixNano > this.newestEventEnd)
-        this.newestEventEnd = event.endUnixNano;
+      if (batch.end(i) > newestEnd) newestEnd = batch.end(i);
+    }
+    if (batch.length > 0) {
+      const newest = batch.base + BigInt(newestEnd);
+      if (this.newestEventEnd === undefined || newest > this.newestEventEnd) this.newestEventEnd = newest;
     }
     this.evict(this.now() - this.retention);
     // Linear in the events held: once per as many received, a constant cost per event.
-    this.receivedSinceCompact += events.length;
+    this.receivedSinceCompact += batch.length;
     if (this.receivedSinceCompact >= this.heldCount) {
       this.receivedSinceCompact = 0;
       this.heldBytes = compactRecords(this.allLists());
@@ -497,20 +504,21 @@ export class Correlator<S extends JoinableSpan> {
     if (late !== undefined) this.handLate(late);
   }
 
-  /** The joined span known only by its process that takes an event read late: the innermost it began in, if any. */
-  private lateTaker(event: KernelEvent): LateTaker<S> | undefined {
-    if (isMessage(event)) return undefined;
-    if (event.spanContext !== undefined) {
-      const taker = this.lateTakerById.get(event.spanContext.spanId);
-      return taker?.span.traceId === event.spanContext.traceId ? taker : undefined;
+  /** The joined span known only by its process that takes event i of a batch, read late (not a message): the innermost it began in, if any. */
+  private lateTaker(batch: EventBatch, i: number): LateTaker<S> | undefined {
+    const stamp = batch.spanContext(i);
+    if (stamp !== undefined) {
+      const taker = this.lateTakerById.get(stamp.spanId);
+      return taker?.span.traceId === stamp.traceId ? taker : undefined;
     }
-    const takers = this.lateTakers.get(event.pid);
-    const start = event.startUnixNano;
+    const takers = this.lateTakers.get(batch.pid(i));
+    if (takers === undefined) return undefined;
+    const start = batch.base + BigInt(batch.start(i));
     // Most events began after every span there ended.
-    if (takers === undefined || start >= (takers.at(-1)?.span.endUnixNano ?? start)) return undefined;
+    if (start >= (takers.at(-1)?.span.endUnixNano ?? start)) return undefined;
     let innermost: LateTaker<S> | undefined;
-    for (let i = firstAt(takers, start + 1n, pendingEnd); i < takers.length; i++) {
-      const taker = takers[i];
+    for (let t = firstAt(takers, start + 1n, pendingEnd); t < takers.length; t++) {
+      const taker = takers[t];
       if (
         taker !== undefined &&
         taker.span.startUnixNano <= start &&

@@ -12,7 +12,7 @@
 import type { Counter, Histogram, Meter } from '@opentelemetry/api';
 import type { Attachment } from '../correlate/correlator.js';
 import { isLinked } from '../correlate/linked.js';
-import { SUMMARIZED, strings, type KernelEvent } from '../kernel/events.js';
+import { SUMMARIZED, strings, type EventBatch, type KernelEvent } from '../kernel/events.js';
 import { holderComm, runqueueParts } from '../kernel/holders.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
@@ -187,8 +187,9 @@ export class KernelWaits {
   }
 
   /** Every captured event, before joining: launches are kept for co-tenant lookups. */
-  captured(events: KernelEvent[]): void {
-    for (const event of events) if (event.kind === 'cuda.launch') this.launches.add(event);
+  captured(batch: EventBatch): void {
+    for (let i = 0; i < batch.length; i++)
+      if (batch.kind(i) === A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH) this.launches.add(batch.event(i));
   }
 
   attached(attachments: Attachment<AppSpan>[]): void {

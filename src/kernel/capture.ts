@@ -32,7 +32,7 @@ import { EpochClock } from './clock.js';
 import { CudaState } from './cuda.js';
 import { Demangler } from './demangle.js';
 import { BlockDevices } from './devices.js';
-import { EventShaper, KIND_NAMES, SUMMARIZED, eventsCovered, recordBytes, type KernelEvent } from './events.js';
+import { EventShaper, KIND_NAMES, SUMMARIZED, readWhole, recordBytes, type EventBatch } from './events.js';
 import type { Frame } from './frames.js';
 import { GpuProcesses, type GpuProcess } from './gpu-processes.js';
 import { Loader, type LoaderEnd, type LoaderHealth, type LoaderMessage } from './loader.js';
@@ -43,10 +43,12 @@ import {
   LAYOUT,
   RECORD_SIZE,
   RecordError,
+  coveredAt,
   decodeHello,
-  decodeRecords,
+  decodeRecordsOf,
   decodeStats,
   decodeWatermark,
+  kindAt,
   type Hello,
   type Stats,
 } from './record.js';
@@ -65,7 +67,8 @@ export interface CaptureOptions {
   ringbufMb?: number;
   /** In-kernel reduction (the loader's defaults: on, 10 ms windows, 100 µs thresholds). */
   reduction?: Reduction;
-  onEvents: (events: KernelEvent[]) => void | Promise<void>;
+  /** An EVENTS frame's events, by column: objects are made only when asked (EventBatch.event). */
+  onEvents: (events: EventBatch) => void | Promise<void>;
   /** Every kernel event that ended before this time (Unix ns) has been handed to onEvents. */
   onWatermark?: (unixNano: bigint) => void;
   /** Kernel events of this time (Unix ns) were shed, in the kernel or here: the spans of that time miss some. */
@@ -225,8 +228,8 @@ export const FLOOD_TURNS = 10;
 const flooding = ({ decoding, filled }: Turns) => decoding >= FLOOD_TURNS && 2 * filled >= decoding;
 /** A count per kind (by Kind), summed. */
 const overKinds = (counts: readonly number[]) => counts.reduce((a, b) => a + b, 0);
-/** The DESIGN kinds, which shedding drops; bookkeeping records (names, execs, libraries) are always kept. */
-const SHEDDABLE = new Set<number>(Object.keys(KIND_NAMES).map(Number));
+/** The records that are events (the DESIGN kinds): shedding drops only these; bookkeeping records (names, execs, libraries) are always kept. */
+const EVENT_KINDS = new Set<number>(Object.keys(KIND_NAMES).map(Number));
 
 /**
  * The usual parts, new, over `processes`; demangling problems go to onMessage as warnings. The
@@ -290,7 +293,7 @@ function shedRecords(
   let times: { from: bigint; to: bigint } | undefined;
   for (let at = 0; at + RECORD_SIZE <= payload.length; at += RECORD_SIZE) {
     const recordKind = payload.readUInt16LE(at + kind);
-    if (!SHEDDABLE.has(recordKind) || !shed(at)) continue;
+    if (!EVENT_KINDS.has(recordKind) || !shed(at)) continue;
     counts[recordKind] = (counts[recordKind] ?? 0) + 1;
     const from = payload.readBigUInt64LE(at + start_ns);
     const to = payload.readBigUInt64LE(at + end_ns);
@@ -855,7 +858,7 @@ export class KernelCapture {
   private async events(payload: Buffer): Promise<void> {
     let records;
     try {
-      records = decodeRecords(payload);
+      records = decodeRecordsOf(payload, readWhole);
     } catch (error) {
       if (!(error instanceof RecordError)) throw error;
       this.badBatches++;
@@ -868,19 +871,16 @@ export class KernelCapture {
       return;
     }
     this.runRecords += records.length;
-    await this.parts.cuda.learnNames(records);
-    const events: KernelEvent[] = [];
+    await this.parts.cuda.learnNames(records.filter((record) => record !== undefined));
     const bytes = recordBytes(payload);
-    for (let i = 0; i < records.length; i++) {
-      const record = records[i];
-      if (record === undefined) continue;
-      const event = this.parts.shaper.shape(record, bytes, i);
-      if (event === undefined) continue;
-      events.push(event);
-      this.emitted[record.kind] = (this.emitted[record.kind] ?? 0) + 1;
-      this.covered[record.kind] = (this.covered[record.kind] ?? 0) + eventsCovered(event);
+    const batch = this.parts.shaper.shape(bytes, records);
+    for (let at = 0; at < payload.length; at += RECORD_SIZE) {
+      const kind = kindAt(bytes.view, at);
+      if (!EVENT_KINDS.has(kind)) continue;
+      this.emitted[kind] = (this.emitted[kind] ?? 0) + 1;
+      this.covered[kind] = (this.covered[kind] ?? 0) + coveredAt(bytes.view, at);
     }
-    if (events.length > 0) await this.options.onEvents(events);
+    if (batch.length > 0) await this.options.onEvents(batch);
     await this.spend(records.length);
   }
 }

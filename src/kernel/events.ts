@@ -11,10 +11,18 @@ import {
   MESSAGE_PIPE,
   RECORD_SIZE,
   cudaApiName,
+  commAt,
   decodeRecord,
+  endAfter,
+  kindAt,
   otherPidAt,
   otherTaskAt,
+  pidAt,
   recordTask,
+  spanContextAt,
+  startAfter,
+  startBase,
+  tidAt,
   type KernelRecord,
   type Message,
   type WaitSum,
@@ -265,6 +273,20 @@ export interface EventShaperParts {
   self: Pick<ReadonlySet<number>, 'has'>;
 }
 
+/** The records the shaper, or the CUDA state before it (learnNames), reads whole: the others are read from their bytes. */
+const READ_WHOLE = new Set<number>([
+  Kind.CUDA_LAUNCH,
+  Kind.CUDA_SYNC,
+  Kind.CUDA_MEMCPY,
+  Kind.CUDA_MALLOC,
+  Kind.CUDA_OP,
+  Kind.CUDA_LAUNCHES,
+  Kind.CUDA_REGISTER,
+  Kind.PROC_EXEC,
+]);
+/** Whether records of this kind (enum cw_kind) are decoded whole for EventShaper.shape (decodeRecordsOf). */
+export const readWhole = (kind: number) => READ_WHOLE.has(kind);
+
 /** A batch of records (one EVENTS frame's), shared by the events shaped from it: their attributes are read from it. */
 export interface RecordBytes {
   buf: Buffer;
@@ -442,6 +464,172 @@ class ShapedEvent implements KernelEvent {
 }
 
 /**
+ * Numbers per batch row (EventBatch): start and end (ns after the batch's base), its record's
+ * offset, its kind (KINDS), pid, tid, the store's id (NaN: none).
+ */
+const ROW_NUMS = 7;
+const B_START = 0;
+const B_END = 1;
+const B_AT = 2;
+const B_KIND = 3;
+const B_PID = 4;
+const B_TID = 5;
+const B_STORE_ID = 6;
+
+/**
+ * Kernel events by column, as the capture hands them on: an EVENTS frame's, shaped from its
+ * records' bytes with no object per event (issue 11: an object each, its BigInt times and its
+ * record decoded whole were most of the decode path's garbage). An event is made when asked
+ * (`event`); one stamped with its span, or given made (`of`) and not shaped, is held whole. A row's
+ * references are EventList's (REFS).
+ */
+export class EventBatch {
+  private readonly nums: Float64Array;
+  private readonly refs: unknown[] = [];
+  private count = 0;
+
+  /** Room for `rows`; its times are ns after `base` (Unix ns). */
+  constructor(
+    readonly base: bigint,
+    rows: number,
+  ) {
+    this.nums = new Float64Array(rows * ROW_NUMS);
+  }
+
+  /** Events already made, as a batch: each shaped and unstamped is held by its parts (as EventList holds it), any other whole. */
+  static of(events: readonly KernelEvent[]): EventBatch {
+    const batch = new EventBatch(events[0]?.startUnixNano ?? 0n, events.length);
+    for (const event of events) {
+      const at = event.spanContext === undefined ? ShapedEvent.pushParts(event, batch.refs) : undefined;
+      if (at === undefined) batch.refs.push(undefined, undefined, undefined, undefined, event);
+      batch.row(event.kind, event.pid, event.tid, batch.time(event.startUnixNano), batch.time(event.endUnixNano), at);
+      if (event.storeId !== undefined) batch.setStoreId(batch.count - 1, event.storeId);
+    }
+    return batch;
+  }
+
+  get length(): number {
+    return this.count;
+  }
+
+  /** A time as this batch holds them: ns after its base. */
+  time(t: bigint): number {
+    return Number(t - this.base);
+  }
+
+  /** Adds an event shaped from record `at` of `bytes`, held by its parts. */
+  addShaped(
+    kind: A.CausewayKindValue,
+    pid: number,
+    tid: number,
+    start: number,
+    end: number,
+    { shaper, bytes, at, process, said }: ShapedParts,
+  ): void {
+    this.refs.push(bytes, process, said, shaper, undefined);
+    this.row(kind, pid, tid, start, end, at);
+  }
+
+  /** Adds an event held whole (stamped with its span), its times as this batch's. */
+  addWhole(event: KernelEvent, start: number, end: number): void {
+    this.refs.push(undefined, undefined, undefined, undefined, event);
+    this.row(event.kind, event.pid, event.tid, start, end);
+  }
+
+  private row(kind: A.CausewayKindValue, pid: number, tid: number, start: number, end: number, at = 0): void {
+    const n = this.count++ * ROW_NUMS;
+    this.nums[n + B_START] = start;
+    this.nums[n + B_END] = end;
+    this.nums[n + B_AT] = at;
+    this.nums[n + B_KIND] = KIND_NUMBERS.get(kind) ?? -1;
+    this.nums[n + B_PID] = pid;
+    this.nums[n + B_TID] = tid;
+    this.nums[n + B_STORE_ID] = NaN;
+  }
+
+  kind(i: number): A.CausewayKindValue | undefined {
+    return KINDS[this.kindNumber(i)];
+  }
+
+  /** Its kind as EventList keeps it. */
+  kindNumber(i: number): number {
+    return this.nums[i * ROW_NUMS + B_KIND] ?? -1;
+  }
+
+  pid(i: number): number {
+    return this.nums[i * ROW_NUMS + B_PID] ?? 0;
+  }
+
+  tid(i: number): number {
+    return this.nums[i * ROW_NUMS + B_TID] ?? 0;
+  }
+
+  start(i: number): number {
+    return this.nums[i * ROW_NUMS + B_START] ?? NaN;
+  }
+
+  end(i: number): number {
+    return this.nums[i * ROW_NUMS + B_END] ?? NaN;
+  }
+
+  /** The offset of its record in its bytes (0 for one held whole). */
+  recordOffset(i: number): number {
+    return this.nums[i * ROW_NUMS + B_AT] ?? 0;
+  }
+
+  storeId(i: number): number | undefined {
+    const id = this.nums[i * ROW_NUMS + B_STORE_ID] ?? NaN;
+    return Number.isNaN(id) ? undefined : id;
+  }
+
+  /** The store took event i as `id` (KernelEvent.storeId): the events made from it from now on carry it. */
+  setStoreId(i: number, id: number): void {
+    this.nums[i * ROW_NUMS + B_STORE_ID] = id;
+    const whole = this.whole(i);
+    if (whole !== undefined) whole.storeId = id;
+  }
+
+  /** The event, when held whole: stamped with its span, or given made and not shaped. */
+  whole(i: number): KernelEvent | undefined {
+    return this.refs[i * REFS + R_WHOLE] as KernelEvent | undefined;
+  }
+
+  /** The span event i was stamped with (KernelEvent.spanContext). */
+  spanContext(i: number): SpanContextStamp | undefined {
+    return this.whole(i)?.spanContext;
+  }
+
+  /** Event i: the one held whole, or one made from its record, another object each time. */
+  event(i: number): KernelEvent {
+    const whole = this.whole(i);
+    if (whole !== undefined) return whole;
+    const r = i * REFS;
+    return ShapedEvent.made(
+      {
+        shaper: this.refs[r + R_SHAPER] as EventShaper,
+        bytes: this.refs[r + R_BYTES] as RecordBytes,
+        at: this.recordOffset(i),
+        process: this.refs[r + R_PROCESS] as ProcessInfo,
+        said: this.refs[r + R_SAID] as Said,
+      },
+      this.base + BigInt(this.start(i)),
+      this.base + BigInt(this.end(i)),
+      this.storeId(i),
+    );
+  }
+
+  /** Every event, made (event). */
+  events(): KernelEvent[] {
+    return Array.from({ length: this.count }, (_, i) => this.event(i));
+  }
+
+  /** Pushes event i's references (REFS) onto `refs`: EventList's. */
+  pushRefs(i: number, refs: unknown[]): void {
+    for (let r = i * REFS; r < (i + 1) * REFS; r++) refs.push(this.refs[r]);
+  }
+}
+
+/**
  * Numbers per held event (EventList): start and end, its record's offset, the store's id (NaN:
  * none), its kind (KINDS), the start of the span that took it (NaN: none has), the pid of the
  * other task it names (otherTask; NaN: none, NOT_READ until first asked).
@@ -482,6 +670,9 @@ export class EventList {
   private readonly refs: unknown[] = [];
   private head = 0;
   private count = 0;
+  /** The batch last added from, and its base in this list's time: worked out once per batch, not per event. */
+  private lastBatch: EventBatch | undefined;
+  private lastOffset = 0;
 
   /**
    * Times are held as ns after `base`, exact as numbers within 104 days of it: a list whose first
@@ -572,25 +763,43 @@ export class EventList {
     this.refs[r + R_WHOLE] = event;
   }
 
-  /** Puts an event at i (the length: at the end). */
-  insert(i: number, event: KernelEvent): void {
+  /**
+   * Puts row `row` of a batch at its place by start, after those that began with it; returns its
+   * index. Records arrive in the order their intervals ended: nearly, not quite, in start order,
+   * so that place is nearly always the end.
+   */
+  add(batch: EventBatch, row: number): number {
+    if (batch !== this.lastBatch) {
+      this.lastBatch = batch;
+      this.lastOffset = this.time(batch.base);
+    }
+    const start = batch.start(row) + this.lastOffset;
+    let i = this.count;
+    if (i > 0 && this.start(i - 1) > start) {
+      let low = 0;
+      while (low < i) {
+        const middle = (low + i) >>> 1;
+        if (this.start(middle) <= start) low = middle + 1;
+        else i = middle;
+      }
+    }
     this.makeRoom();
     const at = (this.head + i) * NUMS;
     const last = (this.head + this.count) * NUMS;
     if (i < this.count) this.nums.copyWithin(at + NUMS, at, last);
     // Its references pushed at the end, or into a list spliced in at i.
     const refs: unknown[] = i === this.count ? this.refs : [];
-    const offset = event.spanContext === undefined ? ShapedEvent.pushParts(event, refs) : undefined;
-    if (offset === undefined) refs.push(undefined, undefined, undefined, undefined, event);
-    this.nums[at + N_START] = this.time(event.startUnixNano);
-    this.nums[at + N_END] = this.time(event.endUnixNano);
-    this.nums[at + N_AT] = offset ?? 0;
-    this.nums[at + N_STORE_ID] = event.storeId ?? NaN;
-    this.nums[at + N_KIND] = KIND_NUMBERS.get(event.kind) ?? -1;
+    batch.pushRefs(row, refs);
+    this.nums[at + N_START] = start;
+    this.nums[at + N_END] = batch.end(row) + this.lastOffset;
+    this.nums[at + N_AT] = batch.recordOffset(row);
+    this.nums[at + N_STORE_ID] = batch.storeId(row) ?? NaN;
+    this.nums[at + N_KIND] = batch.kindNumber(row);
     this.nums[at + N_TAKEN] = NaN;
     this.nums[at + N_OTHER_PID] = NOT_READ;
     if (i < this.count) this.refs.splice((this.head + i) * REFS, 0, ...refs);
     this.count++;
+    return i;
   }
 
   /** Drops the first n events. */
@@ -604,6 +813,7 @@ export class EventList {
     const first = this.count === 0 ? undefined : this.start(0);
     if (first === undefined || first < REBASE_AFTER_NS) return;
     this.base += BigInt(first);
+    this.lastBatch = undefined;
     for (let n = this.head * NUMS; n < (this.head + this.count) * NUMS; n += NUMS) {
       this.nums[n + N_START] = (this.nums[n + N_START] ?? first) - first;
       this.nums[n + N_END] = (this.nums[n + N_END] ?? first) - first;
@@ -666,39 +876,68 @@ export class EventShaper {
   constructor(private readonly parts: EventShaperParts) {}
 
   /**
-   * The event a record describes, or undefined for bookkeeping records: record `index` of
-   * `bytes`, as decodeRecords decoded it. Records must have gone through CudaState.learnNames
-   * first; the CUDA state is updated here, in record order.
+   * The events of a batch of records (one EVENTS frame's), as decodeRecordsOf checked them and
+   * decoded those of the kinds readWhole says (`records`, by index): the others are shaped from
+   * their bytes, with no object made but for one stamped with its span. Records must have gone
+   * through CudaState.learnNames first; the CUDA state is updated here, in record order.
    */
-  shape(record: KernelRecord, bytes: RecordBytes, index: number): KernelEvent | undefined {
-    switch (record.kind) {
-      case Kind.PROC_EXEC:
-        this.parts.processes.forget(record.pid);
-        return undefined;
-      case Kind.CUDA_OP:
-        this.parts.cuda.operation(record);
-        return undefined;
-      case Kind.CUDA_REGISTER:
-      case Kind.CUDA_MAPPED:
-      case Kind.PROC_EXIT:
-        return undefined;
-    }
-    return new ShapedEvent(
-      KIND_NAMES[record.kind],
-      record.pid,
-      record.tid,
-      record.comm,
-      this.parts.clock.toUnixNano(record.startNs),
-      this.parts.clock.toUnixNano(record.endNs),
-      record.spanContext,
-      {
+  shape(bytes: RecordBytes, records: readonly (KernelRecord | undefined)[]): EventBatch {
+    const { buf, view } = bytes;
+    const base = records.length === 0 ? undefined : startBase(view, 0);
+    const batch = new EventBatch(base === undefined ? 0n : this.parts.clock.toUnixNano(base.ns), records.length);
+    if (base === undefined) return batch;
+    let pid = -1;
+    let process: ProcessInfo | undefined;
+    for (let i = 0, at = 0; i < records.length; i++, at += RECORD_SIZE) {
+      const kind = kindAt(view, at);
+      const record = records[i];
+      switch (kind) {
+        case Kind.PROC_EXEC:
+          this.parts.processes.forget(pidAt(view, at));
+          pid = -1;
+          continue;
+        case Kind.CUDA_OP:
+          if (record?.kind === Kind.CUDA_OP) this.parts.cuda.operation(record);
+          continue;
+        case Kind.CUDA_REGISTER:
+        case Kind.CUDA_MAPPED:
+        case Kind.PROC_EXIT:
+          continue;
+      }
+      // A batch is mostly one process's or a few's: looked up once per run of one.
+      if (pidAt(view, at) !== pid) {
+        pid = pidAt(view, at);
+        process = this.parts.processes.get(pid);
+      }
+      const name = KIND_NAMES[kind as EventRecord['kind']];
+      const parts = {
         shaper: this,
         bytes,
-        at: index * RECORD_SIZE,
-        process: this.parts.processes.get(record.pid),
-        said: this.update(record),
-      },
-    );
+        at,
+        process: process as ProcessInfo,
+        said: record === undefined ? undefined : this.update(record as EventRecord),
+      };
+      const start = startAfter(view, at, base);
+      const end = endAfter(view, at, base);
+      // A record decoded whole has read its stamp (and comm) already.
+      const stamp = record === undefined ? spanContextAt(buf, view, at) : record.spanContext;
+      if (stamp === undefined) {
+        batch.addShaped(name, pid, tidAt(view, at), start, end, parts);
+        continue;
+      }
+      const event = new ShapedEvent(
+        name,
+        pid,
+        tidAt(view, at),
+        record?.comm ?? commAt(buf, view, at),
+        batch.base + BigInt(start),
+        batch.base + BigInt(end),
+        stamp,
+        parts,
+      );
+      batch.addWhole(event, start, end);
+    }
+    return batch;
   }
 
   /** Updates the CUDA state a record changes; returns what its attributes need of it. */

@@ -447,7 +447,7 @@ function task(buf: Buffer, view: DataView, at: number): Task {
  */
 function otherTaskOffset(view: DataView, r: number): number | undefined {
   const u = r + U;
-  switch (view.getUint16(r + E.kind, true)) {
+  switch (kindAt(view, r)) {
     case Kind.SCHED_RUNQUEUE: {
       const top = u + RQ.holders + HO.fields.task;
       return view.getUint32(top + T.tid, true) === 0 ? undefined : top;
@@ -694,9 +694,10 @@ export class RecordError extends Error {
   override name = 'RecordError';
 }
 
-/** The record's cw_span_context, or undefined when it is all zero (none was read). */
-function spanContext(buf: Buffer, view: DataView, at: number): SpanContextStamp | undefined {
+/** The cw_span_context of record `r` of a batch, or undefined when it is all zero (none was read). */
+export function spanContextAt(buf: Buffer, view: DataView, r: number): SpanContextStamp | undefined {
   const C = LAYOUT.cw_span_context;
+  const at = r + E.context;
   const id = at + C.fields.span_id;
   // Most records carry none: tested without making a string.
   if (view.getUint32(id, true) === 0 && view.getUint32(id + 4, true) === 0) return undefined;
@@ -705,15 +706,71 @@ function spanContext(buf: Buffer, view: DataView, at: number): SpanContextStamp 
 
 /** Decodes a batch of records, as carried by one EVENTS frame. */
 export function decodeRecords(buf: Buffer): KernelRecord[] {
+  return decodeRecordsOf(buf, () => true) as KernelRecord[];
+}
+
+/**
+ * Checks a batch of records (one EVENTS frame's: whole records of known kinds) and decodes those
+ * of the kinds `whole` says; the others (undefined) are read from their bytes where needed.
+ */
+export function decodeRecordsOf(buf: Buffer, whole: (kind: number) => boolean): (KernelRecord | undefined)[] {
   if (buf.length % RECORD_SIZE !== 0) {
     throw new RecordError(
       `an events batch of ${buf.length} bytes is not a whole number of ${RECORD_SIZE}-byte records`,
     );
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const records: KernelRecord[] = [];
-  for (let r = 0, index = 0; r < buf.length; r += RECORD_SIZE, index++) records.push(decodeRecord(buf, view, r, index));
+  const records: (KernelRecord | undefined)[] = [];
+  for (let r = 0, index = 0; r < buf.length; r += RECORD_SIZE, index++) {
+    const kind = kindAt(view, r);
+    if (kind <= 0 || kind >= Kind.MAX)
+      throw new RecordError(`record ${index}: unknown kind ${kind} (is the loader built from another causeway.h?)`);
+    records.push(whole(kind) ? decodeRecord(buf, view, r, index) : undefined);
+  }
   return records;
+}
+
+/** The kind (enum cw_kind), pid and tid of record `r` of a batch, with nothing made. */
+export const kindAt = (view: DataView, r: number) => view.getUint16(r + E.kind, true);
+export const pidAt = (view: DataView, r: number) => view.getUint32(r + E.pid, true);
+export const tidAt = (view: DataView, r: number) => view.getUint32(r + E.tid, true);
+
+/** A CLOCK_MONOTONIC time as its two 32-bit halves, that others are counted from (nsAfter). */
+export interface MonoBase {
+  ns: bigint;
+  high: number;
+  low: number;
+}
+
+/** The start of record `r` of a batch, as a MonoBase. */
+export function startBase(view: DataView, r: number): MonoBase {
+  return {
+    ns: view.getBigUint64(r + E.start_ns, true),
+    high: view.getUint32(r + E.start_ns + 4, true),
+    low: view.getUint32(r + E.start_ns, true),
+  };
+}
+
+/** Record r's start and end, in ns after `base`: numbers, exact within 104 days of it, with no BigInt made. */
+export const startAfter = (view: DataView, r: number, base: MonoBase) => nsAfter(view, r + E.start_ns, base);
+export const endAfter = (view: DataView, r: number, base: MonoBase) => nsAfter(view, r + E.end_ns, base);
+
+function nsAfter(view: DataView, at: number, { high, low }: MonoBase): number {
+  return (view.getUint32(at + 4, true) - high) * 2 ** 32 + (view.getUint32(at, true) - low);
+}
+
+/** How many events record `r` of a batch stands for: a summary's count (in-kernel reduction), 1 for any other. */
+export function coveredAt(view: DataView, r: number): number {
+  switch (kindAt(view, r)) {
+    case Kind.CUDA_LAUNCHES:
+      return view.getUint32(r + U + LS.count, true);
+    case Kind.SCHED_RUNQUEUE_SUM:
+    case Kind.SCHED_BLOCKED_SUM:
+    case Kind.FUTEX_WAIT_SUM:
+      return view.getUint32(r + U + WS.count, true);
+    default:
+      return 1;
+  }
 }
 
 /** The record at byte `r` of a batch (`view` on the same bytes), its `index`-th. */
@@ -727,22 +784,25 @@ export function decodeRecord(buf: Buffer, view: DataView, r: number, index: numb
     tid: view.getUint32(r + E.tid, true),
     startNs: view.getBigUint64(r + E.start_ns, true),
     endNs: view.getBigUint64(r + E.end_ns, true),
-    comm: comms.get(buf, view, r + E.comm),
-    spanContext: spanContext(buf, view, r + E.context),
+    comm: commAt(buf, view, r),
+    spanContext: spanContextAt(buf, view, r),
   };
   // Onto the header, not spread into a new object: a copy less per record.
-  return Object.assign(header, body(view.getUint16(r + E.kind, true), buf, view, r, index));
+  return Object.assign(header, body(kindAt(view, r), buf, view, r, index));
 }
 
 /** The kind and task of the record at byte `r` of a batch: what a held event is made again from, with its times. */
 export function recordTask(buf: Buffer, view: DataView, r: number): Task & { kind: number } {
   return {
-    kind: view.getUint16(r + E.kind, true),
-    pid: view.getUint32(r + E.pid, true),
-    tid: view.getUint32(r + E.tid, true),
-    comm: comms.get(buf, view, r + E.comm),
+    kind: kindAt(view, r),
+    pid: pidAt(view, r),
+    tid: tidAt(view, r),
+    comm: commAt(buf, view, r),
   };
 }
+
+/** The comm of record `r` of a batch. */
+export const commAt = (buf: Buffer, view: DataView, r: number) => comms.get(buf, view, r + E.comm);
 
 export interface Hello {
   abiVersion: number;

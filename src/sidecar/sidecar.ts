@@ -255,13 +255,12 @@ async function startCapture(
         correlator.addShed(from, to);
         store.addShed(from, to);
       },
-      onEvents: (events) => {
-        waits.captured(events);
-        // Messages only link a request to the process serving it (at joining): not worth a row each.
+      onEvents: (batch) => {
+        waits.captured(batch);
         // Stored before the correlator has them: an event it attaches at once (read late, for a span
         // already joined) is stored as attached only with the id the store gives it.
-        store.addEvents(events.filter((e) => e.kind !== 'ipc.message'));
-        correlator.addEvents(events);
+        store.addBatch(batch);
+        correlator.addEvents(batch);
       },
     },
     captureParts(processes, onMessage),

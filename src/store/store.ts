@@ -26,7 +26,7 @@ import {
   type TraceSummary,
 } from '../correlate/source.js';
 import { MS, earlier, later, nowUnixNano } from '../correlate/time.js';
-import type { Attributes, KernelEvent } from '../kernel/events.js';
+import type { Attributes, EventBatch, KernelEvent } from '../kernel/events.js';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
@@ -250,6 +250,21 @@ export class Store implements TraceSource {
     }, store.settings.flushMs);
     store.timer.unref();
     return store;
+  }
+
+  /**
+   * A capture batch's events, each given its id in the batch (the correlator reads it there), but
+   * messages: they only link a request to the process serving it, at joining, not worth a row each.
+   */
+  addBatch(batch: EventBatch): void {
+    const rows: number[] = [];
+    for (let i = 0; i < batch.length; i++) if (batch.kind(i) !== A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE) rows.push(i);
+    const events = rows.map((i) => batch.event(i));
+    this.addEvents(events);
+    rows.forEach((row, i) => {
+      const id = events[i]?.storeId;
+      if (id !== undefined) batch.setStoreId(row, id);
+    });
   }
 
   addEvents(events: KernelEvent[]): void {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Attachment } from '../../src/correlate/correlator.js';
 import { KernelWaits, OTHER, WAIT_BUCKETS_S } from '../../src/export/waits.js';
-import type { Attributes, KernelEvent } from '../../src/kernel/events.js';
+import { EventBatch, type Attributes, type KernelEvent } from '../../src/kernel/events.js';
 import type { AppSpan } from '../../src/otlp/index.js';
 import { LOADER_PID, crowdedWait, runqueue } from '../kernel/records.js';
 import { shaped } from '../kernel/shaped.js';
@@ -124,15 +124,17 @@ test("launches of other processes during a GPU wait are its co-tenants; the proc
   const { m, waits } = setup(t);
   const hog = { pid: 200, comm: 'gpu_hog' };
   const trainer = { pid: 300, comm: 'trainer' };
-  waits.captured([
-    event('cuda.launch', 5, 0.01, {}, hog), // before the wait
-    event('cuda.launch', 20, 0.01, {}, hog),
-    event('cuda.launch', 30, 0.01, {}, trainer),
-    event('cuda.launch', 12, 0.01, {}, hog), // out of order
-    event('cuda.launch', 15, 0.01), // the waiting process itself
-    event('cuda.launch', 60, 0.01, {}, hog), // after the wait
-    event('futex.wait', 25, 1, {}, hog),
-  ]);
+  waits.captured(
+    EventBatch.of([
+      event('cuda.launch', 5, 0.01, {}, hog), // before the wait
+      event('cuda.launch', 20, 0.01, {}, hog),
+      event('cuda.launch', 30, 0.01, {}, trainer),
+      event('cuda.launch', 12, 0.01, {}, hog), // out of order
+      event('cuda.launch', 15, 0.01), // the waiting process itself
+      event('cuda.launch', 60, 0.01, {}, hog), // after the wait
+      event('futex.wait', 25, 1, {}, hog),
+    ]),
+  );
   waits.attached([
     attachment('checkout', [event('cuda.sync', 10, 40, { 'causeway.cuda.api': 'cudaStreamSynchronize' })]),
   ]);

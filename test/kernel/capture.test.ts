@@ -66,7 +66,7 @@ test('a capture turns the loader stream into events and watermarks on the STATS 
       comms: [],
       libs: [],
       loaderPath: fake.path,
-      onEvents: (batch) => void events.push(...batch),
+      onEvents: (batch) => void events.push(...batch.events()),
       onWatermark: (unixNano) => void watermarks.push({ unixNano, eventsBefore: events.length }),
       onMessage,
       meter: m.meter,

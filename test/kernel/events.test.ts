@@ -9,6 +9,7 @@ import { CudaState } from '../../src/kernel/cuda.js';
 import { Demangler } from '../../src/kernel/demangle.js';
 import { BlockDevices } from '../../src/kernel/devices.js';
 import {
+  EventBatch,
   EventList,
   EventShaper,
   attributesOnce,
@@ -16,6 +17,7 @@ import {
   eventsCovered,
   isPipe,
   otherTask,
+  readWhole,
   recordBytes,
   type KernelEvent,
 } from '../../src/kernel/events.js';
@@ -27,7 +29,7 @@ import {
   LAYOUT,
   MESSAGE_PIPE,
   RECORD_SIZE,
-  decodeRecords,
+  decodeRecordsOf,
 } from '../../src/kernel/record.js';
 import { launch, launches, malloc, op, record, register, runqueue, sync, waitSum, writeTask } from './records.js';
 
@@ -60,10 +62,9 @@ function pipeline() {
   });
   return async (...records: Buffer[]): Promise<KernelEvent[]> => {
     const batch = Buffer.concat(records);
-    const decoded = decodeRecords(batch);
-    await cuda.learnNames(decoded);
-    const bytes = recordBytes(batch);
-    return decoded.map((r, i) => shaper.shape(r, bytes, i)).filter((e) => e !== undefined);
+    const decoded = decodeRecordsOf(batch, readWhole);
+    await cuda.learnNames(decoded.filter((record) => record !== undefined));
+    return shaper.shape(recordBytes(batch), decoded).events();
   };
 }
 
@@ -496,20 +497,19 @@ test('the other task an event names is the same read from its record as from its
   );
 });
 
-/** The events held by column, in order. */
+/** The events held by column, by start (as a list puts them). */
 function listOf(events: KernelEvent[]): EventList {
   const list = new EventList(events[0]?.startUnixNano ?? 0n);
-  events.forEach((event, i) => {
-    list.insert(i, event);
-  });
+  const batch = EventBatch.of(events);
+  for (let i = 0; i < batch.length; i++) list.add(batch, i);
   return list;
 }
 
 const eventsOf = (list: EventList) => Array.from({ length: list.length }, (_, i) => list.event(i));
 
 test('the few events still held of a batch are moved out of it, and read the same as before', async () => {
-  // 24 records: a buffer of their own, not a slice of a shared pool.
-  const events = await pipeline()(
+  // 24 records: a buffer of their own, not a slice of a shared pool. By start, as a list holds them.
+  const shaped = await pipeline()(
     ...Array.from({ length: 24 }, (_, i) =>
       i % 2 === 0
         ? futexWait({ pid: 300 + i, tid: 400 + i, comm: `waker${String(i)}` })
@@ -520,6 +520,7 @@ test('the few events still held of a batch are moved out of it, and read the sam
           }),
     ),
   );
+  const events = shaped.sort((a, b) => Number(a.startUnixNano - b.startUnixNano));
   // Read from the records, the attributes not kept.
   const read = (e: KernelEvent) => ({ attributes: attributesOnce(e), other: otherTask(e) });
   const before = events.map(read);
@@ -581,7 +582,7 @@ test('a list of held events days long keeps their times to the nanosecond: its b
   assert.equal(list.start(0), 0, 'rebased on the first event left');
   assert.equal(list.takenAt(0), -1, 'the span began 1 ns before the event, its time moved with the base');
   // 105 days past the first base: as a number of ns after it, not exact (past 2^53).
-  list.insert(1, events[2] as KernelEvent);
+  list.add(EventBatch.of([events[2] as KernelEvent]), 0);
   assert.deepEqual(
     eventsOf(list).map((e) => [e.startUnixNano, e.endUnixNano]),
     events.slice(1).map((e) => [e.startUnixNano, e.endUnixNano]),

@@ -1,9 +1,9 @@
 // Events as a capture makes them: loader records (built by records.ts) through the real decoder
 // and the shaper a capture uses, over this machine's process table.
 import { captureParts } from '../../src/kernel/capture.js';
-import { recordBytes, type KernelEvent } from '../../src/kernel/events.js';
+import { readWhole, recordBytes, type KernelEvent } from '../../src/kernel/events.js';
 import { ProcessTable } from '../../src/kernel/processes.js';
-import { decodeRecords } from '../../src/kernel/record.js';
+import { decodeRecordsOf } from '../../src/kernel/record.js';
 
 interface ShapedOptions {
   /** Pids of Causeway's own loaders (this process is Causeway too). */
@@ -28,12 +28,9 @@ export async function shapedBatches(batches: Buffer[][], options: ShapedOptions 
     const shapedBatches: KernelEvent[][] = [];
     for (const records of batches) {
       const batch = Buffer.concat(records);
-      const decoded = decodeRecords(batch);
-      await parts.cuda.learnNames(decoded);
-      const bytes = recordBytes(batch);
-      shapedBatches.push(
-        decoded.map((r, i) => parts.shaper.shape(r, bytes, i)).filter((e): e is KernelEvent => e !== undefined),
-      );
+      const decoded = decodeRecordsOf(batch, readWhole);
+      await parts.cuda.learnNames(decoded.filter((record) => record !== undefined));
+      shapedBatches.push(parts.shaper.shape(recordBytes(batch), decoded).events());
     }
     return shapedBatches;
   } finally {
