@@ -18,7 +18,6 @@ import {
   otherPidAt,
   otherTaskAt,
   pidAt,
-  recordTask,
   spanContextAt,
   startAfter,
   startBase,
@@ -414,12 +413,15 @@ class ShapedEvent implements KernelEvent {
   }
 
   /**
-   * Pushes what a shaped event is held as besides its times and what its record says (EventList's
-   * references, in their order), and gives its record's offset; undefined for any other event.
+   * Sets what a shaped event is held as besides its times and what its record says (EventList's
+   * references, from index `to`), and gives its record's offset; undefined for any other event.
    */
-  static pushParts(event: KernelEvent, refs: unknown[]): number | undefined {
+  static setParts(event: KernelEvent, refs: unknown[], to: number): number | undefined {
     if (!(event instanceof ShapedEvent)) return undefined;
-    refs.push(event.#bytes, event.#process, event.#said, event.#shaper, undefined);
+    refs[to + R_BYTES] = event.#bytes;
+    refs[to + R_PROCESS] = event.#process;
+    refs[to + R_SAID] = event.#said;
+    refs[to + R_SHAPER] = event.#shaper;
     return event.#at;
   }
 
@@ -430,12 +432,12 @@ class ShapedEvent implements KernelEvent {
 
   /** A held event made again: the kind and task read from its record, the rest as it was shaped. */
   static made(parts: ShapedParts, start: bigint, end: bigint, storeId: number | undefined): ShapedEvent {
-    const { kind, pid, tid, comm } = recordTask(parts.bytes.buf, parts.bytes.view, parts.at);
+    const { buf, view } = parts.bytes;
     const event = new ShapedEvent(
-      KIND_NAMES[kind as EventRecord['kind']],
-      pid,
-      tid,
-      comm,
+      KIND_NAMES[kindAt(view, parts.at) as EventRecord['kind']],
+      pidAt(view, parts.at),
+      tidAt(view, parts.at),
+      commAt(buf, view, parts.at),
       start,
       end,
       undefined,
@@ -485,7 +487,8 @@ const B_STORE_ID = 6;
  */
 export class EventBatch {
   private readonly nums: Float64Array;
-  private readonly refs: unknown[] = [];
+  /** Made at their size: pushed onto, they were copied as they grew. */
+  private readonly refs: unknown[];
   private count = 0;
 
   /** Room for `rows`; its times are ns after `base` (Unix ns). */
@@ -494,14 +497,16 @@ export class EventBatch {
     rows: number,
   ) {
     this.nums = new Float64Array(rows * ROW_NUMS);
+    this.refs = new Array<unknown>(rows * REFS).fill(undefined);
   }
 
   /** Events already made, as a batch: each shaped and unstamped is held by its parts (as EventList holds it), any other whole. */
   static of(events: readonly KernelEvent[]): EventBatch {
     const batch = new EventBatch(events[0]?.startUnixNano ?? 0n, events.length);
     for (const event of events) {
-      const at = event.spanContext === undefined ? ShapedEvent.pushParts(event, batch.refs) : undefined;
-      if (at === undefined) batch.refs.push(undefined, undefined, undefined, undefined, event);
+      const at =
+        event.spanContext === undefined ? ShapedEvent.setParts(event, batch.refs, batch.count * REFS) : undefined;
+      if (at === undefined) batch.refs[batch.count * REFS + R_WHOLE] = event;
       batch.row(event.kind, event.pid, event.tid, batch.time(event.startUnixNano), batch.time(event.endUnixNano), at);
       if (event.storeId !== undefined) batch.setStoreId(batch.count - 1, event.storeId);
     }
@@ -526,13 +531,17 @@ export class EventBatch {
     end: number,
     { shaper, bytes, at, process, said }: ShapedParts,
   ): void {
-    this.refs.push(bytes, process, said, shaper, undefined);
+    const r = this.count * REFS;
+    this.refs[r + R_BYTES] = bytes;
+    this.refs[r + R_PROCESS] = process;
+    this.refs[r + R_SAID] = said;
+    this.refs[r + R_SHAPER] = shaper;
     this.row(kind, pid, tid, start, end, at);
   }
 
   /** Adds an event held whole (stamped with its span), its times as this batch's. */
   addWhole(event: KernelEvent, start: number, end: number): void {
-    this.refs.push(undefined, undefined, undefined, undefined, event);
+    this.refs[this.count * REFS + R_WHOLE] = event;
     this.row(event.kind, event.pid, event.tid, start, end);
   }
 
@@ -623,9 +632,9 @@ export class EventBatch {
     return Array.from({ length: this.count }, (_, i) => this.event(i));
   }
 
-  /** Pushes event i's references (REFS) onto `refs`: EventList's. */
-  pushRefs(i: number, refs: unknown[]): void {
-    for (let r = i * REFS; r < (i + 1) * REFS; r++) refs.push(this.refs[r]);
+  /** Copies event i's references (REFS) into `refs` from index `to`: EventList's. */
+  copyRefs(i: number, refs: unknown[], to: number): void {
+    for (let r = 0; r < REFS; r++) refs[to + r] = this.refs[i * REFS + r];
   }
 }
 
@@ -786,10 +795,14 @@ export class EventList {
     this.makeRoom();
     const at = (this.head + i) * NUMS;
     const last = (this.head + this.count) * NUMS;
-    if (i < this.count) this.nums.copyWithin(at + NUMS, at, last);
-    // Its references pushed at the end, or into a list spliced in at i.
-    const refs: unknown[] = i === this.count ? this.refs : [];
-    batch.pushRefs(row, refs);
+    const r = (this.head + i) * REFS;
+    if (i < this.count) {
+      this.nums.copyWithin(at + NUMS, at, last);
+      const lastRef = (this.head + this.count) * REFS;
+      while (this.refs.length < lastRef + REFS) this.refs.push(undefined);
+      this.refs.copyWithin(r + REFS, r, lastRef);
+    }
+    batch.copyRefs(row, this.refs, r);
     this.nums[at + N_START] = start;
     this.nums[at + N_END] = batch.end(row) + this.lastOffset;
     this.nums[at + N_AT] = batch.recordOffset(row);
@@ -797,7 +810,6 @@ export class EventList {
     this.nums[at + N_KIND] = batch.kindNumber(row);
     this.nums[at + N_TAKEN] = NaN;
     this.nums[at + N_OTHER_PID] = NOT_READ;
-    if (i < this.count) this.refs.splice((this.head + i) * REFS, 0, ...refs);
     this.count++;
     return i;
   }
@@ -866,7 +878,8 @@ export class EventList {
   private moveDown(): void {
     if (this.head === 0) return;
     this.nums.copyWithin(0, this.head * NUMS, (this.head + this.count) * NUMS);
-    // Spliced off the front, which keeps the array's room for more (a slice made it grow again).
+    // Spliced off the front, which keeps the array's room for more (a slice made it grow again;
+    // copyWithin, element by element on an array of references, cost ten times as much).
     this.refs.splice(0, this.head * REFS);
     this.head = 0;
   }

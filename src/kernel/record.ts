@@ -720,12 +720,12 @@ export function decodeRecordsOf(buf: Buffer, whole: (kind: number) => boolean): 
     );
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const records: (KernelRecord | undefined)[] = [];
+  const records = new Array<KernelRecord | undefined>(buf.length / RECORD_SIZE).fill(undefined);
   for (let r = 0, index = 0; r < buf.length; r += RECORD_SIZE, index++) {
     const kind = kindAt(view, r);
     if (kind <= 0 || kind >= Kind.MAX)
       throw new RecordError(`record ${index}: unknown kind ${kind} (is the loader built from another causeway.h?)`);
-    records.push(whole(kind) ? decodeRecord(buf, view, r, index) : undefined);
+    if (whole(kind)) records[index] = decodeRecord(buf, view, r, index);
   }
   return records;
 }
@@ -789,16 +789,6 @@ export function decodeRecord(buf: Buffer, view: DataView, r: number, index: numb
   };
   // Onto the header, not spread into a new object: a copy less per record.
   return Object.assign(header, body(kindAt(view, r), buf, view, r, index));
-}
-
-/** The kind and task of the record at byte `r` of a batch: what a held event is made again from, with its times. */
-export function recordTask(buf: Buffer, view: DataView, r: number): Task & { kind: number } {
-  return {
-    kind: kindAt(view, r),
-    pid: pidAt(view, r),
-    tid: tidAt(view, r),
-    comm: commAt(buf, view, r),
-  };
 }
 
 /** The comm of record `r` of a batch. */
