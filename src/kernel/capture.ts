@@ -230,6 +230,13 @@ const flooding = ({ decoding, filled }: Turns) => decoding >= FLOOD_TURNS && 2 *
 const overKinds = (counts: readonly number[]) => counts.reduce((a, b) => a + b, 0);
 /** The records that are events (the DESIGN kinds): shedding drops only these; bookkeeping records (names, execs, libraries) are always kept. */
 const EVENT_KINDS = new Set<number>(Object.keys(KIND_NAMES).map(Number));
+/** The in-kernel reduction's summaries. */
+const SUMMARIES = new Set<number>([
+  Kind.CUDA_LAUNCHES,
+  Kind.SCHED_RUNQUEUE_SUM,
+  Kind.SCHED_BLOCKED_SUM,
+  Kind.FUTEX_WAIT_SUM,
+]);
 
 /**
  * The usual parts, new, over `processes`; demangling problems go to onMessage as warnings. The
@@ -795,19 +802,27 @@ export class KernelCapture {
 
   /**
    * An EVENTS frame's event records that ended more than MAX_LAG_MS ago are shed (counted); its
-   * bookkeeping records are kept. A replay decodes its past: only a live loader's lag is bounded.
+   * bookkeeping records are kept. A summary is written when its window closes, for a thread that
+   * slept long after its last wait ended (README, In-kernel reduction): an old one is shed only
+   * when its frame's newest event is late too, that is when capture trails. A replay decodes its
+   * past: only a live loader's lag is bounded.
    */
   private shedIfLate(payload: Buffer): Buffer {
     if (this.loader === undefined) return payload;
     // Times as doubles, not a BigInt per record: past 2^53 ns (104 days up) they round to a few ns.
     const now = Number(this.monoNow());
     const before = now - MAX_LAG_MS * 1e6;
-    const end = LAYOUT.cw_event.fields.end_ns;
+    const { kind, end_ns: end } = LAYOUT.cw_event.fields;
+    const endOf = (at: number) => payload.readUInt32LE(at + end + 4) * 2 ** 32 + payload.readUInt32LE(at + end);
+    let newest = -Infinity;
+    for (let at = 0; at + RECORD_SIZE <= payload.length; at += RECORD_SIZE)
+      if (EVENT_KINDS.has(payload.readUInt16LE(at + kind))) newest = Math.max(newest, endOf(at));
+    const trailing = newest < before;
     let oldest = now;
     const kept = this.shedTimes(
       shedRecords(payload, this.shedLate, (at) => {
-        const ended = payload.readUInt32LE(at + end + 4) * 2 ** 32 + payload.readUInt32LE(at + end);
-        if (ended >= before) return false;
+        const ended = endOf(at);
+        if (ended >= before || (!trailing && SUMMARIES.has(payload.readUInt16LE(at + kind)))) return false;
         if (ended < oldest) oldest = ended;
         return true;
       }),

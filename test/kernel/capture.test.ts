@@ -19,7 +19,7 @@ import { CudaApi, Kind } from '../../src/kernel/record.js';
 import { until } from '../cli/sidecar.js';
 import { TestMeter } from '../export/meter.js';
 import { fakeLoader } from './fake-loader.js';
-import { launch, record, register } from './records.js';
+import { launch, record, register, waitSum } from './records.js';
 
 /** The stand-in loader's clock: its STATS frame pairs mono 1000 ns with this Unix time, and its WATERMARK is at mono 2000 ns. */
 const FAKE_EPOCH_NS = 1_700_000_000_000_000_000n - 1000n;
@@ -405,4 +405,55 @@ test('events that ended more than the lag bound before they are read are shed, c
   assert.match(off.msg, /\(3 shed for their lag so far\)/);
   assert.equal(capture.counters().sheddingLate, false);
   assert.equal(await m.value('causeway_kernel_shedding_late'), 0);
+});
+
+test("a summary closed long after its waits ended (its thread slept) is decoded when the frame's other events are current, and shed when capture trails", async (t) => {
+  const pid = process.pid;
+  // Read when the loader's clock is a minute past the watermark: the summary's waits ended 60 s before.
+  const now = FAKE_WATERMARK_MONO + 60_000_000_000n;
+  const slept = waitSum({
+    kind: Kind.FUTEX_WAIT_SUM,
+    pid,
+    startNs: 1000n,
+    endNs: 1500n,
+    count: 3,
+    waitNs: 300n,
+    maxNs: 200n,
+  });
+  const step = (endNs: bigint) =>
+    launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x40n, startNs: endNs - 100n, endNs });
+  /** The counters once a frame of `records` was read at `now`. */
+  const read = async (records: Buffer[]) => {
+    const fake = fakeLoader('stream', Buffer.concat(records));
+    const onMessage = () => undefined;
+    let watermarks = 0;
+    const capture = new KernelCapture(
+      {
+        pids: [],
+        comms: [],
+        libs: [],
+        loaderPath: fake.path,
+        onEvents: () => undefined,
+        onWatermark: () => {
+          watermarks++;
+        },
+        onMessage,
+        monoNow: () => now,
+      },
+      captureParts(new ProcessTable(), onMessage),
+    );
+    capture.start();
+    t.after(() => capture.stop());
+    await until('the frame read', 5000, () => watermarks > 0 || undefined);
+    return capture.counters();
+  };
+  const current = await read([slept, step(now - LAG_NS / 2n)]);
+  assert.deepEqual(current.events, { 'futex.waits': 1, 'cuda.launch': 1 }, 'both decoded');
+  assert.equal(current.shedLate['futex.waits'], 0);
+  assert.equal(current.shedLate['cuda.launch'], 0);
+  assert.equal(current.sheddingLate, false);
+  const trailing = await read([slept, step(now - 2n * LAG_NS)]);
+  assert.deepEqual(trailing.events, {});
+  assert.equal(trailing.shedLate['futex.waits'], 1, 'capture trails: the summary is shed');
+  assert.equal(trailing.shedLate['cuda.launch'], 1);
 });
