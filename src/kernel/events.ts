@@ -465,6 +465,23 @@ class ShapedEvent implements KernelEvent {
   }
 }
 
+/** A shaped event made again from its references (REFS, from index `r`), its record's offset, times and store id. */
+function madeFrom(
+  refs: readonly unknown[],
+  r: number,
+  at: number,
+  { start, end, storeId }: { start: bigint; end: bigint; storeId: number | undefined },
+): KernelEvent {
+  const parts = {
+    shaper: refs[r + R_SHAPER] as EventShaper,
+    bytes: refs[r + R_BYTES] as RecordBytes,
+    at,
+    process: refs[r + R_PROCESS] as ProcessInfo,
+    said: refs[r + R_SAID] as Said,
+  };
+  return ShapedEvent.made(parts, start, end, storeId);
+}
+
 /**
  * Numbers per batch row (EventBatch): start and end (ns after the batch's base), its record's
  * offset, its kind (KINDS), pid, tid, the store's id (NaN: none).
@@ -612,19 +629,11 @@ export class EventBatch {
   event(i: number): KernelEvent {
     const whole = this.whole(i);
     if (whole !== undefined) return whole;
-    const r = i * REFS;
-    return ShapedEvent.made(
-      {
-        shaper: this.refs[r + R_SHAPER] as EventShaper,
-        bytes: this.refs[r + R_BYTES] as RecordBytes,
-        at: this.recordOffset(i),
-        process: this.refs[r + R_PROCESS] as ProcessInfo,
-        said: this.refs[r + R_SAID] as Said,
-      },
-      this.base + BigInt(this.start(i)),
-      this.base + BigInt(this.end(i)),
-      this.storeId(i),
-    );
+    return madeFrom(this.refs, i * REFS, this.recordOffset(i), {
+      start: this.base + BigInt(this.start(i)),
+      end: this.base + BigInt(this.end(i)),
+      storeId: this.storeId(i),
+    });
   }
 
   /** Every event, made (event). */
@@ -744,21 +753,13 @@ export class EventList {
   event(i: number): KernelEvent {
     const whole = this.whole(i);
     if (whole !== undefined) return whole;
-    const r = (this.head + i) * REFS;
     const n = (this.head + i) * NUMS;
     const storeId = this.nums[n + N_STORE_ID] ?? NaN;
-    return ShapedEvent.made(
-      {
-        shaper: this.refs[r + R_SHAPER] as EventShaper,
-        bytes: this.refs[r + R_BYTES] as RecordBytes,
-        at: this.nums[n + N_AT] ?? 0,
-        process: this.refs[r + R_PROCESS] as ProcessInfo,
-        said: this.refs[r + R_SAID] as Said,
-      },
-      this.base + BigInt(this.start(i)),
-      this.base + BigInt(this.end(i)),
-      Number.isNaN(storeId) ? undefined : storeId,
-    );
+    return madeFrom(this.refs, (this.head + i) * REFS, this.nums[n + N_AT] ?? 0, {
+      start: this.base + BigInt(this.start(i)),
+      end: this.base + BigInt(this.end(i)),
+      storeId: Number.isNaN(storeId) ? undefined : storeId,
+    });
   }
 
   /**
