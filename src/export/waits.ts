@@ -63,12 +63,12 @@ class RecentLaunches {
 
   constructor(private readonly windowUs: number) {}
 
-  add(launch: KernelEvent): void {
-    let p = this.byPid.get(launch.pid);
-    if (p === undefined) this.byPid.set(launch.pid, (p = { comm: launch.comm, startsUs: [] }));
-    p.comm = launch.comm;
+  /** A launch by `pid` (named `comm`) that began at `start` (Unix µs). */
+  add(pid: number, comm: string, start: number): void {
+    let p = this.byPid.get(pid);
+    if (p === undefined) this.byPid.set(pid, (p = { comm, startsUs: [] }));
+    p.comm = comm;
     // Records arrive nearly in start order: an out-of-order one moves back a few places.
-    const start = Number(launch.startUnixNano / 1000n);
     let i = p.startsUs.length;
     while (i > 0 && (p.startsUs[i - 1] ?? 0) > start) i--;
     p.startsUs.splice(i, 0, start);
@@ -188,8 +188,12 @@ export class KernelWaits {
 
   /** Every captured event, before joining: launches are kept for co-tenant lookups. */
   captured(batch: EventBatch): void {
+    // Read from the batch's columns, no event made: a launch storm is most of a GPU node's events.
+    const baseUs = Number(batch.base / 1000n);
+    const baseNs = Number(batch.base % 1000n);
     for (let i = 0; i < batch.length; i++)
-      if (batch.kind(i) === A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH) this.launches.add(batch.event(i));
+      if (batch.kind(i) === A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH)
+        this.launches.add(batch.pid(i), batch.comm(i), baseUs + Math.floor((baseNs + batch.start(i)) / 1000));
   }
 
   attached(attachments: Attachment<AppSpan>[]): void {

@@ -8,7 +8,8 @@ import type { Attachment } from '../../src/correlate/correlator.js';
 import { KernelWaits, OTHER, WAIT_BUCKETS_S } from '../../src/export/waits.js';
 import { EventBatch, type Attributes, type KernelEvent } from '../../src/kernel/events.js';
 import type { AppSpan } from '../../src/otlp/index.js';
-import { LOADER_PID, crowdedWait, runqueue } from '../kernel/records.js';
+import { CudaApi } from '../../src/kernel/record.js';
+import { LOADER_PID, crowdedWait, launch, runqueue } from '../kernel/records.js';
 import { shaped } from '../kernel/shaped.js';
 import { TestMeter } from './meter.js';
 
@@ -124,8 +125,14 @@ test("launches of other processes during a GPU wait are its co-tenants; the proc
   const { m, waits } = setup(t);
   const hog = { pid: 200, comm: 'gpu_hog' };
   const trainer = { pid: 300, comm: 'trainer' };
+  // As the capture shapes it: read from its record's bytes, no event made.
+  const [served] = await shaped(
+    [launch({ pid: 400, comm: 'server', api: CudaApi.cudaLaunchKernel, func: 0x40n, startNs: 25n * MS })],
+    { epochNs: T0 },
+  );
   waits.captured(
     EventBatch.of([
+      served as KernelEvent,
       event('cuda.launch', 5, 0.01, {}, hog), // before the wait
       event('cuda.launch', 20, 0.01, {}, hog),
       event('cuda.launch', 30, 0.01, {}, trainer),
@@ -139,6 +146,7 @@ test("launches of other processes during a GPU wait are its co-tenants; the proc
     attachment('checkout', [event('cuda.sync', 10, 40, { 'causeway.cuda.api': 'cudaStreamSynchronize' })]),
   ]);
   assert.deepEqual(await m.points('causeway_gpu_cotenant_launches'), [
+    [{ service: 'checkout', cotenant: 'server' }, 1],
     [{ service: 'checkout', cotenant: 'gpu_hog' }, 2],
     [{ service: 'checkout', cotenant: 'trainer' }, 1],
   ]);
