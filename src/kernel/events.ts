@@ -590,6 +590,13 @@ export class EventBatch {
     return this.nums[i * ROW_NUMS + B_TID] ?? 0;
   }
 
+  comm(i: number): string {
+    const whole = this.whole(i);
+    if (whole !== undefined) return whole.comm;
+    const { buf, view } = this.refs[i * REFS + R_BYTES] as RecordBytes;
+    return commAt(buf, view, this.recordOffset(i));
+  }
+
   start(i: number): number {
     return this.nums[i * ROW_NUMS + B_START] ?? NaN;
   }
@@ -688,8 +695,11 @@ export class EventList {
   private readonly refs: unknown[] = [];
   private head = 0;
   private count = 0;
-  /** The batch last added from, and its base in this list's time: worked out once per batch, not per event. */
-  private lastBatch: EventBatch | undefined;
+  /**
+   * The base of the batch last added from, and it in this list's time: worked out once per batch,
+   * not per event (the base, not the batch: a list of a quiet thread would keep its last batch).
+   */
+  private lastBase: bigint | undefined;
   private lastOffset = 0;
 
   /**
@@ -779,8 +789,8 @@ export class EventList {
    * so that place is nearly always the end.
    */
   add(batch: EventBatch, row: number): number {
-    if (batch !== this.lastBatch) {
-      this.lastBatch = batch;
+    if (batch.base !== this.lastBase) {
+      this.lastBase = batch.base;
       this.lastOffset = this.time(batch.base);
     }
     const start = batch.start(row) + this.lastOffset;
@@ -826,7 +836,7 @@ export class EventList {
     const first = this.count === 0 ? undefined : this.start(0);
     if (first === undefined || first < REBASE_AFTER_NS) return;
     this.base += BigInt(first);
-    this.lastBatch = undefined;
+    this.lastBase = undefined;
     for (let n = this.head * NUMS; n < (this.head + this.count) * NUMS; n += NUMS) {
       this.nums[n + N_START] = (this.nums[n + N_START] ?? first) - first;
       this.nums[n + N_END] = (this.nums[n + N_END] ?? first) - first;
