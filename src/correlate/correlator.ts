@@ -273,18 +273,6 @@ function insertByEnd<T>(list: T[], item: T, end: (item: T) => bigint): void {
   list.splice(firstAt(list, end(item) + 1n, end), 0, item);
 }
 
-/** Index of the first held event that began at or after `start` (the list's time). */
-function firstStartingAt({ held }: ThreadEvents, start: number): number {
-  let low = 0;
-  let high = held.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (held.start(middle) < start) low = middle + 1;
-    else high = middle;
-  }
-  return low;
-}
-
 /**
  * Adds to `found` the events of a thread that began in [from, to] and ended at or after
  * `endedFrom` (the list's times), those `keep` says only when given; returns it.
@@ -298,7 +286,7 @@ function window(
   keep?: Keep,
 ): KernelEvent[] {
   const { held } = thread;
-  for (let i = firstStartingAt(thread, from); i < held.length && held.start(i) <= to; i++)
+  for (let i = held.firstStartingAt(from); i < held.length && held.start(i) <= to; i++)
     if (held.end(i) >= endedFrom && (keep === undefined || keep(held, i))) found.push(held.event(i));
   return found;
 }
@@ -879,7 +867,7 @@ export class Correlator<S extends JoinableSpan> {
       const { held } = thread;
       const [from, to] = [held.time(span.startUnixNano), held.time(span.endUnixNano)];
       const othersThen = others.map((o) => ({ start: held.time(o.start), end: held.time(o.end) }));
-      for (let i = firstStartingAt(thread, from); i < held.length && held.start(i) < to; i++) {
+      for (let i = held.firstStartingAt(from); i < held.length && held.start(i) < to; i++) {
         if (held.whole(i)?.spanContext !== undefined) continue; // its own span takes it
         if (held.takenAt(i) > from) continue; // an inner span has it
         if (messageAt(held, i)) continue; // messages only link (linked.ts)
@@ -897,7 +885,7 @@ export class Correlator<S extends JoinableSpan> {
   private indexOf(thread: ThreadEvents, event: KernelEvent): number {
     const { held } = thread;
     const start = held.time(event.startUnixNano);
-    for (let i = firstStartingAt(thread, start); i < held.length && held.start(i) <= start; i++)
+    for (let i = held.firstStartingAt(start); i < held.length && held.start(i) <= start; i++)
       if (held.whole(i) === event) return i;
     return -1;
   }

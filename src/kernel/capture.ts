@@ -230,13 +230,12 @@ const flooding = ({ decoding, filled }: Turns) => decoding >= FLOOD_TURNS && 2 *
 const overKinds = (counts: readonly number[]) => counts.reduce((a, b) => a + b, 0);
 /** The records that are events (the DESIGN kinds): shedding drops only these; bookkeeping records (names, execs, libraries) are always kept. */
 const EVENT_KINDS = new Set<number>(Object.keys(KIND_NAMES).map(Number));
-/** The in-kernel reduction's summaries. */
-const SUMMARIES = new Set<number>([
-  Kind.CUDA_LAUNCHES,
-  Kind.SCHED_RUNQUEUE_SUM,
-  Kind.SCHED_BLOCKED_SUM,
-  Kind.FUTEX_WAIT_SUM,
-]);
+/** The in-kernel reduction's summaries (SUMMARIZED), by record kind. */
+const SUMMARIES = new Set<number>(
+  Object.entries(KIND_NAMES)
+    .filter(([, name]) => SUMMARIZED[name] !== undefined)
+    .map(([kind]) => Number(kind)),
+);
 
 /**
  * The usual parts, new, over `processes`; demangling problems go to onMessage as warnings. The

@@ -734,6 +734,18 @@ export class EventList {
     return this.nums[(this.head + i) * NUMS + N_TAKEN] ?? NaN;
   }
 
+  /** Index of the first event that began at or after `start` (this list's time). */
+  firstStartingAt(start: number): number {
+    let low = 0;
+    let high = this.count;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.start(middle) < start) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+
   /** Event i was taken by a span that began at `spanStart` (this list's time). */
   take(i: number, spanStart: number): void {
     this.nums[(this.head + i) * NUMS + N_TAKEN] = spanStart;
@@ -794,15 +806,8 @@ export class EventList {
       this.lastOffset = this.time(batch.base);
     }
     const start = batch.start(row) + this.lastOffset;
-    let i = this.count;
-    if (i > 0 && this.start(i - 1) > start) {
-      let low = 0;
-      while (low < i) {
-        const middle = (low + i) >>> 1;
-        if (this.start(middle) <= start) low = middle + 1;
-        else i = middle;
-      }
-    }
+    // Times are whole ns: after those that began with it is at the first that began 1 ns later.
+    const i = this.count === 0 || this.start(this.count - 1) <= start ? this.count : this.firstStartingAt(start + 1);
     this.makeRoom();
     const at = (this.head + i) * NUMS;
     const last = (this.head + this.count) * NUMS;

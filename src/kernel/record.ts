@@ -686,13 +686,16 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
     case Kind.FUTEX_WAIT_SUM:
       return summaryBody(kind, view, u);
     default:
-      throw new RecordError(`record ${index}: unknown kind ${kind} (is the loader built from another causeway.h?)`);
+      throw unknownKind(kind, index);
   }
 }
 
 export class RecordError extends Error {
   override name = 'RecordError';
 }
+
+const unknownKind = (kind: number, index: number) =>
+  new RecordError(`record ${index}: unknown kind ${kind} (is the loader built from another causeway.h?)`);
 
 /** The cw_span_context of record `r` of a batch, or undefined when it is all zero (none was read). */
 export function spanContextAt(buf: Buffer, view: DataView, r: number): SpanContextStamp | undefined {
@@ -723,8 +726,7 @@ export function decodeRecordsOf(buf: Buffer, whole: (kind: number) => boolean): 
   const records = new Array<KernelRecord | undefined>(buf.length / RECORD_SIZE).fill(undefined);
   for (let r = 0, index = 0; r < buf.length; r += RECORD_SIZE, index++) {
     const kind = kindAt(view, r);
-    if (kind <= 0 || kind >= Kind.MAX)
-      throw new RecordError(`record ${index}: unknown kind ${kind} (is the loader built from another causeway.h?)`);
+    if (kind <= 0 || kind >= Kind.MAX) throw unknownKind(kind, index);
     if (whole(kind)) records[index] = decodeRecord(buf, view, r, index);
   }
   return records;
@@ -780,8 +782,8 @@ export function decodeRecord(buf: Buffer, view: DataView, r: number, index: numb
     api: api & ~API_PER_THREAD,
     perThread: (api & API_PER_THREAD) !== 0,
     cpu: view.getUint32(r + E.cpu, true),
-    pid: view.getUint32(r + E.pid, true),
-    tid: view.getUint32(r + E.tid, true),
+    pid: pidAt(view, r),
+    tid: tidAt(view, r),
     startNs: view.getBigUint64(r + E.start_ns, true),
     endNs: view.getBigUint64(r + E.end_ns, true),
     comm: commAt(buf, view, r),
