@@ -190,6 +190,13 @@ interface Pending<S extends JoinableSpan> {
 
 const pendingEnd = (p: Pending<JoinableSpan>) => p.span.endUnixNano;
 
+/** The events a span takes as it is joined, with how surely each is its (Correlator.take). */
+interface Taken {
+  scopes: Map<KernelEvent, AttachScope>;
+  /** Of those, the ones another span had taken before (Attachment.takenOver). */
+  takenOver: Set<KernelEvent>;
+}
+
 /** A span known only by its process, joined, taking its other threads' events read since (Attachment.late). */
 interface LateTaker<S extends JoinableSpan> extends Pending<S> {
   /** It has been handed on with events: counted once in spansWithEvents. */
@@ -396,8 +403,8 @@ export class Correlator<S extends JoinableSpan> {
     events: (pid, tid, from, to) => this.overlapping(this.listsOf(pid, tid), from, to),
     linking: (pid, tid, from, to) => this.overlapping(this.listsOf(pid, tid), from, to, linkingOf(pid)),
     processMessages: (pid, from, to) => {
-      const threads = this.byThread.get(pid);
-      const lists = threads === undefined ? [] : [...threads.values()].filter((thread) => thread.messages > 0);
+      const lists: ThreadEvents[] = [];
+      for (const thread of this.byThread.get(pid)?.values() ?? []) if (thread.messages > 0) lists.push(thread);
       return this.overlapping(lists, from, to, messageAt);
     },
     messages: (connections, exceptPid, from, to) => {
@@ -673,7 +680,8 @@ export class Correlator<S extends JoinableSpan> {
         this.join();
       });
     this.recordDelays(ready);
-    const attachments = ready.map(({ span, place }) => {
+    const joined: Attachment<S>[] = [];
+    for (const { span, place } of ready) {
       const linked = linkedWaits(
         {
           pid: place.hostPid,
@@ -684,22 +692,23 @@ export class Correlator<S extends JoinableSpan> {
         this.held,
       );
       this.count.eventsLinked += linked.length;
-      const { scopes, takenOver } = this.take(span, place);
-      return {
-        span,
-        place,
-        events: [...scopes.keys(), ...linked],
-        scopes,
-        ...(takenOver.size === 0 ? {} : { takenOver }),
-        shed: this.shedDuring(span),
-      };
-    });
-    this.count.spansJoined += attachments.length;
-    for (const a of attachments) if (a.shed) this.count.spansShed++;
-    for (const { span, place, events } of attachments)
+      const taken = this.take(span, place);
+      const shed = this.shedDuring(span);
+      if (shed) this.count.spansShed++;
+      const events = taken === undefined ? linked : [...taken.scopes.keys(), ...linked];
       if (place.hostTid === undefined && span.endUnixNano > retired)
         this.takeLate({ span, place, hadEvents: events.length > 0 });
-    const joined = attachments.filter((a) => a.events.length > 0);
+      if (events.length === 0) continue;
+      joined.push({
+        span,
+        place,
+        events,
+        ...(taken === undefined ? {} : { scopes: taken.scopes }),
+        ...(taken === undefined || taken.takenOver.size === 0 ? {} : { takenOver: taken.takenOver }),
+        shed,
+      });
+    }
+    this.count.spansJoined += ready.length;
     this.count.spansWithEvents += joined.length;
     if (joined.length > 0) this.options.onJoined(joined);
   }
@@ -834,51 +843,57 @@ export class Correlator<S extends JoinableSpan> {
 
   /**
    * The events stamped with the span, and those that began within it on its thread, unstamped,
-   * that no inner span took, but messages; each with how surely it is the span's.
+   * that no inner span took, but messages; each with how surely it is the span's. Undefined when
+   * it takes none, as most spans do: nothing is made for them (issue 11: a map, a set and the
+   * other spans of the thread made for every span were a fifth of the main thread's garbage).
    */
-  private take(span: S, place: SpanPlace): { scopes: Map<KernelEvent, AttachScope>; takenOver: Set<KernelEvent> } {
-    const taken = new Map<KernelEvent, AttachScope>();
-    const takenOver = new Set<KernelEvent>();
+  private take(span: S, place: SpanPlace): Taken | undefined {
+    let taken: Taken | undefined;
     const claim = ({ held }: ThreadEvents, i: number, scope: AttachScope) => {
       if (i < 0) return;
+      taken ??= { scopes: new Map(), takenOver: new Set() };
       const event = held.event(i);
       if (Number.isNaN(held.takenAt(i))) this.countAttached(scope);
       else {
-        takenOver.add(event);
+        taken.takenOver.add(event);
         // Taken over: an event loop's spans, open together, may each take it over in turn.
         held.holdWhole(i, event);
       }
       held.take(i, held.time(span.startUnixNano));
-      taken.set(event, scope);
+      taken.scopes.set(event, scope);
     };
     for (const event of this.bySpan.get(span.spanId) ?? []) {
       if (event.spanContext?.traceId !== span.traceId || isMessage(event)) continue;
       const thread = this.byThread.get(event.pid)?.get(event.tid);
       if (thread !== undefined) claim(thread, this.indexOf(thread, event), A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT);
     }
-    const lists = this.listsOf(place.hostPid, place.hostTid);
-    const spans =
-      place.hostTid === undefined
-        ? undefined
-        : this.threadSpans.get(`${String(place.hostPid)}/${String(place.hostTid)}`);
-    const others = spans === undefined ? [] : othersOnThread(span, spans);
-    for (const thread of lists) {
+    for (const thread of this.listsOf(place.hostPid, place.hostTid)) {
       if (thread === undefined) continue;
       const { held } = thread;
       const [from, to] = [held.time(span.startUnixNano), held.time(span.endUnixNano)];
-      const othersThen = others.map((o) => ({ start: held.time(o.start), end: held.time(o.end) }));
+      let othersThen: { start: number; end: number }[] | undefined;
       for (let i = held.firstStartingAt(from); i < held.length && held.start(i) < to; i++) {
         if (held.whole(i)?.spanContext !== undefined) continue; // its own span takes it
         if (held.takenAt(i) > from) continue; // an inner span has it
         if (messageAt(held, i)) continue; // messages only link (linked.ts)
         if (place.hostTid === undefined) claim(thread, i, A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS);
         else {
+          othersThen ??= this.othersOnThread(span, place.hostPid, place.hostTid).map((o) => ({
+            start: held.time(o.start),
+            end: held.time(o.end),
+          }));
           const scope = threadScope(from, othersThen, held.start(i));
           if (scope !== undefined) claim(thread, i, scope);
         }
       }
     }
-    return { scopes: inStartOrder(taken), takenOver };
+    return taken === undefined ? undefined : { scopes: inStartOrder(taken.scopes), takenOver: taken.takenOver };
+  }
+
+  /** The other spans of the span's thread that are not its ancestors (othersOnThread). */
+  private othersOnThread(span: S, pid: number, tid: number): ThreadSpan[] {
+    const spans = this.threadSpans.get(`${String(pid)}/${String(tid)}`);
+    return spans === undefined ? [] : othersOnThread(span, spans);
   }
 
   /** Where an event held whole is in its thread's list (events starting together are few); -1 if gone. */

@@ -185,9 +185,11 @@ interface Exchange {
 
 /** The exchanges a request had with other processes on socket connections, from its thread's messages. */
 function socketExchanges(request: Request, own: KernelEvent[], held: HeldEvents): Exchange[] {
+  const sockets = own.filter((m) => !onPipe(m));
+  if (sockets.length === 0) return [];
   const firstSend = new Map<string, KernelEvent>();
   const lastRecv = new Map<string, KernelEvent>();
-  for (const m of own.filter((m) => !onPipe(m))) {
+  for (const m of sockets) {
     const c = connectionOf(m);
     if (isSend(m)) {
       if (!firstSend.has(c)) firstSend.set(c, m);
@@ -236,10 +238,10 @@ function side(request: Request, own: KernelEvent[], held: HeldEvents, send: bool
  * handed the reply), not the thread that did the work.
  */
 function pipeExchanges(request: Request, own: KernelEvent[], held: HeldEvents): Exchange[] {
+  const writes = side(request, own, held, true);
+  if (writes.length === 0) return [];
   const firstWrite = new Map<string, KernelEvent>();
-  for (const m of side(request, own, held, true))
-    if (!firstWrite.has(connectionOf(m))) firstWrite.set(connectionOf(m), m);
-  if (firstWrite.size === 0) return [];
+  for (const m of writes) if (!firstWrite.has(connectionOf(m))) firstWrite.set(connectionOf(m), m);
   const lastRead = new Map<string, KernelEvent>();
   for (const m of side(request, own, held, false)) lastRead.set(connectionOf(m), m); // in start order: the last stays
   if (lastRead.size === 0) return [];
@@ -286,6 +288,10 @@ function pipeExchanges(request: Request, own: KernelEvent[], held: HeldEvents): 
 export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
   // What links: the request's messages, and its waits another task ended (not every event it holds).
   const own = held.linking(request.pid, request.tid, request.from, request.to);
+  const messages = own.filter(isMessage);
+  const exchanges = [...socketExchanges(request, messages, held), ...pipeExchanges(request, messages, held)];
+  // Most requests have neither: nothing more is made for them (issue 11).
+  if (exchanges.length === 0 && messages.length === own.length) return [];
   type Owner = Pick<KernelEvent, 'pid' | 'tid' | 'comm'>;
   // By waitKey: a held event read twice (two exchanges with one thread) is two objects.
   const links = new Map<string, { event: KernelEvent; kind: LinkKind; owner: Owner }>();
@@ -306,8 +312,7 @@ export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
       if (!links.has(key)) links.set(key, { event: e, kind, owner });
     }
   };
-  const messages = own.filter(isMessage);
-  for (const x of [...socketExchanges(request, messages, held), ...pipeExchanges(request, messages, held)])
+  for (const x of exchanges)
     for (const tid of x.tids)
       add(held.events(x.pid, tid, x.from, x.to), x.from, x.to, A.CAUSEWAY_LINK_VALUE_CONNECTION, ownerOf(x.send));
   // Its waits among them are those a task of another process ended (HeldEvents.linking).

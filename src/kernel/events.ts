@@ -880,11 +880,16 @@ export class EventList {
     }
   }
 
-  /** Room for one more event: the held moved down over those removed, or the numbers' array doubled. */
+  /**
+   * Room for one more event: the held moved down over those removed, or the numbers' array
+   * doubled when that would leave room for fewer than half as many again: each move is then paid
+   * for by as many events added since (a list evicting as fast as it adds, nearly full, moved all
+   * it held every few events).
+   */
   private makeRoom(): void {
     if ((this.head + this.count + 1) * NUMS <= this.nums.length) return;
     if (this.head > 0) this.moveDown();
-    if ((this.count + 1) * NUMS <= this.nums.length) return;
+    if ((this.count + 1 + (this.count >> 1)) * NUMS <= this.nums.length) return;
     const grown = new Float64Array(this.nums.length * 2);
     grown.set(this.nums.subarray(0, this.count * NUMS));
     this.nums = grown;
