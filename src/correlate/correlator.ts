@@ -436,6 +436,7 @@ export class Correlator<S extends JoinableSpan> {
   addEvents(events: EventBatch | KernelEvent[]): void {
     const batch = Array.isArray(events) ? EventBatch.of(events) : events;
     let late: Map<LateTaker<S>, KernelEvent[]> | undefined;
+    const lastEnds = new Map<number, number>();
     let newestEnd = -Infinity;
     for (let i = 0; i < batch.length; i++) {
       const pid = batch.pid(i);
@@ -463,7 +464,7 @@ export class Correlator<S extends JoinableSpan> {
       }
       const at = held.add(batch, i);
       const message = batch.kind(i) === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
-      const taker = this.lateTakerCount === 0 || message ? undefined : this.lateTaker(batch, i);
+      const taker = this.lateTakerCount === 0 || message ? undefined : this.lateTaker(batch, i, lastEnds);
       if (taker !== undefined) {
         held.take(at, held.time(taker.span.startUnixNano));
         this.countAttached(
@@ -499,18 +500,27 @@ export class Correlator<S extends JoinableSpan> {
     if (late !== undefined) this.handLate(late);
   }
 
-  /** The joined span known only by its process that takes event i of a batch, read late (not a message): the innermost it began in, if any. */
-  private lateTaker(batch: EventBatch, i: number): LateTaker<S> | undefined {
+  /**
+   * The joined span known only by its process that takes event i of a batch, read late (not a
+   * message): the innermost it began in, if any. `lastEnds`: by pid, when the last of its spans
+   * taking late events ended, in the batch's time, as worked out for the batch so far.
+   */
+  private lateTaker(batch: EventBatch, i: number, lastEnds: Map<number, number>): LateTaker<S> | undefined {
     const stamp = batch.spanContext(i);
     if (stamp !== undefined) {
       const taker = this.lateTakerById.get(stamp.spanId);
       return taker?.span.traceId === stamp.traceId ? taker : undefined;
     }
-    const takers = this.lateTakers.get(batch.pid(i));
-    if (takers === undefined) return undefined;
+    const pid = batch.pid(i);
+    const takers = this.lateTakers.get(pid);
+    const last = takers?.at(-1);
+    if (takers === undefined || last === undefined) return undefined;
+    // Most events began after every span there ended: told in the batch's time, with no bigint
+    // made per event (while spans take late events, every event is looked at here: issue 11).
+    let lastEnd = lastEnds.get(pid);
+    if (lastEnd === undefined) lastEnds.set(pid, (lastEnd = Number(last.span.endUnixNano - batch.base)));
+    if (batch.start(i) >= lastEnd) return undefined;
     const start = batch.base + BigInt(batch.start(i));
-    // Most events began after every span there ended.
-    if (start >= (takers.at(-1)?.span.endUnixNano ?? start)) return undefined;
     let innermost: LateTaker<S> | undefined;
     for (let t = firstAt(takers, start + 1n, pendingEnd); t < takers.length; t++) {
       const taker = takers[t];
@@ -849,7 +859,8 @@ export class Correlator<S extends JoinableSpan> {
    */
   private take(span: S, place: SpanPlace): Taken | undefined {
     let taken: Taken | undefined;
-    const claim = ({ held }: ThreadEvents, i: number, scope: AttachScope) => {
+    /** Claims event i of a list, `spanStart` the span's start in the list's time. */
+    const claim = ({ held }: ThreadEvents, i: number, scope: AttachScope, spanStart: number) => {
       if (i < 0) return;
       taken ??= { scopes: new Map(), takenOver: new Set() };
       const event = held.event(i);
@@ -859,13 +870,19 @@ export class Correlator<S extends JoinableSpan> {
         // Taken over: an event loop's spans, open together, may each take it over in turn.
         held.holdWhole(i, event);
       }
-      held.take(i, held.time(span.startUnixNano));
+      held.take(i, spanStart);
       taken.scopes.set(event, scope);
     };
     for (const event of this.bySpan.get(span.spanId) ?? []) {
       if (event.spanContext?.traceId !== span.traceId || isMessage(event)) continue;
       const thread = this.byThread.get(event.pid)?.get(event.tid);
-      if (thread !== undefined) claim(thread, this.indexOf(thread, event), A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT);
+      if (thread !== undefined)
+        claim(
+          thread,
+          this.indexOf(thread, event),
+          A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT,
+          thread.held.time(span.startUnixNano),
+        );
     }
     for (const thread of this.listsOf(place.hostPid, place.hostTid)) {
       if (thread === undefined) continue;
@@ -876,14 +893,14 @@ export class Correlator<S extends JoinableSpan> {
         if (held.whole(i)?.spanContext !== undefined) continue; // its own span takes it
         if (held.takenAt(i) > from) continue; // an inner span has it
         if (messageAt(held, i)) continue; // messages only link (linked.ts)
-        if (place.hostTid === undefined) claim(thread, i, A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS);
+        if (place.hostTid === undefined) claim(thread, i, A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS, from);
         else {
           othersThen ??= this.othersOnThread(span, place.hostPid, place.hostTid).map((o) => ({
             start: held.time(o.start),
             end: held.time(o.end),
           }));
           const scope = threadScope(from, othersThen, held.start(i));
-          if (scope !== undefined) claim(thread, i, scope);
+          if (scope !== undefined) claim(thread, i, scope, from);
         }
       }
     }
