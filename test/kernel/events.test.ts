@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -37,11 +37,11 @@ const errors: string[] = [];
 const demangler = new Demangler((message) => {
   errors.push(message);
 });
+const sys = mkdtempSync(join(tmpdir(), 'causeway-sys-'));
 after(() => {
   demangler.close();
+  rmSync(sys, { recursive: true, force: true });
 });
-
-const sys = mkdtempSync(join(tmpdir(), 'causeway-sys-'));
 mkdirSync(join(sys, 'dev/block/253:16'), { recursive: true });
 writeFileSync(join(sys, 'dev/block/253:16/uevent'), 'MAJOR=253\nMINOR=16\nDEVNAME=vdb\nDEVTYPE=disk\n');
 

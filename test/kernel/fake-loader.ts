@@ -1,7 +1,7 @@
 // Writes an executable stand-in for bpf/build/causeway-loader that plays a scenario, so that
 // supervision and decoding are tested without eBPF. It logs its argv and stdin commands,
 // one JSON line per event, to `<dir>/log`.
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -75,6 +75,10 @@ export interface FakeLoader {
 /** `tickMs`: the trickles' period (10 ms unless given). */
 export function fakeLoader(scenario: Scenario, events?: Buffer, tickMs?: number): FakeLoader {
   const dir = mkdtempSync(join(tmpdir(), 'causeway-fake-loader-'));
+  // A test may stop its sidecar last of all, so the script goes when the test process does.
+  process.once('exit', () => {
+    rmSync(dir, { recursive: true, force: true });
+  });
   const path = join(dir, 'causeway-loader');
   writeFileSync(path, SCRIPT(new URL('./records.js', import.meta.url).href));
   chmodSync(path, 0o755);

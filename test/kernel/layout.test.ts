@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -33,9 +33,14 @@ interface CLayout {
 }
 
 function compileLayout(): CLayout {
-  const binary = join(mkdtempSync(join(tmpdir(), 'causeway-layout-')), 'layout');
-  execFileSync('gcc', ['-Wall', '-Werror', '-o', binary, join(packageRoot, 'test/kernel/layout.c')]);
-  return JSON.parse(execFileSync(binary, { encoding: 'utf8' })) as CLayout;
+  const dir = mkdtempSync(join(tmpdir(), 'causeway-layout-'));
+  try {
+    const binary = join(dir, 'layout');
+    execFileSync('gcc', ['-Wall', '-Werror', '-o', binary, join(packageRoot, 'test/kernel/layout.c')]);
+    return JSON.parse(execFileSync(binary, { encoding: 'utf8' })) as CLayout;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const withoutPrefix = (values: Record<string, number>, prefix: string) =>

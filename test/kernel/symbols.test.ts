@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { definesFunction } from '../../src/kernel/symbols.js';
 
 // A program that defines the runtime's launch function, as one linking it statically does.
@@ -12,8 +12,12 @@ extern "C" void cudaLaunchKernel(void) {}
 int main() { cudaLaunchKernel(); }
 `;
 
+const dir = mkdtempSync(join(tmpdir(), 'causeway-symbols-'));
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
 function build(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'causeway-symbols-'));
   writeFileSync(join(dir, 'target.cc'), SOURCE);
   execFileSync('g++', ['-O1', '-pie', '-fPIE', '-o', join(dir, 'target'), join(dir, 'target.cc')]);
   return join(dir, 'target');
