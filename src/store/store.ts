@@ -521,7 +521,6 @@ export class Store implements TraceSource {
     return this.handed + this.writing;
   }
 
-  /** Rows go to the worker now (postMessage copies them, or moves the packed buffer); a store down or closed counts them as lost. */
   /** Counts rows as handed over; false when the store is down or closed, and they are counted lost. */
   private take(rows: number): boolean {
     if (this.down !== undefined || this.closed) {
