@@ -62,9 +62,11 @@ export interface StoreOptions extends StoreRetention {
 
 /**
  * DuckDB's memory limit: an on-disk store needs memory only for its buffers and queries (blocks
- * past the limit are read back from the file); an in-memory one holds its rows there too.
+ * past the limit are read back from the file); an in-memory one holds its rows there too. At
+ * 128 MB on disk, DuckDB held 57 to 128 MB under the whole-sidecar load; at 64 MB the MCP tools'
+ * latencies on a full store (1M events, 100k spans) were those at 128 (README, Benchmark).
  */
-const MEMORY_LIMIT = { onDisk: '128MB', inMemory: '256MB' } as const;
+const MEMORY_LIMIT = { onDisk: '64MB', inMemory: '256MB' } as const;
 /**
  * The worker's young generation, in MiB (V8's default is 3 semi-spaces of up to 16 MiB each):
  * the rows it is handed are short-lived, and a small nursery measured 23 to 31 MiB of worker
