@@ -764,9 +764,10 @@ export class Correlator<S extends JoinableSpan> {
   }
 
   private recordDelays(joined: { span: S }[]): void {
-    const now = this.now();
+    // In ms as numbers (exact to a µs): no bigint made per span.
+    const nowMs = toMs(this.now());
     for (const { span } of joined) {
-      const ms = toMs(now - span.endUnixNano);
+      const ms = nowMs - toMs(span.endUnixNano);
       this.recentDelaysMs[this.joinsRecorded++ % RECENT_JOINS] = ms;
       this.joinDelay?.record(ms / 1000);
     }
