@@ -55,13 +55,12 @@ const SCOPES: readonly AttachScope[] = [
 
 /** How surely the event is the attachment's span's. */
 export function scopeOf(attachment: Attachment, event: KernelEvent): AttachScope {
-  return (
-    attachment.scopes?.get(event) ??
-    (attachment.place.hostTid === undefined
-      ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS
-      : A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD)
-  );
+  return attachment.scopes?.get(event) ?? placeScope(attachment.place);
 }
+
+/** How surely an event is a span's when the span is known by its place alone: by its thread, or by its process. */
+const placeScope = (place: SpanPlace): AttachScope =>
+  place.hostTid === undefined ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS : A.CAUSEWAY_ATTACH_SCOPE_VALUE_THREAD;
 
 /** The least sure of the scopes; undefined for none. */
 export function weakestScope(scopes: Iterable<AttachScope>): AttachScope | undefined {
@@ -92,7 +91,10 @@ export interface Attachment<S extends JoinableSpan = JoinableSpan> {
    * and the linked waits of other processes it waited on (linked.ts: new events, not held here).
    */
   events: KernelEvent[];
-  /** How surely each event taken is the span's; one not in it (a linked wait) has its place's scope (scopeOf). */
+  /**
+   * How surely an event taken is the span's, where not as its place says: an event not in it (most
+   * are, and a linked wait) has its place's scope (scopeOf).
+   */
   scopes?: Map<KernelEvent, AttachScope>;
   /**
    * Of `events`, those another span had taken before (an inner span that came later takes them
@@ -190,8 +192,9 @@ interface Pending<S extends JoinableSpan> {
 
 const pendingEnd = (p: Pending<JoinableSpan>) => p.span.endUnixNano;
 
-/** The events a span takes as it is joined, with how surely each is its (Correlator.take). */
+/** The events a span takes as it is joined, by start, with how surely each is its where not as its place says (Correlator.take). */
 interface Taken {
+  events: KernelEvent[];
   scopes: Map<KernelEvent, AttachScope>;
   /** Of those, the ones another span had taken before (Attachment.takenOver). */
   takenOver: Set<KernelEvent>;
@@ -334,15 +337,12 @@ function threadScope(
   return scope;
 }
 
-/** The events taken, by start: as taken when already so (one thread's, nothing stamped), without a copy. */
-function inStartOrder(taken: Map<KernelEvent, AttachScope>): Map<KernelEvent, AttachScope> {
-  let previous: bigint | undefined;
-  for (const event of taken.keys()) {
-    if (previous !== undefined && event.startUnixNano < previous)
-      return new Map([...taken].sort(([a], [b]) => byTime(a.startUnixNano, b.startUnixNano)));
-    previous = event.startUnixNano;
-  }
-  return taken;
+/** The events taken, by start: sorted unless already so (one thread's, nothing stamped). */
+function inStartOrder(events: KernelEvent[]): KernelEvent[] {
+  for (let i = 1; i < events.length; i++)
+    if ((events[i] as KernelEvent).startUnixNano < (events[i - 1] as KernelEvent).startUnixNano)
+      return events.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+  return events;
 }
 
 export class Correlator<S extends JoinableSpan> {
@@ -705,7 +705,7 @@ export class Correlator<S extends JoinableSpan> {
       const taken = this.take(span, place);
       const shed = this.shedDuring(span);
       if (shed) this.count.spansShed++;
-      const events = taken === undefined ? linked : [...taken.scopes.keys(), ...linked];
+      const events = taken === undefined ? linked : taken.events.concat(linked);
       if (place.hostTid === undefined && span.endUnixNano > retired)
         this.takeLate({ span, place, hadEvents: events.length > 0 });
       if (events.length === 0) continue;
@@ -713,7 +713,7 @@ export class Correlator<S extends JoinableSpan> {
         span,
         place,
         events,
-        ...(taken === undefined ? {} : { scopes: taken.scopes }),
+        ...(taken === undefined || taken.scopes.size === 0 ? {} : { scopes: taken.scopes }),
         ...(taken === undefined || taken.takenOver.size === 0 ? {} : { takenOver: taken.takenOver }),
         shed,
       });
@@ -860,10 +860,11 @@ export class Correlator<S extends JoinableSpan> {
    */
   private take(span: S, place: SpanPlace): Taken | undefined {
     let taken: Taken | undefined;
+    const byPlace = placeScope(place);
     /** Claims event i of a list, `spanStart` the span's start in the list's time. */
     const claim = ({ held }: ThreadEvents, i: number, scope: AttachScope, spanStart: number) => {
       if (i < 0) return;
-      taken ??= { scopes: new Map(), takenOver: new Set() };
+      taken ??= { events: [], scopes: new Map(), takenOver: new Set() };
       const event = held.event(i);
       if (Number.isNaN(held.takenAt(i))) this.countAttached(scope);
       else {
@@ -872,7 +873,9 @@ export class Correlator<S extends JoinableSpan> {
         held.holdWhole(i, event);
       }
       held.take(i, spanStart);
-      taken.scopes.set(event, scope);
+      taken.events.push(event);
+      // Most events are as sure as the span's place says: they need no entry (a Map entry per event taken).
+      if (scope !== byPlace) taken.scopes.set(event, scope);
     };
     for (const event of this.bySpan.get(span.spanId) ?? []) {
       if (event.spanContext?.traceId !== span.traceId || isMessage(event)) continue;
@@ -905,7 +908,7 @@ export class Correlator<S extends JoinableSpan> {
         }
       }
     }
-    return taken === undefined ? undefined : { scopes: inStartOrder(taken.scopes), takenOver: taken.takenOver };
+    return taken === undefined ? undefined : { ...taken, events: inStartOrder(taken.events) };
   }
 
   /** The other spans of the span's thread that are not its ancestors (othersOnThread). */

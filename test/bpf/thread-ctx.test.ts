@@ -14,7 +14,7 @@ import { mkdirSync, mkdtempSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { Correlator, type Attachment, type JoinableSpan } from '../../src/correlate/correlator.js';
+import { Correlator, scopeOf, type Attachment, type JoinableSpan } from '../../src/correlate/correlator.js';
 import { sampleOffset } from '../../src/kernel/clock.js';
 import {
   kernelAvailable,
@@ -80,7 +80,7 @@ function attached(attachment: Attachment | undefined, wait: CapturedEvent) {
   const event = attachment?.events.find(
     (e) => e.kind === wait.kind && e.startUnixNano === BigInt(wait.start_unix_nano),
   );
-  return event === undefined ? undefined : attachment?.scopes?.get(event);
+  return event === undefined || attachment === undefined ? undefined : scopeOf(attachment, event);
 }
 
 async function run(t: TestContext, program: string, args: string[] = []) {

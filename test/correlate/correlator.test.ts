@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import {
   Correlator,
   SPANS_JOINED_PER_TURN,
+  scopeOf,
   type Attachment,
   type JoinableSpan,
   type SpanPlace,
@@ -626,7 +627,7 @@ test("an event under a child span on the child's thread is thread scope: its ope
   correlator.join();
   const handler = joined.find((a) => a.span.spanId === 'handler');
   assert.deepEqual(handler?.events, [wait]);
-  assert.equal(handler.scopes?.get(wait), 'thread');
+  assert.equal(scopeOf(handler, wait), 'thread');
 });
 
 test('an event of a span known only by its process is process scope', () => {
@@ -636,7 +637,7 @@ test('an event of a span known only by its process is process scope', () => {
   correlator.addEvents([wait]);
   addSpans([span('somewhere', 10n * S, 10n * S + 500n * MS)]);
   correlator.join();
-  assert.equal(single(joined).scopes?.get(wait), 'process');
+  assert.equal(scopeOf(single(joined), wait), 'process');
 });
 
 function single<T>(items: T[]): T {
