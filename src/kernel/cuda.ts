@@ -17,7 +17,7 @@ import {
   type Pending,
 } from './inflight.js';
 import { Lru } from './lru.js';
-import { CudaApi, DEVICE_UNKNOWN, Kind, type CudaOp, type KernelRecord } from './record.js';
+import { CudaApi, DEVICE_UNKNOWN, Kind, type CudaOp, type KernelRecord, type LaunchCall } from './record.js';
 
 const MAX_INFLIGHT_NAMES = 5;
 /** cudaStreamLegacy and cudaStreamPerThread, which the driver's CU_STREAM_LEGACY and CU_STREAM_PER_THREAD equal. */
@@ -160,15 +160,14 @@ export class CudaState {
    * what was queued ahead. A long launch onto an empty stream waited for something else (the
    * first launch of a kernel loads its module).
    */
-  launch(record: RecordOf<typeof Kind.CUDA_LAUNCH>, long: boolean): Launched {
-    const { launch } = record;
-    const process = this.process(record.pid);
-    const stream = this.stream(process, record, launch.stream, launch.device);
+  launch(call: LaunchCall, long: boolean): Launched {
+    const process = this.process(call.pid);
+    const stream = this.stream(process, call, call.stream, call.device);
     const queued = long && stream.capture === undefined ? stream.queued() : undefined;
     const ahead = queued !== undefined && queued.streams.length > 0 ? this.inflight(queued) : undefined;
-    const launched = GRAPH_LAUNCHES.has(record.api)
-      ? this.graphLaunch(process, stream, launch.func, launch.ret)
-      : this.kernelLaunch(process, stream, launch.func, launch.ret);
+    const launched = GRAPH_LAUNCHES.has(call.api)
+      ? this.graphLaunch(process, stream, call.func, call.ret)
+      : this.kernelLaunch(process, stream, call.func, call.ret);
     return ahead === undefined ? launched : { ...launched, ahead };
   }
 
@@ -356,7 +355,12 @@ export class CudaState {
    * The stream a handle names in this call. The default streams are per device (and the
    * per-thread one per thread too): a per-thread variant's 0 is the thread's own stream.
    */
-  private stream(process: ProcessCuda, record: KernelRecord, handle: bigint, device: number): Stream {
+  private stream(
+    process: ProcessCuda,
+    record: Pick<KernelRecord, 'tid' | 'perThread'>,
+    handle: bigint,
+    device: number,
+  ): Stream {
     const d = known(device);
     let key: string | bigint = handle;
     if (handle === STREAM_PER_THREAD || (handle === 0n && record.perThread)) key = `thread/${record.tid}/${d}`;

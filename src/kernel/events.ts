@@ -15,6 +15,7 @@ import {
   decodeRecord,
   endAfter,
   kindAt,
+  launchCallAt,
   otherPidAt,
   otherTaskAt,
   pidAt,
@@ -142,6 +143,7 @@ const MAX_GRAPH_KERNELS = 32;
  * finds the launch queue full waits in the call for queued work to complete.
  */
 export const LAUNCH_BLOCKED_NS = 100_000n;
+const LAUNCH_BLOCKED = Number(LAUNCH_BLOCKED_NS);
 const ms = (ns: bigint) => Number(ns) / 1e6;
 
 /** A launch that blocked (the launch queue was full): a wait, unlike other launches. */
@@ -274,7 +276,6 @@ export interface EventShaperParts {
 
 /** The records the shaper, or the CUDA state before it (learnNames), reads whole: the others are read from their bytes. */
 const READ_WHOLE = new Set<number>([
-  Kind.CUDA_LAUNCH,
   Kind.CUDA_SYNC,
   Kind.CUDA_MEMCPY,
   Kind.CUDA_MALLOC,
@@ -465,21 +466,27 @@ class ShapedEvent implements KernelEvent {
   }
 }
 
+/**
+ * A shaped event's parts as they are handed over: filled and copied out at once (an event takes
+ * its fields, a batch its references), one object for all, not one per event made.
+ */
+const handedOver = {} as ShapedParts;
+
 /** A shaped event made again from its references (REFS, from index `r`), its record's offset, times and store id. */
 function madeFrom(
   refs: readonly unknown[],
   r: number,
   at: number,
-  { start, end, storeId }: { start: bigint; end: bigint; storeId: number | undefined },
+  start: bigint,
+  end: bigint,
+  storeId: number,
 ): KernelEvent {
-  const parts = {
-    shaper: refs[r + R_SHAPER] as EventShaper,
-    bytes: refs[r + R_BYTES] as RecordBytes,
-    at,
-    process: refs[r + R_PROCESS] as ProcessInfo,
-    said: refs[r + R_SAID] as Said,
-  };
-  return ShapedEvent.made(parts, start, end, storeId);
+  handedOver.shaper = refs[r + R_SHAPER] as EventShaper;
+  handedOver.bytes = refs[r + R_BYTES] as RecordBytes;
+  handedOver.at = at;
+  handedOver.process = refs[r + R_PROCESS] as ProcessInfo;
+  handedOver.said = refs[r + R_SAID] as Said;
+  return ShapedEvent.made(handedOver, start, end, Number.isNaN(storeId) ? undefined : storeId);
 }
 
 /**
@@ -636,11 +643,15 @@ export class EventBatch {
   event(i: number): KernelEvent {
     const whole = this.whole(i);
     if (whole !== undefined) return whole;
-    return madeFrom(this.refs, i * REFS, this.recordOffset(i), {
-      start: this.base + BigInt(this.start(i)),
-      end: this.base + BigInt(this.end(i)),
-      storeId: this.storeId(i),
-    });
+    const n = i * ROW_NUMS;
+    return madeFrom(
+      this.refs,
+      i * REFS,
+      this.nums[n + B_AT] ?? 0,
+      this.base + BigInt(this.nums[n + B_START] ?? 0),
+      this.base + BigInt(this.nums[n + B_END] ?? 0),
+      this.nums[n + B_STORE_ID] ?? NaN,
+    );
   }
 
   /** Every event, made (event). */
@@ -776,12 +787,14 @@ export class EventList {
     const whole = this.whole(i);
     if (whole !== undefined) return whole;
     const n = (this.head + i) * NUMS;
-    const storeId = this.nums[n + N_STORE_ID] ?? NaN;
-    return madeFrom(this.refs, (this.head + i) * REFS, this.nums[n + N_AT] ?? 0, {
-      start: this.base + BigInt(this.start(i)),
-      end: this.base + BigInt(this.end(i)),
-      storeId: Number.isNaN(storeId) ? undefined : storeId,
-    });
+    return madeFrom(
+      this.refs,
+      (this.head + i) * REFS,
+      this.nums[n + N_AT] ?? 0,
+      this.base + BigInt(this.nums[n + N_START] ?? 0),
+      this.base + BigInt(this.nums[n + N_END] ?? 0),
+      this.nums[n + N_STORE_ID] ?? NaN,
+    );
   }
 
   /**
@@ -944,15 +957,19 @@ export class EventShaper {
         process = this.parts.processes.get(pid);
       }
       const name = KIND_NAMES[kind as EventRecord['kind']];
-      const parts = {
-        shaper: this,
-        bytes,
-        at,
-        process: process as ProcessInfo,
-        said: record === undefined ? undefined : this.update(record as EventRecord),
-      };
+      const parts = handedOver;
+      parts.shaper = this;
+      parts.bytes = bytes;
+      parts.at = at;
+      parts.process = process as ProcessInfo;
       const start = startAfter(view, at, base);
       const end = endAfter(view, at, base);
+      parts.said =
+        kind === Kind.CUDA_LAUNCH
+          ? this.parts.cuda.launch(launchCallAt(view, at), end - start >= LAUNCH_BLOCKED)
+          : record === undefined
+            ? undefined
+            : this.update(record as EventRecord);
       // A record decoded whole has read its stamp (and comm) already.
       const stamp = record === undefined ? spanContextAt(buf, view, at) : record.spanContext;
       if (stamp === undefined) {
@@ -978,8 +995,6 @@ export class EventShaper {
   private update(record: EventRecord): Said {
     const { cuda } = this.parts;
     switch (record.kind) {
-      case Kind.CUDA_LAUNCH:
-        return cuda.launch(record, record.endNs - record.startNs >= LAUNCH_BLOCKED_NS);
       case Kind.CUDA_SYNC:
         return cuda.synced(record);
       case Kind.CUDA_MEMCPY:
