@@ -55,7 +55,8 @@ Measures what capture costs on this machine, as the README's Benchmark section s
 its tables, then one of what was measured against issue 11's targets. Rows with probes need root.
 
 Options:
-  --rounds N              interleaved rounds of each workload row (default 5)
+  --rounds N              interleaved rounds of each workload row, and runs of each decode
+                          through correlation row (default 5)
   --round-seconds S       how long each configuration runs in a round (default 1)
   --load-seconds S        the whole sidecar's load and flood window (default 60)
   --load-events-per-s N   kernel events the load asks of its workloads (default 200000)
@@ -491,9 +492,9 @@ function sidecarLoadRun(flood: boolean) {
 const MEASURES: Record<string, (targets: TargetCheck[]) => Promise<string[]>> = {
   decode: async (targets) => {
     const rate = await decodeRate();
-    const { row, target } = await decodeThroughCorrelation();
+    const { row, target } = await decodeThroughCorrelation(ROUNDS);
     targets.push(target);
-    return [rate, row, await asyncDecodeThroughCorrelation()];
+    return [rate, row, await asyncDecodeThroughCorrelation(ROUNDS)];
   },
   'high-rate': async () => [await highRate()],
   startup: async () => [await startup()],
