@@ -76,9 +76,35 @@ interface ExecState {
   kernels?: GraphKernels;
 }
 
+/**
+ * A function's kernel as registered, and what a launch of it says, queued or captured: made once
+ * per function, not per launch (each launch's own objects were a quarter of its garbage).
+ */
+interface KnownKernel {
+  kernel: KernelName;
+  queued: Launched;
+  captured: Launched;
+}
+
+const UNNAMED_QUEUED: Launched = { captured: false };
+const UNNAMED_CAPTURED: Launched = { captured: true };
+
+/** The legacy default streams' keys (ProcessCuda.streams) by device, made once each. */
+const legacyKeys = new Map<number | undefined, string>();
+
+function legacyKey(device: number | undefined): string {
+  let key = legacyKeys.get(device);
+  if (key === undefined) {
+    key = `legacy/${device}`;
+    // Devices are a machine's GPUs: a few keys, but bounded whatever a record says.
+    if (legacyKeys.size < 256) legacyKeys.set(device, key);
+  }
+  return key;
+}
+
 interface ProcessCuda {
-  /** func (host stub or CUfunction) -> symbol. */
-  symbols: Lru<bigint, string>;
+  /** func (host stub or CUfunction) -> its kernel. */
+  symbols: Lru<bigint, KnownKernel>;
   /** By handle; the default streams by name (per device, and the per-thread one per thread). */
   streams: Lru<string | bigint, Stream>;
   events: Lru<bigint, EventState>;
@@ -138,20 +164,26 @@ export class CudaState {
    * shaping the batch's events afterwards needs no I/O.
    */
   async learnNames(records: readonly KernelRecord[]): Promise<void> {
-    const fresh: string[] = [];
+    const fresh: KernelName[] = [];
     for (const record of records) {
       if (record.kind === Kind.CUDA_REGISTER) {
         // An empty name: neither the probe nor the loader could read it (the loader then names
         // the stub from its symbol at its first launch).
         if (record.register.name === '') continue;
-        this.process(record.pid).symbols.set(record.register.func, record.register.name);
-        fresh.push(record.register.name);
+        const kernel = { symbol: record.register.name, name: record.register.name };
+        this.process(record.pid).symbols.set(record.register.func, {
+          kernel,
+          queued: { kernel, captured: false },
+          captured: { kernel, captured: true },
+        });
+        fresh.push(kernel);
       } else if (record.kind === Kind.PROC_EXEC) {
         // A new program: the old image's addresses and handles mean nothing now.
         this.processes.delete(record.pid);
       }
     }
-    await this.demangler.demangleAll(fresh);
+    await this.demangler.demangleAll(fresh.map((kernel) => kernel.symbol));
+    for (const kernel of fresh) kernel.name = this.name(kernel.symbol);
   }
 
   /**
@@ -183,7 +215,7 @@ export class CudaState {
     const names: string[] = [];
     const counts: number[] = [];
     for (const { func, count } of launches.funcs) {
-      const kernel = this.kernel(process, func);
+      const kernel = process.symbols.get(func)?.kernel;
       // Into a capture, each launch is one of the graph's kernels: the symbol once per launch.
       if (stream.capture !== undefined)
         capture(stream.capture, kernel === undefined ? [] : new Array<string>(count).fill(kernel.symbol), count);
@@ -279,13 +311,14 @@ export class CudaState {
   }
 
   private kernelLaunch(process: ProcessCuda, stream: Stream, func: bigint, ret: number): Launched {
-    const kernel = this.kernel(process, func);
-    const captured = stream.capture !== undefined;
+    const known = process.symbols.get(func);
+    const symbol = known?.kernel.symbol;
     if (ret === 0) {
-      if (stream.capture !== undefined) capture(stream.capture, kernel === undefined ? [] : [kernel.symbol], 1);
-      else stream.launched(kernel?.symbol);
+      if (stream.capture !== undefined) capture(stream.capture, symbol === undefined ? [] : [symbol], 1);
+      else stream.launched(symbol);
     }
-    return kernel === undefined ? { captured } : { kernel, captured };
+    if (stream.capture !== undefined) return known?.captured ?? UNNAMED_CAPTURED;
+    return known?.queued ?? UNNAMED_QUEUED;
   }
 
   private graphLaunch(process: ProcessCuda, stream: Stream, exec: bigint, ret: number): Launched {
@@ -345,12 +378,6 @@ export class CudaState {
     return this.demangler.cached(symbol) ?? symbol;
   }
 
-  private kernel(process: ProcessCuda, func: bigint): KernelName | undefined {
-    const symbol = process.symbols.get(func);
-    if (symbol === undefined) return undefined;
-    return { symbol, name: this.name(symbol) };
-  }
-
   /**
    * The stream a handle names in this call. The default streams are per device (and the
    * per-thread one per thread too): a per-thread variant's 0 is the thread's own stream.
@@ -364,7 +391,7 @@ export class CudaState {
     const d = known(device);
     let key: string | bigint = handle;
     if (handle === STREAM_PER_THREAD || (handle === 0n && record.perThread)) key = `thread/${record.tid}/${d}`;
-    else if (handle === 0n || handle === STREAM_LEGACY) key = `legacy/${d}`;
+    else if (handle === 0n || handle === STREAM_LEGACY) key = legacyKey(d);
     let stream = process.streams.get(key);
     if (stream === undefined) {
       stream = new Stream(handle, d);

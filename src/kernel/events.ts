@@ -15,7 +15,8 @@ import {
   decodeRecord,
   endAfter,
   kindAt,
-  launchCallAt,
+  launchCall,
+  readLaunchCall,
   otherPidAt,
   otherTaskAt,
   pidAt,
@@ -318,12 +319,20 @@ export const compactRecords = (lists: Iterable<EventList>): number => ShapedEven
 /** What the CUDA state said of a record when it was shaped, by kind: what its attributes need besides its bytes. */
 type Said = Launched | Synced | LaunchesNamed | number | undefined;
 type LaunchesNamed = ReturnType<CudaState['launches']>;
-/** What a shaped event is made from besides its times and what its record says. */
-interface ShapedParts {
+/**
+ * Where shaped events' records are and what shapes them: their batch's bytes, the shaper and the
+ * process as known then. One per run of a process's records in a batch, shared by the events
+ * shaped from them (an event held referred to each part: 3 references more than this one).
+ */
+interface RecordSource {
   shaper: EventShaper;
   bytes: RecordBytes;
-  at: number;
   process: ProcessInfo;
+}
+/** What a shaped event is made from besides its times and what its record says. */
+interface ShapedParts {
+  source: RecordSource;
+  at: number;
   said: Said;
 }
 
@@ -335,11 +344,9 @@ interface ShapedParts {
  */
 class ShapedEvent implements KernelEvent {
   // Private (#), so that a copy made by spreading (a linked wait) holds none of them.
-  readonly #shaper: EventShaper;
-  /** Its record's batch and offset in it: moved when few of its chunk are held (compactRecords). */
-  #bytes: RecordBytes;
+  /** Its record's source and offset in its bytes: moved when few of its chunk are held (compactRecords). */
+  #source: RecordSource;
   #at: number;
-  readonly #process: ProcessInfo;
   readonly #said: Said;
   #attributes: Attributes | undefined;
   storeId: number | undefined = undefined;
@@ -354,10 +361,8 @@ class ShapedEvent implements KernelEvent {
     readonly spanContext: SpanContextStamp | undefined,
     from: ShapedParts,
   ) {
-    this.#shaper = from.shaper;
-    this.#bytes = from.bytes;
+    this.#source = from.source;
     this.#at = from.at;
-    this.#process = from.process;
     this.#said = from.said;
   }
 
@@ -391,25 +396,36 @@ class ShapedEvent implements KernelEvent {
     if (moving === 0) return kept;
     const to = recordBytes(Buffer.allocUnsafeSlow(moving * RECORD_SIZE));
     let next = 0;
-    for (const list of all)
-      list.moveRecords((from, at) => {
-        if (!sparse(from.chunk)) return undefined;
-        from.buf.copy(to.buf, next, at, at + RECORD_SIZE);
+    // Each source of a record moved has one into the new chunk, the same but for its bytes.
+    const sourcesIn = new Map<RecordSource, RecordSource>();
+    const move: RecordMove = {
+      to: (from, at) => {
+        if (!sparse(from.bytes.chunk)) return undefined;
+        from.bytes.buf.copy(to.buf, next, at, at + RECORD_SIZE);
         next += RECORD_SIZE;
         return next - RECORD_SIZE;
-      }, to);
+      },
+      sourceOf: (from) => {
+        let source = sourcesIn.get(from);
+        if (source === undefined) sourcesIn.set(from, (source = { ...from, bytes: to }));
+        return source;
+      },
+    };
+    for (const list of all) list.moveRecords(move);
     return kept + to.buf.byteLength;
   }
 
   /** The record a shaped event is made from, where it is now; undefined for any other event. */
-  static recordOf(event: KernelEvent): { bytes: RecordBytes; at: number } | undefined {
-    return event instanceof ShapedEvent ? { bytes: event.#bytes, at: event.#at } : undefined;
+  static recordOf(event: KernelEvent): { source: RecordSource; at: number } | undefined {
+    return event instanceof ShapedEvent ? { source: event.#source, at: event.#at } : undefined;
   }
 
   /** Moves a shaped event's record (compaction). */
-  static moveRecord(event: KernelEvent, bytes: RecordBytes, at: number): void {
+  static moveRecord(event: KernelEvent, move: RecordMove): void {
     if (!(event instanceof ShapedEvent)) return;
-    event.#bytes = bytes;
+    const at = move.to(event.#source, event.#at);
+    if (at === undefined) return;
+    event.#source = move.sourceOf(event.#source);
     event.#at = at;
   }
 
@@ -419,21 +435,19 @@ class ShapedEvent implements KernelEvent {
    */
   static setParts(event: KernelEvent, refs: unknown[], to: number): number | undefined {
     if (!(event instanceof ShapedEvent)) return undefined;
-    refs[to + R_BYTES] = event.#bytes;
-    refs[to + R_PROCESS] = event.#process;
+    refs[to + R_SOURCE] = event.#source;
     refs[to + R_SAID] = event.#said;
-    refs[to + R_SHAPER] = event.#shaper;
     return event.#at;
   }
 
   /** The pid of the other task an event names (otherTask), read from its record when shaped from one. */
   static otherPid(event: KernelEvent): number | undefined {
-    return event instanceof ShapedEvent ? otherPidAt(event.#bytes.view, event.#at) : otherTask(event)?.pid;
+    return event instanceof ShapedEvent ? otherPidAt(event.#source.bytes.view, event.#at) : otherTask(event)?.pid;
   }
 
   /** A held event made again: the kind and task read from its record, the rest as it was shaped. */
   static made(parts: ShapedParts, start: bigint, end: bigint, storeId: number | undefined): ShapedEvent {
-    const { buf, view } = parts.bytes;
+    const { buf, view } = parts.source.bytes;
     const event = new ShapedEvent(
       KIND_NAMES[kindAt(view, parts.at) as EventRecord['kind']],
       pidAt(view, parts.at),
@@ -449,20 +463,23 @@ class ShapedEvent implements KernelEvent {
   }
 
   get attributes(): Attributes {
-    return (this.#attributes ??= this.#shaper.attributes(this.record(), this.#process, this.#said, this.otherTask()));
+    return (this.#attributes ??= this.attributesOnce());
   }
 
   /** Its attributes, kept if already made, else made and not kept: for a reader that reads them once. */
   attributesOnce(): Attributes {
-    return this.#attributes ?? this.#shaper.attributes(this.record(), this.#process, this.#said, this.otherTask());
+    const { shaper, process } = this.#source;
+    return this.#attributes ?? shaper.attributes(this.record(), process, this.#said, this.otherTask());
   }
 
   otherTask(): Task | undefined {
-    return otherTaskAt(this.#bytes.buf, this.#bytes.view, this.#at);
+    const { buf, view } = this.#source.bytes;
+    return otherTaskAt(buf, view, this.#at);
   }
 
   private record(): EventRecord {
-    return decodeRecord(this.#bytes.buf, this.#bytes.view, this.#at, this.#at / RECORD_SIZE) as EventRecord;
+    const { buf, view } = this.#source.bytes;
+    return decodeRecord(buf, view, this.#at, this.#at / RECORD_SIZE) as EventRecord;
   }
 }
 
@@ -481,10 +498,8 @@ function madeFrom(
   end: bigint,
   storeId: number,
 ): KernelEvent {
-  handedOver.shaper = refs[r + R_SHAPER] as EventShaper;
-  handedOver.bytes = refs[r + R_BYTES] as RecordBytes;
+  handedOver.source = refs[r + R_SOURCE] as RecordSource;
   handedOver.at = at;
-  handedOver.process = refs[r + R_PROCESS] as ProcessInfo;
   handedOver.said = refs[r + R_SAID] as Said;
   return ShapedEvent.made(handedOver, start, end, Number.isNaN(storeId) ? undefined : storeId);
 }
@@ -530,7 +545,7 @@ export class EventBatch {
     for (const event of events) {
       const at =
         event.spanContext === undefined ? ShapedEvent.setParts(event, batch.refs, batch.count * REFS) : undefined;
-      if (at === undefined) batch.refs[batch.count * REFS + R_WHOLE] = event;
+      if (at === undefined) holdWhole(batch.refs, batch.count * REFS, event);
       batch.row(event.kind, event.pid, event.tid, batch.time(event.startUnixNano), batch.time(event.endUnixNano), at);
       if (event.storeId !== undefined) batch.setStoreId(batch.count - 1, event.storeId);
     }
@@ -546,26 +561,24 @@ export class EventBatch {
     return Number(t - this.base);
   }
 
-  /** Adds an event shaped from record `at` of `bytes`, held by its parts. */
+  /** Adds an event shaped from record `at` of its source's bytes, held by its parts. */
   addShaped(
     kind: A.CausewayKindValue,
     pid: number,
     tid: number,
     start: number,
     end: number,
-    { shaper, bytes, at, process, said }: ShapedParts,
+    { source, at, said }: ShapedParts,
   ): void {
     const r = this.count * REFS;
-    this.refs[r + R_BYTES] = bytes;
-    this.refs[r + R_PROCESS] = process;
+    this.refs[r + R_SOURCE] = source;
     this.refs[r + R_SAID] = said;
-    this.refs[r + R_SHAPER] = shaper;
     this.row(kind, pid, tid, start, end, at);
   }
 
   /** Adds an event held whole (stamped with its span), its times as this batch's. */
   addWhole(event: KernelEvent, start: number, end: number): void {
-    this.refs[this.count * REFS + R_WHOLE] = event;
+    holdWhole(this.refs, this.count * REFS, event);
     this.row(event.kind, event.pid, event.tid, start, end);
   }
 
@@ -600,7 +613,7 @@ export class EventBatch {
   comm(i: number): string {
     const whole = this.whole(i);
     if (whole !== undefined) return whole.comm;
-    const { buf, view } = this.refs[i * REFS + R_BYTES] as RecordBytes;
+    const { buf, view } = (this.refs[i * REFS + R_SOURCE] as RecordSource).bytes;
     return commAt(buf, view, this.recordOffset(i));
   }
 
@@ -631,7 +644,7 @@ export class EventBatch {
 
   /** The event, when held whole: stamped with its span, or given made and not shaped. */
   whole(i: number): KernelEvent | undefined {
-    return this.refs[i * REFS + R_WHOLE] as KernelEvent | undefined;
+    return wholeAt(this.refs, i * REFS);
   }
 
   /** The span event i was stamped with (KernelEvent.spanContext). */
@@ -661,7 +674,8 @@ export class EventBatch {
 
   /** Copies event i's references (REFS) into `refs` from index `to`: EventList's. */
   copyRefs(i: number, refs: unknown[], to: number): void {
-    for (let r = 0; r < REFS; r++) refs[to + r] = this.refs[i * REFS + r];
+    refs[to + R_SOURCE] = this.refs[i * REFS + R_SOURCE];
+    refs[to + R_SAID] = this.refs[i * REFS + R_SAID];
   }
 }
 
@@ -682,13 +696,30 @@ const NOT_READ = -1;
 /** The kinds, by the number a held event's is kept as. */
 const KINDS: readonly A.CausewayKindValue[] = [...new Set(Object.values(KIND_NAMES))];
 const KIND_NUMBERS = new Map(KINDS.map((kind, i) => [kind, i]));
-/** References per held event: its record's chunk, the process and what the CUDA state said when it was shaped, its shaper; or the event, held whole. */
-const REFS = 5;
-const R_BYTES = 0;
-const R_PROCESS = 1;
-const R_SAID = 2;
-const R_SHAPER = 3;
-const R_WHOLE = 4;
+/**
+ * References per held event: its record's source and what the CUDA state said when it was
+ * shaped; or none and the event, held whole, in the second's place.
+ */
+const REFS = 2;
+const R_SOURCE = 0;
+const R_SAID = 1;
+const R_WHOLE = 1;
+
+/** The event held whole at index r of references (REFS); undefined when it is held by its parts. */
+const wholeAt = (refs: readonly unknown[], r: number): KernelEvent | undefined =>
+  refs[r + R_SOURCE] === undefined ? (refs[r + R_WHOLE] as KernelEvent | undefined) : undefined;
+
+/** Holds an event whole at index r of references (REFS). */
+function holdWhole(refs: unknown[], r: number, event: KernelEvent): void {
+  refs[r + R_SOURCE] = undefined;
+  refs[r + R_WHOLE] = event;
+}
+
+/** How compaction moves a record: to its offset in the new chunk (undefined: left where it is), and its source to one there. */
+interface RecordMove {
+  to(from: RecordSource, at: number): number | undefined;
+  sourceOf(from: RecordSource): RecordSource;
+}
 /** How far past its base a list's first event may begin before the base moves up: a day. */
 const REBASE_AFTER_NS = 86_400e9;
 
@@ -773,13 +804,13 @@ export class EventList {
   private readOtherPid(i: number): number | undefined {
     const whole = this.whole(i);
     if (whole !== undefined) return ShapedEvent.otherPid(whole);
-    const bytes = this.refs[(this.head + i) * REFS + R_BYTES] as RecordBytes;
+    const { bytes } = this.refs[(this.head + i) * REFS + R_SOURCE] as RecordSource;
     return otherPidAt(bytes.view, this.nums[(this.head + i) * NUMS + N_AT] ?? 0);
   }
 
   /** The event, when held whole: stamped with its span, not shaped from a record, or held so since (holdWhole). */
   whole(i: number): KernelEvent | undefined {
-    return this.refs[(this.head + i) * REFS + R_WHOLE] as KernelEvent | undefined;
+    return wholeAt(this.refs, (this.head + i) * REFS);
   }
 
   /** Event i, made again from its record unless held whole: another object each time. */
@@ -803,9 +834,7 @@ export class EventList {
    * each time would cost more than holding it.
    */
   holdWhole(i: number, event: KernelEvent): void {
-    const r = (this.head + i) * REFS;
-    this.refs.fill(undefined, r, r + REFS);
-    this.refs[r + R_WHOLE] = event;
+    holdWhole(this.refs, (this.head + i) * REFS, event);
   }
 
   /**
@@ -866,29 +895,28 @@ export class EventList {
   forEachRecord(f: (bytes: RecordBytes) => void): void {
     for (let i = 0; i < this.count; i++) {
       const whole = this.whole(i);
-      const bytes =
+      const source =
         whole === undefined
-          ? (this.refs[(this.head + i) * REFS + R_BYTES] as RecordBytes)
-          : ShapedEvent.recordOf(whole)?.bytes;
-      if (bytes !== undefined) f(bytes);
+          ? (this.refs[(this.head + i) * REFS + R_SOURCE] as RecordSource)
+          : ShapedEvent.recordOf(whole)?.source;
+      if (source !== undefined) f(source.bytes);
     }
   }
 
-  /** Moves the records `move` says (it copies one and gives its offset in `to`, or undefined to leave it). */
-  moveRecords(move: (from: RecordBytes, at: number) => number | undefined, to: RecordBytes): void {
+  /** Moves the records `move` says to (compaction). */
+  moveRecords(move: RecordMove): void {
     for (let i = 0; i < this.count; i++) {
       const whole = this.whole(i);
       if (whole !== undefined) {
-        const record = ShapedEvent.recordOf(whole);
-        const at = record === undefined ? undefined : move(record.bytes, record.at);
-        if (at !== undefined) ShapedEvent.moveRecord(whole, to, at);
+        ShapedEvent.moveRecord(whole, move);
         continue;
       }
-      const r = (this.head + i) * REFS + R_BYTES;
+      const r = (this.head + i) * REFS + R_SOURCE;
       const n = (this.head + i) * NUMS + N_AT;
-      const at = move(this.refs[r] as RecordBytes, this.nums[n] ?? 0);
+      const from = this.refs[r] as RecordSource;
+      const at = move.to(from, this.nums[n] ?? 0);
       if (at === undefined) continue;
-      this.refs[r] = to;
+      this.refs[r] = move.sourceOf(from);
       this.nums[n] = at;
     }
   }
@@ -920,6 +948,9 @@ export class EventList {
 }
 
 export class EventShaper {
+  /** Each launch is read into this, then told to the CUDA state, which keeps none of it. */
+  private readonly call = launchCall();
+
   constructor(private readonly parts: EventShaperParts) {}
 
   /**
@@ -934,13 +965,16 @@ export class EventShaper {
     const batch = new EventBatch(base === undefined ? 0n : this.parts.clock.toUnixNano(base.ns), records.length);
     if (base === undefined) return batch;
     let pid = -1;
-    let process: ProcessInfo | undefined;
+    let source: RecordSource | undefined;
+    // A batch is mostly one process's or a few's: a source each, looked up once per run of one.
+    const sources = new Map<number, RecordSource>();
     for (let i = 0, at = 0; i < records.length; i++, at += RECORD_SIZE) {
       const kind = kindAt(view, at);
       const record = records[i];
       switch (kind) {
         case Kind.PROC_EXEC:
           this.parts.processes.forget(pidAt(view, at));
+          sources.delete(pidAt(view, at));
           pid = -1;
           continue;
         case Kind.CUDA_OP:
@@ -951,22 +985,21 @@ export class EventShaper {
         case Kind.PROC_EXIT:
           continue;
       }
-      // A batch is mostly one process's or a few's: looked up once per run of one.
       if (pidAt(view, at) !== pid) {
         pid = pidAt(view, at);
-        process = this.parts.processes.get(pid);
+        source = sources.get(pid);
+        if (source === undefined)
+          sources.set(pid, (source = { shaper: this, bytes, process: this.parts.processes.get(pid) }));
       }
       const name = KIND_NAMES[kind as EventRecord['kind']];
       const parts = handedOver;
-      parts.shaper = this;
-      parts.bytes = bytes;
+      parts.source = source as RecordSource;
       parts.at = at;
-      parts.process = process as ProcessInfo;
       const start = startAfter(view, at, base);
       const end = endAfter(view, at, base);
       parts.said =
         kind === Kind.CUDA_LAUNCH
-          ? this.parts.cuda.launch(launchCallAt(view, at), end - start >= LAUNCH_BLOCKED)
+          ? this.parts.cuda.launch(readLaunchCall(view, at, this.call), end - start >= LAUNCH_BLOCKED)
           : record === undefined
             ? undefined
             : this.update(record as EventRecord);

@@ -62,7 +62,11 @@ export class Stream {
   seq = 0;
   /** Work up to here is known complete. */
   private done = 0;
-  /** The latest items, a ring: `count` of them, the oldest at `head`. */
+  /**
+   * The latest items, a ring: `count` of them, the oldest at `head`. A slot's item is filled
+   * again when its work is pushed out or completed (an object per launch was garbage at 100k
+   * launches/s).
+   */
   private readonly items: (Item | undefined)[] = new Array<Item | undefined>(MAX_ITEMS);
   private head = 0;
   private count = 0;
@@ -80,29 +84,34 @@ export class Stream {
 
   /** Kernel launches of one function (`count` of them, from a launch summary), its symbol when named. */
   launched(symbol: string | undefined, count = 1): void {
-    this.push({ seq: ++this.seq, kernels: count, symbol, graph: undefined, bytes: 0 });
+    this.push(count, symbol, undefined, 0);
   }
 
   /** A graph launch, its kernels when its capture was seen. */
   graphLaunched(exec: bigint, kernels: GraphKernels | undefined): void {
-    this.push({ seq: ++this.seq, kernels: kernels?.count ?? 0, symbol: undefined, graph: { exec, kernels }, bytes: 0 });
+    this.push(kernels?.count ?? 0, undefined, { exec, kernels }, 0);
   }
 
   /** An asynchronous copy. */
   copied(bytes: number): void {
-    this.push({ seq: ++this.seq, kernels: 0, symbol: undefined, graph: undefined, bytes });
+    this.push(0, undefined, undefined, bytes);
   }
 
-  private push(item: Item): void {
+  private push(kernels: number, symbol: string | undefined, graph: Item['graph'], bytes: number): void {
     if (this.count === MAX_ITEMS) {
       const dropped = this.items[this.head] as Item;
       this.older.kernels += dropped.kernels;
       this.older.bytes += dropped.bytes;
-      this.items[this.head] = item;
       this.head = (this.head + 1) % MAX_ITEMS;
-      return;
+      this.count--;
     }
-    this.items[(this.head + this.count) % MAX_ITEMS] = item;
+    const slot = (this.head + this.count) % MAX_ITEMS;
+    const item = (this.items[slot] ??= { seq: 0, kernels: 0, symbol: undefined, graph: undefined, bytes: 0 });
+    item.seq = ++this.seq;
+    item.kernels = kernels;
+    item.symbol = symbol;
+    item.graph = graph;
+    item.bytes = bytes;
     this.count++;
   }
 
@@ -142,7 +151,6 @@ export class Stream {
       const item = this.items[this.head] as Item;
       if (item.seq > upto) break;
       add(into, item);
-      this.items[this.head] = undefined;
       this.head = (this.head + 1) % MAX_ITEMS;
       this.count--;
       found = true;

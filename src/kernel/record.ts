@@ -801,24 +801,36 @@ export interface LaunchCall extends Pick<Launch, 'func' | 'stream' | 'ret' | 'de
   tid: number;
 }
 
+/** A launch call to read launches into (readLaunchCall). */
+export const launchCall = (): LaunchCall => ({
+  api: 0,
+  perThread: false,
+  pid: 0,
+  tid: 0,
+  func: 0n,
+  stream: 0n,
+  ret: 0,
+  device: 0,
+});
+
 /**
- * The launch call of record `r` of a batch (a CUDA_LAUNCH), read from its bytes: decoding each
- * launch whole (its header, grid and block, five BigInts) was a fifth of the garbage of decode
- * through correlation (issue 11's benchmark, 3 launches in 8 events).
+ * Reads the launch call of record `r` of a batch (a CUDA_LAUNCH) from its bytes into `call`, and
+ * returns it: decoding each launch whole (its header, grid and block, five BigInts) was a fifth
+ * of the garbage of decode through correlation (issue 11's benchmark, 3 launches in 8 events),
+ * and an object per launch read a sixteenth after that.
  */
-export function launchCallAt(view: DataView, r: number): LaunchCall {
+export function readLaunchCall(view: DataView, r: number, call: LaunchCall): LaunchCall {
   const api = view.getUint16(r + E.api, true);
   const u = r + U;
-  return {
-    api: api & ~API_PER_THREAD,
-    perThread: (api & API_PER_THREAD) !== 0,
-    pid: pidAt(view, r),
-    tid: tidAt(view, r),
-    func: view.getBigUint64(u + L.func, true),
-    stream: view.getBigUint64(u + L.stream, true),
-    ret: view.getInt32(u + L.ret, true),
-    device: view.getInt32(u + L.device, true),
-  };
+  call.api = api & ~API_PER_THREAD;
+  call.perThread = (api & API_PER_THREAD) !== 0;
+  call.pid = pidAt(view, r);
+  call.tid = tidAt(view, r);
+  call.func = view.getBigUint64(u + L.func, true);
+  call.stream = view.getBigUint64(u + L.stream, true);
+  call.ret = view.getInt32(u + L.ret, true);
+  call.device = view.getInt32(u + L.device, true);
+  return call;
 }
 
 /** The comm of record `r` of a batch. */
