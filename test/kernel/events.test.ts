@@ -49,10 +49,10 @@ writeFileSync(join(sys, 'dev/block/253:16/uevent'), 'MAJOR=253\nMINOR=16\nDEVNAM
 const SELF_PID = 99_999;
 
 /** A fresh pipeline, as a capture builds it, that shapes batches of raw records. */
-function pipeline() {
+function pipeline(names = demangler) {
   const clock = new EpochClock();
   clock.update(0n, 1_700_000_000_000_000_000n);
-  const cuda = new CudaState(demangler);
+  const cuda = new CudaState(names);
   const shaper = new EventShaper({
     clock,
     cuda,
@@ -109,6 +109,20 @@ test('a launch is named from __cudaRegisterFunction, demangled, and times become
   assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], '0x10');
   assert.deepEqual(event.attributes[A.ATTR_CAUSEWAY_CUDA_GRID], [8, 1, 1]);
   assert.equal(event.attributes[A.ATTR_PROCESS_EXECUTABLE_PATH], process.execPath);
+});
+
+test("a kernel keeps the name it was demangled to when registered, after the demangler's cache let it go", async () => {
+  const forgetful = new Demangler(() => undefined, 1);
+  after(() => {
+    forgetful.close();
+  });
+  const shape = pipeline(forgetful);
+  await shape(register({ pid, func: 0x5000n, name: '_Z6matmulv' }));
+  await shape(register({ pid, func: 0x6000n, name: '_Z4reluv' }));
+  assert.equal(forgetful.cached('_Z6matmulv'), undefined, 'one name cached: the first is gone');
+  const [event] = await shape(launch({ pid, func: 0x5000n }));
+  assert.equal(event?.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], 'matmul()');
+  assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], '_Z6matmulv');
 });
 
 test('a stream sync reports the kernels in flight on that stream only, then none', async () => {
@@ -535,6 +549,24 @@ test('the few events still held of a batch are moved out of it, and read the sam
   );
   assert.equal(compactRecords([held]), 5 * RECORD_SIZE, 'all held of their new chunk: not moved again');
   assert.deepEqual(events.slice(0, 19).map(read), before.slice(0, 19), 'those let go read their batch still');
+});
+
+test('events of processes interleaved in a batch each keep their own process, held by column and moved', async () => {
+  const unknown = 4_000_000; // beyond pid_max: a process nothing is known of
+  const pids = [pid, unknown, unknown, pid, unknown, pid, pid, unknown, pid, pid, unknown, pid];
+  const events = await pipeline()(
+    ...pids.map((p, i) =>
+      runqueue({ pid: p, startNs: BigInt(i) * 1000n, holders: [{ pid: 50, tid: 51, comm: 'hog', oncpuNs: 6_000n }] }),
+    ),
+  );
+  const executable = (e: KernelEvent) => attributesOnce(e)[A.ATTR_PROCESS_EXECUTABLE_PATH];
+  const expected = pids.map((p) => (p === pid ? process.execPath : undefined));
+  assert.deepEqual(events.map(executable), expected);
+  assert.deepEqual(eventsOf(listOf(events)).map(executable), expected);
+  // The last two held, under a quarter of their batch: moved out together, each with its process.
+  const moved = listOf(events.slice(10));
+  assert.equal(compactRecords([moved]), 2 * RECORD_SIZE);
+  assert.deepEqual(eventsOf(moved).map(executable), [undefined, process.execPath]);
 });
 
 test('an event held by column is made again as it was shaped: kind, task, times, store id, attributes', async () => {

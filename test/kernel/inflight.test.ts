@@ -12,6 +12,15 @@ test('past the items kept one by one, older work is still counted, though not na
   assert.deepEqual(new Set(pending.symbols), new Set(['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6']));
   assert.deepEqual(pending.streams, [0x10n]);
   assert.equal(stream.complete(stream.seq).kernels, 0, 'completed once');
+  // The slots of completed work are filled again: what they held before is not counted twice.
+  for (let i = 0; i < 3; i++) stream.launched('x');
+  assert.deepEqual(stream.complete(stream.seq), {
+    kernels: 3,
+    symbols: ['x', 'x', 'x'],
+    graphs: [],
+    bytes: 0,
+    streams: [0x10n],
+  });
 });
 
 test("an event's work is what came before it: later work stays in flight", () => {
