@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { KernelEvent } from '../../src/kernel/events.js';
+import { EventBatch, type KernelEvent } from '../../src/kernel/events.js';
+import { Kind } from '../../src/kernel/record.js';
 import * as A from '../../src/semconv/attributes.js';
 import { MAX_BUFFERED, PACKED_ROWS } from '../../src/store/store.js';
 import { TestMeter } from '../export/meter.js';
+import { record, runqueue } from '../kernel/records.js';
+import { shaped } from '../kernel/shaped.js';
 import { MS, T0, appSpan, ids, kernelEvent, storeWith } from './traces.js';
 
 const at = (ms: number) => T0 + BigInt(ms) * MS;
@@ -30,6 +33,51 @@ test('a thread window returns the events overlapping it, in start order, with th
   );
   assert.equal(events[1]?.attributes['causeway.futex.uaddr'], '0x10');
   assert.equal((await store.events({ pid: 10, from: at(10), to: at(100) })).length, 3);
+});
+
+test("a capture batch's events are stored but its messages, with consecutive ids given in the batch, read as they were shaped", async (t) => {
+  const store = await storeWith([], []);
+  t.after(() => store.close());
+  const ns = (ms: number) => BigInt(ms) * MS;
+  const events = await shaped(
+    [
+      runqueue({
+        pid: 10,
+        tid: 11,
+        startNs: ns(1),
+        endNs: ns(2),
+        holders: [{ pid: 50, tid: 51, comm: 'hog', oncpuNs: MS }],
+      }),
+      record({ kind: Kind.FUTEX_WAIT, pid: 10, tid: 11, startNs: ns(3), endNs: ns(4) }),
+      record({ kind: Kind.SCHED_BLOCKED, pid: 10, tid: 12, startNs: ns(5), endNs: ns(6) }),
+    ],
+    { epochNs: T0 },
+  );
+  const message = kernelEvent(A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE, task, at(2), at(2));
+  const batch = EventBatch.of([events[0], message, ...events.slice(1)] as KernelEvent[]);
+  store.addEvents([kernelEvent('futex.wait', task, at(0), at(1))]);
+  store.addBatch(batch);
+  store.addEvents([kernelEvent('futex.wait', task, at(7), at(8))]);
+  assert.deepEqual(
+    Array.from({ length: batch.length }, (_, i) => batch.storeId(i)),
+    [1, undefined, 2, 3],
+    'the ids after the one before, the message given none',
+  );
+  await store.flush();
+  const stored = await store.events({ pid: 10, from: at(0), to: at(10) });
+  assert.deepEqual(
+    stored.map((e) => [e.kind, e.tid, e.startUnixNano, e.endUnixNano]),
+    [
+      ['futex.wait', 11, at(0), at(1)],
+      ...events.map((e) => [e.kind, e.tid, e.startUnixNano, e.endUnixNano]),
+      ['futex.wait', 11, at(7), at(8)],
+    ],
+  );
+  assert.deepEqual(
+    stored[1]?.attributes,
+    events[0]?.attributes,
+    "the run-queue wait's holders and all, from its record",
+  );
 });
 
 test('retention deletes rows older than the window and the oldest beyond the size bounds, and counts them', async (t) => {
