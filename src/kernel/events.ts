@@ -463,13 +463,18 @@ class ShapedEvent implements KernelEvent {
   }
 
   get attributes(): Attributes {
-    return (this.#attributes ??= this.attributesOnce());
+    return (this.#attributes ??= this.shapedAttributes());
   }
 
   /** Its attributes, kept if already made, else made and not kept: for a reader that reads them once. */
   attributesOnce(): Attributes {
+    return this.#attributes ?? this.shapedAttributes();
+  }
+
+  /** Its attributes made from its record, the process and what the CUDA state said. */
+  private shapedAttributes(): Attributes {
     const { shaper, process } = this.#source;
-    return this.#attributes ?? shaper.attributes(this.record(), process, this.#said, this.otherTask());
+    return shaper.attributes(this.record(), process, this.#said, this.otherTask());
   }
 
   otherTask(): Task | undefined {
