@@ -345,8 +345,17 @@ function inStartOrder(events: KernelEvent[]): KernelEvent[] {
   return events;
 }
 
+/** How far past the origin the earliest held event may begin before the origin moves up: a day. */
+const ORIGIN_MOVES_AFTER_NS = 86_400e9;
+
 export class Correlator<S extends JoinableSpan> {
   private readonly byThread = new Map<number, Map<number, ThreadEvents>>();
+  /**
+   * The base of every list's times (EventList), set by the first event held and moved up a day at
+   * a time (evict): a span's times are worked out in it once, not in each list's time of its own
+   * (a BigInt subtraction per list and time, most of what joining a span allocated: issue 11).
+   */
+  private origin: bigint | undefined;
   /** Held events stamped with a span, by span id: that span alone takes them. */
   private readonly bySpan = new Map<string, KernelEvent[]>();
   /** The spans of each known thread (pid/tid), kept as long as events are. */
@@ -409,12 +418,12 @@ export class Correlator<S extends JoinableSpan> {
     },
     messages: (connections, exceptPid, from, to) => {
       const found: KernelEvent[] = [];
+      const [start, end] = [this.sinceOrigin(from), this.sinceOrigin(to)];
       for (const [pid, threads] of this.byThread) {
         if (pid === exceptPid) continue;
         for (const thread of threads.values()) {
           if (thread.messages === 0) continue;
-          const start = thread.held.time(from);
-          for (const e of window(thread, start, thread.held.time(to), start, [], messageAt))
+          for (const e of window(thread, start, end, start, [], messageAt))
             if (connections.has(String(e.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]))) found.push(e);
         }
       }
@@ -448,7 +457,7 @@ export class Correlator<S extends JoinableSpan> {
         threads.set(
           tid,
           (thread = {
-            held: new EventList(batch.base + BigInt(batch.start(i))),
+            held: new EventList((this.origin ??= batch.base + BigInt(batch.start(i)))),
             longestNs: 0,
             longest: 0,
             messages: 0,
@@ -466,7 +475,7 @@ export class Correlator<S extends JoinableSpan> {
       const message = batch.kind(i) === A.CAUSEWAY_KIND_VALUE_IPC_MESSAGE;
       const taker = this.lateTakerCount === 0 || message ? undefined : this.lateTaker(batch, i, lastEnds);
       if (taker !== undefined) {
-        held.take(at, held.time(taker.span.startUnixNano));
+        held.take(at, this.sinceOrigin(taker.span.startUnixNano));
         this.countAttached(
           stamp === undefined ? A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS : A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT,
         );
@@ -861,8 +870,9 @@ export class Correlator<S extends JoinableSpan> {
   private take(span: S, place: SpanPlace): Taken | undefined {
     let taken: Taken | undefined;
     const byPlace = placeScope(place);
-    /** Claims event i of a list, `spanStart` the span's start in the list's time. */
-    const claim = ({ held }: ThreadEvents, i: number, scope: AttachScope, spanStart: number) => {
+    const [from, to] = [this.sinceOrigin(span.startUnixNano), this.sinceOrigin(span.endUnixNano)];
+    /** Claims event i of a list for the span. */
+    const claim = ({ held }: ThreadEvents, i: number, scope: AttachScope) => {
       if (i < 0) return;
       taken ??= { events: [], scopes: new Map(), takenOver: new Set() };
       const event = held.event(i);
@@ -872,7 +882,7 @@ export class Correlator<S extends JoinableSpan> {
         // Taken over: an event loop's spans, open together, may each take it over in turn.
         held.holdWhole(i, event);
       }
-      held.take(i, spanStart);
+      held.take(i, from);
       taken.events.push(event);
       // Most events are as sure as the span's place says: they need no entry (a Map entry per event taken).
       if (scope !== byPlace) taken.scopes.set(event, scope);
@@ -880,31 +890,24 @@ export class Correlator<S extends JoinableSpan> {
     for (const event of this.bySpan.get(span.spanId) ?? []) {
       if (event.spanContext?.traceId !== span.traceId || isMessage(event)) continue;
       const thread = this.byThread.get(event.pid)?.get(event.tid);
-      if (thread !== undefined)
-        claim(
-          thread,
-          this.indexOf(thread, event),
-          A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT,
-          thread.held.time(span.startUnixNano),
-        );
+      if (thread !== undefined) claim(thread, this.indexOf(thread, event), A.CAUSEWAY_ATTACH_SCOPE_VALUE_EXACT);
     }
+    let othersThen: { start: number; end: number }[] | undefined;
     for (const thread of this.listsOf(place.hostPid, place.hostTid)) {
       if (thread === undefined) continue;
       const { held } = thread;
-      const [from, to] = [held.time(span.startUnixNano), held.time(span.endUnixNano)];
-      let othersThen: { start: number; end: number }[] | undefined;
       for (let i = held.firstStartingAt(from); i < held.length && held.start(i) < to; i++) {
         if (held.whole(i)?.spanContext !== undefined) continue; // its own span takes it
         if (held.takenAt(i) > from) continue; // an inner span has it
         if (messageAt(held, i)) continue; // messages only link (linked.ts)
-        if (place.hostTid === undefined) claim(thread, i, A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS, from);
+        if (place.hostTid === undefined) claim(thread, i, A.CAUSEWAY_ATTACH_SCOPE_VALUE_PROCESS);
         else {
           othersThen ??= this.othersOnThread(span, place.hostPid, place.hostTid).map((o) => ({
-            start: held.time(o.start),
-            end: held.time(o.end),
+            start: this.sinceOrigin(o.start),
+            end: this.sinceOrigin(o.end),
           }));
           const scope = threadScope(from, othersThen, held.start(i));
-          if (scope !== undefined) claim(thread, i, scope, from);
+          if (scope !== undefined) claim(thread, i, scope);
         }
       }
     }
@@ -920,7 +923,7 @@ export class Correlator<S extends JoinableSpan> {
   /** Where an event held whole is in its thread's list (events starting together are few); -1 if gone. */
   private indexOf(thread: ThreadEvents, event: KernelEvent): number {
     const { held } = thread;
-    const start = held.time(event.startUnixNano);
+    const start = this.sinceOrigin(event.startUnixNano);
     for (let i = held.firstStartingAt(start); i < held.length && held.start(i) <= start; i++)
       if (held.whole(i) === event) return i;
     return -1;
@@ -935,9 +938,9 @@ export class Correlator<S extends JoinableSpan> {
   /** The events of the threads' lists that overlap [from, to] (those `keep` says, when given), by start. */
   private overlapping(lists: (ThreadEvents | undefined)[], from: bigint, to: bigint, keep?: Keep): KernelEvent[] {
     const found: KernelEvent[] = [];
+    const [start, end] = [this.sinceOrigin(from), this.sinceOrigin(to)];
     for (const thread of lists) {
       if (thread === undefined) continue;
-      const [start, end] = [thread.held.time(from), thread.held.time(to)];
       window(thread, start - thread.longestNs, end, start, found, keep);
     }
     // One thread's are in start order already.
@@ -959,10 +962,10 @@ export class Correlator<S extends JoinableSpan> {
       byEnd.splice(0, drop);
       if (byEnd.length === 0) this.threadSpans.delete(key);
     }
+    const ended = this.sinceOrigin(before);
     for (const [pid, threads] of this.byThread) {
       for (const [tid, thread] of threads) {
         const { held } = thread;
-        const ended = held.time(before);
         let drop = 0;
         while (drop < held.length && held.end(drop) < ended) drop++;
         this.dropFront(thread, drop);
@@ -980,6 +983,23 @@ export class Correlator<S extends JoinableSpan> {
       this.count.eventsEvictedOverBound += over;
       this.dropFront(longest, over);
     }
+    this.moveOrigin();
+  }
+
+  /** A time as the lists hold them: ns after the origin. */
+  private sinceOrigin(t: bigint): number {
+    return this.origin === undefined ? 0 : Number(t - this.origin);
+  }
+
+  /** Moves the origin up to the earliest event held once that began a day past it; with none held, the next one sets it. */
+  private moveOrigin(): void {
+    let earliest = Infinity;
+    for (const threads of this.byThread.values())
+      for (const { held } of threads.values()) if (held.length > 0) earliest = Math.min(earliest, held.start(0));
+    if (earliest === Infinity) this.origin = undefined;
+    if (this.origin === undefined || earliest < ORIGIN_MOVES_AFTER_NS) return;
+    this.origin += BigInt(earliest);
+    for (const threads of this.byThread.values()) for (const { held } of threads.values()) held.moveBase(earliest);
   }
 
   private forgetStamped(event: KernelEvent): void {

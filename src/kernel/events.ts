@@ -725,9 +725,6 @@ interface RecordMove {
   to(from: RecordSource, at: number): number | undefined;
   sourceOf(from: RecordSource): RecordSource;
 }
-/** How far past its base a list's first event may begin before the base moves up: a day. */
-const REBASE_AFTER_NS = 86_400e9;
-
 /**
  * Kernel events held by column, in the order they are put, with no object per event. Held as
  * objects (the correlator's lists were), they were most of the main heap under load, an object
@@ -750,8 +747,8 @@ export class EventList {
   private lastOffset = 0;
 
   /**
-   * Times are held as ns after `base`, exact as numbers within 104 days of it: a list whose first
-   * event began a day past it moves its base up to that event (removeFront).
+   * Times are held as ns after `base`, exact as numbers within 104 days of it; its owner moves the
+   * base up (moveBase), so that lists sharing a base share their times.
    */
   constructor(private base: bigint) {}
 
@@ -885,14 +882,16 @@ export class EventList {
     this.head += gone;
     this.count -= gone;
     if (this.head >= this.count) this.moveDown();
-    const first = this.count === 0 ? undefined : this.start(0);
-    if (first === undefined || first < REBASE_AFTER_NS) return;
-    this.base += BigInt(first);
+  }
+
+  /** Moves the base `by` ns later, the times held (this list's) with it. */
+  moveBase(by: number): void {
+    this.base += BigInt(by);
     this.lastBase = undefined;
     for (let n = this.head * NUMS; n < (this.head + this.count) * NUMS; n += NUMS) {
-      this.nums[n + N_START] = (this.nums[n + N_START] ?? first) - first;
-      this.nums[n + N_END] = (this.nums[n + N_END] ?? first) - first;
-      this.nums[n + N_TAKEN] = (this.nums[n + N_TAKEN] ?? NaN) - first;
+      this.nums[n + N_START] = (this.nums[n + N_START] ?? by) - by;
+      this.nums[n + N_END] = (this.nums[n + N_END] ?? by) - by;
+      this.nums[n + N_TAKEN] = (this.nums[n + N_TAKEN] ?? NaN) - by;
     }
   }
 

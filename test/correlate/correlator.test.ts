@@ -574,6 +574,29 @@ test('events that arrive out of start order are each found by the span they bega
   assert.deepEqual(starts.get('last'), [10n * S + 300n * MS, 10n * S + 500n * MS]);
 });
 
+test('on a node up for months, held events keep their times to the nanosecond and go to the span they began in', () => {
+  const DAY = 86_400n * S;
+  const now = { t: DAY + S };
+  const { correlator, joined, addSpans } = setup(now, { retentionMs: 20 * 86_400_000 });
+  correlator.addEvents([event(7, DAY + 1n, DAY + 2n)]);
+  // The first event gone, the times held move to the next; 109 days after the first, at an odd
+  // nanosecond, is past what a number holds exactly (2^53 ns, about 104 days).
+  now.t = 100n * DAY;
+  correlator.addEvents([event(7, 100n * DAY + 5n, 100n * DAY + 9n)]);
+  now.t = 110n * DAY + S;
+  correlator.addEvents([event(7, 110n * DAY + 8n, 110n * DAY + 21n)]);
+  addSpans([
+    span('earlier', 100n * DAY + 5n, 100n * DAY + 9n, 7),
+    span('later', 110n * DAY + 8n, 110n * DAY + 31n, 7),
+    span('just after', 110n * DAY + 9n, 110n * DAY + 30n, 7),
+  ]);
+  correlator.join();
+  const times = new Map(joined.map((a) => [a.span.spanId, a.events.map((e) => [e.startUnixNano, e.endUnixNano])]));
+  assert.deepEqual(times.get('earlier'), [[100n * DAY + 5n, 100n * DAY + 9n]]);
+  assert.deepEqual(times.get('later'), [[110n * DAY + 8n, 110n * DAY + 21n]]);
+  assert.deepEqual(times.get('just after') ?? [], []);
+});
+
 test('a stamped event goes to the span its thread context named, whatever its thread, with scope exact', () => {
   const now = { t: 12n * S };
   const { correlator, joined, addSpans } = setup(now);
