@@ -35,6 +35,26 @@ test('a thread window returns the events overlapping it, in start order, with th
   assert.equal((await store.events({ pid: 10, from: at(10), to: at(100) })).length, 3);
 });
 
+test('a window finds an event that began seconds before it among short ones, and the GPU events of other processes that overlap it', async (t) => {
+  const gpu = { pid: 20, tid: 21 };
+  const store = await storeWith(
+    [],
+    [
+      kernelEvent('sched.blocked', task, at(0), at(20_000)),
+      kernelEvent('cuda.sync', gpu, at(1_000), at(19_000)),
+      ...Array.from({ length: 100 }, (_, i) => kernelEvent('futex.wait', task, at(18_450 + i), at(18_450 + i) + 1000n)),
+    ],
+  );
+  t.after(() => store.close());
+  const read = await store.events({ ...task, from: at(18_500), to: at(30_000) });
+  assert.deepEqual(read.map((e) => e.kind).slice(0, 1), ['sched.blocked']);
+  assert.equal(read.length, 1 + 50, 'the long wait and the short ones that began in the window');
+  assert.deepEqual(
+    (await store.gpuEvents(at(18_500), at(30_000), task.pid)).map((e) => e.startUnixNano),
+    [at(1_000)],
+  );
+});
+
 test("a capture batch's events are stored but its messages, with consecutive ids given in the batch, read as they were shaped", async (t) => {
   const store = await storeWith([], []);
   t.after(() => store.close());
