@@ -996,7 +996,12 @@ export class Correlator<S extends JoinableSpan> {
     let earliest = Infinity;
     for (const threads of this.byThread.values())
       for (const { held } of threads.values()) if (held.length > 0) earliest = Math.min(earliest, held.start(0));
-    if (earliest === Infinity) this.origin = undefined;
+    if (earliest === Infinity) {
+      // Nothing held: no list keeps the old origin, and the next event sets one afresh.
+      this.byThread.clear();
+      this.origin = undefined;
+      return;
+    }
     if (this.origin === undefined || earliest < ORIGIN_MOVES_AFTER_NS) return;
     this.origin += BigInt(earliest);
     for (const threads of this.byThread.values()) for (const { held } of threads.values()) held.moveBase(earliest);
