@@ -963,6 +963,7 @@ export class Correlator<S extends JoinableSpan> {
       if (byEnd.length === 0) this.threadSpans.delete(key);
     }
     const ended = this.sinceOrigin(before);
+    let earliest = Infinity;
     for (const [pid, threads] of this.byThread) {
       for (const [tid, thread] of threads) {
         const { held } = thread;
@@ -970,6 +971,7 @@ export class Correlator<S extends JoinableSpan> {
         while (drop < held.length && held.end(drop) < ended) drop++;
         this.dropFront(thread, drop);
         if (held.length === 0) threads.delete(tid);
+        else earliest = Math.min(earliest, held.start(0));
       }
       if (threads.size === 0) this.byThread.delete(pid);
     }
@@ -983,7 +985,7 @@ export class Correlator<S extends JoinableSpan> {
       this.count.eventsEvictedOverBound += over;
       this.dropFront(longest, over);
     }
-    this.moveOrigin();
+    this.moveOrigin(earliest);
   }
 
   /** A time as the lists hold them: ns after the origin. */
@@ -991,14 +993,13 @@ export class Correlator<S extends JoinableSpan> {
     return this.origin === undefined ? 0 : Number(t - this.origin);
   }
 
-  /** Moves the origin up to the earliest event held once that began a day past it; with none held, the next one sets it. */
-  private moveOrigin(): void {
-    let earliest = Infinity;
-    for (const threads of this.byThread.values())
-      for (const { held } of threads.values()) if (held.length > 0) earliest = Math.min(earliest, held.start(0));
+  /**
+   * Moves the origin up to `earliest`, the start of the earliest event held once old ones were
+   * evicted, when that is a day past it. With none held (evict dropped every list), the next event
+   * sets it afresh.
+   */
+  private moveOrigin(earliest: number): void {
     if (earliest === Infinity) {
-      // Nothing held: no list keeps the old origin, and the next event sets one afresh.
-      this.byThread.clear();
       this.origin = undefined;
       return;
     }
