@@ -8,13 +8,13 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { createServer } from 'node:net';
 import { join, relative } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { CAPABILITY_BITS, LOADER_FILE_CAPABILITIES } from '../../src/cli/doctor.js';
 import * as A from '../../src/semconv/attributes.js';
 import { Capture, kernelAvailable, privateGpu, settle, single, startWorkload } from '../bpf/session.js';
 import { until } from '../cli/sidecar.js';
+import { freePort } from '../e2e/backends.js';
 import { daemonSet } from './manifests.js';
 import { ROOT, installed, output, podman, run } from './tools.js';
 
@@ -144,18 +144,6 @@ function children(pid: number, comm: string): number[] {
 function ready(t: TestContext): boolean {
   return kernelAvailable(t) && installed(t, podman);
 }
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        resolve(typeof address === 'object' && address !== null ? address.port : 0);
-      });
-    });
-  });
 
 test(
   'the image runs `causeway run` by default as its own user, clearing ambient capabilities, has a HEALTHCHECK, and no build tools',

@@ -3,7 +3,7 @@
 // them into the cache below; everything here binds to loopback on free ports and is stopped by
 // the stop() it returns.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -91,17 +91,45 @@ export interface Prometheus extends Backend {
   url: string;
 }
 
-/** A loopback port that was free a moment ago (the OS picks it, then we release it). */
-export async function freePort(): Promise<number> {
+/** The lowest port freePort picks. */
+const LOWEST_PORT = 10_000;
+/** Ports freePort gave this process: not given twice, as its callers ask for several at once. */
+const given = new Set<number>();
+
+/** Whether a loopback listener can be opened on the port now (it is closed again). */
+export async function canListen(port: number): Promise<boolean> {
   const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
+  const listening = await new Promise<boolean>((resolve) => {
+    server.once('error', () => {
+      resolve(false);
+    });
+    server.listen(port, '127.0.0.1', () => {
+      resolve(true);
+    });
   });
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no TCP address for a free port');
-  return address.port;
+  if (listening) await new Promise((resolve) => server.close(resolve));
+  return listening;
+}
+
+/**
+ * A loopback port that was free a moment ago, below the kernel's ephemeral range. A port the OS
+ * picks is in that range, and a client retrying a connect to it before its server listens (the
+ * sidecar exporting to the collector's kernel receiver, which starts after it) can be given the
+ * same port as its own source and connect to itself, holding it: the server's bind then failed
+ * with "address already in use" (CI, test/e2e/pipeline.test).
+ */
+export async function freePort(): Promise<number> {
+  const [ephemeral] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  const below = (ephemeral ?? 32_768) - LOWEST_PORT;
+  if (!(below > 0))
+    throw new Error(`the ephemeral ports begin at ${String(ephemeral)}: no room below them for a test's servers`);
+  for (let tries = 0; tries < 100; tries++) {
+    const port = LOWEST_PORT + Math.floor(Math.random() * below);
+    if (given.has(port) || !(await canListen(port))) continue;
+    given.add(port);
+    return port;
+  }
+  throw new Error(`no free loopback port between ${String(LOWEST_PORT)} and ${String(ephemeral)} in 100 tries`);
 }
 
 const freeAddress = async () => `127.0.0.1:${await freePort()}`;

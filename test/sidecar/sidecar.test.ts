@@ -11,7 +11,7 @@ import { StartError, sidecarConfig, startSidecar } from '../../src/sidecar/index
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SIM_CUDART, kernelAvailable, privateGpu, startWorkload, waitForStderr } from '../bpf/session.js';
-import { freePort } from '../e2e/backends.js';
+import { canListen, freePort } from '../e2e/backends.js';
 import { MAX_LAG_MS } from '../../src/kernel/capture.js';
 
 const MS = 1_000_000n;
@@ -32,20 +32,6 @@ function loadersRunning(): number[] {
     }
   }
   return pids;
-}
-
-async function canListen(port: number): Promise<boolean> {
-  const server = createServer();
-  const bound = await new Promise<boolean>((resolve) => {
-    server.once('error', () => {
-      resolve(false);
-    });
-    server.listen(port, '127.0.0.1', () => {
-      resolve(true);
-    });
-  });
-  if (bound) await new Promise((resolve) => server.close(resolve));
-  return bound;
 }
 
 const ENDPOINT_KEYS = ['otlp-grpc', 'otlp-http', 'metrics', 'mcp'] as const;
