@@ -11,7 +11,7 @@
 #ifndef CAUSEWAY_H
 #define CAUSEWAY_H
 
-#define CW_ABI_VERSION 9
+#define CW_ABI_VERSION 10
 #define CW_COMM_LEN 16
 #define CW_NAME_LEN 96
 #define CW_MAX_FOLLOWED 16384 /* processes in the followed table; the sidecar remembers as many (loader.ts) */
@@ -38,7 +38,8 @@ enum cw_kind {
 	CW_KIND_CODE_MAPPED = 18,   /* a followed process mapped code from a file: look for its thread context */
 	CW_KIND_SCHED_BLOCKED_SUM = 19, /* a thread's short blocked waits in one window, summed (struct cw_wait_sum) */
 	CW_KIND_FUTEX_WAIT_SUM = 20, /* a thread's short futex waits in one window, summed (struct cw_wait_sum) */
-	CW_KIND_MAX = 21,
+	CW_KIND_CUDA_NAME_MORE = 21, /* the next part of a registration's name, too long for its record (struct cw_register; the loader's) */
+	CW_KIND_MAX = 22,
 };
 
 /*
@@ -91,6 +92,7 @@ enum cw_cuda_api {
 	CW_API_cuCtxCreate,       /* a context on a device, made current */
 	CW_API_cuCtxSetCurrent,
 	CW_API_cuDevicePrimaryCtxRetain,
+	CW_API_cudaGetKernel,     /* a handle launched in place of a named function (a stub, a library's kernel): no record, the probes map it back */
 	CW_API_MAX,
 };
 
@@ -252,7 +254,7 @@ struct cw_tcp {
 
 struct cw_register {
 	__u64 func;
-	char name[CW_NAME_LEN]; /* empty when the probe could not read it: the loader reads it from name_addr */
+	char name[CW_NAME_LEN]; /* empty when the probe could not read it, cut when long: the loader reads it whole from name_addr */
 	__u64 name_addr;
 };
 

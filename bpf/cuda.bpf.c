@@ -7,7 +7,9 @@
  * are the culprits of contention.
  *
  * Some calls make no record of their own: cudaSetDevice and the driver's context
- * calls only set the device that the thread's later records carry, and a query
+ * calls only set the device that the thread's later records carry, __cudaGetKernel and
+ * cuKernelGetFunction only map a handle to the function it stands for, for the launches
+ * by that handle, and a query
  * that finds the GPU still busy (cudaEventQuery, cudaStreamQuery and the driver's
  * cuEventQuery, cuStreamQuery returning not-ready) only starts or extends the
  * thread's poll: the query that finds the work done ends it with one cuda.sync
@@ -95,6 +97,36 @@ static __always_inline __u64 *unread_names_count(void)
 
 	return bpf_map_lookup_elem(&unread_count, &zero);
 }
+
+/*
+ * Handles launched in place of a named function. CUDA 13's launch code asks the runtime once for
+ * its kernel's handle (__cudaGetKernel, given the host stub) and launches by the handle; the
+ * runtime (and cuBLAS's copy of it) loads kernels as a library's (cuLibraryGetKernel, named) and
+ * launches the context's function for one (cuKernelGetFunction). Neither handle is registered
+ * under a name. Mapped back here, a launch says the function that was (the stub, the library's
+ * kernel), and is named by its registration. An LRU: the handles of kernels no longer launched
+ * go. A handle taken before the probes were attached stays unmapped.
+ */
+struct handle_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 handle;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct handle_key);
+	__type(value, __u64); /* the function it stands for */
+} handle_functions SEC(".maps");
+
+/* Set once a handle is mapped: until then (no such launches yet), a launch is spared the lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} handles_seen SEC(".maps");
 
 /* cudaLaunchConfig_t, as the runtime lays it out */
 struct launch_config {
@@ -247,6 +279,47 @@ static __always_inline void note_device(__u32 api, struct cw_cuda_thread *t, __u
 		known = bpf_map_lookup_elem(&context_device, &key);
 		set_device(t, known ? *known : CW_DEVICE_UNKNOWN);
 		break;
+	}
+}
+
+/*
+ * __cudaGetKernel, cudaGetKernel (cudaKernel_t *kernelPtr, const void *entryFuncAddr) and
+ * cuKernelGetFunction (CUfunction *pFunc, CUkernel kernel), succeeded: the handle written out
+ * stands for the function given.
+ */
+static __always_inline void note_handle(struct cw_cuda_thread *t, __u32 tgid)
+{
+	struct handle_key key = { .tgid = tgid };
+	__u64 function = t->arg[1];
+	__u32 zero = 0, *seen;
+
+	if (bpf_probe_read_user(&key.handle, sizeof(key.handle), (void *)t->arg[0]) || key.handle == function)
+		return;
+	bpf_map_update_elem(&handle_functions, &key, &function, BPF_ANY);
+	seen = bpf_map_lookup_elem(&handles_seen, &zero);
+	if (seen && !*seen)
+		*seen = 1;
+}
+
+/* A launch by a handle: the call's function argument becomes the function the handle stands for. */
+static __always_inline void launch_as_named(__u32 api, struct cw_cuda_thread *t, __u32 tgid)
+{
+	struct handle_key key = { .tgid = tgid };
+	__u32 zero = 0, *seen = bpf_map_lookup_elem(&handles_seen, &zero);
+	__u64 *function;
+
+	if (!seen || !*seen)
+		return;
+	if (api == CW_API_cudaLaunchKernel || api == CW_API_cuLaunchKernel) {
+		key.handle = t->arg[0];
+		function = bpf_map_lookup_elem(&handle_functions, &key);
+		if (function)
+			t->arg[0] = *function;
+	} else if (api == CW_API_cudaLaunchKernelExC || api == CW_API_cuLaunchKernelEx) {
+		key.handle = t->arg[1];
+		function = bpf_map_lookup_elem(&handle_functions, &key);
+		if (function)
+			t->arg[1] = *function;
 	}
 }
 
@@ -606,6 +679,10 @@ static __always_inline int on_exit(struct pt_regs *ctx)
 	case CW_API_cuStreamQuery:
 		on_query(t, (int)ret, tgid);
 		goto out;
+	case CW_API_cudaGetKernel:
+		if ((int)ret == 0)
+			note_handle(t, tgid);
+		goto out;
 	}
 	kind = kind_of(api);
 	if (!kind)
@@ -614,6 +691,7 @@ static __always_inline int on_exit(struct pt_regs *ctx)
 	t->polls = 0;
 	now = bpf_ktime_get_ns();
 	if (kind == CW_KIND_CUDA_LAUNCH) {
+		launch_as_named(api, t, tgid);
 		if ((int)ret == 0)
 			register_launched(api, t, tgid);
 		device = current_device(t, tgid);

@@ -65,6 +65,7 @@ static const struct {
 	{ CW_API_cudaFree, "cudaFree" },
 	{ CW_API___cudaRegisterFunction, "__cudaRegisterFunction" },
 	{ CW_API_cuModuleGetFunction, "cuModuleGetFunction" },
+	{ CW_API_cuModuleGetFunction, "cuLibraryGetKernel" }, /* the same arguments: (handle out, library, name) */
 	{ CW_API_cudaStreamBeginCapture, "cudaStreamBeginCapture" },
 	{ CW_API_cudaStreamBeginCapture | PT, "cudaStreamBeginCapture_ptsz" },
 	{ CW_API_cudaStreamEndCapture, "cudaStreamEndCapture" },
@@ -99,6 +100,9 @@ static const struct {
 	{ CW_API_cuCtxCreate, "cuCtxCreate_v2" },
 	{ CW_API_cuCtxSetCurrent, "cuCtxSetCurrent" },
 	{ CW_API_cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain" },
+	{ CW_API_cudaGetKernel, "__cudaGetKernel" }, /* what nvcc 13's launch code calls */
+	{ CW_API_cudaGetKernel, "cudaGetKernel" },
+	{ CW_API_cudaGetKernel, "cuKernelGetFunction" }, /* the same arguments: (handle out, what it stands for) */
 };
 #define NSYMBOLS (sizeof(cuda_symbols) / sizeof(cuda_symbols[0]))
 #undef PT

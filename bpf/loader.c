@@ -120,7 +120,7 @@ static void on_exec(const struct cw_event *e)
 static int on_record(void *ctx, void *data, size_t size)
 {
 	const struct cw_event *e = data;
-	struct cw_event named;
+	char name[KERNEL_NAME_MAX];
 
 	(void)ctx;
 	if (size < sizeof(*e))
@@ -142,11 +142,9 @@ static int on_record(void *ctx, void *data, size_t size)
 		forget_stubs(e->pid);
 		break;
 	case CW_KIND_CUDA_REGISTER:
-		/* The ring is mapped read-only: the name is filled into a copy. */
-		named = *e;
-		fill_kernel_name(&named);
-		stub_registered(&named);
-		emit_event(&named);
+		kernel_name(e, name, sizeof(name));
+		stub_registered(e, name);
+		emit_registration(e, name);
 		return ++drained < DRAIN_MAX_RECORDS ? 0 : DRAIN_FULL;
 	case CW_KIND_CUDA_LAUNCH:
 	case CW_KIND_CUDA_LAUNCHES:

@@ -21,6 +21,7 @@
 
 #include "elf_symbols.h"
 #include "frames.h"
+#include "names.h"
 #include "stats.h"
 #include "stub_names.h"
 
@@ -63,10 +64,10 @@ static bool remember(__u32 pid, __u64 func)
 	return false;
 }
 
-void stub_registered(const struct cw_event *reg)
+void stub_registered(const struct cw_event *reg, const char *name)
 {
 	/* A name nobody could read leaves the stub to be looked up at its launch. */
-	if (reg->api == CW_API___cudaRegisterFunction && reg->u.reg.name[0] && reg->pid)
+	if (reg->api == CW_API___cudaRegisterFunction && name[0] && reg->pid)
 		remember(reg->pid, reg->u.reg.func);
 }
 
@@ -101,6 +102,7 @@ static bool stub_symbol(__u32 pid, __u64 address, char *name, size_t size)
 static void name_stub(const struct cw_event *launch, __u64 func)
 {
 	__u32 api = launch->api & ~CW_API_PER_THREAD;
+	char name[KERNEL_NAME_MAX];
 	struct cw_event reg;
 
 	/* The driver's launches pass a CUfunction and graph launches an executable graph: handles, not code. */
@@ -117,12 +119,12 @@ static void name_stub(const struct cw_event *launch, __u64 func)
 		.u.reg.func = func,
 	};
 	memcpy(reg.comm, launch->comm, sizeof(reg.comm));
-	if (!stub_symbol(launch->pid, func, reg.u.reg.name, sizeof(reg.u.reg.name))) {
+	if (!stub_symbol(launch->pid, func, name, sizeof(name))) {
 		unnamed++;
 		return;
 	}
 	count_delivered(reg.kind);
-	emit_event(&reg);
+	emit_registration(&reg, name);
 }
 
 void name_launched_stub(const struct cw_event *launch)

@@ -7,7 +7,7 @@
 #include "causeway.h"
 
 /* A registration record on its way out: its stub is named, and needs no lookup. */
-void stub_registered(const struct cw_event *reg);
+void stub_registered(const struct cw_event *reg, const char *name);
 /*
  * A launch record about to go out: at the first runtime launch of a stub neither seen
  * registered nor looked up for its process, writes a registration record named from the

@@ -148,6 +148,7 @@ export interface CaptureCounters {
 const COUNTER_NAMES: ReadonlyMap<number, string> = new Map<number, string>([
   ...Object.entries(KIND_NAMES).map(([kind, name]) => [Number(kind), name] as const),
   [Kind.CUDA_REGISTER, 'cuda.register'],
+  [Kind.CUDA_NAME_MORE, 'cuda.name_more'],
   [Kind.PROC_EXEC, 'proc.exec'],
   [Kind.CUDA_OP, 'cuda.op'],
   [Kind.CUDA_MAPPED, 'cuda.mapped'],

@@ -131,6 +131,13 @@ const DEFAULT_LIMITS: CudaLimits = {
   allocationsPerProcess: 65536,
 };
 
+/**
+ * The longest kernel name given, in characters; the symbol stays whole. C++ templates demangle
+ * to thousands (one of PyTorch's, from a 550-byte symbol, to 11,223), and a name travels on
+ * every span of a launch or a sync that waits for the kernel.
+ */
+const MAX_NAME_CHARS = 1024;
+
 const GRAPH_LAUNCHES = new Set<number>([CudaApi.cudaGraphLaunch, CudaApi.cuGraphLaunch]);
 const STREAM_WAITS = new Set<number>([
   CudaApi.cudaStreamSynchronize,
@@ -164,7 +171,7 @@ export class CudaState {
    * shaping the batch's events afterwards needs no I/O.
    */
   async learnNames(records: readonly KernelRecord[]): Promise<void> {
-    const fresh: KernelName[] = [];
+    const fresh = new Set<KernelName>();
     for (const record of records) {
       if (record.kind === Kind.CUDA_REGISTER) {
         // An empty name: neither the probe nor the loader could read it (the loader then names
@@ -176,13 +183,19 @@ export class CudaState {
           queued: { kernel, captured: false },
           captured: { kernel, captured: true },
         });
-        fresh.push(kernel);
+        fresh.add(kernel);
+      } else if (record.kind === Kind.CUDA_NAME_MORE) {
+        // The rest of a name too long for its registration, which the loader wrote just before.
+        const kernel = this.process(record.pid).symbols.get(record.register.func)?.kernel;
+        if (kernel === undefined) continue;
+        kernel.symbol += record.register.name;
+        fresh.add(kernel);
       } else if (record.kind === Kind.PROC_EXEC) {
         // A new program: the old image's addresses and handles mean nothing now.
         this.processes.delete(record.pid);
       }
     }
-    await this.demangler.demangleAll(fresh.map((kernel) => kernel.symbol));
+    await this.demangler.demangleAll([...fresh].map((kernel) => kernel.symbol));
     for (const kernel of fresh) kernel.name = this.name(kernel.symbol);
   }
 
@@ -375,7 +388,8 @@ export class CudaState {
   }
 
   private name(symbol: string): string {
-    return this.demangler.cached(symbol) ?? symbol;
+    const name = this.demangler.cached(symbol) ?? symbol;
+    return name.length <= MAX_NAME_CHARS ? name : `${name.slice(0, MAX_NAME_CHARS - 1)}…`;
   }
 
   /**

@@ -64,6 +64,7 @@ type EventRecord = Exclude<
   {
     kind:
       | typeof Kind.CUDA_REGISTER
+      | typeof Kind.CUDA_NAME_MORE
       | typeof Kind.PROC_EXEC
       | typeof Kind.CUDA_OP
       | typeof Kind.CUDA_MAPPED
@@ -283,6 +284,7 @@ const READ_WHOLE = new Set<number>([
   Kind.CUDA_OP,
   Kind.CUDA_LAUNCHES,
   Kind.CUDA_REGISTER,
+  Kind.CUDA_NAME_MORE,
   Kind.PROC_EXEC,
 ]);
 /** Whether records of this kind (enum cw_kind) are decoded whole for EventShaper.shape (decodeRecordsOf). */
@@ -985,6 +987,7 @@ export class EventShaper {
           if (record?.kind === Kind.CUDA_OP) this.parts.cuda.operation(record);
           continue;
         case Kind.CUDA_REGISTER:
+        case Kind.CUDA_NAME_MORE:
         case Kind.CUDA_MAPPED:
         case Kind.PROC_EXIT:
           continue;

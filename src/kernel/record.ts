@@ -3,7 +3,7 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 9;
+export const ABI_VERSION = 10;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
 /** Holders a run-queue record names at most (CW_RUNQUEUE_HOLDERS). */
@@ -52,36 +52,36 @@ export const LAYOUT = {
   },
   cw_wait_sum: { size: 48, fields: { wait_ns: 0, max_ns: 8, count: 16, preempted: 20, waker: 24 } },
   cw_settings: {
-    size: 224,
+    size: 232,
     fields: {
       min_ns: 0,
-      window_ns: 168,
-      launch_whole_ns: 176,
-      runqueue_whole_ns: 184,
-      wait_whole_ns: 192,
-      follow_all: 200,
-      exclude: 204,
-      shed: 212,
-      obi_traces_ctx: 216,
+      window_ns: 176,
+      launch_whole_ns: 184,
+      runqueue_whole_ns: 192,
+      wait_whole_ns: 200,
+      follow_all: 208,
+      exclude: 212,
+      shed: 220,
+      obi_traces_ctx: 224,
     },
   },
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },
   cw_hello: { size: 16, fields: { abi_version: 0, event_size: 4, ringbuf_bytes: 8, ncpus: 12 } },
   cw_stats: {
-    size: 552,
+    size: 576,
     fields: {
       mono_ns: 0,
       real_ns: 8,
       drops: 16,
-      shed: 184,
-      events: 352,
-      ringbuf_used: 520,
-      followed: 528,
-      libraries: 532,
-      gpu_processes: 536,
-      unnamed_kernels: 540,
-      thread_ctx_processes: 544,
-      thread_ctx_unresolved: 548,
+      shed: 192,
+      events: 368,
+      ringbuf_used: 544,
+      followed: 552,
+      libraries: 556,
+      gpu_processes: 560,
+      unnamed_kernels: 564,
+      thread_ctx_processes: 568,
+      thread_ctx_unresolved: 572,
     },
   },
   cw_watermark: { size: 8, fields: { mono_ns: 0 } },
@@ -109,7 +109,8 @@ export const Kind = {
   CODE_MAPPED: 18,
   SCHED_BLOCKED_SUM: 19,
   FUTEX_WAIT_SUM: 20,
-  MAX: 21,
+  CUDA_NAME_MORE: 21,
+  MAX: 22,
 } as const;
 
 /**
@@ -161,7 +162,8 @@ export const CudaApi = {
   cuCtxCreate: 41,
   cuCtxSetCurrent: 42,
   cuDevicePrimaryCtxRetain: 43,
-  MAX: 44,
+  cudaGetKernel: 44,
+  MAX: 45,
 } as const;
 
 /** enum cw_gpu_process: how a process became known as a GPU user. */
@@ -347,6 +349,7 @@ export type KernelRecord = Header &
     | { kind: typeof Kind.BLOCK_IO; block: BlockIo }
     | { kind: typeof Kind.TCP_RETRANSMIT; tcp: Tcp }
     | { kind: typeof Kind.CUDA_REGISTER; register: Register }
+    | { kind: typeof Kind.CUDA_NAME_MORE; register: Register }
     | { kind: typeof Kind.PROC_EXEC; exec: Exec }
     | { kind: typeof Kind.CUDA_OP; op: CudaOp }
     | { kind: typeof Kind.CUDA_MAPPED }
@@ -609,6 +612,11 @@ function summaryBody(kind: typeof Kind.CUDA_LAUNCHES | WaitSumKind, view: DataVi
   }
 }
 
+const registration = (buf: Buffer, view: DataView, u: number): Register => ({
+  func: view.getBigUint64(u + RG.func, true),
+  name: cString(buf, u + RG.name, NAME_LEN),
+});
+
 function body(kind: number, buf: Buffer, view: DataView, r: number, index: number) {
   const u = r + U;
   switch (kind) {
@@ -661,10 +669,8 @@ function body(kind: number, buf: Buffer, view: DataView, r: number, index: numbe
         },
       } as const;
     case Kind.CUDA_REGISTER:
-      return {
-        kind,
-        register: { func: view.getBigUint64(u + RG.func, true), name: cString(buf, u + RG.name, NAME_LEN) },
-      } as const;
+    case Kind.CUDA_NAME_MORE:
+      return { kind, register: registration(buf, view, u) } as const;
     case Kind.PROC_EXEC:
       return { kind, exec: { ppid: view.getUint32(u + EX.ppid, true) } } as const;
     case Kind.CUDA_MAPPED:

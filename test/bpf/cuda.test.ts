@@ -49,6 +49,7 @@ function linkTypes(pid: number): Map<string, number> {
 for (const [program, linked] of [
   ['gpu_sync', 'a shared libcudart'],
   ['gpu_sync_static', 'the runtime linked statically'],
+  ['gpu_sync_cuda13', 'launched by kernel handle, as nvcc 13 builds it'],
 ] as const) {
   test(`a 200 ms kernel then a stream sync gives one 200 ms cuda.sync on the syncing thread, naming the kernel (${linked})`, async (t) => {
     if (!kernelAvailable(t)) return;
@@ -135,80 +136,85 @@ interface DriverCall {
 
 const DRIVER_LAUNCHES = ['cuLaunchKernel', 'cuLaunchKernelEx', 'cuGraphLaunch', 'cuGraphLaunch_ptsz'];
 
-test('driver API launches (cuLaunchKernelEx and graphs too), syncs and copies are captured with their kernel, bytes and direction', async (t) => {
-  if (!kernelAvailable(t)) return;
-  // Every call's own arguments: with reduction off, as launches summed in a window lose them.
-  const capture = await startCapture(t, ['--comm', 'driver_calls', '--reduce-window-ms', '0']);
-  const truth = (await runWorkload(
-    'driver_calls',
-    ['--mib', '4', '--kernel-ms', '50', '--start-delay-ms', '50'],
-    privateGpu(t),
-  )) as { pid: number; tid: number; device: number; exec: string; graph: string; calls: DriverCall[] };
-  await settle();
-  await capture.stop();
+for (const [loading, args] of [
+  ['a module (cuModuleGetFunction)', []],
+  ['a library, as the runtime and cuBLAS load theirs (cuLibraryGetKernel, cuKernelGetFunction)', ['--library']],
+] as const) {
+  test(`driver API launches (cuLaunchKernelEx and graphs too), syncs and copies are captured with their kernel, bytes and direction; the kernel from ${loading}`, async (t) => {
+    if (!kernelAvailable(t)) return;
+    // Every call's own arguments: with reduction off, as launches summed in a window lose them.
+    const capture = await startCapture(t, ['--comm', 'driver_calls', '--reduce-window-ms', '0']);
+    const truth = (await runWorkload(
+      'driver_calls',
+      [...args, '--mib', '4', '--kernel-ms', '50', '--start-delay-ms', '50'],
+      privateGpu(t),
+    )) as { pid: number; tid: number; device: number; exec: string; graph: string; calls: DriverCall[] };
+    await settle();
+    await capture.stop();
 
-  const mine = capture.events.filter((e) => e.pid === truth.pid && e.kind.startsWith('cuda.'));
-  for (const event of mine) assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_DEVICE], truth.device);
-  // Every launch call is one cuda.launch, kernels and graphs alike, in call order.
-  const launches = mine.filter((e) => e.kind === 'cuda.launch');
-  const launchCalls = truth.calls.filter((c) => DRIVER_LAUNCHES.includes(c.api));
-  assert.deepEqual(
-    launches.map((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API]),
-    launchCalls.map((c) => c.api),
-  );
-  launches.forEach((launch, i) => {
-    const call = launchCalls[i] as DriverCall;
-    if (call.api.startsWith('cuGraphLaunch')) {
-      assert.ok(sameHandle(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_EXEC], truth.exec));
-      assert.ok(sameHandle(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH], truth.graph));
-      const capturedKernels = truth.calls.filter((c) => c.captured === true).map(() => 'reduce(float*, int)');
-      assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNELS], capturedKernels);
-      return;
+    const mine = capture.events.filter((e) => e.pid === truth.pid && e.kind.startsWith('cuda.'));
+    for (const event of mine) assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_DEVICE], truth.device);
+    // Every launch call is one cuda.launch, kernels and graphs alike, in call order.
+    const launches = mine.filter((e) => e.kind === 'cuda.launch');
+    const launchCalls = truth.calls.filter((c) => DRIVER_LAUNCHES.includes(c.api));
+    assert.deepEqual(
+      launches.map((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API]),
+      launchCalls.map((c) => c.api),
+    );
+    launches.forEach((launch, i) => {
+      const call = launchCalls[i] as DriverCall;
+      if (call.api.startsWith('cuGraphLaunch')) {
+        assert.ok(sameHandle(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_EXEC], truth.exec));
+        assert.ok(sameHandle(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH], truth.graph));
+        const capturedKernels = truth.calls.filter((c) => c.captured === true).map(() => 'reduce(float*, int)');
+        assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRAPH_KERNELS], capturedKernels);
+        return;
+      }
+      assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], 'reduce(float*, int)');
+      assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRID], call.grid);
+      assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_BLOCK], call.block);
+      assert.ok(sameHandle(launch.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], call.stream));
+      assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED], call.captured === true ? true : undefined);
+    });
+    const streamSync = mine.find((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cuStreamSynchronize');
+    assert.ok(streamSync && durationMs(streamSync) >= 45, 'cuStreamSynchronize waits for the 50 ms kernel');
+
+    // The event sync waits for what its stream ran before the record: kernels launched since the
+    // stream sync and not captured, and the graph's; the captured launches were never in flight.
+    const calls = truth.calls.map((c) => c.api);
+    const since = truth.calls.slice(calls.indexOf('cuStreamSynchronize'), calls.indexOf('cuEventRecord'));
+    const graphKernels = truth.calls.filter((c) => c.captured === true).length;
+    const inflight =
+      since.filter((c) => (c.api === 'cuLaunchKernel' || c.api === 'cuLaunchKernelEx') && c.captured !== true).length +
+      since.filter((c) => c.api === 'cuGraphLaunch').length * graphKernels;
+    const eventSync = single(
+      mine.filter((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cuEventSynchronize'),
+      'cuEventSynchronize',
+    );
+    assert.equal(eventSync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], inflight);
+    assert.equal(
+      eventSync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_MEMCPY_BYTES],
+      since.filter((c) => c.async === true).reduce((sum, c) => sum + (c.bytes ?? 0), 0),
+    );
+    // The queries found the work unfinished once each and were followed by other calls: no poll was a wait.
+    assert.equal(mine.filter((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLING] === true).length, 0);
+    assert.ok(mine.some((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cuCtxSynchronize'));
+
+    const copies = truth.calls.filter((c) => c.api.startsWith('cuMemcpy'));
+    const captured = mine.filter((e) => e.kind === 'cuda.memcpy');
+    assert.equal(captured.length, copies.length);
+    for (const copy of copies) {
+      // The event names the entry point without the ABI suffix: cuMemcpyHtoD for cuMemcpyHtoD_v2.
+      const event = captured.find((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === copy.api.replace(/_v2$/, ''));
+      assert.ok(event, `no cuda.memcpy for ${copy.api}`);
+      assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_BYTES], copy.bytes);
+      assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_ASYNC], copy.async === true);
+      // cuMemcpy and cuMemcpyAsync take unified addresses: the direction is not in the call.
+      const direction = /^cuMemcpy(Async)?$/.test(copy.api) ? 'default' : copy.direction;
+      assert.equal(String(event.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_DIRECTION]).toLowerCase(), direction);
     }
-    assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], 'reduce(float*, int)');
-    assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRID], call.grid);
-    assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_BLOCK], call.block);
-    assert.ok(sameHandle(launch.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], call.stream));
-    assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_CAPTURED], call.captured === true ? true : undefined);
   });
-  const streamSync = mine.find((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cuStreamSynchronize');
-  assert.ok(streamSync && durationMs(streamSync) >= 45, 'cuStreamSynchronize waits for the 50 ms kernel');
-
-  // The event sync waits for what its stream ran before the record: kernels launched since the
-  // stream sync and not captured, and the graph's; the captured launches were never in flight.
-  const calls = truth.calls.map((c) => c.api);
-  const since = truth.calls.slice(calls.indexOf('cuStreamSynchronize'), calls.indexOf('cuEventRecord'));
-  const graphKernels = truth.calls.filter((c) => c.captured === true).length;
-  const inflight =
-    since.filter((c) => (c.api === 'cuLaunchKernel' || c.api === 'cuLaunchKernelEx') && c.captured !== true).length +
-    since.filter((c) => c.api === 'cuGraphLaunch').length * graphKernels;
-  const eventSync = single(
-    mine.filter((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cuEventSynchronize'),
-    'cuEventSynchronize',
-  );
-  assert.equal(eventSync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], inflight);
-  assert.equal(
-    eventSync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_MEMCPY_BYTES],
-    since.filter((c) => c.async === true).reduce((sum, c) => sum + (c.bytes ?? 0), 0),
-  );
-  // The queries found the work unfinished once each and were followed by other calls: no poll was a wait.
-  assert.equal(mine.filter((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_SYNC_POLLING] === true).length, 0);
-  assert.ok(mine.some((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cuCtxSynchronize'));
-
-  const copies = truth.calls.filter((c) => c.api.startsWith('cuMemcpy'));
-  const captured = mine.filter((e) => e.kind === 'cuda.memcpy');
-  assert.equal(captured.length, copies.length);
-  for (const copy of copies) {
-    // The event names the entry point without the ABI suffix: cuMemcpyHtoD for cuMemcpyHtoD_v2.
-    const event = captured.find((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === copy.api.replace(/_v2$/, ''));
-    assert.ok(event, `no cuda.memcpy for ${copy.api}`);
-    assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_BYTES], copy.bytes);
-    assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_ASYNC], copy.async === true);
-    // cuMemcpy and cuMemcpyAsync take unified addresses: the direction is not in the call.
-    const direction = /^cuMemcpy(Async)?$/.test(copy.api) ? 'default' : copy.direction;
-    assert.equal(String(event.attributes[A.ATTR_CAUSEWAY_CUDA_MEMCPY_DIRECTION]).toLowerCase(), direction);
-  }
-});
+}
 
 test('cudaMalloc and cudaFree carry the bytes, cudaMemcpy its size and direction, cudaLaunchKernelExC its config', async (t) => {
   if (!kernelAvailable(t)) return;

@@ -344,23 +344,8 @@ test('a stripped binary keeps its kernel names when its registration is seen; re
   assert.match(capture.stderr, /^causeway: unnamed kernels: 1 \(/m);
 });
 
-test('a kernel registered before capture, in a root process, is named by the loader for a capture without capabilities: its launch and the kernels a sync waits for', async (t) => {
-  if (!kernelAvailable(t)) return;
-  const cli = join(installForUser(t), 'dist', 'src', 'cli', 'main.js');
-  const gpu = privateGpu(t);
-  // Root's, registering its kernel at start (a static constructor), launching once the capture is ready.
-  const workload = startWorkload('gpu_sync', ['--kernel-ms', '50', '--start-delay-ms', '5000'], gpu);
-  workload.truth.catch(() => undefined); // a test that failed early still ends it below
-  t.after(() => workload.child.kill());
-  await sleeping(workload.pid);
-  const capture = await startCapture(t, ['--comm', 'no-such-program'], [...AS_USER, process.execPath, cli]);
-  const ready = monotonicNs();
-  assert.deepEqual(credentials(capture.pid), { uid: USER, effective: 0n, permitted: 0n });
-  const truth = await workload.truth;
-  assert.ok(ready < BigInt(Number(truth.launch_start_ns)), 'the kernel was launched before the capture was ready');
-  await settle();
-  assert.equal(await capture.stop(), 0, capture.stderr);
-
+/** gpu_sync's one launch, and the one kernel its sync waits for, are named by the kernel's symbol, whole. */
+function assertKernelNamed(capture: Capture, truth: Record<string, unknown>) {
   const name = demangle([String(truth.kernel)])[0];
   const launch = single(
     capture.of('cuda.launch', (e) => e.pid === truth.pid),
@@ -374,6 +359,42 @@ test('a kernel registered before capture, in a root process, is named by the loa
   );
   assert.equal(sync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], 1);
   assert.deepEqual(sync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_KERNELS], [name]);
+}
+
+test('a kernel name longer than a record holds (197 bytes, as PyTorch names are), launched by handle as nvcc 13 builds it, is reported whole: on its launch and in the kernels a sync waits for', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(t, ['--comm', 'gpu_sync_cuda13']);
+  const truth = await runWorkload(
+    'gpu_sync_cuda13',
+    ['--long-name', '--kernel-ms', '20', '--start-delay-ms', '50'],
+    privateGpu(t),
+  );
+  await settle();
+  await capture.stop();
+
+  assert.equal(String(truth.kernel).length, 197);
+  assertKernelNamed(capture, truth);
+});
+
+test('a kernel registered before capture, in a root process, is named by the loader for a capture without capabilities: its launch and the kernels a sync waits for', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const cli = join(installForUser(t), 'dist', 'src', 'cli', 'main.js');
+  const gpu = privateGpu(t);
+  // Root's, registering its kernel at start (a static constructor), launching once the capture is
+  // ready; its name longer than a record holds, read whole from the stub's symbol.
+  const workload = startWorkload('gpu_sync', ['--long-name', '--kernel-ms', '50', '--start-delay-ms', '5000'], gpu);
+  workload.truth.catch(() => undefined); // a test that failed early still ends it below
+  t.after(() => workload.child.kill());
+  await sleeping(workload.pid);
+  const capture = await startCapture(t, ['--comm', 'no-such-program'], [...AS_USER, process.execPath, cli]);
+  const ready = monotonicNs();
+  assert.deepEqual(credentials(capture.pid), { uid: USER, effective: 0n, permitted: 0n });
+  const truth = await workload.truth;
+  assert.ok(ready < BigInt(Number(truth.launch_start_ns)), 'the kernel was launched before the capture was ready');
+  await settle();
+  assert.equal(await capture.stop(), 0, capture.stderr);
+
+  assertKernelNamed(capture, truth);
   assert.doesNotMatch(capture.stderr, /unnamed kernels/);
 });
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,6 +124,36 @@ test("a kernel keeps the name it was demangled to when registered, after the dem
   const [event] = await shape(launch({ pid, func: 0x5000n }));
   assert.equal(event?.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], 'matmul()');
   assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], '_Z6matmulv');
+});
+
+test('a name too long for one record is joined from the parts that follow its registration, in the same batch or a later one', async () => {
+  const symbol =
+    '_ZN2at6native18elementwise_kernelILi128ELi4EZNS0_22gpu_kernel_impl_nocastIZZZNS0_23direct_copy_kernel_cudaERNS_18TensorIteratorBaseEENKUlvE1_clEvENKUlvE8_clEvEUlN3c104HalfEE_EEvS4_RKT_EUliE_EEviT1_';
+  const parts = [symbol.slice(0, 95), symbol.slice(95, 190), symbol.slice(190)];
+  const expected = execFileSync('c++filt', [symbol], { encoding: 'utf8' }).trim();
+  for (const split of [3, 1]) {
+    const shape = pipeline();
+    const records = parts.map((name, i) => register({ pid, func: 0x5000n, name, more: i > 0 }));
+    await shape(...records.slice(0, split));
+    const [event] = await shape(...records.slice(split), launch({ pid, func: 0x5000n }));
+    assert.equal(event?.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], symbol, `split after ${String(split)}`);
+    assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], expected, `split after ${String(split)}`);
+  }
+});
+
+test('a name that demangles past 1,024 characters is cut there; its symbol stays whole', async () => {
+  // One of PyTorch 2.11's kernels (torch.randn's), 550 bytes, as the real-GPU check captured it.
+  const symbol =
+    '_ZN2at6native54_GLOBAL__N__d8ceb000_21_DistributionNormal_cu_0c5b6e85L43distribution_elementwise_grid_stride_kernelIfLi4E17__nv_dl_wrapper_tI27__nv_dl_trailing_return_tagIPFvRNS_18TensorIteratorBaseEPNS_17CUDAGeneratorImplES3_I11__nv_dl_tagIPFvRKNS_10TensorBaseEddS8_EXadL_ZNS0_9templates4cuda13normal_kernelIS8_EEvSC_ddT_EELj2EEJffEEEXadL_ZNSG_20normal_and_transformIffS8_SK_EEvS6_T1_T2_EE6float4Lj2EEJEES3_IS9_IPFvS6_S8_RKSS_SK_EXadL_ZNS1_27distribution_nullary_kernelIffSQ_S8_SS_SK_EEvS6_SP_RKT3_T4_EELj1EEJPciKSK_EEEEvlNS_15PhiloxCudaStateESO_SP_';
+  const demangled = execFileSync('c++filt', [symbol], { encoding: 'utf8' }).trim();
+  assert.ok(demangled.length > 1024, `demangled to ${String(demangled.length)} characters`);
+  const parts = [0, 95, 190, 285, 380, 475].map((at) => symbol.slice(at, at + 95));
+  const [event] = await pipeline()(
+    ...parts.map((name, i) => register({ pid, func: 0x5000n, name, more: i > 0 })),
+    launch({ pid, func: 0x5000n }),
+  );
+  assert.equal(event?.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], symbol);
+  assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], `${demangled.slice(0, 1023)}…`);
 });
 
 test('a stream sync reports the kernels in flight on that stream only, then none', async () => {

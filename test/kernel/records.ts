@@ -128,14 +128,15 @@ export function waitSum(
   });
 }
 
+/** A registration, or with `more`, the next part of a name too long for one (as the loader writes it). */
 export function register(
-  spec: Omit<RecordSpec, 'kind' | 'body'> & { func: bigint; name: string; nameAddr?: bigint },
+  spec: Omit<RecordSpec, 'kind' | 'body'> & { func: bigint; name: string; nameAddr?: bigint; more?: boolean },
 ): Buffer {
   const R = LAYOUT.cw_register.fields;
   return record({
     ...spec,
     api: spec.api ?? CudaApi.__cudaRegisterFunction,
-    kind: Kind.CUDA_REGISTER,
+    kind: spec.more === true ? Kind.CUDA_NAME_MORE : Kind.CUDA_REGISTER,
     body: (buf, u) => {
       buf.writeBigUInt64LE(spec.func, u + R.func);
       buf.write(spec.name, u + R.name, 95, 'utf8');
