@@ -886,7 +886,7 @@ export class KernelCapture {
       return;
     }
     this.runRecords += records.length;
-    await this.parts.cuda.learnNames(records.filter((record) => record !== undefined));
+    await this.parts.cuda.learnNames(records, payload);
     const bytes = recordBytes(payload);
     const batch = this.parts.shaper.shape(bytes, records);
     for (let at = 0; at < payload.length; at += RECORD_SIZE) {

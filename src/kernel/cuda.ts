@@ -17,7 +17,18 @@ import {
   type Pending,
 } from './inflight.js';
 import { Lru } from './lru.js';
-import { CudaApi, DEVICE_UNKNOWN, Kind, type CudaOp, type KernelRecord, type LaunchCall } from './record.js';
+import {
+  CudaApi,
+  DEVICE_UNKNOWN,
+  Kind,
+  RECORD_SIZE,
+  kindAt,
+  launchCall,
+  readLaunchCall,
+  type CudaOp,
+  type KernelRecord,
+  type LaunchCall,
+} from './record.js';
 
 const MAX_INFLIGHT_NAMES = 5;
 /** cudaStreamLegacy and cudaStreamPerThread, which the driver's CU_STREAM_LEGACY and CU_STREAM_PER_THREAD equal. */
@@ -103,7 +114,9 @@ function legacyKey(device: number | undefined): string {
 }
 
 interface ProcessCuda {
-  /** func (host stub or CUfunction) -> its kernel. */
+  /** func (host stub, CUfunction or CUkernel) -> its symbol, for every kernel registered. */
+  registered: Lru<bigint, string>;
+  /** func -> its kernel, named: the kernels launched. */
   symbols: Lru<bigint, KnownKernel>;
   /** By handle; the default streams by name (per device, and the per-thread one per thread). */
   streams: Lru<string | bigint, Stream>;
@@ -157,6 +170,7 @@ const known = (device: number) => (device === DEVICE_UNKNOWN ? undefined : devic
 export class CudaState {
   private readonly processes: Lru<number, ProcessCuda>;
   private readonly limits: CudaLimits;
+  private readonly call = launchCall();
 
   constructor(
     private readonly demangler: Demangler,
@@ -167,36 +181,61 @@ export class CudaState {
   }
 
   /**
-   * Learns the kernel names a batch introduces, in order, and demangles them, so that
-   * shaping the batch's events afterwards needs no I/O.
+   * Learns what a batch says of kernel names, in order: the names registered (in parts, when
+   * long), and the first launches of registered kernels, whose names it demangles then, so that
+   * shaping the batch's events afterwards needs no I/O. `records` are the batch's, decoded whole
+   * where readWhole says, and `payload` its bytes. Only kernels launched are demangled and kept
+   * named: PyTorch registers some 21,000 at `import torch`, and launches a few hundred.
    */
-  async learnNames(records: readonly KernelRecord[]): Promise<void> {
+  async learnNames(records: readonly (KernelRecord | undefined)[], payload: Buffer): Promise<void> {
     const fresh = new Set<KernelName>();
-    for (const record of records) {
-      if (record.kind === Kind.CUDA_REGISTER) {
-        // An empty name: neither the probe nor the loader could read it (the loader then names
-        // the stub from its symbol at its first launch).
-        if (record.register.name === '') continue;
-        const kernel = { symbol: record.register.name, name: record.register.name };
-        this.process(record.pid).symbols.set(record.register.func, {
-          kernel,
-          queued: { kernel, captured: false },
-          captured: { kernel, captured: true },
-        });
-        fresh.add(kernel);
-      } else if (record.kind === Kind.CUDA_NAME_MORE) {
-        // The rest of a name too long for its registration, which the loader wrote just before.
-        const kernel = this.process(record.pid).symbols.get(record.register.func)?.kernel;
-        if (kernel === undefined) continue;
-        kernel.symbol += record.register.name;
-        fresh.add(kernel);
-      } else if (record.kind === Kind.PROC_EXEC) {
-        // A new program: the old image's addresses and handles mean nothing now.
-        this.processes.delete(record.pid);
+    const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+    records.forEach((record, i) => {
+      if (record === undefined) {
+        // A launch is read from its bytes (the shaper's hot path): only its function, here.
+        if (kindAt(view, i * RECORD_SIZE) !== Kind.CUDA_LAUNCH) return;
+        const call = readLaunchCall(view, i * RECORD_SIZE, this.call);
+        if (!GRAPH_LAUNCHES.has(call.api)) this.nameLaunched(call.pid, call.func, fresh);
+        return;
       }
-    }
+      switch (record.kind) {
+        case Kind.CUDA_REGISTER: {
+          // An empty name: neither the probe nor the loader could read it (the loader then names
+          // the stub from its symbol at its first launch).
+          if (record.register.name === '') return;
+          const process = this.process(record.pid);
+          process.registered.set(record.register.func, record.register.name);
+          process.symbols.delete(record.register.func);
+          return;
+        }
+        case Kind.CUDA_NAME_MORE: {
+          // The rest of a name too long for its registration, which the loader wrote just before.
+          const { registered } = this.process(record.pid);
+          const symbol = registered.get(record.register.func);
+          if (symbol !== undefined) registered.set(record.register.func, symbol + record.register.name);
+          return;
+        }
+        case Kind.CUDA_LAUNCHES:
+          for (const { func } of record.launches.funcs) this.nameLaunched(record.pid, func, fresh);
+          return;
+        case Kind.PROC_EXEC:
+          // A new program: the old image's addresses and handles mean nothing now.
+          this.processes.delete(record.pid);
+      }
+    });
     await this.demangler.demangleAll([...fresh].map((kernel) => kernel.symbol));
     for (const kernel of fresh) kernel.name = this.name(kernel.symbol);
+  }
+
+  /** A function launched: its kernel named from its registration, at the first launch. */
+  private nameLaunched(pid: number, func: bigint, fresh: Set<KernelName>): void {
+    const process = this.process(pid);
+    if (process.symbols.has(func)) return;
+    const symbol = process.registered.get(func);
+    if (symbol === undefined) return;
+    const kernel = { symbol, name: symbol };
+    process.symbols.set(func, { kernel, queued: { kernel, captured: false }, captured: { kernel, captured: true } });
+    fresh.add(kernel);
   }
 
   /**
@@ -420,6 +459,7 @@ export class CudaState {
     let state = this.processes.get(pid);
     if (state === undefined) {
       state = {
+        registered: new Lru(this.limits.kernelsPerProcess),
         symbols: new Lru(this.limits.kernelsPerProcess),
         streams: new Lru(this.limits.streamsPerProcess),
         events: new Lru(this.limits.eventsPerProcess),

@@ -64,7 +64,7 @@ function pipeline(names = demangler) {
   return async (...records: Buffer[]): Promise<KernelEvent[]> => {
     const batch = Buffer.concat(records);
     const decoded = decodeRecordsOf(batch, readWhole);
-    await cuda.learnNames(decoded.filter((record) => record !== undefined));
+    await cuda.learnNames(decoded, batch);
     return shaper.shape(recordBytes(batch), decoded).events();
   };
 }
@@ -139,6 +139,37 @@ test('a name too long for one record is joined from the parts that follow its re
     assert.equal(event?.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], symbol, `split after ${String(split)}`);
     assert.equal(event.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], expected, `split after ${String(split)}`);
   }
+});
+
+test('of the kernels a process registers, only those it launches are demangled, at their first launch', async () => {
+  class Counting extends Demangler {
+    readonly asked: string[] = [];
+    override demangleAll(names: string[]): Promise<void> {
+      this.asked.push(...names);
+      return super.demangleAll(names);
+    }
+  }
+  const counting = new Counting(() => undefined);
+  after(() => {
+    counting.close();
+  });
+  const shape = pipeline(counting);
+  // As `import torch` does, on a larger scale: every kernel registered at once, few launched.
+  const registered = Array.from({ length: 1000 }, (_, i) =>
+    register({ pid, func: 0x10000n + BigInt(i), name: `_Z${String(String(i).length + 1)}k${String(i)}v` }),
+  );
+  await shape(...registered);
+  assert.deepEqual(counting.asked, []);
+  const events = await shape(
+    launch({ pid, func: 0x10007n }),
+    launch({ pid, func: 0x10300n }),
+    launch({ pid, func: 0x10007n }),
+  );
+  assert.deepEqual(counting.asked, ['_Z2k7v', '_Z4k768v']);
+  assert.deepEqual(
+    events.map((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL]),
+    ['k7()', 'k768()', 'k7()'],
+  );
 });
 
 test('a name that demangles past 1,024 characters is cut there; its symbol stays whole', async () => {

@@ -29,7 +29,7 @@ export async function shapedBatches(batches: Buffer[][], options: ShapedOptions 
     for (const records of batches) {
       const batch = Buffer.concat(records);
       const decoded = decodeRecordsOf(batch, readWhole);
-      await parts.cuda.learnNames(decoded.filter((record) => record !== undefined));
+      await parts.cuda.learnNames(decoded, batch);
       shapedBatches.push(parts.shaper.shape(recordBytes(batch), decoded).events());
     }
     return shapedBatches;
