@@ -218,7 +218,9 @@ export function closingSummary(counters: CaptureCounters): string {
       `thread context: ${counters.threadContextProcesses} processes read exactly, ${counters.threadContextUnresolved} publishing one that cannot be read`,
     );
   if (counters.unnamedKernels > 0)
-    lines.push(`unnamed kernels: ${counters.unnamedKernels} (registered before capture started, no symbol)`);
+    lines.push(
+      `unnamed kernels: ${counters.unnamedKernels} (registered, or their handle taken, before capture started; no symbol)`,
+    );
   if (counters.badBatches > 0) lines.push(`undecodable batches: ${counters.badBatches}`);
   return lines.map((l) => `causeway: ${l}\n`).join('');
 }

@@ -348,7 +348,7 @@ function captureInstruments() {
     shedEpisodes: counter('causeway_kernel_shed_episodes', 'Times the kernel was told to shed events.'),
     unnamed: counter(
       'causeway_cuda_kernels_unnamed',
-      'Kernels registered before capture started whose host stub has no symbol: their launches carry only the function address.',
+      'Kernels registered (or, launched by handle, their handle taken) before capture started, with no symbol at the launched address: their launches carry only the function address.',
     ),
     gpu: gauge('causeway_gpu_processes', 'Processes found using CUDA (followed, their libraries probed).'),
     threadContext: gauge(
