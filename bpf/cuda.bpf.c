@@ -306,21 +306,16 @@ static __always_inline void launch_as_named(__u32 api, struct cw_cuda_thread *t,
 {
 	struct handle_key key = { .tgid = tgid };
 	__u32 zero = 0, *seen = bpf_map_lookup_elem(&handles_seen, &zero);
-	__u64 *function;
+	__u64 *arg, *function;
 
-	if (!seen || !*seen)
+	if (!seen || !*seen || api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch)
 		return;
-	if (api == CW_API_cudaLaunchKernel || api == CW_API_cuLaunchKernel) {
-		key.handle = t->arg[0];
-		function = bpf_map_lookup_elem(&handle_functions, &key);
-		if (function)
-			t->arg[0] = *function;
-	} else if (api == CW_API_cudaLaunchKernelExC || api == CW_API_cuLaunchKernelEx) {
-		key.handle = t->arg[1];
-		function = bpf_map_lookup_elem(&handle_functions, &key);
-		if (function)
-			t->arg[1] = *function;
-	}
+	/* (config, func, ...) for the Ex forms, (func, ...) for the others */
+	arg = (api == CW_API_cudaLaunchKernelExC || api == CW_API_cuLaunchKernelEx) ? &t->arg[1] : &t->arg[0];
+	key.handle = *arg;
+	function = bpf_map_lookup_elem(&handle_functions, &key);
+	if (function)
+		*arg = *function;
 }
 
 /*
