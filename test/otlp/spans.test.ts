@@ -142,3 +142,36 @@ test('a span kind or status code this version does not know reads as unspecified
   }
   assert.throws(() => decodeJsonRequest(JSON.stringify(body('SPAN_KIND_SIDEWAYS', 0))), /kind: unknown enum value/);
 });
+
+test('an error names the span and the attribute it is in, and a rejected span its place, as deep as they are', () => {
+  const span = (extra: Record<string, unknown>) => ({ traceId: TRACE, spanId: SPAN, name: 'x', ...extra });
+  const body = (third: Record<string, unknown>) =>
+    JSON.stringify({
+      resourceSpans: [
+        { scopeSpans: [{ spans: [span({})] }] },
+        { scopeSpans: [{ spans: [span({}), span({}), third] }] },
+      ],
+    });
+  const nested = {
+    attributes: [
+      { key: 'ok', value: { stringValue: 'v' } },
+      { key: 'outer', value: { kvlistValue: { values: [{ key: 'inner', value: { boolValue: 'yes' } }] } } },
+    ],
+  };
+  assert.throws(
+    () => decodeJsonRequest(body(span(nested))),
+    (e: Error) =>
+      e.message === 'resourceSpans[1].scopeSpans[0].spans[2].attributes "outer" "inner": expected a boolean',
+  );
+  assert.throws(
+    () => decodeJsonRequest(body(span({ endTimeUnixNano: 'soon' }))),
+    (e: Error) => e.message.startsWith('resourceSpans[1].scopeSpans[0].spans[2].endTimeUnixNano: expected an integer'),
+  );
+  assert.throws(
+    () => decodeJsonRequest(body('not a span' as unknown as Record<string, unknown>)),
+    (e: Error) => e.message === 'resourceSpans[1].scopeSpans[0].spans[2]: expected an object',
+  );
+  const partial = decodeJsonRequest(body(span({ spanId: '0000000000000000' })));
+  assert.equal(partial.spans.length, 3);
+  assert.deepEqual(partial.rejectReasons, ['resourceSpans[1].scopeSpans[0].spans[2]: spanId is all zeros']);
+});
