@@ -374,8 +374,12 @@ export class Correlator<S extends JoinableSpan> {
    * are a suffix, and an event newer than every span there looks at none.
    */
   private readonly lateTakers = new Map<number, LateTaker<S>[]>();
-  /** The same by span id: an event read late stamped with one of them goes to it. */
-  private readonly lateTakerById = new Map<string, LateTaker<S>>();
+  /**
+   * The same by span id: an event read late stamped with one of them goes to it. Kept only once a
+   * stamped event has been read: an app that publishes no thread context stamps none, and keeping
+   * it for every span cost a twentieth of the main thread under the whole-sidecar load (issue 11).
+   */
+  private lateTakerById: Map<string, LateTaker<S>> | undefined;
   private lateTakerCount = 0;
   /** The next turn's joining of spans left ready past SPANS_JOINED_PER_TURN; undefined when none is due. */
   private nextTurn: NodeJS.Immediate | undefined;
@@ -520,6 +524,7 @@ export class Correlator<S extends JoinableSpan> {
   private lateTaker(batch: EventBatch, i: number, lastEnds: Map<number, number>): LateTaker<S> | undefined {
     const stamp = batch.spanContext(i);
     if (stamp !== undefined) {
+      this.lateTakerById ??= new Map([...this.lateTakers.values()].flat().map((t) => [t.span.spanId, t]));
       const taker = this.lateTakerById.get(stamp.spanId);
       return taker?.span.traceId === stamp.traceId ? taker : undefined;
     }
@@ -581,11 +586,10 @@ export class Correlator<S extends JoinableSpan> {
       const first = takers[0];
       if (first !== undefined && pendingEnd(first) > before) continue;
       const done = firstAt(takers, before + 1n, pendingEnd);
-      for (let i = 0; i < done; i++) {
-        const taker = takers[i];
-        if (taker !== undefined && this.lateTakerById.get(taker.span.spanId) === taker)
-          this.lateTakerById.delete(taker.span.spanId);
-      }
+      const byId = this.lateTakerById;
+      if (byId !== undefined)
+        for (const taker of takers.slice(0, done))
+          if (byId.get(taker.span.spanId) === taker) byId.delete(taker.span.spanId);
       takers.splice(0, done);
       this.lateTakerCount -= done;
       if (takers.length === 0) this.lateTakers.delete(pid);
@@ -742,7 +746,7 @@ export class Correlator<S extends JoinableSpan> {
     let takers = this.lateTakers.get(taker.place.hostPid);
     if (takers === undefined) this.lateTakers.set(taker.place.hostPid, (takers = []));
     insertByEnd(takers, taker, pendingEnd);
-    this.lateTakerById.set(taker.span.spanId, taker);
+    this.lateTakerById?.set(taker.span.spanId, taker);
     this.lateTakerCount++;
   }
 

@@ -203,14 +203,16 @@ export class Store implements TraceSource {
   private handedSince: bigint | undefined;
   private writingSince: bigint | undefined;
   /**
-   * Kernel events (consecutive ids from firstId) and attachments taken and not yet packed: they go
-   * to the worker once PACKED_ROWS are pending, or before the next write, so that a batch, its
-   * buffers and its data chunks are not made for a few rows at a time (capture hands over small
-   * batches as it reads them).
+   * Kernel events (consecutive ids from firstId), app spans and attachments taken and not yet
+   * packed: they go to the worker once PACKED_ROWS are pending, or before the next write, so that a
+   * batch, its buffers and its data chunks are not made for a few rows at a time (capture hands
+   * over small batches as it reads them, OTLP a request's spans; a message per request cost the
+   * main thread more than packing its spans).
    */
   private pending = {
     events: [] as KernelEvent[],
     firstId: 0,
+    spans: [] as PlacedSpan<AppSpan>[],
     joined: [] as Joined[],
     joinedRows: 0,
     shed: [] as ShedTime[],
@@ -285,8 +287,8 @@ export class Store implements TraceSource {
   addSpans(spans: PlacedSpan<AppSpan>[]): void {
     const admitted = this.admit(spans);
     if (admitted.length === 0 || !this.take(admitted.length)) return;
-    const batch = packSpans(admitted.map(spanRow));
-    this.worker.postMessage({ op: 'spans', batch } satisfies Request, moved(batch));
+    for (const span of admitted) this.pending.spans.push(span);
+    if (this.pending.spans.length >= PACKED_ROWS) this.handPackedSpans();
   }
 
   addAttachments(attachments: Attachment<AppSpan>[]): void {
@@ -540,6 +542,12 @@ export class Store implements TraceSource {
     this.worker.postMessage({ op: 'events', batch } satisfies Request, moved(batch));
   }
 
+  private handPackedSpans(): void {
+    const batch = packSpans(this.pending.spans.map(spanRow));
+    this.pending.spans = [];
+    this.worker.postMessage({ op: 'spans', batch } satisfies Request, moved(batch));
+  }
+
   private handPackedAttachments(): void {
     const batch = packAttachments(this.pending.joined);
     this.pending.joined = [];
@@ -550,6 +558,7 @@ export class Store implements TraceSource {
   private async write(): Promise<void> {
     if (this.down !== undefined || this.closed) return;
     if (this.pending.events.length > 0) this.handPackedEvents();
+    if (this.pending.spans.length > 0) this.handPackedSpans();
     if (this.pending.joined.length > 0) this.handPackedAttachments();
     if (this.pending.shed.length > 0) {
       this.worker.postMessage({ op: 'shed', times: this.pending.shed } satisfies Request);
@@ -640,7 +649,7 @@ export class Store implements TraceSource {
     this.count.rowsLost += this.handed; // the write's own rows are counted when it fails, just below
     this.handed = 0;
     this.handedSince = undefined;
-    this.pending = { events: [], firstId: 0, joined: [], joinedRows: 0, shed: [] };
+    this.pending = { events: [], firstId: 0, spans: [], joined: [], joinedRows: 0, shed: [] };
     this.failWaiting(new Error(`the store's worker stopped: ${reason}`));
     const held = this.settings.path === IN_MEMORY ? ' and every row it held (the store is in memory)' : '';
     if (++this.stopsInARow > MAX_RESTARTS_IN_A_ROW) {

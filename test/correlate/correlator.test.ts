@@ -472,6 +472,32 @@ test('an event read late goes to the innermost joined span of its process it beg
   assert.equal(correlator.counters().spansWithEvents, 3);
 });
 
+test('an event read late stamped with a span finds it among spans joined after the first stamped event, and not once it is past the longest join wait', () => {
+  const now = { t: 20n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  const stamped = (spanId: string, start: bigint) => ({
+    ...event(9, start, start + 10n * MS),
+    spanContext: { traceId: 'a'.repeat(32), spanId },
+  });
+  addSpans([span('first', 19n * S, 19n * S + 100n * MS)]);
+  correlator.advanceWatermark(19n * S + 100n * MS);
+  correlator.addEvents([stamped('first', 19n * S + 200n * MS)]);
+  addSpans([span('second', 19n * S + 300n * MS, 19n * S + 400n * MS)]);
+  correlator.advanceWatermark(19n * S + 400n * MS);
+  correlator.addEvents([stamped('second', 19n * S + 450n * MS)]);
+  correlator.advanceWatermark(19n * S + 700n * MS);
+  correlator.addEvents([stamped('first', 19n * S + 710n * MS), stamped('second', 19n * S + 720n * MS)]);
+  assert.deepEqual(
+    joined.map((a) => [a.span.spanId, a.late, a.events.map((e) => e.startUnixNano)]),
+    [
+      ['first', true, [19n * S + 200n * MS]],
+      ['second', true, [19n * S + 450n * MS]],
+      ['second', true, [19n * S + 720n * MS]],
+    ],
+    'the first span ended 600 ms before the last watermark (the longest join wait is 500 ms), the second 300 ms',
+  );
+});
+
 test('spans joined and taking late events count toward the spans held at most', () => {
   const now = { t: 20n * S };
   const { correlator, addSpans } = setup(now, { maxPendingSpans: 2 });
