@@ -25,6 +25,7 @@ import {
   kindAt,
   launchCall,
   readLaunchCall,
+  sameLaunchCall,
   type CudaOp,
   type KernelRecord,
   type LaunchCall,
@@ -190,14 +191,22 @@ export class CudaState {
   async learnNames(records: readonly (KernelRecord | undefined)[], payload: Buffer): Promise<void> {
     const fresh = new Set<KernelName>();
     const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+    // The batch's last launch looked at: launches come in runs of one kernel, and one like it is
+    // named already (reading each launch's call here was a twentieth of decode through correlation).
+    let lastLaunch: number | undefined;
     records.forEach((record, i) => {
       if (record === undefined) {
         // A launch is read from its bytes (the shaper's hot path): only its function, here.
-        if (kindAt(view, i * RECORD_SIZE) !== Kind.CUDA_LAUNCH) return;
-        const call = readLaunchCall(view, i * RECORD_SIZE, this.call);
+        const r = i * RECORD_SIZE;
+        if (kindAt(view, r) !== Kind.CUDA_LAUNCH) return;
+        if (lastLaunch !== undefined && sameLaunchCall(view, r, lastLaunch)) return;
+        lastLaunch = r;
+        const call = readLaunchCall(view, r, this.call);
         if (!GRAPH_LAUNCHES.has(call.api)) this.nameLaunched(call.pid, call.func, fresh);
         return;
       }
+      // A registration or an exec may name the next launch anew.
+      lastLaunch = undefined;
       switch (record.kind) {
         case Kind.CUDA_REGISTER: {
           // An empty name: neither the probe nor the loader could read it (the loader then names
@@ -223,6 +232,8 @@ export class CudaState {
           this.processes.delete(record.pid);
       }
     });
+    // Most batches launch no kernel for the first time: no demangler round, nor a promise of it.
+    if (fresh.size === 0) return;
     await this.demangler.demangleAll([...fresh].map((kernel) => kernel.symbol));
     for (const kernel of fresh) kernel.name = this.name(kernel.symbol);
   }

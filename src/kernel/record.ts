@@ -825,6 +825,17 @@ export const launchCall = (): LaunchCall => ({
  * of the garbage of decode through correlation (issue 11's benchmark, 3 launches in 8 events),
  * and an object per launch read a sixteenth after that.
  */
+/** Whether launch records `r` and `s` of a batch call the same API on the same function in the same process, with nothing made. */
+export function sameLaunchCall(view: DataView, r: number, s: number): boolean {
+  const func = U + L.func;
+  return (
+    pidAt(view, r) === pidAt(view, s) &&
+    view.getUint16(r + E.api, true) === view.getUint16(s + E.api, true) &&
+    view.getUint32(r + func, true) === view.getUint32(s + func, true) &&
+    view.getUint32(r + func + 4, true) === view.getUint32(s + func + 4, true)
+  );
+}
+
 export function readLaunchCall(view: DataView, r: number, call: LaunchCall): LaunchCall {
   const api = view.getUint16(r + E.api, true);
   const u = r + U;

@@ -172,6 +172,31 @@ test('of the kernels a process registers, only those it launches are demangled, 
   );
 });
 
+test('launches of one function in a batch are named from a registration in it, before or after them, each process from its own', async () => {
+  const other = pid + 1;
+  const events = await pipeline()(
+    launch({ pid, func: 0x5000n }),
+    launch({ pid, func: 0x5000n }),
+    register({ pid, func: 0x5000n, name: '_Z6matmulv' }),
+    launch({ pid, func: 0x5000n }),
+    launch({ pid: other, func: 0x5000n }),
+    register({ pid: other, func: 0x5000n, name: '_Z4reluv' }),
+    launch({ pid: other, func: 0x5000n }),
+    launch({ pid, func: 0x5000n }),
+  );
+  assert.deepEqual(
+    events.map((e) => [e.pid, e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL]]),
+    [
+      [pid, 'matmul()'],
+      [pid, 'matmul()'],
+      [pid, 'matmul()'],
+      [other, 'relu()'],
+      [other, 'relu()'],
+      [pid, 'matmul()'],
+    ],
+  );
+});
+
 test('a name that demangles past 1,024 characters is cut there; its symbol stays whole', async () => {
   // One of PyTorch 2.11's kernels (torch.randn's), 550 bytes, as the real-GPU check captured it.
   const symbol =
