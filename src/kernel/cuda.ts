@@ -192,7 +192,8 @@ export class CudaState {
     const fresh = new Set<KernelName>();
     const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
     // The batch's last launch looked at: launches come in runs of one kernel, and one like it is
-    // named already (reading each launch's call here was a twentieth of decode through correlation).
+    // named already (naming, mostly reading each launch's call, was a twentieth of decode through
+    // correlation).
     let lastLaunch: number | undefined;
     records.forEach((record, i) => {
       if (record === undefined) {
@@ -205,7 +206,7 @@ export class CudaState {
         if (!GRAPH_LAUNCHES.has(call.api)) this.nameLaunched(call.pid, call.func, fresh);
         return;
       }
-      // A registration or an exec may name the next launch anew.
+      // Any record read whole, registrations and execs among them, may name the next launch anew.
       lastLaunch = undefined;
       switch (record.kind) {
         case Kind.CUDA_REGISTER: {

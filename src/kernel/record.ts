@@ -819,12 +819,6 @@ export const launchCall = (): LaunchCall => ({
   device: 0,
 });
 
-/**
- * Reads the launch call of record `r` of a batch (a CUDA_LAUNCH) from its bytes into `call`, and
- * returns it: decoding each launch whole (its header, grid and block, five BigInts) was a fifth
- * of the garbage of decode through correlation (issue 11's benchmark, 3 launches in 8 events),
- * and an object per launch read a sixteenth after that.
- */
 /** Whether launch records `r` and `s` of a batch call the same API on the same function in the same process, with nothing made. */
 export function sameLaunchCall(view: DataView, r: number, s: number): boolean {
   const func = U + L.func;
@@ -836,6 +830,12 @@ export function sameLaunchCall(view: DataView, r: number, s: number): boolean {
   );
 }
 
+/**
+ * Reads the launch call of record `r` of a batch (a CUDA_LAUNCH) from its bytes into `call`, and
+ * returns it: decoding each launch whole (its header, grid and block, five BigInts) was a fifth
+ * of the garbage of decode through correlation (issue 11's benchmark, 3 launches in 8 events),
+ * and an object per launch read a sixteenth after that.
+ */
 export function readLaunchCall(view: DataView, r: number, call: LaunchCall): LaunchCall {
   const api = view.getUint16(r + E.api, true);
   const u = r + U;

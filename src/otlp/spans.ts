@@ -252,7 +252,7 @@ function keyValues(list: unknown, what: string, enc: Encoding, depth = 0): Attri
     const kv = asObj(item, what);
     if (!kv) continue;
     const key = asString(field(kv, 'key'), `${what} key`);
-    // The key is written into an error only: made for every attribute, it cost more than the value.
+    // The key is written into an error only, not made into JSON for every attribute of every span.
     let value: AttrValue | undefined;
     try {
       value = anyValue(field(kv, 'value'), '', enc, depth);
