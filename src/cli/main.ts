@@ -2,12 +2,7 @@
 // The `causeway` command: dispatches to a subcommand.
 import { readFileSync } from 'node:fs';
 import { packageRoot } from '../install.js';
-import { CAPTURE_HELP, capture } from './capture.js';
-import { DEMO_HELP, demo } from './demo.js';
-import { DOCTOR_HELP, doctor } from './doctor.js';
-import { MCP_HELP, mcp } from './mcp.js';
-import { RUN_HELP, run } from './run.js';
-import { ConfigError } from '../sidecar/index.js';
+import { ConfigError } from '../sidecar/config.js';
 import { UsageError } from './usage.js';
 
 const HELP = `Usage: causeway <command> [options]
@@ -27,12 +22,36 @@ Commands:
 Run \`causeway <command> --help\` for a command's options.
 `;
 
-const COMMANDS: Record<string, { help: string; run: (argv: string[]) => number | Promise<number> }> = {
-  doctor: { help: DOCTOR_HELP, run: doctor },
-  capture: { help: CAPTURE_HELP, run: capture },
-  demo: { help: DEMO_HELP, run: demo },
-  run: { help: RUN_HELP, run },
-  mcp: { help: MCP_HELP, run: mcp },
+interface Command {
+  help: string;
+  run: (argv: string[]) => number | Promise<number>;
+}
+
+/**
+ * Each command's module, loaded only when it is asked for: `causeway run` does not load the
+ * MCP client's code (`mcp`, `demo`), nor the MCP server's, which runs in a thread of its own.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  doctor: async () => {
+    const { DOCTOR_HELP, doctor } = await import('./doctor.js');
+    return { help: DOCTOR_HELP, run: doctor };
+  },
+  capture: async () => {
+    const { CAPTURE_HELP, capture } = await import('./capture.js');
+    return { help: CAPTURE_HELP, run: capture };
+  },
+  demo: async () => {
+    const { DEMO_HELP, demo } = await import('./demo.js');
+    return { help: DEMO_HELP, run: demo };
+  },
+  run: async () => {
+    const { RUN_HELP, run } = await import('./run.js');
+    return { help: RUN_HELP, run };
+  },
+  mcp: async () => {
+    const { MCP_HELP, mcp } = await import('./mcp.js');
+    return { help: MCP_HELP, run: mcp };
+  },
 };
 
 function version(): string {
@@ -52,13 +71,13 @@ async function main(argv: string[]): Promise<number> {
   if (name === 'help') {
     const topic = rest[0] === undefined ? undefined : COMMANDS[rest[0]];
     if (rest[0] !== undefined && topic === undefined) throw new UsageError(`no command ${JSON.stringify(rest[0])}`);
-    process.stdout.write(topic?.help ?? HELP);
+    process.stdout.write((await topic?.())?.help ?? HELP);
     return 0;
   }
   const command = COMMANDS[name];
   if (command === undefined)
     throw new UsageError(`no command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')}`);
-  return command.run(rest);
+  return (await command()).run(rest);
 }
 
 function isUsageError(error: unknown): error is Error {

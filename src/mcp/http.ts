@@ -11,6 +11,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { isLoopback, mcpBindProblem, McpBindError } from './bind.js';
 import { createMcpServer, type Diagnostics } from './tools.js';
 
 export interface McpHttpOptions {
@@ -33,18 +34,6 @@ export const MCP_PATH = '/mcp';
 const MAX_CONCURRENT = 16;
 /** The largest request body, as the SDK's own limit. */
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
-const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
-
-export const isLoopback = (host: string) => LOOPBACK_NAMES.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
-
-export class McpBindError extends Error {}
-
-/** Why MCP may not be served at `host` with this token, or undefined when it may. */
-export function mcpBindProblem(host: string, token: string | undefined): string | undefined {
-  if (isLoopback(host) || (token !== undefined && token !== '')) return undefined;
-  return `--mcp ${host}: serving MCP beyond loopback needs a bearer token (--mcp-token-file or CAUSEWAY_MCP_TOKEN)`;
-}
-
 function refuse(
   res: http.ServerResponse,
   status: number,

@@ -5,7 +5,8 @@
 // the traced apps: they are data, quoted and bounded wherever they enter text.
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { TraceSource } from '../correlate/source.js';
-import type { Store } from '../store/store.js';
+import type { StoreReader } from '../store/reader.js';
+import type { WriteLag } from '../store/store.js';
 import { registerCompareLatency } from './tools/compare-latency.js';
 import { UNTRUSTED } from './tools/conventions.js';
 import { registerDiagnoseSlowRequest } from './tools/diagnose-slow-request.js';
@@ -16,9 +17,19 @@ import { registerQuerySql } from './tools/query-sql.js';
 import { registerSlowTraces } from './tools/slow-traces.js';
 import { registerStatus } from './tools/status.js';
 
+/**
+ * The store as the tools read it: its queries, and how far its writing is behind (in the MCP
+ * server's thread, asked of the main thread, which writes).
+ */
+export type StoreView = StoreReader & {
+  lag(): WriteLag | Promise<WriteLag>;
+  /** Store.caughtUp. */
+  caughtUp(): Promise<boolean>;
+};
+
 /** What the tools read: the store, the sources in the order they are asked, and the sidecar's counters. */
 export interface Diagnostics {
-  store: Store;
+  store: StoreView;
   /** The local store first; then, in cluster mode, the tracing backend. */
   sources: TraceSource[];
   status: () => Promise<Record<string, unknown>>;

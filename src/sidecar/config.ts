@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { REDUCTION, type Reduction } from '../kernel/capture.js';
-import { mcpBindProblem } from '../mcp/http.js';
+import { mcpBindProblem } from '../mcp/bind.js';
 import type { Endpoint } from '../otlp/index.js';
 import { ATTR_CAUSEWAY_THREAD_TID } from '../semconv/attributes.js';
 import { querySource } from '../store/backend.js';

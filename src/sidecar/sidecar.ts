@@ -20,9 +20,8 @@ import { KernelWaits } from '../export/waits.js';
 import { KernelCapture, captureParts } from '../kernel/capture.js';
 import type { LoaderMessage } from '../kernel/loader.js';
 import { ProcessTable } from '../kernel/processes.js';
-import { serveMcp } from '../mcp/http.js';
+import { startMcpThread } from '../mcp/thread.js';
 import { startOtlpReceiver, type AppSpan, type OtlpReceiver } from '../otlp/index.js';
-import { querySource } from '../store/backend.js';
 import { Store } from '../store/store.js';
 import type { SidecarConfig } from './config.js';
 import { Startup } from './startup.js';
@@ -127,10 +126,9 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
     (m) => m.close(),
   );
   const status = () => sidecarStatus(parts);
-  const backend = config.queryBackend === undefined ? undefined : querySource(config.queryBackend);
   const mcp = await startup.step(
     'the MCP server',
-    () => serveMcp(config.mcp, { store, sources: backend === undefined ? [store] : [store, backend], status }),
+    () => startMcpThread(config.mcp, config.queryBackend, { store, status, log, meter }),
     (m) => m.close(),
   );
   await startup.step(
@@ -149,7 +147,7 @@ export async function startSidecar(config: SidecarConfig, options: SidecarOption
     metricsPort: metricsEndpoint.port,
     mcpUrl: mcp.url,
     exportUrl: url,
-    backend: backend?.name,
+    backend: mcp.backend,
     ended: capture.ended.then(() => undefined),
     status,
     close: (deadlineMs = config.shutdownDeadlineMs) => {

@@ -37,7 +37,8 @@ import {
   type ColumnType,
   type Packed,
 } from './columns.js';
-import { confinedQuery, type QueryResult, type SqlLimits } from './sql.js';
+import { confinedQuery } from './sql-confined.js';
+import type { QueryResult, SqlLimits } from './sql.js';
 
 /** The retention bounds: rows past any of them are deleted. */
 export interface StoreRetention {

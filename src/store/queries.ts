@@ -4,7 +4,7 @@ import type { DuckDBValue } from '@duckdb/node-api';
 import { MS } from '../correlate/time.js';
 import { SUMMARIZED } from '../kernel/events.js';
 import * as A from '../semconv/attributes.js';
-import type { Store } from './store.js';
+import type { StoreReader } from './reader.js';
 
 type Cell = DuckDBValue | undefined;
 const iso = (ns: Cell) => new Date(Number((ns as bigint) / MS)).toISOString();
@@ -29,7 +29,7 @@ export interface Stall {
 const NOT_STALLS = `(${[A.CAUSEWAY_KIND_VALUE_CUDA_LAUNCH, ...Object.keys(SUMMARIZED)].map((k) => `'${k}'`).join(', ')})`;
 
 export async function findStalls(
-  store: Store,
+  store: StoreReader,
   q: {
     kind?: string | undefined;
     pid?: number | undefined;
@@ -98,7 +98,7 @@ export interface LatencyComparison {
 }
 
 export async function compareLatency(
-  store: Store,
+  store: StoreReader,
   q: { service: string; from: bigint; slowQuantile: number },
 ): Promise<LatencyComparison> {
   // A trace's duration is its spans' extent; slow ones are at or above the quantile, typical ones at or below the median.
@@ -168,7 +168,7 @@ export interface GpuProcess {
 /** The launches a cuda.launches summary stands for. */
 const SUMMED = `CAST(json_extract(attributes, '$."${A.ATTR_CAUSEWAY_SUMMARY_COUNT}"') AS BIGINT)`;
 
-export async function gpuActivity(store: Store, q: { pid?: number; from: bigint }): Promise<GpuProcess[]> {
+export async function gpuActivity(store: StoreReader, q: { pid?: number; from: bigint }): Promise<GpuProcess[]> {
   const scope = q.pid === undefined ? '' : 'AND pid = $2';
   const params: DuckDBValue[] = q.pid === undefined ? [q.from] : [q.from, q.pid];
   const totals = await store.rows(

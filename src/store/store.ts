@@ -12,35 +12,19 @@
 // rows handed to it and not yet written are counted as lost.
 import { statSync } from 'node:fs';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
-import type { DuckDBValue } from '@duckdb/node-api';
 import type { Meter } from '@opentelemetry/api';
 import type { Attachment, PlacedSpan } from '../correlate/correlator.js';
 import { isLinked } from '../correlate/linked.js';
-import {
-  SHED_MERGE_NS,
-  type EventWindow,
-  type ShedTime,
-  type TraceQuery,
-  type TraceSource,
-  type TraceSpan,
-  type TraceSummary,
-} from '../correlate/source.js';
+import { SHED_MERGE_NS, type ShedTime } from '../correlate/source.js';
 import { MS, earlier, later, nowUnixNano } from '../correlate/time.js';
-import type { Attributes, EventBatch, KernelEvent } from '../kernel/events.js';
+import type { EventBatch, KernelEvent } from '../kernel/events.js';
 import { counter, gauge, observe } from '../export/metrics.js';
 import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
 import { packAttachments, packEvents, packSpans, type Joined, type Packed } from './columns.js';
-import {
-  IN_MEMORY,
-  type Cell,
-  type DatabaseOptions,
-  type SpanRow,
-  type StoreRetention,
-  type Written,
-} from './database.js';
-import { QueryRefused, type QueryResult, type SqlLimits } from './sql.js';
-import type { Opened, Reply, Request, StoreSize, WorkerData } from './worker.js';
+import { IN_MEMORY, type DatabaseOptions, type SpanRow, type StoreRetention, type Written } from './database.js';
+import { Answers, LOOKUP_WAIT_MS, StoreReader, type Question, type WithoutId } from './reader.js';
+import type { Opened, Reply, Request, WorkerData } from './worker.js';
 
 export { IN_MEMORY, type StoreRetention } from './database.js';
 
@@ -73,12 +57,6 @@ const MEMORY_LIMIT = { onDisk: '64MB', inMemory: '256MB' } as const;
  * heap against 50 to 115 under the whole-sidecar load (README, "The whole sidecar under load").
  */
 const WORKER_YOUNG_GENERATION_MB = 8;
-/**
- * A lookup that finds no trace while rows wait to be written has them written first (after the
- * write in progress), waiting this long at most: a trace sent moments ago is found rather than
- * called unknown, and a store far behind answers that it is behind within this bound.
- */
-export const LOOKUP_WAIT_MS = 2000;
 const STORE_DEFAULTS = {
   flushMs: 250,
   lookupWaitMs: LOOKUP_WAIT_MS,
@@ -122,23 +100,6 @@ export const PACKED_ROWS = 2048;
 export const MAX_BUFFERED = 250_000;
 /** A worker is started again this many times at most with no write in between; one more stop and the store is down. */
 const MAX_RESTARTS_IN_A_ROW = 3;
-/**
- * Window queries look this far back for intervals that began before the window: the bound lets
- * DuckDB skip row groups by start time (rows arrive in time order). Longer intervals are missed.
- */
-const LONGEST_INTERVAL_NS = 60_000n * MS;
-
-/** What each table and column holds, for query_sql's callers. */
-export const STORE_TABLES = {
-  spans:
-    'app spans: trace_id, span_id, parent_span_id, service, name, span_kind (OTLP number), start_ns, end_ns (Unix ns), duration_ms, pid, tid (host ids, null when unknown), status_code, attributes (JSON)',
-  kernel_events:
-    'kernel events: event_id, kind, pid, tid, comm, start_ns, end_ns, duration_ms, other_pid/other_tid/other_comm (the waker for futex.wait and sched.blocked, the task that held the CPU longest during a sched.runqueue wait), cuda_kernel, attributes (JSON), active_trace_id/active_span_id (the app span the thread published as active when the event began, null when none was read)',
-  attachments: 'which kernel event was attached to which app span: trace_id, span_id, event_id',
-  shed_times:
-    'times kernel events were shed because the sidecar was behind (the spans of that time miss some): from_ns, to_ns (Unix ns)',
-  processes: 'processes seen in spans: pid (host), service, executable, container_id, seen_ns',
-} as const;
 
 const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -167,17 +128,7 @@ export function spanRow({ span, place }: PlacedSpan<AppSpan>): SpanRow {
 const moved = (batch: Packed): ArrayBuffer[] =>
   batch.entries === undefined ? [batch.buffer] : [batch.buffer, batch.entries.buffer];
 
-/** What the worker answers; the id is added when it is asked. */
-type Question = Extract<Request, { id: number }>;
-type WithoutId<R> = R extends unknown ? Omit<R, 'id'> : never;
-
-interface Waiting {
-  resolve: (result: unknown) => void;
-  reject: (error: Error) => void;
-}
-
-export class Store implements TraceSource {
-  readonly name = 'local store';
+export class Store extends StoreReader {
   /** Event ids are numbers here (exact to 2^53), bigints in the database. */
   private nextEventId = 0;
   private flushing: Promise<void> = Promise.resolve();
@@ -223,14 +174,14 @@ export class Store implements TraceSource {
   /** The worker, and the channel for queries, so that they do not queue behind the rows handed over. */
   private worker!: Worker;
   private queries!: MessagePort;
-  private readonly waiting = new Map<number, Waiting>();
-  private nextRequest = 0;
+  private readonly answers = new Answers();
   private stopsInARow = 0;
   private closed = false;
   /** Why the store is down (its worker cannot run); undefined while it runs. */
   private down: string | undefined;
 
   private constructor(options: StoreOptions) {
+    super();
     const { meter, memoryLimit, ...settings } = options;
     this.settings = { ...STORE_DEFAULTS, now: nowUnixNano, ...settings };
     const { path, retentionMs, maxEvents, maxSpans, maxBytes } = options;
@@ -389,9 +340,16 @@ export class Store implements TraceSource {
     };
   }
 
-  /** Rows held and memory used, per table; `bytes` is what maxBytes bounds; the worker's heap. */
-  size(): Promise<StoreSize> {
-    return this.request({ op: 'size' });
+  /**
+   * A port of its own to the worker, for reading the store from another thread (PortStoreReader):
+   * its questions are answered on it, not on the main thread. The worker closes it when it stops.
+   */
+  readerPort(): MessagePort {
+    const unusable = this.unusable();
+    if (unusable !== undefined) throw unusable;
+    const { port1, port2 } = new MessageChannel();
+    this.queries.postMessage({ op: 'port', port: port2 } satisfies Request, [port2]);
+    return port1;
   }
 
   /**
@@ -419,98 +377,6 @@ export class Store implements TraceSource {
     this.closed = true;
     await answered;
     await this.worker.terminate();
-  }
-
-  async spans(traceId: string): Promise<TraceSpan[]> {
-    const rows = await this.rows(
-      `SELECT trace_id, span_id, parent_span_id, service, name, start_ns, end_ns, pid, tid FROM spans WHERE trace_id = $1 ORDER BY start_ns`,
-      [traceId],
-    );
-    return rows.map(([trace, span, parent, service, name, start, end, pid, tid]) => ({
-      traceId: String(trace),
-      spanId: String(span),
-      ...(parent === null ? {} : { parentSpanId: String(parent) }),
-      service: String(service),
-      name: String(name),
-      startUnixNano: start as bigint,
-      endUnixNano: end as bigint,
-      ...(pid === null ? {} : { pid: Number(pid) }),
-      ...(tid === null ? {} : { tid: Number(tid) }),
-    }));
-  }
-
-  async events(window: EventWindow): Promise<KernelEvent[]> {
-    const thread = window.tid === undefined ? '' : 'AND tid = $4';
-    const params: DuckDBValue[] = [window.pid, window.from, window.to];
-    if (window.tid !== undefined) params.push(window.tid);
-    return this.eventRows(
-      `pid = $1 ${thread} AND start_ns < $3 AND start_ns > $2 - ${String(LONGEST_INTERVAL_NS)} AND end_ns > $2`,
-      params,
-    );
-  }
-
-  async gpuEvents(from: bigint, to: bigint, exceptPid: number): Promise<KernelEvent[]> {
-    return this.eventRows(
-      `kind LIKE 'cuda.%' AND pid <> $1 AND start_ns < $3 AND start_ns > $2 - ${String(LONGEST_INTERVAL_NS)} AND end_ns >= $2`,
-      [exceptPid, from, to],
-    );
-  }
-
-  async shedDuring(from: bigint, to: bigint): Promise<boolean> {
-    const [found] = await this.rows(`SELECT count(*) > 0 FROM shed_times WHERE from_ns < $2 AND to_ns >= $1`, [
-      from,
-      to,
-    ]);
-    return found?.[0] === true;
-  }
-
-  async slowTraces(query: TraceQuery): Promise<TraceSummary[]> {
-    const service =
-      query.service === undefined ? '' : 'AND trace_id IN (SELECT trace_id FROM spans WHERE service = $5)';
-    const params: DuckDBValue[] = [query.from, query.to, query.minDurationMs ?? 0, query.limit];
-    if (query.service !== undefined) params.push(query.service);
-    const rows = await this.rows(
-      `SELECT trace_id, arg_min(service, start_ns), arg_min(name, start_ns), min(start_ns), (max(end_ns) - min(start_ns)) / 1e6 AS duration_ms
-       FROM spans WHERE start_ns >= $1 AND start_ns < $2 ${service}
-       GROUP BY trace_id HAVING duration_ms >= $3 ORDER BY duration_ms DESC LIMIT $4`,
-      params,
-    );
-    return rows.map(([trace, svc, name, start, duration]) => ({
-      traceId: String(trace),
-      service: String(svc),
-      name: String(name),
-      startUnixNano: start as bigint,
-      durationMs: Number(duration),
-    }));
-  }
-
-  /** Rows of an internal, parameterised query; values other than numbers, strings and booleans come as their text. */
-  rows(sql: string, params: DuckDBValue[] = []): Promise<Cell[][]> {
-    return this.request({ op: 'rows', sql, params });
-  }
-
-  /** A query_sql query, confined and bounded (sql.ts). */
-  readOnly(sql: string, limits: SqlLimits): Promise<QueryResult> {
-    return this.request({ op: 'readOnly', sql, limits });
-  }
-
-  private async eventRows(where: string, params: DuckDBValue[]): Promise<KernelEvent[]> {
-    const rows = await this.rows(
-      `SELECT kind, pid, tid, comm, start_ns, end_ns, attributes, active_trace_id, active_span_id FROM kernel_events WHERE ${where} ORDER BY start_ns`,
-      params,
-    );
-    return rows.map(([kind, pid, tid, comm, start, end, attributes, traceId, spanId]) => ({
-      kind: String(kind) as KernelEvent['kind'],
-      pid: Number(pid),
-      tid: Number(tid),
-      comm: String(comm),
-      startUnixNano: start as bigint,
-      endUnixNano: end as bigint,
-      attributes: JSON.parse(String(attributes)) as Attributes,
-      ...(traceId === null || spanId === null
-        ? {}
-        : { spanContext: { traceId: String(traceId), spanId: String(spanId) } }),
-    }));
   }
 
   /** The rows that fit in the write buffer; the rest are shed and counted. */
@@ -584,23 +450,25 @@ export class Store implements TraceSource {
     }
   }
 
-  private request<T>(request: WithoutId<Question>): Promise<T> {
-    if (this.down !== undefined) return Promise.reject(new Error(`the store is down: ${this.down}`));
-    if (this.closed) return Promise.reject(new Error('the store is closed'));
-    const id = this.nextRequest++;
-    return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve: resolve as (result: unknown) => void, reject });
-      // A write must come after the rows handed over before it; a query need not wait for them.
-      const channel = request.op === 'write' || request.op === 'close' ? this.worker : this.queries;
-      channel.postMessage({ ...request, id });
-    });
+  protected ask<T>(query: Parameters<StoreReader['ask']>[0]): Promise<T> {
+    return this.request(query);
   }
 
-  private settle(reply: Reply): void {
-    const waiting = this.waiting.get(reply.id);
-    this.waiting.delete(reply.id);
-    if ('result' in reply) waiting?.resolve(reply.result);
-    else waiting?.reject(reply.refused ? new QueryRefused(reply.error) : new Error(reply.error));
+  private request<T>(request: WithoutId<Question>): Promise<T> {
+    const unusable = this.unusable();
+    if (unusable !== undefined) return Promise.reject(unusable);
+    const [id, answer] = this.answers.ask<T>();
+    // A write must come after the rows handed over before it; a query need not wait for them.
+    const channel = request.op === 'write' || request.op === 'close' ? this.worker : this.queries;
+    channel.postMessage({ ...request, id });
+    return answer;
+  }
+
+  /** Why no question can be asked now (the store is down or closed); undefined when one can. */
+  private unusable(): Error | undefined {
+    if (this.down !== undefined) return new Error(`the store is down: ${this.down}`);
+    if (this.closed) return new Error('the store is closed');
+    return undefined;
   }
 
   /** A worker on the database; resolves once it is open, and the ids go on from the rows it holds. */
@@ -633,12 +501,14 @@ export class Store implements TraceSource {
     const next = Number(opened.nextEventId);
     if (next > this.nextEventId) this.nextEventId = next;
     let failure: Error | undefined;
-    worker.on('message', (reply: Reply) => {
-      this.settle(reply);
-    });
+    // Writes are answered on the worker's own port, queries on theirs.
+    for (const answering of [worker, this.queries])
+      answering.on('message', (reply: Reply) => {
+        this.answers.settle(reply);
+      });
     worker.on('error', (error) => (failure = error));
     worker.on('exit', (code) => {
-      if (this.closed) this.failWaiting(new Error('the store is closed'));
+      if (this.closed) this.answers.failAll(new Error('the store is closed'));
       else this.stopped(failure?.message ?? `exit code ${String(code)}`);
     });
   }
@@ -650,7 +520,7 @@ export class Store implements TraceSource {
     this.handed = 0;
     this.handedSince = undefined;
     this.pending = { events: [], firstId: 0, spans: [], joined: [], joinedRows: 0, shed: [] };
-    this.failWaiting(new Error(`the store's worker stopped: ${reason}`));
+    this.answers.failAll(new Error(`the store's worker stopped: ${reason}`));
     const held = this.settings.path === IN_MEMORY ? ' and every row it held (the store is in memory)' : '';
     if (++this.stopsInARow > MAX_RESTARTS_IN_A_ROW) {
       this.down = `its worker stopped ${String(this.stopsInARow)} times with no write in between (${reason})`;
@@ -669,13 +539,8 @@ export class Store implements TraceSource {
       this.count.rowsLost += this.handed;
       this.handed = 0;
       this.handedSince = undefined;
-      this.failWaiting(new Error(`the store is down: ${this.down}`));
+      this.answers.failAll(new Error(`the store is down: ${this.down}`));
     });
-  }
-
-  private failWaiting(error: Error): void {
-    for (const waiting of this.waiting.values()) waiting.reject(error);
-    this.waiting.clear();
   }
 
   /** The file and its write-ahead log, as the file system counts them; 0 in memory. */

@@ -2,8 +2,9 @@
 // rows as they come (kernel events, spans and attachments packed by column, columns.ts; the
 // times kernel events were shed as objects) and asks it to write them (on the store's timer), on
 // the worker's own port, and asks queries on a channel of their own, so that they do not wait for
-// rows queued before them to be copied in; the rows handed over wait here until the next write. Replies carry the
-// request's id.
+// rows queued before them to be copied in; the rows handed over wait here until the next write.
+// Another thread reads the store on a port of its own, sent on the queries' channel (reader.ts).
+// Replies carry the request's id, on the port it came on.
 import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { DuckDBValue } from '@duckdb/node-api';
@@ -21,7 +22,8 @@ export type Request =
   | { op: 'rows'; id: number; sql: string; params: DuckDBValue[] }
   | { op: 'readOnly'; id: number; sql: string; limits: SqlLimits }
   | { op: 'size'; id: number }
-  | { op: 'close'; id: number };
+  | { op: 'close'; id: number }
+  | { op: 'port'; port: MessagePort };
 
 export type Reply =
   | { id: number; result: unknown }
@@ -55,9 +57,7 @@ let spans: Packed[] = [];
 let attachments: Packed[] = [];
 let shed: ShedTime[] = [];
 
-async function answer(
-  request: Exclude<Request, { op: 'events' | 'spans' | 'attachments' | 'shed' }>,
-): Promise<unknown> {
+async function answer(request: Extract<Request, { id: number }>): Promise<unknown> {
   switch (request.op) {
     case 'write': {
       const written = db.write(events, spans, attachments, shed, request.now);
@@ -79,18 +79,19 @@ async function answer(
   }
 }
 
-function handle(request: Request): void {
+function handle(request: Request, from: MessagePort): void {
   if (request.op === 'events') events.push(request.batch);
   else if (request.op === 'spans') spans.push(request.batch);
   else if (request.op === 'attachments') attachments.push(request.batch);
   else if (request.op === 'shed') shed.push(...request.times);
+  else if (request.op === 'port') listen(request.port);
   else
     answer(request).then(
       (result) => {
-        port.postMessage({ id: request.id, result } satisfies Reply);
+        from.postMessage({ id: request.id, result } satisfies Reply);
       },
       (e: unknown) => {
-        port.postMessage({
+        from.postMessage({
           id: request.id,
           error: e instanceof Error ? e.message : String(e),
           refused: e instanceof QueryRefused,
@@ -99,6 +100,12 @@ function handle(request: Request): void {
     );
 }
 
-port.on('message', handle);
-queries.on('message', handle);
+function listen(on: MessagePort): void {
+  on.on('message', (request: Request) => {
+    handle(request, on);
+  });
+}
+
+listen(port);
+listen(queries);
 port.postMessage({ nextEventId: db.nextEventId } satisfies Opened);

@@ -3,7 +3,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
 import { quoted } from '../../correlate/summary.js';
 import { compareLatency } from '../../store/queries.js';
-import type { Store } from '../../store/store.js';
+import type { StoreReader } from '../../store/reader.js';
 import { READ_ONLY, answer, minutesAgo, service, since } from './conventions.js';
 
 const TITLE = 'Compare slow and typical requests';
@@ -52,7 +52,7 @@ function compared(c: Comparison, svc: string, sinceMinutes: number): string {
   );
 }
 
-export function registerCompareLatency(server: McpServer, store: Store): void {
+export function registerCompareLatency(server: McpServer, store: StoreReader): void {
   server.registerTool(
     'compare_latency',
     { title: TITLE, description: DESCRIPTION, inputSchema, outputSchema, annotations: { ...READ_ONLY, title: TITLE } },

@@ -3,7 +3,8 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
 import { explainTrace } from '../../correlate/explain.js';
 import type { TraceSource } from '../../correlate/source.js';
-import { LOOKUP_WAIT_MS, type Store } from '../../store/store.js';
+import { LOOKUP_WAIT_MS } from '../../store/reader.js';
+import type { StoreView } from '../tools.js';
 import { READ_ONLY, UNTRUSTED, answer, refusal } from './conventions.js';
 
 const TITLE = 'Explain a slow trace';
@@ -90,20 +91,25 @@ const outputSchema = {
  * still has rows to write may be among them (sent moments ago, the store behind): the store is
  * asked again once they are written, or told to be behind when they are not within its bound.
  */
-async function explained(sources: TraceSource[], store: Store, traceId: string) {
+async function explained(sources: TraceSource[], store: StoreView, traceId: string) {
   const result = await explainTrace(sources, traceId);
-  if (result !== undefined || store.lag().rows === 0) return { result };
+  if (result !== undefined || (await store.lag()).rows === 0) return { result };
   const caughtUp = await store.caughtUp();
   return { result: await explainTrace([store], traceId), caughtUp };
 }
 
-function notFound(traceId: string, sources: TraceSource[], store: Store, caughtUp: boolean | undefined): string {
+async function notFound(
+  traceId: string,
+  sources: TraceSource[],
+  store: StoreView,
+  caughtUp: boolean | undefined,
+): Promise<string> {
   if (caughtUp !== false)
     return (
       `Trace ${traceId} is not in ${sources.map((s) => s.name).join(' or ')} ` +
       '(too old for the retention, not sampled, or not sent to Causeway).'
     );
-  const { rows, behindMs } = store.lag();
+  const { rows, behindMs } = await store.lag();
   const others = sources.filter((s) => s !== store).map((s) => s.name);
   return (
     `Trace ${traceId} is not in the ${store.name} yet: ${String(rows)} ${rows === 1 ? 'row is' : 'rows are'} waiting to be written ` +
@@ -112,13 +118,13 @@ function notFound(traceId: string, sources: TraceSource[], store: Store, caughtU
   );
 }
 
-export function registerExplainTrace(server: McpServer, sources: TraceSource[], store: Store): void {
+export function registerExplainTrace(server: McpServer, sources: TraceSource[], store: StoreView): void {
   server.registerTool(
     'explain_trace',
     { title: TITLE, description: DESCRIPTION, inputSchema, outputSchema, annotations: { ...READ_ONLY, title: TITLE } },
     async ({ trace_id }) => {
       const { result, caughtUp } = await explained(sources, store, trace_id.toLowerCase());
-      if (result === undefined) return refusal(notFound(trace_id, sources, store, caughtUp));
+      if (result === undefined) return refusal(await notFound(trace_id, sources, store, caughtUp));
       return answer(`${result.summary}\n${UNTRUSTED}`, { ...result });
     },
   );

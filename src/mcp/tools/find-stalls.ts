@@ -4,7 +4,7 @@ import * as z from 'zod';
 import { quoted } from '../../correlate/summary.js';
 import { KIND_NAMES } from '../../kernel/events.js';
 import { findStalls } from '../../store/queries.js';
-import type { Store } from '../../store/store.js';
+import type { StoreReader } from '../../store/reader.js';
 import { READ_ONLY, UNTRUSTED, answer, minutesAgo, service, since } from './conventions.js';
 
 const TITLE = 'Find kernel stalls';
@@ -46,7 +46,7 @@ const outputSchema = {
   ),
 };
 
-export function registerFindStalls(server: McpServer, store: Store): void {
+export function registerFindStalls(server: McpServer, store: StoreReader): void {
   server.registerTool(
     'find_stalls',
     { title: TITLE, description: DESCRIPTION, inputSchema, outputSchema, annotations: { ...READ_ONLY, title: TITLE } },

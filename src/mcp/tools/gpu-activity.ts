@@ -3,7 +3,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
 import { quoted } from '../../correlate/summary.js';
 import { gpuActivity } from '../../store/queries.js';
-import type { Store } from '../../store/store.js';
+import type { StoreReader } from '../../store/reader.js';
 import { READ_ONLY, UNTRUSTED, answer, minutesAgo, since } from './conventions.js';
 
 const TITLE = 'GPU activity per process';
@@ -41,7 +41,7 @@ function processLine(p: Process): string {
   );
 }
 
-export function registerGpuActivity(server: McpServer, store: Store): void {
+export function registerGpuActivity(server: McpServer, store: StoreReader): void {
   server.registerTool(
     'gpu_activity',
     { title: TITLE, description: DESCRIPTION, inputSchema, outputSchema, annotations: { ...READ_ONLY, title: TITLE } },

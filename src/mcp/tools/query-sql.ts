@@ -1,8 +1,8 @@
 // query_sql: one read-only SELECT over the store, for what no other tool answers.
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import * as z from 'zod';
-import { QueryRefused, SQL_LIMITS, readOnlyQuery } from '../../store/sql.js';
-import { STORE_TABLES, type Store } from '../../store/store.js';
+import { QueryRefused, SQL_LIMITS, STORE_TABLES, readOnlyQuery } from '../../store/sql.js';
+import type { StoreReader } from '../../store/reader.js';
 import { READ_ONLY, UNTRUSTED, answer, refusal } from './conventions.js';
 
 const TITLE = 'Read-only SQL over the store';
@@ -24,7 +24,7 @@ const outputSchema = { columns: z.array(z.string()), rows: z.array(z.array(z.unk
 /** Rows shown in the text answer; structuredContent has them all. */
 const ROWS_IN_TEXT = 20;
 
-export function registerQuerySql(server: McpServer, store: Store): void {
+export function registerQuerySql(server: McpServer, store: StoreReader): void {
   server.registerTool(
     'query_sql',
     { title: TITLE, description: DESCRIPTION, inputSchema, outputSchema, annotations: { ...READ_ONLY, title: TITLE } },
