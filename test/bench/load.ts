@@ -136,8 +136,13 @@ const RSS_EVERY_MS = 250;
 const REQUEST_TIMEOUT_MS = 10_000;
 /** Each app span lasts this long and ends as it is sent: a few kernel events fall in it. */
 const SPAN_NS = 100_000n;
-/** explain_trace asks about traces sent at least this long ago. */
+/**
+ * explain_trace asks about traces sent at least EXPLAIN_AFTER_MS ago and at most
+ * EXPLAIN_WITHIN_MS: the store holds the last 100,000 spans by default, 10 s of the load's spans,
+ * and a trace it no longer holds is answered only after a wait for the rows it has yet to write.
+ */
 const EXPLAIN_AFTER_MS = 2_000;
+const EXPLAIN_WITHIN_MS = 5_000;
 /** Between explain_trace calls: an agent asking, not a load of its own. */
 const MCP_PAUSE_MS = 100;
 /** After the window, the longest wait for the sidecar to join and export what it holds. */
@@ -200,6 +205,7 @@ export interface MemoryParts {
   mainHeapBytes: number;
   workerHeapBytes: number;
   serversHeapBytes: number;
+  mcpHeapBytes: number;
   duckdbBytes: number;
   externalBytes: number;
   otherBytes: number;
@@ -215,11 +221,17 @@ function memoryParts(pid: number, metrics: string): MemoryParts {
     mainHeapBytes: gauge('causeway_heap_total_bytes'),
     workerHeapBytes: gauge('causeway_store_worker_heap_bytes'),
     serversHeapBytes: gauge('causeway_receiver_heap_bytes'),
+    mcpHeapBytes: gauge('causeway_mcp_heap_bytes'),
     duckdbBytes: gauge('causeway_store_memory_bytes'),
     externalBytes: gauge('causeway_external_memory_bytes'),
   };
   const accounted =
-    parts.mainHeapBytes + parts.workerHeapBytes + parts.serversHeapBytes + parts.duckdbBytes + parts.externalBytes;
+    parts.mainHeapBytes +
+    parts.workerHeapBytes +
+    parts.serversHeapBytes +
+    parts.mcpHeapBytes +
+    parts.duckdbBytes +
+    parts.externalBytes;
   return { ...parts, otherBytes: kb('Anonymous') - accounted };
 }
 
@@ -393,7 +405,7 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     log(`window of ${String(options.seconds)} s begins`);
 
     // The agent: explain_trace, one call at a time, on a trace the sidecar accepted at least
-    // EXPLAIN_AFTER_MS ago (by then joined, unless the sidecar lags).
+    // EXPLAIN_AFTER_MS ago (by then joined, unless the sidecar lags) and still in its store.
     const mcpMs: number[] = [];
     const mcpErrors: string[] = [];
     const client = new Client({ name: 'causeway-bench', version: '1' });
@@ -401,7 +413,8 @@ export async function sidecarLoad(options: LoadOptions): Promise<LoadReport> {
     stops.push(() => client.close());
     const agent = (async () => {
       while (window.open) {
-        const ready = accepted.filter(([, at]) => at < epochMs() - EXPLAIN_AFTER_MS).slice(-1000);
+        const now = epochMs();
+        const ready = accepted.filter(([, at]) => at < now - EXPLAIN_AFTER_MS && at >= now - EXPLAIN_WITHIN_MS);
         const traceId = ready[Math.floor(Math.random() * ready.length)]?.[0];
         if (traceId === undefined) {
           await sleep(MCP_PAUSE_MS);
@@ -624,11 +637,11 @@ export function loadRows(title: string, r: LoadReport): string[] {
     `| ${title}: kernel events offered | ${n(r.offered.eventsPerS)}/s over the workloads' run (decoded, dropped or shed; they made ${n(r.offered.switchesPerS)} switches/s and ${n(r.offered.launchesPerS)} launches/s); decoded in the ${r.windowS.toFixed(0)} s window ${n(r.delivered.perS)}/s: ${kinds || 'none'} |`,
     `| ${title}: lost, over the whole run | ring-buffer drops ${orNa(l.ringBufferDrops)}${drops === '' ? '' : ` (${drops})`}; kernel events shed ${orNa(l.kernelShed)}, and ${orNa(l.kernelShedLate)} more read too late to join; held kernel events evicted over --max-events ${orNa(l.evictedOverBound)}; store rows shed ${orNa(l.storeRowsShed)} (stored ${orNa(l.storeEventsStored)} kernel events, ${orNa(l.storeSpansStored)} app spans); receiver refused ${orNa(l.receiverRequestsRefused)} requests; correlator refused ${orNa(l.correlatorSpansRefused)} spans; kernel spans dropped by the exporter ${orNa(l.exportSpansDropped)}; lost in loader gaps ${orNa(l.lostInLoaderGaps)} (${orNa(l.loaderRestarts)} loader restarts) |`,
     `| ${title}: sidecar CPU and memory | ${r.cpu.cores.toFixed(2)} cores (node ${((r.cpu.sidecarS - r.cpu.loaderS) / r.windowS).toFixed(2)}, loader ${(r.cpu.loaderS / r.windowS).toFixed(2)}); ${n(r.cpu.eventsPerCpuS)} kernel events decoded per CPU-second; RSS (node + loader) peak ${mb(r.rss.peakBytes)}, at the end ${mb(r.rss.finalBytes)} |`,
-    `| ${title}: node's RSS at the end of the window, by part | ${mb(r.memory.rssBytes)}: mapped from files (node, DuckDB's library) ${mb(r.memory.fileBytes)}, main JavaScript heap ${mb(r.memory.mainHeapBytes)}, store worker's heap ${mb(r.memory.workerHeapBytes)}, OTLP servers' heap ${mb(r.memory.serversHeapBytes)}, DuckDB ${mb(r.memory.duckdbBytes)}, outside the main heap (buffers) ${mb(r.memory.externalBytes)}, the rest (allocator arenas, stacks, other native) ${mb(r.memory.otherBytes)}; loader ${mb(r.memory.loaderBytes)}. Held then: ${n(r.memory.held.events)} kernel events, ${n(r.memory.held.spansPending)} spans waiting to be joined, ${n(r.memory.held.exportQueue)} kernel spans queued for export, ${n(r.memory.held.storeRows)} store rows buffered |`,
+    `| ${title}: node's RSS at the end of the window, by part | ${mb(r.memory.rssBytes)}: mapped from files (node, DuckDB's library) ${mb(r.memory.fileBytes)}, main JavaScript heap ${mb(r.memory.mainHeapBytes)}, store worker's heap ${mb(r.memory.workerHeapBytes)}, OTLP servers' heap ${mb(r.memory.serversHeapBytes)}, MCP server's heap ${mb(r.memory.mcpHeapBytes)}, DuckDB ${mb(r.memory.duckdbBytes)}, outside the main heap (buffers) ${mb(r.memory.externalBytes)}, the rest (allocator arenas, stacks, other native) ${mb(r.memory.otherBytes)}; loader ${mb(r.memory.loaderBytes)}. Held then: ${n(r.memory.held.events)} kernel events, ${n(r.memory.held.spansPending)} spans waiting to be joined, ${n(r.memory.held.exportQueue)} kernel spans queued for export, ${n(r.memory.held.storeRows)} store rows buffered |`,
     `| ${title}: OTLP/HTTP requests as the app sees them | ${n(r.requests.sent)} sent: ${n(r.requests.ok)} answered 200${refused.length > 0 ? `, ${refused.join(', ')}` : ''}, ${n(r.requests.failed)} without an answer${r.requests.errors.length > 0 ? ` (${r.requests.errors.slice(0, 3).join('; ')})` : ''}; ${ms(r.requests.latency)}; the app (a process of its own) used ${r.requests.appCores.toFixed(2)} cores, its event-loop delay p99 ${r.requests.appLoopDelay.p99Ms.toFixed(0)} ms, max ${r.requests.appLoopDelay.maxMs.toFixed(0)} ms |`,
     `| ${title}: app spans joined, over the whole run | ${orNa(r.joins.spans)} joined, ${orNa(r.joins.withEvents)} with kernel events, ${orNa(r.joins.shed)} marked as missing events shed, ${orNa(r.joins.eventsAttached)} events attached to them |`,
     `| ${title}: a span's send to its first kernel span out of the collector | ${n(r.kernelSpans.arrived)} of ${n(r.kernelSpans.sampled)} sampled spans (a request's first) got kernel spans: ${ms(r.kernelSpans.latency)}; ${n(r.kernelSpans.receivedInAll)} kernel spans received in all; ${benchLoop} |`,
-    `| ${title}: \`explain_trace\` through an MCP client over HTTP, one call at a time, on traces sent ${String(EXPLAIN_AFTER_MS / 1000)} s before or more | ${ms(r.mcp.latency)} calls, ${n(r.mcp.errors)} errors${r.mcp.errorSamples.length > 0 ? ` (${r.mcp.errorSamples.join('; ')})` : ''}; ${benchLoop} |`,
+    `| ${title}: \`explain_trace\` through an MCP client over HTTP, one call at a time, on traces sent ${String(EXPLAIN_AFTER_MS / 1000)} to ${String(EXPLAIN_WITHIN_MS / 1000)} s before | ${ms(r.mcp.latency)} calls, ${n(r.mcp.errors)} errors${r.mcp.errorSamples.length > 0 ? ` (${r.mcp.errorSamples.join('; ')})` : ''}; ${benchLoop} |`,
   ];
 }
 
