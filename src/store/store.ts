@@ -5,8 +5,9 @@
 // The database lives in a worker thread (worker.ts, database.ts): the main thread only hands it
 // the rows as they come and asks it to write them on a timer. Kernel events, spans and attachments
 // are packed by column into a buffer that moves to the worker without a copy (columns.ts). The
-// appends cost the worker, not capture nor OTLP intake, and queries
-// are answered by the worker between chunks of an append. Retention is bounded by age, by row
+// appends cost the worker, not capture nor OTLP intake, and queries (reader.ts: from this thread,
+// or from the MCP server's on a port of its own, readerPort) are answered by the worker between
+// chunks of an append. Retention is bounded by age, by row
 // counts and by the bytes the database takes; the oldest rows past any bound are deleted.
 // A worker that stops is reported (log, counters) and started again on the same database; the
 // rows handed to it and not yet written are counted as lost.
