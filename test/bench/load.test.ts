@@ -28,11 +28,20 @@ test('the load harness drives the real sidecar and collector and reads counters 
   assert.ok(cpu.sidecarS > 0 && cpu.sidecarS >= cpu.loaderS, 'CPU read from /proc for node and loader');
   assert.ok(rss.finalBytes > 0 && rss.peakBytes >= rss.finalBytes);
   const { memory } = report;
-  const parts = ['fileBytes', 'mainHeapBytes', 'workerHeapBytes', 'serversHeapBytes', 'duckdbBytes', 'externalBytes'];
+  const parts = [
+    'fileBytes',
+    'mainHeapBytes',
+    'workerHeapBytes',
+    'serversHeapBytes',
+    'mcpHeapBytes',
+    'duckdbBytes',
+    'externalBytes',
+  ];
   for (const part of parts as readonly (keyof MemoryParts)[])
     assert.ok(memory[part] > 0, `node's RSS has a part ${part}`);
   assert.ok(
-    memory.fileBytes + memory.mainHeapBytes + memory.workerHeapBytes + memory.serversHeapBytes < memory.rssBytes,
+    memory.fileBytes + memory.mainHeapBytes + memory.workerHeapBytes + memory.serversHeapBytes + memory.mcpHeapBytes <
+      memory.rssBytes,
     `the parts read fit in node's RSS: ${JSON.stringify(memory)}`,
   );
   assert.ok(requests.sent > 0);
