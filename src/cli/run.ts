@@ -116,6 +116,12 @@ export async function run(argv: string[]): Promise<number> {
   // measured 3x: a 615 MiB heap for 193 MiB live), and the sidecar's churn of short-lived events
   // sits in RSS as that garbage. 1.5x keeps the heap near what is live, for more full collections.
   v8.setFlagsFromString(`--heap-growing-percent=${String(HEAP_GROWING_PERCENT)}`);
+  // Heard from the start: a SIGTERM while the parts start (the metrics endpoint, which a health
+  // check reads, is up before the MCP server's thread) stops the sidecar once they have started.
+  const stopAsked = new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
   let sidecar: Sidecar;
   try {
     sidecar = await startSidecar(config, { log });
@@ -125,11 +131,7 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   log(listening(config, sidecar));
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-    void sidecar.ended.then(resolve);
-  });
+  await Promise.race([stopAsked, sidecar.ended]);
   const report = await sidecar.close();
   const { spansSent, spansDropped } = report.export;
   if (report.complete) {
