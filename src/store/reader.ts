@@ -28,7 +28,7 @@ export const LOOKUP_WAIT_MS = 2000;
 export type Question = Extract<Request, { id: number }>;
 export type WithoutId<R> = R extends unknown ? Omit<R, 'id'> : never;
 /** The questions that only read. */
-type Query = WithoutId<Extract<Question, { op: 'rows' | 'readOnly' | 'size' }>>;
+export type ReadQuestion = WithoutId<Extract<Question, { op: 'rows' | 'readOnly' | 'size' }>>;
 
 /** Questions asked and not yet answered, by id: the worker's replies settle them. */
 export class Answers {
@@ -62,7 +62,7 @@ export class Answers {
 export abstract class StoreReader implements TraceSource {
   readonly name = 'local store';
 
-  protected abstract ask<T>(query: Query): Promise<T>;
+  protected abstract ask<T>(query: ReadQuestion): Promise<T>;
 
   async spans(traceId: string): Promise<TraceSpan[]> {
     const rows = await this.rows(
@@ -175,7 +175,7 @@ export class PortStoreReader extends StoreReader {
     super();
   }
 
-  protected async ask<T>(query: Query): Promise<T> {
+  protected async ask<T>(query: ReadQuestion): Promise<T> {
     const port = await (this.port ??= this.open());
     const [id, answer] = this.answers.ask<T>();
     port.postMessage({ ...query, id });

@@ -24,7 +24,7 @@ import type { AppSpan } from '../otlp/index.js';
 import * as A from '../semconv/attributes.js';
 import { packAttachments, packEvents, packSpans, type Joined, type Packed } from './columns.js';
 import { IN_MEMORY, type DatabaseOptions, type SpanRow, type StoreRetention, type Written } from './database.js';
-import { Answers, LOOKUP_WAIT_MS, StoreReader, type Question, type WithoutId } from './reader.js';
+import { Answers, LOOKUP_WAIT_MS, StoreReader, type Question, type ReadQuestion, type WithoutId } from './reader.js';
 import type { Opened, Reply, Request, WorkerData } from './worker.js';
 
 export { IN_MEMORY, type StoreRetention } from './database.js';
@@ -451,7 +451,7 @@ export class Store extends StoreReader {
     }
   }
 
-  protected ask<T>(query: Parameters<StoreReader['ask']>[0]): Promise<T> {
+  protected ask<T>(query: ReadQuestion): Promise<T> {
     return this.request(query);
   }
 

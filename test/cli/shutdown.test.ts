@@ -7,16 +7,14 @@
 // resolves null instead of an exit code. The collector here is a real OTLP/gRPC receiver.
 // With a CUDA process probed, the loader's detaching of the CUDA probes fits in the deadline too.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { EXIT_CUT_SHORT } from '../../src/cli/run.js';
 import { startOtlpReceiver, type AppSpan } from '../../src/otlp/index.js';
-import { COMMAND, ROOT, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
-import { startSidecar, startSidecarExportingNowhere, until } from './sidecar.js';
+import { ROOT, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
+import { spawnSidecar, startSidecar, startSidecarExportingNowhere, until } from './sidecar.js';
 
 const NODE_APP = join(ROOT, 'test', 'fixtures', 'apps', 'node_fsync_service.mjs');
 const DEADLINE_S = 2;
@@ -26,9 +24,9 @@ const GRACE_MS = (DEADLINE_S + GRACE_MARGIN_S) * 1000;
 
 /** The sidecar's loader: its one child process. */
 function loaderPid(sidecarPid: number): number {
-  const children = readFileSync(`/proc/${String(sidecarPid)}/task/${String(sidecarPid)}/children`, 'utf8').trim();
-  assert.match(children, /^\d+$/, 'the sidecar runs one loader');
-  return Number(children);
+  const [loader, ...others] = childrenOf(sidecarPid);
+  assert.ok(loader !== undefined && others.length === 0, 'the sidecar runs one loader');
+  return loader;
 }
 
 /** A process's children, by pid. */
@@ -157,45 +155,23 @@ test('a SIGTERM while the parts start is heard: it finishes starting, then stops
   if (!kernelAvailable(t)) return;
   const sink = await startOtlpReceiver({ grpc: { host: '127.0.0.1', port: 0 }, http: false, onSpans: () => {} });
   t.after(() => sink.close());
-  const child = spawn(
-    COMMAND,
-    [
-      'run',
-      '--otlp-grpc',
-      '127.0.0.1:0',
-      '--otlp-http',
-      '127.0.0.1:0',
-      '--metrics',
-      '127.0.0.1:0',
-      '--mcp',
-      '127.0.0.1:0',
-      '--store-path',
-      ':memory:',
-    ],
-    {
-      env: { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${String(sink.grpcPort)}` },
-    },
-  );
+  const { child, log, exited } = spawnSidecar(`http://127.0.0.1:${String(sink.grpcPort)}`);
   t.after(() => child.kill('SIGKILL'));
-  let log = '';
-  child.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));
-  const closed = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
   // Held in its start: the loader, started by the capture step (before the receiver, the metrics
   // and MCP), is stopped before it can say it is ready.
   const deadline = Date.now() + 15_000;
   let loader: number | undefined;
   while (loader === undefined) {
-    assert.ok(Date.now() < deadline, `no loader started: ${log}`);
+    assert.ok(Date.now() < deadline, `no loader started: ${log()}`);
     loader = childrenOf(child.pid ?? 0).find((pid) => command(pid).endsWith('causeway-loader'));
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
   process.kill(loader, 'SIGSTOP');
   child.kill('SIGTERM');
   await new Promise((resolve) => setTimeout(resolve, 500));
-  assert.doesNotMatch(log, /receiving OTLP on/, 'still starting when SIGTERM came');
+  assert.doesNotMatch(log(), /receiving OTLP on/, 'still starting when SIGTERM came');
   process.kill(loader, 'SIGCONT');
-  const [code, signal] = await closed;
-  assert.equal(signal, null, `not ended by the signal: ${log}`);
-  assert.equal(code, 0, log);
-  assert.match(log, /receiving OTLP on .*\n(.*\n)*.*stopped: exported 0 kernel spans/);
+  // Null, and the log saying so, had the signal ended it.
+  assert.equal(await exited, 0, log());
+  assert.match(log(), /receiving OTLP on .*\n(.*\n)*.*stopped: exported 0 kernel spans/);
 });

@@ -1,5 +1,5 @@
 // `causeway run` started as a user would, on free ports, for the tests that need the sidecar.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
@@ -65,16 +65,18 @@ export async function startSidecarExportingNowhere(t: TestContext, args: string[
 }
 
 /**
- * Starts the sidecar exporting to `exportUrl`, and waits until it listens. `args` are more `run`
- * options; the store is in memory unless they give a --store-path. `causeway` is the command
- * that runs the CLI: this checkout's bin/causeway by default, as installed.
+ * Spawns the sidecar exporting to `exportUrl`, on free ports, without waiting for it: its process,
+ * its log so far (`note` adds the harness's own lines), and its exit code (null when a signal
+ * ended it, which the log then says). `args`
+ * are more `run` options; the store is in memory unless they give a --store-path. `causeway` is
+ * the command that runs the CLI: this checkout's bin/causeway by default, as installed.
  */
-export async function startSidecar(
+export function spawnSidecar(
   exportUrl: string,
   grpc = '127.0.0.1:0',
   args: string[] = [],
   causeway: string[] = [COMMAND],
-): Promise<Sidecar> {
+): { child: ChildProcess; log: () => string; note: (line: string) => void; exited: Promise<number | null> } {
   const [command, ...rest] = causeway as [string, ...string[]];
   const child = spawn(
     command,
@@ -107,11 +109,29 @@ export async function startSidecar(
       resolve(code);
     }),
   );
+  return {
+    child,
+    log: () => log,
+    note: (line) => {
+      log += `[test harness] ${line}\n`;
+    },
+    exited,
+  };
+}
+
+/** The sidecar spawned (spawnSidecar), once it listens. */
+export async function startSidecar(
+  exportUrl: string,
+  grpc = '127.0.0.1:0',
+  args: string[] = [],
+  causeway: string[] = [COMMAND],
+): Promise<Sidecar> {
+  const { child, log, note, exited } = spawnSidecar(exportUrl, grpc, args, causeway);
   const [, grpcPort, httpPort, metricsPort, mcpUrl] = await until('the sidecar to listen', 15_000, () => {
-    if (child.exitCode !== null) throw new Error(`causeway run exited: ${log}`);
+    if (child.exitCode !== null) throw new Error(`causeway run exited: ${log()}`);
     return (
       /receiving OTLP on [^ ]+:(\d+) \(gRPC\) and [^ ]+:(\d+) \(HTTP\).*metrics on [^ ]+:(\d+)\/metrics, MCP on (\S+\/mcp)/.exec(
-        log,
+        log(),
       ) ?? undefined
     );
   });
@@ -121,7 +141,7 @@ export async function startSidecar(
     httpPort: Number(httpPort),
     metricsPort: Number(metricsPort),
     mcpUrl: String(mcpUrl),
-    log: () => log,
+    log,
     // A connection per scrape: one kept alive can be closed by the server (5 s idle) just as it is reused.
     metrics: () =>
       new Promise<string>((resolve, reject) => {
@@ -165,7 +185,7 @@ export async function startSidecar(
         killAfterMs === undefined
           ? undefined
           : setTimeout(() => {
-              log += `[test harness] still running ${String(killAfterMs)} ms after ${signal}: SIGKILL\n`;
+              note(`still running ${String(killAfterMs)} ms after ${signal}: SIGKILL`);
               child.kill('SIGKILL');
             }, killAfterMs);
       const code = await exited;
