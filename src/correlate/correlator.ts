@@ -195,6 +195,9 @@ const pendingEnd = (p: Pending<JoinableSpan>) => p.span.endUnixNano;
 /** The events a span takes as it is joined, by start, with how surely each is its where not as its place says (Correlator.take). */
 interface Taken {
   events: KernelEvent[];
+  /** The start of the last of `events` (the lists' time), and whether each began no earlier than the one before. */
+  lastStart: number;
+  inStartOrder: boolean;
   scopes: Map<KernelEvent, AttachScope>;
   /** Of those, the ones another span had taken before (Attachment.takenOver). */
   takenOver: Set<KernelEvent>;
@@ -338,14 +341,6 @@ function threadScope(
     scope = A.CAUSEWAY_ATTACH_SCOPE_VALUE_AMBIGUOUS;
   }
   return scope;
-}
-
-/** The events taken, by start: sorted unless already so (one thread's, nothing stamped). */
-function inStartOrder(events: KernelEvent[]): KernelEvent[] {
-  for (let i = 1; i < events.length; i++)
-    if ((events[i] as KernelEvent).startUnixNano < (events[i - 1] as KernelEvent).startUnixNano)
-      return events.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
-  return events;
 }
 
 /** How far past the origin the earliest held event may begin before the origin moves up: a day. */
@@ -883,8 +878,11 @@ export class Correlator<S extends JoinableSpan> {
     /** Claims event i of a list for the span. */
     const claim = ({ held }: ThreadEvents, i: number, scope: AttachScope) => {
       if (i < 0) return;
-      taken ??= { events: [], scopes: new Map(), takenOver: new Set() };
+      taken ??= { events: [], lastStart: -Infinity, inStartOrder: true, scopes: new Map(), takenOver: new Set() };
       const event = held.event(i);
+      // In order told from the lists' times, with no event's time made (one thread's, nothing stamped: most spans).
+      if (held.start(i) < taken.lastStart) taken.inStartOrder = false;
+      taken.lastStart = held.start(i);
       if (Number.isNaN(held.takenAt(i))) this.countAttached(scope);
       else {
         taken.takenOver.add(event);
@@ -920,7 +918,8 @@ export class Correlator<S extends JoinableSpan> {
         }
       }
     }
-    return taken === undefined ? undefined : { ...taken, events: inStartOrder(taken.events) };
+    if (taken?.inStartOrder === false) taken.events.sort((a, b) => byTime(a.startUnixNano, b.startUnixNano));
+    return taken;
   }
 
   /** The other spans of the span's thread that are not its ancestors (othersOnThread). */

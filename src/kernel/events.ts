@@ -338,19 +338,33 @@ interface ShapedParts {
   said: Said;
 }
 
+/** A shaped event's times: ns after `base` (Unix ns), as its batch or list holds them. */
+interface ShapedTimes {
+  base: bigint;
+  start: number;
+  end: number;
+}
+
 /**
  * A kernel event as shaped from its record. Its attributes are made when first read, from the
  * record's bytes in its batch, the process as known when it was shaped, and what the CUDA state
  * said then: most events held for joining are never read, and an object of attributes each
- * (with its lists) was most of what the correlator held and the collector traced.
+ * (with its lists) was most of what the correlator held and the collector traced. Its times are
+ * made Unix ns when first read too: the two BigInts each (four made) of the events a join hands
+ * on were most of the join's garbage (issue 11).
  */
 class ShapedEvent implements KernelEvent {
-  // Private (#), so that a copy made by spreading (a linked wait) holds none of them.
+  // Private (#), and the times and attributes getters: a copy made by spreading (a linked wait)
+  // holds none of them, and sets the times and attributes it has.
   /** Its record's source and offset in its bytes: moved when few of its chunk are held (compactRecords). */
   #source: RecordSource;
   #at: number;
   readonly #said: Said;
   #attributes: Attributes | undefined;
+  readonly #base: bigint;
+  /** ns after #base until first read, then Unix ns. */
+  #start: number | bigint;
+  #end: number | bigint;
   storeId: number | undefined = undefined;
 
   constructor(
@@ -358,14 +372,24 @@ class ShapedEvent implements KernelEvent {
     readonly pid: number,
     readonly tid: number,
     readonly comm: string,
-    readonly startUnixNano: bigint,
-    readonly endUnixNano: bigint,
+    times: ShapedTimes,
     readonly spanContext: SpanContextStamp | undefined,
     from: ShapedParts,
   ) {
+    this.#base = times.base;
+    this.#start = times.start;
+    this.#end = times.end;
     this.#source = from.source;
     this.#at = from.at;
     this.#said = from.said;
+  }
+
+  get startUnixNano(): bigint {
+    return typeof this.#start === 'bigint' ? this.#start : (this.#start = this.#base + BigInt(this.#start));
+  }
+
+  get endUnixNano(): bigint {
+    return typeof this.#end === 'bigint' ? this.#end : (this.#end = this.#base + BigInt(this.#end));
   }
 
   static compact(lists: Iterable<EventList>): number {
@@ -448,15 +472,14 @@ class ShapedEvent implements KernelEvent {
   }
 
   /** A held event made again: the kind and task read from its record, the rest as it was shaped. */
-  static made(parts: ShapedParts, start: bigint, end: bigint, storeId: number | undefined): ShapedEvent {
+  static made(parts: ShapedParts, times: ShapedTimes, storeId: number | undefined): ShapedEvent {
     const { buf, view } = parts.source.bytes;
     const event = new ShapedEvent(
       KIND_NAMES[kindAt(view, parts.at) as EventRecord['kind']],
       pidAt(view, parts.at),
       tidAt(view, parts.at),
       commAt(buf, view, parts.at),
-      start,
-      end,
+      times,
       undefined,
       parts,
     );
@@ -491,24 +514,29 @@ class ShapedEvent implements KernelEvent {
 }
 
 /**
- * A shaped event's parts as they are handed over: filled and copied out at once (an event takes
- * its fields, a batch its references), one object for all, not one per event made.
+ * A shaped event's parts and times as they are handed over: filled and copied out at once (an
+ * event takes its fields, a batch its references), one object each for all, not one per event made.
  */
 const handedOver = {} as ShapedParts;
+const handedTimes = {} as ShapedTimes;
 
-/** A shaped event made again from its references (REFS, from index `r`), its record's offset, times and store id. */
+/** A shaped event made again from its references (REFS, from index `r`), its record's offset, times (ns after `base`) and store id. */
 function madeFrom(
   refs: readonly unknown[],
   r: number,
   at: number,
-  start: bigint,
-  end: bigint,
+  base: bigint,
+  start: number,
+  end: number,
   storeId: number,
 ): KernelEvent {
   handedOver.source = refs[r + R_SOURCE] as RecordSource;
   handedOver.at = at;
   handedOver.said = refs[r + R_SAID] as Said;
-  return ShapedEvent.made(handedOver, start, end, Number.isNaN(storeId) ? undefined : storeId);
+  handedTimes.base = base;
+  handedTimes.start = start;
+  handedTimes.end = end;
+  return ShapedEvent.made(handedOver, handedTimes, Number.isNaN(storeId) ? undefined : storeId);
 }
 
 /**
@@ -668,8 +696,9 @@ export class EventBatch {
       this.refs,
       i * REFS,
       this.nums[n + B_AT] ?? 0,
-      this.base + BigInt(this.nums[n + B_START] ?? 0),
-      this.base + BigInt(this.nums[n + B_END] ?? 0),
+      this.base,
+      this.nums[n + B_START] ?? 0,
+      this.nums[n + B_END] ?? 0,
       this.nums[n + B_STORE_ID] ?? NaN,
     );
   }
@@ -826,8 +855,9 @@ export class EventList {
       this.refs,
       (this.head + i) * REFS,
       this.nums[n + N_AT] ?? 0,
-      this.base + BigInt(this.nums[n + N_START] ?? 0),
-      this.base + BigInt(this.nums[n + N_END] ?? 0),
+      this.base,
+      this.nums[n + N_START] ?? 0,
+      this.nums[n + N_END] ?? 0,
       this.nums[n + N_STORE_ID] ?? NaN,
     );
   }
@@ -1021,8 +1051,7 @@ export class EventShaper {
         pid,
         tidAt(view, at),
         record?.comm ?? commAt(buf, view, at),
-        batch.base + BigInt(start),
-        batch.base + BigInt(end),
+        { base: batch.base, start, end },
         stamp,
         parts,
       );

@@ -600,6 +600,36 @@ test('events that arrive out of start order are each found by the span they bega
   assert.deepEqual(starts.get('last'), [10n * S + 300n * MS, 10n * S + 500n * MS]);
 });
 
+test("a span's events are handed on in start order: its stamped ones and every thread's of its process", () => {
+  const now = { t: 12n * S };
+  const { correlator, joined, addSpans } = setup(now);
+  const request = span('request', 10n * S, 11n * S);
+  // Taken thread by thread (7, then 8) after the stamped ones: in that order they would be 350, 100, 300, 200, 400.
+  const stamped = {
+    ...event(9, 10n * S + 350n * MS, 10n * S + 360n * MS),
+    spanContext: { traceId: request.traceId, spanId: 'request' },
+  };
+  correlator.addEvents([
+    event(7, 10n * S + 100n * MS, 10n * S + 110n * MS),
+    event(8, 10n * S + 200n * MS, 10n * S + 210n * MS),
+    event(7, 10n * S + 300n * MS, 10n * S + 310n * MS),
+    stamped,
+    event(8, 10n * S + 400n * MS, 10n * S + 410n * MS),
+  ]);
+  addSpans([request]);
+  correlator.join();
+  assert.deepEqual(
+    joined[0]?.events.map((e) => [e.tid, (e.startUnixNano - 10n * S) / MS]),
+    [
+      [7, 100n],
+      [8, 200n],
+      [7, 300n],
+      [9, 350n],
+      [8, 400n],
+    ],
+  );
+});
+
 test('on a node up for months, held events keep their times to the nanosecond and go to the span they began in', () => {
   const DAY = 86_400n * S;
   const now = { t: DAY + S };
