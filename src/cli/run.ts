@@ -17,6 +17,12 @@ import {
 /** How far V8's heap grows past what is live before a full collection, in percent. */
 const HEAP_GROWING_PERCENT = 50;
 
+/**
+ * The young generation bin/causeway starts `causeway run` with (V8's flag; test/cli/memory-settings
+ * checks the command gives it): the bench measures the sidecar's code in process under it too.
+ */
+export const SIDECAR_YOUNG_GENERATION = '--max-semi-space-size=8';
+
 /** The exit status when the shutdown deadline passed with kernel spans or store rows left. */
 export const EXIT_CUT_SHORT = 3;
 
@@ -89,7 +95,7 @@ kernel spans wait in the queue and are sent again with backoff (at most 5 s apar
 
 Memory: started as the installed \`causeway\` command (bin/causeway), the sidecar's node runs
 with MALLOC_ARENA_MAX=2 (glibc's malloc arenas, whose freed memory each thread's arena keeps)
-and --max-semi-space-size=8 (V8's young generation, 24 MiB at most rather than 48), which only
+and ${SIDECAR_YOUNG_GENERATION} (V8's young generation, 24 MiB at most rather than 48), which only
 a process's start can set; a MALLOC_ARENA_MAX, or a --max-semi-space-size in NODE_OPTIONS,
 of your own wins.
 
