@@ -7,9 +7,9 @@ import { mkdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { startOtlpReceiver, type AppSpan } from '../../src/otlp/index.js';
-import { ROOT, SIM_CUDART, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
+import { kernelAvailable, privateGpu } from '../bpf/session.js';
 import { startSidecar, until } from '../cli/sidecar.js';
-import { pythonBin } from '../e2e/backends.js';
+import { runGpuService } from '../e2e/gpu-service.js';
 
 const cgroup2Root = () => /^\S+ (\S+) cgroup2 /m.exec(readFileSync('/proc/mounts', 'utf8'))?.[1];
 
@@ -34,24 +34,16 @@ test('an app in its own pid namespace and cgroup still gets its kernel spans', a
   const sidecar = await startSidecar(`http://127.0.0.1:${String(collector.grpcPort)}`);
   t.after(() => sidecar.stop());
 
-  const app = startWorkload(
-    '/bin/sh',
-    [
-      '-c',
-      `echo $$ > ${cgroup}/cgroup.procs && exec unshare --pid --fork --mount-proc "$@"`,
-      'sh',
-      pythonBin,
-      join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'),
-      SIM_CUDART,
-      '100',
-    ],
+  const truth = await runGpuService(
+    sidecar,
+    100,
     {
       ...privateGpu(t),
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${String(sidecar.grpcPort)}`,
       OTEL_RESOURCE_ATTRIBUTES: `container.id=${containerId}`,
     },
+    ['/bin/sh', '-c', `echo $$ > ${cgroup}/cgroup.procs && exec unshare --pid --fork --mount-proc "$@"`, 'sh'],
   );
-  const truth = (await app.truth) as { trace_id: string; span_id: string; pid: number; tid: number };
   assert.equal(truth.pid, 1, 'the app sees itself as pid 1 of its namespace');
 
   const sync = await until('the cuda.sync child span', 20_000, () =>

@@ -8,19 +8,19 @@ import { test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Explanation } from '../../src/correlate/explanation.js';
-import { ROOT, SIM_CUDART, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
+import { ROOT, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
 import { startSidecar, until } from '../cli/sidecar.js';
 import {
   attribute,
   freePort,
   getTrace,
-  pythonBin,
   spansOf,
   startCollector,
   startJaeger,
   type OtlpSpan,
   type OtlpTrace,
 } from './backends.js';
+import { runGpuService } from './gpu-service.js';
 import { startPipeline } from './pipeline.js';
 
 const durationMs = (span: OtlpSpan) => Number(BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano)) / 1e6;
@@ -28,15 +28,10 @@ const durationMs = (span: OtlpSpan) => Number(BigInt(span.endTimeUnixNano) - Big
 test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync child span of the request span', async (t) => {
   if (!kernelAvailable(t)) return;
   const { jaeger, collector, sidecar } = await startPipeline(t);
-  const app = startWorkload(
-    pythonBin,
-    [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '200'],
-    {
-      ...privateGpu(t),
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
-    },
-  );
-  const truth = (await app.truth) as { trace_id: string; span_id: string; pid: number; tid: number; stream: string };
+  const truth = await runGpuService(sidecar, 200, {
+    ...privateGpu(t),
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
+  });
 
   const sync = (spans: OtlpSpan[]) =>
     spans.find((s) => s.parentSpanId === truth.span_id && attribute(s, 'causeway.kind') === 'cuda.sync');
@@ -70,15 +65,10 @@ test('a 200 ms GPU sync inside a Python request shows in Jaeger as a cuda.sync c
 test('cluster mode: a sidecar whose store never saw the trace explains it from Jaeger, where the kernel spans went', async (t) => {
   if (!kernelAvailable(t)) return;
   const { jaeger, collector, sidecar } = await startPipeline(t);
-  const app = startWorkload(
-    pythonBin,
-    [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '200'],
-    {
-      ...privateGpu(t),
-      OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
-    },
-  );
-  const truth = (await app.truth) as { trace_id: string; span_id: string };
+  const truth = await runGpuService(sidecar, 200, {
+    ...privateGpu(t),
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://${collector.otlpGrpc}`,
+  });
   await getTrace(jaeger.queryUrl, truth.trace_id, {
     timeoutMs: 30_000,
     until: (tr) => spansOf(tr).some((s) => s.parentSpanId === truth.span_id && s.name === 'cudaStreamSynchronize'),
@@ -164,17 +154,11 @@ test('a collector that starts after the sidecar receives the kernel spans queued
   const sidecar = await startSidecar(`http://${kernelGrpc}`);
   t.after(() => sidecar.stop());
   // The app sends to the sidecar directly here: the collector is what goes away.
-  const request = async () => {
-    const app = startWorkload(
-      pythonBin,
-      [join(ROOT, 'test', 'fixtures', 'apps', 'python_gpu_service.py'), SIM_CUDART, '50'],
-      {
-        ...privateGpu(t),
-        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${String(sidecar.grpcPort)}`,
-      },
-    );
-    return (await app.truth) as { trace_id: string; span_id: string };
-  };
+  const request = () =>
+    runGpuService(sidecar, 50, {
+      ...privateGpu(t),
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${String(sidecar.grpcPort)}`,
+    });
 
   const early = await request(); // the collector is not running yet
   await until('the sidecar to say the collector is down', 30_000, () =>
