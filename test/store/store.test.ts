@@ -106,6 +106,7 @@ test('retention deletes rows older than the window and the oldest beyond the siz
   t.after(() => store.close());
   store.addEvents([1, 2, 3, 4, 5].map((i) => kernelEvent('futex.wait', task, at(i), at(i + 1))));
   store.addSpans([appSpan({ trace: 1, span: 1, start: at(0), end: at(10), pid: 10, tid: 11 })]);
+  now = at(1000); // a second after the store's first write (retention applies at most once a second)
   await store.flush();
   assert.deepEqual(
     (await store.events({ pid: 10, from: at(0), to: at(100) })).map((e) => e.startUnixNano),
@@ -119,30 +120,35 @@ test('retention deletes rows older than the window and the oldest beyond the siz
 });
 
 test('retention after writes that deleted nothing: a late row, the row bounds crossed later, and a shed time added later are each deleted when due', async (t) => {
-  const now = at(10_000);
-  const store = await storeWith([], [], { retentionMs: 1000, maxEvents: 3, maxSpans: 2, now: () => now });
+  let now = at(10_000);
+  const store = await storeWith([], [], { retentionMs: 10_000, maxEvents: 3, maxSpans: 2, now: () => now });
   t.after(() => store.close());
+  // Each write a second after the one before: the retention and the row bounds apply at most once a second.
+  const flush = () => {
+    now += 1000n * MS;
+    return store.flush();
+  };
   const spanAt = (n: number, end: number) =>
     appSpan({ trace: n, span: n, start: at(end - 1), end: at(end), pid: 10, tid: 11 });
   // Writes within the bounds and the window: nothing to delete.
   store.addEvents([kernelEvent('futex.wait', task, at(9500), at(9600))]);
   store.addSpans([spanAt(1, 9600)]);
-  await store.flush();
-  await store.flush();
+  await flush();
+  await flush();
   // A row that ended before the window, written after retention last ran, goes at this write.
   store.addEvents([kernelEvent('futex.wait', task, at(100), at(200))]);
   store.addSpans([spanAt(2, 200)]);
-  await store.flush();
+  await flush();
   assert.deepEqual(await store.rows('SELECT count(*) FROM kernel_events'), [[1n]]);
   assert.deepEqual(await store.rows('SELECT span_id FROM spans'), [[ids(1).spanId]]);
   // A shed time before the oldest span, added now, overlaps none.
   store.addShed(at(9000), at(9100));
-  await store.flush();
+  await flush();
   assert.deepEqual(await store.rows('SELECT count(*) FROM shed_times'), [[0n]]);
   // The row bounds crossed by later writes: the oldest beyond them go.
   store.addEvents([1, 2, 3].map((i) => kernelEvent('futex.wait', task, at(9700 + i), at(9800 + i))));
   store.addSpans([spanAt(3, 9700), spanAt(4, 9800)]);
-  await store.flush();
+  await flush();
   assert.deepEqual(await store.rows('SELECT end_ns FROM kernel_events ORDER BY event_id'), [
     [at(9801)],
     [at(9802)],
@@ -150,6 +156,27 @@ test('retention after writes that deleted nothing: a late row, the row bounds cr
   ]);
   assert.deepEqual(await store.rows('SELECT span_id FROM spans ORDER BY seq'), [[ids(3).spanId], [ids(4).spanId]]);
   assert.equal(store.counters().rowsExpired, 4);
+});
+
+test('the retention and the row bounds apply at most once a second of the store clock (at once when it is set back): rows past them stay until then', async (t) => {
+  let now = at(10_000);
+  const store = await storeWith([], [], { maxEvents: 2, now: () => now }); // its first write applied them
+  t.after(() => store.close());
+  store.addEvents([1, 2, 3].map((i) => kernelEvent('futex.wait', task, at(9000 + i), at(9100 + i))));
+  now = at(10_999);
+  await store.flush();
+  assert.deepEqual(await store.rows('SELECT count(*) FROM kernel_events'), [[3n]]);
+  assert.equal(store.counters().rowsExpired, 0);
+  now = at(11_000);
+  await store.flush();
+  assert.deepEqual(await store.rows('SELECT end_ns FROM kernel_events ORDER BY event_id'), [[at(9102)], [at(9103)]]);
+  assert.equal(store.counters().rowsExpired, 1);
+  // The clock set back an hour: they apply at once, not an hour later.
+  store.addEvents([kernelEvent('futex.wait', task, at(9200), at(9300))]);
+  now = at(11_000 - 3_600_000);
+  await store.flush();
+  assert.deepEqual(await store.rows('SELECT end_ns FROM kernel_events ORDER BY event_id'), [[at(9103)], [at(9300)]]);
+  assert.equal(store.counters().rowsExpired, 2);
 });
 
 test('flushes asked while a write runs share one write behind it, which takes every row handed over by then', async (t) => {
@@ -169,17 +196,18 @@ test('flushes asked while a write runs share one write behind it, which takes ev
 
 test('shed times are held as one when near, kept while a span they may overlap is, and expired with the retention', async (t) => {
   let now = at(0);
-  const store = await storeWith([], [], { retentionMs: 1000, now: () => now });
+  const store = await storeWith([], [], { retentionMs: 10_000, now: () => now });
   t.after(() => store.close());
   store.addSpans([appSpan({ trace: 1, span: 1, start: at(100), end: at(200), pid: 10, tid: 11 })]);
   store.addShed(at(10), at(20)); // before every span: it overlaps none
   store.addShed(at(150), at(160));
   store.addShed(at(165), at(170));
+  now = at(1000); // a second after the store's first write (retention applies at most once a second)
   await store.flush();
   assert.deepEqual(await store.rows('SELECT from_ns, to_ns FROM shed_times'), [[at(150), at(170)]]);
   assert.equal(await store.shedDuring(at(100), at(200)), true);
   assert.equal(await store.shedDuring(at(171), at(200)), false);
-  now = at(5000);
+  now = at(20_000);
   await store.flush();
   assert.deepEqual(await store.rows('SELECT count(*) FROM shed_times'), [[0n]]);
 });
