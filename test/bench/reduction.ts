@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import * as A from '../../src/semconv/attributes.js';
-import { Capture, WORKLOADS } from '../bpf/session.js';
+import { Capture, WORKLOADS, childrenOf } from '../bpf/session.js';
 import { roundOrder, spread } from './rounds.js';
 
 interface ReducedWorkload {
@@ -57,8 +57,7 @@ function cpuSeconds(pid: number): number {
 
 /** The capture CLI and its loader. */
 function capturePids(cli: number): number[] {
-  const children = readFileSync(`/proc/${String(cli)}/task/${String(cli)}/children`, 'utf8').trim();
-  return [cli, ...children.split(/\s+/).filter(Boolean).map(Number)];
+  return [cli, ...childrenOf(cli)];
 }
 
 async function measure(workload: ReducedWorkload, mode: Mode, seconds: number): Promise<Sample> {

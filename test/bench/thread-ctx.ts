@@ -7,7 +7,7 @@
 // per-call times measured in the same run.
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { CUDA_ENTER_PROGRAM, Capture, WORKLOADS } from '../bpf/session.js';
+import { CUDA_ENTER_PROGRAM, Capture, WORKLOADS, childrenOf } from '../bpf/session.js';
 import { roundOrder, spread } from './rounds.js';
 
 const LAUNCHES = 20_000;
@@ -60,9 +60,7 @@ export async function threadContextRows(rounds: number): Promise<string[]> {
   const capture = new Capture(['--comm', 'thread_ctx_exe', '--comm', 'launch_storm', '--min-duration-us', '0']);
   try {
     await capture.ready();
-    const cli = capture.pid;
-    const children = readFileSync(`/proc/${String(cli)}/task/${String(cli)}/children`, 'utf8').trim();
-    const ids = programIds(children.split(/\s+/).filter(Boolean).map(Number));
+    const ids = programIds(childrenOf(capture.pid));
     const perCall: Record<Mode, number[]> = { record: [], 'no record': [], 'no variable': [] };
     for (let round = 0; round < rounds; round++)
       for (const mode of roundOrder<Mode>(['record', 'no record', 'no variable'], round)) {

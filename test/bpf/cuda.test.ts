@@ -11,6 +11,7 @@ import {
   SIM_CUDART,
   durationMs,
   kernelAvailable,
+  childrenOf,
   kernelHasUprobeMulti,
   privateGpu,
   runWorkload,
@@ -25,9 +26,9 @@ const msOf = (ns: unknown) => Number(ns) / 1e6;
 
 /** The capture's loader: the CLI's one child process. */
 function loaderPid(cliPid: number): number {
-  const children = readFileSync(`/proc/${String(cliPid)}/task/${String(cliPid)}/children`, 'utf8').trim();
-  assert.match(children, /^\d+$/, 'the capture runs one loader');
-  return Number(children);
+  const [loader, ...others] = childrenOf(cliPid);
+  assert.ok(loader !== undefined && others.length === 0, 'the capture runs one loader');
+  return loader;
 }
 
 /** How many bpf links of each kind (fdinfo's link_type: perf, raw_tracepoint, uprobe_multi, uretprobe_multi ...) a process holds. */

@@ -259,6 +259,12 @@ export async function waitForStderr(workload: Workload, text: string, timeoutMs 
   }
 }
 
+/** A process's children, by pid (those its main thread started). */
+export function childrenOf(pid: number): number[] {
+  const children = readFileSync(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8').trim();
+  return children === '' ? [] : children.split(' ').map(Number);
+}
+
 /** Now, on the workloads' clock (CLOCK_MONOTONIC, as their truth's *_ns times). */
 export const monotonicNs = () => process.hrtime.bigint();
 

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { COMMAND, kernelAvailable } from '../bpf/session.js';
+import { COMMAND, childrenOf, kernelAvailable } from '../bpf/session.js';
 import { RUN_HELP, SIDECAR_YOUNG_GENERATION } from '../../src/cli/run.js';
 import { startSidecar, until } from './sidecar.js';
 
@@ -30,13 +30,6 @@ function linkedCommand(t: TestContext): string {
   return link;
 }
 
-/** The sidecar's children: the loader is one once capture runs. */
-const children = (pid: number) =>
-  readFileSync(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8')
-    .trim()
-    .split(/\s+/)
-    .filter(Boolean);
-
 test('`causeway run` runs node itself, with MALLOC_ARENA_MAX=2 and a bounded young generation, as --help says', async (t) => {
   if (!kernelAvailable(t)) return;
   const sidecar = await startSidecar(
@@ -50,7 +43,7 @@ test('`causeway run` runs node itself, with MALLOC_ARENA_MAX=2 and a bounded you
   // The command execs node: the pid started is the sidecar's, the loader its child.
   assert.equal(executable, process.execPath);
   assert.ok(argv.includes('run') && argv.some((arg) => arg.endsWith('/dist/src/cli/main.js')), argv.join(' '));
-  await until('the loader to start', 15_000, () => (children(sidecar.pid).length > 0 ? true : undefined));
+  await until('the loader to start', 15_000, () => (childrenOf(sidecar.pid).length > 0 ? true : undefined));
   assert.ok(environment.includes('MALLOC_ARENA_MAX=2'), environment.join(' '));
   // The flag the bench measures the sidecar's code under (test/bench/main.ts), and --help names.
   assert.ok(argv.includes(SIDECAR_YOUNG_GENERATION), argv.join(' '));

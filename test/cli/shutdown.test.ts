@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { EXIT_CUT_SHORT } from '../../src/cli/run.js';
 import { startOtlpReceiver, type AppSpan } from '../../src/otlp/index.js';
-import { ROOT, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
+import { ROOT, childrenOf, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
 import { spawnSidecar, startSidecar, startSidecarExportingNowhere, until } from './sidecar.js';
 
 const NODE_APP = join(ROOT, 'test', 'fixtures', 'apps', 'node_fsync_service.mjs');
@@ -27,12 +27,6 @@ function loaderPid(sidecarPid: number): number {
   const [loader, ...others] = childrenOf(sidecarPid);
   assert.ok(loader !== undefined && others.length === 0, 'the sidecar runs one loader');
   return loader;
-}
-
-/** A process's children, by pid. */
-function childrenOf(pid: number): number[] {
-  const children = readFileSync(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8').trim();
-  return children === '' ? [] : children.split(' ').map(Number);
 }
 
 /** The program a process runs; '' once it has gone. */

@@ -1,9 +1,8 @@
 // The GPU service app (test/fixtures/apps/python_gpu_service.py): a "handle-request" span around a
 // kernel launch and a cudaStreamSynchronize on the simulated CUDA runtime, made once the sidecar
 // follows the app as a GPU process.
-import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, SIM_CUDART, startWorkload } from '../bpf/session.js';
+import { ROOT, SIM_CUDART, childrenOf, startWorkload } from '../bpf/session.js';
 import { until, type Sidecar } from '../cli/sidecar.js';
 import { pythonBin } from './backends.js';
 
@@ -19,32 +18,15 @@ export interface GpuServiceTruth {
   stream: string;
 }
 
-/** The parent of process `pid`; undefined once it is gone. */
-function parentOf(pid: number): number | undefined {
+/** Process `pid` and every process under it, parents before children; none once it is gone. */
+function treeOf(pid: number): number[] {
+  let children: number[];
   try {
-    return Number(/^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${String(pid)}/status`, 'utf8'))?.[1]);
+    children = childrenOf(pid);
   } catch {
-    return undefined;
+    return []; // gone
   }
-}
-
-/** Whether process `pid` is `ancestor` or runs under it. */
-function isUnder(pid: number, ancestor: number): boolean {
-  for (let p: number | undefined = pid; p !== undefined && p > 1; p = parentOf(p)) if (p === ancestor) return true;
-  return false;
-}
-
-/** Kills process `pid` and every process under it: a kill of the wrapper alone leaves the app it forked running. */
-function killTree(pid: number): void {
-  for (const entry of readdirSync('/proc')) {
-    const p = Number(entry);
-    if (Number.isInteger(p) && isUnder(p, pid))
-      try {
-        process.kill(p, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
-  }
+  return [pid, ...children.flatMap(treeOf)];
 }
 
 /**
@@ -66,10 +48,17 @@ export async function runGpuService(
     await until(`the sidecar to follow the GPU service (pid ${String(app.pid)})`, 20_000, () => {
       const followed = [...sidecar.log().matchAll(/GPU process (\d+) \(/g)].map((m) => Number(m[1]));
       // An app that failed says why in app.truth.
-      return exited() || followed.some((pid) => isUnder(pid, app.pid)) ? true : undefined;
+      const tree = treeOf(app.pid);
+      return exited() || followed.some((pid) => tree.includes(pid)) ? true : undefined;
     });
   } catch (error) {
-    killTree(app.pid);
+    // Children first: a kill of the wrapper alone leaves the app it forked running.
+    for (const pid of treeOf(app.pid).reverse())
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
     await app.truth.catch(() => undefined); // gone, with what it held (a cgroup, this test's pipes)
     throw new Error(`${(error as Error).message}; the sidecar's log:\n${sidecar.log()}`);
   }
