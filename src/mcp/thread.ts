@@ -18,6 +18,7 @@ import type { TraceSource } from '../correlate/source.js';
 import { counter, gauge, observe } from '../export/metrics.js';
 import { Answers, PortStoreReader } from '../store/reader.js';
 import type { Store, WriteLag } from '../store/store.js';
+import { errorFields, withFields } from '../thread-error.js';
 import type { Reply } from '../store/worker.js';
 import type { McpHttpOptions, McpHttpServer } from './http.js';
 
@@ -179,8 +180,7 @@ function startThread(settings: ThreadSettings, main: McpMainSide): Promise<Runni
     worker.on('message', (m: FromThread) => {
       if (m.kind === 'failed') {
         stopping = true;
-        // A clone keeps an Error's message, not its code, syscall, address and port: put them back.
-        const cause = Object.assign(m.error instanceof Error ? m.error : new Error(String(m.error)), m.fields);
+        const cause = withFields(m.error, m.fields);
         void exited.then(() => {
           reject(cause);
         });
@@ -278,10 +278,7 @@ async function serve(settings: ThreadSettings): Promise<void> {
       status: () => ask('status'),
     });
   } catch (error) {
-    const fields = Object.entries(error instanceof Error ? error : {}).filter(
-      ([, v]) => typeof v === 'string' || typeof v === 'number',
-    );
-    send({ kind: 'failed', error, fields: Object.fromEntries(fields) });
+    send({ kind: 'failed', error, fields: errorFields(error) });
     main.close();
     return;
   }

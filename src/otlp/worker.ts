@@ -22,6 +22,7 @@
 
 import { getHeapStatistics } from 'node:v8';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { errorFields, withFields } from '../thread-error.js';
 import { startGrpcServer, stopGrpcServer } from './grpc.js';
 import { startHttpServer, stopHttpServer } from './http.js';
 import { IngestGate, SharedCounters } from './ingest.js';
@@ -205,8 +206,7 @@ export function startServerThread(settings: ServerSettings, events: ServerThread
           return;
         case 'failed': {
           stopping = true;
-          // A clone keeps an Error's message, not its code, syscall, address and port: put them back.
-          const error = Object.assign(m.error instanceof Error ? m.error : new Error(String(m.error)), m.fields);
+          const error = withFields(m.error, m.fields);
           // Once the thread is gone, as promised: a caller may retry at once.
           void exited.then(() => {
             reject(error);
@@ -263,10 +263,7 @@ async function serve(settings: ServerSettings): Promise<void> {
     }
   } catch (error) {
     await stopAll();
-    const fields = Object.entries(error instanceof Error ? error : {}).filter(
-      ([, v]) => typeof v === 'string' || typeof v === 'number',
-    );
-    send({ kind: 'failed', error, fields: Object.fromEntries(fields) });
+    send({ kind: 'failed', error, fields: errorFields(error) });
     port.close();
     return;
   }
