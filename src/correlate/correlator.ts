@@ -881,8 +881,9 @@ export class Correlator<S extends JoinableSpan> {
       taken ??= { events: [], lastStart: -Infinity, inStartOrder: true, scopes: new Map(), takenOver: new Set() };
       const event = held.event(i);
       // In order told from the lists' times, with no event's time made (one thread's, nothing stamped: most spans).
-      if (held.start(i) < taken.lastStart) taken.inStartOrder = false;
-      taken.lastStart = held.start(i);
+      const start = held.start(i);
+      if (start < taken.lastStart) taken.inStartOrder = false;
+      taken.lastStart = start;
       if (Number.isNaN(held.takenAt(i))) this.countAttached(scope);
       else {
         taken.takenOver.add(event);
