@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
-import { kernelAvailable, runWorkload, startWorkload } from '../bpf/session.js';
+import { kernelAvailable, startWorkload } from '../bpf/session.js';
 import { startSidecarExportingNowhere, statusTool, until } from './sidecar.js';
 
 const total = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
@@ -72,12 +72,24 @@ test('under unthrottled ping-pongs every span is accepted and MCP answers; the k
   );
   assert.match(metrics, /^causeway_kernel_shedding 0$/m);
 
-  // After the flood nothing is shed: a short ping-pong is delivered (a STATS frame after it says
-  // so) and the shed counts stay as they were.
-  await runWorkload('switch_pingpong', ['--count', '200']);
-  const calm = await until('the short ping-pong delivered', 20_000, async () => {
+  // After the flood nothing is shed: every wait of a short ping-pong is delivered (a STATS frame
+  // after it says so) and the shed counts stay as they were. Followed by name, a process is
+  // followed once the loader has read its exec record, which at full speed can come after its
+  // 200 round trips: it starts them when the followed table holds it.
+  await until("the flood's processes to leave the followed table", 20_000, async () =>
+    (await status()).capture.followed === 0 ? true : undefined,
+  );
+  const short = startWorkload('switch_pingpong', ['--count', '200', '--wait-for-go']);
+  t.after(() => short.child.kill());
+  const before = await until('the short ping-pong followed', 20_000, async () => {
     const s = await status();
-    return (s.capture.delivered['futex.wait'] ?? 0) >= (settled.capture.delivered['futex.wait'] ?? 0) + 200
+    return s.capture.followed === 1 ? s : undefined;
+  });
+  short.child.stdin.end('go\n');
+  const waits = ((await short.truth) as { futex_waits: number[] }).futex_waits.reduce((a, b) => a + b, 0);
+  const calm = await until('every wait of the short ping-pong delivered', 20_000, async () => {
+    const s = await status();
+    return (s.capture.delivered['futex.wait'] ?? 0) >= (before.capture.delivered['futex.wait'] ?? 0) + waits
       ? s
       : undefined;
   });
