@@ -11,7 +11,6 @@ import {
   SIM_CUDART,
   durationMs,
   kernelAvailable,
-  childrenOf,
   kernelHasUprobeMulti,
   privateGpu,
   runWorkload,
@@ -19,17 +18,11 @@ import {
   single,
   startCapture,
 } from './session.js';
+import { loaderPid } from '../cli/sidecar.js';
 
 const MATMUL = 'matmul_big(float*, float*, float*, int)';
 const sameHandle = (a: unknown, b: unknown) => BigInt(String(a)) === BigInt(String(b));
 const msOf = (ns: unknown) => Number(ns) / 1e6;
-
-/** The capture's loader: the CLI's one child process. */
-function loaderPid(cliPid: number): number {
-  const [loader, ...others] = childrenOf(cliPid);
-  assert.ok(loader !== undefined && others.length === 0, 'the capture runs one loader');
-  return loader;
-}
 
 /** How many bpf links of each kind (fdinfo's link_type: perf, raw_tracepoint, uprobe_multi, uretprobe_multi ...) a process holds. */
 function linkTypes(pid: number): Map<string, number> {
@@ -270,7 +263,7 @@ async function everyCallCaptured(t: TestContext, by: 'uprobe_multi' | 'uprobe'):
   const probed = [...capture.stderr.matchAll(/probing .*: (\d+) probes/g)];
   const libraries = probed.length;
   const entryPoints = probed.reduce((sum, m) => sum + Number(m[1]), 0);
-  const links = linkTypes(loaderPid(capture.pid));
+  const links = linkTypes(await loaderPid(capture.pid));
   // fdinfo names a link of return probes uretprobe_multi.
   if (by === 'uprobe_multi') {
     assert.equal(links.get('uprobe_multi'), libraries, JSON.stringify([...links]));

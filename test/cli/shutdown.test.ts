@@ -14,20 +14,13 @@ import { test } from 'node:test';
 import { EXIT_CUT_SHORT } from '../../src/cli/run.js';
 import { startOtlpReceiver, type AppSpan } from '../../src/otlp/index.js';
 import { ROOT, childrenOf, kernelAvailable, privateGpu, startWorkload } from '../bpf/session.js';
-import { spawnSidecar, startSidecar, startSidecarExportingNowhere, until } from './sidecar.js';
+import { loaderPid, spawnSidecar, startSidecar, startSidecarExportingNowhere, until } from './sidecar.js';
 
 const NODE_APP = join(ROOT, 'test', 'fixtures', 'apps', 'node_fsync_service.mjs');
 const DEADLINE_S = 2;
 /** docker/kubernetes/causeway.yaml's margin between the deadline and terminationGracePeriodSeconds. */
 const GRACE_MARGIN_S = 5;
 const GRACE_MS = (DEADLINE_S + GRACE_MARGIN_S) * 1000;
-
-/** The sidecar's loader: its one child process. */
-function loaderPid(sidecarPid: number): number {
-  const [loader, ...others] = childrenOf(sidecarPid);
-  assert.ok(loader !== undefined && others.length === 0, 'the sidecar runs one loader');
-  return loader;
-}
 
 /** The program a process runs; '' once it has gone. */
 function command(pid: number): string {
@@ -50,7 +43,7 @@ async function pendingRequest(sidecar: Awaited<ReturnType<typeof startSidecar>>)
   await until('the app followed', 10_000, async () =>
     /^causeway_correlator_spans_joined_total [1-9]/m.test(await sidecar.metrics()) ? true : undefined,
   );
-  const loader = loaderPid(sidecar.pid);
+  const loader = await loaderPid(sidecar.pid);
   process.kill(loader, 'SIGSTOP');
   const truth = (await app.truth) as { trace_id: string; span_id: string };
   await until('the request span waiting to be joined', 10_000, async () =>

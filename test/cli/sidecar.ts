@@ -1,7 +1,7 @@
 // `causeway run` started as a user would, on free ports, for the tests that need the sidecar.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
@@ -9,7 +9,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { SidecarStatus } from '../../src/sidecar/status.js';
 import { startOtlpReceiver } from '../../src/otlp/index.js';
-import { COMMAND } from '../bpf/session.js';
+import { COMMAND, childrenOf } from '../bpf/session.js';
 
 export interface Sidecar {
   pid: number;
@@ -206,21 +206,27 @@ export function metricValue(text: string, name: string): number | undefined {
   return sum;
 }
 
-/** The sidecar's child named causeway-loader. */
-export async function loaderPid(sidecarPid: number): Promise<number> {
+/**
+ * The loader of a sidecar or a capture (`parentPid`): its one child process, waited for until it
+ * runs as causeway-loader (a child just spawned may not have exec'd yet).
+ */
+export async function loaderPid(parentPid: number): Promise<number> {
   return until('the loader', 10_000, () => {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-        const [, comm, rest] = /^\d+ \((.*)\) (.*)$/s.exec(stat) ?? [];
-        if (comm === 'causeway-loader' && Number(rest?.split(' ')[1]) === sidecarPid) return Number(entry);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error; // exited while listed
-      }
-    }
-    return undefined;
+    const children = childrenOf(parentPid);
+    assert.ok(children.length <= 1, `${String(parentPid)} runs more than one child: ${children.join(' ')}`);
+    const [child] = children;
+    return child !== undefined && commOf(child) === 'causeway-loader' ? child : undefined;
   });
+}
+
+/** A process's name; '' once it has exited. */
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${String(pid)}/comm`, 'utf8').trim();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw error;
+  }
 }
 
 /** The sidecar's `status` tool through a real MCP client, closed after the test. */
