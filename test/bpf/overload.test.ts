@@ -35,7 +35,9 @@ test("a workload beyond the ring buffer's capacity shows non-zero drop counters,
   capture.reading(true);
   await settle(1000);
   const seenBeforeRecovery = capture.events.length;
-  const after = (await runWorkload('switch_pingpong', ['--count', '100'])) as { pid: number };
+  // A second of round trips, not a burst of a few ms: followed by name, a process is followed
+  // once the loader reads its exec record, which may wait behind the flood's last records.
+  const after = (await runWorkload('switch_pingpong', ['--rate', '2000', '--seconds', '1'])) as { pid: number };
   await capture.until(() => capture.events.some((e) => e.pid === after.pid), 10_000, 'events after recovery');
   assert.equal(await capture.stop(), 0);
 
