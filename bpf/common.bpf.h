@@ -55,7 +55,7 @@ struct cw_cuda_thread {
 	__u64 poll_first_ns;        /* entry of its first not-ready query */
 	__u64 poll_handle;          /* the event or stream polled */
 	__u32 poll_api;
-	__u32 pad;
+	__u32 launches_closed;      /* its launch window is closed (cw_close_launches); 0: it may be open */
 	struct cw_span_context context; /* the span active at the call's entry */
 };
 
@@ -378,13 +378,21 @@ static __always_inline void cw_close_waits(struct cw_windows *ws, __u64 now, __u
 	cw_close_window(&ws->futex, now, min_age_ns);
 }
 
-/* Closes the thread's launch window, if it has one open. */
-static __always_inline void cw_close_launches(__u32 tid)
+/*
+ * Closes the thread's launch window, if it may have one open: not when it closed it itself and
+ * no launch has opened one since (sum_launch clears launches_closed), which spares a map lookup
+ * on each call an engine makes between launches (its event records, syncs and copies).
+ */
+static __always_inline void cw_close_launches(struct cw_cuda_thread *t, __u32 tid)
 {
-	struct cw_windows *ws = bpf_map_lookup_elem(&windows, &tid);
+	struct cw_windows *ws;
 
+	if (t->launches_closed)
+		return;
+	ws = bpf_map_lookup_elem(&windows, &tid);
 	if (ws)
 		cw_close_window(&ws->launches, 0, 0);
+	t->launches_closed = 1;
 }
 
 /* The thread's windows, made (all closed) if it has none; NULL when the table is full. */

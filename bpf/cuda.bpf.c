@@ -340,7 +340,7 @@ static __always_inline void on_query(struct cw_cuda_thread *t, long ret, __u32 t
 	}
 	if (!same)
 		return;
-	cw_close_launches((__u32)bpf_get_current_pid_tgid());
+	cw_close_launches(t, (__u32)bpf_get_current_pid_tgid());
 	e = cw_reserve(CW_KIND_CUDA_SYNC);
 	if (e) {
 		e->api = t->api;
@@ -600,7 +600,7 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 	/* Kept whole (0 ends a window's list of functions): after the launches summed so far. */
 	if (!cfg || !cfg->window_ns || (int)ret != 0 || call >= cfg->launch_whole_ns ||
 	    api == CW_API_cudaGraphLaunch || api == CW_API_cuGraphLaunch || l.func == 0) {
-		cw_close_launches(tid);
+		cw_close_launches(t, tid);
 		return false;
 	}
 	ws = cw_windows_of(tid);
@@ -615,6 +615,7 @@ static __always_inline bool sum_launch(struct cw_cuda_thread *t, __u32 cookie, _
 		cw_end_window(w);
 	if (!w->summary.kind) {
 		cw_open_window(w, CW_KIND_CUDA_LAUNCHES);
+		t->launches_closed = 0;
 		w->opened_ns = t->ts;
 		w->summary.api = cookie;
 		w->summary.cpu = bpf_get_smp_processor_id();
@@ -694,7 +695,7 @@ static __always_inline int on_exit(struct pt_regs *ctx)
 			goto out;
 	} else {
 		/* Written whole: after the launches summed so far, which it may wait for or depend on. */
-		cw_close_launches(tid);
+		cw_close_launches(t, tid);
 	}
 	e = cw_reserve(kind);
 	if (!e)

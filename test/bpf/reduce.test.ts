@@ -92,6 +92,36 @@ test('a launch storm reaches user space as cuda.launches summaries whose counts 
   assert.match(capture.stderr, new RegExp(`events covered: .*cuda\\.launch ${String(truth.launches)}\\b`));
 });
 
+test('an event recorded after launches summed, as an engine records one between steps, is recorded after them: its sync names them all in flight', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(t, ['--comm', 'launch_storm']);
+  // As fast as they go, the launches never block (a thread that blocks has its window closed
+  // then); 5,000 launches, an event recorded after every 100, the last one synchronized.
+  const truth = (await runWorkload(
+    'launch_storm',
+    ['--count', '5000', '--record-every', '100', '--start-delay-ms', '50'],
+    privateGpu(t),
+  )) as { pid: number; launches: number; errors: number };
+  await settle();
+  await capture.stop();
+
+  assert.equal(truth.errors, 0);
+  const summaries = capture.of('cuda.launches', (e) => e.pid === truth.pid);
+  const whole = capture.of('cuda.launch', (e) => e.pid === truth.pid);
+  assert.ok(summaries.length > 0, 'no cuda.launches summary');
+  assert.equal(sum(summaries.map(count)) + whole.length, truth.launches);
+  // Each event record's probe closes the window of the launches before it, so that their summary
+  // precedes the record in the ring: the event then stands for every launch made before it.
+  const sync = single(
+    capture.of(
+      'cuda.sync',
+      (e) => e.pid === truth.pid && e.attributes[A.ATTR_CAUSEWAY_CUDA_API] === 'cudaEventSynchronize',
+    ),
+    'cudaEventSynchronize',
+  );
+  assert.equal(sync.attributes[A.ATTR_CAUSEWAY_CUDA_INFLIGHT_COUNT], truth.launches);
+});
+
 test('with reduction on, the launches that blocked on a full queue still arrive whole, with their own durations', async (t) => {
   if (!kernelAvailable(t)) return;
   const capture = await startCapture(t, ['--comm', 'launch_storm']);
