@@ -238,21 +238,28 @@ static __always_inline __u32 kind_of(__u32 api)
 }
 
 /* The device of the calling thread's CUDA work. */
+static __always_inline void set_device(struct cw_cuda_thread *t, __s32 device)
+{
+	t->device = device;
+	t->device_set = 1;
+}
+
 static __always_inline __s32 current_device(struct cw_cuda_thread *t, __u32 tgid)
 {
 	__u8 *gpu;
 
 	if (t->device_set)
 		return t->device;
-	/* A thread that never chose one is on device 0, if the process started using CUDA under our eyes. */
+	/*
+	 * A thread that never chose one is on device 0, if the process started using CUDA under our
+	 * eyes; kept as if chosen, sparing the lookup at its next calls: a process's entry does not
+	 * change while it runs (written BPF_NOEXIST, deleted at exec and exit).
+	 */
 	gpu = bpf_map_lookup_elem(&gpu_processes, &tgid);
-	return gpu && *gpu == CW_GPU_SEEN_STARTING ? 0 : CW_DEVICE_UNKNOWN;
-}
-
-static __always_inline void set_device(struct cw_cuda_thread *t, __s32 device)
-{
-	t->device = device;
-	t->device_set = 1;
+	if (!gpu || *gpu != CW_GPU_SEEN_STARTING)
+		return CW_DEVICE_UNKNOWN;
+	set_device(t, 0);
+	return 0;
 }
 
 /* cudaSetDevice and the driver's context calls: the device of the thread's later calls. */
