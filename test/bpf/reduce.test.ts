@@ -58,14 +58,17 @@ function shortWaitsWhole(whole: CapturedEvent[], windowMs: number, wholeUs: numb
   return short;
 }
 
-test('a launch storm reaches user space as cuda.launches summaries whose counts add up to the launches made, and its sync still names them in flight', async (t) => {
-  if (!kernelAvailable(t)) return;
+/**
+ * Runs launch_storm with `args` under a capture with reduction at its defaults; checks that its
+ * launches came summed, summaries and whole launches adding up to the launches it made.
+ */
+async function stormSummed(t: TestContext, args: string[]) {
   const capture = await startCapture(t, ['--comm', 'launch_storm']);
-  const truth = (await runWorkload(
-    'launch_storm',
-    ['--rate', '20000', '--seconds', '1', '--start-delay-ms', '50'],
-    privateGpu(t),
-  )) as { pid: number; tids: number[]; launches: number; errors: number };
+  const truth = (await runWorkload('launch_storm', [...args, '--start-delay-ms', '50'], privateGpu(t))) as {
+    pid: number;
+    launches: number;
+    errors: number;
+  };
   await settle();
   await capture.stop();
 
@@ -76,6 +79,12 @@ test('a launch storm reaches user space as cuda.launches summaries whose counts 
   // Failing, what the capture says it lost (drops, sheds) tells a starved machine from a bug.
   const lost = capture.stderr.split('\n').filter((line) => /causeway: (drops|shed)/.test(line));
   assert.equal(sum(summaries.map(count)) + whole.length, truth.launches, lost.join('; '));
+  return { capture, truth, summaries, whole };
+}
+
+test('a launch storm reaches user space as cuda.launches summaries whose counts add up to the launches made, and its sync still names them in flight', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const { capture, truth, summaries, whole } = await stormSummed(t, ['--rate', '20000', '--seconds', '1']);
   assert.ok(summaries.length + whole.length < truth.launches, 'fewer records than launches');
   for (const summary of summaries) {
     assert.deepEqual(summary.attributes[A.ATTR_CAUSEWAY_CUDA_KERNELS], [TINY]);
@@ -94,22 +103,9 @@ test('a launch storm reaches user space as cuda.launches summaries whose counts 
 
 test('an event recorded after launches summed, as an engine records one between steps, is recorded after them: its sync names them all in flight', async (t) => {
   if (!kernelAvailable(t)) return;
-  const capture = await startCapture(t, ['--comm', 'launch_storm']);
   // As fast as they go, the launches never block (a thread that blocks has its window closed
   // then); 5,000 launches, an event recorded after every 100, the last one synchronized.
-  const truth = (await runWorkload(
-    'launch_storm',
-    ['--count', '5000', '--record-every', '100', '--start-delay-ms', '50'],
-    privateGpu(t),
-  )) as { pid: number; launches: number; errors: number };
-  await settle();
-  await capture.stop();
-
-  assert.equal(truth.errors, 0);
-  const summaries = capture.of('cuda.launches', (e) => e.pid === truth.pid);
-  const whole = capture.of('cuda.launch', (e) => e.pid === truth.pid);
-  assert.ok(summaries.length > 0, 'no cuda.launches summary');
-  assert.equal(sum(summaries.map(count)) + whole.length, truth.launches);
+  const { capture, truth } = await stormSummed(t, ['--count', '5000', '--record-every', '100']);
   // Each event record's probe closes the window of the launches before it, so that their summary
   // precedes the record in the ring: the event then stands for every launch made before it.
   const sync = single(
