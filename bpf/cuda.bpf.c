@@ -237,13 +237,13 @@ static __always_inline __u32 kind_of(__u32 api)
 	}
 }
 
-/* The device of the calling thread's CUDA work. */
 static __always_inline void set_device(struct cw_cuda_thread *t, __s32 device)
 {
 	t->device = device;
 	t->device_set = 1;
 }
 
+/* The device of the calling thread's CUDA work. */
 static __always_inline __s32 current_device(struct cw_cuda_thread *t, __u32 tgid)
 {
 	__u8 *gpu;
