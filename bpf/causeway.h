@@ -31,7 +31,7 @@ enum cw_kind {
 	CW_KIND_PROC_EXEC = 11,     /* a process exec'd: follow by comm, look for a static CUDA runtime */
 	CW_KIND_CUDA_OP = 12,       /* graph capture, instantiation, event record, stream wait: in-flight bookkeeping */
 	CW_KIND_CUDA_MAPPED = 13,   /* a process mapped a CUDA library executable: probe it, list the process */
-	CW_KIND_PROC_EXIT = 14,     /* a GPU process exited: it leaves the list */
+	CW_KIND_PROC_EXIT = 14,     /* a followed or GPU process exited: it leaves their lists */
 	CW_KIND_IPC_MESSAGE = 15,   /* a message sent or received on a socket or pipe: links a request to the process serving it */
 	CW_KIND_CUDA_LAUNCHES = 16, /* a thread's quick launches in one window, summed (struct cw_launches) */
 	CW_KIND_SCHED_RUNQUEUE_SUM = 17, /* a thread's short run-queue waits in one window, summed (struct cw_wait_sum) */

@@ -3,8 +3,10 @@
  * Process lifecycle, for the filter itself: children of followed processes
  * are followed from their fork, exits leave the filter, and every exec is
  * reported so the loader can follow by comm and look for a CUDA runtime linked
- * into the new program. A GPU process's exit is reported too, so it leaves the
- * loader's list; other exits are not (there are too many to ship).
+ * into the new program. A followed or GPU process's exit is reported too, so it
+ * leaves the sidecar's list of followed pids (a new process given its pid is
+ * followed again from its spans) and the loader's of GPU processes; other exits
+ * are not (there are too many to ship).
  *
  * And the mapping of a CUDA library's code by any process (and of any code by a followed process,
  * where the loader looks for an OpenTelemetry thread context), at exec or at a dlopen
@@ -41,6 +43,7 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 	__u32 tid = p->pid;
 	struct cw_windows *ws = bpf_map_lookup_elem(&windows, &tid);
 	struct cw_event *e;
+	bool followed_one;
 
 	bpf_map_delete_elem(&cuda_threads, &tid);
 	if (ws) {
@@ -50,10 +53,10 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 	}
 	if (tid != tgid)
 		return 0;
-	bpf_map_delete_elem(&followed, &tgid);
+	followed_one = !bpf_map_delete_elem(&followed, &tgid);
 	bpf_map_delete_elem(&thread_ctx, &tgid);
-	if (bpf_map_delete_elem(&gpu_processes, &tgid))
-		return 0; /* not a GPU process */
+	if (bpf_map_delete_elem(&gpu_processes, &tgid) && !followed_one)
+		return 0; /* neither followed nor a GPU process */
 	e = cw_reserve(CW_KIND_PROC_EXIT);
 	if (!e)
 		return 0;

@@ -49,6 +49,7 @@ import {
   decodeStats,
   decodeWatermark,
   kindAt,
+  pidAt,
   type Hello,
   type Stats,
 } from './record.js';
@@ -891,6 +892,7 @@ export class KernelCapture {
     const batch = this.parts.shaper.shape(bytes, records);
     for (let at = 0; at < payload.length; at += RECORD_SIZE) {
       const kind = kindAt(bytes.view, at);
+      if (kind === Kind.PROC_EXIT) this.source.processExited(pidAt(bytes.view, at));
       if (!EVENT_KINDS.has(kind)) continue;
       this.emitted[kind] = (this.emitted[kind] ?? 0) + 1;
       this.covered[kind] = (this.covered[kind] ?? 0) + coveredAt(bytes.view, at);

@@ -227,6 +227,14 @@ export class Loader {
     this.write(`unfollow ${pid}`);
   }
 
+  /**
+   * A followed process exited: the kernel took it out of its table, and a new process given its
+   * pid is followed again when a span names it (kept, following it would be a no-op).
+   */
+  processExited(pid: number): void {
+    this.followed.delete(pid);
+  }
+
   comm(name: string): void {
     this.checkWord('comm', name);
     this.comms.add(name);
@@ -368,6 +376,8 @@ export class Loader {
   }
 
   private replay(): string[] {
+    // A process that exited while no loader ran left no exit record: its pid is not followed again.
+    for (const pid of [...this.followed.keys()]) if (!existsSync(`/proc/${pid}`)) this.followed.delete(pid);
     return [
       ...Array.from(this.followed.keys(), (pid) => `follow ${pid}`),
       ...Array.from(this.comms, (name) => `comm ${name}`),

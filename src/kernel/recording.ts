@@ -30,6 +30,8 @@ export interface FrameSource {
   /** The loader's pid, for a live source. */
   readonly pid: number | undefined;
   follow(pid: number): void;
+  /** A followed process exited (its exit record was read): its pid is free for a new process. */
+  processExited(pid: number): void;
 }
 
 export interface FrameHandlers {
@@ -173,6 +175,10 @@ export class Replay implements FrameSource {
 
   /** A recording follows nothing: what it holds is all there is. */
   follow(): void {
+    return undefined;
+  }
+
+  processExited(): void {
     return undefined;
   }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Frame } from '../../src/kernel/frames.js';
 import { Loader, MAX_FOLLOWED, type LoaderMessage } from '../../src/kernel/loader.js';
@@ -40,11 +41,14 @@ test('a missing loader binary is a failure that says how to build it', async () 
   assert.match((await loader.ended).failure ?? '', /not built .* run `npm run build`/);
 });
 
-test('a crashed loader is restarted after a backoff and told again what to follow', async () => {
+test('a crashed loader is restarted after a backoff and told again what to follow, but not a process gone meanwhile', async () => {
   const fake = fakeLoader('crash-once');
   const { loader, frames, messages } = supervise(fake.path);
   loader.start();
-  loader.follow(1234);
+  loader.follow(process.pid);
+  // Exited (and reaped) with no exit record read: as when it ends while no loader runs.
+  const gone = spawnSync('true').pid;
+  loader.follow(gone);
   loader.comm('python3');
   loader.min('sched.runqueue', 500);
   for (let i = 0; i < 50 && fake.log().filter((e) => 'argv' in e).length < 2; i++) await sleep(50);
@@ -65,7 +69,14 @@ test('a crashed loader is restarted after a backoff and told again what to follo
   const runs = log.map((e, i) => ('argv' in e ? i : -1)).filter((i) => i >= 0);
   assert.equal(runs.length, 2, 'restarted once');
   const replayed = log.slice(runs[1]).flatMap((e) => ('command' in e ? [e.command] : []));
-  assert.deepEqual(replayed, ['follow 1234', 'comm python3', 'min sched.runqueue 500']);
+  assert.deepEqual(
+    log
+      .slice(0, runs[1])
+      .flatMap((e) => ('command' in e ? [e.command] : []))
+      .slice(0, 2),
+    [`follow ${String(process.pid)}`, `follow ${String(gone)}`],
+  );
+  assert.deepEqual(replayed, [`follow ${String(process.pid)}`, 'comm python3', 'min sched.runqueue 500']);
   // Restarted as soon as its output ended; its exit status follows.
   assert.ok(messages.some((m) => m.source === 'supervisor' && /output ended; restarting in 50 ms/.test(m.msg)));
   assert.ok(messages.some((m) => m.source === 'supervisor' && /replaced .* exited with code 1$/.test(m.msg)));
@@ -86,6 +97,22 @@ test('a process followed twice is sent to the loader once', async () => {
   await sleep(200); // a repeated command would have arrived by now
   await loader.stop();
   assert.deepEqual(commands(), ['follow 1234', 'follow 99']);
+});
+
+test("a followed process's exit frees its pid: a new process given it is followed when named", async () => {
+  const fake = fakeLoader('stream');
+  const { loader } = supervise(fake.path);
+  const commands = () => fake.log().flatMap((e) => ('command' in e ? [e.command] : []));
+  loader.start();
+  loader.follow(1234);
+  loader.processExited(1234); // its exit record read: the kernel took it out of its table
+  loader.processExited(99); // never followed: nothing is sent
+  loader.follow(1234);
+  loader.follow(1234);
+  for (let i = 0; i < 50 && commands().length < 2; i++) await sleep(50);
+  await sleep(200); // a third command would have arrived by now
+  await loader.stop();
+  assert.deepEqual(commands(), ['follow 1234', 'follow 1234']);
 });
 
 test('past MAX_FOLLOWED processes, the one followed longest ago is unfollowed first, and counted', async () => {
