@@ -11,7 +11,7 @@
 #ifndef CAUSEWAY_H
 #define CAUSEWAY_H
 
-#define CW_ABI_VERSION 10
+#define CW_ABI_VERSION 11
 #define CW_COMM_LEN 16
 #define CW_NAME_LEN 96
 #define CW_MAX_FOLLOWED 16384 /* processes in the followed table; the sidecar remembers as many (loader.ts) */
@@ -346,6 +346,7 @@ struct cw_settings {
 	__u32 exclude[2];          /* with follow_all: the loader and its consumer, which would trace themselves */
 	__u32 shed;                /* 1: the sidecar is behind; the probes write no event records (counted as shed) */
 	__u32 obi_traces_ctx;      /* 1: OBI's pinned traces_ctx_v1 map is reused: read it where no thread context is */
+	__u32 thread_ctx;          /* 1: a process publishes its thread context: the probes look theirs up */
 };
 
 /* Values of the gpu_processes map (common.bpf.h): how a process became known as a GPU user. */

@@ -117,6 +117,14 @@ void read_obi_traces_ctx(void)
 	settings.obi_traces_ctx = 1;
 }
 
+void read_thread_ctx(void)
+{
+	if (settings.thread_ctx)
+		return;
+	settings.thread_ctx = 1;
+	push_settings();
+}
+
 void follow(__u32 pid, bool on)
 {
 	static unsigned long refused;

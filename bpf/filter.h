@@ -25,6 +25,11 @@ void reduction(__u64 *window_ns, __u64 *launch_whole_ns, __u64 *runqueue_whole_n
 
 /* The probes read OBI's traces_ctx_v1 map where a thread publishes no context (attach.c found it). */
 void read_obi_traces_ctx(void);
+/*
+ * A process publishes its thread context (thread_ctx.c wrote its offset first): from now on the
+ * probes look every process up in the thread_ctx map. Kept on: processes forked from it inherit it.
+ */
+void read_thread_ctx(void);
 
 void follow(__u32 pid, bool on);
 bool is_followed(__u32 pid);

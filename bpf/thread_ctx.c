@@ -30,6 +30,7 @@
 
 #include "clock.h"
 #include "elf_symbols.h"
+#include "filter.h"
 #include "frames.h"
 #include "thread_ctx.h"
 
@@ -99,6 +100,7 @@ static void set_offset(__u32 pid, __s64 offset, const char *model, const char *p
 			pid, strerror(errno));
 		return;
 	}
+	read_thread_ctx();
 	json_escape(escaped, sizeof(escaped), path);
 	snprintf(extra, sizeof(extra),
 		 "\"event\":\"thread_ctx\",\"pid\":%u,\"model\":\"%s\",\"path\":\"%s\",\"tp_offset\":%" PRId64, pid,

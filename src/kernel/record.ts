@@ -3,7 +3,7 @@
 // test/kernel/layout.c prints the C compiler's view of every struct and enum below,
 // and the layout test checks this file against it.
 
-export const ABI_VERSION = 10;
+export const ABI_VERSION = 11;
 export const COMM_LEN = 16;
 export const NAME_LEN = 96;
 /** Holders a run-queue record names at most (CW_RUNQUEUE_HOLDERS). */
@@ -63,6 +63,7 @@ export const LAYOUT = {
       exclude: 212,
       shed: 220,
       obi_traces_ctx: 224,
+      thread_ctx: 228,
     },
   },
   cw_frame: { size: 8, fields: { type: 0, size: 4 } },

@@ -63,7 +63,7 @@ int main(void)
 	FIELD(cw_wait_sum, count); FIELD(cw_wait_sum, preempted); FIELD(cw_wait_sum, waker); END_STRUCT();
 	STRUCT(cw_settings); FIELD(cw_settings, min_ns); FIELD(cw_settings, window_ns); FIELD(cw_settings, launch_whole_ns);
 	FIELD(cw_settings, runqueue_whole_ns); FIELD(cw_settings, wait_whole_ns); FIELD(cw_settings, follow_all); FIELD(cw_settings, exclude);
-	FIELD(cw_settings, shed); FIELD(cw_settings, obi_traces_ctx);
+	FIELD(cw_settings, shed); FIELD(cw_settings, obi_traces_ctx); FIELD(cw_settings, thread_ctx);
 	END_STRUCT();
 	STRUCT(cw_frame); FIELD(cw_frame, type); FIELD(cw_frame, size); END_STRUCT();
 	STRUCT(cw_hello); FIELD(cw_hello, abi_version); FIELD(cw_hello, event_size); FIELD(cw_hello, ringbuf_bytes);
