@@ -257,9 +257,9 @@ static __always_inline struct cw_event *cw_reserve(__u32 kind)
  * about 22k records) lasts longer than that, which holds to about 2 million records a second.
  * A wakeup costs the traced thread an interrupt: once per record, the loader ran on the traced
  * thread's CPU after nearly every event, preempting the very threads it traces; once per 64 KiB
- * waiting, a graph launch's probe still took 250 ns where it takes 150 without (README,
- * "Benchmark"). A crossing two CPUs' records hide from each other wakes nobody: the poll reads
- * them.
+ * waiting, a graph launch's probe still took 250 ns where it takes 150 without
+ * (test/bench/HISTORY.md, "Where the rest of a written record's cost went"). A crossing two
+ * CPUs' records hide from each other wakes nobody: the poll reads them.
  */
 static __always_inline void cw_submit(struct cw_event *e)
 {

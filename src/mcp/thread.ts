@@ -2,10 +2,10 @@
 // loop of its own, as the OTLP servers do, so that an agent's questions do not wait for the main
 // thread's loop, busy with kernel events: on the main thread, under the whole sidecar's load,
 // explain_trace's p99 was 300 to 430 ms in most runs, and 430 ms under the flood; here about 230
-// ms in both (issue 11; README, Benchmark). The tools read the store over a port of their own to
-// its worker (PortStoreReader), and a tracing backend directly; what only the main thread knows
-// (the sidecar's status, how far the store's writing is behind, a port to a store worker started
-// again) they ask it.
+// ms in both (issue 11; test/bench/HISTORY.md, "Then (2026-12-04, 20:30 to 21:15 UTC)"). The
+// tools read the store over a port of their own to its worker (PortStoreReader), and a tracing
+// backend directly; what only the main thread knows (the sidecar's status, how far the store's
+// writing is behind, a port to a store worker started again) they ask it.
 //
 // Messages, thread to main: 'listening' or 'failed' once, then 'ask' (each answered by an
 // 'answer' with its id), 'heap' (answering main's), and, once asked to stop, 'closed'. Main to

@@ -230,7 +230,8 @@ export class StoreDatabase {
     if (onDisk) mkdirSync(dirname(options.path), { recursive: true, mode: 0o750 });
     // No file or network access from SQL at all, settings locked: query_sql cannot reach out.
     // Checkpoints at 16 MB of write-ahead log (DuckDB's default), set so that it stays: at 4 MB the
-    // worker took about 40% more CPU per row stored, and its writes were no shorter (README, Benchmark).
+    // worker took about 40% more CPU per row stored, and its writes were no shorter
+    // (test/bench/HISTORY.md, "Where the worker's time per row went before").
     const instance = await DuckDBInstance.create(IN_MEMORY, {
       memory_limit: options.memoryLimit,
       threads: '2',

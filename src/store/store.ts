@@ -49,7 +49,8 @@ export interface StoreOptions extends StoreRetention {
  * DuckDB's memory limit: an on-disk store needs memory only for its buffers and queries (blocks
  * past the limit are read back from the file); an in-memory one holds its rows there too. At
  * 128 MB on disk, DuckDB held 57 to 128 MB under the whole-sidecar load; at 64 MB the MCP tools'
- * latencies on a full store (1M events, 100k spans) were those at 128 (README, Benchmark).
+ * latencies on a full store (1M events, 100k spans) were those at 128 (test/bench/HISTORY.md,
+ * "Then (2026-12-03, 23:02 UTC on)").
  */
 const MEMORY_LIMIT = { onDisk: '64MB', inMemory: '256MB' } as const;
 /**
