@@ -125,6 +125,25 @@ void read_thread_ctx(void)
 	push_settings();
 }
 
+/* Whether process pid runs: it has a /proc entry and is no zombie (its exit has happened). */
+static bool runs(__u32 pid)
+{
+	char path[32], stat[512], *paren;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fread(stat, 1, sizeof(stat) - 1, f);
+	fclose(f);
+	stat[n] = '\0';
+	/* The state follows the command's name, which may itself hold parentheses. */
+	paren = strrchr(stat, ')');
+	return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+}
+
 void follow(__u32 pid, bool on)
 {
 	static unsigned long refused;
@@ -134,8 +153,16 @@ void follow(__u32 pid, bool on)
 		bpf_map_delete_elem(followed_fd, &pid);
 		return;
 	}
-	if (!bpf_map_update_elem(followed_fd, &pid, &one, BPF_ANY))
+	if (!bpf_map_update_elem(followed_fd, &pid, &one, BPF_ANY)) {
+		/*
+		 * Checked after the insert: a process that exits later leaves the table at its exit. One
+		 * already gone (a --pid that exited before a restart) would stay, and follow the next
+		 * process given its pid.
+		 */
+		if (!runs(pid))
+			bpf_map_delete_elem(followed_fd, &pid);
 		return;
+	}
 	/* The table is full (children of followed processes fill it too): said, with the count so far, at 1, 2, 4, ... */
 	refused++;
 	if (!(refused & (refused - 1)))

@@ -5,7 +5,7 @@
 // output) restarts it with exponential backoff and replays what it was told; exit code 2
 // means it cannot run at all, so supervision stops.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { loaderPath } from '../install.js';
 import { FrameReader, type Frame } from './frames.js';
 import { Lru } from './lru.js';
@@ -50,6 +50,24 @@ export interface LoaderOptions {
   onExit?: () => void;
   path?: string;
   backoffMs?: { initial: number; max: number };
+  /** Whether a process runs (default: `running`, from /proc); a test's stand-in. */
+  running?: (pid: number) => boolean;
+}
+
+/**
+ * Whether process `pid` runs: it has a /proc entry and is not a zombie (one that has exited and
+ * not been reaped: its exit, which takes it out of the kernel's followed table, has happened).
+ */
+export function running(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return false;
+  }
+  // The state follows the command's name, which may itself hold parentheses.
+  const state = stat[stat.lastIndexOf(')') + 2];
+  return state !== 'Z' && state !== 'X';
 }
 
 /** Exit code with which the loader says it cannot run (not root, no BTF, ...). */
@@ -119,8 +137,10 @@ export class Loader {
   private readonly comms = new Set<string>();
   private readonly minimums = new Map<string, number>();
   private readonly libraries = new Set<string>();
+  private readonly running: (pid: number) => boolean;
 
   constructor(private readonly options: LoaderOptions) {
+    this.running = options.running ?? running;
     this.backoff = options.backoffMs?.initial ?? 500;
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
   }
@@ -213,6 +233,8 @@ export class Loader {
   follow(pid: number): void {
     if (!Number.isInteger(pid) || pid <= 0) throw new RangeError(`not a pid: ${pid}`);
     if (this.followed.get(pid) !== undefined) return;
+    // A late span of a process that exited: its pid, followed, would follow the next process given it.
+    if (!this.running(pid)) return;
     const forgotten = this.followed.set(pid, true);
     if (forgotten !== undefined) {
       // First, so that the kernel's table has room.
@@ -377,7 +399,7 @@ export class Loader {
 
   private replay(): string[] {
     // A process that exited while no loader ran left no exit record: its pid is not followed again.
-    for (const pid of [...this.followed.keys()]) if (!existsSync(`/proc/${pid}`)) this.followed.delete(pid);
+    for (const pid of [...this.followed.keys()]) if (!this.running(pid)) this.followed.delete(pid);
     return [
       ...Array.from(this.followed.keys(), (pid) => `follow ${pid}`),
       ...Array.from(this.comms, (name) => `comm ${name}`),

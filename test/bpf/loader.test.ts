@@ -1,9 +1,10 @@
-// The loader itself, for real: the one-line reason when it cannot run, and no program left
-// attached once it is stopped.
+// The loader itself, for real: the one-line reason when it cannot run, no program left attached
+// once it is stopped, and no pid followed whose process is gone.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { FrameType, decodeStats } from '../../src/kernel/record.js';
 import { CUDA_ENTER_PROGRAM, ROOT, kernelAvailable, startCapture } from './session.js';
 
 const LOADER = join(ROOT, 'bpf', 'build', 'causeway-loader');
@@ -55,6 +56,22 @@ test('stopping a capture detaches every program', async (t) => {
   assert.deepEqual(loadedPrograms().sort(), [...OUR_PROGRAMS].sort());
   assert.equal(await capture.stop(), 0);
   assert.deepEqual(await settledPrograms(), []);
+});
+
+test('a --pid whose process is gone is not followed: it would follow the next process given the pid', (t) => {
+  if (!kernelAvailable(t)) return;
+  const gone = spawnSync('true').pid;
+  const run = spawnSync(LOADER, ['--pid', String(gone), '--pid', String(process.pid), '--stats-ms', '100000'], {
+    input: 'stats\nquit\n',
+    timeout: 10_000,
+  });
+  assert.equal(run.status, 0, run.stderr.toString());
+  const followed: number[] = [];
+  for (let at = 0; at + 8 <= run.stdout.length; at += 8 + run.stdout.readUInt32LE(at + 4))
+    if (run.stdout.readUInt32LE(at) === FrameType.STATS)
+      followed.push(decodeStats(run.stdout.subarray(at + 8, at + 8 + run.stdout.readUInt32LE(at + 4))).followed);
+  assert.ok(followed.length > 0, 'no STATS frame');
+  assert.deepEqual(new Set(followed), new Set([1]), `the followed table held ${followed.join(', ')}`);
 });
 
 test('an unknown stdin command is reported, and the loader keeps serving', (t) => {

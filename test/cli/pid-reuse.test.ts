@@ -1,8 +1,10 @@
-// A pid used again, for real, under `causeway run`: a process followed from its spans exits, and a
-// new process given its pid (test/fixtures as_pid, as the kernel does once pids wrap around) is
-// followed when its own spans name it. The sidecar learns of the exit from the kernel's record
-// of it; before, it took the pid as still followed and never followed the new process.
+// A pid used again, for real, under `causeway run`: a process followed from its spans exits, a
+// late span of it does not put its pid back in the followed table, and a new process given its
+// pid (test/fixtures as_pid, as the kernel does once pids wrap around) is followed when its own
+// spans name it. The sidecar learns of the exit from the kernel's record of it; before, it took
+// the pid as still followed and never followed the new process.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { kernelAvailable, startWorkload, WORKLOADS } from '../bpf/session.js';
@@ -20,6 +22,20 @@ test('a new process given the pid of a followed one that exited is followed from
   await until('the first process followed', 20_000, followed(1));
   await first.truth; // exited, and reaped: its pid is free
   await until('its exit to empty the followed table', 20_000, followed(0));
+
+  // A late span of it, then one of a process that runs: the loader takes commands in order, so
+  // the table holding one process means the first pid was not followed again.
+  assert.equal((await sidecar.postSpans(pid)).status, 200);
+  const running = spawn('sleep', ['30']);
+  t.after(() => running.kill());
+  assert.equal((await sidecar.postSpans(running.pid ?? 0)).status, 200);
+  const table = await until('the running process followed', 20_000, async () => {
+    const s = await status();
+    return s.capture.followed > 0 ? s.capture.followed : undefined;
+  });
+  assert.equal(table, 1, 'the exited process was followed again from its late span');
+  running.kill();
+  await until('the running process gone from the table', 20_000, followed(0));
 
   const second = startWorkload('switch_pingpong', ['--rate', '1000', '--seconds', '1', '--wait-for-go'], {}, [
     join(WORKLOADS, 'as_pid'),

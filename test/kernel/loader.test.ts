@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Frame } from '../../src/kernel/frames.js';
-import { Loader, MAX_FOLLOWED, type LoaderMessage } from '../../src/kernel/loader.js';
+import { Loader, MAX_FOLLOWED, running, type LoaderMessage } from '../../src/kernel/loader.js';
 import { FrameType } from '../../src/kernel/record.js';
 import { fakeLoader } from './fake-loader.js';
 
-function supervise(path: string) {
+/** A supervised fake loader; the pids the tests make up run, unless `isRunning` is /proc's `running`. */
+function supervise(path: string, isRunning: (pid: number) => boolean = () => true) {
   const frames: Frame[] = [];
   const messages: LoaderMessage[] = [];
   const loader = new Loader({
@@ -16,6 +19,7 @@ function supervise(path: string) {
     onFrame: (frame) => void frames.push(frame),
     onMessage: (message) => void messages.push(message),
     backoffMs: { initial: 50, max: 200 },
+    running: isRunning,
   });
   return { loader, frames, messages };
 }
@@ -43,18 +47,22 @@ test('a missing loader binary is a failure that says how to build it', async () 
 
 test('a crashed loader is restarted after a backoff and told again what to follow, but not a process gone meanwhile', async () => {
   const fake = fakeLoader('crash-once');
-  const { loader, frames, messages } = supervise(fake.path);
+  const { loader, frames, messages } = supervise(fake.path, running);
+  const child = spawn('sleep', ['30']);
+  const gone = child.pid ?? 0;
   loader.start();
   loader.follow(process.pid);
-  // Exited (and reaped) with no exit record read: as when it ends while no loader runs.
-  const gone = spawnSync('true').pid;
   loader.follow(gone);
   loader.comm('python3');
   loader.min('sched.runqueue', 500);
+  // Gone (killed and reaped) before the loader's crash, 300 ms after its start, with no exit
+  // record read: as when a followed process ends while no loader runs.
+  child.kill();
+  await once(child, 'close');
   for (let i = 0; i < 50 && fake.log().filter((e) => 'argv' in e).length < 2; i++) await sleep(50);
   await sleep(200);
-  const running = loader.health();
-  assert.deepEqual(running, {
+  const health = loader.health();
+  assert.deepEqual(health, {
     running: true,
     pid: loader.pid,
     restarts: 1,
@@ -113,6 +121,34 @@ test("a followed process's exit frees its pid: a new process given it is followe
   await sleep(200); // a third command would have arrived by now
   await loader.stop();
   assert.deepEqual(commands(), ['follow 1234', 'follow 1234']);
+});
+
+test('a process that is gone is not followed: a late span of it names a pid the next process may get', async () => {
+  const fake = fakeLoader('stream');
+  const { loader } = supervise(fake.path, running);
+  const commands = () => fake.log().flatMap((e) => ('command' in e ? [e.command] : []));
+  loader.start();
+  loader.follow(spawnSync('true').pid); // exited and reaped
+  loader.follow(process.pid);
+  for (let i = 0; i < 50 && commands().length < 1; i++) await sleep(50);
+  await sleep(200); // another command would have arrived by now
+  await loader.stop();
+  assert.deepEqual(commands(), [`follow ${String(process.pid)}`]);
+});
+
+test('a zombie, exited and not reaped, does not run; this process does', async (t) => {
+  // `sleep` never reaps: the shell's background child, exiting once the shell has become `sleep`,
+  // stays a zombie of it.
+  const parent = spawn('sh', ['-c', 'sleep 0.3 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.after(() => parent.kill());
+  const [line] = (await once(parent.stdout, 'data')) as [Buffer];
+  const zombie = Number(line.toString().trim());
+  for (let i = 0; i < 250 && !/\) Z /.test(readFileSync(`/proc/${String(zombie)}/stat`, 'latin1')); i++)
+    await sleep(20);
+  assert.ok(existsSync(`/proc/${String(zombie)}`));
+  assert.equal(running(zombie), false);
+  assert.equal(running(process.pid), true);
+  assert.equal(running(spawnSync('true').pid), false);
 });
 
 test('past MAX_FOLLOWED processes, the one followed longest ago is unfollowed first, and counted', async () => {
