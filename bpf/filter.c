@@ -159,8 +159,13 @@ void follow(__u32 pid, bool on)
 		 * already gone (a --pid that exited before a restart) would stay, and follow the next
 		 * process given its pid.
 		 */
-		if (!runs(pid))
+		if (!runs(pid)) {
+			char extra[64];
+
 			bpf_map_delete_elem(followed_fd, &pid);
+			snprintf(extra, sizeof(extra), "\"event\":\"not_running\",\"pid\":%u", pid);
+			message("warn", extra, "pid %u is not running: not followed", pid);
+		}
 		return;
 	}
 	/* The table is full (children of followed processes fill it too): said, with the count so far, at 1, 2, 4, ... */

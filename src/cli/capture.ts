@@ -40,7 +40,8 @@ Options:
                        (times are decimal strings of Unix epoch nanoseconds; end equals
                        start for point events; attribute names are in semconv/README.md);
                        without it, a readable table
-  --pid PID            follow this process (repeatable)
+  --pid PID            follow this process (repeatable); one not running is not followed,
+                       with a warning
   --comm NAME          follow processes with this command name, now and as they start (repeatable)
   --lib PATH           also probe this CUDA library or executable (repeatable)
   --duration SECONDS   stop after this long (default: until Ctrl-C or SIGTERM)

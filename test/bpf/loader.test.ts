@@ -70,6 +70,7 @@ test('a --pid whose process is gone is not followed: it would follow the next pr
   for (let at = 0; at + 8 <= run.stdout.length; at += 8 + run.stdout.readUInt32LE(at + 4))
     if (run.stdout.readUInt32LE(at) === FrameType.STATS)
       followed.push(decodeStats(run.stdout.subarray(at + 8, at + 8 + run.stdout.readUInt32LE(at + 4))).followed);
+  assert.match(run.stdout.toString('latin1'), new RegExp(`pid ${String(gone)} is not running: not followed`));
   assert.ok(followed.length > 0, 'no STATS frame');
   assert.deepEqual(new Set(followed), new Set([1]), `the followed table held ${followed.join(', ')}`);
 });
