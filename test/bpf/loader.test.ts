@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { FrameReader } from '../../src/kernel/frames.js';
 import { FrameType, decodeStats } from '../../src/kernel/record.js';
 import { CUDA_ENTER_PROGRAM, ROOT, kernelAvailable, startCapture } from './session.js';
 
@@ -66,10 +67,10 @@ test('a --pid whose process is gone is not followed: it would follow the next pr
     timeout: 10_000,
   });
   assert.equal(run.status, 0, run.stderr.toString());
-  const followed: number[] = [];
-  for (let at = 0; at + 8 <= run.stdout.length; at += 8 + run.stdout.readUInt32LE(at + 4))
-    if (run.stdout.readUInt32LE(at) === FrameType.STATS)
-      followed.push(decodeStats(run.stdout.subarray(at + 8, at + 8 + run.stdout.readUInt32LE(at + 4))).followed);
+  const followed = new FrameReader()
+    .push(run.stdout)
+    .filter((frame) => frame.type === FrameType.STATS)
+    .map((frame) => decodeStats(frame.payload).followed);
   assert.match(run.stdout.toString('latin1'), new RegExp(`pid ${String(gone)} is not running: not followed`));
   assert.ok(followed.length > 0, 'no STATS frame');
   assert.deepEqual(new Set(followed), new Set([1]), `the followed table held ${followed.join(', ')}`);
@@ -83,8 +84,6 @@ test('an unknown stdin command is reported, and the loader keeps serving', (t) =
   assert.match(out, /unknown or malformed command: frobnicate 12/);
   // HELLO, then the first STATS, then the one asked for on stdin, then one as it stops (before
   // detaching its probes) and the final one.
-  const frames: number[] = [];
-  for (let at = 0; at + 8 <= run.stdout.length; at += 8 + run.stdout.readUInt32LE(at + 4))
-    frames.push(run.stdout.readUInt32LE(at));
-  assert.equal(frames.filter((type) => type === 3).length, 4);
+  const frames = new FrameReader().push(run.stdout);
+  assert.equal(frames.filter((frame) => frame.type === FrameType.STATS).length, 4);
 });

@@ -24,6 +24,24 @@ function supervise(path: string, isRunning: (pid: number) => boolean = () => tru
   return { loader, frames, messages };
 }
 
+/**
+ * A streaming fake loader, supervised and started; `stopAfter(n)` stops it once n commands have
+ * reached it and a further one would have, and gives the commands it was sent.
+ */
+function streaming(isRunning?: (pid: number) => boolean) {
+  const fake = fakeLoader('stream');
+  const { loader } = supervise(fake.path, isRunning);
+  const commands = () => fake.log().flatMap((e) => ('command' in e ? [e.command] : []));
+  loader.start();
+  const stopAfter = async (count: number) => {
+    for (let i = 0; i < 100 && commands().length < count; i++) await sleep(50);
+    await sleep(200); // a further command would have arrived by now
+    await loader.stop();
+    return commands();
+  };
+  return { loader, stopAfter };
+}
+
 test('a loader that cannot run ends supervision with its one-line reason, without restarts', async () => {
   const fake = fakeLoader('cannot-run');
   const { loader, messages } = supervise(fake.path);
@@ -96,44 +114,26 @@ test('a crashed loader is restarted after a backoff and told again what to follo
 });
 
 test('a process followed twice is sent to the loader once', async () => {
-  const fake = fakeLoader('stream');
-  const { loader } = supervise(fake.path);
-  const commands = () => fake.log().flatMap((e) => ('command' in e ? [e.command] : []));
-  loader.start();
+  const { loader, stopAfter } = streaming();
   for (const pid of [1234, 1234, 99, 1234]) loader.follow(pid);
-  for (let i = 0; i < 50 && commands().length < 2; i++) await sleep(50);
-  await sleep(200); // a repeated command would have arrived by now
-  await loader.stop();
-  assert.deepEqual(commands(), ['follow 1234', 'follow 99']);
+  assert.deepEqual(await stopAfter(2), ['follow 1234', 'follow 99']);
 });
 
 test("a followed process's exit frees its pid: a new process given it is followed when named", async () => {
-  const fake = fakeLoader('stream');
-  const { loader } = supervise(fake.path);
-  const commands = () => fake.log().flatMap((e) => ('command' in e ? [e.command] : []));
-  loader.start();
+  const { loader, stopAfter } = streaming();
   loader.follow(1234);
   loader.processExited(1234); // its exit record read: the kernel took it out of its table
   loader.processExited(99); // never followed: nothing is sent
   loader.follow(1234);
   loader.follow(1234);
-  for (let i = 0; i < 50 && commands().length < 2; i++) await sleep(50);
-  await sleep(200); // a third command would have arrived by now
-  await loader.stop();
-  assert.deepEqual(commands(), ['follow 1234', 'follow 1234']);
+  assert.deepEqual(await stopAfter(2), ['follow 1234', 'follow 1234']);
 });
 
 test('a process that is gone is not followed: a late span of it names a pid the next process may get', async () => {
-  const fake = fakeLoader('stream');
-  const { loader } = supervise(fake.path, running);
-  const commands = () => fake.log().flatMap((e) => ('command' in e ? [e.command] : []));
-  loader.start();
+  const { loader, stopAfter } = streaming(running);
   loader.follow(spawnSync('true').pid); // exited and reaped
   loader.follow(process.pid);
-  for (let i = 0; i < 50 && commands().length < 1; i++) await sleep(50);
-  await sleep(200); // another command would have arrived by now
-  await loader.stop();
-  assert.deepEqual(commands(), [`follow ${String(process.pid)}`]);
+  assert.deepEqual(await stopAfter(1), [`follow ${String(process.pid)}`]);
 });
 
 test('a zombie, exited and not reaped, does not run; this process does', async (t) => {
@@ -152,16 +152,14 @@ test('a zombie, exited and not reaped, does not run; this process does', async (
 });
 
 test('past MAX_FOLLOWED processes, the one followed longest ago is unfollowed first, and counted', async () => {
-  const fake = fakeLoader('stream');
-  const { loader } = supervise(fake.path);
-  const commands = () => fake.log().flatMap((e) => ('command' in e ? [e.command] : []));
-  loader.start();
+  const { loader, stopAfter } = streaming();
   for (let pid = 1; pid <= MAX_FOLLOWED; pid++) loader.follow(pid);
   loader.follow(1); // followed again: now the most recent
   loader.follow(MAX_FOLLOWED + 1);
-  for (let i = 0; i < 100 && commands().length < MAX_FOLLOWED + 2; i++) await sleep(50);
-  await loader.stop();
-  assert.deepEqual(commands().slice(MAX_FOLLOWED), ['unfollow 2', `follow ${String(MAX_FOLLOWED + 1)}`]);
+  assert.deepEqual((await stopAfter(MAX_FOLLOWED + 2)).slice(MAX_FOLLOWED), [
+    'unfollow 2',
+    `follow ${String(MAX_FOLLOWED + 1)}`,
+  ]);
   assert.equal(loader.health().followsForgotten, 1);
 });
 
