@@ -136,8 +136,12 @@ function causeOf(event: IntervalEvent, retransmits: Cause[], ios: Cause[]): Caus
   return (
     own.findLast((io) => io.endUnixNano > event.startUnixNano) ??
     own.at(-1) ?? {
-      ...event,
       kind: 'block.io',
+      pid: event.pid,
+      tid: event.tid,
+      comm: event.comm,
+      startUnixNano: event.startUnixNano,
+      endUnixNano: event.endUnixNano,
       attributes: { [A.ATTR_CAUSEWAY_BLOCK_DEVICE]: 'unknown', [A.ATTR_CAUSEWAY_BLOCK_OP]: 'wait' },
     }
   );

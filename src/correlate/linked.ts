@@ -330,6 +330,7 @@ export function linkedWaits(request: Request, held: HeldEvents): KernelEvent[] {
   }
   return [...links.values()].map(({ event: e, kind, owner }) => ({
     ...e,
+    kind: e.kind,
     pid: owner.pid,
     tid: owner.tid,
     comm: owner.comm,

@@ -25,6 +25,7 @@ import {
   startBase,
   tidAt,
   type KernelRecord,
+  type MonoBase,
   type Message,
   type WaitSum,
   type WaitSumKind,
@@ -322,74 +323,83 @@ export const compactRecords = (lists: Iterable<EventList>): number => ShapedEven
 type Said = Launched | Synced | LaunchesNamed | number | undefined;
 type LaunchesNamed = ReturnType<CudaState['launches']>;
 /**
- * Where shaped events' records are and what shapes them: their batch's bytes, the shaper and the
- * process as known then. One per run of a process's records in a batch, shared by the events
- * shaped from them (an event held referred to each part: 3 references more than this one).
+ * Where shaped events' records are and what shapes them: their batch's bytes, the shaper, the
+ * process as known then, and the batch's clock. One per run of a process's records in a batch,
+ * shared by the events shaped from them (an event held referred to each part: 3 references more
+ * than this one).
  */
 interface RecordSource {
   shaper: EventShaper;
   bytes: RecordBytes;
   process: ProcessInfo;
+  /** Unix ns of the monotonic time `mono`, as the clock said when the batch was shaped. */
+  base: bigint;
+  mono: MonoBase;
 }
-/** What a shaped event is made from besides its times and what its record says. */
+/** What a shaped event is made from besides what its record says. */
 interface ShapedParts {
   source: RecordSource;
   at: number;
   said: Said;
 }
 
-/** A shaped event's times: ns after `base` (Unix ns), as its batch or list holds them. */
-interface ShapedTimes {
-  base: bigint;
-  start: number;
-  end: number;
-}
-
 /**
  * A kernel event as shaped from its record. Its attributes are made when first read, from the
  * record's bytes in its batch, the process as known when it was shaped, and what the CUDA state
  * said then: most events held for joining are never read, and an object of attributes each
- * (with its lists) was most of what the correlator held and the collector traced. Its times are
- * made Unix ns when first read too: the two BigInts each (four made) of the events a join hands
- * on were most of the join's garbage (issue 11).
+ * (with its lists) was most of what the correlator held and the collector traced. Its kind, task
+ * and times are read from the record too, the times when first asked: the events a join hands on
+ * are made again from the held lists, one object each, and their fields (the kind, task, times and
+ * the times' base, and the times' boxed numbers) were most of the join's garbage (issue 11: 310 MB
+ * made per million events joined, 230 MB without them).
  */
 class ShapedEvent implements KernelEvent {
-  // Private (#), and the times and attributes getters: a copy made by spreading (a linked wait)
-  // holds none of them, and sets the times and attributes it has.
+  // Private (#), and the kind, task, times and attributes getters: a copy made by spreading (a
+  // linked wait) holds none of them, and sets those it has.
   /** Its record's source and offset in its bytes: moved when few of its chunk are held (compactRecords). */
   #source: RecordSource;
   #at: number;
   readonly #said: Said;
   #attributes: Attributes | undefined;
-  readonly #base: bigint;
-  /** ns after #base until first read, then Unix ns. */
-  #start: number | bigint;
-  #end: number | bigint;
+  /** Read from the record when first asked. */
+  #start: bigint | undefined;
+  #end: bigint | undefined;
   storeId: number | undefined = undefined;
 
   constructor(
-    readonly kind: A.CausewayKindValue,
-    readonly pid: number,
-    readonly tid: number,
-    readonly comm: string,
-    times: ShapedTimes,
     readonly spanContext: SpanContextStamp | undefined,
     from: ShapedParts,
   ) {
-    this.#base = times.base;
-    this.#start = times.start;
-    this.#end = times.end;
     this.#source = from.source;
     this.#at = from.at;
     this.#said = from.said;
   }
 
+  get kind(): A.CausewayKindValue {
+    return KIND_NAMES[kindAt(this.#source.bytes.view, this.#at) as EventRecord['kind']];
+  }
+
+  get pid(): number {
+    return pidAt(this.#source.bytes.view, this.#at);
+  }
+
+  get tid(): number {
+    return tidAt(this.#source.bytes.view, this.#at);
+  }
+
+  get comm(): string {
+    const { buf, view } = this.#source.bytes;
+    return commAt(buf, view, this.#at);
+  }
+
   get startUnixNano(): bigint {
-    return typeof this.#start === 'bigint' ? this.#start : (this.#start = this.#base + BigInt(this.#start));
+    const { view } = this.#source.bytes;
+    return (this.#start ??= this.#source.base + BigInt(startAfter(view, this.#at, this.#source.mono)));
   }
 
   get endUnixNano(): bigint {
-    return typeof this.#end === 'bigint' ? this.#end : (this.#end = this.#base + BigInt(this.#end));
+    const { view } = this.#source.bytes;
+    return (this.#end ??= this.#source.base + BigInt(endAfter(view, this.#at, this.#source.mono)));
   }
 
   static compact(lists: Iterable<EventList>): number {
@@ -471,18 +481,9 @@ class ShapedEvent implements KernelEvent {
     return event instanceof ShapedEvent ? otherPidAt(event.#source.bytes.view, event.#at) : otherTask(event)?.pid;
   }
 
-  /** A held event made again: the kind and task read from its record, the rest as it was shaped. */
-  static made(parts: ShapedParts, times: ShapedTimes, storeId: number | undefined): ShapedEvent {
-    const { buf, view } = parts.source.bytes;
-    const event = new ShapedEvent(
-      KIND_NAMES[kindAt(view, parts.at) as EventRecord['kind']],
-      pidAt(view, parts.at),
-      tidAt(view, parts.at),
-      commAt(buf, view, parts.at),
-      times,
-      undefined,
-      parts,
-    );
+  /** A held event made again, as it was shaped. */
+  static made(parts: ShapedParts, storeId: number | undefined): ShapedEvent {
+    const event = new ShapedEvent(undefined, parts);
     event.storeId = storeId;
     return event;
   }
@@ -518,25 +519,13 @@ class ShapedEvent implements KernelEvent {
  * event takes its fields, a batch its references), one object each for all, not one per event made.
  */
 const handedOver = {} as ShapedParts;
-const handedTimes = {} as ShapedTimes;
 
-/** A shaped event made again from its references (REFS, from index `r`), its record's offset, times (ns after `base`) and store id. */
-function madeFrom(
-  refs: readonly unknown[],
-  r: number,
-  at: number,
-  base: bigint,
-  start: number,
-  end: number,
-  storeId: number,
-): KernelEvent {
+/** A shaped event made again from its references (REFS, from index `r`), its record's offset and store id. */
+function madeFrom(refs: readonly unknown[], r: number, at: number, storeId: number): KernelEvent {
   handedOver.source = refs[r + R_SOURCE] as RecordSource;
   handedOver.at = at;
   handedOver.said = refs[r + R_SAID] as Said;
-  handedTimes.base = base;
-  handedTimes.start = start;
-  handedTimes.end = end;
-  return ShapedEvent.made(handedOver, handedTimes, Number.isNaN(storeId) ? undefined : storeId);
+  return ShapedEvent.made(handedOver, Number.isNaN(storeId) ? undefined : storeId);
 }
 
 /**
@@ -692,15 +681,7 @@ export class EventBatch {
     const whole = this.whole(i);
     if (whole !== undefined) return whole;
     const n = i * ROW_NUMS;
-    return madeFrom(
-      this.refs,
-      i * REFS,
-      this.nums[n + B_AT] ?? 0,
-      this.base,
-      this.nums[n + B_START] ?? 0,
-      this.nums[n + B_END] ?? 0,
-      this.nums[n + B_STORE_ID] ?? NaN,
-    );
+    return madeFrom(this.refs, i * REFS, this.nums[n + B_AT] ?? 0, this.nums[n + B_STORE_ID] ?? NaN);
   }
 
   /** Every event, made (event). */
@@ -851,15 +832,7 @@ export class EventList {
     const whole = this.whole(i);
     if (whole !== undefined) return whole;
     const n = (this.head + i) * NUMS;
-    return madeFrom(
-      this.refs,
-      (this.head + i) * REFS,
-      this.nums[n + N_AT] ?? 0,
-      this.base,
-      this.nums[n + N_START] ?? 0,
-      this.nums[n + N_END] ?? 0,
-      this.nums[n + N_STORE_ID] ?? NaN,
-    );
+    return madeFrom(this.refs, (this.head + i) * REFS, this.nums[n + N_AT] ?? 0, this.nums[n + N_STORE_ID] ?? NaN);
   }
 
   /**
@@ -1026,7 +999,10 @@ export class EventShaper {
         pid = pidAt(view, at);
         source = sources.get(pid);
         if (source === undefined)
-          sources.set(pid, (source = { shaper: this, bytes, process: this.parts.processes.get(pid) }));
+          sources.set(
+            pid,
+            (source = { shaper: this, bytes, process: this.parts.processes.get(pid), base: batch.base, mono: base }),
+          );
       }
       const name = KIND_NAMES[kind as EventRecord['kind']];
       const parts = handedOver;
@@ -1046,15 +1022,7 @@ export class EventShaper {
         batch.addShaped(name, pid, tidAt(view, at), start, end, parts);
         continue;
       }
-      const event = new ShapedEvent(
-        name,
-        pid,
-        tidAt(view, at),
-        record?.comm ?? commAt(buf, view, at),
-        { base: batch.base, start, end },
-        stamp,
-        parts,
-      );
+      const event = new ShapedEvent(stamp, parts);
       batch.addWhole(event, start, end);
     }
     return batch;

@@ -806,6 +806,8 @@ export interface LaunchCall extends Pick<Launch, 'func' | 'stream' | 'ret' | 'de
   perThread: boolean;
   pid: number;
   tid: number;
+  /** The 32-bit halves func and stream were read from (low, high each): readLaunchCall's. */
+  readonly halves: Uint32Array;
 }
 
 /** A launch call to read launches into (readLaunchCall). */
@@ -818,6 +820,7 @@ export const launchCall = (): LaunchCall => ({
   stream: 0n,
   ret: 0,
   device: 0,
+  halves: new Uint32Array(4),
 });
 
 /** Whether launch records `r` and `s` of a batch call the same API on the same function in the same process, with nothing made. */
@@ -844,11 +847,25 @@ export function readLaunchCall(view: DataView, r: number, call: LaunchCall): Lau
   call.perThread = (api & API_PER_THREAD) !== 0;
   call.pid = pidAt(view, r);
   call.tid = tidAt(view, r);
-  call.func = view.getBigUint64(u + L.func, true);
-  call.stream = view.getBigUint64(u + L.stream, true);
+  call.func = u64(view, u + L.func, call.func, call.halves, 0);
+  call.stream = u64(view, u + L.stream, call.stream, call.halves, 2);
   call.ret = view.getInt32(u + L.ret, true);
   call.device = view.getInt32(u + L.device, true);
   return call;
+}
+
+/**
+ * The u64 at `at`: `last` again when its halves are those last read (kept in `halves` from index
+ * `h`). Launches come in runs of one function on one stream: a BigInt made per launch was the
+ * decode path's last per-event BigInt.
+ */
+function u64(view: DataView, at: number, last: bigint, halves: Uint32Array, h: number): bigint {
+  const low = view.getUint32(at, true);
+  const high = view.getUint32(at + 4, true);
+  if (low === halves[h] && high === halves[h + 1]) return last;
+  halves[h] = low;
+  halves[h + 1] = high;
+  return view.getBigUint64(at, true);
 }
 
 /** The comm of record `r` of a batch. */

@@ -610,6 +610,10 @@ const eventsOf = (list: EventList) => Array.from({ length: list.length }, (_, i)
 /** An event as a plain object: a shaped event's times and attributes are getters, which a spread leaves out. */
 const plainOf = (e: KernelEvent): KernelEvent => ({
   ...e,
+  kind: e.kind,
+  pid: e.pid,
+  tid: e.tid,
+  comm: e.comm,
   startUnixNano: e.startUnixNano,
   endUnixNano: e.endUnixNano,
   attributes: e.attributes,

@@ -11,6 +11,8 @@ import {
   decodeHello,
   decodeRecords,
   decodeStats,
+  launchCall,
+  readLaunchCall,
 } from '../../src/kernel/record.js';
 import { hello, launch, op, record, register, runqueue, stats, sync, writeTask } from './records.js';
 
@@ -65,6 +67,27 @@ test('a launch record decodes with its header, dims, stream and return code', ()
     block: [256, 1, 1],
     ret: 2,
     device: 1,
+  });
+});
+
+test('launches read one after another into one call each give their own function and stream, whichever half changed', () => {
+  const task = { pid: 42, tid: 43, comm: 'trainer', cpu: 1, startNs: 5n, endNs: 9n };
+  // Runs of one function and stream, then each half of each changed alone.
+  const calls = [
+    { func: 0x401000n, stream: 0xabcn },
+    { func: 0x401000n, stream: 0xabcn },
+    { func: 0x401000n + (1n << 32n), stream: 0xabcn },
+    { func: 0x401000n + (1n << 32n), stream: 0xabcn + (1n << 40n) },
+    { func: 0x402000n + (1n << 32n), stream: 0xabcn + (1n << 40n) },
+    { func: 0x402000n + (1n << 32n), stream: 0xabdn + (1n << 40n) },
+    { func: 0n, stream: 0n },
+  ];
+  const batch = Buffer.concat(calls.map((c) => launch({ ...task, ...c })));
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+  const into = launchCall();
+  calls.forEach((expected, i) => {
+    const call = readLaunchCall(view, i * LAYOUT.cw_event.size, into);
+    assert.deepEqual({ func: call.func, stream: call.stream }, expected, `launch ${String(i)}`);
   });
 });
 
