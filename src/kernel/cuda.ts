@@ -467,6 +467,11 @@ export class CudaState {
     return stream;
   }
 
+  /** A process exited: its kernels, streams and handles go with it (its pid may be used again). */
+  exited(pid: number): void {
+    this.processes.delete(pid);
+  }
+
   private process(pid: number): ProcessCuda {
     let state = this.processes.get(pid);
     if (state === undefined) {

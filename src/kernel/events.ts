@@ -989,10 +989,16 @@ export class EventShaper {
         case Kind.CUDA_OP:
           if (record?.kind === Kind.CUDA_OP) this.parts.cuda.operation(record);
           continue;
+        case Kind.PROC_EXIT:
+          // Its pid may be used again, by a process that need not exec: nothing of this one carries over.
+          this.parts.processes.forget(pidAt(view, at));
+          this.parts.cuda.exited(pidAt(view, at));
+          sources.delete(pidAt(view, at));
+          pid = -1;
+          continue;
         case Kind.CUDA_REGISTER:
         case Kind.CUDA_NAME_MORE:
         case Kind.CUDA_MAPPED:
-        case Kind.PROC_EXIT:
           continue;
       }
       if (pidAt(view, at) !== pid) {

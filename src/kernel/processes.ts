@@ -70,7 +70,7 @@ export class ProcessTable {
     return info;
   }
 
-  /** Drops what is known of a pid: it exec'd a new program. */
+  /** Drops what is known of a pid: it exec'd a new program, or exited. */
   forget(pid: number): void {
     this.cache.delete(pid);
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -50,14 +50,14 @@ writeFileSync(join(sys, 'dev/block/253:16/uevent'), 'MAJOR=253\nMINOR=16\nDEVNAM
 const SELF_PID = 99_999;
 
 /** A fresh pipeline, as a capture builds it, that shapes batches of raw records. */
-function pipeline(names = demangler) {
+function pipeline(names = demangler, processes = new ProcessTable()) {
   const clock = new EpochClock();
   clock.update(0n, 1_700_000_000_000_000_000n);
   const cuda = new CudaState(names);
   const shaper = new EventShaper({
     clock,
     cuda,
-    processes: new ProcessTable(),
+    processes,
     devices: new BlockDevices(sys),
     self: new Set([SELF_PID]),
   });
@@ -903,6 +903,43 @@ test('a pipe message names the pipe, one id for both ends, as a pipe', async () 
   const connection = String(event?.attributes[A.ATTR_CAUSEWAY_IPC_CONNECTION]);
   assert.equal(connection, 'pipe:0xffff8881b0c4d200');
   assert.ok(isPipe(connection));
+});
+
+test('an exit forgets the process: its pid used again, by a fork that did not exec, is named as the new process', async () => {
+  // A /proc of our own, where the pid's program changes after its exit.
+  const proc = mkdtempSync(join(tmpdir(), 'causeway-proc-'));
+  after(() => {
+    rmSync(proc, { recursive: true, force: true });
+  });
+  const reused = 4242;
+  mkdirSync(join(proc, String(reused)));
+  const runs = (path: string) => {
+    rmSync(join(proc, String(reused), 'exe'), { force: true });
+    symlinkSync(path, join(proc, String(reused), 'exe'));
+  };
+  const shape = pipeline(demangler, new ProcessTable(64, proc));
+  const executable = (events: KernelEvent[]) => events.map((e) => e.attributes[A.ATTR_PROCESS_EXECUTABLE_PATH]);
+  runs('/opt/old/server');
+  const old = await shape(
+    register({ pid: reused, func: 0x9n, name: '_Z6matmulPKfPfi' }),
+    launch({ pid: reused, api: CudaApi.cudaLaunchKernel, func: 0x9n }),
+    record({ kind: Kind.PROC_EXIT, pid: reused }),
+  );
+  runs('/opt/new/worker');
+  const renewed = await shape(launch({ pid: reused, api: CudaApi.cudaLaunchKernel, func: 0x9n }));
+  assert.deepEqual(executable(old), ['/opt/old/server']);
+  assert.equal(
+    old[0]?.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL],
+    'matmul(float const*, float*, int)',
+    'named until it exits',
+  );
+  assert.deepEqual(executable(renewed), ['/opt/new/worker']);
+  assert.equal(
+    renewed[0]?.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL],
+    undefined,
+    "the old process's kernel is not the new one's",
+  );
+  assert.deepEqual(errors, []);
 });
 
 test('an exec forgets the kernel names of the old program', async () => {
