@@ -515,8 +515,8 @@ class ShapedEvent implements KernelEvent {
 }
 
 /**
- * A shaped event's parts and times as they are handed over: filled and copied out at once (an
- * event takes its fields, a batch its references), one object each for all, not one per event made.
+ * A shaped event's parts as they are handed over: filled and copied out at once (an event takes
+ * its fields, a batch its references), one object for all, not one per event made.
  */
 const handedOver = {} as ShapedParts;
 
