@@ -50,24 +50,27 @@ export interface LoaderOptions {
   onExit?: () => void;
   path?: string;
   backoffMs?: { initial: number; max: number };
-  /** Whether a process runs (default: `running`, from /proc); a test's stand-in. */
-  running?: (pid: number) => boolean;
+  /** When a running process started (default: `startTime`, from /proc); a test's stand-in. */
+  startTime?: (pid: number) => string | undefined;
 }
 
 /**
- * Whether process `pid` runs: it has a /proc entry and is not a zombie (one that has exited and
- * not been reaped: its exit, which takes it out of the kernel's followed table, has happened).
+ * When process `pid` started (clock ticks after boot, /proc/PID/stat), if it runs: undefined when
+ * it has no /proc entry or is a zombie (one that has exited and not been reaped: its exit, which
+ * takes it out of the kernel's followed table, has happened). A pid with another start time than
+ * before is another process.
  */
-export function running(pid: number): boolean {
+export function startTime(pid: number): string | undefined {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
   } catch {
-    return false;
+    return undefined;
   }
-  // The state follows the command's name, which may itself hold parentheses.
-  const state = stat[stat.lastIndexOf(')') + 2];
-  return state !== 'Z' && state !== 'X';
+  // The fields after the command's name (which may itself hold parentheses): the state, then
+  // the 19th after it is the start time.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
 }
 
 /** Exit code with which the loader says it cannot run (not root, no BTF, ...). */
@@ -131,16 +134,17 @@ export class Loader {
   private lastExit: string | null = null;
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
-  // What the loader was told since it started, replayed after a restart.
-  private readonly followed = new Lru<number, true>(MAX_FOLLOWED);
+  // What the loader was told since it started, replayed after a restart; a followed pid with
+  // its process's start time.
+  private readonly followed = new Lru<number, string>(MAX_FOLLOWED);
   private followsForgotten = 0;
   private readonly comms = new Set<string>();
   private readonly minimums = new Map<string, number>();
   private readonly libraries = new Set<string>();
-  private readonly running: (pid: number) => boolean;
+  private readonly startTime: (pid: number) => string | undefined;
 
   constructor(private readonly options: LoaderOptions) {
-    this.running = options.running ?? running;
+    this.startTime = options.startTime ?? startTime;
     this.backoff = options.backoffMs?.initial ?? 500;
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
   }
@@ -234,8 +238,9 @@ export class Loader {
     if (!Number.isInteger(pid) || pid <= 0) throw new RangeError(`not a pid: ${pid}`);
     if (this.followed.get(pid) !== undefined) return;
     // A late span of a process that exited: its pid, followed, would follow the next process given it.
-    if (!this.running(pid)) return;
-    const forgotten = this.followed.set(pid, true);
+    const started = this.startTime(pid);
+    if (started === undefined) return;
+    const forgotten = this.followed.set(pid, started);
     if (forgotten !== undefined) {
       // First, so that the kernel's table has room.
       this.followsForgotten++;
@@ -398,8 +403,10 @@ export class Loader {
   }
 
   private replay(): string[] {
-    // A process that exited while no loader ran left no exit record: its pid is not followed again.
-    for (const pid of [...this.followed.keys()]) if (!this.running(pid)) this.followed.delete(pid);
+    // A process that exited while no loader ran left no exit record: its pid is not followed
+    // again, whether it is free or another process's now.
+    for (const [pid, started] of [...this.followed.entries()])
+      if (this.startTime(pid) !== started) this.followed.delete(pid);
     return [
       ...Array.from(this.followed.keys(), (pid) => `follow ${pid}`),
       ...Array.from(this.comms, (name) => `comm ${name}`),

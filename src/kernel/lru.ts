@@ -61,4 +61,9 @@ export class Lru<K, V> {
   values(): IterableIterator<V> {
     return this.map.values();
   }
+
+  /** The entries, least recently used first. */
+  entries(): IterableIterator<[K, V]> {
+    return this.map.entries();
+  }
 }

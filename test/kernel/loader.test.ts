@@ -5,12 +5,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Frame } from '../../src/kernel/frames.js';
-import { Loader, MAX_FOLLOWED, running, type LoaderMessage } from '../../src/kernel/loader.js';
+import { Loader, MAX_FOLLOWED, startTime, type LoaderMessage } from '../../src/kernel/loader.js';
 import { FrameType } from '../../src/kernel/record.js';
 import { fakeLoader } from './fake-loader.js';
 
-/** A supervised fake loader; the pids the tests make up run, unless `isRunning` is /proc's `running`. */
-function supervise(path: string, isRunning: (pid: number) => boolean = () => true) {
+/** A supervised fake loader; the pids the tests make up run (since the same time), unless `started` is /proc's `startTime`. */
+function supervise(path: string, started: (pid: number) => string | undefined = () => '1') {
   const frames: Frame[] = [];
   const messages: LoaderMessage[] = [];
   const loader = new Loader({
@@ -19,7 +19,7 @@ function supervise(path: string, isRunning: (pid: number) => boolean = () => tru
     onFrame: (frame) => void frames.push(frame),
     onMessage: (message) => void messages.push(message),
     backoffMs: { initial: 50, max: 200 },
-    running: isRunning,
+    startTime: started,
   });
   return { loader, frames, messages };
 }
@@ -28,9 +28,9 @@ function supervise(path: string, isRunning: (pid: number) => boolean = () => tru
  * A streaming fake loader, supervised and started; `stopAfter(n)` stops it once n commands have
  * reached it and a further one would have, and gives the commands it was sent.
  */
-function streaming(isRunning?: (pid: number) => boolean) {
+function streaming(started?: (pid: number) => string | undefined) {
   const fake = fakeLoader('stream');
-  const { loader } = supervise(fake.path, isRunning);
+  const { loader } = supervise(fake.path, started);
   const commands = () => fake.log().flatMap((e) => ('command' in e ? [e.command] : []));
   loader.start();
   const stopAfter = async (count: number) => {
@@ -65,7 +65,7 @@ test('a missing loader binary is a failure that says how to build it', async () 
 
 test('a crashed loader is restarted after a backoff and told again what to follow, but not a process gone meanwhile', async () => {
   const fake = fakeLoader('crash-once');
-  const { loader, frames, messages } = supervise(fake.path, running);
+  const { loader, frames, messages } = supervise(fake.path, startTime);
   const child = spawn('sleep', ['30']);
   const gone = child.pid ?? 0;
   loader.start();
@@ -113,6 +113,30 @@ test('a crashed loader is restarted after a backoff and told again what to follo
   assert.ok(frames.filter((f) => f.type === FrameType.HELLO).length >= 2);
 });
 
+test('a pid given to another process while no loader ran is not followed again after the restart', async () => {
+  const fake = fakeLoader('crash-once');
+  // Pid 1234's process exits while the loader is down, and a new process gets its pid: its start time differs.
+  const starts = new Map([
+    [1234, '100'],
+    [99, '100'],
+  ]);
+  const { loader } = supervise(fake.path, (pid) => starts.get(pid));
+  loader.start();
+  loader.follow(1234);
+  loader.follow(99);
+  starts.set(1234, '250');
+  for (let i = 0; i < 50 && fake.log().filter((e) => 'argv' in e).length < 2; i++) await sleep(50);
+  await sleep(200);
+  await loader.stop();
+  const log = fake.log();
+  const restart = log.findLastIndex((e) => 'argv' in e);
+  assert.ok(restart > 0, 'restarted');
+  assert.deepEqual(
+    log.slice(restart).flatMap((e) => ('command' in e ? [e.command] : [])),
+    ['follow 99'],
+  );
+});
+
 test('a process followed twice is sent to the loader once', async () => {
   const { loader, stopAfter } = streaming();
   for (const pid of [1234, 1234, 99, 1234]) loader.follow(pid);
@@ -130,13 +154,13 @@ test("a followed process's exit frees its pid: a new process given it is followe
 });
 
 test('a process that is gone is not followed: a late span of it names a pid the next process may get', async () => {
-  const { loader, stopAfter } = streaming(running);
+  const { loader, stopAfter } = streaming(startTime);
   loader.follow(spawnSync('true').pid); // exited and reaped
   loader.follow(process.pid);
   assert.deepEqual(await stopAfter(1), [`follow ${String(process.pid)}`]);
 });
 
-test('a zombie, exited and not reaped, does not run; this process does', async (t) => {
+test('a zombie, exited and not reaped, does not run; this process does, started before its children', async (t) => {
   // `sleep` never reaps: the shell's background child, exiting once the shell has become `sleep`,
   // stays a zombie of it.
   const parent = spawn('sh', ['-c', 'sleep 0.3 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -146,9 +170,13 @@ test('a zombie, exited and not reaped, does not run; this process does', async (
   for (let i = 0; i < 250 && !/\) Z /.test(readFileSync(`/proc/${String(zombie)}/stat`, 'latin1')); i++)
     await sleep(20);
   assert.ok(existsSync(`/proc/${String(zombie)}`));
-  assert.equal(running(zombie), false);
-  assert.equal(running(process.pid), true);
-  assert.equal(running(spawnSync('true').pid), false);
+  assert.equal(startTime(zombie), undefined);
+  assert.equal(startTime(spawnSync('true').pid), undefined);
+  // In clock ticks after boot: ours, then the parent's we started after.
+  const ours = Number(startTime(process.pid));
+  const parents = Number(startTime(parent.pid ?? 0));
+  assert.ok(Number.isInteger(ours) && Number.isInteger(parents) && ours > 0 && parents >= ours, `${ours} ${parents}`);
+  assert.equal(startTime(process.pid), String(ours), 'the same while it runs');
 });
 
 test('past MAX_FOLLOWED processes, the one followed longest ago is unfollowed first, and counted', async () => {
