@@ -607,7 +607,7 @@ function listOf(events: KernelEvent[]): EventList {
 }
 
 const eventsOf = (list: EventList) => Array.from({ length: list.length }, (_, i) => list.event(i));
-/** An event as a plain object: a shaped event's times and attributes are getters, which a spread leaves out. */
+/** An event as a plain object: a shaped event's kind, task, times and attributes are getters, which a spread leaves out. */
 const plainOf = (e: KernelEvent): KernelEvent => ({
   ...e,
   kind: e.kind,
