@@ -170,6 +170,12 @@ const known = (device: number) => (device === DEVICE_UNKNOWN ? undefined : devic
 
 export class CudaState {
   private readonly processes: Lru<number, ProcessCuda>;
+  /**
+   * The old program's state of each process that exec'd in the batch being learned and shaped:
+   * learnNames has moved on to the new program's, and the batch's records before the exec are
+   * shaped with this one (until execed).
+   */
+  private readonly beforeExec = new Map<number, ProcessCuda>();
   private readonly limits: CudaLimits;
   private readonly call = launchCall();
 
@@ -191,6 +197,7 @@ export class CudaState {
   async learnNames(records: readonly (KernelRecord | undefined)[], payload: Buffer): Promise<void> {
     const fresh = new Set<KernelName>();
     const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+    this.beforeExec.clear();
     // The batch's last launch looked at: launches come in runs of one kernel, and one like it is
     // named already (naming, mostly reading each launch's call, was a twentieth of decode through
     // correlation).
@@ -213,14 +220,14 @@ export class CudaState {
           // An empty name: neither the probe nor the loader could read it (the loader then names
           // the stub from its symbol at its first launch).
           if (record.register.name === '') return;
-          const process = this.process(record.pid);
+          const process = this.current(record.pid);
           process.registered.set(record.register.func, record.register.name);
           process.symbols.delete(record.register.func);
           return;
         }
         case Kind.CUDA_NAME_MORE: {
           // The rest of a name too long for its registration, which the loader wrote just before.
-          const { registered } = this.process(record.pid);
+          const { registered } = this.current(record.pid);
           const symbol = registered.get(record.register.func);
           if (symbol !== undefined) registered.set(record.register.func, symbol + record.register.name);
           return;
@@ -228,9 +235,12 @@ export class CudaState {
         case Kind.CUDA_LAUNCHES:
           for (const { func } of record.launches.funcs) this.nameLaunched(record.pid, func, fresh);
           return;
-        case Kind.PROC_EXEC:
+        case Kind.PROC_EXEC: {
           // A new program: the old image's addresses and handles mean nothing now.
+          if (!this.beforeExec.has(record.pid))
+            this.beforeExec.set(record.pid, this.processes.get(record.pid) ?? this.fresh());
           this.processes.delete(record.pid);
+        }
       }
     });
     // Most batches launch no kernel for the first time: no demangler round, nor a promise of it.
@@ -241,7 +251,7 @@ export class CudaState {
 
   /** A function launched: its kernel named from its registration, at the first launch. */
   private nameLaunched(pid: number, func: bigint, fresh: Set<KernelName>): void {
-    const process = this.process(pid);
+    const process = this.current(pid);
     if (process.symbols.has(func)) return;
     const symbol = process.registered.get(func);
     if (symbol === undefined) return;
@@ -467,25 +477,37 @@ export class CudaState {
     return stream;
   }
 
+  /** The shaper reached a process's exec: its records from here on are the new program's. */
+  execed(pid: number): void {
+    this.beforeExec.delete(pid);
+  }
+
   /** A process exited: its kernels, streams and handles go with it (its pid may be used again). */
   exited(pid: number): void {
     this.processes.delete(pid);
   }
 
+  /** A process's state as its records are shaped: the old program's until the shaper reaches an exec of the batch. */
   private process(pid: number): ProcessCuda {
+    return (this.beforeExec.size === 0 ? undefined : this.beforeExec.get(pid)) ?? this.current(pid);
+  }
+
+  /** A process's state as learnNames reads the batch, made when it has none. */
+  private current(pid: number): ProcessCuda {
     let state = this.processes.get(pid);
-    if (state === undefined) {
-      state = {
-        registered: new Lru(this.limits.kernelsPerProcess),
-        symbols: new Lru(this.limits.kernelsPerProcess),
-        streams: new Lru(this.limits.streamsPerProcess),
-        events: new Lru(this.limits.eventsPerProcess),
-        graphs: new Lru(this.limits.graphsPerProcess),
-        execs: new Lru(this.limits.graphsPerProcess),
-        allocations: new Lru(this.limits.allocationsPerProcess),
-      };
-      this.processes.set(pid, state);
-    }
+    if (state === undefined) this.processes.set(pid, (state = this.fresh()));
     return state;
+  }
+
+  private fresh(): ProcessCuda {
+    return {
+      registered: new Lru(this.limits.kernelsPerProcess),
+      symbols: new Lru(this.limits.kernelsPerProcess),
+      streams: new Lru(this.limits.streamsPerProcess),
+      events: new Lru(this.limits.eventsPerProcess),
+      graphs: new Lru(this.limits.graphsPerProcess),
+      execs: new Lru(this.limits.graphsPerProcess),
+      allocations: new Lru(this.limits.allocationsPerProcess),
+    };
   }
 }

@@ -983,6 +983,7 @@ export class EventShaper {
       switch (kind) {
         case Kind.PROC_EXEC:
           this.parts.processes.forget(pidAt(view, at));
+          this.parts.cuda.execed(pidAt(view, at));
           sources.delete(pidAt(view, at));
           pid = -1;
           continue;

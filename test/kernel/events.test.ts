@@ -942,6 +942,21 @@ test('an exit forgets the process: its pid used again, by a fork that did not ex
   assert.deepEqual(errors, []);
 });
 
+test("an exec in the batch: the old program's launches before it keep their kernel names, the new program's after it have none", async () => {
+  const shape = pipeline();
+  const events = await shape(
+    register({ pid, func: 0x9n, name: '_Z6matmulPKfPfi' }),
+    launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x9n }),
+    record({ kind: Kind.PROC_EXEC, pid }),
+    launch({ pid, api: CudaApi.cudaLaunchKernel, func: 0x9n }),
+  );
+  assert.deepEqual(
+    events.map((e) => e.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL]),
+    ['matmul(float const*, float*, int)', undefined],
+  );
+  assert.deepEqual(errors, []);
+});
+
 test('an exec forgets the kernel names of the old program', async () => {
   const shape = pipeline();
   const events = await shape(
