@@ -982,20 +982,19 @@ export class EventShaper {
       const record = records[i];
       switch (kind) {
         case Kind.PROC_EXEC:
-          this.parts.processes.forget(pidAt(view, at));
-          this.parts.cuda.execed(pidAt(view, at));
-          sources.delete(pidAt(view, at));
+        case Kind.PROC_EXIT: {
+          // A new program, or a pid that may be used again by a process that need not exec:
+          // nothing known of the old one carries over to the records after this one.
+          const ended = pidAt(view, at);
+          this.parts.processes.forget(ended);
+          if (kind === Kind.PROC_EXEC) this.parts.cuda.execed(ended);
+          else this.parts.cuda.exited(ended);
+          sources.delete(ended);
           pid = -1;
           continue;
+        }
         case Kind.CUDA_OP:
           if (record?.kind === Kind.CUDA_OP) this.parts.cuda.operation(record);
-          continue;
-        case Kind.PROC_EXIT:
-          // Its pid may be used again, by a process that need not exec: nothing of this one carries over.
-          this.parts.processes.forget(pidAt(view, at));
-          this.parts.cuda.exited(pidAt(view, at));
-          sources.delete(pidAt(view, at));
-          pid = -1;
           continue;
         case Kind.CUDA_REGISTER:
         case Kind.CUDA_NAME_MORE:

@@ -24,6 +24,10 @@ function supervise(path: string, started: (pid: number) => string | undefined = 
   return { loader, frames, messages };
 }
 
+/** The commands a fake loader's log says it was sent. */
+const commandsIn = (log: ReturnType<ReturnType<typeof fakeLoader>['log']>) =>
+  log.flatMap((e) => ('command' in e ? [e.command] : []));
+
 /**
  * A streaming fake loader, supervised and started; `stopAfter(n)` stops it once n commands have
  * reached it and a further one would have, and gives the commands it was sent.
@@ -31,7 +35,7 @@ function supervise(path: string, started: (pid: number) => string | undefined = 
 function streaming(started?: (pid: number) => string | undefined) {
   const fake = fakeLoader('stream');
   const { loader } = supervise(fake.path, started);
-  const commands = () => fake.log().flatMap((e) => ('command' in e ? [e.command] : []));
+  const commands = () => commandsIn(fake.log());
   loader.start();
   const stopAfter = async (count: number) => {
     for (let i = 0; i < 100 && commands().length < count; i++) await sleep(50);
@@ -40,6 +44,26 @@ function streaming(started?: (pid: number) => string | undefined) {
     return commands();
   };
   return { loader, stopAfter };
+}
+
+/**
+ * A fake loader that crashes once, supervised and started; `restarted()` waits until its second
+ * run has been started and told what to replay; `runs()` gives the commands each run was sent.
+ */
+function crashingOnce(started?: (pid: number) => string | undefined) {
+  const fake = fakeLoader('crash-once');
+  const supervised = supervise(fake.path, started);
+  supervised.loader.start();
+  const starts = () => fake.log().flatMap((e, i) => ('argv' in e ? [i] : []));
+  const restarted = async () => {
+    for (let i = 0; i < 50 && starts().length < 2; i++) await sleep(50);
+    await sleep(200); // the replay has arrived by now
+  };
+  const runs = () => {
+    const log = fake.log();
+    return starts().map((start, i, all) => commandsIn(log.slice(start, all[i + 1])));
+  };
+  return { ...supervised, fake, restarted, runs };
 }
 
 test('a loader that cannot run ends supervision with its one-line reason, without restarts', async () => {
@@ -64,11 +88,9 @@ test('a missing loader binary is a failure that says how to build it', async () 
 });
 
 test('a crashed loader is restarted after a backoff and told again what to follow, but not a process gone meanwhile', async () => {
-  const fake = fakeLoader('crash-once');
-  const { loader, frames, messages } = supervise(fake.path, startTime);
   const child = spawn('sleep', ['30']);
   const gone = child.pid ?? 0;
-  loader.start();
+  const { loader, frames, messages, fake, restarted, runs } = crashingOnce(startTime);
   loader.follow(process.pid);
   loader.follow(gone);
   loader.comm('python3');
@@ -77,8 +99,7 @@ test('a crashed loader is restarted after a backoff and told again what to follo
   // record read: as when a followed process ends while no loader runs.
   child.kill();
   await once(child, 'close');
-  for (let i = 0; i < 50 && fake.log().filter((e) => 'argv' in e).length < 2; i++) await sleep(50);
-  await sleep(200);
+  await restarted();
   const health = loader.health();
   assert.deepEqual(health, {
     running: true,
@@ -91,50 +112,34 @@ test('a crashed loader is restarted after a backoff and told again what to follo
   const end = await loader.stop();
   assert.equal(end.failure, null);
   assert.equal(loader.health().running, false);
-  const log = fake.log();
-  const runs = log.map((e, i) => ('argv' in e ? i : -1)).filter((i) => i >= 0);
-  assert.equal(runs.length, 2, 'restarted once');
-  const replayed = log.slice(runs[1]).flatMap((e) => ('command' in e ? [e.command] : []));
-  assert.deepEqual(
-    log
-      .slice(0, runs[1])
-      .flatMap((e) => ('command' in e ? [e.command] : []))
-      .slice(0, 2),
-    [`follow ${String(process.pid)}`, `follow ${String(gone)}`],
-  );
+  const [first = [], replayed, ...more] = runs();
+  assert.ok(replayed !== undefined && more.length === 0, 'restarted once');
+  assert.deepEqual(first.slice(0, 2), [`follow ${String(process.pid)}`, `follow ${String(gone)}`]);
   assert.deepEqual(replayed, [`follow ${String(process.pid)}`, 'comm python3', 'min sched.runqueue 500']);
   // Restarted as soon as its output ended; its exit status follows.
   assert.ok(messages.some((m) => m.source === 'supervisor' && /output ended; restarting in 50 ms/.test(m.msg)));
   assert.ok(messages.some((m) => m.source === 'supervisor' && /replaced .* exited with code 1$/.test(m.msg)));
   assert.ok(
-    log.some((e) => e.signal === 'SIGTERM'),
+    fake.log().some((e) => e.signal === 'SIGTERM'),
     'stopped with SIGTERM',
   );
   assert.ok(frames.filter((f) => f.type === FrameType.HELLO).length >= 2);
 });
 
 test('a pid given to another process while no loader ran is not followed again after the restart', async () => {
-  const fake = fakeLoader('crash-once');
   // Pid 1234's process exits while the loader is down, and a new process gets its pid: its start time differs.
   const starts = new Map([
     [1234, '100'],
     [99, '100'],
   ]);
-  const { loader } = supervise(fake.path, (pid) => starts.get(pid));
-  loader.start();
+  const { loader, restarted, runs } = crashingOnce((pid) => starts.get(pid));
   loader.follow(1234);
   loader.follow(99);
   starts.set(1234, '250');
-  for (let i = 0; i < 50 && fake.log().filter((e) => 'argv' in e).length < 2; i++) await sleep(50);
-  await sleep(200);
+  await restarted();
   await loader.stop();
-  const log = fake.log();
-  const restart = log.findLastIndex((e) => 'argv' in e);
-  assert.ok(restart > 0, 'restarted');
-  assert.deepEqual(
-    log.slice(restart).flatMap((e) => ('command' in e ? [e.command] : [])),
-    ['follow 99'],
-  );
+  const [, replayed] = runs();
+  assert.deepEqual(replayed, ['follow 99'], 'restarted, and told to follow only the process still the same');
 });
 
 test('a process followed twice is sent to the loader once', async () => {
