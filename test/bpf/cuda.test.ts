@@ -57,6 +57,7 @@ for (const [program, linked] of [
       'cuda.sync',
     );
     assert.equal(sync.tid, truth.tid);
+    assert.equal(sync.comm, program);
     assert.ok(Math.abs(durationMs(sync) - 200) <= 20, `sync took ${durationMs(sync)} ms`);
     assert.equal(sync.attributes[A.ATTR_CAUSEWAY_CUDA_API], 'cudaStreamSynchronize');
     assert.ok(sameHandle(sync.attributes[A.ATTR_CAUSEWAY_CUDA_STREAM], truth.stream));
@@ -66,6 +67,7 @@ for (const [program, linked] of [
       capture.of('cuda.launch', (e) => e.pid === truth.pid),
       'cuda.launch',
     );
+    assert.equal(launch.comm, program);
     assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL], MATMUL);
     assert.equal(launch.attributes[A.ATTR_CAUSEWAY_CUDA_KERNEL_SYMBOL], truth.kernel);
     assert.deepEqual(launch.attributes[A.ATTR_CAUSEWAY_CUDA_GRID], truth.grid);
