@@ -3,7 +3,7 @@
  * Process lifecycle, for the filter itself: children of followed processes
  * are followed from their fork, exits leave the filter, and every exec is
  * reported so the loader can follow by comm and look for a CUDA runtime linked
- * into the new program. A followed or GPU process's exit is reported too, so it
+ * into the new program. A followed or GPU process's exit (its last thread's) is reported too, so it
  * leaves the sidecar's list of followed pids (a new process given its pid is
  * followed again from its spans) and the loader's of GPU processes; other exits
  * are not (there are too many to ship).
@@ -51,7 +51,14 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 		cw_close_waits(ws, 0, 0);
 		bpf_map_delete_elem(&windows, &tid);
 	}
-	if (tid != tgid)
+	/*
+	 * The process ends with its last thread, not with its leader: a leader that called
+	 * pthread_exit leaves the others running, still followed, and a thread that exec's kills
+	 * the leader whose pid it takes. signal->live counts the threads not yet this far in
+	 * do_exit (it is decremented before this tracepoint). Two threads ending at once may
+	 * both read 0: the deletes below let only the first write the record.
+	 */
+	if (p->signal->live.counter)
 		return 0;
 	followed_one = !bpf_map_delete_elem(&followed, &tgid);
 	bpf_map_delete_elem(&thread_ctx, &tgid);

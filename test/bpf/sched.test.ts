@@ -67,6 +67,20 @@ test("a busy process pinned to the victim's CPU gives sched.runqueue waits namin
   );
 });
 
+test('a process whose main thread ends first stays followed until its last thread ends', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const capture = await startCapture(t, ['--comm', 'cpu_victim', '--reduce-window-ms', '0']);
+  const victim = startWorkload('cpu_victim', ['--seconds', '1', '--start-delay-ms', '200', '--leader-exits']);
+  const truth = (await victim.truth) as { tid: number; iterations: number };
+  await settle();
+  await capture.stop();
+
+  // The victim sleeps once an iteration, every one of them after the main thread's exit, which
+  // took the process out of the probes' filter when an exit was its leader's.
+  const sleeps = capture.of('sched.blocked', (e) => e.tid === truth.tid);
+  assert.ok(sleeps.length >= 0.9 * truth.iterations, `${sleeps.length} sleeps of ${truth.iterations} recorded`);
+});
+
 /** Spinners pinned beside the victim, one of them (by its nice value) holding the CPU most. */
 const SPINNERS = 3;
 const REPEATS = 3;
