@@ -22,6 +22,8 @@ Checks that this machine can capture kernel events, one line per check:
   btf          /sys/kernel/btf/vmlinux (the kernel's type information, for CO-RE)
   tracefs      tracefs mounted at /sys/kernel/tracing (or under debugfs)
   ringbuf      BPF ring buffer support (bpftool feature probe, else kernel >= 5.8)
+  cookies      bpf_get_attach_cookie for uprobes, which the CUDA probes read (bpftool
+               feature probe, else kernel >= 5.15)
   loader       the built loader, bpf/build/causeway-loader
   pid PID      for each --pid: the CUDA libraries (libcudart.so*, libcuda.so*) it has
                mapped, or its executable defining cudaLaunchKernel (static runtime);
@@ -179,29 +181,50 @@ function tracefs(): Check {
   return { name: 'tracefs', status: 'FAIL', detail: 'not mounted: mount -t tracefs tracefs /sys/kernel/tracing' };
 }
 
-function ringbuf(): Check {
+/** `bpftool feature probe kernel`; undefined without bpftool or the right to probe. */
+function featureProbe(): string | undefined {
   try {
-    const probe = execFileSync('bpftool', ['feature', 'probe', 'kernel'], {
+    return execFileSync('bpftool', ['feature', 'probe', 'kernel'], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'ignore'],
       timeout: 10_000,
     });
-    const line = /^eBPF map_type ringbuf is (NOT )?available$/m.exec(probe);
-    if (line !== null) {
-      return line[1] === undefined
-        ? { name: 'ringbuf', status: 'ok', detail: 'bpftool: map_type ringbuf is available' }
-        : { name: 'ringbuf', status: 'FAIL', detail: 'bpftool: map_type ringbuf is NOT available' };
-    }
   } catch {
-    // No bpftool, or not allowed to probe: judge by the kernel version below.
+    return undefined;
   }
-  const [major = 0, minor = 0] = release().split(/[.-]/).map(Number);
-  const ok = major > 5 || (major === 5 && minor >= 8);
+}
+
+/** Judged by the kernel's version where bpftool could not say. */
+function byVersion(name: string, major: number, minor: number, need: string): Check {
+  const [releaseMajor = 0, releaseMinor = 0] = release().split(/[.-]/).map(Number);
+  const ok = releaseMajor > major || (releaseMajor === major && releaseMinor >= minor);
   return {
-    name: 'ringbuf',
+    name,
     status: ok ? 'ok' : 'FAIL',
-    detail: `kernel ${release()}${ok ? '' : ': BPF ring buffers need Linux 5.8 or later'}`,
+    detail: `kernel ${release()}${ok ? '' : `: ${need} Linux ${String(major)}.${String(minor)} or later`}`,
   };
+}
+
+function ringbuf(probe: string | undefined): Check {
+  const line = probe === undefined ? null : /^eBPF map_type ringbuf is (NOT )?available$/m.exec(probe);
+  if (line === null) return byVersion('ringbuf', 5, 8, 'BPF ring buffers need');
+  return line[1] === undefined
+    ? { name: 'ringbuf', status: 'ok', detail: 'bpftool: map_type ringbuf is available' }
+    : { name: 'ringbuf', status: 'FAIL', detail: 'bpftool: map_type ringbuf is NOT available' };
+}
+
+/** The CUDA probes learn which entry point fired from their uprobe's attach cookie; the loader stops without them. */
+function cookies(probe: string | undefined): Check {
+  const helpers =
+    probe === undefined ? null : /^eBPF helpers supported for program type kprobe:\n((?:\t- .*\n)+)/m.exec(probe);
+  if (helpers === null) return byVersion('cookies', 5, 15, 'uprobe attach cookies (the CUDA probes) need');
+  return helpers[1]?.includes('\t- bpf_get_attach_cookie\n') === true
+    ? { name: 'cookies', status: 'ok', detail: 'bpftool: kprobe programs have bpf_get_attach_cookie' }
+    : {
+        name: 'cookies',
+        status: 'FAIL',
+        detail: 'bpftool: kprobe programs have no bpf_get_attach_cookie (Linux 5.15): the CUDA probes cannot load',
+      };
 }
 
 function loader(): Check {
@@ -309,11 +332,13 @@ export function doctor(argv: string[]): number {
     return 0;
   }
   const pids = (values.pid ?? []).map((pid) => positiveInteger('--pid', pid));
+  const probe = featureProbe();
   const checks = [
     privileges(),
     btf(),
     tracefs(),
-    ringbuf(),
+    ringbuf(probe),
+    cookies(probe),
     loader(),
     ...pids.map(cudaOf),
     ...(values.gpu === true ? gpuProcesses() : []),

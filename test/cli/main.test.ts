@@ -1,10 +1,35 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { test } from 'node:test';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
 import { packageRoot } from '../../src/install.js';
 
 // The installed command (package.json "bin"): its exit status and output are node's own.
 const causeway = (...args: string[]) => spawnSync(`${packageRoot}bin/causeway`, args, { encoding: 'utf8' });
+
+/** `causeway doctor` where `bpftool feature probe` lists these helpers for kprobe programs. */
+function doctorWithKprobeHelpers(t: TestContext, helpers: string[]) {
+  const bin = mkdtempSync(join(tmpdir(), 'causeway-bpftool-'));
+  t.after(() => {
+    rmSync(bin, { recursive: true, force: true });
+  });
+  const probe = [
+    'eBPF map_type ringbuf is available',
+    'eBPF helpers supported for program type kprobe:',
+    ...helpers.map((helper) => `\t- ${helper}`),
+    '',
+    'eBPF helpers supported for program type sched_cls:',
+    '\t- bpf_get_attach_cookie',
+  ].join('\n');
+  writeFileSync(join(bin, 'bpftool'), `#!/bin/sh\nprintf '%s\\n' '${probe}'\n`);
+  chmodSync(join(bin, 'bpftool'), 0o755);
+  return spawnSync(`${packageRoot}bin/causeway`, ['doctor'], {
+    encoding: 'utf8',
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` },
+  });
+}
 
 test('--help lists the commands', () => {
   const run = causeway('--help');
@@ -43,13 +68,24 @@ test('bad arguments fail with exit code 2, one clear line and a pointer to --hel
   }
 });
 
+test('doctor fails a kernel whose kprobe programs lack bpf_get_attach_cookie, which the CUDA probes read', (t) => {
+  const without = doctorWithKprobeHelpers(t, ['bpf_map_lookup_elem', 'bpf_ringbuf_reserve']);
+  assert.equal(without.status, 1, without.stdout);
+  assert.match(
+    without.stdout,
+    /^FAIL cookies +bpftool: kprobe programs have no bpf_get_attach_cookie \(Linux 5\.15\)/m,
+  );
+  const withIt = doctorWithKprobeHelpers(t, ['bpf_map_lookup_elem', 'bpf_get_attach_cookie']);
+  assert.match(withIt.stdout, /^ok +cookies +bpftool: kprobe programs have bpf_get_attach_cookie$/m);
+});
+
 test('doctor reports one line per check, and a missing pid as a failure', () => {
   const run = causeway('doctor', '--pid', '1073741823');
   assert.equal(run.status, 1);
   const lines = run.stdout.trimEnd().split('\n');
   assert.deepEqual(
     lines.map((line) => line.split(/\s+/)[1]),
-    ['privileges', 'btf', 'tracefs', 'ringbuf', 'loader', 'pid'],
+    ['privileges', 'btf', 'tracefs', 'ringbuf', 'cookies', 'loader', 'pid'],
   );
-  assert.match(lines[5] ?? '', /^FAIL pid 1073741823 +cannot read \/proc\/1073741823\/maps: ENOENT/);
+  assert.match(lines[6] ?? '', /^FAIL pid 1073741823 +cannot read \/proc\/1073741823\/maps: ENOENT/);
 });

@@ -194,7 +194,7 @@ test('causeway doctor passes in the image with the documented privileges', { tim
   const tag = builtImage(t);
   const doctor = run(podman, ['run', '--rm', '--no-healthcheck', ...runtimeFlags(), ...PRIVILEGES, tag, 'doctor']);
   assert.equal(doctor.status, 0, output(doctor));
-  for (const check of ['privileges', 'btf', 'tracefs', 'ringbuf', 'loader'])
+  for (const check of ['privileges', 'btf', 'tracefs', 'ringbuf', 'cookies', 'loader'])
     assert.match(doctor.stdout, new RegExp(`^ok +${check} `, 'm'));
   assert.match(
     doctor.stdout,
