@@ -1,7 +1,7 @@
 // Metadata of the processes that events come from, read from /proc once per pid and kept
 // in a bounded cache. A process may have exited by the time its events are decoded: then
 // whatever could not be read is left out.
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { Lru } from './lru.js';
 
 export interface ProcessInfo {
@@ -51,6 +51,18 @@ function readOr<T>(read: () => T): T | undefined {
   }
 }
 
+/**
+ * The executable as a thread of the process sees it: a process whose main thread ended first
+ * (pthread_exit) lives on in its other threads, but its own exe link is gone with that thread.
+ */
+function threadExecutable(dir: string): string | undefined {
+  for (const tid of readOr(() => readdirSync(`${dir}/task`)) ?? []) {
+    const executable = readOr(() => readlinkSync(`${dir}/task/${tid}/exe`));
+    if (executable !== undefined) return executable;
+  }
+  return undefined;
+}
+
 export class ProcessTable {
   private readonly cache: Lru<number, ProcessInfo>;
 
@@ -80,7 +92,7 @@ export class ProcessTable {
     const info: ProcessInfo = { pid };
     const comm = readOr(() => readFileSync(`${dir}/comm`, 'utf8').trimEnd());
     if (comm !== undefined) info.comm = comm;
-    const executable = readOr(() => readlinkSync(`${dir}/exe`));
+    const executable = readOr(() => readlinkSync(`${dir}/exe`)) ?? threadExecutable(dir);
     if (executable !== undefined) info.executable = executable;
     const cgroup = readOr(() => readFileSync(`${dir}/cgroup`, 'utf8'));
     const containerId = cgroup === undefined ? undefined : parseContainerId(cgroup);
