@@ -3,10 +3,10 @@
  * Process lifecycle, for the filter itself: children of followed processes
  * are followed from their fork, exits leave the filter, and every exec is
  * reported so the loader can follow by comm and look for a CUDA runtime linked
- * into the new program. A followed or GPU process's exit (its last thread's) is reported too, so it
- * leaves the sidecar's list of followed pids (a new process given its pid is
- * followed again from its spans) and the loader's of GPU processes; other exits
- * are not (there are too many to ship).
+ * into the new program. A followed or GPU process's exit (its last thread's) is
+ * reported too, so it leaves the sidecar's list of followed pids (a new process
+ * given its pid is followed again from its spans) and the loader's of GPU
+ * processes; other exits are not (there are too many to ship).
  *
  * And the mapping of a CUDA library's code by any process (and of any code by a followed process,
  * where the loader looks for an OpenTelemetry thread context), at exec or at a dlopen

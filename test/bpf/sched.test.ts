@@ -75,8 +75,8 @@ test('a process whose main thread ends first stays followed until its last threa
   await settle();
   await capture.stop();
 
-  // The victim sleeps once an iteration, every one of them after the main thread's exit, which
-  // took the process out of the probes' filter when an exit was its leader's.
+  // The victim sleeps once an iteration, every time after the main thread's exit: before, that
+  // exit counted as the process's and took it out of the probes' filter.
   const sleeps = capture.of('sched.blocked', (e) => e.tid === truth.tid);
   assert.ok(sleeps.length >= 0.9 * truth.iterations, `${sleeps.length} sleeps of ${truth.iterations} recorded`);
 });
