@@ -25,6 +25,7 @@
 #include "filter.h"
 #include "frames.h"
 #include "gpu_processes.h"
+#include "process_dir.h"
 #include "thread_ctx.h"
 
 #define MAX_FILES_SEEN 4096
@@ -153,12 +154,14 @@ static bool is_cuda_library(const char *path)
 
 void scan_process(__u32 pid, enum cw_gpu_process how)
 {
-	char maps[64], line[PATH_MAX + 256], path[PATH_MAX + 64], exe[PATH_MAX];
+	char dir[64], maps[80], line[PATH_MAX + 256], path[PATH_MAX + 96], exe[PATH_MAX];
 	ssize_t len;
 	int library;
 	FILE *f;
 
-	snprintf(maps, sizeof(maps), "/proc/%u/maps", pid);
+	if (!process_dir(pid, dir, sizeof(dir)))
+		return;
+	snprintf(maps, sizeof(maps), "%s/maps", dir);
 	f = fopen(maps, "re");
 	if (!f)
 		return;
@@ -171,13 +174,13 @@ void scan_process(__u32 pid, enum cw_gpu_process how)
 		if (!is_cuda_library(file))
 			continue;
 		/* Through the process's root, so libraries inside containers resolve. */
-		snprintf(path, sizeof(path), "/proc/%u/root%s", pid, file);
+		snprintf(path, sizeof(path), "%s/root%s", dir, file);
 		library = probe_cuda_file(path, file, pid, false);
 		if (library >= 0)
 			gpu_process_uses(pid, library, how);
 	}
 	fclose(f);
-	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
+	snprintf(path, sizeof(path), "%s/exe", dir);
 	len = readlink(path, exe, sizeof(exe) - 1);
 	if (len <= 0)
 		return; /* a kernel thread, or gone */
@@ -189,11 +192,13 @@ void scan_process(__u32 pid, enum cw_gpu_process how)
 
 void check_executable(__u32 pid)
 {
-	char path[64], exe[PATH_MAX];
+	char dir[64], path[80], exe[PATH_MAX];
 	ssize_t len;
 	int library;
 
-	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
+	if (!process_dir(pid, dir, sizeof(dir)))
+		return;
+	snprintf(path, sizeof(path), "%s/exe", dir);
 	len = readlink(path, exe, sizeof(exe) - 1);
 	if (len <= 0)
 		return;

@@ -15,6 +15,7 @@
 #include "causeway.h"
 #include "filter.h"
 #include "frames.h"
+#include "process_dir.h"
 
 #define MAX_COMMS 32
 
@@ -125,23 +126,12 @@ void read_thread_ctx(void)
 	push_settings();
 }
 
-/* Whether process pid runs: it has a /proc entry and is no zombie (its exit has happened). */
+/* Whether process pid runs: some thread of it does (its exit has not happened). */
 static bool runs(__u32 pid)
 {
-	char path[32], stat[512], *paren;
-	FILE *f;
-	size_t n;
+	char dir[64];
 
-	snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-	f = fopen(path, "r");
-	if (!f)
-		return false;
-	n = fread(stat, 1, sizeof(stat) - 1, f);
-	fclose(f);
-	stat[n] = '\0';
-	/* The state follows the command's name, which may itself hold parentheses. */
-	paren = strrchr(stat, ')');
-	return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+	return process_dir(pid, dir, sizeof(dir));
 }
 
 void follow(__u32 pid, bool on)

@@ -18,7 +18,7 @@
  * of them), elf_symbols.c (function symbols), names.c (kernel names the probes could not
  * read), stub_names.c (kernels registered before the probes, named from their symbols),
  * stats.c (the STATS frame), commands.c (stdin), thread_ctx.c (where processes publish their
- * active span).
+ * active span), process_dir.c (where a process whose main thread ended is read).
  */
 #include <errno.h>
 #include <getopt.h>

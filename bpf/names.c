@@ -17,6 +17,7 @@
 
 #include "frames.h"
 #include "names.h"
+#include "process_dir.h"
 #include "stats.h"
 
 #define PART (CW_NAME_LEN - 1)
@@ -31,18 +32,21 @@ static __u32 mem_pid;
 
 static ssize_t read_memory(__u32 pid, char *buf, size_t size, __u64 address)
 {
-	char path[64];
+	char dir[64], path[80];
 	ssize_t n = -1;
 
 	for (int attempt = 0; attempt < 2 && n <= 0; attempt++) {
 		if (mem_fd < 0 || mem_pid != pid || attempt) {
 			if (mem_fd >= 0)
 				close(mem_fd);
-			snprintf(path, sizeof(path), "/proc/%u/mem", pid);
-			mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+			mem_fd = -1;
 			mem_pid = pid;
-			if (mem_fd < 0)
+			if (!process_dir(pid, dir, sizeof(dir)))
 				return -1; /* the process is gone */
+			snprintf(path, sizeof(path), "%s/mem", dir);
+			mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (mem_fd < 0)
+				return -1;
 		}
 		n = pread(mem_fd, buf, size, (off_t)address);
 	}

@@ -57,8 +57,9 @@ export interface LoaderOptions {
 /**
  * When process `pid` started (clock ticks after boot, /proc/PID/stat), if it runs: undefined when
  * it has no /proc entry or is a zombie (one that has exited and not been reaped: its exit, which
- * takes it out of the kernel's followed table, has happened). A pid with another start time than
- * before is another process.
+ * takes it out of the kernel's followed table, has happened). A zombie main thread with other
+ * threads (it called pthread_exit) is a process that runs on in them. A pid with another start
+ * time than before is another process.
  */
 export function startTime(pid: number): string | undefined {
   let stat: string;
@@ -70,7 +71,17 @@ export function startTime(pid: number): string | undefined {
   // The fields after the command's name (which may itself hold parentheses): the state, then
   // the 19th after it is the start time.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
+  const exited = fields[0] === 'X' || (fields[0] === 'Z' && threads(pid) <= 1);
+  return exited ? undefined : fields[19];
+}
+
+/** Threads of process `pid` not yet released, the main thread's included (0: gone). */
+function threads(pid: number): number {
+  try {
+    return Number(/^Threads:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
 }
 
 /** Exit code with which the loader says it cannot run (not root, no BTF, ...). */

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { packageRoot } from '../../src/install.js';
 import type { Frame } from '../../src/kernel/frames.js';
 import { Loader, MAX_FOLLOWED, startTime, type LoaderMessage } from '../../src/kernel/loader.js';
 import { FrameType } from '../../src/kernel/record.js';
@@ -182,6 +183,19 @@ test('a zombie, exited and not reaped, does not run; this process does, started 
   const parents = Number(startTime(parent.pid ?? 0));
   assert.ok(Number.isInteger(ours) && Number.isInteger(parents) && ours > 0 && parents >= ours, `${ours} ${parents}`);
   assert.equal(startTime(process.pid), String(ours), 'the same while it runs');
+});
+
+test('a process whose main thread ended runs on in its other threads, with the start time it had', async (t) => {
+  const victim = spawn(`${packageRoot}test/fixtures/build/workloads/cpu_victim`, ['--leader-exits', '--seconds', '3'], {
+    stdio: 'ignore',
+  });
+  t.after(() => victim.kill());
+  const pid = victim.pid ?? 0;
+  const started = startTime(pid);
+  for (let i = 0; i < 100 && !/\) Z /.test(readFileSync(`/proc/${String(pid)}/stat`, 'latin1')); i++) await sleep(20);
+  assert.match(readFileSync(`/proc/${String(pid)}/stat`, 'latin1'), /\) Z /, 'the main thread ended');
+  assert.ok(started !== undefined);
+  assert.equal(startTime(pid), started);
 });
 
 test('past MAX_FOLLOWED processes, the one followed longest ago is unfollowed first, and counted', async () => {
