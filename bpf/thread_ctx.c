@@ -32,6 +32,7 @@
 #include "elf_symbols.h"
 #include "filter.h"
 #include "frames.h"
+#include "process_dir.h"
 #include "thread_ctx.h"
 
 #define SYMBOL "otel_thread_ctx_v1"
@@ -144,8 +145,11 @@ static struct file_seen *seen_file(__u32 major, __u32 minor, __u64 ino)
 	return NULL;
 }
 
-/* The file, looked at through the process's root (so files inside containers resolve); NULL past the limit. */
-static struct file_seen *look_at(__u32 pid, __u32 major, __u32 minor, __u64 ino, const char *path)
+/*
+ * The file, looked at through the root of the process whose /proc directory is dir (so files
+ * inside containers resolve); NULL past the limit.
+ */
+static struct file_seen *look_at(const char *dir, __u32 major, __u32 minor, __u64 ino, const char *path)
 {
 	struct file_seen *f = seen_file(major, minor, ino);
 	char through_root[PATH_MAX + 64];
@@ -162,7 +166,7 @@ static struct file_seen *look_at(__u32 pid, __u32 major, __u32 minor, __u64 ino,
 	}
 	f = &files[nfiles++];
 	*f = (struct file_seen){ .major = major, .minor = minor, .ino = ino };
-	snprintf(through_root, sizeof(through_root), "/proc/%u/root%s", pid, path);
+	snprintf(through_root, sizeof(through_root), "%s/root%s", dir, path);
 	f->exports = elf_tls_symbol(through_root, SYMBOL, &f->tls);
 	return f;
 }
@@ -170,11 +174,13 @@ static struct file_seen *look_at(__u32 pid, __u32 major, __u32 minor, __u64 ino,
 /* The GOT slot's value: the variable's offset from the thread pointer, 0 before ld.so wrote it. */
 static bool read_slot(__u32 pid, __u64 slot, __s64 *offset)
 {
-	char mem[64];
+	char dir[64], mem[80];
 	int fd;
 	bool ok;
 
-	snprintf(mem, sizeof(mem), "/proc/%u/mem", pid);
+	if (!process_dir(pid, dir, sizeof(dir)))
+		return false;
+	snprintf(mem, sizeof(mem), "%s/mem", dir);
 	fd = open(mem, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
@@ -230,18 +236,18 @@ static void resolve(__u32 pid, const struct file_seen *f, __u64 start, bool exec
  */
 static void scan(__u32 pid, bool only, __u32 major, __u32 minor, __u64 ino)
 {
-	char path[64], exe[PATH_MAX], line[PATH_MAX + 256];
+	char dir[64], path[80], exe[PATH_MAX], line[PATH_MAX + 256];
 	ssize_t len;
 	FILE *maps;
 
-	if (map_fd < 0 || has_offset(pid))
+	if (map_fd < 0 || has_offset(pid) || !process_dir(pid, dir, sizeof(dir)))
 		return;
-	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
+	snprintf(path, sizeof(path), "%s/exe", dir);
 	len = readlink(path, exe, sizeof(exe) - 1);
 	if (len <= 0)
 		return; /* a kernel thread, or gone */
 	exe[len] = 0;
-	snprintf(path, sizeof(path), "/proc/%u/maps", pid);
+	snprintf(path, sizeof(path), "%s/maps", dir);
 	maps = fopen(path, "re");
 	if (!maps)
 		return;
@@ -262,7 +268,7 @@ static void scan(__u32 pid, bool only, __u32 major, __u32 minor, __u64 ino)
 		file[strcspn(file, "\n")] = 0;
 		if (*file != '/')
 			continue;
-		f = look_at(pid, maj, min, inode, file);
+		f = look_at(dir, maj, min, inode, file);
 		if (f && f->exports == 1) {
 			resolve(pid, f, start, !strcmp(file, exe), file);
 			break;
