@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { loaderPath } from '../install.js';
 import { FrameReader } from '../kernel/frames.js';
 import { GpuProcesses } from '../kernel/gpu-processes.js';
+import { runningThreadDir } from '../kernel/processes.js';
 import { parseMessage } from '../kernel/loader.js';
 import { FrameType } from '../kernel/record.js';
 import { definesFunction } from '../kernel/symbols.js';
@@ -244,14 +245,21 @@ const CUDA_LIBRARY = /\/(libcudart\.so[^/]*|libcuda\.so[^/]*)$/;
 
 function cudaOf(pid: number): Check {
   const name = `pid ${pid}`;
+  // A process whose main thread ended has no maps or exe of its own: a running thread has them.
+  let dir = `/proc/${pid}`;
   let maps: string;
   try {
-    maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
+    maps = readFileSync(`${dir}/maps`, 'utf8');
+    const thread = maps === '' ? runningThreadDir(dir) : undefined;
+    if (thread !== undefined) {
+      dir = thread;
+      maps = readFileSync(`${dir}/maps`, 'utf8');
+    }
   } catch (error) {
     return {
       name,
       status: 'FAIL',
-      detail: `cannot read /proc/${pid}/maps: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      detail: `cannot read ${dir}/maps: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
     };
   }
   const libraries = new Set(
@@ -264,8 +272,8 @@ function cudaOf(pid: number): Check {
   let exe: string;
   let linksStatically: boolean;
   try {
-    exe = readlinkSync(`/proc/${pid}/exe`);
-    linksStatically = definesFunction(`/proc/${pid}/exe`, 'cudaLaunchKernel');
+    exe = readlinkSync(`${dir}/exe`);
+    linksStatically = definesFunction(`${dir}/exe`, 'cudaLaunchKernel');
   } catch (error) {
     return {
       name,

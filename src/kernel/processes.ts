@@ -52,15 +52,24 @@ function readOr<T>(read: () => T): T | undefined {
 }
 
 /**
- * The executable as a thread of the process sees it: a process whose main thread ended first
- * (pthread_exit) lives on in its other threads, but its own exe link is gone with that thread.
+ * The /proc directory of a running thread of the process whose directory is `dir`: a process
+ * whose main thread ended first (pthread_exit) lives on in its other threads, while its own
+ * maps and exe went with the main thread.
  */
-function threadExecutable(dir: string): string | undefined {
+export function runningThreadDir(dir: string): string | undefined {
   for (const tid of readOr(() => readdirSync(`${dir}/task`)) ?? []) {
-    const executable = readOr(() => readlinkSync(`${dir}/task/${tid}/exe`));
-    if (executable !== undefined) return executable;
+    const stat = readOr(() => readFileSync(`${dir}/task/${tid}/stat`, 'latin1'));
+    // The state follows the command's name, which may itself hold parentheses.
+    const state = stat?.[stat.lastIndexOf(')') + 2];
+    if (state !== undefined && state !== 'Z' && state !== 'X') return `${dir}/task/${tid}`;
   }
   return undefined;
+}
+
+/** The executable as a running thread of the process sees it, its own exe link gone with its main thread. */
+function threadExecutable(dir: string): string | undefined {
+  const thread = runningThreadDir(dir);
+  return thread === undefined ? undefined : readOr(() => readlinkSync(`${thread}/exe`));
 }
 
 export class ProcessTable {

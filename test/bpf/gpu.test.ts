@@ -6,12 +6,10 @@
 // kernels registered before capture started, in another user's process, named by the loader
 // for a capture that holds no capability, and those it cannot name counted.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { MS, earlier, later, toMs } from '../../src/correlate/time.js';
 import { loaderPid } from '../cli/sidecar.js';
 import * as A from '../../src/semconv/attributes.js';
@@ -22,6 +20,7 @@ import {
   USER,
   credentials,
   durationMs,
+  gpuProcessWithoutMainThread,
   installForUser,
   kernelAvailable,
   monotonicNs,
@@ -475,23 +474,16 @@ test('doctor --gpu lists the running GPU processes with the library each uses', 
 
 test('doctor --gpu lists a GPU process whose main thread ended while its other threads run', async (t) => {
   if (!kernelAvailable(t)) return;
-  // The main thread maps the runtime, starts a thread and ends: /proc/PID is then a zombie's,
-  // its maps empty and its exe gone, while the process runs on.
-  const program = [
-    'import ctypes, threading, time',
-    `ctypes.CDLL(${JSON.stringify(SIM_CUDART)})`,
-    'threading.Thread(target=time.sleep, args=(30,)).start()',
-    'print("started", flush=True)',
-    'ctypes.CDLL(None).pthread_exit(None)',
-  ].join('\n');
-  const app = spawn('python3', ['-c', program], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.after(() => app.kill('SIGKILL'));
-  await once(app.stdout, 'data');
-  const stat = `/proc/${String(app.pid)}/stat`;
-  for (let i = 0; i < 100 && !/\) Z /.test(readFileSync(stat, 'latin1')); i++) await sleep(20);
-  assert.match(readFileSync(stat, 'latin1'), /\) Z /, 'the main thread ended');
-
+  const pid = await gpuProcessWithoutMainThread(t);
   const doctor = spawnSync(process.execPath, [CLI, 'doctor', '--gpu'], { encoding: 'utf8' });
-  const line = doctor.stdout.split('\n').find((l) => new RegExp(`^ok +gpu ${String(app.pid)} `).test(l));
-  assert.ok(line?.endsWith(`python3: ${SIM_CUDART}`), `pid ${String(app.pid)} is not listed:\n${doctor.stdout}`);
+  const line = doctor.stdout.split('\n').find((l) => new RegExp(`^ok +gpu ${String(pid)} `).test(l));
+  assert.ok(line?.endsWith(`python3: ${SIM_CUDART}`), `pid ${String(pid)} is not listed:\n${doctor.stdout}`);
+});
+
+test('doctor --pid finds the CUDA runtime of a process whose main thread ended', async (t) => {
+  if (!kernelAvailable(t)) return;
+  const pid = await gpuProcessWithoutMainThread(t);
+  const doctor = spawnSync(process.execPath, [CLI, 'doctor', '--pid', String(pid)], { encoding: 'utf8' });
+  const line = doctor.stdout.split('\n').find((l) => new RegExp(`^ok +pid ${String(pid)} `).test(l));
+  assert.ok(line?.endsWith(` CUDA libraries: ${SIM_CUDART}`), doctor.stdout);
 });

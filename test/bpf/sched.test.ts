@@ -1,9 +1,7 @@
 // Scheduler probes, for real: CPU hogs pinned beside a victim make the victim wait in the run
 // queue, and each wait names the tasks that held the CPU meanwhile, by their time on it.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { explainTrace } from '../../src/correlate/explain.js';
 import * as A from '../../src/semconv/attributes.js';
 import { appSpan, ids, storeWith } from '../store/traces.js';
@@ -11,6 +9,7 @@ import {
   durationMs,
   kernelAvailable,
   kernelEventOf,
+  mainThreadEnded,
   monotonicNs,
   settle,
   startCapture,
@@ -86,9 +85,7 @@ test('a process whose main thread ends first stays followed until its last threa
 test('a process whose main thread has ended can still be followed by its pid', async (t) => {
   if (!kernelAvailable(t)) return;
   const victim = startWorkload('cpu_victim', ['--seconds', '2', '--leader-exits']);
-  const stat = `/proc/${String(victim.pid)}/stat`;
-  for (let i = 0; i < 100 && !/\) Z /.test(readFileSync(stat, 'latin1')); i++) await sleep(20);
-  assert.match(readFileSync(stat, 'latin1'), /\) Z /, 'the main thread ended');
+  await mainThreadEnded(victim.pid);
   // Followed once the main thread is a zombie: before, the loader took the process for exited.
   const capture = await startCapture(t, ['--pid', String(victim.pid), '--reduce-window-ms', '0']);
   const truth = (await victim.truth) as { tid: number };

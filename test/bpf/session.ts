@@ -4,6 +4,7 @@
 // that a test needing root and BTF fails in CI when it cannot run instead of skipping.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
 import {
   chmodSync,
   copyFileSync,
@@ -20,6 +21,7 @@ import { release, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LOADER_FILE_CAPABILITIES } from '../../src/cli/doctor.js';
 import type { KernelEvent } from '../../src/kernel/events.js';
 
@@ -287,3 +289,30 @@ export function privateGpu(t: TestContext): Record<string, string> {
 
 /** Lets the last events of a workload travel through the ring and the decoder. */
 export const settle = (ms = 300) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until the main thread of process `pid` has ended: its /proc/PID is then a zombie's. */
+export async function mainThreadEnded(pid: number): Promise<void> {
+  const stat = `/proc/${String(pid)}/stat`;
+  for (let i = 0; i < 100 && !/\) Z /.test(readFileSync(stat, 'latin1')); i++) await sleep(20);
+  assert.match(readFileSync(stat, 'latin1'), /\) Z /, `the main thread of ${String(pid)} did not end`);
+}
+
+/**
+ * A process that maps the simulated CUDA runtime, starts a thread and ends its main thread
+ * (pthread_exit): /proc/PID is then a zombie's, its maps empty and its exe gone, while the
+ * process runs on. Its pid; killed when the test ends.
+ */
+export async function gpuProcessWithoutMainThread(t: TestContext): Promise<number> {
+  const program = [
+    'import ctypes, threading, time',
+    `ctypes.CDLL(${JSON.stringify(SIM_CUDART)})`,
+    'threading.Thread(target=time.sleep, args=(30,)).start()',
+    'print("started", flush=True)',
+    'ctypes.CDLL(None).pthread_exit(None)',
+  ].join('\n');
+  const app = spawn('python3', ['-c', program], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => app.kill('SIGKILL'));
+  await once(app.stdout, 'data');
+  await mainThreadEnded(app.pid ?? 0);
+  return app.pid ?? 0;
+}

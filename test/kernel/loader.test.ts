@@ -8,6 +8,7 @@ import { packageRoot } from '../../src/install.js';
 import type { Frame } from '../../src/kernel/frames.js';
 import { Loader, MAX_FOLLOWED, startTime, type LoaderMessage } from '../../src/kernel/loader.js';
 import { FrameType } from '../../src/kernel/record.js';
+import { mainThreadEnded } from '../bpf/session.js';
 import { fakeLoader } from './fake-loader.js';
 
 /** A supervised fake loader; the pids the tests make up run (since the same time), unless `started` is /proc's `startTime`. */
@@ -192,8 +193,7 @@ test('a process whose main thread ended runs on in its other threads, with the s
   t.after(() => victim.kill());
   const pid = victim.pid ?? 0;
   const started = startTime(pid);
-  for (let i = 0; i < 100 && !/\) Z /.test(readFileSync(`/proc/${String(pid)}/stat`, 'latin1')); i++) await sleep(20);
-  assert.match(readFileSync(`/proc/${String(pid)}/stat`, 'latin1'), /\) Z /, 'the main thread ended');
+  await mainThreadEnded(pid);
   assert.ok(started !== undefined);
   assert.equal(startTime(pid), started);
 });

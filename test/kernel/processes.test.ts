@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { readlinkSync, realpathSync } from 'node:fs';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../../src/install.js';
 import { ProcessTable, parseContainerId, parseNsPid } from '../../src/kernel/processes.js';
+import { mainThreadEnded } from '../bpf/session.js';
 
 const ID = 'a'.repeat(12) + '0123456789abcdef'.repeat(3) + 'b'.repeat(4);
 
@@ -19,12 +19,7 @@ test("a process whose main thread ended first is described by its other threads'
   const program = realpathSync(`${packageRoot}test/fixtures/build/workloads/cpu_victim`);
   const victim = spawn(program, ['--leader-exits', '--seconds', '3'], { stdio: 'ignore' });
   t.after(() => victim.kill());
-  const status = `/proc/${String(victim.pid)}/status`;
-  // The main thread is a zombie once it has ended; the victim thread runs on.
-  for (let waited = 0; !/^State:\s+Z/m.test(readFileSync(status, 'utf8')); waited += 20) {
-    assert.ok(waited < 2_000, 'the main thread did not end');
-    await sleep(20);
-  }
+  await mainThreadEnded(victim.pid ?? 0);
   assert.equal(new ProcessTable().get(victim.pid ?? 0).executable, program);
 });
 
