@@ -152,22 +152,25 @@ static bool is_cuda_library(const char *path)
 	return !strncmp(base, "libcudart.so", 12) || !strncmp(base, "libcuda.so", 10);
 }
 
-void scan_process(__u32 pid, enum cw_gpu_process how)
+/*
+ * Probes the CUDA libraries that dir/maps lists, dir being process pid's /proc directory; false
+ * when it lists nothing: gone, a kernel thread, or a main thread that has ended.
+ */
+static bool scan_maps(__u32 pid, const char *dir, enum cw_gpu_process how)
 {
-	char dir[64], maps[80], line[PATH_MAX + 256], path[PATH_MAX + 96], exe[PATH_MAX];
-	ssize_t len;
+	char maps[80], line[PATH_MAX + 256], path[PATH_MAX + 96];
+	bool listed = false;
 	int library;
 	FILE *f;
 
-	if (!process_dir(pid, dir, sizeof(dir)))
-		return;
 	snprintf(maps, sizeof(maps), "%s/maps", dir);
 	f = fopen(maps, "re");
 	if (!f)
-		return;
+		return false;
 	while (fgets(line, sizeof(line), f)) {
 		char *file = strchr(line, '/');
 
+		listed = true;
 		if (!file)
 			continue;
 		file[strcspn(file, "\n")] = 0;
@@ -180,10 +183,23 @@ void scan_process(__u32 pid, enum cw_gpu_process how)
 			gpu_process_uses(pid, library, how);
 	}
 	fclose(f);
+	return listed;
+}
+
+void scan_process(__u32 pid, enum cw_gpu_process how)
+{
+	char dir[64], path[PATH_MAX + 96], exe[PATH_MAX];
+	ssize_t len;
+	int library;
+
+	/* Every process on the node at start: process_dir's read of its state only where the maps are empty. */
+	snprintf(dir, sizeof(dir), "/proc/%u", pid);
+	if (!scan_maps(pid, dir, how) && (!process_dir(pid, dir, sizeof(dir)) || !scan_maps(pid, dir, how)))
+		return; /* a kernel thread, or gone */
 	snprintf(path, sizeof(path), "%s/exe", dir);
 	len = readlink(path, exe, sizeof(exe) - 1);
 	if (len <= 0)
-		return; /* a kernel thread, or gone */
+		return;
 	exe[len] = 0;
 	library = probe_cuda_file(path, exe, pid, true);
 	if (library >= 0)
@@ -196,10 +212,13 @@ void check_executable(__u32 pid)
 	ssize_t len;
 	int library;
 
-	if (!process_dir(pid, dir, sizeof(dir)))
-		return;
-	snprintf(path, sizeof(path), "%s/exe", dir);
+	/* At every exec on the node: the thread that exec'd is the main thread now, read at once. */
+	snprintf(path, sizeof(path), "/proc/%u/exe", pid);
 	len = readlink(path, exe, sizeof(exe) - 1);
+	if (len <= 0 && process_dir(pid, dir, sizeof(dir))) { /* its main thread has ended since */
+		snprintf(path, sizeof(path), "%s/exe", dir);
+		len = readlink(path, exe, sizeof(exe) - 1);
+	}
 	if (len <= 0)
 		return;
 	exe[len] = 0;

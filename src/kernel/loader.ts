@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { loaderPath } from '../install.js';
 import { FrameReader, type Frame } from './frames.js';
 import { Lru } from './lru.js';
+import { runningThreadDir, statFields } from './processes.js';
 import { FrameType } from './record.js';
 
 export interface LoaderMessage {
@@ -68,20 +69,10 @@ export function startTime(pid: number): string | undefined {
   } catch {
     return undefined;
   }
-  // The fields after the command's name (which may itself hold parentheses): the state, then
-  // the 19th after it is the start time.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const exited = fields[0] === 'X' || (fields[0] === 'Z' && threads(pid) <= 1);
+  // The state, then the 19th field after it is the start time.
+  const fields = statFields(stat);
+  const exited = fields[0] === 'X' || (fields[0] === 'Z' && runningThreadDir(`/proc/${pid}`) === undefined);
   return exited ? undefined : fields[19];
-}
-
-/** Threads of process `pid` not yet released, the main thread's included (0: gone). */
-function threads(pid: number): number {
-  try {
-    return Number(/^Threads:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1] ?? 0);
-  } catch {
-    return 0;
-  }
 }
 
 /** Exit code with which the loader says it cannot run (not root, no BTF, ...). */

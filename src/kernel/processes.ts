@@ -51,6 +51,11 @@ function readOr<T>(read: () => T): T | undefined {
   }
 }
 
+/** The fields of a /proc stat line after the command's name (which may itself hold parentheses): the state first. */
+export function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /**
  * The /proc directory of a running thread of the process whose directory is `dir`: a process
  * whose main thread ended first (pthread_exit) lives on in its other threads, while its own
@@ -59,8 +64,7 @@ function readOr<T>(read: () => T): T | undefined {
 export function runningThreadDir(dir: string): string | undefined {
   for (const tid of readOr(() => readdirSync(`${dir}/task`)) ?? []) {
     const stat = readOr(() => readFileSync(`${dir}/task/${tid}/stat`, 'latin1'));
-    // The state follows the command's name, which may itself hold parentheses.
-    const state = stat?.[stat.lastIndexOf(')') + 2];
+    const state = stat === undefined ? undefined : statFields(stat)[0];
     if (state !== undefined && state !== 'Z' && state !== 'X') return `${dir}/task/${tid}`;
   }
   return undefined;

@@ -9,7 +9,7 @@ import {
   durationMs,
   kernelAvailable,
   kernelEventOf,
-  mainThreadEnded,
+  untilZombie,
   monotonicNs,
   settle,
   startCapture,
@@ -85,7 +85,7 @@ test('a process whose main thread ends first stays followed until its last threa
 test('a process whose main thread has ended can still be followed by its pid', async (t) => {
   if (!kernelAvailable(t)) return;
   const victim = startWorkload('cpu_victim', ['--seconds', '2', '--leader-exits']);
-  await mainThreadEnded(victim.pid);
+  await untilZombie(victim.pid);
   // Followed once the main thread is a zombie: before, the loader took the process for exited.
   const capture = await startCapture(t, ['--pid', String(victim.pid), '--reduce-window-ms', '0']);
   const truth = (await victim.truth) as { tid: number };

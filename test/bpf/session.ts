@@ -290,11 +290,14 @@ export function privateGpu(t: TestContext): Record<string, string> {
 /** Lets the last events of a workload travel through the ring and the decoder. */
 export const settle = (ms = 300) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Waits until the main thread of process `pid` has ended: its /proc/PID is then a zombie's. */
-export async function mainThreadEnded(pid: number): Promise<void> {
+/**
+ * Waits until /proc/PID shows a zombie: a process that exited and was not reaped, or one whose
+ * main thread ended while its other threads run on.
+ */
+export async function untilZombie(pid: number): Promise<void> {
   const stat = `/proc/${String(pid)}/stat`;
-  for (let i = 0; i < 100 && !/\) Z /.test(readFileSync(stat, 'latin1')); i++) await sleep(20);
-  assert.match(readFileSync(stat, 'latin1'), /\) Z /, `the main thread of ${String(pid)} did not end`);
+  for (let i = 0; i < 250 && !/\) Z /.test(readFileSync(stat, 'latin1')); i++) await sleep(20);
+  assert.match(readFileSync(stat, 'latin1'), /\) Z /, `${String(pid)} is not a zombie`);
 }
 
 /**
@@ -313,6 +316,6 @@ export async function gpuProcessWithoutMainThread(t: TestContext): Promise<numbe
   const app = spawn('python3', ['-c', program], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => app.kill('SIGKILL'));
   await once(app.stdout, 'data');
-  await mainThreadEnded(app.pid ?? 0);
+  await untilZombie(app.pid ?? 0);
   return app.pid ?? 0;
 }

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { packageRoot } from '../../src/install.js';
 import type { Frame } from '../../src/kernel/frames.js';
 import { Loader, MAX_FOLLOWED, startTime, type LoaderMessage } from '../../src/kernel/loader.js';
 import { FrameType } from '../../src/kernel/record.js';
-import { mainThreadEnded } from '../bpf/session.js';
+import { untilZombie } from '../bpf/session.js';
 import { fakeLoader } from './fake-loader.js';
 
 /** A supervised fake loader; the pids the tests make up run (since the same time), unless `started` is /proc's `startTime`. */
@@ -174,8 +174,7 @@ test('a zombie, exited and not reaped, does not run; this process does, started 
   t.after(() => parent.kill());
   const [line] = (await once(parent.stdout, 'data')) as [Buffer];
   const zombie = Number(line.toString().trim());
-  for (let i = 0; i < 250 && !/\) Z /.test(readFileSync(`/proc/${String(zombie)}/stat`, 'latin1')); i++)
-    await sleep(20);
+  await untilZombie(zombie);
   assert.ok(existsSync(`/proc/${String(zombie)}`));
   assert.equal(startTime(zombie), undefined);
   assert.equal(startTime(spawnSync('true').pid), undefined);
@@ -193,7 +192,7 @@ test('a process whose main thread ended runs on in its other threads, with the s
   t.after(() => victim.kill());
   const pid = victim.pid ?? 0;
   const started = startTime(pid);
-  await mainThreadEnded(pid);
+  await untilZombie(pid);
   assert.ok(started !== undefined);
   assert.equal(startTime(pid), started);
 });

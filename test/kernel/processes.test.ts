@@ -4,7 +4,7 @@ import { readlinkSync, realpathSync } from 'node:fs';
 import { test } from 'node:test';
 import { packageRoot } from '../../src/install.js';
 import { ProcessTable, parseContainerId, parseNsPid } from '../../src/kernel/processes.js';
-import { mainThreadEnded } from '../bpf/session.js';
+import { untilZombie } from '../bpf/session.js';
 
 const ID = 'a'.repeat(12) + '0123456789abcdef'.repeat(3) + 'b'.repeat(4);
 
@@ -19,7 +19,7 @@ test("a process whose main thread ended first is described by its other threads'
   const program = realpathSync(`${packageRoot}test/fixtures/build/workloads/cpu_victim`);
   const victim = spawn(program, ['--leader-exits', '--seconds', '3'], { stdio: 'ignore' });
   t.after(() => victim.kill());
-  await mainThreadEnded(victim.pid ?? 0);
+  await untilZombie(victim.pid ?? 0);
   assert.equal(new ProcessTable().get(victim.pid ?? 0).executable, program);
 });
 
